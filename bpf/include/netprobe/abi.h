@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * NetProbe kernel <-> user-space ABI.
+ *
+ * Every map key, map value and enum shared by the BPF programs and the C++
+ * library lives here, in plain C with fixed-width types and explicit padding.
+ * Both sides include this one header; static_asserts at the bottom pin sizes
+ * and offsets so a layout change fails the build on both sides at once.
+ * Versioning rule: append fields, never reorder; mark retired fields reserved.
+ */
+#ifndef NETPROBE_ABI_H
+#define NETPROBE_ABI_H
+
+#ifdef __BPF__
+/* vmlinux.h already provides __u8 ... __u64 for BPF programs. */
+#else
+#include <linux/types.h>
+#include <stddef.h>
+#endif
+
+#define NP_ABI_VERSION 1
+
+/* Traffic direction, as the spec's tc_device_key.direction: 0=ingress, 1=egress. */
+enum np_direction {
+	NP_DIR_INGRESS = 0,
+	NP_DIR_EGRESS = 1,
+	NP_DIR_MAX = 2,
+};
+
+/* Protocol classes counted in packet_stats (one packet can count in several:
+ * e.g. an 802.1Q-tagged IPv4/TCP first fragment counts in VLAN, IPV4, TCP, FRAGMENT). */
+enum np_proto_class {
+	NP_PROTO_IPV4 = 0,
+	NP_PROTO_IPV6,
+	NP_PROTO_ARP,
+	NP_PROTO_OTHER_L3,
+	NP_PROTO_TCP,
+	NP_PROTO_UDP,
+	NP_PROTO_ICMP,
+	NP_PROTO_ICMPV6,
+	NP_PROTO_OTHER_L4,
+	NP_PROTO_VLAN,     /* carried at least one 802.1Q/802.1ad tag */
+	NP_PROTO_MPLS,     /* carried an MPLS label stack */
+	NP_PROTO_FRAGMENT, /* IPv4 or IPv6 fragment (first or later) */
+	NP_PROTO_MAX,
+};
+
+/* Why a packet was counted as malformed. A malformed packet is counted in the
+ * interface counters but never creates or updates a flow. */
+enum np_malformed_reason {
+	NP_MAL_NONE = 0,
+	NP_MAL_TRUNCATED_ETH,
+	NP_MAL_TRUNCATED_VLAN,
+	NP_MAL_TOO_MANY_VLAN,   /* more tags than the parser follows */
+	NP_MAL_TRUNCATED_MPLS,
+	NP_MAL_MPLS_TOO_DEEP,   /* label stack deeper than the parser follows */
+	NP_MAL_MPLS_BAD_PAYLOAD,/* bottom of stack, payload neither IPv4 nor IPv6 */
+	NP_MAL_TRUNCATED_IPV4,
+	NP_MAL_IPV4_BAD_IHL,    /* IHL < 5 */
+	NP_MAL_IPV4_BAD_LENGTH, /* total length < header length or > frame */
+	NP_MAL_IPV4_BAD_VERSION,
+	NP_MAL_TRUNCATED_IPV6,
+	NP_MAL_IPV6_BAD_LENGTH, /* payload length > frame */
+	NP_MAL_IPV6_BAD_VERSION,
+	NP_MAL_TRUNCATED_IPV6_EXT,
+	NP_MAL_IPV6_EXT_TOO_MANY, /* longer extension-header chain than the parser follows */
+	NP_MAL_TRUNCATED_TCP,
+	NP_MAL_TCP_BAD_DOFF,    /* data offset < 5 */
+	NP_MAL_TRUNCATED_UDP,
+	NP_MAL_UDP_BAD_LENGTH,
+	NP_MAL_TRUNCATED_ICMP,
+	NP_MAL_REASON_MAX,
+};
+
+/* Failures counted in-kernel, exported as netprobe_map_update_errors_total{map}. */
+enum np_map_id {
+	NP_MAP_TC_DEVICE_STATS = 0,
+	NP_MAP_FLOW_STATS,
+	NP_MAP_FRAG_TRACK,
+	NP_MAP_XDP_DEVICE_STATS,
+	NP_MAP_ID_MAX,
+};
+
+/* Parser limits (bounded loops). */
+#define NP_MAX_VLAN_TAGS 2
+#define NP_MAX_MPLS_LABELS 8
+#define NP_MAX_IPV6_EXT_HDRS 8
+
+/* tc_device_stats key: the spec's tc_device_key with stat_type folded into the
+ * value (packets and bytes travel together, so one lookup per packet, not two). */
+struct tc_device_key {
+	__u32 ifindex;
+	__u32 direction; /* enum np_direction */
+};
+
+/* A packets/bytes pair: the value of tc_device_stats, packet_stats,
+ * xdp_device_stats (all per-CPU; user space sums the CPUs). */
+struct np_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* IP addresses are 16 bytes; IPv4 is stored IPv4-mapped (::ffff:a.b.c.d) so one
+ * key type serves both families. */
+union np_addr {
+	__u8 v6[16];
+	__u32 v6_32[4];
+	struct {
+		__u32 pad[3];
+		__u32 v4; /* network byte order */
+	} v4m;
+};
+
+/* flow_stats key: the spec's 5-tuple widened for IPv6, plus where it was seen. */
+struct flow_key {
+	union np_addr src_ip;
+	union np_addr dst_ip;
+	__u16 src_port;  /* host byte order; 0 for protocols without ports */
+	__u16 dst_port;  /* host byte order */
+	__u8 proto;      /* IPPROTO_* */
+	__u8 family;     /* 4 or 6 */
+	__u8 direction;  /* enum np_direction */
+	__u8 reserved;
+	__u32 ifindex;
+};
+
+/* flow_stats map value (per-CPU: user space sums packets/bytes, takes min first_seen,
+ * max last_seen and ORs the TCP flags). Times are bpf_ktime_get_ns(). */
+struct np_flow_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
+	__u8 tcp_flags; /* OR of every TCP flags byte seen (FIN=0x01 ... CWR=0x80) */
+	__u8 reserved[7];
+};
+
+/* frag_track map key: identifies the fragments of one datagram so later fragments
+ * (which carry no L4 header) can be attributed to their flow's ports. */
+struct np_frag_key {
+	union np_addr src_ip;
+	union np_addr dst_ip;
+	__u32 id;    /* IPv4 identification (16 bits) or IPv6 fragment id */
+	__u8 proto;
+	__u8 family;
+	__u16 reserved;
+};
+
+struct np_frag_ports {
+	__u16 src_port;
+	__u16 dst_port;
+};
+
+#ifdef __cplusplus
+#define NP_STATIC_ASSERT static_assert
+#else
+#define NP_STATIC_ASSERT _Static_assert
+#endif
+
+#define NP_OFFSETOF(t, m) __builtin_offsetof(t, m)
+
+NP_STATIC_ASSERT(sizeof(struct tc_device_key) == 8, "tc_device_key size");
+NP_STATIC_ASSERT(sizeof(struct np_counter) == 16, "np_counter size");
+NP_STATIC_ASSERT(sizeof(union np_addr) == 16, "np_addr size");
+NP_STATIC_ASSERT(sizeof(struct flow_key) == 44, "flow_key size");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct flow_key, dst_ip) == 16, "flow_key.dst_ip");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct flow_key, src_port) == 32, "flow_key.src_port");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct flow_key, proto) == 36, "flow_key.proto");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct flow_key, direction) == 38, "flow_key.direction");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct flow_key, ifindex) == 40, "flow_key.ifindex");
+NP_STATIC_ASSERT(sizeof(struct np_flow_stats) == 40, "flow_stats size");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_flow_stats, tcp_flags) == 32, "flow_stats.tcp_flags");
+NP_STATIC_ASSERT(sizeof(struct np_frag_key) == 40, "frag_key size");
+NP_STATIC_ASSERT(sizeof(struct np_frag_ports) == 4, "frag_ports size");
+
+#endif /* NETPROBE_ABI_H */

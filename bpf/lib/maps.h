@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Maps of the datapath programs, and the helpers that update them. Map types are
+ * chosen for the per-packet cost:
+ *  - counters indexed by a small dense enum are PERCPU_ARRAY: the lookup is
+ *    inlined by the JIT and the increment needs no atomic;
+ *  - counters keyed by interface are PERCPU_HASH: ifindex values are sparse, and
+ *    per-CPU values avoid atomics and cache-line bouncing between CPUs;
+ *  - flow_stats is PERCPU_HASH (not LRU): user space reads *and deletes* it every
+ *    collect interval (BPF_MAP_LOOKUP_AND_DELETE_BATCH) and keeps the cumulative
+ *    totals, so the kernel table only holds the flows of one interval, nothing is
+ *    silently evicted, and a full table is an insert failure we count. It is
+ *    BPF_F_NO_PREALLOC so a deleted element is freed after an RCU grace period
+ *    instead of being recycled under a program still updating it.
+ */
+#ifndef NETPROBE_MAPS_H
+#define NETPROBE_MAPS_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <netprobe/abi.h>
+
+#define NP_EEXIST 17
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, struct tc_device_key);
+	__type(value, struct np_counter);
+	__uint(max_entries, 4096);
+} tc_device_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, __u32); /* ifindex */
+	__type(value, struct np_counter);
+	__uint(max_entries, 4096);
+} xdp_device_stats SEC(".maps");
+
+/* index: direction * NP_PROTO_MAX + enum np_proto_class */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct np_counter);
+	__uint(max_entries, NP_DIR_MAX * NP_PROTO_MAX);
+} packet_stats SEC(".maps");
+
+/* index: direction * NP_MAL_REASON_MAX + enum np_malformed_reason */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, NP_DIR_MAX * NP_MAL_REASON_MAX);
+} malformed_stats SEC(".maps");
+
+/* index: enum np_map_id; failed inserts (the packet is still counted everywhere
+ * else, only the per-key record is missing) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, NP_MAP_ID_MAX);
+} map_errors SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, struct flow_key);
+	__type(value, struct np_flow_stats);
+	__uint(max_entries, 65536); /* user space may resize before load */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} flow_stats SEC(".maps");
+
+/* First fragment's ports, so later fragments join their flow. LRU: an entry is
+ * only useful for the lifetime of one datagram; old ones may be evicted freely. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct np_frag_key);
+	__type(value, struct np_frag_ports);
+	__uint(max_entries, 8192);
+} frag_track SEC(".maps");
+
+static __always_inline void np_count_map_error(__u32 map_id)
+{
+	__u64 *v = bpf_map_lookup_elem(&map_errors, &map_id);
+	if (v)
+		*v += 1;
+}
+
+/* Add one packet to a per-CPU packets/bytes counter keyed in a hash map,
+ * creating the entry on first use. */
+static __always_inline void np_counter_add(void *map, const void *key, __u64 len, __u32 map_id)
+{
+	struct np_counter *c = bpf_map_lookup_elem(map, key);
+	if (c) {
+		c->packets += 1;
+		c->bytes += len;
+		return;
+	}
+	struct np_counter init = { .packets = 1, .bytes = len };
+	long err = bpf_map_update_elem(map, key, &init, BPF_NOEXIST);
+	if (err == -NP_EEXIST) { /* another CPU created it first */
+		c = bpf_map_lookup_elem(map, key);
+		if (c) {
+			c->packets += 1;
+			c->bytes += len;
+			return;
+		}
+	}
+	if (err)
+		np_count_map_error(map_id);
+}
+
+#endif /* NETPROBE_MAPS_H */

@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* NetProbe datapath: XDP (driver-level receive counters) and TC ingress/egress
+ * (interface, protocol, malformed and per-flow accounting). All programs return
+ * "pass": NetProbe observes, it never changes the packet's fate. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <netprobe/abi.h>
+#include "parse.h"
+#include "maps.h"
+
+#define NP_TC_ACT_UNSPEC (-1) /* tcx: continue with the next program; clsact: default action */
+#define NP_XDP_PASS 2
+#define NP_PULL_MAX 512
+
+/* Set by user space before load. */
+const volatile __u32 np_enable_flows = 1;
+
+static __always_inline void np_count_protocols(__u32 dir, __u32 mask, __u64 len)
+{
+#pragma unroll
+	for (__u32 cls = 0; cls < NP_PROTO_MAX; cls++) {
+		if (!(mask & (1u << cls)))
+			continue;
+		__u32 idx = dir * NP_PROTO_MAX + cls;
+		struct np_counter *c = bpf_map_lookup_elem(&packet_stats, &idx);
+		if (c) {
+			c->packets += 1;
+			c->bytes += len;
+		}
+	}
+}
+
+static __always_inline void np_count_malformed(__u32 dir, __u32 reason)
+{
+	__u32 idx = dir * NP_MAL_REASON_MAX + reason;
+	if (idx >= NP_DIR_MAX * NP_MAL_REASON_MAX)
+		return;
+	__u64 *v = bpf_map_lookup_elem(&malformed_stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void np_frag_key(struct np_frag_key *fk, const struct np_packet *pkt)
+{
+	__builtin_memcpy(&fk->src_ip, &pkt->key.src_ip, sizeof(fk->src_ip));
+	__builtin_memcpy(&fk->dst_ip, &pkt->key.dst_ip, sizeof(fk->dst_ip));
+	fk->id = pkt->frag_id;
+	fk->proto = pkt->key.proto;
+	fk->family = pkt->key.family;
+	fk->reserved = 0;
+}
+
+/* First fragments remember their ports; later fragments borrow them. A later
+ * fragment whose first fragment was not seen (reordering, loss) keeps ports 0. */
+static __always_inline void np_track_fragment(struct np_packet *pkt)
+{
+	struct np_frag_key fk;
+	np_frag_key(&fk, pkt);
+	if (pkt->frag == NP_FRAG_FIRST) {
+		struct np_frag_ports fp = { .src_port = pkt->key.src_port, .dst_port = pkt->key.dst_port };
+		if (bpf_map_update_elem(&frag_track, &fk, &fp, BPF_ANY))
+			np_count_map_error(NP_MAP_FRAG_TRACK);
+		return;
+	}
+	struct np_frag_ports *fp = bpf_map_lookup_elem(&frag_track, &fk);
+	if (fp) {
+		pkt->key.src_port = fp->src_port;
+		pkt->key.dst_port = fp->dst_port;
+	}
+}
+
+static __always_inline void np_flow_add(struct np_flow_stats *fs, __u64 len, __u8 flags, __u64 now)
+{
+	fs->packets += 1;
+	fs->bytes += len;
+	if (!fs->first_seen_ns)
+		fs->first_seen_ns = now; /* first packet of this flow on this CPU */
+	fs->last_seen_ns = now;
+	fs->tcp_flags |= flags;
+}
+
+static __always_inline void np_account_flow(struct np_packet *pkt, __u64 len)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct np_flow_stats *fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
+	if (fs) {
+		np_flow_add(fs, len, pkt->tcp_flags, now);
+		return;
+	}
+	struct np_flow_stats init = {
+		.packets = 1,
+		.bytes = len,
+		.first_seen_ns = now,
+		.last_seen_ns = now,
+		.tcp_flags = pkt->tcp_flags,
+	};
+	long err = bpf_map_update_elem(&flow_stats, &pkt->key, &init, BPF_NOEXIST);
+	if (err == -NP_EEXIST) {
+		fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
+		if (fs) {
+			np_flow_add(fs, len, pkt->tcp_flags, now);
+			return;
+		}
+	}
+	if (err)
+		np_count_map_error(NP_MAP_FLOW_STATS);
+}
+
+/* Parse the skb into pkt. A global (non-inlined) function: the verifier checks it
+ * once on its own instead of once per call site and per path of the caller, which
+ * keeps the programs far below the complexity limit. */
+__attribute__((noinline)) int np_parse_skb(struct __sk_buff *skb, struct np_packet *pkt)
+{
+	if (!pkt)
+		return NP_MAL_NONE;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	return np_parse_frame(data, data_end, pkt);
+}
+
+static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir)
+{
+	__u64 len = skb->len;
+	__u32 ifindex = skb->ifindex;
+	struct tc_device_key dkey = { .ifindex = ifindex, .direction = dir };
+
+	np_counter_add(&tc_device_stats, &dkey, len, NP_MAP_TC_DEVICE_STATS);
+
+	struct np_packet pkt = {};
+	int reason = np_parse_skb(skb, &pkt);
+
+	/* Headers may sit beyond the linear part of a non-linear skb: pull and
+	 * parse again before calling the packet truncated. */
+	if (reason != NP_MAL_NONE && (__u64)(skb->data_end - skb->data) < len) {
+		__u32 want = len < NP_PULL_MAX ? len : NP_PULL_MAX;
+		if (bpf_skb_pull_data(skb, want) == 0) {
+			__builtin_memset(&pkt, 0, sizeof(pkt));
+			reason = np_parse_skb(skb, &pkt);
+		}
+	}
+
+	np_count_protocols(dir, pkt.proto_mask, len);
+	if (reason != NP_MAL_NONE) {
+		np_count_malformed(dir, reason);
+		return NP_TC_ACT_UNSPEC;
+	}
+	if (!np_enable_flows || !pkt.has_l3)
+		return NP_TC_ACT_UNSPEC;
+
+	if (pkt.frag != NP_FRAG_NONE)
+		np_track_fragment(&pkt);
+	pkt.key.ifindex = ifindex;
+	pkt.key.direction = dir;
+	np_account_flow(&pkt, len);
+	return NP_TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int netprobe_tc_in(struct __sk_buff *skb)
+{
+	return np_tc_handle(skb, NP_DIR_INGRESS);
+}
+
+SEC("tc")
+int netprobe_tc_eg(struct __sk_buff *skb)
+{
+	return np_tc_handle(skb, NP_DIR_EGRESS);
+}
+
+SEC("xdp")
+int netprobe_xdp(struct xdp_md *ctx)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	__u64 len = (__u64)(ctx->data_end - ctx->data);
+	np_counter_add(&xdp_device_stats, &ifindex, len, NP_MAP_XDP_DEVICE_STATS);
+	return NP_XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

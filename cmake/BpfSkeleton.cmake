@@ -1,0 +1,32 @@
+# netprobe_bpf_skeleton(NAME SOURCE): compile a BPF C program with clang (CO-RE,
+# -Wall -Werror) and generate NAME.skel.h with bpftool; the skeleton embeds the
+# object, so nothing is read from disk at run time. Creates target NAME_skel.
+find_program(BPF_CLANG clang REQUIRED)
+find_program(BPFTOOL bpftool PATHS /usr/sbin /usr/local/sbin REQUIRED)
+set(NETPROBE_BPF_OUT_DIR ${CMAKE_BINARY_DIR}/bpf)
+file(MAKE_DIRECTORY ${NETPROBE_BPF_OUT_DIR})
+set(NETPROBE_VMLINUX_H ${NETPROBE_BPF_OUT_DIR}/vmlinux.h)
+set(NETPROBE_VMLINUX_BTF /sys/kernel/btf/vmlinux CACHE FILEPATH "BTF used to generate vmlinux.h")
+add_custom_command(OUTPUT ${NETPROBE_VMLINUX_H}
+  COMMAND ${BPFTOOL} btf dump file ${NETPROBE_VMLINUX_BTF} format c > ${NETPROBE_VMLINUX_H}.tmp
+  COMMAND ${CMAKE_COMMAND} -E rename ${NETPROBE_VMLINUX_H}.tmp ${NETPROBE_VMLINUX_H}
+  COMMENT "Generating vmlinux.h from ${NETPROBE_VMLINUX_BTF}")
+
+function(netprobe_bpf_skeleton name src)
+  set(obj ${NETPROBE_BPF_OUT_DIR}/${name}.bpf.o)
+  set(skel ${NETPROBE_BPF_OUT_DIR}/${name}.skel.h)
+  file(GLOB bpf_headers ${CMAKE_SOURCE_DIR}/bpf/lib/*.h ${CMAKE_SOURCE_DIR}/bpf/include/netprobe/*.h)
+  add_custom_command(OUTPUT ${obj}
+    COMMAND ${BPF_CLANG} -g -O2 -target bpf -D__TARGET_ARCH_x86 -D__BPF__
+            -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+            -I${NETPROBE_BPF_OUT_DIR} -I${CMAKE_SOURCE_DIR}/bpf/include -I${CMAKE_SOURCE_DIR}/bpf/lib
+            -c ${src} -o ${obj}
+    DEPENDS ${src} ${bpf_headers} ${NETPROBE_VMLINUX_H}
+    COMMENT "BPF ${name}")
+  add_custom_command(OUTPUT ${skel}
+    COMMAND ${BPFTOOL} gen skeleton ${obj} name ${name}_bpf > ${skel}.tmp
+    COMMAND ${CMAKE_COMMAND} -E rename ${skel}.tmp ${skel}
+    DEPENDS ${obj}
+    COMMENT "BPF skeleton ${name}")
+  add_custom_target(${name}_skel DEPENDS ${skel})
+endfunction()

@@ -1,0 +1,181 @@
+// netprobe-agent: wires options -> Manager -> TCCollector -> metrics::Server,
+// follows interfaces over netlink, and detaches everything on SIGINT/SIGTERM.
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+
+#include <netprobe/collector/tc_collector.hpp>
+#include <netprobe/ebpf/interfaces.hpp>
+#include <netprobe/ebpf/manager.hpp>
+#include <netprobe/metrics/server.hpp>
+#include <netprobe/util/capabilities.hpp>
+#include <netprobe/util/duration.hpp>
+#include <netprobe/util/logging.hpp>
+
+#include "options.hpp"
+
+namespace {
+
+using netprobe::agent::AgentOptions;
+
+int fatal(const std::string& msg, int code = 1) {
+    std::fprintf(stderr, "netprobe-agent: %s\n", msg.c_str());
+    return code;
+}
+
+bool wanted(const AgentOptions& o, const netprobe::ebpf::InterfaceInfo& i) {
+    if (!o.interfaces.empty()) return std::find(o.interfaces.begin(), o.interfaces.end(), i.name) != o.interfaces.end();
+    return i.up && !i.loopback;
+}
+
+class Agent {
+public:
+    explicit Agent(AgentOptions o) : opts_(std::move(o)) {}
+
+    int run() {
+        if (auto missing = netprobe::util::missingCapabilities(); !missing.empty()) {
+            std::string list;
+            for (const auto& c : missing) list += (list.empty() ? "" : ", ") + c;
+            return fatal("missing capability " + list + " (run as root or grant " + list + ")");
+        }
+        // Subscribe before listing, so no interface change in between is missed.
+        auto watcher = netprobe::ebpf::LinkWatcher::open();
+        if (!watcher) return fatal(watcher.error().what());
+        auto ifaces = netprobe::ebpf::listInterfaces();
+        if (!ifaces) return fatal(ifaces.error().what());
+        for (const auto& name : opts_.interfaces) {
+            bool found = std::any_of(ifaces->begin(), ifaces->end(), [&](const auto& i) { return i.name == name; });
+            if (!found) return fatal("unknown interface \"" + name + "\"");
+        }
+
+        netprobe::ebpf::ManagerOptions mo;
+        mo.xdp_mode = opts_.xdp_mode;
+        mo.tc_mode = opts_.tc_mode;
+        mo.flow_table_size = opts_.flow_table_size;
+        auto manager = netprobe::ebpf::Manager::create(mo);
+        if (!manager) return fatal(manager.error().what());
+        auto& mgr = **manager;
+
+        netprobe::collector::CollectorOptions co;
+        co.interval = opts_.collect_interval;
+        co.max_flows = opts_.max_flows;
+        co.flow_idle_timeout = opts_.flow_timeout;
+        netprobe::collector::TCCollector collector(mgr, co);
+
+        auto cfg = netprobe::metrics::DefaultServerConfig();
+        cfg.port = opts_.metrics_port;
+        cfg.address = opts_.metrics_address;
+        cfg.render.top_flows = opts_.top_flows;
+        netprobe::metrics::Server server(cfg);
+        if (auto r = server.start(collector); !r) return fatal(r.error().what());
+
+        int attached = 0;
+        for (const auto& i : *ifaces) {
+            if (!wanted(opts_, i)) continue;
+            if (auto r = mgr.attachNetworkMonitor(i.name); !r) {
+                if (!opts_.interfaces.empty()) return fatal(r.error().what());
+                spdlog::warn("{}", r.error().what());
+                continue;
+            }
+            ++attached;
+        }
+        spdlog::info("netprobe-agent started: {} interface(s), collect interval {}, metrics on :{}", attached,
+                     netprobe::util::formatDuration(opts_.collect_interval), server.port());
+        if (auto r = collector.collectOnce(); !r) spdlog::warn("first collection failed: {}", r.error().what());
+        collector.start();
+
+        int rc = loop(*watcher, mgr);
+        spdlog::info("shutting down: detaching from {} interface(s)", mgr.attachments().size());
+        server.stop();
+        collector.stop();
+        mgr.detachAll();
+        return rc;
+    }
+
+private:
+    int loop(netprobe::ebpf::LinkWatcher& watcher, netprobe::ebpf::Manager& mgr) {
+        for (;;) {
+            signalfd_siginfo si{};
+            ssize_t n = ::read(sigfd_, &si, sizeof si);
+            if (n == sizeof si) {
+                spdlog::info("received signal {}", strsignal(static_cast<int>(si.ssi_signo)));
+                return 0;
+            }
+            auto events = watcher.poll(std::chrono::milliseconds(200));
+            if (!events) {
+                // Netlink overrun: resynchronise from a fresh listing.
+                spdlog::warn("{}; rescanning interfaces", events.error().what());
+                resync(mgr);
+                continue;
+            }
+            for (const auto& ev : *events) handle(ev, mgr);
+        }
+    }
+
+    void handle(const netprobe::ebpf::LinkEvent& ev, netprobe::ebpf::Manager& mgr) {
+        using Kind = netprobe::ebpf::LinkEvent::Kind;
+        if (ev.kind == Kind::Removed) {
+            mgr.forgetInterface(ev.iface.index);
+            return;
+        }
+        if (mgr.isAttached(ev.iface.index) || !wanted(opts_, ev.iface)) return;
+        if (auto r = mgr.attachNetworkMonitor(ev.iface.name); !r) spdlog::warn("{}", r.error().what());
+    }
+
+    void resync(netprobe::ebpf::Manager& mgr) {
+        auto ifaces = netprobe::ebpf::listInterfaces();
+        if (!ifaces) return;
+        std::set<std::uint32_t> present;
+        for (const auto& i : *ifaces) {
+            present.insert(i.index);
+            if (!mgr.isAttached(i.index) && wanted(opts_, i)) (void)mgr.attachNetworkMonitor(i.name);
+        }
+        for (const auto& a : mgr.attachments())
+            if (!present.contains(a.ifindex)) mgr.forgetInterface(a.ifindex);
+    }
+
+public:
+    int sigfd_ = -1;
+
+private:
+    AgentOptions opts_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    auto parsed = netprobe::agent::parseOptions(argc, argv, std::getenv("NETWORK_INTERFACE"));
+    if (!parsed.run) {
+        std::fputs(parsed.output.c_str(), parsed.exit_code ? stderr : stdout);
+        if (parsed.exit_code) std::fputc('\n', stderr);
+        return parsed.exit_code;
+    }
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
+    netprobe::util::setLogLevel(parsed.options.log_level);
+    netprobe::util::routeLibbpfLogs();
+
+    // Signals are taken synchronously by the main loop; every thread created
+    // after this inherits the blocked mask.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd < 0) return fatal(std::string("signalfd: ") + std::strerror(errno));
+    ::signal(SIGPIPE, SIG_IGN);
+
+    Agent agent(std::move(parsed.options));
+    agent.sigfd_ = sfd;
+    int rc = agent.run();
+    ::close(sfd);
+    return rc;
+}

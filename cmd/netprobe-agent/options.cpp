@@ -1,0 +1,123 @@
+#include "options.hpp"
+
+#include <CLI/CLI.hpp>
+#include <net/if.h>
+
+#include <netprobe/util/duration.hpp>
+
+#include <sstream>
+
+namespace netprobe::agent {
+
+namespace {
+
+std::vector<std::string> splitList(const std::string& s) {
+    std::vector<std::string> out;
+    std::string cur;
+    std::istringstream in(s);
+    while (std::getline(in, cur, ',')) {
+        auto b = cur.find_first_not_of(" \t");
+        auto e = cur.find_last_not_of(" \t");
+        if (b != std::string::npos) out.push_back(cur.substr(b, e - b + 1));
+    }
+    return out;
+}
+
+std::string firstLine(const std::string& s) {
+    auto n = s.find('\n');
+    return n == std::string::npos ? s : s.substr(0, n);
+}
+
+}  // namespace
+
+ParseOutcome parseOptions(int argc, const char* const* argv, const char* network_interface_env) {
+    ParseOutcome out;
+    AgentOptions& o = out.options;
+    CLI::App app{"NetProbe agent: eBPF network observability with Prometheus metrics.", "netprobe-agent"};
+    app.set_version_flag("--version", std::string("netprobe-agent ") + NETPROBE_AGENT_VERSION);
+    app.get_formatter()->column_width(34);
+
+    std::string interval = "5s", flow_timeout = "2m", filter, xdp = "auto", tc = "auto";
+    int port = 8081;
+    app.add_option("--metrics-port", port, "Port of the metrics/API HTTP server")->capture_default_str();
+    app.add_option("--metrics-address", o.metrics_address, "Address to listen on")->capture_default_str();
+    app.add_option("--collect-interval", interval, "How often to read the BPF maps (Go duration: 500ms, 5s, 1m)")
+        ->capture_default_str();
+    app.add_option("--interface-filter", filter,
+                   "Comma-separated interfaces to monitor (default: env NETWORK_INTERFACE, else every up, "
+                   "non-loopback interface, followed as they come and go)");
+    app.add_option("--xdp-mode", xdp, "XDP attachment: auto (native, else generic), native, generic, off")
+        ->capture_default_str();
+    app.add_option("--tc-mode", tc, "TC attachment: auto (tcx, else clsact), tcx, clsact")->capture_default_str();
+    app.add_option("--flow-table-size", o.flow_table_size, "Kernel flow table entries (flows per collect interval)")
+        ->capture_default_str();
+    app.add_option("--max-flows", o.max_flows, "Flows kept by the agent (least recently seen evicted beyond)")
+        ->capture_default_str();
+    app.add_option("--flow-timeout", flow_timeout, "Forget flows idle for this long (Go duration)")
+        ->capture_default_str();
+    app.add_option("--top-flows", o.top_flows, "Flows exported as Prometheus series (rest aggregated as other)")
+        ->capture_default_str();
+    app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error")->capture_default_str();
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+        out.output = app.help();
+        return out;
+    } catch (const CLI::CallForVersion&) {
+        out.output = app.version() + "\n";
+        return out;
+    } catch (const CLI::ParseError& e) {
+        out.exit_code = 2;
+        out.output = "netprobe-agent: " + firstLine(e.what()) + " (see --help)";
+        return out;
+    }
+
+    auto fail = [&](const std::string& msg) {
+        out.exit_code = 2;
+        out.output = "netprobe-agent: " + msg;
+        return out;
+    };
+    if (port < 1 || port > 65535) return fail("invalid --metrics-port " + std::to_string(port) + ": must be 1-65535");
+    o.metrics_port = static_cast<std::uint16_t>(port);
+
+    auto iv = util::parseDuration(interval);
+    if (!iv) return fail("--collect-interval: " + iv.error());
+    if (*iv < std::chrono::milliseconds(100))
+        return fail("--collect-interval " + interval + " is too short: minimum 100ms");
+    o.collect_interval = *iv;
+    auto ft = util::parseDuration(flow_timeout);
+    if (!ft) return fail("--flow-timeout: " + ft.error());
+    o.flow_timeout = *ft;
+
+    if (xdp == "auto") o.xdp_mode = ebpf::XdpMode::Auto;
+    else if (xdp == "native") o.xdp_mode = ebpf::XdpMode::Native;
+    else if (xdp == "generic") o.xdp_mode = ebpf::XdpMode::Generic;
+    else if (xdp == "off") o.xdp_mode = ebpf::XdpMode::Off;
+    else return fail("invalid --xdp-mode \"" + xdp + "\": expected auto, native, generic or off");
+    if (tc == "auto") o.tc_mode = ebpf::TcMode::Auto;
+    else if (tc == "tcx") o.tc_mode = ebpf::TcMode::Tcx;
+    else if (tc == "clsact") o.tc_mode = ebpf::TcMode::Clsact;
+    else return fail("invalid --tc-mode \"" + tc + "\": expected auto, tcx or clsact");
+
+    if (o.flow_table_size < 1 || o.flow_table_size > (1u << 24))
+        return fail("invalid --flow-table-size " + std::to_string(o.flow_table_size) + ": must be 1-16777216");
+    if (o.max_flows < 1) return fail("invalid --max-flows 0: must be at least 1");
+    if (o.top_flows > 1000) return fail("invalid --top-flows " + std::to_string(o.top_flows) + ": at most 1000");
+    static const char* levels[] = {"trace", "debug", "info", "warn", "error"};
+    if (std::find(std::begin(levels), std::end(levels), o.log_level) == std::end(levels))
+        return fail("invalid --log-level \"" + o.log_level + "\": expected trace, debug, info, warn or error");
+
+    const bool from_flag = app.count("--interface-filter") > 0;
+    std::string list = from_flag ? filter : (network_interface_env ? network_interface_env : "");
+    o.interfaces = splitList(list);
+    if (from_flag && o.interfaces.empty()) return fail("--interface-filter is empty");
+    for (const auto& n : o.interfaces) {
+        if (n.size() >= IF_NAMESIZE || n.find_first_of("/ \t:") != std::string::npos)
+            return fail("invalid interface name \"" + n + "\"");
+    }
+    out.run = true;
+    return out;
+}
+
+}  // namespace netprobe::agent

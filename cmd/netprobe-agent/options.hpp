@@ -1,0 +1,38 @@
+// Command-line and environment options of netprobe-agent (pure parsing, unit-tested).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <netprobe/ebpf/types.hpp>
+
+namespace netprobe::agent {
+
+struct AgentOptions {
+    std::uint16_t metrics_port = 8081;
+    std::string metrics_address = "0.0.0.0";
+    std::chrono::nanoseconds collect_interval = std::chrono::seconds(5);
+    std::vector<std::string> interfaces;  // empty: every up, non-loopback interface, followed
+    ebpf::XdpMode xdp_mode = ebpf::XdpMode::Auto;
+    ebpf::TcMode tc_mode = ebpf::TcMode::Auto;
+    std::uint32_t flow_table_size = 65536;
+    std::size_t max_flows = 100000;
+    std::chrono::nanoseconds flow_timeout = std::chrono::minutes(2);
+    std::size_t top_flows = 20;
+    std::string log_level = "info";
+};
+
+struct ParseOutcome {
+    bool run = false;      // false: print output and exit with exit_code
+    int exit_code = 0;
+    std::string output;    // help/version text (stdout) or one-line error (stderr)
+    AgentOptions options;
+};
+
+// argv as given to main; network_interface_env is getenv("NETWORK_INTERFACE")
+// (used when --interface-filter is absent).
+[[nodiscard]] ParseOutcome parseOptions(int argc, const char* const* argv, const char* network_interface_env);
+
+}  // namespace netprobe::agent

@@ -1,0 +1,68 @@
+// netprobe::ebpf::Manager - the spec's eBPF manager: loads the embedded datapath
+// programs, attaches them to interfaces (XDP + TC ingress/egress), and reads maps.
+//
+//   auto m = netprobe::ebpf::Manager::create();      // Result<std::unique_ptr<Manager>>
+//   if (!m) { /* m.error().what() */ }
+//   (*m)->attachNetworkMonitor("eth0");
+//   auto stats = (*m)->getNetworkStats();
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <netprobe/ebpf/types.hpp>
+#include <netprobe/util/error.hpp>
+
+namespace netprobe::ebpf {
+
+struct ManagerOptions {
+    XdpMode xdp_mode = XdpMode::Auto;  // Auto: native, falling back to generic
+    TcMode tc_mode = TcMode::Auto;     // Auto: tcx links, falling back to clsact
+    std::uint32_t flow_table_size = 65536;  // kernel flow entries per collect interval
+    bool enable_flows = true;
+};
+
+struct AttachInfo {
+    std::string ifname;
+    std::uint32_t ifindex = 0;
+    std::string xdp;  // "native", "generic", "off" or "failed: <reason>"
+    std::string tc;   // "tcx" or "clsact"
+};
+
+class Manager {
+public:
+    // Loads the datapath (nothing attached yet). Fails with a clear error when the
+    // process lacks privileges or the kernel lacks a needed feature.
+    [[nodiscard]] static Result<std::unique_ptr<Manager>> create(ManagerOptions options = {});
+    ~Manager();
+    Manager(const Manager&) = delete;
+    Manager& operator=(const Manager&) = delete;
+
+    // Attaches XDP and TC ingress/egress to the interface. Attaching twice is a no-op.
+    Result<AttachInfo> attachNetworkMonitor(std::string_view ifname);
+    // Detaches everything from the interface and forgets its counters.
+    Result<void> detachNetworkMonitor(std::string_view ifname);
+    // Forgets an interface the kernel already removed (its links are gone with it).
+    void forgetInterface(std::uint32_t ifindex);
+    void detachAll();
+    [[nodiscard]] std::vector<AttachInfo> attachments() const;
+    [[nodiscard]] bool isAttached(std::uint32_t ifindex) const;
+
+    // Cumulative counters (interfaces, protocols, malformed, map errors).
+    [[nodiscard]] Result<NetworkStats> getNetworkStats() const;
+    // Reads and deletes the kernel flow table: every flow active since the last
+    // drain, appended to out. Returns the number of flows drained.
+    Result<std::size_t> drainFlows(std::vector<FlowDelta>& out, MapReadMode mode = MapReadMode::Batch);
+    [[nodiscard]] std::uint32_t flowTableCapacity() const;
+    [[nodiscard]] const ManagerOptions& options() const;
+
+private:
+    struct Impl;
+    explicit Manager(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace netprobe::ebpf

@@ -1,0 +1,63 @@
+// Plain data read from the datapath maps. No libbpf types leak into the API.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <netprobe/abi.h>
+
+namespace netprobe::ebpf {
+
+struct Counter {
+    std::uint64_t packets = 0;
+    std::uint64_t bytes = 0;
+
+    Counter& operator+=(const Counter& o) {
+        packets += o.packets;
+        bytes += o.bytes;
+        return *this;
+    }
+    friend bool operator==(const Counter&, const Counter&) = default;
+};
+
+// Cumulative counters of one interface since the datapath was attached to it.
+struct DeviceCounters {
+    std::uint32_t ifindex = 0;
+    Counter ingress;  // TC ingress (rx)
+    Counter egress;   // TC egress (tx)
+    Counter xdp;      // XDP, driver-level receive
+};
+
+// One read of the datapath's counters (all per-CPU values summed).
+struct NetworkStats {
+    std::vector<DeviceCounters> devices;  // sorted by ifindex
+    std::array<std::array<Counter, NP_PROTO_MAX>, NP_DIR_MAX> protocols{};
+    std::array<std::array<std::uint64_t, NP_MAL_REASON_MAX>, NP_DIR_MAX> malformed{};
+    std::array<std::uint64_t, NP_MAP_ID_MAX> map_errors{};
+    std::chrono::steady_clock::time_point taken_at{};
+};
+
+// A flow's activity since the previous drain, per-CPU values merged
+// (packets/bytes summed, first_seen min, last_seen max, tcp_flags OR-ed).
+struct FlowDelta {
+    flow_key key{};
+    np_flow_stats stats{};
+};
+
+enum class XdpMode { Auto, Native, Generic, Off };
+enum class TcMode { Auto, Tcx, Clsact };
+enum class MapReadMode { Batch, PerKey };
+
+[[nodiscard]] const char* toString(XdpMode m);
+[[nodiscard]] const char* toString(TcMode m);
+
+// Names used in metrics and JSON (stable; part of the exposition contract).
+[[nodiscard]] const char* protoClassName(int cls);        // "ipv4", "tcp", "vlan", ...
+[[nodiscard]] const char* malformedReasonName(int reason); // "truncated_ipv4", ...
+[[nodiscard]] const char* mapName(int map_id);             // "flow_stats", ...
+[[nodiscard]] const char* directionName(int dir);          // "ingress" / "egress"
+
+}  // namespace netprobe::ebpf

@@ -1,0 +1,24 @@
+// Addresses as they appear in the ABI (16 bytes, IPv4 mapped) <-> text.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace netprobe::util {
+
+using Addr16 = std::array<std::uint8_t, 16>;
+
+// "198.18.0.1" for IPv4-mapped addresses, RFC 5952 text for IPv6.
+[[nodiscard]] std::string formatAddr(const Addr16& a);
+// Parses IPv4 (stored mapped) or IPv6 text.
+[[nodiscard]] std::optional<Addr16> parseAddr(std::string_view text);
+[[nodiscard]] bool isV4Mapped(const Addr16& a);
+// "tcp", "udp", "icmp", "icmpv6", "gre", ... or the number as text.
+[[nodiscard]] std::string protocolName(std::uint8_t proto);
+// Inverse of protocolName; also accepts a decimal number.
+[[nodiscard]] std::optional<std::uint8_t> parseProtocol(std::string_view name);
+
+}  // namespace netprobe::util

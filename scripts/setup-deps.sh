@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The one place that installs NetProbe's system packages (Debian 12).
+# Idempotent: it installs only what is missing, so repeated runs are cheap.
+set -euo pipefail
+
+BUILD_PKGS=(
+  build-essential cmake ninja-build pkg-config
+  clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
+  libcpp-httplib-dev libyaml-cpp-dev libssl-dev
+)
+TEST_PKGS=(
+  iproute2 iputils-ping nftables ethtool curl jq procps psmisc util-linux libcap2-bin
+  iperf3 hping3 nmap tshark netsniff-ng python3-scapy
+  prometheus
+)
+
+want=("${BUILD_PKGS[@]}")
+if [[ "${1:-}" != "--build-only" ]]; then
+  want+=("${TEST_PKGS[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "setup-deps: all ${#want[@]} packages present"
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup-deps: missing packages (${missing[*]}); run as root to install them" >&2
+  exit 1
+fi
+
+echo "setup-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# tshark asks whether non-root users may capture; answer once, non-interactively.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The prometheus package starts a system service on :9090; tests run their own server.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+  systemctl stop prometheus || true
+  systemctl disable prometheus >/dev/null 2>&1 || true
+fi
+echo "setup-deps: done"

@@ -1,0 +1,249 @@
+#include "netprobe/ebpf/manager.hpp"
+
+#include <net/if.h>
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include "ebpf/attach.hpp"
+#include "ebpf/datapath.hpp"
+
+namespace netprobe::ebpf {
+
+const char* toString(XdpMode m) {
+    switch (m) {
+        case XdpMode::Auto: return "auto";
+        case XdpMode::Native: return "native";
+        case XdpMode::Generic: return "generic";
+        case XdpMode::Off: return "off";
+    }
+    return "?";
+}
+
+const char* toString(TcMode m) {
+    switch (m) {
+        case TcMode::Auto: return "auto";
+        case TcMode::Tcx: return "tcx";
+        case TcMode::Clsact: return "clsact";
+    }
+    return "?";
+}
+
+const char* protoClassName(int cls) {
+    static constexpr const char* names[NP_PROTO_MAX] = {
+        "ipv4", "ipv6", "arp", "other_l3", "tcp", "udp", "icmp", "icmpv6", "other_l4", "vlan", "mpls", "fragment",
+    };
+    return cls >= 0 && cls < NP_PROTO_MAX ? names[cls] : "unknown";
+}
+
+const char* malformedReasonName(int reason) {
+    static constexpr const char* names[NP_MAL_REASON_MAX] = {
+        "none",
+        "truncated_ethernet",
+        "truncated_vlan",
+        "too_many_vlan_tags",
+        "truncated_mpls",
+        "mpls_stack_too_deep",
+        "mpls_unknown_payload",
+        "truncated_ipv4",
+        "ipv4_bad_ihl",
+        "ipv4_bad_length",
+        "ipv4_bad_version",
+        "truncated_ipv6",
+        "ipv6_bad_length",
+        "ipv6_bad_version",
+        "truncated_ipv6_ext",
+        "ipv6_ext_chain_too_long",
+        "truncated_tcp",
+        "tcp_bad_data_offset",
+        "truncated_udp",
+        "udp_bad_length",
+        "truncated_icmp",
+    };
+    return reason >= 0 && reason < NP_MAL_REASON_MAX ? names[reason] : "unknown";
+}
+
+const char* mapName(int map_id) {
+    static constexpr const char* names[NP_MAP_ID_MAX] = {"tc_device_stats", "flow_stats", "frag_track",
+                                                         "xdp_device_stats"};
+    return map_id >= 0 && map_id < NP_MAP_ID_MAX ? names[map_id] : "unknown";
+}
+
+const char* directionName(int dir) { return dir == NP_DIR_EGRESS ? "egress" : "ingress"; }
+
+namespace {
+// Feature state discovered on first use: the kernel either has tcx or not.
+enum class Tri { Unknown, Yes, No };
+}  // namespace
+
+struct Manager::Impl {
+    struct Iface {
+        AttachInfo info;
+        std::optional<ClsactQdisc> qdisc;  // clsact mode only; destroyed after the filters
+        std::optional<XdpAttachment> xdp;
+        TcAttachment tc_in;
+        TcAttachment tc_eg;
+    };
+
+    ManagerOptions opts;
+    Datapath dp;
+    mutable std::mutex mu;
+    std::map<std::uint32_t, Iface> ifaces;
+    Tri tcx_supported = Tri::Unknown;
+
+    Result<Iface> attachTc(std::uint32_t ifindex, Iface iface) {
+        TcMode mode = opts.tc_mode;
+        if (mode == TcMode::Auto && tcx_supported != Tri::No) {
+            auto in = TcAttachment::attach(dp.tcIngressProg(), ifindex, true, TcMode::Tcx);
+            if (in) {
+                auto eg = TcAttachment::attach(dp.tcEgressProg(), ifindex, false, TcMode::Tcx);
+                if (!eg) return std::unexpected(eg.error());
+                tcx_supported = Tri::Yes;
+                iface.tc_in = std::move(*in);
+                iface.tc_eg = std::move(*eg);
+                iface.info.tc = "tcx";
+                return iface;
+            }
+            if (in.error().code != EINVAL && in.error().code != EOPNOTSUPP) return std::unexpected(in.error());
+            tcx_supported = Tri::No;
+            spdlog::info("tcx links not supported by this kernel ({}); using clsact", in.error().what());
+        }
+        if (mode == TcMode::Tcx) {
+            auto in = TcAttachment::attach(dp.tcIngressProg(), ifindex, true, TcMode::Tcx);
+            if (!in) return std::unexpected(in.error());
+            auto eg = TcAttachment::attach(dp.tcEgressProg(), ifindex, false, TcMode::Tcx);
+            if (!eg) return std::unexpected(eg.error());
+            iface.tc_in = std::move(*in);
+            iface.tc_eg = std::move(*eg);
+            iface.info.tc = "tcx";
+            return iface;
+        }
+        auto q = ClsactQdisc::ensure(ifindex);
+        if (!q) return std::unexpected(q.error());
+        iface.qdisc.emplace(std::move(*q));
+        auto in = TcAttachment::attach(dp.tcIngressProg(), ifindex, true, TcMode::Clsact);
+        if (!in) return std::unexpected(in.error());
+        auto eg = TcAttachment::attach(dp.tcEgressProg(), ifindex, false, TcMode::Clsact);
+        if (!eg) return std::unexpected(eg.error());
+        iface.tc_in = std::move(*in);
+        iface.tc_eg = std::move(*eg);
+        iface.info.tc = "clsact";
+        return iface;
+    }
+
+    void attachXdp(std::uint32_t ifindex, Iface& iface) {
+        if (opts.xdp_mode == XdpMode::Off) {
+            iface.info.xdp = "off";
+            return;
+        }
+        std::vector<XdpMode> tries;
+        if (opts.xdp_mode == XdpMode::Auto) tries = {XdpMode::Native, XdpMode::Generic};
+        else tries = {opts.xdp_mode};
+        std::string why;
+        for (auto m : tries) {
+            auto a = XdpAttachment::attach(dp.xdpProg(), ifindex, m);
+            if (a) {
+                iface.xdp.emplace(std::move(*a));
+                iface.info.xdp = toString(m);
+                return;
+            }
+            if (!why.empty()) why += "; ";
+            why += a.error().what();
+        }
+        // XDP is an extra vantage point; TC still counts everything, so go on.
+        iface.info.xdp = "failed: " + why;
+        spdlog::warn("{}: XDP not attached ({}); TC counters unaffected", iface.info.ifname, why);
+    }
+};
+
+Manager::Manager(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Manager::~Manager() { detachAll(); }
+
+Result<std::unique_ptr<Manager>> Manager::create(ManagerOptions options) {
+    auto impl = std::make_unique<Impl>();
+    impl->opts = options;
+    auto dp = Datapath::load({options.flow_table_size, options.enable_flows});
+    if (!dp) return std::unexpected(dp.error());
+    impl->dp = std::move(*dp);
+    return std::unique_ptr<Manager>(new Manager(std::move(impl)));
+}
+
+Result<AttachInfo> Manager::attachNetworkMonitor(std::string_view ifname) {
+    std::string name(ifname);
+    unsigned idx = if_nametoindex(name.c_str());
+    if (idx == 0) return std::unexpected(makeError("unknown interface \"" + name + "\""));
+    std::lock_guard lock(impl_->mu);
+    if (auto it = impl_->ifaces.find(idx); it != impl_->ifaces.end()) return it->second.info;
+
+    if (int n = removeLeftovers(idx); n > 0)
+        spdlog::info("{}: removed {} program(s) left by a previous agent", name, n);
+
+    Impl::Iface iface;
+    iface.info.ifname = name;
+    iface.info.ifindex = idx;
+    auto tc = impl_->attachTc(idx, std::move(iface));
+    if (!tc) return std::unexpected(makeError("attach TC to " + name + ": " + tc.error().what()));
+    impl_->attachXdp(idx, *tc);
+    spdlog::info("{} (ifindex {}): attached tc={} xdp={}", name, idx, tc->info.tc, tc->info.xdp);
+    auto info = tc->info;
+    impl_->ifaces.emplace(idx, std::move(*tc));
+    return info;
+}
+
+Result<void> Manager::detachNetworkMonitor(std::string_view ifname) {
+    std::lock_guard lock(impl_->mu);
+    for (auto it = impl_->ifaces.begin(); it != impl_->ifaces.end(); ++it) {
+        if (it->second.info.ifname == ifname) {
+            auto idx = it->first;
+            impl_->ifaces.erase(it);
+            impl_->dp.forgetDevice(idx);
+            spdlog::info("{} (ifindex {}): detached", std::string(ifname), idx);
+            return {};
+        }
+    }
+    return std::unexpected(makeError("interface \"" + std::string(ifname) + "\" is not monitored"));
+}
+
+void Manager::forgetInterface(std::uint32_t ifindex) {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->ifaces.find(ifindex);
+    if (it == impl_->ifaces.end()) return;
+    spdlog::info("{} (ifindex {}): gone, forgetting it", it->second.info.ifname, ifindex);
+    impl_->ifaces.erase(it);
+    impl_->dp.forgetDevice(ifindex);
+}
+
+void Manager::detachAll() {
+    if (!impl_) return;
+    std::lock_guard lock(impl_->mu);
+    for (auto& [idx, _] : impl_->ifaces) impl_->dp.forgetDevice(idx);
+    impl_->ifaces.clear();
+}
+
+std::vector<AttachInfo> Manager::attachments() const {
+    std::lock_guard lock(impl_->mu);
+    std::vector<AttachInfo> out;
+    for (const auto& [_, i] : impl_->ifaces) out.push_back(i.info);
+    return out;
+}
+
+bool Manager::isAttached(std::uint32_t ifindex) const {
+    std::lock_guard lock(impl_->mu);
+    return impl_->ifaces.contains(ifindex);
+}
+
+Result<NetworkStats> Manager::getNetworkStats() const { return impl_->dp.readStats(); }
+
+Result<std::size_t> Manager::drainFlows(std::vector<FlowDelta>& out, MapReadMode mode) {
+    return impl_->dp.drainFlows(out, mode);
+}
+
+std::uint32_t Manager::flowTableCapacity() const { return impl_->dp.flowCapacity(); }
+
+const ManagerOptions& Manager::options() const { return impl_->opts; }
+
+}  // namespace netprobe::ebpf

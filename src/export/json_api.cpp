@@ -1,0 +1,172 @@
+#include "export/json_api.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+
+#include "netprobe/ebpf/types.hpp"
+
+namespace netprobe::metrics {
+
+namespace {
+
+template <class T>
+std::optional<T> parseUnsigned(const std::string& s, T max) {
+    unsigned long long v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ec != std::errc{} || p != s.data() + s.size() || v > max) return std::nullopt;
+    return static_cast<T>(v);
+}
+
+util::Addr16 addrOf(const np_addr& a) { return std::bit_cast<util::Addr16>(a); }
+
+}  // namespace
+
+std::string rfc3339(collector::WallTime t) {
+    using namespace std::chrono;
+    auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count();
+    std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+    return buf;
+}
+
+nlohmann::json tcpFlagNames(std::uint8_t flags) {
+    static constexpr const char* names[8] = {"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"};
+    auto out = nlohmann::json::array();
+    for (int i = 0; i < 8; ++i)
+        if (flags & (1u << i)) out.push_back(names[i]);
+    return out;
+}
+
+std::expected<FlowQuery, std::string> parseFlowQuery(const std::multimap<std::string, std::string>& params,
+                                                     std::size_t default_limit, std::size_t max_limit) {
+    FlowQuery q;
+    q.limit = default_limit;
+    auto bad = [](const std::string& k, const std::string& v, const std::string& why) {
+        return std::unexpected("invalid value \"" + v + "\" for parameter \"" + k + "\": " + why);
+    };
+    for (const auto& [k, v] : params) {
+        if (k == "interface") {
+            q.interface = v;
+        } else if (k == "direction") {
+            if (v == "ingress" || v == "rx") q.direction = NP_DIR_INGRESS;
+            else if (v == "egress" || v == "tx") q.direction = NP_DIR_EGRESS;
+            else return bad(k, v, "expected ingress or egress");
+        } else if (k == "protocol") {
+            auto p = util::parseProtocol(v);
+            if (!p) return bad(k, v, "expected a protocol name (tcp, udp, icmp, icmpv6, ...) or number 0-255");
+            q.protocol = *p;
+        } else if (k == "src_ip" || k == "dst_ip" || k == "ip") {
+            auto a = util::parseAddr(v);
+            if (!a) return bad(k, v, "expected an IPv4 or IPv6 address");
+            (k == "src_ip" ? q.src_ip : k == "dst_ip" ? q.dst_ip : q.ip) = *a;
+        } else if (k == "src_port" || k == "dst_port" || k == "port") {
+            auto p = parseUnsigned<std::uint16_t>(v, 65535);
+            if (!p) return bad(k, v, "expected a port number 0-65535");
+            (k == "src_port" ? q.src_port : k == "dst_port" ? q.dst_port : q.port) = *p;
+        } else if (k == "limit") {
+            auto l = parseUnsigned<std::size_t>(v, max_limit);
+            if (!l || *l == 0) return bad(k, v, "expected a number from 1 to " + std::to_string(max_limit));
+            q.limit = *l;
+        } else if (k == "sort") {
+            if (v == "bytes") q.sort = FlowQuery::Sort::Bytes;
+            else if (v == "packets") q.sort = FlowQuery::Sort::Packets;
+            else if (v == "rate") q.sort = FlowQuery::Sort::Rate;
+            else if (v == "last_seen") q.sort = FlowQuery::Sort::LastSeen;
+            else return bad(k, v, "expected bytes, packets, rate or last_seen");
+        } else {
+            return std::unexpected("unknown parameter \"" + k +
+                                   "\" (known: interface, direction, protocol, src_ip, dst_ip, ip, src_port, "
+                                   "dst_port, port, sort, limit)");
+        }
+    }
+    return q;
+}
+
+bool flowMatches(const collector::FlowRecord& f, const FlowQuery& q) {
+    const auto& k = f.key;
+    if (q.interface && f.interface != *q.interface) return false;
+    if (q.direction && k.direction != *q.direction) return false;
+    if (q.protocol && k.proto != *q.protocol) return false;
+    if (q.src_ip && addrOf(k.src_ip) != *q.src_ip) return false;
+    if (q.dst_ip && addrOf(k.dst_ip) != *q.dst_ip) return false;
+    if (q.ip && addrOf(k.src_ip) != *q.ip && addrOf(k.dst_ip) != *q.ip) return false;
+    if (q.src_port && k.src_port != *q.src_port) return false;
+    if (q.dst_port && k.dst_port != *q.dst_port) return false;
+    if (q.port && k.src_port != *q.port && k.dst_port != *q.port) return false;
+    return true;
+}
+
+nlohmann::json flowsJson(const collector::Snapshot& s, const FlowQuery& q) {
+    std::vector<const collector::FlowRecord*> sel;
+    for (const auto& f : s.flows)
+        if (flowMatches(f, q)) sel.push_back(&f);
+    auto by = [&](auto proj) {
+        std::stable_sort(sel.begin(), sel.end(), [&](auto* a, auto* b) { return proj(*a) > proj(*b); });
+    };
+    switch (q.sort) {
+        case FlowQuery::Sort::Bytes: by([](const auto& f) { return f.bytes; }); break;
+        case FlowQuery::Sort::Packets: by([](const auto& f) { return f.packets; }); break;
+        case FlowQuery::Sort::Rate: break;  // snapshot order: interval bytes
+        case FlowQuery::Sort::LastSeen: by([](const auto& f) { return f.last_seen; }); break;
+    }
+    const double secs = s.interval_seconds;
+    auto arr = nlohmann::json::array();
+    for (std::size_t i = 0; i < sel.size() && i < q.limit; ++i) {
+        const auto& f = *sel[i];
+        arr.push_back({
+            {"src_ip", util::formatAddr(addrOf(f.key.src_ip))},
+            {"dst_ip", util::formatAddr(addrOf(f.key.dst_ip))},
+            {"src_port", f.key.src_port},
+            {"dst_port", f.key.dst_port},
+            {"protocol", util::protocolName(f.key.proto)},
+            {"ip_version", f.key.family},
+            {"packets", f.packets},
+            {"bytes", f.bytes},
+            {"packets_rate", secs > 0 ? static_cast<double>(f.interval_packets) / secs : 0.0},
+            {"bytes_rate", secs > 0 ? static_cast<double>(f.interval_bytes) / secs : 0.0},
+            {"interface", f.interface},
+            {"ifindex", f.key.ifindex},
+            {"direction", ebpf::directionName(f.key.direction)},
+            {"first_seen", rfc3339(f.first_seen)},
+            {"last_seen", rfc3339(f.last_seen)},
+            {"tcp_flags", tcpFlagNames(f.tcp_flags)},
+        });
+    }
+    return {{"collected_at", rfc3339(s.taken_at)},
+            {"total", sel.size()},
+            {"returned", arr.size()},
+            {"flows", std::move(arr)}};
+}
+
+nlohmann::json interfacesJson(const collector::Snapshot& s) {
+    auto arr = nlohmann::json::array();
+    for (const auto& i : s.interfaces) {
+        arr.push_back({
+            {"name", i.name},
+            {"index", i.index},
+            {"ingress_packets", i.ingress_packets},
+            {"ingress_bytes", i.ingress_bytes},
+            {"egress_packets", i.egress_packets},
+            {"egress_bytes", i.egress_bytes},
+            {"ingress_packets_rate", i.ingress_packets_rate},
+            {"ingress_bytes_rate", i.ingress_bytes_rate},
+            {"egress_packets_rate", i.egress_packets_rate},
+            {"egress_bytes_rate", i.egress_bytes_rate},
+            {"xdp_packets", i.xdp_packets},
+            {"xdp_bytes", i.xdp_bytes},
+            {"tc_mode", i.tc_mode},
+            {"xdp_mode", i.xdp_mode},
+            {"last_updated", rfc3339(i.last_updated)},
+        });
+    }
+    return {{"collected_at", rfc3339(s.taken_at)}, {"interfaces", std::move(arr)}};
+}
+
+}  // namespace netprobe::metrics

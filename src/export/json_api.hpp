@@ -1,0 +1,37 @@
+// JSON views of a snapshot (/api/v1/interfaces, /api/v1/flows). Pure functions.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <expected>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "netprobe/collector/snapshot.hpp"
+#include "netprobe/util/ip.hpp"
+
+namespace netprobe::metrics {
+
+struct FlowQuery {
+    std::optional<std::string> interface;
+    std::optional<std::uint8_t> direction;
+    std::optional<std::uint8_t> protocol;
+    std::optional<util::Addr16> src_ip, dst_ip, ip;  // ip: either end
+    std::optional<std::uint16_t> src_port, dst_port, port;
+    enum class Sort { Bytes, Packets, Rate, LastSeen } sort = Sort::Bytes;
+    std::size_t limit = 100;
+};
+
+// Parses query parameters; unknown parameters and bad values are errors that
+// name the parameter (the server answers 400 with it).
+[[nodiscard]] std::expected<FlowQuery, std::string> parseFlowQuery(const std::multimap<std::string, std::string>& params,
+                                                                   std::size_t default_limit, std::size_t max_limit);
+[[nodiscard]] bool flowMatches(const collector::FlowRecord& f, const FlowQuery& q);
+[[nodiscard]] nlohmann::json flowsJson(const collector::Snapshot& s, const FlowQuery& q);
+[[nodiscard]] nlohmann::json interfacesJson(const collector::Snapshot& s);
+[[nodiscard]] std::string rfc3339(collector::WallTime t);
+[[nodiscard]] nlohmann::json tcpFlagNames(std::uint8_t flags);
+
+}  // namespace netprobe::metrics

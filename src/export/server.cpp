@@ -1,0 +1,157 @@
+#include <netprobe/metrics/server.hpp>
+
+#include <arpa/inet.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <thread>
+
+#include "export/json_api.hpp"
+
+namespace netprobe::metrics {
+
+namespace {
+
+// Binds a throw-away socket first so a failure names the real reason
+// (httplib only reports "false").
+Result<void> probeBind(const std::string& address, std::uint16_t port) {
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    int family = AF_INET;
+    if (inet_pton(AF_INET, address.c_str(), &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr) == 1) {
+        auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        len = sizeof(sockaddr_in);
+    } else if (inet_pton(AF_INET6, address.c_str(), &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr) == 1) {
+        auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        len = sizeof(sockaddr_in6);
+        family = AF_INET6;
+    } else {
+        return std::unexpected(makeError("invalid listen address \"" + address + "\""));
+    }
+    int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return std::unexpected(errnoError(errno, "socket"));
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    int r = ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len);
+    int e = errno;
+    ::close(fd);
+    if (r != 0) {
+        return std::unexpected(errnoError(
+            e, "cannot listen on " + address + ":" + std::to_string(port) + (e == EADDRINUSE ? " (port in use)" : "")));
+    }
+    return {};
+}
+
+void sendJson(httplib::Response& res, int status, const nlohmann::json& body) {
+    res.status = status;
+    res.set_content(body.dump(), "application/json");
+}
+
+void sendError(httplib::Response& res, int status, const std::string& msg) {
+    sendJson(res, status, {{"error", msg}});
+}
+
+}  // namespace
+
+struct Server::Impl {
+    ServerConfig cfg;
+    httplib::Server http;
+    std::thread thread;
+    std::uint16_t bound_port = 0;
+    collector::TCCollector* collector = nullptr;
+};
+
+Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) { impl_->cfg = std::move(config); }
+
+Server::~Server() { stop(); }
+
+std::uint16_t Server::port() const { return impl_->bound_port; }
+
+Result<void> Server::start(collector::TCCollector& collector) {
+    auto& im = *impl_;
+    if (im.thread.joinable()) return std::unexpected(makeError("metrics server already started"));
+    im.collector = &collector;
+    if (im.cfg.port != 0) {
+        if (auto r = probeBind(im.cfg.address, im.cfg.port); !r) return r;
+    }
+    auto& http = im.http;
+    const ServerConfig cfg = im.cfg;
+    auto* col = &collector;
+
+    http.Get("/metrics", [col, cfg](const httplib::Request&, httplib::Response& res) {
+        auto snap = col->latest();
+        res.set_content(renderMetrics(*snap, cfg.render), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    http.Get("/api/v1/interfaces", [col](const httplib::Request& req, httplib::Response& res) {
+        if (!req.params.empty()) return sendError(res, 400, "this endpoint takes no parameters");
+        sendJson(res, 200, interfacesJson(*col->latest()));
+    });
+    http.Get("/api/v1/flows", [col, cfg](const httplib::Request& req, httplib::Response& res) {
+        auto q = parseFlowQuery(req.params, cfg.default_flow_limit, cfg.max_flow_limit);
+        if (!q) return sendError(res, 400, q.error());
+        sendJson(res, 200, flowsJson(*col->latest(), *q));
+    });
+    http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+        res.set_content("ok\n", "text/plain");
+    });
+    http.Get("/readyz", [col](const httplib::Request&, httplib::Response& res) {
+        auto snap = col->latest();
+        if (snap->sequence == 0) {
+            res.status = 503;
+            res.set_content("not ready: no collection yet\n", "text/plain");
+            return;
+        }
+        res.set_content("ready\n", "text/plain");
+    });
+    http.Get("/", [](const httplib::Request&, httplib::Response& res) {
+        res.set_content(
+            "NetProbe agent\n/metrics\n/api/v1/interfaces\n/api/v1/flows\n/healthz\n/readyz\n", "text/plain");
+    });
+    auto notAllowed = [](const httplib::Request&, httplib::Response& res) {
+        res.set_header("Allow", "GET");
+        sendError(res, 405, "method not allowed");
+    };
+    for (const char* p : {"/metrics", "/api/v1/interfaces", "/api/v1/flows", "/healthz", "/readyz"}) {
+        http.Post(p, notAllowed);
+        http.Put(p, notAllowed);
+        http.Delete(p, notAllowed);
+        http.Patch(p, notAllowed);
+    }
+    http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+        if (res.status == 404 && res.body.empty()) sendError(res, 404, "not found");
+    });
+    http.set_payload_max_length(64 * 1024);
+    http.set_read_timeout(10, 0);
+    http.set_write_timeout(10, 0);
+
+    int port = 0;
+    if (im.cfg.port == 0) {
+        port = http.bind_to_any_port(im.cfg.address);
+    } else {
+        port = http.bind_to_port(im.cfg.address, im.cfg.port) ? im.cfg.port : -1;
+    }
+    if (port <= 0)
+        return std::unexpected(makeError("cannot listen on " + im.cfg.address + ":" + std::to_string(im.cfg.port)));
+    im.bound_port = static_cast<std::uint16_t>(port);
+    im.thread = std::thread([&http] { http.listen_after_bind(); });
+    spdlog::info("serving metrics on http://{}:{}/metrics", im.cfg.address, im.bound_port);
+    return {};
+}
+
+void Server::stop() {
+    if (!impl_) return;
+    if (impl_->thread.joinable()) {
+        impl_->http.stop();
+        impl_->thread.join();
+    }
+}
+
+}  // namespace netprobe::metrics

@@ -1,0 +1,66 @@
+#include "netprobe/util/ip.hpp"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <cstring>
+
+namespace netprobe::util {
+
+bool isV4Mapped(const Addr16& a) {
+    static constexpr std::uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return std::memcmp(a.data(), prefix, sizeof prefix) == 0;
+}
+
+std::string formatAddr(const Addr16& a) {
+    char buf[INET6_ADDRSTRLEN];
+    if (isV4Mapped(a)) {
+        inet_ntop(AF_INET, a.data() + 12, buf, sizeof buf);
+    } else {
+        inet_ntop(AF_INET6, a.data(), buf, sizeof buf);
+    }
+    return buf;
+}
+
+std::optional<Addr16> parseAddr(std::string_view text) {
+    if (text.size() >= INET6_ADDRSTRLEN) return std::nullopt;
+    char buf[INET6_ADDRSTRLEN];
+    std::memcpy(buf, text.data(), text.size());
+    buf[text.size()] = '\0';
+    Addr16 a{};
+    if (inet_pton(AF_INET, buf, a.data() + 12) == 1) {
+        a[10] = a[11] = 0xff;
+        return a;
+    }
+    if (inet_pton(AF_INET6, buf, a.data()) == 1) return a;
+    return std::nullopt;
+}
+
+namespace {
+struct ProtoName {
+    std::uint8_t num;
+    const char* name;
+};
+constexpr ProtoName kProtos[] = {
+    {1, "icmp"}, {2, "igmp"}, {6, "tcp"}, {17, "udp"}, {41, "ipv6"}, {47, "gre"},
+    {50, "esp"}, {51, "ah"}, {58, "icmpv6"}, {59, "none"}, {89, "ospf"}, {103, "pim"},
+    {112, "vrrp"}, {132, "sctp"},
+};
+}  // namespace
+
+std::string protocolName(std::uint8_t proto) {
+    for (const auto& p : kProtos)
+        if (p.num == proto) return p.name;
+    return std::to_string(proto);
+}
+
+std::optional<std::uint8_t> parseProtocol(std::string_view name) {
+    for (const auto& p : kProtos)
+        if (name == p.name) return p.num;
+    unsigned v = 0;
+    auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), v);
+    if (ec != std::errc{} || ptr != name.data() + name.size() || v > 255) return std::nullopt;
+    return static_cast<std::uint8_t>(v);
+}
+
+}  // namespace netprobe::util
