@@ -1,0 +1,89 @@
+#include <gtest/gtest.h>
+
+#include "options.hpp"
+
+using netprobe::agent::parseOptions;
+
+namespace {
+
+netprobe::agent::ParseOutcome parse(std::vector<const char*> args, const char* env = nullptr) {
+    args.insert(args.begin(), "netprobe-agent");
+    return parseOptions(static_cast<int>(args.size()), args.data(), env);
+}
+
+}  // namespace
+
+TEST(Options, SpecCommandLine) {
+    auto r = parse({"--metrics-port=8081", "--collect-interval=5s", "--interface-filter=eth0,wlan0"});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_EQ(r.options.metrics_port, 8081);
+    EXPECT_EQ(r.options.collect_interval, std::chrono::seconds(5));
+    EXPECT_EQ(r.options.interfaces, (std::vector<std::string>{"eth0", "wlan0"}));
+}
+
+TEST(Options, Defaults) {
+    auto r = parse({});
+    ASSERT_TRUE(r.run);
+    EXPECT_EQ(r.options.metrics_port, 8081);
+    EXPECT_EQ(r.options.collect_interval, std::chrono::seconds(5));
+    EXPECT_TRUE(r.options.interfaces.empty());
+    EXPECT_EQ(r.options.xdp_mode, netprobe::ebpf::XdpMode::Auto);
+    EXPECT_EQ(r.options.tc_mode, netprobe::ebpf::TcMode::Auto);
+}
+
+TEST(Options, EnvironmentSelectsInterfacesUnlessFlagGiven) {
+    auto r = parse({}, "eth1, eth2");
+    ASSERT_TRUE(r.run);
+    EXPECT_EQ(r.options.interfaces, (std::vector<std::string>{"eth1", "eth2"}));
+    r = parse({"--interface-filter", "veth0"}, "eth1");
+    ASSERT_TRUE(r.run);
+    EXPECT_EQ(r.options.interfaces, (std::vector<std::string>{"veth0"}));
+}
+
+TEST(Options, GoDurations) {
+    EXPECT_EQ(parse({"--collect-interval=500ms"}).options.collect_interval, std::chrono::milliseconds(500));
+    EXPECT_EQ(parse({"--collect-interval=1m"}).options.collect_interval, std::chrono::minutes(1));
+    EXPECT_EQ(parse({"--flow-timeout=1h30m"}).options.flow_timeout, std::chrono::minutes(90));
+}
+
+TEST(Options, HelpAndVersionExitZero) {
+    auto h = parse({"--help"});
+    EXPECT_FALSE(h.run);
+    EXPECT_EQ(h.exit_code, 0);
+    EXPECT_NE(h.output.find("--collect-interval"), std::string::npos);
+    auto v = parse({"--version"});
+    EXPECT_FALSE(v.run);
+    EXPECT_EQ(v.exit_code, 0);
+}
+
+TEST(Options, BadInputIsOneLineNamingTheProblem) {
+    struct Case {
+        std::vector<const char*> args;
+        const char* needle;
+    } cases[] = {
+        {{"--bogus"}, "--bogus"},
+        {{"--collect-interval=5x"}, "5x"},
+        {{"--collect-interval=5"}, "missing unit"},
+        {{"--collect-interval=10ms"}, "too short"},
+        {{"--collect-interval=-5s"}, "-5s"},
+        {{"--metrics-port=0"}, "--metrics-port"},
+        {{"--metrics-port=70000"}, "--metrics-port"},
+        {{"--metrics-port=abc"}, "metrics-port"},
+        {{"--xdp-mode=fast"}, "--xdp-mode"},
+        {{"--tc-mode=ebpf"}, "--tc-mode"},
+        {{"--interface-filter="}, "--interface-filter"},
+        {{"--interface-filter=a/b"}, "a/b"},
+        {{"--interface-filter=averyveryverylongname0"}, "averyveryverylongname0"},
+        {{"--log-level=loud"}, "--log-level"},
+        {{"--top-flows=5000"}, "--top-flows"},
+        {{"--flow-table-size=0"}, "--flow-table-size"},
+    };
+    for (const auto& c : cases) {
+        auto r = parse(c.args);
+        EXPECT_FALSE(r.run) << c.args[0];
+        EXPECT_NE(r.exit_code, 0) << c.args[0];
+        EXPECT_EQ(r.output.find('\n'), std::string::npos) << r.output;
+        EXPECT_EQ(r.output.rfind("netprobe-agent: ", 0), 0u) << r.output;
+        EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args[0] << " -> " << r.output;
+    }
+}
