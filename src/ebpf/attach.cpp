@@ -1,5 +1,7 @@
 #include "ebpf/attach.hpp"
 
+#include "netprobe/util/logging.hpp"
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
@@ -142,6 +144,7 @@ ClsactQdisc::~ClsactQdisc() {
 }
 
 int removeLeftovers(std::uint32_t ifindex) {
+    util::QuietLibbpf quiet;  // "no qdisc" / "no filter" are the usual answers here
     int removed = 0;
     // Legacy (non-link) XDP programs survive their process; links do not.
     bpf_xdp_query_opts q{};

@@ -10,6 +10,7 @@
 
 #include "ebpf/attach.hpp"
 #include "ebpf/datapath.hpp"
+#include "netprobe/util/logging.hpp"
 
 namespace netprobe::ebpf {
 
@@ -164,6 +165,7 @@ Manager::Manager(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Manager::~Manager() { detachAll(); }
 
 Result<std::unique_ptr<Manager>> Manager::create(ManagerOptions options) {
+    util::routeLibbpfLogs();  // libbpf speaks through the one logger
     auto impl = std::make_unique<Impl>();
     impl->opts = options;
     auto dp = Datapath::load({options.flow_table_size, options.enable_flows});

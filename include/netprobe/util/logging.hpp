@@ -11,4 +11,14 @@ bool setLogLevel(std::string_view level);
 // info -> debug, debug -> trace).
 void routeLibbpfLogs();
 
+// While alive, libbpf messages on this thread go to trace level: for probes whose
+// failure is an expected answer (e.g. querying a qdisc that may not exist).
+class QuietLibbpf {
+public:
+    QuietLibbpf();
+    ~QuietLibbpf();
+    QuietLibbpf(const QuietLibbpf&) = delete;
+    QuietLibbpf& operator=(const QuietLibbpf&) = delete;
+};
+
 }  // namespace netprobe::util

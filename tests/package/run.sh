@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the built project into a temporary prefix, builds the consumer project
+# against it with find_package(netprobe), and runs it (needs root: it loads BPF).
+set -euo pipefail
+build=$1
+src=$2
+tmp=$(mktemp -d /tmp/netprobe-pkg.XXXXXX)
+ns=nppkg$$
+trap 'ip netns del "$ns" 2>/dev/null; rm -rf "$tmp"' EXIT
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+cmake -S "$src/tests/package/consumer" -B "$tmp/build" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake --build "$tmp/build" >/dev/null
+# Attach to the loopback of a namespace of our own, never to the host's interfaces.
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+ip netns exec "$ns" "$tmp/build/consumer" lo | tee "$tmp/out"
+grep -q "^Interface lo: RX" "$tmp/out"
+grep -q "^server on port [1-9]" "$tmp/out"
