@@ -64,19 +64,25 @@ struct np_ipv6_frag_hdr {
 	__be32 identification;
 };
 
-/* Parse the L4 header at pos. end is the end of the IP datagram as the IP header
- * states it (never past data_end). Returns NP_MAL_NONE or a malformed reason. */
-static __always_inline int np_parse_l4(void *pos, void *end, void *data_end, struct np_packet *pkt)
+/* Reads are bounds-checked against data_end (the linear part of the packet);
+ * length fields are checked against the packet's real length pkt_len, so that a
+ * GSO/GRO packet whose payload lies outside the linear part is not mistaken for
+ * a truncated one. Offsets (off, end_off) are from the start of the frame. */
+
+/* Parse the L4 header at pos (offset off). end_off is where the IP datagram ends
+ * as its header states. Returns NP_MAL_NONE or a malformed reason. */
+static __always_inline int np_parse_l4(void *pos, __u32 off, __u32 end_off, void *data_end,
+				       struct np_packet *pkt)
 {
 	__u8 proto = pkt->key.proto;
 
 	if (proto == NP_IPPROTO_TCP) {
 		struct tcphdr *tcp = pos;
-		if ((void *)(tcp + 1) > data_end || (void *)(tcp + 1) > end)
+		if ((void *)(tcp + 1) > data_end || off + sizeof(*tcp) > end_off)
 			return NP_MAL_TRUNCATED_TCP;
 		if (tcp->doff < 5)
 			return NP_MAL_TCP_BAD_DOFF;
-		if (pos + tcp->doff * 4 > end)
+		if (off + tcp->doff * 4 > end_off)
 			return NP_MAL_TRUNCATED_TCP;
 		NP_MARK(pkt, NP_PROTO_TCP);
 		pkt->key.src_port = bpf_ntohs(tcp->source);
@@ -86,10 +92,11 @@ static __always_inline int np_parse_l4(void *pos, void *end, void *data_end, str
 	}
 	if (proto == NP_IPPROTO_UDP) {
 		struct udphdr *udp = pos;
-		if ((void *)(udp + 1) > data_end || (void *)(udp + 1) > end)
+		if ((void *)(udp + 1) > data_end || off + sizeof(*udp) > end_off)
 			return NP_MAL_TRUNCATED_UDP;
-		__u16 ulen = bpf_ntohs(udp->len);
-		if (ulen < sizeof(*udp) || pos + ulen > end)
+		__u32 ulen = bpf_ntohs(udp->len);
+		/* A first fragment carries the whole datagram's UDP length. */
+		if (ulen < sizeof(*udp) || (pkt->frag == NP_FRAG_NONE && off + ulen > end_off))
 			return NP_MAL_UDP_BAD_LENGTH;
 		NP_MARK(pkt, NP_PROTO_UDP);
 		pkt->key.src_port = bpf_ntohs(udp->source);
@@ -98,7 +105,7 @@ static __always_inline int np_parse_l4(void *pos, void *end, void *data_end, str
 	}
 	if (proto == NP_IPPROTO_ICMP || proto == NP_IPPROTO_ICMPV6) {
 		/* type, code, checksum: the 4 bytes every ICMP message has */
-		if (pos + 4 > data_end || pos + 4 > end)
+		if (pos + 4 > data_end || off + 4 > end_off)
 			return NP_MAL_TRUNCATED_ICMP;
 		NP_MARK(pkt, proto == NP_IPPROTO_ICMP ? NP_PROTO_ICMP : NP_PROTO_ICMPV6);
 		return NP_MAL_NONE;
@@ -107,7 +114,8 @@ static __always_inline int np_parse_l4(void *pos, void *end, void *data_end, str
 	return NP_MAL_NONE;
 }
 
-static __always_inline int np_parse_ipv4(void *pos, void *data_end, struct np_packet *pkt)
+static __always_inline int np_parse_ipv4(void *pos, __u32 off, void *data_end, __u32 pkt_len,
+					 struct np_packet *pkt)
 {
 	struct iphdr *ip = pos;
 
@@ -121,7 +129,10 @@ static __always_inline int np_parse_ipv4(void *pos, void *data_end, struct np_pa
 	if (pos + hlen > data_end)
 		return NP_MAL_TRUNCATED_IPV4;
 	__u32 tot = bpf_ntohs(ip->tot_len);
-	if (tot < hlen || pos + tot > data_end)
+	/* BIG TCP (GSO packets over 64 KiB) carries tot_len 0: the skb length rules. */
+	if (tot == 0 && pkt_len > off + 0xffff)
+		tot = pkt_len - off;
+	if (tot < hlen || off + tot > pkt_len)
 		return NP_MAL_IPV4_BAD_LENGTH;
 
 	NP_MARK(pkt, NP_PROTO_IPV4);
@@ -143,10 +154,11 @@ static __always_inline int np_parse_ipv4(void *pos, void *data_end, struct np_pa
 		}
 		pkt->frag = NP_FRAG_FIRST;
 	}
-	return np_parse_l4(pos + hlen, pos + tot, data_end, pkt);
+	return np_parse_l4(pos + hlen, off + hlen, off + tot, data_end, pkt);
 }
 
-static __always_inline int np_parse_ipv6(void *pos, void *data_end, struct np_packet *pkt)
+static __always_inline int np_parse_ipv6(void *pos, __u32 off, void *data_end, __u32 pkt_len,
+					 struct np_packet *pkt)
 {
 	struct ipv6hdr *ip6 = pos;
 
@@ -154,8 +166,12 @@ static __always_inline int np_parse_ipv6(void *pos, void *data_end, struct np_pa
 		return NP_MAL_TRUNCATED_IPV6;
 	if (ip6->version != 6)
 		return NP_MAL_IPV6_BAD_VERSION;
-	void *end = (void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len);
-	if (end > data_end)
+	__u32 plen = bpf_ntohs(ip6->payload_len);
+	/* BIG TCP / jumbograms: payload_len 0 on a packet longer than 64 KiB. */
+	if (plen == 0 && pkt_len > off + sizeof(*ip6) + 0xffff)
+		plen = pkt_len - off - sizeof(*ip6);
+	__u32 end_off = off + sizeof(*ip6) + plen;
+	if (end_off > pkt_len)
 		return NP_MAL_IPV6_BAD_LENGTH;
 
 	NP_MARK(pkt, NP_PROTO_IPV6);
@@ -166,16 +182,18 @@ static __always_inline int np_parse_ipv6(void *pos, void *data_end, struct np_pa
 
 	__u8 nexthdr = ip6->nexthdr;
 	pos = ip6 + 1;
+	off += sizeof(*ip6);
 #pragma unroll
 	for (int i = 0; i < NP_MAX_IPV6_EXT_HDRS; i++) {
 		if (nexthdr == NP_IPPROTO_FRAGMENT) {
 			struct np_ipv6_frag_hdr *fh = pos;
-			if ((void *)(fh + 1) > data_end || (void *)(fh + 1) > end)
+			if ((void *)(fh + 1) > data_end || off + sizeof(*fh) > end_off)
 				return NP_MAL_TRUNCATED_IPV6_EXT;
 			NP_MARK(pkt, NP_PROTO_FRAGMENT);
 			pkt->frag_id = bpf_ntohl(fh->identification);
 			nexthdr = fh->nexthdr;
 			pos = fh + 1;
+			off += sizeof(*fh);
 			if (bpf_ntohs(fh->frag_off) & 0xfff8) {
 				pkt->frag = NP_FRAG_LATER;
 				pkt->key.proto = nexthdr;
@@ -188,15 +206,16 @@ static __always_inline int np_parse_ipv6(void *pos, void *data_end, struct np_pa
 		    nexthdr != NP_IPPROTO_DSTOPTS && nexthdr != NP_IPPROTO_AH)
 			break;
 		struct np_ipv6_opt_hdr *oh = pos;
-		if ((void *)(oh + 1) > data_end || (void *)(oh + 1) > end)
+		if ((void *)(oh + 1) > data_end || off + sizeof(*oh) > end_off)
 			return NP_MAL_TRUNCATED_IPV6_EXT;
 		/* AH counts its length in 4-byte units minus 2, the others in 8-byte units minus 1 */
 		__u32 len = nexthdr == NP_IPPROTO_AH ? ((__u32)oh->hdrlen + 2) * 4
 						      : ((__u32)oh->hdrlen + 1) * 8;
-		if (pos + len > data_end || pos + len > end)
+		if (pos + len > data_end || off + len > end_off)
 			return NP_MAL_TRUNCATED_IPV6_EXT;
 		nexthdr = oh->nexthdr;
 		pos += len;
+		off += len;
 	}
 	if (nexthdr == NP_IPPROTO_HOPOPTS || nexthdr == NP_IPPROTO_ROUTING ||
 	    nexthdr == NP_IPPROTO_DSTOPTS || nexthdr == NP_IPPROTO_AH ||
@@ -206,11 +225,12 @@ static __always_inline int np_parse_ipv6(void *pos, void *data_end, struct np_pa
 	pkt->key.proto = nexthdr;
 	if (nexthdr == NP_IPPROTO_NONE)
 		return NP_MAL_NONE;
-	return np_parse_l4(pos, end, data_end, pkt);
+	return np_parse_l4(pos, off, end_off, data_end, pkt);
 }
 
-/* Parse one Ethernet frame. Returns NP_MAL_NONE or an enum np_malformed_reason. */
-static __always_inline int np_parse_frame(void *data, void *data_end, struct np_packet *pkt)
+/* Parse one Ethernet frame of pkt_len bytes (data..data_end is the part that can
+ * be read directly). Returns NP_MAL_NONE or an enum np_malformed_reason. */
+static __always_inline int np_parse_frame(void *data, void *data_end, __u32 pkt_len, struct np_packet *pkt)
 {
 	struct ethhdr *eth = data;
 	void *pos;
@@ -263,10 +283,11 @@ static __always_inline int np_parse_frame(void *data, void *data_end, struct np_
 			return NP_MAL_MPLS_BAD_PAYLOAD;
 	}
 
+	__u32 off = (__u32)(pos - data);
 	if (proto == NP_ETH_P_IP)
-		return np_parse_ipv4(pos, data_end, pkt);
+		return np_parse_ipv4(pos, off, data_end, pkt_len, pkt);
 	if (proto == NP_ETH_P_IPV6)
-		return np_parse_ipv6(pos, data_end, pkt);
+		return np_parse_ipv6(pos, off, data_end, pkt_len, pkt);
 	NP_MARK(pkt, proto == NP_ETH_P_ARP ? NP_PROTO_ARP : NP_PROTO_OTHER_L3);
 	return NP_MAL_NONE;
 }

@@ -45,7 +45,7 @@ static __always_inline void np_frag_key(struct np_frag_key *fk, const struct np_
 	__builtin_memcpy(&fk->src_ip, &pkt->key.src_ip, sizeof(fk->src_ip));
 	__builtin_memcpy(&fk->dst_ip, &pkt->key.dst_ip, sizeof(fk->dst_ip));
 	fk->id = pkt->frag_id;
-	fk->proto = pkt->key.proto;
+	fk->proto = pkt->key.family == 4 ? pkt->key.proto : 0;
 	fk->family = pkt->key.family;
 	fk->reserved = 0;
 }
@@ -57,7 +57,11 @@ static __always_inline void np_track_fragment(struct np_packet *pkt)
 	struct np_frag_key fk;
 	np_frag_key(&fk, pkt);
 	if (pkt->frag == NP_FRAG_FIRST) {
-		struct np_frag_ports fp = { .src_port = pkt->key.src_port, .dst_port = pkt->key.dst_port };
+		struct np_frag_ports fp = {
+			.src_port = pkt->key.src_port,
+			.dst_port = pkt->key.dst_port,
+			.proto = pkt->key.proto,
+		};
 		if (bpf_map_update_elem(&frag_track, &fk, &fp, BPF_ANY))
 			np_count_map_error(NP_MAP_FRAG_TRACK);
 		return;
@@ -66,6 +70,7 @@ static __always_inline void np_track_fragment(struct np_packet *pkt)
 	if (fp) {
 		pkt->key.src_port = fp->src_port;
 		pkt->key.dst_port = fp->dst_port;
+		pkt->key.proto = fp->proto;
 	}
 }
 
@@ -115,7 +120,7 @@ __attribute__((noinline)) int np_parse_skb(struct __sk_buff *skb, struct np_pack
 		return NP_MAL_NONE;
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	return np_parse_frame(data, data_end, pkt);
+	return np_parse_frame(data, data_end, skb->len, pkt);
 }
 
 static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir)

@@ -142,6 +142,9 @@ Result<void> Server::start(collector::TCCollector& collector) {
         return std::unexpected(makeError("cannot listen on " + im.cfg.address + ":" + std::to_string(im.cfg.port)));
     im.bound_port = static_cast<std::uint16_t>(port);
     im.thread = std::thread([&http] { http.listen_after_bind(); });
+    // stop() is a no-op until the accept loop runs: wait for it so that a stop()
+    // right after start() cannot leave the loop (and the join) hanging.
+    for (int i = 0; i < 5000 && !http.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     spdlog::info("serving metrics on http://{}:{}/metrics", im.cfg.address, im.bound_port);
     return {};
 }

@@ -88,8 +88,10 @@ Bytes Ipv4Options::timestamp(std::size_t slots)
 
 PacketBuilder::Layer& PacketBuilder::add(Kind kind, Bytes header)
 {
-    layers_.push_back(Layer{.kind = kind, .header = std::move(header)});
-    return layers_.back();
+    Layer& l = layers_.emplace_back();
+    l.kind = kind;
+    l.header = std::move(header);
+    return l;
 }
 
 PacketBuilder::Layer& PacketBuilder::last(std::initializer_list<Kind> kinds, const char* what)

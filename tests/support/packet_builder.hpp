@@ -14,7 +14,9 @@
 // bottom-of-stack bit (set on the last label), IPv4 IHL and total length, IPv6
 // payload length, extension-header length fields, TCP data offset, UDP length,
 // and every checksum (IPv4 header, TCP, UDP, ICMP, ICMPv6 with the pseudo
-// header of the nearest enclosing IP layer).
+// header of the nearest enclosing IP layer). Lengths and L4 checksums cover the
+// bytes of this frame: for a fragment that is the fragment, not the datagram
+// (override udpLength() to give a first fragment the whole datagram's length).
 //
 // Every computed field has an explicit override, applied to the most recently
 // added layer of the matching kind, to produce malformed frames:
@@ -198,7 +200,7 @@ private:
     enum class Kind { Eth, Vlan, Mpls, Arp, Ipv4, Ipv6, Ipv6Ext, Ipv6Frag, Tcp, Udp, Icmp, Icmpv6, Raw };
 
     struct Layer {
-        Kind kind;
+        Kind kind = Kind::Raw;
         Bytes header;            // serialized with computed fields left zero
         std::uint16_t ident = 0; // what the previous layer's type field names: VLAN TPID, ext type
         // overrides / parameters; meaning depends on kind

@@ -141,14 +141,18 @@ struct np_frag_key {
 	union np_addr src_ip;
 	union np_addr dst_ip;
 	__u32 id;    /* IPv4 identification (16 bits) or IPv6 fragment id */
-	__u8 proto;
+	__u8 proto;  /* IPv4: the IP protocol; IPv6: 0 (a later fragment's Fragment
+	              * header may name an extension header, not the L4 protocol) */
 	__u8 family;
 	__u16 reserved;
 };
 
+/* frag_track value: what the first fragment revealed. */
 struct np_frag_ports {
 	__u16 src_port;
 	__u16 dst_port;
+	__u8 proto; /* final L4 protocol after the extension-header chain */
+	__u8 reserved[3];
 };
 
 #ifdef __cplusplus
@@ -171,6 +175,6 @@ NP_STATIC_ASSERT(NP_OFFSETOF(struct flow_key, ifindex) == 40, "flow_key.ifindex"
 NP_STATIC_ASSERT(sizeof(struct np_flow_stats) == 40, "flow_stats size");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_flow_stats, tcp_flags) == 32, "flow_stats.tcp_flags");
 NP_STATIC_ASSERT(sizeof(struct np_frag_key) == 40, "frag_key size");
-NP_STATIC_ASSERT(sizeof(struct np_frag_ports) == 4, "frag_ports size");
+NP_STATIC_ASSERT(sizeof(struct np_frag_ports) == 8, "np_frag_ports size");
 
 #endif /* NETPROBE_ABI_H */
