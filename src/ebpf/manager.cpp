@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -78,6 +79,21 @@ const char* directionName(int dir) { return dir == NP_DIR_EGRESS ? "egress" : "i
 namespace {
 // Feature state discovered on first use: the kernel either has tcx or not.
 enum class Tri { Unknown, Yes, No };
+
+constexpr int kArphrdEther = 1;
+constexpr int kArphrdLoopback = 772;
+
+// The datapath parses frames from an Ethernet header; devices without one (tun,
+// WireGuard, ipip: ARPHRD_NONE and friends) would be misparsed, so they are refused.
+Result<void> checkLinkType(const std::string& name) {
+    std::ifstream f("/sys/class/net/" + name + "/type");
+    int type = -1;
+    if (!(f >> type)) return std::unexpected(makeError("cannot read link type of \"" + name + "\""));
+    if (type != kArphrdEther && type != kArphrdLoopback)
+        return std::unexpected(makeError("interface \"" + name + "\" is not an Ethernet device (link type " +
+                                         std::to_string(type) + "); not monitored"));
+    return {};
+}
 }  // namespace
 
 struct Manager::Impl {
@@ -180,6 +196,7 @@ Result<AttachInfo> Manager::attachNetworkMonitor(std::string_view ifname) {
     if (idx == 0) return std::unexpected(makeError("unknown interface \"" + name + "\""));
     std::lock_guard lock(impl_->mu);
     if (auto it = impl_->ifaces.find(idx); it != impl_->ifaces.end()) return it->second.info;
+    if (auto t = checkLinkType(name); !t) return std::unexpected(t.error());
 
     if (int n = removeLeftovers(idx); n > 0)
         spdlog::info("{}: removed {} program(s) left by a previous agent", name, n);
