@@ -1,0 +1,373 @@
+// ns per packet of the datapath programs (netprobe_xdp, netprobe_tc_in,
+// netprobe_tc_eg), measured with BPF_PROG_TEST_RUN next to a reference program of
+// the same type (bench/reference.bpf.c: one per-CPU array increment).
+//
+// Method. The kernel runs a program `repeat` times on the same frame and reports
+// the average ns per run (opts.duration). For every case the reference and the
+// datapath program run alternately (ref, prog, ref, prog, ...) for several rounds
+// on one pinned CPU; the table shows the median of each and the ratio of the
+// medians. Cases:
+//   steady  the flow already exists (the first run of the warm-up creates it):
+//           lookup hit + in-place update. `repeat` runs per measurement.
+//   first   the flow does not exist: lookup miss + insert (allocation). The flow
+//           is deleted from user space before every run, so each measurement is
+//           one run (repeat=1, which adds the kernel's timer overhead to both
+//           sides); the reference side does the same (failing) delete syscall
+//           so both see the same cache disturbance. The same program is then
+//           run once more (flow present, repeat=1): new flow minus that hit is
+//           the cost of the insert itself.
+// Frames: 64-byte Ethernet/IPv4/TCP (10 bytes of payload) and 84-byte
+// Ethernet/IPv6/TCP (10 bytes of payload), built by hand below.
+//
+// Verdict (steady cases only; "first" rows are informational): ratio <= 5x is
+// the floor (PASS), <= 3x the aim. Exit status is non-zero only on errors.
+// Lines starting with "RESULT\t" are for bench/run.sh.
+#include <arpa/inet.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <netprobe/abi.h>
+
+#include "datapath.skel.h"
+#include "reference.skel.h"
+
+namespace {
+
+constexpr double kFloor = 5.0;
+constexpr double kAim = 3.0;
+
+int quietLibbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
+    if (level != LIBBPF_WARN) return 0;
+    return std::vfprintf(stderr, fmt, args);
+}
+
+[[noreturn]] void die(const char* what, int err) {
+    std::fprintf(stderr, "np_bpf_prog_bench: %s: %s\n", what, std::strerror(err));
+    std::exit(1);
+}
+
+// ------------------------------------------------------------------ frames
+
+std::uint16_t ipChecksum(const std::uint8_t* p, std::size_t n) {
+    std::uint32_t s = 0;
+    for (std::size_t i = 0; i + 1 < n; i += 2) s += static_cast<std::uint32_t>(p[i] << 8 | p[i + 1]);
+    while (s >> 16) s = (s & 0xffff) + (s >> 16);
+    return static_cast<std::uint16_t>(~s);
+}
+
+void put16(std::uint8_t* p, std::uint16_t v) {
+    p[0] = static_cast<std::uint8_t>(v >> 8);
+    p[1] = static_cast<std::uint8_t>(v);
+}
+
+void ethernet(std::vector<std::uint8_t>& f, std::uint16_t type) {
+    const std::uint8_t dst[6] = {0x02, 0, 0, 0, 0, 0x02}, src[6] = {0x02, 0, 0, 0, 0, 0x01};
+    std::memcpy(&f[0], dst, 6);
+    std::memcpy(&f[6], src, 6);
+    put16(&f[12], type);
+}
+
+// TCP header (20 bytes, ACK|PSH) at f[off].
+void tcp(std::vector<std::uint8_t>& f, std::size_t off) {
+    put16(&f[off + 0], 40000);  // source port
+    put16(&f[off + 2], 5201);   // destination port
+    f[off + 4] = 0, f[off + 7] = 1;  // seq
+    f[off + 12] = 5 << 4;            // data offset 5
+    f[off + 13] = 0x18;              // PSH|ACK
+    put16(&f[off + 14], 65535);      // window
+}
+
+// 64 bytes: Ethernet (14) + IPv4 (20) + TCP (20) + 10 bytes payload.
+std::vector<std::uint8_t> ipv4TcpFrame() {
+    std::vector<std::uint8_t> f(64, 0);
+    ethernet(f, 0x0800);
+    std::uint8_t* ip = &f[14];
+    ip[0] = 0x45;
+    put16(ip + 2, 64 - 14);  // total length
+    put16(ip + 4, 0x1234);   // id
+    put16(ip + 6, 0x4000);   // DF
+    ip[8] = 64;              // ttl
+    ip[9] = 6;               // TCP
+    const std::uint8_t s[4] = {198, 18, 0, 1}, d[4] = {198, 18, 0, 2};
+    std::memcpy(ip + 12, s, 4);
+    std::memcpy(ip + 16, d, 4);
+    put16(ip + 10, ipChecksum(ip, 20));
+    tcp(f, 34);
+    return f;
+}
+
+// 84 bytes: Ethernet (14) + IPv6 (40) + TCP (20) + 10 bytes payload.
+std::vector<std::uint8_t> ipv6TcpFrame() {
+    std::vector<std::uint8_t> f(84, 0);
+    ethernet(f, 0x86DD);
+    std::uint8_t* ip = &f[14];
+    ip[0] = 0x60;
+    put16(ip + 4, 84 - 14 - 40);  // payload length
+    ip[6] = 6;                    // next header TCP
+    ip[7] = 64;                   // hop limit
+    inet_pton(AF_INET6, "2001:db8::1", ip + 8);
+    inet_pton(AF_INET6, "2001:db8::2", ip + 24);
+    tcp(f, 54);
+    return f;
+}
+
+// ------------------------------------------------------------------ running
+
+struct Stats {
+    double median = 0, min = 0, max = 0;
+};
+
+Stats stats(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    Stats s;
+    s.min = v.front();
+    s.max = v.back();
+    const std::size_t n = v.size();
+    s.median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    return s;
+}
+
+// One BPF_PROG_TEST_RUN; returns the kernel's average ns per run.
+std::uint32_t testRun(int prog_fd, const std::vector<std::uint8_t>& frame, std::uint32_t repeat,
+                      std::uint32_t expect_retval) {
+    std::vector<std::uint8_t> out(frame.size() + 256);
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = out.data(),
+                .data_size_in = static_cast<__u32>(frame.size()), .data_size_out = static_cast<__u32>(out.size()),
+                .repeat = static_cast<int>(repeat));
+    if (bpf_prog_test_run_opts(prog_fd, &opts) != 0) die("BPF_PROG_TEST_RUN", errno);
+    if (opts.retval != expect_retval) {
+        std::fprintf(stderr, "np_bpf_prog_bench: unexpected return value %u (want %u)\n", opts.retval,
+                     expect_retval);
+        std::exit(1);
+    }
+    return opts.duration;
+}
+
+struct ProgInfo {
+    std::uint32_t xlated_insns = 0;
+    std::uint32_t jited_bytes = 0;
+};
+
+ProgInfo progInfo(int fd) {
+    bpf_prog_info info{};
+    __u32 len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) die("BPF_OBJ_GET_INFO_BY_FD", errno);
+    return {info.xlated_prog_len / 8, info.jited_prog_len};
+}
+
+enum class Mode { Steady, First };
+
+struct Case {
+    std::string prog;
+    std::string frame_name;
+    Mode mode;
+    int prog_fd;
+    int ref_fd;
+    std::uint32_t retval;
+    const std::vector<std::uint8_t>* frame;
+    bool has_flow;  // the program creates a flow (tc); xdp does not
+};
+
+struct Row {
+    Case c;
+    Stats ref, prog;
+    Stats hit1;  // first mode: the same program right after, flow present, repeat=1
+    double ratio = 0;
+    const char* verdict = "";
+};
+
+void clearMap(int fd, std::size_t key_size) {
+    std::vector<std::uint8_t> key(key_size);
+    while (bpf_map_get_next_key(fd, nullptr, key.data()) == 0) bpf_map_delete_elem(fd, key.data());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::uint32_t rounds = 15, repeat = 200000, first_runs = 1000;
+    std::string only;  // run only the cases whose "program frame case" contains this (for perf)
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto val = [&](const char* p) -> long {
+            return std::strtol(a.c_str() + std::strlen(p), nullptr, 10);
+        };
+        if (a.rfind("--rounds=", 0) == 0) rounds = static_cast<std::uint32_t>(val("--rounds="));
+        else if (a.rfind("--repeat=", 0) == 0) repeat = static_cast<std::uint32_t>(val("--repeat="));
+        else if (a.rfind("--first-runs=", 0) == 0) first_runs = static_cast<std::uint32_t>(val("--first-runs="));
+        else if (a.rfind("--only=", 0) == 0) only = a.substr(7);
+        else {
+            std::fprintf(stderr, "usage: %s [--rounds=N] [--repeat=N] [--first-runs=N] [--only=SUBSTRING]\n",
+                         argv[0]);
+            return 2;
+        }
+    }
+    if (rounds < 1 || repeat < 1 || first_runs < 1) {
+        std::fprintf(stderr, "np_bpf_prog_bench: counts must be >= 1\n");
+        return 2;
+    }
+    libbpf_set_print(quietLibbpf);
+
+    // Pin to one CPU: per-CPU maps, caches and the kernel's timing all stay on it.
+    const int cpu = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)) - 1;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity", errno);
+
+    std::unique_ptr<datapath_bpf, void (*)(datapath_bpf*)> dp(datapath_bpf__open_and_load(), datapath_bpf__destroy);
+    if (!dp) die("load datapath skeleton", errno);
+    std::unique_ptr<reference_bpf, void (*)(reference_bpf*)> ref(reference_bpf__open_and_load(),
+                                                                  reference_bpf__destroy);
+    if (!ref) die("load reference skeleton", errno);
+
+    const int xdp = bpf_program__fd(dp->progs.netprobe_xdp);
+    const int tc_in = bpf_program__fd(dp->progs.netprobe_tc_in);
+    const int tc_eg = bpf_program__fd(dp->progs.netprobe_tc_eg);
+    const int ref_tc = bpf_program__fd(ref->progs.np_bench_ref_tc);
+    const int ref_xdp = bpf_program__fd(ref->progs.np_bench_ref_xdp);
+    const int flow_fd = bpf_map__fd(dp->maps.flow_stats);
+    const int err_fd = bpf_map__fd(dp->maps.map_errors);
+
+    const auto v4 = ipv4TcpFrame();
+    const auto v6 = ipv6TcpFrame();
+    constexpr std::uint32_t kTcUnspec = 0xffffffffu, kXdpPass = 2;
+
+    std::vector<Case> cases = {
+        {"netprobe_xdp", "ipv4/tcp 64B", Mode::Steady, xdp, ref_xdp, kXdpPass, &v4, false},
+        {"netprobe_tc_in", "ipv4/tcp 64B", Mode::Steady, tc_in, ref_tc, kTcUnspec, &v4, true},
+        {"netprobe_tc_eg", "ipv4/tcp 64B", Mode::Steady, tc_eg, ref_tc, kTcUnspec, &v4, true},
+        {"netprobe_tc_in", "ipv6/tcp 84B", Mode::Steady, tc_in, ref_tc, kTcUnspec, &v6, true},
+        {"netprobe_tc_eg", "ipv6/tcp 84B", Mode::Steady, tc_eg, ref_tc, kTcUnspec, &v6, true},
+        {"netprobe_tc_in", "ipv4/tcp 64B", Mode::First, tc_in, ref_tc, kTcUnspec, &v4, true},
+        {"netprobe_tc_eg", "ipv4/tcp 64B", Mode::First, tc_eg, ref_tc, kTcUnspec, &v4, true},
+        {"netprobe_tc_in", "ipv6/tcp 84B", Mode::First, tc_in, ref_tc, kTcUnspec, &v6, true},
+    };
+
+    std::printf("BPF_PROG_TEST_RUN on CPU %d: %u rounds, steady repeat=%u, first-packet runs/round=%u\n", cpu,
+                rounds, repeat, first_runs);
+    std::vector<Row> rows;
+    int errors = 0;
+    for (const auto& c : cases) {
+        const std::string label = c.prog + " " + c.frame_name + (c.mode == Mode::Steady ? " steady" : " first");
+        if (!only.empty() && label.find(only) == std::string::npos) continue;
+        clearMap(flow_fd, sizeof(flow_key));
+        std::vector<double> r_ns, p_ns, h_ns;
+        if (c.mode == Mode::Steady) {
+            // Warm-up: creates the flow and device entries, faults in the JIT image.
+            testRun(c.prog_fd, *c.frame, 1000, c.retval);
+            testRun(c.ref_fd, *c.frame, 1000, c.retval);
+            for (std::uint32_t r = 0; r < rounds; ++r) {
+                r_ns.push_back(testRun(c.ref_fd, *c.frame, repeat, c.retval));
+                p_ns.push_back(testRun(c.prog_fd, *c.frame, repeat, c.retval));
+            }
+        } else {
+            // Learn the flow key the program creates, then delete it before every run.
+            testRun(c.prog_fd, *c.frame, 1, c.retval);
+            flow_key key{};
+            if (bpf_map_get_next_key(flow_fd, nullptr, &key) != 0) {
+                std::fprintf(stderr, "np_bpf_prog_bench: %s created no flow\n", c.prog.c_str());
+                return 1;
+            }
+            flow_key absent = key;
+            absent.src_port ^= 0xffff;
+            for (std::uint32_t r = 0; r < rounds; ++r) {
+                // Per round, the median of first_runs single runs on each side, alternating.
+                std::vector<double> rr, pp, hh;
+                rr.reserve(first_runs);
+                pp.reserve(first_runs);
+                hh.reserve(first_runs);
+                for (std::uint32_t i = 0; i < first_runs; ++i) {
+                    bpf_map_delete_elem(flow_fd, &absent);  // ENOENT: same syscall as the prog side
+                    rr.push_back(testRun(c.ref_fd, *c.frame, 1, c.retval));
+                    if (bpf_map_delete_elem(flow_fd, &key) != 0) die("delete flow", errno);
+                    pp.push_back(testRun(c.prog_fd, *c.frame, 1, c.retval));
+                    hh.push_back(testRun(c.prog_fd, *c.frame, 1, c.retval));  // now a hit
+                }
+                r_ns.push_back(stats(rr).median);
+                p_ns.push_back(stats(pp).median);
+                h_ns.push_back(stats(hh).median);
+            }
+        }
+        // Sanity: exactly one flow with the frame's family, no map errors.
+        if (c.has_flow) {
+            flow_key k{}, next{};
+            int n = 0;
+            const flow_key* prev = nullptr;
+            while (bpf_map_get_next_key(flow_fd, prev, &next) == 0) {
+                ++n;
+                k = next;
+                prev = &k;
+            }
+            const int fam = c.frame == &v4 ? 4 : 6;
+            if (n != 1 || k.family != fam || k.proto != 6 || k.src_port != 40000 || k.dst_port != 5201) {
+                std::fprintf(stderr, "np_bpf_prog_bench: %s/%s: unexpected flow table (%d entries)\n",
+                             c.prog.c_str(), c.frame_name.c_str(), n);
+                ++errors;
+            }
+        }
+        Row row{c, stats(r_ns), stats(p_ns), h_ns.empty() ? Stats{} : stats(h_ns)};
+        row.ratio = row.ref.median > 0 ? row.prog.median / row.ref.median : 0;
+        if (c.mode == Mode::First) row.verdict = "info";
+        else row.verdict = row.ratio <= kAim ? "PASS" : row.ratio <= kFloor ? "PASS(floor)" : "MISS";
+        rows.push_back(row);
+    }
+    // map_errors must be all zero (a failed insert would make the numbers meaningless).
+    for (std::uint32_t i = 0; i < NP_MAP_ID_MAX; ++i) {
+        std::vector<std::uint64_t> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
+        if (bpf_map_lookup_elem(err_fd, &i, v.data()) != 0) die("read map_errors", errno);
+        for (auto x : v)
+            if (x) {
+                std::fprintf(stderr, "np_bpf_prog_bench: map_errors[%u] = %llu\n", i,
+                             static_cast<unsigned long long>(x));
+                ++errors;
+                break;
+            }
+    }
+
+    std::printf("\n%-15s %-13s %-7s %10s %10s %7s %10s  %s\n", "program", "frame", "case", "ref ns", "prog ns",
+                "ratio", "prog-ref", "verdict (floor <=5x, aim <=3x)");
+    for (const auto& r : rows) {
+        std::printf("%-15s %-13s %-7s %10.1f %10.1f %6.2fx %10.1f  %s   [prog min/max %.0f/%.0f]\n",
+                    r.c.prog.c_str(), r.c.frame_name.c_str(), r.c.mode == Mode::Steady ? "steady" : "first",
+                    r.ref.median, r.prog.median, r.ratio, r.prog.median - r.ref.median, r.verdict, r.prog.min,
+                    r.prog.max);
+    }
+    for (const auto& r : rows)
+        if (r.c.mode == Mode::First)
+            std::printf("%s %s first: the insert adds %.0f ns over a lookup hit measured the same way "
+                        "(repeat=1: hit %.0f ns, new flow %.0f ns)\n",
+                        r.c.prog.c_str(), r.c.frame_name.c_str(), r.prog.median - r.hit1.median, r.hit1.median,
+                        r.prog.median);
+    std::printf("\nprogram sizes:");
+    for (auto [name, fd] : {std::pair{"netprobe_xdp", xdp}, {"netprobe_tc_in", tc_in}, {"netprobe_tc_eg", tc_eg},
+                            {"np_bench_ref_tc", ref_tc}, {"np_bench_ref_xdp", ref_xdp}}) {
+        auto pi = progInfo(fd);
+        std::printf("  %s %u insns/%u B jited;", name, pi.xlated_insns, pi.jited_bytes);
+    }
+    std::printf("\n");
+    for (const auto& r : rows) {
+        std::string frame = r.c.frame_name.substr(0, 4);
+        std::printf("RESULT\t%s %s %s\t%.1f\t%.1f\t%.2f\t%s\n", r.c.prog.c_str(), frame.c_str(),
+                    r.c.mode == Mode::Steady ? "steady" : "first", r.ref.median, r.prog.median, r.ratio, r.verdict);
+        if (r.c.mode == Mode::First)
+            std::printf("RESULT\t%s %s insert_extra\t%.0f\n", r.c.prog.c_str(), frame.c_str(),
+                        r.prog.median - r.hit1.median);
+    }
+    if (errors) std::fprintf(stderr, "np_bpf_prog_bench: %d error(s)\n", errors);
+    return errors ? 1 : 0;
+}

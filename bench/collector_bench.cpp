@@ -1,0 +1,279 @@
+// User-space collection costs (Google Benchmark):
+//   ReadFlows/{Batch,PerKey}    readFlowMap over a real flow_stats map (the
+//                               datapath skeleton, max_entries 131072) holding
+//                               100k distinct flows with per-CPU values.
+//   DrainFlows/{Batch,PerKey}   drainFlowMap (read + delete, what the agent does
+//                               every interval); the map is refilled with
+//                               BPF_MAP_UPDATE_BATCH outside the timing.
+//   RenderMetrics/Series10k     renderMetrics of a snapshot with 900 interfaces
+//                               (11 series each: 8 interface + 2 XDP + attached)
+//                               plus the fixed families and top-20 flows out of
+//                               100k flows: ~10k series (exact count reported).
+//   RenderMetrics/Flows100k     renderMetrics of 4 interfaces + 100k flows (what
+//                               the agent renders with 100k tracked flows).
+//   FlowTableApply/{Insert,Update}  FlowTable::apply of 100k deltas into an empty
+//                               table / a table already holding those flows.
+//   FlowTableRecords            FlowTable::records of 100k flows (snapshot build).
+// Needs root (loads BPF maps). Counters: flows, series, bytes.
+#include <benchmark/benchmark.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <netprobe/collector/flow_table.hpp>
+#include <netprobe/metrics/server.hpp>
+
+#include "bench_common.hpp"
+#include "datapath.skel.h"
+#include "ebpf/datapath.hpp"
+
+namespace {
+
+using netprobe::collector::FlowTable;
+using netprobe::collector::Snapshot;
+using netprobe::ebpf::FlowDelta;
+using netprobe::ebpf::MapReadMode;
+
+constexpr std::uint32_t kFlows = 100000;
+constexpr std::uint32_t kMapSize = 131072;
+
+datapath_bpf* g_skel = nullptr;
+int g_flow_fd = -1;
+std::vector<flow_key> g_keys;
+std::vector<np_flow_stats> g_vals;  // kFlows * ncpu, per-CPU layout
+
+int quietLibbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
+    if (level != LIBBPF_WARN) return 0;
+    return std::vfprintf(stderr, fmt, args);
+}
+
+// BPF_MAP_UPDATE_BATCH of all flows. flow_stats is BPF_F_NO_PREALLOC: a long
+// burst of inserts can fail with ENOMEM while the BPF memory allocator refills its
+// per-CPU cache asynchronously (irq_work), so the rest is retried after a pause.
+int g_fill_enomem_retries = 0;
+void fillMap() {
+    std::uint32_t done = 0;
+    for (int attempt = 0; done < kFlows; ++attempt) {
+        __u32 count = kFlows - done;
+        LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+        const int ncpu = netprobe::ebpf::possibleCpus();
+        int err = bpf_map_update_batch(g_flow_fd, &g_keys[done],
+                                       &g_vals[static_cast<std::size_t>(done) * static_cast<std::size_t>(ncpu)],
+                                       &count, &opts);
+        const int e = errno;
+        done += count;
+        if (err == 0) continue;
+        if (e == ENOMEM && attempt < 1000) {
+            ++g_fill_enomem_retries;
+            usleep(1000);
+            continue;
+        }
+        throw std::runtime_error(std::string("fill flow_stats: ") + std::strerror(e) + " after " +
+                                 std::to_string(done));
+    }
+}
+
+std::size_t mapEntries() {
+    flow_key k{}, next{};
+    std::size_t n = 0;
+    const flow_key* prev = nullptr;
+    while (bpf_map_get_next_key(g_flow_fd, prev, &next) == 0) {
+        ++n;
+        k = next;
+        prev = &k;
+    }
+    return n;
+}
+
+void BM_ReadFlows(benchmark::State& state, MapReadMode mode) {
+    if (mapEntries() != kFlows) fillMap();
+    std::vector<FlowDelta> out;
+    out.reserve(kFlows);
+    for (auto _ : state) {
+        out.clear();
+        auto r = netprobe::ebpf::readFlowMap(g_flow_fd, out, mode);
+        if (!r || out.size() != kFlows) {
+            const std::string msg = r ? "wrong number of flows read" : r.error().what();
+            state.SkipWithError(msg.c_str());
+            break;
+        }
+        benchmark::DoNotOptimize(out.data());
+    }
+    state.counters["flows"] = static_cast<double>(out.size());
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kFlows);
+}
+
+void BM_DrainFlows(benchmark::State& state, MapReadMode mode) {
+    std::vector<FlowDelta> out;
+    out.reserve(kFlows);
+    for (auto _ : state) {
+        state.PauseTiming();
+        fillMap();
+        out.clear();
+        state.ResumeTiming();
+        auto r = netprobe::ebpf::drainFlowMap(g_flow_fd, out, mode);
+        if (!r || out.size() != kFlows) {
+            const std::string msg = r ? "wrong number of flows drained" : r.error().what();
+            state.SkipWithError(msg.c_str());
+            break;
+        }
+        benchmark::DoNotOptimize(out.data());
+    }
+    if (mapEntries() != 0) state.SkipWithError("drain left entries in the map");
+    state.counters["flows"] = static_cast<double>(out.size());
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kFlows);
+}
+
+struct SnapshotFixture {
+    Snapshot snap;
+    std::size_t series = 0;
+};
+
+SnapshotFixture makeSnapshot(std::uint32_t ifaces, std::uint32_t flows, std::size_t top_flows) {
+    SnapshotFixture f;
+    npbench::addInterfaces(f.snap, ifaces);
+    const auto now = npbench::monoNowNs();
+    FlowTable t(flows + 1, std::chrono::minutes(2));
+    t.apply(npbench::makeDeltas(flows, now, ifaces > 0 ? ifaces : 1), now);
+    f.snap.flows = npbench::makeRecords(t, now);
+    f.snap.flow_health = {kMapSize, flows, flows, flows + 1, 0, 0};
+    f.series = npbench::countSeries(netprobe::metrics::renderMetrics(f.snap, {top_flows}));
+    return f;
+}
+
+void BM_RenderMetrics(benchmark::State& state, std::uint32_t ifaces, std::uint32_t flows) {
+    static std::optional<SnapshotFixture> fx;
+    static std::pair<std::uint32_t, std::uint32_t> made{};
+    if (!fx || made != std::pair{ifaces, flows}) {
+        fx = makeSnapshot(ifaces, flows, 20);
+        made = {ifaces, flows};
+    }
+    netprobe::metrics::RenderOptions ro{20};
+    std::size_t bytes = 0;
+    for (auto _ : state) {
+        std::string s = netprobe::metrics::renderMetrics(fx->snap, ro);
+        bytes = s.size();
+        benchmark::DoNotOptimize(s.data());
+    }
+    state.counters["series"] = static_cast<double>(fx->series);
+    state.counters["interfaces"] = ifaces;
+    state.counters["flows"] = flows;
+    state.counters["bytes"] = static_cast<double>(bytes);
+}
+
+void BM_FlowTableApplyInsert(benchmark::State& state) {
+    const auto now = npbench::monoNowNs();
+    const auto deltas = npbench::makeDeltas(kFlows, now);
+    std::unique_ptr<FlowTable> t;
+    for (auto _ : state) {
+        state.PauseTiming();
+        t.reset();
+        t = std::make_unique<FlowTable>(kFlows, std::chrono::minutes(2));
+        state.ResumeTiming();
+        t->apply(deltas, now);
+    }
+    if (t && t->size() != kFlows) state.SkipWithError("wrong table size");
+    state.counters["flows"] = kFlows;
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kFlows);
+}
+
+void BM_FlowTableApplyUpdate(benchmark::State& state) {
+    const auto now = npbench::monoNowNs();
+    const auto deltas = npbench::makeDeltas(kFlows, now);
+    FlowTable t(kFlows, std::chrono::minutes(2));
+    t.apply(deltas, now);
+    for (auto _ : state) t.apply(deltas, now);
+    if (t.size() != kFlows) state.SkipWithError("wrong table size");
+    state.counters["flows"] = kFlows;
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kFlows);
+}
+
+void BM_FlowTableRecords(benchmark::State& state) {
+    const auto now = npbench::monoNowNs();
+    FlowTable t(kFlows, std::chrono::minutes(2));
+    t.apply(npbench::makeDeltas(kFlows, now), now);
+    for (auto _ : state) {
+        auto r = npbench::makeRecords(t, now);
+        benchmark::DoNotOptimize(r.data());
+    }
+    state.counters["flows"] = kFlows;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
+    libbpf_set_print(quietLibbpf);
+
+    g_skel = datapath_bpf__open();
+    if (!g_skel) {
+        std::fprintf(stderr, "np_collector_bench: open datapath: %s\n", std::strerror(errno));
+        return 1;
+    }
+    int err = bpf_map__set_max_entries(g_skel->maps.flow_stats, kMapSize);
+    if (!err) err = datapath_bpf__load(g_skel);
+    if (err) {
+        std::fprintf(stderr, "np_collector_bench: load datapath (needs root): %s\n", std::strerror(-err));
+        datapath_bpf__destroy(g_skel);
+        return 1;
+    }
+    g_flow_fd = bpf_map__fd(g_skel->maps.flow_stats);
+
+    const int ncpu = netprobe::ebpf::possibleCpus();
+    const auto now = npbench::monoNowNs();
+    g_keys.resize(kFlows);
+    g_vals.resize(static_cast<std::size_t>(kFlows) * static_cast<std::size_t>(ncpu));
+    for (std::uint32_t i = 0; i < kFlows; ++i) {
+        g_keys[i] = npbench::flowKey(i);
+        for (int c = 0; c < ncpu; ++c) {
+            auto& v = g_vals[static_cast<std::size_t>(i) * static_cast<std::size_t>(ncpu) + static_cast<std::size_t>(c)];
+            v.packets = 1 + (i + static_cast<std::uint32_t>(c)) % 50;
+            v.bytes = v.packets * 800;
+            v.first_seen_ns = now - 2'000'000'000ull + i;
+            v.last_seen_ns = now - static_cast<std::uint64_t>(c);
+            v.tcp_flags = 0x18;
+        }
+    }
+    try {
+        fillMap();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "np_collector_bench: %s\n", e.what());
+        datapath_bpf__destroy(g_skel);
+        return 1;
+    }
+
+    using benchmark::kMillisecond;
+    benchmark::RegisterBenchmark("ReadFlows/Batch", BM_ReadFlows, MapReadMode::Batch)->Unit(kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("ReadFlows/PerKey", BM_ReadFlows, MapReadMode::PerKey)->Unit(kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("DrainFlows/Batch", BM_DrainFlows, MapReadMode::Batch)
+        ->Unit(kMillisecond)->UseRealTime()->Iterations(5);
+    benchmark::RegisterBenchmark("DrainFlows/PerKey", BM_DrainFlows, MapReadMode::PerKey)
+        ->Unit(kMillisecond)->UseRealTime()->Iterations(3);
+    benchmark::RegisterBenchmark("RenderMetrics/Series10k", BM_RenderMetrics, 900u, kFlows)
+        ->Unit(kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("RenderMetrics/Flows100k", BM_RenderMetrics, 4u, kFlows)
+        ->Unit(kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("FlowTableApply/Insert", BM_FlowTableApplyInsert)->Unit(kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("FlowTableApply/Update", BM_FlowTableApplyUpdate)->Unit(kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("FlowTableRecords", BM_FlowTableRecords)->Unit(kMillisecond)->UseRealTime();
+
+    benchmark::RunSpecifiedBenchmarks();
+    if (g_fill_enomem_retries)
+        std::fprintf(stderr, "np_collector_bench: note: filling flow_stats hit ENOMEM %d time(s) (retried)\n",
+                     g_fill_enomem_retries);
+    benchmark::Shutdown();
+    datapath_bpf__destroy(g_skel);
+    return 0;
+}

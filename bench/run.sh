@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# Runs every NetProbe benchmark, prints one summary table (metric, value, target,
+# verdict) and writes docs/benchmarks.md. Called by `make bench` as
+#   bash bench/run.sh BUILD_DIR
+# Needs root (BPF, network namespaces). Builds the bench targets and the agent
+# first (NP_BENCH_SKIP_BUILD=1 skips that). Exit status: non-zero when a
+# benchmark could not run (an error), never because a target was missed.
+# Everything it creates (namespaces npb-*, veths npb*, processes) is removed on
+# exit, also on failure or Ctrl-C.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${1:-build}
+[[ $BUILD = /* ]] || BUILD=$ROOT/$BUILD
+BIN=$BUILD/bench
+DOC=$ROOT/docs/benchmarks.md
+source "$ROOT/bench/lib.sh"
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "bench: needs root (BPF programs, network namespaces)" >&2
+  exit 1
+fi
+
+LOGS=$(mktemp -d /tmp/npb-run.XXXXXX)
+final_cleanup() {
+  # The sub-scripts clean up after themselves; this catches what a killed one left.
+  local ns
+  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^npb-(tp|rss)-/ {print $1}'); do
+    ip netns pids "$ns" 2>/dev/null | while read -r p; do kill -KILL "$p" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  rm -rf "$LOGS"
+}
+trap final_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------------ build
+if [[ ${NP_BENCH_SKIP_BUILD:-0} != 1 ]]; then
+  if [[ ! -f $BUILD/build.ninja && ! -f $BUILD/Makefile ]]; then
+    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo || exit 1
+  fi
+  cmake --build "$BUILD" --target netprobe_bench_targets netprobe-agent || { echo "bench: build failed" >&2; exit 1; }
+fi
+
+TP_ROUNDS=${NP_BENCH_TP_ROUNDS:-5}  # throughput rounds (4 iperf3 runs of 6 s each)
+errors=()
+declare -A R  # RESULT name -> value
+
+# run_step NAME LOGFILE CMD...: runs CMD (output shown and logged), records RESULT lines.
+run_step() {
+  local name=$1 log=$2
+  shift 2
+  echo
+  echo "=================== $name"
+  "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  if [[ $rc -eq 130 || $rc -eq 143 ]]; then  # the step was interrupted (Ctrl-C / SIGTERM): stop here
+    echo "bench: interrupted during $name; docs/benchmarks.md not updated" >&2
+    exit "$rc"
+  fi
+  if [[ $rc -ne 0 ]]; then
+    errors+=("$name (exit $rc)")
+    echo "bench: $name FAILED (exit $rc)" >&2
+  fi
+  while IFS=$'\t' read -r tag key rest; do
+    [[ $tag == RESULT ]] && R[$key]=$rest
+  done <"$log"
+  return 0
+}
+
+run_step "BPF programs (BPF_PROG_TEST_RUN)" "$LOGS/prog.log" "$BIN/np_bpf_prog_bench"
+run_step "Collector (Google Benchmark)" "$LOGS/collector.log" \
+  "$BIN/np_collector_bench" --benchmark_out="$LOGS/collector.json" --benchmark_out_format=json
+run_step "RSS of the user-space pipeline (synthetic)" "$LOGS/rss_pipeline.log" "$BIN/np_rss_bench" 100000
+run_step "RSS of the real agent with 100k flows" "$LOGS/rss_agent.log" bash "$ROOT/bench/rss_agent.sh" \
+  "$BIN/np_flowgen" 100000 50000
+run_step "TCP throughput over veth (iperf3)" "$LOGS/throughput.log" bash "$ROOT/bench/throughput.sh" 5 "$TP_ROUNDS"
+
+# ------------------------------------------------------------------ summary
+rows=()  # metric|value|target|verdict
+row() { rows+=("$1|$2|$3|$4"); }
+le() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a + 0 <= b + 0)}'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a + 0 >= b + 0)}'; }
+na() { row "$1" "n/a" "$2" "ERROR (not measured)"; }
+
+for c in "netprobe_xdp ipv4 steady" "netprobe_tc_in ipv4 steady" "netprobe_tc_eg ipv4 steady" \
+         "netprobe_tc_in ipv6 steady" "netprobe_tc_eg ipv6 steady" \
+         "netprobe_tc_in ipv4 first" "netprobe_tc_eg ipv4 first" "netprobe_tc_in ipv6 first"; do
+  if [[ -z ${R[$c]:-} ]]; then na "$c: ns/packet vs reference" "ratio <= 5x (aim 3x)"; continue; fi
+  IFS=$'\t' read -r ref prog ratio verdict <<<"${R[$c]}"
+  if [[ $c == *first ]]; then
+    extra=${R[${c% first} insert_extra]:-?}
+    row "$c: ns/packet (new flow) vs reference" "$prog ns vs $ref ns = ${ratio}x; insert = +$extra ns over a hit" "-" "info"
+  else
+    row "$c: ns/packet vs reference" "$prog ns vs $ref ns = ${ratio}x" "<= 5x (aim 3x)" "$verdict"
+  fi
+done
+
+gb() {  # gb NAME FIELD: field of the Google Benchmark entry whose name starts with NAME
+  [[ -f $LOGS/collector.json ]] || return 0
+  jq -r --arg n "$1" --arg f "$2" \
+    'first(.benchmarks[] | select(.name | startswith($n + "/")) | select(.error_occurred != true) | .[$f]) // empty' \
+    "$LOGS/collector.json"
+}
+ms_row() {  # ms_row BENCH LABEL LIMIT_MS|"" 
+  local v
+  v=$(gb "$1" real_time)
+  if [[ -z $v ]]; then na "$2" "${3:+< $3 ms}"; return; fi
+  v=$(printf '%.2f' "$v")
+  if [[ -z $3 ]]; then row "$2" "$v ms" "-" "info"
+  elif le "$v" "$3"; then row "$2" "$v ms" "< $3 ms" "PASS"
+  else row "$2" "$v ms" "< $3 ms" "MISS ($(awk -v a="$v" -v b="$3" 'BEGIN {printf "%.1fx", a / b}'))"
+  fi
+}
+ms_row ReadFlows/Batch "read 100k flows, batch (readFlowMap)" 50
+ms_row ReadFlows/PerKey "read 100k flows, per key (readFlowMap)" 50
+ms_row DrainFlows/Batch "drain 100k flows, batch (drainFlowMap: agent default)" 50
+ms_row DrainFlows/PerKey "drain 100k flows, per key (drainFlowMap)" 50
+series=$(gb RenderMetrics/Series10k series)
+ms_row RenderMetrics/Series10k "render /metrics, ${series:-?} series" 10
+ms_row RenderMetrics/Flows100k "render /metrics, 4 interfaces + 100k flows (top 20)" ""
+ms_row FlowTableApply/Insert "FlowTable::apply 100k deltas (new flows)" ""
+ms_row FlowTableApply/Update "FlowTable::apply 100k deltas (known flows)" ""
+ms_row FlowTableRecords "FlowTable::records 100k (snapshot build)" ""
+
+if [[ -n ${R[throughput_ratio]:-} ]]; then
+  r=${R[throughput_ratio]}
+  if ge "$r" 0.98; then v=PASS; elif ge "$r" 0.95; then v="PASS(floor)"; else v="MISS"; fi
+  row "TCP throughput with/without agent (${R[throughput_mode]:-?}), median of $TP_ROUNDS" \
+    "$r (${R[throughput_with_gbps]} / ${R[throughput_without_gbps]} Gbit/s)" ">= 0.95 (aim 0.98)" "$v"
+  r=${R[throughput_ratio_xdp_off]}
+  if ge "$r" 0.98; then v=PASS; elif ge "$r" 0.95; then v="PASS(floor)"; else v="MISS"; fi
+  row "TCP throughput with agent --xdp-mode=off / without, median of $TP_ROUNDS" \
+    "$r (${R[throughput_xdp_off_gbps]} Gbit/s)" ">= 0.95 (aim 0.98)" "$v"
+  r=${R[throughput_ratio_xdp_generic]}
+  if ge "$r" 0.98; then v=PASS; elif ge "$r" 0.95; then v="PASS(floor)"; else v="MISS"; fi
+  row "TCP throughput with agent --xdp-mode=generic / without, median of $TP_ROUNDS" \
+    "$r (${R[throughput_xdp_generic_gbps]} Gbit/s)" ">= 0.95 (aim 0.98)" "$v"
+else
+  na "TCP throughput with/without agent" ">= 0.95 (aim 0.98)"
+fi
+
+if [[ -n ${R[rss_agent_hwm_mib]:-} ]]; then
+  h=${R[rss_agent_hwm_mib]}
+  if le "$h" 64; then v=PASS; else v="MISS"; fi
+  row "agent VmHWM, ${R[rss_agent_flows]} flows tracked, collecting + /metrics scrapes" "$h MiB (VmRSS ${R[rss_agent_rss_mib]} MiB)" "< 64 MiB" "$v"
+  h=${R[rss_agent_hwm_after_api_mib]}
+  if le "$h" 64; then v=PASS; else v="MISS"; fi
+  row "agent VmHWM after one /api/v1/flows?limit=10000" "$h MiB (VmRSS ${R[rss_agent_rss_after_api_mib]} MiB)" "< 64 MiB" "$v"
+  row "agent BPF map memory (kernel, not in RSS)" "${R[rss_agent_map_mib]} MiB" "-" "info"
+  row "agent: longest collection while 50k new flows/s arrived" "${R[rss_agent_max_collect_seconds]} s" "-" "info"
+else
+  na "agent RSS with 100k flows" "< 64 MiB"
+fi
+if [[ -n ${R[rss_pipeline_hwm_mib]:-} ]]; then
+  row "user-space pipeline VmHWM, 100k flows (np_rss_bench, synthetic)" \
+    "${R[rss_pipeline_hwm_mib]} MiB (${R[rss_pipeline_trimmed_mib]} MiB after malloc_trim)" "< 64 MiB" \
+    "info"
+fi
+
+echo
+echo "=================== Summary"
+{
+  printf '%s|%s|%s|%s\n' metric value target verdict
+  printf '%s\n' "${rows[@]}"
+} | awk -F'|' '{for (i = 1; i <= NF; i++) {c[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i)}; n = NR}
+  END {for (r = 1; r <= n; r++) {for (i = 1; i <= 4; i++) printf "%-*s%s", w[i], c[r, i], (i < 4 ? "  " : "\n");
+        if (r == 1) {for (i = 1; i <= 4; i++) {s = ""; for (j = 0; j < w[i]; j++) s = s "-"; printf "%s%s", s, (i < 4 ? "  " : "\n")}}}}'
+
+# ------------------------------------------------------------------ docs/benchmarks.md
+cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+gb_build=$( [[ -f $LOGS/collector.json ]] && jq -r '.context.library_build_type' "$LOGS/collector.json" || echo "?")
+section() {  # section FILE: the log without RESULT lines, as a code block
+  echo '```'
+  if [[ -f $1 ]]; then grep -v $'^RESULT\t' "$1"; else echo "(not run)"; fi
+  echo '```'
+}
+# notes: what dominates each missed or borderline target, as found when these
+# benchmarks were written (perf, and variants of the programs built outside the
+# tree); printed only for the rows that apply.
+notes() {
+  local any=0
+  local tc_ratio
+  tc_ratio=$(cut -f3 <<<"${R[netprobe_tc_in ipv4 steady]:-}")
+  if [[ -n $tc_ratio ]] && ! le "$tc_ratio" 3; then
+    any=1
+    cat <<'EON'
+- **TC programs (~5x the reference, at the floor).** On the steady path `netprobe_tc_in` calls two
+  hash lookups (`tc_device_stats` PERCPU_HASH, `flow_stats` PERCPU_HASH with a 44-byte key) and
+  `bpf_ktime_get_ns` (`bpftool prog dump xlated`); the per-CPU array counters are inlined by the JIT.
+  Measured by removing or replacing one piece at a time (IPv4 steady, ~135 ns total, reference 27 ns):
+  flow accounting ~65 ns (of which `bpf_ktime_get_ns` ~18 ns: `read_tsc` is ~12% of all samples
+  under perf), `tc_device_stats` hash update ~22 ns, protocol counters ~7 ns, parser and the rest
+  ~12 ns. `bpf_ktime_get_coarse_ns` plus a PERCPU_ARRAY device counter (slot per interface) measured
+  95 ns = 3.5x.
+EON
+  fi
+  if [[ -n ${R[netprobe_tc_in ipv4 insert_extra]:-} ]]; then
+    any=1
+    cat <<'EON'
+- **New flows.** Inserting into `flow_stats` (`BPF_F_NO_PREALLOC`: element and per-CPU value come
+  from the BPF memory allocator) costs ~270 ns over a hit; the same program with a preallocated
+  `flow_stats` measured ~190 ns.
+EON
+  fi
+  if [[ -n $(gb DrainFlows/Batch real_time) ]] && ! le "$(gb DrainFlows/Batch real_time)" 50; then
+    any=1
+    cat <<'EON'
+- **Draining 100k flows (~10x the 50 ms target) while reading them takes ~40 ms.** The difference
+  is the delete: `flow_stats` is a `BPF_F_NO_PREALLOC` PERCPU_HASH, so every deleted element frees
+  its per-CPU value through the kernel's per-CPU allocator (`unit_free`/`free_htab_elem` dominate
+  under perf), ~5 us per flow; inserting 100k from user space takes ~1 s for the same reason and
+  can fail with transient ENOMEM. A preallocated map of the same shape measured 38 ms to drain
+  and 48 ms to fill.
+EON
+  fi
+  if [[ -n ${R[throughput_ratio]:-} ]] && ! ge "${R[throughput_ratio]}" 0.95; then
+    any=1
+    cat <<'EON'
+- **Throughput with XDP in native mode on veth.** The loss does not depend on the program: a bare
+  `XDP_PASS` program (with or without `xdp.frags`) attached in driver mode to the receiving veth
+  also cuts iperf3 from ~19.5 to ~5.3 Gbit/s, and the sending peer shows
+  `tcp-segmentation-offload: off` while it is attached. The agent's own counters show the effect:
+  in native mode the receiver sees MTU-sized packets (~1.5 KB on average), in generic mode GSO-sized
+  ones (~45 KB), so it handles about 6x more packets. With `--xdp-mode=generic` or `off` the
+  agent costs nothing measurable here.
+EON
+  fi
+  if [[ -n ${R[rss_agent_hwm_after_api_mib]:-} ]] && ! le "${R[rss_agent_hwm_after_api_mib]}" 64; then
+    any=1
+    cat <<'EON'
+- **RSS after `/api/v1/flows?limit=10000`.** Building the response as an nlohmann::json document
+  (a map of 16 members per flow) takes ~28 MiB for 10k flows (`np_rss_bench`); the memory is freed
+  afterwards but glibc keeps it (`malloc_trim(0)` gives it back), so VmRSS stays high.
+EON
+  fi
+  [[ $any == 1 ]] || echo "(none)"
+}
+
+{
+  echo "# NetProbe benchmarks"
+  echo
+  echo "Generated by \`make bench\` (\`bash bench/run.sh\`) on $(date -u '+%Y-%m-%d %H:%M UTC')."
+  echo "Machine: $(nproc) CPUs ($cpu), kernel $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2 / 1048576}' /proc/meminfo)."
+  echo "Build: \`$(basename "$BUILD")\` ($(awk -F= '/^CMAKE_BUILD_TYPE:/ {print $2}' "$BUILD/CMakeCache.txt" 2>/dev/null))."
+  echo "Numbers from a shared 2-CPU VM move by a few percent between runs; ratios measured in the same run are the stable part."
+  echo
+  echo "## Summary"
+  echo
+  echo "| metric | value | target | verdict |"
+  echo "|---|---|---|---|"
+  for r in "${rows[@]}"; do IFS='|' read -r a b c d <<<"$r"; echo "| $a | $b | $c | $d |"; done
+  if [[ ${#errors[@]} -gt 0 ]]; then
+    echo
+    echo "**Errors:** ${errors[*]}"
+  fi
+  cat <<EOF
+
+## Method
+
+**Datapath programs** (\`bench/bpf_prog_bench.cpp\`, \`np_bpf_prog_bench\`). Each program of the
+datapath skeleton runs through \`BPF_PROG_TEST_RUN\` (\`bpf_prog_test_run_opts\`); the kernel reports
+the average ns per run. The reference is \`bench/reference.bpf.c\` (one per-CPU array increment) of
+the same program type, loaded in the same process. Reference and program alternate (ref, prog, ref,
+prog, ...) for 15 rounds on one pinned CPU; the table shows the median of each and the ratio of the
+medians. Frames: 64-byte Ethernet/IPv4/TCP and 84-byte Ethernet/IPv6/TCP, built by hand.
+*steady*: the flow exists (the warm-up creates it), 200k runs per measurement. *first*: the flow is
+deleted from user space before every run, so every run inserts it; single runs (repeat=1, which adds
+the kernel's ~50 ns timer overhead to both sides; the reference side makes the same delete syscall).
+Floor: ratio <= 5x, aim 3x (steady rows).
+
+**Collector** (\`bench/collector_bench.cpp\`, Google Benchmark; Debian's library reports build type
+"$gb_build", which only concerns the harness, not the measured code).
+A real \`flow_stats\` map (datapath skeleton, \`max_entries\` 131072, \`BPF_F_NO_PREALLOC\` per-CPU hash)
+filled from user space with 100k distinct IPv4/TCP keys, per-CPU values on every CPU.
+*read*: \`readFlowMap\` (Batch = \`BPF_MAP_LOOKUP_BATCH\` 4096 at a time; PerKey = get_next_key + lookup).
+*drain*: \`drainFlowMap\` (lookup-and-delete, what the agent does every interval); the map is refilled
+with \`BPF_MAP_UPDATE_BATCH\` outside the timing. *render*: \`renderMetrics\` of a snapshot with 900
+interfaces (8 interface series + 2 XDP series + 1 attached = 11 per interface), the fixed protocol,
+malformed, map and agent families, and the top-20 flow series of 100k flows: ${series:-?} series in
+total (counted from the output); also 4 interfaces + 100k flows (the realistic agent case).
+*FlowTable*: \`FlowTable::apply\` of 100k deltas into an empty table (Insert) and into a table that
+already holds those flows (Update); \`records()\` is the per-interval snapshot build.
+
+**Throughput** (\`bench/throughput.sh\`). Namespaces \`npb-tp-cli\` / \`npb-tp-srv\` joined by a veth pair
+(198.18.0.1/30, 198.18.0.2/30); iperf3 client (CPU 0) -> server (CPU 1), 5 s per run after 1 s
+omitted, receiver's rate. $TP_ROUNDS rounds of four runs: without the agent, with the agent
+(\`--interface-filter=npbtp1\` inside the server namespace, \`--collect-interval=1s\`) in its default
+modes, with \`--xdp-mode=off\`, with \`--xdp-mode=generic\`; each ratio is the configuration's median
+over the median without the agent. Other work on the (shared) machine shows up as run-to-run noise.
+
+**Agent RSS** (\`bench/rss_agent.sh\`). The real agent in namespace \`npb-rss-agt\` on \`npbrs1\`
+(\`--flow-table-size=131072 --max-flows=100000 --collect-interval=1s\`). \`np_flowgen\` (\`bench/flowgen.cpp\`)
+sends one 60-byte UDP packet for each of 100k distinct port pairs from \`npb-rss-gen\`, paced at
+50k packets/s (AF_PACKET on the veth, nothing routed). Once \`netprobe_flows_tracked\` reaches 100k the
+script waits two collections, scrapes \`/metrics\` twice and reads VmRSS/VmHWM from \`/proc/PID/status\`;
+then it fetches \`/api/v1/flows?limit=10000\` once and reads them again. Kernel map memory is the sum of
+\`memlock\` of the agent's BPF map fds. \`np_rss_bench\` (\`bench/rss_bench.cpp\`) replays the same
+pipeline in one process with synthetic flows and prints the RSS after each stage, to show where the
+memory goes.
+
+## Where the cost goes
+
+What dominates each missed (or only floor-level) target. These figures come from one-off
+investigations made when the benchmarks were written (perf; variants of the programs and maps built
+outside the tree), not from this run; each note is printed only while its row still misses.
+
+$(notes)
+
+## Raw output
+
+### Datapath programs
+$(section "$LOGS/prog.log")
+
+### Collector
+$(section "$LOGS/collector.log")
+
+### RSS: real agent
+$(section "$LOGS/rss_agent.log")
+
+### RSS: user-space pipeline stages
+$(section "$LOGS/rss_pipeline.log")
+
+### Throughput
+$(section "$LOGS/throughput.log")
+EOF
+} >"$DOC"
+echo
+echo "wrote $DOC"
+
+# ------------------------------------------------------------------ leftovers
+left=$( {
+  ip netns list | awk '$1 ~ /^npb-/'
+  ip -o link show type veth | awk -F': ' '$2 ~ /^npb/ {print $2}'
+  bpftool prog show 2>/dev/null | grep -E 'np_bench' || true
+  pgrep -af 'np_flowgen|np_bpf_prog_bench|np_collector_bench|netprobe-agent --interface-filter=npb(tp|rs)' || true
+} )
+if [[ -n $left ]]; then
+  echo "bench: left behind:" >&2
+  echo "$left" >&2
+  errors+=("leftovers")
+fi
+if [[ ${#errors[@]} -gt 0 ]]; then
+  echo "bench: errors: ${errors[*]}" >&2
+  exit 1
+fi
