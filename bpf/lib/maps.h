@@ -3,14 +3,18 @@
  * chosen for the per-packet cost:
  *  - counters indexed by a small dense enum are PERCPU_ARRAY: the lookup is
  *    inlined by the JIT and the increment needs no atomic;
- *  - counters keyed by interface are PERCPU_HASH: ifindex values are sparse, and
- *    per-CPU values avoid atomics and cache-line bouncing between CPUs;
- *  - flow_stats is PERCPU_HASH (not LRU): user space reads *and deletes* it every
- *    collect interval (BPF_MAP_LOOKUP_AND_DELETE_BATCH) and keeps the cumulative
- *    totals, so the kernel table only holds the flows of one interval, nothing is
- *    silently evicted, and a full table is an insert failure we count. It is
- *    BPF_F_NO_PREALLOC so a deleted element is freed after an RCU grace period
- *    instead of being recycled under a program still updating it.
+ *  - counters keyed by interface are PERCPU_ARRAY slots indexed by ifindex for
+ *    ifindex < NP_DEV_SLOTS (an inlined lookup instead of a ~20 ns hash lookup),
+ *    with a PERCPU_HASH for larger ifindexes; per-CPU values avoid atomics and
+ *    cache-line bouncing between CPUs;
+ *  - flow_stats is PERCPU_HASH, preallocated (not LRU): nothing is silently
+ *    evicted; a full table is an insert failure we count. User space reads it
+ *    with batch lookups every interval and removes only idle flows, each with
+ *    BPF_MAP_LOOKUP_AND_DELETE_ELEM (the final values are not lost).
+ *    Preallocation makes inserts ~30% cheaper and deletes ~15x cheaper than
+ *    BPF_F_NO_PREALLOC (docs/benchmarks.md); the price is that a deleted element
+ *    is recycled at once, so a packet of an idle flow racing its deletion on
+ *    another CPU could be credited to the flow that reuses the element.
  */
 #ifndef NETPROBE_MAPS_H
 #define NETPROBE_MAPS_H
@@ -21,19 +25,35 @@
 
 #define NP_EEXIST 17
 
+/* index: ifindex * NP_DIR_MAX + direction, for ifindex < NP_DEV_SLOTS */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct np_counter);
+	__uint(max_entries, NP_DEV_SLOTS * NP_DIR_MAX);
+} tc_device_stats SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__type(key, struct tc_device_key);
 	__type(value, struct np_counter);
 	__uint(max_entries, 4096);
-} tc_device_stats SEC(".maps");
+} tc_device_stats_hi SEC(".maps");
+
+/* index: ifindex, for ifindex < NP_DEV_SLOTS */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct np_counter);
+	__uint(max_entries, NP_DEV_SLOTS);
+} xdp_device_stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__type(key, __u32); /* ifindex */
+	__type(key, struct tc_device_key);
 	__type(value, struct np_counter);
 	__uint(max_entries, 4096);
-} xdp_device_stats SEC(".maps");
+} xdp_device_stats_hi SEC(".maps");
 
 /* index: direction * NP_PROTO_MAX + enum np_proto_class */
 struct {
@@ -65,7 +85,6 @@ struct {
 	__type(key, struct flow_key);
 	__type(value, struct np_flow_stats);
 	__uint(max_entries, 65536); /* user space may resize before load */
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 } flow_stats SEC(".maps");
 
 /* First fragment's ports, so later fragments join their flow. LRU: an entry is
@@ -106,6 +125,24 @@ static __always_inline void np_counter_add(void *map, const void *key, __u64 len
 	}
 	if (err)
 		np_count_map_error(map_id);
+}
+
+/* Count one packet for (ifindex, direction) in an array slot or, for a large
+ * ifindex, in the fallback hash. */
+static __always_inline void np_device_add(void *array, void *hash, __u32 ifindex, __u32 dir, __u32 per_if,
+					  __u64 len, __u32 map_id)
+{
+	if (ifindex < NP_DEV_SLOTS) {
+		__u32 idx = ifindex * per_if + dir;
+		struct np_counter *c = bpf_map_lookup_elem(array, &idx);
+		if (c) {
+			c->packets += 1;
+			c->bytes += len;
+		}
+		return;
+	}
+	struct tc_device_key k = { .ifindex = ifindex, .direction = dir };
+	np_counter_add(hash, &k, len, map_id);
 }
 
 #endif /* NETPROBE_MAPS_H */

@@ -17,24 +17,51 @@ bool FlowKeyEq::operator()(const flow_key& a, const flow_key& b) const noexcept 
 FlowTable::FlowTable(std::size_t max_flows, std::chrono::nanoseconds idle_timeout)
     : max_flows_(max_flows), idle_ns_(static_cast<std::uint64_t>(idle_timeout.count())) {}
 
-void FlowTable::apply(const std::vector<ebpf::FlowDelta>& deltas, std::uint64_t now_ns) {
+void FlowTable::beginInterval() {
     for (auto& [_, e] : flows_) e.interval_packets = e.interval_bytes = 0;
-    for (const auto& d : deltas) {
-        auto [it, inserted] = flows_.try_emplace(d.key);
-        auto& e = it->second;
-        e.packets += d.stats.packets;
-        e.bytes += d.stats.bytes;
-        e.interval_packets += d.stats.packets;
-        e.interval_bytes += d.stats.bytes;
-        if (inserted || (d.stats.first_seen_ns && d.stats.first_seen_ns < e.first_seen_ns))
-            e.first_seen_ns = d.stats.first_seen_ns;
-        e.last_seen_ns = std::max<std::uint64_t>(e.last_seen_ns, d.stats.last_seen_ns);
-        e.tcp_flags |= d.stats.tcp_flags;
-    }
+}
+
+void FlowTable::observe(const ebpf::FlowDelta& d) {
+    auto [it, inserted] = flows_.try_emplace(d.key);
+    auto& e = it->second;
+    // A kernel value below what we saw last is a new kernel entry (the old one
+    // was removed): all of it is new.
+    const bool fresh = !e.in_kernel || d.stats.packets < e.kernel_packets;
+    const std::uint64_t dp = fresh ? d.stats.packets : d.stats.packets - e.kernel_packets;
+    const std::uint64_t db = fresh ? d.stats.bytes : d.stats.bytes - e.kernel_bytes;
+    e.packets += dp;
+    e.bytes += db;
+    e.interval_packets += dp;
+    e.interval_bytes += db;
+    e.kernel_packets = d.stats.packets;
+    e.kernel_bytes = d.stats.bytes;
+    e.in_kernel = true;
+    if (inserted || (d.stats.first_seen_ns && d.stats.first_seen_ns < e.first_seen_ns))
+        e.first_seen_ns = d.stats.first_seen_ns;
+    e.last_seen_ns = std::max<std::uint64_t>(e.last_seen_ns, d.stats.last_seen_ns);
+    e.tcp_flags |= d.stats.tcp_flags;
+}
+
+void FlowTable::retire(const ebpf::FlowDelta& d) {
+    observe(d);
+    auto it = flows_.find(d.key);
+    it->second.in_kernel = false;
+    it->second.kernel_packets = it->second.kernel_bytes = 0;
+}
+
+std::vector<flow_key> FlowTable::kernelIdle(std::uint64_t now_ns, std::uint64_t idle_ns) const {
+    std::vector<flow_key> out;
+    for (const auto& [k, e] : flows_)
+        if (e.in_kernel && now_ns > e.last_seen_ns && now_ns - e.last_seen_ns > idle_ns) out.push_back(k);
+    return out;
+}
+
+void FlowTable::expire(std::uint64_t now_ns) {
     if (idle_ns_ > 0) {
         std::erase_if(flows_, [&](const auto& kv) {
-            bool idle = kv.second.interval_packets == 0 && now_ns > kv.second.last_seen_ns &&
-                        now_ns - kv.second.last_seen_ns > idle_ns_;
+            const auto& e = kv.second;
+            bool idle = !e.in_kernel && e.interval_packets == 0 && now_ns > e.last_seen_ns &&
+                        now_ns - e.last_seen_ns > idle_ns_;
             expired_ += idle ? 1 : 0;
             return idle;
         });
@@ -49,6 +76,12 @@ void FlowTable::apply(const std::vector<ebpf::FlowDelta>& deltas, std::uint64_t 
         for (std::size_t i = 0; i < excess; ++i) flows_.erase(by_age[i].second);
         evicted_ += excess;
     }
+}
+
+void FlowTable::apply(const std::vector<ebpf::FlowDelta>& kernel_entries, std::uint64_t now_ns) {
+    beginInterval();
+    for (const auto& d : kernel_entries) observe(d);
+    expire(now_ns);
 }
 
 const FlowTable::Entry* FlowTable::find(const flow_key& k) const {

@@ -32,6 +32,13 @@ TCCollector::TCCollector(ebpf::Manager& manager, CollectorOptions options)
 
 TCCollector::~TCCollector() { stop(); }
 
+std::uint64_t TCCollector::kernelIdleNs() const {
+    // Two intervals without a packet, but never longer than the flow timeout.
+    auto idle = std::max<std::int64_t>(2 * interval_ns_.load(), 1'000'000'000);
+    if (options_.flow_idle_timeout.count() > 0) idle = std::min<std::int64_t>(idle, options_.flow_idle_timeout.count());
+    return static_cast<std::uint64_t>(idle);
+}
+
 void TCCollector::setCollectInterval(std::chrono::nanoseconds interval) {
     interval_ns_.store(std::max<std::int64_t>(interval.count(), 1'000'000));
     run_cv_.notify_all();
@@ -58,13 +65,22 @@ Result<std::shared_ptr<const Snapshot>> TCCollector::collectLocked() {
         return std::unexpected(stats.error());
     }
     drain_buf_.clear();
-    auto drained = manager_.drainFlows(drain_buf_, options_.read_mode);
-    if (!drained) {
+    auto read = manager_.readFlows(drain_buf_, options_.read_mode);
+    if (!read) {
         ++errors_;
-        return std::unexpected(drained.error());
+        return std::unexpected(read.error());
     }
     const std::uint64_t now_mono = monoNowNs();
-    flows_.apply(drain_buf_, now_mono);
+    flows_.beginInterval();
+    for (const auto& d : drain_buf_) flows_.observe(d);
+    // Idle kernel entries leave the kernel table (their final values are kept), so
+    // its capacity serves live flows; the agent's record lives on until
+    // --flow-timeout.
+    for (const auto& key : flows_.kernelIdle(now_mono, kernelIdleNs())) {
+        if (auto last = manager_.removeFlow(key)) flows_.retire({key, *last});
+        else flows_.retire({key, {}});
+    }
+    flows_.expire(now_mono);
 
     auto snap = std::make_shared<Snapshot>();
     const auto wall_now = std::chrono::system_clock::now();
@@ -138,7 +154,7 @@ Result<std::shared_ptr<const Snapshot>> TCCollector::collectLocked() {
     snap->malformed = stats->malformed;
     snap->map_errors = stats->map_errors;
     snap->flow_health.kernel_capacity = manager_.flowTableCapacity();
-    snap->flow_health.kernel_entries = *drained;
+    snap->flow_health.kernel_entries = *read;
     snap->flow_health.tracked = flows_.size();
     snap->flow_health.tracked_capacity = flows_.capacity();
     snap->flow_health.expired_total = flows_.expiredTotal();

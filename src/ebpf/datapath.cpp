@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <functional>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "datapath.skel.h"
@@ -91,6 +92,31 @@ Result<void> readPerCpuArray(int fd, std::uint32_t n, const std::function<void(s
     return {};
 }
 
+// Reads a whole per-CPU array with BPF_MAP_LOOKUP_BATCH (one syscall per 1024 slots).
+template <class V>
+Result<void> readPerCpuArrayBatch(int fd, std::uint32_t n, const std::function<void(std::uint32_t, const V*)>& fn) {
+    const auto ncpu = static_cast<std::size_t>(possibleCpus());
+    constexpr std::uint32_t kChunk = 1024;
+    std::vector<std::uint32_t> keys(kChunk);
+    std::vector<V> vals(kChunk * ncpu);
+    std::uint32_t in_tok = 0, out_tok = 0;
+    bool first = true;
+    std::uint32_t seen = 0;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    while (seen < n) {
+        __u32 count = kChunk;
+        int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_tok, &out_tok, keys.data(), vals.data(), &count,
+                                       &opts);
+        if (err && errno != ENOENT) return std::unexpected(errnoError(errno, "batch read per-CPU array"));
+        for (__u32 i = 0; i < count; ++i) fn(keys[i], &vals[i * ncpu]);
+        seen += count;
+        if (err || count == 0) break;
+        in_tok = out_tok;
+        first = false;
+    }
+    return {};
+}
+
 Counter sumCounters(const np_counter* v, int ncpu) {
     Counter c;
     for (int i = 0; i < ncpu; ++i) {
@@ -122,32 +148,53 @@ Result<NetworkStats> Datapath::readStats() const {
     s.taken_at = std::chrono::steady_clock::now();
     const int ncpu = possibleCpus();
     std::map<std::uint32_t, DeviceCounters> devs;
+    auto dev = [&](std::uint32_t ifindex) -> DeviceCounters& {
+        auto& d = devs[ifindex];
+        d.ifindex = ifindex;
+        return d;
+    };
 
-    auto r = forEachEntry<tc_device_key, np_counter>(
-        bpf_map__fd(skel_->maps.tc_device_stats), static_cast<std::size_t>(ncpu),
+    // Array slots (ifindex < NP_DEV_SLOTS): one batch read each; empty slots skipped.
+    auto r = readPerCpuArrayBatch<np_counter>(
+        bpf_map__fd(skel_->maps.tc_device_stats), NP_DEV_SLOTS * NP_DIR_MAX,
+        [&](std::uint32_t i, const np_counter* v) {
+            Counter c = sumCounters(v, ncpu);
+            if (c.packets == 0) return;
+            auto& d = dev(i / NP_DIR_MAX);
+            (i % NP_DIR_MAX == NP_DIR_INGRESS ? d.ingress : d.egress) = c;
+        });
+    if (!r) return std::unexpected(r.error());
+    r = readPerCpuArrayBatch<np_counter>(bpf_map__fd(skel_->maps.xdp_device_stats), NP_DEV_SLOTS,
+                                         [&](std::uint32_t i, const np_counter* v) {
+                                             Counter c = sumCounters(v, ncpu);
+                                             if (c.packets) dev(i).xdp = c;
+                                         });
+    if (!r) return std::unexpected(r.error());
+    // Fallback hashes (ifindex >= NP_DEV_SLOTS).
+    r = forEachEntry<tc_device_key, np_counter>(
+        bpf_map__fd(skel_->maps.tc_device_stats_hi), static_cast<std::size_t>(ncpu),
         [&](const tc_device_key& k, const np_counter* v) {
-            auto& d = devs[k.ifindex];
-            d.ifindex = k.ifindex;
+            auto& d = dev(k.ifindex);
             (k.direction == NP_DIR_INGRESS ? d.ingress : d.egress) = sumCounters(v, ncpu);
         });
     if (!r) return std::unexpected(r.error());
-    r = forEachEntry<std::uint32_t, np_counter>(bpf_map__fd(skel_->maps.xdp_device_stats),
+    r = forEachEntry<tc_device_key, np_counter>(bpf_map__fd(skel_->maps.xdp_device_stats_hi),
                                                 static_cast<std::size_t>(ncpu),
-                                                [&](const std::uint32_t& k, const np_counter* v) {
-                                                    auto& d = devs[k];
-                                                    d.ifindex = k;
-                                                    d.xdp = sumCounters(v, ncpu);
+                                                [&](const tc_device_key& k, const np_counter* v) {
+                                                    dev(k.ifindex).xdp = sumCounters(v, ncpu);
                                                 });
     if (!r) return std::unexpected(r.error());
     s.devices.reserve(devs.size());
     for (auto& [_, d] : devs) s.devices.push_back(d);
 
-    r = readPerCpuArray<np_counter>(bpf_map__fd(skel_->maps.packet_stats), static_cast<std::uint32_t>(NP_DIR_MAX) * NP_PROTO_MAX,
+    r = readPerCpuArray<np_counter>(bpf_map__fd(skel_->maps.packet_stats),
+                                    static_cast<std::uint32_t>(NP_DIR_MAX) * NP_PROTO_MAX,
                                     [&](std::uint32_t i, const np_counter* v) {
                                         s.protocols[i / NP_PROTO_MAX][i % NP_PROTO_MAX] = sumCounters(v, ncpu);
                                     });
     if (!r) return std::unexpected(r.error());
-    r = readPerCpuArray<std::uint64_t>(bpf_map__fd(skel_->maps.malformed_stats), static_cast<std::uint32_t>(NP_DIR_MAX) * NP_MAL_REASON_MAX,
+    r = readPerCpuArray<std::uint64_t>(bpf_map__fd(skel_->maps.malformed_stats),
+                                       static_cast<std::uint32_t>(NP_DIR_MAX) * NP_MAL_REASON_MAX,
                                        [&](std::uint32_t i, const std::uint64_t* v) {
                                            std::uint64_t t = 0;
                                            for (int c = 0; c < ncpu; ++c) t += v[c];
@@ -165,11 +212,31 @@ Result<NetworkStats> Datapath::readStats() const {
 }
 
 void Datapath::forgetDevice(std::uint32_t ifindex) const {
+    const std::vector<np_counter> zero(static_cast<std::size_t>(possibleCpus()));
+    if (ifindex < NP_DEV_SLOTS) {
+        for (std::uint32_t dir = 0; dir < NP_DIR_MAX; ++dir) {
+            std::uint32_t idx = ifindex * NP_DIR_MAX + dir;
+            bpf_map_update_elem(bpf_map__fd(skel_->maps.tc_device_stats), &idx, zero.data(), BPF_ANY);
+        }
+        bpf_map_update_elem(bpf_map__fd(skel_->maps.xdp_device_stats), &ifindex, zero.data(), BPF_ANY);
+        return;
+    }
     for (std::uint32_t dir = 0; dir < NP_DIR_MAX; ++dir) {
         tc_device_key k{ifindex, dir};
-        bpf_map_delete_elem(bpf_map__fd(skel_->maps.tc_device_stats), &k);
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.tc_device_stats_hi), &k);
     }
-    bpf_map_delete_elem(bpf_map__fd(skel_->maps.xdp_device_stats), &ifindex);
+    tc_device_key x{ifindex, NP_DIR_INGRESS};
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.xdp_device_stats_hi), &x);
+}
+
+Result<std::size_t> Datapath::readFlows(std::vector<FlowDelta>& out, MapReadMode mode) const {
+    return readFlowMap(flowMap(), out, mode);
+}
+
+std::optional<np_flow_stats> Datapath::removeFlow(const flow_key& key) const {
+    std::vector<np_flow_stats> vals(static_cast<std::size_t>(possibleCpus()));
+    if (bpf_map_lookup_and_delete_elem(flowMap(), &key, vals.data()) != 0) return std::nullopt;
+    return mergeFlowStats(vals.data(), possibleCpus());
 }
 
 Result<std::size_t> Datapath::drainFlows(std::vector<FlowDelta>& out, MapReadMode mode) const {

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "netprobe/ebpf/types.hpp"
@@ -33,6 +34,10 @@ public:
 
     [[nodiscard]] Result<NetworkStats> readStats() const;
     Result<std::size_t> drainFlows(std::vector<FlowDelta>& out, MapReadMode mode) const;
+    // Reads every flow (cumulative values) without deleting.
+    Result<std::size_t> readFlows(std::vector<FlowDelta>& out, MapReadMode mode) const;
+    // Deletes one flow, returning its final values (nullopt if it was not there).
+    std::optional<np_flow_stats> removeFlow(const flow_key& key) const;
     // Removes the interface's device counters (after detach).
     void forgetDevice(std::uint32_t ifindex) const;
 

@@ -32,6 +32,7 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <memory>
@@ -47,6 +48,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
+
+#include <cstdlib>
 
 #include <netprobe/abi.h>
 
@@ -152,8 +155,10 @@ void zeroPercpuArray(const bpf_map* map)
 
 void resetMaps(datapath_bpf* s)
 {
-    clearHash<tc_device_key>(s->maps.tc_device_stats);
-    clearHash<std::uint32_t>(s->maps.xdp_device_stats);
+    zeroPercpuArray<np_counter>(s->maps.tc_device_stats);
+    zeroPercpuArray<np_counter>(s->maps.xdp_device_stats);
+    clearHash<tc_device_key>(s->maps.tc_device_stats_hi);
+    clearHash<tc_device_key>(s->maps.xdp_device_stats_hi);
     clearHash<flow_key>(s->maps.flow_stats);
     clearHash<np_frag_key>(s->maps.frag_track);
     zeroPercpuArray<np_counter>(s->maps.packet_stats);
@@ -180,6 +185,32 @@ Counter sumCounter(const bpf_map* map, const void* key)
         c.bytes += v.bytes;
     }
     return c;
+}
+
+// Device counters live in per-CPU array slots for ifindex < NP_DEV_SLOTS and in
+// the *_hi hashes above that; these read either place.
+Counter devCounter(datapath_bpf* s, bool xdp, std::uint32_t ifindex, std::uint32_t dir)
+{
+    if (ifindex < NP_DEV_SLOTS) {
+        std::uint32_t idx = xdp ? ifindex : ifindex * NP_DIR_MAX + dir;
+        return sumCounter(xdp ? s->maps.xdp_device_stats : s->maps.tc_device_stats, &idx);
+    }
+    tc_device_key k{ifindex, xdp ? std::uint32_t{NP_DIR_INGRESS} : dir};
+    return sumCounter(xdp ? s->maps.xdp_device_stats_hi : s->maps.tc_device_stats_hi, &k);
+}
+
+// Every (ifindex, direction) with a non-zero device counter.
+std::vector<tc_device_key> devKeys(datapath_bpf* s, bool xdp)
+{
+    std::vector<tc_device_key> out;
+    const bpf_map* arr = xdp ? s->maps.xdp_device_stats : s->maps.tc_device_stats;
+    const std::uint32_t per_if = xdp ? 1 : NP_DIR_MAX;
+    for (std::uint32_t i = 0; i < bpf_map__max_entries(arr); i++)
+        if (sumCounter(arr, &i).packets)
+            out.push_back({i / per_if, i % per_if});
+    for (const auto& k : keysOf<tc_device_key>(xdp ? s->maps.xdp_device_stats_hi : s->maps.tc_device_stats_hi))
+        out.push_back(k);
+    return out;
 }
 
 std::uint64_t sumU64(const bpf_map* map, std::uint32_t index)
@@ -1067,14 +1098,14 @@ TEST_P(PacketCase, Run)
     std::size_t tc_keys = 0;
     for (std::uint32_t dir = 0; dir < kDirs; dir++) {
         tc_device_key k{kIfindex, dir};
-        EXPECT_EQ(sumCounter(s->maps.tc_device_stats, &k), want_tc[dir]) << "tc_device_stats dir=" << dir;
+        EXPECT_EQ(devCounter(s, false, k.ifindex, k.direction), want_tc[dir]) << "tc_device_stats dir=" << dir;
         tc_keys += want_tc[dir].packets ? 1 : 0;
     }
-    EXPECT_EQ(keysOf<tc_device_key>(s->maps.tc_device_stats).size(), tc_keys);
+    EXPECT_EQ(devKeys(s, false).size(), tc_keys);
 
     std::uint32_t ifx = kIfindex;
-    EXPECT_EQ(sumCounter(s->maps.xdp_device_stats, &ifx), want_xdp) << "xdp_device_stats";
-    EXPECT_EQ(keysOf<std::uint32_t>(s->maps.xdp_device_stats).size(), want_xdp.packets ? 1u : 0u);
+    EXPECT_EQ(devCounter(s, true, ifx, 0), want_xdp) << "xdp_device_stats";
+    EXPECT_EQ(devKeys(s, true).size(), want_xdp.packets ? 1u : 0u);
 
     // flow_stats: exactly the expected flows.
     const std::vector<Flow> flows = readFlows(s->maps.flow_stats);
@@ -1168,8 +1199,8 @@ TEST_F(DatapathHarness, FramesShorterThanEthernet)
     ASSERT_EQ(short_frame.size(), 13u);
     for (Prog p : {Prog::TcIngress, Prog::TcEgress, Prog::Xdp})
         EXPECT_EQ(runFrame(skel(), p, short_frame).err, -EINVAL) << progName(p);
-    EXPECT_TRUE(keysOf<tc_device_key>(skel()->maps.tc_device_stats).empty());
-    EXPECT_TRUE(keysOf<std::uint32_t>(skel()->maps.xdp_device_stats).empty());
+    EXPECT_TRUE(devKeys(skel(), false).empty());
+    EXPECT_TRUE(devKeys(skel(), true).empty());
     std::uint32_t idx = NP_MAL_TRUNCATED_ETH;
     EXPECT_EQ(sumU64(skel()->maps.malformed_stats, idx), 0u);
 }
@@ -1195,12 +1226,12 @@ TEST_F(DatapathHarness, UntaggedShortIpHeaders)
         RunResult r = runFrame(skel(), Prog::TcIngress, sh.frame);
         tc_device_key dk{kIfindex, NP_DIR_INGRESS};
         if (r.err == -EINVAL) {
-            EXPECT_TRUE(keysOf<tc_device_key>(skel()->maps.tc_device_stats).empty());
+            EXPECT_TRUE(devKeys(skel(), false).empty());
             continue;
         }
         ASSERT_EQ(r.err, 0);
         EXPECT_EQ(sumU64(skel()->maps.malformed_stats, sh.reason), 1u);
-        EXPECT_EQ(sumCounter(skel()->maps.tc_device_stats, &dk).packets, 1u);
+        EXPECT_EQ(devCounter(skel(), false, dk.ifindex, dk.direction).packets, 1u);
         EXPECT_TRUE(readFlows(skel()->maps.flow_stats).empty());
     }
 }
@@ -1215,16 +1246,50 @@ TEST_F(DatapathHarness, TcIfindexComesFromCtx)
     const Bytes f = eth().ipv4(A4, B4).udp(1, 2).build();
 
     EXPECT_EQ(runFrame(skel(), Prog::TcIngress, f, 0x7ffffff0u).err, -ENODEV);
-    EXPECT_TRUE(keysOf<tc_device_key>(skel()->maps.tc_device_stats).empty());
+    EXPECT_TRUE(devKeys(skel(), false).empty());
 
     ASSERT_EQ(runFrame(skel(), Prog::TcIngress, f, std::nullopt).err, 0);
     ASSERT_EQ(runFrame(skel(), Prog::TcEgress, f, kIfindex).err, 0);
-    auto keys = keysOf<tc_device_key>(skel()->maps.tc_device_stats);
+    auto keys = devKeys(skel(), false);
     ASSERT_EQ(keys.size(), 2u);
     for (const auto& k : keys)
         EXPECT_EQ(k.ifindex, lo);
     for (const Flow& fl : readFlows(skel()->maps.flow_stats))
         EXPECT_EQ(fl.key.ifindex, lo);
+}
+
+// An ifindex >= NP_DEV_SLOTS has no array slot: its counters go to the fallback
+// hash. A veth pair with a chosen large index stands in for such a device.
+TEST_F(DatapathHarness, LargeIfindexCountsInFallbackHash)
+{
+    const std::string name = "npbig" + std::to_string(::getpid() % 100000);
+    struct Cleanup {
+        std::string n;
+        ~Cleanup() { (void)std::system(("ip link del " + n + " 2>/dev/null").c_str()); }
+    } cleanup{name};
+    unsigned idx = 0;
+    for (unsigned cand = NP_DEV_SLOTS + 1000 + static_cast<unsigned>(::getpid() % 1000); cand < 200000; cand += 997) {
+        std::string cmd = "ip link add " + name + " index " + std::to_string(cand) + " type veth peer name " + name +
+                          "p 2>/dev/null";
+        if (std::system(cmd.c_str()) == 0) {
+            idx = cand;
+            break;
+        }
+    }
+    ASSERT_NE(idx, 0u) << "could not create a veth with a large ifindex";
+    ASSERT_EQ(if_nametoindex(name.c_str()), idx);
+
+    const Bytes f = eth().ipv4(A4, B4).udp(1, 2).build();
+    ASSERT_EQ(runFrame(skel(), Prog::TcEgress, f, idx).err, 0);
+    ASSERT_EQ(runFrame(skel(), Prog::TcEgress, f, idx).err, 0);
+    EXPECT_EQ(devCounter(skel(), false, idx, NP_DIR_EGRESS), (Counter{2, 2 * f.size()}));
+    auto hi = keysOf<tc_device_key>(skel()->maps.tc_device_stats_hi);
+    ASSERT_EQ(hi.size(), 1u);
+    EXPECT_EQ(hi[0].ifindex, idx);
+    EXPECT_EQ(hi[0].direction, std::uint32_t{NP_DIR_EGRESS});
+    // nothing landed in an array slot
+    auto all = devKeys(skel(), false);
+    EXPECT_EQ(all.size(), 1u);
 }
 
 TEST_F(DatapathHarness, XdpIfindexWithAndWithoutCtx)
@@ -1237,8 +1302,8 @@ TEST_F(DatapathHarness, XdpIfindexWithAndWithoutCtx)
     ASSERT_EQ(b.err, 0);
     EXPECT_EQ(b.retval, kXdpPass);
     std::uint32_t ifx = kIfindex;
-    EXPECT_EQ(sumCounter(skel()->maps.xdp_device_stats, &ifx), (Counter{2, 2 * f.size()}));
-    EXPECT_EQ(keysOf<std::uint32_t>(skel()->maps.xdp_device_stats).size(), 1u);
+    EXPECT_EQ(devCounter(skel(), true, ifx, 0), (Counter{2, 2 * f.size()}));
+    EXPECT_EQ(devKeys(skel(), true).size(), 1u);
 }
 
 // ---------------------------------------------------------------- separate skeletons
@@ -1280,7 +1345,7 @@ TEST_F(DatapathCustomLoad, FlowTableFullCountsMapError)
     EXPECT_EQ(sumU64(s->maps.map_errors, NP_MAP_FLOW_STATS), 1u);
     EXPECT_EQ(sumU64(s->maps.map_errors, NP_MAP_TC_DEVICE_STATS), 0u);
     tc_device_key dk{kIfindex, NP_DIR_INGRESS};
-    EXPECT_EQ(sumCounter(s->maps.tc_device_stats, &dk), (Counter{5, bytes}));
+    EXPECT_EQ(devCounter(s.get(), false, dk.ifindex, dk.direction), (Counter{5, bytes}));
     std::uint32_t udp = NP_DIR_INGRESS * kClasses + NP_PROTO_UDP;
     EXPECT_EQ(sumCounter(s->maps.packet_stats, &udp).packets, 5u);
     // the fifth flow (sport 10004) is the one missing
@@ -1313,7 +1378,7 @@ TEST_F(DatapathCustomLoad, FlowsDisabled)
     std::uint32_t ipv4 = NP_DIR_INGRESS * kClasses + NP_PROTO_IPV4;
     EXPECT_EQ(sumCounter(s->maps.packet_stats, &ipv4), (Counter{2, tcp.size() + first.size()}));
     tc_device_key dk{kIfindex, NP_DIR_INGRESS};
-    EXPECT_EQ(sumCounter(s->maps.tc_device_stats, &dk).packets, 2u);
+    EXPECT_EQ(devCounter(s.get(), false, dk.ifindex, dk.direction).packets, 2u);
 }
 
 }  // namespace

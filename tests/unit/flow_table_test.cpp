@@ -13,20 +13,41 @@ namespace {
 constexpr std::uint64_t kSec = 1'000'000'000ULL;
 }
 
-TEST(FlowTable, AccumulatesDeltasAcrossIntervals) {
+TEST(FlowTable, TurnsCumulativeKernelValuesIntoIntervalDeltas) {
     FlowTable t(100, 60s);
     auto k = makeKey("198.18.0.1", "198.18.0.2", 40000, 80, 6);
     t.apply({makeDelta(k, 3, 300, 10 * kSec, 11 * kSec, 0x02)}, 12 * kSec);
-    t.apply({makeDelta(k, 2, 200, 13 * kSec, 14 * kSec, 0x10)}, 15 * kSec);
+    t.apply({makeDelta(k, 5, 500, 10 * kSec, 14 * kSec, 0x12)}, 15 * kSec);
     const auto* e = t.find(k);
     ASSERT_NE(e, nullptr);
     EXPECT_EQ(e->packets, 5u);
     EXPECT_EQ(e->bytes, 500u);
     EXPECT_EQ(e->interval_packets, 2u);
     EXPECT_EQ(e->interval_bytes, 200u);
-    EXPECT_EQ(e->first_seen_ns, 10 * kSec);  // from the first incarnation
+    EXPECT_EQ(e->first_seen_ns, 10 * kSec);
     EXPECT_EQ(e->last_seen_ns, 14 * kSec);
     EXPECT_EQ(e->tcp_flags, 0x12);
+}
+
+TEST(FlowTable, RetiredKernelEntryKeepsTotalsAndANewEntryAddsToThem) {
+    FlowTable t(100, 60s);
+    auto k = makeKey("198.18.0.1", "198.18.0.2", 40000, 80, 6);
+    t.apply({makeDelta(k, 3, 300, 1 * kSec, 2 * kSec)}, 3 * kSec);
+    EXPECT_EQ(t.kernelIdle(3 * kSec, 5 * kSec).size(), 0u);
+    ASSERT_EQ(t.kernelIdle(10 * kSec, 5 * kSec).size(), 1u);
+    // The final values read at deletion: one more packet arrived after the last read.
+    t.beginInterval();
+    t.retire(makeDelta(k, 4, 400, 1 * kSec, 9 * kSec));
+    EXPECT_EQ(t.find(k)->packets, 4u);
+    EXPECT_EQ(t.find(k)->interval_packets, 1u);
+    EXPECT_FALSE(t.find(k)->in_kernel);
+    t.expire(10 * kSec);
+    // The flow comes back: the kernel entry starts from zero again.
+    t.apply({makeDelta(k, 2, 200, 20 * kSec, 21 * kSec)}, 22 * kSec);
+    EXPECT_EQ(t.find(k)->packets, 6u);
+    EXPECT_EQ(t.find(k)->bytes, 600u);
+    EXPECT_EQ(t.find(k)->interval_packets, 2u);
+    EXPECT_EQ(t.find(k)->first_seen_ns, 1 * kSec);
 }
 
 TEST(FlowTable, IntervalCountersResetWhenFlowIsQuiet) {
@@ -44,7 +65,12 @@ TEST(FlowTable, ExpiresIdleFlowsAndCountsThem) {
     auto a = makeKey("198.18.0.1", "198.18.0.2", 1, 2, 17);
     auto b = makeKey("198.18.0.1", "198.18.0.3", 1, 2, 17);
     t.apply({makeDelta(a, 1, 100, kSec, kSec), makeDelta(b, 1, 100, kSec, kSec)}, 2 * kSec);
-    t.apply({makeDelta(b, 1, 100, 15 * kSec, 15 * kSec)}, 16 * kSec);
+    // a leaves the kernel table; b stays busy
+    t.beginInterval();
+    t.retire(makeDelta(a, 1, 100, kSec, kSec));
+    t.expire(5 * kSec);
+    EXPECT_NE(t.find(a), nullptr);  // not idle for 10 s yet
+    t.apply({makeDelta(b, 2, 200, kSec, 15 * kSec)}, 16 * kSec);
     EXPECT_EQ(t.find(a), nullptr);
     EXPECT_NE(t.find(b), nullptr);
     EXPECT_EQ(t.expiredTotal(), 1u);

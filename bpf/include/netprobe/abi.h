@@ -81,13 +81,20 @@ enum np_map_id {
 	NP_MAP_ID_MAX,
 };
 
+/* Interfaces with ifindex < NP_DEV_SLOTS keep their counters in per-CPU arrays
+ * (tc_device_stats[ifindex * NP_DIR_MAX + direction], xdp_device_stats[ifindex]),
+ * whose lookups the JIT inlines; larger ifindexes fall back to per-CPU hashes
+ * keyed by struct tc_device_key (tc_device_stats_hi, xdp_device_stats_hi). */
+#define NP_DEV_SLOTS 4096
+
 /* Parser limits (bounded loops). */
 #define NP_MAX_VLAN_TAGS 2
 #define NP_MAX_MPLS_LABELS 8
 #define NP_MAX_IPV6_EXT_HDRS 8
 
-/* tc_device_stats key: the spec's tc_device_key with stat_type folded into the
- * value (packets and bytes travel together, so one lookup per packet, not two). */
+/* The spec's tc_device_key with stat_type folded into the value (packets and
+ * bytes travel together, so one lookup per packet, not two). Key of the
+ * *_device_stats_hi hashes (XDP uses direction NP_DIR_INGRESS). */
 struct tc_device_key {
 	__u32 ifindex;
 	__u32 direction; /* enum np_direction */

@@ -26,16 +26,30 @@ public:
     struct Entry {
         std::uint64_t packets = 0, bytes = 0;
         std::uint64_t interval_packets = 0, interval_bytes = 0;
-        std::uint64_t first_seen_ns = 0, last_seen_ns = 0;  // monotonic (bpf_ktime_get_ns)
+        std::uint64_t first_seen_ns = 0, last_seen_ns = 0;  // monotonic (bpf_ktime_get_*)
         std::uint8_t tcp_flags = 0;
+        // What the kernel entry held at the last read (0 when it has no entry).
+        std::uint64_t kernel_packets = 0, kernel_bytes = 0;
+        bool in_kernel = false;
     };
 
     FlowTable(std::size_t max_flows, std::chrono::nanoseconds idle_timeout);
 
-    // Starts a new interval: applies deltas drained from the kernel, then expires
-    // flows idle for longer than the timeout (now_ns is monotonic), then evicts the
-    // least recently seen flows beyond max_flows.
-    void apply(const std::vector<ebpf::FlowDelta>& deltas, std::uint64_t now_ns);
+    // One collection: beginInterval(), observe() each kernel entry (cumulative
+    // values of that entry), retire() the final values of entries removed from
+    // the kernel, then expire().
+    void beginInterval();
+    void observe(const ebpf::FlowDelta& kernel_entry);
+    void retire(const ebpf::FlowDelta& final_values);
+    // Kernel entries not updated for idle_ns (to be removed from the kernel table).
+    [[nodiscard]] std::vector<flow_key> kernelIdle(std::uint64_t now_ns, std::uint64_t idle_ns) const;
+    // Forgets flows idle past the timeout, then evicts the least recently seen
+    // flows beyond max_flows (only flows without a kernel entry are forgotten
+    // for idleness; eviction applies to all).
+    void expire(std::uint64_t now_ns);
+
+    // Convenience for tests and benchmarks: one collection from kernel entries.
+    void apply(const std::vector<ebpf::FlowDelta>& kernel_entries, std::uint64_t now_ns);
 
     [[nodiscard]] std::size_t size() const { return flows_.size(); }
     [[nodiscard]] std::size_t capacity() const { return max_flows_; }

@@ -48,7 +48,7 @@ struct FlowRecord {
 
 struct FlowTableHealth {
     std::uint32_t kernel_capacity = 0;        // flow_stats max_entries
-    std::uint64_t kernel_entries = 0;         // flows drained at the last collection
+    std::uint64_t kernel_entries = 0;         // flows in the kernel table at the last collection
     std::uint64_t tracked = 0;                // flows held in user space
     std::uint64_t tracked_capacity = 0;
     std::uint64_t expired_total = 0;          // removed after the idle timeout

@@ -50,6 +50,7 @@ public:
 
 private:
     Result<std::shared_ptr<const Snapshot>> collectLocked();
+    [[nodiscard]] std::uint64_t kernelIdleNs() const;
 
     ebpf::Manager& manager_;
     CollectorOptions options_;

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,8 +54,12 @@ public:
 
     // Cumulative counters (interfaces, protocols, malformed, map errors).
     [[nodiscard]] Result<NetworkStats> getNetworkStats() const;
-    // Reads and deletes the kernel flow table: every flow active since the last
-    // drain, appended to out. Returns the number of flows drained.
+    // Reads the kernel flow table (cumulative values of each flow since its entry
+    // was created), appended to out. Returns the number of entries.
+    Result<std::size_t> readFlows(std::vector<FlowDelta>& out, MapReadMode mode = MapReadMode::Batch) const;
+    // Removes one flow from the kernel table, returning its final values.
+    std::optional<np_flow_stats> removeFlow(const flow_key& key);
+    // Reads and deletes the whole kernel flow table.
     Result<std::size_t> drainFlows(std::vector<FlowDelta>& out, MapReadMode mode = MapReadMode::Batch);
     [[nodiscard]] std::uint32_t flowTableCapacity() const;
     [[nodiscard]] const ManagerOptions& options() const;
