@@ -103,7 +103,45 @@ bool flowMatches(const collector::FlowRecord& f, const FlowQuery& q) {
     return true;
 }
 
-nlohmann::json flowsJson(const collector::Snapshot& s, const FlowQuery& q) {
+void appendJsonString(std::string& out, std::string_view v) {
+    static constexpr char hex[] = "0123456789abcdef";
+    out += '"';
+    for (unsigned char c : v) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c < 0x20 || c >= 0x80) {
+            // Control characters, and any non-ASCII byte (names are bytes, not
+            // necessarily UTF-8): always valid JSON.
+            out += "\\u00";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    out += '"';
+}
+
+namespace {
+
+void appendUint(std::string& out, std::uint64_t v) {
+    char buf[24];
+    auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, p);
+}
+
+void appendDouble(std::string& out, double v) {
+    char buf[32];
+    auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, p);
+}
+
+}  // namespace
+
+// Written straight into a string, not through nlohmann::json: a 10k-flow answer
+// as a json tree cost ~28 MiB of transient heap (docs/benchmarks.md).
+std::string flowsJson(const collector::Snapshot& s, const FlowQuery& q) {
     std::vector<const collector::FlowRecord*> sel;
     for (const auto& f : s.flows)
         if (flowMatches(f, q)) sel.push_back(&f);
@@ -117,32 +155,62 @@ nlohmann::json flowsJson(const collector::Snapshot& s, const FlowQuery& q) {
         case FlowQuery::Sort::LastSeen: by([](const auto& f) { return f.last_seen; }); break;
     }
     const double secs = s.interval_seconds;
-    auto arr = nlohmann::json::array();
-    for (std::size_t i = 0; i < sel.size() && i < q.limit; ++i) {
+    const std::size_t n = std::min(sel.size(), q.limit);
+    std::string out;
+    out.reserve(128 + n * 420);
+    out += "{\"collected_at\":";
+    appendJsonString(out, rfc3339(s.taken_at));
+    out += ",\"total\":";
+    appendUint(out, sel.size());
+    out += ",\"returned\":";
+    appendUint(out, n);
+    out += ",\"flows\":[";
+    static constexpr const char* flag_names[8] = {"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"};
+    for (std::size_t i = 0; i < n; ++i) {
         const auto& f = *sel[i];
-        arr.push_back({
-            {"src_ip", util::formatAddr(addrOf(f.key.src_ip))},
-            {"dst_ip", util::formatAddr(addrOf(f.key.dst_ip))},
-            {"src_port", f.key.src_port},
-            {"dst_port", f.key.dst_port},
-            {"protocol", util::protocolName(f.key.proto)},
-            {"ip_version", f.key.family},
-            {"packets", f.packets},
-            {"bytes", f.bytes},
-            {"packets_rate", secs > 0 ? static_cast<double>(f.interval_packets) / secs : 0.0},
-            {"bytes_rate", secs > 0 ? static_cast<double>(f.interval_bytes) / secs : 0.0},
-            {"interface", f.interface},
-            {"ifindex", f.key.ifindex},
-            {"direction", ebpf::directionName(f.key.direction)},
-            {"first_seen", rfc3339(f.first_seen)},
-            {"last_seen", rfc3339(f.last_seen)},
-            {"tcp_flags", tcpFlagNames(f.tcp_flags)},
-        });
+        if (i) out += ',';
+        out += "{\"src_ip\":";
+        appendJsonString(out, util::formatAddr(addrOf(f.key.src_ip)));
+        out += ",\"dst_ip\":";
+        appendJsonString(out, util::formatAddr(addrOf(f.key.dst_ip)));
+        out += ",\"src_port\":";
+        appendUint(out, f.key.src_port);
+        out += ",\"dst_port\":";
+        appendUint(out, f.key.dst_port);
+        out += ",\"protocol\":";
+        appendJsonString(out, util::protocolName(f.key.proto));
+        out += ",\"ip_version\":";
+        appendUint(out, f.key.family);
+        out += ",\"packets\":";
+        appendUint(out, f.packets);
+        out += ",\"bytes\":";
+        appendUint(out, f.bytes);
+        out += ",\"packets_rate\":";
+        appendDouble(out, secs > 0 ? static_cast<double>(f.interval_packets) / secs : 0.0);
+        out += ",\"bytes_rate\":";
+        appendDouble(out, secs > 0 ? static_cast<double>(f.interval_bytes) / secs : 0.0);
+        out += ",\"interface\":";
+        appendJsonString(out, f.interface);
+        out += ",\"ifindex\":";
+        appendUint(out, f.key.ifindex);
+        out += ",\"direction\":";
+        appendJsonString(out, ebpf::directionName(f.key.direction));
+        out += ",\"first_seen\":";
+        appendJsonString(out, rfc3339(f.first_seen));
+        out += ",\"last_seen\":";
+        appendJsonString(out, rfc3339(f.last_seen));
+        out += ",\"tcp_flags\":[";
+        bool first = true;
+        for (int b = 0; b < 8; ++b) {
+            if (!(f.tcp_flags & (1u << b))) continue;
+            if (!first) out += ',';
+            first = false;
+            appendJsonString(out, flag_names[b]);
+        }
+        out += "]}";
     }
-    return {{"collected_at", rfc3339(s.taken_at)},
-            {"total", sel.size()},
-            {"returned", arr.size()},
-            {"flows", std::move(arr)}};
+    out += "]}";
+    return out;
 }
 
 nlohmann::json interfacesJson(const collector::Snapshot& s) {

@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "netprobe/collector/snapshot.hpp"
 #include "netprobe/util/ip.hpp"
@@ -29,7 +30,10 @@ struct FlowQuery {
 [[nodiscard]] std::expected<FlowQuery, std::string> parseFlowQuery(const std::multimap<std::string, std::string>& params,
                                                                    std::size_t default_limit, std::size_t max_limit);
 [[nodiscard]] bool flowMatches(const collector::FlowRecord& f, const FlowQuery& q);
-[[nodiscard]] nlohmann::json flowsJson(const collector::Snapshot& s, const FlowQuery& q);
+// The /api/v1/flows document, serialized.
+[[nodiscard]] std::string flowsJson(const collector::Snapshot& s, const FlowQuery& q);
+// Appends v as a JSON string literal (non-ASCII bytes escaped as \u00XX).
+void appendJsonString(std::string& out, std::string_view v);
 [[nodiscard]] nlohmann::json interfacesJson(const collector::Snapshot& s);
 [[nodiscard]] std::string rfc3339(collector::WallTime t);
 [[nodiscard]] nlohmann::json tcpFlagNames(std::uint8_t flags);

@@ -97,7 +97,7 @@ Result<void> Server::start(collector::TCCollector& collector) {
     http.Get("/api/v1/flows", [col, cfg](const httplib::Request& req, httplib::Response& res) {
         auto q = parseFlowQuery(req.params, cfg.default_flow_limit, cfg.max_flow_limit);
         if (!q) return sendError(res, 400, q.error());
-        sendJson(res, 200, flowsJson(*col->latest(), *q));
+        res.set_content(flowsJson(*col->latest(), *q), "application/json");
     });
     http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
         res.set_content("ok\n", "text/plain");

@@ -67,7 +67,7 @@ TEST(FlowQuery, RejectsBadValuesNamingTheParameter) {
 
 TEST(FlowsJson, FiltersLimitsAndShapesFlows) {
     auto s = snapshotWithFlows();
-    auto all = flowsJson(s, *parseFlowQuery({}, 100, 10000));
+    auto all = nlohmann::json::parse(flowsJson(s, *parseFlowQuery({}, 100, 10000)));
     EXPECT_EQ(all["total"], 3);
     ASSERT_EQ(all["flows"].size(), 3u);
     const auto& f = all["flows"][0];
@@ -80,23 +80,37 @@ TEST(FlowsJson, FiltersLimitsAndShapesFlows) {
     EXPECT_EQ(f["tcp_flags"], nlohmann::json({"SYN", "ACK"}));
     EXPECT_DOUBLE_EQ(f["bytes_rate"].get<double>(), 2500.0);
 
-    auto udp = flowsJson(s, *parseFlowQuery(P({{"protocol", "udp"}}), 100, 10000));
+    auto udp = nlohmann::json::parse(flowsJson(s, *parseFlowQuery(P({{"protocol", "udp"}}), 100, 10000)));
     ASSERT_EQ(udp["flows"].size(), 1u);
     EXPECT_EQ(udp["flows"][0]["src_port"], 53);
 
-    auto v6 = flowsJson(s, *parseFlowQuery(P({{"ip", "fd6e:7072::1"}}), 100, 10000));
+    auto v6 = nlohmann::json::parse(flowsJson(s, *parseFlowQuery(P({{"ip", "fd6e:7072::1"}}), 100, 10000)));
     ASSERT_EQ(v6["flows"].size(), 1u);
     EXPECT_EQ(v6["flows"][0]["protocol"], "icmpv6");
 
-    auto lim = flowsJson(s, *parseFlowQuery(P({{"limit", "1"}}), 100, 10000));
+    auto lim = nlohmann::json::parse(flowsJson(s, *parseFlowQuery(P({{"limit", "1"}}), 100, 10000)));
     EXPECT_EQ(lim["total"], 3);
     EXPECT_EQ(lim["returned"], 1);
 
-    auto ifc = flowsJson(s, *parseFlowQuery(P({{"interface", "veth1"}}), 100, 10000));
+    auto ifc = nlohmann::json::parse(flowsJson(s, *parseFlowQuery(P({{"interface", "veth1"}}), 100, 10000)));
     EXPECT_EQ(ifc["total"], 1);
 }
 
 TEST(Json, Rfc3339IsUtcWithMilliseconds) {
     auto t = netprobe::collector::WallTime{} + std::chrono::milliseconds(1'700'000'000'123LL);
     EXPECT_EQ(netprobe::metrics::rfc3339(t), "2023-11-14T22:13:20.123Z");
+}
+
+TEST(FlowsJson, OddInterfaceNamesStayValidJson) {
+    auto s = snapshotWithFlows();
+    s.flows[0].interface = std::string("we\"ird\\\n\xff\x01");
+    auto doc = nlohmann::json::parse(flowsJson(s, *parseFlowQuery(P({{"limit", "1"}}), 100, 10000)));
+    EXPECT_EQ(doc["flows"][0]["interface"], "we\"ird\\\n\u00ff\u0001");
+}
+
+TEST(FlowsJson, EmptySnapshot) {
+    netprobe::collector::Snapshot s;
+    auto doc = nlohmann::json::parse(flowsJson(s, *parseFlowQuery({}, 100, 10000)));
+    EXPECT_EQ(doc["total"], 0);
+    EXPECT_TRUE(doc["flows"].empty());
 }
