@@ -128,6 +128,13 @@ __attribute__((noinline)) int np_parse_skb(struct __sk_buff *skb, struct np_pack
 static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir)
 {
 	__u64 len = skb->len;
+	/* An 802.1Q/802.1ad tag the stack moved out of the frame (VLAN offload) is not
+	 * in skb->len. On receive the device counted it before the stack untagged the
+	 * frame, so count it too; on transmit the tag is added after us (by the NIC or
+	 * the device), as the device's own counters see it. */
+	__u32 offloaded_vlan = skb->vlan_present;
+	if (offloaded_vlan && dir == NP_DIR_INGRESS)
+		len += 4;
 	__u32 ifindex = skb->ifindex;
 	np_device_add(&tc_device_stats, &tc_device_stats_hi, ifindex, dir, NP_DIR_MAX, len, NP_MAP_TC_DEVICE_STATS);
 
@@ -144,6 +151,8 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir)
 		}
 	}
 
+	if (offloaded_vlan)
+		pkt.proto_mask |= 1u << NP_PROTO_VLAN;
 	np_count_protocols(dir, pkt.proto_mask, len);
 	if (reason != NP_MAL_NONE) {
 		np_count_malformed(dir, reason);

@@ -38,7 +38,9 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     app.get_formatter()->column_width(34);
 
     std::string interval = "5s", flow_timeout = "2m", filter, xdp = "auto", tc = "auto";
-    int port = 8081;
+    // Parsed signed so that "-1" is an error, not a huge unsigned value.
+    long long port = 8081, flow_table = o.flow_table_size, max_flows = static_cast<long long>(o.max_flows),
+              top_flows = static_cast<long long>(o.top_flows);
     app.add_option("--metrics-port", port, "Port of the metrics/API HTTP server")->capture_default_str();
     app.add_option("--metrics-address", o.metrics_address, "Address to listen on")->capture_default_str();
     app.add_option("--collect-interval", interval, "How often to read the BPF maps (Go duration: 500ms, 5s, 1m)")
@@ -49,13 +51,13 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     app.add_option("--xdp-mode", xdp, "XDP attachment: auto (native, else generic), native, generic, off")
         ->capture_default_str();
     app.add_option("--tc-mode", tc, "TC attachment: auto (tcx, else clsact), tcx, clsact")->capture_default_str();
-    app.add_option("--flow-table-size", o.flow_table_size, "Kernel flow table entries (flows per collect interval)")
+    app.add_option("--flow-table-size", flow_table, "Kernel flow table entries (flows per collect interval)")
         ->capture_default_str();
-    app.add_option("--max-flows", o.max_flows, "Flows kept by the agent (least recently seen evicted beyond)")
+    app.add_option("--max-flows", max_flows, "Flows kept by the agent (least recently seen evicted beyond)")
         ->capture_default_str();
     app.add_option("--flow-timeout", flow_timeout, "Forget flows idle for this long (Go duration)")
         ->capture_default_str();
-    app.add_option("--top-flows", o.top_flows, "Flows exported as Prometheus series (rest aggregated as other)")
+    app.add_option("--top-flows", top_flows, "Flows exported as Prometheus series (rest aggregated as other)")
         ->capture_default_str();
     app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error")->capture_default_str();
 
@@ -100,10 +102,15 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     else if (tc == "clsact") o.tc_mode = ebpf::TcMode::Clsact;
     else return fail("invalid --tc-mode \"" + tc + "\": expected auto, tcx or clsact");
 
-    if (o.flow_table_size < 1 || o.flow_table_size > (1u << 24))
-        return fail("invalid --flow-table-size " + std::to_string(o.flow_table_size) + ": must be 1-16777216");
-    if (o.max_flows < 1) return fail("invalid --max-flows 0: must be at least 1");
-    if (o.top_flows > 1000) return fail("invalid --top-flows " + std::to_string(o.top_flows) + ": at most 1000");
+    if (flow_table < 1 || flow_table > (1 << 24))
+        return fail("invalid --flow-table-size " + std::to_string(flow_table) + ": must be 1-16777216");
+    o.flow_table_size = static_cast<std::uint32_t>(flow_table);
+    if (max_flows < 1 || max_flows > 100'000'000)
+        return fail("invalid --max-flows " + std::to_string(max_flows) + ": must be 1-100000000");
+    o.max_flows = static_cast<std::size_t>(max_flows);
+    if (top_flows < 0 || top_flows > 1000)
+        return fail("invalid --top-flows " + std::to_string(top_flows) + ": must be 0-1000");
+    o.top_flows = static_cast<std::size_t>(top_flows);
     static const char* levels[] = {"trace", "debug", "info", "warn", "error"};
     if (std::find(std::begin(levels), std::end(levels), o.log_level) == std::end(levels))
         return fail("invalid --log-level \"" + o.log_level + "\": expected trace, debug, info, warn or error");

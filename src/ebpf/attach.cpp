@@ -108,6 +108,7 @@ void TcAttachment::release() {
 }
 
 Result<ClsactQdisc> ClsactQdisc::ensure(std::uint32_t ifindex) {
+    util::QuietLibbpf quiet;  // "exists" is an expected answer
     auto hook = makeHook(ifindex, static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
     int err = bpf_tc_hook_create(&hook);
     ClsactQdisc q;

@@ -85,12 +85,8 @@ class CliTest(E2ETestCase):
         self.assertRejected(*self.base(), "--max-flows=0", names=("--max-flows",))
         self.assertRejected(*self.base(), "--flow-table-size=0", names=("--flow-table-size",))
 
-    @unittest.expectedFailure
     def test_negative_counts(self):
-        """KNOWN BUG (reported): CLI11 parses "-1" into the unsigned options by wrapping it:
-        --max-flows=-1 starts an agent with max-flows 18446744073709551615, --top-flows=-1 is
-        rejected as "invalid --top-flows 18446744073709551615". Remove the decorator once
-        negative values are rejected by name."""
+        """Negative counts are rejected by name (they once wrapped to huge unsigned values)."""
         self.assertRejected(*self.base(), "--top-flows=-1", names=("--top-flows", "-1"), timeout=5)
         self.assertRejected(*self.base(), "--max-flows=-1", names=("--max-flows", "-1"), timeout=5)
 

@@ -121,12 +121,9 @@ class MalformedAndBoundsTest(E2ETestCase):
                          [("udp", 7777, 8888, n_frags, sent["frags"]["bytes"])], f)
         self.assertEqual(agent.metrics().get("netprobe_map_update_errors_total", map="flow_stats"), 0)
 
-    @unittest.expectedFailure
     def test_vlan_tag_counted(self):
-        """KNOWN BUG (reported): on receive the kernel moves the 802.1Q tag into skb->vlan_tci
-        before TC ingress, so the parser never sees it: protocol="vlan" stays 0 and the 4 tag
-        bytes are missing from the L2 frame length (72 counted for a 76-byte frame). Remove the
-        decorator once the datapath also looks at __sk_buff.vlan_present."""
+        """On receive the kernel moves the 802.1Q tag into skb->vlan_tci before TC ingress; the
+        datapath must still count the VLAN class and the 4 tag bytes (a 76-byte frame is 76)."""
         v = self.veth
         agent = self.start_agent(f"--interface-filter={v.host}", "--collect-interval=300ms")
         sent, mal, proto = self.measure(agent)

@@ -77,6 +77,10 @@ TEST(Options, BadInputIsOneLineNamingTheProblem) {
         {{"--log-level=loud"}, "--log-level"},
         {{"--top-flows=5000"}, "--top-flows"},
         {{"--flow-table-size=0"}, "--flow-table-size"},
+        {{"--flow-table-size=-1"}, "-1"},
+        {{"--max-flows=-1"}, "-1"},
+        {{"--top-flows=-1"}, "-1"},
+        {{"--max-flows=0"}, "--max-flows"},
     };
     for (const auto& c : cases) {
         auto r = parse(c.args);

@@ -184,4 +184,105 @@ NP_STATIC_ASSERT(NP_OFFSETOF(struct np_flow_stats, tcp_flags) == 32, "flow_stats
 NP_STATIC_ASSERT(sizeof(struct np_frag_key) == 40, "frag_key size");
 NP_STATIC_ASSERT(sizeof(struct np_frag_ports) == 8, "np_frag_ports size");
 
+
+/* ===================================================================== */
+/* Socket layer, TCP health, drops and netfilter (bpf/progs/stack.bpf.c) */
+/* ===================================================================== */
+
+/* Counters of tcp_counters (PERCPU_ARRAY, index = enum np_tcp_counter). */
+enum np_tcp_counter {
+	NP_TCP_OPENED_ACTIVE = 0, /* SYN_SENT -> ESTABLISHED */
+	NP_TCP_OPENED_PASSIVE,    /* SYN_RECV -> ESTABLISHED */
+	NP_TCP_CLOSED,            /* an established connection reached CLOSE */
+	NP_TCP_FAILED,            /* SYN_SENT -> CLOSE */
+	NP_TCP_RETRANS_SEGS,      /* tcp_retransmit_skb, successful, in segments */
+	NP_TCP_RST_SENT,
+	NP_TCP_RST_RECEIVED,
+	NP_TCP_TRACKED_DELTA,     /* +1 per record inserted in conn_table, -1 per record removed */
+	NP_TCP_COUNTER_MAX,
+};
+
+/* Failures counted in-kernel by the stack programs (stack_errors, PERCPU_ARRAY). */
+enum np_stack_error {
+	NP_STACK_ERR_CONN_INSERT = 0, /* conn_table full: connection not tracked */
+	NP_STACK_ERR_RINGBUF,         /* conn_events reserve failed: close record lost */
+	NP_STACK_ERR_MAX,
+};
+
+/* log2 histograms (tcp_hist, PERCPU_ARRAY of __u64, index = hist * NP_HIST_SLOTS + slot).
+ * Slot b < NP_HIST_BUCKETS counts values v with 2^(b-1) < v <= 2^b (b = 0: v <= 1);
+ * the last bucket also takes everything larger. Slot NP_HIST_BUCKETS holds the sum. */
+enum np_hist_id {
+	NP_HIST_SRTT_US = 0, /* tcp_probe srtt, microseconds */
+	NP_HIST_CWND,        /* tcp_probe snd_cwnd, segments */
+	NP_HIST_MAX,
+};
+#define NP_HIST_BUCKETS 32
+#define NP_HIST_SLOTS (NP_HIST_BUCKETS + 1)
+
+/* drop_reasons: PERCPU_ARRAY of __u64 indexed by enum skb_drop_reason; reasons at or
+ * above NP_DROP_REASON_MAX - 1 (e.g. subsystem reasons) count in the last slot. */
+#define NP_DROP_REASON_MAX 1024
+
+/* netfilter hooks (NF_INET_*) and families counted in nf_stats
+ * (PERCPU_ARRAY of struct np_counter, index = (hook * NP_NF_FAMILY_MAX + family) *
+ * NP_NF_PROTO_MAX + proto). */
+#define NP_NF_HOOK_MAX 5
+enum np_nf_family {
+	NP_NF_IPV4 = 0,
+	NP_NF_IPV6,
+	NP_NF_FAMILY_MAX,
+};
+enum np_nf_proto {
+	NP_NF_PROTO_TCP = 0,
+	NP_NF_PROTO_UDP,
+	NP_NF_PROTO_ICMP, /* ICMP or ICMPv6 */
+	NP_NF_PROTO_OTHER,
+	NP_NF_PROTO_MAX,
+};
+
+/* How a tracked connection was opened. */
+enum np_conn_origin {
+	NP_CONN_UNKNOWN = 0,
+	NP_CONN_ACTIVE = 1,  /* connect() */
+	NP_CONN_PASSIVE = 2, /* accepted */
+};
+
+/* conn_table value (HASH keyed by the struct sock address) and the record sent on
+ * conn_events when a connection closes. pid/comm are the task that called connect()
+ * (active); for passive connections the kernel establishes them in softirq context,
+ * where the current task is not the owner, so pid is 0 and comm empty. cgroup_id is
+ * the socket's cgroup (v2), known for both. Times are bpf_ktime_get_ns(). */
+struct np_conn {
+	union np_addr saddr;
+	union np_addr daddr;
+	__u16 sport;         /* host byte order */
+	__u16 dport;
+	__u8 family;         /* 4 or 6 */
+	__u8 origin;         /* enum np_conn_origin */
+	__u8 state;          /* TCP state (TCP_ESTABLISHED = 1 ...); TCP_CLOSE in close records */
+	__u8 failed;         /* 1: SYN_SENT -> CLOSE */
+	__u32 pid;           /* tgid */
+	char comm[16];
+	__u32 reserved;
+	__u64 cgroup_id;
+	__u64 start_ns;      /* connect() (active) or SYN_RECV (passive) */
+	__u64 established_ns;
+	__u64 end_ns;        /* close records only */
+	__u64 bytes_acked;   /* tcp_sock.bytes_acked (sent and acknowledged) */
+	__u64 bytes_received;/* tcp_sock.bytes_received */
+	__u32 retransmits;   /* retransmitted segments seen; close records: tcp_sock.total_retrans */
+	__u32 srtt_us;       /* last smoothed RTT */
+	__u32 snd_cwnd;
+	__u32 netns;         /* network namespace inode */
+	__u64 sock;          /* kernel address of the socket (identity only) */
+};
+
+NP_STATIC_ASSERT(sizeof(struct np_conn) == 136, "np_conn size");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, sport) == 32, "np_conn.sport");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, pid) == 40, "np_conn.pid");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, cgroup_id) == 64, "np_conn.cgroup_id");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, retransmits) == 112, "np_conn.retransmits");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, sock) == 128, "np_conn.sock");
+
 #endif /* NETPROBE_ABI_H */

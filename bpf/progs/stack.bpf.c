@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* NetProbe stack monitor: the socket layer and the network stack seen through
+ * tracepoints (BTF-typed, tp_btf) and netfilter BPF links; no kprobes/fentry.
+ *  - sock:inet_sock_set_state  TCP connection lifecycle + per-connection records
+ *  - tcp:tcp_retransmit_skb    retransmitted segments, total and per connection
+ *  - tcp:tcp_send_reset / tcp:tcp_receive_reset
+ *  - tcp:tcp_probe             srtt and snd_cwnd log2 histograms
+ *  - skb:kfree_skb             drops by the kernel's drop reason
+ *  - netfilter                 packets/bytes per hook x family x protocol
+ * User space disables (autoload off) whatever the running kernel lacks. Every
+ * program only observes; the netfilter program always returns NF_ACCEPT. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <netprobe/abi.h>
+#include "stack_maps.h"
+
+#define NP_NF_ACCEPT 1
+#define NP_AF_INET 2
+#define NP_AF_INET6 10
+#define NP_NFPROTO_IPV4 2
+#define NP_NFPROTO_IPV6 10
+#define NP_IPPROTO_TCP 6
+#define NP_IPPROTO_UDP 17
+#define NP_IPPROTO_ICMP 1
+#define NP_IPPROTO_ICMPV6 58
+
+/* Set by user space before load: count only events of this network namespace
+ * (inode of /proc/self/ns/net); 0 = every namespace. */
+const volatile __u32 np_netns_filter = 0;
+
+static __always_inline __u32 np_sk_netns(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+static __always_inline int np_sk_wanted(const struct sock *sk)
+{
+	if (!np_netns_filter)
+		return 1;
+	return sk && np_sk_netns(sk) == np_netns_filter;
+}
+
+/* Namespace of a packet: its device's, else its socket's; 0 if neither is known. */
+static __always_inline __u32 np_skb_netns(const struct sk_buff *skb)
+{
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	if (dev)
+		return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+	if (sk)
+		return np_sk_netns(sk);
+	return 0;
+}
+
+static __always_inline int np_skb_wanted(const struct sk_buff *skb)
+{
+	return !np_netns_filter || np_skb_netns(skb) == np_netns_filter;
+}
+
+static __always_inline void np_tcp_count(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&tcp_counters, &idx);
+	if (v)
+		*v += n;
+}
+
+static __always_inline void np_stack_error(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stack_errors, &idx);
+	if (v)
+		*v += 1;
+}
+
+/* Bucket of v: smallest b with v <= 2^b, capped at the last bucket. */
+static __always_inline __u32 np_log2_bucket(__u64 v)
+{
+	if (v <= 1)
+		return 0;
+	__u64 x = v - 1; /* b = number of significant bits of v - 1 */
+	__u32 b = 0;
+	if (x >> 32) { x >>= 32; b += 32; }
+	if (x >> 16) { x >>= 16; b += 16; }
+	if (x >> 8) { x >>= 8; b += 8; }
+	if (x >> 4) { x >>= 4; b += 4; }
+	if (x >> 2) { x >>= 2; b += 2; }
+	if (x >> 1) { x >>= 1; b += 1; }
+	b += (__u32)x;
+	return b < NP_HIST_BUCKETS ? b : NP_HIST_BUCKETS - 1;
+}
+
+static __always_inline void np_hist_add(__u32 hist, __u64 v)
+{
+	__u32 idx = hist * NP_HIST_SLOTS + np_log2_bucket(v);
+	__u64 *c = bpf_map_lookup_elem(&tcp_hist, &idx);
+	if (c)
+		*c += 1;
+	idx = hist * NP_HIST_SLOTS + NP_HIST_BUCKETS;
+	__u64 *sum = bpf_map_lookup_elem(&tcp_hist, &idx);
+	if (sum)
+		*sum += v;
+}
+
+static __always_inline void np_fill_endpoints(struct np_conn *c, const struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	c->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	c->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == NP_AF_INET6) {
+		c->family = 6;
+		BPF_CORE_READ_INTO(&c->saddr.v6, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&c->daddr.v6, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		c->family = 4;
+		c->saddr.v4m.pad[2] = bpf_htonl(0x0000ffff);
+		c->saddr.v4m.v4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		c->daddr.v4m.pad[2] = bpf_htonl(0x0000ffff);
+		c->daddr.v4m.v4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+	}
+}
+
+/* Reads the TCP health fields kept in struct tcp_sock. */
+static __always_inline void np_fill_tcp(struct np_conn *c, const struct sock *sk, int final)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	c->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	c->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	c->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	c->snd_cwnd = BPF_CORE_READ(tp, snd_cwnd);
+	if (final)
+		c->retransmits = BPF_CORE_READ(tp, total_retrans);
+}
+
+static __always_inline void np_new_record(const struct sock *sk, __u8 origin, __u64 now)
+{
+	struct np_conn c = {};
+	__u64 key = (__u64)(unsigned long)sk;
+	np_fill_endpoints(&c, sk);
+	c.origin = origin;
+	c.state = origin == NP_CONN_ACTIVE ? TCP_SYN_SENT : TCP_SYN_RECV;
+	c.start_ns = now;
+	c.netns = np_sk_netns(sk);
+	c.sock = key;
+	c.cgroup_id = BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+	if (origin == NP_CONN_ACTIVE) {
+		/* connect() runs in the owner's context; the passive side is created in
+		 * softirq, where the current task is unrelated: leave pid/comm empty. */
+		c.pid = (__u32)(bpf_get_current_pid_tgid() >> 32);
+		bpf_get_current_comm(&c.comm, sizeof(c.comm));
+	}
+	int exists = bpf_map_lookup_elem(&conn_table, &key) != 0;
+	if (bpf_map_update_elem(&conn_table, &key, &c, BPF_ANY)) {
+		np_stack_error(NP_STACK_ERR_CONN_INSERT);
+		return;
+	}
+	if (!exists) /* a reused socket address overwrote a stale record */
+		np_tcp_count(NP_TCP_TRACKED_DELTA, 1);
+}
+
+static __always_inline void np_close_record(const struct sock *sk, int failed, __u64 now)
+{
+	__u64 key = (__u64)(unsigned long)sk;
+	struct np_conn *c = bpf_map_lookup_elem(&conn_table, &key);
+	if (!c)
+		return; /* opened before NetProbe started, or the table was full */
+	struct np_conn *ev = bpf_ringbuf_reserve(&conn_events, sizeof(*ev), 0);
+	if (ev) {
+		__builtin_memcpy(ev, c, sizeof(*ev));
+		np_fill_tcp(ev, sk, 1);
+		ev->state = TCP_CLOSE;
+		ev->failed = (__u8)failed;
+		ev->end_ns = now;
+		bpf_ringbuf_submit(ev, 0);
+	} else {
+		np_stack_error(NP_STACK_ERR_RINGBUF);
+	}
+	if (bpf_map_delete_elem(&conn_table, &key) == 0)
+		np_tcp_count(NP_TCP_TRACKED_DELTA, (__u64)-1);
+}
+
+static __always_inline int np_was_established(int state)
+{
+	return state == TCP_ESTABLISHED || state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 ||
+	       state == TCP_CLOSE_WAIT || state == TCP_LAST_ACK || state == TCP_CLOSING ||
+	       state == TCP_TIME_WAIT;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(netprobe_sk_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	if (BPF_CORE_READ(sk, sk_protocol) != NP_IPPROTO_TCP || !np_sk_wanted(sk))
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 key = (__u64)(unsigned long)sk;
+
+	if (newstate == TCP_SYN_SENT && oldstate == TCP_CLOSE) {
+		np_new_record(sk, NP_CONN_ACTIVE, now);
+		return 0;
+	}
+	if (newstate == TCP_SYN_RECV) {
+		np_new_record(sk, NP_CONN_PASSIVE, now);
+		return 0;
+	}
+	if (newstate == TCP_ESTABLISHED) {
+		if (oldstate == TCP_SYN_SENT)
+			np_tcp_count(NP_TCP_OPENED_ACTIVE, 1);
+		else if (oldstate == TCP_SYN_RECV)
+			np_tcp_count(NP_TCP_OPENED_PASSIVE, 1);
+		struct np_conn *c = bpf_map_lookup_elem(&conn_table, &key);
+		if (c) {
+			c->state = TCP_ESTABLISHED;
+			c->established_ns = now;
+			np_fill_endpoints(c, sk); /* the local address is final now */
+		}
+		return 0;
+	}
+	if (newstate == TCP_CLOSE) {
+		if (oldstate == TCP_SYN_SENT) {
+			np_tcp_count(NP_TCP_FAILED, 1);
+			np_close_record(sk, 1, now);
+		} else if (np_was_established(oldstate)) {
+			np_tcp_count(NP_TCP_CLOSED, 1);
+			np_close_record(sk, 0, now);
+		} else if (oldstate == TCP_SYN_RECV) {
+			np_close_record(sk, 1, now);
+		}
+		return 0;
+	}
+	struct np_conn *c = bpf_map_lookup_elem(&conn_table, &key);
+	if (c)
+		c->state = (__u8)newstate;
+	return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(netprobe_tcp_retx, const struct sock *sk, const struct sk_buff *skb, int err)
+{
+	if (err || !np_sk_wanted(sk))
+		return 0;
+	/* TcpRetransSegs counts segments: a GSO skb carries tcp_gso_segs of them. */
+	const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)&skb->cb[0];
+	__u32 segs = BPF_CORE_READ(cb, tcp_gso_segs);
+	if (!segs)
+		segs = 1;
+	np_tcp_count(NP_TCP_RETRANS_SEGS, segs);
+	__u64 key = (__u64)(unsigned long)sk;
+	struct np_conn *c = bpf_map_lookup_elem(&conn_table, &key);
+	if (c)
+		__sync_fetch_and_add(&c->retransmits, segs);
+	return 0;
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(netprobe_tcp_rst_tx, const struct sock *sk, const struct sk_buff *skb)
+{
+	/* sk is NULL for a reset answering a packet without a socket */
+	if (np_netns_filter) {
+		__u32 ns = sk ? np_sk_netns(sk) : (skb ? np_skb_netns(skb) : 0);
+		if (ns != np_netns_filter)
+			return 0;
+	}
+	np_tcp_count(NP_TCP_RST_SENT, 1);
+	return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(netprobe_tcp_rst_rx, const struct sock *sk)
+{
+	if (!np_sk_wanted(sk))
+		return 0;
+	np_tcp_count(NP_TCP_RST_RECEIVED, 1);
+	return 0;
+}
+
+SEC("tp_btf/tcp_probe")
+int BPF_PROG(netprobe_tcp_probe, const struct sock *sk, const struct sk_buff *skb)
+{
+	if (!np_sk_wanted(sk))
+		return 0;
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u32 srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
+	__u32 cwnd = BPF_CORE_READ(tp, snd_cwnd);
+	if (srtt)
+		np_hist_add(NP_HIST_SRTT_US, srtt);
+	np_hist_add(NP_HIST_CWND, cwnd);
+	__u64 key = (__u64)(unsigned long)sk;
+	struct np_conn *c = bpf_map_lookup_elem(&conn_table, &key);
+	if (c) {
+		c->srtt_us = srtt;
+		c->snd_cwnd = cwnd;
+	}
+	return 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(netprobe_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+{
+	if (!np_skb_wanted(skb))
+		return 0;
+	__u32 idx = (__u32)reason;
+	if (idx >= NP_DROP_REASON_MAX - 1)
+		idx = NP_DROP_REASON_MAX - 1;
+	__u64 *v = bpf_map_lookup_elem(&drop_reasons, &idx);
+	if (v)
+		*v += 1;
+	return 0;
+}
+
+/* Netfilter: libbpf 1.1 does not know this section; user space sets the program
+ * type (BPF_PROG_TYPE_NETFILTER) and expected attach type (BPF_NETFILTER) before
+ * load, and attaches one link per hook and family in its own network namespace. */
+SEC("netfilter")
+int netprobe_nf(struct bpf_nf_ctx *ctx)
+{
+	const struct nf_hook_state *st = ctx->state;
+	struct sk_buff *skb = ctx->skb;
+	if (!st || !skb)
+		return NP_NF_ACCEPT;
+	__u32 hook = BPF_CORE_READ(st, hook);
+	__u32 pf = BPF_CORE_READ(st, pf);
+	if (hook >= NP_NF_HOOK_MAX)
+		return NP_NF_ACCEPT;
+	__u32 fam;
+	__u32 off;
+	if (pf == NP_NFPROTO_IPV4) {
+		fam = NP_NF_IPV4;
+		off = 9; /* iphdr.protocol */
+	} else if (pf == NP_NFPROTO_IPV6) {
+		fam = NP_NF_IPV6;
+		off = 6; /* ipv6hdr.nexthdr (first header after the fixed one) */
+	} else {
+		return NP_NF_ACCEPT;
+	}
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u8 l4 = 0;
+	bpf_probe_read_kernel(&l4, 1, head + nh + off);
+	__u32 proto = NP_NF_PROTO_OTHER;
+	if (l4 == NP_IPPROTO_TCP)
+		proto = NP_NF_PROTO_TCP;
+	else if (l4 == NP_IPPROTO_UDP)
+		proto = NP_NF_PROTO_UDP;
+	else if (l4 == NP_IPPROTO_ICMP || l4 == NP_IPPROTO_ICMPV6)
+		proto = NP_NF_PROTO_ICMP;
+	__u32 idx = (hook * NP_NF_FAMILY_MAX + fam) * NP_NF_PROTO_MAX + proto;
+	struct np_counter *c = bpf_map_lookup_elem(&nf_stats, &idx);
+	if (c) {
+		c->packets += 1;
+		c->bytes += BPF_CORE_READ(skb, len);
+	}
+	return NP_NF_ACCEPT;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

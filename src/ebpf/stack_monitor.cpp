@@ -1,0 +1,454 @@
+#include "netprobe/ebpf/stack_monitor.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "ebpf/datapath.hpp"
+#include "ebpf/fd.hpp"
+#include "netprobe/util/logging.hpp"
+#include "stack.skel.h"
+
+namespace netprobe::ebpf {
+
+namespace {
+
+// Kernel values absent from Debian 12's uapi headers (6.4+).
+constexpr int kProgTypeNetfilter = 32;  // BPF_PROG_TYPE_NETFILTER
+constexpr int kAttachNetfilter = 45;    // BPF_NETFILTER
+constexpr std::uint32_t kNfprotoIpv4 = 2;
+constexpr std::uint32_t kNfprotoIpv6 = 10;
+// Before raw (-300), conntrack (-200), mangle, nat and filter (0): every packet
+// reaching the hook is counted, including those a later rule drops.
+constexpr std::int32_t kNfPriority = -1000;
+
+// bpf_attr.link_create as the kernel's uapi defines it for netfilter links
+// (include/uapi/linux/bpf.h, 6.4+): prog_fd, target_fd, attach_type, flags, then
+// the netfilter member of the union.
+struct NfLinkCreateAttr {
+    std::uint32_t prog_fd;
+    std::uint32_t target_fd;
+    std::uint32_t attach_type;
+    std::uint32_t flags;
+    std::uint32_t pf;
+    std::uint32_t hooknum;
+    std::int32_t priority;
+    std::uint32_t nf_flags;
+    std::uint8_t zero_tail[32];  // rest of the union: must be zero
+};
+static_assert(offsetof(NfLinkCreateAttr, pf) == 16);
+static_assert(offsetof(NfLinkCreateAttr, priority) == 24);
+
+Result<UniqueFd> attachNetfilter(int prog_fd, std::uint32_t pf, std::uint32_t hook) {
+    NfLinkCreateAttr attr{};
+    attr.prog_fd = static_cast<std::uint32_t>(prog_fd);
+    attr.attach_type = kAttachNetfilter;
+    attr.pf = pf;
+    attr.hooknum = hook;
+    attr.priority = kNfPriority;
+    long fd = ::syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof attr);
+    if (fd < 0) return std::unexpected(errnoError(errno, "netfilter link"));
+    return UniqueFd(static_cast<int>(fd));
+}
+
+struct SkelDeleter {
+    void operator()(stack_bpf* s) const { stack_bpf__destroy(s); }
+};
+struct LinkDeleter {
+    void operator()(bpf_link* l) const { bpf_link__destroy(l); }
+};
+struct RingDeleter {
+    void operator()(ring_buffer* r) const { ring_buffer__free(r); }
+};
+struct BtfDeleter {
+    void operator()(btf* b) const { btf__free(b); }
+};
+
+std::uint32_t ownNetnsInode() {
+    struct stat st {};
+    if (::stat("/proc/self/ns/net", &st) != 0) return 0;
+    return static_cast<std::uint32_t>(st.st_ino);
+}
+
+template <class V>
+Result<void> readArray(int fd, std::uint32_t n, std::vector<V>& sums) {
+    const int ncpu = possibleCpus();
+    std::vector<V> vals(static_cast<std::size_t>(ncpu));
+    sums.assign(n, V{});
+    for (std::uint32_t i = 0; i < n; ++i) {
+        if (bpf_map_lookup_elem(fd, &i, vals.data()) != 0)
+            return std::unexpected(errnoError(errno, "read per-CPU array"));
+        for (const auto& v : vals) {
+            if constexpr (std::is_same_v<V, np_counter>) {
+                sums[i].packets += v.packets;
+                sums[i].bytes += v.bytes;
+            } else {
+                sums[i] += v;
+            }
+        }
+    }
+    return {};
+}
+
+}  // namespace
+
+std::uint64_t Log2Histogram::count() const {
+    std::uint64_t n = 0;
+    for (auto b : buckets) n += b;
+    return n;
+}
+
+const char* tcpStateName(int state) {
+    static constexpr const char* names[] = {"UNKNOWN",   "ESTABLISHED", "SYN_SENT",   "SYN_RECV",
+                                            "FIN_WAIT1", "FIN_WAIT2",   "TIME_WAIT",  "CLOSE",
+                                            "CLOSE_WAIT", "LAST_ACK",   "LISTEN",     "CLOSING",
+                                            "NEW_SYN_RECV", "BOUND_INACTIVE"};
+    if (state < 0 || static_cast<std::size_t>(state) >= std::size(names)) return "UNKNOWN";
+    return names[state];
+}
+
+const char* netfilterHookName(int hook) {
+    static constexpr const char* names[NP_NF_HOOK_MAX] = {"prerouting", "input", "forward", "output",
+                                                          "postrouting"};
+    return hook >= 0 && hook < NP_NF_HOOK_MAX ? names[hook] : "unknown";
+}
+
+const char* netfilterProtoName(int proto) {
+    static constexpr const char* names[NP_NF_PROTO_MAX] = {"tcp", "udp", "icmp", "other"};
+    return proto >= 0 && proto < NP_NF_PROTO_MAX ? names[proto] : "other";
+}
+
+Result<std::vector<std::string>> dropReasonNamesFromKernelBtf() {
+    std::unique_ptr<btf, BtfDeleter> vmlinux(btf__load_vmlinux_btf());
+    if (!vmlinux) return std::unexpected(errnoError(errno, "load the kernel's BTF"));
+    int id = btf__find_by_name_kind(vmlinux.get(), "skb_drop_reason", BTF_KIND_ENUM);
+    if (id < 0) return std::unexpected(makeError("the kernel's BTF has no enum skb_drop_reason"));
+    const btf_type* t = btf__type_by_id(vmlinux.get(), static_cast<__u32>(id));
+    const struct btf_enum* e = btf_enum(t);
+    std::vector<std::string> names;
+    constexpr std::string_view kPrefix = "SKB_DROP_REASON_";
+    for (int i = 0; i < btf_vlen(t); ++i) {
+        const char* raw = btf__name_by_offset(vmlinux.get(), e[i].name_off);
+        if (!raw || e[i].val < 0 || e[i].val >= NP_DROP_REASON_MAX - 1) continue;
+        std::string_view n(raw);
+        if (n.starts_with(kPrefix)) n.remove_prefix(kPrefix.size());
+        if (n == "MAX") continue;
+        auto v = static_cast<std::size_t>(e[i].val);
+        if (names.size() <= v) names.resize(v + 1);
+        names[v] = std::string(n);
+    }
+    return names;
+}
+
+struct StackMonitor::Impl {
+    StackMonitorOptions opts;
+    std::unique_ptr<stack_bpf, SkelDeleter> skel;
+    std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links;
+    std::vector<UniqueFd> nf_links;
+    StackFeatures features;
+    std::vector<std::string> drop_names;
+    std::unique_ptr<ring_buffer, RingDeleter> ring;
+    std::thread ring_thread;
+    std::atomic<bool> stopping{false};
+
+    mutable std::mutex closed_mu;
+    std::deque<Connection> closed;  // newest at the front
+    std::uint64_t closed_evicted = 0;
+
+    // CLOCK_MONOTONIC ns -> wall time, computed per conversion batch.
+    struct Clock {
+        WallClock::time_point wall_now;
+        std::uint64_t mono_now;
+        [[nodiscard]] WallClock::time_point wall(std::uint64_t mono_ns) const {
+            if (mono_ns == 0) return {};
+            auto age = std::chrono::nanoseconds(static_cast<std::int64_t>(mono_now) - static_cast<std::int64_t>(mono_ns));
+            return std::chrono::time_point_cast<WallClock::duration>(wall_now - age);
+        }
+        static Clock now() {
+            timespec ts{};
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            return {WallClock::now(),
+                    static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec)};
+        }
+    };
+
+    static Connection toConnection(const np_conn& c, const Clock& clk) {
+        Connection o;
+        std::memcpy(o.src_ip.data(), &c.saddr, 16);
+        std::memcpy(o.dst_ip.data(), &c.daddr, 16);
+        o.src_port = c.sport;
+        o.dst_port = c.dport;
+        o.family = c.family;
+        o.origin = c.origin;
+        o.tcp_state = c.state;
+        o.open = c.end_ns == 0;
+        o.failed = c.failed != 0;
+        o.pid = c.pid;
+        o.comm.assign(c.comm, strnlen(c.comm, sizeof c.comm));
+        o.cgroup_id = c.cgroup_id;
+        o.netns = c.netns;
+        o.bytes_sent = c.bytes_acked;
+        o.bytes_received = c.bytes_received;
+        o.retransmits = c.retransmits;
+        o.srtt_us = c.srtt_us;
+        o.snd_cwnd = c.snd_cwnd;
+        o.start = clk.wall(c.start_ns);
+        o.established = clk.wall(c.established_ns);
+        o.end = clk.wall(c.end_ns);
+        o.sock = c.sock;
+        return o;
+    }
+
+    static int onEvent(void* ctx, void* data, size_t size) {
+        auto* self = static_cast<Impl*>(ctx);
+        if (size < sizeof(np_conn)) return 0;
+        np_conn c;
+        std::memcpy(&c, data, sizeof c);
+        Connection conn = toConnection(c, Clock::now());
+        std::lock_guard lock(self->closed_mu);
+        self->closed.push_front(std::move(conn));
+        while (self->closed.size() > self->opts.max_closed) {
+            self->closed.pop_back();
+            ++self->closed_evicted;
+        }
+        return 0;
+    }
+
+    ~Impl() {
+        stopping = true;
+        if (ring_thread.joinable()) ring_thread.join();
+        ring.reset();
+        nf_links.clear();
+        links.clear();
+        skel.reset();
+    }
+};
+
+StackMonitor::StackMonitor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+StackMonitor::~StackMonitor() = default;
+
+const StackFeatures& StackMonitor::features() const { return impl_->features; }
+
+Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions options) {
+    auto im = std::make_unique<Impl>();
+    im->opts = options;
+
+    std::unique_ptr<btf, BtfDeleter> vmlinux(btf__load_vmlinux_btf());
+    if (!vmlinux) return std::unexpected(errnoError(errno, "stack monitor: load the kernel's BTF"));
+    auto hasTracepoint = [&](const char* tp) {
+        std::string name = std::string("btf_trace_") + tp;
+        return btf__find_by_name_kind(vmlinux.get(), name.c_str(), BTF_KIND_TYPEDEF) > 0;
+    };
+
+    im->skel.reset(stack_bpf__open());
+    if (!im->skel) return std::unexpected(errnoError(errno, "stack monitor: open BPF object"));
+    auto* s = im->skel.get();
+    if (!options.all_namespaces) {
+        s->rodata->np_netns_filter = ownNetnsInode();
+        spdlog::info("stack monitor: counting only network namespace {} (tracepoints are global)",
+                     s->rodata->np_netns_filter);
+    }
+    bpf_map__set_max_entries(s->maps.conn_table, std::max<std::uint32_t>(options.conn_table_size, 1));
+
+    struct Tp {
+        bpf_program* prog;
+        const char* tracepoint;
+        const char* what;
+        bool StackFeatures::*feature;
+    };
+    const Tp tps[] = {
+        {s->progs.netprobe_sk_state, "inet_sock_set_state", "TCP connection tracking", &StackFeatures::connections},
+        {s->progs.netprobe_tcp_retx, "tcp_retransmit_skb", "TCP retransmit counting", &StackFeatures::retransmits},
+        {s->progs.netprobe_tcp_rst_tx, "tcp_send_reset", "TCP reset counting", &StackFeatures::resets},
+        {s->progs.netprobe_tcp_rst_rx, "tcp_receive_reset", "TCP reset counting", &StackFeatures::resets},
+        {s->progs.netprobe_tcp_probe, "tcp_probe", "TCP RTT/cwnd histograms", &StackFeatures::tcp_probe},
+        {s->progs.netprobe_kfree_skb, "kfree_skb", "packet drop reasons", &StackFeatures::drops},
+    };
+    std::vector<const Tp*> enabled;
+    for (const auto& tp : tps) {
+        if (hasTracepoint(tp.tracepoint)) {
+            enabled.push_back(&tp);
+            continue;
+        }
+        bpf_program__set_autoload(tp.prog, false);
+        spdlog::warn("stack monitor: {} disabled: the kernel has no tracepoint {} (no btf_trace_{} in its BTF)",
+                     tp.what, tp.tracepoint, tp.tracepoint);
+    }
+    const bool nf_supported = btf__find_by_name_kind(vmlinux.get(), "bpf_nf_ctx", BTF_KIND_STRUCT) > 0;
+    if (nf_supported) {
+        bpf_program__set_type(s->progs.netprobe_nf, static_cast<bpf_prog_type>(kProgTypeNetfilter));
+        bpf_program__set_expected_attach_type(s->progs.netprobe_nf, static_cast<bpf_attach_type>(kAttachNetfilter));
+    } else {
+        bpf_program__set_autoload(s->progs.netprobe_nf, false);
+        spdlog::warn("stack monitor: netfilter hook counters disabled: the kernel has no netfilter BPF programs "
+                     "(no struct bpf_nf_ctx in its BTF; needs Linux 6.4+)");
+    }
+    if (int err = stack_bpf__load(s); err) {
+        int e = -err;
+        std::string ctx = "stack monitor: load BPF programs";
+        if (e == EPERM || e == EACCES) ctx += " (needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, or root)";
+        return std::unexpected(errnoError(e, ctx));
+    }
+
+    for (const Tp* tp : enabled) {
+        bpf_link* l = bpf_program__attach(tp->prog);
+        if (!l) {
+            int e = errno;
+            spdlog::warn("stack monitor: {} disabled: attaching to tracepoint {} failed: {}", tp->what,
+                         tp->tracepoint, std::strerror(e));
+            continue;
+        }
+        im->links.emplace_back(l);
+        im->features.*(tp->feature) = true;
+    }
+    // Both reset tracepoints or neither counts as the feature.
+    if (im->features.resets && !(hasTracepoint("tcp_send_reset") && hasTracepoint("tcp_receive_reset")))
+        im->features.resets = false;
+
+    if (nf_supported) {
+        int prog_fd = bpf_program__fd(s->progs.netprobe_nf);
+        int ok = 0;
+        std::string first_err;
+        for (std::uint32_t pf : {kNfprotoIpv4, kNfprotoIpv6}) {
+            for (std::uint32_t hook = 0; hook < NP_NF_HOOK_MAX; ++hook) {
+                auto l = attachNetfilter(prog_fd, pf, hook);
+                if (!l) {
+                    if (first_err.empty())
+                        first_err = std::string(pf == kNfprotoIpv4 ? "ipv4 " : "ipv6 ") + netfilterHookName(static_cast<int>(hook)) +
+                                    ": " + l.error().what();
+                    continue;
+                }
+                im->nf_links.push_back(std::move(*l));
+                ++ok;
+            }
+        }
+        im->features.netfilter = ok > 0;
+        if (ok == 0) spdlog::warn("stack monitor: netfilter hook counters disabled: {}", first_err);
+        else if (ok < 2 * NP_NF_HOOK_MAX)
+            spdlog::warn("stack monitor: {} of {} netfilter hooks attached (first failure: {})", ok,
+                         2 * NP_NF_HOOK_MAX, first_err);
+    }
+
+    if (im->features.drops) {
+        auto names = dropReasonNamesFromKernelBtf();
+        if (names) im->drop_names = std::move(*names);
+        else spdlog::warn("stack monitor: drop reasons will be numbers: {}", names.error().what());
+    }
+
+    if (im->features.connections) {
+        im->ring.reset(ring_buffer__new(bpf_map__fd(s->maps.conn_events), &Impl::onEvent, im.get(), nullptr));
+        if (!im->ring) return std::unexpected(errnoError(errno, "stack monitor: ring buffer"));
+        im->ring_thread = std::thread([raw = im.get()] {
+            while (!raw->stopping.load()) {
+                int n = ring_buffer__poll(raw->ring.get(), 200);
+                if (n < 0 && n != -EINTR) {
+                    spdlog::warn("stack monitor: ring buffer poll: {}", std::strerror(-n));
+                    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+                }
+            }
+        });
+    }
+
+    const auto& f = im->features;
+    spdlog::info("stack monitor: connections {}, retransmits {}, resets {}, rtt/cwnd {}, drops {}, netfilter {} ({} links)",
+                 f.connections ? "on" : "off", f.retransmits ? "on" : "off", f.resets ? "on" : "off",
+                 f.tcp_probe ? "on" : "off", f.drops ? "on" : "off", f.netfilter ? "on" : "off",
+                 im->nf_links.size());
+    return std::unique_ptr<StackMonitor>(new StackMonitor(std::move(im)));
+}
+
+Result<StackStats> StackMonitor::read() const {
+    const auto& im = *impl_;
+    auto* s = im.skel.get();
+    StackStats st;
+    st.features = im.features;
+
+    std::vector<std::uint64_t> u;
+    if (auto r = readArray(bpf_map__fd(s->maps.tcp_counters), NP_TCP_COUNTER_MAX, u); !r)
+        return std::unexpected(r.error());
+    st.opened_active = u[NP_TCP_OPENED_ACTIVE];
+    st.opened_passive = u[NP_TCP_OPENED_PASSIVE];
+    st.closed = u[NP_TCP_CLOSED];
+    st.failed = u[NP_TCP_FAILED];
+    st.retransmits = u[NP_TCP_RETRANS_SEGS];
+    st.resets_sent = u[NP_TCP_RST_SENT];
+    st.resets_received = u[NP_TCP_RST_RECEIVED];
+    // per-CPU +1/-1 (as unsigned wrap-around): the sum is the number tracked
+    st.tracked_open = u[NP_TCP_TRACKED_DELTA];
+    if (static_cast<std::int64_t>(st.tracked_open) < 0) st.tracked_open = 0;
+
+    if (auto r = readArray(bpf_map__fd(s->maps.stack_errors), NP_STACK_ERR_MAX, u); !r)
+        return std::unexpected(r.error());
+    st.conn_insert_failures = u[NP_STACK_ERR_CONN_INSERT];
+    st.ringbuf_reserve_failures = u[NP_STACK_ERR_RINGBUF];
+
+    if (auto r = readArray(bpf_map__fd(s->maps.tcp_hist), NP_HIST_MAX * NP_HIST_SLOTS, u); !r)
+        return std::unexpected(r.error());
+    for (std::size_t b = 0; b < NP_HIST_BUCKETS; ++b) {
+        st.srtt_us.buckets[b] = u[NP_HIST_SRTT_US * NP_HIST_SLOTS + b];
+        st.cwnd.buckets[b] = u[NP_HIST_CWND * NP_HIST_SLOTS + b];
+    }
+    st.srtt_us.sum = u[NP_HIST_SRTT_US * NP_HIST_SLOTS + NP_HIST_BUCKETS];
+    st.cwnd.sum = u[NP_HIST_CWND * NP_HIST_SLOTS + NP_HIST_BUCKETS];
+
+    if (im.features.drops) {
+        if (auto r = readArray(bpf_map__fd(s->maps.drop_reasons), NP_DROP_REASON_MAX, u); !r)
+            return std::unexpected(r.error());
+        for (std::uint32_t i = 0; i < NP_DROP_REASON_MAX; ++i) {
+            if (!u[i]) continue;
+            DropCount d;
+            d.reason = i;
+            d.count = u[i];
+            if (i == NP_DROP_REASON_MAX - 1) d.name = "OTHER";
+            else if (i < im.drop_names.size() && !im.drop_names[i].empty()) d.name = im.drop_names[i];
+            else d.name = "REASON_" + std::to_string(i);
+            st.drops.push_back(std::move(d));
+        }
+    }
+
+    if (im.features.netfilter) {
+        std::vector<np_counter> nf;
+        if (auto r = readArray(bpf_map__fd(s->maps.nf_stats), NP_NF_HOOK_MAX * NP_NF_FAMILY_MAX * NP_NF_PROTO_MAX, nf); !r)
+            return std::unexpected(r.error());
+        for (std::size_t h = 0; h < NP_NF_HOOK_MAX; ++h)
+            for (std::size_t f = 0; f < NP_NF_FAMILY_MAX; ++f)
+                for (std::size_t p = 0; p < NP_NF_PROTO_MAX; ++p) {
+                    const auto& c = nf[(h * NP_NF_FAMILY_MAX + f) * NP_NF_PROTO_MAX + p];
+                    st.netfilter[h][f][p] = Counter{c.packets, c.bytes};
+                }
+    }
+
+    if (im.features.connections) {
+        const auto clk = Impl::Clock::now();
+        int fd = bpf_map__fd(s->maps.conn_table);
+        std::uint64_t key = 0, next = 0;
+        const std::uint64_t* prev = nullptr;
+        np_conn c{};
+        while (st.connections.size() < im.opts.max_open && bpf_map_get_next_key(fd, prev, &next) == 0) {
+            if (bpf_map_lookup_elem(fd, &next, &c) == 0) st.connections.push_back(Impl::toConnection(c, clk));
+            key = next;
+            prev = &key;
+        }
+        std::sort(st.connections.begin(), st.connections.end(),
+                  [](const Connection& a, const Connection& b) { return a.start < b.start; });
+        std::lock_guard lock(im.closed_mu);
+        st.connections.insert(st.connections.end(), im.closed.begin(), im.closed.end());
+        st.closed_evicted = im.closed_evicted;
+    }
+    return st;
+}
+
+}  // namespace netprobe::ebpf
