@@ -2,8 +2,8 @@
 //   ReadFlows/{Batch,PerKey}    readFlowMap over a real flow_stats map (the
 //                               datapath skeleton, max_entries 131072) holding
 //                               100k distinct flows with per-CPU values.
-//   DrainFlows/{Batch,PerKey}   drainFlowMap (read + delete, what the agent does
-//                               every interval); the map is refilled with
+//   DrainFlows/{Batch,PerKey}   drainFlowMap (read + delete of every entry; the
+//                               agent reads and removes only idle flows); the map is refilled with
 //                               BPF_MAP_UPDATE_BATCH outside the timing.
 //   RenderMetrics/Series10k     renderMetrics of a snapshot with 900 interfaces
 //                               (11 series each: 8 interface + 2 XDP + attached)
