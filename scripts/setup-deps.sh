@@ -28,6 +28,12 @@ for p in "${want[@]}"; do
   fi
 done
 
+# Node.js + npm for tests/deploy. Checked by command, not by package: machine images may carry
+# NodeSource's nodejs (npm bundled), which Debian's npm package would conflict with.
+if [[ "${1:-}" != "--build-only" ]] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
+
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "setup-deps: all ${#want[@]} packages present"
   exit 0
