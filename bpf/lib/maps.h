@@ -96,6 +96,14 @@ struct {
 	__uint(max_entries, 8192);
 } frag_track SEC(".maps");
 
+/* ICMP/ICMPv6 messages by direction, family, type, code (bounded; see abi.h) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, struct np_icmp_key);
+	__type(value, struct np_counter);
+	__uint(max_entries, NP_ICMP_STATS_MAX);
+} icmp_stats SEC(".maps");
+
 static __always_inline void np_count_map_error(__u32 map_id)
 {
 	__u64 *v = bpf_map_lookup_elem(&map_errors, &map_id);

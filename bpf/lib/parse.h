@@ -38,7 +38,9 @@ struct np_packet {
 	__u8 tcp_flags;
 	__u8 has_l3;           /* IPv4 or IPv6 parsed: the packet belongs to a flow */
 	__u8 frag;             /* 0 = not a fragment, 1 = first fragment, 2 = later fragment */
-	__u8 reserved;
+	__u8 icmp_type;        /* ICMP/ICMPv6 packets (class bit set): the message type */
+	__u8 icmp_code;        /* ... and code */
+	__u8 reserved[3];
 };
 
 #define NP_FRAG_NONE 0
@@ -108,6 +110,8 @@ static __always_inline int np_parse_l4(void *pos, __u32 off, __u32 end_off, void
 		if (pos + 4 > data_end || off + 4 > end_off)
 			return NP_MAL_TRUNCATED_ICMP;
 		NP_MARK(pkt, proto == NP_IPPROTO_ICMP ? NP_PROTO_ICMP : NP_PROTO_ICMPV6);
+		pkt->icmp_type = ((__u8 *)pos)[0];
+		pkt->icmp_code = ((__u8 *)pos)[1];
 		return NP_MAL_NONE;
 	}
 	NP_MARK(pkt, NP_PROTO_OTHER_L4);

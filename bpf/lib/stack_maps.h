@@ -43,6 +43,14 @@ struct {
 	__uint(max_entries, NP_DROP_REASON_MAX);
 } drop_reasons SEC(".maps");
 
+/* drops by (location, reason) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, struct np_drop_loc_key);
+	__type(value, __u64);
+	__uint(max_entries, NP_DROP_LOC_MAX);
+} drop_locations SEC(".maps");
+
 /* index: (hook * NP_NF_FAMILY_MAX + family) * NP_NF_PROTO_MAX + proto */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

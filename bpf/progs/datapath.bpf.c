@@ -158,6 +158,16 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir)
 		np_count_malformed(dir, reason);
 		return NP_TC_ACT_UNSPEC;
 	}
+	/* One test of a mask already in a register on the non-ICMP path. */
+	if (pkt.proto_mask & ((1u << NP_PROTO_ICMP) | (1u << NP_PROTO_ICMPV6))) {
+		struct np_icmp_key ik = {
+			.direction = (__u8)dir,
+			.family = pkt.key.family,
+			.type = pkt.icmp_type,
+			.code = pkt.icmp_code,
+		};
+		np_counter_add(&icmp_stats, &ik, len, NP_MAP_ICMP_STATS);
+	}
 	if (!np_enable_flows || !pkt.has_l3)
 		return NP_TC_ACT_UNSPEC;
 

@@ -74,23 +74,6 @@ static __always_inline void np_stack_error(__u32 idx)
 		*v += 1;
 }
 
-/* Bucket of v: smallest b with v <= 2^b, capped at the last bucket. */
-static __always_inline __u32 np_log2_bucket(__u64 v)
-{
-	if (v <= 1)
-		return 0;
-	__u64 x = v - 1; /* b = number of significant bits of v - 1 */
-	__u32 b = 0;
-	if (x >> 32) { x >>= 32; b += 32; }
-	if (x >> 16) { x >>= 16; b += 16; }
-	if (x >> 8) { x >>= 8; b += 8; }
-	if (x >> 4) { x >>= 4; b += 4; }
-	if (x >> 2) { x >>= 2; b += 2; }
-	if (x >> 1) { x >>= 1; b += 1; }
-	b += (__u32)x;
-	return b < NP_HIST_BUCKETS ? b : NP_HIST_BUCKETS - 1;
-}
-
 static __always_inline void np_hist_add(__u32 hist, __u64 v)
 {
 	__u32 idx = hist * NP_HIST_SLOTS + np_log2_bucket(v);
@@ -168,6 +151,11 @@ static __always_inline void np_close_record(const struct sock *sk, int failed, _
 	struct np_conn *ev = bpf_ringbuf_reserve(&conn_events, sizeof(*ev), 0);
 	if (ev) {
 		__builtin_memcpy(ev, c, sizeof(*ev));
+		/* connect() records its SYN_SENT before the local port is chosen; at CLOSE
+		 * the socket may already have given its port back (TIME_WAIT hand-over),
+		 * so only a port still unknown is read again. */
+		if (!ev->sport)
+			ev->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
 		np_fill_tcp(ev, sk, 1);
 		ev->state = TCP_CLOSE;
 		ev->failed = (__u8)failed;
@@ -305,6 +293,24 @@ int BPF_PROG(netprobe_kfree_skb, struct sk_buff *skb, void *location, enum skb_d
 	__u64 *v = bpf_map_lookup_elem(&drop_reasons, &idx);
 	if (v)
 		*v += 1;
+
+	struct np_drop_loc_key lk = { .location = (__u64)(unsigned long)location, .reason = (__u32)reason };
+	__u64 *n = bpf_map_lookup_elem(&drop_locations, &lk);
+	if (n) {
+		*n += 1;
+		return 0;
+	}
+	__u64 one = 1;
+	long err = bpf_map_update_elem(&drop_locations, &lk, &one, BPF_NOEXIST);
+	if (err == -17 /* EEXIST: another CPU created it */) {
+		n = bpf_map_lookup_elem(&drop_locations, &lk);
+		if (n) {
+			*n += 1;
+			return 0;
+		}
+	}
+	if (err)
+		np_stack_error(NP_STACK_ERR_DROP_LOC);
 	return 0;
 }
 

@@ -15,6 +15,7 @@
 #include <netprobe/collector/tc_collector.hpp>
 #include <netprobe/ebpf/interfaces.hpp>
 #include <netprobe/ebpf/manager.hpp>
+#include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/metrics/server.hpp>
 #include <netprobe/util/capabilities.hpp>
 #include <netprobe/util/duration.hpp>
@@ -70,6 +71,22 @@ public:
         co.flow_idle_timeout = opts_.flow_timeout;
         netprobe::collector::TCCollector collector(mgr, co);
 
+        // The stack monitor is optional: if it cannot start, the core keeps working.
+        std::unique_ptr<netprobe::ebpf::StackMonitor> stack;
+        if (opts_.socket_monitor) {
+            netprobe::ebpf::StackMonitorOptions so;
+            so.netns_path = opts_.socket_netns;
+            auto sm = netprobe::ebpf::StackMonitor::create(so);
+            if (sm) {
+                stack = std::move(*sm);
+                collector.setStackMonitor(stack.get());
+            } else {
+                spdlog::error("socket monitor disabled, continuing without it: {}", sm.error().what());
+            }
+        } else {
+            spdlog::info("socket monitor off (--socket-monitor=off)");
+        }
+
         auto cfg = netprobe::metrics::DefaultServerConfig();
         cfg.port = opts_.metrics_port;
         cfg.address = opts_.metrics_address;
@@ -96,6 +113,8 @@ public:
         spdlog::info("shutting down: detaching from {} interface(s)", mgr.attachments().size());
         server.stop();
         collector.stop();
+        collector.setStackMonitor(nullptr);
+        stack.reset();
         mgr.detachAll();
         return rc;
     }

@@ -60,6 +60,14 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     app.add_option("--top-flows", top_flows, "Flows exported as Prometheus series (rest aggregated as other)")
         ->capture_default_str();
     app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error")->capture_default_str();
+    std::string socket_monitor = "on", socket_netns = "all";
+    app.add_option("--socket-monitor", socket_monitor,
+                   "Socket layer, TCP health, drop reasons and netfilter hooks: on, off")
+        ->capture_default_str();
+    app.add_option("--socket-netns", socket_netns,
+                   "Network namespaces whose socket/drop events count: all, own (the agent's), or a namespace "
+                   "file such as /run/netns/NAME")
+        ->capture_default_str();
 
     try {
         app.parse(argc, argv);
@@ -111,6 +119,13 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (top_flows < 0 || top_flows > 1000)
         return fail("invalid --top-flows " + std::to_string(top_flows) + ": must be 0-1000");
     o.top_flows = static_cast<std::size_t>(top_flows);
+    if (socket_monitor == "on") o.socket_monitor = true;
+    else if (socket_monitor == "off") o.socket_monitor = false;
+    else return fail("invalid --socket-monitor \"" + socket_monitor + "\": expected on or off");
+    if (socket_netns == "all") o.socket_netns.clear();
+    else if (socket_netns == "own") o.socket_netns = "/proc/self/ns/net";
+    else if (!socket_netns.empty() && socket_netns[0] == '/') o.socket_netns = socket_netns;
+    else return fail("invalid --socket-netns \"" + socket_netns + "\": expected all, own or a namespace file path");
     static const char* levels[] = {"trace", "debug", "info", "warn", "error"};
     if (std::find(std::begin(levels), std::end(levels), o.log_level) == std::end(levels))
         return fail("invalid --log-level \"" + o.log_level + "\": expected trace, debug, info, warn or error");

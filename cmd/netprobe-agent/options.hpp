@@ -22,6 +22,8 @@ struct AgentOptions {
     std::chrono::nanoseconds flow_timeout = std::chrono::minutes(2);
     std::size_t top_flows = 20;
     std::string log_level = "info";
+    bool socket_monitor = true;          // --socket-monitor: TCP/drops/netfilter stack monitor
+    std::string socket_netns;            // --socket-netns: "" = all, else a netns file path
 };
 
 struct ParseOutcome {

@@ -50,6 +50,8 @@ std::chrono::nanoseconds TCCollector::collectInterval() const {
 
 std::shared_ptr<const Snapshot> TCCollector::latest() const { return latest_.load(); }
 
+void TCCollector::setStackMonitor(const ebpf::StackMonitor* monitor) { stack_.store(monitor); }
+
 Result<std::vector<InterfaceStats>> TCCollector::collectOnce() {
     std::lock_guard lock(collect_mu_);
     auto snap = collectLocked();
@@ -64,15 +66,20 @@ Result<std::shared_ptr<const Snapshot>> TCCollector::collectLocked() {
         ++errors_;
         return std::unexpected(stats.error());
     }
-    drain_buf_.clear();
-    auto read = manager_.readFlows(drain_buf_, options_.read_mode);
+    // A local buffer: 100k entries are ~8 MiB that need not stay resident (or add to
+    // the peak while the snapshot is built) between collections.
+    std::vector<ebpf::FlowDelta> kernel_flows;
+    kernel_flows.reserve(last_kernel_entries_ + last_kernel_entries_ / 8 + 64);
+    auto read = manager_.readFlows(kernel_flows, options_.read_mode);
     if (!read) {
         ++errors_;
         return std::unexpected(read.error());
     }
     const std::uint64_t now_mono = monoNowNs();
     flows_.beginInterval();
-    for (const auto& d : drain_buf_) flows_.observe(d);
+    for (const auto& d : kernel_flows) flows_.observe(d);
+    last_kernel_entries_ = kernel_flows.size();
+    std::vector<ebpf::FlowDelta>().swap(kernel_flows);
     // Idle kernel entries leave the kernel table (their final values are kept), so
     // its capacity serves live flows; the agent's record lives on until
     // --flow-timeout.
@@ -153,12 +160,21 @@ Result<std::shared_ptr<const Snapshot>> TCCollector::collectLocked() {
     snap->protocols = stats->protocols;
     snap->malformed = stats->malformed;
     snap->map_errors = stats->map_errors;
+    snap->icmp = stats->icmp;
     snap->flow_health.kernel_capacity = manager_.flowTableCapacity();
     snap->flow_health.kernel_entries = *read;
     snap->flow_health.tracked = flows_.size();
     snap->flow_health.tracked_capacity = flows_.capacity();
     snap->flow_health.expired_total = flows_.expiredTotal();
     snap->flow_health.evicted_total = flows_.evictedTotal();
+    if (const auto* sm = stack_.load()) {
+        // A failed read of the stack maps must not cost the interface snapshot.
+        if (auto st = sm->read()) snap->stack = std::make_shared<const ebpf::StackStats>(std::move(*st));
+        else {
+            ++errors_;
+            spdlog::warn("stack monitor read failed: {}", st.error().what());
+        }
+    }
     snap->collect_errors_total = errors_;
     snap->collect_duration_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

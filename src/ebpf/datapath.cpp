@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 #include "datapath.skel.h"
@@ -201,6 +202,15 @@ Result<NetworkStats> Datapath::readStats() const {
                                            s.malformed[i / NP_MAL_REASON_MAX][i % NP_MAL_REASON_MAX] = t;
                                        });
     if (!r) return std::unexpected(r.error());
+    r = forEachEntry<np_icmp_key, np_counter>(bpf_map__fd(skel_->maps.icmp_stats), static_cast<std::size_t>(ncpu),
+                                              [&](const np_icmp_key& k, const np_counter* v) {
+                                                  s.icmp.push_back({k, sumCounters(v, ncpu)});
+                                              });
+    if (!r) return std::unexpected(r.error());
+    std::sort(s.icmp.begin(), s.icmp.end(), [](const IcmpCount& a, const IcmpCount& b) {
+        return std::tie(a.key.direction, a.key.family, a.key.type, a.key.code) <
+               std::tie(b.key.direction, b.key.family, b.key.type, b.key.code);
+    });
     r = readPerCpuArray<std::uint64_t>(bpf_map__fd(skel_->maps.map_errors), NP_MAP_ID_MAX,
                                        [&](std::uint32_t i, const std::uint64_t* v) {
                                            std::uint64_t t = 0;

@@ -71,7 +71,7 @@ const char* malformedReasonName(int reason) {
 
 const char* mapName(int map_id) {
     static constexpr const char* names[NP_MAP_ID_MAX] = {"tc_device_stats", "flow_stats", "frag_track",
-                                                         "xdp_device_stats"};
+                                                         "xdp_device_stats", "icmp_stats"};
     return map_id >= 0 && map_id < NP_MAP_ID_MAX ? names[map_id] : "unknown";
 }
 

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -77,9 +78,9 @@ struct BtfDeleter {
     void operator()(btf* b) const { btf__free(b); }
 };
 
-std::uint32_t ownNetnsInode() {
+Result<std::uint32_t> netnsInode(const std::string& path) {
     struct stat st {};
-    if (::stat("/proc/self/ns/net", &st) != 0) return 0;
+    if (::stat(path.c_str(), &st) != 0) return std::unexpected(errnoError(errno, "network namespace " + path));
     return static_cast<std::uint32_t>(st.st_ino);
 }
 
@@ -102,6 +103,41 @@ Result<void> readArray(int fd, std::uint32_t n, std::vector<V>& sums) {
     }
     return {};
 }
+
+// Kernel text symbols from /proc/kallsyms, for drop locations. Empty when the
+// addresses are hidden (kptr_restrict): locations are then shown as addresses.
+class KernelSymbols {
+public:
+    void load() {
+        std::FILE* f = std::fopen("/proc/kallsyms", "re");
+        if (!f) return;
+        char line[512];
+        while (std::fgets(line, sizeof line, f)) {
+            unsigned long long addr = 0;
+            char type = 0;
+            char name[256];
+            if (std::sscanf(line, "%llx %c %255s", &addr, &type, name) != 3 || addr == 0) continue;
+            if (type != 't' && type != 'T') continue;
+            syms_.emplace_back(addr, name);
+        }
+        std::fclose(f);
+        std::sort(syms_.begin(), syms_.end());
+    }
+    [[nodiscard]] std::string resolve(std::uint64_t addr) const {
+        auto it = std::upper_bound(syms_.begin(), syms_.end(), std::make_pair(addr, std::string(1, '\x7f')));
+        char buf[64];
+        if (it == syms_.begin() || syms_.empty()) {
+            std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(addr));
+            return buf;
+        }
+        --it;
+        std::snprintf(buf, sizeof buf, "+0x%llx", static_cast<unsigned long long>(addr - it->first));
+        return it->second + buf;
+    }
+
+private:
+    std::vector<std::pair<std::uint64_t, std::string>> syms_;
+};
 
 }  // namespace
 
@@ -158,8 +194,10 @@ struct StackMonitor::Impl {
     std::unique_ptr<stack_bpf, SkelDeleter> skel;
     std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links;
     std::vector<UniqueFd> nf_links;
+    std::vector<const bpf_program*> attached;  // programs with at least one link
     StackFeatures features;
     std::vector<std::string> drop_names;
+    KernelSymbols ksyms;
     std::unique_ptr<ring_buffer, RingDeleter> ring;
     std::thread ring_thread;
     std::atomic<bool> stopping{false};
@@ -256,10 +294,12 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
     im->skel.reset(stack_bpf__open());
     if (!im->skel) return std::unexpected(errnoError(errno, "stack monitor: open BPF object"));
     auto* s = im->skel.get();
-    if (!options.all_namespaces) {
-        s->rodata->np_netns_filter = ownNetnsInode();
-        spdlog::info("stack monitor: counting only network namespace {} (tracepoints are global)",
-                     s->rodata->np_netns_filter);
+    if (!options.netns_path.empty()) {
+        auto ino = netnsInode(options.netns_path);
+        if (!ino) return std::unexpected(ino.error());
+        s->rodata->np_netns_filter = *ino;
+        spdlog::info("stack monitor: socket and drop events of network namespace {} ({}) only", *ino,
+                     options.netns_path);
     }
     bpf_map__set_max_entries(s->maps.conn_table, std::max<std::uint32_t>(options.conn_table_size, 1));
 
@@ -312,6 +352,7 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
             continue;
         }
         im->links.emplace_back(l);
+        im->attached.push_back(tp->prog);
         im->features.*(tp->feature) = true;
     }
     // Both reset tracepoints or neither counts as the feature.
@@ -336,6 +377,7 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
             }
         }
         im->features.netfilter = ok > 0;
+        if (ok > 0) im->attached.push_back(s->progs.netprobe_nf);
         if (ok == 0) spdlog::warn("stack monitor: netfilter hook counters disabled: {}", first_err);
         else if (ok < 2 * NP_NF_HOOK_MAX)
             spdlog::warn("stack monitor: {} of {} netfilter hooks attached (first failure: {})", ok,
@@ -346,6 +388,7 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
         auto names = dropReasonNamesFromKernelBtf();
         if (names) im->drop_names = std::move(*names);
         else spdlog::warn("stack monitor: drop reasons will be numbers: {}", names.error().what());
+        im->ksyms.load();
     }
 
     if (im->features.connections) {
@@ -393,6 +436,7 @@ Result<StackStats> StackMonitor::read() const {
     if (auto r = readArray(bpf_map__fd(s->maps.stack_errors), NP_STACK_ERR_MAX, u); !r)
         return std::unexpected(r.error());
     st.conn_insert_failures = u[NP_STACK_ERR_CONN_INSERT];
+    st.drop_location_failures = u[NP_STACK_ERR_DROP_LOC];
     st.ringbuf_reserve_failures = u[NP_STACK_ERR_RINGBUF];
 
     if (auto r = readArray(bpf_map__fd(s->maps.tcp_hist), NP_HIST_MAX * NP_HIST_SLOTS, u); !r)
@@ -419,6 +463,36 @@ Result<StackStats> StackMonitor::read() const {
         }
     }
 
+    if (im.features.drops) {
+        const int ncpu = possibleCpus();
+        std::vector<std::uint64_t> vals(static_cast<std::size_t>(ncpu));
+        std::vector<std::pair<std::uint64_t, np_drop_loc_key>> locs;
+        int fd = bpf_map__fd(s->maps.drop_locations);
+        np_drop_loc_key k{}, next{};
+        const np_drop_loc_key* prev = nullptr;
+        while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+            if (bpf_map_lookup_elem(fd, &next, vals.data()) == 0) {
+                std::uint64_t t = 0;
+                for (auto v : vals) t += v;
+                if (t) locs.emplace_back(t, next);
+            }
+            k = next;
+            prev = &k;
+        }
+        const std::size_t top = std::min(locs.size(), StackStats::kTopDropLocations);
+        std::partial_sort(locs.begin(), locs.begin() + static_cast<std::ptrdiff_t>(top), locs.end(),
+                          [](const auto& a, const auto& b) { return a.first > b.first; });
+        for (std::size_t i = 0; i < top; ++i) {
+            const auto& [count, key] = locs[i];
+            DropLocation d;
+            d.count = count;
+            d.location = im.ksyms.resolve(key.location);
+            if (key.reason < im.drop_names.size() && !im.drop_names[key.reason].empty()) d.reason = im.drop_names[key.reason];
+            else d.reason = "REASON_" + std::to_string(key.reason);
+            st.drop_locations.push_back(std::move(d));
+        }
+    }
+
     if (im.features.netfilter) {
         std::vector<np_counter> nf;
         if (auto r = readArray(bpf_map__fd(s->maps.nf_stats), NP_NF_HOOK_MAX * NP_NF_FAMILY_MAX * NP_NF_PROTO_MAX, nf); !r)
@@ -429,6 +503,13 @@ Result<StackStats> StackMonitor::read() const {
                     const auto& c = nf[(h * NP_NF_FAMILY_MAX + f) * NP_NF_PROTO_MAX + p];
                     st.netfilter[h][f][p] = Counter{c.packets, c.bytes};
                 }
+    }
+
+    for (const bpf_program* prog : im.attached) {
+        bpf_prog_info pi{};
+        __u32 psz = sizeof pi;
+        if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &pi, &psz) == 0)
+            st.missed_events.emplace_back(bpf_program__name(prog), pi.recursion_misses);
     }
 
     if (im.features.connections) {

@@ -237,4 +237,104 @@ nlohmann::json interfacesJson(const collector::Snapshot& s) {
     return {{"collected_at", rfc3339(s.taken_at)}, {"interfaces", std::move(arr)}};
 }
 
+std::expected<ConnectionQuery, std::string> parseConnectionQuery(const std::multimap<std::string, std::string>& params,
+                                                                 std::size_t default_limit, std::size_t max_limit) {
+    ConnectionQuery q;
+    q.limit = default_limit;
+    auto bad = [](const std::string& k, const std::string& v, const std::string& why) {
+        return std::unexpected("invalid value \"" + v + "\" for parameter \"" + k + "\": " + why);
+    };
+    for (const auto& [k, v] : params) {
+        if (k == "state") {
+            if (v == "all") q.state = ConnectionQuery::State::All;
+            else if (v == "open") q.state = ConnectionQuery::State::Open;
+            else if (v == "closed") q.state = ConnectionQuery::State::Closed;
+            else return bad(k, v, "expected open, closed or all");
+        } else if (k == "family" || k == "ip_version") {
+            if (v == "4" || v == "ipv4") q.family = 4;
+            else if (v == "6" || v == "ipv6") q.family = 6;
+            else return bad(k, v, "expected 4 or 6");
+        } else if (k == "src_ip" || k == "dst_ip" || k == "ip") {
+            auto a = util::parseAddr(v);
+            if (!a) return bad(k, v, "expected an IPv4 or IPv6 address");
+            (k == "src_ip" ? q.src_ip : k == "dst_ip" ? q.dst_ip : q.ip) = *a;
+        } else if (k == "src_port" || k == "dst_port" || k == "port") {
+            auto p = parseUnsigned<std::uint16_t>(v, 65535);
+            if (!p) return bad(k, v, "expected a port number 0-65535");
+            (k == "src_port" ? q.src_port : k == "dst_port" ? q.dst_port : q.port) = *p;
+        } else if (k == "pid") {
+            auto p = parseUnsigned<std::uint32_t>(v, 0xffffffffu);
+            if (!p) return bad(k, v, "expected a process id");
+            q.pid = *p;
+        } else if (k == "limit") {
+            auto l = parseUnsigned<std::size_t>(v, max_limit);
+            if (!l || *l == 0) return bad(k, v, "expected a number from 1 to " + std::to_string(max_limit));
+            q.limit = *l;
+        } else {
+            return std::unexpected("unknown parameter \"" + k +
+                                   "\" (known: state, family, src_ip, dst_ip, ip, src_port, dst_port, port, pid, "
+                                   "limit)");
+        }
+    }
+    return q;
+}
+
+bool connectionMatches(const ebpf::Connection& c, const ConnectionQuery& q) {
+    if (q.state == ConnectionQuery::State::Open && !c.open) return false;
+    if (q.state == ConnectionQuery::State::Closed && c.open) return false;
+    if (q.family && c.family != *q.family) return false;
+    if (q.src_ip && c.src_ip != *q.src_ip) return false;
+    if (q.dst_ip && c.dst_ip != *q.dst_ip) return false;
+    if (q.ip && c.src_ip != *q.ip && c.dst_ip != *q.ip) return false;
+    if (q.src_port && c.src_port != *q.src_port) return false;
+    if (q.dst_port && c.dst_port != *q.dst_port) return false;
+    if (q.port && c.src_port != *q.port && c.dst_port != *q.port) return false;
+    if (q.pid && c.pid != *q.pid) return false;
+    return true;
+}
+
+nlohmann::json connectionsJson(const collector::Snapshot& s, const ConnectionQuery& q) {
+    auto arr = nlohmann::json::array();
+    std::size_t total = 0;
+    const bool enabled = s.stack && s.stack->features.connections;
+    if (enabled) {
+        for (const auto& c : s.stack->connections) {
+            if (!connectionMatches(c, q)) continue;
+            ++total;
+            if (arr.size() >= q.limit) continue;
+            const char* origin = c.origin == NP_CONN_ACTIVE ? "active" : c.origin == NP_CONN_PASSIVE ? "passive" : "unknown";
+            nlohmann::json j = {
+                {"src_ip", util::formatAddr(c.src_ip)},
+                {"src_port", c.src_port},
+                {"dst_ip", util::formatAddr(c.dst_ip)},
+                {"dst_port", c.dst_port},
+                {"ip_version", c.family},
+                {"direction", origin},
+                {"state", ebpf::tcpStateName(c.tcp_state)},
+                {"open", c.open},
+                {"failed", c.failed},
+                {"pid", c.pid ? nlohmann::json(c.pid) : nlohmann::json(nullptr)},
+                {"comm", c.comm.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.comm)},
+                {"cgroup_id", c.cgroup_id},
+                {"netns", c.netns},
+                {"bytes_sent", c.bytes_sent},
+                {"bytes_received", c.bytes_received},
+                {"retransmits", c.retransmits},
+                {"rtt_seconds", c.srtt_us ? nlohmann::json(static_cast<double>(c.srtt_us) / 1e6) : nlohmann::json(nullptr)},
+                {"snd_cwnd", c.snd_cwnd},
+                {"start", rfc3339(c.start)},
+                {"established", c.established == collector::WallTime{} ? nlohmann::json(nullptr) : nlohmann::json(rfc3339(c.established))},
+                {"end", c.end == collector::WallTime{} ? nlohmann::json(nullptr) : nlohmann::json(rfc3339(c.end))},
+            };
+            arr.push_back(std::move(j));
+        }
+    }
+    // comm is kernel bytes, not necessarily UTF-8: serialize with error_handler_t::replace
+    return {{"collected_at", rfc3339(s.taken_at)},
+            {"enabled", enabled},
+            {"total", total},
+            {"returned", arr.size()},
+            {"connections", std::move(arr)}};
+}
+
 }  // namespace netprobe::metrics

@@ -38,4 +38,19 @@ void appendJsonString(std::string& out, std::string_view v);
 [[nodiscard]] std::string rfc3339(collector::WallTime t);
 [[nodiscard]] nlohmann::json tcpFlagNames(std::uint8_t flags);
 
+// /api/v1/connections: open and recently closed TCP connections (stack monitor).
+struct ConnectionQuery {
+    enum class State { All, Open, Closed } state = State::All;
+    std::optional<std::uint8_t> family;
+    std::optional<util::Addr16> src_ip, dst_ip, ip;
+    std::optional<std::uint16_t> src_port, dst_port, port;
+    std::optional<std::uint32_t> pid;
+    std::size_t limit = 100;
+};
+[[nodiscard]] std::expected<ConnectionQuery, std::string> parseConnectionQuery(
+    const std::multimap<std::string, std::string>& params, std::size_t default_limit, std::size_t max_limit);
+[[nodiscard]] bool connectionMatches(const ebpf::Connection& c, const ConnectionQuery& q);
+// stack may be null (stack monitor off): the document says so ("enabled": false).
+[[nodiscard]] nlohmann::json connectionsJson(const collector::Snapshot& s, const ConnectionQuery& q);
+
 }  // namespace netprobe::metrics

@@ -1,3 +1,4 @@
+#include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/metrics/exposition.hpp>
 #include <netprobe/metrics/server.hpp>
 #include <netprobe/util/ip.hpp>
@@ -106,6 +107,20 @@ void renderDatapath(ExpositionWriter& w, const Snapshot& s) {
     for (int m = 0; m < NP_MAP_ID_MAX; ++m)
         w.sample("netprobe_map_update_errors_total", {{"map", ebpf::mapName(m)}},
                  s.map_errors[static_cast<std::size_t>(m)]);
+    if (s.stack) {  // stack monitor: connections not tracked / drops not located (tables full)
+        w.sample("netprobe_map_update_errors_total", {{"map", "conn_table"}}, s.stack->conn_insert_failures);
+        w.sample("netprobe_map_update_errors_total", {{"map", "drop_locations"}}, s.stack->drop_location_failures);
+    }
+    w.family("netprobe_icmp_messages_total", MetricType::Counter,
+             "ICMP and ICMPv6 messages seen by the TC programs, by family, type, code and direction "
+             "(at most 1024 combinations are tracked; more count in netprobe_map_update_errors_total).");
+    for (const auto& i : s.icmp)
+        w.sample("netprobe_icmp_messages_total",
+                 {{"family", i.key.family == 6 ? "ipv6" : "ipv4"},
+                  {"type", std::to_string(i.key.type)},
+                  {"code", std::to_string(i.key.code)},
+                  {"direction", ebpf::directionName(i.key.direction)}},
+                 i.counter.packets);
     const auto& h = s.flow_health;
     w.family("netprobe_map_entries", MetricType::Gauge,
              "Entries in a BPF map at the last collection (flow_stats is drained every interval).");
@@ -182,6 +197,102 @@ void renderTopFlows(ExpositionWriter& w, const Snapshot& s, const RenderOptions&
     emit(kPkts, false);
 }
 
+// One log2 histogram (bucket b: values <= 2^b) as a Prometheus histogram; divisor
+// converts the recorded unit into the exported one (1e6: microseconds -> seconds;
+// dividing rounds correctly where multiplying by 1e-6 would not).
+void renderLog2Histogram(ExpositionWriter& w, std::string_view name, const ebpf::Log2Histogram& h,
+                         std::size_t last_bucket, double divisor) {
+    const std::string bucket = std::string(name) + "_bucket";
+    std::uint64_t cum = 0;
+    for (std::size_t b = 0; b <= last_bucket && b < NP_HIST_BUCKETS; ++b) {
+        cum += h.buckets[b];
+        char le[32];
+        auto [p, ec] = std::to_chars(le, le + sizeof le, static_cast<double>(ebpf::Log2Histogram::upperBound(b)) / divisor);
+        w.sample(bucket, {{"le", std::string_view(le, static_cast<std::size_t>(p - le))}}, cum);
+    }
+    w.sample(bucket, {{"le", "+Inf"}}, h.count());
+    w.sample(std::string(name) + "_sum", {}, static_cast<double>(h.sum) / divisor);
+    w.sample(std::string(name) + "_count", {}, h.count());
+}
+
+void renderStack(ExpositionWriter& w, const ebpf::StackStats& st) {
+    const auto& f = st.features;
+    w.family("netprobe_stack_feature_enabled", MetricType::Gauge,
+             "1 if a socket-layer / network-stack feature is active on this kernel, else 0.");
+    const std::pair<const char*, bool> feats[] = {{"connections", f.connections}, {"retransmits", f.retransmits},
+                                                  {"resets", f.resets},           {"tcp_probe", f.tcp_probe},
+                                                  {"drops", f.drops},             {"netfilter", f.netfilter}};
+    for (const auto& [n, on] : feats) w.sample("netprobe_stack_feature_enabled", {{"feature", n}}, std::uint64_t{on});
+
+    w.family("netprobe_tcp_connections_opened_total", MetricType::Counter,
+             "TCP connections established: active (connect) or passive (accepted).");
+    w.sample("netprobe_tcp_connections_opened_total", {{"direction", "active"}}, st.opened_active);
+    w.sample("netprobe_tcp_connections_opened_total", {{"direction", "passive"}}, st.opened_passive);
+    w.family("netprobe_tcp_connections_closed_total", MetricType::Counter,
+             "Established TCP connections that reached CLOSE.");
+    w.sample("netprobe_tcp_connections_closed_total", {}, st.closed);
+    w.family("netprobe_tcp_connections_failed_total", MetricType::Counter,
+             "TCP connection attempts that failed (SYN_SENT -> CLOSE).");
+    w.sample("netprobe_tcp_connections_failed_total", {}, st.failed);
+    w.family("netprobe_tcp_connections_active", MetricType::Gauge,
+             "Open TCP connections NetProbe saw opening (tracked in the kernel table).");
+    w.sample("netprobe_tcp_connections_active", {}, st.tracked_open);
+    w.family("netprobe_tcp_retransmits_total", MetricType::Counter, "TCP segments retransmitted.");
+    w.sample("netprobe_tcp_retransmits_total", {}, st.retransmits);
+    w.family("netprobe_tcp_resets_total", MetricType::Counter, "TCP resets sent and received.");
+    w.sample("netprobe_tcp_resets_total", {{"direction", "sent"}}, st.resets_sent);
+    w.sample("netprobe_tcp_resets_total", {{"direction", "received"}}, st.resets_received);
+    w.family("netprobe_tcp_rtt_seconds", MetricType::Histogram,
+             "Smoothed RTT of TCP connections, sampled on every received segment (tcp:tcp_probe).");
+    renderLog2Histogram(w, "netprobe_tcp_rtt_seconds", st.srtt_us, 24, 1e6);
+    w.family("netprobe_tcp_cwnd_segments", MetricType::Histogram,
+             "Congestion window of TCP connections in segments, sampled on every received segment.");
+    renderLog2Histogram(w, "netprobe_tcp_cwnd_segments", st.cwnd, 16, 1.0);
+
+    w.family("netprobe_packet_drops_total", MetricType::Counter,
+             "Packets freed by the kernel as dropped (skb:kfree_skb), by the running kernel's drop reason.");
+    for (const auto& d : st.drops) w.sample("netprobe_packet_drops_total", {{"reason", d.name}}, d.count);
+    w.family("netprobe_packet_drop_locations_total", MetricType::Counter,
+             "Drops of the top kernel locations (function+offset that freed the packet) and reasons; at most 20 "
+             "series.");
+    for (const auto& d : st.drop_locations)
+        w.sample("netprobe_packet_drop_locations_total", {{"reason", d.reason}, {"location", d.location}}, d.count);
+
+    static constexpr const char* fams[NP_NF_FAMILY_MAX] = {"ipv4", "ipv6"};
+    auto nf = [&](const char* name, const char* help, bool bytes) {
+        w.family(name, MetricType::Counter, help);
+        if (!f.netfilter) return;
+        for (int h = 0; h < NP_NF_HOOK_MAX; ++h)
+            for (int fa = 0; fa < NP_NF_FAMILY_MAX; ++fa)
+                for (int p = 0; p < NP_NF_PROTO_MAX; ++p) {
+                    const auto& c = st.netfilter[static_cast<std::size_t>(h)][static_cast<std::size_t>(fa)]
+                                                [static_cast<std::size_t>(p)];
+                    w.sample(name,
+                             {{"hook", ebpf::netfilterHookName(h)},
+                              {"family", fams[fa]},
+                              {"protocol", ebpf::netfilterProtoName(p)}},
+                             bytes ? c.bytes : c.packets);
+                }
+    };
+    nf("netprobe_netfilter_packets_total",
+       "Packets reaching a netfilter hook of NetProbe's network namespace (counted before any table), by hook, "
+       "family and protocol.",
+       false);
+    nf("netprobe_netfilter_bytes_total", "Bytes (IP length) reaching a netfilter hook.", true);
+
+    w.family("netprobe_ringbuf_reserve_failures_total", MetricType::Counter,
+             "Ring-buffer reserves that failed in the kernel (records lost), by ring.");
+    w.sample("netprobe_ringbuf_reserve_failures_total", {{"ring", "conn_events"}}, st.ringbuf_reserve_failures);
+    w.family("netprobe_bpf_missed_events_total", MetricType::Counter,
+             "Events a stack program missed because it was already running on that CPU (kernel recursion "
+             "protection, bpf_prog_info.recursion_misses), by program.");
+    for (const auto& [prog, n] : st.missed_events)
+        w.sample("netprobe_bpf_missed_events_total", {{"program", prog}}, n);
+    w.family("netprobe_tcp_closed_records_evicted_total", MetricType::Counter,
+             "Closed-connection records dropped from the agent's bounded recent list.");
+    w.sample("netprobe_tcp_closed_records_evicted_total", {}, st.closed_evicted);
+}
+
 void renderAgent(ExpositionWriter& w, const Snapshot& s) {
     w.family("netprobe_build_info", MetricType::Gauge, "Build information; always 1.");
     w.sample("netprobe_build_info", {{"version", NETPROBE_VERSION}, {"abi_version", std::to_string(NP_ABI_VERSION)}},
@@ -205,6 +316,7 @@ std::string renderMetrics(const collector::Snapshot& snap, const RenderOptions& 
     w.reserve(16384 + snap.interfaces.size() * 1024 + options.top_flows * 512);
     renderInterfaces(w, snap);
     renderDatapath(w, snap);
+    if (snap.stack) renderStack(w, *snap.stack);
     renderTopFlows(w, snap, options);
     renderAgent(w, snap);
     return w.take();

@@ -99,6 +99,13 @@ Result<void> Server::start(collector::TCCollector& collector) {
         if (!q) return sendError(res, 400, q.error());
         res.set_content(flowsJson(*col->latest(), *q), "application/json");
     });
+    http.Get("/api/v1/connections", [col, cfg](const httplib::Request& req, httplib::Response& res) {
+        auto q = parseConnectionQuery(req.params, cfg.default_flow_limit, cfg.max_flow_limit);
+        if (!q) return sendError(res, 400, q.error());
+        res.status = 200;
+        res.set_content(connectionsJson(*col->latest(), *q).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                        "application/json");
+    });
     http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
         res.set_content("ok\n", "text/plain");
     });
@@ -113,13 +120,13 @@ Result<void> Server::start(collector::TCCollector& collector) {
     });
     http.Get("/", [](const httplib::Request&, httplib::Response& res) {
         res.set_content(
-            "NetProbe agent\n/metrics\n/api/v1/interfaces\n/api/v1/flows\n/healthz\n/readyz\n", "text/plain");
+            "NetProbe agent\n/metrics\n/api/v1/interfaces\n/api/v1/flows\n/api/v1/connections\n/healthz\n/readyz\n", "text/plain");
     });
     auto notAllowed = [](const httplib::Request&, httplib::Response& res) {
         res.set_header("Allow", "GET");
         sendError(res, 405, "method not allowed");
     };
-    for (const char* p : {"/metrics", "/api/v1/interfaces", "/api/v1/flows", "/healthz", "/readyz"}) {
+    for (const char* p : {"/metrics", "/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/healthz", "/readyz"}) {
         http.Post(p, notAllowed);
         http.Put(p, notAllowed);
         http.Delete(p, notAllowed);

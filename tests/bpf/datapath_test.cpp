@@ -2,7 +2,7 @@
 // through BPF_PROG_TEST_RUN with frames from the packet builder. Each table row is
 // its own named test case (Datapath/PacketCase.Run/<name>): a sequence of frames,
 // each sent to one program, and the exact state of every map afterwards —
-// packet_stats, malformed_stats, tc_device_stats, xdp_device_stats, map_errors,
+// packet_stats, malformed_stats, tc_device_stats, xdp_device_stats, map_errors, icmp_stats,
 // flow_stats (keys and merged per-CPU values) and frag_track. Maps are emptied
 // before every case, so "no flow created" is "flow_stats is empty".
 //
@@ -35,12 +35,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -164,6 +166,7 @@ void resetMaps(datapath_bpf* s)
     zeroPercpuArray<np_counter>(s->maps.packet_stats);
     zeroPercpuArray<std::uint64_t>(s->maps.malformed_stats);
     zeroPercpuArray<std::uint64_t>(s->maps.map_errors);
+    clearHash<np_icmp_key>(s->maps.icmp_stats);
 }
 
 struct Counter {
@@ -352,6 +355,9 @@ struct Step {
     Bytes frame;
     Classes classes;  // packet_stats classes this frame counts in
     np_malformed_reason reason = NP_MAL_NONE;
+    // ICMP/ICMPv6 frames: the (type, code) icmp_stats must count it under. Without it
+    // the harness checks only the number of messages per direction and family.
+    std::optional<std::pair<std::uint8_t, std::uint8_t>> icmp = std::nullopt;
 };
 
 struct ExpectedFlow {
@@ -465,6 +471,15 @@ CaseRow ok(std::string name, Bytes frame, Classes classes, std::optional<flow_ke
         c.flows.push_back({*flow, 1, frame.size(), tcp_flags});
     }
     c.steps.push_back({prog, std::move(frame), std::move(classes), NP_MAL_NONE});
+    return c;
+}
+
+// A well-formed ICMP/ICMPv6 frame that icmp_stats must count under (type, code).
+CaseRow icmpMsg(std::string name, Bytes frame, Classes classes, flow_key flow, std::uint8_t type, std::uint8_t code,
+                Prog prog = Prog::TcIngress)
+{
+    CaseRow c = ok(std::move(name), std::move(frame), std::move(classes), flow, 0, prog);
+    c.steps.back().icmp = std::make_pair(type, code);
     return c;
 }
 
@@ -987,6 +1002,25 @@ std::vector<CaseRow> parseCases()
     t.push_back(xdp("xdp_ipv4_tcp", eth().ipv4(A4, B4).tcp(40000, 80, tf::SYN).build()));
     t.push_back(xdp("xdp_ipv6_udp_in_vlan", eth().vlan(3).ipv6(A6, B6).udp(1, 2).payload(100).build()));
     t.push_back(xdp("xdp_malformed_ipv4_still_counted", eth().ipv4(A4, B4).ihl(1).build()));
+    // icmp_stats: type and code of ICMP / ICMPv6 messages, per direction and family
+    t.push_back(icmpMsg("icmp_stats_v4_echo_request", eth().ipv4(A4, B4).icmp(icmp_type::ECHO_REQUEST, 0, 9, 1).payload(56).build(),
+                        {IPV4, ICMP}, key4(A4, B4, 0, 0, ipp::ICMP), 8, 0));
+    t.push_back(icmpMsg("icmp_stats_v4_port_unreachable_egress",
+                        eth().ipv4(B4, A4).icmp(icmp_type::DEST_UNREACH, 3, 0, 0).payload(28).build(), {IPV4, ICMP},
+                        key4(B4, A4, 0, 0, ipp::ICMP, Prog::TcEgress), 3, 3, Prog::TcEgress));
+    t.push_back(icmpMsg("icmp_stats_v4_time_exceeded", eth().ipv4(B4, A4).icmp(11, 1, 0, 0).payload(28).build(),
+                        {IPV4, ICMP}, key4(B4, A4, 0, 0, ipp::ICMP), 11, 1));
+    t.push_back(icmpMsg("icmp_stats_v6_echo_reply_egress",
+                        eth().ipv6(B6, A6).icmpv6(icmp_type::V6_ECHO_REPLY, 0, 3, 4).payload(8).build(), {IPV6, ICMPV6},
+                        key6(B6, A6, 0, 0, ipp::ICMPV6, Prog::TcEgress), 129, 0, Prog::TcEgress));
+    t.push_back(icmpMsg("icmp_stats_v6_port_unreachable", eth().ipv6(B6, A6).icmpv6(1, 4, 0, 0).payload(48).build(),
+                        {IPV6, ICMPV6}, key6(B6, A6, 0, 0, ipp::ICMPV6), 1, 4));
+    t.push_back(icmpMsg("icmp_stats_v6_neighbor_solicit",
+                        eth().ipv6(A6, "ff02::1:ff00:2", std::nullopt, {.hop_limit = 255}).icmpv6NeighborSolicit(ip6(B6)).build(),
+                        {IPV6, ICMPV6}, key6(A6, "ff02::1:ff00:2", 0, 0, ipp::ICMPV6), 135, 0));
+    t.push_back(icmpMsg("icmp_stats_v4_behind_vlan", eth().vlan(7).ipv4(A4, B4).icmp(icmp_type::ECHO_REPLY, 0, 9, 1).build(),
+                        {VLAN, IPV4, ICMP}, key4(A4, B4, 0, 0, ipp::ICMP), 0, 0));
+
     t.push_back(xdp("xdp_eth_header_only", PacketBuilder().eth().build()));
     {
         CaseRow c;
@@ -1056,6 +1090,8 @@ TEST_P(PacketCase, Run)
     std::array<std::uint64_t, kDirs * kReasons> want_mal{};
     std::array<Counter, kDirs> want_tc{};
     Counter want_xdp;
+    std::map<std::pair<std::uint32_t, int>, Counter> want_icmp_total;  // (direction, family)
+    std::map<std::tuple<std::uint8_t, std::uint8_t, std::uint8_t, std::uint8_t>, Counter> want_icmp_exact;
 
     for (std::size_t i = 0; i < c.steps.size(); i++) {
         const Step& st = c.steps[i];
@@ -1079,6 +1115,38 @@ TEST_P(PacketCase, Run)
         }
         if (st.reason != NP_MAL_NONE)
             want_mal[dir * kReasons + st.reason] += 1;
+        const bool v4 = std::find(st.classes.begin(), st.classes.end(), NP_PROTO_ICMP) != st.classes.end();
+        const bool v6 = std::find(st.classes.begin(), st.classes.end(), NP_PROTO_ICMPV6) != st.classes.end();
+        if (st.reason == NP_MAL_NONE && (v4 || v6)) {
+            auto& t = want_icmp_total[{dir, v4 ? 4 : 6}];
+            t.packets += 1;
+            t.bytes += st.frame.size();
+            if (st.icmp) {
+                auto& e = want_icmp_exact[{static_cast<std::uint8_t>(dir), static_cast<std::uint8_t>(v4 ? 4 : 6),
+                                           st.icmp->first, st.icmp->second}];
+                e.packets += 1;
+                e.bytes += st.frame.size();
+            }
+        }
+    }
+
+    // icmp_stats: the number of messages per (direction, family), and the exact
+    // (type, code) entries of the steps that name them.
+    {
+        std::map<std::pair<std::uint32_t, int>, Counter> got_total;
+        for (const np_icmp_key& k : keysOf<np_icmp_key>(s->maps.icmp_stats)) {
+            Counter c = sumCounter(s->maps.icmp_stats, &k);
+            auto& t = got_total[{k.direction, k.family}];
+            t.packets += c.packets;
+            t.bytes += c.bytes;
+        }
+        EXPECT_EQ(got_total, want_icmp_total) << "icmp_stats messages per (direction, family)";
+        for (const auto& [k, want] : want_icmp_exact) {
+            np_icmp_key key{std::get<0>(k), std::get<1>(k), std::get<2>(k), std::get<3>(k)};
+            EXPECT_EQ(sumCounter(s->maps.icmp_stats, &key), want)
+                << "icmp_stats dir=" << int(key.direction) << " family=" << int(key.family) << " type="
+                << int(key.type) << " code=" << int(key.code);
+        }
     }
 
     // packet_stats: every (direction, class) slot.

@@ -78,6 +78,7 @@ enum np_map_id {
 	NP_MAP_FLOW_STATS,
 	NP_MAP_FRAG_TRACK,
 	NP_MAP_XDP_DEVICE_STATS,
+	NP_MAP_ICMP_STATS,
 	NP_MAP_ID_MAX,
 };
 
@@ -206,6 +207,7 @@ enum np_tcp_counter {
 enum np_stack_error {
 	NP_STACK_ERR_CONN_INSERT = 0, /* conn_table full: connection not tracked */
 	NP_STACK_ERR_RINGBUF,         /* conn_events reserve failed: close record lost */
+	NP_STACK_ERR_DROP_LOC,        /* drop_locations full: a drop counted by reason only */
 	NP_STACK_ERR_MAX,
 };
 
@@ -220,9 +222,36 @@ enum np_hist_id {
 #define NP_HIST_BUCKETS 32
 #define NP_HIST_SLOTS (NP_HIST_BUCKETS + 1)
 
+/* Bucket of v: the smallest b with v <= 2^b, capped at NP_HIST_BUCKETS - 1. Shared
+ * by the BPF programs and user space (and unit-tested there). */
+static inline __u32 np_log2_bucket(__u64 v)
+{
+	if (v <= 1)
+		return 0;
+	__u64 x = v - 1; /* b = number of significant bits of v - 1 */
+	__u32 b = 0;
+	if (x >> 32) { x >>= 32; b += 32; }
+	if (x >> 16) { x >>= 16; b += 16; }
+	if (x >> 8) { x >>= 8; b += 8; }
+	if (x >> 4) { x >>= 4; b += 4; }
+	if (x >> 2) { x >>= 2; b += 2; }
+	if (x >> 1) { x >>= 1; b += 1; }
+	b += (__u32)x;
+	return b < NP_HIST_BUCKETS ? b : NP_HIST_BUCKETS - 1;
+}
+
 /* drop_reasons: PERCPU_ARRAY of __u64 indexed by enum skb_drop_reason; reasons at or
  * above NP_DROP_REASON_MAX - 1 (e.g. subsystem reasons) count in the last slot. */
 #define NP_DROP_REASON_MAX 1024
+
+/* drop_locations key (PERCPU_HASH, value __u64): where (kernel text address passed to
+ * kfree_skb) packets were dropped, and why. Bounded by NP_DROP_LOC_MAX. */
+struct np_drop_loc_key {
+	__u64 location;
+	__u32 reason;
+	__u32 reserved;
+};
+#define NP_DROP_LOC_MAX 1024
 
 /* netfilter hooks (NF_INET_*) and families counted in nf_stats
  * (PERCPU_ARRAY of struct np_counter, index = (hook * NP_NF_FAMILY_MAX + family) *
@@ -279,10 +308,24 @@ struct np_conn {
 };
 
 NP_STATIC_ASSERT(sizeof(struct np_conn) == 136, "np_conn size");
+NP_STATIC_ASSERT(sizeof(struct np_drop_loc_key) == 16, "np_drop_loc_key size");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, sport) == 32, "np_conn.sport");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, pid) == 40, "np_conn.pid");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, cgroup_id) == 64, "np_conn.cgroup_id");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, retransmits) == 112, "np_conn.retransmits");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, sock) == 128, "np_conn.sock");
+
+/* icmp_stats key (datapath, PERCPU_HASH, value struct np_counter): ICMP and ICMPv6
+ * messages by type and code, counted by the TC programs. The table is bounded
+ * (NP_ICMP_STATS_MAX); a failed insert counts in map_errors[NP_MAP_ICMP_STATS]. */
+struct np_icmp_key {
+	__u8 direction; /* enum np_direction */
+	__u8 family;    /* 4 (ICMP) or 6 (ICMPv6) */
+	__u8 type;
+	__u8 code;
+};
+#define NP_ICMP_STATS_MAX 1024
+
+NP_STATIC_ASSERT(sizeof(struct np_icmp_key) == 4, "np_icmp_key size");
 
 #endif /* NETPROBE_ABI_H */

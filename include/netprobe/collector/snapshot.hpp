@@ -5,10 +5,12 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <netprobe/abi.h>
+#include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/ebpf/types.hpp>
 
 namespace netprobe::collector {
@@ -64,9 +66,12 @@ struct Snapshot {
     std::array<std::array<ebpf::Counter, NP_PROTO_MAX>, NP_DIR_MAX> protocols{};
     std::array<std::array<std::uint64_t, NP_MAL_REASON_MAX>, NP_DIR_MAX> malformed{};
     std::array<std::uint64_t, NP_MAP_ID_MAX> map_errors{};
+    std::vector<ebpf::IcmpCount> icmp;  // ICMP/ICMPv6 by direction, family, type, code
     FlowTableHealth flow_health;
     double collect_duration_seconds = 0;
     std::uint64_t collect_errors_total = 0;
+    // Socket layer, TCP health, drops, netfilter hooks; null when the stack monitor is off.
+    std::shared_ptr<const ebpf::StackStats> stack;
 };
 
 }  // namespace netprobe::collector

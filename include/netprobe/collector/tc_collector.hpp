@@ -18,6 +18,7 @@
 #include <netprobe/collector/flow_table.hpp>
 #include <netprobe/collector/snapshot.hpp>
 #include <netprobe/ebpf/manager.hpp>
+#include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/util/error.hpp>
 
 namespace netprobe::collector {
@@ -44,6 +45,10 @@ public:
     // The latest published snapshot (never null: an empty one before the first).
     [[nodiscard]] std::shared_ptr<const Snapshot> latest() const;
 
+    // Optional: also read the stack monitor into each snapshot (nullptr: none).
+    // Set before start(); the monitor must outlive the collector's use of it.
+    void setStackMonitor(const ebpf::StackMonitor* monitor);
+
     // Collects every interval on a background thread until stop().
     void start();
     void stop();
@@ -53,11 +58,12 @@ private:
     [[nodiscard]] std::uint64_t kernelIdleNs() const;
 
     ebpf::Manager& manager_;
+    std::atomic<const ebpf::StackMonitor*> stack_{nullptr};
     CollectorOptions options_;
     std::atomic<std::int64_t> interval_ns_;
     std::mutex collect_mu_;  // one collection at a time
     FlowTable flows_;
-    std::vector<ebpf::FlowDelta> drain_buf_;
+    std::size_t last_kernel_entries_ = 0;  // sizes the next read's buffer
     std::atomic<std::shared_ptr<const Snapshot>> latest_;
     std::uint64_t errors_ = 0;
     std::uint64_t sequence_ = 0;

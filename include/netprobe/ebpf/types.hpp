@@ -31,12 +31,19 @@ struct DeviceCounters {
     Counter xdp;      // XDP, driver-level receive
 };
 
+// ICMP/ICMPv6 messages of one (direction, family, type, code), per-CPU values summed.
+struct IcmpCount {
+    np_icmp_key key{};
+    Counter counter;
+};
+
 // One read of the datapath's counters (all per-CPU values summed).
 struct NetworkStats {
     std::vector<DeviceCounters> devices;  // sorted by ifindex
     std::array<std::array<Counter, NP_PROTO_MAX>, NP_DIR_MAX> protocols{};
     std::array<std::array<std::uint64_t, NP_MAL_REASON_MAX>, NP_DIR_MAX> malformed{};
     std::array<std::uint64_t, NP_MAP_ID_MAX> map_errors{};
+    std::vector<IcmpCount> icmp;  // sorted by key (direction, family, type, code)
     std::chrono::steady_clock::time_point taken_at{};
 };
 
