@@ -12,7 +12,7 @@ BUILD_PKGS=(
 )
 TEST_PKGS=(
   iproute2 iputils-ping nftables ethtool curl jq procps psmisc util-linux libcap2-bin
-  iperf3 hping3 nmap tshark netsniff-ng python3-scapy
+  iperf3 hping3 nmap tshark netsniff-ng python3 python3-scapy openssl
   prometheus
 )
 

@@ -1,0 +1,94 @@
+// Kubernetes API client: lists then watches pods and services into the stores, each on
+// its own background thread (resourceVersion, bookmarks, relist on 410 Gone, reconnect
+// with capped exponential backoff). Lookups read the stores and never wait for the network.
+// The process must ignore SIGPIPE (the agent does): TLS writes to a closed peer raise it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <netprobe/k8s/config.hpp>
+#include <netprobe/k8s/store.hpp>
+
+namespace netprobe::k8s {
+
+struct ClientOptions {
+    ClusterConfig cluster;
+    std::string node_name;  // set: only pods with spec.nodeName=<node_name>
+    bool watch_services = true;
+    // EndpointSlices give the Service of a backend pod IP:port (flows seen after DNAT);
+    // needs list/watch on discovery.k8s.io endpointslices.
+    bool watch_endpointslices = true;
+    std::chrono::milliseconds backoff_initial{500};
+    std::chrono::milliseconds backoff_max{30'000};
+    std::chrono::seconds watch_timeout{300};   // timeoutSeconds asked of the server
+    std::chrono::seconds connect_timeout{5};
+    std::chrono::seconds list_read_timeout{60};
+    std::size_t list_page_size = 500;
+};
+
+struct WatchStatus {
+    std::string resource;          // "pods", "services", "endpointslices"
+    bool synced = false;           // a list succeeded (stores hold a full state)
+    std::string resource_version;  // where the next watch starts ("" = relist)
+    std::uint64_t lists = 0;       // successful (re)lists
+    std::uint64_t watches = 0;     // watch requests sent
+    std::uint64_t events = 0;      // ADDED/MODIFIED/DELETED applied
+    std::uint64_t bookmarks = 0;
+    std::uint64_t gone = 0;        // 410 Gone answers (status or ERROR event)
+    std::uint64_t failures = 0;    // failed requests and dropped streams
+    std::string last_error;
+};
+
+namespace detail {
+class Watcher;
+}
+
+class Client {
+public:
+    explicit Client(ClientOptions options);
+    ~Client();  // stop()
+    Client(const Client&) = delete;
+    Client& operator=(const Client&) = delete;
+
+    // Starts the watch threads; returns at once.
+    void start();
+    // Stops and joins the threads (an in-flight request is interrupted).
+    void stop();
+    // Waits until every resource has been listed once (bounded); for readiness and tests.
+    bool waitSynced(std::chrono::milliseconds timeout) const;
+
+    [[nodiscard]] const PodStore& pods() const { return *pods_; }
+    [[nodiscard]] const ServiceStore& services() const { return *services_; }
+    [[nodiscard]] const EndpointStore& endpoints() const { return *endpoints_; }
+    [[nodiscard]] WatchStatus podStatus() const;
+    [[nodiscard]] std::optional<WatchStatus> serviceStatus() const;
+    [[nodiscard]] std::optional<WatchStatus> endpointSliceStatus() const;
+
+    [[nodiscard]] std::optional<PodInfo> podByIp(const util::Addr16& addr) const { return pods_->byIp(addr); }
+    [[nodiscard]] std::optional<PodInfo> podByUid(std::string_view uid) const { return pods_->byUid(uid); }
+    [[nodiscard]] std::optional<PodInfo> podByContainerId(std::string_view id) const { return pods_->byContainerId(id); }
+    [[nodiscard]] std::optional<ServiceMatch> serviceByClusterIp(const util::Addr16& addr, std::uint16_t port,
+                                                                 std::uint8_t protocol) const {
+        return services_->byClusterIp(addr, port, protocol);
+    }
+    [[nodiscard]] std::optional<BackendMatch> serviceByBackend(const util::Addr16& addr, std::uint16_t port,
+                                                               std::uint8_t protocol) const {
+        return endpoints_->serviceByBackend(addr, port, protocol);
+    }
+
+private:
+    ClientOptions options_;
+    std::shared_ptr<PodStore> pods_;
+    std::shared_ptr<ServiceStore> services_;
+    std::shared_ptr<EndpointStore> endpoints_;
+    std::unique_ptr<detail::Watcher> pod_watcher_;
+    std::unique_ptr<detail::Watcher> service_watcher_;
+    std::unique_ptr<detail::Watcher> endpoint_watcher_;
+};
+
+}  // namespace netprobe::k8s
