@@ -9,6 +9,7 @@
 
 #include <netprobe/metrics/server.hpp>
 
+#include "promtool_check.hpp"
 #include "test_flows.hpp"
 
 using netprobe::testing::makeKey;
@@ -100,21 +101,7 @@ TEST(Render, TopFlowsAreCappedAndTheRestAggregated) {
 }
 
 TEST(Render, PassesPromtoolCheckMetrics) {
-    ASSERT_EQ(::access("/usr/bin/promtool", X_OK), 0) << "promtool missing: run scripts/setup-deps.sh";
-    auto text = netprobe::metrics::renderMetrics(sampleSnapshot(50), {});
-    char path[] = "/tmp/netprobe-render-XXXXXX";
-    int fd = mkstemp(path);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
-    close(fd);
-    std::string cmd = std::string("/usr/bin/promtool check metrics < ") + path + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    std::string out;
-    char buf[512];
-    while (fgets(buf, sizeof buf, p)) out += buf;
-    int rc = pclose(p);
-    unlink(path);
-    EXPECT_EQ(rc, 0) << out;
-    EXPECT_EQ(out, "") << out;
+    auto r = netprobe::testing::promtoolCheckMetrics(netprobe::metrics::renderMetrics(sampleSnapshot(50), {}));
+    EXPECT_EQ(r.exit_status, 0) << r.output;
+    EXPECT_EQ(r.output, "") << r.output;
 }
