@@ -126,6 +126,9 @@ static __always_inline void np_new_record(const struct sock *sk, __u8 origin, __
 	c.start_ns = now;
 	c.netns = np_sk_netns(sk);
 	c.sock = key;
+	/* the same cookie inet_diag reports (idiag_cookie): lets user space find records
+	 * whose close it never saw (a missed event) and remove them */
+	c.cookie = bpf_get_socket_cookie((void *)sk);
 	c.cgroup_id = BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
 	if (origin == NP_CONN_ACTIVE) {
 		/* connect() runs in the owner's context; the passive side is created in

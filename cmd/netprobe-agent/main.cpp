@@ -10,12 +10,17 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <expected>
+#include <optional>
 #include <set>
 
 #include <netprobe/collector/tc_collector.hpp>
 #include <netprobe/ebpf/interfaces.hpp>
 #include <netprobe/ebpf/manager.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
+#include <netprobe/k8s/attribution.hpp>
+#include <netprobe/k8s/client.hpp>
+#include <netprobe/k8s/config.hpp>
 #include <netprobe/metrics/server.hpp>
 #include <netprobe/util/capabilities.hpp>
 #include <netprobe/util/duration.hpp>
@@ -30,6 +35,39 @@ using netprobe::agent::AgentOptions;
 int fatal(const std::string& msg, int code = 1) {
     std::fprintf(stderr, "netprobe-agent: %s\n", msg.c_str());
     return code;
+}
+
+const char* envOr(const char* name, const char* fallback = "") {
+    const char* v = std::getenv(name);
+    return v ? v : fallback;
+}
+
+// Where the Kubernetes API is: --kubeconfig, else in-cluster (KUBERNETES_SERVICE_HOST),
+// else none (nullopt). An error is fatal: --kubeconfig that cannot be loaded, or
+// --k8s=on without a usable configuration.
+std::expected<std::optional<netprobe::k8s::ClusterConfig>, std::string> kubernetesConfig(const AgentOptions& o) {
+    using Mode = AgentOptions::K8sMode;
+    if (o.k8s == Mode::Off) {
+        spdlog::info("Kubernetes attribution off (--k8s=off)");
+        return std::nullopt;
+    }
+    if (!o.kubeconfig.empty()) {
+        auto c = netprobe::k8s::loadKubeconfig(o.kubeconfig);
+        if (!c) return std::unexpected("--kubeconfig: " + std::string(c.error().what()));
+        return std::optional(std::move(*c));
+    }
+    if (*envOr("KUBERNETES_SERVICE_HOST")) {
+        auto c = netprobe::k8s::inClusterConfigFromEnv();
+        if (c) return std::optional(std::move(*c));
+        if (o.k8s == Mode::On) return std::unexpected("--k8s=on: in-cluster configuration: " + std::string(c.error().what()));
+        spdlog::warn("Kubernetes attribution off: in-cluster configuration: {}", c.error().what());
+        return std::nullopt;
+    }
+    if (o.k8s == Mode::On)
+        return std::unexpected("--k8s=on but no Kubernetes configuration: give --kubeconfig=PATH or run in a pod "
+                               "(KUBERNETES_SERVICE_HOST)");
+    spdlog::info("Kubernetes attribution off: no --kubeconfig and not in a cluster (KUBERNETES_SERVICE_HOST unset)");
+    return std::nullopt;
 }
 
 bool wanted(const AgentOptions& o, const netprobe::ebpf::InterfaceInfo& i) {
@@ -56,6 +94,8 @@ public:
             bool found = std::any_of(ifaces->begin(), ifaces->end(), [&](const auto& i) { return i.name == name; });
             if (!found) return fatal("unknown interface \"" + name + "\"");
         }
+        auto k8s_cfg = kubernetesConfig(opts_);
+        if (!k8s_cfg) return fatal(k8s_cfg.error());
 
         netprobe::ebpf::ManagerOptions mo;
         mo.xdp_mode = opts_.xdp_mode;
@@ -91,6 +131,24 @@ public:
         cfg.port = opts_.metrics_port;
         cfg.address = opts_.metrics_address;
         cfg.render.top_flows = opts_.top_flows;
+
+        // Kubernetes: the client lists and watches on its own threads; start() returns at
+        // once, and nothing (readiness included) waits for it.
+        std::shared_ptr<netprobe::k8s::Client> k8s;
+        if (*k8s_cfg) {
+            netprobe::k8s::ClientOptions ko;
+            const std::string api = (*k8s_cfg)->scheme + "://" + (*k8s_cfg)->host + ":" + std::to_string((*k8s_cfg)->port);
+            ko.cluster = std::move(**k8s_cfg);
+            ko.node_name = envOr("NODE_NAME");
+            k8s = std::make_shared<netprobe::k8s::Client>(std::move(ko));
+            k8s->start();
+            cfg.attribution = std::make_shared<netprobe::k8s::ClientAttribution>(k8s, envOr("NODE_NAME"));
+            cfg.pod_metrics.enabled = opts_.pod_metrics;
+            cfg.pod_metrics.limit = opts_.pod_metrics_limit;
+            const std::string node = envOr("NODE_NAME");
+            spdlog::info("Kubernetes attribution on: API {}, {}", api,
+                         node.empty() ? std::string("all pods (NODE_NAME unset)") : "pods of node " + node);
+        }
         netprobe::metrics::Server server(cfg);
         if (auto r = server.start(collector); !r) return fatal(r.error().what());
 
@@ -112,6 +170,7 @@ public:
         int rc = loop(*watcher, mgr);
         spdlog::info("shutting down: detaching from {} interface(s)", mgr.attachments().size());
         server.stop();
+        if (k8s) k8s->stop();
         collector.stop();
         collector.setStackMonitor(nullptr);
         stack.reset();

@@ -69,6 +69,19 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
                    "file such as /run/netns/NAME")
         ->capture_default_str();
 
+    std::string k8s = "auto", pod_metrics = "on";
+    long long pod_limit = static_cast<long long>(o.pod_metrics_limit);
+    app.add_option("--k8s", k8s,
+                   "Kubernetes attribution: auto (--kubeconfig, else in-cluster when KUBERNETES_SERVICE_HOST is set, "
+                   "else off), on (fail without a configuration), off")
+        ->capture_default_str();
+    app.add_option("--kubeconfig", o.kubeconfig,
+                   "Kubeconfig file of the Kubernetes API (current-context); env NODE_NAME selects the local pods");
+    app.add_option("--pod-metrics", pod_metrics, "netprobe_pod_* series (with Kubernetes): on, off")
+        ->capture_default_str();
+    app.add_option("--pod-metrics-limit", pod_limit, "Pods with their own netprobe_pod_* series (rest as pod=\"other\")")
+        ->capture_default_str();
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
@@ -126,6 +139,17 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     else if (socket_netns == "own") o.socket_netns = "/proc/self/ns/net";
     else if (!socket_netns.empty() && socket_netns[0] == '/') o.socket_netns = socket_netns;
     else return fail("invalid --socket-netns \"" + socket_netns + "\": expected all, own or a namespace file path");
+    if (k8s == "auto") o.k8s = AgentOptions::K8sMode::Auto;
+    else if (k8s == "on") o.k8s = AgentOptions::K8sMode::On;
+    else if (k8s == "off") o.k8s = AgentOptions::K8sMode::Off;
+    else return fail("invalid --k8s \"" + k8s + "\": expected auto, on or off");
+    if (app.count("--kubeconfig") > 0 && o.kubeconfig.empty()) return fail("--kubeconfig is empty");
+    if (pod_metrics == "on") o.pod_metrics = true;
+    else if (pod_metrics == "off") o.pod_metrics = false;
+    else return fail("invalid --pod-metrics \"" + pod_metrics + "\": expected on or off");
+    if (pod_limit < 0 || pod_limit > 100000)
+        return fail("invalid --pod-metrics-limit " + std::to_string(pod_limit) + ": must be 0-100000");
+    o.pod_metrics_limit = static_cast<std::size_t>(pod_limit);
     static const char* levels[] = {"trace", "debug", "info", "warn", "error"};
     if (std::find(std::begin(levels), std::end(levels), o.log_level) == std::end(levels))
         return fail("invalid --log-level \"" + o.log_level + "\": expected trace, debug, info, warn or error");

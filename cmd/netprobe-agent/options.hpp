@@ -24,6 +24,10 @@ struct AgentOptions {
     std::string log_level = "info";
     bool socket_monitor = true;          // --socket-monitor: TCP/drops/netfilter stack monitor
     std::string socket_netns;            // --socket-netns: "" = all, else a netns file path
+    enum class K8sMode { Auto, On, Off } k8s = K8sMode::Auto;  // --k8s
+    std::string kubeconfig;              // --kubeconfig: "" = in-cluster when KUBERNETES_SERVICE_HOST is set
+    bool pod_metrics = true;             // --pod-metrics=on|off
+    std::size_t pod_metrics_limit = 200; // --pod-metrics-limit: pods with their own series
 };
 
 struct ParseOutcome {

@@ -50,6 +50,11 @@ std::chrono::nanoseconds TCCollector::collectInterval() const {
 
 std::shared_ptr<const Snapshot> TCCollector::latest() const { return latest_.load(); }
 
+void TCCollector::setSnapshotObserver(std::function<void(const Snapshot&)> observer) {
+    std::lock_guard lock(collect_mu_);
+    observer_ = std::move(observer);
+}
+
 void TCCollector::setStackMonitor(const ebpf::StackMonitor* monitor) { stack_.store(monitor); }
 
 Result<std::vector<InterfaceStats>> TCCollector::collectOnce() {
@@ -181,6 +186,7 @@ Result<std::shared_ptr<const Snapshot>> TCCollector::collectLocked() {
 
     std::shared_ptr<const Snapshot> out = std::move(snap);
     latest_.store(out);
+    if (observer_) observer_(*out);
     return out;
 }
 

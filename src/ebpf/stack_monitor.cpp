@@ -3,7 +3,14 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <sched.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -14,7 +21,11 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <filesystem>
+#include <map>
 #include <mutex>
+#include <unordered_map>
+#include <unordered_set>
 #include <thread>
 #include <utility>
 
@@ -139,6 +150,96 @@ private:
     std::vector<std::pair<std::uint64_t, std::string>> syms_;
 };
 
+// ---- the kernel's socket list (NETLINK_SOCK_DIAG) ----------------------------
+
+// A NETLINK_SOCK_DIAG socket of the network namespace at netns_path ("" = the
+// caller's). A socket belongs to the namespace it was created in, so a short-lived
+// thread enters the namespace (setns affects only that thread), creates it, and ends.
+Result<UniqueFd> sockDiagSocket(const std::string& netns_path) {
+    auto make = [] { return ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG); };
+    if (netns_path.empty()) {
+        int fd = make();
+        if (fd < 0) return std::unexpected(errnoError(errno, "sock_diag socket"));
+        return UniqueFd(fd);
+    }
+    int fd = -1, err = 0;
+    std::string what;
+    std::thread([&] {
+        UniqueFd ns(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!ns) { err = errno; what = "open " + netns_path; return; }
+        if (::setns(ns.get(), CLONE_NEWNET) != 0) { err = errno; what = "enter " + netns_path; return; }
+        fd = make();
+        if (fd < 0) { err = errno; what = "sock_diag socket in " + netns_path; }
+    }).join();
+    if (fd < 0) return std::unexpected(errnoError(err, what));
+    return UniqueFd(fd);
+}
+
+// Adds the cookie of every TCP socket of the namespace (both families, every state
+// but LISTEN, TIME_WAIT and NEW_SYN_RECV: those are never in conn_table) to cookies.
+Result<void> dumpTcpCookies(int fd, std::unordered_set<std::uint64_t>& cookies) {
+    for (std::uint8_t family : {std::uint8_t{AF_INET}, std::uint8_t{AF_INET6}}) {
+        struct {
+            nlmsghdr nlh;
+            inet_diag_req_v2 req;
+        } msg{};
+        msg.nlh.nlmsg_len = sizeof msg;
+        msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+        msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+        msg.nlh.nlmsg_seq = family;
+        msg.req.sdiag_family = family;
+        msg.req.sdiag_protocol = IPPROTO_TCP;
+        msg.req.idiag_states = 0xfff & ~((1u << 10) /*LISTEN*/ | (1u << 6) /*TIME_WAIT*/);  // NEW_SYN_RECV = bit 12
+        sockaddr_nl kernel{};
+        kernel.nl_family = AF_NETLINK;
+        if (::sendto(fd, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0)
+            return std::unexpected(errnoError(errno, "sock_diag request"));
+        alignas(nlmsghdr) char buf[32768];
+        bool done = false;
+        while (!done) {
+            ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                return std::unexpected(errnoError(errno, "sock_diag dump"));
+            }
+            if (n == 0) break;
+            int len = static_cast<int>(n);
+            for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+                if (h->nlmsg_type == NLMSG_DONE) { done = true; break; }
+                if (h->nlmsg_type == NLMSG_ERROR) {
+                    const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
+                    return std::unexpected(errnoError(-e->error, "sock_diag dump"));
+                }
+                if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg)))
+                    continue;
+                const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+                cookies.insert(std::uint64_t{m->id.idiag_cookie[0]} | (std::uint64_t{m->id.idiag_cookie[1]} << 32));
+            }
+        }
+    }
+    return {};
+}
+
+// Files that open network namespaces, by inode: the monitor's own, the names under
+// /run/netns, and the processes' (first found wins). Built once per reconciliation.
+std::unordered_map<std::uint32_t, std::string> netnsPaths() {
+    std::unordered_map<std::uint32_t, std::string> paths;
+    auto add = [&paths](const std::string& p) {
+        struct stat st {};
+        if (::stat(p.c_str(), &st) == 0) paths.try_emplace(static_cast<std::uint32_t>(st.st_ino), p);
+    };
+    add("/proc/self/ns/net");
+    std::error_code ec;
+    for (const char* dir : {"/run/netns", "/var/run/netns"})
+        for (const auto& e : std::filesystem::directory_iterator(dir, ec)) add(e.path().string());
+    for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+        const auto name = e.path().filename().string();
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+        add(e.path().string() + "/ns/net");
+    }
+    return paths;
+}
+
 }  // namespace
 
 std::uint64_t Log2Histogram::count() const {
@@ -201,6 +302,98 @@ struct StackMonitor::Impl {
     std::unique_ptr<ring_buffer, RingDeleter> ring;
     std::thread ring_thread;
     std::atomic<bool> stopping{false};
+
+    // Reconciliation of conn_table with the kernel's sockets (see reconcile()).
+    std::mutex reconcile_mu;
+    std::chrono::steady_clock::time_point next_reconcile{};
+    std::unordered_map<std::uint64_t, std::uint64_t> suspects;  // key -> cookie, absent in the last run
+    std::atomic<std::uint64_t> reconciled{0};
+    std::atomic<std::uint64_t> reconcile_runs{0};
+    std::atomic<std::uint64_t> reconcile_failures{0};
+    bool reconcile_warned = false;
+
+    // Compares the open-connection records with the sockets that exist. A record
+    // whose socket (by cookie) was absent from two consecutive dumps is stale: its
+    // CLOSE was missed by the kernel's recursion guard. Two runs, because connect()
+    // records SYN_SENT just before the socket is hashed (and so visible to
+    // inet_diag). The record is looked up again right before its deletion, and
+    // deleted only if it still carries the same cookie.
+    void reconcile() {
+        const int fd = bpf_map__fd(skel->maps.conn_table);
+        struct Rec {
+            std::uint64_t key, cookie;
+        };
+        std::map<std::uint32_t, std::vector<Rec>> by_ns;  // netns inode -> records
+        std::uint64_t key = 0, next = 0;
+        const std::uint64_t* prev = nullptr;
+        np_conn c{};
+        while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+            if (bpf_map_lookup_elem(fd, &next, &c) == 0 && c.cookie) by_ns[c.netns].push_back({next, c.cookie});
+            key = next;
+            prev = &key;
+        }
+        std::unordered_map<std::uint64_t, std::uint64_t> still;  // suspects of this run
+        std::uint64_t removed = 0;
+        bool failed = false;
+        std::unordered_map<std::uint32_t, std::string> paths;  // without --socket-netns: all namespaces
+        if (opts.netns_path.empty() && !by_ns.empty()) paths = netnsPaths();
+        for (const auto& [ns, recs] : by_ns) {
+            std::string path = opts.netns_path;
+            if (path.empty())
+                if (auto it = paths.find(ns); it != paths.end()) path = it->second;
+            Result<void> ok = {};
+            std::unordered_set<std::uint64_t> cookies;
+            if (path.empty()) {
+                ok = std::unexpected(makeError("no file opens network namespace " + std::to_string(ns)));
+            } else if (auto nl = sockDiagSocket(path); !nl) {
+                ok = std::unexpected(nl.error());
+            } else {
+                ok = dumpTcpCookies(nl->get(), cookies);
+            }
+            if (!ok) {  // unverifiable: keep the records and their suspicion
+                failed = true;
+                reconcile_failures.fetch_add(1);
+                if (!reconcile_warned)
+                    spdlog::warn("stack monitor: cannot check {} connection records against the kernel's sockets: {}",
+                                 recs.size(), ok.error().what());
+                reconcile_warned = true;
+                for (const auto& r : recs)
+                    if (auto it = suspects.find(r.key); it != suspects.end()) still.insert(*it);
+                continue;
+            }
+            for (const auto& r : recs) {
+                if (cookies.contains(r.cookie)) continue;
+                auto it = suspects.find(r.key);
+                if (it == suspects.end() || it->second != r.cookie) {
+                    still.emplace(r.key, r.cookie);
+                    continue;
+                }
+                np_conn cur{};
+                if (bpf_map_lookup_elem(fd, &r.key, &cur) == 0 && cur.cookie == r.cookie &&
+                    bpf_map_delete_elem(fd, &r.key) == 0)
+                    ++removed;
+            }
+        }
+        suspects = std::move(still);
+        if (!failed) reconcile_warned = false;
+        reconcile_runs.fetch_add(1);
+        if (removed) {
+            reconciled.fetch_add(removed);
+            spdlog::info("stack monitor: removed {} connection records whose socket no longer exists (missed close "
+                         "events)",
+                         removed);
+        }
+    }
+
+    void maybeReconcile() {
+        if (opts.reconcile_interval.count() <= 0 || !features.connections) return;
+        std::unique_lock lock(reconcile_mu, std::try_to_lock);
+        if (!lock.owns_lock()) return;  // another reader is doing it
+        const auto now = std::chrono::steady_clock::now();
+        if (now < next_reconcile) return;
+        next_reconcile = now + opts.reconcile_interval;
+        reconcile();
+    }
 
     mutable std::mutex closed_mu;
     std::deque<Connection> closed;  // newest at the front
@@ -414,6 +607,7 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
 }
 
 Result<StackStats> StackMonitor::read() const {
+    impl_->maybeReconcile();  // before the counters, so the gauge reflects its removals
     const auto& im = *impl_;
     auto* s = im.skel.get();
     StackStats st;
@@ -429,8 +623,12 @@ Result<StackStats> StackMonitor::read() const {
     st.retransmits = u[NP_TCP_RETRANS_SEGS];
     st.resets_sent = u[NP_TCP_RST_SENT];
     st.resets_received = u[NP_TCP_RST_RECEIVED];
-    // per-CPU +1/-1 (as unsigned wrap-around): the sum is the number tracked
-    st.tracked_open = u[NP_TCP_TRACKED_DELTA];
+    // per-CPU +1/-1 (as unsigned wrap-around): the sum is the number tracked, less
+    // the stale records user space removed (their -1 never happened in the kernel)
+    st.records_reconciled = im.reconciled.load();
+    st.reconcile_runs = im.reconcile_runs.load();
+    st.reconcile_failures = im.reconcile_failures.load();
+    st.tracked_open = u[NP_TCP_TRACKED_DELTA] - st.records_reconciled;
     if (static_cast<std::int64_t>(st.tracked_open) < 0) st.tracked_open = 0;
 
     if (auto r = readArray(bpf_map__fd(s->maps.stack_errors), NP_STACK_ERR_MAX, u); !r)

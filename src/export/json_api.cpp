@@ -70,6 +70,9 @@ std::expected<FlowQuery, std::string> parseFlowQuery(const std::multimap<std::st
             auto p = parseUnsigned<std::uint16_t>(v, 65535);
             if (!p) return bad(k, v, "expected a port number 0-65535");
             (k == "src_port" ? q.src_port : k == "dst_port" ? q.dst_port : q.port) = *p;
+        } else if (k == "namespace") {
+            if (v.empty()) return bad(k, v, "expected a namespace name");
+            q.ns = v;
         } else if (k == "limit") {
             auto l = parseUnsigned<std::size_t>(v, max_limit);
             if (!l || *l == 0) return bad(k, v, "expected a number from 1 to " + std::to_string(max_limit));
@@ -83,7 +86,7 @@ std::expected<FlowQuery, std::string> parseFlowQuery(const std::multimap<std::st
         } else {
             return std::unexpected("unknown parameter \"" + k +
                                    "\" (known: interface, direction, protocol, src_ip, dst_ip, ip, src_port, "
-                                   "dst_port, port, sort, limit)");
+                                   "dst_port, port, namespace, sort, limit)");
         }
     }
     return q;
@@ -141,10 +144,17 @@ void appendDouble(std::string& out, double v) {
 
 // Written straight into a string, not through nlohmann::json: a 10k-flow answer
 // as a json tree cost ~28 MiB of transient heap (docs/benchmarks.md).
-std::string flowsJson(const collector::Snapshot& s, const FlowQuery& q) {
+std::string flowsJson(const collector::Snapshot& s, const FlowQuery& q, const Attribution* attribution) {
     std::vector<const collector::FlowRecord*> sel;
-    for (const auto& f : s.flows)
-        if (flowMatches(f, q)) sel.push_back(&f);
+    for (const auto& f : s.flows) {
+        if (!flowMatches(f, q)) continue;
+        if (q.ns) {
+            if (!attribution) continue;
+            auto l = attribution->flow(f.key);
+            if (l.src_namespace != *q.ns && l.dst_namespace != *q.ns) continue;
+        }
+        sel.push_back(&f);
+    }
     auto by = [&](auto proj) {
         std::stable_sort(sel.begin(), sel.end(), [&](auto* a, auto* b) { return proj(*a) > proj(*b); });
     };
@@ -207,7 +217,25 @@ std::string flowsJson(const collector::Snapshot& s, const FlowQuery& q) {
             first = false;
             appendJsonString(out, flag_names[b]);
         }
-        out += "]}";
+        out += ']';
+        if (attribution) {
+            const auto l = attribution->flow(f.key);
+            auto put = [&](const char* name, const std::string& v) {
+                if (v.empty()) return;
+                out += ",\"";
+                out += name;
+                out += "\":";
+                appendJsonString(out, v);
+            };
+            put("src_namespace", l.src_namespace);
+            put("src_pod", l.src_pod);
+            put("src_workload", l.src_workload);
+            put("dst_namespace", l.dst_namespace);
+            put("dst_pod", l.dst_pod);
+            put("dst_workload", l.dst_workload);
+            put("dst_service", l.dst_service);
+        }
+        out += '}';
     }
     out += "]}";
     return out;

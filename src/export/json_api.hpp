@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "netprobe/collector/snapshot.hpp"
+#include "netprobe/metrics/attribution.hpp"
 #include "netprobe/util/ip.hpp"
 
 namespace netprobe::metrics {
@@ -21,6 +22,7 @@ struct FlowQuery {
     std::optional<std::uint8_t> protocol;
     std::optional<util::Addr16> src_ip, dst_ip, ip;  // ip: either end
     std::optional<std::uint16_t> src_port, dst_port, port;
+    std::optional<std::string> ns;  // namespace=: src_namespace or dst_namespace (needs an attribution)
     enum class Sort { Bytes, Packets, Rate, LastSeen } sort = Sort::Bytes;
     std::size_t limit = 100;
 };
@@ -30,8 +32,11 @@ struct FlowQuery {
 [[nodiscard]] std::expected<FlowQuery, std::string> parseFlowQuery(const std::multimap<std::string, std::string>& params,
                                                                    std::size_t default_limit, std::size_t max_limit);
 [[nodiscard]] bool flowMatches(const collector::FlowRecord& f, const FlowQuery& q);
-// The /api/v1/flows document, serialized.
-[[nodiscard]] std::string flowsJson(const collector::Snapshot& s, const FlowQuery& q);
+// The /api/v1/flows document, serialized. With an attribution, each flow gains the
+// FlowLabels fields it knows (src_namespace, src_pod, ..., dst_service); without one,
+// a namespace= filter matches nothing.
+[[nodiscard]] std::string flowsJson(const collector::Snapshot& s, const FlowQuery& q,
+                                    const Attribution* attribution = nullptr);
 // Appends v as a JSON string literal (non-ASCII bytes escaped as \u00XX).
 void appendJsonString(std::string& out, std::string_view v);
 [[nodiscard]] nlohmann::json interfacesJson(const collector::Snapshot& s);

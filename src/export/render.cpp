@@ -235,7 +235,8 @@ void renderStack(ExpositionWriter& w, const ebpf::StackStats& st) {
              "TCP connection attempts that failed (SYN_SENT -> CLOSE).");
     w.sample("netprobe_tcp_connections_failed_total", {}, st.failed);
     w.family("netprobe_tcp_connections_active", MetricType::Gauge,
-             "Open TCP connections NetProbe saw opening (tracked in the kernel table).");
+             "Open TCP connections NetProbe saw opening (tracked in the kernel table), less stale records removed by "
+             "reconciliation with the kernel's socket list.");
     w.sample("netprobe_tcp_connections_active", {}, st.tracked_open);
     w.family("netprobe_tcp_retransmits_total", MetricType::Counter, "TCP segments retransmitted.");
     w.sample("netprobe_tcp_retransmits_total", {}, st.retransmits);
@@ -288,6 +289,16 @@ void renderStack(ExpositionWriter& w, const ebpf::StackStats& st) {
              "protection, bpf_prog_info.recursion_misses), by program.");
     for (const auto& [prog, n] : st.missed_events)
         w.sample("netprobe_bpf_missed_events_total", {{"program", prog}}, n);
+    w.family("netprobe_tcp_connection_records_reconciled_total", MetricType::Counter,
+             "Open-connection records removed because their socket no longer existed (a missed CLOSE event; "
+             "checked against the kernel's socket list, NETLINK_SOCK_DIAG).");
+    w.sample("netprobe_tcp_connection_records_reconciled_total", {}, st.records_reconciled);
+    w.family("netprobe_tcp_connection_reconcile_runs_total", MetricType::Counter,
+             "Comparisons of the open-connection records with the kernel's socket list.");
+    w.sample("netprobe_tcp_connection_reconcile_runs_total", {}, st.reconcile_runs);
+    w.family("netprobe_tcp_connection_reconcile_failures_total", MetricType::Counter,
+             "Network namespaces whose sockets could not be listed in a comparison (their records are kept).");
+    w.sample("netprobe_tcp_connection_reconcile_failures_total", {}, st.reconcile_failures);
     w.family("netprobe_tcp_closed_records_evicted_total", MetricType::Counter,
              "Closed-connection records dropped from the agent's bounded recent list.");
     w.sample("netprobe_tcp_closed_records_evicted_total", {}, st.closed_evicted);

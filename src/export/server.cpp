@@ -67,6 +67,7 @@ struct Server::Impl {
     std::thread thread;
     std::uint16_t bound_port = 0;
     collector::TCCollector* collector = nullptr;
+    std::shared_ptr<PodCounters> pod_counters;  // with attribution: monotonic pod totals
 };
 
 Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) { impl_->cfg = std::move(config); }
@@ -85,10 +86,23 @@ Result<void> Server::start(collector::TCCollector& collector) {
     auto& http = im.http;
     const ServerConfig cfg = im.cfg;
     auto* col = &collector;
+    std::shared_ptr<PodCounters> counters;
+    if (cfg.attribution) {
+        counters = std::make_shared<PodCounters>();
+        im.pod_counters = counters;
+        collector.setSnapshotObserver([counters, attr = cfg.attribution](const collector::Snapshot& s) {
+            counters->observe(s, attr->localPods());
+        });
+    }
 
-    http.Get("/metrics", [col, cfg](const httplib::Request&, httplib::Response& res) {
+    http.Get("/metrics", [col, cfg, counters](const httplib::Request&, httplib::Response& res) {
         auto snap = col->latest();
-        res.set_content(renderMetrics(*snap, cfg.render), "text/plain; version=0.0.4; charset=utf-8");
+        auto body = renderMetrics(*snap, cfg.render);
+        if (counters && cfg.pod_metrics.enabled) {
+            auto pods = cfg.attribution->localPods();
+            body += renderPodMetrics(counters->traffic(pods), cfg.pod_metrics);
+        }
+        res.set_content(body, "text/plain; version=0.0.4; charset=utf-8");
     });
     http.Get("/api/v1/interfaces", [col](const httplib::Request& req, httplib::Response& res) {
         if (!req.params.empty()) return sendError(res, 400, "this endpoint takes no parameters");
@@ -97,7 +111,17 @@ Result<void> Server::start(collector::TCCollector& collector) {
     http.Get("/api/v1/flows", [col, cfg](const httplib::Request& req, httplib::Response& res) {
         auto q = parseFlowQuery(req.params, cfg.default_flow_limit, cfg.max_flow_limit);
         if (!q) return sendError(res, 400, q.error());
-        res.set_content(flowsJson(*col->latest(), *q), "application/json");
+        res.set_content(flowsJson(*col->latest(), *q, cfg.attribution.get()), "application/json");
+    });
+    http.Get("/api/v1/pods", [col, cfg, counters](const httplib::Request& req, httplib::Response& res) {
+        if (!req.params.empty()) return sendError(res, 400, "this endpoint takes no parameters");
+        auto snap = col->latest();
+        std::vector<LocalPod> pods;
+        if (cfg.attribution) pods = cfg.attribution->localPods();
+        res.set_content(podsJson(*snap, counters ? counters->traffic(pods) : podTraffic(*snap, pods),
+                                 cfg.attribution != nullptr,
+                                 cfg.attribution && cfg.attribution->synced()),
+                        "application/json");
     });
     http.Get("/api/v1/connections", [col, cfg](const httplib::Request& req, httplib::Response& res) {
         auto q = parseConnectionQuery(req.params, cfg.default_flow_limit, cfg.max_flow_limit);
@@ -120,13 +144,15 @@ Result<void> Server::start(collector::TCCollector& collector) {
     });
     http.Get("/", [](const httplib::Request&, httplib::Response& res) {
         res.set_content(
-            "NetProbe agent\n/metrics\n/api/v1/interfaces\n/api/v1/flows\n/api/v1/connections\n/healthz\n/readyz\n", "text/plain");
+            "NetProbe agent\n/metrics\n/api/v1/interfaces\n/api/v1/flows\n/api/v1/connections\n/api/v1/pods\n/healthz\n"
+            "/readyz\n", "text/plain");
     });
     auto notAllowed = [](const httplib::Request&, httplib::Response& res) {
         res.set_header("Allow", "GET");
         sendError(res, 405, "method not allowed");
     };
-    for (const char* p : {"/metrics", "/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/healthz", "/readyz"}) {
+    for (const char* p : {"/metrics", "/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/api/v1/pods",
+                          "/healthz", "/readyz"}) {
         http.Post(p, notAllowed);
         http.Put(p, notAllowed);
         http.Delete(p, notAllowed);
@@ -158,6 +184,10 @@ Result<void> Server::start(collector::TCCollector& collector) {
 
 void Server::stop() {
     if (!impl_) return;
+    if (impl_->pod_counters && impl_->collector) {
+        impl_->collector->setSnapshotObserver({});
+        impl_->pod_counters.reset();
+    }
     if (impl_->thread.joinable()) {
         impl_->http.stop();
         impl_->thread.join();

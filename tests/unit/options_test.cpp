@@ -81,6 +81,11 @@ TEST(Options, BadInputIsOneLineNamingTheProblem) {
         {{"--max-flows=-1"}, "-1"},
         {{"--top-flows=-1"}, "-1"},
         {{"--max-flows=0"}, "--max-flows"},
+        {{"--k8s=maybe"}, "--k8s"},
+        {{"--kubeconfig="}, "--kubeconfig"},
+        {{"--pod-metrics=yes"}, "--pod-metrics"},
+        {{"--pod-metrics-limit=-1"}, "--pod-metrics-limit"},
+        {{"--pod-metrics-limit=100001"}, "--pod-metrics-limit"},
     };
     for (const auto& c : cases) {
         auto r = parse(c.args);
@@ -90,4 +95,21 @@ TEST(Options, BadInputIsOneLineNamingTheProblem) {
         EXPECT_EQ(r.output.rfind("netprobe-agent: ", 0), 0u) << r.output;
         EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args[0] << " -> " << r.output;
     }
+}
+
+TEST(Options, Kubernetes) {
+    using Mode = netprobe::agent::AgentOptions::K8sMode;
+    auto r = parse({});
+    ASSERT_TRUE(r.run);
+    EXPECT_EQ(r.options.k8s, Mode::Auto);
+    EXPECT_EQ(r.options.kubeconfig, "");
+    EXPECT_TRUE(r.options.pod_metrics);
+    EXPECT_EQ(r.options.pod_metrics_limit, 200u);
+    r = parse({"--k8s=on", "--kubeconfig=/etc/kube/config", "--pod-metrics=off", "--pod-metrics-limit=0"});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_EQ(r.options.k8s, Mode::On);
+    EXPECT_EQ(r.options.kubeconfig, "/etc/kube/config");
+    EXPECT_FALSE(r.options.pod_metrics);
+    EXPECT_EQ(r.options.pod_metrics_limit, 0u);
+    EXPECT_EQ(parse({"--k8s=off"}).options.k8s, Mode::Off);
 }

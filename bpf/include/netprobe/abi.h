@@ -305,15 +305,18 @@ struct np_conn {
 	__u32 snd_cwnd;
 	__u32 netns;         /* network namespace inode */
 	__u64 sock;          /* kernel address of the socket (identity only) */
+	__u64 cookie;        /* socket cookie (bpf_get_socket_cookie = inet_diag's idiag_cookie):
+	                      * user space drops records whose socket no longer exists */
 };
 
-NP_STATIC_ASSERT(sizeof(struct np_conn) == 136, "np_conn size");
+NP_STATIC_ASSERT(sizeof(struct np_conn) == 144, "np_conn size");
 NP_STATIC_ASSERT(sizeof(struct np_drop_loc_key) == 16, "np_drop_loc_key size");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, sport) == 32, "np_conn.sport");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, pid) == 40, "np_conn.pid");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, cgroup_id) == 64, "np_conn.cgroup_id");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, retransmits) == 112, "np_conn.retransmits");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, sock) == 128, "np_conn.sock");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, cookie) == 136, "np_conn.cookie");
 
 /* icmp_stats key (datapath, PERCPU_HASH, value struct np_counter): ICMP and ICMPv6
  * messages by type and code, counted by the TC programs. The table is bounded

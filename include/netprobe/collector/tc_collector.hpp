@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -49,6 +50,11 @@ public:
     // Set before start(); the monitor must outlive the collector's use of it.
     void setStackMonitor(const ebpf::StackMonitor* monitor);
 
+    // Called with every new snapshot, on the collecting thread, after it is
+    // published (for state that must see every interval, e.g. monotonic per-pod
+    // totals). Pass an empty function to remove it.
+    void setSnapshotObserver(std::function<void(const Snapshot&)> observer);
+
     // Collects every interval on a background thread until stop().
     void start();
     void stop();
@@ -63,6 +69,7 @@ private:
     std::atomic<std::int64_t> interval_ns_;
     std::mutex collect_mu_;  // one collection at a time
     FlowTable flows_;
+    std::function<void(const Snapshot&)> observer_;  // guarded by collect_mu_
     std::size_t last_kernel_entries_ = 0;  // sizes the next read's buffer
     std::atomic<std::shared_ptr<const Snapshot>> latest_;
     std::uint64_t errors_ = 0;

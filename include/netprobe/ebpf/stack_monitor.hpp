@@ -90,7 +90,12 @@ struct StackStats {
     std::uint64_t retransmits = 0;  // segments
     std::uint64_t resets_sent = 0;
     std::uint64_t resets_received = 0;
-    std::uint64_t tracked_open = 0;  // connections in the kernel table (seen opening)
+    std::uint64_t tracked_open = 0;  // connections in the kernel table (seen opening), less reconciled ones
+    // Records removed from the kernel table because their socket no longer existed
+    // (its CLOSE was missed, see missed_events); checked against NETLINK_SOCK_DIAG.
+    std::uint64_t records_reconciled = 0;
+    std::uint64_t reconcile_runs = 0;      // completed comparisons with the kernel's socket list
+    std::uint64_t reconcile_failures = 0;  // namespaces that could not be checked in a run
     Log2Histogram srtt_us;
     Log2Histogram cwnd;
     std::vector<DropCount> drops;  // reasons with a non-zero count, by reason value
@@ -118,6 +123,10 @@ struct StackMonitorOptions {
     std::size_t max_closed = 1024;      // recently closed connections kept
     std::size_t max_open = 10000;       // open connections returned per read
     std::uint32_t conn_table_size = 65536;
+    // How often read() compares the open-connection records with the sockets that
+    // exist (inet_diag dumps of the namespaces concerned); 0 = never. A record is
+    // removed only when its socket was absent from two consecutive comparisons.
+    std::chrono::milliseconds reconcile_interval{2000};
 };
 
 class StackMonitor {

@@ -16,6 +16,7 @@
 
 #include <netprobe/collector/snapshot.hpp>
 #include <netprobe/collector/tc_collector.hpp>
+#include <netprobe/metrics/attribution.hpp>
 #include <netprobe/util/error.hpp>
 
 namespace netprobe::metrics {
@@ -30,6 +31,10 @@ struct ServerConfig {
     RenderOptions render;
     std::size_t default_flow_limit = 100;   // /api/v1/flows without ?limit=
     std::size_t max_flow_limit = 10000;     // largest ?limit= accepted
+    // Pod/Service attribution (Kubernetes); null: flows carry no attribution fields,
+    // /api/v1/pods answers enabled=false and no netprobe_pod_* series are exported.
+    std::shared_ptr<const Attribution> attribution;
+    PodMetricsOptions pod_metrics;
 };
 
 [[nodiscard]] ServerConfig DefaultServerConfig();
