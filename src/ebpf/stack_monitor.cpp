@@ -115,39 +115,57 @@ Result<void> readArray(int fd, std::uint32_t n, std::vector<V>& sums) {
     return {};
 }
 
-// Kernel text symbols from /proc/kallsyms, for drop locations. Empty when the
-// addresses are hidden (kptr_restrict): locations are then shown as addresses.
+// Kernel text symbols from /proc/kallsyms, for drop locations. Only the few
+// addresses that drops actually come from are resolved, each once: a new address
+// costs one pass over /proc/kallsyms, and nothing else is kept (holding every
+// symbol cost ~19 MiB of resident memory). Addresses stay numeric when hidden
+// (kptr_restrict).
 class KernelSymbols {
 public:
-    void load() {
-        std::FILE* f = std::fopen("/proc/kallsyms", "re");
-        if (!f) return;
-        char line[512];
-        while (std::fgets(line, sizeof line, f)) {
-            unsigned long long addr = 0;
-            char type = 0;
-            char name[256];
-            if (std::sscanf(line, "%llx %c %255s", &addr, &type, name) != 3 || addr == 0) continue;
-            if (type != 't' && type != 'T') continue;
-            syms_.emplace_back(addr, name);
-        }
-        std::fclose(f);
-        std::sort(syms_.begin(), syms_.end());
-    }
+    void load() { enabled_ = true; }
+
     [[nodiscard]] std::string resolve(std::uint64_t addr) const {
-        auto it = std::upper_bound(syms_.begin(), syms_.end(), std::make_pair(addr, std::string(1, '\x7f')));
-        char buf[64];
-        if (it == syms_.begin() || syms_.empty()) {
+        std::lock_guard lock(mu_);
+        if (auto it = cache_.find(addr); it != cache_.end()) return it->second;
+        std::string name = enabled_ ? lookup(addr) : std::string();
+        if (name.empty()) {
+            char buf[32];
             std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(addr));
-            return buf;
+            name = buf;
         }
-        --it;
-        std::snprintf(buf, sizeof buf, "+0x%llx", static_cast<unsigned long long>(addr - it->first));
-        return it->second + buf;
+        if (cache_.size() < kMaxCached) cache_.emplace(addr, name);
+        return name;
     }
 
 private:
-    std::vector<std::pair<std::uint64_t, std::string>> syms_;
+    static constexpr std::size_t kMaxCached = 4096;
+
+    // The text symbol with the greatest address <= addr, as "name+0xoff".
+    static std::string lookup(std::uint64_t addr) {
+        std::FILE* f = std::fopen("/proc/kallsyms", "re");
+        if (!f) return {};
+        char line[512];
+        unsigned long long best = 0;
+        std::string best_name;
+        while (std::fgets(line, sizeof line, f)) {
+            unsigned long long a = 0;
+            char type = 0;
+            char name[256];
+            if (std::sscanf(line, "%llx %c %255s", &a, &type, name) != 3 || a == 0) continue;
+            if ((type != 't' && type != 'T') || a > addr || a < best) continue;
+            best = a;
+            best_name = name;
+        }
+        std::fclose(f);
+        if (best_name.empty()) return {};
+        char off[32];
+        std::snprintf(off, sizeof off, "+0x%llx", static_cast<unsigned long long>(addr - best));
+        return best_name + off;
+    }
+
+    bool enabled_ = false;
+    mutable std::mutex mu_;
+    mutable std::unordered_map<std::uint64_t, std::string> cache_;
 };
 
 // ---- the kernel's socket list (NETLINK_SOCK_DIAG) ----------------------------
