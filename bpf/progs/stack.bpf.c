@@ -327,8 +327,10 @@ int netprobe_nf(struct bpf_nf_ctx *ctx)
 	struct sk_buff *skb = ctx->skb;
 	if (!st || !skb)
 		return NP_NF_ACCEPT;
-	__u32 hook = BPF_CORE_READ(st, hook);
-	__u32 pf = BPF_CORE_READ(st, pf);
+	/* ctx->state and ctx->skb are BTF pointers: plain loads (JIT-inlined, CO-RE
+	 * relocated) instead of a bpf_probe_read_kernel() call per field. */
+	__u32 hook = st->hook;
+	__u32 pf = st->pf;
 	if (hook >= NP_NF_HOOK_MAX)
 		return NP_NF_ACCEPT;
 	__u32 fam;
@@ -342,8 +344,8 @@ int netprobe_nf(struct bpf_nf_ctx *ctx)
 	} else {
 		return NP_NF_ACCEPT;
 	}
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header;
 	__u8 l4 = 0;
 	bpf_probe_read_kernel(&l4, 1, head + nh + off);
 	__u32 proto = NP_NF_PROTO_OTHER;
@@ -357,7 +359,7 @@ int netprobe_nf(struct bpf_nf_ctx *ctx)
 	struct np_counter *c = bpf_map_lookup_elem(&nf_stats, &idx);
 	if (c) {
 		c->packets += 1;
-		c->bytes += BPF_CORE_READ(skb, len);
+		c->bytes += skb->len;
 	}
 	return NP_NF_ACCEPT;
 }
