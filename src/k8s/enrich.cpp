@@ -1,6 +1,5 @@
 #include <netprobe/k8s/enrich.hpp>
 
-#include <nlohmann/json.hpp>
 
 namespace netprobe::k8s {
 
@@ -38,21 +37,6 @@ FlowAttribution enrichFlow(const FlowEndpoints& flow, const PodStore& pods, cons
     if (!svc && endpoints) backend = endpoints->serviceByBackend(flow.dst, flow.dst_port, flow.protocol);
     return attribute(src ? &*src : nullptr, dst ? &*dst : nullptr, svc ? &*svc : nullptr,
                      backend ? &*backend : nullptr);
-}
-
-void addAttributionJson(nlohmann::json& flow, const FlowAttribution& a) {
-    auto put = [&](const char* k, const std::string& v) {
-        if (!v.empty()) flow[k] = v;
-    };
-    put("src_namespace", a.src_namespace);
-    put("src_pod", a.src_pod);
-    put("src_workload", a.src_workload);
-    put("src_workload_kind", a.src_workload_kind);
-    put("dst_namespace", a.dst_namespace);
-    put("dst_pod", a.dst_pod);
-    put("dst_workload", a.dst_workload);
-    put("dst_workload_kind", a.dst_workload_kind);
-    put("dst_service", a.dst_service);
 }
 
 CgroupAttribution attributeCgroup(const CgroupIndex::Entry& entry, const PodInfo* pod) {

@@ -71,19 +71,17 @@ TEST(Enrich, UnknownEndpointsStayEmpty) {
     EXPECT_EQ(ext.dst_namespace, "");
 }
 
-TEST(Enrich, PureAttributionAndJson) {
+TEST(Enrich, PureAttribution) {
     auto src = mkPod("a", "p1", "10.0.0.1", {"DaemonSet", "agent"});
     ServiceMatch m{ServiceInfo{"b", "svc", "u", "1", {}, {}}, {80, 6, "http"}};
     auto a = attribute(&src, nullptr, &m);
-    nlohmann::json j = {{"src_ip", "10.0.0.1"}};
-    addAttributionJson(j, a);
-    EXPECT_EQ(j["src_namespace"], "a");
-    EXPECT_EQ(j["src_pod"], "p1");
-    EXPECT_EQ(j["src_workload"], "agent");
-    EXPECT_EQ(j["src_workload_kind"], "DaemonSet");
-    EXPECT_EQ(j["dst_namespace"], "b");
-    EXPECT_EQ(j["dst_service"], "svc");
-    EXPECT_FALSE(j.contains("dst_pod"));
+    EXPECT_EQ(a.src_namespace, "a");
+    EXPECT_EQ(a.src_pod, "p1");
+    EXPECT_EQ(a.src_workload, "agent");
+    EXPECT_EQ(a.src_workload_kind, "DaemonSet");
+    EXPECT_EQ(a.dst_namespace, "b");
+    EXPECT_EQ(a.dst_service, "svc");
+    EXPECT_EQ(a.dst_pod, "");
     EXPECT_TRUE(attribute(nullptr, nullptr, nullptr).empty());
 }
 

@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <string>
 
-#include <nlohmann/json_fwd.hpp>
 
 #include <netprobe/k8s/cgroup.hpp>
 #include <netprobe/k8s/store.hpp>
@@ -37,9 +36,6 @@ struct FlowAttribution {
 // endpoints is given, a destination pod IP:port by the Service it backs.
 [[nodiscard]] FlowAttribution enrichFlow(const FlowEndpoints& flow, const PodStore& pods, const ServiceStore& services,
                                          const EndpointStore* endpoints = nullptr);
-// Adds the non-empty fields (src_namespace, src_pod, src_workload, dst_namespace, dst_pod,
-// dst_workload, dst_service, and the *_workload_kind fields) to a flow JSON object.
-void addAttributionJson(nlohmann::json& flow, const FlowAttribution& a);
 
 // The container and pod behind a cgroup v2 id (socket-layer records, per-cgroup traffic).
 struct CgroupAttribution {
