@@ -44,45 +44,64 @@ nlohmann::json tcpFlagNames(std::uint8_t flags) {
     return out;
 }
 
+// "invalid value ... for parameter ...": the 400 answer's text.
+static std::string badValue(const std::string& k, const std::string& v, const std::string& why) {
+    return "invalid value \"" + v + "\" for parameter \"" + k + "\": " + why;
+}
+
+// The parameters /api/v1/flows and /api/v1/connections share: src_ip, dst_ip, ip,
+// src_port, dst_port, port, limit. False when k is none of them; err is set when
+// the value is bad.
+template <class Q>
+bool parseSharedParam(const std::string& k, const std::string& v, Q& q, std::size_t max_limit, std::string& err) {
+    if (k == "src_ip" || k == "dst_ip" || k == "ip") {
+        auto a = util::parseAddr(v);
+        if (!a) err = badValue(k, v, "expected an IPv4 or IPv6 address");
+        else (k == "src_ip" ? q.src_ip : k == "dst_ip" ? q.dst_ip : q.ip) = *a;
+        return true;
+    }
+    if (k == "src_port" || k == "dst_port" || k == "port") {
+        auto p = parseUnsigned<std::uint16_t>(v, 65535);
+        if (!p) err = badValue(k, v, "expected a port number 0-65535");
+        else (k == "src_port" ? q.src_port : k == "dst_port" ? q.dst_port : q.port) = *p;
+        return true;
+    }
+    if (k == "limit") {
+        auto l = parseUnsigned<std::size_t>(v, max_limit);
+        if (!l || *l == 0) err = badValue(k, v, "expected a number from 1 to " + std::to_string(max_limit));
+        else q.limit = *l;
+        return true;
+    }
+    return false;
+}
+
 std::expected<FlowQuery, std::string> parseFlowQuery(const std::multimap<std::string, std::string>& params,
                                                      std::size_t default_limit, std::size_t max_limit) {
     FlowQuery q;
     q.limit = default_limit;
-    auto bad = [](const std::string& k, const std::string& v, const std::string& why) {
-        return std::unexpected("invalid value \"" + v + "\" for parameter \"" + k + "\": " + why);
-    };
     for (const auto& [k, v] : params) {
-        if (k == "interface") {
+        std::string err;
+        if (parseSharedParam(k, v, q, max_limit, err)) {
+            if (!err.empty()) return std::unexpected(err);
+        } else if (k == "interface") {
             q.interface = v;
         } else if (k == "direction") {
             if (v == "ingress" || v == "rx") q.direction = NP_DIR_INGRESS;
             else if (v == "egress" || v == "tx") q.direction = NP_DIR_EGRESS;
-            else return bad(k, v, "expected ingress or egress");
+            else return std::unexpected(badValue(k, v, "expected ingress or egress"));
         } else if (k == "protocol") {
             auto p = util::parseProtocol(v);
-            if (!p) return bad(k, v, "expected a protocol name (tcp, udp, icmp, icmpv6, ...) or number 0-255");
+            if (!p) return std::unexpected(badValue(k, v, "expected a protocol name (tcp, udp, icmp, icmpv6, ...) or number 0-255"));
             q.protocol = *p;
-        } else if (k == "src_ip" || k == "dst_ip" || k == "ip") {
-            auto a = util::parseAddr(v);
-            if (!a) return bad(k, v, "expected an IPv4 or IPv6 address");
-            (k == "src_ip" ? q.src_ip : k == "dst_ip" ? q.dst_ip : q.ip) = *a;
-        } else if (k == "src_port" || k == "dst_port" || k == "port") {
-            auto p = parseUnsigned<std::uint16_t>(v, 65535);
-            if (!p) return bad(k, v, "expected a port number 0-65535");
-            (k == "src_port" ? q.src_port : k == "dst_port" ? q.dst_port : q.port) = *p;
         } else if (k == "namespace") {
-            if (v.empty()) return bad(k, v, "expected a namespace name");
+            if (v.empty()) return std::unexpected(badValue(k, v, "expected a namespace name"));
             q.ns = v;
-        } else if (k == "limit") {
-            auto l = parseUnsigned<std::size_t>(v, max_limit);
-            if (!l || *l == 0) return bad(k, v, "expected a number from 1 to " + std::to_string(max_limit));
-            q.limit = *l;
         } else if (k == "sort") {
             if (v == "bytes") q.sort = FlowQuery::Sort::Bytes;
             else if (v == "packets") q.sort = FlowQuery::Sort::Packets;
             else if (v == "rate") q.sort = FlowQuery::Sort::Rate;
             else if (v == "last_seen") q.sort = FlowQuery::Sort::LastSeen;
-            else return bad(k, v, "expected bytes, packets, rate or last_seen");
+            else return std::unexpected(badValue(k, v, "expected bytes, packets, rate or last_seen"));
         } else {
             return std::unexpected("unknown parameter \"" + k +
                                    "\" (known: interface, direction, protocol, src_ip, dst_ip, ip, src_port, "
@@ -269,35 +288,23 @@ std::expected<ConnectionQuery, std::string> parseConnectionQuery(const std::mult
                                                                  std::size_t default_limit, std::size_t max_limit) {
     ConnectionQuery q;
     q.limit = default_limit;
-    auto bad = [](const std::string& k, const std::string& v, const std::string& why) {
-        return std::unexpected("invalid value \"" + v + "\" for parameter \"" + k + "\": " + why);
-    };
     for (const auto& [k, v] : params) {
-        if (k == "state") {
+        std::string err;
+        if (parseSharedParam(k, v, q, max_limit, err)) {
+            if (!err.empty()) return std::unexpected(err);
+        } else if (k == "state") {
             if (v == "all") q.state = ConnectionQuery::State::All;
             else if (v == "open") q.state = ConnectionQuery::State::Open;
             else if (v == "closed") q.state = ConnectionQuery::State::Closed;
-            else return bad(k, v, "expected open, closed or all");
+            else return std::unexpected(badValue(k, v, "expected open, closed or all"));
         } else if (k == "family" || k == "ip_version") {
             if (v == "4" || v == "ipv4") q.family = 4;
             else if (v == "6" || v == "ipv6") q.family = 6;
-            else return bad(k, v, "expected 4 or 6");
-        } else if (k == "src_ip" || k == "dst_ip" || k == "ip") {
-            auto a = util::parseAddr(v);
-            if (!a) return bad(k, v, "expected an IPv4 or IPv6 address");
-            (k == "src_ip" ? q.src_ip : k == "dst_ip" ? q.dst_ip : q.ip) = *a;
-        } else if (k == "src_port" || k == "dst_port" || k == "port") {
-            auto p = parseUnsigned<std::uint16_t>(v, 65535);
-            if (!p) return bad(k, v, "expected a port number 0-65535");
-            (k == "src_port" ? q.src_port : k == "dst_port" ? q.dst_port : q.port) = *p;
+            else return std::unexpected(badValue(k, v, "expected 4 or 6"));
         } else if (k == "pid") {
             auto p = parseUnsigned<std::uint32_t>(v, 0xffffffffu);
-            if (!p) return bad(k, v, "expected a process id");
+            if (!p) return std::unexpected(badValue(k, v, "expected a process id"));
             q.pid = *p;
-        } else if (k == "limit") {
-            auto l = parseUnsigned<std::size_t>(v, max_limit);
-            if (!l || *l == 0) return bad(k, v, "expected a number from 1 to " + std::to_string(max_limit));
-            q.limit = *l;
         } else {
             return std::unexpected("unknown parameter \"" + k +
                                    "\" (known: state, family, src_ip, dst_ip, ip, src_port, dst_port, port, pid, "
