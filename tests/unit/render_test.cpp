@@ -9,6 +9,7 @@
 
 #include <netprobe/metrics/server.hpp>
 
+#include "metrics_text.hpp"
 #include "promtool_check.hpp"
 #include "test_flows.hpp"
 
@@ -45,18 +46,7 @@ netprobe::collector::Snapshot sampleSnapshot(std::size_t nflows) {
     return s;
 }
 
-// name{labels} -> value
-std::map<std::string, std::string> samples(const std::string& text) {
-    std::map<std::string, std::string> out;
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.empty() || line[0] == '#') continue;
-        auto sp = line.rfind(' ');
-        out[line.substr(0, sp)] = line.substr(sp + 1);
-    }
-    return out;
-}
+using netprobe::testing::samples;
 
 }  // namespace
 

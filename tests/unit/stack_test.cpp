@@ -15,6 +15,7 @@
 #include <netprobe/metrics/server.hpp>
 #include <netprobe/util/ip.hpp>
 
+#include "metrics_text.hpp"
 #include "promtool_check.hpp"
 #include "export/json_api.hpp"
 #include "options.hpp"
@@ -116,17 +117,7 @@ netprobe::collector::Snapshot stackSnapshot() {
     return s;
 }
 
-std::map<std::string, std::string> samples(const std::string& text) {
-    std::map<std::string, std::string> out;
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.empty() || line[0] == '#') continue;
-        auto sp = line.rfind(' ');
-        out[line.substr(0, sp)] = line.substr(sp + 1);
-    }
-    return out;
-}
+using netprobe::testing::samples;
 
 TEST(StackRender, CountersHistogramsDropsHooks) {
     auto text = netprobe::metrics::renderMetrics(stackSnapshot(), {});
