@@ -747,11 +747,14 @@ class Agent:
         wait_for(lambda: self.collections() >= start + n, timeout, f"{n} more collections", interval=0.05)
         return self.metrics()
 
-    def wait_stable(self, names: Iterable[str], settle: int = 3, timeout: float = 30) -> Metrics:
-        """Waits until the given families stay unchanged over `settle` consecutive collections."""
+    def wait_stable(self, names: Iterable[str], settle: int = 3, timeout: float = 30, key=None) -> Metrics:
+        """Waits until the given families (or key(metrics), when given) stay unchanged over
+        `settle` consecutive collections."""
         names = list(names)
 
         def values(m: Metrics):
+            if key is not None:
+                return key(m)
             return sorted((s.name, sorted(s.labels.items()), s.value) for s in m.samples if s.name in names)
 
         deadline = time.monotonic() + timeout

@@ -82,21 +82,7 @@ class StackTestCase(E2ETestCase):
         """Metrics once key(metrics) (default: the stack families) stayed the same over
         `settle` collections. Netfilter counters of the agent's own namespace include
         its scrapes, so they are compared through a key that leaves those out."""
-        if key is None:
-            def key(m):
-                return sorted((s.name, sorted(s.labels.items()), s.value)
-                              for s in m.samples if s.name in STACK_FAMILIES)
-        deadline = time.monotonic() + timeout
-        prev, same = None, 0
-        while True:
-            m = agent.wait_collections(1)
-            v = key(m)
-            same = same + 1 if v == prev else 0
-            prev = v
-            if same >= settle:
-                return m
-            if time.monotonic() > deadline:
-                raise AssertionError(f"stack counters did not settle within {timeout}s")
+        return agent.wait_stable(STACK_FAMILIES, settle=settle, timeout=timeout, key=key)
 
 
 class ConnectionLifecycle(StackTestCase):
