@@ -22,6 +22,8 @@
 // Verdict (steady cases only; "first" rows are informational): ratio <= 5x is
 // the floor (PASS), <= 3x the aim. Exit status is non-zero only on errors.
 // Lines starting with "RESULT\t" are for bench/run.sh.
+#include "frame_util.hpp"
+
 #include <arpa/inet.h>
 #include <sched.h>
 #include <unistd.h>
@@ -63,17 +65,8 @@ int quietLibbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
 
 // ------------------------------------------------------------------ frames
 
-std::uint16_t ipChecksum(const std::uint8_t* p, std::size_t n) {
-    std::uint32_t s = 0;
-    for (std::size_t i = 0; i + 1 < n; i += 2) s += static_cast<std::uint32_t>(p[i] << 8 | p[i + 1]);
-    while (s >> 16) s = (s & 0xffff) + (s >> 16);
-    return static_cast<std::uint16_t>(~s);
-}
-
-void put16(std::uint8_t* p, std::uint16_t v) {
-    p[0] = static_cast<std::uint8_t>(v >> 8);
-    p[1] = static_cast<std::uint8_t>(v);
-}
+using npbench::put16;
+using npbench::ipChecksum;
 
 void ethernet(std::vector<std::uint8_t>& f, std::uint16_t type) {
     const std::uint8_t dst[6] = {0x02, 0, 0, 0, 0, 0x02}, src[6] = {0x02, 0, 0, 0, 0, 0x01};

@@ -4,6 +4,8 @@
 //   SRC:(1024 + i % 60000) -> DST:(20000 + i / 60000), UDP, 60-byte frame.
 // Usage: np_flowgen --dev IF --dst-mac MAC --src IP --dst IP --flows N [--pps N]
 // Meant to be run inside a network namespace the benchmark created.
+#include "frame_util.hpp"
+
 #include <arpa/inet.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
@@ -35,17 +37,8 @@ bool parseMac(const std::string& s, std::uint8_t out[6]) {
     return true;
 }
 
-std::uint16_t csum(const std::uint8_t* p, std::size_t n) {
-    std::uint32_t s = 0;
-    for (std::size_t i = 0; i + 1 < n; i += 2) s += static_cast<std::uint32_t>(p[i] << 8 | p[i + 1]);
-    while (s >> 16) s = (s & 0xffff) + (s >> 16);
-    return static_cast<std::uint16_t>(~s);
-}
-
-void put16(std::uint8_t* p, std::uint16_t v) {
-    p[0] = static_cast<std::uint8_t>(v >> 8);
-    p[1] = static_cast<std::uint8_t>(v);
-}
+using npbench::put16;
+using npbench::ipChecksum;
 
 }  // namespace
 
@@ -123,7 +116,7 @@ int main(int argc, char** argv) {
             std::uint8_t* ip = f + 14;
             put16(ip + 4, static_cast<std::uint16_t>(i));  // id
             put16(ip + 10, 0);
-            put16(ip + 10, csum(ip, 20));
+            put16(ip + 10, ipChecksum(ip, 20));
             put16(ip + 20, static_cast<std::uint16_t>(1024 + i % 60000));
             put16(ip + 22, static_cast<std::uint16_t>(20000 + i / 60000));
         }
