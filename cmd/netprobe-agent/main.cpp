@@ -145,9 +145,14 @@ public:
             cfg.attribution = std::make_shared<netprobe::k8s::ClientAttribution>(k8s, envOr("NODE_NAME"));
             cfg.pod_metrics.enabled = opts_.pod_metrics;
             cfg.pod_metrics.limit = opts_.pod_metrics_limit;
+            cfg.workload_metrics.enabled = opts_.workload_metrics;
+            cfg.workload_metrics.limit = opts_.workload_metrics_limit;
             const std::string node = envOr("NODE_NAME");
             spdlog::info("Kubernetes attribution on: API {}, {}", api,
                          node.empty() ? std::string("all pods (NODE_NAME unset)") : "pods of node " + node);
+        } else {
+            // Without Kubernetes: containers by cgroup, network namespaces by veth.
+            cfg.attribution = std::make_shared<netprobe::k8s::HostAttribution>();
         }
         netprobe::metrics::Server server(cfg);
         if (auto r = server.start(collector); !r) return fatal(r.error().what());

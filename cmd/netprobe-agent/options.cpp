@@ -81,6 +81,14 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
         ->capture_default_str();
     app.add_option("--pod-metrics-limit", pod_limit, "Pods with their own netprobe_pod_* series (rest as pod=\"other\")")
         ->capture_default_str();
+    std::string workload_metrics = "on";
+    long long workload_limit = static_cast<long long>(o.workload_metrics_limit);
+    app.add_option("--workload-metrics", workload_metrics,
+                   "netprobe_workload_traffic_* series (with Kubernetes): on, off")
+        ->capture_default_str();
+    app.add_option("--workload-metrics-limit", workload_limit,
+                   "Workload pairs with their own netprobe_workload_traffic_* series (rest as \"other\")")
+        ->capture_default_str();
 
     try {
         app.parse(argc, argv);
@@ -150,6 +158,12 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (pod_limit < 0 || pod_limit > 100000)
         return fail("invalid --pod-metrics-limit " + std::to_string(pod_limit) + ": must be 0-100000");
     o.pod_metrics_limit = static_cast<std::size_t>(pod_limit);
+    if (workload_metrics == "on") o.workload_metrics = true;
+    else if (workload_metrics == "off") o.workload_metrics = false;
+    else return fail("invalid --workload-metrics \"" + workload_metrics + "\": expected on or off");
+    if (workload_limit < 0 || workload_limit > 100000)
+        return fail("invalid --workload-metrics-limit " + std::to_string(workload_limit) + ": must be 0-100000");
+    o.workload_metrics_limit = static_cast<std::size_t>(workload_limit);
     static const char* levels[] = {"trace", "debug", "info", "warn", "error"};
     if (std::find(std::begin(levels), std::end(levels), o.log_level) == std::end(levels))
         return fail("invalid --log-level \"" + o.log_level + "\": expected trace, debug, info, warn or error");

@@ -163,6 +163,21 @@ void appendDouble(std::string& out, double v) {
 
 // Written straight into a string, not through nlohmann::json: a 10k-flow answer
 // as a json tree cost ~28 MiB of transient heap (docs/benchmarks.md).
+ConnectionIndex::ConnectionIndex(const collector::Snapshot& s) {
+    if (!s.stack) return;
+    for (const auto& c : s.stack->connections) {
+        if (!c.cgroup_id || !c.src_port) continue;
+        // open records come first, then the newest closed ones: the first record wins
+        by_tuple_.emplace(Key{c.src_ip, c.dst_ip, c.src_port, c.dst_port}, c.cgroup_id);
+    }
+}
+
+std::uint64_t ConnectionIndex::cgroupOf(const util::Addr16& ip, std::uint16_t port, const util::Addr16& peer_ip,
+                                        std::uint16_t peer_port) const {
+    auto it = by_tuple_.find(Key{ip, peer_ip, port, peer_port});
+    return it == by_tuple_.end() ? 0 : it->second;
+}
+
 std::string flowsJson(const collector::Snapshot& s, const FlowQuery& q, const Attribution* attribution) {
     std::vector<const collector::FlowRecord*> sel;
     for (const auto& f : s.flows) {
@@ -195,6 +210,15 @@ std::string flowsJson(const collector::Snapshot& s, const FlowQuery& q, const At
     appendUint(out, n);
     out += ",\"flows\":[";
     static constexpr const char* flag_names[8] = {"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"};
+    std::optional<ConnectionIndex> conns;
+    if (attribution && n > 0) conns.emplace(s);
+    std::map<std::uint64_t, std::optional<ContainerLabels>> containers;  // cgroup id -> labels, per answer
+    auto containerOf = [&](std::uint64_t cg) -> const ContainerLabels* {
+        if (!cg) return nullptr;
+        auto it = containers.find(cg);
+        if (it == containers.end()) it = containers.emplace(cg, attribution->container(cg)).first;
+        return it->second && !it->second->container_id.empty() ? &*it->second : nullptr;
+    };
     for (std::size_t i = 0; i < n; ++i) {
         const auto& f = *sel[i];
         if (i) out += ',';
@@ -253,6 +277,21 @@ std::string flowsJson(const collector::Snapshot& s, const FlowQuery& q, const At
             put("dst_pod", l.dst_pod);
             put("dst_workload", l.dst_workload);
             put("dst_service", l.dst_service);
+            if (f.key.proto == 6 && conns && !conns->empty()) {
+                const auto src = addrOf(f.key.src_ip), dst = addrOf(f.key.dst_ip);
+                const auto* sc = containerOf(conns->cgroupOf(src, f.key.src_port, dst, f.key.dst_port));
+                const auto* dc = containerOf(conns->cgroupOf(dst, f.key.dst_port, src, f.key.src_port));
+                // container_id: the sender's container, else the receiver's
+                if (sc || dc) put("container_id", (sc ? sc : dc)->container_id);
+                if (sc) {
+                    put("src_container_id", sc->container_id);
+                    put("src_pod_uid", sc->pod_uid);
+                }
+                if (dc) {
+                    put("dst_container_id", dc->container_id);
+                    put("dst_pod_uid", dc->pod_uid);
+                }
+            }
         }
         out += '}';
     }
@@ -260,9 +299,32 @@ std::string flowsJson(const collector::Snapshot& s, const FlowQuery& q, const At
     return out;
 }
 
-nlohmann::json interfacesJson(const collector::Snapshot& s) {
+nlohmann::json interfacesJson(const collector::Snapshot& s, const Attribution* attribution) {
     auto arr = nlohmann::json::array();
+    std::map<std::uint32_t, InterfaceLink> links;
+    if (attribution)
+        for (auto& l : attribution->interfaceLinks()) links.emplace(l.ifindex, std::move(l));
     for (const auto& i : s.interfaces) {
+        nlohmann::json peer = nullptr;
+        if (auto it = links.find(i.index); it != links.end() && it->second.name == i.name) {
+            const auto& l = it->second;
+            auto addrs = nlohmann::json::array();
+            for (const auto& a : l.peer_addresses) addrs.push_back(util::formatAddr(a));
+            peer = {
+                {"kind", l.kind},
+                {"netnsid", l.link_netnsid},
+                {"netns_inode", l.peer_netns_inode ? nlohmann::json(l.peer_netns_inode) : nlohmann::json(nullptr)},
+                {"netns_name", l.peer_netns_name.empty() ? nlohmann::json(nullptr) : nlohmann::json(l.peer_netns_name)},
+                {"ifindex", l.peer_ifindex},
+                {"name", l.peer_name.empty() ? nlohmann::json(nullptr) : nlohmann::json(l.peer_name)},
+                {"addresses", std::move(addrs)},
+            };
+            if (!l.pod_name.empty()) {
+                peer["pod_namespace"] = l.pod_namespace;
+                peer["pod"] = l.pod_name;
+                peer["pod_uid"] = l.pod_uid;
+            }
+        }
         arr.push_back({
             {"name", i.name},
             {"index", i.index},
@@ -280,6 +342,7 @@ nlohmann::json interfacesJson(const collector::Snapshot& s) {
             {"xdp_mode", i.xdp_mode},
             {"last_updated", rfc3339(i.last_updated)},
         });
+        if (attribution) arr.back()["peer"] = std::move(peer);
     }
     return {{"collected_at", rfc3339(s.taken_at)}, {"interfaces", std::move(arr)}};
 }
@@ -328,10 +391,15 @@ bool connectionMatches(const ebpf::Connection& c, const ConnectionQuery& q) {
     return true;
 }
 
-nlohmann::json connectionsJson(const collector::Snapshot& s, const ConnectionQuery& q) {
+nlohmann::json connectionsJson(const collector::Snapshot& s, const ConnectionQuery& q, const Attribution* attribution) {
+    std::map<std::uint64_t, std::optional<ContainerLabels>> containers;  // cgroup id -> labels, per answer
     auto arr = nlohmann::json::array();
     std::size_t total = 0;
     const bool enabled = s.stack && s.stack->features.connections;
+    std::map<std::uint32_t, std::string> veth_of_netns;  // netns inode -> host-side veth
+    if (attribution && enabled)
+        for (const auto& l : attribution->interfaceLinks())
+            if (l.peer_netns_inode) veth_of_netns.emplace(l.peer_netns_inode, l.name);
     if (enabled) {
         for (const auto& c : s.stack->connections) {
             if (!connectionMatches(c, q)) continue;
@@ -361,6 +429,21 @@ nlohmann::json connectionsJson(const collector::Snapshot& s, const ConnectionQue
                 {"established", c.established == collector::WallTime{} ? nlohmann::json(nullptr) : nlohmann::json(rfc3339(c.established))},
                 {"end", c.end == collector::WallTime{} ? nlohmann::json(nullptr) : nlohmann::json(rfc3339(c.end))},
             };
+            if (auto v = veth_of_netns.find(c.netns); v != veth_of_netns.end()) j["host_interface"] = v->second;
+            if (attribution && c.cgroup_id) {
+                auto it = containers.find(c.cgroup_id);
+                if (it == containers.end()) it = containers.emplace(c.cgroup_id, attribution->container(c.cgroup_id)).first;
+                if (const auto& cl = it->second) {
+                    j["cgroup_path"] = cl->cgroup_path;
+                    if (!cl->container_id.empty()) j["container_id"] = cl->container_id;
+                    if (!cl->pod_uid.empty()) j["pod_uid"] = cl->pod_uid;
+                    if (!cl->pod.empty()) {
+                        j["namespace"] = cl->ns;
+                        j["pod"] = cl->pod;
+                        j["workload"] = cl->workload;
+                    }
+                }
+            }
             arr.push_back(std::move(j));
         }
     }

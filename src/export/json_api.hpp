@@ -39,7 +39,9 @@ struct FlowQuery {
                                     const Attribution* attribution = nullptr);
 // Appends v as a JSON string literal (non-ASCII bytes escaped as \u00XX).
 void appendJsonString(std::string& out, std::string_view v);
-[[nodiscard]] nlohmann::json interfacesJson(const collector::Snapshot& s);
+// With an attribution, interfaces whose peer is in another network namespace (veths)
+// gain a "peer" object: netns id/inode/name, peer index/name/addresses, and the pod.
+[[nodiscard]] nlohmann::json interfacesJson(const collector::Snapshot& s, const Attribution* attribution = nullptr);
 [[nodiscard]] std::string rfc3339(collector::WallTime t);
 [[nodiscard]] nlohmann::json tcpFlagNames(std::uint8_t flags);
 
@@ -56,6 +58,29 @@ struct ConnectionQuery {
     const std::multimap<std::string, std::string>& params, std::size_t default_limit, std::size_t max_limit);
 [[nodiscard]] bool connectionMatches(const ebpf::Connection& c, const ConnectionQuery& q);
 // stack may be null (stack monitor off): the document says so ("enabled": false).
-[[nodiscard]] nlohmann::json connectionsJson(const collector::Snapshot& s, const ConnectionQuery& q);
+// With an attribution, records of a container's socket gain container_id, pod_uid,
+// cgroup_path (and namespace/pod/workload with Kubernetes).
+[[nodiscard]] nlohmann::json connectionsJson(const collector::Snapshot& s, const ConnectionQuery& q,
+                                             const Attribution* attribution = nullptr);
+
+// TCP flows -> the connection records of their local sockets, for the flows' container
+// fields. A flow a->b matches the record whose local end is a (the sender's socket) and
+// the record whose local end is b (the receiver's), whichever the node has.
+class ConnectionIndex {
+public:
+    explicit ConnectionIndex(const collector::Snapshot& s);
+    // The cgroup id of the socket bound to (ip, port) talking to (peer_ip, peer_port); 0 if none.
+    [[nodiscard]] std::uint64_t cgroupOf(const util::Addr16& ip, std::uint16_t port, const util::Addr16& peer_ip,
+                                         std::uint16_t peer_port) const;
+    [[nodiscard]] bool empty() const { return by_tuple_.empty(); }
+
+private:
+    struct Key {
+        util::Addr16 ip, peer_ip;
+        std::uint16_t port, peer_port;
+        auto operator<=>(const Key&) const = default;
+    };
+    std::map<Key, std::uint64_t> by_tuple_;
+};
 
 }  // namespace netprobe::metrics

@@ -157,6 +157,111 @@ std::string renderPodMetrics(const std::vector<PodTraffic>& traffic, const PodMe
     return w.take();
 }
 
+void WorkloadCounters::observe(const collector::Snapshot& s, const Attribution& attribution) {
+    {
+        std::lock_guard lock(mu_);
+        if (s.sequence != 0 && s.sequence == last_sequence_) return;
+        last_sequence_ = s.sequence;
+    }
+    // One observation per 5-tuple (a packet crossing two monitored veths is seen twice).
+    struct Obs {
+        const flow_key* key = nullptr;
+        Seen seen;
+    };
+    std::map<Tuple, Obs> tuples;
+    for (const auto& f : s.flows) {
+        if (f.interval_packets == 0) continue;
+        Tuple t{addrOf(f.key.src_ip), addrOf(f.key.dst_ip), f.key.src_port, f.key.dst_port, f.key.proto};
+        auto& o = tuples[t];
+        if (!o.key) o.key = &f.key;
+        o.seen.packets = std::max(o.seen.packets, f.interval_packets);
+        o.seen.bytes = std::max(o.seen.bytes, f.interval_bytes);
+    }
+    std::map<WorkloadPair, Seen> delta;
+    for (const auto& [t, o] : tuples) {
+        auto l = attribution.flow(*o.key);
+        if (l.src_workload.empty() && l.dst_workload.empty()) continue;  // no pod at either end
+        WorkloadPair p{{l.src_namespace, l.src_workload}, {l.dst_namespace, l.dst_workload}};
+        if (l.src_workload.empty()) p.src = {"", kExternalWorkload};
+        if (l.dst_workload.empty()) p.dst = {"", kExternalWorkload};
+        auto& d = delta[p];
+        d.packets += o.seen.packets;
+        d.bytes += o.seen.bytes;
+    }
+    auto known = attribution.workloads();
+    std::sort(known.begin(), known.end());
+    auto live = [&](const WorkloadRef& w) {
+        return (w.ns.empty() && w.name == kExternalWorkload) || std::binary_search(known.begin(), known.end(), w);
+    };
+    std::lock_guard lock(mu_);
+    for (const auto& [p, d] : delta) {
+        auto& t = by_pair_[p];
+        t.pair = p;
+        t.packets += d.packets;
+        t.bytes += d.bytes;
+    }
+    std::erase_if(by_pair_, [&](const auto& e) { return !live(e.first.src) || !live(e.first.dst); });
+}
+
+std::vector<WorkloadTraffic> WorkloadCounters::traffic() const {
+    std::lock_guard lock(mu_);
+    std::vector<WorkloadTraffic> out;
+    out.reserve(by_pair_.size());
+    for (const auto& [p, t] : by_pair_) out.push_back(t);
+    return out;
+}
+
+std::string renderWorkloadMetrics(const std::vector<WorkloadTraffic>& traffic, const WorkloadMetricsOptions& options) {
+    if (!options.enabled) return {};
+    std::vector<const WorkloadTraffic*> sel;
+    for (const auto& t : traffic) sel.push_back(&t);
+    std::sort(sel.begin(), sel.end(), [](const WorkloadTraffic* a, const WorkloadTraffic* b) {
+        if (a->bytes != b->bytes) return a->bytes > b->bytes;
+        return a->pair < b->pair;
+    });
+    const std::size_t n = std::min(sel.size(), options.limit);
+    WorkloadTraffic other;
+    for (std::size_t i = n; i < sel.size(); ++i) {
+        other.packets += sel[i]->packets;
+        other.bytes += sel[i]->bytes;
+    }
+    // the budgeted series keep a stable order (by pair) in the output
+    std::sort(sel.begin(), sel.begin() + static_cast<std::ptrdiff_t>(n),
+              [](const WorkloadTraffic* a, const WorkloadTraffic* b) { return a->pair < b->pair; });
+    ExpositionWriter w;
+    struct Fam {
+        const char* name;
+        const char* help;
+        std::uint64_t WorkloadTraffic::*field;
+    };
+    static constexpr Fam fams[] = {
+        {"netprobe_workload_traffic_packets_total",
+         "Packets from one workload to another (an end without a pod: workload=\"external\"; beyond the series "
+         "budget: \"other\").",
+         &WorkloadTraffic::packets},
+        {"netprobe_workload_traffic_bytes_total",
+         "Bytes from one workload to another (an end without a pod: workload=\"external\"; beyond the series "
+         "budget: \"other\").",
+         &WorkloadTraffic::bytes},
+    };
+    for (const auto& f : fams) {
+        w.family(f.name, MetricType::Counter, f.help);
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto& p = sel[i]->pair;
+            w.sample(f.name,
+                     {{"src_namespace", p.src.ns}, {"src_workload", p.src.name}, {"dst_namespace", p.dst.ns},
+                      {"dst_workload", p.dst.name}},
+                     sel[i]->*f.field);
+        }
+        if (sel.size() > n)
+            w.sample(f.name,
+                     {{"src_namespace", "other"}, {"src_workload", "other"}, {"dst_namespace", "other"},
+                      {"dst_workload", "other"}},
+                     other.*f.field);
+    }
+    return w.take();
+}
+
 std::string podsJson(const collector::Snapshot& s, const std::vector<PodTraffic>& traffic, bool enabled, bool synced) {
     auto arr = nlohmann::json::array();
     for (const auto& t : traffic) {
@@ -164,6 +269,8 @@ std::string podsJson(const collector::Snapshot& s, const std::vector<PodTraffic>
         const auto& p = *t.pod;
         auto ips = nlohmann::json::array();
         for (const auto& ip : p.ips) ips.push_back(util::formatAddr(ip));
+        auto host_ifs = nlohmann::json::array();
+        for (const auto& i : p.host_interfaces) host_ifs.push_back(i);
         arr.push_back({
             {"namespace", p.ns},
             {"name", p.name},
@@ -173,6 +280,7 @@ std::string podsJson(const collector::Snapshot& s, const std::vector<PodTraffic>
             {"host_network", p.host_network},
             {"workload", p.workload},
             {"workload_kind", p.workload_kind},
+            {"host_interfaces", std::move(host_ifs)},
             {"rx_packets", t.rx_packets},
             {"rx_bytes", t.rx_bytes},
             {"tx_packets", t.tx_packets},

@@ -87,26 +87,31 @@ Result<void> Server::start(collector::TCCollector& collector) {
     const ServerConfig cfg = im.cfg;
     auto* col = &collector;
     std::shared_ptr<PodCounters> counters;
-    if (cfg.attribution) {
+    std::shared_ptr<WorkloadCounters> workloads;
+    if (cfg.attribution && cfg.attribution->kubernetes()) {
         counters = std::make_shared<PodCounters>();
         im.pod_counters = counters;
-        collector.setSnapshotObserver([counters, attr = cfg.attribution](const collector::Snapshot& s) {
+        if (cfg.workload_metrics.enabled) workloads = std::make_shared<WorkloadCounters>();
+        collector.setSnapshotObserver([counters, workloads, attr = cfg.attribution](const collector::Snapshot& s) {
             counters->observe(s, attr->localPods());
+            if (workloads) workloads->observe(s, *attr);
         });
     }
 
-    http.Get("/metrics", [col, cfg, counters](const httplib::Request&, httplib::Response& res) {
+    http.Get("/metrics", [col, cfg, counters, workloads](const httplib::Request&, httplib::Response& res) {
         auto snap = col->latest();
         auto body = renderMetrics(*snap, cfg.render);
         if (counters && cfg.pod_metrics.enabled) {
             auto pods = cfg.attribution->localPods();
             body += renderPodMetrics(counters->traffic(pods), cfg.pod_metrics);
         }
+        if (workloads) body += renderWorkloadMetrics(workloads->traffic(), cfg.workload_metrics);
+        if (cfg.attribution) body += cfg.attribution->healthMetrics();
         res.set_content(body, "text/plain; version=0.0.4; charset=utf-8");
     });
-    http.Get("/api/v1/interfaces", [col](const httplib::Request& req, httplib::Response& res) {
+    http.Get("/api/v1/interfaces", [col, cfg](const httplib::Request& req, httplib::Response& res) {
         if (!req.params.empty()) return sendError(res, 400, "this endpoint takes no parameters");
-        sendJson(res, 200, interfacesJson(*col->latest()));
+        sendJson(res, 200, interfacesJson(*col->latest(), cfg.attribution.get()));
     });
     http.Get("/api/v1/flows", [col, cfg](const httplib::Request& req, httplib::Response& res) {
         auto q = parseFlowQuery(req.params, cfg.default_flow_limit, cfg.max_flow_limit);
@@ -119,15 +124,14 @@ Result<void> Server::start(collector::TCCollector& collector) {
         std::vector<LocalPod> pods;
         if (cfg.attribution) pods = cfg.attribution->localPods();
         res.set_content(podsJson(*snap, counters ? counters->traffic(pods) : podTraffic(*snap, pods),
-                                 cfg.attribution != nullptr,
-                                 cfg.attribution && cfg.attribution->synced()),
+                                 counters != nullptr, counters && cfg.attribution->synced()),
                         "application/json");
     });
     http.Get("/api/v1/connections", [col, cfg](const httplib::Request& req, httplib::Response& res) {
         auto q = parseConnectionQuery(req.params, cfg.default_flow_limit, cfg.max_flow_limit);
         if (!q) return sendError(res, 400, q.error());
         res.status = 200;
-        res.set_content(connectionsJson(*col->latest(), *q).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+        res.set_content(connectionsJson(*col->latest(), *q, cfg.attribution.get()).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                         "application/json");
     });
     http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {

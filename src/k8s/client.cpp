@@ -283,6 +283,7 @@ private:
             std::lock_guard lock(mu_);
             ++status_.lists;
             status_.synced = true;
+            status_.last_sync = std::chrono::system_clock::now();
             status_.resource_version = rv;
         }
         cv_.notify_all();
@@ -343,6 +344,7 @@ private:
             if (!ev->resource_version.empty()) status_.resource_version = ev->resource_version;
             if (ev->type == WatchEvent::Type::Bookmark) ++status_.bookmarks;
             else ++status_.events;
+            status_.last_sync = std::chrono::system_clock::now();
             return true;
         };
         auto res = cli->Get(
@@ -386,6 +388,10 @@ private:
             return Outcome::Failed;
         }
         noteHealthy();
+        {
+            std::lock_guard lock(mu_);
+            status_.last_sync = std::chrono::system_clock::now();
+        }
         return Outcome::Ok;
     }
 

@@ -1,10 +1,22 @@
-// metrics::Attribution over the Kubernetes client's stores: what the agent's metrics
-// server uses for the flow fields, /api/v1/pods and the netprobe_pod_* metrics.
+// metrics::Attribution implementations:
+//  - HostAttribution: without Kubernetes. Containers by cgroup (socket-layer records
+//    carry the socket's cgroup v2 id; CgroupIndex maps it to the kubelet/Docker path,
+//    container id and pod UID) and network namespaces by veth (host-side links whose
+//    peer is in another namespace, refreshed in the background).
+//  - ClientAttribution: the same plus the Kubernetes client's stores: the flow fields,
+//    /api/v1/pods, the netprobe_pod_* and workload metrics, host veth -> pod (a peer
+//    address that is a pod IP), and the client's health metrics.
 #pragma once
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
+#include <netprobe/k8s/cgroup.hpp>
 #include <netprobe/k8s/client.hpp>
 #include <netprobe/k8s/enrich.hpp>
 #include <netprobe/metrics/attribution.hpp>
@@ -16,19 +28,82 @@ namespace netprobe::k8s {
 // The API fields of a FlowAttribution (the *_workload_kind fields are not part of them).
 [[nodiscard]] metrics::FlowLabels flowLabels(const FlowAttribution& a);
 [[nodiscard]] metrics::LocalPod localPod(const PodInfo& pod);
+[[nodiscard]] metrics::ContainerLabels containerLabels(const CgroupAttribution& a);
 
-class ClientAttribution final : public metrics::Attribution {
+struct HostAttributionOptions {
+    std::string cgroup_mount;  // empty: found in /proc/mounts (no v2 mount: no container attribution)
+    std::chrono::milliseconds links_interval{2000};    // veth refresh
+    std::chrono::milliseconds cgroups_interval{30000}; // full cgroup walk (a miss also triggers one)
+    std::chrono::milliseconds min_cgroup_refresh{1000};// at most one walk per this, misses included
+    bool background = true;  // false: no thread (tests call refreshLinks() themselves)
+};
+
+class HostAttribution : public metrics::Attribution {
+public:
+    explicit HostAttribution(HostAttributionOptions options = {});
+    ~HostAttribution() override;
+    HostAttribution(const HostAttribution&) = delete;
+    HostAttribution& operator=(const HostAttribution&) = delete;
+
+    [[nodiscard]] metrics::FlowLabels flow(const flow_key&) const override { return {}; }
+    [[nodiscard]] std::vector<metrics::LocalPod> localPods() const override { return {}; }
+    [[nodiscard]] bool synced() const override { return true; }
+    [[nodiscard]] bool kubernetes() const override { return false; }
+    [[nodiscard]] std::optional<metrics::ContainerLabels> container(std::uint64_t cgroup_id) const override;
+    [[nodiscard]] std::vector<metrics::InterfaceLink> interfaceLinks() const override;
+
+    void refreshLinks();
+    [[nodiscard]] const CgroupIndex* cgroups() const { return cgroups_.get(); }
+
+protected:
+    // The cgroup attribution, with the pod looked up in pods (may be null).
+    [[nodiscard]] std::optional<CgroupAttribution> cgroupAttribution(std::uint64_t cgroup_id, const PodStore* pods) const;
+    void stopBackground();
+
+private:
+    void run();
+    bool refreshCgroups(bool forced) const;  // false when a walk ran too recently
+
+    HostAttributionOptions options_;
+    std::unique_ptr<CgroupIndex> cgroups_;
+    mutable std::mutex cgroup_walk_mu_;
+    mutable std::chrono::steady_clock::time_point last_walk_{};
+    mutable std::mutex links_mu_;
+    std::vector<metrics::InterfaceLink> links_;
+    std::mutex run_mu_;
+    std::condition_variable run_cv_;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
+class ClientAttribution final : public HostAttribution {
 public:
     // node_name: when set, only pods of that node are local (the client's field selector
     // already asks for those; this keeps the invariant when it was not set).
-    ClientAttribution(std::shared_ptr<const Client> client, std::string node_name);
+    ClientAttribution(std::shared_ptr<const Client> client, std::string node_name, HostAttributionOptions host = {});
+    ~ClientAttribution() override;
     [[nodiscard]] metrics::FlowLabels flow(const flow_key& key) const override;
     [[nodiscard]] std::vector<metrics::LocalPod> localPods() const override;
     [[nodiscard]] bool synced() const override;
+    [[nodiscard]] bool kubernetes() const override { return true; }
+    [[nodiscard]] std::optional<metrics::ContainerLabels> container(std::uint64_t cgroup_id) const override;
+    [[nodiscard]] std::vector<metrics::InterfaceLink> interfaceLinks() const override;
+    [[nodiscard]] std::vector<metrics::WorkloadRef> workloads() const override;
+    [[nodiscard]] std::string healthMetrics() const override;
 
 private:
     std::shared_ptr<const Client> client_;
     std::string node_name_;
 };
+
+// netprobe_k8s_* health series of a client (pure over the statuses and store sizes):
+// watch restarts, relists, 410s, failures, events, bookmarks per resource; synced and
+// last-sync time per resource; objects per kind.
+struct ClientHealth {
+    std::vector<WatchStatus> resources;
+    std::size_t pods = 0, services = 0, endpointslices = 0;
+};
+[[nodiscard]] ClientHealth clientHealth(const Client& client);
+[[nodiscard]] std::string renderClientHealth(const ClientHealth& h);
 
 }  // namespace netprobe::k8s

@@ -42,6 +42,8 @@ struct WatchStatus {
     std::uint64_t gone = 0;        // 410 Gone answers (status or ERROR event)
     std::uint64_t failures = 0;    // failed requests and dropped streams
     std::string last_error;
+    // last successful list, watch event or bookmark, or cleanly ended watch (epoch: never)
+    std::chrono::system_clock::time_point last_sync{};
 };
 
 namespace detail {

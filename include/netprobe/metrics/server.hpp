@@ -31,10 +31,12 @@ struct ServerConfig {
     RenderOptions render;
     std::size_t default_flow_limit = 100;   // /api/v1/flows without ?limit=
     std::size_t max_flow_limit = 10000;     // largest ?limit= accepted
-    // Pod/Service attribution (Kubernetes); null: flows carry no attribution fields,
+    // Pod/Service attribution (Kubernetes), or host-only attribution (containers by
+    // cgroup, namespaces by veth: Attribution::kubernetes() false); null: none of it,
     // /api/v1/pods answers enabled=false and no netprobe_pod_* series are exported.
     std::shared_ptr<const Attribution> attribution;
     PodMetricsOptions pod_metrics;
+    WorkloadMetricsOptions workload_metrics;
 };
 
 [[nodiscard]] ServerConfig DefaultServerConfig();

@@ -1,0 +1,156 @@
+// Real kernel (root): host-side veths and their peer namespaces read over rtnetlink
+// (listPeerLinksResolved) compared with iproute2's view of the same links; and
+// HostAttribution resolving a cgroup created after it started (a lookup miss walks the
+// hierarchy again). Every netns, veth and cgroup is removed even when a check fails.
+#include <gtest/gtest.h>
+
+#include <netprobe/k8s/attribution.hpp>
+#include <netprobe/k8s/netns.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+using namespace netprobe;
+using namespace netprobe::k8s;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string sh(const std::string& cmd, int* status = nullptr) {
+    std::string out;
+    if (FILE* p = ::popen((cmd + " 2>/dev/null").c_str(), "r")) {
+        char buf[4096];
+        std::size_t n;
+        while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+        int rc = ::pclose(p);
+        if (status) *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    }
+    return out;
+}
+
+// A namespace with a veth whose peer (eth0) holds 198.18.<x>.2/24 and fd6e:7072:<x>::2/64.
+class VethNetns {
+public:
+    VethNetns() {
+        const auto pid = std::to_string(::getpid() % 100000);
+        ns_ = "npk" + pid;
+        host_ = "npkh" + pid;
+        const auto x = std::to_string(::getpid() % 250);
+        v4_ = "198.18." + x + ".2";
+        v6_ = "fd6e:7072:" + x + "::2";
+        ok_ = run("ip netns add " + ns_) && run("ip link add " + host_ + " type veth peer name eth0 netns " + ns_) &&
+              run("ip -n " + ns_ + " addr add " + v4_ + "/24 dev eth0") &&
+              run("ip -n " + ns_ + " addr add " + v6_ + "/64 dev eth0 nodad") &&
+              run("ip -n " + ns_ + " link set eth0 up") && run("ip link set " + host_ + " up");
+    }
+    ~VethNetns() {
+        sh("ip link del " + host_);
+        sh("ip netns del " + ns_);
+    }
+    bool ok() const { return ok_; }
+    const std::string& ns() const { return ns_; }
+    const std::string& host() const { return host_; }
+    const std::string& v4() const { return v4_; }
+    const std::string& v6() const { return v6_; }
+
+private:
+    static bool run(const std::string& cmd) {
+        int st = -1;
+        sh(cmd, &st);
+        return st == 0;
+    }
+    std::string ns_, host_, v4_, v6_;
+    bool ok_ = false;
+};
+
+}  // namespace
+
+TEST(HostAttributionReal, VethPeerMatchesIproute2) {
+    if (::geteuid() != 0) FAIL() << "needs root (make test runs as root)";
+    VethNetns v;
+    ASSERT_TRUE(v.ok()) << "could not create the test namespace/veth";
+    auto links = listPeerLinksResolved();
+    ASSERT_TRUE(links) << links.error().what();
+    const metrics::InterfaceLink* mine = nullptr;
+    for (const auto& l : *links)
+        if (l.name == v.host()) mine = &l;
+    ASSERT_NE(mine, nullptr) << v.host() << " not listed";
+
+    // oracle: iproute2
+    auto host = nlohmann::json::parse(sh("ip -j -d link show dev " + v.host()))[0];
+    EXPECT_EQ(mine->ifindex, host["ifindex"].get<std::uint32_t>());
+    EXPECT_EQ(mine->kind, "veth");
+    EXPECT_EQ(mine->link_netnsid, host["link_netnsid"].get<int>());
+    auto peer = nlohmann::json::parse(sh("ip -j -n " + v.ns() + " link show dev eth0"))[0];
+    EXPECT_EQ(mine->peer_ifindex, peer["ifindex"].get<std::uint32_t>());
+    EXPECT_EQ(mine->peer_name, "eth0");
+    std::vector<std::string> want;
+    const auto addr_doc = nlohmann::json::parse(sh("ip -j -n " + v.ns() + " addr show dev eth0"));
+    for (const auto& a : addr_doc[0]["addr_info"])
+        want.push_back(a["local"].get<std::string>());
+    std::vector<std::string> got;
+    for (const auto& a : mine->peer_addresses) got.push_back(util::formatAddr(a));
+    std::sort(want.begin(), want.end());
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, want);
+    EXPECT_NE(std::find(got.begin(), got.end(), v.v4()), got.end());
+    EXPECT_NE(std::find(got.begin(), got.end(), v.v6()), got.end());
+
+    // the namespace: its /run/netns file's inode, and iproute2's id for it
+    struct stat st{};
+    ASSERT_EQ(::stat(("/run/netns/" + v.ns()).c_str(), &st), 0);
+    EXPECT_EQ(mine->peer_netns_inode, static_cast<std::uint32_t>(st.st_ino));
+    EXPECT_EQ(mine->peer_netns_name, v.ns());
+    bool id_seen = false;
+    const auto ids = nlohmann::json::parse(sh("ip -j netns list-id"));
+    for (const auto& e : ids) {
+        if (e.value("name", "") != v.ns()) continue;
+        EXPECT_EQ(e["nsid"].get<int>(), mine->link_netnsid);
+        id_seen = true;
+    }
+    EXPECT_TRUE(id_seen) << "ip netns list-id does not show " << v.ns();
+
+    // the same through HostAttribution (synchronous refresh, no thread)
+    HostAttribution ha({.background = false});
+    ha.refreshLinks();
+    bool listed = false;
+    for (const auto& l : ha.interfaceLinks()) listed = listed || l.name == v.host();
+    EXPECT_TRUE(listed);
+    EXPECT_FALSE(ha.kubernetes());
+}
+
+TEST(HostAttributionReal, ResolvesACgroupCreatedLater) {
+    if (::geteuid() != 0) FAIL() << "needs root (make test runs as root)";
+    auto mount = cgroup2Mount();
+    if (!mount) FAIL() << "no cgroup v2 mount: " << mount.error().what();
+    HostAttribution ha({.cgroup_mount = *mount, .min_cgroup_refresh = std::chrono::milliseconds(0), .background = false});
+    const std::string id(64, 'c');
+    const std::string uid = "22222222-3333-4444-5555-666666666666";
+    fs::path top = fs::path(*mount) / ("netprobe-ha-" + std::to_string(::getpid()));
+    fs::path leaf = top / "kubepods" / "burstable" / ("pod" + uid) / id;
+    struct Cleanup {
+        fs::path top, leaf;
+        ~Cleanup() {
+            for (auto p = leaf; p.string().size() >= top.string().size(); p = p.parent_path()) ::rmdir(p.c_str());
+        }
+    } cleanup{top, leaf};
+    std::error_code ec;
+    fs::create_directories(leaf, ec);
+    ASSERT_FALSE(ec) << ec.message();
+    struct stat st{};
+    ASSERT_EQ(::stat(leaf.c_str(), &st), 0);
+    auto c = ha.container(st.st_ino);  // not in the first walk: the miss walks again
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->container_id, id);
+    EXPECT_EQ(c->pod_uid, uid);
+    EXPECT_EQ(c->cgroup_path, "/" + fs::relative(leaf, *mount).string());
+    EXPECT_TRUE(c->pod.empty());  // no Kubernetes API
+    EXPECT_FALSE(ha.container(0));
+    EXPECT_FALSE(ha.container(~0ULL));
+}

@@ -1,0 +1,345 @@
+// Container and network-namespace attribution in the pure exports: container fields of
+// /api/v1/connections and /api/v1/flows (5-tuple match with connection records), veth
+// peers on /api/v1/interfaces, host_interfaces on /api/v1/pods, the workload-to-workload
+// counters (dedup across hook points, "external", stale pairs, budget, promtool) and
+// the --workload-metrics options.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include <netprobe/metrics/attribution.hpp>
+
+#include "export/json_api.hpp"
+#include "options.hpp"
+#include "promtool_check.hpp"
+#include "test_flows.hpp"
+
+using netprobe::testing::makeKey;
+using namespace netprobe;
+using nlohmann::json;
+
+namespace {
+
+const std::string kCid = std::string(64, 'a');
+const std::string kCid2 = std::string(64, 'b');
+const std::string kUid = "0d1c2b3a-4e5f-6a7b-8c9d-0e1f2a3b4c5d";
+
+struct PodDef {
+    std::string ns, name, workload, ip;
+};
+
+// An attribution over fixed data: cgroup ids 100 (container kCid of pod kUid) and 200
+// (kCid2, no pod), 1 = the root cgroup (no container); one veth with a peer; pods by IP.
+class FakeAttribution final : public metrics::Attribution {
+public:
+    std::vector<PodDef> pods;
+    bool k8s = true;
+    mutable int container_lookups = 0;
+
+    metrics::FlowLabels flow(const flow_key& k) const override {
+        metrics::FlowLabels l;
+        for (const auto& p : pods) {
+            auto ip = *util::parseAddr(p.ip);
+            if (std::bit_cast<util::Addr16>(k.src_ip) == ip) l.src_namespace = p.ns, l.src_pod = p.name, l.src_workload = p.workload;
+            if (std::bit_cast<util::Addr16>(k.dst_ip) == ip) l.dst_namespace = p.ns, l.dst_pod = p.name, l.dst_workload = p.workload;
+        }
+        return l;
+    }
+    std::vector<metrics::LocalPod> localPods() const override { return {}; }
+    bool synced() const override { return true; }
+    bool kubernetes() const override { return k8s; }
+    std::optional<metrics::ContainerLabels> container(std::uint64_t id) const override {
+        ++container_lookups;
+        if (id == 100) return metrics::ContainerLabels{"/kubepods/besteffort/pod" + kUid + "/" + kCid, kCid, kUid, "shop", "web-1", "web"};
+        if (id == 200) return metrics::ContainerLabels{"/system.slice/docker-" + kCid2 + ".scope", kCid2, "", "", "", ""};
+        if (id == 1) return metrics::ContainerLabels{"/", "", "", "", "", ""};
+        return std::nullopt;
+    }
+    std::vector<metrics::InterfaceLink> interfaceLinks() const override {
+        metrics::InterfaceLink l;
+        l.ifindex = 7;
+        l.name = "veth7";
+        l.kind = "veth";
+        l.link_netnsid = 3;
+        l.peer_ifindex = 2;
+        l.peer_name = "eth0";
+        l.peer_netns_inode = 4026532999;
+        l.peer_netns_name = "pod-a";
+        l.peer_addresses = {*util::parseAddr("198.18.5.2")};
+        l.pod_namespace = "shop";
+        l.pod_name = "web-1";
+        l.pod_uid = kUid;
+        return {l};
+    }
+    std::vector<metrics::WorkloadRef> workloads() const override {
+        std::vector<metrics::WorkloadRef> out;
+        for (const auto& p : pods) out.push_back({p.ns, p.workload});
+        return out;
+    }
+};
+
+ebpf::Connection conn(const std::string& src, std::uint16_t sport, const std::string& dst, std::uint16_t dport,
+                      std::uint64_t cgroup, std::uint32_t netns = 4026531840) {
+    ebpf::Connection c;
+    c.src_ip = *util::parseAddr(src);
+    c.dst_ip = *util::parseAddr(dst);
+    c.src_port = sport;
+    c.dst_port = dport;
+    c.family = 4;
+    c.tcp_state = 1;
+    c.cgroup_id = cgroup;
+    c.netns = netns;
+    return c;
+}
+
+collector::FlowRecord flowRec(const std::string& src, std::uint16_t sport, const std::string& dst, std::uint16_t dport,
+                              std::uint8_t proto, std::uint64_t pkts, std::uint64_t bytes, std::uint32_t ifindex = 7) {
+    collector::FlowRecord f;
+    f.key = makeKey(src, dst, sport, dport, proto, ifindex, NP_DIR_INGRESS);
+    f.interface = "veth" + std::to_string(ifindex);
+    f.packets = f.interval_packets = pkts;
+    f.bytes = f.interval_bytes = bytes;
+    return f;
+}
+
+collector::Snapshot snapWithConnections() {
+    collector::Snapshot s;
+    s.sequence = 1;
+    auto st = std::make_shared<ebpf::StackStats>();
+    st->features.connections = true;
+    // client (root cgroup, host netns) -> server in container 100 (netns of veth7's peer)
+    st->connections.push_back(conn("198.18.5.1", 40000, "198.18.5.2", 8080, 1));
+    st->connections.push_back(conn("198.18.5.2", 8080, "198.18.5.1", 40000, 100, 4026532999));
+    // docker container 200 talking to an outside address
+    st->connections.push_back(conn("198.18.6.2", 50000, "198.18.9.9", 443, 200));
+    // unknown cgroup
+    st->connections.push_back(conn("198.18.6.3", 50001, "198.18.9.9", 443, 999));
+    s.stack = st;
+    s.flows.push_back(flowRec("198.18.5.1", 40000, "198.18.5.2", 8080, 6, 5, 500));
+    s.flows.push_back(flowRec("198.18.5.2", 8080, "198.18.5.1", 40000, 6, 4, 300));
+    s.flows.push_back(flowRec("198.18.6.2", 50000, "198.18.9.9", 443, 6, 3, 200));
+    s.flows.push_back(flowRec("198.18.6.2", 50000, "198.18.9.9", 443, 17, 3, 200));  // UDP: no connection
+    s.flows.push_back(flowRec("198.18.7.1", 1, "198.18.7.2", 2, 6, 1, 60));          // no record
+    return s;
+}
+
+std::map<std::string, json> flowsBy(const json& doc) {
+    std::map<std::string, json> out;
+    for (const auto& f : doc["flows"])
+        out[f["src_ip"].get<std::string>() + ">" + f["dst_ip"].get<std::string>() + "/" + f["protocol"].get<std::string>()] = f;
+    return out;
+}
+
+}  // namespace
+
+TEST(ConnectionsContainers, FieldsFromTheCgroup) {
+    FakeAttribution attr;
+    auto s = snapWithConnections();
+    auto doc = metrics::connectionsJson(s, *metrics::parseConnectionQuery({}, 100, 1000), &attr);
+    ASSERT_EQ(doc["connections"].size(), 4u);
+    const auto& client = doc["connections"][0];
+    EXPECT_EQ(client["cgroup_path"], "/");
+    EXPECT_FALSE(client.contains("container_id"));
+    EXPECT_FALSE(client.contains("pod_uid"));
+    EXPECT_FALSE(client.contains("host_interface"));  // host namespace: no veth leads there
+    const auto& server = doc["connections"][1];
+    EXPECT_EQ(server["container_id"], kCid);
+    EXPECT_EQ(server["pod_uid"], kUid);
+    EXPECT_EQ(server["namespace"], "shop");
+    EXPECT_EQ(server["pod"], "web-1");
+    EXPECT_EQ(server["workload"], "web");
+    EXPECT_EQ(server["host_interface"], "veth7");  // its netns is veth7's peer namespace
+    const auto& docker = doc["connections"][2];
+    EXPECT_EQ(docker["container_id"], kCid2);
+    EXPECT_FALSE(docker.contains("pod_uid"));
+    EXPECT_FALSE(docker.contains("pod"));
+    const auto& unknown = doc["connections"][3];
+    EXPECT_FALSE(unknown.contains("cgroup_path"));
+    EXPECT_FALSE(unknown.contains("container_id"));
+    EXPECT_EQ(unknown["cgroup_id"], 999);
+    EXPECT_EQ(attr.container_lookups, 4);  // one per distinct cgroup id
+    // without an attribution: only the id
+    auto bare = metrics::connectionsJson(s, *metrics::parseConnectionQuery({}, 100, 1000));
+    EXPECT_FALSE(bare["connections"][1].contains("container_id"));
+    EXPECT_EQ(bare["connections"][1]["cgroup_id"], 100);
+}
+
+TEST(FlowsContainers, MatchedByFiveTuple) {
+    FakeAttribution attr;
+    auto doc = json::parse(metrics::flowsJson(snapWithConnections(), metrics::FlowQuery{}, &attr));
+    auto by = flowsBy(doc);
+    ASSERT_EQ(by.size(), 5u);
+    // client -> server: the sender is in the root cgroup (no container), the receiver in kCid
+    const auto& req = by.at("198.18.5.1>198.18.5.2/tcp");
+    EXPECT_EQ(req["container_id"], kCid);
+    EXPECT_FALSE(req.contains("src_container_id"));
+    EXPECT_EQ(req["dst_container_id"], kCid);
+    EXPECT_EQ(req["dst_pod_uid"], kUid);
+    const auto& resp = by.at("198.18.5.2>198.18.5.1/tcp");
+    EXPECT_EQ(resp["container_id"], kCid);
+    EXPECT_EQ(resp["src_container_id"], kCid);
+    EXPECT_EQ(resp["src_pod_uid"], kUid);
+    EXPECT_FALSE(resp.contains("dst_container_id"));
+    const auto& docker = by.at("198.18.6.2>198.18.9.9/tcp");
+    EXPECT_EQ(docker["src_container_id"], kCid2);
+    EXPECT_FALSE(docker.contains("src_pod_uid"));
+    for (const char* k : {"198.18.6.2>198.18.9.9/udp", "198.18.7.1>198.18.7.2/tcp"}) {
+        EXPECT_FALSE(by.at(k).contains("container_id")) << k;
+        EXPECT_FALSE(by.at(k).contains("src_container_id")) << k;
+    }
+    // no attribution, or no stack monitor: no container fields
+    auto bare = flowsBy(json::parse(metrics::flowsJson(snapWithConnections(), metrics::FlowQuery{})));
+    EXPECT_FALSE(bare.at("198.18.5.1>198.18.5.2/tcp").contains("container_id"));
+    auto nostack = snapWithConnections();
+    nostack.stack.reset();
+    auto ns = flowsBy(json::parse(metrics::flowsJson(nostack, metrics::FlowQuery{}, &attr)));
+    EXPECT_FALSE(ns.at("198.18.5.1>198.18.5.2/tcp").contains("container_id"));
+}
+
+TEST(InterfacesPeer, VethPeerNamespaceAndPod) {
+    FakeAttribution attr;
+    collector::Snapshot s;
+    collector::InterfaceStats a, b;
+    a.name = "veth7";
+    a.index = 7;
+    b.name = "eth9";
+    b.index = 9;
+    s.interfaces = {b, a};
+    auto doc = metrics::interfacesJson(s, &attr);
+    std::map<std::string, json> by;
+    for (const auto& i : doc["interfaces"]) by[i["name"].get<std::string>()] = i;
+    const auto& p = by.at("veth7")["peer"];
+    EXPECT_EQ(p["kind"], "veth");
+    EXPECT_EQ(p["netnsid"], 3);
+    EXPECT_EQ(p["netns_inode"], 4026532999u);
+    EXPECT_EQ(p["netns_name"], "pod-a");
+    EXPECT_EQ(p["ifindex"], 2);
+    EXPECT_EQ(p["name"], "eth0");
+    EXPECT_EQ(p["addresses"], json::array({"198.18.5.2"}));
+    EXPECT_EQ(p["pod_namespace"], "shop");
+    EXPECT_EQ(p["pod"], "web-1");
+    EXPECT_EQ(p["pod_uid"], kUid);
+    EXPECT_TRUE(by.at("eth9")["peer"].is_null());
+    // an interface renamed/reused under the same index is not matched
+    s.interfaces[1].name = "other";
+    auto doc2 = metrics::interfacesJson(s, &attr);
+    for (const auto& i : doc2["interfaces"]) EXPECT_TRUE(i["peer"].is_null());
+    // without an attribution: no peer field at all
+    auto bare = metrics::interfacesJson(s);
+    for (const auto& i : bare["interfaces"]) EXPECT_FALSE(i.contains("peer"));
+}
+
+TEST(PodsJson, HostInterfaces) {
+    metrics::LocalPod p;
+    p.ns = "shop";
+    p.name = "web-1";
+    p.uid = kUid;
+    p.host_interfaces = {"veth7"};
+    std::vector<metrics::LocalPod> pods{p};
+    collector::Snapshot s;
+    auto doc = json::parse(metrics::podsJson(s, metrics::podTraffic(s, pods), true, true));
+    EXPECT_EQ(doc["pods"][0]["host_interfaces"], json::array({"veth7"}));
+}
+
+namespace {
+
+collector::Snapshot workloadSnap(std::uint64_t seq) {
+    collector::Snapshot s;
+    s.sequence = seq;
+    // ui -> web seen on two veths (one packet stream), web -> ui, ui -> outside, outside -> outside
+    s.flows.push_back(flowRec("10.244.0.5", 40000, "10.244.0.6", 8080, 6, 10, 5000, 2));
+    s.flows.push_back(flowRec("10.244.0.5", 40000, "10.244.0.6", 8080, 6, 10, 5000, 3));
+    s.flows.push_back(flowRec("10.244.0.6", 8080, "10.244.0.5", 40000, 6, 4, 800, 3));
+    s.flows.push_back(flowRec("10.244.0.5", 40001, "192.0.2.9", 443, 6, 2, 100, 2));
+    s.flows.push_back(flowRec("192.0.2.1", 1, "192.0.2.2", 2, 6, 7, 7000, 1));
+    return s;
+}
+
+std::map<std::string, std::uint64_t> bytesByPair(const std::vector<metrics::WorkloadTraffic>& t) {
+    std::map<std::string, std::uint64_t> out;
+    for (const auto& w : t)
+        out[w.pair.src.ns + "/" + w.pair.src.name + ">" + w.pair.dst.ns + "/" + w.pair.dst.name] = w.bytes;
+    return out;
+}
+
+}  // namespace
+
+TEST(WorkloadCounters, CountsPairsOnceAndMonotonically) {
+    FakeAttribution attr;
+    attr.pods = {{"frontend", "ui-1", "ui", "10.244.0.5"}, {"shop", "web-1", "web", "10.244.0.6"}};
+    metrics::WorkloadCounters wc;
+    wc.observe(workloadSnap(1), attr);
+    auto b = bytesByPair(wc.traffic());
+    EXPECT_EQ(b, (std::map<std::string, std::uint64_t>{{"frontend/ui>shop/web", 5000},
+                                                       {"shop/web>frontend/ui", 800},
+                                                       {"frontend/ui>/external", 100}}));
+    wc.observe(workloadSnap(1), attr);  // the same collection again: not counted twice
+    EXPECT_EQ(bytesByPair(wc.traffic())["frontend/ui>shop/web"], 5000u);
+    wc.observe(workloadSnap(2), attr);
+    EXPECT_EQ(bytesByPair(wc.traffic())["frontend/ui>shop/web"], 10000u);
+    auto empty = workloadSnap(3);
+    empty.flows.clear();  // flows expired: the totals stay
+    wc.observe(empty, attr);
+    EXPECT_EQ(bytesByPair(wc.traffic())["frontend/ui>shop/web"], 10000u);
+    for (const auto& t : wc.traffic())
+        if (t.pair.dst.name == "web") {
+            EXPECT_EQ(t.packets, 20u);
+        }
+}
+
+TEST(WorkloadCounters, PairsOfAGoneWorkloadDisappear) {
+    FakeAttribution attr;
+    attr.pods = {{"frontend", "ui-1", "ui", "10.244.0.5"}, {"shop", "web-1", "web", "10.244.0.6"}};
+    metrics::WorkloadCounters wc;
+    wc.observe(workloadSnap(1), attr);
+    ASSERT_EQ(wc.traffic().size(), 3u);
+    attr.pods.pop_back();  // every web pod is gone
+    auto s = workloadSnap(2);
+    s.flows.clear();
+    wc.observe(s, attr);
+    EXPECT_EQ(bytesByPair(wc.traffic()), (std::map<std::string, std::uint64_t>{{"frontend/ui>/external", 100}}));
+}
+
+TEST(WorkloadMetrics, BudgetOtherAndPromtool) {
+    std::vector<metrics::WorkloadTraffic> t;
+    for (int i = 0; i < 5; ++i)
+        t.push_back({{{"ns", "src" + std::to_string(i)}, {"ns", "dst"}}, static_cast<std::uint64_t>(i + 1),
+                     static_cast<std::uint64_t>((i + 1) * 100)});
+    auto text = metrics::renderWorkloadMetrics(t, {true, 3});
+    // the 3 largest pairs by bytes, the rest (src0, src1: 300 bytes, 3 packets) as "other"
+    EXPECT_NE(text.find("netprobe_workload_traffic_bytes_total{src_namespace=\"ns\",src_workload=\"src4\",dst_namespace=\"ns\",dst_workload=\"dst\"} 500"),
+              std::string::npos) << text;
+    EXPECT_EQ(text.find("src_workload=\"src1\""), std::string::npos) << text;
+    EXPECT_NE(text.find("netprobe_workload_traffic_bytes_total{src_namespace=\"other\",src_workload=\"other\",dst_namespace=\"other\",dst_workload=\"other\"} 300"),
+              std::string::npos) << text;
+    EXPECT_NE(text.find("netprobe_workload_traffic_packets_total{src_namespace=\"other\",src_workload=\"other\",dst_namespace=\"other\",dst_workload=\"other\"} 3"),
+              std::string::npos) << text;
+    auto r = netprobe::testing::promtoolCheckMetrics(text);
+    EXPECT_EQ(r.exit_status, 0) << r.output;
+    EXPECT_EQ(r.output, "");
+    EXPECT_EQ(metrics::renderWorkloadMetrics(t, {false, 3}), "");
+    // within the budget: no "other" series
+    EXPECT_EQ(metrics::renderWorkloadMetrics(t, {true, 5}).find("src_workload=\"other\""), std::string::npos);
+}
+
+TEST(WorkloadOptions, Parse) {
+    auto parse = [](std::vector<const char*> args) {
+        args.insert(args.begin(), "netprobe-agent");
+        return netprobe::agent::parseOptions(static_cast<int>(args.size()), args.data(), nullptr);
+    };
+    auto d = parse({});
+    ASSERT_TRUE(d.run);
+    EXPECT_TRUE(d.options.workload_metrics);
+    EXPECT_EQ(d.options.workload_metrics_limit, 500u);
+    auto off = parse({"--workload-metrics=off", "--workload-metrics-limit=7"});
+    ASSERT_TRUE(off.run) << off.output;
+    EXPECT_FALSE(off.options.workload_metrics);
+    EXPECT_EQ(off.options.workload_metrics_limit, 7u);
+    auto bad = parse({"--workload-metrics=maybe"});
+    EXPECT_FALSE(bad.run);
+    EXPECT_NE(bad.output.find("--workload-metrics"), std::string::npos) << bad.output;
+    auto big = parse({"--workload-metrics-limit=100001"});
+    EXPECT_FALSE(big.run);
+    EXPECT_NE(big.output.find("--workload-metrics-limit"), std::string::npos) << big.output;
+}
