@@ -5,6 +5,8 @@
 #include <charconv>
 #include <cstring>
 #include <ctime>
+#include <set>
+#include <tuple>
 
 #include "netprobe/ebpf/types.hpp"
 
@@ -453,6 +455,111 @@ nlohmann::json connectionsJson(const collector::Snapshot& s, const ConnectionQue
             {"total", total},
             {"returned", arr.size()},
             {"connections", std::move(arr)}};
+}
+
+nlohmann::json containersJson(const collector::Snapshot& s, const Attribution* attribution) {
+    const bool enabled = attribution && s.stack && s.stack->features.connections;
+    struct Entry {
+        ContainerLabels labels;
+        std::set<std::uint64_t> cgroups;
+        std::set<std::string> paths;
+        std::set<std::uint32_t> netns;
+        std::uint64_t open = 0, closed = 0;
+        std::uint64_t tx_packets = 0, tx_bytes = 0, rx_packets = 0, rx_bytes = 0;
+    };
+    std::map<std::string, Entry> by_id;                 // container id -> entry
+    std::map<std::uint64_t, std::string> container_of;  // cgroup id -> container id ("" = none)
+    if (enabled) {
+        for (const auto& c : s.stack->connections) {
+            if (!c.cgroup_id) continue;
+            auto it = container_of.find(c.cgroup_id);
+            if (it == container_of.end()) {
+                auto l = attribution->container(c.cgroup_id);
+                std::string id = l && !l->container_id.empty() ? l->container_id : "";
+                if (!id.empty()) {
+                    auto& e = by_id[id];
+                    if (e.labels.container_id.empty() || (e.labels.pod.empty() && !l->pod.empty())) e.labels = *l;
+                    e.cgroups.insert(c.cgroup_id);
+                    e.paths.insert(l->cgroup_path);
+                }
+                it = container_of.emplace(c.cgroup_id, id).first;
+            }
+            if (it->second.empty()) continue;
+            auto& e = by_id[it->second];
+            (c.open ? e.open : e.closed) += 1;
+            e.netns.insert(c.netns);
+        }
+    }
+    if (!by_id.empty()) {
+        ConnectionIndex conns(s);
+        struct Obs {
+            std::uint64_t packets = 0, bytes = 0;
+            std::string src, dst;  // container ids
+        };
+        std::map<std::tuple<util::Addr16, util::Addr16, std::uint16_t, std::uint16_t>, Obs> tuples;
+        auto containerOfCgroup = [&](std::uint64_t cg) -> std::string {
+            auto it = container_of.find(cg);
+            return it == container_of.end() ? std::string() : it->second;
+        };
+        for (const auto& f : s.flows) {
+            if (f.key.proto != 6) continue;
+            const auto src = addrOf(f.key.src_ip), dst = addrOf(f.key.dst_ip);
+            auto& o = tuples[{src, dst, f.key.src_port, f.key.dst_port}];
+            if (o.packets == 0 && o.bytes == 0) {
+                o.src = containerOfCgroup(conns.cgroupOf(src, f.key.src_port, dst, f.key.dst_port));
+                o.dst = containerOfCgroup(conns.cgroupOf(dst, f.key.dst_port, src, f.key.src_port));
+            }
+            o.packets = std::max(o.packets, f.packets);
+            o.bytes = std::max(o.bytes, f.bytes);
+        }
+        for (const auto& [t, o] : tuples) {
+            if (auto it = by_id.find(o.src); !o.src.empty() && it != by_id.end()) {
+                it->second.tx_packets += o.packets;
+                it->second.tx_bytes += o.bytes;
+            }
+            if (auto it = by_id.find(o.dst); !o.dst.empty() && it != by_id.end()) {
+                it->second.rx_packets += o.packets;
+                it->second.rx_bytes += o.bytes;
+            }
+        }
+    }
+    std::map<std::uint32_t, std::string> veth_of_netns;
+    if (!by_id.empty())
+        for (const auto& l : attribution->interfaceLinks())
+            if (l.peer_netns_inode) veth_of_netns.emplace(l.peer_netns_inode, l.name);
+    auto arr = nlohmann::json::array();
+    for (const auto& [id, e] : by_id) {
+        auto netns = nlohmann::json::array();
+        auto veths = nlohmann::json::array();
+        for (auto n : e.netns) {
+            netns.push_back(n);
+            if (auto v = veth_of_netns.find(n); v != veth_of_netns.end()) veths.push_back(v->second);
+        }
+        nlohmann::json j = {
+            {"container_id", id},
+            {"pod_uid", e.labels.pod_uid.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.labels.pod_uid)},
+            {"cgroup_ids", e.cgroups},
+            {"cgroup_paths", e.paths},
+            {"netns", std::move(netns)},
+            {"host_interfaces", std::move(veths)},
+            {"connections_open", e.open},
+            {"connections_closed", e.closed},
+            {"tx_packets", e.tx_packets},
+            {"tx_bytes", e.tx_bytes},
+            {"rx_packets", e.rx_packets},
+            {"rx_bytes", e.rx_bytes},
+        };
+        if (!e.labels.pod.empty()) {
+            j["namespace"] = e.labels.ns;
+            j["pod"] = e.labels.pod;
+            j["workload"] = e.labels.workload;
+        }
+        arr.push_back(std::move(j));
+    }
+    return {{"collected_at", rfc3339(s.taken_at)},
+            {"enabled", enabled},
+            {"total", arr.size()},
+            {"containers", std::move(arr)}};
 }
 
 }  // namespace netprobe::metrics

@@ -63,6 +63,13 @@ struct ConnectionQuery {
 [[nodiscard]] nlohmann::json connectionsJson(const collector::Snapshot& s, const ConnectionQuery& q,
                                              const Attribution* attribution = nullptr);
 
+// /api/v1/containers: the containers behind the connection records (by cgroup id,
+// grouped by container id), with their connections, network namespaces, host veths and
+// the traffic of the TCP flows matched with their sockets (tx: the container's socket
+// sent, rx: received; one observation per 5-tuple, of the flows currently tracked).
+// enabled: false without an attribution or the stack monitor's connection records.
+[[nodiscard]] nlohmann::json containersJson(const collector::Snapshot& s, const Attribution* attribution);
+
 // TCP flows -> the connection records of their local sockets, for the flows' container
 // fields. A flow a->b matches the record whose local end is a (the sender's socket) and
 // the record whose local end is b (the receiver's), whichever the node has.

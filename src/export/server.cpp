@@ -134,6 +134,12 @@ Result<void> Server::start(collector::TCCollector& collector) {
         res.set_content(connectionsJson(*col->latest(), *q, cfg.attribution.get()).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                         "application/json");
     });
+    http.Get("/api/v1/containers", [col, cfg](const httplib::Request& req, httplib::Response& res) {
+        if (!req.params.empty()) return sendError(res, 400, "this endpoint takes no parameters");
+        res.set_content(containersJson(*col->latest(), cfg.attribution.get())
+                            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                        "application/json");
+    });
     http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
         res.set_content("ok\n", "text/plain");
     });
@@ -148,14 +154,15 @@ Result<void> Server::start(collector::TCCollector& collector) {
     });
     http.Get("/", [](const httplib::Request&, httplib::Response& res) {
         res.set_content(
-            "NetProbe agent\n/metrics\n/api/v1/interfaces\n/api/v1/flows\n/api/v1/connections\n/api/v1/pods\n/healthz\n"
+            "NetProbe agent\n/metrics\n/api/v1/interfaces\n/api/v1/flows\n/api/v1/connections\n/api/v1/containers\n/api/v1/pods\n/healthz\n"
             "/readyz\n", "text/plain");
     });
     auto notAllowed = [](const httplib::Request&, httplib::Response& res) {
         res.set_header("Allow", "GET");
         sendError(res, 405, "method not allowed");
     };
-    for (const char* p : {"/metrics", "/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/api/v1/pods",
+    for (const char* p : {"/metrics", "/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections",
+                          "/api/v1/containers", "/api/v1/pods",
                           "/healthz", "/readyz"}) {
         http.Post(p, notAllowed);
         http.Put(p, notAllowed);

@@ -17,7 +17,8 @@ import time
 import unittest
 
 from netprobe_e2e import PID, PREFIX, PYTHON, E2ETestCase, log, require_tools, run, unique_index, wait_for
-from test_k8s import CLIENT, NODE, SERVER, FakeApiServer, K8sTest, pod
+import test_k8s  # its helpers; importing the test class by name would run its tests here too
+from test_k8s import CLIENT, NODE, SERVER, FakeApiServer, pod
 
 SUBNET = f"198.18.{(PID + 97) % 250}"
 IP_UI, IP_WEB = f"{SUBNET}.21", f"{SUBNET}.22"
@@ -38,8 +39,8 @@ def cgroup2_mount() -> str:
 
 
 class ContainersBase(E2ETestCase):
-    make_bridge = K8sTest.make_bridge
-    make_pod_netns = K8sTest.make_pod_netns
+    make_bridge = test_k8s.K8sTest.make_bridge
+    make_pod_netns = test_k8s.K8sTest.make_pod_netns
 
     def make_cgroup(self, rel: str) -> str:
         """Creates <v2 mount>/<npe{pid}c{n}>/<rel>; cleanup kills its processes and removes it."""
@@ -173,6 +174,34 @@ class ContainersWithoutKubernetes(ContainersBase):
         for f in back:
             self.assertEqual((f["container_id"], f["src_container_id"], f["dst_container_id"]), (CID_WEB, CID_WEB, CID_UI))
 
+        # /api/v1/containers: one entry per container, its records, namespace, veth and the
+        # traffic of its sockets' flows (each 5-tuple once, though seen on both veths)
+        a.wait_collections(3)
+        cont = {c["container_id"]: c for c in a.get_json("/api/v1/containers")["containers"]}
+        self.assertEqual(set(cont), {CID_WEB, CID_UI})
+        web, ui = cont[CID_WEB], cont[CID_UI]
+        self.assertEqual((web["pod_uid"], web["cgroup_ids"], web["cgroup_paths"], web["netns"], web["host_interfaces"]),
+                         (UID_WEB, [web_cg_id], [self.web_cgroup_path], [web_netns], [self.veth_web]))
+        self.assertEqual((ui["pod_uid"], ui["cgroup_ids"], ui["netns"], ui["host_interfaces"]),
+                         (UID_UI, [ui_cg_id], [ui_netns], [self.veth_ui]))
+        self.assertEqual((web["connections_open"], web["connections_closed"]), (0, 3))
+        self.assertEqual((ui["connections_open"], ui["connections_closed"]), (0, 3))
+
+        def dedup(src, dst):
+            seen = {}
+            for f in a.flows(src_ip=src, dst_ip=dst, protocol="tcp", limit=1000)["flows"]:
+                t = (f["src_port"], f["dst_port"])
+                old = seen.get(t, (0, 0))
+                seen[t] = (max(old[0], f["packets"]), max(old[1], f["bytes"]))
+            return tuple(map(sum, zip(*seen.values())))
+
+        up, down = dedup(IP_UI, IP_WEB), dedup(IP_WEB, IP_UI)
+        self.assertGreater(up[1], 9000)
+        self.assertEqual((ui["tx_packets"], ui["tx_bytes"]), up)
+        self.assertEqual((web["rx_packets"], web["rx_bytes"]), up)
+        self.assertEqual((web["tx_packets"], web["tx_bytes"]), down)
+        self.assertEqual((ui["rx_packets"], ui["rx_bytes"]), down)
+
         # /api/v1/interfaces: the veths' peer namespaces, compared with iproute2
         ids = {e["nsid"]: e.get("name") for e in json.loads(run(["ip", "-j", "netns", "list-id"]).stdout or "[]")}
         ifs = a.interfaces()
@@ -237,6 +266,10 @@ class ContainersWithKubernetes(ContainersBase):
         for c in wait_for(attributed, 30, "server records with their pod"):
             self.assertEqual((c["namespace"], c["pod"], c["workload"]), ("shop", "web-5f7c9d-xyz12", "web"))
             self.assertEqual((c["container_id"], c["pod_uid"]), (CID_WEB, UID_WEB))
+        cont = {c["container_id"]: c for c in a.get_json("/api/v1/containers")["containers"]}
+        self.assertEqual((cont[CID_WEB]["namespace"], cont[CID_WEB]["pod"], cont[CID_WEB]["workload"]),
+                         ("shop", "web-5f7c9d-xyz12", "web"))
+        self.assertEqual((cont[CID_UI]["namespace"], cont[CID_UI]["pod"]), ("frontend", "ui-7d9f8c6b5-abcde"))
 
         # host-side veth -> pod: on /api/v1/pods and /api/v1/interfaces
         pods = {p["name"]: p for p in a.get_json("/api/v1/pods")["pods"]}

@@ -343,3 +343,50 @@ TEST(WorkloadOptions, Parse) {
     EXPECT_FALSE(big.run);
     EXPECT_NE(big.output.find("--workload-metrics-limit"), std::string::npos) << big.output;
 }
+
+TEST(ContainersJson, GroupsRecordsAndFlowsByContainer) {
+    FakeAttribution attr;
+    auto s = snapWithConnections();
+    auto doc = metrics::containersJson(s, &attr);
+    ASSERT_TRUE(doc["enabled"].get<bool>());
+    ASSERT_EQ(doc["total"], 2);  // kCid (web) and kCid2 (docker); the root and unknown cgroups are not containers
+    std::map<std::string, json> by;
+    for (const auto& c : doc["containers"]) by[c["container_id"].get<std::string>()] = c;
+    const auto& web = by.at(kCid);
+    EXPECT_EQ(web["pod_uid"], kUid);
+    EXPECT_EQ(web["namespace"], "shop");
+    EXPECT_EQ(web["pod"], "web-1");
+    EXPECT_EQ(web["workload"], "web");
+    EXPECT_EQ(web["cgroup_ids"], json::array({100}));
+    EXPECT_EQ(web["netns"], json::array({4026532999u}));
+    EXPECT_EQ(web["host_interfaces"], json::array({"veth7"}));
+    EXPECT_EQ(web["connections_open"], 1);
+    EXPECT_EQ(web["connections_closed"], 0);
+    // the server's socket received the client's flow (5 packets, 500 bytes) and sent 4/300
+    EXPECT_EQ(web["rx_packets"], 5);
+    EXPECT_EQ(web["rx_bytes"], 500);
+    EXPECT_EQ(web["tx_packets"], 4);
+    EXPECT_EQ(web["tx_bytes"], 300);
+    const auto& docker = by.at(kCid2);
+    EXPECT_TRUE(docker["pod_uid"].is_null());
+    EXPECT_FALSE(docker.contains("pod"));
+    EXPECT_EQ(docker["tx_packets"], 3);  // TCP only: the UDP flow of the same ports is not its socket's
+    EXPECT_EQ(docker["tx_bytes"], 200);
+    EXPECT_EQ(docker["rx_bytes"], 0);
+    EXPECT_EQ(docker["host_interfaces"], json::array());
+
+    // the same packets seen at two hooks count once
+    s.flows.push_back(s.flows[0]);
+    s.flows.back().key.ifindex = 9;
+    auto twice = metrics::containersJson(s, &attr);
+    for (const auto& c : twice["containers"])
+        if (c["container_id"] == kCid) {
+            EXPECT_EQ(c["rx_bytes"], 500);
+        }
+
+    EXPECT_FALSE(metrics::containersJson(s, nullptr)["enabled"].get<bool>());
+    s.stack.reset();
+    auto off = metrics::containersJson(s, &attr);
+    EXPECT_FALSE(off["enabled"].get<bool>());
+    EXPECT_EQ(off["containers"].size(), 0u);
+}
