@@ -40,7 +40,8 @@ struct np_packet {
 	__u8 frag;             /* 0 = not a fragment, 1 = first fragment, 2 = later fragment */
 	__u8 icmp_type;        /* ICMP/ICMPv6 packets (class bit set): the message type */
 	__u8 icmp_code;        /* ... and code */
-	__u8 reserved[3];
+	__u8 tcp_doff;         /* TCP header length in 32-bit words */
+	__u16 l4_off;          /* offset of the L4 header from the start of the frame */
 };
 
 #define NP_FRAG_NONE 0
@@ -90,6 +91,8 @@ static __always_inline int np_parse_l4(void *pos, __u32 off, __u32 end_off, void
 		pkt->key.src_port = bpf_ntohs(tcp->source);
 		pkt->key.dst_port = bpf_ntohs(tcp->dest);
 		pkt->tcp_flags = ((__u8 *)tcp)[13];
+		pkt->tcp_doff = tcp->doff;
+		pkt->l4_off = off;
 		return NP_MAL_NONE;
 	}
 	if (proto == NP_IPPROTO_UDP) {
@@ -112,6 +115,7 @@ static __always_inline int np_parse_l4(void *pos, __u32 off, __u32 end_off, void
 		NP_MARK(pkt, proto == NP_IPPROTO_ICMP ? NP_PROTO_ICMP : NP_PROTO_ICMPV6);
 		pkt->icmp_type = ((__u8 *)pos)[0];
 		pkt->icmp_code = ((__u8 *)pos)[1];
+		pkt->l4_off = off;
 		return NP_MAL_NONE;
 	}
 	NP_MARK(pkt, NP_PROTO_OTHER_L4);

@@ -7,9 +7,11 @@
 #include <netprobe/abi.h>
 #include "parse.h"
 #include "maps.h"
+#include "security.h"
 
 #define NP_TC_ACT_UNSPEC (-1) /* tcx: continue with the next program; clsact: default action */
 #define NP_XDP_PASS 2
+#define NP_XDP_DROP 1
 #define NP_PULL_MAX 512
 
 /* Set by user space before load. */
@@ -109,8 +111,12 @@ static __always_inline void np_account_flow(struct np_packet *pkt, __u64 len)
 			return;
 		}
 	}
-	if (err)
+	if (err) {
 		np_count_map_error(NP_MAP_FLOW_STATS);
+		return;
+	}
+	if (np_enable_security)
+		np_sec_new_flow(pkt, len);
 }
 
 /* Parse the skb into pkt. A global (non-inlined) function: the verifier checks it
@@ -167,8 +173,14 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir)
 			.code = pkt.icmp_code,
 		};
 		np_counter_add(&icmp_stats, &ik, len, NP_MAP_ICMP_STATS);
+		if (np_enable_security && np_is_icmp_unreachable(&pkt))
+			np_sec_icmp_error(skb, &pkt, (__u32)len);
 	}
-	if (!np_enable_flows || !pkt.has_l3)
+	if (!pkt.has_l3)
+		return NP_TC_ACT_UNSPEC;
+	if (np_enable_security)
+		np_host_account(&pkt, dir, len);
+	if (!np_enable_flows)
 		return NP_TC_ACT_UNSPEC;
 
 	if (pkt.frag != NP_FRAG_NONE)
@@ -198,6 +210,8 @@ int netprobe_xdp(struct xdp_md *ctx)
 	__u64 len = (__u64)(ctx->data_end - ctx->data);
 	np_device_add(&xdp_device_stats, &xdp_device_stats_hi, ifindex, NP_DIR_INGRESS, 1, len,
 		      NP_MAP_XDP_DEVICE_STATS);
+	if (np_mitigate != NP_MITIGATE_OFF && np_xdp_blocked(ctx, len))
+		return NP_XDP_DROP;
 	return NP_XDP_PASS;
 }
 

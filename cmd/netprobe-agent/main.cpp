@@ -22,6 +22,7 @@
 #include <netprobe/k8s/client.hpp>
 #include <netprobe/k8s/config.hpp>
 #include <netprobe/metrics/server.hpp>
+#include <netprobe/security/monitor.hpp>
 #include <netprobe/util/capabilities.hpp>
 #include <netprobe/util/duration.hpp>
 #include <netprobe/util/logging.hpp>
@@ -70,6 +71,19 @@ std::expected<std::optional<netprobe::k8s::ClusterConfig>, std::string> kubernet
     return std::nullopt;
 }
 
+// Security configuration: defaults, then --security-config, then the flags.
+std::expected<netprobe::security::SecurityConfig, std::string> securityConfig(const AgentOptions& o) {
+    netprobe::security::SecurityConfig c;
+    if (!o.security_config.empty()) {
+        if (auto r = netprobe::security::loadSecurityConfig(o.security_config, c); !r)
+            return std::unexpected("--security-config: " + r.error().what());
+    }
+    if (!o.security) c.enabled = false;
+    if (!o.mitigate.empty()) c.mitigate = *netprobe::security::parseMitigationMode(o.mitigate);
+    if (!c.enabled) c.mitigate = netprobe::security::MitigationMode::Off;
+    return c;
+}
+
 bool wanted(const AgentOptions& o, const netprobe::ebpf::InterfaceInfo& i) {
     if (!o.interfaces.empty()) return std::find(o.interfaces.begin(), o.interfaces.end(), i.name) != o.interfaces.end();
     return i.up && !i.loopback;
@@ -101,6 +115,10 @@ public:
         mo.xdp_mode = opts_.xdp_mode;
         mo.tc_mode = opts_.tc_mode;
         mo.flow_table_size = opts_.flow_table_size;
+        auto sec_cfg = securityConfig(opts_);
+        if (!sec_cfg) return fatal(sec_cfg.error());
+        mo.enable_security = sec_cfg->enabled;
+        mo.mitigate = static_cast<np_mitigate_mode>(sec_cfg->mitigate);
         auto manager = netprobe::ebpf::Manager::create(mo);
         if (!manager) return fatal(manager.error().what());
         auto& mgr = **manager;
@@ -154,6 +172,22 @@ public:
             // Without Kubernetes: containers by cgroup, network namespaces by veth.
             cfg.attribution = std::make_shared<netprobe::k8s::HostAttribution>();
         }
+        // Security analytics: its own thread; the datapath feeds it whether or not
+        // anyone reads the events.
+        std::shared_ptr<netprobe::security::SecurityMonitor> security;
+        if (sec_cfg->enabled) {
+            netprobe::security::MonitorOptions so;
+            so.events_log = opts_.events_log;
+            so.xdp_attached = opts_.xdp_mode != netprobe::ebpf::XdpMode::Off;
+            auto sm = netprobe::security::SecurityMonitor::create(mgr, *sec_cfg, so);
+            if (!sm) return fatal(sm.error().what());
+            security = std::move(*sm);
+            cfg.security = security;
+            spdlog::info("security analytics on: mitigation {}{}", netprobe::security::toString(sec_cfg->mitigate),
+                         opts_.events_log.empty() ? std::string() : ", events log " + opts_.events_log);
+        } else {
+            spdlog::info("security analytics off");
+        }
         netprobe::metrics::Server server(cfg);
         if (auto r = server.start(collector); !r) return fatal(r.error().what());
 
@@ -171,10 +205,12 @@ public:
                      netprobe::util::formatDuration(opts_.collect_interval), server.port());
         if (auto r = collector.collectOnce(); !r) spdlog::warn("first collection failed: {}", r.error().what());
         collector.start();
+        if (security) security->start();
 
         int rc = loop(*watcher, mgr);
         spdlog::info("shutting down: detaching from {} interface(s)", mgr.attachments().size());
         server.stop();
+        if (security) security->stop();
         if (k8s) k8s->stop();
         collector.stop();
         collector.setStackMonitor(nullptr);

@@ -90,6 +90,15 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
                    "Workload pairs with their own netprobe_workload_traffic_* series (rest as \"other\")")
         ->capture_default_str();
 
+    std::string security = "on";
+    app.add_option("--security", security, "Security analytics (port scans, floods, abnormal connections): on, off")
+        ->capture_default_str();
+    app.add_option("--security-config", o.security_config, "Security thresholds/allow-lists YAML file");
+    app.add_option("--mitigate", o.mitigate,
+                   "XDP blocklist fed by detections: off, dry-run (count what would be dropped), on "
+                   "(default: the config file's mitigation.mode, else off)");
+    app.add_option("--events-log", o.events_log, "Append every security event as one JSON line to this file");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
@@ -164,6 +173,15 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (workload_limit < 0 || workload_limit > 100000)
         return fail("invalid --workload-metrics-limit " + std::to_string(workload_limit) + ": must be 0-100000");
     o.workload_metrics_limit = static_cast<std::size_t>(workload_limit);
+    if (security == "on") o.security = true;
+    else if (security == "off") o.security = false;
+    else return fail("invalid --security \"" + security + "\": expected on or off");
+    if (app.count("--mitigate") > 0 && o.mitigate != "off" && o.mitigate != "dry-run" && o.mitigate != "on")
+        return fail("invalid --mitigate \"" + o.mitigate + "\": expected off, dry-run or on");
+    if (app.count("--security-config") > 0 && o.security_config.empty()) return fail("--security-config is empty");
+    if (app.count("--events-log") > 0 && o.events_log.empty()) return fail("--events-log is empty");
+    if (!o.security && (!o.mitigate.empty() && o.mitigate != "off"))
+        return fail("--mitigate needs --security=on");
     static const char* levels[] = {"trace", "debug", "info", "warn", "error"};
     if (std::find(std::begin(levels), std::end(levels), o.log_level) == std::end(levels))
         return fail("invalid --log-level \"" + o.log_level + "\": expected trace, debug, info, warn or error");

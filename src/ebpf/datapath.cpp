@@ -43,6 +43,8 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
     datapath_bpf* skel = datapath_bpf__open();
     if (!skel) return std::unexpected(errnoError(errno, "open datapath BPF object"));
     skel->rodata->np_enable_flows = cfg.enable_flows ? 1 : 0;
+    skel->rodata->np_enable_security = cfg.enable_security ? 1 : 0;
+    skel->rodata->np_mitigate = static_cast<__u32>(cfg.mitigate);
     int err = bpf_map__set_max_entries(skel->maps.flow_stats, std::max<std::uint32_t>(cfg.flow_table_size, 1));
     if (!err) err = datapath_bpf__load(skel);
     if (err) {
@@ -78,6 +80,10 @@ int Datapath::xdpProg() const { return bpf_program__fd(skel_->progs.netprobe_xdp
 int Datapath::tcIngressProg() const { return bpf_program__fd(skel_->progs.netprobe_tc_in); }
 int Datapath::tcEgressProg() const { return bpf_program__fd(skel_->progs.netprobe_tc_eg); }
 int Datapath::flowMap() const { return bpf_map__fd(skel_->maps.flow_stats); }
+SecurityMaps Datapath::securityMaps() const {
+    return SecurityMaps{bpf_map__fd(skel_->maps.sec_events), bpf_map__fd(skel_->maps.host_stats),
+                        bpf_map__fd(skel_->maps.blocklist), bpf_map__fd(skel_->maps.block_stats)};
+}
 
 namespace {
 

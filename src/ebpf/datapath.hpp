@@ -16,6 +16,8 @@ namespace netprobe::ebpf {
 struct DatapathConfig {
     std::uint32_t flow_table_size = 65536;
     bool enable_flows = true;
+    bool enable_security = true;
+    np_mitigate_mode mitigate = NP_MITIGATE_OFF;
 };
 
 class Datapath {
@@ -30,6 +32,7 @@ public:
     [[nodiscard]] int tcIngressProg() const;
     [[nodiscard]] int tcEgressProg() const;
     [[nodiscard]] int flowMap() const;
+    [[nodiscard]] SecurityMaps securityMaps() const;
     [[nodiscard]] std::uint32_t flowCapacity() const { return flow_capacity_; }
 
     [[nodiscard]] Result<NetworkStats> readStats() const;

@@ -71,7 +71,7 @@ const char* malformedReasonName(int reason) {
 
 const char* mapName(int map_id) {
     static constexpr const char* names[NP_MAP_ID_MAX] = {"tc_device_stats", "flow_stats", "frag_track",
-                                                         "xdp_device_stats", "icmp_stats"};
+                                                         "xdp_device_stats", "icmp_stats", "security_events", "host_stats"};
     return map_id >= 0 && map_id < NP_MAP_ID_MAX ? names[map_id] : "unknown";
 }
 
@@ -199,7 +199,7 @@ Result<std::unique_ptr<Manager>> Manager::create(ManagerOptions options) {
     util::routeLibbpfLogs();  // libbpf speaks through the one logger
     auto impl = std::make_unique<Impl>();
     impl->opts = options;
-    auto dp = Datapath::load({options.flow_table_size, options.enable_flows});
+    auto dp = Datapath::load({options.flow_table_size, options.enable_flows, options.enable_security, options.mitigate});
     if (!dp) return std::unexpected(dp.error());
     impl->dp = std::move(*dp);
     return std::unique_ptr<Manager>(new Manager(std::move(impl)));
@@ -283,6 +283,7 @@ Result<std::size_t> Manager::readFlows(std::vector<FlowDelta>& out, MapReadMode 
 std::optional<np_flow_stats> Manager::removeFlow(const flow_key& key) { return impl_->dp.removeFlow(key); }
 
 std::uint32_t Manager::flowTableCapacity() const { return impl_->dp.flowCapacity(); }
+SecurityMaps Manager::securityMaps() const { return impl_->dp.securityMaps(); }
 
 const ManagerOptions& Manager::options() const { return impl_->opts; }
 

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "export/json_api.hpp"
+#include <netprobe/security/monitor.hpp>
 
 namespace netprobe::metrics {
 
@@ -107,6 +108,11 @@ Result<void> Server::start(collector::TCCollector& collector) {
         }
         if (workloads) body += renderWorkloadMetrics(workloads->traffic(), cfg.workload_metrics);
         if (cfg.attribution) body += cfg.attribution->healthMetrics();
+        if (cfg.security) {
+            ExpositionWriter w;
+            cfg.security->renderMetrics(w);
+            body += w.take();
+        }
         res.set_content(body, "text/plain; version=0.0.4; charset=utf-8");
     });
     http.Get("/api/v1/interfaces", [col, cfg](const httplib::Request& req, httplib::Response& res) {
@@ -134,6 +140,14 @@ Result<void> Server::start(collector::TCCollector& collector) {
         res.set_content(connectionsJson(*col->latest(), *q, cfg.attribution.get()).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                         "application/json");
     });
+    http.Get("/api/v1/events", [cfg](const httplib::Request& req, httplib::Response& res) {
+        std::vector<std::pair<std::string, std::string>> params(req.params.begin(), req.params.end());
+        auto q = security::parseEventQuery(params, cfg.max_flow_limit);
+        if (!q) return sendError(res, 400, q.error());
+        if (!cfg.security) return sendJson(res, 200, {{"enabled", false}, {"count", 0}, {"events", nlohmann::json::array()}});
+        res.status = 200;
+        res.set_content(security::eventsJson(cfg.security->events(*q)), "application/json");
+    });
     http.Get("/api/v1/containers", [col, cfg](const httplib::Request& req, httplib::Response& res) {
         if (!req.params.empty()) return sendError(res, 400, "this endpoint takes no parameters");
         res.set_content(containersJson(*col->latest(), cfg.attribution.get())
@@ -154,7 +168,7 @@ Result<void> Server::start(collector::TCCollector& collector) {
     });
     http.Get("/", [](const httplib::Request&, httplib::Response& res) {
         res.set_content(
-            "NetProbe agent\n/metrics\n/api/v1/interfaces\n/api/v1/flows\n/api/v1/connections\n/api/v1/containers\n/api/v1/pods\n/healthz\n"
+            "NetProbe agent\n/metrics\n/api/v1/interfaces\n/api/v1/flows\n/api/v1/connections\n/api/v1/containers\n/api/v1/pods\n/api/v1/events\n/healthz\n"
             "/readyz\n", "text/plain");
     });
     auto notAllowed = [](const httplib::Request&, httplib::Response& res) {
@@ -163,7 +177,7 @@ Result<void> Server::start(collector::TCCollector& collector) {
     };
     for (const char* p : {"/metrics", "/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections",
                           "/api/v1/containers", "/api/v1/pods",
-                          "/healthz", "/readyz"}) {
+                          "/api/v1/events", "/healthz", "/readyz"}) {
         http.Post(p, notAllowed);
         http.Put(p, notAllowed);
         http.Delete(p, notAllowed);

@@ -79,6 +79,8 @@ enum np_map_id {
 	NP_MAP_FRAG_TRACK,
 	NP_MAP_XDP_DEVICE_STATS,
 	NP_MAP_ICMP_STATS,
+	NP_MAP_SEC_EVENTS,  /* security ring buffer: reserve failed (event lost) */
+	NP_MAP_HOST_STATS,  /* security per-host counters: insert failed */
 	NP_MAP_ID_MAX,
 };
 
@@ -330,5 +332,84 @@ struct np_icmp_key {
 #define NP_ICMP_STATS_MAX 1024
 
 NP_STATIC_ASSERT(sizeof(struct np_icmp_key) == 4, "np_icmp_key size");
+
+/* ===================================================================== */
+/* Security analytics (datapath side; user space: src/security)           */
+/* ===================================================================== */
+
+/* Why a sec_events record was sent. */
+enum np_sec_kind {
+	NP_SEC_NEW_FLOW = 1,   /* first packet of a new flow_stats entry (TCP, UDP) */
+	NP_SEC_ICMP_ERROR = 2, /* ICMP destination unreachable / ICMPv6 type 1, with the quoted tuple */
+};
+
+/* Record on the sec_events ring buffer. For NP_SEC_NEW_FLOW key is the new flow
+ * (as seen at ifindex/direction); for NP_SEC_ICMP_ERROR key is the ICMP packet's
+ * own addresses and inner_* the header it quotes (the packet that failed, as that
+ * packet's sender sent it). */
+struct np_sec_event {
+	__u64 ts_ns;      /* bpf_ktime_get_ns() */
+	struct flow_key key;
+	__u8 kind;        /* enum np_sec_kind */
+	__u8 tcp_flags;   /* TCP: flags byte of the first packet */
+	__u8 tcp_doff;    /* TCP: header length in 32-bit words (5 = no options) */
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 inner_proto; /* ICMP error: protocol of the quoted packet (0 if not parsed) */
+	__u16 inner_src_port;
+	__u16 inner_dst_port;
+	__u16 reserved;
+	__u32 len;        /* bytes of the packet */
+	union np_addr inner_src;
+	union np_addr inner_dst;
+};
+
+/* host_stats key (LRU_PERCPU_HASH): an address; value: traffic towards it seen at
+ * ingress ("in") and from it seen at egress ("out"). */
+struct np_host_key {
+	union np_addr addr;
+};
+
+struct np_host_stats {
+	__u64 in_packets;
+	__u64 in_bytes;
+	__u64 out_packets;
+	__u64 out_bytes;
+	__u64 tcp_in;      /* TCP packets in */
+	__u64 syn_in;      /* SYN without ACK in */
+	__u64 synack_out;  /* SYN+ACK out */
+	__u64 udp_in;
+	__u64 icmp_in;     /* ICMP + ICMPv6 in */
+};
+#define NP_HOST_STATS_MAX 16384
+
+/* blocklist (LPM_TRIE, consulted by XDP when mitigation is on or dry-run):
+ * key = prefix length in bits over the 16-byte (IPv4-mapped) source address. */
+struct np_block_key {
+	__u32 prefixlen;
+	union np_addr addr;
+};
+struct np_block_value {
+	__u32 rule_id;    /* index into block_stats */
+	__u32 reserved;
+};
+#define NP_BLOCK_RULES_MAX 1024
+
+/* np_mitigate values */
+enum np_mitigate_mode {
+	NP_MITIGATE_OFF = 0,
+	NP_MITIGATE_DRY_RUN = 1, /* count what would be dropped, pass it */
+	NP_MITIGATE_ON = 2,      /* drop */
+};
+
+NP_STATIC_ASSERT(sizeof(struct np_sec_event) == 104, "np_sec_event size");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_sec_event, key) == 8, "np_sec_event.key");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_sec_event, kind) == 52, "np_sec_event.kind");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_sec_event, len) == 64, "np_sec_event.len");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_sec_event, inner_src) == 68, "np_sec_event.inner_src");
+NP_STATIC_ASSERT(sizeof(struct np_host_key) == 16, "np_host_key size");
+NP_STATIC_ASSERT(sizeof(struct np_host_stats) == 72, "np_host_stats size");
+NP_STATIC_ASSERT(sizeof(struct np_block_key) == 20, "np_block_key size");
+NP_STATIC_ASSERT(sizeof(struct np_block_value) == 8, "np_block_value size");
 
 #endif /* NETPROBE_ABI_H */

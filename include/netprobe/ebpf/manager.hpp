@@ -24,6 +24,8 @@ struct ManagerOptions {
     TcMode tc_mode = TcMode::Auto;     // Auto: tcx links, falling back to clsact
     std::uint32_t flow_table_size = 65536;  // kernel flow entries per collect interval
     bool enable_flows = true;
+    bool enable_security = true;                   // host_stats + sec_events (src/security)
+    np_mitigate_mode mitigate = NP_MITIGATE_OFF;   // XDP blocklist: off, dry-run, on
 };
 
 struct AttachInfo {
@@ -62,6 +64,8 @@ public:
     // Reads and deletes the whole kernel flow table.
     Result<std::size_t> drainFlows(std::vector<FlowDelta>& out, MapReadMode mode = MapReadMode::Batch);
     [[nodiscard]] std::uint32_t flowTableCapacity() const;
+    // The security maps (fds owned by the Manager).
+    [[nodiscard]] SecurityMaps securityMaps() const;
     [[nodiscard]] const ManagerOptions& options() const;
 
 private:

@@ -54,6 +54,15 @@ struct FlowDelta {
     np_flow_stats stats{};
 };
 
+// File descriptors of the datapath's security maps (owned by the Manager; valid
+// while it lives). See bpf/lib/security.h.
+struct SecurityMaps {
+    int events = -1;       // RINGBUF of np_sec_event
+    int host_stats = -1;   // LRU_PERCPU_HASH np_host_key -> np_host_stats
+    int blocklist = -1;    // LPM_TRIE np_block_key -> np_block_value
+    int block_stats = -1;  // PERCPU_ARRAY rule_id -> np_counter
+};
+
 enum class XdpMode { Auto, Native, Generic, Off };
 enum class TcMode { Auto, Tcx, Clsact };
 enum class MapReadMode { Batch, PerKey };

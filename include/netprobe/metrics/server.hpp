@@ -19,6 +19,10 @@
 #include <netprobe/metrics/attribution.hpp>
 #include <netprobe/util/error.hpp>
 
+namespace netprobe::security {
+class SecurityMonitor;
+}
+
 namespace netprobe::metrics {
 
 struct RenderOptions {
@@ -36,6 +40,9 @@ struct ServerConfig {
     // /api/v1/pods answers enabled=false and no netprobe_pod_* series are exported.
     std::shared_ptr<const Attribution> attribution;
     PodMetricsOptions pod_metrics;
+    // Security analytics: netprobe_security_* metrics and /api/v1/events (null: the
+    // endpoint answers enabled=false).
+    std::shared_ptr<const security::SecurityMonitor> security;
     WorkloadMetricsOptions workload_metrics;
 };
 

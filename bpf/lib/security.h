@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Security analytics, datapath side. Per packet only what needs per-packet state:
+ *  - host_stats: per-address in/out counters (one LRU_PERCPU_HASH lookup per
+ *    packet), read by user space on a sub-second tick for flood detection;
+ *  - sec_events: a ring-buffer record for the first packet of every new TCP/UDP
+ *    flow (the insert path only: a flow's later packets cost nothing more) and for
+ *    every ICMP destination-unreachable, with the tuple it quotes. Port scans,
+ *    failed connections, fan-out and new peers are decided from these in user space;
+ *  - blocklist: an LPM trie of source prefixes XDP consults when mitigation is on
+ *    (or dry-run); a build with mitigation off never looks it up.
+ * Failed reserves and inserts are counted in map_errors. */
+#ifndef NETPROBE_SECURITY_H
+#define NETPROBE_SECURITY_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <netprobe/abi.h>
+#include "parse.h"
+#include "maps.h"
+
+/* Set by user space before load. */
+const volatile __u32 np_enable_security = 0;
+const volatile __u32 np_mitigate = NP_MITIGATE_OFF;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} sec_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__type(key, struct np_host_key);
+	__type(value, struct np_host_stats);
+	__uint(max_entries, NP_HOST_STATS_MAX);
+} host_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct np_block_key);
+	__type(value, struct np_block_value);
+	__uint(max_entries, NP_BLOCK_RULES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} blocklist SEC(".maps");
+
+/* index: rule_id; packets/bytes matched (dropped, or in dry-run: would have been) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct np_counter);
+	__uint(max_entries, NP_BLOCK_RULES_MAX);
+} block_stats SEC(".maps");
+
+#define NP_TCP_FIN 0x01
+#define NP_TCP_SYN 0x02
+#define NP_TCP_RST 0x04
+#define NP_TCP_ACK 0x10
+
+static __always_inline void np_host_account(const struct np_packet *pkt, __u32 dir, __u64 len)
+{
+	struct np_host_key hk;
+	if (dir == NP_DIR_INGRESS)
+		__builtin_memcpy(&hk.addr, &pkt->key.dst_ip, sizeof(hk.addr));
+	else
+		__builtin_memcpy(&hk.addr, &pkt->key.src_ip, sizeof(hk.addr));
+	struct np_host_stats *hs = bpf_map_lookup_elem(&host_stats, &hk);
+	if (!hs) {
+		struct np_host_stats init = {};
+		long err = bpf_map_update_elem(&host_stats, &hk, &init, BPF_NOEXIST);
+		if (err && err != -NP_EEXIST) {
+			np_count_map_error(NP_MAP_HOST_STATS);
+			return;
+		}
+		hs = bpf_map_lookup_elem(&host_stats, &hk);
+		if (!hs)
+			return; /* evicted again at once: LRU under pressure */
+	}
+	__u8 fl = pkt->tcp_flags;
+	if (dir == NP_DIR_INGRESS) {
+		hs->in_packets += 1;
+		hs->in_bytes += len;
+		if (pkt->key.proto == NP_IPPROTO_TCP) {
+			hs->tcp_in += 1;
+			if ((fl & (NP_TCP_SYN | NP_TCP_ACK)) == NP_TCP_SYN)
+				hs->syn_in += 1;
+		} else if (pkt->key.proto == NP_IPPROTO_UDP) {
+			hs->udp_in += 1;
+		} else if (pkt->key.proto == NP_IPPROTO_ICMP || pkt->key.proto == NP_IPPROTO_ICMPV6) {
+			hs->icmp_in += 1;
+		}
+	} else {
+		hs->out_packets += 1;
+		hs->out_bytes += len;
+		if (pkt->key.proto == NP_IPPROTO_TCP && (fl & (NP_TCP_SYN | NP_TCP_ACK)) == (NP_TCP_SYN | NP_TCP_ACK))
+			hs->synack_out += 1;
+	}
+}
+
+/* First packet of a new TCP/UDP flow (key already carries ifindex/direction). */
+static __always_inline void np_sec_new_flow(const struct np_packet *pkt, __u64 len)
+{
+	if (pkt->key.proto != NP_IPPROTO_TCP && pkt->key.proto != NP_IPPROTO_UDP)
+		return;
+	struct np_sec_event *e = bpf_ringbuf_reserve(&sec_events, sizeof(*e), 0);
+	if (!e) {
+		np_count_map_error(NP_MAP_SEC_EVENTS);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	__builtin_memcpy(&e->key, &pkt->key, sizeof(e->key));
+	e->kind = NP_SEC_NEW_FLOW;
+	e->tcp_flags = pkt->tcp_flags;
+	e->tcp_doff = pkt->tcp_doff;
+	e->len = (__u32)len;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* An ICMP destination unreachable (v4 type 3) or ICMPv6 type 1: send it with the
+ * tuple of the packet it quotes. Reads with bpf_skb_load_bytes (the quote may lie
+ * beyond the linear area). Global function: verified once on its own. */
+__attribute__((noinline)) int np_sec_icmp_error(struct __sk_buff *skb, const struct np_packet *pkt, __u32 len)
+{
+	if (!skb || !pkt)
+		return 0;
+	struct np_sec_event *e = bpf_ringbuf_reserve(&sec_events, sizeof(*e), 0);
+	if (!e) {
+		np_count_map_error(NP_MAP_SEC_EVENTS);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	__builtin_memcpy(&e->key, &pkt->key, sizeof(e->key));
+	e->kind = NP_SEC_ICMP_ERROR;
+	e->icmp_type = pkt->icmp_type;
+	e->icmp_code = pkt->icmp_code;
+	e->len = len;
+	__u32 off = (__u32)pkt->l4_off + 8; /* ICMP header: type, code, checksum, 4 unused */
+	__u32 l4 = 0;
+	__u8 proto = 0;
+	if (pkt->key.family == 4) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) == 0 && ip.version == 4 && ip.ihl >= 5) {
+			e->inner_src.v4m.pad[2] = bpf_htonl(0xffff);
+			e->inner_src.v4m.v4 = ip.saddr;
+			e->inner_dst.v4m.pad[2] = bpf_htonl(0xffff);
+			e->inner_dst.v4m.v4 = ip.daddr;
+			proto = ip.protocol;
+			l4 = off + ip.ihl * 4;
+		}
+	} else {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) == 0) {
+			__builtin_memcpy(&e->inner_src, &ip6.saddr, 16);
+			__builtin_memcpy(&e->inner_dst, &ip6.daddr, 16);
+			proto = ip6.nexthdr; /* extension headers in a quote are not followed */
+			l4 = off + sizeof(ip6);
+		}
+	}
+	if (l4 && (proto == NP_IPPROTO_TCP || proto == NP_IPPROTO_UDP)) {
+		__be16 ports[2];
+		if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) == 0) {
+			e->inner_src_port = bpf_ntohs(ports[0]);
+			e->inner_dst_port = bpf_ntohs(ports[1]);
+		}
+	}
+	e->inner_proto = proto;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline int np_is_icmp_unreachable(const struct np_packet *pkt)
+{
+	if (pkt->key.proto == NP_IPPROTO_ICMP)
+		return pkt->icmp_type == 3;
+	if (pkt->key.proto == NP_IPPROTO_ICMPV6)
+		return pkt->icmp_type == 1;
+	return 0;
+}
+
+/* XDP: the source address of an Ethernet frame (IPv4-mapped for IPv4); 0 if none. */
+static __always_inline int np_xdp_source(void *data, void *data_end, union np_addr *src)
+{
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+	__u16 proto = bpf_ntohs(eth->h_proto);
+	void *pos = eth + 1;
+#pragma unroll
+	for (int i = 0; i < NP_MAX_VLAN_TAGS; i++) {
+		if (proto != NP_ETH_P_8021Q && proto != NP_ETH_P_8021AD)
+			break;
+		struct np_vlan_hdr *vh = pos;
+		if ((void *)(vh + 1) > data_end)
+			return 0;
+		proto = bpf_ntohs(vh->encap_proto);
+		pos = vh + 1;
+	}
+	if (proto == NP_ETH_P_IP) {
+		struct iphdr *ip = pos;
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		src->v6_32[0] = 0;
+		src->v6_32[1] = 0;
+		src->v4m.pad[2] = bpf_htonl(0xffff);
+		src->v4m.v4 = ip->saddr;
+		return 1;
+	}
+	if (proto == NP_ETH_P_IPV6) {
+		struct ipv6hdr *ip6 = pos;
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		__builtin_memcpy(src, &ip6->saddr, 16);
+		return 1;
+	}
+	return 0;
+}
+
+/* Returns 1 when the frame is to be dropped. */
+static __always_inline int np_xdp_blocked(struct xdp_md *ctx, __u64 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct np_block_key k = { .prefixlen = 128 };
+	if (!np_xdp_source(data, data_end, &k.addr))
+		return 0;
+	struct np_block_value *v = bpf_map_lookup_elem(&blocklist, &k);
+	if (!v)
+		return 0;
+	__u32 rule = v->rule_id;
+	struct np_counter *c = bpf_map_lookup_elem(&block_stats, &rule);
+	if (c) {
+		c->packets += 1;
+		c->bytes += len;
+	}
+	return np_mitigate == NP_MITIGATE_ON;
+}
+
+#endif /* NETPROBE_SECURITY_H */

@@ -1,0 +1,289 @@
+// The datapath's security side through BPF_PROG_TEST_RUN: sec_events records for
+// new flows and ICMP unreachables (read back from the real ring buffer),
+// host_stats counters, and the XDP blocklist in dry-run and on. The skeleton is
+// loaded with np_enable_security (and np_mitigate) set, as the agent does.
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <gtest/gtest.h>
+
+#include <netprobe/abi.h>
+
+#include "datapath.skel.h"
+#include "support/packet_builder.hpp"
+
+namespace {
+
+using namespace netprobe::test;
+namespace tf = tcp_flags;
+
+constexpr std::uint32_t kIfindex = 1;
+constexpr std::uint32_t kXdpPass = 2, kXdpDrop = 1;
+
+struct SkelDeleter {
+    void operator()(datapath_bpf* s) const { datapath_bpf__destroy(s); }
+};
+using Skel = std::unique_ptr<datapath_bpf, SkelDeleter>;
+struct RingDeleter {
+    void operator()(ring_buffer* r) const { ring_buffer__free(r); }
+};
+
+int quiet(enum libbpf_print_level level, const char* fmt, va_list args) {
+    return level == LIBBPF_WARN ? std::vfprintf(stderr, fmt, args) : 0;
+}
+
+Skel load(std::uint32_t security, std::uint32_t mitigate) {
+    libbpf_set_print(quiet);
+    Skel s(datapath_bpf__open());
+    if (!s) return nullptr;
+    s->rodata->np_enable_security = security;
+    s->rodata->np_mitigate = mitigate;
+    if (datapath_bpf__load(s.get())) return nullptr;
+    return s;
+}
+
+enum class Prog { In, Eg, Xdp };
+
+std::uint32_t run(datapath_bpf* s, Prog p, const Bytes& frame) {
+    const bpf_program* prog = p == Prog::In ? s->progs.netprobe_tc_in : p == Prog::Eg ? s->progs.netprobe_tc_eg
+                                                                                     : s->progs.netprobe_xdp;
+    bpf_test_run_opts o{};
+    o.sz = sizeof(o);
+    o.data_in = frame.data();
+    o.data_size_in = static_cast<std::uint32_t>(frame.size());
+    o.repeat = 1;
+    __sk_buff skb{};
+    xdp_md xdp{};
+    if (p == Prog::Xdp) {
+        xdp.data_end = static_cast<std::uint32_t>(frame.size());
+        xdp.ingress_ifindex = kIfindex;
+        o.ctx_in = &xdp;
+        o.ctx_size_in = sizeof(xdp);
+    } else {
+        skb.ifindex = kIfindex;
+        o.ctx_in = &skb;
+        o.ctx_size_in = sizeof(skb);
+    }
+    EXPECT_EQ(bpf_prog_test_run_opts(bpf_program__fd(prog), &o), 0);
+    return o.retval;
+}
+
+std::vector<np_sec_event> drain(datapath_bpf* s) {
+    std::vector<np_sec_event> out;
+    auto cb = [](void* ctx, void* data, std::size_t size) -> int {
+        auto* v = static_cast<std::vector<np_sec_event>*>(ctx);
+        EXPECT_EQ(size, sizeof(np_sec_event));
+        np_sec_event e;
+        std::memcpy(&e, data, sizeof e);
+        v->push_back(e);
+        return 0;
+    };
+    std::unique_ptr<ring_buffer, RingDeleter> rb(ring_buffer__new(bpf_map__fd(s->maps.sec_events), cb, &out, nullptr));
+    EXPECT_TRUE(rb);
+    if (rb) ring_buffer__consume(rb.get());
+    return out;
+}
+
+np_addr v4(const char* s) {
+    np_addr a{};
+    a.v4m.pad[2] = htonl(0xffff);
+    inet_pton(AF_INET, s, &a.v4m.v4);
+    return a;
+}
+np_addr v6(const char* s) {
+    np_addr a{};
+    inet_pton(AF_INET6, s, a.v6);
+    return a;
+}
+bool same(const np_addr& a, const np_addr& b) { return std::memcmp(a.v6, b.v6, 16) == 0; }
+
+np_host_stats host(datapath_bpf* s, const np_addr& a) {
+    np_host_key k{a};
+    std::vector<np_host_stats> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
+    np_host_stats sum{};
+    if (bpf_map_lookup_elem(bpf_map__fd(s->maps.host_stats), &k, v.data()) != 0) return sum;
+    for (const auto& x : v) {
+        sum.in_packets += x.in_packets;
+        sum.in_bytes += x.in_bytes;
+        sum.out_packets += x.out_packets;
+        sum.out_bytes += x.out_bytes;
+        sum.tcp_in += x.tcp_in;
+        sum.syn_in += x.syn_in;
+        sum.synack_out += x.synack_out;
+        sum.udp_in += x.udp_in;
+        sum.icmp_in += x.icmp_in;
+    }
+    return sum;
+}
+
+std::uint64_t mapErrors(datapath_bpf* s, std::uint32_t id) {
+    std::vector<std::uint64_t> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
+    std::uint64_t sum = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(s->maps.map_errors), &id, v.data()) == 0)
+        for (auto x : v) sum += x;
+    return sum;
+}
+
+class SecurityDatapath : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    }
+};
+
+// Only a flow's first packet is sent; TCP/UDP only; fields as the packet had them.
+TEST_F(SecurityDatapath, NewFlowRecordsOnlyForFirstPackets) {
+    Skel s = load(1, NP_MITIGATE_OFF);
+    ASSERT_TRUE(s);
+    const Bytes syn = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 22, tf::SYN, {2, 4, 5, 0xb4}).build();
+    const Bytes ack = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 22, tf::ACK).payload(10).build();
+    const Bytes rst = PacketBuilder().eth().ipv4("198.18.0.2", "198.18.0.1").tcp(22, 40000, tf::RST | tf::ACK).build();
+    const Bytes dns = PacketBuilder().eth().ipv6("fd6e:7072::1", "fd6e:7072::2").udp(5353, 53).payload(20).build();
+    const Bytes echo = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").icmp(icmp_type::ECHO_REQUEST).payload(8).build();
+    run(s.get(), Prog::In, syn);
+    run(s.get(), Prog::In, ack);  // same flow: nothing
+    run(s.get(), Prog::Eg, rst);  // reverse flow: new
+    run(s.get(), Prog::In, dns);
+    run(s.get(), Prog::In, echo);  // ICMP echo: no record
+    auto ev = drain(s.get());
+    ASSERT_EQ(ev.size(), 3u);
+    EXPECT_EQ(ev[0].kind, NP_SEC_NEW_FLOW);
+    EXPECT_TRUE(same(ev[0].key.src_ip, v4("198.18.0.1")));
+    EXPECT_TRUE(same(ev[0].key.dst_ip, v4("198.18.0.2")));
+    EXPECT_EQ(ev[0].key.src_port, 40000);
+    EXPECT_EQ(ev[0].key.dst_port, 22);
+    EXPECT_EQ(ev[0].key.proto, 6);
+    EXPECT_EQ(ev[0].key.direction, NP_DIR_INGRESS);
+    EXPECT_EQ(ev[0].tcp_flags, tf::SYN);
+    EXPECT_EQ(ev[0].tcp_doff, 6);  // 20 bytes + MSS option
+    EXPECT_EQ(ev[0].len, syn.size());
+    EXPECT_NE(ev[0].ts_ns, 0u);
+    EXPECT_EQ(ev[1].tcp_flags, tf::RST | tf::ACK);
+    EXPECT_EQ(ev[1].tcp_doff, 5);
+    EXPECT_EQ(ev[1].key.direction, NP_DIR_EGRESS);
+    EXPECT_EQ(ev[2].key.proto, 17);
+    EXPECT_EQ(ev[2].key.family, 6);
+    EXPECT_TRUE(same(ev[2].key.dst_ip, v6("fd6e:7072::2")));
+    EXPECT_EQ(mapErrors(s.get(), NP_MAP_SEC_EVENTS), 0u);
+}
+
+// ICMP and ICMPv6 destination unreachable carry the tuple they quote; every one is sent.
+TEST_F(SecurityDatapath, UnreachableCarriesTheQuotedTuple) {
+    Skel s = load(1, NP_MITIGATE_OFF);
+    ASSERT_TRUE(s);
+    const Bytes u4 = PacketBuilder().eth().ipv4("198.18.0.2", "198.18.0.1").icmp(icmp_type::DEST_UNREACH, 3, 0, 0)
+                         .ipv4("198.18.0.1", "198.18.0.2").udp(50000, 161).payload(4).build();
+    const Bytes u6 = PacketBuilder().eth().ipv6("fd6e:7072::2", "fd6e:7072::1").icmpv6(1, 4, 0, 0)
+                         .ipv6("fd6e:7072::1", "fd6e:7072::2").tcp(41000, 8080, tf::SYN).build();
+    run(s.get(), Prog::Eg, u4);
+    run(s.get(), Prog::Eg, u4);
+    run(s.get(), Prog::Eg, u6);
+    auto ev = drain(s.get());
+    ASSERT_EQ(ev.size(), 3u);
+    for (int i : {0, 1}) {
+        EXPECT_EQ(ev[i].kind, NP_SEC_ICMP_ERROR);
+        EXPECT_EQ(ev[i].icmp_type, 3);
+        EXPECT_EQ(ev[i].icmp_code, 3);
+        EXPECT_EQ(ev[i].inner_proto, 17);
+        EXPECT_TRUE(same(ev[i].inner_src, v4("198.18.0.1")));
+        EXPECT_TRUE(same(ev[i].inner_dst, v4("198.18.0.2")));
+        EXPECT_EQ(ev[i].inner_src_port, 50000);
+        EXPECT_EQ(ev[i].inner_dst_port, 161);
+    }
+    EXPECT_EQ(ev[2].icmp_type, 1);
+    EXPECT_EQ(ev[2].icmp_code, 4);
+    EXPECT_EQ(ev[2].inner_proto, 6);
+    EXPECT_TRUE(same(ev[2].inner_dst, v6("fd6e:7072::2")));
+    EXPECT_EQ(ev[2].inner_src_port, 41000);
+    EXPECT_EQ(ev[2].inner_dst_port, 8080);
+}
+
+// host_stats: "in" keyed by destination at ingress, "out" by source at egress.
+TEST_F(SecurityDatapath, HostCounters) {
+    Skel s = load(1, NP_MITIGATE_OFF);
+    ASSERT_TRUE(s);
+    const Bytes syn = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 80, tf::SYN).build();
+    const Bytes synack = PacketBuilder().eth().ipv4("198.18.0.2", "198.18.0.1").tcp(80, 40000, tf::SYN | tf::ACK).build();
+    const Bytes data = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 80, tf::ACK).payload(100).build();
+    const Bytes dgram = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").udp(1, 2).payload(30).build();
+    const Bytes ping = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").icmp(icmp_type::ECHO_REQUEST).build();
+    for (int i = 0; i < 3; ++i) run(s.get(), Prog::In, syn);
+    run(s.get(), Prog::Eg, synack);
+    run(s.get(), Prog::In, data);
+    run(s.get(), Prog::In, dgram);
+    run(s.get(), Prog::In, ping);
+    run(s.get(), Prog::In, ping);
+    auto h = host(s.get(), v4("198.18.0.2"));
+    EXPECT_EQ(h.in_packets, 7u);
+    EXPECT_EQ(h.in_bytes, 3 * syn.size() + data.size() + dgram.size() + 2 * ping.size());
+    EXPECT_EQ(h.tcp_in, 4u);
+    EXPECT_EQ(h.syn_in, 3u);
+    EXPECT_EQ(h.udp_in, 1u);
+    EXPECT_EQ(h.icmp_in, 2u);
+    EXPECT_EQ(h.out_packets, 1u);
+    EXPECT_EQ(h.out_bytes, synack.size());
+    EXPECT_EQ(h.synack_out, 1u);
+    auto client = host(s.get(), v4("198.18.0.1"));  // never a destination at ingress nor a source at egress
+    EXPECT_EQ(client.in_packets + client.out_packets, 0u);
+}
+
+// Security off (as loaded by tests of the core, or --security=off): nothing.
+TEST_F(SecurityDatapath, OffMeansNoRecordsNoCounters) {
+    Skel s = load(0, NP_MITIGATE_OFF);
+    ASSERT_TRUE(s);
+    run(s.get(), Prog::In, PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 80, tf::SYN).build());
+    EXPECT_TRUE(drain(s.get()).empty());
+    EXPECT_EQ(host(s.get(), v4("198.18.0.2")).in_packets, 0u);
+}
+
+void addRule(datapath_bpf* s, const np_addr& a, std::uint32_t prefixlen, std::uint32_t rule) {
+    np_block_key k{};
+    k.prefixlen = prefixlen;
+    k.addr = a;
+    np_block_value v{rule, 0};
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(s->maps.blocklist), &k, &v, BPF_ANY), 0);
+}
+
+std::uint64_t rulePackets(datapath_bpf* s, std::uint32_t rule) {
+    std::vector<np_counter> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
+    std::uint64_t sum = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(s->maps.block_stats), &rule, v.data()) == 0)
+        for (const auto& c : v) sum += c.packets;
+    return sum;
+}
+
+TEST_F(SecurityDatapath, BlocklistDropsWhenOnCountsInDryRun) {
+    const Bytes from_blocked = PacketBuilder().eth().ipv4("198.18.7.9", "198.18.0.2").udp(1, 2).payload(10).build();
+    const Bytes from_v6 = PacketBuilder().eth().ipv6("fd6e:7072:9::1", "fd6e:7072::2").udp(1, 2).build();
+    const Bytes tagged = PacketBuilder().eth().vlan(100).ipv4("198.18.7.10", "198.18.0.2").udp(1, 2).build();
+    const Bytes from_other = PacketBuilder().eth().ipv4("198.18.8.1", "198.18.0.2").udp(1, 2).build();
+    const Bytes arp = PacketBuilder().eth({}, {}, ethertype::ARP).arp({198, 18, 7, 9}, {198, 18, 0, 2}).build();
+    for (std::uint32_t mode : {std::uint32_t{NP_MITIGATE_ON}, std::uint32_t{NP_MITIGATE_DRY_RUN}}) {
+        Skel s = load(1, mode);
+        ASSERT_TRUE(s);
+        addRule(s.get(), v4("198.18.7.0"), 96 + 24, 5);         // 198.18.7.0/24
+        addRule(s.get(), v6("fd6e:7072:9::"), 48, 6);           // fd6e:7072:9::/48
+        const std::uint32_t hit = mode == NP_MITIGATE_ON ? kXdpDrop : kXdpPass;
+        EXPECT_EQ(run(s.get(), Prog::Xdp, from_blocked), hit);
+        EXPECT_EQ(run(s.get(), Prog::Xdp, tagged), hit);
+        EXPECT_EQ(run(s.get(), Prog::Xdp, from_v6), hit);
+        EXPECT_EQ(run(s.get(), Prog::Xdp, from_other), kXdpPass);
+        EXPECT_EQ(run(s.get(), Prog::Xdp, arp), kXdpPass);
+        EXPECT_EQ(rulePackets(s.get(), 5), 2u) << "mode " << mode;
+        EXPECT_EQ(rulePackets(s.get(), 6), 1u);
+    }
+    // mitigation off: the blocklist is never consulted
+    Skel off = load(1, NP_MITIGATE_OFF);
+    ASSERT_TRUE(off);
+    addRule(off.get(), v4("198.18.7.0"), 96 + 24, 5);
+    EXPECT_EQ(run(off.get(), Prog::Xdp, from_blocked), kXdpPass);
+    EXPECT_EQ(rulePackets(off.get(), 5), 0u);
+}
+
+}  // namespace
