@@ -5,6 +5,7 @@
 #include <bit>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <tuple>
 #include <unordered_map>
 
@@ -178,13 +179,25 @@ void WorkloadCounters::observe(const collector::Snapshot& s, const Attribution& 
         o.seen.bytes = std::max(o.seen.bytes, f.interval_bytes);
     }
     std::map<WorkloadPair, Seen> delta;
+    // Attribution depends on the addresses, the destination port and the protocol, not on
+    // the source port: the many connections between two pods share one lookup.
+    std::map<Tuple, std::optional<WorkloadPair>> memo;
     for (const auto& [t, o] : tuples) {
-        auto l = attribution.flow(*o.key);
-        if (l.src_workload.empty() && l.dst_workload.empty()) continue;  // no pod at either end
-        WorkloadPair p{{l.src_namespace, l.src_workload}, {l.dst_namespace, l.dst_workload}};
-        if (l.src_workload.empty()) p.src = {"", kExternalWorkload};
-        if (l.dst_workload.empty()) p.dst = {"", kExternalWorkload};
-        auto& d = delta[p];
+        Tuple mk = t;
+        mk.sport = 0;
+        auto it = memo.find(mk);
+        if (it == memo.end()) {
+            auto l = attribution.flow(*o.key);
+            std::optional<WorkloadPair> p;
+            if (!l.src_workload.empty() || !l.dst_workload.empty()) {  // else no pod at either end
+                p = WorkloadPair{{l.src_namespace, l.src_workload}, {l.dst_namespace, l.dst_workload}};
+                if (l.src_workload.empty()) p->src = {"", kExternalWorkload};
+                if (l.dst_workload.empty()) p->dst = {"", kExternalWorkload};
+            }
+            it = memo.emplace(mk, std::move(p)).first;
+        }
+        if (!it->second) continue;
+        auto& d = delta[*it->second];
         d.packets += o.seen.packets;
         d.bytes += o.seen.bytes;
     }
@@ -193,14 +206,19 @@ void WorkloadCounters::observe(const collector::Snapshot& s, const Attribution& 
     auto live = [&](const WorkloadRef& w) {
         return (w.ns.empty() && w.name == kExternalWorkload) || std::binary_search(known.begin(), known.end(), w);
     };
+    const WorkloadPair overflow{{"other", "other"}, {"other", "other"}};
     std::lock_guard lock(mu_);
     for (const auto& [p, d] : delta) {
-        auto& t = by_pair_[p];
-        t.pair = p;
-        t.packets += d.packets;
-        t.bytes += d.bytes;
+        auto it = by_pair_.find(p);
+        if (it == by_pair_.end())
+            it = by_pair_.size() < max_pairs_ ? by_pair_.emplace(p, WorkloadTraffic{p, 0, 0}).first
+                                              : by_pair_.try_emplace(overflow, WorkloadTraffic{overflow, 0, 0}).first;
+        it->second.packets += d.packets;
+        it->second.bytes += d.bytes;
     }
-    std::erase_if(by_pair_, [&](const auto& e) { return !live(e.first.src) || !live(e.first.dst); });
+    std::erase_if(by_pair_, [&](const auto& e) {
+        return e.first != overflow && (!live(e.first.src) || !live(e.first.dst));
+    });
 }
 
 std::vector<WorkloadTraffic> WorkloadCounters::traffic() const {
@@ -213,17 +231,28 @@ std::vector<WorkloadTraffic> WorkloadCounters::traffic() const {
 
 std::string renderWorkloadMetrics(const std::vector<WorkloadTraffic>& traffic, const WorkloadMetricsOptions& options) {
     if (!options.enabled) return {};
+    const WorkloadPair overflow{{"other", "other"}, {"other", "other"}};
     std::vector<const WorkloadTraffic*> sel;
-    for (const auto& t : traffic) sel.push_back(&t);
+    WorkloadTraffic other;
+    bool has_other = false;
+    for (const auto& t : traffic) {
+        if (t.pair == overflow) {  // WorkloadCounters' own overflow (max_pairs)
+            other.packets += t.packets;
+            other.bytes += t.bytes;
+            has_other = true;
+        } else {
+            sel.push_back(&t);
+        }
+    }
     std::sort(sel.begin(), sel.end(), [](const WorkloadTraffic* a, const WorkloadTraffic* b) {
         if (a->bytes != b->bytes) return a->bytes > b->bytes;
         return a->pair < b->pair;
     });
     const std::size_t n = std::min(sel.size(), options.limit);
-    WorkloadTraffic other;
     for (std::size_t i = n; i < sel.size(); ++i) {
         other.packets += sel[i]->packets;
         other.bytes += sel[i]->bytes;
+        has_other = true;
     }
     // the budgeted series keep a stable order (by pair) in the output
     std::sort(sel.begin(), sel.begin() + static_cast<std::ptrdiff_t>(n),
@@ -253,7 +282,7 @@ std::string renderWorkloadMetrics(const std::vector<WorkloadTraffic>& traffic, c
                       {"dst_workload", p.dst.name}},
                      sel[i]->*f.field);
         }
-        if (sel.size() > n)
+        if (has_other)
             w.sample(f.name,
                      {{"src_namespace", "other"}, {"src_workload", "other"}, {"dst_namespace", "other"},
                       {"dst_workload", "other"}},

@@ -390,3 +390,35 @@ TEST(ContainersJson, GroupsRecordsAndFlowsByContainer) {
     EXPECT_FALSE(off["enabled"].get<bool>());
     EXPECT_EQ(off["containers"].size(), 0u);
 }
+
+TEST(WorkloadCounters, MaxPairsFoldsNewPairsIntoOther) {
+    FakeAttribution attr;
+    attr.pods = {{"frontend", "ui-1", "ui", "10.244.0.5"}, {"shop", "web-1", "web", "10.244.0.6"}};
+    metrics::WorkloadCounters wc(2);  // room for two pairs
+    wc.observe(workloadSnap(1), attr);  // three pairs: the third goes to other
+    auto t = wc.traffic();
+    ASSERT_EQ(t.size(), 3u);
+    std::uint64_t total = 0;
+    for (const auto& w : t) total += w.bytes;
+    EXPECT_EQ(total, 5000u + 800u + 100u);
+    const metrics::WorkloadPair other{{"other", "other"}, {"other", "other"}};
+    EXPECT_TRUE(std::any_of(t.begin(), t.end(), [&](const auto& w) { return w.pair == other; }));
+    // rendered once as "other", whatever the budget
+    for (std::size_t limit : {0u, 1u, 5u}) {
+        auto text = metrics::renderWorkloadMetrics(t, {true, limit});
+        std::size_t n = 0;
+        for (auto pos = text.find("netprobe_workload_traffic_bytes_total{src_namespace=\"other\""); pos != std::string::npos;
+             pos = text.find("netprobe_workload_traffic_bytes_total{src_namespace=\"other\"", pos + 1))
+            ++n;
+        EXPECT_EQ(n, 1u) << text;
+        auto r = netprobe::testing::promtoolCheckMetrics(text);
+        EXPECT_EQ(r.exit_status, 0) << r.output;
+    }
+    // the overflow pair survives the workloads' churn
+    attr.pods.clear();
+    auto s = workloadSnap(2);
+    s.flows.clear();
+    wc.observe(s, attr);
+    ASSERT_EQ(wc.traffic().size(), 1u);
+    EXPECT_EQ(wc.traffic()[0].pair, other);
+}

@@ -151,6 +151,9 @@ struct WorkloadTraffic {
 };
 class WorkloadCounters {
 public:
+    // max_pairs bounds the memory: once that many pairs are held, new pairs are added to
+    // one pair whose four labels are "other" (kept as long as it has traffic).
+    explicit WorkloadCounters(std::size_t max_pairs = 100000) : max_pairs_(max_pairs) {}
     void observe(const collector::Snapshot& s, const Attribution& attribution);
     [[nodiscard]] std::vector<WorkloadTraffic> traffic() const;  // sorted by pair
 
@@ -158,6 +161,7 @@ private:
     mutable std::mutex mu_;
     std::map<WorkloadPair, WorkloadTraffic> by_pair_;
     std::uint64_t last_sequence_ = 0;
+    std::size_t max_pairs_;
 };
 inline constexpr const char* kExternalWorkload = "external";
 // netprobe_workload_traffic_{packets,bytes}_total{src_namespace,src_workload,dst_namespace,dst_workload}:
