@@ -219,7 +219,7 @@ class ApiTest(E2ETestCase):
             status, _, body = self.agent.request(path)
             self.assertEqual(status, 404, f"{path}: {status} {body}")
             self.assertIn("error", json.loads(body))
-        for path in ("/metrics", "/api/v1/interfaces", "/api/v1/flows", "/healthz", "/readyz"):
+        for path in ("/metrics", "/api/v1/interfaces", "/api/v1/flows", "/api/v1/events", "/healthz", "/readyz"):
             for method in ("POST", "PUT", "DELETE", "PATCH"):
                 status, headers, body = self.agent.request(path, method=method)
                 self.assertEqual(status, 405, f"{method} {path}: {status} {body}")

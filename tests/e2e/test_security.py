@@ -1,0 +1,316 @@
+"""Security analytics end to end: real scanners and flooders (nmap, hping3) in an
+attacker namespace against a victim namespace where the agent runs. Each scan
+technique must be flagged with its scan_type, and the evidence must match what nmap
+itself reports (ports refused = nmap's closed/unfiltered count); floods must be
+classified and their end reported; a benign mix (iperf3, HTTP requests, Prometheus
+scraping the agent) must raise nothing; mitigation must drop (or, in dry-run, count)
+exactly the packets the blocked source sends afterwards."""
+
+import json
+import os
+import re
+import time
+import unittest
+import xml.etree.ElementTree as ET
+
+from netprobe_e2e import AGENT, PYTHON, E2ETestCase, free_port, log, require_tools, run, wait_for
+
+PROMETHEUS = "/usr/bin/prometheus"
+
+# Short windows so consecutive scans in one test are separate incidents; the
+# thresholds are the defaults.
+CONFIG = """
+scan:
+  window: 5s
+  end_after: 1500ms
+flood:
+  end_after: 2s
+"""
+
+
+class SecurityCase(E2ETestCase):
+    def topology(self):
+        """attacker netns <-veth-> victim netns; the agent runs in the victim."""
+        attacker = self.make_netns()
+        victim = self.make_netns()
+        v = self.make_veth(ns=victim, host_ns=attacker)  # v.host: attacker end, v.peer: victim end
+        self.v = v
+        return v
+
+    def config(self, text: str = CONFIG) -> str:
+        path = os.path.join(self.tmpdir(), "security.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def agent_in_victim(self, *extra: str, config: str | None = None, address: str = "127.0.0.1"):
+        self.events_log = os.path.join(self.tmpdir(), "events.jsonl")
+        return self.start_agent(f"--interface-filter={self.v.peer}", "--collect-interval=1s",
+                                f"--security-config={config or self.config()}", f"--events-log={self.events_log}",
+                                *extra, netns=self.v.ns, address=address)
+
+    def events(self, agent, query: str = "") -> list[dict]:
+        return agent.get_json("/api/v1/events" + query)["events"]
+
+    def wait_event(self, agent, pred, what: str, timeout: float = 30) -> dict:
+        def find():
+            for e in self.events(agent):
+                if pred(e):
+                    return e
+            return None
+        return wait_for(find, timeout, what, interval=0.2)
+
+    def wait_ended(self, agent, event_id: int, timeout: float = 30) -> dict:
+        return self.wait_event(agent, lambda e: e["id"] == event_id and e["ended_at"] is not None,
+                               f"event {event_id} to end", timeout)
+
+    def nmap(self, *args: str, timeout: float = 180) -> ET.Element:
+        p = run(["timeout", str(timeout - 10), "nmap", "-n", "-Pn", "-T4", "-e", self.v.host, "-oX", "-", *args],
+                netns=self.v.host_ns, timeout=timeout)
+        return ET.fromstring(p.stdout)
+
+
+def nmap_counts(root: ET.Element) -> dict[str, int]:
+    """Port states nmap reported, summed over hosts: {"closed": 1000, "open|filtered": 3, ...}."""
+    counts: dict[str, int] = {}
+    for host in root.iter("host"):
+        for extra in host.iter("extraports"):
+            counts[extra.get("state")] = counts.get(extra.get("state"), 0) + int(extra.get("count"))
+        for port in host.iter("port"):
+            st = port.find("state").get("state")
+            counts[st] = counts.get(st, 0) + 1
+    return counts
+
+
+class PortScans(SecurityCase):
+    def setUp(self):
+        require_tools("nmap", "timeout")
+
+    def test_each_technique_flagged_with_its_scan_type(self):
+        v = self.topology()
+        agent = self.agent_in_victim()
+        last_id = 0
+        # (nmap flag, scan_type, ports, nmap state whose count equals the probes refused,
+        #  evidence field that counts them)
+        scans = [
+            ("-sS", "syn", "1-1000", "closed", "refused"),
+            ("-sT", "connect", "1-1000", "closed", "refused"),
+            ("-sF", "fin", "1-1000", "closed", "refused"),
+            ("-sN", "null", "1-1000", "closed", "refused"),
+            ("-sX", "xmas", "1-1000", "closed", "refused"),
+            ("-sA", "ack", "1-1000", "unfiltered", "refused"),
+            # the victim rate-limits ICMP port unreachables: nmap's "closed" ports are
+            # the ones it got an unreachable for; the rest it calls open|filtered
+            ("-sU", "udp", "1-200", "closed", "unreachable"),
+        ]
+        for flag, scan_type, ports, state, field in scans:
+            extra = ["--max-retries", "0"] if flag == "-sU" else []
+            root = self.nmap(flag, "-p", ports, *extra, v.peer_ip)
+            counts = nmap_counts(root)
+            log(f"nmap {flag} {ports}: {counts}")
+            e = self.wait_event(agent, lambda e: e["type"] == "port_scan" and e["id"] > last_id,
+                                f"a port_scan event for nmap {flag}")
+            e = self.wait_ended(agent, e["id"])
+            ev = e["evidence"]
+            log(f"  event {e['id']}: scan_type={ev['scan_type']} ports_probed={ev['ports_probed']} "
+                f"refused={ev['refused']} unreachable={ev['unreachable']} unanswered={ev['unanswered']} "
+                f"latency={ev['detection_latency_ms']:.0f} ms")
+            self.assertEqual(ev["scan_type"], scan_type, e)
+            self.assertEqual(e["src_ip"], v.host_ip)
+            self.assertEqual(e["dst_ip"], v.peer_ip)
+            self.assertEqual(e["targets"], [v.peer_ip])
+            self.assertEqual(ev["mode"], "vertical")
+            self.assertGreater(counts.get(state, 0), 0, counts)
+            self.assertEqual(ev[field], counts[state], f"{flag}: {field} vs nmap's {state} count")
+            if flag == "-sU":
+                # the probes nmap got no answer for are the agent's unanswered ones
+                self.assertEqual(ev["unanswered"], counts.get("open|filtered", 0))
+            self.assertIn(e["severity"], ("medium", "high"))
+            others = [x for x in self.events(agent) if x["id"] > last_id and x["type"] != "port_scan"]
+            self.assertEqual(others, [], f"{flag} raised more than a port scan")
+            last_id = e["id"]
+        m = agent.metrics()
+        self.assertEqual(m.get("netprobe_security_events_total", type="port_scan"), len(scans))
+        self.assertEqual(m.get("netprobe_security_active_attacks", type="port_scan"), 0)
+        self.assertEqual(m.get("netprobe_map_update_errors_total", map="security_events"), 0)
+        # every event twice in the log: when detected and when it ended
+        with open(self.events_log) as f:
+            lines = [json.loads(line) for line in f]
+        self.assertEqual(len(lines), 2 * len(scans))
+        self.assertEqual(sorted(l["id"] for l in lines if l["ended_at"] is not None), list(range(1, len(scans) + 1)))
+
+    def test_horizontal_scan(self):
+        v = self.topology()
+        hosts = [f"198.19.{v.host_ifindex % 250}.{i}" for i in range(1, 13)]
+        for h in hosts:
+            run(["ip", "addr", "add", f"{h}/32", "dev", v.peer], netns=v.ns)
+        run(["ip", "route", "add", f"198.19.{v.host_ifindex % 250}.0/24", "dev", v.host], netns=v.host_ns)
+        agent = self.agent_in_victim()
+        root = self.nmap("-sS", "-p", "22,80", *hosts)
+        counts = nmap_counts(root)
+        log(f"nmap -sS -p 22,80 over {len(hosts)} hosts: {counts}")
+        e = self.wait_event(agent, lambda e: e["type"] == "port_scan", "a port_scan event")
+        e = self.wait_ended(agent, e["id"])
+        ev = e["evidence"]
+        self.assertIn("horizontal", ev["mode"])
+        self.assertEqual(sorted(e["targets"]), sorted(hosts))
+        self.assertEqual(ev["hosts"], len(hosts))
+        self.assertEqual(ev["refused"], counts["closed"])
+        self.assertEqual(ev["scan_type"], "syn")
+
+
+class Floods(SecurityCase):
+    def setUp(self):
+        require_tools("hping3")
+
+    def flood(self, *args: str) -> str:
+        p = run(["hping3", "-q", *args, self.v.peer_ip], netns=self.v.host_ns, check=False, timeout=120)
+        out = p.stdout + p.stderr
+        m = re.search(r"(\d+) packets transmitted", out)
+        self.assertIsNotNone(m, out)
+        return m.group(1)
+
+    def test_syn_udp_icmp_floods_classified_and_ended(self):
+        v = self.topology()
+        agent = self.agent_in_victim()
+        cases = [
+            ("syn_flood", ["-S", "-p", "80", "-i", "u100", "-c", "30000"]),
+            ("udp_flood", ["--udp", "-p", "9999", "-i", "u100", "-c", "30000"]),
+            ("icmp_flood", ["--icmp", "-i", "u200", "-c", "15000"]),
+        ]
+        last_id = 0
+        for kind, args in cases:
+            sent = self.flood(*args)
+            e = self.wait_event(agent, lambda e: e["type"] == kind and e["id"] > last_id, f"a {kind} event")
+            e = self.wait_ended(agent, e["id"])
+            ev = e["evidence"]
+            log(f"hping3 {' '.join(args)}: {sent} sent; event {e['id']} {kind}: peak {ev['peak_pps']:.0f} pps, "
+                f"top sources {ev.get('top_sources')}, {e['first_seen']} -> {e['ended_at']}")
+            self.assertEqual(e["dst_ip"], v.peer_ip)
+            self.assertEqual(ev["top_sources"][0]["ip"], v.host_ip)
+            self.assertGreaterEqual(ev["peak_pps"], 1000)
+            self.assertEqual(e["severity"], "high")
+            scans = [x for x in self.events(agent) if x["id"] > last_id and x["type"] in ("port_scan", "traffic_surge")]
+            self.assertEqual(scans, [], f"{kind} also raised {scans}")
+            last_id = max(x["id"] for x in self.events(agent))
+        m = agent.metrics()
+        for kind, _ in cases:
+            self.assertEqual(m.get("netprobe_security_events_total", type=kind), 1, kind)
+            self.assertEqual(m.get("netprobe_security_active_attacks", type=kind), 0, kind)
+
+
+class Benign(SecurityCase):
+    def test_benign_mix_raises_nothing(self):
+        """iperf3, 300 short HTTP requests and a Prometheus server scraping the agent
+        every second: no event at all. new_peer is on: everything talks during the
+        learning period, then talks again after it."""
+        require_tools("iperf3", "curl", PROMETHEUS)
+        v = self.topology()
+        cfg = self.config(CONFIG + "connections:\n  learning_period: 8s\n")
+        agent = self.agent_in_victim(config=cfg, address="0.0.0.0")
+        t0 = time.monotonic()
+        web_port, iperf_port, prom_port = 18080, 15201, free_port(v.host_ns)
+        work = self.tmpdir()
+        with open(os.path.join(work, "index.html"), "w") as f:
+            f.write("hello\n" * 100)
+        self.spawn([PYTHON, "-m", "http.server", str(web_port), "--bind", v.peer_ip, "--directory", work],
+                   netns=v.ns, log_name="http.log")
+        self.spawn(["iperf3", "-s", "-B", v.peer_ip, "-p", str(iperf_port)], netns=v.ns, log_name="iperf3.log")
+        prom_cfg = os.path.join(work, "prometheus.yml")
+        with open(prom_cfg, "w") as f:
+            f.write(f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: netprobe\n"
+                    f"    static_configs:\n      - targets: ['{v.peer_ip}:{agent.port}']\n")
+        self.spawn([PROMETHEUS, f"--config.file={prom_cfg}", f"--storage.tsdb.path={os.path.join(work, 'data')}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}"], netns=v.host_ns, log_name="prometheus.log")
+        wait_for(lambda: run(["curl", "-sf", f"http://{v.peer_ip}:{web_port}/index.html"], netns=v.host_ns,
+                             check=False).returncode == 0, 10, "the web server")
+
+        def mix(seconds: int, requests: int):
+            run(["iperf3", "-c", v.peer_ip, "-p", str(iperf_port), "-t", str(seconds)], netns=v.host_ns,
+                timeout=seconds + 30)
+            for _ in range(requests):
+                run(["curl", "-sf", "-o", "/dev/null", f"http://{v.peer_ip}:{web_port}/index.html"], netns=v.host_ns)
+
+        mix(2, 20)                        # learning period: every peer seen once
+        time.sleep(max(0.0, 9 - (time.monotonic() - t0)))
+        mix(5, 300)                       # after it: the same peers again
+        time.sleep(3)
+        m = agent.metrics()
+        events = self.events(agent)
+        log(f"observations: {m.get('netprobe_security_observations_total', kind='new_flow')} new flows; "
+            f"events: {events}")
+        self.assertGreater(m.get("netprobe_security_observations_total", kind="new_flow"), 300)
+        self.assertGreater(m.get("netprobe_security_evaluations_total"), 40)
+        self.assertEqual(events, [])
+        for s in m.find("netprobe_security_events_total"):
+            self.assertEqual(s.value, 0, s)
+        # scraped by Prometheus all along
+        up = run(["curl", "-sf", f"http://127.0.0.1:{prom_port}/api/v1/query?query=up"], netns=v.host_ns)
+        self.assertIn('"value"', up.stdout)
+
+
+class Mitigation(SecurityCase):
+    def blocked_counter(self, agent, cidr: str) -> float:
+        return agent.metrics().get_or("netprobe_security_blocked_packets_total", 0.0, cidr=cidr)
+
+    def run_mode(self, mode: str):
+        require_tools("nmap", "ping")
+        v = self.topology()
+        agent = self.agent_in_victim(f"--mitigate={mode}",
+                                     config=self.config(CONFIG + "mitigation:\n  block_duration: 5m\n"))
+        self.nmap("-sS", "-p", "1-1000", v.peer_ip)
+        e = self.wait_event(agent, lambda e: e["type"] == "port_scan", "a port_scan event")
+        cidr = f"{v.host_ip}/32"
+        self.assertEqual(e["blocked"], [cidr])
+        m = agent.metrics()
+        self.assertEqual(m.get("netprobe_security_block_rules"), 1)
+        self.assertEqual(m.get("netprobe_security_mitigation_mode", mode=mode), 1)
+        before = self.blocked_counter(agent, cidr)
+        p = run(["ping", "-n", "-q", "-c", "5", "-i", "0.2", "-W", "1", v.peer_ip], netns=v.host_ns, check=False)
+        sent = int(re.search(r"(\d+) packets transmitted", p.stdout).group(1))
+        received = int(re.search(r"(\d+) received", p.stdout).group(1))
+        after = wait_for(lambda: (self.blocked_counter(agent, cidr) - before >= sent) and
+                         self.blocked_counter(agent, cidr), 10, "the blocked counter")
+        log(f"mitigation {mode}: ping {sent} sent {received} received; blocked counter {before} -> {after}")
+        self.assertEqual(after - before, sent)
+        # another source is untouched
+        run(["ping", "-n", "-q", "-c", "2", "-i", "0.2", v.host_ip6.split("/")[0]], netns=v.ns)
+        return sent, received
+
+    def test_on_drops_the_scanner(self):
+        sent, received = self.run_mode("on")
+        self.assertEqual(received, 0)
+
+    def test_dry_run_counts_but_passes(self):
+        sent, received = self.run_mode("dry-run")
+        self.assertEqual(received, sent)
+
+
+class ConfigAndApi(SecurityCase):
+    def test_bad_config_is_rejected_with_line_and_reason(self):
+        bad = self.config("scan:\n  window: 5s\n  vertical_ports: many\n")
+        p = run([AGENT, f"--security-config={bad}", "--interface-filter=lo", "--metrics-port=18999"], check=False,
+                timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("line 3: scan.vertical_ports: expected a positive integer", p.stderr)
+        p = run([AGENT, "--mitigate=sometimes"], check=False, timeout=30)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("invalid --mitigate", p.stderr)
+        p = run([AGENT, f"--events-log={self.tmpdir()}/no/such/dir/e.jsonl", "--interface-filter=lo",
+                 "--metrics-port=18999"], check=False, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("--events-log", p.stderr)
+
+    def test_events_query_parameters(self):
+        self.topology()
+        agent = self.agent_in_victim()
+        self.assertEqual(agent.get_json("/api/v1/events")["count"], 0)
+        for bad in ("?type=bogus", "?since=yesterday", "?limit=0", "?color=red"):
+            status, _, body = agent.request("/api/v1/events" + bad)
+            self.assertEqual(status, 400, bad)
+            self.assertIn("error", json.loads(body))
+        self.assertEqual(agent.get_json("/api/v1/events?type=port_scan,syn_flood&since=2020-01-01T00:00:00Z")["count"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
