@@ -174,6 +174,7 @@ struct Case {
     std::uint32_t retval;
     const std::vector<std::uint8_t>* frame;
     bool has_flow;  // the program creates a flow (tc); xdp does not
+    int flow_fd;    // the flow table of the program's skeleton
 };
 
 struct Row {
@@ -228,6 +229,23 @@ int main(int argc, char** argv) {
                                                                   reference_bpf__destroy);
     if (!ref) die("load reference skeleton", errno);
 
+    // The same programs loaded as the agent runs them by default: security analytics
+    // on (host_stats per packet, a ring record per new flow) and, to measure its
+    // worst case, mitigation on (an LPM lookup per XDP packet; the blocklist is empty).
+    std::unique_ptr<datapath_bpf, void (*)(datapath_bpf*)> sec(datapath_bpf__open(), datapath_bpf__destroy);
+    if (!sec) die("open datapath skeleton", errno);
+    sec->rodata->np_enable_security = 1;
+    sec->rodata->np_mitigate = NP_MITIGATE_ON;
+    if (int err = datapath_bpf__load(sec.get()); err) die("load datapath skeleton (security on)", -err);
+    ring_buffer* sec_ring = ring_buffer__new(bpf_map__fd(sec->maps.sec_events),
+                                             [](void*, void*, std::size_t) { return 0; }, nullptr, nullptr);
+    if (!sec_ring) die("ring_buffer__new", errno);
+    std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> sec_ring_owner(sec_ring, ring_buffer__free);
+    const int xdp_s = bpf_program__fd(sec->progs.netprobe_xdp);
+    const int tc_in_s = bpf_program__fd(sec->progs.netprobe_tc_in);
+    const int tc_eg_s = bpf_program__fd(sec->progs.netprobe_tc_eg);
+    const int flow_s = bpf_map__fd(sec->maps.flow_stats);
+
     const int xdp = bpf_program__fd(dp->progs.netprobe_xdp);
     const int tc_in = bpf_program__fd(dp->progs.netprobe_tc_in);
     const int tc_eg = bpf_program__fd(dp->progs.netprobe_tc_eg);
@@ -241,14 +259,19 @@ int main(int argc, char** argv) {
     constexpr std::uint32_t kTcUnspec = 0xffffffffu, kXdpPass = 2;
 
     std::vector<Case> cases = {
-        {"netprobe_xdp", "ipv4/tcp 64B", Mode::Steady, xdp, ref_xdp, kXdpPass, &v4, false},
-        {"netprobe_tc_in", "ipv4/tcp 64B", Mode::Steady, tc_in, ref_tc, kTcUnspec, &v4, true},
-        {"netprobe_tc_eg", "ipv4/tcp 64B", Mode::Steady, tc_eg, ref_tc, kTcUnspec, &v4, true},
-        {"netprobe_tc_in", "ipv6/tcp 84B", Mode::Steady, tc_in, ref_tc, kTcUnspec, &v6, true},
-        {"netprobe_tc_eg", "ipv6/tcp 84B", Mode::Steady, tc_eg, ref_tc, kTcUnspec, &v6, true},
-        {"netprobe_tc_in", "ipv4/tcp 64B", Mode::First, tc_in, ref_tc, kTcUnspec, &v4, true},
-        {"netprobe_tc_eg", "ipv4/tcp 64B", Mode::First, tc_eg, ref_tc, kTcUnspec, &v4, true},
-        {"netprobe_tc_in", "ipv6/tcp 84B", Mode::First, tc_in, ref_tc, kTcUnspec, &v6, true},
+        {"netprobe_xdp", "ipv4/tcp 64B", Mode::Steady, xdp, ref_xdp, kXdpPass, &v4, false, flow_fd},
+        {"netprobe_tc_in", "ipv4/tcp 64B", Mode::Steady, tc_in, ref_tc, kTcUnspec, &v4, true, flow_fd},
+        {"netprobe_tc_eg", "ipv4/tcp 64B", Mode::Steady, tc_eg, ref_tc, kTcUnspec, &v4, true, flow_fd},
+        {"netprobe_tc_in", "ipv6/tcp 84B", Mode::Steady, tc_in, ref_tc, kTcUnspec, &v6, true, flow_fd},
+        {"netprobe_tc_eg", "ipv6/tcp 84B", Mode::Steady, tc_eg, ref_tc, kTcUnspec, &v6, true, flow_fd},
+        {"netprobe_tc_in", "ipv4/tcp 64B", Mode::First, tc_in, ref_tc, kTcUnspec, &v4, true, flow_fd},
+        {"netprobe_tc_eg", "ipv4/tcp 64B", Mode::First, tc_eg, ref_tc, kTcUnspec, &v4, true, flow_fd},
+        {"netprobe_tc_in", "ipv6/tcp 84B", Mode::First, tc_in, ref_tc, kTcUnspec, &v6, true, flow_fd},
+        {"netprobe_xdp+sec", "ipv4/tcp 64B", Mode::Steady, xdp_s, ref_xdp, kXdpPass, &v4, false, flow_s},
+        {"netprobe_tc_in+sec", "ipv4/tcp 64B", Mode::Steady, tc_in_s, ref_tc, kTcUnspec, &v4, true, flow_s},
+        {"netprobe_tc_eg+sec", "ipv4/tcp 64B", Mode::Steady, tc_eg_s, ref_tc, kTcUnspec, &v4, true, flow_s},
+        {"netprobe_tc_in+sec", "ipv6/tcp 84B", Mode::Steady, tc_in_s, ref_tc, kTcUnspec, &v6, true, flow_s},
+        {"netprobe_tc_in+sec", "ipv4/tcp 64B", Mode::First, tc_in_s, ref_tc, kTcUnspec, &v4, true, flow_s},
     };
 
     std::printf("BPF_PROG_TEST_RUN on CPU %d: %u rounds, steady repeat=%u, first-packet runs/round=%u\n", cpu,
@@ -258,6 +281,7 @@ int main(int argc, char** argv) {
     for (const auto& c : cases) {
         const std::string label = c.prog + " " + c.frame_name + (c.mode == Mode::Steady ? " steady" : " first");
         if (!only.empty() && label.find(only) == std::string::npos) continue;
+        const int flow_fd = c.flow_fd;
         clearMap(flow_fd, sizeof(flow_key));
         std::vector<double> r_ns, p_ns, h_ns;
         if (c.mode == Mode::Steady) {
@@ -291,6 +315,7 @@ int main(int argc, char** argv) {
                     pp.push_back(testRun(c.prog_fd, *c.frame, 1, c.retval));
                     hh.push_back(testRun(c.prog_fd, *c.frame, 1, c.retval));  // now a hit
                 }
+                ring_buffer__consume(sec_ring);  // the +sec insert sends a record per run
                 r_ns.push_back(stats(rr).median);
                 p_ns.push_back(stats(pp).median);
                 h_ns.push_back(stats(hh).median);
@@ -320,9 +345,10 @@ int main(int argc, char** argv) {
         rows.push_back(row);
     }
     // map_errors must be all zero (a failed insert would make the numbers meaningless).
+    for (int efd : {err_fd, bpf_map__fd(sec->maps.map_errors)})
     for (std::uint32_t i = 0; i < NP_MAP_ID_MAX; ++i) {
         std::vector<std::uint64_t> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
-        if (bpf_map_lookup_elem(err_fd, &i, v.data()) != 0) die("read map_errors", errno);
+        if (bpf_map_lookup_elem(efd, &i, v.data()) != 0) die("read map_errors", errno);
         for (auto x : v)
             if (x) {
                 std::fprintf(stderr, "np_bpf_prog_bench: map_errors[%u] = %llu\n", i,
@@ -335,7 +361,7 @@ int main(int argc, char** argv) {
     std::printf("\n%-15s %-13s %-7s %10s %10s %7s %10s  %s\n", "program", "frame", "case", "ref ns", "prog ns",
                 "ratio", "prog-ref", "verdict (floor <=5x, aim <=3x)");
     for (const auto& r : rows) {
-        std::printf("%-15s %-13s %-7s %10.1f %10.1f %6.2fx %10.1f  %s   [prog min/max %.0f/%.0f]\n",
+        std::printf("%-19s %-13s %-7s %10.1f %10.1f %6.2fx %10.1f  %s   [prog min/max %.0f/%.0f]\n",
                     r.c.prog.c_str(), r.c.frame_name.c_str(), r.c.mode == Mode::Steady ? "steady" : "first",
                     r.ref.median, r.prog.median, r.ratio, r.prog.median - r.ref.median, r.verdict, r.prog.min,
                     r.prog.max);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Security analytics, datapath side. Per packet only what needs per-packet state:
- *  - host_stats: per-address in/out counters (one LRU_PERCPU_HASH lookup per
- *    packet), read by user space on a sub-second tick for flood detection;
+ *  - host_stats: per-address in/out counters in a 2-way set-associative per-CPU
+ *    array (an inlined array lookup per packet; see abi.h), read by user space
+ *    on a sub-second tick for flood detection;
  *  - sec_events: a ring-buffer record for the first packet of every new TCP/UDP
  *    flow (the insert path only: a flow's later packets cost nothing more) and for
  *    every ICMP destination-unreachable, with the tuple it quotes. Port scans,
@@ -29,10 +30,10 @@ struct {
 } sec_events SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
-	__type(key, struct np_host_key);
-	__type(value, struct np_host_stats);
-	__uint(max_entries, NP_HOST_STATS_MAX);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct np_host_slot);
+	__uint(max_entries, NP_HOST_SLOTS);
 } host_stats SEC(".maps");
 
 struct {
@@ -56,25 +57,47 @@ struct {
 #define NP_TCP_RST 0x04
 #define NP_TCP_ACK 0x10
 
+static __always_inline int np_addr_eq(const union np_addr *a, const union np_addr *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	return x[0] == y[0] && x[1] == y[1];
+}
+
+static __always_inline struct np_host_slot *np_host_slot(const union np_addr *addr)
+{
+	__u32 idx = np_host_hash(addr);
+	struct np_host_slot *slot = bpf_map_lookup_elem(&host_stats, &idx);
+	if (!slot)
+		return 0;
+	if (np_addr_eq(&slot->addr, addr))
+		return slot;
+	__u32 alt_idx = idx ^ 1;
+	struct np_host_slot *alt = bpf_map_lookup_elem(&host_stats, &alt_idx);
+	if (!alt)
+		return 0;
+	if (np_addr_eq(&alt->addr, addr))
+		return alt;
+	/* Neither: take over the quieter of the two (a free slot has no packets). */
+	__u64 a = slot->stats.in_packets + slot->stats.out_packets;
+	__u64 b = alt->stats.in_packets + alt->stats.out_packets;
+	if (b < a) {
+		slot = alt;
+		a = b;
+	}
+	if (a)
+		np_count_map_error(NP_MAP_HOST_STATS);
+	__builtin_memset(&slot->stats, 0, sizeof(slot->stats));
+	__builtin_memcpy(&slot->addr, addr, sizeof(slot->addr));
+	return slot;
+}
+
 static __always_inline void np_host_account(const struct np_packet *pkt, __u32 dir, __u64 len)
 {
-	struct np_host_key hk;
-	if (dir == NP_DIR_INGRESS)
-		__builtin_memcpy(&hk.addr, &pkt->key.dst_ip, sizeof(hk.addr));
-	else
-		__builtin_memcpy(&hk.addr, &pkt->key.src_ip, sizeof(hk.addr));
-	struct np_host_stats *hs = bpf_map_lookup_elem(&host_stats, &hk);
-	if (!hs) {
-		struct np_host_stats init = {};
-		long err = bpf_map_update_elem(&host_stats, &hk, &init, BPF_NOEXIST);
-		if (err && err != -NP_EEXIST) {
-			np_count_map_error(NP_MAP_HOST_STATS);
-			return;
-		}
-		hs = bpf_map_lookup_elem(&host_stats, &hk);
-		if (!hs)
-			return; /* evicted again at once: LRU under pressure */
-	}
+	struct np_host_slot *slot =
+		np_host_slot(dir == NP_DIR_INGRESS ? &pkt->key.dst_ip : &pkt->key.src_ip);
+	if (!slot)
+		return;
+	struct np_host_stats *hs = &slot->stats;
 	__u8 fl = pkt->tcp_flags;
 	if (dir == NP_DIR_INGRESS) {
 		hs->in_packets += 1;

@@ -189,7 +189,7 @@ struct SecurityMonitor::Impl {
     std::atomic<bool> stopping{false};
 
     // worker-only state
-    std::unordered_map<Addr16, np_host_stats, AddrHash> prev_hosts;
+    std::vector<np_host_slot> prev_slots, cur_slots;  // host_stats, previous and current read
     Clock::time_point prev_read{};
     std::uint64_t observed_flows = 0, observed_unreach = 0;  // written by the worker only (atomics below)
 
@@ -253,83 +253,68 @@ struct SecurityMonitor::Impl {
         return 0;
     }
 
-    // host_stats, per-CPU values summed.
-    Result<std::vector<std::pair<Addr16, np_host_stats>>> readHosts() const {
-        std::vector<std::pair<Addr16, np_host_stats>> out;
+    // Every slot of host_stats, every CPU's copy: vals[slot * ncpu + cpu].
+    Result<void> readSlots(std::vector<np_host_slot>& vals) const {
         const auto ncpu = static_cast<std::size_t>(ebpf::possibleCpus());
-        std::size_t chunk = 1024;
-        std::vector<np_host_key> keys;
-        std::vector<np_host_stats> vals;
-        std::uint32_t in_tok = 0, out_tok = 0;
+        vals.assign(std::size_t{NP_HOST_SLOTS} * ncpu, np_host_slot{});
+        std::vector<std::uint32_t> keys(NP_HOST_SLOTS);
+        std::uint32_t in_tok = 0, out_tok = 0, done = 0;
         bool first = true;
         LIBBPF_OPTS(bpf_map_batch_opts, bo);
-        for (;;) {
-            keys.resize(chunk);
-            vals.resize(chunk * ncpu);
-            __u32 count = static_cast<__u32>(chunk);
-            int err = bpf_map_lookup_batch(maps.host_stats, first ? nullptr : &in_tok, &out_tok, keys.data(),
-                                           vals.data(), &count, &bo);
-            int e = err ? errno : 0;
-            if (err && e == ENOSPC && count == 0) {
-                chunk *= 2;
-                continue;
-            }
-            if (err && e != ENOENT) return std::unexpected(errnoError(e, "batch read host_stats"));
-            for (__u32 i = 0; i < count; ++i) {
-                np_host_stats sum{};
-                for (std::size_t c = 0; c < ncpu; ++c) {
-                    const auto& v = vals[i * ncpu + c];
-                    sum.in_packets += v.in_packets;
-                    sum.in_bytes += v.in_bytes;
-                    sum.out_packets += v.out_packets;
-                    sum.out_bytes += v.out_bytes;
-                    sum.tcp_in += v.tcp_in;
-                    sum.syn_in += v.syn_in;
-                    sum.synack_out += v.synack_out;
-                    sum.udp_in += v.udp_in;
-                    sum.icmp_in += v.icmp_in;
-                }
-                out.emplace_back(toAddr(keys[i].addr), sum);
-            }
-            if (err) break;
+        while (done < NP_HOST_SLOTS) {
+            __u32 count = NP_HOST_SLOTS - done;
+            int err = bpf_map_lookup_batch(maps.host_stats, first ? nullptr : &in_tok, &out_tok, keys.data() + done,
+                                           vals.data() + std::size_t{done} * ncpu, &count, &bo);
+            if (err && errno != ENOENT) return std::unexpected(errnoError(errno, "batch read host_stats"));
+            done += count;
+            if (err || count == 0) break;
             in_tok = out_tok;
             first = false;
         }
-        return out;
+        return {};
     }
 
+    static void addDelta(np_host_stats& acc, const np_host_stats& cur, const np_host_stats* prev) {
+        auto d = [](std::uint64_t c, std::uint64_t p) { return c >= p ? c - p : c; };
+        acc.in_packets += d(cur.in_packets, prev ? prev->in_packets : 0);
+        acc.in_bytes += d(cur.in_bytes, prev ? prev->in_bytes : 0);
+        acc.out_packets += d(cur.out_packets, prev ? prev->out_packets : 0);
+        acc.out_bytes += d(cur.out_bytes, prev ? prev->out_bytes : 0);
+        acc.tcp_in += d(cur.tcp_in, prev ? prev->tcp_in : 0);
+        acc.syn_in += d(cur.syn_in, prev ? prev->syn_in : 0);
+        acc.synack_out += d(cur.synack_out, prev ? prev->synack_out : 0);
+        acc.udp_in += d(cur.udp_in, prev ? prev->udp_in : 0);
+        acc.icmp_in += d(cur.icmp_in, prev ? prev->icmp_in : 0);
+    }
+
+    // Per address, what changed since the previous read. Deltas are taken per (slot,
+    // CPU): a slot whose owner changed counts from zero for its new owner.
     std::vector<HostRates> hostDeltas(TimePoint now) {
         std::vector<HostRates> rates;
-        auto hosts = readHosts();
-        if (!hosts) {
+        if (auto r = readSlots(cur_slots); !r) {
             read_errors.fetch_add(1);
-            spdlog::warn("security: {}", hosts.error().what());
+            spdlog::warn("security: {}", r.error().what());
             return rates;
         }
+        const bool have_prev = prev_slots.size() == cur_slots.size();
         const double dt = prev_read == TimePoint{} ? 0.0 : std::chrono::duration<double>(now - prev_read).count();
-        std::unordered_map<Addr16, np_host_stats, AddrHash> cur;
-        cur.reserve(hosts->size());
-        for (const auto& [a, s] : *hosts) {
-            cur[a] = s;
-            if (dt <= 0) continue;
-            auto it = prev_hosts.find(a);
-            np_host_stats d = s;
-            if (it != prev_hosts.end() && it->second.in_packets <= s.in_packets && it->second.out_packets <= s.out_packets) {
-                const auto& p = it->second;
-                d.in_packets -= p.in_packets;
-                d.in_bytes -= p.in_bytes;
-                d.out_packets -= p.out_packets;
-                d.out_bytes -= p.out_bytes;
-                d.tcp_in -= p.tcp_in;
-                d.syn_in -= p.syn_in;
-                d.synack_out -= p.synack_out;
-                d.udp_in -= p.udp_in;
-                d.icmp_in -= p.icmp_in;
-            }  // else: new (or evicted and re-created): all of it is new
-            if (d.in_packets == 0 && d.out_packets == 0) continue;
-            rates.push_back(HostRates{a, dt, d});
+        if (have_prev && dt > 0) {
+            std::unordered_map<Addr16, np_host_stats, AddrHash> by_addr;
+            static const np_addr kFree{};
+            for (std::size_t i = 0; i < cur_slots.size(); ++i) {
+                const np_host_slot& c = cur_slots[i];
+                if (std::memcmp(&c.addr, &kFree, sizeof kFree) == 0) continue;
+                const np_host_slot& p = prev_slots[i];
+                const bool same_owner = std::memcmp(&c.addr, &p.addr, sizeof c.addr) == 0;
+                if (same_owner && c.stats.in_packets == p.stats.in_packets && c.stats.out_packets == p.stats.out_packets)
+                    continue;
+                addDelta(by_addr[toAddr(c.addr)], c.stats, same_owner ? &p.stats : nullptr);
+            }
+            rates.reserve(by_addr.size());
+            for (const auto& [a, d] : by_addr)
+                if (d.in_packets || d.out_packets) rates.push_back(HostRates{a, dt, d});
         }
-        prev_hosts = std::move(cur);
+        std::swap(prev_slots, cur_slots);
         prev_read = now;
         return rates;
     }

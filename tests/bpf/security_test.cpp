@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <bpf/bpf.h>
@@ -104,20 +105,25 @@ np_addr v6(const char* s) {
 bool same(const np_addr& a, const np_addr& b) { return std::memcmp(a.v6, b.v6, 16) == 0; }
 
 np_host_stats host(datapath_bpf* s, const np_addr& a) {
-    np_host_key k{a};
-    std::vector<np_host_stats> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
     np_host_stats sum{};
-    if (bpf_map_lookup_elem(bpf_map__fd(s->maps.host_stats), &k, v.data()) != 0) return sum;
-    for (const auto& x : v) {
-        sum.in_packets += x.in_packets;
-        sum.in_bytes += x.in_bytes;
-        sum.out_packets += x.out_packets;
-        sum.out_bytes += x.out_bytes;
-        sum.tcp_in += x.tcp_in;
-        sum.syn_in += x.syn_in;
-        sum.synack_out += x.synack_out;
-        sum.udp_in += x.udp_in;
-        sum.icmp_in += x.icmp_in;
+    const std::size_t ncpu = static_cast<std::size_t>(libbpf_num_possible_cpus());
+    std::vector<np_host_slot> v(ncpu);
+    const std::uint32_t h = np_host_hash(&a);
+    for (std::uint32_t idx : {h, h ^ 1u}) {
+        if (bpf_map_lookup_elem(bpf_map__fd(s->maps.host_stats), &idx, v.data()) != 0) continue;
+        for (const auto& slot : v) {
+            if (std::memcmp(&slot.addr, &a, sizeof a) != 0) continue;
+            const auto& x = slot.stats;
+            sum.in_packets += x.in_packets;
+            sum.in_bytes += x.in_bytes;
+            sum.out_packets += x.out_packets;
+            sum.out_bytes += x.out_bytes;
+            sum.tcp_in += x.tcp_in;
+            sum.syn_in += x.syn_in;
+            sum.synack_out += x.synack_out;
+            sum.udp_in += x.udp_in;
+            sum.icmp_in += x.icmp_in;
+        }
     }
     return sum;
 }
@@ -231,6 +237,33 @@ TEST_F(SecurityDatapath, HostCounters) {
     EXPECT_EQ(h.synack_out, 1u);
     auto client = host(s.get(), v4("198.18.0.1"));  // never a destination at ingress nor a source at egress
     EXPECT_EQ(client.in_packets + client.out_packets, 0u);
+}
+
+// Three addresses of one 2-way set: the third takes over the quieter slot, the
+// takeover is counted, and the busy address keeps its counts.
+TEST_F(SecurityDatapath, HostSlotTakeoverKeepsTheHeavyHitter) {
+    Skel s = load(1, NP_MITIGATE_OFF);
+    ASSERT_TRUE(s);
+    std::vector<std::string> same_set;
+    const std::uint32_t set = np_host_hash(&(const np_addr&)v4("198.18.0.2")) >> 1;
+    same_set.push_back("198.18.0.2");
+    for (int i = 0; i < 65536 && same_set.size() < 3; ++i) {
+        const std::string a = "198.19." + std::to_string(i / 256) + "." + std::to_string(i % 256);
+        const np_addr x = v4(a.c_str());
+        if ((np_host_hash(&x) >> 1) == set) same_set.push_back(a);
+    }
+    ASSERT_EQ(same_set.size(), 3u);
+    auto to = [](const std::string& dst) {
+        return PacketBuilder().eth().ipv4("198.18.0.1", dst).udp(1, 2).payload(10).build();
+    };
+    for (int i = 0; i < 5; ++i) run(s.get(), Prog::In, to(same_set[0]));
+    run(s.get(), Prog::In, to(same_set[1]));
+    EXPECT_EQ(mapErrors(s.get(), NP_MAP_HOST_STATS), 0u);  // two ways: both fit
+    run(s.get(), Prog::In, to(same_set[2]));
+    EXPECT_EQ(mapErrors(s.get(), NP_MAP_HOST_STATS), 1u);
+    EXPECT_EQ(host(s.get(), v4(same_set[0].c_str())).in_packets, 5u);
+    EXPECT_EQ(host(s.get(), v4(same_set[1].c_str())).in_packets, 0u);  // the quieter one went
+    EXPECT_EQ(host(s.get(), v4(same_set[2].c_str())).in_packets, 1u);
 }
 
 // Security off (as loaded by tests of the core, or --security=off): nothing.

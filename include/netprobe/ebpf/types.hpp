@@ -58,7 +58,7 @@ struct FlowDelta {
 // while it lives). See bpf/lib/security.h.
 struct SecurityMaps {
     int events = -1;       // RINGBUF of np_sec_event
-    int host_stats = -1;   // LRU_PERCPU_HASH np_host_key -> np_host_stats
+    int host_stats = -1;   // PERCPU_ARRAY slot -> np_host_slot (2-way set-associative)
     int blocklist = -1;    // LPM_TRIE np_block_key -> np_block_value
     int block_stats = -1;  // PERCPU_ARRAY rule_id -> np_counter
 };
