@@ -52,10 +52,17 @@ static std::string badValue(const std::string& k, const std::string& v, const st
 }
 
 // The parameters /api/v1/flows and /api/v1/connections share: src_ip, dst_ip, ip,
-// src_port, dst_port, port, limit. False when k is none of them; err is set when
-// the value is bad.
+// src_port, dst_port, port, container, limit. False when k is none of them; err is set
+// when the value is bad.
 template <class Q>
 bool parseSharedParam(const std::string& k, const std::string& v, Q& q, std::size_t max_limit, std::string& err) {
+    if (k == "container") {
+        const bool hex = !v.empty() && v.size() <= 64 &&
+                         std::all_of(v.begin(), v.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+        if (!hex) err = badValue(k, v, "expected a container id or id prefix (lowercase hex, up to 64 digits)");
+        else q.container = v;
+        return true;
+    }
     if (k == "src_ip" || k == "dst_ip" || k == "ip") {
         auto a = util::parseAddr(v);
         if (!a) err = badValue(k, v, "expected an IPv4 or IPv6 address");
@@ -107,7 +114,7 @@ std::expected<FlowQuery, std::string> parseFlowQuery(const std::multimap<std::st
         } else {
             return std::unexpected("unknown parameter \"" + k +
                                    "\" (known: interface, direction, protocol, src_ip, dst_ip, ip, src_port, "
-                                   "dst_port, port, namespace, sort, limit)");
+                                   "dst_port, port, namespace, container, sort, limit)");
         }
     }
     return q;
@@ -182,12 +189,29 @@ std::uint64_t ConnectionIndex::cgroupOf(const util::Addr16& ip, std::uint16_t po
 
 std::string flowsJson(const collector::Snapshot& s, const FlowQuery& q, const Attribution* attribution) {
     std::vector<const collector::FlowRecord*> sel;
+    std::optional<ConnectionIndex> conns;
+    if (attribution) conns.emplace(s);
+    std::map<std::uint64_t, std::optional<ContainerLabels>> containers;  // cgroup id -> labels, per answer
+    auto containerOf = [&](std::uint64_t cg) -> const ContainerLabels* {
+        if (!cg) return nullptr;
+        auto it = containers.find(cg);
+        if (it == containers.end()) it = containers.emplace(cg, attribution->container(cg)).first;
+        return it->second && !it->second->container_id.empty() ? &*it->second : nullptr;
+    };
     for (const auto& f : s.flows) {
         if (!flowMatches(f, q)) continue;
         if (q.ns) {
             if (!attribution) continue;
             auto l = attribution->flow(f.key);
             if (l.src_namespace != *q.ns && l.dst_namespace != *q.ns) continue;
+        }
+        if (q.container) {
+            if (!attribution || f.key.proto != 6) continue;
+            const auto src = addrOf(f.key.src_ip), dst = addrOf(f.key.dst_ip);
+            const auto* sc = containerOf(conns->cgroupOf(src, f.key.src_port, dst, f.key.dst_port));
+            const auto* dc = containerOf(conns->cgroupOf(dst, f.key.dst_port, src, f.key.src_port));
+            if (!(sc && sc->container_id.starts_with(*q.container)) && !(dc && dc->container_id.starts_with(*q.container)))
+                continue;
         }
         sel.push_back(&f);
     }
@@ -212,15 +236,6 @@ std::string flowsJson(const collector::Snapshot& s, const FlowQuery& q, const At
     appendUint(out, n);
     out += ",\"flows\":[";
     static constexpr const char* flag_names[8] = {"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"};
-    std::optional<ConnectionIndex> conns;
-    if (attribution && n > 0) conns.emplace(s);
-    std::map<std::uint64_t, std::optional<ContainerLabels>> containers;  // cgroup id -> labels, per answer
-    auto containerOf = [&](std::uint64_t cg) -> const ContainerLabels* {
-        if (!cg) return nullptr;
-        auto it = containers.find(cg);
-        if (it == containers.end()) it = containers.emplace(cg, attribution->container(cg)).first;
-        return it->second && !it->second->container_id.empty() ? &*it->second : nullptr;
-    };
     for (std::size_t i = 0; i < n; ++i) {
         const auto& f = *sel[i];
         if (i) out += ',';
@@ -373,7 +388,7 @@ std::expected<ConnectionQuery, std::string> parseConnectionQuery(const std::mult
         } else {
             return std::unexpected("unknown parameter \"" + k +
                                    "\" (known: state, family, src_ip, dst_ip, ip, src_port, dst_port, port, pid, "
-                                   "limit)");
+                                   "container, limit)");
         }
     }
     return q;
@@ -403,8 +418,18 @@ nlohmann::json connectionsJson(const collector::Snapshot& s, const ConnectionQue
         for (const auto& l : attribution->interfaceLinks())
             if (l.peer_netns_inode) veth_of_netns.emplace(l.peer_netns_inode, l.name);
     if (enabled) {
+        auto labelsOf = [&](std::uint64_t cg) -> const std::optional<ContainerLabels>& {
+            auto it = containers.find(cg);
+            if (it == containers.end()) it = containers.emplace(cg, attribution->container(cg)).first;
+            return it->second;
+        };
         for (const auto& c : s.stack->connections) {
             if (!connectionMatches(c, q)) continue;
+            if (q.container) {
+                if (!attribution || !c.cgroup_id) continue;
+                const auto& l = labelsOf(c.cgroup_id);
+                if (!l || l->container_id.empty() || !l->container_id.starts_with(*q.container)) continue;
+            }
             ++total;
             if (arr.size() >= q.limit) continue;
             const char* origin = c.origin == NP_CONN_ACTIVE ? "active" : c.origin == NP_CONN_PASSIVE ? "passive" : "unknown";
@@ -433,9 +458,7 @@ nlohmann::json connectionsJson(const collector::Snapshot& s, const ConnectionQue
             };
             if (auto v = veth_of_netns.find(c.netns); v != veth_of_netns.end()) j["host_interface"] = v->second;
             if (attribution && c.cgroup_id) {
-                auto it = containers.find(c.cgroup_id);
-                if (it == containers.end()) it = containers.emplace(c.cgroup_id, attribution->container(c.cgroup_id)).first;
-                if (const auto& cl = it->second) {
+                if (const auto& cl = labelsOf(c.cgroup_id)) {
                     j["cgroup_path"] = cl->cgroup_path;
                     if (!cl->container_id.empty()) j["container_id"] = cl->container_id;
                     if (!cl->pod_uid.empty()) j["pod_uid"] = cl->pod_uid;

@@ -23,6 +23,7 @@ struct FlowQuery {
     std::optional<util::Addr16> src_ip, dst_ip, ip;  // ip: either end
     std::optional<std::uint16_t> src_port, dst_port, port;
     std::optional<std::string> ns;  // namespace=: src_namespace or dst_namespace (needs an attribution)
+    std::optional<std::string> container;  // container=: id or id prefix of either end's container (TCP)
     enum class Sort { Bytes, Packets, Rate, LastSeen } sort = Sort::Bytes;
     std::size_t limit = 100;
 };
@@ -52,6 +53,7 @@ struct ConnectionQuery {
     std::optional<util::Addr16> src_ip, dst_ip, ip;
     std::optional<std::uint16_t> src_port, dst_port, port;
     std::optional<std::uint32_t> pid;
+    std::optional<std::string> container;  // container=: container id or id prefix (needs an attribution)
     std::size_t limit = 100;
 };
 [[nodiscard]] std::expected<ConnectionQuery, std::string> parseConnectionQuery(

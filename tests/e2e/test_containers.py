@@ -169,6 +169,13 @@ class ContainersWithoutKubernetes(ContainersBase):
             self.assertEqual((f["dst_container_id"], f["dst_pod_uid"]), (CID_WEB, UID_WEB), f)
             self.assertEqual(f["container_id"], CID_UI)  # the sender's
             self.assertNotIn("src_pod", f)
+        # container= (the 12-digit short id): that container's flows, both directions, and records
+        by_short = a.flows(container=CID_UI[:12], limit=1000)["flows"]
+        self.assertTrue(by_short)
+        self.assertEqual({(f["src_ip"], f["dst_ip"]) for f in by_short}, {(IP_UI, IP_WEB), (IP_WEB, IP_UI)})
+        self.assertEqual(len(self.connections(a, container=CID_WEB[:12])), 3)
+        self.assertEqual(a.get_json("/api/v1/flows?container=XYZ", expect=400)["error"][:40],
+                         'invalid value "XYZ" for parameter "conta')
         back = a.flows(src_ip=IP_WEB, dst_ip=IP_UI, protocol="tcp", limit=1000)["flows"]
         self.assertTrue(back)
         for f in back:

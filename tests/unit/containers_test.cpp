@@ -422,3 +422,38 @@ TEST(WorkloadCounters, MaxPairsFoldsNewPairsIntoOther) {
     ASSERT_EQ(wc.traffic().size(), 1u);
     EXPECT_EQ(wc.traffic()[0].pair, other);
 }
+
+TEST(ContainerFilter, ConnectionsAndFlows) {
+    FakeAttribution attr;
+    auto s = snapWithConnections();
+    auto cq = [&](std::multimap<std::string, std::string> p, const metrics::Attribution* a) {
+        auto q = metrics::parseConnectionQuery(p, 100, 1000);
+        EXPECT_TRUE(q) << (q ? "" : q.error());
+        return metrics::connectionsJson(s, *q, a);
+    };
+    auto web = cq({{"container", kCid}}, &attr);
+    ASSERT_EQ(web["total"], 1);
+    EXPECT_EQ(web["connections"][0]["src_port"], 8080);
+    EXPECT_EQ(cq({{"container", "bbbbbbbbbbbb"}}, &attr)["connections"][0]["container_id"], kCid2);  // short id
+    EXPECT_EQ(cq({{"container", "0123"}}, &attr)["total"], 0);
+    EXPECT_EQ(cq({{"container", kCid}}, nullptr)["total"], 0);  // no attribution: nothing matches
+
+    auto fq = [&](std::multimap<std::string, std::string> p) {
+        auto q = metrics::parseFlowQuery(p, 100, 1000);
+        EXPECT_TRUE(q) << (q ? "" : q.error());
+        return json::parse(metrics::flowsJson(s, *q, &attr));
+    };
+    auto f = fq({{"container", "aaaa"}});  // either end: the request and the answer
+    EXPECT_EQ(f["total"], 2);
+    for (const auto& x : f["flows"]) EXPECT_EQ(x["protocol"], "tcp");
+    EXPECT_EQ(fq({{"container", kCid2}})["total"], 1);  // TCP only: not the UDP flow of the same ports
+    EXPECT_EQ(fq({{"container", "0123"}})["total"], 0);
+
+    for (const char* bad : {"", "ABC", "xyz", "a-b"}) {
+        EXPECT_FALSE(metrics::parseConnectionQuery({{"container", bad}}, 100, 1000)) << bad;
+        auto r = metrics::parseFlowQuery({{"container", bad}}, 100, 1000);
+        ASSERT_FALSE(r) << bad;
+        EXPECT_NE(r.error().find("container"), std::string::npos) << r.error();
+    }
+    EXPECT_FALSE(metrics::parseFlowQuery({{"container", std::string(65, 'a')}}, 100, 1000));
+}
