@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 METRICS_PORT ?= 8081
 COLLECT_INTERVAL ?= 5s
 
-.PHONY: all deps build run test test-unit test-bpf test-e2e bench install clean
+.PHONY: all deps build run test test-unit test-bpf test-e2e bench bench-benign install clean
 
 all: build
 
@@ -37,6 +37,11 @@ test-e2e: build
 # Runs the benchmarks, prints a table and writes docs/benchmarks.md.
 bench: deps build
 	bash bench/run.sh $(BUILD_DIR)
+
+# Five minutes of benign traffic (iperf3, HTTP, Prometheus scraping) against the
+# security detectors; prints the events raised (target: none). Not part of `make bench`.
+bench-benign: deps build
+	/usr/bin/python3 bench/security_bench.py --benign-seconds=$${NP_BENIGN_SECONDS:-300}
 
 install: build
 	cmake --install $(BUILD_DIR)

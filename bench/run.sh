@@ -76,6 +76,7 @@ run_step "RSS of the real agent with 100k flows" "$LOGS/rss_agent.log" bash "$RO
   "$BIN/np_flowgen" 100000 50000
 run_step "TCP throughput over veth (iperf3)" "$LOGS/throughput.log" bash "$ROOT/bench/throughput.sh" 5 "$TP_ROUNDS"
 run_step "Stack monitor: program cost and connection rate" "$LOGS/stack.log" bash "$ROOT/bench/stack_bench.sh" 3
+run_step "Security: detection latency (nmap, hping3)" "$LOGS/security.log" /usr/bin/python3 "$ROOT/bench/security_bench.py" --rounds=3
 
 # ------------------------------------------------------------------ summary
 rows=()  # metric|value|target|verdict
@@ -103,6 +104,32 @@ gb() {  # gb NAME FIELD: field of the Google Benchmark entry whose name starts w
     'first(.benchmarks[] | select(.name | startswith($n + "/")) | select(.error_occurred != true) | .[$f]) // empty' \
     "$LOGS/collector.json"
 }
+# Security analytics: what detection adds to the datapath (same method as above),
+# and how fast it detects.
+for p in "netprobe_tc_in ipv4" "netprobe_tc_eg ipv4" "netprobe_tc_in ipv6"; do
+  base=${R[$p steady]:-}
+  sec=${R[${p/ /+sec } steady]:-}
+  if [[ -z $base || -z $sec ]]; then na "$p: security analytics cost" "<= +30%"; continue; fi
+  b=$(cut -f2 <<<"$base"); s=$(cut -f2 <<<"$sec")
+  pct=$(awk -v a="$s" -v b="$b" 'BEGIN {printf "%.0f", (a / b - 1) * 100}')
+  if le "$pct" 30; then v=PASS; else v=MISS; fi
+  row "$p: ns/packet with security analytics on" "$s ns vs $b ns = +$pct%" "<= +30%" "$v"
+done
+if [[ -n ${R[netprobe_xdp+sec ipv4 steady]:-} && -n ${R[netprobe_xdp ipv4 steady]:-} ]]; then
+  b=$(cut -f2 <<<"${R[netprobe_xdp ipv4 steady]}"); s=$(cut -f2 <<<"${R[netprobe_xdp+sec ipv4 steady]}")
+  row "netprobe_xdp ipv4: ns/packet with --mitigate=on/dry-run (blocklist lookup; 0 with mitigation off)" "$s ns vs $b ns" "-" "info"
+fi
+if [[ -n ${R[netprobe_tc_in+sec ipv4 insert_extra]:-} ]]; then
+  row "netprobe_tc_in+sec ipv4: new flow (insert + ring record) over a hit" "+${R[netprobe_tc_in+sec ipv4 insert_extra]} ns" "-" "info"
+fi
+for k in "${!R[@]}"; do
+  [[ $k == "sec_latency "* ]] || continue
+  IFS=$'\t' read -r secs target verdict <<<"${R[$k]}"
+  row "detection latency: ${k#sec_latency } (tool start -> event, worst of 3)" "$secs s" "<= $target s" "$verdict"
+done
+[[ -n ${R[sec_ring_lost]:-} ]] && row "security ring-buffer records lost during the latency runs" "${R[sec_ring_lost]}" "0" \
+  "$([[ ${R[sec_ring_lost]} == 0 ]] && echo PASS || echo MISS)"
+
 ms_row() {  # ms_row BENCH LABEL LIMIT_MS|"" 
   local v
   v=$(gb "$1" real_time)

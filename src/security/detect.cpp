@@ -394,85 +394,165 @@ std::optional<double> FloodAnalyzer::baseline(const Addr16& a) const {
     return it->second.ewma_pps;
 }
 
+void FloodAnalyzer::push(Host& h, const HostRates& r) const {
+    h.window.push_back(r);
+    h.window_s += r.seconds;
+    const double keep = seconds(cfg_.flood_min_duration);
+    while (h.window.size() > 1 && h.window_s - h.window.front().seconds >= keep) {
+        h.window_s -= h.window.front().seconds;
+        h.window.pop_front();
+    }
+}
+
+std::vector<std::pair<EventType, double>> FloodAnalyzer::crossed(const HostRates& r, const Host& h) const {
+    std::vector<std::pair<EventType, double>> hits;
+    if (r.seconds <= 0 || cfg_.allowed(r.addr)) return hits;
+    const auto& d = r.delta;
+    const double pps = static_cast<double>(d.in_packets) / r.seconds;
+    const double mbps = static_cast<double>(d.in_bytes) * 8 / 1e6 / r.seconds;
+    const double out_pps = static_cast<double>(d.out_packets) / r.seconds;
+    const double syn_pps = static_cast<double>(d.syn_in) / r.seconds;
+    const double udp_pps = static_cast<double>(d.udp_in) / r.seconds;
+    const double icmp_pps = static_cast<double>(d.icmp_in) / r.seconds;
+    const double syn_ratio = d.tcp_in ? static_cast<double>(d.syn_in) / static_cast<double>(d.tcp_in) : 0.0;
+    const FloodThresholds& th = cfg_.thresholdsFor(r.addr);
+    if (th.syn_pps > 0 && syn_pps >= th.syn_pps && syn_ratio >= th.syn_ratio) hits.emplace_back(EventType::SynFlood, syn_pps);
+    if (th.udp_pps > 0 && udp_pps >= th.udp_pps) hits.emplace_back(EventType::UdpFlood, udp_pps);
+    if (th.icmp_pps > 0 && icmp_pps >= th.icmp_pps) hits.emplace_back(EventType::IcmpFlood, icmp_pps);
+    if (hits.empty()) {
+        const bool static_hit = (th.pps > 0 && pps >= th.pps) || (th.mbps > 0 && mbps >= th.mbps);
+        const bool adaptive_hit = h.history_s >= seconds(cfg_.baseline_warmup) && pps >= cfg_.surge_min_pps &&
+                                  pps >= cfg_.surge_factor * h.ewma_pps && pps >= cfg_.surge_asymmetry * out_pps;
+        if (static_hit || adaptive_hit) hits.emplace_back(EventType::TrafficSurge, pps);
+    }
+    return hits;
+}
+
+namespace {
+
+HostRates sum(const std::deque<HostRates>& w, const Addr16& addr, double secs) {
+    HostRates t;
+    t.addr = addr;
+    t.seconds = secs;
+    for (const auto& r : w) {
+        t.delta.in_packets += r.delta.in_packets;
+        t.delta.in_bytes += r.delta.in_bytes;
+        t.delta.out_packets += r.delta.out_packets;
+        t.delta.out_bytes += r.delta.out_bytes;
+        t.delta.tcp_in += r.delta.tcp_in;
+        t.delta.syn_in += r.delta.syn_in;
+        t.delta.synack_out += r.delta.synack_out;
+        t.delta.udp_in += r.delta.udp_in;
+        t.delta.icmp_in += r.delta.icmp_in;
+    }
+    return t;
+}
+
+}  // namespace
+
 std::vector<Finding> FloodAnalyzer::evaluate(const std::vector<HostRates>& samples, TimePoint now) {
+    std::unordered_set<Addr16, AddrHash> sampled;
     for (const HostRates& r : samples) {
         if (r.seconds <= 0) continue;
         if (!hosts_.contains(r.addr) && hosts_.size() >= cfg_.max_hosts) {
             // Full: forget a host with no attack whose baseline is the oldest.
             auto victim = hosts_.end();
             for (auto it = hosts_.begin(); it != hosts_.end(); ++it)
-                if (it->second.attacks.empty() && (victim == hosts_.end() || it->second.last_update < victim->second.last_update))
+                if (it->second.attacks.empty() &&
+                    (victim == hosts_.end() || it->second.last_update < victim->second.last_update))
                     victim = it;
             if (victim == hosts_.end()) continue;
             hosts_.erase(victim);
         }
+        sampled.insert(r.addr);
         Host& h = hosts_[r.addr];
-        const auto& d = r.delta;
-        const double pps = static_cast<double>(d.in_packets) / r.seconds;
-        const double mbps = static_cast<double>(d.in_bytes) * 8 / 1e6 / r.seconds;
-        const double out_pps = static_cast<double>(d.out_packets) / r.seconds;
-        const double syn_pps = static_cast<double>(d.syn_in) / r.seconds;
-        const double synack_pps = static_cast<double>(d.synack_out) / r.seconds;
-        const double udp_pps = static_cast<double>(d.udp_in) / r.seconds;
-        const double icmp_pps = static_cast<double>(d.icmp_in) / r.seconds;
-        const double syn_ratio = d.tcp_in ? static_cast<double>(d.syn_in) / static_cast<double>(d.tcp_in) : 0.0;
+        push(h, r);
+        h.last_update = now;
+    }
+    // Hosts under attack that sent nothing this time: a zero sample, so their rates fall.
+    for (auto& [addr, h] : hosts_) {
+        if (sampled.contains(addr) || h.attacks.empty() || h.last_update == TimePoint{}) continue;
+        HostRates zero;
+        zero.addr = addr;
+        zero.seconds = seconds(now - h.last_update);
+        if (zero.seconds <= 0) continue;
+        push(h, zero);
+        h.last_update = now;
+    }
 
-        std::vector<std::pair<EventType, double>> hits;  // type, the rate that crossed
-        if (!cfg_.allowed(r.addr)) {
-            const FloodThresholds& th = cfg_.thresholdsFor(r.addr);
-            if (th.syn_pps > 0 && syn_pps >= th.syn_pps && syn_ratio >= th.syn_ratio)
-                hits.emplace_back(EventType::SynFlood, syn_pps);
-            if (th.udp_pps > 0 && udp_pps >= th.udp_pps) hits.emplace_back(EventType::UdpFlood, udp_pps);
-            if (th.icmp_pps > 0 && icmp_pps >= th.icmp_pps) hits.emplace_back(EventType::IcmpFlood, icmp_pps);
-            if (hits.empty()) {
-                const bool static_hit = (th.pps > 0 && pps >= th.pps) || (th.mbps > 0 && mbps >= th.mbps);
-                const bool adaptive_hit = h.history_s >= seconds(cfg_.baseline_warmup) && pps >= cfg_.surge_min_pps &&
-                                          pps >= cfg_.surge_factor * h.ewma_pps &&
-                                          pps >= cfg_.surge_asymmetry * out_pps;
-                if (static_hit || adaptive_hit) hits.emplace_back(EventType::TrafficSurge, pps);
+    const double min_s = seconds(cfg_.flood_min_duration);
+    for (const Addr16& addr : sampled) {
+        Host& h = hosts_[addr];
+        const HostRates& last = h.window.back();
+        const auto tick_hits = crossed(last, h);
+        const HostRates win = sum(h.window, addr, h.window_s);
+        const auto win_hits = crossed(win, h);
+        auto hit = [](const auto& v, EventType t) -> std::optional<double> {
+            for (const auto& [x, rate] : v)
+                if (x == t) return rate;
+            return std::nullopt;
+        };
+        // Start candidates on the first interval that crosses.
+        for (const auto& [type, rate] : tick_hits) {
+            auto [it, fresh] = h.attacks.try_emplace(type);
+            if (fresh) {
+                it->second.first_seen = now - std::chrono::duration_cast<Clock::duration>(
+                                                  std::chrono::duration<double>(last.seconds));
+                it->second.last_seen = now;
             }
         }
-        const auto interval = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(r.seconds));
-        // A candidate must hold on every evaluation until flood_min_duration: a burst
-        // (a fast port scan's SYNs, one large transfer's start) is not a flood.
-        std::erase_if(h.attacks, [&](const auto& a) {
-            return !a.second.confirmed &&
-                   std::none_of(hits.begin(), hits.end(), [&](const auto& x) { return x.first == a.first; });
-        });
-        for (const auto& [type, rate] : hits) {
-            auto [it, fresh] = h.attacks.try_emplace(type);
+        const double pps = static_cast<double>(win.delta.in_packets) / std::max(win.seconds, 1e-9);
+        for (auto it = h.attacks.begin(); it != h.attacks.end();) {
             Attack& a = it->second;
-            if (fresh) a.first_seen = now - interval;  // the interval that first crossed began here
-            a.last_seen = now;
-            if (!a.confirmed && now - a.first_seen >= cfg_.flood_min_duration) a.confirmed = true;
-            a.peak_pps = std::max(a.peak_pps, rate);
-            a.evidence["pps"] = rate;
-            a.evidence["peak_pps"] = a.peak_pps;
-            a.evidence["total_pps"] = pps;
-            a.evidence["mbps"] = mbps;
-            a.evidence["reply_pps"] = out_pps;
-            if (type == EventType::SynFlood) {
-                a.evidence["synack_pps"] = synack_pps;
-                a.evidence["syn_ratio"] = syn_ratio;
+            const auto rate = hit(win_hits, it->first);
+            if (!a.confirmed) {
+                // A candidate is judged once it is min_duration old, on the rate over
+                // that time: a burst (a fast scan's SYNs) is not a flood.
+                if (seconds(now - a.first_seen) + 1e-6 < min_s) {
+                    ++it;
+                    continue;
+                }
+                if (!rate) {
+                    it = h.attacks.erase(it);
+                    continue;
+                }
+                a.confirmed = true;
             }
-            if (type == EventType::TrafficSurge) a.evidence["baseline_pps"] = h.ewma_pps;
+            if (rate) {
+                a.last_seen = now;
+                a.peak_pps = std::max(a.peak_pps, *rate);
+                a.evidence["pps"] = *rate;
+                a.evidence["peak_pps"] = a.peak_pps;
+                a.evidence["total_pps"] = pps;
+                a.evidence["mbps"] = static_cast<double>(win.delta.in_bytes) * 8 / 1e6 / std::max(win.seconds, 1e-9);
+                a.evidence["reply_pps"] = static_cast<double>(win.delta.out_packets) / std::max(win.seconds, 1e-9);
+                if (it->first == EventType::SynFlood) {
+                    a.evidence["synack_pps"] = static_cast<double>(win.delta.synack_out) / std::max(win.seconds, 1e-9);
+                    a.evidence["syn_ratio"] = win.delta.tcp_in ? static_cast<double>(win.delta.syn_in) /
+                                                                     static_cast<double>(win.delta.tcp_in)
+                                                               : 0.0;
+                }
+                if (it->first == EventType::TrafficSurge) a.evidence["baseline_pps"] = h.ewma_pps;
+            }
+            ++it;
         }
         if (h.attacks.empty()) {
-            // The baseline learns only outside attacks.
-            const double dt = r.seconds;
+            // The baseline learns only outside attacks (and candidates).
+            const double dt = last.seconds;
             const double half = std::max(seconds(cfg_.baseline_half_life), 1e-3);
             const double alpha = 1.0 - std::exp2(-dt / half);
-            h.ewma_pps = h.history_s == 0 ? pps : h.ewma_pps + alpha * (pps - h.ewma_pps);
+            const double tick_pps = static_cast<double>(last.delta.in_packets) / dt;
+            h.ewma_pps = h.history_s == 0 ? tick_pps : h.ewma_pps + alpha * (tick_pps - h.ewma_pps);
             h.history_s += dt;
         }
-        h.last_update = now;
     }
 
     std::vector<Finding> out;
     for (auto it = hosts_.begin(); it != hosts_.end();) {
         Host& h = it->second;
         std::erase_if(h.attacks, [&](const auto& a) {
-            return now - a.second.last_seen >= (a.second.confirmed ? cfg_.flood_end_after : cfg_.tick * 2);
+            return a.second.confirmed ? now - a.second.last_seen >= cfg_.flood_end_after
+                                      : now - a.second.first_seen > cfg_.flood_min_duration * 2;
         });
         for (const auto& [type, a] : h.attacks) {
             if (!a.confirmed) continue;

@@ -304,11 +304,16 @@ TEST(SecurityFlood, SynFloodNeedsToLastAndEnds) {
     ns::SecurityConfig cfg;
     ns::FloodAnalyzer f(cfg);
     TimePoint now = T0;
+    // a burst of 500 SYNs (a fast scan of 500 ports) then silence: 500 SYN/s over the
+    // second that follows, below the 1000/s threshold
+    EXPECT_TRUE(feed(f, now, 1, rates("198.18.0.2", 0.25, 500, 0, 500, 500, 0, 0)).empty());
+    for (int i = 0; i < 8; ++i) {
+        now += 250ms;
+        EXPECT_TRUE(f.evaluate({}, now).empty());
+    }
     const auto syn = rates("198.18.0.2", 0.25, 1000, 0, 1000, 1000, 0, 0);  // 4000 SYN/s
-    EXPECT_TRUE(feed(f, now, 1, syn).empty());                               // a burst is not a flood
-    EXPECT_TRUE(f.evaluate({}, now + 250ms).empty());
-    now += 250ms;
-    auto fs = feed(f, now, 4, syn);
+    EXPECT_TRUE(feed(f, now, 3, syn).empty());  // not yet a second
+    auto fs = feed(f, now, 1, syn);
     const Finding* x = find(fs, EventType::SynFlood);
     ASSERT_NE(x, nullptr);
     EXPECT_EQ(*x->dst, ip("198.18.0.2"));
@@ -316,6 +321,19 @@ TEST(SecurityFlood, SynFloodNeedsToLastAndEnds) {
     // quiet for less than end_after: still on; then over
     EXPECT_NE(find(f.evaluate({}, now + 2s), EventType::SynFlood), nullptr);
     EXPECT_EQ(find(f.evaluate({}, now + cfg.flood_end_after + 1ms), EventType::SynFlood), nullptr);
+}
+
+TEST(SecurityFlood, AJitteryFloodIsJudgedOnItsAverage) {
+    ns::SecurityConfig cfg;
+    ns::FloodAnalyzer f(cfg);
+    TimePoint now = T0;
+    // 8000 and 3000 UDP packets/s alternating: every other interval is under the
+    // 5000/s threshold, the second's average (5500/s) is over it
+    std::vector<Finding> fs;
+    for (int i = 0; i < 8 && fs.empty(); ++i)
+        fs = feed(f, now, 1, rates("198.18.0.2", 0.25, i % 2 ? 750 : 2000, 0, 0, 0, i % 2 ? 750 : 2000, 0));
+    ASSERT_NE(find(fs, EventType::UdpFlood), nullptr);
+    EXPECT_NEAR(std::get<double>(find(fs, EventType::UdpFlood)->evidence.at("pps")), 5500, 1);
 }
 
 TEST(SecurityFlood, SynsAmongBusyTrafficAreNotAFlood) {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <map>
 #include <optional>
@@ -173,7 +174,14 @@ private:
         double history_s = 0;  // seconds of baseline history
         TimePoint last_update{};
         std::map<EventType, Attack> attacks;
+        // The last flood_min_duration of samples: decisions use the rate over it, so
+        // one short dip (a jittery sender) neither delays nor ends an attack.
+        std::deque<HostRates> window;
+        double window_s = 0;
     };
+    void push(Host& h, const HostRates& r) const;
+    // Which thresholds rates r crosses (rates over r.seconds), with the rate that crossed.
+    [[nodiscard]] std::vector<std::pair<EventType, double>> crossed(const HostRates& r, const Host& h) const;
     const SecurityConfig& cfg_;
     std::unordered_map<Addr16, Host, AddrHash> hosts_;
 };
