@@ -102,10 +102,14 @@ class PortScans(SecurityCase):
             # the victim rate-limits ICMP port unreachables: nmap's "closed" ports are
             # the ones it got an unreachable for; the rest it calls open|filtered
             ("-sU", "udp", "1-200", "closed", "unreachable"),
+            # IPv6: the same path with ICMPv6 and 16-byte addresses
+            ("-6 -sS", "syn", "1-1000", "closed", "refused"),
         ]
         for flag, scan_type, ports, state, field in scans:
             extra = ["--max-retries", "0"] if flag == "-sU" else []
-            root = self.nmap(flag, "-p", ports, *extra, v.peer_ip)
+            v6 = flag.startswith("-6")
+            target = v.peer_ip6 if v6 else v.peer_ip
+            root = self.nmap(*flag.split(), "-p", ports, *extra, target)
             counts = nmap_counts(root)
             log(f"nmap {flag} {ports}: {counts}")
             e = self.wait_event(agent, lambda e: e["type"] == "port_scan" and e["id"] > last_id,
@@ -116,9 +120,9 @@ class PortScans(SecurityCase):
                 f"refused={ev['refused']} unreachable={ev['unreachable']} unanswered={ev['unanswered']} "
                 f"latency={ev['detection_latency_ms']:.0f} ms")
             self.assertEqual(ev["scan_type"], scan_type, e)
-            self.assertEqual(e["src_ip"], v.host_ip)
-            self.assertEqual(e["dst_ip"], v.peer_ip)
-            self.assertEqual(e["targets"], [v.peer_ip])
+            self.assertEqual(e["src_ip"], v.host_ip6 if v6 else v.host_ip)
+            self.assertEqual(e["dst_ip"], target)
+            self.assertEqual(e["targets"], [target])
             self.assertEqual(ev["mode"], "vertical")
             self.assertGreater(counts.get(state, 0), 0, counts)
             self.assertEqual(ev[field], counts[state], f"{flag}: {field} vs nmap's {state} count")
@@ -170,13 +174,15 @@ class Floods(SecurityCase):
         self.assertIsNotNone(m, out)
         return m.group(1)
 
-    def test_syn_udp_icmp_floods_classified_and_ended(self):
+    def test_syn_udp_icmp_floods_and_a_surge_classified_and_ended(self):
         v = self.topology()
-        agent = self.agent_in_victim()
+        agent = self.agent_in_victim(config=self.config(CONFIG.replace("flood:\n", "flood:\n  pps: 3000\n")))
         cases = [
             ("syn_flood", ["-S", "-p", "80", "-i", "u100", "-c", "30000"]),
             ("udp_flood", ["--udp", "-p", "9999", "-i", "u100", "-c", "30000"]),
             ("icmp_flood", ["--icmp", "-i", "u200", "-c", "15000"]),
+            # TCP ACKs are none of the above: a static packets/s threshold (flood.pps) catches them
+            ("traffic_surge", ["-A", "-p", "80", "-i", "u100", "-c", "30000"]),
         ]
         last_id = 0
         for kind, args in cases:
@@ -190,13 +196,90 @@ class Floods(SecurityCase):
             self.assertEqual(ev["top_sources"][0]["ip"], v.host_ip)
             self.assertGreaterEqual(ev["peak_pps"], 1000)
             self.assertEqual(e["severity"], "high")
-            scans = [x for x in self.events(agent) if x["id"] > last_id and x["type"] in ("port_scan", "traffic_surge")]
+            others = {"port_scan", "syn_flood", "udp_flood", "icmp_flood", "traffic_surge"} - {kind}
+            scans = [x for x in self.events(agent) if x["id"] > last_id and x["type"] in others]
             self.assertEqual(scans, [], f"{kind} also raised {scans}")
             last_id = max(x["id"] for x in self.events(agent))
         m = agent.metrics()
         for kind, _ in cases:
             self.assertEqual(m.get("netprobe_security_events_total", type=kind), 1, kind)
             self.assertEqual(m.get("netprobe_security_active_attacks", type=kind), 0, kind)
+
+
+CONNECT = r"""
+import socket, sys
+hosts, port, count = sys.argv[1].split(","), int(sys.argv[2]), int(sys.argv[3])
+ok = refused = 0
+for h in hosts:
+    for _ in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(2)
+        try:
+            s.connect((h, port))
+            ok += 1
+        except ConnectionRefusedError:
+            refused += 1
+        finally:
+            s.close()
+print(ok, refused)
+"""
+
+
+class AbnormalConnections(SecurityCase):
+    def connect(self, hosts, port, count=1):
+        out = run([PYTHON, "-c", CONNECT, ",".join(hosts), str(port), str(count)], netns=self.v.host_ns).stdout
+        ok, refused = map(int, out.split())
+        return ok, refused
+
+    def wait_listening(self, port):
+        # ss, not a connection attempt: a refused early attempt would be a failed connection
+        wait_for(lambda: f":{port}" in run(["ss", "-Htln", f"sport = :{port}"], netns=self.v.ns).stdout, 10,
+                 f"a listener on port {port}")
+
+    def test_failures_fan_out_and_new_peers(self):
+        v = self.topology()
+        net = f"198.19.{v.host_ifindex % 250}"
+        hosts = [f"{net}.{i}" for i in range(1, 61)]
+        for h in hosts:
+            run(["ip", "addr", "add", f"{h}/32", "dev", v.peer], netns=v.ns)
+        run(["ip", "route", "add", f"{net}.0/24", "dev", v.host], netns=v.host_ns)
+        cfg = CONFIG + "connections:\n  fanout_peers: 50\n  learning_period: 6s\n"
+        agent = self.agent_in_victim(config=self.config(cfg))
+        t0 = time.monotonic()
+        srv = self.spawn([PYTHON, "-m", "http.server", "18080", "--bind", "0.0.0.0"], netns=v.ns, log_name="http.log")
+        self.wait_listening(18080)
+
+        # learning: one client talks to one server port
+        self.assertEqual(self.connect([v.peer_ip], 18080, 3), (3, 0))
+        time.sleep(max(0.0, 7 - (time.monotonic() - t0)))
+        self.assertEqual(self.connect([v.peer_ip], 18080, 3), (3, 0))  # known pair: nothing
+        # 25 refused attempts at one closed port: connection_failures (not a scan: one port)
+        self.assertEqual(self.connect([v.peer_ip], 5432, 25), (0, 25))
+        e = self.wait_event(agent, lambda e: e["type"] == "connection_failures", "connection_failures")
+        self.assertEqual((e["src_ip"], e["dst_ip"], e["evidence"]["dst_port"]), (v.host_ip, v.peer_ip, 5432))
+        self.assertEqual(e["evidence"]["failures"], 25)
+        # a new server port after learning: new_peer, new_service
+        srv2 = self.spawn([PYTHON, "-m", "http.server", "18081", "--bind", v.peer_ip], netns=v.ns, log_name="http2.log")
+        self.wait_listening(18081)
+        self.assertEqual(self.connect([v.peer_ip], 18081), (1, 0))
+        e = self.wait_event(agent, lambda e: e["type"] == "new_peer", "new_peer")
+        self.assertEqual((e["src_ip"], e["dst_ip"]), (v.host_ip, v.peer_ip))
+        self.assertEqual((e["evidence"]["dst_port"], e["evidence"]["new_service"]), (18081, 1))
+        self.assertIsNotNone(e["ended_at"])  # a one-off observation
+        # fan-out: answered connections to 60 hosts (each one a new peer too)
+        self.assertEqual(self.connect(hosts, 18080), (60, 0))
+        # peers: the 60 hosts and the victim's own address
+        e = self.wait_event(agent, lambda e: e["type"] == "fan_out" and e["evidence"]["peers"] == 61, "fan_out")
+        self.assertEqual(e["src_ip"], v.host_ip)
+        evs = self.events(agent, "?limit=1000")
+        self.assertEqual([x for x in evs if x["type"] == "port_scan"], [])
+        new_peers = [x for x in evs if x["type"] == "new_peer"]
+        self.assertEqual(len(new_peers), 1 + 60)
+        m = agent.metrics()
+        self.assertEqual(m.get("netprobe_security_events_total", type="new_peer"), 61)
+        self.assertEqual(m.get("netprobe_security_events_total", type="fan_out"), 1)
+        srv.stop()
+        srv2.stop()
 
 
 class Benign(SecurityCase):

@@ -113,3 +113,34 @@ TEST(Options, Kubernetes) {
     EXPECT_EQ(r.options.pod_metrics_limit, 0u);
     EXPECT_EQ(parse({"--k8s=off"}).options.k8s, Mode::Off);
 }
+
+TEST(Options, Security) {
+    auto r = parse({});
+    ASSERT_TRUE(r.run);
+    EXPECT_TRUE(r.options.security);
+    EXPECT_TRUE(r.options.mitigate.empty());  // the config file's mode, else off
+    r = parse({"--security=off"});
+    ASSERT_TRUE(r.run);
+    EXPECT_FALSE(r.options.security);
+    r = parse({"--mitigate=dry-run", "--security-config=/etc/np.yaml", "--events-log=/var/log/np.jsonl"});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_EQ(r.options.mitigate, "dry-run");
+    EXPECT_EQ(r.options.security_config, "/etc/np.yaml");
+    EXPECT_EQ(r.options.events_log, "/var/log/np.jsonl");
+    struct Bad {
+        std::vector<const char*> args;
+        const char* want;
+    } bad[] = {
+        {{"--security=maybe"}, "invalid --security \"maybe\": expected on or off"},
+        {{"--mitigate=drop"}, "invalid --mitigate \"drop\": expected off, dry-run or on"},
+        {{"--security-config", ""}, "--security-config"},
+        {{"--events-log", ""}, "--events-log"},
+        {{"--security=off", "--mitigate=on"}, "--mitigate needs --security=on"},
+    };
+    for (const auto& b : bad) {
+        auto o = parse(b.args);
+        EXPECT_FALSE(o.run);
+        EXPECT_EQ(o.exit_code, 2);
+        EXPECT_NE(o.output.find(b.want), std::string::npos) << o.output;
+    }
+}
