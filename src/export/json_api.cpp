@@ -170,8 +170,6 @@ void appendDouble(std::string& out, double v) {
 
 }  // namespace
 
-// Written straight into a string, not through nlohmann::json: a 10k-flow answer
-// as a json tree cost ~28 MiB of transient heap (docs/benchmarks.md).
 ConnectionIndex::ConnectionIndex(const collector::Snapshot& s) {
     if (!s.stack) return;
     for (const auto& c : s.stack->connections) {
@@ -187,6 +185,8 @@ std::uint64_t ConnectionIndex::cgroupOf(const util::Addr16& ip, std::uint16_t po
     return it == by_tuple_.end() ? 0 : it->second;
 }
 
+// Written straight into a string, not through nlohmann::json: a 10k-flow answer
+// as a json tree cost ~28 MiB of transient heap (docs/benchmarks.md).
 std::string flowsJson(const collector::Snapshot& s, const FlowQuery& q, const Attribution* attribution) {
     std::vector<const collector::FlowRecord*> sel;
     std::optional<ConnectionIndex> conns;
