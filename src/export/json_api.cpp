@@ -554,9 +554,23 @@ nlohmann::json containersJson(const collector::Snapshot& s, const Attribution* a
     for (const auto& [id, e] : by_id) {
         auto netns = nlohmann::json::array();
         auto veths = nlohmann::json::array();
+        // All protocols, from the monitored host-side veths of its namespaces: what enters
+        // the host side (ingress) left the namespace.
+        std::uint64_t ns_tx_packets = 0, ns_tx_bytes = 0, ns_rx_packets = 0, ns_rx_bytes = 0;
+        bool ns_monitored = false;
         for (auto n : e.netns) {
             netns.push_back(n);
-            if (auto v = veth_of_netns.find(n); v != veth_of_netns.end()) veths.push_back(v->second);
+            auto v = veth_of_netns.find(n);
+            if (v == veth_of_netns.end()) continue;
+            veths.push_back(v->second);
+            for (const auto& i : s.interfaces) {
+                if (i.name != v->second) continue;
+                ns_monitored = true;
+                ns_tx_packets += i.ingress_packets;
+                ns_tx_bytes += i.ingress_bytes;
+                ns_rx_packets += i.egress_packets;
+                ns_rx_bytes += i.egress_bytes;
+            }
         }
         nlohmann::json j = {
             {"container_id", id},
@@ -572,6 +586,12 @@ nlohmann::json containersJson(const collector::Snapshot& s, const Attribution* a
             {"rx_packets", e.rx_packets},
             {"rx_bytes", e.rx_bytes},
         };
+        if (ns_monitored) {
+            j["netns_tx_packets"] = ns_tx_packets;
+            j["netns_tx_bytes"] = ns_tx_bytes;
+            j["netns_rx_packets"] = ns_rx_packets;
+            j["netns_rx_bytes"] = ns_rx_bytes;
+        }
         if (!e.labels.pod.empty()) {
             j["namespace"] = e.labels.ns;
             j["pod"] = e.labels.pod;

@@ -208,6 +208,13 @@ class ContainersWithoutKubernetes(ContainersBase):
         self.assertEqual((web["rx_packets"], web["rx_bytes"]), up)
         self.assertEqual((web["tx_packets"], web["tx_bytes"]), down)
         self.assertEqual((ui["rx_packets"], ui["rx_bytes"]), down)
+        # all protocols of each namespace: its veth's counters (ingress on the host side = sent;
+        # test_counters checks those against the kernel's), at least the TCP flows' bytes
+        ifs = a.interfaces()
+        for c, veth, ns in ((web, self.veth_web, self.ns_web), (ui, self.veth_ui, self.ns_ui)):
+            self.assertEqual((c["netns_tx_bytes"], c["netns_rx_bytes"]),
+                             (ifs[veth]["ingress_bytes"], ifs[veth]["egress_bytes"]))
+            self.assertGreaterEqual(c["netns_tx_bytes"], up[1] if c is ui else down[1])
 
         # /api/v1/interfaces: the veths' peer namespaces, compared with iproute2
         ids = {e["nsid"]: e.get("name") for e in json.loads(run(["ip", "-j", "netns", "list-id"]).stdout or "[]")}

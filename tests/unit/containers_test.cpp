@@ -367,6 +367,7 @@ TEST(ContainersJson, GroupsRecordsAndFlowsByContainer) {
     EXPECT_EQ(web["rx_bytes"], 500);
     EXPECT_EQ(web["tx_packets"], 4);
     EXPECT_EQ(web["tx_bytes"], 300);
+    EXPECT_FALSE(web.contains("netns_tx_bytes"));  // veth7 is not in the snapshot (not monitored)
     const auto& docker = by.at(kCid2);
     EXPECT_TRUE(docker["pod_uid"].is_null());
     EXPECT_FALSE(docker.contains("pod"));
@@ -375,6 +376,28 @@ TEST(ContainersJson, GroupsRecordsAndFlowsByContainer) {
     EXPECT_EQ(docker["rx_bytes"], 0);
     EXPECT_EQ(docker["host_interfaces"], json::array());
 
+    // with veth7 monitored: its namespace's traffic, all protocols (ingress on the host side = sent)
+    {
+        auto m = s;
+        collector::InterfaceStats v;
+        v.name = "veth7";
+        v.index = 7;
+        v.ingress_packets = 11;
+        v.ingress_bytes = 1100;
+        v.egress_packets = 22;
+        v.egress_bytes = 2200;
+        m.interfaces = {v};
+        for (const auto& c : metrics::containersJson(m, &attr)["containers"]) {
+            if (c["container_id"] != kCid) {
+                EXPECT_FALSE(c.contains("netns_tx_bytes"));
+                continue;
+            }
+            EXPECT_EQ(c["netns_tx_packets"], 11);
+            EXPECT_EQ(c["netns_tx_bytes"], 1100);
+            EXPECT_EQ(c["netns_rx_packets"], 22);
+            EXPECT_EQ(c["netns_rx_bytes"], 2200);
+        }
+    }
     // the same packets seen at two hooks count once
     s.flows.push_back(s.flows[0]);
     s.flows.back().key.ifindex = 9;
