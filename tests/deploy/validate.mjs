@@ -341,7 +341,7 @@ check("the strict field check catches a misspelt field (self-test)", () => {
 // ---------------------------------------------------------------- agent.yaml
 check("agent.yaml: exactly the expected objects, no namespace hard-coded", () => {
   eq(agentDocs.map(docId).sort(), [
-    "ClusterRole/netprobe-agent", "ClusterRoleBinding/netprobe-agent", "ConfigMap/netprobe-agent",
+    "ClusterRole/netprobe-agent", "ClusterRoleBinding/netprobe-agent", "ConfigMap/netprobe-agent", "ConfigMap/netprobe-security",
     "DaemonSet/netprobe-agent", "Service/netprobe-metrics", "ServiceAccount/netprobe-agent",
   ], "objects");
   const withNs = [...agentDocs, ...smDocs, ...ruleDocs].filter((d) => d.metadata?.namespace !== undefined).map(docId);
