@@ -2,10 +2,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
+#include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include <netprobe/k8s/enrich.hpp>
 #include <netprobe/k8s/netns.hpp>
@@ -36,10 +42,52 @@ metrics::ContainerLabels containerLabels(const CgroupAttribution& a) {
 
 // ---- HostAttribution ----
 
+namespace {
+
+// The cgroup v2 hierarchy: our own mount; else (`ip netns exec` gives its command a
+// mount namespace with a fresh /sys, without the cgroup mounts) the mount of the nearest
+// ancestor process that has one, reached through /proc/PID/root. That directory is held
+// open (fd_out) and used as /proc/self/fd/N, so it stays valid after the ancestor exits.
+Result<std::string> findCgroupHierarchy(int& fd_out) {
+    auto own = cgroup2Mount();
+    if (own) return own;
+    pid_t pid = ::getppid();
+    for (int hop = 0; hop < 32 && pid > 0; ++hop) {
+        const std::string proc = "/proc/" + std::to_string(pid);
+        std::ifstream in(proc + "/mounts");
+        std::stringstream ss;
+        ss << in.rdbuf();
+        if (auto m = findCgroup2Mount(ss.str())) {
+            int fd = ::open((proc + "/root" + *m).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+            if (fd >= 0) {
+                fd_out = fd;
+                spdlog::info("cgroup v2 hierarchy: {} of process {} (none in this mount namespace)", *m, pid);
+                return "/proc/self/fd/" + std::to_string(fd) + "/.";  // "/.": not itself a symlink (O_NOFOLLOW)
+            }
+        }
+        if (pid == 1) break;
+        // the next ancestor: field 4 of /proc/PID/stat (after the parenthesised comm)
+        std::ifstream st(proc + "/stat");
+        std::string line;
+        std::getline(st, line);
+        auto close = line.rfind(')');
+        if (close == std::string::npos) break;
+        std::istringstream rest(line.substr(close + 2));
+        char state = 0;
+        pid_t ppid = 0;
+        rest >> state >> ppid;
+        if (ppid == pid) break;
+        pid = ppid;
+    }
+    return own;
+}
+
+}  // namespace
+
 HostAttribution::HostAttribution(HostAttributionOptions options) : options_(std::move(options)) {
     std::string mount = options_.cgroup_mount;
     if (mount.empty()) {
-        if (auto m = cgroup2Mount()) mount = *m;
+        if (auto m = findCgroupHierarchy(hierarchy_fd_)) mount = *m;
         else spdlog::info("container attribution off: {}", m.error().what());
     }
     if (!mount.empty()) {
@@ -52,7 +100,10 @@ HostAttribution::HostAttribution(HostAttributionOptions options) : options_(std:
     if (options_.background) thread_ = std::thread([this] { run(); });
 }
 
-HostAttribution::~HostAttribution() { stopBackground(); }
+HostAttribution::~HostAttribution() {
+    stopBackground();
+    if (hierarchy_fd_ >= 0) ::close(hierarchy_fd_);
+}
 
 void HostAttribution::stopBackground() {
     {

@@ -1,7 +1,7 @@
 // Real kernel (root): host-side veths and their peer namespaces read over rtnetlink
 // (listPeerLinksResolved) compared with iproute2's view of the same links; and
 // HostAttribution resolving a cgroup created after it started (a lookup miss walks the
-// hierarchy again). Every netns, veth and cgroup is removed even when a check fails.
+// hierarchy again), also from a mount namespace without the cgroup mounts. Every netns, veth and cgroup is removed even when a check fails.
 #include <gtest/gtest.h>
 
 #include <netprobe/k8s/attribution.hpp>
@@ -9,7 +9,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -153,4 +156,44 @@ TEST(HostAttributionReal, ResolvesACgroupCreatedLater) {
     EXPECT_TRUE(c->pod.empty());  // no Kubernetes API
     EXPECT_FALSE(ha.container(0));
     EXPECT_FALSE(ha.container(~0ULL));
+}
+
+// As under `ip netns exec`: a mount namespace without the cgroup mounts. The hierarchy
+// is then found through init's mounts (/proc/1/root), and a container still resolves.
+TEST(HostAttributionReal, CgroupHierarchyThroughInitsMountsWhenOwnIsMissing) {
+    if (::geteuid() != 0) FAIL() << "needs root (make test runs as root)";
+    auto mount = cgroup2Mount();
+    if (!mount) FAIL() << "no cgroup v2 mount: " << mount.error().what();
+    const std::string id(64, 'd');
+    fs::path top = fs::path(*mount) / ("netprobe-ha2-" + std::to_string(::getpid()));
+    fs::path leaf = top / "docker" / id;
+    struct Cleanup {
+        fs::path top, leaf;
+        ~Cleanup() {
+            for (auto p = leaf; p.string().size() >= top.string().size(); p = p.parent_path()) ::rmdir(p.c_str());
+        }
+    } cleanup{top, leaf};
+    std::error_code ec;
+    fs::create_directories(leaf, ec);
+    ASSERT_FALSE(ec) << ec.message();
+    struct stat st{};
+    ASSERT_EQ(::stat(leaf.c_str(), &st), 0);
+
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        // exit codes: 0 ok, 2 setup failed, 3 own mount still visible, 4 not resolved, 5 wrong id
+        if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+            ::umount2(mount->c_str(), MNT_DETACH) != 0)
+            ::_exit(2);
+        if (cgroup2Mount()) ::_exit(3);
+        HostAttribution ha({.background = false});
+        auto c = ha.container(st.st_ino);
+        if (!c) ::_exit(4);
+        ::_exit(c->container_id == id && c->cgroup_path == "/" + fs::relative(leaf, *mount).string() ? 0 : 5);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "2 setup, 3 mount still visible, 4 not resolved, 5 wrong container";
 }

@@ -31,7 +31,9 @@ namespace netprobe::k8s {
 [[nodiscard]] metrics::ContainerLabels containerLabels(const CgroupAttribution& a);
 
 struct HostAttributionOptions {
-    std::string cgroup_mount;  // empty: found in /proc/mounts (no v2 mount: no container attribution)
+    // empty: the cgroup2 mount of /proc/mounts, else (a mount namespace without it, as under
+    // `ip netns exec`) the nearest ancestor process's; none: no container attribution
+    std::string cgroup_mount;
     std::chrono::milliseconds links_interval{2000};    // veth refresh
     std::chrono::milliseconds cgroups_interval{30000}; // full cgroup walk (a miss also triggers one)
     std::chrono::milliseconds min_cgroup_refresh{1000};// at most one walk per this, misses included
@@ -65,6 +67,7 @@ private:
     bool refreshCgroups(bool forced) const;  // false when a walk ran too recently
 
     HostAttributionOptions options_;
+    int hierarchy_fd_ = -1;  // an ancestor's cgroup mount, held open (see the constructor)
     std::unique_ptr<CgroupIndex> cgroups_;
     mutable std::mutex cgroup_walk_mu_;
     mutable std::chrono::steady_clock::time_point last_walk_{};
