@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
 
 #include <netprobe/security/config.hpp>
 #include <netprobe/security/detect.hpp>
@@ -506,6 +507,20 @@ TEST(SecurityConfig, ErrorsNameTheLineAndReason) {
     ASSERT_FALSE(ns::parseSecurityConfig("scan:\n  window: 1s\n  bogus: 1\n", untouched));
     EXPECT_EQ(untouched.scan_window, 10s);  // a rejected file changes nothing
     EXPECT_TRUE(ns::parseSecurityConfig("", untouched));  // empty file: defaults
+}
+
+// The security.yaml that deploy/agent.yaml ships is accepted by the agent's parser.
+TEST(SecurityConfig, DeployedConfigMapParses) {
+    bool found = false;
+    for (const YAML::Node& doc : YAML::LoadAllFromFile(NETPROBE_SOURCE_DIR "/deploy/agent.yaml")) {
+        if (doc["kind"].as<std::string>() != "ConfigMap" || doc["metadata"]["name"].as<std::string>() != "netprobe-security")
+            continue;
+        found = true;
+        ns::SecurityConfig c;
+        auto r = ns::parseSecurityConfig(doc["data"]["security.yaml"].as<std::string>(), c);
+        EXPECT_TRUE(r) << r.error().what();
+    }
+    EXPECT_TRUE(found);
 }
 
 TEST(SecurityApi, EventQuery) {
