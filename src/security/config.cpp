@@ -258,6 +258,7 @@ void parseInto(const YAML::Node& root, SecurityConfig& c) {
         walk(v, p, {
             {"max_sources", [&c](const YAML::Node& x, const std::string& q) { c.max_sources = count(x, q); }},
             {"max_probes_per_source", [&c](const YAML::Node& x, const std::string& q) { c.max_probes_per_source = count(x, q); }},
+            {"max_probes_total", [&c](const YAML::Node& x, const std::string& q) { c.max_probes_total = count(x, q); }},
             {"max_hosts", [&c](const YAML::Node& x, const std::string& q) { c.max_hosts = count(x, q); }},
             {"max_events", [&c](const YAML::Node& x, const std::string& q) { c.max_events = count(x, q); }},
         });

@@ -115,6 +115,7 @@ ConnectionAnalyzer::Source& ConnectionAnalyzer::source(const Addr16& a, TimePoin
         return it->second;
     }
     while (sources_.size() >= std::max<std::uint32_t>(cfg_.max_sources, 1)) {
+        probes_total_ -= sources_.at(lru_.back()).probes.size();
         sources_.erase(lru_.back());
         lru_.pop_back();
         ++evicted_;
@@ -179,7 +180,7 @@ void ConnectionAnalyzer::observe(const FlowStart& f) {
         if (it == s->probes.end()) return;
         answer(f.dst, f.src, f.sport, kTcp, Outcome::Refused, f.at);
         if (it->second.technique == ScanType::Syn || it->second.technique == ScanType::Connect)
-            s->failures[{f.src, f.sport, f.dport}] = f.at;
+            if (s->failures.size() < cfg_.max_probes_per_source) s->failures[{f.src, f.sport, f.dport}] = f.at;
         return;
     }
     case FirstPacket::Other:
@@ -210,13 +211,14 @@ void ConnectionAnalyzer::observe(const FlowStart& f) {
     Source& s = source(f.src, f.at);
     ProbeKey k{f.dst, f.dport, f.proto};
     if (!s.probes.contains(k)) {
-        if (s.probes.size() >= cfg_.max_probes_per_source) {
-            // Full: forget the oldest probe (the window moves on anyway).
-            auto oldest = std::min_element(s.probes.begin(), s.probes.end(),
-                                           [](const auto& a, const auto& b) { return a.second.at < b.second.at; });
-            s.probes.erase(oldest);
+        // Full (this source, or all sources together): the probe is not recorded; the
+        // window frees room as it moves on. Thresholds are far below either bound.
+        if (s.probes.size() >= cfg_.max_probes_per_source || probes_total_ >= cfg_.max_probes_total) {
+            ++probes_dropped_;
+        } else {
+            s.probes.emplace(k, Probe{f.at, t, Outcome::Pending});
+            ++probes_total_;
         }
-        s.probes.emplace(k, Probe{f.at, t, Outcome::Pending});
     }
     if (s.probes.size() == 1 || s.first_probe == TimePoint{}) s.first_probe = f.at;
     s.last_probe = std::max(s.last_probe, f.at);
@@ -235,7 +237,8 @@ void ConnectionAnalyzer::observe(const Unreachable& u) {
     answer(u.inner_src, u.inner_dst, u.inner_dport, u.inner_proto, Outcome::Unreachable, u.at);
     const ScanType t = it->second.technique;
     if (t == ScanType::Syn || t == ScanType::Connect || t == ScanType::Udp)
-        s->failures[{u.inner_dst, u.inner_dport, u.inner_sport}] = u.at;
+        if (s->failures.size() < cfg_.max_probes_per_source)
+            s->failures[{u.inner_dst, u.inner_dport, u.inner_sport}] = u.at;
 }
 
 std::vector<Finding> ConnectionAnalyzer::takeNewPeers() { return std::exchange(new_peers_, {}); }
@@ -244,7 +247,7 @@ std::vector<Finding> ConnectionAnalyzer::evaluate(TimePoint now) {
     std::vector<Finding> out;
     for (auto it = sources_.begin(); it != sources_.end();) {
         Source& s = it->second;
-        std::erase_if(s.probes, [&](const auto& p) { return now - p.second.at > cfg_.scan_window; });
+        probes_total_ -= std::erase_if(s.probes, [&](const auto& p) { return now - p.second.at > cfg_.scan_window; });
         std::erase_if(s.failures, [&](const auto& p) { return now - p.second > cfg_.conn_window; });
         std::erase_if(s.peers, [&](const auto& p) { return now - p.second > cfg_.fanout_window; });
         if (s.probes.empty() && s.failures.empty() && s.peers.empty()) {
@@ -295,6 +298,7 @@ std::vector<Finding> ConnectionAnalyzer::evaluate(TimePoint now) {
         if (s.scanning && !scanning) {
             // The scan is over: a later one starts from a clean slate (its own
             // technique, its own first_seen), not mixed with this one's probes.
+            probes_total_ -= s.probes.size();
             s.probes.clear();
             s.failures.clear();
             s.first_probe = TimePoint{};

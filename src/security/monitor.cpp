@@ -199,7 +199,8 @@ struct SecurityMonitor::Impl {
     std::map<std::string, std::uint64_t> active;      // finding key -> event id
     std::array<std::uint64_t, kEventTypes> events_total{};
     std::atomic<std::uint64_t> obs_flows{0}, obs_unreach{0}, tick_count{0}, read_errors{0};
-    std::atomic<std::uint64_t> tracked_sources{0}, tracked_hosts{0}, sources_evicted{0};
+    std::atomic<std::uint64_t> tracked_sources{0}, tracked_hosts{0}, sources_evicted{0}, tracked_probes{0},
+        probes_dropped{0};
     std::atomic<double> last_tick_seconds{0};
     std::map<std::string, BlockRule> rules;           // cidr text -> rule
     std::vector<std::uint32_t> free_rule_ids;
@@ -516,6 +517,8 @@ struct SecurityMonitor::Impl {
         tracked_sources.store(conn.sources());
         tracked_hosts.store(flood.tracked());
         sources_evicted.store(conn.sourcesEvicted());
+        tracked_probes.store(conn.probes());
+        probes_dropped.store(conn.probesDropped());
         tick_count.fetch_add(1);
         last_tick_seconds.store(std::chrono::duration<double>(Clock::now() - t0).count());
     }
@@ -632,6 +635,12 @@ void SecurityMonitor::renderMetrics(metrics::ExpositionWriter& w) const {
     w.family("netprobe_security_sources_evicted_total", MetricType::Counter,
              "Sources whose state was dropped because the source table was full.");
     w.sample("netprobe_security_sources_evicted_total", {}, im.sources_evicted.load());
+    w.family("netprobe_security_tracked_probes", MetricType::Gauge,
+             "Probes (first packets of flows) held for scan detection, all sources (bounded).");
+    w.sample("netprobe_security_tracked_probes", {}, im.tracked_probes.load());
+    w.family("netprobe_security_probes_dropped_total", MetricType::Counter,
+             "Probes not held because a per-source or total bound was reached.");
+    w.sample("netprobe_security_probes_dropped_total", {}, im.probes_dropped.load());
     w.family("netprobe_security_tracked_hosts", MetricType::Gauge, "Destinations with flood baselines (bounded).");
     w.sample("netprobe_security_tracked_hosts", {}, im.tracked_hosts.load());
     w.family("netprobe_security_evaluations_total", MetricType::Counter, "Detector evaluations (ticks).");

@@ -210,6 +210,21 @@ TEST(SecurityScan, SourceStateIsBounded) {
     }
     EXPECT_EQ(a.sources(), 10u);
     EXPECT_EQ(a.sourcesEvicted(), 40u);
+    EXPECT_EQ(a.probes(), 10u * 8u);  // evicted sources' probes are released too
+}
+
+TEST(SecurityScan, ProbesAreBoundedOverAllSources) {
+    ns::SecurityConfig cfg;
+    cfg.max_probes_total = 50;
+    ns::ConnectionAnalyzer a(cfg, T0);
+    probe(a, T0, 40, SYN, 0, 6, "198.18.1.1");
+    probe(a, T0, 40, SYN, 0, 6, "198.18.1.2");
+    EXPECT_EQ(a.probes(), 50u);
+    EXPECT_EQ(a.probesDropped(), 30u);
+    (void)a.evaluate(T0 + cfg.scan_window + 1s);  // out of the window: released
+    EXPECT_EQ(a.probes(), 0u);
+    probe(a, T0 + cfg.scan_window + 2s, 40, SYN, RST | ACK, 6, "198.18.1.3");
+    EXPECT_EQ(a.probes(), 40u);
 }
 
 TEST(SecurityConnections, FailureBurstToOnePort) {

@@ -89,7 +89,8 @@ struct SecurityConfig {
 
     // Bounds
     std::uint32_t max_sources = 8192;   // per-source scan/connection state (LRU)
-    std::uint32_t max_probes_per_source = 4096;
+    std::uint32_t max_probes_per_source = 4096;   // probes (and failures, peers) per source
+    std::uint32_t max_probes_total = 100000;     // probes over all sources (~6 MB)
     std::uint32_t max_hosts = 16384;    // per-destination flood state
     std::uint32_t max_events = 1000;    // events kept for /api/v1/events
 

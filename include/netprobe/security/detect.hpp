@@ -101,6 +101,8 @@ public:
     [[nodiscard]] std::size_t sources() const { return sources_.size(); }
     [[nodiscard]] std::uint64_t sourcesEvicted() const { return evicted_; }
     [[nodiscard]] std::size_t learned() const { return peers_.size(); }
+    [[nodiscard]] std::size_t probes() const { return probes_total_; }
+    [[nodiscard]] std::uint64_t probesDropped() const { return probes_dropped_; }
 
 private:
     enum class Outcome : std::uint8_t { Pending, Refused, Unreachable, Answered };
@@ -139,6 +141,8 @@ private:
     std::unordered_map<Addr16, Source, AddrHash> sources_;
     std::list<Addr16> lru_;  // most recently active first
     std::uint64_t evicted_ = 0;
+    std::size_t probes_total_ = 0;      // probes recorded over all sources
+    std::uint64_t probes_dropped_ = 0;  // not recorded: a bound was reached
     std::unordered_set<std::string> peers_;     // "client|server|port" learned
     std::unordered_set<std::string> services_;  // "server|port" learned
     std::vector<Finding> new_peers_;
