@@ -179,6 +179,12 @@ public:
             netprobe::security::MonitorOptions so;
             so.events_log = opts_.events_log;
             so.xdp_attached = opts_.xdp_mode != netprobe::ebpf::XdpMode::Off;
+            so.top_sources = [&collector](const netprobe::util::Addr16& dst) {
+                return netprobe::security::topSourcesOf(collector.latest()->flows, dst,
+                                                        [](const netprobe::collector::FlowRecord& f) {
+                                                            return std::tuple{f.key, f.packets, f.bytes};
+                                                        });
+            };
             auto sm = netprobe::security::SecurityMonitor::create(mgr, *sec_cfg, so);
             if (!sm) return fatal(sm.error().what());
             security = std::move(*sm);

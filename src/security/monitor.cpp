@@ -321,21 +321,27 @@ struct SecurityMonitor::Impl {
     }
 
     std::vector<SourceShare> topSources(const Addr16& dst) const {
+        if (opts.top_sources) return opts.top_sources(dst);
         std::vector<ebpf::FlowDelta> flows;
         if (auto r = manager.readFlows(flows); !r) return {};
-        std::unordered_map<Addr16, SourceShare, AddrHash> by;
-        for (const auto& f : flows) {
-            if (std::memcmp(f.key.dst_ip.v6, dst.data(), 16) != 0) continue;
-            auto& s = by[toAddr(f.key.src_ip)];
-            s.addr = toAddr(f.key.src_ip);
-            s.packets += f.stats.packets;
-            s.bytes += f.stats.bytes;
+        return topSourcesOf(flows, dst, [](const ebpf::FlowDelta& f) {
+            return std::tuple{f.key, std::uint64_t{f.stats.packets}, std::uint64_t{f.stats.bytes}};
+        });
+    }
+
+    // Active floods: their top sources again (once a second).
+    void refreshTopSources() {
+        std::lock_guard lock(mu);
+        for (const auto& [key, id] : active) {
+            SecurityEvent* e = findEvent(id);
+            if (!e || !floodType(e->type) || !e->dst) continue;
+            if (auto top = topSources(*e->dst); !top.empty()) e->top_sources = std::move(top);
+            // The snapshot may have lagged the detection: block sources as they show up.
+            for (const auto& src : e->top_sources)
+                if (auto b = block(src.addr, e->id);
+                    !b.empty() && std::find(e->blocked.begin(), e->blocked.end(), b) == e->blocked.end())
+                    e->blocked.push_back(b);
         }
-        std::vector<SourceShare> out;
-        for (auto& [a, s] : by) out.push_back(s);
-        std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.packets > b.packets; });
-        if (out.size() > 5) out.resize(5);
-        return out;
     }
 
     void writeLog(const SecurityEvent& e, const char* what) {
@@ -514,6 +520,7 @@ struct SecurityMonitor::Impl {
         for (auto& f : conn_findings) findings.push_back(std::move(f));
         for (auto& f : conn.takeNewPeers()) findings.push_back(std::move(f));
         reconcile(std::move(findings), now);
+        if (tick_count.load() % 4 == 3) refreshTopSources();
         tracked_sources.store(conn.sources());
         tracked_hosts.store(flood.tracked());
         sources_evicted.store(conn.sourcesEvicted());

@@ -366,7 +366,7 @@ struct np_sec_event {
 
 /* host_stats: traffic per address, towards it seen at ingress ("in") and from it
  * seen at egress ("out"). A PERCPU_ARRAY of NP_HOST_SLOTS slots, 2-way
- * set-associative: an address lives in slot h or h ^ 1 (h = np_host_hash), each CPU
+ * set-associative (4096 slots: 2048 sets of two): an address lives in slot h or h ^ 1 (h = np_host_hash), each CPU
  * keeping its own copy. A hash map lookup cost 3x more per packet (bench). When
  * both candidate slots belong to other addresses, the one with fewer packets is
  * taken over (heavy hitters stay; counted in map_errors[NP_MAP_HOST_STATS]); user
@@ -387,7 +387,7 @@ struct np_host_slot {
 	union np_addr addr; /* owner; all zero: free */
 	struct np_host_stats stats;
 };
-#define NP_HOST_SLOT_BITS 13
+#define NP_HOST_SLOT_BITS 12
 #define NP_HOST_SLOTS (1u << NP_HOST_SLOT_BITS)
 
 /* Slot of an address: multiplicative hash of its four words (both sides use it). */

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,6 +22,10 @@
 #include <netprobe/security/config.hpp>
 #include <netprobe/security/detect.hpp>
 #include <netprobe/util/error.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
 
 namespace netprobe::security {
 
@@ -72,7 +77,15 @@ struct EventQuery {
 struct MonitorOptions {
     std::string events_log;  // append one JSON line per event (opened, ended); empty: none
     bool xdp_attached = true;  // false: mitigation cannot act (logged once)
+    // The largest senders to a flood's target (at most 5). The agent answers from the
+    // collector's latest snapshot (no copy of the flow table); without it the monitor
+    // reads the kernel flow table (a transient copy of every flow).
+    std::function<std::vector<SourceShare>(const Addr16& dst)> top_sources;
 };
+
+// Top senders to dst among flow records (packets and bytes summed per source).
+template <class Flows, class Get>
+std::vector<SourceShare> topSourcesOf(const Flows& flows, const Addr16& dst, Get get, std::size_t n = 5);
 
 class SecurityMonitor {
 public:
@@ -95,5 +108,26 @@ private:
     explicit SecurityMonitor(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
+
+template <class Flows, class Get>
+std::vector<SourceShare> topSourcesOf(const Flows& flows, const Addr16& dst, Get get, std::size_t n) {
+    std::unordered_map<Addr16, SourceShare, AddrHash> by;
+    for (const auto& f : flows) {
+        const auto [key, packets, bytes] = get(f);
+        if (std::memcmp(key.dst_ip.v6, dst.data(), 16) != 0) continue;
+        Addr16 src;
+        std::memcpy(src.data(), key.src_ip.v6, 16);
+        auto& s = by[src];
+        s.addr = src;
+        s.packets += packets;
+        s.bytes += bytes;
+    }
+    std::vector<SourceShare> out;
+    out.reserve(by.size());
+    for (const auto& [a, s] : by) out.push_back(s);
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.packets > b.packets; });
+    if (out.size() > n) out.resize(n);
+    return out;
+}
 
 }  // namespace netprobe::security
