@@ -25,6 +25,7 @@
 
 #include "ebpf/datapath.hpp"
 #include "ebpf/fd.hpp"
+#include "export/json_api.hpp"
 #include <netprobe/util/duration.hpp>
 
 namespace netprobe::security {
@@ -35,17 +36,6 @@ Addr16 toAddr(const np_addr& a) {
     Addr16 out{};
     std::memcpy(out.data(), a.v6, 16);
     return out;
-}
-
-std::string rfc3339(WallTime t) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-    std::time_t secs = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
-    return buf;
 }
 
 // RFC 3339 (UTC "Z" or a numeric offset, optional fraction) or Unix seconds.
@@ -142,10 +132,10 @@ nlohmann::json toJson(const SecurityEvent& e) {
     auto targets = nlohmann::json::array();
     for (const auto& t : e.targets) targets.push_back(util::formatAddr(t));
     j["targets"] = std::move(targets);
-    j["detected_at"] = rfc3339(e.detected_at);
-    j["first_seen"] = rfc3339(e.first_seen);
-    j["last_seen"] = rfc3339(e.last_seen);
-    j["ended_at"] = e.ended_at ? nlohmann::json(rfc3339(*e.ended_at)) : nlohmann::json(nullptr);
+    j["detected_at"] = metrics::rfc3339(e.detected_at);
+    j["first_seen"] = metrics::rfc3339(e.first_seen);
+    j["last_seen"] = metrics::rfc3339(e.last_seen);
+    j["ended_at"] = e.ended_at ? nlohmann::json(metrics::rfc3339(*e.ended_at)) : nlohmann::json(nullptr);
     j["active"] = !e.ended_at.has_value();
     auto ev = evidenceJson(e.evidence);
     if (!e.top_sources.empty()) {
