@@ -364,6 +364,20 @@ class Mitigation(SecurityCase):
         sent, received = self.run_mode("on")
         self.assertEqual(received, 0)
 
+    def test_rules_expire(self):
+        require_tools("nmap", "ping")
+        v = self.topology()
+        agent = self.agent_in_victim("--mitigate=on", config=self.config(CONFIG + "mitigation:\n  block_duration: 3s\n"))
+        self.nmap("-sS", "-p", "1-1000", v.peer_ip)
+        self.wait_event(agent, lambda e: e["type"] == "port_scan" and e["blocked"], "a blocking port_scan event")
+        cidr = f"{v.host_ip}/32"
+        wait_for(lambda: agent.metrics().get("netprobe_security_block_rules") == 0, 20, "the rule to expire")
+        m = agent.metrics()
+        self.assertEqual(m.find("netprobe_security_blocked_packets_total", cidr=cidr), [])
+        self.assertEqual(m.get("netprobe_security_block_rules_added_total"), 1)
+        p = run(["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", v.peer_ip], netns=v.host_ns, check=False)
+        self.assertIn(" 3 received", p.stdout)
+
     def test_dry_run_counts_but_passes(self):
         sent, received = self.run_mode("dry-run")
         self.assertEqual(received, sent)
