@@ -80,6 +80,23 @@ std::expected<netprobe::security::SecurityConfig, std::string> securityConfig(co
     }
     if (!o.security) c.enabled = false;
     if (!o.mitigate.empty()) c.mitigate = *netprobe::security::parseMitigationMode(o.mitigate);
+    for (const auto& kv : o.security_set) {
+        // a.b.c=v -> "a:\n  b:\n    c: v\n", parsed (and checked) like the file
+        const auto eq = kv.find('=');
+        std::string yaml, indent;
+        std::string_view key(kv.data(), eq);
+        for (;;) {
+            const auto dot = key.find('.');
+            yaml += indent + std::string(key.substr(0, dot)) + ":";
+            if (dot == std::string_view::npos) break;
+            yaml += "\n";
+            indent += "  ";
+            key.remove_prefix(dot + 1);
+        }
+        yaml += " " + kv.substr(eq + 1) + "\n";
+        if (auto r = netprobe::security::parseSecurityConfig(yaml, c); !r)
+            return std::unexpected("--security-set " + kv + ": " + r.error().what());
+    }
     if (!c.enabled) c.mitigate = netprobe::security::MitigationMode::Off;
     return c;
 }

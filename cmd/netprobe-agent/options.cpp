@@ -98,6 +98,9 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
                    "XDP blocklist fed by detections: off, dry-run (count what would be dropped), on "
                    "(default: the config file's mitigation.mode, else off)");
     app.add_option("--events-log", o.events_log, "Append every security event as one JSON line to this file");
+    app.add_option("--security-set", o.security_set,
+                   "One security setting, as in the config file, over it (repeatable): "
+                   "--security-set=scan.vertical_ports=50 --security-set=allow=[198.18.0.0/24]");
 
     try {
         app.parse(argc, argv);
@@ -180,6 +183,11 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
         return fail("invalid --mitigate \"" + o.mitigate + "\": expected off, dry-run or on");
     if (app.count("--security-config") > 0 && o.security_config.empty()) return fail("--security-config is empty");
     if (app.count("--events-log") > 0 && o.events_log.empty()) return fail("--events-log is empty");
+    for (const auto& kv : o.security_set) {
+        const auto eq = kv.find('=');
+        if (eq == std::string::npos || eq == 0 || kv.find_first_not_of("abcdefghijklmnopqrstuvwxyz_.") < eq)
+            return fail("invalid --security-set \"" + kv + "\": expected KEY=VALUE, e.g. scan.vertical_ports=50");
+    }
     if (!o.security && (!o.mitigate.empty() && o.mitigate != "off"))
         return fail("--mitigate needs --security=on");
     static const char* levels[] = {"trace", "debug", "info", "warn", "error"};

@@ -34,6 +34,7 @@ struct AgentOptions {
     std::string security_config;         // --security-config: YAML file (docs/security.md)
     std::string mitigate;                // --mitigate=off|dry-run|on ("" = the config's, default off)
     std::string events_log;              // --events-log: append events as JSON lines
+    std::vector<std::string> security_set;  // --security-set=KEY=VALUE: one config setting (after the file)
 };
 
 struct ParseOutcome {

@@ -149,7 +149,8 @@ class PortScans(SecurityCase):
         for h in hosts:
             run(["ip", "addr", "add", f"{h}/32", "dev", v.peer], netns=v.ns)
         run(["ip", "route", "add", f"198.19.{v.host_ifindex % 250}.0/24", "dev", v.host], netns=v.host_ns)
-        agent = self.agent_in_victim()
+        # the threshold set by flag (12 hosts probed, 11 needed)
+        agent = self.agent_in_victim("--security-set=scan.horizontal_hosts=11")
         root = self.nmap("-sS", "-p", "22,80", *hosts)
         counts = nmap_counts(root)
         log(f"nmap -sS -p 22,80 over {len(hosts)} hosts: {counts}")
@@ -390,6 +391,10 @@ class ConfigAndApi(SecurityCase):
                 timeout=30)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("line 3: scan.vertical_ports: expected a positive integer", p.stderr)
+        p = run([AGENT, "--security-set=flood.syn_pps=fast", "--interface-filter=lo", "--metrics-port=18999"],
+                check=False, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("--security-set flood.syn_pps=fast: line 2: flood.syn_pps: expected a number", p.stderr)
         p = run([AGENT, "--mitigate=sometimes"], check=False, timeout=30)
         self.assertEqual(p.returncode, 2)
         self.assertIn("invalid --mitigate", p.stderr)

@@ -127,6 +127,9 @@ TEST(Options, Security) {
     EXPECT_EQ(r.options.mitigate, "dry-run");
     EXPECT_EQ(r.options.security_config, "/etc/np.yaml");
     EXPECT_EQ(r.options.events_log, "/var/log/np.jsonl");
+    r = parse({"--security-set=scan.vertical_ports=50", "--security-set", "allow=[198.18.0.0/24]"});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_EQ(r.options.security_set, (std::vector<std::string>{"scan.vertical_ports=50", "allow=[198.18.0.0/24]"}));
     struct Bad {
         std::vector<const char*> args;
         const char* want;
@@ -136,6 +139,9 @@ TEST(Options, Security) {
         {{"--security-config", ""}, "--security-config"},
         {{"--events-log", ""}, "--events-log"},
         {{"--security=off", "--mitigate=on"}, "--mitigate needs --security=on"},
+        {{"--security-set=oops"}, "invalid --security-set \"oops\": expected KEY=VALUE"},
+        {{"--security-set==3"}, "invalid --security-set"},
+        {{"--security-set=Scan.X=3"}, "invalid --security-set"},
     };
     for (const auto& b : bad) {
         auto o = parse(b.args);
