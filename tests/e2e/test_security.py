@@ -403,6 +403,17 @@ class ConfigAndApi(SecurityCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("--events-log", p.stderr)
 
+    def test_security_off(self):
+        require_tools("nmap")
+        v = self.topology()
+        agent = self.start_agent(f"--interface-filter={v.peer}", "--collect-interval=1s", "--security=off", netns=v.ns)
+        self.nmap("-sS", "-p", "1-200", v.peer_ip)
+        j = agent.get_json("/api/v1/events")
+        self.assertEqual((j["enabled"], j["count"]), (False, 0))
+        m = agent.wait_collections(2)
+        self.assertEqual(m.find("netprobe_security_events_total"), [])
+        self.assertGreater(m.get("netprobe_interface_rx_packets_total", interface=v.peer), 200)
+
     def test_events_query_parameters(self):
         self.topology()
         agent = self.agent_in_victim()
