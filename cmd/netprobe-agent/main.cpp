@@ -15,10 +15,12 @@
 #include <set>
 
 #include <netprobe/collector/tc_collector.hpp>
+#include <netprobe/ebpf/cgroup_traffic.hpp>
 #include <netprobe/ebpf/interfaces.hpp>
 #include <netprobe/ebpf/manager.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/k8s/attribution.hpp>
+#include <netprobe/k8s/cgroup.hpp>
 #include <netprobe/k8s/client.hpp>
 #include <netprobe/k8s/config.hpp>
 #include <netprobe/metrics/server.hpp>
@@ -162,10 +164,30 @@ public:
             spdlog::info("socket monitor off (--socket-monitor=off)");
         }
 
+        // Per-cgroup traffic (every protocol, per container): optional like the stack monitor;
+        // without a cgroup v2 hierarchy or cgroup_skb links the agent continues without it.
+        std::unique_ptr<netprobe::ebpf::CgroupTrafficMonitor> cgroup_traffic;
+        if (opts_.cgroup_traffic) {
+            netprobe::ebpf::CgroupTrafficOptions cto;
+            if (auto m = netprobe::k8s::cgroup2Mount()) cto.cgroup_root = *m;
+            netprobe::util::QuietLibbpf quiet;  // the one line below says why
+            auto cm = netprobe::ebpf::CgroupTrafficMonitor::create(cto);
+            if (cm) {
+                cgroup_traffic = std::move(*cm);
+                collector.setCgroupTrafficMonitor(cgroup_traffic.get());
+            } else {
+                spdlog::warn("per-cgroup traffic disabled, continuing without it: {}", cm.error().what());
+            }
+        } else {
+            spdlog::info("per-cgroup traffic off (--cgroup-traffic=off)");
+        }
+
         auto cfg = netprobe::metrics::DefaultServerConfig();
         cfg.port = opts_.metrics_port;
         cfg.address = opts_.metrics_address;
         cfg.render.top_flows = opts_.top_flows;
+        cfg.container_metrics.enabled = opts_.container_metrics;
+        cfg.container_metrics.limit = opts_.container_metrics_limit;
 
         // Kubernetes: the client lists and watches on its own threads; start() returns at
         // once, and nothing (readiness included) waits for it.
@@ -238,6 +260,8 @@ public:
         collector.stop();
         collector.setStackMonitor(nullptr);
         stack.reset();
+        collector.setCgroupTrafficMonitor(nullptr);
+        cgroup_traffic.reset();
         mgr.detachAll();
         return rc;
     }

@@ -90,6 +90,17 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
                    "Workload pairs with their own netprobe_workload_traffic_* series (rest as \"other\")")
         ->capture_default_str();
 
+    std::string cgroup_traffic = "on", container_metrics = "on";
+    long long container_limit = static_cast<long long>(o.container_metrics_limit);
+    app.add_option("--cgroup-traffic", cgroup_traffic,
+                   "Traffic of every protocol per cgroup/container (cgroup_skb programs on the cgroup v2 root): on, off")
+        ->capture_default_str();
+    app.add_option("--container-metrics", container_metrics, "netprobe_container_* series: on, off")
+        ->capture_default_str();
+    app.add_option("--container-metrics-limit", container_limit,
+                   "Containers with their own netprobe_container_* series (rest as container_id=\"other\")")
+        ->capture_default_str();
+
     std::string security = "on";
     app.add_option("--security", security, "Security analytics (port scans, floods, abnormal connections): on, off")
         ->capture_default_str();
@@ -176,6 +187,15 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (workload_limit < 0 || workload_limit > 100000)
         return fail("invalid --workload-metrics-limit " + std::to_string(workload_limit) + ": must be 0-100000");
     o.workload_metrics_limit = static_cast<std::size_t>(workload_limit);
+    if (cgroup_traffic == "on") o.cgroup_traffic = true;
+    else if (cgroup_traffic == "off") o.cgroup_traffic = false;
+    else return fail("invalid --cgroup-traffic \"" + cgroup_traffic + "\": expected on or off");
+    if (container_metrics == "on") o.container_metrics = true;
+    else if (container_metrics == "off") o.container_metrics = false;
+    else return fail("invalid --container-metrics \"" + container_metrics + "\": expected on or off");
+    if (container_limit < 0 || container_limit > 100000)
+        return fail("invalid --container-metrics-limit " + std::to_string(container_limit) + ": must be 0-100000");
+    o.container_metrics_limit = static_cast<std::size_t>(container_limit);
     if (security == "on") o.security = true;
     else if (security == "off") o.security = false;
     else return fail("invalid --security \"" + security + "\": expected on or off");

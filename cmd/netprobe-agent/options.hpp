@@ -30,6 +30,9 @@ struct AgentOptions {
     std::size_t pod_metrics_limit = 200; // --pod-metrics-limit: pods with their own series
     bool workload_metrics = true;              // --workload-metrics=on|off
     std::size_t workload_metrics_limit = 500;  // --workload-metrics-limit: workload pairs with their own series
+    bool cgroup_traffic = true;                 // --cgroup-traffic=on|off: per-cgroup traffic (cgroup_skb)
+    bool container_metrics = true;              // --container-metrics=on|off: netprobe_container_* series
+    std::size_t container_metrics_limit = 500;  // --container-metrics-limit: containers with their own series
     bool security = true;                // --security=on|off: security analytics (issue 3)
     std::string security_config;         // --security-config: YAML file (docs/security.md)
     std::string mitigate;                // --mitigate=off|dry-run|on ("" = the config's, default off)

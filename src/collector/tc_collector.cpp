@@ -57,6 +57,8 @@ void TCCollector::setSnapshotObserver(std::function<void(const Snapshot&)> obser
 
 void TCCollector::setStackMonitor(const ebpf::StackMonitor* monitor) { stack_.store(monitor); }
 
+void TCCollector::setCgroupTrafficMonitor(const ebpf::CgroupTrafficMonitor* monitor) { cgroup_traffic_.store(monitor); }
+
 Result<std::vector<InterfaceStats>> TCCollector::collectOnce() {
     std::lock_guard lock(collect_mu_);
     auto snap = collectLocked();
@@ -178,6 +180,13 @@ Result<std::shared_ptr<const Snapshot>> TCCollector::collectLocked() {
         else {
             ++errors_;
             spdlog::warn("stack monitor read failed: {}", st.error().what());
+        }
+    }
+    if (const auto* cm = cgroup_traffic_.load()) {
+        if (auto ct = cm->read()) snap->cgroup_traffic = std::make_shared<const ebpf::CgroupTrafficStats>(std::move(*ct));
+        else {
+            ++errors_;
+            spdlog::warn("cgroup traffic read failed: {}", ct.error().what());
         }
     }
     snap->collect_errors_total = errors_;

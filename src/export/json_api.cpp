@@ -8,7 +8,9 @@
 #include <set>
 #include <tuple>
 
+#include "netprobe/ebpf/cgroup_traffic.hpp"
 #include "netprobe/ebpf/types.hpp"
+#include "netprobe/metrics/containers.hpp"
 
 namespace netprobe::metrics {
 
@@ -481,7 +483,9 @@ nlohmann::json connectionsJson(const collector::Snapshot& s, const ConnectionQue
 }
 
 nlohmann::json containersJson(const collector::Snapshot& s, const Attribution* attribution) {
-    const bool enabled = attribution && s.stack && s.stack->features.connections;
+    const bool connections_enabled = attribution && s.stack && s.stack->features.connections;
+    const bool cgroup_traffic_enabled = attribution && s.cgroup_traffic;
+    const bool enabled = connections_enabled || cgroup_traffic_enabled;
     struct Entry {
         ContainerLabels labels;
         std::set<std::uint64_t> cgroups;
@@ -489,10 +493,22 @@ nlohmann::json containersJson(const collector::Snapshot& s, const Attribution* a
         std::set<std::uint32_t> netns;
         std::uint64_t open = 0, closed = 0;
         std::uint64_t tx_packets = 0, tx_bytes = 0, rx_packets = 0, rx_bytes = 0;
+        const ContainerTraffic* traffic = nullptr;  // every protocol, from the cgroup counters
     };
     std::map<std::string, Entry> by_id;                 // container id -> entry
     std::map<std::uint64_t, std::string> container_of;  // cgroup id -> container id ("" = none)
-    if (enabled) {
+    const auto cg_traffic = containerTraffic(s, attribution);
+    for (const auto& t : cg_traffic) {
+        auto& e = by_id[t.container_id];
+        e.labels = t.labels;
+        e.traffic = &t;
+        for (auto id : t.cgroup_ids) {
+            e.cgroups.insert(id);
+            container_of.emplace(id, t.container_id);
+        }
+        e.paths.insert(t.cgroup_paths.begin(), t.cgroup_paths.end());
+    }
+    if (connections_enabled) {
         for (const auto& c : s.stack->connections) {
             if (!c.cgroup_id) continue;
             auto it = container_of.find(c.cgroup_id);
@@ -586,6 +602,25 @@ nlohmann::json containersJson(const collector::Snapshot& s, const Attribution* a
             {"rx_packets", e.rx_packets},
             {"rx_bytes", e.rx_bytes},
         };
+        if (cgroup_traffic_enabled) {
+            // Every protocol of its sockets (cgroup_skb on the cgroup v2 root); null when
+            // its cgroups have had no traffic since the agent started.
+            if (e.traffic) {
+                nlohmann::json by_proto = nlohmann::json::object();
+                ebpf::Counter rx_all = e.traffic->rx(), tx_all = e.traffic->tx();
+                for (int p = 0; p < NP_CG_PROTO_MAX; ++p) {
+                    const auto& rx = e.traffic->counters[NP_DIR_INGRESS][static_cast<std::size_t>(p)];
+                    const auto& tx = e.traffic->counters[NP_DIR_EGRESS][static_cast<std::size_t>(p)];
+                    by_proto[ebpf::cgroupProtoName(p)] = {{"rx_packets", rx.packets}, {"rx_bytes", rx.bytes},
+                                                          {"tx_packets", tx.packets}, {"tx_bytes", tx.bytes}};
+                }
+                by_proto["all"] = {{"rx_packets", rx_all.packets}, {"rx_bytes", rx_all.bytes},
+                                   {"tx_packets", tx_all.packets}, {"tx_bytes", tx_all.bytes}};
+                j["traffic"] = std::move(by_proto);
+            } else {
+                j["traffic"] = nullptr;
+            }
+        }
         if (ns_monitored) {
             j["netns_tx_packets"] = ns_tx_packets;
             j["netns_tx_bytes"] = ns_tx_bytes;
@@ -601,6 +636,8 @@ nlohmann::json containersJson(const collector::Snapshot& s, const Attribution* a
     }
     return {{"collected_at", rfc3339(s.taken_at)},
             {"enabled", enabled},
+            {"connections_enabled", connections_enabled},
+            {"cgroup_traffic_enabled", cgroup_traffic_enabled},
             {"total", arr.size()},
             {"containers", std::move(arr)}};
 }

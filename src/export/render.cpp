@@ -111,6 +111,8 @@ void renderDatapath(ExpositionWriter& w, const Snapshot& s) {
         w.sample("netprobe_map_update_errors_total", {{"map", "conn_table"}}, s.stack->conn_insert_failures);
         w.sample("netprobe_map_update_errors_total", {{"map", "drop_locations"}}, s.stack->drop_location_failures);
     }
+    if (s.cgroup_traffic)  // per-cgroup traffic: packets not counted (table full)
+        w.sample("netprobe_map_update_errors_total", {{"map", "cgroup_traffic"}}, s.cgroup_traffic->insert_failures);
     w.family("netprobe_icmp_messages_total", MetricType::Counter,
              "ICMP and ICMPv6 messages seen by the TC programs, by family, type, code and direction "
              "(at most 1024 combinations are tracked; more count in netprobe_map_update_errors_total).");
@@ -125,11 +127,19 @@ void renderDatapath(ExpositionWriter& w, const Snapshot& s) {
     w.family("netprobe_map_entries", MetricType::Gauge,
              "Entries in a BPF map at the last collection (flow_stats is drained every interval).");
     w.sample("netprobe_map_entries", {{"map", "flow_stats"}}, h.kernel_entries);
+    if (s.cgroup_traffic) w.sample("netprobe_map_entries", {{"map", "cgroup_traffic"}}, s.cgroup_traffic->entries);
     w.family("netprobe_map_capacity", MetricType::Gauge, "Maximum entries of a BPF map.");
     w.sample("netprobe_map_capacity", {{"map", "flow_stats"}}, std::uint64_t{h.kernel_capacity});
+    if (s.cgroup_traffic)
+        w.sample("netprobe_map_capacity", {{"map", "cgroup_traffic"}}, std::uint64_t{s.cgroup_traffic->capacity});
     w.family("netprobe_map_fill_ratio", MetricType::Gauge, "Entries divided by capacity at the last collection.");
     w.sample("netprobe_map_fill_ratio", {{"map", "flow_stats"}},
              h.kernel_capacity ? static_cast<double>(h.kernel_entries) / h.kernel_capacity : 0.0);
+    if (s.cgroup_traffic) {
+        const auto& c = *s.cgroup_traffic;
+        w.sample("netprobe_map_fill_ratio", {{"map", "cgroup_traffic"}},
+                 c.capacity ? static_cast<double>(c.entries) / c.capacity : 0.0);
+    }
     w.family("netprobe_flows_tracked", MetricType::Gauge, "Flows held in the agent's flow table.");
     w.sample("netprobe_flows_tracked", {}, h.tracked);
     w.family("netprobe_flows_tracked_capacity", MetricType::Gauge, "Maximum flows the agent's flow table holds.");

@@ -107,6 +107,8 @@ Result<void> Server::start(collector::TCCollector& collector) {
             body += renderPodMetrics(counters->traffic(pods), cfg.pod_metrics);
         }
         if (workloads) body += renderWorkloadMetrics(workloads->traffic(), cfg.workload_metrics);
+        if (cfg.container_metrics.enabled && cfg.attribution && snap->cgroup_traffic)
+            body += renderContainerMetrics(containerTraffic(*snap, cfg.attribution.get()), cfg.container_metrics);
         if (cfg.attribution) body += cfg.attribution->healthMetrics();
         if (cfg.security) {
             ExpositionWriter w;

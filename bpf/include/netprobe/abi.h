@@ -320,6 +320,32 @@ NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, retransmits) == 112, "np_conn.retra
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, sock) == 128, "np_conn.sock");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, cookie) == 136, "np_conn.cookie");
 
+/* Per-cgroup traffic (bpf/progs/cgroup_traffic.bpf.c, cgroup_skb ingress/egress on the
+ * root of the cgroup v2 hierarchy): cgroup_traffic is a PERCPU_HASH keyed by
+ * (socket's cgroup v2 id, direction, protocol class), value struct np_counter
+ * (packets on the wire - GSO/GRO segments - and their IP bytes). The table is bounded;
+ * a failed insert counts in cgroup_errors[NP_CG_ERR_INSERT]. */
+enum np_cg_proto {
+	NP_CG_PROTO_TCP = 0,
+	NP_CG_PROTO_UDP,
+	NP_CG_PROTO_ICMP, /* ICMP or ICMPv6 */
+	NP_CG_PROTO_OTHER,
+	NP_CG_PROTO_MAX,
+};
+enum np_cg_error {
+	NP_CG_ERR_INSERT = 0, /* cgroup_traffic full: the packet was not counted */
+	NP_CG_ERR_MAX,
+};
+struct np_cgroup_key {
+	__u64 cgroup_id; /* bpf_skb_cgroup_id(): the socket's cgroup v2 id (directory inode) */
+	__u8 direction;  /* enum np_direction: ingress = received by the cgroup's socket */
+	__u8 proto;      /* enum np_cg_proto */
+	__u8 reserved[6];
+};
+NP_STATIC_ASSERT(sizeof(struct np_cgroup_key) == 16, "np_cgroup_key size");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_cgroup_key, direction) == 8, "np_cgroup_key.direction");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_cgroup_key, proto) == 9, "np_cgroup_key.proto");
+
 /* icmp_stats key (datapath, PERCPU_HASH, value struct np_counter): ICMP and ICMPv6
  * messages by type and code, counted by the TC programs. The table is bounded
  * (NP_ICMP_STATS_MAX); a failed insert counts in map_errors[NP_MAP_ICMP_STATS]. */

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <netprobe/abi.h>
+#include <netprobe/ebpf/cgroup_traffic.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/ebpf/types.hpp>
 
@@ -72,6 +73,9 @@ struct Snapshot {
     std::uint64_t collect_errors_total = 0;
     // Socket layer, TCP health, drops, netfilter hooks; null when the stack monitor is off.
     std::shared_ptr<const ebpf::StackStats> stack;
+    // Traffic of every protocol per cgroup v2 id; null when --cgroup-traffic is off or
+    // the programs could not be attached.
+    std::shared_ptr<const ebpf::CgroupTrafficStats> cgroup_traffic;
 };
 
 }  // namespace netprobe::collector

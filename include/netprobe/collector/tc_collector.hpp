@@ -19,6 +19,7 @@
 #include <netprobe/collector/flow_table.hpp>
 #include <netprobe/collector/snapshot.hpp>
 #include <netprobe/ebpf/manager.hpp>
+#include <netprobe/ebpf/cgroup_traffic.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/util/error.hpp>
 
@@ -49,6 +50,8 @@ public:
     // Optional: also read the stack monitor into each snapshot (nullptr: none).
     // Set before start(); the monitor must outlive the collector's use of it.
     void setStackMonitor(const ebpf::StackMonitor* monitor);
+    // Optional: also read the per-cgroup traffic counters into each snapshot (nullptr: none).
+    void setCgroupTrafficMonitor(const ebpf::CgroupTrafficMonitor* monitor);
 
     // Called with every new snapshot, on the collecting thread, after it is
     // published (for state that must see every interval, e.g. monotonic per-pod
@@ -65,6 +68,7 @@ private:
 
     ebpf::Manager& manager_;
     std::atomic<const ebpf::StackMonitor*> stack_{nullptr};
+    std::atomic<const ebpf::CgroupTrafficMonitor*> cgroup_traffic_{nullptr};
     CollectorOptions options_;
     std::atomic<std::int64_t> interval_ns_;
     std::mutex collect_mu_;  // one collection at a time

@@ -17,6 +17,7 @@
 #include <netprobe/collector/snapshot.hpp>
 #include <netprobe/collector/tc_collector.hpp>
 #include <netprobe/metrics/attribution.hpp>
+#include <netprobe/metrics/containers.hpp>
 #include <netprobe/util/error.hpp>
 
 namespace netprobe::security {
@@ -44,6 +45,8 @@ struct ServerConfig {
     // endpoint answers enabled=false).
     std::shared_ptr<const security::SecurityMonitor> security;
     WorkloadMetricsOptions workload_metrics;
+    // netprobe_container_* series from the per-cgroup traffic (with an attribution).
+    ContainerMetricsOptions container_metrics;
 };
 
 [[nodiscard]] ServerConfig DefaultServerConfig();

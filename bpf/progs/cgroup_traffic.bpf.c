@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* NetProbe per-cgroup traffic: cgroup_skb programs attached (BPF links) to the root of
+ * the cgroup v2 hierarchy, so they run for every socket's packets in every descendant
+ * cgroup and every network namespace. Counted per (socket's cgroup v2 id, direction,
+ * protocol class): packets on the wire (a GSO/GRO skb counts its segments) and their
+ * IP bytes (each segment's headers included). Both programs only observe: they always
+ * return 1 (allow); nothing is ever dropped. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <netprobe/abi.h>
+
+#define NP_ETH_P_IP 0x0800
+#define NP_ETH_P_IPV6 0x86DD
+#define NP_IPPROTO_HOPOPTS 0
+#define NP_IPPROTO_ICMP 1
+#define NP_IPPROTO_TCP 6
+#define NP_IPPROTO_UDP 17
+#define NP_IPPROTO_ROUTING 43
+#define NP_IPPROTO_FRAGMENT 44
+#define NP_IPPROTO_ICMPV6 58
+#define NP_IPPROTO_DSTOPTS 60
+#define NP_CG_ALLOW 1
+
+/* key: (cgroup id, direction, protocol class); preallocated, not LRU: a full table is
+ * a counted insert failure, never a silent eviction. User space may resize before
+ * load and deletes the entries of cgroups that no longer exist. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, struct np_cgroup_key);
+	__type(value, struct np_counter);
+	__uint(max_entries, 16384);
+} cgroup_traffic SEC(".maps");
+
+/* index: enum np_cg_error */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, NP_CG_ERR_MAX);
+} cgroup_errors SEC(".maps");
+
+/* The skb starts at the network header in cgroup_skb programs. Returns the L4 protocol
+ * number and sets *l4off to the L4 header's offset (0 when unknown). */
+static __always_inline __u8 np_cg_l4(struct __sk_buff *skb, __u32 *l4off)
+{
+	__u8 b[2];
+	if (skb->protocol == bpf_htons(NP_ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 0, b, 1) || bpf_skb_load_bytes(skb, 9, &b[1], 1))
+			return 255;
+		*l4off = (__u32)(b[0] & 0xf) * 4;
+		return b[1];
+	}
+	if (skb->protocol != bpf_htons(NP_ETH_P_IPV6))
+		return 255;
+	__u8 nh;
+	if (bpf_skb_load_bytes(skb, 6, &nh, 1))
+		return 255;
+	__u32 off = 40;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		if (nh == NP_IPPROTO_HOPOPTS || nh == NP_IPPROTO_ROUTING || nh == NP_IPPROTO_DSTOPTS) {
+			if (bpf_skb_load_bytes(skb, off, b, 2))
+				return 255;
+			nh = b[0];
+			off += ((__u32)b[1] + 1) * 8;
+		} else if (nh == NP_IPPROTO_FRAGMENT) {
+			if (bpf_skb_load_bytes(skb, off, b, 1))
+				return 255;
+			nh = b[0];
+			off += 8;
+		} else {
+			break;
+		}
+	}
+	*l4off = off;
+	return nh;
+}
+
+static __always_inline void np_cg_count(struct __sk_buff *skb, __u8 direction)
+{
+	__u32 l4off = 0;
+	__u8 l4 = np_cg_l4(skb, &l4off);
+	struct np_cgroup_key key = {
+		.cgroup_id = bpf_skb_cgroup_id(skb),
+		.direction = direction,
+		.proto = NP_CG_PROTO_OTHER,
+	};
+	__u32 hdr = 0; /* headers repeated in every segment of a GSO/GRO skb */
+	if (l4 == NP_IPPROTO_TCP) {
+		key.proto = NP_CG_PROTO_TCP;
+		__u8 doff = 0;
+		if (!bpf_skb_load_bytes(skb, l4off + 12, &doff, 1))
+			hdr = l4off + (__u32)(doff >> 4) * 4;
+	} else if (l4 == NP_IPPROTO_UDP) {
+		key.proto = NP_CG_PROTO_UDP;
+		hdr = l4off + 8;
+	} else if (l4 == NP_IPPROTO_ICMP || l4 == NP_IPPROTO_ICMPV6) {
+		key.proto = NP_CG_PROTO_ICMP;
+	}
+	__u64 packets = 1;
+	__u64 bytes = skb->len;
+	__u32 segs = skb->gso_segs;
+	if (segs > 1 && hdr) {
+		packets = segs;
+		bytes += (__u64)(segs - 1) * hdr;
+	}
+
+	struct np_counter *c = bpf_map_lookup_elem(&cgroup_traffic, &key);
+	if (!c) {
+		struct np_counter init = { .packets = packets, .bytes = bytes };
+		long err = bpf_map_update_elem(&cgroup_traffic, &key, &init, BPF_NOEXIST);
+		if (!err)
+			return;
+		if (err == -17 /* EEXIST: another CPU created it */)
+			c = bpf_map_lookup_elem(&cgroup_traffic, &key);
+		if (!c) {
+			__u32 idx = NP_CG_ERR_INSERT;
+			__u64 *e = bpf_map_lookup_elem(&cgroup_errors, &idx);
+			if (e)
+				*e += 1;
+			return;
+		}
+	}
+	c->packets += packets; /* per-CPU value: no atomics needed */
+	c->bytes += bytes;
+}
+
+SEC("cgroup_skb/ingress")
+int netprobe_cg_in(struct __sk_buff *skb)
+{
+	np_cg_count(skb, NP_DIR_INGRESS);
+	return NP_CG_ALLOW;
+}
+
+SEC("cgroup_skb/egress")
+int netprobe_cg_eg(struct __sk_buff *skb)
+{
+	np_cg_count(skb, NP_DIR_EGRESS);
+	return NP_CG_ALLOW;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
