@@ -16,4 +16,5 @@ ip -n "$ns" link set lo up
 ip netns exec "$ns" "$tmp/build/consumer" lo | tee "$tmp/out"
 grep -q "^Interface lo: RX" "$tmp/out"
 grep -q "^server on port [1-9]" "$tmp/out"
+grep -q "^security: 0 events, vertical_ports 30$" "$tmp/out"
 grep -q "^container 4f6c1e0b2a9d pod 0d1c2b3a-4e5f-6a7b-8c9d-0e1f2a3b4c5d$" "$tmp/out"

@@ -1,10 +1,12 @@
 // Uses the spec's API from an installed NetProbe: Manager, TCCollector, Server; and
-// netprobe::k8s: a kubelet cgroup path parsed, the host attribution handed to the server.
+// netprobe::k8s: a kubelet cgroup path parsed, the host attribution handed to the server;
+// netprobe::security: a config parsed from YAML, a SecurityMonitor on the manager, plugged into the server.
 #include <netprobe/collector/tc_collector.hpp>
 #include <netprobe/ebpf/manager.hpp>
 #include <netprobe/k8s/attribution.hpp>
 #include <netprobe/k8s/cgroup.hpp>
 #include <netprobe/metrics/server.hpp>
+#include <netprobe/security/monitor.hpp>
 
 #include <cstdio>
 
@@ -37,10 +39,22 @@ int main(int argc, char** argv) {
     config.port = 0;  // any free port
     config.address = "127.0.0.1";
     config.attribution = std::make_shared<netprobe::k8s::HostAttribution>();
+    netprobe::security::SecurityConfig sec;
+    if (auto r = netprobe::security::parseSecurityConfig("scan:\n  vertical_ports: 30\n", sec); !r) return 1;
+    auto monitor = netprobe::security::SecurityMonitor::create(**manager, sec);
+    if (!monitor) {
+        std::fprintf(stderr, "%s\n", monitor.error().what().c_str());
+        return 1;
+    }
+    std::shared_ptr<netprobe::security::SecurityMonitor> mon = std::move(*monitor);
+    mon->start();
+    config.security = mon;
+    std::printf("security: %zu events, vertical_ports %u\n", mon->events({}).size(), mon->config().scan_vertical_ports);
     netprobe::metrics::Server server(config);
     if (auto r = server.start(collector); !r) return 1;
     std::printf("server on port %u\n", static_cast<unsigned>(server.port()));
     std::fflush(stdout);
     server.stop();
+    mon->stop();
     return 0;
 }
