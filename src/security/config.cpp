@@ -184,6 +184,7 @@ void thresholds(const YAML::Node& n, const std::string& path, FloodThresholds& t
     keys["icmp_pps"] = [&t](const YAML::Node& v, const std::string& p) { t.icmp_pps = number(v, p, 0, 1e10); };
     keys["pps"] = [&t](const YAML::Node& v, const std::string& p) { t.pps = number(v, p, 0, 1e10); };
     keys["mbps"] = [&t](const YAML::Node& v, const std::string& p) { t.mbps = number(v, p, 0, 1e9); };
+    keys["flows"] = [&t](const YAML::Node& v, const std::string& p) { t.flows = number(v, p, 0, 1e10); };
 }
 
 void parseInto(const YAML::Node& root, SecurityConfig& c) {

@@ -424,7 +424,9 @@ std::vector<std::pair<EventType, double>> FloodAnalyzer::crossed(const HostRates
     if (th.udp_pps > 0 && udp_pps >= th.udp_pps) hits.emplace_back(EventType::UdpFlood, udp_pps);
     if (th.icmp_pps > 0 && icmp_pps >= th.icmp_pps) hits.emplace_back(EventType::IcmpFlood, icmp_pps);
     if (hits.empty()) {
-        const bool static_hit = (th.pps > 0 && pps >= th.pps) || (th.mbps > 0 && mbps >= th.mbps);
+        const double flows_ps = static_cast<double>(r.new_flows) / r.seconds;
+        const bool static_hit = (th.pps > 0 && pps >= th.pps) || (th.mbps > 0 && mbps >= th.mbps) ||
+                                (th.flows > 0 && flows_ps >= th.flows);
         const bool adaptive_hit = h.history_s >= seconds(cfg_.baseline_warmup) && pps >= cfg_.surge_min_pps &&
                                   pps >= cfg_.surge_factor * h.ewma_pps && pps >= cfg_.surge_asymmetry * out_pps;
         if (static_hit || adaptive_hit) hits.emplace_back(EventType::TrafficSurge, pps);
@@ -448,6 +450,7 @@ HostRates sum(const std::deque<HostRates>& w, const Addr16& addr, double secs) {
         t.delta.synack_out += r.delta.synack_out;
         t.delta.udp_in += r.delta.udp_in;
         t.delta.icmp_in += r.delta.icmp_in;
+        t.new_flows += r.new_flows;
     }
     return t;
 }
@@ -536,7 +539,10 @@ std::vector<Finding> FloodAnalyzer::evaluate(const std::vector<HostRates>& sampl
                                                                      static_cast<double>(win.delta.tcp_in)
                                                                : 0.0;
                 }
-                if (it->first == EventType::TrafficSurge) a.evidence["baseline_pps"] = h.ewma_pps;
+                if (it->first == EventType::TrafficSurge) {
+                    a.evidence["baseline_pps"] = h.ewma_pps;
+                    a.evidence["flows_per_second"] = static_cast<double>(win.new_flows) / std::max(win.seconds, 1e-9);
+                }
             }
             ++it;
         }

@@ -180,6 +180,7 @@ struct SecurityMonitor::Impl {
 
     // worker-only state
     std::vector<np_host_slot> prev_slots, cur_slots;  // host_stats, previous and current read
+    std::unordered_map<Addr16, std::uint64_t, AddrHash> new_flows;  // since the last tick, by destination
     Clock::time_point prev_read{};
     std::uint64_t observed_flows = 0, observed_unreach = 0;  // written by the worker only (atomics below)
 
@@ -229,6 +230,9 @@ struct SecurityMonitor::Impl {
             f.tcp_doff = e.tcp_doff;
             self->conn.observe(f);
             self->obs_flows.fetch_add(1, std::memory_order_relaxed);
+            // flows/s per destination (flood.flows); a flow seen at ingress and at egress
+            // (a forwarding host) counts once, where it entered
+            if (e.key.direction == NP_DIR_INGRESS && self->new_flows.size() < self->cfg.max_hosts) ++self->new_flows[f.dst];
         } else if (e.kind == NP_SEC_ICMP_ERROR) {
             Unreachable u;
             u.at = at;
@@ -302,11 +306,15 @@ struct SecurityMonitor::Impl {
                 addDelta(by_addr[toAddr(c.addr)], c.stats, same_owner ? &p.stats : nullptr);
             }
             rates.reserve(by_addr.size());
-            for (const auto& [a, d] : by_addr)
-                if (d.in_packets || d.out_packets) rates.push_back(HostRates{a, dt, d});
+            for (const auto& [a, d] : by_addr) {
+                if (!d.in_packets && !d.out_packets) continue;
+                auto nf = new_flows.find(a);
+                rates.push_back(HostRates{a, dt, d, nf == new_flows.end() ? 0 : nf->second});
+            }
         }
         std::swap(prev_slots, cur_slots);
         prev_read = now;
+        new_flows.clear();
         return rates;
     }
 

@@ -413,6 +413,21 @@ TEST(SecurityFlood, StaticMbpsThreshold) {
     EXPECT_NE(find(fs, EventType::TrafficSurge), nullptr);
 }
 
+TEST(SecurityFlood, StaticNewFlowsThreshold) {
+    ns::SecurityConfig cfg;
+    cfg.flood.flows = 1000;
+    ns::FloodAnalyzer f(cfg);
+    TimePoint now = T0;
+    auto r = rates("198.18.0.2", 0.25, 500, 500, 500, 0, 0, 0);
+    r.new_flows = 100;  // 400 flows/s: under
+    EXPECT_TRUE(feed(f, now, 6, r).empty());
+    r.new_flows = 300;  // 1200 flows/s
+    auto fs = feed(f, now, 6, r);
+    const Finding* x = find(fs, EventType::TrafficSurge);
+    ASSERT_NE(x, nullptr);
+    EXPECT_NEAR(std::get<double>(x->evidence.at("flows_per_second")), 1200, 1);
+}
+
 TEST(SecurityFlood, AllowListedTargetIgnored) {
     ns::SecurityConfig cfg;
     cfg.allow = {*ns::parseCidr("198.18.0.2")};
@@ -453,6 +468,7 @@ flood:
   udp_pps: 7000
   icmp_pps: 300
   mbps: 900
+  flows: 3500
   min_duration: 500ms
   end_after: 4s
   surge: {factor: 5, min_pps: 1000, asymmetry: 2, half_life: 30s, warmup: 10s}
@@ -479,6 +495,7 @@ limits:
     EXPECT_EQ(c.scan_unanswered_after, 500ms);
     EXPECT_EQ(c.flood.syn_pps, 2000);
     EXPECT_EQ(c.flood_min_duration, 500ms);
+    EXPECT_EQ(c.flood.flows, 3500);
     EXPECT_EQ(c.surge_factor, 5);
     EXPECT_EQ(c.baseline_warmup, 10s);
     ASSERT_EQ(c.host_groups.size(), 1u);

@@ -37,6 +37,7 @@ struct FloodThresholds {
     double icmp_pps = 1000;
     double pps = 0;          // any packets/s (traffic_surge)
     double mbps = 0;         // Mbit/s (traffic_surge)
+    double flows = 0;        // new TCP/UDP flows/s towards it (traffic_surge)
 };
 
 struct HostGroup {

@@ -155,6 +155,7 @@ struct HostRates {
     Addr16 addr{};
     double seconds = 0;
     np_host_stats delta{};
+    std::uint64_t new_flows = 0;  // TCP/UDP flows towards addr that began in the interval
 };
 
 class FloodAnalyzer {
