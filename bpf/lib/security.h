@@ -141,8 +141,8 @@ static __always_inline void np_sec_new_flow(const struct np_packet *pkt, __u64 l
 	bpf_ringbuf_submit(e, 0);
 }
 
-/* An ICMP destination unreachable (v4 type 3) or ICMPv6 type 1: send it with the
- * tuple of the packet it quotes. Reads with bpf_skb_load_bytes (the quote may lie
+/* An ICMP error (np_is_icmp_unreachable): send it with the tuple of the packet it
+ * quotes. Reads with bpf_skb_load_bytes (the quote may lie
  * beyond the linear area). Global function: verified once on its own. */
 __attribute__((noinline)) int np_sec_icmp_error(struct __sk_buff *skb, const struct np_packet *pkt, __u32 len)
 {
@@ -194,12 +194,14 @@ __attribute__((noinline)) int np_sec_icmp_error(struct __sk_buff *skb, const str
 	return 0;
 }
 
+/* ICMP errors that quote the packet they answer: destination unreachable (v4 3,
+ * v6 1) and time exceeded (v4 11, v6 3: a traceroute's hops answer this way). */
 static __always_inline int np_is_icmp_unreachable(const struct np_packet *pkt)
 {
 	if (pkt->key.proto == NP_IPPROTO_ICMP)
-		return pkt->icmp_type == 3;
+		return pkt->icmp_type == 3 || pkt->icmp_type == 11;
 	if (pkt->key.proto == NP_IPPROTO_ICMPV6)
-		return pkt->icmp_type == 1;
+		return pkt->icmp_type == 1 || pkt->icmp_type == 3;
 	return 0;
 }
 

@@ -234,6 +234,11 @@ void ConnectionAnalyzer::observe(const Unreachable& u) {
     if (!s) return;
     auto it = s->probes.find(ProbeKey{u.inner_dst, u.inner_dport, u.inner_proto});
     if (it == s->probes.end()) return;
+    if (u.time_exceeded) {
+        // The probe died on the way (a traceroute hop): answered, not refused.
+        answer(u.inner_src, u.inner_dst, u.inner_dport, u.inner_proto, Outcome::Answered, u.at);
+        return;
+    }
     answer(u.inner_src, u.inner_dst, u.inner_dport, u.inner_proto, Outcome::Unreachable, u.at);
     const ScanType t = it->second.technique;
     if (t == ScanType::Syn || t == ScanType::Connect || t == ScanType::Udp)

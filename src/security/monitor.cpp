@@ -242,6 +242,7 @@ struct SecurityMonitor::Impl {
             u.inner_sport = e.inner_src_port;
             u.inner_dport = e.inner_dst_port;
             u.inner_proto = e.inner_proto;
+            u.time_exceeded = e.key.family == 4 ? e.icmp_type == 11 : e.icmp_type == 3;
             self->conn.observe(u);
             self->obs_unreach.fetch_add(1, std::memory_order_relaxed);
         }

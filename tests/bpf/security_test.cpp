@@ -187,11 +187,19 @@ TEST_F(SecurityDatapath, UnreachableCarriesTheQuotedTuple) {
                          .ipv4("198.18.0.1", "198.18.0.2").udp(50000, 161).payload(4).build();
     const Bytes u6 = PacketBuilder().eth().ipv6("fd6e:7072::2", "fd6e:7072::1").icmpv6(1, 4, 0, 0)
                          .ipv6("fd6e:7072::1", "fd6e:7072::2").tcp(41000, 8080, tf::SYN).build();
+    const Bytes ttl = PacketBuilder().eth().ipv4("198.18.0.254", "198.18.0.1").icmp(11, 0, 0, 0)
+                          .ipv4("198.18.0.1", "198.18.9.9").udp(40000, 33434).payload(4).build();
+    const Bytes echo_reply = PacketBuilder().eth().ipv4("198.18.0.2", "198.18.0.1").icmp(icmp_type::ECHO_REPLY).build();
     run(s.get(), Prog::Eg, u4);
     run(s.get(), Prog::Eg, u4);
     run(s.get(), Prog::Eg, u6);
+    run(s.get(), Prog::In, ttl);
+    run(s.get(), Prog::In, echo_reply);  // not an error: no record
     auto ev = drain(s.get());
-    ASSERT_EQ(ev.size(), 3u);
+    ASSERT_EQ(ev.size(), 4u);
+    EXPECT_EQ(ev[3].icmp_type, 11);
+    EXPECT_EQ(ev[3].inner_dst_port, 33434);
+    EXPECT_TRUE(same(ev[3].inner_dst, v4("198.18.9.9")));
     for (int i : {0, 1}) {
         EXPECT_EQ(ev[i].kind, NP_SEC_ICMP_ERROR);
         EXPECT_EQ(ev[i].icmp_type, 3);

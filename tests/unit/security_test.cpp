@@ -160,6 +160,21 @@ TEST(SecurityScan, UdpScanRefusedByIcmpAndRepliesAreNotProbes) {
     EXPECT_TRUE(b.evaluate(T0 + 5s).empty());
 }
 
+// traceroute: UDP to 33434+ with rising TTLs; routers answer time exceeded, the
+// target port unreachable for the last few. Not a scan.
+TEST(SecurityScan, TracerouteIsNotAScan) {
+    ns::SecurityConfig cfg;
+    ns::ConnectionAnalyzer a(cfg, T0);
+    for (int p = 0; p < 30; ++p) {
+        const auto port = static_cast<std::uint16_t>(33434 + p);
+        a.observe(udp(T0 + p * 10ms, "198.18.0.1", 40000, "198.18.5.5", port));
+        ns::Unreachable u{T0 + p * 10ms + 1ms, ip(p < 27 ? "198.18.0.254" : "198.18.5.5"), ip("198.18.0.1"),
+                          ip("198.18.5.5"), 40000, port, 17, /*time_exceeded=*/p < 27};
+        a.observe(u);
+    }
+    EXPECT_EQ(find(a.evaluate(T0 + 3s), EventType::PortScan), nullptr);
+}
+
 TEST(SecurityScan, HorizontalScan) {
     ns::SecurityConfig cfg;
     ns::ConnectionAnalyzer a(cfg, T0);

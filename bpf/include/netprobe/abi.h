@@ -366,7 +366,7 @@ NP_STATIC_ASSERT(sizeof(struct np_icmp_key) == 4, "np_icmp_key size");
 /* Why a sec_events record was sent. */
 enum np_sec_kind {
 	NP_SEC_NEW_FLOW = 1,   /* first packet of a new flow_stats entry (TCP, UDP) */
-	NP_SEC_ICMP_ERROR = 2, /* ICMP destination unreachable / ICMPv6 type 1, with the quoted tuple */
+	NP_SEC_ICMP_ERROR = 2, /* ICMP(v6) destination unreachable or time exceeded, with the quoted tuple */
 };
 
 /* Record on the sec_events ring buffer. For NP_SEC_NEW_FLOW key is the new flow

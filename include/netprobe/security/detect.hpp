@@ -71,13 +71,16 @@ struct FlowStart {
     std::uint8_t tcp_doff = 0;   // TCP header length in 32-bit words
 };
 
-// ICMP destination unreachable sent by `reporter` about a packet inner_src -> inner_dst.
+// ICMP destination unreachable (or, with time_exceeded, an ICMP time exceeded: a
+// router on the path answered, as for traceroute) sent by `reporter` about a packet
+// inner_src -> inner_dst.
 struct Unreachable {
     TimePoint at{};
     Addr16 reporter{};
     Addr16 inner_src{}, inner_dst{};
     std::uint16_t inner_sport = 0, inner_dport = 0;
     std::uint8_t inner_proto = 0;
+    bool time_exceeded = false;
 };
 
 // What a first TCP/UDP packet says about itself.
