@@ -25,7 +25,7 @@ LOGS=$(mktemp -d /tmp/npb-run.XXXXXX)
 final_cleanup() {
   # The sub-scripts clean up after themselves; this catches what a killed one left.
   local ns
-  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^npb-(tp|rss|stk)-/ {print $1}'); do
+  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^npb-(tp|rss|stk|sec)-/ {print $1}'); do
     ip netns pids "$ns" 2>/dev/null | while read -r p; do kill -KILL "$p" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
   done
@@ -122,11 +122,11 @@ fi
 if [[ -n ${R[netprobe_tc_in+sec ipv4 insert_extra]:-} ]]; then
   row "netprobe_tc_in+sec ipv4: new flow (insert + ring record) over a hit" "+${R[netprobe_tc_in+sec ipv4 insert_extra]} ns" "-" "info"
 fi
-for k in "${!R[@]}"; do
+while IFS= read -r k; do
   [[ $k == "sec_latency "* ]] || continue
   IFS=$'\t' read -r secs target verdict <<<"${R[$k]}"
   row "detection latency: ${k#sec_latency } (tool start -> event, worst of 3)" "$secs s" "<= $target s" "$verdict"
-done
+done < <(printf '%s\n' "${!R[@]}" | sort)
 [[ -n ${R[sec_ring_lost]:-} ]] && row "security ring-buffer records lost during the latency runs" "${R[sec_ring_lost]}" "0" \
   "$([[ ${R[sec_ring_lost]} == 0 ]] && echo PASS || echo MISS)"
 
@@ -356,6 +356,13 @@ whole run (\`bpftool prog show\`); tracepoints are global, so run_cnt includes e
 namespaces, which the programs filter out early. The load generator, not the agent, limits the rate:
 the unpaced row is the most this Python generator reaches on the machine.
 
+**Security analytics** (\`bench/security_bench.py\`, [docs/security.md](security.md)). Cost: the
+same BPF_PROG_TEST_RUN method on a second copy of the datapath loaded with \`np_enable_security=1\`
+and \`np_mitigate=on\` (rows \`+sec\`; the XDP row measures the blocklist lookup, which only
+runs with mitigation on). Latency: the agent (default thresholds) in namespace \`npb-sec-v\`, the
+tools in \`npb-sec-a\` over a veth; each case 3 times, from the tool's start (wall clock) to the
+event's \`detected_at\`. The 5-minute benign soak is \`make bench-benign\` (not part of this run).
+
 ## Where the cost goes
 
 What dominates each missed (or only floor-level) target. These figures come from one-off
@@ -383,6 +390,9 @@ $(section "$LOGS/throughput.log")
 
 ### Stack monitor
 $(section "$LOGS/stack.log")
+
+### Security analytics
+$(section "$LOGS/security.log")
 EOF
 } >"$DOC"
 echo
@@ -393,7 +403,7 @@ left=$( {
   ip netns list | awk '$1 ~ /^npb-/'
   ip -o link show type veth | awk -F': ' '$2 ~ /^npb/ {print $2}'
   bpftool prog show 2>/dev/null | grep -E 'np_bench' || true
-  pgrep -af 'np_flowgen|np_bpf_prog_bench|np_collector_bench|stack_load.py|netprobe-agent --interface-filter=npb(tp|rs)|socket-netns=/run/netns/npb-stk' || true
+  pgrep -af 'np_flowgen|np_bpf_prog_bench|np_collector_bench|stack_load.py|security_bench.py|netprobe-agent --interface-filter=npb(tp|rs|sec)|socket-netns=/run/netns/npb-stk' || true
 } )
 if [[ -n $left ]]; then
   echo "bench: left behind:" >&2
