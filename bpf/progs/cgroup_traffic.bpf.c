@@ -77,10 +77,48 @@ static __always_inline __u8 np_cg_l4(struct __sk_buff *skb, __u32 *l4off)
 	return nh;
 }
 
+/* Fast path: IPv4 and IPv6 without extension headers, read directly from the linear
+ * area (no helper calls). Returns 0 when the slow path must decide. Sets *l4, *l4off
+ * and *tcp_doff (the TCP data offset byte, when TCP and in the linear area). */
+static __always_inline int np_cg_fast(struct __sk_buff *skb, __u8 *l4, __u32 *l4off, __u8 *tcp_doff)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u8 *b = data;
+	__u32 off;
+	if (skb->protocol == bpf_htons(NP_ETH_P_IP)) {
+		if (b + 20 > (__u8 *)end)
+			return 0;
+		off = (__u32)(b[0] & 0xf) * 4;
+		*l4 = b[9];
+	} else if (skb->protocol == bpf_htons(NP_ETH_P_IPV6)) {
+		if (b + 40 > (__u8 *)end)
+			return 0;
+		*l4 = b[6];
+		if (*l4 == NP_IPPROTO_HOPOPTS || *l4 == NP_IPPROTO_ROUTING || *l4 == NP_IPPROTO_DSTOPTS ||
+		    *l4 == NP_IPPROTO_FRAGMENT)
+			return 0;
+		off = 40;
+	} else {
+		return 0;
+	}
+	*l4off = off;
+	if (*l4 == NP_IPPROTO_TCP) {
+		__u8 *d = b + (off & 0x3f) + 12; /* off <= 60 */
+		if (d + 1 > (__u8 *)end)
+			return 0;
+		*tcp_doff = *d;
+	}
+	return 1;
+}
+
 static __always_inline void np_cg_count(struct __sk_buff *skb, __u8 direction)
 {
 	__u32 l4off = 0;
-	__u8 l4 = np_cg_l4(skb, &l4off);
+	__u8 l4 = 255, doff = 0;
+	int fast = np_cg_fast(skb, &l4, &l4off, &doff);
+	if (!fast)
+		l4 = np_cg_l4(skb, &l4off);
 	struct np_cgroup_key key = {
 		.cgroup_id = bpf_skb_cgroup_id(skb),
 		.direction = direction,
@@ -89,8 +127,7 @@ static __always_inline void np_cg_count(struct __sk_buff *skb, __u8 direction)
 	__u32 hdr = 0; /* headers repeated in every segment of a GSO/GRO skb */
 	if (l4 == NP_IPPROTO_TCP) {
 		key.proto = NP_CG_PROTO_TCP;
-		__u8 doff = 0;
-		if (!bpf_skb_load_bytes(skb, l4off + 12, &doff, 1))
+		if (fast || !bpf_skb_load_bytes(skb, l4off + 12, &doff, 1))
 			hdr = l4off + (__u32)(doff >> 4) * 4;
 	} else if (l4 == NP_IPPROTO_UDP) {
 		key.proto = NP_CG_PROTO_UDP;
