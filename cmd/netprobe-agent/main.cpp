@@ -169,7 +169,7 @@ public:
         std::unique_ptr<netprobe::ebpf::CgroupTrafficMonitor> cgroup_traffic;
         if (opts_.cgroup_traffic) {
             netprobe::ebpf::CgroupTrafficOptions cto;
-            if (auto m = netprobe::k8s::cgroup2Mount()) cto.cgroup_root = *m;
+            if (auto m = netprobe::k8s::findCgroupHierarchy(cgroup_root_fd_)) cto.cgroup_root = *m;
             netprobe::util::QuietLibbpf quiet;  // the one line below says why
             auto cm = netprobe::ebpf::CgroupTrafficMonitor::create(cto);
             if (cm) {
@@ -262,6 +262,7 @@ public:
         stack.reset();
         collector.setCgroupTrafficMonitor(nullptr);
         cgroup_traffic.reset();
+        if (cgroup_root_fd_ >= 0) ::close(cgroup_root_fd_);
         mgr.detachAll();
         return rc;
     }
@@ -313,6 +314,7 @@ public:
 
 private:
     AgentOptions opts_;
+    int cgroup_root_fd_ = -1;  // an ancestor's cgroup v2 mount, held open (see findCgroupHierarchy)
 };
 
 }  // namespace

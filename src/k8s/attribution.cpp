@@ -42,8 +42,6 @@ metrics::ContainerLabels containerLabels(const CgroupAttribution& a) {
 
 // ---- HostAttribution ----
 
-namespace {
-
 // The cgroup v2 hierarchy: our own mount; else (`ip netns exec` gives its command a
 // mount namespace with a fresh /sys, without the cgroup mounts) the mount of the nearest
 // ancestor process that has one, reached through /proc/PID/root. That directory is held
@@ -81,8 +79,6 @@ Result<std::string> findCgroupHierarchy(int& fd_out) {
     }
     return own;
 }
-
-}  // namespace
 
 HostAttribution::HostAttribution(HostAttributionOptions options) : options_(std::move(options)) {
     std::string mount = options_.cgroup_mount;
