@@ -189,6 +189,24 @@ class CgroupTraffic(E2ETestCase):
         self.assertEqual(a.stop(), 0)
         self.assertFalse(self.root_links() & progs, "cgroup_skb programs left on the cgroup v2 root")
 
+    def test_agent_under_ip_netns_exec(self):
+        # `ip netns exec` gives the agent a mount namespace with a fresh /sys and no cgroup2
+        # mount: it attaches to the hierarchy of an ancestor process (through /proc/PID/root)
+        a = self.start_agent(f"--interface-filter={self.link.host}", "--collect-interval=300ms", "--security=off",
+                             netns=self.ns_a)
+        self.assertIn("cgroup traffic: cgroup_skb ingress/egress attached to /proc/self/fd/", a.output())
+        progs, _ = a.bpf_ids()
+        self.assertEqual(len(self.root_links() & progs), 2)
+        self.responder()
+        sent = self.send()
+
+        def udp():
+            t = (self.container(a) or {}).get("traffic") or {}
+            return t.get("udp") == {"tx_packets": sent["udp_tx"], "tx_bytes": sent["udp_tx_bytes"],
+                                    "rx_packets": sent["udp_rx"], "rx_bytes": sent["udp_rx_bytes"]}
+
+        wait_for(udp, 20, "the container's UDP traffic to equal the sender's counts")
+
     def test_off(self):
         a = self.start_agent(f"--interface-filter={self.agent_veth.host}", "--collect-interval=300ms",
                              "--security=off", "--cgroup-traffic=off")
