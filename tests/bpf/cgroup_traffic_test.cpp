@@ -5,7 +5,10 @@
 // cgroup v2 id: the inode of its directory (/proc/self/cgroup "0::" line under the
 // cgroup2 mount). Every case asserts the return value (1: allow, never drop) and the
 // exact cgroup_traffic / cgroup_errors contents.
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <cerrno>
 #include <cstdarg>
@@ -24,6 +27,7 @@
 #include <unistd.h>
 
 #include <netprobe/abi.h>
+#include <netprobe/ebpf/cgroup_traffic.hpp>
 
 #include "cgroup_traffic.skel.h"
 #include "support/packet_builder.hpp"
@@ -183,6 +187,91 @@ TEST_F(CgroupTrafficProg, GsoSkbCountsSegmentsAndTheirHeaders) {
         {{cg, NP_DIR_INGRESS, NP_CG_PROTO_UDP}, {3, 40 + 8 + 3000 + 2 * 48}},
     };
     EXPECT_EQ(counts(), want);
+}
+
+}  // namespace
+
+// ---- the user-space monitor on a real cgroup subtree (needs root and cgroup v2) ----
+
+namespace {
+
+std::string cgroup2Mount() {
+    std::ifstream mounts("/proc/mounts");
+    std::string line;
+    while (std::getline(mounts, line)) {
+        std::istringstream ls(line);
+        std::string dev, m, type;
+        if (ls >> dev >> m >> type && type == "cgroup2") return m;
+    }
+    return {};
+}
+
+// The monitor attached to a test subtree (its "root"): a process in a child cgroup sends
+// UDP datagrams; read() reports them under the child's id; after rmdir the next read
+// (sweep interval 0) deletes the entries and counts the removal.
+TEST(CgroupTrafficMonitor, CountsAChildCgroupAndForgetsItWhenRemoved) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    const auto mnt = cgroup2Mount();
+    ASSERT_FALSE(mnt.empty()) << "no cgroup v2 mount";
+    const std::string top = mnt + "/npbt" + std::to_string(getpid());
+    const std::string child = top + "/app";
+    ASSERT_EQ(::mkdir(top.c_str(), 0755), 0) << std::strerror(errno);
+    struct Cleanup {
+        std::string top, child;
+        ~Cleanup() {
+            ::rmdir(child.c_str());
+            ::rmdir(top.c_str());
+        }
+    } cleanup{top, child};
+    ASSERT_EQ(::mkdir(child.c_str(), 0755), 0) << std::strerror(errno);
+    struct stat st {};
+    ASSERT_EQ(::stat(child.c_str(), &st), 0);
+    const std::uint64_t child_id = st.st_ino;
+
+    netprobe::ebpf::CgroupTrafficOptions o;
+    o.cgroup_root = top;
+    o.max_entries = 64;
+    o.sweep_interval = std::chrono::milliseconds(0);
+    auto m = netprobe::ebpf::CgroupTrafficMonitor::create(o);
+    ASSERT_TRUE(m) << m.error().what();
+
+    constexpr int kDatagrams = 3, kPayload = 50;
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        std::ofstream(child + "/cgroup.procs") << ::getpid() << std::endl;
+        int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+        sockaddr_in to{};
+        to.sin_family = AF_INET;
+        to.sin_port = htons(9);
+        to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        char buf[kPayload] = {};
+        for (int i = 0; i < kDatagrams; ++i)
+            if (::sendto(fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) != kPayload) ::_exit(1);
+        ::_exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    auto r = (*m)->read();
+    ASSERT_TRUE(r) << r.error().what();
+    const netprobe::ebpf::CgroupTraffic* t = nullptr;
+    for (const auto& c : r->cgroups)
+        if (c.cgroup_id == child_id) t = &c;
+    ASSERT_NE(t, nullptr) << "no entry for the child cgroup";
+    EXPECT_EQ(t->counters[NP_DIR_EGRESS][NP_CG_PROTO_UDP].packets, std::uint64_t{kDatagrams});
+    EXPECT_EQ(t->counters[NP_DIR_EGRESS][NP_CG_PROTO_UDP].bytes, std::uint64_t{kDatagrams * (20 + 8 + kPayload)});
+    EXPECT_EQ(t->total(NP_DIR_EGRESS).packets, std::uint64_t{kDatagrams});
+    EXPECT_EQ(r->insert_failures, 0u);
+    EXPECT_EQ(r->capacity, 64u);
+    EXPECT_EQ(r->removed_total, 0u);
+
+    ASSERT_EQ(::rmdir(child.c_str()), 0) << std::strerror(errno);
+    auto after = (*m)->read();
+    ASSERT_TRUE(after) << after.error().what();
+    for (const auto& c : after->cgroups) EXPECT_NE(c.cgroup_id, child_id);
+    EXPECT_EQ(after->removed_total, 1u);
 }
 
 }  // namespace
