@@ -16,8 +16,9 @@ import select
 import subprocess
 import unittest
 
-from netprobe_e2e import PID, PYTHON, E2ETestCase, log, run, wait_for
+from netprobe_e2e import PID, PYTHON, E2ETestCase, log, require_tools, run, wait_for
 import test_containers  # its helpers; importing its classes by name would run their tests here too
+import test_k8s
 
 CID = "ab" * 32
 UID = "3f2e1d0c-9b8a-4766-9554-433221100fed"
@@ -206,6 +207,28 @@ class CgroupTraffic(E2ETestCase):
                                     "rx_packets": sent["udp_rx"], "rx_bytes": sent["udp_rx_bytes"]}
 
         wait_for(udp, 20, "the container's UDP traffic to equal the sender's counts")
+
+    def test_pod_labels_with_kubernetes(self):
+        require_tools("openssl")
+        api = test_k8s.FakeApiServer(self)
+        p = test_k8s.pod("shop", "web-5f7c9d-xyz12", self.link.host_ip, "web-5f7c9d")
+        p["metadata"]["uid"] = UID
+        p["status"]["containerStatuses"][0]["containerID"] = "containerd://" + CID
+        api.control("upsert", {"resource": "pods", "object": p})
+        env = {k: v for k, v in os.environ.items() if k not in ("KUBERNETES_SERVICE_HOST", "NODE_NAME")}
+        env["NODE_NAME"] = test_k8s.NODE
+        a = self.start_agent(f"--interface-filter={self.agent_veth.host}", "--collect-interval=300ms",
+                             "--security=off", f"--kubeconfig={api.kubeconfig()}", env=env)
+        wait_for(lambda: a.get_json("/api/v1/pods")["synced"], 30, "the agent to sync with the API")
+        self.responder()
+        sent = self.send()
+        tx = sent["udp_tx"] + sent["icmp_tx"]
+        lbl = {"container_id": CID, "namespace": "shop", "pod": "web-5f7c9d-xyz12"}
+        wait_for(lambda: a.metrics().get_or("netprobe_container_tx_packets_total", -1, **lbl) == tx, 20,
+                 "the container's series with its pod's namespace and name")
+        c = self.container(a)
+        self.assertEqual((c["namespace"], c["pod"], c["workload"]), ("shop", "web-5f7c9d-xyz12", "web"))
+        self.assertEqual(c["traffic"]["all"]["tx_packets"], tx)
 
     def test_off(self):
         a = self.start_agent(f"--interface-filter={self.agent_veth.host}", "--collect-interval=300ms",
