@@ -80,8 +80,6 @@ std::expected<netprobe::security::SecurityConfig, std::string> securityConfig(co
         if (auto r = netprobe::security::loadSecurityConfig(o.security_config, c); !r)
             return std::unexpected("--security-config: " + r.error().what());
     }
-    if (!o.security) c.enabled = false;
-    if (!o.mitigate.empty()) c.mitigate = *netprobe::security::parseMitigationMode(o.mitigate);
     for (const auto& kv : o.security_set) {
         // a.b.c=v -> "a:\n  b:\n    c: v\n", parsed (and checked) like the file
         const auto eq = kv.find('=');
@@ -99,6 +97,8 @@ std::expected<netprobe::security::SecurityConfig, std::string> securityConfig(co
         if (auto r = netprobe::security::parseSecurityConfig(yaml, c); !r)
             return std::unexpected("--security-set " + kv + ": " + r.error().what());
     }
+    if (!o.security) c.enabled = false;
+    if (!o.mitigate.empty()) c.mitigate = *netprobe::security::parseMitigationMode(o.mitigate);
     if (!c.enabled) c.mitigate = netprobe::security::MitigationMode::Off;
     return c;
 }
