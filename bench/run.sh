@@ -274,8 +274,9 @@ EON
   tcp_probe 76 ms (410k events, every ACK of both ends), netfilter 92 ms (932k hook runs: 4 hooks per
   packet), cgroup_skb in+eg 116 ms (466k + 466k). So the socket-layer tracing (tcp_probe, netfilter at
   every hook) is what takes the throughput under the floor; per-cgroup counting costs about as much
-  as the whole TC datapath, within this benchmark's noise. Next: sample tcp_probe per socket, attach
-  netfilter only where a count is wanted, make cgroup counters an array like host_stats.
+  as the whole TC datapath, within this benchmark's noise. Since then tcp_probe samples (a
+  connection's first 8 segments, then ~1 in 8): 186 -> 120 ns/event, 76 -> 48 ms in the same 5 s.
+  Next: attach netfilter only where a count is wanted, make cgroup counters an array like host_stats.
 EON
   fi
   if [[ -n ${R[rss_agent_hwm_after_api_mib]:-} ]] && ! le "${R[rss_agent_hwm_after_api_mib]}" 64; then
