@@ -10,16 +10,8 @@
 #include <bpf/bpf_endian.h>
 #include <netprobe/abi.h>
 
-#define NP_ETH_P_IP 0x0800
-#define NP_ETH_P_IPV6 0x86DD
-#define NP_IPPROTO_HOPOPTS 0
-#define NP_IPPROTO_ICMP 1
-#define NP_IPPROTO_TCP 6
-#define NP_IPPROTO_UDP 17
-#define NP_IPPROTO_ROUTING 43
-#define NP_IPPROTO_FRAGMENT 44
-#define NP_IPPROTO_ICMPV6 58
-#define NP_IPPROTO_DSTOPTS 60
+#include "parse.h" /* the EtherType and IP protocol numbers */
+
 #define NP_CG_ALLOW 1
 
 /* key: (cgroup id, direction, protocol class); preallocated, not LRU: a full table is
