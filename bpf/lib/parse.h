@@ -236,6 +236,25 @@ static __always_inline int np_parse_ipv6(void *pos, __u32 off, void *data_end, _
 	return np_parse_l4(pos, off, end_off, data_end, pkt);
 }
 
+/* Steps *pos over up to NP_MAX_VLAN_TAGS 802.1Q/802.1ad tags; *proto becomes the
+ * EtherType they carry and *tags how many were complete. Returns -1 when a tag is
+ * truncated, else 0. */
+static __always_inline int np_skip_vlans(void **pos, void *data_end, __u16 *proto, int *tags)
+{
+#pragma unroll
+	for (int i = 0; i < NP_MAX_VLAN_TAGS; i++) {
+		if (*proto != NP_ETH_P_8021Q && *proto != NP_ETH_P_8021AD)
+			break;
+		struct np_vlan_hdr *vh = *pos;
+		if ((void *)(vh + 1) > data_end)
+			return -1;
+		*proto = bpf_ntohs(vh->encap_proto);
+		*pos = vh + 1;
+		*tags += 1;
+	}
+	return 0;
+}
+
 /* Parse one Ethernet frame of pkt_len bytes (data..data_end is the part that can
  * be read directly). Returns NP_MAL_NONE or an enum np_malformed_reason. */
 static __always_inline int np_parse_frame(void *data, void *data_end, __u32 pkt_len, struct np_packet *pkt)
@@ -249,17 +268,12 @@ static __always_inline int np_parse_frame(void *data, void *data_end, __u32 pkt_
 	proto = bpf_ntohs(eth->h_proto);
 	pos = eth + 1;
 
-#pragma unroll
-	for (int i = 0; i < NP_MAX_VLAN_TAGS; i++) {
-		if (proto != NP_ETH_P_8021Q && proto != NP_ETH_P_8021AD)
-			break;
-		struct np_vlan_hdr *vh = pos;
-		if ((void *)(vh + 1) > data_end)
-			return NP_MAL_TRUNCATED_VLAN;
+	int tags = 0;
+	int truncated = np_skip_vlans(&pos, data_end, &proto, &tags);
+	if (tags)
 		NP_MARK(pkt, NP_PROTO_VLAN);
-		proto = bpf_ntohs(vh->encap_proto);
-		pos = vh + 1;
-	}
+	if (truncated)
+		return NP_MAL_TRUNCATED_VLAN;
 	if (proto == NP_ETH_P_8021Q || proto == NP_ETH_P_8021AD)
 		return NP_MAL_TOO_MANY_VLAN;
 

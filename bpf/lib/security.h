@@ -121,23 +121,33 @@ static __always_inline void np_host_account(const struct np_packet *pkt, __u32 d
 	}
 }
 
+/* A zeroed sec_events record with its time, key, kind and length filled in; NULL
+ * (counted) when the ring is full. */
+static __always_inline struct np_sec_event *np_sec_reserve(const struct np_packet *pkt, __u8 kind, __u32 len)
+{
+	struct np_sec_event *e = bpf_ringbuf_reserve(&sec_events, sizeof(*e), 0);
+	if (!e) {
+		np_count_map_error(NP_MAP_SEC_EVENTS);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	__builtin_memcpy(&e->key, &pkt->key, sizeof(e->key));
+	e->kind = kind;
+	e->len = len;
+	return e;
+}
+
 /* First packet of a new TCP/UDP flow (key already carries ifindex/direction). */
 static __always_inline void np_sec_new_flow(const struct np_packet *pkt, __u64 len)
 {
 	if (pkt->key.proto != NP_IPPROTO_TCP && pkt->key.proto != NP_IPPROTO_UDP)
 		return;
-	struct np_sec_event *e = bpf_ringbuf_reserve(&sec_events, sizeof(*e), 0);
-	if (!e) {
-		np_count_map_error(NP_MAP_SEC_EVENTS);
+	struct np_sec_event *e = np_sec_reserve(pkt, NP_SEC_NEW_FLOW, (__u32)len);
+	if (!e)
 		return;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
-	__builtin_memcpy(&e->key, &pkt->key, sizeof(e->key));
-	e->kind = NP_SEC_NEW_FLOW;
 	e->tcp_flags = pkt->tcp_flags;
 	e->tcp_doff = pkt->tcp_doff;
-	e->len = (__u32)len;
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -148,18 +158,11 @@ __attribute__((noinline)) int np_sec_icmp_error(struct __sk_buff *skb, const str
 {
 	if (!skb || !pkt)
 		return 0;
-	struct np_sec_event *e = bpf_ringbuf_reserve(&sec_events, sizeof(*e), 0);
-	if (!e) {
-		np_count_map_error(NP_MAP_SEC_EVENTS);
+	struct np_sec_event *e = np_sec_reserve(pkt, NP_SEC_ICMP_ERROR, len);
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
-	__builtin_memcpy(&e->key, &pkt->key, sizeof(e->key));
-	e->kind = NP_SEC_ICMP_ERROR;
 	e->icmp_type = pkt->icmp_type;
 	e->icmp_code = pkt->icmp_code;
-	e->len = len;
 	__u32 off = (__u32)pkt->l4_off + 8; /* ICMP header: type, code, checksum, 4 unused */
 	__u32 l4 = 0;
 	__u8 proto = 0;
@@ -213,16 +216,9 @@ static __always_inline int np_xdp_source(void *data, void *data_end, union np_ad
 		return 0;
 	__u16 proto = bpf_ntohs(eth->h_proto);
 	void *pos = eth + 1;
-#pragma unroll
-	for (int i = 0; i < NP_MAX_VLAN_TAGS; i++) {
-		if (proto != NP_ETH_P_8021Q && proto != NP_ETH_P_8021AD)
-			break;
-		struct np_vlan_hdr *vh = pos;
-		if ((void *)(vh + 1) > data_end)
-			return 0;
-		proto = bpf_ntohs(vh->encap_proto);
-		pos = vh + 1;
-	}
+	int tags = 0;
+	if (np_skip_vlans(&pos, data_end, &proto, &tags))
+		return 0;
 	if (proto == NP_ETH_P_IP) {
 		struct iphdr *ip = pos;
 		if ((void *)(ip + 1) > data_end)
