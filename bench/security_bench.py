@@ -157,7 +157,6 @@ def latency(tmp, rounds):
             verdict = "PASS" if worst <= target else "MISS"
             rows.append((name, f"{sorted(from_start)[len(from_start) // 2]:.2f} s median, {worst:.2f} s worst "
                          f"(from the first packet: {max(from_first):.2f} s)", f"<= {target} s", verdict))
-            key = name.split()[0] + "_" + ("scan" if kind == "port_scan" else kind) + "_" + argv[4 if kind == "port_scan" else 2]
             print(f"RESULT\tsec_latency {name}\t{worst:.3f}\t{target}\t{verdict}")
     m = sh("curl", "-sf", f"http://127.0.0.1:{PORT}/metrics", ns=NS_V).stdout
     lost = [l for l in m.splitlines() if l.startswith('netprobe_map_update_errors_total{map="security_events"}')]

@@ -13,12 +13,6 @@
 
 namespace netprobe::security {
 
-namespace {
-
-bool isV4Mapped(const util::Addr16& a) { return util::isV4Mapped(a); }
-
-}  // namespace
-
 bool Cidr::contains(const util::Addr16& a) const {
     const int full = prefix / 8, rest = prefix % 8;
     for (int i = 0; i < full; ++i)
@@ -29,7 +23,7 @@ bool Cidr::contains(const util::Addr16& a) const {
 }
 
 std::string Cidr::str() const {
-    if (isV4Mapped(addr) && prefix >= 96) return util::formatAddr(addr) + "/" + std::to_string(prefix - 96);
+    if (util::isV4Mapped(addr) && prefix >= 96) return util::formatAddr(addr) + "/" + std::to_string(prefix - 96);
     return util::formatAddr(addr) + "/" + std::to_string(prefix);
 }
 
@@ -37,7 +31,7 @@ std::optional<Cidr> parseCidr(std::string_view text) {
     auto slash = text.find('/');
     auto a = util::parseAddr(text.substr(0, slash));
     if (!a) return std::nullopt;
-    const bool v4 = isV4Mapped(*a) && text.substr(0, slash).find(':') == std::string_view::npos;
+    const bool v4 = util::isV4Mapped(*a) && text.substr(0, slash).find(':') == std::string_view::npos;
     int bits = v4 ? 32 : 128;
     if (slash != std::string_view::npos) {
         auto p = text.substr(slash + 1);
@@ -174,10 +168,8 @@ void walk(const YAML::Node& n, const std::string& path, const std::map<std::stri
     }
 }
 
-void thresholds(const YAML::Node& n, const std::string& path, FloodThresholds& t,
-                std::map<std::string, Handler>& keys) {
-    (void)n;
-    (void)path;
+// The threshold settings of FloodThresholds t, added to a map of handlers.
+void thresholds(FloodThresholds& t, std::map<std::string, Handler>& keys) {
     keys["syn_pps"] = [&t](const YAML::Node& v, const std::string& p) { t.syn_pps = number(v, p, 0, 1e10); };
     keys["syn_ratio"] = [&t](const YAML::Node& v, const std::string& p) { t.syn_ratio = number(v, p, 0, 1); };
     keys["udp_pps"] = [&t](const YAML::Node& v, const std::string& p) { t.udp_pps = number(v, p, 0, 1e10); };
@@ -203,7 +195,7 @@ void parseInto(const YAML::Node& root, SecurityConfig& c) {
     };
     top["flood"] = [&c](const YAML::Node& v, const std::string& p) {
         std::map<std::string, Handler> keys;
-        thresholds(v, p, c.flood, keys);
+        thresholds(c.flood, keys);
         keys["end_after"] = [&c](const YAML::Node& x, const std::string& q) { c.flood_end_after = duration(x, q); };
         keys["min_duration"] = [&c](const YAML::Node& x, const std::string& q) { c.flood_min_duration = duration(x, q); };
         keys["surge"] = [&c](const YAML::Node& x, const std::string& q) {
@@ -223,7 +215,7 @@ void parseInto(const YAML::Node& root, SecurityConfig& c) {
                 HostGroup g;
                 g.thresholds = c.flood;  // a group starts from the global thresholds
                 std::map<std::string, Handler> gk;
-                thresholds(x[i], gp, g.thresholds, gk);
+                thresholds(g.thresholds, gk);
                 gk["name"] = [&g](const YAML::Node& y, const std::string& r) { g.name = scalar(y, r); };
                 gk["cidrs"] = [&g](const YAML::Node& y, const std::string& r) { g.cidrs = cidrs(y, r); };
                 walk(x[i], gp, gk);

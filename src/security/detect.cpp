@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -31,6 +32,23 @@ double seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 }  // namespace
 
 std::size_t AddrHash::operator()(const Addr16& a) const noexcept { return hashAddr(a); }
+
+using HostCounters = std::array<std::uint64_t, 9>;
+static_assert(sizeof(np_host_stats) == sizeof(HostCounters), "np_host_stats: nine __u64 counters");
+
+void addHostStats(np_host_stats& to, const np_host_stats& x) {
+    auto a = std::bit_cast<HostCounters>(to);
+    const auto b = std::bit_cast<HostCounters>(x);
+    for (std::size_t i = 0; i < a.size(); ++i) a[i] += b[i];
+    to = std::bit_cast<np_host_stats>(a);
+}
+
+np_host_stats hostStatsSince(const np_host_stats& cur, const np_host_stats& prev) {
+    auto c = std::bit_cast<HostCounters>(cur);
+    const auto p = std::bit_cast<HostCounters>(prev);
+    for (std::size_t i = 0; i < c.size(); ++i) c[i] = c[i] >= p[i] ? c[i] - p[i] : c[i];
+    return std::bit_cast<np_host_stats>(c);
+}
 
 std::size_t ConnectionAnalyzer::ProbeKeyHash::operator()(const ProbeKey& k) const noexcept {
     return mix(hashAddr(k.dst), (std::size_t{k.port} << 8) | k.proto);
@@ -107,11 +125,10 @@ ConnectionAnalyzer::Source* ConnectionAnalyzer::find(const Addr16& a) {
     return it == sources_.end() ? nullptr : &it->second;
 }
 
-ConnectionAnalyzer::Source& ConnectionAnalyzer::source(const Addr16& a, TimePoint at) {
+ConnectionAnalyzer::Source& ConnectionAnalyzer::source(const Addr16& a) {
     auto it = sources_.find(a);
     if (it != sources_.end()) {
         lru_.splice(lru_.begin(), lru_, it->second.lru);
-        it->second.last_active = std::max(it->second.last_active, at);
         return it->second;
     }
     while (sources_.size() >= std::max<std::uint32_t>(cfg_.max_sources, 1)) {
@@ -124,7 +141,6 @@ ConnectionAnalyzer::Source& ConnectionAnalyzer::source(const Addr16& a, TimePoin
     Source& s = sources_[a];
     s.addr = a;
     s.lru = lru_.begin();
-    s.last_active = at;
     return s;
 }
 
@@ -208,7 +224,7 @@ void ConnectionAnalyzer::observe(const FlowStart& f) {
     case FirstPacket::Udp: t = ScanType::Udp; break;
     default: return;
     }
-    Source& s = source(f.src, f.at);
+    Source& s = source(f.src);
     ProbeKey k{f.dst, f.dport, f.proto};
     if (!s.probes.contains(k)) {
         // Full (this source, or all sources together): the probe is not recorded; the
@@ -220,7 +236,6 @@ void ConnectionAnalyzer::observe(const FlowStart& f) {
             ++probes_total_;
         }
     }
-    if (s.probes.size() == 1 || s.first_probe == TimePoint{}) s.first_probe = f.at;
     s.last_probe = std::max(s.last_probe, f.at);
     if (kind == FirstPacket::SynRaw || kind == FirstPacket::SynStack || kind == FirstPacket::Udp) {
         if (s.peers.size() < cfg_.max_probes_per_source || s.peers.contains(f.dst)) s.peers[f.dst] = f.at;
@@ -260,7 +275,6 @@ std::vector<Finding> ConnectionAnalyzer::evaluate(TimePoint now) {
             it = sources_.erase(it);
             continue;
         }
-        if (s.probes.empty()) s.first_probe = TimePoint{};
         const std::string src = util::formatAddr(s.addr);
 
         // Port scan: what the probes revealed.
@@ -306,7 +320,6 @@ std::vector<Finding> ConnectionAnalyzer::evaluate(TimePoint now) {
             probes_total_ -= s.probes.size();
             s.probes.clear();
             s.failures.clear();
-            s.first_probe = TimePoint{};
         }
         s.scanning = scanning;
         if (scanning) {
@@ -446,15 +459,7 @@ HostRates sum(const std::deque<HostRates>& w, const Addr16& addr, double secs) {
     t.addr = addr;
     t.seconds = secs;
     for (const auto& r : w) {
-        t.delta.in_packets += r.delta.in_packets;
-        t.delta.in_bytes += r.delta.in_bytes;
-        t.delta.out_packets += r.delta.out_packets;
-        t.delta.out_bytes += r.delta.out_bytes;
-        t.delta.tcp_in += r.delta.tcp_in;
-        t.delta.syn_in += r.delta.syn_in;
-        t.delta.synack_out += r.delta.synack_out;
-        t.delta.udp_in += r.delta.udp_in;
-        t.delta.icmp_in += r.delta.icmp_in;
+        addHostStats(t.delta, r.delta);
         t.new_flows += r.new_flows;
     }
     return t;

@@ -24,7 +24,6 @@
 #include <nlohmann/json.hpp>
 
 #include "ebpf/datapath.hpp"
-#include "ebpf/fd.hpp"
 #include "export/json_api.hpp"
 #include <netprobe/util/duration.hpp>
 
@@ -182,7 +181,6 @@ struct SecurityMonitor::Impl {
     std::vector<np_host_slot> prev_slots, cur_slots;  // host_stats, previous and current read
     std::unordered_map<Addr16, std::uint64_t, AddrHash> new_flows;  // since the last tick, by destination
     Clock::time_point prev_read{};
-    std::uint64_t observed_flows = 0, observed_unreach = 0;  // written by the worker only (atomics below)
 
     // shared with readers, under mu
     mutable std::mutex mu;
@@ -270,18 +268,6 @@ struct SecurityMonitor::Impl {
         return {};
     }
 
-    static void addDelta(np_host_stats& acc, const np_host_stats& cur, const np_host_stats* prev) {
-        auto d = [](std::uint64_t c, std::uint64_t p) { return c >= p ? c - p : c; };
-        acc.in_packets += d(cur.in_packets, prev ? prev->in_packets : 0);
-        acc.in_bytes += d(cur.in_bytes, prev ? prev->in_bytes : 0);
-        acc.out_packets += d(cur.out_packets, prev ? prev->out_packets : 0);
-        acc.out_bytes += d(cur.out_bytes, prev ? prev->out_bytes : 0);
-        acc.tcp_in += d(cur.tcp_in, prev ? prev->tcp_in : 0);
-        acc.syn_in += d(cur.syn_in, prev ? prev->syn_in : 0);
-        acc.synack_out += d(cur.synack_out, prev ? prev->synack_out : 0);
-        acc.udp_in += d(cur.udp_in, prev ? prev->udp_in : 0);
-        acc.icmp_in += d(cur.icmp_in, prev ? prev->icmp_in : 0);
-    }
 
     // Per address, what changed since the previous read. Deltas are taken per (slot,
     // CPU): a slot whose owner changed counts from zero for its new owner.
@@ -304,7 +290,7 @@ struct SecurityMonitor::Impl {
                 const bool same_owner = std::memcmp(&c.addr, &p.addr, sizeof c.addr) == 0;
                 if (same_owner && c.stats.in_packets == p.stats.in_packets && c.stats.out_packets == p.stats.out_packets)
                     continue;
-                addDelta(by_addr[toAddr(c.addr)], c.stats, same_owner ? &p.stats : nullptr);
+                addHostStats(by_addr[toAddr(c.addr)], same_owner ? hostStatsSince(c.stats, p.stats) : c.stats);
             }
             rates.reserve(by_addr.size());
             for (const auto& [a, d] : by_addr) {

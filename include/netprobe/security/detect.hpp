@@ -128,12 +128,11 @@ private:
         std::unordered_map<ProbeKey, Probe, ProbeKeyHash> probes;
         std::map<std::tuple<Addr16, std::uint16_t, std::uint16_t>, TimePoint> failures;  // (dst, dport, sport)
         std::unordered_map<Addr16, TimePoint, AddrHash> peers;                       // fan-out
-        TimePoint first_probe{}, last_probe{};
-        TimePoint last_active{};
+        TimePoint last_probe{};
         bool scanning = false;  // a port-scan incident is open
         std::list<Addr16>::iterator lru;
     };
-    Source& source(const Addr16& a, TimePoint at);
+    Source& source(const Addr16& a);
     Source* find(const Addr16& a);
     void answer(const Addr16& prober, const Addr16& target, std::uint16_t port, std::uint8_t proto, Outcome o,
                 TimePoint at);
@@ -154,6 +153,11 @@ private:
 // ---- floods ----
 
 // Counter deltas of one address over `seconds`.
+// Field-wise sum of host counters (np_host_stats is nine __u64 counters).
+void addHostStats(np_host_stats& to, const np_host_stats& x);
+// cur - prev, field by field; a counter below its previous value counts afresh.
+[[nodiscard]] np_host_stats hostStatsSince(const np_host_stats& cur, const np_host_stats& prev);
+
 struct HostRates {
     Addr16 addr{};
     double seconds = 0;
