@@ -10,7 +10,9 @@
 #include <vector>
 
 #include <netprobe/abi.h>
-#include <netprobe/collector/flow_table.hpp>
+#include <netprobe/analysis/flow_table.hpp>
+#include <netprobe/analysis/flows.hpp>
+#include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/collector/snapshot.hpp>
 #include <netprobe/ebpf/types.hpp>
 
@@ -40,10 +42,10 @@ inline std::uint64_t monoNowNs() {
             .count());
 }
 
-// n deltas as a collection would drain them: distinct keys, varying sizes.
-inline std::vector<netprobe::ebpf::FlowDelta> makeDeltas(std::uint32_t n, std::uint64_t now_ns,
-                                                         std::uint32_t ifaces = 4) {
-    std::vector<netprobe::ebpf::FlowDelta> v(n);
+// n kernel flow entries as a collection reads them: distinct keys, varying sizes.
+inline std::vector<netprobe::ebpf::FlowEntry> makeEntries(std::uint32_t n, std::uint64_t now_ns,
+                                                          std::uint32_t ifaces = 4) {
+    std::vector<netprobe::ebpf::FlowEntry> v(n);
     for (std::uint32_t i = 0; i < n; ++i) {
         auto& d = v[i];
         d.key = flowKey(i, ifaces);
@@ -56,14 +58,31 @@ inline std::vector<netprobe::ebpf::FlowDelta> makeDeltas(std::uint32_t n, std::u
     return v;
 }
 
+// The same flows as one interval's samples (new kernel entries count in full).
+inline std::vector<netprobe::collector::FlowSample> makeSamples(std::uint32_t n, std::uint64_t now_ns,
+                                                                std::uint32_t ifaces = 4) {
+    std::vector<netprobe::collector::FlowSample> out;
+    out.reserve(n);
+    for (const auto& e : makeEntries(n, now_ns, ifaces)) {
+        netprobe::collector::FlowSample s;
+        s.key = e.key;
+        s.packets = e.stats.packets;
+        s.bytes = e.stats.bytes;
+        s.first_seen_ns = e.stats.first_seen_ns;
+        s.last_seen_ns = e.stats.last_seen_ns;
+        s.tcp_flags = e.stats.tcp_flags;
+        out.push_back(s);
+    }
+    return out;
+}
+
 inline std::string ifName(std::uint32_t ifindex) { return "veth" + std::to_string(ifindex); }
 
-// Flow records as TCCollector builds them for a snapshot.
-inline std::vector<netprobe::collector::FlowRecord> makeRecords(const netprobe::collector::FlowTable& t,
-                                                                std::uint64_t now_mono) {
+// Flow records as the flow accounting stage builds them for a view.
+inline std::vector<netprobe::analysis::FlowRecord> makeRecords(const netprobe::analysis::FlowTable& t,
+                                                               std::uint64_t now_mono) {
     const auto wall_now = std::chrono::system_clock::now();
-    return t.records([](std::uint32_t idx) { return ifName(idx); },
-                     [&](std::uint64_t mono_ns) {
+    return t.records([&](std::uint64_t mono_ns) {
                          auto age = std::chrono::nanoseconds(static_cast<std::int64_t>(now_mono) -
                                                              static_cast<std::int64_t>(mono_ns));
                          return std::chrono::time_point_cast<netprobe::collector::WallTime::duration>(wall_now -

@@ -31,7 +31,9 @@
 #include <string>
 #include <vector>
 
-#include <netprobe/collector/flow_table.hpp>
+#include <netprobe/analysis/flow_table.hpp>
+#include <netprobe/collector/flow_deltas.hpp>
+#include <netprobe/ebpf/map_io.hpp>
 #include <netprobe/metrics/server.hpp>
 
 #include "bench_common.hpp"
@@ -40,10 +42,9 @@
 
 namespace {
 
-using netprobe::collector::FlowTable;
+using netprobe::analysis::FlowTable;
 using netprobe::collector::Snapshot;
-using netprobe::ebpf::FlowDelta;
-using netprobe::ebpf::MapReadMode;
+using netprobe::ebpf::FlowEntry;
 
 constexpr std::uint32_t kFlows = 100000;
 constexpr std::uint32_t kMapSize = 131072;
@@ -85,24 +86,18 @@ void fillMap() {
 }
 
 std::size_t mapEntries() {
-    flow_key k{}, next{};
-    std::size_t n = 0;
-    const flow_key* prev = nullptr;
-    while (bpf_map_get_next_key(g_flow_fd, prev, &next) == 0) {
-        ++n;
-        k = next;
-        prev = &k;
-    }
-    return n;
+    std::vector<FlowEntry> out;
+    auto r = netprobe::ebpf::readFlowMap(g_flow_fd, out);
+    return r ? *r : 0;
 }
 
-void BM_ReadFlows(benchmark::State& state, MapReadMode mode) {
+void BM_ReadFlows(benchmark::State& state) {
     if (mapEntries() != kFlows) fillMap();
-    std::vector<FlowDelta> out;
+    std::vector<FlowEntry> out;
     out.reserve(kFlows);
     for (auto _ : state) {
         out.clear();
-        auto r = netprobe::ebpf::readFlowMap(g_flow_fd, out, mode);
+        auto r = netprobe::ebpf::readFlowMap(g_flow_fd, out);
         if (!r || out.size() != kFlows) {
             const std::string msg = r ? "wrong number of flows read" : r.error().what();
             state.SkipWithError(msg.c_str());
@@ -114,15 +109,15 @@ void BM_ReadFlows(benchmark::State& state, MapReadMode mode) {
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kFlows);
 }
 
-void BM_DrainFlows(benchmark::State& state, MapReadMode mode) {
-    std::vector<FlowDelta> out;
+void BM_DrainFlows(benchmark::State& state) {
+    std::vector<FlowEntry> out;
     out.reserve(kFlows);
     for (auto _ : state) {
         state.PauseTiming();
         fillMap();
         out.clear();
         state.ResumeTiming();
-        auto r = netprobe::ebpf::drainFlowMap(g_flow_fd, out, mode);
+        auto r = netprobe::ebpf::readFlowMap(g_flow_fd, out, /*take=*/true);
         if (!r || out.size() != kFlows) {
             const std::string msg = r ? "wrong number of flows drained" : r.error().what();
             state.SkipWithError(msg.c_str());
@@ -136,19 +131,25 @@ void BM_DrainFlows(benchmark::State& state, MapReadMode mode) {
 }
 
 struct SnapshotFixture {
-    Snapshot snap;
+    netprobe::analysis::Views views;
     std::size_t series = 0;
 };
 
 SnapshotFixture makeSnapshot(std::uint32_t ifaces, std::uint32_t flows, std::size_t top_flows) {
     SnapshotFixture f;
-    npbench::addInterfaces(f.snap, ifaces);
+    auto snap = std::make_shared<Snapshot>();
+    npbench::addInterfaces(*snap, ifaces);
+    snap->kernel_flows = {kMapSize, flows, 0, 0};
     const auto now = npbench::monoNowNs();
     FlowTable t(flows + 1, std::chrono::minutes(2));
-    t.apply(npbench::makeDeltas(flows, now, ifaces > 0 ? ifaces : 1), now);
-    f.snap.flows = npbench::makeRecords(t, now);
-    f.snap.flow_health = {kMapSize, flows, flows, flows + 1, 0, 0};
-    f.series = npbench::countSeries(netprobe::metrics::renderMetrics(f.snap, {top_flows}));
+    t.apply(npbench::makeSamples(flows, now, ifaces > 0 ? ifaces : 1), now);
+    auto fv = std::make_shared<netprobe::analysis::FlowView>();
+    fv->records = npbench::makeRecords(t, now);
+    fv->health = {flows, flows + 1, 0, 0};
+    for (const auto& i : snap->interfaces) fv->interfaces.emplace_back(i.index, i.name);
+    f.views.snapshot = std::move(snap);
+    f.views.flows = std::move(fv);
+    f.series = npbench::countSeries(netprobe::metrics::renderMetrics(f.views, {top_flows}));
     return f;
 }
 
@@ -162,7 +163,7 @@ void BM_RenderMetrics(benchmark::State& state, std::uint32_t ifaces, std::uint32
     netprobe::metrics::RenderOptions ro{20};
     std::size_t bytes = 0;
     for (auto _ : state) {
-        std::string s = netprobe::metrics::renderMetrics(fx->snap, ro);
+        std::string s = netprobe::metrics::renderMetrics(fx->views, ro);
         bytes = s.size();
         benchmark::DoNotOptimize(s.data());
     }
@@ -172,9 +173,33 @@ void BM_RenderMetrics(benchmark::State& state, std::uint32_t ifaces, std::uint32
     state.counters["bytes"] = static_cast<double>(bytes);
 }
 
+// The datapath source's per-entry baselines: one read of 100k kernel entries that all
+// moved (what every collection does before the flow accounting stage).
+void BM_FlowDeltas(benchmark::State& state) {
+    const auto now = npbench::monoNowNs();
+    auto entries = npbench::makeEntries(kFlows, now);
+    netprobe::collector::FlowDeltaTracker t;
+    std::vector<netprobe::collector::FlowSample> out;
+    out.reserve(kFlows);
+    t.update(entries, out);
+    for (auto _ : state) {
+        state.PauseTiming();
+        for (auto& e : entries) {
+            e.stats.packets += 1;
+            e.stats.bytes += 100;
+        }
+        out.clear();
+        state.ResumeTiming();
+        t.update(entries, out);
+    }
+    if (out.size() != kFlows) state.SkipWithError("wrong number of samples");
+    state.counters["flows"] = kFlows;
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kFlows);
+}
+
 void BM_FlowTableApplyInsert(benchmark::State& state) {
     const auto now = npbench::monoNowNs();
-    const auto deltas = npbench::makeDeltas(kFlows, now);
+    const auto deltas = npbench::makeSamples(kFlows, now);
     std::unique_ptr<FlowTable> t;
     for (auto _ : state) {
         state.PauseTiming();
@@ -190,7 +215,7 @@ void BM_FlowTableApplyInsert(benchmark::State& state) {
 
 void BM_FlowTableApplyUpdate(benchmark::State& state) {
     const auto now = npbench::monoNowNs();
-    const auto deltas = npbench::makeDeltas(kFlows, now);
+    const auto deltas = npbench::makeSamples(kFlows, now);
     FlowTable t(kFlows, std::chrono::minutes(2));
     t.apply(deltas, now);
     for (auto _ : state) t.apply(deltas, now);
@@ -202,7 +227,7 @@ void BM_FlowTableApplyUpdate(benchmark::State& state) {
 void BM_FlowTableRecords(benchmark::State& state) {
     const auto now = npbench::monoNowNs();
     FlowTable t(kFlows, std::chrono::minutes(2));
-    t.apply(npbench::makeDeltas(kFlows, now), now);
+    t.apply(npbench::makeSamples(kFlows, now), now);
     for (auto _ : state) {
         auto r = npbench::makeRecords(t, now);
         benchmark::DoNotOptimize(r.data());
@@ -255,12 +280,9 @@ int main(int argc, char** argv) {
     }
 
     using benchmark::kMillisecond;
-    benchmark::RegisterBenchmark("ReadFlows/Batch", BM_ReadFlows, MapReadMode::Batch)->Unit(kMillisecond)->UseRealTime();
-    benchmark::RegisterBenchmark("ReadFlows/PerKey", BM_ReadFlows, MapReadMode::PerKey)->Unit(kMillisecond)->UseRealTime();
-    benchmark::RegisterBenchmark("DrainFlows/Batch", BM_DrainFlows, MapReadMode::Batch)
-        ->Unit(kMillisecond)->UseRealTime()->Iterations(5);
-    benchmark::RegisterBenchmark("DrainFlows/PerKey", BM_DrainFlows, MapReadMode::PerKey)
-        ->Unit(kMillisecond)->UseRealTime()->Iterations(3);
+    benchmark::RegisterBenchmark("ReadFlows/Batch", BM_ReadFlows)->Unit(kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("DrainFlows/Batch", BM_DrainFlows)->Unit(kMillisecond)->UseRealTime()->Iterations(5);
+    benchmark::RegisterBenchmark("FlowDeltas", BM_FlowDeltas)->Unit(kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark("RenderMetrics/Series10k", BM_RenderMetrics, 900u, kFlows)
         ->Unit(kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark("RenderMetrics/Flows100k", BM_RenderMetrics, 4u, kFlows)

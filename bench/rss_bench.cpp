@@ -3,10 +3,12 @@
 // interval with synthetic flows and prints VmRSS after each stage, so the stage
 // that dominates is visible. The real agent is measured by bench/rss_agent.sh;
 // this program explains its number.
-//   drain buffer   std::vector<FlowDelta> of N (the collector keeps its capacity)
-//   flow table     FlowTable::apply of N deltas (unordered_map nodes)
-//   snapshot x2    Snapshot::flows (FlowRecord per flow) built while the previous
-//                  snapshot is still published (peak: two alive)
+//   read buffer    std::vector<FlowEntry> of N (freed after the deltas are taken)
+//   baselines      FlowDeltaTracker of N kernel entries (the datapath source's)
+//   samples        Snapshot::flows (FlowSample per flow that moved)
+//   flow table     FlowTable::apply of N samples (unordered_map nodes)
+//   view x2        FlowView::records (FlowRecord per flow) built while the previous
+//                  view is still published (peak: two alive)
 //   /metrics       renderMetrics (top 20 flows)
 //   flows JSON     flowsJson with ?limit=10000 (the largest the server accepts), dumped
 //   malloc_trim    how much of the RSS is freed memory glibc kept (not live data)
@@ -20,11 +22,12 @@
 #include <memory>
 #include <string>
 
-#include <netprobe/collector/flow_table.hpp>
+#include <netprobe/analysis/flow_table.hpp>
+#include <netprobe/collector/flow_deltas.hpp>
 #include <netprobe/metrics/server.hpp>
 
 #include "bench_common.hpp"
-#include "export/json_api.hpp"
+#include "metrics/json_api.hpp"
 
 namespace {
 
@@ -61,33 +64,44 @@ int main(int argc, char** argv) {
     stage("start");
 
     const auto now = npbench::monoNowNs();
-    auto deltas = npbench::makeDeltas(flows, now);
-    stage("drain buffer (FlowDelta x N)");
+    auto entries = npbench::makeEntries(flows, now);
+    stage("read buffer (FlowEntry x N)");
+    collector::FlowDeltaTracker baselines;
+    auto snap = std::make_shared<collector::Snapshot>();
+    npbench::addInterfaces(*snap, 4);
+    snap->kernel_flows = {131072, flows, 0, 0};
+    baselines.update(entries, snap->flows);
+    stage("baselines + samples (N)");
+    std::vector<ebpf::FlowEntry>().swap(entries);
+    stage("read buffer released");
 
-    collector::FlowTable table(flows, std::chrono::minutes(2));
-    table.apply(deltas, now);
+    analysis::FlowTable table(flows, std::chrono::minutes(2));
+    table.apply(snap->flows, now);
     stage("FlowTable (N flows)");
 
-    auto make_snap = [&] {
-        auto s = std::make_shared<collector::Snapshot>();
-        npbench::addInterfaces(*s, 4);
-        s->flows = npbench::makeRecords(table, now);
-        s->flow_health = {131072, flows, flows, flows, 0, 0};
-        return std::shared_ptr<const collector::Snapshot>(std::move(s));
+    auto make_view = [&] {
+        auto fv = std::make_shared<analysis::FlowView>();
+        fv->records = npbench::makeRecords(table, now);
+        fv->health = {flows, flows, 0, 0};
+        for (const auto& i : snap->interfaces) fv->interfaces.emplace_back(i.index, i.name);
+        analysis::Views v;
+        v.snapshot = snap;
+        v.flows = std::move(fv);
+        return v;
     };
-    auto published = make_snap();
-    stage("snapshot (FlowRecord x N)");
-    auto next = make_snap();  // built while the previous one is still published
-    stage("second snapshot (peak: two alive)");
+    auto published = make_view();
+    stage("view (FlowRecord x N)");
+    auto next = make_view();  // built while the previous one is still published
+    stage("second view (peak: two alive)");
     published = std::move(next);
-    stage("previous snapshot released");
+    stage("previous view released");
 
-    std::string metrics = metrics::renderMetrics(*published, {20});
+    std::string metrics = metrics::renderMetrics(published, {20});
     stage("/metrics rendered");
 
     metrics::FlowQuery q;
     q.limit = 10000;
-    std::string json = metrics::flowsJson(*published, q);
+    std::string json = metrics::flowsJson(published, q);
     stage("/api/v1/flows?limit=10000 dumped");
     json.clear();
     json.shrink_to_fit();

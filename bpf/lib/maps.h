@@ -22,8 +22,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <netprobe/abi.h>
-
-#define NP_EEXIST 17
+#include "lookup.h"
 
 /* index: ifindex * NP_DIR_MAX + direction, for ifindex < NP_DEV_SLOTS */
 struct {
@@ -115,24 +114,15 @@ static __always_inline void np_count_map_error(__u32 map_id)
  * creating the entry on first use. */
 static __always_inline void np_counter_add(void *map, const void *key, __u64 len, __u32 map_id)
 {
-	struct np_counter *c = bpf_map_lookup_elem(map, key);
-	if (c) {
+	struct np_counter init = { .packets = 1, .bytes = len };
+	struct np_counter *c = 0;
+	enum np_lookup_result r = np_lookup_or_init(map, key, &init, (void **)&c);
+	if (r == NP_FOUND && c) {
 		c->packets += 1;
 		c->bytes += len;
-		return;
-	}
-	struct np_counter init = { .packets = 1, .bytes = len };
-	long err = bpf_map_update_elem(map, key, &init, BPF_NOEXIST);
-	if (err == -NP_EEXIST) { /* another CPU created it first */
-		c = bpf_map_lookup_elem(map, key);
-		if (c) {
-			c->packets += 1;
-			c->bytes += len;
-			return;
-		}
-	}
-	if (err)
+	} else if (r == NP_FAILED) {
 		np_count_map_error(map_id);
+	}
 }
 
 /* Count one packet for (ifindex, direction) in an array slot or, for a large

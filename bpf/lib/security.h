@@ -46,6 +46,18 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } blocklist SEC(".maps");
 
+/* Flows already announced on sec_events (value unused). Consulted only when a packet
+ * finds no flow_stats entry, so a flow is announced once: not again when it resumes
+ * after user space removed its idle entry, and also when flow_stats is full (a
+ * spoofed-source flood that fills it must not hide a scan). LRU: the oldest
+ * announcements make room; user space sizes it before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct flow_key);
+	__type(value, __u32);
+	__uint(max_entries, 65536);
+} sec_flow_seen SEC(".maps");
+
 /* index: rule_id; packets/bytes matched (dropped, or in dry-run: would have been) */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -138,16 +150,25 @@ static __always_inline struct np_sec_event *np_sec_reserve(const struct np_packe
 	return e;
 }
 
-/* First packet of a new TCP/UDP flow (key already carries ifindex/direction). */
+/* First packet of a TCP/UDP flow not in flow_stats (key already carries
+ * ifindex/direction): announced unless sec_flow_seen says it was already. */
 static __always_inline void np_sec_new_flow(const struct np_packet *pkt, __u64 len)
 {
 	if (pkt->key.proto != NP_IPPROTO_TCP && pkt->key.proto != NP_IPPROTO_UDP)
 		return;
+	if (bpf_map_lookup_elem(&sec_flow_seen, &pkt->key))
+		return;
+	__u32 seen = 1;
+	if (bpf_map_update_elem(&sec_flow_seen, &pkt->key, &seen, BPF_ANY))
+		np_count_map_error(NP_MAP_SEC_FLOW_SEEN);
 	struct np_sec_event *e = np_sec_reserve(pkt, NP_SEC_NEW_FLOW, (__u32)len);
 	if (!e)
 		return;
 	e->tcp_flags = pkt->tcp_flags;
 	e->tcp_doff = pkt->tcp_doff;
+	__u64 hdr = (__u64)pkt->l4_off + (pkt->key.proto == NP_IPPROTO_TCP ? (__u64)pkt->tcp_doff * 4 : 8);
+	__u64 payload = len > hdr ? len - hdr : 0;
+	e->payload_len = payload > 0xffff ? 0xffff : (__u16)payload;
 	bpf_ringbuf_submit(e, 0);
 }
 

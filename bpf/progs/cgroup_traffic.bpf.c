@@ -11,6 +11,7 @@
 #include <netprobe/abi.h>
 
 #include "parse.h" /* the EtherType and IP protocol numbers */
+#include "lookup.h"
 
 #define NP_CG_ALLOW 1
 
@@ -135,24 +136,18 @@ static __always_inline void np_cg_count(struct __sk_buff *skb, __u8 direction)
 		bytes += (__u64)(segs - 1) * hdr;
 	}
 
-	struct np_counter *c = bpf_map_lookup_elem(&cgroup_traffic, &key);
-	if (!c) {
-		struct np_counter init = { .packets = packets, .bytes = bytes };
-		long err = bpf_map_update_elem(&cgroup_traffic, &key, &init, BPF_NOEXIST);
-		if (!err)
-			return;
-		if (err == -17 /* EEXIST: another CPU created it */)
-			c = bpf_map_lookup_elem(&cgroup_traffic, &key);
-		if (!c) {
-			__u32 idx = NP_CG_ERR_INSERT;
-			__u64 *e = bpf_map_lookup_elem(&cgroup_errors, &idx);
-			if (e)
-				*e += 1;
-			return;
-		}
+	struct np_counter init = { .packets = packets, .bytes = bytes };
+	struct np_counter *c = 0;
+	enum np_lookup_result r = np_lookup_or_init(&cgroup_traffic, &key, &init, (void **)&c);
+	if (r == NP_FOUND && c) {
+		c->packets += packets; /* per-CPU value: no atomics needed */
+		c->bytes += bytes;
+	} else if (r == NP_FAILED) {
+		__u32 idx = NP_CG_ERR_INSERT;
+		__u64 *e = bpf_map_lookup_elem(&cgroup_errors, &idx);
+		if (e)
+			*e += 1;
 	}
-	c->packets += packets; /* per-CPU value: no atomics needed */
-	c->bytes += bytes;
 }
 
 SEC("cgroup_skb/ingress")

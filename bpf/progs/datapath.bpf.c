@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* NetProbe datapath: XDP (driver-level receive counters) and TC ingress/egress
- * (interface, protocol, malformed and per-flow accounting). All programs return
- * "pass": NetProbe observes, it never changes the packet's fate. */
+/* NetProbe datapath: XDP (driver-level receive counters, and the blocklist when
+ * mitigation is on) and TC ingress/egress (interface, protocol, malformed and
+ * per-flow accounting, security records). TC always returns "continue": it only
+ * observes. XDP drops a packet only when its source matches a blocklist rule and
+ * mitigation is on (--mitigate=on); in dry-run it counts the match and passes. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <netprobe/abi.h>
@@ -103,18 +105,16 @@ static __always_inline void np_account_flow(struct np_packet *pkt, __u64 len)
 		.last_seen_ns = now,
 		.tcp_flags = pkt->tcp_flags,
 	};
-	long err = bpf_map_update_elem(&flow_stats, &pkt->key, &init, BPF_NOEXIST);
-	if (err == -NP_EEXIST) {
-		fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
-		if (fs) {
-			np_flow_add(fs, len, pkt->tcp_flags, now);
-			return;
-		}
-	}
-	if (err) {
-		np_count_map_error(NP_MAP_FLOW_STATS);
+	enum np_lookup_result r = np_lookup_or_init(&flow_stats, &pkt->key, &init, (void **)&fs);
+	if (r == NP_FOUND && fs) {
+		np_flow_add(fs, len, pkt->tcp_flags, now);
 		return;
 	}
+	if (r == NP_FAILED)
+		np_count_map_error(NP_MAP_FLOW_STATS);
+	/* Not in the flow table: a new flow, one whose idle entry user space removed, or
+	 * one the full table could not take. The security side decides which it is
+	 * (np_sec_new_flow announces a flow once, full table or not). */
 	if (np_enable_security)
 		np_sec_new_flow(pkt, len);
 }

@@ -16,16 +16,14 @@
 #include <bpf/bpf_endian.h>
 #include <netprobe/abi.h>
 #include "stack_maps.h"
+#include "parse.h" /* the IP protocol numbers */
+#include "lookup.h"
 
 #define NP_NF_ACCEPT 1
 #define NP_AF_INET 2
 #define NP_AF_INET6 10
 #define NP_NFPROTO_IPV4 2
 #define NP_NFPROTO_IPV6 10
-#define NP_IPPROTO_TCP 6
-#define NP_IPPROTO_UDP 17
-#define NP_IPPROTO_ICMP 1
-#define NP_IPPROTO_ICMPV6 58
 
 /* Set by user space before load: count only events of this network namespace
  * (inode of /proc/self/ns/net); 0 = every namespace. */
@@ -305,21 +303,12 @@ int BPF_PROG(netprobe_kfree_skb, struct sk_buff *skb, void *location, enum skb_d
 		*v += 1;
 
 	struct np_drop_loc_key lk = { .location = (__u64)(unsigned long)location, .reason = (__u32)reason };
-	__u64 *n = bpf_map_lookup_elem(&drop_locations, &lk);
-	if (n) {
-		*n += 1;
-		return 0;
-	}
 	__u64 one = 1;
-	long err = bpf_map_update_elem(&drop_locations, &lk, &one, BPF_NOEXIST);
-	if (err == -17 /* EEXIST: another CPU created it */) {
-		n = bpf_map_lookup_elem(&drop_locations, &lk);
-		if (n) {
-			*n += 1;
-			return 0;
-		}
-	}
-	if (err)
+	__u64 *n = 0;
+	enum np_lookup_result r = np_lookup_or_init(&drop_locations, &lk, &one, (void **)&n);
+	if (r == NP_FOUND && n)
+		*n += 1;
+	else if (r == NP_FAILED)
 		np_stack_error(NP_STACK_ERR_DROP_LOC);
 	return 0;
 }

@@ -1,5 +1,6 @@
-// netprobe-agent: wires options -> Manager -> TCCollector -> metrics::Server,
-// follows interfaces over netlink, and detaches everything on SIGINT/SIGTERM.
+// netprobe-agent: wires options -> Manager -> sources -> collectors -> analysis
+// pipelines -> metrics::Server and sinks, follows interfaces over netlink, and
+// detaches everything on SIGINT/SIGTERM.
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -14,7 +15,13 @@
 #include <optional>
 #include <set>
 
+#include <netprobe/analysis/flows.hpp>
+#include <netprobe/analysis/grouping.hpp>
+#include <netprobe/analysis/pipeline.hpp>
+#include <netprobe/analysis/security/stage.hpp>
+#include <netprobe/collector/sources.hpp>
 #include <netprobe/collector/tc_collector.hpp>
+#include <netprobe/ebpf/mitigator.hpp>
 #include <netprobe/ebpf/cgroup_traffic.hpp>
 #include <netprobe/ebpf/interfaces.hpp>
 #include <netprobe/ebpf/manager.hpp>
@@ -23,9 +30,11 @@
 #include <netprobe/k8s/cgroup.hpp>
 #include <netprobe/k8s/client.hpp>
 #include <netprobe/k8s/config.hpp>
+#include <netprobe/metrics/security.hpp>
 #include <netprobe/metrics/server.hpp>
-#include <netprobe/security/monitor.hpp>
 #include <netprobe/util/capabilities.hpp>
+#include <netprobe/util/cgroup.hpp>
+#include <netprobe/util/scheduler.hpp>
 #include <netprobe/util/duration.hpp>
 #include <netprobe/util/logging.hpp>
 
@@ -74,10 +83,10 @@ std::expected<std::optional<netprobe::k8s::ClusterConfig>, std::string> kubernet
 }
 
 // Security configuration: defaults, then --security-config, then the flags.
-std::expected<netprobe::security::SecurityConfig, std::string> securityConfig(const AgentOptions& o) {
-    netprobe::security::SecurityConfig c;
+std::expected<netprobe::analysis::security::SecurityConfig, std::string> securityConfig(const AgentOptions& o) {
+    netprobe::analysis::security::SecurityConfig c;
     if (!o.security_config.empty()) {
-        if (auto r = netprobe::security::loadSecurityConfig(o.security_config, c); !r)
+        if (auto r = netprobe::analysis::security::loadSecurityConfig(o.security_config, c); !r)
             return std::unexpected("--security-config: " + r.error().what());
     }
     for (const auto& kv : o.security_set) {
@@ -94,12 +103,12 @@ std::expected<netprobe::security::SecurityConfig, std::string> securityConfig(co
             key.remove_prefix(dot + 1);
         }
         yaml += " " + kv.substr(eq + 1) + "\n";
-        if (auto r = netprobe::security::parseSecurityConfig(yaml, c); !r)
+        if (auto r = netprobe::analysis::security::parseSecurityConfig(yaml, c); !r)
             return std::unexpected("--security-set " + kv + ": " + r.error().what());
     }
     if (!o.security) c.enabled = false;
-    if (!o.mitigate.empty()) c.mitigate = *netprobe::security::parseMitigationMode(o.mitigate);
-    if (!c.enabled) c.mitigate = netprobe::security::MitigationMode::Off;
+    if (!o.mitigate.empty()) c.mitigate = *netprobe::analysis::security::parseMitigationMode(o.mitigate);
+    if (!c.enabled) c.mitigate = netprobe::analysis::security::MitigationMode::Off;
     return c;
 }
 
@@ -142,6 +151,10 @@ public:
         if (!manager) return fatal(manager.error().what());
         auto& mgr = **manager;
 
+        // Slow work (reconciliation, cgroup walks, veth listings, symbol names) runs
+        // here, on its own cadence; reads never do it.
+        auto background = std::make_shared<netprobe::util::Scheduler>();
+
         netprobe::collector::CollectorOptions co;
         co.interval = opts_.collect_interval;
         co.max_flows = opts_.max_flows;
@@ -153,10 +166,10 @@ public:
         if (opts_.socket_monitor) {
             netprobe::ebpf::StackMonitorOptions so;
             so.netns_path = opts_.socket_netns;
-            auto sm = netprobe::ebpf::StackMonitor::create(so);
+            auto sm = netprobe::ebpf::StackMonitor::create(so, background.get());
             if (sm) {
                 stack = std::move(*sm);
-                collector.setStackMonitor(stack.get());
+                collector.addSource(std::make_shared<netprobe::collector::StackSource>(*stack));
             } else {
                 spdlog::error("socket monitor disabled, continuing without it: {}", sm.error().what());
             }
@@ -167,14 +180,18 @@ public:
         // Per-cgroup traffic (every protocol, per container): optional like the stack monitor;
         // without a cgroup v2 hierarchy or cgroup_skb links the agent continues without it.
         std::unique_ptr<netprobe::ebpf::CgroupTrafficMonitor> cgroup_traffic;
+        netprobe::util::CgroupHierarchy hierarchy;  // an ancestor's mount, held open while attached
         if (opts_.cgroup_traffic) {
             netprobe::ebpf::CgroupTrafficOptions cto;
-            if (auto m = netprobe::k8s::findCgroupHierarchy(cgroup_root_fd_)) cto.cgroup_root = *m;
+            if (auto h = netprobe::util::findCgroupHierarchy()) {
+                hierarchy = std::move(*h);
+                cto.cgroup_root = hierarchy.path;
+            }
             netprobe::util::QuietLibbpf quiet;  // the one line below says why
-            auto cm = netprobe::ebpf::CgroupTrafficMonitor::create(cto);
+            auto cm = netprobe::ebpf::CgroupTrafficMonitor::create(cto, background.get());
             if (cm) {
                 cgroup_traffic = std::move(*cm);
-                collector.setCgroupTrafficMonitor(cgroup_traffic.get());
+                collector.addSource(std::make_shared<netprobe::collector::CgroupTrafficSource>(*cgroup_traffic));
             } else {
                 spdlog::warn("per-cgroup traffic disabled, continuing without it: {}", cm.error().what());
             }
@@ -188,10 +205,13 @@ public:
         cfg.render.top_flows = opts_.top_flows;
         cfg.container_metrics.enabled = opts_.container_metrics;
         cfg.container_metrics.limit = opts_.container_metrics_limit;
+        cfg.scheduler = background;
 
         // Kubernetes: the client lists and watches on its own threads; start() returns at
         // once, and nothing (readiness included) waits for it.
         std::shared_ptr<netprobe::k8s::Client> k8s;
+        netprobe::k8s::HostAttributionOptions hao;
+        hao.scheduler = background.get();
         if (*k8s_cfg) {
             netprobe::k8s::ClientOptions ko;
             const std::string api = (*k8s_cfg)->scheme + "://" + (*k8s_cfg)->host + ":" + std::to_string((*k8s_cfg)->port);
@@ -199,7 +219,7 @@ public:
             ko.node_name = envOr("NODE_NAME");
             k8s = std::make_shared<netprobe::k8s::Client>(std::move(ko));
             k8s->start();
-            cfg.attribution = std::make_shared<netprobe::k8s::ClientAttribution>(k8s, envOr("NODE_NAME"));
+            cfg.attribution = std::make_shared<netprobe::k8s::ClientAttribution>(k8s, envOr("NODE_NAME"), hao);
             cfg.pod_metrics.enabled = opts_.pod_metrics;
             cfg.pod_metrics.limit = opts_.pod_metrics_limit;
             cfg.workload_metrics.enabled = opts_.workload_metrics;
@@ -209,32 +229,58 @@ public:
                          node.empty() ? std::string("all pods (NODE_NAME unset)") : "pods of node " + node);
         } else {
             // Without Kubernetes: containers by cgroup, network namespaces by veth.
-            cfg.attribution = std::make_shared<netprobe::k8s::HostAttribution>();
+            cfg.attribution = std::make_shared<netprobe::k8s::HostAttribution>(hao);
         }
-        // Security analytics: its own thread; the datapath feeds it whether or not
-        // anyone reads the events.
-        std::shared_ptr<netprobe::security::SecurityMonitor> security;
+
+        // The main pipeline: flow accounting, then pods/workloads/containers.
+        auto pipeline = std::make_shared<netprobe::analysis::Pipeline>(collector);
+        pipeline->addStage(std::make_unique<netprobe::analysis::FlowAccounting>(
+            netprobe::analysis::FlowAccountingOptions{opts_.max_flows, opts_.flow_timeout}));
+        netprobe::analysis::GroupingOptions go;
+        go.workloads = opts_.workload_metrics;
+        pipeline->addStage(std::make_unique<netprobe::analysis::Grouping>(cfg.attribution, go));
+
+        // Security analytics: a pipeline of its own on the security tick, fed by the
+        // datapath's ring and host counters; sinks: the mitigator and the events log.
+        std::unique_ptr<netprobe::collector::Collector> sec_collector;
+        std::shared_ptr<netprobe::analysis::Pipeline> sec_pipeline;
+        std::shared_ptr<netprobe::ebpf::Mitigator> mitigator;
+        std::unique_ptr<netprobe::metrics::EventLog> events_log;
+        std::vector<netprobe::analysis::Pipeline::Subscription> sinks;
         if (sec_cfg->enabled) {
-            netprobe::security::MonitorOptions so;
-            so.events_log = opts_.events_log;
+            auto source = netprobe::collector::SecuritySource::create(mgr);
+            if (!source) return fatal(source.error().what());
+            sec_collector = std::make_unique<netprobe::collector::Collector>("security", sec_cfg->tick);
+            sec_collector->addSource(std::move(*source));
+            sec_pipeline = std::make_shared<netprobe::analysis::Pipeline>(*sec_collector);
+            netprobe::analysis::security::SecurityStage::Options so;
+            so.config = *sec_cfg;
             so.xdp_attached = opts_.xdp_mode != netprobe::ebpf::XdpMode::Off;
-            so.top_sources = [&collector](const netprobe::util::Addr16& dst) {
-                return netprobe::security::topSourcesOf(collector.latest()->flows, dst,
-                                                        [](const netprobe::collector::FlowRecord& f) {
-                                                            return std::tuple{f.key, f.packets, f.bytes};
-                                                        });
-            };
-            auto sm = netprobe::security::SecurityMonitor::create(mgr, *sec_cfg, so);
-            if (!sm) return fatal(sm.error().what());
-            security = std::move(*sm);
-            cfg.security = security;
-            spdlog::info("security analytics on: mitigation {}{}", netprobe::security::toString(sec_cfg->mitigate),
+            so.flows = [main = pipeline.get()] { return main->latest()->flows; };
+            sec_pipeline->addStage(std::make_unique<netprobe::analysis::security::SecurityStage>(std::move(so)));
+            auto log = netprobe::metrics::EventLog::open(opts_.events_log);
+            if (!log) return fatal(log.error().what());
+            events_log = std::move(*log);
+            sinks.push_back(sec_pipeline->subscribe([log = events_log.get()](const auto& v) { log->write(*v); }));
+            if (sec_cfg->mitigate != netprobe::analysis::security::MitigationMode::Off) {
+                auto m = netprobe::ebpf::Mitigator::create(mgr);
+                if (!m) return fatal(m.error().what());
+                mitigator = std::move(*m);
+                sinks.push_back(sec_pipeline->subscribe([m = mitigator.get()](const auto& v) {
+                    if (!v->security) return;
+                    std::vector<netprobe::ebpf::BlockRequest> want;
+                    for (const auto& b : v->security->blocklist) want.push_back({b.cidr.addr, b.cidr.prefix, b.event_id});
+                    (void)m->apply(want);  // failures are in its status, logged once, retried next time
+                }));
+            }
+            cfg.security = sec_pipeline;
+            cfg.mitigator = mitigator;
+            spdlog::info("security analytics on: mitigation {}{}",
+                         netprobe::analysis::security::toString(sec_cfg->mitigate),
                          opts_.events_log.empty() ? std::string() : ", events log " + opts_.events_log);
         } else {
             spdlog::info("security analytics off");
         }
-        netprobe::metrics::Server server(cfg);
-        if (auto r = server.start(collector); !r) return fatal(r.error().what());
 
         int attached = 0;
         for (const auto& i : *ifaces) {
@@ -246,23 +292,21 @@ public:
             }
             ++attached;
         }
+        netprobe::metrics::Server server(cfg);
+        // Serves the pipeline's views and starts its collector (first collection now).
+        if (auto r = server.start(pipeline); !r) return fatal(r.error().what());
         spdlog::info("netprobe-agent started: {} interface(s), collect interval {}, metrics on :{}", attached,
                      netprobe::util::formatDuration(opts_.collect_interval), server.port());
-        if (auto r = collector.collectOnce(); !r) spdlog::warn("first collection failed: {}", r.error().what());
-        collector.start();
-        if (security) security->start();
+        if (sec_collector) sec_collector->start();
+        background->start();
 
         int rc = loop(*watcher, mgr);
         spdlog::info("shutting down: detaching from {} interface(s)", mgr.attachments().size());
-        server.stop();
-        if (security) security->stop();
+        server.stop();  // stops the main collector too
+        if (sec_collector) sec_collector->stop();
+        background->stop();
+        sinks.clear();
         if (k8s) k8s->stop();
-        collector.stop();
-        collector.setStackMonitor(nullptr);
-        stack.reset();
-        collector.setCgroupTrafficMonitor(nullptr);
-        cgroup_traffic.reset();
-        if (cgroup_root_fd_ >= 0) ::close(cgroup_root_fd_);
         mgr.detachAll();
         return rc;
     }
@@ -299,11 +343,15 @@ private:
 
     void resync(netprobe::ebpf::Manager& mgr) {
         auto ifaces = netprobe::ebpf::listInterfaces();
-        if (!ifaces) return;
+        if (!ifaces) {
+            spdlog::warn("interface rescan failed: {} (retried at the next netlink event)", ifaces.error().what());
+            return;
+        }
         std::set<std::uint32_t> present;
         for (const auto& i : *ifaces) {
             present.insert(i.index);
-            if (!mgr.isAttached(i.index) && wanted(opts_, i)) (void)mgr.attachNetworkMonitor(i.name);
+            if (mgr.isAttached(i.index) || !wanted(opts_, i)) continue;
+            if (auto r = mgr.attachNetworkMonitor(i.name); !r) spdlog::warn("{}", r.error().what());
         }
         for (const auto& a : mgr.attachments())
             if (!present.contains(a.ifindex)) mgr.forgetInterface(a.ifindex);
@@ -314,7 +362,6 @@ public:
 
 private:
     AgentOptions opts_;
-    int cgroup_root_fd_ = -1;  // an ancestor's cgroup v2 mount, held open (see findCgroupHierarchy)
 };
 
 }  // namespace

@@ -6,11 +6,13 @@
 #include <cstdint>
 #include <string>
 
-#include "ebpf/fd.hpp"
+#include "netprobe/util/fd.hpp"
 #include "netprobe/ebpf/types.hpp"
 #include "netprobe/util/error.hpp"
 
 namespace netprobe::ebpf {
+
+using util::UniqueFd;
 
 // Attach types missing from Debian 12's uapi headers (kernel 6.6+ values).
 inline constexpr int kBpfTcxIngress = 46;

@@ -1,11 +1,11 @@
-// Internal: RAII owner of the datapath skeleton, and readers of its maps.
+// Internal: the datapath skeleton (XDP + TC programs and their maps) and its readers.
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <vector>
 
+#include "netprobe/ebpf/map_io.hpp"
 #include "netprobe/ebpf/types.hpp"
 #include "netprobe/util/error.hpp"
 
@@ -24,37 +24,33 @@ class Datapath {
 public:
     [[nodiscard]] static Result<Datapath> load(const DatapathConfig& cfg);
     Datapath() = default;
-    Datapath(Datapath&& o) noexcept;
-    Datapath& operator=(Datapath&& o) noexcept;
+    Datapath(Datapath&&) noexcept = default;
+    Datapath& operator=(Datapath&&) noexcept = default;
     ~Datapath();
 
     [[nodiscard]] int xdpProg() const;
     [[nodiscard]] int tcIngressProg() const;
     [[nodiscard]] int tcEgressProg() const;
     [[nodiscard]] int flowMap() const;
-    [[nodiscard]] SecurityMaps securityMaps() const;
+    // A duplicate of one of the maps' fds, owned by the caller.
+    [[nodiscard]] Result<UniqueFd> mapFd(DatapathMap which) const;
     [[nodiscard]] std::uint32_t flowCapacity() const { return flow_capacity_; }
 
     [[nodiscard]] Result<NetworkStats> readStats() const;
-    Result<std::size_t> drainFlows(std::vector<FlowDelta>& out, MapReadMode mode) const;
-    // Reads every flow (cumulative values) without deleting.
-    Result<std::size_t> readFlows(std::vector<FlowDelta>& out, MapReadMode mode) const;
-    // Deletes one flow, returning its final values (nullopt if it was not there).
-    std::optional<np_flow_stats> removeFlow(const flow_key& key) const;
-    // Removes the interface's device counters (after detach).
-    void forgetDevice(std::uint32_t ifindex) const;
+    // Every kernel flow entry (cumulative values), appended to out.
+    Result<std::size_t> readFlows(std::vector<FlowEntry>& out) const;
+    // Deletes one flow, returning its final values; an error if it could not (it is
+    // still there, or ENOENT: it was not).
+    Result<np_flow_stats> removeFlow(const flow_key& key) const;
+    // Zeroes (array slots) or deletes (hash entries) the interface's device counters.
+    Result<void> forgetDevice(std::uint32_t ifindex) const;
 
 private:
-    datapath_bpf* skel_ = nullptr;
+    struct SkelDeleter {
+        void operator()(datapath_bpf* s) const noexcept;
+    };
+    std::unique_ptr<datapath_bpf, SkelDeleter> skel_;
     std::uint32_t flow_capacity_ = 0;
 };
-
-// Map readers, usable on any map with the datapath's layouts (also by benchmarks).
-int possibleCpus();
-np_flow_stats mergeFlowStats(const np_flow_stats* per_cpu, int ncpu);
-// Reads and deletes every entry of a flow_stats map.
-Result<std::size_t> drainFlowMap(int map_fd, std::vector<FlowDelta>& out, MapReadMode mode);
-// Reads every entry without deleting it.
-Result<std::size_t> readFlowMap(int map_fd, std::vector<FlowDelta>& out, MapReadMode mode);
 
 }  // namespace netprobe::ebpf

@@ -12,9 +12,11 @@
 #include <cstring>
 #include <utility>
 
-#include "ebpf/fd.hpp"
+#include "netprobe/util/fd.hpp"
 
 namespace netprobe::ebpf {
+
+using util::UniqueFd;
 
 Result<std::vector<InterfaceInfo>> listInterfaces() {
     struct if_nameindex* list = if_nameindex();

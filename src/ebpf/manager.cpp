@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 
 #include "ebpf/attach.hpp"
 #include "ebpf/datapath.hpp"
@@ -71,7 +72,8 @@ const char* malformedReasonName(int reason) {
 
 const char* mapName(int map_id) {
     static constexpr const char* names[NP_MAP_ID_MAX] = {"tc_device_stats", "flow_stats", "frag_track",
-                                                         "xdp_device_stats", "icmp_stats", "security_events", "host_stats"};
+                                                         "xdp_device_stats", "icmp_stats", "security_events", "host_stats",
+                                                         "security_flow_seen"};
     return map_id >= 0 && map_id < NP_MAP_ID_MAX ? names[map_id] : "unknown";
 }
 
@@ -117,6 +119,26 @@ struct Manager::Impl {
     mutable std::mutex mu;
     std::map<std::uint32_t, Iface> ifaces;
     Tri tcx_supported = Tri::Unknown;
+    // Interfaces whose device counters could not be reset on detach: retried before
+    // every read (a reused ifindex must not inherit them); guarded by mu.
+    mutable std::set<std::uint32_t> forget_pending;
+    mutable std::uint64_t forget_failures = 0;
+
+    // Resets the interface's counters; a failure is logged (once per interface),
+    // counted, and retried by retryForget().
+    void forget(std::uint32_t ifindex) const {
+        if (auto r = dp.forgetDevice(ifindex); !r) {
+            ++forget_failures;
+            if (forget_pending.insert(ifindex).second)
+                spdlog::warn("ifindex {}: reset of its counters failed, retrying: {}", ifindex, r.error().what());
+            return;
+        }
+        forget_pending.erase(ifindex);
+    }
+    void retryForget() const {
+        for (auto idx : std::vector<std::uint32_t>(forget_pending.begin(), forget_pending.end()))
+            if (!ifaces.contains(idx)) forget(idx);
+    }
 
     Result<Iface> attachTc(std::uint32_t ifindex, Iface iface) {
         TcMode mode = opts.tc_mode;
@@ -234,7 +256,7 @@ Result<void> Manager::detachNetworkMonitor(std::string_view ifname) {
         if (it->second.info.ifname == ifname) {
             auto idx = it->first;
             impl_->ifaces.erase(it);
-            impl_->dp.forgetDevice(idx);
+            impl_->forget(idx);
             spdlog::info("{} (ifindex {}): detached", std::string(ifname), idx);
             return {};
         }
@@ -248,13 +270,13 @@ void Manager::forgetInterface(std::uint32_t ifindex) {
     if (it == impl_->ifaces.end()) return;
     spdlog::info("{} (ifindex {}): gone, forgetting it", it->second.info.ifname, ifindex);
     impl_->ifaces.erase(it);
-    impl_->dp.forgetDevice(ifindex);
+    impl_->forget(ifindex);
 }
 
 void Manager::detachAll() {
     if (!impl_) return;
     std::lock_guard lock(impl_->mu);
-    for (auto& [idx, _] : impl_->ifaces) impl_->dp.forgetDevice(idx);
+    for (auto& [idx, _] : impl_->ifaces) impl_->forget(idx);
     impl_->ifaces.clear();
 }
 
@@ -270,20 +292,25 @@ bool Manager::isAttached(std::uint32_t ifindex) const {
     return impl_->ifaces.contains(ifindex);
 }
 
-Result<NetworkStats> Manager::getNetworkStats() const { return impl_->dp.readStats(); }
-
-Result<std::size_t> Manager::drainFlows(std::vector<FlowDelta>& out, MapReadMode mode) {
-    return impl_->dp.drainFlows(out, mode);
+Result<NetworkStats> Manager::getNetworkStats() const {
+    std::uint64_t failures = 0;
+    {
+        std::lock_guard lock(impl_->mu);
+        impl_->retryForget();
+        failures = impl_->forget_failures;
+    }
+    auto s = impl_->dp.readStats();
+    if (s) s->device_reset_failures = failures;
+    return s;
 }
 
-Result<std::size_t> Manager::readFlows(std::vector<FlowDelta>& out, MapReadMode mode) const {
-    return impl_->dp.readFlows(out, mode);
-}
+Result<std::size_t> Manager::readFlows(std::vector<FlowEntry>& out) const { return impl_->dp.readFlows(out); }
 
-std::optional<np_flow_stats> Manager::removeFlow(const flow_key& key) { return impl_->dp.removeFlow(key); }
+Result<np_flow_stats> Manager::removeFlow(const flow_key& key) { return impl_->dp.removeFlow(key); }
 
 std::uint32_t Manager::flowTableCapacity() const { return impl_->dp.flowCapacity(); }
-SecurityMaps Manager::securityMaps() const { return impl_->dp.securityMaps(); }
+
+Result<UniqueFd> Manager::mapFd(DatapathMap which) const { return impl_->dp.mapFd(which); }
 
 const ManagerOptions& Manager::options() const { return impl_->opts; }
 

@@ -3,35 +3,22 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
-#include <fcntl.h>
-#include <linux/inet_diag.h>
-#include <linux/netlink.h>
-#include <linux/sock_diag.h>
-#include <netinet/in.h>
-#include <sched.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <deque>
-#include <filesystem>
-#include <map>
 #include <mutex>
-#include <unordered_map>
-#include <unordered_set>
-#include <thread>
+#include <optional>
 #include <utility>
 
-#include "ebpf/datapath.hpp"
-#include "ebpf/fd.hpp"
-#include "netprobe/util/logging.hpp"
+#include "ebpf/kernel_symbols.hpp"
+#include "ebpf/sock_diag.hpp"
+#include "netprobe/ebpf/map_io.hpp"
 #include "stack.skel.h"
 
 namespace netprobe::ebpf {
@@ -76,18 +63,9 @@ Result<UniqueFd> attachNetfilter(int prog_fd, std::uint32_t pf, std::uint32_t ho
     return UniqueFd(static_cast<int>(fd));
 }
 
-struct SkelDeleter {
-    void operator()(stack_bpf* s) const { stack_bpf__destroy(s); }
-};
-struct LinkDeleter {
-    void operator()(bpf_link* l) const { bpf_link__destroy(l); }
-};
-struct RingDeleter {
-    void operator()(ring_buffer* r) const { ring_buffer__free(r); }
-};
-struct BtfDeleter {
-    void operator()(btf* b) const { btf__free(b); }
-};
+using BtfPtr = Owned<btf, btf__free>;
+using LinkPtr = Owned<bpf_link, bpf_link__destroy>;
+using StackSkel = Owned<stack_bpf, stack_bpf__destroy>;
 
 Result<std::uint32_t> netnsInode(const std::string& path) {
     struct stat st {};
@@ -95,167 +73,65 @@ Result<std::uint32_t> netnsInode(const std::string& path) {
     return static_cast<std::uint32_t>(st.st_ino);
 }
 
+// Sums of every slot of a per-CPU array of V (np_counter or __u64).
 template <class V>
-Result<void> readArray(int fd, std::uint32_t n, std::vector<V>& sums) {
-    const int ncpu = possibleCpus();
-    std::vector<V> vals(static_cast<std::size_t>(ncpu));
+Result<void> readSums(int fd, std::uint32_t n, std::vector<V>& sums) {
     sums.assign(n, V{});
-    for (std::uint32_t i = 0; i < n; ++i) {
-        if (bpf_map_lookup_elem(fd, &i, vals.data()) != 0)
-            return std::unexpected(errnoError(errno, "read per-CPU array"));
-        for (const auto& v : vals) {
+    return readPerCpuArray<V>(fd, n, [&](std::uint32_t i, std::span<const V> v) {
+        for (const auto& x : v) {
             if constexpr (std::is_same_v<V, np_counter>) {
-                sums[i].packets += v.packets;
-                sums[i].bytes += v.bytes;
+                sums[i].packets += x.packets;
+                sums[i].bytes += x.bytes;
             } else {
-                sums[i] += v;
+                sums[i] += x;
             }
         }
-    }
-    return {};
+    });
 }
 
-// Kernel text symbols from /proc/kallsyms, for drop locations. Only the few
-// addresses that drops actually come from are resolved, each once: a new address
-// costs one pass over /proc/kallsyms, and nothing else is kept (holding every
-// symbol cost ~19 MiB of resident memory). Addresses stay numeric when hidden
-// (kptr_restrict).
-class KernelSymbols {
-public:
-    void load() { enabled_ = true; }
-
-    [[nodiscard]] std::string resolve(std::uint64_t addr) const {
-        std::lock_guard lock(mu_);
-        if (auto it = cache_.find(addr); it != cache_.end()) return it->second;
-        std::string name = enabled_ ? lookup(addr) : std::string();
-        if (name.empty()) {
-            char buf[32];
-            std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(addr));
-            name = buf;
-        }
-        if (cache_.size() < kMaxCached) cache_.emplace(addr, name);
-        return name;
+// CLOCK_MONOTONIC ns -> wall time, computed per conversion batch.
+struct Clock {
+    WallClock::time_point wall_now;
+    std::uint64_t mono_now;
+    [[nodiscard]] WallClock::time_point wall(std::uint64_t mono_ns) const {
+        if (mono_ns == 0) return {};
+        auto age = std::chrono::nanoseconds(static_cast<std::int64_t>(mono_now) - static_cast<std::int64_t>(mono_ns));
+        return std::chrono::time_point_cast<WallClock::duration>(wall_now - age);
     }
-
-private:
-    static constexpr std::size_t kMaxCached = 4096;
-
-    // The text symbol with the greatest address <= addr, as "name+0xoff".
-    static std::string lookup(std::uint64_t addr) {
-        std::FILE* f = std::fopen("/proc/kallsyms", "re");
-        if (!f) return {};
-        char line[512];
-        unsigned long long best = 0;
-        std::string best_name;
-        while (std::fgets(line, sizeof line, f)) {
-            unsigned long long a = 0;
-            char type = 0;
-            char name[256];
-            if (std::sscanf(line, "%llx %c %255s", &a, &type, name) != 3 || a == 0) continue;
-            if ((type != 't' && type != 'T') || a > addr || a < best) continue;
-            best = a;
-            best_name = name;
-        }
-        std::fclose(f);
-        if (best_name.empty()) return {};
-        char off[32];
-        std::snprintf(off, sizeof off, "+0x%llx", static_cast<unsigned long long>(addr - best));
-        return best_name + off;
+    static Clock now() {
+        timespec ts{};
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return {WallClock::now(),
+                static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec)};
     }
-
-    bool enabled_ = false;
-    mutable std::mutex mu_;
-    mutable std::unordered_map<std::uint64_t, std::string> cache_;
 };
 
-// ---- the kernel's socket list (NETLINK_SOCK_DIAG) ----------------------------
-
-// A NETLINK_SOCK_DIAG socket of the network namespace at netns_path ("" = the
-// caller's). A socket belongs to the namespace it was created in, so a short-lived
-// thread enters the namespace (setns affects only that thread), creates it, and ends.
-Result<UniqueFd> sockDiagSocket(const std::string& netns_path) {
-    auto make = [] { return ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG); };
-    if (netns_path.empty()) {
-        int fd = make();
-        if (fd < 0) return std::unexpected(errnoError(errno, "sock_diag socket"));
-        return UniqueFd(fd);
-    }
-    int fd = -1, err = 0;
-    std::string what;
-    std::thread([&] {
-        UniqueFd ns(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!ns) { err = errno; what = "open " + netns_path; return; }
-        if (::setns(ns.get(), CLONE_NEWNET) != 0) { err = errno; what = "enter " + netns_path; return; }
-        fd = make();
-        if (fd < 0) { err = errno; what = "sock_diag socket in " + netns_path; }
-    }).join();
-    if (fd < 0) return std::unexpected(errnoError(err, what));
-    return UniqueFd(fd);
-}
-
-// Adds the cookie of every TCP socket of the namespace (both families, every state
-// but LISTEN, TIME_WAIT and NEW_SYN_RECV: those are never in conn_table) to cookies.
-Result<void> dumpTcpCookies(int fd, std::unordered_set<std::uint64_t>& cookies) {
-    for (std::uint8_t family : {std::uint8_t{AF_INET}, std::uint8_t{AF_INET6}}) {
-        struct {
-            nlmsghdr nlh;
-            inet_diag_req_v2 req;
-        } msg{};
-        msg.nlh.nlmsg_len = sizeof msg;
-        msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-        msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-        msg.nlh.nlmsg_seq = family;
-        msg.req.sdiag_family = family;
-        msg.req.sdiag_protocol = IPPROTO_TCP;
-        msg.req.idiag_states = 0xfff & ~((1u << 10) /*LISTEN*/ | (1u << 6) /*TIME_WAIT*/);  // NEW_SYN_RECV = bit 12
-        sockaddr_nl kernel{};
-        kernel.nl_family = AF_NETLINK;
-        if (::sendto(fd, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0)
-            return std::unexpected(errnoError(errno, "sock_diag request"));
-        alignas(nlmsghdr) char buf[32768];
-        bool done = false;
-        while (!done) {
-            ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                return std::unexpected(errnoError(errno, "sock_diag dump"));
-            }
-            if (n == 0) break;
-            int len = static_cast<int>(n);
-            for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
-                if (h->nlmsg_type == NLMSG_DONE) { done = true; break; }
-                if (h->nlmsg_type == NLMSG_ERROR) {
-                    const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
-                    return std::unexpected(errnoError(-e->error, "sock_diag dump"));
-                }
-                if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg)))
-                    continue;
-                const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
-                cookies.insert(std::uint64_t{m->id.idiag_cookie[0]} | (std::uint64_t{m->id.idiag_cookie[1]} << 32));
-            }
-        }
-    }
-    return {};
-}
-
-// Files that open network namespaces, by inode: the monitor's own, the names under
-// /run/netns, and the processes' (first found wins). Built once per reconciliation.
-std::unordered_map<std::uint32_t, std::string> netnsPaths() {
-    std::unordered_map<std::uint32_t, std::string> paths;
-    auto add = [&paths](const std::string& p) {
-        struct stat st {};
-        if (::stat(p.c_str(), &st) == 0) paths.try_emplace(static_cast<std::uint32_t>(st.st_ino), p);
-    };
-    add("/proc/self/ns/net");
-    std::error_code ec;
-    for (const char* dir : {"/run/netns", "/var/run/netns"})
-        for (const auto& e : std::filesystem::directory_iterator(dir, ec)) add(e.path().string());
-    for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
-        const auto name = e.path().filename().string();
-        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-        add(e.path().string() + "/ns/net");
-    }
-    return paths;
+Connection toConnection(const np_conn& c, const Clock& clk) {
+    Connection o;
+    std::memcpy(o.src_ip.data(), &c.saddr, 16);
+    std::memcpy(o.dst_ip.data(), &c.daddr, 16);
+    o.src_port = c.sport;
+    o.dst_port = c.dport;
+    o.family = c.family;
+    o.origin = c.origin;
+    o.tcp_state = c.state;
+    o.open = c.end_ns == 0;
+    o.failed = c.failed != 0;
+    o.pid = c.pid;
+    o.comm.assign(c.comm, strnlen(c.comm, sizeof c.comm));
+    o.cgroup_id = c.cgroup_id;
+    o.netns = c.netns;
+    o.bytes_sent = c.bytes_acked;
+    o.bytes_received = c.bytes_received;
+    o.retransmits = c.retransmits;
+    o.srtt_us = c.srtt_us;
+    o.snd_cwnd = c.snd_cwnd;
+    o.start = clk.wall(c.start_ns);
+    o.established = clk.wall(c.established_ns);
+    o.end = clk.wall(c.end_ns);
+    o.sock = c.sock;
+    o.cookie = c.cookie;
+    return o;
 }
 
 }  // namespace
@@ -287,7 +163,7 @@ const char* netfilterProtoName(int proto) {
 }
 
 Result<std::vector<std::string>> dropReasonNamesFromKernelBtf() {
-    std::unique_ptr<btf, BtfDeleter> vmlinux(btf__load_vmlinux_btf());
+    BtfPtr vmlinux(btf__load_vmlinux_btf());
     if (!vmlinux) return std::unexpected(errnoError(errno, "load the kernel's BTF"));
     int id = btf__find_by_name_kind(vmlinux.get(), "skb_drop_reason", BTF_KIND_ENUM);
     if (id < 0) return std::unexpected(makeError("the kernel's BTF has no enum skb_drop_reason"));
@@ -310,179 +186,46 @@ Result<std::vector<std::string>> dropReasonNamesFromKernelBtf() {
 
 struct StackMonitor::Impl {
     StackMonitorOptions opts;
-    std::unique_ptr<stack_bpf, SkelDeleter> skel;
-    std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links;
+    StackSkel skel;
+    std::vector<LinkPtr> links;
     std::vector<UniqueFd> nf_links;
     std::vector<const bpf_program*> attached;  // programs with at least one link
     StackFeatures features;
     std::vector<std::string> drop_names;
     KernelSymbols ksyms;
-    std::unique_ptr<ring_buffer, RingDeleter> ring;
-    std::thread ring_thread;
-    std::atomic<bool> stopping{false};
-
-    // Reconciliation of conn_table with the kernel's sockets (see reconcile()).
-    std::mutex reconcile_mu;
-    std::chrono::steady_clock::time_point next_reconcile{};
-    std::unordered_map<std::uint64_t, std::uint64_t> suspects;  // key -> cookie, absent in the last run
-    std::atomic<std::uint64_t> reconciled{0};
-    std::atomic<std::uint64_t> reconcile_runs{0};
-    std::atomic<std::uint64_t> reconcile_failures{0};
-    bool reconcile_warned = false;
-
-    // Compares the open-connection records with the sockets that exist. A record
-    // whose socket (by cookie) was absent from two consecutive dumps is stale: its
-    // CLOSE was missed by the kernel's recursion guard. Two runs, because connect()
-    // records SYN_SENT just before the socket is hashed (and so visible to
-    // inet_diag). The record is looked up again right before its deletion, and
-    // deleted only if it still carries the same cookie.
-    void reconcile() {
-        const int fd = bpf_map__fd(skel->maps.conn_table);
-        struct Rec {
-            std::uint64_t key, cookie;
-        };
-        std::map<std::uint32_t, std::vector<Rec>> by_ns;  // netns inode -> records
-        std::uint64_t key = 0, next = 0;
-        const std::uint64_t* prev = nullptr;
-        np_conn c{};
-        while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-            if (bpf_map_lookup_elem(fd, &next, &c) == 0 && c.cookie) by_ns[c.netns].push_back({next, c.cookie});
-            key = next;
-            prev = &key;
-        }
-        std::unordered_map<std::uint64_t, std::uint64_t> still;  // suspects of this run
-        std::uint64_t removed = 0;
-        bool failed = false;
-        std::unordered_map<std::uint32_t, std::string> paths;  // without --socket-netns: all namespaces
-        if (opts.netns_path.empty() && !by_ns.empty()) paths = netnsPaths();
-        for (const auto& [ns, recs] : by_ns) {
-            std::string path = opts.netns_path;
-            if (path.empty())
-                if (auto it = paths.find(ns); it != paths.end()) path = it->second;
-            Result<void> ok = {};
-            std::unordered_set<std::uint64_t> cookies;
-            if (path.empty()) {
-                ok = std::unexpected(makeError("no file opens network namespace " + std::to_string(ns)));
-            } else if (auto nl = sockDiagSocket(path); !nl) {
-                ok = std::unexpected(nl.error());
-            } else {
-                ok = dumpTcpCookies(nl->get(), cookies);
-            }
-            if (!ok) {  // unverifiable: keep the records and their suspicion
-                failed = true;
-                reconcile_failures.fetch_add(1);
-                if (!reconcile_warned)
-                    spdlog::warn("stack monitor: cannot check {} connection records against the kernel's sockets: {}",
-                                 recs.size(), ok.error().what());
-                reconcile_warned = true;
-                for (const auto& r : recs)
-                    if (auto it = suspects.find(r.key); it != suspects.end()) still.insert(*it);
-                continue;
-            }
-            for (const auto& r : recs) {
-                if (cookies.contains(r.cookie)) continue;
-                auto it = suspects.find(r.key);
-                if (it == suspects.end() || it->second != r.cookie) {
-                    still.emplace(r.key, r.cookie);
-                    continue;
-                }
-                np_conn cur{};
-                if (bpf_map_lookup_elem(fd, &r.key, &cur) == 0 && cur.cookie == r.cookie &&
-                    bpf_map_delete_elem(fd, &r.key) == 0)
-                    ++removed;
-            }
-        }
-        suspects = std::move(still);
-        if (!failed) reconcile_warned = false;
-        reconcile_runs.fetch_add(1);
-        if (removed) {
-            reconciled.fetch_add(removed);
-            spdlog::info("stack monitor: removed {} connection records whose socket no longer exists (missed close "
-                         "events)",
-                         removed);
-        }
-    }
-
-    void maybeReconcile() {
-        if (opts.reconcile_interval.count() <= 0 || !features.connections) return;
-        std::unique_lock lock(reconcile_mu, std::try_to_lock);
-        if (!lock.owns_lock()) return;  // another reader is doing it
-        const auto now = std::chrono::steady_clock::now();
-        if (now < next_reconcile) return;
-        next_reconcile = now + opts.reconcile_interval;
-        reconcile();
-    }
+    util::Scheduler* scheduler = nullptr;
+    std::vector<util::Scheduler::TaskId> tasks;  // cancelled before the state they use goes
+    std::optional<util::Scheduler::TaskId> symbols_task;
+    ConnReconciler reconciler;
+    std::unique_ptr<RingReader> ring;  // close records; destroyed first (its thread uses `closed`)
 
     mutable std::mutex closed_mu;
     std::deque<Connection> closed;  // newest at the front
     std::uint64_t closed_evicted = 0;
 
-    // CLOCK_MONOTONIC ns -> wall time, computed per conversion batch.
-    struct Clock {
-        WallClock::time_point wall_now;
-        std::uint64_t mono_now;
-        [[nodiscard]] WallClock::time_point wall(std::uint64_t mono_ns) const {
-            if (mono_ns == 0) return {};
-            auto age = std::chrono::nanoseconds(static_cast<std::int64_t>(mono_now) - static_cast<std::int64_t>(mono_ns));
-            return std::chrono::time_point_cast<WallClock::duration>(wall_now - age);
-        }
-        static Clock now() {
-            timespec ts{};
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            return {WallClock::now(),
-                    static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec)};
-        }
-    };
-
-    static Connection toConnection(const np_conn& c, const Clock& clk) {
-        Connection o;
-        std::memcpy(o.src_ip.data(), &c.saddr, 16);
-        std::memcpy(o.dst_ip.data(), &c.daddr, 16);
-        o.src_port = c.sport;
-        o.dst_port = c.dport;
-        o.family = c.family;
-        o.origin = c.origin;
-        o.tcp_state = c.state;
-        o.open = c.end_ns == 0;
-        o.failed = c.failed != 0;
-        o.pid = c.pid;
-        o.comm.assign(c.comm, strnlen(c.comm, sizeof c.comm));
-        o.cgroup_id = c.cgroup_id;
-        o.netns = c.netns;
-        o.bytes_sent = c.bytes_acked;
-        o.bytes_received = c.bytes_received;
-        o.retransmits = c.retransmits;
-        o.srtt_us = c.srtt_us;
-        o.snd_cwnd = c.snd_cwnd;
-        o.start = clk.wall(c.start_ns);
-        o.established = clk.wall(c.established_ns);
-        o.end = clk.wall(c.end_ns);
-        o.sock = c.sock;
-        return o;
-    }
-
-    static int onEvent(void* ctx, void* data, size_t size) {
-        auto* self = static_cast<Impl*>(ctx);
-        if (size < sizeof(np_conn)) return 0;
-        np_conn c;
-        std::memcpy(&c, data, sizeof c);
-        Connection conn = toConnection(c, Clock::now());
-        std::lock_guard lock(self->closed_mu);
-        self->closed.push_front(std::move(conn));
-        while (self->closed.size() > self->opts.max_closed) {
-            self->closed.pop_back();
-            ++self->closed_evicted;
-        }
-        return 0;
-    }
-
+    explicit Impl(StackMonitorOptions o) : opts(std::move(o)), reconciler(opts.netns_path) {}
     ~Impl() {
-        stopping = true;
-        if (ring_thread.joinable()) ring_thread.join();
+        if (scheduler)
+            for (auto id : tasks) scheduler->cancel(id);
         ring.reset();
-        nf_links.clear();
-        links.clear();
-        skel.reset();
+    }
+
+    void onClose(std::span<const std::byte> rec) {
+        if (rec.size() < sizeof(np_conn)) return;
+        np_conn c;
+        std::memcpy(&c, rec.data(), sizeof c);
+        Connection conn = toConnection(c, Clock::now());
+        std::lock_guard lock(closed_mu);
+        closed.push_front(std::move(conn));
+        while (closed.size() > opts.max_closed) {
+            closed.pop_back();
+            ++closed_evicted;
+        }
+    }
+
+    [[nodiscard]] std::string dropReasonName(std::uint32_t reason) const {
+        if (reason < drop_names.size() && !drop_names[reason].empty()) return drop_names[reason];
+        return "REASON_" + std::to_string(reason);
     }
 };
 
@@ -491,28 +234,15 @@ StackMonitor::~StackMonitor() = default;
 
 const StackFeatures& StackMonitor::features() const { return impl_->features; }
 
-Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions options) {
-    auto im = std::make_unique<Impl>();
-    im->opts = options;
+Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions options, util::Scheduler* scheduler) {
+    auto im = std::make_unique<Impl>(options);
 
-    std::unique_ptr<btf, BtfDeleter> vmlinux(btf__load_vmlinux_btf());
+    BtfPtr vmlinux(btf__load_vmlinux_btf());
     if (!vmlinux) return std::unexpected(errnoError(errno, "stack monitor: load the kernel's BTF"));
     auto hasTracepoint = [&](const char* tp) {
         std::string name = std::string("btf_trace_") + tp;
         return btf__find_by_name_kind(vmlinux.get(), name.c_str(), BTF_KIND_TYPEDEF) > 0;
     };
-
-    im->skel.reset(stack_bpf__open());
-    if (!im->skel) return std::unexpected(errnoError(errno, "stack monitor: open BPF object"));
-    auto* s = im->skel.get();
-    if (!options.netns_path.empty()) {
-        auto ino = netnsInode(options.netns_path);
-        if (!ino) return std::unexpected(ino.error());
-        s->rodata->np_netns_filter = *ino;
-        spdlog::info("stack monitor: socket and drop events of network namespace {} ({}) only", *ino,
-                     options.netns_path);
-    }
-    bpf_map__set_max_entries(s->maps.conn_table, std::max<std::uint32_t>(options.conn_table_size, 1));
 
     struct Tp {
         bpf_program* prog;
@@ -520,51 +250,62 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
         const char* what;
         bool StackFeatures::*feature;
     };
-    const Tp tps[] = {
-        {s->progs.netprobe_sk_state, "inet_sock_set_state", "TCP connection tracking", &StackFeatures::connections},
-        {s->progs.netprobe_tcp_retx, "tcp_retransmit_skb", "TCP retransmit counting", &StackFeatures::retransmits},
-        {s->progs.netprobe_tcp_rst_tx, "tcp_send_reset", "TCP reset counting", &StackFeatures::resets},
-        {s->progs.netprobe_tcp_rst_rx, "tcp_receive_reset", "TCP reset counting", &StackFeatures::resets},
-        {s->progs.netprobe_tcp_probe, "tcp_probe", "TCP RTT/cwnd histograms", &StackFeatures::tcp_probe},
-        {s->progs.netprobe_kfree_skb, "kfree_skb", "packet drop reasons", &StackFeatures::drops},
-    };
-    std::vector<const Tp*> enabled;
-    for (const auto& tp : tps) {
-        if (hasTracepoint(tp.tracepoint)) {
-            enabled.push_back(&tp);
-            continue;
-        }
-        bpf_program__set_autoload(tp.prog, false);
-        spdlog::warn("stack monitor: {} disabled: the kernel has no tracepoint {} (no btf_trace_{} in its BTF)",
-                     tp.what, tp.tracepoint, tp.tracepoint);
-    }
+    std::vector<Tp> enabled;
     const bool nf_supported = btf__find_by_name_kind(vmlinux.get(), "bpf_nf_ctx", BTF_KIND_STRUCT) > 0;
-    if (nf_supported) {
-        bpf_program__set_type(s->progs.netprobe_nf, static_cast<bpf_prog_type>(kProgTypeNetfilter));
-        bpf_program__set_expected_attach_type(s->progs.netprobe_nf, static_cast<bpf_attach_type>(kAttachNetfilter));
-    } else {
-        bpf_program__set_autoload(s->progs.netprobe_nf, false);
-        spdlog::warn("stack monitor: netfilter hook counters disabled: the kernel has no netfilter BPF programs "
-                     "(no struct bpf_nf_ctx in its BTF; needs Linux 6.4+)");
-    }
-    if (int err = stack_bpf__load(s); err) {
-        int e = -err;
-        std::string ctx = "stack monitor: load BPF programs";
-        if (e == EPERM || e == EACCES) ctx += " (needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, or root)";
-        return std::unexpected(errnoError(e, ctx));
-    }
+    auto skel = loadSkeleton<stack_bpf, stack_bpf__open, stack_bpf__load, stack_bpf__destroy>(
+        "stack monitor", [&](stack_bpf& sk) -> Result<void> {
+            if (!options.netns_path.empty()) {
+                auto ino = netnsInode(options.netns_path);
+                if (!ino) return std::unexpected(ino.error());
+                sk.rodata->np_netns_filter = *ino;
+                spdlog::info("stack monitor: socket and drop events of network namespace {} ({}) only", *ino,
+                             options.netns_path);
+            }
+            if (int err = bpf_map__set_max_entries(sk.maps.conn_table, std::max<std::uint32_t>(options.conn_table_size, 1)))
+                return std::unexpected(errnoError(-err, "stack monitor: size conn_table"));
+            const Tp tps[] = {
+                {sk.progs.netprobe_sk_state, "inet_sock_set_state", "TCP connection tracking", &StackFeatures::connections},
+                {sk.progs.netprobe_tcp_retx, "tcp_retransmit_skb", "TCP retransmit counting", &StackFeatures::retransmits},
+                {sk.progs.netprobe_tcp_rst_tx, "tcp_send_reset", "TCP reset counting", &StackFeatures::resets},
+                {sk.progs.netprobe_tcp_rst_rx, "tcp_receive_reset", "TCP reset counting", &StackFeatures::resets},
+                {sk.progs.netprobe_tcp_probe, "tcp_probe", "TCP RTT/cwnd histograms", &StackFeatures::tcp_probe},
+                {sk.progs.netprobe_kfree_skb, "kfree_skb", "packet drop reasons", &StackFeatures::drops},
+            };
+            for (const auto& tp : tps) {
+                if (hasTracepoint(tp.tracepoint)) {
+                    enabled.push_back(tp);
+                    continue;
+                }
+                bpf_program__set_autoload(tp.prog, false);
+                spdlog::warn("stack monitor: {} disabled: the kernel has no tracepoint {} (no btf_trace_{} in its BTF)",
+                             tp.what, tp.tracepoint, tp.tracepoint);
+            }
+            if (nf_supported) {
+                bpf_program__set_type(sk.progs.netprobe_nf, static_cast<bpf_prog_type>(kProgTypeNetfilter));
+                bpf_program__set_expected_attach_type(sk.progs.netprobe_nf,
+                                                      static_cast<bpf_attach_type>(kAttachNetfilter));
+            } else {
+                bpf_program__set_autoload(sk.progs.netprobe_nf, false);
+                spdlog::warn("stack monitor: netfilter hook counters disabled: the kernel has no netfilter BPF "
+                             "programs (no struct bpf_nf_ctx in its BTF; needs Linux 6.4+)");
+            }
+            return {};
+        });
+    if (!skel) return std::unexpected(skel.error());
+    im->skel = std::move(*skel);
+    auto* s = im->skel.get();
 
-    for (const Tp* tp : enabled) {
-        bpf_link* l = bpf_program__attach(tp->prog);
+    for (const Tp& tp : enabled) {
+        LinkPtr l(bpf_program__attach(tp.prog));
         if (!l) {
             int e = errno;
-            spdlog::warn("stack monitor: {} disabled: attaching to tracepoint {} failed: {}", tp->what,
-                         tp->tracepoint, std::strerror(e));
+            spdlog::warn("stack monitor: {} disabled: attaching to tracepoint {} failed: {}", tp.what,
+                         tp.tracepoint, std::strerror(e));
             continue;
         }
-        im->links.emplace_back(l);
-        im->attached.push_back(tp->prog);
-        im->features.*(tp->feature) = true;
+        im->links.push_back(std::move(l));
+        im->attached.push_back(tp.prog);
+        im->features.*(tp.feature) = true;
     }
     // Both reset tracepoints or neither counts as the feature.
     if (im->features.resets && !(hasTracepoint("tcp_send_reset") && hasTracepoint("tcp_receive_reset")))
@@ -599,21 +340,27 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
         auto names = dropReasonNamesFromKernelBtf();
         if (names) im->drop_names = std::move(*names);
         else spdlog::warn("stack monitor: drop reasons will be numbers: {}", names.error().what());
-        im->ksyms.load();
     }
 
     if (im->features.connections) {
-        im->ring.reset(ring_buffer__new(bpf_map__fd(s->maps.conn_events), &Impl::onEvent, im.get(), nullptr));
-        if (!im->ring) return std::unexpected(errnoError(errno, "stack monitor: ring buffer"));
-        im->ring_thread = std::thread([raw = im.get()] {
-            while (!raw->stopping.load()) {
-                int n = ring_buffer__poll(raw->ring.get(), 200);
-                if (n < 0 && n != -EINTR) {
-                    spdlog::warn("stack monitor: ring buffer poll: {}", std::strerror(-n));
-                    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-                }
-            }
-        });
+        auto ring = RingReader::start(bpf_map__fd(s->maps.conn_events), "stack monitor",
+                                      [raw = im.get()](std::span<const std::byte> rec) { raw->onClose(rec); });
+        if (!ring) return std::unexpected(ring.error());
+        im->ring = std::move(*ring);
+    }
+    if (scheduler) {
+        im->scheduler = scheduler;
+        if (im->features.connections && options.reconcile_interval.count() > 0) {
+            const int conn_fd = bpf_map__fd(s->maps.conn_table);
+            im->tasks.push_back(scheduler->every("stack: reconcile connection records", options.reconcile_interval,
+                                                 [raw = im.get(), conn_fd] { raw->reconciler.run(conn_fd); }));
+        }
+        if (im->features.drops)
+        {
+            im->symbols_task = scheduler->every("stack: name drop locations", std::chrono::seconds(30),
+                                                [raw = im.get()] { raw->ksyms.resolvePending(); });
+            im->tasks.push_back(*im->symbols_task);
+        }
     }
 
     const auto& f = im->features;
@@ -625,14 +372,13 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
 }
 
 Result<StackStats> StackMonitor::read() const {
-    impl_->maybeReconcile();  // before the counters, so the gauge reflects its removals
     const auto& im = *impl_;
     auto* s = im.skel.get();
     StackStats st;
     st.features = im.features;
 
     std::vector<std::uint64_t> u;
-    if (auto r = readArray(bpf_map__fd(s->maps.tcp_counters), NP_TCP_COUNTER_MAX, u); !r)
+    if (auto r = readSums(bpf_map__fd(s->maps.tcp_counters), NP_TCP_COUNTER_MAX, u); !r)
         return std::unexpected(r.error());
     st.opened_active = u[NP_TCP_OPENED_ACTIVE];
     st.opened_passive = u[NP_TCP_OPENED_PASSIVE];
@@ -643,19 +389,20 @@ Result<StackStats> StackMonitor::read() const {
     st.resets_received = u[NP_TCP_RST_RECEIVED];
     // per-CPU +1/-1 (as unsigned wrap-around): the sum is the number tracked, less
     // the stale records user space removed (their -1 never happened in the kernel)
-    st.records_reconciled = im.reconciled.load();
-    st.reconcile_runs = im.reconcile_runs.load();
-    st.reconcile_failures = im.reconcile_failures.load();
+    st.records_reconciled = im.reconciler.removed.load();
+    st.reconcile_runs = im.reconciler.runs.load();
+    st.reconcile_failures = im.reconciler.failures.load();
+    st.reconcile_delete_failures = im.reconciler.delete_failures.load();
     st.tracked_open = u[NP_TCP_TRACKED_DELTA] - st.records_reconciled;
     if (static_cast<std::int64_t>(st.tracked_open) < 0) st.tracked_open = 0;
 
-    if (auto r = readArray(bpf_map__fd(s->maps.stack_errors), NP_STACK_ERR_MAX, u); !r)
+    if (auto r = readSums(bpf_map__fd(s->maps.stack_errors), NP_STACK_ERR_MAX, u); !r)
         return std::unexpected(r.error());
     st.conn_insert_failures = u[NP_STACK_ERR_CONN_INSERT];
     st.drop_location_failures = u[NP_STACK_ERR_DROP_LOC];
     st.ringbuf_reserve_failures = u[NP_STACK_ERR_RINGBUF];
 
-    if (auto r = readArray(bpf_map__fd(s->maps.tcp_hist), NP_HIST_MAX * NP_HIST_SLOTS, u); !r)
+    if (auto r = readSums(bpf_map__fd(s->maps.tcp_hist), NP_HIST_MAX * NP_HIST_SLOTS, u); !r)
         return std::unexpected(r.error());
     for (std::size_t b = 0; b < NP_HIST_BUCKETS; ++b) {
         st.srtt_us.buckets[b] = u[NP_HIST_SRTT_US * NP_HIST_SLOTS + b];
@@ -665,53 +412,39 @@ Result<StackStats> StackMonitor::read() const {
     st.cwnd.sum = u[NP_HIST_CWND * NP_HIST_SLOTS + NP_HIST_BUCKETS];
 
     if (im.features.drops) {
-        if (auto r = readArray(bpf_map__fd(s->maps.drop_reasons), NP_DROP_REASON_MAX, u); !r)
+        if (auto r = readSums(bpf_map__fd(s->maps.drop_reasons), NP_DROP_REASON_MAX, u); !r)
             return std::unexpected(r.error());
         for (std::uint32_t i = 0; i < NP_DROP_REASON_MAX; ++i) {
             if (!u[i]) continue;
             DropCount d;
             d.reason = i;
             d.count = u[i];
-            if (i == NP_DROP_REASON_MAX - 1) d.name = "OTHER";
-            else if (i < im.drop_names.size() && !im.drop_names[i].empty()) d.name = im.drop_names[i];
-            else d.name = "REASON_" + std::to_string(i);
+            d.name = i == NP_DROP_REASON_MAX - 1 ? "OTHER" : im.dropReasonName(i);
             st.drops.push_back(std::move(d));
         }
-    }
 
-    if (im.features.drops) {
-        const int ncpu = possibleCpus();
-        std::vector<std::uint64_t> vals(static_cast<std::size_t>(ncpu));
         std::vector<std::pair<std::uint64_t, np_drop_loc_key>> locs;
-        int fd = bpf_map__fd(s->maps.drop_locations);
-        np_drop_loc_key k{}, next{};
-        const np_drop_loc_key* prev = nullptr;
-        while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-            if (bpf_map_lookup_elem(fd, &next, vals.data()) == 0) {
-                std::uint64_t t = 0;
-                for (auto v : vals) t += v;
-                if (t) locs.emplace_back(t, next);
-            }
-            k = next;
-            prev = &k;
-        }
+        auto r = readPerCpuHash<np_drop_loc_key, std::uint64_t>(
+            bpf_map__fd(s->maps.drop_locations), [&](const np_drop_loc_key& k, std::span<const std::uint64_t> v) {
+                if (auto t = sumValues(v)) locs.emplace_back(t, k);
+            });
+        if (!r) return std::unexpected(r.error());
         const std::size_t top = std::min(locs.size(), StackStats::kTopDropLocations);
         std::partial_sort(locs.begin(), locs.begin() + static_cast<std::ptrdiff_t>(top), locs.end(),
                           [](const auto& a, const auto& b) { return a.first > b.first; });
+        bool queued = false;
         for (std::size_t i = 0; i < top; ++i) {
             const auto& [count, key] = locs[i];
-            DropLocation d;
-            d.count = count;
-            d.location = im.ksyms.resolve(key.location);
-            if (key.reason < im.drop_names.size() && !im.drop_names[key.reason].empty()) d.reason = im.drop_names[key.reason];
-            else d.reason = "REASON_" + std::to_string(key.reason);
-            st.drop_locations.push_back(std::move(d));
+            bool q = false;
+            st.drop_locations.push_back({im.dropReasonName(key.reason), im.ksyms.name(key.location, q), count});
+            queued |= q;
         }
+        if (queued && im.symbols_task) im.scheduler->wake(*im.symbols_task);
     }
 
     if (im.features.netfilter) {
         std::vector<np_counter> nf;
-        if (auto r = readArray(bpf_map__fd(s->maps.nf_stats), NP_NF_HOOK_MAX * NP_NF_FAMILY_MAX * NP_NF_PROTO_MAX, nf); !r)
+        if (auto r = readSums(bpf_map__fd(s->maps.nf_stats), NP_NF_HOOK_MAX * NP_NF_FAMILY_MAX * NP_NF_PROTO_MAX, nf); !r)
             return std::unexpected(r.error());
         for (std::size_t h = 0; h < NP_NF_HOOK_MAX; ++h)
             for (std::size_t f = 0; f < NP_NF_FAMILY_MAX; ++f)
@@ -729,16 +462,11 @@ Result<StackStats> StackMonitor::read() const {
     }
 
     if (im.features.connections) {
-        const auto clk = Impl::Clock::now();
-        int fd = bpf_map__fd(s->maps.conn_table);
-        std::uint64_t key = 0, next = 0;
-        const std::uint64_t* prev = nullptr;
-        np_conn c{};
-        while (st.connections.size() < im.opts.max_open && bpf_map_get_next_key(fd, prev, &next) == 0) {
-            if (bpf_map_lookup_elem(fd, &next, &c) == 0) st.connections.push_back(Impl::toConnection(c, clk));
-            key = next;
-            prev = &key;
-        }
+        const auto clk = Clock::now();
+        auto r = readHash<std::uint64_t, np_conn>(bpf_map__fd(s->maps.conn_table), [&](const std::uint64_t&, const np_conn& c) {
+            if (st.connections.size() < im.opts.max_open) st.connections.push_back(toConnection(c, clk));
+        });
+        if (!r) return std::unexpected(r.error());
         std::sort(st.connections.begin(), st.connections.end(),
                   [](const Connection& a, const Connection& b) { return a.start < b.start; });
         std::lock_guard lock(im.closed_mu);

@@ -2,10 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
 #include <fstream>
@@ -28,127 +24,70 @@ FlowEndpoints endpointsOf(const flow_key& key) {
     return e;
 }
 
-metrics::FlowLabels flowLabels(const FlowAttribution& a) {
+analysis::FlowLabels flowLabels(const FlowAttribution& a) {
     return {a.src_namespace, a.src_pod, a.src_workload, a.dst_namespace, a.dst_pod, a.dst_workload, a.dst_service};
 }
 
-metrics::LocalPod localPod(const PodInfo& p) {
+analysis::LocalPod localPod(const PodInfo& p) {
     return {p.ns, p.name, p.uid, p.node, p.workload.name, p.workload.kind, p.ips, p.host_network, {}};
 }
 
-metrics::ContainerLabels containerLabels(const CgroupAttribution& a) {
+analysis::ContainerLabels containerLabels(const CgroupAttribution& a) {
     return {a.cgroup_path, a.container_id, a.pod_uid, a.ns, a.pod, a.workload};
 }
 
 // ---- HostAttribution ----
 
-// The cgroup v2 hierarchy: our own mount; else (`ip netns exec` gives its command a
-// mount namespace with a fresh /sys, without the cgroup mounts) the mount of the nearest
-// ancestor process that has one, reached through /proc/PID/root. That directory is held
-// open (fd_out) and used as /proc/self/fd/N, so it stays valid after the ancestor exits.
-Result<std::string> findCgroupHierarchy(int& fd_out) {
-    auto own = cgroup2Mount();
-    if (own) return own;
-    pid_t pid = ::getppid();
-    for (int hop = 0; hop < 32 && pid > 0; ++hop) {
-        const std::string proc = "/proc/" + std::to_string(pid);
-        std::ifstream in(proc + "/mounts");
-        std::stringstream ss;
-        ss << in.rdbuf();
-        if (auto m = findCgroup2Mount(ss.str())) {
-            int fd = ::open((proc + "/root" + *m).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-            if (fd >= 0) {
-                fd_out = fd;
-                spdlog::info("cgroup v2 hierarchy: {} of process {} (none in this mount namespace)", *m, pid);
-                return "/proc/self/fd/" + std::to_string(fd) + "/.";  // "/.": not itself a symlink (O_NOFOLLOW)
-            }
-        }
-        if (pid == 1) break;
-        // the next ancestor: field 4 of /proc/PID/stat (after the parenthesised comm)
-        std::ifstream st(proc + "/stat");
-        std::string line;
-        std::getline(st, line);
-        auto close = line.rfind(')');
-        if (close == std::string::npos) break;
-        std::istringstream rest(line.substr(close + 2));
-        char state = 0;
-        pid_t ppid = 0;
-        rest >> state >> ppid;
-        if (ppid == pid) break;
-        pid = ppid;
-    }
-    return own;
-}
-
 HostAttribution::HostAttribution(HostAttributionOptions options) : options_(std::move(options)) {
     std::string mount = options_.cgroup_mount;
     if (mount.empty()) {
-        if (auto m = findCgroupHierarchy(hierarchy_fd_)) mount = *m;
-        else spdlog::info("container attribution off: {}", m.error().what());
+        if (auto h = util::findCgroupHierarchy()) {
+            hierarchy_ = std::move(*h);
+            mount = hierarchy_.path;
+        } else {
+            spdlog::info("container attribution off: {}", h.error().what());
+        }
     }
     if (!mount.empty()) {
         CgroupIndex::Options co;
         co.mount = mount;
         cgroups_ = std::make_unique<CgroupIndex>(co);
-        refreshCgroups(true);
+        refreshCgroups();
     }
     refreshLinks();
-    if (options_.background) thread_ = std::thread([this] { run(); });
+    if (auto* s = options_.scheduler) {
+        tasks_.push_back(s->every("attribution: host veth links", options_.links_interval, [this] { refreshLinks(); }));
+        if (cgroups_) {
+            cgroup_task_ = s->every("attribution: cgroup walk", options_.cgroups_interval, [this] { refreshCgroups(); },
+                                    options_.min_cgroup_refresh);
+            tasks_.push_back(*cgroup_task_);
+        }
+    }
 }
 
 HostAttribution::~HostAttribution() {
-    stopBackground();
-    if (hierarchy_fd_ >= 0) ::close(hierarchy_fd_);
+    if (options_.scheduler)
+        for (auto id : tasks_) options_.scheduler->cancel(id);
 }
 
-void HostAttribution::stopBackground() {
-    {
-        std::lock_guard lock(run_mu_);
-        stopping_ = true;
-    }
-    run_cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-}
-
-void HostAttribution::run() {
-    auto next_walk = std::chrono::steady_clock::now() + options_.cgroups_interval;
-    std::unique_lock lock(run_mu_);
-    while (!run_cv_.wait_for(lock, options_.links_interval, [&] { return stopping_; })) {
-        lock.unlock();
-        refreshLinks();
-        if (std::chrono::steady_clock::now() >= next_walk) {
-            refreshCgroups(true);
-            next_walk = std::chrono::steady_clock::now() + options_.cgroups_interval;
-        }
-        lock.lock();
-    }
-}
-
-bool HostAttribution::refreshCgroups(bool forced) const {
-    if (!cgroups_) return false;
-    std::unique_lock walk(cgroup_walk_mu_, std::try_to_lock);
-    if (!walk.owns_lock()) return false;  // a walk is running: its result will do
-    const auto now = std::chrono::steady_clock::now();
-    if (!forced && now - last_walk_ < options_.min_cgroup_refresh) return false;
-    last_walk_ = now;
+void HostAttribution::refreshCgroups() {
+    if (!cgroups_) return;
     if (auto r = cgroups_->refresh(); !r) {
         spdlog::debug("cgroup index refresh: {}", r.error().what());
-        return false;
     } else if (r->dropped) {
         spdlog::debug("cgroup index: {} cgroups not indexed (limit {})", r->dropped, cgroups_->options().max_entries);
     }
-    return true;
 }
 
 std::optional<CgroupAttribution> HostAttribution::cgroupAttribution(std::uint64_t cgroup_id, const PodStore* pods) const {
     if (!cgroups_ || cgroup_id == 0) return std::nullopt;
-    if (auto a = attributeCgroupId(cgroup_id, *cgroups_, pods)) return a;
-    // A cgroup created since the last walk: walk again (rate-limited), then retry.
-    if (!refreshCgroups(false)) return std::nullopt;
-    return attributeCgroupId(cgroup_id, *cgroups_, pods);
+    auto a = attributeCgroupId(cgroup_id, *cgroups_, pods);
+    // A cgroup created since the last walk: the walk runs again soon (not here).
+    if (!a && cgroup_task_) options_.scheduler->wake(*cgroup_task_);
+    return a;
 }
 
-std::optional<metrics::ContainerLabels> HostAttribution::container(std::uint64_t cgroup_id) const {
+std::optional<analysis::ContainerLabels> HostAttribution::container(std::uint64_t cgroup_id) const {
     auto a = cgroupAttribution(cgroup_id, nullptr);
     if (!a) return std::nullopt;
     return containerLabels(*a);
@@ -164,7 +103,7 @@ void HostAttribution::refreshLinks() {
     links_ = std::move(*links);
 }
 
-std::vector<metrics::InterfaceLink> HostAttribution::interfaceLinks() const {
+std::vector<analysis::InterfaceLink> HostAttribution::interfaceLinks() const {
     std::lock_guard lock(links_mu_);
     return links_;
 }
@@ -175,14 +114,14 @@ ClientAttribution::ClientAttribution(std::shared_ptr<const Client> client, std::
                                      HostAttributionOptions host)
     : HostAttribution(std::move(host)), client_(std::move(client)), node_name_(std::move(node_name)) {}
 
-ClientAttribution::~ClientAttribution() { stopBackground(); }
+ClientAttribution::~ClientAttribution() = default;
 
-metrics::FlowLabels ClientAttribution::flow(const flow_key& key) const {
+analysis::FlowLabels ClientAttribution::flow(const flow_key& key) const {
     return flowLabels(enrichFlow(endpointsOf(key), client_->pods(), client_->services(), &client_->endpoints()));
 }
 
-std::vector<metrics::LocalPod> ClientAttribution::localPods() const {
-    std::vector<metrics::LocalPod> out;
+std::vector<analysis::LocalPod> ClientAttribution::localPods() const {
+    std::vector<analysis::LocalPod> out;
     for (const auto& p : client_->pods().all())
         if (node_name_.empty() || p.node == node_name_) out.push_back(localPod(p));
     if (out.empty()) return out;
@@ -201,13 +140,13 @@ std::vector<metrics::LocalPod> ClientAttribution::localPods() const {
 
 bool ClientAttribution::synced() const { return client_->podStatus().synced; }
 
-std::optional<metrics::ContainerLabels> ClientAttribution::container(std::uint64_t cgroup_id) const {
+std::optional<analysis::ContainerLabels> ClientAttribution::container(std::uint64_t cgroup_id) const {
     auto a = cgroupAttribution(cgroup_id, &client_->pods());
     if (!a) return std::nullopt;
     return containerLabels(*a);
 }
 
-std::vector<metrics::InterfaceLink> ClientAttribution::interfaceLinks() const {
+std::vector<analysis::InterfaceLink> ClientAttribution::interfaceLinks() const {
     auto links = HostAttribution::interfaceLinks();
     for (auto& l : links) {
         for (const auto& a : l.peer_addresses) {
@@ -222,8 +161,8 @@ std::vector<metrics::InterfaceLink> ClientAttribution::interfaceLinks() const {
     return links;
 }
 
-std::vector<metrics::WorkloadRef> ClientAttribution::workloads() const {
-    std::set<metrics::WorkloadRef> s;
+std::vector<analysis::WorkloadRef> ClientAttribution::workloads() const {
+    std::set<analysis::WorkloadRef> s;
     for (const auto& p : client_->pods().all())
         if (!p.workload.name.empty()) s.insert({p.ns, p.workload.name});
     return {s.begin(), s.end()};

@@ -1,5 +1,7 @@
 #include <netprobe/k8s/cgroup.hpp>
 
+#include <netprobe/util/cgroup.hpp>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -35,35 +37,6 @@ std::string_view qosName(QosClass q) {
 }
 
 namespace {
-
-// /proc/mounts escapes ' ', '\t', '\n' and '\\' as \ooo.
-std::string unescapeMountField(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        auto oct = [](char c) { return c >= '0' && c <= '7'; };
-        if (s[i] == '\\' && i + 3 < s.size() && oct(s[i + 1]) && oct(s[i + 2]) && oct(s[i + 3])) {
-            out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
-            i += 3;
-            continue;
-        }
-        out.push_back(s[i]);
-    }
-    return out;
-}
-
-std::vector<std::string_view> splitFields(std::string_view line) {
-    std::vector<std::string_view> out;
-    std::size_t i = 0;
-    while (i < line.size()) {
-        while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
-        std::size_t j = i;
-        while (j < line.size() && line[j] != ' ' && line[j] != '\t') ++j;
-        if (j > i) out.push_back(line.substr(i, j - i));
-        i = j;
-    }
-    return out;
-}
 
 bool isLowerHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
 
@@ -190,27 +163,6 @@ std::optional<std::string> normalizePodUid(std::string_view uid) {
     return out;
 }
 
-std::optional<std::string> findCgroup2Mount(std::string_view text) {
-    while (!text.empty()) {
-        auto nl = text.find('\n');
-        std::string_view line = text.substr(0, nl);
-        text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-        auto f = splitFields(line);
-        if (f.size() >= 3 && f[2] == "cgroup2") return unescapeMountField(f[1]);
-    }
-    return std::nullopt;
-}
-
-Result<std::string> cgroup2Mount() {
-    std::ifstream in("/proc/mounts");
-    if (!in) return std::unexpected(errnoError(errno, "read /proc/mounts"));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    auto m = findCgroup2Mount(ss.str());
-    if (!m) return std::unexpected(makeError("no cgroup2 mount in /proc/mounts"));
-    return *m;
-}
-
 std::optional<ContainerRef> parseCgroupPath(std::string_view path) {
     std::vector<std::string_view> comp;
     std::size_t i = 0;
@@ -231,67 +183,21 @@ std::optional<ContainerRef> parseCgroupPath(std::string_view path) {
 
 CgroupIndex::CgroupIndex(Options options) : options_(std::move(options)) {}
 
-namespace {
-struct DirCloser {
-    void operator()(DIR* d) const { closedir(d); }
-};
-using DirPtr = std::unique_ptr<DIR, DirCloser>;
-}  // namespace
-
 Result<CgroupIndex::RefreshStats> CgroupIndex::refresh() {
     RefreshStats stats;
     std::unordered_map<std::uint64_t, Entry> fresh;
-
-    struct Pending {
-        std::string rel;  // "/" for the root
-        int depth;
-    };
-    std::vector<Pending> stack;
-    {
-        struct stat st{};
-        if (::stat(options_.mount.c_str(), &st) != 0)
-            return std::unexpected(errnoError(errno, "stat cgroup mount " + options_.mount));
-        if (!S_ISDIR(st.st_mode)) return std::unexpected(makeError("cgroup mount " + options_.mount + " is not a directory"));
-        ++stats.visited;
-        if (!options_.containers_only) fresh.emplace(st.st_ino, Entry{"/", std::nullopt});
-    }
-    stack.push_back({"/", 0});
-    bool root = true;
-    while (!stack.empty()) {
-        Pending cur = std::move(stack.back());
-        stack.pop_back();
-        std::string abs = options_.mount + (cur.rel == "/" ? std::string() : cur.rel);
-        int fd = ::open(abs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0) {
-            if (root) return std::unexpected(errnoError(errno, "open cgroup mount " + abs));
-            continue;  // vanished or unreadable: skip this subtree
+    auto walked = util::walkCgroupTree(options_.mount, options_.max_depth, [&](std::string_view rel, std::uint64_t id) {
+        const bool root = rel == "/";
+        auto ref = root ? std::nullopt : parseCgroupPath(rel);
+        if (options_.containers_only && !ref) return;
+        if (fresh.size() >= options_.max_entries) {
+            ++stats.dropped;
+            return;
         }
-        root = false;
-        DirPtr dir(::fdopendir(fd));
-        if (!dir) {
-            ::close(fd);
-            continue;
-        }
-        while (dirent* de = ::readdir(dir.get())) {
-            std::string_view name = de->d_name;
-            if (name == "." || name == "..") continue;
-            if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN) continue;
-            struct stat st{};
-            if (::fstatat(::dirfd(dir.get()), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-            if (!S_ISDIR(st.st_mode)) continue;
-            ++stats.visited;
-            std::string rel = (cur.rel == "/" ? std::string() : cur.rel) + "/" + std::string(name);
-            auto ref = parseCgroupPath(rel);
-            if (!options_.containers_only || ref) {
-                if (fresh.size() < options_.max_entries) {
-                    fresh.insert_or_assign(static_cast<std::uint64_t>(st.st_ino), Entry{rel, std::move(ref)});
-                } else {
-                    ++stats.dropped;
-                }
-            }
-            if (cur.depth + 1 < options_.max_depth) stack.push_back({std::move(rel), cur.depth + 1});
-        }
-    }
+        fresh.insert_or_assign(id, Entry{std::string(rel), std::move(ref)});
+    });
+    if (!walked) return std::unexpected(walked.error());
+    stats.visited = walked->visited;
     stats.indexed = fresh.size();
     std::unique_lock lock(mu_);
     map_.swap(fresh);

@@ -205,16 +205,16 @@ std::uint32_t inodeOf(const std::string& path) {
 
 }  // namespace
 
-Result<std::vector<metrics::InterfaceLink>> listPeerLinks() {
+Result<std::vector<analysis::InterfaceLink>> listPeerLinks() {
     NlSocket nl;
     if (!nl.ok()) return std::unexpected(errnoError(errno, "netlink socket"));
     std::vector<LinkRow> rows;
     if (int e = dumpLinks(nl, -1, rows); e) return std::unexpected(errnoError(e, "dump links"));
-    std::vector<metrics::InterfaceLink> out;
+    std::vector<analysis::InterfaceLink> out;
     std::set<std::int32_t> ids;
     for (const auto& r : rows) {
         if (r.link_netnsid < 0) continue;
-        metrics::InterfaceLink l;
+        analysis::InterfaceLink l;
         l.ifindex = r.index;
         l.name = r.name;
         l.kind = r.kind;
@@ -278,7 +278,7 @@ std::map<std::int32_t, NetnsFile> netnsIds() {
     return out;
 }
 
-Result<std::vector<metrics::InterfaceLink>> listPeerLinksResolved() {
+Result<std::vector<analysis::InterfaceLink>> listPeerLinksResolved() {
     auto links = listPeerLinks();
     if (!links || links->empty()) return links;
     auto ids = netnsIds();

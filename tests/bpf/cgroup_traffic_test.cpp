@@ -24,10 +24,15 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
 #include <unistd.h>
 
 #include <netprobe/abi.h>
 #include <netprobe/ebpf/cgroup_traffic.hpp>
+#include <netprobe/util/cgroup.hpp>
+#include <netprobe/util/scheduler.hpp>
 
 #include "cgroup_traffic.skel.h"
 #include "support/packet_builder.hpp"
@@ -196,19 +201,13 @@ TEST_F(CgroupTrafficProg, GsoSkbCountsSegmentsAndTheirHeaders) {
 namespace {
 
 std::string cgroup2Mount() {
-    std::ifstream mounts("/proc/mounts");
-    std::string line;
-    while (std::getline(mounts, line)) {
-        std::istringstream ls(line);
-        std::string dev, m, type;
-        if (ls >> dev >> m >> type && type == "cgroup2") return m;
-    }
-    return {};
+    auto m = netprobe::util::cgroup2Mount();
+    return m ? *m : std::string();
 }
 
 // The monitor attached to a test subtree (its "root"): a process in a child cgroup sends
-// UDP datagrams; read() reports them under the child's id; after rmdir the next read
-// (sweep interval 0) deletes the entries and counts the removal.
+// UDP datagrams; read() reports them under the child's id; after rmdir the background
+// sweep deletes the entries and counts the removal (read() itself never walks).
 TEST(CgroupTrafficMonitor, CountsAChildCgroupAndForgetsItWhenRemoved) {
     if (geteuid() != 0) GTEST_SKIP() << "needs root";
     const auto mnt = cgroup2Mount();
@@ -231,9 +230,11 @@ TEST(CgroupTrafficMonitor, CountsAChildCgroupAndForgetsItWhenRemoved) {
     netprobe::ebpf::CgroupTrafficOptions o;
     o.cgroup_root = top;
     o.max_entries = 64;
-    o.sweep_interval = std::chrono::milliseconds(0);
-    auto m = netprobe::ebpf::CgroupTrafficMonitor::create(o);
+    o.sweep_interval = std::chrono::milliseconds(100);
+    netprobe::util::Scheduler background;
+    auto m = netprobe::ebpf::CgroupTrafficMonitor::create(o, &background);
     ASSERT_TRUE(m) << m.error().what();
+    background.start();
 
     constexpr int kDatagrams = 3, kPayload = 50;
     pid_t pid = ::fork();
@@ -267,11 +268,22 @@ TEST(CgroupTrafficMonitor, CountsAChildCgroupAndForgetsItWhenRemoved) {
     EXPECT_EQ(r->capacity, 64u);
     EXPECT_EQ(r->removed_total, 0u);
 
+    // A sweep after the traffic has seen the entry; then the cgroup goes.
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
     ASSERT_EQ(::rmdir(child.c_str()), 0) << std::strerror(errno);
-    auto after = (*m)->read();
-    ASSERT_TRUE(after) << after.error().what();
-    for (const auto& c : after->cgroups) EXPECT_NE(c.cgroup_id, child_id);
-    EXPECT_EQ(after->removed_total, 1u);
+    auto gone = [&] {
+        auto a = (*m)->read();
+        if (!a || a->removed_total != 1) return false;
+        for (const auto& c : a->cgroups)
+            if (c.cgroup_id == child_id) return false;
+        return true;
+    };
+    bool removed = false;
+    for (int i = 0; i < 50 && !removed; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        removed = gone();
+    }
+    EXPECT_TRUE(removed) << "the entries of the removed cgroup are still there after 5 s";
 }
 
 }  // namespace

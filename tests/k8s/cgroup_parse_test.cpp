@@ -1,6 +1,7 @@
 // The kubelet's and Docker's cgroup layouts -> container id, runtime, pod UID, QoS.
 #include <gtest/gtest.h>
 
+#include <netprobe/util/cgroup.hpp>
 #include <netprobe/k8s/cgroup.hpp>
 
 #include <string>
@@ -115,16 +116,16 @@ TEST(CgroupMount, FindsTheV2MountInHybridMode) {
         "cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\n"
         "cgroup /sys/fs/cgroup/systemd cgroup rw,relatime,name=systemd 0 0\n"
         "cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n";
-    EXPECT_EQ(findCgroup2Mount(text), "/sys/fs/cgroup/unified");
+    EXPECT_EQ(netprobe::util::findCgroup2Mount(text), "/sys/fs/cgroup/unified");
 }
 
 TEST(CgroupMount, UnifiedModeAndEscapes) {
-    EXPECT_EQ(findCgroup2Mount("cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev 0 0"), "/sys/fs/cgroup");
-    EXPECT_EQ(findCgroup2Mount("none /mnt/my\\040cgroup cgroup2 rw 0 0\n"), "/mnt/my cgroup");
+    EXPECT_EQ(netprobe::util::findCgroup2Mount("cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev 0 0"), "/sys/fs/cgroup");
+    EXPECT_EQ(netprobe::util::findCgroup2Mount("none /mnt/my\\040cgroup cgroup2 rw 0 0\n"), "/mnt/my cgroup");
 }
 
 TEST(CgroupMount, NoneInCgroupV1OnlyOrEmpty) {
-    EXPECT_FALSE(findCgroup2Mount(""));
-    EXPECT_FALSE(findCgroup2Mount("cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n"));
-    EXPECT_FALSE(findCgroup2Mount("garbage\n\n  \n"));
+    EXPECT_FALSE(netprobe::util::findCgroup2Mount(""));
+    EXPECT_FALSE(netprobe::util::findCgroup2Mount("cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n"));
+    EXPECT_FALSE(netprobe::util::findCgroup2Mount("garbage\n\n  \n"));
 }

@@ -2,6 +2,7 @@
 // into a container cgroup, and CgroupIndex resolving that cgroup's id.
 #include <gtest/gtest.h>
 
+#include <netprobe/util/cgroup.hpp>
 #include <netprobe/k8s/cgroup.hpp>
 #include <netprobe/k8s/enrich.hpp>
 
@@ -109,7 +110,7 @@ private:
 
 TEST(CgroupReal, IndexResolvesAContainerCgroupId) {
     if (::geteuid() != 0) FAIL() << "needs root (make test runs as root)";
-    auto mount = cgroup2Mount();
+    auto mount = netprobe::util::cgroup2Mount();
     if (!mount) FAIL() << "no cgroup v2 mount: " << mount.error().what();
 
     std::string top = "netprobe-test-" + std::to_string(::getpid());
@@ -202,7 +203,7 @@ TEST(CgroupReal, IndexResolvesAContainerCgroupId) {
 }
 
 TEST(CgroupReal, MountOfThisMachine) {
-    auto mount = cgroup2Mount();
+    auto mount = netprobe::util::cgroup2Mount();
     if (!mount) FAIL() << "no cgroup v2 mount: " << mount.error().what();
     struct stat st{};
     EXPECT_EQ(::stat(mount->c_str(), &st), 0);

@@ -4,6 +4,7 @@
 // hierarchy again), also from a mount namespace without the cgroup mounts. Every netns, veth and cgroup is removed even when a check fails.
 #include <gtest/gtest.h>
 
+#include <netprobe/util/cgroup.hpp>
 #include <netprobe/k8s/attribution.hpp>
 #include <netprobe/k8s/netns.hpp>
 
@@ -14,6 +15,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <cstdio>
 #include <filesystem>
@@ -80,7 +84,7 @@ TEST(HostAttributionReal, VethPeerMatchesIproute2) {
     ASSERT_TRUE(v.ok()) << "could not create the test namespace/veth";
     auto links = listPeerLinksResolved();
     ASSERT_TRUE(links) << links.error().what();
-    const metrics::InterfaceLink* mine = nullptr;
+    const analysis::InterfaceLink* mine = nullptr;
     for (const auto& l : *links)
         if (l.name == v.host()) mine = &l;
     ASSERT_NE(mine, nullptr) << v.host() << " not listed";
@@ -120,7 +124,7 @@ TEST(HostAttributionReal, VethPeerMatchesIproute2) {
     EXPECT_TRUE(id_seen) << "ip netns list-id does not show " << v.ns();
 
     // the same through HostAttribution (synchronous refresh, no thread)
-    HostAttribution ha({.background = false});
+    HostAttribution ha(netprobe::k8s::HostAttributionOptions{});  // no scheduler: refreshed only when asked
     ha.refreshLinks();
     bool listed = false;
     for (const auto& l : ha.interfaceLinks()) listed = listed || l.name == v.host();
@@ -130,9 +134,14 @@ TEST(HostAttributionReal, VethPeerMatchesIproute2) {
 
 TEST(HostAttributionReal, ResolvesACgroupCreatedLater) {
     if (::geteuid() != 0) FAIL() << "needs root (make test runs as root)";
-    auto mount = cgroup2Mount();
+    auto mount = netprobe::util::cgroup2Mount();
     if (!mount) FAIL() << "no cgroup v2 mount: " << mount.error().what();
-    HostAttribution ha({.cgroup_mount = *mount, .min_cgroup_refresh = std::chrono::milliseconds(0), .background = false});
+    netprobe::util::Scheduler background;
+    HostAttribution ha({.cgroup_mount = *mount,
+                        .cgroups_interval = std::chrono::hours(1),  // only a miss brings the next walk
+                        .min_cgroup_refresh = std::chrono::milliseconds(100),
+                        .scheduler = &background});
+    background.start();
     const std::string id(64, 'c');
     const std::string uid = "22222222-3333-4444-5555-666666666666";
     fs::path top = fs::path(*mount) / ("netprobe-ha-" + std::to_string(::getpid()));
@@ -148,8 +157,17 @@ TEST(HostAttributionReal, ResolvesACgroupCreatedLater) {
     ASSERT_FALSE(ec) << ec.message();
     struct stat st{};
     ASSERT_EQ(::stat(leaf.c_str(), &st), 0);
-    auto c = ha.container(st.st_ino);  // not in the first walk: the miss walks again
-    ASSERT_TRUE(c);
+    // Not in the first walk. The lookup never walks itself (it answers from the index at
+    // once); the miss asks the background walk to run, and the cgroup shows up.
+    const auto t0 = std::chrono::steady_clock::now();
+    auto c = ha.container(st.st_ino);
+    EXPECT_FALSE(c);
+    for (int i = 0; i < 100 && !c; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        c = ha.container(st.st_ino);
+    }
+    ASSERT_TRUE(c) << "not resolved by the background walk within 2 s";
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
     EXPECT_EQ(c->container_id, id);
     EXPECT_EQ(c->pod_uid, uid);
     EXPECT_EQ(c->cgroup_path, "/" + fs::relative(leaf, *mount).string());
@@ -162,7 +180,7 @@ TEST(HostAttributionReal, ResolvesACgroupCreatedLater) {
 // is then found through init's mounts (/proc/1/root), and a container still resolves.
 TEST(HostAttributionReal, CgroupHierarchyThroughInitsMountsWhenOwnIsMissing) {
     if (::geteuid() != 0) FAIL() << "needs root (make test runs as root)";
-    auto mount = cgroup2Mount();
+    auto mount = netprobe::util::cgroup2Mount();
     if (!mount) FAIL() << "no cgroup v2 mount: " << mount.error().what();
     const std::string id(64, 'd');
     fs::path top = fs::path(*mount) / ("netprobe-ha2-" + std::to_string(::getpid()));
@@ -186,8 +204,8 @@ TEST(HostAttributionReal, CgroupHierarchyThroughInitsMountsWhenOwnIsMissing) {
         if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
             ::umount2(mount->c_str(), MNT_DETACH) != 0)
             ::_exit(2);
-        if (cgroup2Mount()) ::_exit(3);
-        HostAttribution ha({.background = false});
+        if (netprobe::util::cgroup2Mount()) ::_exit(3);
+        HostAttribution ha(netprobe::k8s::HostAttributionOptions{});  // walks once at construction (after the cgroup was made)
         auto c = ha.container(st.st_ino);
         if (!c) ::_exit(4);
         ::_exit(c->container_id == id && c->cgroup_path == "/" + fs::relative(leaf, *mount).string() ? 0 : 5);

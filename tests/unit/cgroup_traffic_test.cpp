@@ -5,10 +5,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include <netprobe/metrics/containers.hpp>
+#include <netprobe/analysis/grouping.hpp>
+#include <netprobe/metrics/render.hpp>
 #include <netprobe/metrics/server.hpp>
 
-#include "export/json_api.hpp"
+#include "metrics/json_api.hpp"
 #include "metrics_text.hpp"
 #include "options.hpp"
 #include "promtool_check.hpp"
@@ -24,17 +25,17 @@ const std::string kUid = "0d1c2b3a-4e5f-6a7b-8c9d-0e1f2a3b4c5d";
 
 // cgroups 100 (container kCid, pod shop/web-1) and 101 (a cgroup below it), 200 (kCid2,
 // plain Docker), 1 (the root: no container); others unknown.
-class Attr final : public metrics::Attribution {
+class Attr final : public analysis::Attribution {
 public:
-    metrics::FlowLabels flow(const flow_key&) const override { return {}; }
-    std::vector<metrics::LocalPod> localPods() const override { return {}; }
+    analysis::FlowLabels flow(const flow_key&) const override { return {}; }
+    std::vector<analysis::LocalPod> localPods() const override { return {}; }
     bool synced() const override { return true; }
-    std::optional<metrics::ContainerLabels> container(std::uint64_t id) const override {
+    std::optional<analysis::ContainerLabels> container(std::uint64_t id) const override {
         const std::string pod_path = "/kubepods/besteffort/pod" + kUid + "/" + kCid;
-        if (id == 100) return metrics::ContainerLabels{pod_path, kCid, kUid, "shop", "web-1", "web"};
-        if (id == 101) return metrics::ContainerLabels{pod_path + "/sub", kCid, kUid, "shop", "web-1", "web"};
-        if (id == 200) return metrics::ContainerLabels{"/system.slice/docker-" + kCid2 + ".scope", kCid2, "", "", "", ""};
-        if (id == 1) return metrics::ContainerLabels{"/", "", "", "", "", ""};
+        if (id == 100) return analysis::ContainerLabels{pod_path, kCid, kUid, "shop", "web-1", "web"};
+        if (id == 101) return analysis::ContainerLabels{pod_path + "/sub", kCid, kUid, "shop", "web-1", "web"};
+        if (id == 200) return analysis::ContainerLabels{"/system.slice/docker-" + kCid2 + ".scope", kCid2, "", "", "", ""};
+        if (id == 1) return analysis::ContainerLabels{"/", "", "", "", "", ""};
         return std::nullopt;
     }
 };
@@ -65,10 +66,21 @@ collector::Snapshot snapshot() {
     return s;
 }
 
+// The main pipeline's views of a snapshot: its grouping stage run with the attribution.
+analysis::Views grouped(const collector::Snapshot& s, const analysis::Attribution* a) {
+    analysis::Views v;
+    v.snapshot = std::make_shared<const collector::Snapshot>(s);
+    v.flows = std::make_shared<const analysis::FlowView>();
+    std::shared_ptr<const analysis::Attribution> attr(a, [](const analysis::Attribution*) {});
+    analysis::Grouping g(a ? attr : nullptr, {});
+    g.run(*v.snapshot, v);
+    return v;
+}
+
 TEST(CgroupTraffic, GroupedByContainerLeavingOutOtherCgroups) {
     Attr a;
     auto s = snapshot();
-    auto t = metrics::containerTraffic(s, &a);
+    auto t = analysis::containerTraffic(s, &a);
     ASSERT_EQ(t.size(), 2u);
     EXPECT_EQ(t[0].container_id, kCid);
     EXPECT_EQ(t[0].cgroup_ids, (std::vector<std::uint64_t>{100, 101}));
@@ -80,15 +92,15 @@ TEST(CgroupTraffic, GroupedByContainerLeavingOutOtherCgroups) {
     EXPECT_EQ(t[0].rx().packets, 12u);
     EXPECT_EQ(t[1].container_id, kCid2);
     EXPECT_EQ(t[1].tx().packets, 5u);
-    EXPECT_TRUE(metrics::containerTraffic(s, nullptr).empty());
+    EXPECT_TRUE(analysis::containerTraffic(s, nullptr).empty());
     s.cgroup_traffic.reset();
-    EXPECT_TRUE(metrics::containerTraffic(s, &a).empty());
+    EXPECT_TRUE(analysis::containerTraffic(s, &a).empty());
 }
 
 TEST(CgroupTraffic, ContainersJsonByProtocolWithoutTheStackMonitor) {
     Attr a;
     auto s = snapshot();
-    auto j = metrics::containersJson(s, &a);
+    auto j = metrics::containersJson(grouped(s, &a), &a);
     EXPECT_TRUE(j["enabled"].get<bool>());
     EXPECT_TRUE(j["cgroup_traffic_enabled"].get<bool>());
     EXPECT_FALSE(j["connections_enabled"].get<bool>());
@@ -109,7 +121,7 @@ TEST(CgroupTraffic, ContainersJsonByProtocolWithoutTheStackMonitor) {
 
     // without the cgroup counters: no traffic member, enabled only with connection records
     s.cgroup_traffic.reset();
-    auto off = metrics::containersJson(s, &a);
+    auto off = metrics::containersJson(grouped(s, &a), &a);
     EXPECT_FALSE(off["enabled"].get<bool>());
     EXPECT_FALSE(off["cgroup_traffic_enabled"].get<bool>());
     EXPECT_EQ(off["total"], 0);
@@ -118,7 +130,7 @@ TEST(CgroupTraffic, ContainersJsonByProtocolWithoutTheStackMonitor) {
 TEST(CgroupTraffic, ContainerMetricsBudgetOtherAndPromtool) {
     Attr a;
     auto s = snapshot();
-    auto t = metrics::containerTraffic(s, &a);
+    auto t = analysis::containerTraffic(s, &a);
     auto text = metrics::renderContainerMetrics(t, {true, 10});
     auto v = netprobe::testing::samples(text);
     const std::string l1 = "{container_id=\"" + kCid + "\",namespace=\"shop\",pod=\"web-1\"}";
@@ -152,13 +164,13 @@ TEST(CgroupTraffic, ContainerMetricsBudgetOtherAndPromtool) {
 
 TEST(CgroupTraffic, MapHealthSeries) {
     auto s = snapshot();
-    auto v = netprobe::testing::samples(metrics::renderMetrics(s, {}));
+    auto v = netprobe::testing::samples(metrics::renderMetrics(grouped(s, nullptr), {}));
     EXPECT_EQ(v["netprobe_map_update_errors_total{map=\"cgroup_traffic\"}"], "4");
     EXPECT_EQ(v["netprobe_map_entries{map=\"cgroup_traffic\"}"], "8");
     EXPECT_EQ(v["netprobe_map_capacity{map=\"cgroup_traffic\"}"], "16");
     EXPECT_EQ(v["netprobe_map_fill_ratio{map=\"cgroup_traffic\"}"], "0.5");
     s.cgroup_traffic.reset();
-    auto off = netprobe::testing::samples(metrics::renderMetrics(s, {}));
+    auto off = netprobe::testing::samples(metrics::renderMetrics(grouped(s, nullptr), {}));
     EXPECT_EQ(off.count("netprobe_map_entries{map=\"cgroup_traffic\"}"), 0u);
     EXPECT_EQ(off.count("netprobe_map_update_errors_total{map=\"cgroup_traffic\"}"), 0u);
 }

@@ -8,9 +8,11 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include <netprobe/metrics/attribution.hpp>
+#include <netprobe/analysis/attribution.hpp>
+#include <netprobe/analysis/grouping.hpp>
+#include <netprobe/metrics/render.hpp>
 
-#include "export/json_api.hpp"
+#include "metrics/json_api.hpp"
 #include "options.hpp"
 #include "promtool_check.hpp"
 #include "test_flows.hpp"
@@ -31,14 +33,14 @@ struct PodDef {
 
 // An attribution over fixed data: cgroup ids 100 (container kCid of pod kUid) and 200
 // (kCid2, no pod), 1 = the root cgroup (no container); one veth with a peer; pods by IP.
-class FakeAttribution final : public metrics::Attribution {
+class FakeAttribution final : public analysis::Attribution {
 public:
     std::vector<PodDef> pods;
     bool k8s = true;
     mutable int container_lookups = 0;
 
-    metrics::FlowLabels flow(const flow_key& k) const override {
-        metrics::FlowLabels l;
+    analysis::FlowLabels flow(const flow_key& k) const override {
+        analysis::FlowLabels l;
         for (const auto& p : pods) {
             auto ip = *util::parseAddr(p.ip);
             if (std::bit_cast<util::Addr16>(k.src_ip) == ip) l.src_namespace = p.ns, l.src_pod = p.name, l.src_workload = p.workload;
@@ -46,18 +48,18 @@ public:
         }
         return l;
     }
-    std::vector<metrics::LocalPod> localPods() const override { return {}; }
+    std::vector<analysis::LocalPod> localPods() const override { return {}; }
     bool synced() const override { return true; }
     bool kubernetes() const override { return k8s; }
-    std::optional<metrics::ContainerLabels> container(std::uint64_t id) const override {
+    std::optional<analysis::ContainerLabels> container(std::uint64_t id) const override {
         ++container_lookups;
-        if (id == 100) return metrics::ContainerLabels{"/kubepods/besteffort/pod" + kUid + "/" + kCid, kCid, kUid, "shop", "web-1", "web"};
-        if (id == 200) return metrics::ContainerLabels{"/system.slice/docker-" + kCid2 + ".scope", kCid2, "", "", "", ""};
-        if (id == 1) return metrics::ContainerLabels{"/", "", "", "", "", ""};
+        if (id == 100) return analysis::ContainerLabels{"/kubepods/besteffort/pod" + kUid + "/" + kCid, kCid, kUid, "shop", "web-1", "web"};
+        if (id == 200) return analysis::ContainerLabels{"/system.slice/docker-" + kCid2 + ".scope", kCid2, "", "", "", ""};
+        if (id == 1) return analysis::ContainerLabels{"/", "", "", "", "", ""};
         return std::nullopt;
     }
-    std::vector<metrics::InterfaceLink> interfaceLinks() const override {
-        metrics::InterfaceLink l;
+    std::vector<analysis::InterfaceLink> interfaceLinks() const override {
+        analysis::InterfaceLink l;
         l.ifindex = 7;
         l.name = "veth7";
         l.kind = "veth";
@@ -72,8 +74,8 @@ public:
         l.pod_uid = kUid;
         return {l};
     }
-    std::vector<metrics::WorkloadRef> workloads() const override {
-        std::vector<metrics::WorkloadRef> out;
+    std::vector<analysis::WorkloadRef> workloads() const override {
+        std::vector<analysis::WorkloadRef> out;
         for (const auto& p : pods) out.push_back({p.ns, p.workload});
         return out;
     }
@@ -93,18 +95,42 @@ ebpf::Connection conn(const std::string& src, std::uint16_t sport, const std::st
     return c;
 }
 
-collector::FlowRecord flowRec(const std::string& src, std::uint16_t sport, const std::string& dst, std::uint16_t dport,
-                              std::uint8_t proto, std::uint64_t pkts, std::uint64_t bytes, std::uint32_t ifindex = 7) {
-    collector::FlowRecord f;
+analysis::FlowRecord flowRec(const std::string& src, std::uint16_t sport, const std::string& dst, std::uint16_t dport,
+                             std::uint8_t proto, std::uint64_t pkts, std::uint64_t bytes, std::uint32_t ifindex = 7) {
+    analysis::FlowRecord f;
     f.key = makeKey(src, dst, sport, dport, proto, ifindex, NP_DIR_INGRESS);
-    f.interface = "veth" + std::to_string(ifindex);
     f.packets = f.interval_packets = pkts;
     f.bytes = f.interval_bytes = bytes;
     return f;
 }
 
-collector::Snapshot snapWithConnections() {
-    collector::Snapshot s;
+using netprobe::testing::TestState;
+
+// The views the main pipeline publishes for a state: its Grouping stage run on it.
+analysis::Views grouped(const TestState& t, const analysis::Attribution* a) {
+    auto v = t.views();
+    std::shared_ptr<const analysis::Attribution> attr(a, [](const analysis::Attribution*) {});
+    analysis::Grouping g(a ? attr : nullptr, {});
+    g.run(*v.snapshot, v);
+    return v;
+}
+std::string flowsJson(const TestState& t, const metrics::FlowQuery& q, const analysis::Attribution* a = nullptr) {
+    return metrics::flowsJson(grouped(t, a), q, a);
+}
+json containersJson(const TestState& t, const analysis::Attribution* a) { return metrics::containersJson(grouped(t, a), a); }
+json connectionsJson(const TestState& t, const metrics::ConnectionQuery& q, const analysis::Attribution* a) {
+    return metrics::connectionsJson(t.snap, q, a);
+}
+std::vector<collector::FlowSample> samplesOf(const TestState& t) {
+    std::vector<collector::FlowSample> out;
+    for (const auto& f : t.flows)
+        out.push_back(netprobe::testing::makeSample(f.key, f.interval_packets, f.interval_bytes, 1, 1));
+    return out;
+}
+
+TestState snapWithConnections() {
+    TestState t;
+    auto& s = t.snap;
     s.sequence = 1;
     auto st = std::make_shared<ebpf::StackStats>();
     st->features.connections = true;
@@ -116,12 +142,12 @@ collector::Snapshot snapWithConnections() {
     // unknown cgroup
     st->connections.push_back(conn("198.18.6.3", 50001, "198.18.9.9", 443, 999));
     s.stack = st;
-    s.flows.push_back(flowRec("198.18.5.1", 40000, "198.18.5.2", 8080, 6, 5, 500));
-    s.flows.push_back(flowRec("198.18.5.2", 8080, "198.18.5.1", 40000, 6, 4, 300));
-    s.flows.push_back(flowRec("198.18.6.2", 50000, "198.18.9.9", 443, 6, 3, 200));
-    s.flows.push_back(flowRec("198.18.6.2", 50000, "198.18.9.9", 443, 17, 3, 200));  // UDP: no connection
-    s.flows.push_back(flowRec("198.18.7.1", 1, "198.18.7.2", 2, 6, 1, 60));          // no record
-    return s;
+    t.flows.push_back(flowRec("198.18.5.1", 40000, "198.18.5.2", 8080, 6, 5, 500));
+    t.flows.push_back(flowRec("198.18.5.2", 8080, "198.18.5.1", 40000, 6, 4, 300));
+    t.flows.push_back(flowRec("198.18.6.2", 50000, "198.18.9.9", 443, 6, 3, 200));
+    t.flows.push_back(flowRec("198.18.6.2", 50000, "198.18.9.9", 443, 17, 3, 200));  // UDP: no connection
+    t.flows.push_back(flowRec("198.18.7.1", 1, "198.18.7.2", 2, 6, 1, 60));          // no record
+    return t;
 }
 
 std::map<std::string, json> flowsBy(const json& doc) {
@@ -136,7 +162,7 @@ std::map<std::string, json> flowsBy(const json& doc) {
 TEST(ConnectionsContainers, FieldsFromTheCgroup) {
     FakeAttribution attr;
     auto s = snapWithConnections();
-    auto doc = metrics::connectionsJson(s, *metrics::parseConnectionQuery({}, 100, 1000), &attr);
+    auto doc = connectionsJson(s, *metrics::parseConnectionQuery({}, 100, 1000), &attr);
     ASSERT_EQ(doc["connections"].size(), 4u);
     const auto& client = doc["connections"][0];
     EXPECT_EQ(client["cgroup_path"], "/");
@@ -160,14 +186,14 @@ TEST(ConnectionsContainers, FieldsFromTheCgroup) {
     EXPECT_EQ(unknown["cgroup_id"], 999);
     EXPECT_EQ(attr.container_lookups, 4);  // one per distinct cgroup id
     // without an attribution: only the id
-    auto bare = metrics::connectionsJson(s, *metrics::parseConnectionQuery({}, 100, 1000));
+    auto bare = connectionsJson(s, *metrics::parseConnectionQuery({}, 100, 1000), nullptr);
     EXPECT_FALSE(bare["connections"][1].contains("container_id"));
     EXPECT_EQ(bare["connections"][1]["cgroup_id"], 100);
 }
 
 TEST(FlowsContainers, MatchedByFiveTuple) {
     FakeAttribution attr;
-    auto doc = json::parse(metrics::flowsJson(snapWithConnections(), metrics::FlowQuery{}, &attr));
+    auto doc = json::parse(flowsJson(snapWithConnections(), metrics::FlowQuery{}, &attr));
     auto by = flowsBy(doc);
     ASSERT_EQ(by.size(), 5u);
     // client -> server: the sender is in the root cgroup (no container), the receiver in kCid
@@ -189,11 +215,11 @@ TEST(FlowsContainers, MatchedByFiveTuple) {
         EXPECT_FALSE(by.at(k).contains("src_container_id")) << k;
     }
     // no attribution, or no stack monitor: no container fields
-    auto bare = flowsBy(json::parse(metrics::flowsJson(snapWithConnections(), metrics::FlowQuery{})));
+    auto bare = flowsBy(json::parse(flowsJson(snapWithConnections(), metrics::FlowQuery{})));
     EXPECT_FALSE(bare.at("198.18.5.1>198.18.5.2/tcp").contains("container_id"));
     auto nostack = snapWithConnections();
-    nostack.stack.reset();
-    auto ns = flowsBy(json::parse(metrics::flowsJson(nostack, metrics::FlowQuery{}, &attr)));
+    nostack.snap.stack.reset();
+    auto ns = flowsBy(json::parse(flowsJson(nostack, metrics::FlowQuery{}, &attr)));
     EXPECT_FALSE(ns.at("198.18.5.1>198.18.5.2/tcp").contains("container_id"));
 }
 
@@ -231,22 +257,26 @@ TEST(InterfacesPeer, VethPeerNamespaceAndPod) {
 }
 
 TEST(PodsJson, HostInterfaces) {
-    metrics::LocalPod p;
+    analysis::LocalPod p;
     p.ns = "shop";
     p.name = "web-1";
     p.uid = kUid;
     p.host_interfaces = {"veth7"};
-    std::vector<metrics::LocalPod> pods{p};
-    collector::Snapshot s;
-    auto doc = json::parse(metrics::podsJson(s, metrics::podTraffic(s, pods), true, true));
+    TestState t;
+    auto g = std::make_shared<analysis::GroupView>();
+    g->attribution = g->kubernetes = g->synced = true;
+    g->pods = {p};
+    g->pod_traffic = analysis::podTraffic({}, g->pods);
+    t.groups = g;
+    auto doc = json::parse(metrics::podsJson(t.views()));
     EXPECT_EQ(doc["pods"][0]["host_interfaces"], json::array({"veth7"}));
 }
 
 namespace {
 
-collector::Snapshot workloadSnap(std::uint64_t seq) {
-    collector::Snapshot s;
-    s.sequence = seq;
+TestState workloadSnap(std::uint64_t seq) {
+    TestState s;
+    s.snap.sequence = seq;
     // ui -> web seen on two veths (one packet stream), web -> ui, ui -> outside, outside -> outside
     s.flows.push_back(flowRec("10.244.0.5", 40000, "10.244.0.6", 8080, 6, 10, 5000, 2));
     s.flows.push_back(flowRec("10.244.0.5", 40000, "10.244.0.6", 8080, 6, 10, 5000, 3));
@@ -256,7 +286,7 @@ collector::Snapshot workloadSnap(std::uint64_t seq) {
     return s;
 }
 
-std::map<std::string, std::uint64_t> bytesByPair(const std::vector<metrics::WorkloadTraffic>& t) {
+std::map<std::string, std::uint64_t> bytesByPair(const std::vector<analysis::WorkloadTraffic>& t) {
     std::map<std::string, std::uint64_t> out;
     for (const auto& w : t)
         out[w.pair.src.ns + "/" + w.pair.src.name + ">" + w.pair.dst.ns + "/" + w.pair.dst.name] = w.bytes;
@@ -268,19 +298,17 @@ std::map<std::string, std::uint64_t> bytesByPair(const std::vector<metrics::Work
 TEST(WorkloadCounters, CountsPairsOnceAndMonotonically) {
     FakeAttribution attr;
     attr.pods = {{"frontend", "ui-1", "ui", "10.244.0.5"}, {"shop", "web-1", "web", "10.244.0.6"}};
-    metrics::WorkloadCounters wc;
-    wc.observe(workloadSnap(1), attr);
+    analysis::WorkloadCounters wc;
+    wc.observe(samplesOf(workloadSnap(1)), attr);
     auto b = bytesByPair(wc.traffic());
     EXPECT_EQ(b, (std::map<std::string, std::uint64_t>{{"frontend/ui>shop/web", 5000},
                                                        {"shop/web>frontend/ui", 800},
                                                        {"frontend/ui>/external", 100}}));
-    wc.observe(workloadSnap(1), attr);  // the same collection again: not counted twice
-    EXPECT_EQ(bytesByPair(wc.traffic())["frontend/ui>shop/web"], 5000u);
-    wc.observe(workloadSnap(2), attr);
+    wc.observe(samplesOf(workloadSnap(2)), attr);
     EXPECT_EQ(bytesByPair(wc.traffic())["frontend/ui>shop/web"], 10000u);
     auto empty = workloadSnap(3);
     empty.flows.clear();  // flows expired: the totals stay
-    wc.observe(empty, attr);
+    wc.observe(samplesOf(empty), attr);
     EXPECT_EQ(bytesByPair(wc.traffic())["frontend/ui>shop/web"], 10000u);
     for (const auto& t : wc.traffic())
         if (t.pair.dst.name == "web") {
@@ -291,18 +319,18 @@ TEST(WorkloadCounters, CountsPairsOnceAndMonotonically) {
 TEST(WorkloadCounters, PairsOfAGoneWorkloadDisappear) {
     FakeAttribution attr;
     attr.pods = {{"frontend", "ui-1", "ui", "10.244.0.5"}, {"shop", "web-1", "web", "10.244.0.6"}};
-    metrics::WorkloadCounters wc;
-    wc.observe(workloadSnap(1), attr);
+    analysis::WorkloadCounters wc;
+    wc.observe(samplesOf(workloadSnap(1)), attr);
     ASSERT_EQ(wc.traffic().size(), 3u);
     attr.pods.pop_back();  // every web pod is gone
     auto s = workloadSnap(2);
     s.flows.clear();
-    wc.observe(s, attr);
+    wc.observe(samplesOf(s), attr);
     EXPECT_EQ(bytesByPair(wc.traffic()), (std::map<std::string, std::uint64_t>{{"frontend/ui>/external", 100}}));
 }
 
 TEST(WorkloadMetrics, BudgetOtherAndPromtool) {
-    std::vector<metrics::WorkloadTraffic> t;
+    std::vector<analysis::WorkloadTraffic> t;
     for (int i = 0; i < 5; ++i)
         t.push_back({{{"ns", "src" + std::to_string(i)}, {"ns", "dst"}}, static_cast<std::uint64_t>(i + 1),
                      static_cast<std::uint64_t>((i + 1) * 100)});
@@ -347,7 +375,7 @@ TEST(WorkloadOptions, Parse) {
 TEST(ContainersJson, GroupsRecordsAndFlowsByContainer) {
     FakeAttribution attr;
     auto s = snapWithConnections();
-    auto doc = metrics::containersJson(s, &attr);
+    auto doc = containersJson(s, &attr);
     ASSERT_TRUE(doc["enabled"].get<bool>());
     ASSERT_EQ(doc["total"], 2);  // kCid (web) and kCid2 (docker); the root and unknown cgroups are not containers
     std::map<std::string, json> by;
@@ -386,8 +414,8 @@ TEST(ContainersJson, GroupsRecordsAndFlowsByContainer) {
         v.ingress_bytes = 1100;
         v.egress_packets = 22;
         v.egress_bytes = 2200;
-        m.interfaces = {v};
-        for (const auto& c : metrics::containersJson(m, &attr)["containers"]) {
+        m.snap.interfaces = {v};
+        for (const auto& c : containersJson(m, &attr)["containers"]) {
             if (c["container_id"] != kCid) {
                 EXPECT_FALSE(c.contains("netns_tx_bytes"));
                 continue;
@@ -401,15 +429,15 @@ TEST(ContainersJson, GroupsRecordsAndFlowsByContainer) {
     // the same packets seen at two hooks count once
     s.flows.push_back(s.flows[0]);
     s.flows.back().key.ifindex = 9;
-    auto twice = metrics::containersJson(s, &attr);
+    auto twice = containersJson(s, &attr);
     for (const auto& c : twice["containers"])
         if (c["container_id"] == kCid) {
             EXPECT_EQ(c["rx_bytes"], 500);
         }
 
-    EXPECT_FALSE(metrics::containersJson(s, nullptr)["enabled"].get<bool>());
-    s.stack.reset();
-    auto off = metrics::containersJson(s, &attr);
+    EXPECT_FALSE(containersJson(s, nullptr)["enabled"].get<bool>());
+    s.snap.stack.reset();
+    auto off = containersJson(s, &attr);
     EXPECT_FALSE(off["enabled"].get<bool>());
     EXPECT_EQ(off["containers"].size(), 0u);
 }
@@ -417,14 +445,14 @@ TEST(ContainersJson, GroupsRecordsAndFlowsByContainer) {
 TEST(WorkloadCounters, MaxPairsFoldsNewPairsIntoOther) {
     FakeAttribution attr;
     attr.pods = {{"frontend", "ui-1", "ui", "10.244.0.5"}, {"shop", "web-1", "web", "10.244.0.6"}};
-    metrics::WorkloadCounters wc(2);  // room for two pairs
-    wc.observe(workloadSnap(1), attr);  // three pairs: the third goes to other
+    analysis::WorkloadCounters wc(2);  // room for two pairs
+    wc.observe(samplesOf(workloadSnap(1)), attr);  // three pairs: the third goes to other
     auto t = wc.traffic();
     ASSERT_EQ(t.size(), 3u);
     std::uint64_t total = 0;
     for (const auto& w : t) total += w.bytes;
     EXPECT_EQ(total, 5000u + 800u + 100u);
-    const metrics::WorkloadPair other{{"other", "other"}, {"other", "other"}};
+    const analysis::WorkloadPair other{{"other", "other"}, {"other", "other"}};
     EXPECT_TRUE(std::any_of(t.begin(), t.end(), [&](const auto& w) { return w.pair == other; }));
     // rendered once as "other", whatever the budget
     for (std::size_t limit : {0u, 1u, 5u}) {
@@ -441,7 +469,7 @@ TEST(WorkloadCounters, MaxPairsFoldsNewPairsIntoOther) {
     attr.pods.clear();
     auto s = workloadSnap(2);
     s.flows.clear();
-    wc.observe(s, attr);
+    wc.observe(samplesOf(s), attr);
     ASSERT_EQ(wc.traffic().size(), 1u);
     EXPECT_EQ(wc.traffic()[0].pair, other);
 }
@@ -449,10 +477,10 @@ TEST(WorkloadCounters, MaxPairsFoldsNewPairsIntoOther) {
 TEST(ContainerFilter, ConnectionsAndFlows) {
     FakeAttribution attr;
     auto s = snapWithConnections();
-    auto cq = [&](std::multimap<std::string, std::string> p, const metrics::Attribution* a) {
+    auto cq = [&](std::multimap<std::string, std::string> p, const analysis::Attribution* a) {
         auto q = metrics::parseConnectionQuery(p, 100, 1000);
         EXPECT_TRUE(q) << (q ? "" : q.error());
-        return metrics::connectionsJson(s, *q, a);
+        return connectionsJson(s, *q, a);
     };
     auto web = cq({{"container", kCid}}, &attr);
     ASSERT_EQ(web["total"], 1);
@@ -464,7 +492,7 @@ TEST(ContainerFilter, ConnectionsAndFlows) {
     auto fq = [&](std::multimap<std::string, std::string> p) {
         auto q = metrics::parseFlowQuery(p, 100, 1000);
         EXPECT_TRUE(q) << (q ? "" : q.error());
-        return json::parse(metrics::flowsJson(s, *q, &attr));
+        return json::parse(flowsJson(s, *q, &attr));
     };
     auto f = fq({{"container", "aaaa"}});  // either end: the request and the answer
     EXPECT_EQ(f["total"], 2);

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "export/json_api.hpp"
+#include "metrics/json_api.hpp"
 #include "test_flows.hpp"
 
 using netprobe::metrics::FlowQuery;
@@ -14,24 +14,24 @@ std::multimap<std::string, std::string> P(std::initializer_list<std::pair<const 
     return {l};
 }
 
-netprobe::collector::Snapshot snapshotWithFlows() {
-    netprobe::collector::Snapshot s;
-    s.interval_seconds = 2.0;
-    auto add = [&](flow_key k, std::uint64_t pkts, std::uint64_t bytes, const char* ifname, std::uint8_t flags) {
-        netprobe::collector::FlowRecord r;
+netprobe::testing::TestState snapshotWithFlows() {
+    netprobe::testing::TestState t;
+    t.snap.interval_seconds = 2.0;
+    t.ifnames = {{3, "veth0"}, {4, "veth1"}};
+    auto add = [&](flow_key k, std::uint64_t pkts, std::uint64_t bytes, std::uint8_t flags) {
+        netprobe::analysis::FlowRecord r;
         r.key = k;
-        r.interface = ifname;
         r.packets = pkts;
         r.bytes = bytes;
         r.interval_packets = pkts;
         r.interval_bytes = bytes;
         r.tcp_flags = flags;
-        s.flows.push_back(r);
+        t.flows.push_back(r);
     };
-    add(makeKey("198.18.0.1", "198.18.0.2", 40000, 80, 6, 3, NP_DIR_EGRESS), 10, 5000, "veth0", 0x12);
-    add(makeKey("198.18.0.2", "198.18.0.1", 53, 41000, 17, 3, NP_DIR_INGRESS), 4, 400, "veth0", 0);
-    add(makeKey("fd6e:7072::2", "fd6e:7072::1", 0, 0, 58, 4, NP_DIR_INGRESS), 1, 90, "veth1", 0);
-    return s;
+    add(makeKey("198.18.0.1", "198.18.0.2", 40000, 80, 6, 3, NP_DIR_EGRESS), 10, 5000, 0x12);
+    add(makeKey("198.18.0.2", "198.18.0.1", 53, 41000, 17, 3, NP_DIR_INGRESS), 4, 400, 0);
+    add(makeKey("fd6e:7072::2", "fd6e:7072::1", 0, 0, 58, 4, NP_DIR_INGRESS), 1, 90, 0);
+    return t;
 }
 
 }  // namespace
@@ -66,7 +66,7 @@ TEST(FlowQuery, RejectsBadValuesNamingTheParameter) {
 }
 
 TEST(FlowsJson, FiltersLimitsAndShapesFlows) {
-    auto s = snapshotWithFlows();
+    const auto s = snapshotWithFlows().views();
     auto all = nlohmann::json::parse(flowsJson(s, *parseFlowQuery({}, 100, 10000)));
     EXPECT_EQ(all["total"], 3);
     ASSERT_EQ(all["flows"].size(), 3u);
@@ -102,15 +102,14 @@ TEST(Json, Rfc3339IsUtcWithMilliseconds) {
 }
 
 TEST(FlowsJson, OddInterfaceNamesStayValidJson) {
-    auto s = snapshotWithFlows();
-    s.flows[0].interface = std::string("we\"ird\\\n\xff\x01");
-    auto doc = nlohmann::json::parse(flowsJson(s, *parseFlowQuery(P({{"limit", "1"}}), 100, 10000)));
+    auto t = snapshotWithFlows();
+    t.ifnames[0].second = std::string("we\"ird\\\n\xff\x01");
+    auto doc = nlohmann::json::parse(flowsJson(t.views(), *parseFlowQuery(P({{"limit", "1"}}), 100, 10000)));
     EXPECT_EQ(doc["flows"][0]["interface"], "we\"ird\\\n\u00ff\u0001");
 }
 
 TEST(FlowsJson, EmptySnapshot) {
-    netprobe::collector::Snapshot s;
-    auto doc = nlohmann::json::parse(flowsJson(s, *parseFlowQuery({}, 100, 10000)));
+    auto doc = nlohmann::json::parse(flowsJson(netprobe::testing::TestState{}.views(), *parseFlowQuery({}, 100, 10000)));
     EXPECT_EQ(doc["total"], 0);
     EXPECT_TRUE(doc["flows"].empty());
 }

@@ -5,9 +5,11 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include <netprobe/metrics/attribution.hpp>
+#include <netprobe/analysis/attribution.hpp>
+#include <netprobe/analysis/grouping.hpp>
+#include <netprobe/metrics/render.hpp>
 
-#include "export/json_api.hpp"
+#include "metrics/json_api.hpp"
 #include "promtool_check.hpp"
 #include "test_flows.hpp"
 
@@ -17,8 +19,8 @@ using nlohmann::json;
 
 namespace {
 
-metrics::LocalPod pod(const std::string& ns, const std::string& name, std::vector<std::string> ips, bool host_net = false) {
-    metrics::LocalPod p;
+analysis::LocalPod pod(const std::string& ns, const std::string& name, std::vector<std::string> ips, bool host_net = false) {
+    analysis::LocalPod p;
     p.ns = ns;
     p.name = name;
     p.uid = "uid-" + name;
@@ -31,12 +33,12 @@ metrics::LocalPod pod(const std::string& ns, const std::string& name, std::vecto
 }
 
 // Attribution over fixed pods: by IP, and a "Service" 10.96.0.10:53 in kube-system.
-class FixedAttribution final : public metrics::Attribution {
+class FixedAttribution final : public analysis::Attribution {
 public:
-    explicit FixedAttribution(std::vector<metrics::LocalPod> pods) : pods_(std::move(pods)) {}
-    metrics::FlowLabels flow(const flow_key& k) const override {
-        metrics::FlowLabels l;
-        auto find = [&](const np_addr& a) -> const metrics::LocalPod* {
+    explicit FixedAttribution(std::vector<analysis::LocalPod> pods) : pods_(std::move(pods)) {}
+    analysis::FlowLabels flow(const flow_key& k) const override {
+        analysis::FlowLabels l;
+        auto find = [&](const np_addr& a) -> const analysis::LocalPod* {
             auto addr = std::bit_cast<util::Addr16>(a);
             for (const auto& p : pods_)
                 for (const auto& ip : p.ips)
@@ -49,42 +51,51 @@ public:
             l.dst_namespace = "kube-system", l.dst_service = "kube-dns";
         return l;
     }
-    std::vector<metrics::LocalPod> localPods() const override { return pods_; }
+    std::vector<analysis::LocalPod> localPods() const override { return pods_; }
     bool synced() const override { return true; }
 
 private:
-    std::vector<metrics::LocalPod> pods_;
+    std::vector<analysis::LocalPod> pods_;
 };
 
-collector::FlowRecord flow(const std::string& src, const std::string& dst, std::uint16_t dport, std::uint64_t pkts,
-                           std::uint64_t bytes, std::uint32_t ifindex = 2, std::uint8_t dir = NP_DIR_INGRESS) {
-    collector::FlowRecord f;
+analysis::FlowRecord flow(const std::string& src, const std::string& dst, std::uint16_t dport, std::uint64_t pkts,
+                          std::uint64_t bytes, std::uint32_t ifindex = 2, std::uint8_t dir = NP_DIR_INGRESS) {
+    analysis::FlowRecord f;
     f.key = makeKey(src, dst, 40000, dport, 6, ifindex, dir);
-    f.interface = "veth" + std::to_string(ifindex);
     f.packets = pkts;
     f.bytes = bytes;
     return f;
 }
 
-collector::Snapshot snapshot() {
-    collector::Snapshot s;
-    s.sequence = 2;
-    s.taken_at = std::chrono::system_clock::now();
-    // ui -> web seen on ui's veth (ingress) and on web's veth (egress): one packet stream
-    s.flows.push_back(flow("10.244.0.5", "10.244.0.6", 8080, 10, 5000, 2, NP_DIR_INGRESS));
-    s.flows.push_back(flow("10.244.0.5", "10.244.0.6", 8080, 10, 5000, 3, NP_DIR_EGRESS));
-    // web -> ui answers
-    collector::FlowRecord back = flow("10.244.0.6", "10.244.0.5", 40000, 4, 800, 3, NP_DIR_INGRESS);
-    back.key.src_port = 8080;
-    s.flows.push_back(back);
-    // ui -> kube-dns ClusterIP
-    s.flows.push_back(flow("10.244.0.5", "10.96.0.10", 53, 2, 150));
-    // unrelated
-    s.flows.push_back(flow("192.0.2.1", "192.0.2.2", 443, 7, 7000));
-    return s;
+// The flows as one interval's samples (what the grouping stage counts).
+std::vector<collector::FlowSample> samplesOf(const std::vector<analysis::FlowRecord>& flows) {
+    std::vector<collector::FlowSample> out;
+    for (const auto& f : flows) out.push_back(netprobe::testing::makeSample(f.key, f.packets, f.bytes, 1, 1));
+    return out;
 }
 
-std::vector<metrics::LocalPod> twoPods() {
+netprobe::testing::TestState state() {
+    netprobe::testing::TestState t;
+    t.snap.sequence = 2;
+    t.snap.taken_at = std::chrono::system_clock::now();
+    t.ifnames = {{2, "veth2"}, {3, "veth3"}};
+    // ui -> web seen on ui's veth (ingress) and on web's veth (egress): one packet stream
+    t.flows.push_back(flow("10.244.0.5", "10.244.0.6", 8080, 10, 5000, 2, NP_DIR_INGRESS));
+    t.flows.push_back(flow("10.244.0.5", "10.244.0.6", 8080, 10, 5000, 3, NP_DIR_EGRESS));
+    // web -> ui answers
+    analysis::FlowRecord back = flow("10.244.0.6", "10.244.0.5", 40000, 4, 800, 3, NP_DIR_INGRESS);
+    back.key.src_port = 8080;
+    t.flows.push_back(back);
+    // ui -> kube-dns ClusterIP
+    t.flows.push_back(flow("10.244.0.5", "10.96.0.10", 53, 2, 150));
+    // unrelated
+    t.flows.push_back(flow("192.0.2.1", "192.0.2.2", 443, 7, 7000));
+    return t;
+}
+
+analysis::Views snapshot() { return state().views(); }
+
+std::vector<analysis::LocalPod> twoPods() {
     return {pod("frontend", "ui-abc", {"10.244.0.5"}), pod("shop", "web-xyz", {"10.244.0.6", "fd00::6"})};
 }
 
@@ -155,7 +166,7 @@ TEST(PodTraffic, SumsBothEndsAndCountsEachTupleOnce) {
     auto pods = twoPods();
     pods.push_back(pod("kube-system", "node-exporter-1", {"10.244.0.5"}, true));  // host network: no traffic
     pods.push_back(pod("shop", "idle-1", {"10.244.0.9"}));
-    auto t = metrics::podTraffic(snapshot(), pods);
+    auto t = analysis::podTraffic(samplesOf(state().flows), pods);
     ASSERT_EQ(t.size(), 4u);
     EXPECT_EQ(t[0].pod, &pods[0]);
     // ui: tx = ui->web (5000, once) + ui->dns (150); rx = web->ui
@@ -171,7 +182,7 @@ TEST(PodTraffic, SumsBothEndsAndCountsEachTupleOnce) {
 
 TEST(PodMetrics, SeriesPerPodAndPromtool) {
     auto pods = twoPods();
-    auto text = metrics::renderPodMetrics(metrics::podTraffic(snapshot(), pods), {});
+    auto text = metrics::renderPodMetrics(analysis::podTraffic(samplesOf(state().flows), pods), {});
     EXPECT_NE(text.find("netprobe_pod_tx_bytes_total{namespace=\"frontend\",pod=\"ui-abc\"} 5150\n"), std::string::npos)
         << text;
     EXPECT_NE(text.find("netprobe_pod_rx_bytes_total{namespace=\"shop\",pod=\"web-xyz\"} 5000\n"), std::string::npos);
@@ -182,17 +193,18 @@ TEST(PodMetrics, SeriesPerPodAndPromtool) {
 }
 
 TEST(PodMetrics, BudgetAggregatesTheRestAsOther) {
-    std::vector<metrics::LocalPod> pods;
-    collector::Snapshot s;
+    std::vector<analysis::LocalPod> pods;
+    std::vector<analysis::FlowRecord> flows;
     for (int i = 0; i < 5; ++i) {
         std::string ip = "10.244.1." + std::to_string(i + 1);
         pods.push_back(pod("ns", "p" + std::to_string(i), {ip}));
-        s.flows.push_back(flow(ip, "192.0.2.1", 80, 1, static_cast<std::uint64_t>(100 * (i + 1))));
+        flows.push_back(flow(ip, "192.0.2.1", 80, 1, static_cast<std::uint64_t>(100 * (i + 1))));
     }
+    const auto s = samplesOf(flows);
     pods.push_back(pod("ns", "hostnet", {"10.0.0.1"}, true));
     metrics::PodMetricsOptions o;
     o.limit = 2;
-    auto text = metrics::renderPodMetrics(metrics::podTraffic(s, pods), o);
+    auto text = metrics::renderPodMetrics(analysis::podTraffic(s, pods), o);
     // the two busiest (p4: 500, p3: 400) keep their series; p0..p2 (100+200+300) are "other"
     EXPECT_NE(text.find("netprobe_pod_tx_bytes_total{namespace=\"ns\",pod=\"p4\"} 500\n"), std::string::npos) << text;
     EXPECT_NE(text.find("netprobe_pod_tx_bytes_total{namespace=\"ns\",pod=\"p3\"} 400\n"), std::string::npos);
@@ -203,19 +215,23 @@ TEST(PodMetrics, BudgetAggregatesTheRestAsOther) {
     auto r = netprobe::testing::promtoolCheckMetrics(text);
     EXPECT_EQ(r.exit_status, 0) << r.output;
     o.enabled = false;
-    EXPECT_EQ(metrics::renderPodMetrics(metrics::podTraffic(s, pods), o), "");
+    EXPECT_EQ(metrics::renderPodMetrics(analysis::podTraffic(s, pods), o), "");
     // a pod that is gone from the list has no series
     pods.erase(pods.begin() + 4);
     o = {};
-    text = metrics::renderPodMetrics(metrics::podTraffic(s, pods), o);
+    text = metrics::renderPodMetrics(analysis::podTraffic(s, pods), o);
     EXPECT_EQ(text.find("pod=\"p4\""), std::string::npos);
     EXPECT_NE(text.find("pod=\"p3\""), std::string::npos);
 }
 
 TEST(PodsJson, ListsPodsWithTraffic) {
-    auto pods = twoPods();
-    auto s = snapshot();
-    auto doc = json::parse(metrics::podsJson(s, metrics::podTraffic(s, pods), true, true));
+    auto t = state();
+    auto g = std::make_shared<analysis::GroupView>();
+    g->attribution = g->kubernetes = g->synced = true;
+    g->pods = twoPods();
+    g->pod_traffic = analysis::podTraffic(samplesOf(t.flows), g->pods);
+    t.groups = g;
+    auto doc = json::parse(metrics::podsJson(t.views()));
     EXPECT_EQ(doc["enabled"], true);
     EXPECT_EQ(doc["synced"], true);
     EXPECT_EQ(doc["total"], 2);
@@ -231,7 +247,8 @@ TEST(PodsJson, ListsPodsWithTraffic) {
     EXPECT_EQ(ui["tx_bytes"], 5150);
     EXPECT_EQ(ui["rx_bytes"], 800);
     EXPECT_EQ(doc["pods"][1]["ips"], json::array({"10.244.0.6", "fd00::6"}));
-    auto off = json::parse(metrics::podsJson(s, {}, false, false));
+    t.groups = nullptr;
+    auto off = json::parse(metrics::podsJson(t.views()));
     EXPECT_EQ(off["enabled"], false);
     EXPECT_EQ(off["pods"], json::array());
 }
@@ -239,41 +256,26 @@ TEST(PodsJson, ListsPodsWithTraffic) {
 // The _total counters must never go down: flows leave the flow table (idle timeout,
 // eviction) but what they carried stays counted. Pods that go away are forgotten.
 TEST(PodCounters, TotalsStayMonotonicWhenFlowsExpireAndForgetDeletedPods) {
-    std::vector<metrics::LocalPod> pods = {pod("default", "web-1", {"198.18.0.2"}), pod("default", "db-1", {"198.18.0.3"})};
-    metrics::PodCounters c;
-    collector::Snapshot s1;
-    s1.sequence = 1;
+    std::vector<analysis::LocalPod> pods = {pod("default", "web-1", {"198.18.0.2"}), pod("default", "db-1", {"198.18.0.3"})};
+    analysis::PodCounters c;
     auto f = flow("198.18.0.2", "198.18.0.3", 5432, 10, 1000);
-    f.interval_packets = 10;
-    f.interval_bytes = 1000;
-    s1.flows.push_back(f);
-    c.observe(s1, pods);
-    c.observe(s1, pods);  // the same collection twice counts once
+    c.observe(samplesOf({f}), pods);
     auto t = c.traffic(pods);
     EXPECT_EQ(t[0].tx_packets, 10u);
     EXPECT_EQ(t[1].rx_bytes, 1000u);
 
-    collector::Snapshot s2;  // the flow moved 5 more packets
-    s2.sequence = 2;
-    f.packets = 15;
-    f.bytes = 1500;
-    f.interval_packets = 5;
-    f.interval_bytes = 500;
-    s2.flows.push_back(f);
-    c.observe(s2, pods);
+    f.packets = 5;  // the next interval: 5 more packets
+    f.bytes = 500;
+    c.observe(samplesOf({f}), pods);
     EXPECT_EQ(c.traffic(pods)[0].tx_packets, 15u);
 
-    collector::Snapshot s3;  // the flow expired from the table: totals stay
-    s3.sequence = 3;
-    c.observe(s3, pods);
+    c.observe({}, pods);  // no traffic: totals stay
     t = c.traffic(pods);
     EXPECT_EQ(t[0].tx_packets, 15u);
     EXPECT_EQ(t[1].rx_bytes, 1500u);
 
     pods.pop_back();  // db-1 deleted
-    collector::Snapshot s4;
-    s4.sequence = 4;
-    c.observe(s4, pods);
+    c.observe({}, pods);
     pods.push_back(pod("default", "db-1", {"198.18.0.3"}));  // a new pod with the same name starts from zero
     EXPECT_EQ(c.traffic(pods)[1].rx_bytes, 0u);
 }

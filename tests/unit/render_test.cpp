@@ -17,8 +17,9 @@ using netprobe::testing::makeKey;
 
 namespace {
 
-netprobe::collector::Snapshot sampleSnapshot(std::size_t nflows) {
-    netprobe::collector::Snapshot s;
+netprobe::testing::TestState sampleState(std::size_t nflows) {
+    netprobe::testing::TestState t;
+    auto& s = t.snap;
     s.sequence = 3;
     s.interval_seconds = 0.5;
     s.taken_at = std::chrono::system_clock::now();
@@ -36,14 +37,18 @@ netprobe::collector::Snapshot sampleSnapshot(std::size_t nflows) {
     s.malformed[NP_DIR_INGRESS][NP_MAL_TRUNCATED_TCP] = 4;
     s.map_errors[NP_MAP_FLOW_STATS] = 2;
     for (std::size_t n = 0; n < nflows; ++n) {
-        netprobe::collector::FlowRecord r;
-        r.key = makeKey("198.18.0.1", "198.18.0.2", static_cast<std::uint16_t>(n), 80, 6);
-        r.interface = "veth0";
+        netprobe::analysis::FlowRecord r;
+        r.key = makeKey("198.18.0.1", "198.18.0.2", static_cast<std::uint16_t>(n), 80, 6, 3);
         r.interval_packets = r.packets = 1;
         r.interval_bytes = r.bytes = 100 + (nflows - n);  // already sorted, descending
-        s.flows.push_back(r);
+        t.flows.push_back(r);
     }
-    return s;
+    t.ifnames = {{3, "veth0"}, {5, i.name}};
+    return t;
+}
+
+std::string render(const netprobe::testing::TestState& t, netprobe::metrics::RenderOptions o = {}) {
+    return netprobe::metrics::renderMetrics(t.views(), o);
 }
 
 using netprobe::testing::samples;
@@ -51,7 +56,7 @@ using netprobe::testing::samples;
 }  // namespace
 
 TEST(Render, SpecMetricsWithExactValues) {
-    auto text = netprobe::metrics::renderMetrics(sampleSnapshot(0), {});
+    auto text = render(sampleState(0));
     auto m = samples(text);
     const std::string lbl = R"({interface="veth\"odd\\name"})";
     EXPECT_EQ(m["netprobe_interface_rx_packets_total" + lbl], "18446744073709551615");
@@ -72,8 +77,8 @@ TEST(Render, SpecMetricsWithExactValues) {
 TEST(Render, TopFlowsAreCappedAndTheRestAggregated) {
     netprobe::metrics::RenderOptions o;
     o.top_flows = 5;
-    auto snap = sampleSnapshot(1000);
-    auto m = samples(netprobe::metrics::renderMetrics(snap, o));
+    auto snap = sampleState(1000);
+    auto m = samples(render(snap, o));
     std::size_t top = 0;
     for (const auto& [k, v] : m)
         if (k.rfind("netprobe_top_flow_bytes_rate{", 0) == 0) ++top;
@@ -86,12 +91,12 @@ TEST(Render, TopFlowsAreCappedAndTheRestAggregated) {
     ASSERT_TRUE(m.contains(other));
     EXPECT_DOUBLE_EQ(std::stod(m[other]), other_bytes / 0.5);
     // The series count does not depend on the number of flows.
-    auto m2 = samples(netprobe::metrics::renderMetrics(sampleSnapshot(20000), o));
+    auto m2 = samples(render(sampleState(20000), o));
     EXPECT_EQ(m.size(), m2.size());
 }
 
 TEST(Render, PassesPromtoolCheckMetrics) {
-    auto r = netprobe::testing::promtoolCheckMetrics(netprobe::metrics::renderMetrics(sampleSnapshot(50), {}));
+    auto r = netprobe::testing::promtoolCheckMetrics(render(sampleState(50)));
     EXPECT_EQ(r.exit_status, 0) << r.output;
     EXPECT_EQ(r.output, "") << r.output;
 }

@@ -4,11 +4,12 @@
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
-#include <netprobe/security/config.hpp>
-#include <netprobe/security/detect.hpp>
-#include <netprobe/security/monitor.hpp>
+#include <netprobe/analysis/security/config.hpp>
+#include <netprobe/analysis/security/detect.hpp>
+#include <netprobe/analysis/security/stage.hpp>
+#include <netprobe/metrics/security.hpp>
 
-namespace ns = netprobe::security;
+namespace ns = netprobe::analysis::security;
 using namespace std::chrono_literals;
 using ns::EventType;
 using ns::Finding;
@@ -572,21 +573,21 @@ TEST(SecurityConfig, DeployedConfigMapParses) {
 
 TEST(SecurityApi, EventQuery) {
     using P = std::vector<std::pair<std::string, std::string>>;
-    auto q = ns::parseEventQuery(P{{"type", "port_scan,syn_flood"}, {"limit", "5"}, {"since", "2026-11-28T18:00:00Z"}});
+    auto q = netprobe::metrics::parseEventQuery(P{{"type", "port_scan,syn_flood"}, {"limit", "5"}, {"since", "2026-11-28T18:00:00Z"}});
     ASSERT_TRUE(q) << q.error();
     EXPECT_EQ(q->types.size(), 2u);
     EXPECT_EQ(q->limit, 5u);
     EXPECT_EQ(std::chrono::duration_cast<std::chrono::seconds>(q->since->time_since_epoch()).count(), 1795888800);
-    auto u = ns::parseEventQuery(P{{"since", "1795888800.5"}});
+    auto u = netprobe::metrics::parseEventQuery(P{{"since", "1795888800.5"}});
     ASSERT_TRUE(u);
     EXPECT_EQ(std::chrono::duration_cast<std::chrono::milliseconds>(u->since->time_since_epoch()).count(),
               1795888800500);
-    auto off = ns::parseEventQuery(P{{"since", "2026-11-28T19:00:00+01:00"}});
+    auto off = netprobe::metrics::parseEventQuery(P{{"since", "2026-11-28T19:00:00+01:00"}});
     ASSERT_TRUE(off);
     EXPECT_EQ(*off->since, *q->since);
     for (const P& bad : {P{{"type", "nope"}}, P{{"since", "yesterday"}}, P{{"since", "2026-11-28T18:00:00"}},
                          P{{"limit", "0"}}, P{{"limit", "99999999"}}, P{{"limit", "5x"}}, P{{"colour", "red"}}})
-        EXPECT_FALSE(ns::parseEventQuery(bad)) << bad[0].first << "=" << bad[0].second;
+        EXPECT_FALSE(netprobe::metrics::parseEventQuery(bad)) << bad[0].first << "=" << bad[0].second;
 }
 
 TEST(SecurityApi, EventJsonFields) {
@@ -601,7 +602,7 @@ TEST(SecurityApi, EventJsonFields) {
     e.first_seen = e.last_seen = e.detected_at;
     e.evidence["scan_type"] = std::string("syn");
     e.evidence["ports_probed"] = std::int64_t{1000};
-    auto j = nlohmann::json::parse(ns::eventJson(e));
+    auto j = nlohmann::json::parse(netprobe::metrics::eventJson(e));
     EXPECT_EQ(j["type"], "port_scan");
     EXPECT_EQ(j["severity"], "high");
     EXPECT_EQ(j["src_ip"], "198.18.0.1");

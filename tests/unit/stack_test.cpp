@@ -17,7 +17,7 @@
 
 #include "metrics_text.hpp"
 #include "promtool_check.hpp"
-#include "export/json_api.hpp"
+#include "metrics/json_api.hpp"
 #include "options.hpp"
 
 namespace {
@@ -87,6 +87,12 @@ Connection makeConn(bool open, std::uint8_t origin, const char* src, std::uint16
     return c;
 }
 
+netprobe::analysis::Views viewsOf(const netprobe::collector::Snapshot& s) {
+    netprobe::analysis::Views v;
+    v.snapshot = std::make_shared<const netprobe::collector::Snapshot>(s);
+    return v;
+}
+
 netprobe::collector::Snapshot stackSnapshot() {
     netprobe::collector::Snapshot s;
     s.sequence = 1;
@@ -120,7 +126,7 @@ netprobe::collector::Snapshot stackSnapshot() {
 using netprobe::testing::samples;
 
 TEST(StackRender, CountersHistogramsDropsHooks) {
-    auto text = netprobe::metrics::renderMetrics(stackSnapshot(), {});
+    auto text = netprobe::metrics::renderMetrics(viewsOf(stackSnapshot()), {});
     auto m = samples(text);
     EXPECT_EQ(m[R"(netprobe_tcp_connections_opened_total{direction="active"})"], "5");
     EXPECT_EQ(m[R"(netprobe_tcp_connections_opened_total{direction="passive"})"], "4");
@@ -157,7 +163,7 @@ TEST(StackRender, CountersHistogramsDropsHooks) {
 }
 
 TEST(StackRender, PassesPromtool) {
-    auto r = netprobe::testing::promtoolCheckMetrics(netprobe::metrics::renderMetrics(stackSnapshot(), {}));
+    auto r = netprobe::testing::promtoolCheckMetrics(netprobe::metrics::renderMetrics(viewsOf(stackSnapshot()), {}));
     EXPECT_EQ(r.exit_status, 0) << r.output;
     EXPECT_EQ(r.output, "") << r.output;
 }

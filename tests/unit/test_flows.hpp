@@ -1,11 +1,19 @@
 // Helpers to build flow keys and records in unit tests.
 #pragma once
 
+#include <algorithm>
 #include <bit>
+#include <memory>
+#include <utility>
+#include <vector>
 #include <cstring>
 #include <string>
 
 #include <netprobe/abi.h>
+#include <netprobe/analysis/flows.hpp>
+#include <netprobe/analysis/grouping.hpp>
+#include <netprobe/analysis/pipeline.hpp>
+#include <netprobe/collector/snapshot.hpp>
 #include <netprobe/ebpf/types.hpp>
 #include <netprobe/util/ip.hpp>
 
@@ -27,9 +35,10 @@ inline flow_key makeKey(const std::string& src, const std::string& dst, std::uin
     return k;
 }
 
-inline ebpf::FlowDelta makeDelta(const flow_key& k, std::uint64_t pkts, std::uint64_t bytes, std::uint64_t first,
+// A kernel flow entry with its cumulative values.
+inline ebpf::FlowEntry makeEntry(const flow_key& k, std::uint64_t pkts, std::uint64_t bytes, std::uint64_t first,
                                  std::uint64_t last, std::uint8_t flags = 0) {
-    ebpf::FlowDelta d;
+    ebpf::FlowEntry d;
     d.key = k;
     d.stats.packets = pkts;
     d.stats.bytes = bytes;
@@ -38,5 +47,39 @@ inline ebpf::FlowDelta makeDelta(const flow_key& k, std::uint64_t pkts, std::uin
     d.stats.tcp_flags = flags;
     return d;
 }
+
+// One interval's activity of a flow, as the datapath source puts it in a snapshot.
+inline collector::FlowSample makeSample(const flow_key& k, std::uint64_t pkts, std::uint64_t bytes, std::uint64_t first,
+                                        std::uint64_t last, std::uint8_t flags = 0) {
+    collector::FlowSample s;
+    s.key = k;
+    s.packets = pkts;
+    s.bytes = bytes;
+    s.first_seen_ns = first;
+    s.last_seen_ns = last;
+    s.tcp_flags = flags;
+    return s;
+}
+
+// A snapshot and what the main pipeline's stages make of it, for the export's pure
+// functions: flow records (in the order the stage sorts them) and the group view.
+struct TestState {
+    collector::Snapshot snap;
+    std::vector<analysis::FlowRecord> flows;
+    std::vector<std::pair<std::uint32_t, std::string>> ifnames;  // ifindex -> name
+    std::shared_ptr<const analysis::GroupView> groups;
+
+    [[nodiscard]] analysis::Views views() const {
+        analysis::Views v;
+        v.snapshot = std::make_shared<const collector::Snapshot>(snap);
+        auto fv = std::make_shared<analysis::FlowView>();
+        fv->records = flows;
+        fv->interfaces = ifnames;
+        std::sort(fv->interfaces.begin(), fv->interfaces.end());
+        v.flows = std::move(fv);
+        v.groups = groups;
+        return v;
+    }
+};
 
 }  // namespace netprobe::testing

@@ -81,6 +81,7 @@ enum np_map_id {
 	NP_MAP_ICMP_STATS,
 	NP_MAP_SEC_EVENTS,  /* security ring buffer: reserve failed (event lost) */
 	NP_MAP_HOST_STATS,  /* security per-host counters: insert failed */
+	NP_MAP_SEC_FLOW_SEEN, /* security: announced-flow LRU update failed */
 	NP_MAP_ID_MAX,
 };
 
@@ -384,7 +385,7 @@ struct np_sec_event {
 	__u8 inner_proto; /* ICMP error: protocol of the quoted packet (0 if not parsed) */
 	__u16 inner_src_port;
 	__u16 inner_dst_port;
-	__u16 reserved;
+	__u16 payload_len; /* new flow: bytes after the TCP/UDP header (capped at 65535) */
 	__u32 len;        /* bytes of the packet */
 	union np_addr inner_src;
 	union np_addr inner_dst;

@@ -1,5 +1,6 @@
-// Immutable results of one collection, shared with HTTP handlers through an
-// atomic shared_ptr swap: a scrape never touches BPF maps.
+// netprobe::collector::Snapshot - what the sources read in one collection: immutable
+// once published, shared with the analysis stages and the export through an atomic
+// shared_ptr swap. A scrape never touches BPF maps.
 #pragma once
 
 #include <array>
@@ -13,10 +14,12 @@
 #include <netprobe/ebpf/cgroup_traffic.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/ebpf/types.hpp>
+#include <netprobe/util/ip.hpp>
 
 namespace netprobe::collector {
 
 using WallTime = std::chrono::system_clock::time_point;
+using MonoTime = std::chrono::steady_clock::time_point;
 
 // The spec's InterfaceStats, plus where the counters come from.
 struct InterfaceStats {
@@ -37,45 +40,84 @@ struct InterfaceStats {
     std::string xdp_mode;  // "native" | "generic" | "off" | "failed: ..."
 };
 
-struct FlowRecord {
+// One kernel flow entry's activity since the previous collection (every entry that
+// had packets, exactly once: the datapath source turns the kernel's cumulative values
+// into deltas and keeps the baselines of live entries).
+struct FlowSample {
     flow_key key{};
-    std::string interface;
-    std::uint64_t packets = 0;  // cumulative since first seen
+    std::uint64_t packets = 0;  // during the interval
     std::uint64_t bytes = 0;
-    std::uint64_t interval_packets = 0;  // during the last collect interval
-    std::uint64_t interval_bytes = 0;
-    WallTime first_seen{};
-    WallTime last_seen{};
-    std::uint8_t tcp_flags = 0;  // OR of all flags seen
+    std::uint64_t first_seen_ns = 0;  // monotonic (bpf_ktime_get_coarse_ns) of the kernel entry
+    std::uint64_t last_seen_ns = 0;
+    std::uint8_t tcp_flags = 0;  // OR of the flags the kernel entry has seen
+    bool ended = false;          // the kernel entry was removed (idle) at this collection
 };
 
-struct FlowTableHealth {
-    std::uint32_t kernel_capacity = 0;        // flow_stats max_entries
-    std::uint64_t kernel_entries = 0;         // flows in the kernel table at the last collection
-    std::uint64_t tracked = 0;                // flows held in user space
-    std::uint64_t tracked_capacity = 0;
-    std::uint64_t expired_total = 0;          // removed after the idle timeout
-    std::uint64_t evicted_total = 0;          // removed because the user table was full
+// The kernel flow table, as the datapath source manages it.
+struct KernelFlowHealth {
+    std::uint32_t capacity = 0;             // flow_stats max_entries
+    std::uint64_t entries = 0;              // entries at this collection
+    std::uint64_t removed_idle_total = 0;   // idle entries removed (their final values kept)
+    std::uint64_t remove_failures_total = 0;// removals that failed (retried; never counted twice)
+};
+
+// An address's host_stats counter deltas since the previous security collection.
+struct HostDelta {
+    util::Addr16 addr{};
+    np_host_stats delta{};
+};
+
+// Field-wise sum of host counters (np_host_stats is nine __u64 counters).
+void addHostStats(np_host_stats& to, const np_host_stats& x);
+// cur - prev, field by field; a counter below its previous value counts afresh.
+[[nodiscard]] np_host_stats hostStatsSince(const np_host_stats& cur, const np_host_stats& prev);
+
+// What the security source read: the datapath's ring records (new flows, ICMP
+// errors) since the previous collection, and per-address counter deltas.
+struct SecuritySample {
+    std::vector<np_sec_event> records;    // in arrival order
+    std::uint64_t records_total = 0;      // received since start
+    std::uint64_t records_dropped = 0;    // not queued: the user-space queue was full (since start)
+    std::vector<HostDelta> hosts;         // addresses with packets since the previous collection
+    double seconds = 0;                   // what the deltas cover (0 on the first collection)
+    std::uint64_t host_read_errors = 0;   // failed host_stats reads (since start)
+};
+
+// A source's health: its failed collections.
+struct SourceHealth {
+    std::string name;
+    std::uint64_t errors_total = 0;
+    std::string last_error;  // empty: the last collection succeeded
 };
 
 struct Snapshot {
     WallTime taken_at{};
+    MonoTime mono{};              // the same instant on the monotonic clock (injected time for stages)
     double interval_seconds = 0;  // since the previous collection (0 on the first)
     std::uint64_t sequence = 0;   // collections so far
     std::vector<InterfaceStats> interfaces;  // sorted by name
-    std::vector<FlowRecord> flows;           // sorted by interval bytes, then bytes, descending
+    std::vector<FlowSample> flows;           // the interval's flow activity (datapath source)
     std::array<std::array<ebpf::Counter, NP_PROTO_MAX>, NP_DIR_MAX> protocols{};
     std::array<std::array<std::uint64_t, NP_MAL_REASON_MAX>, NP_DIR_MAX> malformed{};
     std::array<std::uint64_t, NP_MAP_ID_MAX> map_errors{};
     std::vector<ebpf::IcmpCount> icmp;  // ICMP/ICMPv6 by direction, family, type, code
-    FlowTableHealth flow_health;
-    double collect_duration_seconds = 0;
-    std::uint64_t collect_errors_total = 0;
+    KernelFlowHealth kernel_flows;
+    std::uint64_t device_reset_failures = 0;  // counters of detached interfaces not reset (retried)
     // Socket layer, TCP health, drops, netfilter hooks; null when the stack monitor is off.
     std::shared_ptr<const ebpf::StackStats> stack;
     // Traffic of every protocol per cgroup v2 id; null when --cgroup-traffic is off or
     // the programs could not be attached.
     std::shared_ptr<const ebpf::CgroupTrafficStats> cgroup_traffic;
+    // Security analytics input; null except in the security collector's snapshots.
+    std::shared_ptr<const SecuritySample> security;
+    std::vector<SourceHealth> sources;
+    double collect_duration_seconds = 0;
+    std::uint64_t collect_errors_total = 0;
+
+    // A kernel monotonic timestamp (CLOCK_MONOTONIC ns) as wall time, relative to this
+    // snapshot's instant; epoch for 0.
+    [[nodiscard]] WallTime wallOf(std::uint64_t mono_ns) const;
+    [[nodiscard]] std::uint64_t monoNs() const;
 };
 
 }  // namespace netprobe::collector

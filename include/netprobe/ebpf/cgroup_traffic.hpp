@@ -17,6 +17,7 @@
 #include <netprobe/abi.h>
 #include <netprobe/ebpf/types.hpp>
 #include <netprobe/util/error.hpp>
+#include <netprobe/util/scheduler.hpp>
 
 namespace netprobe::ebpf {
 
@@ -33,14 +34,16 @@ struct CgroupTrafficStats {
     std::uint64_t insert_failures = 0;   // packets not counted: the kernel table was full
     std::uint64_t entries = 0;           // kernel entries at this read
     std::uint32_t capacity = 0;          // kernel max entries
-    std::uint64_t removed_total = 0;     // entries removed because their cgroup no longer exists
+    std::uint64_t removed_total = 0;     // cgroups whose entries were removed because they no longer exist
+    std::uint64_t remove_failures = 0;   // entry deletes that failed (retried at the next sweep)
     std::string cgroup_root;             // where the programs are attached
 };
 
 struct CgroupTrafficOptions {
     std::string cgroup_root;             // "" = the first cgroup2 mount of /proc/mounts
     std::uint32_t max_entries = 16384;   // (cgroup, direction, protocol) entries in the kernel
-    // How often read() walks the hierarchy to drop the entries of removed cgroups.
+    // How often a background task walks the hierarchy to drop the entries of removed
+    // cgroups (needs a scheduler).
     std::chrono::milliseconds sweep_interval{10000};
 };
 
@@ -50,16 +53,18 @@ struct CgroupTrafficOptions {
 class CgroupTrafficMonitor {
 public:
     // Loads and attaches both programs; an error (no cgroup v2 mount, no permission,
-    // a kernel without cgroup_skb links) says why, and nothing stays attached.
-    [[nodiscard]] static Result<std::unique_ptr<CgroupTrafficMonitor>> create(CgroupTrafficOptions options = {});
+    // a kernel without cgroup_skb links) says why, and nothing stays attached. With a
+    // scheduler, a task removes the entries of cgroups that no longer exist: every
+    // sweep_interval it walks the hierarchy and deletes the entries of cgroups absent
+    // from a walk begun after their entry was first seen (so a new cgroup is never
+    // mistaken for a gone one).
+    [[nodiscard]] static Result<std::unique_ptr<CgroupTrafficMonitor>> create(CgroupTrafficOptions options = {},
+                                                                               util::Scheduler* scheduler = nullptr);
     ~CgroupTrafficMonitor();
     CgroupTrafficMonitor(const CgroupTrafficMonitor&) = delete;
     CgroupTrafficMonitor& operator=(const CgroupTrafficMonitor&) = delete;
 
-    // Sums the per-CPU counters. At most every sweep_interval it also walks the
-    // hierarchy and deletes the entries of cgroups that were absent from a walk begun
-    // after their entry was first read (so a new cgroup is never mistaken for a gone one).
-    // Thread-safe (one read at a time).
+    // Sums the per-CPU counters (batch map reads only). Thread-safe.
     [[nodiscard]] Result<CgroupTrafficStats> read() const;
     [[nodiscard]] const std::string& cgroupRoot() const;
 

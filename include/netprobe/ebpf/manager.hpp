@@ -16,8 +16,11 @@
 
 #include <netprobe/ebpf/types.hpp>
 #include <netprobe/util/error.hpp>
+#include <netprobe/util/fd.hpp>
 
 namespace netprobe::ebpf {
+
+using util::UniqueFd;
 
 struct ManagerOptions {
     XdpMode xdp_mode = XdpMode::Auto;  // Auto: native, falling back to generic
@@ -54,18 +57,18 @@ public:
     [[nodiscard]] std::vector<AttachInfo> attachments() const;
     [[nodiscard]] bool isAttached(std::uint32_t ifindex) const;
 
-    // Cumulative counters (interfaces, protocols, malformed, map errors).
+    // Cumulative counters (interfaces, protocols, malformed, map errors). Counters of
+    // detached interfaces whose reset failed are retried here first.
     [[nodiscard]] Result<NetworkStats> getNetworkStats() const;
     // Reads the kernel flow table (cumulative values of each flow since its entry
     // was created), appended to out. Returns the number of entries.
-    Result<std::size_t> readFlows(std::vector<FlowDelta>& out, MapReadMode mode = MapReadMode::Batch) const;
-    // Removes one flow from the kernel table, returning its final values.
-    std::optional<np_flow_stats> removeFlow(const flow_key& key);
-    // Reads and deletes the whole kernel flow table.
-    Result<std::size_t> drainFlows(std::vector<FlowDelta>& out, MapReadMode mode = MapReadMode::Batch);
+    Result<std::size_t> readFlows(std::vector<FlowEntry>& out) const;
+    // Removes one flow from the kernel table, returning its final values; an error
+    // when the entry could not be removed (ENOENT: it was not there).
+    Result<np_flow_stats> removeFlow(const flow_key& key);
     [[nodiscard]] std::uint32_t flowTableCapacity() const;
-    // The security maps (fds owned by the Manager).
-    [[nodiscard]] SecurityMaps securityMaps() const;
+    // A duplicate of the fd of one of the datapath's maps, owned by the caller.
+    [[nodiscard]] Result<UniqueFd> mapFd(DatapathMap which) const;
     [[nodiscard]] const ManagerOptions& options() const;
 
 private:

@@ -4,8 +4,10 @@
 // monitor's own network namespace). Features the running kernel lacks are
 // disabled with one log line each; the rest keeps working.
 //
-//   auto sm = netprobe::ebpf::StackMonitor::create({});   // Result<std::unique_ptr<StackMonitor>>
-//   auto stats = (*sm)->read();                           // Result<StackStats>
+//   netprobe::util::Scheduler background;                 // reconciliation, symbol names
+//   auto sm = netprobe::ebpf::StackMonitor::create({}, &background);
+//   background.start();
+//   auto stats = (*sm)->read();                           // Result<StackStats>: map reads only
 #pragma once
 
 #include <array>
@@ -19,6 +21,7 @@
 #include <netprobe/abi.h>
 #include <netprobe/ebpf/types.hpp>
 #include <netprobe/util/error.hpp>
+#include <netprobe/util/scheduler.hpp>
 
 namespace netprobe::ebpf {
 
@@ -49,6 +52,7 @@ struct Connection {
     WallClock::time_point established{};  // epoch: never established
     WallClock::time_point end{};          // epoch: still open
     std::uint64_t sock = 0;               // identity of the kernel socket
+    std::uint64_t cookie = 0;             // socket cookie (unique while the socket lives)
 };
 
 // log2 histogram: buckets[b] counts values v with 2^(b-1) < v <= 2^b (b = 0: v <= 1).
@@ -96,6 +100,7 @@ struct StackStats {
     std::uint64_t records_reconciled = 0;
     std::uint64_t reconcile_runs = 0;      // completed comparisons with the kernel's socket list
     std::uint64_t reconcile_failures = 0;  // namespaces that could not be checked in a run
+    std::uint64_t reconcile_delete_failures = 0;  // stale records whose delete failed (retried)
     Log2Histogram srtt_us;
     Log2Histogram cwnd;
     std::vector<DropCount> drops;  // reasons with a non-zero count, by reason value
@@ -123,19 +128,24 @@ struct StackMonitorOptions {
     std::size_t max_closed = 1024;      // recently closed connections kept
     std::size_t max_open = 10000;       // open connections returned per read
     std::uint32_t conn_table_size = 65536;
-    // How often read() compares the open-connection records with the sockets that
-    // exist (inet_diag dumps of the namespaces concerned); 0 = never. A record is
-    // removed only when its socket was absent from two consecutive comparisons.
+    // How often a background task compares the open-connection records with the
+    // sockets that exist (inet_diag dumps of the namespaces concerned); 0 = never. A
+    // record is removed only when its socket was absent from two consecutive comparisons.
     std::chrono::milliseconds reconcile_interval{2000};
 };
 
 class StackMonitor {
 public:
-    [[nodiscard]] static Result<std::unique_ptr<StackMonitor>> create(StackMonitorOptions options = {});
+    // With a scheduler, the slow work runs there: the reconciliation of connection
+    // records (every reconcile_interval) and the naming of drop locations. Without
+    // one, records of missed CLOSE events stay and drop locations stay addresses.
+    [[nodiscard]] static Result<std::unique_ptr<StackMonitor>> create(StackMonitorOptions options = {},
+                                                                       util::Scheduler* scheduler = nullptr);
     ~StackMonitor();
     StackMonitor(const StackMonitor&) = delete;
     StackMonitor& operator=(const StackMonitor&) = delete;
 
+    // Map reads only (batch lookups); thread-safe.
     [[nodiscard]] Result<StackStats> read() const;
     [[nodiscard]] const StackFeatures& features() const;
 

@@ -45,27 +45,23 @@ struct NetworkStats {
     std::array<std::uint64_t, NP_MAP_ID_MAX> map_errors{};
     std::vector<IcmpCount> icmp;  // sorted by key (direction, family, type, code)
     std::chrono::steady_clock::time_point taken_at{};
+    std::uint64_t device_reset_failures = 0;  // counter resets of detached interfaces that failed (retried)
 };
 
-// A flow's activity since the previous drain, per-CPU values merged
-// (packets/bytes summed, first_seen min, last_seen max, tcp_flags OR-ed).
-struct FlowDelta {
+// One entry of the kernel flow table: its cumulative values since the entry was
+// created, per-CPU values merged (packets/bytes summed, first_seen min, last_seen max,
+// tcp_flags OR-ed).
+struct FlowEntry {
     flow_key key{};
     np_flow_stats stats{};
 };
 
-// File descriptors of the datapath's security maps (owned by the Manager; valid
-// while it lives). See bpf/lib/security.h.
-struct SecurityMaps {
-    int events = -1;       // RINGBUF of np_sec_event
-    int host_stats = -1;   // PERCPU_ARRAY slot -> np_host_slot (2-way set-associative)
-    int blocklist = -1;    // LPM_TRIE np_block_key -> np_block_value
-    int block_stats = -1;  // PERCPU_ARRAY rule_id -> np_counter
-};
+// Maps of the datapath that other modules read or write (security analytics, the
+// mitigator). They get their own duplicate of the map's fd (Manager::mapFd).
+enum class DatapathMap { SecurityEvents, HostStats, Blocklist, BlockStats };
 
 enum class XdpMode { Auto, Native, Generic, Off };
 enum class TcMode { Auto, Tcx, Clsact };
-enum class MapReadMode { Batch, PerKey };
 
 [[nodiscard]] const char* toString(XdpMode m);
 [[nodiscard]] const char* toString(TcMode m);

@@ -31,17 +31,6 @@ struct ContainerRef {
     bool operator==(const ContainerRef&) const = default;
 };
 
-// The mount point of the cgroup v2 hierarchy in /proc/mounts text (fstype "cgroup2"),
-// with octal escapes (\040) decoded; nullopt when there is none. Pure.
-[[nodiscard]] std::optional<std::string> findCgroup2Mount(std::string_view proc_mounts_text);
-// findCgroup2Mount over /proc/mounts.
-[[nodiscard]] Result<std::string> cgroup2Mount();
-// The cgroup v2 hierarchy as a path: cgroup2Mount(); else (a mount namespace without it,
-// as `ip netns exec` makes) the nearest ancestor process's mount, reached through
-// /proc/PID/root and held open in fd_out (the path is "/proc/self/fd/N/."; close fd_out
-// when done with it).
-[[nodiscard]] Result<std::string> findCgroupHierarchy(int& fd_out);
-
 // The container (and pod) a cgroup path belongs to, for any prefix before the kubelet's
 // tree (nested hierarchies, cgroup namespaces). Cgroups below a container's cgroup
 // belong to that container. Pod-level and QoS-level cgroups without a container, and

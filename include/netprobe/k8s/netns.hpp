@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include <netprobe/metrics/attribution.hpp>
+#include <netprobe/analysis/attribution.hpp>
 #include <netprobe/util/error.hpp>
 
 namespace netprobe::k8s {
@@ -19,7 +19,7 @@ namespace netprobe::k8s {
 // Links of the calling thread's namespace with IFLA_LINK_NETNSID set (peer elsewhere),
 // with their peer's name and addresses filled in when the peer namespace can be dumped.
 // Pod fields are left empty.
-[[nodiscard]] Result<std::vector<metrics::InterfaceLink>> listPeerLinks();
+[[nodiscard]] Result<std::vector<analysis::InterfaceLink>> listPeerLinks();
 
 struct NetnsFile {
     std::uint32_t inode = 0;
@@ -31,6 +31,6 @@ struct NetnsFile {
 [[nodiscard]] std::map<std::int32_t, NetnsFile> netnsIds();
 
 // The peer links with their netns inode/name resolved (listPeerLinks + netnsIds).
-[[nodiscard]] Result<std::vector<metrics::InterfaceLink>> listPeerLinksResolved();
+[[nodiscard]] Result<std::vector<analysis::InterfaceLink>> listPeerLinksResolved();
 
 }  // namespace netprobe::k8s

@@ -1,34 +1,32 @@
-// netprobe::metrics::Server - the spec's metrics server: Prometheus /metrics,
-// the JSON API (/api/v1/interfaces, /api/v1/flows) and health endpoints, all
-// served from the collector's latest snapshot.
+// netprobe::metrics::Server - the spec's metrics server: Prometheus /metrics, the JSON
+// API (/api/v1/...) and health endpoints, all answered from the latest published views
+// (no BPF syscall, no lock an analysis stage holds).
 //
+// The spec's usage - a collector and a server - collects by itself:
+//   netprobe::collector::TCCollector collector(*manager);
 //   auto cfg = netprobe::metrics::DefaultServerConfig();
 //   cfg.port = 8081;
 //   netprobe::metrics::Server server(cfg);
-//   if (auto r = server.start(collector); !r) { /* r.error().what() */ }
+//   if (auto r = server.start(collector); !r) { /* r.error().what() */ }   // starts collecting
 //   ...
-//   server.stop();
+//   server.stop();   // stops what start() started
+//
+// The agent builds its own pipeline (more sources and stages) and passes it instead.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
-#include <netprobe/collector/snapshot.hpp>
+#include <netprobe/analysis/attribution.hpp>
+#include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/collector/tc_collector.hpp>
-#include <netprobe/metrics/attribution.hpp>
-#include <netprobe/metrics/containers.hpp>
+#include <netprobe/ebpf/mitigator.hpp>
+#include <netprobe/metrics/render.hpp>
 #include <netprobe/util/error.hpp>
-
-namespace netprobe::security {
-class SecurityMonitor;
-}
+#include <netprobe/util/scheduler.hpp>
 
 namespace netprobe::metrics {
-
-struct RenderOptions {
-    std::size_t top_flows = 20;  // flows exported as series; the rest aggregated as "other"
-};
 
 struct ServerConfig {
     std::string address = "0.0.0.0";
@@ -39,20 +37,19 @@ struct ServerConfig {
     // Pod/Service attribution (Kubernetes), or host-only attribution (containers by
     // cgroup, namespaces by veth: Attribution::kubernetes() false); null: none of it,
     // /api/v1/pods answers enabled=false and no netprobe_pod_* series are exported.
-    std::shared_ptr<const Attribution> attribution;
+    std::shared_ptr<const analysis::Attribution> attribution;
     PodMetricsOptions pod_metrics;
-    // Security analytics: netprobe_security_* metrics and /api/v1/events (null: the
-    // endpoint answers enabled=false).
-    std::shared_ptr<const security::SecurityMonitor> security;
     WorkloadMetricsOptions workload_metrics;
-    // netprobe_container_* series from the per-cgroup traffic (with an attribution).
     ContainerMetricsOptions container_metrics;
+    // Security analytics: the security pipeline (netprobe_security_*, /api/v1/events;
+    // null: the endpoint answers enabled=false) and the mitigator's status (null: none).
+    std::shared_ptr<const analysis::Pipeline> security;
+    std::shared_ptr<const ebpf::Mitigator> mitigator;
+    // The background tasks' health (optional).
+    std::shared_ptr<const util::Scheduler> scheduler;
 };
 
 [[nodiscard]] ServerConfig DefaultServerConfig();
-
-// Renders a snapshot in the Prometheus text format (pure function).
-[[nodiscard]] std::string renderMetrics(const collector::Snapshot& snap, const RenderOptions& options);
 
 class Server {
 public:
@@ -61,9 +58,14 @@ public:
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
-    // Binds the port now (an error names the address and reason, e.g. in use)
-    // and serves on background threads until stop().
+    // The spec's start: sets up the analysis of the collector's snapshots (flow
+    // accounting; grouping with the configured attribution) and, unless it is already
+    // running, starts the collector (stop() stops it again). Binds the port now (an
+    // error names the address and reason, e.g. in use) and serves on background threads.
+    // The collector must outlive stop().
     Result<void> start(collector::TCCollector& collector);
+    // Serves the views of an existing pipeline; starts its collector if it is not running.
+    Result<void> start(std::shared_ptr<const analysis::Pipeline> pipeline);
     void stop();
     [[nodiscard]] std::uint16_t port() const;
 

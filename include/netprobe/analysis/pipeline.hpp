@@ -1,0 +1,96 @@
+// netprobe::analysis::Pipeline - ordered analysis stages over a collector's snapshots.
+// Each snapshot runs through every stage in order; a stage updates its own state
+// (previous state + new snapshot) and publishes an immutable view. The resulting
+// Views (the snapshot and every stage's view) are published together: an HTTP handler
+// or a sink reads one consistent set with latest(), never a lock a stage holds.
+//
+//   analysis::Pipeline main(collector);
+//   main.addStage(std::make_unique<analysis::FlowAccounting>(opts));
+//   main.addStage(std::make_unique<analysis::Grouping>(attribution, gopts));
+//   collector.start();
+//   auto v = main.latest();   // v->snapshot, v->flows, v->groups
+//
+// A new stage: derive from Stage, give Views a field for its view (forward-declared
+// here, defined in the stage's header), add it where the pipeline is built. Stages are
+// pure over their input: no BPF, no clock of their own (time comes from the snapshot).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <netprobe/collector/collector.hpp>
+#include <netprobe/collector/snapshot.hpp>
+#include <netprobe/util/publisher.hpp>
+
+namespace netprobe::analysis {
+
+struct FlowView;
+struct GroupView;
+namespace security {
+struct SecurityView;
+}
+
+// The snapshot and the views computed from it.
+struct Views {
+    std::shared_ptr<const collector::Snapshot> snapshot;  // never null once published
+    std::shared_ptr<const FlowView> flows;                // FlowAccounting
+    std::shared_ptr<const GroupView> groups;              // Grouping
+    std::shared_ptr<const security::SecurityView> security;  // security::SecurityStage
+};
+
+class Stage {
+public:
+    virtual ~Stage() = default;
+    [[nodiscard]] virtual std::string_view name() const = 0;
+    // Updates the stage's state with the snapshot and sets its view in `views` (which
+    // already holds the views of the stages before it).
+    virtual void run(const collector::Snapshot& snapshot, Views& views) = 0;
+};
+
+struct StageStats {
+    std::string name;
+    double last_seconds = 0;
+    double max_seconds = 0;
+};
+
+class Pipeline {
+public:
+    using ViewsPtr = std::shared_ptr<const Views>;
+    using Subscription = util::Publisher<ViewsPtr>::Subscription;
+
+    // Subscribes to the collector: every snapshot it publishes runs through the stages.
+    explicit Pipeline(collector::Collector& source);
+    ~Pipeline();
+    Pipeline(const Pipeline&) = delete;
+    Pipeline& operator=(const Pipeline&) = delete;
+
+    // Stages run in the order added; add them before the collector starts.
+    void addStage(std::unique_ptr<Stage> stage);
+    // Runs the stages on one snapshot (what the subscription does; also for tests).
+    ViewsPtr run(const std::shared_ptr<const collector::Snapshot>& snapshot);
+    // The views of the latest snapshot (never null: empty before the first).
+    [[nodiscard]] ViewsPtr latest() const;
+    // Sinks (the mitigator, the events log, ...): called after every run, in order.
+    [[nodiscard]] Subscription subscribe(std::function<void(const ViewsPtr&)> fn);
+    [[nodiscard]] collector::Collector& collector() const { return source_; }
+    [[nodiscard]] std::vector<StageStats> stageStats() const;
+
+private:
+    collector::Collector& source_;
+    std::mutex run_mu_;
+    std::vector<std::unique_ptr<Stage>> stages_;
+    std::vector<StageStats> stats_;  // guarded by run_mu_ (copied out under stats_mu_)
+    mutable std::mutex stats_mu_;
+    std::vector<StageStats> published_stats_;
+    std::atomic<ViewsPtr> latest_;
+    util::Publisher<ViewsPtr> sinks_;
+    collector::Collector::Subscription subscription_;
+};
+
+}  // namespace netprobe::analysis

@@ -1,0 +1,80 @@
+// The security stage: decodes the security source's records and counter deltas
+// into observations, runs the detectors, keeps the incidents and plans the
+// blocklist, and publishes it all as a SecurityView. Runs in its own pipeline, on
+// the security collector's tick (a quarter second by default).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include <netprobe/analysis/flows.hpp>
+#include <netprobe/analysis/pipeline.hpp>
+#include <netprobe/analysis/security/blocklist.hpp>
+#include <netprobe/analysis/security/config.hpp>
+#include <netprobe/analysis/security/detect.hpp>
+#include <netprobe/analysis/security/incidents.hpp>
+
+namespace netprobe::analysis::security {
+
+struct AnalyzerStats {
+    std::uint64_t new_flows = 0;             // new-flow records consumed
+    std::uint64_t unreachables = 0;          // ICMP error records consumed
+    std::uint64_t records_total = 0;         // ring records received (since start)
+    std::uint64_t records_dropped = 0;       // ring records the user-space queue could not take
+    std::uint64_t host_read_errors = 0;
+    std::uint64_t tracked_sources = 0, sources_evicted = 0;
+    std::uint64_t tracked_probes = 0, probes_dropped = 0;
+    std::uint64_t tracked_hosts = 0;
+    std::uint64_t learned_peers = 0, peers_not_learned = 0;
+    std::uint64_t evaluations = 0;
+    double last_evaluation_seconds = 0;
+};
+
+struct SecurityView {
+    MitigationMode mitigation = MitigationMode::Off;
+    std::vector<EventPtr> events;  // newest first (bounded by max_events)
+    std::array<std::uint64_t, kEventTypes> events_total{};
+    std::array<std::uint64_t, kEventTypes> active{};
+    std::vector<EventChange> changes;  // opened and ended by this evaluation
+    AnalyzerStats stats;
+    std::vector<PlannedBlock> blocklist;  // what mitigation should block now
+    std::uint64_t blocks_planned_total = 0, blocks_expired_total = 0, blocks_refused_total = 0;
+};
+
+class SecurityStage final : public Stage {
+public:
+    struct Options {
+        SecurityConfig config;
+        bool xdp_attached = true;  // false: mitigation cannot act (said once)
+        // The main pipeline's flow records: a flood's largest senders (may be empty).
+        std::function<std::shared_ptr<const FlowView>()> flows;
+    };
+    explicit SecurityStage(Options options, TimePoint started = Clock::now());
+    [[nodiscard]] std::string_view name() const override { return "security"; }
+    void run(const collector::Snapshot& snapshot, Views& views) override;
+    [[nodiscard]] const SecurityConfig& config() const { return opts_.config; }
+
+private:
+    void observe(const collector::SecuritySample& s, std::unordered_map<Addr16, std::uint64_t, AddrHash>& new_flows);
+    [[nodiscard]] std::vector<SourceShare> topSources(const Addr16& dst) const;
+    void planBlocks(const EventPtr& e, const std::vector<Addr16>& sources, WallTime now);
+
+    Options opts_;
+    ConnectionAnalyzer conn_;
+    FloodAnalyzer flood_;
+    IncidentBook book_;
+    BlocklistPlanner planner_;
+    bool mitigating_ = false;
+    AnalyzerStats stats_;
+};
+
+// Top senders to dst among flow records (packets and bytes summed per source, most
+// packets first, at most n).
+[[nodiscard]] std::vector<SourceShare> topSourcesOf(const std::vector<FlowRecord>& flows, const Addr16& dst,
+                                                   std::size_t n = 5);
+
+}  // namespace netprobe::analysis::security

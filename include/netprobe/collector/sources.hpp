@@ -1,0 +1,95 @@
+// The sources of NetProbe's snapshots: each reads one BPF component's maps.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <netprobe/collector/flow_deltas.hpp>
+#include <netprobe/collector/source.hpp>
+#include <netprobe/ebpf/cgroup_traffic.hpp>
+#include <netprobe/ebpf/manager.hpp>
+#include <netprobe/ebpf/map_io.hpp>
+#include <netprobe/ebpf/stack_monitor.hpp>
+
+namespace netprobe::collector {
+
+// The datapath's maps: interface counters (with rates), protocols, malformed packets,
+// ICMP, map errors, and the interval's flow activity. Kernel flow entries without a
+// packet for two intervals (at most the flow timeout) are removed with their final
+// values, so the table's capacity serves live flows. Required.
+class DatapathSource final : public Source {
+public:
+    DatapathSource(ebpf::Manager& manager, std::chrono::nanoseconds flow_idle_timeout,
+                   std::function<std::chrono::nanoseconds()> interval);
+    [[nodiscard]] std::string_view name() const override { return "datapath"; }
+    [[nodiscard]] bool required() const override { return true; }
+    Result<void> collect(SnapshotBuilder& b) override;
+
+private:
+    [[nodiscard]] std::uint64_t kernelIdleNs() const;
+
+    ebpf::Manager& manager_;
+    std::chrono::nanoseconds flow_idle_timeout_;
+    std::function<std::chrono::nanoseconds()> interval_;
+    FlowDeltaTracker deltas_;
+    std::vector<ebpf::DeviceCounters> prev_devices_;
+    MonoTime prev_time_{};
+    std::size_t last_entries_ = 0;  // sizes the next read's buffer
+    std::uint64_t removed_idle_ = 0, remove_failures_ = 0;
+};
+
+// Socket layer, TCP health, drops, netfilter hooks.
+class StackSource final : public Source {
+public:
+    explicit StackSource(const ebpf::StackMonitor& monitor) : monitor_(monitor) {}
+    [[nodiscard]] std::string_view name() const override { return "stack"; }
+    Result<void> collect(SnapshotBuilder& b) override;
+
+private:
+    const ebpf::StackMonitor& monitor_;
+};
+
+// Traffic of every protocol per cgroup.
+class CgroupTrafficSource final : public Source {
+public:
+    explicit CgroupTrafficSource(const ebpf::CgroupTrafficMonitor& monitor) : monitor_(monitor) {}
+    [[nodiscard]] std::string_view name() const override { return "cgroup_traffic"; }
+    Result<void> collect(SnapshotBuilder& b) override;
+
+private:
+    const ebpf::CgroupTrafficMonitor& monitor_;
+};
+
+// Security analytics input: the datapath's sec_events ring (drained continuously by a
+// thread of its own into a bounded queue; every record that does not fit is counted)
+// and the per-address host_stats counters, as deltas since the previous collection.
+class SecuritySource final : public Source {
+public:
+    [[nodiscard]] static Result<std::unique_ptr<SecuritySource>> create(const ebpf::Manager& manager,
+                                                                        std::size_t max_queued = 65536);
+    ~SecuritySource() override;
+    [[nodiscard]] std::string_view name() const override { return "security"; }
+    [[nodiscard]] bool required() const override { return true; }
+    Result<void> collect(SnapshotBuilder& b) override;
+
+private:
+    SecuritySource() = default;
+    Result<std::vector<HostDelta>> hostDeltas();
+
+    util::UniqueFd host_stats_;
+    std::size_t max_queued_ = 0;
+    std::mutex queue_mu_;
+    std::vector<np_sec_event> queue_;  // guarded by queue_mu_
+    std::uint64_t records_total_ = 0, records_dropped_ = 0;  // guarded by queue_mu_
+    std::unique_ptr<ebpf::RingReader> ring_;
+    std::vector<np_host_slot> prev_slots_, cur_slots_;  // [slot * ncpu + cpu]
+    MonoTime prev_read_{};
+    std::uint64_t host_read_errors_ = 0;
+};
+
+}  // namespace netprobe::collector

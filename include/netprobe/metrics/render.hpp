@@ -1,0 +1,70 @@
+// The Prometheus exposition of NetProbe: pure functions of a pipeline's views (the
+// snapshot and what the analysis stages made of it). Every label set is bounded: fixed
+// enums, interfaces, and top-K + "other" wherever a label comes from traffic.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <netprobe/analysis/grouping.hpp>
+#include <netprobe/analysis/pipeline.hpp>
+#include <netprobe/analysis/security/stage.hpp>
+#include <netprobe/ebpf/mitigator.hpp>
+#include <netprobe/util/scheduler.hpp>
+
+namespace netprobe::metrics {
+
+struct RenderOptions {
+    std::size_t top_flows = 20;  // flows exported as series; the rest aggregated as "other"
+};
+
+// Interfaces, protocols, malformed packets, map health, flows (top-K), the stack
+// monitor, the per-cgroup table's health, the sources' and stages' health.
+[[nodiscard]] std::string renderMetrics(const analysis::Views& views, const RenderOptions& options);
+
+// The agent's own machinery: analysis stage durations per pipeline, background tasks.
+struct PipelineHealth {
+    std::string pipeline;  // "main", "security"
+    std::vector<analysis::StageStats> stages;
+};
+[[nodiscard]] std::string renderAgentHealth(const std::vector<PipelineHealth>& pipelines,
+                                            const std::vector<util::Scheduler::TaskStats>& tasks);
+
+struct PodMetricsOptions {
+    bool enabled = true;
+    std::size_t limit = 200;  // pods with their own series; the rest summed under namespace/pod "other"
+};
+// netprobe_pod_{rx,tx}_{packets,bytes}_total{namespace,pod}: the pods with the most bytes
+// (then by namespace/name) up to options.limit, the rest summed as {namespace="other",pod="other"}.
+// Host-network pods are left out. Series exist only for pods currently known.
+[[nodiscard]] std::string renderPodMetrics(const std::vector<analysis::PodTraffic>& traffic,
+                                           const PodMetricsOptions& options);
+
+struct WorkloadMetricsOptions {
+    bool enabled = true;
+    std::size_t limit = 500;  // pairs with their own series; the rest summed under "other"
+};
+// netprobe_workload_traffic_{packets,bytes}_total{src_namespace,src_workload,dst_namespace,dst_workload}:
+// the pairs with the most bytes up to options.limit, the rest summed as workload "other".
+[[nodiscard]] std::string renderWorkloadMetrics(const std::vector<analysis::WorkloadTraffic>& traffic,
+                                                const WorkloadMetricsOptions& options);
+
+struct ContainerMetricsOptions {
+    bool enabled = true;
+    std::size_t limit = 500;  // containers with their own series; the rest summed as container_id="other"
+};
+// netprobe_container_{rx,tx}_{packets,bytes}_total{container_id,namespace,pod}: the
+// containers with the most bytes (rx + tx; then by id) up to options.limit, the rest
+// summed into {container_id="other",namespace="other",pod="other"}. namespace/pod are
+// empty without Kubernetes. Series exist only for cgroups the kernel table holds, so a
+// removed container's series disappear.
+[[nodiscard]] std::string renderContainerMetrics(const std::vector<analysis::ContainerTraffic>& traffic,
+                                                 const ContainerMetricsOptions& options);
+
+// netprobe_security_*: events, detector state, the blocklist plan and what the
+// mitigator did (status may be null: mitigation off).
+[[nodiscard]] std::string renderSecurityMetrics(const analysis::security::SecurityView& view,
+                                                const ebpf::MitigationStatus* status);
+
+}  // namespace netprobe::metrics

@@ -1,0 +1,46 @@
+#include "netprobe/collector/snapshot.hpp"
+
+#include "netprobe/collector/source.hpp"
+
+#include <array>
+#include <bit>
+
+namespace netprobe::collector {
+
+using HostCounters = std::array<std::uint64_t, 9>;
+static_assert(sizeof(np_host_stats) == sizeof(HostCounters), "np_host_stats: nine __u64 counters");
+
+void addHostStats(np_host_stats& to, const np_host_stats& x) {
+    auto a = std::bit_cast<HostCounters>(to);
+    const auto b = std::bit_cast<HostCounters>(x);
+    for (std::size_t i = 0; i < a.size(); ++i) a[i] += b[i];
+    to = std::bit_cast<np_host_stats>(a);
+}
+
+np_host_stats hostStatsSince(const np_host_stats& cur, const np_host_stats& prev) {
+    auto c = std::bit_cast<HostCounters>(cur);
+    const auto p = std::bit_cast<HostCounters>(prev);
+    for (std::size_t i = 0; i < c.size(); ++i) c[i] = c[i] >= p[i] ? c[i] - p[i] : c[i];
+    return std::bit_cast<np_host_stats>(c);
+}
+
+std::uint64_t Snapshot::monoNs() const {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(mono.time_since_epoch()).count());
+}
+
+WallTime Snapshot::wallOf(std::uint64_t mono_ns) const {
+    if (mono_ns == 0) return {};
+    const auto age = std::chrono::nanoseconds(static_cast<std::int64_t>(monoNs()) - static_cast<std::int64_t>(mono_ns));
+    return std::chrono::time_point_cast<WallTime::duration>(taken_at - age);
+}
+
+SnapshotBuilder::SnapshotBuilder(std::uint64_t sequence, MonoTime mono, WallTime wall, double interval_seconds)
+    : snap_(std::make_shared<Snapshot>()) {
+    snap_->sequence = sequence;
+    snap_->mono = mono;
+    snap_->taken_at = wall;
+    snap_->interval_seconds = interval_seconds;
+}
+
+}  // namespace netprobe::collector

@@ -1,0 +1,221 @@
+#include "netprobe/collector/sources.hpp"
+
+#include <net/if.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <map>
+#include <unordered_map>
+
+namespace netprobe::collector {
+
+namespace {
+
+double rate(std::uint64_t cur, std::uint64_t prev, double secs) {
+    if (secs <= 0 || cur < prev) return 0;
+    return static_cast<double>(cur - prev) / secs;
+}
+
+}  // namespace
+
+// ---- DatapathSource ----
+
+DatapathSource::DatapathSource(ebpf::Manager& manager, std::chrono::nanoseconds flow_idle_timeout,
+                               std::function<std::chrono::nanoseconds()> interval)
+    : manager_(manager), flow_idle_timeout_(flow_idle_timeout), interval_(std::move(interval)) {}
+
+std::uint64_t DatapathSource::kernelIdleNs() const {
+    // Two intervals without a packet, but never longer than the flow timeout.
+    auto idle = std::max<std::int64_t>(2 * interval_().count(), 1'000'000'000);
+    if (flow_idle_timeout_.count() > 0) idle = std::min<std::int64_t>(idle, flow_idle_timeout_.count());
+    return static_cast<std::uint64_t>(idle);
+}
+
+Result<void> DatapathSource::collect(SnapshotBuilder& b) {
+    auto stats = manager_.getNetworkStats();
+    if (!stats) return std::unexpected(stats.error());
+    // A local buffer: 100k entries are ~5 MiB that need not stay resident between collections.
+    std::vector<ebpf::FlowEntry> entries;
+    entries.reserve(last_entries_ + last_entries_ / 8 + 64);
+    auto read = manager_.readFlows(entries);
+    if (!read) return std::unexpected(read.error());
+    last_entries_ = entries.size();
+
+    Snapshot& snap = b.snapshot();
+    const std::uint64_t now_mono = snap.monoNs();
+    snap.flows.reserve(entries.size());
+    deltas_.update(entries, snap.flows);
+    std::vector<ebpf::FlowEntry>().swap(entries);
+    // Idle kernel entries leave the kernel table with their final values, so its
+    // capacity serves live flows. A failed removal keeps the entry's baseline (its
+    // packets are never counted twice) and is retried at the next collection.
+    for (const auto& key : deltas_.idle(now_mono, kernelIdleNs())) {
+        auto last = manager_.removeFlow(key);
+        if (last) {
+            snap.flows.push_back(deltas_.retire(key, *last));
+            ++removed_idle_;
+        } else if (last.error().code == ENOENT) {
+            deltas_.forget(key);
+        } else {
+            if (remove_failures_++ == 0) spdlog::warn("datapath: {} (retried)", last.error().what());
+        }
+    }
+    snap.kernel_flows.capacity = manager_.flowTableCapacity();
+    snap.kernel_flows.entries = *read;
+    snap.kernel_flows.removed_idle_total = removed_idle_;
+    snap.kernel_flows.remove_failures_total = remove_failures_;
+
+    const double secs = prev_time_ == MonoTime{}
+                            ? 0.0
+                            : std::chrono::duration<double>(stats->taken_at - prev_time_).count();
+    std::unordered_map<std::uint32_t, ebpf::AttachInfo> attached;
+    for (auto& a : manager_.attachments()) attached.emplace(a.ifindex, std::move(a));
+    for (const auto& d : stats->devices) {
+        auto at = attached.find(d.ifindex);
+        if (at == attached.end()) continue;  // counters of an interface being detached
+        InterfaceStats s;
+        s.name = at->second.ifname;
+        s.index = d.ifindex;
+        s.ingress_packets = d.ingress.packets;
+        s.ingress_bytes = d.ingress.bytes;
+        s.egress_packets = d.egress.packets;
+        s.egress_bytes = d.egress.bytes;
+        s.xdp_packets = d.xdp.packets;
+        s.xdp_bytes = d.xdp.bytes;
+        s.tc_mode = at->second.tc;
+        s.xdp_mode = at->second.xdp;
+        s.last_updated = snap.taken_at;
+        auto prev = std::find_if(prev_devices_.begin(), prev_devices_.end(),
+                                 [&](const auto& p) { return p.ifindex == d.ifindex; });
+        if (prev != prev_devices_.end()) {
+            s.ingress_packets_rate = rate(d.ingress.packets, prev->ingress.packets, secs);
+            s.ingress_bytes_rate = rate(d.ingress.bytes, prev->ingress.bytes, secs);
+            s.egress_packets_rate = rate(d.egress.packets, prev->egress.packets, secs);
+            s.egress_bytes_rate = rate(d.egress.bytes, prev->egress.bytes, secs);
+        }
+        snap.interfaces.push_back(std::move(s));
+        attached.erase(at);
+    }
+    // Attached interfaces that have not seen a packet yet still get a row.
+    for (const auto& [idx, a] : attached) {
+        InterfaceStats s;
+        s.name = a.ifname;
+        s.index = idx;
+        s.tc_mode = a.tc;
+        s.xdp_mode = a.xdp;
+        s.last_updated = snap.taken_at;
+        snap.interfaces.push_back(std::move(s));
+    }
+    std::sort(snap.interfaces.begin(), snap.interfaces.end(), [](const auto& x, const auto& y) { return x.name < y.name; });
+    prev_devices_ = stats->devices;
+    prev_time_ = stats->taken_at;
+
+    snap.protocols = stats->protocols;
+    snap.malformed = stats->malformed;
+    snap.map_errors = stats->map_errors;
+    snap.icmp = std::move(stats->icmp);
+    snap.device_reset_failures = stats->device_reset_failures;
+    return {};
+}
+
+// ---- StackSource, CgroupTrafficSource ----
+
+Result<void> StackSource::collect(SnapshotBuilder& b) {
+    auto st = monitor_.read();
+    if (!st) return std::unexpected(st.error());
+    b.snapshot().stack = std::make_shared<const ebpf::StackStats>(std::move(*st));
+    return {};
+}
+
+Result<void> CgroupTrafficSource::collect(SnapshotBuilder& b) {
+    auto ct = monitor_.read();
+    if (!ct) return std::unexpected(ct.error());
+    b.snapshot().cgroup_traffic = std::make_shared<const ebpf::CgroupTrafficStats>(std::move(*ct));
+    return {};
+}
+
+// ---- SecuritySource ----
+
+Result<std::unique_ptr<SecuritySource>> SecuritySource::create(const ebpf::Manager& manager, std::size_t max_queued) {
+    if (!manager.options().enable_security)
+        return std::unexpected(makeError("security: the datapath was loaded without security maps"));
+    std::unique_ptr<SecuritySource> s(new SecuritySource());
+    s->max_queued_ = max_queued;
+    auto hosts = manager.mapFd(ebpf::DatapathMap::HostStats);
+    if (!hosts) return std::unexpected(hosts.error());
+    s->host_stats_ = std::move(*hosts);
+    auto events = manager.mapFd(ebpf::DatapathMap::SecurityEvents);
+    if (!events) return std::unexpected(events.error());
+    auto ring = ebpf::RingReader::start(events->get(), "security", [raw = s.get()](std::span<const std::byte> rec) {
+        if (rec.size() < sizeof(np_sec_event)) return;
+        std::lock_guard lock(raw->queue_mu_);
+        ++raw->records_total_;
+        if (raw->queue_.size() >= raw->max_queued_) {
+            ++raw->records_dropped_;
+            return;
+        }
+        np_sec_event e;
+        std::memcpy(&e, rec.data(), sizeof e);
+        raw->queue_.push_back(e);
+    });
+    if (!ring) return std::unexpected(ring.error());
+    s->ring_ = std::move(*ring);
+    return s;
+}
+
+SecuritySource::~SecuritySource() { ring_.reset(); }
+
+Result<std::vector<HostDelta>> SecuritySource::hostDeltas() {
+    const auto ncpu = static_cast<std::size_t>(ebpf::possibleCpus());
+    cur_slots_.assign(std::size_t{NP_HOST_SLOTS} * ncpu, np_host_slot{});
+    auto r = ebpf::readPerCpuArray<np_host_slot>(host_stats_.get(), NP_HOST_SLOTS,
+                                                 [&](std::uint32_t i, std::span<const np_host_slot> v) {
+                                                     std::copy(v.begin(), v.end(), cur_slots_.begin() + i * ncpu);
+                                                 });
+    if (!r) return std::unexpected(r.error());
+    std::vector<HostDelta> out;
+    // Deltas per (slot, CPU): a slot whose owner changed counts from zero for its new owner.
+    if (prev_slots_.size() == cur_slots_.size()) {
+        std::map<util::Addr16, np_host_stats> by_addr;
+        static const np_addr kFree{};
+        for (std::size_t i = 0; i < cur_slots_.size(); ++i) {
+            const np_host_slot& c = cur_slots_[i];
+            if (std::memcmp(&c.addr, &kFree, sizeof kFree) == 0) continue;
+            const np_host_slot& p = prev_slots_[i];
+            const bool same_owner = std::memcmp(&c.addr, &p.addr, sizeof c.addr) == 0;
+            if (same_owner && c.stats.in_packets == p.stats.in_packets && c.stats.out_packets == p.stats.out_packets)
+                continue;
+            addHostStats(by_addr[std::bit_cast<util::Addr16>(c.addr)], same_owner ? hostStatsSince(c.stats, p.stats) : c.stats);
+        }
+        out.reserve(by_addr.size());
+        for (const auto& [a, d] : by_addr)
+            if (d.in_packets || d.out_packets) out.push_back({a, d});
+    }
+    std::swap(prev_slots_, cur_slots_);
+    return out;
+}
+
+Result<void> SecuritySource::collect(SnapshotBuilder& b) {
+    auto sample = std::make_shared<SecuritySample>();
+    {
+        std::lock_guard lock(queue_mu_);
+        sample->records.swap(queue_);
+        sample->records_total = records_total_;
+        sample->records_dropped = records_dropped_;
+    }
+    const auto now = b.snapshot().mono;
+    if (auto hosts = hostDeltas()) {
+        sample->hosts = std::move(*hosts);
+        sample->seconds = prev_read_ == MonoTime{} ? 0.0 : std::chrono::duration<double>(now - prev_read_).count();
+        prev_read_ = now;
+    } else {
+        if (host_read_errors_++ == 0) spdlog::warn("security: {}", hosts.error().what());
+    }
+    sample->host_read_errors = host_read_errors_;
+    b.snapshot().security = std::move(sample);
+    return {};
+}
+
+}  // namespace netprobe::collector

@@ -1,0 +1,49 @@
+// Internal: the kernel's list of TCP sockets (NETLINK_SOCK_DIAG), and the
+// reconciliation of the stack monitor's connection records with it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "netprobe/util/error.hpp"
+#include "netprobe/util/fd.hpp"
+
+namespace netprobe::ebpf {
+
+// A NETLINK_SOCK_DIAG socket of the network namespace at netns_path ("" = the
+// caller's). A socket belongs to the namespace it was created in, so a short-lived
+// thread enters the namespace (setns affects only that thread), creates it, and ends.
+Result<util::UniqueFd> sockDiagSocket(const std::string& netns_path);
+
+// Adds the cookie of every TCP socket of the socket's namespace (both families; the
+// states conn_table can hold) to cookies.
+Result<void> dumpTcpCookies(int fd, std::unordered_set<std::uint64_t>& cookies);
+
+// Files that open network namespaces, by inode: the caller's own, the names under
+// /run/netns, and the processes' (first found wins).
+std::unordered_map<std::uint32_t, std::string> netnsPaths();
+
+// Removes conn_table records whose socket no longer exists (its CLOSE was missed by
+// the kernel's recursion guard). A record is removed only when its socket (by cookie)
+// was absent from two consecutive dumps of its namespace, and only if it still
+// carries that cookie right before the delete. Run from a background task.
+class ConnReconciler {
+public:
+    explicit ConnReconciler(std::string netns_path) : netns_path_(std::move(netns_path)) {}
+    void run(int conn_table_fd);
+
+    std::atomic<std::uint64_t> removed{0};
+    std::atomic<std::uint64_t> runs{0};
+    std::atomic<std::uint64_t> failures{0};  // namespaces that could not be checked
+    std::atomic<std::uint64_t> delete_failures{0};
+
+private:
+    std::string netns_path_;  // --socket-netns: every record is of this namespace
+    std::unordered_map<std::uint64_t, std::uint64_t> suspects_;  // key -> cookie, absent in the last run
+    bool warned_ = false;
+};
+
+}  // namespace netprobe::ebpf

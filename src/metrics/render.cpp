@@ -1,0 +1,397 @@
+// renderMetrics: the datapath's, the flow accounting's and the stack monitor's series.
+#include <netprobe/analysis/flows.hpp>
+#include <netprobe/ebpf/stack_monitor.hpp>
+#include <netprobe/metrics/exposition.hpp>
+#include <netprobe/metrics/render.hpp>
+#include <netprobe/metrics/server.hpp>
+#include <netprobe/util/ip.hpp>
+
+#include <bit>
+#include <charconv>
+#include <chrono>
+#include <string>
+
+#ifndef NETPROBE_VERSION
+#define NETPROBE_VERSION "unknown"
+#endif
+
+namespace netprobe::metrics {
+
+namespace {
+
+using collector::InterfaceStats;
+using collector::Snapshot;
+
+struct IfaceMetric {
+    const char* name;
+    MetricType type;
+    const char* help;
+    bool is_rate;
+    std::uint64_t InterfaceStats::*counter;
+    double InterfaceStats::*gauge;
+};
+
+constexpr IfaceMetric kIfaceMetrics[] = {
+    {"netprobe_interface_rx_packets_total", MetricType::Counter,
+     "Packets received by the interface (TC ingress) since NetProbe attached to it.", false,
+     &InterfaceStats::ingress_packets, nullptr},
+    {"netprobe_interface_tx_packets_total", MetricType::Counter,
+     "Packets sent by the interface (TC egress) since NetProbe attached to it.", false,
+     &InterfaceStats::egress_packets, nullptr},
+    {"netprobe_interface_rx_bytes_total", MetricType::Counter,
+     "Bytes received by the interface (TC ingress, L2 frame length).", false, &InterfaceStats::ingress_bytes,
+     nullptr},
+    {"netprobe_interface_tx_bytes_total", MetricType::Counter,
+     "Bytes sent by the interface (TC egress, L2 frame length).", false, &InterfaceStats::egress_bytes, nullptr},
+    {"netprobe_interface_rx_packets_rate", MetricType::Gauge,
+     "Packets per second received over the last collect interval.", true, nullptr,
+     &InterfaceStats::ingress_packets_rate},
+    {"netprobe_interface_tx_packets_rate", MetricType::Gauge,
+     "Packets per second sent over the last collect interval.", true, nullptr,
+     &InterfaceStats::egress_packets_rate},
+    {"netprobe_interface_rx_bytes_rate", MetricType::Gauge,
+     "Bytes per second received over the last collect interval.", true, nullptr,
+     &InterfaceStats::ingress_bytes_rate},
+    {"netprobe_interface_tx_bytes_rate", MetricType::Gauge, "Bytes per second sent over the last collect interval.",
+     true, nullptr, &InterfaceStats::egress_bytes_rate},
+};
+
+std::string u16str(std::uint16_t v) { return std::to_string(v); }
+
+void renderInterfaces(ExpositionWriter& w, const Snapshot& s) {
+    for (const auto& m : kIfaceMetrics) {
+        w.family(m.name, m.type, m.help);
+        for (const auto& i : s.interfaces) {
+            if (m.is_rate) w.sample(m.name, {{"interface", i.name}}, i.*(m.gauge));
+            else w.sample(m.name, {{"interface", i.name}}, i.*(m.counter));
+        }
+    }
+    w.family("netprobe_xdp_rx_packets_total", MetricType::Counter,
+             "Packets seen by the XDP program (driver-level receive), where XDP is attached.");
+    for (const auto& i : s.interfaces)
+        if (i.xdp_mode == "native" || i.xdp_mode == "generic")
+            w.sample("netprobe_xdp_rx_packets_total", {{"interface", i.name}}, i.xdp_packets);
+    w.family("netprobe_xdp_rx_bytes_total", MetricType::Counter, "Bytes seen by the XDP program.");
+    for (const auto& i : s.interfaces)
+        if (i.xdp_mode == "native" || i.xdp_mode == "generic")
+            w.sample("netprobe_xdp_rx_bytes_total", {{"interface", i.name}}, i.xdp_bytes);
+    w.family("netprobe_interface_attached", MetricType::Gauge,
+             "1 for every interface NetProbe is attached to, with the attachment modes.");
+    for (const auto& i : s.interfaces) {
+        std::string_view xdp = i.xdp_mode.rfind("failed", 0) == 0 ? "failed" : std::string_view(i.xdp_mode);
+        w.sample("netprobe_interface_attached", {{"interface", i.name}, {"tc_mode", i.tc_mode}, {"xdp_mode", xdp}},
+                 std::uint64_t{1});
+    }
+}
+
+void renderDatapath(ExpositionWriter& w, const Snapshot& s, const analysis::FlowHealth& h) {
+    w.family("netprobe_protocol_packets_total", MetricType::Counter,
+             "Packets by protocol class and direction (a packet counts in each class it carries).");
+    for (int d = 0; d < NP_DIR_MAX; ++d)
+        for (int c = 0; c < NP_PROTO_MAX; ++c)
+            w.sample("netprobe_protocol_packets_total",
+                     {{"direction", ebpf::directionName(d)}, {"protocol", ebpf::protoClassName(c)}},
+                     s.protocols[static_cast<std::size_t>(d)][static_cast<std::size_t>(c)].packets);
+    w.family("netprobe_protocol_bytes_total", MetricType::Counter, "Bytes by protocol class and direction.");
+    for (int d = 0; d < NP_DIR_MAX; ++d)
+        for (int c = 0; c < NP_PROTO_MAX; ++c)
+            w.sample("netprobe_protocol_bytes_total",
+                     {{"direction", ebpf::directionName(d)}, {"protocol", ebpf::protoClassName(c)}},
+                     s.protocols[static_cast<std::size_t>(d)][static_cast<std::size_t>(c)].bytes);
+    w.family("netprobe_malformed_packets_total", MetricType::Counter,
+             "Packets that failed parsing, by reason; counted in interface totals, never in a flow.");
+    for (int d = 0; d < NP_DIR_MAX; ++d)
+        for (int r = 1; r < NP_MAL_REASON_MAX; ++r)
+            w.sample("netprobe_malformed_packets_total",
+                     {{"direction", ebpf::directionName(d)}, {"reason", ebpf::malformedReasonName(r)}},
+                     s.malformed[static_cast<std::size_t>(d)][static_cast<std::size_t>(r)]);
+    w.family("netprobe_map_update_errors_total", MetricType::Counter,
+             "Failed BPF map inserts, by map (for flow_stats: packets not attributed to a flow).");
+    for (int m = 0; m < NP_MAP_ID_MAX; ++m)
+        w.sample("netprobe_map_update_errors_total", {{"map", ebpf::mapName(m)}},
+                 s.map_errors[static_cast<std::size_t>(m)]);
+    if (s.stack) {  // stack monitor: connections not tracked / drops not located (tables full)
+        w.sample("netprobe_map_update_errors_total", {{"map", "conn_table"}}, s.stack->conn_insert_failures);
+        w.sample("netprobe_map_update_errors_total", {{"map", "drop_locations"}}, s.stack->drop_location_failures);
+    }
+    if (s.cgroup_traffic)  // per-cgroup traffic: packets not counted (table full)
+        w.sample("netprobe_map_update_errors_total", {{"map", "cgroup_traffic"}}, s.cgroup_traffic->insert_failures);
+    w.family("netprobe_icmp_messages_total", MetricType::Counter,
+             "ICMP and ICMPv6 messages seen by the TC programs, by family, type, code and direction "
+             "(at most 1024 combinations are tracked; more count in netprobe_map_update_errors_total).");
+    for (const auto& i : s.icmp)
+        w.sample("netprobe_icmp_messages_total",
+                 {{"family", i.key.family == 6 ? "ipv6" : "ipv4"},
+                  {"type", std::to_string(i.key.type)},
+                  {"code", std::to_string(i.key.code)},
+                  {"direction", ebpf::directionName(i.key.direction)}},
+                 i.counter.packets);
+    const auto& k = s.kernel_flows;
+    w.family("netprobe_map_entries", MetricType::Gauge, "Entries in a BPF map at the last collection.");
+    w.sample("netprobe_map_entries", {{"map", "flow_stats"}}, k.entries);
+    if (s.cgroup_traffic) w.sample("netprobe_map_entries", {{"map", "cgroup_traffic"}}, s.cgroup_traffic->entries);
+    w.family("netprobe_map_capacity", MetricType::Gauge, "Maximum entries of a BPF map.");
+    w.sample("netprobe_map_capacity", {{"map", "flow_stats"}}, std::uint64_t{k.capacity});
+    if (s.cgroup_traffic)
+        w.sample("netprobe_map_capacity", {{"map", "cgroup_traffic"}}, std::uint64_t{s.cgroup_traffic->capacity});
+    w.family("netprobe_map_fill_ratio", MetricType::Gauge, "Entries divided by capacity at the last collection.");
+    w.sample("netprobe_map_fill_ratio", {{"map", "flow_stats"}},
+             k.capacity ? static_cast<double>(k.entries) / k.capacity : 0.0);
+    if (s.cgroup_traffic) {
+        const auto& c = *s.cgroup_traffic;
+        w.sample("netprobe_map_fill_ratio", {{"map", "cgroup_traffic"}},
+                 c.capacity ? static_cast<double>(c.entries) / c.capacity : 0.0);
+    }
+    w.family("netprobe_flows_tracked", MetricType::Gauge, "Flows held in the agent's flow table.");
+    w.sample("netprobe_flows_tracked", {}, h.tracked);
+    w.family("netprobe_flows_tracked_capacity", MetricType::Gauge, "Maximum flows the agent's flow table holds.");
+    w.sample("netprobe_flows_tracked_capacity", {}, h.tracked_capacity);
+    w.family("netprobe_flows_removed_total", MetricType::Counter,
+             "Flows removed from the agent's flow table: idle past the timeout, or evicted when full.");
+    w.sample("netprobe_flows_removed_total", {{"reason", "idle"}}, h.expired_total);
+    w.sample("netprobe_flows_removed_total", {{"reason", "evicted"}}, h.evicted_total);
+    w.family("netprobe_kernel_flows_removed_total", MetricType::Counter,
+             "Idle entries removed from the kernel flow table (flow_stats), their final values kept.");
+    w.sample("netprobe_kernel_flows_removed_total", {}, k.removed_idle_total);
+    // Map writes and deletes of user space that failed: each is retried, none is lost.
+    w.family("netprobe_map_operation_failures_total", MetricType::Counter,
+             "Failed map updates/deletes by the agent, by map and operation (each is retried).");
+    w.sample("netprobe_map_operation_failures_total", {{"map", "flow_stats"}, {"operation", "remove_idle"}},
+             k.remove_failures_total);
+    w.sample("netprobe_map_operation_failures_total", {{"map", "tc_device_stats"}, {"operation", "reset"}},
+             s.device_reset_failures);
+    if (s.stack)
+        w.sample("netprobe_map_operation_failures_total", {{"map", "conn_table"}, {"operation", "delete_stale"}},
+                 s.stack->reconcile_delete_failures);
+    if (s.cgroup_traffic)
+        w.sample("netprobe_map_operation_failures_total", {{"map", "cgroup_traffic"}, {"operation", "delete_gone"}},
+                 s.cgroup_traffic->remove_failures);
+}
+
+void renderTopFlows(ExpositionWriter& w, const Snapshot& s, const analysis::FlowView& fv, const RenderOptions& o) {
+    const double secs = s.interval_seconds > 0 ? s.interval_seconds : 0;
+    const char* kBytes = "netprobe_top_flow_bytes_rate";
+    const char* kPkts = "netprobe_top_flow_packets_rate";
+    // Flows are sorted by interval bytes: the first top_flows active ones are the top-K.
+    std::size_t k = 0;
+    std::uint64_t other_b = 0, other_p = 0;
+    struct Row {
+        std::string ip_s, ip_d, p_s, p_d, proto, ifname;
+        const analysis::FlowRecord* f;
+    };
+    std::vector<Row> rows;
+    for (const auto& f : fv.records) {
+        if (f.interval_packets == 0) break;
+        if (k < o.top_flows) {
+            rows.push_back({util::formatAddr(std::bit_cast<util::Addr16>(f.key.src_ip)),
+                            util::formatAddr(std::bit_cast<util::Addr16>(f.key.dst_ip)), u16str(f.key.src_port),
+                            u16str(f.key.dst_port), util::protocolName(f.key.proto), fv.interfaceName(f.key.ifindex),
+                            &f});
+            ++k;
+        } else {
+            other_b += f.interval_bytes;
+            other_p += f.interval_packets;
+        }
+    }
+    auto emit = [&](const char* name, bool bytes) {
+        for (const auto& r : rows) {
+            const auto& f = *r.f;
+            double v = secs > 0 ? static_cast<double>(bytes ? f.interval_bytes : f.interval_packets) / secs : 0.0;
+            w.sample(name,
+                     {{"interface", r.ifname},
+                      {"direction", ebpf::directionName(f.key.direction)},
+                      {"protocol", r.proto},
+                      {"src_ip", r.ip_s},
+                      {"src_port", r.p_s},
+                      {"dst_ip", r.ip_d},
+                      {"dst_port", r.p_d}},
+                     v);
+        }
+        double ov = secs > 0 ? static_cast<double>(bytes ? other_b : other_p) / secs : 0.0;
+        w.sample(name,
+                 {{"interface", "other"},
+                  {"direction", "other"},
+                  {"protocol", "other"},
+                  {"src_ip", "other"},
+                  {"src_port", "other"},
+                  {"dst_ip", "other"},
+                  {"dst_port", "other"}},
+                 ov);
+    };
+    w.family(kBytes, MetricType::Gauge,
+             "Bytes per second of the top-K flows over the last collect interval; all other flows summed in the "
+             "series labelled \"other\".");
+    emit(kBytes, true);
+    w.family(kPkts, MetricType::Gauge, "Packets per second of the top-K flows over the last collect interval.");
+    emit(kPkts, false);
+}
+
+// One log2 histogram (bucket b: values <= 2^b) as a Prometheus histogram; divisor
+// converts the recorded unit into the exported one (1e6: microseconds -> seconds;
+// dividing rounds correctly where multiplying by 1e-6 would not).
+void renderLog2Histogram(ExpositionWriter& w, std::string_view name, const ebpf::Log2Histogram& h,
+                         std::size_t last_bucket, double divisor) {
+    const std::string bucket = std::string(name) + "_bucket";
+    std::uint64_t cum = 0;
+    for (std::size_t b = 0; b <= last_bucket && b < NP_HIST_BUCKETS; ++b) {
+        cum += h.buckets[b];
+        char le[32];
+        auto [p, ec] = std::to_chars(le, le + sizeof le, static_cast<double>(ebpf::Log2Histogram::upperBound(b)) / divisor);
+        w.sample(bucket, {{"le", std::string_view(le, static_cast<std::size_t>(p - le))}}, cum);
+    }
+    w.sample(bucket, {{"le", "+Inf"}}, h.count());
+    w.sample(std::string(name) + "_sum", {}, static_cast<double>(h.sum) / divisor);
+    w.sample(std::string(name) + "_count", {}, h.count());
+}
+
+void renderStack(ExpositionWriter& w, const ebpf::StackStats& st) {
+    const auto& f = st.features;
+    w.family("netprobe_stack_feature_enabled", MetricType::Gauge,
+             "1 if a socket-layer / network-stack feature is active on this kernel, else 0.");
+    const std::pair<const char*, bool> feats[] = {{"connections", f.connections}, {"retransmits", f.retransmits},
+                                                  {"resets", f.resets},           {"tcp_probe", f.tcp_probe},
+                                                  {"drops", f.drops},             {"netfilter", f.netfilter}};
+    for (const auto& [n, on] : feats) w.sample("netprobe_stack_feature_enabled", {{"feature", n}}, std::uint64_t{on});
+
+    w.family("netprobe_tcp_connections_opened_total", MetricType::Counter,
+             "TCP connections established: active (connect) or passive (accepted).");
+    w.sample("netprobe_tcp_connections_opened_total", {{"direction", "active"}}, st.opened_active);
+    w.sample("netprobe_tcp_connections_opened_total", {{"direction", "passive"}}, st.opened_passive);
+    w.family("netprobe_tcp_connections_closed_total", MetricType::Counter,
+             "Established TCP connections that reached CLOSE.");
+    w.sample("netprobe_tcp_connections_closed_total", {}, st.closed);
+    w.family("netprobe_tcp_connections_failed_total", MetricType::Counter,
+             "TCP connection attempts that failed (SYN_SENT -> CLOSE).");
+    w.sample("netprobe_tcp_connections_failed_total", {}, st.failed);
+    w.family("netprobe_tcp_connections_active", MetricType::Gauge,
+             "Open TCP connections NetProbe saw opening (tracked in the kernel table), less stale records removed by "
+             "reconciliation with the kernel's socket list.");
+    w.sample("netprobe_tcp_connections_active", {}, st.tracked_open);
+    w.family("netprobe_tcp_retransmits_total", MetricType::Counter, "TCP segments retransmitted.");
+    w.sample("netprobe_tcp_retransmits_total", {}, st.retransmits);
+    w.family("netprobe_tcp_resets_total", MetricType::Counter, "TCP resets sent and received.");
+    w.sample("netprobe_tcp_resets_total", {{"direction", "sent"}}, st.resets_sent);
+    w.sample("netprobe_tcp_resets_total", {{"direction", "received"}}, st.resets_received);
+    w.family("netprobe_tcp_rtt_seconds", MetricType::Histogram,
+             "Smoothed RTT of TCP connections, sampled on every received segment (tcp:tcp_probe).");
+    renderLog2Histogram(w, "netprobe_tcp_rtt_seconds", st.srtt_us, 24, 1e6);
+    w.family("netprobe_tcp_cwnd_segments", MetricType::Histogram,
+             "Congestion window of TCP connections in segments, sampled on every received segment.");
+    renderLog2Histogram(w, "netprobe_tcp_cwnd_segments", st.cwnd, 16, 1.0);
+
+    w.family("netprobe_packet_drops_total", MetricType::Counter,
+             "Packets freed by the kernel as dropped (skb:kfree_skb), by the running kernel's drop reason.");
+    for (const auto& d : st.drops) w.sample("netprobe_packet_drops_total", {{"reason", d.name}}, d.count);
+    w.family("netprobe_packet_drop_locations_total", MetricType::Counter,
+             "Drops of the top kernel locations (function+offset that freed the packet) and reasons; at most 20 "
+             "series.");
+    for (const auto& d : st.drop_locations)
+        w.sample("netprobe_packet_drop_locations_total", {{"reason", d.reason}, {"location", d.location}}, d.count);
+
+    static constexpr const char* fams[NP_NF_FAMILY_MAX] = {"ipv4", "ipv6"};
+    auto nf = [&](const char* name, const char* help, bool bytes) {
+        w.family(name, MetricType::Counter, help);
+        if (!f.netfilter) return;
+        for (int h = 0; h < NP_NF_HOOK_MAX; ++h)
+            for (int fa = 0; fa < NP_NF_FAMILY_MAX; ++fa)
+                for (int p = 0; p < NP_NF_PROTO_MAX; ++p) {
+                    const auto& c = st.netfilter[static_cast<std::size_t>(h)][static_cast<std::size_t>(fa)]
+                                                [static_cast<std::size_t>(p)];
+                    w.sample(name,
+                             {{"hook", ebpf::netfilterHookName(h)},
+                              {"family", fams[fa]},
+                              {"protocol", ebpf::netfilterProtoName(p)}},
+                             bytes ? c.bytes : c.packets);
+                }
+    };
+    nf("netprobe_netfilter_packets_total",
+       "Packets reaching a netfilter hook of NetProbe's network namespace (counted before any table), by hook, "
+       "family and protocol.",
+       false);
+    nf("netprobe_netfilter_bytes_total", "Bytes (IP length) reaching a netfilter hook.", true);
+
+    w.family("netprobe_ringbuf_reserve_failures_total", MetricType::Counter,
+             "Ring-buffer reserves that failed in the kernel (records lost), by ring.");
+    w.sample("netprobe_ringbuf_reserve_failures_total", {{"ring", "conn_events"}}, st.ringbuf_reserve_failures);
+    w.family("netprobe_bpf_missed_events_total", MetricType::Counter,
+             "Events a stack program missed because it was already running on that CPU (kernel recursion "
+             "protection, bpf_prog_info.recursion_misses), by program.");
+    for (const auto& [prog, n] : st.missed_events)
+        w.sample("netprobe_bpf_missed_events_total", {{"program", prog}}, n);
+    w.family("netprobe_tcp_connection_records_reconciled_total", MetricType::Counter,
+             "Open-connection records removed because their socket no longer existed (a missed CLOSE event; "
+             "checked against the kernel's socket list, NETLINK_SOCK_DIAG).");
+    w.sample("netprobe_tcp_connection_records_reconciled_total", {}, st.records_reconciled);
+    w.family("netprobe_tcp_connection_reconcile_runs_total", MetricType::Counter,
+             "Comparisons of the open-connection records with the kernel's socket list.");
+    w.sample("netprobe_tcp_connection_reconcile_runs_total", {}, st.reconcile_runs);
+    w.family("netprobe_tcp_connection_reconcile_failures_total", MetricType::Counter,
+             "Network namespaces whose sockets could not be listed in a comparison (their records are kept).");
+    w.sample("netprobe_tcp_connection_reconcile_failures_total", {}, st.reconcile_failures);
+    w.family("netprobe_tcp_closed_records_evicted_total", MetricType::Counter,
+             "Closed-connection records dropped from the agent's bounded recent list.");
+    w.sample("netprobe_tcp_closed_records_evicted_total", {}, st.closed_evicted);
+}
+
+void renderAgent(ExpositionWriter& w, const Snapshot& s) {
+    w.family("netprobe_build_info", MetricType::Gauge, "Build information; always 1.");
+    w.sample("netprobe_build_info", {{"version", NETPROBE_VERSION}, {"abi_version", std::to_string(NP_ABI_VERSION)}},
+             std::uint64_t{1});
+    w.family("netprobe_collections_total", MetricType::Counter, "Collections of the BPF maps performed.");
+    w.sample("netprobe_collections_total", {}, s.sequence);
+    w.family("netprobe_collect_errors_total", MetricType::Counter, "Collections that failed.");
+    w.sample("netprobe_collect_errors_total", {}, s.collect_errors_total);
+    w.family("netprobe_collect_duration_seconds", MetricType::Gauge, "Duration of the last collection.");
+    w.sample("netprobe_collect_duration_seconds", {}, s.collect_duration_seconds);
+    w.family("netprobe_last_collect_timestamp_seconds", MetricType::Gauge,
+             "Unix time of the last collection.");
+    w.sample("netprobe_last_collect_timestamp_seconds", {},
+             s.sequence ? std::chrono::duration<double>(s.taken_at.time_since_epoch()).count() : 0.0);
+    w.family("netprobe_source_errors_total", MetricType::Counter,
+             "Failed reads of a source (its part of the snapshot was missing), by source.");
+    for (const auto& src : s.sources) w.sample("netprobe_source_errors_total", {{"source", src.name}}, src.errors_total);
+}
+
+}  // namespace
+
+std::string renderMetrics(const analysis::Views& views, const RenderOptions& options) {
+    static const Snapshot kEmpty;
+    static const analysis::FlowView kNoFlows;
+    const Snapshot& snap = views.snapshot ? *views.snapshot : kEmpty;
+    const analysis::FlowView& flows = views.flows ? *views.flows : kNoFlows;
+    ExpositionWriter w;
+    w.reserve(16384 + snap.interfaces.size() * 1024 + options.top_flows * 512);
+    renderInterfaces(w, snap);
+    renderDatapath(w, snap, flows.health);
+    if (snap.stack) renderStack(w, *snap.stack);
+    renderTopFlows(w, snap, flows, options);
+    renderAgent(w, snap);
+    return w.take();
+}
+
+std::string renderAgentHealth(const std::vector<PipelineHealth>& pipelines,
+                              const std::vector<util::Scheduler::TaskStats>& tasks) {
+    ExpositionWriter w;
+    w.family("netprobe_analysis_stage_duration_seconds", MetricType::Gauge,
+             "Duration of the last run of an analysis stage, by pipeline and stage.");
+    for (const auto& p : pipelines)
+        for (const auto& st : p.stages)
+            w.sample("netprobe_analysis_stage_duration_seconds", {{"pipeline", p.pipeline}, {"stage", st.name}},
+                     st.last_seconds);
+    w.family("netprobe_analysis_stage_duration_max_seconds", MetricType::Gauge,
+             "Longest run of an analysis stage since the agent started.");
+    for (const auto& p : pipelines)
+        for (const auto& st : p.stages)
+            w.sample("netprobe_analysis_stage_duration_max_seconds", {{"pipeline", p.pipeline}, {"stage", st.name}},
+                     st.max_seconds);
+    w.family("netprobe_background_task_runs_total", MetricType::Counter,
+             "Runs of a background task (reconciliation, cgroup walks, ...), by task.");
+    for (const auto& t : tasks) w.sample("netprobe_background_task_runs_total", {{"task", t.name}}, t.runs);
+    w.family("netprobe_background_task_duration_seconds", MetricType::Gauge, "Duration of a task's last run.");
+    for (const auto& t : tasks)
+        w.sample("netprobe_background_task_duration_seconds", {{"task", t.name}}, t.last_duration_seconds);
+    return w.take();
+}
+
+
+}  // namespace netprobe::metrics

@@ -1,0 +1,250 @@
+// The security export: events as JSON, the events log, netprobe_security_* series.
+#include <netprobe/metrics/security.hpp>
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstring>
+#include <ctime>
+
+#include <nlohmann/json.hpp>
+
+#include <netprobe/metrics/exposition.hpp>
+#include <netprobe/metrics/render.hpp>
+
+#include "metrics/json_api.hpp"
+
+namespace netprobe::metrics {
+
+using namespace analysis::security;
+
+namespace {
+
+// RFC 3339 (UTC "Z" or a numeric offset, optional fraction) or Unix seconds.
+std::optional<WallTime> parseTime(const std::string& s) {
+    double unix_s = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), unix_s);
+    if (ec == std::errc() && p == s.data() + s.size() && unix_s >= 0)
+        return WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::duration<double>(unix_s)));
+    std::tm tm{};
+    const char* rest = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!rest) return std::nullopt;
+    double frac = 0;
+    if (*rest == '.') {
+        const char* start = rest;
+        ++rest;
+        while (*rest >= '0' && *rest <= '9') ++rest;
+        frac = std::strtod(std::string(start, rest).c_str(), nullptr);
+    }
+    long offset = 0;
+    if (*rest == 'Z' || *rest == 'z') {
+        ++rest;
+    } else if (*rest == '+' || *rest == '-') {
+        int hh = 0, mm = 0;
+        if (std::sscanf(rest + 1, "%2d:%2d", &hh, &mm) != 2) return std::nullopt;
+        offset = (hh * 3600L + mm * 60L) * (*rest == '-' ? -1 : 1);
+        rest += 6;
+    } else {
+        return std::nullopt;
+    }
+    if (*rest != '\0') return std::nullopt;
+    const std::time_t t = timegm(&tm) - offset;
+    return WallTime(std::chrono::seconds(t)) +
+           std::chrono::duration_cast<WallTime::duration>(std::chrono::duration<double>(frac));
+}
+
+nlohmann::json evidenceJson(const Evidence& ev) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& [k, v] : ev) std::visit([&j, &k](const auto& x) { j[k] = x; }, v);
+    return j;
+}
+
+}  // namespace
+
+std::expected<EventQuery, std::string> parseEventQuery(const std::vector<std::pair<std::string, std::string>>& params,
+                                                       std::size_t max_limit) {
+    EventQuery q;
+    for (const auto& [k, v] : params) {
+        if (k == "since") {
+            auto t = parseTime(v);
+            if (!t) return std::unexpected("since: expected RFC 3339 time (2026-11-28T18:00:00Z) or Unix seconds, got \"" + v + "\"");
+            q.since = *t;
+        } else if (k == "type") {
+            std::string_view rest = v;
+            while (!rest.empty()) {
+                auto comma = rest.find(',');
+                auto name = rest.substr(0, comma);
+                auto t = parseEventType(name);
+                if (!t)
+                    return std::unexpected("type: unknown event type \"" + std::string(name) +
+                                           "\" (port_scan, syn_flood, udp_flood, icmp_flood, traffic_surge, "
+                                           "connection_failures, fan_out, new_peer)");
+                q.types.push_back(*t);
+                if (comma == std::string_view::npos) break;
+                rest.remove_prefix(comma + 1);
+            }
+        } else if (k == "limit") {
+            std::size_t n = 0;
+            auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+            if (ec != std::errc() || p != v.data() + v.size() || n == 0 || n > max_limit)
+                return std::unexpected("limit: expected an integer from 1 to " + std::to_string(max_limit));
+            q.limit = n;
+        } else {
+            return std::unexpected("unknown parameter \"" + k + "\" (since, type, limit)");
+        }
+    }
+    return q;
+}
+
+namespace {
+
+nlohmann::json toJson(const SecurityEvent& e) {
+    nlohmann::json j;
+    j["id"] = e.id;
+    j["type"] = toString(e.type);
+    j["severity"] = toString(e.severity);
+    j["src_ip"] = e.src ? nlohmann::json(util::formatAddr(*e.src)) : nlohmann::json(nullptr);
+    j["dst_ip"] = e.dst ? nlohmann::json(util::formatAddr(*e.dst)) : nlohmann::json(nullptr);
+    auto targets = nlohmann::json::array();
+    for (const auto& t : e.targets) targets.push_back(util::formatAddr(t));
+    j["targets"] = std::move(targets);
+    j["detected_at"] = metrics::rfc3339(e.detected_at);
+    j["first_seen"] = metrics::rfc3339(e.first_seen);
+    j["last_seen"] = metrics::rfc3339(e.last_seen);
+    j["ended_at"] = e.ended_at ? nlohmann::json(metrics::rfc3339(*e.ended_at)) : nlohmann::json(nullptr);
+    j["active"] = !e.ended_at.has_value();
+    auto ev = evidenceJson(e.evidence);
+    if (!e.top_sources.empty()) {
+        auto top = nlohmann::json::array();
+        for (const auto& s : e.top_sources)
+            top.push_back({{"ip", util::formatAddr(s.addr)}, {"packets", s.packets}, {"bytes", s.bytes}});
+        ev["top_sources"] = std::move(top);
+    }
+    j["evidence"] = std::move(ev);
+    if (!e.blocked.empty()) j["blocked"] = e.blocked;
+    return j;
+}
+
+}  // namespace
+
+std::string eventJson(const SecurityEvent& e) {
+    return toJson(e).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string eventsJson(const std::vector<EventPtr>& events, bool enabled) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& e : events) arr.push_back(toJson(*e));
+    nlohmann::json j{{"enabled", enabled}, {"count", events.size()}, {"events", std::move(arr)}};
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Result<std::unique_ptr<EventLog>> EventLog::open(const std::string& path) {
+    auto log = std::make_unique<EventLog>();
+    if (path.empty()) return log;
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) return std::unexpected(errnoError(errno, "open --events-log " + path));
+    log->file_.reset(::fdopen(fd, "a"));
+    if (!log->file_) {
+        const int e = errno;
+        ::close(fd);
+        return std::unexpected(errnoError(e, "open --events-log " + path));
+    }
+    return log;
+}
+
+void EventLog::write(const analysis::Views& views) {
+    if (!views.security) return;
+    for (const auto& ch : views.security->changes) {
+        const std::string line = eventJson(*ch.event);
+        spdlog::info("security event {}: {}", ch.what, line);
+        if (file_) {
+            std::fputs(line.c_str(), file_.get());
+            std::fputc('\n', file_.get());
+            std::fflush(file_.get());
+        }
+    }
+}
+
+std::string renderSecurityMetrics(const SecurityView& v, const ebpf::MitigationStatus* status) {
+    ExpositionWriter w;
+    auto type = [](int t) { return toString(static_cast<EventType>(t)); };
+    w.family("netprobe_security_events_total", MetricType::Counter,
+             "Security events detected, by type (an incident counts once, when detected).");
+    for (int t = 0; t < kEventTypes; ++t) w.sample("netprobe_security_events_total", {{"type", type(t)}}, v.events_total[t]);
+    w.family("netprobe_security_active_attacks", MetricType::Gauge, "Incidents in progress, by type.");
+    for (int t = 0; t < kEventTypes; ++t) w.sample("netprobe_security_active_attacks", {{"type", type(t)}}, v.active[t]);
+    const auto& st = v.stats;
+    w.family("netprobe_security_observations_total", MetricType::Counter,
+             "Datapath records the detectors consumed: first packets of new flows, ICMP unreachables.");
+    w.sample("netprobe_security_observations_total", {{"kind", "new_flow"}}, st.new_flows);
+    w.sample("netprobe_security_observations_total", {{"kind", "icmp_unreachable"}}, st.unreachables);
+    w.family("netprobe_security_records_dropped_total", MetricType::Counter,
+             "Ring records received but not analysed: the agent's queue between two evaluations was full.");
+    w.sample("netprobe_security_records_dropped_total", {}, st.records_dropped);
+    w.family("netprobe_security_tracked_sources", MetricType::Gauge, "Sources with scan/connection state (bounded).");
+    w.sample("netprobe_security_tracked_sources", {}, st.tracked_sources);
+    w.family("netprobe_security_sources_evicted_total", MetricType::Counter,
+             "Sources whose state was dropped because the source table was full.");
+    w.sample("netprobe_security_sources_evicted_total", {}, st.sources_evicted);
+    w.family("netprobe_security_tracked_probes", MetricType::Gauge,
+             "Probes (first packets of flows) held for scan detection, all sources (bounded).");
+    w.sample("netprobe_security_tracked_probes", {}, st.tracked_probes);
+    w.family("netprobe_security_probes_dropped_total", MetricType::Counter,
+             "Probes not held because a per-source or total bound was reached.");
+    w.sample("netprobe_security_probes_dropped_total", {}, st.probes_dropped);
+    w.family("netprobe_security_tracked_hosts", MetricType::Gauge, "Destinations with flood baselines (bounded).");
+    w.sample("netprobe_security_tracked_hosts", {}, st.tracked_hosts);
+    w.family("netprobe_security_learned_peers", MetricType::Gauge,
+             "Client/server pairs learned for new_peer detection (bounded by learned_max).");
+    w.sample("netprobe_security_learned_peers", {}, st.learned_peers);
+    w.family("netprobe_security_peers_not_learned_total", MetricType::Counter,
+             "Client/server pairs neither learned nor reported because learned_max was reached.");
+    w.sample("netprobe_security_peers_not_learned_total", {}, st.peers_not_learned);
+    w.family("netprobe_security_evaluations_total", MetricType::Counter, "Detector evaluations (ticks).");
+    w.sample("netprobe_security_evaluations_total", {}, st.evaluations);
+    w.family("netprobe_security_read_errors_total", MetricType::Counter, "Failed reads of the host counters.");
+    w.sample("netprobe_security_read_errors_total", {}, st.host_read_errors);
+    w.family("netprobe_security_evaluation_duration_seconds", MetricType::Gauge, "Duration of the last evaluation.");
+    w.sample("netprobe_security_evaluation_duration_seconds", {}, st.last_evaluation_seconds);
+
+    const char* mode = toString(v.mitigation);
+    w.family("netprobe_security_mitigation_mode", MetricType::Gauge, "Mitigation mode (the labelled one is 1).");
+    for (auto m : {MitigationMode::Off, MitigationMode::DryRun, MitigationMode::On})
+        w.sample("netprobe_security_mitigation_mode", {{"mode", toString(m)}}, std::uint64_t{m == v.mitigation ? 1u : 0u});
+    w.family("netprobe_security_block_rules", MetricType::Gauge,
+             "Blocklist rules: planned (what detection asks for) and in the kernel (what XDP matches).");
+    w.sample("netprobe_security_block_rules", {{"state", "planned"}}, static_cast<std::uint64_t>(v.blocklist.size()));
+    w.sample("netprobe_security_block_rules", {{"state", "installed"}},
+             static_cast<std::uint64_t>(status ? status->rules.size() : 0));
+    w.family("netprobe_security_block_rules_added_total", MetricType::Counter, "Blocklist rules planned.");
+    w.sample("netprobe_security_block_rules_added_total", {}, v.blocks_planned_total);
+    w.family("netprobe_security_block_rules_failed_total", MetricType::Counter,
+             "Blocks not planned because the blocklist was full.");
+    w.sample("netprobe_security_block_rules_failed_total", {}, v.blocks_refused_total);
+    w.family("netprobe_security_mitigation_failures_total", MetricType::Counter,
+             "Blocklist changes the kernel refused, by operation (each is retried).");
+    const std::pair<const char*, std::uint64_t> ops[] = {
+        {"insert", status ? status->insert_failures_total : 0},
+        {"delete", status ? status->delete_failures_total : 0},
+        {"reset_counters", status ? status->counter_reset_failures_total : 0},
+        {"read_counters", status ? status->counter_read_failures_total : 0}};
+    for (const auto& [op, n] : ops) w.sample("netprobe_security_mitigation_failures_total", {{"operation", op}}, n);
+    // Per rule (at most NP_BLOCK_RULES_MAX rules): what XDP matched. In dry-run the
+    // packets passed; with mitigation on they were dropped.
+    w.family("netprobe_security_blocked_packets_total", MetricType::Counter,
+             "Packets matched by a blocklist rule (dropped with mitigation on, passed in dry-run).");
+    std::uint64_t all = status ? status->retired.packets : 0;
+    if (status)
+        for (const auto& r : status->rules) {
+            w.sample("netprobe_security_blocked_packets_total", {{"cidr", r.cidr}, {"mode", mode}}, r.matched.packets);
+            all += r.matched.packets;
+        }
+    w.family("netprobe_security_blocked_packets_all_total", MetricType::Counter,
+             "Packets matched by any blocklist rule, removed rules included.");
+    w.sample("netprobe_security_blocked_packets_all_total", {{"mode", mode}}, all);
+    return w.take();
+}
+
+}  // namespace netprobe::metrics

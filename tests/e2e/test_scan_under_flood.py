@@ -1,0 +1,261 @@
+"""Port scan detection while the kernel flow table is full, and no false ACK scan
+from connections that outlive the flow timeout.
+
+A. A spoofed-source SYN flood (hping3 --rand-source: every packet a new flow) fills
+   the agent's kernel flow table (a small --flow-table-size); while the flood goes
+   on, nmap -sS probes 1000 ports from the attacker's own address. The scan must
+   still be reported: a port_scan event for nmap's source within 2 s of nmap's start
+   (a functional requirement of the detection, not a performance measurement).
+
+B. A long-lived TCP connection that stays idle for longer than --flow-timeout and
+   then carries data again in both directions is no scan: its first packets after
+   the pause are ACKs of an established connection (a new kernel flow whose first
+   packet is no SYN), and no port_scan event (in particular none with scan_type
+   "ack") may follow. Three shapes: one connection; 40 connections to 40 ports of
+   one host (more than scan.vertical_ports, 20); the same 40 with TCP keepalives
+   (bare ACKs, each one the first packet of a new kernel flow) during the pause.
+
+Topology as in test_security.py: attacker (or client) namespace <-veth-> victim
+namespace, the agent in the victim watching its end of the veth. The victim has
+no route but the veth's /30: it cannot answer the flood's random sources.
+"""
+
+import datetime
+import os
+import re
+import subprocess
+import time
+import unittest
+
+from netprobe_e2e import PYTHON, E2ETestCase, log, require_tools, run, wait_for
+
+# Short windows so a test's incidents end quickly; the thresholds are the defaults.
+CONFIG = """
+scan:
+  window: 5s
+  end_after: 1500ms
+flood:
+  end_after: 2s
+"""
+
+FLOW_TABLE = 2048
+DETECTION_WINDOW = 2.0  # seconds from nmap's start to the port_scan event
+
+
+def parse_time(s: str) -> float:
+    """RFC 3339 (the agent's: 2026-11-28T18:00:00.123Z) to Unix seconds."""
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+class ScanCase(E2ETestCase):
+    def topology(self):
+        """attacker netns <-veth-> victim netns; the agent runs in the victim."""
+        attacker = self.make_netns()
+        victim = self.make_netns()
+        self.v = self.make_veth(ns=victim, host_ns=attacker)  # v.host: attacker end, v.peer: victim end
+        return self.v
+
+    def config(self, text: str = CONFIG) -> str:
+        path = os.path.join(self.tmpdir(), "security.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def agent_in_victim(self, *extra: str):
+        self.events_log = os.path.join(self.tmpdir(), "events.jsonl")
+        return self.start_agent(f"--interface-filter={self.v.peer}", f"--security-config={self.config()}",
+                                f"--events-log={self.events_log}", *extra, netns=self.v.ns)
+
+    def events(self, agent) -> list[dict]:
+        return agent.get_json("/api/v1/events?limit=1000")["events"]
+
+
+class ScanWhileTableFull(ScanCase):
+    def test_syn_scan_reported_while_a_spoofed_flood_fills_the_flow_table(self):
+        require_tools("hping3", "nmap", "timeout", "ping")
+        v = self.topology()
+        # The kernel table is drained of entries idle for two collect intervals: 5 s
+        # (10 s idle) keeps the flood's entries in the table all through the scan.
+        agent = self.agent_in_victim("--collect-interval=5s", f"--flow-table-size={FLOW_TABLE}")
+        m = agent.metrics()
+        self.assertEqual(m.get("netprobe_map_capacity", map="flow_stats"), FLOW_TABLE)
+        errors0 = m.get("netprobe_map_update_errors_total", map="flow_stats")
+        run(["ping", "-c", "1", "-W", "2", v.peer_ip], netns=v.host_ns)  # ARP before the flood
+
+        # ~10k SYN/s from random sources to one port, bounded: 300k packets, 60 s
+        flood = self.spawn(["timeout", "60", "hping3", "-q", "-S", "--rand-source", "-p", "80", "-i", "u100",
+                            "-c", "300000", v.peer_ip], netns=v.host_ns, log_name="hping3.log", name="hping3")
+
+        def full():
+            self.assertTrue(flood.running(), f"hping3 ended early: {flood.output()}")
+            mm = agent.metrics()
+            errs = mm.get("netprobe_map_update_errors_total", map="flow_stats") - errors0
+            return (errs, mm.get("netprobe_map_entries", map="flow_stats")) if errs > 0 else None
+
+        errs, entries = wait_for(full, 20, "flow_stats insert failures (the flood filling the table)", interval=0.1)
+        log(f"flow table full: {errs:.0f} failed inserts, {entries:.0f} of {FLOW_TABLE} entries at the last collection")
+        self.assertGreaterEqual(entries, FLOW_TABLE * 0.9)
+
+        # the scan, from the attacker's own address, while the flood goes on
+        xml = os.path.join(self.tmpdir(), "nmap.xml")
+        t_start = time.time()
+        nmap = self.spawn(["timeout", "60", "nmap", "-n", "-Pn", "-T4", "-sS", "-p", "1-1000", "--max-rate", "2000",
+                           "--max-retries", "1", "-e", v.host, "-oX", xml, v.peer_ip], netns=v.host_ns,
+                          log_name="nmap.log", name="nmap")
+        found = None
+        while time.time() < t_start + DETECTION_WINDOW + 3:
+            scans = [e for e in self.events(agent) if e["type"] == "port_scan" and e["src_ip"] == v.host_ip]
+            if scans:
+                found = scans[0]
+                break
+            time.sleep(0.1)
+        flood_running = flood.running()
+        self.assertEqual(nmap.wait(60), 0, nmap.output())
+        with open(xml) as f:
+            closed = re.search(r'<extraports state="closed" count="(\d+)"', f.read())
+        m = agent.metrics()
+        errs = m.get("netprobe_map_update_errors_total", map="flow_stats") - errors0
+        others = sorted({(e["type"], e["src_ip"]) for e in self.events(agent)})
+        log(f"nmap: {closed.group(1) if closed else '?'} ports closed; flood still running at the check: "
+            f"{flood_running}; flow_stats failed inserts {errs:.0f}; new-flow observations "
+            f"{m.get_or('netprobe_security_observations_total', 0.0, kind='new_flow'):.0f}; events {others}")
+        self.assertTrue(flood_running, "the flood ended before the scan was checked")
+        if found is None:
+            self.fail(f"no port_scan event for the scanner {v.host_ip} within {DETECTION_WINDOW + 3:.0f} s of nmap's "
+                      f"start while the flow table was full ({errs:.0f} failed flow_stats inserts); events: {others}")
+        latency = parse_time(found["detected_at"]) - t_start
+        log(f"port_scan event {found['id']}: detected {latency:.2f} s after nmap started, "
+            f"evidence {found['evidence']}")
+        self.assertLessEqual(latency, DETECTION_WINDOW, f"port_scan detected {latency:.2f} s after nmap started")
+        self.assertEqual(found["dst_ip"], v.peer_ip)
+        self.assertEqual(found["evidence"]["scan_type"], "syn")
+
+
+# Runs in the victim: accepts connections on ports port..port+count-1 of ip; echoes
+# every read back.
+ECHO_SERVER = r"""
+import socket, sys, threading
+ip, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def serve(c):
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        c.sendall(d)
+    c.close()
+def listen(port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((ip, port)); s.listen(64)
+    return s
+def accept(s):
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+socks = [listen(first + i) for i in range(count)]
+for s in socks:
+    threading.Thread(target=accept, args=(s,), daemon=True).start()
+print("LISTENING", flush=True)
+threading.Event().wait(300)
+"""
+
+# Runs in the client namespace: n connections, the i-th to port first+(i % ports) of ip
+# (TCP keepalive every `keepalive` s of idleness when > 0), a few request/answer rounds
+# on each; "IDLE" once they are idle; waits (at most 120 s) until the file `go` exists,
+# then more rounds on every connection in both directions; "DONE".
+CLIENT = r"""
+import os, socket, sys, time
+ip, first, ports, n, keepalive, go = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]),
+                                      int(sys.argv[5]), sys.argv[6])
+conns = []
+for i in range(n):
+    c = socket.create_connection((ip, first + i % ports), timeout=10)
+    if keepalive:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, keepalive)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, keepalive)
+    conns.append(c)
+def rounds(k):
+    for _ in range(k):
+        for c in conns:
+            c.sendall(b"q" * 300)
+            got = 0
+            while got < 300:
+                d = c.recv(65536)
+                if not d:
+                    raise SystemExit("connection closed by the server")
+                got += len(d)
+        time.sleep(0.05)
+rounds(3)
+print("IDLE", flush=True)
+end = time.monotonic() + 120
+while not os.path.exists(go) and time.monotonic() < end:
+    time.sleep(0.05)
+rounds(20)
+print("DONE", flush=True)
+time.sleep(120)
+"""
+
+PORT = 18080
+
+
+class ResumedConnection(ScanCase):
+    def resume_after_flow_timeout(self, connections: int, ports: int, keepalive: int = 0, idle: float = 0):
+        """connections over `ports` server ports, idle past the flow timeout (with TCP
+        keepalives every `keepalive` s, when given, for `idle` s), then resumed."""
+        v = self.topology()
+        # flows idle for 3 s are forgotten (the kernel entry after two 1 s intervals)
+        agent = self.agent_in_victim("--collect-interval=1s", "--flow-timeout=3s")
+        srv = self.spawn([PYTHON, "-c", ECHO_SERVER, v.peer_ip, str(PORT), str(ports)], netns=v.ns,
+                         stdout=subprocess.PIPE, name="echo-server")
+        self.defer("echo server's stdout", srv.p.stdout.close)
+        self.assertTrue(srv.p.stdout.readline().startswith(b"LISTENING"), "the echo server did not start")
+        go = os.path.join(self.tmpdir(), "go")
+        client = self.spawn([PYTHON, "-c", CLIENT, v.peer_ip, str(PORT), str(ports), str(connections), str(keepalive),
+                             go], netns=v.host_ns, stdout=subprocess.PIPE, name="client")
+        self.defer("client's stdout", client.p.stdout.close)
+        line = client.p.stdout.readline()
+        self.assertTrue(line.startswith(b"IDLE"), f"client: {line!r}")
+        t_idle = time.monotonic()
+        flows = lambda: agent.flows(ip=v.host_ip, protocol="tcp", limit=10000)["total"]  # noqa: E731
+        obs = lambda: agent.metrics().get_or("netprobe_security_observations_total", 0.0, kind="new_flow")  # noqa
+        wait_for(lambda: flows() > 0, 10, "the connections' flows")
+        obs0 = obs()
+        if keepalive:
+            # keepalives (bare ACKs) every `keepalive` s, each one after the kernel entry
+            # went idle: a new flow whose first packet is an ACK, in both directions
+            time.sleep(idle)
+            self.assertGreaterEqual(obs() - obs0, 2 * connections, "the keepalives started no new flows")
+        else:
+            # idle past the flow timeout: the agent forgets the connections' flows
+            wait_for(lambda: flows() == 0, 30, "the idle connections' flows to be forgotten (--flow-timeout)",
+                     interval=0.2)
+            time.sleep(1)
+        log(f"{connections} connection(s) to {ports} port(s) idle for {time.monotonic() - t_idle:.1f} s "
+            f"(flow timeout 3 s, keepalive {keepalive or 'off'}); new flows meanwhile: {obs() - obs0:.0f}; resuming")
+        obs1 = obs()
+        with open(go, "w"):
+            pass
+        line = client.p.stdout.readline()
+        self.assertTrue(line.startswith(b"DONE"), f"client: {line!r}")
+        # the resumed flows are new flows again; give the detector unanswered_after and a few ticks
+        wait_for(lambda: obs() - obs1 >= 2 * connections, 10, "the resumed connections' new flows")
+        time.sleep(4)
+        evs = self.events(agent)
+        log(f"events: {[(e['type'], e['src_ip'], e['evidence'].get('scan_type')) for e in evs]}; "
+            f"new flows after the resumption {obs() - obs1:.0f}")
+        ack = [e for e in evs if e["type"] == "port_scan" and e["evidence"].get("scan_type") == "ack"]
+        self.assertEqual(ack, [], "resumed connections reported as an ACK scan")
+        self.assertEqual([e for e in evs if e["type"] == "port_scan"], [], "resumed connections reported as a scan")
+
+    def test_connection_idle_past_the_flow_timeout(self):
+        self.resume_after_flow_timeout(1, 1)
+
+    def test_connections_to_many_ports_idle_past_the_flow_timeout(self):
+        # more ports than scan.vertical_ports (20): enough to be a scan if they counted as probes
+        self.resume_after_flow_timeout(40, 40)
+
+    def test_keepalives_on_many_ports_idle_past_the_flow_timeout(self):
+        self.resume_after_flow_timeout(40, 40, keepalive=4, idle=10)
+
+if __name__ == "__main__":
+    unittest.main()
