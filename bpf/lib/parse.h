@@ -106,6 +106,7 @@ static __always_inline int np_parse_l4(void *pos, __u32 off, __u32 end_off, void
 		NP_MARK(pkt, NP_PROTO_UDP);
 		pkt->key.src_port = bpf_ntohs(udp->source);
 		pkt->key.dst_port = bpf_ntohs(udp->dest);
+		pkt->l4_off = off;
 		return NP_MAL_NONE;
 	}
 	if (proto == NP_IPPROTO_ICMP || proto == NP_IPPROTO_ICMPV6) {

@@ -48,9 +48,9 @@ struct {
 
 /* Flows already announced on sec_events (value unused). Consulted only when a packet
  * finds no flow_stats entry, so a flow is announced once: not again when it resumes
- * after user space removed its idle entry, and also when flow_stats is full (a
- * spoofed-source flood that fills it must not hide a scan). LRU: the oldest
- * announcements make room; user space sizes it before load. */
+ * after user space removed its idle entry (np_sec_new_flow), and also when flow_stats
+ * is full (a spoofed-source flood that fills it must not hide a scan). LRU: the
+ * oldest announcements make room; user space sizes it before load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct flow_key);
@@ -151,12 +151,17 @@ static __always_inline struct np_sec_event *np_sec_reserve(const struct np_packe
 }
 
 /* First packet of a TCP/UDP flow not in flow_stats (key already carries
- * ifindex/direction): announced unless sec_flow_seen says it was already. */
+ * ifindex/direction). A TCP segment that opens, refuses or probes (SYN, RST, or no
+ * ACK: FIN/NULL/Xmas) is always announced: on a reused 5-tuple it is a new attempt
+ * or a new answer. The rest (ACK-bearing segments, UDP) continue a flow: announced
+ * only when sec_flow_seen has not seen the flow yet. */
 static __always_inline void np_sec_new_flow(const struct np_packet *pkt, __u64 len)
 {
 	if (pkt->key.proto != NP_IPPROTO_TCP && pkt->key.proto != NP_IPPROTO_UDP)
 		return;
-	if (bpf_map_lookup_elem(&sec_flow_seen, &pkt->key))
+	__u8 fl = pkt->tcp_flags;
+	int opens = pkt->key.proto == NP_IPPROTO_TCP && ((fl & (NP_TCP_SYN | NP_TCP_RST)) || !(fl & NP_TCP_ACK));
+	if (!opens && bpf_map_lookup_elem(&sec_flow_seen, &pkt->key))
 		return;
 	__u32 seen = 1;
 	if (bpf_map_update_elem(&sec_flow_seen, &pkt->key, &seen, BPF_ANY))

@@ -22,33 +22,58 @@ Tuple tupleOf(const flow_key& k) {
     return {addrOf(k.src_ip), addrOf(k.dst_ip), k.src_port, k.dst_port, k.proto};
 }
 
-struct Seen {
-    std::uint64_t packets = 0, bytes = 0;
-    const flow_key* key = nullptr;
-};
+}  // namespace
 
-// One observation per 5-tuple: a packet crossing two monitored hooks is in two
-// samples (one per interface and direction); the largest is taken.
-template <class Keep>
-std::map<Tuple, Seen> perTuple(std::span<const collector::FlowSample> samples, Keep keep) {
-    std::map<Tuple, Seen> tuples;
-    for (const auto& f : samples) {
-        if (f.packets == 0) continue;
-        const Tuple t = tupleOf(f.key);
-        if (!keep(t)) continue;
-        auto& seen = tuples[t];
-        if (!seen.key) seen.key = &f.key;
-        seen.packets = std::max(seen.packets, f.packets);
-        seen.bytes = std::max(seen.bytes, f.bytes);
+// ---- one observation per 5-tuple ----
+
+PodVeths podVeths(const std::vector<LocalPod>& pods, const std::vector<collector::InterfaceStats>& interfaces) {
+    PodVeths out;
+    for (const auto& p : pods) {
+        if (p.host_network) continue;
+        for (const auto& name : p.host_interfaces)
+            for (const auto& i : interfaces)
+                if (i.name == name) {
+                    auto& ips = out[i.index];
+                    ips.insert(ips.end(), p.ips.begin(), p.ips.end());
+                }
     }
-    return tuples;
+    return out;
 }
 
-}  // namespace
+std::vector<TupleTraffic> perTuple(std::span<const collector::FlowSample> samples, const PodVeths& veths) {
+    auto owns = [&](std::uint32_t ifindex, const np_addr& a) {
+        auto it = veths.find(ifindex);
+        if (it == veths.end()) return false;
+        const auto ip = addrOf(a);
+        return std::find(it->second.begin(), it->second.end(), ip) != it->second.end();
+    };
+    // 2: at the sender's own veth, 1: at the receiver's own veth, 0: elsewhere
+    auto rank = [&](const flow_key& k) {
+        if (veths.empty()) return 0;
+        if (k.direction == NP_DIR_INGRESS && owns(k.ifindex, k.src_ip)) return 2;
+        if (k.direction == NP_DIR_EGRESS && owns(k.ifindex, k.dst_ip)) return 1;
+        return 0;
+    };
+    struct Kept {
+        TupleTraffic t;
+        int rank = -1;
+    };
+    std::map<Tuple, Kept> by;
+    for (const auto& f : samples) {
+        if (f.packets == 0) continue;
+        auto& k = by[tupleOf(f.key)];
+        const int r = rank(f.key);
+        if (r > k.rank || (r == k.rank && f.packets > k.t.packets)) k = {{f.key, f.packets, f.bytes}, r};
+    }
+    std::vector<TupleTraffic> out;
+    out.reserve(by.size());
+    for (auto& [_, k] : by) out.push_back(k.t);
+    return out;
+}
 
 // ---- pods ----
 
-std::vector<PodTraffic> podTraffic(std::span<const collector::FlowSample> samples, const std::vector<LocalPod>& pods) {
+std::vector<PodTraffic> podTraffic(std::span<const TupleTraffic> tuples, const std::vector<LocalPod>& pods) {
     std::vector<PodTraffic> out(pods.size());
     std::map<util::Addr16, std::size_t> by_ip;
     for (std::size_t i = 0; i < pods.size(); ++i) {
@@ -57,25 +82,23 @@ std::vector<PodTraffic> podTraffic(std::span<const collector::FlowSample> sample
         for (const auto& ip : pods[i].ips) by_ip.emplace(ip, i);
     }
     if (by_ip.empty()) return out;
-    const auto tuples =
-        perTuple(samples, [&](const Tuple& t) { return by_ip.contains(t.src) || by_ip.contains(t.dst); });
-    for (const auto& [t, seen] : tuples) {
-        if (auto it = by_ip.find(t.src); it != by_ip.end()) {
-            out[it->second].tx_packets += seen.packets;
-            out[it->second].tx_bytes += seen.bytes;
+    for (const auto& t : tuples) {
+        if (auto it = by_ip.find(addrOf(t.key.src_ip)); it != by_ip.end()) {
+            out[it->second].tx_packets += t.packets;
+            out[it->second].tx_bytes += t.bytes;
         }
-        if (auto it = by_ip.find(t.dst); it != by_ip.end()) {
-            out[it->second].rx_packets += seen.packets;
-            out[it->second].rx_bytes += seen.bytes;
+        if (auto it = by_ip.find(addrOf(t.key.dst_ip)); it != by_ip.end()) {
+            out[it->second].rx_packets += t.packets;
+            out[it->second].rx_bytes += t.bytes;
         }
     }
     return out;
 }
 
-void PodCounters::observe(std::span<const collector::FlowSample> samples, const std::vector<LocalPod>& pods) {
+void PodCounters::observe(std::span<const TupleTraffic> tuples, const std::vector<LocalPod>& pods) {
     std::unordered_map<std::string, Totals> next;
     next.reserve(pods.size());
-    for (const auto& d : podTraffic(samples, pods)) {
+    for (const auto& d : podTraffic(tuples, pods)) {
         if (!d.pod || d.pod->host_network) continue;
         Totals t;
         if (auto it = by_uid_.find(d.pod->uid); it != by_uid_.end()) t = it->second;
@@ -104,18 +127,20 @@ std::vector<PodTraffic> PodCounters::traffic(const std::vector<LocalPod>& pods) 
 
 // ---- workloads ----
 
-void WorkloadCounters::observe(std::span<const collector::FlowSample> samples, const Attribution& attribution) {
-    const auto tuples = perTuple(samples, [](const Tuple&) { return true; });
-    std::map<WorkloadPair, Seen> delta;
+void WorkloadCounters::observe(std::span<const TupleTraffic> tuples, const Attribution& attribution) {
+    struct Sum {
+        std::uint64_t packets = 0, bytes = 0;
+    };
+    std::map<WorkloadPair, Sum> delta;
     // Attribution depends on the addresses, the destination port and the protocol, not on
     // the source port: the many connections between two pods share one lookup.
     std::map<Tuple, std::optional<WorkloadPair>> memo;
-    for (const auto& [t, o] : tuples) {
-        Tuple mk = t;
+    for (const auto& o : tuples) {
+        Tuple mk = tupleOf(o.key);
         mk.sport = 0;
         auto it = memo.find(mk);
         if (it == memo.end()) {
-            auto l = attribution.flow(*o.key);
+            auto l = attribution.flow(o.key);
             std::optional<WorkloadPair> p;
             if (!l.src_workload.empty() || !l.dst_workload.empty()) {  // else no pod at either end
                 p = WorkloadPair{{l.src_namespace, l.src_workload}, {l.dst_namespace, l.dst_workload}};
@@ -225,11 +250,12 @@ void Grouping::run(const collector::Snapshot& s, Views& views) {
         if (v->kubernetes) {
             v->synced = attribution_->synced();
             v->pods = attribution_->localPods();
-            pods_.observe(s.flows, v->pods);
+            const auto tuples = perTuple(s.flows, podVeths(v->pods, s.interfaces));
+            pods_.observe(tuples, v->pods);
             v->pod_traffic = pods_.traffic(v->pods);
             if (options_.workloads) {
                 v->workloads_enabled = true;
-                workloads_.observe(s.flows, *attribution_);
+                workloads_.observe(tuples, *attribution_);
                 v->workloads = workloads_.traffic();
             }
         }

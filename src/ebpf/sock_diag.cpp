@@ -95,6 +95,11 @@ Result<void> dumpTcpCookies(int fd, std::unordered_set<std::uint64_t>& cookies) 
                 if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg)))
                     continue;
                 const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+                // A timewait mini-socket (inet_twsk_diag_fill sets timer 3) is dumped with
+                // the state of its substate - FIN_WAIT2 for an orphan whose FIN was
+                // acknowledged, for tcp_fin_timeout (60 s) - and the cookie of the socket it
+                // replaced: that socket, and its record, are gone. Not a live socket.
+                if (m->idiag_timer == 3) continue;
                 cookies.insert(std::uint64_t{m->id.idiag_cookie[0]} | (std::uint64_t{m->id.idiag_cookie[1]} << 32));
             }
         }

@@ -18,8 +18,9 @@ namespace netprobe::ebpf {
 // thread enters the namespace (setns affects only that thread), creates it, and ends.
 Result<util::UniqueFd> sockDiagSocket(const std::string& netns_path);
 
-// Adds the cookie of every TCP socket of the socket's namespace (both families; the
-// states conn_table can hold) to cookies.
+// Adds the cookie of every full TCP socket of the socket's namespace (both families;
+// the states conn_table can hold; timewait mini-sockets left out whatever their state)
+// to cookies.
 Result<void> dumpTcpCookies(int fd, std::unordered_set<std::uint64_t>& cookies);
 
 // Files that open network namespaces, by inode: the caller's own, the names under

@@ -214,10 +214,11 @@ std::string renderSecurityMetrics(const SecurityView& v, const ebpf::MitigationS
     for (auto m : {MitigationMode::Off, MitigationMode::DryRun, MitigationMode::On})
         w.sample("netprobe_security_mitigation_mode", {{"mode", toString(m)}}, std::uint64_t{m == v.mitigation ? 1u : 0u});
     w.family("netprobe_security_block_rules", MetricType::Gauge,
-             "Blocklist rules: planned (what detection asks for) and in the kernel (what XDP matches).");
-    w.sample("netprobe_security_block_rules", {{"state", "planned"}}, static_cast<std::uint64_t>(v.blocklist.size()));
-    w.sample("netprobe_security_block_rules", {{"state", "installed"}},
-             static_cast<std::uint64_t>(status ? status->rules.size() : 0));
+             "Blocklist rules in force: in the kernel's blocklist, where XDP matches them.");
+    w.sample("netprobe_security_block_rules", {}, static_cast<std::uint64_t>(status ? status->rules.size() : 0));
+    w.family("netprobe_security_block_rules_planned", MetricType::Gauge,
+             "Blocklist rules detection asks for (the mitigator makes the kernel's blocklist match them).");
+    w.sample("netprobe_security_block_rules_planned", {}, static_cast<std::uint64_t>(v.blocklist.size()));
     w.family("netprobe_security_block_rules_added_total", MetricType::Counter, "Blocklist rules planned.");
     w.sample("netprobe_security_block_rules_added_total", {}, v.blocks_planned_total);
     w.family("netprobe_security_block_rules_failed_total", MetricType::Counter,

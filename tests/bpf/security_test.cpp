@@ -39,12 +39,14 @@ int quiet(enum libbpf_print_level level, const char* fmt, va_list args) {
     return level == LIBBPF_WARN ? std::vfprintf(stderr, fmt, args) : 0;
 }
 
-Skel load(std::uint32_t security, std::uint32_t mitigate) {
+// flow_entries: the flow table's size (0: the object's default).
+Skel load(std::uint32_t security, std::uint32_t mitigate, std::uint32_t flow_entries = 0) {
     libbpf_set_print(quiet);
     Skel s(datapath_bpf__open());
     if (!s) return nullptr;
     s->rodata->np_enable_security = security;
     s->rodata->np_mitigate = mitigate;
+    if (flow_entries && bpf_map__set_max_entries(s->maps.flow_stats, flow_entries)) return nullptr;
     if (datapath_bpf__load(s.get())) return nullptr;
     return s;
 }
@@ -177,6 +179,80 @@ TEST_F(SecurityDatapath, NewFlowRecordsOnlyForFirstPackets) {
     EXPECT_EQ(ev[2].key.family, 6);
     EXPECT_TRUE(same(ev[2].key.dst_ip, v6("fd6e:7072::2")));
     EXPECT_EQ(mapErrors(s.get(), NP_MAP_SEC_EVENTS), 0u);
+}
+
+// A full flow table must not hide new flows from the detectors (c2ebe38 sent records
+// only after a successful flow_stats insert: a spoofed-source flood that filled the
+// table blinded scan detection). Each new flow is still announced once.
+TEST_F(SecurityDatapath, NewFlowsAnnouncedWhenTheFlowTableIsFull) {
+    Skel s = load(1, NP_MITIGATE_OFF, 4);
+    ASSERT_TRUE(s);
+    for (int i = 0; i < 4; ++i) {  // fill the table
+        const std::string src = "198.18.1." + std::to_string(i + 1);
+        run(s.get(), Prog::In, PacketBuilder().eth().ipv4(src.c_str(), "198.18.0.2").tcp(1000, 80, tf::SYN).build());
+    }
+    ASSERT_EQ(drain(s.get()).size(), 4u);
+    ASSERT_EQ(mapErrors(s.get(), NP_MAP_FLOW_STATS), 0u);
+    const Bytes syn = PacketBuilder().eth().ipv4("198.18.9.9", "198.18.0.2").tcp(40000, 443, tf::SYN).build();
+    const Bytes ack = PacketBuilder().eth().ipv4("198.18.9.9", "198.18.0.2").tcp(40000, 443, tf::ACK).build();
+    const Bytes rst = PacketBuilder().eth().ipv4("198.18.0.2", "198.18.9.9").tcp(443, 40000, tf::RST | tf::ACK).build();
+    const Bytes dgram = PacketBuilder().eth().ipv4("198.18.9.9", "198.18.0.2").udp(40001, 161).payload(8).build();
+    run(s.get(), Prog::In, syn);
+    run(s.get(), Prog::In, ack);  // the same flow, not in the table either: not again
+    run(s.get(), Prog::Eg, rst);  // the answer
+    run(s.get(), Prog::In, dgram);
+    run(s.get(), Prog::In, dgram);
+    auto ev = drain(s.get());
+    ASSERT_EQ(ev.size(), 3u);
+    EXPECT_EQ(ev[0].tcp_flags, tf::SYN);
+    EXPECT_TRUE(same(ev[0].key.src_ip, v4("198.18.9.9")));
+    EXPECT_EQ(ev[1].tcp_flags, tf::RST | tf::ACK);
+    EXPECT_EQ(ev[2].key.proto, 17);
+    EXPECT_EQ(mapErrors(s.get(), NP_MAP_FLOW_STATS), 5u);  // every packet not attributed to a flow is counted
+    EXPECT_EQ(mapErrors(s.get(), NP_MAP_SEC_FLOW_SEEN), 0u);
+}
+
+// User space removes idle flow_stats entries: a long-lived connection that resumes is
+// not announced again (c2ebe38 announced it, and its bare ACK looked like an ACK-scan
+// probe). A SYN on the same 5-tuple is a new connection: announced.
+TEST_F(SecurityDatapath, ResumedFlowNotAnnouncedAgainButANewSynIs) {
+    Skel s = load(1, NP_MITIGATE_OFF);
+    ASSERT_TRUE(s);
+    const Bytes syn = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 22, tf::SYN).build();
+    const Bytes keepalive = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 22, tf::ACK).build();
+    const Bytes data = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 22, tf::PSH | tf::ACK).payload(64).build();
+    run(s.get(), Prog::In, syn);
+    ASSERT_EQ(drain(s.get()).size(), 1u);
+    auto removeFlow = [&] {  // what the agent does with an idle entry
+        flow_key k{};
+        std::vector<np_flow_stats> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
+        const int fd = bpf_map__fd(s->maps.flow_stats);
+        ASSERT_EQ(bpf_map_get_next_key(fd, nullptr, &k), 0);
+        ASSERT_EQ(bpf_map_lookup_and_delete_elem(fd, &k, v.data()), 0);
+    };
+    removeFlow();
+    run(s.get(), Prog::In, keepalive);
+    run(s.get(), Prog::In, data);
+    EXPECT_TRUE(drain(s.get()).empty());
+    removeFlow();
+    run(s.get(), Prog::In, syn);  // the tuple reused by a new connection
+    auto ev = drain(s.get());
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].tcp_flags, tf::SYN);
+}
+
+// The record says how much data the first packet carried (a bare ACK probe carries none).
+TEST_F(SecurityDatapath, NewFlowRecordCarriesThePayloadLength) {
+    Skel s = load(1, NP_MITIGATE_OFF);
+    ASSERT_TRUE(s);
+    run(s.get(), Prog::In, PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 22, tf::ACK).payload(37).build());
+    run(s.get(), Prog::In, PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.3").tcp(40000, 22, tf::ACK).build());
+    run(s.get(), Prog::In, PacketBuilder().eth().ipv6("fd6e:7072::1", "fd6e:7072::2").udp(1, 2).payload(20).build());
+    auto ev = drain(s.get());
+    ASSERT_EQ(ev.size(), 3u);
+    EXPECT_EQ(ev[0].payload_len, 37);
+    EXPECT_EQ(ev[1].payload_len, 0);
+    EXPECT_EQ(ev[2].payload_len, 20);
 }
 
 // ICMP and ICMPv6 destination unreachable carry the tuple they quote; every one is sent.

@@ -272,7 +272,13 @@ class AbnormalConnections(SecurityCase):
         # peers: the 60 hosts and the victim's own address
         e = self.wait_event(agent, lambda e: e["type"] == "fan_out" and e["evidence"]["peers"] == 61, "fan_out")
         self.assertEqual(e["src_ip"], v.host_ip)
-        evs = self.events(agent, "?limit=1000")
+        # the last hosts' answers (their new_peer records) may come an evaluation after
+        # the SYNs that completed the fan-out
+        def all_new_peers():
+            evs = self.events(agent, "?limit=1000")
+            n = len([x for x in evs if x["type"] == "new_peer"])
+            return evs if n >= 1 + 60 else None
+        evs = wait_for(all_new_peers, 5, "61 new_peer events", interval=0.2)
         self.assertEqual([x for x in evs if x["type"] == "port_scan"], [])
         new_peers = [x for x in evs if x["type"] == "new_peer"]
         self.assertEqual(len(new_peers), 1 + 60)

@@ -299,16 +299,16 @@ TEST(WorkloadCounters, CountsPairsOnceAndMonotonically) {
     FakeAttribution attr;
     attr.pods = {{"frontend", "ui-1", "ui", "10.244.0.5"}, {"shop", "web-1", "web", "10.244.0.6"}};
     analysis::WorkloadCounters wc;
-    wc.observe(samplesOf(workloadSnap(1)), attr);
+    wc.observe(analysis::perTuple(samplesOf(workloadSnap(1))), attr);
     auto b = bytesByPair(wc.traffic());
     EXPECT_EQ(b, (std::map<std::string, std::uint64_t>{{"frontend/ui>shop/web", 5000},
                                                        {"shop/web>frontend/ui", 800},
                                                        {"frontend/ui>/external", 100}}));
-    wc.observe(samplesOf(workloadSnap(2)), attr);
+    wc.observe(analysis::perTuple(samplesOf(workloadSnap(2))), attr);
     EXPECT_EQ(bytesByPair(wc.traffic())["frontend/ui>shop/web"], 10000u);
     auto empty = workloadSnap(3);
     empty.flows.clear();  // flows expired: the totals stay
-    wc.observe(samplesOf(empty), attr);
+    wc.observe(analysis::perTuple(samplesOf(empty)), attr);
     EXPECT_EQ(bytesByPair(wc.traffic())["frontend/ui>shop/web"], 10000u);
     for (const auto& t : wc.traffic())
         if (t.pair.dst.name == "web") {
@@ -320,12 +320,12 @@ TEST(WorkloadCounters, PairsOfAGoneWorkloadDisappear) {
     FakeAttribution attr;
     attr.pods = {{"frontend", "ui-1", "ui", "10.244.0.5"}, {"shop", "web-1", "web", "10.244.0.6"}};
     analysis::WorkloadCounters wc;
-    wc.observe(samplesOf(workloadSnap(1)), attr);
+    wc.observe(analysis::perTuple(samplesOf(workloadSnap(1))), attr);
     ASSERT_EQ(wc.traffic().size(), 3u);
     attr.pods.pop_back();  // every web pod is gone
     auto s = workloadSnap(2);
     s.flows.clear();
-    wc.observe(samplesOf(s), attr);
+    wc.observe(analysis::perTuple(samplesOf(s)), attr);
     EXPECT_EQ(bytesByPair(wc.traffic()), (std::map<std::string, std::uint64_t>{{"frontend/ui>/external", 100}}));
 }
 
@@ -446,7 +446,7 @@ TEST(WorkloadCounters, MaxPairsFoldsNewPairsIntoOther) {
     FakeAttribution attr;
     attr.pods = {{"frontend", "ui-1", "ui", "10.244.0.5"}, {"shop", "web-1", "web", "10.244.0.6"}};
     analysis::WorkloadCounters wc(2);  // room for two pairs
-    wc.observe(samplesOf(workloadSnap(1)), attr);  // three pairs: the third goes to other
+    wc.observe(analysis::perTuple(samplesOf(workloadSnap(1))), attr);  // three pairs: the third goes to other
     auto t = wc.traffic();
     ASSERT_EQ(t.size(), 3u);
     std::uint64_t total = 0;
@@ -469,7 +469,7 @@ TEST(WorkloadCounters, MaxPairsFoldsNewPairsIntoOther) {
     attr.pods.clear();
     auto s = workloadSnap(2);
     s.flows.clear();
-    wc.observe(samplesOf(s), attr);
+    wc.observe(analysis::perTuple(samplesOf(s)), attr);
     ASSERT_EQ(wc.traffic().size(), 1u);
     EXPECT_EQ(wc.traffic()[0].pair, other);
 }

@@ -166,7 +166,7 @@ TEST(PodTraffic, SumsBothEndsAndCountsEachTupleOnce) {
     auto pods = twoPods();
     pods.push_back(pod("kube-system", "node-exporter-1", {"10.244.0.5"}, true));  // host network: no traffic
     pods.push_back(pod("shop", "idle-1", {"10.244.0.9"}));
-    auto t = analysis::podTraffic(samplesOf(state().flows), pods);
+    auto t = analysis::podTraffic(analysis::perTuple(samplesOf(state().flows)), pods);
     ASSERT_EQ(t.size(), 4u);
     EXPECT_EQ(t[0].pod, &pods[0]);
     // ui: tx = ui->web (5000, once) + ui->dns (150); rx = web->ui
@@ -180,9 +180,47 @@ TEST(PodTraffic, SumsBothEndsAndCountsEachTupleOnce) {
     EXPECT_EQ(t[3].tx_bytes + t[3].rx_bytes, 0u);
 }
 
+// Both pods' veths monitored: a packet is in two samples (ui's veth ingress, web's veth
+// egress), read at slightly different moments. The one kept is at the sender's own veth,
+// so the totals add up to what that veth counted, interval after interval.
+TEST(PodTraffic, CountsATupleAtTheSendersOwnVeth) {
+    auto pods = twoPods();
+    pods[0].host_interfaces = {"veth-ui"};
+    pods[1].host_interfaces = {"veth-web"};
+    std::vector<collector::InterfaceStats> ifs(2);
+    ifs[0].name = "veth-ui";
+    ifs[0].index = 11;
+    ifs[1].name = "veth-web";
+    ifs[1].index = 12;
+    const auto veths = analysis::podVeths(pods, ifs);
+    ASSERT_EQ(veths.size(), 2u);
+    auto at = [](const char* src, const char* dst, std::uint32_t ifindex, std::uint8_t dir, std::uint64_t pkts) {
+        return netprobe::testing::makeSample(makeKey(src, dst, 40000, 8080, 6, ifindex, dir), pkts, pkts * 100, 1, 1);
+    };
+    // interval 1: ui's veth read 10 packets, web's veth (read a little later) 11
+    // interval 2: ui's veth 10 more, web's veth 9 (the 11th of interval 1 was in its count)
+    std::vector<collector::FlowSample> i1{at("10.244.0.5", "10.244.0.6", 11, NP_DIR_INGRESS, 10),
+                                          at("10.244.0.5", "10.244.0.6", 12, NP_DIR_EGRESS, 11)};
+    std::vector<collector::FlowSample> i2{at("10.244.0.5", "10.244.0.6", 11, NP_DIR_INGRESS, 10),
+                                          at("10.244.0.5", "10.244.0.6", 12, NP_DIR_EGRESS, 9)};
+    analysis::PodCounters c;
+    c.observe(analysis::perTuple(i1, veths), pods);
+    c.observe(analysis::perTuple(i2, veths), pods);
+    auto t = c.traffic(pods);
+    EXPECT_EQ(t[0].tx_packets, 20u);  // the largest of each interval would say 21
+    EXPECT_EQ(t[1].rx_packets, 20u);
+    // the sender's veth not monitored: the receiver's own veth
+    std::vector<collector::FlowSample> only_web{at("10.244.0.5", "10.244.0.6", 12, NP_DIR_EGRESS, 9),
+                                                at("10.244.0.5", "10.244.0.6", 99, NP_DIR_INGRESS, 12)};
+    auto kept = analysis::perTuple(only_web, veths);
+    ASSERT_EQ(kept.size(), 1u);
+    EXPECT_EQ(kept[0].packets, 9u);
+    EXPECT_EQ(kept[0].key.ifindex, 12u);
+}
+
 TEST(PodMetrics, SeriesPerPodAndPromtool) {
     auto pods = twoPods();
-    auto text = metrics::renderPodMetrics(analysis::podTraffic(samplesOf(state().flows), pods), {});
+    auto text = metrics::renderPodMetrics(analysis::podTraffic(analysis::perTuple(samplesOf(state().flows)), pods), {});
     EXPECT_NE(text.find("netprobe_pod_tx_bytes_total{namespace=\"frontend\",pod=\"ui-abc\"} 5150\n"), std::string::npos)
         << text;
     EXPECT_NE(text.find("netprobe_pod_rx_bytes_total{namespace=\"shop\",pod=\"web-xyz\"} 5000\n"), std::string::npos);
@@ -204,7 +242,7 @@ TEST(PodMetrics, BudgetAggregatesTheRestAsOther) {
     pods.push_back(pod("ns", "hostnet", {"10.0.0.1"}, true));
     metrics::PodMetricsOptions o;
     o.limit = 2;
-    auto text = metrics::renderPodMetrics(analysis::podTraffic(s, pods), o);
+    auto text = metrics::renderPodMetrics(analysis::podTraffic(analysis::perTuple(s), pods), o);
     // the two busiest (p4: 500, p3: 400) keep their series; p0..p2 (100+200+300) are "other"
     EXPECT_NE(text.find("netprobe_pod_tx_bytes_total{namespace=\"ns\",pod=\"p4\"} 500\n"), std::string::npos) << text;
     EXPECT_NE(text.find("netprobe_pod_tx_bytes_total{namespace=\"ns\",pod=\"p3\"} 400\n"), std::string::npos);
@@ -215,11 +253,11 @@ TEST(PodMetrics, BudgetAggregatesTheRestAsOther) {
     auto r = netprobe::testing::promtoolCheckMetrics(text);
     EXPECT_EQ(r.exit_status, 0) << r.output;
     o.enabled = false;
-    EXPECT_EQ(metrics::renderPodMetrics(analysis::podTraffic(s, pods), o), "");
+    EXPECT_EQ(metrics::renderPodMetrics(analysis::podTraffic(analysis::perTuple(s), pods), o), "");
     // a pod that is gone from the list has no series
     pods.erase(pods.begin() + 4);
     o = {};
-    text = metrics::renderPodMetrics(analysis::podTraffic(s, pods), o);
+    text = metrics::renderPodMetrics(analysis::podTraffic(analysis::perTuple(s), pods), o);
     EXPECT_EQ(text.find("pod=\"p4\""), std::string::npos);
     EXPECT_NE(text.find("pod=\"p3\""), std::string::npos);
 }
@@ -229,7 +267,7 @@ TEST(PodsJson, ListsPodsWithTraffic) {
     auto g = std::make_shared<analysis::GroupView>();
     g->attribution = g->kubernetes = g->synced = true;
     g->pods = twoPods();
-    g->pod_traffic = analysis::podTraffic(samplesOf(t.flows), g->pods);
+    g->pod_traffic = analysis::podTraffic(analysis::perTuple(samplesOf(t.flows)), g->pods);
     t.groups = g;
     auto doc = json::parse(metrics::podsJson(t.views()));
     EXPECT_EQ(doc["enabled"], true);
@@ -259,14 +297,14 @@ TEST(PodCounters, TotalsStayMonotonicWhenFlowsExpireAndForgetDeletedPods) {
     std::vector<analysis::LocalPod> pods = {pod("default", "web-1", {"198.18.0.2"}), pod("default", "db-1", {"198.18.0.3"})};
     analysis::PodCounters c;
     auto f = flow("198.18.0.2", "198.18.0.3", 5432, 10, 1000);
-    c.observe(samplesOf({f}), pods);
+    c.observe(analysis::perTuple(samplesOf({f})), pods);
     auto t = c.traffic(pods);
     EXPECT_EQ(t[0].tx_packets, 10u);
     EXPECT_EQ(t[1].rx_bytes, 1000u);
 
     f.packets = 5;  // the next interval: 5 more packets
     f.bytes = 500;
-    c.observe(samplesOf({f}), pods);
+    c.observe(analysis::perTuple(samplesOf({f})), pods);
     EXPECT_EQ(c.traffic(pods)[0].tx_packets, 15u);
 
     c.observe({}, pods);  // no traffic: totals stay

@@ -20,24 +20,43 @@
 
 namespace netprobe::analysis {
 
+// One 5-tuple's traffic in one interval, counted at one place.
+struct TupleTraffic {
+    flow_key key{};  // of the observation kept (its ifindex/direction: where it was counted)
+    std::uint64_t packets = 0, bytes = 0;
+};
+
+// Host-side veths of local pods: ifindex -> the pod's IPs (from LocalPod::host_interfaces
+// and the attached interfaces' names).
+using PodVeths = std::unordered_map<std::uint32_t, std::vector<util::Addr16>>;
+[[nodiscard]] PodVeths podVeths(const std::vector<LocalPod>& pods,
+                                const std::vector<collector::InterfaceStats>& interfaces);
+
+// The interval's samples with one observation per 5-tuple. A packet between two pods
+// crosses both pods' host veths and so is in two samples; the one kept is the sample
+// at the sending pod's own veth (where the packet left the pod: host-side ingress),
+// else at the receiving pod's own veth (host-side egress), else the largest. Counting
+// at one fixed place keeps totals exact: taking the larger of two hooks each interval
+// can count a packet twice when their entries are read on either side of it.
+[[nodiscard]] std::vector<TupleTraffic> perTuple(std::span<const collector::FlowSample> samples,
+                                                 const PodVeths& veths = {});
+
 struct PodTraffic {
     const LocalPod* pod = nullptr;  // points into the vector the traffic was computed for
     std::uint64_t rx_packets = 0, rx_bytes = 0;  // flows whose destination is the pod
     std::uint64_t tx_packets = 0, tx_bytes = 0;  // flows whose source is the pod
 };
 
-// Per pod (same order as pods), the traffic of the samples whose source (tx) or
-// destination (rx) is one of the pod's IPs. A packet observed at several hook points
-// (the pod's veth and another pod's veth, say) counts once: per 5-tuple the largest
-// observation is taken. Host-network pods get no traffic.
-[[nodiscard]] std::vector<PodTraffic> podTraffic(std::span<const collector::FlowSample> samples,
+// Per pod (same order as pods), the traffic of the tuples whose source (tx) or
+// destination (rx) is one of the pod's IPs. Host-network pods get no traffic.
+[[nodiscard]] std::vector<PodTraffic> podTraffic(std::span<const TupleTraffic> tuples,
                                                  const std::vector<LocalPod>& pods);
 
 // Monotonic per-pod totals (netprobe_pod_*_total): every interval's traffic added per
 // pod UID. A pod that is no longer known is forgotten (its series disappear).
 class PodCounters {
 public:
-    void observe(std::span<const collector::FlowSample> samples, const std::vector<LocalPod>& pods);
+    void observe(std::span<const TupleTraffic> tuples, const std::vector<LocalPod>& pods);
     // The totals of the given pods, in their order (zero for pods not seen yet).
     [[nodiscard]] std::vector<PodTraffic> traffic(const std::vector<LocalPod>& pods) const;
 
@@ -48,8 +67,8 @@ private:
     std::unordered_map<std::string, Totals> by_uid_;
 };
 
-// Workload-to-workload traffic: every interval's flow samples (one observation per
-// 5-tuple, as for the pods), added per (source workload, destination workload) pair; an
+// Workload-to-workload traffic: every interval's tuples (one observation per 5-tuple,
+// as for the pods), added per (source workload, destination workload) pair; an
 // end that is not a pod is the workload "external" (empty namespace). Flows with no pod
 // at either end are not counted. Pairs whose pod workloads are no longer known
 // (Attribution::workloads()) are forgotten, so their series disappear.
@@ -67,7 +86,7 @@ public:
     // max_pairs bounds the memory: once that many pairs are held, new pairs are added to
     // one pair whose four labels are "other" (kept as long as it has traffic).
     explicit WorkloadCounters(std::size_t max_pairs = 100000) : max_pairs_(max_pairs) {}
-    void observe(std::span<const collector::FlowSample> samples, const Attribution& attribution);
+    void observe(std::span<const TupleTraffic> tuples, const Attribution& attribution);
     [[nodiscard]] std::vector<WorkloadTraffic> traffic() const;  // sorted by pair
 
 private:
