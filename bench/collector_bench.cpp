@@ -1,19 +1,21 @@
 // User-space collection costs (Google Benchmark):
-//   ReadFlows/{Batch,PerKey}    readFlowMap over a real flow_stats map (the
+//   ReadFlows/Batch             readFlowMap over a real flow_stats map (the
 //                               datapath skeleton, max_entries 131072) holding
 //                               100k distinct flows with per-CPU values.
-//   DrainFlows/{Batch,PerKey}   drainFlowMap (read + delete of every entry; the
-//                               agent reads and removes only idle flows); the map is refilled with
-//                               BPF_MAP_UPDATE_BATCH outside the timing.
+//   DrainFlows/Batch            readFlowMap(take=true) (read + delete of every entry;
+//                               the agent reads and removes only idle flows); the map is
+//                               refilled with BPF_MAP_UPDATE_BATCH outside the timing.
+//   FlowDeltas                  FlowDeltaTracker::update of 100k kernel entries that
+//                               all moved (the datapath source, every interval).
 //   RenderMetrics/Series10k     renderMetrics of a snapshot with 900 interfaces
 //                               (11 series each: 8 interface + 2 XDP + attached)
 //                               plus the fixed families and top-20 flows out of
 //                               100k flows: ~10k series (exact count reported).
 //   RenderMetrics/Flows100k     renderMetrics of 4 interfaces + 100k flows (what
 //                               the agent renders with 100k tracked flows).
-//   FlowTableApply/{Insert,Update}  FlowTable::apply of 100k deltas into an empty
+//   FlowTableApply/{Insert,Update}  FlowTable::apply of 100k samples into an empty
 //                               table / a table already holding those flows.
-//   FlowTableRecords            FlowTable::records of 100k flows (snapshot build).
+//   FlowTableRecords            FlowTable::records of 100k flows (flow view build).
 // Needs root (loads BPF maps). Counters: flows, series, bytes.
 #include <benchmark/benchmark.h>
 #include <bpf/bpf.h>

@@ -129,6 +129,12 @@ while IFS= read -r k; do
 done < <(printf '%s\n' "${!R[@]}" | sort)
 [[ -n ${R[sec_ring_lost]:-} ]] && row "security ring-buffer records lost during the latency runs" "${R[sec_ring_lost]}" "0" \
   "$([[ ${R[sec_ring_lost]} == 0 ]] && echo PASS || echo MISS)"
+if [[ -n ${R[scrape_latency]:-} ]]; then
+  IFS=$'\t' read -r idle flood ratio verdict <<<"${R[scrape_latency]}"
+  row "/metrics latency p99 during a SYN flood with --mitigate=on vs idle" "$flood ms vs $idle ms = ${ratio}x" "<= 2x idle" "$verdict"
+else
+  na "/metrics latency p99 during a SYN flood with --mitigate=on vs idle" "<= 2x idle"
+fi
 
 ms_row() {  # ms_row BENCH LABEL LIMIT_MS|"" 
   local v
@@ -141,15 +147,14 @@ ms_row() {  # ms_row BENCH LABEL LIMIT_MS|""
   fi
 }
 ms_row ReadFlows/Batch "read 100k flows, batch (readFlowMap: what the agent does every interval)" 50
-ms_row ReadFlows/PerKey "read 100k flows, per key (readFlowMap)" 50
-ms_row DrainFlows/Batch "drain 100k flows, batch (drainFlowMap; the agent only removes idle flows)" ""
-ms_row DrainFlows/PerKey "drain 100k flows, per key (drainFlowMap)" ""
+ms_row DrainFlows/Batch "read and delete 100k flows, batch (readFlowMap take=true; the agent only removes idle flows)" ""
+ms_row FlowDeltas "per-entry baselines: deltas of 100k kernel entries (FlowDeltaTracker, every interval)" ""
 series=$(gb RenderMetrics/Series10k series)
 ms_row RenderMetrics/Series10k "render /metrics, ${series:-?} series" 10
 ms_row RenderMetrics/Flows100k "render /metrics, 4 interfaces + 100k flows (top 20)" ""
-ms_row FlowTableApply/Insert "FlowTable::apply 100k deltas (new flows)" ""
-ms_row FlowTableApply/Update "FlowTable::apply 100k deltas (known flows)" ""
-ms_row FlowTableRecords "FlowTable::records 100k (snapshot build)" ""
+ms_row FlowTableApply/Insert "FlowTable::apply 100k samples (new flows)" ""
+ms_row FlowTableApply/Update "FlowTable::apply 100k samples (known flows)" ""
+ms_row FlowTableRecords "FlowTable::records 100k (flow view build)" ""
 
 if [[ -n ${R[throughput_ratio]:-} ]]; then
   r=${R[throughput_ratio]}
@@ -326,14 +331,18 @@ Floor: ratio <= 5x, aim 3x (steady rows).
 "$gb_build", which only concerns the harness, not the measured code).
 A real \`flow_stats\` map (datapath skeleton, \`max_entries\` 131072, \`BPF_F_NO_PREALLOC\` per-CPU hash)
 filled from user space with 100k distinct IPv4/TCP keys, per-CPU values on every CPU.
-*read*: \`readFlowMap\` (Batch = \`BPF_MAP_LOOKUP_BATCH\` 4096 at a time; PerKey = get_next_key + lookup).
-*drain*: \`drainFlowMap\` (lookup-and-delete of every entry; the agent reads with batch lookups and removes only idle flows, one lookup-and-delete each); the map is refilled
+*read*: \`readFlowMap\` (\`BPF_MAP_LOOKUP_BATCH\` 4096 at a time; get_next_key walks are gone: a walk
+restarts when the kernel deletes the key it holds). *drain*: \`readFlowMap(take=true)\`
+(lookup-and-delete of every entry; the agent reads with batch lookups and removes only idle flows, one
+lookup-and-delete each); the map is refilled
 with \`BPF_MAP_UPDATE_BATCH\` outside the timing. *render*: \`renderMetrics\` of a snapshot with 900
 interfaces (8 interface series + 2 XDP series + 1 attached = 11 per interface), the fixed protocol,
 malformed, map and agent families, and the top-20 flow series of 100k flows: ${series:-?} series in
 total (counted from the output); also 4 interfaces + 100k flows (the realistic agent case).
-*FlowTable*: \`FlowTable::apply\` of 100k deltas into an empty table (Insert) and into a table that
-already holds those flows (Update); \`records()\` is the per-interval snapshot build.
+*FlowDeltas*: the datapath source's per-entry baselines (\`FlowDeltaTracker::update\`) over 100k kernel
+entries that all moved since the previous read. *FlowTable*: \`FlowTable::apply\` of 100k samples into an
+empty table (Insert) and into a table that already holds those flows (Update); \`records()\` is the
+per-interval flow view build.
 
 **Throughput** (\`bench/throughput.sh\`). Namespaces \`npb-tp-cli\` / \`npb-tp-srv\` joined by a veth pair
 (198.18.0.1/30, 198.18.0.2/30); iperf3 client (CPU 0) -> server (CPU 1), 5 s per run after 1 s

@@ -9,6 +9,9 @@ them. Everything is removed on exit, also on failure or Ctrl-C.
     from the tool's start (wall clock here) to the event's detected_at, and the
     agent's own detection_latency_ms (from the first attack packet the kernel saw).
     Targets: scans of 1000 ports within 2 s of the scan's start, floods within 3 s.
+  scrape latency (default, after the latency runs): /metrics answered during a
+    SYN flood with --mitigate=on vs idle, p50/p99 of 300 scrapes each from inside the
+    victim namespace (target: p99 during the flood <= 2x idle).
   --benign-seconds=N: N seconds of iperf3 (TCP and 10 Mbit/s UDP), short HTTP requests
     and Prometheus scraping the agent every second, with the learning period at 60 s;
     reports the events raised (target: none in 300 s).
@@ -164,6 +167,65 @@ def latency(tmp, rounds):
     return rows
 
 
+# Runs in the victim namespace: N GETs of /metrics, one after the other, each timed;
+# prints the latencies in ms as JSON.
+SCRAPER = r"""
+import http.client, json, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+out = []
+for _ in range(n):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    t0 = time.perf_counter()
+    c.request("GET", "/metrics")
+    body = c.getresponse().read()
+    out.append((time.perf_counter() - t0) * 1000)
+    c.close()
+    if not body:
+        sys.exit("empty /metrics")
+    time.sleep(0.02)
+print(json.dumps(out))
+"""
+
+
+def percentile(v, q):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+
+
+def scrape_latency(tmp):
+    """p50/p99 of /metrics while idle and during a SYN flood that mitigation blocks."""
+    setup(tmp, "mitigation:\n  mode: on\n")
+
+    def scrapes(n=300):
+        p = sh("/usr/bin/python3", "-c", SCRAPER, str(PORT), str(n), ns=NS_V, timeout=300)
+        return json.loads(p.stdout)
+
+    idle = scrapes()
+    flood = spawn("timeout", "60", "hping3", "-q", "-S", "-p", "80", "--flood", V_IP, ns=NS_A)
+    blocked = None
+    for _ in range(100):  # until the flood is detected and its source blocked
+        m = sh("curl", "-sf", f"http://127.0.0.1:{PORT}/metrics", ns=NS_V, check=False).stdout
+        line = [l for l in m.splitlines() if l.startswith("netprobe_security_block_rules ")]
+        if line and float(line[0].split()[-1]) >= 1:
+            blocked = True
+            break
+        time.sleep(0.1)
+    during = scrapes()
+    m = sh("curl", "-sf", f"http://127.0.0.1:{PORT}/metrics", ns=NS_V, check=False).stdout
+    dropped = [l for l in m.splitlines() if l.startswith("netprobe_security_blocked_packets_all_total")]
+    os.killpg(flood.pid, signal.SIGTERM)
+    flood.wait(10)
+    p50i, p99i, p50f, p99f = percentile(idle, .5), percentile(idle, .99), percentile(during, .5), percentile(during, .99)
+    ratio = p99f / p99i if p99i > 0 else float("inf")
+    verdict = "PASS" if blocked and ratio <= 2 else "MISS"
+    print(f"/metrics latency idle: p50 {p50i:.2f} ms, p99 {p99i:.2f} ms; during the SYN flood (blocked: "
+          f"{bool(blocked)}, {dropped[0].split()[-1] if dropped else '?'} packets dropped by XDP): p50 {p50f:.2f} ms, "
+          f"p99 {p99f:.2f} ms; ratio {ratio:.2f}")
+    print(f"RESULT\tscrape_latency\t{p99i:.2f}\t{p99f:.2f}\t{ratio:.2f}\t{verdict}")
+    return [("/metrics p99 during a SYN flood, --mitigate=on, vs idle",
+             f"{p99f:.2f} ms vs {p99i:.2f} ms = {ratio:.2f}x", "<= 2x", verdict)]
+
+
 def benign(tmp, seconds):
     agent = setup(tmp, "connections:\n  learning_period: 60s\n")
     www = os.path.join(tmp, "www")
@@ -218,7 +280,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="npb-sec.")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        rows = benign(tmp, a.benign_seconds) if a.benign_seconds else latency(tmp, a.rounds)
+        rows = benign(tmp, a.benign_seconds) if a.benign_seconds else latency(tmp, a.rounds) + scrape_latency(tmp)
     finally:
         cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
