@@ -1,7 +1,7 @@
 // Resident memory of the agent's user-space pipeline with N tracked flows
-// (default 100k), without the kernel: it replays what TCCollector does every
-// interval with synthetic flows and prints VmRSS after each stage, so the stage
-// that dominates is visible. The real agent is measured by bench/rss_agent.sh;
+// (default 100k), without the kernel: it replays what the datapath source and the flow
+// accounting stage do every interval with synthetic flows and prints VmRSS after each
+// stage, so the stage that dominates is visible. The real agent is measured by bench/rss_agent.sh;
 // this program explains its number.
 //   read buffer    std::vector<FlowEntry> of N (freed after the deltas are taken)
 //   baselines      FlowDeltaTracker of N kernel entries (the datapath source's)

@@ -41,33 +41,31 @@ PodVeths podVeths(const std::vector<LocalPod>& pods, const std::vector<collector
 }
 
 std::vector<TupleTraffic> perTuple(std::span<const collector::FlowSample> samples, const PodVeths& veths) {
-    auto owns = [&](std::uint32_t ifindex, const np_addr& a) {
-        auto it = veths.find(ifindex);
-        if (it == veths.end()) return false;
-        const auto ip = addrOf(a);
-        return std::find(it->second.begin(), it->second.end(), ip) != it->second.end();
+    // A pod IP -> the ifindex of its pod's monitored host veth.
+    std::map<util::Addr16, std::uint32_t> own;
+    for (const auto& [ifindex, ips] : veths)
+        for (const auto& ip : ips) own.emplace(ip, ifindex);
+    // The one place a tuple is counted, the same in every interval: where the packets
+    // leave the sending pod (its veth, host-side ingress), else where they enter the
+    // receiving pod (its veth, host-side egress). A sample elsewhere is the same packets
+    // seen again. Without either, the largest sample of the interval.
+    auto designated = [&](const flow_key& k) -> std::optional<std::pair<std::uint32_t, std::uint8_t>> {
+        if (auto it = own.find(addrOf(k.src_ip)); it != own.end()) return std::pair{it->second, std::uint8_t{NP_DIR_INGRESS}};
+        if (auto it = own.find(addrOf(k.dst_ip)); it != own.end()) return std::pair{it->second, std::uint8_t{NP_DIR_EGRESS}};
+        return std::nullopt;
     };
-    // 2: at the sender's own veth, 1: at the receiver's own veth, 0: elsewhere
-    auto rank = [&](const flow_key& k) {
-        if (veths.empty()) return 0;
-        if (k.direction == NP_DIR_INGRESS && owns(k.ifindex, k.src_ip)) return 2;
-        if (k.direction == NP_DIR_EGRESS && owns(k.ifindex, k.dst_ip)) return 1;
-        return 0;
-    };
-    struct Kept {
-        TupleTraffic t;
-        int rank = -1;
-    };
-    std::map<Tuple, Kept> by;
+    std::map<Tuple, TupleTraffic> by;
     for (const auto& f : samples) {
         if (f.packets == 0) continue;
-        auto& k = by[tupleOf(f.key)];
-        const int r = rank(f.key);
-        if (r > k.rank || (r == k.rank && f.packets > k.t.packets)) k = {{f.key, f.packets, f.bytes}, r};
+        if (!own.empty()) {
+            if (auto d = designated(f.key); d && (f.key.ifindex != d->first || f.key.direction != d->second)) continue;
+        }
+        auto& t = by[tupleOf(f.key)];
+        if (f.packets > t.packets) t = {f.key, f.packets, f.bytes};
     }
     std::vector<TupleTraffic> out;
     out.reserve(by.size());
-    for (auto& [_, k] : by) out.push_back(k.t);
+    for (auto& [_, t] : by) out.push_back(t);
     return out;
 }
 

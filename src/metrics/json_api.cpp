@@ -435,6 +435,7 @@ nlohmann::json connectionsJson(const collector::Snapshot& s, const ConnectionQue
                 {"comm", c.comm.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.comm)},
                 {"cgroup_id", c.cgroup_id},
                 {"netns", c.netns},
+                {"cookie", c.cookie},
                 {"bytes_sent", c.bytes_sent},
                 {"bytes_received", c.bytes_received},
                 {"retransmits", c.retransmits},

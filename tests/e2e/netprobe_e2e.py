@@ -27,9 +27,9 @@ import itertools
 import json
 import os
 import re
+import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +41,6 @@ from typing import Callable, Iterable
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 AGENT = os.environ.get("NETPROBE_AGENT") or os.path.join(REPO, "bin", "netprobe-agent")
-PYTHON = "/usr/bin/python3"
 PID = os.getpid()
 PREFIX = "npe"  # every namespace, link and temp dir this suite creates starts with npe<pid>
 L2_HEADER = 14
@@ -95,72 +94,12 @@ for _sig in (signal.SIGTERM, signal.SIGHUP):
     signal.signal(_sig, _raise_interrupt)
 
 # ---------------------------------------------------------------------------
-# small helpers
+# helpers and readers (e2e_base, e2e_inspect)
 
-
-def log(msg: str) -> None:
-    print(f"[e2e] {msg}", file=sys.stderr, flush=True)
-
-
-def run(argv: list[str], check: bool = True, timeout: float = 60, netns: str | None = None,
-        input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    if netns:
-        argv = ["ip", "netns", "exec", netns] + argv
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input, env=env)
-    if check and p.returncode != 0:
-        raise AssertionError(f"command failed ({p.returncode}): {' '.join(argv)}\n"
-                             f"stdout: {p.stdout.strip()}\nstderr: {p.stderr.strip()}")
-    return p
-
-
-def wait_for(pred: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
-    """Polls pred until it returns a truthy value; fails the test after timeout."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while True:
-        try:
-            v = pred()
-            if v:
-                return v
-        except (AssertionError, OSError, ValueError, KeyError, subprocess.SubprocessError) as e:
-            last_exc = e
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
-                                 + (f" (last error: {last_exc})" if last_exc else ""))
-        time.sleep(interval)
-
-
-def require_tools(*tools: str) -> None:
-    """Missing tools are a failure, not a skip: scripts/setup-deps.sh installs them."""
-    missing = [t for t in tools if not (os.path.isabs(t) and os.access(t, os.X_OK)) and not shutil.which(t)]
-    if missing:
-        raise AssertionError(f"required tool(s) missing: {', '.join(missing)} (run scripts/setup-deps.sh)")
-
-
-def free_port(netns: str | None = None) -> int:
-    """A TCP port that nothing listens on (bind to port 0 and let the kernel pick)."""
-    if netns is None:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-    code = "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])"
-    return int(run([PYTHON, "-c", code], netns=netns).stdout.strip())
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def within(a: float, b: float, tolerance: float) -> bool:
-    """|a-b| <= tolerance * max(|a|,|b|) (both zero: equal)."""
-    m = max(abs(a), abs(b))
-    return m == 0 or abs(a - b) <= tolerance * m
+from e2e_base import PYTHON, free_port, log, pid_alive, require_tools, run, wait_for, within  # noqa: E402,F401
+from e2e_inspect import (Metrics, Sample, attachments, foreign_netprobe_prog_ids, kernel_stats,  # noqa: E402,F401
+                         netprobe_attachments, netprobe_prog_ids, proc_bpf_ids, prog_names, qdiscs,
+                         tc_netprobe_filters)
 
 
 # ---------------------------------------------------------------------------
@@ -320,223 +259,33 @@ def http_request(port: int, path: str, method: str = "GET", netns: str | None = 
 
 
 # ---------------------------------------------------------------------------
-# Prometheus text format
-
-
-@dataclass
-class Sample:
-    name: str
-    labels: dict
-    value: float
-
-
-def _parse_labels(s: str) -> dict:
-    labels, i, n = {}, 0, len(s)
-    while i < n:
-        while i < n and s[i] in " ,":
-            i += 1
-        if i >= n:
-            break
-        j = s.index("=", i)
-        key = s[i:j].strip()
-        if s[j + 1] != '"':
-            raise ValueError(f"label value not quoted: {s!r}")
-        i, val = j + 2, []
-        while s[i] != '"':
-            if s[i] == "\\":
-                i += 1
-                val.append({"n": "\n", "\\": "\\", '"': '"'}.get(s[i], "\\" + s[i]))
-            else:
-                val.append(s[i])
-            i += 1
-        labels[key] = "".join(val)
-        i += 1
-    return labels
-
-
-_SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+(-?\d+))?$")
-
-
-class Metrics:
-    """Parsed /metrics: samples plus # TYPE / # HELP per family."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.samples: list[Sample] = []
-        self.types: dict[str, str] = {}
-        self.helps: dict[str, str] = {}
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            if line.startswith("#"):
-                parts = line.split(None, 3)
-                if len(parts) >= 3 and parts[1] == "TYPE":
-                    self.types[parts[2]] = parts[3] if len(parts) > 3 else ""
-                elif len(parts) >= 3 and parts[1] == "HELP":
-                    self.helps[parts[2]] = parts[3] if len(parts) > 3 else ""
-                continue
-            m = _SAMPLE_RE.match(line)
-            if not m:
-                raise ValueError(f"unparsable metrics line: {line!r}")
-            v = m.group(3)
-            value = {"+Inf": float("inf"), "-Inf": float("-inf"), "NaN": float("nan")}.get(v)
-            self.samples.append(Sample(m.group(1), _parse_labels(m.group(2) or ""),
-                                       value if value is not None else float(v)))
-
-    def find(self, name: str, **labels) -> list[Sample]:
-        return [s for s in self.samples
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
-
-    def get(self, name: str, **labels) -> float:
-        """The value of the one sample of name whose labels include labels."""
-        found = self.find(name, **labels)
-        if len(found) != 1:
-            raise AssertionError(f"expected exactly one sample {name}{labels}, found {len(found)}")
-        return found[0].value
-
-    def get_or(self, name: str, default: float = 0.0, **labels) -> float:
-        found = self.find(name, **labels)
-        return found[0].value if len(found) == 1 else default
-
-    def series_count(self, name: str | None = None) -> int:
-        return len(self.samples) if name is None else len(self.find(name))
-
-
-# ---------------------------------------------------------------------------
-# BPF attachments (bpftool 7.1 on Debian 12 does not show tcx links: ask the kernel)
-
-_SYS_BPF = 321  # x86_64
-_BPF_PROG_QUERY = 16
-_BPF_TCX_INGRESS, _BPF_TCX_EGRESS = 46, 47
-
-
-def _tcx_query(ifindex: int, attach_type: int) -> list[int]:
-    ids = (ctypes.c_uint32 * 64)()
-    attr = (ctypes.c_uint8 * 128)()
-    ctypes.c_uint32.from_buffer(attr, 0).value = ifindex
-    ctypes.c_uint32.from_buffer(attr, 4).value = attach_type
-    ctypes.c_uint64.from_buffer(attr, 16).value = ctypes.addressof(ids)
-    ctypes.c_uint32.from_buffer(attr, 24).value = 64
-    r = _libc.syscall(_SYS_BPF, _BPF_PROG_QUERY, ctypes.byref(attr), ctypes.sizeof(attr))
-    if r != 0:
-        err = ctypes.get_errno()
-        if err in (2, 22, 95):  # ENOENT, EINVAL, EOPNOTSUPP: nothing attached / no tcx
-            return []
-        raise OSError(err, f"BPF_PROG_QUERY ifindex {ifindex}: {os.strerror(err)}")
-    return list(ids[: ctypes.c_uint32.from_buffer(attr, 24).value])
-
-
-def prog_names() -> dict[int, str]:
-    """id -> name of every loaded BPF program."""
-    out = run(["bpftool", "-j", "prog", "show"]).stdout
-    return {p["id"]: p.get("name", "") for p in json.loads(out or "[]")}
-
-
-def netprobe_prog_ids() -> set[int]:
-    return {i for i, n in prog_names().items() if n.startswith("netprobe")}
-
-
-def _attachments_here(ifname: str) -> dict[str, list[tuple[int, str]]]:
-    names = prog_names()
-    ifindex = socket.if_nametoindex(ifname)
-    res: dict[str, list[tuple[int, str]]] = {}
-    for where, at in (("tcx_ingress", _BPF_TCX_INGRESS), ("tcx_egress", _BPF_TCX_EGRESS)):
-        res[where] = [(i, names.get(i, "?")) for i in _tcx_query(ifindex, at)]
-    net = json.loads(run(["bpftool", "-j", "net", "show", "dev", ifname]).stdout or "[{}]")[0]
-    res["xdp"] = [(x["id"], names.get(x["id"], "?")) for x in net.get("xdp", [])]
-    res["xdp_modes"] = [(x["id"], x.get("mode", "?")) for x in net.get("xdp", [])]
-    for t in net.get("tc", []):
-        kind = t.get("kind", "")  # clsact/ingress, clsact/egress
-        key = "clsact_" + kind.split("/")[-1]
-        res.setdefault(key, []).append((t["id"], t.get("name", names.get(t["id"], "?"))))
-    res.setdefault("clsact_ingress", [])
-    res.setdefault("clsact_egress", [])
-    return res
-
-
-def attachments(ifname: str, netns: str | None = None) -> dict[str, list[tuple[int, str]]]:
-    """Programs attached to ifname, by hook: {tcx_ingress, tcx_egress, xdp, clsact_ingress, clsact_egress}."""
-    if netns is None:
-        return _attachments_here(ifname)
-    out = run([PYTHON, os.path.abspath(__file__), "attachments", ifname], netns=netns).stdout
-    return {k: [tuple(x) for x in v] for k, v in json.loads(out).items()}
-
-
-def netprobe_attachments(ifname: str, netns: str | None = None) -> dict[str, list[tuple[int, str]]]:
-    a = attachments(ifname, netns)
-    return {k: [x for x in v if str(x[1]).startswith("netprobe")] for k, v in a.items() if k != "xdp_modes"}
-
-
-def qdiscs(ifname: str, netns: str | None = None) -> list[str]:
-    out = run(["tc", "-j", "qdisc", "show", "dev", ifname], netns=netns).stdout
-    return [q.get("kind", "") for q in json.loads(out or "[]")]
-
-
-def tc_netprobe_filters(ifname: str, direction: str, netns: str | None = None) -> list[str]:
-    """The netprobe filters of `tc filter show dev IF ingress|egress` (one entry per filter)."""
-    p = run(["tc", "-j", "filter", "show", "dev", ifname, direction], netns=netns, check=False)
-    if p.returncode != 0 or not p.stdout.strip():
-        return []
-    names = []
-    for f in json.loads(p.stdout):
-        prog = f.get("options", {}).get("prog", {})
-        if str(prog.get("name", "")).startswith("netprobe"):
-            names.append(f"{prog['name']}:{prog.get('id')}")
-    return names
-
-
-def proc_bpf_ids(pid: int) -> tuple[set[int], set[int]]:
-    """(program ids, link ids) held by a process's file descriptors."""
-    progs, links = set(), set()
-    base = f"/proc/{pid}/fdinfo"
-    for fd in os.listdir(base):
-        try:
-            with open(os.path.join(base, fd)) as f:
-                info = f.read()
-        except OSError:
-            continue
-        for key, dest in (("prog_id", progs), ("link_id", links)):
-            m = re.search(rf"^{key}:\s+(\d+)", info, re.M)
-            if m:
-                dest.add(int(m.group(1)))
-    return progs, links
-
-
-def foreign_netprobe_prog_ids(exclude_pids: Iterable[int] = ()) -> set[int]:
-    """Program ids held by netprobe-agent processes other than ours (another engineer's agent)."""
-    ids: set[int] = set()
-    skip = set(exclude_pids)
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) in skip:
-            continue
-        try:
-            with open(f"/proc/{d}/comm") as f:
-                if f.read().strip() != "netprobe-agent":
-                    continue
-            ids |= proc_bpf_ids(int(d))[0]
-        except OSError:
-            continue
-    return ids
-
-
-# ---------------------------------------------------------------------------
-# kernel interface counters
-
-
-def kernel_stats(ifname: str, netns: str | None = None) -> dict[str, int]:
-    keys = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes")
-    if netns is None:
-        res = {}
-        for k in keys:
-            with open(f"/sys/class/net/{ifname}/statistics/{k}") as f:
-                res[k] = int(f.read())
-        return res
-    out = run(["cat"] + [f"/sys/class/net/{ifname}/statistics/{k}" for k in keys], netns=netns).stdout.split()
-    return dict(zip(keys, map(int, out)))
-
-
-# ---------------------------------------------------------------------------
 # topology
+
+
+def netns_file(ns: str) -> str:
+    """The file that names network namespace ns (for --socket-netns)."""
+    for d in ("/run/netns", "/var/run/netns"):
+        if os.path.exists(os.path.join(d, ns)):
+            return os.path.join(d, ns)
+    raise AssertionError(f"no namespace file for {ns}")
+
+
+def wait_line(proc, prefix: bytes, timeout: float) -> bytes:
+    """The first line of proc's stdout (a pipe), which must start with prefix."""
+    line = b""
+    deadline = time.monotonic() + timeout
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not proc.running() and not select.select([proc.p.stdout], [], [], 0)[0]:
+            break
+        if select.select([proc.p.stdout], [], [], min(left, 0.2))[0]:
+            b = os.read(proc.p.stdout.fileno(), 1)
+            if not b:
+                break
+            line += b
+    if not line.startswith(prefix):
+        raise AssertionError(f"{proc.name} did not print {prefix!r} within {timeout}s (got {line!r})")
+    return line
 
 
 @dataclass
@@ -616,6 +365,30 @@ class E2ETestCase(unittest.TestCase):
         self.defer(f"netns {name}", delete)
         run(["ip", "link", "set", "lo", "up"], netns=name)
         return name
+
+
+    # pods as a bridge CNI lays them out on one node: namespaces whose eth0 is a bridge port
+    def make_bridge(self) -> str:
+        name = f"{PREFIX}{PID}b{unique_index()}"
+        run(["ip", "link", "add", name, "type", "bridge"])
+        self.defer(f"bridge {name}", lambda: run(["ip", "link", "del", name], check=False))
+        _quiet_ipv6(name, None)
+        run(["ip", "link", "set", name, "up"])
+        return name
+
+    def make_pod_netns(self, bridge: str, ip: str) -> tuple[str, str]:
+        """A namespace with ip/24 on eth0, its host end a port of bridge; returns (netns, host veth)."""
+        ns = self.make_netns()
+        idx = unique_index()
+        host = f"{PREFIX}{PID}h{idx}"
+        run(["ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns])
+        self.defer(f"veth {host}", lambda: run(["ip", "link", "del", host], check=False))
+        _quiet_ipv6(host, None)
+        _quiet_ipv6("eth0", ns)
+        run(["ip", "link", "set", host, "master", bridge, "up"])
+        run(["ip", "addr", "add", f"{ip}/24", "dev", "eth0"], netns=ns)
+        run(["ip", "link", "set", "eth0", "up"], netns=ns)
+        return ns, host
 
     def make_veth(self, ns: str | None = None, host_ns: str | None = None) -> Veth:
         """A veth pair: one end in host_ns (default: here), the other in ns (default: a new one).
@@ -777,14 +550,3 @@ class Agent:
 
     def output(self) -> str:
         return self.proc.output() if self.proc else ""
-
-
-# ---------------------------------------------------------------------------
-# command-line helpers run inside namespaces (python -m netprobe_e2e attachments IF)
-
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "attachments":
-        print(json.dumps(_attachments_here(sys.argv[2])))
-        sys.exit(0)
-    print(f"usage: {sys.argv[0]} attachments IFNAME", file=sys.stderr)
-    sys.exit(2)

@@ -29,7 +29,7 @@ import subprocess
 import time
 import unittest
 
-from netprobe_e2e import PYTHON, E2ETestCase, log, run, wait_for
+from netprobe_e2e import PYTHON, REPO, E2ETestCase, log, netns_file, run, wait_for
 
 HOLD = 1000            # established connections held open (2000 records in conn_table)
 POLL_SECONDS = 20
@@ -53,66 +53,10 @@ print(port, flush=True)
 time.sleep(300)
 """
 
-# Runs in the traffic namespace (bench/stack_load.py's approach): one server process
-# accepts and closes; `procs` client processes connect and abort (SO_LINGER 0: RST, no
-# TIME_WAIT) as fast as they can for `secs` seconds, at most `count` connections in
-# all. Prints {"connections": N, "seconds": S, "rate": N/S}.
-LOAD = r"""
-import json, os, socket, struct, sys, time
-secs, procs, count = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(4096)
-port = srv.getsockname()[1]
-server = os.fork()
-if server == 0:
-    srv.settimeout(2)
-    try:
-        while True:
-            c, _ = srv.accept()
-            c.close()
-    except OSError:
-        os._exit(0)
-linger = struct.pack("ii", 1, 0)
-start = time.monotonic()
-deadline = start + secs
-rfd, wfd = os.pipe()
-kids = []
-for p in range(procs):
-    n = count // procs
-    pid = os.fork()
-    if pid == 0:
-        done = 0
-        while done < n and time.monotonic() < deadline:
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
-            try:
-                s.connect(("127.0.0.1", port))
-                done += 1
-            except OSError:
-                pass
-            s.close()
-        os.write(wfd, struct.pack("q", done))
-        os._exit(0)
-    kids.append(pid)
-os.close(wfd)
-made = 0
-with os.fdopen(rfd, "rb") as r:
-    while chunk := r.read(8):
-        made += struct.unpack("q", chunk)[0]
-for k in kids:
-    os.waitpid(k, 0)
-elapsed = time.monotonic() - start
-srv.close()
-os.kill(server, 15)
-os.waitpid(server, 0)
-print(json.dumps({"connections": made, "seconds": round(elapsed, 3), "rate": round(made / elapsed, 1)}))
-"""
-
-
-def netns_file(ns: str) -> str:
-    for d in ("/run/netns", "/var/run/netns"):
-        if os.path.exists(os.path.join(d, ns)):
-            return os.path.join(d, ns)
-    raise AssertionError(f"no namespace file for {ns}")
+# The connection storm of the stack benchmark: one server process accepts and closes;
+# client processes connect and abort (SO_LINGER 0: RST, no TIME_WAIT) as fast as they
+# can (rate 0) for the given seconds. Prints {"connections": N, "seconds": S, "rate": N/S}.
+STACK_LOAD = os.path.join(REPO, "bench", "stack_load.py")
 
 
 # Runs in the agent's namespace (a client there costs no `ip netns exec` per request):
@@ -150,6 +94,11 @@ while time.monotonic() < end:
     res["largest"] = max(res["largest"], len(rows))
     seen = collections.Counter()
     for c in rows:
+        if "cookie" in c:  # the socket cookie: unique while the socket lives, never reused
+            seen[(c["open"], c["netns"], c["cookie"])] += 1
+            continue
+        # agents without the cookie field: the socket's endpoints and start time (a
+        # 5-tuple reused within the same millisecond would look the same)
         if c["src_port"] == 0 or c["dst_port"] == 0:
             continue  # SYN_SENT before the port is chosen: no identity yet
         seen[tuple(c[f] for f in FIELDS)] += 1
@@ -161,7 +110,7 @@ while time.monotonic() < end:
             ex = sorted(dups.items(), key=lambda kv: -kv[1])[:2]
             res["examples"].append({"query": q, "collected_at": doc["collected_at"], "rows": len(rows),
                                     "sockets_listed_more_than_once": len(dups),
-                                    "e.g.": [dict(zip(FIELDS, k), times=n) for k, n in ex]})
+                                    "e.g.": [dict(identity=list(k), times=n) for k, n in ex]})
 res["collections"] = len(collections_seen)
 print(json.dumps(res))
 """
@@ -186,7 +135,7 @@ class ConnectionWalks(E2ETestCase):
         doc = wait_for(held_listed, 30, f"the {2 * HOLD} held sockets in /api/v1/connections")
         log(f"held connections listed: {doc['total']} open rows on port {hold_port}")
 
-        load = self.spawn([PYTHON, "-c", LOAD, str(LOAD_SECONDS), str(LOAD_PROCS), "10000000"], netns=traffic,
+        load = self.spawn([PYTHON, STACK_LOAD, "0", str(LOAD_SECONDS), str(LOAD_PROCS), "10000000"], netns=traffic,
                           log_name="load.json", name="stack-load")
         time.sleep(0.5)  # the churn is under way
         p = run([PYTHON, "-c", POLLER, str(agent.port), str(POLL_SECONDS)], netns=agent.netns,

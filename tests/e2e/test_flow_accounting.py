@@ -30,13 +30,12 @@ the agent may be below the kernel, never above it.
 
 import json
 import os
-import select
 import subprocess
 import time
 import unittest
 
-from netprobe_e2e import (PID, PREFIX, PYTHON, E2ETestCase, _quiet_ipv6, kernel_stats, log, require_tools, run,
-                          unique_index, wait_for)
+from netprobe_e2e import (PID, PYTHON, E2ETestCase, kernel_stats, log, require_tools, run, wait_line,
+                          wait_for)
 # The fake API server's wrapper and the Pod object builder of the Kubernetes e2e test
 # (plain helpers, no TestCase: importing them adds no tests to this module).
 from test_k8s import FakeApiServer, pod
@@ -120,48 +119,7 @@ print(json.dumps({"sent": sent, "errors": errors, "seconds": round(time.monotoni
 """
 
 
-def wait_line(proc, prefix: bytes, timeout: float) -> bytes:
-    """The first line of proc's stdout (a pipe), which must start with prefix."""
-    line = b""
-    deadline = time.monotonic() + timeout
-    while not line.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not proc.running() and not select.select([proc.p.stdout], [], [], 0)[0]:
-            break
-        if select.select([proc.p.stdout], [], [], min(left, 0.2))[0]:
-            b = os.read(proc.p.stdout.fileno(), 1)
-            if not b:
-                break
-            line += b
-    if not line.startswith(prefix):
-        raise AssertionError(f"{proc.name} did not print {prefix!r} within {timeout}s (got {line!r})")
-    return line
-
-
 class FlowAccounting(E2ETestCase):
-    # -- topology (as in test_k8s.py: pods are namespaces on a bridge) -------------
-
-    def make_bridge(self) -> str:
-        name = f"{PREFIX}{PID}b{unique_index()}"
-        run(["ip", "link", "add", name, "type", "bridge"])
-        self.defer(f"bridge {name}", lambda: run(["ip", "link", "del", name], check=False))
-        _quiet_ipv6(name, None)
-        run(["ip", "link", "set", name, "up"])
-        return name
-
-    def make_pod_netns(self, bridge: str, ip: str) -> tuple[str, str]:
-        """A namespace with ip/24 on eth0, its host end a port of bridge; returns (netns, host veth)."""
-        ns = self.make_netns()
-        host = f"{PREFIX}{PID}h{unique_index()}"
-        run(["ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns])
-        self.defer(f"veth {host}", lambda: run(["ip", "link", "del", host], check=False))
-        _quiet_ipv6(host, None)
-        _quiet_ipv6("eth0", ns)
-        run(["ip", "link", "set", host, "master", bridge, "up"])
-        run(["ip", "addr", "add", f"{ip}/24", "dev", "eth0"], netns=ns)
-        run(["ip", "link", "set", "eth0", "up"], netns=ns)
-        return ns, host
-
     def setUp(self):
         require_tools("openssl", "ping")
         self.api = FakeApiServer(self)

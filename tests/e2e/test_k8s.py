@@ -13,8 +13,7 @@ import time
 import unittest
 import urllib.request
 
-from netprobe_e2e import (AGENT, PID, PREFIX, PYTHON, E2ETestCase, _quiet_ipv6, log, require_tools, run,
-                          unique_index, wait_for)
+from netprobe_e2e import AGENT, PID, PYTHON, E2ETestCase, require_tools, run, wait_for
 
 FAKE_APISERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "k8s", "fake_apiserver.py")
 TOKEN = "e2e-token"
@@ -105,28 +104,6 @@ class FakeApiServer:
 
 
 class K8sTest(E2ETestCase):
-    def make_bridge(self) -> str:
-        name = f"{PREFIX}{PID}b{unique_index()}"
-        run(["ip", "link", "add", name, "type", "bridge"])
-        self.defer(f"bridge {name}", lambda: run(["ip", "link", "del", name], check=False))
-        _quiet_ipv6(name, None)
-        run(["ip", "link", "set", name, "up"])
-        return name
-
-    def make_pod_netns(self, bridge: str, ip: str) -> tuple[str, str]:
-        """A namespace with ip/24 on eth0, its host end a port of bridge; returns (netns, host veth)."""
-        ns = self.make_netns()
-        idx = unique_index()
-        host = f"{PREFIX}{PID}h{idx}"
-        run(["ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns])
-        self.defer(f"veth {host}", lambda: run(["ip", "link", "del", host], check=False))
-        _quiet_ipv6(host, None)
-        _quiet_ipv6("eth0", ns)
-        run(["ip", "link", "set", host, "master", bridge, "up"])
-        run(["ip", "addr", "add", f"{ip}/24", "dev", "eth0"], netns=ns)
-        run(["ip", "link", "set", "eth0", "up"], netns=ns)
-        return ns, host
-
     def setUp(self):
         require_tools("openssl")
         self.api = FakeApiServer(self)

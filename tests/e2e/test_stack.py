@@ -12,10 +12,9 @@ import ctypes
 import json
 import os
 import subprocess
-import time
 import unittest
 
-from netprobe_e2e import PYTHON, E2ETestCase, log, require_tools, run, wait_for
+from netprobe_e2e import PYTHON, E2ETestCase, log, netns_file, require_tools, run, wait_for
 
 INTERVAL = "200ms"
 STACK_FAMILIES = [
@@ -23,13 +22,6 @@ STACK_FAMILIES = [
     "netprobe_tcp_connections_failed_total", "netprobe_tcp_connections_active", "netprobe_tcp_retransmits_total",
     "netprobe_tcp_resets_total", "netprobe_packet_drops_total",
 ]
-
-
-def netns_file(ns: str) -> str:
-    for d in ("/run/netns", "/var/run/netns"):
-        if os.path.exists(os.path.join(d, ns)):
-            return os.path.join(d, ns)
-    raise AssertionError(f"no namespace file for {ns}")
 
 
 # Runs inside the traffic namespace: N TCP connections to a local server (each sends

@@ -209,10 +209,17 @@ TEST(PodTraffic, CountsATupleAtTheSendersOwnVeth) {
     auto t = c.traffic(pods);
     EXPECT_EQ(t[0].tx_packets, 20u);  // the largest of each interval would say 21
     EXPECT_EQ(t[1].rx_packets, 20u);
-    // the sender's veth not monitored: the receiver's own veth
+    // interval 3: the last packet was read at web's veth only (ui's veth had read it in
+    // interval 2): not counted again
+    std::vector<collector::FlowSample> i3{at("10.244.0.5", "10.244.0.6", 12, NP_DIR_EGRESS, 1)};
+    c.observe(analysis::perTuple(i3, veths), pods);
+    EXPECT_EQ(c.traffic(pods)[0].tx_packets, 20u);
+    // the sender's veth not monitored: the receiver's own veth, not another hook
+    std::vector<collector::InterfaceStats> web_only{ifs[1]};
+    const auto veths2 = analysis::podVeths(pods, web_only);
     std::vector<collector::FlowSample> only_web{at("10.244.0.5", "10.244.0.6", 12, NP_DIR_EGRESS, 9),
                                                 at("10.244.0.5", "10.244.0.6", 99, NP_DIR_INGRESS, 12)};
-    auto kept = analysis::perTuple(only_web, veths);
+    auto kept = analysis::perTuple(only_web, veths2);
     ASSERT_EQ(kept.size(), 1u);
     EXPECT_EQ(kept[0].packets, 9u);
     EXPECT_EQ(kept[0].key.ifindex, 12u);

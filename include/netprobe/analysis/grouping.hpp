@@ -33,11 +33,13 @@ using PodVeths = std::unordered_map<std::uint32_t, std::vector<util::Addr16>>;
                                 const std::vector<collector::InterfaceStats>& interfaces);
 
 // The interval's samples with one observation per 5-tuple. A packet between two pods
-// crosses both pods' host veths and so is in two samples; the one kept is the sample
-// at the sending pod's own veth (where the packet left the pod: host-side ingress),
-// else at the receiving pod's own veth (host-side egress), else the largest. Counting
-// at one fixed place keeps totals exact: taking the larger of two hooks each interval
-// can count a packet twice when their entries are read on either side of it.
+// crosses both pods' host veths and so is in two samples. A tuple is counted at one
+// place, the same in every interval: the sending pod's own monitored veth (where the
+// packets leave it: host-side ingress), else the receiving pod's (host-side egress);
+// samples elsewhere are ignored. Only a tuple without either takes the largest sample
+// of the interval. Counting at a fixed place keeps totals exact: the larger of two
+// hooks each interval counts a packet twice when their entries are read on either
+// side of it, and so does switching hooks when one of them had nothing in an interval.
 [[nodiscard]] std::vector<TupleTraffic> perTuple(std::span<const collector::FlowSample> samples,
                                                  const PodVeths& veths = {});
 
