@@ -1,6 +1,7 @@
 // netprobe-agent: wires options -> Manager -> sources -> collectors -> analysis
 // pipelines -> metrics::Server and sinks, follows interfaces over netlink, and
 // detaches everything on SIGINT/SIGTERM.
+#include <malloc.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -373,6 +374,12 @@ int main(int argc, char** argv) {
         if (parsed.exit_code) std::fputc('\n', stderr);
         return parsed.exit_code;
     }
+    // Every interval builds a few large buffers (the flow samples, the flow view) and
+    // drops the previous ones. A fixed mmap threshold keeps them out of the heap, so
+    // freeing them returns the memory at once (glibc's dynamic threshold would move them
+    // into the heap after the first free, where they fragment and stay resident).
+    ::mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    ::mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
     netprobe::util::setLogLevel(parsed.options.log_level);
     netprobe::util::routeLibbpfLogs();

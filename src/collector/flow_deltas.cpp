@@ -26,20 +26,26 @@ FlowSample sampleOf(const flow_key& key, const np_flow_stats& cur, std::uint64_t
 }
 }  // namespace
 
-void FlowDeltaTracker::update(std::span<const ebpf::FlowEntry> entries, std::vector<FlowSample>& out) {
-    ++generation_;
-    for (const auto& e : entries) {
-        auto [it, fresh] = base_.try_emplace(e.key);
-        Base& b = it->second;
-        // Below the baseline: not the entry we knew (removed and created again).
-        if (!fresh && (e.stats.packets < b.packets || e.stats.bytes < b.bytes)) b = Base{};
-        if (e.stats.packets != b.packets) out.push_back(sampleOf(e.key, e.stats, b.packets, b.bytes));
-        b.packets = e.stats.packets;
-        b.bytes = e.stats.bytes;
-        b.last_seen_ns = e.stats.last_seen_ns;
-        b.generation = generation_;
-    }
+void FlowDeltaTracker::add(const ebpf::FlowEntry& e, std::vector<FlowSample>& out) {
+    auto [it, fresh] = base_.try_emplace(e.key);
+    Base& b = it->second;
+    // Below the baseline: not the entry we knew (removed and created again).
+    if (!fresh && (e.stats.packets < b.packets || e.stats.bytes < b.bytes)) b = Base{};
+    if (e.stats.packets != b.packets) out.push_back(sampleOf(e.key, e.stats, b.packets, b.bytes));
+    b.packets = e.stats.packets;
+    b.bytes = e.stats.bytes;
+    b.last_seen_ns = e.stats.last_seen_ns;
+    b.generation = generation_;
+}
+
+void FlowDeltaTracker::end() {
     std::erase_if(base_, [this](const auto& kv) { return kv.second.generation != generation_; });
+}
+
+void FlowDeltaTracker::update(std::span<const ebpf::FlowEntry> entries, std::vector<FlowSample>& out) {
+    begin();
+    for (const auto& e : entries) add(e, out);
+    end();
 }
 
 FlowSample FlowDeltaTracker::retire(const flow_key& key, const np_flow_stats& final_values) {

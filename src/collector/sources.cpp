@@ -36,22 +36,27 @@ std::uint64_t DatapathSource::kernelIdleNs() const {
 Result<void> DatapathSource::collect(SnapshotBuilder& b) {
     auto stats = manager_.getNetworkStats();
     if (!stats) return std::unexpected(stats.error());
-    // A local buffer: 100k entries are ~5 MiB that need not stay resident between collections.
-    std::vector<ebpf::FlowEntry> entries;
-    entries.reserve(last_entries_ + last_entries_ / 8 + 64);
-    auto read = manager_.readFlows(entries);
-    if (!read) return std::unexpected(read.error());
-    last_entries_ = entries.size();
-
+    // The kernel table is read batch by batch straight into the baselines: no copy of
+    // the whole table is held (100k entries would be ~5 MiB more at the peak).
     Snapshot& snap = b.snapshot();
     const std::uint64_t now_mono = snap.monoNs();
-    snap.flows.reserve(entries.size());
-    deltas_.update(entries, snap.flows);
-    std::vector<ebpf::FlowEntry>().swap(entries);
+    const std::uint64_t idle_ns = kernelIdleNs();
+    // Room for a sample of every kernel entry: address space only (the allocation is
+    // mmapped; pages are resident once written), so the vector never regrows and copies.
+    snap.flows.reserve(std::size_t{manager_.flowTableCapacity()} + 1024);
+    deltas_.begin();
+    auto read = manager_.forEachFlow([&](const ebpf::FlowEntry& e) { deltas_.add(e, snap.flows); });
+    if (read) {
+        deltas_.end();
+    } else {
+        // The samples read so far are published (their baselines moved on); the entries
+        // not read keep theirs and count at the next collection. Nothing is forgotten.
+        if (read_failures_++ == 0) spdlog::warn("datapath: {} (partial read, retried)", read.error().what());
+    }
     // Idle kernel entries leave the kernel table with their final values, so its
     // capacity serves live flows. A failed removal keeps the entry's baseline (its
     // packets are never counted twice) and is retried at the next collection.
-    for (const auto& key : deltas_.idle(now_mono, kernelIdleNs())) {
+    for (const auto& key : deltas_.idle(now_mono, idle_ns)) {
         auto last = manager_.removeFlow(key);
         if (last) {
             snap.flows.push_back(deltas_.retire(key, *last));
@@ -63,7 +68,8 @@ Result<void> DatapathSource::collect(SnapshotBuilder& b) {
         }
     }
     snap.kernel_flows.capacity = manager_.flowTableCapacity();
-    snap.kernel_flows.entries = *read;
+    snap.kernel_flows.entries = read ? *read : deltas_.size();
+    snap.kernel_flows.read_failures_total = read_failures_;
     snap.kernel_flows.removed_idle_total = removed_idle_;
     snap.kernel_flows.remove_failures_total = remove_failures_;
 

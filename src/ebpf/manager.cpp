@@ -306,6 +306,10 @@ Result<NetworkStats> Manager::getNetworkStats() const {
 
 Result<std::size_t> Manager::readFlows(std::vector<FlowEntry>& out) const { return impl_->dp.readFlows(out); }
 
+Result<std::size_t> Manager::forEachFlow(const std::function<void(const FlowEntry&)>& fn) const {
+    return ebpf::forEachFlow(impl_->dp.flowMap(), fn);
+}
+
 Result<np_flow_stats> Manager::removeFlow(const flow_key& key) { return impl_->dp.removeFlow(key); }
 
 std::uint32_t Manager::flowTableCapacity() const { return impl_->dp.flowCapacity(); }

@@ -117,14 +117,18 @@ np_flow_stats mergeFlowStats(std::span<const np_flow_stats> per_cpu) {
     return m;
 }
 
-Result<std::size_t> readFlowMap(int map_fd, std::vector<FlowEntry>& out, bool take) {
+Result<std::size_t> forEachFlow(int map_fd, const std::function<void(const FlowEntry&)>& fn, bool take) {
     return readPerCpuHash<flow_key, np_flow_stats>(
         map_fd,
         [&](const flow_key& k, std::span<const np_flow_stats> v) {
             FlowEntry e{k, mergeFlowStats(v)};
-            if (e.stats.packets) out.push_back(e);
+            if (e.stats.packets) fn(e);
         },
         take);
+}
+
+Result<std::size_t> readFlowMap(int map_fd, std::vector<FlowEntry>& out, bool take) {
+    return forEachFlow(map_fd, [&](const FlowEntry& e) { out.push_back(e); }, take);
 }
 
 // ---- RingReader ----

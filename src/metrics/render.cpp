@@ -158,6 +158,8 @@ void renderDatapath(ExpositionWriter& w, const Snapshot& s, const analysis::Flow
              "Failed map updates/deletes by the agent, by map and operation (each is retried).");
     w.sample("netprobe_map_operation_failures_total", {{"map", "flow_stats"}, {"operation", "remove_idle"}},
              k.remove_failures_total);
+    w.sample("netprobe_map_operation_failures_total", {{"map", "flow_stats"}, {"operation", "read"}},
+             k.read_failures_total);
     w.sample("netprobe_map_operation_failures_total", {{"map", "tc_device_stats"}, {"operation", "reset"}},
              s.device_reset_failures);
     if (s.stack)

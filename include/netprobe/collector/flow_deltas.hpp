@@ -25,9 +25,13 @@ struct FlowKeyEq {
 
 class FlowDeltaTracker {
 public:
-    // One full read of the kernel table: appends the delta of every entry with new
-    // packets to out (a new entry counts in full). Entries absent from the read are
-    // forgotten (they were removed).
+    // One full read of the kernel table, entry by entry: begin(), add() each entry
+    // (appends its delta to out when it has new packets; a new entry counts in full),
+    // end() (entries absent from the read are forgotten: they were removed).
+    void begin() { ++generation_; }
+    void add(const ebpf::FlowEntry& entry, std::vector<FlowSample>& out);
+    void end();
+    // begin(), add() of every entry, end().
     void update(std::span<const ebpf::FlowEntry> entries, std::vector<FlowSample>& out);
     // An entry removed with its final values: its delta since the last read (ended),
     // and the entry forgotten.
@@ -39,7 +43,7 @@ public:
     [[nodiscard]] std::size_t size() const { return base_.size(); }
 
 private:
-    struct Base {
+    struct Base {  // 32 bytes: a baseline lives as long as its kernel entry
         std::uint64_t packets = 0, bytes = 0, last_seen_ns = 0;
         std::uint32_t generation = 0;
     };

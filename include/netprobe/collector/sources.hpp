@@ -39,8 +39,7 @@ private:
     FlowDeltaTracker deltas_;
     std::vector<ebpf::DeviceCounters> prev_devices_;
     MonoTime prev_time_{};
-    std::size_t last_entries_ = 0;  // sizes the next read's buffer
-    std::uint64_t removed_idle_ = 0, remove_failures_ = 0;
+    std::uint64_t removed_idle_ = 0, remove_failures_ = 0, read_failures_ = 0;
 };
 
 // Socket layer, TCP health, drops, netfilter hooks.

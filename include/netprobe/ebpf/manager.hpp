@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,6 +64,8 @@ public:
     // Reads the kernel flow table (cumulative values of each flow since its entry
     // was created), appended to out. Returns the number of entries.
     Result<std::size_t> readFlows(std::vector<FlowEntry>& out) const;
+    // The same, entry by entry (no buffer of the whole table).
+    Result<std::size_t> forEachFlow(const std::function<void(const FlowEntry&)>& fn) const;
     // Removes one flow from the kernel table, returning its final values; an error
     // when the entry could not be removed (ENOENT: it was not there).
     Result<np_flow_stats> removeFlow(const flow_key& key);

@@ -127,6 +127,8 @@ Result<std::vector<V>> lookupPerCpu(int fd, const K& key, std::string_view what)
 // Every entry of a flow_stats map (per-CPU values merged), appended to out; take =
 // true deletes them. Returns the number of kernel entries read.
 Result<std::size_t> readFlowMap(int map_fd, std::vector<FlowEntry>& out, bool take = false);
+// The same, entry by entry as the batches arrive (no buffer of the whole table).
+Result<std::size_t> forEachFlow(int map_fd, const std::function<void(const FlowEntry&)>& fn, bool take = false);
 
 // ---- ring buffers ----
 
