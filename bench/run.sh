@@ -132,6 +132,10 @@ done < <(printf '%s\n' "${!R[@]}" | sort)
 if [[ -n ${R[scrape_latency]:-} ]]; then
   IFS=$'\t' read -r idle flood ratio verdict <<<"${R[scrape_latency]}"
   row "/metrics latency p99 during a SYN flood with --mitigate=on vs idle" "$flood ms vs $idle ms = ${ratio}x" "<= 2x idle" "$verdict"
+  if [[ -n ${R[scrape_latency_control]:-} ]]; then
+    IFS=$'\t' read -r hidle hflood hratio <<<"${R[scrape_latency_control]}"
+    row "control: /healthz latency p99 during the same flood vs idle (the machine's share)" "$hflood ms vs $hidle ms = ${hratio}x" "-" "info"
+  fi
 else
   na "/metrics latency p99 during a SYN flood with --mitigate=on vs idle" "<= 2x idle"
 fi
