@@ -8,12 +8,12 @@ BUILD_PKGS=(
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  libcpp-httplib-dev libyaml-cpp-dev libssl-dev
+  libcpp-httplib-dev libyaml-cpp-dev libssl-dev libcrypt-dev
 )
 TEST_PKGS=(
   iproute2 iputils-ping nftables ethtool curl jq procps psmisc util-linux libcap2-bin
   iperf3 hping3 nmap tshark netsniff-ng python3 python3-scapy openssl
-  prometheus
+  prometheus apache2-utils
 )
 
 want=("${BUILD_PKGS[@]}")

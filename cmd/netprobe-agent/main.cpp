@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <expected>
+#include <functional>
 #include <optional>
 #include <set>
 
@@ -27,6 +28,8 @@
 #include <netprobe/ebpf/interfaces.hpp>
 #include <netprobe/ebpf/manager.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
+#include <netprobe/http/server.hpp>
+#include <netprobe/http/web_config.hpp>
 #include <netprobe/k8s/attribution.hpp>
 #include <netprobe/k8s/cgroup.hpp>
 #include <netprobe/k8s/client.hpp>
@@ -139,6 +142,13 @@ public:
         }
         auto k8s_cfg = kubernetesConfig(opts_);
         if (!k8s_cfg) return fatal(k8s_cfg.error());
+        // A bad web configuration stops the agent before it attaches anything.
+        if (!opts_.web_config_file.empty()) {
+            auto web = netprobe::http::loadWebConfig(opts_.web_config_file);
+            if (!web) return fatal("--web-config-file: " + web.error().what());
+            if (auto r = netprobe::http::checkWebConfig(*web); !r)
+                return fatal("--web-config-file: " + opts_.web_config_file + ": " + r.error().what());
+        }
 
         netprobe::ebpf::ManagerOptions mo;
         mo.xdp_mode = opts_.xdp_mode;
@@ -207,6 +217,18 @@ public:
         cfg.container_metrics.enabled = opts_.container_metrics;
         cfg.container_metrics.limit = opts_.container_metrics_limit;
         cfg.scheduler = background;
+        cfg.web_config_file = opts_.web_config_file;
+        using Api = netprobe::metrics::ServerConfig::Api;
+        cfg.api = opts_.api == AgentOptions::ApiMode::Off        ? Api::Off
+                  : opts_.api == AgentOptions::ApiMode::Separate ? Api::Separate
+                                                                 : Api::Same;
+        cfg.api_address = opts_.api_address;
+        cfg.api_port = opts_.api_port;
+        cfg.http.max_connections = opts_.http_max_connections;
+        cfg.http.head_timeout = opts_.http_header_timeout;
+        cfg.http.handshake_timeout = opts_.http_header_timeout;
+        cfg.http.idle_timeout = opts_.http_idle_timeout;
+        cfg.http.write_timeout = opts_.http_write_timeout;
 
         // Kubernetes: the client lists and watches on its own threads; start() returns at
         // once, and nothing (readiness included) waits for it.
@@ -283,6 +305,10 @@ public:
             spdlog::info("security analytics off");
         }
 
+        // Listen first: while the interfaces are attached /healthz answers and /readyz
+        // says 503 (a readiness probe sees "not ready", not "connection refused").
+        netprobe::metrics::Server server(cfg);
+        if (auto r = server.listen(pipeline); !r) return fatal(r.error().what());
         int attached = 0;
         for (const auto& i : *ifaces) {
             if (!wanted(opts_, i)) continue;
@@ -293,15 +319,24 @@ public:
             }
             ++attached;
         }
-        netprobe::metrics::Server server(cfg);
-        // Serves the pipeline's views and starts its collector (first collection now).
+        // Starts the collector (first collection now): ready from then on.
         if (auto r = server.start(pipeline); !r) return fatal(r.error().what());
         spdlog::info("netprobe-agent started: {} interface(s), collect interval {}, metrics on :{}", attached,
                      netprobe::util::formatDuration(opts_.collect_interval), server.port());
         if (sec_collector) sec_collector->start();
+        // The web configuration follows its files (a rotated certificate, a Secret
+        // update); SIGHUP reloads at once.
+        std::optional<netprobe::util::Scheduler::TaskId> web_watch;
+        if (!opts_.web_config_file.empty())
+            web_watch = background->every("web config watch", std::chrono::seconds(5), [&server] {
+                if (server.webConfigChanged()) reloadWebConfig(server, "changed on disk");
+            });
+        reload_ = [&server] { reloadWebConfig(server, "SIGHUP"); };
         background->start();
 
         int rc = loop(*watcher, mgr);
+        reload_ = nullptr;
+        if (web_watch) background->cancel(*web_watch);
         spdlog::info("shutting down: detaching from {} interface(s)", mgr.attachments().size());
         server.stop();  // stops the main collector too
         if (sec_collector) sec_collector->stop();
@@ -317,6 +352,11 @@ private:
         for (;;) {
             signalfd_siginfo si{};
             ssize_t n = ::read(sigfd_, &si, sizeof si);
+            if (n == sizeof si && si.ssi_signo == SIGHUP) {
+                if (reload_) reload_();
+                else spdlog::info("SIGHUP: nothing to reload (no --web-config-file)");
+                continue;
+            }
             if (n == sizeof si) {
                 spdlog::info("received signal {}", strsignal(static_cast<int>(si.ssi_signo)));
                 return 0;
@@ -358,11 +398,20 @@ private:
             if (!present.contains(a.ifindex)) mgr.forgetInterface(a.ifindex);
     }
 
+    static void reloadWebConfig(netprobe::metrics::Server& server, const char* why) {
+        if (auto r = server.reloadWebConfig(); !r)
+            spdlog::error("web config reload ({}) failed, the previous configuration stays in use: {}", why,
+                          r.error().what());
+        else
+            spdlog::info("web config reloaded ({})", why);
+    }
+
 public:
     int sigfd_ = -1;
 
 private:
     AgentOptions opts_;
+    std::function<void()> reload_;
 };
 
 }  // namespace
@@ -390,6 +439,7 @@ int main(int argc, char** argv) {
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sfd < 0) return fatal(std::string("signalfd: ") + std::strerror(errno));

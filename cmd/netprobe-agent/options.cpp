@@ -6,6 +6,7 @@
 #include <netprobe/util/duration.hpp>
 
 #include <sstream>
+#include <tuple>
 
 namespace netprobe::agent {
 
@@ -29,6 +30,27 @@ std::string firstLine(const std::string& s) {
 }
 
 }  // namespace
+
+std::expected<std::pair<std::string, std::uint16_t>, std::string> parseHostPort(const std::string& s) {
+    std::string host, port;
+    if (!s.empty() && s.front() == '[') {
+        const auto close = s.find("]:");
+        if (close == std::string::npos) return std::unexpected("expected [IPV6]:PORT");
+        host = s.substr(1, close - 1);
+        port = s.substr(close + 2);
+    } else {
+        const auto colon = s.rfind(':');
+        if (colon == std::string::npos || s.find(':') != colon) return std::unexpected("expected HOST:PORT or [IPV6]:PORT");
+        host = s.substr(0, colon);
+        port = s.substr(colon + 1);
+    }
+    if (host.empty()) return std::unexpected("the address is empty");
+    if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
+        return std::unexpected("the port must be 1-65535");
+    const long p = std::stol(port);
+    if (p < 1 || p > 65535) return std::unexpected("the port must be 1-65535");
+    return std::pair<std::string, std::uint16_t>{host, static_cast<std::uint16_t>(p)};
+}
 
 ParseOutcome parseOptions(int argc, const char* const* argv, const char* network_interface_env) {
     ParseOutcome out;
@@ -112,6 +134,25 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     app.add_option("--security-set", o.security_set,
                    "One security setting, as in the config file, over it (repeatable): "
                    "--security-set=scan.vertical_ports=50 --security-set=allow=[198.18.0.0/24]");
+
+    std::string api = "same", header_timeout = "10s", idle_timeout = "2m", write_timeout = "30s";
+    long long max_conns = static_cast<long long>(o.http_max_connections);
+    app.add_option("--web-config-file", o.web_config_file,
+                   "TLS, basic auth and response headers of the HTTP server, in the Prometheus exporter-toolkit "
+                   "web config format (docs/security.md); reloaded on SIGHUP and when it or a file it names changes");
+    app.add_option("--api-address", api,
+                   "Where the JSON API (/api/v1/*: flows, connections with processes, containers, security events) "
+                   "is served: same (the metrics listener), off, or HOST:PORT of a listener of its own")
+        ->capture_default_str();
+    app.add_option("--http-max-connections", max_conns,
+                   "Open HTTP connections per listener; beyond it the longest-waiting idle one is closed")
+        ->capture_default_str();
+    app.add_option("--http-header-timeout", header_timeout,
+                   "Time a client has to send a request head (from its first byte, or from the connection)")
+        ->capture_default_str();
+    app.add_option("--http-idle-timeout", idle_timeout, "Keep-alive connections idle this long are closed")
+        ->capture_default_str();
+    app.add_option("--http-write-timeout", write_timeout, "Time a response may take to be sent")->capture_default_str();
 
     try {
         app.parse(argc, argv);
@@ -210,6 +251,26 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     }
     if (!o.security && (!o.mitigate.empty() && o.mitigate != "off"))
         return fail("--mitigate needs --security=on");
+    if (app.count("--web-config-file") > 0 && o.web_config_file.empty()) return fail("--web-config-file is empty");
+    if (api == "same") o.api = AgentOptions::ApiMode::Same;
+    else if (api == "off") o.api = AgentOptions::ApiMode::Off;
+    else if (auto hp = parseHostPort(api)) {
+        o.api = AgentOptions::ApiMode::Separate;
+        o.api_address = hp->first;
+        o.api_port = hp->second;
+    } else return fail("invalid --api-address \"" + api + "\": " + hp.error() + " (or same, off)");
+    if (max_conns < 1 || max_conns > 65536)
+        return fail("invalid --http-max-connections " + std::to_string(max_conns) + ": must be 1-65536");
+    o.http_max_connections = static_cast<std::size_t>(max_conns);
+    for (auto [flag, text, dst] : {std::tuple{"--http-header-timeout", &header_timeout, &o.http_header_timeout},
+                                   std::tuple{"--http-idle-timeout", &idle_timeout, &o.http_idle_timeout},
+                                   std::tuple{"--http-write-timeout", &write_timeout, &o.http_write_timeout}}) {
+        auto d = util::parseDuration(*text);
+        if (!d) return fail(std::string(flag) + ": " + d.error());
+        if (*d < std::chrono::milliseconds(100) || *d > std::chrono::hours(24))
+            return fail(std::string(flag) + " " + *text + ": must be 100ms-24h");
+        *dst = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+    }
     static const char* levels[] = {"trace", "debug", "info", "warn", "error"};
     if (std::find(std::begin(levels), std::end(levels), o.log_level) == std::end(levels))
         return fail("invalid --log-level \"" + o.log_level + "\": expected trace, debug, info, warn or error");

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <expected>
 #include <string>
 #include <vector>
 
@@ -38,7 +39,18 @@ struct AgentOptions {
     std::string mitigate;                // --mitigate=off|dry-run|on ("" = the config's, default off)
     std::string events_log;              // --events-log: append events as JSON lines
     std::vector<std::string> security_set;  // --security-set=KEY=VALUE: one config setting (after the file)
+    std::string web_config_file;         // --web-config-file: TLS/basic auth (exporter-toolkit format)
+    enum class ApiMode { Same, Off, Separate } api = ApiMode::Same;  // --api-address=same|off|HOST:PORT
+    std::string api_address;
+    std::uint16_t api_port = 0;
+    std::size_t http_max_connections = 512;                                // --http-max-connections
+    std::chrono::milliseconds http_header_timeout = std::chrono::seconds(10);  // --http-header-timeout
+    std::chrono::milliseconds http_idle_timeout = std::chrono::minutes(2);     // --http-idle-timeout
+    std::chrono::milliseconds http_write_timeout = std::chrono::seconds(30);   // --http-write-timeout
 };
+
+// "HOST:PORT" or "[V6]:PORT" -> address and port (1-65535); error text otherwise.
+[[nodiscard]] std::expected<std::pair<std::string, std::uint16_t>, std::string> parseHostPort(const std::string& s);
 
 struct ParseOutcome {
     bool run = false;      // false: print output and exit with exit_code

@@ -85,7 +85,7 @@ bool parseSharedParam(const std::string& k, const std::string& v, Q& q, std::siz
     return false;
 }
 
-std::expected<FlowQuery, std::string> parseFlowQuery(const std::multimap<std::string, std::string>& params,
+std::expected<FlowQuery, std::string> parseFlowQuery(const http::QueryParams& params,
                                                      std::size_t default_limit, std::size_t max_limit) {
     FlowQuery q;
     q.limit = default_limit;
@@ -352,7 +352,7 @@ nlohmann::json interfacesJson(const collector::Snapshot& s, const Attribution* a
     return {{"collected_at", rfc3339(s.taken_at)}, {"interfaces", std::move(arr)}};
 }
 
-std::expected<ConnectionQuery, std::string> parseConnectionQuery(const std::multimap<std::string, std::string>& params,
+std::expected<ConnectionQuery, std::string> parseConnectionQuery(const http::QueryParams& params,
                                                                  std::size_t default_limit, std::size_t max_limit) {
     ConnectionQuery q;
     q.limit = default_limit;

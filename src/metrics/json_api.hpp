@@ -16,6 +16,7 @@
 #include "netprobe/analysis/grouping.hpp"
 #include "netprobe/analysis/pipeline.hpp"
 #include "netprobe/collector/snapshot.hpp"
+#include "netprobe/http/message.hpp"
 #include "netprobe/util/ip.hpp"
 
 namespace netprobe::metrics {
@@ -39,7 +40,7 @@ struct FlowQuery {
 
 // Parses query parameters; unknown parameters and bad values are errors that
 // name the parameter (the server answers 400 with it).
-[[nodiscard]] std::expected<FlowQuery, std::string> parseFlowQuery(const std::multimap<std::string, std::string>& params,
+[[nodiscard]] std::expected<FlowQuery, std::string> parseFlowQuery(const http::QueryParams& params,
                                                                    std::size_t default_limit, std::size_t max_limit);
 // interface: the name of the flow's interface.
 [[nodiscard]] bool flowMatches(const FlowRecord& f, std::string_view interface, const FlowQuery& q);
@@ -66,7 +67,7 @@ struct ConnectionQuery {
     std::size_t limit = 100;
 };
 [[nodiscard]] std::expected<ConnectionQuery, std::string> parseConnectionQuery(
-    const std::multimap<std::string, std::string>& params, std::size_t default_limit, std::size_t max_limit);
+    const http::QueryParams& params, std::size_t default_limit, std::size_t max_limit);
 [[nodiscard]] bool connectionMatches(const ebpf::Connection& c, const ConnectionQuery& q);
 // stack may be null (stack monitor off): the document says so ("enabled": false).
 // With an attribution, records of a container's socket gain container_id, pod_uid,

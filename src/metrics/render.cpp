@@ -395,5 +395,46 @@ std::string renderAgentHealth(const std::vector<PipelineHealth>& pipelines,
     return w.take();
 }
 
+std::string renderHttpMetrics(const std::vector<http::ServerStats>& listeners, const WebConfigHealth& web) {
+    ExpositionWriter w;
+    w.family("netprobe_http_tls_enabled", MetricType::Gauge, "1 when the listener serves TLS (web config), else 0.");
+    for (const auto& l : listeners) w.sample("netprobe_http_tls_enabled", {{"listener", l.listener}}, l.tls ? 1.0 : 0.0);
+    w.family("netprobe_http_connections_open", MetricType::Gauge, "Open connections of a listener.");
+    for (const auto& l : listeners) w.sample("netprobe_http_connections_open", {{"listener", l.listener}}, l.open);
+    w.family("netprobe_http_connections_accepted_total", MetricType::Counter, "Connections accepted by a listener.");
+    for (const auto& l : listeners)
+        w.sample("netprobe_http_connections_accepted_total", {{"listener", l.listener}}, l.accepted);
+    w.family("netprobe_http_connections_closed_total", MetricType::Counter,
+             "Connections closed, by reason (client, done, request_error, idle_timeout, head_timeout, "
+             "handshake_timeout, write_timeout, tls_error, evicted, rejected, config_changed, shutdown).");
+    for (const auto& l : listeners)
+        for (int i = 0; i < static_cast<int>(http::CloseReason::Count); ++i)
+            w.sample("netprobe_http_connections_closed_total",
+                     {{"listener", l.listener}, {"reason", http::toString(static_cast<http::CloseReason>(i))}}, l.closed[i]);
+    w.family("netprobe_http_responses_total", MetricType::Counter, "Responses sent, by status code.");
+    for (const auto& l : listeners)
+        for (const auto& [code, n] : l.responses) {
+            const std::string c = code ? std::to_string(code) : "other";
+            w.sample("netprobe_http_responses_total", {{"listener", l.listener}, {"code", c}}, n);
+        }
+    w.family("netprobe_http_auth_failures_total", MetricType::Counter,
+             "Requests refused with 401 (missing or wrong basic auth credentials).");
+    for (const auto& l : listeners) w.sample("netprobe_http_auth_failures_total", {{"listener", l.listener}}, l.auth_failures);
+    w.family("netprobe_http_accept_errors_total", MetricType::Counter, "accept(2) failures (out of descriptors, ...).");
+    for (const auto& l : listeners) w.sample("netprobe_http_accept_errors_total", {{"listener", l.listener}}, l.accept_errors);
+    if (web.from_file) {
+        w.family("netprobe_web_config_reloads_total", MetricType::Counter,
+                 "Reloads of the web configuration file (SIGHUP or a change on disk), by result.");
+        w.sample("netprobe_web_config_reloads_total", {{"result", "success"}}, web.reloads_ok);
+        w.sample("netprobe_web_config_reloads_total", {{"result", "failure"}}, web.reloads_failed);
+        w.family("netprobe_web_config_last_reload_successful", MetricType::Gauge,
+                 "1 when the last reload of the web configuration succeeded (else the previous one is in use).");
+        w.sample("netprobe_web_config_last_reload_successful", {}, web.last_reload_ok ? 1.0 : 0.0);
+        w.family("netprobe_web_config_last_reload_success_timestamp_seconds", MetricType::Gauge,
+                 "Unix time of the last successful load of the web configuration.");
+        w.sample("netprobe_web_config_last_reload_success_timestamp_seconds", {}, web.last_success_unix_seconds);
+    }
+    return w.take();
+}
 
 }  // namespace netprobe::metrics

@@ -1,14 +1,10 @@
 #include <netprobe/metrics/server.hpp>
 
-#include <arpa/inet.h>
-#include <httplib.h>
-#include <netinet/in.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <thread>
+#include <atomic>
+#include <chrono>
+#include <mutex>
 
 #include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/grouping.hpp>
@@ -20,72 +16,50 @@ namespace netprobe::metrics {
 
 namespace {
 
-// Binds a throw-away socket first so a failure names the real reason
-// (httplib only reports "false").
-Result<void> probeBind(const std::string& address, std::uint16_t port) {
-    sockaddr_storage ss{};
-    socklen_t len = 0;
-    int family = AF_INET;
-    if (inet_pton(AF_INET, address.c_str(), &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr) == 1) {
-        auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons(port);
-        len = sizeof(sockaddr_in);
-    } else if (inet_pton(AF_INET6, address.c_str(), &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr) == 1) {
-        auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons(port);
-        len = sizeof(sockaddr_in6);
-        family = AF_INET6;
-    } else {
-        return std::unexpected(makeError("invalid listen address \"" + address + "\""));
-    }
-    int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return std::unexpected(errnoError(errno, "socket"));
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    int r = ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len);
-    int e = errno;
-    ::close(fd);
-    if (r != 0) {
-        return std::unexpected(errnoError(
-            e, "cannot listen on " + address + ":" + std::to_string(port) + (e == EADDRINUSE ? " (port in use)" : "")));
-    }
-    return {};
-}
-
-void sendJson(httplib::Response& res, int status, const nlohmann::json& body) {
-    res.status = status;
-    res.set_content(body.dump(), "application/json");
-}
-
-void sendError(httplib::Response& res, int status, const std::string& msg) {
-    sendJson(res, status, {{"error", msg}});
+http::Response noParams(const http::Request& req) {
+    return http::Response::error(400, "this endpoint takes no parameters (got \"" + req.query.front().first + "\")");
 }
 
 }  // namespace
 
 struct Server::Impl {
     ServerConfig cfg;
-    std::unique_ptr<httplib::Server> server;  // its handlers hold the pipelines: dropped in stop()
-    std::thread thread;
-    std::uint16_t bound_port = 0;
+    std::unique_ptr<http::Server> metrics_http;
+    std::unique_ptr<http::Server> api_http;
     std::shared_ptr<const analysis::Pipeline> pipeline;
     collector::Collector* started = nullptr;  // the collector start() started; stop() stops it
+    bool start_called = false;
+
+    // The web configuration file and its reloads.
+    std::unique_ptr<http::WebConfigFile> web_file;
+    mutable std::mutex web_mu;
+    std::atomic<std::uint64_t> reloads_ok{0}, reloads_failed{0};
+    std::atomic<bool> last_reload_ok{true};
+    std::atomic<double> last_success{0};
 
     Result<void> serve(const std::shared_ptr<const analysis::Pipeline>& pipe);
+    http::Response route(const http::Request& req, bool metrics_listener, bool api_listener) const;
+    http::Response metrics() const;
+    http::Response api(const http::Request& req) const;
+    std::vector<http::ServerStats> httpStats() const {
+        std::vector<http::ServerStats> out;
+        if (metrics_http) out.push_back(metrics_http->stats());
+        if (api_http) out.push_back(api_http->stats());
+        return out;
+    }
 };
 
 Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>()) { impl_->cfg = std::move(config); }
 
 Server::~Server() { stop(); }
 
-std::uint16_t Server::port() const { return impl_->bound_port; }
+std::uint16_t Server::port() const { return impl_->metrics_http ? impl_->metrics_http->port() : 0; }
+std::uint16_t Server::apiPort() const { return impl_->api_http ? impl_->api_http->port() : 0; }
 
 ServerConfig DefaultServerConfig() { return ServerConfig{}; }
 
 Result<void> Server::start(collector::TCCollector& collector) {
-    if (impl_->server) return std::unexpected(makeError("metrics server already started"));
+    if (impl_->metrics_http) return std::unexpected(makeError("metrics server already started"));
     auto p = std::make_shared<analysis::Pipeline>(collector);
     p->addStage(std::make_unique<analysis::FlowAccounting>(
         analysis::FlowAccountingOptions{collector.options().max_flows, collector.options().flow_idle_timeout}));
@@ -95,12 +69,23 @@ Result<void> Server::start(collector::TCCollector& collector) {
     return start(std::shared_ptr<const analysis::Pipeline>(std::move(p)));
 }
 
+Result<void> Server::listen(std::shared_ptr<const analysis::Pipeline> pipeline) {
+    auto& im = *impl_;
+    if (im.metrics_http) return std::unexpected(makeError("metrics server already listening"));
+    if (!pipeline) return std::unexpected(makeError("metrics server: no pipeline"));
+    return im.serve(pipeline);
+}
+
 Result<void> Server::start(std::shared_ptr<const analysis::Pipeline> pipeline) {
     auto& im = *impl_;
-    if (im.server) return std::unexpected(makeError("metrics server already started"));
+    if (im.start_called) return std::unexpected(makeError("metrics server already started"));
     if (!pipeline) return std::unexpected(makeError("metrics server: no pipeline"));
-    if (auto r = im.serve(pipeline); !r) return r;
-    im.pipeline = std::move(pipeline);
+    if (!im.metrics_http) {
+        if (auto r = im.serve(pipeline); !r) return r;
+    } else if (im.pipeline != pipeline) {
+        return std::unexpected(makeError("metrics server: start() with another pipeline than listen()"));
+    }
+    im.start_called = true;
     auto& c = im.pipeline->collector();
     if (!c.running()) {
         if (auto r = c.collect(); !r) spdlog::warn("first collection failed: {}", r.error().what());
@@ -111,131 +96,177 @@ Result<void> Server::start(std::shared_ptr<const analysis::Pipeline> pipeline) {
 }
 
 Result<void> Server::Impl::serve(const std::shared_ptr<const analysis::Pipeline>& pipe) {
-    if (cfg.port != 0) {
-        if (auto r = probeBind(cfg.address, cfg.port); !r) return r;
+    pipeline = pipe;
+    http::WebConfig web = cfg.web;
+    if (!cfg.web_config_file.empty()) {
+        web_file = std::make_unique<http::WebConfigFile>(cfg.web_config_file);
+        auto w = web_file->load();
+        if (!w) return std::unexpected(w.error());
+        web = std::move(*w);
+        reloads_ok = 1;
+        last_success = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     }
-    server = std::make_unique<httplib::Server>();
-    auto& http = *server;
-    const ServerConfig c = cfg;
-    // The handlers own what they read: the pipelines outlive every request.
-    auto latest = [pipe] { return pipe->latest(); };
-
-    http.Get("/metrics", [pipe, c](const httplib::Request&, httplib::Response& res) {
-        const auto v = pipe->latest();
-        auto body = renderMetrics(*v, c.render);
-        if (v->groups) {
-            const auto& g = *v->groups;
-            if (g.kubernetes && c.pod_metrics.enabled) body += renderPodMetrics(g.pod_traffic, c.pod_metrics);
-            if (g.workloads_enabled) body += renderWorkloadMetrics(g.workloads, c.workload_metrics);
-            if (c.container_metrics.enabled && g.attribution && v->snapshot->cgroup_traffic)
-                body += renderContainerMetrics(g.containers, c.container_metrics);
+    const bool separate = cfg.api == ServerConfig::Api::Separate;
+    // Health probes carry no credentials (kubelet); they reveal nothing.
+    cfg.http.public_paths = {"/healthz", "/readyz"};
+    http::ServerOptions mo = cfg.http;
+    mo.name = "metrics";
+    mo.address = cfg.address;
+    mo.port = cfg.port;
+    auto m = http::Server::start(mo, web, [this, separate](const http::Request& r) {
+        return route(r, true, cfg.api == ServerConfig::Api::Same && !separate);
+    });
+    if (!m) return std::unexpected(m.error());
+    metrics_http = std::move(*m);
+    if (separate) {
+        http::ServerOptions ao = cfg.http;
+        ao.name = "api";
+        ao.address = cfg.api_address;
+        ao.port = cfg.api_port;
+        auto a = http::Server::start(ao, web, [this](const http::Request& r) { return route(r, false, true); });
+        if (!a) {
+            metrics_http.reset();
+            return std::unexpected(a.error());
         }
-        if (c.attribution) body += c.attribution->healthMetrics();
-        std::vector<PipelineHealth> pipelines{{"main", pipe->stageStats()}};
-        if (c.security) {
-            if (const auto sv = c.security->latest(); sv->security) {
-                const auto st = c.mitigator ? c.mitigator->status() : nullptr;
-                body += renderSecurityMetrics(*sv->security, st.get());
-            }
-            pipelines.push_back({"security", c.security->stageStats()});
-        }
-        body += renderAgentHealth(pipelines, c.scheduler ? c.scheduler->stats() : std::vector<util::Scheduler::TaskStats>{});
-        res.set_content(body, "text/plain; version=0.0.4; charset=utf-8");
-    });
-    http.Get("/api/v1/interfaces", [latest, c](const httplib::Request& req, httplib::Response& res) {
-        if (!req.params.empty()) return sendError(res, 400, "this endpoint takes no parameters");
-        sendJson(res, 200, interfacesJson(*latest()->snapshot, c.attribution.get()));
-    });
-    http.Get("/api/v1/flows", [latest, c](const httplib::Request& req, httplib::Response& res) {
-        auto q = parseFlowQuery(req.params, c.default_flow_limit, c.max_flow_limit);
-        if (!q) return sendError(res, 400, q.error());
-        res.set_content(flowsJson(*latest(), *q, c.attribution.get()), "application/json");
-    });
-    http.Get("/api/v1/pods", [latest](const httplib::Request& req, httplib::Response& res) {
-        if (!req.params.empty()) return sendError(res, 400, "this endpoint takes no parameters");
-        res.set_content(podsJson(*latest()), "application/json");
-    });
-    http.Get("/api/v1/connections", [latest, c](const httplib::Request& req, httplib::Response& res) {
-        auto q = parseConnectionQuery(req.params, c.default_flow_limit, c.max_flow_limit);
-        if (!q) return sendError(res, 400, q.error());
-        res.set_content(connectionsJson(*latest()->snapshot, *q, c.attribution.get())
-                            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                        "application/json");
-    });
-    http.Get("/api/v1/events", [c](const httplib::Request& req, httplib::Response& res) {
-        std::vector<std::pair<std::string, std::string>> params(req.params.begin(), req.params.end());
-        auto q = parseEventQuery(params, c.max_flow_limit);
-        if (!q) return sendError(res, 400, q.error());
-        const auto sv = c.security ? c.security->latest() : nullptr;
-        if (!sv || !sv->security) return res.set_content(eventsJson({}, c.security != nullptr), "application/json");
-        res.set_content(eventsJson(analysis::security::selectEvents(sv->security->events, *q)), "application/json");
-    });
-    http.Get("/api/v1/containers", [latest, c](const httplib::Request& req, httplib::Response& res) {
-        if (!req.params.empty()) return sendError(res, 400, "this endpoint takes no parameters");
-        res.set_content(containersJson(*latest(), c.attribution.get())
-                            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                        "application/json");
-    });
-    http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
-    http.Get("/readyz", [latest](const httplib::Request&, httplib::Response& res) {
-        if (latest()->snapshot->sequence == 0) {
-            res.status = 503;
-            res.set_content("not ready: no collection yet\n", "text/plain");
-            return;
-        }
-        res.set_content("ready\n", "text/plain");
-    });
-    static constexpr const char* kPaths[] = {"/metrics",           "/api/v1/interfaces", "/api/v1/flows",
-                                             "/api/v1/connections", "/api/v1/containers", "/api/v1/pods",
-                                             "/api/v1/events",      "/healthz",           "/readyz"};
-    http.Get("/", [](const httplib::Request&, httplib::Response& res) {
-        std::string body = "NetProbe agent\n";
-        for (const char* p : kPaths) body += std::string(p) + "\n";
-        res.set_content(body, "text/plain");
-    });
-    auto notAllowed = [](const httplib::Request&, httplib::Response& res) {
-        res.set_header("Allow", "GET");
-        sendError(res, 405, "method not allowed");
-    };
-    for (const char* p : kPaths) {
-        http.Post(p, notAllowed);
-        http.Put(p, notAllowed);
-        http.Delete(p, notAllowed);
-        http.Patch(p, notAllowed);
+        api_http = std::move(*a);
+        spdlog::info("serving the JSON API on {}://{}:{}/api/v1/", web.tls ? "https" : "http", cfg.api_address,
+                     api_http->port());
+    } else if (cfg.api == ServerConfig::Api::Off) {
+        spdlog::info("JSON API off (--api-address=off)");
     }
-    http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-        if (res.status == 404 && res.body.empty()) sendError(res, 404, "not found");
-    });
-    http.set_payload_max_length(64 * 1024);
-    http.set_read_timeout(10, 0);
-    http.set_write_timeout(10, 0);
-
-    int port = 0;
-    if (cfg.port == 0) {
-        port = http.bind_to_any_port(cfg.address);
-    } else {
-        port = http.bind_to_port(cfg.address, cfg.port) ? cfg.port : -1;
-    }
-    if (port <= 0) {
-        server.reset();
-        return std::unexpected(makeError("cannot listen on " + cfg.address + ":" + std::to_string(cfg.port)));
-    }
-    bound_port = static_cast<std::uint16_t>(port);
-    thread = std::thread([&http] { http.listen_after_bind(); });
-    // stop() is a no-op until the accept loop runs: wait for it so that a stop()
-    // right after start() cannot leave the loop (and the join) hanging.
-    for (int i = 0; i < 5000 && !http.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    spdlog::info("serving metrics on http://{}:{}/metrics", cfg.address, bound_port);
+    spdlog::info("serving metrics on {}://{}:{}/metrics{}{}", web.tls ? "https" : "http", cfg.address,
+                 metrics_http->port(), web.basic_auth_users.empty() ? "" : " (basic auth)",
+                 web.tls && web.tls->client_auth != http::ClientAuth::NoClientCert
+                     ? std::string(", client certificates: ") + http::toString(web.tls->client_auth)
+                     : std::string());
     return {};
+}
+
+http::Response Server::Impl::metrics() const {
+    const auto& c = cfg;
+    const auto v = pipeline->latest();
+    auto body = renderMetrics(*v, c.render);
+    if (v->groups) {
+        const auto& g = *v->groups;
+        if (g.kubernetes && c.pod_metrics.enabled) body += renderPodMetrics(g.pod_traffic, c.pod_metrics);
+        if (g.workloads_enabled) body += renderWorkloadMetrics(g.workloads, c.workload_metrics);
+        if (c.container_metrics.enabled && g.attribution && v->snapshot->cgroup_traffic)
+            body += renderContainerMetrics(g.containers, c.container_metrics);
+    }
+    if (c.attribution) body += c.attribution->healthMetrics();
+    std::vector<PipelineHealth> pipelines{{"main", pipeline->stageStats()}};
+    if (c.security) {
+        if (const auto sv = c.security->latest(); sv->security) {
+            const auto st = c.mitigator ? c.mitigator->status() : nullptr;
+            body += renderSecurityMetrics(*sv->security, st.get());
+        }
+        pipelines.push_back({"security", c.security->stageStats()});
+    }
+    body += renderAgentHealth(pipelines, c.scheduler ? c.scheduler->stats() : std::vector<util::Scheduler::TaskStats>{});
+    WebConfigHealth wh;
+    wh.from_file = web_file != nullptr;
+    wh.reloads_ok = reloads_ok.load();
+    wh.reloads_failed = reloads_failed.load();
+    wh.last_reload_ok = last_reload_ok.load();
+    wh.last_success_unix_seconds = last_success.load();
+    body += renderHttpMetrics(httpStats(), wh);
+    http::Response r = http::Response::text(200, std::move(body));
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return r;
+}
+
+http::Response Server::Impl::api(const http::Request& req) const {
+    const auto& c = cfg;
+    const auto& p = req.path;
+    if (p == "/api/v1/interfaces") {
+        if (!req.query.empty()) return noParams(req);
+        return http::Response::json(200, interfacesJson(*pipeline->latest()->snapshot, c.attribution.get()).dump());
+    }
+    if (p == "/api/v1/flows") {
+        auto q = parseFlowQuery(req.query, c.default_flow_limit, c.max_flow_limit);
+        if (!q) return http::Response::error(400, q.error());
+        return http::Response::json(200, flowsJson(*pipeline->latest(), *q, c.attribution.get()));
+    }
+    if (p == "/api/v1/pods") {
+        if (!req.query.empty()) return noParams(req);
+        return http::Response::json(200, podsJson(*pipeline->latest()));
+    }
+    if (p == "/api/v1/connections") {
+        auto q = parseConnectionQuery(req.query, c.default_flow_limit, c.max_flow_limit);
+        if (!q) return http::Response::error(400, q.error());
+        return http::Response::json(200, connectionsJson(*pipeline->latest()->snapshot, *q, c.attribution.get())
+                                             .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+    if (p == "/api/v1/events") {
+        auto q = parseEventQuery(req.query, c.max_flow_limit);
+        if (!q) return http::Response::error(400, q.error());
+        const auto sv = c.security ? c.security->latest() : nullptr;
+        if (!sv || !sv->security) return http::Response::json(200, eventsJson({}, c.security != nullptr));
+        return http::Response::json(200, eventsJson(analysis::security::selectEvents(sv->security->events, *q)));
+    }
+    if (p == "/api/v1/containers") {
+        if (!req.query.empty()) return noParams(req);
+        return http::Response::json(200, containersJson(*pipeline->latest(), c.attribution.get())
+                                             .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+    return http::Response::error(404, "not found");
+}
+
+http::Response Server::Impl::route(const http::Request& req, bool metrics_listener, bool api_listener) const {
+    const auto& p = req.path;
+    if (p == "/healthz") return http::Response::text(200, "ok\n");
+    if (p == "/readyz") {
+        if (pipeline->latest()->snapshot->sequence == 0) return http::Response::text(503, "not ready: no collection yet\n");
+        return http::Response::text(200, "ready\n");
+    }
+    if (metrics_listener && p == "/metrics") return metrics();
+    if (api_listener && p.starts_with("/api/v1/")) return api(req);
+    if (p == "/") {
+        std::string body = "NetProbe agent\n";
+        if (metrics_listener) body += "/metrics\n";
+        if (api_listener)
+            for (const char* e : {"/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/api/v1/containers",
+                                  "/api/v1/pods", "/api/v1/events"})
+                body += std::string(e) + "\n";
+        body += "/healthz\n/readyz\n";
+        return http::Response::text(200, std::move(body));
+    }
+    return http::Response::error(404, "not found");
+}
+
+Result<void> Server::reloadWebConfig() {
+    auto& im = *impl_;
+    if (!im.web_file) return std::unexpected(makeError("no web config file (--web-config-file) to reload"));
+    std::lock_guard lk(im.web_mu);
+    auto fail = [&](const Error& e) -> Result<void> {
+        im.reloads_failed.fetch_add(1);
+        im.last_reload_ok = false;
+        return std::unexpected(e);
+    };
+    auto w = im.web_file->load();
+    if (!w) return fail(w.error());
+    for (auto* s : {im.metrics_http.get(), im.api_http.get()}) {
+        if (!s) continue;
+        if (auto r = s->setWebConfig(*w); !r) return fail(r.error());
+    }
+    im.reloads_ok.fetch_add(1);
+    im.last_reload_ok = true;
+    im.last_success = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    return {};
+}
+
+bool Server::webConfigChanged() const {
+    std::lock_guard lk(impl_->web_mu);
+    return impl_->web_file && impl_->web_file->changed();
 }
 
 void Server::stop() {
     if (!impl_) return;
-    if (impl_->thread.joinable()) {
-        impl_->server->stop();
-        impl_->thread.join();
-    }
-    impl_->server.reset();
+    // The listeners first: their handlers read the pipelines.
+    if (impl_->api_http) impl_->api_http->stop();
+    if (impl_->metrics_http) impl_->metrics_http->stop();
+    impl_->api_http.reset();
+    impl_->metrics_http.reset();
     if (impl_->started) {
         impl_->started->stop();
         impl_->started = nullptr;

@@ -223,7 +223,7 @@ class ApiTest(E2ETestCase):
             for method in ("POST", "PUT", "DELETE", "PATCH"):
                 status, headers, body = self.agent.request(path, method=method)
                 self.assertEqual(status, 405, f"{method} {path}: {status} {body}")
-                self.assertEqual(headers.get("allow"), "GET", f"{method} {path}: {headers}")
+                self.assertEqual(headers.get("allow"), "GET, HEAD", f"{method} {path}: {headers}")
 
     def test_health_and_ready(self):
         status, _, body = self.agent.request("/healthz")

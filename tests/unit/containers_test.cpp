@@ -477,7 +477,7 @@ TEST(WorkloadCounters, MaxPairsFoldsNewPairsIntoOther) {
 TEST(ContainerFilter, ConnectionsAndFlows) {
     FakeAttribution attr;
     auto s = snapWithConnections();
-    auto cq = [&](std::multimap<std::string, std::string> p, const analysis::Attribution* a) {
+    auto cq = [&](netprobe::http::QueryParams p, const analysis::Attribution* a) {
         auto q = metrics::parseConnectionQuery(p, 100, 1000);
         EXPECT_TRUE(q) << (q ? "" : q.error());
         return connectionsJson(s, *q, a);
@@ -489,7 +489,7 @@ TEST(ContainerFilter, ConnectionsAndFlows) {
     EXPECT_EQ(cq({{"container", "0123"}}, &attr)["total"], 0);
     EXPECT_EQ(cq({{"container", kCid}}, nullptr)["total"], 0);  // no attribution: nothing matches
 
-    auto fq = [&](std::multimap<std::string, std::string> p) {
+    auto fq = [&](netprobe::http::QueryParams p) {
         auto q = metrics::parseFlowQuery(p, 100, 1000);
         EXPECT_TRUE(q) << (q ? "" : q.error());
         return json::parse(flowsJson(s, *q, &attr));

@@ -10,9 +10,7 @@ using netprobe::testing::makeKey;
 
 namespace {
 
-std::multimap<std::string, std::string> P(std::initializer_list<std::pair<const std::string, std::string>> l) {
-    return {l};
-}
+netprobe::http::QueryParams P(std::initializer_list<std::pair<std::string, std::string>> l) { return {l}; }
 
 netprobe::testing::TestState snapshotWithFlows() {
     netprobe::testing::TestState t;

@@ -150,3 +150,36 @@ TEST(Options, Security) {
         EXPECT_NE(o.output.find(b.want), std::string::npos) << o.output;
     }
 }
+
+TEST(Options, HttpServer) {
+    auto r = parse({});
+    ASSERT_TRUE(r.run);
+    EXPECT_EQ(r.options.api, netprobe::agent::AgentOptions::ApiMode::Same);
+    EXPECT_EQ(r.options.http_max_connections, 512u);
+    EXPECT_EQ(r.options.http_header_timeout, std::chrono::seconds(10));
+    r = parse({"--api-address=[::1]:8082", "--web-config-file=/etc/netprobe/web.yml", "--http-max-connections=64",
+               "--http-header-timeout=2s", "--http-idle-timeout=30s", "--http-write-timeout=1m"});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_EQ(r.options.api, netprobe::agent::AgentOptions::ApiMode::Separate);
+    EXPECT_EQ(r.options.api_address, "::1");
+    EXPECT_EQ(r.options.api_port, 8082);
+    EXPECT_EQ(r.options.web_config_file, "/etc/netprobe/web.yml");
+    EXPECT_EQ(r.options.http_max_connections, 64u);
+    EXPECT_EQ(r.options.http_header_timeout, std::chrono::seconds(2));
+    EXPECT_EQ(r.options.http_idle_timeout, std::chrono::seconds(30));
+    EXPECT_EQ(r.options.http_write_timeout, std::chrono::minutes(1));
+    r = parse({"--api-address=off"});
+    ASSERT_TRUE(r.run);
+    EXPECT_EQ(r.options.api, netprobe::agent::AgentOptions::ApiMode::Off);
+    r = parse({"--api-address=127.0.0.1:9000"});
+    ASSERT_TRUE(r.run);
+    EXPECT_EQ(r.options.api_address, "127.0.0.1");
+    for (const char* bad : {"--api-address=nohost", "--api-address=127.0.0.1:0", "--api-address=:80",
+                            "--api-address=[::1", "--api-address=::1:80", "--http-max-connections=0",
+                            "--http-header-timeout=10", "--http-idle-timeout=1ms", "--web-config-file="}) {
+        auto b = parse({bad});
+        EXPECT_FALSE(b.run) << bad;
+        EXPECT_EQ(b.exit_code, 2) << bad;
+        EXPECT_EQ(b.output.find('\n'), std::string::npos) << b.output;
+    }
+}

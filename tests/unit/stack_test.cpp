@@ -197,7 +197,7 @@ TEST(ConnectionsJson, FieldsFiltersAndErrors) {
     // serializable despite the non-UTF-8 comm
     EXPECT_NO_THROW((void)all.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 
-    auto q = [&](std::multimap<std::string, std::string> params) {
+    auto q = [&](netprobe::http::QueryParams params) {
         auto pq = parseConnectionQuery(params, 100, 1000);
         EXPECT_TRUE(pq) << (pq ? "" : pq.error());
         return connectionsJson(snap, *pq);

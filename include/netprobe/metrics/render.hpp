@@ -11,6 +11,7 @@
 #include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/analysis/security/stage.hpp>
 #include <netprobe/ebpf/mitigator.hpp>
+#include <netprobe/http/server.hpp>
 #include <netprobe/util/scheduler.hpp>
 
 namespace netprobe::metrics {
@@ -30,6 +31,16 @@ struct PipelineHealth {
 };
 [[nodiscard]] std::string renderAgentHealth(const std::vector<PipelineHealth>& pipelines,
                                             const std::vector<util::Scheduler::TaskStats>& tasks);
+
+// The HTTP listeners (connections, answers by status code, timeouts, evictions, auth
+// failures) and the web configuration's reloads.
+struct WebConfigHealth {
+    bool from_file = false;
+    std::uint64_t reloads_ok = 0, reloads_failed = 0;
+    bool last_reload_ok = true;
+    double last_success_unix_seconds = 0;
+};
+[[nodiscard]] std::string renderHttpMetrics(const std::vector<http::ServerStats>& listeners, const WebConfigHealth& web);
 
 struct PodMetricsOptions {
     bool enabled = true;

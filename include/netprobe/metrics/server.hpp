@@ -22,6 +22,8 @@
 #include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/collector/tc_collector.hpp>
 #include <netprobe/ebpf/mitigator.hpp>
+#include <netprobe/http/server.hpp>
+#include <netprobe/http/web_config.hpp>
 #include <netprobe/metrics/render.hpp>
 #include <netprobe/util/error.hpp>
 #include <netprobe/util/scheduler.hpp>
@@ -31,6 +33,18 @@ namespace netprobe::metrics {
 struct ServerConfig {
     std::string address = "0.0.0.0";
     std::uint16_t port = 8081;
+    // The JSON API (/api/v1/...: flows, connections with their processes, containers,
+    // security events): on the metrics listener (Same), switched off (404), or on a
+    // listener of its own (api_address:api_port, e.g. 127.0.0.1).
+    enum class Api { Same, Off, Separate } api = Api::Same;
+    std::string api_address = "127.0.0.1";
+    std::uint16_t api_port = 0;
+    // TLS, basic auth, response headers, rate limit (exporter-toolkit format). A file
+    // (web_config_file) wins over web; reloadWebConfig() reads it again.
+    http::WebConfig web;
+    std::string web_config_file;
+    // Connection limits and timeouts of every listener (name/address/port are set here).
+    http::ServerOptions http;
     RenderOptions render;
     std::size_t default_flow_limit = 100;   // /api/v1/flows without ?limit=
     std::size_t max_flow_limit = 10000;     // largest ?limit= accepted
@@ -66,8 +80,19 @@ public:
     Result<void> start(collector::TCCollector& collector);
     // Serves the views of an existing pipeline; starts its collector if it is not running.
     Result<void> start(std::shared_ptr<const analysis::Pipeline> pipeline);
+    // Binds and serves the pipeline's views without starting its collector: /healthz
+    // answers and /readyz says 503 while the caller still sets up (the agent attaches
+    // its interfaces in between); start(pipeline) then starts collecting.
+    Result<void> listen(std::shared_ptr<const analysis::Pipeline> pipeline);
     void stop();
     [[nodiscard]] std::uint16_t port() const;
+    [[nodiscard]] std::uint16_t apiPort() const;  // 0 unless the API has a listener of its own
+
+    // Web configuration reload (SIGHUP, or the file or a file it names changed): the
+    // new configuration applies to new connections; on error the current one stays and
+    // the error is returned (and counted: netprobe_web_config_reloads_total).
+    Result<void> reloadWebConfig();
+    [[nodiscard]] bool webConfigChanged() const;
 
 private:
     struct Impl;
