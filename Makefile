@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 METRICS_PORT ?= 8081
 COLLECT_INTERVAL ?= 5s
 
-.PHONY: all deps build run test test-unit test-bpf test-e2e bench bench-benign install clean
+.PHONY: all deps build run test test-unit test-bpf test-e2e test-sanitize build-sanitize fuzz bench bench-benign install clean
 
 all: build
 
@@ -23,9 +23,31 @@ build: $(BUILD_DIR)/build.ninja
 run: deps build
 	./bin/netprobe-agent --metrics-port=$(METRICS_PORT) --collect-interval=$(COLLECT_INTERVAL)
 
-# Installs dependencies, builds, and runs every test tier (unit, bpf, e2e).
+# Installs dependencies, builds, and runs every test tier (unit, bpf, e2e, deploy,
+# package), then the sanitizer tier (test-sanitize).
 test: deps build
 	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 900
+	$(MAKE) --no-print-directory test-sanitize
+
+# ASan + UBSan build (clang) of the library, the unit, k8s and BPF tests and the
+# libFuzzer harnesses; runs them, each harness for NETPROBE_FUZZ_RUNS inputs from its
+# seed corpus. Its agent stays in $(SAN_BUILD_DIR)/bin (bin/ keeps the release build).
+SAN_BUILD_DIR ?= build-sanitize
+SAN_CC ?= clang-19
+SAN_CXX ?= clang++-19
+build-sanitize:
+	CC=$(SAN_CC) CXX=$(SAN_CXX) cmake -S . -B $(SAN_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DNETPROBE_BUILD_BENCH=OFF -DNETPROBE_SANITIZE=ON -DNETPROBE_FUZZ=ON
+	cmake --build $(SAN_BUILD_DIR) -j $(JOBS)
+test-sanitize: deps build-sanitize
+	cd $(SAN_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure --timeout 900 -L 'unit|k8s|bpf|fuzz'
+
+# Runs every fuzzer for FUZZ_SECONDS (default 60) each, growing its corpus in
+# $(SAN_BUILD_DIR)/tests/fuzz/corpus; crashes are written next to it (fuzz_NAME-crash-*).
+FUZZ_SECONDS ?= 60
+fuzz: deps build-sanitize
+	bash tests/fuzz/run.sh $(SAN_BUILD_DIR) $(FUZZ_SECONDS)
 
 test-unit: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -L unit

@@ -9,11 +9,14 @@ BUILD_PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libcpp-httplib-dev libyaml-cpp-dev libssl-dev libcrypt-dev
+  clang-19 libclang-rt-19-dev
 )
+# clang-19: the ASan/UBSan + libFuzzer build (make test-sanitize, make fuzz); Debian's
+# clang 14 cannot compile std::expected with libstdc++ 12.
 TEST_PKGS=(
   iproute2 iputils-ping nftables ethtool curl jq procps psmisc util-linux libcap2-bin
   iperf3 hping3 nmap tshark netsniff-ng python3 python3-scapy openssl
-  prometheus apache2-utils
+  prometheus apache2-utils python3-bcrypt
 )
 
 want=("${BUILD_PKGS[@]}")

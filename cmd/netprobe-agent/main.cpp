@@ -93,23 +93,9 @@ std::expected<netprobe::analysis::security::SecurityConfig, std::string> securit
         if (auto r = netprobe::analysis::security::loadSecurityConfig(o.security_config, c); !r)
             return std::unexpected("--security-config: " + r.error().what());
     }
-    for (const auto& kv : o.security_set) {
-        // a.b.c=v -> "a:\n  b:\n    c: v\n", parsed (and checked) like the file
-        const auto eq = kv.find('=');
-        std::string yaml, indent;
-        std::string_view key(kv.data(), eq);
-        for (;;) {
-            const auto dot = key.find('.');
-            yaml += indent + std::string(key.substr(0, dot)) + ":";
-            if (dot == std::string_view::npos) break;
-            yaml += "\n";
-            indent += "  ";
-            key.remove_prefix(dot + 1);
-        }
-        yaml += " " + kv.substr(eq + 1) + "\n";
-        if (auto r = netprobe::analysis::security::parseSecurityConfig(yaml, c); !r)
+    for (const auto& kv : o.security_set)
+        if (auto r = netprobe::analysis::security::applySecuritySetting(kv, c); !r)
             return std::unexpected("--security-set " + kv + ": " + r.error().what());
-    }
     if (!o.security) c.enabled = false;
     if (!o.mitigate.empty()) c.mitigate = *netprobe::analysis::security::parseMitigationMode(o.mitigate);
     if (!c.enabled) c.mitigate = netprobe::analysis::security::MitigationMode::Off;

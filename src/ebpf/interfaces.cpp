@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -41,6 +42,46 @@ Result<std::vector<InterfaceInfo>> listInterfaces() {
     }
     if_freenameindex(list);
     return out;
+}
+
+std::vector<LinkEvent> decodeLinkMessages(std::span<const std::byte> data) {
+    std::vector<LinkEvent> events;
+    // Walk the messages by hand: every length is checked against what is left, so a
+    // truncated or lying header never makes us read past the buffer.
+    std::size_t off = 0;
+    while (data.size() - off >= sizeof(nlmsghdr)) {
+        nlmsghdr h;
+        std::memcpy(&h, data.data() + off, sizeof h);
+        if (h.nlmsg_len < sizeof(nlmsghdr) || h.nlmsg_len > data.size() - off) break;
+        const std::byte* msg = data.data() + off;
+        const std::size_t msg_len = h.nlmsg_len;
+        off += std::min<std::size_t>(NLMSG_ALIGN(h.nlmsg_len), data.size() - off);
+        if (h.nlmsg_type != RTM_NEWLINK && h.nlmsg_type != RTM_DELLINK) continue;
+        if (msg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) continue;  // too short to be a link message
+        ifinfomsg ifi;
+        std::memcpy(&ifi, msg + NLMSG_HDRLEN, sizeof ifi);
+        LinkEvent ev;
+        ev.kind = h.nlmsg_type == RTM_DELLINK ? LinkEvent::Kind::Removed : LinkEvent::Kind::Changed;
+        ev.iface.index = static_cast<std::uint32_t>(ifi.ifi_index);
+        ev.iface.up = (ifi.ifi_flags & IFF_UP) != 0;
+        ev.iface.loopback = (ifi.ifi_flags & IFF_LOOPBACK) != 0;
+        // Attributes: rtattr headers, each length checked the same way.
+        std::size_t a = NLMSG_LENGTH(sizeof(ifinfomsg));
+        a = std::min(NLMSG_ALIGN(a), msg_len);
+        while (msg_len - a >= sizeof(rtattr)) {
+            rtattr ra;
+            std::memcpy(&ra, msg + a, sizeof ra);
+            if (ra.rta_len < sizeof(rtattr) || ra.rta_len > msg_len - a) break;
+            if (ra.rta_type == IFLA_IFNAME) {
+                const char* p = reinterpret_cast<const char*>(msg + a + RTA_LENGTH(0));
+                const std::size_t plen = ra.rta_len - RTA_LENGTH(0);
+                ev.iface.name.assign(p, strnlen(p, plen));
+            }
+            a += std::min<std::size_t>(RTA_ALIGN(ra.rta_len), msg_len - a);
+        }
+        events.push_back(std::move(ev));
+    }
+    return events;
 }
 
 Result<LinkWatcher> LinkWatcher::open() {
@@ -91,24 +132,9 @@ Result<std::vector<LinkEvent>> LinkWatcher::poll(std::chrono::milliseconds timeo
             }
             return std::unexpected(errnoError(errno, "recv netlink"));
         }
-        int len = static_cast<int>(n);
-        for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(len));
-             h = NLMSG_NEXT(h, len)) {
-            if (h->nlmsg_type != RTM_NEWLINK && h->nlmsg_type != RTM_DELLINK) continue;
-            auto* ifi = static_cast<ifinfomsg*>(NLMSG_DATA(h));
-            LinkEvent ev;
-            ev.kind = h->nlmsg_type == RTM_DELLINK ? LinkEvent::Kind::Removed : LinkEvent::Kind::Changed;
-            ev.iface.index = static_cast<std::uint32_t>(ifi->ifi_index);
-            ev.iface.up = (ifi->ifi_flags & IFF_UP) != 0;
-            ev.iface.loopback = (ifi->ifi_flags & IFF_LOOPBACK) != 0;
-            int alen = static_cast<int>(IFLA_PAYLOAD(h));
-            for (auto* a = IFLA_RTA(ifi); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
-                if (a->rta_type == IFLA_IFNAME)
-                    ev.iface.name.assign(static_cast<const char*>(RTA_DATA(a)),
-                                         strnlen(static_cast<const char*>(RTA_DATA(a)), RTA_PAYLOAD(a)));
-            }
-            events.push_back(std::move(ev));
-        }
+        auto batch = decodeLinkMessages(std::span<const std::byte>(reinterpret_cast<const std::byte*>(buf),
+                                                                   static_cast<std::size_t>(n)));
+        events.insert(events.end(), std::make_move_iterator(batch.begin()), std::make_move_iterator(batch.end()));
     }
     return events;
 }

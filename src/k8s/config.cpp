@@ -12,13 +12,24 @@
 
 namespace netprobe::k8s {
 
-Result<std::string> readFile(const std::filesystem::path& path) {
+Result<std::string> readFile(const std::filesystem::path& path, std::size_t max_bytes) {
+    std::error_code ec;
+    const auto st = std::filesystem::status(path, ec);
+    if (ec) return std::unexpected(errnoError(ec.value(), "read " + path.string()));
+    if (st.type() != std::filesystem::file_type::regular)
+        return std::unexpected(makeError("read " + path.string() + ": not a regular file"));
     std::ifstream in(path, std::ios::binary);
     if (!in) return std::unexpected(errnoError(errno ? errno : ENOENT, "read " + path.string()));
-    std::stringstream ss;
-    ss << in.rdbuf();
+    // Bounded: a path to a device or a huge file is an error, not a hang.
+    std::string out;
+    char buf[65536];
+    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+        out.append(buf, static_cast<std::size_t>(in.gcount()));
+        if (out.size() > max_bytes)
+            return std::unexpected(makeError("read " + path.string() + ": larger than " + std::to_string(max_bytes) + " bytes"));
+    }
     if (in.bad()) return std::unexpected(errnoError(errno ? errno : EIO, "read " + path.string()));
-    return ss.str();
+    return out;
 }
 
 namespace {

@@ -26,8 +26,13 @@ namespace {
 std::optional<WallTime> parseTime(const std::string& s) {
     double unix_s = 0;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), unix_s);
-    if (ec == std::errc() && p == s.data() + s.size() && unix_s >= 0)
+    // Times the clock can hold (nanoseconds since 1970 in 64 bits end in 2262): later
+    // ones are refused, not wrapped (found by tests/fuzz/api_query_fuzz.cpp).
+    constexpr double kMaxUnix = 9.0e9;  // year 2255
+    if (ec == std::errc() && p == s.data() + s.size()) {
+        if (!(unix_s >= 0 && unix_s <= kMaxUnix)) return std::nullopt;
         return WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::duration<double>(unix_s)));
+    }
     std::tm tm{};
     const char* rest = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
     if (!rest) return std::nullopt;
@@ -42,8 +47,12 @@ std::optional<WallTime> parseTime(const std::string& s) {
     if (*rest == 'Z' || *rest == 'z') {
         ++rest;
     } else if (*rest == '+' || *rest == '-') {
-        int hh = 0, mm = 0;
-        if (std::sscanf(rest + 1, "%2d:%2d", &hh, &mm) != 2) return std::nullopt;
+        // Exactly [+-]HH:MM.
+        auto digit = [](char c) { return c >= '0' && c <= '9'; };
+        if (!digit(rest[1]) || !digit(rest[2]) || rest[3] != ':' || !digit(rest[4]) || !digit(rest[5]))
+            return std::nullopt;
+        const int hh = (rest[1] - '0') * 10 + (rest[2] - '0'), mm = (rest[4] - '0') * 10 + (rest[5] - '0');
+        if (hh > 23 || mm > 59) return std::nullopt;
         offset = (hh * 3600L + mm * 60L) * (*rest == '-' ? -1 : 1);
         rest += 6;
     } else {
@@ -51,6 +60,7 @@ std::optional<WallTime> parseTime(const std::string& s) {
     }
     if (*rest != '\0') return std::nullopt;
     const std::time_t t = timegm(&tm) - offset;
+    if (t < 0 || static_cast<double>(t) > kMaxUnix) return std::nullopt;
     return WallTime(std::chrono::seconds(t)) +
            std::chrono::duration_cast<WallTime::duration>(std::chrono::duration<double>(frac));
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline checks of deploy/ (manifests, Prometheus rules, Grafana dashboard,
-# kustomization, Containerfile). Needs node + npm (npm packages come from
-# package-lock.json), promtool (Debian package prometheus) and, optionally, kubectl.
+# kustomization, Containerfile, TLS + basic auth setup). Needs node + npm (npm packages
+# come from package-lock.json), promtool (Debian package prometheus), openssl, htpasswd
+# (apache2-utils) and, optionally, kubectl and python3-bcrypt.
 # Exit status: non-zero if any check fails.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -2,7 +2,9 @@
 // Offline checks of everything under deploy/: Kubernetes manifests against the API
 // schemas (kubernetes-models, strict about unknown fields), the properties NetProbe's
 // deployment relies on, the Prometheus rules (promtool), the Grafana dashboard, the
-// kustomization and the Containerfile.
+// kustomization, the Containerfile, and TLS + basic auth of the endpoints (web.yml.example,
+// the README's openssl/htpasswd/kubectl commands run as written, bin/netprobe-agent
+// loading the resulting web config).
 //
 //   node validate.mjs                 run every check (tests/deploy/run.sh does this)
 //   node validate.mjs --write-rules   regenerate deploy/prometheus/netprobe-rules.yml
@@ -35,6 +37,7 @@ const P = {
   dashboard: join(DEPLOY, "grafana/netprobe-dashboard.json"),
   containerfile: join(DEPLOY, "Containerfile"),
   readme: join(DEPLOY, "README.md"),
+  webExample: join(DEPLOY, "web.yml.example"),
   metricsDoc: join(ROOT, "docs/metrics.md"),
   options: join(ROOT, "cmd/netprobe-agent/options.cpp"),
   cmake: join(ROOT, "CMakeLists.txt"),
@@ -48,6 +51,26 @@ const CAPS = ["BPF", "NET_ADMIN", "PERFMON"];
 const SECURITY_METRICS = ["netprobe_security_events_total", "netprobe_security_active_attacks"];
 // Series Prometheus makes itself, allowed in alert rules.
 const PROMETHEUS_SERIES = ["up"];
+// TLS + basic auth (deploy/README.md, "Securing the endpoints"): the agent's web config
+// comes from this Secret; Prometheus' CA and credentials from the other.
+const WEB_SECRET = "netprobe-web";
+const WEB_SECRET_KEYS = ["tls.crt", "tls.key", "web.yml"];
+const SCRAPE_SECRET = "netprobe-scrape";
+const SERVER_NAME = "netprobe-metrics"; // the certificate's SAN, the ServiceMonitor's serverName
+// The exporter-toolkit web config format (as far as the agent implements it,
+// src/http/web_config.cpp): the keys allowed at each level.
+const WEB_CONFIG_KEYS = {
+  "": ["tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"],
+  tls_server_config: ["cert_file", "key_file", "cert", "key", "client_auth_type", "client_ca_file", "min_version",
+    "max_version", "cipher_suites", "prefer_server_cipher_suites", "curve_preferences"],
+  http_server_config: ["headers", "http2"],
+  "http_server_config.headers": ["Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options",
+    "X-XSS-Protection", "Strict-Transport-Security"],
+  rate_limit: ["interval", "burst"],
+};
+const CLIENT_AUTH_TYPES = ["NoClientCert", "RequestClientCert", "RequireAnyClientCert", "VerifyClientCertIfGiven",
+  "RequireAndVerifyClientCert"];
+const TLS_VERSIONS = ["TLS10", "TLS11", "TLS12", "TLS13"];
 
 // ---------------------------------------------------------------- tiny runner
 class Skip extends Error {}
@@ -281,6 +304,84 @@ function findAll(obj, pred, path = "", out = []) {
   }
   return out;
 }
+// Scratch space of the checks below, removed at exit.
+const WORK = mkdtempSync(join(tmpdir(), "netprobe-deploy-"));
+process.on("exit", () => rmSync(WORK, { recursive: true, force: true }));
+
+// What does not fit the exporter-toolkit web config format: unknown keys, wrong types,
+// unknown enum values, users without a bcrypt hash.
+function webConfigErrors(cfg) {
+  const errs = [];
+  const isMap = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+  const walk = (v, path) => {
+    const known = WEB_CONFIG_KEYS[path];
+    if (!isMap(v)) { errs.push(`${path || "(top)"}: expected a mapping`); return; }
+    for (const [k, x] of Object.entries(v)) {
+      const p = path ? `${path}.${k}` : k;
+      if (!known.includes(k)) errs.push(`${p}: unknown key (known: ${known.join(", ")})`);
+      else if (WEB_CONFIG_KEYS[p]) walk(x, p);
+    }
+  };
+  walk(cfg, "");
+  const tls = cfg?.tls_server_config;
+  if (tls) {
+    if (!tls.cert_file === !tls.cert) errs.push("tls_server_config: exactly one of cert_file, cert");
+    if (!tls.key_file === !tls.key) errs.push("tls_server_config: exactly one of key_file, key");
+    if (tls.client_auth_type !== undefined && !CLIENT_AUTH_TYPES.includes(tls.client_auth_type))
+      errs.push(`tls_server_config.client_auth_type: ${tls.client_auth_type}`);
+    if (/VerifyClientCert/.test(tls.client_auth_type ?? "") && !tls.client_ca_file)
+      errs.push("tls_server_config.client_ca_file: required with " + tls.client_auth_type);
+    for (const k of ["min_version", "max_version"])
+      if (tls[k] !== undefined && !TLS_VERSIONS.includes(tls[k])) errs.push(`tls_server_config.${k}: ${tls[k]}`);
+  }
+  const users = cfg?.basic_auth_users;
+  if (users !== undefined && users !== null) {
+    if (!isMap(users)) errs.push("basic_auth_users: expected a mapping of users to bcrypt hashes");
+    else for (const [u, h] of Object.entries(users))
+      if (typeof h !== "string" || !/^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$/.test(h))
+        errs.push(`basic_auth_users.${u}: not a bcrypt hash`);
+  }
+  for (const [k, v] of Object.entries(cfg?.http_server_config?.headers ?? {}))
+    if (typeof v !== "string" || /[\r\n]/.test(v)) errs.push(`http_server_config.headers.${k}: expected a one-line string`);
+  return errs;
+}
+// Does the bcrypt hash match user/password? htpasswd -vb (apache2-utils): 0 match, 3 mismatch.
+function bcryptMatches(user, hash, password) {
+  if (!has("htpasswd")) throw new Error("htpasswd not found (Debian package apache2-utils; scripts/setup-deps.sh installs it)");
+  const dir = mkdtempSync(join(WORK, "htpasswd-"));
+  const f = join(dir, "htpasswd");
+  writeFileSync(f, `${user}:${hash}\n`);
+  const r = run("htpasswd", ["-vb", f, user, password]);
+  rmSync(dir, { recursive: true, force: true });
+  assert(r.status === 0 || r.status === 3, `htpasswd -vb: exit ${r.status}: ${r.stderr}`);
+  return r.status === 0;
+}
+// deploy/README.md: the text of a "## title" or "### title" section, and its fenced blocks.
+function readmeSection(title) {
+  const text = readFileSync(P.readme, "utf8");
+  const m = text.match(new RegExp(`^(#{2,3}) ${title.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\n`, "m"));
+  assert(m, `deploy/README.md has no section "${title}"`);
+  const rest = text.slice(m.index + m[0].length);
+  const end = rest.search(new RegExp(`^#{2,${m[1].length}} `, "m"));
+  return end < 0 ? rest : rest.slice(0, end);
+}
+function codeBlock(text, lang, needle) {
+  const blocks = [...text.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)].filter((b) => b[1] === lang).map((b) => b[2]);
+  const hits = blocks.filter((b) => b.includes(needle));
+  assert(hits.length === 1, `expected one \`\`\`${lang} block with "${needle}", found ${hits.length}`);
+  return hits[0];
+}
+function runScript(script, cwd, env = {}) {
+  const r = run("bash", ["-euo", "pipefail", "-c", script], { cwd, env: { ...process.env, ...env }, timeout: 120000 });
+  assert(r.status === 0, `script failed (exit ${r.status}):\n${script}\n${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
+function openssl(args, cwd) {
+  const r = run("openssl", args, { cwd });
+  assert(r.status === 0, `openssl ${args.join(" ")}: ${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
+
 function rulesAsPlainFile(prometheusRule) {
   return "# Generated from deploy/prometheus/rules.yaml (the PrometheusRule's spec) by\n"
     + "#   node tests/deploy/validate.mjs --write-rules\n"
@@ -405,7 +506,7 @@ check("DaemonSet: least privilege (not privileged, caps drop ALL + BPF/NET_ADMIN
   assert(seccomp === "RuntimeDefault", `seccompProfile ${seccomp}, expected RuntimeDefault`);
 });
 
-check("DaemonSet: port 8081, liveness /healthz, readiness /readyz", () => {
+check("DaemonSet: port 8081, liveness /healthz, readiness /readyz, both over HTTPS", () => {
   assert(ctr, "no container");
   const port = ctr.ports.find((p) => p.containerPort === METRICS_PORT);
   assert(port && port.name && port.protocol === "TCP", "no named TCP containerPort 8081");
@@ -414,6 +515,9 @@ check("DaemonSet: port 8081, liveness /healthz, readiness /readyz", () => {
   eq(resolvePort(ctr.livenessProbe.httpGet.port), METRICS_PORT, "liveness port");
   eq(ctr.readinessProbe?.httpGet?.path, "/readyz", "readiness path");
   eq(resolvePort(ctr.readinessProbe.httpGet.port), METRICS_PORT, "readiness port");
+  // The web config turns TLS on for every path; kubelet does not verify the certificate.
+  eq(ctr.livenessProbe.httpGet.scheme, "HTTPS", "liveness scheme");
+  eq(ctr.readinessProbe.httpGet.scheme, "HTTPS", "readiness scheme");
   assert(ctr.args.includes(`--metrics-port=${METRICS_PORT}`), "args lack --metrics-port=8081");
 });
 
@@ -471,6 +575,31 @@ check("DaemonSet: every flag in args is one the agent accepts", () => {
   }
 });
 
+check("DaemonSet: Secret netprobe-web mounted read-only as a whole directory (not optional, no subPath, no nesting); --web-config-file in it", () => {
+  const vols = pod.volumes.filter((v) => v.secret?.secretName === WEB_SECRET);
+  eq(vols.length, 1, `volumes of Secret ${WEB_SECRET}`);
+  const vol = vols[0];
+  assert(vol.secret.optional !== true, "the Secret volume is optional: the agent would start without TLS and auth");
+  assert(!vol.secret.items, "items: set, the agent gets only some keys (it needs web.yml and the files web.yml names)");
+  const mode = vol.secret.defaultMode ?? 0o644;
+  assert((mode & 0o077) === 0, `defaultMode ${mode.toString(8)}: the private key is readable by other users than root`);
+  const mounts = ctr.volumeMounts.filter((m) => m.name === vol.name);
+  eq(mounts.length, 1, `mounts of volume ${vol.name}`);
+  const webMount = mounts[0];
+  eq(webMount.readOnly, true, `${vol.name} mount readOnly`);
+  // subPath mounts are not updated when the Secret changes, and the agent relies on that.
+  assert(!webMount.subPath && !webMount.subPathExpr, `${vol.name} is mounted with subPath: Secret updates would never reach the agent`);
+  const inside = (a, b) => a === b || a.startsWith(b.endsWith("/") ? b : `${b}/`);
+  for (const m of ctr.volumeMounts) if (m !== webMount)
+    assert(!inside(webMount.mountPath, m.mountPath) && !inside(m.mountPath, webMount.mountPath),
+      `${vol.name} at ${webMount.mountPath} and ${m.name} at ${m.mountPath} overlap`);
+  const args = ctr.args.filter((a) => a.startsWith("--web-config-file="));
+  eq(args.length, 1, "--web-config-file args");
+  const file = args[0].slice("--web-config-file=".length);
+  eq(dirname(file), webMount.mountPath, "directory of --web-config-file (must be the Secret's mount)");
+  assert(WEB_SECRET_KEYS.includes(file.slice(file.lastIndexOf("/") + 1)), `${file}: not one of the Secret's keys ${WEB_SECRET_KEYS}`);
+});
+
 check("image tag and Containerfile version follow CMakeLists.txt's project VERSION", () => {
   const v = projectVersion();
   eq(ctr.image.split(":").pop(), v, "DaemonSet image tag");
@@ -492,6 +621,7 @@ check("Service netprobe-metrics: port 8081 -> the agent's port, selector matches
   eq(svc.metadata.annotations?.["prometheus.io/scrape"], "true", "prometheus.io/scrape");
   eq(svc.metadata.annotations?.["prometheus.io/port"], String(METRICS_PORT), "prometheus.io/port");
   eq(svc.metadata.annotations?.["prometheus.io/path"], "/metrics", "prometheus.io/path");
+  eq(svc.metadata.annotations?.["prometheus.io/scheme"], "https", "prometheus.io/scheme");
 });
 
 check("ServiceMonitor selects the Service and scrapes its metrics port at /metrics", () => {
@@ -502,6 +632,200 @@ check("ServiceMonitor selects the Service and scrapes its metrics port at /metri
   eq(sm.spec.endpoints.length, 1, "endpoints");
   eq(sm.spec.endpoints[0].port, svc.spec.ports[0].name, "endpoint port name");
   eq(sm.spec.endpoints[0].path, "/metrics", "endpoint path");
+});
+
+check("ServiceMonitor: https, CA and serverName netprobe-metrics in tlsConfig, basicAuth, all from the Secret netprobe-scrape", () => {
+  const ep = find(smDocs, "ServiceMonitor").spec.endpoints[0];
+  eq(ep.scheme, "https", "scheme");
+  const tls = ep.tlsConfig ?? {};
+  assert(tls.insecureSkipVerify !== true, "insecureSkipVerify: the agents' certificate would not be checked");
+  eq(tls.ca?.secret, { name: SCRAPE_SECRET, key: "ca.crt" }, "tlsConfig.ca.secret");
+  // Targets are node IPs (hostNetwork): the certificate is checked for this name instead.
+  eq(tls.serverName, SERVER_NAME, "tlsConfig.serverName");
+  assert(!tls.caFile, "tlsConfig.caFile: a path in the Prometheus pod; take the CA from the Secret");
+  eq(ep.basicAuth?.username, { name: SCRAPE_SECRET, key: "username" }, "basicAuth.username");
+  eq(ep.basicAuth?.password, { name: SCRAPE_SECRET, key: "password" }, "basicAuth.password");
+  assert(!ep.bearerTokenSecret && !ep.authorization && !ep.oauth2, "another authentication besides basicAuth");
+});
+
+// ---------------------------------------------------------------- web config (TLS, basic auth)
+let webExample;
+check("deploy/web.yml.example: exporter-toolkit keys only; TLS (NoClientCert) from the Secret's tls.crt/tls.key; security headers", () => {
+  [webExample] = loadYamlDocs(P.webExample);
+  eq(webConfigErrors(webExample), [], "web config errors");
+  const tls = webExample.tls_server_config;
+  assert(tls, "no tls_server_config: the endpoints would be plain HTTP");
+  // kubelet's httpGet probes present no client certificate (deploy/README.md, mTLS).
+  eq(tls.client_auth_type, "NoClientCert", "client_auth_type");
+  for (const k of ["cert_file", "key_file"])
+    assert(WEB_SECRET_KEYS.includes(tls[k]), `${k} ${tls[k]} is not a key of the Secret ${WEB_SECRET} (${WEB_SECRET_KEYS})`);
+  assert(!["TLS10", "TLS11"].includes(tls.min_version), `min_version ${tls.min_version}`);
+  assert(Object.keys(webExample.basic_auth_users ?? {}).length >= 1, "no basic_auth_users");
+  const h = webExample.http_server_config?.headers ?? {};
+  eq(h["X-Content-Type-Options"], "nosniff", "X-Content-Type-Options");
+  assert(["DENY", "SAMEORIGIN"].includes(h["X-Frame-Options"]), `X-Frame-Options ${h["X-Frame-Options"]}`);
+  assert(/^max-age=\d+/.test(h["Strict-Transport-Security"] ?? ""), "Strict-Transport-Security");
+});
+
+check("deploy/web.yml.example: every user's hash is the bcrypt of the example password its comment states (htpasswd -vb)", () => {
+  const m = readFileSync(P.webExample, "utf8").match(/hash is of the password "([^"]+)"/);
+  assert(m, 'no comment stating the example password (hash is of the password "...")');
+  for (const [user, hash] of Object.entries(webExample.basic_auth_users)) {
+    assert(bcryptMatches(user, hash, m[1]), `${user}: the hash does not match "${m[1]}"`);
+    assert(!bcryptMatches(user, hash, `${m[1]}x`), `${user}: the hash also matches a wrong password: the verification is broken`);
+  }
+});
+
+check("the web config check catches an unknown key, a bad enum and a non-bcrypt hash (self-test)", () => {
+  const bad = structuredClone(webExample);
+  bad.tls_server_config.client_auth = "NoClientCert";
+  bad.tls_server_config.min_version = "TLS9";
+  bad.basic_auth_users = { prometheus: "plaintext" };
+  bad.http_server_config.headers["X-Powered-By"] = "netprobe";
+  const errs = webConfigErrors(bad).join("\n");
+  for (const want of ["tls_server_config.client_auth: unknown key", "min_version: TLS9",
+    "basic_auth_users.prometheus: not a bcrypt hash", "headers.X-Powered-By: unknown key"])
+    assert(errs.includes(want), `not caught: ${want}\n${errs}`);
+});
+
+// The README's commands, run as written: certificate, hash, web.yml, Secrets.
+const readmeDir = join(WORK, "readme");
+let readmeWeb, readmePassword, webSecretDir;
+check("README \"Securing the endpoints\": its openssl/htpasswd commands make a CA-signed certificate for serverName netprobe-metrics and a web.yml like the example with the password's hash", () => {
+  for (const t of ["openssl", "htpasswd"]) if (!has(t)) throw new Error(`${t} not found (scripts/setup-deps.sh installs openssl and apache2-utils)`);
+  const script = codeBlock(readmeSection("1. Certificate, password, web.yml"), "bash", "openssl req");
+  rmSync(readmeDir, { recursive: true, force: true });
+  execFileSync("mkdir", ["-p", readmeDir]);
+  runScript(`${script}\nprintf '%s' "$PASSWORD" > password.txt\n`, readmeDir);
+  readmePassword = readFileSync(join(readmeDir, "password.txt"), "utf8");
+  assert(readmePassword.length >= 16, "the password is shorter than 16 characters");
+  assert(/: OK$/m.test(openssl(["verify", "-CAfile", "ca.crt", "tls.crt"], readmeDir)), "tls.crt does not verify against ca.crt");
+  const san = openssl(["x509", "-in", "tls.crt", "-noout", "-ext", "subjectAltName"], readmeDir);
+  assert(san.includes(`DNS:${SERVER_NAME}`), `tls.crt SAN lacks DNS:${SERVER_NAME}: ${san}`);
+  openssl(["x509", "-in", "tls.crt", "-noout", "-checkend", String(30 * 86400)], readmeDir);
+  eq(openssl(["pkey", "-in", "tls.key", "-pubout"], readmeDir), openssl(["x509", "-in", "tls.crt", "-noout", "-pubkey"], readmeDir),
+    "public key of tls.key vs tls.crt");
+  [readmeWeb] = loadYamlDocs(join(readmeDir, "web.yml"));
+  eq(webConfigErrors(readmeWeb), [], "web config errors");
+  // The same settings as web.yml.example, users and their hashes aside.
+  const strip = (c) => ({ ...c, basic_auth_users: Object.keys(c.basic_auth_users ?? {}) });
+  eq(strip(readmeWeb), strip(webExample), "web.yml (users' hashes aside) vs web.yml.example");
+  for (const [user, hash] of Object.entries(readmeWeb.basic_auth_users))
+    assert(bcryptMatches(user, hash, readmePassword), `${user}: the hash does not match the password`);
+  for (const k of ["cert_file", "key_file"]) assert(existsSync(join(readmeDir, readmeWeb.tls_server_config[k])), `${k} not made`);
+});
+
+check("README: the python3 bcrypt alternative makes a hash htpasswd verifies", () => {
+  if (run("python3", ["-c", "import bcrypt"]).status !== 0) skip("python3 bcrypt module not installed (Debian package python3-bcrypt)");
+  const line = codeBlock(readmeSection("1. Certificate, password, web.yml"), "bash", "import bcrypt");
+  const out = runScript(`PASSWORD='pa$$ word'\n${line}\nprintf '%s' "$HASH"`, WORK);
+  eq(webConfigErrors({ basic_auth_users: { prometheus: out } }), [], "hash");
+  assert(bcryptMatches("prometheus", out, "pa$$ word"), "the hash does not match its password");
+});
+
+check("README: its kubectl commands make the Secrets the DaemonSet, web.yml and the ServiceMonitor refer to", () => {
+  assert(readmeWeb, "the README's certificate commands did not run");
+  if (!has("kubectl")) skip("kubectl not installed");
+  const kc = join(WORK, "kubeconfig");
+  writeFileSync(kc, "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n");
+  // Every kubectl command of the block, as a client-side dry run printing the object.
+  const block = codeBlock(readmeSection("2. The Secrets"), "bash", "create secret generic");
+  const out = runScript(`kubectl() { command kubectl "$@" --dry-run=client -o yaml; echo ---; }\n`
+    + `PASSWORD=$(cat password.txt)\n${block}`, readmeDir, { KUBECONFIG: kc });
+  const secrets = loadYamlDocs("kubectl output", out);
+  const data = (name) => {
+    const s = find(secrets, "Secret", name);
+    return Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]));
+  };
+  eq(new Set(secrets.map((s) => s.metadata.namespace)).size, 1, "the Secrets' namespaces");
+  const web = data(WEB_SECRET);
+  eq(Object.keys(web).sort(), WEB_SECRET_KEYS, `keys of ${WEB_SECRET}`);
+  for (const k of WEB_SECRET_KEYS) eq(web[k], readFileSync(join(readmeDir, k), "utf8"), `${WEB_SECRET} ${k}`);
+  const vol = pod.volumes.find((v) => v.secret?.secretName === WEB_SECRET);
+  assert(vol, `the DaemonSet mounts no Secret ${WEB_SECRET}`);
+  const mount = ctr.volumeMounts.find((m) => m.name === vol.name);
+  assert(mount, `volume ${vol.name} is not mounted`);
+  const arg = ctr.args.find((a) => a.startsWith("--web-config-file=")).split("=")[1];
+  assert(arg.slice(arg.lastIndexOf("/") + 1) in web, `--web-config-file ${arg} names no key of ${WEB_SECRET}`);
+  for (const k of ["cert_file", "key_file"]) assert(readmeWeb.tls_server_config[k] in web, `web.yml ${k} is not in ${WEB_SECRET}`);
+  // What the ServiceMonitor reads from netprobe-scrape, and that it matches.
+  const ep = find(smDocs, "ServiceMonitor").spec.endpoints[0];
+  const refs = [ep.tlsConfig.ca.secret, ep.basicAuth.username, ep.basicAuth.password];
+  for (const r of refs) eq(r.name, SCRAPE_SECRET, "ServiceMonitor secret name");
+  const scrape = data(SCRAPE_SECRET);
+  for (const r of refs) assert(r.key in scrape, `${SCRAPE_SECRET} has no key ${r.key}`);
+  eq(scrape[ep.tlsConfig.ca.secret.key], readFileSync(join(readmeDir, "ca.crt"), "utf8"), "the CA in netprobe-scrape");
+  eq(scrape[ep.basicAuth.password.key], readmePassword, "the password in netprobe-scrape");
+  assert(scrape[ep.basicAuth.username.key] in readmeWeb.basic_auth_users, "the user in netprobe-scrape is not in web.yml");
+  // The Secret as kubelet mounts it, for the agent check below.
+  webSecretDir = join(WORK, "mount", mount.mountPath);
+  execFileSync("mkdir", ["-p", webSecretDir]);
+  for (const [k, v] of Object.entries(web)) writeFileSync(join(webSecretDir, k), v, { mode: vol.secret.defaultMode ?? 0o644 });
+});
+
+check("bin/netprobe-agent accepts web.yml.example and the README's Secret as mounted, and refuses broken ones", () => {
+  if (!existsSync(P.agentBin)) skip("bin/netprobe-agent not built");
+  assert(webSecretDir && readmeWeb, "the README's Secret was not made (see the checks above)");
+  // The agent checks the web config (and loads the certificate and key) after its
+  // capability and interface checks, and reads --security-config right after: a
+  // missing one stops it there, before any BPF program is loaded or port opened.
+  const noSecurity = join(WORK, "no-such-security.yaml");
+  const agent = (webFile) => {
+    const env = { ...process.env };
+    delete env.NETWORK_INTERFACE;
+    delete env.KUBERNETES_SERVICE_HOST;
+    const r = spawnSync(P.agentBin, ["--k8s=off", "--log-level=error", `--web-config-file=${webFile}`, `--security-config=${noSecurity}`],
+      { encoding: "utf8", env, timeout: 30000, killSignal: "SIGKILL" });
+    assert(r.signal === null, `the agent did not stop by itself (${r.signal}; it should stop at --security-config)\n${r.stderr}`);
+    if (r.error) throw r.error;
+    if (/missing capability/.test(r.stderr)) skip(`needs root with CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON: ${r.stderr.trim()}`);
+    assert(r.status !== 0, "the agent exited 0");
+    return r.stderr.trim();
+  };
+  const accepted = (webFile) => {
+    const err = agent(webFile);
+    assert(!err.includes("--web-config-file"), `${webFile} refused: ${err}`);
+    assert(err.includes(`--security-config: `) && err.includes(noSecurity), `the agent stopped before reading --security-config: ${err}`);
+  };
+  const refused = (webFile, why) => {
+    const err = agent(webFile);
+    assert(err.includes("--web-config-file") && why.test(err), `${webFile} not refused for ${why}: ${err}`);
+  };
+  const ex = join(WORK, "example");
+  execFileSync("mkdir", ["-p", ex]);
+  for (const f of ["tls.crt", "tls.key", "ca.key"]) writeFileSync(join(ex, f), readFileSync(join(readmeDir, f)));
+  const exampleText = readFileSync(P.webExample, "utf8");
+  writeFileSync(join(ex, "web.yml"), exampleText);
+  accepted(join(ex, "web.yml"));
+  accepted(join(webSecretDir, "web.yml"));
+  writeFileSync(join(ex, "wrong-key.yml"), exampleText.replace(/key_file: \S+/, "key_file: ca.key"));
+  refused(join(ex, "wrong-key.yml"), /key values mismatch/);
+  writeFileSync(join(ex, "typo.yml"), exampleText.replace("client_auth_type:", "client_auth:"));
+  refused(join(ex, "typo.yml"), /client_auth: unknown key/);
+});
+
+check("README: the plain-Prometheus scrape config is https with ca_file, server_name netprobe-metrics and basic_auth (promtool check config)", () => {
+  const text = codeBlock(readmeSection("Prometheus without the operator"), "yaml", "scrape_configs:");
+  const cfg = YAML.parse(text);
+  eq(cfg.scrape_configs.length, 1, "scrape configs");
+  const job = cfg.scrape_configs[0];
+  eq(job.job_name, "netprobe-metrics", "job_name (the alerts expect it)");
+  eq(job.scheme, "https", "scheme");
+  assert(job.tls_config?.ca_file && !job.tls_config.insecure_skip_verify, "tls_config: ca_file, no insecure_skip_verify");
+  eq(job.tls_config.server_name, SERVER_NAME, "tls_config.server_name");
+  assert(job.basic_auth?.username && (job.basic_auth.password_file || job.basic_auth.password), "basic_auth");
+  if (!has("promtool")) throw new Error("promtool not found");
+  // Debian's promtool is built without Kubernetes service discovery: check the rest
+  // with static targets in its place.
+  const f = join(WORK, "prometheus.yml");
+  writeFileSync(f, text);
+  let r = run("promtool", ["check", "config", "--syntax-only", f]);
+  if (r.status !== 0 && /field kubernetes_sd_configs not found/.test(r.stdout + r.stderr)) {
+    for (const j of cfg.scrape_configs) { delete j.kubernetes_sd_configs; j.static_configs = [{ targets: ["node-a:8081"] }]; }
+    writeFileSync(f, YAML.stringify(cfg));
+    r = run("promtool", ["check", "config", "--syntax-only", f]);
+  }
+  assert(r.status === 0, r.stdout + r.stderr);
 });
 
 // ---------------------------------------------------------------- rules
@@ -756,10 +1080,12 @@ check("Containerfile: runtime packages provide every library bin/netprobe-agent 
   eq(missing, [], "libraries without a runtime package");
 });
 
-check("deploy/README.md documents every capability and host mount", () => {
+check("deploy/README.md documents every capability and host mount, and how the endpoints are secured", () => {
   const readme = readFileSync(P.readme, "utf8");
   for (const w of [...CAPS.map((c) => `CAP_${c}`), "/sys/kernel/btf/vmlinux", "/sys/fs/bpf", "/sys/fs/cgroup", "hostNetwork",
-    "readOnlyRootFilesystem", "netprobe-metrics", "kubectl apply -k", "ClusterRoleBinding"])
+    "readOnlyRootFilesystem", "netprobe-metrics", "kubectl apply -k", "ClusterRoleBinding",
+    "## Securing the endpoints", WEB_SECRET, SCRAPE_SECRET, "scheme: HTTPS", "--api-address", "NETPROBE_API_ADDRESS",
+    "RequireAndVerifyClientCert", "tcpSocket", "apache2-utils", "python3-bcrypt", "web.yml.example"])
     assert(readme.includes(w), `README does not mention ${w}`);
 });
 

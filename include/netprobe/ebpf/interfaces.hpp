@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,11 @@ struct LinkEvent {
     enum class Kind { Changed, Removed } kind = Kind::Changed;
     InterfaceInfo iface;
 };
+
+// Decodes a buffer of rtnetlink messages (RTM_NEWLINK/RTM_DELLINK; others skipped).
+// Every length is checked: truncated or malformed messages end the walk, never a read
+// past the buffer (fuzzed: tests/fuzz/netlink_link_fuzz.cpp).
+[[nodiscard]] std::vector<LinkEvent> decodeLinkMessages(std::span<const std::byte> data);
 
 // Subscribes to RTNLGRP_LINK. Open it before listInterfaces() so that no change
 // between the listing and the subscription is missed.

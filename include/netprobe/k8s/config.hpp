@@ -39,7 +39,8 @@ inline constexpr std::string_view kServiceAccountDir = "/var/run/secrets/kuberne
 // inClusterConfig from the environment and kServiceAccountDir.
 [[nodiscard]] Result<ClusterConfig> inClusterConfigFromEnv();
 
-// Reads a whole file; the error names the file.
-[[nodiscard]] Result<std::string> readFile(const std::filesystem::path& path);
+// Reads a whole file of at most max_bytes (a device or a huge file is an error, not a
+// hang); the error names the file.
+[[nodiscard]] Result<std::string> readFile(const std::filesystem::path& path, std::size_t max_bytes = 4u << 20);
 
 }  // namespace netprobe::k8s

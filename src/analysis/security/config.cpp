@@ -296,4 +296,28 @@ Result<void> validate(const SecurityConfig& c) {
     return {};
 }
 
+Result<void> applySecuritySetting(std::string_view kv, SecurityConfig& cfg) {
+    const auto eq = kv.find('=');
+    if (eq == std::string_view::npos || eq == 0 || kv.substr(0, eq).find_first_not_of("abcdefghijklmnopqrstuvwxyz_.") !=
+                                                         std::string_view::npos ||
+        kv.front() == '.' || kv[eq - 1] == '.' || kv.substr(0, eq).find("..") != std::string_view::npos)
+        return std::unexpected(makeError("expected KEY=VALUE with a dotted lower-case key, e.g. scan.vertical_ports=50"));
+    const auto value = kv.substr(eq + 1);
+    if (value.find_first_of("\r\n") != std::string_view::npos)
+        return std::unexpected(makeError("the value cannot contain a line break"));
+    // a.b.c=v -> "a:\n  b:\n    c: v\n"
+    std::string yaml, indent;
+    std::string_view key = kv.substr(0, eq);
+    for (;;) {
+        const auto dot = key.find('.');
+        yaml += indent + std::string(key.substr(0, dot)) + ":";
+        if (dot == std::string_view::npos) break;
+        yaml += "\n";
+        indent += "  ";
+        key.remove_prefix(dot + 1);
+    }
+    yaml += " " + std::string(value) + "\n";
+    return parseSecurityConfig(yaml, cfg);
+}
+
 }  // namespace netprobe::analysis::security

@@ -103,6 +103,10 @@ struct SecurityConfig {
 // line and the reason: "line 4: scan.vertical_ports: expected a positive integer".
 [[nodiscard]] Result<void> parseSecurityConfig(std::string_view yaml, SecurityConfig& cfg);
 [[nodiscard]] Result<void> loadSecurityConfig(const std::string& path, SecurityConfig& cfg);
+// One setting in the --security-set form, "scan.vertical_ports=50" or
+// "allow=[198.18.0.0/24]": the dotted key becomes nested YAML, parsed and checked
+// like the file (same messages).
+[[nodiscard]] Result<void> applySecuritySetting(std::string_view key_value, SecurityConfig& cfg);
 // Checks relations between values (e.g. tick shorter than the windows).
 [[nodiscard]] Result<void> validate(const SecurityConfig& cfg);
 
