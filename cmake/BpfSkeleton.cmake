@@ -4,6 +4,30 @@
 find_program(BPF_CLANG clang REQUIRED)
 find_program(BPFTOOL bpftool PATHS /usr/sbin /usr/local/sbin REQUIRED)
 set(NETPROBE_BPF_OUT_DIR ${CMAKE_BINARY_DIR}/bpf)
+# The target architecture for bpf_tracing.h (__TARGET_ARCH_*), from the build host;
+# vmlinux.h comes from the build host's own BTF, so both match the machine built on.
+set(NETPROBE_BPF_ARCH "" CACHE STRING "__TARGET_ARCH_ value for the BPF programs (empty: the build host's)")
+string(TOLOWER "${CMAKE_SYSTEM_PROCESSOR}" _np_cpu)
+if(NETPROBE_BPF_ARCH)
+  # given
+elseif(_np_cpu MATCHES "^(x86_64|amd64|i.86)$")
+  set(NETPROBE_BPF_ARCH x86 CACHE STRING "" FORCE)
+elseif(_np_cpu MATCHES "^(aarch64|arm64)$")
+  set(NETPROBE_BPF_ARCH arm64 CACHE STRING "" FORCE)
+elseif(_np_cpu MATCHES "^arm")
+  set(NETPROBE_BPF_ARCH arm CACHE STRING "" FORCE)
+elseif(_np_cpu MATCHES "^(ppc64le|ppc64|powerpc64le)$")
+  set(NETPROBE_BPF_ARCH powerpc CACHE STRING "" FORCE)
+elseif(_np_cpu MATCHES "^s390")
+  set(NETPROBE_BPF_ARCH s390 CACHE STRING "" FORCE)
+elseif(_np_cpu MATCHES "^riscv64$")
+  set(NETPROBE_BPF_ARCH riscv CACHE STRING "" FORCE)
+elseif(_np_cpu MATCHES "^loongarch64$")
+  set(NETPROBE_BPF_ARCH loongarch CACHE STRING "" FORCE)
+else()
+  message(FATAL_ERROR "BPF: unknown target architecture ${CMAKE_SYSTEM_PROCESSOR} (set NETPROBE_BPF_ARCH)")
+endif()
+message(STATUS "BPF target architecture: ${NETPROBE_BPF_ARCH}")
 file(MAKE_DIRECTORY ${NETPROBE_BPF_OUT_DIR})
 set(NETPROBE_VMLINUX_H ${NETPROBE_BPF_OUT_DIR}/vmlinux.h)
 set(NETPROBE_VMLINUX_BTF /sys/kernel/btf/vmlinux CACHE FILEPATH "BTF used to generate vmlinux.h")
@@ -17,7 +41,7 @@ function(netprobe_bpf_skeleton name src)
   set(skel ${NETPROBE_BPF_OUT_DIR}/${name}.skel.h)
   file(GLOB bpf_headers ${CMAKE_SOURCE_DIR}/bpf/lib/*.h ${CMAKE_SOURCE_DIR}/bpf/include/netprobe/*.h)
   add_custom_command(OUTPUT ${obj}
-    COMMAND ${BPF_CLANG} -g -O2 -target bpf -D__TARGET_ARCH_x86 -D__BPF__
+    COMMAND ${BPF_CLANG} -g -O2 -target bpf -D__TARGET_ARCH_${NETPROBE_BPF_ARCH} -D__BPF__
             -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
             -I${NETPROBE_BPF_OUT_DIR} -I${CMAKE_SOURCE_DIR}/bpf/include -I${CMAKE_SOURCE_DIR}/bpf/lib
             -c ${src} -o ${obj}

@@ -109,7 +109,10 @@ static __always_inline int np_parse_l4(void *pos, __u32 off, __u32 end_off, void
 		pkt->l4_off = off;
 		return NP_MAL_NONE;
 	}
-	if (proto == NP_IPPROTO_ICMP || proto == NP_IPPROTO_ICMPV6) {
+	/* ICMP only over IPv4 and ICMPv6 only over IPv6; the other pairing is not an
+	 * ICMP message of either kind (icmp_stats is keyed by the packet's family). */
+	if ((proto == NP_IPPROTO_ICMP && pkt->key.family == 4) ||
+	    (proto == NP_IPPROTO_ICMPV6 && pkt->key.family == 6)) {
 		/* type, code, checksum: the 4 bytes every ICMP message has */
 		if (pos + 4 > data_end || off + 4 > end_off)
 			return NP_MAL_TRUNCATED_ICMP;

@@ -25,6 +25,7 @@
 #include <netprobe/collector/tc_collector.hpp>
 #include <netprobe/ebpf/mitigator.hpp>
 #include <netprobe/ebpf/cgroup_traffic.hpp>
+#include <netprobe/ebpf/features.hpp>
 #include <netprobe/ebpf/interfaces.hpp>
 #include <netprobe/ebpf/manager.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
@@ -42,6 +43,7 @@
 #include <netprobe/util/duration.hpp>
 #include <netprobe/util/logging.hpp>
 
+#include "doctor.hpp"
 #include "options.hpp"
 
 namespace {
@@ -116,6 +118,15 @@ public:
             std::string list;
             for (const auto& c : missing) list += (list.empty() ? "" : ", ") + c;
             return fatal("missing capability " + list + " (run as root or grant " + list + ")");
+        }
+        // Kernel features: probed, one line for each one missing, exported.
+        auto kernel = std::make_shared<netprobe::ebpf::KernelInfo>(netprobe::ebpf::probeKernel());
+        for (const auto& f : kernel->features) {
+            if (f.available) continue;
+            if (f.required)
+                return fatal("kernel " + kernel->release + " lacks " + f.name + " (Linux " + f.min_kernel +
+                             "+), needed for " + f.used_for);
+            spdlog::info("kernel {} lacks {} (Linux {}+): {}", kernel->release, f.name, f.min_kernel, f.without);
         }
         // Subscribe before listing, so no interface change in between is missed.
         auto watcher = netprobe::ebpf::LinkWatcher::open();
@@ -203,6 +214,7 @@ public:
         cfg.container_metrics.enabled = opts_.container_metrics;
         cfg.container_metrics.limit = opts_.container_metrics_limit;
         cfg.scheduler = background;
+        cfg.kernel = kernel;
         cfg.web_config_file = opts_.web_config_file;
         using Api = netprobe::metrics::ServerConfig::Api;
         cfg.api = opts_.api == AgentOptions::ApiMode::Off        ? Api::Off
@@ -413,6 +425,17 @@ int main(int argc, char** argv) {
     // drops the previous ones. A fixed mmap threshold keeps them out of the heap, so
     // freeing them returns the memory at once (glibc's dynamic threshold would move them
     // into the heap after the first free, where they fragment and stay resident).
+    if (parsed.options.doctor) {
+        netprobe::util::setLogLevel("error");
+        netprobe::util::routeLibbpfLogs();
+        netprobe::util::QuietLibbpf quiet;  // absent qdiscs and the like are answers here
+        netprobe::agent::DoctorOptions d;
+        d.json = parsed.options.output_json;
+        d.address = parsed.options.metrics_address;
+        d.port = parsed.options.metrics_port;
+        d.basic_auth = envOr("NETPROBE_DOCTOR_AUTH");
+        return netprobe::agent::runDoctor(d);
+    }
     ::mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     ::mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");

@@ -154,6 +154,13 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
         ->capture_default_str();
     app.add_option("--http-write-timeout", write_timeout, "Time a response may take to be sent")->capture_default_str();
 
+    std::string output = "text";
+    app.add_flag("--doctor", o.doctor,
+                 "Diagnose and exit: kernel features, NetProbe programs/links per interface (tcx included), map "
+                 "fill, the running agent's health (at --metrics-address/--metrics-port; env "
+                 "NETPROBE_DOCTOR_AUTH=user:password for basic auth). Exit 1 when a problem is found");
+    app.add_option("--output", output, "With --doctor: text or json")->capture_default_str();
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
@@ -271,6 +278,9 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
             return fail(std::string(flag) + " " + *text + ": must be 100ms-24h");
         *dst = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
     }
+    if (output == "json") o.output_json = true;
+    else if (output != "text") return fail("invalid --output \"" + output + "\": expected text or json");
+    if (app.count("--output") > 0 && !o.doctor) return fail("--output needs --doctor");
     static const char* levels[] = {"trace", "debug", "info", "warn", "error"};
     if (std::find(std::begin(levels), std::end(levels), o.log_level) == std::end(levels))
         return fail("invalid --log-level \"" + o.log_level + "\": expected trace, debug, info, warn or error");

@@ -47,6 +47,8 @@ struct AgentOptions {
     std::chrono::milliseconds http_header_timeout = std::chrono::seconds(10);  // --http-header-timeout
     std::chrono::milliseconds http_idle_timeout = std::chrono::minutes(2);     // --http-idle-timeout
     std::chrono::milliseconds http_write_timeout = std::chrono::seconds(30);   // --http-write-timeout
+    bool doctor = false;        // --doctor: print the diagnosis and exit
+    bool output_json = false;   // --output=json (with --doctor)
 };
 
 // "HOST:PORT" or "[V6]:PORT" -> address and port (1-65535); error text otherwise.

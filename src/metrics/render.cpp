@@ -437,4 +437,15 @@ std::string renderHttpMetrics(const std::vector<http::ServerStats>& listeners, c
     return w.take();
 }
 
+std::string renderKernelFeatures(const ebpf::KernelInfo& kernel) {
+    ExpositionWriter w;
+    w.family("netprobe_feature_enabled", MetricType::Gauge,
+             "Kernel features probed at start (1: available), README's minimum-kernel table.");
+    for (const auto& f : kernel.features)
+        w.sample("netprobe_feature_enabled", {{"feature", f.name}}, f.available ? 1.0 : 0.0);
+    w.family("netprobe_kernel_info", MetricType::Gauge, "The running kernel (uname).");
+    w.sample("netprobe_kernel_info", {{"release", kernel.release}, {"machine", kernel.machine}}, 1.0);
+    return w.take();
+}
+
 }  // namespace netprobe::metrics

@@ -170,6 +170,7 @@ http::Response Server::Impl::metrics() const {
     wh.last_reload_ok = last_reload_ok.load();
     wh.last_success_unix_seconds = last_success.load();
     body += renderHttpMetrics(httpStats(), wh);
+    if (c.kernel) body += renderKernelFeatures(*c.kernel);
     http::Response r = http::Response::text(200, std::move(body));
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     return r;

@@ -269,6 +269,13 @@ std::vector<CaseRow> parseCases()
                    key6(A6, B6, 0, 0, ipp::NONE)));
     t.push_back(ok("ipv6_gre", eth().ipv6(A6, B6, ipp::GRE).payload(24).build(), {IPV6, OTHER_L4},
                    key6(A6, B6, 0, 0, ipp::GRE)));
+    // ICMP belongs to IPv4 and ICMPv6 to IPv6: the other pairing is no ICMP message
+    // (found by fuzz_packet: it was counted as icmp/icmpv6 and filed in icmp_stats
+    // under the other family).
+    t.push_back(ok("ipv6_next_header_1_is_not_icmp", eth().ipv6(A6, B6, ipp::ICMP).payload(24).build(), {IPV6, OTHER_L4},
+                   key6(A6, B6, 0, 0, ipp::ICMP)));
+    t.push_back(ok("ipv4_protocol_58_is_not_icmpv6", eth().ipv4(A4, B4, ipp::ICMPV6).payload(24).build(), {IPV4, OTHER_L4},
+                   key4(A4, B4, 0, 0, ipp::ICMPV6)));
     t.push_back(ok("ipv6_esp", eth().ipv6(A6, B6, ipp::ESP).payload(24).build(), {IPV6, OTHER_L4},
                    key6(A6, B6, 0, 0, ipp::ESP)));
     t.push_back(ok("ipv6_in_ipv6_outer_only", eth().ipv6(A6, B6).ipv6(B6, A6).udp(1, 2).build(), {IPV6, OTHER_L4},

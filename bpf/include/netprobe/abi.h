@@ -136,7 +136,8 @@ struct flow_key {
 };
 
 /* flow_stats map value (per-CPU: user space sums packets/bytes, takes min first_seen,
- * max last_seen and ORs the TCP flags). Times are bpf_ktime_get_ns(). */
+ * max last_seen and ORs the TCP flags). Times are bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC_COARSE:
+ * jiffy resolution, the same clock as bpf_ktime_get_ns() otherwise). */
 struct np_flow_stats {
 	__u64 packets;
 	__u64 bytes;

@@ -10,6 +10,7 @@
 #include <netprobe/analysis/grouping.hpp>
 #include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/analysis/security/stage.hpp>
+#include <netprobe/ebpf/features.hpp>
 #include <netprobe/ebpf/mitigator.hpp>
 #include <netprobe/http/server.hpp>
 #include <netprobe/util/scheduler.hpp>
@@ -41,6 +42,9 @@ struct WebConfigHealth {
     double last_success_unix_seconds = 0;
 };
 [[nodiscard]] std::string renderHttpMetrics(const std::vector<http::ServerStats>& listeners, const WebConfigHealth& web);
+
+// netprobe_feature_enabled{feature}: the kernel features probed at start (1: present).
+[[nodiscard]] std::string renderKernelFeatures(const ebpf::KernelInfo& kernel);
 
 struct PodMetricsOptions {
     bool enabled = true;

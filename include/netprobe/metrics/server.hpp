@@ -21,6 +21,7 @@
 #include <netprobe/analysis/attribution.hpp>
 #include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/collector/tc_collector.hpp>
+#include <netprobe/ebpf/features.hpp>
 #include <netprobe/ebpf/mitigator.hpp>
 #include <netprobe/http/server.hpp>
 #include <netprobe/http/web_config.hpp>
@@ -61,6 +62,8 @@ struct ServerConfig {
     std::shared_ptr<const ebpf::Mitigator> mitigator;
     // The background tasks' health (optional).
     std::shared_ptr<const util::Scheduler> scheduler;
+    // The kernel features probed at start (optional: netprobe_feature_enabled).
+    std::shared_ptr<const ebpf::KernelInfo> kernel;
 };
 
 [[nodiscard]] ServerConfig DefaultServerConfig();
