@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 METRICS_PORT ?= 8081
 COLLECT_INTERVAL ?= 5s
 
-.PHONY: all deps build run test test-unit test-bpf test-e2e test-sanitize build-sanitize fuzz bench bench-benign install clean
+.PHONY: all deps build run test test-unit test-bpf test-e2e test-sanitize build-sanitize fuzz bench bench-benign soak install clean
 
 all: build
 
@@ -59,6 +59,13 @@ test-e2e: build
 # Runs the benchmarks, prints a table and writes docs/benchmarks.md.
 bench: deps build
 	bash bench/run.sh $(BUILD_DIR)
+
+# One hour (SOAK_SECONDS) of mixed traffic, flow churn, scrapes and API calls against
+# the agent in its default configuration; writes docs/soak.md (copied into
+# docs/benchmarks.md by make bench). Not part of make test or make bench.
+SOAK_SECONDS ?= 3600
+soak: deps build
+	/usr/bin/python3 bench/soak.py --seconds=$(SOAK_SECONDS) --warmup=$$(( $(SOAK_SECONDS) / 6 ))
 
 # Five minutes of benign traffic (iperf3, HTTP, Prometheus scraping) against the
 # security detectors; prints the events raised (target: none). Not part of `make bench`.

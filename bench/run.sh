@@ -76,6 +76,8 @@ run_step "RSS of the real agent with 100k flows" "$LOGS/rss_agent.log" bash "$RO
   "$BIN/np_flowgen" 100000 50000
 run_step "TCP throughput over veth (iperf3)" "$LOGS/throughput.log" bash "$ROOT/bench/throughput.sh" 5 "$TP_ROUNDS"
 run_step "Stack monitor: program cost and connection rate" "$LOGS/stack.log" bash "$ROOT/bench/stack_bench.sh" 3
+run_step "Interface churn: 200 veths in 60 s" "$LOGS/churn.log" /usr/bin/python3 "$ROOT/bench/veth_churn.py" \
+  "$NP_AGENT" 200 60
 run_step "Security: detection latency (nmap, hping3)" "$LOGS/security.log" /usr/bin/python3 "$ROOT/bench/security_bench.py" --rounds=3
 
 # ------------------------------------------------------------------ summary
@@ -193,6 +195,24 @@ if [[ -n ${R[rss_pipeline_hwm_mib]:-} ]]; then
   row "user-space pipeline VmHWM, 100k flows (np_rss_bench, synthetic)" \
     "${R[rss_pipeline_hwm_mib]} MiB (${R[rss_pipeline_trimmed_mib]} MiB after malloc_trim)" "< 64 MiB" \
     "info"
+fi
+
+if [[ -n ${R[churn_attach_ms]:-} ]]; then
+  IFS=$'\t' read -r med p99 max missed <<<"${R[churn_attach_ms]}"
+  IFS=$'\t' read -r pairs secs <<<"${R[churn_pairs]}"
+  if le "$p99" 1000 && [[ $missed == 0 ]]; then v=PASS; else v=MISS; fi
+  row "interface churn: $pairs veths created and deleted in $secs s, new interface -> programs attached" \
+    "p99 $p99 ms (median $med, max $max; $missed never attached)" "p99 <= 1000 ms" "$v"
+  IFS=$'\t' read -r med p99 max missed <<<"${R[churn_latency_ms]}"
+  row "interface churn: new interface -> listed by /api/v1/interfaces (adds up to one collect interval)" \
+    "p99 $p99 ms (median $med, max $max)" "-" "info"
+  IFS=$'\t' read -r f0 f1 <<<"${R[churn_fds]}"
+  IFS=$'\t' read -r r0 r1 h1 <<<"${R[churn_rss_kib]}"
+  if [[ $f1 -le $((f0 + 2)) && ${R[churn_left]} == 0 ]] && le "$r1" "$((r0 * 105 / 100 + 1024))"; then v=PASS; else v=MISS; fi
+  row "interface churn: agent fds / VmRSS before -> after, interfaces left listed" \
+    "fds $f0 -> $f1, VmRSS $((r0 / 1024)) -> $((r1 / 1024)) MiB, ${R[churn_left]} left" "flat" "$v"
+else
+  na "interface churn: 200 veths in 60 s" "p99 <= 1000 ms"
 fi
 
 if [[ -n ${R[stack_max_cps]:-} ]]; then
@@ -417,6 +437,12 @@ $(section "$LOGS/stack.log")
 
 ### Security analytics
 $(section "$LOGS/security.log")
+
+### Interface churn
+$(section "$LOGS/churn.log")
+
+$( if [[ -f $ROOT/docs/soak.md ]]; then echo "## Soak (make soak, not part of make bench; from docs/soak.md)"; \
+   tail -n +2 "$ROOT/docs/soak.md"; fi )
 EOF
 } >"$DOC"
 echo

@@ -110,37 +110,37 @@ static __always_inline void np_count_map_error(__u32 map_id)
 		*v += 1;
 }
 
-/* Add one packet to a per-CPU packets/bytes counter keyed in a hash map,
- * creating the entry on first use. */
-static __always_inline void np_counter_add(void *map, const void *key, __u64 len, __u32 map_id)
+/* Add packets/bytes to a per-CPU counter keyed in a hash map, creating the entry
+ * on first use. */
+static __always_inline void np_counter_add(void *map, const void *key, __u64 packets, __u64 len, __u32 map_id)
 {
-	struct np_counter init = { .packets = 1, .bytes = len };
+	struct np_counter init = { .packets = packets, .bytes = len };
 	struct np_counter *c = 0;
 	enum np_lookup_result r = np_lookup_or_init(map, key, &init, (void **)&c);
 	if (r == NP_FOUND && c) {
-		c->packets += 1;
+		c->packets += packets;
 		c->bytes += len;
 	} else if (r == NP_FAILED) {
 		np_count_map_error(map_id);
 	}
 }
 
-/* Count one packet for (ifindex, direction) in an array slot or, for a large
+/* Count packets/bytes for (ifindex, direction) in an array slot or, for a large
  * ifindex, in the fallback hash. */
 static __always_inline void np_device_add(void *array, void *hash, __u32 ifindex, __u32 dir, __u32 per_if,
-					  __u64 len, __u32 map_id)
+					  __u64 packets, __u64 len, __u32 map_id)
 {
 	if (ifindex < NP_DEV_SLOTS) {
 		__u32 idx = ifindex * per_if + dir;
 		struct np_counter *c = bpf_map_lookup_elem(array, &idx);
 		if (c) {
-			c->packets += 1;
+			c->packets += packets;
 			c->bytes += len;
 		}
 		return;
 	}
 	struct tc_device_key k = { .ifindex = ifindex, .direction = dir };
-	np_counter_add(hash, &k, len, map_id);
+	np_counter_add(hash, &k, packets, len, map_id);
 }
 
 #endif /* NETPROBE_MAPS_H */

@@ -259,28 +259,11 @@ static __always_inline int np_skip_vlans(void **pos, void *data_end, __u16 *prot
 	return 0;
 }
 
-/* Parse one Ethernet frame of pkt_len bytes (data..data_end is the part that can
- * be read directly). Returns NP_MAL_NONE or an enum np_malformed_reason. */
-static __always_inline int np_parse_frame(void *data, void *data_end, __u32 pkt_len, struct np_packet *pkt)
+/* Parse what follows the link-layer header: pos (offset off from data) starts the
+ * packet of EtherType proto (host order) - MPLS, IPv4, IPv6, ARP or another L3. */
+static __always_inline int np_parse_network(void *data, void *pos, void *data_end, __u32 pkt_len, __u16 proto,
+					    struct np_packet *pkt)
 {
-	struct ethhdr *eth = data;
-	void *pos;
-	__u16 proto;
-
-	if ((void *)(eth + 1) > data_end)
-		return NP_MAL_TRUNCATED_ETH;
-	proto = bpf_ntohs(eth->h_proto);
-	pos = eth + 1;
-
-	int tags = 0;
-	int truncated = np_skip_vlans(&pos, data_end, &proto, &tags);
-	if (tags)
-		NP_MARK(pkt, NP_PROTO_VLAN);
-	if (truncated)
-		return NP_MAL_TRUNCATED_VLAN;
-	if (proto == NP_ETH_P_8021Q || proto == NP_ETH_P_8021AD)
-		return NP_MAL_TOO_MANY_VLAN;
-
 	if (proto == NP_ETH_P_MPLS_UC || proto == NP_ETH_P_MPLS_MC) {
 		int bottom = 0;
 		NP_MARK(pkt, NP_PROTO_MPLS);
@@ -316,6 +299,39 @@ static __always_inline int np_parse_frame(void *data, void *data_end, __u32 pkt_
 		return np_parse_ipv6(pos, off, data_end, pkt_len, pkt);
 	NP_MARK(pkt, proto == NP_ETH_P_ARP ? NP_PROTO_ARP : NP_PROTO_OTHER_L3);
 	return NP_MAL_NONE;
+}
+
+/* Parse one Ethernet frame of pkt_len bytes (data..data_end is the part that can
+ * be read directly). Returns NP_MAL_NONE or an enum np_malformed_reason. */
+static __always_inline int np_parse_frame(void *data, void *data_end, __u32 pkt_len, struct np_packet *pkt)
+{
+	struct ethhdr *eth = data;
+	void *pos;
+	__u16 proto;
+
+	if ((void *)(eth + 1) > data_end)
+		return NP_MAL_TRUNCATED_ETH;
+	proto = bpf_ntohs(eth->h_proto);
+	pos = eth + 1;
+
+	int tags = 0;
+	int truncated = np_skip_vlans(&pos, data_end, &proto, &tags);
+	if (tags)
+		NP_MARK(pkt, NP_PROTO_VLAN);
+	if (truncated)
+		return NP_MAL_TRUNCATED_VLAN;
+	if (proto == NP_ETH_P_8021Q || proto == NP_ETH_P_8021AD)
+		return NP_MAL_TOO_MANY_VLAN;
+	return np_parse_network(data, pos, data_end, pkt_len, proto, pkt);
+}
+
+/* Parse a packet of a layer-3 device (tun, WireGuard, ipip, GRE, sit, PPP: no
+ * link-layer header): data starts the packet whose EtherType the device gave the
+ * skb (skb->protocol, host order here). */
+static __always_inline int np_parse_l3_packet(void *data, void *data_end, __u32 pkt_len, __u16 proto,
+					      struct np_packet *pkt)
+{
+	return np_parse_network(data, data, data_end, pkt_len, proto, pkt);
 }
 
 #endif /* NETPROBE_PARSE_H */

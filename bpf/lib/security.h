@@ -105,7 +105,7 @@ static __always_inline struct np_host_slot *np_host_slot(const union np_addr *ad
 	return slot;
 }
 
-static __always_inline void np_host_account(const struct np_packet *pkt, __u32 dir, __u64 len)
+static __always_inline void np_host_account(const struct np_packet *pkt, __u32 dir, __u32 segs, __u64 len)
 {
 	struct np_host_slot *slot =
 		np_host_slot(dir == NP_DIR_INGRESS ? &pkt->key.dst_ip : &pkt->key.src_ip);
@@ -114,19 +114,19 @@ static __always_inline void np_host_account(const struct np_packet *pkt, __u32 d
 	struct np_host_stats *hs = &slot->stats;
 	__u8 fl = pkt->tcp_flags;
 	if (dir == NP_DIR_INGRESS) {
-		hs->in_packets += 1;
+		hs->in_packets += segs;
 		hs->in_bytes += len;
 		if (pkt->key.proto == NP_IPPROTO_TCP) {
-			hs->tcp_in += 1;
+			hs->tcp_in += segs;
 			if ((fl & (NP_TCP_SYN | NP_TCP_ACK)) == NP_TCP_SYN)
 				hs->syn_in += 1;
 		} else if (pkt->key.proto == NP_IPPROTO_UDP) {
-			hs->udp_in += 1;
+			hs->udp_in += segs;
 		} else if (pkt->key.proto == NP_IPPROTO_ICMP || pkt->key.proto == NP_IPPROTO_ICMPV6) {
 			hs->icmp_in += 1;
 		}
 	} else {
-		hs->out_packets += 1;
+		hs->out_packets += segs;
 		hs->out_bytes += len;
 		if (pkt->key.proto == NP_IPPROTO_TCP && (fl & (NP_TCP_SYN | NP_TCP_ACK)) == (NP_TCP_SYN | NP_TCP_ACK))
 			hs->synack_out += 1;

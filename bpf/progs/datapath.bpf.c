@@ -19,7 +19,7 @@
 /* Set by user space before load. */
 const volatile __u32 np_enable_flows = 1;
 
-static __always_inline void np_count_protocols(__u32 dir, __u32 mask, __u64 len)
+static __always_inline void np_count_protocols(__u32 dir, __u32 mask, __u32 segs, __u64 len)
 {
 #pragma unroll
 	for (__u32 cls = 0; cls < NP_PROTO_MAX; cls++) {
@@ -28,20 +28,20 @@ static __always_inline void np_count_protocols(__u32 dir, __u32 mask, __u64 len)
 		__u32 idx = dir * NP_PROTO_MAX + cls;
 		struct np_counter *c = bpf_map_lookup_elem(&packet_stats, &idx);
 		if (c) {
-			c->packets += 1;
+			c->packets += segs;
 			c->bytes += len;
 		}
 	}
 }
 
-static __always_inline void np_count_malformed(__u32 dir, __u32 reason)
+static __always_inline void np_count_malformed(__u32 dir, __u32 reason, __u32 segs)
 {
 	__u32 idx = dir * NP_MAL_REASON_MAX + reason;
 	if (idx >= NP_DIR_MAX * NP_MAL_REASON_MAX)
 		return;
 	__u64 *v = bpf_map_lookup_elem(&malformed_stats, &idx);
 	if (v)
-		*v += 1;
+		*v += segs;
 }
 
 static __always_inline void np_frag_key(struct np_frag_key *fk, const struct np_packet *pkt)
@@ -78,9 +78,9 @@ static __always_inline void np_track_fragment(struct np_packet *pkt)
 	}
 }
 
-static __always_inline void np_flow_add(struct np_flow_stats *fs, __u64 len, __u8 flags, __u64 now)
+static __always_inline void np_flow_add(struct np_flow_stats *fs, __u32 segs, __u64 len, __u8 flags, __u64 now)
 {
-	fs->packets += 1;
+	fs->packets += segs;
 	fs->bytes += len;
 	if (!fs->first_seen_ns)
 		fs->first_seen_ns = now; /* first packet of this flow on this CPU */
@@ -88,18 +88,18 @@ static __always_inline void np_flow_add(struct np_flow_stats *fs, __u64 len, __u
 	fs->tcp_flags |= flags;
 }
 
-static __always_inline void np_account_flow(struct np_packet *pkt, __u64 len)
+static __always_inline void np_account_flow(struct np_packet *pkt, __u32 segs, __u64 len)
 {
 	/* The coarse clock (CLOCK_MONOTONIC at tick resolution) costs a memory read
 	 * instead of a TSC read: ~18 ns less per packet; flow times need no better. */
 	__u64 now = bpf_ktime_get_coarse_ns();
 	struct np_flow_stats *fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
 	if (fs) {
-		np_flow_add(fs, len, pkt->tcp_flags, now);
+		np_flow_add(fs, segs, len, pkt->tcp_flags, now);
 		return;
 	}
 	struct np_flow_stats init = {
-		.packets = 1,
+		.packets = segs,
 		.bytes = len,
 		.first_seen_ns = now,
 		.last_seen_ns = now,
@@ -107,7 +107,7 @@ static __always_inline void np_account_flow(struct np_packet *pkt, __u64 len)
 	};
 	enum np_lookup_result r = np_lookup_or_init(&flow_stats, &pkt->key, &init, (void **)&fs);
 	if (r == NP_FOUND && fs) {
-		np_flow_add(fs, len, pkt->tcp_flags, now);
+		np_flow_add(fs, segs, len, pkt->tcp_flags, now);
 		return;
 	}
 	if (r == NP_FAILED)
@@ -119,7 +119,7 @@ static __always_inline void np_account_flow(struct np_packet *pkt, __u64 len)
 		np_sec_new_flow(pkt, len);
 }
 
-/* Parse the skb into pkt. A global (non-inlined) function: the verifier checks it
+/* Parse the skb into pkt. Global (non-inlined) functions: the verifier checks each
  * once on its own instead of once per call site and per path of the caller, which
  * keeps the programs far below the complexity limit. */
 __attribute__((noinline)) int np_parse_skb(struct __sk_buff *skb, struct np_packet *pkt)
@@ -131,21 +131,43 @@ __attribute__((noinline)) int np_parse_skb(struct __sk_buff *skb, struct np_pack
 	return np_parse_frame(data, data_end, skb->len, pkt);
 }
 
-static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir)
+/* A layer-3 device's skb: no link-layer header, the device set skb->protocol. */
+__attribute__((noinline)) int np_parse_skb_l3(struct __sk_buff *skb, struct np_packet *pkt)
+{
+	if (!pkt)
+		return NP_MAL_NONE;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	return np_parse_l3_packet(data, data_end, skb->len, bpf_ntohs((__u16)skb->protocol), pkt);
+}
+
+/* Packets are wire packets: a GSO/GRO skb (TSO on transmit, GRO on receive) counts
+ * its gso_segs segments, as a NIC's counters and TCP's OutSegs/InSegs count them,
+ * and its bytes are the segments' bytes: the headers up to the TCP/UDP payload are
+ * repeated in each segment (hdr_len; 0 when the packet was not parsed that far, then
+ * the skb's bytes). A plain skb is one packet of skb->len bytes. */
+static __always_inline __u64 np_wire_bytes(__u64 len, __u32 segs, __u32 hdr_len)
+{
+	return segs > 1 ? len + (__u64)(segs - 1) * hdr_len : len;
+}
+
+static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir, const bool l3)
 {
 	__u64 len = skb->len;
+	__u32 segs = skb->gso_segs;
+	if (segs == 0)
+		segs = 1;
 	/* An 802.1Q/802.1ad tag the stack moved out of the frame (VLAN offload) is not
 	 * in skb->len. On receive the device counted it before the stack untagged the
 	 * frame, so count it too; on transmit the tag is added after us (by the NIC or
 	 * the device), as the device's own counters see it. */
-	__u32 offloaded_vlan = skb->vlan_present;
-	if (offloaded_vlan && dir == NP_DIR_INGRESS)
-		len += 4;
+	__u32 offloaded_vlan = l3 ? 0 : skb->vlan_present;
+	__u32 vlan_len = offloaded_vlan && dir == NP_DIR_INGRESS ? 4 : 0;
+	len += vlan_len;
 	__u32 ifindex = skb->ifindex;
-	np_device_add(&tc_device_stats, &tc_device_stats_hi, ifindex, dir, NP_DIR_MAX, len, NP_MAP_TC_DEVICE_STATS);
 
 	struct np_packet pkt = {};
-	int reason = np_parse_skb(skb, &pkt);
+	int reason = l3 ? np_parse_skb_l3(skb, &pkt) : np_parse_skb(skb, &pkt);
 
 	/* Headers may sit beyond the linear part of a non-linear skb: pull and
 	 * parse again before calling the packet truncated. */
@@ -153,15 +175,26 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir)
 		__u32 want = len < NP_PULL_MAX ? len : NP_PULL_MAX;
 		if (bpf_skb_pull_data(skb, want) == 0) {
 			__builtin_memset(&pkt, 0, sizeof(pkt));
-			reason = np_parse_skb(skb, &pkt);
+			reason = l3 ? np_parse_skb_l3(skb, &pkt) : np_parse_skb(skb, &pkt);
 		}
 	}
 
+	__u32 hdr_len = 0;
+	if (segs > 1 && reason == NP_MAL_NONE) {
+		if (pkt.proto_mask & (1u << NP_PROTO_TCP))
+			hdr_len = vlan_len + pkt.l4_off + (__u32)pkt.tcp_doff * 4;
+		else if (pkt.proto_mask & (1u << NP_PROTO_UDP))
+			hdr_len = vlan_len + pkt.l4_off + 8;
+	}
+	len = np_wire_bytes(len, segs, hdr_len);
+	np_device_add(&tc_device_stats, &tc_device_stats_hi, ifindex, dir, NP_DIR_MAX, segs, len,
+		      NP_MAP_TC_DEVICE_STATS);
+
 	if (offloaded_vlan)
 		pkt.proto_mask |= 1u << NP_PROTO_VLAN;
-	np_count_protocols(dir, pkt.proto_mask, len);
+	np_count_protocols(dir, pkt.proto_mask, segs, len);
 	if (reason != NP_MAL_NONE) {
-		np_count_malformed(dir, reason);
+		np_count_malformed(dir, reason, segs);
 		return NP_TC_ACT_UNSPEC;
 	}
 	/* One test of a mask already in a register on the non-ICMP path. */
@@ -172,14 +205,14 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir)
 			.type = pkt.icmp_type,
 			.code = pkt.icmp_code,
 		};
-		np_counter_add(&icmp_stats, &ik, len, NP_MAP_ICMP_STATS);
+		np_counter_add(&icmp_stats, &ik, segs, len, NP_MAP_ICMP_STATS);
 		if (np_enable_security && np_is_icmp_unreachable(&pkt))
 			np_sec_icmp_error(skb, &pkt, (__u32)len);
 	}
 	if (!pkt.has_l3)
 		return NP_TC_ACT_UNSPEC;
 	if (np_enable_security)
-		np_host_account(&pkt, dir, len);
+		np_host_account(&pkt, dir, segs, len);
 	if (!np_enable_flows)
 		return NP_TC_ACT_UNSPEC;
 
@@ -187,20 +220,35 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir)
 		np_track_fragment(&pkt);
 	pkt.key.ifindex = ifindex;
 	pkt.key.direction = dir;
-	np_account_flow(&pkt, len);
+	np_account_flow(&pkt, segs, len);
 	return NP_TC_ACT_UNSPEC;
 }
 
 SEC("tc")
 int netprobe_tc_in(struct __sk_buff *skb)
 {
-	return np_tc_handle(skb, NP_DIR_INGRESS);
+	return np_tc_handle(skb, NP_DIR_INGRESS, false);
 }
 
 SEC("tc")
 int netprobe_tc_eg(struct __sk_buff *skb)
 {
-	return np_tc_handle(skb, NP_DIR_EGRESS);
+	return np_tc_handle(skb, NP_DIR_EGRESS, false);
+}
+
+/* Layer-3 devices (tun, WireGuard, ipip, GRE, sit, PPP): the same accounting, the
+ * packet starting at the network header. The manager picks these by link type;
+ * XDP is not attached there. */
+SEC("tc")
+int netprobe_tc_in_l3(struct __sk_buff *skb)
+{
+	return np_tc_handle(skb, NP_DIR_INGRESS, true);
+}
+
+SEC("tc")
+int netprobe_tc_eg_l3(struct __sk_buff *skb)
+{
+	return np_tc_handle(skb, NP_DIR_EGRESS, true);
 }
 
 SEC("xdp")
@@ -208,7 +256,7 @@ int netprobe_xdp(struct xdp_md *ctx)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u64 len = (__u64)(ctx->data_end - ctx->data);
-	np_device_add(&xdp_device_stats, &xdp_device_stats_hi, ifindex, NP_DIR_INGRESS, 1, len,
+	np_device_add(&xdp_device_stats, &xdp_device_stats_hi, ifindex, NP_DIR_INGRESS, 1, 1, len,
 		      NP_MAP_XDP_DEVICE_STATS);
 	if (np_mitigate != NP_MITIGATE_OFF && np_xdp_blocked(ctx, len))
 		return NP_XDP_DROP;

@@ -1,5 +1,7 @@
 #include "doctor.hpp"
 
+#include <algorithm>
+
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -125,6 +127,9 @@ int runDoctor(const DoctorOptions& o) {
             json tc_in = json::array(), tc_eg = json::array();
             for (const auto& k : l) {
                 if (k.type_name != "tcx" || k.ifindex != i.index) continue;
+                // the same ifindex in another network namespace is another device
+                const auto& here = k.attach == "ingress" ? hooks.tcx_ingress : hooks.tcx_egress;
+                if (std::find(here.begin(), here.end(), k.prog_id) == here.end()) continue;
                 link_ids_on_ifaces.insert(k.id);
                 (k.attach == "ingress" ? tc_in : tc_eg)
                     .push_back({{"via", "tcx link " + std::to_string(k.id)}, {"prog", prog_name[k.prog_id]},
@@ -142,7 +147,7 @@ int runDoctor(const DoctorOptions& o) {
             if (xid && prog_name.contains(xid))
                 xdp = {{"mode", hooks.xdp_driver ? "native" : "generic"}, {"prog", prog_name[xid]}, {"prog_id", xid}};
             for (const auto& k : l)
-                if (k.type_name == "xdp" && k.ifindex == i.index) link_ids_on_ifaces.insert(k.id);
+                if (k.type_name == "xdp" && k.ifindex == i.index && k.prog_id == xid) link_ids_on_ifaces.insert(k.id);
             if (tc_in.empty() && tc_eg.empty() && xdp.is_null()) continue;  // not monitored
             if (tc_in.size() > 1 || tc_eg.size() > 1)
                 problems.push_back(i.name + ": more than one NetProbe program on a TC hook (two agents?)");
@@ -158,6 +163,10 @@ int runDoctor(const DoctorOptions& o) {
         json e{{"id", k.id}, {"type", k.type_name}, {"prog", prog_name[k.prog_id]}};
         if (!k.attach.empty()) e["attach"] = k.attach;
         if (k.cgroup_id) e["cgroup_id"] = k.cgroup_id;
+        if ((k.type_name == "tcx" || k.type_name == "xdp") && k.ifindex) {
+            e["ifindex"] = k.ifindex;
+            e["note"] = "on a device of another network namespace (no such program on this namespace's ifindex)";
+        }
         other.push_back(e);
     }
     report["other_links"] = other;

@@ -41,8 +41,12 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
 Datapath::~Datapath() = default;
 
 int Datapath::xdpProg() const { return bpf_program__fd(skel_->progs.netprobe_xdp); }
-int Datapath::tcIngressProg() const { return bpf_program__fd(skel_->progs.netprobe_tc_in); }
-int Datapath::tcEgressProg() const { return bpf_program__fd(skel_->progs.netprobe_tc_eg); }
+int Datapath::tcIngressProg(bool l3) const {
+    return bpf_program__fd(l3 ? skel_->progs.netprobe_tc_in_l3 : skel_->progs.netprobe_tc_in);
+}
+int Datapath::tcEgressProg(bool l3) const {
+    return bpf_program__fd(l3 ? skel_->progs.netprobe_tc_eg_l3 : skel_->progs.netprobe_tc_eg);
+}
 int Datapath::flowMap() const { return bpf_map__fd(skel_->maps.flow_stats); }
 
 Result<UniqueFd> Datapath::mapFd(DatapathMap which) const {

@@ -29,8 +29,9 @@ public:
     ~Datapath();
 
     [[nodiscard]] int xdpProg() const;
-    [[nodiscard]] int tcIngressProg() const;
-    [[nodiscard]] int tcEgressProg() const;
+    // l3: the programs for devices without a link-layer header (tun, WireGuard, ipip...)
+    [[nodiscard]] int tcIngressProg(bool l3 = false) const;
+    [[nodiscard]] int tcEgressProg(bool l3 = false) const;
     [[nodiscard]] int flowMap() const;
     // A duplicate of one of the maps' fds, owned by the caller.
     [[nodiscard]] Result<UniqueFd> mapFd(DatapathMap which) const;

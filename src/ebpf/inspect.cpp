@@ -6,6 +6,7 @@
 #include <linux/bpf.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <set>
@@ -211,6 +212,13 @@ HookPrograms hookPrograms(std::uint32_t ifindex) {
         o.handle = kClsactHandle;
         o.priority = kClsactPriority;
         if (bpf_tc_query(&hook, &o) == 0) (ingress ? h.clsact_ingress : h.clsact_egress) = o.prog_id;
+        // BPF_PROG_QUERY of the tcx hook (BPF_TCX_INGRESS/EGRESS = 46/47; the ifindex goes
+        // where the target fd would, as the kernel's union has it)
+        std::array<std::uint32_t, 64> ids{};
+        std::uint32_t count = ids.size();
+        if (bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(ingress ? 46 : 47), 0, nullptr,
+                           ids.data(), &count) == 0)
+            (ingress ? h.tcx_ingress : h.tcx_egress).assign(ids.begin(), ids.begin() + std::min<std::size_t>(count, ids.size()));
     }
     return h;
 }

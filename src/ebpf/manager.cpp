@@ -89,19 +89,35 @@ bool isVirtualDevice(const std::string& name) {
     return !std::filesystem::exists("/sys/class/net/" + name + "/device", ec);
 }
 
-constexpr int kArphrdEther = 1;
-constexpr int kArphrdLoopback = 772;
+enum class Framing { Ethernet, Layer3 };
 
-// The datapath parses frames from an Ethernet header; devices without one (tun,
-// WireGuard, ipip: ARPHRD_NONE and friends) would be misparsed, so they are refused.
-Result<void> checkLinkType(const std::string& name) {
+// How the device's packets start, from its link type (include/uapi/linux/if_arp.h).
+// Ethernet (and loopback, which carries a zeroed Ethernet header): the datapath
+// parses from the Ethernet header. Layer-3 devices hand the stack bare IP packets
+// with skb->protocol set: tun, WireGuard and other ARPHRD_NONE devices, ipip, ip6tnl,
+// sit, GRE (layer-3 mode), PPP and raw-IP modems; they get the layer-3 TC programs.
+// Anything else (InfiniBand, CAN, 802.11 monitor...) is refused.
+Result<Framing> linkFraming(const std::string& name) {
     std::ifstream f("/sys/class/net/" + name + "/type");
     int type = -1;
     if (!(f >> type)) return std::unexpected(makeError("cannot read link type of \"" + name + "\""));
-    if (type != kArphrdEther && type != kArphrdLoopback)
-        return std::unexpected(makeError("interface \"" + name + "\" is not an Ethernet device (link type " +
-                                         std::to_string(type) + "); not monitored"));
-    return {};
+    switch (type) {
+        case 1:    // ARPHRD_ETHER
+        case 772:  // ARPHRD_LOOPBACK
+            return Framing::Ethernet;
+        case 65534:  // ARPHRD_NONE: tun, WireGuard
+        case 768:    // ARPHRD_TUNNEL: ipip
+        case 769:    // ARPHRD_TUNNEL6: ip6tnl
+        case 776:    // ARPHRD_SIT
+        case 778:    // ARPHRD_IPGRE
+        case 823:    // ARPHRD_IP6GRE
+        case 512:    // ARPHRD_PPP
+        case 519:    // ARPHRD_RAWIP
+            return Framing::Layer3;
+        default:
+            return std::unexpected(makeError("interface \"" + name + "\" has link type " + std::to_string(type) +
+                                             ": neither Ethernet nor a layer-3 (IP) device; not monitored"));
+    }
 }
 }  // namespace
 
@@ -140,12 +156,12 @@ struct Manager::Impl {
             if (!ifaces.contains(idx)) forget(idx);
     }
 
-    Result<Iface> attachTc(std::uint32_t ifindex, Iface iface) {
+    Result<Iface> attachTc(std::uint32_t ifindex, Iface iface, bool l3) {
         TcMode mode = opts.tc_mode;
         if (mode == TcMode::Auto && tcx_supported != Tri::No) {
-            auto in = TcAttachment::attach(dp.tcIngressProg(), ifindex, true, TcMode::Tcx);
+            auto in = TcAttachment::attach(dp.tcIngressProg(l3), ifindex, true, TcMode::Tcx);
             if (in) {
-                auto eg = TcAttachment::attach(dp.tcEgressProg(), ifindex, false, TcMode::Tcx);
+                auto eg = TcAttachment::attach(dp.tcEgressProg(l3), ifindex, false, TcMode::Tcx);
                 if (!eg) return std::unexpected(eg.error());
                 tcx_supported = Tri::Yes;
                 iface.tc_in = std::move(*in);
@@ -158,9 +174,9 @@ struct Manager::Impl {
             spdlog::info("tcx links not supported by this kernel ({}); using clsact", in.error().what());
         }
         if (mode == TcMode::Tcx) {
-            auto in = TcAttachment::attach(dp.tcIngressProg(), ifindex, true, TcMode::Tcx);
+            auto in = TcAttachment::attach(dp.tcIngressProg(l3), ifindex, true, TcMode::Tcx);
             if (!in) return std::unexpected(in.error());
-            auto eg = TcAttachment::attach(dp.tcEgressProg(), ifindex, false, TcMode::Tcx);
+            auto eg = TcAttachment::attach(dp.tcEgressProg(l3), ifindex, false, TcMode::Tcx);
             if (!eg) return std::unexpected(eg.error());
             iface.tc_in = std::move(*in);
             iface.tc_eg = std::move(*eg);
@@ -170,9 +186,9 @@ struct Manager::Impl {
         auto q = ClsactQdisc::ensure(ifindex);
         if (!q) return std::unexpected(q.error());
         iface.qdisc.emplace(std::move(*q));
-        auto in = TcAttachment::attach(dp.tcIngressProg(), ifindex, true, TcMode::Clsact);
+        auto in = TcAttachment::attach(dp.tcIngressProg(l3), ifindex, true, TcMode::Clsact);
         if (!in) return std::unexpected(in.error());
-        auto eg = TcAttachment::attach(dp.tcEgressProg(), ifindex, false, TcMode::Clsact);
+        auto eg = TcAttachment::attach(dp.tcEgressProg(l3), ifindex, false, TcMode::Clsact);
         if (!eg) return std::unexpected(eg.error());
         iface.tc_in = std::move(*in);
         iface.tc_eg = std::move(*eg);
@@ -233,7 +249,9 @@ Result<AttachInfo> Manager::attachNetworkMonitor(std::string_view ifname) {
     if (idx == 0) return std::unexpected(makeError("unknown interface \"" + name + "\""));
     std::lock_guard lock(impl_->mu);
     if (auto it = impl_->ifaces.find(idx); it != impl_->ifaces.end()) return it->second.info;
-    if (auto t = checkLinkType(name); !t) return std::unexpected(t.error());
+    auto framing = linkFraming(name);
+    if (!framing) return std::unexpected(framing.error());
+    const bool l3 = *framing == Framing::Layer3;
 
     if (int n = removeLeftovers(idx); n > 0)
         spdlog::info("{}: removed {} program(s) left by a previous agent", name, n);
@@ -241,10 +259,17 @@ Result<AttachInfo> Manager::attachNetworkMonitor(std::string_view ifname) {
     Impl::Iface iface;
     iface.info.ifname = name;
     iface.info.ifindex = idx;
-    auto tc = impl_->attachTc(idx, std::move(iface));
+    iface.info.layer3 = l3;
+    auto tc = impl_->attachTc(idx, std::move(iface), l3);
     if (!tc) return std::unexpected(makeError("attach TC to " + name + ": " + tc.error().what()));
-    impl_->attachXdp(idx, *tc);
-    spdlog::info("{} (ifindex {}): attached tc={} xdp={}", name, idx, tc->info.tc, tc->info.xdp);
+    if (l3) {
+        // XDP (receive counters, the blocklist) parses Ethernet frames: TC alone here.
+        tc->info.xdp = "off";
+    } else {
+        impl_->attachXdp(idx, *tc);
+    }
+    spdlog::info("{} (ifindex {}): attached tc={} xdp={}{}", name, idx, tc->info.tc, tc->info.xdp,
+                 l3 ? " (layer-3 device: no link-layer header, XDP not used)" : "");
     auto info = tc->info;
     impl_->ifaces.emplace(idx, std::move(*tc));
     return info;

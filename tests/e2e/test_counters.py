@@ -1,10 +1,13 @@
 """The agent's interface counters agree with the kernel's, its flows with the
-traffic tools and with tshark.
+traffic tools and with tshark, its TCP packet counts with TCP's own segment counters.
 
 The agent watches the host end of a veth pair; the traffic runs between this
 namespace and a test namespace: pings of a fixed size, an iperf3 UDP stream of
 a fixed number of datagrams (captured by tshark in the namespace), and an iperf3
-TCP transfer of a fixed size.
+TCP transfer of a fixed size. Packets are wire packets: a GSO/GRO skb counts its
+segments. The veth's own counters count skbs, so they are the oracle for the ping
+and UDP window (no GSO) and nstat's TcpOutSegs/TcpInSegs in the namespace (which
+only this test's TCP traffic crosses) for the TCP window.
 """
 
 from __future__ import annotations
@@ -90,6 +93,32 @@ class CountersTest(E2ETestCase):
         wait_for(seen, 30, f"tshark to capture marker datagram #{n}")
         return self.markers_seen(tshark)
 
+    def tcp_segments(self) -> dict[str, int]:
+        """nstat's absolute TCP segment counters of the test namespace (-a absolute, -s no
+        history file, -z zeros too)."""
+        out = run(["nstat", "-asz", "TcpInSegs", "TcpOutSegs"], netns=self.veth.ns).stdout
+        res = {}
+        for line in out.splitlines():
+            f = line.split()
+            if len(f) >= 2 and f[0] in ("TcpInSegs", "TcpOutSegs"):
+                res[f[0]] = int(f[1])
+        self.assertEqual(set(res), {"TcpInSegs", "TcpOutSegs"}, out)
+        return res
+
+    def quiet_tcp_snapshot(self, agent):
+        """quiet_snapshot plus the namespace's TCP segment counters, unchanged across it (a late
+        FIN or ACK of an earlier connection would otherwise land in only one of the windows)."""
+        for _ in range(5):
+            n = self.tcp_segments()
+            a, k, m = self.quiet_snapshot(agent)
+            if self.tcp_segments() == n:
+                return a, k, m, n
+        self.fail("the namespace's TCP counters never went quiet")
+
+    @staticmethod
+    def tcp_packets(m: Metrics, direction: str) -> int:
+        return int(m.get("netprobe_protocol_packets_total", direction=direction, protocol="tcp"))
+
     def find_flow(self, agent, **params) -> dict:
         res = agent.flows(**params)
         self.assertEqual(res["total"], 1, f"expected exactly one flow for {params}, got {res}")
@@ -144,17 +173,41 @@ class CountersTest(E2ETestCase):
         notes = [x for x in tshark.output().strip().splitlines() if not re.fullmatch(r"[\d\s]+", x)]
         log("tshark: " + " | ".join(notes))
 
-        # 3. TCP: iperf3 client here -> server in the namespace
+        am, km, mm, nm = self.quiet_tcp_snapshot(agent)
+
+        # 3. TCP: iperf3 client here, server in the namespace, sending (-R): the data goes as
+        # GSO skbs from the namespace's TCP, whose TcpOutSegs counts their segments
+        # (TcpInSegs counts received skbs, GRO-merged ones as one: only the ACK direction
+        # can be checked against it)
         tcp_srv, tcp_port = self.iperf_server(v.peer_ip, netns=v.ns)
-        p = run(["iperf3", "-c", v.peer_ip, "-p", str(tcp_port), "-n", str(TCP_BYTES), "-J"], timeout=60)
+        p = run(["iperf3", "-c", v.peer_ip, "-p", str(tcp_port), "-n", str(TCP_BYTES), "-R", "-J"], timeout=60)
         tcp = json.loads(p.stdout)
         self.assertEqual(tcp_srv.wait(20), 0, tcp_srv.output())
 
-        a1, k1, m1 = self.quiet_snapshot(agent)
+        a1, k1, m1, n1 = self.quiet_tcp_snapshot(agent)
 
-        # -- interface counters: agent vs kernel ----------------------------------
-        da = {k: a1[k] - a0[k] for k in a1}
-        dk = {k: k1[k] - k0[k] for k in k1}
+        # -- TCP window: wire segments vs TCP's own counters of the namespace --------
+        seg_out = n1["TcpOutSegs"] - nm["TcpOutSegs"]  # namespace -> host (data): the agent's ingress
+        seg_in = n1["TcpInSegs"] - nm["TcpInSegs"]     # host -> namespace (ACKs): the agent's egress
+        got_in = self.tcp_packets(m1, "ingress") - self.tcp_packets(mm, "ingress")
+        got_eg = self.tcp_packets(m1, "egress") - self.tcp_packets(mm, "egress")
+        skbs_rx = k1["rx_packets"] - km["rx_packets"]
+        log(f"TCP window: agent ingress {got_in} / egress {got_eg} tcp packets; namespace nstat TcpOutSegs "
+            f"{seg_out} / TcpInSegs {seg_in}; the veth's own rx_packets (skbs) {skbs_rx}, agent rx_packets "
+            f"{a1['rx_packets'] - am['rx_packets']}")
+        self.assertEqual(got_in, seg_out, "ingress TCP packets vs the sender's TcpOutSegs")
+        self.assertEqual(got_eg, seg_in, "egress TCP packets (ACKs) vs the namespace's TcpInSegs")
+        # the transfer went as GSO super-packets (else this window tests nothing new), except
+        # with native XDP on the receiving veth, which turns the sender's TSO off
+        if expect_xdp == "native":
+            self.assertEqual(skbs_rx, seg_out)
+        else:
+            self.assertLess(skbs_rx, seg_out, "no GSO skbs on the veth: segments == skbs")
+        self.assertEqual(a1["rx_packets"] - am["rx_packets"], got_in)
+
+        # -- ping + UDP window (no GSO): interface counters, agent vs kernel ---------
+        da = {k: am[k] - a0[k] for k in am}
+        dk = {k: km[k] - k0[k] for k in km}
         log(f"xdp={expect_xdp} agent deltas {da}")
         log(f"xdp={expect_xdp} kernel deltas {dk}")
         kernel_rx_bytes = dk["rx_bytes"]
@@ -171,7 +224,7 @@ class CountersTest(E2ETestCase):
         # the traffic really went through the window
         self.assertGreater(da["rx_packets"], PING_COUNT + UDP_BLOCKS)
         tcp_received = tcp["end"]["sum_received"]["bytes"]  # what crossed the veth (-n counts writes)
-        self.assertGreater(da["tx_bytes"], tcp_received)
+        self.assertGreater(a1["rx_bytes"] - am["rx_bytes"], tcp_received)
 
         # -- ping: exact flow counts ----------------------------------------------
         icmp_len = PING_SIZE + 8 + 20 + L2_HEADER
@@ -209,15 +262,18 @@ class CountersTest(E2ETestCase):
         # -- TCP: the 5-tuple and flags of the data direction ----------------------
         tconn = tcp["start"]["connected"][0]
         self.assertGreaterEqual(tcp["end"]["sum_sent"]["bytes"], TCP_BYTES)  # -n: whole blocks, at least n
-        tf = self.find_flow(agent, protocol="tcp", direction="egress", src_ip=v.host_ip,
-                            src_port=tconn["local_port"], dst_ip=v.peer_ip, dst_port=tcp_port)
-        back = self.find_flow(agent, protocol="tcp", direction="ingress", src_ip=v.peer_ip,
-                              src_port=tcp_port, dst_ip=v.host_ip, dst_port=tconn["local_port"])
-        log(f"TCP flow {v.host_ip}:{tconn['local_port']} -> {v.peer_ip}:{tcp_port}: {tf['packets']} pkts "
+        tf = self.find_flow(agent, protocol="tcp", direction="ingress", src_ip=v.peer_ip,
+                            src_port=tcp_port, dst_ip=v.host_ip, dst_port=tconn["local_port"])
+        back = self.find_flow(agent, protocol="tcp", direction="egress", src_ip=v.host_ip,
+                              src_port=tconn["local_port"], dst_ip=v.peer_ip, dst_port=tcp_port)
+        log(f"TCP flow {v.peer_ip}:{tcp_port} -> {v.host_ip}:{tconn['local_port']}: {tf['packets']} pkts "
             f"{tf['bytes']} B flags {tf['tcp_flags']}; reverse {back['packets']} pkts flags {back['tcp_flags']}")
-        # payload plus headers: more than the server received, a few % more at most
-        self.assertGreater(tf["bytes"], tcp_received)
-        self.assertLess(tf["bytes"], tcp["end"]["sum_sent"]["bytes"] * 1.05)
+        # wire bytes: the payload plus Ethernet, IPv4 and TCP (with timestamps) headers of
+        # every segment (the SYN's longer options and a few small segments aside)
+        wire = tcp_received + tf["packets"] * (L2_HEADER + 20 + 32)
+        log(f"TCP data direction: {tf['bytes']} B counted, payload {tcp_received} B + {tf['packets']} x "
+            f"{L2_HEADER + 20 + 32} B headers = {wire} B")
+        self.assertWithin(tf["bytes"], wire, 0.002, "TCP flow wire bytes")
         # iperf3 ends its data connection with FIN or RST depending on timing: only SYN/ACK are certain
         for flag in ("SYN", "ACK"):
             self.assertIn(flag, tf["tcp_flags"])

@@ -6,8 +6,8 @@ import signal
 import time
 import unittest
 
-from netprobe_e2e import (E2ETestCase, attachments, log, netprobe_attachments, qdiscs, require_tools, run,
-                          tc_netprobe_filters, wait_for)
+from netprobe_e2e import (E2ETestCase, attachments, kernel_stats, log, netprobe_attachments, qdiscs, require_tools,
+                          run, tc_netprobe_filters, wait_for)
 
 
 class LifecycleTest(E2ETestCase):
@@ -135,6 +135,61 @@ class LifecycleTest(E2ETestCase):
             # The restarted agent found the killed one's qdisc and does not own it, so it leaves it
             # (empty) in place. Harmless, but worth knowing: see the report.
             log(f"note: an empty clsact qdisc remains on {v.host} after SIGKILL + restart + SIGTERM")
+
+    # -- a crash loop under load -------------------------------------------------------
+
+    def crash_loop(self, tc: str, xdp: str, *mode_args: str, kills: int = 20):
+        """kills SIGKILLs of the agent while iperf3 streams through the veth: after every
+        restart exactly one NetProbe program per hook and counting resumes; after the final
+        SIGTERM nothing is left."""
+        require_tools("iperf3")
+        v = self.make_veth()
+        port = 5201
+        srv = self.spawn(["iperf3", "-s", "-B", v.host_ip, "-p", str(port)], log_name="iperf3-server.log")
+        wait_for(lambda: run(["ss", "-Hltn", f"sport = :{port}"]).stdout.strip(), 10, "iperf3 listening")
+        load = self.spawn(["iperf3", "-c", v.host_ip, "-p", str(port), "-u", "-b", "100M", "-l", "1000",
+                           "-t", "600"], netns=v.ns, log_name="iperf3-client.log")
+        args = (f"--interface-filter={v.host}", "--collect-interval=250ms") + mode_args
+        restarts = []
+        for i in range(kills):
+            t0 = time.monotonic()
+            agent = self.start_agent(*args)
+            restarts.append(time.monotonic() - t0)
+            self.assertOneSet(v.host, tc, xdp)
+            # counting resumes: the load shows up in the new agent's counters
+            first = agent.interfaces()[v.host]["ingress_packets"]
+            wait_for(lambda: agent.interfaces()[v.host]["ingress_packets"] > first + 1000, 10,
+                     f"restart {i + 1}: the agent counting the load")
+            self.assertTrue(load.running(), load.output())
+            self.assertEqual(agent.stop(signal.SIGKILL), -signal.SIGKILL)
+        log(f"{kills} SIGKILLs under load ({tc}/{xdp}): restart to ready "
+            f"min {min(restarts):.2f} s, max {max(restarts):.2f} s")
+        agent = self.start_agent(*args)
+        self.assertOneSet(v.host, tc, xdp)
+        load.stop()
+        srv.stop()
+        # with the load gone: its counters agree with the veth's over a quiet window
+        rx = "netprobe_interface_rx_packets_total"
+        before_a = agent.wait_stable([rx], settle=2).get(rx, interface=v.host)
+        before_k = kernel_stats(v.host)["rx_packets"]
+        run(["ping", "-q", "-c", "20", "-i", "0.01", v.host_ip], netns=v.ns)
+        after_a = agent.wait_stable([rx], settle=2).get(rx, interface=v.host)
+        after_k = kernel_stats(v.host)["rx_packets"]
+        log(f"after the crash loop: agent counted {after_a - before_a} packets, the veth {after_k - before_k}")
+        self.assertEqual(after_a - before_a, after_k - before_k)
+        self.assertGreaterEqual(after_a - before_a, 20)
+        progs, _ = agent.bpf_ids()
+        self.assertEqual(agent.stop(signal.SIGTERM), 0, agent.output())
+        self.assertNothingAttached(v.host, agent_prog_ids=progs)
+        self.assertEqual(tc_netprobe_filters(v.host, "ingress") + tc_netprobe_filters(v.host, "egress"), [])
+        if tc == "tcx":
+            self.assertNotIn("clsact", qdiscs(v.host))
+
+    def test_crash_loop_tcx(self):
+        self.crash_loop("tcx", "any")
+
+    def test_crash_loop_clsact(self):
+        self.crash_loop("clsact", "generic", "--tc-mode=clsact", "--xdp-mode=generic")
 
     # -- interfaces that come and go --------------------------------------------------
 

@@ -52,6 +52,9 @@ struct MapInfo {
 struct HookPrograms {
     std::uint32_t xdp_driver = 0, xdp_generic = 0, xdp_offload = 0;
     std::uint32_t clsact_ingress = 0, clsact_egress = 0;
+    // tcx programs on the device of this ifindex in the caller's network namespace
+    // (a tcx link's info names an ifindex but not its namespace: this tells them apart)
+    std::vector<std::uint32_t> tcx_ingress, tcx_egress;
 };
 [[nodiscard]] HookPrograms hookPrograms(std::uint32_t ifindex);
 
