@@ -174,6 +174,7 @@ public:
         if (opts_.socket_monitor) {
             netprobe::ebpf::StackMonitorOptions so;
             so.netns_path = opts_.socket_netns;
+            so.netfilter_hooks = opts_.netfilter_hooks;
             auto sm = netprobe::ebpf::StackMonitor::create(so, background.get());
             if (sm) {
                 stack = std::move(*sm);

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <net/if.h>
 
+#include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/util/duration.hpp>
 
 #include <sstream>
@@ -85,6 +86,11 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     std::string socket_monitor = "on", socket_netns = "all";
     app.add_option("--socket-monitor", socket_monitor,
                    "Socket layer, TCP health, drop reasons and netfilter hooks: on, off")
+        ->capture_default_str();
+    std::string netfilter_hooks = "input,forward,output";
+    app.add_option("--netfilter-hooks", netfilter_hooks,
+                   "Netfilter hooks counted (netprobe_netfilter_*): all, none, or a list of prerouting, input, "
+                   "forward, output, postrouting; each hook is a program run per packet passing it")
         ->capture_default_str();
     app.add_option("--socket-netns", socket_netns,
                    "Network namespaces whose socket/drop events count: all, own (the agent's), or a namespace "
@@ -214,6 +220,8 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (socket_monitor == "on") o.socket_monitor = true;
     else if (socket_monitor == "off") o.socket_monitor = false;
     else return fail("invalid --socket-monitor \"" + socket_monitor + "\": expected on or off");
+    if (auto h = netprobe::ebpf::parseNetfilterHooks(netfilter_hooks); h) o.netfilter_hooks = *h;
+    else return fail("invalid --netfilter-hooks \"" + netfilter_hooks + "\": " + h.error().what());
     if (socket_netns == "all") o.socket_netns.clear();
     else if (socket_netns == "own") o.socket_netns = "/proc/self/ns/net";
     else if (!socket_netns.empty() && socket_netns[0] == '/') o.socket_netns = socket_netns;

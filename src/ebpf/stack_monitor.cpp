@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -157,6 +158,27 @@ const char* netfilterHookName(int hook) {
     return hook >= 0 && hook < NP_NF_HOOK_MAX ? names[hook] : "unknown";
 }
 
+Result<std::uint32_t> parseNetfilterHooks(std::string_view text) {
+    if (text == "all") return (1u << NP_NF_HOOK_MAX) - 1;
+    if (text == "none") return 0u;
+    std::uint32_t mask = 0;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+        const std::size_t comma = std::min(text.find(',', start), text.size());
+        const std::string_view name = text.substr(start, comma - start);
+        int found = -1;
+        for (int h = 0; h < NP_NF_HOOK_MAX; ++h)
+            if (name == netfilterHookName(h)) found = h;
+        if (found < 0)
+            return std::unexpected(makeError("unknown netfilter hook \"" + std::string(name) +
+                                             "\": expected all, none or a list of prerouting, input, forward, "
+                                             "output, postrouting"));
+        mask |= 1u << found;
+        start = comma + 1;
+    }
+    return mask;
+}
+
 const char* netfilterProtoName(int proto) {
     static constexpr const char* names[NP_NF_PROTO_MAX] = {"tcp", "udp", "icmp", "other"};
     return proto >= 0 && proto < NP_NF_PROTO_MAX ? names[proto] : "other";
@@ -280,7 +302,10 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
                 spdlog::warn("stack monitor: {} disabled: the kernel has no tracepoint {} (no btf_trace_{} in its BTF)",
                              tp.what, tp.tracepoint, tp.tracepoint);
             }
-            if (nf_supported) {
+            if (nf_supported && im->opts.netfilter_hooks == 0) {
+                bpf_program__set_autoload(sk.progs.netprobe_nf, false);
+                spdlog::info("stack monitor: netfilter hook counters off (--netfilter-hooks=none)");
+            } else if (nf_supported) {
                 bpf_program__set_type(sk.progs.netprobe_nf, static_cast<bpf_prog_type>(kProgTypeNetfilter));
                 bpf_program__set_expected_attach_type(sk.progs.netprobe_nf,
                                                       static_cast<bpf_attach_type>(kAttachNetfilter));
@@ -311,12 +336,13 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
     if (im->features.resets && !(hasTracepoint("tcp_send_reset") && hasTracepoint("tcp_receive_reset")))
         im->features.resets = false;
 
-    if (nf_supported) {
+    if (nf_supported && im->opts.netfilter_hooks != 0) {
         int prog_fd = bpf_program__fd(s->progs.netprobe_nf);
         int ok = 0;
         std::string first_err;
         for (std::uint32_t pf : {kNfprotoIpv4, kNfprotoIpv6}) {
             for (std::uint32_t hook = 0; hook < NP_NF_HOOK_MAX; ++hook) {
+                if (!(im->opts.netfilter_hooks & (1u << hook))) continue;
                 auto l = attachNetfilter(prog_fd, pf, hook);
                 if (!l) {
                     if (first_err.empty())
@@ -325,15 +351,16 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
                     continue;
                 }
                 im->nf_links.push_back(std::move(*l));
+                im->features.netfilter_hooks |= 1u << hook;
                 ++ok;
             }
         }
         im->features.netfilter = ok > 0;
         if (ok > 0) im->attached.push_back(s->progs.netprobe_nf);
         if (ok == 0) spdlog::warn("stack monitor: netfilter hook counters disabled: {}", first_err);
-        else if (ok < 2 * NP_NF_HOOK_MAX)
+        else if (ok < 2 * std::popcount(im->opts.netfilter_hooks))
             spdlog::warn("stack monitor: {} of {} netfilter hooks attached (first failure: {})", ok,
-                         2 * NP_NF_HOOK_MAX, first_err);
+                         2 * std::popcount(im->opts.netfilter_hooks), first_err);
     }
 
     if (im->features.drops) {

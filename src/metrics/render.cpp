@@ -295,6 +295,7 @@ void renderStack(ExpositionWriter& w, const ebpf::StackStats& st) {
         w.family(name, MetricType::Counter, help);
         if (!f.netfilter) return;
         for (int h = 0; h < NP_NF_HOOK_MAX; ++h)
+            if (f.netfilter_hooks & (1u << h))  // hooks not counted (--netfilter-hooks) have no series
             for (int fa = 0; fa < NP_NF_FAMILY_MAX; ++fa)
                 for (int p = 0; p < NP_NF_PROTO_MAX; ++p) {
                     const auto& c = st.netfilter[static_cast<std::size_t>(h)][static_cast<std::size_t>(fa)]

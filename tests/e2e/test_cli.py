@@ -77,6 +77,7 @@ class CliTest(E2ETestCase):
         self.assertRejected(*self.base(), "--xdp-mode=turbo", names=("--xdp-mode", "turbo"))
         self.assertRejected(*self.base(), "--tc-mode=ebpf", names=("--tc-mode", "ebpf"))
         self.assertRejected(*self.base(), "--log-level=loud", names=("--log-level", "loud"))
+        self.assertRejected(*self.base(), "--netfilter-hooks=input,bogus", names=("--netfilter-hooks", "bogus"))
 
     def test_bad_numbers(self):
         self.assertRejected(f"--interface-filter={self.veth.host}", "--metrics-port=70000",

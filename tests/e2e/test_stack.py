@@ -449,7 +449,7 @@ class RouterHooks(StackTestCase):
         run(["ping", "-c", "1", "-W", "2", vb.host_ip], netns=host_a)
         run(["ping", "-c", "1", "-W", "2", va.peer_ip], netns=host_a)
 
-        agent = self.agent_for(None, agent_ns=router)  # inside the router: its own hooks
+        agent = self.agent_for(None, "--netfilter-hooks=all", agent_ns=router)  # inside the router: its own hooks
         hooks = ("prerouting", "input", "forward", "output", "postrouting")
 
         def icmp4(m) -> dict:
@@ -474,6 +474,26 @@ class RouterHooks(StackTestCase):
         self.assertEqual(c1["forward"][1] - c0["forward"][1], 2 * k * 84)
         self.assertEqual(m2.get("netprobe_stack_feature_enabled", feature="netfilter"), 1.0)
 
+    def test_default_netfilter_hooks(self):
+        """By default only input, forward and output are counted (one or two program runs per
+        packet instead of up to four); the other hooks have no series, and their links are not
+        there (the kernel's own list); --netfilter-hooks=none attaches nothing."""
+        router = self.make_netns()
+        agent = self.agent_for(None, agent_ns=router)
+        m = agent.wait_collections(2)
+        hooks = {s.labels["hook"] for s in m.find("netprobe_netfilter_packets_total")}
+        self.assertEqual(hooks, {"input", "forward", "output"})
+        links = json.loads(run(["bpftool", "-j", "link", "show"]).stdout or "[]")
+        progs, _ = agent.bpf_ids()
+        # bpftool 7.1 prints the netfilter link type (BPF_LINK_TYPE_NETFILTER = 10) as a number
+        nf = [l for l in links if str(l.get("type")) in ("netfilter", "10") and l.get("prog_id") in progs]
+        self.assertEqual(len(nf), 6, nf)  # 3 hooks x (ipv4, ipv6)
+        agent.stop()
+        agent = self.agent_for(None, "--netfilter-hooks=none", agent_ns=self.make_netns())
+        m = agent.wait_collections(2)
+        self.assertEqual(m.find("netprobe_netfilter_packets_total"), [])
+        self.assertEqual(m.get("netprobe_stack_feature_enabled", feature="netfilter"), 0.0)
+
     def test_five_hooks_ipv6_forwarded_vs_local(self):
         require_tools("ping")
         router = self.make_netns()
@@ -493,7 +513,7 @@ class RouterHooks(StackTestCase):
             run(["ip", "-6", "neigh", "replace", addr, "lladdr", mac, "dev", dev, "nud", "permanent"], netns=where)
         run(["ping", "-6", "-c", "1", "-W", "2", vb.host_ip6], netns=host_a)  # the path works
 
-        agent = self.agent_for(None, agent_ns=router)
+        agent = self.agent_for(None, "--netfilter-hooks=all", agent_ns=router)
         hooks = ("prerouting", "input", "forward", "output", "postrouting")
 
         def icmp6(m) -> dict:

@@ -83,6 +83,7 @@ struct StackFeatures {
     bool tcp_probe = false;    // tcp:tcp_probe
     bool drops = false;        // skb:kfree_skb
     bool netfilter = false;    // netfilter links (at least one attached)
+    std::uint32_t netfilter_hooks = 0;  // bit (1 << NF_INET_*) per hook attached (both families)
 };
 
 struct StackStats {
@@ -132,7 +133,18 @@ struct StackMonitorOptions {
     // sockets that exist (inet_diag dumps of the namespaces concerned); 0 = never. A
     // record is removed only when its socket was absent from two consecutive comparisons.
     std::chrono::milliseconds reconcile_interval{2000};
+    // Netfilter hooks counted, bit (1 << NF_INET_*): prerouting 0, input 1, forward 2,
+    // output 3, postrouting 4. Default input, forward, output: every packet passes one
+    // or two of them (locally delivered, routed, locally sent) instead of two to four,
+    // and prerouting/postrouting are their sums plus what routing drops (see
+    // docs/metrics.md for the measured cost). 0: no netfilter program at all.
+    std::uint32_t netfilter_hooks = kDefaultNetfilterHooks;
+    static constexpr std::uint32_t kDefaultNetfilterHooks = (1u << 1) | (1u << 2) | (1u << 3);
 };
+
+// "all", "none" or a comma-separated list of prerouting, input, forward, output,
+// postrouting -> a hook mask for StackMonitorOptions::netfilter_hooks.
+[[nodiscard]] Result<std::uint32_t> parseNetfilterHooks(std::string_view text);
 
 class StackMonitor {
 public:
