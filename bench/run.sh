@@ -25,7 +25,7 @@ LOGS=$(mktemp -d /tmp/npb-run.XXXXXX)
 final_cleanup() {
   # The sub-scripts clean up after themselves; this catches what a killed one left.
   local ns
-  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^npb-(tp|rss|stk|sec)-/ {print $1}'); do
+  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^npb-(tp|rss|stk|sec|ifc|fl)-/ {print $1}'); do
     ip netns pids "$ns" 2>/dev/null | while read -r p; do kill -KILL "$p" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
   done
@@ -78,6 +78,8 @@ run_step "TCP throughput over veth (iperf3)" "$LOGS/throughput.log" bash "$ROOT/
 run_step "Stack monitor: program cost and connection rate" "$LOGS/stack.log" bash "$ROOT/bench/stack_bench.sh" 3
 run_step "Interface churn: 200 veths in 60 s" "$LOGS/churn.log" /usr/bin/python3 "$ROOT/bench/veth_churn.py" \
   "$NP_AGENT" 200 60
+run_step "Agent CPU under SYN floods (hping3, a new source port per packet)" "$LOGS/flood.log" \
+  bash "$ROOT/bench/flood_cpu.sh" 10 "10000 50000"
 run_step "Security: detection latency (nmap, hping3)" "$LOGS/security.log" /usr/bin/python3 "$ROOT/bench/security_bench.py" --rounds=3
 
 # ------------------------------------------------------------------ summary
@@ -196,6 +198,21 @@ if [[ -n ${R[rss_pipeline_hwm_mib]:-} ]]; then
     "${R[rss_pipeline_hwm_mib]} MiB (${R[rss_pipeline_trimmed_mib]} MiB after malloc_trim)" "< 64 MiB" \
     "info"
 fi
+
+for rate in 10000 50000; do
+  if [[ -z ${R[flood_$rate]:-} ]]; then na "agent CPU during a $rate pps SYN flood" "<= 5% of a core at 10k pps"; continue; fi
+  IFS=$'\t' read -r reached total proc bpf lat ratio <<<"${R[flood_$rate]}"
+  if [[ $rate == 10000 ]]; then
+    if le "$total" 5; then v=PASS; else v=MISS; fi
+    tgt="<= 5% of a core"
+  else v=info; tgt="-"; fi
+  row "agent CPU during a SYN flood, target $rate pps (reached $reached pps; process + its BPF programs)" \
+    "$total% ($proc% + $bpf%)" "$tgt" "$v"
+  if ge "$ratio" 0.95; then v=PASS; else v=MISS; fi
+  row "iperf3 through the link during that flood, with / without the agent" "$ratio" ">= 0.95" "$v"
+  if [[ $lat != none ]] && le "$lat" 2; then v=PASS; else v=MISS; fi
+  row "syn_flood detection latency during that flood" "$lat s" "<= 2 s" "$v"
+done
 
 if [[ -n ${R[churn_attach_ms]:-} ]]; then
   IFS=$'\t' read -r med p99 max missed <<<"${R[churn_attach_ms]}"
@@ -440,6 +457,9 @@ $(section "$LOGS/security.log")
 
 ### Interface churn
 $(section "$LOGS/churn.log")
+
+### SYN floods: agent CPU
+$(section "$LOGS/flood.log")
 
 $( if [[ -f $ROOT/docs/soak.md ]]; then echo "## Soak (make soak, not part of make bench; from docs/soak.md)"; \
    tail -n +2 "$ROOT/docs/soak.md"; fi )

@@ -133,6 +133,18 @@ static __always_inline void np_host_account(const struct np_packet *pkt, __u32 d
 	}
 }
 
+/* Submits a record without waking the reader unless NP_SEC_WAKEUP_BYTES are waiting:
+ * a wakeup per record cost the agent a context switch per new flow under a flood
+ * (half its CPU in finish_task_switch). The reader also drains the ring every 100 ms
+ * on its own (RingReader), so a record waits at most that long. */
+#define NP_SEC_WAKEUP_BYTES (64 * 1024)
+static __always_inline void np_sec_submit(void *e)
+{
+	__u64 flags = bpf_ringbuf_query(&sec_events, BPF_RB_AVAIL_DATA) >= NP_SEC_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
+												: BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
 /* A zeroed sec_events record with its time, key, kind and length filled in; NULL
  * (counted) when the ring is full. */
 static __always_inline struct np_sec_event *np_sec_reserve(const struct np_packet *pkt, __u8 kind, __u32 len)
@@ -174,7 +186,7 @@ static __always_inline void np_sec_new_flow(const struct np_packet *pkt, __u64 l
 	__u64 hdr = (__u64)pkt->l4_off + (pkt->key.proto == NP_IPPROTO_TCP ? (__u64)pkt->tcp_doff * 4 : 8);
 	__u64 payload = len > hdr ? len - hdr : 0;
 	e->payload_len = payload > 0xffff ? 0xffff : (__u16)payload;
-	bpf_ringbuf_submit(e, 0);
+	np_sec_submit(e);
 }
 
 /* An ICMP error (np_is_icmp_unreachable): send it with the tuple of the packet it
@@ -219,7 +231,7 @@ __attribute__((noinline)) int np_sec_icmp_error(struct __sk_buff *skb, const str
 		}
 	}
 	e->inner_proto = proto;
-	bpf_ringbuf_submit(e, 0);
+	np_sec_submit(e);
 	return 0;
 }
 

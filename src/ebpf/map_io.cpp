@@ -156,7 +156,11 @@ Result<std::unique_ptr<RingReader>> RingReader::start(int map_fd, std::string na
     im->thread = std::thread([raw = im.get()] {
         bool warned = false;
         while (!raw->stopping.load(std::memory_order_relaxed)) {
+            // Producers may submit without a wakeup (batched, see bpf/lib/security.h):
+            // a poll that times out still drains whatever is there, so a record waits
+            // at most ~100 ms.
             int n = ring_buffer__poll(raw->ring.get(), 100);
+            if (n == 0) n = ring_buffer__consume(raw->ring.get());
             if (n < 0 && n != -EINTR) {
                 if (!warned) spdlog::warn("{}: ring buffer poll: {}", raw->name, std::strerror(-n));
                 warned = true;

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The agent under a SYN flood with a new source port per packet (every SYN a new
+# flow): its CPU during the flood alone (process time + the run time of its own BPF
+# programs, from kernel.bpf_stats_enabled), the detection latency of the flood, and
+# the throughput of an iperf3 transfer running through the same link during a second
+# flood, with and without the agent. hping3 paces the flood (-i uN); the rate reached
+# is the receiver's TcpOutRsts (one RST per SYN to the closed port) over the time.
+#
+# Namespaces npb-fl-cli / npb-fl-srv, veth npbfl0 (198.18.2.1/30) <-> npbfl1
+# (198.18.2.2/30); the agent (default configuration) runs in npb-fl-srv on npbfl1.
+# Usage: bench/flood_cpu.sh [SECONDS=10] [RATES="10000 50000"]
+# Output: a table and RESULT lines for bench/run.sh.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+SECS=${1:-10}
+RATES=${2:-"10000 50000"}
+NS_C=npb-fl-cli
+NS_S=npb-fl-srv
+IF_C=npbfl0
+IF_S=npbfl1
+ADDR_S=198.18.2.2
+PORT=19183
+for tool in hping3 iperf3 jq curl bpftool; do
+  command -v "$tool" >/dev/null || { np_log "flood_cpu: $tool not installed (make deps)"; exit 1; }
+done
+TMP=$(mktemp -d /tmp/npb-fl.XXXXXX)
+stats_was=$(sysctl -n kernel.bpf_stats_enabled)
+trap 'np_cleanup; sysctl -qw kernel.bpf_stats_enabled="$stats_was"; rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
+np_make_pair "$NS_C" "$NS_S" "$IF_C" "$IF_S" 198.18.2.1/30 "$ADDR_S/30"
+ip netns exec "$NS_S" iperf3 -s -p 5201 >"$TMP/iperf-server.log" 2>&1 &
+np_track_pid $!
+sysctl -qw kernel.bpf_stats_enabled=1
+
+rsts() { ip netns exec "$NS_S" nstat -asz TcpOutRsts | awk '$1 == "TcpOutRsts" {print $2}'; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, clock ticks
+# run time (ns) of the BPF programs the process holds open
+bpf_ns() {
+  local pid=$1 fd id total=0 t
+  for fd in /proc/"$pid"/fdinfo/*; do
+    id=$(awk '/^prog_id:/ {print $2}' "$fd" 2>/dev/null) || continue
+    [[ -n $id ]] || continue
+    t=$(bpftool -j prog show id "$id" 2>/dev/null | jq '.run_time_ns // 0') || t=0
+    total=$((total + t))
+  done
+  echo "$total"
+}
+# flood US SECONDS: hping3 SYNs to port 80 (no listener: the receiver answers RST),
+# incrementing source port (hping3's default), US microseconds apart
+flood() {
+  ip netns exec "$NS_C" timeout "$2" hping3 -S -p 80 -i "u$1" "$ADDR_S" >/dev/null 2>&1 || true
+}
+# pacing RATE: the -i interval that reaches about RATE here (hping3 sleeps the interval
+# and then some: measured once for 2 s, the overhead taken off)
+pacing() {
+  local us=$((1000000 / $1)) r0 r1 got
+  r0=$(rsts); flood "$us" 2; r1=$(rsts)
+  got=$(( (r1 - r0) / 2 ))
+  [[ $got -gt 0 ]] || { echo "$us"; return; }
+  awk -v us="$us" -v got="$got" -v want="$1" 'BEGIN {o = 1e6 / got - us; n = 1e6 / want - o; if (n < 1) n = 1; printf "%d", n}'
+}
+# iperf3 for SECONDS during a flood: Gbit/s received
+iperf_during() {
+  ip netns exec "$NS_C" iperf3 -c "$ADDR_S" -p 5201 -t "$1" -J 2>/dev/null | jq '.end.sum_received.bits_per_second / 1e9'
+}
+hz=$(getconf CLK_TCK)
+TPUT_SECS=$((SECS > 4 ? SECS - 2 : SECS))
+
+printf '%-10s %-10s %-22s %-16s %-12s %-26s\n' "target" "reached" "agent CPU (proc+BPF)" "BPF alone" "detection" "iperf3 during flood (w/o)"
+for rate in $RATES; do
+  us=$(pacing "$rate")
+  # without the agent: the link's throughput during the flood
+  flood "$us" "$SECS" &
+  fp=$!
+  sleep 1
+  without=$(iperf_during "$TPUT_SECS")
+  wait $fp || true
+
+  np_start_agent "$NS_S" "$TMP/agent-$rate.log" --interface-filter="$IF_S" --metrics-port="$PORT" \
+    --metrics-address=127.0.0.1
+  agent=$NP_AGENT_PID
+  np_wait_agent "$NS_S" "$PORT" "$IF_S" "$agent" "$TMP/agent-$rate.log"
+  sleep 2
+  t0=$(ticks "$agent"); b0=$(bpf_ns "$agent"); r0=$(rsts); s0=$(date +%s.%N)
+  flood "$us" "$SECS"
+  t1=$(ticks "$agent"); b1=$(bpf_ns "$agent"); r1=$(rsts); s1=$(date +%s.%N)
+  flood "$us" "$SECS" &
+  fp=$!
+  sleep 1
+  with=$(iperf_during "$TPUT_SECS")
+  wait $fp || true
+  events=$(ip netns exec "$NS_S" curl -sf "http://127.0.0.1:$PORT/api/v1/events?type=syn_flood" || echo '{}')
+  latency=$(jq -r '[.events[]? | select(.type == "syn_flood") | .evidence.detection_latency_ms] | min // "none"' <<<"$events")
+  np_kill "$agent"; np_untrack_pid "$agent"
+
+  wall=$(awk -v a="$s0" -v b="$s1" 'BEGIN {print b - a}')
+  reached=$(awk -v r="$((r1 - r0))" -v w="$wall" 'BEGIN {printf "%.0f", r / w}')
+  proc_pct=$(awk -v t="$((t1 - t0))" -v hz="$hz" -v w="$wall" 'BEGIN {printf "%.1f", t / hz / w * 100}')
+  bpf_pct=$(awk -v b="$((b1 - b0))" -v w="$wall" 'BEGIN {printf "%.1f", b / 1e9 / w * 100}')
+  total=$(awk -v a="$proc_pct" -v b="$bpf_pct" 'BEGIN {printf "%.1f", a + b}')
+  ratio=$(awk -v a="${with:-0}" -v b="${without:-0}" 'BEGIN {if (b > 0) printf "%.3f", a / b; else print "n/a"}')
+  lat_s=$([[ $latency == none ]] && echo none || awk -v l="$latency" 'BEGIN {printf "%.2f", l / 1000}')
+  printf '%-10s %-10s %-22s %-16s %-12s %-26s\n' "$rate pps" "$reached pps" "$total% ($proc_pct+$bpf_pct)" "$bpf_pct%" \
+    "$lat_s s" "$(printf '%.2f / %.2f = %s' "${with:-0}" "${without:-0}" "$ratio")"
+  echo -e "RESULT\tflood_$rate\t$reached\t$total\t$proc_pct\t$bpf_pct\t$lat_s\t$ratio"
+done
