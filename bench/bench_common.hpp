@@ -78,16 +78,11 @@ inline std::vector<netprobe::collector::FlowSample> makeSamples(std::uint32_t n,
 
 inline std::string ifName(std::uint32_t ifindex) { return "veth" + std::to_string(ifindex); }
 
-// Flow records as the flow accounting stage builds them for a view.
-inline std::vector<netprobe::analysis::FlowRecord> makeRecords(const netprobe::analysis::FlowTable& t,
-                                                               std::uint64_t now_mono) {
-    const auto wall_now = std::chrono::system_clock::now();
-    return t.records([&](std::uint64_t mono_ns) {
-                         auto age = std::chrono::nanoseconds(static_cast<std::int64_t>(now_mono) -
-                                                             static_cast<std::int64_t>(mono_ns));
-                         return std::chrono::time_point_cast<netprobe::collector::WallTime::duration>(wall_now -
-                                                                                                      age);
-                     });
+// Flow records as the flow accounting stage publishes them in a view: the table's own
+// buffer, shared (the records keep the kernel's times; a view converts them with its
+// snapshot, so now_mono is not needed any more).
+inline netprobe::analysis::FlowRecords makeRecords(const netprobe::analysis::FlowTable& t, std::uint64_t /*now_mono*/) {
+    return t.records();
 }
 
 // A snapshot with `ifaces` attached interfaces (XDP native, all counters set).

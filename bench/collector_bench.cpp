@@ -9,13 +9,16 @@
 //                               all moved (the datapath source, every interval).
 //   RenderMetrics/Series10k     renderMetrics of a snapshot with 900 interfaces
 //                               (11 series each: 8 interface + 2 XDP + attached)
-//                               plus the fixed families and top-20 flows out of
+//                               plus the fixed families and the top-20 talkers of
 //                               100k flows: ~10k series (exact count reported).
 //   RenderMetrics/Flows100k     renderMetrics of 4 interfaces + 100k flows (what
 //                               the agent renders with 100k tracked flows).
 //   FlowTableApply/{Insert,Update}  FlowTable::apply of 100k samples into an empty
 //                               table / a table already holding those flows.
-//   FlowTableRecords            FlowTable::records of 100k flows (flow view build).
+//   FlowTableRecords            the flow view build of 100k flows (apply without
+//                               samples: copy, sort, index; views share it).
+//   TopTalkers                  the TopTalkers stage over 100k samples (talkers,
+//                               sums, sticky top-20), every interval.
 // Needs root (loads BPF maps). Counters: flows, series, bytes.
 #include <benchmark/benchmark.h>
 #include <bpf/bpf.h>
@@ -34,6 +37,7 @@
 #include <vector>
 
 #include <netprobe/analysis/flow_table.hpp>
+#include <netprobe/analysis/talkers.hpp>
 #include <netprobe/collector/flow_deltas.hpp>
 #include <netprobe/ebpf/map_io.hpp>
 #include <netprobe/metrics/server.hpp>
@@ -137,21 +141,27 @@ struct SnapshotFixture {
     std::size_t series = 0;
 };
 
-SnapshotFixture makeSnapshot(std::uint32_t ifaces, std::uint32_t flows, std::size_t top_flows) {
+SnapshotFixture makeSnapshot(std::uint32_t ifaces, std::uint32_t flows, std::size_t top_talkers) {
     SnapshotFixture f;
     auto snap = std::make_shared<Snapshot>();
     npbench::addInterfaces(*snap, ifaces);
     snap->kernel_flows = {kMapSize, flows, 0, 0};
     const auto now = npbench::monoNowNs();
+    snap->mono = netprobe::collector::MonoTime(std::chrono::nanoseconds(now));
+    snap->interval_seconds = 5;
+    snap->flows = npbench::makeSamples(flows, now, ifaces > 0 ? ifaces : 1);
     FlowTable t(flows + 1, std::chrono::minutes(2));
-    t.apply(npbench::makeSamples(flows, now, ifaces > 0 ? ifaces : 1), now);
+    t.apply(snap->flows, now);
     auto fv = std::make_shared<netprobe::analysis::FlowView>();
     fv->records = npbench::makeRecords(t, now);
     fv->health = {flows, flows + 1, 0, 0};
     for (const auto& i : snap->interfaces) fv->interfaces.emplace_back(i.index, i.name);
-    f.views.snapshot = std::move(snap);
     f.views.flows = std::move(fv);
-    f.series = npbench::countSeries(netprobe::metrics::renderMetrics(f.views, {top_flows}));
+    netprobe::analysis::TopTalkersOptions to;
+    to.selector.k = top_talkers;
+    netprobe::analysis::TopTalkers(to).run(*snap, f.views);
+    f.views.snapshot = std::move(snap);
+    f.series = npbench::countSeries(netprobe::metrics::renderMetrics(f.views, {}));
     return f;
 }
 
@@ -162,7 +172,7 @@ void BM_RenderMetrics(benchmark::State& state, std::uint32_t ifaces, std::uint32
         fx = makeSnapshot(ifaces, flows, 20);
         made = {ifaces, flows};
     }
-    netprobe::metrics::RenderOptions ro{20};
+    netprobe::metrics::RenderOptions ro{};
     std::size_t bytes = 0;
     for (auto _ : state) {
         std::string s = netprobe::metrics::renderMetrics(fx->views, ro);
@@ -220,20 +230,51 @@ void BM_FlowTableApplyUpdate(benchmark::State& state) {
     const auto deltas = npbench::makeSamples(kFlows, now);
     FlowTable t(kFlows, std::chrono::minutes(2));
     t.apply(deltas, now);
-    for (auto _ : state) t.apply(deltas, now);
+    for (auto _ : state) {
+        const auto published = t.records();  // the view of the previous collection, as in the agent
+        t.apply(deltas, now);
+        benchmark::DoNotOptimize(published.data());
+    }
     if (t.size() != kFlows) state.SkipWithError("wrong table size");
     state.counters["flows"] = kFlows;
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kFlows);
 }
 
+// The top talkers stage over one interval of 100k samples: talker of each sample,
+// per-talker sums, the sticky top-20 (steady state: the same talkers every interval).
+void BM_TopTalkers(benchmark::State& state) {
+    auto now = npbench::monoNowNs();
+    Snapshot snap;
+    npbench::addInterfaces(snap, 4);
+    snap.interval_seconds = 5;
+    snap.flows = npbench::makeSamples(kFlows, now);
+    netprobe::analysis::TopTalkers stage({});
+    netprobe::analysis::Views views;
+    std::size_t talkers = 0;
+    for (auto _ : state) {
+        now += 5'000'000'000ull;
+        snap.mono = netprobe::collector::MonoTime(std::chrono::nanoseconds(now));
+        stage.run(snap, views);
+        talkers = views.talkers->talkers;
+    }
+    state.counters["flows"] = kFlows;
+    state.counters["talkers"] = static_cast<double>(talkers);
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kFlows);
+}
+
+// The flow view build of an interval without samples: the published records copied
+// with their interval counters reset, sorted and indexed (what apply() adds to the
+// samples' work; the view itself shares the records).
 void BM_FlowTableRecords(benchmark::State& state) {
     const auto now = npbench::monoNowNs();
     FlowTable t(kFlows, std::chrono::minutes(2));
     t.apply(npbench::makeSamples(kFlows, now), now);
     for (auto _ : state) {
-        auto r = npbench::makeRecords(t, now);
-        benchmark::DoNotOptimize(r.data());
+        const auto published = t.records();
+        t.apply({}, now);
+        benchmark::DoNotOptimize(published.data());
     }
+    if (t.size() != kFlows) state.SkipWithError("wrong table size");
     state.counters["flows"] = kFlows;
 }
 
@@ -292,6 +333,7 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark("FlowTableApply/Insert", BM_FlowTableApplyInsert)->Unit(kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark("FlowTableApply/Update", BM_FlowTableApplyUpdate)->Unit(kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark("FlowTableRecords", BM_FlowTableRecords)->Unit(kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("TopTalkers", BM_TopTalkers)->Unit(kMillisecond)->UseRealTime();
 
     benchmark::RunSpecifiedBenchmarks();
     if (g_fill_enomem_retries)

@@ -25,7 +25,7 @@ LOGS=$(mktemp -d /tmp/npb-run.XXXXXX)
 final_cleanup() {
   # The sub-scripts clean up after themselves; this catches what a killed one left.
   local ns
-  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^npb-(tp|rss|stk|sec|ifc|fl)-/ {print $1}'); do
+  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^npb-(tp|rss|stk|sec|ifc|fl|churn)-/ {print $1}'); do
     ip netns pids "$ns" 2>/dev/null | while read -r p; do kill -KILL "$p" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
   done
@@ -43,6 +43,7 @@ if [[ ${NP_BENCH_SKIP_BUILD:-0} != 1 ]]; then
 fi
 
 TP_ROUNDS=${NP_BENCH_TP_ROUNDS:-5}  # throughput rounds (4 iperf3 runs of 6 s each)
+SERIES_CHURN_SECS=${NP_BENCH_SERIES_CHURN_SECONDS:-600}  # short-lived connections for the series churn row
 errors=()
 declare -A R  # RESULT name -> value
 
@@ -81,6 +82,8 @@ run_step "Interface churn: 200 veths in 60 s" "$LOGS/churn.log" /usr/bin/python3
 run_step "Agent CPU under SYN floods (hping3, a new source port per packet)" "$LOGS/flood.log" \
   bash "$ROOT/bench/flood_cpu.sh" 10 "10000 50000"
 run_step "Security: detection latency (nmap, hping3)" "$LOGS/security.log" /usr/bin/python3 "$ROOT/bench/security_bench.py" --rounds=3
+run_step "Series churn: distinct top-talker series in a real Prometheus" "$LOGS/series_churn.log" \
+  bash "$ROOT/bench/series_churn.sh" "$SERIES_CHURN_SECS"
 
 # ------------------------------------------------------------------ summary
 rows=()  # metric|value|target|verdict
@@ -159,10 +162,11 @@ ms_row DrainFlows/Batch "read and delete 100k flows, batch (readFlowMap take=tru
 ms_row FlowDeltas "per-entry baselines: deltas of 100k kernel entries (FlowDeltaTracker, every interval)" ""
 series=$(gb RenderMetrics/Series10k series)
 ms_row RenderMetrics/Series10k "render /metrics, ${series:-?} series" 10
-ms_row RenderMetrics/Flows100k "render /metrics, 4 interfaces + 100k flows (top 20)" ""
+ms_row RenderMetrics/Flows100k "render /metrics, 4 interfaces + 100k flows (top 20 talkers)" ""
 ms_row FlowTableApply/Insert "FlowTable::apply 100k samples (new flows)" ""
 ms_row FlowTableApply/Update "FlowTable::apply 100k samples (known flows)" ""
-ms_row FlowTableRecords "FlowTable::records 100k (flow view build)" ""
+ms_row FlowTableRecords "flow view build, 100k flows (FlowTable::apply without samples: copy, sort, index)" ""
+ms_row TopTalkers "TopTalkers stage over 100k samples (talkers, sums, sticky top-20; every interval)" ""
 
 if [[ -n ${R[throughput_ratio]:-} ]]; then
   r=${R[throughput_ratio]}
@@ -244,6 +248,14 @@ if [[ -n ${R[stack_max_cps]:-} ]]; then
     "$([[ ${R[stack_lost_at_max]} == 0 && ${R[stack_missed_at_max]} == 0 ]] && echo "info (none)" || echo "info (counted)")"
 else
   na "stack monitor: program cost and connection rate" "-"
+fi
+
+if [[ -n ${R[series_churn_distinct]:-} ]]; then
+  row "distinct ${R[series_churn_family]}_bytes_rate series in Prometheus over ${R[series_churn_seconds]} s of short-lived TCP connections from random ports (${R[series_churn_connections]}), vs the per-scrape budget (K + other)" \
+    "${R[series_churn_distinct]} (budget ${R[series_churn_budget]}, at most ${R[series_churn_max_per_scrape]} in one scrape) = ${R[series_churn_ratio]}x" \
+    "<= 2x budget" "${R[series_churn_verdict]}"
+else
+  na "distinct top-talker series in Prometheus over $SERIES_CHURN_SECS s of short-lived connections" "<= 2x budget"
 fi
 
 echo
@@ -328,9 +340,10 @@ EON
   if [[ -n ${R[rss_agent_hwm_after_api_mib]:-} ]] && ! le "${R[rss_agent_hwm_after_api_mib]}" 64; then
     any=1
     cat <<'EON'
-- **RSS after `/api/v1/flows?limit=10000`.** Building the response as an nlohmann::json document
-  (a map of 16 members per flow) takes ~28 MiB for 10k flows (`np_rss_bench`); the memory is freed
-  afterwards but glibc keeps it (`malloc_trim(0)` gives it back), so VmRSS stays high.
+- **RSS after `/api/v1/flows?limit=10000`.** The answer is streamed into one string (~3 MiB for 10k
+  flows), the HTTP head written in front of it in the same buffer; the agent's peak is a collection
+  (`np_rss_bench`): the next flow records (96 B a flow) are written while the previous view still
+  publishes its own, next to the interval's samples (80 B per kernel entry that moved).
 EON
   fi
   [[ $any == 1 ]] || echo "(none)"
@@ -378,12 +391,15 @@ restarts when the kernel deletes the key it holds). *drain*: \`readFlowMap(take=
 lookup-and-delete each); the map is refilled
 with \`BPF_MAP_UPDATE_BATCH\` outside the timing. *render*: \`renderMetrics\` of a snapshot with 900
 interfaces (8 interface series + 2 XDP series + 1 attached = 11 per interface), the fixed protocol,
-malformed, map and agent families, and the top-20 flow series of 100k flows: ${series:-?} series in
+malformed, map and agent families, and the top-20 talker series of 100k flows: ${series:-?} series in
 total (counted from the output); also 4 interfaces + 100k flows (the realistic agent case).
 *FlowDeltas*: the datapath source's per-entry baselines (\`FlowDeltaTracker::update\`) over 100k kernel
 entries that all moved since the previous read. *FlowTable*: \`FlowTable::apply\` of 100k samples into an
-empty table (Insert) and into a table that already holds those flows (Update); \`records()\` is the
-per-interval flow view build.
+empty table (Insert) and into a table that already holds those flows (Update, while a view holds the
+previous records, as in the agent); *FlowTableRecords* is the per-interval flow view build (an apply
+without samples: the records copied with their interval counters reset, sorted, indexed; the view shares
+the table's records). *TopTalkers*: the stage's run over the same 100k samples (the talker of
+each sample, per-talker sums, the sticky top-20), once per collect interval.
 
 **Throughput** (\`bench/throughput.sh\`). Namespaces \`npb-tp-cli\` / \`npb-tp-srv\` joined by a veth pair
 (198.18.0.1/30, 198.18.0.2/30); iperf3 client (CPU 0) -> server (CPU 1), 5 s per run after 1 s
@@ -400,7 +416,9 @@ script waits two collections, scrapes \`/metrics\` twice and reads VmRSS/VmHWM f
 then it fetches \`/api/v1/flows?limit=10000\` once and reads them again. Kernel map memory is the sum of
 \`memlock\` of the agent's BPF map fds. \`np_rss_bench\` (\`bench/rss_bench.cpp\`) replays the same
 pipeline in one process with synthetic flows and prints the RSS after each stage, to show where the
-memory goes.
+memory goes: two collections in which all 100k flows moved (a heavier interval than the real agent's,
+whose flows each send a packet or three), the second one's records built while the first view is
+published.
 
 **Stack monitor** (\`bench/stack_bench.sh\`, load from \`bench/stack_load.py\`). With
 \`kernel.bpf_stats_enabled=1\` (restored afterwards) the agent runs in namespace \`npb-stk-agt\`
@@ -416,6 +434,20 @@ ns/event is the kernel's \`run_time_ns / run_cnt\` of each stack program over th
 whole run (\`bpftool prog show\`); tracepoints are global, so run_cnt includes events of other
 namespaces, which the programs filter out early. The load generator, not the agent, limits the rate:
 the unpaced row is the most this Python generator reaches on the machine.
+
+**Series churn** (\`bench/series_churn.sh\`, load from \`bench/churn_load.py\`). Namespaces
+\`npb-churn-cli\` / \`npb-churn-srv\` joined by a veth pair (198.18.5.1/30, 198.18.5.2/30). In
+\`npb-churn-srv\`: the agent on \`npbch1\` (defaults: \`--top-talkers=20\`, \`--top-talkers-hold=5m\`,
+\`--collect-interval=5s\`; metrics on 127.0.0.1), a Prometheus of its own (\`/usr/bin/prometheus\`,
+temp TSDB, \`scrape_interval: 5s\`, over loopback, so the scrapes are no traffic of \`npbch1\`) and TCP
+servers on ports 8080, 8081, 8443, 9000. From \`npb-churn-cli\`, 4 connections/s for $SERIES_CHURN_SECS s,
+each bound to a random source port (32768-60999), to a random server port, with a random 1-64 KiB
+answer. Then Prometheus's HTTP API gives the distinct series of the family with samples in the traffic
+window (\`/api/v1/series\` with start/end; \`count(count_over_time(...))\` agrees) and the most series
+one scrape carried. Budget: K + \`other\` = 21 series per family and scrape; target: at most twice that
+over the window. The same script measures an agent from before issue 10 (\`NP_AGENT=...\`, family
+\`netprobe_top_flow_*\`, one series per flow): 2399 distinct series for 2401 connections in 600 s,
+114x the budget.
 
 **Security analytics** (\`bench/security_bench.py\`, [docs/security.md](security.md)). Cost: the
 same BPF_PROG_TEST_RUN method on a second copy of the datapath loaded with \`np_enable_security=1\`
@@ -455,6 +487,9 @@ $(section "$LOGS/stack.log")
 ### Security analytics
 $(section "$LOGS/security.log")
 
+### Series churn
+$(section "$LOGS/series_churn.log")
+
 ### Interface churn
 $(section "$LOGS/churn.log")
 
@@ -473,7 +508,7 @@ left=$( {
   ip netns list | awk '$1 ~ /^npb-/'
   ip -o link show type veth | awk -F': ' '$2 ~ /^npb/ {print $2}'
   bpftool prog show 2>/dev/null | grep -E 'np_bench' || true
-  pgrep -af 'np_flowgen|np_bpf_prog_bench|np_collector_bench|stack_load.py|security_bench.py|netprobe-agent --interface-filter=npb(tp|rs|sec)|socket-netns=/run/netns/npb-stk' || true
+  pgrep -af 'np_flowgen|np_bpf_prog_bench|np_collector_bench|stack_load.py|security_bench.py|churn_load.py|storage.tsdb.path=/tmp/npb-churn|netprobe-agent --interface-filter=npb(tp|rs|sec|ch)|socket-netns=/run/netns/npb-stk' || true
 } )
 if [[ -n $left ]]; then
   echo "bench: left behind:" >&2

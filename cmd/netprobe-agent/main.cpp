@@ -21,6 +21,7 @@
 #include <netprobe/analysis/grouping.hpp>
 #include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/analysis/security/stage.hpp>
+#include <netprobe/analysis/talkers.hpp>
 #include <netprobe/collector/sources.hpp>
 #include <netprobe/collector/tc_collector.hpp>
 #include <netprobe/ebpf/mitigator.hpp>
@@ -211,7 +212,8 @@ public:
         auto cfg = netprobe::metrics::DefaultServerConfig();
         cfg.port = opts_.metrics_port;
         cfg.address = opts_.metrics_address;
-        cfg.render.top_flows = opts_.top_flows;
+        cfg.talkers.selector.k = opts_.top_talkers;
+        cfg.talkers.selector.hold = opts_.top_talkers_hold;
         cfg.container_metrics.enabled = opts_.container_metrics;
         cfg.container_metrics.limit = opts_.container_metrics_limit;
         cfg.scheduler = background;
@@ -254,13 +256,15 @@ public:
             cfg.attribution = std::make_shared<netprobe::k8s::HostAttribution>(hao);
         }
 
-        // The main pipeline: flow accounting, then pods/workloads/containers.
+        // The main pipeline: flow accounting, then pods/workloads/containers, then the
+        // top talkers (the sticky top-K of netprobe_top_talker_*).
         auto pipeline = std::make_shared<netprobe::analysis::Pipeline>(collector);
         pipeline->addStage(std::make_unique<netprobe::analysis::FlowAccounting>(
             netprobe::analysis::FlowAccountingOptions{opts_.max_flows, opts_.flow_timeout}));
         netprobe::analysis::GroupingOptions go;
         go.workloads = opts_.workload_metrics;
         pipeline->addStage(std::make_unique<netprobe::analysis::Grouping>(cfg.attribution, go));
+        pipeline->addStage(std::make_unique<netprobe::analysis::TopTalkers>(cfg.talkers));
 
         // Security analytics: a pipeline of its own on the security tick, fed by the
         // datapath's ring and host counters; sinks: the mitigator and the events log.

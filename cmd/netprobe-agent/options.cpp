@@ -63,7 +63,7 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     std::string interval = "5s", flow_timeout = "2m", filter, xdp = "auto", tc = "auto";
     // Parsed signed so that "-1" is an error, not a huge unsigned value.
     long long port = 8081, flow_table = o.flow_table_size, max_flows = static_cast<long long>(o.max_flows),
-              top_flows = static_cast<long long>(o.top_flows);
+              top_talkers = static_cast<long long>(o.top_talkers), top_flows = top_talkers;
     app.add_option("--metrics-port", port, "Port of the metrics/API HTTP server")->capture_default_str();
     app.add_option("--metrics-address", o.metrics_address, "Address to listen on")->capture_default_str();
     app.add_option("--collect-interval", interval, "How often to read the BPF maps (Go duration: 500ms, 5s, 1m)")
@@ -80,8 +80,17 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
         ->capture_default_str();
     app.add_option("--flow-timeout", flow_timeout, "Forget flows idle for this long (Go duration)")
         ->capture_default_str();
-    app.add_option("--top-flows", top_flows, "Flows exported as Prometheus series (rest aggregated as other)")
+    std::string talkers_hold = "5m";
+    app.add_option("--top-talkers", top_talkers,
+                   "Talkers (interface, direction, protocol, local/peer address, server port) exported as "
+                   "netprobe_top_talker_* series (rest aggregated as other)")
         ->capture_default_str();
+    app.add_option("--top-talkers-hold", talkers_hold,
+                   "Least time a talker keeps its series once in the top-K (Go duration); bounds the series created "
+                   "over time")
+        ->capture_default_str();
+    app.add_option("--top-flows", top_flows, "Old name of --top-talkers (the per-flow series are gone: flows are in "
+                                             "/api/v1/flows)");
     app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error")->capture_default_str();
     std::string socket_monitor = "on", socket_netns = "all";
     app.add_option("--socket-monitor", socket_monitor,
@@ -214,9 +223,18 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (max_flows < 1 || max_flows > 100'000'000)
         return fail("invalid --max-flows " + std::to_string(max_flows) + ": must be 1-100000000");
     o.max_flows = static_cast<std::size_t>(max_flows);
-    if (top_flows < 0 || top_flows > 1000)
-        return fail("invalid --top-flows " + std::to_string(top_flows) + ": must be 0-1000");
-    o.top_flows = static_cast<std::size_t>(top_flows);
+    if (app.count("--top-flows") > 0 && app.count("--top-talkers") > 0)
+        return fail("--top-flows is the old name of --top-talkers: give only one of them");
+    const bool old_name = app.count("--top-flows") > 0;
+    const long long top = old_name ? top_flows : top_talkers;
+    if (top < 0 || top > 1000)
+        return fail(std::string("invalid ") + (old_name ? "--top-flows " : "--top-talkers ") + std::to_string(top) +
+                    ": must be 0-1000");
+    o.top_talkers = static_cast<std::size_t>(top);
+    auto th = util::parseDuration(talkers_hold);
+    if (!th) return fail("--top-talkers-hold: " + th.error());
+    if (*th > std::chrono::hours(24)) return fail("--top-talkers-hold " + talkers_hold + " is too long: maximum 24h");
+    o.top_talkers_hold = *th;
     if (socket_monitor == "on") o.socket_monitor = true;
     else if (socket_monitor == "off") o.socket_monitor = false;
     else return fail("invalid --socket-monitor \"" + socket_monitor + "\": expected on or off");

@@ -21,7 +21,8 @@ struct AgentOptions {
     std::uint32_t flow_table_size = 65536;
     std::size_t max_flows = 100000;
     std::chrono::nanoseconds flow_timeout = std::chrono::minutes(2);
-    std::size_t top_flows = 20;
+    std::size_t top_talkers = 20;  // --top-talkers (old name --top-flows): talkers with their own series
+    std::chrono::nanoseconds top_talkers_hold = std::chrono::minutes(5);  // --top-talkers-hold
     std::string log_level = "info";
     bool socket_monitor = true;          // --socket-monitor: TCP/drops/netfilter stack monitor
     std::string socket_netns;            // --socket-netns: "" = all, else a netns file path

@@ -9,10 +9,34 @@ FlowTable::FlowTable(std::size_t max_flows, std::chrono::nanoseconds idle_timeou
     : max_flows_(max_flows), idle_ns_(static_cast<std::uint64_t>(std::max<std::int64_t>(idle_timeout.count(), 0))) {}
 
 void FlowTable::apply(std::span<const collector::FlowSample> samples, std::uint64_t now_ns) {
-    for (auto& [_, e] : flows_) e.interval_packets = e.interval_bytes = 0;
+    // The next records: the previous ones (positions unchanged, so the index still
+    // holds) with the interval counters reset, then the samples. A view may still
+    // publish the previous buffer: it is copied unless this table is its only owner.
+    std::shared_ptr<std::vector<FlowRecord>> next;
+    const std::size_t prev = size();
+    if (recs_ && recs_.use_count() == 1) {
+        next = std::move(recs_);
+        next->reserve(prev + samples.size());
+    } else {
+        next = std::make_shared<std::vector<FlowRecord>>();
+        // Room for every sample being a new flow: address space only (a large buffer is
+        // mmapped, its pages resident once written), so the vector never regrows.
+        next->reserve(prev + samples.size());
+        if (recs_) next->assign(recs_->begin(), recs_->end());
+    }
+    recs_.reset();
+    auto& v = *next;
+    for (auto& r : v) r.interval_packets = r.interval_bytes = 0;
+    auto key_at = [&v](std::uint32_t p) -> const flow_key& { return v[p].key; };
     for (const auto& s : samples) {
-        auto [it, inserted] = flows_.try_emplace(s.key);
-        auto& e = it->second;
+        std::uint32_t p = index_.find(s.key, key_at);
+        const bool inserted = p == collector::FlowIndex::npos;
+        if (inserted) {
+            p = static_cast<std::uint32_t>(v.size());
+            v.push_back(FlowRecord{.key = s.key});
+            index_.insert(s.key, p, key_at);
+        }
+        auto& e = v[p];
         e.packets += s.packets;
         e.bytes += s.bytes;
         e.interval_packets += s.packets;
@@ -22,51 +46,33 @@ void FlowTable::apply(std::span<const collector::FlowSample> samples, std::uint6
         e.tcp_flags |= s.tcp_flags;
     }
     if (idle_ns_ > 0) {
-        std::erase_if(flows_, [&](const auto& kv) {
-            const auto& e = kv.second;
-            const bool idle = e.interval_packets == 0 && now_ns > e.last_seen_ns && now_ns - e.last_seen_ns > idle_ns_;
-            expired_ += idle ? 1 : 0;
-            return idle;
+        expired_ += std::erase_if(v, [&](const FlowRecord& e) {
+            return e.interval_packets == 0 && now_ns > e.last_seen_ns && now_ns - e.last_seen_ns > idle_ns_;
         });
     }
-    if (flows_.size() > max_flows_) {
-        std::vector<std::pair<std::uint64_t, flow_key>> by_age;
-        by_age.reserve(flows_.size());
-        for (const auto& [k, e] : flows_) by_age.emplace_back(e.last_seen_ns, k);
-        const std::size_t excess = flows_.size() - max_flows_;
-        std::nth_element(by_age.begin(), by_age.begin() + static_cast<std::ptrdiff_t>(excess), by_age.end(),
-                         [](const auto& a, const auto& b) { return a.first < b.first; });
-        for (std::size_t i = 0; i < excess; ++i) flows_.erase(by_age[i].second);
+    if (v.size() > max_flows_) {
+        // The max_flows most recently seen first; the rest are evicted.
+        const std::size_t excess = v.size() - max_flows_;
+        std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(max_flows_), v.end(),
+                         [](const FlowRecord& a, const FlowRecord& b) { return a.last_seen_ns > b.last_seen_ns; });
+        v.resize(max_flows_);
         evicted_ += excess;
     }
-}
-
-const FlowTable::Entry* FlowTable::find(const flow_key& k) const {
-    auto it = flows_.find(k);
-    return it == flows_.end() ? nullptr : &it->second;
-}
-
-std::vector<FlowRecord> FlowTable::records(const std::function<WallTime(std::uint64_t)>& mono_to_wall) const {
-    std::vector<FlowRecord> out;
-    out.reserve(flows_.size());
-    for (const auto& [k, e] : flows_) {
-        FlowRecord r;
-        r.key = k;
-        r.packets = e.packets;
-        r.bytes = e.bytes;
-        r.interval_packets = e.interval_packets;
-        r.interval_bytes = e.interval_bytes;
-        r.first_seen = mono_to_wall(e.first_seen_ns);
-        r.last_seen = mono_to_wall(e.last_seen_ns);
-        r.tcp_flags = e.tcp_flags;
-        out.push_back(r);
-    }
-    std::sort(out.begin(), out.end(), [](const FlowRecord& a, const FlowRecord& b) {
+    std::sort(v.begin(), v.end(), [](const FlowRecord& a, const FlowRecord& b) {
         if (a.interval_bytes != b.interval_bytes) return a.interval_bytes > b.interval_bytes;
         if (a.bytes != b.bytes) return a.bytes > b.bytes;
         return std::memcmp(&a.key, &b.key, sizeof a.key) < 0;
     });
-    return out;
+    index_.reset(v.size());
+    for (std::uint32_t p = 0; p < v.size(); ++p) index_.insert(v[p].key, p, key_at);
+    recs_ = std::move(next);
+}
+
+const FlowRecord* FlowTable::find(const flow_key& k) const {
+    if (!recs_) return nullptr;
+    const auto& v = *recs_;
+    const std::uint32_t p = index_.find(k, [&v](std::uint32_t i) -> const flow_key& { return v[i].key; });
+    return p == collector::FlowIndex::npos ? nullptr : &v[p];
 }
 
 }  // namespace netprobe::analysis

@@ -17,7 +17,7 @@ std::string FlowView::interfaceName(std::uint32_t ifindex) const {
 void FlowAccounting::run(const collector::Snapshot& s, Views& views) {
     table_.apply(s.flows, s.monoNs());
     auto v = std::make_shared<FlowView>();
-    v->records = table_.records([&s](std::uint64_t mono_ns) { return s.wallOf(mono_ns); });
+    v->records = table_.records();
     v->health = {table_.size(), table_.capacity(), table_.expiredTotal(), table_.evictedTotal()};
     // Names of the flows' interfaces: the attached ones, else (a flow of an interface
     // detached meanwhile) the kernel's name for the index, if any.

@@ -32,6 +32,11 @@ Pipeline::ViewsPtr Pipeline::run(const std::shared_ptr<const collector::Snapshot
         std::lock_guard s(stats_mu_);
         published_stats_ = stats_;
     }
+    // The views are published with the snapshot minus its flow samples (the stages'
+    // input, nothing the export reads): the samples go when the collector publishes its
+    // next snapshot, before that one's views are built, instead of staying alive with
+    // these views while the next ones are built (up to one sample per kernel flow entry).
+    if (!snapshot->flows.empty()) views->snapshot = snapshot->withoutFlowSamples();
     ViewsPtr out = std::move(views);
     latest_.store(out);
     auto held = sinks_.hold();

@@ -35,6 +35,54 @@ WallTime Snapshot::wallOf(std::uint64_t mono_ns) const {
     return std::chrono::time_point_cast<WallTime::duration>(taken_at - age);
 }
 
+namespace {
+// Snapshot's members, in order: a member added to Snapshot makes the sizes differ, so
+// it is not forgotten in withoutFlowSamples() (add it here and there).
+struct SnapshotMembers {
+    decltype(Snapshot::taken_at) taken_at;
+    decltype(Snapshot::mono) mono;
+    decltype(Snapshot::interval_seconds) interval_seconds;
+    decltype(Snapshot::sequence) sequence;
+    decltype(Snapshot::interfaces) interfaces;
+    decltype(Snapshot::flows) flows;
+    decltype(Snapshot::protocols) protocols;
+    decltype(Snapshot::malformed) malformed;
+    decltype(Snapshot::map_errors) map_errors;
+    decltype(Snapshot::icmp) icmp;
+    decltype(Snapshot::kernel_flows) kernel_flows;
+    decltype(Snapshot::device_reset_failures) device_reset_failures;
+    decltype(Snapshot::stack) stack;
+    decltype(Snapshot::cgroup_traffic) cgroup_traffic;
+    decltype(Snapshot::security) security;
+    decltype(Snapshot::sources) sources;
+    decltype(Snapshot::collect_duration_seconds) collect_duration_seconds;
+    decltype(Snapshot::collect_errors_total) collect_errors_total;
+};
+}  // namespace
+
+std::shared_ptr<const Snapshot> Snapshot::withoutFlowSamples() const {
+    static_assert(sizeof(Snapshot) == sizeof(SnapshotMembers), "Snapshot has a new member: copy it below");
+    auto c = std::make_shared<Snapshot>();
+    c->taken_at = taken_at;
+    c->mono = mono;
+    c->interval_seconds = interval_seconds;
+    c->sequence = sequence;
+    c->interfaces = interfaces;
+    c->protocols = protocols;
+    c->malformed = malformed;
+    c->map_errors = map_errors;
+    c->icmp = icmp;
+    c->kernel_flows = kernel_flows;
+    c->device_reset_failures = device_reset_failures;
+    c->stack = stack;
+    c->cgroup_traffic = cgroup_traffic;
+    c->security = security;
+    c->sources = sources;
+    c->collect_duration_seconds = collect_duration_seconds;
+    c->collect_errors_total = collect_errors_total;
+    return c;
+}
+
 SnapshotBuilder::SnapshotBuilder(std::uint64_t sequence, MonoTime mono, WallTime wall, double interval_seconds)
     : snap_(std::make_shared<Snapshot>()) {
     snap_->sequence = sequence;

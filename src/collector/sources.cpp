@@ -44,6 +44,7 @@ Result<void> DatapathSource::collect(SnapshotBuilder& b) {
     // Room for a sample of every kernel entry: address space only (the allocation is
     // mmapped; pages are resident once written), so the vector never regrows and copies.
     snap.flows.reserve(std::size_t{manager_.flowTableCapacity()} + 1024);
+    deltas_.reserve(manager_.flowTableCapacity());  // the same for the baselines (once)
     deltas_.begin();
     auto read = manager_.forEachFlow([&](const ebpf::FlowEntry& e) { deltas_.add(e, snap.flows); });
     if (read) {
@@ -208,6 +209,9 @@ Result<void> SecuritySource::collect(SnapshotBuilder& b) {
     {
         std::lock_guard lock(queue_mu_);
         sample->records.swap(queue_);
+        // Room for as many records as this tick had: the queue fills without regrowing
+        // (each regrowth copies it and holds both buffers). Address space until written.
+        queue_.reserve(sample->records.size());
         sample->records_total = records_total_;
         sample->records_dropped = records_dropped_;
     }

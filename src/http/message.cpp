@@ -7,6 +7,7 @@
 #include <array>
 #include <charconv>
 #include <ctime>
+#include <utility>
 
 namespace netprobe::http {
 
@@ -279,15 +280,15 @@ const char* reasonPhrase(int status) {
     }
 }
 
-std::string serialize(const Response& r, bool keep_alive, bool head_only,
-                      const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+namespace {
+
+void appendHead(std::string& out, const Response& r, bool keep_alive,
+                const std::vector<std::pair<std::string, std::string>>& extra_headers) {
     std::array<char, 64> date{};
     const std::time_t now = std::time(nullptr);
     std::tm tm{};
     gmtime_r(&now, &tm);
     const auto n = std::strftime(date.data(), date.size(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    std::string out;
-    out.reserve(256 + (head_only ? 0 : r.body.size()));
     out += "HTTP/1.1 ";
     out += std::to_string(r.status);
     out += ' ';
@@ -308,8 +309,29 @@ std::string serialize(const Response& r, bool keep_alive, bool head_only,
         }
     }
     out += "\r\n\r\n";
+}
+
+}  // namespace
+
+std::string serialize(const Response& r, bool keep_alive, bool head_only,
+                      const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+    std::string out;
+    out.reserve(256 + (head_only ? 0 : r.body.size()));
+    appendHead(out, r, keep_alive, extra_headers);
     if (!head_only) out += r.body;
     return out;
+}
+
+std::string serialize(Response&& r, bool keep_alive, bool head_only,
+                      const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+    if (head_only) return serialize(std::as_const(r), keep_alive, true, extra_headers);
+    std::string head;
+    head.reserve(256);
+    appendHead(head, r, keep_alive, extra_headers);
+    // The head goes in front of the body in the body's own buffer when it has room (a
+    // large answer, such as /api/v1/flows, is reserved with some): no second copy of it.
+    r.body.insert(0, head);
+    return std::move(r.body);
 }
 
 }  // namespace netprobe::http

@@ -636,7 +636,8 @@ bool Server::Impl::takeToken(const Generation& g, Clock::time_point now) {
 
 void Server::Impl::respondNow(Conn& c, Response r, bool keep_alive, bool head_only) {
     const auto g = current();
-    startWrite(c, serialize(r, keep_alive, head_only, g->headers), keep_alive, r.status);
+    const int status = r.status;
+    startWrite(c, serialize(std::move(r), keep_alive, head_only, g->headers), keep_alive, status);
 }
 
 void Server::Impl::startWrite(Conn& c, std::string bytes, bool keep_alive, int status) {
@@ -799,7 +800,7 @@ Completion Server::Impl::serve(Job& job) {
     out.conn = job.conn;
     out.status = r.status;
     out.keep_alive = req.keep_alive;
-    out.bytes = serialize(r, out.keep_alive, head, job.gen->headers);
+    out.bytes = serialize(std::move(r), out.keep_alive, head, job.gen->headers);
     return out;
 }
 

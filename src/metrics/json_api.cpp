@@ -186,6 +186,7 @@ std::string flowsJson(const Views& v, const FlowQuery& q, const Attribution* att
         if (it == containers.end()) it = containers.emplace(cg, attribution->container(cg)).first;
         return it->second && !it->second->container_id.empty() ? &*it->second : nullptr;
     };
+    sel.reserve(fv.records.size());  // never regrows (address space beyond what is written)
     for (const auto& f : fv.records) {
         if (!flowMatches(f, q.interface ? fv.interfaceName(f.key.ifindex) : std::string(), q)) continue;
         if (q.ns) {
@@ -210,7 +211,7 @@ std::string flowsJson(const Views& v, const FlowQuery& q, const Attribution* att
         case FlowQuery::Sort::Bytes: by([](const auto& f) { return f.bytes; }); break;
         case FlowQuery::Sort::Packets: by([](const auto& f) { return f.packets; }); break;
         case FlowQuery::Sort::Rate: break;  // snapshot order: interval bytes
-        case FlowQuery::Sort::LastSeen: by([](const auto& f) { return f.last_seen; }); break;
+        case FlowQuery::Sort::LastSeen: by([](const auto& f) { return f.last_seen_ns; }); break;
     }
     const double secs = s.interval_seconds;
     const std::size_t n = std::min(sel.size(), q.limit);
@@ -254,9 +255,9 @@ std::string flowsJson(const Views& v, const FlowQuery& q, const Attribution* att
         out += ",\"direction\":";
         appendJsonString(out, ebpf::directionName(f.key.direction));
         out += ",\"first_seen\":";
-        appendJsonString(out, rfc3339(f.first_seen));
+        appendJsonString(out, rfc3339(s.wallOf(f.first_seen_ns)));
         out += ",\"last_seen\":";
-        appendJsonString(out, rfc3339(f.last_seen));
+        appendJsonString(out, rfc3339(s.wallOf(f.last_seen_ns)));
         out += ",\"tcp_flags\":[";
         bool first = true;
         for (int b = 0; b < 8; ++b) {

@@ -1,5 +1,6 @@
-// renderMetrics: the datapath's, the flow accounting's and the stack monitor's series.
+// renderMetrics: the datapath's, the flow accounting's, the top talkers' and the stack monitor's series.
 #include <netprobe/analysis/flows.hpp>
+#include <netprobe/analysis/talkers.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/metrics/exposition.hpp>
 #include <netprobe/metrics/render.hpp>
@@ -170,62 +171,62 @@ void renderDatapath(ExpositionWriter& w, const Snapshot& s, const analysis::Flow
                  s.cgroup_traffic->remove_failures);
 }
 
-void renderTopFlows(ExpositionWriter& w, const Snapshot& s, const analysis::FlowView& fv, const RenderOptions& o) {
+// The sticky top-K talkers of the TopTalkers stage and the sum of the others: K + 1
+// series per family, whose label sets change only when the top-K does.
+void renderTopTalkers(ExpositionWriter& w, const Snapshot& s, const analysis::TalkerView& tv) {
     const double secs = s.interval_seconds > 0 ? s.interval_seconds : 0;
-    const char* kBytes = "netprobe_top_flow_bytes_rate";
-    const char* kPkts = "netprobe_top_flow_packets_rate";
-    // Flows are sorted by interval bytes: the first top_flows active ones are the top-K.
-    std::size_t k = 0;
-    std::uint64_t other_b = 0, other_p = 0;
+    const char* kBytes = "netprobe_top_talker_bytes_rate";
+    const char* kPkts = "netprobe_top_talker_packets_rate";
     struct Row {
-        std::string ip_s, ip_d, p_s, p_d, proto, ifname;
-        const analysis::FlowRecord* f;
+        std::string local, peer, port, proto;
+        const analysis::TalkerRow* r;
     };
     std::vector<Row> rows;
-    for (const auto& f : fv.records) {
-        if (f.interval_packets == 0) break;
-        if (k < o.top_flows) {
-            rows.push_back({util::formatAddr(std::bit_cast<util::Addr16>(f.key.src_ip)),
-                            util::formatAddr(std::bit_cast<util::Addr16>(f.key.dst_ip)), u16str(f.key.src_port),
-                            u16str(f.key.dst_port), util::protocolName(f.key.proto), fv.interfaceName(f.key.ifindex),
-                            &f});
-            ++k;
-        } else {
-            other_b += f.interval_bytes;
-            other_p += f.interval_packets;
-        }
+    rows.reserve(tv.top.size());
+    for (const auto& r : tv.top) {
+        const auto& k = r.traffic.key;
+        rows.push_back({util::formatAddr(k.local), util::formatAddr(k.peer),
+                        k.server == analysis::ServerSide::None ? std::string() : u16str(k.server_port),
+                        util::protocolName(k.proto), &r});
     }
+    auto perSecond = [secs](std::uint64_t v) { return secs > 0 ? static_cast<double>(v) / secs : 0.0; };
     auto emit = [&](const char* name, bool bytes) {
-        for (const auto& r : rows) {
-            const auto& f = *r.f;
-            double v = secs > 0 ? static_cast<double>(bytes ? f.interval_bytes : f.interval_packets) / secs : 0.0;
+        for (const auto& row : rows) {
+            const auto& t = row.r->traffic;
             w.sample(name,
-                     {{"interface", r.ifname},
-                      {"direction", ebpf::directionName(f.key.direction)},
-                      {"protocol", r.proto},
-                      {"src_ip", r.ip_s},
-                      {"src_port", r.p_s},
-                      {"dst_ip", r.ip_d},
-                      {"dst_port", r.p_d}},
-                     v);
+                     {{"interface", row.r->interface},
+                      {"direction", ebpf::directionName(t.key.direction)},
+                      {"protocol", row.proto},
+                      {"local_ip", row.local},
+                      {"peer_ip", row.peer},
+                      {"server_port", row.port},
+                      {"server_side", analysis::toString(t.key.server)}},
+                     perSecond(bytes ? t.bytes : t.packets));
         }
-        double ov = secs > 0 ? static_cast<double>(bytes ? other_b : other_p) / secs : 0.0;
         w.sample(name,
                  {{"interface", "other"},
                   {"direction", "other"},
                   {"protocol", "other"},
-                  {"src_ip", "other"},
-                  {"src_port", "other"},
-                  {"dst_ip", "other"},
-                  {"dst_port", "other"}},
-                 ov);
+                  {"local_ip", "other"},
+                  {"peer_ip", "other"},
+                  {"server_port", "other"},
+                  {"server_side", "other"}},
+                 perSecond(bytes ? tv.other_bytes : tv.other_packets));
     };
     w.family(kBytes, MetricType::Gauge,
-             "Bytes per second of the top-K flows over the last collect interval; all other flows summed in the "
-             "series labelled \"other\".");
+             "Bytes per second over the last collect interval of the top-K talkers (interface, direction, protocol, "
+             "local and peer address, server port; ephemeral ports dropped), a talker keeping its series for at least "
+             "the hold time; all other traffic in the series labelled \"other\".");
     emit(kBytes, true);
-    w.family(kPkts, MetricType::Gauge, "Packets per second of the top-K flows over the last collect interval.");
+    w.family(kPkts, MetricType::Gauge, "Packets per second over the last collect interval of the top-K talkers.");
     emit(kPkts, false);
+    w.family("netprobe_talkers_active", MetricType::Gauge,
+             "Talkers (interface, direction, protocol, local/peer address, server port) with traffic in the last "
+             "collect interval, in the top-K or not.");
+    w.sample("netprobe_talkers_active", {}, static_cast<std::uint64_t>(tv.talkers));
+    w.family("netprobe_top_talker_entries_total", MetricType::Counter,
+             "Talkers that entered the top-K (each starts or resumes a netprobe_top_talker_* series).");
+    w.sample("netprobe_top_talker_entries_total", {}, tv.entered_total);
 }
 
 // One log2 histogram (bucket b: values <= 2^b) as a Prometheus histogram; divisor
@@ -357,17 +358,17 @@ void renderAgent(ExpositionWriter& w, const Snapshot& s) {
 
 }  // namespace
 
-std::string renderMetrics(const analysis::Views& views, const RenderOptions& options) {
+std::string renderMetrics(const analysis::Views& views, const RenderOptions& /*options*/) {
     static const Snapshot kEmpty;
     static const analysis::FlowView kNoFlows;
     const Snapshot& snap = views.snapshot ? *views.snapshot : kEmpty;
     const analysis::FlowView& flows = views.flows ? *views.flows : kNoFlows;
     ExpositionWriter w;
-    w.reserve(16384 + snap.interfaces.size() * 1024 + options.top_flows * 512);
+    w.reserve(16384 + snap.interfaces.size() * 1024 + (views.talkers ? views.talkers->top.size() * 1024 : 0));
     renderInterfaces(w, snap);
     renderDatapath(w, snap, flows.health);
     if (snap.stack) renderStack(w, *snap.stack);
-    renderTopFlows(w, snap, flows, options);
+    if (views.talkers) renderTopTalkers(w, snap, *views.talkers);
     renderAgent(w, snap);
     return w.take();
 }

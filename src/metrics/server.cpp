@@ -8,6 +8,7 @@
 
 #include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/grouping.hpp>
+#include <netprobe/analysis/talkers.hpp>
 #include <netprobe/metrics/security.hpp>
 
 #include "metrics/json_api.hpp"
@@ -66,6 +67,7 @@ Result<void> Server::start(collector::TCCollector& collector) {
     analysis::GroupingOptions go;
     go.workloads = impl_->cfg.workload_metrics.enabled;
     p->addStage(std::make_unique<analysis::Grouping>(impl_->cfg.attribution, go));
+    p->addStage(std::make_unique<analysis::TopTalkers>(impl_->cfg.talkers));
     return start(std::shared_ptr<const analysis::Pipeline>(std::move(p)));
 }
 

@@ -925,11 +925,11 @@ check("Grafana dashboard: panels use the datasource variable, have queries, uniq
   }
 });
 
-check("Grafana dashboard: covers interface rates, protocols, malformed, map health, top flows, collection", () => {
+check("Grafana dashboard: covers interface rates, protocols, malformed, map health, top talkers, collection", () => {
   const used = new Set(dashExprs().flatMap((e) => metricNames(e.expr)));
   for (const m of ["netprobe_interface_rx_bytes_total", "netprobe_interface_tx_bytes_total", "netprobe_protocol_packets_total",
     "netprobe_malformed_packets_total", "netprobe_map_fill_ratio", "netprobe_map_update_errors_total",
-    "netprobe_top_flow_bytes_rate", "netprobe_collect_duration_seconds"]) assert(used.has(m), `no panel shows ${m}`);
+    "netprobe_top_talker_bytes_rate", "netprobe_collect_duration_seconds"]) assert(used.has(m), `no panel shows ${m}`);
 });
 
 check("Grafana dashboard: every query only uses documented metrics", () => {
@@ -948,7 +948,7 @@ check("Grafana dashboard: every query only uses documented metrics", () => {
 
 check("Grafana dashboard: every netprobe selector filters by $instance, interface-labelled ones by $interface", () => {
   const bad = [];
-  const ifaceMetric = /^netprobe_(interface_|xdp_|top_flow_)/;
+  const ifaceMetric = /^netprobe_(interface_|xdp_|top_talker_(bytes|packets)_)/;
   for (const { panel, expr } of dashExprs()) {
     for (const m of expr.matchAll(/(netprobe_\w+)(\{[^}]*\})?/g)) {
       const sel = m[2] ?? "";

@@ -95,14 +95,16 @@ class CountersTest(E2ETestCase):
 
     def tcp_segments(self) -> dict[str, int]:
         """nstat's absolute TCP segment counters of the test namespace (-a absolute, -s no
-        history file, -z zeros too)."""
-        out = run(["nstat", "-asz", "TcpInSegs", "TcpOutSegs"], netns=self.veth.ns).stdout
+        history file, -z zeros too). OutSegs leaves out retransmitted segments (they count
+        in RetransSegs), which cross the wire all the same."""
+        names = ("TcpInSegs", "TcpOutSegs", "TcpRetransSegs")
+        out = run(["nstat", "-asz", *names], netns=self.veth.ns).stdout
         res = {}
         for line in out.splitlines():
             f = line.split()
-            if len(f) >= 2 and f[0] in ("TcpInSegs", "TcpOutSegs"):
+            if len(f) >= 2 and f[0] in names:
                 res[f[0]] = int(f[1])
-        self.assertEqual(set(res), {"TcpInSegs", "TcpOutSegs"}, out)
+        self.assertEqual(set(res), set(names), out)
         return res
 
     def quiet_tcp_snapshot(self, agent):
@@ -187,15 +189,15 @@ class CountersTest(E2ETestCase):
         a1, k1, m1, n1 = self.quiet_tcp_snapshot(agent)
 
         # -- TCP window: wire segments vs TCP's own counters of the namespace --------
-        seg_out = n1["TcpOutSegs"] - nm["TcpOutSegs"]  # namespace -> host (data): the agent's ingress
+        seg_out = (n1["TcpOutSegs"] + n1["TcpRetransSegs"]) - (nm["TcpOutSegs"] + nm["TcpRetransSegs"])  # -> host
         seg_in = n1["TcpInSegs"] - nm["TcpInSegs"]     # host -> namespace (ACKs): the agent's egress
         got_in = self.tcp_packets(m1, "ingress") - self.tcp_packets(mm, "ingress")
         got_eg = self.tcp_packets(m1, "egress") - self.tcp_packets(mm, "egress")
         skbs_rx = k1["rx_packets"] - km["rx_packets"]
-        log(f"TCP window: agent ingress {got_in} / egress {got_eg} tcp packets; namespace nstat TcpOutSegs "
-            f"{seg_out} / TcpInSegs {seg_in}; the veth's own rx_packets (skbs) {skbs_rx}, agent rx_packets "
+        log(f"TCP window: agent ingress {got_in} / egress {got_eg} tcp packets; namespace nstat TcpOutSegs + "
+            f"TcpRetransSegs {seg_out} (retransmitted {n1['TcpRetransSegs'] - nm['TcpRetransSegs']}) / TcpInSegs {seg_in}; the veth's own rx_packets (skbs) {skbs_rx}, agent rx_packets "
             f"{a1['rx_packets'] - am['rx_packets']}")
-        self.assertEqual(got_in, seg_out, "ingress TCP packets vs the sender's TcpOutSegs")
+        self.assertEqual(got_in, seg_out, "ingress TCP packets vs the sender's TcpOutSegs + TcpRetransSegs")
         self.assertEqual(got_eg, seg_in, "egress TCP packets (ACKs) vs the namespace's TcpInSegs")
         # the transfer went as GSO super-packets (else this window tests nothing new), except
         # with native XDP on the receiving veth, which turns the sender's TSO off
@@ -268,11 +270,13 @@ class CountersTest(E2ETestCase):
                               src_port=tconn["local_port"], dst_ip=v.peer_ip, dst_port=tcp_port)
         log(f"TCP flow {v.peer_ip}:{tcp_port} -> {v.host_ip}:{tconn['local_port']}: {tf['packets']} pkts "
             f"{tf['bytes']} B flags {tf['tcp_flags']}; reverse {back['packets']} pkts flags {back['tcp_flags']}")
-        # wire bytes: the payload plus Ethernet, IPv4 and TCP (with timestamps) headers of
-        # every segment (the SYN's longer options and a few small segments aside)
-        wire = tcp_received + tf["packets"] * (L2_HEADER + 20 + 32)
-        log(f"TCP data direction: {tf['bytes']} B counted, payload {tcp_received} B + {tf['packets']} x "
-            f"{L2_HEADER + 20 + 32} B headers = {wire} B")
+        # wire bytes: the payload (retransmitted segments again: full-sized, MSS 1448) plus
+        # Ethernet, IPv4 and TCP (with timestamps) headers of every segment (the SYN's longer
+        # options and a few small segments aside)
+        retrans = n1["TcpRetransSegs"] - nm["TcpRetransSegs"]
+        wire = tcp_received + retrans * 1448 + tf["packets"] * (L2_HEADER + 20 + 32)
+        log(f"TCP data direction: {tf['bytes']} B counted, payload {tcp_received} B + {retrans} retransmitted "
+            f"x 1448 B + {tf['packets']} x {L2_HEADER + 20 + 32} B headers = {wire} B")
         self.assertWithin(tf["bytes"], wire, 0.002, "TCP flow wire bytes")
         # iperf3 ends its data connection with FIN or RST depending on timing: only SYN/ACK are certain
         for flag in ("SYN", "ACK"):

@@ -136,7 +136,7 @@ class MalformedAndBoundsTest(E2ETestCase):
         require_tools("nmap", "timeout")
         v = self.veth
         top = 5
-        agent = self.start_agent(f"--interface-filter={v.host}", "--collect-interval=500ms", f"--top-flows={top}")
+        agent = self.start_agent(f"--interface-filter={v.host}", "--collect-interval=500ms", f"--top-talkers={top}")
         run(["ping", "-q", "-c", "3", "-i", "0.05", v.host_ip], netns=v.ns)
         base = agent.wait_collections(2)
         base_series = base.series_count()
@@ -172,9 +172,9 @@ class MalformedAndBoundsTest(E2ETestCase):
         bound = base_series + 2 * top + 10  # independent of the number of ports scanned
         counts = []
         for m in samples:
-            self.assertLessEqual(m.series_count("netprobe_top_flow_bytes_rate"), top + 1)
-            self.assertLessEqual(m.series_count("netprobe_top_flow_packets_rate"), top + 1)
-            self.assertEqual(len(m.find("netprobe_top_flow_bytes_rate", interface="other")), 1)
+            self.assertLessEqual(m.series_count("netprobe_top_talker_bytes_rate"), top + 1)
+            self.assertLessEqual(m.series_count("netprobe_top_talker_packets_rate"), top + 1)
+            self.assertEqual(len(m.find("netprobe_top_talker_bytes_rate", interface="other")), 1)
             self.assertLessEqual(m.series_count(), bound)
             counts.append(m.series_count())
         flows = agent.flows(limit=10000)

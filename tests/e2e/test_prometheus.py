@@ -17,7 +17,7 @@ class PrometheusTest(E2ETestCase):
         require_tools(PROMETHEUS, PROMTOOL, "ping")
         self.veth = self.make_veth()
         self.agent = self.start_agent(f"--interface-filter={self.veth.host}", "--collect-interval=500ms",
-                                      "--top-flows=5")
+                                      "--top-talkers=5")
         # some traffic, so that flow series, protocol and rate samples carry real values
         run(["ping", "-q", "-c", "20", "-i", "0.01", self.veth.host_ip], netns=self.veth.ns)
         run(["ping", "-q", "-c", "5", "-i", "0.01", self.veth.host_ip6], netns=self.veth.ns)
@@ -41,13 +41,13 @@ class PrometheusTest(E2ETestCase):
                     "netprobe_interface_rx_bytes_rate", "netprobe_interface_tx_bytes_rate",
                     "netprobe_xdp_rx_packets_total", "netprobe_protocol_packets_total",
                     "netprobe_malformed_packets_total", "netprobe_map_update_errors_total", "netprobe_map_entries",
-                    "netprobe_map_capacity", "netprobe_flows_tracked", "netprobe_top_flow_bytes_rate",
+                    "netprobe_map_capacity", "netprobe_flows_tracked", "netprobe_top_talker_bytes_rate",
                     "netprobe_build_info", "netprobe_collections_total", "netprobe_interface_attached"):
             self.assertTrue(m.find(fam), f"family {fam} missing from /metrics")
         self.assertEqual(m.types["netprobe_interface_rx_packets_total"], "counter")
         self.assertEqual(m.types["netprobe_interface_rx_packets_rate"], "gauge")
         self.assertEqual(m.get("netprobe_interface_attached", interface=self.veth.host), 1)
-        other = m.find("netprobe_top_flow_bytes_rate", interface="other")
+        other = m.find("netprobe_top_talker_bytes_rate", interface="other")
         self.assertEqual(len(other), 1)
         self.assertTrue(all(v == "other" for v in other[0].labels.values()), other[0].labels)
 
@@ -100,7 +100,7 @@ scrape_configs:
         self.assertEqual(len(targets), 1, targets)
         self.assertEqual((targets[0]["health"], targets[0]["lastError"]), ("up", ""), targets[0])
         # every scraped family made it into the TSDB
-        flows = query("count(netprobe_top_flow_bytes_rate)")
+        flows = query("count(netprobe_top_talker_bytes_rate)")
         self.assertTrue(flows and int(flows[0]["value"][1]) >= 1, flows)
 
         self.assertEqual(prom.stop(), 0, prom.output()[-4000:])

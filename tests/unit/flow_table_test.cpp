@@ -2,7 +2,17 @@
 // the analysis stage's flow records (FlowTable).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <random>
+#include <set>
+
 #include <netprobe/analysis/flow_table.hpp>
+#include <netprobe/analysis/flows.hpp>
+#include <netprobe/analysis/pipeline.hpp>
+#include <netprobe/collector/collector.hpp>
+#include <netprobe/collector/flow_index.hpp>
 #include <netprobe/collector/flow_deltas.hpp>
 
 #include "test_flows.hpp"
@@ -127,6 +137,68 @@ TEST(FlowDeltaTracker, ValuesBelowTheBaselineAreANewEntry) {
     EXPECT_EQ(out[0].packets, 3u);
 }
 
+// Many entries over many reads (the flat baselines: growth, removal from the middle):
+// entries created, moved, retired with their final values, removed behind the tracker's
+// back; every packet in exactly one sample, one baseline per live kernel entry.
+TEST(FlowDeltaTracker, CountsEveryPacketOnceOverManyReads) {
+    FlowDeltaTracker t;
+    std::map<std::uint32_t, netprobe::ebpf::FlowEntry> kernel;  // flow number -> cumulative entry
+    std::mt19937 rng(3);
+    std::uint64_t sent = 0, counted = 0;
+    // Removed behind the tracker's back and not forgotten: no new entry for these keys
+    // before the next read has forgotten them (the tracker could not tell it apart).
+    std::set<std::uint32_t> gone;
+    auto keyOf = [](std::uint32_t n) {
+        return makeKey(n % 2 ? "fd6e:7072::1" : "198.18.0.1", n % 2 ? "fd6e:7072::2" : "198.18.0.2",
+                       static_cast<std::uint16_t>(n), static_cast<std::uint16_t>(n >> 16), 17);
+    };
+    for (std::uint64_t round = 1; round <= 40; ++round) {
+        for (int i = 0; i < 400; ++i) {  // traffic: new entries and more packets on known ones
+            const std::uint32_t n = rng() % 5000;
+            if (gone.contains(n)) continue;
+            auto [it, fresh] = kernel.try_emplace(n, makeEntry(keyOf(n), 0, 0, round * kSec, round * kSec));
+            const std::uint64_t p = 1 + rng() % 5;
+            it->second.stats.packets += p;
+            it->second.stats.bytes += 100 * p;
+            it->second.stats.last_seen_ns = round * kSec;
+            sent += p;
+        }
+        std::vector<netprobe::ebpf::FlowEntry> read;
+        for (const auto& [_, e] : kernel) read.push_back(e);
+        std::shuffle(read.begin(), read.end(), rng);
+        std::vector<FlowSample> out;
+        t.update(read, out);
+        ASSERT_EQ(t.size(), kernel.size());
+        gone.clear();
+        // idle entries leave the kernel with their final values (maybe a few packets more)
+        for (const auto& k : t.idle(round * kSec, 2 * kSec)) {
+            auto it = kernel.find(k.src_port | (std::uint32_t{k.dst_port} << 16));
+            ASSERT_NE(it, kernel.end());
+            if (rng() % 3 == 0) {  // a packet between the read and the removal
+                ++it->second.stats.packets;
+                ++sent;
+            }
+            out.push_back(t.retire(k, it->second.stats));
+            kernel.erase(it);
+        }
+        // some entries vanish without their removal being seen: found absent, forgotten
+        for (int i = 0; i < 20 && !kernel.empty(); ++i) {
+            auto it = std::next(kernel.begin(), static_cast<std::ptrdiff_t>(rng() % kernel.size()));
+            if (rng() % 2) t.forget(it->second.key);
+            else gone.insert(it->first);
+            kernel.erase(it);  // no packets since the read: nothing is lost
+        }
+        counted += sumPackets(out);
+        ASSERT_EQ(counted, sent) << "round " << round;
+    }
+    std::vector<FlowSample> out;
+    std::vector<netprobe::ebpf::FlowEntry> read;
+    for (const auto& [_, e] : kernel) read.push_back(e);
+    t.update(read, out);
+    EXPECT_EQ(t.size(), kernel.size());
+    EXPECT_TRUE(out.empty());
+}
+
 // ---- FlowTable: records from samples ----
 
 TEST(FlowTable, AddsIntervalSamplesToTotals) {
@@ -187,18 +259,221 @@ TEST(FlowTable, EvictsLeastRecentlySeenBeyondCapacity) {
     EXPECT_NE(t.find(d[4].key), nullptr);
 }
 
-TEST(FlowTable, RecordsSortedByIntervalBytesWithWallTimes) {
+TEST(FlowTable, RecordsSortedByIntervalBytesWithKernelTimes) {
     FlowTable t(100, 60s);
     auto small = makeKey("198.18.0.1", "198.18.0.2", 1, 2, 17, 7);
     auto big = makeKey("fd6e:7072::1", "fd6e:7072::2", 3, 4, 6, 7, NP_DIR_EGRESS);
     const std::vector s{makeSample(small, 1, 100, kSec, kSec), makeSample(big, 10, 10000, kSec, 2 * kSec)};
     t.apply(s, 3 * kSec);
-    const auto base = netprobe::collector::WallTime{} + std::chrono::hours(1000);
-    auto recs = t.records([&](std::uint64_t ns) { return base + std::chrono::nanoseconds(ns); });
+    auto recs = t.records();
     ASSERT_EQ(recs.size(), 2u);
     EXPECT_EQ(recs[0].bytes, 10000u);
     EXPECT_EQ(recs[0].key.ifindex, 7u);
-    EXPECT_EQ(recs[0].first_seen, base + std::chrono::seconds(1));
-    EXPECT_EQ(recs[0].last_seen, base + std::chrono::seconds(2));
+    EXPECT_EQ(recs[0].first_seen_ns, kSec);
+    EXPECT_EQ(recs[0].last_seen_ns, 2 * kSec);
     EXPECT_EQ(recs[1].bytes, 100u);
+}
+
+// A view publishes the records of one collection: the next collection writes new
+// ones, the published ones never change.
+TEST(FlowTable, PublishedRecordsDoNotChange) {
+    FlowTable t(100, 60s);
+    auto a = makeKey("198.18.0.1", "198.18.0.2", 1, 80, 6);
+    auto b = makeKey("198.18.0.1", "198.18.0.3", 1, 80, 6);
+    const std::vector s1{makeSample(a, 2, 200, kSec, kSec)};
+    t.apply(s1, 2 * kSec);
+    const auto view = t.records();
+    const std::vector s2{makeSample(a, 1, 100, kSec, 3 * kSec), makeSample(b, 5, 500, 3 * kSec, 3 * kSec)};
+    t.apply(s2, 4 * kSec);
+    ASSERT_EQ(view.size(), 1u);
+    EXPECT_EQ(view[0].packets, 2u);
+    EXPECT_EQ(view[0].interval_packets, 2u);
+    EXPECT_EQ(view[0].last_seen_ns, kSec);
+    const auto next = t.records();
+    ASSERT_EQ(next.size(), 2u);
+    EXPECT_NE(next.data(), view.data());
+    EXPECT_EQ(next[0].key.dst_ip.v4m.v4, b.dst_ip.v4m.v4);  // 500 interval bytes first
+    EXPECT_EQ(t.find(a)->packets, 3u);
+    EXPECT_EQ(t.find(a)->interval_packets, 1u);
+}
+
+// The flat table against a plain model of the same rules (totals, interval counters,
+// first/last seen, flags, idle expiry, least-recently-seen eviction, order) over many
+// intervals of random samples; with views held across intervals as the pipeline does
+// (every interval writes a new buffer) or not (the table reuses its own).
+static void checkAgainstModel(bool hold_views) {
+    using netprobe::analysis::FlowRecord;
+    auto same = [](const FlowRecord& a, const FlowRecord& b) {
+        return std::memcmp(&a.key, &b.key, sizeof a.key) == 0 && a.tcp_flags == b.tcp_flags &&
+               a.packets == b.packets && a.bytes == b.bytes && a.interval_packets == b.interval_packets &&
+               a.interval_bytes == b.interval_bytes && a.first_seen_ns == b.first_seen_ns &&
+               a.last_seen_ns == b.last_seen_ns;
+    };
+    std::map<std::uint32_t, FlowRecord> model;  // by flow number (= source port)
+    const std::size_t kMax = 300;
+    const std::uint64_t kIdleNs = 20 * kSec;
+    FlowTable t(kMax, std::chrono::nanoseconds(kIdleNs));
+    std::uint64_t expired = 0, evicted = 0, seq = 0;
+    std::mt19937 rng(7);
+    netprobe::analysis::FlowRecords held;
+    auto keyOf = [](std::uint32_t n) {
+        return makeKey("198.18.0.1", n % 2 ? "fd6e:7072::2" : "198.18.0.2", static_cast<std::uint16_t>(n), 80,
+                       static_cast<std::uint8_t>(n % 3 ? 6 : 17), 2 + n % 3);
+    };
+    for (std::uint64_t interval = 1; interval <= 80; ++interval) {
+        const std::uint64_t now = 100 * kSec + interval * 2 * kSec;
+        std::vector<FlowSample> samples;
+        std::set<std::uint32_t> picked;
+        const std::size_t count = rng() % 200;
+        for (std::size_t i = 0; i < count; ++i) {
+            const std::uint32_t n = rng() % 600;
+            if (!picked.insert(n).second) continue;
+            const std::uint64_t pk = rng() % 4;  // 0: a sample without packets (an ended entry)
+            // last_seen up to 30 s back, distinct across all samples: the eviction order is exact
+            const std::uint64_t last = now - (rng() % 30) * kSec + ++seq;
+            samples.push_back(makeSample(keyOf(n), pk, pk * (60 + rng() % 1400), last - rng() % (5 * kSec), last,
+                                         static_cast<std::uint8_t>(1u << (rng() % 8))));
+        }
+        for (auto& [_, r] : model) r.interval_packets = r.interval_bytes = 0;
+        for (const auto& s : samples) {
+            auto [it, inserted] = model.try_emplace(s.key.src_port);
+            auto& r = it->second;
+            r.key = s.key;
+            r.packets += s.packets;
+            r.bytes += s.bytes;
+            r.interval_packets += s.packets;
+            r.interval_bytes += s.bytes;
+            if (inserted || (s.first_seen_ns && s.first_seen_ns < r.first_seen_ns)) r.first_seen_ns = s.first_seen_ns;
+            r.last_seen_ns = std::max(r.last_seen_ns, s.last_seen_ns);
+            r.tcp_flags |= s.tcp_flags;
+        }
+        expired += std::erase_if(model, [&](const auto& kv) {
+            const auto& r = kv.second;
+            return r.interval_packets == 0 && now > r.last_seen_ns && now - r.last_seen_ns > kIdleNs;
+        });
+        while (model.size() > kMax) {
+            model.erase(std::min_element(model.begin(), model.end(), [](const auto& x, const auto& y) {
+                return x.second.last_seen_ns < y.second.last_seen_ns;
+            }));
+            ++evicted;
+        }
+        const std::vector<FlowRecord> before(held.begin(), held.end());
+        t.apply(samples, now);
+        // what a view held is untouched
+        ASSERT_EQ(held.size(), before.size());
+        for (std::size_t i = 0; i < before.size(); ++i) ASSERT_TRUE(same(held[i], before[i]));
+        held = t.records();
+        const auto recs = held;
+        if (!hold_views) held = {};
+        std::vector<FlowRecord> want;
+        for (const auto& [_, r] : model) want.push_back(r);
+        std::sort(want.begin(), want.end(), [](const auto& a, const auto& b) {
+            if (a.interval_bytes != b.interval_bytes) return a.interval_bytes > b.interval_bytes;
+            if (a.bytes != b.bytes) return a.bytes > b.bytes;
+            return std::memcmp(&a.key, &b.key, sizeof a.key) < 0;
+        });
+        ASSERT_EQ(recs.size(), want.size()) << "interval " << interval;
+        for (std::size_t i = 0; i < want.size(); ++i) {
+            ASSERT_TRUE(same(recs[i], want[i])) << "interval " << interval << " record " << i;
+            EXPECT_EQ(t.find(want[i].key), &recs[i]);
+        }
+        EXPECT_EQ(t.size(), want.size());
+        EXPECT_EQ(t.expiredTotal(), expired);
+        EXPECT_EQ(t.evictedTotal(), evicted);
+        for (std::uint32_t n = 0; n < 600; ++n) {
+            if (!model.contains(n)) {
+                EXPECT_EQ(t.find(keyOf(n)), nullptr);
+            }
+        }
+    }
+    EXPECT_GT(expired, 0u);
+    EXPECT_GT(evicted, 0u);
+}
+
+TEST(FlowTable, MatchesAModelWithViewsHeld) { checkAgainstModel(true); }
+TEST(FlowTable, MatchesAModelReusingItsBuffer) { checkAgainstModel(false); }
+
+// ---- the pipeline: views published without the snapshot's flow samples ----
+
+TEST(Pipeline, PublishesTheSnapshotWithoutItsFlowSamples) {
+    netprobe::collector::Collector collector("test", 1s);
+    netprobe::analysis::Pipeline pipeline(collector);
+    pipeline.addStage(std::make_unique<netprobe::analysis::FlowAccounting>(netprobe::analysis::FlowAccountingOptions{}));
+    auto s = std::make_shared<netprobe::collector::Snapshot>();
+    s->sequence = 7;
+    s->taken_at = netprobe::collector::WallTime{} + 1000h;
+    s->mono = netprobe::collector::MonoTime{} + 10s;
+    s->interval_seconds = 1.5;
+    s->interfaces.push_back({.name = "veth0", .index = 3, .ingress_packets = 5});
+    s->kernel_flows.entries = 2;
+    s->map_errors[NP_MAP_FLOW_STATS] = 4;
+    s->icmp.push_back({});
+    s->sources.push_back({.name = "datapath", .errors_total = 1});
+    s->stack = std::make_shared<const netprobe::ebpf::StackStats>();
+    s->flows = {makeSample(makeKey("198.18.0.1", "198.18.0.2", 1, 80, 6, 3), 2, 200, kSec, 9 * kSec),
+                makeSample(makeKey("198.18.0.1", "198.18.0.2", 2, 80, 6, 3), 1, 100, kSec, 9 * kSec)};
+    const auto v = pipeline.run(s);
+    ASSERT_EQ(v->flows->records.size(), 2u);  // the stage read the samples
+    const auto& p = *v->snapshot;
+    EXPECT_TRUE(p.flows.empty());
+    EXPECT_EQ(s->flows.size(), 2u);  // the collector's snapshot keeps them
+    EXPECT_EQ(p.sequence, 7u);
+    EXPECT_EQ(p.taken_at, s->taken_at);
+    EXPECT_EQ(p.mono, s->mono);
+    EXPECT_EQ(p.wallOf(9 * kSec), s->wallOf(9 * kSec));
+    EXPECT_EQ(p.interval_seconds, 1.5);
+    ASSERT_EQ(p.interfaces.size(), 1u);
+    EXPECT_EQ(p.interfaces[0].name, "veth0");
+    EXPECT_EQ(p.interfaces[0].ingress_packets, 5u);
+    EXPECT_EQ(p.kernel_flows.entries, 2u);
+    EXPECT_EQ(p.map_errors[NP_MAP_FLOW_STATS], 4u);
+    EXPECT_EQ(p.icmp.size(), 1u);
+    ASSERT_EQ(p.sources.size(), 1u);
+    EXPECT_EQ(p.sources[0].errors_total, 1u);
+    EXPECT_EQ(p.stack, s->stack);
+    EXPECT_EQ(pipeline.latest(), v);
+    // without samples there is nothing to leave out: the snapshot itself
+    auto empty = std::make_shared<netprobe::collector::Snapshot>();
+    EXPECT_EQ(pipeline.run(empty)->snapshot, empty);
+}
+
+// ---- FlowIndex: flow_key -> position ----
+
+TEST(FlowIndex, InsertFindEraseMoveAgainstAMap) {
+    using netprobe::collector::FlowIndex;
+    std::vector<flow_key> keys;  // the caller's array; erase swaps the last key in
+    std::map<std::uint32_t, std::uint32_t> where;  // flow number -> position
+    FlowIndex idx;
+    auto key_at = [&](std::uint32_t p) -> const flow_key& { return keys[p]; };
+    auto keyOf = [](std::uint32_t n) { return makeKey("198.18.0.1", "198.18.0.2", static_cast<std::uint16_t>(n), 80, 6); };
+    std::mt19937 rng(11);
+    for (int step = 0; step < 20000; ++step) {
+        const std::uint32_t n = rng() % 3000;
+        const auto k = keyOf(n);
+        auto it = where.find(n);
+        if (it == where.end()) {
+            ASSERT_EQ(idx.find(k, key_at), FlowIndex::npos);
+            keys.push_back(k);
+            idx.insert(k, static_cast<std::uint32_t>(keys.size() - 1), key_at);
+            where[n] = static_cast<std::uint32_t>(keys.size() - 1);
+        } else {
+            ASSERT_EQ(idx.find(k, key_at), it->second);
+            if (rng() % 2) {
+                const std::uint32_t p = it->second, last = static_cast<std::uint32_t>(keys.size() - 1);
+                idx.erase(k, p, key_at);
+                if (p != last) {
+                    idx.move(keys[last], last, p);
+                    keys[p] = keys[last];
+                    where[keys[p].src_port] = p;
+                }
+                keys.pop_back();
+                where.erase(it);
+            }
+        }
+        ASSERT_EQ(idx.size(), where.size());
+    }
+    for (std::uint32_t n = 0; n < 3000; ++n) {
+        auto it = where.find(n);
+        EXPECT_EQ(idx.find(keyOf(n), key_at), it == where.end() ? FlowIndex::npos : it->second);
+    }
 }

@@ -46,6 +46,39 @@ TEST(Options, GoDurations) {
     EXPECT_EQ(parse({"--flow-timeout=1h30m"}).options.flow_timeout, std::chrono::minutes(90));
 }
 
+TEST(Options, TopTalkers) {
+    auto r = parse({});
+    EXPECT_EQ(r.options.top_talkers, 20u);
+    EXPECT_EQ(r.options.top_talkers_hold, std::chrono::minutes(5));
+    r = parse({"--top-talkers=7", "--top-talkers-hold=90s"});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_EQ(r.options.top_talkers, 7u);
+    EXPECT_EQ(r.options.top_talkers_hold, std::chrono::seconds(90));
+    EXPECT_EQ(parse({"--top-talkers-hold=0s"}).options.top_talkers_hold, std::chrono::seconds(0));
+    // The old name still works (deploy files and scripts of earlier versions).
+    r = parse({"--top-flows=5"});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_EQ(r.options.top_talkers, 5u);
+    struct Case {
+        std::vector<const char*> args;
+        const char* needle;
+    } bad[] = {
+        {{"--top-talkers=1001"}, "--top-talkers"},
+        {{"--top-talkers=-1"}, "-1"},
+        {{"--top-flows=2000"}, "--top-flows"},
+        {{"--top-flows=5", "--top-talkers=5"}, "old name"},
+        {{"--top-talkers-hold=5"}, "--top-talkers-hold"},
+        {{"--top-talkers-hold=-1m"}, "--top-talkers-hold"},
+        {{"--top-talkers-hold=25h"}, "--top-talkers-hold"},
+    };
+    for (const auto& c : bad) {
+        r = parse(c.args);
+        EXPECT_FALSE(r.run) << c.args[0];
+        EXPECT_NE(r.exit_code, 0) << c.args[0];
+        EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args[0] << " -> " << r.output;
+    }
+}
+
 TEST(Options, HelpAndVersionExitZero) {
     auto h = parse({"--help"});
     EXPECT_FALSE(h.run);

@@ -38,13 +38,26 @@ netprobe::testing::TestState sampleState(std::size_t nflows) {
     s.map_errors[NP_MAP_FLOW_STATS] = 2;
     for (std::size_t n = 0; n < nflows; ++n) {
         netprobe::analysis::FlowRecord r;
-        r.key = makeKey("198.18.0.1", "198.18.0.2", static_cast<std::uint16_t>(n), 80, 6, 3);
+        // Each flow from a peer of its own (198.18.x.y), to 198.18.0.2:80, seen at ingress.
+        const std::string peer =
+            "198.18." + std::to_string(1 + n / 250) + "." + std::to_string(1 + n % 250);
+        r.key = makeKey(peer, "198.18.0.2", static_cast<std::uint16_t>(40000 + n), 80, 6, 3);
         r.interval_packets = r.packets = 1;
         r.interval_bytes = r.bytes = 100 + (nflows - n);  // already sorted, descending
         t.flows.push_back(r);
+        t.snap.flows.push_back(netprobe::testing::makeSample(r.key, 1, r.interval_bytes, 1, 2));
     }
     t.ifnames = {{3, "veth0"}, {5, i.name}};
     return t;
+}
+
+// What the TopTalkers stage makes of the state's samples (one interval).
+void addTalkers(netprobe::testing::TestState& t, std::size_t k) {
+    netprobe::analysis::TopTalkersOptions o;
+    o.selector.k = k;
+    netprobe::analysis::Views v = t.views();
+    netprobe::analysis::TopTalkers(o).run(t.snap, v);
+    t.talkers = v.talkers;
 }
 
 std::string render(const netprobe::testing::TestState& t, netprobe::metrics::RenderOptions o = {}) {
@@ -74,29 +87,55 @@ TEST(Render, SpecMetricsWithExactValues) {
     EXPECT_NE(text.find("# TYPE netprobe_interface_rx_packets_rate gauge"), std::string::npos);
 }
 
-TEST(Render, TopFlowsAreCappedAndTheRestAggregated) {
-    netprobe::metrics::RenderOptions o;
-    o.top_flows = 5;
-    auto snap = sampleState(1000);
-    auto m = samples(render(snap, o));
+TEST(Render, TopTalkersAreCappedAndTheRestAggregated) {
+    auto state = sampleState(1000);  // 1000 talkers: one flow from each of 1000 peers
+    addTalkers(state, 5);
+    auto m = samples(render(state));
     std::size_t top = 0;
     for (const auto& [k, v] : m)
-        if (k.rfind("netprobe_top_flow_bytes_rate{", 0) == 0) ++top;
+        if (k.rfind("netprobe_top_talker_bytes_rate{", 0) == 0) ++top;
     EXPECT_EQ(top, 6u);  // 5 + other
-    // other = the 995 remaining flows' bytes per second
+    // The heaviest: peer 198.18.1.1 (flow 0, 1100 bytes in 0.5 s), its server port 80 local.
+    EXPECT_EQ(
+        m[R"(netprobe_top_talker_bytes_rate{interface="veth0",direction="ingress",protocol="tcp",local_ip="198.18.0.2",peer_ip="198.18.1.1",server_port="80",server_side="local"})"],
+        "2200");
+    EXPECT_EQ(
+        m[R"(netprobe_top_talker_packets_rate{interface="veth0",direction="ingress",protocol="tcp",local_ip="198.18.0.2",peer_ip="198.18.1.1",server_port="80",server_side="local"})"],
+        "2");
+    // other = the 995 remaining talkers' bytes per second
     double other_bytes = 0;
-    for (std::size_t n = 5; n < snap.flows.size(); ++n) other_bytes += static_cast<double>(snap.flows[n].interval_bytes);
+    for (std::size_t n = 5; n < state.flows.size(); ++n) other_bytes += static_cast<double>(state.flows[n].interval_bytes);
     const std::string other =
-        R"(netprobe_top_flow_bytes_rate{interface="other",direction="other",protocol="other",src_ip="other",src_port="other",dst_ip="other",dst_port="other"})";
+        R"(netprobe_top_talker_bytes_rate{interface="other",direction="other",protocol="other",local_ip="other",peer_ip="other",server_port="other",server_side="other"})";
     ASSERT_TRUE(m.contains(other));
     EXPECT_DOUBLE_EQ(std::stod(m[other]), other_bytes / 0.5);
-    // The series count does not depend on the number of flows.
-    auto m2 = samples(render(sampleState(20000), o));
+    EXPECT_EQ(m["netprobe_talkers_active"], "1000");
+    EXPECT_EQ(m["netprobe_top_talker_entries_total"], "5");
+    // The series count does not depend on the number of flows or talkers.
+    auto big = sampleState(20000);
+    addTalkers(big, 5);
+    auto m2 = samples(render(big));
     EXPECT_EQ(m.size(), m2.size());
+    // No per-flow series any more (the flows are in /api/v1/flows).
+    for (const auto& [k, v] : m) EXPECT_EQ(k.find("netprobe_top_flow_"), std::string::npos) << k;
+}
+
+TEST(Render, TopTalkersWithoutPortsAndWithoutTheStage) {
+    auto state = sampleState(0);
+    state.snap.flows.push_back(netprobe::testing::makeSample(makeKey("198.18.0.9", "198.18.0.2", 0, 0, 1, 3), 4, 400, 1, 2));
+    // Without the TopTalkers stage there is no top-talker family at all.
+    EXPECT_EQ(render(state).find("netprobe_top_talker_"), std::string::npos);
+    addTalkers(state, 20);
+    auto m = samples(render(state));
+    EXPECT_EQ(
+        m[R"(netprobe_top_talker_packets_rate{interface="veth0",direction="ingress",protocol="icmp",local_ip="198.18.0.2",peer_ip="198.18.0.9",server_port="",server_side=""})"],
+        "8");
 }
 
 TEST(Render, PassesPromtoolCheckMetrics) {
-    auto r = netprobe::testing::promtoolCheckMetrics(render(sampleState(50)));
+    auto state = sampleState(50);
+    addTalkers(state, 20);
+    auto r = netprobe::testing::promtoolCheckMetrics(render(state));
     EXPECT_EQ(r.exit_status, 0) << r.output;
     EXPECT_EQ(r.output, "") << r.output;
 }

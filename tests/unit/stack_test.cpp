@@ -3,6 +3,8 @@
 // the /api/v1/connections document and the stack metrics' exposition.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -99,6 +101,7 @@ netprobe::collector::Snapshot stackSnapshot() {
     s.taken_at = std::chrono::system_clock::now();
     auto st = std::make_shared<StackStats>();
     st->features = {true, true, true, true, true, true};
+    st->features.netfilter_hooks = (1u << NP_NF_HOOK_MAX) - 1;  // --netfilter-hooks=all
     st->opened_active = 5;
     st->opened_passive = 4;
     st->closed = 8;
@@ -160,6 +163,19 @@ TEST(StackRender, CountersHistogramsDropsHooks) {
     for (const auto& [k, v] : m)
         if (k.starts_with("netprobe_netfilter_packets_total{")) ++nf;
     EXPECT_EQ(nf, std::size_t{NP_NF_HOOK_MAX} * NP_NF_FAMILY_MAX * NP_NF_PROTO_MAX);  // bounded
+}
+
+TEST(StackRender, OnlyCountedNetfilterHooksHaveSeries) {
+    auto s = stackSnapshot();
+    auto st = std::make_shared<StackStats>(*s.stack);
+    st->features.netfilter_hooks = (1u << 1) | (1u << 2) | (1u << 3);  // the default: input, forward, output
+    s.stack = st;
+    auto m = samples(netprobe::metrics::renderMetrics(viewsOf(s), {}));
+    std::set<std::string> hooks;
+    for (const auto& [k, v] : m)
+        if (k.starts_with("netprobe_netfilter_packets_total{")) hooks.insert(k.substr(k.find("hook=\"") + 6, k.find("\",") - k.find("hook=\"") - 6));
+    EXPECT_EQ(hooks, (std::set<std::string>{"input", "forward", "output"}));
+    EXPECT_EQ(m[R"(netprobe_netfilter_packets_total{hook="forward",family="ipv4",protocol="icmp"})"], "40");
 }
 
 TEST(StackRender, PassesPromtool) {

@@ -13,6 +13,7 @@
 #include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/grouping.hpp>
 #include <netprobe/analysis/pipeline.hpp>
+#include <netprobe/analysis/talkers.hpp>
 #include <netprobe/collector/snapshot.hpp>
 #include <netprobe/ebpf/types.hpp>
 #include <netprobe/util/ip.hpp>
@@ -68,6 +69,7 @@ struct TestState {
     std::vector<analysis::FlowRecord> flows;
     std::vector<std::pair<std::uint32_t, std::string>> ifnames;  // ifindex -> name
     std::shared_ptr<const analysis::GroupView> groups;
+    std::shared_ptr<const analysis::TalkerView> talkers;  // the top talkers (null: no such stage ran)
 
     [[nodiscard]] analysis::Views views() const {
         analysis::Views v;
@@ -78,6 +80,7 @@ struct TestState {
         std::sort(fv->interfaces.begin(), fv->interfaces.end());
         v.flows = std::move(fv);
         v.groups = groups;
+        v.talkers = talkers;
         return v;
     }
 };

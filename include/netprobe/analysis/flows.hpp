@@ -1,5 +1,6 @@
 // Flow accounting: the stage that keeps the flow records (FlowTable) and publishes
-// them as a FlowView for /api/v1/flows, the top-flow series and the security stage.
+// them as a FlowView for /api/v1/flows and the security stage (the top talkers come
+// from the samples: analysis/talkers.hpp).
 #pragma once
 
 #include <memory>
@@ -20,7 +21,9 @@ struct FlowHealth {
 };
 
 struct FlowView {
-    std::vector<FlowRecord> records;  // sorted by interval bytes, then bytes, descending
+    // Sorted by interval bytes, then bytes, descending. Shared with the flow table (a view
+    // costs no copy of the records); times are converted with the view's snapshot.
+    FlowRecords records;
     FlowHealth health;
     std::vector<std::pair<std::uint32_t, std::string>> interfaces;  // ifindex -> name, sorted
 

@@ -7,8 +7,9 @@
 //   analysis::Pipeline main(collector);
 //   main.addStage(std::make_unique<analysis::FlowAccounting>(opts));
 //   main.addStage(std::make_unique<analysis::Grouping>(attribution, gopts));
+//   main.addStage(std::make_unique<analysis::TopTalkers>(topts));
 //   collector.start();
-//   auto v = main.latest();   // v->snapshot, v->flows, v->groups
+//   auto v = main.latest();   // v->snapshot, v->flows, v->groups, v->talkers
 //
 // A new stage: derive from Stage, give Views a field for its view (forward-declared
 // here, defined in the stage's header), add it where the pipeline is built. Stages are
@@ -32,15 +33,20 @@ namespace netprobe::analysis {
 
 struct FlowView;
 struct GroupView;
+struct TalkerView;
 namespace security {
 struct SecurityView;
 }
 
 // The snapshot and the views computed from it.
 struct Views {
-    std::shared_ptr<const collector::Snapshot> snapshot;  // never null once published
+    // The snapshot the views were computed from, never null once published. Published
+    // without its flow samples (Snapshot::withoutFlowSamples: the stages' input, which
+    // the collector's own latest() keeps until its next snapshot).
+    std::shared_ptr<const collector::Snapshot> snapshot;
     std::shared_ptr<const FlowView> flows;                // FlowAccounting
     std::shared_ptr<const GroupView> groups;              // Grouping
+    std::shared_ptr<const TalkerView> talkers;            // TopTalkers
     std::shared_ptr<const security::SecurityView> security;  // security::SecurityStage
 };
 

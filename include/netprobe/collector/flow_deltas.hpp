@@ -6,22 +6,14 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <span>
-#include <unordered_map>
 #include <vector>
 
+#include <netprobe/collector/flow_index.hpp>
 #include <netprobe/collector/snapshot.hpp>
 #include <netprobe/ebpf/types.hpp>
 
 namespace netprobe::collector {
-
-struct FlowKeyHash {
-    std::size_t operator()(const flow_key& k) const noexcept;
-};
-struct FlowKeyEq {
-    bool operator()(const flow_key& a, const flow_key& b) const noexcept;
-};
 
 class FlowDeltaTracker {
 public:
@@ -37,17 +29,26 @@ public:
     // and the entry forgotten.
     [[nodiscard]] FlowSample retire(const flow_key& key, const np_flow_stats& final_values);
     // An entry that no longer exists (its removal found nothing): forgotten.
-    void forget(const flow_key& key) { base_.erase(key); }
+    void forget(const flow_key& key);
     // Live entries without a packet since idle_ns before now_ns (CLOCK_MONOTONIC ns).
     [[nodiscard]] std::vector<flow_key> idle(std::uint64_t now_ns, std::uint64_t idle_ns) const;
     [[nodiscard]] std::size_t size() const { return base_.size(); }
+    // Room for n entries (the kernel table's capacity): the baselines never regrow
+    // (a regrowth copies them all). Address space until entries are written.
+    void reserve(std::size_t n) { base_.reserve(n); }
 
 private:
-    struct Base {  // 32 bytes: a baseline lives as long as its kernel entry
-        std::uint64_t packets = 0, bytes = 0, last_seen_ns = 0;
+    struct Base {  // 72 bytes: a baseline lives as long as its kernel entry
+        flow_key key{};
         std::uint32_t generation = 0;
+        std::uint64_t packets = 0, bytes = 0, last_seen_ns = 0;
     };
-    std::unordered_map<flow_key, Base, FlowKeyHash, FlowKeyEq> base_;
+    static_assert(sizeof(Base) == 72);
+    void removeAt(std::uint32_t p);
+    [[nodiscard]] std::uint32_t find(const flow_key& key) const;
+
+    std::vector<Base> base_;  // flat: no per-entry allocation
+    FlowIndex index_;         // key -> position in base_
     std::uint32_t generation_ = 0;
 };
 

@@ -43,15 +43,18 @@ struct InterfaceStats {
 // One kernel flow entry's activity since the previous collection (every entry that
 // had packets, exactly once: the datapath source turns the kernel's cumulative values
 // into deltas and keeps the baselines of live entries).
+// 80 bytes (the small fields fill flow_key's tail padding): a snapshot holds one per
+// kernel entry that moved, up to the whole kernel table.
 struct FlowSample {
     flow_key key{};
-    std::uint64_t packets = 0;  // during the interval
+    std::uint8_t tcp_flags = 0;  // OR of the flags the kernel entry has seen
+    bool ended = false;          // the kernel entry was removed (idle) at this collection
+    std::uint64_t packets = 0;   // during the interval
     std::uint64_t bytes = 0;
     std::uint64_t first_seen_ns = 0;  // monotonic (bpf_ktime_get_coarse_ns) of the kernel entry
     std::uint64_t last_seen_ns = 0;
-    std::uint8_t tcp_flags = 0;  // OR of the flags the kernel entry has seen
-    bool ended = false;          // the kernel entry was removed (idle) at this collection
 };
+static_assert(sizeof(FlowSample) == 80, "FlowSample: up to one per kernel flow entry, keep it small");
 
 // The kernel flow table, as the datapath source manages it.
 struct KernelFlowHealth {
@@ -119,6 +122,10 @@ struct Snapshot {
     // snapshot's instant; epoch for 0.
     [[nodiscard]] WallTime wallOf(std::uint64_t mono_ns) const;
     [[nodiscard]] std::uint64_t monoNs() const;
+    // A copy of everything but the flow samples (flows empty). The samples are the
+    // analysis stages' input and the largest part of a snapshot (up to one per kernel
+    // flow entry); an analysis pipeline publishes its views with this copy.
+    [[nodiscard]] std::shared_ptr<const Snapshot> withoutFlowSamples() const;
 };
 
 }  // namespace netprobe::collector

@@ -79,5 +79,9 @@ struct Response {
 // the response's and the extra headers) followed by the body unless head_only.
 [[nodiscard]] std::string serialize(const Response& r, bool keep_alive, bool head_only,
                                     const std::vector<std::pair<std::string, std::string>>& extra_headers);
+// The same, taking the body's buffer: the head is written in front of the body, in
+// place when the buffer has room (a large answer is not copied).
+[[nodiscard]] std::string serialize(Response&& r, bool keep_alive, bool head_only,
+                                    const std::vector<std::pair<std::string, std::string>>& extra_headers);
 
 }  // namespace netprobe::http

@@ -20,6 +20,7 @@
 
 #include <netprobe/analysis/attribution.hpp>
 #include <netprobe/analysis/pipeline.hpp>
+#include <netprobe/analysis/talkers.hpp>
 #include <netprobe/collector/tc_collector.hpp>
 #include <netprobe/ebpf/features.hpp>
 #include <netprobe/ebpf/mitigator.hpp>
@@ -47,6 +48,9 @@ struct ServerConfig {
     // Connection limits and timeouts of every listener (name/address/port are set here).
     http::ServerOptions http;
     RenderOptions render;
+    // The top talkers' K and hold, for the pipeline start(collector) builds (an agent
+    // that builds its own pipeline sets them on its TopTalkers stage).
+    analysis::TopTalkersOptions talkers;
     std::size_t default_flow_limit = 100;   // /api/v1/flows without ?limit=
     std::size_t max_flow_limit = 10000;     // largest ?limit= accepted
     // Pod/Service attribution (Kubernetes), or host-only attribution (containers by
@@ -76,7 +80,7 @@ public:
     Server& operator=(const Server&) = delete;
 
     // The spec's start: sets up the analysis of the collector's snapshots (flow
-    // accounting; grouping with the configured attribution) and, unless it is already
+    // accounting; grouping with the configured attribution; top talkers) and, unless it is already
     // running, starts the collector (stop() stops it again). Binds the port now (an
     // error names the address and reason, e.g. in use) and serves on background threads.
     // The collector must outlive stop().

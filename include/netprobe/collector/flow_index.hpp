@@ -1,0 +1,114 @@
+// FlowIndex: flow_key -> position in an array the caller owns. Open addressing with
+// linear probing, 4 bytes a slot, at most half full: ~1 MiB for 100k flows, against
+// ~14 MiB for an unordered_map of the same flows (a 128-byte node each plus buckets).
+// The keys are not stored twice: every operation that compares keys takes
+// key_at(position), which reads the key from the caller's array.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include <netprobe/abi.h>
+
+namespace netprobe::collector {
+
+// Hash and equality of the whole key (its bytes; flow_key has no padding).
+struct FlowKeyHash {
+    std::size_t operator()(const flow_key& k) const noexcept;
+};
+struct FlowKeyEq {
+    bool operator()(const flow_key& a, const flow_key& b) const noexcept;
+};
+
+class FlowIndex {
+public:
+    static constexpr std::uint32_t npos = ~std::uint32_t{0};
+
+    // Forgets every key; room for n keys before the next growth.
+    void reset(std::size_t n) {
+        std::size_t cap = 16;
+        while (cap < 2 * n) cap *= 2;
+        slots_.assign(cap, kEmpty);
+        size_ = 0;
+    }
+
+    // The position of k, or npos.
+    template <class KeyAt>
+    [[nodiscard]] std::uint32_t find(const flow_key& k, KeyAt&& key_at) const {
+        if (slots_.empty()) return npos;
+        const std::size_t mask = slots_.size() - 1;
+        for (std::size_t i = FlowKeyHash{}(k) & mask;; i = (i + 1) & mask) {
+            const std::uint32_t p = slots_[i];
+            if (p == kEmpty) return npos;
+            if (same(key_at(p), k)) return p;
+        }
+    }
+
+    // Adds k (absent) at pos; grows (re-reading the keys with key_at) beyond half full.
+    template <class KeyAt>
+    void insert(const flow_key& k, std::uint32_t pos, KeyAt&& key_at) {
+        if (2 * (size_ + 1) > slots_.size()) grow(key_at);
+        place(k, pos);
+        ++size_;
+    }
+
+    // Removes k (present at pos): the slots after it move back (no tombstones).
+    template <class KeyAt>
+    void erase(const flow_key& k, std::uint32_t pos, KeyAt&& key_at) {
+        const std::size_t mask = slots_.size() - 1;
+        std::size_t i = FlowKeyHash{}(k) & mask;
+        while (slots_[i] != pos) i = (i + 1) & mask;
+        for (std::size_t j = (i + 1) & mask;; j = (j + 1) & mask) {
+            const std::uint32_t p = slots_[j];
+            if (p == kEmpty) break;
+            const std::size_t home = FlowKeyHash{}(key_at(p)) & mask;
+            // p may fill the hole at i unless its home lies cyclically in (i, j].
+            if (((j - home) & mask) >= ((j - i) & mask)) {
+                slots_[i] = p;
+                i = j;
+            }
+        }
+        slots_[i] = kEmpty;
+        --size_;
+    }
+
+    // The key k moved from position from to position to in the caller's array.
+    void move(const flow_key& k, std::uint32_t from, std::uint32_t to) {
+        const std::size_t mask = slots_.size() - 1;
+        std::size_t i = FlowKeyHash{}(k) & mask;
+        while (slots_[i] != from) i = (i + 1) & mask;
+        slots_[i] = to;
+    }
+
+    [[nodiscard]] std::size_t size() const { return size_; }
+    [[nodiscard]] std::size_t bytes() const { return slots_.size() * sizeof(std::uint32_t); }
+
+private:
+    static constexpr std::uint32_t kEmpty = npos;
+
+    static bool same(const flow_key& a, const flow_key& b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+    void place(const flow_key& k, std::uint32_t pos) {
+        const std::size_t mask = slots_.size() - 1;
+        std::size_t i = FlowKeyHash{}(k) & mask;
+        while (slots_[i] != kEmpty) i = (i + 1) & mask;
+        slots_[i] = pos;
+    }
+
+    template <class KeyAt>
+    void grow(KeyAt& key_at) {
+        std::vector<std::uint32_t> old;
+        old.swap(slots_);
+        slots_.assign(old.empty() ? 16 : old.size() * 2, kEmpty);
+        for (const std::uint32_t p : old)
+            if (p != kEmpty) place(key_at(p), p);
+    }
+
+    std::vector<std::uint32_t> slots_;
+    std::size_t size_ = 0;
+};
+
+}  // namespace netprobe::collector
