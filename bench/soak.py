@@ -175,6 +175,12 @@ class Soak:
             return sum(float(line.split()[-1]) for line in metrics.splitlines()
                        if line.startswith(name + "{") or line.startswith(name + " "))
 
+        failure_families = ("netprobe_map_operation_failures_total", "netprobe_map_update_errors_total",
+                            "netprobe_collect_errors_total", "netprobe_source_errors_total",
+                            "netprobe_ringbuf_reserve_failures_total", "netprobe_security_records_dropped_total",
+                            "netprobe_security_read_errors_total")
+        nonzero = [line for line in metrics.splitlines() if line.split("{")[0].split(" ")[0] in failure_families
+                   and not line.startswith("#") and float(line.split()[-1]) != 0]
         map_failures = (msum("netprobe_map_operation_failures_total") + msum("netprobe_map_update_errors_total")
                         + msum("netprobe_collect_errors_total") + msum("netprobe_source_errors_total"))
         ring_lost = (msum("netprobe_ringbuf_reserve_failures_total") + msum("netprobe_security_records_dropped_total")
@@ -223,6 +229,8 @@ class Soak:
             print(line)
         for x in error_lines[:10]:
             log("agent: " + x)
+        for x in nonzero:
+            log("failure counter: " + x)
         if not a.no_doc:
             cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                         if line.startswith("model name")), "?")
@@ -231,6 +239,8 @@ class Soak:
                         f"kernel {os.uname().release}; the agent in its default configuration, "
                         f"{secs / 60:.0f} minutes of mixed traffic (bench/soak.py).\n\n")
                 f.write("\n".join(table) + "\n\n")
+                if nonzero:
+                    f.write("Failure counters that moved: " + "; ".join(f"`{x}`" for x in nonzero) + "\n\n")
                 f.write("RSS over time (MiB): " + ", ".join(f"{s[0] / 60:.0f} min {s[1] / 1024:.1f}"
                                                            for s in samples[::4]) + "\n")
             log("wrote docs/soak.md")
