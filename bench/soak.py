@@ -19,7 +19,6 @@ usage: soak.py [--seconds=3600] [--warmup=600] [--agent=bin/netprobe-agent] [--n
 """
 
 import argparse
-import json
 import os
 import re
 import signal

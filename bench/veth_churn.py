@@ -80,8 +80,9 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 class Poller(threading.Thread):
-    """Polls the agent's interface list through one long-lived process in NS_A (a
-    python loop there would need setns; curl per poll costs ~5 ms, fine at 10 ms)."""
+    """Polls the agent's interface list every 10 ms through one long-lived python
+    process inside NS_A (the agent listens on that namespace's loopback); records the
+    first time each interface is listed."""
 
     def __init__(self):
         super().__init__(daemon=True)

@@ -259,7 +259,6 @@ Result<AttachInfo> Manager::attachNetworkMonitor(std::string_view ifname) {
     Impl::Iface iface;
     iface.info.ifname = name;
     iface.info.ifindex = idx;
-    iface.info.layer3 = l3;
     auto tc = impl_->attachTc(idx, std::move(iface), l3);
     if (!tc) return std::unexpected(makeError("attach TC to " + name + ": " + tc.error().what()));
     if (l3) {

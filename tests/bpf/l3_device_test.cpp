@@ -97,17 +97,17 @@ protected:
             setup_error_ = "ip: " + cmd + " failed";
             return;
         }
-        hook_ = {};
-        hook_.sz = sizeof(hook_);
-        hook_.ifindex = static_cast<int>(ifindex_);
-        hook_.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
-        if (int e = bpf_tc_hook_create(&hook_); e) {
+        bpf_tc_hook hook{};
+        hook.sz = sizeof(hook);
+        hook.ifindex = static_cast<int>(ifindex_);
+        hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
+        if (int e = bpf_tc_hook_create(&hook); e) {
             setup_error_ = std::string("clsact: ") + std::strerror(-e);
             return;
         }
         for (auto [where, prog] : {std::pair{BPF_TC_INGRESS, skel_->progs.netprobe_tc_in_l3},
                                    std::pair{BPF_TC_EGRESS, skel_->progs.netprobe_tc_eg_l3}}) {
-            bpf_tc_hook h = hook_;
+            bpf_tc_hook h = hook;
             h.attach_point = where;
             bpf_tc_opts o{};
             o.sz = sizeof(o);
@@ -210,7 +210,6 @@ protected:
     static inline int tun_ = -1;
     static inline int orig_ns_ = -1;
     static inline std::uint32_t ifindex_ = 0;
-    static inline bpf_tc_hook hook_{};
     static inline bool ready_ = false;
     static inline std::string setup_error_ = "not set up";
 };

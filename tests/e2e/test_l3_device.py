@@ -11,7 +11,7 @@ import signal
 import unittest
 
 from netprobe_e2e import (PYTHON, E2ETestCase, kernel_stats, log, netprobe_attachments, require_tools, run,
-                          wait_for, wait_line)
+                          wait_for)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 IP_A, IP_B = "198.18.9.1", "198.18.9.2"

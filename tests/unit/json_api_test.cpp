@@ -22,14 +22,7 @@ netprobe::testing::TestState snapshotWithFlows() {
     t.snap.interval_seconds = 2.0;
     t.ifnames = {{3, "veth0"}, {4, "veth1"}};
     auto add = [&](flow_key k, std::uint64_t pkts, std::uint64_t bytes, std::uint8_t flags) {
-        netprobe::analysis::FlowRecord r;
-        r.key = k;
-        r.packets = pkts;
-        r.bytes = bytes;
-        r.interval_packets = pkts;
-        r.interval_bytes = bytes;
-        r.tcp_flags = flags;
-        t.flows.push_back(r);
+        t.flows.push_back(netprobe::testing::makeRecord(k, pkts, bytes, pkts, bytes, flags));
     };
     add(makeKey("198.18.0.1", "198.18.0.2", 40000, 80, 6, 3, NP_DIR_EGRESS), 10, 5000, 0x12);
     add(makeKey("198.18.0.2", "198.18.0.1", 53, 41000, 17, 3, NP_DIR_INGRESS), 4, 400, 0);
@@ -153,16 +146,7 @@ netprobe::testing::TestState documentState() {
     t.ifnames = {{3, "veth0"}, {4, std::string("we\"ird\\\n\xff\x01")}};
     auto add = [&](flow_key k, std::uint64_t p, std::uint64_t b, std::uint64_t ip, std::uint64_t ib, std::uint8_t fl,
                    std::uint64_t first, std::uint64_t last) {
-        netprobe::analysis::FlowRecord r;
-        r.key = k;
-        r.packets = p;
-        r.bytes = b;
-        r.interval_packets = ip;
-        r.interval_bytes = ib;
-        r.tcp_flags = fl;
-        r.first_seen_ns = first;
-        r.last_seen_ns = last;
-        t.flows.push_back(r);
+        t.flows.push_back(netprobe::testing::makeRecord(k, p, b, ip, ib, fl, first, last));
     };
     add(makeKey("2001:db8::1", "2001:db8::2", 443, 51000, 6, 3, NP_DIR_EGRESS), 100, 150000, 100, 150000, 0xff,
         8'950'000'000'000, 8'999'990'000'000);

@@ -62,6 +62,22 @@ inline collector::FlowSample makeSample(const flow_key& k, std::uint64_t pkts, s
     return s;
 }
 
+// A flow-table record: totals, the last interval's share, flags and kernel times.
+inline analysis::FlowRecord makeRecord(const flow_key& k, std::uint64_t pkts, std::uint64_t bytes,
+                                       std::uint64_t interval_pkts, std::uint64_t interval_bytes,
+                                       std::uint8_t flags = 0, std::uint64_t first = 0, std::uint64_t last = 0) {
+    analysis::FlowRecord r;
+    r.key = k;
+    r.packets = pkts;
+    r.bytes = bytes;
+    r.interval_packets = interval_pkts;
+    r.interval_bytes = interval_bytes;
+    r.tcp_flags = flags;
+    r.first_seen_ns = first;
+    r.last_seen_ns = last;
+    return r;
+}
+
 // A snapshot and what the main pipeline's stages make of it, for the export's pure
 // functions: flow records (in the order the stage sorts them) and the group view.
 struct TestState {

@@ -37,7 +37,6 @@ struct AttachInfo {
     std::uint32_t ifindex = 0;
     std::string xdp;  // "native", "generic", "off" or "failed: <reason>"
     std::string tc;   // "tcx" or "clsact"
-    bool layer3 = false;  // no link-layer header (tun, WireGuard, ipip...): layer-3 TC programs, no XDP
 };
 
 class Manager {
