@@ -181,6 +181,12 @@ if [[ -n ${R[throughput_ratio]:-} ]]; then
   if ge "$r" 0.98; then v=PASS; elif ge "$r" 0.95; then v="PASS(floor)"; else v="MISS"; fi
   row "TCP throughput with agent --xdp-mode=generic / without, median of $TP_ROUNDS" \
     "$r (${R[throughput_xdp_generic_gbps]} Gbit/s)" ">= 0.95 (aim 0.98)" "$v"
+  row "Kernel baseline: one-increment TC program on ingress + egress (clsact), no agent / without" \
+    "${R[throughput_ratio_reftc]:-n/a} (${R[throughput_reftc_gbps]:-?} Gbit/s)" "(reference)" "-"
+  row "Kernel baseline: one-increment XDP program in generic mode, no agent / without" \
+    "${R[throughput_ratio_refxdp]:-n/a} (${R[throughput_refxdp_gbps]:-?} Gbit/s)" "(reference)" "-"
+  row "TCP throughput with agent --xdp-mode=generic / the generic-XDP baseline" \
+    "${R[throughput_ratio_generic_vs_refxdp]:-n/a}" "(the agent's own share)" "-"
 else
   na "TCP throughput with/without agent" ">= 0.95 (aim 0.98)"
 fi

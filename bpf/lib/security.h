@@ -277,24 +277,33 @@ static __always_inline int np_xdp_source(void *data, void *data_end, union np_ad
 	return 0;
 }
 
-/* Returns 1 when the frame is to be dropped. */
-static __always_inline int np_xdp_blocked(struct xdp_md *ctx, __u64 len)
+/* Blocklist check of one source address: counts a match in its rule's block_stats
+ * (packets, bytes) and returns 1 when the packet is to be dropped (mitigation on). */
+static __always_inline int np_source_blocked(const union np_addr *src, __u32 packets, __u64 bytes)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
 	struct np_block_key k = { .prefixlen = 128 };
-	if (!np_xdp_source(data, data_end, &k.addr))
-		return 0;
+	__builtin_memcpy(&k.addr, src, sizeof(k.addr));
 	struct np_block_value *v = bpf_map_lookup_elem(&blocklist, &k);
 	if (!v)
 		return 0;
 	__u32 rule = v->rule_id;
 	struct np_counter *c = bpf_map_lookup_elem(&block_stats, &rule);
 	if (c) {
-		c->packets += 1;
-		c->bytes += len;
+		c->packets += packets;
+		c->bytes += bytes;
 	}
 	return np_mitigate == NP_MITIGATE_ON;
+}
+
+/* XDP: returns 1 when the frame is to be dropped. */
+static __always_inline int np_xdp_blocked(struct xdp_md *ctx, __u64 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	union np_addr src;
+	if (!np_xdp_source(data, data_end, &src))
+		return 0;
+	return np_source_blocked(&src, 1, len);
 }
 
 #endif /* NETPROBE_SECURITY_H */

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* NetProbe datapath: XDP (driver-level receive counters, and the blocklist when
  * mitigation is on) and TC ingress/egress (interface, protocol, malformed and
- * per-flow accounting, security records). TC always returns "continue": it only
- * observes. XDP drops a packet only when its source matches a blocklist rule and
- * mitigation is on (--mitigate=on); in dry-run it counts the match and passes. */
+ * per-flow accounting, security records). TC returns "continue": it observes. A
+ * packet is dropped only when its source matches a blocklist rule and mitigation is on
+ * (--mitigate=on): by XDP, or on interfaces without XDP by the *_block TC ingress
+ * programs; in dry-run the match is counted and the packet passes. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <netprobe/abi.h>
@@ -151,7 +152,13 @@ static __always_inline __u64 np_wire_bytes(__u64 len, __u32 segs, __u32 hdr_len)
 	return segs > 1 ? len + (__u64)(segs - 1) * hdr_len : len;
 }
 
-static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir, const bool l3)
+#define NP_TC_ACT_SHOT 2
+
+/* block: this ingress program enforces the blocklist itself (interfaces without the
+ * XDP program: layer-3 devices, and virtual devices in --xdp-mode=auto). A compile-time
+ * constant of each program; with mitigation off (read-only data) the check is removed
+ * at load. */
+static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir, const bool l3, const bool block)
 {
 	__u64 len = skb->len;
 	__u32 segs = skb->gso_segs;
@@ -187,6 +194,9 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir, const 
 			hdr_len = vlan_len + pkt.l4_off + 8;
 	}
 	len = np_wire_bytes(len, segs, hdr_len);
+	/* As at XDP, a dropped packet is counted by its rule only, not as traffic. */
+	if (block && np_mitigate != NP_MITIGATE_OFF && pkt.has_l3 && np_source_blocked(&pkt.key.src_ip, segs, len))
+		return NP_TC_ACT_SHOT;
 	np_device_add(&tc_device_stats, &tc_device_stats_hi, ifindex, dir, NP_DIR_MAX, segs, len,
 		      NP_MAP_TC_DEVICE_STATS);
 
@@ -227,13 +237,13 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir, const 
 SEC("tc")
 int netprobe_tc_in(struct __sk_buff *skb)
 {
-	return np_tc_handle(skb, NP_DIR_INGRESS, false);
+	return np_tc_handle(skb, NP_DIR_INGRESS, false, false);
 }
 
 SEC("tc")
 int netprobe_tc_eg(struct __sk_buff *skb)
 {
-	return np_tc_handle(skb, NP_DIR_EGRESS, false);
+	return np_tc_handle(skb, NP_DIR_EGRESS, false, false);
 }
 
 /* Layer-3 devices (tun, WireGuard, ipip, GRE, sit, PPP): the same accounting, the
@@ -242,13 +252,28 @@ int netprobe_tc_eg(struct __sk_buff *skb)
 SEC("tc")
 int netprobe_tc_in_l3(struct __sk_buff *skb)
 {
-	return np_tc_handle(skb, NP_DIR_INGRESS, true);
+	return np_tc_handle(skb, NP_DIR_INGRESS, true, false);
 }
 
 SEC("tc")
 int netprobe_tc_eg_l3(struct __sk_buff *skb)
 {
-	return np_tc_handle(skb, NP_DIR_EGRESS, true);
+	return np_tc_handle(skb, NP_DIR_EGRESS, true, false);
+}
+
+/* The ingress programs of interfaces without XDP when mitigation is on or dry-run:
+ * the same accounting, and the blocklist checked here (user space does not load
+ * them when mitigation is off). */
+SEC("tc")
+int netprobe_tc_in_block(struct __sk_buff *skb)
+{
+	return np_tc_handle(skb, NP_DIR_INGRESS, false, true);
+}
+
+SEC("tc")
+int netprobe_tc_in_l3_block(struct __sk_buff *skb)
+{
+	return np_tc_handle(skb, NP_DIR_INGRESS, true, true);
 }
 
 SEC("xdp")

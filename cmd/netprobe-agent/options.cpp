@@ -71,7 +71,7 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     app.add_option("--interface-filter", filter,
                    "Comma-separated interfaces to monitor (default: env NETWORK_INTERFACE, else every up, "
                    "non-loopback interface, followed as they come and go)");
-    app.add_option("--xdp-mode", xdp, "XDP attachment: auto (native, else generic), native, generic, off")
+    app.add_option("--xdp-mode", xdp, "XDP attachment: auto (native on physical devices whose driver has it, else TC only), native, generic, off")
         ->capture_default_str();
     app.add_option("--tc-mode", tc, "TC attachment: auto (tcx, else clsact), tcx, clsact")->capture_default_str();
     app.add_option("--flow-table-size", flow_table, "Kernel flow table entries (flows per collect interval)")

@@ -21,6 +21,11 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
             s.rodata->np_enable_flows = cfg.enable_flows ? 1 : 0;
             s.rodata->np_enable_security = cfg.enable_security ? 1 : 0;
             s.rodata->np_mitigate = static_cast<__u32>(cfg.mitigate);
+            // The blocking TC programs are for interfaces without XDP when there is a
+            // blocklist to enforce (or count, in dry-run); not loaded otherwise.
+            const bool block = cfg.mitigate != NP_MITIGATE_OFF;
+            bpf_program__set_autoload(s.progs.netprobe_tc_in_block, block);
+            bpf_program__set_autoload(s.progs.netprobe_tc_in_l3_block, block);
             const std::uint32_t flows = std::max<std::uint32_t>(cfg.flow_table_size, 1);
             if (int err = bpf_map__set_max_entries(s.maps.flow_stats, flows); err)
                 return std::unexpected(errnoError(-err, "datapath: size flow_stats"));
@@ -34,6 +39,7 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
     if (!skel) return std::unexpected(skel.error());
     Datapath d;
     d.flow_capacity_ = bpf_map__max_entries((*skel)->maps.flow_stats);
+    d.mitigate_ = cfg.mitigate;
     d.skel_.reset(skel->release());
     return d;
 }
@@ -41,7 +47,9 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
 Datapath::~Datapath() = default;
 
 int Datapath::xdpProg() const { return bpf_program__fd(skel_->progs.netprobe_xdp); }
-int Datapath::tcIngressProg(bool l3) const {
+int Datapath::tcIngressProg(bool l3, bool block) const {
+    if (block && mitigate_ != NP_MITIGATE_OFF)
+        return bpf_program__fd(l3 ? skel_->progs.netprobe_tc_in_l3_block : skel_->progs.netprobe_tc_in_block);
     return bpf_program__fd(l3 ? skel_->progs.netprobe_tc_in_l3 : skel_->progs.netprobe_tc_in);
 }
 int Datapath::tcEgressProg(bool l3) const {

@@ -30,7 +30,9 @@ public:
 
     [[nodiscard]] int xdpProg() const;
     // l3: the programs for devices without a link-layer header (tun, WireGuard, ipip...)
-    [[nodiscard]] int tcIngressProg(bool l3 = false) const;
+    // block: the interface has no XDP program, so TC ingress enforces the blocklist
+    // (the same program as without block when mitigation is off).
+    [[nodiscard]] int tcIngressProg(bool l3 = false, bool block = false) const;
     [[nodiscard]] int tcEgressProg(bool l3 = false) const;
     [[nodiscard]] int flowMap() const;
     // A duplicate of one of the maps' fds, owned by the caller.
@@ -52,6 +54,7 @@ private:
     };
     std::unique_ptr<datapath_bpf, SkelDeleter> skel_;
     std::uint32_t flow_capacity_ = 0;
+    np_mitigate_mode mitigate_ = NP_MITIGATE_OFF;
 };
 
 }  // namespace netprobe::ebpf

@@ -156,10 +156,11 @@ struct Manager::Impl {
             if (!ifaces.contains(idx)) forget(idx);
     }
 
-    Result<Iface> attachTc(std::uint32_t ifindex, Iface iface, bool l3) {
+    // block: no XDP program on the interface: the ingress program enforces the blocklist.
+    Result<Iface> attachTc(std::uint32_t ifindex, Iface iface, bool l3, bool block) {
         TcMode mode = opts.tc_mode;
         if (mode == TcMode::Auto && tcx_supported != Tri::No) {
-            auto in = TcAttachment::attach(dp.tcIngressProg(l3), ifindex, true, TcMode::Tcx);
+            auto in = TcAttachment::attach(dp.tcIngressProg(l3, block), ifindex, true, TcMode::Tcx);
             if (in) {
                 auto eg = TcAttachment::attach(dp.tcEgressProg(l3), ifindex, false, TcMode::Tcx);
                 if (!eg) return std::unexpected(eg.error());
@@ -174,7 +175,7 @@ struct Manager::Impl {
             spdlog::info("tcx links not supported by this kernel ({}); using clsact", in.error().what());
         }
         if (mode == TcMode::Tcx) {
-            auto in = TcAttachment::attach(dp.tcIngressProg(l3), ifindex, true, TcMode::Tcx);
+            auto in = TcAttachment::attach(dp.tcIngressProg(l3, block), ifindex, true, TcMode::Tcx);
             if (!in) return std::unexpected(in.error());
             auto eg = TcAttachment::attach(dp.tcEgressProg(l3), ifindex, false, TcMode::Tcx);
             if (!eg) return std::unexpected(eg.error());
@@ -186,7 +187,7 @@ struct Manager::Impl {
         auto q = ClsactQdisc::ensure(ifindex);
         if (!q) return std::unexpected(q.error());
         iface.qdisc.emplace(std::move(*q));
-        auto in = TcAttachment::attach(dp.tcIngressProg(l3), ifindex, true, TcMode::Clsact);
+        auto in = TcAttachment::attach(dp.tcIngressProg(l3, block), ifindex, true, TcMode::Clsact);
         if (!in) return std::unexpected(in.error());
         auto eg = TcAttachment::attach(dp.tcEgressProg(l3), ifindex, false, TcMode::Clsact);
         if (!eg) return std::unexpected(eg.error());
@@ -203,12 +204,16 @@ struct Manager::Impl {
         }
         std::vector<XdpMode> tries;
         if (opts.xdp_mode == XdpMode::Auto) {
-            // Native XDP on a virtual device (veth) switches its receive path to NAPI with
-            // a copy of every non-linear skb: TCP throughput over a veth fell to 0.30x
-            // (docs/benchmarks.md), and the veth's own rx_bytes stop counting the
-            // Ethernet header. Generic XDP sees the same packets at no such cost there.
-            if (isVirtualDevice(iface.info.ifname)) tries = {XdpMode::Generic};
-            else tries = {XdpMode::Native, XdpMode::Generic};
+            // Auto: native XDP where a physical device's driver has it; elsewhere TC alone
+            // (it sees the same packets; its ingress program enforces the blocklist). On a
+            // veth, native XDP turns the peer's TSO off (TCP over it fell to 0.30x), and
+            // generic XDP copies every non-linear skb into a linear one: a bare XDP_PASS
+            // program in generic mode costs 10-15% of TCP throughput (docs/benchmarks.md).
+            if (isVirtualDevice(iface.info.ifname)) {
+                iface.info.xdp = "off";
+                return;
+            }
+            tries = {XdpMode::Native};
         } else {
             tries = {opts.xdp_mode};
         }
@@ -224,6 +229,11 @@ struct Manager::Impl {
             why += a.error().what();
         }
         // XDP is an extra vantage point; TC still counts everything, so go on.
+        if (opts.xdp_mode == XdpMode::Auto) {
+            iface.info.xdp = "off";
+            spdlog::info("{}: no native XDP ({}); TC only", iface.info.ifname, why);
+            return;
+        }
         iface.info.xdp = "failed: " + why;
         spdlog::warn("{}: XDP not attached ({}); TC counters unaffected", iface.info.ifname, why);
     }
@@ -259,14 +269,15 @@ Result<AttachInfo> Manager::attachNetworkMonitor(std::string_view ifname) {
     Impl::Iface iface;
     iface.info.ifname = name;
     iface.info.ifindex = idx;
-    auto tc = impl_->attachTc(idx, std::move(iface), l3);
-    if (!tc) return std::unexpected(makeError("attach TC to " + name + ": " + tc.error().what()));
     if (l3) {
         // XDP (receive counters, the blocklist) parses Ethernet frames: TC alone here.
-        tc->info.xdp = "off";
+        iface.info.xdp = "off";
     } else {
-        impl_->attachXdp(idx, *tc);
+        impl_->attachXdp(idx, iface);
     }
+    const bool tc_blocks = !iface.xdp.has_value();
+    auto tc = impl_->attachTc(idx, std::move(iface), l3, tc_blocks);
+    if (!tc) return std::unexpected(makeError("attach TC to " + name + ": " + tc.error().what()));
     spdlog::info("{} (ifindex {}): attached tc={} xdp={}{}", name, idx, tc->info.tc, tc->info.xdp,
                  l3 ? " (layer-3 device: no link-layer header, XDP not used)" : "");
     auto info = tc->info;

@@ -125,6 +125,19 @@ std::unordered_map<std::uint32_t, std::string> netnsPaths() {
     return paths;
 }
 
+void ConnReconciler::runIfDue(int fd, std::optional<std::uint64_t> missed, std::chrono::steady_clock::time_point now,
+                              std::chrono::steady_clock::duration full_interval) {
+    const bool due = !missed || !last_missed_ || *missed != *last_missed_ || !suspects_.empty() || !last_run_ ||
+                     now - *last_run_ >= full_interval;
+    if (!due) {
+        skipped.fetch_add(1);
+        return;
+    }
+    last_missed_ = missed;  // read before the dumps: a miss during them moves it again
+    last_run_ = now;
+    run(fd);
+}
+
 void ConnReconciler::run(int fd) {
     struct Rec {
         std::uint64_t key, cookie;

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -35,9 +37,16 @@ class ConnReconciler {
 public:
     explicit ConnReconciler(std::string netns_path) : netns_path_(std::move(netns_path)) {}
     void run(int conn_table_fd);
+    // run() when it can find something: missed (the state-change program's miss count;
+    // nullopt: unknown) moved since the last run, records are under suspicion, or
+    // full_interval passed since the last run. Each dump walks the kernel's whole TCP
+    // hash table per namespace and family, which cost ~0.7% of a core every 2 s.
+    void runIfDue(int conn_table_fd, std::optional<std::uint64_t> missed, std::chrono::steady_clock::time_point now,
+                  std::chrono::steady_clock::duration full_interval);
 
     std::atomic<std::uint64_t> removed{0};
     std::atomic<std::uint64_t> runs{0};
+    std::atomic<std::uint64_t> skipped{0};  // checks that found nothing to compare
     std::atomic<std::uint64_t> failures{0};  // namespaces that could not be checked
     std::atomic<std::uint64_t> delete_failures{0};
 
@@ -45,6 +54,8 @@ private:
     std::string netns_path_;  // --socket-netns: every record is of this namespace
     std::unordered_map<std::uint64_t, std::uint64_t> suspects_;  // key -> cookie, absent in the last run
     bool warned_ = false;
+    std::optional<std::uint64_t> last_missed_;
+    std::optional<std::chrono::steady_clock::time_point> last_run_;
 };
 
 }  // namespace netprobe::ebpf

@@ -379,8 +379,18 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
         im->scheduler = scheduler;
         if (im->features.connections && options.reconcile_interval.count() > 0) {
             const int conn_fd = bpf_map__fd(s->maps.conn_table);
+            const int state_prog = bpf_program__fd(s->progs.netprobe_sk_state);
+            const auto full = options.reconcile_full_interval;
             im->tasks.push_back(scheduler->every("stack: reconcile connection records", options.reconcile_interval,
-                                                 [raw = im.get(), conn_fd] { raw->reconciler.run(conn_fd); }));
+                                                 [raw = im.get(), conn_fd, state_prog, full] {
+                                                     bpf_prog_info pi{};
+                                                     __u32 len = sizeof pi;
+                                                     std::optional<std::uint64_t> missed;
+                                                     if (bpf_obj_get_info_by_fd(state_prog, &pi, &len) == 0)
+                                                         missed = pi.recursion_misses;
+                                                     raw->reconciler.runIfDue(conn_fd, missed,
+                                                                              std::chrono::steady_clock::now(), full);
+                                                 }));
         }
         if (im->features.drops)
         {
@@ -418,6 +428,7 @@ Result<StackStats> StackMonitor::read() const {
     // the stale records user space removed (their -1 never happened in the kernel)
     st.records_reconciled = im.reconciler.removed.load();
     st.reconcile_runs = im.reconciler.runs.load();
+    st.reconcile_skipped = im.reconciler.skipped.load();
     st.reconcile_failures = im.reconciler.failures.load();
     st.reconcile_delete_failures = im.reconciler.delete_failures.load();
     st.tracked_open = u[NP_TCP_TRACKED_DELTA] - st.records_reconciled;

@@ -329,6 +329,10 @@ void renderStack(ExpositionWriter& w, const ebpf::StackStats& st) {
     w.family("netprobe_tcp_connection_reconcile_runs_total", MetricType::Counter,
              "Comparisons of the open-connection records with the kernel's socket list.");
     w.sample("netprobe_tcp_connection_reconcile_runs_total", {}, st.reconcile_runs);
+    w.family("netprobe_tcp_connection_reconcile_skipped_total", MetricType::Counter,
+             "Checks that needed no comparison: the state-change program missed no event since the last one, no "
+             "record was under suspicion, and the periodic comparison (every 20 s) was not due.");
+    w.sample("netprobe_tcp_connection_reconcile_skipped_total", {}, st.reconcile_skipped);
     w.family("netprobe_tcp_connection_reconcile_failures_total", MetricType::Counter,
              "Network namespaces whose sockets could not be listed in a comparison (their records are kept).");
     w.sample("netprobe_tcp_connection_reconcile_failures_total", {}, st.reconcile_failures);

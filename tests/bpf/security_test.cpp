@@ -51,11 +51,13 @@ Skel load(std::uint32_t security, std::uint32_t mitigate, std::uint32_t flow_ent
     return s;
 }
 
-enum class Prog { In, Eg, Xdp };
+enum class Prog { In, Eg, Xdp, InBlock };
 
 std::uint32_t run(datapath_bpf* s, Prog p, const Bytes& frame) {
-    const bpf_program* prog = p == Prog::In ? s->progs.netprobe_tc_in : p == Prog::Eg ? s->progs.netprobe_tc_eg
-                                                                                     : s->progs.netprobe_xdp;
+    const bpf_program* prog = p == Prog::In        ? s->progs.netprobe_tc_in
+                              : p == Prog::Eg      ? s->progs.netprobe_tc_eg
+                              : p == Prog::InBlock ? s->progs.netprobe_tc_in_block
+                                                   : s->progs.netprobe_xdp;
     bpf_test_run_opts o{};
     o.sz = sizeof(o);
     o.data_in = frame.data();
@@ -401,6 +403,45 @@ TEST_F(SecurityDatapath, BlocklistDropsWhenOnCountsInDryRun) {
     addRule(off.get(), v4("198.18.7.0"), 96 + 24, 5);
     EXPECT_EQ(run(off.get(), Prog::Xdp, from_blocked), kXdpPass);
     EXPECT_EQ(rulePackets(off.get(), 5), 0u);
+}
+
+std::size_t flowCount(datapath_bpf* s) {
+    std::size_t n = 0;
+    flow_key k{}, next{};
+    const int fd = bpf_map__fd(s->maps.flow_stats);
+    for (const void* cur = nullptr; bpf_map_get_next_key(fd, cur, &next) == 0; cur = &k, ++n) k = next;
+    return n;
+}
+
+// Interfaces without XDP (a veth in --xdp-mode=auto, layer-3 devices): the *_block TC
+// ingress program enforces the blocklist: TC_ACT_SHOT when on, counted by the rule
+// only (no flow, no traffic); in dry-run counted and accounted as usual. The plain
+// ingress program (interfaces with XDP) never consults it.
+TEST_F(SecurityDatapath, TcIngressBlocklistWhereThereIsNoXdp) {
+    constexpr std::uint32_t kTcShot = 2, kTcUnspec = static_cast<std::uint32_t>(-1);
+    const Bytes from_blocked = PacketBuilder().eth().ipv4("198.18.7.9", "198.18.0.2").udp(1, 2).payload(10).build();
+    const Bytes from_v6 = PacketBuilder().eth().ipv6("fd6e:7072:9::1", "fd6e:7072::2").udp(1, 2).build();
+    const Bytes tagged = PacketBuilder().eth().vlan(100).ipv4("198.18.7.10", "198.18.0.2").udp(1, 2).build();
+    const Bytes from_other = PacketBuilder().eth().ipv4("198.18.8.1", "198.18.0.2").udp(1, 2).build();
+    for (std::uint32_t mode : {std::uint32_t{NP_MITIGATE_ON}, std::uint32_t{NP_MITIGATE_DRY_RUN}}) {
+        Skel s = load(1, mode);
+        ASSERT_TRUE(s);
+        addRule(s.get(), v4("198.18.7.0"), 96 + 24, 5);
+        addRule(s.get(), v6("fd6e:7072:9::"), 48, 6);
+        const bool on = mode == NP_MITIGATE_ON;
+        const std::uint32_t hit = on ? kTcShot : kTcUnspec;
+        EXPECT_EQ(run(s.get(), Prog::InBlock, from_blocked), hit);
+        EXPECT_EQ(run(s.get(), Prog::InBlock, tagged), hit);
+        EXPECT_EQ(run(s.get(), Prog::InBlock, from_v6), hit);
+        EXPECT_EQ(flowCount(s.get()), on ? 0u : 3u) << "mode " << mode;
+        EXPECT_EQ(run(s.get(), Prog::InBlock, from_other), kTcUnspec);
+        EXPECT_EQ(flowCount(s.get()), on ? 1u : 4u);
+        EXPECT_EQ(rulePackets(s.get(), 5), 2u) << "mode " << mode;
+        EXPECT_EQ(rulePackets(s.get(), 6), 1u);
+        // the program of interfaces with XDP leaves the blocklist to XDP
+        EXPECT_EQ(run(s.get(), Prog::In, from_blocked), kTcUnspec);
+        EXPECT_EQ(rulePackets(s.get(), 5), 2u);
+    }
 }
 
 }  // namespace

@@ -304,7 +304,7 @@ class ApiTest(E2ETestCase):
             self.assertIn(k, i)
         self.assertEqual(i["index"], v.host_ifindex)
         self.assertEqual(i["tc_mode"], "tcx")
-        self.assertIn(i["xdp_mode"], ("native", "generic"))  # auto: generic on virtual devices, else native
+        self.assertEqual(i["xdp_mode"], "off")  # auto: native XDP on physical devices only, TC alone on a veth
         self.assertEqual(i["ingress_packets"], m.get("netprobe_interface_rx_packets_total", interface=v.host))
         self.assertEqual(i["ingress_bytes"], m.get("netprobe_interface_rx_bytes_total", interface=v.host))
         self.assertEqual(i["egress_packets"], m.get("netprobe_interface_tx_packets_total", interface=v.host))

@@ -19,8 +19,10 @@ class DoctorTest(E2ETestCase):
             self.assertEqual(p.returncode, check_rc, p.stdout)
         return p.returncode, json.loads(p.stdout)
 
-    def check_mode(self, tc_mode: str):
-        a = self.start_agent(f"--interface-filter={self.veth.host}", f"--tc-mode={tc_mode}", "--collect-interval=500ms")
+    def check_mode(self, tc_mode: str, xdp_mode: str = "auto"):
+        """xdp_mode auto: no XDP on a veth (TC alone)."""
+        a = self.start_agent(f"--interface-filter={self.veth.host}", f"--tc-mode={tc_mode}", f"--xdp-mode={xdp_mode}",
+                             "--collect-interval=500ms")
         a.wait_collections(2)
         rc, d = self.doctor(f"--metrics-port={a.port}", check_rc=0)
         self.assertEqual(d["problems"], [])
@@ -35,8 +37,12 @@ class DoctorTest(E2ETestCase):
             self.assertEqual([(e["prog_id"], e["prog"]) for e in i[f"tc_{d_key}"]],
                              [(pid, n.split(":")[0]) for pid, n in kernel[f"{key}_{d_key}"]])
         self.assertTrue(all(e["via"].startswith("tcx link" if tc_mode == "tcx" else "clsact") for e in i["tc_ingress"]))
-        self.assertEqual((i["xdp"]["prog_id"], i["xdp"]["prog"]), kernel["xdp"][0])
-        self.assertEqual(i["xdp"]["mode"], {"generic": "generic", "driver": "native"}[kernel["xdp_modes"][0][1]])
+        if xdp_mode == "auto":
+            self.assertFalse(i["xdp"], i)
+            self.assertEqual(kernel["xdp"], [])
+        else:
+            self.assertEqual((i["xdp"]["prog_id"], i["xdp"]["prog"]), kernel["xdp"][0])
+            self.assertEqual(i["xdp"]["mode"], {"generic": "generic", "driver": "native"}[kernel["xdp_modes"][0][1]])
         # programs: the set bpftool lists with our prefix
         ours = {pid: n for pid, n in prog_names().items() if n.startswith("netprobe")}
         self.assertEqual({p["id"]: p["name"] for p in d["programs"]}, ours)
@@ -83,7 +89,7 @@ class DoctorTest(E2ETestCase):
         self.assertFalse(d["agent"]["reachable"])
 
     def test_clsact_mode(self):
-        self.check_mode("clsact")
+        self.check_mode("clsact", "generic")
 
     def test_problems_are_reported(self):
         a = self.start_agent(f"--interface-filter={self.veth.host}")

@@ -16,9 +16,10 @@ class LifecycleTest(E2ETestCase):
 
     # -- helpers -------------------------------------------------------------------
 
-    def assertOneSet(self, ifname: str, tc: str, xdp_mode: str = "any", netns=None) -> dict:
+    def assertOneSet(self, ifname: str, tc: str, xdp_mode: str = "off", netns=None) -> dict:
         """Exactly one netprobe program on each hook of the mode, none on the others.
-        xdp_mode: native, generic, off, or any (one XDP program in either mode)."""
+        xdp_mode: native, generic, off (also --xdp-mode=auto on a veth: XDP only on
+        physical devices), or any (one XDP program in either mode)."""
         if xdp_mode != "off":
             modes = [m for _, m in attachments(ifname, netns)["xdp_modes"]]
             kernel = {"native": ["driver"], "generic": ["generic"]}.get(xdp_mode)
@@ -48,7 +49,7 @@ class LifecycleTest(E2ETestCase):
 
     # -- SIGTERM -------------------------------------------------------------------
 
-    def sigterm_case(self, *args: str, tc: str, xdp: str = "any"):
+    def sigterm_case(self, *args: str, tc: str, xdp: str = "off"):
         v = self.make_veth()
         self.assertNotIn("clsact", qdiscs(v.host))
         agent = self.start_agent(f"--interface-filter={v.host}", "--collect-interval=500ms", *args)
@@ -186,7 +187,7 @@ class LifecycleTest(E2ETestCase):
             self.assertNotIn("clsact", qdiscs(v.host))
 
     def test_crash_loop_tcx(self):
-        self.crash_loop("tcx", "any")
+        self.crash_loop("tcx", "off")  # auto: no XDP on a veth
 
     def test_crash_loop_clsact(self):
         self.crash_loop("clsact", "generic", "--tc-mode=clsact", "--xdp-mode=generic")

@@ -13,6 +13,7 @@ import time
 import unittest
 import xml.etree.ElementTree as ET
 
+from e2e_inspect import netprobe_attachments
 from netprobe_e2e import AGENT, PYTHON, E2ETestCase, free_port, log, require_tools, run, wait_for
 
 PROMETHEUS = "/usr/bin/prometheus"
@@ -343,11 +344,16 @@ class Mitigation(SecurityCase):
     def blocked_counter(self, agent, cidr: str) -> float:
         return agent.metrics().get_or("netprobe_security_blocked_packets_total", 0.0, cidr=cidr)
 
-    def run_mode(self, mode: str):
+    def run_mode(self, mode: str, *extra: str, enforced_by: str = "netprobe_tc_in_block"):
+        """enforced_by: the program that holds the blocklist on the victim's interface -
+        TC ingress where there is no XDP (a veth in --xdp-mode=auto), else XDP."""
         require_tools("nmap", "ping")
         v = self.topology()
-        agent = self.agent_in_victim(f"--mitigate={mode}",
+        agent = self.agent_in_victim(f"--mitigate={mode}", *extra,
                                      config=self.config(CONFIG + "mitigation:\n  block_duration: 5m\n"))
+        a = {k: sorted(n.split(":")[0] for _, n in p) for k, p in netprobe_attachments(v.peer, v.ns).items() if p}
+        log(f"programs on {v.peer}: {a}")
+        self.assertIn(enforced_by, a.get("xdp", []) + a.get("tcx_ingress", []), a)
         self.nmap("-sS", "-p", "1-1000", v.peer_ip)
         e = self.wait_event(agent, lambda e: e["type"] == "port_scan", "a port_scan event")
         cidr = f"{v.host_ip}/32"
@@ -369,6 +375,10 @@ class Mitigation(SecurityCase):
 
     def test_on_drops_the_scanner(self):
         sent, received = self.run_mode("on")
+        self.assertEqual(received, 0)
+
+    def test_on_drops_the_scanner_at_xdp(self):
+        sent, received = self.run_mode("on", "--xdp-mode=generic", enforced_by="netprobe_xdp")
         self.assertEqual(received, 0)
 
     def test_rules_expire(self):

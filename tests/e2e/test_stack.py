@@ -340,7 +340,7 @@ class StaleRecords(StackTestCase):
             left = [e for e in json.loads(run(["bpftool", "-j", "map", "dump", "id", str(conn_id)]).stdout)
                     if tuple(e["key"]) in planted]
             return (active, rec, m) if active == 0 and not left else None
-        active, rec2, m = wait_for(clean, 30, "the stale records to be reconciled")
+        active, rec2, m = wait_for(clean, 60, "the stale records to be reconciled")
         log(f"stale records reconciled: {rec2 - rec1} (planted {len(saved)}); active {active}")
         # every planted record, plus at most the stale records of missed closes of the burst
         self.assertGreaterEqual(rec2 - rec1, len(saved))

@@ -100,6 +100,7 @@ struct StackStats {
     // (its CLOSE was missed, see missed_events); checked against NETLINK_SOCK_DIAG.
     std::uint64_t records_reconciled = 0;
     std::uint64_t reconcile_runs = 0;      // completed comparisons with the kernel's socket list
+    std::uint64_t reconcile_skipped = 0;   // checks that needed no comparison (no missed event, no suspect)
     std::uint64_t reconcile_failures = 0;  // namespaces that could not be checked in a run
     std::uint64_t reconcile_delete_failures = 0;  // stale records whose delete failed (retried)
     Log2Histogram srtt_us;
@@ -129,10 +130,14 @@ struct StackMonitorOptions {
     std::size_t max_closed = 1024;      // recently closed connections kept
     std::size_t max_open = 10000;       // open connections returned per read
     std::uint32_t conn_table_size = 65536;
-    // How often a background task compares the open-connection records with the
-    // sockets that exist (inet_diag dumps of the namespaces concerned); 0 = never. A
-    // record is removed only when its socket was absent from two consecutive comparisons.
+    // How often a background task checks whether the open-connection records need
+    // comparing with the sockets that exist (inet_diag dumps of the namespaces
+    // concerned); 0 = never. The comparison runs when the state-change program missed
+    // events since the last one (the kernel's recursion-miss count moved), while a
+    // record is under suspicion, and at least every reconcile_full_interval; a record is
+    // removed only when its socket was absent from two consecutive comparisons.
     std::chrono::milliseconds reconcile_interval{2000};
+    std::chrono::milliseconds reconcile_full_interval{20000};
     // Netfilter hooks counted, bit (1 << NF_INET_*): prerouting 0, input 1, forward 2,
     // output 3, postrouting 4. Default input, forward, output: every packet passes one
     // or two of them (locally delivered, routed, locally sent) instead of two to four,
