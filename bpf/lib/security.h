@@ -162,12 +162,17 @@ static __always_inline struct np_sec_event *np_sec_reserve(const struct np_packe
 	return e;
 }
 
-/* First packet of a TCP/UDP flow not in flow_stats (key already carries
+/* First packet of a TCP/UDP flow not in flow_stats before it (key already carries
  * ifindex/direction). A TCP segment that opens, refuses or probes (SYN, RST, or no
  * ACK: FIN/NULL/Xmas) is always announced: on a reused 5-tuple it is a new attempt
  * or a new answer. The rest (ACK-bearing segments, UDP) continue a flow: announced
- * only when sec_flow_seen has not seen the flow yet. */
-static __always_inline void np_sec_new_flow(const struct np_packet *pkt, __u64 len)
+ * only when sec_flow_seen does not hold the flow. sec_flow_seen holds the flows the
+ * full table could not take (written here: in_table 0) and the flows whose idle
+ * entry user space removed (written by user space with the removal,
+ * ebpf::removeIdleFlow). A flow that got its flow_stats entry is found there by its
+ * next packets, so it is not written here: under a random-port flood every packet
+ * is a new flow, and an LRU insert per packet doubled the cost of each. */
+static __always_inline void np_sec_new_flow(const struct np_packet *pkt, __u64 len, int in_table)
 {
 	if (pkt->key.proto != NP_IPPROTO_TCP && pkt->key.proto != NP_IPPROTO_UDP)
 		return;
@@ -176,7 +181,7 @@ static __always_inline void np_sec_new_flow(const struct np_packet *pkt, __u64 l
 	if (!opens && bpf_map_lookup_elem(&sec_flow_seen, &pkt->key))
 		return;
 	__u32 seen = 1;
-	if (bpf_map_update_elem(&sec_flow_seen, &pkt->key, &seen, BPF_ANY))
+	if (!in_table && bpf_map_update_elem(&sec_flow_seen, &pkt->key, &seen, BPF_ANY))
 		np_count_map_error(NP_MAP_SEC_FLOW_SEEN);
 	struct np_sec_event *e = np_sec_reserve(pkt, NP_SEC_NEW_FLOW, (__u32)len);
 	if (!e)

@@ -106,18 +106,24 @@ static __always_inline void np_account_flow(struct np_packet *pkt, __u32 segs, _
 		.last_seen_ns = now,
 		.tcp_flags = pkt->tcp_flags,
 	};
-	enum np_lookup_result r = np_lookup_or_init(&flow_stats, &pkt->key, &init, (void **)&fs);
-	if (r == NP_FOUND && fs) {
-		np_flow_add(fs, segs, len, pkt->tcp_flags, now);
-		return;
+	/* The lookup above missed: insert at once (no second lookup); another CPU may
+	 * have inserted the key meanwhile (-EEXIST), then add to its entry. */
+	long err = bpf_map_update_elem(&flow_stats, &pkt->key, &init, BPF_NOEXIST);
+	int in_table = err == 0;
+	if (err == -NP_EEXIST) {
+		fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
+		if (fs) {
+			np_flow_add(fs, segs, len, pkt->tcp_flags, now);
+			return;
+		}
 	}
-	if (r == NP_FAILED)
+	if (!in_table)
 		np_count_map_error(NP_MAP_FLOW_STATS);
 	/* Not in the flow table: a new flow, one whose idle entry user space removed, or
 	 * one the full table could not take. The security side decides which it is
 	 * (np_sec_new_flow announces a flow once, full table or not). */
 	if (np_enable_security)
-		np_sec_new_flow(pkt, len);
+		np_sec_new_flow(pkt, len, in_table);
 }
 
 /* Parse the skb into pkt. Global (non-inlined) functions: the verifier checks each

@@ -40,6 +40,7 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
     Datapath d;
     d.flow_capacity_ = bpf_map__max_entries((*skel)->maps.flow_stats);
     d.mitigate_ = cfg.mitigate;
+    d.security_ = cfg.enable_security;
     d.skel_.reset(skel->release());
     return d;
 }
@@ -165,11 +166,22 @@ Result<void> Datapath::forgetDevice(std::uint32_t ifindex) const {
 
 Result<std::size_t> Datapath::readFlows(std::vector<FlowEntry>& out) const { return readFlowMap(flowMap(), out); }
 
-Result<np_flow_stats> Datapath::removeFlow(const flow_key& key) const {
+Result<np_flow_stats> removeIdleFlow(int flow_stats_fd, int sec_flow_seen_fd, const flow_key& key) {
+    // First remember the flow as announced (np_sec_new_flow), then remove it: a packet
+    // of the flow in between finds one or the other and is not announced again.
+    if (sec_flow_seen_fd >= 0) {
+        const __u32 seen = 1;
+        if (bpf_map_update_elem(sec_flow_seen_fd, &key, &seen, BPF_ANY) != 0)
+            return std::unexpected(errnoError(errno, "remember an idle flow in sec_flow_seen"));
+    }
     std::vector<np_flow_stats> vals(static_cast<std::size_t>(possibleCpus()));
-    if (bpf_map_lookup_and_delete_elem(flowMap(), &key, vals.data()) != 0)
+    if (bpf_map_lookup_and_delete_elem(flow_stats_fd, &key, vals.data()) != 0)
         return std::unexpected(errnoError(errno, "remove an idle flow from flow_stats"));
     return mergeFlowStats(vals);
+}
+
+Result<np_flow_stats> Datapath::removeFlow(const flow_key& key) const {
+    return removeIdleFlow(flowMap(), security_ ? bpf_map__fd(skel_->maps.sec_flow_seen) : -1, key);
 }
 
 }  // namespace netprobe::ebpf

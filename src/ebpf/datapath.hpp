@@ -55,6 +55,12 @@ private:
     std::unique_ptr<datapath_bpf, SkelDeleter> skel_;
     std::uint32_t flow_capacity_ = 0;
     np_mitigate_mode mitigate_ = NP_MITIGATE_OFF;
+    bool security_ = false;
 };
+
+// What the agent does with an idle flow: remembers it in sec_flow_seen (fd -1: security
+// off), so that its next packet, if it resumes, is not announced as a new flow, then
+// removes it from flow_stats, returning its final values (summed over CPUs).
+Result<np_flow_stats> removeIdleFlow(int flow_stats_fd, int sec_flow_seen_fd, const flow_key& key);
 
 }  // namespace netprobe::ebpf

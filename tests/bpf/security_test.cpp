@@ -17,6 +17,7 @@
 #include <netprobe/abi.h>
 
 #include "datapath.skel.h"
+#include "ebpf/datapath.hpp"
 #include "support/packet_builder.hpp"
 
 namespace {
@@ -225,12 +226,13 @@ TEST_F(SecurityDatapath, ResumedFlowNotAnnouncedAgainButANewSynIs) {
     const Bytes data = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 22, tf::PSH | tf::ACK).payload(64).build();
     run(s.get(), Prog::In, syn);
     ASSERT_EQ(drain(s.get()).size(), 1u);
-    auto removeFlow = [&] {  // what the agent does with an idle entry
+    auto removeFlow = [&] {  // what the agent does with an idle entry (Datapath::removeFlow)
         flow_key k{};
-        std::vector<np_flow_stats> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
         const int fd = bpf_map__fd(s->maps.flow_stats);
         ASSERT_EQ(bpf_map_get_next_key(fd, nullptr, &k), 0);
-        ASSERT_EQ(bpf_map_lookup_and_delete_elem(fd, &k, v.data()), 0);
+        auto last = netprobe::ebpf::removeIdleFlow(fd, bpf_map__fd(s->maps.sec_flow_seen), k);
+        ASSERT_TRUE(last) << last.error().what();
+        EXPECT_GE(last->packets, 1u);
     };
     removeFlow();
     run(s.get(), Prog::In, keepalive);
