@@ -50,12 +50,16 @@ struct {
  * finds no flow_stats entry, so a flow is announced once: not again when it resumes
  * after user space removed its idle entry (np_sec_new_flow), and also when flow_stats
  * is full (a spoofed-source flood that fills it must not hide a scan). LRU: the
- * oldest announcements make room; user space sizes it before load. */
+ * oldest announcements make room; user space sizes it before load. Per-CPU LRU lists
+ * (BPF_F_NO_COMMON_LRU): written once per packet while a flood keeps flow_stats full,
+ * and the common list's global lock and rotation are what such a stream of updates
+ * pays for; lookups still see every CPU's entries. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct flow_key);
 	__type(value, __u32);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 } sec_flow_seen SEC(".maps");
 
 /* index: rule_id; packets/bytes matched (dropped, or in dry-run: would have been) */

@@ -281,7 +281,6 @@ public:
             sec_pipeline = std::make_shared<netprobe::analysis::Pipeline>(*sec_collector);
             netprobe::analysis::security::SecurityStage::Options so;
             so.config = *sec_cfg;
-            so.xdp_attached = opts_.xdp_mode != netprobe::ebpf::XdpMode::Off;
             so.flows = [main = pipeline.get()] { return main->latest()->flows; };
             sec_pipeline->addStage(std::make_unique<netprobe::analysis::security::SecurityStage>(std::move(so)));
             auto log = netprobe::metrics::EventLog::open(opts_.events_log);

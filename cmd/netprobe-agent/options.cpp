@@ -143,7 +143,7 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
         ->capture_default_str();
     app.add_option("--security-config", o.security_config, "Security thresholds/allow-lists YAML file");
     app.add_option("--mitigate", o.mitigate,
-                   "XDP blocklist fed by detections: off, dry-run (count what would be dropped), on "
+                   "Blocklist fed by detections (XDP, else TC ingress): off, dry-run (count what would be dropped), on "
                    "(default: the config file's mitigation.mode, else off)");
     app.add_option("--events-log", o.events_log, "Append every security event as one JSON line to this file");
     app.add_option("--security-set", o.security_set,

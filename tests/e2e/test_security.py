@@ -377,6 +377,11 @@ class Mitigation(SecurityCase):
         sent, received = self.run_mode("on")
         self.assertEqual(received, 0)
 
+    def test_on_drops_the_scanner_with_xdp_off(self):
+        """--xdp-mode=off: TC ingress holds the blocklist (mitigation used to be refused)."""
+        sent, received = self.run_mode("on", "--xdp-mode=off")
+        self.assertEqual(received, 0)
+
     def test_on_drops_the_scanner_at_xdp(self):
         sent, received = self.run_mode("on", "--xdp-mode=generic", enforced_by="netprobe_xdp")
         self.assertEqual(received, 0)

@@ -36,11 +36,8 @@ SecurityStage::SecurityStage(Options options, TimePoint started)
       flood_(opts_.config),
       book_(opts_.config.max_events),
       planner_(opts_.config, NP_BLOCK_RULES_MAX) {
+    // Enforced by XDP, or at TC ingress where an interface has no XDP program.
     mitigating_ = opts_.config.mitigate != MitigationMode::Off;
-    if (mitigating_ && !opts_.xdp_attached) {
-        spdlog::warn("security: mitigation needs XDP, which is off (--xdp-mode=off): nothing will be blocked");
-        mitigating_ = false;
-    }
 }
 
 std::vector<SourceShare> SecurityStage::topSources(const Addr16& dst) const {

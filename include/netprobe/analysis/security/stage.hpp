@@ -50,7 +50,6 @@ class SecurityStage final : public Stage {
 public:
     struct Options {
         SecurityConfig config;
-        bool xdp_attached = true;  // false: mitigation cannot act (said once)
         // The main pipeline's flow records: a flood's largest senders (may be empty).
         std::function<std::shared_ptr<const FlowView>()> flows;
     };
