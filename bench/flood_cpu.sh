@@ -34,12 +34,12 @@ sysctl -qw kernel.bpf_stats_enabled=1
 
 rsts() { ip netns exec "$NS_S" nstat -asz TcpOutRsts | awk '$1 == "TcpOutRsts" {print $2}'; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, clock ticks
-# run time (ns) of the BPF programs the process holds open
+# run time (ns) of the BPF programs the process holds open, each program once: a
+# program's fd and each of its links' fds all show its prog_id (counting per fd
+# counted the netfilter program once per hook link, the TC programs twice)
 bpf_ns() {
-  local pid=$1 fd id total=0 t
-  for fd in /proc/"$pid"/fdinfo/*; do
-    id=$(awk '/^prog_id:/ {print $2}' "$fd" 2>/dev/null) || continue
-    [[ -n $id ]] || continue
+  local pid=$1 id total=0 t
+  for id in $(awk '/^prog_id:/ {print $2}' /proc/"$pid"/fdinfo/* 2>/dev/null | sort -u); do
     t=$(bpftool -j prog show id "$id" 2>/dev/null | jq '.run_time_ns // 0') || t=0
     total=$((total + t))
   done
