@@ -6,10 +6,11 @@ its programs are attached (monitored: counting from then on), and to the agent's
 /api/v1/interfaces listing it (polled every 10 ms; the API shows the latest
 collection, so this adds up to one --collect-interval). Afterwards, with all
 pairs gone: the agent's open file descriptors and VmRSS against before the churn, and
-no interface left in its list.
+no interface left in its list. NP_CHURN_ROUNDS (default 2) rounds of PAIRS each, VmRSS
+after each: growth from round 1 to 2 is a leak, growth before round 1 is warm-up.
 
 Namespaces npb-ifc-a (the agent, one end of each pair) and npb-ifc-b (the other
-ends), veths npbc<N>/npbd<N>, no addresses: nothing leaves the namespaces. Prints
+ends), veths npbc<R>x<N>/npbd<R>x<N>, no addresses: nothing leaves the namespaces. Prints
 RESULT lines for bench/run.sh.
 
 usage: veth_churn.py [AGENT] [PAIRS] [SECONDS] [LIFETIME]
@@ -29,6 +30,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AGENT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "bin", "netprobe-agent")
 PAIRS = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+ROUNDS = int(os.environ.get("NP_CHURN_ROUNDS", "2"))  # PAIRS created and deleted per round
 SECONDS = float(sys.argv[3]) if len(sys.argv) > 3 else 60.0
 LIFETIME = float(sys.argv[4]) if len(sys.argv) > 4 else 5.0  # seconds each pair lives
 NS_A, NS_B = "npb-ifc-a", "npb-ifc-b"
@@ -151,26 +153,33 @@ def main() -> int:
         poller.start()
         interval = SECONDS / PAIRS
         created: dict[str, float] = {}
-        alive: list[tuple[float, int]] = []
+        rss_rounds: list[int] = []
         t_start = time.time()
-        for i in range(PAIRS):
-            a, b = f"npbc{i}", f"npbd{i}"
-            sh("ip", "-n", NS_A, "link", "add", a, "type", "veth", "peer", "name", b, "netns", NS_B)
-            sh("ip", "-n", NS_B, "link", "set", b, "up")
-            sh("ip", "-n", NS_A, "link", "set", a, "up")
-            created[a] = time.time()
-            alive.append((created[a], i))
-            while alive and time.time() - alive[0][0] > LIFETIME:
-                _, j = alive.pop(0)
-                sh("ip", "-n", NS_A, "link", "del", f"npbc{j}")
-            next_at = t_start + (i + 1) * interval
-            time.sleep(max(0.0, next_at - time.time()))
-        for _, j in alive:
-            # the last ones still get their full lifetime to be seen
-            time.sleep(max(0.0, LIFETIME - (time.time() - created[f"npbc{j}"])))
-            sh("ip", "-n", NS_A, "link", "del", f"npbc{j}")
+        for rnd in range(ROUNDS):
+            # round r: npbc<r>x<i> (at most 15 characters); the same number each round, so
+            # RSS after round 1 against after round 2 tells warm-up from growth
+            alive: list[tuple[float, str]] = []
+            t_round = time.time()
+            for i in range(PAIRS):
+                a, b = f"npbc{rnd}x{i}", f"npbd{rnd}x{i}"
+                sh("ip", "-n", NS_A, "link", "add", a, "type", "veth", "peer", "name", b, "netns", NS_B)
+                sh("ip", "-n", NS_B, "link", "set", b, "up")
+                sh("ip", "-n", NS_A, "link", "set", a, "up")
+                created[a] = time.time()
+                alive.append((created[a], a))
+                while alive and time.time() - alive[0][0] > LIFETIME:
+                    _, old = alive.pop(0)
+                    sh("ip", "-n", NS_A, "link", "del", old)
+                next_at = t_round + (i + 1) * interval
+                time.sleep(max(0.0, next_at - time.time()))
+            for t, name in alive:
+                # the last ones still get their full lifetime to be seen
+                time.sleep(max(0.0, LIFETIME - (time.time() - t)))
+                sh("ip", "-n", NS_A, "link", "del", name)
+            time.sleep(3)
+            rss_rounds.append(proc_status(pid)["VmRSS"])
+            log(f"after round {rnd + 1}: VmRSS {rss_rounds[-1]} KiB")
         churn_seconds = time.time() - t_start
-        time.sleep(3)
         poller.stop.set()
         poller.join(5)
 
@@ -217,6 +226,7 @@ def main() -> int:
         print(f"RESULT\tchurn_latency_ms\t{statistics.median(lat):.0f}\t{p99(lat):.0f}\t{lat[-1]:.0f}\t{len(missed)}")
         print(f"RESULT\tchurn_fds\t{before['fds']}\t{after['fds']}")
         print(f"RESULT\tchurn_rss_kib\t{before['VmRSS']}\t{after['VmRSS']}\t{after['VmHWM']}")
+        print(f"RESULT\tchurn_rss_rounds_kib\t{' '.join(map(str, rss_rounds))}")
         print(f"RESULT\tchurn_left\t{len(left_names)}")
         os.unlink(logf.name)
         return 0
