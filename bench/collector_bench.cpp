@@ -161,7 +161,7 @@ SnapshotFixture makeSnapshot(std::uint32_t ifaces, std::uint32_t flows, std::siz
     to.selector.k = top_talkers;
     netprobe::analysis::TopTalkers(to).run(*snap, f.views);
     f.views.snapshot = std::move(snap);
-    f.series = npbench::countSeries(netprobe::metrics::renderMetrics(f.views, {}));
+    f.series = npbench::countSeries(netprobe::metrics::renderMetrics(f.views));
     return f;
 }
 
@@ -172,10 +172,9 @@ void BM_RenderMetrics(benchmark::State& state, std::uint32_t ifaces, std::uint32
         fx = makeSnapshot(ifaces, flows, 20);
         made = {ifaces, flows};
     }
-    netprobe::metrics::RenderOptions ro{};
     std::size_t bytes = 0;
     for (auto _ : state) {
-        std::string s = netprobe::metrics::renderMetrics(fx->views, ro);
+        std::string s = netprobe::metrics::renderMetrics(fx->views);
         bytes = s.size();
         benchmark::DoNotOptimize(s.data());
     }

@@ -20,9 +20,7 @@ IF_C=npbfl0
 IF_S=npbfl1
 ADDR_S=198.18.2.2
 PORT=19183
-for tool in hping3 iperf3 jq curl bpftool; do
-  command -v "$tool" >/dev/null || { np_log "flood_cpu: $tool not installed (make deps)"; exit 1; }
-done
+np_require flood_cpu hping3 iperf3 jq curl bpftool
 TMP=$(mktemp -d /tmp/npb-fl.XXXXXX)
 stats_was=$(sysctl -n kernel.bpf_stats_enabled)
 trap 'np_cleanup; sysctl -qw kernel.bpf_stats_enabled="$stats_was"; rm -rf "$TMP"' EXIT

@@ -11,6 +11,15 @@ _np_netns=()
 
 np_log() { printf '%s\n' "$*" >&2; }
 
+# np_require NAME TOOL...: exits (1) naming the first TOOL that is not installed.
+np_require() {
+  local name=$1 tool
+  shift
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { np_log "$name: $tool not installed (make deps)"; exit 1; }
+  done
+}
+
 # np_kill PID: SIGTERM, then SIGKILL after ~5 s. Only processes we started.
 np_kill() {
   local pid=$1 i

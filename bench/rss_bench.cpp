@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
     talkers.run(*snap, published);
     stage("top talkers (stage)");
 
-    std::string metrics = metrics::renderMetrics(published, {});
+    std::string metrics = metrics::renderMetrics(published);
     stage("/metrics rendered");
 
     metrics::FlowQuery q;

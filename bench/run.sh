@@ -75,7 +75,8 @@ run_step "Collector (Google Benchmark)" "$LOGS/collector.log" \
 run_step "RSS of the user-space pipeline (synthetic)" "$LOGS/rss_pipeline.log" "$BIN/np_rss_bench" 100000
 run_step "RSS of the real agent with 100k flows" "$LOGS/rss_agent.log" bash "$ROOT/bench/rss_agent.sh" \
   "$BIN/np_flowgen" 100000 50000
-run_step "TCP throughput over veth (iperf3)" "$LOGS/throughput.log" bash "$ROOT/bench/throughput.sh" 5 "$TP_ROUNDS"
+run_step "TCP throughput over veth (iperf3)" "$LOGS/throughput.log" \
+  env NP_BENCH_REF_OBJ="$BUILD/bpf/reference.bpf.o" bash "$ROOT/bench/throughput.sh" 5 "$TP_ROUNDS"
 run_step "Stack monitor: program cost and connection rate" "$LOGS/stack.log" bash "$ROOT/bench/stack_bench.sh" 3
 run_step "Interface churn: 2 rounds of 200 veths in 60 s" "$LOGS/churn.log" /usr/bin/python3 "$ROOT/bench/veth_churn.py" \
   "$NP_AGENT" 200 60
@@ -414,9 +415,11 @@ each sample, per-talker sums, the sticky top-20), once per collect interval.
 
 **Throughput** (\`bench/throughput.sh\`). Namespaces \`npb-tp-cli\` / \`npb-tp-srv\` joined by a veth pair
 (198.18.0.1/30, 198.18.0.2/30); iperf3 client (CPU 0) -> server (CPU 1), 5 s per run after 1 s
-omitted, receiver's rate. $TP_ROUNDS rounds of four runs: without the agent, with the agent
-(\`--interface-filter=npbtp1\` inside the server namespace, \`--collect-interval=1s\`) in its default
-modes, with \`--xdp-mode=off\`, with \`--xdp-mode=generic\`; each ratio is the configuration's median
+omitted, receiver's rate. $TP_ROUNDS rounds of six runs: without the agent, with the agent
+(\`--interface-filter=npbtp1\` inside the server namespace, otherwise its defaults: every feature on,
+5 s collection) in its default modes, with \`--xdp-mode=off\`, with \`--xdp-mode=generic\`, and two
+kernel baselines without the agent: the one-increment reference program (\`bench/reference.bpf.c\`)
+on TC ingress and egress (clsact), and in generic XDP; each ratio is the configuration's median
 over the median without the agent. Other work on the (shared) machine shows up as run-to-run noise.
 
 **Agent RSS** (\`bench/rss_agent.sh\`). The real agent in namespace \`npb-rss-agt\` on \`npbrs1\`

@@ -37,9 +37,7 @@ PROM=/usr/bin/prometheus
 PY=/usr/bin/python3
 LOAD=$NP_ROOT/bench/churn_load.py
 
-for tool in jq curl "$PROM" "$PY"; do
-  command -v "$tool" >/dev/null || { np_log "churn: $tool not installed (make deps; Debian package prometheus)"; exit 1; }
-done
+np_require churn jq curl "$PROM" "$PY"
 [[ -x $NP_AGENT ]] || { np_log "churn: $NP_AGENT not built"; exit 1; }
 
 TMP=$(mktemp -d /tmp/npb-churn.XXXXXX)

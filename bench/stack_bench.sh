@@ -23,9 +23,7 @@ NS_L=npb-stk-load
 PY=/usr/bin/python3
 LOAD=$NP_ROOT/bench/stack_load.py
 
-for tool in bpftool jq curl; do
-  command -v "$tool" >/dev/null || { np_log "stack: $tool not installed (make deps)"; exit 1; }
-done
+np_require stack bpftool jq curl
 [[ -x $NP_AGENT ]] || { np_log "stack: $NP_AGENT not built"; exit 1; }
 
 TMP=$(mktemp -d /tmp/npb-stk.XXXXXX)

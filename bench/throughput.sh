@@ -27,9 +27,7 @@ IF_S=npbtp1
 ADDR_S=198.18.0.2
 IPERF_PORT=5201
 
-for tool in iperf3 jq curl; do
-  command -v "$tool" >/dev/null || { np_log "throughput: $tool not installed (make deps)"; exit 1; }
-done
+np_require throughput iperf3 jq curl
 [[ -x $NP_AGENT ]] || { np_log "throughput: $NP_AGENT not built"; exit 1; }
 REF_OBJ=${NP_BENCH_REF_OBJ:-$NP_ROOT/build/bpf/reference.bpf.o}
 [[ -f $REF_OBJ ]] || { np_log "throughput: $REF_OBJ not built"; exit 1; }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/ebpf/types.hpp>
 
 namespace netprobe::agent {
@@ -26,7 +27,7 @@ struct AgentOptions {
     std::string log_level = "info";
     bool socket_monitor = true;          // --socket-monitor: TCP/drops/netfilter stack monitor
     std::string socket_netns;            // --socket-netns: "" = all, else a netns file path
-    std::uint32_t netfilter_hooks = (1u << 1) | (1u << 2) | (1u << 3);  // --netfilter-hooks: input, forward, output
+    std::uint32_t netfilter_hooks = ebpf::StackMonitorOptions::kDefaultNetfilterHooks;  // --netfilter-hooks
     enum class K8sMode { Auto, On, Off } k8s = K8sMode::Auto;  // --k8s
     std::string kubeconfig;              // --kubeconfig: "" = in-cluster when KUBERNETES_SERVICE_HOST is set
     bool pod_metrics = true;             // --pod-metrics=on|off

@@ -158,6 +158,17 @@ const char* netfilterHookName(int hook) {
     return hook >= 0 && hook < NP_NF_HOOK_MAX ? names[hook] : "unknown";
 }
 
+namespace {
+// The kernel's count of a program's runs skipped by the recursion guard; nullopt when
+// the program's info cannot be read.
+std::optional<std::uint64_t> recursionMisses(int prog_fd) {
+    bpf_prog_info pi{};
+    __u32 len = sizeof pi;
+    if (bpf_obj_get_info_by_fd(prog_fd, &pi, &len) != 0) return std::nullopt;
+    return pi.recursion_misses;
+}
+}  // namespace
+
 Result<std::uint32_t> parseNetfilterHooks(std::string_view text) {
     if (text == "all") return (1u << NP_NF_HOOK_MAX) - 1;
     if (text == "none") return 0u;
@@ -383,12 +394,7 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
             const auto full = options.reconcile_full_interval;
             im->tasks.push_back(scheduler->every("stack: reconcile connection records", options.reconcile_interval,
                                                  [raw = im.get(), conn_fd, state_prog, full] {
-                                                     bpf_prog_info pi{};
-                                                     __u32 len = sizeof pi;
-                                                     std::optional<std::uint64_t> missed;
-                                                     if (bpf_obj_get_info_by_fd(state_prog, &pi, &len) == 0)
-                                                         missed = pi.recursion_misses;
-                                                     raw->reconciler.runIfDue(conn_fd, missed,
+                                                     raw->reconciler.runIfDue(conn_fd, recursionMisses(state_prog),
                                                                               std::chrono::steady_clock::now(), full);
                                                  }));
         }
@@ -492,12 +498,8 @@ Result<StackStats> StackMonitor::read() const {
                 }
     }
 
-    for (const bpf_program* prog : im.attached) {
-        bpf_prog_info pi{};
-        __u32 psz = sizeof pi;
-        if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &pi, &psz) == 0)
-            st.missed_events.emplace_back(bpf_program__name(prog), pi.recursion_misses);
-    }
+    for (const bpf_program* prog : im.attached)
+        if (auto m = recursionMisses(bpf_program__fd(prog))) st.missed_events.emplace_back(bpf_program__name(prog), *m);
 
     if (im.features.connections) {
         const auto clk = Clock::now();

@@ -362,7 +362,7 @@ void renderAgent(ExpositionWriter& w, const Snapshot& s) {
 
 }  // namespace
 
-std::string renderMetrics(const analysis::Views& views, const RenderOptions& /*options*/) {
+std::string renderMetrics(const analysis::Views& views) {
     static const Snapshot kEmpty;
     static const analysis::FlowView kNoFlows;
     const Snapshot& snap = views.snapshot ? *views.snapshot : kEmpty;

@@ -147,7 +147,7 @@ Result<void> Server::Impl::serve(const std::shared_ptr<const analysis::Pipeline>
 http::Response Server::Impl::metrics() const {
     const auto& c = cfg;
     const auto v = pipeline->latest();
-    auto body = renderMetrics(*v, c.render);
+    auto body = renderMetrics(*v);
     if (v->groups) {
         const auto& g = *v->groups;
         if (g.kubernetes && c.pod_metrics.enabled) body += renderPodMetrics(g.pod_traffic, c.pod_metrics);

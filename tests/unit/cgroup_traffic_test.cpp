@@ -164,13 +164,13 @@ TEST(CgroupTraffic, ContainerMetricsBudgetOtherAndPromtool) {
 
 TEST(CgroupTraffic, MapHealthSeries) {
     auto s = snapshot();
-    auto v = netprobe::testing::samples(metrics::renderMetrics(grouped(s, nullptr), {}));
+    auto v = netprobe::testing::samples(metrics::renderMetrics(grouped(s, nullptr)));
     EXPECT_EQ(v["netprobe_map_update_errors_total{map=\"cgroup_traffic\"}"], "4");
     EXPECT_EQ(v["netprobe_map_entries{map=\"cgroup_traffic\"}"], "8");
     EXPECT_EQ(v["netprobe_map_capacity{map=\"cgroup_traffic\"}"], "16");
     EXPECT_EQ(v["netprobe_map_fill_ratio{map=\"cgroup_traffic\"}"], "0.5");
     s.cgroup_traffic.reset();
-    auto off = netprobe::testing::samples(metrics::renderMetrics(grouped(s, nullptr), {}));
+    auto off = netprobe::testing::samples(metrics::renderMetrics(grouped(s, nullptr)));
     EXPECT_EQ(off.count("netprobe_map_entries{map=\"cgroup_traffic\"}"), 0u);
     EXPECT_EQ(off.count("netprobe_map_update_errors_total{map=\"cgroup_traffic\"}"), 0u);
 }

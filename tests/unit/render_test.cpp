@@ -60,8 +60,8 @@ void addTalkers(netprobe::testing::TestState& t, std::size_t k) {
     t.talkers = v.talkers;
 }
 
-std::string render(const netprobe::testing::TestState& t, netprobe::metrics::RenderOptions o = {}) {
-    return netprobe::metrics::renderMetrics(t.views(), o);
+std::string render(const netprobe::testing::TestState& t) {
+    return netprobe::metrics::renderMetrics(t.views());
 }
 
 using netprobe::testing::samples;

@@ -129,7 +129,7 @@ netprobe::collector::Snapshot stackSnapshot() {
 using netprobe::testing::samples;
 
 TEST(StackRender, CountersHistogramsDropsHooks) {
-    auto text = netprobe::metrics::renderMetrics(viewsOf(stackSnapshot()), {});
+    auto text = netprobe::metrics::renderMetrics(viewsOf(stackSnapshot()));
     auto m = samples(text);
     EXPECT_EQ(m[R"(netprobe_tcp_connections_opened_total{direction="active"})"], "5");
     EXPECT_EQ(m[R"(netprobe_tcp_connections_opened_total{direction="passive"})"], "4");
@@ -170,7 +170,7 @@ TEST(StackRender, OnlyCountedNetfilterHooksHaveSeries) {
     auto st = std::make_shared<StackStats>(*s.stack);
     st->features.netfilter_hooks = (1u << 1) | (1u << 2) | (1u << 3);  // the default: input, forward, output
     s.stack = st;
-    auto m = samples(netprobe::metrics::renderMetrics(viewsOf(s), {}));
+    auto m = samples(netprobe::metrics::renderMetrics(viewsOf(s)));
     std::set<std::string> hooks;
     for (const auto& [k, v] : m)
         if (k.starts_with("netprobe_netfilter_packets_total{")) hooks.insert(k.substr(k.find("hook=\"") + 6, k.find("\",") - k.find("hook=\"") - 6));
@@ -179,7 +179,7 @@ TEST(StackRender, OnlyCountedNetfilterHooksHaveSeries) {
 }
 
 TEST(StackRender, PassesPromtool) {
-    auto r = netprobe::testing::promtoolCheckMetrics(netprobe::metrics::renderMetrics(viewsOf(stackSnapshot()), {}));
+    auto r = netprobe::testing::promtoolCheckMetrics(netprobe::metrics::renderMetrics(viewsOf(stackSnapshot())));
     EXPECT_EQ(r.exit_status, 0) << r.output;
     EXPECT_EQ(r.output, "") << r.output;
 }

@@ -17,15 +17,13 @@
 
 namespace netprobe::metrics {
 
-// Nothing to choose at render time today: the top-K of the traffic-derived series is
-// the TopTalkers stage's (analysis::TopTalkersOptions, --top-talkers), since keeping
-// the set stable across scrapes needs state, which a pure renderer has not.
-struct RenderOptions {};
-
 // Interfaces, protocols, malformed packets, map health, the top talkers (sticky top-K +
 // "other", from views.talkers; absent without the TopTalkers stage), the stack
-// monitor, the per-cgroup table's health, the sources' and stages' health.
-[[nodiscard]] std::string renderMetrics(const analysis::Views& views, const RenderOptions& options);
+// monitor, the per-cgroup table's health, the sources' and stages' health. Nothing is
+// chosen at render time: the top-K of the traffic-derived series is the TopTalkers
+// stage's (analysis::TopTalkersOptions, --top-talkers), since keeping the set stable
+// across scrapes needs state, which a pure renderer has not.
+[[nodiscard]] std::string renderMetrics(const analysis::Views& views);
 
 // The agent's own machinery: analysis stage durations per pipeline, background tasks.
 struct PipelineHealth {

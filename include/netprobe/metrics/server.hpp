@@ -47,7 +47,6 @@ struct ServerConfig {
     std::string web_config_file;
     // Connection limits and timeouts of every listener (name/address/port are set here).
     http::ServerOptions http;
-    RenderOptions render;
     // The top talkers' K and hold, for the pipeline start(collector) builds (an agent
     // that builds its own pipeline sets them on its TopTalkers stage).
     analysis::TopTalkersOptions talkers;
