@@ -17,6 +17,7 @@ TEST_PKGS=(
   iproute2 iputils-ping nftables ethtool curl jq procps psmisc util-linux libcap2-bin
   iperf3 hping3 nmap tshark netsniff-ng python3 python3-scapy openssl
   prometheus apache2-utils python3-bcrypt
+  pmacct nfdump
 )
 
 want=("${BUILD_PKGS[@]}")
@@ -52,6 +53,16 @@ export DEBIAN_FRONTEND=noninteractive
 # tshark asks whether non-root users may capture; answer once, non-interactively.
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -qq
+# Server packages (prometheus, nfdump's nfcapd, pmacct) would start system services on
+# install; tests run their own instances. A policy-rc.d that forbids starting, for the
+# duration of the install only (one already present is left alone).
+own_policy=false
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  own_policy=true
+fi
+trap '$own_policy && rm -f /usr/sbin/policy-rc.d' EXIT
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # The prometheus package starts a system service on :9090; tests run their own server.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then

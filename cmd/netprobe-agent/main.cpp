@@ -17,6 +17,7 @@
 #include <optional>
 #include <set>
 
+#include <netprobe/analysis/flow_export.hpp>
 #include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/grouping.hpp>
 #include <netprobe/analysis/pipeline.hpp>
@@ -38,6 +39,8 @@
 #include <netprobe/k8s/config.hpp>
 #include <netprobe/metrics/security.hpp>
 #include <netprobe/metrics/server.hpp>
+#include <netprobe/sinks/flow_log.hpp>
+#include <netprobe/sinks/ipfix.hpp>
 #include <netprobe/util/capabilities.hpp>
 #include <netprobe/util/cgroup.hpp>
 #include <netprobe/util/scheduler.hpp>
@@ -266,6 +269,43 @@ public:
         pipeline->addStage(std::make_unique<netprobe::analysis::Grouping>(cfg.attribution, go));
         pipeline->addStage(std::make_unique<netprobe::analysis::TopTalkers>(cfg.talkers));
 
+        // Flow export: records per flow and interval for the IPFIX collectors and the flow
+        // log. The stage runs only when there is a sink to feed.
+        std::vector<std::shared_ptr<netprobe::sinks::FlowSink>> flow_sinks;
+        std::vector<netprobe::analysis::Pipeline::Subscription> flow_subs;
+        if (!opts_.ipfix_collectors.empty() || !opts_.flow_log.empty()) {
+            std::string node = envOr("NODE_NAME");
+            if (node.empty()) {
+                char host[256] = {};
+                if (gethostname(host, sizeof host - 1) == 0) node = host;
+            }
+            netprobe::analysis::FlowExportOptions fo;
+            fo.active_timeout = opts_.flow_active_timeout;
+            fo.idle_timeout = opts_.flow_idle_timeout;
+            fo.max_flows = opts_.max_flows;
+            fo.node = node;
+            pipeline->addStage(std::make_unique<netprobe::analysis::FlowExport>(cfg.attribution, fo));
+            for (auto c : opts_.ipfix_collectors) {
+                c.encoder.node = node;
+                spdlog::info("flow export: IPFIX to {} ({}, observation domain {})", c.target(),
+                             c.encoder.biflow ? "biflows, RFC 5103" : "unidirectional records",
+                             c.encoder.observation_domain);
+                flow_sinks.push_back(netprobe::sinks::ipfix::IpfixExporter::start(std::move(c)));
+            }
+            if (!opts_.flow_log.empty()) {
+                auto log = netprobe::sinks::FlowLog::start(
+                    {opts_.flow_log, opts_.flow_log_max_bytes, opts_.flow_log_max_files, 100000}, node);
+                if (!log) return fatal(log.error().what());
+                spdlog::info("flow export: JSON lines to {}", opts_.flow_log);
+                flow_sinks.push_back(std::move(*log));
+            }
+            for (const auto& sink : flow_sinks)
+                flow_subs.push_back(pipeline->subscribe([s = sink.get()](const auto& v) {
+                    if (v->exports) s->offer(*v->exports);
+                }));
+            cfg.flow_sinks.assign(flow_sinks.begin(), flow_sinks.end());
+        }
+
         // Security analytics: a pipeline of its own on the security tick, fed by the
         // datapath's ring and host counters; sinks: the mitigator and the events log.
         std::unique_ptr<netprobe::collector::Collector> sec_collector;
@@ -341,6 +381,16 @@ public:
         if (web_watch) background->cancel(*web_watch);
         spdlog::info("shutting down: detaching from {} interface(s)", mgr.attachments().size());
         server.stop();  // stops the main collector too
+        if (!flow_sinks.empty()) {
+            // The last interval's packets and every open flow go to the sinks.
+            if (auto r = collector.collect(); !r) spdlog::warn("final collection: {}", r.error().what());
+            pipeline->finish();
+            const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+            for (auto& sink : flow_sinks)
+                sink->drain(std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::max(deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration::zero())));
+            flow_subs.clear();
+        }
         if (sec_collector) sec_collector->stop();
         background->stop();
         sinks.clear();

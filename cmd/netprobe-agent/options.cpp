@@ -6,6 +6,8 @@
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/util/duration.hpp>
 
+#include <cctype>
+#include <charconv>
 #include <sstream>
 #include <tuple>
 
@@ -169,6 +171,22 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
         ->capture_default_str();
     app.add_option("--http-write-timeout", write_timeout, "Time a response may take to be sent")->capture_default_str();
 
+    std::vector<std::string> ipfix;
+    app.add_option("--ipfix-collector", ipfix,
+                   "Export flow records over IPFIX to HOST:PORT[,transport=udp|tcp][,biflow=on|off][,domain=N]"
+                   "[,enterprise=N][,mtu=BYTES][,template-refresh=DURATION][,queue=RECORDS] (repeatable)");
+    app.add_option("--flow-log", o.flow_log, "Write every flow record as one JSON line to this file (rotated by size)");
+    std::string flow_log_max = "100MiB";
+    app.add_option("--flow-log-max-size", flow_log_max, "Rotate --flow-log beyond this size")->capture_default_str();
+    long long flow_log_files = 5;
+    app.add_option("--flow-log-max-files", flow_log_files, "Rotated --flow-log files kept (0: truncate instead)")
+        ->capture_default_str();
+    std::string active_timeout = "60s", idle_timeout_flows = "15s";
+    app.add_option("--flow-active-timeout", active_timeout,
+                   "Flow records: a long-lived flow reports its counts this often")->capture_default_str();
+    app.add_option("--flow-idle-timeout", idle_timeout_flows,
+                   "Flow records: a flow without packets this long has ended")->capture_default_str();
+
     std::string output = "text";
     app.add_flag("--doctor", o.doctor,
                  "Diagnose and exit: kernel features, NetProbe programs/links per interface (tcx included), map "
@@ -304,6 +322,27 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
             return fail(std::string(flag) + " " + *text + ": must be 100ms-24h");
         *dst = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
     }
+    for (const auto& spec : ipfix) {
+        auto c = sinks::ipfix::parseCollector(spec);
+        if (!c) return fail(c.error().what());
+        o.ipfix_collectors.push_back(std::move(*c));
+    }
+    auto fls = parseSize(flow_log_max);
+    if (!fls) return fail("--flow-log-max-size: " + fls.error());
+    if (*fls < 4096) return fail("--flow-log-max-size " + flow_log_max + ": at least 4096 bytes");
+    o.flow_log_max_bytes = *fls;
+    if (flow_log_files < 0 || flow_log_files > 1000)
+        return fail("invalid --flow-log-max-files " + std::to_string(flow_log_files) + ": must be 0-1000");
+    o.flow_log_max_files = static_cast<unsigned>(flow_log_files);
+    if (app.count("--flow-log") > 0 && o.flow_log.empty()) return fail("--flow-log: empty path");
+    for (auto [flag, text, dst] : {std::tuple{"--flow-active-timeout", &active_timeout, &o.flow_active_timeout},
+                                   std::tuple{"--flow-idle-timeout", &idle_timeout_flows, &o.flow_idle_timeout}}) {
+        auto d = util::parseDuration(*text);
+        if (!d) return fail(std::string(flag) + ": " + d.error());
+        if (*d < std::chrono::seconds(1) || *d > std::chrono::hours(24))
+            return fail(std::string(flag) + " " + *text + ": must be 1s-24h");
+        *dst = *d;
+    }
     if (output == "json") o.output_json = true;
     else if (output != "text") return fail("invalid --output \"" + output + "\": expected text or json");
     if (app.count("--output") > 0 && !o.doctor) return fail("--output needs --doctor");
@@ -321,6 +360,22 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     }
     out.run = true;
     return out;
+}
+
+std::expected<std::uint64_t, std::string> parseSize(const std::string& s) {
+    std::uint64_t n = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (ec != std::errc() || p == s.data()) return std::unexpected("\"" + s + "\" is not a size (4096, 64KiB, 100MiB, 1GiB)");
+    std::string unit(p, s.data() + s.size());
+    for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::uint64_t mult = 1;
+    if (unit.empty() || unit == "b") mult = 1;
+    else if (unit == "k" || unit == "kb" || unit == "kib") mult = 1ull << 10;
+    else if (unit == "m" || unit == "mb" || unit == "mib") mult = 1ull << 20;
+    else if (unit == "g" || unit == "gb" || unit == "gib") mult = 1ull << 30;
+    else return std::unexpected("\"" + s + "\": unknown unit (B, KiB, MiB, GiB)");
+    if (n > (1ull << 50) / mult) return std::unexpected("\"" + s + "\" is too large");
+    return n * mult;
 }
 
 }  // namespace netprobe::agent

@@ -9,6 +9,7 @@
 
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/ebpf/types.hpp>
+#include <netprobe/sinks/ipfix.hpp>
 
 namespace netprobe::agent {
 
@@ -50,9 +51,19 @@ struct AgentOptions {
     std::chrono::milliseconds http_header_timeout = std::chrono::seconds(10);  // --http-header-timeout
     std::chrono::milliseconds http_idle_timeout = std::chrono::minutes(2);     // --http-idle-timeout
     std::chrono::milliseconds http_write_timeout = std::chrono::seconds(30);   // --http-write-timeout
+    // Flow export (docs/flow-export.md): records per flow and interval -> IPFIX, a JSON-lines log.
+    std::vector<sinks::ipfix::CollectorConfig> ipfix_collectors;  // --ipfix-collector (repeatable)
+    std::string flow_log;                                // --flow-log: JSON lines
+    std::uint64_t flow_log_max_bytes = 100ull << 20;     // --flow-log-max-size
+    unsigned flow_log_max_files = 5;                     // --flow-log-max-files
+    std::chrono::nanoseconds flow_active_timeout = std::chrono::seconds(60);  // --flow-active-timeout
+    std::chrono::nanoseconds flow_idle_timeout = std::chrono::seconds(15);    // --flow-idle-timeout
     bool doctor = false;        // --doctor: print the diagnosis and exit
     bool output_json = false;   // --output=json (with --doctor)
 };
+
+// "100MiB", "64k", "1G", "4096": bytes (binary multiples).
+[[nodiscard]] std::expected<std::uint64_t, std::string> parseSize(const std::string& s);
 
 // "HOST:PORT" or "[V6]:PORT" -> address and port (1-65535); error text otherwise.
 [[nodiscard]] std::expected<std::pair<std::string, std::uint16_t>, std::string> parseHostPort(const std::string& s);

@@ -45,6 +45,21 @@ Pipeline::ViewsPtr Pipeline::run(const std::shared_ptr<const collector::Snapshot
     return out;
 }
 
+Pipeline::ViewsPtr Pipeline::finish() {
+    std::unique_lock lock(run_mu_);
+    auto snapshot = source_.latest();
+    auto views = std::make_shared<Views>(*latest_.load());
+    views->snapshot = snapshot->flows.empty() ? snapshot : snapshot->withoutFlowSamples();
+    views->exports = nullptr;  // records are handed over once: only what finish() emits
+    for (auto& stage : stages_) stage->finish(*snapshot, *views);
+    ViewsPtr out = std::move(views);
+    latest_.store(out);
+    auto held = sinks_.hold();
+    lock.unlock();
+    sinks_.publish(out, held);
+    return out;
+}
+
 Pipeline::ViewsPtr Pipeline::latest() const { return latest_.load(); }
 
 Pipeline::Subscription Pipeline::subscribe(std::function<void(const ViewsPtr&)> fn) {

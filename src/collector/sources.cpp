@@ -93,6 +93,7 @@ Result<void> DatapathSource::collect(SnapshotBuilder& b) {
         s.xdp_bytes = d.xdp.bytes;
         s.tc_mode = at->second.tc;
         s.xdp_mode = at->second.xdp;
+        s.layer3 = at->second.layer3;
         s.last_updated = snap.taken_at;
         auto prev = std::find_if(prev_devices_.begin(), prev_devices_.end(),
                                  [&](const auto& p) { return p.ifindex == d.ifindex; });
@@ -112,6 +113,7 @@ Result<void> DatapathSource::collect(SnapshotBuilder& b) {
         s.index = idx;
         s.tc_mode = a.tc;
         s.xdp_mode = a.xdp;
+        s.layer3 = a.layer3;
         s.last_updated = snap.taken_at;
         snap.interfaces.push_back(std::move(s));
     }

@@ -269,6 +269,7 @@ Result<AttachInfo> Manager::attachNetworkMonitor(std::string_view ifname) {
     Impl::Iface iface;
     iface.info.ifname = name;
     iface.info.ifindex = idx;
+    iface.info.layer3 = l3;
     if (l3) {
         // XDP (receive counters, the blocklist) parses Ethernet frames: TC alone here.
         iface.info.xdp = "off";

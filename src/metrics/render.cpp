@@ -1,4 +1,5 @@
 // renderMetrics: the datapath's, the flow accounting's, the top talkers' and the stack monitor's series.
+#include <netprobe/analysis/flow_export.hpp>
 #include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/talkers.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
@@ -398,6 +399,58 @@ std::string renderAgentHealth(const std::vector<PipelineHealth>& pipelines,
     w.family("netprobe_background_task_duration_seconds", MetricType::Gauge, "Duration of a task's last run.");
     for (const auto& t : tasks)
         w.sample("netprobe_background_task_duration_seconds", {{"task", t.name}}, t.last_duration_seconds);
+    return w.take();
+}
+
+std::string renderFlowExportMetrics(const analysis::FlowExportView* view, const std::vector<sinks::SinkStatus>& sinks) {
+    ExpositionWriter w;
+    w.family("netprobe_flow_export_records_total", MetricType::Counter,
+             "Flow records emitted to the sinks, by end reason (idle_timeout, active_timeout, end_of_flow, "
+             "forced_end, lack_of_resources).");
+    for (std::size_t i = 1; i < analysis::kFlowEndReasons; ++i)
+        w.sample("netprobe_flow_export_records_total",
+                 {{"reason", analysis::toString(static_cast<analysis::FlowEndReason>(i))}},
+                 view ? view->health.records_total[i] : 0);
+    w.family("netprobe_flow_export_open_flows", MetricType::Gauge, "Flows with a record open (biflows per interface).");
+    w.sample("netprobe_flow_export_open_flows", {}, view ? view->health.cached : 0);
+    w.family("netprobe_flow_export_open_flows_capacity", MetricType::Gauge,
+             "Open flows beyond which the least recently seen are reported and forgotten (--max-flows).");
+    w.sample("netprobe_flow_export_open_flows_capacity", {}, view ? view->health.capacity : 0);
+    auto each = [&](const char* name, MetricType t, const char* help, auto value) {
+        w.family(name, t, help);
+        for (const auto& s : sinks) w.sample(name, {{"sink", s.kind}, {"target", s.target}}, value(s));
+    };
+    each("netprobe_flow_sink_up", MetricType::Gauge,
+         "1 when the sink delivers (IPFIX: connected / last send accepted; flow log: file writable).",
+         [](const sinks::SinkStatus& s) { return s.up ? 1.0 : 0.0; });
+    each("netprobe_flow_sink_records_total", MetricType::Counter,
+         "Records delivered (IPFIX: written to the socket; TCP: less those resent after a failure).",
+         [](const sinks::SinkStatus& s) { return s.records_sent; });
+    w.family("netprobe_flow_sink_records_dropped_total", MetricType::Counter,
+             "Records lost, by reason: queue_full (the oldest went), send_failed (refused by the transport or a "
+             "failed write).");
+    for (const auto& s : sinks) {
+        w.sample("netprobe_flow_sink_records_dropped_total",
+                 {{"sink", s.kind}, {"target", s.target}, {"reason", "queue_full"}}, s.records_dropped_queue);
+        w.sample("netprobe_flow_sink_records_dropped_total",
+                 {{"sink", s.kind}, {"target", s.target}, {"reason", "send_failed"}}, s.records_dropped_send);
+    }
+    each("netprobe_flow_sink_records_resent_total", MetricType::Counter,
+         "IPFIX over TCP: records not acknowledged when a connection failed, sent again on the next.",
+         [](const sinks::SinkStatus& s) { return s.records_resent; });
+    each("netprobe_flow_sink_queue_records", MetricType::Gauge, "Records waiting in the sink's queue.",
+         [](const sinks::SinkStatus& s) { return s.queued; });
+    each("netprobe_flow_sink_queue_capacity", MetricType::Gauge, "Records the sink's queue holds at most.",
+         [](const sinks::SinkStatus& s) { return s.queue_capacity; });
+    each("netprobe_flow_sink_messages_total", MetricType::Counter, "IPFIX messages (or log lines) sent.",
+         [](const sinks::SinkStatus& s) { return s.messages_sent; });
+    each("netprobe_flow_sink_bytes_total", MetricType::Counter, "Bytes sent or written.",
+         [](const sinks::SinkStatus& s) { return s.bytes_sent; });
+    each("netprobe_flow_sink_errors_total", MetricType::Counter, "Connect, send and write errors.",
+         [](const sinks::SinkStatus& s) { return s.errors_total; });
+    each("netprobe_flow_sink_connects_total", MetricType::Counter,
+         "IPFIX: sessions opened (TCP connections, UDP sockets); flow log: rotations.",
+         [](const sinks::SinkStatus& s) { return s.connects_total; });
     return w.take();
 }
 

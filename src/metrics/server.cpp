@@ -172,6 +172,11 @@ http::Response Server::Impl::metrics() const {
     wh.last_reload_ok = last_reload_ok.load();
     wh.last_success_unix_seconds = last_success.load();
     body += renderHttpMetrics(httpStats(), wh);
+    if (v->exports || !c.flow_sinks.empty()) {
+        std::vector<sinks::SinkStatus> st;
+        for (const auto& s : c.flow_sinks) st.push_back(s->status());
+        body += renderFlowExportMetrics(v->exports.get(), st);
+    }
     if (c.kernel) body += renderKernelFeatures(*c.kernel);
     http::Response r = http::Response::text(200, std::move(body));
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";

@@ -32,6 +32,7 @@
 namespace netprobe::analysis {
 
 struct FlowView;
+struct FlowExportView;
 struct GroupView;
 struct TalkerView;
 namespace security {
@@ -47,6 +48,7 @@ struct Views {
     std::shared_ptr<const FlowView> flows;                // FlowAccounting
     std::shared_ptr<const GroupView> groups;              // Grouping
     std::shared_ptr<const TalkerView> talkers;            // TopTalkers
+    std::shared_ptr<const FlowExportView> exports;        // FlowExport (records for the flow sinks)
     std::shared_ptr<const security::SecurityView> security;  // security::SecurityStage
 };
 
@@ -57,6 +59,9 @@ public:
     // Updates the stage's state with the snapshot and sets its view in `views` (which
     // already holds the views of the stages before it).
     virtual void run(const collector::Snapshot& snapshot, Views& views) = 0;
+    // The pipeline is finishing (the agent stops): a stage holding state that sinks
+    // must see (open flow records) sets its view from it. Default: nothing to hand over.
+    virtual void finish(const collector::Snapshot& /*snapshot*/, Views& /*views*/) {}
 };
 
 struct StageStats {
@@ -80,6 +85,9 @@ public:
     void addStage(std::unique_ptr<Stage> stage);
     // Runs the stages on one snapshot (what the subscription does; also for tests).
     ViewsPtr run(const std::shared_ptr<const collector::Snapshot>& snapshot);
+    // The last run: every stage's finish() over the latest snapshot, the views published
+    // to the sinks like a run's. Call after the collector stopped (and its last collect()).
+    ViewsPtr finish();
     // The views of the latest snapshot (never null: empty before the first).
     [[nodiscard]] ViewsPtr latest() const;
     // Sinks (the mitigator, the events log, ...): called after every run, in order.

@@ -38,6 +38,7 @@ struct InterfaceStats {
     std::uint64_t xdp_bytes = 0;
     std::string tc_mode;   // "tcx" | "clsact"
     std::string xdp_mode;  // "native" | "generic" | "off" | "failed: ..."
+    bool layer3 = false;   // no link-layer header: byte counts start at the IP header
 };
 
 // One kernel flow entry's activity since the previous collection (every entry that

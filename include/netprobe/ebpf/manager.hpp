@@ -37,6 +37,7 @@ struct AttachInfo {
     std::uint32_t ifindex = 0;
     std::string xdp;  // "native", "generic", "off" or "failed: <reason>"
     std::string tc;   // "tcx" or "clsact"
+    bool layer3 = false;  // no link-layer header (tun, WireGuard, ...): byte counts start at the IP header
 };
 
 class Manager {

@@ -12,6 +12,7 @@
 #include <netprobe/analysis/security/stage.hpp>
 #include <netprobe/ebpf/features.hpp>
 #include <netprobe/ebpf/mitigator.hpp>
+#include <netprobe/sinks/sink.hpp>
 #include <netprobe/http/server.hpp>
 #include <netprobe/util/scheduler.hpp>
 
@@ -44,6 +45,10 @@ struct WebConfigHealth {
 [[nodiscard]] std::string renderHttpMetrics(const std::vector<http::ServerStats>& listeners, const WebConfigHealth& web);
 
 // netprobe_feature_enabled{feature}: the kernel features probed at start (1: present).
+// Flow export: records emitted by end reason, open flows, and each sink's delivery
+// (netprobe_flow_export_*; view may be null before the first collection).
+[[nodiscard]] std::string renderFlowExportMetrics(const analysis::FlowExportView* view,
+                                                  const std::vector<sinks::SinkStatus>& sinks);
 [[nodiscard]] std::string renderKernelFeatures(const ebpf::KernelInfo& kernel);
 
 struct PodMetricsOptions {

@@ -24,6 +24,7 @@
 #include <netprobe/collector/tc_collector.hpp>
 #include <netprobe/ebpf/features.hpp>
 #include <netprobe/ebpf/mitigator.hpp>
+#include <netprobe/sinks/sink.hpp>
 #include <netprobe/http/server.hpp>
 #include <netprobe/http/web_config.hpp>
 #include <netprobe/metrics/render.hpp>
@@ -63,6 +64,8 @@ struct ServerConfig {
     // null: the endpoint answers enabled=false) and the mitigator's status (null: none).
     std::shared_ptr<const analysis::Pipeline> security;
     std::shared_ptr<const ebpf::Mitigator> mitigator;
+    // Flow export sinks (IPFIX collectors, the flow log): their status as metrics.
+    std::vector<std::shared_ptr<const sinks::FlowSink>> flow_sinks;
     // The background tasks' health (optional).
     std::shared_ptr<const util::Scheduler> scheduler;
     // The kernel features probed at start (optional: netprobe_feature_enabled).

@@ -1,0 +1,142 @@
+// Flow export records: the stage that turns the per-interval flow samples into
+// NetFlow/IPFIX-style records, one per flow and export interval, for the sinks
+// (IPFIX, the JSON-lines flow log). A flow here is a biflow: both directions of a
+// 5-tuple on one interface (the direction seen first is the forward one, RFC 5103).
+// A record is emitted when the flow
+//   - ends: TCP with FIN or RST seen and a collection without packets after it,
+//   - goes idle (no packet for idle_timeout),
+//   - has been open for active_timeout since its last record (long-lived flows report
+//     periodically; the record's counts are the deltas since the last one),
+//   - is evicted because the cache holds max_flows (the least recently seen), or
+//   - the agent stops (finish(): every flow with counts, "forced end").
+// Every packet of every sample is in exactly one record: the sums of a flow's records
+// are the kernel's counts.
+//
+// Pure over its input: the samples, the grouping view (container of a TCP socket),
+// the attribution port (namespace, pod, workload, service) and the snapshot's time.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <netprobe/analysis/attribution.hpp>
+#include <netprobe/analysis/pipeline.hpp>
+#include <netprobe/util/ip.hpp>
+
+namespace netprobe::analysis {
+
+// IPFIX flowEndReason (IE 136) values.
+enum class FlowEndReason : std::uint8_t {
+    IdleTimeout = 1,
+    ActiveTimeout = 2,
+    EndOfFlow = 3,
+    ForcedEnd = 4,
+    LackOfResources = 5,
+};
+[[nodiscard]] std::string_view toString(FlowEndReason r);
+inline constexpr std::size_t kFlowEndReasons = 6;  // index = value
+
+struct FlowExportRecord {
+    // The forward direction (src -> dst as first seen), its interface and the
+    // direction (ingress/egress) it was seen in there.
+    flow_key key{};
+    std::uint64_t flow_id = 0;      // the same for every record of one flow
+    std::int64_t start_ms = 0;      // Unix epoch milliseconds: first packet of this record
+    std::int64_t end_ms = 0;        // last packet of this record
+    std::uint64_t packets = 0;      // forward, since the flow's previous record
+    std::uint64_t bytes = 0;        // link-layer bytes as counted (see link_header_bytes)
+    std::uint64_t rev_packets = 0;  // reverse (dst -> src)
+    std::uint64_t rev_bytes = 0;
+    std::uint8_t tcp_flags = 0;      // OR of the forward direction's TCP flags so far
+    std::uint8_t rev_tcp_flags = 0;
+    bool reverse_seen = false;       // a biflow: the reverse direction has had packets
+    bool initiator_known = false;    // the forward direction was seen strictly first
+    FlowEndReason reason = FlowEndReason::IdleTimeout;
+    bool final = true;               // the flow's last record (false: active timeout)
+    // Per packet, the link-layer header the byte counts include (14 on Ethernet, 0 on
+    // layer-3 devices): IP octets = bytes - packets * link_header_bytes (802.1Q tags
+    // the stack offloaded are counted on receive: 4 more per tagged frame).
+    std::uint8_t link_header_bytes = 14;
+    std::string interface;
+    FlowLabels labels;               // empty strings: unknown
+    std::string src_container, dst_container;  // container ids (TCP, by socket), empty: unknown
+
+    [[nodiscard]] std::uint64_t ipBytes() const { return bytes - packets * link_header_bytes; }
+    [[nodiscard]] std::uint64_t revIpBytes() const { return rev_bytes - rev_packets * link_header_bytes; }
+};
+
+struct FlowExportHealth {
+    std::uint64_t cached = 0;     // flows with a record open
+    std::uint64_t capacity = 0;
+    std::array<std::uint64_t, kFlowEndReasons> records_total{};  // by FlowEndReason (index = value)
+};
+
+// The records emitted at one collection (each record is in exactly one view: a sink
+// that sees every view, in order, sees every record once).
+struct FlowExportView {
+    std::vector<FlowExportRecord> records;
+    FlowExportHealth health;
+};
+
+struct FlowExportOptions {
+    std::chrono::nanoseconds active_timeout = std::chrono::seconds(60);
+    std::chrono::nanoseconds idle_timeout = std::chrono::seconds(15);
+    std::size_t max_flows = 100000;
+    std::string node;  // the node's name (records carry it)
+};
+
+class FlowExport final : public Stage {
+public:
+    // attribution may be null (no pod/container labels).
+    FlowExport(std::shared_ptr<const Attribution> attribution, FlowExportOptions options);
+    [[nodiscard]] std::string_view name() const override { return "flow-export"; }
+    void run(const collector::Snapshot& snapshot, Views& views) override;
+    // Emits every open flow's counts (ForcedEnd) and forgets them.
+    void finish(const collector::Snapshot& snapshot, Views& views) override;
+
+    [[nodiscard]] const FlowExportOptions& options() const { return options_; }
+
+private:
+    struct Key {
+        util::Addr16 a{}, b{};           // (a, pa) < (b, pb)
+        std::uint16_t pa = 0, pb = 0;
+        std::uint8_t proto = 0, family = 0;
+        std::uint32_t ifindex = 0;
+        bool operator==(const Key&) const = default;
+    };
+    struct KeyHash {
+        std::size_t operator()(const Key& k) const noexcept;
+    };
+    struct Entry {
+        flow_key fwd{};
+        std::uint64_t flow_id = 0;
+        std::uint64_t first_ns = 0;       // first packet of the open record (monotonic)
+        std::uint64_t last_ns = 0;        // latest packet
+        std::uint64_t opened_ns = 0;      // when the open record began (active timeout)
+        std::uint64_t prev_end_ns = 0;    // the previous record's end (0: none)
+        std::uint64_t packets[2] = {0, 0}, bytes[2] = {0, 0};  // 0 forward, 1 reverse
+        std::uint8_t flags[2] = {0, 0};
+        bool reverse_seen = false;
+        bool initiator_known = false;
+        bool touched = false;             // packets in this collection
+    };
+    [[nodiscard]] static Key keyOf(const flow_key& k);
+    void emit(const collector::Snapshot& s, const Views& views, Entry& e, FlowEndReason reason, bool final,
+              std::vector<FlowExportRecord>& out);
+    void publish(const collector::Snapshot& s, Views& views, std::vector<FlowExportRecord> records);
+
+    std::shared_ptr<const Attribution> attribution_;
+    FlowExportOptions options_;
+    std::unordered_map<Key, Entry, KeyHash> cache_;
+    std::unordered_map<std::uint32_t, std::uint8_t> link_header_;  // ifindex -> bytes (from the snapshot)
+    std::uint64_t next_id_ = 1;
+    FlowExportHealth health_;
+};
+
+}  // namespace netprobe::analysis
