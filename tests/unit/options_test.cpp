@@ -216,3 +216,24 @@ TEST(Options, HttpServer) {
         EXPECT_EQ(b.output.find('\n'), std::string::npos) << b.output;
     }
 }
+
+TEST(Options, FlowExport) {
+    auto r = parse({"--ipfix-collector=198.18.0.1:4739", "--ipfix-collector=[fd6e:7072::1]:4739,transport=tcp",
+                    "--flow-log=/tmp/flows.jsonl", "--flow-log-max-size=64MiB", "--flow-log-max-files=2",
+                    "--flow-active-timeout=30s", "--flow-idle-timeout=5s"});
+    ASSERT_TRUE(r.run) << r.output;
+    ASSERT_EQ(r.options.ipfix_collectors.size(), 2u);
+    EXPECT_TRUE(r.options.ipfix_collectors[1].tcp);
+    EXPECT_EQ(r.options.flow_log_max_bytes, 64ull << 20);
+    EXPECT_EQ(r.options.flow_log_max_files, 2u);
+    EXPECT_EQ(r.options.flow_active_timeout, std::chrono::seconds(30));
+    EXPECT_EQ(r.options.flow_idle_timeout, std::chrono::seconds(5));
+    for (auto bad : {"--ipfix-collector=nohost", "--ipfix-collector=h:1,transport=quic", "--flow-log-max-size=1KiB",
+                     "--flow-log-max-size=10XB", "--flow-log-max-files=-1", "--flow-active-timeout=0s",
+                     "--flow-idle-timeout=banana", "--flow-log="}) {
+        auto b = parse({bad});
+        EXPECT_FALSE(b.run) << bad;
+        EXPECT_EQ(b.exit_code, 2) << bad;
+        EXPECT_NE(b.output.find("netprobe-agent: "), std::string::npos) << b.output;
+    }
+}
