@@ -19,6 +19,12 @@
 //                               samples: copy, sort, index; views share it).
 //   TopTalkers                  the TopTalkers stage over 100k samples (talkers,
 //                               sums, sticky top-20), every interval.
+//   FlowExport/Update           the FlowExport stage over 100k samples of open flows
+//                               (the per-interval cost of flow records with 100k flows).
+//   FlowExport/Emit             100k flows ending at once: their records built.
+//   IpfixEncode                 Encoder::data of 100k biflow records (IPFIX messages
+//                               of at most 1400 bytes); bytes per record reported.
+//   FlowLogJson                 the flow log's JSON line of 100k records.
 // Needs root (loads BPF maps). Counters: flows, series, bytes.
 #include <benchmark/benchmark.h>
 #include <bpf/bpf.h>
@@ -36,11 +42,14 @@
 #include <string>
 #include <vector>
 
+#include <netprobe/analysis/flow_export.hpp>
 #include <netprobe/analysis/flow_table.hpp>
 #include <netprobe/analysis/talkers.hpp>
 #include <netprobe/collector/flow_deltas.hpp>
 #include <netprobe/ebpf/map_io.hpp>
 #include <netprobe/metrics/server.hpp>
+#include <netprobe/sinks/flow_log.hpp>
+#include <netprobe/sinks/ipfix.hpp>
 
 #include "bench_common.hpp"
 #include "datapath.skel.h"
@@ -261,6 +270,79 @@ void BM_TopTalkers(benchmark::State& state) {
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kFlows);
 }
 
+void BM_FlowExportUpdate(benchmark::State& state) {
+    auto now = npbench::monoNowNs();
+    Snapshot snap;
+    npbench::addInterfaces(snap, 4);
+    snap.flows = npbench::makeSamples(kFlows, now);
+    netprobe::analysis::FlowExportOptions o;
+    o.active_timeout = std::chrono::hours(24);
+    o.idle_timeout = std::chrono::hours(24);
+    o.max_flows = kFlows;
+    netprobe::analysis::FlowExport stage(nullptr, o);
+    netprobe::analysis::Views views;
+    snap.mono = netprobe::collector::MonoTime(std::chrono::nanoseconds(now));
+    stage.run(snap, views);
+    for (auto _ : state) {
+        now += 5'000'000'000ull;
+        snap.mono = netprobe::collector::MonoTime(std::chrono::nanoseconds(now));
+        stage.run(snap, views);
+    }
+    state.counters["open_flows"] = static_cast<double>(views.exports->health.cached);
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kFlows);
+}
+
+std::vector<netprobe::analysis::FlowExportRecord> exportRecords() {
+    auto now = npbench::monoNowNs();
+    Snapshot snap;
+    npbench::addInterfaces(snap, 4);
+    snap.flows = npbench::makeSamples(kFlows, now);
+    snap.mono = netprobe::collector::MonoTime(std::chrono::nanoseconds(now));
+    snap.taken_at = std::chrono::system_clock::now();
+    netprobe::analysis::FlowExport stage(nullptr, {});
+    netprobe::analysis::Views views;
+    stage.run(snap, views);
+    stage.finish(snap, views);
+    return views.exports->records;
+}
+
+void BM_FlowExportEmit(benchmark::State& state) {
+    std::size_t records = 0;
+    for (auto _ : state) records = exportRecords().size();
+    state.counters["records"] = static_cast<double>(records);
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kFlows);
+}
+
+void BM_IpfixEncode(benchmark::State& state) {
+    const auto recs = exportRecords();
+    netprobe::sinks::ipfix::EncoderOptions o;
+    o.node = "node-1";
+    netprobe::sinks::ipfix::Encoder enc(o);
+    std::size_t bytes = 0, messages = 0;
+    for (auto _ : state) {
+        auto m = enc.data(recs, 1);
+        messages = m.size();
+        bytes = 0;
+        for (const auto& x : m) bytes += x.bytes.size();
+        benchmark::DoNotOptimize(m.data());
+    }
+    state.counters["records"] = static_cast<double>(recs.size());
+    state.counters["messages"] = static_cast<double>(messages);
+    state.counters["bytes_per_record"] = static_cast<double>(bytes) / static_cast<double>(recs.size());
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(recs.size()));
+}
+
+void BM_FlowLogJson(benchmark::State& state) {
+    const auto recs = exportRecords();
+    std::size_t bytes = 0;
+    for (auto _ : state) {
+        bytes = 0;
+        for (const auto& r : recs) bytes += netprobe::sinks::flowRecordJson(r, "node-1").size() + 1;
+    }
+    state.counters["bytes_per_record"] = static_cast<double>(bytes) / static_cast<double>(recs.size());
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(recs.size()));
+}
+
 // The flow view build of an interval without samples: the published records copied
 // with their interval counters reset, sorted and indexed (what apply() adds to the
 // samples' work; the view itself shares the records).
@@ -333,6 +415,10 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark("FlowTableApply/Update", BM_FlowTableApplyUpdate)->Unit(kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark("FlowTableRecords", BM_FlowTableRecords)->Unit(kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark("TopTalkers", BM_TopTalkers)->Unit(kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("FlowExport/Update", BM_FlowExportUpdate)->Unit(kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("FlowExport/Emit", BM_FlowExportEmit)->Unit(kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("IpfixEncode", BM_IpfixEncode)->Unit(kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("FlowLogJson", BM_FlowLogJson)->Unit(kMillisecond)->UseRealTime();
 
     benchmark::RunSpecifiedBenchmarks();
     if (g_fill_enomem_retries)

@@ -168,6 +168,12 @@ ms_row FlowTableApply/Insert "FlowTable::apply 100k samples (new flows)" ""
 ms_row FlowTableApply/Update "FlowTable::apply 100k samples (known flows)" ""
 ms_row FlowTableRecords "flow view build, 100k flows (FlowTable::apply without samples: copy, sort, index)" ""
 ms_row TopTalkers "TopTalkers stage over 100k samples (talkers, sums, sticky top-20; every interval)" ""
+ms_row FlowExport/Update "FlowExport stage over 100k samples of open flows (flow records; every interval)" ""
+ms_row FlowExport/Emit "FlowExport: 100k flows end, their records built" ""
+ipfix_bpr=$(gb IpfixEncode bytes_per_record)
+ms_row IpfixEncode "IPFIX encoding of 100k biflow records (${ipfix_bpr%.*} bytes/record on the wire)" ""
+json_bpr=$(gb FlowLogJson bytes_per_record)
+ms_row FlowLogJson "flow log JSON of 100k records (${json_bpr%.*} bytes/record)" ""
 
 if [[ -n ${R[throughput_ratio]:-} ]]; then
   r=${R[throughput_ratio]}
@@ -411,7 +417,11 @@ empty table (Insert) and into a table that already holds those flows (Update, wh
 previous records, as in the agent); *FlowTableRecords* is the per-interval flow view build (an apply
 without samples: the records copied with their interval counters reset, sorted, indexed; the view shares
 the table's records). *TopTalkers*: the stage's run over the same 100k samples (the talker of
-each sample, per-talker sums, the sticky top-20), once per collect interval.
+each sample, per-talker sums, the sticky top-20), once per collect interval. *FlowExport*: the flow
+record stage (only with \`--ipfix-collector\` or \`--flow-log\`) over the same 100k samples of flows
+already open (Update), and 100k flows ending at once (Emit: records built, no attribution).
+*IpfixEncode*: those 100k records encoded as IPFIX biflow messages of at most 1400 bytes;
+*FlowLogJson*: as flow log lines.
 
 **Throughput** (\`bench/throughput.sh\`). Namespaces \`npb-tp-cli\` / \`npb-tp-srv\` joined by a veth pair
 (198.18.0.1/30, 198.18.0.2/30); iperf3 client (CPU 0) -> server (CPU 1), 5 s per run after 1 s

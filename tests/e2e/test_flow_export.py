@@ -437,6 +437,28 @@ class FlowExportTest(E2ETestCase):
         present = {k: v for k, v in want.items() if k not in lost}
         self.assertExact("nfcapd across a restart", {k: got[k] for k in present}, present)
 
+    def test_unreachable_collectors_are_one_log_line_and_metrics(self):
+        # Nothing listens on these ports: TCP is refused, UDP answered with ICMP port unreachable.
+        agent = self.agent("--ipfix-collector=127.0.0.1:4743,transport=tcp", "--ipfix-collector=127.0.0.1:4744")
+        flows = self.traffic(flows=5, first=2, spacing=0.05)
+        want = self.oracle_udp(flows)
+
+        def stuck():
+            m = agent.metrics()
+            return all(m.get("netprobe_flow_sink_queue_records", target=t) >= len(want) // 2
+                       for t in ("127.0.0.1:4743/tcp", "127.0.0.1:4744/udp")) and m
+        m = wait_for(stuck, 20, "the records to wait in both queues")
+        for t in ("127.0.0.1:4743/tcp", "127.0.0.1:4744/udp"):
+            self.assertEqual(m.get("netprobe_flow_sink_up", target=t), 0, t)
+            self.assertGreaterEqual(m.get("netprobe_flow_sink_errors_total", target=t), 1, t)
+            self.assertEqual(m.get("netprobe_flow_sink_records_total", target=t), 0, t)
+            lines = [x for x in agent.output().splitlines() if f"ipfix {t}" in x]
+            self.assertEqual(len(lines), 1, f"one warning per collector while the error stays the same: {lines}")
+        self.assertEqual(agent.get_json("/api/v1/flows")["total"] >= 0, True)
+        # The flow log got every record meanwhile.
+        self.assertExact("flow log", self.flow_log(), want)
+        self.assertEqual(agent.stop(), 0)
+
 
 def _udp_bound(netns: str, port: int) -> bool:
     out = run(["ss", "-Hlun", f"sport = :{port}"], netns=netns, check=False).stdout
