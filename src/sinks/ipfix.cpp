@@ -13,8 +13,6 @@ namespace {
 constexpr std::uint16_t kTemplateSetId = 2;
 constexpr std::uint16_t kOptionsTemplateSetId = 3;
 constexpr std::uint16_t kVarLen = 65535;
-constexpr std::size_t kHeaderLen = 16;
-constexpr std::size_t kSetHeaderLen = 4;
 
 // Standard information elements (IANA IPFIX registry).
 enum Ie : std::uint16_t {

@@ -22,7 +22,6 @@ using analysis::FlowExportRecord;
 using testing::makeKey;
 using testing::makeSample;
 
-constexpr std::uint64_t kSec = 1'000'000'000ull;
 constexpr std::uint8_t kSyn = 0x02, kAck = 0x10, kFin = 0x01;
 
 // Snapshots at t seconds on a monotonic clock starting at 1000 s.
