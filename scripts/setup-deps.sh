@@ -17,7 +17,7 @@ TEST_PKGS=(
   iproute2 iputils-ping nftables ethtool curl jq procps psmisc util-linux libcap2-bin
   iperf3 hping3 nmap tshark netsniff-ng python3 python3-scapy openssl
   prometheus apache2-utils python3-bcrypt
-  pmacct nfdump
+  pmacct nfdump clickhouse-server
 )
 
 want=("${BUILD_PKGS[@]}")

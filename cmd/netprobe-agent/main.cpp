@@ -39,6 +39,7 @@
 #include <netprobe/k8s/config.hpp>
 #include <netprobe/metrics/security.hpp>
 #include <netprobe/metrics/server.hpp>
+#include <netprobe/sinks/clickhouse.hpp>
 #include <netprobe/sinks/flow_log.hpp>
 #include <netprobe/sinks/ipfix.hpp>
 #include <netprobe/util/capabilities.hpp>
@@ -273,7 +274,7 @@ public:
         // log. The stage runs only when there is a sink to feed.
         std::vector<std::shared_ptr<netprobe::sinks::FlowSink>> flow_sinks;
         std::vector<netprobe::analysis::Pipeline::Subscription> flow_subs;
-        if (!opts_.ipfix_collectors.empty() || !opts_.flow_log.empty()) {
+        if (!opts_.ipfix_collectors.empty() || !opts_.flow_log.empty() || !opts_.clickhouse.empty()) {
             std::string node = envOr("NODE_NAME");
             if (node.empty()) {
                 char host[256] = {};
@@ -298,6 +299,17 @@ public:
                 if (!log) return fatal(log.error().what());
                 spdlog::info("flow export: JSON lines to {}", opts_.flow_log);
                 flow_sinks.push_back(std::move(*log));
+            }
+            for (std::size_t i = 0; i < opts_.clickhouse.size(); ++i) {
+                auto c = opts_.clickhouse[i];
+                c.node = node;
+                c.spool_dir = opts_.state_dir + "/spool/clickhouse" + (i ? "-" + std::to_string(i) : std::string());
+                c.user = *envOr("NETPROBE_CLICKHOUSE_USER") ? envOr("NETPROBE_CLICKHOUSE_USER") : "default";
+                c.password = envOr("NETPROBE_CLICKHOUSE_PASSWORD");
+                auto sink = netprobe::sinks::ClickHouseSink::start(c);
+                if (!sink) return fatal(sink.error().what());
+                spdlog::info("flow export: ClickHouse {} database {} (spool {})", c.url, c.database, c.spool_dir);
+                flow_sinks.push_back(std::move(*sink));
             }
             for (const auto& sink : flow_sinks)
                 flow_subs.push_back(pipeline->subscribe([s = sink.get()](const auto& v) {

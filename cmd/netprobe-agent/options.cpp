@@ -175,6 +175,13 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     app.add_option("--ipfix-collector", ipfix,
                    "Export flow records over IPFIX to HOST:PORT[,transport=udp|tcp][,biflow=on|off][,domain=N]"
                    "[,enterprise=N][,mtu=BYTES][,template-refresh=DURATION][,queue=RECORDS] (repeatable)");
+    std::vector<std::string> clickhouse;
+    app.add_option("--clickhouse", clickhouse,
+                   "Insert flow records into ClickHouse: http[s]://HOST:PORT[,database=NAME][,batch=N][,flush=DURATION]"
+                   "[,retention=DURATION][,retention-1m=DURATION][,retention-1h=DURATION][,spool-max=SIZE] "
+                   "(credentials: env NETPROBE_CLICKHOUSE_USER, NETPROBE_CLICKHOUSE_PASSWORD)");
+    app.add_option("--state-dir", o.state_dir, "Directory for state that outlives the agent (the ClickHouse spool)")
+        ->capture_default_str();
     app.add_option("--flow-log", o.flow_log, "Write every flow record as one JSON line to this file (rotated by size)");
     std::string flow_log_max = "100MiB";
     app.add_option("--flow-log-max-size", flow_log_max, "Rotate --flow-log beyond this size")->capture_default_str();
@@ -327,6 +334,12 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
         if (!c) return fail(c.error().what());
         o.ipfix_collectors.push_back(std::move(*c));
     }
+    for (const auto& spec : clickhouse) {
+        auto c = sinks::parseClickHouse(spec);
+        if (!c) return fail(c.error().what());
+        o.clickhouse.push_back(std::move(*c));
+    }
+    if (o.state_dir.empty() || o.state_dir.front() != '/') return fail("--state-dir must be an absolute path");
     auto fls = parseSize(flow_log_max);
     if (!fls) return fail("--flow-log-max-size: " + fls.error());
     if (*fls < 4096) return fail("--flow-log-max-size " + flow_log_max + ": at least 4096 bytes");

@@ -9,6 +9,7 @@
 
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/ebpf/types.hpp>
+#include <netprobe/sinks/clickhouse.hpp>
 #include <netprobe/sinks/ipfix.hpp>
 
 namespace netprobe::agent {
@@ -53,6 +54,8 @@ struct AgentOptions {
     std::chrono::milliseconds http_write_timeout = std::chrono::seconds(30);   // --http-write-timeout
     // Flow export (docs/flow-export.md): records per flow and interval -> IPFIX, a JSON-lines log.
     std::vector<sinks::ipfix::CollectorConfig> ipfix_collectors;  // --ipfix-collector (repeatable)
+    std::vector<sinks::ClickHouseConfig> clickhouse;      // --clickhouse (repeatable)
+    std::string state_dir = "/var/lib/netprobe";          // --state-dir: spools (and later the history store)
     std::string flow_log;                                // --flow-log: JSON lines
     std::uint64_t flow_log_max_bytes = 100ull << 20;     // --flow-log-max-size
     unsigned flow_log_max_files = 5;                     // --flow-log-max-files

@@ -428,12 +428,15 @@ std::string renderFlowExportMetrics(const analysis::FlowExportView* view, const 
          [](const sinks::SinkStatus& s) { return s.records_sent; });
     w.family("netprobe_flow_sink_records_dropped_total", MetricType::Counter,
              "Records lost, by reason: queue_full (the oldest went), send_failed (refused by the transport or a "
-             "failed write).");
+             "failed write), spool_full (ClickHouse: the oldest spooled batches went).");
     for (const auto& s : sinks) {
         w.sample("netprobe_flow_sink_records_dropped_total",
                  {{"sink", s.kind}, {"target", s.target}, {"reason", "queue_full"}}, s.records_dropped_queue);
         w.sample("netprobe_flow_sink_records_dropped_total",
                  {{"sink", s.kind}, {"target", s.target}, {"reason", "send_failed"}}, s.records_dropped_send);
+        if (s.kind == "clickhouse")
+            w.sample("netprobe_flow_sink_records_dropped_total",
+                     {{"sink", s.kind}, {"target", s.target}, {"reason", "spool_full"}}, s.records_dropped_spool);
     }
     each("netprobe_flow_sink_records_resent_total", MetricType::Counter,
          "IPFIX over TCP: records not acknowledged when a connection failed, sent again on the next.",
@@ -448,6 +451,23 @@ std::string renderFlowExportMetrics(const analysis::FlowExportView* view, const 
          [](const sinks::SinkStatus& s) { return s.bytes_sent; });
     each("netprobe_flow_sink_errors_total", MetricType::Counter, "Connect, send and write errors.",
          [](const sinks::SinkStatus& s) { return s.errors_total; });
+    std::vector<sinks::SinkStatus> spooled;
+    for (const auto& s : sinks)
+        if (s.kind == "clickhouse") spooled.push_back(s);
+    if (!spooled.empty()) {
+        w.family("netprobe_flow_sink_spool_bytes", MetricType::Gauge,
+                 "ClickHouse: bytes of batches waiting in the on-disk spool (bounded by spool-max).");
+        for (const auto& s : spooled)
+            w.sample("netprobe_flow_sink_spool_bytes", {{"sink", s.kind}, {"target", s.target}}, s.spool_bytes);
+        w.family("netprobe_flow_sink_spool_batches", MetricType::Gauge, "ClickHouse: batches waiting in the spool.");
+        for (const auto& s : spooled)
+            w.sample("netprobe_flow_sink_spool_batches", {{"sink", s.kind}, {"target", s.target}}, s.spool_batches);
+        w.family("netprobe_flow_sink_partitions_dropped_total", MetricType::Counter,
+                 "ClickHouse: partitions dropped for retention (servers without TTL).");
+        for (const auto& s : spooled)
+            w.sample("netprobe_flow_sink_partitions_dropped_total", {{"sink", s.kind}, {"target", s.target}},
+                     s.partitions_dropped);
+    }
     each("netprobe_flow_sink_connects_total", MetricType::Counter,
          "IPFIX: sessions opened (TCP connections, UDP sockets); flow log: rotations.",
          [](const sinks::SinkStatus& s) { return s.connects_total; });

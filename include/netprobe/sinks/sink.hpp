@@ -28,6 +28,10 @@ struct SinkStatus {
     std::uint64_t records_dropped_queue = 0; // the queue was full: the oldest went
     std::uint64_t records_dropped_send = 0;  // in a message the transport refused (UDP) / a failed write
     std::uint64_t records_resent = 0;        // TCP: not acknowledged before the connection failed, sent again
+    std::uint64_t records_dropped_spool = 0; // ClickHouse: the spool was full, its oldest batches went
+    std::uint64_t spool_bytes = 0;           // ClickHouse: batches waiting on disk
+    std::uint64_t spool_batches = 0;
+    std::uint64_t partitions_dropped = 0;    // ClickHouse: retention without TTL
     std::uint64_t messages_sent = 0;
     std::uint64_t bytes_sent = 0;
     std::uint64_t errors_total = 0;          // connect, send, write errors
