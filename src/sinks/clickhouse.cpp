@@ -135,7 +135,12 @@ Result<ClickHouseConfig> parseClickHouse(std::string_view spec) {
         return bad("no credentials in the URL: set NETPROBE_CLICKHOUSE_USER and NETPROBE_CLICKHOUSE_PASSWORD");
     auto duration = [&](std::string_view v, auto& out, std::chrono::nanoseconds lo, std::chrono::nanoseconds hi,
                         const char* what) -> std::optional<std::string> {
-        auto d = util::parseDuration(v);
+        // Go durations, and days ("7d": retention is counted in days).
+        std::expected<std::chrono::nanoseconds, std::string> d = std::unexpected(std::string());
+        if (unsigned days = 0; v.ends_with('d') && parseNumber(v.substr(0, v.size() - 1), days) && days <= 36500)
+            d = std::chrono::hours(24) * days;
+        else
+            d = util::parseDuration(v);
         if (!d || *d < lo || *d > hi) return std::string(what);
         out = std::chrono::duration_cast<std::remove_reference_t<decltype(out)>>(*d);
         return std::nullopt;
@@ -158,13 +163,13 @@ Result<ClickHouseConfig> parseClickHouse(std::string_view spec) {
                            "flush must be a duration from 100ms to 10m");
         } else if (k == "retention") {
             err = duration(v, c.retention, std::chrono::hours(24), std::chrono::hours(24 * 3650),
-                           "retention must be a duration of at least 24h (whole days are dropped)");
+                           "retention must be at least 1d (7d, 168h: whole days are dropped)");
         } else if (k == "retention-1m") {
             err = duration(v, c.retention_1m, std::chrono::hours(24), std::chrono::hours(24 * 3650),
-                           "retention-1m must be a duration of at least 24h");
+                           "retention-1m must be at least 1d");
         } else if (k == "retention-1h") {
             err = duration(v, c.retention_1h, std::chrono::hours(24 * 31), std::chrono::hours(24 * 3650),
-                           "retention-1h must be a duration of at least 744h (whole months are dropped)");
+                           "retention-1h must be at least 31d (whole months are dropped)");
         } else if (k == "spool-max") {
             auto b = parseBytes(v);
             if (!b || *b < (1u << 20)) return bad("spool-max must be a size of at least 1MiB (64MiB, 1GiB)");

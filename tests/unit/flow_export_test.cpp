@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include <netprobe/analysis/flow_export.hpp>
+#include <netprobe/sinks/clickhouse.hpp>
 #include <netprobe/sinks/flow_log.hpp>
 #include <netprobe/sinks/ipfix.hpp>
 
@@ -444,6 +445,73 @@ TEST(FlowLog, OneJsonObjectPerRecordWithIpBytesAndLabels) {
     EXPECT_EQ(j["src_namespace"], "shop");
     EXPECT_EQ(j["rev_tcp_flags"], nlohmann::json({"FIN", "SYN", "ACK"}));
     EXPECT_FALSE(j.contains("dst_pod"));
+}
+
+TEST(ClickHouse, Specs) {
+    auto c = sinks::parseClickHouse("http://clickhouse.netprobe.svc:8123");
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->database, "netprobe");
+    EXPECT_EQ(c->batch, 50000u);
+    c = sinks::parseClickHouse(
+        "https://ch:8443,database=flows_db,batch=1000,flush=2s,retention=3d,retention-1m=14d,retention-1h=2000h,"
+        "spool-max=64MiB,queue=5000");
+    ASSERT_TRUE(c) << c.error().what();
+    EXPECT_EQ(c->url, "https://ch:8443");
+    EXPECT_EQ(c->database, "flows_db");
+    EXPECT_EQ(c->batch, 1000u);
+    EXPECT_EQ(c->flush, std::chrono::seconds(2));
+    EXPECT_EQ(c->retention, std::chrono::hours(72));
+    EXPECT_EQ(c->retention_1m, std::chrono::hours(24 * 14));
+    EXPECT_EQ(c->spool_max_bytes, 64ull << 20);
+    for (const char* bad : {"", "ch:8123", "ftp://ch", "http://", "http://ch:8123/netprobe", "http://u:p@ch:8123",
+                            "http://ch,database=a-b", "http://ch,database=", "http://ch,batch=0", "http://ch,flush=1ms",
+                            "http://ch,retention=1h", "http://ch,retention-1h=24h", "http://ch,spool-max=10k",
+                            "http://ch,nope=1", "http://ch,batch"}) {
+        auto r = sinks::parseClickHouse(bad);
+        EXPECT_FALSE(r) << bad;
+    }
+}
+
+TEST(ClickHouse, VersionDecidesTheSchema) {
+    auto v18 = sinks::parseClickHouseVersion("18.16.1\n");
+    ASSERT_TRUE(v18);
+    EXPECT_EQ(v18->major, 18);
+    EXPECT_EQ(v18->minor, 16);
+    EXPECT_FALSE(sinks::parseClickHouseVersion("Code: 516"));
+    auto v24 = sinks::parseClickHouseVersion("24.8.4.13");
+    ASSERT_TRUE(v24);
+    sinks::ClickHouseConfig c;
+    auto join = [](const std::vector<std::string>& v) {
+        std::string s;
+        for (const auto& x : v) s += x + ";\n";
+        return s;
+    };
+    const std::string old = join(sinks::clickHouseSchema(c, *v18)), now = join(sinks::clickHouseSchema(c, *v24));
+    EXPECT_EQ(old.find("LowCardinality"), std::string::npos);
+    EXPECT_EQ(old.find("TTL"), std::string::npos);
+    EXPECT_EQ(old.find("CODEC"), std::string::npos);
+    EXPECT_NE(old.find("ReplacingMergeTree"), std::string::npos);
+    EXPECT_NE(old.find("ORDER BY (time_received, node, batch_id, seq)"), std::string::npos);
+    EXPECT_NE(old.find("CREATE MATERIALIZED VIEW IF NOT EXISTS netprobe.flows_1m_mv TO netprobe.flows_1m"),
+              std::string::npos);
+    EXPECT_NE(now.find("LowCardinality(String)"), std::string::npos);
+    EXPECT_NE(now.find("TTL time_received + INTERVAL 7 DAY"), std::string::npos);
+    EXPECT_NE(now.find("TTL t + INTERVAL 365 DAY"), std::string::npos);
+    EXPECT_NE(now.find("CODEC("), std::string::npos);
+}
+
+TEST(ClickHouse, RowCarriesBatchAndIpAndFrameBytes) {
+    auto j = nlohmann::json::parse(sinks::clickHouseRow(biflowRecord(9), "node-1", 0xabc00000001ull, 7, 1'800'000'000));
+    EXPECT_EQ(j["time_received"], 1'800'000'000);
+    EXPECT_EQ(j["batch_id"], 0xabc00000001ull);
+    EXPECT_EQ(j["seq"], 7);
+    EXPECT_EQ(j["bytes"], 400);
+    EXPECT_EQ(j["l2_bytes"], 456);
+    EXPECT_EQ(j["rev_bytes"], 600);
+    EXPECT_EQ(j["protocol"], 6);
+    EXPECT_EQ(j["src_addr"], "198.18.0.2");
+    EXPECT_EQ(j["dst_service"], std::string(300, 's'));
+    EXPECT_EQ(j["end_reason"], "end_of_flow");
 }
 
 }  // namespace
