@@ -82,6 +82,8 @@ run_step "Interface churn: 2 rounds of 200 veths in 60 s" "$LOGS/churn.log" /usr
   "$NP_AGENT" 200 60
 run_step "Agent CPU under SYN floods (hping3, a new source port per packet)" "$LOGS/flood.log" \
   bash "$ROOT/bench/flood_cpu.sh" 10 "10000 50000"
+run_step "Flow export: the ClickHouse sink against clickhouse-server" "$LOGS/clickhouse.log" \
+  bash "$ROOT/bench/clickhouse_sink.sh" "$BIN" 10000 30
 run_step "Security: detection latency (nmap, hping3)" "$LOGS/security.log" /usr/bin/python3 "$ROOT/bench/security_bench.py" --rounds=3
 run_step "Series churn: distinct top-talker series in a real Prometheus" "$LOGS/series_churn.log" \
   bash "$ROOT/bench/series_churn.sh" "$SERIES_CHURN_SECS"
@@ -174,6 +176,17 @@ ipfix_bpr=$(gb IpfixEncode bytes_per_record)
 ms_row IpfixEncode "IPFIX encoding of 100k biflow records (${ipfix_bpr%.*} bytes/record on the wire)" ""
 json_bpr=$(gb FlowLogJson bytes_per_record)
 ms_row FlowLogJson "flow log JSON of 100k records (${json_bpr%.*} bytes/record)" ""
+
+if [[ -n ${R[ch_sink_records_per_second]:-} ]]; then
+  row "ClickHouse sink: records/s delivered to clickhouse-server on this machine (1M records, batches of 50k)" \
+    "${R[ch_sink_records_per_second]}" ">= 10000" "$(ge "${R[ch_sink_records_per_second]}" 10000 && echo PASS || echo MISS)"
+else na "ClickHouse sink: records/s delivered" ">= 10000"; fi
+if [[ -n ${R[ch_sink_cpu_per_10k]:-} ]]; then
+  row "ClickHouse sink: agent CPU per 10k records/s (with ${R[ch_agent_cpu_sink]}% vs without a sink ${R[ch_agent_cpu_none]}%, at ${R[ch_records_per_second]} records/s)" \
+    "${R[ch_sink_cpu_per_10k]}% of a core" "-" "info"
+  row "ClickHouse: bytes per flow record on disk (18.16, after OPTIMIZE FINAL; ${R[ch_rows]} rows for ${R[ch_records]} records)" \
+    "${R[ch_disk_bytes_per_record]} B (${R[ch_raw_bytes_per_record]} B uncompressed)" "-" "info"
+else na "ClickHouse sink: agent CPU per 10k records/s" "-"; fi
 
 if [[ -n ${R[throughput_ratio]:-} ]]; then
   r=${R[throughput_ratio]}
@@ -473,6 +486,17 @@ over the window. The same script measures an agent from before issue 10 (\`NP_AG
 \`netprobe_top_flow_*\`, one series per flow): 2399 distinct series for 2401 connections in 600 s,
 114x the budget.
 
+**ClickHouse sink** (\`bench/clickhouse_sink.sh\`, [docs/clickhouse.md](clickhouse.md)). Debian's
+clickhouse-server (18.16) in namespace \`npb-chs-agt\` (own config and data directory, removed
+afterwards). *records/s*: \`np_sink_bench\` offers 1M synthetic biflow records to a \`ClickHouseSink\`
+as fast as its queue takes them; the clock stops when the sink reports all of them inserted (spooled,
+sent, spool empty); server and sink share the 2 CPUs. *agent CPU*: \`np_flowgen\` sends 10k new
+one-packet flows/s for 30 s into the agent's veth (\`--flow-idle-timeout=1s\`: one record per flow);
+utime+stime of the agent over the load, without a sink (no flow-record stage) and with
+\`--clickhouse\`; the difference per 10k records/s. *bytes on disk*: \`system.parts\` of
+\`netprobe.flows\` after \`OPTIMIZE TABLE FINAL\` (18.16 has no column codecs; LowCardinality is not
+used before 19.1).
+
 **Security analytics** (\`bench/security_bench.py\`, [docs/security.md](security.md)). Cost: the
 same BPF_PROG_TEST_RUN method on a second copy of the datapath loaded with \`np_enable_security=1\`
 and \`np_mitigate=on\` (rows \`+sec\`; the XDP row measures the blocklist lookup, which only
@@ -520,6 +544,9 @@ $(section "$LOGS/churn.log")
 ### SYN floods: agent CPU
 $(section "$LOGS/flood.log")
 
+### Flow export: ClickHouse sink
+$(section "$LOGS/clickhouse.log")
+
 $( if [[ -f $ROOT/docs/soak.md ]]; then echo "## Soak (make soak, not part of make bench; from docs/soak.md)"; \
    tail -n +2 "$ROOT/docs/soak.md"; fi )
 EOF
@@ -532,7 +559,7 @@ left=$( {
   ip netns list | awk '$1 ~ /^npb-/'
   ip -o link show type veth | awk -F': ' '$2 ~ /^npb/ {print $2}'
   bpftool prog show 2>/dev/null | grep -E 'np_bench' || true
-  pgrep -af 'np_flowgen|np_bpf_prog_bench|np_collector_bench|stack_load.py|security_bench.py|churn_load.py|storage.tsdb.path=/tmp/npb-churn|netprobe-agent --interface-filter=npb(tp|rs|sec|ch)|socket-netns=/run/netns/npb-stk' || true
+  pgrep -af 'np_sink_bench|clickhouse-server --config-file=/tmp/npb-ch|np_flowgen|np_bpf_prog_bench|np_collector_bench|stack_load.py|security_bench.py|churn_load.py|storage.tsdb.path=/tmp/npb-churn|netprobe-agent --interface-filter=npb(tp|rs|sec|ch)|socket-netns=/run/netns/npb-stk' || true
 } )
 if [[ -n $left ]]; then
   echo "bench: left behind:" >&2

@@ -10,6 +10,7 @@
 
 #include "netprobe/ebpf/cgroup_traffic.hpp"
 #include "netprobe/ebpf/types.hpp"
+#include "netprobe/util/json_text.hpp"
 
 namespace netprobe::metrics {
 
@@ -135,25 +136,7 @@ bool flowMatches(const FlowRecord& f, std::string_view interface, const FlowQuer
     return true;
 }
 
-void appendJsonString(std::string& out, std::string_view v) {
-    static constexpr char hex[] = "0123456789abcdef";
-    out += '"';
-    for (unsigned char c : v) {
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += static_cast<char>(c);
-        } else if (c < 0x20 || c >= 0x80) {
-            // Control characters, and any non-ASCII byte (names are bytes, not
-            // necessarily UTF-8): always valid JSON.
-            out += "\\u00";
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
-    out += '"';
-}
+void appendJsonString(std::string& out, std::string_view v) { util::appendJsonString(out, v); }
 
 namespace {
 

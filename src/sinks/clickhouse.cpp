@@ -14,12 +14,12 @@
 #include <set>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "netprobe/ebpf/types.hpp"
 #include "netprobe/util/duration.hpp"
 #include "netprobe/util/ip.hpp"
+#include "netprobe/util/json_text.hpp"
 
 namespace netprobe::sinks {
 
@@ -284,43 +284,49 @@ std::vector<std::string> clickHouseSchema(const ClickHouseConfig& c, ClickHouseV
 
 std::string clickHouseRow(const FlowExportRecord& r, const std::string& node, std::uint64_t batch, std::uint32_t seq,
                           std::int64_t received_s) {
-    nlohmann::ordered_json j;
-    j["time_received"] = received_s;
-    j["node"] = node;
-    j["batch_id"] = batch;
-    j["seq"] = seq;
-    j["flow_id"] = r.flow_id;
-    j["start_ms"] = r.start_ms;
-    j["end_ms"] = r.end_ms;
-    j["end_reason"] = analysis::toString(r.reason);
-    j["interface"] = r.interface;
-    j["ifindex"] = r.key.ifindex;
-    j["direction"] = ebpf::directionName(r.key.direction);
-    j["ip_version"] = r.key.family;
-    j["protocol"] = r.key.proto;
-    j["src_addr"] = util::formatAddr(std::bit_cast<util::Addr16>(r.key.src_ip));
-    j["dst_addr"] = util::formatAddr(std::bit_cast<util::Addr16>(r.key.dst_ip));
-    j["src_port"] = r.key.src_port;
-    j["dst_port"] = r.key.dst_port;
-    j["packets"] = r.packets;
-    j["bytes"] = r.ipBytes();
-    j["l2_bytes"] = r.bytes;
-    j["rev_packets"] = r.rev_packets;
-    j["rev_bytes"] = r.revIpBytes();
-    j["rev_l2_bytes"] = r.rev_bytes;
-    j["tcp_flags"] = r.tcp_flags;
-    j["rev_tcp_flags"] = r.rev_tcp_flags;
-    j["biflow"] = r.reverse_seen ? 1 : 0;
-    j["src_namespace"] = r.labels.src_namespace;
-    j["src_pod"] = r.labels.src_pod;
-    j["src_workload"] = r.labels.src_workload;
-    j["dst_namespace"] = r.labels.dst_namespace;
-    j["dst_pod"] = r.labels.dst_pod;
-    j["dst_workload"] = r.labels.dst_workload;
-    j["dst_service"] = r.labels.dst_service;
-    j["src_container"] = r.src_container;
-    j["dst_container"] = r.dst_container;
-    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    using namespace util;
+    std::string o;
+    o.reserve(640);
+    o += '{';
+    auto u = [&](std::string_view k, std::uint64_t v) { appendJsonKey(o, k), appendJsonUint(o, v); };
+    auto str = [&](std::string_view k, std::string_view v) { appendJsonKey(o, k), appendJsonString(o, v); };
+    appendJsonKey(o, "time_received"), appendJsonInt(o, received_s);
+    str("node", node);
+    u("batch_id", batch);
+    u("seq", seq);
+    u("flow_id", r.flow_id);
+    appendJsonKey(o, "start_ms"), appendJsonInt(o, r.start_ms);
+    appendJsonKey(o, "end_ms"), appendJsonInt(o, r.end_ms);
+    str("end_reason", analysis::toString(r.reason));
+    str("interface", r.interface);
+    u("ifindex", r.key.ifindex);
+    str("direction", ebpf::directionName(r.key.direction));
+    u("ip_version", r.key.family);
+    u("protocol", r.key.proto);
+    str("src_addr", formatAddr(std::bit_cast<Addr16>(r.key.src_ip)));
+    str("dst_addr", formatAddr(std::bit_cast<Addr16>(r.key.dst_ip)));
+    u("src_port", r.key.src_port);
+    u("dst_port", r.key.dst_port);
+    u("packets", r.packets);
+    u("bytes", r.ipBytes());
+    u("l2_bytes", r.bytes);
+    u("rev_packets", r.rev_packets);
+    u("rev_bytes", r.revIpBytes());
+    u("rev_l2_bytes", r.rev_bytes);
+    u("tcp_flags", r.tcp_flags);
+    u("rev_tcp_flags", r.rev_tcp_flags);
+    u("biflow", r.reverse_seen ? 1 : 0);
+    str("src_namespace", r.labels.src_namespace);
+    str("src_pod", r.labels.src_pod);
+    str("src_workload", r.labels.src_workload);
+    str("dst_namespace", r.labels.dst_namespace);
+    str("dst_pod", r.labels.dst_pod);
+    str("dst_workload", r.labels.dst_workload);
+    str("dst_service", r.labels.dst_service);
+    str("src_container", r.src_container);
+    str("dst_container", r.dst_container);
+    o += '}';
+    return o;
 }
 
 // ---- the sink ----

@@ -9,11 +9,11 @@
 #include <cstring>
 #include <ctime>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "netprobe/ebpf/types.hpp"
 #include "netprobe/util/ip.hpp"
+#include "netprobe/util/json_text.hpp"
 
 namespace netprobe::sinks {
 
@@ -31,48 +31,60 @@ std::string isoMs(std::int64_t ms) {
     return buf;
 }
 
-nlohmann::ordered_json flagNames(std::uint8_t f) {
+void appendFlags(std::string& o, std::uint8_t f) {
     static constexpr const char* names[8] = {"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"};
-    auto a = nlohmann::ordered_json::array();
-    for (int i = 0; i < 8; ++i)
-        if (f & (1u << i)) a.push_back(names[i]);
-    return a;
+    o += '[';
+    bool first = true;
+    for (int i = 0; i < 8; ++i) {
+        if (!(f & (1u << i))) continue;
+        if (!first) o += ',';
+        first = false;
+        o += '"';
+        o += names[i];
+        o += '"';
+    }
+    o += ']';
 }
 
 }  // namespace
 
 std::string flowRecordJson(const FlowExportRecord& r, const std::string& node) {
-    nlohmann::ordered_json j;
-    j["flow_id"] = r.flow_id;
-    j["start"] = isoMs(r.start_ms);
-    j["end"] = isoMs(r.end_ms);
-    j["end_reason"] = analysis::toString(r.reason);
-    j["final"] = r.final;
-    j["interface"] = r.interface;
-    j["ifindex"] = r.key.ifindex;
-    j["direction"] = ebpf::directionName(r.key.direction);
-    j["ip_version"] = r.key.family;
-    j["protocol"] = util::protocolName(r.key.proto);
-    j["src_ip"] = util::formatAddr(std::bit_cast<util::Addr16>(r.key.src_ip));
-    j["src_port"] = r.key.src_port;
-    j["dst_ip"] = util::formatAddr(std::bit_cast<util::Addr16>(r.key.dst_ip));
-    j["dst_port"] = r.key.dst_port;
-    j["packets"] = r.packets;
-    j["bytes"] = r.bytes;
-    j["ip_bytes"] = r.ipBytes();
-    j["rev_packets"] = r.rev_packets;
-    j["rev_bytes"] = r.rev_bytes;
-    j["rev_ip_bytes"] = r.revIpBytes();
-    if (r.key.proto == 6) {
-        j["tcp_flags"] = flagNames(r.tcp_flags);
-        j["rev_tcp_flags"] = flagNames(r.rev_tcp_flags);
-    }
-    j["biflow"] = r.reverse_seen;
-    j["initiator_known"] = r.initiator_known;
-    if (!node.empty()) j["node"] = node;
-    auto opt = [&](const char* k, const std::string& v) {
-        if (!v.empty()) j[k] = v;
+    using namespace util;
+    std::string o;
+    o.reserve(600);
+    o += '{';
+    auto u = [&](std::string_view k, std::uint64_t v) { appendJsonKey(o, k), appendJsonUint(o, v); };
+    auto str = [&](std::string_view k, std::string_view v) { appendJsonKey(o, k), appendJsonString(o, v); };
+    auto opt = [&](std::string_view k, const std::string& v) {
+        if (!v.empty()) str(k, v);
     };
+    u("flow_id", r.flow_id);
+    str("start", isoMs(r.start_ms));
+    str("end", isoMs(r.end_ms));
+    str("end_reason", analysis::toString(r.reason));
+    appendJsonKey(o, "final"), o += r.final ? "true" : "false";
+    str("interface", r.interface);
+    u("ifindex", r.key.ifindex);
+    str("direction", ebpf::directionName(r.key.direction));
+    u("ip_version", r.key.family);
+    str("protocol", protocolName(r.key.proto));
+    str("src_ip", formatAddr(std::bit_cast<Addr16>(r.key.src_ip)));
+    u("src_port", r.key.src_port);
+    str("dst_ip", formatAddr(std::bit_cast<Addr16>(r.key.dst_ip)));
+    u("dst_port", r.key.dst_port);
+    u("packets", r.packets);
+    u("bytes", r.bytes);
+    u("ip_bytes", r.ipBytes());
+    u("rev_packets", r.rev_packets);
+    u("rev_bytes", r.rev_bytes);
+    u("rev_ip_bytes", r.revIpBytes());
+    if (r.key.proto == 6) {
+        appendJsonKey(o, "tcp_flags"), appendFlags(o, r.tcp_flags);
+        appendJsonKey(o, "rev_tcp_flags"), appendFlags(o, r.rev_tcp_flags);
+    }
+    appendJsonKey(o, "biflow"), o += r.reverse_seen ? "true" : "false";
+    appendJsonKey(o, "initiator_known"), o += r.initiator_known ? "true" : "false";
+    opt("node", node);
     opt("src_namespace", r.labels.src_namespace);
     opt("src_pod", r.labels.src_pod);
     opt("src_workload", r.labels.src_workload);
@@ -82,7 +94,8 @@ std::string flowRecordJson(const FlowExportRecord& r, const std::string& node) {
     opt("dst_service", r.labels.dst_service);
     opt("src_container", r.src_container);
     opt("dst_container", r.dst_container);
-    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    o += '}';
+    return o;
 }
 
 FlowLog::FlowLog(FlowLogOptions options, std::string node)
