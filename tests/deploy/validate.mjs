@@ -1002,6 +1002,49 @@ check("kubectl kustomize deploy/ renders; namespace applied to every object and 
   for (const want of agentDocs.map(docId)) assert(docs.some((d) => docId(d) === want), `${want} missing from the kustomize output`);
 });
 
+check("deploy/clickhouse component: renders with the base; the ClickHouse objects validate; the agent gets --clickhouse and a hostPath --state-dir", () => {
+  const dir = join(DEPLOY, "clickhouse");
+  const comp = YAML.parse(readFileSync(join(dir, "kustomization.yaml"), "utf8"));
+  eq(comp.kind, "Component", "deploy/clickhouse/kustomization.yaml kind");
+  assert(/^#\s+components:\n#\s+- clickhouse$/m.test(readFileSync(P.kustomization, "utf8")),
+         "deploy/kustomization.yaml does not show how to enable the component");
+  const chDocs = loadYamlDocs(join(dir, "clickhouse.yaml"));
+  eq(chDocs.map(docId).sort(), ["ConfigMap/netprobe-clickhouse", "Service/netprobe-clickhouse",
+                                "StatefulSet/netprobe-clickhouse"], "objects");
+  strict.build(chDocs);
+  for (const d of chDocs) { schemaValidate(d); strict.check(d); }
+  const cfg = find(chDocs, "ConfigMap").data["netprobe.xml"];
+  const xml = run("python3", ["-c", "import sys, xml.etree.ElementTree as E; E.fromstring(sys.stdin.read())"], { input: cfg });
+  assert(xml.status === 0, `ClickHouse config is not XML: ${xml.stderr}`);
+  const sts = find(chDocs, "StatefulSet"), svc = find(chDocs, "Service");
+  eq(svc.spec.selector, sts.spec.template.metadata.labels, "Service selector");
+  if (!has("kubectl")) skip("kubectl not installed");
+  const tmp = mkdtempSync(join(tmpdir(), "np-kust-"));
+  try {
+    execFileSync("cp", ["-r", ...readdirSync(DEPLOY).map((f) => join(DEPLOY, f)), tmp]);
+    const k = readFileSync(join(tmp, "kustomization.yaml"), "utf8").replace(/^# components:\n#   - clickhouse$/m, "components:\n  - clickhouse");
+    writeFileSync(join(tmp, "kustomization.yaml"), k);
+    const r = run("kubectl", ["kustomize", tmp]);
+    assert(r.status === 0, r.stderr);
+    const docs = loadYamlDocs("kustomize output", r.stdout);
+    strict.build(docs);
+    for (const d of docs) { schemaValidate(d); strict.check(d); }
+    for (const want of chDocs.map(docId)) assert(docs.some((d) => docId(d) === want), `${want} missing`);
+    const ds = find(docs, "DaemonSet"), c = ds.spec.template.spec.containers[0];
+    const flags = agentFlags();
+    for (const a of c.args) assert(flags.has(a.split("=")[0]), `agent has no flag ${a.split("=")[0]}`);
+    const ch = c.args.find((a) => a.startsWith("--clickhouse="));
+    assert(ch && ch.includes(`http://${svc.metadata.name}:${svc.spec.ports[0].port}`), `--clickhouse does not name the Service: ${ch}`);
+    const sd = c.args.find((a) => a.startsWith("--state-dir="))?.split("=")[1];
+    const mount = c.volumeMounts.find((m) => m.mountPath === sd);
+    assert(mount && !mount.readOnly, `--state-dir ${sd} is not a writable mount`);
+    const vol = ds.spec.template.spec.volumes.find((v) => v.name === mount.name);
+    eq(vol.hostPath?.path, sd, "state volume hostPath");
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
 check("kubectl apply --dry-run=client -f deploy/agent.yaml (needs an API server's discovery)", () => {
   if (!has("kubectl")) skip("kubectl not installed");
   // An empty kubeconfig: never talk to whatever cluster the user has configured.
