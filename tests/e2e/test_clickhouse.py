@@ -145,6 +145,29 @@ class ClickHouseSinkTest(E2ETestCase):
                                         "WHERE protocol = 17"), raw, t)
         ch.stop(signal.SIGTERM, timeout=30)
 
+    def test_retention_drops_old_daily_partitions_on_a_server_without_ttl(self):
+        ch = self.clickhouse()
+        # The table as the agent creates it, holding rows of 10 and 2 days ago and of today.
+        agent = self.agent()
+        wait_for(lambda: self.query("EXISTS TABLE netprobe.flows") == "1", 20, "the agent to create its tables")
+        self.assertEqual(agent.stop(), 0)
+        for days in (10, 2, 0):
+            sql = (f"INSERT INTO netprobe.flows (time_received, node, batch_id, seq, packets) "
+                   f"SELECT now() - {days} * 86400, 'old-node', {days + 1}, 0, {days + 100}")
+            r = run(["curl", "-sf", f"http://127.0.0.1:{CH_HTTP}/", "--data-binary", sql], netns=self.node)
+            self.assertEqual(r.returncode, 0)
+        before = self.query("SELECT count() FROM netprobe.flows WHERE node = 'old-node'")
+        self.assertEqual(before, "3")
+        agent = self.start_agent(f"--interface-filter={self.veth.host}", "--security=off",
+                                 f"--state-dir={self.tmp}/state",
+                                 f"--clickhouse=http://127.0.0.1:{CH_HTTP},retention=7d", netns=self.node)
+        wait_for(lambda: agent.metrics().get("netprobe_flow_sink_partitions_dropped_total", sink="clickhouse") >= 1,
+                 30, "the 10-day-old partition to be dropped")
+        left = self.query("SELECT packets FROM netprobe.flows WHERE node = 'old-node' ORDER BY packets FORMAT TSV")
+        self.assertEqual(left.split(), ["100", "102"], "rows of today and 2 days ago stay, 10 days ago goes")
+        self.assertEqual(agent.stop(), 0)
+        ch.stop(signal.SIGTERM, timeout=30)
+
     def test_bad_specs_and_an_unwritable_state_dir_are_one_line_and_a_nonzero_exit(self):
         for spec in ("ftp://x:1", "http://h:8123/db", "http://u:p@h:8123", "http://h:8123,retention=1h",
                      "http://h:8123,bogus=1", "http://h:8123,spool-max=1k"):

@@ -1,8 +1,15 @@
 // FlowExport (records per flow and interval) and the IPFIX encoder.
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <numeric>
+#include <thread>
 
 #include <netprobe/analysis/flow_export.hpp>
 #include <netprobe/sinks/clickhouse.hpp>
@@ -512,6 +519,108 @@ TEST(ClickHouse, RowCarriesBatchAndIpAndFrameBytes) {
     EXPECT_EQ(j["src_addr"], "198.18.0.2");
     EXPECT_EQ(j["dst_service"], std::string(300, 's'));
     EXPECT_EQ(j["end_reason"], "end_of_flow");
+}
+
+std::string tempDir(const char* name) {
+    auto d = std::filesystem::temp_directory_path() / (std::string("np-unit-") + name + "-" + std::to_string(getpid()));
+    std::filesystem::remove_all(d);
+    std::filesystem::create_directories(d);
+    return d.string();
+}
+
+std::size_t lines(const std::string& path) {
+    std::ifstream f(path);
+    std::size_t n = 0;
+    for (std::string l; std::getline(f, l);) ++n;
+    return n;
+}
+
+TEST(FlowLog, RotatesBySizeKeepingMaxFilesAndLosingNothingBetweenThem) {
+    const auto dir = tempDir("flowlog");
+    const std::string path = dir + "/flows.jsonl";
+    auto log = sinks::FlowLog::start({path, 4096, 3, 1000}, "node-1");
+    ASSERT_TRUE(log) << log.error().what();
+    analysis::FlowExportView v;
+    for (int i = 0; i < 10; ++i) v.records.push_back(biflowRecord(i));  // ~560 bytes each
+    (*log)->offer(v);
+    (*log)->drain(std::chrono::seconds(5));
+    auto st = (*log)->status();
+    EXPECT_EQ(st.records_sent, 10u);
+    EXPECT_GE(st.connects_total, 1u);  // rotations: ten ~800-byte lines do not fit 4096 bytes
+    std::size_t total = 0;
+    for (const auto& f : {path, path + ".1", path + ".2", path + ".3"}) {
+        total += lines(f);
+        if (std::filesystem::exists(f)) {
+            EXPECT_LE(std::filesystem::file_size(f), 4096u) << f;
+        }
+    }
+    EXPECT_EQ(total, 10u);
+    // Many more: at most 3 rotated files, the oldest gone.
+    auto log2 = sinks::FlowLog::start({path, 4096, 3, 1000}, "node-1");
+    ASSERT_TRUE(log2);
+    for (int k = 0; k < 5; ++k) (*log2)->offer(v);
+    (*log2)->drain(std::chrono::seconds(5));
+    EXPECT_TRUE(std::filesystem::exists(path + ".3"));
+    EXPECT_FALSE(std::filesystem::exists(path + ".4"));
+    EXPECT_EQ((*log2)->status().records_dropped_queue, 0u);
+    std::filesystem::remove_all(dir);
+}
+
+TEST(FlowLog, AnUnwritablePathIsAnErrorAtStart) {
+    auto log = sinks::FlowLog::start({"/proc/np-no-such-dir/flows.jsonl", 1 << 20, 1, 10}, "n");
+    ASSERT_FALSE(log);
+    EXPECT_NE(log.error().what().find("--flow-log"), std::string::npos);
+}
+
+// A TCP port on loopback that refuses connections (bound, never listening).
+struct ClosedPort {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    std::uint16_t port = 0;
+    ClosedPort() {
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+        socklen_t len = sizeof a;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+        port = ntohs(a.sin_port);
+    }
+    ~ClosedPort() { ::close(fd); }
+};
+
+TEST(ClickHouse, ServerAwayTheSpoolFillsToItsBoundDroppingOldestAndSurvivesARestart) {
+    ClosedPort closed;
+    const auto dir = tempDir("chspool");
+    auto cfg = sinks::parseClickHouse("http://127.0.0.1:" + std::to_string(closed.port) +
+                                      ",batch=500,flush=100ms,spool-max=1MiB");
+    ASSERT_TRUE(cfg);
+    cfg->spool_dir = dir;
+    auto sink = sinks::ClickHouseSink::start(*cfg);
+    ASSERT_TRUE(sink) << sink.error().what();
+    analysis::FlowExportView v;
+    for (int i = 0; i < 500; ++i) v.records.push_back(biflowRecord(i));  // ~700 bytes per row
+    for (int k = 0; k < 8; ++k) {  // 4000 records, ~2.8 MB of rows: beyond 1 MiB
+        (*sink)->offer(v);
+        std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    }
+    (*sink)->drain(std::chrono::milliseconds(500));
+    auto st = (*sink)->status();
+    EXPECT_FALSE(st.up);
+    EXPECT_GE(st.errors_total, 1u);
+    EXPECT_LE(st.spool_bytes, 1u << 20);
+    EXPECT_GT(st.records_dropped_spool, 0u);
+    EXPECT_EQ(st.records_dropped_spool % 500, 0u);  // whole batches, the oldest
+    EXPECT_EQ(st.records_dropped_spool + st.spool_batches * 500, 4000u);
+    EXPECT_EQ(st.records_sent, 0u);
+    std::size_t files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) files += e.path().extension() == ".jsonl";
+    EXPECT_EQ(files, st.spool_batches);
+    // The next run finds them.
+    auto again = sinks::ClickHouseSink::start(*cfg);
+    ASSERT_TRUE(again);
+    EXPECT_EQ((*again)->status().spool_batches, st.spool_batches);
+    (*again)->drain(std::chrono::milliseconds(0));
+    std::filesystem::remove_all(dir);
 }
 
 }  // namespace
