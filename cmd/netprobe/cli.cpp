@@ -1,0 +1,601 @@
+#include "cli.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <netprobe/util/duration.hpp>
+
+namespace netprobe::cli {
+
+namespace {
+
+std::string firstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+std::string str(const nlohmann::json& j, const char* key) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return "";
+    if (it->is_string()) return it->get<std::string>();
+    return it->dump();
+}
+
+double num(const nlohmann::json& j, const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
+}
+
+// "2026-12-03T17:18:42.145Z" -> "17:18:42" (the time of day is what a terminal needs).
+std::string clock(const std::string& rfc3339) {
+    auto t = rfc3339.find('T');
+    if (t == std::string::npos || rfc3339.size() < t + 9) return rfc3339;
+    return rfc3339.substr(t + 1, 8);
+}
+
+std::string join(const nlohmann::json& arr, const char* sep) {
+    std::string out;
+    if (!arr.is_array()) return out;
+    for (const auto& x : arr) {
+        if (!out.empty()) out += sep;
+        out += x.is_string() ? x.get<std::string>() : x.dump();
+    }
+    return out;
+}
+
+std::string podOf(const nlohmann::json& f, const char* side) {
+    const std::string ns = str(f, (std::string(side) + "_namespace").c_str());
+    const std::string pod = str(f, (std::string(side) + "_pod").c_str());
+    if (pod.empty()) return ns.empty() ? "" : ns + "/";
+    return ns + "/" + pod;
+}
+
+}  // namespace
+
+std::string humanBytes(double b) {
+    static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) b /= 1024, ++u;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f%s" : (b < 10 ? "%.1f%s" : "%.0f%s"), b, units[u]);
+    return buf;
+}
+
+std::string humanCount(double n) {
+    static const char* units[] = {"", "k", "M", "G", "T"};
+    int u = 0;
+    while (n >= 1000 && u < 4) n /= 1000, ++u;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f%s" : (n < 10 ? "%.1f%s" : "%.0f%s"), n, units[u]);
+    return buf;
+}
+
+std::string endpoint(const std::string& ip, std::uint64_t port) {
+    const bool v6 = ip.find(':') != std::string::npos;
+    if (port == 0) return ip;
+    return (v6 ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
+}
+
+std::string Table::render(bool color) const {
+    std::vector<std::size_t> w(header.size(), 0);
+    for (std::size_t i = 0; i < header.size(); ++i) w[i] = header[i].size();
+    for (const auto& r : rows)
+        for (std::size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+    auto line = [&](const std::vector<std::string>& cells, bool head) {
+        std::string out;
+        for (std::size_t i = 0; i < w.size(); ++i) {
+            const std::string c = i < cells.size() ? cells[i] : "";
+            const bool last = i + 1 == w.size();
+            const bool r = i < right.size() && right[i];
+            std::string pad(w[i] - std::min(w[i], c.size()), ' ');
+            std::string cell = r ? pad + c : (last ? c : c + pad);
+            if (head && color) cell = "\033[1m" + cell + "\033[0m";
+            out += cell;
+            if (!last) out += "  ";
+        }
+        while (!out.empty() && out.back() == ' ') out.pop_back();
+        return out + "\n";
+    };
+    std::string out = line(header, true);
+    for (const auto& r : rows) out += line(r, false);
+    return out;
+}
+
+Table flowsTable(const nlohmann::json& doc, bool wide) {
+    Table t;
+    t.header = {"SOURCE", "DESTINATION", "PROTO", "INTERFACE", "DIR", "PACKETS", "BYTES", "RATE", "LAST SEEN"};
+    t.right = {false, false, false, false, false, true, true, true, false};
+    if (wide) {
+        for (const char* h : {"SRC POD", "DST POD", "DST SERVICE", "FLAGS"}) t.header.push_back(h);
+        t.right.resize(t.header.size(), false);
+    }
+    for (const auto& f : doc.value("flows", nlohmann::json::array())) {
+        std::vector<std::string> r = {
+            endpoint(str(f, "src_ip"), static_cast<std::uint64_t>(num(f, "src_port"))),
+            endpoint(str(f, "dst_ip"), static_cast<std::uint64_t>(num(f, "dst_port"))),
+            str(f, "protocol"),
+            str(f, "interface"),
+            str(f, "direction") == "ingress" ? "in" : "out",
+            humanCount(num(f, "packets")),
+            humanBytes(num(f, "bytes")),
+            humanBytes(num(f, "bytes_rate")) + "/s",
+            clock(str(f, "last_seen")),
+        };
+        if (wide) {
+            r.push_back(podOf(f, "src"));
+            r.push_back(podOf(f, "dst"));
+            r.push_back(str(f, "dst_service"));
+            r.push_back(join(f.value("tcp_flags", nlohmann::json::array()), ","));
+        }
+        t.rows.push_back(std::move(r));
+    }
+    return t;
+}
+
+Table connectionsTable(const nlohmann::json& doc, bool wide) {
+    Table t;
+    t.header = {"SOURCE", "DESTINATION", "STATE", "PID", "COMMAND", "SENT", "RECEIVED", "RTT", "RETRANS"};
+    t.right = {false, false, false, true, false, true, true, true, true};
+    if (wide) {
+        for (const char* h : {"CONTAINER", "POD", "COOKIE", "STARTED"}) t.header.push_back(h);
+        t.right.resize(t.header.size(), false);
+    }
+    for (const auto& c : doc.value("connections", nlohmann::json::array())) {
+        const double rtt = num(c, "rtt_seconds");
+        char rtt_s[32];
+        std::snprintf(rtt_s, sizeof rtt_s, rtt >= 0.001 ? "%.1fms" : "%.0fus", rtt >= 0.001 ? rtt * 1e3 : rtt * 1e6);
+        std::vector<std::string> r = {
+            endpoint(str(c, "src_ip"), static_cast<std::uint64_t>(num(c, "src_port"))),
+            endpoint(str(c, "dst_ip"), static_cast<std::uint64_t>(num(c, "dst_port"))),
+            str(c, "state"),
+            str(c, "pid"),
+            str(c, "comm"),
+            humanBytes(num(c, "bytes_sent")),
+            humanBytes(num(c, "bytes_received")),
+            c.contains("rtt_seconds") && !c["rtt_seconds"].is_null() ? std::string(rtt_s) : "",
+            humanCount(num(c, "retransmits")),
+        };
+        if (wide) {
+            const std::string id = str(c, "container_id");
+            r.push_back(id.substr(0, 12));
+            r.push_back(str(c, "namespace").empty() ? "" : str(c, "namespace") + "/" + str(c, "pod"));
+            r.push_back(str(c, "cookie"));
+            r.push_back(clock(str(c, "start")));
+        }
+        t.rows.push_back(std::move(r));
+    }
+    return t;
+}
+
+Table eventsTable(const nlohmann::json& doc, bool wide) {
+    Table t;
+    t.header = {"DETECTED", "TYPE", "SEVERITY", "SOURCE", "TARGET", "ACTIVE"};
+    t.right = {false, false, false, false, false, false};
+    if (wide) {
+        for (const char* h : {"ID", "LAST SEEN", "TARGETS", "BLOCKED"}) t.header.push_back(h);
+        t.right.resize(t.header.size(), false);
+    }
+    for (const auto& e : doc.value("events", nlohmann::json::array())) {
+        std::vector<std::string> r = {clock(str(e, "detected_at")), str(e, "type"), str(e, "severity"),
+                                      str(e, "src_ip"), str(e, "dst_ip"),
+                                      e.value("active", false) ? "yes" : "no"};
+        if (wide) {
+            r.push_back(str(e, "id"));
+            r.push_back(clock(str(e, "last_seen")));
+            r.push_back(std::to_string(e.value("targets", nlohmann::json::array()).size()));
+            r.push_back(str(e, "blocked"));
+        }
+        t.rows.push_back(std::move(r));
+    }
+    return t;
+}
+
+Table interfacesTable(const nlohmann::json& doc, bool wide) {
+    Table t;
+    t.header = {"INTERFACE", "RX PACKETS", "RX BYTES", "TX PACKETS", "TX BYTES", "RX RATE", "TX RATE", "TC", "XDP"};
+    t.right = {false, true, true, true, true, true, true, false, false};
+    if (wide) {
+        for (const char* h : {"INDEX", "PEER NETNS", "POD"}) t.header.push_back(h);
+        t.right.resize(t.header.size(), false);
+    }
+    const auto& list = doc.is_array() ? doc : doc.value("interfaces", nlohmann::json::array());
+    for (const auto& i : list) {
+        std::vector<std::string> r = {
+            str(i, "name"), humanCount(num(i, "ingress_packets")), humanBytes(num(i, "ingress_bytes")),
+            humanCount(num(i, "egress_packets")), humanBytes(num(i, "egress_bytes")),
+            humanBytes(num(i, "ingress_bytes_rate")) + "/s", humanBytes(num(i, "egress_bytes_rate")) + "/s",
+            str(i, "tc_mode"), str(i, "xdp_mode")};
+        if (wide) {
+            r.push_back(str(i, "index"));
+            const auto peer = i.value("peer", nlohmann::json::object());
+            r.push_back(str(peer, "netns_name"));
+            r.push_back(str(peer, "pod"));
+        }
+        t.rows.push_back(std::move(r));
+    }
+    return t;
+}
+
+Table podsTable(const nlohmann::json& doc, bool wide) {
+    Table t;
+    t.header = {"NAMESPACE", "POD", "WORKLOAD", "IPS", "RX BYTES", "TX BYTES"};
+    t.right = {false, false, false, false, true, true};
+    if (wide) {
+        t.header.push_back("NODE");
+        t.header.push_back("UID");
+        t.right.resize(t.header.size(), false);
+    }
+    for (const auto& p : doc.value("pods", nlohmann::json::array())) {
+        std::vector<std::string> r = {str(p, "namespace"), str(p, "name"), str(p, "workload"),
+                                      join(p.value("ips", nlohmann::json::array()), ","),
+                                      humanBytes(num(p, "rx_bytes")), humanBytes(num(p, "tx_bytes"))};
+        if (wide) {
+            r.push_back(str(p, "node"));
+            r.push_back(str(p, "uid"));
+        }
+        t.rows.push_back(std::move(r));
+    }
+    return t;
+}
+
+Table topTable(const nlohmann::json& flows, TopBy by, std::size_t limit) {
+    struct Agg {
+        double rate = 0, bytes = 0, packets = 0;
+        std::size_t flows = 0;
+    };
+    std::map<std::string, Agg> agg;
+    for (const auto& f : flows.value("flows", nlohmann::json::array())) {
+        std::vector<std::string> keys;
+        const std::string src = str(f, "src_ip"), dst = str(f, "dst_ip"), proto = str(f, "protocol");
+        switch (by) {
+            case TopBy::Talkers: keys.push_back(src + " -> " + dst); break;
+            case TopBy::Ports: {
+                // The server end: the lower port (an ephemeral client port is above it).
+                const auto sp = static_cast<std::uint64_t>(num(f, "src_port")), dp = static_cast<std::uint64_t>(num(f, "dst_port"));
+                const auto server = sp && (sp < dp || !dp) ? sp : dp;
+                keys.push_back(proto + "/" + std::to_string(server));
+                break;
+            }
+            case TopBy::Endpoints: keys = {src, dst}; break;
+        }
+        for (const auto& k : keys) {
+            auto& a = agg[k];
+            a.rate += num(f, "bytes_rate");
+            a.bytes += num(f, "bytes");
+            a.packets += num(f, "packets");
+            ++a.flows;
+        }
+    }
+    std::vector<std::pair<std::string, Agg>> v(agg.begin(), agg.end());
+    std::stable_sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
+        return a.second.rate != b.second.rate ? a.second.rate > b.second.rate : a.second.bytes > b.second.bytes;
+    });
+    Table t;
+    t.header = {by == TopBy::Talkers ? "SOURCE -> DESTINATION" : by == TopBy::Ports ? "PORT" : "ENDPOINT", "RATE",
+                "BYTES", "PACKETS", "FLOWS"};
+    t.right = {false, true, true, true, true};
+    for (std::size_t i = 0; i < v.size() && i < limit; ++i) {
+        const auto& [k, a] = v[i];
+        t.rows.push_back({k, humanBytes(a.rate) + "/s", humanBytes(a.bytes), humanCount(a.packets),
+                          std::to_string(a.flows)});
+    }
+    return t;
+}
+
+std::map<std::string, double> metricSamples(const std::string& text, const std::string& name) {
+    std::map<std::string, double> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+        if (!line.starts_with(name)) continue;
+        const char next = line.size() > name.size() ? line[name.size()] : '\0';
+        if (next != '{' && next != ' ') continue;
+        std::string labels;
+        std::size_t valpos = name.size();
+        if (next == '{') {
+            const auto close = line.find("} ", name.size());
+            if (close == std::string::npos) continue;
+            labels = line.substr(name.size() + 1, close - name.size() - 1);
+            valpos = close + 1;
+        }
+        try {
+            out[labels] += std::stod(line.substr(valpos + 1));
+        } catch (...) {
+        }
+    }
+    return out;
+}
+
+Table dropsTable(const std::string& before, const std::string& after, double secs, std::size_t limit) {
+    const auto a = metricSamples(before, "netprobe_packet_drops_total");
+    const auto b = metricSamples(after, "netprobe_packet_drops_total");
+    std::vector<std::tuple<double, double, std::string>> v;  // rate, total, reason
+    for (const auto& [labels, total] : b) {
+        std::string reason = labels;
+        if (auto p = labels.find("reason=\""); p != std::string::npos)
+            reason = labels.substr(p + 8, labels.find('"', p + 8) - p - 8);
+        const auto it = a.find(labels);
+        const double d = it == a.end() ? total : std::max(0.0, total - it->second);
+        v.emplace_back(secs > 0 ? d / secs : 0.0, total, reason);
+    }
+    std::sort(v.begin(), v.end(), [](const auto& x, const auto& y) {
+        return std::get<0>(x) != std::get<0>(y) ? std::get<0>(x) > std::get<0>(y) : std::get<1>(x) > std::get<1>(y);
+    });
+    Table t;
+    t.header = {"REASON", "RATE", "TOTAL"};
+    t.right = {false, true, true};
+    char buf[32];
+    for (std::size_t i = 0; i < v.size() && i < limit; ++i) {
+        std::snprintf(buf, sizeof buf, "%.1f/s", std::get<0>(v[i]));
+        t.rows.push_back({std::get<2>(v[i]), buf, humanCount(std::get<1>(v[i]))});
+    }
+    return t;
+}
+
+Table retransmitsTable(const nlohmann::json& connections, std::size_t limit) {
+    std::vector<nlohmann::json> v;
+    for (const auto& c : connections.value("connections", nlohmann::json::array()))
+        if (num(c, "retransmits") > 0) v.push_back(c);
+    std::stable_sort(v.begin(), v.end(),
+                     [](const auto& a, const auto& b) { return num(a, "retransmits") > num(b, "retransmits"); });
+    nlohmann::json doc{{"connections", nlohmann::json::array()}};
+    for (std::size_t i = 0; i < v.size() && i < limit; ++i) doc["connections"].push_back(v[i]);
+    return connectionsTable(doc, false);
+}
+
+std::string completionScript(const std::string& shell) {
+    const std::string cmds = "flows connections events interfaces pods top completion";
+    const std::string global = "--server --user --password-file --ca-file --insecure --timeout --output -o --color --help";
+    if (shell == "bash") {
+        return "# netprobe bash completion: source <(netprobe completion bash)\n"
+               "_netprobe() {\n"
+               "  local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[1]}\n"
+               "  if [[ $COMP_CWORD -eq 1 ]]; then COMPREPLY=($(compgen -W \"" + cmds + " " + global +
+               "\" -- \"$cur\")); return; fi\n"
+               "  case $cmd in\n"
+               "    flows) COMPREPLY=($(compgen -W \"--ip --src-ip --dst-ip --port --src-port --dst-port --protocol "
+               "--namespace --container --interface --direction --sort --limit --since --follow --interval "
+               "--fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
+               "    connections) COMPREPLY=($(compgen -W \"--state --ip --port --pid --container --limit "
+               "--fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
+               "    events) COMPREPLY=($(compgen -W \"--type --since --limit --follow --interval --fail-if-empty " +
+               global + "\" -- \"$cur\")) ;;\n"
+               "    top) COMPREPLY=($(compgen -W \"talkers ports endpoints drops retransmits --limit --interval " +
+               global + "\" -- \"$cur\")) ;;\n"
+               "    completion) COMPREPLY=($(compgen -W \"bash zsh\" -- \"$cur\")) ;;\n"
+               "    *) COMPREPLY=($(compgen -W \"" + global + "\" -- \"$cur\")) ;;\n"
+               "  esac\n"
+               "}\n"
+               "complete -F _netprobe netprobe\n";
+    }
+    return "#compdef netprobe\n# netprobe zsh completion: netprobe completion zsh > \"${fpath[1]}/_netprobe\"\n"
+           "_netprobe() {\n"
+           "  if (( CURRENT == 2 )); then compadd " + cmds + "; return; fi\n"
+           "  case $words[2] in\n"
+           "    top) compadd talkers ports endpoints drops retransmits ;;\n"
+           "    completion) compadd bash zsh ;;\n"
+           "    *) _files ;;\n"
+           "  esac\n"
+           "}\n"
+           "_netprobe \"$@\"\n";
+}
+
+ParseResult parse(int argc, const char* const* argv, const std::map<std::string, std::string>& env, bool is_tty) {
+    ParseResult out;
+    Invocation& inv = out.inv;
+    auto envOr = [&](const char* k, const std::string& d) {
+        auto it = env.find(k);
+        return it != env.end() && !it->second.empty() ? it->second : d;
+    };
+    inv.conn.server = envOr("NETPROBE_SERVER", inv.conn.server);
+    inv.conn.user = envOr("NETPROBE_USER", "");
+    inv.conn.password = envOr("NETPROBE_PASSWORD", "");
+
+    CLI::App app{"netprobe: the NetProbe agent's flows, connections, events and top lists from its API.\n"
+                 "Exit codes: 0 ok, 1 the agent could not answer, 2 bad arguments, 3 nothing matched "
+                 "(--fail-if-empty).",
+                 "netprobe"};
+    app.require_subcommand(1);
+    app.fallthrough();
+    std::string output = "table", color = "auto", timeout = "10s", password_file;
+    app.add_option("--server", inv.conn.server, "Agent API base URL (env NETPROBE_SERVER)")->capture_default_str();
+    app.add_option("--user", inv.conn.user, "Basic auth user (env NETPROBE_USER; password: env NETPROBE_PASSWORD)");
+    app.add_option("--password-file", password_file, "Read the basic auth password from this file");
+    app.add_option("--ca-file", inv.conn.ca_file, "CA certificate(s) that sign the agent's TLS certificate");
+    app.add_flag("--insecure", inv.conn.insecure, "Do not verify the agent's TLS certificate (testing only)");
+    app.add_option("--timeout", timeout, "Time the agent has to answer")->capture_default_str();
+    app.add_option("-o,--output", output, "table, wide or json")->capture_default_str();
+    app.add_option("--color", color, "auto (on a terminal), always, never")->capture_default_str();
+
+    std::string ip, src_ip, dst_ip, protocol, ns, container, iface, direction, sort = "rate", since, state, type;
+    long long port = -1, src_port = -1, dst_port = -1, pid = -1, limit = -1;
+    std::string interval = "2s";
+    auto* flows = app.add_subcommand("flows", "Flows seen by the agent (GET /api/v1/flows), busiest first");
+    flows->add_option("--ip", ip, "Either end's address");
+    flows->add_option("--src-ip", src_ip, "Source address");
+    flows->add_option("--dst-ip", dst_ip, "Destination address");
+    flows->add_option("--port", port, "Either end's port");
+    flows->add_option("--src-port", src_port, "Source port");
+    flows->add_option("--dst-port", dst_port, "Destination port");
+    flows->add_option("--protocol", protocol, "tcp, udp, icmp, icmpv6 or a number");
+    flows->add_option("--namespace", ns, "Kubernetes namespace of either end");
+    flows->add_option("--container", container, "Container id (or prefix) of either end (TCP)");
+    flows->add_option("--interface", iface, "Interface");
+    flows->add_option("--direction", direction, "ingress or egress");
+    flows->add_option("--sort", sort, "rate, bytes, packets or last_seen")->capture_default_str();
+    flows->add_option("--limit", limit, "Flows to show (default 20; with --follow, per poll)");
+    flows->add_option("--since", since, "Only flows with a packet within this long (Go duration: 30s, 5m)");
+    flows->add_flag("--follow,-f", inv.follow, "Keep printing flows as they see new packets");
+    flows->add_option("--interval", interval, "--follow: poll interval")->capture_default_str();
+    flows->add_flag("--fail-if-empty", inv.fail_if_empty, "Exit 3 when no flow matches");
+
+    auto* conns = app.add_subcommand("connections", "TCP connections (GET /api/v1/connections)");
+    conns->add_option("--state", state, "open, closed or all");
+    conns->add_option("--ip", ip, "Either end's address");
+    conns->add_option("--port", port, "Either end's port");
+    conns->add_option("--pid", pid, "Process id (active opens)");
+    conns->add_option("--container", container, "Container id or prefix");
+    conns->add_option("--limit", limit, "Connections to show (default 20)");
+    conns->add_flag("--fail-if-empty", inv.fail_if_empty, "Exit 3 when no connection matches");
+
+    auto* events = app.add_subcommand("events", "Security events, newest first (GET /api/v1/events)");
+    events->add_option("--type", type, "Event types, comma-separated (port_scan, syn_flood, ...)");
+    events->add_option("--since", since, "Events detected within this long (Go duration) or since an RFC 3339 time");
+    events->add_option("--limit", limit, "Events to show (default 20)");
+    events->add_flag("--follow,-f", inv.follow, "Keep printing new events");
+    events->add_option("--interval", interval, "--follow: poll interval")->capture_default_str();
+    events->add_flag("--fail-if-empty", inv.fail_if_empty, "Exit 3 when there is no event");
+
+    app.add_subcommand("interfaces", "Monitored interfaces and their counters (GET /api/v1/interfaces)");
+    app.add_subcommand("pods", "Local pods and their traffic (GET /api/v1/pods; with Kubernetes)");
+
+    std::string topic;
+    auto* top = app.add_subcommand("top", "Top talkers, ports, endpoints (by rate), drop reasons, retransmitting connections");
+    top->add_option("what", topic, "talkers, ports, endpoints, drops or retransmits")->required();
+    top->add_option("--limit", limit, "Rows to show (default 10)");
+    top->add_option("--interval", interval, "drops: the sampling window")->capture_default_str();
+
+    auto* comp = app.add_subcommand("completion", "Print a shell completion script (bash or zsh)");
+    comp->add_option("shell", inv.shell, "bash or zsh")->required();
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+        out.output = app.help();
+        for (auto* s : app.get_subcommands()) {
+            if (!s->parsed()) continue;
+            out.output = s->help();
+            const std::string from = "Usage: " + s->get_name(), to = "Usage: netprobe [GLOBAL OPTIONS] " + s->get_name();
+            if (auto p = out.output.find(from); p != std::string::npos) out.output.replace(p, from.size(), to);
+            out.output += "\nGlobal options (--server, --user, --ca-file, -o ...): netprobe --help\n";
+        }
+        return out;
+    } catch (const CLI::ParseError& e) {
+        out.exit_code = kExitUsage;
+        out.output = "netprobe: " + firstLine(e.what()) + " (see --help)";
+        return out;
+    }
+    auto fail = [&](const std::string& m) {
+        out.exit_code = kExitUsage;
+        out.output = "netprobe: " + m;
+        return out;
+    };
+    if (output == "table") inv.output = Output::Table;
+    else if (output == "wide") inv.output = Output::Wide;
+    else if (output == "json") inv.output = Output::Json;
+    else return fail("invalid --output \"" + output + "\": expected table, wide or json");
+    if (color == "always") inv.color = true;
+    else if (color == "never") inv.color = false;
+    else if (color == "auto") inv.color = is_tty && env.find("NO_COLOR") == env.end();
+    else return fail("invalid --color \"" + color + "\": expected auto, always or never");
+    auto to = util::parseDuration(timeout);
+    if (!to || *to < std::chrono::milliseconds(100) || *to > std::chrono::minutes(10))
+        return fail("invalid --timeout \"" + timeout + "\": a duration from 100ms to 10m");
+    inv.conn.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*to);
+    auto iv = util::parseDuration(interval);
+    if (!iv || *iv < std::chrono::milliseconds(200) || *iv > std::chrono::hours(1))
+        return fail("invalid --interval \"" + interval + "\": a duration from 200ms to 1h");
+    inv.interval = std::chrono::duration_cast<std::chrono::milliseconds>(*iv);
+    if (!inv.conn.server.starts_with("http://") && !inv.conn.server.starts_with("https://"))
+        return fail("invalid --server \"" + inv.conn.server + "\": expected http://HOST:PORT or https://HOST:PORT");
+    while (inv.conn.server.ends_with('/')) inv.conn.server.pop_back();
+    if (!password_file.empty()) {
+        std::ifstream f(password_file);
+        if (!f) return fail("--password-file " + password_file + ": cannot be read");
+        std::getline(f, inv.conn.password);
+    }
+    if (limit != -1 && (limit < 1 || limit > 10000)) return fail("invalid --limit " + std::to_string(limit) + ": 1-10000");
+    auto setPort = [&](const char* key, long long v) -> bool {
+        if (v == -1) return true;
+        if (v < 0 || v > 65535) return false;
+        inv.query[key] = std::to_string(v);
+        return true;
+    };
+
+    if (flows->parsed()) {
+        inv.kind = Invocation::Kind::Flows;
+        inv.path = "/api/v1/flows";
+        for (auto [k, v] : {std::pair{"ip", &ip}, {"src_ip", &src_ip}, {"dst_ip", &dst_ip}, {"protocol", &protocol},
+                            {"namespace", &ns}, {"container", &container}, {"interface", &iface},
+                            {"direction", &direction}})
+            if (!v->empty()) inv.query[k] = *v;
+        if (!setPort("port", port) || !setPort("src_port", src_port) || !setPort("dst_port", dst_port))
+            return fail("invalid port: 0-65535");
+        if (sort != "rate" && sort != "bytes" && sort != "packets" && sort != "last_seen")
+            return fail("invalid --sort \"" + sort + "\": expected rate, bytes, packets or last_seen");
+        inv.query["sort"] = inv.follow ? "last_seen" : sort;
+        inv.limit = limit == -1 ? 20 : static_cast<std::size_t>(limit);
+        if (!since.empty()) {
+            auto d = util::parseDuration(since);
+            if (!d || *d <= std::chrono::nanoseconds(0)) return fail("invalid --since \"" + since + "\": a Go duration (30s, 5m)");
+            inv.since = std::chrono::duration_cast<std::chrono::seconds>(*d);
+        }
+        // The client filters by time (--since) and --follow compares polls: ask for more.
+        inv.query["limit"] = std::to_string(inv.since.count() || inv.follow ? 10000 : inv.limit);
+    } else if (conns->parsed()) {
+        inv.kind = Invocation::Kind::Connections;
+        inv.path = "/api/v1/connections";
+        if (!state.empty()) {
+            if (state != "open" && state != "closed" && state != "all")
+                return fail("invalid --state \"" + state + "\": expected open, closed or all");
+            inv.query["state"] = state;
+        }
+        if (!ip.empty()) inv.query["ip"] = ip;
+        if (!container.empty()) inv.query["container"] = container;
+        if (!setPort("port", port)) return fail("invalid --port: 0-65535");
+        if (pid != -1) {
+            if (pid < 1 || pid > 4194304) return fail("invalid --pid " + std::to_string(pid));
+            inv.query["pid"] = std::to_string(pid);
+        }
+        inv.limit = limit == -1 ? 20 : static_cast<std::size_t>(limit);
+        inv.query["limit"] = std::to_string(inv.limit);
+    } else if (events->parsed()) {
+        inv.kind = Invocation::Kind::Events;
+        inv.path = "/api/v1/events";
+        if (!type.empty()) inv.query["type"] = type;
+        if (!since.empty()) {
+            if (auto d = util::parseDuration(since); d && *d > std::chrono::nanoseconds(0)) {
+                inv.since = std::chrono::duration_cast<std::chrono::seconds>(*d);
+            } else if (since.find('T') != std::string::npos) {
+                inv.query["since"] = since;  // RFC 3339: the agent checks it
+            } else {
+                return fail("invalid --since \"" + since + "\": a Go duration (10m) or an RFC 3339 time");
+            }
+        }
+        inv.limit = limit == -1 ? 20 : static_cast<std::size_t>(limit);
+        inv.query["limit"] = std::to_string(inv.limit);
+    } else if (app.got_subcommand("interfaces")) {
+        inv.kind = Invocation::Kind::Interfaces;
+        inv.path = "/api/v1/interfaces";
+    } else if (app.got_subcommand("pods")) {
+        inv.kind = Invocation::Kind::Pods;
+        inv.path = "/api/v1/pods";
+    } else if (top->parsed()) {
+        inv.limit = limit == -1 ? 10 : static_cast<std::size_t>(limit);
+        if (topic == "talkers" || topic == "ports" || topic == "endpoints") {
+            inv.kind = topic == "talkers" ? Invocation::Kind::TopTalkers
+                       : topic == "ports" ? Invocation::Kind::TopPorts
+                                          : Invocation::Kind::TopEndpoints;
+            inv.path = "/api/v1/flows";
+            inv.query = {{"sort", "rate"}, {"limit", "10000"}};
+        } else if (topic == "drops") {
+            inv.kind = Invocation::Kind::TopDrops;
+            inv.path = "/metrics";
+        } else if (topic == "retransmits") {
+            inv.kind = Invocation::Kind::TopRetransmits;
+            inv.path = "/api/v1/connections";
+            inv.query = {{"state", "all"}, {"limit", "10000"}};
+        } else {
+            return fail("unknown top list \"" + topic + "\": expected talkers, ports, endpoints, drops or retransmits");
+        }
+    } else if (comp->parsed()) {
+        if (inv.shell != "bash" && inv.shell != "zsh") return fail("completion: expected bash or zsh");
+        inv.kind = Invocation::Kind::Completion;
+    }
+    out.run = true;
+    return out;
+}
+
+}  // namespace netprobe::cli

@@ -1,0 +1,97 @@
+// The `netprobe` command line: the agent's API for people and scripts (issue 16).
+// Pure parts here (argument parsing, request building, tables), unit-tested; the HTTP
+// round trips and the --follow loops are in main.cpp.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace netprobe::cli {
+
+// Exit codes scripts can rely on.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitError = 1;       // the agent is unreachable, refused the request, answered badly
+inline constexpr int kExitUsage = 2;       // bad arguments
+inline constexpr int kExitNotFound = 3;    // --fail-if-empty and nothing matched
+
+enum class Output { Table, Wide, Json };
+
+struct Connection {
+    std::string server = "http://127.0.0.1:8081";  // --server, env NETPROBE_SERVER
+    std::string user;          // --user (basic auth), env NETPROBE_USER
+    std::string password;      // env NETPROBE_PASSWORD, or --password-file
+    std::string ca_file;       // --ca-file: verify the agent's certificate with this CA
+    bool insecure = false;     // --insecure: do not verify (testing only)
+    std::chrono::milliseconds timeout{10000};
+};
+
+// What one invocation does.
+struct Invocation {
+    enum class Kind { None, Flows, Connections, Events, Interfaces, Pods, TopTalkers, TopPorts, TopEndpoints,
+                      TopDrops, TopRetransmits, Completion };
+    Kind kind = Kind::None;
+    Connection conn;
+    Output output = Output::Table;
+    bool color = false;        // --color=auto|always|never (auto: a terminal)
+    bool follow = false;       // flows, events: keep printing what is new
+    std::chrono::milliseconds interval{2000};  // --follow poll interval; top drops sampling window
+    std::size_t limit = 20;
+    bool fail_if_empty = false;
+    std::string path;          // API path
+    std::map<std::string, std::string> query;  // API query parameters
+    std::chrono::seconds since{0};  // flows: last seen within this long (client side; 0: any)
+    std::string shell;         // completion
+};
+
+struct ParseResult {
+    bool run = false;      // false: print `output` and exit with `exit_code`
+    int exit_code = kExitOk;
+    std::string output;
+    Invocation inv;
+};
+
+// argv as given to main; env: getenv (NETPROBE_SERVER, NETPROBE_USER, NETPROBE_PASSWORD).
+// is_tty: stdout is a terminal (colour in auto mode).
+[[nodiscard]] ParseResult parse(int argc, const char* const* argv, const std::map<std::string, std::string>& env,
+                                bool is_tty);
+
+// ---- rendering (pure) ----
+
+// Aligned columns; `right` marks numeric columns (right-aligned). Colour: the header bold.
+struct Table {
+    std::vector<std::string> header;
+    std::vector<bool> right;
+    std::vector<std::vector<std::string>> rows;
+    [[nodiscard]] std::string render(bool color) const;
+};
+
+[[nodiscard]] std::string humanBytes(double bytes);   // 1.5KiB, 12MiB
+[[nodiscard]] std::string humanCount(double n);       // 950, 1.2k, 3.4M
+[[nodiscard]] std::string endpoint(const std::string& ip, std::uint64_t port);  // 10.0.0.1:80, [fd00::1]:443
+
+[[nodiscard]] Table flowsTable(const nlohmann::json& doc, bool wide);
+[[nodiscard]] Table connectionsTable(const nlohmann::json& doc, bool wide);
+[[nodiscard]] Table eventsTable(const nlohmann::json& doc, bool wide);
+[[nodiscard]] Table interfacesTable(const nlohmann::json& doc, bool wide);
+[[nodiscard]] Table podsTable(const nlohmann::json& doc, bool wide);
+
+// top: aggregates of the flows document (by bytes/s over the agent's last interval).
+enum class TopBy { Talkers, Ports, Endpoints };
+[[nodiscard]] Table topTable(const nlohmann::json& flows, TopBy by, std::size_t limit);
+// top drops: netprobe_packet_drops_total by reason from two /metrics texts `secs` apart.
+[[nodiscard]] Table dropsTable(const std::string& before, const std::string& after, double secs, std::size_t limit);
+// top retransmits: connections by retransmitted segments.
+[[nodiscard]] Table retransmitsTable(const nlohmann::json& connections, std::size_t limit);
+
+// Samples of one counter family in Prometheus text: label set (as written) -> value.
+[[nodiscard]] std::map<std::string, double> metricSamples(const std::string& text, const std::string& name);
+
+// Shell completion script (bash or zsh) for the subcommands and their flags.
+[[nodiscard]] std::string completionScript(const std::string& shell);
+
+}  // namespace netprobe::cli

@@ -1,0 +1,264 @@
+// netprobe: the command line over a NetProbe agent's HTTP API (cli.hpp).
+#include <httplib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <set>
+#include <thread>
+
+#include "cli.hpp"
+
+namespace {
+
+using namespace netprobe::cli;
+
+struct Failure {
+    std::string message;
+};
+
+class Api {
+public:
+    explicit Api(const Connection& c) : c_(c), cli_(c.server) {
+        const auto secs = std::chrono::duration_cast<std::chrono::seconds>(c.timeout);
+        const auto usecs = std::chrono::duration_cast<std::chrono::microseconds>(c.timeout - secs);
+        cli_.set_connection_timeout(secs.count(), usecs.count());
+        cli_.set_read_timeout(secs.count(), usecs.count());
+        cli_.set_write_timeout(secs.count(), usecs.count());
+        if (!c.user.empty()) cli_.set_basic_auth(c.user, c.password);
+        if (!c.ca_file.empty()) cli_.set_ca_cert_path(c.ca_file);
+        cli_.enable_server_certificate_verification(!c.insecure);
+    }
+
+    std::string get(const std::string& path, const std::map<std::string, std::string>& query) {
+        std::string target = path;
+        char sep = '?';
+        for (const auto& [k, v] : query) {
+            target += sep + k + "=" + httplib::detail::encode_query_param(v);
+            sep = '&';
+        }
+        auto res = cli_.Get(target);
+        if (!res) {
+            std::string why = httplib::to_string(res.error());
+            if (res.error() == httplib::Error::SSLServerVerification)
+                why += " (the agent's certificate is not signed by --ca-file, or its name does not match the URL)";
+            throw Failure{"cannot reach the agent at " + c_.server + ": " + why};
+        }
+        if (res->status == 401)
+            throw Failure{"the agent at " + c_.server + " wants credentials (401): --user and NETPROBE_PASSWORD"};
+        if (res->status != 200) {
+            std::string body = res->body.substr(0, res->body.find('\n'));
+            throw Failure{"the agent answered " + std::to_string(res->status) + " for " + path + ": " + body};
+        }
+        return res->body;
+    }
+
+    nlohmann::json getJson(const std::string& path, const std::map<std::string, std::string>& query) {
+        const auto body = get(path, query);
+        auto j = nlohmann::json::parse(body, nullptr, false);
+        if (j.is_discarded()) throw Failure{"the agent's answer for " + path + " is not JSON"};
+        return j;
+    }
+
+private:
+    Connection c_;
+    httplib::Client cli_;
+};
+
+// RFC 3339 (as the agent writes it, UTC) -> Unix seconds; 0 when unparsable.
+std::time_t unixOf(const std::string& t) {
+    std::tm tm{};
+    if (!strptime(t.c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) return 0;
+    return timegm(&tm);
+}
+
+nlohmann::json tableJson(const Table& t) {
+    auto arr = nlohmann::json::array();
+    for (const auto& r : t.rows) {
+        nlohmann::json o;
+        for (std::size_t i = 0; i < t.header.size() && i < r.size(); ++i) {
+            std::string k = t.header[i];
+            for (auto& ch : k) ch = ch == ' ' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            o[k] = r[i];
+        }
+        arr.push_back(std::move(o));
+    }
+    return arr;
+}
+
+// Flows with a packet within `since` (0: all), at most `limit`.
+nlohmann::json selectFlows(nlohmann::json doc, std::chrono::seconds since, std::size_t limit) {
+    const std::time_t cutoff = since.count() ? std::time(nullptr) - since.count() : 0;
+    auto kept = nlohmann::json::array();
+    for (auto& f : doc.value("flows", nlohmann::json::array())) {
+        if (cutoff && unixOf(f.value("last_seen", std::string())) < cutoff) continue;
+        if (kept.size() >= limit) break;
+        kept.push_back(std::move(f));
+    }
+    doc["returned"] = kept.size();
+    doc["flows"] = std::move(kept);
+    return doc;
+}
+
+std::string flowKey(const nlohmann::json& f) {
+    return f.value("interface", "") + "|" + f.value("direction", "") + "|" + f.value("protocol", "") + "|" +
+           f.value("src_ip", "") + "|" + std::to_string(f.value("src_port", 0)) + "|" +
+           f.value("dst_ip", "") + "|" + std::to_string(f.value("dst_port", 0));
+}
+
+int run(const Invocation& inv) {
+    const bool wide = inv.output == Output::Wide;
+    const bool json = inv.output == Output::Json;
+    Api api(inv.conn);
+    auto print = [&](const Table& t, const nlohmann::json& doc, bool header = true) {
+        if (json) {
+            std::cout << doc.dump(2) << "\n";
+        } else {
+            std::string s = t.render(inv.color);
+            if (!header) s = s.substr(s.find('\n') + 1);
+            std::cout << s;
+        }
+        std::cout.flush();
+        return t.rows.size();
+    };
+    auto done = [&](std::size_t rows) { return rows == 0 && inv.fail_if_empty ? kExitNotFound : kExitOk; };
+    using K = Invocation::Kind;
+    switch (inv.kind) {
+        case K::Completion:
+            std::cout << completionScript(inv.shell);
+            return kExitOk;
+        case K::Flows: {
+            if (!inv.follow) {
+                auto doc = selectFlows(api.getJson(inv.path, inv.query), inv.since, inv.limit);
+                return done(print(flowsTable(doc, wide), doc));
+            }
+            // --follow: each poll prints the flows whose last packet is newer than what was printed.
+            std::map<std::string, std::string> seen;  // flow -> last_seen printed
+            bool first = true;
+            for (;;) {
+                auto doc = api.getJson(inv.path, inv.query);
+                auto fresh = nlohmann::json::array();
+                for (auto& f : doc.value("flows", nlohmann::json::array())) {
+                    auto& last = seen[flowKey(f)];
+                    const std::string ls = f.value("last_seen", std::string());
+                    if (ls <= last) continue;
+                    last = ls;
+                    fresh.push_back(f);
+                }
+                if (first && inv.since.count() == 0) {
+                    // Start with the newest `limit` flows, like tail.
+                    while (fresh.size() > inv.limit) fresh.erase(fresh.begin() + static_cast<std::ptrdiff_t>(inv.limit));
+                }
+                nlohmann::json out{{"flows", fresh}};
+                if (!fresh.empty() || first) {
+                    if (json) {
+                        for (const auto& f : fresh) std::cout << f.dump() << "\n";
+                        std::cout.flush();
+                    } else {
+                        print(flowsTable(out, wide), out, first);
+                    }
+                }
+                first = false;
+                if (!std::cout) return kExitOk;  // the reader went away
+                std::this_thread::sleep_for(inv.interval);
+            }
+        }
+        case K::Connections: {
+            auto doc = api.getJson(inv.path, inv.query);
+            return done(print(connectionsTable(doc, wide), doc));
+        }
+        case K::Events: {
+            auto query = inv.query;
+            if (inv.since.count()) query["since"] = std::to_string(std::time(nullptr) - inv.since.count());
+            if (!inv.follow) {
+                auto doc = api.getJson(inv.path, query);
+                return done(print(eventsTable(doc, wide), doc));
+            }
+            std::set<std::string> seen;
+            bool first = true;
+            for (;;) {
+                auto doc = api.getJson(inv.path, query);
+                auto fresh = nlohmann::json::array();
+                auto evs = doc.value("events", nlohmann::json::array());
+                for (auto it = evs.rbegin(); it != evs.rend(); ++it) {  // oldest first
+                    if (seen.insert(it->value("id", std::string()) + (it->value("active", false) ? "" : "/ended")).second)
+                        fresh.push_back(*it);
+                }
+                nlohmann::json out{{"events", fresh}};
+                if (!fresh.empty() || first) {
+                    if (json) {
+                        for (const auto& e : fresh) std::cout << e.dump() << "\n";
+                        std::cout.flush();
+                    } else {
+                        print(eventsTable(out, wide), out, first);
+                    }
+                }
+                first = false;
+                if (!std::cout) return kExitOk;
+                std::this_thread::sleep_for(inv.interval);
+            }
+        }
+        case K::Interfaces: {
+            auto doc = api.getJson(inv.path, inv.query);
+            return done(print(interfacesTable(doc, wide), doc));
+        }
+        case K::Pods: {
+            auto doc = api.getJson(inv.path, inv.query);
+            if (!doc.value("enabled", true) && !json) {
+                std::cerr << "netprobe: the agent has no Kubernetes configuration: no pods\n";
+                return inv.fail_if_empty ? kExitNotFound : kExitOk;
+            }
+            return done(print(podsTable(doc, wide), doc));
+        }
+        case K::TopTalkers:
+        case K::TopPorts:
+        case K::TopEndpoints: {
+            const auto by = inv.kind == K::TopTalkers ? TopBy::Talkers : inv.kind == K::TopPorts ? TopBy::Ports : TopBy::Endpoints;
+            auto t = topTable(api.getJson(inv.path, inv.query), by, inv.limit);
+            return done(print(t, tableJson(t)));
+        }
+        case K::TopDrops: {
+            const auto a = api.get(inv.path, {});
+            const auto t0 = std::chrono::steady_clock::now();
+            std::this_thread::sleep_for(inv.interval);
+            const auto b = api.get(inv.path, {});
+            const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            if (metricSamples(b, "netprobe_packet_drops_total").empty()) {
+                std::cerr << "netprobe: the agent exports no netprobe_packet_drops_total (socket monitor off?)\n";
+                return inv.fail_if_empty ? kExitNotFound : kExitOk;
+            }
+            auto t = dropsTable(a, b, secs, inv.limit);
+            return done(print(t, tableJson(t)));
+        }
+        case K::TopRetransmits: {
+            auto t = retransmitsTable(api.getJson(inv.path, inv.query), inv.limit);
+            return done(print(t, tableJson(t)));
+        }
+        case K::None:
+            break;
+    }
+    return kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::map<std::string, std::string> env;
+    for (const char* k : {"NETPROBE_SERVER", "NETPROBE_USER", "NETPROBE_PASSWORD", "NO_COLOR"})
+        if (const char* v = std::getenv(k)) env[k] = v;
+    auto p = parse(argc, argv, env, isatty(STDOUT_FILENO) == 1);
+    if (!p.run) {
+        (p.exit_code == kExitOk ? std::cout : std::cerr) << p.output << (p.output.ends_with('\n') ? "" : "\n");
+        return p.exit_code;
+    }
+    try {
+        return run(p.inv);
+    } catch (const Failure& f) {
+        std::cerr << "netprobe: " << f.message << "\n";
+        return kExitError;
+    } catch (const std::exception& e) {
+        std::cerr << "netprobe: " << e.what() << "\n";
+        return kExitError;
+    }
+}

@@ -1,0 +1,135 @@
+// The `netprobe` command line: argument parsing to API requests, tables, top lists.
+#include <gtest/gtest.h>
+
+#include "cli.hpp"
+
+namespace {
+
+using namespace netprobe::cli;
+
+ParseResult parse(std::vector<const char*> args, std::map<std::string, std::string> env = {}, bool tty = false) {
+    args.insert(args.begin(), "netprobe");
+    return netprobe::cli::parse(static_cast<int>(args.size()), args.data(), env, tty);
+}
+
+TEST(NetprobeCli, FlowsFiltersBecomeApiParameters) {
+    auto r = parse({"flows", "--ip", "10.0.0.1", "--port", "443", "--protocol", "tcp", "--namespace", "shop",
+                    "--limit", "5", "--sort", "bytes"});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_EQ(r.inv.kind, Invocation::Kind::Flows);
+    EXPECT_EQ(r.inv.path, "/api/v1/flows");
+    EXPECT_EQ(r.inv.query, (std::map<std::string, std::string>{{"ip", "10.0.0.1"}, {"port", "443"},
+                                                               {"protocol", "tcp"}, {"namespace", "shop"},
+                                                               {"sort", "bytes"}, {"limit", "5"}}));
+    EXPECT_EQ(r.inv.limit, 5u);
+    EXPECT_EQ(r.inv.conn.server, "http://127.0.0.1:8081");
+    EXPECT_EQ(r.inv.output, Output::Table);
+}
+
+TEST(NetprobeCli, ServerCredentialsAndOutputFromFlagsAndEnvironment) {
+    auto r = parse({"-o", "json", "connections", "--state", "open"},
+                   {{"NETPROBE_SERVER", "https://node-1:8081/"}, {"NETPROBE_USER", "ops"}, {"NETPROBE_PASSWORD", "pw"}});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_EQ(r.inv.conn.server, "https://node-1:8081");
+    EXPECT_EQ(r.inv.conn.user, "ops");
+    EXPECT_EQ(r.inv.conn.password, "pw");
+    EXPECT_EQ(r.inv.output, Output::Json);
+    EXPECT_EQ(r.inv.query.at("state"), "open");
+    r = parse({"--server", "http://10.1.1.1:9000", "--color", "always", "events", "--since", "10m"});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_EQ(r.inv.conn.server, "http://10.1.1.1:9000");
+    EXPECT_TRUE(r.inv.color);
+    EXPECT_EQ(r.inv.since, std::chrono::minutes(10));
+    EXPECT_TRUE(parse({"interfaces"}, {}, true).inv.color);                       // auto on a terminal
+    EXPECT_FALSE(parse({"interfaces"}, {{"NO_COLOR", "1"}}, true).inv.color);    // no-color.org
+    EXPECT_FALSE(parse({"interfaces"}, {}, false).inv.color);
+}
+
+TEST(NetprobeCli, BadArgumentsAreOneLineAndExitTwo) {
+    for (std::vector<const char*> bad :
+         {std::vector<const char*>{}, {"nosuch"}, {"flows", "--port", "70000"}, {"flows", "--sort", "size"},
+          {"-o", "xml", "flows"}, {"--server", "node:8081", "flows"}, {"top"}, {"top", "bananas"},
+          {"flows", "--since", "yesterday"}, {"connections", "--state", "half"}, {"--timeout", "0s", "flows"},
+          {"flows", "--limit", "0"}, {"completion", "fish"}, {"events", "--since", "last week"}}) {
+        auto r = parse(bad);
+        EXPECT_FALSE(r.run);
+        EXPECT_EQ(r.exit_code, kExitUsage);
+        EXPECT_TRUE(r.output.starts_with("netprobe: ")) << r.output;
+        EXPECT_EQ(r.output.find('\n'), std::string::npos) << r.output;
+    }
+    auto h = parse({"flows", "--help"});
+    EXPECT_FALSE(h.run);
+    EXPECT_EQ(h.exit_code, 0);
+    EXPECT_NE(h.output.find("--follow"), std::string::npos);
+}
+
+TEST(NetprobeCli, TablesAlignColumns) {
+    Table t;
+    t.header = {"NAME", "BYTES"};
+    t.right = {false, true};
+    t.rows = {{"a", "1KiB"}, {"longer-name", "12MiB"}};
+    EXPECT_EQ(t.render(false), "NAME         BYTES\na             1KiB\nlonger-name  12MiB\n");
+    EXPECT_NE(t.render(true).find("\033[1m"), std::string::npos);
+    EXPECT_EQ(humanBytes(512), "512B");
+    EXPECT_EQ(humanBytes(1536), "1.5KiB");
+    EXPECT_EQ(humanCount(1234567), "1.2M");
+    EXPECT_EQ(endpoint("fd6e:7072::1", 443), "[fd6e:7072::1]:443");
+    EXPECT_EQ(endpoint("10.0.0.1", 0), "10.0.0.1");
+}
+
+const nlohmann::json kFlows = nlohmann::json::parse(R"({"flows":[
+ {"src_ip":"10.0.0.2","src_port":40000,"dst_ip":"10.0.0.1","dst_port":443,"protocol":"tcp","interface":"eth0",
+  "direction":"ingress","packets":10,"bytes":5000,"bytes_rate":1000,"last_seen":"2026-12-03T17:18:42.145Z",
+  "tcp_flags":["SYN","ACK"],"src_namespace":"shop","src_pod":"web-1"},
+ {"src_ip":"10.0.0.3","src_port":40001,"dst_ip":"10.0.0.1","dst_port":443,"protocol":"tcp","interface":"eth0",
+  "direction":"ingress","packets":20,"bytes":9000,"bytes_rate":3000,"last_seen":"2026-12-03T17:18:43.000Z"},
+ {"src_ip":"10.0.0.1","src_port":53,"dst_ip":"10.0.0.2","dst_port":51000,"protocol":"udp","interface":"eth0",
+  "direction":"egress","packets":1,"bytes":90,"bytes_rate":0,"last_seen":"2026-12-03T17:18:40.000Z"}]})");
+
+TEST(NetprobeCli, FlowsTable) {
+    auto t = flowsTable(kFlows, true);
+    ASSERT_EQ(t.rows.size(), 3u);
+    EXPECT_EQ(t.rows[0][0], "10.0.0.2:40000");
+    EXPECT_EQ(t.rows[0][4], "in");
+    EXPECT_EQ(t.rows[0][7], "1000B/s");
+    EXPECT_EQ(t.rows[0][8], "17:18:42");
+    EXPECT_EQ(t.rows[0][9], "shop/web-1");
+    EXPECT_EQ(t.rows[0][12], "SYN,ACK");
+    EXPECT_EQ(flowsTable(kFlows, false).header.size(), 9u);
+}
+
+TEST(NetprobeCli, TopListsAggregateByRate) {
+    auto talkers = topTable(kFlows, TopBy::Talkers, 10);
+    ASSERT_EQ(talkers.rows.size(), 3u);
+    EXPECT_EQ(talkers.rows[0][0], "10.0.0.3 -> 10.0.0.1");
+    auto ports = topTable(kFlows, TopBy::Ports, 10);
+    ASSERT_EQ(ports.rows.size(), 2u);
+    EXPECT_EQ(ports.rows[0][0], "tcp/443");
+    EXPECT_EQ(ports.rows[0][4], "2");
+    EXPECT_EQ(ports.rows[1][0], "udp/53");
+    auto eps = topTable(kFlows, TopBy::Endpoints, 1);
+    ASSERT_EQ(eps.rows.size(), 1u);
+    EXPECT_EQ(eps.rows[0][0], "10.0.0.1");  // in every flow
+    EXPECT_EQ(eps.rows[0][4], "3");
+}
+
+TEST(NetprobeCli, DropsFromTwoScrapes) {
+    const std::string a = "# HELP netprobe_packet_drops_total x\nnetprobe_packet_drops_total{reason=\"NO_SOCKET\"} 10\n"
+                          "netprobe_packet_drops_total{reason=\"NETFILTER_DROP\"} 5\n";
+    const std::string b = "netprobe_packet_drops_total{reason=\"NO_SOCKET\"} 30\n"
+                          "netprobe_packet_drops_total{reason=\"NETFILTER_DROP\"} 105\n"
+                          "netprobe_packet_drops_total_other 7\n";
+    auto t = dropsTable(a, b, 2.0, 10);
+    ASSERT_EQ(t.rows.size(), 2u);
+    EXPECT_EQ(t.rows[0][0], "NETFILTER_DROP");
+    EXPECT_EQ(t.rows[0][1], "50.0/s");
+    EXPECT_EQ(t.rows[1][1], "10.0/s");
+    EXPECT_EQ(metricSamples(b, "netprobe_packet_drops_total").size(), 2u);
+}
+
+TEST(NetprobeCli, CompletionScripts) {
+    EXPECT_NE(completionScript("bash").find("complete -F _netprobe netprobe"), std::string::npos);
+    EXPECT_NE(completionScript("zsh").find("#compdef netprobe"), std::string::npos);
+}
+
+}  // namespace
