@@ -17,6 +17,7 @@
 #include <optional>
 #include <set>
 
+#include <netprobe/analysis/diagnosis.hpp>
 #include <netprobe/analysis/flow_export.hpp>
 #include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/grouping.hpp>
@@ -173,6 +174,9 @@ public:
         co.max_flows = opts_.max_flows;
         co.flow_idle_timeout = opts_.flow_timeout;
         netprobe::collector::TCCollector collector(mgr, co);
+
+        // The kernel's netstat counters of this namespace (listen overflows for the diagnosis).
+        collector.addSource(std::make_shared<netprobe::collector::NetstatSource>());
 
         // The stack monitor is optional: if it cannot start, the core keeps working.
         std::unique_ptr<netprobe::ebpf::StackMonitor> stack;
@@ -357,6 +361,14 @@ public:
                          opts_.events_log.empty() ? std::string() : ", events log " + opts_.events_log);
         } else {
             spdlog::info("security analytics off");
+        }
+
+        // Diagnosis: findings over the main snapshots' counters and the security view.
+        {
+            netprobe::analysis::DiagnosisOptions dop;
+            if (sec_pipeline)
+                dop.security = [sec = sec_pipeline.get()] { return sec->latest()->security; };
+            pipeline->addStage(std::make_unique<netprobe::analysis::Diagnosis>(std::move(dop)));
         }
 
         // Listen first: while the interfaces are attached /healthz answers and /readyz

@@ -345,8 +345,37 @@ Table retransmitsTable(const nlohmann::json& connections, std::size_t limit) {
     return connectionsTable(doc, false);
 }
 
+std::string diagnosisText(const nlohmann::json& doc, bool color) {
+    const auto findings = doc.value("findings", nlohmann::json::array());
+    char win[64];
+    std::snprintf(win, sizeof win, "%.0f s", num(doc, "window_seconds"));
+    if (findings.empty()) return std::string("No findings (the last ") + win + " of traffic, drops, connections and events).\n";
+    std::string out;
+    for (const auto& f : findings) {
+        std::string sev = str(f, "severity");
+        for (auto& c : sev) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        if (color) sev = (sev == "CRITICAL" ? "\033[1;31m" : sev == "WARNING" ? "\033[1;33m" : "\033[1m") + sev + "\033[0m";
+        out += sev + "  " + str(f, "rule") + "  " + str(f, "subject") + "  (since " + clock(str(f, "since")) + ")\n";
+        out += "  " + str(f, "title") + "\n";
+        std::string ev;
+        for (const auto& e : f.value("evidence", nlohmann::json::array())) {
+            if (!ev.empty()) ev += ", ";
+            const double v = num(e, "value");
+            char b[64];
+            std::snprintf(b, sizeof b, v == std::floor(v) && std::fabs(v) < 1e15 ? "%.0f" : "%.3g", v);
+            ev += str(e, "name") + " " + b + " " + str(e, "unit");
+        }
+        out += "  evidence (last " + std::string(win) + "): " + ev + "\n";
+        out += "  cause: " + str(f, "cause") + "\n";
+        out += "  fix:\n";
+        for (const auto& x : f.value("fix", nlohmann::json::array())) out += "    " + x.get<std::string>() + "\n";
+        out += "  query: " + str(f, "query") + "\n\n";
+    }
+    return out;
+}
+
 std::string completionScript(const std::string& shell) {
-    const std::string cmds = "flows connections events interfaces pods top completion";
+    const std::string cmds = "flows connections events interfaces pods top diagnose completion";
     const std::string global = "--server --user --password-file --ca-file --insecure --timeout --output -o --color --help";
     if (shell == "bash") {
         return "# netprobe bash completion: source <(netprobe completion bash)\n"
@@ -395,7 +424,7 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
 
     CLI::App app{"netprobe: the NetProbe agent's flows, connections, events and top lists from its API.\n"
                  "Exit codes: 0 ok, 1 the agent could not answer, 2 bad arguments, 3 nothing matched "
-                 "(--fail-if-empty).",
+                 "(--fail-if-empty), 4 diagnose --exit-code found something.",
                  "netprobe"};
     app.require_subcommand(1);
     app.fallthrough();
@@ -456,6 +485,10 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     top->add_option("what", topic, "talkers, ports, endpoints, drops or retransmits")->required();
     top->add_option("--limit", limit, "Rows to show (default 10)");
     top->add_option("--interval", interval, "drops: the sampling window")->capture_default_str();
+
+    auto* diag = app.add_subcommand("diagnose", "Findings of the agent's diagnosis rules with evidence, cause and fix "
+                                                "(GET /api/v1/diagnosis)");
+    diag->add_flag("--exit-code", inv.exit_code, "Exit 4 when there is a finding");
 
     auto* comp = app.add_subcommand("completion", "Print a shell completion script (bash or zsh)");
     comp->add_option("shell", inv.shell, "bash or zsh")->required();
@@ -590,6 +623,9 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
         } else {
             return fail("unknown top list \"" + topic + "\": expected talkers, ports, endpoints, drops or retransmits");
         }
+    } else if (diag->parsed()) {
+        inv.kind = Invocation::Kind::Diagnose;
+        inv.path = "/api/v1/diagnosis";
     } else if (comp->parsed()) {
         if (inv.shell != "bash" && inv.shell != "zsh") return fail("completion: expected bash or zsh");
         inv.kind = Invocation::Kind::Completion;

@@ -18,6 +18,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitError = 1;       // the agent is unreachable, refused the request, answered badly
 inline constexpr int kExitUsage = 2;       // bad arguments
 inline constexpr int kExitNotFound = 3;    // --fail-if-empty and nothing matched
+inline constexpr int kExitFindings = 4;    // diagnose --exit-code and something was found
 
 enum class Output { Table, Wide, Json };
 
@@ -33,7 +34,7 @@ struct Connection {
 // What one invocation does.
 struct Invocation {
     enum class Kind { None, Flows, Connections, Events, Interfaces, Pods, TopTalkers, TopPorts, TopEndpoints,
-                      TopDrops, TopRetransmits, Completion };
+                      TopDrops, TopRetransmits, Diagnose, Completion };
     Kind kind = Kind::None;
     Connection conn;
     Output output = Output::Table;
@@ -42,6 +43,7 @@ struct Invocation {
     std::chrono::milliseconds interval{2000};  // --follow poll interval; top drops sampling window
     std::size_t limit = 20;
     bool fail_if_empty = false;
+    bool exit_code = false;    // diagnose: exit 4 when there are findings
     std::string path;          // API path
     std::map<std::string, std::string> query;  // API query parameters
     std::chrono::seconds since{0};  // flows: last seen within this long (client side; 0: any)
@@ -87,6 +89,9 @@ enum class TopBy { Talkers, Ports, Endpoints };
 [[nodiscard]] Table dropsTable(const std::string& before, const std::string& after, double secs, std::size_t limit);
 // top retransmits: connections by retransmitted segments.
 [[nodiscard]] Table retransmitsTable(const nlohmann::json& connections, std::size_t limit);
+
+// diagnose: each finding as a block (severity, rule, subject, evidence, cause, fix, query).
+[[nodiscard]] std::string diagnosisText(const nlohmann::json& doc, bool color);
 
 // Samples of one counter family in Prometheus text: label set (as written) -> value.
 [[nodiscard]] std::map<std::string, double> metricSamples(const std::string& text, const std::string& name);

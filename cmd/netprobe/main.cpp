@@ -235,6 +235,13 @@ int run(const Invocation& inv) {
             auto t = retransmitsTable(api.getJson(inv.path, inv.query), inv.limit);
             return done(print(t, tableJson(t)));
         }
+        case K::Diagnose: {
+            auto doc = api.getJson(inv.path, inv.query);
+            if (json) std::cout << doc.dump(2) << "\n";
+            else std::cout << diagnosisText(doc, inv.color);
+            std::cout.flush();
+            return inv.exit_code && !doc.value("findings", nlohmann::json::array()).empty() ? kExitFindings : kExitOk;
+        }
         case K::None:
             break;
     }

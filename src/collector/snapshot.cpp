@@ -53,6 +53,7 @@ struct SnapshotMembers {
     decltype(Snapshot::device_reset_failures) device_reset_failures;
     decltype(Snapshot::stack) stack;
     decltype(Snapshot::cgroup_traffic) cgroup_traffic;
+    decltype(Snapshot::netstat) netstat;
     decltype(Snapshot::security) security;
     decltype(Snapshot::sources) sources;
     decltype(Snapshot::collect_duration_seconds) collect_duration_seconds;
@@ -76,6 +77,7 @@ std::shared_ptr<const Snapshot> Snapshot::withoutFlowSamples() const {
     c->device_reset_failures = device_reset_failures;
     c->stack = stack;
     c->cgroup_traffic = cgroup_traffic;
+    c->netstat = netstat;
     c->security = security;
     c->sources = sources;
     c->collect_duration_seconds = collect_duration_seconds;

@@ -1,5 +1,11 @@
 #include "netprobe/collector/sources.hpp"
 
+#include <cerrno>
+
+#include <cstdio>
+
+#include <charconv>
+
 #include <net/if.h>
 #include <spdlog/spdlog.h>
 
@@ -236,6 +242,53 @@ Result<void> SecuritySource::collect(SnapshotBuilder& b) {
     }
     sample->host_read_errors = host_read_errors_;
     b.snapshot().security = std::move(sample);
+    return {};
+}
+
+void parseNetstat(std::string_view text, std::map<std::string, std::uint64_t>& out) {
+    std::vector<std::string_view> lines;
+    while (!text.empty()) {
+        const auto nl = text.find('\n');
+        lines.push_back(text.substr(0, nl));
+        text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    }
+    auto words = [](std::string_view l) {
+        std::vector<std::string_view> w;
+        while (!l.empty()) {
+            const auto sp = l.find(' ');
+            if (sp != 0) w.push_back(l.substr(0, sp));
+            if (sp == std::string_view::npos) break;
+            l = l.substr(sp + 1);
+        }
+        return w;
+    };
+    for (std::size_t i = 0; i + 1 < lines.size(); i += 2) {
+        const auto names = words(lines[i]), values = words(lines[i + 1]);
+        if (names.empty() || values.empty() || names[0] != values[0] || !names[0].ends_with(':')) continue;
+        const std::string group(names[0].substr(0, names[0].size() - 1));
+        for (std::size_t k = 1; k < names.size() && k < values.size(); ++k) {
+            std::uint64_t v = 0;
+            auto sv = values[k];
+            if (sv.starts_with('-')) continue;  // Tcp.MaxConn is -1
+            auto [p, ec] = std::from_chars(sv.data(), sv.data() + sv.size(), v);
+            if (ec == std::errc() && p == sv.data() + sv.size()) out[group + "." + std::string(names[k])] = v;
+        }
+    }
+}
+
+Result<void> NetstatSource::collect(SnapshotBuilder& b) {
+    auto m = std::make_shared<std::map<std::string, std::uint64_t>>();
+    for (const char* f : {"netstat", "snmp"}) {
+        const std::string path = dir_ + "/" + f;
+        std::FILE* fp = std::fopen(path.c_str(), "re");
+        if (!fp) return std::unexpected(errnoError(errno, "read " + path));
+        std::string text;
+        char buf[8192];
+        for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, fp)) > 0;) text.append(buf, n);
+        std::fclose(fp);
+        parseNetstat(text, *m);
+    }
+    b.snapshot().netstat = std::move(m);
     return {};
 }
 

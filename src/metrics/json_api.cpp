@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "netprobe/ebpf/cgroup_traffic.hpp"
+#include "netprobe/analysis/diagnosis.hpp"
 #include "netprobe/ebpf/types.hpp"
 #include "netprobe/util/json_text.hpp"
 
@@ -451,6 +452,26 @@ nlohmann::json connectionsJson(const collector::Snapshot& s, const ConnectionQue
             {"total", total},
             {"returned", arr.size()},
             {"connections", std::move(arr)}};
+}
+
+std::string diagnosisJson(const analysis::DiagnosisView* v) {
+    nlohmann::json j;
+    j["enabled"] = v != nullptr;
+    auto arr = nlohmann::json::array();
+    if (v) {
+        j["evaluated_at"] = rfc3339(v->evaluated_at);
+        j["window_seconds"] = v->window_seconds;
+        for (const auto& f : v->findings) {
+            auto ev = nlohmann::json::array();
+            for (const auto& e : f.evidence) ev.push_back({{"name", e.name}, {"value", e.value}, {"unit", e.unit}});
+            arr.push_back({{"rule", f.rule}, {"subject", f.subject}, {"severity", f.severity}, {"title", f.title},
+                           {"since", rfc3339(f.since)}, {"evidence", std::move(ev)}, {"cause", f.cause},
+                           {"fix", f.fix}, {"query", f.query}});
+        }
+    }
+    j["count"] = arr.size();
+    j["findings"] = std::move(arr);
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace netprobe::metrics

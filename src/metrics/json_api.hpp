@@ -54,6 +54,8 @@ void appendJsonString(std::string& out, std::string_view v);
 // gain a "peer" object: netns id/inode/name, peer index/name/addresses, and the pod.
 [[nodiscard]] nlohmann::json interfacesJson(const collector::Snapshot& s, const Attribution* attribution = nullptr);
 [[nodiscard]] std::string rfc3339(collector::WallTime t);
+// /api/v1/diagnosis: the findings of the latest evaluation (enabled=false before one).
+[[nodiscard]] std::string diagnosisJson(const analysis::DiagnosisView* view);
 [[nodiscard]] nlohmann::json tcpFlagNames(std::uint8_t flags);
 
 // /api/v1/connections: open and recently closed TCP connections (stack monitor).

@@ -1,4 +1,5 @@
 // renderMetrics: the datapath's, the flow accounting's, the top talkers' and the stack monitor's series.
+#include <netprobe/analysis/diagnosis.hpp>
 #include <netprobe/analysis/flow_export.hpp>
 #include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/talkers.hpp>
@@ -399,6 +400,22 @@ std::string renderAgentHealth(const std::vector<PipelineHealth>& pipelines,
     w.family("netprobe_background_task_duration_seconds", MetricType::Gauge, "Duration of a task's last run.");
     for (const auto& t : tasks)
         w.sample("netprobe_background_task_duration_seconds", {{"task", t.name}}, t.last_duration_seconds);
+    return w.take();
+}
+
+std::string renderDiagnosisMetrics(const analysis::DiagnosisView& view) {
+    ExpositionWriter w;
+    w.family("netprobe_diagnosis_findings", MetricType::Gauge,
+             "Findings of the diagnosis rules at the last evaluation, by rule and severity (/api/v1/diagnosis).");
+    static const char* rules[] = {"listen_overflow", "packet_drops", "connection_failures", "tcp_retransmits", "netprobe_data_loss",
+                                  "security_event"};
+    static const char* severities[] = {"critical", "warning", "info"};
+    for (const char* r : rules)
+        for (const char* sv : severities) {
+            std::uint64_t n = 0;
+            for (const auto& f : view.findings) n += f.rule == r && f.severity == sv;
+            w.sample("netprobe_diagnosis_findings", {{"rule", r}, {"severity", sv}}, n);
+        }
     return w.take();
 }
 

@@ -172,6 +172,7 @@ http::Response Server::Impl::metrics() const {
     wh.last_reload_ok = last_reload_ok.load();
     wh.last_success_unix_seconds = last_success.load();
     body += renderHttpMetrics(httpStats(), wh);
+    if (v->diagnosis) body += renderDiagnosisMetrics(*v->diagnosis);
     if (v->exports || !c.flow_sinks.empty()) {
         std::vector<sinks::SinkStatus> st;
         for (const auto& s : c.flow_sinks) st.push_back(s->status());
@@ -194,6 +195,10 @@ http::Response Server::Impl::api(const http::Request& req) const {
         auto q = parseFlowQuery(req.query, c.default_flow_limit, c.max_flow_limit);
         if (!q) return http::Response::error(400, q.error());
         return http::Response::json(200, flowsJson(*pipeline->latest(), *q, c.attribution.get()));
+    }
+    if (p == "/api/v1/diagnosis") {
+        if (!req.query.empty()) return noParams(req);
+        return http::Response::json(200, diagnosisJson(pipeline->latest()->diagnosis.get()));
     }
     if (p == "/api/v1/pods") {
         if (!req.query.empty()) return noParams(req);

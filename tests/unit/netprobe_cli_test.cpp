@@ -133,3 +133,67 @@ TEST(NetprobeCli, CompletionScripts) {
 }
 
 }  // namespace
+
+// ---- the diagnosis stage and its netstat input ----
+#include <netprobe/analysis/diagnosis.hpp>
+#include <netprobe/collector/sources.hpp>
+#include <netprobe/ebpf/stack_monitor.hpp>
+
+namespace {
+
+TEST(Netstat, ParsesHeaderAndValueLinesPerGroup) {
+    std::map<std::string, std::uint64_t> m;
+    netprobe::collector::parseNetstat(
+        "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 0 266 270\n"
+        "IpExt: InNoRoutes\nIpExt: 3\nTcp: RtoAlgorithm MaxConn RetransSegs\nTcp: 1 -1 42\nBroken: a b\nOther: 1 2\n",
+        m);
+    EXPECT_EQ(m.at("TcpExt.ListenOverflows"), 266u);
+    EXPECT_EQ(m.at("TcpExt.ListenDrops"), 270u);
+    EXPECT_EQ(m.at("IpExt.InNoRoutes"), 3u);
+    EXPECT_EQ(m.at("Tcp.RetransSegs"), 42u);
+    EXPECT_EQ(m.count("Tcp.MaxConn"), 0u);  // -1: not a counter
+    EXPECT_EQ(m.count("Broken.a"), 0u);
+}
+
+netprobe::collector::Snapshot diagSnap(double t, std::uint64_t listen, std::uint64_t fw_drops, std::uint64_t closed_drops) {
+    netprobe::collector::Snapshot s;
+    s.mono = netprobe::collector::MonoTime(std::chrono::milliseconds(static_cast<long>(t * 1000)));
+    s.taken_at = netprobe::collector::WallTime(std::chrono::seconds(1'800'000'000)) +
+                 std::chrono::milliseconds(static_cast<long>(t * 1000));
+    s.netstat = std::make_shared<std::map<std::string, std::uint64_t>>(
+        std::map<std::string, std::uint64_t>{{"TcpExt.ListenOverflows", listen}, {"TcpExt.ListenDrops", listen}});
+    auto st = std::make_shared<netprobe::ebpf::StackStats>();
+    st->drops = {{0, "NETFILTER_DROP", fw_drops}, {0, "SOCKET_CLOSE", closed_drops}};
+    s.stack = st;
+    return s;
+}
+
+TEST(Diagnosis, FindingsComeFromTheWindowsDeltasAndBenignReasonsAreQuiet) {
+    netprobe::analysis::DiagnosisOptions o;
+    o.window = std::chrono::seconds(10);
+    netprobe::analysis::Diagnosis d(o);
+    netprobe::analysis::Views v;
+    // Counters already high when the agent starts: not a finding (no delta yet).
+    d.run(diagSnap(0, 1000, 5000, 5000), v);
+    EXPECT_TRUE(v.diagnosis->findings.empty());
+    d.run(diagSnap(1, 1003, 5010, 9000), v);  // below the thresholds; socket-close drops are benign
+    EXPECT_TRUE(v.diagnosis->findings.empty());
+    d.run(diagSnap(2, 1010, 5030, 9999), v);
+    ASSERT_EQ(v.diagnosis->findings.size(), 2u);
+    EXPECT_EQ(v.diagnosis->findings[0].rule, "listen_overflow");  // critical first
+    EXPECT_EQ(v.diagnosis->findings[0].evidence[0].value, 10);
+    EXPECT_EQ(v.diagnosis->findings[1].subject, "NETFILTER_DROP");
+    EXPECT_EQ(v.diagnosis->findings[1].evidence[0].value, 30);
+    const auto since = v.diagnosis->findings[0].since;
+    d.run(diagSnap(3, 1010, 5030, 9999), v);
+    EXPECT_EQ(v.diagnosis->findings[0].since, since);  // kept while it holds
+    // The window moves on: quiet again.
+    d.run(diagSnap(14, 1010, 5030, 9999), v);
+    EXPECT_TRUE(v.diagnosis->findings.empty());
+    EXPECT_TRUE(netprobe::analysis::dropAdvice("OTHERHOST").benign);
+    EXPECT_EQ(netprobe::analysis::dropAdvice("PKT_TOO_BIG").severity, "critical");
+    EXPECT_NE(netprobe::analysis::dropAdvice("SOME_NEW_REASON").cause.find("SKB_DROP_REASON_SOME_NEW_REASON"),
+              std::string::npos);
+}
+
+}  // namespace

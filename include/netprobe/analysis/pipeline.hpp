@@ -33,6 +33,7 @@ namespace netprobe::analysis {
 
 struct FlowView;
 struct FlowExportView;
+struct DiagnosisView;
 struct GroupView;
 struct TalkerView;
 namespace security {
@@ -49,6 +50,7 @@ struct Views {
     std::shared_ptr<const GroupView> groups;              // Grouping
     std::shared_ptr<const TalkerView> talkers;            // TopTalkers
     std::shared_ptr<const FlowExportView> exports;        // FlowExport (records for the flow sinks)
+    std::shared_ptr<const DiagnosisView> diagnosis;       // Diagnosis (findings)
     std::shared_ptr<const security::SecurityView> security;  // security::SecurityStage
 };
 

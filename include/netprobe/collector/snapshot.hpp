@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -113,6 +114,10 @@ struct Snapshot {
     // Traffic of every protocol per cgroup v2 id; null when --cgroup-traffic is off or
     // the programs could not be attached.
     std::shared_ptr<const ebpf::CgroupTrafficStats> cgroup_traffic;
+    // The kernel's SNMP/netstat counters of the agent's network namespace (/proc/net/netstat
+    // and /proc/net/snmp: "TcpExt.ListenOverflows", "Tcp.RetransSegs", ...); null without
+    // the netstat source.
+    std::shared_ptr<const std::map<std::string, std::uint64_t>> netstat;
     // Security analytics input; null except in the security collector's snapshots.
     std::shared_ptr<const SecuritySample> security;
     std::vector<SourceHealth> sources;

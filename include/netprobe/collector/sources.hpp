@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string_view>
@@ -52,6 +53,22 @@ public:
 private:
     const ebpf::StackMonitor& monitor_;
 };
+
+// The kernel's netstat/SNMP counters of the agent's namespace (/proc/self/net/netstat and
+// /proc/self/net/snmp): two small files, read every collection. Counters the BPF programs
+// cannot see (a SYN dropped on a full accept queue is consumed, not freed with a reason).
+class NetstatSource final : public Source {
+public:
+    explicit NetstatSource(std::string proc_net = "/proc/self/net") : dir_(std::move(proc_net)) {}
+    [[nodiscard]] std::string_view name() const override { return "netstat"; }
+    Result<void> collect(SnapshotBuilder& b) override;
+
+private:
+    std::string dir_;
+};
+// Parses /proc/net/netstat or /proc/net/snmp text (header line, value line per group) into
+// "Group.Name" -> value; malformed pairs are skipped.
+void parseNetstat(std::string_view text, std::map<std::string, std::uint64_t>& out);
 
 // Traffic of every protocol per cgroup.
 class CgroupTrafficSource final : public Source {

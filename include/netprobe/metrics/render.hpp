@@ -45,6 +45,8 @@ struct WebConfigHealth {
 [[nodiscard]] std::string renderHttpMetrics(const std::vector<http::ServerStats>& listeners, const WebConfigHealth& web);
 
 // netprobe_feature_enabled{feature}: the kernel features probed at start (1: present).
+// Diagnosis: findings by rule and severity (netprobe_diagnosis_findings).
+[[nodiscard]] std::string renderDiagnosisMetrics(const analysis::DiagnosisView& view);
 // Flow export: records emitted by end reason, open flows, and each sink's delivery
 // (netprobe_flow_export_*; view may be null before the first collection).
 [[nodiscard]] std::string renderFlowExportMetrics(const analysis::FlowExportView* view,

@@ -1,0 +1,335 @@
+#include "netprobe/analysis/diagnosis.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include <netprobe/analysis/security/stage.hpp>
+#include <netprobe/ebpf/stack_monitor.hpp>
+#include <netprobe/ebpf/types.hpp>
+#include <netprobe/util/ip.hpp>
+
+namespace netprobe::analysis {
+
+namespace {
+
+std::uint64_t since(std::uint64_t cur, std::uint64_t prev) { return cur >= prev ? cur - prev : cur; }
+
+std::string fmt(double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, v == static_cast<double>(static_cast<std::uint64_t>(v)) ? "%.0f" : "%.3g", v);
+    return b;
+}
+
+int rank(const std::string& severity) { return severity == "critical" ? 0 : severity == "warning" ? 1 : 2; }
+
+std::string endpoint(const util::Addr16& a, std::uint16_t port) {
+    const std::string ip = util::formatAddr(a);
+    return (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+DropAdvice dropAdvice(const std::string& r) {
+    // Reasons that are part of normal operation (a closed socket's queue freed, packets for
+    // other hosts on a shared segment, duplicate TCP data after a retransmission).
+    static const std::map<std::string, DropAdvice> table = {
+        {"NOT_SPECIFIED", {"", "", "", {}, true}},
+        {"SOCKET_CLOSE", {"", "", "", {}, true}},
+        {"OTHERHOST", {"", "", "", {}, true}},
+        {"TCP_OLD_DATA", {"", "", "", {}, true}},
+        {"TCP_CLOSE", {"", "", "", {}, true}},
+        {"QUEUE_PURGE", {"", "", "", {}, true}},
+        {"UNIX_DISCONNECT", {"", "", "", {}, true}},
+        {"TCP_OFOMERGE", {"", "", "", {}, true}},
+        {"TCP_LISTEN_OVERFLOW",
+         {"Listen queue overflow: connections dropped because the accept queue is full", "critical",
+          "A server does not accept() fast enough for its connection rate, or its listen backlog is too small "
+          "(listen(fd, backlog) is capped by net.core.somaxconn).",
+          {"ss -ltn   # Recv-Q at Send-Q on the listening socket is a full queue",
+           "sysctl -w net.core.somaxconn=4096 and net.ipv4.tcp_max_syn_backlog=4096",
+           "raise the application's listen backlog (nginx: listen ... backlog=4096) or add workers"}}},
+        {"PKT_TOO_BIG",
+         {"Packets larger than the path MTU dropped", "critical",
+          "A packet exceeded the MTU of the route or device and could not be fragmented (DF set, or IPv6): a "
+          "mismatched MTU on a veth/tunnel or an overlay without MSS clamping.",
+          {"ip link show   # compare the MTUs along the path (veth, bridge, vxlan, uplink)",
+           "ip link set dev IFACE mtu 1450   # match the overlay's MTU on the pod side",
+           "nft add rule inet filter forward tcp flags syn tcp option maxseg size set rt mtu   # MSS clamping"}}},
+        {"NETFILTER_DROP",
+         {"Packets dropped by a firewall rule", "warning",
+          "An nftables/iptables rule (or a NetworkPolicy implemented with it) drops this traffic.",
+          {"nft list ruleset   # rules with a drop verdict and their counters",
+           "iptables-save -c | grep -E 'DROP|REJECT'",
+           "kubectl get networkpolicy -A   # if the node runs a policy-enforcing CNI"}}},
+        {"NO_SOCKET",
+         {"Packets to ports nobody listens on", "warning",
+          "TCP segments or UDP datagrams arrived for a port without a socket: a service that is down or not yet "
+          "listening, clients using the wrong port, or a scan.",
+          {"ss -ltnu   # what listens on this host", "netprobe top ports; netprobe events --type port_scan"}}},
+        {"SOCKET_RCVBUFF",
+         {"Socket receive buffers full", "critical",
+          "A receiver does not read fast enough: datagrams (or TCP data beyond the buffer) are dropped.",
+          {"sysctl -w net.core.rmem_max=8388608 net.core.rmem_default=1048576",
+           "raise SO_RCVBUF in the application, or read faster (more threads, recvmmsg)"}}},
+        {"SOCKET_BACKLOG",
+         {"Socket backlog full", "warning",
+          "Packets for a socket owned by a busy process overflowed its backlog.",
+          {"sysctl -w net.core.netdev_max_backlog=16384", "check the owning process's CPU (top -H)"}}},
+        {"PROTO_MEM",
+         {"Protocol memory exhausted", "critical",
+          "TCP/UDP memory reached net.ipv4.tcp_mem/udp_mem pressure limits.",
+          {"cat /proc/net/sockstat", "sysctl net.ipv4.tcp_mem net.ipv4.udp_mem   # raise with care"}}},
+        {"QDISC_DROP",
+         {"Queueing discipline dropped packets", "warning",
+          "An egress queue is full: more traffic than the link or a shaper allows.",
+          {"tc -s qdisc show dev IFACE", "raise the queue limit or the shaper's rate; find the sender: netprobe top talkers"}}},
+        {"CPU_BACKLOG",
+         {"Per-CPU input backlog full", "critical",
+          "Receive processing cannot keep up (net.core.netdev_max_backlog reached).",
+          {"sysctl -w net.core.netdev_max_backlog=16384", "spread interrupts: RPS/RSS (ethtool -l, /sys/class/net/IFACE/queues)"}}},
+        {"FULL_RING",
+         {"Device ring full", "critical", "The NIC's ring overflowed: packets arrived faster than the driver drained them.",
+          {"ethtool -g IFACE; ethtool -G IFACE rx 4096", "ethtool -S IFACE | grep -i drop"}}},
+        {"NOMEM", {"Out of memory for packets", "critical", "skb allocation failed.", {"free -m; cat /proc/net/sockstat"}}},
+        {"TCP_CSUM", {"Bad TCP checksums", "warning", "Corrupted segments: a faulty NIC, cable or offload.",
+                      {"ethtool -S IFACE | grep -i err", "ethtool -K IFACE rx off   # test without checksum offload"}}},
+        {"UDP_CSUM", {"Bad UDP checksums", "warning", "Corrupted datagrams: a faulty NIC, cable or offload.",
+                      {"ethtool -S IFACE | grep -i err"}}},
+        {"IP_CSUM", {"Bad IP header checksums", "warning", "Corrupted packets.", {"ethtool -S IFACE | grep -i err"}}},
+        {"IP_RPFILTER",
+         {"Reverse-path filter dropped packets", "warning",
+          "Packets arrived on an interface the route back to their source does not use (asymmetric routing).",
+          {"sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf.IFACE.rp_filter   # 2 (loose) for asymmetric paths"}}},
+        {"IP_INNOROUTES", {"No route for received packets", "warning", "Packets to forward or deliver had no route.",
+                           {"ip route get DST"}}},
+        {"IP_OUTNOROUTES", {"No route for sent packets", "warning", "Locally sent packets had no route.", {"ip route"}}},
+        {"NEIGH_FAILED", {"Neighbour (ARP/NDP) resolution failed", "warning",
+                          "The next hop did not answer ARP/neighbour solicitations.", {"ip neigh show", "arping -I IFACE NEXTHOP"}}},
+        {"NEIGH_QUEUEFULL", {"Neighbour queue full", "warning", "Packets waiting for ARP/NDP overflowed the queue.",
+                             {"sysctl net.ipv4.neigh.default.unres_qlen_bytes"}}},
+        {"TCP_ZEROWINDOW", {"TCP data beyond a zero window", "info", "A receiver's window was closed (slow reader).",
+                            {"netprobe connections -o wide   # look for the slow reader"}}},
+    };
+    if (auto it = table.find(r); it != table.end()) return it->second;
+    return {"Packets dropped by the kernel (" + r + ")", "warning",
+            "The kernel dropped packets with reason SKB_DROP_REASON_" + r + " (include/net/dropreason-core.h).",
+            {"perf trace -e skb:kfree_skb --filter 'reason == SKB_DROP_REASON_" + r + "'   # or: netprobe top drops"},
+            false};
+}
+
+Diagnosis::Counters Diagnosis::countersOf(const collector::Snapshot& s) {
+    Counters c;
+    if (s.stack) {
+        c.stack = true;
+        for (const auto& d : s.stack->drops) c.drops[d.name] += d.count;
+        c.failed = s.stack->failed;
+        c.retransmits = s.stack->retransmits;
+        c.resets_received = s.stack->resets_received;
+        if (s.stack->ringbuf_reserve_failures) c.lost["conn_events ring"] = s.stack->ringbuf_reserve_failures;
+        if (s.stack->conn_insert_failures) c.lost["conn_table"] = s.stack->conn_insert_failures;
+    }
+    c.tcp_out = s.protocols[NP_DIR_EGRESS][NP_PROTO_TCP].packets;
+    if (s.netstat) {
+        auto get = [&](const char* k) {
+            auto it = s.netstat->find(k);
+            return it == s.netstat->end() ? std::uint64_t{0} : it->second;
+        };
+        c.listen_overflows = get("TcpExt.ListenOverflows");
+        c.listen_drops = get("TcpExt.ListenDrops");
+    }
+    for (int i = 0; i < NP_MAP_ID_MAX; ++i)
+        if (s.map_errors[static_cast<std::size_t>(i)]) c.lost[ebpf::mapName(i)] = s.map_errors[static_cast<std::size_t>(i)];
+    return c;
+}
+
+void Diagnosis::run(const collector::Snapshot& s, Views& views) {
+    const Counters cur = countersOf(s);
+    if (prev_) {
+        Interval iv;
+        iv.at = s.mono;
+        iv.seconds = std::chrono::duration<double>(s.mono - prev_at_).count();
+        for (const auto& [k, v] : cur.drops) {
+            auto p = prev_->drops.find(k);
+            if (auto d = since(v, p == prev_->drops.end() ? 0 : p->second)) iv.delta.drops[k] = d;
+        }
+        for (const auto& [k, v] : cur.lost) {
+            auto p = prev_->lost.find(k);
+            if (auto d = since(v, p == prev_->lost.end() ? 0 : p->second)) iv.delta.lost[k] = d;
+        }
+        iv.delta.failed = since(cur.failed, prev_->failed);
+        iv.delta.retransmits = since(cur.retransmits, prev_->retransmits);
+        iv.delta.resets_received = since(cur.resets_received, prev_->resets_received);
+        iv.delta.tcp_out = since(cur.tcp_out, prev_->tcp_out);
+        iv.delta.listen_overflows = since(cur.listen_overflows, prev_->listen_overflows);
+        iv.delta.listen_drops = since(cur.listen_drops, prev_->listen_drops);
+        window_.push_back(std::move(iv));
+    }
+    prev_ = cur;
+    prev_at_ = s.mono;
+    while (!window_.empty() && s.mono - window_.front().at >= options_.window) window_.pop_front();
+
+    Counters sum;
+    double secs = 0;
+    for (const auto& iv : window_) {
+        secs += iv.seconds;
+        for (const auto& [k, v] : iv.delta.drops) sum.drops[k] += v;
+        for (const auto& [k, v] : iv.delta.lost) sum.lost[k] += v;
+        sum.failed += iv.delta.failed;
+        sum.retransmits += iv.delta.retransmits;
+        sum.resets_received += iv.delta.resets_received;
+        sum.tcp_out += iv.delta.tcp_out;
+        sum.listen_overflows += iv.delta.listen_overflows;
+        sum.listen_drops += iv.delta.listen_drops;
+    }
+    const std::string window = std::to_string(static_cast<long>(options_.window.count())) + "s";
+    std::vector<Finding> out;
+
+    // Listen-queue overflows (the kernel's own counters of the agent's namespace).
+    if (sum.listen_overflows >= options_.listen_overflows_min) {
+        const auto a = dropAdvice("TCP_LISTEN_OVERFLOW");
+        Finding f;
+        f.rule = "listen_overflow";
+        f.subject = "tcp";
+        f.severity = "critical";
+        f.title = a.title;
+        f.evidence = {{"overflows", static_cast<double>(sum.listen_overflows), "connections"},
+                      {"listen_drops", static_cast<double>(sum.listen_drops), "packets"},
+                      {"rate", secs > 0 ? sum.listen_overflows / secs : 0, "overflows/s"}};
+        f.cause = a.cause;
+        f.fix = a.fix;
+        f.query = "nstat -az TcpExtListenOverflows TcpExtListenDrops; ss -ltn";
+        out.push_back(std::move(f));
+    }
+
+    // Packet drops by kernel reason.
+    for (const auto& [reason, n] : sum.drops) {
+        if (n < options_.drops_min) continue;
+        const auto a = dropAdvice(reason);
+        if (a.benign) continue;
+        Finding f;
+        f.rule = "packet_drops";
+        f.subject = reason;
+        f.severity = a.severity;
+        f.title = a.title;
+        f.evidence = {{"drops", static_cast<double>(n), "packets"}, {"rate", secs > 0 ? n / secs : 0, "packets/s"}};
+        f.cause = a.cause;
+        f.fix = a.fix;
+        f.query = "netprobe top drops; increase(netprobe_packet_drops_total{reason=\"" + reason + "\"}[" + window + "])";
+        out.push_back(std::move(f));
+    }
+
+    // Connection attempts that failed, by destination (the closed connection records).
+    if (sum.failed >= options_.failed_connections_min && s.stack) {
+        std::map<std::pair<util::Addr16, std::uint16_t>, std::uint64_t> by_dst;
+        const auto horizon = s.taken_at - options_.window;
+        for (const auto& c : s.stack->connections)
+            if (!c.open && c.failed && c.origin == NP_CONN_ACTIVE && c.end >= horizon) ++by_dst[{c.dst_ip, c.dst_port}];
+        std::vector<std::pair<std::uint64_t, std::pair<util::Addr16, std::uint16_t>>> top;
+        for (const auto& [k, n] : by_dst) top.emplace_back(n, k);
+        std::sort(top.begin(), top.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+        Finding f;
+        f.rule = "connection_failures";
+        f.severity = "warning";
+        f.subject = top.empty() ? "" : endpoint(top.front().second.first, top.front().second.second);
+        f.title = "Connection attempts failing" + (f.subject.empty() ? std::string() : " to " + f.subject);
+        f.evidence = {{"failed_connections", static_cast<double>(sum.failed), "connections"},
+                      {"resets_received", static_cast<double>(sum.resets_received), "segments"}};
+        for (std::size_t i = 0; i < top.size() && i < 3; ++i)
+            f.evidence.push_back({"failed_to " + endpoint(top[i].second.first, top[i].second.second),
+                                  static_cast<double>(top[i].first), "connections"});
+        f.cause = sum.resets_received > 0
+                      ? "The destination answers SYN with RST: nothing listens on that port (the service is down, "
+                        "not ready, or the client uses the wrong port)."
+                      : "Connection attempts time out: the destination or the path drops SYNs (firewall, routing, a "
+                        "dead host).";
+        f.fix = {"ss -ltn 'sport = :PORT'   # on the destination: is the service listening?",
+                 "kubectl get endpoints -A | grep SERVICE   # a Service without ready endpoints",
+                 "netprobe connections --state closed -o wide"};
+        f.query = "netprobe connections --state closed; increase(netprobe_tcp_connections_failed_total[" + window + "])";
+        out.push_back(std::move(f));
+    }
+
+    // TCP retransmissions.
+    if (sum.retransmits >= options_.retransmits_min && sum.tcp_out > 0) {
+        const double ratio = static_cast<double>(sum.retransmits) / static_cast<double>(sum.tcp_out);
+        if (ratio >= options_.retransmit_ratio_min) {
+            Finding f;
+            f.rule = "tcp_retransmits";
+            f.subject = "tcp";
+            f.severity = ratio >= 0.1 ? "critical" : "warning";
+            f.title = "TCP retransmissions at " + fmt(ratio * 100) + "% of segments sent";
+            f.evidence = {{"retransmitted", static_cast<double>(sum.retransmits), "segments"},
+                          {"sent", static_cast<double>(sum.tcp_out), "packets"},
+                          {"ratio", ratio, "ratio"}};
+            f.cause = "Segments are lost on the path (congestion, a lossy link, drops in a queue or a firewall) or "
+                      "delayed past the retransmission timeout.";
+            f.fix = {"netprobe top retransmits   # which connections", "netprobe top drops   # drops on this host",
+                     "ethtool -S IFACE | grep -iE 'drop|err'; tc -s qdisc"};
+            f.query = "netprobe top retransmits; rate(netprobe_tcp_retransmits_total[" + window + "])";
+            out.push_back(std::move(f));
+        }
+    }
+
+    // Data NetProbe itself lost (full maps, rings).
+    for (const auto& [what, n] : sum.lost) {
+        Finding f;
+        f.rule = "netprobe_data_loss";
+        f.subject = what;
+        f.severity = "warning";
+        f.title = "NetProbe is losing data: " + what + " full";
+        f.evidence = {{"lost", static_cast<double>(n), "updates"}};
+        f.cause = "A kernel map or ring of NetProbe is full, so some packets or events are not counted in detail "
+                  "(totals per interface stay exact).";
+        f.fix = what == "flow_stats" ? std::vector<std::string>{"--flow-table-size=262144 (default 65536)",
+                                                                "--collect-interval=1s (idle entries are removed sooner)"}
+                : what == "conn_table" ? std::vector<std::string>{"more TCP connections than the kernel table holds "
+                                                                  "(65536): they are still counted in the totals"}
+                                       : std::vector<std::string>{"netprobe-agent --doctor   # map fill and errors"};
+        f.query = "increase(netprobe_map_update_errors_total[" + window + "]); netprobe_map_fill_ratio";
+        out.push_back(std::move(f));
+    }
+
+    // Security events in progress.
+    if (options_.security) {
+        if (auto sv = options_.security(); sv) {
+            for (const auto& e : sv->events) {
+                if (e->ended_at) continue;
+                Finding f;
+                f.rule = "security_event";
+                f.subject = std::string(security::toString(e->type)) + "#" + std::to_string(e->id);
+                f.severity = e->severity == security::Severity::Critical || e->severity == security::Severity::High
+                                 ? "critical"
+                                 : "warning";
+                f.title = "Security event in progress: " + std::string(security::toString(e->type)) +
+                          (e->src ? " from " + util::formatAddr(*e->src) : std::string());
+                f.evidence = {{"targets", static_cast<double>(e->targets.size()), "addresses"}};
+                f.cause = "NetProbe's security analytics detected it (docs/security.md).";
+                f.fix = {"netprobe events -o wide", "--mitigate=on blocks the source at XDP/TC (docs/security.md)"};
+                f.query = "netprobe events --type " + std::string(security::toString(e->type));
+                f.since = e->detected_at;
+                out.push_back(std::move(f));
+            }
+        }
+    }
+
+    // Keep each finding's first time while it holds.
+    std::map<std::string, collector::WallTime> still;
+    for (auto& f : out) {
+        const std::string key = f.rule + "/" + f.subject;
+        auto it = since_.find(key);
+        const auto first = it != since_.end() ? it->second : (f.since != collector::WallTime{} ? f.since : s.taken_at);
+        f.since = first;
+        still[key] = first;
+    }
+    since_ = std::move(still);
+    std::sort(out.begin(), out.end(), [](const Finding& a, const Finding& b) {
+        return std::tuple(rank(a.severity), a.rule, a.subject) < std::tuple(rank(b.severity), b.rule, b.subject);
+    });
+    auto v = std::make_shared<DiagnosisView>();
+    v->findings = std::move(out);
+    v->window_seconds = secs;
+    v->evaluated_at = s.taken_at;
+    views.diagnosis = std::move(v);
+}
+
+}  // namespace netprobe::analysis
