@@ -138,6 +138,8 @@ TEST(NetprobeCli, CompletionScripts) {
 #include <netprobe/analysis/diagnosis.hpp>
 #include <netprobe/collector/sources.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
+#include <netprobe/util/ip.hpp>
+#include <algorithm>
 
 namespace {
 
@@ -194,6 +196,54 @@ TEST(Diagnosis, FindingsComeFromTheWindowsDeltasAndBenignReasonsAreQuiet) {
     EXPECT_EQ(netprobe::analysis::dropAdvice("PKT_TOO_BIG").severity, "critical");
     EXPECT_NE(netprobe::analysis::dropAdvice("SOME_NEW_REASON").cause.find("SKB_DROP_REASON_SOME_NEW_REASON"),
               std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Diagnosis, RetransmitRatioAndFailedConnectionsByDestination) {
+    netprobe::analysis::Diagnosis d({});
+    netprobe::analysis::Views v;
+    auto snap = [](double t, std::uint64_t retrans, std::uint64_t tcp_out, std::uint64_t failed, int refused_to_a) {
+        netprobe::collector::Snapshot s;
+        s.mono = netprobe::collector::MonoTime(std::chrono::milliseconds(static_cast<long>(t * 1000)));
+        s.taken_at = netprobe::collector::WallTime(std::chrono::seconds(1'800'000'000)) +
+                     std::chrono::milliseconds(static_cast<long>(t * 1000));
+        s.protocols[NP_DIR_EGRESS][NP_PROTO_TCP].packets = tcp_out;
+        auto st = std::make_shared<netprobe::ebpf::StackStats>();
+        st->retransmits = retrans;
+        st->failed = failed;
+        st->resets_received = failed;
+        for (int i = 0; i < refused_to_a + 1; ++i) {
+            netprobe::ebpf::Connection c;
+            c.dst_ip = *netprobe::util::parseAddr(i < refused_to_a ? "198.18.0.9" : "198.18.0.7");
+            c.dst_port = i < refused_to_a ? 5432 : 80;
+            c.open = false;
+            c.failed = true;
+            c.origin = NP_CONN_ACTIVE;
+            c.end = s.taken_at;
+            st->connections.push_back(c);
+        }
+        s.stack = st;
+        return s;
+    };
+    d.run(snap(0, 0, 0, 0, 0), v);
+    d.run(snap(1, 150, 10000, 8, 7), v);  // 1.5% retransmitted: below 2%
+    ASSERT_EQ(v.diagnosis->findings.size(), 1u);
+    const auto& f = v.diagnosis->findings[0];
+    EXPECT_EQ(f.rule, "connection_failures");
+    EXPECT_EQ(f.subject, "198.18.0.9:5432");
+    EXPECT_EQ(f.evidence[0].value, 8);
+    EXPECT_EQ(f.evidence[2].name, "failed_to 198.18.0.9:5432");
+    EXPECT_EQ(f.evidence[2].value, 7);
+    EXPECT_NE(f.cause.find("RST"), std::string::npos);
+    d.run(snap(2, 1650, 20000, 8, 0), v);  // window: 1650 of 20000 = 8.25%
+    auto it = std::find_if(v.diagnosis->findings.begin(), v.diagnosis->findings.end(),
+                           [](const auto& x) { return x.rule == "tcp_retransmits"; });
+    ASSERT_NE(it, v.diagnosis->findings.end());
+    EXPECT_EQ(it->severity, "warning");
+    EXPECT_NEAR(it->evidence[2].value, 0.0825, 1e-9);
 }
 
 }  // namespace
