@@ -129,6 +129,9 @@ Diagnosis::Counters Diagnosis::countersOf(const collector::Snapshot& s) {
         if (s.stack->conn_insert_failures) c.lost["conn_table"] = s.stack->conn_insert_failures;
     }
     c.tcp_out = s.protocols[NP_DIR_EGRESS][NP_PROTO_TCP].packets;
+    for (const auto& i : s.icmp)
+        if ((i.key.family == 4 && i.key.type == 3 && i.key.code == 4) || (i.key.family == 6 && i.key.type == 2))
+            c.frag_needed += i.counter.packets;
     if (s.netstat) {
         auto get = [&](const char* k) {
             auto it = s.netstat->find(k);
@@ -162,6 +165,7 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
         iv.delta.tcp_out = since(cur.tcp_out, prev_->tcp_out);
         iv.delta.listen_overflows = since(cur.listen_overflows, prev_->listen_overflows);
         iv.delta.listen_drops = since(cur.listen_drops, prev_->listen_drops);
+        iv.delta.frag_needed = since(cur.frag_needed, prev_->frag_needed);
         window_.push_back(std::move(iv));
     }
     prev_ = cur;
@@ -180,6 +184,7 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
         sum.tcp_out += iv.delta.tcp_out;
         sum.listen_overflows += iv.delta.listen_overflows;
         sum.listen_drops += iv.delta.listen_drops;
+        sum.frag_needed += iv.delta.frag_needed;
     }
     const std::string window = std::to_string(static_cast<long>(options_.window.count())) + "s";
     std::vector<Finding> out;
@@ -198,6 +203,28 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
         f.cause = a.cause;
         f.fix = a.fix;
         f.query = "nstat -az TcpExtListenOverflows TcpExtListenDrops; ss -ltn";
+        out.push_back(std::move(f));
+    }
+
+    // Path MTU: routers (or this host) answering packets too big for a link.
+    if (sum.frag_needed >= options_.frag_needed_min) {
+        Finding f;
+        f.rule = "path_mtu";
+        f.subject = "icmp";
+        const bool lossy = sum.retransmits >= options_.retransmits_min;
+        f.severity = lossy ? "critical" : "warning";
+        f.title = lossy ? "Packets too big for the path, with TCP retransmitting: a likely MTU black hole"
+                        : "Packets too big for the path (ICMP fragmentation needed / packet too big)";
+        f.evidence = {{"frag_needed", static_cast<double>(sum.frag_needed), "messages"},
+                      {"retransmits", static_cast<double>(sum.retransmits), "segments"}};
+        f.cause = "A link on the path has a smaller MTU than the senders assume (an overlay, a tunnel, a veth with "
+                  "a different MTU): packets with DF set are dropped and answered with ICMP. Where those ICMP "
+                  "messages are filtered, TCP connections stall after the handshake (a black hole).";
+        f.fix = {"ip route get DST; tracepath DST   # the path MTU and where it drops",
+                 "ip link set dev IFACE mtu 1450   # give the pods/tunnel the smaller MTU",
+                 "nft add rule inet filter forward tcp flags syn tcp option maxseg size set rt mtu   # MSS clamping",
+                 "allow ICMP type 3 code 4 / ICMPv6 type 2 through every firewall on the path"};
+        f.query = "netprobe_icmp_messages_total{family=\"ipv4\",type=\"3\",code=\"4\"}; netprobe_icmp_messages_total{family=\"ipv6\",type=\"2\"}";
         out.push_back(std::move(f));
     }
 

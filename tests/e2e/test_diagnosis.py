@@ -202,6 +202,29 @@ class DiagnosisTest(E2ETestCase):
         self.assertEqual(self.evidence(f, f"failed_to {self.veth.peer_ip}:7399"), refused)
         self.assertIn("RST", f["cause"])
 
+    def test_a_smaller_mtu_on_the_path_is_a_path_mtu_finding(self):
+        # client ns --veth (1500)-- node (forwards; the agent on this veth) --veth (MTU 1280)-- server ns.
+        far = self.make_veth(host_ns=self.node)
+        run(["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.icmp_ratelimit=0"], netns=self.node)
+        run(["ip", "link", "set", far.host, "mtu", "1280"], netns=self.node)
+        run(["ip", "link", "set", far.peer, "mtu", "1280"], netns=far.ns)
+        run(["ip", "route", "add", far.peer_ip, "via", self.veth.host_ip], netns=self.veth.ns)
+        run(["ip", "route", "add", self.veth.peer_ip, "via", far.host_ip], netns=far.ns)
+        agent = self.agent()
+        before = self.nstat(self.veth.ns)
+        # 12 datagrams of 1400 bytes with DF, ignoring the learnt path MTU (IP_PMTUDISC_PROBE):
+        # each one too big for the 1280-byte link, each answered with fragmentation needed.
+        run([PYTHON, "-c", "import socket,sys,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                           "s.setsockopt(socket.IPPROTO_IP, 10, 3)\n"
+                           "for _ in range(12):\n s.sendto(b'x'*1372,(sys.argv[1],9))\n time.sleep(0.05)",
+             far.peer_ip], netns=self.veth.ns)
+        unreach = self.nstat(self.veth.ns).get("IcmpInDestUnreachs", 0) - before.get("IcmpInDestUnreachs", 0)
+        self.assertEqual(unreach, 12)
+        f = wait_for(lambda: (lambda f: f if self.evidence(f, "frag_needed") == unreach else None)(
+            self.finding(agent, "path_mtu", "icmp")), 10, "the finding to count every message")
+        log(f"client received {unreach} destination unreachable; finding {self.evidence(f, 'frag_needed')}")
+        self.assertIn("mtu", " ".join(f["fix"]))
+
     def test_a_full_flow_table_is_netprobe_losing_data(self):
         agent = self.agent("--flow-table-size=16", "--security=off")
         run([PYTHON, "-c", "import socket,sys\nfor p in range(100):\n s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"

@@ -247,3 +247,33 @@ TEST(Diagnosis, RetransmitRatioAndFailedConnectionsByDestination) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Diagnosis, FragmentationNeededIsAPathMtuFinding) {
+    netprobe::analysis::Diagnosis d({});
+    netprobe::analysis::Views v;
+    auto snap = [](double t, std::uint64_t v4, std::uint64_t v6, std::uint64_t other) {
+        netprobe::collector::Snapshot s;
+        s.mono = netprobe::collector::MonoTime(std::chrono::milliseconds(static_cast<long>(t * 1000)));
+        netprobe::ebpf::IcmpCount a, b, c;
+        a.key = {NP_DIR_EGRESS, 4, 3, 4};
+        a.counter.packets = v4;
+        b.key = {NP_DIR_INGRESS, 6, 2, 0};
+        b.counter.packets = v6;
+        c.key = {NP_DIR_EGRESS, 4, 3, 3};  // port unreachable: not about the MTU
+        c.counter.packets = other;
+        s.icmp = {a, b, c};
+        return s;
+    };
+    d.run(snap(0, 0, 0, 0), v);
+    d.run(snap(1, 1, 1, 50), v);
+    EXPECT_TRUE(v.diagnosis->findings.empty());
+    d.run(snap(2, 2, 2, 90), v);
+    ASSERT_EQ(v.diagnosis->findings.size(), 1u);
+    EXPECT_EQ(v.diagnosis->findings[0].rule, "path_mtu");
+    EXPECT_EQ(v.diagnosis->findings[0].evidence[0].value, 4);
+    EXPECT_EQ(v.diagnosis->findings[0].severity, "warning");
+}
+
+}  // namespace

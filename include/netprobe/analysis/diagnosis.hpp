@@ -36,7 +36,7 @@ struct Evidence {
 };
 
 struct Finding {
-    std::string rule;       // listen_overflow, packet_drops, connection_failures, tcp_retransmits, netprobe_data_loss, security_event
+    std::string rule;       // listen_overflow, path_mtu, packet_drops, connection_failures, tcp_retransmits, netprobe_data_loss, security_event
     std::string subject;    // what it is about: a drop reason, ip:port, a map, an event id
     std::string severity;   // critical, warning, info
     std::string title;
@@ -58,6 +58,7 @@ struct DiagnosisOptions {
     std::uint64_t drops_min = 20;             // drops of one reason in the window
     std::uint64_t failed_connections_min = 5; // connection attempts that failed in the window
     std::uint64_t listen_overflows_min = 5;   // accept-queue overflows in the window (TcpExtListenOverflows)
+    std::uint64_t frag_needed_min = 3;        // ICMP fragmentation-needed / packet-too-big messages
     std::uint64_t retransmits_min = 100;      // and a ratio of at least:
     double retransmit_ratio_min = 0.02;       // retransmitted / TCP packets sent
     // The security pipeline's latest view (may be null or return null).
@@ -85,6 +86,7 @@ private:
         std::map<std::string, std::uint64_t> drops;  // by reason name
         std::uint64_t failed = 0, retransmits = 0, resets_received = 0, tcp_out = 0;
         std::uint64_t listen_overflows = 0, listen_drops = 0;  // the kernel's TcpExt counters
+        std::uint64_t frag_needed = 0;  // ICMP fragmentation needed / ICMPv6 packet too big, either direction
         std::map<std::string, std::uint64_t> lost;   // NetProbe's own losses, by what
         bool stack = false;
     };
