@@ -176,8 +176,10 @@ class NetprobeCliTest(E2ETestCase):
                           name="netprobe-agent")
         server = f"https://127.0.0.1:{port}"
         ok = {"NETPROBE_USER": "ops", "NETPROBE_PASSWORD": "s3cret"}
-        wait_for(lambda: self.cli("--ca-file", pki.path("ca.crt"), "interfaces", server=server, env=ok,
-                                  check_rc=None).returncode == 0 or not proc.running(), 20, "the TLS agent")
+        # The agent answers while it attaches: wait until its interface is in the answer.
+        wait_for(lambda: self.veth.host in self.cli("--ca-file", pki.path("ca.crt"), "interfaces", server=server,
+                                                    env=ok, check_rc=None).stdout or not proc.running(), 20,
+                 "the TLS agent to attach")
         self.assertTrue(proc.running(), proc.output())
         out = self.cli("--ca-file", pki.path("ca.crt"), "interfaces", server=server, env=ok).stdout
         self.assertIn(self.veth.host, out)
