@@ -5,9 +5,8 @@
 
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/util/duration.hpp>
+#include <netprobe/util/parse.hpp>
 
-#include <cctype>
-#include <charconv>
 #include <sstream>
 #include <tuple>
 
@@ -340,7 +339,7 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
         o.clickhouse.push_back(std::move(*c));
     }
     if (o.state_dir.empty() || o.state_dir.front() != '/') return fail("--state-dir must be an absolute path");
-    auto fls = parseSize(flow_log_max);
+    auto fls = util::parseByteSize(flow_log_max);
     if (!fls) return fail("--flow-log-max-size: " + fls.error());
     if (*fls < 4096) return fail("--flow-log-max-size " + flow_log_max + ": at least 4096 bytes");
     o.flow_log_max_bytes = *fls;
@@ -373,22 +372,6 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     }
     out.run = true;
     return out;
-}
-
-std::expected<std::uint64_t, std::string> parseSize(const std::string& s) {
-    std::uint64_t n = 0;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-    if (ec != std::errc() || p == s.data()) return std::unexpected("\"" + s + "\" is not a size (4096, 64KiB, 100MiB, 1GiB)");
-    std::string unit(p, s.data() + s.size());
-    for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    std::uint64_t mult = 1;
-    if (unit.empty() || unit == "b") mult = 1;
-    else if (unit == "k" || unit == "kb" || unit == "kib") mult = 1ull << 10;
-    else if (unit == "m" || unit == "mb" || unit == "mib") mult = 1ull << 20;
-    else if (unit == "g" || unit == "gb" || unit == "gib") mult = 1ull << 30;
-    else return std::unexpected("\"" + s + "\": unknown unit (B, KiB, MiB, GiB)");
-    if (n > (1ull << 50) / mult) return std::unexpected("\"" + s + "\" is too large");
-    return n * mult;
 }
 
 }  // namespace netprobe::agent

@@ -65,9 +65,6 @@ struct AgentOptions {
     bool output_json = false;   // --output=json (with --doctor)
 };
 
-// "100MiB", "64k", "1G", "4096": bytes (binary multiples).
-[[nodiscard]] std::expected<std::uint64_t, std::string> parseSize(const std::string& s);
-
 // "HOST:PORT" or "[V6]:PORT" -> address and port (1-65535); error text otherwise.
 [[nodiscard]] std::expected<std::pair<std::string, std::uint16_t>, std::string> parseHostPort(const std::string& s);
 

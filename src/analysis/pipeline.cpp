@@ -37,6 +37,10 @@ Pipeline::ViewsPtr Pipeline::run(const std::shared_ptr<const collector::Snapshot
     // next snapshot, before that one's views are built, instead of staying alive with
     // these views while the next ones are built (up to one sample per kernel flow entry).
     if (!snapshot->flows.empty()) views->snapshot = snapshot->withoutFlowSamples();
+    return publish(std::move(lock), std::move(views));
+}
+
+Pipeline::ViewsPtr Pipeline::publish(std::unique_lock<std::mutex> lock, std::shared_ptr<Views> views) {
     ViewsPtr out = std::move(views);
     latest_.store(out);
     auto held = sinks_.hold();
@@ -52,12 +56,7 @@ Pipeline::ViewsPtr Pipeline::finish() {
     views->snapshot = snapshot->flows.empty() ? snapshot : snapshot->withoutFlowSamples();
     views->exports = nullptr;  // records are handed over once: only what finish() emits
     for (auto& stage : stages_) stage->finish(*snapshot, *views);
-    ViewsPtr out = std::move(views);
-    latest_.store(out);
-    auto held = sinks_.hold();
-    lock.unlock();
-    sinks_.publish(out, held);
-    return out;
+    return publish(std::move(lock), std::move(views));
 }
 
 Pipeline::ViewsPtr Pipeline::latest() const { return latest_.load(); }

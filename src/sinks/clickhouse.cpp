@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <ctime>
@@ -19,36 +20,17 @@
 #include "netprobe/ebpf/types.hpp"
 #include "netprobe/util/duration.hpp"
 #include "netprobe/util/ip.hpp"
+#include "netprobe/util/parse.hpp"
 #include "netprobe/util/json_text.hpp"
 
 namespace netprobe::sinks {
 
 namespace fs = std::filesystem;
+using util::parseNumber;
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-template <class T>
-bool parseNumber(std::string_view s, T& out) {
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-    return ec == std::errc() && p == s.data() + s.size();
-}
-
-std::optional<std::uint64_t> parseBytes(std::string_view s) {
-    std::uint64_t n = 0;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-    if (ec != std::errc() || p == s.data()) return std::nullopt;
-    std::string unit(p, s.data() + s.size());
-    for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    std::uint64_t mult = 0;
-    if (unit.empty() || unit == "b") mult = 1;
-    else if (unit == "k" || unit == "kib" || unit == "kb") mult = 1ull << 10;
-    else if (unit == "m" || unit == "mib" || unit == "mb") mult = 1ull << 20;
-    else if (unit == "g" || unit == "gib" || unit == "gb") mult = 1ull << 30;
-    if (!mult || n > (1ull << 50) / mult) return std::nullopt;
-    return n * mult;
-}
 
 bool validIdentifier(std::string_view s) {
     if (s.empty() || s.size() > 64 || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
@@ -171,7 +153,7 @@ Result<ClickHouseConfig> parseClickHouse(std::string_view spec) {
             err = duration(v, c.retention_1h, std::chrono::hours(24 * 31), std::chrono::hours(24 * 3650),
                            "retention-1h must be at least 31d (whole months are dropped)");
         } else if (k == "spool-max") {
-            auto b = parseBytes(v);
+            auto b = util::parseByteSize(v);
             if (!b || *b < (1u << 20)) return bad("spool-max must be a size of at least 1MiB (64MiB, 1GiB)");
             c.spool_max_bytes = *b;
         } else if (k == "queue") {

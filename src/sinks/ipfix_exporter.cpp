@@ -17,19 +17,16 @@
 
 #include "netprobe/sinks/ipfix.hpp"
 #include "netprobe/util/duration.hpp"
+#include "netprobe/util/parse.hpp"
 
 namespace netprobe::sinks::ipfix {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using util::parseNumber;
 constexpr std::size_t kBatch = 2000;
 
-template <class T>
-bool parseNumber(std::string_view s, T& out) {
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-    return ec == std::errc() && p == s.data() + s.size();
-}
 
 std::int64_t nowMs() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())

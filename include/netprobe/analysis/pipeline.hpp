@@ -98,6 +98,8 @@ public:
     [[nodiscard]] std::vector<StageStats> stageStats() const;
 
 private:
+    // Stores views as the latest and hands them to the sinks after releasing run_mu_.
+    ViewsPtr publish(std::unique_lock<std::mutex> lock, std::shared_ptr<Views> views);
     collector::Collector& source_;
     std::mutex run_mu_;
     std::vector<std::unique_ptr<Stage>> stages_;
