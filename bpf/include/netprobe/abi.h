@@ -454,4 +454,121 @@ NP_STATIC_ASSERT(sizeof(struct np_host_stats) == 72, "np_host_stats size");
 NP_STATIC_ASSERT(sizeof(struct np_block_key) == 20, "np_block_key size");
 NP_STATIC_ASSERT(sizeof(struct np_block_value) == 8, "np_block_value size");
 
+/* ===================================================================== */
+/* Application-layer capture (bpf/progs/l7.bpf.c; user space: ebpf::L7Capture) */
+/* ===================================================================== */
+
+/* Bytes of each message head, and of its tail, copied to user space. */
+#define NP_L7_HEAD_MAX 512
+#define NP_L7_TAIL_MAX 16
+/* Syscall numbers below this are looked up in the program's kind table. */
+#define NP_L7_SYSCALL_TABLE 512
+
+/* The syscalls captured; user space fills the table nr -> kind before load. */
+enum np_l7_syscall {
+	NP_L7_SC_NONE = 0,
+	NP_L7_SC_READ,
+	NP_L7_SC_WRITE,
+	NP_L7_SC_READV,
+	NP_L7_SC_WRITEV,
+	NP_L7_SC_RECVFROM,
+	NP_L7_SC_SENDTO,
+	NP_L7_SC_RECVMSG,
+	NP_L7_SC_SENDMSG,
+	NP_L7_SC_RECVMMSG,
+	NP_L7_SC_SENDMMSG,
+	NP_L7_SC_SENDFILE,
+	NP_L7_SC_CLOSE,
+	NP_L7_SC_MAX,
+};
+
+/* What a connection carries, as inferred in the kernel from its first bytes. */
+enum np_l7_protocol {
+	NP_L7_UNKNOWN = 0,  /* not yet seen enough */
+	NP_L7_HTTP1 = 1,
+	NP_L7_HTTP2 = 2,
+	NP_L7_DNS = 3,
+	NP_L7_TLS = 4,      /* encrypted: the plaintext comes from TLS library probes */
+	NP_L7_NONE = 255,   /* nothing recognised in its first messages: not captured */
+};
+
+enum np_l7_direction {
+	NP_L7_SEND = 0,  /* the process wrote it */
+	NP_L7_RECV = 1,  /* the process read it */
+	NP_L7_CLOSED = 2, /* close(2) of a descriptor of the socket: no data */
+};
+
+/* np_l7_event.flags */
+#define NP_L7_F_TRUNCATED 0x01 /* len > captured: the middle was not copied */
+#define NP_L7_F_NO_TAIL 0x02   /* truncated, and the message spans several segments: no tail */
+
+/* Record on the l7_events ring: a header and `captured` bytes of data (the record is
+ * only as long as that). */
+struct np_l7_event {
+	__u64 ts_ns;       /* bpf_ktime_get_ns() at the syscall's exit */
+	__u64 sock;        /* address of the kernel socket: its identity while it lives */
+	__u64 pid_tgid;
+	__u64 cgroup_id;
+	union np_addr local;   /* IPv4 as IPv4-mapped */
+	union np_addr remote;
+	__u16 local_port;  /* host byte order */
+	__u16 remote_port;
+	__u8 family;       /* 4 or 6 */
+	__u8 ip_proto;     /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 direction;    /* enum np_l7_direction */
+	__u8 protocol;     /* enum np_l7_protocol */
+	__u8 syscall;      /* enum np_l7_syscall */
+	__u8 flags;        /* NP_L7_F_* */
+	__u16 captured;    /* bytes in data */
+	__u32 fd;
+	__u32 len;         /* bytes the syscall moved (its return value; per message for *mmsg) */
+	__u8 tail_len;     /* bytes in tail: the message's last bytes when it was truncated */
+	__u8 pad[3];
+	__u8 tail[NP_L7_TAIL_MAX];
+	__u8 data[NP_L7_HEAD_MAX];
+};
+
+/* l7_conns (LRU hash, key: socket address): what the connection was classified as.
+ * The ports guard against a freed socket's address reused by a new one. */
+struct np_l7_conn {
+	__u16 local_port;
+	__u16 remote_port;
+	__u8 protocol;     /* enum np_l7_protocol */
+	__u8 attempts;     /* data syscalls seen while NP_L7_UNKNOWN */
+	__u8 pad[2];
+};
+/* Unrecognised data syscalls before a connection is NP_L7_NONE. */
+#define NP_L7_MAX_ATTEMPTS 4
+
+/* l7_args (hash, key: pid_tgid): a captured syscall between its entry and exit. */
+struct np_l7_args {
+	__u64 sock;
+	__u64 buf;        /* buffer, iovec array, msghdr or mmsghdr vector */
+	__u64 count;      /* buffer length or vector length */
+	__u32 fd;
+	__u8 syscall;     /* enum np_l7_syscall */
+	__u8 pad[3];
+};
+
+/* l7_counters (per-CPU array) slots. */
+enum np_l7_counter {
+	NP_L7_CNT_SOCKET_SYSCALLS = 0, /* data syscalls on inet sockets seen */
+	NP_L7_CNT_EVENTS,              /* records written to the ring */
+	NP_L7_CNT_RING_FULL,           /* records lost: the ring had no room */
+	NP_L7_CNT_ARGS_FULL,           /* syscalls not captured: l7_args full */
+	NP_L7_CNT_CONNS_FULL,          /* connections not classified: l7_conns insert failed */
+	NP_L7_CNT_READ_FAILED,         /* user memory that could not be read */
+	NP_L7_CNT_SKIPPED_NONE,        /* syscalls on connections classified NP_L7_NONE */
+	NP_L7_CNT_MAX,
+};
+
+NP_STATIC_ASSERT(sizeof(struct np_l7_event) == 616, "np_l7_event size");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, local) == 32, "np_l7_event.local");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, local_port) == 64, "np_l7_event.local_port");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, fd) == 76, "np_l7_event.fd");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, tail) == 88, "np_l7_event.tail");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, data) == 104, "np_l7_event.data");
+NP_STATIC_ASSERT(sizeof(struct np_l7_conn) == 8, "np_l7_conn size");
+NP_STATIC_ASSERT(sizeof(struct np_l7_args) == 32, "np_l7_args size");
+
 #endif /* NETPROBE_ABI_H */

@@ -1,0 +1,402 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* NetProbe application-layer capture: the heads of the messages processes read from
+ * and write to their inet sockets, seen at the raw syscall tracepoints (tp_btf
+ * sys_enter/sys_exit: no tracefs, no kprobes). Only sockets: a descriptor is checked
+ * to be a socket (inode type) of family AF_INET/AF_INET6 before anything is stored.
+ * A connection's protocol is inferred here from its first bytes; a connection that
+ * shows nothing recognisable in its first NP_L7_MAX_ATTEMPTS data syscalls is marked
+ * NP_L7_NONE and costs one hash lookup per syscall from then on. Every record lost
+ * (ring full, a table full, unreadable memory) is counted in l7_counters. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <netprobe/abi.h>
+
+#define NP_AF_INET 2
+#define NP_AF_INET6 10
+#define NP_SOCK_STREAM 1
+#define NP_IPPROTO_TCP 6
+#define NP_S_IFMT 00170000
+#define NP_S_IFSOCK 0140000
+#define NP_IOV_SCAN 4
+
+/* Set by user space before load. */
+const volatile __u32 np_self_tgid = 0;                          /* the agent: not captured */
+const volatile __u8 np_syscall_kind[NP_L7_SYSCALL_TABLE] = {};  /* nr -> enum np_l7_syscall */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* resized by user space */
+} l7_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct np_l7_args);
+	__uint(max_entries, 16384);
+} l7_args SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct np_l7_conn);
+	__uint(max_entries, 65536); /* resized by user space */
+} l7_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, NP_L7_CNT_MAX);
+} l7_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct np_l7_event);
+	__uint(max_entries, 1);
+} l7_scratch SEC(".maps");
+
+static __always_inline void np_l7_count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&l7_counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u8 np_kind(long id)
+{
+	if (id < 0 || id >= NP_L7_SYSCALL_TABLE)
+		return NP_L7_SC_NONE;
+	return np_syscall_kind[id];
+}
+
+/* The TCP socket behind descriptor fd of the current task, or NULL (not a socket,
+ * not inet, not TCP). */
+static __always_inline struct sock *np_fd_tcp_sock(int fd)
+{
+	if (fd < 0)
+		return NULL;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt)
+		return NULL;
+	unsigned int max = BPF_CORE_READ(fdt, max_fds);
+	if ((unsigned int)fd >= max)
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return NULL;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & NP_S_IFMT) != NP_S_IFSOCK)
+		return NULL;
+	struct socket *so = BPF_CORE_READ(f, private_data);
+	if (!so)
+		return NULL;
+	struct sock *sk = BPF_CORE_READ(so, sk);
+	if (!sk)
+		return NULL;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != NP_AF_INET && family != NP_AF_INET6)
+		return NULL;
+	if (BPF_CORE_READ(sk, sk_type) != NP_SOCK_STREAM || BPF_CORE_READ(sk, sk_protocol) != NP_IPPROTO_TCP)
+		return NULL;
+	return sk;
+}
+
+static __always_inline void np_sk_ports(struct sock *sk, __u16 *local, __u16 *remote)
+{
+	*local = BPF_CORE_READ(sk, __sk_common.skc_num);
+	*remote = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+}
+
+/* The connection record of sk if it belongs to this socket (same ports), else NULL. */
+static __always_inline struct np_l7_conn *np_conn(__u64 key, __u16 lport, __u16 rport)
+{
+	struct np_l7_conn *c = bpf_map_lookup_elem(&l7_conns, &key);
+	if (c && (c->local_port != lport || c->remote_port != rport))
+		return NULL;
+	return c;
+}
+
+static __always_inline int np_is_recv(__u8 kind)
+{
+	return kind == NP_L7_SC_READ || kind == NP_L7_SC_READV || kind == NP_L7_SC_RECVFROM ||
+	       kind == NP_L7_SC_RECVMSG || kind == NP_L7_SC_RECVMMSG;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
+{
+	__u8 kind = np_kind(id);
+	if (kind == NP_L7_SC_NONE)
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if ((__u32)(pid_tgid >> 32) == np_self_tgid)
+		return 0;
+	int fd = (int)PT_REGS_PARM1_CORE_SYSCALL(regs);
+	struct sock *sk = np_fd_tcp_sock(fd);
+	if (!sk)
+		return 0;
+	__u64 key = (__u64)sk;
+	__u16 lport, rport;
+	np_sk_ports(sk, &lport, &rport);
+	struct np_l7_conn *c = np_conn(key, lport, rport);
+
+	if (kind == NP_L7_SC_CLOSE) {
+		if (!c)
+			return 0;
+		if (c->protocol != NP_L7_NONE && c->protocol != NP_L7_UNKNOWN && c->protocol != NP_L7_TLS) {
+			/* Tell user space the connection's parser state can go. */
+			__u32 zero = 0;
+			struct np_l7_event *e = bpf_map_lookup_elem(&l7_scratch, &zero);
+			if (e) {
+				e->ts_ns = bpf_ktime_get_ns();
+				e->sock = key;
+				e->pid_tgid = pid_tgid;
+				e->cgroup_id = bpf_get_current_cgroup_id();
+				e->local_port = lport;
+				e->remote_port = rport;
+				e->direction = NP_L7_CLOSED;
+				e->protocol = c->protocol;
+				e->syscall = kind;
+				e->flags = 0;
+				e->captured = 0;
+				e->fd = fd;
+				e->len = 0;
+				e->tail_len = 0;
+				if (bpf_ringbuf_output(&l7_events, e, offsetof(struct np_l7_event, tail), 0))
+					np_l7_count(NP_L7_CNT_RING_FULL);
+				else
+					np_l7_count(NP_L7_CNT_EVENTS);
+			}
+		}
+		bpf_map_delete_elem(&l7_conns, &key);
+		return 0;
+	}
+
+	np_l7_count(NP_L7_CNT_SOCKET_SYSCALLS);
+	if (c && (c->protocol == NP_L7_NONE || c->protocol == NP_L7_TLS)) {
+		np_l7_count(NP_L7_CNT_SKIPPED_NONE);
+		return 0;
+	}
+	struct np_l7_args a = {
+		.sock = key,
+		.fd = (__u32)fd,
+		.syscall = kind,
+	};
+	if (kind == NP_L7_SC_SENDFILE) {
+		a.buf = 0;
+		a.count = PT_REGS_PARM4_CORE_SYSCALL(regs);
+	} else {
+		a.buf = PT_REGS_PARM2_CORE_SYSCALL(regs);
+		a.count = PT_REGS_PARM3_CORE_SYSCALL(regs);
+	}
+	if (bpf_map_update_elem(&l7_args, &pid_tgid, &a, BPF_ANY))
+		np_l7_count(NP_L7_CNT_ARGS_FULL);
+	return 0;
+}
+
+static __always_inline int np_prefix(const __u8 *d, __u32 n, const char *p, __u32 plen)
+{
+	if (n < plen)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		if ((__u32)i >= plen)
+			break;
+		if (d[i] != (__u8)p[i])
+			return 0;
+	}
+	return 1;
+}
+
+/* The protocol a connection's first captured bytes show, or NP_L7_UNKNOWN. */
+static __always_inline __u8 np_l7_infer(const __u8 *d, __u32 n)
+{
+	if (n >= 3 && d[0] == 0x16 && d[1] == 0x03 && d[2] <= 0x04)
+		return NP_L7_TLS;
+	if (np_prefix(d, n, "PRI * HT", 8))
+		return NP_L7_HTTP2;
+	if (np_prefix(d, n, "HTTP/1.", 7) || np_prefix(d, n, "GET /", 5) || np_prefix(d, n, "POST /", 6) ||
+	    np_prefix(d, n, "PUT /", 5) || np_prefix(d, n, "HEAD /", 6) || np_prefix(d, n, "DELETE /", 8) ||
+	    np_prefix(d, n, "PATCH /", 7) || np_prefix(d, n, "OPTIONS ", 8) || np_prefix(d, n, "CONNECT ", 8) ||
+	    np_prefix(d, n, "TRACE /", 7) || np_prefix(d, n, "GET http", 8) || np_prefix(d, n, "POST htt", 8))
+		return NP_L7_HTTP1;
+	return NP_L7_UNKNOWN;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(np_l7_exit, struct pt_regs *regs, long ret)
+{
+#if defined(__TARGET_ARCH_x86)
+	/* Only the syscalls captured reach the table lookup below. */
+	if (np_kind(BPF_CORE_READ(regs, orig_ax)) == NP_L7_SC_NONE)
+		return 0;
+#endif
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct np_l7_args *ap = bpf_map_lookup_elem(&l7_args, &pid_tgid);
+	if (!ap)
+		return 0;
+	struct np_l7_args a = *ap;
+	bpf_map_delete_elem(&l7_args, &pid_tgid);
+	if (ret <= 0)
+		return 0;
+
+	struct sock *sk = (struct sock *)a.sock;
+	__u16 lport, rport;
+	np_sk_ports(sk, &lport, &rport);
+	struct np_l7_conn *c = np_conn(a.sock, lport, rport);
+	__u8 proto = c ? c->protocol : NP_L7_UNKNOWN;
+	if (proto == NP_L7_NONE || proto == NP_L7_TLS)
+		return 0;
+
+	__u32 zero = 0;
+	struct np_l7_event *e = bpf_map_lookup_elem(&l7_scratch, &zero);
+	if (!e)
+		return 0;
+
+	__u64 len = (__u64)ret;
+	__u64 buf = 0;  /* where the message's bytes start */
+	__u64 seg = 0;  /* contiguous bytes at buf */
+	int vector = 0;
+	__u64 iov = 0, iovcnt = 0;
+	switch (a.syscall) {
+	case NP_L7_SC_READ:
+	case NP_L7_SC_WRITE:
+	case NP_L7_SC_RECVFROM:
+	case NP_L7_SC_SENDTO:
+		buf = a.buf;
+		seg = len;
+		break;
+	case NP_L7_SC_READV:
+	case NP_L7_SC_WRITEV:
+		iov = a.buf;
+		iovcnt = a.count;
+		vector = 1;
+		break;
+	case NP_L7_SC_RECVMSG:
+	case NP_L7_SC_SENDMSG: {
+		struct user_msghdr m = {};
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)a.buf)) {
+			np_l7_count(NP_L7_CNT_READ_FAILED);
+			break;
+		}
+		iov = (__u64)m.msg_iov;
+		iovcnt = m.msg_iovlen;
+		vector = 1;
+		break;
+	}
+	case NP_L7_SC_RECVMMSG:
+	case NP_L7_SC_SENDMMSG: {
+		/* ret is the number of messages; the first one is captured. */
+		struct mmsghdr mm = {};
+		if (bpf_probe_read_user(&mm, sizeof(mm), (void *)a.buf)) {
+			np_l7_count(NP_L7_CNT_READ_FAILED);
+			break;
+		}
+		len = mm.msg_len;
+		iov = (__u64)mm.msg_hdr.msg_iov;
+		iovcnt = mm.msg_hdr.msg_iovlen;
+		vector = 1;
+		break;
+	}
+	default: /* sendfile: no bytes to copy */
+		break;
+	}
+	if (vector && iov) {
+		/* The first non-empty segment of the first few. */
+#pragma unroll
+		for (int i = 0; i < NP_IOV_SCAN; i++) {
+			if ((__u64)i >= iovcnt)
+				break;
+			struct iovec v = {};
+			if (bpf_probe_read_user(&v, sizeof(v), (void *)(iov + i * sizeof(struct iovec)))) {
+				np_l7_count(NP_L7_CNT_READ_FAILED);
+				break;
+			}
+			if (v.iov_len) {
+				buf = (__u64)v.iov_base;
+				seg = v.iov_len < len ? v.iov_len : len;
+				break;
+			}
+		}
+	}
+
+	__u32 n = seg > NP_L7_HEAD_MAX ? NP_L7_HEAD_MAX : (__u32)seg;
+	if (buf && n) {
+		if (bpf_probe_read_user(e->data, n & (NP_L7_HEAD_MAX * 2 - 1) & 0x3ff, (void *)buf)) {
+			np_l7_count(NP_L7_CNT_READ_FAILED);
+			n = 0;
+		}
+	} else {
+		n = 0;
+	}
+
+	if (proto == NP_L7_UNKNOWN) {
+		struct np_l7_conn nc = {.local_port = lport, .remote_port = rport};
+		if (c)
+			nc.attempts = c->attempts;
+		proto = n ? np_l7_infer(e->data, n) : NP_L7_UNKNOWN;
+		if (proto == NP_L7_UNKNOWN && ++nc.attempts >= NP_L7_MAX_ATTEMPTS)
+			proto = NP_L7_NONE;
+		nc.protocol = proto;
+		if (bpf_map_update_elem(&l7_conns, &a.sock, &nc, BPF_ANY))
+			np_l7_count(NP_L7_CNT_CONNS_FULL);
+		if (proto == NP_L7_UNKNOWN || proto == NP_L7_NONE || proto == NP_L7_TLS)
+			return 0;
+	}
+
+	e->ts_ns = bpf_ktime_get_ns();
+	e->sock = a.sock;
+	e->pid_tgid = pid_tgid;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == NP_AF_INET) {
+		__builtin_memset(&e->local, 0, sizeof(e->local));
+		__builtin_memset(&e->remote, 0, sizeof(e->remote));
+		e->local.v4m.pad[2] = bpf_htonl(0xffff);
+		e->remote.v4m.pad[2] = bpf_htonl(0xffff);
+		e->local.v4m.v4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		e->remote.v4m.v4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		e->family = 4;
+	} else {
+		BPF_CORE_READ_INTO(&e->local.v6, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->remote.v6, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		e->family = 6;
+	}
+	e->local_port = lport;
+	e->remote_port = rport;
+	e->ip_proto = NP_IPPROTO_TCP;
+	e->direction = np_is_recv(a.syscall) ? NP_L7_RECV : NP_L7_SEND;
+	e->protocol = proto;
+	e->syscall = a.syscall;
+	e->fd = a.fd;
+	e->len = len > 0xffffffffULL ? 0xffffffffU : (__u32)len;
+	e->captured = (__u16)n;
+	e->flags = 0;
+	e->tail_len = 0;
+	if (len > n) {
+		e->flags |= NP_L7_F_TRUNCATED;
+		if (buf && seg == len && len >= NP_L7_HEAD_MAX + NP_L7_TAIL_MAX) {
+			/* one segment holds the whole message: its last bytes are the tail */
+			if (!bpf_probe_read_user(e->tail, NP_L7_TAIL_MAX, (void *)(buf + len - NP_L7_TAIL_MAX)))
+				e->tail_len = NP_L7_TAIL_MAX;
+		} else {
+			e->flags |= NP_L7_F_NO_TAIL;
+		}
+	}
+	__u64 size = offsetof(struct np_l7_event, data) + (n & 0x3ff);
+	if (size > sizeof(*e))
+		size = sizeof(*e);
+	if (bpf_ringbuf_output(&l7_events, e, size, 0))
+		np_l7_count(NP_L7_CNT_RING_FULL);
+	else
+		np_l7_count(NP_L7_CNT_EVENTS);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

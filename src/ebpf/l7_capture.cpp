@@ -1,0 +1,206 @@
+// netprobe::ebpf::L7Capture - loads bpf/progs/l7.bpf.c, attaches its two raw syscall
+// tracepoints and drains its ring on a thread of its own.
+#include <netprobe/ebpf/l7_capture.hpp>
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+
+#include <netprobe/ebpf/map_io.hpp>
+
+#include "l7.skel.h"
+
+namespace netprobe::ebpf {
+namespace {
+
+using LinkPtr = Owned<bpf_link, bpf_link__destroy>;
+using SkelPtr = Owned<l7_bpf, l7_bpf__destroy>;
+using BtfPtr = Owned<btf, btf__free>;
+
+struct SyscallKind {
+    long nr;
+    np_l7_syscall kind;
+};
+
+// The syscalls captured, by this architecture's numbers.
+constexpr SyscallKind kSyscalls[] = {
+#ifdef SYS_read
+    {SYS_read, NP_L7_SC_READ},
+#endif
+#ifdef SYS_write
+    {SYS_write, NP_L7_SC_WRITE},
+#endif
+#ifdef SYS_readv
+    {SYS_readv, NP_L7_SC_READV},
+#endif
+#ifdef SYS_writev
+    {SYS_writev, NP_L7_SC_WRITEV},
+#endif
+#ifdef SYS_recvfrom
+    {SYS_recvfrom, NP_L7_SC_RECVFROM},
+#endif
+#ifdef SYS_sendto
+    {SYS_sendto, NP_L7_SC_SENDTO},
+#endif
+#ifdef SYS_recvmsg
+    {SYS_recvmsg, NP_L7_SC_RECVMSG},
+#endif
+#ifdef SYS_sendmsg
+    {SYS_sendmsg, NP_L7_SC_SENDMSG},
+#endif
+#ifdef SYS_recvmmsg
+    {SYS_recvmmsg, NP_L7_SC_RECVMMSG},
+#endif
+#ifdef SYS_sendmmsg
+    {SYS_sendmmsg, NP_L7_SC_SENDMMSG},
+#endif
+#ifdef SYS_sendfile
+    {SYS_sendfile, NP_L7_SC_SENDFILE},
+#endif
+#ifdef SYS_close
+    {SYS_close, NP_L7_SC_CLOSE},
+#endif
+};
+
+bool isPowerOfTwo(std::uint32_t v) { return v && (v & (v - 1)) == 0; }
+
+}  // namespace
+
+struct L7Capture::Impl {
+    SkelPtr skel;
+    std::vector<LinkPtr> links;
+    std::unique_ptr<RingReader> ring;
+    Handler handler;
+};
+
+L7Capture::L7Capture(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+L7Capture::~L7Capture() {
+    if (!impl_) return;
+    impl_->links.clear();  // no new records
+    impl_->ring.reset();   // then stop the reader
+}
+
+Result<std::unique_ptr<L7Capture>> L7Capture::create(L7CaptureOptions options, Handler on_message) {
+    if (!isPowerOfTwo(options.ring_bytes) || options.ring_bytes < static_cast<std::uint32_t>(getpagesize()))
+        return std::unexpected(makeError("L7 capture: ring size " + std::to_string(options.ring_bytes) +
+                                         " is not a power of two of at least a page"));
+    {
+        BtfPtr vmlinux(btf__load_vmlinux_btf());
+        if (!vmlinux) return std::unexpected(errnoError(errno, "L7 capture: kernel BTF"));
+        for (const char* tp : {"btf_trace_sys_enter", "btf_trace_sys_exit"})
+            if (btf__find_by_name_kind(vmlinux.get(), tp, BTF_KIND_TYPEDEF) <= 0)
+                return std::unexpected(makeError(std::string("L7 capture: the kernel has no raw tracepoint ") +
+                                                 (tp + 10) + " (no " + tp + " in its BTF)"));
+    }
+    if (std::size(kSyscalls) < 12)
+        return std::unexpected(makeError("L7 capture: this architecture's syscall numbers are not all known"));
+
+    auto impl = std::make_unique<Impl>();
+    impl->handler = std::move(on_message);
+    auto skel = loadSkeleton<l7_bpf, l7_bpf__open, l7_bpf__load, l7_bpf__destroy>(
+        "L7 capture", [&](l7_bpf& sk) -> Result<void> {
+            if (options.exclude_self) sk.rodata->np_self_tgid = static_cast<__u32>(getpid());
+            for (const auto& s : kSyscalls) {
+                if (s.nr < 0 || s.nr >= NP_L7_SYSCALL_TABLE)
+                    return std::unexpected(makeError("L7 capture: syscall number " + std::to_string(s.nr) +
+                                                     " outside the program's table"));
+                sk.rodata->np_syscall_kind[s.nr] = static_cast<__u8>(s.kind);
+            }
+            if (int err = bpf_map__set_max_entries(sk.maps.l7_events, options.ring_bytes))
+                return std::unexpected(errnoError(-err, "L7 capture: size l7_events"));
+            if (int err = bpf_map__set_max_entries(sk.maps.l7_conns, std::max<std::uint32_t>(options.max_connections, 1)))
+                return std::unexpected(errnoError(-err, "L7 capture: size l7_conns"));
+            return {};
+        });
+    if (!skel) return std::unexpected(skel.error());
+    impl->skel = std::move(*skel);
+    auto* s = impl->skel.get();
+
+    auto ring = RingReader::start(bpf_map__fd(s->maps.l7_events), "l7", [raw = impl.get()](std::span<const std::byte> rec) {
+        constexpr std::size_t kHeader = offsetof(np_l7_event, data);
+        constexpr std::size_t kCloseHeader = offsetof(np_l7_event, tail);
+        if (rec.size() < kCloseHeader) return;
+        np_l7_event e{};
+        std::memcpy(&e, rec.data(), std::min(rec.size(), sizeof e));
+        L7Message m;
+        m.ts_ns = e.ts_ns;
+        m.sock = e.sock;
+        m.pid = static_cast<std::uint32_t>(e.pid_tgid >> 32);
+        m.tid = static_cast<std::uint32_t>(e.pid_tgid);
+        m.cgroup_id = e.cgroup_id;
+        std::memcpy(m.local.data(), &e.local, 16);
+        std::memcpy(m.remote.data(), &e.remote, 16);
+        m.local_port = e.local_port;
+        m.remote_port = e.remote_port;
+        m.family = e.family;
+        m.direction = e.direction;
+        m.protocol = e.protocol;
+        m.syscall = e.syscall;
+        m.flags = e.flags;
+        m.fd = e.fd;
+        m.len = e.len;
+        if (rec.size() >= kHeader) {
+            const std::size_t n = std::min<std::size_t>({e.captured, rec.size() - kHeader, NP_L7_HEAD_MAX});
+            m.head.assign(reinterpret_cast<const char*>(e.data), n);
+            m.tail.assign(reinterpret_cast<const char*>(e.tail), std::min<std::size_t>(e.tail_len, NP_L7_TAIL_MAX));
+        }
+        raw->handler(std::move(m));
+    });
+    if (!ring) return std::unexpected(ring.error());
+    impl->ring = std::move(*ring);
+
+    for (bpf_program* prog : {s->progs.np_l7_enter, s->progs.np_l7_exit}) {
+        LinkPtr l(bpf_program__attach(prog));
+        if (!l) {
+            int e = errno;
+            return std::unexpected(errnoError(e, std::string("L7 capture: attach ") + bpf_program__name(prog)));
+        }
+        impl->links.push_back(std::move(l));
+    }
+    return std::unique_ptr<L7Capture>(new L7Capture(std::move(impl)));
+}
+
+Result<L7KernelCounters> L7Capture::counters() const {
+    L7KernelCounters out{};
+    auto r = readPerCpuArray<std::uint64_t>(bpf_map__fd(impl_->skel->maps.l7_counters), NP_L7_CNT_MAX,
+                                            [&](std::uint32_t i, std::span<const std::uint64_t> v) {
+                                                if (i < out.size()) out[i] = sumValues(v);
+                                            });
+    if (!r) return std::unexpected(r.error());
+    return out;
+}
+
+const char* l7ProtocolName(std::uint8_t protocol) {
+    switch (protocol) {
+        case NP_L7_HTTP1: return "http";
+        case NP_L7_HTTP2: return "http2";
+        case NP_L7_DNS: return "dns";
+        case NP_L7_TLS: return "tls";
+        case NP_L7_NONE: return "none";
+        default: return "unknown";
+    }
+}
+
+const char* l7CounterName(std::uint32_t counter) {
+    switch (counter) {
+        case NP_L7_CNT_SOCKET_SYSCALLS: return "socket_syscalls";
+        case NP_L7_CNT_EVENTS: return "events";
+        case NP_L7_CNT_RING_FULL: return "ring_full";
+        case NP_L7_CNT_ARGS_FULL: return "args_full";
+        case NP_L7_CNT_CONNS_FULL: return "conns_full";
+        case NP_L7_CNT_READ_FAILED: return "read_failed";
+        case NP_L7_CNT_SKIPPED_NONE: return "skipped_unclassified";
+        default: return "unknown";
+    }
+}
+
+}  // namespace netprobe::ebpf

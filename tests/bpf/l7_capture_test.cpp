@@ -1,0 +1,243 @@
+// The L7 capture programs (tp_btf sys_enter/sys_exit) on real sockets of this process:
+// a loopback TCP exchange through each family of syscalls must arrive as records with
+// the exact bytes and lengths each side moved; pipes, files and unrecognised
+// connections must produce none, and the kernel counters must say why.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <netprobe/ebpf/l7_capture.hpp>
+#include <netprobe/util/fd.hpp>
+
+namespace {
+
+using netprobe::ebpf::L7Capture;
+using netprobe::ebpf::L7Message;
+using netprobe::util::UniqueFd;
+
+struct Collected {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<L7Message> msgs;
+
+    // Messages of connections whose local or remote port is `port`, once at least n arrived.
+    std::vector<L7Message> waitFor(std::uint16_t port, std::size_t n) {
+        std::unique_lock lock(mu);
+        std::vector<L7Message> out;
+        cv.wait_for(lock, std::chrono::seconds(5), [&] {
+            out.clear();
+            for (const auto& m : msgs)
+                if (m.local_port == port || m.remote_port == port) out.push_back(m);
+            return out.size() >= n;
+        });
+        return out;
+    }
+    // Waits until a message satisfies pred; returns a copy of it.
+    template <class Pred>
+    std::optional<L7Message> waitOne(Pred pred) {
+        std::unique_lock lock(mu);
+        std::optional<L7Message> found;
+        cv.wait_for(lock, std::chrono::seconds(5), [&] {
+            for (const auto& m : msgs)
+                if (pred(m)) {
+                    found = m;
+                    return true;
+                }
+            return false;
+        });
+        return found;
+    }
+};
+
+struct Pair {
+    UniqueFd listener, client, server;
+    std::uint16_t port = 0;
+};
+
+Pair connectedPair() {
+    Pair p;
+    p.listener = UniqueFd(::socket(AF_INET, SOCK_STREAM, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(p.listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(p.listener.get(), 4), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(p.listener.get(), reinterpret_cast<sockaddr*>(&a), &len);
+    p.port = ntohs(a.sin_port);
+    p.client = UniqueFd(::socket(AF_INET, SOCK_STREAM, 0));
+    EXPECT_EQ(::connect(p.client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    p.server = UniqueFd(::accept(p.listener.get(), nullptr, nullptr));
+    return p;
+}
+
+std::string readExactly(int fd, std::size_t n) {
+    std::string out(n, '\0');
+    std::size_t got = 0;
+    while (got < n) {
+        ssize_t r = ::read(fd, out.data() + got, n - got);
+        if (r <= 0) break;
+        got += static_cast<std::size_t>(r);
+    }
+    out.resize(got);
+    return out;
+}
+
+class L7CaptureTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        netprobe::ebpf::L7CaptureOptions o;
+        o.exclude_self = false;  // the sockets under test are this process's
+        auto c = L7Capture::create(o, [this](L7Message&& m) {
+            std::lock_guard lock(got_.mu);
+            got_.msgs.push_back(std::move(m));
+            got_.cv.notify_all();
+        });
+        ASSERT_TRUE(c) << c.error().message;
+        cap_ = std::move(*c);
+    }
+    Collected got_;
+    std::unique_ptr<L7Capture> cap_;
+};
+
+TEST_F(L7CaptureTest, HttpOverReadWriteBothSidesExactBytes) {
+    Pair p = connectedPair();
+    const std::string req = "GET /items/42 HTTP/1.1\r\nHost: x\r\n\r\n";
+    const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    ASSERT_EQ(::write(p.client.get(), req.data(), req.size()), static_cast<ssize_t>(req.size()));
+    ASSERT_EQ(readExactly(p.server.get(), req.size()), req);
+    ASSERT_EQ(::send(p.server.get(), resp.data(), resp.size(), 0), static_cast<ssize_t>(resp.size()));
+    ASSERT_EQ(readExactly(p.client.get(), resp.size()), resp);
+
+    auto ms = got_.waitFor(p.port, 4);
+    ASSERT_EQ(ms.size(), 4u);
+    // client write, server read, server send, client read - in syscall order
+    EXPECT_EQ(ms[0].direction, NP_L7_SEND);
+    EXPECT_EQ(ms[0].remote_port, p.port);
+    EXPECT_EQ(ms[0].head, req);
+    EXPECT_EQ(ms[0].syscall, NP_L7_SC_WRITE);
+    EXPECT_EQ(ms[1].direction, NP_L7_RECV);
+    EXPECT_EQ(ms[1].local_port, p.port);
+    EXPECT_EQ(ms[1].head, req);
+    EXPECT_EQ(ms[2].direction, NP_L7_SEND);
+    EXPECT_EQ(ms[2].syscall, NP_L7_SC_SENDTO);
+    EXPECT_EQ(ms[2].head, resp);
+    EXPECT_EQ(ms[3].direction, NP_L7_RECV);
+    EXPECT_EQ(ms[3].head, resp);
+    for (const auto& m : ms) {
+        EXPECT_EQ(m.protocol, NP_L7_HTTP1);
+        EXPECT_EQ(m.pid, static_cast<std::uint32_t>(::getpid()));
+        EXPECT_EQ(m.family, 4);
+        EXPECT_EQ(m.len, m.head.size());
+        EXPECT_FALSE(m.truncated());
+    }
+    EXPECT_EQ(ms[0].sock, ms[3].sock);  // the client's socket
+    EXPECT_EQ(ms[1].sock, ms[2].sock);
+    EXPECT_NE(ms[0].sock, ms[1].sock);
+}
+
+TEST_F(L7CaptureTest, LargeMessageTruncatedWithTailAndVectorIo) {
+    Pair p = connectedPair();
+    const std::string req = "POST /upload HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+    ASSERT_EQ(::write(p.client.get(), req.data(), req.size()), static_cast<ssize_t>(req.size()));
+    ASSERT_EQ(readExactly(p.server.get(), req.size()), req);
+    // Response: head and a 100000-byte body in one writev (two segments).
+    std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
+    std::string body(100000, 'b');
+    body.replace(body.size() - 5, 5, "\r\nEND");
+    iovec iov[2] = {{head.data(), head.size()}, {body.data(), body.size()}};
+    std::thread reader([&] { readExactly(p.client.get(), head.size() + body.size()); });
+    ssize_t w = ::writev(p.server.get(), iov, 2);
+    reader.join();
+    ASSERT_GT(w, 0);
+    // sendmsg with a single buffer larger than the head limit: head and tail copied.
+    std::string big = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + std::string(1000 - 4, 'x') + "TAIL";
+    iovec one{big.data(), big.size()};
+    msghdr mh{};
+    mh.msg_iov = &one;
+    mh.msg_iovlen = 1;
+    ASSERT_EQ(::sendmsg(p.server.get(), &mh, 0), static_cast<ssize_t>(big.size()));
+    ASSERT_EQ(readExactly(p.client.get(), big.size()).size(), big.size());
+
+    auto of = [&](std::uint8_t sc) {
+        return got_.waitOne([&](const L7Message& m) { return m.local_port == p.port && m.syscall == sc; });
+    };
+    auto wv = of(NP_L7_SC_WRITEV);
+    auto sm = of(NP_L7_SC_SENDMSG);
+    ASSERT_TRUE(wv);
+    EXPECT_EQ(wv->len, static_cast<std::uint32_t>(w));
+    EXPECT_EQ(wv->head, head);  // the first segment, whole
+    EXPECT_TRUE(wv->truncated());
+    EXPECT_TRUE(wv->tail.empty());  // vector I/O: no tail
+    ASSERT_TRUE(sm);
+    EXPECT_EQ(sm->len, big.size());
+    EXPECT_EQ(sm->head, big.substr(0, NP_L7_HEAD_MAX));
+    EXPECT_EQ(sm->tail, big.substr(big.size() - NP_L7_TAIL_MAX));
+    EXPECT_TRUE(sm->truncated());
+}
+
+TEST_F(L7CaptureTest, PipesAndUnrecognisedConnectionsProduceNothing) {
+    auto before = cap_->counters();
+    ASSERT_TRUE(before);
+    int pfd[2];
+    ASSERT_EQ(::pipe(pfd), 0);
+    UniqueFd r(pfd[0]), w(pfd[1]);
+    const std::string http = "GET / HTTP/1.1\r\n\r\n";
+    ASSERT_EQ(::write(w.get(), http.data(), http.size()), static_cast<ssize_t>(http.size()));
+    ASSERT_EQ(readExactly(r.get(), http.size()), http);
+
+    Pair p = connectedPair();
+    const std::string bin = std::string("\x00\x01\x02\x03 binary", 10);
+    for (int i = 0; i < 10; ++i) {
+        ASSERT_EQ(::write(p.client.get(), bin.data(), bin.size()), static_cast<ssize_t>(bin.size()));
+        ASSERT_EQ(readExactly(p.server.get(), bin.size()), bin);
+    }
+    // A later HTTP-looking message on the same connection is not captured: the
+    // connection was classified as nothing recognised.
+    ASSERT_EQ(::write(p.client.get(), http.data(), http.size()), static_cast<ssize_t>(http.size()));
+    ASSERT_EQ(readExactly(p.server.get(), http.size()), http);
+    // A marker connection whose records prove the ring was drained past the above.
+    Pair marker = connectedPair();
+    ASSERT_EQ(::write(marker.client.get(), http.data(), http.size()), static_cast<ssize_t>(http.size()));
+    ASSERT_EQ(got_.waitFor(marker.port, 1).size(), 1u);
+
+    EXPECT_TRUE(got_.waitFor(p.port, 0).empty());
+    {
+        std::lock_guard lock(got_.mu);
+        for (const auto& m : got_.msgs) EXPECT_NE(m.fd, static_cast<std::uint32_t>(w.get())) << "pipe captured";
+    }
+    auto after = cap_->counters();
+    ASSERT_TRUE(after);
+    // Per side: NP_L7_MAX_ATTEMPTS data syscalls inspected, the rest skipped.
+    const auto skipped = (*after)[NP_L7_CNT_SKIPPED_NONE] - (*before)[NP_L7_CNT_SKIPPED_NONE];
+    EXPECT_EQ(skipped, 2u * (11 - NP_L7_MAX_ATTEMPTS));
+    EXPECT_EQ((*after)[NP_L7_CNT_RING_FULL], 0u);
+}
+
+TEST_F(L7CaptureTest, CloseOfClassifiedConnectionIsReported) {
+    Pair p = connectedPair();
+    const std::string req = "GET / HTTP/1.1\r\n\r\n";
+    ASSERT_EQ(::write(p.client.get(), req.data(), req.size()), static_cast<ssize_t>(req.size()));
+    const auto sock_fd = static_cast<std::uint32_t>(p.client.get());
+    p.client.reset();
+    auto ms = got_.waitFor(p.port, 2);
+    ASSERT_EQ(ms.size(), 2u);
+    EXPECT_EQ(ms[1].direction, NP_L7_CLOSED);
+    EXPECT_EQ(ms[1].fd, sock_fd);
+    EXPECT_EQ(ms[1].sock, ms[0].sock);
+}
+
+}  // namespace
