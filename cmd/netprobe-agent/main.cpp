@@ -18,6 +18,7 @@
 #include <set>
 
 #include <netprobe/analysis/diagnosis.hpp>
+#include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/analysis/flow_export.hpp>
 #include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/grouping.hpp>
@@ -195,6 +196,22 @@ public:
             spdlog::info("socket monitor off (--socket-monitor=off)");
         }
 
+        // Application-layer capture: optional; without it the rest keeps working.
+        bool l7_on = false;
+        if (opts_.l7) {
+            netprobe::collector::L7Source::Options lo;
+            lo.capture.ring_bytes = opts_.l7_ring_bytes;
+            lo.capture.max_connections = static_cast<std::uint32_t>(std::min<std::size_t>(opts_.l7_max_connections * 2, 1u << 22));
+            auto src = netprobe::collector::L7Source::create(lo);
+            if (src) {
+                collector.addSource(std::shared_ptr<netprobe::collector::L7Source>(std::move(*src)));
+                l7_on = true;
+                spdlog::info("L7 capture on (HTTP/1.x; ring {} bytes)", opts_.l7_ring_bytes);
+            } else {
+                spdlog::error("L7 capture disabled, continuing without it: {}", src.error().what());
+            }
+        }
+
         // Per-cgroup traffic (every protocol, per container): optional like the stack monitor;
         // without a cgroup v2 hierarchy or cgroup_skb links the agent continues without it.
         std::unique_ptr<netprobe::ebpf::CgroupTrafficMonitor> cgroup_traffic;
@@ -361,6 +378,12 @@ public:
                          opts_.events_log.empty() ? std::string() : ", events log " + opts_.events_log);
         } else {
             spdlog::info("security analytics off");
+        }
+
+        if (l7_on) {
+            netprobe::analysis::l7::L7Options lo;
+            lo.max_connections = opts_.l7_max_connections;
+            pipeline->addStage(std::make_unique<netprobe::analysis::l7::L7Stage>(lo, cfg.attribution));
         }
 
         // Diagnosis: findings over the main snapshots' counters and the security view.

@@ -128,6 +128,17 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
                    "Workload pairs with their own netprobe_workload_traffic_* series (rest as \"other\")")
         ->capture_default_str();
 
+    std::string l7 = "off", l7_ring = "8MiB";
+    long long l7_conns = static_cast<long long>(o.l7_max_connections);
+    app.add_option("--l7", l7,
+                   "Application-layer requests (HTTP/1.x) from the syscalls of every process's TCP sockets "
+                   "(raw syscall tracepoints): on, off")
+        ->capture_default_str();
+    app.add_option("--l7-ring-size", l7_ring, "Kernel ring of captured messages (a power of two: 4MiB, 16MiB)")
+        ->capture_default_str();
+    app.add_option("--l7-max-connections", l7_conns, "Connections with L7 parser state (beyond: counted, not parsed)")
+        ->capture_default_str();
+
     std::string cgroup_traffic = "on", container_metrics = "on";
     long long container_limit = static_cast<long long>(o.container_metrics_limit);
     app.add_option("--cgroup-traffic", cgroup_traffic,
@@ -285,6 +296,19 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (workload_limit < 0 || workload_limit > 100000)
         return fail("invalid --workload-metrics-limit " + std::to_string(workload_limit) + ": must be 0-100000");
     o.workload_metrics_limit = static_cast<std::size_t>(workload_limit);
+    if (l7 == "on") o.l7 = true;
+    else if (l7 == "off") o.l7 = false;
+    else return fail("invalid --l7 \"" + l7 + "\": expected on or off");
+    {
+        auto n = util::parseByteSize(l7_ring);
+        if (!n) return fail("invalid --l7-ring-size \"" + l7_ring + "\": " + n.error());
+        if (*n < 4096 || *n > (1ull << 30) || (*n & (*n - 1)))
+            return fail("invalid --l7-ring-size \"" + l7_ring + "\": must be a power of two from 4KiB to 1GiB");
+        o.l7_ring_bytes = static_cast<std::uint32_t>(*n);
+    }
+    if (l7_conns < 1 || l7_conns > 10000000)
+        return fail("invalid --l7-max-connections " + std::to_string(l7_conns) + ": must be 1-10000000");
+    o.l7_max_connections = static_cast<std::size_t>(l7_conns);
     if (cgroup_traffic == "on") o.cgroup_traffic = true;
     else if (cgroup_traffic == "off") o.cgroup_traffic = false;
     else return fail("invalid --cgroup-traffic \"" + cgroup_traffic + "\": expected on or off");

@@ -39,6 +39,9 @@ struct AgentOptions {
     bool cgroup_traffic = true;                 // --cgroup-traffic=on|off: per-cgroup traffic (cgroup_skb)
     bool container_metrics = true;              // --container-metrics=on|off: netprobe_container_* series
     std::size_t container_metrics_limit = 500;  // --container-metrics-limit: containers with their own series
+    bool l7 = false;                     // --l7=on|off: application-layer capture and parsing
+    std::uint32_t l7_ring_bytes = 8u << 20;    // --l7-ring-size
+    std::size_t l7_max_connections = 50000;    // --l7-max-connections
     bool security = true;                // --security=on|off: security analytics (issue 3)
     std::string security_config;         // --security-config: YAML file (docs/security.md)
     std::string mitigate;                // --mitigate=off|dry-run|on ("" = the config's, default off)

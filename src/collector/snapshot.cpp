@@ -55,6 +55,7 @@ struct SnapshotMembers {
     decltype(Snapshot::cgroup_traffic) cgroup_traffic;
     decltype(Snapshot::netstat) netstat;
     decltype(Snapshot::security) security;
+    decltype(Snapshot::l7) l7;
     decltype(Snapshot::sources) sources;
     decltype(Snapshot::collect_duration_seconds) collect_duration_seconds;
     decltype(Snapshot::collect_errors_total) collect_errors_total;
@@ -79,6 +80,14 @@ std::shared_ptr<const Snapshot> Snapshot::withoutFlowSamples() const {
     c->cgroup_traffic = cgroup_traffic;
     c->netstat = netstat;
     c->security = security;
+    if (l7) {
+        auto counters = std::make_shared<L7Sample>();
+        counters->kernel = l7->kernel;
+        counters->messages_total = l7->messages_total;
+        counters->messages_dropped = l7->messages_dropped;
+        counters->bytes_dropped = l7->bytes_dropped;
+        c->l7 = std::move(counters);
+    }
     c->sources = sources;
     c->collect_duration_seconds = collect_duration_seconds;
     c->collect_errors_total = collect_errors_total;

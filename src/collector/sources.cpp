@@ -292,4 +292,46 @@ Result<void> NetstatSource::collect(SnapshotBuilder& b) {
     return {};
 }
 
+Result<std::unique_ptr<L7Source>> L7Source::create(Options options) {
+    std::unique_ptr<L7Source> s(new L7Source());
+    s->opts_ = options;
+    auto cap = ebpf::L7Capture::create(options.capture, [raw = s.get()](ebpf::L7Message&& m) {
+        const std::size_t bytes = m.head.size() + m.tail.size();
+        std::lock_guard lock(raw->mu_);
+        ++raw->total_;
+        if (raw->queue_.size() >= raw->opts_.max_queued || raw->queued_bytes_ + bytes > raw->opts_.max_queued_bytes) {
+            ++raw->dropped_;
+            raw->bytes_dropped_ += bytes;
+            return;
+        }
+        raw->queued_bytes_ += bytes;
+        raw->queue_.push_back(std::move(m));
+    });
+    if (!cap) return std::unexpected(cap.error());
+    s->capture_ = std::move(*cap);
+    return s;
+}
+
+L7Source::~L7Source() { capture_.reset(); }
+
+Result<void> L7Source::collect(SnapshotBuilder& b) {
+    auto sample = std::make_shared<L7Sample>();
+    {
+        std::lock_guard lock(mu_);
+        sample->messages.swap(queue_);
+        queued_bytes_ = 0;
+        sample->messages_total = total_;
+        sample->messages_dropped = dropped_;
+        sample->bytes_dropped = bytes_dropped_;
+    }
+    if (auto c = capture_->counters()) {
+        last_kernel_ = *c;
+    } else if (counter_errors_++ == 0) {
+        spdlog::warn("l7: {}", c.error().what());
+    }
+    sample->kernel = last_kernel_;
+    b.snapshot().l7 = std::move(sample);
+    return {};
+}
+
 }  // namespace netprobe::collector

@@ -10,6 +10,7 @@
 #include <netprobe/analysis/grouping.hpp>
 #include <netprobe/analysis/talkers.hpp>
 #include <netprobe/metrics/security.hpp>
+#include <netprobe/metrics/l7.hpp>
 
 #include "metrics/json_api.hpp"
 
@@ -173,6 +174,7 @@ http::Response Server::Impl::metrics() const {
     wh.last_success_unix_seconds = last_success.load();
     body += renderHttpMetrics(httpStats(), wh);
     if (v->diagnosis) body += renderDiagnosisMetrics(*v->diagnosis);
+    if (v->l7) body += renderL7Metrics(*v->l7, v->snapshot->l7.get());
     if (v->exports || !c.flow_sinks.empty()) {
         std::vector<sinks::SinkStatus> st;
         for (const auto& s : c.flow_sinks) st.push_back(s->status());
@@ -199,6 +201,13 @@ http::Response Server::Impl::api(const http::Request& req) const {
     if (p == "/api/v1/diagnosis") {
         if (!req.query.empty()) return noParams(req);
         return http::Response::json(200, diagnosisJson(pipeline->latest()->diagnosis.get()));
+    }
+    if (p == "/api/v1/l7/endpoints" || p == "/api/v1/l7/requests") {
+        const bool requests = p.ends_with("requests");
+        auto q = parseL7Query(req.query, requests);
+        if (!q) return http::Response::error(400, q.error());
+        const auto v = pipeline->latest();
+        return http::Response::json(200, requests ? l7RequestsJson(v->l7.get(), *q) : l7EndpointsJson(v->l7.get(), *q));
     }
     if (p == "/api/v1/pods") {
         if (!req.query.empty()) return noParams(req);
@@ -239,7 +248,8 @@ http::Response Server::Impl::route(const http::Request& req, bool metrics_listen
         if (metrics_listener) body += "/metrics\n";
         if (api_listener)
             for (const char* e : {"/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/api/v1/containers",
-                                  "/api/v1/pods", "/api/v1/events"})
+                                  "/api/v1/pods", "/api/v1/events", "/api/v1/diagnosis", "/api/v1/l7/endpoints",
+                                  "/api/v1/l7/requests"})
                 body += std::string(e) + "\n";
         body += "/healthz\n/readyz\n";
         return http::Response::text(200, std::move(body));

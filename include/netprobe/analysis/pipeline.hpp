@@ -39,6 +39,9 @@ struct TalkerView;
 namespace security {
 struct SecurityView;
 }
+namespace l7 {
+struct L7View;
+}
 
 // The snapshot and the views computed from it.
 struct Views {
@@ -50,6 +53,7 @@ struct Views {
     std::shared_ptr<const GroupView> groups;              // Grouping
     std::shared_ptr<const TalkerView> talkers;            // TopTalkers
     std::shared_ptr<const FlowExportView> exports;        // FlowExport (records for the flow sinks)
+    std::shared_ptr<const l7::L7View> l7;                 // l7::L7Stage (requests; with --l7)
     std::shared_ptr<const DiagnosisView> diagnosis;       // Diagnosis (findings)
     std::shared_ptr<const security::SecurityView> security;  // security::SecurityStage
 };

@@ -13,6 +13,7 @@
 
 #include <netprobe/abi.h>
 #include <netprobe/ebpf/cgroup_traffic.hpp>
+#include <netprobe/ebpf/l7_capture.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/ebpf/types.hpp>
 #include <netprobe/util/ip.hpp>
@@ -89,6 +90,16 @@ struct SecuritySample {
     std::uint64_t host_read_errors = 0;   // failed host_stats reads (since start)
 };
 
+// What the L7 source read: the messages captured since the previous collection (in
+// arrival order) and the capture's counters (since start).
+struct L7Sample {
+    std::vector<ebpf::L7Message> messages;
+    ebpf::L7KernelCounters kernel{};        // enum np_l7_counter
+    std::uint64_t messages_total = 0;       // received from the ring
+    std::uint64_t messages_dropped = 0;     // not queued: the user-space queue was full
+    std::uint64_t bytes_dropped = 0;        // their captured bytes
+};
+
 // A source's health: its failed collections.
 struct SourceHealth {
     std::string name;
@@ -120,6 +131,9 @@ struct Snapshot {
     std::shared_ptr<const std::map<std::string, std::uint64_t>> netstat;
     // Security analytics input; null except in the security collector's snapshots.
     std::shared_ptr<const SecuritySample> security;
+    // Application-layer capture; null when --l7 is off. Published views keep its
+    // counters only (the messages are the L7 stage's input, like the flow samples).
+    std::shared_ptr<const L7Sample> l7;
     std::vector<SourceHealth> sources;
     double collect_duration_seconds = 0;
     std::uint64_t collect_errors_total = 0;

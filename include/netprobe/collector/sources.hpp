@@ -13,6 +13,7 @@
 #include <netprobe/collector/flow_deltas.hpp>
 #include <netprobe/collector/source.hpp>
 #include <netprobe/ebpf/cgroup_traffic.hpp>
+#include <netprobe/ebpf/l7_capture.hpp>
 #include <netprobe/ebpf/manager.hpp>
 #include <netprobe/ebpf/map_io.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
@@ -106,6 +107,33 @@ private:
     std::vector<np_host_slot> prev_slots_, cur_slots_;  // [slot * ncpu + cpu]
     MonoTime prev_read_{};
     std::uint64_t host_read_errors_ = 0;
+};
+
+// Application-layer capture: loads the L7 programs; their ring is drained by the
+// capture's thread into a bounded queue (by messages and by captured bytes; every
+// message that does not fit is counted), handed over at each collection.
+class L7Source final : public Source {
+public:
+    struct Options {
+        ebpf::L7CaptureOptions capture;
+        std::size_t max_queued = 200000;        // messages between two collections
+        std::size_t max_queued_bytes = 64u << 20;
+    };
+    [[nodiscard]] static Result<std::unique_ptr<L7Source>> create(Options options);
+    ~L7Source() override;
+    [[nodiscard]] std::string_view name() const override { return "l7"; }
+    Result<void> collect(SnapshotBuilder& b) override;
+
+private:
+    L7Source() = default;
+    Options opts_;
+    std::mutex mu_;
+    std::vector<ebpf::L7Message> queue_;  // guarded by mu_
+    std::size_t queued_bytes_ = 0;        // guarded by mu_
+    std::uint64_t total_ = 0, dropped_ = 0, bytes_dropped_ = 0;  // guarded by mu_
+    std::unique_ptr<ebpf::L7Capture> capture_;
+    std::uint64_t counter_errors_ = 0;
+    ebpf::L7KernelCounters last_kernel_{};
 };
 
 }  // namespace netprobe::collector

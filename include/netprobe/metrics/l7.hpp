@@ -1,0 +1,36 @@
+// The L7 export: netprobe_l7_* metrics, /api/v1/l7/endpoints and /api/v1/l7/requests.
+// Pure functions of the L7 view and the capture counters of the snapshot.
+#pragma once
+
+#include <expected>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <netprobe/analysis/l7/stage.hpp>
+#include <netprobe/collector/snapshot.hpp>
+
+namespace netprobe::metrics {
+
+using QueryList = std::vector<std::pair<std::string, std::string>>;
+
+// netprobe_l7_requests_total, netprobe_l7_request_duration_seconds, request/response
+// bytes, and the capture's and parsers' health counters.
+[[nodiscard]] std::string renderL7Metrics(const analysis::l7::L7View& view, const collector::L7Sample* capture);
+
+struct L7Query {
+    std::optional<std::string> protocol, service, side, method;
+    std::optional<int> status;            // exact status code
+    std::optional<int> status_class;      // 1..5 (status=4xx)
+    std::optional<double> min_duration;   // seconds
+    std::size_t limit = 100;
+};
+// protocol, service, side, method, status (200 or 4xx), min_duration (Go duration or
+// seconds), limit; unknown parameters and bad values: an error naming them.
+[[nodiscard]] std::expected<L7Query, std::string> parseL7Query(const QueryList& params, bool requests);
+// view null: {"enabled": false}.
+[[nodiscard]] std::string l7EndpointsJson(const analysis::l7::L7View* view, const L7Query& q);
+[[nodiscard]] std::string l7RequestsJson(const analysis::l7::L7View* view, const L7Query& q);
+
+}  // namespace netprobe::metrics

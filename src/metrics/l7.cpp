@@ -1,0 +1,238 @@
+// The L7 export (see l7.hpp).
+#include <netprobe/metrics/l7.hpp>
+
+#include <algorithm>
+#include <charconv>
+
+#include <nlohmann/json.hpp>
+
+#include <netprobe/metrics/exposition.hpp>
+#include <netprobe/util/duration.hpp>
+#include <netprobe/util/ip.hpp>
+#include <netprobe/util/parse.hpp>
+
+#include "metrics/json_api.hpp"
+
+namespace netprobe::metrics {
+namespace {
+
+using analysis::l7::kDurationBuckets;
+
+std::string bucketLabel(double le) {
+    char buf[32];
+    auto [p, ec] = std::to_chars(buf, buf + sizeof buf, le);
+    return std::string(buf, ec == std::errc() ? p : buf);
+}
+
+}  // namespace
+
+std::string renderL7Metrics(const analysis::l7::L7View& v, const collector::L7Sample* capture) {
+    ExpositionWriter w;
+    w.family("netprobe_l7_requests_total", MetricType::Counter,
+             "Application-layer requests answered, by protocol, side (server: this node's process read the request; "
+             "client: it sent it), service (the server: Kubernetes service or workload, else address:port; "
+             "a bounded set, then \"other\"), method and status class.");
+    for (const auto& [k, t] : v.series)
+        w.sample("netprobe_l7_requests_total",
+                 {{"protocol", k.protocol}, {"side", k.side}, {"service", k.service}, {"method", k.method},
+                  {"status_class", k.status_class}},
+                 t.requests);
+    w.family("netprobe_l7_request_duration_seconds", MetricType::Histogram,
+             "Time from a request's first byte to its response's first byte, at the side that saw them.");
+    for (const auto& [k, t] : v.series) {
+        std::vector<Label> labels = {{"protocol", k.protocol}, {"side", k.side}, {"service", k.service},
+                                     {"method", k.method}, {"status_class", k.status_class}};
+        std::uint64_t cum = 0;
+        for (std::size_t i = 0; i < kDurationBuckets.size(); ++i) {
+            cum += t.buckets[i];
+            auto l = labels;
+            l.push_back({"le", bucketLabel(kDurationBuckets[i])});
+            w.sample("netprobe_l7_request_duration_seconds_bucket", l, cum);
+        }
+        auto l = labels;
+        l.push_back({"le", "+Inf"});
+        w.sample("netprobe_l7_request_duration_seconds_bucket", l, t.requests);
+        w.sample("netprobe_l7_request_duration_seconds_sum", labels, t.duration_sum);
+        w.sample("netprobe_l7_request_duration_seconds_count", labels, t.requests);
+    }
+    w.family("netprobe_l7_request_bytes_total", MetricType::Counter, "Bytes of the requests counted, headers and body.");
+    for (const auto& [k, t] : v.series)
+        w.sample("netprobe_l7_request_bytes_total",
+                 {{"protocol", k.protocol}, {"side", k.side}, {"service", k.service}, {"method", k.method},
+                  {"status_class", k.status_class}},
+                 t.request_bytes);
+    w.family("netprobe_l7_response_bytes_total", MetricType::Counter, "Bytes of their responses, headers and body.");
+    for (const auto& [k, t] : v.series)
+        w.sample("netprobe_l7_response_bytes_total",
+                 {{"protocol", k.protocol}, {"side", k.side}, {"service", k.service}, {"method", k.method},
+                  {"status_class", k.status_class}},
+                 t.response_bytes);
+
+    const auto& c = v.counters;
+    w.family("netprobe_l7_parse_events_total", MetricType::Counter,
+             "What the L7 parsers met, by kind: unanswered (a request whose connection closed first), "
+             "unmatched_response (a response without its request: capture began mid-connection), desync (framing lost "
+             "and found again at a start line), connection_table_full (messages not parsed), other_protocol "
+             "(messages of protocols without a parser), service_overflow / endpoint_overflow (requests labelled "
+             "\"other\").");
+    const std::pair<const char*, std::uint64_t> kinds[] = {
+        {"unanswered", c.unanswered},          {"unmatched_response", c.unmatched_responses},
+        {"desync", c.desyncs},                 {"connection_table_full", c.connections_dropped},
+        {"other_protocol", c.other_protocol},  {"service_overflow", c.services_overflow},
+        {"endpoint_overflow", c.endpoints_overflow}};
+    for (const auto& [k, n] : kinds) w.sample("netprobe_l7_parse_events_total", {{"kind", k}}, n);
+    w.family("netprobe_l7_connections", MetricType::Gauge, "Connections with L7 parser state.");
+    w.sample("netprobe_l7_connections", {}, static_cast<std::uint64_t>(v.connections));
+    w.family("netprobe_l7_messages_total", MetricType::Counter, "Captured messages processed by the L7 parsers.");
+    w.sample("netprobe_l7_messages_total", {}, c.messages);
+
+    if (capture) {
+        const auto& k = capture->kernel;
+        w.family("netprobe_l7_capture_syscalls_total", MetricType::Counter,
+                 "Data syscalls on TCP sockets seen by the L7 capture (captured or not).");
+        w.sample("netprobe_l7_capture_syscalls_total", {}, k[NP_L7_CNT_SOCKET_SYSCALLS]);
+        w.family("netprobe_l7_capture_skipped_total", MetricType::Counter,
+                 "Syscalls on connections whose first messages showed no known protocol (not captured).");
+        w.sample("netprobe_l7_capture_skipped_total", {}, k[NP_L7_CNT_SKIPPED_NONE]);
+        w.family("netprobe_l7_capture_records_total", MetricType::Counter, "Records the kernel wrote to the L7 ring.");
+        w.sample("netprobe_l7_capture_records_total", {}, k[NP_L7_CNT_EVENTS]);
+        w.family("netprobe_l7_capture_lost_total", MetricType::Counter,
+                 "Captured messages lost, by where: ring_full (the kernel found no room in the ring), args_full / "
+                 "conns_full (a kernel table was full), read_failed (user memory not readable), queue_full (the "
+                 "agent's queue between collections was full).");
+        w.sample("netprobe_l7_capture_lost_total", {{"where", "ring_full"}}, k[NP_L7_CNT_RING_FULL]);
+        w.sample("netprobe_l7_capture_lost_total", {{"where", "args_full"}}, k[NP_L7_CNT_ARGS_FULL]);
+        w.sample("netprobe_l7_capture_lost_total", {{"where", "conns_full"}}, k[NP_L7_CNT_CONNS_FULL]);
+        w.sample("netprobe_l7_capture_lost_total", {{"where", "read_failed"}}, k[NP_L7_CNT_READ_FAILED]);
+        w.sample("netprobe_l7_capture_lost_total", {{"where", "queue_full"}}, capture->messages_dropped);
+    }
+    return w.take();
+}
+
+std::expected<L7Query, std::string> parseL7Query(const QueryList& params, bool requests) {
+    L7Query q;
+    auto bad = [](const std::string& k, const std::string& v, const char* why) {
+        return std::unexpected("bad value \"" + v + "\" for parameter \"" + k + "\": " + why);
+    };
+    for (const auto& [k, v] : params) {
+        if (k == "protocol") {
+            if (v != "http") return bad(k, v, "expected http");
+            q.protocol = v;
+        } else if (k == "service") {
+            if (v.empty()) return bad(k, v, "expected a service name or address:port");
+            q.service = v;
+        } else if (k == "side") {
+            if (v != "client" && v != "server") return bad(k, v, "expected client or server");
+            q.side = v;
+        } else if (k == "method") {
+            if (v.empty() || v.size() > 16) return bad(k, v, "expected a method");
+            q.method = v;
+        } else if (k == "status" && requests) {
+            int n = 0;
+            if (v.size() == 3 && v[0] >= '1' && v[0] <= '5' && (v.substr(1) == "xx" || v.substr(1) == "XX"))
+                q.status_class = v[0] - '0';
+            else if (util::parseNumber(v, n) && n >= 100 && n <= 599)
+                q.status = n;
+            else
+                return bad(k, v, "expected a status code (404) or class (4xx)");
+        } else if (k == "min_duration" && requests) {
+            double secs = 0;
+            if (auto d = util::parseDuration(v)) {
+                secs = std::chrono::duration<double>(*d).count();
+            } else if (!util::parseNumber(v, secs) || secs < 0) {
+                return bad(k, v, "expected a duration (50ms, 1.5s) or seconds");
+            }
+            q.min_duration = secs;
+        } else if (k == "limit") {
+            std::size_t n = 0;
+            if (!util::parseNumber(v, n) || n == 0 || n > 10000) return bad(k, v, "expected 1..10000");
+            q.limit = n;
+        } else {
+            return std::unexpected("unknown parameter \"" + k + "\" (known: protocol, service, side, method" +
+                                   std::string(requests ? ", status, min_duration" : "") + ", limit)");
+        }
+    }
+    return q;
+}
+
+std::string l7EndpointsJson(const analysis::l7::L7View* v, const L7Query& q) {
+    nlohmann::json j;
+    j["enabled"] = v != nullptr;
+    auto arr = nlohmann::json::array();
+    std::size_t total = 0;
+    if (v) {
+        j["window_seconds"] = v->window.count();
+        for (const auto& e : v->endpoints) {
+            if ((q.protocol && e.protocol != *q.protocol) || (q.service && e.service != *q.service) ||
+                (q.side && e.side != *q.side) || (q.method && e.method != *q.method))
+                continue;
+            ++total;
+            if (arr.size() >= q.limit) continue;
+            arr.push_back({{"protocol", e.protocol},
+                           {"side", e.side},
+                           {"service", e.service},
+                           {"method", e.method},
+                           {"route", e.route},
+                           {"requests", e.requests},
+                           {"errors", e.errors},
+                           {"client_errors", e.client_errors},
+                           {"rate", e.rate},
+                           {"error_rate", e.error_rate},
+                           {"p50_seconds", e.p50},
+                           {"p90_seconds", e.p90},
+                           {"p99_seconds", e.p99},
+                           {"request_bytes", e.request_bytes},
+                           {"response_bytes", e.response_bytes},
+                           {"requests_total", e.requests_total},
+                           {"errors_total", e.errors_total}});
+        }
+    }
+    j["total"] = total;
+    j["returned"] = arr.size();
+    j["endpoints"] = std::move(arr);
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string l7RequestsJson(const analysis::l7::L7View* v, const L7Query& q) {
+    nlohmann::json j;
+    j["enabled"] = v != nullptr;
+    auto arr = nlohmann::json::array();
+    std::size_t total = 0;
+    if (v) {
+        // newest first
+        for (auto it = v->recent.rbegin(); it != v->recent.rend(); ++it) {
+            const auto& r = *it;
+            const char* side = analysis::l7::sideName(r.side);
+            if ((q.protocol && r.protocol != *q.protocol) || (q.service && r.service != *q.service) ||
+                (q.side && side != *q.side) || (q.method && r.method != *q.method) ||
+                (q.status && r.status != *q.status) || (q.status_class && r.status / 100 != *q.status_class) ||
+                (q.min_duration && r.duration_seconds < *q.min_duration))
+                continue;
+            ++total;
+            if (arr.size() >= q.limit) continue;
+            arr.push_back({{"time", rfc3339(r.time)},
+                           {"protocol", r.protocol},
+                           {"side", side},
+                           {"service", r.service},
+                           {"method", r.method},
+                           {"path", r.path},
+                           {"route", r.route},
+                           {"status", r.status},
+                           {"duration_seconds", r.duration_seconds},
+                           {"request_bytes", r.request_bytes},
+                           {"response_bytes", r.response_bytes},
+                           {"pid", r.pid},
+                           {"cgroup_id", r.cgroup_id},
+                           {"client", util::formatAddr(r.client)},
+                           {"client_port", r.client_port},
+                           {"server", util::formatAddr(r.server)},
+                           {"server_port", r.server_port}});
+        }
+    }
+    j["total"] = total;
+    j["returned"] = arr.size();
+    j["requests"] = std::move(arr);
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace netprobe::metrics
