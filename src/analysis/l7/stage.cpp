@@ -173,7 +173,7 @@ void L7Stage::complete(Conn& c, Request&& r) {
     while (recent_.size() > opts_.recent_requests) recent_.pop_front();
 }
 
-void L7Stage::process(const collector::Snapshot& snap, const ebpf::L7Message& m) {
+void L7Stage::process(const ebpf::L7Message& m) {
     ++counters_.messages;
     auto it = conns_.find(m.sock);
     if (m.direction == NP_L7_CLOSED) {
@@ -206,8 +206,9 @@ void L7Stage::process(const collector::Snapshot& snap, const ebpf::L7Message& m)
         c->meta.head.clear();
         c->meta.tail.clear();
         Conn* cp = c.get();
-        auto make = [this, cp, &snap](bool sending) {
-            auto on_head = [this, cp, sending, &snap](Http1Message& h) -> bool {
+        auto make = [this, cp](bool sending) {
+            auto on_head = [this, cp, sending](Http1Message& h) -> bool {
+                const collector::Snapshot& snap = *current_;  // set by run() around process()
                 Conn& cc = *cp;
                 if (h.request) {
                     if (!cc.side) cc.side = sending ? Side::Client : Side::Server;
@@ -258,7 +259,7 @@ void L7Stage::process(const collector::Snapshot& snap, const ebpf::L7Message& m)
                 cc.current = std::move(r);
                 return head_request;
             };
-            auto on_end = [this, cp, sending, &snap](std::uint64_t bytes) {
+            auto on_end = [this, cp, sending](std::uint64_t bytes) {
                 Conn& cc = *cp;
                 // Which kind of message ended: requests travel client -> server.
                 const bool is_request = cc.side && ((*cc.side == Side::Client) == sending);
@@ -287,9 +288,10 @@ void L7Stage::process(const collector::Snapshot& snap, const ebpf::L7Message& m)
 
 void L7Stage::run(const collector::Snapshot& snap, Views& views) {
     if (snap.l7) {
-        for (const auto& m : snap.l7->messages) process(snap, m);
+        current_ = &snap;  // the parsers' callbacks read it while process() runs
+        for (const auto& m : snap.l7->messages) process(m);
+        current_ = nullptr;
     }
-    // The streams' callbacks hold the snapshot by reference only during process().
     const std::uint64_t now_ns = snap.monoNs();
     const auto idle_ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(opts_.idle_timeout).count());
     std::uint64_t desyncs_live = 0;

@@ -121,7 +121,7 @@ public:
 private:
     struct Conn;
     struct Endpoint;
-    void process(const collector::Snapshot& snap, const ebpf::L7Message& m);
+    void process(const ebpf::L7Message& m);
     void complete(Conn& c, Request&& r);
     std::string serviceOf(const Conn& c, Side side);
 
@@ -134,6 +134,7 @@ private:
     std::deque<Request> recent_;
     L7Counters counters_;
     std::uint64_t start_ns_ = 0;  // the first run's monotonic time
+    const collector::Snapshot* current_ = nullptr;  // during run() only
 };
 
 }  // namespace netprobe::analysis::l7

@@ -1,0 +1,228 @@
+// HTTP/1 framing over captured chunks, route templates, and the L7 stage's pairing and
+// totals, on messages built here (the e2e test drives the real capture with nginx).
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <netprobe/analysis/l7/http1.hpp>
+#include <netprobe/analysis/l7/stage.hpp>
+#include <netprobe/collector/snapshot.hpp>
+
+namespace {
+
+using namespace netprobe::analysis::l7;
+
+struct Seen {
+    std::vector<Http1Message> heads;
+    std::vector<std::uint64_t> ends;
+    bool head_no_body = false;  // answer for responses
+};
+
+Http1Stream stream(Seen& s) {
+    return Http1Stream([&s](Http1Message& m) {
+        s.heads.push_back(m);
+        return !m.request && s.head_no_body;
+    }, [&s](std::uint64_t b) { s.ends.push_back(b); });
+}
+
+Chunk whole(const std::string& d, std::uint64_t ts = 0) { return Chunk{d, d.size(), {}, ts}; }
+
+TEST(Http1Head, RequestsAndResponses) {
+    auto r = parseHttp1Head("GET /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n");
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(r->request);
+    EXPECT_EQ(r->method, "GET");
+    EXPECT_EQ(r->target, "/a?b=1");
+    EXPECT_EQ(r->content_length, 5u);
+    auto s = parseHttp1Head("HTTP/1.0 404 Not Found\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 9\r\n\r\n");
+    ASSERT_TRUE(s);
+    EXPECT_FALSE(s->request);
+    EXPECT_EQ(s->status, 404);
+    EXPECT_EQ(s->version_minor, 0);
+    EXPECT_TRUE(s->chunked);
+    EXPECT_FALSE(s->content_length);  // Transfer-Encoding wins
+    EXPECT_TRUE(parseHttp1Head("HTTP/1.1 200\r\n\r\n"));  // empty reason
+}
+
+TEST(Http1Head, NotHttp) {
+    for (std::string bad : {std::string("get / HTTP/1.1\r\n\r\n"), std::string("GET / HTTP/2.0\r\n\r\n"),
+                            std::string("GET  / HTTP/1.1\r\n\r\n"), std::string("GET x HTTP/1.1\r\n\r\n"),
+                            std::string("FOO / HTTP/1.1\r\n\r\n"), std::string("HTTP/1.1 20 OK\r\n\r\n"),
+                            std::string("HTTP/1.1 999 OK\r\n\r\n"), std::string("\x16\x03\x01\x02\x00", 5),
+                            std::string("GET /\x01 HTTP/1.1\r\n\r\n"), std::string("GET / HTTP/1.1")})
+        EXPECT_FALSE(parseHttp1Head(bad)) << bad;
+    EXPECT_FALSE(looksLikeHttp1Start(std::string("\x00\x01GET / HTTP/1.1", 16)));
+}
+
+TEST(Http1Stream, PipelinedRequestsInOneChunk) {
+    Seen s;
+    auto st = stream(s);
+    st.feed(whole("GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /3 HTTP/1.1\r\n\r\n"));
+    ASSERT_EQ(s.heads.size(), 3u);
+    EXPECT_EQ(s.heads[1].method, "POST");
+    EXPECT_EQ(s.heads[2].target, "/3");
+    EXPECT_EQ(s.ends, (std::vector<std::uint64_t>{19, 42, 19}));
+    EXPECT_TRUE(st.synced());
+}
+
+TEST(Http1Stream, HeadSplitAcrossChunksAndBodyAcrossChunks) {
+    Seen s;
+    auto st = stream(s);
+    st.feed(whole("HTTP/1.1 200 OK\r\nContent-Le", 10));
+    EXPECT_TRUE(s.heads.empty());
+    st.feed(whole("ngth: 10\r\n\r\n01234", 20));
+    ASSERT_EQ(s.heads.size(), 1u);
+    EXPECT_EQ(s.heads[0].start_ts_ns, 10u);  // the first byte's chunk
+    EXPECT_TRUE(s.ends.empty());
+    st.feed(whole("56789HTTP/1.1 204 No Content\r\n\r\n"));
+    ASSERT_EQ(s.heads.size(), 2u);
+    EXPECT_EQ(s.heads[1].status, 204);
+    ASSERT_EQ(s.ends.size(), 2u);
+    EXPECT_EQ(s.ends[0], 39u + 10u);
+}
+
+TEST(Http1Stream, ChunkedBodyScannedAndThroughAHoleByItsTail) {
+    Seen s;
+    auto st = stream(s);
+    st.feed(whole("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"));
+    st.feed(whole("6;ext=1\r\n world\r\n0\r\n\r\n"));
+    ASSERT_EQ(s.ends.size(), 1u);
+    EXPECT_EQ(s.ends[0], 47u + 10u + 22u);
+    // A large chunked response whose middle was not copied: its tail shows the end.
+    std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4000\r\nxxxx";
+    st.feed(Chunk{head, 20000, "xxxxx\r\n0\r\n\r\n", 0});
+    ASSERT_EQ(s.ends.size(), 2u);
+    EXPECT_EQ(s.ends[1], 20000u);
+    // Without the end in sight it waits; the next response's start line ends it.
+    st.feed(Chunk{head, 20000, "xxxxxxxxxxxx", 0});
+    EXPECT_EQ(s.ends.size(), 2u);
+    st.feed(Chunk{"xxxx", 50000, "xxxx", 0});
+    st.feed(whole("HTTP/1.1 304 Not Modified\r\n\r\n"));
+    ASSERT_EQ(s.heads.size(), 4u);
+    ASSERT_EQ(s.ends.size(), 4u);
+    EXPECT_EQ(s.ends[2], 70000u);  // at least what was seen
+}
+
+TEST(Http1Stream, HeadResponseInterimAndUntilClose) {
+    Seen s;
+    auto st = stream(s);
+    s.head_no_body = true;  // answers a HEAD: Content-Length describes the GET
+    st.feed(whole("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"));
+    EXPECT_EQ(s.ends.size(), 1u);
+    s.head_no_body = false;
+    st.feed(whole("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n\r\nbody"));
+    ASSERT_EQ(s.heads.size(), 3u);
+    EXPECT_EQ(s.ends.size(), 2u);  // the 100, then the until-close body is open
+    st.feed(whole("more body HTTP/1.1 200 OK\r\n\r\n"));
+    EXPECT_EQ(s.heads.size(), 3u);  // inside a body read until close: not a message
+    st.close();
+    ASSERT_EQ(s.ends.size(), 3u);
+    EXPECT_EQ(s.ends[2], 19u + 4u + 29u);
+}
+
+TEST(Http1Stream, BinaryIsNeverAMessageAndResyncFindsTheNext) {
+    Seen s;
+    auto st = stream(s);
+    st.feed(whole(std::string("\x00\x01\x02 not http at all\r\n\r\n", 24)));
+    EXPECT_TRUE(s.heads.empty());
+    EXPECT_FALSE(st.synced());
+    st.feed(whole("GET / HTTP/1.1\r\n\r\n"));
+    EXPECT_EQ(s.heads.size(), 1u);
+    EXPECT_EQ(st.desyncs(), 1u);
+    // A head that runs into uncopied bytes: reported (start line) with its framing unknown.
+    std::string big = "GET /upload HTTP/1.1\r\nX: " + std::string(600, 'a');
+    st.feed(Chunk{std::string_view(big).substr(0, 512), 5000, {}, 0});
+    ASSERT_EQ(s.heads.size(), 2u);
+    EXPECT_FALSE(s.heads[1].head_complete);
+    EXPECT_FALSE(st.synced());
+}
+
+TEST(Http1Route, Templates) {
+    EXPECT_EQ(routeTemplate("/items/42?x=1"), "/items/{id}");
+    EXPECT_EQ(routeTemplate("/u/3f2b8c1e-9d4a-4b7e-8f00-0123456789ab/orders"), "/u/{uuid}/orders");
+    EXPECT_EQ(routeTemplate("/blob/0123456789abcdef0123"), "/blob/{hash}");
+    EXPECT_EQ(routeTemplate("/t/eyJhbGciOiJIUzI1NiJ9abc123"), "/t/{token}");
+    EXPECT_EQ(routeTemplate("http://h:80/a/7"), "/a/{id}");
+    EXPECT_EQ(routeTemplate("/a/b/c/d/e/f/g/h/i/j"), "/a/b/c/d/e/f/g/h/...");
+    EXPECT_EQ(routeTemplate("/"), "/");
+    EXPECT_EQ(routeTemplate("*"), "*");
+    EXPECT_EQ(routeTemplate("/api/v1/users"), "/api/v1/users");
+}
+
+netprobe::ebpf::L7Message msg(std::uint64_t sock, std::uint8_t dir, std::string data, std::uint64_t ts) {
+    netprobe::ebpf::L7Message m;
+    m.sock = sock;
+    m.ts_ns = ts;
+    m.direction = dir;
+    m.protocol = NP_L7_HTTP1;
+    m.family = 4;
+    m.local = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1};
+    m.remote = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 2};
+    m.local_port = 8080;
+    m.remote_port = 40000;
+    m.len = static_cast<std::uint32_t>(data.size());
+    m.head = std::move(data);
+    return m;
+}
+
+TEST(L7Stage, PairsInOrderCountsOnceAndKnowsUnanswered) {
+    L7Stage stage;
+    auto snap = std::make_shared<netprobe::collector::Snapshot>();
+    snap->mono = std::chrono::steady_clock::now();
+    snap->taken_at = std::chrono::system_clock::now();
+    auto sample = std::make_shared<netprobe::collector::L7Sample>();
+    const std::uint64_t t0 = snap->monoNs() - 1'000'000'000;
+    // server side: reads two pipelined requests, answers both, then a third is never answered
+    sample->messages.push_back(msg(1, NP_L7_RECV, "GET /a/1 HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n", t0));
+    sample->messages.push_back(msg(1, NP_L7_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", t0 + 50'000'000));
+    sample->messages.push_back(msg(1, NP_L7_SEND, "HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n", t0 + 60'000'000));
+    sample->messages.push_back(msg(1, NP_L7_RECV, "DELETE /c HTTP/1.1\r\n\r\n", t0 + 70'000'000));
+    auto closed = msg(1, NP_L7_CLOSED, "", t0 + 80'000'000);
+    sample->messages.push_back(closed);
+    snap->l7 = sample;
+    netprobe::analysis::Views v;
+    stage.run(*snap, v);
+    ASSERT_TRUE(v.l7);
+    const auto& series = v.l7->series;
+    ASSERT_EQ(series.size(), 2u);
+    auto ok = series.at(SeriesKey{"http", "server", "10.0.0.1:8080", "GET", "2xx"});
+    EXPECT_EQ(ok.requests, 1u);
+    EXPECT_EQ(ok.buckets[6], 1u);  // 0.05 s: (0.025, 0.05]
+    EXPECT_EQ(ok.response_bytes, 40u);
+    EXPECT_EQ(series.at(SeriesKey{"http", "server", "10.0.0.1:8080", "GET", "5xx"}).requests, 1u);
+    EXPECT_EQ(v.l7->counters.unanswered, 1u);
+    EXPECT_EQ(v.l7->connections, 0u);
+    ASSERT_EQ(v.l7->recent.size(), 2u);
+    EXPECT_EQ(v.l7->recent[0].route, "/a/{id}");
+    EXPECT_DOUBLE_EQ(v.l7->recent[1].duration_seconds, 0.06);
+    ASSERT_FALSE(v.l7->endpoints.empty());
+    for (const auto& e : v.l7->endpoints) EXPECT_EQ(e.requests, 1u);
+}
+
+TEST(L7Stage, ServiceLabelBudget) {
+    L7Options o;
+    o.max_services = 1;
+    L7Stage stage(o);
+    auto snap = std::make_shared<netprobe::collector::Snapshot>();
+    snap->mono = std::chrono::steady_clock::now();
+    auto sample = std::make_shared<netprobe::collector::L7Sample>();
+    const std::uint64_t t0 = snap->monoNs() - 1'000'000;
+    for (std::uint64_t sock = 1; sock <= 3; ++sock) {
+        auto rq = msg(sock, NP_L7_RECV, "GET / HTTP/1.1\r\n\r\n", t0);
+        rq.local_port = static_cast<std::uint16_t>(8000 + sock);
+        auto rs = msg(sock, NP_L7_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", t0 + 1000);
+        rs.local_port = rq.local_port;
+        sample->messages.push_back(rq);
+        sample->messages.push_back(rs);
+    }
+    snap->l7 = sample;
+    netprobe::analysis::Views v;
+    stage.run(*snap, v);
+    EXPECT_EQ(v.l7->series.at(SeriesKey{"http", "server", "10.0.0.1:8001", "GET", "2xx"}).requests, 1u);
+    EXPECT_EQ(v.l7->series.at(SeriesKey{"http", "server", "other", "GET", "2xx"}).requests, 2u);
+    EXPECT_EQ(v.l7->counters.services_overflow, 2u);
+}
+
+}  // namespace
