@@ -13,21 +13,8 @@
 namespace netprobe::analysis::l7 {
 namespace {
 
-constexpr std::size_t kSlots = 6;        // the window in slots (one more is kept as the ring's spare)
-constexpr int kSubBuckets = 16;          // log2 sub-buckets: +-2.2% per duration bucket
-constexpr std::uint16_t kMaxBucket = 511;
-
-std::uint16_t fineBucket(double seconds) {
-    const double us = seconds * 1e6;
-    if (!(us >= 1)) return 0;
-    const double i = std::floor(std::log2(us) * kSubBuckets) + 1;
-    return static_cast<std::uint16_t>(std::min<double>(i, kMaxBucket));
-}
-
-double fineValue(std::uint16_t b) {
-    if (b == 0) return 0.5e-6;
-    return std::exp2((static_cast<double>(b - 1) + 0.5) / kSubBuckets) * 1e-6;
-}
+constexpr std::size_t kSlots = 6;             // the window in slots (one more is kept as the ring's spare)
+constexpr std::size_t kSamplesPerSlot = 512;  // durations kept per slot (a uniform sample beyond)
 
 std::string endpointKey(const Request& r, std::string_view route) {
     std::string k = r.protocol;
@@ -61,7 +48,7 @@ struct L7Stage::Endpoint {
     struct Slot {
         std::int64_t id = -1;
         std::uint64_t requests = 0, errors = 0, client_errors = 0, request_bytes = 0, response_bytes = 0;
-        std::map<std::uint16_t, std::uint32_t> durations;
+        std::vector<float> durations;  // every one up to kSamplesPerSlot, then a uniform sample (Algorithm R)
     };
     std::string protocol, side, service, method, route;
     std::uint64_t requests_total = 0, errors_total = 0;
@@ -167,7 +154,15 @@ void L7Stage::complete(Conn& c, Request&& r) {
     s.client_errors += r.status >= 400 && r.status < 500;
     s.request_bytes += r.request_bytes;
     s.response_bytes += r.response_bytes;
-    ++s.durations[fineBucket(r.duration_seconds)];
+    if (s.durations.size() < kSamplesPerSlot) {
+        s.durations.push_back(static_cast<float>(r.duration_seconds));
+    } else {
+        rng_ ^= rng_ << 13;
+        rng_ ^= rng_ >> 7;
+        rng_ ^= rng_ << 17;
+        const std::uint64_t j = rng_ % s.requests;  // s.requests counts this one
+        if (j < kSamplesPerSlot) s.durations[j] = static_cast<float>(r.duration_seconds);
+    }
 
     recent_.push_back(std::move(r));
     while (recent_.size() > opts_.recent_requests) recent_.pop_front();
@@ -334,7 +329,7 @@ void L7Stage::run(const collector::Snapshot& snap, Views& views) {
         s.route = ep->route;
         s.requests_total = ep->requests_total;
         s.errors_total = ep->errors_total;
-        std::map<std::uint16_t, std::uint64_t> d;
+        std::vector<float> d;
         for (const auto& sl : ep->slots) {
             if (sl.id < first_id || sl.id > now_id) continue;
             s.requests += sl.requests;
@@ -342,19 +337,18 @@ void L7Stage::run(const collector::Snapshot& snap, Views& views) {
             s.client_errors += sl.client_errors;
             s.request_bytes += sl.request_bytes;
             s.response_bytes += sl.response_bytes;
-            for (auto [b, n] : sl.durations) d[b] += n;
+            d.insert(d.end(), sl.durations.begin(), sl.durations.end());
         }
         if (covered > 0) s.rate = static_cast<double>(s.requests) / covered;
         if (s.requests) {
             s.error_rate = static_cast<double>(s.errors) / static_cast<double>(s.requests);
-            auto quantile = [&](double q) {
-                const auto rank = static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(s.requests)));
-                std::uint64_t acc = 0;
-                for (auto [b, n] : d) {
-                    acc += n;
-                    if (acc >= rank) return fineValue(b);
-                }
-                return d.empty() ? 0.0 : fineValue(d.rbegin()->first);
+            // Nearest rank over the kept durations (all of them up to kSamplesPerSlot a slot).
+            auto quantile = [&](double q) -> double {
+                if (d.empty()) return 0;
+                auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(d.size())));
+                rank = std::clamp<std::size_t>(rank, 1, d.size()) - 1;
+                std::nth_element(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(rank), d.end());
+                return d[rank];
             };
             s.p50 = quantile(0.5);
             s.p90 = quantile(0.9);

@@ -85,7 +85,8 @@ struct EndpointSummary {
     std::uint64_t requests = 0, errors = 0, client_errors = 0;  // client_errors: 4xx
     double rate = 0;         // requests per second
     double error_rate = 0;   // errors / requests
-    double p50 = 0, p90 = 0, p99 = 0;  // seconds
+    double p50 = 0, p90 = 0, p99 = 0;  // seconds, nearest rank over the window's durations (exact up to
+                                       // 512 requests per tenth of the window, a uniform sample beyond)
     std::uint64_t request_bytes = 0, response_bytes = 0;
 };
 
@@ -135,6 +136,7 @@ private:
     L7Counters counters_;
     std::uint64_t start_ns_ = 0;  // the first run's monotonic time
     const collector::Snapshot* current_ = nullptr;  // during run() only
+    std::uint64_t rng_ = 0x9E3779B97F4A7C15ull;     // xorshift state of the duration samples
 };
 
 }  // namespace netprobe::analysis::l7

@@ -1,0 +1,279 @@
+"""Application-layer capture (--l7=on), HTTP/1.x: real servers (nginx, Python's
+http.server) and clients (curl, wrk, Python) in namespaces; the agent's counts are
+compared with the clients' own (curl's status codes and byte counts, wrk's request
+count, nginx's access log).
+
+The server runs in the veth's peer namespace, the clients and the agent in a "node"
+namespace. The capture sees every process's syscalls on the machine, so each check
+selects the test's own service (the peer address and port).
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import unittest
+
+from netprobe_e2e import PYTHON, E2ETestCase, log, require_tools, run, wait_for
+
+NGINX_CONF = """
+daemon off;
+user root;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log {d}/access.log;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  keepalive_requests 100000;
+  server {{
+    listen {ip}:{port};
+    location /items/ {{ return 200 "item\\n"; }}
+    location /missing {{ return 404; }}
+    location /err {{ return 503; }}
+    location /static/ {{ root {d}/www; }}
+  }}
+}}
+"""
+
+# HTTP/1.1 keep-alive server answering every GET after sleeping argv[3] seconds.
+SLOW_SERVER = r"""
+import http.server, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        time.sleep(float(sys.argv[3]))
+        body = b"slow\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H)
+print("READY", flush=True)
+s.serve_forever()
+"""
+
+# argv[3] GETs on one keep-alive connection; prints the statuses.
+KEEPALIVE_CLIENT = r"""
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]))
+out = []
+for i in range(int(sys.argv[3])):
+    c.request("GET", f"/slow/{i}")
+    r = c.getresponse()
+    r.read()
+    out.append(r.status)
+print(" ".join(map(str, out)))
+"""
+
+# Three pipelined requests in one send; reads until three responses arrived.
+PIPELINE = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+req = "".join(f"GET /items/{i} HTTP/1.1\r\nHost: t\r\n\r\n" for i in range(3)).encode()
+s.sendall(req)
+data = b""
+while data.count(b"HTTP/1.1 200") < 3 or not data.endswith(b"item\n"):
+    d = s.recv(65536)
+    if not d:
+        break
+    data += d
+print(data.count(b"HTTP/1.1 200"))
+s.close()
+"""
+
+# A binary protocol on port 80: the server echoes, the client sends argv[3] frames.
+BINARY_SERVER = r"""
+import socket, sys, threading
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((sys.argv[1], int(sys.argv[2])))
+l.listen(8)
+print("READY", flush=True)
+def echo(c):
+    while True:
+        d = c.recv(4096)
+        if not d:
+            return
+        c.sendall(d)
+while True:
+    c, _ = l.accept()
+    threading.Thread(target=echo, args=(c,), daemon=True).start()
+"""
+BINARY_CLIENT = r"""
+import os, socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+for i in range(int(sys.argv[3])):
+    frame = b"\x00\x01" + os.urandom(30) + b"GET / HTTP/1.1\r\n\r\n"
+    s.sendall(frame)
+    got = b""
+    while len(got) < len(frame):
+        got += s.recv(4096)
+s.close()
+"""
+
+
+class L7HttpTest(E2ETestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        require_tools("nginx", "curl", "wrk", PYTHON)
+
+    def setUp(self) -> None:
+        self.node = self.make_netns()
+        self.veth = self.make_veth(host_ns=self.node)
+        self.ip = self.veth.peer_ip
+
+    def agent(self):
+        return self.start_agent(f"--interface-filter={self.veth.host}", "--collect-interval=500ms",
+                                "--socket-netns=own", "--l7=on", netns=self.node)
+
+    def nginx(self, port: int = 8080) -> str:
+        d = self.tmpdir()
+        os.makedirs(os.path.join(d, "www", "static"), exist_ok=True)
+        with open(os.path.join(d, "www", "static", "big.bin"), "wb") as f:
+            f.write(os.urandom(200000))
+        conf = os.path.join(d, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(d=d, ip=self.ip, port=port))
+        self.spawn(["nginx", "-c", conf], netns=self.veth.ns, name="nginx")
+        wait_for(lambda: run(["curl", "-s", "-o", "/dev/null", f"http://{self.ip}:{port}/items/0"],
+                             netns=self.node, check=False).returncode == 0, 10, "nginx to answer")
+        return d
+
+    def series(self, agent, name: str, side: str, service: str) -> dict:
+        m = agent.metrics()
+        out = {}
+        for s in m.find(name, side=side, service=service):
+            out[s.labels["status_class"]] = out.get(s.labels["status_class"], 0) + s.value
+        return out
+
+    def settle(self, agent, service: str, total: int, side: str = "server", timeout: float = 15) -> dict:
+        """Waits until the agent counted `total` requests of service at side."""
+        def done():
+            c = self.series(agent, "netprobe_l7_requests_total", side, service)
+            return c if sum(c.values()) >= total else None
+        c = wait_for(done, timeout, f"{total} {side} requests of {service}")
+        time.sleep(1.2)  # two more collections: nothing more may arrive
+        return self.series(agent, "netprobe_l7_requests_total", side, service)
+
+    def test_nginx_counts_match_curl_and_the_access_log(self):
+        d = self.nginx()
+        agent = self.agent()
+        agent.wait_collections(2)
+        service = f"{self.ip}:8080"
+        urls = ([f"http://{service}/items/{i}" for i in range(37)] + [f"http://{service}/missing"] * 5 +
+                [f"http://{service}/err"] * 3 + [f"http://{service}/static/big.bin"])
+        fmt = "%{http_code} %{size_header} %{size_download} %{num_connects}\\n"
+        args = ["curl", "-s", "-w", fmt]
+        for u in urls:
+            args += ["-o", "/dev/null", u]
+        out = run(args, netns=self.node).stdout.split("\n")
+        rows = [line.split() for line in out if line.strip()]
+        self.assertEqual(len(rows), len(urls))
+        want: dict[str, int] = {}
+        client_bytes = 0
+        for code, hdr, body, _ in rows:
+            cls = code[0] + "xx"
+            want[cls] = want.get(cls, 0) + 1
+            client_bytes += int(hdr) + int(body)
+        log(f"curl: {want}, {client_bytes} response bytes, connections: {sum(int(r[3]) for r in rows)}")
+        self.assertEqual(want, {"2xx": 38, "4xx": 5, "5xx": 3})
+        # The warm-up request of nginx() is in the access log and in the agent's counts
+        # only if the agent ran then: it did not.
+        server = self.settle(agent, service, len(urls))
+        client = self.settle(agent, service, len(urls), side="client")
+        self.assertEqual(server, want)
+        self.assertEqual(client, want)
+        with open(os.path.join(d, "access.log")) as f:
+            logged = len(f.readlines())
+        self.assertEqual(logged, len(urls) + 1)  # + the warm-up
+        got = self.series(agent, "netprobe_l7_response_bytes_total", "client", service)
+        self.assertEqual(sum(got.values()), client_bytes)
+
+        ep = agent.get_json(f"/api/v1/l7/endpoints?service={service}&side=server")
+        items = [e for e in ep["endpoints"] if e["route"] == "/items/{id}"]
+        self.assertEqual(len(items), 1, ep)
+        self.assertEqual(items[0]["requests"], 37)
+        errs = [e for e in ep["endpoints"] if e["route"] == "/err"][0]
+        self.assertEqual(errs["errors"], 3)
+        self.assertEqual(errs["error_rate"], 1.0)
+        rq = agent.get_json(f"/api/v1/l7/requests?service={service}&status=404&side=client")
+        self.assertEqual(rq["total"], 5)
+        self.assertTrue(all(r["path"] == "/missing" and r["server_port"] == 8080 for r in rq["requests"]))
+        code, _, body = agent.request("/api/v1/l7/requests?status=abc")
+        self.assertEqual(code, 400, body)
+        self.assertIn("status", body)
+
+        # wrk: its own count of completed requests; the server may also have answered
+        # requests wrk abandoned when its time was up (at most one per connection).
+        before = sum(self.series(agent, "netprobe_l7_requests_total", "server", service).values())
+        out = run(["wrk", "-t1", "-c4", "-d2s", f"http://{service}/items/7"], netns=self.node, timeout=30).stdout
+        n = int(re.search(r"(\d+) requests in", out).group(1))
+        log(f"wrk: {n} requests")
+        self.assertGreater(n, 100)
+        after = self.settle(agent, service, before + n)
+        counted = sum(after.values()) - before
+        self.assertGreaterEqual(counted, n)
+        self.assertLessEqual(counted, n + 4)
+        lost = agent.metrics().find("netprobe_l7_capture_lost_total")
+        self.assertEqual(sum(s.value for s in lost), 0, [(s.labels, s.value) for s in lost])
+
+    def test_latency_of_a_server_that_sleeps_50ms(self):
+        port = 8081
+        srv = self.spawn([PYTHON, "-c", SLOW_SERVER, self.ip, str(port), "0.05"], netns=self.veth.ns,
+                         stdout=subprocess.PIPE, name="slow-server")
+        self.assertEqual(srv.p.stdout.readline().strip(), b"READY")
+        agent = self.agent()
+        agent.wait_collections(2)
+        out = run([PYTHON, "-c", KEEPALIVE_CLIENT, self.ip, str(port), "20"], netns=self.node).stdout.split()
+        self.assertEqual(out, ["200"] * 20)
+        service = f"{self.ip}:{port}"
+        self.settle(agent, service, 20)
+        self.settle(agent, service, 20, side="client")
+        ep = agent.get_json(f"/api/v1/l7/endpoints?service={service}")
+        for e in ep["endpoints"]:
+            log(f"{e['side']} {e['route']}: p50 {e['p50_seconds']:.4f} p99 {e['p99_seconds']:.4f}")
+            self.assertEqual(e["route"], "/slow/{id}")
+            self.assertEqual(e["requests"], 20)
+            self.assertGreaterEqual(e["p50_seconds"], 0.050)
+            self.assertLessEqual(e["p50_seconds"], 0.055)
+        self.assertEqual({e["side"] for e in ep["endpoints"]}, {"client", "server"})
+        m = agent.metrics()
+        b = m.get("netprobe_l7_request_duration_seconds_bucket", side="server", service=service, le="0.05")
+        b2 = m.get("netprobe_l7_request_duration_seconds_bucket", side="server", service=service, le="0.1")
+        self.assertEqual((b, b2), (0, 20))
+
+    def test_pipelined_requests_and_binary_data_on_port_80(self):
+        self.nginx()
+        srv = self.spawn([PYTHON, "-c", BINARY_SERVER, self.ip, "80"], netns=self.veth.ns, stdout=subprocess.PIPE,
+                         name="binary-server")
+        self.assertEqual(srv.p.stdout.readline().strip(), b"READY")
+        agent = self.agent()
+        agent.wait_collections(2)
+        skipped0 = agent.metrics().get("netprobe_l7_capture_skipped_total")
+        out = run([PYTHON, "-c", PIPELINE, self.ip, "8080"], netns=self.node).stdout.strip()
+        self.assertEqual(out, "3")
+        service = f"{self.ip}:8080"
+        self.assertEqual(self.settle(agent, service, 3), {"2xx": 3})
+        self.assertEqual(self.settle(agent, service, 3, side="client"), {"2xx": 3})
+        run([PYTHON, "-c", BINARY_CLIENT, self.ip, "80", "50"], netns=self.node)
+        agent.wait_collections(3)
+        m = agent.metrics()
+        self.assertEqual(m.find("netprobe_l7_requests_total", service=f"{self.ip}:80"), [])
+        # Both ends inspected their first 4 data syscalls, then skipped the rest.
+        self.assertGreaterEqual(m.get("netprobe_l7_capture_skipped_total") - skipped0, 2 * (2 * 50 - 4))
+        self.assertEqual(m.get("netprobe_l7_parse_events_total", kind="desync"), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
