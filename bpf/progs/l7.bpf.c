@@ -22,6 +22,20 @@
 #define NP_S_IFSOCK 0140000
 #define NP_IOV_SCAN 4
 
+/* Syscall arguments and number from the BTF-typed pt_regs: plain loads on x86-64,
+ * CO-RE reads elsewhere. */
+#if defined(__TARGET_ARCH_x86)
+#define NP_ARG1(r) ((r)->di)
+#define NP_ARG2(r) ((r)->si)
+#define NP_ARG3(r) ((r)->dx)
+#define NP_ARG4(r) ((r)->r10)
+#else
+#define NP_ARG1(r) PT_REGS_PARM1_CORE_SYSCALL(r)
+#define NP_ARG2(r) PT_REGS_PARM2_CORE_SYSCALL(r)
+#define NP_ARG3(r) PT_REGS_PARM3_CORE_SYSCALL(r)
+#define NP_ARG4(r) PT_REGS_PARM4_CORE_SYSCALL(r)
+#endif
+
 /* Set by user space before load. */
 const volatile __u32 np_self_tgid = 0;                          /* the agent: not captured */
 const volatile __u8 np_syscall_kind[NP_L7_SYSCALL_TABLE] = {};  /* nr -> enum np_l7_syscall */
@@ -31,11 +45,13 @@ struct {
 	__uint(max_entries, 8 << 20); /* resized by user space */
 } l7_events SEC(".maps");
 
+/* The syscall in flight of each thread (task local storage: no table to fill, and the
+ * exit of every read/write on the machine finds "nothing of ours" without hashing). */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u64); /* pid_tgid */
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct np_l7_args);
-	__uint(max_entries, 16384);
 } l7_args SEC(".maps");
 
 struct {
@@ -73,44 +89,43 @@ static __always_inline __u8 np_kind(long id)
 	return np_syscall_kind[id];
 }
 
+/* Reads through kernel pointers as plain loads (faults read as zero) instead of a
+ * helper call per hop: a cast of an address to its BTF type (kfunc, Linux 6.2+). */
+extern void *bpf_rdonly_cast(void *obj, __u32 btf_id) __ksym;
+
 /* The TCP socket behind descriptor fd of the current task, or NULL (not a socket,
- * not inet, not TCP). */
+ * not inet, not TCP). One helper call (the fd array slot); the rest are loads. */
 static __always_inline struct sock *np_fd_tcp_sock(int fd)
 {
 	if (fd < 0)
 		return NULL;
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt)
+	struct fdtable *fdt = task->files->fdt;
+	if ((unsigned int)fd >= fdt->max_fds)
 		return NULL;
-	unsigned int max = BPF_CORE_READ(fdt, max_fds);
-	if ((unsigned int)fd >= max)
+	struct file **fds = fdt->fd;
+	void *fp = NULL;
+	if (bpf_probe_read_kernel(&fp, sizeof(fp), &fds[fd]) || !fp)
 		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = NULL;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+	struct file *f = bpf_rdonly_cast(fp, bpf_core_type_id_kernel(struct file));
+	if ((f->f_inode->i_mode & NP_S_IFMT) != NP_S_IFSOCK)
 		return NULL;
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-	if ((mode & NP_S_IFMT) != NP_S_IFSOCK)
-		return NULL;
-	struct socket *so = BPF_CORE_READ(f, private_data);
-	if (!so)
-		return NULL;
-	struct sock *sk = BPF_CORE_READ(so, sk);
+	struct socket *so = bpf_rdonly_cast(f->private_data, bpf_core_type_id_kernel(struct socket));
+	struct sock *sk = so->sk;
 	if (!sk)
 		return NULL;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = sk->__sk_common.skc_family;
 	if (family != NP_AF_INET && family != NP_AF_INET6)
 		return NULL;
-	if (BPF_CORE_READ(sk, sk_type) != NP_SOCK_STREAM || BPF_CORE_READ(sk, sk_protocol) != NP_IPPROTO_TCP)
+	if (sk->sk_type != NP_SOCK_STREAM || sk->sk_protocol != NP_IPPROTO_TCP)
 		return NULL;
 	return sk;
 }
 
 static __always_inline void np_sk_ports(struct sock *sk, __u16 *local, __u16 *remote)
 {
-	*local = BPF_CORE_READ(sk, __sk_common.skc_num);
-	*remote = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	*local = sk->__sk_common.skc_num;
+	*remote = bpf_ntohs(sk->__sk_common.skc_dport);
 }
 
 /* The connection record of sk if it belongs to this socket (same ports), else NULL. */
@@ -137,7 +152,7 @@ int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if ((__u32)(pid_tgid >> 32) == np_self_tgid)
 		return 0;
-	int fd = (int)PT_REGS_PARM1_CORE_SYSCALL(regs);
+	int fd = (int)NP_ARG1(regs);
 	struct sock *sk = np_fd_tcp_sock(fd);
 	if (!sk)
 		return 0;
@@ -190,13 +205,18 @@ int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 	};
 	if (kind == NP_L7_SC_SENDFILE) {
 		a.buf = 0;
-		a.count = PT_REGS_PARM4_CORE_SYSCALL(regs);
+		a.count = NP_ARG4(regs);
 	} else {
-		a.buf = PT_REGS_PARM2_CORE_SYSCALL(regs);
-		a.count = PT_REGS_PARM3_CORE_SYSCALL(regs);
+		a.buf = NP_ARG2(regs);
+		a.count = NP_ARG3(regs);
 	}
-	if (bpf_map_update_elem(&l7_args, &pid_tgid, &a, BPF_ANY))
+	struct np_l7_args *slot = bpf_task_storage_get(&l7_args, bpf_get_current_task_btf(), 0,
+						       BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!slot) {
 		np_l7_count(NP_L7_CNT_ARGS_FULL);
+		return 0;
+	}
+	*slot = a;
 	return 0;
 }
 
@@ -234,19 +254,19 @@ int BPF_PROG(np_l7_exit, struct pt_regs *regs, long ret)
 {
 #if defined(__TARGET_ARCH_x86)
 	/* Only the syscalls captured reach the table lookup below. */
-	if (np_kind(BPF_CORE_READ(regs, orig_ax)) == NP_L7_SC_NONE)
+	if (np_kind(regs->orig_ax) == NP_L7_SC_NONE)
 		return 0;
 #endif
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct np_l7_args *ap = bpf_map_lookup_elem(&l7_args, &pid_tgid);
-	if (!ap)
+	struct np_l7_args *ap = bpf_task_storage_get(&l7_args, bpf_get_current_task_btf(), 0, 0);
+	if (!ap || !ap->sock)
 		return 0;
 	struct np_l7_args a = *ap;
-	bpf_map_delete_elem(&l7_args, &pid_tgid);
+	ap->sock = 0; /* consumed */
 	if (ret <= 0)
 		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
-	struct sock *sk = (struct sock *)a.sock;
+	struct sock *sk = bpf_rdonly_cast((void *)a.sock, bpf_core_type_id_kernel(struct sock));
 	__u16 lport, rport;
 	np_sk_ports(sk, &lport, &rport);
 	struct np_l7_conn *c = np_conn(a.sock, lport, rport);
