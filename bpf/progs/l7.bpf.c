@@ -82,6 +82,17 @@ static __always_inline void np_l7_count(__u32 idx)
 		*v += 1;
 }
 
+/* Output without waking the reader unless NP_L7_WAKEUP_BYTES wait: a wakeup per record
+ * is a context switch per syscall captured. The reader drains the ring every 100 ms on
+ * its own (RingReader), so a record waits at most that long. */
+#define NP_L7_WAKEUP_BYTES (256 * 1024)
+static __always_inline long np_l7_output(void *e, __u64 size)
+{
+	__u64 flags = bpf_ringbuf_query(&l7_events, BPF_RB_AVAIL_DATA) >= NP_L7_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
+											      : BPF_RB_NO_WAKEUP;
+	return bpf_ringbuf_output(&l7_events, e, size, flags);
+}
+
 static __always_inline __u8 np_kind(long id)
 {
 	if (id < 0 || id >= NP_L7_SYSCALL_TABLE)
@@ -183,7 +194,7 @@ int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 				e->fd = fd;
 				e->len = 0;
 				e->tail_len = 0;
-				if (bpf_ringbuf_output(&l7_events, e, offsetof(struct np_l7_event, tail), 0))
+				if (np_l7_output(e, offsetof(struct np_l7_event, tail)))
 					np_l7_count(NP_L7_CNT_RING_FULL);
 				else
 					np_l7_count(NP_L7_CNT_EVENTS);
@@ -412,7 +423,7 @@ int BPF_PROG(np_l7_exit, struct pt_regs *regs, long ret)
 	__u64 size = offsetof(struct np_l7_event, data) + (n & 0x3ff);
 	if (size > sizeof(*e))
 		size = sizeof(*e);
-	if (bpf_ringbuf_output(&l7_events, e, size, 0))
+	if (np_l7_output(e, size))
 		np_l7_count(NP_L7_CNT_RING_FULL);
 	else
 		np_l7_count(NP_L7_CNT_EVENTS);

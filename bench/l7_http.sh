@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The L7 capture under load, against Debian's nginx and wrk (own instances, inside
+# namespaces npb-l7-srv (nginx) and npb-l7-cli (wrk and the agent), removed afterwards).
+#  1. np_l7_syscall_bench: ns the capture adds per syscall (non-socket fd, HTTP socket,
+#     binary socket) and the ring's record rate.
+#  2. nginx (1 worker, small responses) + wrk -t1 -c64 for SECS s, ROUNDS interleaved
+#     pairs: without the agent, then with --l7=on; the median ratio of requests/s, and
+#     wrk's p99 latency in both. Requests the agent counted vs wrk's (server side).
+#  3. Agent RSS with 10k concurrent keep-alive connections that each made a request.
+# Usage: bench/l7_http.sh BUILD_BIN_DIR [ROUNDS=3] [SECS=8]
+# Output: RESULT<TAB>name<TAB>value lines for bench/run.sh.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+BIN=${1:?usage: l7_http.sh BUILD_BIN_DIR [ROUNDS] [SECS]}
+ROUNDS=${2:-3}
+SECS=${3:-8}
+NS_S=npb-l7-srv
+NS_C=npb-l7-cli
+np_require l7_http nginx wrk curl
+[[ -x $BIN/np_l7_syscall_bench ]] || { np_log "l7_http: build the bench targets"; exit 1; }
+
+TMP=$(mktemp -d /tmp/npb-l7.XXXXXX)
+trap 'np_cleanup; rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
+
+# 1. Per-syscall cost, in-process (no agent).
+"$BIN/np_l7_syscall_bench"
+
+np_make_pair "$NS_S" "$NS_C" npbl70 npbl71 198.18.7.1/30 198.18.7.2/30
+mkdir -p "$TMP/ngx"
+cat >"$TMP/ngx/nginx.conf" <<CONF
+daemon off;
+user root;
+worker_processes 1;
+worker_rlimit_nofile 30000;
+pid $TMP/ngx/nginx.pid;
+error_log $TMP/ngx/error.log;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/ngx/body;
+  proxy_temp_path $TMP/ngx/proxy;
+  fastcgi_temp_path $TMP/ngx/fcgi;
+  uwsgi_temp_path $TMP/ngx/uwsgi;
+  scgi_temp_path $TMP/ngx/scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  server {
+    listen 198.18.7.1:8080 backlog=4096;
+    location / { return 200 "ok\n"; }
+  }
+}
+CONF
+ip netns exec "$NS_S" nginx -c "$TMP/ngx/nginx.conf" >"$TMP/ngx/stdout" 2>&1 &
+np_track_pid $!
+for i in $(seq 50); do ip netns exec "$NS_C" curl -sf -o /dev/null http://198.18.7.1:8080/ && break; sleep 0.1; done
+
+wrk_run() {  # prints "requests_per_second p99_ms requests"
+  local out
+  out=$(ip netns exec "$NS_C" wrk -t1 -c64 -d"${SECS}s" --latency http://198.18.7.1:8080/)
+  echo "$out" >&2
+  awk '/Requests\/sec/ {rps = $2}
+       $1 == "99%" {v = $2; if (v ~ /us$/) {sub(/us/, "", v); v /= 1000} else if (v ~ /ms$/) {sub(/ms/, "", v)} else if (v ~ /s$/) {sub(/s/, "", v); v *= 1000}; p99 = v}
+       /requests in/ {n = $1}
+       END {printf "%s %s %s\n", rps, p99, n}' <<<"$out"
+}
+ratios=() p99_off=() p99_on=() counted_ok=1
+for r in $(seq "$ROUNDS"); do
+  read -r rps0 lat0 _ < <(wrk_run)
+  port=$(np_free_port "$NS_C")
+  np_start_agent "$NS_C" "$TMP/agent-$r.log" --interface-filter=npbl71 --metrics-port="$port" --collect-interval=1s --l7=on
+  pid=$NP_AGENT_PID
+  np_wait_agent "$NS_C" "$port" npbl71 "$pid" "$TMP/agent-$r.log"
+  before=$(ip netns exec "$NS_C" curl -sf "http://127.0.0.1:$port/metrics" |
+    awk '/^netprobe_l7_requests_total\{.*side="server".*service="198.18.7.1:8080"/ {s += $NF} END {print s + 0}')
+  read -r rps1 lat1 n1 < <(wrk_run)
+  sleep 2.5
+  after=$(ip netns exec "$NS_C" curl -sf "http://127.0.0.1:$port/metrics" |
+    awk '/^netprobe_l7_requests_total\{.*side="server".*service="198.18.7.1:8080"/ {s += $NF} END {print s + 0}')
+  lost=$(ip netns exec "$NS_C" curl -sf "http://127.0.0.1:$port/metrics" |
+    awk '/^netprobe_l7_capture_lost_total/ {s += $NF} END {print s + 0}')
+  np_kill "$pid"; np_untrack_pid "$pid"
+  counted=$((after - before))
+  np_log "round $r: without $rps0 req/s (p99 $lat0 ms), with --l7=on $rps1 req/s (p99 $lat1 ms); wrk $n1 requests, agent counted $counted (server side), lost $lost"
+  (( counted >= n1 && counted <= n1 + 64 )) || counted_ok=0
+  ratios+=("$(awk -v a="$rps1" -v b="$rps0" 'BEGIN {printf "%.3f", a / b}')")
+  p99_off+=("$lat0"); p99_on+=("$lat1")
+done
+echo -e "RESULT\tl7_wrk_ratio\t$(np_median "${ratios[@]}")"
+echo -e "RESULT\tl7_wrk_p99_off_ms\t$(np_median "${p99_off[@]}")"
+echo -e "RESULT\tl7_wrk_p99_on_ms\t$(np_median "${p99_on[@]}")"
+echo -e "RESULT\tl7_wrk_counted_exact\t$counted_ok"
+
+# 3. RSS with 10k keep-alive connections, each with one answered request.
+port=$(np_free_port "$NS_C")
+np_start_agent "$NS_C" "$TMP/agent-rss.log" --interface-filter=npbl71 --metrics-port="$port" --collect-interval=1s --l7=on
+pid=$NP_AGENT_PID
+np_wait_agent "$NS_C" "$port" npbl71 "$pid" "$TMP/agent-rss.log"
+sleep 2
+rss0=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+ip netns exec "$NS_C" /usr/bin/python3 - <<'PY' &
+import resource, selectors, socket, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (15000, 15000))
+socks = []
+for i in range(10000):
+    s = socket.create_connection(("198.18.7.1", 8080))
+    s.sendall(b"GET /k/%d HTTP/1.1\r\nHost: b\r\n\r\n" % i)
+    socks.append(s)
+for s in socks:
+    d = b""
+    while not d.endswith(b"ok\n"):
+        d += s.recv(4096)
+print("10000 connections answered", flush=True)
+time.sleep(20)
+PY
+holder=$!
+np_track_pid "$holder"
+sleep 15
+conns=$(np_metric "$NS_C" "$port" '^netprobe_l7_connections ')
+rss1=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+np_log "agent RSS: $((rss0 / 1024)) MiB before, $((rss1 / 1024)) MiB with ${conns:-?} L7 connections tracked"
+echo -e "RESULT\tl7_rss_10k_mib\t$(awk -v a="$rss1" 'BEGIN {printf "%.1f", a / 1024}')"
+echo -e "RESULT\tl7_rss_10k_delta_mib\t$(awk -v a="$rss1" -v b="$rss0" 'BEGIN {printf "%.1f", (a - b) / 1024}')"
+echo -e "RESULT\tl7_rss_connections\t${conns:-0}"
+np_kill "$holder"; np_untrack_pid "$holder"
+np_kill "$pid"; np_untrack_pid "$pid"
