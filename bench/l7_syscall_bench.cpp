@@ -109,7 +109,7 @@ int main() {
     std::atomic<std::uint64_t> records{0};
     netprobe::ebpf::L7CaptureOptions o;
     o.exclude_self = false;
-    auto cap = netprobe::ebpf::L7Capture::create(o, [&](netprobe::ebpf::L7Message&&) {
+    auto cap = netprobe::ebpf::L7Capture::create(o, [&](const netprobe::ebpf::L7Message&) {
         records.fetch_add(1, std::memory_order_relaxed);
     });
     if (!cap) {

@@ -202,6 +202,7 @@ public:
             netprobe::collector::L7Source::Options lo;
             lo.capture.ring_bytes = opts_.l7_ring_bytes;
             lo.capture.max_connections = static_cast<std::uint32_t>(std::min<std::size_t>(opts_.l7_max_connections * 2, 1u << 22));
+            lo.tracker.max_connections = opts_.l7_max_connections;
             auto src = netprobe::collector::L7Source::create(lo);
             if (src) {
                 collector.addSource(std::shared_ptr<netprobe::collector::L7Source>(std::move(*src)));
@@ -381,9 +382,8 @@ public:
         }
 
         if (l7_on) {
-            netprobe::analysis::l7::L7Options lo;
-            lo.max_connections = opts_.l7_max_connections;
-            pipeline->addStage(std::make_unique<netprobe::analysis::l7::L7Stage>(lo, cfg.attribution));
+            pipeline->addStage(std::make_unique<netprobe::analysis::l7::L7Stage>(netprobe::analysis::l7::L7Options{},
+                                                                                 cfg.attribution));
         }
 
         // Diagnosis: findings over the main snapshots' counters and the security view.

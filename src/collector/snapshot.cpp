@@ -83,9 +83,8 @@ std::shared_ptr<const Snapshot> Snapshot::withoutFlowSamples() const {
     if (l7) {
         auto counters = std::make_shared<L7Sample>();
         counters->kernel = l7->kernel;
-        counters->messages_total = l7->messages_total;
-        counters->messages_dropped = l7->messages_dropped;
-        counters->bytes_dropped = l7->bytes_dropped;
+        counters->parse = l7->parse;
+        counters->connections = l7->connections;
         c->l7 = std::move(counters);
     }
     c->sources = sources;

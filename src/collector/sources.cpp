@@ -293,19 +293,10 @@ Result<void> NetstatSource::collect(SnapshotBuilder& b) {
 }
 
 Result<std::unique_ptr<L7Source>> L7Source::create(Options options) {
-    std::unique_ptr<L7Source> s(new L7Source());
-    s->opts_ = options;
-    auto cap = ebpf::L7Capture::create(options.capture, [raw = s.get()](ebpf::L7Message&& m) {
-        const std::size_t bytes = m.head.size() + m.tail.size();
+    std::unique_ptr<L7Source> s(new L7Source(options.tracker));
+    auto cap = ebpf::L7Capture::create(options.capture, [raw = s.get()](const ebpf::L7Message& m) {
         std::lock_guard lock(raw->mu_);
-        ++raw->total_;
-        if (raw->queue_.size() >= raw->opts_.max_queued || raw->queued_bytes_ + bytes > raw->opts_.max_queued_bytes) {
-            ++raw->dropped_;
-            raw->bytes_dropped_ += bytes;
-            return;
-        }
-        raw->queued_bytes_ += bytes;
-        raw->queue_.push_back(std::move(m));
+        raw->tracker_.feed(m);
     });
     if (!cap) return std::unexpected(cap.error());
     s->capture_ = std::move(*cap);
@@ -318,11 +309,10 @@ Result<void> L7Source::collect(SnapshotBuilder& b) {
     auto sample = std::make_shared<L7Sample>();
     {
         std::lock_guard lock(mu_);
-        sample->messages.swap(queue_);
-        queued_bytes_ = 0;
-        sample->messages_total = total_;
-        sample->messages_dropped = dropped_;
-        sample->bytes_dropped = bytes_dropped_;
+        sample->requests = tracker_.take();
+        tracker_.expire(b.snapshot().monoNs());
+        sample->parse = tracker_.counters();
+        sample->connections = tracker_.connections();
     }
     if (auto c = capture_->counters()) {
         last_kernel_ = *c;

@@ -129,8 +129,9 @@ Result<std::unique_ptr<L7Capture>> L7Capture::create(L7CaptureOptions options, H
         constexpr std::size_t kHeader = offsetof(np_l7_event, data);
         constexpr std::size_t kCloseHeader = offsetof(np_l7_event, tail);
         if (rec.size() < kCloseHeader) return;
-        np_l7_event e{};
-        std::memcpy(&e, rec.data(), std::min(rec.size(), sizeof e));
+        // The header is copied (aligned); the data is read in place.
+        np_l7_event e;
+        std::memcpy(&e, rec.data(), std::min(rec.size(), kHeader));
         L7Message m;
         m.ts_ns = e.ts_ns;
         m.sock = e.sock;
@@ -149,11 +150,12 @@ Result<std::unique_ptr<L7Capture>> L7Capture::create(L7CaptureOptions options, H
         m.fd = e.fd;
         m.len = e.len;
         if (rec.size() >= kHeader) {
+            const auto* base = reinterpret_cast<const char*>(rec.data());
             const std::size_t n = std::min<std::size_t>({e.captured, rec.size() - kHeader, NP_L7_HEAD_MAX});
-            m.head.assign(reinterpret_cast<const char*>(e.data), n);
-            m.tail.assign(reinterpret_cast<const char*>(e.tail), std::min<std::size_t>(e.tail_len, NP_L7_TAIL_MAX));
+            m.head = std::string_view(base + kHeader, n);
+            m.tail = std::string_view(base + offsetof(np_l7_event, tail), std::min<std::size_t>(e.tail_len, NP_L7_TAIL_MAX));
         }
-        raw->handler(std::move(m));
+        raw->handler(m);
     });
     if (!ring) return std::unexpected(ring.error());
     impl->ring = std::move(*ring);

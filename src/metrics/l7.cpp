@@ -69,22 +69,25 @@ std::string renderL7Metrics(const analysis::l7::L7View& v, const collector::L7Sa
                  t.response_bytes);
 
     const auto& c = v.counters;
+    const auto& p = c.parse;
     w.family("netprobe_l7_parse_events_total", MetricType::Counter,
              "What the L7 parsers met, by kind: unanswered (a request whose connection closed first), "
              "unmatched_response (a response without its request: capture began mid-connection), desync (framing lost "
-             "and found again at a start line), connection_table_full (messages not parsed), other_protocol "
-             "(messages of protocols without a parser), service_overflow / endpoint_overflow (requests labelled "
-             "\"other\").");
+             "and found again at a start line), connection_table_full (messages not parsed), requests_dropped "
+             "(completed requests not held between two collections), other_protocol (messages of protocols without "
+             "a parser), expired (idle connections forgotten), service_overflow / endpoint_overflow (requests "
+             "labelled \"other\").");
     const std::pair<const char*, std::uint64_t> kinds[] = {
-        {"unanswered", c.unanswered},          {"unmatched_response", c.unmatched_responses},
-        {"desync", c.desyncs},                 {"connection_table_full", c.connections_dropped},
-        {"other_protocol", c.other_protocol},  {"service_overflow", c.services_overflow},
+        {"unanswered", p.unanswered},          {"unmatched_response", p.unmatched_responses},
+        {"desync", p.desyncs},                 {"connection_table_full", p.connections_dropped},
+        {"requests_dropped", p.requests_dropped}, {"other_protocol", p.other_protocol},
+        {"expired", p.connections_expired},    {"service_overflow", c.services_overflow},
         {"endpoint_overflow", c.endpoints_overflow}};
     for (const auto& [k, n] : kinds) w.sample("netprobe_l7_parse_events_total", {{"kind", k}}, n);
     w.family("netprobe_l7_connections", MetricType::Gauge, "Connections with L7 parser state.");
     w.sample("netprobe_l7_connections", {}, static_cast<std::uint64_t>(v.connections));
     w.family("netprobe_l7_messages_total", MetricType::Counter, "Captured messages processed by the L7 parsers.");
-    w.sample("netprobe_l7_messages_total", {}, c.messages);
+    w.sample("netprobe_l7_messages_total", {}, p.messages);
 
     if (capture) {
         const auto& k = capture->kernel;
@@ -98,13 +101,11 @@ std::string renderL7Metrics(const analysis::l7::L7View& v, const collector::L7Sa
         w.sample("netprobe_l7_capture_records_total", {}, k[NP_L7_CNT_EVENTS]);
         w.family("netprobe_l7_capture_lost_total", MetricType::Counter,
                  "Captured messages lost, by where: ring_full (the kernel found no room in the ring), args_full / "
-                 "conns_full (a kernel table was full), read_failed (user memory not readable), queue_full (the "
-                 "agent's queue between collections was full).");
+                 "conns_full (a kernel table was full), read_failed (user memory not readable).");
         w.sample("netprobe_l7_capture_lost_total", {{"where", "ring_full"}}, k[NP_L7_CNT_RING_FULL]);
         w.sample("netprobe_l7_capture_lost_total", {{"where", "args_full"}}, k[NP_L7_CNT_ARGS_FULL]);
         w.sample("netprobe_l7_capture_lost_total", {{"where", "conns_full"}}, k[NP_L7_CNT_CONNS_FULL]);
         w.sample("netprobe_l7_capture_lost_total", {{"where", "read_failed"}}, k[NP_L7_CNT_READ_FAILED]);
-        w.sample("netprobe_l7_capture_lost_total", {{"where", "queue_full"}}, capture->messages_dropped);
     }
     return w.take();
 }

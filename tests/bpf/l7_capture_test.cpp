@@ -25,8 +25,14 @@
 namespace {
 
 using netprobe::ebpf::L7Capture;
-using netprobe::ebpf::L7Message;
 using netprobe::util::UniqueFd;
+
+// A captured message with its bytes copied (the capture's views live only during its handler).
+struct L7Message : netprobe::ebpf::L7Message {
+    std::string head, tail;
+    explicit L7Message(const netprobe::ebpf::L7Message& m)
+        : netprobe::ebpf::L7Message(m), head(m.head), tail(m.tail) {}
+};
 
 struct Collected {
     std::mutex mu;
@@ -101,9 +107,9 @@ protected:
     void SetUp() override {
         netprobe::ebpf::L7CaptureOptions o;
         o.exclude_self = false;  // the sockets under test are this process's
-        auto c = L7Capture::create(o, [this](L7Message&& m) {
+        auto c = L7Capture::create(o, [this](const netprobe::ebpf::L7Message& m) {
             std::lock_guard lock(got_.mu);
-            got_.msgs.push_back(std::move(m));
+            got_.msgs.emplace_back(m);
             got_.cv.notify_all();
         });
         ASSERT_TRUE(c) << c.error().message;

@@ -8,37 +8,43 @@
 #include <string>
 #include <string_view>
 
-#include <netprobe/analysis/l7/http1.hpp>
+#include <netprobe/l7/http1.hpp>
 
 #include "fuzz_util.hpp"
 
-using netprobe::analysis::l7::Chunk;
-using netprobe::analysis::l7::Http1Message;
-using netprobe::analysis::l7::Http1Stream;
+using netprobe::l7::Chunk;
+using netprobe::l7::Http1Message;
+using netprobe::l7::Http1Stream;
+
+namespace {
+struct Checker final : netprobe::l7::Http1Listener {
+    std::size_t heads = 0, ends = 0;
+    bool open = false;
+    bool onHead(bool, Http1Message& m) override {
+        ++heads;
+        NP_FUZZ_CHECK(m.request ? netprobe::l7::looksLikeHttp1Start(m.method + " ")
+                                : m.status >= 100 && m.status <= 599);
+        open = true;
+        return (heads % 3) == 0;  // some responses answer a HEAD
+    }
+    void onEnd(bool, std::uint64_t) override {
+        NP_FUZZ_CHECK(open);
+        open = false;
+        ++ends;
+    }
+};
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string_view in(reinterpret_cast<const char*>(data), size);
-    if (auto h = netprobe::analysis::l7::parseHttp1Head(in)) {
+    if (auto h = netprobe::l7::parseHttp1Head(in)) {
         NP_FUZZ_CHECK(h->request ? !h->method.empty() && !h->target.empty() : h->status >= 100 && h->status <= 599);
     }
-    const std::string route = netprobe::analysis::l7::routeTemplate(in);
+    const std::string route = netprobe::l7::routeTemplate(in);
     NP_FUZZ_CHECK(route.size() <= 132 && (route[0] == '/' || route == "*"));
 
-    std::size_t heads = 0, ends = 0;
-    bool open = false;
-    Http1Stream st(
-        [&](Http1Message& m) {
-            ++heads;
-            NP_FUZZ_CHECK(m.request ? netprobe::analysis::l7::looksLikeHttp1Start(m.method + " ")
-                                    : m.status >= 100 && m.status <= 599);
-            open = true;
-            return (heads % 3) == 0;  // some responses answer a HEAD
-        },
-        [&](std::uint64_t) {
-            NP_FUZZ_CHECK(open);
-            open = false;
-            ++ends;
-        });
+    Checker chk;
+    Http1Stream st(&chk, true);
     std::size_t pos = 0;
     std::uint64_t ts = 0;
     while (pos < size) {
@@ -56,6 +62,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         st.feed(c);
     }
     st.close();
-    NP_FUZZ_CHECK(ends <= heads);
+    NP_FUZZ_CHECK(chk.ends <= chk.heads);
     return 0;
 }

@@ -6,26 +6,30 @@
 #include <string>
 #include <vector>
 
-#include <netprobe/analysis/l7/http1.hpp>
 #include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/collector/snapshot.hpp>
+#include <netprobe/l7/http1.hpp>
+#include <netprobe/l7/tracker.hpp>
 
 namespace {
 
-using namespace netprobe::analysis::l7;
+using namespace netprobe::l7;
+using netprobe::analysis::l7::L7Options;
+using netprobe::analysis::l7::L7Stage;
+using netprobe::analysis::l7::SeriesKey;
 
-struct Seen {
+struct Seen final : Http1Listener {
     std::vector<Http1Message> heads;
     std::vector<std::uint64_t> ends;
     bool head_no_body = false;  // answer for responses
+    bool onHead(bool, Http1Message& m) override {
+        heads.push_back(m);
+        return !m.request && head_no_body;
+    }
+    void onEnd(bool, std::uint64_t b) override { ends.push_back(b); }
 };
 
-Http1Stream stream(Seen& s) {
-    return Http1Stream([&s](Http1Message& m) {
-        s.heads.push_back(m);
-        return !m.request && s.head_no_body;
-    }, [&s](std::uint64_t b) { s.ends.push_back(b); });
-}
+Http1Stream stream(Seen& s) { return Http1Stream(&s, true); }
 
 Chunk whole(const std::string& d, std::uint64_t ts = 0) { return Chunk{d, d.size(), {}, ts}; }
 
@@ -151,8 +155,14 @@ TEST(Http1Route, Templates) {
     EXPECT_EQ(routeTemplate("/api/v1/users"), "/api/v1/users");
 }
 
-netprobe::ebpf::L7Message msg(std::uint64_t sock, std::uint8_t dir, std::string data, std::uint64_t ts) {
+struct Msg {
     netprobe::ebpf::L7Message m;
+    std::string data;
+};
+
+Msg msg(std::uint64_t sock, std::uint8_t dir, std::string data, std::uint64_t ts, std::uint16_t local_port = 8080) {
+    Msg x;
+    auto& m = x.m;
     m.sock = sock;
     m.ts_ns = ts;
     m.direction = dir;
@@ -160,28 +170,52 @@ netprobe::ebpf::L7Message msg(std::uint64_t sock, std::uint8_t dir, std::string 
     m.family = 4;
     m.local = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1};
     m.remote = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 2};
-    m.local_port = 8080;
+    m.local_port = local_port;
     m.remote_port = 40000;
     m.len = static_cast<std::uint32_t>(data.size());
-    m.head = std::move(data);
-    return m;
+    x.data = std::move(data);
+    return x;
 }
 
-TEST(L7Stage, PairsInOrderCountsOnceAndKnowsUnanswered) {
-    L7Stage stage;
+void feed(ConnectionTracker& t, Msg& x) {
+    x.m.head = x.data;
+    t.feed(x.m);
+}
+
+std::shared_ptr<netprobe::collector::Snapshot> snapshotWith(ConnectionTracker& t) {
     auto snap = std::make_shared<netprobe::collector::Snapshot>();
     snap->mono = std::chrono::steady_clock::now();
     snap->taken_at = std::chrono::system_clock::now();
     auto sample = std::make_shared<netprobe::collector::L7Sample>();
-    const std::uint64_t t0 = snap->monoNs() - 1'000'000'000;
-    // server side: reads two pipelined requests, answers both, then a third is never answered
-    sample->messages.push_back(msg(1, NP_L7_RECV, "GET /a/1 HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n", t0));
-    sample->messages.push_back(msg(1, NP_L7_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", t0 + 50'000'000));
-    sample->messages.push_back(msg(1, NP_L7_SEND, "HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n", t0 + 60'000'000));
-    sample->messages.push_back(msg(1, NP_L7_RECV, "DELETE /c HTTP/1.1\r\n\r\n", t0 + 70'000'000));
-    auto closed = msg(1, NP_L7_CLOSED, "", t0 + 80'000'000);
-    sample->messages.push_back(closed);
+    sample->requests = t.take();
+    sample->parse = t.counters();
+    sample->connections = t.connections();
     snap->l7 = sample;
+    return snap;
+}
+
+TEST(L7Tracker, PairsInOrderCountsOnceAndKnowsUnanswered) {
+    ConnectionTracker t;
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::steady_clock::now().time_since_epoch()).count();
+    const std::uint64_t t0 = static_cast<std::uint64_t>(now) - 1'000'000'000;
+    // server side: reads two pipelined requests, answers both, then a third is never answered
+    std::vector<Msg> ms;
+    ms.push_back(msg(1, NP_L7_RECV, "GET /a/1 HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n", t0));
+    ms.push_back(msg(1, NP_L7_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", t0 + 50'000'000));
+    ms.push_back(msg(1, NP_L7_SEND, "HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n", t0 + 60'000'000));
+    ms.push_back(msg(1, NP_L7_RECV, "DELETE /c HTTP/1.1\r\n\r\n", t0 + 70'000'000));
+    ms.push_back(msg(1, NP_L7_CLOSED, "", t0 + 80'000'000));
+    for (auto& x : ms) feed(t, x);
+    EXPECT_EQ(t.connections(), 0u);
+    EXPECT_EQ(t.counters().unanswered, 1u);
+    auto snap = snapshotWith(t);
+    ASSERT_EQ(snap->l7->requests.size(), 2u);
+    EXPECT_EQ(snap->l7->requests[0].route, "/a/{id}");
+    EXPECT_EQ(snap->l7->requests[0].side, Side::Server);
+    EXPECT_DOUBLE_EQ(snap->l7->requests[1].duration_seconds, 0.06);
+
+    L7Stage stage;
     netprobe::analysis::Views v;
     stage.run(*snap, v);
     ASSERT_TRUE(v.l7);
@@ -192,37 +226,51 @@ TEST(L7Stage, PairsInOrderCountsOnceAndKnowsUnanswered) {
     EXPECT_EQ(ok.buckets[6], 1u);  // 0.05 s: (0.025, 0.05]
     EXPECT_EQ(ok.response_bytes, 40u);
     EXPECT_EQ(series.at(SeriesKey{"http", "server", "10.0.0.1:8080", "GET", "5xx"}).requests, 1u);
-    EXPECT_EQ(v.l7->counters.unanswered, 1u);
-    EXPECT_EQ(v.l7->connections, 0u);
+    EXPECT_EQ(v.l7->counters.parse.unanswered, 1u);
     ASSERT_EQ(v.l7->recent.size(), 2u);
-    EXPECT_EQ(v.l7->recent[0].route, "/a/{id}");
-    EXPECT_DOUBLE_EQ(v.l7->recent[1].duration_seconds, 0.06);
     ASSERT_FALSE(v.l7->endpoints.empty());
     for (const auto& e : v.l7->endpoints) EXPECT_EQ(e.requests, 1u);
 }
 
 TEST(L7Stage, ServiceLabelBudget) {
+    ConnectionTracker t;
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::steady_clock::now().time_since_epoch()).count();
+    const std::uint64_t t0 = static_cast<std::uint64_t>(now) - 1'000'000;
+    for (std::uint64_t sock = 1; sock <= 3; ++sock) {
+        const auto port = static_cast<std::uint16_t>(8000 + sock);
+        auto rq = msg(sock, NP_L7_RECV, "GET / HTTP/1.1\r\n\r\n", t0, port);
+        auto rs = msg(sock, NP_L7_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", t0 + 1000, port);
+        feed(t, rq);
+        feed(t, rs);
+    }
     L7Options o;
     o.max_services = 1;
     L7Stage stage(o);
-    auto snap = std::make_shared<netprobe::collector::Snapshot>();
-    snap->mono = std::chrono::steady_clock::now();
-    auto sample = std::make_shared<netprobe::collector::L7Sample>();
-    const std::uint64_t t0 = snap->monoNs() - 1'000'000;
-    for (std::uint64_t sock = 1; sock <= 3; ++sock) {
-        auto rq = msg(sock, NP_L7_RECV, "GET / HTTP/1.1\r\n\r\n", t0);
-        rq.local_port = static_cast<std::uint16_t>(8000 + sock);
-        auto rs = msg(sock, NP_L7_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", t0 + 1000);
-        rs.local_port = rq.local_port;
-        sample->messages.push_back(rq);
-        sample->messages.push_back(rs);
-    }
-    snap->l7 = sample;
     netprobe::analysis::Views v;
-    stage.run(*snap, v);
+    stage.run(*snapshotWith(t), v);
     EXPECT_EQ(v.l7->series.at(SeriesKey{"http", "server", "10.0.0.1:8001", "GET", "2xx"}).requests, 1u);
     EXPECT_EQ(v.l7->series.at(SeriesKey{"http", "server", "other", "GET", "2xx"}).requests, 2u);
     EXPECT_EQ(v.l7->counters.services_overflow, 2u);
+}
+
+TEST(L7Tracker, IdleConnectionsExpireAndTableIsBounded) {
+    TrackerOptions o;
+    o.max_connections = 2;
+    o.idle_timeout = std::chrono::seconds(10);
+    ConnectionTracker t(o);
+    for (std::uint64_t sock = 1; sock <= 3; ++sock) {
+        auto rq = msg(sock, NP_L7_RECV, "GET / HTTP/1.1\r\n\r\n", 1'000'000'000);
+        feed(t, rq);
+    }
+    EXPECT_EQ(t.connections(), 2u);
+    EXPECT_EQ(t.counters().connections_dropped, 1u);
+    t.expire(5'000'000'000);
+    EXPECT_EQ(t.connections(), 2u);
+    t.expire(12'000'000'000);
+    EXPECT_EQ(t.connections(), 0u);
+    EXPECT_EQ(t.counters().connections_expired, 2u);
+    EXPECT_EQ(t.counters().unanswered, 2u);
 }
 
 }  // namespace

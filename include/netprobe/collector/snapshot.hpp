@@ -14,6 +14,7 @@
 #include <netprobe/abi.h>
 #include <netprobe/ebpf/cgroup_traffic.hpp>
 #include <netprobe/ebpf/l7_capture.hpp>
+#include <netprobe/l7/tracker.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/ebpf/types.hpp>
 #include <netprobe/util/ip.hpp>
@@ -90,14 +91,13 @@ struct SecuritySample {
     std::uint64_t host_read_errors = 0;   // failed host_stats reads (since start)
 };
 
-// What the L7 source read: the messages captured since the previous collection (in
-// arrival order) and the capture's counters (since start).
+// What the L7 source read: the requests completed since the previous collection (in
+// completion order) and the capture's and parsers' counters (since start).
 struct L7Sample {
-    std::vector<ebpf::L7Message> messages;
+    std::vector<l7::Request> requests;
     ebpf::L7KernelCounters kernel{};        // enum np_l7_counter
-    std::uint64_t messages_total = 0;       // received from the ring
-    std::uint64_t messages_dropped = 0;     // not queued: the user-space queue was full
-    std::uint64_t bytes_dropped = 0;        // their captured bytes
+    l7::TrackerCounters parse;
+    std::size_t connections = 0;            // with parser state
 };
 
 // A source's health: its failed collections.
@@ -131,8 +131,8 @@ struct Snapshot {
     std::shared_ptr<const std::map<std::string, std::uint64_t>> netstat;
     // Security analytics input; null except in the security collector's snapshots.
     std::shared_ptr<const SecuritySample> security;
-    // Application-layer capture; null when --l7 is off. Published views keep its
-    // counters only (the messages are the L7 stage's input, like the flow samples).
+    // Application-layer requests; null when --l7 is off. Published views keep its
+    // counters only (the requests are the L7 stage's input, like the flow samples).
     std::shared_ptr<const L7Sample> l7;
     std::vector<SourceHealth> sources;
     double collect_duration_seconds = 0;

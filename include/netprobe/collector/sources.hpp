@@ -14,6 +14,7 @@
 #include <netprobe/collector/source.hpp>
 #include <netprobe/ebpf/cgroup_traffic.hpp>
 #include <netprobe/ebpf/l7_capture.hpp>
+#include <netprobe/l7/tracker.hpp>
 #include <netprobe/ebpf/manager.hpp>
 #include <netprobe/ebpf/map_io.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
@@ -109,15 +110,15 @@ private:
     std::uint64_t host_read_errors_ = 0;
 };
 
-// Application-layer capture: loads the L7 programs; their ring is drained by the
-// capture's thread into a bounded queue (by messages and by captured bytes; every
-// message that does not fit is counted), handed over at each collection.
+// Application-layer requests: loads the L7 programs; the capture's ring thread feeds
+// each record, in place, to the connection tracker (parsing and pairing), whose
+// completed requests (bounded; every one that does not fit is counted) are handed over
+// at each collection, when idle connections are also forgotten.
 class L7Source final : public Source {
 public:
     struct Options {
         ebpf::L7CaptureOptions capture;
-        std::size_t max_queued = 200000;        // messages between two collections
-        std::size_t max_queued_bytes = 64u << 20;
+        l7::TrackerOptions tracker;
     };
     [[nodiscard]] static Result<std::unique_ptr<L7Source>> create(Options options);
     ~L7Source() override;
@@ -125,12 +126,9 @@ public:
     Result<void> collect(SnapshotBuilder& b) override;
 
 private:
-    L7Source() = default;
-    Options opts_;
+    explicit L7Source(const l7::TrackerOptions& t) : tracker_(t) {}
     std::mutex mu_;
-    std::vector<ebpf::L7Message> queue_;  // guarded by mu_
-    std::size_t queued_bytes_ = 0;        // guarded by mu_
-    std::uint64_t total_ = 0, dropped_ = 0, bytes_dropped_ = 0;  // guarded by mu_
+    l7::ConnectionTracker tracker_;  // guarded by mu_
     std::unique_ptr<ebpf::L7Capture> capture_;
     std::uint64_t counter_errors_ = 0;
     ebpf::L7KernelCounters last_kernel_{};

@@ -4,7 +4,7 @@
 // connections the kernel side recognised as an application protocol produce records;
 // the rest cost a lookup per syscall.
 //
-//   auto cap = L7Capture::create({}, [&](const L7Message& m) { queue.push(m); });
+//   auto cap = L7Capture::create({}, [&](const L7Message& m) { tracker.feed(m); });
 //   auto c = (*cap)->counters();   // Result<L7KernelCounters>: one map read
 #pragma once
 
@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <netprobe/abi.h>
 #include <netprobe/util/error.hpp>
@@ -20,7 +21,8 @@
 
 namespace netprobe::ebpf {
 
-// One captured syscall (or a close) on a classified connection, as plain data.
+// One captured syscall (or a close) on a classified connection. head and tail point into
+// the ring's memory: valid only during the handler call.
 struct L7Message {
     std::uint64_t ts_ns = 0;   // CLOCK_MONOTONIC at the syscall's exit
     std::uint64_t sock = 0;    // kernel socket address: the connection's identity while it lives
@@ -55,7 +57,7 @@ struct L7CaptureOptions {
 
 class L7Capture {
 public:
-    using Handler = std::function<void(L7Message&&)>;
+    using Handler = std::function<void(const L7Message&)>;
     // Loads and attaches the programs (tp_btf/sys_enter + sys_exit); on_message runs on
     // the capture's ring thread. Fails (nothing attached) when the kernel lacks BTF raw
     // tracepoints or the syscall numbers are unknown for this architecture.

@@ -1,4 +1,4 @@
-// netprobe::analysis::l7 - HTTP/1.x over captured syscall data.
+// netprobe::l7 - HTTP/1.x over captured syscall data.
 //
 // The capture delivers each syscall's bytes as a Chunk: the first bytes (head), the
 // last ones (tail, only when the middle was not copied) and the count the syscall moved.
@@ -11,12 +11,11 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 
-namespace netprobe::analysis::l7 {
+namespace netprobe::l7 {
 
 struct Chunk {
     std::string_view head;   // the first bytes of the syscall's data
@@ -45,15 +44,20 @@ struct Http1Message {
 // Whether bytes begin like an HTTP/1 start line (a request method and a space, or "HTTP/1.").
 [[nodiscard]] bool looksLikeHttp1Start(std::string_view bytes);
 
+// What a stream reports, with the stream's direction (sending: the process wrote it).
+class Http1Listener {
+public:
+    virtual ~Http1Listener() = default;
+    // A message head; returns true when a response carries no body regardless of its
+    // headers (the answer to HEAD).
+    virtual bool onHead(bool sending, Http1Message& m) = 0;
+    // The message found last is complete (bytes: all of it, head and body).
+    virtual void onEnd(bool sending, std::uint64_t bytes) = 0;
+};
+
 class Http1Stream {
 public:
-    // on_head(message) -> true when a response carries no body regardless of its
-    // headers (the answer to HEAD); called for every message head found.
-    // on_end(message bytes) when the message found last is complete.
-    using OnHead = std::function<bool(Http1Message&)>;
-    using OnEnd = std::function<void(std::uint64_t bytes)>;
-
-    Http1Stream(OnHead on_head, OnEnd on_end) : on_head_(std::move(on_head)), on_end_(std::move(on_end)) {}
+    Http1Stream(Http1Listener* listener, bool sending) : listener_(listener), sending_(sending) {}
     void feed(const Chunk& c);
     // The connection closed: a message read until close ends here.
     void close();
@@ -67,11 +71,14 @@ private:
     enum class State { Head, Body, Chunked, ChunkedLost, UntilClose, Desync };
     void endMessage();
     void lose();
+    // A head parsed (head_bytes long, ending at pos of a chunk of len bytes): report it
+    // and frame its body.
+    void startMessage(Http1Message& m, std::size_t head_bytes, std::uint64_t len, std::uint64_t pos);
     // In Chunked state: consume the bytes of data [pos, avail); returns the new position.
     std::size_t chunkedScan(std::string_view data, std::size_t pos);
 
-    OnHead on_head_;
-    OnEnd on_end_;
+    Http1Listener* listener_;
+    bool sending_;
     State state_ = State::Head;
     std::string partial_;          // head bytes so far
     std::uint64_t partial_ts_ = 0;
@@ -89,4 +96,4 @@ private:
 // at most 8 segments and 128 bytes ("/..." marks what was cut).
 [[nodiscard]] std::string routeTemplate(std::string_view target);
 
-}  // namespace netprobe::analysis::l7
+}  // namespace netprobe::l7

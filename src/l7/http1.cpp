@@ -1,23 +1,27 @@
 // HTTP/1.x framing over captured syscall chunks (see http1.hpp).
-#include <netprobe/analysis/l7/http1.hpp>
+#include <netprobe/l7/http1.hpp>
 
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <charconv>
 
-namespace netprobe::analysis::l7 {
+namespace netprobe::l7 {
 namespace {
 
 constexpr std::array<std::string_view, 9> kMethods = {"GET", "POST", "PUT", "HEAD", "DELETE",
                                                       "PATCH", "OPTIONS", "CONNECT", "TRACE"};
 constexpr std::size_t kMaxTarget = 2048;
 
+// ASCII case-insensitive equality; b is lower case.
 bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-           });
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        char c = a[i];
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+        if (c != b[i]) return false;
+    }
+    return true;
 }
 
 std::string_view trim(std::string_view s) {
@@ -76,7 +80,10 @@ bool parseStartLine(std::string_view line, Http1Message& m) {
 void parseHeader(std::string_view line, Http1Message& m) {
     auto colon = line.find(':');
     if (colon == std::string_view::npos || colon == 0) return;  // not a header line: ignored
-    std::string_view name = line.substr(0, colon), value = trim(line.substr(colon + 1));
+    std::string_view name = line.substr(0, colon);
+    const char first = static_cast<char>(name[0] | 0x20);
+    if (first != 'c' && first != 't') return;  // none of the headers read below
+    std::string_view value = trim(line.substr(colon + 1));
     if (iequals(name, "content-length")) {
         std::uint64_t n = 0;
         auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
@@ -93,8 +100,8 @@ void parseHeader(std::string_view line, Http1Message& m) {
 
 // End of the head in s (index just past the blank line), or npos.
 std::size_t headEnd(std::string_view s) {
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] != '\n') continue;
+    // Line by line (memchr), not byte by byte: a head has a handful of lines.
+    for (std::size_t i = s.find('\n'); i != std::string_view::npos; i = s.find('\n', i + 1)) {
         if (i + 1 < s.size() && s[i + 1] == '\n') return i + 2;
         if (i + 2 < s.size() && s[i + 1] == '\r' && s[i + 2] == '\n') return i + 3;
     }
@@ -141,7 +148,7 @@ std::optional<Http1Message> parseHttp1Head(std::string_view head) {
 }
 
 void Http1Stream::endMessage() {
-    if (in_message_) on_end_(msg_bytes_);
+    if (in_message_) listener_->onEnd(sending_, msg_bytes_);
     in_message_ = false;
     msg_bytes_ = 0;
     state_ = State::Head;
@@ -151,7 +158,7 @@ void Http1Stream::endMessage() {
 }
 
 void Http1Stream::lose() {
-    if (in_message_) on_end_(msg_bytes_);  // what was seen of it: a lower bound
+    if (in_message_) listener_->onEnd(sending_, msg_bytes_);  // what was seen of it: a lower bound
     in_message_ = false;
     msg_bytes_ = 0;
     partial_.clear();
@@ -212,6 +219,37 @@ std::size_t Http1Stream::chunkedScan(std::string_view data, std::size_t pos) {
     return pos;
 }
 
+void Http1Stream::startMessage(Http1Message& m, std::size_t head_bytes, std::uint64_t len, std::uint64_t pos) {
+    m.start_ts_ns = partial_ts_;
+    in_message_ = true;
+    msg_bytes_ = head_bytes;
+    const bool no_body = listener_->onHead(sending_, m);
+    if (m.request) {
+        if (m.chunked) {
+            state_ = State::Chunked;
+        } else if (m.content_length.value_or(0) > 0) {
+            state_ = State::Body;
+            body_left_ = *m.content_length;
+        } else {
+            endMessage();
+        }
+    } else if (no_body || m.status < 200 || m.status == 204 || m.status == 304) {
+        endMessage();
+    } else if (m.chunked) {
+        state_ = State::Chunked;
+    } else if (m.content_length) {
+        if (*m.content_length == 0) {
+            endMessage();
+        } else {
+            state_ = State::Body;
+            body_left_ = *m.content_length;
+        }
+    } else {
+        state_ = State::UntilClose;  // the rest of this chunk and all that follows, until close
+        msg_bytes_ += len - pos;
+    }
+}
+
 void Http1Stream::feed(const Chunk& c) {
     const std::string_view head = c.head;
     const std::uint64_t len = std::max<std::uint64_t>(c.len, head.size());
@@ -254,6 +292,21 @@ void Http1Stream::feed(const Chunk& c) {
                     partial_ts_ = c.ts_ns;
                 }
                 const std::size_t prev = partial_.size();
+                if (prev == 0) {
+                    // The common case: the whole head is in this chunk - parsed in place.
+                    const std::size_t e = headEnd(avail);
+                    if (e != std::string_view::npos) {
+                        auto parsed = parseHttp1Head(avail.substr(0, e));
+                        if (!parsed) {
+                            lose();
+                            return;
+                        }
+                        pos += e;
+                        startMessage(*parsed, e, len, pos);
+                        if (state_ == State::UntilClose) return;
+                        break;
+                    }
+                }
                 partial_.append(avail.substr(0, kMaxHead - std::min(prev, kMaxHead)));
                 const std::size_t e = headEnd(partial_);
                 if (e == std::string_view::npos) {
@@ -270,7 +323,7 @@ void Http1Stream::feed(const Chunk& c) {
                             m.start_ts_ns = partial_ts_;
                             in_message_ = true;
                             msg_bytes_ = len - pos + prev;
-                            on_head_(m);
+                            listener_->onHead(sending_, m);
                         }
                         lose();
                         return;
@@ -284,36 +337,8 @@ void Http1Stream::feed(const Chunk& c) {
                     return;
                 }
                 pos += e - prev;
-                Http1Message& m = *parsed;
-                m.start_ts_ns = partial_ts_;
-                in_message_ = true;
-                msg_bytes_ = e;
-                const bool no_body = on_head_(m);
-                if (m.request) {
-                    if (m.chunked) {
-                        state_ = State::Chunked;
-                    } else if (m.content_length.value_or(0) > 0) {
-                        state_ = State::Body;
-                        body_left_ = *m.content_length;
-                    } else {
-                        endMessage();
-                    }
-                } else if (no_body || m.status < 200 || m.status == 204 || m.status == 304) {
-                    endMessage();
-                } else if (m.chunked) {
-                    state_ = State::Chunked;
-                } else if (m.content_length) {
-                    if (*m.content_length == 0) {
-                        endMessage();
-                    } else {
-                        state_ = State::Body;
-                        body_left_ = *m.content_length;
-                    }
-                } else {
-                    state_ = State::UntilClose;
-                    msg_bytes_ += len - pos;
-                    return;
-                }
+                startMessage(*parsed, e, len, pos);
+                if (state_ == State::UntilClose) return;
                 break;
             }
             case State::Body: {
@@ -406,4 +431,4 @@ std::string routeTemplate(std::string_view target) {
     return out;
 }
 
-}  // namespace netprobe::analysis::l7
+}  // namespace netprobe::l7

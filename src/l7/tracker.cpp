@@ -1,0 +1,184 @@
+// The connection tracker (see tracker.hpp).
+#include <netprobe/l7/tracker.hpp>
+
+#include <algorithm>
+
+#include <netprobe/l7/http1.hpp>
+
+namespace netprobe::l7 {
+
+const char* sideName(Side s) { return s == Side::Client ? "client" : "server"; }
+
+struct ConnectionTracker::Conn final : Http1Listener {
+    struct Pending {
+        std::string method, path, route;
+        std::uint64_t ts_ns = 0;
+        std::uint64_t bytes = 0;
+    };
+    Conn(ConnectionTracker& o, const ebpf::L7Message& m)
+        : owner(o), sock(m.sock), pid(m.pid), cgroup_id(m.cgroup_id), local(m.local), remote(m.remote),
+          local_port(m.local_port), remote_port(m.remote_port), family(m.family) {}
+
+    bool onHead(bool sending, Http1Message& h) override;
+    void onEnd(bool sending, std::uint64_t bytes) override;
+
+    ConnectionTracker& owner;
+    std::uint64_t sock;
+    std::uint32_t pid;
+    std::uint64_t cgroup_id;
+    util::Addr16 local, remote;
+    std::uint16_t local_port, remote_port;
+    std::uint8_t family;
+    std::optional<Side> side;
+    std::vector<Pending> pending;    // oldest first (a handful at most: pipelining depth)
+    bool request_open = false;       // the last pending request's body is still arriving
+    std::optional<Request> current;  // the response in progress, with its request
+    std::uint64_t last_ns = 0;
+    Http1Stream send{this, true}, recv{this, false};
+};
+
+bool ConnectionTracker::Conn::onHead(bool sending, Http1Message& h) {
+    auto& ctr = owner.counters_;
+    if (h.request) {
+        if (!side) side = sending ? Side::Client : Side::Server;
+        if (pending.size() >= owner.opts_.max_pending) {
+            pending.erase(pending.begin());
+            ++ctr.unanswered;
+        }
+        std::string path = h.target.substr(0, h.target.find_first_of("?#"));
+        if (path.size() > 256) path.resize(256);
+        pending.push_back({h.method, std::move(path), routeTemplate(h.target), h.start_ts_ns, h.head_bytes});
+        request_open = true;
+        return false;
+    }
+    if (h.status < 200) return false;  // interim (100 Continue): the final response follows
+    if (!side) side = sending ? Side::Server : Side::Client;
+    if (current) {  // the previous response's end was not seen
+        owner.complete(std::move(*current));
+        current.reset();
+    }
+    if (pending.empty()) {
+        ++ctr.unmatched_responses;
+        return false;
+    }
+    Pending p = std::move(pending.front());
+    pending.erase(pending.begin());
+    if (pending.empty()) request_open = false;
+    Request r;
+    r.mono_ns = p.ts_ns;
+    r.duration_seconds = h.start_ts_ns > p.ts_ns ? static_cast<double>(h.start_ts_ns - p.ts_ns) / 1e9 : 0;
+    r.protocol = "http";
+    r.side = *side;
+    r.method = std::move(p.method);
+    r.path = std::move(p.path);
+    r.route = std::move(p.route);
+    r.status = h.status;
+    r.request_bytes = p.bytes;
+    r.response_bytes = h.head_bytes;
+    r.pid = pid;
+    r.cgroup_id = cgroup_id;
+    r.family = family;
+    const bool server_local = r.side == Side::Server;
+    r.server = server_local ? local : remote;
+    r.client = server_local ? remote : local;
+    r.server_port = server_local ? local_port : remote_port;
+    r.client_port = server_local ? remote_port : local_port;
+    r.sock = sock;
+    const bool head_request = r.method == "HEAD";
+    current = std::move(r);
+    return head_request;
+}
+
+void ConnectionTracker::Conn::onEnd(bool sending, std::uint64_t bytes) {
+    // Which kind of message ended: requests travel client -> server.
+    const bool is_request = side && ((*side == Side::Client) == sending);
+    if (is_request) {
+        if (request_open && !pending.empty()) pending.back().bytes = bytes;
+        request_open = false;
+        return;
+    }
+    if (current) {
+        current->response_bytes = std::max(current->response_bytes, bytes);
+        owner.complete(std::move(*current));
+        current.reset();
+    }
+}
+
+ConnectionTracker::ConnectionTracker(TrackerOptions options) : opts_(options) {}
+ConnectionTracker::~ConnectionTracker() = default;
+
+void ConnectionTracker::complete(Request&& r) {
+    ++counters_.requests;
+    if (out_.size() >= opts_.max_requests) {
+        ++counters_.requests_dropped;
+        return;
+    }
+    out_.push_back(std::move(r));
+}
+
+void ConnectionTracker::finish(Conn& c) {
+    c.send.close();
+    c.recv.close();
+    counters_.unanswered += c.pending.size();
+    counters_.desyncs += c.send.desyncs() + c.recv.desyncs();
+}
+
+void ConnectionTracker::feed(const ebpf::L7Message& m) {
+    ++counters_.messages;
+    auto it = conns_.find(m.sock);
+    if (m.direction == NP_L7_CLOSED) {
+        if (it == conns_.end()) return;
+        finish(*it->second);
+        conns_.erase(it);
+        return;
+    }
+    if (m.protocol != NP_L7_HTTP1) {
+        ++counters_.other_protocol;
+        return;
+    }
+    if (it != conns_.end() && (it->second->local_port != m.local_port || it->second->remote_port != m.remote_port)) {
+        // The socket address was reused by another connection (its close was not seen).
+        finish(*it->second);
+        conns_.erase(it);
+        it = conns_.end();
+    }
+    if (it == conns_.end()) {
+        if (conns_.size() >= opts_.max_connections) {
+            ++counters_.connections_dropped;
+            return;
+        }
+        it = conns_.emplace(m.sock, std::make_unique<Conn>(*this, m)).first;
+    }
+    Conn& c = *it->second;
+    c.last_ns = m.ts_ns;
+    const Chunk ch{m.head, m.len, m.tail, m.ts_ns};
+    (m.direction == NP_L7_SEND ? c.send : c.recv).feed(ch);
+}
+
+std::vector<Request> ConnectionTracker::take() {
+    std::vector<Request> r;
+    r.swap(out_);
+    out_.reserve(std::min<std::size_t>(r.size(), opts_.max_requests));
+    return r;
+}
+
+void ConnectionTracker::expire(std::uint64_t now_ns) {
+    const auto idle = static_cast<std::uint64_t>(opts_.idle_timeout.count());
+    for (auto it = conns_.begin(); it != conns_.end();) {
+        if (now_ns > it->second->last_ns + idle) {
+            finish(*it->second);
+            ++counters_.connections_expired;
+            it = conns_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+TrackerCounters ConnectionTracker::counters() const {
+    TrackerCounters c = counters_;
+    for (const auto& [_, conn] : conns_) c.desyncs += conn->send.desyncs() + conn->recv.desyncs();
+    return c;
+}
+
+}  // namespace netprobe::l7
