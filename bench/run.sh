@@ -84,6 +84,8 @@ run_step "Agent CPU under SYN floods (hping3, a new source port per packet)" "$L
   bash "$ROOT/bench/flood_cpu.sh" 10 "10000 50000"
 run_step "Flow export: the ClickHouse sink against clickhouse-server" "$LOGS/clickhouse.log" \
   bash "$ROOT/bench/clickhouse_sink.sh" "$BIN" 10000 30
+run_step "L7 capture: nginx + wrk, per-syscall cost, RSS with 10k connections" "$LOGS/l7.log" \
+  bash "$ROOT/bench/l7_http.sh" "$BIN" 3 8
 run_step "Security: detection latency (nmap, hping3)" "$LOGS/security.log" /usr/bin/python3 "$ROOT/bench/security_bench.py" --rounds=3
 run_step "Series churn: distinct top-talker series in a real Prometheus" "$LOGS/series_churn.log" \
   bash "$ROOT/bench/series_churn.sh" "$SERIES_CHURN_SECS"
@@ -177,6 +179,20 @@ ms_row IpfixEncode "IPFIX encoding of 100k biflow records (${ipfix_bpr%.*} bytes
 json_bpr=$(gb FlowLogJson bytes_per_record)
 ms_row FlowLogJson "flow log JSON of 100k records (${json_bpr%.*} bytes/record)" ""
 
+if [[ -n ${R[l7_wrk_ratio]:-} ]]; then
+  v=$(ge "${R[l7_wrk_ratio]}" 0.95 && echo PASS || echo MISS)
+  row "L7 (--l7=on): nginx requests/s with/without agent, wrk -c64 small responses, median of 3" \
+    "${R[l7_wrk_ratio]} (p99 ${R[l7_wrk_p99_on_ms]} vs ${R[l7_wrk_p99_off_ms]} ms)" ">= 0.95 (aim 0.98)" "$v"
+  row "L7: server-side requests counted vs wrk's own count (within its 64 connections)" \
+    "$([[ ${R[l7_wrk_counted_exact]} == 1 ]] && echo exact || echo differs)" "exact" \
+    "$([[ ${R[l7_wrk_counted_exact]} == 1 ]] && echo PASS || echo MISS)"
+  row "L7: ns added per write(2) - /dev/null / HTTP socket (captured) / binary socket (skipped)" \
+    "${R[l7_ns_devnull]} / ${R[l7_ns_http_socket]} / ${R[l7_ns_binary_socket]}" "non-socket near zero" "info"
+  row "L7: ring records/s delivered with 4 writers flat out (lost: counted)" \
+    "${R[l7_ring_records_per_second]} (lost ${R[l7_ring_lost_per_second]}/s)" "-" "info"
+  row "L7: agent RSS with 10k keep-alive connections (${R[l7_rss_connections]} tracked: both ends)" \
+    "${R[l7_rss_10k_mib]} MiB (+${R[l7_rss_10k_delta_mib]} MiB)" "-" "info"
+else na "L7: nginx requests/s with/without agent" ">= 0.95"; fi
 if [[ -n ${R[ch_sink_records_per_second]:-} ]]; then
   row "ClickHouse sink: records/s delivered to clickhouse-server on this machine (1M records, batches of 50k)" \
     "${R[ch_sink_records_per_second]}" ">= 10000" "$(ge "${R[ch_sink_records_per_second]}" 10000 && echo PASS || echo MISS)"
@@ -496,6 +512,16 @@ utime+stime of the agent over the load, without a sink (no flow-record stage) an
 \`--clickhouse\`; the difference per 10k records/s. *bytes on disk*: \`system.parts\` of
 \`netprobe.flows\` after \`OPTIMIZE TABLE FINAL\` (18.16 has no column codecs; LowCardinality is not
 used before 19.1).
+
+**L7 capture** (\`bench/l7_http.sh\`, [docs/l7.md](l7.md)). \`np_l7_syscall_bench\` loads the capture
+in its own process and times 200k 100-byte write(2)s (best of 5) to /dev/null, on a loopback TCP
+connection carrying HTTP requests (each write captured) and on one carrying binary data (classified
+as nothing after 4 syscalls, then skipped), without and with the programs; then 4 threads write
+HTTP requests flat out for 2 s and a handler counts the records. nginx (1 worker, \`return 200\`)
+in \`npb-l7-srv\`, wrk -t1 -c64 in \`npb-l7-cli\` for 8 s, without the agent then with \`--l7=on\`,
+3 interleaved pairs, all on the same 2 CPUs: every request is 4 captured syscalls (nginx's read and
+write, wrk's write and read) parsed by the agent. RSS: 10k connections each send one request and
+stay open.
 
 **Security analytics** (\`bench/security_bench.py\`, [docs/security.md](security.md)). Cost: the
 same BPF_PROG_TEST_RUN method on a second copy of the datapath loaded with \`np_enable_security=1\`

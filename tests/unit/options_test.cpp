@@ -237,3 +237,21 @@ TEST(Options, FlowExport) {
         EXPECT_NE(b.output.find("netprobe-agent: "), std::string::npos) << b.output;
     }
 }
+
+TEST(Options, L7) {
+    auto r = parse({});
+    ASSERT_TRUE(r.run);
+    EXPECT_FALSE(r.options.l7);
+    r = parse({"--l7=on", "--l7-ring-size=16MiB", "--l7-max-connections=1000"});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_TRUE(r.options.l7);
+    EXPECT_EQ(r.options.l7_ring_bytes, 16u << 20);
+    EXPECT_EQ(r.options.l7_max_connections, 1000u);
+    for (const char* bad : {"--l7=yes", "--l7-ring-size=3MiB", "--l7-ring-size=1KiB", "--l7-ring-size=x",
+                            "--l7-max-connections=0"}) {
+        auto b = parse({bad});
+        EXPECT_FALSE(b.run) << bad;
+        EXPECT_NE(b.exit_code, 0) << bad;
+        EXPECT_NE(b.output.find(std::string(bad).substr(0, std::string(bad).find('='))), std::string::npos) << b.output;
+    }
+}
