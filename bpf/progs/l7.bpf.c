@@ -154,6 +154,25 @@ static __always_inline int np_is_recv(__u8 kind)
 	       kind == NP_L7_SC_RECVMSG || kind == NP_L7_SC_RECVMMSG;
 }
 
+/* Set by user space once uprobes are attached: the syscall program then notes, for a
+ * thread inside a TLS call, the socket the call reads or writes. */
+volatile __u32 np_tls_active = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct np_l7_tls_call);
+	__uint(max_entries, 16384);
+} l7_tls_calls SEC(".maps");
+
+/* The socket of each SSL object, for calls served from OpenSSL's buffer (no syscall). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);   /* SSL * */
+	__type(value, __u64); /* struct sock * */
+	__uint(max_entries, 65536);
+} l7_tls_ssl SEC(".maps");
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 {
@@ -205,6 +224,12 @@ int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 	}
 
 	np_l7_count(NP_L7_CNT_SOCKET_SYSCALLS);
+	if (np_tls_active) {
+		/* Inside a TLS library call: this is the socket it reads or writes. */
+		struct np_l7_tls_call *tc = bpf_map_lookup_elem(&l7_tls_calls, &pid_tgid);
+		if (tc)
+			tc->sock = key;
+	}
 	if (c && (c->protocol == NP_L7_NONE || c->protocol == NP_L7_TLS)) {
 		np_l7_count(NP_L7_CNT_SKIPPED_NONE);
 		return 0;
@@ -260,6 +285,120 @@ static __always_inline __u8 np_l7_infer(const __u8 *d, __u32 n)
 	return NP_L7_UNKNOWN;
 }
 
+/* One message to capture: where its bytes are and on which socket. */
+struct np_l7_cap {
+	__u64 sock;
+	__u64 pid_tgid;
+	__u64 buf;   /* where the message's bytes start (0: none to copy) */
+	__u64 seg;   /* contiguous bytes at buf */
+	__u64 len;   /* bytes the call moved */
+	__u32 fd;
+	__u8 syscall;
+	__u8 direction;
+	__u8 tls;    /* plaintext of a TLS connection: its protocol is the connection's inner one */
+};
+
+/* Copies the head (and tail) of a message, infers the connection's protocol from its
+ * first messages, and writes the record when the protocol is one we parse. */
+static __always_inline void np_l7_record(const struct np_l7_cap *k)
+{
+	struct sock *sk = bpf_rdonly_cast((void *)k->sock, bpf_core_type_id_kernel(struct sock));
+	__u16 lport, rport;
+	np_sk_ports(sk, &lport, &rport);
+	struct np_l7_conn *c = np_conn(k->sock, lport, rport);
+	__u8 proto;
+	if (k->tls)
+		proto = c && c->protocol == NP_L7_TLS ? c->inner : NP_L7_UNKNOWN;
+	else
+		proto = c ? c->protocol : NP_L7_UNKNOWN;
+	if (proto == NP_L7_NONE || (!k->tls && proto == NP_L7_TLS))
+		return;
+
+	__u32 zero = 0;
+	struct np_l7_event *e = bpf_map_lookup_elem(&l7_scratch, &zero);
+	if (!e)
+		return;
+	__u32 n = k->seg > NP_L7_HEAD_MAX ? NP_L7_HEAD_MAX : (__u32)k->seg;
+	if (k->buf && n) {
+		if (bpf_probe_read_user(e->data, n & (NP_L7_HEAD_MAX * 2 - 1) & 0x3ff, (void *)k->buf)) {
+			np_l7_count(NP_L7_CNT_READ_FAILED);
+			n = 0;
+		}
+	} else {
+		n = 0;
+	}
+
+	if (proto == NP_L7_UNKNOWN) {
+		struct np_l7_conn nc = {.local_port = lport, .remote_port = rport};
+		if (c)
+			nc = *c;
+		proto = n ? np_l7_infer(e->data, n) : NP_L7_UNKNOWN;
+		if (k->tls) {
+			if (proto == NP_L7_TLS)
+				proto = NP_L7_UNKNOWN; /* a TLS record inside TLS: not something we parse */
+			if (proto == NP_L7_UNKNOWN && ++nc.inner_attempts >= NP_L7_MAX_ATTEMPTS)
+				proto = NP_L7_NONE;
+			nc.protocol = NP_L7_TLS;
+			nc.inner = proto;
+		} else {
+			if (proto == NP_L7_UNKNOWN && ++nc.attempts >= NP_L7_MAX_ATTEMPTS)
+				proto = NP_L7_NONE;
+			nc.protocol = proto;
+		}
+		if (bpf_map_update_elem(&l7_conns, &k->sock, &nc, BPF_ANY))
+			np_l7_count(NP_L7_CNT_CONNS_FULL);
+		if (proto == NP_L7_UNKNOWN || proto == NP_L7_NONE || proto == NP_L7_TLS)
+			return;
+	}
+
+	e->ts_ns = bpf_ktime_get_ns();
+	e->sock = k->sock;
+	e->pid_tgid = k->pid_tgid;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == NP_AF_INET) {
+		__builtin_memset(&e->local, 0, sizeof(e->local));
+		__builtin_memset(&e->remote, 0, sizeof(e->remote));
+		e->local.v4m.pad[2] = bpf_htonl(0xffff);
+		e->remote.v4m.pad[2] = bpf_htonl(0xffff);
+		e->local.v4m.v4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		e->remote.v4m.v4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		e->family = 4;
+	} else {
+		BPF_CORE_READ_INTO(&e->local.v6, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->remote.v6, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		e->family = 6;
+	}
+	e->local_port = lport;
+	e->remote_port = rport;
+	e->ip_proto = NP_IPPROTO_TCP;
+	e->direction = k->direction;
+	e->protocol = proto;
+	e->syscall = k->syscall;
+	e->fd = k->fd;
+	e->len = k->len > 0xffffffffULL ? 0xffffffffU : (__u32)k->len;
+	e->captured = (__u16)n;
+	e->flags = k->tls ? NP_L7_F_TLS : 0;
+	e->tail_len = 0;
+	if (k->len > n) {
+		e->flags |= NP_L7_F_TRUNCATED;
+		if (k->buf && k->seg == k->len && k->len >= NP_L7_HEAD_MAX + NP_L7_TAIL_MAX) {
+			/* one segment holds the whole message: its last bytes are the tail */
+			if (!bpf_probe_read_user(e->tail, NP_L7_TAIL_MAX, (void *)(k->buf + k->len - NP_L7_TAIL_MAX)))
+				e->tail_len = NP_L7_TAIL_MAX;
+		} else {
+			e->flags |= NP_L7_F_NO_TAIL;
+		}
+	}
+	__u64 size = offsetof(struct np_l7_event, data) + (n & 0x3ff);
+	if (size > sizeof(*e))
+		size = sizeof(*e);
+	if (np_l7_output(e, size))
+		np_l7_count(NP_L7_CNT_RING_FULL);
+	else
+		np_l7_count(NP_L7_CNT_EVENTS);
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(np_l7_exit, struct pt_regs *regs, long ret)
 {
@@ -275,33 +414,24 @@ int BPF_PROG(np_l7_exit, struct pt_regs *regs, long ret)
 	ap->sock = 0; /* consumed */
 	if (ret <= 0)
 		return 0;
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
-	struct sock *sk = bpf_rdonly_cast((void *)a.sock, bpf_core_type_id_kernel(struct sock));
-	__u16 lport, rport;
-	np_sk_ports(sk, &lport, &rport);
-	struct np_l7_conn *c = np_conn(a.sock, lport, rport);
-	__u8 proto = c ? c->protocol : NP_L7_UNKNOWN;
-	if (proto == NP_L7_NONE || proto == NP_L7_TLS)
-		return 0;
-
-	__u32 zero = 0;
-	struct np_l7_event *e = bpf_map_lookup_elem(&l7_scratch, &zero);
-	if (!e)
-		return 0;
-
-	__u64 len = (__u64)ret;
-	__u64 buf = 0;  /* where the message's bytes start */
-	__u64 seg = 0;  /* contiguous bytes at buf */
-	int vector = 0;
+	struct np_l7_cap k = {
+		.sock = a.sock,
+		.pid_tgid = bpf_get_current_pid_tgid(),
+		.len = (__u64)ret,
+		.fd = a.fd,
+		.syscall = a.syscall,
+		.direction = np_is_recv(a.syscall) ? NP_L7_RECV : NP_L7_SEND,
+	};
 	__u64 iov = 0, iovcnt = 0;
+	int vector = 0;
 	switch (a.syscall) {
 	case NP_L7_SC_READ:
 	case NP_L7_SC_WRITE:
 	case NP_L7_SC_RECVFROM:
 	case NP_L7_SC_SENDTO:
-		buf = a.buf;
-		seg = len;
+		k.buf = a.buf;
+		k.seg = k.len;
 		break;
 	case NP_L7_SC_READV:
 	case NP_L7_SC_WRITEV:
@@ -329,7 +459,7 @@ int BPF_PROG(np_l7_exit, struct pt_regs *regs, long ret)
 			np_l7_count(NP_L7_CNT_READ_FAILED);
 			break;
 		}
-		len = mm.msg_len;
+		k.len = mm.msg_len;
 		iov = (__u64)mm.msg_hdr.msg_iov;
 		iovcnt = mm.msg_hdr.msg_iovlen;
 		vector = 1;
@@ -350,84 +480,110 @@ int BPF_PROG(np_l7_exit, struct pt_regs *regs, long ret)
 				break;
 			}
 			if (v.iov_len) {
-				buf = (__u64)v.iov_base;
-				seg = v.iov_len < len ? v.iov_len : len;
+				k.buf = (__u64)v.iov_base;
+				k.seg = v.iov_len < k.len ? v.iov_len : k.len;
 				break;
 			}
 		}
 	}
-
-	__u32 n = seg > NP_L7_HEAD_MAX ? NP_L7_HEAD_MAX : (__u32)seg;
-	if (buf && n) {
-		if (bpf_probe_read_user(e->data, n & (NP_L7_HEAD_MAX * 2 - 1) & 0x3ff, (void *)buf)) {
-			np_l7_count(NP_L7_CNT_READ_FAILED);
-			n = 0;
-		}
-	} else {
-		n = 0;
-	}
-
-	if (proto == NP_L7_UNKNOWN) {
-		struct np_l7_conn nc = {.local_port = lport, .remote_port = rport};
-		if (c)
-			nc.attempts = c->attempts;
-		proto = n ? np_l7_infer(e->data, n) : NP_L7_UNKNOWN;
-		if (proto == NP_L7_UNKNOWN && ++nc.attempts >= NP_L7_MAX_ATTEMPTS)
-			proto = NP_L7_NONE;
-		nc.protocol = proto;
-		if (bpf_map_update_elem(&l7_conns, &a.sock, &nc, BPF_ANY))
-			np_l7_count(NP_L7_CNT_CONNS_FULL);
-		if (proto == NP_L7_UNKNOWN || proto == NP_L7_NONE || proto == NP_L7_TLS)
-			return 0;
-	}
-
-	e->ts_ns = bpf_ktime_get_ns();
-	e->sock = a.sock;
-	e->pid_tgid = pid_tgid;
-	e->cgroup_id = bpf_get_current_cgroup_id();
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family == NP_AF_INET) {
-		__builtin_memset(&e->local, 0, sizeof(e->local));
-		__builtin_memset(&e->remote, 0, sizeof(e->remote));
-		e->local.v4m.pad[2] = bpf_htonl(0xffff);
-		e->remote.v4m.pad[2] = bpf_htonl(0xffff);
-		e->local.v4m.v4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		e->remote.v4m.v4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		e->family = 4;
-	} else {
-		BPF_CORE_READ_INTO(&e->local.v6, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->remote.v6, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-		e->family = 6;
-	}
-	e->local_port = lport;
-	e->remote_port = rport;
-	e->ip_proto = NP_IPPROTO_TCP;
-	e->direction = np_is_recv(a.syscall) ? NP_L7_RECV : NP_L7_SEND;
-	e->protocol = proto;
-	e->syscall = a.syscall;
-	e->fd = a.fd;
-	e->len = len > 0xffffffffULL ? 0xffffffffU : (__u32)len;
-	e->captured = (__u16)n;
-	e->flags = 0;
-	e->tail_len = 0;
-	if (len > n) {
-		e->flags |= NP_L7_F_TRUNCATED;
-		if (buf && seg == len && len >= NP_L7_HEAD_MAX + NP_L7_TAIL_MAX) {
-			/* one segment holds the whole message: its last bytes are the tail */
-			if (!bpf_probe_read_user(e->tail, NP_L7_TAIL_MAX, (void *)(buf + len - NP_L7_TAIL_MAX)))
-				e->tail_len = NP_L7_TAIL_MAX;
-		} else {
-			e->flags |= NP_L7_F_NO_TAIL;
-		}
-	}
-	__u64 size = offsetof(struct np_l7_event, data) + (n & 0x3ff);
-	if (size > sizeof(*e))
-		size = sizeof(*e);
-	if (np_l7_output(e, size))
-		np_l7_count(NP_L7_CNT_RING_FULL);
-	else
-		np_l7_count(NP_L7_CNT_EVENTS);
+	np_l7_record(&k);
 	return 0;
+}
+
+/* ---- TLS: plaintext at OpenSSL's SSL_read/SSL_write (uprobes on libssl) ---- */
+
+static __always_inline int np_tls_enter(void *ssl, const void *buf, void *len_ptr, __u8 syscall)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if ((__u32)(pid_tgid >> 32) == np_self_tgid)
+		return 0;
+	struct np_l7_tls_call call = {
+		.ssl = (__u64)ssl,
+		.buf = (__u64)buf,
+		.len_ptr = (__u64)len_ptr,
+		.syscall = syscall,
+	};
+	if (bpf_map_update_elem(&l7_tls_calls, &pid_tgid, &call, BPF_ANY))
+		np_l7_count(NP_L7_CNT_ARGS_FULL);
+	return 0;
+}
+
+static __always_inline int np_tls_return(long rax)
+{
+	/* The functions return int: only the low 32 bits of the register are the value
+	 * (SSL_read's -1 arrives as 0xffffffff). */
+	int ret = (int)rax;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct np_l7_tls_call *cp = bpf_map_lookup_elem(&l7_tls_calls, &pid_tgid);
+	if (!cp)
+		return 0;
+	struct np_l7_tls_call call = *cp;
+	bpf_map_delete_elem(&l7_tls_calls, &pid_tgid);
+	__u64 len = 0;
+	if (call.len_ptr) {
+		/* _ex: 1 on success, the count written through the pointer */
+		if (ret != 1 || bpf_probe_read_user(&len, sizeof(len), (void *)call.len_ptr))
+			return 0;
+	} else {
+		if (ret <= 0)
+			return 0;
+		len = (__u64)ret;
+	}
+	if (!len)
+		return 0;
+	__u64 sock = call.sock;
+	if (sock) {
+		bpf_map_update_elem(&l7_tls_ssl, &call.ssl, &sock, BPF_ANY);
+	} else {
+		__u64 *known = bpf_map_lookup_elem(&l7_tls_ssl, &call.ssl);
+		if (!known) {
+			np_l7_count(NP_L7_CNT_TLS_NO_SOCKET);
+			return 0;
+		}
+		sock = *known;
+	}
+	struct np_l7_cap k = {
+		.sock = sock,
+		.pid_tgid = pid_tgid,
+		.buf = call.buf,
+		.seg = len,
+		.len = len,
+		.syscall = call.syscall,
+		.direction = call.syscall == NP_L7_SC_SSL_READ ? NP_L7_RECV : NP_L7_SEND,
+		.tls = 1,
+	};
+	np_l7_record(&k);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(np_ssl_write, void *ssl, const void *buf, int num)
+{
+	return np_tls_enter(ssl, buf, 0, NP_L7_SC_SSL_WRITE);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(np_ssl_write_ex, void *ssl, const void *buf, __u64 num, __u64 *written)
+{
+	return np_tls_enter(ssl, buf, written, NP_L7_SC_SSL_WRITE);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(np_ssl_read, void *ssl, void *buf, int num)
+{
+	return np_tls_enter(ssl, buf, 0, NP_L7_SC_SSL_READ);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(np_ssl_read_ex, void *ssl, void *buf, __u64 num, __u64 *readbytes)
+{
+	return np_tls_enter(ssl, buf, readbytes, NP_L7_SC_SSL_READ);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(np_ssl_ret, long ret)
+{
+	return np_tls_return(ret);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

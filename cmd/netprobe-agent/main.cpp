@@ -203,11 +203,13 @@ public:
             lo.capture.ring_bytes = opts_.l7_ring_bytes;
             lo.capture.max_connections = static_cast<std::uint32_t>(std::min<std::size_t>(opts_.l7_max_connections * 2, 1u << 22));
             lo.tracker.max_connections = opts_.l7_max_connections;
-            auto src = netprobe::collector::L7Source::create(lo);
+            lo.capture.tls = opts_.l7_tls;
+            auto src = netprobe::collector::L7Source::create(lo, background.get());
             if (src) {
                 collector.addSource(std::shared_ptr<netprobe::collector::L7Source>(std::move(*src)));
                 l7_on = true;
-                spdlog::info("L7 capture on (HTTP/1.x; ring {} bytes)", opts_.l7_ring_bytes);
+                spdlog::info("L7 capture on (HTTP/1.x{}; ring {} bytes)", opts_.l7_tls ? ", TLS plaintext of OpenSSL" : "",
+                             opts_.l7_ring_bytes);
             } else {
                 spdlog::error("L7 capture disabled, continuing without it: {}", src.error().what());
             }

@@ -128,7 +128,11 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
                    "Workload pairs with their own netprobe_workload_traffic_* series (rest as \"other\")")
         ->capture_default_str();
 
-    std::string l7 = "off", l7_ring = "8MiB";
+    std::string l7 = "off", l7_ring = "8MiB", l7_tls = "on";
+    app.add_option("--l7-tls", l7_tls,
+                   "With --l7=on: plaintext of TLS connections from uprobes on OpenSSL's SSL_read/SSL_write in the "
+                   "libssl of running processes: on, off")
+        ->capture_default_str();
     long long l7_conns = static_cast<long long>(o.l7_max_connections);
     app.add_option("--l7", l7,
                    "Application-layer requests (HTTP/1.x) from the syscalls of every process's TCP sockets "
@@ -296,6 +300,9 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (workload_limit < 0 || workload_limit > 100000)
         return fail("invalid --workload-metrics-limit " + std::to_string(workload_limit) + ": must be 0-100000");
     o.workload_metrics_limit = static_cast<std::size_t>(workload_limit);
+    if (l7_tls == "on") o.l7_tls = true;
+    else if (l7_tls == "off") o.l7_tls = false;
+    else return fail("invalid --l7-tls \"" + l7_tls + "\": expected on or off");
     if (l7 == "on") o.l7 = true;
     else if (l7 == "off") o.l7 = false;
     else return fail("invalid --l7 \"" + l7 + "\": expected on or off");

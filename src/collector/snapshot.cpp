@@ -85,6 +85,7 @@ std::shared_ptr<const Snapshot> Snapshot::withoutFlowSamples() const {
         counters->kernel = l7->kernel;
         counters->parse = l7->parse;
         counters->connections = l7->connections;
+        counters->tls_libraries = l7->tls_libraries;
         c->l7 = std::move(counters);
     }
     c->sources = sources;

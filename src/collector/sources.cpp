@@ -292,7 +292,7 @@ Result<void> NetstatSource::collect(SnapshotBuilder& b) {
     return {};
 }
 
-Result<std::unique_ptr<L7Source>> L7Source::create(Options options) {
+Result<std::unique_ptr<L7Source>> L7Source::create(Options options, util::Scheduler* scheduler) {
     std::unique_ptr<L7Source> s(new L7Source(options.tracker));
     auto cap = ebpf::L7Capture::create(options.capture, [raw = s.get()](const ebpf::L7Message& m) {
         std::lock_guard lock(raw->mu_);
@@ -300,10 +300,26 @@ Result<std::unique_ptr<L7Source>> L7Source::create(Options options) {
     });
     if (!cap) return std::unexpected(cap.error());
     s->capture_ = std::move(*cap);
+    if (options.capture.tls) {
+        auto scan = [raw = s.get()] {
+            auto n = raw->capture_->attachTlsLibraries();
+            if (!n) spdlog::warn("l7: TLS libraries: {}", n.error().what());
+            raw->tls_libraries_ = raw->capture_->tlsLibraries().size();
+        };
+        if (scheduler) {
+            s->scheduler_ = scheduler;
+            s->tls_task_ = scheduler->every("l7 tls libraries", std::chrono::seconds(10), scan);
+        } else {
+            scan();
+        }
+    }
     return s;
 }
 
-L7Source::~L7Source() { capture_.reset(); }
+L7Source::~L7Source() {
+    if (scheduler_ && tls_task_) scheduler_->cancel(*tls_task_);
+    capture_.reset();
+}
 
 Result<void> L7Source::collect(SnapshotBuilder& b) {
     auto sample = std::make_shared<L7Sample>();
@@ -314,6 +330,7 @@ Result<void> L7Source::collect(SnapshotBuilder& b) {
         sample->parse = tracker_.counters();
         sample->connections = tracker_.connections();
     }
+    sample->tls_libraries = tls_libraries_.load();
     if (auto c = capture_->counters()) {
         last_kernel_ = *c;
     } else if (counter_errors_++ == 0) {

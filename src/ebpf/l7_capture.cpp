@@ -2,12 +2,17 @@
 // tracepoints and drains its ring on a thread of its own.
 #include <netprobe/ebpf/l7_capture.hpp>
 
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
 #include <utility>
 
 #include <bpf/btf.h>
@@ -77,6 +82,10 @@ bool isPowerOfTwo(std::uint32_t v) { return v && (v & (v - 1)) == 0; }
 struct L7Capture::Impl {
     SkelPtr skel;
     std::vector<LinkPtr> links;
+    std::mutex tls_mu;
+    std::vector<LinkPtr> tls_links;         // guarded by tls_mu
+    std::vector<TlsLibrary> tls_libraries;  // guarded by tls_mu
+    bool tls = false;
     std::unique_ptr<RingReader> ring;
     Handler handler;
 };
@@ -85,6 +94,10 @@ L7Capture::L7Capture(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 L7Capture::~L7Capture() {
     if (!impl_) return;
+    {
+        std::lock_guard lock(impl_->tls_mu);
+        impl_->tls_links.clear();
+    }
     impl_->links.clear();  // no new records
     impl_->ring.reset();   // then stop the reader
 }
@@ -106,6 +119,7 @@ Result<std::unique_ptr<L7Capture>> L7Capture::create(L7CaptureOptions options, H
 
     auto impl = std::make_unique<Impl>();
     impl->handler = std::move(on_message);
+    impl->tls = options.tls;
     auto skel = loadSkeleton<l7_bpf, l7_bpf__open, l7_bpf__load, l7_bpf__destroy>(
         "L7 capture", [&](l7_bpf& sk) -> Result<void> {
             if (options.exclude_self) sk.rodata->np_self_tgid = static_cast<__u32>(getpid());
@@ -161,6 +175,7 @@ Result<std::unique_ptr<L7Capture>> L7Capture::create(L7CaptureOptions options, H
     impl->ring = std::move(*ring);
 
     for (bpf_program* prog : {s->progs.np_l7_enter, s->progs.np_l7_exit}) {
+        // The uprobe programs are attached per library (attachTlsLibraries).
         LinkPtr l(bpf_program__attach(prog));
         if (!l) {
             int e = errno;
@@ -169,6 +184,84 @@ Result<std::unique_ptr<L7Capture>> L7Capture::create(L7CaptureOptions options, H
         impl->links.push_back(std::move(l));
     }
     return std::unique_ptr<L7Capture>(new L7Capture(std::move(impl)));
+}
+
+Result<std::size_t> L7Capture::attachTlsLibraries(const std::string& proc) {
+    auto& im = *impl_;
+    if (!im.tls) return std::size_t{0};
+    // Candidate files: every libssl.so* in a process's maps, opened through its root.
+    std::map<std::pair<std::uint64_t, std::uint64_t>, std::string> found;
+    struct stat own_root {};
+    ::stat("/", &own_root);
+    std::error_code ec;
+    for (const auto& d : std::filesystem::directory_iterator(proc, ec)) {
+        const std::string pid = d.path().filename().string();
+        if (pid.empty() || !std::all_of(pid.begin(), pid.end(), ::isdigit)) continue;
+        if (pid == std::to_string(getpid())) continue;
+        std::ifstream maps(d.path() / "maps");
+        std::string line;
+        while (std::getline(maps, line)) {
+            auto slash = line.find('/');
+            if (slash == std::string::npos) continue;
+            std::string file = line.substr(slash);
+            auto base = file.substr(file.rfind('/') + 1);
+            if (!base.starts_with("libssl.so") || file.ends_with(" (deleted)")) continue;
+            std::string path = d.path().string() + "/root" + file;
+            struct stat st {};
+            if (::stat(path.c_str(), &st) != 0) continue;
+            // A process of our own root: the plain path (for the log); else through its root.
+            struct stat root {};
+            const bool same_root = ::stat((d.path() / "root").c_str(), &root) == 0 && root.st_dev == own_root.st_dev &&
+                                   root.st_ino == own_root.st_ino;
+            found.emplace(std::make_pair(static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)),
+                          same_root ? file : path);
+        }
+    }
+    std::lock_guard lock(im.tls_mu);
+    std::size_t added = 0;
+    auto* s = im.skel.get();
+    struct Fn {
+        const char* name;
+        bpf_program* entry;
+    };
+    const Fn fns[] = {{"SSL_write", s->progs.np_ssl_write},
+                      {"SSL_write_ex", s->progs.np_ssl_write_ex},
+                      {"SSL_read", s->progs.np_ssl_read},
+                      {"SSL_read_ex", s->progs.np_ssl_read_ex}};
+    for (const auto& [key, path] : found) {
+        if (std::any_of(im.tls_libraries.begin(), im.tls_libraries.end(),
+                        [&](const TlsLibrary& l) { return l.dev == key.first && l.ino == key.second; }))
+            continue;
+        TlsLibrary lib{path, key.first, key.second, 0};
+        std::vector<LinkPtr> links;
+        for (const auto& f : fns) {
+            LIBBPF_OPTS(bpf_uprobe_opts, entry_opts, .func_name = f.name);
+            LinkPtr in(bpf_program__attach_uprobe_opts(f.entry, -1, path.c_str(), 0, &entry_opts));
+            if (!in) continue;
+            LIBBPF_OPTS(bpf_uprobe_opts, ret_opts, .retprobe = true, .func_name = f.name);
+            LinkPtr out(bpf_program__attach_uprobe_opts(s->progs.np_ssl_ret, -1, path.c_str(), 0, &ret_opts));
+            if (!out) continue;  // without its return probe the entry would only fill the call table
+            links.push_back(std::move(in));
+            links.push_back(std::move(out));
+            ++lib.functions;
+        }
+        if (lib.functions == 0) {
+            spdlog::warn("L7 capture: no TLS function of {} could be probed (no SSL_read/SSL_write symbols?)", path);
+            im.tls_libraries.push_back(lib);  // not retried every scan
+            continue;
+        }
+        for (auto& l : links) im.tls_links.push_back(std::move(l));
+        spdlog::info("L7 capture: TLS plaintext of {} ({} functions probed)", path, lib.functions);
+        im.tls_libraries.push_back(std::move(lib));
+        ++added;
+    }
+    if (!im.tls_links.empty()) s->bss->np_tls_active = 1;
+    return added;
+}
+
+std::vector<TlsLibrary> L7Capture::tlsLibraries() const {
+    std::lock_guard lock(impl_->tls_mu);
+    return impl_->tls_libraries;
 }
 
 Result<L7KernelCounters> L7Capture::counters() const {
@@ -201,6 +294,7 @@ const char* l7CounterName(std::uint32_t counter) {
         case NP_L7_CNT_CONNS_FULL: return "conns_full";
         case NP_L7_CNT_READ_FAILED: return "read_failed";
         case NP_L7_CNT_SKIPPED_NONE: return "skipped_unclassified";
+        case NP_L7_CNT_TLS_NO_SOCKET: return "tls_no_socket";
         default: return "unknown";
     }
 }

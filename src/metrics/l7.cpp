@@ -101,11 +101,17 @@ std::string renderL7Metrics(const analysis::l7::L7View& v, const collector::L7Sa
         w.sample("netprobe_l7_capture_records_total", {}, k[NP_L7_CNT_EVENTS]);
         w.family("netprobe_l7_capture_lost_total", MetricType::Counter,
                  "Captured messages lost, by where: ring_full (the kernel found no room in the ring), args_full / "
-                 "conns_full (a kernel table was full), read_failed (user memory not readable).");
+                 "conns_full (a kernel table was full), read_failed (user memory not readable), tls_no_socket (TLS "
+                 "plaintext whose socket was not known: a connection whose TLS calls never reached a syscall since "
+                 "the agent started).");
         w.sample("netprobe_l7_capture_lost_total", {{"where", "ring_full"}}, k[NP_L7_CNT_RING_FULL]);
         w.sample("netprobe_l7_capture_lost_total", {{"where", "args_full"}}, k[NP_L7_CNT_ARGS_FULL]);
         w.sample("netprobe_l7_capture_lost_total", {{"where", "conns_full"}}, k[NP_L7_CNT_CONNS_FULL]);
         w.sample("netprobe_l7_capture_lost_total", {{"where", "read_failed"}}, k[NP_L7_CNT_READ_FAILED]);
+        w.sample("netprobe_l7_capture_lost_total", {{"where", "tls_no_socket"}}, k[NP_L7_CNT_TLS_NO_SOCKET]);
+        w.family("netprobe_l7_tls_libraries", MetricType::Gauge,
+                 "OpenSSL libraries (libssl.so files mapped by processes) whose SSL_read/SSL_write are probed.");
+        w.sample("netprobe_l7_tls_libraries", {}, static_cast<std::uint64_t>(capture->tls_libraries));
     }
     return w.take();
 }

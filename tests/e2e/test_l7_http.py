@@ -35,6 +35,9 @@ http {{
   keepalive_requests 100000;
   server {{
     listen {ip}:{port};
+    listen {ip}:{tls_port} ssl;
+    ssl_certificate {d}/cert.pem;
+    ssl_certificate_key {d}/key.pem;
     location /items/ {{ return 200 "item\\n"; }}
     location /missing {{ return 404; }}
     location /err {{ return 503; }}
@@ -122,6 +125,22 @@ s.close()
 """
 
 
+# argv[3] GETs over HTTPS on one keep-alive connection (Python's ssl: SSL_read_ex /
+# SSL_write_ex); prints the statuses.
+HTTPS_CLIENT = r"""
+import http.client, ssl, sys
+ctx = ssl._create_unverified_context()
+c = http.client.HTTPSConnection(sys.argv[1], int(sys.argv[2]), context=ctx)
+out = []
+for i in range(int(sys.argv[3])):
+    c.request("GET", f"/items/{i}" if i % 4 else "/missing")
+    r = c.getresponse()
+    r.read()
+    out.append(r.status)
+print(" ".join(map(str, out)))
+"""
+
+
 class L7HttpTest(E2ETestCase):
     @classmethod
     def setUpClass(cls) -> None:
@@ -137,14 +156,16 @@ class L7HttpTest(E2ETestCase):
         return self.start_agent(f"--interface-filter={self.veth.host}", "--collect-interval=500ms",
                                 "--socket-netns=own", "--l7=on", netns=self.node)
 
-    def nginx(self, port: int = 8080) -> str:
+    def nginx(self, port: int = 8080, tls_port: int = 8443) -> str:
         d = self.tmpdir()
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/key.pem",
+             "-out", f"{d}/cert.pem", "-days", "2", "-subj", "/CN=netprobe-test"])
         os.makedirs(os.path.join(d, "www", "static"), exist_ok=True)
         with open(os.path.join(d, "www", "static", "big.bin"), "wb") as f:
             f.write(os.urandom(200000))
         conf = os.path.join(d, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(d=d, ip=self.ip, port=port))
+            f.write(NGINX_CONF.format(d=d, ip=self.ip, port=port, tls_port=tls_port))
         self.spawn(["nginx", "-c", conf], netns=self.veth.ns, name="nginx")
         wait_for(lambda: run(["curl", "-s", "-o", "/dev/null", f"http://{self.ip}:{port}/items/0"],
                              netns=self.node, check=False).returncode == 0, 10, "nginx to answer")
@@ -227,6 +248,29 @@ class L7HttpTest(E2ETestCase):
         self.assertLessEqual(counted, n + 4)
         lost = agent.metrics().find("netprobe_l7_capture_lost_total")
         self.assertEqual(sum(s.value for s in lost), 0, [(s.labels, s.value) for s in lost])
+
+    def test_https_plaintext_from_openssl(self):
+        self.nginx()
+        agent = self.agent()
+        agent.wait_collections(2)
+        wait_for(lambda: agent.metrics().get_or("netprobe_l7_tls_libraries") >= 1, 20, "libssl to be probed")
+        service = f"{self.ip}:8443"
+        urls = [f"https://{service}/items/{i}" for i in range(9)] + [f"https://{service}/missing"] * 2
+        args = ["curl", "-sk", "-w", "%{http_code}\\n"]
+        for u in urls:
+            args += ["-o", "/dev/null", u]
+        codes = run(args, netns=self.node).stdout.split()
+        self.assertEqual(codes, ["200"] * 9 + ["404"] * 2)
+        out = run([PYTHON, "-c", HTTPS_CLIENT, self.ip, "8443", "12"], netns=self.node).stdout.split()
+        want = {"2xx": out.count("200") + 9, "4xx": out.count("404") + 2}
+        self.assertEqual(sum(want.values()), 23)
+        self.assertEqual(self.settle(agent, service, 23), want)  # nginx: SSL_read / SSL_write
+        self.assertEqual(self.settle(agent, service, 23, side="client"), want)  # curl: SSL_*, Python: SSL_*_ex
+        m = agent.metrics()
+        self.assertEqual(m.get("netprobe_l7_capture_lost_total", where="tls_no_socket"), 0)
+        self.assertEqual(m.get("netprobe_l7_parse_events_total", kind="desync"), 0)
+        rq = agent.get_json(f"/api/v1/l7/requests?service={service}&side=server&status=404")
+        self.assertEqual(rq["total"], 2 + out.count("404"))
 
     def test_latency_of_a_server_that_sleeps_50ms(self):
         port = 8081

@@ -242,12 +242,14 @@ TEST(Options, L7) {
     auto r = parse({});
     ASSERT_TRUE(r.run);
     EXPECT_FALSE(r.options.l7);
+    EXPECT_TRUE(r.options.l7_tls);
+    EXPECT_FALSE(parse({"--l7-tls=off"}).options.l7_tls);
     r = parse({"--l7=on", "--l7-ring-size=16MiB", "--l7-max-connections=1000"});
     ASSERT_TRUE(r.run) << r.output;
     EXPECT_TRUE(r.options.l7);
     EXPECT_EQ(r.options.l7_ring_bytes, 16u << 20);
     EXPECT_EQ(r.options.l7_max_connections, 1000u);
-    for (const char* bad : {"--l7=yes", "--l7-ring-size=3MiB", "--l7-ring-size=1KiB", "--l7-ring-size=x",
+    for (const char* bad : {"--l7=yes", "--l7-tls=maybe", "--l7-ring-size=3MiB", "--l7-ring-size=1KiB", "--l7-ring-size=x",
                             "--l7-max-connections=0"}) {
         auto b = parse({bad});
         EXPECT_FALSE(b.run) << bad;

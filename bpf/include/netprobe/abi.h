@@ -479,6 +479,8 @@ enum np_l7_syscall {
 	NP_L7_SC_SENDMMSG,
 	NP_L7_SC_SENDFILE,
 	NP_L7_SC_CLOSE,
+	NP_L7_SC_SSL_WRITE,  /* OpenSSL SSL_write / SSL_write_ex (uprobe): plaintext */
+	NP_L7_SC_SSL_READ,   /* OpenSSL SSL_read / SSL_read_ex (uprobe): plaintext */
 	NP_L7_SC_MAX,
 };
 
@@ -501,6 +503,7 @@ enum np_l7_direction {
 /* np_l7_event.flags */
 #define NP_L7_F_TRUNCATED 0x01 /* len > captured: the middle was not copied */
 #define NP_L7_F_NO_TAIL 0x02   /* truncated, and the message spans several segments: no tail */
+#define NP_L7_F_TLS 0x04       /* plaintext of a TLS connection (from the TLS library) */
 
 /* Record on the l7_events ring: a header and `captured` bytes of data (the record is
  * only as long as that). */
@@ -535,7 +538,8 @@ struct np_l7_conn {
 	__u16 remote_port;
 	__u8 protocol;     /* enum np_l7_protocol */
 	__u8 attempts;     /* data syscalls seen while NP_L7_UNKNOWN */
-	__u8 pad[2];
+	__u8 inner;        /* NP_L7_TLS: the plaintext's protocol (enum np_l7_protocol) */
+	__u8 inner_attempts;
 };
 /* Unrecognised data syscalls before a connection is NP_L7_NONE. */
 #define NP_L7_MAX_ATTEMPTS 4
@@ -550,6 +554,17 @@ struct np_l7_args {
 	__u8 pad[3];
 };
 
+/* l7_tls_calls (hash, key: pid_tgid): a TLS library call between its entry and return,
+ * and the socket its own syscalls touched. */
+struct np_l7_tls_call {
+	__u64 ssl;        /* the SSL * */
+	__u64 buf;
+	__u64 len_ptr;    /* _ex variants: where the byte count is written (0: the return value) */
+	__u64 sock;       /* set by the sys_enter program: the socket written/read inside the call */
+	__u8 syscall;     /* NP_L7_SC_SSL_WRITE or NP_L7_SC_SSL_READ */
+	__u8 pad[7];
+};
+
 /* l7_counters (per-CPU array) slots. */
 enum np_l7_counter {
 	NP_L7_CNT_SOCKET_SYSCALLS = 0, /* data syscalls on inet sockets seen */
@@ -559,6 +574,7 @@ enum np_l7_counter {
 	NP_L7_CNT_CONNS_FULL,          /* connections not classified: l7_conns insert failed */
 	NP_L7_CNT_READ_FAILED,         /* user memory that could not be read */
 	NP_L7_CNT_SKIPPED_NONE,        /* syscalls on connections classified NP_L7_NONE */
+	NP_L7_CNT_TLS_NO_SOCKET,       /* TLS library calls whose socket is unknown (not captured) */
 	NP_L7_CNT_MAX,
 };
 
@@ -570,5 +586,6 @@ NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, tail) == 88, "np_l7_event.tail"
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, data) == 104, "np_l7_event.data");
 NP_STATIC_ASSERT(sizeof(struct np_l7_conn) == 8, "np_l7_conn size");
 NP_STATIC_ASSERT(sizeof(struct np_l7_args) == 32, "np_l7_args size");
+NP_STATIC_ASSERT(sizeof(struct np_l7_tls_call) == 40, "np_l7_tls_call size");
 
 #endif /* NETPROBE_ABI_H */

@@ -98,6 +98,7 @@ struct L7Sample {
     ebpf::L7KernelCounters kernel{};        // enum np_l7_counter
     l7::TrackerCounters parse;
     std::size_t connections = 0;            // with parser state
+    std::size_t tls_libraries = 0;          // OpenSSL libraries probed (TLS plaintext)
 };
 
 // A source's health: its failed collections.

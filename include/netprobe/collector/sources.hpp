@@ -6,6 +6,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <atomic>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -120,7 +122,9 @@ public:
         ebpf::L7CaptureOptions capture;
         l7::TrackerOptions tracker;
     };
-    [[nodiscard]] static Result<std::unique_ptr<L7Source>> create(Options options);
+    // With a scheduler, the TLS libraries of running processes are looked for (and
+    // probed) at once and every 10 s; without one, only at creation.
+    [[nodiscard]] static Result<std::unique_ptr<L7Source>> create(Options options, util::Scheduler* scheduler = nullptr);
     ~L7Source() override;
     [[nodiscard]] std::string_view name() const override { return "l7"; }
     Result<void> collect(SnapshotBuilder& b) override;
@@ -130,6 +134,9 @@ private:
     std::mutex mu_;
     l7::ConnectionTracker tracker_;  // guarded by mu_
     std::unique_ptr<ebpf::L7Capture> capture_;
+    util::Scheduler* scheduler_ = nullptr;
+    std::optional<util::Scheduler::TaskId> tls_task_;
+    std::atomic<std::size_t> tls_libraries_{0};
     std::uint64_t counter_errors_ = 0;
     ebpf::L7KernelCounters last_kernel_{};
 };

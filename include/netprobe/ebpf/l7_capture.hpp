@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <netprobe/abi.h>
 #include <netprobe/util/error.hpp>
@@ -53,6 +54,14 @@ struct L7CaptureOptions {
     std::uint32_t ring_bytes = 8u << 20;      // l7_events ring (a power of two >= page size)
     std::uint32_t max_connections = 65536;    // l7_conns (LRU): classifications kept
     bool exclude_self = true;                 // the calling process's own sockets are not captured
+    bool tls = true;                          // uprobes on OpenSSL's SSL_read/SSL_write (attachTlsLibraries)
+};
+
+// An OpenSSL library the TLS uprobes are attached to.
+struct TlsLibrary {
+    std::string path;      // as the agent opened it (/proc/PID/root/... for another mount namespace)
+    std::uint64_t dev = 0, ino = 0;
+    int functions = 0;     // of SSL_read, SSL_write, SSL_read_ex, SSL_write_ex found and probed
 };
 
 class L7Capture {
@@ -67,6 +76,13 @@ public:
     L7Capture& operator=(const L7Capture&) = delete;
 
     [[nodiscard]] Result<L7KernelCounters> counters() const;
+
+    // Finds the OpenSSL libraries (libssl.so*) mapped by running processes (/proc/*/maps)
+    // and attaches the TLS uprobes to each new one (a uprobe is per file: every process
+    // mapping it, now or later, is covered). Slow (reads every process's maps): call it
+    // from a background task. Returns the number of libraries newly attached.
+    Result<std::size_t> attachTlsLibraries(const std::string& proc = "/proc");
+    [[nodiscard]] std::vector<TlsLibrary> tlsLibraries() const;
 
 private:
     struct Impl;
