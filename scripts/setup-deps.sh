@@ -18,7 +18,7 @@ TEST_PKGS=(
   iperf3 hping3 nmap tshark netsniff-ng python3 python3-scapy openssl
   prometheus apache2-utils python3-bcrypt
   pmacct nfdump clickhouse-server
-  nginx-light wrk
+  nginx-light wrk dnsmasq-base bind9-dnsutils
 )
 
 want=("${BUILD_PKGS[@]}")

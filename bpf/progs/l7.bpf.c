@@ -17,6 +17,8 @@
 #define NP_AF_INET 2
 #define NP_AF_INET6 10
 #define NP_SOCK_STREAM 1
+#define NP_SOCK_DGRAM 2
+#define NP_IPPROTO_UDP 17
 #define NP_IPPROTO_TCP 6
 #define NP_S_IFMT 00170000
 #define NP_S_IFSOCK 0140000
@@ -29,7 +31,9 @@
 #define NP_ARG2(r) ((r)->si)
 #define NP_ARG3(r) ((r)->dx)
 #define NP_ARG4(r) ((r)->r10)
+#define NP_ARG5(r) ((r)->r8)
 #else
+#define NP_ARG5(r) PT_REGS_PARM5_CORE_SYSCALL(r)
 #define NP_ARG1(r) PT_REGS_PARM1_CORE_SYSCALL(r)
 #define NP_ARG2(r) PT_REGS_PARM2_CORE_SYSCALL(r)
 #define NP_ARG3(r) PT_REGS_PARM3_CORE_SYSCALL(r)
@@ -104,9 +108,9 @@ static __always_inline __u8 np_kind(long id)
  * helper call per hop: a cast of an address to its BTF type (kfunc, Linux 6.2+). */
 extern void *bpf_rdonly_cast(void *obj, __u32 btf_id) __ksym;
 
-/* The TCP socket behind descriptor fd of the current task, or NULL (not a socket,
- * not inet, not TCP). One helper call (the fd array slot); the rest are loads. */
-static __always_inline struct sock *np_fd_tcp_sock(int fd)
+/* The TCP or UDP socket behind descriptor fd of the current task, or NULL (not a
+ * socket, not inet, neither). One helper call (the fd array slot); the rest are loads. */
+static __always_inline struct sock *np_fd_inet_sock(int fd, __u8 *ip_proto)
 {
 	if (fd < 0)
 		return NULL;
@@ -128,9 +132,24 @@ static __always_inline struct sock *np_fd_tcp_sock(int fd)
 	__u16 family = sk->__sk_common.skc_family;
 	if (family != NP_AF_INET && family != NP_AF_INET6)
 		return NULL;
-	if (sk->sk_type != NP_SOCK_STREAM || sk->sk_protocol != NP_IPPROTO_TCP)
+	if (sk->sk_type == NP_SOCK_STREAM && sk->sk_protocol == NP_IPPROTO_TCP)
+		*ip_proto = NP_IPPROTO_TCP;
+	else if (sk->sk_type == NP_SOCK_DGRAM && sk->sk_protocol == NP_IPPROTO_UDP)
+		*ip_proto = NP_IPPROTO_UDP;
+	else
 		return NULL;
 	return sk;
+}
+
+/* The port (host order) of a user-space sockaddr_in/in6, 0 if unreadable or neither. */
+static __always_inline __u16 np_sockaddr_port(__u64 uaddr)
+{
+	__u16 hdr[2] = {};
+	if (!uaddr || bpf_probe_read_user(hdr, sizeof(hdr), (void *)uaddr))
+		return 0;
+	if (hdr[0] != NP_AF_INET && hdr[0] != NP_AF_INET6)
+		return 0;
+	return bpf_ntohs(hdr[1]);
 }
 
 static __always_inline void np_sk_ports(struct sock *sk, __u16 *local, __u16 *remote)
@@ -183,7 +202,8 @@ int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 	if ((__u32)(pid_tgid >> 32) == np_self_tgid)
 		return 0;
 	int fd = (int)NP_ARG1(regs);
-	struct sock *sk = np_fd_tcp_sock(fd);
+	__u8 ip_proto = 0;
+	struct sock *sk = np_fd_inet_sock(fd, &ip_proto);
 	if (!sk)
 		return 0;
 	__u64 key = (__u64)sk;
@@ -238,7 +258,42 @@ int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 		.sock = key,
 		.fd = (__u32)fd,
 		.syscall = kind,
+		.ip_proto = ip_proto,
 	};
+	if (kind == NP_L7_SC_SENDTO || kind == NP_L7_SC_RECVFROM)
+		a.addr = NP_ARG5(regs);
+	if (!c && (ip_proto == NP_IPPROTO_UDP || lport == NP_L7_DNS_PORT || rport == NP_L7_DNS_PORT)) {
+		/* Classified by port: DNS (UDP or TCP) at port 53; other UDP is not captured.
+		 * A UDP socket without a peer is DNS when it sends to port 53. */
+		__u8 proto = NP_L7_NONE;
+		if (lport == NP_L7_DNS_PORT || rport == NP_L7_DNS_PORT)
+			proto = NP_L7_DNS;
+		else if (kind == NP_L7_SC_SENDTO && np_sockaddr_port(a.addr) == NP_L7_DNS_PORT)
+			proto = NP_L7_DNS;
+		else if (kind == NP_L7_SC_SENDMSG || kind == NP_L7_SC_SENDMMSG) {
+			struct user_msghdr m = {};
+			if (!bpf_probe_read_user(&m, sizeof(m), (void *)a.buf) &&
+			    np_sockaddr_port((__u64)m.msg_name) == NP_L7_DNS_PORT)
+				proto = NP_L7_DNS;
+		} else if (ip_proto == NP_IPPROTO_UDP && !rport &&
+			   (kind == NP_L7_SC_RECVFROM || kind == NP_L7_SC_RECVMSG || kind == NP_L7_SC_RECVMMSG ||
+			    kind == NP_L7_SC_READ)) {
+			proto = NP_L7_UNKNOWN; /* a receive before any send: decide at the next send */
+		}
+		if (ip_proto == NP_IPPROTO_TCP && proto == NP_L7_NONE)
+			proto = NP_L7_UNKNOWN; /* TCP: inferred from the bytes, as usual */
+		if (proto != NP_L7_UNKNOWN) {
+			struct np_l7_conn nc = {.local_port = lport, .remote_port = rport, .protocol = proto};
+			if (bpf_map_update_elem(&l7_conns, &key, &nc, BPF_ANY))
+				np_l7_count(NP_L7_CNT_CONNS_FULL);
+			if (proto == NP_L7_NONE) {
+				np_l7_count(NP_L7_CNT_SKIPPED_NONE);
+				return 0;
+			}
+		} else if (ip_proto == NP_IPPROTO_UDP) {
+			return 0;
+		}
+	}
 	if (kind == NP_L7_SC_SENDFILE) {
 		a.buf = 0;
 		a.count = NP_ARG4(regs);
@@ -296,7 +351,15 @@ struct np_l7_cap {
 	__u8 syscall;
 	__u8 direction;
 	__u8 tls;    /* plaintext of a TLS connection: its protocol is the connection's inner one */
+	__u8 ip_proto;
+	__u64 peer;  /* UDP: the peer's sockaddr in user memory (a socket without connect) */
+	__u64 buf2;  /* vector I/O whose first segment is short (a length prefix): the next one */
+	__u64 seg2;
 };
+
+/* A first segment shorter than this is followed into the next one (DNS over TCP writes
+ * its 2-byte length as a segment of its own). */
+#define NP_L7_SHORT_SEG 16
 
 /* Copies the head (and tail) of a message, infers the connection's protocol from its
  * first messages, and writes the record when the protocol is one we parse. */
@@ -326,6 +389,14 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 		}
 	} else {
 		n = 0;
+	}
+	if (k->buf2 && n && n < NP_L7_SHORT_SEG && k->seg2) {
+		__u32 n2 = k->seg2 > NP_L7_HEAD_MAX - NP_L7_SHORT_SEG ? NP_L7_HEAD_MAX - NP_L7_SHORT_SEG : (__u32)k->seg2;
+		__u32 off = n & (NP_L7_SHORT_SEG - 1);
+		if (!bpf_probe_read_user(e->data + off, n2 & 0x1ff, (void *)k->buf2))
+			n = off + (n2 & 0x1ff);
+		else
+			np_l7_count(NP_L7_CNT_READ_FAILED);
 	}
 
 	if (proto == NP_L7_UNKNOWN) {
@@ -371,7 +442,23 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 	}
 	e->local_port = lport;
 	e->remote_port = rport;
-	e->ip_proto = NP_IPPROTO_TCP;
+	if (k->peer && !rport) {
+		/* An unconnected UDP socket: the peer is the syscall's address. */
+		struct sockaddr_in6 sa = {};
+		if (!bpf_probe_read_user(&sa, sizeof(sa), (void *)k->peer)) {
+			if (sa.sin6_family == NP_AF_INET) {
+				struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
+				__builtin_memset(&e->remote, 0, sizeof(e->remote));
+				e->remote.v4m.pad[2] = bpf_htonl(0xffff);
+				e->remote.v4m.v4 = s4->sin_addr.s_addr;
+				e->remote_port = bpf_ntohs(s4->sin_port);
+			} else if (sa.sin6_family == NP_AF_INET6) {
+				__builtin_memcpy(&e->remote.v6, &sa.sin6_addr, 16);
+				e->remote_port = bpf_ntohs(sa.sin6_port);
+			}
+		}
+	}
+	e->ip_proto = k->ip_proto ? k->ip_proto : NP_IPPROTO_TCP;
 	e->direction = k->direction;
 	e->protocol = proto;
 	e->syscall = k->syscall;
@@ -422,7 +509,10 @@ int BPF_PROG(np_l7_exit, struct pt_regs *regs, long ret)
 		.fd = a.fd,
 		.syscall = a.syscall,
 		.direction = np_is_recv(a.syscall) ? NP_L7_RECV : NP_L7_SEND,
+		.ip_proto = a.ip_proto,
 	};
+	if (a.ip_proto == NP_IPPROTO_UDP)
+		k.peer = a.addr;
 	__u64 iov = 0, iovcnt = 0;
 	int vector = 0;
 	switch (a.syscall) {
@@ -448,6 +538,8 @@ int BPF_PROG(np_l7_exit, struct pt_regs *regs, long ret)
 		}
 		iov = (__u64)m.msg_iov;
 		iovcnt = m.msg_iovlen;
+		if (a.ip_proto == NP_IPPROTO_UDP)
+			k.peer = (__u64)m.msg_name;
 		vector = 1;
 		break;
 	}
@@ -462,6 +554,8 @@ int BPF_PROG(np_l7_exit, struct pt_regs *regs, long ret)
 		k.len = mm.msg_len;
 		iov = (__u64)mm.msg_hdr.msg_iov;
 		iovcnt = mm.msg_hdr.msg_iovlen;
+		if (a.ip_proto == NP_IPPROTO_UDP)
+			k.peer = (__u64)mm.msg_hdr.msg_name;
 		vector = 1;
 		break;
 	}
@@ -482,6 +576,14 @@ int BPF_PROG(np_l7_exit, struct pt_regs *regs, long ret)
 			if (v.iov_len) {
 				k.buf = (__u64)v.iov_base;
 				k.seg = v.iov_len < k.len ? v.iov_len : k.len;
+				if (v.iov_len < NP_L7_SHORT_SEG && k.len > v.iov_len && (__u64)i + 1 < iovcnt) {
+					struct iovec v2 = {};
+					if (!bpf_probe_read_user(&v2, sizeof(v2),
+								 (void *)(iov + (i + 1) * sizeof(struct iovec)))) {
+						k.buf2 = (__u64)v2.iov_base;
+						k.seg2 = v2.iov_len < k.len - v.iov_len ? v2.iov_len : k.len - v.iov_len;
+					}
+				}
 				break;
 			}
 		}

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/analysis/security/stage.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/ebpf/types.hpp>
@@ -294,6 +295,99 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
                      "ethtool -S IFACE | grep -iE 'drop|err'; tc -s qdisc"};
             f.query = "netprobe top retransmits; rate(netprobe_tcp_retransmits_total[" + window + "])";
             out.push_back(std::move(f));
+        }
+    }
+
+    // Application layer (with --l7=on): DNS servers failing or answering NXDOMAIN in bulk,
+    // HTTP services answering 5xx. Per server, from the clients' side when this node has
+    // the clients (what they experienced), else from the server's.
+    if (views.l7) {
+        struct Agg {
+            std::uint64_t requests = 0, errors = 0, client_errors = 0;
+            std::map<std::string, std::uint64_t> by_route;  // errors (or NXDOMAINs) by route
+        };
+        std::map<std::pair<std::string, std::string>, std::map<std::string, Agg>> by;  // (protocol, service) -> side -> agg
+        for (const auto& e : views.l7->endpoints) {
+            auto& a = by[{e.protocol, e.service}][e.side];
+            a.requests += e.requests;
+            a.errors += e.errors;
+            a.client_errors += e.client_errors;
+            if (e.errors || (e.protocol == "dns" && e.client_errors))
+                a.by_route[e.route] += e.errors + (e.protocol == "dns" ? e.client_errors : 0);
+        }
+        for (const auto& [key, sides] : by) {
+            const auto& [protocol, service] = key;
+            const auto side = sides.contains("client") ? "client" : "server";
+            const Agg& a = sides.at(side);
+            if (a.requests == 0) continue;
+            std::vector<std::pair<std::uint64_t, std::string>> routes;
+            for (const auto& [r, n] : a.by_route) routes.emplace_back(n, r);
+            std::sort(routes.rbegin(), routes.rend());
+            auto addRoutes = [&](Finding& f, const char* what) {
+                for (std::size_t i = 0; i < routes.size() && i < 3; ++i)
+                    f.evidence.push_back({std::string(what) + " " + routes[i].second, static_cast<double>(routes[i].first),
+                                          "requests"});
+            };
+            const double err = static_cast<double>(a.errors) / static_cast<double>(a.requests);
+            if (protocol == "dns" && a.errors >= options_.dns_errors_min) {
+                Finding f;
+                f.rule = "dns_failures";
+                f.subject = service;
+                f.severity = err >= 0.5 ? "critical" : "warning";
+                f.title = "DNS server " + service + " failing " + fmt(err * 100) + "% of queries (SERVFAIL/REFUSED)";
+                f.evidence = {{"queries", static_cast<double>(a.requests), "queries"},
+                              {"failed", static_cast<double>(a.errors), "queries"},
+                              {"ratio", err, "ratio"}};
+                addRoutes(f, "failed_name");
+                f.cause = "The resolver answers with a server failure: its upstream is unreachable or slow "
+                          "(SERVFAIL), DNSSEC validation fails (SERVFAIL), or it refuses the client (REFUSED: "
+                          "access control, a resolver that is not recursive for these names).";
+                f.fix = {"dig @" + service.substr(0, service.rfind(':')) + " NAME   # reproduce; +trace for the chain",
+                         "kubectl -n kube-system logs -l k8s-app=kube-dns --tail=100   # CoreDNS errors",
+                         "kubectl -n kube-system get configmap coredns -o yaml   # forward/upstream settings"};
+                f.query = "curl -s 'localhost:8081/api/v1/l7/requests?protocol=dns&service=" + service +
+                          "'; increase(netprobe_l7_requests_total{protocol=\"dns\",service=\"" + service +
+                          "\",status_class=~\"SERVFAIL|REFUSED|FORMERR|NOTIMP\"}[" + window + "])";
+                out.push_back(std::move(f));
+            }
+            const double nx = static_cast<double>(a.client_errors) / static_cast<double>(a.requests);
+            if (protocol == "dns" && a.client_errors >= options_.nxdomain_min && nx >= options_.nxdomain_ratio_min) {
+                Finding f;
+                f.rule = "dns_nxdomain";
+                f.subject = service;
+                f.severity = "warning";
+                f.title = fmt(nx * 100) + "% of DNS queries to " + service + " answered NXDOMAIN";
+                f.evidence = {{"queries", static_cast<double>(a.requests), "queries"},
+                              {"nxdomain", static_cast<double>(a.client_errors), "queries"},
+                              {"ratio", nx, "ratio"}};
+                addRoutes(f, "name");
+                f.cause = "Clients ask for names that do not exist: a typo or a removed service, or (in Kubernetes) "
+                          "short names expanded through the search domains (ndots:5 turns one lookup of an external "
+                          "name into several NXDOMAINs first).";
+                f.fix = {"cat /etc/resolv.conf   # in the pod: search domains and ndots",
+                         "use fully qualified names (a trailing dot) for external hosts, or dnsConfig.options ndots: 2",
+                         "kubectl get svc -A | grep NAME   # a Service that no longer exists"};
+                f.query = "curl -s 'localhost:8081/api/v1/l7/requests?protocol=dns&status=NXDOMAIN&service=" + service + "'";
+                out.push_back(std::move(f));
+            }
+            if (protocol == "http" && a.errors >= options_.http_errors_min && err >= options_.http_error_ratio_min) {
+                Finding f;
+                f.rule = "http_errors";
+                f.subject = service;
+                f.severity = err >= 0.5 ? "critical" : "warning";
+                f.title = "HTTP service " + service + " answering 5xx to " + fmt(err * 100) + "% of requests";
+                f.evidence = {{"requests", static_cast<double>(a.requests), "requests"},
+                              {"errors_5xx", static_cast<double>(a.errors), "requests"},
+                              {"ratio", err, "ratio"}};
+                addRoutes(f, "failing_route");
+                f.cause = "The service (or a proxy in front of it: 502/503/504) fails requests: crashes, overload, "
+                          "an unavailable dependency, or no ready backend.";
+                f.fix = {"curl -s 'localhost:8081/api/v1/l7/requests?service=" + service + "&status=5xx'   # which requests",
+                         "kubectl logs deploy/WORKLOAD --tail=100; kubectl get endpoints SERVICE"};
+                f.query = "sum by (status_class) (rate(netprobe_l7_requests_total{service=\"" + service + "\",side=\"" +
+                          side + "\"}[" + window + "]))";
+                out.push_back(std::move(f));
+            }
         }
     }
 

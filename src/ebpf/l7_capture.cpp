@@ -157,6 +157,7 @@ Result<std::unique_ptr<L7Capture>> L7Capture::create(L7CaptureOptions options, H
         m.local_port = e.local_port;
         m.remote_port = e.remote_port;
         m.family = e.family;
+        m.ip_proto = e.ip_proto ? e.ip_proto : 6;
         m.direction = e.direction;
         m.protocol = e.protocol;
         m.syscall = e.syscall;

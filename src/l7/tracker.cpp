@@ -2,6 +2,8 @@
 #include <netprobe/l7/tracker.hpp>
 
 #include <algorithm>
+#include <map>
+#include <tuple>
 
 #include <netprobe/l7/http1.hpp>
 
@@ -35,6 +37,17 @@ struct ConnectionTracker::Conn final : Http1Listener {
     std::optional<Request> current;  // the response in progress, with its request
     std::uint64_t last_ns = 0;
     Http1Stream send{this, true}, recv{this, false};
+    // DNS: queries awaiting their response, by (peer address, peer port, id); over TCP,
+    // per direction, the bytes of the current message still to skip.
+    struct DnsPending {
+        std::uint64_t ts_ns = 0;
+        std::string qname;
+        std::uint16_t qtype = 0;
+        std::uint64_t bytes = 0;
+    };
+    std::map<std::tuple<util::Addr16, std::uint16_t, std::uint16_t>, DnsPending> dns_pending;
+    std::uint64_t dns_skip[2] = {0, 0};
+    std::uint64_t dns_await[2] = {0, 0};  // a length read at the end of a chunk: its message starts the next
 };
 
 bool ConnectionTracker::Conn::onHead(bool sending, Http1Message& h) {
@@ -119,7 +132,7 @@ void ConnectionTracker::complete(Request&& r) {
 void ConnectionTracker::finish(Conn& c) {
     c.send.close();
     c.recv.close();
-    counters_.unanswered += c.pending.size();
+    counters_.unanswered += c.pending.size() + c.dns_pending.size();
     counters_.desyncs += c.send.desyncs() + c.recv.desyncs();
 }
 
@@ -132,11 +145,13 @@ void ConnectionTracker::feed(const ebpf::L7Message& m) {
         conns_.erase(it);
         return;
     }
-    if (m.protocol != NP_L7_HTTP1) {
+    if (m.protocol != NP_L7_HTTP1 && m.protocol != NP_L7_DNS) {
         ++counters_.other_protocol;
         return;
     }
-    if (it != conns_.end() && (it->second->local_port != m.local_port || it->second->remote_port != m.remote_port)) {
+    // (UDP: the remote end is each datagram's peer, not the socket's.)
+    if (it != conns_.end() && (it->second->local_port != m.local_port ||
+                               (m.ip_proto != 17 && it->second->remote_port != m.remote_port))) {
         // The socket address was reused by another connection (its close was not seen).
         finish(*it->second);
         conns_.erase(it);
@@ -151,8 +166,107 @@ void ConnectionTracker::feed(const ebpf::L7Message& m) {
     }
     Conn& c = *it->second;
     c.last_ns = m.ts_ns;
+    if (m.protocol == NP_L7_DNS) {
+        if (m.ip_proto == 17)
+            dnsMessage(c, m, m.head, m.len);
+        else
+            dnsTcp(c, m);
+        return;
+    }
     const Chunk ch{m.head, m.len, m.tail, m.ts_ns};
     (m.direction == NP_L7_SEND ? c.send : c.recv).feed(ch);
+}
+
+void ConnectionTracker::dnsMessage(Conn& c, const ebpf::L7Message& m, std::string_view bytes, std::uint64_t len) {
+    auto msg = parseDns(bytes);
+    if (!msg) {
+        ++counters_.not_parsed;
+        return;
+    }
+    const bool sending = m.direction == NP_L7_SEND;
+    const auto key = std::make_tuple(m.remote, m.remote_port, msg->id);
+    if (!msg->response) {
+        if (c.dns_pending.size() >= opts_.max_dns_pending && !c.dns_pending.contains(key)) {
+            // the oldest query goes (the map is by key: find it)
+            auto oldest = std::min_element(c.dns_pending.begin(), c.dns_pending.end(), [](const auto& a, const auto& b) {
+                return a.second.ts_ns < b.second.ts_ns;
+            });
+            c.dns_pending.erase(oldest);
+            ++counters_.unanswered;
+        }
+        auto& p = c.dns_pending[key];
+        if (p.ts_ns) ++counters_.unanswered;  // the same id again before an answer: a retry
+        p = {m.ts_ns, std::move(msg->qname), msg->qtype, len};
+        return;
+    }
+    auto it = c.dns_pending.find(key);
+    if (it == c.dns_pending.end() || it->second.qname != msg->qname) {
+        ++counters_.unmatched_responses;
+        return;
+    }
+    Conn::DnsPending p = std::move(it->second);
+    c.dns_pending.erase(it);
+    Request r;
+    r.mono_ns = p.ts_ns;
+    r.duration_seconds = m.ts_ns > p.ts_ns ? static_cast<double>(m.ts_ns - p.ts_ns) / 1e9 : 0;
+    r.protocol = "dns";
+    r.side = sending ? Side::Server : Side::Client;  // who answers is the server
+    r.method = dnsTypeName(p.qtype);
+    r.path = p.qname;
+    r.route = std::move(p.qname);
+    r.status = msg->rcode;
+    r.answers = std::move(msg->answers);
+    r.request_bytes = p.bytes;
+    r.response_bytes = len;
+    r.pid = c.pid;
+    r.cgroup_id = c.cgroup_id;
+    r.family = c.family;
+    const bool server_local = r.side == Side::Server;
+    r.server = server_local ? m.local : m.remote;
+    r.client = server_local ? m.remote : m.local;
+    r.server_port = server_local ? m.local_port : m.remote_port;
+    r.client_port = server_local ? m.remote_port : m.local_port;
+    r.sock = c.sock;
+    complete(std::move(r));
+}
+
+void ConnectionTracker::dnsTcp(Conn& c, const ebpf::L7Message& m) {
+    // Each message is preceded by its length (2 bytes, RFC 1035 4.2.2).
+    const int dir = m.direction == NP_L7_SEND ? 0 : 1;
+    std::uint64_t& skip = c.dns_skip[dir];
+    const std::uint64_t len = std::max<std::uint64_t>(m.len, m.head.size());
+    std::uint64_t pos = 0;
+    if (std::uint64_t msg_len = c.dns_await[dir]) {
+        c.dns_await[dir] = 0;
+        dnsMessage(c, m, m.head.substr(0, static_cast<std::size_t>(std::min<std::uint64_t>(msg_len, m.head.size()))), msg_len);
+        pos = std::min(msg_len, len);
+        skip = msg_len - pos;
+    }
+    while (pos < len) {
+        if (skip) {
+            const auto n = std::min(skip, len - pos);
+            skip -= n;
+            pos += n;
+            continue;
+        }
+        if (pos + 2 > m.head.size()) {  // the length is in bytes not copied: lost until the next syscall
+            ++counters_.desyncs;
+            return;
+        }
+        const std::uint64_t msg_len = (static_cast<std::uint8_t>(m.head[pos]) << 8) | static_cast<std::uint8_t>(m.head[pos + 1]);
+        pos += 2;
+        if (pos == len && msg_len) {  // the message follows in the next read/write
+            c.dns_await[dir] = msg_len;
+            return;
+        }
+        const std::size_t avail = pos < m.head.size() ? m.head.size() - static_cast<std::size_t>(pos) : 0;
+        dnsMessage(c, m, m.head.substr(static_cast<std::size_t>(std::min<std::uint64_t>(pos, m.head.size())),
+                                       std::min<std::size_t>(avail, msg_len)),
+                   msg_len);
+        const std::uint64_t here = std::min(msg_len, len - pos);
+        pos += here;
+        skip = msg_len - here;
+    }
 }
 
 std::vector<Request> ConnectionTracker::take() {
@@ -164,7 +278,17 @@ std::vector<Request> ConnectionTracker::take() {
 
 void ConnectionTracker::expire(std::uint64_t now_ns) {
     const auto idle = static_cast<std::uint64_t>(opts_.idle_timeout.count());
+    const auto dns_timeout = static_cast<std::uint64_t>(opts_.dns_timeout.count());
     for (auto it = conns_.begin(); it != conns_.end();) {
+        auto& q = it->second->dns_pending;
+        for (auto p = q.begin(); p != q.end();) {
+            if (now_ns > p->second.ts_ns + dns_timeout) {
+                ++counters_.unanswered;
+                p = q.erase(p);
+            } else {
+                ++p;
+            }
+        }
         if (now_ns > it->second->last_ns + idle) {
             finish(*it->second);
             ++counters_.connections_expired;

@@ -75,15 +75,21 @@ std::string renderL7Metrics(const analysis::l7::L7View& v, const collector::L7Sa
              "unmatched_response (a response without its request: capture began mid-connection), desync (framing lost "
              "and found again at a start line), connection_table_full (messages not parsed), requests_dropped "
              "(completed requests not held between two collections), other_protocol (messages of protocols without "
-             "a parser), expired (idle connections forgotten), service_overflow / endpoint_overflow (requests "
+             "a parser), not_parsed (messages on a DNS socket that are not a standard query or response), expired (idle "
+             "connections forgotten), service_overflow / endpoint_overflow (requests "
              "labelled \"other\").");
     const std::pair<const char*, std::uint64_t> kinds[] = {
         {"unanswered", p.unanswered},          {"unmatched_response", p.unmatched_responses},
         {"desync", p.desyncs},                 {"connection_table_full", p.connections_dropped},
         {"requests_dropped", p.requests_dropped}, {"other_protocol", p.other_protocol},
+        {"not_parsed", p.not_parsed},
         {"expired", p.connections_expired},    {"service_overflow", c.services_overflow},
-        {"endpoint_overflow", c.endpoints_overflow}};
+        {"endpoint_overflow", c.endpoints_overflow}, {"dns_names_dropped", c.dns_names_dropped}};
     for (const auto& [k, n] : kinds) w.sample("netprobe_l7_parse_events_total", {{"kind", k}}, n);
+    w.family("netprobe_l7_dns_names", MetricType::Gauge,
+             "Addresses named by unexpired DNS answers (/api/v1/l7/dns/names); answers not kept for lack of room: "
+             "netprobe_l7_parse_events_total{kind=\"dns_names_dropped\"}.");
+    w.sample("netprobe_l7_dns_names", {}, static_cast<std::uint64_t>(v.dns_names.size()));
     w.family("netprobe_l7_connections", MetricType::Gauge, "Connections with L7 parser state.");
     w.sample("netprobe_l7_connections", {}, static_cast<std::uint64_t>(v.connections));
     w.family("netprobe_l7_messages_total", MetricType::Counter, "Captured messages processed by the L7 parsers.");
@@ -123,7 +129,7 @@ std::expected<L7Query, std::string> parseL7Query(const QueryList& params, bool r
     };
     for (const auto& [k, v] : params) {
         if (k == "protocol") {
-            if (v != "http") return bad(k, v, "expected http");
+            if (v != "http" && v != "dns") return bad(k, v, "expected http or dns");
             q.protocol = v;
         } else if (k == "service") {
             if (v.empty()) return bad(k, v, "expected a service name or address:port");
@@ -138,10 +144,12 @@ std::expected<L7Query, std::string> parseL7Query(const QueryList& params, bool r
             int n = 0;
             if (v.size() == 3 && v[0] >= '1' && v[0] <= '5' && (v.substr(1) == "xx" || v.substr(1) == "XX"))
                 q.status_class = v[0] - '0';
-            else if (util::parseNumber(v, n) && n >= 100 && n <= 599)
+            else if (util::parseNumber(v, n) && n >= 0 && n <= 599)
                 q.status = n;
+            else if (v == "NOERROR" || v == "FORMERR" || v == "SERVFAIL" || v == "NXDOMAIN" || v == "NOTIMP" || v == "REFUSED")
+                q.status = v == "NOERROR" ? 0 : v == "FORMERR" ? 1 : v == "SERVFAIL" ? 2 : v == "NXDOMAIN" ? 3 : v == "NOTIMP" ? 4 : 5;
             else
-                return bad(k, v, "expected a status code (404) or class (4xx)");
+                return bad(k, v, "expected a status code (404), a class (4xx) or a DNS response code (NXDOMAIN)");
         } else if (k == "min_duration" && requests) {
             double secs = 0;
             if (auto d = util::parseDuration(v)) {
@@ -212,11 +220,20 @@ std::string l7RequestsJson(const analysis::l7::L7View* v, const L7Query& q) {
             const char* side = analysis::l7::sideName(r.side);
             if ((q.protocol && r.protocol != *q.protocol) || (q.service && r.service != *q.service) ||
                 (q.side && side != *q.side) || (q.method && r.method != *q.method) ||
-                (q.status && r.status != *q.status) || (q.status_class && r.status / 100 != *q.status_class) ||
+                (q.status && r.status != *q.status) ||
+                (q.status_class && (r.protocol != "http" || r.status / 100 != *q.status_class)) ||
                 (q.min_duration && r.duration_seconds < *q.min_duration))
                 continue;
             ++total;
             if (arr.size() >= q.limit) continue;
+            nlohmann::json answers = nlohmann::json::array();
+            for (const auto& a : r.answers) {
+                if (a.type == 5)
+                    answers.push_back({{"name", a.name}, {"type", "CNAME"}, {"ttl", a.ttl}, {"target", a.target}});
+                else
+                    answers.push_back({{"name", a.name}, {"type", a.type == 1 ? "A" : "AAAA"}, {"ttl", a.ttl},
+                                       {"address", util::formatAddr(a.addr)}});
+            }
             arr.push_back({{"time", rfc3339(r.time)},
                            {"protocol", r.protocol},
                            {"side", side},
@@ -234,11 +251,28 @@ std::string l7RequestsJson(const analysis::l7::L7View* v, const L7Query& q) {
                            {"client_port", r.client_port},
                            {"server", util::formatAddr(r.server)},
                            {"server_port", r.server_port}});
+            if (r.protocol == "dns") {
+                arr.back()["rcode"] = netprobe::l7::dnsRcodeName(static_cast<std::uint8_t>(r.status));
+                arr.back()["answers"] = std::move(answers);
+            }
         }
     }
     j["total"] = total;
     j["returned"] = arr.size();
     j["requests"] = std::move(arr);
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string l7DnsNamesJson(const analysis::l7::L7View* v, const std::optional<util::Addr16>& ip) {
+    nlohmann::json j;
+    j["enabled"] = v != nullptr;
+    auto arr = nlohmann::json::array();
+    if (v)
+        for (const auto& n : v->dns_names)
+            if (!ip || n.addr == *ip)
+                arr.push_back({{"address", util::formatAddr(n.addr)}, {"name", n.name}, {"expires", rfc3339(n.expires)}});
+    j["count"] = arr.size();
+    j["names"] = std::move(arr);
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

@@ -407,8 +407,9 @@ std::string renderDiagnosisMetrics(const analysis::DiagnosisView& view) {
     ExpositionWriter w;
     w.family("netprobe_diagnosis_findings", MetricType::Gauge,
              "Findings of the diagnosis rules at the last evaluation, by rule and severity (/api/v1/diagnosis).");
-    static const char* rules[] = {"listen_overflow", "path_mtu", "packet_drops", "connection_failures", "tcp_retransmits", "netprobe_data_loss",
-                                  "security_event"};
+    static const char* rules[] = {"listen_overflow", "path_mtu",     "packet_drops", "connection_failures",
+                                  "tcp_retransmits", "dns_failures", "dns_nxdomain", "http_errors",
+                                  "netprobe_data_loss", "security_event"};
     static const char* severities[] = {"critical", "warning", "info"};
     for (const char* r : rules)
         for (const char* sv : severities) {

@@ -202,6 +202,15 @@ http::Response Server::Impl::api(const http::Request& req) const {
         if (!req.query.empty()) return noParams(req);
         return http::Response::json(200, diagnosisJson(pipeline->latest()->diagnosis.get()));
     }
+    if (p == "/api/v1/l7/dns/names") {
+        std::optional<util::Addr16> ip;
+        for (const auto& [k, v] : req.query) {
+            if (k != "ip") return http::Response::error(400, "unknown parameter \"" + k + "\" (known: ip)");
+            ip = util::parseAddr(v);
+            if (!ip) return http::Response::error(400, "bad value \"" + v + "\" for parameter \"ip\": expected an address");
+        }
+        return http::Response::json(200, l7DnsNamesJson(pipeline->latest()->l7.get(), ip));
+    }
     if (p == "/api/v1/l7/endpoints" || p == "/api/v1/l7/requests") {
         const bool requests = p.ends_with("requests");
         auto q = parseL7Query(req.query, requests);
@@ -249,7 +258,7 @@ http::Response Server::Impl::route(const http::Request& req, bool metrics_listen
         if (api_listener)
             for (const char* e : {"/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/api/v1/containers",
                                   "/api/v1/pods", "/api/v1/events", "/api/v1/diagnosis", "/api/v1/l7/endpoints",
-                                  "/api/v1/l7/requests"})
+                                  "/api/v1/l7/requests", "/api/v1/l7/dns/names"})
                 body += std::string(e) + "\n";
         body += "/healthz\n/readyz\n";
         return http::Response::text(200, std::move(body));

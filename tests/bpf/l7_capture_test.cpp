@@ -21,6 +21,7 @@
 
 #include <netprobe/ebpf/l7_capture.hpp>
 #include <netprobe/util/fd.hpp>
+#include <netprobe/util/ip.hpp>
 
 namespace {
 
@@ -244,6 +245,52 @@ TEST_F(L7CaptureTest, CloseOfClassifiedConnectionIsReported) {
     EXPECT_EQ(ms[1].direction, NP_L7_CLOSED);
     EXPECT_EQ(ms[1].fd, sock_fd);
     EXPECT_EQ(ms[1].sock, ms[0].sock);
+}
+
+TEST_F(L7CaptureTest, UdpOnlyForDnsWithEachDatagramsPeer) {
+    // An unconnected client socket sending to port 53 (nobody listens: the send is what
+    // is captured) and to another port (not captured).
+    UniqueFd u(::socket(AF_INET, SOCK_DGRAM, 0));
+    sockaddr_in dns{};
+    dns.sin_family = AF_INET;
+    dns.sin_port = htons(53);
+    dns.sin_addr.s_addr = htonl(0x7f000035);  // 127.0.0.53
+    const std::string q = std::string("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x00\x00\x01\x00\x01", 19);
+    ASSERT_EQ(::sendto(u.get(), q.data(), q.size(), 0, reinterpret_cast<sockaddr*>(&dns), sizeof dns),
+              static_cast<ssize_t>(q.size()));
+    UniqueFd other(::socket(AF_INET, SOCK_DGRAM, 0));
+    sockaddr_in o = dns;
+    o.sin_port = htons(5353);
+    ASSERT_EQ(::sendto(other.get(), q.data(), q.size(), 0, reinterpret_cast<sockaddr*>(&o), sizeof o),
+              static_cast<ssize_t>(q.size()));
+    // A marker (TCP HTTP) after both.
+    Pair marker = connectedPair();
+    const std::string http = "GET / HTTP/1.1\r\n\r\n";
+    ASSERT_EQ(::write(marker.client.get(), http.data(), http.size()), static_cast<ssize_t>(http.size()));
+    ASSERT_TRUE(got_.waitOne([&](const L7Message& m) { return m.remote_port == marker.port; }));
+    auto ms = got_.waitFor(53, 1);
+    ASSERT_EQ(ms.size(), 1u);
+    EXPECT_EQ(ms[0].protocol, NP_L7_DNS);
+    EXPECT_EQ(ms[0].ip_proto, 17);
+    EXPECT_EQ(ms[0].head, q);
+    EXPECT_EQ(netprobe::util::formatAddr(ms[0].remote), "127.0.0.53");  // from sendto's address
+    EXPECT_TRUE(got_.waitFor(5353, 0).empty());
+}
+
+TEST_F(L7CaptureTest, ShortFirstSegmentIsFollowedIntoTheNext) {
+    // DNS over TCP: the 2-byte length as a segment of its own, then the message.
+    Pair p = connectedPair();
+    std::string body = "GET /after-a-prefix HTTP/1.1\r\n\r\n";
+    char len[2] = {0, static_cast<char>(body.size())};
+    iovec iov[2] = {{len, 2}, {body.data(), body.size()}};
+    // The connection is classified by its first bytes: send a plain HTTP request first.
+    const std::string first = "GET / HTTP/1.1\r\n\r\n";
+    ASSERT_EQ(::write(p.client.get(), first.data(), first.size()), static_cast<ssize_t>(first.size()));
+    ASSERT_EQ(::writev(p.client.get(), iov, 2), static_cast<ssize_t>(2 + body.size()));
+    auto m = got_.waitOne([&](const L7Message& x) { return x.remote_port == p.port && x.syscall == NP_L7_SC_WRITEV; });
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->head, std::string(len, 2) + body);
+    EXPECT_EQ(m->len, 2 + body.size());
 }
 
 }  // namespace

@@ -136,6 +136,7 @@ TEST(NetprobeCli, CompletionScripts) {
 
 // ---- the diagnosis stage and its netstat input ----
 #include <netprobe/analysis/diagnosis.hpp>
+#include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/collector/sources.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/util/ip.hpp>
@@ -274,6 +275,52 @@ TEST(Diagnosis, FragmentationNeededIsAPathMtuFinding) {
     EXPECT_EQ(v.diagnosis->findings[0].rule, "path_mtu");
     EXPECT_EQ(v.diagnosis->findings[0].evidence[0].value, 4);
     EXPECT_EQ(v.diagnosis->findings[0].severity, "warning");
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Diagnosis, ApplicationLayerRulesFromTheL7Endpoints) {
+    netprobe::analysis::Diagnosis d({});
+    netprobe::analysis::Views v;
+    auto l7 = std::make_shared<netprobe::analysis::l7::L7View>();
+    auto ep = [](std::string proto, std::string side, std::string svc, std::string route, std::uint64_t n,
+                 std::uint64_t err, std::uint64_t cerr) {
+        netprobe::analysis::l7::EndpointSummary e;
+        e.protocol = std::move(proto);
+        e.side = std::move(side);
+        e.service = std::move(svc);
+        e.method = "A";
+        e.route = std::move(route);
+        e.requests = n;
+        e.errors = err;
+        e.client_errors = cerr;
+        return e;
+    };
+    // DNS server: its clients saw 6 SERVFAIL of 10 (the server side's own view is not double-counted).
+    l7->endpoints.push_back(ep("dns", "client", "10.0.0.10:53", "db.internal", 8, 6, 0));
+    l7->endpoints.push_back(ep("dns", "client", "10.0.0.10:53", "a.example", 2, 0, 0));
+    l7->endpoints.push_back(ep("dns", "server", "10.0.0.10:53", "db.internal", 8, 6, 0));
+    // Another: 30 NXDOMAIN of 40.
+    l7->endpoints.push_back(ep("dns", "client", "10.0.0.11:53", "api.svc.cluster.local", 40, 0, 30));
+    // HTTP: 4 of 200 5xx (below 5%), another 20 of 100.
+    l7->endpoints.push_back(ep("http", "server", "10.0.0.5:80", "/ok", 200, 4, 0));
+    l7->endpoints.push_back(ep("http", "server", "10.0.0.6:8080", "/pay/{id}", 100, 20, 3));
+    v.l7 = l7;
+    d.run(diagSnap(0, 0, 0, 0), v);
+    std::map<std::string, const netprobe::analysis::Finding*> f;
+    for (const auto& x : v.diagnosis->findings) f[x.rule + " " + x.subject] = &x;
+    ASSERT_TRUE(f.contains("dns_failures 10.0.0.10:53")) << v.diagnosis->findings.size();
+    EXPECT_EQ(f["dns_failures 10.0.0.10:53"]->severity, "critical");
+    EXPECT_EQ(f["dns_failures 10.0.0.10:53"]->evidence[0].value, 10);  // client side only
+    EXPECT_EQ(f["dns_failures 10.0.0.10:53"]->evidence[3].name, "failed_name db.internal");
+    ASSERT_TRUE(f.contains("dns_nxdomain 10.0.0.11:53"));
+    EXPECT_NE(f["dns_nxdomain 10.0.0.11:53"]->cause.find("ndots"), std::string::npos);
+    EXPECT_FALSE(f.contains("http_errors 10.0.0.5:80"));
+    ASSERT_TRUE(f.contains("http_errors 10.0.0.6:8080"));
+    EXPECT_EQ(f["http_errors 10.0.0.6:8080"]->severity, "warning");
+    EXPECT_EQ(f.size(), 3u);
 }
 
 }  // namespace

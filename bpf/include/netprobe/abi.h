@@ -543,6 +543,9 @@ struct np_l7_conn {
 };
 /* Unrecognised data syscalls before a connection is NP_L7_NONE. */
 #define NP_L7_MAX_ATTEMPTS 4
+/* DNS: UDP and TCP sockets with this port at either end (UDP sockets without it are
+ * NP_L7_NONE at once). */
+#define NP_L7_DNS_PORT 53
 
 /* l7_args (hash, key: pid_tgid): a captured syscall between its entry and exit. */
 struct np_l7_args {
@@ -551,7 +554,9 @@ struct np_l7_args {
 	__u64 count;      /* buffer length or vector length */
 	__u32 fd;
 	__u8 syscall;     /* enum np_l7_syscall */
-	__u8 pad[3];
+	__u8 ip_proto;    /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad[2];
+	__u64 addr;       /* sendto/recvfrom: the peer's sockaddr (UDP without connect) */
 };
 
 /* l7_tls_calls (hash, key: pid_tgid): a TLS library call between its entry and return,
@@ -585,7 +590,7 @@ NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, fd) == 76, "np_l7_event.fd");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, tail) == 88, "np_l7_event.tail");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, data) == 104, "np_l7_event.data");
 NP_STATIC_ASSERT(sizeof(struct np_l7_conn) == 8, "np_l7_conn size");
-NP_STATIC_ASSERT(sizeof(struct np_l7_args) == 32, "np_l7_args size");
+NP_STATIC_ASSERT(sizeof(struct np_l7_args) == 40, "np_l7_args size");
 NP_STATIC_ASSERT(sizeof(struct np_l7_tls_call) == 40, "np_l7_tls_call size");
 
 #endif /* NETPROBE_ABI_H */

@@ -36,7 +36,8 @@ struct Evidence {
 };
 
 struct Finding {
-    std::string rule;       // listen_overflow, path_mtu, packet_drops, connection_failures, tcp_retransmits, netprobe_data_loss, security_event
+    std::string rule;       // listen_overflow, path_mtu, packet_drops, connection_failures, tcp_retransmits,
+                            // dns_failures, dns_nxdomain, http_errors, netprobe_data_loss, security_event
     std::string subject;    // what it is about: a drop reason, ip:port, a map, an event id
     std::string severity;   // critical, warning, info
     std::string title;
@@ -61,6 +62,12 @@ struct DiagnosisOptions {
     std::uint64_t frag_needed_min = 3;        // ICMP fragmentation-needed / packet-too-big messages
     std::uint64_t retransmits_min = 100;      // and a ratio of at least:
     double retransmit_ratio_min = 0.02;       // retransmitted / TCP packets sent
+    // Application layer (the L7 view's 60 s endpoint figures, with --l7=on):
+    std::uint64_t dns_errors_min = 5;         // SERVFAIL/REFUSED/FORMERR/NOTIMP answers of one server
+    std::uint64_t nxdomain_min = 20;          // NXDOMAIN answers of one server, and a ratio of at least:
+    double nxdomain_ratio_min = 0.5;
+    std::uint64_t http_errors_min = 10;       // 5xx answers of one service, and a ratio of at least:
+    double http_error_ratio_min = 0.05;
     // The security pipeline's latest view (may be null or return null).
     std::function<std::shared_ptr<const security::SecurityView>()> security;
 };

@@ -35,6 +35,7 @@ struct L7Message {
     std::uint16_t local_port = 0;
     std::uint16_t remote_port = 0;
     std::uint8_t family = 0;   // 4 or 6
+    std::uint8_t ip_proto = 6; // IPPROTO_TCP or IPPROTO_UDP
     std::uint8_t direction = NP_L7_SEND;  // enum np_l7_direction
     std::uint8_t protocol = NP_L7_UNKNOWN;  // enum np_l7_protocol (the kernel's inference)
     std::uint8_t syscall = 0;  // enum np_l7_syscall

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <netprobe/ebpf/l7_capture.hpp>
+#include <netprobe/l7/dns.hpp>
 #include <netprobe/util/ip.hpp>
 
 namespace netprobe::l7 {
@@ -23,16 +24,18 @@ namespace netprobe::l7 {
 enum class Side : std::uint8_t { Client, Server };
 [[nodiscard]] const char* sideName(Side s);
 
-// One request and its response.
+// One request and its response. HTTP: method, path, route, status as in HTTP. DNS: method
+// is the query type ("A"), path and route the name queried, status the response code.
 struct Request {
     std::uint64_t mono_ns = 0;     // the request's first byte (CLOCK_MONOTONIC)
     double duration_seconds = 0;   // request first byte -> response first byte, at this side
-    std::string protocol;          // "http"
+    std::string protocol;          // "http", "dns"
     Side side = Side::Server;
     std::string method;
     std::string path;              // the target without query string (bounded)
     std::string route;             // route template (bounded cardinality)
     int status = 0;
+    std::vector<DnsAnswer> answers;  // DNS: A/AAAA/CNAME answers of the response
     std::uint64_t request_bytes = 0;
     std::uint64_t response_bytes = 0;
     std::uint32_t pid = 0;
@@ -49,6 +52,8 @@ struct Request {
 struct TrackerOptions {
     std::size_t max_connections = 50000;   // with parser state; beyond: messages not parsed, counted
     std::size_t max_pending = 128;         // requests awaiting a response per connection
+    std::size_t max_dns_pending = 4096;    // DNS queries awaiting a response per socket (a server's: all its clients')
+    std::chrono::nanoseconds dns_timeout = std::chrono::seconds(30);  // a query without response by then is unanswered
     std::size_t max_requests = 1000000;    // completed requests held between two take()s
     std::chrono::nanoseconds idle_timeout = std::chrono::seconds(300);
 };
@@ -63,6 +68,7 @@ struct TrackerCounters {
     std::uint64_t connections_dropped = 0;  // messages not parsed: connection table full
     std::uint64_t connections_expired = 0;
     std::uint64_t other_protocol = 0;       // messages of protocols without a parser yet
+    std::uint64_t not_parsed = 0;           // DNS messages that were not a standard query/response
 };
 
 class ConnectionTracker {
@@ -85,6 +91,8 @@ private:
     friend struct Conn;
     void finish(Conn& c);
     void complete(Request&& r);
+    void dnsMessage(Conn& c, const ebpf::L7Message& m, std::string_view bytes, std::uint64_t len);
+    void dnsTcp(Conn& c, const ebpf::L7Message& m);
 
     TrackerOptions opts_;
     std::unordered_map<std::uint64_t, std::unique_ptr<Conn>> conns_;

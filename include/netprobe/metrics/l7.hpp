@@ -32,5 +32,7 @@ struct L7Query {
 // view null: {"enabled": false}.
 [[nodiscard]] std::string l7EndpointsJson(const analysis::l7::L7View* view, const L7Query& q);
 [[nodiscard]] std::string l7RequestsJson(const analysis::l7::L7View* view, const L7Query& q);
+// /api/v1/l7/dns/names: addresses named by DNS answers (optionally one address).
+[[nodiscard]] std::string l7DnsNamesJson(const analysis::l7::L7View* view, const std::optional<util::Addr16>& ip);
 
 }  // namespace netprobe::metrics

@@ -28,7 +28,9 @@ std::string endpointKey(const Request& r, std::string_view route) {
     return k;
 }
 
-std::string statusClass(int status) {
+std::string statusClass(const Request& r) {
+    if (r.protocol == "dns") return netprobe::l7::dnsRcodeName(static_cast<std::uint8_t>(r.status));
+    const int status = r.status;
     if (status < 100 || status > 599) return "unknown";
     return std::string(1, static_cast<char>('0' + status / 100)) + "xx";
 }
@@ -99,7 +101,17 @@ std::string L7Stage::nameOf(const Request& r) {
 void L7Stage::add(const collector::Snapshot& snap, Request r) {
     r.service = serviceOf(r);
     r.time = snap.wallOf(r.mono_ns);
-    const std::string sc = statusClass(r.status);
+    for (const auto& a : r.answers) {
+        if (a.type != 1 && a.type != 28) continue;
+        const std::uint64_t expires = r.mono_ns + static_cast<std::uint64_t>(a.ttl) * 1'000'000'000ull;
+        auto it = dns_names_.find(a.addr);
+        if (it == dns_names_.end() && dns_names_.size() >= opts_.max_dns_names) {
+            ++counters_.dns_names_dropped;
+            continue;
+        }
+        dns_names_[a.addr] = {r.path, expires};
+    }
+    const std::string sc = statusClass(r);
     auto& t = series_[SeriesKey{r.protocol, sideName(r.side), r.service, r.method, sc}];
     ++t.requests;
     t.duration_sum += r.duration_seconds;
@@ -130,7 +142,9 @@ void L7Stage::add(const collector::Snapshot& snap, Request r) {
         }
     }
     Endpoint& e = *it->second;
-    const bool error = r.status >= 500;
+    const bool dns = r.protocol == "dns";
+    const bool error = dns ? netprobe::l7::dnsRcodeIsError(static_cast<std::uint8_t>(r.status)) : r.status >= 500;
+    const bool client_error = dns ? r.status == 3 : r.status >= 400 && r.status < 500;
     ++e.requests_total;
     e.errors_total += error;
     const auto slot_ns = std::max<std::int64_t>(
@@ -140,7 +154,7 @@ void L7Stage::add(const collector::Snapshot& snap, Request r) {
     if (s.id != id) s = Endpoint::Slot{.id = id};
     ++s.requests;
     s.errors += error;
-    s.client_errors += r.status >= 400 && r.status < 500;
+    s.client_errors += client_error;
     s.request_bytes += r.request_bytes;
     s.response_bytes += r.response_bytes;
     if (s.durations.size() < kSamplesPerSlot) {
@@ -168,6 +182,14 @@ void L7Stage::run(const collector::Snapshot& snap, Views& views) {
     view->series = series_;
     view->counters = counters_;
     view->connections = snap.l7 ? snap.l7->connections : 0;
+    for (auto it = dns_names_.begin(); it != dns_names_.end();) {
+        if (it->second.second <= now_ns) {
+            it = dns_names_.erase(it);
+            continue;
+        }
+        view->dns_names.push_back({it->first, it->second.first, snap.wallOf(it->second.second)});
+        ++it;
+    }
     view->window = opts_.window;
     view->recent.assign(recent_.begin(), recent_.end());
 

@@ -35,6 +35,7 @@ struct L7Options {
     std::size_t max_endpoints = 500;      // (service, side, method, route) kept; later ones: route "other"
     std::size_t recent_requests = 1000;   // requests kept for /api/v1/l7/requests (the latest)
     std::chrono::seconds window{60};      // endpoint figures cover this much recent time
+    std::size_t max_dns_names = 10000;    // addresses named by DNS answers kept (earliest expiry goes first)
 };
 
 // Fixed buckets of netprobe_l7_request_duration_seconds.
@@ -68,6 +69,15 @@ struct L7Counters {
     netprobe::l7::TrackerCounters parse;   // the source's tracker (since start)
     std::uint64_t services_overflow = 0;   // requests labelled service="other"
     std::uint64_t endpoints_overflow = 0;  // requests labelled route="other"
+    std::uint64_t dns_names_dropped = 0;   // answers not kept: the name table was full
+};
+
+// An address a DNS answer gave, and the name that was asked for it (so a flow to the
+// address can be named by the domain it was resolved from).
+struct DnsName {
+    util::Addr16 addr{};
+    std::string name;            // the query name (what the client looked up)
+    WallTime expires{};          // answer time + TTL
 };
 
 struct L7View {
@@ -76,6 +86,7 @@ struct L7View {
     std::vector<Request> recent;               // oldest first
     L7Counters counters;
     std::size_t connections = 0;               // with parser state (the source's tracker)
+    std::vector<DnsName> dns_names;            // unexpired, by address (at most max_dns_names)
     std::chrono::seconds window{60};
 };
 
@@ -100,6 +111,7 @@ private:
     std::map<std::array<std::uint8_t, 18>, std::string> service_cache_;  // server address+port -> service
     std::deque<Request> recent_;
     L7Counters counters_;
+    std::map<util::Addr16, std::pair<std::string, std::uint64_t>> dns_names_;  // addr -> (name, expiry mono ns)
     std::uint64_t start_ns_ = 0;                 // the first run's monotonic time
     std::uint64_t rng_ = 0x9E3779B97F4A7C15ull;  // xorshift state of the duration samples
 };

@@ -1,0 +1,125 @@
+"""Application-layer capture (--l7=on), DNS over UDP and TCP: dnsmasq (own instance, own
+records, no upstream) in the veth's peer namespace, dig in the "node" namespace with the
+agent. The agent's counts per query type and response code are compared with dig's own
+answers ("status:" of each reply), on the client side (dig) and the server side
+(dnsmasq).
+"""
+
+import collections
+import os
+import re
+import subprocess
+
+from netprobe_e2e import E2ETestCase, log, require_tools, run, wait_for
+
+
+class L7DnsTest(E2ETestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        require_tools("dnsmasq", "dig")
+
+    def setUp(self) -> None:
+        self.node = self.make_netns()
+        self.veth = self.make_veth(host_ns=self.node)
+        self.ip = self.veth.peer_ip
+        d = self.tmpdir()
+        self.spawn(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
+                    f"--listen-address={self.ip}", "--bind-interfaces", "--port=53", "--user=root",
+                    f"--pid-file={d}/dnsmasq.pid", "--log-facility=-",
+                    "--local=/np.test/", "--address=/a.np.test/198.18.50.1", "--host-record=v6.np.test,fd6e:7072::50",
+                    "--cname=alias.np.test,a.np.test", "--local-ttl=120"],
+                   netns=self.veth.ns, name="dnsmasq", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: run(["dig", f"@{self.ip}", "+time=1", "+tries=1", "a.np.test"], netns=self.node,
+                             check=False).returncode == 0, 10, "dnsmasq to answer")
+
+    def agent(self):
+        return self.start_agent(f"--interface-filter={self.veth.host}", "--collect-interval=500ms",
+                                "--socket-netns=own", "--l7=on", netns=self.node)
+
+    def counts(self, agent, side: str) -> dict:
+        out = collections.Counter()
+        for s in agent.metrics().find("netprobe_l7_requests_total", protocol="dns", side=side,
+                                      service=f"{self.ip}:53"):
+            out[(s.labels["method"], s.labels["status_class"])] += int(s.value)
+        return dict(out)
+
+    def test_dig_queries_counted_by_type_and_rcode_on_both_sides(self):
+        agent = self.agent()
+        agent.wait_collections(2)
+        queries = ([("a.np.test", "A", [])] * 5 + [("v6.np.test", "AAAA", [])] * 3 +
+                   [("missing.np.test", "A", [])] * 4 + [("example.com", "A", [])] * 2 +
+                   [("alias.np.test", "A", [])] * 2 + [("a.np.test", "A", ["+tcp"])] * 3)
+        want = collections.Counter()
+        for name, qtype, opts in queries:
+            out = run(["dig", f"@{self.ip}", "+time=2", "+tries=1", *opts, name, qtype], netns=self.node).stdout
+            status = re.search(r"status: (\w+)", out).group(1)
+            want[(qtype, status)] += 1
+        want = dict(want)
+        log(f"dig: {want}")
+        self.assertEqual(want, {("A", "NOERROR"): 10, ("AAAA", "NOERROR"): 3, ("A", "NXDOMAIN"): 4,
+                                ("A", "REFUSED"): 2})
+        total = len(queries)
+
+        def settled(side):
+            c = self.counts(agent, side)
+            return c if sum(c.values()) >= total else None
+        client = wait_for(lambda: settled("client"), 15, "dig's queries counted")
+        server = wait_for(lambda: settled("server"), 15, "dnsmasq's answers counted")
+        agent.wait_collections(2)
+        self.assertEqual(self.counts(agent, "client"), want)
+        self.assertEqual(self.counts(agent, "server"), want)
+
+        rq = agent.get_json(f"/api/v1/l7/requests?protocol=dns&side=client&status=NOERROR&limit=100")
+        a = [r for r in rq["requests"] if r["path"] == "a.np.test" and r["method"] == "A"]
+        self.assertEqual(len(a), 8)  # 5 over UDP, 3 over TCP
+        self.assertEqual(a[0]["answers"], [{"name": "a.np.test", "type": "A", "ttl": 120, "address": "198.18.50.1"}])
+        aliases = [r for r in rq["requests"] if r["path"] == "alias.np.test"]
+        self.assertEqual(len(aliases), 2)
+        self.assertEqual([x["type"] for x in aliases[0]["answers"]], ["CNAME", "A"])
+        v6 = [r for r in rq["requests"] if r["method"] == "AAAA"]
+        self.assertEqual(v6[0]["answers"][0]["address"], "fd6e:7072::50")
+        nx = agent.get_json("/api/v1/l7/requests?protocol=dns&status=NXDOMAIN&side=server")
+        self.assertEqual(nx["total"], 4)
+        ep = agent.get_json(f"/api/v1/l7/endpoints?protocol=dns&side=server&service={self.ip}:53")
+        refused = [e for e in ep["endpoints"] if e["route"] == "example.com"]
+        self.assertEqual(refused[0]["errors"], 2)
+        names = agent.get_json("/api/v1/l7/dns/names?ip=198.18.50.1")["names"]
+        self.assertEqual([n["name"] for n in names], ["a.np.test"])  # the last query that resolved it
+        names = agent.get_json("/api/v1/l7/dns/names?ip=fd6e:7072::50")["names"]
+        self.assertEqual([n["name"] for n in names], ["v6.np.test"])
+        code, _, body = agent.request("/api/v1/l7/dns/names?ip=nope")
+        self.assertEqual(code, 400, body)
+        m = agent.metrics()
+        self.assertEqual(m.get("netprobe_l7_parse_events_total", kind="unmatched_response"), 0)
+        self.assertEqual(sum(s.value for s in m.find("netprobe_l7_capture_lost_total")), 0)
+
+    def test_refused_and_nxdomain_bursts_are_diagnosis_findings(self):
+        agent = self.agent()
+        agent.wait_collections(2)
+        batch = os.path.join(self.tmpdir(), "queries")
+        with open(batch, "w") as f:
+            f.write("".join(f"example{i}.com A\n" for i in range(8)))
+            f.write("".join(f"gone{i}.np.test A\n" for i in range(25)))
+        out = run(["dig", f"@{self.ip}", "+time=2", "+tries=1", "-f", batch], netns=self.node).stdout
+        statuses = collections.Counter(re.findall(r"status: (\w+)", out))
+        self.assertEqual(statuses, {"REFUSED": 8, "NXDOMAIN": 25})
+
+        def finding(rule):
+            for f in agent.get_json("/api/v1/diagnosis")["findings"]:
+                if f["rule"] == rule and f["subject"] == f"{self.ip}:53":
+                    return f
+            return None
+        f = wait_for(lambda: finding("dns_failures"), 15, "a dns_failures finding")
+        ev = {e["name"]: e["value"] for e in f["evidence"]}
+        self.assertEqual(ev["failed"], statuses["REFUSED"])  # dig's own count
+        self.assertEqual(ev["queries"], 33)
+        f = wait_for(lambda: finding("dns_nxdomain"), 15, "a dns_nxdomain finding")
+        ev = {e["name"]: e["value"] for e in f["evidence"]}
+        self.assertEqual(ev["nxdomain"], statuses["NXDOMAIN"])
+        self.assertIn("ndots", f["cause"])
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
