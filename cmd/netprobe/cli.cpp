@@ -135,6 +135,71 @@ Table flowsTable(const nlohmann::json& doc, bool wide) {
     return t;
 }
 
+namespace {
+std::string millis(double seconds) {
+    char b[32];
+    std::snprintf(b, sizeof b, seconds < 0.01 ? "%.2fms" : "%.1fms", seconds * 1000);
+    return b;
+}
+}  // namespace
+
+Table requestsTable(const nlohmann::json& doc, bool wide) {
+    Table t;
+    t.header = {"TIME", "SIDE", "SERVICE", "METHOD", "PATH", "STATUS", "DURATION", "SENT", "RECEIVED"};
+    t.right = {false, false, false, false, false, false, true, true, true};
+    if (wide) {
+        for (const char* h : {"CLIENT", "PID", "ROUTE"}) t.header.push_back(h);
+        t.right.resize(t.header.size(), false);
+    }
+    for (const auto& r : doc.value("requests", nlohmann::json::array())) {
+        const bool dns = str(r, "protocol") == "dns";
+        std::vector<std::string> row = {
+            clock(str(r, "time")),
+            str(r, "side"),
+            str(r, "service"),
+            str(r, "method"),
+            str(r, "path"),
+            dns ? str(r, "rcode") : std::to_string(static_cast<int>(num(r, "status"))),
+            millis(num(r, "duration_seconds")),
+            humanBytes(num(r, "request_bytes")),
+            humanBytes(num(r, "response_bytes")),
+        };
+        if (wide) {
+            row.push_back(endpoint(str(r, "client"), static_cast<std::uint64_t>(num(r, "client_port"))));
+            row.push_back(std::to_string(static_cast<std::uint64_t>(num(r, "pid"))));
+            row.push_back(str(r, "route"));
+        }
+        t.rows.push_back(std::move(row));
+    }
+    return t;
+}
+
+Table routesTable(const nlohmann::json& doc, bool wide) {
+    Table t;
+    t.header = {"SERVICE", "SIDE", "METHOD", "ROUTE", "REQ/S", "ERRORS", "P50", "P99"};
+    t.right = {false, false, false, false, true, true, true, true};
+    if (wide) {
+        for (const char* h : {"REQUESTS", "P90", "SENT", "RECEIVED"}) t.header.push_back(h);
+        t.right.resize(t.header.size(), true);
+    }
+    for (const auto& e : doc.value("endpoints", nlohmann::json::array())) {
+        char rate[32], err[32];
+        std::snprintf(rate, sizeof rate, "%.2f", num(e, "rate"));
+        std::snprintf(err, sizeof err, "%.1f%%", num(e, "error_rate") * 100);
+        std::vector<std::string> row = {str(e, "service"), str(e, "side"),  str(e, "method"),
+                                        str(e, "route"),   rate,           err,
+                                        millis(num(e, "p50_seconds")), millis(num(e, "p99_seconds"))};
+        if (wide) {
+            row.push_back(humanCount(num(e, "requests")));
+            row.push_back(millis(num(e, "p90_seconds")));
+            row.push_back(humanBytes(num(e, "request_bytes")));
+            row.push_back(humanBytes(num(e, "response_bytes")));
+        }
+        t.rows.push_back(std::move(row));
+    }
+    return t;
+}
+
 Table connectionsTable(const nlohmann::json& doc, bool wide) {
     Table t;
     t.header = {"SOURCE", "DESTINATION", "STATE", "PID", "COMMAND", "SENT", "RECEIVED", "RTT", "RETRANS"};
@@ -375,7 +440,7 @@ std::string diagnosisText(const nlohmann::json& doc, bool color) {
 }
 
 std::string completionScript(const std::string& shell) {
-    const std::string cmds = "flows connections events interfaces pods top diagnose completion";
+    const std::string cmds = "flows connections events interfaces pods top requests routes diagnose completion";
     const std::string global = "--server --user --password-file --ca-file --insecure --timeout --output -o --color --help";
     if (shell == "bash") {
         return "# netprobe bash completion: source <(netprobe completion bash)\n"
@@ -392,6 +457,10 @@ std::string completionScript(const std::string& shell) {
                "    events) COMPREPLY=($(compgen -W \"--type --since --limit --follow --interval --fail-if-empty " +
                global + "\" -- \"$cur\")) ;;\n"
                "    top) COMPREPLY=($(compgen -W \"talkers ports endpoints drops retransmits --limit --interval " +
+               global + "\" -- \"$cur\")) ;;\n"
+               "    requests) COMPREPLY=($(compgen -W \"--protocol --service --side --method --status --min-duration "
+               "--limit --fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
+               "    routes) COMPREPLY=($(compgen -W \"--protocol --service --side --method --limit --fail-if-empty " +
                global + "\" -- \"$cur\")) ;;\n"
                "    completion) COMPREPLY=($(compgen -W \"bash zsh\" -- \"$cur\")) ;;\n"
                "    *) COMPREPLY=($(compgen -W \"" + global + "\" -- \"$cur\")) ;;\n"
@@ -485,6 +554,22 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     top->add_option("what", topic, "talkers, ports, endpoints, drops or retransmits")->required();
     top->add_option("--limit", limit, "Rows to show (default 10)");
     top->add_option("--interval", interval, "drops: the sampling window")->capture_default_str();
+
+    std::string service, side, method, status, min_duration;
+    auto* requests = app.add_subcommand("requests", "Recent application-layer requests, newest first "
+                                                    "(GET /api/v1/l7/requests; agent with --l7=on)");
+    auto* routes = app.add_subcommand("routes", "Requests per service, side, method and route over the last minute: "
+                                                "rate, errors, latency (GET /api/v1/l7/endpoints)");
+    for (auto* sc : {requests, routes}) {
+        sc->add_option("--protocol", protocol, "http or dns");
+        sc->add_option("--service", service, "Server: address:port, or namespace/service with Kubernetes");
+        sc->add_option("--side", side, "server (this node answered) or client (this node asked)");
+        sc->add_option("--method", method, "HTTP method, or DNS query type");
+        sc->add_option("--limit", limit, "Rows to show (default 20)");
+        sc->add_flag("--fail-if-empty", inv.fail_if_empty, "Exit 3 when nothing matches");
+    }
+    requests->add_option("--status", status, "Status code (404), class (5xx) or DNS response code (NXDOMAIN)");
+    requests->add_option("--min-duration", min_duration, "Only requests that took at least this long (50ms)");
 
     auto* diag = app.add_subcommand("diagnose", "Findings of the agent's diagnosis rules with evidence, cause and fix "
                                                 "(GET /api/v1/diagnosis)");
@@ -623,6 +708,24 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
         } else {
             return fail("unknown top list \"" + topic + "\": expected talkers, ports, endpoints, drops or retransmits");
         }
+    } else if (requests->parsed() || routes->parsed()) {
+        const bool req = requests->parsed();
+        inv.kind = req ? Invocation::Kind::Requests : Invocation::Kind::Routes;
+        inv.path = req ? "/api/v1/l7/requests" : "/api/v1/l7/endpoints";
+        if (!side.empty() && side != "server" && side != "client")
+            return fail("invalid --side \"" + side + "\": expected server or client");
+        if (!protocol.empty() && protocol != "http" && protocol != "dns")
+            return fail("invalid --protocol \"" + protocol + "\": expected http or dns");
+        for (auto [k, v] : {std::pair{"protocol", &protocol}, {"service", &service}, {"side", &side}, {"method", &method},
+                            {"status", &status}})
+            if (!v->empty()) inv.query[k] = *v;
+        if (!min_duration.empty()) {
+            auto d = util::parseDuration(min_duration);
+            if (!d) return fail("invalid --min-duration \"" + min_duration + "\": a Go duration (50ms, 1s)");
+            inv.query["min_duration"] = min_duration;
+        }
+        inv.limit = limit == -1 ? 20 : static_cast<std::size_t>(limit);
+        inv.query["limit"] = std::to_string(inv.limit);
     } else if (diag->parsed()) {
         inv.kind = Invocation::Kind::Diagnose;
         inv.path = "/api/v1/diagnosis";

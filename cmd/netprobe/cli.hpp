@@ -34,7 +34,7 @@ struct Connection {
 // What one invocation does.
 struct Invocation {
     enum class Kind { None, Flows, Connections, Events, Interfaces, Pods, TopTalkers, TopPorts, TopEndpoints,
-                      TopDrops, TopRetransmits, Diagnose, Completion };
+                      TopDrops, TopRetransmits, Diagnose, Completion, Requests, Routes };
     Kind kind = Kind::None;
     Connection conn;
     Output output = Output::Table;
@@ -89,6 +89,11 @@ enum class TopBy { Talkers, Ports, Endpoints };
 [[nodiscard]] Table dropsTable(const std::string& before, const std::string& after, double secs, std::size_t limit);
 // top retransmits: connections by retransmitted segments.
 [[nodiscard]] Table retransmitsTable(const nlohmann::json& connections, std::size_t limit);
+
+// requests: the agent's recent application-layer requests (GET /api/v1/l7/requests).
+[[nodiscard]] Table requestsTable(const nlohmann::json& doc, bool wide);
+// routes: per service/side/method/route window figures (GET /api/v1/l7/endpoints).
+[[nodiscard]] Table routesTable(const nlohmann::json& doc, bool wide);
 
 // diagnose: each finding as a block (severity, rule, subject, evidence, cause, fix, query).
 [[nodiscard]] std::string diagnosisText(const nlohmann::json& doc, bool color);

@@ -211,6 +211,15 @@ int run(const Invocation& inv) {
             }
             return done(print(podsTable(doc, wide), doc));
         }
+        case K::Requests:
+        case K::Routes: {
+            auto doc = api.getJson(inv.path, inv.query);
+            if (!doc.value("enabled", true) && !json) {
+                std::cerr << "netprobe: the agent runs without --l7=on: no application-layer requests\n";
+                return inv.fail_if_empty ? kExitNotFound : kExitOk;
+            }
+            return done(print(inv.kind == K::Requests ? requestsTable(doc, wide) : routesTable(doc, wide), doc));
+        }
         case K::TopTalkers:
         case K::TopPorts:
         case K::TopEndpoints: {

@@ -16,7 +16,9 @@ import subprocess
 import time
 import unittest
 
-from netprobe_e2e import PYTHON, E2ETestCase, log, require_tools, run, wait_for
+from netprobe_e2e import AGENT, PYTHON, E2ETestCase, log, require_tools, run, wait_for
+
+CLI = os.path.join(os.path.dirname(AGENT), "netprobe")
 
 NGINX_CONF = """
 daemon off;
@@ -231,6 +233,15 @@ class L7HttpTest(E2ETestCase):
         rq = agent.get_json(f"/api/v1/l7/requests?service={service}&status=404&side=client")
         self.assertEqual(rq["total"], 5)
         self.assertTrue(all(r["path"] == "/missing" and r["server_port"] == 8080 for r in rq["requests"]))
+        # The command line over the same API.
+        server_url = f"--server=http://127.0.0.1:{agent.port}"
+        out = run([CLI, server_url, "requests", f"--service={service}", "--status=404", "--side=client", "-o", "json"],
+                  netns=self.node).stdout
+        self.assertEqual(json.loads(out)["total"], 5)
+        out = run([CLI, server_url, "routes", f"--service={service}", "--side=server"], netns=self.node).stdout
+        log(out)
+        self.assertIn("/items/{id}", out)
+        self.assertIn("100.0%", next(line for line in out.splitlines() if "/err" in line))
         code, _, body = agent.request("/api/v1/l7/requests?status=abc")
         self.assertEqual(code, 400, body)
         self.assertIn("status", body)
