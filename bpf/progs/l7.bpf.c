@@ -283,6 +283,9 @@ int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 		if (ip_proto == NP_IPPROTO_TCP && proto == NP_L7_NONE)
 			proto = NP_L7_UNKNOWN; /* TCP: inferred from the bytes, as usual */
 		if (proto != NP_L7_UNKNOWN) {
+			/* (A UDP socket's local port may be bound by this very syscall: the exit
+			 * stores the classification again with the ports then.) */
+			a.proto = proto;
 			struct np_l7_conn nc = {.local_port = lport, .remote_port = rport, .protocol = proto};
 			if (bpf_map_update_elem(&l7_conns, &key, &nc, BPF_ANY))
 				np_l7_count(NP_L7_CNT_CONNS_FULL);
@@ -355,6 +358,7 @@ struct np_l7_cap {
 	__u64 peer;  /* UDP: the peer's sockaddr in user memory (a socket without connect) */
 	__u64 buf2;  /* vector I/O whose first segment is short (a length prefix): the next one */
 	__u64 seg2;
+	__u8 proto_hint; /* classified at the syscall's entry */
 };
 
 /* A first segment shorter than this is followed into the next one (DNS over TCP writes
@@ -374,6 +378,12 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 		proto = c && c->protocol == NP_L7_TLS ? c->inner : NP_L7_UNKNOWN;
 	else
 		proto = c ? c->protocol : NP_L7_UNKNOWN;
+	if (!c && k->proto_hint) {
+		struct np_l7_conn nc = {.local_port = lport, .remote_port = rport, .protocol = k->proto_hint};
+		if (bpf_map_update_elem(&l7_conns, &k->sock, &nc, BPF_ANY))
+			np_l7_count(NP_L7_CNT_CONNS_FULL);
+		proto = k->proto_hint;
+	}
 	if (proto == NP_L7_NONE || (!k->tls && proto == NP_L7_TLS))
 		return;
 
@@ -391,11 +401,19 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 		n = 0;
 	}
 	if (k->buf2 && n && n < NP_L7_SHORT_SEG && k->seg2) {
-		__u32 n2 = k->seg2 > NP_L7_HEAD_MAX - NP_L7_SHORT_SEG ? NP_L7_HEAD_MAX - NP_L7_SHORT_SEG : (__u32)k->seg2;
-		__u32 off = n & (NP_L7_SHORT_SEG - 1);
-		if (!bpf_probe_read_user(e->data + off, n2 & 0x1ff, (void *)k->buf2))
-			n = off + (n2 & 0x1ff);
-		else
+		__u64 n2 = k->seg2;
+		if (n2 > NP_L7_HEAD_MAX - NP_L7_SHORT_SEG)
+			n2 = NP_L7_HEAD_MAX - NP_L7_SHORT_SEG;
+		__u64 off = n;
+		/* Masks as instructions right before the access, so the verifier sees the bounds
+		 * (off < 16, n2 <= 496: within data). */
+		asm volatile("%0 &= 15" : "+r"(off));
+		asm volatile("%0 &= 511" : "+r"(n2));
+		if (n2 > NP_L7_HEAD_MAX - NP_L7_SHORT_SEG)
+			n2 = 0;
+		if (n2 && !bpf_probe_read_user(e->data + off, n2, (void *)k->buf2))
+			n = (__u32)(off + n2);
+		else if (n2)
 			np_l7_count(NP_L7_CNT_READ_FAILED);
 	}
 
@@ -510,6 +528,7 @@ int BPF_PROG(np_l7_exit, struct pt_regs *regs, long ret)
 		.syscall = a.syscall,
 		.direction = np_is_recv(a.syscall) ? NP_L7_RECV : NP_L7_SEND,
 		.ip_proto = a.ip_proto,
+		.proto_hint = a.proto,
 	};
 	if (a.ip_proto == NP_IPPROTO_UDP)
 		k.peer = a.addr;

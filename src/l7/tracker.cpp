@@ -47,7 +47,8 @@ struct ConnectionTracker::Conn final : Http1Listener {
     };
     std::map<std::tuple<util::Addr16, std::uint16_t, std::uint16_t>, DnsPending> dns_pending;
     std::uint64_t dns_skip[2] = {0, 0};
-    std::uint64_t dns_await[2] = {0, 0};  // a length read at the end of a chunk: its message starts the next
+    std::uint64_t dns_await[2] = {0, 0};  // a length was read: its message starts at the next byte
+    std::string dns_len[2];               // a length's first byte, read alone
 };
 
 bool ConnectionTracker::Conn::onHead(bool sending, Http1Message& h) {
@@ -231,17 +232,14 @@ void ConnectionTracker::dnsMessage(Conn& c, const ebpf::L7Message& m, std::strin
 }
 
 void ConnectionTracker::dnsTcp(Conn& c, const ebpf::L7Message& m) {
-    // Each message is preceded by its length (2 bytes, RFC 1035 4.2.2).
+    // Each message is preceded by its length (2 bytes, RFC 1035 4.2.2); servers may read
+    // the two bytes one at a time (dnsmasq) and the message in a read of its own.
     const int dir = m.direction == NP_L7_SEND ? 0 : 1;
     std::uint64_t& skip = c.dns_skip[dir];
+    std::uint64_t& await = c.dns_await[dir];
+    std::string& lenbuf = c.dns_len[dir];
     const std::uint64_t len = std::max<std::uint64_t>(m.len, m.head.size());
     std::uint64_t pos = 0;
-    if (std::uint64_t msg_len = c.dns_await[dir]) {
-        c.dns_await[dir] = 0;
-        dnsMessage(c, m, m.head.substr(0, static_cast<std::size_t>(std::min<std::uint64_t>(msg_len, m.head.size()))), msg_len);
-        pos = std::min(msg_len, len);
-        skip = msg_len - pos;
-    }
     while (pos < len) {
         if (skip) {
             const auto n = std::min(skip, len - pos);
@@ -249,23 +247,28 @@ void ConnectionTracker::dnsTcp(Conn& c, const ebpf::L7Message& m) {
             pos += n;
             continue;
         }
-        if (pos + 2 > m.head.size()) {  // the length is in bytes not copied: lost until the next syscall
+        if (await) {  // a message starts here
+            const std::uint64_t msg_len = await;
+            await = 0;
+            const std::size_t avail = pos < m.head.size() ? m.head.size() - static_cast<std::size_t>(pos) : 0;
+            dnsMessage(c, m, m.head.substr(static_cast<std::size_t>(std::min<std::uint64_t>(pos, m.head.size())),
+                                           std::min<std::size_t>(avail, msg_len)),
+                       msg_len);
+            const std::uint64_t here = std::min(msg_len, len - pos);
+            pos += here;
+            skip = msg_len - here;
+            continue;
+        }
+        if (pos >= m.head.size()) {  // the length is in bytes not copied: lost until the next syscall
+            lenbuf.clear();
             ++counters_.desyncs;
             return;
         }
-        const std::uint64_t msg_len = (static_cast<std::uint8_t>(m.head[pos]) << 8) | static_cast<std::uint8_t>(m.head[pos + 1]);
-        pos += 2;
-        if (pos == len && msg_len) {  // the message follows in the next read/write
-            c.dns_await[dir] = msg_len;
-            return;
-        }
-        const std::size_t avail = pos < m.head.size() ? m.head.size() - static_cast<std::size_t>(pos) : 0;
-        dnsMessage(c, m, m.head.substr(static_cast<std::size_t>(std::min<std::uint64_t>(pos, m.head.size())),
-                                       std::min<std::size_t>(avail, msg_len)),
-                   msg_len);
-        const std::uint64_t here = std::min(msg_len, len - pos);
-        pos += here;
-        skip = msg_len - here;
+        lenbuf += m.head[static_cast<std::size_t>(pos)];
+        ++pos;
+        if (lenbuf.size() < 2) continue;
+        await = (static_cast<std::uint8_t>(lenbuf[0]) << 8) | static_cast<std::uint8_t>(lenbuf[1]);
+        lenbuf.clear();
     }
 }
 

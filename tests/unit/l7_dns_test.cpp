@@ -187,9 +187,10 @@ TEST(DnsTracker, TcpLengthPrefixedMessagesAcrossAndWithinReads) {
     Msg q = udp(NP_L7_SEND, 2, 53, frame(Dns::query(5, "x.test", 1).b) + frame(Dns::query(6, "y.test", 1).b), 100);
     Msg r = udp(NP_L7_RECV, 2, 53, frame(Dns::response(6, "y.test", 1, 0, 0).b), 300);
     std::string r2 = frame(Dns::response(5, "x.test", 1, 2, 0).b);
-    Msg r2a = udp(NP_L7_RECV, 2, 53, r2.substr(0, 2), 400);  // the length alone
-    Msg r2b = udp(NP_L7_RECV, 2, 53, r2.substr(2), 500);
-    for (Msg* x : {&q, &r, &r2a, &r2b}) {
+    Msg r2a = udp(NP_L7_RECV, 2, 53, r2.substr(0, 1), 400);  // the length a byte at a time (dnsmasq)
+    Msg r2b = udp(NP_L7_RECV, 2, 53, r2.substr(1, 1), 450);
+    Msg r2c = udp(NP_L7_RECV, 2, 53, r2.substr(2), 500);
+    for (Msg* x : {&q, &r, &r2a, &r2b, &r2c}) {
         x->m.ip_proto = 6;
         x->m.local_port = 40000;
         x->m.head = x->data;

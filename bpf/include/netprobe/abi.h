@@ -555,7 +555,8 @@ struct np_l7_args {
 	__u32 fd;
 	__u8 syscall;     /* enum np_l7_syscall */
 	__u8 ip_proto;    /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 pad[2];
+	__u8 proto;       /* classified at entry (by port: DNS), else NP_L7_UNKNOWN */
+	__u8 pad;
 	__u64 addr;       /* sendto/recvfrom: the peer's sockaddr (UDP without connect) */
 };
 
