@@ -214,7 +214,9 @@ int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 	if (kind == NP_L7_SC_CLOSE) {
 		if (!c)
 			return 0;
-		if (c->protocol != NP_L7_NONE && c->protocol != NP_L7_UNKNOWN && c->protocol != NP_L7_TLS) {
+		/* A TLS connection's parser state is its plaintext protocol's. */
+		__u8 parsed = c->protocol == NP_L7_TLS ? c->inner : c->protocol;
+		if (parsed != NP_L7_NONE && parsed != NP_L7_UNKNOWN && parsed != NP_L7_TLS) {
 			/* Tell user space the connection's parser state can go. */
 			__u32 zero = 0;
 			struct np_l7_event *e = bpf_map_lookup_elem(&l7_scratch, &zero);
@@ -226,7 +228,7 @@ int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 				e->local_port = lport;
 				e->remote_port = rport;
 				e->direction = NP_L7_CLOSED;
-				e->protocol = c->protocol;
+				e->protocol = parsed;
 				e->syscall = kind;
 				e->flags = 0;
 				e->captured = 0;

@@ -259,6 +259,8 @@ class L7HttpTest(E2ETestCase):
         self.assertLessEqual(counted, n + 4)
         lost = agent.metrics().find("netprobe_l7_capture_lost_total")
         self.assertEqual(sum(s.value for s in lost), 0, [(s.labels, s.value) for s in lost])
+        # wrk and curl exited, nginx closed its ends: no parser state left behind.
+        wait_for(lambda: agent.metrics().get("netprobe_l7_connections") == 0, 15, "parser state of closed connections released")
 
     def test_https_plaintext_from_openssl(self):
         self.nginx()
@@ -282,6 +284,9 @@ class L7HttpTest(E2ETestCase):
         self.assertEqual(m.get("netprobe_l7_parse_events_total", kind="desync"), 0)
         rq = agent.get_json(f"/api/v1/l7/requests?service={service}&side=server&status=404")
         self.assertEqual(rq["total"], 2 + out.count("404"))
+        # The clients are gone and nginx closed its ends: the close of a TLS connection
+        # releases its parser state like a plaintext one's (none left to expire).
+        wait_for(lambda: agent.metrics().get("netprobe_l7_connections") == 0, 15, "parser state of closed connections released")
 
     def test_latency_of_a_server_that_sleeps_50ms(self):
         port = 8081
