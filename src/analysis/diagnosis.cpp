@@ -23,11 +23,6 @@ std::string fmt(double v) {
 
 int rank(const std::string& severity) { return severity == "critical" ? 0 : severity == "warning" ? 1 : 2; }
 
-std::string endpoint(const util::Addr16& a, std::uint16_t port) {
-    const std::string ip = util::formatAddr(a);
-    return (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
-}
-
 }  // namespace
 
 DropAdvice dropAdvice(const std::string& r) {
@@ -258,12 +253,12 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
         Finding f;
         f.rule = "connection_failures";
         f.severity = "warning";
-        f.subject = top.empty() ? "" : endpoint(top.front().second.first, top.front().second.second);
+        f.subject = top.empty() ? "" : util::formatEndpoint(top.front().second.first, top.front().second.second);
         f.title = "Connection attempts failing" + (f.subject.empty() ? std::string() : " to " + f.subject);
         f.evidence = {{"failed_connections", static_cast<double>(sum.failed), "connections"},
                       {"resets_received", static_cast<double>(sum.resets_received), "segments"}};
         for (std::size_t i = 0; i < top.size() && i < 3; ++i)
-            f.evidence.push_back({"failed_to " + endpoint(top[i].second.first, top[i].second.second),
+            f.evidence.push_back({"failed_to " + util::formatEndpoint(top[i].second.first, top[i].second.second),
                                   static_cast<double>(top[i].first), "connections"});
         f.cause = sum.resets_received > 0
                       ? "The destination answers SYN with RST: nothing listens on that port (the service is down, "

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -194,13 +195,15 @@ Result<std::size_t> L7Capture::attachTlsLibraries(const std::string& proc) {
     std::map<std::pair<std::uint64_t, std::uint64_t>, std::string> found;
     struct stat own_root {};
     ::stat("/", &own_root);
+    const std::string self = std::to_string(getpid());
     std::error_code ec;
     for (const auto& d : std::filesystem::directory_iterator(proc, ec)) {
         const std::string pid = d.path().filename().string();
         if (pid.empty() || !std::all_of(pid.begin(), pid.end(), ::isdigit)) continue;
-        if (pid == std::to_string(getpid())) continue;
+        if (pid == self) continue;
         std::ifstream maps(d.path() / "maps");
         std::string line;
+        std::optional<bool> same_root;  // the process's root is ours (asked once, when it maps a libssl)
         while (std::getline(maps, line)) {
             auto slash = line.find('/');
             if (slash == std::string::npos) continue;
@@ -211,11 +214,13 @@ Result<std::size_t> L7Capture::attachTlsLibraries(const std::string& proc) {
             struct stat st {};
             if (::stat(path.c_str(), &st) != 0) continue;
             // A process of our own root: the plain path (for the log); else through its root.
-            struct stat root {};
-            const bool same_root = ::stat((d.path() / "root").c_str(), &root) == 0 && root.st_dev == own_root.st_dev &&
-                                   root.st_ino == own_root.st_ino;
+            if (!same_root) {
+                struct stat root {};
+                same_root = ::stat((d.path() / "root").c_str(), &root) == 0 && root.st_dev == own_root.st_dev &&
+                            root.st_ino == own_root.st_ino;
+            }
             found.emplace(std::make_pair(static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)),
-                          same_root ? file : path);
+                          *same_root ? file : path);
         }
     }
     std::lock_guard lock(im.tls_mu);

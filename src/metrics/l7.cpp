@@ -2,7 +2,6 @@
 #include <netprobe/metrics/l7.hpp>
 
 #include <algorithm>
-#include <charconv>
 
 #include <nlohmann/json.hpp>
 
@@ -19,9 +18,9 @@ namespace {
 using analysis::l7::kDurationBuckets;
 
 std::string bucketLabel(double le) {
-    char buf[32];
-    auto [p, ec] = std::to_chars(buf, buf + sizeof buf, le);
-    return std::string(buf, ec == std::errc() ? p : buf);
+    std::string s;
+    appendValue(s, le);
+    return s;
 }
 
 }  // namespace

@@ -22,6 +22,11 @@ std::string formatAddr(const Addr16& a) {
     return buf;
 }
 
+std::string formatEndpoint(const Addr16& a, std::uint16_t port) {
+    const std::string ip = formatAddr(a);
+    return (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
+}
+
 std::optional<Addr16> parseAddr(std::string_view text) {
     if (text.size() >= INET6_ADDRSTRLEN) return std::nullopt;
     char buf[INET6_ADDRSTRLEN];

@@ -13,6 +13,8 @@ using Addr16 = std::array<std::uint8_t, 16>;
 
 // "198.18.0.1" for IPv4-mapped addresses, RFC 5952 text for IPv6.
 [[nodiscard]] std::string formatAddr(const Addr16& a);
+// "198.18.0.1:80", "[fd00::1]:443".
+[[nodiscard]] std::string formatEndpoint(const Addr16& a, std::uint16_t port);
 // Parses IPv4 (stored mapped) or IPv6 text.
 [[nodiscard]] std::optional<Addr16> parseAddr(std::string_view text);
 [[nodiscard]] bool isV4Mapped(const Addr16& a);

@@ -35,12 +35,6 @@ std::string statusClass(const Request& r) {
     return std::string(1, static_cast<char>('0' + status / 100)) + "xx";
 }
 
-std::string hostPort(const util::Addr16& a, std::uint16_t port) {
-    std::string h = util::formatAddr(a);
-    if (h.find(':') != std::string::npos) h = "[" + h + "]";
-    return h + ":" + std::to_string(port);
-}
-
 }  // namespace
 
 struct L7Stage::Endpoint {
@@ -88,10 +82,10 @@ std::string L7Stage::nameOf(const Request& r) {
         else if (!labels.dst_workload.empty())
             name = labels.dst_namespace.empty() ? labels.dst_workload : labels.dst_namespace + "/" + labels.dst_workload;
     }
-    if (name.empty()) name = hostPort(r.server, r.server_port);
+    if (name.empty()) name = util::formatEndpoint(r.server, r.server_port);
     if (services_.contains(name)) return name;
     if (services_.size() < opts_.max_services) {
-        services_.emplace(name, true);
+        services_.insert(name);
         return name;
     }
     ++counters_.services_overflow;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -107,7 +108,7 @@ private:
     std::shared_ptr<const Attribution> attribution_;
     std::map<SeriesKey, SeriesTotals> series_;
     std::map<std::string, std::unique_ptr<Endpoint>> endpoints_;  // key: protocol|side|service|method|route
-    std::map<std::string, bool> services_;                        // admitted service names
+    std::set<std::string> services_;                             // admitted service names
     std::map<std::array<std::uint8_t, 18>, std::string> service_cache_;  // server address+port -> service
     std::deque<Request> recent_;
     L7Counters counters_;
