@@ -330,8 +330,15 @@ static __always_inline int np_prefix(const __u8 *d, __u32 n, const char *p, __u3
 	return 1;
 }
 
-/* The protocol a connection's first captured bytes show, or NP_L7_UNKNOWN. */
-static __always_inline __u8 np_l7_infer(const __u8 *d, __u32 n)
+static __always_inline __u32 np_be32(const __u8 *d)
+{
+	return ((__u32)d[0] << 24) | ((__u32)d[1] << 16) | ((__u32)d[2] << 8) | d[3];
+}
+
+/* The protocol a connection's first captured bytes show, or NP_L7_UNKNOWN. n bytes of
+ * the message are at d; len is what the syscall moved (the whole message when one write
+ * or read carries it, which the length checks below rely on). */
+static __always_inline __u8 np_l7_infer(const __u8 *d, __u32 n, __u64 len)
 {
 	if (n >= 3 && d[0] == 0x16 && d[1] == 0x03 && d[2] <= 0x04)
 		return NP_L7_TLS;
@@ -342,6 +349,40 @@ static __always_inline __u8 np_l7_infer(const __u8 *d, __u32 n)
 	    np_prefix(d, n, "PATCH /", 7) || np_prefix(d, n, "OPTIONS ", 8) || np_prefix(d, n, "CONNECT ", 8) ||
 	    np_prefix(d, n, "TRACE /", 7) || np_prefix(d, n, "GET http", 8) || np_prefix(d, n, "POST htt", 8))
 		return NP_L7_HTTP1;
+	if (n < 8)
+		return NP_L7_UNKNOWN;
+	/* Redis: a command is an array of bulk strings: "*<1-3 digits>\r\n$". */
+	if (d[0] == '*' && d[1] >= '1' && d[1] <= '9') {
+		if (d[2] == '\r' && d[3] == '\n' && d[4] == '$')
+			return NP_L7_REDIS;
+		if (d[2] >= '0' && d[2] <= '9' && d[3] == '\r' && d[4] == '\n' && d[5] == '$')
+			return NP_L7_REDIS;
+		if (d[2] >= '0' && d[2] <= '9' && d[3] >= '0' && d[3] <= '9' && d[4] == '\r' && d[5] == '\n' &&
+		    d[6] == '$')
+			return NP_L7_REDIS;
+		return NP_L7_UNKNOWN;
+	}
+	/* PostgreSQL: a startup message (length = the whole write, protocol 3.0), an
+	 * SSLRequest or GSSENCRequest (length 8, magic codes), or mid-connection a simple
+	 * query ('Q', length + 1 = the whole message, NUL-terminated). */
+	__u32 l0 = np_be32(d), c4 = np_be32(d + 4);
+	if (l0 == len && c4 == 0x00030000 && len <= 10000)
+		return NP_L7_POSTGRES;
+	if (l0 == 8 && len == 8 && (c4 == 80877103 || c4 == 80877104))
+		return NP_L7_POSTGRES;
+	if (d[0] == 'Q' && np_be32(d + 1) + 1 == len && len <= n && d[(len - 1) & (NP_L7_HEAD_MAX - 1)] == 0)
+		return NP_L7_POSTGRES;
+	/* MySQL/MariaDB: the server's greeting (a packet with sequence 0 holding the whole
+	 * write/read, protocol version 10, a version string starting with a digit), or
+	 * mid-connection a client command packet (sequence 0, COM_QUERY / COM_STMT_PREPARE /
+	 * COM_STMT_EXECUTE). */
+	__u32 p3 = (__u32)d[0] | ((__u32)d[1] << 8) | ((__u32)d[2] << 16);
+	if (d[3] == 0 && p3 + 4 == len) {
+		if (d[4] == 0x0a && d[5] >= '0' && d[5] <= '9' && d[6] == '.')
+			return NP_L7_MYSQL;
+		if ((d[4] == 0x03 || d[4] == 0x16 || d[4] == 0x17) && p3 > 1)
+			return NP_L7_MYSQL;
+	}
 	return NP_L7_UNKNOWN;
 }
 
@@ -423,7 +464,7 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 		struct np_l7_conn nc = {.local_port = lport, .remote_port = rport};
 		if (c)
 			nc = *c;
-		proto = n ? np_l7_infer(e->data, n) : NP_L7_UNKNOWN;
+		proto = n ? np_l7_infer(e->data, n, k->len) : NP_L7_UNKNOWN;
 		if (k->tls) {
 			if (proto == NP_L7_TLS)
 				proto = NP_L7_UNKNOWN; /* a TLS record inside TLS: not something we parse */

@@ -286,6 +286,9 @@ const char* l7ProtocolName(std::uint8_t protocol) {
         case NP_L7_HTTP2: return "http2";
         case NP_L7_DNS: return "dns";
         case NP_L7_TLS: return "tls";
+        case NP_L7_REDIS: return "redis";
+        case NP_L7_POSTGRES: return "postgres";
+        case NP_L7_MYSQL: return "mysql";
         case NP_L7_NONE: return "none";
         default: return "unknown";
     }

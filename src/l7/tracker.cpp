@@ -6,12 +6,13 @@
 #include <tuple>
 
 #include <netprobe/l7/http1.hpp>
+#include <netprobe/l7/parser.hpp>
 
 namespace netprobe::l7 {
 
 const char* sideName(Side s) { return s == Side::Client ? "client" : "server"; }
 
-struct ConnectionTracker::Conn final : Http1Listener {
+struct ConnectionTracker::Conn final : Http1Listener, ExchangeSink {
     struct Pending {
         std::string method, path, route;
         std::uint64_t ts_ns = 0;
@@ -23,6 +24,7 @@ struct ConnectionTracker::Conn final : Http1Listener {
 
     bool onHead(bool sending, Http1Message& h) override;
     void onEnd(bool sending, std::uint64_t bytes) override;
+    void onExchange(Exchange&& e) override;
 
     ConnectionTracker& owner;
     std::uint64_t sock;
@@ -37,6 +39,9 @@ struct ConnectionTracker::Conn final : Http1Listener {
     std::optional<Request> current;  // the response in progress, with its request
     std::uint64_t last_ns = 0;
     Http1Stream send{this, true}, recv{this, false};
+    // Redis, PostgreSQL, MySQL: the protocol's parser, created with the first message.
+    std::unique_ptr<MessageParser> parser;
+    const char* protocol = "";
     // DNS: queries awaiting their response, by (peer address, peer port, id); over TCP,
     // per direction, the bytes of the current message still to skip.
     struct DnsPending {
@@ -118,6 +123,32 @@ void ConnectionTracker::Conn::onEnd(bool sending, std::uint64_t bytes) {
     }
 }
 
+void ConnectionTracker::Conn::onExchange(Exchange&& e) {
+    Request r;
+    r.mono_ns = e.request_ns;
+    r.duration_seconds = e.response_ns > e.request_ns ? static_cast<double>(e.response_ns - e.request_ns) / 1e9 : 0;
+    r.protocol = protocol;
+    r.side = e.client ? Side::Client : Side::Server;
+    r.method = std::move(e.method);
+    r.path = std::move(e.path);
+    if (r.path.size() > 256) r.path.resize(256);
+    r.route = r.path;
+    r.status = e.error ? 1 : 0;
+    r.error = std::move(e.error_code);
+    r.request_bytes = e.request_bytes;
+    r.response_bytes = e.response_bytes;
+    r.pid = pid;
+    r.cgroup_id = cgroup_id;
+    r.family = family;
+    const bool server_local = r.side == Side::Server;
+    r.server = server_local ? local : remote;
+    r.client = server_local ? remote : local;
+    r.server_port = server_local ? local_port : remote_port;
+    r.client_port = server_local ? remote_port : local_port;
+    r.sock = sock;
+    owner.complete(std::move(r));
+}
+
 ConnectionTracker::ConnectionTracker(TrackerOptions options) : opts_(options) {}
 ConnectionTracker::~ConnectionTracker() = default;
 
@@ -135,6 +166,14 @@ void ConnectionTracker::finish(Conn& c) {
     c.recv.close();
     counters_.unanswered += c.pending.size() + c.dns_pending.size();
     counters_.desyncs += c.send.desyncs() + c.recv.desyncs();
+    if (c.parser) {
+        c.parser->close();
+        const auto& pc = c.parser->counters();
+        counters_.unanswered += pc.unanswered;
+        counters_.unmatched_responses += pc.unmatched_responses;
+        counters_.desyncs += pc.desyncs;
+        c.parser.reset();
+    }
 }
 
 void ConnectionTracker::feed(const ebpf::L7Message& m) {
@@ -146,7 +185,8 @@ void ConnectionTracker::feed(const ebpf::L7Message& m) {
         conns_.erase(it);
         return;
     }
-    if (m.protocol != NP_L7_HTTP1 && m.protocol != NP_L7_DNS) {
+    if (m.protocol != NP_L7_HTTP1 && m.protocol != NP_L7_DNS && m.protocol != NP_L7_REDIS &&
+        m.protocol != NP_L7_POSTGRES && m.protocol != NP_L7_MYSQL) {
         ++counters_.other_protocol;
         return;
     }
@@ -175,7 +215,27 @@ void ConnectionTracker::feed(const ebpf::L7Message& m) {
         return;
     }
     const Chunk ch{m.head, m.len, m.tail, m.ts_ns};
-    (m.direction == NP_L7_SEND ? c.send : c.recv).feed(ch);
+    if (m.protocol == NP_L7_HTTP1) {
+        (m.direction == NP_L7_SEND ? c.send : c.recv).feed(ch);
+        return;
+    }
+    if (!c.parser) {
+        switch (m.protocol) {
+            case NP_L7_REDIS:
+                c.parser = makeRedisParser(c, opts_.max_pending, m.local_port, m.remote_port);
+                c.protocol = "redis";
+                break;
+            case NP_L7_POSTGRES:
+                c.parser = makePostgresParser(c, opts_.max_pending);
+                c.protocol = "postgres";
+                break;
+            default:
+                c.parser = makeMySqlParser(c, opts_.max_pending);
+                c.protocol = "mysql";
+                break;
+        }
+    }
+    c.parser->feed(m.direction == NP_L7_SEND, ch);
 }
 
 void ConnectionTracker::dnsMessage(Conn& c, const ebpf::L7Message& m, std::string_view bytes, std::uint64_t len) {
@@ -304,7 +364,15 @@ void ConnectionTracker::expire(std::uint64_t now_ns) {
 
 TrackerCounters ConnectionTracker::counters() const {
     TrackerCounters c = counters_;
-    for (const auto& [_, conn] : conns_) c.desyncs += conn->send.desyncs() + conn->recv.desyncs();
+    for (const auto& [_, conn] : conns_) {
+        c.desyncs += conn->send.desyncs() + conn->recv.desyncs();
+        if (conn->parser) {
+            const auto& pc = conn->parser->counters();
+            c.unanswered += pc.unanswered;
+            c.unmatched_responses += pc.unmatched_responses;
+            c.desyncs += pc.desyncs;
+        }
+    }
     return c;
 }
 

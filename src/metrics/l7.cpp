@@ -128,7 +128,8 @@ std::expected<L7Query, std::string> parseL7Query(const QueryList& params, bool r
     };
     for (const auto& [k, v] : params) {
         if (k == "protocol") {
-            if (v != "http" && v != "dns") return bad(k, v, "expected http or dns");
+            if (v != "http" && v != "dns" && v != "redis" && v != "postgres" && v != "mysql")
+                return bad(k, v, "expected http, dns, redis, postgres or mysql");
             q.protocol = v;
         } else if (k == "service") {
             if (v.empty()) return bad(k, v, "expected a service name or address:port");
@@ -137,7 +138,7 @@ std::expected<L7Query, std::string> parseL7Query(const QueryList& params, bool r
             if (v != "client" && v != "server") return bad(k, v, "expected client or server");
             q.side = v;
         } else if (k == "method") {
-            if (v.empty() || v.size() > 16) return bad(k, v, "expected a method");
+            if (v.empty() || v.size() > 32) return bad(k, v, "expected a method, command or statement type");
             q.method = v;
         } else if (k == "status" && requests) {
             int n = 0;
@@ -145,10 +146,14 @@ std::expected<L7Query, std::string> parseL7Query(const QueryList& params, bool r
                 q.status_class = v[0] - '0';
             else if (util::parseNumber(v, n) && n >= 0 && n <= 599)
                 q.status = n;
+            else if (v == "ok" || v == "error")
+                q.failed = v == "error";
             else if (v == "NOERROR" || v == "FORMERR" || v == "SERVFAIL" || v == "NXDOMAIN" || v == "NOTIMP" || v == "REFUSED")
                 q.status = v == "NOERROR" ? 0 : v == "FORMERR" ? 1 : v == "SERVFAIL" ? 2 : v == "NXDOMAIN" ? 3 : v == "NOTIMP" ? 4 : 5;
             else
-                return bad(k, v, "expected a status code (404), a class (4xx) or a DNS response code (NXDOMAIN)");
+                return bad(k, v,
+                           "expected a status code (404), a class (4xx), a DNS response code (NXDOMAIN), or ok/error "
+                           "(Redis, PostgreSQL, MySQL)");
         } else if (k == "min_duration" && requests) {
             double secs = 0;
             if (auto d = util::parseDuration(v)) {
@@ -220,6 +225,7 @@ std::string l7RequestsJson(const analysis::l7::L7View* v, const L7Query& q) {
             if ((q.protocol && r.protocol != *q.protocol) || (q.service && r.service != *q.service) ||
                 (q.side && side != *q.side) || (q.method && r.method != *q.method) ||
                 (q.status && r.status != *q.status) ||
+                (q.failed && (r.protocol == "http" || r.protocol == "dns" || (r.status != 0) != *q.failed)) ||
                 (q.status_class && (r.protocol != "http" || r.status / 100 != *q.status_class)) ||
                 (q.min_duration && r.duration_seconds < *q.min_duration))
                 continue;
@@ -250,6 +256,7 @@ std::string l7RequestsJson(const analysis::l7::L7View* v, const L7Query& q) {
                            {"client_port", r.client_port},
                            {"server", util::formatAddr(r.server)},
                            {"server_port", r.server_port}});
+            if (!r.error.empty()) arr.back()["error"] = r.error;
             if (r.protocol == "dns") {
                 arr.back()["rcode"] = netprobe::l7::dnsRcodeName(static_cast<std::uint8_t>(r.status));
                 arr.back()["answers"] = std::move(answers);

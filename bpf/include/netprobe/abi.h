@@ -491,6 +491,9 @@ enum np_l7_protocol {
 	NP_L7_HTTP2 = 2,
 	NP_L7_DNS = 3,
 	NP_L7_TLS = 4,      /* encrypted: the plaintext comes from TLS library probes */
+	NP_L7_REDIS = 5,    /* RESP2/RESP3 */
+	NP_L7_POSTGRES = 6, /* PostgreSQL frontend/backend protocol 3.0 */
+	NP_L7_MYSQL = 7,    /* MySQL/MariaDB client/server protocol */
 	NP_L7_NONE = 255,   /* nothing recognised in its first messages: not captured */
 };
 

@@ -26,15 +26,19 @@ enum class Side : std::uint8_t { Client, Server };
 
 // One request and its response. HTTP: method, path, route, status as in HTTP. DNS: method
 // is the query type ("A"), path and route the name queried, status the response code.
+// Redis: method, path and route the command; PostgreSQL, MySQL: method the statement
+// type, path and route the normalized statement. For these three status is 1 for an
+// error reply (error: its code), else 0.
 struct Request {
     std::uint64_t mono_ns = 0;     // the request's first byte (CLOCK_MONOTONIC)
     double duration_seconds = 0;   // request first byte -> response first byte, at this side
-    std::string protocol;          // "http", "dns"
+    std::string protocol;          // "http", "dns", "redis", "postgres", "mysql"
     Side side = Side::Server;
     std::string method;
     std::string path;              // the target without query string (bounded)
     std::string route;             // route template (bounded cardinality)
     int status = 0;
+    std::string error;             // Redis: error prefix; PostgreSQL: SQLSTATE; MySQL: error number
     std::vector<DnsAnswer> answers;  // DNS: A/AAAA/CNAME answers of the response
     std::uint64_t request_bytes = 0;
     std::uint64_t response_bytes = 0;

@@ -23,10 +23,11 @@ struct L7Query {
     std::optional<std::string> protocol, service, side, method;
     std::optional<int> status;            // exact status code
     std::optional<int> status_class;      // 1..5 (status=4xx)
+    std::optional<bool> failed;           // status=error / status=ok (Redis, PostgreSQL, MySQL)
     std::optional<double> min_duration;   // seconds
     std::size_t limit = 100;
 };
-// protocol, service, side, method, status (200 or 4xx), min_duration (Go duration or
+// protocol, service, side, method, status (200, 4xx, NXDOMAIN, ok or error), min_duration (Go duration or
 // seconds), limit; unknown parameters and bad values: an error naming them.
 [[nodiscard]] std::expected<L7Query, std::string> parseL7Query(const QueryList& params, bool requests);
 // view null: {"enabled": false}.

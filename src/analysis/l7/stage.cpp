@@ -30,6 +30,7 @@ std::string endpointKey(const Request& r, std::string_view route) {
 
 std::string statusClass(const Request& r) {
     if (r.protocol == "dns") return netprobe::l7::dnsRcodeName(static_cast<std::uint8_t>(r.status));
+    if (r.protocol != "http") return r.status ? "error" : "ok";
     const int status = r.status;
     if (status < 100 || status > 599) return "unknown";
     return std::string(1, static_cast<char>('0' + status / 100)) + "xx";
@@ -136,9 +137,11 @@ void L7Stage::add(const collector::Snapshot& snap, Request r) {
         }
     }
     Endpoint& e = *it->second;
-    const bool dns = r.protocol == "dns";
-    const bool error = dns ? netprobe::l7::dnsRcodeIsError(static_cast<std::uint8_t>(r.status)) : r.status >= 500;
-    const bool client_error = dns ? r.status == 3 : r.status >= 400 && r.status < 500;
+    const bool dns = r.protocol == "dns", http = r.protocol == "http";
+    const bool error = dns    ? netprobe::l7::dnsRcodeIsError(static_cast<std::uint8_t>(r.status))
+                       : http ? r.status >= 500
+                              : r.status != 0;
+    const bool client_error = dns ? r.status == 3 : http && r.status >= 400 && r.status < 500;
     ++e.requests_total;
     e.errors_total += error;
     const auto slot_ns = std::max<std::int64_t>(

@@ -1,0 +1,93 @@
+// Pairing and framing shared by the request/response parsers (see parser.hpp).
+#include <netprobe/l7/parser.hpp>
+
+#include <algorithm>
+
+namespace netprobe::l7 {
+
+void PendingQueue::push(Pending p) {
+    if (q_.size() >= max_) {
+        q_.pop_front();
+        ++counters_.unanswered;
+    }
+    q_.push_back(std::move(p));
+}
+
+std::optional<PendingQueue::Pending> PendingQueue::pop() {
+    if (q_.empty()) return std::nullopt;
+    Pending p = std::move(q_.front());
+    q_.pop_front();
+    return p;
+}
+
+void PendingQueue::clear() {
+    for (const auto& p : q_) counters_.unanswered += p.report;
+    q_.clear();
+}
+
+void Framer::reset() {
+    buf_.clear();
+    length_ = got_ = 0;
+    lost_ = false;
+}
+
+void Framer::lose(FramedProtocol& p, const Chunk& c, std::uint64_t from) {
+    ++desyncs_;
+    buf_.clear();
+    length_ = got_ = 0;
+    lost_ = !p.onLost(c, from);
+}
+
+void Framer::feed(FramedProtocol& p, const Chunk& c) {
+    const std::string_view head = c.head;
+    const std::uint64_t captured = head.size();
+    const std::uint64_t len = std::max<std::uint64_t>(c.len, captured);
+    if (lost_) {
+        if (!p.startsMessage(head)) {
+            lost_ = !p.onLost(c, 0);
+            return;
+        }
+        reset();
+    }
+    std::uint64_t pos = 0;
+    while (pos < len) {
+        if (length_ == 0) {  // collecting a header
+            if (buf_.empty()) ts_ = c.ts_ns;
+            const std::size_t hdr = p.headerBytes();
+            if (pos >= captured) {  // the header is in bytes not copied
+                lose(p, c, pos);
+                return;
+            }
+            const auto take = static_cast<std::size_t>(std::min<std::uint64_t>(hdr - buf_.size(), captured - pos));
+            buf_.append(head.substr(static_cast<std::size_t>(pos), take));
+            pos += take;
+            got_ += take;
+            if (buf_.size() < hdr) continue;  // the rest comes with the next chunk
+            auto n = p.messageLength(buf_);
+            if (!n || *n < hdr) {
+                lose(p, c, pos);
+                return;
+            }
+            length_ = *n;
+        }
+        if (got_ < length_ && buf_.size() < kKeep && pos < captured) {
+            const auto take = static_cast<std::size_t>(
+                std::min({static_cast<std::uint64_t>(kKeep - buf_.size()), captured - pos, length_ - got_}));
+            buf_.append(head.substr(static_cast<std::size_t>(pos), take));
+            pos += take;
+            got_ += take;
+        }
+        if (got_ < length_ && (buf_.size() >= kKeep || pos >= captured)) {
+            const std::uint64_t skip = std::min(length_ - got_, len - pos);
+            pos += skip;
+            got_ += skip;
+        }
+        if (got_ == length_) {
+            p.onMessage(buf_, length_, ts_);
+            buf_.clear();
+            length_ = got_ = 0;
+        }
+    }
+}
+
+}  // namespace netprobe::l7
