@@ -19,6 +19,7 @@ TEST_PKGS=(
   prometheus apache2-utils python3-bcrypt
   pmacct nfdump clickhouse-server
   nginx-light wrk dnsmasq-base bind9-dnsutils
+  redis-server redis-tools postgresql postgresql-contrib mariadb-server mariadb-client
 )
 
 want=("${BUILD_PKGS[@]}")
@@ -54,7 +55,7 @@ export DEBIAN_FRONTEND=noninteractive
 # tshark asks whether non-root users may capture; answer once, non-interactively.
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -qq
-# Server packages (prometheus, nfdump's nfcapd, pmacct) would start system services on
+# Server packages (prometheus, nfdump's nfcapd, pmacct, redis, postgresql, mariadb) would start system services on
 # install; tests run their own instances. A policy-rc.d that forbids starting, for the
 # duration of the install only (one already present is left alone).
 own_policy=false

@@ -120,9 +120,18 @@ std::string normalizeSql(std::string_view sql, SqlDialect dialect, bool truncate
             ++i;
             continue;
         }
-        if (digit(c) || (c == '.' && i + 1 < sql.size() && digit(static_cast<unsigned char>(sql[i + 1])))) {
+        // A sign after an operator, "(" or "," belongs to the number ("x + -3", "(1, -2)"):
+        // statements that differ only in a value's sign group together.
+        const bool signed_number = (c == '-' || c == '+') && i + 1 < sql.size() &&
+                                   digit(static_cast<unsigned char>(sql[i + 1])) &&
+                                   (out.empty() || std::string_view("=<>+-*/(,%|&^~!").find(out.back()) !=
+                                                       std::string_view::npos);
+        if (signed_number) ++i;
+        if (digit(static_cast<unsigned char>(sql[i])) ||
+            (sql[i] == '.' && i + 1 < sql.size() && digit(static_cast<unsigned char>(sql[i + 1])))) {
+            const auto c0 = static_cast<unsigned char>(sql[i]);
             std::size_t j = i;
-            if (c == '0' && j + 1 < sql.size() && (sql[j + 1] == 'x' || sql[j + 1] == 'X' || sql[j + 1] == 'b')) {
+            if (c0 == '0' && j + 1 < sql.size() && (sql[j + 1] == 'x' || sql[j + 1] == 'X' || sql[j + 1] == 'b')) {
                 j += 2;
                 while (j < sql.size() && std::isxdigit(static_cast<unsigned char>(sql[j]))) ++j;
             } else {

@@ -22,10 +22,10 @@ def log(msg: str) -> None:
 
 
 def run(argv: list[str], check: bool = True, timeout: float = 60, netns: str | None = None,
-        input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+        input: str | None = None, env: dict | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
     if netns:
         argv = ["ip", "netns", "exec", netns] + argv
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input, env=env)
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input, env=env, cwd=cwd)
     if check and p.returncode != 0:
         raise AssertionError(f"command failed ({p.returncode}): {' '.join(argv)}\n"
                              f"stdout: {p.stdout.strip()}\nstderr: {p.stderr.strip()}")
