@@ -267,18 +267,30 @@ public:
     }
 
     void feed(bool sending, const Chunk& c) override {
+        if (client_ && sending == *client_ && replies_lost_) {
+            // New commands after replies whose framing was lost (a reply longer than the
+            // capture, with more after it): a client that waits for its replies before
+            // writing again has them all. The reply stream starts again at a boundary.
+            answerLost();
+            (sending ? recv_ : send_).restart();
+        }
         RespStream& s = sending ? send_ : recv_;
         s.feed(c);
-        if (client_ && sending == *client_) {
+        if (!client_) return;
+        if (sending == *client_) {
             // Commands whose bytes were not captured (a pipeline longer than the capture):
             // the replies that follow, beyond the known commands, are theirs - until the
             // next write of commands (read, at the server).
             lost_replies_ = s.lost();
             if (lost_replies_) lost_ts_ = c.ts_ns;
+        } else if (s.lost() && !replies_lost_) {
+            replies_lost_ = true;
+            replies_lost_ts_ = c.ts_ns;
         }
     }
 
     void close() override {
+        if (replies_lost_) answerLost();  // the client closed after its replies
         pending_.clear();
         counters_.desyncs = send_.desyncs() + recv_.desyncs();
     }
@@ -324,11 +336,30 @@ public:
     }
 
 private:
+    // The pending commands were answered by replies that could not be framed: reported
+    // with their outcome unknown.
+    void answerLost() {
+        while (auto p = pending_.pop()) {
+            Exchange e;
+            e.client = *client_;
+            e.method = std::move(p->method);
+            e.path = std::move(p->path);
+            e.request_ns = p->ts_ns;
+            e.request_bytes = p->bytes;
+            e.response_ns = std::max(replies_lost_ts_, p->ts_ns);
+            e.outcome_unknown = true;
+            sink_.onExchange(std::move(e));
+        }
+        replies_lost_ = false;
+    }
+
     ExchangeSink& sink_;
     PendingQueue pending_;
     std::optional<bool> client_, port_guess_;
     bool lost_replies_ = false;
     std::uint64_t lost_ts_ = 0;
+    bool replies_lost_ = false;  // the reply stream's framing is lost
+    std::uint64_t replies_lost_ts_ = 0;
     RespStream send_{this, true}, recv_{this, false};
 };
 

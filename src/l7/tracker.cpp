@@ -133,7 +133,7 @@ void ConnectionTracker::Conn::onExchange(Exchange&& e) {
     r.path = std::move(e.path);
     if (r.path.size() > 256) r.path.resize(256);
     r.route = r.path;
-    r.status = e.error ? 1 : 0;
+    r.status = e.error ? 1 : e.outcome_unknown ? 2 : 0;
     r.error = std::move(e.error_code);
     r.request_bytes = e.request_bytes;
     r.response_bytes = e.response_bytes;

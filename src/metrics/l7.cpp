@@ -225,7 +225,7 @@ std::string l7RequestsJson(const analysis::l7::L7View* v, const L7Query& q) {
             if ((q.protocol && r.protocol != *q.protocol) || (q.service && r.service != *q.service) ||
                 (q.side && side != *q.side) || (q.method && r.method != *q.method) ||
                 (q.status && r.status != *q.status) ||
-                (q.failed && (r.protocol == "http" || r.protocol == "dns" || (r.status != 0) != *q.failed)) ||
+                (q.failed && (r.protocol == "http" || r.protocol == "dns" || r.status == 2 || (r.status == 1) != *q.failed)) ||
                 (q.status_class && (r.protocol != "http" || r.status / 100 != *q.status_class)) ||
                 (q.min_duration && r.duration_seconds < *q.min_duration))
                 continue;

@@ -24,6 +24,7 @@ struct Exchange {
     std::string method;            // Redis: the command; SQL: the statement type
     std::string path;              // Redis: the command; SQL: the normalized statement
     bool error = false;            // the server answered with an error
+    bool outcome_unknown = false;  // answered, but the response was not parsed (framing lost)
     std::string error_code;        // Redis: the error's prefix (ERR, WRONGTYPE); PostgreSQL: SQLSTATE; MySQL: error number
     std::uint64_t request_ns = 0;  // the request's first byte
     std::uint64_t response_ns = 0; // the response's first byte

@@ -32,6 +32,8 @@ class RespStream {
 public:
     RespStream(RespListener* listener, bool sending) : listener_(listener), sending_(sending) {}
     void feed(const Chunk& c);
+    // The next byte starts a value (framing lost before: the caller knows it is back).
+    void restart() { reset(); }
     [[nodiscard]] bool lost() const { return lost_; }
     [[nodiscard]] std::uint64_t desyncs() const { return desyncs_; }
 

@@ -28,7 +28,8 @@ enum class Side : std::uint8_t { Client, Server };
 // is the query type ("A"), path and route the name queried, status the response code.
 // Redis: method, path and route the command; PostgreSQL, MySQL: method the statement
 // type, path and route the normalized statement. For these three status is 1 for an
-// error reply (error: its code), else 0.
+// error reply (error: its code), 2 when the response was not parsed (its outcome is
+// unknown), else 0.
 struct Request {
     std::uint64_t mono_ns = 0;     // the request's first byte (CLOCK_MONOTONIC)
     double duration_seconds = 0;   // request first byte -> response first byte, at this side

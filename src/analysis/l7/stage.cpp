@@ -30,7 +30,7 @@ std::string endpointKey(const Request& r, std::string_view route) {
 
 std::string statusClass(const Request& r) {
     if (r.protocol == "dns") return netprobe::l7::dnsRcodeName(static_cast<std::uint8_t>(r.status));
-    if (r.protocol != "http") return r.status ? "error" : "ok";
+    if (r.protocol != "http") return r.status == 1 ? "error" : r.status == 2 ? "unknown" : "ok";
     const int status = r.status;
     if (status < 100 || status > 599) return "unknown";
     return std::string(1, static_cast<char>('0' + status / 100)) + "xx";
@@ -140,7 +140,7 @@ void L7Stage::add(const collector::Snapshot& snap, Request r) {
     const bool dns = r.protocol == "dns", http = r.protocol == "http";
     const bool error = dns    ? netprobe::l7::dnsRcodeIsError(static_cast<std::uint8_t>(r.status))
                        : http ? r.status >= 500
-                              : r.status != 0;
+                              : r.status == 1;
     const bool client_error = dns ? r.status == 3 : http && r.status >= 400 && r.status < 500;
     ++e.requests_total;
     e.errors_total += error;

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Records the unit tests' L7 message tables (tests/data/l7/*.rec) from real servers
+and clients on loopback: redis-server + redis-cli/redis-benchmark, PostgreSQL + psql/
+pgbench, MariaDB + mariadb/mysqlslap. Each server is its own instance (temporary data
+directory, a free high port on 127.0.0.1), np_l7_record (the real kernel capture) writes
+what it delivers for that port, and the expected counts written with it come from the
+server's own statistics (Redis INFO commandstats, MariaDB SHOW GLOBAL STATUS) or the
+client's own count (pgbench's transactions). Needs root and a build (np_l7_record).
+
+    sudo python3 tests/data/l7/record.py [BUILD_DIR]
+
+Re-run it when the capture's record format or what the kernel sends changes; the unit
+test L7Recordings replays the files.
+"""
+
+import collections
+import glob
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "../../../build")
+RECORDER = os.path.join(BUILD, "tests/np_l7_record")
+PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(argv, check=True, **kw):
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=120, **kw)
+    if check and p.returncode:
+        raise SystemExit(f"failed: {' '.join(argv)}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def wait(pred, what, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def as_user(user):
+    return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"]
+
+
+class Recording:
+    """np_l7_record on a port while the workload runs; then the expectations."""
+
+    def __init__(self, name, port, header):
+        self.path = os.path.join(HERE, f"{name}.rec")
+        self.tmp = self.path + ".part"
+        self.header = header
+        self.p = subprocess.Popen([RECORDER, str(port), self.tmp], stderr=subprocess.PIPE, text=True)
+        line = self.p.stderr.readline()
+        if "recording" not in line:
+            raise SystemExit(f"np_l7_record: {line}{self.p.stderr.read()}")
+
+    def finish(self, expectations):
+        time.sleep(0.5)  # the last records through the ring
+        self.p.send_signal(signal.SIGTERM)
+        if self.p.wait(timeout=10):
+            raise SystemExit("np_l7_record failed")
+        with open(self.tmp) as f:
+            body = f.read()
+        os.unlink(self.tmp)
+        with open(self.path, "w") as f:
+            f.write("".join(f"# {h}\n" for h in self.header))
+            for side in ("client", "server"):
+                for (proto, method, status), n in sorted(expectations.items()):
+                    f.write(f"expect {side} {proto} {method} {status} {n}\n")
+            f.write(body)
+        print(f"{self.path}: {body.count(chr(10))} messages, {sum(expectations.values())} requests per side")
+
+
+def record_redis(tmp):
+    port = free_port()
+    srv = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                            "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+    try:
+        cli = ["redis-cli", "-p", str(port)]
+        wait(lambda: run([*cli, "PING"], check=False).stdout.strip() == "PONG", "redis")
+        version = run(["redis-server", "--version"]).stdout.split()[2]
+        run([*cli, "CONFIG", "RESETSTAT"])
+        rec = Recording("redis", port, [f"redis-server {version}: redis-cli and redis-benchmark (pipelines of 8)",
+                                        "recorded by tests/data/l7/record.py"])
+        run([*cli, "SET", "k", "v"])
+        run([*cli, "GET", "k"])
+        run([*cli, "LPUSH", "k", "x"])  # WRONGTYPE
+        run([*cli, "HSET", "h", "a", "1", "b", "2"])
+        run([*cli, "HGETALL", "h"])  # a map/array reply
+        run([*cli, "-r", "5", "INCR", "n"])
+        run(["redis-benchmark", "-p", str(port), "-n", "48", "-c", "2", "-P", "8", "-t", "set,get,lpush,lrange_100",
+             "-q"])
+        calls = collections.Counter()
+        errors = collections.Counter()
+        out = run([*cli, "INFO", "commandstats"]).stdout
+        for m in re.finditer(r"cmdstat_([a-z_|-]+):calls=(\d+),.*rejected_calls=(\d+),failed_calls=(\d+)", out):
+            cmd = m.group(1).split("|")[0].upper()
+            failed = int(m.group(4)) + int(m.group(3))
+            calls[("redis", cmd, "ok")] += int(m.group(2)) - int(m.group(4))
+            if failed:
+                calls[("redis", cmd, "error")] += failed
+        calls[("redis", "INFO", "ok")] += 1  # INFO's reply leaves out its own call
+        calls[("redis", "CONFIG", "ok")] -= 1  # RESETSTAT, before the recording began
+        rec.finish({k: v for k, v in calls.items() if v})
+    finally:
+        srv.terminate()
+        srv.wait()
+
+
+def record_postgres(tmp):
+    port = free_port()
+    os.chmod(tmp, 0o755)
+    data = os.path.join(tmp, "pg")
+    os.mkdir(data)
+    shutil.chown(data, "postgres", "postgres")
+    run([*as_user("postgres"), f"{PG_BIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"], cwd=data)
+    srv = subprocess.Popen([*as_user("postgres"), f"{PG_BIN}/postgres", "-D", data, "-p", str(port), "-k", data,
+                            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "ssl=off"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pg = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+        wait(lambda: run(["pg_isready", *pg], check=False).returncode == 0, "postgres")
+        run(["pgbench", *pg, "-i", "-s", "1", "-q", "postgres"])
+        version = run([f"{PG_BIN}/postgres", "--version"]).stdout.strip()
+        rec = Recording("postgres", port, [f"{version}: psql and pgbench -M simple/extended/prepared",
+                                           "recorded by tests/data/l7/record.py"])
+        want = collections.Counter()
+        p = run(["psql", *pg, "-X", "-q", "-c", "select 1", "-c", "select * from np_missing",
+                 "-c", "create table t (a int)", "-c", "insert into t values (1), (2)", "-c", "drop table t",
+                 "postgres"], check=False)
+        assert p.stderr.count("does not exist") == 1, p.stderr
+        # (No expectation for successful SELECTs: pgbench's setup queries are SELECTs too and
+        # neither pgbench nor the server, without an extension, counts them.)
+        want.update({("postgres", "SELECT", "error"): 1,
+                     ("postgres", "CREATE", "ok"): 1, ("postgres", "INSERT", "ok"): 1, ("postgres", "DROP", "ok"): 1})
+        for mode in ("simple", "extended", "prepared"):
+            out = run(["pgbench", *pg, "-n", "-c", "1", "-t", "4", "-M", mode, "postgres"]).stdout
+            done = int(re.search(r"actually processed: (\d+)", out).group(1))
+            for m, n in {"BEGIN": 1, "UPDATE": 3, "INSERT": 1, "END": 1}.items():
+                want[("postgres", m, "ok")] += n * done
+        rec.finish(dict(want))
+    finally:
+        srv.terminate()
+        srv.wait()
+
+
+def record_mysql(tmp):
+    port = free_port()
+    os.chmod(tmp, 0o755)
+    data = os.path.join(tmp, "my")
+    os.mkdir(data)
+    shutil.chown(data, "mysql", "mysql")
+    run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=mysql",
+         "--auth-root-authentication-method=normal", "--skip-test-db"], cwd=tmp)
+    srv = subprocess.Popen(["mariadbd", "--no-defaults", f"--datadir={data}", "--user=mysql", f"--port={port}",
+                            "--bind-address=127.0.0.1", f"--socket={data}/sock", f"--pid-file={data}/pid",
+                            "--skip-grant-tables", "--skip-log-bin"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        my = ["mariadb", "-h", "127.0.0.1", "-P", str(port), "-u", "root", "-N", "-B"]
+        wait(lambda: run([*my, "-e", "select 1"], check=False).returncode == 0, "mariadbd")
+        names = ("Com_select", "Com_insert", "Com_create_db", "Com_create_table", "Com_drop_db")
+
+        def status():
+            out = run([*my, "-e", "show global status where Variable_name in ("
+                       + ", ".join(f"'{n}'" for n in names) + ")"]).stdout
+            return {k: int(v) for k, v in (line.split("\t") for line in out.splitlines())}
+        version = run(["mariadbd", "--version"]).stdout.strip()
+        before = status()
+        rec = Recording("mysql", port, [f"{version}: mariadb and mysqlslap",
+                                        "recorded by tests/data/l7/record.py"])
+        run([*my, "-e", "select 1; select 'a', 2.5"])
+        p = run([*my, "-e", "select * from np_missing.t"], check=False)
+        assert "1146" in p.stderr, p.stderr
+        run(["mysqlslap", "-h", "127.0.0.1", "-P", str(port), "-u", "root", "--concurrency=2", "--iterations=1",
+             "--number-of-queries=40", "--auto-generate-sql", "--auto-generate-sql-load-type=mixed"])
+        time.sleep(0.2)
+        after = status()
+        d = {k: after[k] - before[k] for k in names}
+        want = {("mysql", "SELECT", "ok"): d["Com_select"] - 1, ("mysql", "SELECT", "error"): 1,
+                ("mysql", "INSERT", "ok"): d["Com_insert"],
+                ("mysql", "CREATE", "ok"): d["Com_create_db"] + d["Com_create_table"],
+                ("mysql", "DROP", "ok"): d["Com_drop_db"]}
+        rec.finish({k: v for k, v in want.items() if v})
+    finally:
+        srv.terminate()
+        srv.wait()
+
+
+def main():
+    if os.geteuid() != 0:
+        raise SystemExit("record.py needs root (the kernel capture)")
+    if not os.access(RECORDER, os.X_OK):
+        raise SystemExit(f"{RECORDER} missing: build first (cmake --build build)")
+    for fn in (record_redis, record_postgres, record_mysql):
+        tmp = tempfile.mkdtemp(prefix="np-l7rec-")
+        try:
+            fn(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
