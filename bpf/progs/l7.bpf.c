@@ -22,7 +22,6 @@
 #define NP_IPPROTO_TCP 6
 #define NP_S_IFMT 00170000
 #define NP_S_IFSOCK 0140000
-#define NP_IOV_SCAN 4
 
 /* Syscall arguments and number from the BTF-typed pt_regs: plain loads on x86-64,
  * CO-RE reads elsewhere. */
@@ -72,10 +71,21 @@ struct {
 	__uint(max_entries, NP_L7_CNT_MAX);
 } l7_counters SEC(".maps");
 
+/* The record being built, with room after its data so that a copy at any offset below
+ * NP_L7_HEAD_MAX of up to NP_L7_HEAD_MAX bytes stays in the value (what the verifier
+ * checks); only `captured` bytes are ever output. */
+struct np_l7_scratch {
+	struct np_l7_event e;
+	__u8 slack[NP_L7_HEAD_MAX];
+	/* np_l7_copy's arguments beyond the five a BPF function takes, and its second result */
+	__u64 iov, iovcnt, buf, seg, len;
+	__u64 tail_buf;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
-	__type(value, struct np_l7_event);
+	__type(value, struct np_l7_scratch);
 	__uint(max_entries, 1);
 } l7_scratch SEC(".maps");
 
@@ -399,14 +409,80 @@ struct np_l7_cap {
 	__u8 tls;    /* plaintext of a TLS connection: its protocol is the connection's inner one */
 	__u8 ip_proto;
 	__u64 peer;  /* UDP: the peer's sockaddr in user memory (a socket without connect) */
-	__u64 buf2;  /* vector I/O whose first segment is short (a length prefix): the next one */
-	__u64 seg2;
+	__u64 iov;   /* vector I/O: the iovec array (its segments are gathered) */
+	__u64 iovcnt;
 	__u8 proto_hint; /* classified at the syscall's entry */
 };
 
-/* A first segment shorter than this is followed into the next one (DNS over TCP writes
- * its 2-byte length as a segment of its own). */
-#define NP_L7_SHORT_SEG 16
+/* One segment of vector I/O per call (bpf_loop: the callback is verified once, however
+ * many segments there are). */
+struct np_gather {
+	__u64 iov, iovcnt, cap, len, tail_buf;
+	__u32 n;
+};
+
+static long np_gather_one(__u64 i, void *ctx)
+{
+	struct np_gather *g = ctx;
+	__u32 zero = 0;
+	struct np_l7_scratch *s = bpf_map_lookup_elem(&l7_scratch, &zero);
+	if (!s || i >= g->iovcnt || g->n >= g->cap)
+		return 1;
+	struct iovec v = {};
+	if (bpf_probe_read_user(&v, sizeof(v), (void *)(g->iov + i * sizeof(struct iovec)))) {
+		np_l7_count(NP_L7_CNT_READ_FAILED);
+		return 1;
+	}
+	if (i == 0 && v.iov_len >= g->len)
+		g->tail_buf = (__u64)v.iov_base;
+	__u64 want = v.iov_len < g->cap - g->n ? v.iov_len : g->cap - g->n;
+	/* Bounds the verifier can follow: off < HEAD_MAX, want <= HEAD_MAX, so the copy ends
+	 * within the scratch value's slack. */
+	__u64 off = g->n, w = want;
+	asm volatile("%0 &= 4095" : "+r"(off));
+	asm volatile("%0 &= 8191" : "+r"(w));
+	if (w > NP_L7_HEAD_MAX)
+		return 1;
+	if (bpf_probe_read_user(s->e.data + off, w, (void *)v.iov_base)) {
+		np_l7_count(NP_L7_CNT_READ_FAILED);
+		return 1;
+	}
+	g->n += (__u32)w;
+	return 0;
+}
+
+/* Copies up to cap bytes of a message into s->e.data - vector I/O (s->iov != 0): its
+ * segments in order, up to NP_L7_GATHER of them - and returns the count; s->tail_buf is
+ * the buffer that holds the whole message when one does (its tail can be read). A global
+ * function: verified once, on its own, whatever the caller's state. */
+__noinline int np_l7_copy(struct np_l7_scratch *s, __u64 cap)
+{
+	if (!s)
+		return 0;
+	const __u64 iov = s->iov, iovcnt = s->iovcnt, buf = s->buf, seg = s->seg, len = s->len;
+	if (cap > len)
+		cap = len;
+	s->tail_buf = buf && seg == len ? buf : 0;
+	if (iov) {
+		struct np_gather g = {.iov = iov, .iovcnt = iovcnt, .cap = cap, .len = len};
+		bpf_loop(NP_L7_GATHER, np_gather_one, &g, 0);
+		if (g.tail_buf)
+			s->tail_buf = g.tail_buf;
+		return (int)(g.n & 0x1fff);
+	}
+	if (buf && seg) {
+		__u64 w = seg < cap ? seg : cap;
+		asm volatile("%0 &= 8191" : "+r"(w));
+		if (w > NP_L7_HEAD_MAX)
+			return 0;
+		if (bpf_probe_read_user(s->e.data, w, (void *)buf)) {
+			np_l7_count(NP_L7_CNT_READ_FAILED);
+			return 0;
+		}
+		return (int)w;
+	}
+	return 0;
+}
 
 /* Copies the head (and tail) of a message, infers the connection's protocol from its
  * first messages, and writes the record when the protocol is one we parse. */
@@ -431,34 +507,17 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 		return;
 
 	__u32 zero = 0;
-	struct np_l7_event *e = bpf_map_lookup_elem(&l7_scratch, &zero);
-	if (!e)
+	struct np_l7_scratch *scratch = bpf_map_lookup_elem(&l7_scratch, &zero);
+	if (!scratch)
 		return;
-	__u32 n = k->seg > NP_L7_HEAD_MAX ? NP_L7_HEAD_MAX : (__u32)k->seg;
-	if (k->buf && n) {
-		if (bpf_probe_read_user(e->data, n & (NP_L7_HEAD_MAX * 2 - 1) & 0x3ff, (void *)k->buf)) {
-			np_l7_count(NP_L7_CNT_READ_FAILED);
-			n = 0;
-		}
-	} else {
-		n = 0;
-	}
-	if (k->buf2 && n && n < NP_L7_SHORT_SEG && k->seg2) {
-		__u64 n2 = k->seg2;
-		if (n2 > NP_L7_HEAD_MAX - NP_L7_SHORT_SEG)
-			n2 = NP_L7_HEAD_MAX - NP_L7_SHORT_SEG;
-		__u64 off = n;
-		/* Masks as instructions right before the access, so the verifier sees the bounds
-		 * (off < 16, n2 <= 496: within data). */
-		asm volatile("%0 &= 15" : "+r"(off));
-		asm volatile("%0 &= 511" : "+r"(n2));
-		if (n2 > NP_L7_HEAD_MAX - NP_L7_SHORT_SEG)
-			n2 = 0;
-		if (n2 && !bpf_probe_read_user(e->data + off, n2, (void *)k->buf2))
-			n = (__u32)(off + n2);
-		else if (n2)
-			np_l7_count(NP_L7_CNT_READ_FAILED);
-	}
+	struct np_l7_event *e = &scratch->e;
+	/* Copy size: the protocol's (while it is being inferred, the default). */
+	scratch->iov = k->iov;
+	scratch->iovcnt = k->iovcnt;
+	scratch->buf = k->buf;
+	scratch->seg = k->seg;
+	scratch->len = k->len;
+	__u32 n = (__u32)np_l7_copy(scratch, (proto == NP_L7_HTTP2 || proto == NP_L7_REDIS) ? NP_L7_HEAD_MAX : NP_L7_COPY);
 
 	if (proto == NP_L7_UNKNOWN) {
 		struct np_l7_conn nc = {.local_port = lport, .remote_port = rport};
@@ -481,6 +540,10 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 			np_l7_count(NP_L7_CNT_CONNS_FULL);
 		if (proto == NP_L7_UNKNOWN || proto == NP_L7_NONE || proto == NP_L7_TLS)
 			return;
+		/* Just classified as a protocol with the larger copy (its first write often packs
+		 * several messages: the HTTP/2 preface, SETTINGS and the first HEADERS). */
+		if ((proto == NP_L7_HTTP2 || proto == NP_L7_REDIS) && n == NP_L7_COPY && k->len > n)
+			n = (__u32)np_l7_copy(scratch, NP_L7_HEAD_MAX);
 	}
 
 	e->ts_ns = bpf_ktime_get_ns();
@@ -530,15 +593,16 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 	e->tail_len = 0;
 	if (k->len > n) {
 		e->flags |= NP_L7_F_TRUNCATED;
-		if (k->buf && k->seg == k->len && k->len >= NP_L7_HEAD_MAX + NP_L7_TAIL_MAX) {
+		__u64 tail_buf = scratch->tail_buf;
+		if (tail_buf && k->len >= (__u64)n + NP_L7_TAIL_MAX) {
 			/* one segment holds the whole message: its last bytes are the tail */
-			if (!bpf_probe_read_user(e->tail, NP_L7_TAIL_MAX, (void *)(k->buf + k->len - NP_L7_TAIL_MAX)))
+			if (!bpf_probe_read_user(e->tail, NP_L7_TAIL_MAX, (void *)(tail_buf + k->len - NP_L7_TAIL_MAX)))
 				e->tail_len = NP_L7_TAIL_MAX;
 		} else {
 			e->flags |= NP_L7_F_NO_TAIL;
 		}
 	}
-	__u64 size = offsetof(struct np_l7_event, data) + (n & 0x3ff);
+	__u64 size = offsetof(struct np_l7_event, data) + (n & 0x1fff);
 	if (size > sizeof(*e))
 		size = sizeof(*e);
 	if (np_l7_output(e, size))
@@ -625,30 +689,8 @@ int BPF_PROG(np_l7_exit, struct pt_regs *regs, long ret)
 		break;
 	}
 	if (vector && iov) {
-		/* The first non-empty segment of the first few. */
-#pragma unroll
-		for (int i = 0; i < NP_IOV_SCAN; i++) {
-			if ((__u64)i >= iovcnt)
-				break;
-			struct iovec v = {};
-			if (bpf_probe_read_user(&v, sizeof(v), (void *)(iov + i * sizeof(struct iovec)))) {
-				np_l7_count(NP_L7_CNT_READ_FAILED);
-				break;
-			}
-			if (v.iov_len) {
-				k.buf = (__u64)v.iov_base;
-				k.seg = v.iov_len < k.len ? v.iov_len : k.len;
-				if (v.iov_len < NP_L7_SHORT_SEG && k.len > v.iov_len && (__u64)i + 1 < iovcnt) {
-					struct iovec v2 = {};
-					if (!bpf_probe_read_user(&v2, sizeof(v2),
-								 (void *)(iov + (i + 1) * sizeof(struct iovec)))) {
-						k.buf2 = (__u64)v2.iov_base;
-						k.seg2 = v2.iov_len < k.len - v.iov_len ? v2.iov_len : k.len - v.iov_len;
-					}
-				}
-				break;
-			}
-		}
+		k.iov = iov;
+		k.iovcnt = iovcnt;
 	}
 	np_l7_record(&k);
 	return 0;

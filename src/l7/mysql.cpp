@@ -111,11 +111,13 @@ public:
         if (!serverIs(sending) || !current_) return false;
         const std::uint64_t len = std::max<std::uint64_t>(c.len, c.head.size());
         const std::string_view end = c.len > c.head.size() ? c.tail : c.head;
+        // The bytes not framed belong to the response whether or not its end is in sight
+        // (a result set written in several syscalls loses the framing in the first).
+        current_->response_bytes += len - from;
         for (std::size_t k = 0; k + 5 <= end.size(); ++k) {
             const std::uint32_t n = le(end, k, 3);
             if (k + 4 + n != end.size() || n < 5 || n > 11 || static_cast<unsigned char>(end[k + 4]) != 0xfe) continue;
             if (len - (end.size() - k) < from) return false;
-            current_->response_bytes += len - from;
             finish();
             return true;
         }

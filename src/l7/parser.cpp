@@ -58,13 +58,17 @@ void Framer::feed(FramedProtocol& p, const Chunk& c) {
                 lose(p, c, pos);
                 return;
             }
-            const auto take = static_cast<std::size_t>(std::min<std::uint64_t>(hdr - buf_.size(), captured - pos));
+            // (The header's size may shrink while one is collected - PostgreSQL's answer to
+            // SSLRequest is one byte - so what is held may already be longer than it.)
+            const auto take = buf_.size() >= hdr ? std::size_t{0}
+                                                 : static_cast<std::size_t>(std::min<std::uint64_t>(
+                                                       hdr - buf_.size(), captured - pos));
             buf_.append(head.substr(static_cast<std::size_t>(pos), take));
             pos += take;
             got_ += take;
             if (buf_.size() < hdr) continue;  // the rest comes with the next chunk
             auto n = p.messageLength(buf_);
-            if (!n || *n < hdr) {
+            if (!n || *n < buf_.size()) {  // (a message shorter than its bytes so far: never done)
                 lose(p, c, pos);
                 return;
             }

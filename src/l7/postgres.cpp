@@ -112,9 +112,14 @@ public:
         const std::string_view end = c.len > c.head.size() ? c.tail : c.head;
         if (backendIs(sending)) {
             // ReadyForQuery ends most of the backend's writes: 'Z' int32(5) status.
-            if (end.size() < 6 || len < from + 6) return false;
-            const std::string_view z = end.substr(end.size() - 6);
-            if (z[0] != 'Z' || be32(z, 1) != 5 || (z[5] != 'I' && z[5] != 'T' && z[5] != 'E')) return false;
+            const std::string_view z = end.size() >= 6 ? end.substr(end.size() - 6) : std::string_view{};
+            const bool ready = !z.empty() && len >= from + 6 && z[0] == 'Z' && be32(z, 1) == 5 &&
+                               (z[5] == 'I' || z[5] == 'T' || z[5] == 'E');
+            // The bytes not framed belong to the response all the same (a large result is
+            // mostly such bytes); backend() counts the ReadyForQuery itself.
+            if (!resp_ts_) resp_ts_ = c.ts_ns;
+            resp_bytes_ += len - from - (ready ? 6 : 0);
+            if (!ready) return false;
             backend(z, 6, c.ts_ns);
             return true;
         }
@@ -188,6 +193,9 @@ private:
             case 'E':
                 batchStart(ts, length);
                 ++batch_->executes;
+                // Without a Parse or Bind in the batch it executes a portal bound earlier (a
+                // cursor fetched in parts): which statement is not known here.
+                if (batch_->statement.type.empty()) batch_->statement = {"OTHER", "(prepared before capture began)"};
                 return;
             case 'F':  // FunctionCall: answered by FunctionCallResponse + ReadyForQuery
                 pending_.push({"FUNCTION", "", ts, length, false});

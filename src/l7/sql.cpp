@@ -39,10 +39,14 @@ std::string normalizeSql(std::string_view sql, SqlDialect dialect, bool truncate
     out.reserve(std::min(sql.size(), max) + 4);
     const bool mysql = dialect == SqlDialect::MySql;
     bool pending_space = false;
+    // A cut result ends in "...", within max: it keeps the tokens that end by `keep`.
+    const std::size_t keep = max > 3 ? max - 3 : 0;
+    std::size_t fits = 0;  // the end of the last token within keep
     auto emit = [&](std::string_view tok) {
         if (pending_space && !out.empty()) out += ' ';
         pending_space = false;
         out += tok;
+        if (out.size() <= keep) fits = out.size();
     };
     std::size_t i = 0;
     bool cut = false;
@@ -64,21 +68,34 @@ std::string normalizeSql(std::string_view sql, SqlDialect dialect, bool truncate
             continue;
         }
         if (c == '/' && i + 1 < sql.size() && sql[i + 1] == '*') {
-            auto e = sql.find("*/", i + 2);
-            i = e == std::string_view::npos ? sql.size() : e + 2;
+            // PostgreSQL nests block comments (MySQL does not): ending at the first "*/"
+            // would read the rest of the outer comment as SQL, where an apostrophe flips
+            // which text is a literal.
+            std::size_t depth = 1;
+            i += 2;
+            while (i < sql.size() && depth > 0) {
+                if (sql.substr(i, 2) == "*/") {
+                    --depth;
+                    i += 2;
+                } else if (!mysql && sql.substr(i, 2) == "/*") {
+                    ++depth;
+                    i += 2;
+                } else {
+                    ++i;
+                }
+            }
             pending_space = true;
             continue;
         }
         if (c == '\'') {
             // PostgreSQL: standard strings ('' only; E'' strings also take backslashes).
-            bool backslash = mysql;
-            if (!mysql && !out.empty() && (out.back() == 'E' || out.back() == 'e') &&
-                (out.size() == 1 || !identChar(static_cast<unsigned char>(out[out.size() - 2]))))
-                backslash = true;
-            // A one-letter prefix (E'', B'', X'', N'', _charset is left) belongs to the literal.
-            if (!out.empty() && !pending_space && std::string_view("EeBbXxNn").find(out.back()) != std::string_view::npos &&
-                (out.size() == 1 || !identChar(static_cast<unsigned char>(out[out.size() - 2]))))
-                out.pop_back();
+            // A one-letter prefix (E'', B'', X'', N'', _charset is left) belongs to the literal;
+            // only one that touches the quote ("e 'x'" is an identifier e, then a string).
+            const bool prefixed = !out.empty() && !pending_space &&
+                                  std::string_view("EeBbXxNn").find(out.back()) != std::string_view::npos &&
+                                  (out.size() == 1 || !identChar(static_cast<unsigned char>(out[out.size() - 2])));
+            const bool backslash = mysql || (prefixed && (out.back() == 'E' || out.back() == 'e'));
+            if (prefixed) out.pop_back();
             i = quotedEnd(sql, i, '\'', backslash);
             emit("?");
             continue;
@@ -159,10 +176,8 @@ std::string normalizeSql(std::string_view sql, SqlDialect dialect, bool truncate
         emit(sql.substr(i, 1));
         ++i;
     }
-    if (out.size() > max) {
-        out.resize(max);
-        cut = true;
-    }
+    if (out.size() > max) cut = true;
+    if ((cut || truncated) && out.size() > keep) out.resize(fits > 0 ? fits : keep);  // (fits 0: one long token)
     if (cut || truncated) {
         // Never end inside a multi-byte character.
         while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xc0) == 0x80) out.pop_back();
@@ -183,7 +198,8 @@ std::string sqlStatementType(std::string_view sql) {
     std::size_t i = 0;
     for (;;) {
         while (i < sql.size() && (space(static_cast<unsigned char>(sql[i])) || sql[i] == '(')) ++i;
-        if (sql.substr(i, 2) == "--") {
+        // (# starts a comment in MySQL; no PostgreSQL statement starts with it.)
+        if (sql.substr(i, 2) == "--" || sql.substr(i, 1) == "#") {
             while (i < sql.size() && sql[i] != '\n') ++i;
             continue;
         }

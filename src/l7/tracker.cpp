@@ -12,6 +12,10 @@ namespace netprobe::l7 {
 
 const char* sideName(Side s) { return s == Side::Client ? "client" : "server"; }
 
+namespace {
+constexpr std::size_t kMaxStreams = 1024;  // HTTP/2 streams open at once per connection (its default limit is 100)
+}  // namespace
+
 struct ConnectionTracker::Conn final : Http1Listener, ExchangeSink {
     struct Pending {
         std::string method, path, route;
@@ -127,13 +131,13 @@ void ConnectionTracker::Conn::onExchange(Exchange&& e) {
     Request r;
     r.mono_ns = e.request_ns;
     r.duration_seconds = e.response_ns > e.request_ns ? static_cast<double>(e.response_ns - e.request_ns) / 1e9 : 0;
-    r.protocol = protocol;
+    r.protocol = e.protocol.empty() ? std::string(protocol) : std::move(e.protocol);
     r.side = e.client ? Side::Client : Side::Server;
     r.method = std::move(e.method);
     r.path = std::move(e.path);
     if (r.path.size() > 256) r.path.resize(256);
-    r.route = r.path;
-    r.status = e.error ? 1 : e.outcome_unknown ? 2 : 0;
+    r.route = e.route.empty() ? r.path : std::move(e.route);
+    r.status = e.status >= 0 ? e.status : e.error ? 1 : e.outcome_unknown ? 2 : 0;
     r.error = std::move(e.error_code);
     r.request_bytes = e.request_bytes;
     r.response_bytes = e.response_bytes;
@@ -186,7 +190,7 @@ void ConnectionTracker::feed(const ebpf::L7Message& m) {
         return;
     }
     if (m.protocol != NP_L7_HTTP1 && m.protocol != NP_L7_DNS && m.protocol != NP_L7_REDIS &&
-        m.protocol != NP_L7_POSTGRES && m.protocol != NP_L7_MYSQL) {
+        m.protocol != NP_L7_POSTGRES && m.protocol != NP_L7_MYSQL && m.protocol != NP_L7_HTTP2) {
         ++counters_.other_protocol;
         return;
     }
@@ -228,6 +232,10 @@ void ConnectionTracker::feed(const ebpf::L7Message& m) {
             case NP_L7_POSTGRES:
                 c.parser = makePostgresParser(c, opts_.max_pending);
                 c.protocol = "postgres";
+                break;
+            case NP_L7_HTTP2:
+                c.parser = makeHttp2Parser(c, kMaxStreams);
+                c.protocol = "http2";
                 break;
             default:
                 c.parser = makeMySqlParser(c, opts_.max_pending);

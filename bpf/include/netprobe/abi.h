@@ -458,8 +458,13 @@ NP_STATIC_ASSERT(sizeof(struct np_block_value) == 8, "np_block_value size");
 /* Application-layer capture (bpf/progs/l7.bpf.c; user space: ebpf::L7Capture) */
 /* ===================================================================== */
 
-/* Bytes of each message head, and of its tail, copied to user space. */
-#define NP_L7_HEAD_MAX 512
+/* Bytes of each message head, and of its tail, copied to user space: NP_L7_COPY of
+ * most protocols' messages, up to NP_L7_HEAD_MAX for those that pack many messages in a
+ * syscall (HTTP/2 frames of many streams, Redis pipelines). */
+#define NP_L7_HEAD_MAX 4096
+#define NP_L7_COPY 512
+/* Vector I/O: segments gathered into one record (until the copy size is reached). */
+#define NP_L7_GATHER 32
 #define NP_L7_TAIL_MAX 16
 /* Syscall numbers below this are looked up in the program's kind table. */
 #define NP_L7_SYSCALL_TABLE 512
@@ -587,7 +592,7 @@ enum np_l7_counter {
 	NP_L7_CNT_MAX,
 };
 
-NP_STATIC_ASSERT(sizeof(struct np_l7_event) == 616, "np_l7_event size");
+NP_STATIC_ASSERT(sizeof(struct np_l7_event) == 104 + NP_L7_HEAD_MAX, "np_l7_event size");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, local) == 32, "np_l7_event.local");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, local_port) == 64, "np_l7_event.local_port");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, fd) == 76, "np_l7_event.fd");

@@ -20,9 +20,12 @@
 namespace netprobe::l7 {
 
 struct Exchange {
+    std::string protocol;          // empty: the connection's (HTTP/2: "http2" or "grpc")
+    int status = -1;               // HTTP/2: :status; gRPC: grpc-status; -1: from error/outcome_unknown
     bool client = false;           // this end sent the request
     std::string method;            // Redis: the command; SQL: the statement type
     std::string path;              // Redis: the command; SQL: the normalized statement
+    std::string route;             // empty: the path
     bool error = false;            // the server answered with an error
     bool outcome_unknown = false;  // answered, but the response was not parsed (framing lost)
     std::string error_code;        // Redis: the error's prefix (ERR, WRONGTYPE); PostgreSQL: SQLSTATE; MySQL: error number
@@ -126,5 +129,13 @@ private:
                                                              std::uint16_t local_port, std::uint16_t remote_port);
 [[nodiscard]] std::unique_ptr<MessageParser> makePostgresParser(ExchangeSink& sink, std::size_t max_pending);
 [[nodiscard]] std::unique_ptr<MessageParser> makeMySqlParser(ExchangeSink& sink, std::size_t max_pending);
+[[nodiscard]] std::unique_ptr<MessageParser> makeHttp2Parser(ExchangeSink& sink, std::size_t max_streams);
+
+// gRPC status codes: the name ("OK", "NOT_FOUND"; 17 and beyond: "UNKNOWN_OUTCOME" -
+// the trailers were not seen), and whether it is the server's failure (UNKNOWN,
+// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE,
+// DATA_LOSS) rather than the caller's.
+[[nodiscard]] const char* grpcStatusName(int status);
+[[nodiscard]] bool grpcStatusIsError(int status);
 
 }  // namespace netprobe::l7

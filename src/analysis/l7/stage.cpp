@@ -8,6 +8,7 @@
 
 #include <netprobe/analysis/attribution.hpp>
 #include <netprobe/collector/snapshot.hpp>
+#include <netprobe/l7/parser.hpp>
 
 namespace netprobe::analysis::l7 {
 namespace {
@@ -30,7 +31,8 @@ std::string endpointKey(const Request& r, std::string_view route) {
 
 std::string statusClass(const Request& r) {
     if (r.protocol == "dns") return netprobe::l7::dnsRcodeName(static_cast<std::uint8_t>(r.status));
-    if (r.protocol != "http") return r.status == 1 ? "error" : r.status == 2 ? "unknown" : "ok";
+    if (r.protocol == "grpc") return netprobe::l7::grpcStatusName(r.status);
+    if (r.protocol != "http" && r.protocol != "http2") return r.status == 1 ? "error" : r.status == 2 ? "unknown" : "ok";
     const int status = r.status;
     if (status < 100 || status > 599) return "unknown";
     return std::string(1, static_cast<char>('0' + status / 100)) + "xx";
@@ -137,11 +139,15 @@ void L7Stage::add(const collector::Snapshot& snap, Request r) {
         }
     }
     Endpoint& e = *it->second;
-    const bool dns = r.protocol == "dns", http = r.protocol == "http";
+    const bool dns = r.protocol == "dns", http = r.protocol == "http" || r.protocol == "http2",
+               grpc = r.protocol == "grpc";
     const bool error = dns    ? netprobe::l7::dnsRcodeIsError(static_cast<std::uint8_t>(r.status))
                        : http ? r.status >= 500
+                       : grpc ? netprobe::l7::grpcStatusIsError(r.status)
                               : r.status == 1;
-    const bool client_error = dns ? r.status == 3 : http && r.status >= 400 && r.status < 500;
+    const bool client_error = dns    ? r.status == 3
+                              : http ? r.status >= 400 && r.status < 500
+                              : grpc && r.status != 0 && r.status <= 16 && !error;
     ++e.requests_total;
     e.errors_total += error;
     const auto slot_ns = std::max<std::int64_t>(
