@@ -16,9 +16,6 @@
 #include <unordered_map>
 
 namespace netprobe::l7 {
-
-const char* grpcStatusName(int s);
-
 namespace {
 
 constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

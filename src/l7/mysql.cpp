@@ -197,12 +197,7 @@ private:
             ++counters_.unmatched_responses;
             return;
         }
-        Exchange e;
-        e.client = *client_sending_;
-        e.method = std::move(q->method);
-        e.path = std::move(q->path);
-        e.request_ns = q->ts_ns;
-        e.request_bytes = q->bytes;
+        Exchange e = PendingQueue::exchange(std::move(*q), *client_sending_);
         e.response_ns = ts;
         e.response_bytes = length;
         if (first == 0xff) {

@@ -20,6 +20,16 @@ std::optional<PendingQueue::Pending> PendingQueue::pop() {
     return p;
 }
 
+Exchange PendingQueue::exchange(Pending&& p, bool client) {
+    Exchange e;
+    e.client = client;
+    e.method = std::move(p.method);
+    e.path = std::move(p.path);
+    e.request_ns = p.ts_ns;
+    e.request_bytes = p.bytes;
+    return e;
+}
+
 void PendingQueue::clear() {
     for (const auto& p : q_) counters_.unanswered += p.report;
     q_.clear();

@@ -249,12 +249,7 @@ private:
         if (!p) {
             ++counters_.unmatched_responses;
         } else if (p->report) {
-            Exchange e;
-            e.client = *frontend_sending_;
-            e.method = std::move(p->method);
-            e.path = std::move(p->path);
-            e.request_ns = p->ts_ns;
-            e.request_bytes = p->bytes;
+            Exchange e = PendingQueue::exchange(std::move(*p), *frontend_sending_);
             e.response_ns = resp_ts_;
             e.response_bytes = resp_bytes_;
             e.error = !error_.empty();

@@ -316,10 +316,7 @@ public:
         if (v.type == '>') return;  // RESP3 push: out of band, not a reply
         Exchange e;
         if (auto p = pending_.pop()) {
-            e.method = std::move(p->method);
-            e.path = std::move(p->path);
-            e.request_ns = p->ts_ns;
-            e.request_bytes = p->bytes;
+            e = PendingQueue::exchange(std::move(*p), *client_);
         } else if (lost_replies_) {  // a command whose bytes were not captured
             e.method = e.path = "UNKNOWN";
             e.request_ns = lost_ts_;
@@ -340,13 +337,9 @@ private:
     // with their outcome unknown.
     void answerLost() {
         while (auto p = pending_.pop()) {
-            Exchange e;
-            e.client = *client_;
-            e.method = std::move(p->method);
-            e.path = std::move(p->path);
-            e.request_ns = p->ts_ns;
-            e.request_bytes = p->bytes;
-            e.response_ns = std::max(replies_lost_ts_, p->ts_ns);
+            const std::uint64_t request_ns = p->ts_ns;
+            Exchange e = PendingQueue::exchange(std::move(*p), *client_);
+            e.response_ns = std::max(replies_lost_ts_, request_ns);
             e.outcome_unknown = true;
             sink_.onExchange(std::move(e));
         }

@@ -29,6 +29,18 @@ struct ConnectionTracker::Conn final : Http1Listener, ExchangeSink {
     bool onHead(bool sending, Http1Message& h) override;
     void onEnd(bool sending, std::uint64_t bytes) override;
     void onExchange(Exchange&& e) override;
+    // The request's process, cgroup, socket, and client/server ends (by r.side).
+    void identify(Request& r) const {
+        r.pid = pid;
+        r.cgroup_id = cgroup_id;
+        r.family = family;
+        const bool server_local = r.side == Side::Server;
+        r.server = server_local ? local : remote;
+        r.client = server_local ? remote : local;
+        r.server_port = server_local ? local_port : remote_port;
+        r.client_port = server_local ? remote_port : local_port;
+        r.sock = sock;
+    }
 
     ConnectionTracker& owner;
     std::uint64_t sock;
@@ -98,15 +110,7 @@ bool ConnectionTracker::Conn::onHead(bool sending, Http1Message& h) {
     r.status = h.status;
     r.request_bytes = p.bytes;
     r.response_bytes = h.head_bytes;
-    r.pid = pid;
-    r.cgroup_id = cgroup_id;
-    r.family = family;
-    const bool server_local = r.side == Side::Server;
-    r.server = server_local ? local : remote;
-    r.client = server_local ? remote : local;
-    r.server_port = server_local ? local_port : remote_port;
-    r.client_port = server_local ? remote_port : local_port;
-    r.sock = sock;
+    identify(r);
     const bool head_request = r.method == "HEAD";
     current = std::move(r);
     return head_request;
@@ -141,15 +145,7 @@ void ConnectionTracker::Conn::onExchange(Exchange&& e) {
     r.error = std::move(e.error_code);
     r.request_bytes = e.request_bytes;
     r.response_bytes = e.response_bytes;
-    r.pid = pid;
-    r.cgroup_id = cgroup_id;
-    r.family = family;
-    const bool server_local = r.side == Side::Server;
-    r.server = server_local ? local : remote;
-    r.client = server_local ? remote : local;
-    r.server_port = server_local ? local_port : remote_port;
-    r.client_port = server_local ? remote_port : local_port;
-    r.sock = sock;
+    identify(r);
     owner.complete(std::move(r));
 }
 

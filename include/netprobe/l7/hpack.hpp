@@ -35,8 +35,6 @@ public:
     // A header block was not seen whole: the dynamic table is unknown from now on.
     void markStale() { stale_ = true; entries_.clear(); size_ = 0; }
     [[nodiscard]] bool stale() const { return stale_; }
-    [[nodiscard]] std::size_t tableSize() const { return size_; }
-    [[nodiscard]] std::size_t tableEntries() const { return entries_.size(); }
 
 private:
     void insert(std::string_view name, std::string_view value);

@@ -75,6 +75,8 @@ public:
     [[nodiscard]] Pending* back() { return q_.empty() ? nullptr : &q_.back(); }
     std::optional<Pending> pop();
     void clear();  // the rest are unanswered
+    // The exchange of a request taken off the queue (client: this end sent it).
+    [[nodiscard]] static Exchange exchange(Pending&& p, bool client);
 
 private:
     ParserCounters& counters_;
@@ -111,7 +113,6 @@ public:
     void feed(FramedProtocol& p, const Chunk& c);
     void reset();
     [[nodiscard]] std::uint64_t desyncs() const { return desyncs_; }
-    [[nodiscard]] bool lost() const { return lost_; }
 
 private:
     void lose(FramedProtocol& p, const Chunk& c, std::uint64_t from);
