@@ -20,6 +20,7 @@ TEST_PKGS=(
   pmacct nfdump clickhouse-server
   nginx-light wrk dnsmasq-base bind9-dnsutils
   redis-server redis-tools postgresql postgresql-contrib mariadb-server mariadb-client
+  nghttp2-client python3-grpcio
 )
 
 want=("${BUILD_PKGS[@]}")
