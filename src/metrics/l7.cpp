@@ -2,9 +2,13 @@
 #include <netprobe/metrics/l7.hpp>
 
 #include <algorithm>
+#include <array>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
+#include <netprobe/l7/dns.hpp>
+#include <netprobe/l7/parser.hpp>
 #include <netprobe/metrics/exposition.hpp>
 #include <netprobe/util/duration.hpp>
 #include <netprobe/util/ip.hpp>
@@ -16,6 +20,26 @@ namespace netprobe::metrics {
 namespace {
 
 using analysis::l7::kDurationBuckets;
+
+constexpr std::array<std::string_view, 7> kL7Protocols = {"http", "http2", "grpc", "dns", "redis", "postgres", "mysql"};
+
+// a DNS rcode or gRPC code name (what statusClass gives those protocols)
+bool isStatusName(std::string_view v) {
+    for (int c = 0; c <= 16; ++c)
+        if (v == netprobe::l7::grpcStatusName(c)) return true;
+    if (v == "UNKNOWN_OUTCOME") return true;
+    for (int rc = 0; rc < 16; ++rc)
+        if (v == netprobe::l7::dnsRcodeName(static_cast<std::uint8_t>(rc))) return true;
+    return false;
+}
+
+// ok, error (a server-side failure), client_error, or unknown (the answer was not seen whole)
+std::string_view outcome(const analysis::l7::Request& r) {
+    if (analysis::l7::isError(r)) return "error";
+    if (analysis::l7::isClientError(r)) return "client_error";
+    const std::string sc = analysis::l7::statusClass(r);
+    return sc == "unknown" || sc == "UNKNOWN_OUTCOME" ? "unknown" : "ok";
+}
 
 std::string bucketLabel(double le) {
     std::string s;
@@ -128,8 +152,8 @@ std::expected<L7Query, std::string> parseL7Query(const QueryList& params, bool r
     };
     for (const auto& [k, v] : params) {
         if (k == "protocol") {
-            if (v != "http" && v != "dns" && v != "redis" && v != "postgres" && v != "mysql")
-                return bad(k, v, "expected http, dns, redis, postgres or mysql");
+            if (std::ranges::find(kL7Protocols, v) == kL7Protocols.end())
+                return bad(k, v, "expected http, http2, grpc, dns, redis, postgres or mysql");
             q.protocol = v;
         } else if (k == "service") {
             if (v.empty()) return bad(k, v, "expected a service name or address:port");
@@ -146,14 +170,14 @@ std::expected<L7Query, std::string> parseL7Query(const QueryList& params, bool r
                 q.status_class = v[0] - '0';
             else if (util::parseNumber(v, n) && n >= 0 && n <= 599)
                 q.status = n;
-            else if (v == "ok" || v == "error")
-                q.failed = v == "error";
-            else if (v == "NOERROR" || v == "FORMERR" || v == "SERVFAIL" || v == "NXDOMAIN" || v == "NOTIMP" || v == "REFUSED")
-                q.status = v == "NOERROR" ? 0 : v == "FORMERR" ? 1 : v == "SERVFAIL" ? 2 : v == "NXDOMAIN" ? 3 : v == "NOTIMP" ? 4 : 5;
+            else if (v == "ok" || v == "error" || v == "client_error" || v == "unknown")
+                q.outcome = v;
+            else if (isStatusName(v))
+                q.status_name = v;
             else
                 return bad(k, v,
-                           "expected a status code (404), a class (4xx), a DNS response code (NXDOMAIN), or ok/error "
-                           "(Redis, PostgreSQL, MySQL)");
+                           "expected a status code (404), a class (4xx), a DNS response code (NXDOMAIN), a gRPC "
+                           "code (NOT_FOUND), or an outcome: ok, error, client_error, unknown");
         } else if (k == "min_duration" && requests) {
             double secs = 0;
             if (auto d = util::parseDuration(v)) {
@@ -224,9 +248,9 @@ std::string l7RequestsJson(const analysis::l7::L7View* v, const L7Query& q) {
             const char* side = analysis::l7::sideName(r.side);
             if ((q.protocol && r.protocol != *q.protocol) || (q.service && r.service != *q.service) ||
                 (q.side && side != *q.side) || (q.method && r.method != *q.method) ||
-                (q.status && r.status != *q.status) ||
-                (q.failed && (r.protocol == "http" || r.protocol == "dns" || r.status == 2 || (r.status == 1) != *q.failed)) ||
-                (q.status_class && (r.protocol != "http" || r.status / 100 != *q.status_class)) ||
+                (q.status && r.status != *q.status) || (q.outcome && outcome(r) != *q.outcome) ||
+                (q.status_name && analysis::l7::statusClass(r) != *q.status_name) ||
+                (q.status_class && ((r.protocol != "http" && r.protocol != "http2") || r.status / 100 != *q.status_class)) ||
                 (q.min_duration && r.duration_seconds < *q.min_duration))
                 continue;
             ++total;
@@ -247,6 +271,8 @@ std::string l7RequestsJson(const analysis::l7::L7View* v, const L7Query& q) {
                            {"path", r.path},
                            {"route", r.route},
                            {"status", r.status},
+                           {"status_class", analysis::l7::statusClass(r)},
+                           {"outcome", outcome(r)},
                            {"duration_seconds", r.duration_seconds},
                            {"request_bytes", r.request_bytes},
                            {"response_bytes", r.response_bytes},

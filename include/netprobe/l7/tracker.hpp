@@ -33,7 +33,7 @@ enum class Side : std::uint8_t { Client, Server };
 struct Request {
     std::uint64_t mono_ns = 0;     // the request's first byte (CLOCK_MONOTONIC)
     double duration_seconds = 0;   // request first byte -> response first byte, at this side
-    std::string protocol;          // "http", "dns", "redis", "postgres", "mysql"
+    std::string protocol;          // "http", "http2", "grpc", "dns", "redis", "postgres", "mysql"
     Side side = Side::Server;
     std::string method;
     std::string path;              // the target without query string (bounded)

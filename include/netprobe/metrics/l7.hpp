@@ -21,14 +21,15 @@ using QueryList = std::vector<std::pair<std::string, std::string>>;
 
 struct L7Query {
     std::optional<std::string> protocol, service, side, method;
-    std::optional<int> status;            // exact status code
-    std::optional<int> status_class;      // 1..5 (status=4xx)
-    std::optional<bool> failed;           // status=error / status=ok (Redis, PostgreSQL, MySQL)
+    std::optional<int> status;            // exact status code (HTTP status, DNS rcode, gRPC code number)
+    std::optional<int> status_class;      // 1..5 (status=4xx; HTTP/1 and HTTP/2)
+    std::optional<std::string> outcome;   // ok / error / client_error / unknown, any protocol
+    std::optional<std::string> status_name;  // NXDOMAIN, NOT_FOUND, ...: analysis::l7::statusClass
     std::optional<double> min_duration;   // seconds
     std::size_t limit = 100;
 };
-// protocol, service, side, method, status (200, 4xx, NXDOMAIN, ok or error), min_duration (Go duration or
-// seconds), limit; unknown parameters and bad values: an error naming them.
+// protocol, service, side, method, status (200, 4xx, a DNS rcode or gRPC code name, or an outcome: ok,
+// error, client_error, unknown), min_duration (Go duration or seconds), limit; unknown parameters and bad values: an error naming them.
 [[nodiscard]] std::expected<L7Query, std::string> parseL7Query(const QueryList& params, bool requests);
 // view null: {"enabled": false}.
 [[nodiscard]] std::string l7EndpointsJson(const analysis::l7::L7View* view, const L7Query& q);

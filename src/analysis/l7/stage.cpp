@@ -29,6 +29,8 @@ std::string endpointKey(const Request& r, std::string_view route) {
     return k;
 }
 
+}  // namespace
+
 std::string statusClass(const Request& r) {
     if (r.protocol == "dns") return netprobe::l7::dnsRcodeName(static_cast<std::uint8_t>(r.status));
     if (r.protocol == "grpc") return netprobe::l7::grpcStatusName(r.status);
@@ -38,7 +40,19 @@ std::string statusClass(const Request& r) {
     return std::string(1, static_cast<char>('0' + status / 100)) + "xx";
 }
 
-}  // namespace
+bool isError(const Request& r) {
+    if (r.protocol == "dns") return netprobe::l7::dnsRcodeIsError(static_cast<std::uint8_t>(r.status));
+    if (r.protocol == "http" || r.protocol == "http2") return r.status >= 500;
+    if (r.protocol == "grpc") return netprobe::l7::grpcStatusIsError(r.status);
+    return r.status == 1;
+}
+
+bool isClientError(const Request& r) {
+    if (r.protocol == "dns") return r.status == 3;
+    if (r.protocol == "http" || r.protocol == "http2") return r.status >= 400 && r.status < 500;
+    if (r.protocol == "grpc") return r.status != 0 && r.status <= 16 && !isError(r);
+    return false;
+}
 
 struct L7Stage::Endpoint {
     struct Slot {
@@ -139,15 +153,7 @@ void L7Stage::add(const collector::Snapshot& snap, Request r) {
         }
     }
     Endpoint& e = *it->second;
-    const bool dns = r.protocol == "dns", http = r.protocol == "http" || r.protocol == "http2",
-               grpc = r.protocol == "grpc";
-    const bool error = dns    ? netprobe::l7::dnsRcodeIsError(static_cast<std::uint8_t>(r.status))
-                       : http ? r.status >= 500
-                       : grpc ? netprobe::l7::grpcStatusIsError(r.status)
-                              : r.status == 1;
-    const bool client_error = dns    ? r.status == 3
-                              : http ? r.status >= 400 && r.status < 500
-                              : grpc && r.status != 0 && r.status <= 16 && !error;
+    const bool error = isError(r), client_error = isClientError(r);
     ++e.requests_total;
     e.errors_total += error;
     const auto slot_ns = std::max<std::int64_t>(

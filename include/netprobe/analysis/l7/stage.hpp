@@ -31,6 +31,19 @@ using netprobe::l7::Request;
 using netprobe::l7::Side;
 using netprobe::l7::sideName;
 
+// How a request's status reads, per protocol (pure; the metrics' status_class label, the
+// API's status filter and the error counts all use these):
+//   http, http2  status class "2xx".."5xx" ("unknown" outside 100..599); error: >= 500,
+//                client error: 4xx
+//   grpc         the code's name ("OK", "NOT_FOUND", "UNKNOWN_OUTCOME" when the stream ended
+//                without a grpc-status); error: codes a server fault causes (see
+//                grpcStatusIsError), client error: the other non-OK codes
+//   dns          the rcode's name; error: SERVFAIL, NOTIMP, REFUSED...; client error: NXDOMAIN
+//   others       "ok", "error", "unknown" (status 0 / 1 / 2); error: status 1
+[[nodiscard]] std::string statusClass(const Request& r);
+[[nodiscard]] bool isError(const Request& r);
+[[nodiscard]] bool isClientError(const Request& r);
+
 struct L7Options {
     std::size_t max_services = 200;       // service label values; later ones are "other"
     std::size_t max_endpoints = 500;      // (service, side, method, route) kept; later ones: route "other"
@@ -56,7 +69,7 @@ struct SeriesTotals {
 
 struct EndpointSummary {
     std::string protocol, side, service, method, route;
-    std::uint64_t requests_total = 0, errors_total = 0;  // since start (errors: status >= 500)
+    std::uint64_t requests_total = 0, errors_total = 0;  // since start (errors: isError)
     // Over the window:
     std::uint64_t requests = 0, errors = 0, client_errors = 0;  // client_errors: 4xx
     double rate = 0;         // requests per second
