@@ -414,43 +414,6 @@ struct np_l7_cap {
 	__u8 proto_hint; /* classified at the syscall's entry */
 };
 
-/* One segment of vector I/O per call (bpf_loop: the callback is verified once, however
- * many segments there are). */
-struct np_gather {
-	__u64 iov, iovcnt, cap, len, tail_buf;
-	__u32 n;
-};
-
-static long np_gather_one(__u64 i, void *ctx)
-{
-	struct np_gather *g = ctx;
-	__u32 zero = 0;
-	struct np_l7_scratch *s = bpf_map_lookup_elem(&l7_scratch, &zero);
-	if (!s || i >= g->iovcnt || g->n >= g->cap)
-		return 1;
-	struct iovec v = {};
-	if (bpf_probe_read_user(&v, sizeof(v), (void *)(g->iov + i * sizeof(struct iovec)))) {
-		np_l7_count(NP_L7_CNT_READ_FAILED);
-		return 1;
-	}
-	if (i == 0 && v.iov_len >= g->len)
-		g->tail_buf = (__u64)v.iov_base;
-	__u64 want = v.iov_len < g->cap - g->n ? v.iov_len : g->cap - g->n;
-	/* Bounds the verifier can follow: off < HEAD_MAX, want <= HEAD_MAX, so the copy ends
-	 * within the scratch value's slack. */
-	__u64 off = g->n, w = want;
-	asm volatile("%0 &= 4095" : "+r"(off));
-	asm volatile("%0 &= 8191" : "+r"(w));
-	if (w > NP_L7_HEAD_MAX)
-		return 1;
-	if (bpf_probe_read_user(s->e.data + off, w, (void *)v.iov_base)) {
-		np_l7_count(NP_L7_CNT_READ_FAILED);
-		return 1;
-	}
-	g->n += (__u32)w;
-	return 0;
-}
-
 /* Copies up to cap bytes of a message into s->e.data - vector I/O (s->iov != 0): its
  * segments in order, up to NP_L7_GATHER of them - and returns the count; s->tail_buf is
  * the buffer that holds the whole message when one does (its tail can be read). A global
@@ -464,11 +427,35 @@ __noinline int np_l7_copy(struct np_l7_scratch *s, __u64 cap)
 		cap = len;
 	s->tail_buf = buf && seg == len ? buf : 0;
 	if (iov) {
-		struct np_gather g = {.iov = iov, .iovcnt = iovcnt, .cap = cap, .len = len};
-		bpf_loop(NP_L7_GATHER, np_gather_one, &g, 0);
-		if (g.tail_buf)
-			s->tail_buf = g.tail_buf;
-		return (int)(g.n & 0x1fff);
+		/* A bounded loop, not bpf_loop: this kernel's verifier (6.18) fails a bpf_loop
+		 * callback whose copy size it must backtrack into the caller ("verifier bug:
+		 * backtracking call unexpected regs"). */
+		__u64 n = 0;
+		for (__u32 i = 0; i < NP_L7_GATHER; i++) {
+			if (i >= iovcnt || n >= cap)
+				break;
+			struct iovec v = {};
+			if (bpf_probe_read_user(&v, sizeof(v), (void *)(iov + i * sizeof(struct iovec)))) {
+				np_l7_count(NP_L7_CNT_READ_FAILED);
+				break;
+			}
+			if (i == 0 && v.iov_len >= len)
+				s->tail_buf = (__u64)v.iov_base;
+			__u64 want = v.iov_len < cap - n ? v.iov_len : cap - n;
+			/* Bounds the verifier can follow: off < HEAD_MAX, w <= HEAD_MAX, so the copy
+			 * ends within the scratch value's slack. */
+			__u64 off = n, w = want;
+			asm volatile("%0 &= 4095" : "+r"(off));
+			asm volatile("%0 &= 8191" : "+r"(w));
+			if (w > NP_L7_HEAD_MAX)
+				break;
+			if (bpf_probe_read_user(s->e.data + off, w, (void *)v.iov_base)) {
+				np_l7_count(NP_L7_CNT_READ_FAILED);
+				break;
+			}
+			n += w;
+		}
+		return (int)(n & 0x1fff);
 	}
 	if (buf && seg) {
 		__u64 w = seg < cap ? seg : cap;

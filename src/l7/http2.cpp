@@ -7,13 +7,14 @@
 // dynamic table right. A request is a client stream: its first HEADERS (:method, :path)
 // opens it, the server's HEADERS give :status (and, for gRPC, the trailers grpc-status),
 // and the server's END_STREAM (or a RST_STREAM) closes it. A header block whose bytes were
-// not all copied leaves that direction's dynamic table unknown: later references into it
-// decode as unknown fields (the request still counts; its path may be unknown), never as
-// wrong ones.
+// not all copied, or lost framing (the skipped bytes may hold header blocks), leaves that
+// direction's dynamic table unknown: later references into it decode as unknown fields
+// (the request still counts; its path may be unknown), never as wrong ones. Streams are
+// bounded: past max_streams, the oldest (its end not seen) is unanswered.
 #include <netprobe/l7/hpack.hpp>
 #include <netprobe/l7/parser.hpp>
 
-#include <unordered_map>
+#include <map>
 
 namespace netprobe::l7 {
 namespace {
@@ -21,13 +22,41 @@ namespace {
 constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 constexpr std::size_t kMaxBlock = 16384;  // a header block held across CONTINUATION frames
 
-enum : std::uint8_t { kData = 0, kHeaders = 1, kRstStream = 3, kPushPromise = 5, kContinuation = 9 };
+enum : std::uint8_t {
+    kData = 0, kHeaders = 1, kPriorityFrame = 2, kRstStream = 3, kPushPromise = 5, kContinuation = 9
+};
 enum : std::uint8_t { kEndStream = 0x1, kEndHeaders = 0x4, kPadded = 0x8, kPriority = 0x20 };
 
 std::uint32_t be(std::string_view s, std::size_t at, int n) {
     std::uint32_t v = 0;
     for (int i = 0; i < n; ++i) v = (v << 8) | static_cast<unsigned char>(s[at + static_cast<std::size_t>(i)]);
     return v;
+}
+
+// gRPC's content-type: application/grpc, optionally +proto, +json, ... (gRPC over
+// HTTP/2, "Content-Type"); gRPC-Web (application/grpc-web...) carries its trailers in
+// the body, not in HEADERS, and is another protocol.
+bool isGrpc(std::string_view content_type) {
+    constexpr std::string_view kGrpc = "application/grpc";
+    if (!content_type.starts_with(kGrpc)) return false;
+    return content_type.size() == kGrpc.size() || content_type[kGrpc.size()] == '+' ||
+           content_type[kGrpc.size()] == ';';
+}
+
+// The gRPC status a client gives a response without grpc-status (gRPC's "HTTP to gRPC
+// Status Code Mapping").
+int grpcStatusOfHttp(int status) {
+    switch (status) {
+        case 400: return 13;  // INTERNAL
+        case 401: return 16;  // UNAUTHENTICATED
+        case 403: return 7;   // PERMISSION_DENIED
+        case 404: return 12;  // UNIMPLEMENTED
+        case 429:
+        case 502:
+        case 503:
+        case 504: return 14;  // UNAVAILABLE
+        default: return 2;    // UNKNOWN
+    }
 }
 
 class Http2Parser;
@@ -47,10 +76,12 @@ public:
         const auto type = static_cast<unsigned char>(head[3]);
         const std::uint32_t len = be(head, 0, 3), sid = be(head, 5, 4) & 0x7fffffff;
         if (type > kContinuation || len > 16384) return false;
-        const bool needs_stream = type == kData || type == kHeaders || type == kRstStream || type == kContinuation;
+        const bool needs_stream = type == kData || type == kHeaders || type == kPriorityFrame || type == kRstStream ||
+                                  type == kPushPromise || type == kContinuation;
         return needs_stream == (sid != 0) || type == 8;  // WINDOW_UPDATE: either
     }
     void onMessage(std::string_view prefix, std::uint64_t length, std::uint64_t ts_ns) override;
+    bool onLost(const Chunk& c, std::uint64_t from) override;
 
 private:
     Http2Parser& parser_;
@@ -72,6 +103,13 @@ public:
         const int d = sending ? 0 : 1;
         framer_[d].feed(dir_[d], ch);
         counters_.desyncs = framer_[0].desyncs() + framer_[1].desyncs() + hpack_losses_;
+    }
+
+    // Framing is lost in direction d: the bytes skipped may hold header blocks, so its
+    // dynamic table is unknown from here on (the framer counts the desync).
+    void loseFraming(int d) {
+        block_[d].open = false;
+        hpack_[d].markStale();
     }
 
     void close() override {
@@ -199,17 +237,25 @@ private:
             else return;
         }
         if (isRequest(sending)) {
-            if (streams_.contains(b.sid)) return;  // the client's trailers
-            if (streams_.size() >= max_streams_) {
-                ++counters_.unanswered;
-                return;
+            // A new stream's id is above every id the client used before (RFC 9113 5.1.1):
+            // a block on an older stream is its trailers, even after the response ended it.
+            if (b.sid <= last_request_sid_) return;
+            last_request_sid_ = b.sid;
+            if (streams_.size() >= max_streams_) {  // the oldest stream's end was not seen
+                if (streams_.empty()) {                 // (max_streams 0)
+                    ++counters_.unanswered;
+                    return;
+                }
+                counters_.unanswered += streams_.begin()->second.requested;
+                streams_.erase(streams_.begin());
             }
             Stream& s = streams_[b.sid];
             s.requested = true;
             s.method = method.empty() ? "UNKNOWN" : method.substr(0, 16);
-            s.path = path.empty() ? "UNKNOWN" : path.substr(0, path.find_first_of("?#"));
+            s.path = path.substr(0, path.find_first_of("?#"));
+            if (s.path.empty()) s.path = "UNKNOWN";  // not seen, or nothing before the query
             if (s.path.size() > 256) s.path.resize(256);
-            s.grpc = content_type.starts_with("application/grpc");
+            s.grpc = isGrpc(content_type);
             s.request_ns = b.ts;
             return;
         }
@@ -226,7 +272,7 @@ private:
             if (s.status < 0) {
                 s.status = code < 1000 ? code : 0;
                 s.response_ns = b.ts;
-                if (content_type.starts_with("application/grpc")) s.grpc = true;
+                if (isGrpc(content_type)) s.grpc = true;
             }
         } else if (s.status < 0 && b.incomplete) {
             s.status = 0;  // the response's headers were not seen whole
@@ -235,7 +281,7 @@ private:
         if (!grpc_status.empty()) {
             int g = 0;
             for (char ch : grpc_status) g = ch >= '0' && ch <= '9' && g < 100 ? g * 10 + (ch - '0') : 100;
-            s.grpc_status = g;
+            s.grpc_status = g <= 16 ? g : 2;  // not a gRPC code: UNKNOWN, as clients read it
         }
         if (b.end_stream) finish(b.sid, b.ts);
     }
@@ -254,8 +300,9 @@ private:
         e.response_bytes = s.response_bytes;
         if (s.grpc) {
             e.protocol = "grpc";
-            e.route = s.path;  // /package.Service/Method: the endpoint itself
-            if (s.grpc_status < 0 && s.status > 0 && s.status != 200) s.grpc_status = 2;  // an HTTP error: UNKNOWN
+            e.method = s.path;  // /package.Service/Method: the RPC (the stage budgets the label)
+            e.route = s.path;
+            if (s.grpc_status < 0 && s.status > 0 && s.status != 200) s.grpc_status = grpcStatusOfHttp(s.status);
             if (s.grpc_status < 0) {
                 e.outcome_unknown = true;  // the trailers were not seen
                 e.status = 17;
@@ -276,7 +323,8 @@ private:
     ExchangeSink& sink_;
     std::size_t max_streams_;
     std::optional<bool> client_;
-    std::unordered_map<std::uint32_t, Stream> streams_;
+    std::uint32_t last_request_sid_ = 0;  // the highest stream id a request opened
+    std::map<std::uint32_t, Stream> streams_;  // by id: the oldest first
     HpackDecoder hpack_[2];
     Block block_[2];
     std::uint64_t hpack_losses_ = 0;
@@ -286,6 +334,11 @@ private:
 
 void H2Direction::onMessage(std::string_view prefix, std::uint64_t length, std::uint64_t ts_ns) {
     parser_.frame(sending_, prefix, length, ts_ns);
+}
+
+bool H2Direction::onLost(const Chunk&, std::uint64_t) {
+    parser_.loseFraming(sending_ ? 0 : 1);
+    return false;
 }
 
 }  // namespace

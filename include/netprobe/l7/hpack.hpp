@@ -27,8 +27,9 @@ class HpackDecoder {
 public:
     using FieldFn = std::function<void(std::string_view name, std::string_view value)>;
     // limit: the largest dynamic table size an encoder may switch to (the decoder's
-    // SETTINGS_HEADER_TABLE_SIZE; larger updates are errors).
-    explicit HpackDecoder(std::size_t limit = 65536) : limit_(limit) {}
+    // SETTINGS_HEADER_TABLE_SIZE; larger updates are errors). The table starts at
+    // HTTP/2's initial 4096 bytes, or at the limit when that is lower.
+    explicit HpackDecoder(std::size_t limit = 65536) : limit_(limit), max_size_(limit < 4096 ? limit : 4096) {}
 
     // One complete header block. false: malformed (the decoder is stale from then on).
     bool decode(std::string_view block, const FieldFn& on_field);
@@ -43,7 +44,7 @@ private:
     bool lookup(std::uint64_t index, std::string_view& name, std::string_view& value, bool& unknown) const;
 
     std::size_t limit_;
-    std::size_t max_size_ = 4096;  // the current maximum (size updates)
+    std::size_t max_size_;  // the current maximum (size updates)
     std::size_t size_ = 0;
     std::deque<std::pair<std::string, std::string>> entries_;  // newest first
     bool stale_ = false;

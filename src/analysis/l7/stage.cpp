@@ -122,6 +122,15 @@ void L7Stage::add(const collector::Snapshot& snap, Request r) {
         }
         dns_names_[a.addr] = {r.path, expires};
     }
+    if (r.protocol == "grpc" && !rpc_methods_.contains(r.method)) {
+        if (rpc_methods_.size() < opts_.max_rpc_methods) {
+            rpc_methods_.insert(r.method);
+        } else {
+            ++counters_.methods_overflow;
+            r.method = "other";
+            r.route = "other";
+        }
+    }
     const std::string sc = statusClass(r);
     auto& t = series_[SeriesKey{r.protocol, sideName(r.side), r.service, r.method, sc}];
     ++t.requests;

@@ -47,6 +47,7 @@ using netprobe::l7::sideName;
 struct L7Options {
     std::size_t max_services = 200;       // service label values; later ones are "other"
     std::size_t max_endpoints = 500;      // (service, side, method, route) kept; later ones: route "other"
+    std::size_t max_rpc_methods = 200;    // gRPC method label values (/pkg.Service/Method); later ones: "other"
     std::size_t recent_requests = 1000;   // requests kept for /api/v1/l7/requests (the latest)
     std::chrono::seconds window{60};      // endpoint figures cover this much recent time
     std::size_t max_dns_names = 10000;    // addresses named by DNS answers kept (earliest expiry goes first)
@@ -83,6 +84,7 @@ struct L7Counters {
     netprobe::l7::TrackerCounters parse;   // the source's tracker (since start)
     std::uint64_t services_overflow = 0;   // requests labelled service="other"
     std::uint64_t endpoints_overflow = 0;  // requests labelled route="other"
+    std::uint64_t methods_overflow = 0;    // gRPC requests labelled method="other"
     std::uint64_t dns_names_dropped = 0;   // answers not kept: the name table was full
 };
 
@@ -122,6 +124,7 @@ private:
     std::map<SeriesKey, SeriesTotals> series_;
     std::map<std::string, std::unique_ptr<Endpoint>> endpoints_;  // key: protocol|side|service|method|route
     std::set<std::string> services_;                             // admitted service names
+    std::set<std::string> rpc_methods_;                          // admitted gRPC method names
     std::map<std::array<std::uint8_t, 18>, std::string> service_cache_;  // server address+port -> service
     std::deque<Request> recent_;
     L7Counters counters_;

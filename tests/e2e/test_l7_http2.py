@@ -1,0 +1,286 @@
+"""Application-layer capture (--l7=on), HTTP/2 and gRPC: nginx serving h2c and h2 over
+TLS to h2load (nghttp2's load generator) and curl, and a gRPC server and client of
+python3-grpcio (its C core: sendmsg/recvmsg with vectors). The agent's counts are
+compared with the clients' own (h2load's status-code counts, curl's codes, the gRPC
+client's per-method status codes) and nginx's access log, at both ends.
+
+The servers run in the veth's peer namespace, the clients and the agent in a "node"
+namespace; each check selects the test's own service (the peer address and port).
+"""
+
+import json
+import os
+import re
+import subprocess
+import time
+import unittest
+
+from netprobe_e2e import PYTHON, E2ETestCase, log, require_tools, run, wait_for
+
+NGINX_CONF = """
+daemon off;
+user root;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log {d}/access.log;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  keepalive_requests 100000;
+  http2_max_requests 100000;
+  server {{
+    listen {ip}:{port} http2;
+    listen {ip}:{tls_port} ssl http2;
+    ssl_certificate {d}/cert.pem;
+    ssl_certificate_key {d}/key.pem;
+    location /items/ {{ return 200 "item\\n"; }}
+    location /missing {{ return 404; }}
+    location /err {{ return 503; }}
+  }}
+}}
+"""
+
+# A gRPC service np.Echo without generated code (bytes in, bytes out): Say echoes (a
+# request starting with "missing" is aborted with NOT_FOUND), Slow sleeps argv[3]
+# seconds first, Stream answers with int(request) messages.
+GRPC_SERVER = r"""
+import sys, time
+from concurrent import futures
+import grpc
+
+def say(req, ctx):
+    if req.startswith(b"missing"):
+        ctx.abort(grpc.StatusCode.NOT_FOUND, "no such item")
+    return req
+
+def slow(req, ctx):
+    time.sleep(float(sys.argv[3]))
+    return req
+
+def stream(req, ctx):
+    for i in range(int(req)):
+        yield b"item %d" % i
+
+handlers = {
+    "Say": grpc.unary_unary_rpc_method_handler(say),
+    "Slow": grpc.unary_unary_rpc_method_handler(slow),
+    "Stream": grpc.unary_stream_rpc_method_handler(stream),
+}
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("np.Echo", handlers),))
+server.add_insecure_port(f"{sys.argv[1]}:{sys.argv[2]}")
+server.start()
+print("READY", flush=True)
+server.wait_for_termination()
+"""
+
+# The calls of the test on one channel; prints [[method, code name, count], ...].
+GRPC_CLIENT = r"""
+import collections, json, sys
+import grpc
+
+ch = grpc.insecure_channel(f"{sys.argv[1]}:{sys.argv[2]}")
+grpc.channel_ready_future(ch).result(timeout=10)
+codes = collections.Counter()
+
+def call(method, req, stream=False):
+    try:
+        if stream:
+            got = list(ch.unary_stream(method)(req, timeout=10))
+            assert len(got) == int(req), got
+        else:
+            assert ch.unary_unary(method)(req, timeout=10) == req
+        codes[(method, "OK")] += 1
+    except grpc.RpcError as e:
+        codes[(method, e.code().name)] += 1
+
+n = int(sys.argv[3])
+for i in range(n):
+    call("/np.Echo/Say", b"missing %d" % i if i % 10 == 0 else b"hello %d" % i)
+for i in range(20):
+    call("/np.Echo/Slow", b"x")
+for i in range(5):
+    call("/np.Echo/Stream", b"7", stream=True)
+for i in range(3):
+    call("/np.Echo/Nope", b"x")
+ch.close()
+print(json.dumps([[m, c, k] for (m, c), k in sorted(codes.items())]))
+"""
+
+
+def h2load_counts(out: str) -> tuple[int, dict[str, int]]:
+    """h2load's own figures: requests succeeded, and status codes by class."""
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored",
+                  out)
+    assert m, out
+    c = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    assert c, out
+    classes = {k: int(v) for k, v in zip(("2xx", "3xx", "4xx", "5xx"), c.groups()) if int(v)}
+    return int(m.group(4)), classes
+
+
+class L7Http2Test(E2ETestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        require_tools("nginx", "curl", "h2load", "openssl", PYTHON)
+        if run([PYTHON, "-c", "import grpc"], check=False).returncode != 0:
+            raise AssertionError("python3-grpcio is missing (scripts/setup-deps.sh installs it)")
+
+    def setUp(self) -> None:
+        self.node = self.make_netns()
+        self.veth = self.make_veth(host_ns=self.node)
+        self.ip = self.veth.peer_ip
+
+    def agent(self):
+        return self.start_agent(f"--interface-filter={self.veth.host}", "--collect-interval=500ms",
+                                "--socket-netns=own", "--l7=on", netns=self.node)
+
+    def nginx(self, port: int, tls_port: int) -> str:
+        d = self.tmpdir()
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/key.pem",
+             "-out", f"{d}/cert.pem", "-days", "2", "-subj", "/CN=netprobe-test"])
+        conf = os.path.join(d, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(d=d, ip=self.ip, port=port, tls_port=tls_port))
+        self.spawn(["nginx", "-c", conf], netns=self.veth.ns, name="nginx")
+        wait_for(lambda: run(["curl", "-s", "-o", "/dev/null", "--http2-prior-knowledge",
+                              f"http://{self.ip}:{port}/items/0"], netns=self.node, check=False).returncode == 0,
+                 10, "nginx to answer")
+        return d
+
+    def by(self, agent, side: str, service: str, key: str = "status_class", protocol: str | None = None) -> dict:
+        out: dict = {}
+        for s in agent.metrics().find("netprobe_l7_requests_total", side=side, service=service):
+            if protocol and s.labels["protocol"] != protocol:
+                continue
+            k = s.labels[key] if isinstance(key, str) else tuple(s.labels[x] for x in key)
+            out[k] = out.get(k, 0) + s.value
+        return out
+
+    def settle(self, agent, service: str, total: int, side: str, key="status_class", timeout: float = 20) -> dict:
+        """Waits until the agent counted `total` requests of service at side, then two more collections."""
+        wait_for(lambda: sum(self.by(agent, side, service).values()) >= total or None, timeout,
+                 f"{total} {side} requests of {service}")
+        time.sleep(1.2)
+        return self.by(agent, side, service, key)
+
+    def assertCleanCapture(self, agent) -> None:
+        m = agent.metrics()
+        lost = m.find("netprobe_l7_capture_lost_total")
+        self.assertEqual(sum(s.value for s in lost), 0, [(s.labels, s.value) for s in lost])
+        self.assertEqual(m.get("netprobe_l7_parse_events_total", kind="desync"), 0)
+        self.assertEqual(m.get("netprobe_l7_parse_events_total", kind="unmatched_response"), 0)
+
+    def test_h2c_and_h2_over_tls_match_h2load_curl_and_the_access_log(self):
+        d = self.nginx(8080, 8443)
+        agent = self.agent()
+        agent.wait_collections(2)
+        service = f"{self.ip}:8080"
+
+        # curl, one request per connection: each of its statuses
+        urls = ([f"http://{service}/items/{i}" for i in range(17)] + [f"http://{service}/missing"] * 4 +
+                [f"http://{service}/err"] * 2)
+        args = ["curl", "-s", "--http2-prior-knowledge", "-w", "%{http_code} %{http_version}\\n"]
+        for u in urls:
+            args += ["-o", "/dev/null", u]
+        rows = [r.split() for r in run(args, netns=self.node).stdout.splitlines() if r.strip()]
+        self.assertEqual({v for _, v in rows}, {"2"})
+        want: dict[str, int] = {}
+        for code, _ in rows:
+            want[code[0] + "xx"] = want.get(code[0] + "xx", 0) + 1
+        self.assertEqual(want, {"2xx": 17, "4xx": 4, "5xx": 2})
+
+        # h2load: 4 connections, 10 concurrent streams each, three URIs in turn
+        out = run(["h2load", "-n", "3000", "-c", "4", "-m", "10", f"http://{service}/items/1",
+                   f"http://{service}/missing", f"http://{service}/err"], netns=self.node, timeout=60).stdout
+        ok, classes = h2load_counts(out)
+        log(f"h2load h2c: {ok} succeeded, {classes}")
+        self.assertEqual(ok, 3000)
+        for k, v in classes.items():
+            want[k] = want.get(k, 0) + v
+        total = sum(want.values())
+        server = self.settle(agent, service, total, "server")
+        client = self.settle(agent, service, total, "client")
+        log(f"agent h2c: server {server}, client {client}; curl + h2load {want}")
+        self.assertEqual(server, want)
+        self.assertEqual(client, want)
+        self.assertEqual(set(self.by(agent, "server", service, "protocol")), {"http2"})
+        with open(os.path.join(d, "access.log")) as f:
+            self.assertEqual(len(f.readlines()), total + 1)  # + the warm-up before the agent ran
+        ep = agent.get_json(f"/api/v1/l7/endpoints?service={service}&side=server&protocol=http2")
+        routes = {e["route"]: e for e in ep["endpoints"]}
+        self.assertEqual(routes["/items/{id}"]["requests"], want["2xx"])  # only /items/ answers 200
+        self.assertEqual(routes["/err"]["errors"], want["5xx"])
+        rq = agent.get_json(f"/api/v1/l7/requests?service={service}&side=client&status=client_error&limit=10000")
+        self.assertEqual(rq["total"], want["4xx"])
+        self.assertTrue(all(r["path"] == "/missing" and r["status"] == 404 for r in rq["requests"]))
+        self.assertCleanCapture(agent)
+
+        # h2 over TLS (ALPN): nginx's and h2load's plaintext through the OpenSSL uprobes
+        wait_for(lambda: agent.metrics().get_or("netprobe_l7_tls_libraries") >= 1, 20, "libssl to be probed")
+        tls = f"{self.ip}:8443"
+        out = run(["h2load", "-n", "600", "-c", "2", "-m", "10", f"https://{tls}/items/1", f"https://{tls}/missing"],
+                  netns=self.node, timeout=60).stdout
+        self.assertIn("Application protocol: h2", out)
+        ok, classes = h2load_counts(out)
+        log(f"h2load h2: {ok} succeeded, {classes}")
+        self.assertEqual((ok, classes), (600, {"2xx": 300, "4xx": 300}))
+        self.assertEqual(self.settle(agent, tls, 600, "server"), classes)
+        self.assertEqual(self.settle(agent, tls, 600, "client"), classes)
+        self.assertEqual(set(self.by(agent, "client", tls, "protocol")), {"http2"})
+        self.assertCleanCapture(agent)
+        wait_for(lambda: agent.metrics().get("netprobe_l7_connections") == 0, 15,
+                 "parser state of closed connections released")
+
+    def test_grpc_calls_match_the_clients_status_codes(self):
+        port = 50051
+        srv = self.spawn([PYTHON, "-c", GRPC_SERVER, self.ip, str(port), "0.05"], netns=self.veth.ns,
+                         stdout=subprocess.PIPE, name="grpc-server")
+        self.assertEqual(srv.p.stdout.readline().strip(), b"READY")
+        agent = self.agent()
+        agent.wait_collections(2)
+        out = run([PYTHON, "-c", GRPC_CLIENT, self.ip, str(port), "200"], netns=self.node, timeout=60).stdout
+        rows = json.loads(out)
+        want = {(m, c): n for m, c, n in rows}
+        log(f"gRPC client: {want}")
+        self.assertEqual(want, {("/np.Echo/Say", "OK"): 180, ("/np.Echo/Say", "NOT_FOUND"): 20,
+                                ("/np.Echo/Slow", "OK"): 20, ("/np.Echo/Stream", "OK"): 5,
+                                ("/np.Echo/Nope", "UNIMPLEMENTED"): 3})
+        service = f"{self.ip}:{port}"
+        total = sum(want.values())
+        key = ("method", "status_class")
+        server = self.settle(agent, service, total, "server", key)
+        client = self.settle(agent, service, total, "client", key)
+        log(f"agent: server {server}, client {client}")
+        self.assertEqual(server, want)
+        self.assertEqual(client, want)
+        self.assertEqual(set(self.by(agent, "server", service, "protocol")), {"grpc"})
+
+        # latency of Slow (the handler sleeps 50 ms) at both ends
+        ep = agent.get_json(f"/api/v1/l7/endpoints?service={service}&protocol=grpc&method=/np.Echo/Slow")
+        self.assertEqual({e["side"] for e in ep["endpoints"]}, {"client", "server"})
+        for e in ep["endpoints"]:
+            log(f"{e['side']} {e['route']}: p50 {e['p50_seconds']:.4f} p99 {e['p99_seconds']:.4f}")
+            self.assertEqual((e["route"], e["requests"], e["errors"]), ("/np.Echo/Slow", 20, 0))
+            self.assertGreaterEqual(e["p50_seconds"], 0.050)
+            self.assertLessEqual(e["p50_seconds"], 0.060)
+        # UNIMPLEMENTED is a server-side error, NOT_FOUND the caller's
+        rq = agent.get_json(f"/api/v1/l7/requests?service={service}&side=server&status=error")
+        self.assertEqual((rq["total"], {r["status_class"] for r in rq["requests"]}), (3, {"UNIMPLEMENTED"}))
+        rq = agent.get_json(f"/api/v1/l7/requests?service={service}&side=client&status=NOT_FOUND&limit=1000")
+        self.assertEqual(rq["total"], 20)
+        self.assertTrue(all(r["method"] == "/np.Echo/Say" and r["outcome"] == "client_error" and r["status"] == 5
+                            for r in rq["requests"]))
+        self.assertCleanCapture(agent)
+        m = agent.metrics()
+        self.assertEqual(m.get("netprobe_l7_parse_events_total", kind="method_overflow"), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
