@@ -66,8 +66,12 @@ public:
     H2Direction(Http2Parser& parser, bool sending) : parser_(parser), sending_(sending) {}
     [[nodiscard]] std::size_t headerBytes() const override { return 9; }
     [[nodiscard]] std::optional<std::uint64_t> messageLength(std::string_view h) const override {
-        if (static_cast<unsigned char>(h[3]) > 0x10) return std::nullopt;  // not a frame type in use
-        return std::uint64_t{be(h, 0, 3)} + 9;
+        return std::uint64_t{be(h, 0, 3)} + 9;  // frames of unknown types are skipped (RFC 9113 4.1)
+    }
+    [[nodiscard]] std::size_t keepBytes(std::string_view h) const override {
+        const auto type = static_cast<unsigned char>(h[3]);
+        // header-block fragments whole (up to the default maximum frame size), others' first bytes
+        return type == kHeaders || type == kContinuation || type == kPushPromise ? 9 + 16384 : 512;
     }
     [[nodiscard]] bool startsMessage(std::string_view head) const override {
         // After lost framing, a chunk that starts with a plausible frame header: a core

@@ -38,6 +38,7 @@ void PendingQueue::clear() {
 void Framer::reset() {
     buf_.clear();
     length_ = got_ = 0;
+    skipped_ = false;
     lost_ = false;
 }
 
@@ -45,6 +46,7 @@ void Framer::lose(FramedProtocol& p, const Chunk& c, std::uint64_t from) {
     ++desyncs_;
     buf_.clear();
     length_ = got_ = 0;
+    skipped_ = false;
     lost_ = !p.onLost(c, from);
 }
 
@@ -83,23 +85,26 @@ void Framer::feed(FramedProtocol& p, const Chunk& c) {
                 return;
             }
             length_ = *n;
+            keep_ = std::max(p.keepBytes(buf_), buf_.size());
         }
-        if (got_ < length_ && buf_.size() < kKeep && pos < captured) {
+        if (got_ < length_ && buf_.size() < keep_ && pos < captured && !skipped_) {
             const auto take = static_cast<std::size_t>(
-                std::min({static_cast<std::uint64_t>(kKeep - buf_.size()), captured - pos, length_ - got_}));
+                std::min({static_cast<std::uint64_t>(keep_ - buf_.size()), captured - pos, length_ - got_}));
             buf_.append(head.substr(static_cast<std::size_t>(pos), take));
             pos += take;
             got_ += take;
         }
-        if (got_ < length_ && (buf_.size() >= kKeep || pos >= captured)) {
+        if (got_ < length_ && (buf_.size() >= keep_ || pos >= captured || skipped_)) {
             const std::uint64_t skip = std::min(length_ - got_, len - pos);
             pos += skip;
             got_ += skip;
+            skipped_ = skipped_ || skip > 0;
         }
         if (got_ == length_) {
             p.onMessage(buf_, length_, ts_);
             buf_.clear();
             length_ = got_ = 0;
+            skipped_ = false;
         }
     }
 }

@@ -1063,3 +1063,64 @@ TEST(Http2Parser, FramingComesBackAtAPriorityFrame) {
 }
 
 }  // namespace
+
+namespace {
+
+// A request whose header block is larger than the 512 bytes other protocols keep of a
+// message (a long cookie): decoded whole, its table entries usable by the next request.
+TEST(Http2Parser, LargeHeaderBlocksAreDecodedWhole) {
+    Sink s;
+    auto p = client(s);
+    const std::string cookie(3000, 'c');
+    feed(*p, kSend,
+         frame(kHeaders, kEndHeaders | kEndStream, 1,
+               indexed(kGet) + indexing(kPath, "/big/1") + indexing("cookie", cookie)),
+         100);
+    // the response's block arrives in two reads (3 KiB of it in the second)
+    const std::string big = frame(kHeaders, kEndHeaders | kEndStream, 1,
+                                  indexed(kStatus200) + literal("x-padding", std::string(3000, 'p')));
+    feed(*p, kRecv, big.substr(0, 100), 150);
+    feed(*p, kRecv, big.substr(100), 160);
+    // request 2: [62] cookie, [63] :path
+    feed(*p, kSend, frame(kHeaders, kEndHeaders | kEndStream, 3, indexed(kGet) + indexed(63) + indexed(62)), 200);
+    feed(*p, kRecv, frame(kHeaders, kEndHeaders | kEndStream, 3, indexed(kStatus200)), 250);
+    ASSERT_EQ(s.got.size(), 2u);
+    EXPECT_EQ(s.got[0].path, "/big/1");
+    EXPECT_EQ(s.got[0].status, 200);
+    EXPECT_EQ(s.got[1].path, "/big/1");
+    expectClean(*p);
+}
+
+// Frames of types RFC 9113 does not define (extensions, 4.1: "MUST ignore") are skipped
+// without losing the framing.
+TEST(Http2Parser, UnknownFrameTypesAreSkipped) {
+    Sink s;
+    auto p = client(s);
+    feed(*p, kSend, frame(0x20, 0, 0, "extension") + frame(kHeaders, kEndHeaders | kEndStream, 1, getBlock("/x")), 100);
+    feed(*p, kRecv, frame(0xfa, 0xff, 1, std::string(40, 'u')) + frame(kHeaders, kEndHeaders | kEndStream, 1,
+                                                                       indexed(kStatus200)), 200);
+    ASSERT_EQ(s.got.size(), 1u);
+    EXPECT_EQ(s.got[0].path, "/x");
+    expectClean(*p);
+}
+
+// A header-block frame whose middle was not captured (the read was longer than the copy)
+// and whose end comes in the next read: the block is not whole (the framer stops
+// collecting at a gap), so it is never decoded - the table is lost instead.
+TEST(Http2Parser, AHeaderBlockWithAGapIsNeverDecodedAcrossIt) {
+    Sink s;
+    auto p = client(s);
+    const std::string block = indexed(kGet) + indexing(kPath, "/gap/" + std::string(5000, 'g')) +
+                              indexing("x-after", "the-end");
+    const std::string f = frame(kHeaders, kEndHeaders | kEndStream, 1, block);
+    // read 1: 4096 bytes copied of 4600; read 2: the rest, copied
+    feedCut(*p, kSend, f.substr(0, 4600), 4096, 100);
+    feed(*p, kSend, f.substr(4600), 110);
+    feed(*p, kRecv, frame(kHeaders, kEndHeaders | kEndStream, 1, indexed(kStatus200)), 200);
+    feed(*p, kSend, frame(kHeaders, kEndHeaders | kEndStream, 3, indexed(kGet) + indexed(62)), 300);
+    feed(*p, kRecv, frame(kHeaders, kEndHeaders | kEndStream, 3, indexed(kStatus200)), 400);
+    for (const auto& e : s.got) EXPECT_NE(e.path.substr(0, 5), "/gap/") << "decoded across the gap";
+    EXPECT_GE(p->counters().desyncs, 1u);
+}
+
+}  // namespace

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Records the unit tests' L7 message tables (tests/data/l7/*.rec) from real servers
 and clients on loopback: redis-server + redis-cli/redis-benchmark, PostgreSQL + psql/
-pgbench, MariaDB + mariadb/mysqlslap. Each server is its own instance (temporary data
+pgbench, MariaDB + mariadb/mysqlslap, a python3-grpcio server + client, nginx over h2c +
+h2load. Each server is its own instance (temporary data
 directory, a free high port on 127.0.0.1), np_l7_record (the real kernel capture) writes
 what it delivers for that port, and the expected counts written with it come from the
 server's own statistics (Redis INFO commandstats, MariaDB SHOW GLOBAL STATUS) or the
 client's own count (pgbench's transactions). Needs root and a build (np_l7_record).
 
-    sudo python3 tests/data/l7/record.py [BUILD_DIR]
+    sudo python3 tests/data/l7/record.py [BUILD_DIR [NAME...]]
 
 Re-run it when the capture's record format or what the kernel sends changes; the unit
 test L7Recordings replays the files.
@@ -15,6 +16,7 @@ test L7Recordings replays the files.
 
 import collections
 import glob
+import json
 import os
 import re
 import shutil
@@ -202,12 +204,65 @@ def record_mysql(tmp):
         srv.wait()
 
 
+def record_grpc(tmp):
+    sys.path.insert(0, os.path.join(HERE, "../../e2e"))
+    from grpc_echo import GRPC_CLIENT, GRPC_SERVER
+    port = free_port()
+    srv = subprocess.Popen(["/usr/bin/python3", "-c", GRPC_SERVER, "127.0.0.1", str(port), "0.01"],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        if srv.stdout.readline().strip() != "READY":
+            raise SystemExit("gRPC server did not start")
+        version = run(["/usr/bin/python3", "-c", "import grpc; print(grpc.__version__)"]).stdout.strip()
+        rec = Recording("grpc", port, [f"python3-grpcio {version}: tests/e2e/grpc_echo.py's server and client",
+                                       "recorded by tests/data/l7/record.py"])
+        out = run(["/usr/bin/python3", "-c", GRPC_CLIENT, "127.0.0.1", str(port), "40"]).stdout
+        rec.finish({("grpc", method, code): n for method, code, n in json.loads(out)})
+    finally:
+        srv.terminate()
+        srv.wait()
+
+
+def record_http2(tmp):
+    port = free_port()
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""daemon off; worker_processes 1; pid {tmp}/nginx.pid; error_log {tmp}/error.log;
+events {{ worker_connections 64; }}
+http {{ access_log off; client_body_temp_path {tmp}/b; proxy_temp_path {tmp}/p; fastcgi_temp_path {tmp}/f;
+  uwsgi_temp_path {tmp}/u; scgi_temp_path {tmp}/s;
+  server {{ listen 127.0.0.1:{port} http2;
+    location /items/ {{ return 200 "item\\n"; }} location /missing {{ return 404; }} location /err {{ return 503; }} }} }}
+""")
+    srv = subprocess.Popen(["nginx", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait(lambda: run(["curl", "-s", "--http2-prior-knowledge", f"{url}/items/0"], check=False).returncode == 0,
+             "nginx")
+        version = run(["nginx", "-v"]).stderr.strip()
+        rec = Recording("http2", port, [f"{version}, h2c: h2load -n 300 -c 2 -m 10 over three URIs",
+                                        "recorded by tests/data/l7/record.py"])
+        out = run(["h2load", "-n", "300", "-c", "2", "-m", "10", f"{url}/items/1", f"{url}/missing",
+                   f"{url}/err"]).stdout
+        m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+        if not m or not re.search(r"300 done, \d+ succeeded, \d+ failed, 0 errored", out):
+            raise SystemExit(f"h2load: {out}")
+        rec.finish({("http2", "GET", cls): int(n) for cls, n in zip(("2xx", "3xx", "4xx", "5xx"), m.groups())
+                    if int(n)})
+    finally:
+        srv.terminate()
+        srv.wait()
+
+
 def main():
     if os.geteuid() != 0:
         raise SystemExit("record.py needs root (the kernel capture)")
     if not os.access(RECORDER, os.X_OK):
         raise SystemExit(f"{RECORDER} missing: build first (cmake --build build)")
-    for fn in (record_redis, record_postgres, record_mysql):
+    only = sys.argv[2:]  # record.py BUILD_DIR [redis postgres mysql grpc http2]: some of them
+    for fn in (record_redis, record_postgres, record_mysql, record_grpc, record_http2):
+        if only and fn.__name__.removeprefix("record_") not in only:
+            continue
         tmp = tempfile.mkdtemp(prefix="np-l7rec-")
         try:
             fn(tmp)
