@@ -25,6 +25,7 @@
 #include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/analysis/security/stage.hpp>
 #include <netprobe/analysis/talkers.hpp>
+#include <netprobe/analysis/topology.hpp>
 #include <netprobe/collector/sources.hpp>
 #include <netprobe/collector/tc_collector.hpp>
 #include <netprobe/ebpf/mitigator.hpp>
@@ -293,6 +294,8 @@ public:
         go.workloads = opts_.workload_metrics;
         pipeline->addStage(std::make_unique<netprobe::analysis::Grouping>(cfg.attribution, go));
         pipeline->addStage(std::make_unique<netprobe::analysis::TopTalkers>(cfg.talkers));
+        pipeline->addStage(std::make_unique<netprobe::analysis::Topology>(netprobe::analysis::TopologyOptions{},
+                                                                          cfg.attribution));
 
         // Flow export: records per flow and interval for the IPFIX collectors and the flow
         // log. The stage runs only when there is a sink to feed.

@@ -9,8 +9,10 @@
 #include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/grouping.hpp>
 #include <netprobe/analysis/talkers.hpp>
+#include <netprobe/analysis/topology.hpp>
 #include <netprobe/metrics/security.hpp>
 #include <netprobe/metrics/l7.hpp>
+#include <netprobe/metrics/topology.hpp>
 
 #include "metrics/json_api.hpp"
 
@@ -69,6 +71,7 @@ Result<void> Server::start(collector::TCCollector& collector) {
     go.workloads = impl_->cfg.workload_metrics.enabled;
     p->addStage(std::make_unique<analysis::Grouping>(impl_->cfg.attribution, go));
     p->addStage(std::make_unique<analysis::TopTalkers>(impl_->cfg.talkers));
+    p->addStage(std::make_unique<analysis::Topology>(analysis::TopologyOptions{}, impl_->cfg.attribution));
     return start(std::shared_ptr<const analysis::Pipeline>(std::move(p)));
 }
 
@@ -218,6 +221,12 @@ http::Response Server::Impl::api(const http::Request& req) const {
         const auto v = pipeline->latest();
         return http::Response::json(200, requests ? l7RequestsJson(v->l7.get(), *q) : l7EndpointsJson(v->l7.get(), *q));
     }
+    if (p == "/api/v1/topology") {
+        auto q = parseTopologyQuery(req.query);
+        if (!q) return http::Response::error(400, q.error());
+        const auto v = pipeline->latest();
+        return http::Response::json(200, topologyJson(v->topology.get(), v->l7.get(), *q));
+    }
     if (p == "/api/v1/pods") {
         if (!req.query.empty()) return noParams(req);
         return http::Response::json(200, podsJson(*pipeline->latest()));
@@ -258,7 +267,7 @@ http::Response Server::Impl::route(const http::Request& req, bool metrics_listen
         if (api_listener)
             for (const char* e : {"/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/api/v1/containers",
                                   "/api/v1/pods", "/api/v1/events", "/api/v1/diagnosis", "/api/v1/l7/endpoints",
-                                  "/api/v1/l7/requests", "/api/v1/l7/dns/names"})
+                                  "/api/v1/l7/requests", "/api/v1/l7/dns/names", "/api/v1/topology"})
                 body += std::string(e) + "\n";
         body += "/healthz\n/readyz\n";
         return http::Response::text(200, std::move(body));

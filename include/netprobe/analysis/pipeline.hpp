@@ -36,6 +36,7 @@ struct FlowExportView;
 struct DiagnosisView;
 struct GroupView;
 struct TalkerView;
+struct TopologyView;
 namespace security {
 struct SecurityView;
 }
@@ -54,6 +55,7 @@ struct Views {
     std::shared_ptr<const TalkerView> talkers;            // TopTalkers
     std::shared_ptr<const FlowExportView> exports;        // FlowExport (records for the flow sinks)
     std::shared_ptr<const l7::L7View> l7;                 // l7::L7Stage (requests; with --l7)
+    std::shared_ptr<const TopologyView> topology;         // Topology (conversations)
     std::shared_ptr<const DiagnosisView> diagnosis;       // Diagnosis (findings)
     std::shared_ptr<const security::SecurityView> security;  // security::SecurityStage
 };

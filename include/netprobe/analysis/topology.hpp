@@ -1,0 +1,119 @@
+// netprobe::analysis::Topology - who talks to whom: conversations (client -> server:port
+// over a transport), oriented by the connection (who connected, who accepted), with
+// their figures over a sliding window kept in time slots. Node grouping (host, workload,
+// namespace, ...) is the export's choice: the view holds conversations at the finest
+// grain (addresses) with what is known of each address, and the export aggregates.
+//
+// Orientation: a TCP conversation whose local socket the stack monitor saw connect()
+// (active) or accept (passive) is oriented by that; otherwise the end with the lower
+// port is the server (ports equal: the destination of the first packet seen). An
+// orientation once taken is kept for the conversation's life.
+//
+// Bytes and packets come from the datapath's flow samples; a packet seen on several
+// interfaces (a routed or bridged path through the node) counts once: per direction and
+// collection, the largest of its interfaces' counts. Connections (opened, failed),
+// retransmits and RTT come from the stack monitor's connection records; requests, errors
+// and latency from the L7 capture's requests when --l7 is on.
+//
+// Bounded: at most max_conversations (later ones: counted, not kept); slots older than
+// the window are dropped; conversations idle for the whole window are forgotten.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <netprobe/analysis/pipeline.hpp>
+#include <netprobe/util/ip.hpp>
+
+namespace netprobe::analysis {
+
+class Attribution;
+
+struct TopologyOptions {
+    std::chrono::seconds slot{10};            // time resolution of the window figures
+    std::size_t slots = 90;                   // window kept: slots x slot (15 min)
+    std::size_t max_conversations = 20000;
+};
+
+// Request latency buckets of the topology's L7 figures (seconds; + Inf).
+inline constexpr std::array<double, 12> kTopologyLatencyBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                                   0.1,   0.25,   0.5,   1,    2.5,   10};
+
+struct TopologyL7 {
+    std::string protocol;  // the last seen
+    std::uint64_t requests = 0, errors = 0;
+    std::array<std::uint32_t, kTopologyLatencyBuckets.size() + 1> latency{};  // non-cumulative; last: +Inf
+};
+
+struct TopologySlot {
+    std::int64_t id = 0;  // monotonic time / slot length
+    std::uint64_t bytes_out = 0, packets_out = 0;  // client -> server
+    std::uint64_t bytes_in = 0, packets_in = 0;    // server -> client
+    std::uint32_t opened = 0, failed = 0;          // connections seen opening / failing
+    std::uint32_t retransmits = 0;
+    std::uint64_t rtt_us_sum = 0;                  // connections' smoothed RTT, one sample each per collection
+    std::uint32_t rtt_samples = 0;
+    std::shared_ptr<const TopologyL7> l7_server, l7_client;  // requests seen at the server's / client's end
+};
+
+// What is known of one end's address.
+struct TopologyEnd {
+    util::Addr16 ip{};
+    std::uint8_t family = 4;
+    std::string ns, pod, workload;  // Kubernetes (attribution), when known
+    std::string service;            // server end: the Kubernetes service, when known
+    std::string process;            // a local process seen on this end's socket (comm), when known
+};
+
+struct Conversation {
+    TopologyEnd client, server;
+    std::uint16_t port = 0;       // the server's
+    std::uint8_t ip_proto = 6;    // IPPROTO_TCP / UDP / ...
+    bool oriented_by_socket = false;  // by connect()/accept(), not by the port heuristic
+    std::uint64_t first_seen_ns = 0, last_seen_ns = 0;  // monotonic
+    std::vector<TopologySlot> slots;  // oldest first, only slots with activity
+};
+
+struct TopologyView {
+    std::chrono::seconds slot{10};
+    std::size_t slots = 90;
+    std::int64_t now_slot = 0;                 // the slot of the snapshot
+    std::uint64_t now_ns = 0;
+    std::vector<std::shared_ptr<const Conversation>> conversations;  // immutable, shared across views
+    std::uint64_t overflow = 0;                // conversations not kept (budget), since start
+    std::uint64_t samples_unoriented = 0;      // flow samples without ports (ICMP, ...): not conversations
+};
+
+// The figures of a conversation over the last `window` slots (window <= the view's).
+struct ConversationTotals {
+    std::uint64_t bytes_out = 0, packets_out = 0, bytes_in = 0, packets_in = 0;
+    std::uint64_t opened = 0, failed = 0, retransmits = 0;
+    double rtt_ms = 0;  // mean of the samples (0: none)
+    bool l7 = false;
+    std::string l7_protocol;
+    std::uint64_t requests = 0, errors = 0;
+    std::array<std::uint64_t, kTopologyLatencyBuckets.size() + 1> latency{};
+};
+[[nodiscard]] ConversationTotals totals(const Conversation& c, const TopologyView& v, std::size_t window_slots);
+// Quantile q (0..1) of a latency histogram, interpolated within its bucket; 0 when empty.
+[[nodiscard]] double latencyQuantile(const std::array<std::uint64_t, kTopologyLatencyBuckets.size() + 1>& h, double q);
+
+class Topology final : public Stage {
+public:
+    explicit Topology(TopologyOptions options = {}, std::shared_ptr<const Attribution> attribution = nullptr);
+    ~Topology() override;
+    [[nodiscard]] std::string_view name() const override { return "topology"; }
+    void run(const collector::Snapshot& snapshot, Views& views) override;
+
+private:
+    struct State;
+    std::unique_ptr<State> s_;
+};
+
+}  // namespace netprobe::analysis

@@ -1,0 +1,35 @@
+// GET /api/v1/topology: the topology view's conversations grouped into nodes and edges
+// (pure functions of the views; see docs/topology.md).
+#pragma once
+
+#include <cstddef>
+#include <expected>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace netprobe::analysis {
+struct TopologyView;
+namespace l7 {
+struct L7View;
+}
+}  // namespace netprobe::analysis
+
+namespace netprobe::metrics {
+
+struct TopologyQuery {
+    std::size_t window_seconds = 300;  // up to the view's window (rounded up to whole slots)
+    std::string group_by = "host";     // host, workload, namespace, pod, process
+    std::string ns;                    // only edges with an end in this namespace
+    std::string protocol;              // tcp, udp, or an L7 protocol (http, grpc, dns, ...)
+    std::string format = "netprobe";   // netprobe, or nodegraph (Grafana's Node Graph panel frames)
+    std::size_t limit = 2000;          // edges, by bytes; their nodes
+};
+
+[[nodiscard]] std::expected<TopologyQuery, std::string> parseTopologyQuery(
+    const std::vector<std::pair<std::string, std::string>>& params);
+// view null: {"enabled": false}. l7 (may be null): DNS names for remote addresses.
+[[nodiscard]] std::string topologyJson(const analysis::TopologyView* view, const analysis::l7::L7View* l7,
+                                       const TopologyQuery& q);
+
+}  // namespace netprobe::metrics

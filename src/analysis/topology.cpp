@@ -1,0 +1,341 @@
+// The topology stage (see topology.hpp).
+#include <netprobe/analysis/topology.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include <netprobe/analysis/attribution.hpp>
+#include <netprobe/analysis/l7/stage.hpp>
+#include <netprobe/collector/snapshot.hpp>
+#include <netprobe/ebpf/stack_monitor.hpp>
+
+namespace netprobe::analysis {
+namespace {
+
+struct Key {
+    util::Addr16 client{}, server{};
+    std::uint16_t port = 0;
+    std::uint8_t proto = 0;
+    auto operator<=>(const Key&) const = default;
+};
+
+// One direction of a 5-tuple.
+struct Tuple {
+    util::Addr16 src{}, dst{};
+    std::uint16_t sport = 0, dport = 0;
+    std::uint8_t proto = 0, family = 4;
+    auto operator<=>(const Tuple&) const = default;
+};
+
+// A TCP connection by its canonical ends (client, server), both records' view of it.
+struct ConnKey {
+    util::Addr16 client{}, server{};
+    std::uint16_t cport = 0, sport = 0;
+    auto operator<=>(const ConnKey&) const = default;
+};
+
+util::Addr16 addr(const np_addr& a) {
+    util::Addr16 out{};
+    std::memcpy(out.data(), &a, 16);
+    return out;
+}
+
+bool hasPorts(std::uint8_t proto) { return proto == 6 || proto == 17 || proto == 132; }
+
+}  // namespace
+
+struct Topology::State {
+    TopologyOptions opts;
+    std::shared_ptr<const Attribution> attribution;
+    std::map<Key, std::shared_ptr<Conversation>> convs;
+    struct ConnState {
+        Key conv;
+        std::uint32_t retrans_client = 0, retrans_server = 0;
+        bool failed_counted = false;
+        std::uint64_t seen_run = 0;
+    };
+    std::map<ConnKey, ConnState> conns;
+    std::uint64_t run = 0;
+    std::uint64_t overflow = 0, unoriented = 0;
+
+    // The conversation, writable (copied first when a published view shares it); null
+    // when the budget is spent.
+    Conversation* get(const Key& k, std::uint8_t family, bool by_socket) {
+        auto it = convs.find(k);
+        if (it == convs.end()) {
+            if (convs.size() >= opts.max_conversations) {
+                ++overflow;
+                return nullptr;
+            }
+            auto c = std::make_shared<Conversation>();
+            c->client.ip = k.client;
+            c->server.ip = k.server;
+            c->client.family = c->server.family = family;
+            c->port = k.port;
+            c->ip_proto = k.proto;
+            c->oriented_by_socket = by_socket;
+            labels(*c);
+            it = convs.emplace(k, std::move(c)).first;
+        } else if (it->second.use_count() > 1) {
+            it->second = std::make_shared<Conversation>(*it->second);
+        }
+        return it->second.get();
+    }
+
+    void labels(Conversation& c) const {
+        if (!attribution) return;
+        flow_key fk{};
+        std::memcpy(&fk.src_ip, c.client.ip.data(), 16);
+        std::memcpy(&fk.dst_ip, c.server.ip.data(), 16);
+        fk.dst_port = c.port;
+        fk.proto = c.ip_proto;
+        fk.family = c.client.family;
+        const auto l = attribution->flow(fk);
+        c.client.ns = l.src_namespace;
+        c.client.pod = l.src_pod;
+        c.client.workload = l.src_workload;
+        c.server.ns = l.dst_namespace;
+        c.server.pod = l.dst_pod;
+        c.server.workload = l.dst_workload;
+        c.server.service = l.dst_service;
+    }
+
+    static TopologySlot& slot(Conversation& c, std::int64_t id) {
+        if (c.slots.empty() || c.slots.back().id != id) c.slots.push_back(TopologySlot{.id = id});
+        return c.slots.back();
+    }
+
+    // The conversation a directed 5-tuple belongs to: an existing one, the socket's
+    // orientation, else the port heuristic.
+    Key orient(const Tuple& t, const std::map<Tuple, bool>& sockets, bool& by_socket) const {
+        const Key fwd{t.src, t.dst, t.dport, t.proto}, rev{t.dst, t.src, t.sport, t.proto};
+        by_socket = false;
+        if (convs.contains(fwd)) return fwd;
+        if (convs.contains(rev)) return rev;
+        // sockets: (local ..., remote ...) as a tuple from the local end -> active?
+        if (auto it = sockets.find(t); it != sockets.end()) {
+            by_socket = true;
+            return it->second ? fwd : rev;  // the source end's socket connected: it is the client
+        }
+        const Tuple back{t.dst, t.src, t.dport, t.sport, t.proto, t.family};
+        if (auto it = sockets.find(back); it != sockets.end()) {
+            by_socket = true;
+            return it->second ? rev : fwd;
+        }
+        if (t.sport < t.dport) return rev;
+        return fwd;
+    }
+};
+
+Topology::Topology(TopologyOptions options, std::shared_ptr<const Attribution> attribution)
+    : s_(std::make_unique<State>()) {
+    s_->opts = options;
+    if (s_->opts.slot.count() <= 0) s_->opts.slot = std::chrono::seconds(10);
+    if (s_->opts.slots == 0) s_->opts.slots = 1;
+    s_->attribution = std::move(attribution);
+}
+
+Topology::~Topology() = default;
+
+void Topology::run(const collector::Snapshot& snap, Views& views) {
+    State& s = *s_;
+    ++s.run;
+    const std::uint64_t now_ns = snap.monoNs();
+    const auto slot_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(s.opts.slot).count());
+    const auto now_slot = static_cast<std::int64_t>(now_ns / slot_ns);
+
+    // The local sockets' orientation: (local, remote) -> connected (true) / accepted.
+    std::map<Tuple, bool> sockets;
+    const auto* stack = snap.stack.get();
+    if (stack) {
+        for (const auto& c : stack->connections) {
+            if (c.origin != NP_CONN_ACTIVE && c.origin != NP_CONN_PASSIVE) continue;
+            sockets[Tuple{c.src_ip, c.dst_ip, c.src_port, c.dst_port, 6, c.family}] = c.origin == NP_CONN_ACTIVE;
+        }
+    }
+
+    // Flow samples: per directed 5-tuple, the largest count among its interfaces.
+    struct Counts {
+        std::uint64_t bytes = 0, packets = 0, last_ns = 0;
+    };
+    std::map<Tuple, Counts> directed;
+    for (const auto& f : snap.flows) {
+        if (!hasPorts(f.key.proto)) {
+            ++s.unoriented;
+            continue;
+        }
+        Tuple t{addr(f.key.src_ip), addr(f.key.dst_ip), f.key.src_port, f.key.dst_port, f.key.proto, f.key.family};
+        auto& c = directed[t];
+        c.bytes = std::max(c.bytes, f.bytes);
+        c.packets = std::max(c.packets, f.packets);
+        c.last_ns = std::max(c.last_ns, f.last_seen_ns);
+    }
+    for (const auto& [t, n] : directed) {
+        if (n.packets == 0) continue;
+        bool by_socket = false;
+        const Key k = s.orient(t, sockets, by_socket);
+        Conversation* c = s.get(k, t.family, by_socket);
+        if (!c) continue;
+        auto& sl = State::slot(*c, now_slot);
+        if (t.src == k.client && t.dst == k.server && t.dport == k.port) {
+            sl.bytes_out += n.bytes;
+            sl.packets_out += n.packets;
+        } else {
+            sl.bytes_in += n.bytes;
+            sl.packets_in += n.packets;
+        }
+        if (c->first_seen_ns == 0) c->first_seen_ns = now_ns;
+        c->last_seen_ns = now_ns;
+    }
+
+    // Connections: opened, failed, retransmits, RTT; once per connection even when both
+    // of its ends are on this node.
+    if (stack) {
+        for (const auto& r : stack->connections) {
+            if (r.origin != NP_CONN_ACTIVE && r.origin != NP_CONN_PASSIVE) continue;
+            const bool active = r.origin == NP_CONN_ACTIVE;
+            const ConnKey ck = active ? ConnKey{r.src_ip, r.dst_ip, r.src_port, r.dst_port}
+                                      : ConnKey{r.dst_ip, r.src_ip, r.dst_port, r.src_port};
+            const Key k{ck.client, ck.server, ck.sport, 6};
+            auto [it, fresh] = s.conns.try_emplace(ck);
+            auto& cs = it->second;
+            Conversation* c = s.get(fresh ? k : cs.conv, r.family, true);
+            if (!c) {
+                s.conns.erase(it);
+                continue;
+            }
+            if (fresh) cs.conv = k;
+            auto& sl = State::slot(*c, now_slot);
+            if (fresh) ++sl.opened;
+            if (r.failed && !cs.failed_counted) {
+                ++sl.failed;
+                cs.failed_counted = true;
+            }
+            auto& last = active ? cs.retrans_client : cs.retrans_server;
+            if (r.retransmits > last) sl.retransmits += r.retransmits - last;
+            last = std::max(last, r.retransmits);
+            if (r.open && r.srtt_us > 0) {  // each end's own estimate
+                sl.rtt_us_sum += r.srtt_us;
+                ++sl.rtt_samples;
+            }
+            cs.seen_run = s.run;
+            if (!r.comm.empty() && active && c->client.process.empty()) c->client.process = r.comm;
+            if (!r.comm.empty() && !active && c->server.process.empty()) c->server.process = r.comm;
+            if (c->first_seen_ns == 0) c->first_seen_ns = now_ns;
+            c->last_seen_ns = now_ns;
+        }
+        std::erase_if(s.conns, [&](const auto& e) { return e.second.seen_run != s.run; });
+    }
+
+    // Requests, at the end that captured them.
+    if (snap.l7) {
+        for (const auto& r : snap.l7->requests) {
+            Key k{r.client, r.server, r.server_port, 6};
+            if (r.protocol == "dns") {
+                const Key udp{r.client, r.server, r.server_port, 17};
+                if (s.convs.contains(udp) || !s.convs.contains(k)) k = udp;
+            }
+            Conversation* c = s.get(k, r.family, true);
+            if (!c) continue;
+            auto& sl = State::slot(*c, now_slot);
+            auto& side = r.side == netprobe::l7::Side::Server ? sl.l7_server : sl.l7_client;
+            auto l = side ? std::make_shared<TopologyL7>(*side) : std::make_shared<TopologyL7>();
+            l->protocol = r.protocol;
+            ++l->requests;
+            l->errors += l7::isError(r);
+            std::size_t b = 0;
+            while (b < kTopologyLatencyBuckets.size() && r.duration_seconds > kTopologyLatencyBuckets[b]) ++b;
+            ++l->latency[b];
+            side = std::move(l);
+            if (c->first_seen_ns == 0) c->first_seen_ns = now_ns;
+            c->last_seen_ns = now_ns;
+        }
+    }
+
+    // Forget what left the window; refresh labels now and then (pods come and go).
+    const std::int64_t oldest = now_slot - static_cast<std::int64_t>(s.opts.slots) + 1;
+    const bool relabel = s.attribution && s.run % 12 == 0;
+    for (auto it = s.convs.begin(); it != s.convs.end();) {
+        auto& c = it->second;
+        if (c->slots.empty() || c->slots.back().id < oldest) {
+            it = s.convs.erase(it);
+            continue;
+        }
+        if (c->slots.front().id < oldest || relabel) {
+            if (c.use_count() > 1) c = std::make_shared<Conversation>(*c);
+            std::erase_if(c->slots, [&](const TopologySlot& sl) { return sl.id < oldest; });
+            if (relabel) s.labels(*c);
+        }
+        ++it;
+    }
+
+    auto v = std::make_shared<TopologyView>();
+    v->slot = s.opts.slot;
+    v->slots = s.opts.slots;
+    v->now_slot = now_slot;
+    v->now_ns = now_ns;
+    v->overflow = s.overflow;
+    v->samples_unoriented = s.unoriented;
+    v->conversations.reserve(s.convs.size());
+    for (const auto& [_, c] : s.convs) v->conversations.push_back(c);
+    views.topology = std::move(v);
+}
+
+ConversationTotals totals(const Conversation& c, const TopologyView& v, std::size_t window_slots) {
+    ConversationTotals t;
+    const std::int64_t oldest = v.now_slot - static_cast<std::int64_t>(window_slots) + 1;
+    std::uint64_t rtt_sum = 0, rtt_n = 0;
+    TopologyL7 server, client;
+    for (const auto& sl : c.slots) {
+        if (sl.id < oldest) continue;
+        t.bytes_out += sl.bytes_out;
+        t.packets_out += sl.packets_out;
+        t.bytes_in += sl.bytes_in;
+        t.packets_in += sl.packets_in;
+        t.opened += sl.opened;
+        t.failed += sl.failed;
+        t.retransmits += sl.retransmits;
+        rtt_sum += sl.rtt_us_sum;
+        rtt_n += sl.rtt_samples;
+        for (auto [src, dst] : {std::pair{sl.l7_server.get(), &server}, std::pair{sl.l7_client.get(), &client}}) {
+            if (!src) continue;
+            dst->protocol = src->protocol;
+            dst->requests += src->requests;
+            dst->errors += src->errors;
+            for (std::size_t i = 0; i < dst->latency.size(); ++i) dst->latency[i] += src->latency[i];
+        }
+    }
+    if (rtt_n) t.rtt_ms = static_cast<double>(rtt_sum) / static_cast<double>(rtt_n) / 1000.0;
+    // The server's end when it was captured (both ends on the node: the same requests twice)
+    const TopologyL7& l = server.requests ? server : client;
+    if (l.requests) {
+        t.l7 = true;
+        t.l7_protocol = l.protocol;
+        t.requests = l.requests;
+        t.errors = l.errors;
+        for (std::size_t i = 0; i < l.latency.size(); ++i) t.latency[i] = l.latency[i];
+    }
+    return t;
+}
+
+double latencyQuantile(const std::array<std::uint64_t, kTopologyLatencyBuckets.size() + 1>& h, double q) {
+    std::uint64_t n = 0;
+    for (auto x : h) n += x;
+    if (n == 0) return 0;
+    const double rank = q * static_cast<double>(n);
+    double seen = 0;
+    for (std::size_t i = 0; i < h.size(); ++i) {
+        if (h[i] == 0) continue;
+        if (seen + static_cast<double>(h[i]) >= rank) {
+            const double lo = i == 0 ? 0 : kTopologyLatencyBuckets[i - 1];
+            if (i == kTopologyLatencyBuckets.size()) return lo;  // +Inf bucket: its lower bound
+            const double hi = kTopologyLatencyBuckets[i];
+            return lo + (hi - lo) * std::clamp((rank - seen) / static_cast<double>(h[i]), 0.0, 1.0);
+        }
+        seen += static_cast<double>(h[i]);
+    }
+    return kTopologyLatencyBuckets.back();
+}
+
+}  // namespace netprobe::analysis

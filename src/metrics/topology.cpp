@@ -1,0 +1,293 @@
+// The topology export (see topology.hpp).
+#include <netprobe/metrics/topology.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include <netprobe/analysis/l7/stage.hpp>
+#include <netprobe/analysis/topology.hpp>
+#include <netprobe/util/duration.hpp>
+#include <netprobe/util/ip.hpp>
+#include <netprobe/util/parse.hpp>
+
+namespace netprobe::metrics {
+namespace {
+
+using analysis::Conversation;
+using analysis::ConversationTotals;
+using analysis::TopologyEnd;
+
+std::string transportName(std::uint8_t p) {
+    switch (p) {
+        case 6: return "tcp";
+        case 17: return "udp";
+        case 132: return "sctp";
+        default: return std::to_string(p);
+    }
+}
+
+struct Node {
+    std::string id, name, kind, ns, workload, pod, process;
+    std::vector<std::string> ips;
+    std::uint64_t bytes_sent = 0, bytes_received = 0, requests_in = 0, errors_in = 0;
+    bool server = false, client = false;
+};
+
+struct Edge {
+    std::string source, target, transport, protocol;
+    std::uint16_t port = 0;
+    ConversationTotals t;
+    std::size_t conversations = 0;
+    double rtt_weighted = 0;
+    std::uint64_t rtt_weight = 0;
+};
+
+// The node an end belongs to, by the grouping.
+Node nodeOf(const TopologyEnd& e, const std::string& group_by, const std::map<util::Addr16, std::string>& names) {
+    Node n;
+    const std::string ip = util::formatAddr(e.ip);
+    n.ns = e.ns;
+    n.workload = e.workload;
+    n.pod = e.pod;
+    n.process = e.process;
+    auto named = names.find(e.ip);
+    auto host = [&] {
+        n.id = ip;
+        n.kind = "host";
+        n.name = named != names.end() ? named->second : ip;
+    };
+    if (group_by == "workload" && !e.workload.empty()) {
+        n.id = e.ns + "/" + e.workload;
+        n.kind = "workload";
+        n.name = n.id;
+    } else if (group_by == "pod" && !e.pod.empty()) {
+        n.id = e.ns + "/" + e.pod;
+        n.kind = "pod";
+        n.name = n.id;
+    } else if (group_by == "namespace" && !e.ns.empty()) {
+        n.id = "ns:" + e.ns;
+        n.kind = "namespace";
+        n.name = e.ns;
+    } else if (group_by == "process" && !e.process.empty()) {
+        n.id = e.process + "@" + ip;
+        n.kind = "process";
+        n.name = e.process + " (" + ip + ")";
+    } else {
+        host();
+    }
+    n.ips = {ip};
+    return n;
+}
+
+std::string humanBytes(double b) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) {
+        b /= 1024;
+        ++u;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+    return buf;
+}
+
+}  // namespace
+
+std::expected<TopologyQuery, std::string> parseTopologyQuery(
+    const std::vector<std::pair<std::string, std::string>>& params) {
+    TopologyQuery q;
+    auto bad = [](const std::string& k, const std::string& v, const std::string& why) {
+        return std::unexpected("bad value \"" + v + "\" for parameter \"" + k + "\": " + why);
+    };
+    for (const auto& [k, v] : params) {
+        if (k == "window") {
+            auto d = util::parseDuration(v);
+            if (!d || d->count() <= 0) return bad(k, v, "expected a duration (30s, 5m)");
+            q.window_seconds = static_cast<std::size_t>(
+                std::ceil(std::chrono::duration<double>(*d).count()));
+        } else if (k == "group_by") {
+            if (v != "host" && v != "workload" && v != "namespace" && v != "pod" && v != "process")
+                return bad(k, v, "expected host, workload, namespace, pod or process");
+            q.group_by = v;
+        } else if (k == "namespace") {
+            if (v.empty()) return bad(k, v, "expected a namespace");
+            q.ns = v;
+        } else if (k == "protocol") {
+            if (v.empty() || v.size() > 16) return bad(k, v, "expected tcp, udp or an L7 protocol (http, grpc, ...)");
+            q.protocol = v;
+        } else if (k == "format") {
+            if (v != "netprobe" && v != "nodegraph") return bad(k, v, "expected netprobe or nodegraph");
+            q.format = v;
+        } else if (k == "limit") {
+            std::size_t n = 0;
+            if (!util::parseNumber(v, n) || n == 0 || n > 100000) return bad(k, v, "expected 1..100000");
+            q.limit = n;
+        } else {
+            return std::unexpected("unknown parameter \"" + k +
+                                   "\" (known: window, group_by, namespace, protocol, format, limit)");
+        }
+    }
+    return q;
+}
+
+std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7View* l7, const TopologyQuery& q) {
+    nlohmann::json j;
+    j["enabled"] = v != nullptr;
+    if (!v) return j.dump();
+    const auto slot_s = static_cast<std::size_t>(v->slot.count());
+    const std::size_t window_slots = std::clamp<std::size_t>((q.window_seconds + slot_s - 1) / slot_s, 1, v->slots);
+    const double window_seconds = static_cast<double>(window_slots * slot_s);
+
+    std::map<util::Addr16, std::string> names;
+    if (l7)
+        for (const auto& n : l7->dns_names) names.emplace(n.addr, n.name);
+
+    std::map<std::string, Node> nodes;
+    std::map<std::tuple<std::string, std::string, std::uint16_t, std::string>, Edge> edges;
+    for (const auto& cp : v->conversations) {
+        const Conversation& c = *cp;
+        if (!q.ns.empty() && c.client.ns != q.ns && c.server.ns != q.ns) continue;
+        auto t = analysis::totals(c, *v, window_slots);
+        if (t.packets_out + t.packets_in + t.opened + t.requests == 0) continue;
+        const std::string transport = transportName(c.ip_proto);
+        if (!q.protocol.empty() && q.protocol != transport && q.protocol != t.l7_protocol) continue;
+        Node a = nodeOf(c.client, q.group_by, names), b = nodeOf(c.server, q.group_by, names);
+        auto merge = [&](Node& n) -> Node& {
+            auto [it, fresh] = nodes.try_emplace(n.id, n);
+            if (!fresh && std::find(it->second.ips.begin(), it->second.ips.end(), n.ips[0]) == it->second.ips.end() &&
+                it->second.ips.size() < 16)
+                it->second.ips.push_back(n.ips[0]);
+            return it->second;
+        };
+        Node& na = merge(a);
+        Node& nb = merge(b);
+        na.client = true;
+        nb.server = true;
+        na.bytes_sent += t.bytes_out;
+        na.bytes_received += t.bytes_in;
+        nb.bytes_sent += t.bytes_in;
+        nb.bytes_received += t.bytes_out;
+        nb.requests_in += t.requests;
+        nb.errors_in += t.errors;
+        auto& e = edges[{a.id, b.id, c.port, transport}];
+        e.source = a.id;
+        e.target = b.id;
+        e.port = c.port;
+        e.transport = transport;
+        if (t.l7) e.protocol = t.l7_protocol;
+        ++e.conversations;
+        e.t.bytes_out += t.bytes_out;
+        e.t.bytes_in += t.bytes_in;
+        e.t.packets_out += t.packets_out;
+        e.t.packets_in += t.packets_in;
+        e.t.opened += t.opened;
+        e.t.failed += t.failed;
+        e.t.retransmits += t.retransmits;
+        e.t.requests += t.requests;
+        e.t.errors += t.errors;
+        for (std::size_t i = 0; i < t.latency.size(); ++i) e.t.latency[i] += t.latency[i];
+        if (t.rtt_ms > 0) {
+            e.rtt_weighted += t.rtt_ms;
+            ++e.rtt_weight;
+        }
+    }
+
+    std::vector<Edge*> order;
+    order.reserve(edges.size());
+    for (auto& [_, e] : edges) order.push_back(&e);
+    std::stable_sort(order.begin(), order.end(), [](const Edge* x, const Edge* y) {
+        return x->t.bytes_out + x->t.bytes_in > y->t.bytes_out + y->t.bytes_in;
+    });
+    const bool truncated = order.size() > q.limit;
+    if (truncated) order.resize(q.limit);
+    std::map<std::string, bool> used;
+    for (const Edge* e : order) used[e->source] = used[e->target] = true;
+
+    auto edgeId = [](const Edge& e) {
+        return e.source + "->" + e.target + ":" + std::to_string(e.port) + "/" + e.transport;
+    };
+    auto rtt = [](const Edge& e) { return e.rtt_weight ? e.rtt_weighted / static_cast<double>(e.rtt_weight) : 0.0; };
+    if (q.format == "nodegraph") {
+        // Grafana's Node Graph panel: a nodes frame and an edges frame, by field name.
+        auto ns = nlohmann::json::array(), es = nlohmann::json::array();
+        for (const auto& [id, n] : nodes) {
+            if (!used.contains(id)) continue;
+            const double err = n.requests_in ? static_cast<double>(n.errors_in) / static_cast<double>(n.requests_in) : 0;
+            ns.push_back({{"id", id},
+                          {"title", n.name},
+                          {"subTitle", n.kind},
+                          {"mainStat", humanBytes(static_cast<double>(n.bytes_sent + n.bytes_received) / window_seconds) + "/s"},
+                          {"secondaryStat", n.requests_in ? std::to_string(n.requests_in) + " requests" : std::string()},
+                          {"arc__ok", n.requests_in ? 1 - err : 1.0},
+                          {"arc__errors", err}});
+        }
+        for (const Edge* e : order) {
+            es.push_back({{"id", edgeId(*e)},
+                          {"source", e->source},
+                          {"target", e->target},
+                          {"mainStat", humanBytes(static_cast<double>(e->t.bytes_out + e->t.bytes_in) / window_seconds) + "/s"},
+                          {"secondaryStat", std::to_string(e->port) + "/" + (e->protocol.empty() ? e->transport : e->protocol)}});
+        }
+        j["nodes"] = std::move(ns);
+        j["edges"] = std::move(es);
+        return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+
+    j["window_seconds"] = window_seconds;
+    j["group_by"] = q.group_by;
+    j["overflow"] = v->overflow;
+    j["truncated"] = truncated;
+    auto ns = nlohmann::json::array(), es = nlohmann::json::array();
+    for (const auto& [id, n] : nodes) {
+        if (!used.contains(id)) continue;
+        nlohmann::json o = {{"id", id},
+                            {"name", n.name},
+                            {"kind", n.kind},
+                            {"ips", n.ips},
+                            {"bytes_sent", n.bytes_sent},
+                            {"bytes_received", n.bytes_received},
+                            {"client", n.client},
+                            {"server", n.server}};
+        if (!n.ns.empty()) o["namespace"] = n.ns;
+        if (!n.workload.empty()) o["workload"] = n.workload;
+        if (!n.pod.empty() && (n.kind == "pod" || n.kind == "host")) o["pod"] = n.pod;
+        if (!n.process.empty()) o["process"] = n.process;
+        ns.push_back(std::move(o));
+    }
+    for (const Edge* e : order) {
+        const auto& t = e->t;
+        nlohmann::json o = {{"id", edgeId(*e)},
+                            {"source", e->source},
+                            {"target", e->target},
+                            {"port", e->port},
+                            {"transport", e->transport},
+                            {"conversations", e->conversations},
+                            {"bytes_out", t.bytes_out},
+                            {"bytes_in", t.bytes_in},
+                            {"packets_out", t.packets_out},
+                            {"packets_in", t.packets_in},
+                            {"bytes_per_second", static_cast<double>(t.bytes_out + t.bytes_in) / window_seconds},
+                            {"connections_opened", t.opened},
+                            {"connections_failed", t.failed},
+                            {"retransmits", t.retransmits},
+                            {"rtt_ms", rtt(*e)}};
+        if (!e->protocol.empty()) {
+            o["protocol"] = e->protocol;
+            o["requests"] = t.requests;
+            o["errors"] = t.errors;
+            o["requests_per_second"] = static_cast<double>(t.requests) / window_seconds;
+            o["error_rate"] = t.requests ? static_cast<double>(t.errors) / static_cast<double>(t.requests) : 0.0;
+            o["p50_seconds"] = analysis::latencyQuantile(t.latency, 0.5);
+            o["p99_seconds"] = analysis::latencyQuantile(t.latency, 0.99);
+        }
+        es.push_back(std::move(o));
+    }
+    j["nodes"] = std::move(ns);
+    j["edges"] = std::move(es);
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace netprobe::metrics

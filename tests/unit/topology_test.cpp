@@ -1,0 +1,279 @@
+// The topology stage (conversations oriented by sockets or ports, counted once across
+// interfaces and connection ends, windowed, bounded) and its export (grouping, filters,
+// Grafana's node-graph frames), on snapshots built here with injected time.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include <netprobe/analysis/topology.hpp>
+#include <netprobe/collector/snapshot.hpp>
+#include <netprobe/ebpf/stack_monitor.hpp>
+#include <netprobe/metrics/topology.hpp>
+#include <netprobe/util/ip.hpp>
+
+namespace {
+
+using namespace netprobe;
+using analysis::Topology;
+using analysis::TopologyOptions;
+using analysis::Views;
+
+util::Addr16 ip(const char* s) { return *util::parseAddr(s); }
+
+collector::FlowSample sample(const char* src, std::uint16_t sport, const char* dst, std::uint16_t dport,
+                             std::uint64_t bytes, std::uint64_t packets, std::uint32_t ifindex = 1,
+                             std::uint8_t proto = 6) {
+    collector::FlowSample f;
+    const auto a = ip(src), b = ip(dst);
+    std::memcpy(&f.key.src_ip, a.data(), 16);
+    std::memcpy(&f.key.dst_ip, b.data(), 16);
+    f.key.src_port = sport;
+    f.key.dst_port = dport;
+    f.key.proto = proto;
+    f.key.family = 4;
+    f.key.ifindex = ifindex;
+    f.bytes = bytes;
+    f.packets = packets;
+    return f;
+}
+
+ebpf::Connection conn(const char* local, std::uint16_t lport, const char* remote, std::uint16_t rport, bool active) {
+    ebpf::Connection c;
+    c.src_ip = ip(local);
+    c.dst_ip = ip(remote);
+    c.src_port = lport;
+    c.dst_port = rport;
+    c.family = 4;
+    c.origin = active ? NP_CONN_ACTIVE : NP_CONN_PASSIVE;
+    c.comm = active ? "curl" : "nginx";
+    return c;
+}
+
+// Snapshots at t0 + seconds (injected monotonic time).
+struct Clock {
+    std::chrono::steady_clock::time_point t0{std::chrono::hours(1000)};
+    std::shared_ptr<collector::Snapshot> at(double seconds) const {
+        auto s = std::make_shared<collector::Snapshot>();
+        s->mono = t0 + std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(seconds));
+        return s;
+    }
+};
+
+nlohmann::json api(const Views& v, std::vector<std::pair<std::string, std::string>> params = {}) {
+    auto q = metrics::parseTopologyQuery(params);
+    EXPECT_TRUE(q) << (q ? "" : q.error());
+    return nlohmann::json::parse(metrics::topologyJson(v.topology.get(), nullptr, *q));
+}
+
+const nlohmann::json* edge(const nlohmann::json& j, const std::string& src, const std::string& dst) {
+    for (const auto& e : j["edges"])
+        if (e["source"] == src && e["target"] == dst) return &e;
+    return nullptr;
+}
+
+TEST(Topology, PortHeuristicOrientsAndInterfacesCountOnce) {
+    Topology t;
+    Clock clk;
+    auto s = clk.at(0);
+    // a routed path: each packet seen at two interfaces
+    for (std::uint32_t ifx : {1u, 2u}) {
+        s->flows.push_back(sample("198.18.0.1", 40000, "198.18.1.1", 80, 1000, 10, ifx));
+        s->flows.push_back(sample("198.18.1.1", 80, "198.18.0.1", 40000, 50000, 40, ifx));
+    }
+    Views v;
+    t.run(*s, v);
+    const auto j = api(v);
+    ASSERT_EQ(j["edges"].size(), 1u) << j.dump();
+    const auto* e = edge(j, "198.18.0.1", "198.18.1.1");
+    ASSERT_TRUE(e) << j.dump();
+    EXPECT_EQ((*e)["port"], 80);
+    EXPECT_EQ((*e)["bytes_out"], 1000);
+    EXPECT_EQ((*e)["bytes_in"], 50000);
+    EXPECT_EQ((*e)["packets_out"], 10);
+    EXPECT_EQ((*e)["packets_in"], 40);
+    EXPECT_EQ(j["nodes"].size(), 2u);
+}
+
+TEST(Topology, SocketsOrientAgainstThePortHeuristic) {
+    // A client that connected from port 80 to a server listening on 50000.
+    Topology t;
+    Clock clk;
+    auto s = clk.at(0);
+    auto st = std::make_shared<ebpf::StackStats>();
+    st->connections = {conn("198.18.0.1", 80, "198.18.1.1", 50000, true)};
+    s->stack = st;
+    s->flows = {sample("198.18.0.1", 80, "198.18.1.1", 50000, 300, 3),
+                sample("198.18.1.1", 50000, "198.18.0.1", 80, 700, 5)};
+    Views v;
+    t.run(*s, v);
+    const auto j = api(v, {{"group_by", "process"}});
+    const auto* e = edge(j, "curl@198.18.0.1", "198.18.1.1");
+    ASSERT_TRUE(e) << j.dump();
+    EXPECT_EQ((*e)["port"], 50000);
+    EXPECT_EQ((*e)["bytes_out"], 300);
+    EXPECT_EQ((*e)["connections_opened"], 1);
+}
+
+TEST(Topology, AConnectionWithBothEndsOnTheNodeCountsOnce) {
+    Topology t;
+    Clock clk;
+    auto st = std::make_shared<ebpf::StackStats>();
+    auto a = conn("198.18.0.1", 41000, "198.18.1.1", 443, true);
+    auto p = conn("198.18.1.1", 443, "198.18.0.1", 41000, false);
+    a.retransmits = 2;
+    p.retransmits = 3;
+    a.srtt_us = 1000;
+    p.srtt_us = 3000;
+    st->connections = {a, p};
+    auto s = clk.at(0);
+    s->stack = st;
+    Views v;
+    t.run(*s, v);
+    // the next collection: the same connection, retransmits grew on the client's end
+    auto st2 = std::make_shared<ebpf::StackStats>(*st);
+    st2->connections[0].retransmits = 5;
+    auto s2 = clk.at(1);
+    s2->stack = st2;
+    t.run(*s2, v);
+    const auto j = api(v);
+    const auto* e = edge(j, "198.18.0.1", "198.18.1.1");
+    ASSERT_TRUE(e) << j.dump();
+    EXPECT_EQ((*e)["connections_opened"], 1);
+    EXPECT_EQ((*e)["retransmits"], 5 + 3);
+    EXPECT_DOUBLE_EQ((*e)["rtt_ms"].get<double>(), 2.0);  // each end's estimate, both collections
+    EXPECT_EQ(j["edges"].size(), 1u) << j.dump();
+}
+
+TEST(Topology, FailedConnectionsCountOnceAndRecordsLeaving) {
+    Topology t;
+    Clock clk;
+    Views v;
+    auto c = conn("198.18.0.1", 41001, "198.18.1.1", 9, true);
+    c.failed = true;
+    c.open = false;
+    for (int i = 0; i < 3; ++i) {
+        auto st = std::make_shared<ebpf::StackStats>();
+        st->connections = {c};
+        auto s = clk.at(i);
+        s->stack = st;
+        t.run(*s, v);
+    }
+    const auto j = api(v);
+    const auto* e = edge(j, "198.18.0.1", "198.18.1.1");
+    ASSERT_TRUE(e) << j.dump();
+    EXPECT_EQ((*e)["connections_opened"], 1);
+    EXPECT_EQ((*e)["connections_failed"], 1);
+}
+
+TEST(Topology, WindowsSlotsAndForgetting) {
+    TopologyOptions o;
+    o.slot = std::chrono::seconds(10);
+    o.slots = 6;  // one minute
+    Topology t(o);
+    Clock clk;
+    Views v;
+    for (int i = 0; i < 6; ++i) {
+        auto s = clk.at(10.0 * i);
+        s->flows = {sample("198.18.0.1", 40000, "198.18.1.1", 80, 100, 1)};
+        t.run(*s, v);
+    }
+    EXPECT_EQ((*edge(api(v, {{"window", "1m"}}), "198.18.0.1", "198.18.1.1"))["bytes_out"], 600);
+    EXPECT_EQ((*edge(api(v, {{"window", "20s"}}), "198.18.0.1", "198.18.1.1"))["bytes_out"], 200);
+    EXPECT_EQ((*edge(api(v, {{"window", "1h"}}), "198.18.0.1", "198.18.1.1"))["bytes_out"], 600);  // capped
+    const auto first = v.topology;  // a published view never changes
+    auto s = clk.at(60);
+    t.run(*s, v);
+    EXPECT_EQ((*edge(api(v, {{"window", "1m"}}), "198.18.0.1", "198.18.1.1"))["bytes_out"], 500);
+    Views old;
+    old.topology = first;
+    EXPECT_EQ((*edge(api(old, {{"window", "1m"}}), "198.18.0.1", "198.18.1.1"))["bytes_out"], 600);
+    // idle for the whole window: forgotten
+    s = clk.at(120);
+    t.run(*s, v);
+    EXPECT_TRUE(v.topology->conversations.empty());
+}
+
+TEST(Topology, ConversationsAreBudgeted) {
+    TopologyOptions o;
+    o.max_conversations = 3;
+    Topology t(o);
+    Clock clk;
+    auto s = clk.at(0);
+    for (std::uint16_t p = 1; p <= 5; ++p) s->flows.push_back(sample("198.18.0.1", 40000, "198.18.1.1", p, 10, 1));
+    Views v;
+    t.run(*s, v);
+    EXPECT_EQ(v.topology->conversations.size(), 3u);
+    EXPECT_EQ(v.topology->overflow, 2u);
+    EXPECT_EQ(api(v)["overflow"], 2);
+}
+
+TEST(Topology, RequestsFromTheServersEndWhenBothEndsCaptured) {
+    Topology t;
+    Clock clk;
+    auto s = clk.at(0);
+    auto l7 = std::make_shared<collector::L7Sample>();
+    for (auto side : {l7::Side::Client, l7::Side::Server})
+        for (int i = 0; i < 10; ++i) {
+            l7::Request r;
+            r.protocol = "http";
+            r.side = side;
+            r.client = ip("198.18.0.1");
+            r.server = ip("198.18.1.1");
+            r.client_port = 40000;
+            r.server_port = 80;
+            r.status = i < 2 ? 503 : 200;
+            r.duration_seconds = side == l7::Side::Server ? 0.004 : 0.006;
+            l7->requests.push_back(r);
+        }
+    s->l7 = l7;
+    Views v;
+    t.run(*s, v);
+    const auto j = api(v);
+    const auto* e = edge(j, "198.18.0.1", "198.18.1.1");
+    ASSERT_TRUE(e) << j.dump();
+    EXPECT_EQ((*e)["protocol"], "http");
+    EXPECT_EQ((*e)["requests"], 10);
+    EXPECT_EQ((*e)["errors"], 2);
+    EXPECT_DOUBLE_EQ((*e)["error_rate"].get<double>(), 0.2);
+    EXPECT_GT((*e)["p50_seconds"].get<double>(), 0.0025);  // within the server's (2.5, 5] ms bucket
+    EXPECT_LE((*e)["p50_seconds"].get<double>(), 0.005);
+    EXPECT_EQ(api(v, {{"protocol", "http"}})["edges"].size(), 1u);
+    EXPECT_EQ(api(v, {{"protocol", "grpc"}})["edges"].size(), 0u);
+}
+
+TEST(Topology, NodeGraphFramesAndQueryErrors) {
+    Topology t;
+    Clock clk;
+    auto s = clk.at(0);
+    s->flows = {sample("198.18.0.1", 40000, "198.18.1.1", 80, 1000, 10)};
+    Views v;
+    t.run(*s, v);
+    const auto j = api(v, {{"format", "nodegraph"}});
+    ASSERT_EQ(j["nodes"].size(), 2u);
+    for (const auto& n : j["nodes"])
+        for (const char* f : {"id", "title", "subTitle", "mainStat", "arc__ok", "arc__errors"}) EXPECT_TRUE(n.contains(f)) << f;
+    ASSERT_EQ(j["edges"].size(), 1u);
+    EXPECT_EQ(j["edges"][0]["source"], "198.18.0.1");
+    EXPECT_EQ(j["edges"][0]["secondaryStat"], "80/tcp");
+    for (auto bad : std::vector<std::pair<std::string, std::string>>{
+             {"window", "0s"}, {"window", "x"}, {"group_by", "rack"}, {"format", "dot"}, {"limit", "0"}, {"zone", "a"}}) {
+        auto q = metrics::parseTopologyQuery({bad});
+        ASSERT_FALSE(q) << bad.first;
+        EXPECT_NE(q.error().find(bad.first), std::string::npos) << q.error();
+    }
+    EXPECT_EQ(nlohmann::json::parse(metrics::topologyJson(nullptr, nullptr, {}))["enabled"], false);
+}
+
+TEST(Topology, LatencyQuantileInterpolatesWithinBuckets) {
+    std::array<std::uint64_t, analysis::kTopologyLatencyBuckets.size() + 1> h{};
+    EXPECT_EQ(analysis::latencyQuantile(h, 0.5), 0);
+    h[5] = 100;  // (0.025, 0.05]
+    EXPECT_NEAR(analysis::latencyQuantile(h, 0.5), 0.0375, 1e-9);
+    EXPECT_NEAR(analysis::latencyQuantile(h, 1.0), 0.05, 1e-9);
+    h[h.size() - 1] = 100;  // beyond the last bound
+    EXPECT_EQ(analysis::latencyQuantile(h, 0.99), 10);
+}
+
+}  // namespace
