@@ -21,6 +21,7 @@ TEST_PKGS=(
   nginx-light wrk dnsmasq-base bind9-dnsutils
   redis-server redis-tools postgresql postgresql-contrib mariadb-server mariadb-client
   nghttp2-client python3-grpcio
+  chromium fonts-dejavu-core
 )
 
 want=("${BUILD_PKGS[@]}")
@@ -35,9 +36,10 @@ for p in "${want[@]}"; do
   fi
 done
 
-# Node.js + npm for tests/deploy. Checked by command, not by package: machine images may carry
-# NodeSource's nodejs (npm bundled), which Debian's npm package would conflict with.
-if [[ "${1:-}" != "--build-only" ]] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+# Node.js + npm: the web UI's bundle (build) and tests/deploy. Checked by command, not by
+# package: machine images may carry NodeSource's nodejs (npm bundled), which Debian's npm
+# package would conflict with.
+if ! { command -v node && command -v npm; } >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi
 

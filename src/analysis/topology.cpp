@@ -56,6 +56,11 @@ struct Topology::State {
         std::uint64_t seen_run = 0;
     };
     std::map<ConnKey, ConnState> conns;
+    struct Place {
+        std::uint64_t place = 0;  // ifindex << 8 | direction
+        std::uint64_t last_ns = 0;
+    };
+    std::map<Tuple, Place> places;  // where each directed 5-tuple is counted
     std::uint64_t run = 0;
     std::uint64_t overflow = 0, unoriented = 0;
 
@@ -155,9 +160,12 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
         }
     }
 
-    // Flow samples: per directed 5-tuple, the largest count among its interfaces.
+    // Flow samples: each directed 5-tuple counted at one place, the interface (and
+    // direction) it was first seen at - a packet crossing two monitored interfaces is in
+    // two kernel entries, read at slightly different moments, so neither their sum nor
+    // the larger of the two per collection would count it once.
     struct Counts {
-        std::uint64_t bytes = 0, packets = 0, last_ns = 0;
+        std::uint64_t bytes = 0, packets = 0;
     };
     std::map<Tuple, Counts> directed;
     for (const auto& f : snap.flows) {
@@ -166,10 +174,13 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
             continue;
         }
         Tuple t{addr(f.key.src_ip), addr(f.key.dst_ip), f.key.src_port, f.key.dst_port, f.key.proto, f.key.family};
+        const std::uint64_t place = std::uint64_t{f.key.ifindex} << 8 | f.key.direction;
+        auto [pit, fresh] = s.places.try_emplace(t, State::Place{place, now_ns});
+        if (!fresh && pit->second.place != place) continue;
+        pit->second.last_ns = now_ns;
         auto& c = directed[t];
-        c.bytes = std::max(c.bytes, f.bytes);
-        c.packets = std::max(c.packets, f.packets);
-        c.last_ns = std::max(c.last_ns, f.last_seen_ns);
+        c.bytes += f.bytes;
+        c.packets += f.packets;
     }
     for (const auto& [t, n] : directed) {
         if (n.packets == 0) continue;
@@ -253,6 +264,9 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
         }
     }
 
+    // A 5-tuple idle for a window may come back elsewhere (a moved or re-attached interface).
+    const std::uint64_t window_ns = slot_ns * s.opts.slots;
+    std::erase_if(s.places, [&](const auto& e) { return e.second.last_ns + window_ns < now_ns; });
     // Forget what left the window; refresh labels now and then (pods come and go).
     const std::int64_t oldest = now_slot - static_cast<std::int64_t>(s.opts.slots) + 1;
     const bool relabel = s.attribution && s.run % 12 == 0;

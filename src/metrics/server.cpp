@@ -15,6 +15,7 @@
 #include <netprobe/metrics/topology.hpp>
 
 #include "metrics/json_api.hpp"
+#include "metrics/ui.hpp"
 
 namespace netprobe::metrics {
 
@@ -261,9 +262,19 @@ http::Response Server::Impl::route(const http::Request& req, bool metrics_listen
     }
     if (metrics_listener && p == "/metrics") return metrics();
     if (api_listener && p.starts_with("/api/v1/")) return api(req);
+    if (api_listener && p == "/ui") {
+        http::Response r = http::Response::text(301, "moved to /ui/\n");
+        r.headers = {{"Location", "/ui/"}};
+        return r;
+    }
+    if (api_listener && p.starts_with("/ui/")) {
+        if (auto a = uiAsset(p)) return std::move(*a);
+        return http::Response::error(404, "not found");
+    }
     if (p == "/") {
         std::string body = "NetProbe agent\n";
         if (metrics_listener) body += "/metrics\n";
+        if (api_listener) body += "/ui/ (the web UI: service map)\n";
         if (api_listener)
             for (const char* e : {"/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/api/v1/containers",
                                   "/api/v1/pods", "/api/v1/events", "/api/v1/diagnosis", "/api/v1/l7/endpoints",

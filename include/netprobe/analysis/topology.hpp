@@ -10,8 +10,8 @@
 // orientation once taken is kept for the conversation's life.
 //
 // Bytes and packets come from the datapath's flow samples; a packet seen on several
-// interfaces (a routed or bridged path through the node) counts once: per direction and
-// collection, the largest of its interfaces' counts. Connections (opened, failed),
+// interfaces (a routed or bridged path through the node) counts once: each directed
+// 5-tuple is counted at the interface and direction where it was first seen. Connections (opened, failed),
 // retransmits and RTT come from the stack monitor's connection records; requests, errors
 // and latency from the L7 capture's requests when --l7 is on.
 //

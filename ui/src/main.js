@@ -1,0 +1,253 @@
+// NetProbe's web UI: the live service map of GET /api/v1/topology (cytoscape), the edge
+// table (keyboard accessible) and the details of a selected node or edge (its flows and
+// L7 endpoints from the same API). Bundled by esbuild at build time, embedded in the agent,
+// no network access beyond the agent. window.netprobe exposes the page's data model to
+// tests and to curious users.
+import cytoscape from "cytoscape";
+
+const POLL_MS = 2000;
+const api = (path) => `../api/v1/${path}`;
+const $ = (id) => document.getElementById(id);
+
+const state = { window: "5m", group_by: "host", namespace: "", protocol: "", colour: "errors", paused: false,
+                selected: null };
+const model = { state, data: null, updates: 0, errors: 0, lastError: "", cy: null, layouts: 0 };
+window.netprobe = model;
+
+function fmtBytes(n) {
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return `${i ? n.toFixed(1) : Math.round(n)} ${u[i]}`;
+}
+const fmtRate = (n) => `${fmtBytes(n)}/s`;
+const fmtSecs = (s) => (s >= 1 ? `${s.toFixed(2)} s` : `${(s * 1000).toFixed(1)} ms`);
+const pct = (x) => `${(x * 100).toFixed(1)}%`;
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+
+// green (0) -> red (1)
+function ramp(x) {
+  const t = Math.max(0, Math.min(1, x));
+  const r = Math.round(40 + 200 * t), g = Math.round(160 - 120 * t), b = 60;
+  return `rgb(${r},${g},${b})`;
+}
+
+function edgeColour(e) {
+  if (state.colour === "rtt") {
+    if (!e.rtt_ms) return "#8c959f";
+    return ramp(Math.log10(1 + e.rtt_ms) / 3);  // 0 ms green .. ~1 s red
+  }
+  if (e.requests) return ramp(e.error_rate * 4);  // 25% errors and more: full red
+  return e.connections_failed ? "#bf8700" : "#8c959f";
+}
+
+const cy = cytoscape({
+  container: $("graph"),
+  minZoom: 0.05,
+  maxZoom: 4,
+  wheelSensitivity: 0.3,
+  style: [
+    { selector: "node", style: { label: "data(label)", "font-size": 11, "text-valign": "bottom", "text-margin-y": 4,
+                                "background-color": "data(colour)", width: "data(size)", height: "data(size)",
+                                "border-width": 1, "border-color": "#57606a", color: "#1b1f24",
+                                "text-wrap": "ellipsis", "text-max-width": 160 } },
+    { selector: "node.failing", style: { "border-width": 3, "border-color": "#cf222e" } },
+    { selector: "edge", style: { width: "data(width)", "line-color": "data(colour)", "target-arrow-color": "data(colour)",
+                                "target-arrow-shape": "triangle", "curve-style": "bezier", "arrow-scale": 0.8,
+                                opacity: 0.85 } },
+    { selector: "edge.failed", style: { "line-style": "dashed" } },
+    { selector: ":selected", style: { "overlay-color": "#0969da", "overlay-opacity": 0.25, "overlay-padding": 4 } },
+  ],
+});
+model.cy = cy;
+
+function nodeColour(n) {
+  return { workload: "#54aeff", pod: "#54aeff", namespace: "#b392f0", process: "#7ee787", host: n.server ? "#ffd8b5" : "#d0d7de" }[n.kind] || "#d0d7de";
+}
+
+function render(data) {
+  model.data = data;
+  const maxRate = Math.max(1, ...data.edges.map((e) => e.bytes_per_second));
+  const wanted = new Set();
+  let added = 0;
+  cy.batch(() => {
+    const failing = new Set();
+    for (const e of data.edges) {
+      if ((e.requests && e.error_rate > 0) || e.connections_failed) failing.add(e.target);
+    }
+    for (const n of data.nodes) {
+      wanted.add(n.id);
+      const d = { id: n.id, label: n.name, colour: nodeColour(n), size: 18 + Math.min(30, Math.log2(1 + (n.bytes_sent + n.bytes_received) / 1024) * 2), node: n };
+      const el = cy.getElementById(n.id);
+      if (el.nonempty()) el.data(d); else { cy.add({ group: "nodes", data: d }); added++; }
+      cy.getElementById(n.id).toggleClass("failing", failing.has(n.id));
+    }
+    for (const e of data.edges) {
+      wanted.add(e.id);
+      const d = { id: e.id, source: e.source, target: e.target, edge: e, colour: edgeColour(e),
+                  width: 1 + 11 * Math.log1p(e.bytes_per_second) / Math.log1p(maxRate) };
+      const el = cy.getElementById(e.id);
+      if (el.nonempty()) el.data(d); else { cy.add({ group: "edges", data: d }); added++; }
+      cy.getElementById(e.id).toggleClass("failed", e.connections_failed > 0);
+    }
+    cy.elements().forEach((el) => { if (!wanted.has(el.id())) { cy.remove(el); added++; } });
+  });
+  if (added) {
+    const big = data.nodes.length > 150;
+    cy.layout(big ? { name: "concentric", animate: false, minNodeSpacing: 8,
+                      concentric: (n) => n.degree(), levelWidth: () => 4 }
+                  : { name: "cose", animate: false, nodeRepulsion: 9000, idealEdgeLength: 90, randomize: false }).run();
+    model.layouts++;
+  }
+  renderTable(data);
+  if (state.selected) showSelected();
+  $("status").textContent = `${data.nodes.length} nodes, ${data.edges.length} edges over ${data.window_seconds / 60} min` +
+    `${data.truncated ? " (the busiest only)" : ""} - updated ${new Date().toLocaleTimeString()}`;
+  $("status").classList.remove("error");
+}
+
+function renderTable(data) {
+  const body = $("edges").tBodies[0];
+  const rows = data.edges.map((e) => {
+    const sel = state.selected === e.id ? " selected" : "";
+    return `<tr tabindex="0" data-id="${esc(e.id)}" class="${sel}" aria-selected="${!!sel}">` +
+      `<td>${esc(nameOf(e.source))}</td><td>${esc(nameOf(e.target))}</td><td class="num">${e.port}</td>` +
+      `<td>${esc(e.protocol || e.transport)}</td><td class="num">${fmtRate(e.bytes_per_second)}</td>` +
+      `<td class="num">${e.connections_opened}${e.connections_failed ? ` <span class="bad">(${e.connections_failed} failed)</span>` : ""}</td>` +
+      `<td class="num">${e.requests ? e.requests_per_second.toFixed(1) : ""}</td>` +
+      `<td class="num${e.errors ? " bad" : ""}">${e.requests ? pct(e.error_rate) : ""}</td>` +
+      `<td class="num">${e.requests ? fmtSecs(e.p99_seconds) : ""}</td><td class="num">${e.rtt_ms ? e.rtt_ms.toFixed(2) + " ms" : ""}</td></tr>`;
+  });
+  const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.id : null;
+  body.innerHTML = rows.join("");
+  if (focused) { const r = body.querySelector(`tr[data-id="${CSS.escape(focused)}"]`); if (r) r.focus(); }
+  $("edge-count").textContent = `(${data.edges.length})`;
+}
+
+function nameOf(id) {
+  const n = model.data && model.data.nodes.find((x) => x.id === id);
+  return n ? n.name : id;
+}
+
+function dl(pairs) {
+  return `<dl>${pairs.filter(([, v]) => v !== undefined && v !== "").map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join("")}</dl>`;
+}
+
+let detailsToken = 0;
+async function showSelected() {
+  const id = state.selected;
+  const el = cy.getElementById(id);
+  const pane = $("details");
+  if (el.empty()) { pane.innerHTML = `<h2>Details</h2><p class="hint">${esc(id)} is not in the current window.</p>`; return; }
+  const token = ++detailsToken;
+  if (el.isEdge()) {
+    const e = el.data("edge");
+    const src = model.data.nodes.find((n) => n.id === e.source), dst = model.data.nodes.find((n) => n.id === e.target);
+    let html = `<h2>${esc(nameOf(e.source))} &rarr; ${esc(nameOf(e.target))}:${e.port}</h2>` + dl([
+      ["transport", e.transport], ["protocol", e.protocol], ["conversations", e.conversations],
+      ["client -> server", `${fmtBytes(e.bytes_out)} in ${e.packets_out} packets`],
+      ["server -> client", `${fmtBytes(e.bytes_in)} in ${e.packets_in} packets`],
+      ["rate", fmtRate(e.bytes_per_second)], ["connections", `${e.connections_opened} opened, ${e.connections_failed} failed`],
+      ["retransmits", e.retransmits], ["RTT", e.rtt_ms ? `${e.rtt_ms.toFixed(2)} ms` : ""],
+      ["requests", e.requests !== undefined ? `${e.requests} (${e.requests_per_second.toFixed(2)}/s)` : ""],
+      ["error rate", e.requests ? pct(e.error_rate) : ""],
+      ["p50 / p99", e.requests ? `${fmtSecs(e.p50_seconds)} / ${fmtSecs(e.p99_seconds)}` : ""]]);
+    // Flows of the edge: both directions between the ends' addresses, on the server's port.
+    const flows = [];
+    if (src && dst) {
+      for (const [a, b] of [[src.ips[0], dst.ips[0]], [dst.ips[0], src.ips[0]]]) {
+        try {
+          const r = await fetch(api(`flows?src_ip=${encodeURIComponent(a)}&dst_ip=${encodeURIComponent(b)}&port=${e.port}&limit=20`));
+          if (r.ok) flows.push(...(await r.json()).flows);
+        } catch (err) { /* shown as none */ }
+      }
+    }
+    if (token !== detailsToken) return;
+    html += `<h3>Flows (${flows.length})</h3><table id="edge-flows"><thead><tr><th>from</th><th>to</th><th>if</th><th class="num">bytes</th><th class="num">packets</th></tr></thead><tbody>` +
+      flows.map((f) => `<tr><td>${esc(f.src_ip)}:${f.src_port}</td><td>${esc(f.dst_ip)}:${f.dst_port}</td><td>${esc(f.interface)} ${esc(f.direction)}</td><td class="num">${fmtBytes(f.bytes)}</td><td class="num">${f.packets}</td></tr>`).join("") +
+      "</tbody></table>";
+    if (e.protocol && dst) {
+      try {
+        const r = await fetch(api(`l7/endpoints?service=${encodeURIComponent(`${dst.ips[0]}:${e.port}`)}&limit=20`));
+        const eps = r.ok ? (await r.json()).endpoints || [] : [];
+        if (token !== detailsToken) return;
+        html += `<h3>L7 endpoints (${eps.length})</h3><table><thead><tr><th>side</th><th>method</th><th>route</th><th class="num">req</th><th class="num">errors</th><th class="num">p99</th></tr></thead><tbody>` +
+          eps.map((p) => `<tr><td>${esc(p.side)}</td><td>${esc(p.method)}</td><td>${esc(p.route)}</td><td class="num">${p.requests}</td><td class="num">${p.errors}</td><td class="num">${fmtSecs(p.p99_seconds)}</td></tr>`).join("") +
+          "</tbody></table>";
+      } catch (err) { /* none */ }
+    }
+    pane.innerHTML = html;
+  } else {
+    const n = el.data("node");
+    const out = model.data.edges.filter((e) => e.source === n.id), inn = model.data.edges.filter((e) => e.target === n.id);
+    pane.innerHTML = `<h2>${esc(n.name)}</h2>` + dl([
+      ["kind", n.kind], ["namespace", n.namespace], ["workload", n.workload], ["pod", n.pod], ["process", n.process],
+      ["addresses", n.ips.join(", ")], ["sent", fmtBytes(n.bytes_sent)], ["received", fmtBytes(n.bytes_received)],
+      ["calls out", out.length], ["called by", inn.length]]) +
+      `<h3>Talks to</h3><ul>${out.map((e) => `<li>${esc(nameOf(e.target))}:${e.port} ${esc(e.protocol || e.transport)}</li>`).join("")}</ul>` +
+      `<h3>Called by</h3><ul>${inn.map((e) => `<li>${esc(nameOf(e.source))} :${e.port}</li>`).join("")}</ul>`;
+  }
+}
+
+function select(id) {
+  state.selected = id;
+  cy.elements().unselect();
+  const el = cy.getElementById(id);
+  if (el.nonempty()) el.select();
+  for (const tr of $("edges").tBodies[0].rows) {
+    const on = tr.dataset.id === id;
+    tr.classList.toggle("selected", on);
+    tr.setAttribute("aria-selected", String(on));
+  }
+  showSelected();
+}
+
+cy.on("tap", "node, edge", (ev) => select(ev.target.id()));
+cy.on("tap", (ev) => { if (ev.target === cy) { state.selected = null; $("details").innerHTML = "<h2>Details</h2><p class=\"hint\">Select a node or an edge.</p>"; } });
+
+$("edges").tBodies[0].addEventListener("click", (ev) => { const tr = ev.target.closest("tr"); if (tr) select(tr.dataset.id); });
+$("edges").tBodies[0].addEventListener("keydown", (ev) => {
+  const tr = ev.target.closest("tr");
+  if (!tr) return;
+  if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(tr.dataset.id); }
+  if (ev.key === "ArrowDown" && tr.nextElementSibling) { ev.preventDefault(); tr.nextElementSibling.focus(); }
+  if (ev.key === "ArrowUp" && tr.previousElementSibling) { ev.preventDefault(); tr.previousElementSibling.focus(); }
+});
+
+for (const k of ["window", "group_by", "namespace", "protocol", "colour"]) {
+  $(k).addEventListener("change", () => {
+    state[k] = $(k).value.trim();
+    if (k === "group_by") cy.elements().remove();
+    $("legend-colour").textContent = state.colour === "rtt" ? "RTT (green 0 ms - red 1 s; grey: none)" : "error rate (green 0% - red 25%+; grey: no requests)";
+    refresh();
+  });
+}
+$("pause").addEventListener("click", () => {
+  state.paused = !state.paused;
+  $("pause").textContent = state.paused ? "Resume" : "Pause";
+  $("pause").setAttribute("aria-pressed", String(state.paused));
+  if (!state.paused) refresh();
+});
+
+let timer = null;
+async function refresh() {
+  clearTimeout(timer);
+  const q = new URLSearchParams({ window: state.window, group_by: state.group_by });
+  if (state.namespace) q.set("namespace", state.namespace);
+  if (state.protocol) q.set("protocol", state.protocol);
+  try {
+    const r = await fetch(api(`topology?${q}`));
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.error || `HTTP ${r.status}`);
+    if (!body.enabled) throw new Error("the agent has no topology stage");
+    render(body);
+    model.updates++;
+  } catch (err) {
+    model.errors++;
+    model.lastError = String(err.message || err);
+    $("status").textContent = `cannot load the topology: ${model.lastError}`;
+    $("status").classList.add("error");
+  }
+  if (!state.paused) timer = setTimeout(refresh, document.hidden ? POLL_MS * 5 : POLL_MS);
+}
+refresh();
