@@ -5,7 +5,7 @@
 // tests and to curious users.
 import cytoscape from "cytoscape";
 
-const POLL_MS = 2000;
+const POLL_MS = 1000;
 const api = (path) => `../api/v1/${path}`;
 const $ = (id) => document.getElementById(id);
 

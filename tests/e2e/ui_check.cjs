@@ -1,0 +1,86 @@
+// Drives the web UI in Debian's Chromium (playwright-core from the build's ui/node_modules,
+// NODE_PATH) for tests/e2e/test_topology.py:
+//   node ui_check.cjs URL OUT_DIR '{"edges": [[client, server], ...], "new_edge": [client, server]}'
+// Prints READY once the expected edges are in the page's data model (the test then makes
+// the new connection), and at the end one JSON line of findings; exits non-zero on failure.
+const { chromium } = require("playwright-core");
+
+const [url, outDir, expectJson] = process.argv.slice(2);
+const expect = JSON.parse(expectJson);
+
+async function waitFor(fn, timeoutMs, what) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+(async () => {
+  const res = { console_errors: [], edges_found: false, rows: 0, new_edge_after_ms: -1, flows_listed: 0,
+                keyboard_selects: false, updates: 0 };
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync"],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    page.on("console", (m) => { if (m.type() === "error") res.console_errors.push(m.text()); });
+    page.on("pageerror", (e) => res.console_errors.push(String(e)));
+    page.on("requestfailed", (r) => res.console_errors.push(`request failed: ${r.url()} ${r.failure() && r.failure().errorText}`));
+    await page.goto(url);
+    const hasEdges = (pairs) => page.evaluate((pairs) => {
+      const d = window.netprobe && window.netprobe.data;
+      return !!d && pairs.every(([a, b]) => d.edges.some((e) => e.source === a && e.target === b));
+    }, pairs);
+    await waitFor(() => hasEdges(expect.edges), 20000, "the expected edges in the page's data model");
+    res.edges_found = true;
+    // the graph and the table show what the model holds
+    res.rows = await page.$$eval("#edges tbody tr", (rs) => rs.length);
+    const shown = await page.evaluate(() => ({ edges: window.netprobe.cy.edges().length, model: window.netprobe.data.edges.length }));
+    if (shown.edges !== shown.model || res.rows !== shown.model) throw new Error(`graph ${shown.edges} / table ${res.rows} / model ${shown.model} edges`);
+    process.stdout.write("READY\n");
+    const t0 = Date.now();
+    await waitFor(() => hasEdges([expect.new_edge]), 30000, "the new connection's edge");
+    res.new_edge_after_ms = Date.now() - t0;
+
+    // click the first expected edge where the graph draws it
+    const pt = await page.evaluate(([a, b]) => {
+      const cy = window.netprobe.cy;
+      cy.fit(undefined, 40);
+      const e = cy.edges().filter((x) => x.data("source") === a && x.data("target") === b)[0];
+      const m = e.renderedMidpoint();
+      const r = cy.container().getBoundingClientRect();
+      return { x: r.left + m.x, y: r.top + m.y, id: e.id() };
+    }, expect.edges[0]);
+    await page.mouse.click(pt.x, pt.y);
+    await page.waitForSelector("#edge-flows tbody tr", { timeout: 10000 });
+    res.selected = await page.evaluate(() => window.netprobe.state.selected);
+    if (res.selected !== pt.id) throw new Error(`the click selected ${res.selected}, not ${pt.id}`);
+    res.flows_listed = await page.$$eval("#edge-flows tbody tr", (rs) => rs.length);
+    await page.screenshot({ path: `${outDir}/topology.png` });
+
+    // keyboard: the edge table's rows are focusable; Down then Enter selects the second
+    await page.focus("#edges tbody tr");
+    await page.keyboard.press("ArrowDown");
+    const want = await page.evaluate(() => document.activeElement.dataset.id);
+    await page.keyboard.press("Enter");
+    await waitFor(() => page.evaluate((w) => window.netprobe.state.selected === w &&
+                                       document.querySelector("#details h2").textContent.includes("\u2192"), want),
+                  5000, "the row chosen with the keyboard to be shown");
+    res.keyboard_selects = true;
+    await page.screenshot({ path: `${outDir}/topology-keyboard.png` });
+    res.updates = await page.evaluate(() => window.netprobe.updates);
+    if (res.console_errors.length) throw new Error(`console errors: ${res.console_errors.join("; ")}`);
+  } catch (err) {
+    res.error = String(err && err.stack || err);
+    process.stdout.write(JSON.stringify(res) + "\n");
+    await browser.close();
+    process.exit(1);
+  }
+  await browser.close();
+  process.stdout.write(JSON.stringify(res) + "\n");
+})();
