@@ -107,13 +107,22 @@ struct Topology::State {
     }
 
     static TopologySlot& slot(Conversation& c, std::int64_t id) {
-        if (c.slots.empty() || c.slots.back().id != id) c.slots.push_back(TopologySlot{.id = id});
-        return c.slots.back();
+        if (c.slots.empty() || c.slots.back().id < id) {
+            c.slots.push_back(TopologySlot{.id = id});
+            return c.slots.back();
+        }
+        auto it = std::lower_bound(c.slots.begin(), c.slots.end(), id,
+                                   [](const TopologySlot& s, std::int64_t x) { return s.id < x; });
+        if (it == c.slots.end() || it->id != id) it = c.slots.insert(it, TopologySlot{.id = id});
+        return *it;
     }
 
     // The conversation a directed 5-tuple belongs to: an existing one, the socket's
     // orientation, else the port heuristic.
-    Key orient(const Tuple& t, const std::map<Tuple, bool>& sockets, bool& by_socket) const {
+    // first_ns: when the kernel first saw each directed 5-tuple of this collection (the
+    // client's first packet - the SYN - comes before the server's answer).
+    Key orient(const Tuple& t, const std::map<Tuple, bool>& sockets, const std::map<Tuple, std::uint64_t>& first_ns,
+               bool& by_socket) const {
         const Key fwd{t.src, t.dst, t.dport, t.proto}, rev{t.dst, t.src, t.sport, t.proto};
         by_socket = false;
         if (convs.contains(fwd)) return fwd;
@@ -128,8 +137,53 @@ struct Topology::State {
             by_socket = true;
             return it->second ? rev : fwd;
         }
+        if (auto a = first_ns.find(t), b = first_ns.find(back); a != first_ns.end() && b != first_ns.end()) {
+            if (a->second < b->second) return fwd;
+            if (b->second < a->second) return rev;
+        }
+        // An ephemeral port (Linux's default range) at one end only: the other end serves.
+        const auto ephemeral = [](std::uint16_t p) { return p >= 32768 && p <= 60999; };
+        if (ephemeral(t.sport) != ephemeral(t.dport)) return ephemeral(t.sport) ? fwd : rev;
         if (t.sport < t.dport) return rev;
         return fwd;
+    }
+
+    // A definitive orientation (a socket's connect()/accept(), an L7 parser's request) for a
+    // conversation that a heuristic may have oriented the other way (key `wrong`: client and
+    // server swapped, the port the real client's): its figures move to `right`.
+    void reorient(const Key& right, const Key& wrong) {
+        auto w = convs.find(wrong);
+        if (w == convs.end() || w->second->oriented_by_socket) return;
+        Conversation moved = *w->second;
+        convs.erase(w);
+        std::swap(moved.client, moved.server);
+        moved.port = right.port;
+        moved.oriented_by_socket = true;
+        for (auto& sl : moved.slots) {
+            std::swap(sl.bytes_out, sl.bytes_in);
+            std::swap(sl.packets_out, sl.packets_in);
+        }
+        auto r = convs.find(right);
+        if (r == convs.end()) {
+            convs.emplace(right, std::make_shared<Conversation>(std::move(moved)));
+            return;
+        }
+        if (r->second.use_count() > 1) r->second = std::make_shared<Conversation>(*r->second);
+        Conversation& c = *r->second;
+        for (const auto& sl : moved.slots) {
+            auto& d = slot(c, sl.id);
+            d.bytes_out += sl.bytes_out;
+            d.bytes_in += sl.bytes_in;
+            d.packets_out += sl.packets_out;
+            d.packets_in += sl.packets_in;
+            d.opened += sl.opened;
+            d.failed += sl.failed;
+            d.retransmits += sl.retransmits;
+            d.rtt_us_sum += sl.rtt_us_sum;
+            d.rtt_samples += sl.rtt_samples;
+        }
+        c.first_seen_ns = std::min(c.first_seen_ns ? c.first_seen_ns : moved.first_seen_ns, moved.first_seen_ns);
+        c.last_seen_ns = std::max(c.last_seen_ns, moved.last_seen_ns);
     }
 };
 
@@ -168,6 +222,7 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
         std::uint64_t bytes = 0, packets = 0;
     };
     std::map<Tuple, Counts> directed;
+    std::map<Tuple, std::uint64_t> first_ns;
     for (const auto& f : snap.flows) {
         if (!hasPorts(f.key.proto)) {
             ++s.unoriented;
@@ -181,11 +236,13 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
         auto& c = directed[t];
         c.bytes += f.bytes;
         c.packets += f.packets;
+        auto [fit, ffresh] = first_ns.try_emplace(t, f.first_seen_ns);
+        if (!ffresh && f.first_seen_ns && f.first_seen_ns < fit->second) fit->second = f.first_seen_ns;
     }
     for (const auto& [t, n] : directed) {
         if (n.packets == 0) continue;
         bool by_socket = false;
-        const Key k = s.orient(t, sockets, by_socket);
+        const Key k = s.orient(t, sockets, first_ns, by_socket);
         Conversation* c = s.get(k, t.family, by_socket);
         if (!c) continue;
         auto& sl = State::slot(*c, now_slot);
@@ -209,6 +266,7 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
             const ConnKey ck = active ? ConnKey{r.src_ip, r.dst_ip, r.src_port, r.dst_port}
                                       : ConnKey{r.dst_ip, r.src_ip, r.dst_port, r.src_port};
             const Key k{ck.client, ck.server, ck.sport, 6};
+            s.reorient(k, Key{ck.server, ck.client, ck.cport, 6});
             auto [it, fresh] = s.conns.try_emplace(ck);
             auto& cs = it->second;
             Conversation* c = s.get(fresh ? k : cs.conv, r.family, true);
@@ -247,6 +305,7 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
                 const Key udp{r.client, r.server, r.server_port, 17};
                 if (s.convs.contains(udp) || !s.convs.contains(k)) k = udp;
             }
+            s.reorient(k, Key{r.server, r.client, r.client_port, k.proto});
             Conversation* c = s.get(k, r.family, true);
             if (!c) continue;
             auto& sl = State::slot(*c, now_slot);

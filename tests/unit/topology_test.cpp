@@ -116,6 +116,61 @@ TEST(Topology, APacketOnTwoInterfacesCountsOnceAcrossCollections) {
     EXPECT_EQ((*e)["bytes_out"], 1000);
 }
 
+// Without a local socket: the direction whose first packet came first is the client's
+// (its SYN); equal times fall back to the ports.
+TEST(Topology, FirstPacketOrientsWhenNoSocketIsLocal) {
+    Topology t;
+    Clock clk;
+    auto s = clk.at(0);
+    auto a = sample("198.18.0.1", 33000, "198.18.1.1", 50051, 100, 2);
+    auto b = sample("198.18.1.1", 50051, "198.18.0.1", 33000, 900, 2);
+    a.first_seen_ns = 1000;
+    b.first_seen_ns = 1004;
+    s->flows = {b, a};
+    Views v;
+    t.run(*s, v);
+    const auto j = api(v);
+    const auto* e = edge(j, "198.18.0.1", "198.18.1.1");
+    ASSERT_TRUE(e) << j.dump();
+    EXPECT_EQ((*e)["port"], 50051);
+    EXPECT_EQ((*e)["bytes_out"], 100);
+    EXPECT_EQ((*e)["bytes_in"], 900);
+}
+
+// The port heuristic got it wrong (both ports ephemeral, the client's lower); an L7
+// request (whose parser knows the client) moves the figures to the right orientation.
+TEST(Topology, ADefinitiveOrientationMovesAGuessedConversation) {
+    Topology t;
+    Clock clk;
+    auto s = clk.at(0);
+    s->flows = {sample("198.18.0.1", 33000, "198.18.1.1", 50051, 100, 2),
+                sample("198.18.1.1", 50051, "198.18.0.1", 33000, 900, 3)};
+    Views v;
+    t.run(*s, v);
+    ASSERT_TRUE(edge(api(v), "198.18.1.1", "198.18.0.1"));  // the guess: 198.18.1.1 called :33000
+    s = clk.at(1);
+    auto l7 = std::make_shared<collector::L7Sample>();
+    l7::Request r;
+    r.protocol = "grpc";
+    r.side = l7::Side::Client;
+    r.client = ip("198.18.0.1");
+    r.server = ip("198.18.1.1");
+    r.client_port = 33000;
+    r.server_port = 50051;
+    l7->requests = {r};
+    s->l7 = l7;
+    s->flows = {sample("198.18.0.1", 33000, "198.18.1.1", 50051, 10, 1)};
+    t.run(*s, v);
+    const auto j = api(v);
+    ASSERT_EQ(j["edges"].size(), 1u) << j.dump();
+    const auto* e = edge(j, "198.18.0.1", "198.18.1.1");
+    ASSERT_TRUE(e) << j.dump();
+    EXPECT_EQ((*e)["port"], 50051);
+    EXPECT_EQ((*e)["bytes_out"], 110);
+    EXPECT_EQ((*e)["bytes_in"], 900);
+    EXPECT_EQ((*e)["requests"], 1);
+}
+
 TEST(Topology, SocketsOrientAgainstThePortHeuristic) {
     // A client that connected from port 80 to a server listening on 50000.
     Topology t;

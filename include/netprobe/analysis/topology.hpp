@@ -5,9 +5,10 @@
 // grain (addresses) with what is known of each address, and the export aggregates.
 //
 // Orientation: a TCP conversation whose local socket the stack monitor saw connect()
-// (active) or accept (passive) is oriented by that; otherwise the end with the lower
-// port is the server (ports equal: the destination of the first packet seen). An
-// orientation once taken is kept for the conversation's life.
+// (active) or accept (passive) is oriented by that; otherwise the direction the kernel
+// saw first is the client's, then an ephemeral port facing a non-ephemeral one, then the
+// lower port is the server's. A guessed orientation is corrected (figures moved) when a
+// connection record or an L7 request gives the definitive one.
 //
 // Bytes and packets come from the datapath's flow samples; a packet seen on several
 // interfaces (a routed or bridged path through the node) counts once: each directed
