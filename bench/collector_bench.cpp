@@ -45,6 +45,8 @@
 #include <netprobe/analysis/flow_export.hpp>
 #include <netprobe/analysis/flow_table.hpp>
 #include <netprobe/analysis/talkers.hpp>
+#include <netprobe/analysis/topology.hpp>
+#include <netprobe/metrics/topology.hpp>
 #include <netprobe/collector/flow_deltas.hpp>
 #include <netprobe/ebpf/map_io.hpp>
 #include <netprobe/metrics/server.hpp>
@@ -270,6 +272,40 @@ void BM_TopTalkers(benchmark::State& state) {
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kFlows);
 }
 
+// The topology stage over one interval of 100k samples (the same 5-tuples every
+// interval: conversations found, their slot updated, copy-on-write against the view the
+// previous run published), and the API's answer over the result.
+void BM_Topology(benchmark::State& state) {
+    auto now = npbench::monoNowNs();
+    Snapshot snap;
+    npbench::addInterfaces(snap, 4);
+    snap.interval_seconds = 5;
+    snap.flows = npbench::makeSamples(kFlows, now);
+    netprobe::analysis::Topology stage;
+    netprobe::analysis::Views views;
+    for (auto _ : state) {
+        now += 5'000'000'000ull;
+        snap.mono = netprobe::collector::MonoTime(std::chrono::nanoseconds(now));
+        stage.run(snap, views);
+    }
+    state.counters["flows"] = kFlows;
+    state.counters["conversations"] = static_cast<double>(views.topology->conversations.size());
+}
+
+void BM_TopologyJson(benchmark::State& state) {
+    auto now = npbench::monoNowNs();
+    Snapshot snap;
+    npbench::addInterfaces(snap, 4);
+    snap.flows = npbench::makeSamples(kFlows, now);
+    snap.mono = netprobe::collector::MonoTime(std::chrono::nanoseconds(now));
+    netprobe::analysis::Topology stage;
+    netprobe::analysis::Views views;
+    stage.run(snap, views);
+    std::size_t bytes = 0;
+    for (auto _ : state) bytes = netprobe::metrics::topologyJson(views.topology.get(), nullptr, {}).size();
+    state.counters["bytes"] = static_cast<double>(bytes);
+}
+
 void BM_FlowExportUpdate(benchmark::State& state) {
     auto now = npbench::monoNowNs();
     Snapshot snap;
@@ -415,6 +451,8 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark("FlowTableApply/Update", BM_FlowTableApplyUpdate)->Unit(kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark("FlowTableRecords", BM_FlowTableRecords)->Unit(kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark("TopTalkers", BM_TopTalkers)->Unit(kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("Topology", BM_Topology)->Unit(kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("TopologyJson", BM_TopologyJson)->Unit(kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark("FlowExport/Update", BM_FlowExportUpdate)->Unit(kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark("FlowExport/Emit", BM_FlowExportEmit)->Unit(kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark("IpfixEncode", BM_IpfixEncode)->Unit(kMillisecond)->UseRealTime();

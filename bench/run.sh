@@ -172,6 +172,9 @@ ms_row FlowTableApply/Insert "FlowTable::apply 100k samples (new flows)" ""
 ms_row FlowTableApply/Update "FlowTable::apply 100k samples (known flows)" ""
 ms_row FlowTableRecords "flow view build, 100k flows (FlowTable::apply without samples: copy, sort, index)" ""
 ms_row TopTalkers "TopTalkers stage over 100k samples (talkers, sums, sticky top-20; every interval)" ""
+topo_convs=$(gb Topology conversations)
+ms_row Topology "Topology stage over 100k samples (${topo_convs%.*} conversations; every interval)" ""
+ms_row TopologyJson "GET /api/v1/topology over those conversations (top 2000 edges)" ""
 ms_row FlowExport/Update "FlowExport stage over 100k samples of open flows (flow records; every interval)" ""
 ms_row FlowExport/Emit "FlowExport: 100k flows end, their records built" ""
 ipfix_bpr=$(gb IpfixEncode bytes_per_record)

@@ -26,7 +26,26 @@ struct Tuple {
     std::uint16_t sport = 0, dport = 0;
     std::uint8_t proto = 0, family = 4;
     auto operator<=>(const Tuple&) const = default;
+    bool operator==(const Tuple&) const = default;
 };
+
+struct TupleHash {
+    std::size_t operator()(const Tuple& t) const noexcept {
+        std::uint64_t h = 1469598103934665603ull;  // FNV-1a over the fields
+        auto mix = [&](const std::uint8_t* p, std::size_t n) {
+            for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+        };
+        mix(t.src.data(), 16);
+        mix(t.dst.data(), 16);
+        const std::uint8_t tail[6] = {static_cast<std::uint8_t>(t.sport), static_cast<std::uint8_t>(t.sport >> 8),
+                                      static_cast<std::uint8_t>(t.dport), static_cast<std::uint8_t>(t.dport >> 8),
+                                      t.proto, t.family};
+        mix(tail, sizeof tail);
+        return static_cast<std::size_t>(h ^ (h >> 29));
+    }
+};
+template <typename V>
+using TupleMap = std::unordered_map<Tuple, V, TupleHash>;
 
 // A TCP connection by its canonical ends (client, server), both records' view of it.
 struct ConnKey {
@@ -60,7 +79,7 @@ struct Topology::State {
         std::uint64_t place = 0;  // ifindex << 8 | direction
         std::uint64_t last_ns = 0;
     };
-    std::map<Tuple, Place> places;  // where each directed 5-tuple is counted
+    TupleMap<Place> places;  // where each directed 5-tuple is counted
     std::uint64_t run = 0;
     std::uint64_t overflow = 0, unoriented = 0;
 
@@ -121,7 +140,7 @@ struct Topology::State {
     // orientation, else the port heuristic.
     // first_ns: when the kernel first saw each directed 5-tuple of this collection (the
     // client's first packet - the SYN - comes before the server's answer).
-    Key orient(const Tuple& t, const std::map<Tuple, bool>& sockets, const std::map<Tuple, std::uint64_t>& first_ns,
+    Key orient(const Tuple& t, const TupleMap<bool>& sockets, const TupleMap<std::uint64_t>& first_ns,
                bool& by_socket) const {
         const Key fwd{t.src, t.dst, t.dport, t.proto}, rev{t.dst, t.src, t.sport, t.proto};
         by_socket = false;
@@ -205,7 +224,7 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
     const auto now_slot = static_cast<std::int64_t>(now_ns / slot_ns);
 
     // The local sockets' orientation: (local, remote) -> connected (true) / accepted.
-    std::map<Tuple, bool> sockets;
+    TupleMap<bool> sockets;
     const auto* stack = snap.stack.get();
     if (stack) {
         for (const auto& c : stack->connections) {
@@ -221,8 +240,10 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
     struct Counts {
         std::uint64_t bytes = 0, packets = 0;
     };
-    std::map<Tuple, Counts> directed;
-    std::map<Tuple, std::uint64_t> first_ns;
+    TupleMap<Counts> directed;
+    TupleMap<std::uint64_t> first_ns;
+    directed.reserve(snap.flows.size());
+    first_ns.reserve(snap.flows.size());
     for (const auto& f : snap.flows) {
         if (!hasPorts(f.key.proto)) {
             ++s.unoriented;
