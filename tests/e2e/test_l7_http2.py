@@ -116,6 +116,8 @@ class L7Http2Test(E2ETestCase):
         d = self.nginx(8080, 8443)
         agent = self.agent()
         agent.wait_collections(2)
+        # parser state of other processes' connections on this machine (the capture sees them all)
+        held = agent.metrics().get("netprobe_l7_connections")
         service = f"{self.ip}:8080"
 
         # curl, one process and connection per request (curl 7.88 fails to reuse an h2c
@@ -174,7 +176,7 @@ class L7Http2Test(E2ETestCase):
         self.assertEqual(self.settle(agent, tls, 600, "client"), classes)
         self.assertEqual(set(self.by(agent, "client", tls, "protocol")), {"http2"})
         self.assertCleanCapture(agent)
-        wait_for(lambda: agent.metrics().get("netprobe_l7_connections") == 0, 15,
+        wait_for(lambda: agent.metrics().get("netprobe_l7_connections") <= held, 15,
                  "parser state of closed connections released")
 
     def test_grpc_calls_match_the_clients_status_codes(self):
