@@ -432,4 +432,67 @@ double latencyQuantile(const std::array<std::uint64_t, kTopologyLatencyBuckets.s
     return kTopologyLatencyBuckets.back();
 }
 
+std::vector<std::string> segmentGraph(const SegmentInput& in) {
+    const std::size_t n = in.nodes.size();
+    std::vector<std::vector<std::pair<std::size_t, double>>> adj(n);
+    std::vector<double> volume(n, 0);
+    for (const auto& e : in.edges) {
+        if (e.a >= n || e.b >= n || e.a == e.b || e.weight <= 0) continue;
+        adj[e.a].emplace_back(e.b, e.weight);
+        adj[e.b].emplace_back(e.a, e.weight);
+        volume[e.a] += e.weight;
+        volume[e.b] += e.weight;
+    }
+    // Labels: node indexes; namespaced nodes are fixed to their namespace's first node.
+    std::vector<std::size_t> label(n);
+    std::vector<bool> fixed(n, false);
+    std::map<std::string, std::size_t> ns_first;
+    for (std::size_t i = 0; i < n; ++i) {
+        label[i] = i;
+        const std::string ns = i < in.ns.size() ? in.ns[i] : std::string();
+        if (ns.empty()) continue;
+        label[i] = ns_first.try_emplace(ns, i).first->second;
+        fixed[i] = true;
+    }
+    std::vector<std::size_t> order(n);
+    for (std::size_t i = 0; i < n; ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) { return in.nodes[x] < in.nodes[y]; });
+    std::map<std::size_t, double> score;
+    for (int round = 0; round < 20; ++round) {
+        bool changed = false;
+        for (std::size_t i : order) {
+            if (fixed[i] || adj[i].empty()) continue;
+            score.clear();
+            for (const auto& [j, w] : adj[i])
+                if (!fixed[j]) score[label[j]] += w;  // namespaces are not joined by their clients
+            if (score.empty()) continue;
+            std::size_t best = label[i];
+            double best_w = score.contains(best) ? score[best] : -1;
+            for (const auto& [l, w] : score)
+                if (w > best_w || (w == best_w && l < best)) {
+                    best = l;
+                    best_w = w;
+                }
+            if (best != label[i]) {
+                label[i] = best;
+                changed = true;
+            }
+        }
+        if (!changed) break;
+    }
+    // Name each community after its busiest member.
+    std::map<std::size_t, std::size_t> top;  // label -> member with the most volume
+    for (std::size_t i = 0; i < n; ++i) {
+        if (fixed[i]) continue;
+        auto [it, fresh] = top.try_emplace(label[i], i);
+        if (!fresh && (volume[i] > volume[it->second] ||
+                       (volume[i] == volume[it->second] && in.nodes[i] < in.nodes[it->second])))
+            it->second = i;
+    }
+    std::vector<std::string> out(n);
+    for (std::size_t i = 0; i < n; ++i)
+        out[i] = fixed[i] ? "ns:" + in.ns[i] : "cluster:" + in.nodes[top[label[i]]];
+    return out;
+}
+
 }  // namespace netprobe::analysis

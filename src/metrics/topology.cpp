@@ -20,6 +20,8 @@ using analysis::Conversation;
 using analysis::ConversationTotals;
 using analysis::TopologyEnd;
 
+const std::string kWorkload = "workload";
+
 std::string transportName(std::uint8_t p) {
     switch (p) {
         case 6: return "tcp";
@@ -30,7 +32,7 @@ std::string transportName(std::uint8_t p) {
 }
 
 struct Node {
-    std::string id, name, kind, ns, workload, pod, process;
+    std::string id, name, kind, ns, workload, pod, process, segment;
     std::vector<std::string> ips;
     std::uint64_t bytes_sent = 0, bytes_received = 0, requests_in = 0, errors_in = 0;
     bool server = false, client = false;
@@ -109,8 +111,8 @@ std::expected<TopologyQuery, std::string> parseTopologyQuery(
             q.window_seconds = static_cast<std::size_t>(
                 std::ceil(std::chrono::duration<double>(*d).count()));
         } else if (k == "group_by") {
-            if (v != "host" && v != "workload" && v != "namespace" && v != "pod" && v != "process")
-                return bad(k, v, "expected host, workload, namespace, pod or process");
+            if (v != "host" && v != "workload" && v != "namespace" && v != "pod" && v != "process" && v != "segment")
+                return bad(k, v, "expected host, workload, namespace, pod, process or segment");
             q.group_by = v;
         } else if (k == "namespace") {
             if (v.empty()) return bad(k, v, "expected a namespace");
@@ -154,7 +156,9 @@ std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7
         if (t.packets_out + t.packets_in + t.opened + t.requests == 0) continue;
         const std::string transport = transportName(c.ip_proto);
         if (!q.protocol.empty() && q.protocol != transport && q.protocol != t.l7_protocol) continue;
-        Node a = nodeOf(c.client, q.group_by, names), b = nodeOf(c.server, q.group_by, names);
+        // (segments are found over the workload graph, which falls back to hosts without Kubernetes)
+        const std::string& base = q.group_by == "segment" ? kWorkload : q.group_by;
+        Node a = nodeOf(c.client, base, names), b = nodeOf(c.server, base, names);
         auto merge = [&](Node& n) -> Node& {
             auto [it, fresh] = nodes.try_emplace(n.id, n);
             if (!fresh && std::find(it->second.ips.begin(), it->second.ips.end(), n.ips[0]) == it->second.ips.end() &&
@@ -193,6 +197,72 @@ std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7
             e.rtt_weighted += t.rtt_ms;
             ++e.rtt_weight;
         }
+    }
+
+    // Segments: over the whole graph of this answer (before the limit), bytes as weights.
+    {
+        analysis::SegmentInput in;
+        std::map<std::string, std::size_t> index;
+        for (const auto& [id, n] : nodes) {
+            index[id] = in.nodes.size();
+            in.nodes.push_back(id);
+            in.ns.push_back(n.kind == "host" ? std::string() : n.ns);
+        }
+        for (const auto& [_, e] : edges)
+            in.edges.push_back({index[e.source], index[e.target], static_cast<double>(e.t.bytes_out + e.t.bytes_in)});
+        const auto seg = analysis::segmentGraph(in);
+        for (auto& [id, n] : nodes) n.segment = seg[index[id]];
+    }
+    if (q.group_by == "segment") {
+        // Nodes are the segments; edges the traffic between them (within a segment: its
+        // nodes' figures only).
+        std::map<std::string, Node> segs;
+        for (const auto& [id, n] : nodes) {
+            auto [it, fresh] = segs.try_emplace(n.segment);
+            Node& sn = it->second;
+            if (fresh) {
+                sn.id = n.segment;
+                sn.name = n.segment.starts_with("ns:") ? n.segment.substr(3) : n.segment.substr(8) + " and peers";
+                sn.kind = "segment";
+                sn.segment = n.segment;
+            }
+            if (sn.ips.size() < 16) sn.ips.push_back(n.ips[0]);
+            sn.bytes_sent += n.bytes_sent;
+            sn.bytes_received += n.bytes_received;
+            sn.requests_in += n.requests_in;
+            sn.errors_in += n.errors_in;
+            sn.client = sn.client || n.client;
+            sn.server = sn.server || n.server;
+        }
+        std::map<std::tuple<std::string, std::string, std::uint16_t, std::string>, Edge> between;
+        for (const auto& [_, e] : edges) {
+            const std::string& a = nodes[e.source].segment;
+            const std::string& b = nodes[e.target].segment;
+            if (a == b) continue;
+            auto& d = between[{a, b, e.port, e.transport}];
+            const Edge copy = d;
+            d = e;
+            d.source = a;
+            d.target = b;
+            if (copy.conversations) {
+                d.conversations += copy.conversations;
+                d.t.bytes_out += copy.t.bytes_out;
+                d.t.bytes_in += copy.t.bytes_in;
+                d.t.packets_out += copy.t.packets_out;
+                d.t.packets_in += copy.t.packets_in;
+                d.t.opened += copy.t.opened;
+                d.t.failed += copy.t.failed;
+                d.t.retransmits += copy.t.retransmits;
+                d.t.requests += copy.t.requests;
+                d.t.errors += copy.t.errors;
+                for (std::size_t i = 0; i < d.t.latency.size(); ++i) d.t.latency[i] += copy.t.latency[i];
+                d.rtt_weighted += copy.rtt_weighted;
+                d.rtt_weight += copy.rtt_weight;
+                if (d.protocol.empty()) d.protocol = copy.protocol;
+            }
+        }
+        nodes = std::move(segs);
+        edges = std::move(between);
     }
 
     std::vector<Edge*> order;
@@ -250,7 +320,8 @@ std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7
                             {"bytes_sent", n.bytes_sent},
                             {"bytes_received", n.bytes_received},
                             {"client", n.client},
-                            {"server", n.server}};
+                            {"server", n.server},
+                            {"segment", n.segment}};
         if (!n.ns.empty()) o["namespace"] = n.ns;
         if (!n.workload.empty()) o["workload"] = n.workload;
         if (!n.pod.empty() && (n.kind == "pod" || n.kind == "host")) o["pod"] = n.pod;
@@ -273,7 +344,8 @@ std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7
                             {"connections_opened", t.opened},
                             {"connections_failed", t.failed},
                             {"retransmits", t.retransmits},
-                            {"rtt_ms", rtt(*e)}};
+                            {"rtt_ms", rtt(*e)},
+                            {"boundary", nodes[e->source].segment != nodes[e->target].segment}};
         if (!e->protocol.empty()) {
             o["protocol"] = e->protocol;
             o["requests"] = t.requests;

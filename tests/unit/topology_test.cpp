@@ -357,3 +357,52 @@ TEST(Topology, LatencyQuantileInterpolatesWithinBuckets) {
 }
 
 }  // namespace
+
+namespace {
+
+// Two groups that talk among themselves, joined by one thin edge: two segments, named
+// after their busiest members; namespaced nodes keep their namespace's segment.
+TEST(TopologySegments, CommunitiesAndNamespaces) {
+    analysis::SegmentInput in;
+    in.nodes = {"a1", "a2", "a3", "b1", "b2", "b3", "k1", "k2"};
+    in.ns = {"", "", "", "", "", "", "shop", "shop"};
+    auto e = [&](std::size_t a, std::size_t b, double w) { in.edges.push_back({a, b, w}); };
+    e(0, 1, 1000), e(1, 2, 900), e(0, 2, 800);  // a-group
+    e(3, 4, 1000), e(4, 5, 700), e(3, 5, 600);  // b-group
+    e(2, 3, 5);                                 // the thin link
+    e(6, 0, 50000);                             // a namespaced client of a1
+    e(7, 6, 10);
+    const auto seg = analysis::segmentGraph(in);
+    ASSERT_EQ(seg.size(), 8u);
+    EXPECT_EQ(seg[0], seg[1]);
+    EXPECT_EQ(seg[1], seg[2]);
+    EXPECT_EQ(seg[3], seg[4]);
+    EXPECT_EQ(seg[4], seg[5]);
+    EXPECT_NE(seg[0], seg[3]);
+    EXPECT_EQ(seg[0], "cluster:a1");  // the busiest: a1 carries its namespaced client's 50000 too
+    EXPECT_EQ(seg[6], "ns:shop");
+    EXPECT_EQ(seg[7], "ns:shop");
+}
+
+TEST(TopologySegments, GroupBySegmentAndBoundaryEdges) {
+    Topology t;
+    Clock clk;
+    auto s = clk.at(0);
+    // 198.18.0.1/.2 talk a lot; 198.18.5.1/.2 talk a lot; one small call between the pairs
+    s->flows = {sample("198.18.0.1", 40000, "198.18.0.2", 80, 100000, 100),
+                sample("198.18.5.1", 40000, "198.18.5.2", 80, 100000, 100),
+                sample("198.18.0.2", 40001, "198.18.5.2", 443, 100, 1)};
+    Views v;
+    t.run(*s, v);
+    const auto hosts = api(v);
+    for (const auto& e : hosts["edges"])
+        EXPECT_EQ(e["boundary"].get<bool>(), e["port"] == 443) << e.dump();
+    const auto segs = api(v, {{"group_by", "segment"}});
+    ASSERT_EQ(segs["nodes"].size(), 2u) << segs.dump();
+    ASSERT_EQ(segs["edges"].size(), 1u) << segs.dump();
+    EXPECT_EQ(segs["edges"][0]["port"], 443);
+    EXPECT_EQ(segs["edges"][0]["bytes_out"], 100);
+    for (const auto& n : segs["nodes"]) EXPECT_EQ(n["kind"], "segment");
+}
+
+}  // namespace

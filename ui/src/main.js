@@ -62,7 +62,7 @@ const cy = cytoscape({
 model.cy = cy;
 
 function nodeColour(n) {
-  return { workload: "#54aeff", pod: "#54aeff", namespace: "#b392f0", process: "#7ee787", host: n.server ? "#ffd8b5" : "#d0d7de" }[n.kind] || "#d0d7de";
+  return { workload: "#54aeff", pod: "#54aeff", namespace: "#b392f0", segment: "#b392f0", process: "#7ee787", host: n.server ? "#ffd8b5" : "#d0d7de" }[n.kind] || "#d0d7de";
 }
 
 function render(data) {
@@ -149,6 +149,7 @@ async function showSelected() {
       ["server -> client", `${fmtBytes(e.bytes_in)} in ${e.packets_in} packets`],
       ["rate", fmtRate(e.bytes_per_second)], ["connections", `${e.connections_opened} opened, ${e.connections_failed} failed`],
       ["retransmits", e.retransmits], ["RTT", e.rtt_ms ? `${e.rtt_ms.toFixed(2)} ms` : ""],
+      ["crosses segments", e.boundary ? "yes" : "no"],
       ["requests", e.requests !== undefined ? `${e.requests} (${e.requests_per_second.toFixed(2)}/s)` : ""],
       ["error rate", e.requests ? pct(e.error_rate) : ""],
       ["p50 / p99", e.requests ? `${fmtSecs(e.p50_seconds)} / ${fmtSecs(e.p99_seconds)}` : ""]]);
@@ -182,7 +183,7 @@ async function showSelected() {
     const out = model.data.edges.filter((e) => e.source === n.id), inn = model.data.edges.filter((e) => e.target === n.id);
     pane.innerHTML = `<h2>${esc(n.name)}</h2>` + dl([
       ["kind", n.kind], ["namespace", n.namespace], ["workload", n.workload], ["pod", n.pod], ["process", n.process],
-      ["addresses", n.ips.join(", ")], ["sent", fmtBytes(n.bytes_sent)], ["received", fmtBytes(n.bytes_received)],
+      ["segment", n.segment], ["addresses", n.ips.join(", ")], ["sent", fmtBytes(n.bytes_sent)], ["received", fmtBytes(n.bytes_received)],
       ["calls out", out.length], ["called by", inn.length]]) +
       `<h3>Talks to</h3><ul>${out.map((e) => `<li>${esc(nameOf(e.target))}:${e.port} ${esc(e.protocol || e.transport)}</li>`).join("")}</ul>` +
       `<h3>Called by</h3><ul>${inn.map((e) => `<li>${esc(nameOf(e.source))} :${e.port}</li>`).join("")}</ul>`;

@@ -105,6 +105,23 @@ struct ConversationTotals {
 // Quantile q (0..1) of a latency histogram, interpolated within its bucket; 0 when empty.
 [[nodiscard]] double latencyQuantile(const std::array<std::uint64_t, kTopologyLatencyBuckets.size() + 1>& h, double q);
 
+// Automatic segmentation of a graph (pure): nodes that talk mostly among themselves form
+// a segment. A node with a Kubernetes namespace is in that namespace's segment
+// ("ns:<name>"); the others are grouped by weighted label propagation over the edges
+// (weights: bytes; deterministic: nodes in id order, ties to the smaller label, at most
+// 20 rounds), each community named after its busiest member ("cluster:<id>"). Returns
+// the segment of each node, in the order given.
+struct SegmentInput {
+    std::vector<std::string> nodes;      // ids
+    std::vector<std::string> ns;         // the node's namespace, "" if none (same order)
+    struct Edge {
+        std::size_t a = 0, b = 0;
+        double weight = 0;
+    };
+    std::vector<Edge> edges;
+};
+[[nodiscard]] std::vector<std::string> segmentGraph(const SegmentInput& in);
+
 class Topology final : public Stage {
 public:
     explicit Topology(TopologyOptions options = {}, std::shared_ptr<const Attribution> attribution = nullptr);

@@ -19,7 +19,7 @@ namespace netprobe::metrics {
 
 struct TopologyQuery {
     std::size_t window_seconds = 300;  // up to the view's window (rounded up to whole slots)
-    std::string group_by = "host";     // host, workload, namespace, pod, process
+    std::string group_by = "host";     // host, workload, namespace, pod, process, segment
     std::string ns;                    // only edges with an end in this namespace
     std::string protocol;              // tcp, udp, or an L7 protocol (http, grpc, dns, ...)
     std::string format = "netprobe";   // netprobe, or nodegraph (Grafana's Node Graph panel frames)
