@@ -174,6 +174,43 @@ Table requestsTable(const nlohmann::json& doc, bool wide) {
     return t;
 }
 
+Table topologyTable(const nlohmann::json& doc, bool wide) {
+    Table t;
+    t.header = {"CLIENT", "SERVER", "PORT", "PROTO", "RATE", "CONNS", "REQ/S", "ERRORS", "P99", "RTT"};
+    t.right = {false, false, true, false, true, true, true, true, true, true};
+    if (wide) {
+        for (const char* h : {"SENT", "RECEIVED", "FAILED", "RETRANS", "BOUNDARY"}) t.header.push_back(h);
+        t.right.resize(t.header.size(), true);
+    }
+    std::map<std::string, std::string> names;
+    for (const auto& n : doc.value("nodes", nlohmann::json::array())) names[str(n, "id")] = str(n, "name");
+    auto name = [&](const std::string& id) { return names.contains(id) ? names[id] : id; };
+    for (const auto& e : doc.value("edges", nlohmann::json::array())) {
+        const bool l7 = e.contains("requests");
+        char rps[32] = "", err[32] = "", rtt[32] = "";
+        if (l7) {
+            std::snprintf(rps, sizeof rps, "%.2f", num(e, "requests_per_second"));
+            std::snprintf(err, sizeof err, "%.1f%%", num(e, "error_rate") * 100);
+        }
+        if (num(e, "rtt_ms") > 0) std::snprintf(rtt, sizeof rtt, "%.2fms", num(e, "rtt_ms"));
+        std::vector<std::string> row = {name(str(e, "source")), name(str(e, "target")),
+                                        std::to_string(static_cast<long long>(num(e, "port"))),
+                                        e.contains("protocol") ? str(e, "protocol") : str(e, "transport"),
+                                        humanBytes(num(e, "bytes_per_second")) + "/s",
+                                        humanCount(num(e, "connections_opened")), rps, err,
+                                        l7 ? millis(num(e, "p99_seconds")) : std::string(), rtt};
+        if (wide) {
+            row.push_back(humanBytes(num(e, "bytes_out")));
+            row.push_back(humanBytes(num(e, "bytes_in")));
+            row.push_back(humanCount(num(e, "connections_failed")));
+            row.push_back(humanCount(num(e, "retransmits")));
+            row.push_back(e.value("boundary", false) ? "yes" : "");
+        }
+        t.rows.push_back(std::move(row));
+    }
+    return t;
+}
+
 Table routesTable(const nlohmann::json& doc, bool wide) {
     Table t;
     t.header = {"SERVICE", "SIDE", "METHOD", "ROUTE", "REQ/S", "ERRORS", "P50", "P99"};
@@ -440,7 +477,7 @@ std::string diagnosisText(const nlohmann::json& doc, bool color) {
 }
 
 std::string completionScript(const std::string& shell) {
-    const std::string cmds = "flows connections events interfaces pods top requests routes diagnose completion";
+    const std::string cmds = "flows connections events interfaces pods top requests routes topology diagnose completion";
     const std::string global = "--server --user --password-file --ca-file --insecure --timeout --output -o --color --help";
     if (shell == "bash") {
         return "# netprobe bash completion: source <(netprobe completion bash)\n"
@@ -462,6 +499,8 @@ std::string completionScript(const std::string& shell) {
                "--limit --fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
                "    routes) COMPREPLY=($(compgen -W \"--protocol --service --side --method --limit --fail-if-empty " +
                global + "\" -- \"$cur\")) ;;\n"
+               "    topology) COMPREPLY=($(compgen -W \"--window --group-by --namespace --protocol --limit "
+               "--fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
                "    completion) COMPREPLY=($(compgen -W \"bash zsh\" -- \"$cur\")) ;;\n"
                "    *) COMPREPLY=($(compgen -W \"" + global + "\" -- \"$cur\")) ;;\n"
                "  esac\n"
@@ -561,7 +600,7 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     auto* routes = app.add_subcommand("routes", "Requests per service, side, method and route over the last minute: "
                                                 "rate, errors, latency (GET /api/v1/l7/endpoints)");
     for (auto* sc : {requests, routes}) {
-        sc->add_option("--protocol", protocol, "http or dns");
+        sc->add_option("--protocol", protocol, "http, http2, grpc, dns, redis, postgres or mysql");
         sc->add_option("--service", service, "Server: address:port, or namespace/service with Kubernetes");
         sc->add_option("--side", side, "server (this node answered) or client (this node asked)");
         sc->add_option("--method", method, "HTTP method, or DNS query type");
@@ -570,6 +609,16 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     }
     requests->add_option("--status", status, "Status code (404), class (5xx) or DNS response code (NXDOMAIN)");
     requests->add_option("--min-duration", min_duration, "Only requests that took at least this long (50ms)");
+
+    std::string window = "5m", group_by = "host";
+    auto* topo = app.add_subcommand("topology", "The node's service map: who calls whom (client -> server:port) with "
+                                                "bytes, connections, requests, errors, latency (GET /api/v1/topology)");
+    topo->add_option("--window", window, "Time covered, up to 15m")->capture_default_str();
+    topo->add_option("--group-by", group_by, "host, workload, namespace, pod, process or segment")->capture_default_str();
+    topo->add_option("--namespace", ns, "Edges with an end in this Kubernetes namespace");
+    topo->add_option("--protocol", protocol, "tcp, udp, or an L7 protocol (http, grpc, ...)");
+    topo->add_option("--limit", limit, "Edges to show, busiest first (default 50)");
+    topo->add_flag("--fail-if-empty", inv.fail_if_empty, "Exit 3 when nothing matches");
 
     auto* diag = app.add_subcommand("diagnose", "Findings of the agent's diagnosis rules with evidence, cause and fix "
                                                 "(GET /api/v1/diagnosis)");
@@ -714,8 +763,9 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
         inv.path = req ? "/api/v1/l7/requests" : "/api/v1/l7/endpoints";
         if (!side.empty() && side != "server" && side != "client")
             return fail("invalid --side \"" + side + "\": expected server or client");
-        if (!protocol.empty() && protocol != "http" && protocol != "dns")
-            return fail("invalid --protocol \"" + protocol + "\": expected http or dns");
+        if (!protocol.empty() && protocol != "http" && protocol != "http2" && protocol != "grpc" && protocol != "dns" &&
+            protocol != "redis" && protocol != "postgres" && protocol != "mysql")
+            return fail("invalid --protocol \"" + protocol + "\": expected http, http2, grpc, dns, redis, postgres or mysql");
         for (auto [k, v] : {std::pair{"protocol", &protocol}, {"service", &service}, {"side", &side}, {"method", &method},
                             {"status", &status}})
             if (!v->empty()) inv.query[k] = *v;
@@ -725,6 +775,16 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
             inv.query["min_duration"] = min_duration;
         }
         inv.limit = limit == -1 ? 20 : static_cast<std::size_t>(limit);
+        inv.query["limit"] = std::to_string(inv.limit);
+    } else if (topo->parsed()) {
+        inv.kind = Invocation::Kind::Topology;
+        inv.path = "/api/v1/topology";
+        if (!util::parseDuration(window)) return fail("invalid --window \"" + window + "\": a Go duration (5m, 30s)");
+        inv.query["window"] = window;
+        inv.query["group_by"] = group_by;
+        if (!ns.empty()) inv.query["namespace"] = ns;
+        if (!protocol.empty()) inv.query["protocol"] = protocol;
+        inv.limit = limit == -1 ? 50 : static_cast<std::size_t>(limit);
         inv.query["limit"] = std::to_string(inv.limit);
     } else if (diag->parsed()) {
         inv.kind = Invocation::Kind::Diagnose;

@@ -34,7 +34,7 @@ struct Connection {
 // What one invocation does.
 struct Invocation {
     enum class Kind { None, Flows, Connections, Events, Interfaces, Pods, TopTalkers, TopPorts, TopEndpoints,
-                      TopDrops, TopRetransmits, Diagnose, Completion, Requests, Routes };
+                      TopDrops, TopRetransmits, Diagnose, Completion, Requests, Routes, Topology };
     Kind kind = Kind::None;
     Connection conn;
     Output output = Output::Table;
@@ -94,6 +94,8 @@ enum class TopBy { Talkers, Ports, Endpoints };
 [[nodiscard]] Table requestsTable(const nlohmann::json& doc, bool wide);
 // routes: per service/side/method/route window figures (GET /api/v1/l7/endpoints).
 [[nodiscard]] Table routesTable(const nlohmann::json& doc, bool wide);
+// topology: the service map's edges (GET /api/v1/topology), busiest first.
+[[nodiscard]] Table topologyTable(const nlohmann::json& doc, bool wide);
 
 // diagnose: each finding as a block (severity, rule, subject, evidence, cause, fix, query).
 [[nodiscard]] std::string diagnosisText(const nlohmann::json& doc, bool color);

@@ -220,6 +220,14 @@ int run(const Invocation& inv) {
             }
             return done(print(inv.kind == K::Requests ? requestsTable(doc, wide) : routesTable(doc, wide), doc));
         }
+        case K::Topology: {
+            auto doc = api.getJson(inv.path, inv.query);
+            if (!doc.value("enabled", true) && !json) {
+                std::cerr << "netprobe: the agent has no topology stage\n";
+                return inv.fail_if_empty ? kExitNotFound : kExitOk;
+            }
+            return done(print(topologyTable(doc, wide), doc));
+        }
         case K::TopTalkers:
         case K::TopPorts:
         case K::TopEndpoints: {

@@ -114,6 +114,14 @@ class TopologyTest(E2ETestCase):
             self.assertWithin(sum(e["bytes_out"] for e in mine), d["tx_bytes"], 0.01, f"{v.peer_ip} bytes received")
             self.assertWithin(sum(e["bytes_in"] for e in mine), d["rx_bytes"], 0.01, f"{v.peer_ip} bytes sent")
 
+        # The command line over the same API
+        cli = [os.path.join(os.path.dirname(AGENT), "netprobe"), f"--server=http://127.0.0.1:{agent.port}"]
+        doc = json.loads(run([*cli, "topology", "--window=15m", "-o", "json"], netns=self.node).stdout)
+        self.assertTrue({(e["source"], e["target"], e["port"]) for e in doc["edges"]} >= want)
+        table = run([*cli, "topology", "--window=15m"], netns=self.node).stdout
+        log(table)
+        self.assertTrue(all(a in table and b in table for a, b, _ in want))
+
         # Grouping and filters; the Node Graph frames; bad parameters
         ng = self.topology(agent, format="nodegraph")
         self.assertTrue({(e["source"], e["target"]) for e in ng["edges"]} >= {(a, b) for a, b, _ in want})

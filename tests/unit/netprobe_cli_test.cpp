@@ -1,6 +1,8 @@
 // The `netprobe` command line: argument parsing to API requests, tables, top lists.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "cli.hpp"
 
 namespace {
@@ -96,6 +98,34 @@ TEST(NetprobeCli, FlowsTable) {
     EXPECT_EQ(t.rows[0][9], "shop/web-1");
     EXPECT_EQ(t.rows[0][12], "SYN,ACK");
     EXPECT_EQ(flowsTable(kFlows, false).header.size(), 9u);
+}
+
+TEST(NetprobeCli, TopologyCommandAndTable) {
+    auto r = parse({"topology", "--window", "1m", "--group-by", "segment", "--protocol", "grpc"});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_EQ(r.inv.kind, Invocation::Kind::Topology);
+    EXPECT_EQ(r.inv.path, "/api/v1/topology");
+    EXPECT_EQ(r.inv.query, (std::map<std::string, std::string>{
+                               {"window", "1m"}, {"group_by", "segment"}, {"protocol", "grpc"}, {"limit", "50"}}));
+    EXPECT_FALSE(parse({"topology", "--window", "soon"}).run);
+    const auto doc = nlohmann::json::parse(R"({"nodes": [{"id": "10.0.0.1", "name": "web"}, {"id": "10.0.0.2", "name": "10.0.0.2"}],
+        "edges": [{"source": "10.0.0.1", "target": "10.0.0.2", "port": 5432, "transport": "tcp", "protocol": "postgres",
+                   "bytes_per_second": 2048, "connections_opened": 3, "requests_per_second": 12.5, "error_rate": 0.1,
+                   "p99_seconds": 0.004, "rtt_ms": 0.25, "bytes_out": 100, "bytes_in": 200, "connections_failed": 1,
+                   "retransmits": 0, "boundary": true, "requests": 125}]})");
+    auto t = topologyTable(doc, true);
+    ASSERT_EQ(t.rows.size(), 1u);
+    EXPECT_EQ(t.rows[0][0], "web");
+    EXPECT_EQ(t.rows[0][2], "5432");
+    EXPECT_EQ(t.rows[0][3], "postgres");
+    EXPECT_EQ(t.rows[0][6], "12.50");
+    EXPECT_EQ(t.rows[0][7], "10.0%");
+    EXPECT_EQ(t.rows[0][9], "0.25ms");
+    EXPECT_EQ(t.rows[0].back(), "yes");
+    // the L7 protocols the agent knows pass through
+    for (const char* p : {"http2", "grpc", "redis", "postgres", "mysql"})
+        EXPECT_TRUE(parse({"requests", "--protocol", p}).run) << p;
+    EXPECT_FALSE(parse({"requests", "--protocol", "kafka"}).run);
 }
 
 TEST(NetprobeCli, TopListsAggregateByRate) {
