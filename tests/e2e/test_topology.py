@@ -168,6 +168,7 @@ class TopologyTest(E2ETestCase):
         self.assertLessEqual(res["new_edge_after_ms"], 4000, res)
         self.assertGreater(res["flows_listed"], 0, res)
         self.assertTrue(res["keyboard_selects"], res)
+        self.assertEqual(res["heat_interfaces"], len(self.clients + self.servers), res)
         # keep the screenshots: the build's artifacts and the README's picture
         arts = os.path.join(BUILD, "test-artifacts")
         os.makedirs(arts, exist_ok=True)

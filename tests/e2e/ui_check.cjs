@@ -19,7 +19,7 @@ async function waitFor(fn, timeoutMs, what) {
 
 (async () => {
   const res = { console_errors: [], edges_found: false, rows: 0, new_edge_after_ms: -1, flows_listed: 0,
-                keyboard_selects: false, updates: 0 };
+                keyboard_selects: false, updates: 0, heat_interfaces: 0, heat_cells: 0 };
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     headless: true,
@@ -73,6 +73,13 @@ async function waitFor(fn, timeoutMs, what) {
                   5000, "the row chosen with the keyboard to be shown");
     res.keyboard_selects = true;
     await page.screenshot({ path: `${outDir}/topology-keyboard.png` });
+    // the heatmaps: a cell for every expected client x server pair, the interfaces' history
+    await waitFor(() => page.evaluate((pairs) => pairs.every(([a, b]) =>
+      window.netprobe.heat.matrix.some(([r, c, v]) => r === a && c === b && v > 0)), expect.edges), 5000,
+      "the expected pairs in the client x server heatmap");
+    res.heat_interfaces = await page.evaluate(() => window.netprobe.heat.interfaces.size);
+    res.heat_cells = await page.$$eval("#heat-matrix td.cell[title]", (cs) => cs.length);
+    await page.screenshot({ path: `${outDir}/heatmaps.png`, fullPage: true });
     res.updates = await page.evaluate(() => window.netprobe.updates);
     if (res.console_errors.length) throw new Error(`console errors: ${res.console_errors.join("; ")}`);
   } catch (err) {

@@ -100,6 +100,7 @@ function render(data) {
     model.layouts++;
   }
   renderTable(data);
+  renderMatrix(data);
   if (state.selected) showSelected();
   $("status").textContent = `${data.nodes.length} nodes, ${data.edges.length} edges over ${data.window_seconds / 60} min` +
     `${data.truncated ? " (the busiest only)" : ""} - updated ${new Date().toLocaleTimeString()}`;
@@ -122,6 +123,70 @@ function renderTable(data) {
   body.innerHTML = rows.join("");
   if (focused) { const r = body.querySelector(`tr[data-id="${CSS.escape(focused)}"]`); if (r) r.focus(); }
   $("edge-count").textContent = `(${data.edges.length})`;
+}
+
+// Heatmaps: the client x server matrix of the current answer, and interface x time from
+// /api/v1/interfaces samples the page keeps (one per refresh, the last 120).
+const HISTORY = 120;
+const ifHistory = new Map();  // name -> [bytes/s, ...] oldest first
+model.heat = { matrix: [], interfaces: ifHistory };
+
+function heatColour(x) {  // 0..1 -> white .. dark blue
+  const t = Math.max(0, Math.min(1, x));
+  return `rgb(${Math.round(255 - 200 * t)},${Math.round(255 - 150 * t)},${Math.round(255 - 40 * t)})`;
+}
+
+function renderMatrix(data) {
+  const byClient = new Map(), byServer = new Map(), cell = new Map();
+  for (const e of data.edges) {
+    byClient.set(e.source, (byClient.get(e.source) || 0) + e.bytes_per_second);
+    byServer.set(e.target, (byServer.get(e.target) || 0) + e.bytes_per_second);
+    const k = `${e.source}\u0000${e.target}`;
+    cell.set(k, (cell.get(k) || 0) + e.bytes_per_second);
+  }
+  const top = (m) => [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, 30).map(([id]) => id);
+  const rows = top(byClient), cols = top(byServer);
+  const max = Math.max(1, ...cell.values());
+  model.heat.matrix = [];
+  let html = `<table><thead><tr><th></th>${cols.map((c) => `<th scope="col" title="${esc(nameOf(c))}">${esc(nameOf(c))}</th>`).join("")}</tr></thead><tbody>`;
+  for (const r of rows) {
+    html += `<tr><th scope="row" title="${esc(nameOf(r))}">${esc(nameOf(r))}</th>`;
+    for (const c of cols) {
+      const v = cell.get(`${r}\u0000${c}`) || 0;
+      if (v) model.heat.matrix.push([r, c, v]);
+      html += `<td class="cell" style="background:${v ? heatColour(Math.log1p(v) / Math.log1p(max)) : "#f6f8fa"}" title="${esc(nameOf(r))} -> ${esc(nameOf(c))}: ${fmtRate(v)}"></td>`;
+    }
+    html += "</tr>";
+  }
+  $("heat-matrix").innerHTML = rows.length ? `${html}</tbody></table>` : "<p class=\"hint\">No traffic in the window.</p>";
+}
+
+async function sampleInterfaces() {
+  try {
+    const r = await fetch(api("interfaces"));
+    if (!r.ok) return;
+    const doc = await r.json();
+    for (const i of doc.interfaces) {
+      const h = ifHistory.get(i.name) || [];
+      h.push(i.ingress_bytes_rate + i.egress_bytes_rate);
+      if (h.length > HISTORY) h.shift();
+      ifHistory.set(i.name, h);
+    }
+  } catch (err) { /* the topology's status line reports the agent being away */ }
+  const names = [...ifHistory.keys()].sort().slice(0, 16);
+  const cv = $("heat-time"), ctx = cv.getContext("2d");
+  ctx.clearRect(0, 0, cv.width, cv.height);
+  const rowH = Math.max(4, Math.floor(cv.height / Math.max(1, names.length)));
+  const colW = cv.width / HISTORY;
+  const max = Math.max(1, ...names.flatMap((n) => ifHistory.get(n)));
+  names.forEach((n, row) => {
+    const h = ifHistory.get(n);
+    h.forEach((v, i) => {
+      ctx.fillStyle = heatColour(Math.log1p(v) / Math.log1p(max));
+      ctx.fillRect((HISTORY - h.length + i) * colW, row * rowH, Math.ceil(colW), rowH - 1);
+    });
+  });
+  $("heat-time-labels").innerHTML = names.map((n, row) => `<span>${row + 1}. ${esc(n)}</span>`).join("");
 }
 
 function nameOf(id) {
@@ -243,6 +308,7 @@ async function refresh() {
     if (!body.enabled) throw new Error("the agent has no topology stage");
     render(body);
     model.updates++;
+    await sampleInterfaces();
   } catch (err) {
     model.errors++;
     model.lastError = String(err.message || err);
