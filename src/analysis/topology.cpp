@@ -47,6 +47,11 @@ struct TupleHash {
 template <typename V>
 using TupleMap = std::unordered_map<Tuple, V, TupleHash>;
 
+// A directed 5-tuple's packets in one collection, and when the kernel first saw it.
+struct Counts {
+    std::uint64_t bytes = 0, packets = 0, first_ns = 0;
+};
+
 // A TCP connection by its canonical ends (client, server), both records' view of it.
 struct ConnKey {
     util::Addr16 client{}, server{};
@@ -140,7 +145,7 @@ struct Topology::State {
     // orientation, else the port heuristic.
     // first_ns: when the kernel first saw each directed 5-tuple of this collection (the
     // client's first packet - the SYN - comes before the server's answer).
-    Key orient(const Tuple& t, const TupleMap<bool>& sockets, const TupleMap<std::uint64_t>& first_ns,
+    Key orient(const Tuple& t, const TupleMap<bool>& sockets, const TupleMap<Counts>& first_ns,
                bool& by_socket) const {
         const Key fwd{t.src, t.dst, t.dport, t.proto}, rev{t.dst, t.src, t.sport, t.proto};
         by_socket = false;
@@ -157,8 +162,8 @@ struct Topology::State {
             return it->second ? rev : fwd;
         }
         if (auto a = first_ns.find(t), b = first_ns.find(back); a != first_ns.end() && b != first_ns.end()) {
-            if (a->second < b->second) return fwd;
-            if (b->second < a->second) return rev;
+            if (a->second.first_ns < b->second.first_ns) return fwd;
+            if (b->second.first_ns < a->second.first_ns) return rev;
         }
         // An ephemeral port (Linux's default range) at one end only: the other end serves.
         const auto ephemeral = [](std::uint16_t p) { return p >= 32768 && p <= 60999; };
@@ -237,13 +242,8 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
     // direction) it was first seen at - a packet crossing two monitored interfaces is in
     // two kernel entries, read at slightly different moments, so neither their sum nor
     // the larger of the two per collection would count it once.
-    struct Counts {
-        std::uint64_t bytes = 0, packets = 0;
-    };
     TupleMap<Counts> directed;
-    TupleMap<std::uint64_t> first_ns;
     directed.reserve(snap.flows.size());
-    first_ns.reserve(snap.flows.size());
     for (const auto& f : snap.flows) {
         if (!hasPorts(f.key.proto)) {
             ++s.unoriented;
@@ -254,16 +254,16 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
         auto [pit, fresh] = s.places.try_emplace(t, State::Place{place, now_ns});
         if (!fresh && pit->second.place != place) continue;
         pit->second.last_ns = now_ns;
-        auto& c = directed[t];
+        auto [cit, cfresh] = directed.try_emplace(t, Counts{0, 0, f.first_seen_ns});
+        auto& c = cit->second;
         c.bytes += f.bytes;
         c.packets += f.packets;
-        auto [fit, ffresh] = first_ns.try_emplace(t, f.first_seen_ns);
-        if (!ffresh && f.first_seen_ns && f.first_seen_ns < fit->second) fit->second = f.first_seen_ns;
+        if (!cfresh && f.first_seen_ns && f.first_seen_ns < c.first_ns) c.first_ns = f.first_seen_ns;
     }
     for (const auto& [t, n] : directed) {
         if (n.packets == 0) continue;
         bool by_socket = false;
-        const Key k = s.orient(t, sockets, first_ns, by_socket);
+        const Key k = s.orient(t, sockets, directed, by_socket);
         Conversation* c = s.get(k, t.family, by_socket);
         if (!c) continue;
         auto& sl = State::slot(*c, now_slot);
@@ -346,7 +346,8 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
 
     // A 5-tuple idle for a window may come back elsewhere (a moved or re-attached interface).
     const std::uint64_t window_ns = slot_ns * s.opts.slots;
-    std::erase_if(s.places, [&](const auto& e) { return e.second.last_ns + window_ns < now_ns; });
+    if (s.run % 12 == 0)
+        std::erase_if(s.places, [&](const auto& e) { return e.second.last_ns + window_ns < now_ns; });
     // Forget what left the window; refresh labels now and then (pods come and go).
     const std::int64_t oldest = now_slot - static_cast<std::int64_t>(s.opts.slots) + 1;
     const bool relabel = s.attribution && s.run % 12 == 0;
