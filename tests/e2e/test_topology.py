@@ -132,7 +132,7 @@ class TopologyTest(E2ETestCase):
         self.assertIn("group_by", body)
 
     def test_ui_in_chromium(self):
-        require_tools(CHROMIUM, "node")
+        require_tools(CHROMIUM, "node", "nmap")
         modules = os.path.join(BUILD, "ui", "node_modules")
         self.assertTrue(os.path.isdir(os.path.join(modules, "playwright-core")), f"{modules}: build first")
         agent = self.agent()
@@ -141,11 +141,14 @@ class TopologyTest(E2ETestCase):
         self.iperf(c[0], s[0], 4 * MB)
         self.iperf(c[1], s[0], 1 * MB, reverse=True)
         self.iperf(c[2], s[1], 1 * MB)
+        # a port scan (the agent's security analytics raise an event the page lists)
+        run(["nmap", "-n", "-Pn", "-sS", "-p", "1-300", "--max-retries", "0", s[1].peer_ip], netns=c[2].ns, timeout=60)
         agent.wait_collections(2)
         out_dir = self.tmpdir()
         expect = {"edges": [[c[0].peer_ip, s[0].peer_ip], [c[1].peer_ip, s[0].peer_ip], [c[2].peer_ip, s[1].peer_ip]],
                   # made while the page is open: it must appear within two collections (1 s)
-                  "new_edge": [c[2].peer_ip, s[0].peer_ip]}
+                  "new_edge": [c[2].peer_ip, s[0].peer_ip],
+                  "event_src": c[2].peer_ip}
         page = subprocess.Popen(
             ["ip", "netns", "exec", self.node, "node", UI_CHECK, f"http://127.0.0.1:{agent.port}/ui/", out_dir,
              json.dumps(expect)],
@@ -169,6 +172,7 @@ class TopologyTest(E2ETestCase):
         self.assertGreater(res["flows_listed"], 0, res)
         self.assertTrue(res["keyboard_selects"], res)
         self.assertEqual(res["heat_interfaces"], len(self.clients + self.servers), res)
+        self.assertTrue(res["event_highlighted"], res)
         # keep the screenshots: the build's artifacts and the README's picture
         arts = os.path.join(BUILD, "test-artifacts")
         os.makedirs(arts, exist_ok=True)

@@ -19,7 +19,8 @@ async function waitFor(fn, timeoutMs, what) {
 
 (async () => {
   const res = { console_errors: [], edges_found: false, rows: 0, new_edge_after_ms: -1, flows_listed: 0,
-                keyboard_selects: false, updates: 0, heat_interfaces: 0, heat_cells: 0 };
+                keyboard_selects: false, updates: 0, heat_interfaces: 0, heat_cells: 0,
+                event_highlighted: false };
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     headless: true,
@@ -80,6 +81,17 @@ async function waitFor(fn, timeoutMs, what) {
     res.heat_interfaces = await page.evaluate(() => window.netprobe.heat.interfaces.size);
     res.heat_cells = await page.$$eval("#heat-matrix td.cell[title]", (cs) => cs.length);
     await page.screenshot({ path: `${outDir}/heatmaps.png`, fullPage: true });
+    // the events: the scan the test made is listed; choosing it highlights the scanner's node
+    if (expect.event_src) {
+      await waitFor(() => page.evaluate((src) => window.netprobe.events.some((e) => e.src_ip === src), expect.event_src),
+                    15000, "the scan in the page's events");
+      const id = await page.evaluate((src) => window.netprobe.events.find((e) => e.src_ip === src).id, expect.event_src);
+      await page.click(`#events li[data-id="${id}"]`);
+      await waitFor(() => page.evaluate((src) => (window.netprobe.eventNodes || []).includes(src), expect.event_src),
+                    5000, "the scanner's node highlighted");
+      res.event_highlighted = true;
+      await page.screenshot({ path: `${outDir}/events.png`, fullPage: true });
+    }
     res.updates = await page.evaluate(() => window.netprobe.updates);
     if (res.console_errors.length) throw new Error(`console errors: ${res.console_errors.join("; ")}`);
   } catch (err) {

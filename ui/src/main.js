@@ -52,6 +52,8 @@ const cy = cytoscape({
                                 "border-width": 1, "border-color": "#57606a", color: "#1b1f24",
                                 "text-wrap": "ellipsis", "text-max-width": 160 } },
     { selector: "node.failing", style: { "border-width": 3, "border-color": "#cf222e" } },
+    { selector: "node.event", style: { "border-width": 4, "border-style": "double", "border-color": "#bf8700" } },
+    { selector: "node.event-focus", style: { "border-width": 6, "border-style": "double", "border-color": "#cf222e" } },
     { selector: "edge", style: { width: "data(width)", "line-color": "data(colour)", "target-arrow-color": "data(colour)",
                                 "target-arrow-shape": "triangle", "curve-style": "bezier", "arrow-scale": 0.8,
                                 opacity: 0.85 } },
@@ -189,6 +191,63 @@ async function sampleInterfaces() {
   $("heat-time-labels").innerHTML = names.map((n, row) => `<span>${row + 1}. ${esc(n)}</span>`).join("");
 }
 
+// Events: the security events of the window (GET /api/v1/events) on a timeline and in a
+// list; the nodes an active event involves carry a badge (a double border); choosing an
+// event highlights its nodes.
+model.events = [];
+let eventFocus = null;
+
+function nodesOfAddress(ip) {
+  if (!model.data || !ip) return [];
+  return model.data.nodes.filter((n) => n.ips.includes(ip)).map((n) => n.id);
+}
+
+function eventNodes(ev) {
+  const ips = [ev.src_ip, ev.dst_ip, ...(ev.targets || [])].filter(Boolean);
+  return [...new Set(ips.flatMap(nodesOfAddress))];
+}
+
+async function loadEvents() {
+  const windowSecs = model.data ? model.data.window_seconds : 300;
+  const since = Math.floor(Date.now() / 1000 - windowSecs);
+  try {
+    const r = await fetch(api(`events?since=${since}&limit=200`));
+    if (!r.ok) return;
+    const doc = await r.json();
+    model.events = doc.events || [];
+  } catch (err) { return; }
+  const now = Date.now(), from = now - windowSecs * 1000;
+  const colour = { critical: "#cf222e", high: "#cf222e", medium: "#bf8700", low: "#54aeff", info: "#8c959f" };
+  $("timeline").innerHTML = model.events.map((ev) => {
+    const a = Math.max(from, Date.parse(ev.first_seen || ev.detected_at));
+    const b = ev.ended_at ? Date.parse(ev.ended_at) : now;
+    const left = ((a - from) / (now - from)) * 100, width = Math.max(0.4, ((b - a) / (now - from)) * 100);
+    return `<span class="mark" style="left:${left.toFixed(2)}%;width:${width.toFixed(2)}%;background:${colour[ev.severity] || "#8c959f"}" title="${esc(ev.type)} ${esc(ev.src_ip || "")}"></span>`;
+  }).join("");
+  $("event-count").textContent = `(${model.events.length} in the window)`;
+  $("events").innerHTML = model.events.map((ev) =>
+    `<li tabindex="0" data-id="${ev.id}" class="${eventFocus === ev.id ? "selected" : ""}">` +
+    `<time>${esc(new Date(Date.parse(ev.detected_at)).toLocaleTimeString())}</time> ` +
+    `<span class="sev-${esc(ev.severity)}">${esc(ev.severity)}</span> ${esc(ev.type)} ` +
+    `${esc(ev.src_ip || "")}${ev.dst_ip ? ` &rarr; ${esc(ev.dst_ip)}` : ""}${ev.active ? " (active)" : ""}</li>`).join("");
+  const badged = new Set(model.events.filter((ev) => ev.active).flatMap(eventNodes));
+  cy.nodes().forEach((n) => n.toggleClass("event", badged.has(n.id())));
+  const focused = model.events.find((ev) => ev.id === eventFocus);
+  const focusNodes = new Set(focused ? eventNodes(focused) : []);
+  cy.nodes().forEach((n) => n.toggleClass("event-focus", focusNodes.has(n.id())));
+  model.eventNodes = [...focusNodes];
+}
+
+function focusEvent(id) {
+  eventFocus = eventFocus === id ? null : id;
+  loadEvents();
+}
+$("events").addEventListener("click", (ev) => { const li = ev.target.closest("li"); if (li) focusEvent(Number(li.dataset.id)); });
+$("events").addEventListener("keydown", (ev) => {
+  const li = ev.target.closest("li");
+  if (li && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); focusEvent(Number(li.dataset.id)); }
+});
+
 function nameOf(id) {
   const n = model.data && model.data.nodes.find((x) => x.id === id);
   return n ? n.name : id;
@@ -309,6 +368,7 @@ async function refresh() {
     render(body);
     model.updates++;
     await sampleInterfaces();
+    await loadEvents();
   } catch (err) {
     model.errors++;
     model.lastError = String(err.message || err);
