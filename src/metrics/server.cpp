@@ -179,6 +179,7 @@ http::Response Server::Impl::metrics() const {
     body += renderHttpMetrics(httpStats(), wh);
     if (v->diagnosis) body += renderDiagnosisMetrics(*v->diagnosis);
     if (v->l7) body += renderL7Metrics(*v->l7, v->snapshot->l7.get());
+    if (v->topology) body += renderTopologyMetrics(*v->topology);
     if (v->exports || !c.flow_sinks.empty()) {
         std::vector<sinks::SinkStatus> st;
         for (const auto& s : c.flow_sinks) st.push_back(s->status());

@@ -9,6 +9,7 @@
 
 #include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/analysis/topology.hpp>
+#include <netprobe/metrics/exposition.hpp>
 #include <netprobe/util/duration.hpp>
 #include <netprobe/util/ip.hpp>
 #include <netprobe/util/parse.hpp>
@@ -97,6 +98,20 @@ std::string humanBytes(double b) {
 }
 
 }  // namespace
+
+std::string renderTopologyMetrics(const analysis::TopologyView& v) {
+    ExpositionWriter w;
+    w.family("netprobe_topology_conversations", MetricType::Gauge,
+             "Conversations (client -> server:port) the topology holds: active within its window.");
+    w.sample("netprobe_topology_conversations", {}, static_cast<std::uint64_t>(v.conversations.size()));
+    w.family("netprobe_topology_conversations_dropped_total", MetricType::Counter,
+             "New conversations not kept: the topology's budget of conversations was spent.");
+    w.sample("netprobe_topology_conversations_dropped_total", {}, v.overflow);
+    w.family("netprobe_topology_samples_without_ports_total", MetricType::Counter,
+             "Flow samples of protocols without ports (ICMP, ...): not conversations.");
+    w.sample("netprobe_topology_samples_without_ports_total", {}, v.samples_unoriented);
+    return w.take();
+}
 
 std::expected<TopologyQuery, std::string> parseTopologyQuery(
     const std::vector<std::pair<std::string, std::string>>& params) {

@@ -287,6 +287,9 @@ TEST(Topology, ConversationsAreBudgeted) {
     EXPECT_EQ(v.topology->conversations.size(), 3u);
     EXPECT_EQ(v.topology->overflow, 2u);
     EXPECT_EQ(api(v)["overflow"], 2);
+    const std::string m = metrics::renderTopologyMetrics(*v.topology);
+    EXPECT_NE(m.find("netprobe_topology_conversations_dropped_total 2\n"), std::string::npos) << m;
+    EXPECT_NE(m.find("netprobe_topology_conversations 3\n"), std::string::npos) << m;
 }
 
 TEST(Topology, RequestsFromTheServersEndWhenBothEndsCaptured) {

@@ -26,6 +26,10 @@ struct TopologyQuery {
     std::size_t limit = 2000;          // edges, by bytes; their nodes
 };
 
+// netprobe_topology_conversations, netprobe_topology_conversations_dropped_total,
+// netprobe_topology_samples_without_ports_total.
+[[nodiscard]] std::string renderTopologyMetrics(const analysis::TopologyView& view);
+
 [[nodiscard]] std::expected<TopologyQuery, std::string> parseTopologyQuery(
     const std::vector<std::pair<std::string, std::string>>& params);
 // view null: {"enabled": false}. l7 (may be null): DNS names for remote addresses.
