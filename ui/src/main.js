@@ -55,7 +55,7 @@ const cy = cytoscape({
     { selector: "node.event", style: { "border-width": 4, "border-style": "double", "border-color": "#bf8700" } },
     { selector: "node.event-focus", style: { "border-width": 6, "border-style": "double", "border-color": "#cf222e" } },
     { selector: "edge", style: { width: "data(width)", "line-color": "data(colour)", "target-arrow-color": "data(colour)",
-                                "target-arrow-shape": "triangle", "curve-style": "bezier", "arrow-scale": 0.8,
+                                "target-arrow-shape": "triangle", "curve-style": "straight", "arrow-scale": 0.8,
                                 opacity: 0.85 } },
     { selector: "edge.failed", style: { "line-style": "dashed" } },
     { selector: ":selected", style: { "overlay-color": "#0969da", "overlay-opacity": 0.25, "overlay-padding": 4 } },
@@ -96,7 +96,16 @@ function render(data) {
   });
   if (added) {
     const big = data.nodes.length > 150;
-    cy.layout(big ? { name: "concentric", animate: false, minNodeSpacing: 8,
+    // Parallel edges (one per server port: a scan draws dozens) are drawn on one line and
+    // count once for the layout, which would otherwise pull their ends onto each other.
+    const seen = new Set();
+    const skeleton = cy.nodes().union(cy.edges().filter((e) => {
+      const k = `${e.data("source")}\u0000${e.data("target")}`;
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    }));
+    skeleton.layout(big ? { name: "concentric", animate: false, minNodeSpacing: 8,
                       concentric: (n) => n.degree(), levelWidth: () => 4 }
                   : { name: "cose", animate: false, nodeRepulsion: 9000, idealEdgeLength: 90, randomize: false }).run();
     model.layouts++;
@@ -109,9 +118,11 @@ function render(data) {
   $("status").classList.remove("error");
 }
 
+const TABLE_ROWS = 200;  // the busiest edges (the answer is sorted by bytes); the map shows all
+
 function renderTable(data) {
   const body = $("edges").tBodies[0];
-  const rows = data.edges.map((e) => {
+  const rows = data.edges.slice(0, TABLE_ROWS).map((e) => {
     const sel = state.selected === e.id ? " selected" : "";
     return `<tr tabindex="0" data-id="${esc(e.id)}" class="${sel}" aria-selected="${!!sel}">` +
       `<td>${esc(nameOf(e.source))}</td><td>${esc(nameOf(e.target))}</td><td class="num">${e.port}</td>` +
@@ -124,7 +135,8 @@ function renderTable(data) {
   const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.id : null;
   body.innerHTML = rows.join("");
   if (focused) { const r = body.querySelector(`tr[data-id="${CSS.escape(focused)}"]`); if (r) r.focus(); }
-  $("edge-count").textContent = `(${data.edges.length})`;
+  $("edge-count").textContent = data.edges.length > TABLE_ROWS
+    ? `(the ${TABLE_ROWS} busiest of ${data.edges.length})` : `(${data.edges.length})`;
 }
 
 // Heatmaps: the client x server matrix of the current answer, and interface x time from
