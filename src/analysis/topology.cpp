@@ -18,6 +18,7 @@ struct Key {
     std::uint16_t port = 0;
     std::uint8_t proto = 0;
     auto operator<=>(const Key&) const = default;
+    bool operator==(const Key&) const = default;
 };
 
 // One direction of a 5-tuple.
@@ -47,6 +48,12 @@ struct TupleHash {
 template <typename V>
 using TupleMap = std::unordered_map<Tuple, V, TupleHash>;
 
+struct KeyHash {
+    std::size_t operator()(const Key& k) const noexcept {
+        return TupleHash{}(Tuple{k.client, k.server, 0, k.port, k.proto, 0});
+    }
+};
+
 // A directed 5-tuple's packets in one collection, and when the kernel first saw it.
 struct Counts {
     std::uint64_t bytes = 0, packets = 0, first_ns = 0;
@@ -72,7 +79,7 @@ bool hasPorts(std::uint8_t proto) { return proto == 6 || proto == 17 || proto ==
 struct Topology::State {
     TopologyOptions opts;
     std::shared_ptr<const Attribution> attribution;
-    std::map<Key, std::shared_ptr<Conversation>> convs;
+    std::unordered_map<Key, std::shared_ptr<Conversation>, KeyHash> convs;
     struct ConnState {
         Key conv;
         std::uint32_t retrans_client = 0, retrans_server = 0;
