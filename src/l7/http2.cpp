@@ -71,7 +71,7 @@ public:
     [[nodiscard]] std::size_t keepBytes(std::string_view h) const override {
         const auto type = static_cast<unsigned char>(h[3]);
         // header-block fragments whole (up to the default maximum frame size), others' first bytes
-        return type == kHeaders || type == kContinuation || type == kPushPromise ? 9 + 16384 : 512;
+        return type == kHeaders || type == kContinuation || type == kPushPromise ? 9 + kMaxBlock : kFrameKeep;
     }
     [[nodiscard]] bool startsMessage(std::string_view head) const override {
         // After lost framing, a chunk that starts with a plausible frame header: a core

@@ -44,8 +44,26 @@ struct Edge {
     std::uint16_t port = 0;
     ConversationTotals t;
     std::size_t conversations = 0;
-    double rtt_weighted = 0;
-    std::uint64_t rtt_weight = 0;
+    double rtt_sum = 0;          // of the conversations' mean RTTs
+    std::uint64_t rtt_count = 0; // conversations with an RTT
+
+    // Another edge's figures (conversations, or edges folded into a segment's) added.
+    void add(const Edge& o) {
+        conversations += o.conversations;
+        t.bytes_out += o.t.bytes_out;
+        t.bytes_in += o.t.bytes_in;
+        t.packets_out += o.t.packets_out;
+        t.packets_in += o.t.packets_in;
+        t.opened += o.t.opened;
+        t.failed += o.t.failed;
+        t.retransmits += o.t.retransmits;
+        t.requests += o.t.requests;
+        t.errors += o.t.errors;
+        for (std::size_t i = 0; i < t.latency.size(); ++i) t.latency[i] += o.t.latency[i];
+        rtt_sum += o.rtt_sum;
+        rtt_count += o.rtt_count;
+        if (protocol.empty()) protocol = o.protocol;
+    }
 };
 
 // The node an end belongs to, by the grouping.
@@ -196,22 +214,11 @@ std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7
         e.target = b.id;
         e.port = c.port;
         e.transport = transport;
-        if (t.l7) e.protocol = t.l7_protocol;
-        ++e.conversations;
-        e.t.bytes_out += t.bytes_out;
-        e.t.bytes_in += t.bytes_in;
-        e.t.packets_out += t.packets_out;
-        e.t.packets_in += t.packets_in;
-        e.t.opened += t.opened;
-        e.t.failed += t.failed;
-        e.t.retransmits += t.retransmits;
-        e.t.requests += t.requests;
-        e.t.errors += t.errors;
-        for (std::size_t i = 0; i < t.latency.size(); ++i) e.t.latency[i] += t.latency[i];
-        if (t.rtt_ms > 0) {
-            e.rtt_weighted += t.rtt_ms;
-            ++e.rtt_weight;
-        }
+        e.add(Edge{.protocol = t.l7 ? t.l7_protocol : std::string(),
+                   .t = t,
+                   .conversations = 1,
+                   .rtt_sum = t.rtt_ms,
+                   .rtt_count = t.rtt_ms > 0 ? 1u : 0u});
     }
 
     // Segments: over the whole graph of this answer (before the limit), bytes as weights.
@@ -255,26 +262,11 @@ std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7
             const std::string& b = nodes[e.target].segment;
             if (a == b) continue;
             auto& d = between[{a, b, e.port, e.transport}];
-            const Edge copy = d;
-            d = e;
             d.source = a;
             d.target = b;
-            if (copy.conversations) {
-                d.conversations += copy.conversations;
-                d.t.bytes_out += copy.t.bytes_out;
-                d.t.bytes_in += copy.t.bytes_in;
-                d.t.packets_out += copy.t.packets_out;
-                d.t.packets_in += copy.t.packets_in;
-                d.t.opened += copy.t.opened;
-                d.t.failed += copy.t.failed;
-                d.t.retransmits += copy.t.retransmits;
-                d.t.requests += copy.t.requests;
-                d.t.errors += copy.t.errors;
-                for (std::size_t i = 0; i < d.t.latency.size(); ++i) d.t.latency[i] += copy.t.latency[i];
-                d.rtt_weighted += copy.rtt_weighted;
-                d.rtt_weight += copy.rtt_weight;
-                if (d.protocol.empty()) d.protocol = copy.protocol;
-            }
+            d.port = e.port;
+            d.transport = e.transport;
+            d.add(e);
         }
         nodes = std::move(segs);
         edges = std::move(between);
@@ -294,7 +286,7 @@ std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7
     auto edgeId = [](const Edge& e) {
         return e.source + "->" + e.target + ":" + std::to_string(e.port) + "/" + e.transport;
     };
-    auto rtt = [](const Edge& e) { return e.rtt_weight ? e.rtt_weighted / static_cast<double>(e.rtt_weight) : 0.0; };
+    auto rtt = [](const Edge& e) { return e.rtt_count ? e.rtt_sum / static_cast<double>(e.rtt_count) : 0.0; };
     if (q.format == "nodegraph") {
         // Grafana's Node Graph panel: a nodes frame and an edges frame, by field name.
         auto ns = nlohmann::json::array(), es = nlohmann::json::array();

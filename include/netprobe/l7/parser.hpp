@@ -88,16 +88,19 @@ private:
 // header and first bytes (up to its keep size, across chunks), hands them over with the whole
 // length and skips the rest, captured or not. A header in bytes that were not captured
 // loses the framing until a chunk starts with something the protocol accepts as a header.
+// The first bytes of a message a framer keeps unless the protocol asks for more.
+inline constexpr std::size_t kFrameKeep = 512;
+
 class FramedProtocol {
 public:
     virtual ~FramedProtocol() = default;
     [[nodiscard]] virtual std::size_t headerBytes() const = 0;
     // The whole message's length from its header; nullopt: not a valid header.
     [[nodiscard]] virtual std::optional<std::uint64_t> messageLength(std::string_view header) const = 0;
-    // How many first bytes of the message with this header to collect (default 512;
+    // How many first bytes of the message with this header to collect (default kFrameKeep;
     // HTTP/2 keeps whole header-block frames: HPACK must see every byte of them). The
     // prefix handed over is contiguous: after bytes that were not captured none are added.
-    [[nodiscard]] virtual std::size_t keepBytes(std::string_view header) const { (void)header; return 512; }
+    [[nodiscard]] virtual std::size_t keepBytes(std::string_view header) const { (void)header; return kFrameKeep; }
     // A message: its first bytes (the header included) and its whole length.
     virtual void onMessage(std::string_view prefix, std::uint64_t length, std::uint64_t ts_ns) = 0;
     // Framing is lost: does a message start at the beginning of this chunk?
@@ -113,14 +116,13 @@ public:
 
 class Framer {
 public:
-    static constexpr std::size_t kKeep = 512;
     void feed(FramedProtocol& p, const Chunk& c);
     void reset();
     [[nodiscard]] std::uint64_t desyncs() const { return desyncs_; }
 
 private:
     void lose(FramedProtocol& p, const Chunk& c, std::uint64_t from);
-    std::size_t keep_ = kKeep;  // the current message's (FramedProtocol::keepBytes)
+    std::size_t keep_ = kFrameKeep;  // the current message's (FramedProtocol::keepBytes)
     bool skipped_ = false;      // bytes of the current message were skipped: no more are kept
     std::string buf_;           // the current message's first bytes
     std::uint64_t length_ = 0;  // its whole length (0: header not complete yet)
