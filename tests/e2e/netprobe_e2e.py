@@ -288,6 +288,28 @@ def wait_line(proc, prefix: bytes, timeout: float) -> bytes:
     return line
 
 
+# nginx's main configuration for a test instance (E2ETestCase.start_nginx): no daemon,
+# everything it writes under {d}, the servers of the test in the http block.
+_NGINX_CONF = """
+daemon off;
+user root;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log {d}/access.log;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  keepalive_requests 100000;
+{servers}
+}}
+"""
+
+
 @dataclass
 class Veth:
     host: str            # name of the end outside the namespace (or in host_ns)
@@ -339,6 +361,24 @@ class E2ETestCase(unittest.TestCase):
     def tmpdir(self) -> str:
         d = tempfile.mkdtemp(prefix=f"{PREFIX}{PID}-")
         self.defer(f"temp dir {d}", lambda: shutil.rmtree(d, ignore_errors=True))
+        return d
+
+    def start_nginx(self, netns: str, servers: str, ready: list[str], ready_netns: str | None = None,
+                    prepare: Callable[[str], None] | None = None) -> str:
+        """nginx as a test server: pid, logs and temp files in a temp dir D (returned), a
+        self-signed certificate D/cert.pem + D/key.pem, the http block's `servers` (a
+        template: {d} is D), started in netns; returns once `ready` (a command run in
+        ready_netns) succeeds. prepare(D) runs before nginx starts (content to serve)."""
+        d = self.tmpdir()
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/key.pem",
+             "-out", f"{d}/cert.pem", "-days", "2", "-subj", "/CN=netprobe-test"])
+        if prepare:
+            prepare(d)
+        conf = os.path.join(d, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(_NGINX_CONF.format(d=d, servers=servers.format(d=d)))
+        self.spawn(["nginx", "-c", conf], netns=netns, name="nginx")
+        wait_for(lambda: run(ready, netns=ready_netns, check=False).returncode == 0, 10, "nginx to answer")
         return d
 
     def spawn(self, argv: list[str], netns: str | None = None, log_name: str | None = None,

@@ -20,32 +20,18 @@ from netprobe_e2e import AGENT, PYTHON, E2ETestCase, log, require_tools, run, wa
 
 CLI = os.path.join(os.path.dirname(AGENT), "netprobe")
 
-NGINX_CONF = """
-daemon off;
-user root;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log {d}/access.log;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  keepalive_requests 100000;
-  server {{
+# the http block's server ({ip}, {port}, {tls_port} filled in here; {d}: nginx's directory)
+NGINX_SERVER = """
+  server {{{{
     listen {ip}:{port};
     listen {ip}:{tls_port} ssl;
-    ssl_certificate {d}/cert.pem;
-    ssl_certificate_key {d}/key.pem;
-    location /items/ {{ return 200 "item\\n"; }}
-    location /missing {{ return 404; }}
-    location /err {{ return 503; }}
-    location /static/ {{ root {d}/www; }}
-  }}
-}}
+    ssl_certificate {{d}}/cert.pem;
+    ssl_certificate_key {{d}}/key.pem;
+    location /items/ {{{{ return 200 "item\\n"; }}}}
+    location /missing {{{{ return 404; }}}}
+    location /err {{{{ return 503; }}}}
+    location /static/ {{{{ root {{d}}/www; }}}}
+  }}}}
 """
 
 # HTTP/1.1 keep-alive server answering every GET after sleeping argv[3] seconds.
@@ -159,19 +145,13 @@ class L7HttpTest(E2ETestCase):
                                 "--socket-netns=own", "--l7=on", netns=self.node)
 
     def nginx(self, port: int = 8080, tls_port: int = 8443) -> str:
-        d = self.tmpdir()
-        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/key.pem",
-             "-out", f"{d}/cert.pem", "-days", "2", "-subj", "/CN=netprobe-test"])
-        os.makedirs(os.path.join(d, "www", "static"), exist_ok=True)
-        with open(os.path.join(d, "www", "static", "big.bin"), "wb") as f:
-            f.write(os.urandom(200000))
-        conf = os.path.join(d, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(d=d, ip=self.ip, port=port, tls_port=tls_port))
-        self.spawn(["nginx", "-c", conf], netns=self.veth.ns, name="nginx")
-        wait_for(lambda: run(["curl", "-s", "-o", "/dev/null", f"http://{self.ip}:{port}/items/0"],
-                             netns=self.node, check=False).returncode == 0, 10, "nginx to answer")
-        return d
+        def content(d: str) -> None:
+            os.makedirs(os.path.join(d, "www", "static"), exist_ok=True)
+            with open(os.path.join(d, "www", "static", "big.bin"), "wb") as f:
+                f.write(os.urandom(200000))
+        return self.start_nginx(self.veth.ns, NGINX_SERVER.format(ip=self.ip, port=port, tls_port=tls_port),
+                                ["curl", "-s", "-o", "/dev/null", f"http://{self.ip}:{port}/items/0"],
+                                ready_netns=self.node, prepare=content)
 
     def series(self, agent, name: str, side: str, service: str) -> dict:
         m = agent.metrics()

@@ -18,32 +18,17 @@ import unittest
 from grpc_echo import GRPC_CLIENT, GRPC_SERVER
 from netprobe_e2e import PYTHON, E2ETestCase, log, require_tools, run, wait_for
 
-NGINX_CONF = """
-daemon off;
-user root;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log {d}/access.log;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  keepalive_requests 100000;
-  http2_max_requests 100000;
-  server {{
+# the http block's server ({ip}, {port}, {tls_port} filled in here; {d}: nginx's directory)
+NGINX_SERVER = """
+  server {{{{
     listen {ip}:{port} http2;
     listen {ip}:{tls_port} ssl http2;
-    ssl_certificate {d}/cert.pem;
-    ssl_certificate_key {d}/key.pem;
-    location /items/ {{ return 200 "item\\n"; }}
-    location /missing {{ return 404; }}
-    location /err {{ return 503; }}
-  }}
-}}
+    ssl_certificate {{d}}/cert.pem;
+    ssl_certificate_key {{d}}/key.pem;
+    location /items/ {{{{ return 200 "item\\n"; }}}}
+    location /missing {{{{ return 404; }}}}
+    location /err {{{{ return 503; }}}}
+  }}}}
 """
 
 def h2load_counts(out: str) -> tuple[int, dict[str, int]]:
@@ -77,17 +62,9 @@ class L7Http2Test(E2ETestCase):
                                 "--socket-netns=own", "--l7=on", netns=self.node)
 
     def nginx(self, port: int, tls_port: int) -> str:
-        d = self.tmpdir()
-        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/key.pem",
-             "-out", f"{d}/cert.pem", "-days", "2", "-subj", "/CN=netprobe-test"])
-        conf = os.path.join(d, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(d=d, ip=self.ip, port=port, tls_port=tls_port))
-        self.spawn(["nginx", "-c", conf], netns=self.veth.ns, name="nginx")
-        wait_for(lambda: run(["curl", "-s", "-o", "/dev/null", "--http2-prior-knowledge",
-                              f"http://{self.ip}:{port}/items/0"], netns=self.node, check=False).returncode == 0,
-                 10, "nginx to answer")
-        return d
+        return self.start_nginx(self.veth.ns, NGINX_SERVER.format(ip=self.ip, port=port, tls_port=tls_port),
+                                ["curl", "-s", "-o", "/dev/null", "--http2-prior-knowledge",
+                                 f"http://{self.ip}:{port}/items/0"], ready_netns=self.node)
 
     def by(self, agent, side: str, service: str, key: str = "status_class", protocol: str | None = None) -> dict:
         out: dict = {}

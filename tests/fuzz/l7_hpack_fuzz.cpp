@@ -22,31 +22,21 @@
 #include <netprobe/l7/hpack.hpp>
 
 #include "fuzz_util.hpp"
+#include "support/hpack_encode.hpp"
 
 namespace {
 
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
-// An integer with an n-bit prefix (RFC 7541 5.1).
-std::string hInt(std::uint8_t flags, int prefix, std::uint64_t v) {
-    const std::uint64_t max = (1u << prefix) - 1;
-    std::string s;
-    if (v < max) {
-        s += static_cast<char>(flags | v);
-        return s;
-    }
-    s += static_cast<char>(flags | max);
-    for (v -= max; v >= 128; v >>= 7) s += static_cast<char>(0x80 | (v & 0x7f));
-    s += static_cast<char>(v);
-    return s;
-}
+using netprobe::testing::hpack::indexed;
+using netprobe::testing::hpack::literal;
 
 std::size_t tableBytes(const netprobe::l7::HpackDecoder& d) {
     netprobe::l7::HpackDecoder probe = d;
     std::size_t n = 0;
     for (std::uint64_t i = 62;; ++i) {
         bool got = false;
-        if (!probe.decode(hInt(0x80, 7, i), [&](std::string_view name, std::string_view value) {
+        if (!probe.decode(indexed(i), [&](std::string_view name, std::string_view value) {
                 n += name.size() + value.size() + 32;
                 got = true;
             }))
@@ -91,7 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             // The same fields as literals without indexing: decoded alike by a new decoder.
             std::string again;
             for (const auto& [name, value] : fields)
-                again += hInt(0, 4, 0) + hInt(0, 7, name.size()) + name + hInt(0, 7, value.size()) + value;
+                again += literal(name, value);
             netprobe::l7::HpackDecoder fresh;
             Fields back;
             NP_FUZZ_CHECK(fresh.decode(again, [&](std::string_view name, std::string_view value) {

@@ -22,6 +22,9 @@
 #include <netprobe/l7/hpack.hpp>
 #include <netprobe/l7/parser.hpp>
 
+#include "support/hpack_encode.hpp"
+#include "support/l7_parser_driver.hpp"
+
 namespace {
 
 using namespace netprobe::l7;
@@ -411,12 +414,11 @@ TEST(Hpack, StaleDecoderDecodesStaticAndLiteralsOnly) {
 
 // ============================ HTTP/2 ============================
 
-struct Sink final : ExchangeSink {
-    std::vector<Exchange> got;
-    void onExchange(Exchange&& e) override { got.push_back(std::move(e)); }
-};
+using netprobe::testing::feed;
+using netprobe::testing::kRecv;
+using netprobe::testing::kSend;
+using netprobe::testing::Sink;
 
-constexpr bool kSend = true, kRecv = false;
 constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 enum : std::uint8_t {
@@ -445,32 +447,10 @@ std::string frame(std::uint8_t type, std::uint8_t flags, std::uint32_t sid, std:
     return f;
 }
 
-// HPACK field representations (RFC 7541 5.1, 5.2, 6), strings without Huffman coding.
-std::string hInt(std::uint8_t flags, int prefix, std::uint64_t v) {
-    const std::uint64_t max = (1u << prefix) - 1;
-    std::string s;
-    if (v < max) {
-        s += static_cast<char>(flags | v);
-        return s;
-    }
-    s += static_cast<char>(flags | max);
-    v -= max;
-    for (; v >= 128; v >>= 7) s += static_cast<char>(0x80 | (v & 0x7f));
-    s += static_cast<char>(v);
-    return s;
-}
-std::string hStr(std::string_view v) { return hInt(0, 7, v.size()) + std::string(v); }
-std::string indexed(std::uint64_t i) { return hInt(0x80, 7, i); }
-// Literal without indexing: a name from the tables, or a new name.
-std::string literal(std::uint64_t name_index, std::string_view value) { return hInt(0, 4, name_index) + hStr(value); }
-std::string literal(std::string_view name, std::string_view value) { return hInt(0, 4, 0) + hStr(name) + hStr(value); }
-// Literal with incremental indexing (enters the dynamic table).
-std::string indexing(std::uint64_t name_index, std::string_view value) {
-    return hInt(0x40, 6, name_index) + hStr(value);
-}
-std::string indexing(std::string_view name, std::string_view value) {
-    return hInt(0x40, 6, 0) + hStr(name) + hStr(value);
-}
+// HPACK field representations (tests/support/hpack_encode.hpp)
+using netprobe::testing::hpack::indexed;
+using netprobe::testing::hpack::indexing;
+using netprobe::testing::hpack::literal;
 
 // Static table indexes (RFC 7541 Appendix A).
 constexpr int kAuthority = 1, kGet = 2, kPost = 3, kPathRoot = 4, kSchemeHttp = 6, kSchemeHttps = 7, kStatus200 = 8,
@@ -494,10 +474,6 @@ std::string dataFrame(std::uint32_t sid, std::size_t n, std::uint8_t flags = 0) 
     return frame(kData, flags, sid, std::string(n, 'd'));
 }
 
-// A syscall whose bytes were all copied.
-void feed(MessageParser& p, bool sending, std::string_view bytes, std::uint64_t ts) {
-    p.feed(sending, Chunk{bytes, bytes.size(), {}, ts});
-}
 // A syscall of `whole` of which the capture copied the first `head` bytes (no tail).
 void feedCut(MessageParser& p, bool sending, std::string_view whole, std::size_t head, std::uint64_t ts) {
     p.feed(sending, Chunk{whole.substr(0, head), whole.size(), {}, ts});

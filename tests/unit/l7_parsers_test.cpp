@@ -15,21 +15,18 @@
 #include <netprobe/abi.h>
 #include <netprobe/l7/parser.hpp>
 
+#include "support/l7_parser_driver.hpp"
+
 namespace {
 
 using namespace netprobe::l7;
 
-struct Sink final : ExchangeSink {
-    std::vector<Exchange> got;
-    void onExchange(Exchange&& e) override { got.push_back(std::move(e)); }
-};
+using netprobe::testing::feed;
+using netprobe::testing::kRecv;
+using netprobe::testing::kSend;
+using netprobe::testing::Sink;
 
-constexpr bool kSend = true, kRecv = false;
 
-// A syscall whose bytes were all captured.
-void feed(MessageParser& p, bool sending, std::string_view bytes, std::uint64_t ts) {
-    p.feed(sending, Chunk{bytes, bytes.size(), {}, ts});
-}
 
 // A syscall that moved all of `whole` of which the capture copied the first `head` bytes
 // and, with a tail, the last NP_L7_TAIL_MAX.
