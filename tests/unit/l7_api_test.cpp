@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <netprobe/analysis/l7/stage.hpp>
+#include <netprobe/collector/snapshot.hpp>
 #include <netprobe/metrics/l7.hpp>
 
 namespace {
@@ -94,6 +95,32 @@ TEST(L7Api, BadParametersAreNamed) {
     EXPECT_FALSE(netprobe::metrics::parseL7Query({{"status", "ok"}}, false));
     for (const char* p : {"http", "http2", "grpc", "dns", "redis", "postgres", "mysql"})
         EXPECT_TRUE(netprobe::metrics::parseL7Query({{"protocol", p}}, false)) << p;
+}
+
+}  // namespace
+
+namespace {
+
+// gRPC methods are label values from traffic: past the budget they are "other", counted.
+TEST(L7Stage, GrpcMethodsAreBudgeted) {
+    netprobe::analysis::l7::L7Options o;
+    o.max_rpc_methods = 1;
+    netprobe::analysis::l7::L7Stage stage(o);
+    netprobe::collector::Snapshot snap;
+    snap.mono = std::chrono::steady_clock::now();
+    auto sample = std::make_shared<netprobe::collector::L7Sample>();
+    for (const char* m : {"/np.Echo/Say", "/np.Echo/Slow", "/np.Echo/Say"}) {
+        Request r = req("grpc", 0, m);
+        r.route = m;
+        sample->requests.push_back(r);
+    }
+    snap.l7 = sample;
+    netprobe::analysis::Views v;
+    stage.run(snap, v);
+    std::map<std::string, std::uint64_t> by_method;
+    for (const auto& [k, t] : v.l7->series) by_method[k.method] += t.requests;
+    EXPECT_EQ(by_method, (std::map<std::string, std::uint64_t>{{"/np.Echo/Say", 2}, {"other", 1}}));
+    EXPECT_EQ(v.l7->counters.methods_overflow, 1u);
 }
 
 }  // namespace

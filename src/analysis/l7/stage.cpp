@@ -29,6 +29,18 @@ std::string endpointKey(const Request& r, std::string_view route) {
     return k;
 }
 
+// A label value from traffic within its budget: known, or admitted while there is room;
+// otherwise counted (the caller labels it "other").
+bool admit(std::set<std::string>& admitted, const std::string& value, std::size_t max, std::uint64_t& overflow) {
+    if (admitted.contains(value)) return true;
+    if (admitted.size() < max) {
+        admitted.insert(value);
+        return true;
+    }
+    ++overflow;
+    return false;
+}
+
 }  // namespace
 
 std::string statusClass(const Request& r) {
@@ -100,13 +112,7 @@ std::string L7Stage::nameOf(const Request& r) {
             name = labels.dst_namespace.empty() ? labels.dst_workload : labels.dst_namespace + "/" + labels.dst_workload;
     }
     if (name.empty()) name = util::formatEndpoint(r.server, r.server_port);
-    if (services_.contains(name)) return name;
-    if (services_.size() < opts_.max_services) {
-        services_.insert(name);
-        return name;
-    }
-    ++counters_.services_overflow;
-    return "other";
+    return admit(services_, name, opts_.max_services, counters_.services_overflow) ? name : "other";
 }
 
 void L7Stage::add(const collector::Snapshot& snap, Request r) {
@@ -122,14 +128,9 @@ void L7Stage::add(const collector::Snapshot& snap, Request r) {
         }
         dns_names_[a.addr] = {r.path, expires};
     }
-    if (r.protocol == "grpc" && !rpc_methods_.contains(r.method)) {
-        if (rpc_methods_.size() < opts_.max_rpc_methods) {
-            rpc_methods_.insert(r.method);
-        } else {
-            ++counters_.methods_overflow;
-            r.method = "other";
-            r.route = "other";
-        }
+    if (r.protocol == "grpc" && !admit(rpc_methods_, r.method, opts_.max_rpc_methods, counters_.methods_overflow)) {
+        r.method = "other";
+        r.route = "other";
     }
     const std::string sc = statusClass(r);
     auto& t = series_[SeriesKey{r.protocol, sideName(r.side), r.service, r.method, sc}];
