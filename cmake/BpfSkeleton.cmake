@@ -39,7 +39,7 @@ add_custom_command(OUTPUT ${NETPROBE_VMLINUX_H}
 function(netprobe_bpf_skeleton name src)
   set(obj ${NETPROBE_BPF_OUT_DIR}/${name}.bpf.o)
   set(skel ${NETPROBE_BPF_OUT_DIR}/${name}.skel.h)
-  file(GLOB bpf_headers ${CMAKE_SOURCE_DIR}/bpf/lib/*.h ${CMAKE_SOURCE_DIR}/bpf/include/netprobe/*.h)
+  file(GLOB bpf_headers CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/bpf/lib/*.h ${CMAKE_SOURCE_DIR}/bpf/include/netprobe/*.h)
   add_custom_command(OUTPUT ${obj}
     COMMAND ${BPF_CLANG} -g -O2 -target bpf -D__TARGET_ARCH_${NETPROBE_BPF_ARCH} -D__BPF__
             -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers

@@ -11,6 +11,7 @@
 #include "parse.h"
 #include "maps.h"
 #include "security.h"
+#include "intel.h"
 
 #define NP_TC_ACT_UNSPEC (-1) /* tcx: continue with the next program; clsact: default action */
 #define NP_XDP_PASS 2
@@ -89,7 +90,9 @@ static __always_inline void np_flow_add(struct np_flow_stats *fs, __u32 segs, __
 	fs->tcp_flags |= flags;
 }
 
-static __always_inline void np_account_flow(struct np_packet *pkt, __u32 segs, __u64 len)
+/* Returns 1 when the packet is to be dropped (threat intel: a block indicator with
+ * mitigation on); it is counted in its flow all the same, as the device counted it. */
+static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __u64 len)
 {
 	/* The coarse clock (CLOCK_MONOTONIC at tick resolution) costs a memory read
 	 * instead of a TSC read: ~18 ns less per packet; flow times need no better. */
@@ -97,7 +100,7 @@ static __always_inline void np_account_flow(struct np_packet *pkt, __u32 segs, _
 	struct np_flow_stats *fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
 	if (fs) {
 		np_flow_add(fs, segs, len, pkt->tcp_flags, now);
-		return;
+		return np_enable_intel ? np_intel_flow(pkt, fs, segs, len) : 0;
 	}
 	struct np_flow_stats init = {
 		.packets = segs,
@@ -114,7 +117,7 @@ static __always_inline void np_account_flow(struct np_packet *pkt, __u32 segs, _
 		fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
 		if (fs) {
 			np_flow_add(fs, segs, len, pkt->tcp_flags, now);
-			return;
+			return np_enable_intel ? np_intel_flow(pkt, fs, segs, len) : 0;
 		}
 	}
 	if (!in_table)
@@ -124,6 +127,17 @@ static __always_inline void np_account_flow(struct np_packet *pkt, __u32 segs, _
 	 * (np_sec_new_flow announces a flow once, full table or not). */
 	if (np_enable_security)
 		np_sec_new_flow(pkt, len, in_table);
+	if (!np_enable_intel)
+		return 0;
+	if (in_table) {
+		/* the entry just made: its verdict is cached by the lookup's path */
+		fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
+		if (fs) {
+			/* np_flow_add already ran through the insert: only the verdict */
+			return np_intel_flow(pkt, fs, segs, len);
+		}
+	}
+	return np_intel_packet(pkt, segs, len);
 }
 
 /* Parse the skb into pkt. Global (non-inlined) functions: the verifier checks each
@@ -229,14 +243,18 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir, const 
 		return NP_TC_ACT_UNSPEC;
 	if (np_enable_security)
 		np_host_account(&pkt, dir, segs, len);
-	if (!np_enable_flows)
+	if (!np_enable_flows) {
+		if (np_enable_intel && np_intel_packet(&pkt, segs, len))
+			return NP_TC_ACT_SHOT;
 		return NP_TC_ACT_UNSPEC;
+	}
 
 	if (pkt.frag != NP_FRAG_NONE)
 		np_track_fragment(&pkt);
 	pkt.key.ifindex = ifindex;
 	pkt.key.direction = dir;
-	np_account_flow(&pkt, segs, len);
+	if (np_account_flow(&pkt, segs, len))
+		return NP_TC_ACT_SHOT;
 	return NP_TC_ACT_UNSPEC;
 }
 

@@ -48,6 +48,9 @@
 #include <netprobe/util/capabilities.hpp>
 #include <netprobe/util/cgroup.hpp>
 #include <netprobe/util/scheduler.hpp>
+#include <netprobe/ebpf/intel_maps.hpp>
+#include <netprobe/intel/feeds.hpp>
+#include <netprobe/intel/indicators.hpp>
 #include <netprobe/util/duration.hpp>
 #include <netprobe/util/logging.hpp>
 
@@ -163,6 +166,18 @@ public:
         if (!sec_cfg) return fatal(sec_cfg.error());
         mo.enable_security = sec_cfg->enabled;
         mo.mitigate = static_cast<np_mitigate_mode>(sec_cfg->mitigate);
+        std::optional<netprobe::intel::IntelConfig> intel_cfg;
+        if (!opts_.intel_config.empty()) {
+            auto ic = netprobe::intel::loadIntelConfig(opts_.intel_config);
+            if (!ic) return fatal(ic.error().what());
+            for (const auto& f : ic->feeds)
+                if (!f.url.empty())
+                    return fatal(opts_.intel_config + ": feed " + f.name +
+                                 ": url feeds are not fetched by this version; give a path kept current by a "
+                                 "CronJob or sidecar");
+            intel_cfg = std::move(*ic);
+            mo.enable_intel = true;
+        }
         auto manager = netprobe::ebpf::Manager::create(mo);
         if (!manager) return fatal(manager.error().what());
         auto& mgr = **manager;
@@ -351,12 +366,23 @@ public:
         std::shared_ptr<netprobe::analysis::Pipeline> sec_pipeline;
         std::shared_ptr<netprobe::ebpf::Mitigator> mitigator;
         std::unique_ptr<netprobe::metrics::EventLog> events_log;
+        std::unique_ptr<netprobe::ebpf::IntelMaps> intel_maps;
+        std::shared_ptr<netprobe::collector::IntelSource> intel_source;
+        std::unique_ptr<netprobe::intel::FeedLoader> intel_loader;
         std::vector<netprobe::analysis::Pipeline::Subscription> sinks;
         if (sec_cfg->enabled) {
             auto source = netprobe::collector::SecuritySource::create(mgr);
             if (!source) return fatal(source.error().what());
             sec_collector = std::make_unique<netprobe::collector::Collector>("security", sec_cfg->tick);
             sec_collector->addSource(std::move(*source));
+            if (intel_cfg) {
+                auto maps = netprobe::ebpf::IntelMaps::create(mgr);
+                if (!maps) return fatal(maps.error().what());
+                intel_maps = std::move(*maps);
+                intel_source = std::make_shared<netprobe::collector::IntelSource>(*intel_maps);
+                sec_collector->addSource(intel_source);
+                intel_loader = std::make_unique<netprobe::intel::FeedLoader>(*intel_cfg);
+            }
             sec_pipeline = std::make_shared<netprobe::analysis::Pipeline>(*sec_collector);
             netprobe::analysis::security::SecurityStage::Options so;
             so.config = *sec_cfg;
@@ -426,11 +452,35 @@ public:
                 if (server.webConfigChanged()) reloadWebConfig(server, "changed on disk");
             });
         reload_ = [&server] { reloadWebConfig(server, "SIGHUP"); };
+        // Threat-intel feeds: read again when their files change; each new set becomes
+        // a new kernel trie (swapped in, no gap).
+        std::optional<netprobe::util::Scheduler::TaskId> intel_watch;
+        if (intel_loader)
+            intel_watch = background->every("intel feeds", std::chrono::seconds(5), [&] {
+                auto set = intel_loader->refresh(std::chrono::system_clock::now());
+                if (!set) return;
+                const auto entries = set->kernelEntries();
+                std::vector<netprobe::ebpf::IntelEntry> kernel;
+                kernel.reserve(entries.size());
+                for (const auto& e : entries) kernel.push_back({e.addr, e.prefix, e.value});
+                auto r = intel_maps->install(kernel);
+                for (const auto& f : set->feeds())
+                    if (!f.last_error.empty()) spdlog::warn("intel: feed {}: {}", f.name, f.last_error);
+                if (r)
+                    spdlog::info("intel: {} prefixes from {} feed(s) in the kernel in {:.3f} s ({}, generation {})",
+                                 r->entries, set->feeds().size(), r->seconds, r->batched ? "batched" : "one by one",
+                                 r->generation);
+                else
+                    spdlog::error("intel: the indicator set was not installed (the previous one stays): {}",
+                                  r.error().what());
+                intel_source->installed(std::move(set), r);
+            });
         background->start();
 
         int rc = loop(*watcher, mgr);
         reload_ = nullptr;
         if (web_watch) background->cancel(*web_watch);
+        if (intel_watch) background->cancel(*intel_watch);
         spdlog::info("shutting down: detaching from {} interface(s)", mgr.attachments().size());
         server.stop();  // stops the main collector too
         if (!flow_sinks.empty()) {

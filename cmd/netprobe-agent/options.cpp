@@ -158,6 +158,9 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     app.add_option("--security", security, "Security analytics (port scans, floods, abnormal connections): on, off")
         ->capture_default_str();
     app.add_option("--security-config", o.security_config, "Security thresholds/allow-lists YAML file");
+    app.add_option("--intel-config", o.intel_config,
+                   "Threat-intel feeds YAML (docs/intel.md): IP indicators checked at TC (counted; block-action "
+                   "feeds dropped with --mitigate=on), threat_intel_match events");
     app.add_option("--mitigate", o.mitigate,
                    "Blocklist fed by detections (XDP, else TC ingress): off, dry-run (count what would be dropped), on "
                    "(default: the config file's mitigation.mode, else off)");
@@ -331,6 +334,8 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (app.count("--mitigate") > 0 && o.mitigate != "off" && o.mitigate != "dry-run" && o.mitigate != "on")
         return fail("invalid --mitigate \"" + o.mitigate + "\": expected off, dry-run or on");
     if (app.count("--security-config") > 0 && o.security_config.empty()) return fail("--security-config is empty");
+    if (app.count("--intel-config") > 0 && o.intel_config.empty()) return fail("--intel-config is empty");
+    if (!o.intel_config.empty() && !o.security) return fail("--intel-config needs --security=on (its matches are security events)");
     if (app.count("--events-log") > 0 && o.events_log.empty()) return fail("--events-log is empty");
     for (const auto& kv : o.security_set) {
         const auto eq = kv.find('=');

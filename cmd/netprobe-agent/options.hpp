@@ -45,6 +45,7 @@ struct AgentOptions {
     bool l7_tls = true;                        // --l7-tls=on|off: OpenSSL plaintext (uprobes)
     bool security = true;                // --security=on|off: security analytics (issue 3)
     std::string security_config;         // --security-config: YAML file (docs/security.md)
+    std::string intel_config;            // --intel-config: threat-intel feeds YAML (docs/intel.md)
     std::string mitigate;                // --mitigate=off|dry-run|on ("" = the config's, default off)
     std::string events_log;              // --events-log: append events as JSON lines
     std::vector<std::string> security_set;  // --security-set=KEY=VALUE: one config setting (after the file)

@@ -55,6 +55,7 @@ struct SnapshotMembers {
     decltype(Snapshot::cgroup_traffic) cgroup_traffic;
     decltype(Snapshot::netstat) netstat;
     decltype(Snapshot::security) security;
+    decltype(Snapshot::intel) intel;
     decltype(Snapshot::l7) l7;
     decltype(Snapshot::sources) sources;
     decltype(Snapshot::collect_duration_seconds) collect_duration_seconds;
@@ -80,6 +81,7 @@ std::shared_ptr<const Snapshot> Snapshot::withoutFlowSamples() const {
     c->cgroup_traffic = cgroup_traffic;
     c->netstat = netstat;
     c->security = security;
+    c->intel = intel;
     if (l7) {
         auto counters = std::make_shared<L7Sample>();
         counters->kernel = l7->kernel;

@@ -245,6 +245,42 @@ Result<void> SecuritySource::collect(SnapshotBuilder& b) {
     return {};
 }
 
+// ---- IntelSource ----
+
+void IntelSource::installed(std::shared_ptr<const intel::IndicatorSet> set, const Result<ebpf::IntelInstall>& result) {
+    std::lock_guard lock(mu_);
+    if (result) {
+        ++state_.installs_total;
+        state_.install_error.clear();
+        state_.install_seconds = result->seconds;
+        state_.installed_prefixes = result->entries;
+        state_.set = std::move(set);
+    } else {
+        ++state_.install_failures_total;
+        state_.install_error = result.error().what();
+        // the kernel keeps the previous trie: so does the published set, except for the
+        // feeds' statuses, which say what the last load found
+    }
+}
+
+Result<void> IntelSource::collect(SnapshotBuilder& b) {
+    auto sample = std::make_shared<IntelSample>();
+    {
+        std::lock_guard lock(mu_);
+        *sample = state_;
+    }
+    if (auto c = maps_.readCounters()) {
+        sample->counters = std::move(*c);
+    } else {
+        std::lock_guard lock(mu_);
+        sample->read_errors = ++state_.read_errors;
+        b.snapshot().intel = std::move(sample);
+        return std::unexpected(c.error());
+    }
+    b.snapshot().intel = std::move(sample);
+    return {};
+}
+
 void parseNetstat(std::string_view text, std::map<std::string, std::uint64_t>& out) {
     std::vector<std::string_view> lines;
     while (!text.empty()) {

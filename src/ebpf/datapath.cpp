@@ -21,6 +21,7 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
             s.rodata->np_enable_flows = cfg.enable_flows ? 1 : 0;
             s.rodata->np_enable_security = cfg.enable_security ? 1 : 0;
             s.rodata->np_mitigate = static_cast<__u32>(cfg.mitigate);
+            s.rodata->np_enable_intel = cfg.enable_intel ? 1 : 0;
             // The blocking TC programs are for interfaces without XDP when there is a
             // blocklist to enforce (or count, in dry-run); not loaded otherwise.
             const bool block = cfg.mitigate != NP_MITIGATE_OFF;
@@ -65,6 +66,9 @@ Result<UniqueFd> Datapath::mapFd(DatapathMap which) const {
         case DatapathMap::HostStats: m = skel_->maps.host_stats; break;
         case DatapathMap::Blocklist: m = skel_->maps.blocklist; break;
         case DatapathMap::BlockStats: m = skel_->maps.block_stats; break;
+        case DatapathMap::IntelIps: m = skel_->maps.intel_ips; break;
+        case DatapathMap::IntelState: m = skel_->maps.intel_state; break;
+        case DatapathMap::IntelStats: m = skel_->maps.intel_stats; break;
     }
     UniqueFd fd(::fcntl(bpf_map__fd(m), F_DUPFD_CLOEXEC, 0));
     if (!fd) return std::unexpected(errnoError(errno, std::string("duplicate the fd of map ") + bpf_map__name(m)));

@@ -18,6 +18,7 @@ struct DatapathConfig {
     bool enable_flows = true;
     bool enable_security = true;
     np_mitigate_mode mitigate = NP_MITIGATE_OFF;
+    bool enable_intel = false;  // threat-intel indicator checks (bpf/lib/intel.h)
 };
 
 class Datapath {

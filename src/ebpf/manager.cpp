@@ -247,7 +247,8 @@ Result<std::unique_ptr<Manager>> Manager::create(ManagerOptions options) {
     util::routeLibbpfLogs();  // libbpf speaks through the one logger
     auto impl = std::make_unique<Impl>();
     impl->opts = options;
-    auto dp = Datapath::load({options.flow_table_size, options.enable_flows, options.enable_security, options.mitigate});
+    auto dp = Datapath::load(
+        {options.flow_table_size, options.enable_flows, options.enable_security, options.mitigate, options.enable_intel});
     if (!dp) return std::unexpected(dp.error());
     impl->dp = std::move(*dp);
     return std::unique_ptr<Manager>(new Manager(std::move(impl)));

@@ -89,8 +89,7 @@ std::expected<EventQuery, std::string> parseEventQuery(const std::vector<std::pa
                 auto t = parseEventType(name);
                 if (!t)
                     return std::unexpected("type: unknown event type \"" + std::string(name) +
-                                           "\" (port_scan, syn_flood, udp_flood, icmp_flood, traffic_surge, "
-                                           "connection_failures, fan_out, new_peer)");
+                                           "\" (" + analysis::security::eventTypeNames() + ")");
                 q.types.push_back(*t);
                 if (comma == std::string_view::npos) break;
                 rest.remove_prefix(comma + 1);
@@ -177,6 +176,11 @@ void EventLog::write(const analysis::Views& views) {
     }
 }
 
+namespace {
+// netprobe_intel_*: feeds, indicators, matched and dropped traffic (--intel-config).
+void renderIntelMetrics(ExpositionWriter& w, const collector::IntelSample& in, const analysis::security::AnalyzerStats& st);
+}  // namespace
+
 std::string renderSecurityMetrics(const SecurityView& v, const ebpf::MitigationStatus* status) {
     ExpositionWriter w;
     auto type = [](int t) { return toString(static_cast<EventType>(t)); };
@@ -255,7 +259,132 @@ std::string renderSecurityMetrics(const SecurityView& v, const ebpf::MitigationS
     w.family("netprobe_security_blocked_packets_all_total", MetricType::Counter,
              "Packets matched by any blocklist rule, removed rules included.");
     w.sample("netprobe_security_blocked_packets_all_total", {{"mode", mode}}, all);
+    if (v.intel) renderIntelMetrics(w, *v.intel, v.stats);
     return w.take();
+}
+
+namespace {
+void renderIntelMetrics(ExpositionWriter& w, const collector::IntelSample& in, const analysis::security::AnalyzerStats& st) {
+    // One series set per configured feed (a bounded list the operator wrote).
+    static const np_intel_counters kZero{};
+    const auto* feeds = in.set ? &in.set->feeds() : nullptr;
+    auto counters = [&](std::size_t i) -> const np_intel_counters& {
+        return i < in.counters.size() ? in.counters[i] : kZero;
+    };
+    w.family("netprobe_intel_indicators", MetricType::Gauge,
+             "Indicators of each threat-intel feed at its last successful load, by kind (ip prefixes, domains).");
+    if (feeds)
+        for (const auto& f : *feeds) {
+            w.sample("netprobe_intel_indicators", {{"feed", f.name}, {"kind", "ip"}}, static_cast<std::uint64_t>(f.ips));
+            w.sample("netprobe_intel_indicators", {{"feed", f.name}, {"kind", "domain"}}, static_cast<std::uint64_t>(f.domains));
+        }
+    w.family("netprobe_intel_feed_malformed_lines", MetricType::Gauge,
+             "Lines of a feed's last load that were not understood (the rest of the feed loaded).");
+    if (feeds)
+        for (const auto& f : *feeds) w.sample("netprobe_intel_feed_malformed_lines", {{"feed", f.name}}, static_cast<std::uint64_t>(f.errors));
+    w.family("netprobe_intel_feed_loads_total", MetricType::Counter, "Loads of each feed, by result.");
+    if (feeds)
+        for (const auto& f : *feeds) {
+            w.sample("netprobe_intel_feed_loads_total", {{"feed", f.name}, {"result", "ok"}}, f.loads_total);
+            w.sample("netprobe_intel_feed_loads_total", {{"feed", f.name}, {"result", "error"}}, f.load_failures_total);
+        }
+    w.family("netprobe_intel_feed_last_load_timestamp_seconds", MetricType::Gauge,
+             "When each feed last loaded successfully (Unix time).");
+    if (feeds)
+        for (const auto& f : *feeds)
+            if (f.loaded_at)
+                w.sample("netprobe_intel_feed_last_load_timestamp_seconds", {{"feed", f.name}},
+                         std::chrono::duration<double>(f.loaded_at->time_since_epoch()).count());
+    w.family("netprobe_intel_prefixes", MetricType::Gauge,
+             "Unique IP prefixes in the kernel's indicator trie (all feeds).");
+    w.sample("netprobe_intel_prefixes", {}, static_cast<std::uint64_t>(in.installed_prefixes));
+    w.family("netprobe_intel_install_duration_seconds", MetricType::Gauge,
+             "Time the last indicator set took to build into a kernel trie.");
+    w.sample("netprobe_intel_install_duration_seconds", {}, in.install_seconds);
+    w.family("netprobe_intel_installs_total", MetricType::Counter, "Indicator sets installed in the kernel, by result.");
+    w.sample("netprobe_intel_installs_total", {{"result", "ok"}}, in.installs_total);
+    w.sample("netprobe_intel_installs_total", {{"result", "error"}}, in.install_failures_total);
+    using Field = __u64 np_intel_counters::*;
+    auto perFeed = [&](const char* name, const char* help, Field from, Field to) {
+        w.family(name, MetricType::Counter, help);
+        if (!feeds) return;
+        for (std::size_t i = 0; i < feeds->size(); ++i) {
+            const auto& f = (*feeds)[i];
+            const auto& c = counters(i);
+            if (to == nullptr) {
+                w.sample(name, {{"feed", f.name}}, static_cast<std::uint64_t>(c.*from));
+                continue;
+            }
+            w.sample(name, {{"feed", f.name}, {"direction", "from"}}, static_cast<std::uint64_t>(c.*from));
+            w.sample(name, {{"feed", f.name}, {"direction", "to"}}, static_cast<std::uint64_t>(c.*to));
+        }
+    };
+    perFeed("netprobe_intel_packets_total",
+            "Packets whose source (direction=from) or else destination (direction=to) matched a feed's indicator, "
+            "seen at TC on the monitored interfaces.",
+            &np_intel_counters::from_packets, &np_intel_counters::to_packets);
+    perFeed("netprobe_intel_bytes_total", "Bytes of the packets in netprobe_intel_packets_total.",
+            &np_intel_counters::from_bytes, &np_intel_counters::to_bytes);
+    perFeed("netprobe_intel_dropped_packets_total",
+            "Packets dropped because they matched a block-action feed with mitigation on.",
+            &np_intel_counters::dropped_packets, nullptr);
+    w.family("netprobe_intel_flow_records_total", MetricType::Counter,
+             "Datapath records of flows matching an indicator that the security stage consumed.");
+    w.sample("netprobe_intel_flow_records_total", {}, st.intel_hits);
+    w.family("netprobe_intel_tracked_matches", MetricType::Gauge,
+             "Indicator/local-address pairs with a match in progress (bounded).");
+    w.sample("netprobe_intel_tracked_matches", {}, st.intel_tracked);
+    w.family("netprobe_intel_matches_dropped_total", MetricType::Counter,
+             "Matches not tracked because the bound was reached (their packets are still counted).");
+    w.sample("netprobe_intel_matches_dropped_total", {}, st.intel_dropped);
+    w.family("netprobe_intel_read_errors_total", MetricType::Counter, "Failed reads of the kernel's intel counters.");
+    w.sample("netprobe_intel_read_errors_total", {}, in.read_errors);
+}
+}  // namespace
+
+nlohmann::json intelJson(const collector::IntelSample* in) {
+    nlohmann::json j;
+    j["enabled"] = in != nullptr;
+    j["feeds"] = nlohmann::json::array();
+    if (!in) return j;
+    j["prefixes"] = in->installed_prefixes;
+    j["install_seconds"] = in->install_seconds;
+    j["installs_total"] = in->installs_total;
+    j["install_failures_total"] = in->install_failures_total;
+    if (!in->install_error.empty()) j["install_error"] = in->install_error;
+    if (!in->set) return j;
+    j["generation"] = in->set->generation();
+    auto time = [](const std::optional<WallTime>& t) -> nlohmann::json {
+        if (!t) return nullptr;
+        return metrics::rfc3339(*t);
+    };
+    for (std::size_t i = 0; i < in->set->feeds().size(); ++i) {
+        const auto& f = in->set->feeds()[i];
+        nlohmann::json x;
+        x["name"] = f.name;
+        x["type"] = std::string(intel::feedFormatName(f.format));
+        x["action"] = std::string(intel::actionName(f.action));
+        x["source"] = f.source;
+        x["status"] = f.last_error.empty() ? (f.loaded_at ? "ok" : "pending") : "error";
+        if (!f.last_error.empty()) x["error"] = f.last_error;
+        x["ips"] = f.ips;
+        x["domains"] = f.domains;
+        x["expired"] = f.expired;
+        x["malformed_lines"] = f.errors;
+        auto errs = nlohmann::json::array();
+        for (const auto& e : f.first_errors) errs.push_back({{"line", e.line}, {"reason", e.reason}});
+        x["first_errors"] = std::move(errs);
+        x["last_load"] = time(f.loaded_at);
+        x["modified"] = time(f.modified_at);
+        x["loads_total"] = f.loads_total;
+        x["load_failures_total"] = f.load_failures_total;
+        const np_intel_counters c = i < in->counters.size() ? in->counters[i] : np_intel_counters{};
+        x["matched"] = {{"from", {{"packets", c.from_packets}, {"bytes", c.from_bytes}}},
+                        {"to", {{"packets", c.to_packets}, {"bytes", c.to_bytes}}},
+                        {"dropped", {{"packets", c.dropped_packets}, {"bytes", c.dropped_bytes}}}};
+        j["feeds"].push_back(std::move(x));
+    }
+    return j;
 }
 
 }  // namespace netprobe::metrics

@@ -246,6 +246,12 @@ http::Response Server::Impl::api(const http::Request& req) const {
         if (!sv || !sv->security) return http::Response::json(200, eventsJson({}, c.security != nullptr));
         return http::Response::json(200, eventsJson(analysis::security::selectEvents(sv->security->events, *q)));
     }
+    if (p == "/api/v1/intel") {
+        if (!req.query.empty()) return noParams(req);
+        const auto sv = c.security ? c.security->latest() : nullptr;
+        const collector::IntelSample* in = sv && sv->security ? sv->security->intel.get() : nullptr;
+        return http::Response::json(200, intelJson(in).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
     if (p == "/api/v1/containers") {
         if (!req.query.empty()) return noParams(req);
         return http::Response::json(200, containersJson(*pipeline->latest(), c.attribution.get())
@@ -278,7 +284,7 @@ http::Response Server::Impl::route(const http::Request& req, bool metrics_listen
         if (api_listener) body += "/ui/ (the web UI: service map)\n";
         if (api_listener)
             for (const char* e : {"/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/api/v1/containers",
-                                  "/api/v1/pods", "/api/v1/events", "/api/v1/diagnosis", "/api/v1/l7/endpoints",
+                                  "/api/v1/pods", "/api/v1/events", "/api/v1/intel", "/api/v1/diagnosis", "/api/v1/l7/endpoints",
                                   "/api/v1/l7/requests", "/api/v1/l7/dns/names", "/api/v1/topology"})
                 body += std::string(e) + "\n";
         body += "/healthz\n/readyz\n";

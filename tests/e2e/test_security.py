@@ -361,7 +361,10 @@ class Mitigation(SecurityCase):
         m = agent.metrics()
         self.assertEqual(m.get("netprobe_security_block_rules"), 1)
         self.assertEqual(m.get("netprobe_security_mitigation_mode", mode=mode), 1)
-        before = self.blocked_counter(agent, cidr)
+        # the scan goes on after the rule is in: its later probes are counted too (dropped, or
+        # passed in dry-run). The figure before the ping is the one that no longer moves.
+        before = agent.wait_stable(["netprobe_security_blocked_packets_total"], settle=2).get_or(
+            "netprobe_security_blocked_packets_total", 0.0, cidr=cidr)
         p = run(["ping", "-n", "-q", "-c", "5", "-i", "0.2", "-W", "1", v.peer_ip], netns=v.host_ns, check=False)
         sent = int(re.search(r"(\d+) packets transmitted", p.stdout).group(1))
         received = int(re.search(r"(\d+) received", p.stdout).group(1))

@@ -144,7 +144,13 @@ struct np_flow_stats {
 	__u64 first_seen_ns;
 	__u64 last_seen_ns;
 	__u8 tcp_flags; /* OR of every TCP flags byte seen (FIN=0x01 ... CWR=0x80) */
-	__u8 reserved[7];
+	/* Threat-intel verdict of this CPU's copy, cached so a flow's later packets pay
+	 * no trie lookup (bpf/lib/intel.h): valid while intel_gen equals the current
+	 * generation of the indicator set. Per CPU; user space ignores these fields. */
+	__u8 intel_match; /* NP_INTEL_MATCH_* bits */
+	__u16 intel_gen;
+	__u16 intel_feed; /* feed index of the matched indicator (source side first) */
+	__u8 reserved[2];
 };
 
 /* frag_track map key: identifies the fragments of one datagram so later fragments
@@ -186,6 +192,8 @@ NP_STATIC_ASSERT(NP_OFFSETOF(struct flow_key, direction) == 38, "flow_key.direct
 NP_STATIC_ASSERT(NP_OFFSETOF(struct flow_key, ifindex) == 40, "flow_key.ifindex");
 NP_STATIC_ASSERT(sizeof(struct np_flow_stats) == 40, "flow_stats size");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_flow_stats, tcp_flags) == 32, "flow_stats.tcp_flags");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_flow_stats, intel_gen) == 34, "flow_stats.intel_gen");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_flow_stats, intel_feed) == 36, "flow_stats.intel_feed");
 NP_STATIC_ASSERT(sizeof(struct np_frag_key) == 40, "frag_key size");
 NP_STATIC_ASSERT(sizeof(struct np_frag_ports) == 8, "np_frag_ports size");
 
@@ -369,6 +377,9 @@ NP_STATIC_ASSERT(sizeof(struct np_icmp_key) == 4, "np_icmp_key size");
 enum np_sec_kind {
 	NP_SEC_NEW_FLOW = 1,   /* first packet of a new flow_stats entry (TCP, UDP) */
 	NP_SEC_ICMP_ERROR = 2, /* ICMP(v6) destination unreachable or time exceeded, with the quoted tuple */
+	NP_SEC_INTEL = 3,      /* a flow entry's first packet (per CPU and indicator-set generation)
+	                        * whose source or destination matched a threat-intel indicator;
+	                        * inner_proto holds the NP_INTEL_MATCH_* bits, inner_src_port the feed */
 };
 
 /* Record on the sec_events ring buffer. For NP_SEC_NEW_FLOW key is the new flow
@@ -443,6 +454,45 @@ enum np_mitigate_mode {
 	NP_MITIGATE_DRY_RUN = 1, /* count what would be dropped, pass it */
 	NP_MITIGATE_ON = 2,      /* drop */
 };
+
+/* Threat intelligence (bpf/lib/intel.h; user space: ebpf::IntelMaps, src/intel).
+ * intel_ips is an ARRAY_OF_MAPS of one LPM trie keyed like the blocklist (prefix
+ * length over the 16-byte, IPv4-mapped address): user space builds a new trie for
+ * each indicator-set generation and swaps it in, then bumps intel_state.gen. */
+struct np_intel_value {
+	__u16 feed;       /* feed index (< NP_INTEL_FEEDS_MAX) */
+	__u8 action;      /* enum np_intel_action */
+	__u8 confidence;  /* 0..100 */
+	__u32 reserved;
+};
+enum np_intel_action {
+	NP_INTEL_ALERT = 0,
+	NP_INTEL_BLOCK = 1, /* dropped at TC when mitigation is on */
+};
+enum np_intel_match_bits {
+	NP_INTEL_MATCH_SRC = 1,    /* the source address is an indicator (traffic from it) */
+	NP_INTEL_MATCH_DST = 2,    /* the destination is (traffic to it) */
+	NP_INTEL_MATCH_BLOCK = 4,  /* a matching indicator's action is block */
+	NP_INTEL_MATCH_DONE = 0x80 /* evaluated (with or without a match) */
+};
+struct np_intel_state {
+	__u32 gen;      /* generation of the trie in intel_ips (0: none yet) */
+	__u32 reserved;
+};
+/* intel_stats (PERCPU_ARRAY, index = feed): traffic matched by the feed's indicators. */
+struct np_intel_counters {
+	__u64 from_packets; /* from an indicator (source matched) */
+	__u64 from_bytes;
+	__u64 to_packets;   /* to an indicator (destination matched; not counted again as "from") */
+	__u64 to_bytes;
+	__u64 dropped_packets; /* dropped (action block, mitigation on) */
+	__u64 dropped_bytes;
+};
+#define NP_INTEL_FEEDS_MAX 64
+
+NP_STATIC_ASSERT(sizeof(struct np_intel_value) == 8, "np_intel_value size");
+NP_STATIC_ASSERT(sizeof(struct np_intel_state) == 8, "np_intel_state size");
+NP_STATIC_ASSERT(sizeof(struct np_intel_counters) == 48, "np_intel_counters size");
 
 NP_STATIC_ASSERT(sizeof(struct np_sec_event) == 104, "np_sec_event size");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_sec_event, key) == 8, "np_sec_event.key");

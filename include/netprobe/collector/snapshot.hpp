@@ -17,6 +17,7 @@
 #include <netprobe/l7/tracker.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/ebpf/types.hpp>
+#include <netprobe/intel/indicators.hpp>
 #include <netprobe/util/ip.hpp>
 
 namespace netprobe::collector {
@@ -101,6 +102,18 @@ struct L7Sample {
     std::size_t tls_libraries = 0;          // OpenSSL libraries probed (TLS plaintext)
 };
 
+// Threat intelligence: the indicator set the kernel checks now and what each feed's
+// indicators matched (since start; index = feed).
+struct IntelSample {
+    std::shared_ptr<const intel::IndicatorSet> set;  // null until the first load
+    std::vector<np_intel_counters> counters;
+    std::uint64_t read_errors = 0;
+    std::uint64_t installs_total = 0, install_failures_total = 0;
+    std::string install_error;  // the last install's, empty when it succeeded
+    double install_seconds = 0;  // the last successful install
+    std::size_t installed_prefixes = 0;
+};
+
 // A source's health: its failed collections.
 struct SourceHealth {
     std::string name;
@@ -132,6 +145,8 @@ struct Snapshot {
     std::shared_ptr<const std::map<std::string, std::uint64_t>> netstat;
     // Security analytics input; null except in the security collector's snapshots.
     std::shared_ptr<const SecuritySample> security;
+    // Threat intelligence; null without --intel-config (security snapshots only).
+    std::shared_ptr<const IntelSample> intel;
     // Application-layer requests; null when --l7 is off. Published views keep its
     // counters only (the requests are the L7 stage's input, like the flow samples).
     std::shared_ptr<const L7Sample> l7;

@@ -14,6 +14,7 @@
 
 #include <netprobe/collector/flow_deltas.hpp>
 #include <netprobe/collector/source.hpp>
+#include <netprobe/ebpf/intel_maps.hpp>
 #include <netprobe/ebpf/cgroup_traffic.hpp>
 #include <netprobe/ebpf/l7_capture.hpp>
 #include <netprobe/l7/tracker.hpp>
@@ -110,6 +111,23 @@ private:
     std::vector<np_host_slot> prev_slots_, cur_slots_;  // [slot * ncpu + cpu]
     MonoTime prev_read_{};
     std::uint64_t host_read_errors_ = 0;
+};
+
+// Threat intelligence: the per-feed counters of the datapath's intel_stats, and the
+// indicator set the feed loader last installed (installer() hands it over).
+class IntelSource final : public Source {
+public:
+    explicit IntelSource(const ebpf::IntelMaps& maps) : maps_(maps) {}
+    [[nodiscard]] std::string_view name() const override { return "intel"; }
+    Result<void> collect(SnapshotBuilder& b) override;
+    // The feed loader's result: installs the set's prefixes in the kernel (on the
+    // caller's thread, the loader's), then publishes it with the install's outcome.
+    void installed(std::shared_ptr<const intel::IndicatorSet> set, const Result<ebpf::IntelInstall>& result);
+
+private:
+    const ebpf::IntelMaps& maps_;
+    std::mutex mu_;
+    IntelSample state_;  // guarded by mu_ (counters filled per collection)
 };
 
 // Application-layer requests: loads the L7 programs; the capture's ring thread feeds

@@ -30,6 +30,7 @@ struct ManagerOptions {
     bool enable_flows = true;
     bool enable_security = true;                   // host_stats + sec_events (src/security)
     np_mitigate_mode mitigate = NP_MITIGATE_OFF;   // XDP blocklist: off, dry-run, on
+    bool enable_intel = false;                     // threat-intel indicator checks at TC (ebpf::IntelMaps)
 };
 
 struct AttachInfo {

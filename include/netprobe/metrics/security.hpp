@@ -12,6 +12,7 @@
 #include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/analysis/security/stage.hpp>
 #include <netprobe/util/error.hpp>
+#include <nlohmann/json.hpp>
 
 namespace netprobe::metrics {
 
@@ -21,6 +22,10 @@ namespace netprobe::metrics {
 [[nodiscard]] std::string eventJson(const analysis::security::SecurityEvent& e);  // one JSON object, one line
 // The /api/v1/events document (enabled: security analytics is on).
 [[nodiscard]] std::string eventsJson(const std::vector<analysis::security::EventPtr>& events, bool enabled = true);
+
+// The /api/v1/intel document: each feed's status, indicators and matched traffic
+// (null: no --intel-config).
+[[nodiscard]] nlohmann::json intelJson(const collector::IntelSample* intel);
 
 // --events-log: appends one JSON line per event detected and ended, and logs it.
 // Subscribe it to the security pipeline (it writes after each evaluation, off any

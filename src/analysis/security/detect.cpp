@@ -49,8 +49,86 @@ const char* toString(EventType t) {
     case EventType::ConnectionFailures: return "connection_failures";
     case EventType::FanOut: return "fan_out";
     case EventType::NewPeer: return "new_peer";
+    case EventType::ThreatIntelMatch: return "threat_intel_match";
     }
     return "unknown";
+}
+
+std::string eventTypeNames() {
+    std::string s;
+    for (int i = 0; i < kEventTypes; ++i) {
+        if (i) s += ", ";
+        s += toString(static_cast<EventType>(i));
+    }
+    return s;
+}
+
+void IntelAnalyzer::observe(const IntelHit& h, const IntelIndicatorInfo& info) {
+    const bool inbound = (h.match & NP_INTEL_MATCH_SRC) != 0;
+    const Addr16& remote = inbound ? h.src : h.dst;
+    const Addr16& local = inbound ? h.dst : h.src;
+    std::string key = "threat_intel_match|" + info.feed + "|" + info.indicator + "|" + util::formatAddr(local) +
+                      (inbound ? "|in" : "|out");
+    auto it = hits_.find(key);
+    if (it == hits_.end()) {
+        if (hits_.size() >= max_tracked_) {
+            ++dropped_;
+            return;
+        }
+        Track t;
+        t.info = info;
+        t.inbound = inbound;
+        t.local = local;
+        t.remote = remote;
+        t.first = h.at;
+        it = hits_.emplace(std::move(key), std::move(t)).first;
+    }
+    Track& t = it->second;
+    t.last = std::max(t.last, h.at);
+    t.first = std::min(t.first, h.at);
+    t.remote = remote;  // the latest address inside the indicator's prefix
+    const char* proto = h.proto == 6 ? "tcp" : h.proto == 17 ? "udp" : h.proto == 1 ? "icmp" : h.proto == 58 ? "icmpv6" : "ip";
+    std::string flow = std::string(proto) + " " + util::formatEndpoint(h.src, h.sport) + " -> " + util::formatEndpoint(h.dst, h.dport);
+    if (std::find(t.flows.begin(), t.flows.end(), flow) == t.flows.end()) {
+        if (t.flows.size() < 20) t.flows.push_back(std::move(flow));
+        else ++t.flows_omitted;
+    }
+    if (t.ports.size() < 16 && (h.proto == 6 || h.proto == 17)) t.ports.insert(inbound ? h.sport : h.dport);
+}
+
+std::vector<Finding> IntelAnalyzer::evaluate(TimePoint now) {
+    std::vector<Finding> out;
+    for (auto it = hits_.begin(); it != hits_.end();) {
+        const Track& t = it->second;
+        if (now - t.last > hold_) {
+            it = hits_.erase(it);
+            continue;
+        }
+        Finding f;
+        f.type = EventType::ThreatIntelMatch;
+        f.severity = t.info.block || t.info.confidence >= 80 ? Severity::High
+                     : t.info.confidence >= 50            ? Severity::Medium
+                                                          : Severity::Low;
+        f.key = it->first;
+        f.src = t.inbound ? t.remote : t.local;
+        f.dst = t.inbound ? t.local : t.remote;
+        f.first_seen = t.first;
+        f.last_seen = t.last;
+        f.evidence["indicator"] = t.info.indicator;
+        f.evidence["feed"] = t.info.feed;
+        f.evidence["confidence"] = std::int64_t{t.info.confidence};
+        f.evidence["action"] = std::string(t.info.block ? "block" : "alert");
+        f.evidence["direction"] = std::string(t.inbound ? "inbound" : "outbound");
+        if (!t.info.note.empty()) f.evidence["note"] = t.info.note;
+        f.evidence["flows"] = static_cast<std::int64_t>(t.flows.size() + t.flows_omitted);
+        f.evidence["flow_samples"] = t.flows;
+        std::vector<std::string> ports;
+        for (auto p : t.ports) ports.push_back(std::to_string(p));
+        if (!ports.empty()) f.evidence["remote_ports"] = std::move(ports);
+        out.push_back(std::move(f));
+        ++it;
+    }
+    return out;
 }
 
 std::optional<EventType> parseEventType(std::string_view s) {

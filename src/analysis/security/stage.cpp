@@ -46,7 +46,7 @@ std::vector<SourceShare> SecurityStage::topSources(const Addr16& dst) const {
     return v ? topSourcesOf(v->records, dst) : std::vector<SourceShare>{};
 }
 
-void SecurityStage::observe(const collector::SecuritySample& s,
+void SecurityStage::observe(const collector::SecuritySample& s, const intel::IndicatorSet* intel,
                             std::unordered_map<Addr16, std::uint64_t, AddrHash>& new_flows) {
     for (const auto& e : s.records) {
         const TimePoint at{std::chrono::nanoseconds(e.ts_ns)};
@@ -79,6 +79,36 @@ void SecurityStage::observe(const collector::SecuritySample& s,
             u.time_exceeded = e.key.family == 4 ? e.icmp_type == 11 : e.icmp_type == 3;
             conn_.observe(u);
             ++stats_.unreachables;
+        } else if (e.kind == NP_SEC_INTEL) {
+            IntelHit h;
+            h.at = at;
+            h.src = toAddr(e.key.src_ip);
+            h.dst = toAddr(e.key.dst_ip);
+            h.sport = e.key.src_port;
+            h.dport = e.key.dst_port;
+            h.proto = e.key.proto;
+            h.match = e.inner_proto;
+            h.feed = e.inner_src_port;
+            ++stats_.intel_hits;
+            const Addr16& ioc = (h.match & NP_INTEL_MATCH_SRC) ? h.src : h.dst;
+            IntelIndicatorInfo info;
+            // The set the kernel checks now names the indicator; a record from before a
+            // reload whose indicator is gone keeps the kernel's feed and the address.
+            std::optional<intel::IpMatch> m = intel ? intel->match(ioc) : std::nullopt;
+            if (m && m->indicator) {
+                const auto& feed = intel->feeds()[m->feed];
+                info.indicator = m->indicator->prefix.str();
+                info.feed = feed.name;
+                info.confidence = m->indicator->confidence;
+                info.block = feed.action == intel::Action::Block;
+                info.note = m->indicator->note;
+            } else {
+                info.indicator = util::formatAddr(ioc);
+                info.feed = intel && h.feed < intel->feeds().size() ? intel->feeds()[h.feed].name
+                                                                    : "feed " + std::to_string(h.feed);
+                info.block = (h.match & NP_INTEL_MATCH_BLOCK) != 0;
+            }
+            intel_.observe(h, info);
         }
     }
 }
@@ -108,7 +138,7 @@ void SecurityStage::run(const collector::Snapshot& s, Views& views) {
     std::vector<Finding> findings;
     if (s.security) {
         const auto& sample = *s.security;
-        observe(sample, new_flows);
+        observe(sample, s.intel && s.intel->set ? s.intel->set.get() : nullptr, new_flows);
         stats_.records_total = sample.records_total;
         stats_.records_dropped = sample.records_dropped;
         stats_.host_read_errors = sample.host_read_errors;
@@ -124,6 +154,7 @@ void SecurityStage::run(const collector::Snapshot& s, Views& views) {
     }
     for (auto& f : conn_.evaluate(now)) findings.push_back(std::move(f));
     for (auto& f : conn_.takeNewPeers()) findings.push_back(std::move(f));
+    for (auto& f : intel_.evaluate(now)) findings.push_back(std::move(f));
 
     IncidentBook::Hooks hooks;
     hooks.top_sources = [this](const Addr16& dst) { return topSources(dst); };
@@ -164,6 +195,8 @@ void SecurityStage::run(const collector::Snapshot& s, Views& views) {
     stats_.tracked_hosts = flood_.tracked();
     stats_.learned_peers = conn_.learned();
     stats_.peers_not_learned = conn_.notLearned();
+    stats_.intel_tracked = intel_.tracked();
+    stats_.intel_dropped = intel_.dropped();
     stats_.last_evaluation_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     auto v = std::make_shared<SecurityView>();
@@ -177,6 +210,7 @@ void SecurityStage::run(const collector::Snapshot& s, Views& views) {
     v->blocks_planned_total = planner_.plannedTotal();
     v->blocks_expired_total = planner_.expiredTotal();
     v->blocks_refused_total = planner_.refusedTotal();
+    v->intel = s.intel;
     views.security = std::move(v);
 }
 

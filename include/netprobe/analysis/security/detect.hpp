@@ -9,6 +9,7 @@
 #include <list>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -26,8 +27,20 @@ using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
 using util::Addr16;
 
-enum class EventType { PortScan, SynFlood, UdpFlood, IcmpFlood, TrafficSurge, ConnectionFailures, FanOut, NewPeer };
-inline constexpr int kEventTypes = 8;
+enum class EventType {
+    PortScan,
+    SynFlood,
+    UdpFlood,
+    IcmpFlood,
+    TrafficSurge,
+    ConnectionFailures,
+    FanOut,
+    NewPeer,
+    ThreatIntelMatch
+};
+inline constexpr int kEventTypes = 9;
+// "port_scan, syn_flood, ..." (for error messages)
+[[nodiscard]] std::string eventTypeNames();
 [[nodiscard]] const char* toString(EventType t);
 [[nodiscard]] std::optional<EventType> parseEventType(std::string_view s);
 
@@ -82,6 +95,54 @@ struct Unreachable {
     std::uint16_t inner_sport = 0, inner_dport = 0;
     std::uint8_t inner_proto = 0;
     bool time_exceeded = false;
+};
+
+// A flow whose source or destination is a threat-intel indicator (an NP_SEC_INTEL
+// record: per flow entry, CPU and indicator-set generation).
+struct IntelHit {
+    TimePoint at{};
+    Addr16 src{}, dst{};
+    std::uint16_t sport = 0, dport = 0;
+    std::uint8_t proto = 0;
+    std::uint8_t match = 0;  // NP_INTEL_MATCH_* bits
+    std::uint16_t feed = 0;  // the kernel's feed index (when the set no longer names it)
+};
+
+// What the stage knows of an indicator when it decodes a hit.
+struct IntelIndicatorInfo {
+    std::string indicator;  // "203.0.113.0/24"
+    std::string feed;
+    std::uint8_t confidence = 100;
+    bool block = false;
+    std::string note;
+};
+
+// ---- threat-intel matches ----
+// One incident per (feed, indicator, local address, direction), active while its
+// flows keep starting (within `hold` of the latest): the remote end, the flows seen.
+class IntelAnalyzer {
+public:
+    explicit IntelAnalyzer(std::chrono::seconds hold = std::chrono::seconds(60), std::size_t max_tracked = 4096)
+        : hold_(hold), max_tracked_(max_tracked) {}
+    void observe(const IntelHit& h, const IntelIndicatorInfo& info);
+    [[nodiscard]] std::vector<Finding> evaluate(TimePoint now);
+    [[nodiscard]] std::size_t tracked() const { return hits_.size(); }
+    [[nodiscard]] std::uint64_t dropped() const { return dropped_; }
+
+private:
+    struct Track {
+        IntelIndicatorInfo info;
+        bool inbound = true;  // traffic from the indicator (else to it)
+        Addr16 local{}, remote{};
+        TimePoint first{}, last{};
+        std::vector<std::string> flows;  // distinct 5-tuples (bounded)
+        std::uint64_t flows_omitted = 0;
+        std::set<std::uint16_t> ports;   // the service ports involved (bounded)
+    };
+    std::chrono::seconds hold_;
+    std::size_t max_tracked_;
+    std::map<std::string, Track> hits_;
+    std::uint64_t dropped_ = 0;
 };
 
 // What a first TCP/UDP packet says about itself.

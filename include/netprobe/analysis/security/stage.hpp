@@ -31,6 +31,8 @@ struct AnalyzerStats {
     std::uint64_t tracked_probes = 0, probes_dropped = 0;
     std::uint64_t tracked_hosts = 0;
     std::uint64_t learned_peers = 0, peers_not_learned = 0;
+    std::uint64_t intel_hits = 0;            // threat-intel records consumed
+    std::uint64_t intel_tracked = 0, intel_dropped = 0;
     std::uint64_t evaluations = 0;
     double last_evaluation_seconds = 0;
 };
@@ -44,6 +46,8 @@ struct SecurityView {
     AnalyzerStats stats;
     std::vector<PlannedBlock> blocklist;  // what mitigation should block now
     std::uint64_t blocks_planned_total = 0, blocks_expired_total = 0, blocks_refused_total = 0;
+    // Threat intelligence (feeds, their counters); null without --intel-config.
+    std::shared_ptr<const collector::IntelSample> intel;
 };
 
 class SecurityStage final : public Stage {
@@ -59,13 +63,15 @@ public:
     [[nodiscard]] const SecurityConfig& config() const { return opts_.config; }
 
 private:
-    void observe(const collector::SecuritySample& s, std::unordered_map<Addr16, std::uint64_t, AddrHash>& new_flows);
+    void observe(const collector::SecuritySample& s, const intel::IndicatorSet* intel,
+                 std::unordered_map<Addr16, std::uint64_t, AddrHash>& new_flows);
     [[nodiscard]] std::vector<SourceShare> topSources(const Addr16& dst) const;
     void planBlocks(const EventPtr& e, const std::vector<Addr16>& sources, WallTime now);
 
     Options opts_;
     ConnectionAnalyzer conn_;
     FloodAnalyzer flood_;
+    IntelAnalyzer intel_;
     IncidentBook book_;
     BlocklistPlanner planner_;
     bool mitigating_ = false;

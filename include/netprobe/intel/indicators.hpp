@@ -1,0 +1,102 @@
+// netprobe::intel::IndicatorSet - the indicators of every configured feed at one
+// moment, immutable once built (shared by the kernel installer, the security stage
+// and the export), and FeedLoader, which reads the feed files on its own cadence and
+// builds a new set when one changed.
+//
+//   FeedLoader loader(config);
+//   if (auto set = loader.refresh(now))      // background thread, every 10 s
+//       maps.install(set->kernelEntries());
+//   auto m = set->match(addr);               // longest prefix over all feeds
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <netprobe/abi.h>
+#include <netprobe/intel/feeds.hpp>
+#include <netprobe/util/ip.hpp>
+
+namespace netprobe::intel {
+
+using WallTime = std::chrono::system_clock::time_point;
+
+// A feed as the API shows it: what its last load found.
+struct FeedStatus {
+    std::string name;
+    FeedFormat format = FeedFormat::Plain;
+    Action action = Action::Alert;
+    std::string source;              // the file
+    std::size_t ips = 0, domains = 0;
+    std::size_t errors = 0;          // malformed lines of the last load (all of them)
+    std::vector<LineError> first_errors;  // the first few, with their line numbers
+    std::size_t expired = 0;         // STIX indicators outside their validity
+    std::optional<WallTime> loaded_at;    // last successful load
+    std::optional<WallTime> modified_at;  // the file's modification time at that load
+    std::uint64_t loads_total = 0, load_failures_total = 0;
+    std::string last_error;          // empty: the last attempt succeeded (the set keeps the last good load)
+};
+
+struct IpMatch {
+    std::uint16_t feed = 0;           // index into feeds()
+    const IpIndicator* indicator = nullptr;  // owned by the set
+};
+
+class IndicatorSet {
+public:
+    IndicatorSet(std::vector<FeedStatus> feeds, std::vector<std::shared_ptr<const ParsedFeed>> parsed,
+                 std::uint64_t generation);
+
+    [[nodiscard]] const std::vector<FeedStatus>& feeds() const { return feeds_; }
+    [[nodiscard]] std::uint64_t generation() const { return generation_; }
+    [[nodiscard]] std::size_t ipCount() const { return ip_count_; }  // unique prefixes over all feeds
+    // The longest prefix containing a (a block indicator wins a tie between feeds).
+    [[nodiscard]] std::optional<IpMatch> match(const util::Addr16& a) const;
+    // One kernel entry per unique prefix (its feed: the winner of match()).
+    struct KernelEntry {
+        util::Addr16 addr{};
+        std::uint8_t prefix = 0;
+        np_intel_value value{};
+    };
+    [[nodiscard]] std::vector<KernelEntry> kernelEntries() const;
+
+private:
+    struct AddrHash {
+        std::size_t operator()(const util::Addr16& a) const noexcept;
+    };
+    std::vector<FeedStatus> feeds_;
+    std::vector<std::shared_ptr<const ParsedFeed>> parsed_;
+    std::uint64_t generation_ = 0;
+    std::size_t ip_count_ = 0;
+    // by prefix length: masked address -> the winning indicator
+    std::array<std::unordered_map<util::Addr16, IpMatch, AddrHash>, 129> by_len_;
+    std::vector<std::uint8_t> lengths_;  // present, longest first
+};
+
+class FeedLoader {
+public:
+    explicit FeedLoader(IntelConfig config) : config_(std::move(config)) {}
+    // Reads the feeds whose file changed (all of them the first time); a new set when
+    // anything changed (including a failure to read), else null. A feed that cannot
+    // be read keeps its last good indicators.
+    [[nodiscard]] std::shared_ptr<const IndicatorSet> refresh(WallTime now);
+    [[nodiscard]] const IntelConfig& config() const { return config_; }
+
+private:
+    struct State {
+        FeedStatus status;
+        std::shared_ptr<const ParsedFeed> parsed;
+        std::optional<std::int64_t> mtime_ns;
+        std::optional<std::uint64_t> size;
+    };
+    IntelConfig config_;
+    std::vector<State> states_;
+    std::uint64_t generation_ = 0;
+};
+
+}  // namespace netprobe::intel

@@ -1,0 +1,157 @@
+#include "netprobe/intel/indicators.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace netprobe::intel {
+
+namespace {
+
+constexpr std::size_t kFirstErrors = 20;
+constexpr std::uint64_t kMaxFeedBytes = 512ull << 20;
+
+util::Addr16 masked(const util::Addr16& a, std::uint8_t len) {
+    util::Addr16 m{};
+    for (std::size_t i = 0; i < 16; ++i) {
+        const int bits = std::clamp(static_cast<int>(len) - static_cast<int>(i) * 8, 0, 8);
+        m[i] = static_cast<std::uint8_t>(a[i] & (bits == 8 ? 0xff : (0xff00 >> bits) & 0xff));
+    }
+    return m;
+}
+
+// Which of two indicators of one prefix speaks for it: block over alert, then the
+// higher confidence, then the earlier feed.
+bool better(const IpMatch& a, Action aa, const IpMatch& b, Action ba) {
+    if (aa != ba) return aa == Action::Block;
+    return a.indicator->confidence > b.indicator->confidence;
+}
+
+}  // namespace
+
+std::size_t IndicatorSet::AddrHash::operator()(const util::Addr16& a) const noexcept {
+    std::uint64_t x, y;
+    std::memcpy(&x, a.data(), 8);
+    std::memcpy(&y, a.data() + 8, 8);
+    return static_cast<std::size_t>((x * 0x9E3779B97F4A7C15ull) ^ (y + 0x7F4A7C159E3779B9ull + (x << 6)));
+}
+
+IndicatorSet::IndicatorSet(std::vector<FeedStatus> feeds, std::vector<std::shared_ptr<const ParsedFeed>> parsed,
+                           std::uint64_t generation)
+    : feeds_(std::move(feeds)), parsed_(std::move(parsed)), generation_(generation) {
+    for (std::size_t f = 0; f < parsed_.size() && f < NP_INTEL_FEEDS_MAX; ++f) {
+        if (!parsed_[f]) continue;
+        const Action act = feeds_[f].action;
+        for (const auto& ind : parsed_[f]->ips) {
+            const IpMatch m{static_cast<std::uint16_t>(f), &ind};
+            auto [it, fresh] = by_len_[ind.prefix.len].try_emplace(ind.prefix.addr, m);
+            if (!fresh && better(m, act, it->second, feeds_[it->second.feed].action)) it->second = m;
+        }
+    }
+    for (int len = 128; len >= 0; --len)
+        if (!by_len_[static_cast<std::size_t>(len)].empty()) {
+            lengths_.push_back(static_cast<std::uint8_t>(len));
+            ip_count_ += by_len_[static_cast<std::size_t>(len)].size();
+        }
+}
+
+std::optional<IpMatch> IndicatorSet::match(const util::Addr16& a) const {
+    for (auto len : lengths_) {
+        const auto& m = by_len_[len];
+        if (auto it = m.find(masked(a, len)); it != m.end()) return it->second;
+    }
+    return std::nullopt;
+}
+
+std::vector<IndicatorSet::KernelEntry> IndicatorSet::kernelEntries() const {
+    std::vector<KernelEntry> out;
+    out.reserve(ip_count_);
+    for (auto len : lengths_)
+        for (const auto& [addr, m] : by_len_[len]) {
+            KernelEntry e;
+            e.addr = addr;
+            e.prefix = len;
+            e.value.feed = m.feed;
+            e.value.action = feeds_[m.feed].action == Action::Block ? NP_INTEL_BLOCK : NP_INTEL_ALERT;
+            e.value.confidence = m.indicator->confidence;
+            out.push_back(e);
+        }
+    return out;
+}
+
+std::shared_ptr<const IndicatorSet> FeedLoader::refresh(WallTime now) {
+    const bool first = states_.empty();
+    if (first) {
+        states_.resize(config_.feeds.size());
+        for (std::size_t i = 0; i < config_.feeds.size(); ++i) {
+            const auto& f = config_.feeds[i];
+            auto& st = states_[i].status;
+            st.name = f.name;
+            st.format = f.format;
+            st.action = f.action;
+            st.source = f.path.empty() ? f.url : f.path;
+        }
+    }
+    bool changed = first;
+    for (std::size_t i = 0; i < config_.feeds.size(); ++i) {
+        const auto& f = config_.feeds[i];
+        auto& s = states_[i];
+        auto failed = [&](std::string why) {
+            if (s.status.last_error != why) changed = true;
+            ++s.status.load_failures_total;
+            s.status.last_error = std::move(why);
+            s.mtime_ns.reset();  // read again next time
+        };
+        struct stat sb{};
+        if (::stat(f.path.c_str(), &sb) != 0) {
+            failed(std::string("cannot read ") + f.path + ": " + std::strerror(errno));
+            continue;
+        }
+        if (!S_ISREG(sb.st_mode)) {
+            failed(f.path + " is not a regular file");
+            continue;
+        }
+        if (sb.st_size < 0 || static_cast<std::uint64_t>(sb.st_size) > kMaxFeedBytes) {
+            failed(f.path + " is larger than 512 MiB");
+            continue;
+        }
+        const std::int64_t mtime = static_cast<std::int64_t>(sb.st_mtim.tv_sec) * 1000000000 + sb.st_mtim.tv_nsec;
+        if (s.mtime_ns == mtime && s.size == static_cast<std::uint64_t>(sb.st_size)) continue;
+        std::ifstream in(f.path, std::ios::binary);
+        std::ostringstream text;
+        if (!in || !(text << in.rdbuf()) || in.bad()) {
+            failed(std::string("cannot read ") + f.path + ": " + std::strerror(errno));
+            continue;
+        }
+        auto parsed = std::make_shared<ParsedFeed>(parseFeed(f.format, text.str(), f.confidence, now));
+        auto& st = s.status;
+        st.ips = parsed->ips.size();
+        st.domains = parsed->domains.size();
+        st.errors = parsed->errors.size() + parsed->errors_omitted;
+        st.first_errors.assign(parsed->errors.begin(),
+                               parsed->errors.begin() + static_cast<std::ptrdiff_t>(std::min(parsed->errors.size(), kFirstErrors)));
+        st.expired = parsed->expired;
+        st.loaded_at = now;
+        st.modified_at = WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::nanoseconds(mtime)));
+        ++st.loads_total;
+        st.last_error.clear();
+        s.parsed = std::move(parsed);
+        s.mtime_ns = mtime;
+        s.size = static_cast<std::uint64_t>(sb.st_size);
+        changed = true;
+    }
+    if (!changed) return nullptr;
+    std::vector<FeedStatus> feeds;
+    std::vector<std::shared_ptr<const ParsedFeed>> parsed;
+    for (const auto& s : states_) {
+        feeds.push_back(s.status);
+        parsed.push_back(s.parsed);
+    }
+    return std::make_shared<const IndicatorSet>(std::move(feeds), std::move(parsed), ++generation_);
+}
+
+}  // namespace netprobe::intel

@@ -1,0 +1,219 @@
+"""Threat intelligence end to end: feed files with the address of a host in an
+"outside" namespace; the agent runs in the "node" namespace on its veth. What the
+datapath counts for each feed must equal what ping itself sent and received (ICMP:
+no segmentation offload, so packets and wire bytes are exact); a block-action feed
+with --mitigate=on must drop exactly the packets ping sent (ping: 0 received) while
+an alert-action feed in the same agent passes; rewriting a feed file must take
+effect on flows already in the kernel's table (a new trie swapped in and every cached
+verdict made stale); matches must open threat_intel_match events that name the feed,
+the indicator and the direction; malformed lines are counted with their line numbers
+and a bad configuration stops the agent with the key and the reason."""
+
+import os
+import re
+import subprocess
+import unittest
+
+from netprobe_e2e import AGENT, PID, E2ETestCase, log, require_tools, run, wait_for
+
+ICMP_ECHO_WIRE = 14 + 20 + 8 + 56  # Ethernet + IPv4 + ICMP + ping's default payload
+ICMP6_ECHO_WIRE = 14 + 40 + 8 + 56
+
+
+class IntelCase(E2ETestCase):
+    def topology(self):
+        """outside netns <-veth-> node netns; the agent runs in node on v.peer. The outside
+        end also holds a second address (extra) routed from node over the same link."""
+        require_tools("ping", "nstat")
+        outside = self.make_netns()
+        node = self.make_netns()
+        v = self.make_veth(ns=node, host_ns=outside)
+        extra = f"198.18.{200 + PID % 50}.{7 + (PID // 50) % 200}"
+        run(["ip", "addr", "add", f"{extra}/32", "dev", v.host], netns=outside)
+        run(["ip", "route", "add", f"{extra}/32", "dev", v.peer], netns=node)
+        # Permanent neighbours: no ARP, and above all no NDP exchange between the two
+        # IPv6 addresses (a neighbour advertisement from the indicator is IP traffic
+        # from it that ping does not count).
+        for ns, dev, mac, addrs in ((node, v.peer, v.host_mac, (v.host_ip, v.host_ip6, extra)),
+                                    (outside, v.host, v.peer_mac, (v.peer_ip, v.peer_ip6))):
+            for a in addrs:
+                run(["ip", "neigh", "replace", a, "lladdr", mac, "dev", dev, "nud", "permanent"], netns=ns)
+        self.v, self.extra = v, extra
+        return v
+
+    def write(self, name: str, text: str) -> str:
+        if not hasattr(self, "dir"):
+            self.dir = self.tmpdir()
+        path = os.path.join(self.dir, name)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)  # as a feed updater would: never a half-written file
+        return path
+
+    def agent(self, feeds_yaml: str, *extra: str):
+        cfg = self.write("intel.yaml", feeds_yaml)
+        return self.start_agent(f"--interface-filter={self.v.peer}", "--collect-interval=1s", f"--intel-config={cfg}",
+                                *extra, netns=self.v.ns)
+
+    def intel(self, agent) -> dict:
+        return agent.get_json("/api/v1/intel")
+
+    def feed(self, agent, name: str) -> dict:
+        for f in self.intel(agent)["feeds"]:
+            if f["name"] == name:
+                return f
+        raise KeyError(f"feed {name} not in /api/v1/intel yet")
+
+    def wait_loaded(self, agent, generation: int = 1) -> dict:
+        return wait_for(lambda: (d := self.intel(agent)).get("generation", 0) >= generation and
+                        all(f["status"] == "ok" for f in d["feeds"]) and d, 20, f"feed generation {generation}")
+
+    def ping(self, target: str, count: int, netns: str, source: str | None = None) -> tuple[int, int]:
+        cmd = ["ping", "-n", "-q", "-c", str(count), "-i", "0.05", "-W", "1"]
+        if source:
+            cmd += ["-I", source]
+        p = run(cmd + [target], netns=netns, check=False)
+        sent = int(re.search(r"(\d+) packets transmitted", p.stdout).group(1))
+        received = int(re.search(r"(\d+) received", p.stdout).group(1))
+        return sent, received
+
+    def echo_requests(self, netns: str) -> int:
+        """The namespace kernel's ICMP echo requests sent (nstat, absolute, history untouched)."""
+        out = run(["nstat", "-a", "-s", "-z", "IcmpOutEchos"], netns=netns).stdout
+        return int(re.search(r"IcmpOutEchos\s+(\d+)", out).group(1))
+
+    def settled(self, agent, feed: str) -> dict:
+        """The feed's counters once they stop moving (two security ticks apart)."""
+        m = agent.wait_stable([], key=lambda _: self.feed(agent, feed)["matched"], settle=2)
+        del m
+        return self.feed(agent, feed)["matched"]
+
+    def events(self, agent) -> list[dict]:
+        return agent.get_json("/api/v1/events?type=threat_intel_match")["events"]
+
+
+class Counting(IntelCase):
+    def test_counts_equal_pings_own_and_events_name_the_indicator(self):
+        v = self.topology()
+        feed = self.write("bad.txt", "# a plain list\n"
+                          f"{v.host_ip}/32   # the outside host\n"
+                          f"{v.host_ip6}/128\n"
+                          "not-an-address\n"
+                          "203.0.113.0/24\n"
+                          "10.1.2.3/8 ; host bits set: masked\n"
+                          "\n")
+        agent = self.agent(f"feeds:\n  - name: bad\n    type: plain\n    path: {feed}\n    confidence: 85\n")
+        d = self.wait_loaded(agent)
+        f = self.feed(agent, "bad")
+        log(f"feed: {f}")
+        self.assertEqual((f["ips"], f["malformed_lines"]), (4, 1))
+        self.assertEqual(f["first_errors"][0]["line"], 4)
+        self.assertEqual(d["prefixes"], 4)
+
+        # node -> outside (to the indicator) and back (from it), IPv4 and IPv6
+        s4, r4 = self.ping(v.host_ip, 20, v.ns)
+        s6, r6 = self.ping(v.host_ip6, 10, v.ns)
+        self.assertEqual((r4, r6), (s4, s6))
+        got = wait_for(lambda: (m := self.feed(agent, "bad")["matched"])["to"]["packets"] >= s4 + s6 and
+                       m["from"]["packets"] >= r4 + r6 and m, 15, "the pings counted")
+        got = self.settled(agent, "bad")
+        log(f"ping sent {s4}+{s6}, received {r4}+{r6}; agent {got}")
+        self.assertEqual(got["to"], {"packets": s4 + s6, "bytes": s4 * ICMP_ECHO_WIRE + s6 * ICMP6_ECHO_WIRE})
+        self.assertEqual(got["from"], {"packets": r4 + r6, "bytes": r4 * ICMP_ECHO_WIRE + r6 * ICMP6_ECHO_WIRE})
+        self.assertEqual(got["dropped"]["packets"], 0)
+        m = agent.metrics()
+        self.assertEqual(m.get("netprobe_intel_packets_total", feed="bad", direction="to"), s4 + s6)
+        self.assertEqual(m.get("netprobe_intel_indicators", feed="bad", kind="ip"), 4)
+        self.assertEqual(m.get("netprobe_intel_feed_malformed_lines", feed="bad"), 1)
+
+        # the outside host pings the node: inbound
+        so, ro = self.ping(v.peer_ip, 5, v.host_ns)
+        self.assertEqual(ro, so)
+        ev = wait_for(lambda: [e for e in self.events(agent) if e["evidence"]["direction"] == "inbound" and
+                               e["src_ip"] == v.host_ip], 15, "an inbound threat_intel_match")[0]
+        log(f"inbound event: {ev}")
+        self.assertEqual((ev["src_ip"], ev["dst_ip"]), (v.host_ip, v.peer_ip))
+        self.assertEqual((ev["evidence"]["feed"], ev["evidence"]["indicator"], ev["evidence"]["confidence"]),
+                         ("bad", f"{v.host_ip}/32", 85))
+        self.assertEqual(ev["severity"], "high")
+        out = [e for e in self.events(agent) if e["evidence"]["direction"] == "outbound"]
+        self.assertEqual({(e["src_ip"], e["dst_ip"]) for e in out},
+                         {(v.peer_ip, v.host_ip), (v.peer_ip6.split("/")[0], v.host_ip6.split("/")[0])})
+        # traffic to an address the feeds do not list is not counted
+        before = self.settled(agent, "bad")
+        s, r = self.ping(self.extra, 5, v.ns)
+        self.assertEqual(r, s)
+        agent.wait_collections(3)
+        self.assertEqual(self.feed(agent, "bad")["matched"], before)
+
+
+class Blocking(IntelCase):
+    def test_block_feed_drops_alert_feed_passes_and_a_rewrite_takes_effect(self):
+        v = self.topology()
+        blocked = self.write("blocked.netset", f"# FireHOL-style netset\n{v.host_ip}\n")
+        watched = self.write("watched.txt", f"{self.extra}/32\n")
+        agent = self.agent("feeds:\n"
+                           f"  - name: c2\n    type: netset\n    path: {blocked}\n    action: block\n"
+                           f"  - name: watch\n    type: plain\n    path: {watched}\n",
+                           "--mitigate=on")
+        self.wait_loaded(agent)
+
+        # to the block indicator: every echo request dropped at TC egress. ping retries a
+        # send the device refused (ENOBUFS) without counting it as transmitted: the
+        # oracle is the node kernel's count of echo requests sent (IcmpOutEchos,
+        # counted before the packet reaches the device)
+        echoes = self.echo_requests(v.ns)
+        _, received = self.ping(v.host_ip, 10, v.ns)
+        sent = self.echo_requests(v.ns) - echoes
+        self.assertEqual(received, 0)
+        # from it: dropped at TC ingress
+        sent_in, received_in = self.ping(v.peer_ip, 5, v.host_ns)
+        self.assertEqual(received_in, 0)
+        # the alert feed's address passes
+        s_ok, r_ok = self.ping(self.extra, 5, v.ns)
+        self.assertEqual(r_ok, s_ok)
+        c2 = wait_for(lambda: (m := self.feed(agent, "c2")["matched"])["dropped"]["packets"] >= sent + sent_in and m,
+                      15, "the drops counted")
+        c2 = self.settled(agent, "c2")
+        watch = self.settled(agent, "watch")
+        log(f"c2 feed: {self.feed(agent, 'c2')}")
+        log(f"block: ping out {sent} sent/{received} received, in {sent_in}/{received_in}; c2 {c2}; watch {watch}")
+        self.assertEqual(c2["dropped"], {"packets": sent + sent_in,
+                                         "bytes": (sent + sent_in) * ICMP_ECHO_WIRE})
+        self.assertEqual((c2["to"]["packets"], c2["from"]["packets"]), (sent, sent_in))
+        self.assertEqual((watch["to"]["packets"], watch["from"]["packets"], watch["dropped"]["packets"]),
+                         (s_ok, r_ok, 0))
+        ev = wait_for(lambda: [e for e in self.events(agent) if e["evidence"]["feed"] == "c2"], 15, "a c2 event")
+        self.assertEqual(ev[0]["evidence"]["action"], "block")
+
+        # the indicator leaves the feed: the ping flow's entry is still in the kernel's
+        # table with its cached verdict, which the new generation makes stale
+        self.write("blocked.netset", "# emptied\n")
+        self.wait_loaded(agent, generation=2)
+        sent, received = self.ping(v.host_ip, 5, v.ns)
+        log(f"after the rewrite: {sent} sent, {received} received")
+        self.assertEqual(received, sent)
+        self.assertEqual(self.feed(agent, "c2")["ips"], 0)
+        self.assertEqual(agent.metrics().get("netprobe_intel_prefixes"), 1)
+
+
+class Config(IntelCase):
+    def test_bad_configuration_names_the_key_and_exits(self):
+        cfg = self.write("intel.yaml", "feeds:\n  - name: x\n    type: pdf\n    path: /nonexistent\n")
+        p = subprocess.run([AGENT, f"--intel-config={cfg}", "--metrics-port=1"], capture_output=True, text=True,
+                           timeout=20)
+        log(f"exit {p.returncode}: {p.stderr.strip()[-300:]}")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("feeds[0].type", p.stderr + p.stdout)
+        self.assertIn("pdf", p.stderr + p.stdout)
+
+    def test_missing_feed_file_is_reported_and_the_agent_runs(self):
+        self.topology()
+        agent = self.agent(f"feeds:\n  - name: gone\n    type: plain\n    path: {self.tmpdir()}/nope.txt\n")
+        f = wait_for(lambda: (x := self.feed(agent, "gone"))["status"] == "error" and x, 20, "the feed error")
+        self.assertIn("nope.txt", f["error"])
+        self.assertEqual(agent.metrics().get("netprobe_intel_feed_loads_total", feed="gone", result="error") >= 1, True)
+
+
+if __name__ == "__main__":
+    unittest.main()
