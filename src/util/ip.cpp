@@ -28,7 +28,8 @@ std::string formatEndpoint(const Addr16& a, std::uint16_t port) {
 }
 
 std::optional<Addr16> parseAddr(std::string_view text) {
-    if (text.size() >= INET6_ADDRSTRLEN) return std::nullopt;
+    // inet_pton stops at a NUL: "1.2.3.4\0junk" must not parse as 1.2.3.4
+    if (text.size() >= INET6_ADDRSTRLEN || text.find('\0') != std::string_view::npos) return std::nullopt;
     char buf[INET6_ADDRSTRLEN];
     std::memcpy(buf, text.data(), text.size());
     buf[text.size()] = '\0';

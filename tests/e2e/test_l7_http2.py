@@ -131,10 +131,18 @@ class L7Http2Test(E2ETestCase):
         self.assertEqual(routes["/items/{id}"]["requests"], want["2xx"])  # only /items/ answers 200
         self.assertEqual(routes["/err"]["errors"], want["5xx"])
         # the recent-requests sample (the latest 1000 of every side): the filter selects
-        # exactly its client-side 404s
-        every = agent.get_json("/api/v1/l7/requests?limit=10000")["requests"]
-        rq = agent.get_json(f"/api/v1/l7/requests?service={service}&side=client&status=client_error&limit=10000")
-        self.assertEqual(rq["total"], sum(1 for r in every if r["side"] == "client" and r["status"] == 404))
+        # exactly its client-side 404s. Two reads: any captured request completing between
+        # them (this machine's other processes, the harness's own API calls) moves the
+        # sample's window, so the pair is read again until it agrees.
+        def same_window():
+            every = agent.get_json("/api/v1/l7/requests?limit=10000")["requests"]
+            rq = agent.get_json(f"/api/v1/l7/requests?service={service}&side=client&status=client_error&limit=10000")
+            n = sum(1 for r in every if r["side"] == "client" and r["status"] == 404)
+            if rq["total"] != n:
+                log(f"recent 404s: filter {rq['total']}, unfiltered {n}: read again")
+                return None
+            return rq
+        rq = wait_for(same_window, 10, "the filtered and unfiltered samples to agree", interval=0.5)
         self.assertGreater(rq["total"], 0)
         self.assertTrue(all(r["path"] == "/missing" and r["status"] == 404 and r["protocol"] == "http2"
                             for r in rq["requests"]))
@@ -153,8 +161,12 @@ class L7Http2Test(E2ETestCase):
         self.assertEqual(self.settle(agent, tls, 600, "client"), classes)
         self.assertEqual(set(self.by(agent, "client", tls, "protocol")), {"http2"})
         self.assertCleanCapture(agent)
-        wait_for(lambda: agent.metrics().get("netprobe_l7_connections") <= held, 15,
-                 "parser state of closed connections released")
+        def released():
+            now = agent.metrics().get("netprobe_l7_connections")
+            if now > held:
+                log(f"L7 parser state: {now} connections held, {held} before the test")
+            return now <= held
+        wait_for(released, 15, "parser state of closed connections released", interval=1)
 
     def test_grpc_calls_match_the_clients_status_codes(self):
         port = 50051

@@ -23,6 +23,7 @@ TEST(Ip, RejectsGarbage) {
     EXPECT_FALSE(parseAddr(""));
     EXPECT_FALSE(parseAddr("198.18.0.256"));
     EXPECT_FALSE(parseAddr("not-an-ip"));
+    EXPECT_FALSE(parseAddr(std::string_view("198.18.0.7\0junk", 15)));  // inet_pton would stop at the NUL
     EXPECT_FALSE(parseAddr(std::string(200, '1')));
 }
 
