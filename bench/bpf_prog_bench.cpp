@@ -43,7 +43,14 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <fcntl.h>
+
+#include <chrono>
+#include <fstream>
+#include <random>
+
 #include <netprobe/abi.h>
+#include <netprobe/ebpf/intel_maps.hpp>
 
 #include "datapath.skel.h"
 #include "reference.skel.h"
@@ -185,6 +192,80 @@ struct Row {
     const char* verdict = "";
 };
 
+// Threat intel at scale: 1M IPv4 prefixes (70% /32, 30% /24) and 100k IPv6 /64s, none
+// containing the bench frames' addresses (the lookups walk the trie and miss, the
+// common case), installed the way the agent does (ebpf::IntelMaps).
+struct IntelScale {
+    double install_seconds = 0;
+    std::size_t entries = 0;
+    bool batched = false;
+    std::uint64_t trie_bytes = 0;  // the kernel's memlock figure of the trie
+};
+
+std::uint64_t memlockOf(int fd) {
+    std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
+    std::string k;
+    std::uint64_t v = 0;
+    while (in >> k) {
+        if (k == "memlock:" && in >> v) return v;
+        in.ignore(1 << 16, '\n');
+    }
+    return 0;
+}
+
+IntelScale installIntel(datapath_bpf& s, std::size_t v4, std::size_t v6) {
+    auto dup = [](int fd) { return netprobe::util::UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0)); };
+    auto maps = netprobe::ebpf::IntelMaps::adopt(dup(bpf_map__fd(s.maps.intel_ips)), dup(bpf_map__fd(s.maps.intel_state)),
+                                                 dup(bpf_map__fd(s.maps.intel_stats)));
+    std::mt19937_64 rng(42);
+    std::vector<netprobe::ebpf::IntelEntry> e;
+    e.reserve(v4 + v6);
+    while (e.size() < v4) {
+        const std::uint32_t a = static_cast<std::uint32_t>(rng());
+        if ((a >> 24) == 198) continue;  // keep the frames' 198.18.0.0/15 out
+        netprobe::ebpf::IntelEntry x;
+        x.addr[10] = x.addr[11] = 0xff;
+        const bool net = rng() % 10 < 3;
+        const std::uint32_t m = net ? (a & 0xffffff00u) : a;
+        x.addr[12] = static_cast<std::uint8_t>(m >> 24);
+        x.addr[13] = static_cast<std::uint8_t>(m >> 16);
+        x.addr[14] = static_cast<std::uint8_t>(m >> 8);
+        x.addr[15] = static_cast<std::uint8_t>(m);
+        x.prefix = net ? 96 + 24 : 128;
+        x.value.feed = static_cast<std::uint16_t>(e.size() % 4);
+        x.value.confidence = 90;
+        e.push_back(x);
+    }
+    while (e.size() < v4 + v6) {
+        netprobe::ebpf::IntelEntry x;
+        const std::uint64_t hi = rng();
+        x.addr[0] = 0x24;  // 2400::/8, away from the frames' 2001:db8::
+        for (int i = 1; i < 8; ++i) x.addr[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(hi >> (i * 8));
+        x.prefix = 64;
+        e.push_back(x);
+    }
+    // duplicates (random /24s and /32s can collide) would be replaced, not added: drop them
+    std::sort(e.begin(), e.end(), [](const auto& a, const auto& b) {
+        return std::tie(a.addr, a.prefix) < std::tie(b.addr, b.prefix);
+    });
+    e.erase(std::unique(e.begin(), e.end(),
+                        [](const auto& a, const auto& b) { return a.addr == b.addr && a.prefix == b.prefix; }),
+            e.end());
+    auto r = maps->install(e);
+    if (!r) {
+        std::fprintf(stderr, "np_bpf_prog_bench: intel install: %s\n", r.error().what().c_str());
+        std::exit(1);
+    }
+    IntelScale out{r->seconds, r->entries, r->batched, 0};
+    const __u32 zero = 0;
+    __u32 inner_id = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(s.maps.intel_ips), &zero, &inner_id) == 0) {
+        netprobe::util::UniqueFd inner(bpf_map_get_fd_by_id(inner_id));
+        if (inner) out.trie_bytes = memlockOf(inner.get());
+    }
+    return out;
+}
+
 void clearMap(int fd, std::size_t key_size) {
     std::vector<std::uint8_t> key(key_size);
     while (bpf_map_get_next_key(fd, nullptr, key.data()) == 0) bpf_map_delete_elem(fd, key.data());
@@ -246,6 +327,23 @@ int main(int argc, char** argv) {
     const int tc_eg_s = bpf_program__fd(sec->progs.netprobe_tc_eg);
     const int flow_s = bpf_map__fd(sec->maps.flow_stats);
 
+    // Security on and threat intel with 1.1M prefixes (alert feeds: nothing dropped).
+    std::unique_ptr<datapath_bpf, void (*)(datapath_bpf*)> intel(datapath_bpf__open(), datapath_bpf__destroy);
+    if (!intel) die("open datapath skeleton", errno);
+    intel->rodata->np_enable_security = 1;
+    intel->rodata->np_enable_intel = 1;
+    if (int err = datapath_bpf__load(intel.get()); err) die("load datapath skeleton (intel on)", -err);
+    const IntelScale scale = installIntel(*intel, 1000000, 100000);
+    std::printf("intel: %zu prefixes installed in %.2f s (%s), trie %.1f MiB (memlock)\n", scale.entries,
+                scale.install_seconds, scale.batched ? "batched" : "one by one",
+                static_cast<double>(scale.trie_bytes) / (1 << 20));
+    ring_buffer* intel_ring = ring_buffer__new(bpf_map__fd(intel->maps.sec_events),
+                                               [](void*, void*, std::size_t) { return 0; }, nullptr, nullptr);
+    if (!intel_ring) die("ring_buffer__new", errno);
+    std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> intel_ring_owner(intel_ring, ring_buffer__free);
+    const int tc_in_i = bpf_program__fd(intel->progs.netprobe_tc_in);
+    const int flow_i = bpf_map__fd(intel->maps.flow_stats);
+
     const int xdp = bpf_program__fd(dp->progs.netprobe_xdp);
     const int tc_in = bpf_program__fd(dp->progs.netprobe_tc_in);
     const int tc_eg = bpf_program__fd(dp->progs.netprobe_tc_eg);
@@ -272,6 +370,10 @@ int main(int argc, char** argv) {
         {"netprobe_tc_eg+sec", "ipv4/tcp 64B", Mode::Steady, tc_eg_s, ref_tc, kTcUnspec, &v4, true, flow_s},
         {"netprobe_tc_in+sec", "ipv6/tcp 84B", Mode::Steady, tc_in_s, ref_tc, kTcUnspec, &v6, true, flow_s},
         {"netprobe_tc_in+sec", "ipv4/tcp 64B", Mode::First, tc_in_s, ref_tc, kTcUnspec, &v4, true, flow_s},
+        {"netprobe_tc_in+intel", "ipv4/tcp 64B", Mode::Steady, tc_in_i, ref_tc, kTcUnspec, &v4, true, flow_i},
+        {"netprobe_tc_in+intel", "ipv6/tcp 84B", Mode::Steady, tc_in_i, ref_tc, kTcUnspec, &v6, true, flow_i},
+        {"netprobe_tc_in+intel", "ipv4/tcp 64B", Mode::First, tc_in_i, ref_tc, kTcUnspec, &v4, true, flow_i},
+        {"netprobe_tc_in+intel", "ipv6/tcp 84B", Mode::First, tc_in_i, ref_tc, kTcUnspec, &v6, true, flow_i},
     };
 
     std::printf("BPF_PROG_TEST_RUN on CPU %d: %u rounds, steady repeat=%u, first-packet runs/round=%u\n", cpu,
@@ -316,6 +418,7 @@ int main(int argc, char** argv) {
                     hh.push_back(testRun(c.prog_fd, *c.frame, 1, c.retval));  // now a hit
                 }
                 ring_buffer__consume(sec_ring);  // the +sec insert sends a record per run
+                ring_buffer__consume(intel_ring);
                 r_ns.push_back(stats(rr).median);
                 p_ns.push_back(stats(pp).median);
                 h_ns.push_back(stats(hh).median);
@@ -345,7 +448,7 @@ int main(int argc, char** argv) {
         rows.push_back(row);
     }
     // map_errors must be all zero (a failed insert would make the numbers meaningless).
-    for (int efd : {err_fd, bpf_map__fd(sec->maps.map_errors)})
+    for (int efd : {err_fd, bpf_map__fd(sec->maps.map_errors), bpf_map__fd(intel->maps.map_errors)})
     for (std::uint32_t i = 0; i < NP_MAP_ID_MAX; ++i) {
         std::vector<std::uint64_t> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
         if (bpf_map_lookup_elem(efd, &i, v.data()) != 0) die("read map_errors", errno);
@@ -387,6 +490,8 @@ int main(int argc, char** argv) {
             std::printf("RESULT\t%s %s insert_extra\t%.0f\n", r.c.prog.c_str(), frame.c_str(),
                         r.prog.median - r.hit1.median);
     }
+    std::printf("RESULT\tintel_install\t%zu\t%.2f\t%.1f\n", scale.entries, scale.install_seconds,
+                static_cast<double>(scale.trie_bytes) / (1 << 20));
     if (errors) std::fprintf(stderr, "np_bpf_prog_bench: %d error(s)\n", errors);
     return errors ? 1 : 0;
 }

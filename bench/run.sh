@@ -134,6 +134,26 @@ fi
 if [[ -n ${R[netprobe_tc_in+sec ipv4 insert_extra]:-} ]]; then
   row "netprobe_tc_in+sec ipv4: new flow (insert + ring record) over a hit" "+${R[netprobe_tc_in+sec ipv4 insert_extra]} ns" "-" "info"
 fi
+# Threat intel: 1.1M prefixes in the kernel trie (bench/bpf_prog_bench.cpp).
+if [[ -n ${R[intel_install]:-} ]]; then
+  IFS=$'\t' read -r n secs mib <<<"${R[intel_install]}"
+  row "threat intel: install $n prefixes (1M IPv4 + 100k IPv6) into a kernel LPM trie" "$secs s, $mib MiB (trie memlock)" "a few seconds" \
+    "$(le "$secs" 5 && echo PASS || echo MISS)"
+fi
+for p in "netprobe_tc_in ipv4" "netprobe_tc_in ipv6"; do
+  sec=${R[${p/ /+sec } steady]:-}
+  it=${R[${p/ /+intel } steady]:-}
+  [[ -z $sec || -z $it ]] && continue
+  s=$(cut -f2 <<<"$sec"); i=$(cut -f2 <<<"$it")
+  pct=$(awk -v a="$i" -v b="$s" 'BEGIN {printf "%.0f", (a / b - 1) * 100}')
+  row "$p: ns/packet with threat intel (1.1M prefixes; verdict cached per flow) over security on" "$i ns vs $s ns = +$pct%" "<= +10%" \
+    "$(le "$pct" 10 && echo PASS || echo MISS)"
+  first=${R[${p/ /+intel } first]:-}
+  if [[ -n $first ]]; then
+    IFS=$'\t' read -r _ fprog _ _ <<<"$first"
+    row "$p+intel: new flow (two trie lookups + insert + records)" "$fprog ns; insert = +${R[${p/ /+intel } insert_extra]:-?} ns over a hit" "-" "info"
+  fi
+done
 while IFS= read -r k; do
   [[ $k == "sec_latency "* ]] || continue
   IFS=$'\t' read -r secs target verdict <<<"${R[$k]}"

@@ -170,11 +170,6 @@ public:
         if (!opts_.intel_config.empty()) {
             auto ic = netprobe::intel::loadIntelConfig(opts_.intel_config);
             if (!ic) return fatal(ic.error().what());
-            for (const auto& f : ic->feeds)
-                if (!f.url.empty())
-                    return fatal(opts_.intel_config + ": feed " + f.name +
-                                 ": url feeds are not fetched by this version; give a path kept current by a "
-                                 "CronJob or sidecar");
             intel_cfg = std::move(*ic);
             mo.enable_intel = true;
         }
@@ -369,6 +364,7 @@ public:
         std::unique_ptr<netprobe::ebpf::IntelMaps> intel_maps;
         std::shared_ptr<netprobe::collector::IntelSource> intel_source;
         std::unique_ptr<netprobe::intel::FeedLoader> intel_loader;
+        netprobe::util::Scheduler intel_scheduler;
         std::vector<netprobe::analysis::Pipeline::Subscription> sinks;
         if (sec_cfg->enabled) {
             auto source = netprobe::collector::SecuritySource::create(mgr);
@@ -452,12 +448,14 @@ public:
                 if (server.webConfigChanged()) reloadWebConfig(server, "changed on disk");
             });
         reload_ = [&server] { reloadWebConfig(server, "SIGHUP"); };
-        // Threat-intel feeds: read again when their files change; each new set becomes
-        // a new kernel trie (swapped in, no gap).
+        // Threat-intel feeds: files read again when they change, urls fetched when due; each
+        // new set becomes a new kernel trie (swapped in, no gap). A scheduler of its own: a
+        // download may take seconds and must not delay the other background work.
         std::optional<netprobe::util::Scheduler::TaskId> intel_watch;
         if (intel_loader)
-            intel_watch = background->every("intel feeds", std::chrono::seconds(5), [&] {
+            intel_watch = intel_scheduler.every("intel feeds", std::chrono::seconds(5), [&] {
                 auto set = intel_loader->refresh(std::chrono::system_clock::now());
+                intel_source->statuses(intel_loader->statuses());
                 if (!set) return;
                 const auto entries = set->kernelEntries();
                 std::vector<netprobe::ebpf::IntelEntry> kernel;
@@ -476,11 +474,13 @@ public:
                 intel_source->installed(std::move(set), r);
             });
         background->start();
+        if (intel_watch) intel_scheduler.start();
 
         int rc = loop(*watcher, mgr);
         reload_ = nullptr;
         if (web_watch) background->cancel(*web_watch);
-        if (intel_watch) background->cancel(*intel_watch);
+        if (intel_watch) intel_scheduler.cancel(*intel_watch);
+        intel_scheduler.stop();
         spdlog::info("shutting down: detaching from {} interface(s)", mgr.attachments().size());
         server.stop();  // stops the main collector too
         if (!flow_sinks.empty()) {

@@ -421,6 +421,23 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
                 f.evidence = {{"targets", static_cast<double>(e->targets.size()), "addresses"}};
                 f.cause = "NetProbe's security analytics detected it (docs/security.md).";
                 f.fix = {"netprobe events -o wide", "--mitigate=on blocks the source at XDP/TC (docs/security.md)"};
+                if (e->type == security::EventType::ThreatIntelMatch) {
+                    auto text = [&](const char* k) {
+                        auto it = e->evidence.find(k);
+                        const std::string* v = it == e->evidence.end() ? nullptr : std::get_if<std::string>(&it->second);
+                        return v ? *v : std::string("?");
+                    };
+                    const bool inbound = text("direction") == "inbound";
+                    const auto local = inbound ? e->dst : e->src;
+                    const auto remote = inbound ? e->src : e->dst;
+                    f.title = std::string("Traffic ") + (inbound ? "from " : "to ") + text("indicator") + " (feed " +
+                              text("feed") + ")" + (local ? (inbound ? " reaching " : " from ") + util::formatAddr(*local) : "");
+                    f.cause = "An address listed by the threat-intel feed " + text("feed") + " (" + text("action") +
+                              ") is talking to this node (docs/intel.md).";
+                    f.fix = {remote ? "netprobe connections --ip " + util::formatAddr(*remote) + "   # which process"
+                                    : "netprobe connections",
+                             "feed action: block with --mitigate=on drops it at TC (docs/intel.md)"};
+                }
                 f.query = "netprobe events --type " + std::string(security::toString(e->type));
                 f.since = e->detected_at;
                 out.push_back(std::move(f));

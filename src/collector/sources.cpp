@@ -263,6 +263,11 @@ void IntelSource::installed(std::shared_ptr<const intel::IndicatorSet> set, cons
     }
 }
 
+void IntelSource::statuses(std::vector<intel::FeedStatus> feeds) {
+    std::lock_guard lock(mu_);
+    state_.feeds = std::move(feeds);
+}
+
 Result<void> IntelSource::collect(SnapshotBuilder& b) {
     auto sample = std::make_shared<IntelSample>();
     {

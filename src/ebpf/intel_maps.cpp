@@ -27,6 +27,14 @@ Result<std::unique_ptr<IntelMaps>> IntelMaps::create(const Manager& manager) {
     return m;
 }
 
+std::unique_ptr<IntelMaps> IntelMaps::adopt(util::UniqueFd outer, util::UniqueFd state, util::UniqueFd stats) {
+    std::unique_ptr<IntelMaps> m(new IntelMaps());
+    m->outer_ = std::move(outer);
+    m->state_ = std::move(state);
+    m->stats_ = std::move(stats);
+    return m;
+}
+
 Result<IntelInstall> IntelMaps::install(std::span<const IntelEntry> entries) {
     const auto t0 = std::chrono::steady_clock::now();
     IntelInstall out;

@@ -110,6 +110,16 @@ std::optional<Prefix> prefixOf(string_view text, std::string* why) {
     p.len = static_cast<std::uint8_t>(v4 ? 96 + len : len);
     for (int i = 0; i < 16; ++i)  // host bits cleared ("10.0.0.1/8" is 10.0.0.0/8)
         p.addr[i] = (*a)[i] & static_cast<std::uint8_t>(0xff00 >> std::clamp(p.len - i * 8, 0, 8));
+    // IPv4 is stored IPv4-mapped: an IPv6 prefix of 96 bits or fewer that holds
+    // ::ffff:0.0.0.0/96 (e.g. "::ffff:198.51.100.9/96", "::/80") covers every IPv4 address.
+    if (p.len <= 96) {
+        std::array<std::uint8_t, 16> mapped{};
+        mapped[10] = mapped[11] = 0xff;
+        bool covers = true;
+        for (int i = 0; i < 16 && covers; ++i)
+            covers = (mapped[i] & static_cast<std::uint8_t>(0xff00 >> std::clamp(p.len - i * 8, 0, 8))) == p.addr[i];
+        if (covers) return bad("the prefix holds every IPv4 address (::ffff:0:0/96): ");
+    }
     return p;
 }
 
@@ -725,6 +735,9 @@ FeedConfig feed(const YAML::Node& n, const std::string& path, const std::vector<
         } else if (k == "url") {
             f.url = scalar(v, p);
             if (!validUrl(f.url)) fail(v, p, "expected an http:// or https:// URL, got " + quote(f.url));
+        } else if (k == "ca_file") {
+            f.ca_file = scalar(v, p);
+            if (f.ca_file.empty()) fail(v, p, "must not be empty");
         } else if (k == "refresh") {
             const auto d = util::parseDuration(scalar(v, p));
             if (!d) fail(v, p, "expected a duration such as 30s, 15m or 1h (" + d.error() + ")");
@@ -740,13 +753,15 @@ FeedConfig feed(const YAML::Node& n, const std::string& path, const std::vector<
                 fail(v, p, "expected an integer from 0 to 100, got " + quote(v.Scalar()));
             f.confidence = static_cast<std::uint8_t>(c);
         } else {
-            fail(kv.first, p, "unknown setting (known: name, type, path, url, refresh, action, confidence)");
+            fail(kv.first, p, "unknown setting (known: name, type, path, url, ca_file, refresh, action, confidence)");
         }
     }
     if (!seen.contains("name")) fail(n, path + ".name", "required");
     if (!seen.contains("type")) fail(n, path + ".type", "required");
     if (f.path.empty() == f.url.empty())
         fail(n, path, f.path.empty() ? "one of path or url is required" : "path and url are exclusive, give one");
+    if (!f.ca_file.empty() && !lower(f.url).starts_with("https://"))
+        fail(n, path + ".ca_file", "only for an https:// url");
     return f;
 }
 
@@ -763,6 +778,9 @@ Result<IntelConfig> parseIntelConfig(string_view yamlText) {
         const YAML::Node feeds = root["feeds"];
         if (!feeds) fail(root, "feeds", "required, a non-empty list of feeds");
         if (!feeds.IsSequence() || feeds.size() == 0) fail(feeds, "feeds", "expected a non-empty list of feeds");
+        if (feeds.size() > kMaxFeeds)
+            fail(feeds, "feeds", "at most " + std::to_string(kMaxFeeds) + " feeds (the kernel counts each apart), got " +
+                                     std::to_string(feeds.size()));
         IntelConfig cfg;
         for (std::size_t i = 0; i < feeds.size(); ++i)
             cfg.feeds.push_back(feed(feeds[i], "feeds[" + std::to_string(i) + "]", cfg.feeds));

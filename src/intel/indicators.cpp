@@ -10,6 +10,8 @@
 
 namespace netprobe::intel {
 
+static_assert(kMaxFeeds == NP_INTEL_FEEDS_MAX, "the config's feed limit is the kernel's counter slots");
+
 namespace {
 
 constexpr std::size_t kFirstErrors = 20;
@@ -83,6 +85,13 @@ std::vector<IndicatorSet::KernelEntry> IndicatorSet::kernelEntries() const {
     return out;
 }
 
+std::vector<FeedStatus> FeedLoader::statuses() const {
+    std::vector<FeedStatus> out;
+    out.reserve(states_.size());
+    for (const auto& s : states_) out.push_back(s.status);
+    return out;
+}
+
 std::shared_ptr<const IndicatorSet> FeedLoader::refresh(WallTime now) {
     const bool first = states_.empty();
     if (first) {
@@ -106,6 +115,42 @@ std::shared_ptr<const IndicatorSet> FeedLoader::refresh(WallTime now) {
             s.status.last_error = std::move(why);
             s.mtime_ns.reset();  // read again next time
         };
+        auto loaded = [&](std::string_view text) {
+            auto parsed = std::make_shared<ParsedFeed>(parseFeed(f.format, text, f.confidence, now));
+            auto& st = s.status;
+            st.ips = parsed->ips.size();
+            st.domains = parsed->domains.size();
+            st.errors = parsed->errors.size() + parsed->errors_omitted;
+            st.first_errors.assign(parsed->errors.begin(),
+                                   parsed->errors.begin() +
+                                       static_cast<std::ptrdiff_t>(std::min(parsed->errors.size(), kFirstErrors)));
+            st.expired = parsed->expired;
+            st.loaded_at = now;
+            ++st.loads_total;
+            st.last_error.clear();
+            s.parsed = std::move(parsed);
+            changed = true;
+        };
+        if (!f.url.empty()) {
+            if (now < s.next_fetch) continue;
+            s.status.checked_at = now;
+            auto r = fetchFeed(f, s.validators);
+            if (!r) {
+                failed(r.error().what());
+                s.next_fetch = now + std::min<std::chrono::seconds>(f.refresh, std::chrono::seconds(60));
+                continue;
+            }
+            s.next_fetch = now + f.refresh;
+            if (r->not_modified) {
+                ++s.status.not_modified_total;
+                if (!s.status.last_error.empty()) changed = true;  // recovered: the status says so
+                s.status.last_error.clear();
+                continue;
+            }
+            s.validators = r->validators;
+            loaded(r->body);
+            continue;
+        }
         struct stat sb{};
         if (::stat(f.path.c_str(), &sb) != 0) {
             failed(std::string("cannot read ") + f.path + ": " + std::strerror(errno));
@@ -127,22 +172,10 @@ std::shared_ptr<const IndicatorSet> FeedLoader::refresh(WallTime now) {
             failed(std::string("cannot read ") + f.path + ": " + std::strerror(errno));
             continue;
         }
-        auto parsed = std::make_shared<ParsedFeed>(parseFeed(f.format, text.str(), f.confidence, now));
-        auto& st = s.status;
-        st.ips = parsed->ips.size();
-        st.domains = parsed->domains.size();
-        st.errors = parsed->errors.size() + parsed->errors_omitted;
-        st.first_errors.assign(parsed->errors.begin(),
-                               parsed->errors.begin() + static_cast<std::ptrdiff_t>(std::min(parsed->errors.size(), kFirstErrors)));
-        st.expired = parsed->expired;
-        st.loaded_at = now;
-        st.modified_at = WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::nanoseconds(mtime)));
-        ++st.loads_total;
-        st.last_error.clear();
-        s.parsed = std::move(parsed);
+        loaded(text.str());
+        s.status.modified_at = WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::nanoseconds(mtime)));
         s.mtime_ns = mtime;
         s.size = static_cast<std::uint64_t>(sb.st_size);
-        changed = true;
     }
     if (!changed) return nullptr;
     std::vector<FeedStatus> feeds;

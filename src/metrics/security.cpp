@@ -267,7 +267,7 @@ namespace {
 void renderIntelMetrics(ExpositionWriter& w, const collector::IntelSample& in, const analysis::security::AnalyzerStats& st) {
     // One series set per configured feed (a bounded list the operator wrote).
     static const np_intel_counters kZero{};
-    const auto* feeds = in.set ? &in.set->feeds() : nullptr;
+    const auto* feeds = !in.feeds.empty() ? &in.feeds : in.set ? &in.set->feeds() : nullptr;
     auto counters = [&](std::size_t i) -> const np_intel_counters& {
         return i < in.counters.size() ? in.counters[i] : kZero;
     };
@@ -352,14 +352,14 @@ nlohmann::json intelJson(const collector::IntelSample* in) {
     j["installs_total"] = in->installs_total;
     j["install_failures_total"] = in->install_failures_total;
     if (!in->install_error.empty()) j["install_error"] = in->install_error;
-    if (!in->set) return j;
-    j["generation"] = in->set->generation();
+    if (in->set) j["generation"] = in->set->generation();
+    const auto& feeds = !in->feeds.empty() ? in->feeds : in->set ? in->set->feeds() : in->feeds;
     auto time = [](const std::optional<WallTime>& t) -> nlohmann::json {
         if (!t) return nullptr;
         return metrics::rfc3339(*t);
     };
-    for (std::size_t i = 0; i < in->set->feeds().size(); ++i) {
-        const auto& f = in->set->feeds()[i];
+    for (std::size_t i = 0; i < feeds.size(); ++i) {
+        const auto& f = feeds[i];
         nlohmann::json x;
         x["name"] = f.name;
         x["type"] = std::string(intel::feedFormatName(f.format));
@@ -376,6 +376,8 @@ nlohmann::json intelJson(const collector::IntelSample* in) {
         x["first_errors"] = std::move(errs);
         x["last_load"] = time(f.loaded_at);
         x["modified"] = time(f.modified_at);
+        x["checked"] = time(f.checked_at);
+        x["not_modified_total"] = f.not_modified_total;
         x["loads_total"] = f.loads_total;
         x["load_failures_total"] = f.load_failures_total;
         const np_intel_counters c = i < in->counters.size() ? in->counters[i] : np_intel_counters{};

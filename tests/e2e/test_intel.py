@@ -197,6 +197,66 @@ class Blocking(IntelCase):
         self.assertEqual(agent.metrics().get("netprobe_intel_prefixes"), 1)
 
 
+class UrlFeed(IntelCase):
+    def test_https_feed_fetched_conditionally_and_reloaded_when_it_changes(self):
+        """nginx serves the feed over HTTPS (a certificate for its address; the agent trusts
+        it through ca_file). Later fetches are conditional: nginx's access log shows 304s and
+        the set stays at its generation; a changed file is downloaded and installed. The
+        same url without ca_file fails certificate verification and says so."""
+        require_tools("nginx", "openssl", "curl")
+        v = self.topology()
+        url = f"https://{v.host_ip}:8443/feed.txt"
+
+        def prepare(d: str):
+            run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/key.pem",
+                 "-out", f"{d}/cert.pem", "-days", "2", "-subj", "/CN=feeds.test",
+                 "-addext", f"subjectAltName=IP:{v.host_ip}"])
+            os.makedirs(f"{d}/www")
+            with open(f"{d}/www/feed.txt", "w") as f:
+                f.write(f"# served\n{v.host_ip}\n")
+
+        servers = ("server {{ listen " + v.host_ip + ":8443 ssl; ssl_certificate {d}/cert.pem; "
+                   "ssl_certificate_key {d}/key.pem; location / {{ root {d}/www; }} }}")
+        d = self.start_nginx(v.host_ns, servers, ["curl", "-sfk", "-o", "/dev/null", url], ready_netns=v.ns,
+                             prepare=prepare)
+        agent = self.agent("feeds:\n"
+                           f"  - name: remote\n    type: plain\n    url: {url}\n    ca_file: {d}/cert.pem\n"
+                           "    refresh: 10s\n"
+                           f"  - name: untrusted\n    type: plain\n    url: {url}\n    refresh: 10s\n")
+        f = wait_for(lambda: (x := self.feed(agent, "remote"))["status"] == "ok" and x, 20, "the https feed")
+        self.assertEqual(f["ips"], 1)
+        bad = self.feed(agent, "untrusted")
+        log(f"untrusted: {bad['status']}: {bad.get('error')}")
+        self.assertEqual(bad["status"], "error")
+        self.assertIn("ca_file", bad["error"])
+        generation = self.intel(agent)["generation"]
+
+        # the next fetch is conditional and changes nothing
+        try:
+            wait_for(lambda: self.feed(agent, "remote")["not_modified_total"] >= 1, 30, "a 304")
+        finally:
+            log(f"remote feed: {self.feed(agent, 'remote')}")
+            with open(f"{d}/access.log") as log_file:
+                log(f"nginx: {log_file.read()[-600:]}")
+        self.assertEqual(self.intel(agent)["generation"], generation)
+        with open(f"{d}/access.log") as log_file:
+            codes = [line.split('"')[2].split()[0] for line in log_file if "/feed.txt" in line]
+        log(f"nginx answered the feed requests with {codes}")
+        self.assertIn("304", codes)
+
+        # a changed file is downloaded and installed
+        with open(f"{d}/www/feed.txt.tmp", "w") as out:
+            out.write(f"# served\n{v.host_ip}\n{self.extra}/32\n")
+        os.replace(f"{d}/www/feed.txt.tmp", f"{d}/www/feed.txt")
+        f = wait_for(lambda: (x := self.feed(agent, "remote"))["ips"] == 2 and x, 30, "the changed feed")
+        self.assertGreater(self.intel(agent)["generation"], generation)
+        s, r = self.ping(self.extra, 3, v.ns)
+        self.assertEqual(r, s)
+        m = wait_for(lambda: (x := self.feed(agent, "remote")["matched"])["to"]["packets"] >= s and x, 15,
+                     "the new indicator matched")
+        log(f"remote feed matched: {m}")
+
+
 class Config(IntelCase):
     def test_bad_configuration_names_the_key_and_exits(self):
         cfg = self.write("intel.yaml", "feeds:\n  - name: x\n    type: pdf\n    path: /nonexistent\n")

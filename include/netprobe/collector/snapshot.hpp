@@ -106,6 +106,7 @@ struct L7Sample {
 // indicators matched (since start; index = feed).
 struct IntelSample {
     std::shared_ptr<const intel::IndicatorSet> set;  // null until the first load
+    std::vector<intel::FeedStatus> feeds;            // as of the loader's last refresh (index = feed)
     std::vector<np_intel_counters> counters;
     std::uint64_t read_errors = 0;
     std::uint64_t installs_total = 0, install_failures_total = 0;

@@ -123,6 +123,8 @@ public:
     // The feed loader's result: installs the set's prefixes in the kernel (on the
     // caller's thread, the loader's), then publishes it with the install's outcome.
     void installed(std::shared_ptr<const intel::IndicatorSet> set, const Result<ebpf::IntelInstall>& result);
+    // The feeds' statuses after each refresh of the loader.
+    void statuses(std::vector<intel::FeedStatus> feeds);
 
 private:
     const ebpf::IntelMaps& maps_;

@@ -36,6 +36,8 @@ struct IntelInstall {
 class IntelMaps {
 public:
     [[nodiscard]] static Result<std::unique_ptr<IntelMaps>> create(const Manager& manager);
+    // The maps of a datapath skeleton loaded elsewhere (benchmarks): intel_ips, intel_state, intel_stats.
+    [[nodiscard]] static std::unique_ptr<IntelMaps> adopt(util::UniqueFd outer, util::UniqueFd state, util::UniqueFd stats);
     ~IntelMaps();
 
     // A trie of exactly these entries (prefixes unique) in place of the current one.

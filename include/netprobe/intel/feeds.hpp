@@ -101,7 +101,8 @@ struct ParsedFeed {
 //     - name: spamhaus-drop          # [A-Za-z0-9_.-]{1,64}, unique
 //       type: spamhaus               # a feedFormatName
 //       path: /var/lib/netprobe/intel/drop.txt   # exactly one of path and url
-//       refresh: 1h                  # >= 10s (default 1h)
+//       refresh: 1h                  # >= 10s (default 1h): how often a url is fetched
+//       ca_file: /etc/ssl/feed-ca.pem  # https url only: the CAs to trust (default: the system's)
 //       action: block                # alert (default) | block
 //       confidence: 90               # 0-100, for entries without one (default 100)
 
@@ -110,10 +111,13 @@ struct FeedConfig {
     FeedFormat format = FeedFormat::Plain;
     std::string path;  // exactly one of path and url is set
     std::string url;   // http:// or https://
+    std::string ca_file;  // https: trust only this PEM bundle (default: the system's CAs)
     std::chrono::seconds refresh{3600};
     Action action = Action::Alert;
     std::uint8_t confidence = 100;
 };
+
+inline constexpr std::size_t kMaxFeeds = 64;  // NP_INTEL_FEEDS_MAX: per-feed kernel counters
 
 struct IntelConfig {
     std::vector<FeedConfig> feeds;

@@ -20,6 +20,7 @@
 
 #include <netprobe/abi.h>
 #include <netprobe/intel/feeds.hpp>
+#include <netprobe/intel/fetch.hpp>
 #include <netprobe/util/ip.hpp>
 
 namespace netprobe::intel {
@@ -31,13 +32,15 @@ struct FeedStatus {
     std::string name;
     FeedFormat format = FeedFormat::Plain;
     Action action = Action::Alert;
-    std::string source;              // the file
+    std::string source;              // the file or the url
     std::size_t ips = 0, domains = 0;
     std::size_t errors = 0;          // malformed lines of the last load (all of them)
     std::vector<LineError> first_errors;  // the first few, with their line numbers
     std::size_t expired = 0;         // STIX indicators outside their validity
     std::optional<WallTime> loaded_at;    // last successful load
     std::optional<WallTime> modified_at;  // the file's modification time at that load
+    std::optional<WallTime> checked_at;   // url: the last request (answered or not)
+    std::uint64_t not_modified_total = 0; // url: 304 answers (nothing downloaded)
     std::uint64_t loads_total = 0, load_failures_total = 0;
     std::string last_error;          // empty: the last attempt succeeded (the set keeps the last good load)
 };
@@ -81,11 +84,16 @@ private:
 class FeedLoader {
 public:
     explicit FeedLoader(IntelConfig config) : config_(std::move(config)) {}
-    // Reads the feeds whose file changed (all of them the first time); a new set when
-    // anything changed (including a failure to read), else null. A feed that cannot
-    // be read keeps its last good indicators.
+    // Reads the feeds whose file changed (all of them the first time) and fetches the
+    // url feeds that are due (every `refresh`; after a failure again within a minute;
+    // conditional requests: a 304 changes nothing); a new set when anything changed
+    // (including a failure), else null. A feed that cannot be read or fetched keeps its
+    // last good indicators. Blocking (network): run it on a thread of its own.
     [[nodiscard]] std::shared_ptr<const IndicatorSet> refresh(WallTime now);
     [[nodiscard]] const IntelConfig& config() const { return config_; }
+    // Every feed's status as of the last refresh (also when the indicators did not
+    // change: a feed failing again with the same error counts the failure here).
+    [[nodiscard]] std::vector<FeedStatus> statuses() const;
 
 private:
     struct State {
@@ -93,6 +101,8 @@ private:
         std::shared_ptr<const ParsedFeed> parsed;
         std::optional<std::int64_t> mtime_ns;
         std::optional<std::uint64_t> size;
+        FetchValidators validators;  // url
+        WallTime next_fetch{};       // url
     };
     IntelConfig config_;
     std::vector<State> states_;

@@ -88,11 +88,16 @@ void IntelAnalyzer::observe(const IntelHit& h, const IntelIndicatorInfo& info) {
     t.first = std::min(t.first, h.at);
     t.remote = remote;  // the latest address inside the indicator's prefix
     const char* proto = h.proto == 6 ? "tcp" : h.proto == 17 ? "udp" : h.proto == 1 ? "icmp" : h.proto == 58 ? "icmpv6" : "ip";
-    std::string flow = std::string(proto) + " " + util::formatEndpoint(h.src, h.sport) + " -> " + util::formatEndpoint(h.dst, h.dport);
-    if (std::find(t.flows.begin(), t.flows.end(), flow) == t.flows.end()) {
-        if (t.flows.size() < 20) t.flows.push_back(std::move(flow));
-        else ++t.flows_omitted;
-    }
+    // Distinct 5-tuples: the kernel sends a record per flow entry, CPU and generation,
+    // so one flow arrives more than once. Counted exactly up to kMaxFlowKeys per incident.
+    const std::uint64_t fk = mix(mix(hashAddr(h.src), hashAddr(h.dst)),
+                                 std::size_t{h.sport} << 24 | std::size_t{h.dport} << 8 | h.proto);
+    if (t.flow_keys.contains(fk)) return;
+    if (t.flow_keys.size() < kMaxFlowKeys) t.flow_keys.insert(fk);
+    ++t.flows_total;
+    if (t.flows.size() < 20)
+        t.flows.push_back(std::string(proto) + " " + util::formatEndpoint(h.src, h.sport) + " -> " +
+                          util::formatEndpoint(h.dst, h.dport));
     if (t.ports.size() < 16 && (h.proto == 6 || h.proto == 17)) t.ports.insert(inbound ? h.sport : h.dport);
 }
 
@@ -120,7 +125,7 @@ std::vector<Finding> IntelAnalyzer::evaluate(TimePoint now) {
         f.evidence["action"] = std::string(t.info.block ? "block" : "alert");
         f.evidence["direction"] = std::string(t.inbound ? "inbound" : "outbound");
         if (!t.info.note.empty()) f.evidence["note"] = t.info.note;
-        f.evidence["flows"] = static_cast<std::int64_t>(t.flows.size() + t.flows_omitted);
+        f.evidence["flows"] = static_cast<std::int64_t>(t.flows_total);
         f.evidence["flow_samples"] = t.flows;
         std::vector<std::string> ports;
         for (auto p : t.ports) ports.push_back(std::to_string(p));

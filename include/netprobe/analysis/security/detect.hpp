@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <unordered_set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -135,10 +136,12 @@ private:
         bool inbound = true;  // traffic from the indicator (else to it)
         Addr16 local{}, remote{};
         TimePoint first{}, last{};
-        std::vector<std::string> flows;  // distinct 5-tuples (bounded)
-        std::uint64_t flows_omitted = 0;
-        std::set<std::uint16_t> ports;   // the service ports involved (bounded)
+        std::vector<std::string> flows;  // the first distinct 5-tuples (at most 20)
+        std::unordered_set<std::uint64_t> flow_keys;  // hashes of the distinct 5-tuples (bounded)
+        std::uint64_t flows_total = 0;   // distinct (exact up to kMaxFlowKeys, then every record counts)
+        std::set<std::uint16_t> ports;   // the remote ends' ports (bounded)
     };
+    static constexpr std::size_t kMaxFlowKeys = 4096;
     std::chrono::seconds hold_;
     std::size_t max_tracked_;
     std::map<std::string, Track> hits_;
