@@ -321,6 +321,32 @@ Table interfacesTable(const nlohmann::json& doc, bool wide) {
     return t;
 }
 
+Table intelTable(const nlohmann::json& doc, bool wide) {
+    Table t;
+    t.header = {"FEED", "TYPE", "ACTION", "STATUS", "IPS", "DOMAINS", "MALFORMED", "FROM PKTS", "TO PKTS", "DROPPED",
+                "LAST LOAD"};
+    t.right = {false, false, false, false, true, true, true, true, true, true, false};
+    if (wide) {
+        t.header.push_back("SOURCE");
+        t.header.push_back("ERROR");
+        t.right.resize(t.header.size(), false);
+    }
+    for (const auto& f : doc.value("feeds", nlohmann::json::array())) {
+        const auto m = f.value("matched", nlohmann::json::object());
+        auto pk = [&](const char* k) { return humanCount(num(m.value(k, nlohmann::json::object()), "packets")); };
+        std::vector<std::string> r = {str(f, "name"), str(f, "type"), str(f, "action"), str(f, "status"),
+                                      humanCount(num(f, "ips")), humanCount(num(f, "domains")),
+                                      humanCount(num(f, "malformed_lines")), pk("from"), pk("to"), pk("dropped"),
+                                      str(f, "last_load")};
+        if (wide) {
+            r.push_back(str(f, "source"));
+            r.push_back(str(f, "error"));
+        }
+        t.rows.push_back(std::move(r));
+    }
+    return t;
+}
+
 Table podsTable(const nlohmann::json& doc, bool wide) {
     Table t;
     t.header = {"NAMESPACE", "POD", "WORKLOAD", "IPS", "RX BYTES", "TX BYTES"};
@@ -477,7 +503,7 @@ std::string diagnosisText(const nlohmann::json& doc, bool color) {
 }
 
 std::string completionScript(const std::string& shell) {
-    const std::string cmds = "flows connections events interfaces pods top requests routes topology diagnose completion";
+    const std::string cmds = "flows connections events interfaces pods intel top requests routes topology diagnose completion";
     const std::string global = "--server --user --password-file --ca-file --insecure --timeout --output -o --color --help";
     if (shell == "bash") {
         return "# netprobe bash completion: source <(netprobe completion bash)\n"
@@ -587,6 +613,8 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
 
     app.add_subcommand("interfaces", "Monitored interfaces and their counters (GET /api/v1/interfaces)");
     app.add_subcommand("pods", "Local pods and their traffic (GET /api/v1/pods; with Kubernetes)");
+    app.add_subcommand("intel", "Threat-intel feeds: status, indicators, matched and dropped packets "
+                                "(GET /api/v1/intel; agent with --intel-config)");
 
     std::string topic;
     auto* top = app.add_subcommand("top", "Top talkers, ports, endpoints (by rate), drop reasons, retransmitting connections");
@@ -736,6 +764,9 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     } else if (app.got_subcommand("interfaces")) {
         inv.kind = Invocation::Kind::Interfaces;
         inv.path = "/api/v1/interfaces";
+    } else if (app.got_subcommand("intel")) {
+        inv.kind = Invocation::Kind::Intel;
+        inv.path = "/api/v1/intel";
     } else if (app.got_subcommand("pods")) {
         inv.kind = Invocation::Kind::Pods;
         inv.path = "/api/v1/pods";

@@ -34,7 +34,7 @@ struct Connection {
 // What one invocation does.
 struct Invocation {
     enum class Kind { None, Flows, Connections, Events, Interfaces, Pods, TopTalkers, TopPorts, TopEndpoints,
-                      TopDrops, TopRetransmits, Diagnose, Completion, Requests, Routes, Topology };
+                      TopDrops, TopRetransmits, Diagnose, Completion, Requests, Routes, Topology, Intel };
     Kind kind = Kind::None;
     Connection conn;
     Output output = Output::Table;
@@ -81,6 +81,8 @@ struct Table {
 [[nodiscard]] Table eventsTable(const nlohmann::json& doc, bool wide);
 [[nodiscard]] Table interfacesTable(const nlohmann::json& doc, bool wide);
 [[nodiscard]] Table podsTable(const nlohmann::json& doc, bool wide);
+// GET /api/v1/intel: one row per threat-intel feed.
+[[nodiscard]] Table intelTable(const nlohmann::json& doc, bool wide);
 
 // top: aggregates of the flows document (by bytes/s over the agent's last interval).
 enum class TopBy { Talkers, Ports, Endpoints };

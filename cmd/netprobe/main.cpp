@@ -203,6 +203,14 @@ int run(const Invocation& inv) {
             auto doc = api.getJson(inv.path, inv.query);
             return done(print(interfacesTable(doc, wide), doc));
         }
+        case K::Intel: {
+            auto doc = api.getJson(inv.path, inv.query);
+            if (!doc.value("enabled", false) && !json) {
+                std::cerr << "netprobe: the agent has no threat-intel feeds (--intel-config)\n";
+                return inv.fail_if_empty ? kExitNotFound : kExitOk;
+            }
+            return done(print(intelTable(doc, wide), doc));
+        }
         case K::Pods: {
             auto doc = api.getJson(inv.path, inv.query);
             if (!doc.value("enabled", true) && !json) {

@@ -139,6 +139,12 @@ class Counting(IntelCase):
         out = [e for e in self.events(agent) if e["evidence"]["direction"] == "outbound"]
         self.assertEqual({(e["src_ip"], e["dst_ip"]) for e in out},
                          {(v.peer_ip, v.host_ip), (v.peer_ip6.split("/")[0], v.host_ip6.split("/")[0])})
+        # the command line shows the same figures
+        cli = run([os.path.join(os.path.dirname(AGENT), "netprobe"), f"--server=http://127.0.0.1:{agent.port}",
+                   "intel", "-o", "wide"], netns=v.ns).stdout
+        log(f"netprobe intel:\n{cli}")
+        row = next(line.split() for line in cli.splitlines() if line.startswith("bad "))
+        self.assertEqual(row[:5], ["bad", "plain", "alert", "ok", "4"])
         # traffic to an address the feeds do not list is not counted
         before = self.settled(agent, "bad")
         s, r = self.ping(self.extra, 5, v.ns)

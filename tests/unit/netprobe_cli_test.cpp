@@ -128,6 +128,32 @@ TEST(NetprobeCli, TopologyCommandAndTable) {
     EXPECT_FALSE(parse({"requests", "--protocol", "kafka"}).run);
 }
 
+TEST(NetprobeCli, IntelCommandAndTable) {
+    auto r = parse({"intel", "-o", "wide"});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_EQ(r.inv.kind, Invocation::Kind::Intel);
+    EXPECT_EQ(r.inv.path, "/api/v1/intel");
+    const auto doc = nlohmann::json::parse(R"({"enabled": true, "feeds": [
+        {"name": "drop", "type": "spamhaus", "action": "block", "status": "ok", "ips": 1520, "domains": 0,
+         "malformed_lines": 2, "last_load": "2026-12-04T20:00:00.000Z", "source": "/var/lib/drop.txt",
+         "matched": {"from": {"packets": 7, "bytes": 700}, "to": {"packets": 3, "bytes": 300},
+                     "dropped": {"packets": 10, "bytes": 1000}}},
+        {"name": "gone", "type": "plain", "action": "alert", "status": "error", "ips": 0, "domains": 0,
+         "malformed_lines": 0, "last_load": null, "source": "/nope", "error": "cannot read /nope",
+         "matched": {"from": {"packets": 0}, "to": {"packets": 0}, "dropped": {"packets": 0}}}]})");
+    auto t = intelTable(doc, true);
+    ASSERT_EQ(t.rows.size(), 2u);
+    EXPECT_EQ(t.header[7], "FROM PKTS");
+    EXPECT_EQ(t.rows[0][0], "drop");
+    EXPECT_EQ(t.rows[0][2], "block");
+    EXPECT_EQ(t.rows[0][7], "7");
+    EXPECT_EQ(t.rows[0][8], "3");
+    EXPECT_EQ(t.rows[0][9], "10");
+    EXPECT_EQ(t.rows[1][3], "error");
+    EXPECT_EQ(t.rows[1][10], "");  // never loaded
+    EXPECT_EQ(t.rows[1].back(), "cannot read /nope");
+}
+
 TEST(NetprobeCli, TopListsAggregateByRate) {
     auto talkers = topTable(kFlows, TopBy::Talkers, 10);
     ASSERT_EQ(talkers.rows.size(), 3u);
