@@ -377,7 +377,7 @@ public:
                 intel_maps = std::move(*maps);
                 intel_source = std::make_shared<netprobe::collector::IntelSource>(*intel_maps);
                 sec_collector->addSource(intel_source);
-                intel_loader = std::make_unique<netprobe::intel::FeedLoader>(*intel_cfg);
+                intel_loader = std::make_unique<netprobe::intel::FeedLoader>(*intel_cfg, opts_.state_dir + "/intel");
             }
             sec_pipeline = std::make_shared<netprobe::analysis::Pipeline>(*sec_collector);
             netprobe::analysis::security::SecurityStage::Options so;

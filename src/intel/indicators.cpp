@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -85,6 +86,30 @@ std::vector<IndicatorSet::KernelEntry> IndicatorSet::kernelEntries() const {
     return out;
 }
 
+namespace {
+
+std::optional<std::string> readFile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return std::nullopt;
+    std::ostringstream s;
+    if (!(s << in.rdbuf())) return std::string();
+    return s.str();
+}
+
+// Writes a file whole (a temporary file, then renamed over): a crash never leaves half of one.
+bool writeFile(const std::string& path, std::string_view text) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        if (!out || !out.write(text.data(), static_cast<std::streamsize>(text.size())) || !out.flush()) return false;
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    return !ec;
+}
+
+}  // namespace
+
 std::vector<FeedStatus> FeedLoader::statuses() const {
     std::vector<FeedStatus> out;
     out.reserve(states_.size());
@@ -132,6 +157,19 @@ std::shared_ptr<const IndicatorSet> FeedLoader::refresh(WallTime now) {
             changed = true;
         };
         if (!f.url.empty()) {
+            const std::string cache = cache_dir_.empty() ? std::string() : cache_dir_ + "/" + f.name;
+            if (first && !cache.empty()) {
+                // the copy the previous run fetched, until the first answer of this one
+                auto body = readFile(cache + ".feed");
+                auto validators = readFile(cache + ".validators");
+                if (body && validators) {
+                    const auto nl = validators->find('\n');
+                    s.validators.etag = validators->substr(0, nl);
+                    s.validators.last_modified = nl == std::string::npos ? std::string() : validators->substr(nl + 1);
+                    loaded(*body);
+                    s.status.from_cache = true;
+                }
+            }
             if (now < s.next_fetch) continue;
             s.status.checked_at = now;
             auto r = fetchFeed(f, s.validators);
@@ -143,12 +181,22 @@ std::shared_ptr<const IndicatorSet> FeedLoader::refresh(WallTime now) {
             s.next_fetch = now + f.refresh;
             if (r->not_modified) {
                 ++s.status.not_modified_total;
+                if (s.status.from_cache) changed = true;  // the cached copy is current: the status says so
+                s.status.from_cache = false;
                 if (!s.status.last_error.empty()) changed = true;  // recovered: the status says so
                 s.status.last_error.clear();
                 continue;
             }
             s.validators = r->validators;
             loaded(r->body);
+            s.status.from_cache = false;
+            if (!cache.empty()) {
+                std::error_code ec;
+                std::filesystem::create_directories(cache_dir_, ec);
+                if (ec || !writeFile(cache + ".feed", r->body) ||
+                    !writeFile(cache + ".validators", s.validators.etag + "\n" + s.validators.last_modified))
+                    s.status.last_error = "fetched, but not cached in " + cache_dir_ + (ec ? ": " + ec.message() : "");
+            }
             continue;
         }
         struct stat sb{};

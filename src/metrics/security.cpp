@@ -378,6 +378,7 @@ nlohmann::json intelJson(const collector::IntelSample* in) {
         x["modified"] = time(f.modified_at);
         x["checked"] = time(f.checked_at);
         x["not_modified_total"] = f.not_modified_total;
+        x["from_cache"] = f.from_cache;
         x["loads_total"] = f.loads_total;
         x["load_failures_total"] = f.load_failures_total;
         const np_intel_counters c = i < in->counters.size() ? in->counters[i] : np_intel_counters{};

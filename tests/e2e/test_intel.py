@@ -11,6 +11,7 @@ and a bad configuration stops the agent with the key and the reason."""
 
 import os
 import re
+import signal
 import subprocess
 import unittest
 
@@ -225,10 +226,12 @@ class UrlFeed(IntelCase):
                    "ssl_certificate_key {d}/key.pem; location / {{ root {d}/www; }} }}")
         d = self.start_nginx(v.host_ns, servers, ["curl", "-sfk", "-o", "/dev/null", url], ready_netns=v.ns,
                              prepare=prepare)
-        agent = self.agent("feeds:\n"
-                           f"  - name: remote\n    type: plain\n    url: {url}\n    ca_file: {d}/cert.pem\n"
-                           "    refresh: 10s\n"
-                           f"  - name: untrusted\n    type: plain\n    url: {url}\n    refresh: 10s\n")
+        state = self.tmpdir()
+        feeds = ("feeds:\n"
+                 f"  - name: remote\n    type: plain\n    url: {url}\n    ca_file: {d}/cert.pem\n"
+                 "    refresh: 10s\n"
+                 f"  - name: untrusted\n    type: plain\n    url: {url}\n    refresh: 10s\n")
+        agent = self.agent(feeds, f"--state-dir={state}")
         f = wait_for(lambda: (x := self.feed(agent, "remote"))["status"] == "ok" and x, 20, "the https feed")
         self.assertEqual(f["ips"], 1)
         bad = self.feed(agent, "untrusted")
@@ -261,6 +264,20 @@ class UrlFeed(IntelCase):
         m = wait_for(lambda: (x := self.feed(agent, "remote")["matched"])["to"]["packets"] >= s and x, 15,
                      "the new indicator matched")
         log(f"remote feed matched: {m}")
+
+        # a restart while the server is down starts from the copy under --state-dir
+        agent.stop()
+        with open(f"{d}/nginx.pid") as pid_file:
+            os.kill(int(pid_file.read()), signal.SIGTERM)
+        wait_for(lambda: run(["curl", "-sk", "-o", "/dev/null", url], netns=v.ns, check=False).returncode != 0, 10,
+                 "nginx to stop")
+        agent = self.agent(feeds, f"--state-dir={state}")
+        f = wait_for(lambda: (x := self.feed(agent, "remote"))["ips"] == 2 and x, 20, "the cached feed")
+        log(f"after a restart without the server: {f['status']}, from_cache={f['from_cache']}, {f.get('error')}")
+        self.assertTrue(f["from_cache"])
+        self.assertEqual(f["status"], "error")  # the fetch failed; the cached indicators stand
+        s, r = self.ping(self.extra, 3, v.ns)
+        wait_for(lambda: self.feed(agent, "remote")["matched"]["to"]["packets"] >= s, 15, "the cached indicator matched")
 
 
 class Config(IntelCase):

@@ -41,6 +41,7 @@ struct FeedStatus {
     std::optional<WallTime> modified_at;  // the file's modification time at that load
     std::optional<WallTime> checked_at;   // url: the last request (answered or not)
     std::uint64_t not_modified_total = 0; // url: 304 answers (nothing downloaded)
+    bool from_cache = false;              // url: the indicators are the cached copy's (not fetched since start)
     std::uint64_t loads_total = 0, load_failures_total = 0;
     std::string last_error;          // empty: the last attempt succeeded (the set keeps the last good load)
 };
@@ -83,7 +84,11 @@ private:
 
 class FeedLoader {
 public:
-    explicit FeedLoader(IntelConfig config) : config_(std::move(config)) {}
+    // cache_dir (optional): the last body of every url feed is kept there (<name>.feed,
+    // with its validators in <name>.validators), so that a restart without network starts
+    // from it, and its first fetch is a conditional one.
+    explicit FeedLoader(IntelConfig config, std::string cache_dir = {})
+        : config_(std::move(config)), cache_dir_(std::move(cache_dir)) {}
     // Reads the feeds whose file changed (all of them the first time) and fetches the
     // url feeds that are due (every `refresh`; after a failure again within a minute;
     // conditional requests: a 304 changes nothing); a new set when anything changed
@@ -105,6 +110,7 @@ private:
         WallTime next_fetch{};       // url
     };
     IntelConfig config_;
+    std::string cache_dir_;
     std::vector<State> states_;
     std::uint64_t generation_ = 0;
 };
