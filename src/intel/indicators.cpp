@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -55,6 +56,17 @@ IndicatorSet::IndicatorSet(std::vector<FeedStatus> feeds, std::vector<std::share
             if (!fresh && better(m, act, it->second, feeds_[it->second.feed].action)) it->second = m;
         }
     }
+    for (std::size_t f = 0; f < parsed_.size() && f < NP_INTEL_FEEDS_MAX; ++f) {
+        if (!parsed_[f]) continue;
+        const Action act = feeds_[f].action;
+        for (const auto& d : parsed_[f]->domains) {
+            const DomainMatch m{static_cast<std::uint16_t>(f), &d};
+            auto [it, fresh] = domains_.try_emplace(d.domain, m);
+            if (fresh) continue;
+            const Action old = feeds_[it->second.feed].action;
+            if (act != old ? act == Action::Block : d.confidence > it->second.indicator->confidence) it->second = m;
+        }
+    }
     for (int len = 128; len >= 0; --len)
         if (!by_len_[static_cast<std::size_t>(len)].empty()) {
             lengths_.push_back(static_cast<std::uint8_t>(len));
@@ -68,6 +80,20 @@ std::optional<IpMatch> IndicatorSet::match(const util::Addr16& a) const {
         if (auto it = m.find(masked(a, len)); it != m.end()) return it->second;
     }
     return std::nullopt;
+}
+
+std::optional<IndicatorSet::DomainMatch> IndicatorSet::matchDomain(std::string_view name) const {
+    if (domains_.empty()) return std::nullopt;
+    if (name.ends_with('.')) name.remove_suffix(1);
+    if (name.empty() || name.size() > 253) return std::nullopt;
+    std::string n(name);
+    for (auto& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (std::string_view rest = n;;) {
+        if (auto it = domains_.find(std::string(rest)); it != domains_.end()) return it->second;
+        const auto dot = rest.find('.');
+        if (dot == std::string_view::npos) return std::nullopt;
+        rest.remove_prefix(dot + 1);
+    }
 }
 
 std::vector<IndicatorSet::KernelEntry> IndicatorSet::kernelEntries() const {

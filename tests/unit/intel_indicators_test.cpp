@@ -686,3 +686,37 @@ TEST(IntelAnalyzer, FlowSamplesAreBoundedFlowsCountsAll) {
     EXPECT_EQ(num(fs[0], "flows"), 25);
     EXPECT_EQ(list(fs[0], "flow_samples").size(), 20u);
 }
+
+// A domain indicator covers itself and its subdomains (docs/intel.md), across feeds;
+// the nearest listed parent speaks for a name, and the block feed wins a tie.
+TEST(IntelIndicatorSet, DomainsMatchThemselvesAndTheirSubdomains) {
+    auto domains = [](std::vector<std::pair<const char*, std::uint8_t>> ds) {
+        auto p = std::make_shared<ni::ParsedFeed>();
+        for (auto [d, c] : ds) p->domains.push_back({d, c, ""});
+        return p;
+    };
+    std::vector<ni::FeedStatus> feeds(3);
+    feeds[0].name = "wide";
+    feeds[1].name = "narrow";
+    feeds[2].name = "blocker";
+    feeds[2].action = ni::Action::Block;
+    const ni::IndicatorSet set(std::move(feeds),
+                               {domains({{"evil.example", 60}, {"shared.example", 95}}),
+                                domains({{"c2.evil.example", 90}}), domains({{"shared.example", 10}})},
+                               1);
+    auto of = [&](const char* name) -> std::string {
+        const auto m = set.matchDomain(name);
+        if (!m) return "none";
+        return set.feeds().at(m->feed).name + " " + m->indicator->domain;
+    };
+    EXPECT_EQ(set.domainCount(), 3u);
+    EXPECT_EQ(of("evil.example"), "wide evil.example");
+    EXPECT_EQ(of("a.b.evil.example"), "wide evil.example");
+    EXPECT_EQ(of("C2.Evil.Example."), "narrow c2.evil.example");  // nearest parent; case and root dot ignored
+    EXPECT_EQ(of("x.c2.evil.example"), "narrow c2.evil.example");
+    EXPECT_EQ(of("notevil.example"), "none");                      // a suffix, not a parent
+    EXPECT_EQ(of("example"), "none");
+    EXPECT_EQ(of(""), "none");
+    EXPECT_EQ(of("shared.example"), "blocker shared.example");     // block beats a higher confidence
+    EXPECT_FALSE(set.match(ip("198.51.100.1")));                   // domains are not IP indicators
+}

@@ -61,6 +61,15 @@ public:
     [[nodiscard]] std::size_t ipCount() const { return ip_count_; }  // unique prefixes over all feeds
     // The longest prefix containing a (a block indicator wins a tie between feeds).
     [[nodiscard]] std::optional<IpMatch> match(const util::Addr16& a) const;
+    // The domain indicator that covers `name` (itself or its nearest listed parent:
+    // "a.b.evil.example" is covered by "evil.example"); case and a trailing dot ignored.
+    // Same tie-break as match() when feeds list the same domain.
+    struct DomainMatch {
+        std::uint16_t feed = 0;
+        const DomainIndicator* indicator = nullptr;  // owned by the set
+    };
+    [[nodiscard]] std::optional<DomainMatch> matchDomain(std::string_view name) const;
+    [[nodiscard]] std::size_t domainCount() const { return domains_.size(); }
     // One kernel entry per unique prefix (its feed: the winner of match()).
     struct KernelEntry {
         util::Addr16 addr{};
@@ -80,6 +89,7 @@ private:
     // by prefix length: masked address -> the winning indicator
     std::array<std::unordered_map<util::Addr16, IpMatch, AddrHash>, 129> by_len_;
     std::vector<std::uint8_t> lengths_;  // present, longest first
+    std::unordered_map<std::string, DomainMatch> domains_;
 };
 
 class FeedLoader {
