@@ -457,11 +457,7 @@ public:
                 auto set = intel_loader->refresh(std::chrono::system_clock::now());
                 intel_source->statuses(intel_loader->statuses());
                 if (!set) return;
-                const auto entries = set->kernelEntries();
-                std::vector<netprobe::ebpf::IntelEntry> kernel;
-                kernel.reserve(entries.size());
-                for (const auto& e : entries) kernel.push_back({e.addr, e.prefix, e.value});
-                auto r = intel_maps->install(kernel);
+                auto r = intel_maps->install(set->kernelEntries());
                 for (const auto& f : set->feeds())
                     if (!f.last_error.empty()) spdlog::warn("intel: feed {}: {}", f.name, f.last_error);
                 if (r)

@@ -108,17 +108,13 @@ std::optional<Prefix> prefixOf(string_view text, std::string* why) {
     if (len == 0) return bad("a /0 prefix would match every address: ");
     Prefix p;
     p.len = static_cast<std::uint8_t>(v4 ? 96 + len : len);
-    for (int i = 0; i < 16; ++i)  // host bits cleared ("10.0.0.1/8" is 10.0.0.0/8)
-        p.addr[i] = (*a)[i] & static_cast<std::uint8_t>(0xff00 >> std::clamp(p.len - i * 8, 0, 8));
+    p.addr = util::maskAddr(*a, p.len);  // host bits cleared ("10.0.0.1/8" is 10.0.0.0/8)
     // IPv4 is stored IPv4-mapped: an IPv6 prefix of 96 bits or fewer that holds
     // ::ffff:0.0.0.0/96 (e.g. "::ffff:198.51.100.9/96", "::/80") covers every IPv4 address.
     if (p.len <= 96) {
-        std::array<std::uint8_t, 16> mapped{};
+        util::Addr16 mapped{};
         mapped[10] = mapped[11] = 0xff;
-        bool covers = true;
-        for (int i = 0; i < 16 && covers; ++i)
-            covers = (mapped[i] & static_cast<std::uint8_t>(0xff00 >> std::clamp(p.len - i * 8, 0, 8))) == p.addr[i];
-        if (covers) return bad("the prefix holds every IPv4 address (::ffff:0:0/96): ");
+        if (util::maskAddr(mapped, p.len) == p.addr) return bad("the prefix holds every IPv4 address (::ffff:0:0/96): ");
     }
     return p;
 }

@@ -19,15 +19,6 @@ namespace {
 constexpr std::size_t kFirstErrors = 20;
 constexpr std::uint64_t kMaxFeedBytes = 512ull << 20;
 
-util::Addr16 masked(const util::Addr16& a, std::uint8_t len) {
-    util::Addr16 m{};
-    for (std::size_t i = 0; i < 16; ++i) {
-        const int bits = std::clamp(static_cast<int>(len) - static_cast<int>(i) * 8, 0, 8);
-        m[i] = static_cast<std::uint8_t>(a[i] & (bits == 8 ? 0xff : (0xff00 >> bits) & 0xff));
-    }
-    return m;
-}
-
 // Which of two indicators of one prefix speaks for it: block over alert, then the
 // higher confidence, then the earlier feed.
 bool better(const IpMatch& a, Action aa, const IpMatch& b, Action ba) {
@@ -77,7 +68,7 @@ IndicatorSet::IndicatorSet(std::vector<FeedStatus> feeds, std::vector<std::share
 std::optional<IpMatch> IndicatorSet::match(const util::Addr16& a) const {
     for (auto len : lengths_) {
         const auto& m = by_len_[len];
-        if (auto it = m.find(masked(a, len)); it != m.end()) return it->second;
+        if (auto it = m.find(util::maskAddr(a, len)); it != m.end()) return it->second;
     }
     return std::nullopt;
 }
@@ -96,12 +87,12 @@ std::optional<IndicatorSet::DomainMatch> IndicatorSet::matchDomain(std::string_v
     }
 }
 
-std::vector<IndicatorSet::KernelEntry> IndicatorSet::kernelEntries() const {
-    std::vector<KernelEntry> out;
+std::vector<ebpf::IntelEntry> IndicatorSet::kernelEntries() const {
+    std::vector<ebpf::IntelEntry> out;
     out.reserve(ip_count_);
     for (auto len : lengths_)
         for (const auto& [addr, m] : by_len_[len]) {
-            KernelEntry e;
+            ebpf::IntelEntry e;
             e.addr = addr;
             e.prefix = len;
             e.value.feed = m.feed;
@@ -114,11 +105,13 @@ std::vector<IndicatorSet::KernelEntry> IndicatorSet::kernelEntries() const {
 
 namespace {
 
+// The whole file; nullopt when it cannot be opened or read (an empty file is "").
 std::optional<std::string> readFile(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) return std::nullopt;
     std::ostringstream s;
-    if (!(s << in.rdbuf())) return std::string();
+    s << in.rdbuf();  // sets failbit on s for an empty file: not an error
+    if (in.bad()) return std::nullopt;
     return s.str();
 }
 
@@ -240,13 +233,12 @@ std::shared_ptr<const IndicatorSet> FeedLoader::refresh(WallTime now) {
         }
         const std::int64_t mtime = static_cast<std::int64_t>(sb.st_mtim.tv_sec) * 1000000000 + sb.st_mtim.tv_nsec;
         if (s.mtime_ns == mtime && s.size == static_cast<std::uint64_t>(sb.st_size)) continue;
-        std::ifstream in(f.path, std::ios::binary);
-        std::ostringstream text;
-        if (!in || !(text << in.rdbuf()) || in.bad()) {
+        auto text = readFile(f.path);
+        if (!text) {
             failed(std::string("cannot read ") + f.path + ": " + std::strerror(errno));
             continue;
         }
-        loaded(text.str());
+        loaded(*text);
         s.status.modified_at = WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::nanoseconds(mtime)));
         s.mtime_ns = mtime;
         s.size = static_cast<std::uint64_t>(sb.st_size);

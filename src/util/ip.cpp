@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -53,6 +54,15 @@ constexpr ProtoName kProtos[] = {
     {112, "vrrp"}, {132, "sctp"},
 };
 }  // namespace
+
+Addr16 maskAddr(const Addr16& a, unsigned prefix_len) {
+    Addr16 m{};
+    for (unsigned i = 0; i < 16; ++i) {
+        const unsigned keep = prefix_len > i * 8 ? std::min(prefix_len - i * 8, 8u) : 0;
+        m[i] = static_cast<std::uint8_t>(a[i] & (0xff00u >> keep));
+    }
+    return m;
+}
 
 std::string protocolName(std::uint8_t proto) {
     for (const auto& p : kProtos)

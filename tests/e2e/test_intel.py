@@ -85,8 +85,7 @@ class IntelCase(E2ETestCase):
 
     def settled(self, agent, feed: str) -> dict:
         """The feed's counters once they stop moving (two security ticks apart)."""
-        m = agent.wait_stable([], key=lambda _: self.feed(agent, feed)["matched"], settle=2)
-        del m
+        agent.wait_stable([], key=lambda _: self.feed(agent, feed)["matched"], settle=2)
         return self.feed(agent, feed)["matched"]
 
     def events(self, agent) -> list[dict]:

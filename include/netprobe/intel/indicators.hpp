@@ -19,6 +19,7 @@
 #include <vector>
 
 #include <netprobe/abi.h>
+#include <netprobe/ebpf/intel_maps.hpp>
 #include <netprobe/intel/feeds.hpp>
 #include <netprobe/intel/fetch.hpp>
 #include <netprobe/util/ip.hpp>
@@ -70,13 +71,8 @@ public:
     };
     [[nodiscard]] std::optional<DomainMatch> matchDomain(std::string_view name) const;
     [[nodiscard]] std::size_t domainCount() const { return domains_.size(); }
-    // One kernel entry per unique prefix (its feed: the winner of match()).
-    struct KernelEntry {
-        util::Addr16 addr{};
-        std::uint8_t prefix = 0;
-        np_intel_value value{};
-    };
-    [[nodiscard]] std::vector<KernelEntry> kernelEntries() const;
+    // One kernel entry per unique prefix (its feed: the winner of match()), for IntelMaps::install.
+    [[nodiscard]] std::vector<ebpf::IntelEntry> kernelEntries() const;
 
 private:
     struct AddrHash {

@@ -18,6 +18,9 @@ using Addr16 = std::array<std::uint8_t, 16>;
 // Parses IPv4 (stored mapped) or IPv6 text.
 [[nodiscard]] std::optional<Addr16> parseAddr(std::string_view text);
 [[nodiscard]] bool isV4Mapped(const Addr16& a);
+// a with every bit after the first prefix_len cleared (prefix_len over the 128-bit
+// form: an IPv4 /24 is 96 + 24).
+[[nodiscard]] Addr16 maskAddr(const Addr16& a, unsigned prefix_len);
 // "tcp", "udp", "icmp", "icmpv6", "gre", ... or the number as text.
 [[nodiscard]] std::string protocolName(std::uint8_t proto);
 // Inverse of protocolName; also accepts a decimal number.

@@ -42,12 +42,7 @@ std::optional<Cidr> parseCidr(std::string_view text) {
     }
     Cidr c;
     c.prefix = static_cast<std::uint8_t>(v4 ? bits + 96 : bits);
-    // Canonical form: host bits cleared.
-    for (int i = 0; i < 16; ++i) {
-        const int keep = std::clamp(static_cast<int>(c.prefix) - i * 8, 0, 8);
-        const std::uint8_t mask = keep == 0 ? 0 : static_cast<std::uint8_t>(0xff << (8 - keep));
-        c.addr[i] = (*a)[i] & mask;
-    }
+    c.addr = util::maskAddr(*a, c.prefix);  // canonical form: host bits cleared
     return c;
 }
 

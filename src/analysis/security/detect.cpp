@@ -87,7 +87,6 @@ void IntelAnalyzer::observe(const IntelHit& h, const IntelIndicatorInfo& info) {
     t.last = std::max(t.last, h.at);
     t.first = std::min(t.first, h.at);
     t.remote = remote;  // the latest address inside the indicator's prefix
-    const char* proto = h.proto == 6 ? "tcp" : h.proto == 17 ? "udp" : h.proto == 1 ? "icmp" : h.proto == 58 ? "icmpv6" : "ip";
     // Distinct 5-tuples: the kernel sends a record per flow entry, CPU and generation,
     // so one flow arrives more than once. Counted exactly up to kMaxFlowKeys per incident.
     const std::uint64_t fk = mix(mix(hashAddr(h.src), hashAddr(h.dst)),
@@ -96,7 +95,7 @@ void IntelAnalyzer::observe(const IntelHit& h, const IntelIndicatorInfo& info) {
     if (t.flow_keys.size() < kMaxFlowKeys) t.flow_keys.insert(fk);
     ++t.flows_total;
     if (t.flows.size() < 20)
-        t.flows.push_back(std::string(proto) + " " + util::formatEndpoint(h.src, h.sport) + " -> " +
+        t.flows.push_back(util::protocolName(h.proto) + " " + util::formatEndpoint(h.src, h.sport) + " -> " +
                           util::formatEndpoint(h.dst, h.dport));
     if (t.ports.size() < 16 && (h.proto == 6 || h.proto == 17)) t.ports.insert(inbound ? h.sport : h.dport);
 }
