@@ -149,8 +149,8 @@ static __always_inline int np_intel_flow(const struct np_packet *pkt, struct np_
 	return np_intel_account(fs->intel_match, fs->intel_feed, segs, len);
 }
 
-/* A packet without a flow entry: looked up each time, counted, not announced (a
- * full table under a flood must not turn into a ring record per packet). */
+/* A packet with flows off (no flow entry to cache the verdict in): looked up each
+ * time, counted, not announced. */
 static __always_inline int np_intel_packet(const struct np_packet *pkt, __u32 segs, __u64 len)
 {
 	__u16 feed = 0;

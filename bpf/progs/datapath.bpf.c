@@ -109,6 +109,14 @@ static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __
 		.last_seen_ns = now,
 		.tcp_flags = pkt->tcp_flags,
 	};
+	/* The new entry carries its threat-intel verdict from the start (the generation
+	 * read before the trie: a reload in between leaves the verdict stale, not wrong). */
+	if (np_enable_intel) {
+		__u16 feed = 0;
+		init.intel_gen = np_intel_gen();
+		init.intel_match = np_intel_evaluate(pkt, &feed);
+		init.intel_feed = feed;
+	}
 	/* The lookup above missed: insert at once (no second lookup); another CPU may
 	 * have inserted the key meanwhile (-EEXIST), then add to its entry. */
 	long err = bpf_map_update_elem(&flow_stats, &pkt->key, &init, BPF_NOEXIST);
@@ -129,15 +137,11 @@ static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __
 		np_sec_new_flow(pkt, len, in_table);
 	if (!np_enable_intel)
 		return 0;
-	if (in_table) {
-		/* the entry just made: its verdict is cached by the lookup's path */
-		fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
-		if (fs) {
-			/* np_flow_add already ran through the insert: only the verdict */
-			return np_intel_flow(pkt, fs, segs, len);
-		}
-	}
-	return np_intel_packet(pkt, segs, len);
+	/* announced when the entry exists (a full table under a flood must not turn into a
+	 * ring record per packet); counted either way */
+	if (in_table && (init.intel_match & (NP_INTEL_MATCH_SRC | NP_INTEL_MATCH_DST)))
+		np_intel_announce(pkt, init.intel_match, init.intel_feed, len);
+	return np_intel_account(init.intel_match, init.intel_feed, segs, len);
 }
 
 /* Parse the skb into pkt. Global (non-inlined) functions: the verifier checks each
