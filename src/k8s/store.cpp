@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <mutex>
 
 namespace netprobe::k8s {
@@ -57,6 +58,34 @@ std::uint8_t protocolNumber(std::string_view p) {
     return 6;  // "TCP" and the default
 }
 
+// metadata.labels; values that are not strings are skipped (the API only has strings).
+std::map<std::string, std::string> labelsOf(const json& md) {
+    std::map<std::string, std::string> out;
+    const json& labels = child(md, "labels");
+    if (!labels.is_object()) return out;
+    for (auto it = labels.begin(); it != labels.end(); ++it)
+        if (it.value().is_string()) out.emplace(it.key(), it.value().get<std::string>());
+    return out;
+}
+
+// spec.<key>[].ports[] with a valid containerPort.
+void appendContainerPorts(const json& spec, const char* key, std::vector<ContainerPort>& out) {
+    const json& containers = child(spec, key);
+    if (!containers.is_array()) return;
+    for (const auto& c : containers) {
+        const json& ports = child(c, "ports");
+        if (!ports.is_array()) continue;
+        for (const auto& pj : ports) {
+            const json& port = child(pj, "containerPort");
+            if (!port.is_number_integer()) continue;
+            auto v = port.get<std::int64_t>();
+            if (v <= 0 || v > 65535) continue;
+            out.push_back(
+                ContainerPort{str(pj, "name"), static_cast<std::uint16_t>(v), protocolNumber(str(pj, "protocol"))});
+        }
+    }
+}
+
 }  // namespace
 
 Workload resolveWorkload(std::string_view owner_kind, std::string_view owner_name, std::string_view pod_template_hash,
@@ -106,10 +135,14 @@ Result<PodInfo> podFromJson(const json& obj) {
         }
     }
     p.workload = resolveWorkload(owner_kind, owner_name, hash, p.name);
+    p.labels = labelsOf(md);
 
     const json& spec = child(obj, "spec");
     p.node = str(spec, "nodeName");
     if (const json& hn = child(spec, "hostNetwork"); hn.is_boolean()) p.host_network = hn.get<bool>();
+    // Init containers too: sidecars (restartPolicy: Always) serve on their ports.
+    appendContainerPorts(spec, "containers", p.ports);
+    appendContainerPorts(spec, "initContainers", p.ports);
 
     const json& status = child(obj, "status");
     std::string phase = str(status, "phase");
@@ -162,6 +195,17 @@ Result<ServiceInfo> serviceFromJson(const json& obj) {
         }
     }
     return s;
+}
+
+Result<NamespaceInfo> namespaceFromJson(const json& obj) {
+    auto meta = metaFromJson(obj, "namespace");
+    if (!meta) return std::unexpected(meta.error());
+    NamespaceInfo n;
+    n.name = std::move(meta->name);
+    n.uid = std::move(meta->uid);
+    n.resource_version = std::move(meta->rv);
+    n.labels = labelsOf(child(obj, "metadata"));
+    return n;
 }
 
 // ---- PodStore ----

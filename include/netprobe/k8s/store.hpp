@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -25,6 +26,15 @@ struct Workload {
     bool operator==(const Workload&) const = default;
 };
 
+// A port of spec.containers[].ports[] / spec.initContainers[].ports[] (named ports are what
+// NetworkPolicy port names resolve to).
+struct ContainerPort {
+    std::string name;           // "" when unnamed
+    std::uint16_t port = 0;     // containerPort
+    std::uint8_t protocol = 6;  // IPPROTO_TCP (the default), UDP, SCTP
+    bool operator==(const ContainerPort&) const = default;
+};
+
 struct PodInfo {
     std::string ns, name, uid, node;
     std::string resource_version;
@@ -32,6 +42,14 @@ struct PodInfo {
     bool host_network = false;
     Workload workload;
     std::vector<std::string> container_ids;  // runtime prefix ("containerd://") stripped
+    std::map<std::string, std::string> labels;  // metadata.labels
+    std::vector<ContainerPort> ports;           // containers' then init containers' ports
+};
+
+struct NamespaceInfo {
+    std::string name, uid;
+    std::string resource_version;
+    std::map<std::string, std::string> labels;  // metadata.labels
 };
 
 struct ServicePort {
@@ -58,9 +76,10 @@ struct ServiceInfo {
 // "containerd://abc" -> "abc"; "" stays "".
 [[nodiscard]] std::string stripRuntimePrefix(std::string_view container_id);
 
-// From a Pod / Service object of the API (v1). Errors name the missing field.
+// From a Pod / Service / Namespace object of the API (v1). Errors name the missing field.
 [[nodiscard]] Result<PodInfo> podFromJson(const nlohmann::json& obj);
 [[nodiscard]] Result<ServiceInfo> serviceFromJson(const nlohmann::json& obj);
+[[nodiscard]] Result<NamespaceInfo> namespaceFromJson(const nlohmann::json& obj);
 
 struct AddrHash {
     std::size_t operator()(const util::Addr16& a) const noexcept;
