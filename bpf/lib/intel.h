@@ -12,7 +12,11 @@
  *
  * Hot reload: user space builds the next trie, stores it in intel_ips[0] (one pointer
  * swap; a packet sees the old or the new trie, never none) and then bumps
- * intel_state.gen, which makes every cached verdict stale. */
+ * intel_state.gen, which makes every cached verdict stale.
+ *
+ * Addresses resolved from domain indicators (DNS answers, for their TTL) are exact
+ * addresses in a small hash, looked up after a trie miss only while it has entries;
+ * each change bumps the generation too. */
 #ifndef NETPROBE_INTEL_H
 #define NETPROBE_INTEL_H
 
@@ -49,6 +53,14 @@ struct {
 } intel_state SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, union np_addr);
+	__type(value, struct np_intel_value);
+	__uint(max_entries, NP_INTEL_RESOLVED_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} intel_resolved SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct np_intel_counters);
@@ -62,6 +74,16 @@ static __always_inline struct np_intel_value *np_intel_find(void *trie, const un
 	return bpf_map_lookup_elem(trie, &k);
 }
 
+/* An address's indicator: the trie's prefixes, else (when there are any) the addresses
+ * resolved from domain indicators. */
+static __always_inline struct np_intel_value *np_intel_lookup(void *trie, const union np_addr *a, int resolved)
+{
+	struct np_intel_value *v = trie ? np_intel_find(trie, a) : NULL;
+	if (!v && resolved)
+		v = bpf_map_lookup_elem(&intel_resolved, a);
+	return v;
+}
+
 /* The verdict for a packet's two addresses: NP_INTEL_MATCH_* bits (DONE always set),
  * the matched feed in *feed. */
 static __always_inline __u8 np_intel_evaluate(const struct np_packet *pkt, __u16 *feed)
@@ -69,16 +91,18 @@ static __always_inline __u8 np_intel_evaluate(const struct np_packet *pkt, __u16
 	__u32 zero = 0;
 	__u8 m = NP_INTEL_MATCH_DONE;
 	void *trie = bpf_map_lookup_elem(&intel_ips, &zero);
-	if (!trie)
+	struct np_intel_state *st = bpf_map_lookup_elem(&intel_state, &zero);
+	int resolved = st && st->resolved;
+	if (!trie && !resolved)
 		return m;
-	struct np_intel_value *d = np_intel_find(trie, &pkt->key.dst_ip);
+	struct np_intel_value *d = np_intel_lookup(trie, &pkt->key.dst_ip, resolved);
 	if (d) {
 		m |= NP_INTEL_MATCH_DST;
 		*feed = d->feed;
 		if (d->action == NP_INTEL_BLOCK)
 			m |= NP_INTEL_MATCH_BLOCK;
 	}
-	struct np_intel_value *s = np_intel_find(trie, &pkt->key.src_ip);
+	struct np_intel_value *s = np_intel_lookup(trie, &pkt->key.src_ip, resolved);
 	if (s) {
 		m |= NP_INTEL_MATCH_SRC;
 		*feed = s->feed;

@@ -50,6 +50,7 @@
 #include <netprobe/util/scheduler.hpp>
 #include <netprobe/ebpf/intel_maps.hpp>
 #include <netprobe/intel/feeds.hpp>
+#include <netprobe/analysis/domains/stage.hpp>
 #include <netprobe/intel/indicators.hpp>
 #include <netprobe/util/duration.hpp>
 #include <netprobe/util/logging.hpp>
@@ -398,6 +399,7 @@ public:
                     for (const auto& b : v->security->blocklist) want.push_back({b.cidr.addr, b.cidr.prefix, b.event_id});
                     (void)m->apply(want);  // failures are in its status, logged once, retried next time
                 }));
+            so.domains = [main = pipeline.get()] { return main->latest()->domains; };
             }
             cfg.security = sec_pipeline;
             cfg.mitigator = mitigator;
@@ -427,6 +429,37 @@ public:
         if (auto r = server.listen(pipeline); !r) return fatal(r.error().what());
         int attached = 0;
         for (const auto& i : *ifaces) {
+        // Domain indicators: matched on the DNS the L7 source parses; the addresses the
+        // answers give become temporary IP indicators in the kernel (intel_resolved).
+        if (intel_source && l7_on) {
+            netprobe::analysis::domains::DomainIntelOptions dio;
+            dio.resolved = intel_cfg->resolved;
+            dio.indicators = [sec = sec_pipeline.get()]() -> std::shared_ptr<const netprobe::intel::IndicatorSet> {
+                auto v = sec->latest();
+                return v && v->snapshot && v->snapshot->intel ? v->snapshot->intel->set : nullptr;
+            };
+            pipeline->addStage(std::make_unique<netprobe::analysis::domains::DomainIntel>(std::move(dio)));
+            sinks.push_back(pipeline->subscribe([maps = intel_maps.get(), last = std::uint64_t{0},
+                                                 warned = false](const auto& v) mutable {
+                if (!v->domains || v->domains->resolved_generation == last) return;
+                std::vector<netprobe::ebpf::IntelResolvedEntry> want;
+                want.reserve(v->domains->resolved.size());
+                for (const auto& r : v->domains->resolved)
+                    want.push_back({r.addr, np_intel_value{r.feed_index,
+                                                           static_cast<__u8>(r.block ? NP_INTEL_BLOCK : NP_INTEL_ALERT),
+                                                           r.confidence, 0}});
+                const auto a = maps->applyResolved(want);
+                if (a.failed == 0) last = v->domains->resolved_generation;  // else retried with the next view
+                if (a.failed && !warned) {
+                    spdlog::warn("intel: {} resolved address(es) not written to the kernel (retried)", a.failed);
+                    warned = true;
+                }
+                spdlog::debug("intel: resolved addresses in the kernel: {} (+{} -{} ~{}), generation {}", a.entries,
+                              a.added, a.removed, a.updated, a.generation);
+            }));
+        } else if (intel_source) {
+            spdlog::info("intel: domain indicators are matched on DNS with --l7=on (off: IP indicators only)");
+        }
             if (!wanted(opts_, i)) continue;
             if (auto r = mgr.attachNetworkMonitor(i.name); !r) {
                 if (!opts_.interfaces.empty()) return fatal(r.error().what());
@@ -455,8 +488,12 @@ public:
         if (intel_loader)
             intel_watch = intel_scheduler.every("intel feeds", std::chrono::seconds(5), [&] {
                 auto set = intel_loader->refresh(std::chrono::system_clock::now());
-                intel_source->statuses(intel_loader->statuses());
-                if (!set) return;
+                // the feeds' statuses are published once the set they describe is in the
+                // kernel (a reader never sees a new feed count with the old set)
+                if (!set) {
+                    intel_source->statuses(intel_loader->statuses());
+                    return;
+                }
                 auto r = intel_maps->install(set->kernelEntries());
                 for (const auto& f : set->feeds())
                     if (!f.last_error.empty()) spdlog::warn("intel: feed {}: {}", f.name, f.last_error);
@@ -483,6 +520,7 @@ public:
             // The last interval's packets and every open flow go to the sinks.
             if (auto r = collector.collect(); !r) spdlog::warn("final collection: {}", r.error().what());
             pipeline->finish();
+                intel_source->statuses(intel_loader->statuses());
             const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
             for (auto& sink : flow_sinks)
                 sink->drain(std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -69,6 +69,7 @@ Result<UniqueFd> Datapath::mapFd(DatapathMap which) const {
         case DatapathMap::IntelIps: m = skel_->maps.intel_ips; break;
         case DatapathMap::IntelState: m = skel_->maps.intel_state; break;
         case DatapathMap::IntelStats: m = skel_->maps.intel_stats; break;
+        case DatapathMap::IntelResolved: m = skel_->maps.intel_resolved; break;
     }
     UniqueFd fd(::fcntl(bpf_map__fd(m), F_DUPFD_CLOEXEC, 0));
     if (!fd) return std::unexpected(errnoError(errno, std::string("duplicate the fd of map ") + bpf_map__name(m)));

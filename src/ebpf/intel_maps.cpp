@@ -21,18 +21,92 @@ Result<std::unique_ptr<IntelMaps>> IntelMaps::create(const Manager& manager) {
     if (!state) return std::unexpected(state.error());
     auto stats = manager.mapFd(DatapathMap::IntelStats);
     if (!stats) return std::unexpected(stats.error());
+    auto resolved = manager.mapFd(DatapathMap::IntelResolved);
+    if (!resolved) return std::unexpected(resolved.error());
     m->outer_ = std::move(*outer);
     m->state_ = std::move(*state);
     m->stats_ = std::move(*stats);
+    m->resolved_ = std::move(*resolved);
     return m;
 }
 
-std::unique_ptr<IntelMaps> IntelMaps::adopt(util::UniqueFd outer, util::UniqueFd state, util::UniqueFd stats) {
+std::unique_ptr<IntelMaps> IntelMaps::adopt(util::UniqueFd outer, util::UniqueFd state, util::UniqueFd stats,
+                                            util::UniqueFd resolved) {
     std::unique_ptr<IntelMaps> m(new IntelMaps());
     m->outer_ = std::move(outer);
     m->state_ = std::move(state);
     m->stats_ = std::move(stats);
+    m->resolved_ = std::move(resolved);
     return m;
+}
+
+std::size_t IntelMaps::AddrHash::operator()(const util::Addr16& a) const noexcept {
+    std::uint64_t lo = 0, hi = 0;
+    std::memcpy(&lo, a.data(), 8);
+    std::memcpy(&hi, a.data() + 8, 8);
+    return static_cast<std::size_t>((lo * 0x9E3779B97F4A7C15ull) ^ (hi + 0x7F4A7C159E3779B9ull + (lo << 6)));
+}
+
+Result<std::uint32_t> IntelMaps::bumpLocked() {
+    // Every cached verdict is stale from here (the generation wraps at 16 bits in the
+    // flows' cache; 0 means "never evaluated", so it is skipped).
+    ++generation_;
+    if ((generation_ & 0xffff) == 0) ++generation_;
+    const __u32 zero = 0;
+    const np_intel_state st{generation_, static_cast<__u32>(in_kernel_.size())};
+    if (bpf_map_update_elem(state_.get(), &zero, &st, BPF_ANY) != 0)
+        return std::unexpected(errnoError(errno, "intel: bump the generation"));
+    return generation_;
+}
+
+IntelResolvedApply IntelMaps::applyResolved(std::span<const IntelResolvedEntry> desired) {
+    std::lock_guard lock(mu_);
+    IntelResolvedApply out;
+    if (!resolved_) {
+        out.failed = desired.size();
+        return out;
+    }
+    std::unordered_map<util::Addr16, np_intel_value, AddrHash> want;
+    want.reserve(desired.size());
+    for (const auto& e : desired)
+        if (want.size() < NP_INTEL_RESOLVED_MAX) want.emplace(e.addr, e.value);
+    out.failed += desired.size() - want.size();
+    bool changed = false;
+    // Removed first: a full map still takes the new ones.
+    for (auto it = in_kernel_.begin(); it != in_kernel_.end();) {
+        if (want.contains(it->first)) {
+            ++it;
+            continue;
+        }
+        if (bpf_map_delete_elem(resolved_.get(), it->first.data()) != 0 && errno != ENOENT) {
+            ++out.failed;  // stays recorded as present: deleted at the next apply
+            ++it;
+            continue;
+        }
+        it = in_kernel_.erase(it);
+        ++out.removed;
+        changed = true;
+    }
+    for (const auto& [addr, value] : want) {
+        auto it = in_kernel_.find(addr);
+        if (it != in_kernel_.end() && std::memcmp(&it->second, &value, sizeof value) == 0) continue;
+        if (bpf_map_update_elem(resolved_.get(), addr.data(), &value, BPF_ANY) != 0) {
+            ++out.failed;  // not recorded: inserted at the next apply
+            continue;
+        }
+        ++(it == in_kernel_.end() ? out.added : out.updated);
+        in_kernel_[addr] = value;
+        changed = true;
+    }
+    out.entries = in_kernel_.size();
+    out.generation = generation_;
+    if (changed || bump_pending_) {
+        auto g = bumpLocked();
+        bump_pending_ = !g;  // the flows' verdicts must not stay stale: retried next time
+        if (g) out.generation = *g;
+        else ++out.failed;
+    }
+    return out;
 }
 
 Result<IntelInstall> IntelMaps::install(std::span<const IntelEntry> entries) {
@@ -76,14 +150,10 @@ Result<IntelInstall> IntelMaps::install(std::span<const IntelEntry> entries) {
     const int inner = trie.get();
     if (bpf_map_update_elem(outer_.get(), &zero, &inner, BPF_ANY) != 0)
         return std::unexpected(errnoError(errno, "intel: swap the indicator trie in"));
-    // Every cached verdict is stale from here (the generation wraps at 16 bits in the
-    // flows' cache; 0 means "never evaluated", so it is skipped).
-    ++generation_;
-    if ((generation_ & 0xffff) == 0) ++generation_;
-    const np_intel_state st{generation_, 0};
-    if (bpf_map_update_elem(state_.get(), &zero, &st, BPF_ANY) != 0)
-        return std::unexpected(errnoError(errno, "intel: bump the generation"));
-    out.generation = generation_;
+    std::lock_guard lock(mu_);
+    auto g = bumpLocked();
+    if (!g) return std::unexpected(g.error());
+    out.generation = *g;
     out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return out;  // the previous trie goes when the last program reference drops it
 }

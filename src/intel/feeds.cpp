@@ -761,6 +761,32 @@ FeedConfig feed(const YAML::Node& n, const std::string& path, const std::vector<
     return f;
 }
 
+ResolvedConfig resolvedConfig(const YAML::Node& n) {
+    if (!n.IsMap()) fail(n, "resolved", "expected a map (min_ttl, max_ttl, max_addresses)");
+    ResolvedConfig r;
+    for (const auto& kv : n) {
+        const std::string k = kv.first.as<std::string>();
+        const std::string p = "resolved." + k;
+        const YAML::Node& v = kv.second;
+        if (k == "min_ttl" || k == "max_ttl") {
+            auto d = util::parseDuration(scalar(v, p));
+            if (!d) fail(v, p, "expected a duration (30s, 5m, 1h, 1d), got " + quote(v.Scalar()));
+            const auto secs = std::chrono::duration_cast<std::chrono::seconds>(*d);
+            if (secs < std::chrono::seconds(1)) fail(v, p, "must be at least 1s, got " + v.Scalar());
+            (k == "min_ttl" ? r.min_ttl : r.max_ttl) = secs;
+        } else if (k == "max_addresses") {
+            unsigned long long m = 0;
+            if (!util::parseNumber(scalar(v, p), m) || m < 1 || m > 65536)
+                fail(v, p, "expected an integer from 1 to 65536, got " + quote(v.Scalar()));
+            r.max_addresses = static_cast<std::size_t>(m);
+        } else {
+            fail(kv.first, p, "unknown setting (known: min_ttl, max_ttl, max_addresses)");
+        }
+    }
+    if (r.max_ttl < r.min_ttl) fail(n, "resolved.max_ttl", "must not be below min_ttl");
+    return r;
+}
+
 }  // namespace
 
 Result<IntelConfig> parseIntelConfig(string_view yamlText) {
@@ -769,8 +795,8 @@ Result<IntelConfig> parseIntelConfig(string_view yamlText) {
         if (root.IsNull()) throw ConfigError{"feeds: required, a non-empty list of feeds"};
         if (!root.IsMap()) fail(root, "(top level)", "expected a map with a feeds list");
         for (const auto& kv : root)
-            if (kv.first.as<std::string>() != "feeds")
-                fail(kv.first, kv.first.as<std::string>(), "unknown setting (known: feeds)");
+            if (kv.first.as<std::string>() != "feeds" && kv.first.as<std::string>() != "resolved")
+                fail(kv.first, kv.first.as<std::string>(), "unknown setting (known: feeds, resolved)");
         const YAML::Node feeds = root["feeds"];
         if (!feeds) fail(root, "feeds", "required, a non-empty list of feeds");
         if (!feeds.IsSequence() || feeds.size() == 0) fail(feeds, "feeds", "expected a non-empty list of feeds");
@@ -780,6 +806,7 @@ Result<IntelConfig> parseIntelConfig(string_view yamlText) {
         IntelConfig cfg;
         for (std::size_t i = 0; i < feeds.size(); ++i)
             cfg.feeds.push_back(feed(feeds[i], "feeds[" + std::to_string(i) + "]", cfg.feeds));
+        if (const YAML::Node r = root["resolved"]) cfg.resolved = resolvedConfig(r);
         return cfg;
     } catch (const ConfigError& e) {
         return std::unexpected(makeError(e.message));

@@ -339,13 +339,82 @@ void renderIntelMetrics(ExpositionWriter& w, const collector::IntelSample& in, c
     w.sample("netprobe_intel_matches_dropped_total", {}, st.intel_dropped);
     w.family("netprobe_intel_read_errors_total", MetricType::Counter, "Failed reads of the kernel's intel counters.");
     w.sample("netprobe_intel_read_errors_total", {}, in.read_errors);
+    w.family("netprobe_intel_dns_queries_total", MetricType::Counter,
+             "DNS queries for names that a domain indicator covers, read by the security stage (events).");
+    w.sample("netprobe_intel_dns_queries_total", {}, st.intel_dns_hits);
+    w.family("netprobe_intel_dns_queries_missed_total", MetricType::Counter,
+             "Such queries that left the main pipeline's ring of recent hits before the security stage read them.");
+    w.sample("netprobe_intel_dns_queries_missed_total", {}, st.intel_dns_missed);
 }
 }  // namespace
 
-nlohmann::json intelJson(const collector::IntelSample* in) {
+std::string renderDomainIntelMetrics(const analysis::domains::DomainIntelView& v) {
+    ExpositionWriter w;
+    w.family("netprobe_intel_dns_checked_total", MetricType::Counter,
+             "DNS requests (parsed by the L7 capture) checked against the domain indicators.");
+    w.sample("netprobe_intel_dns_checked_total", {}, v.dns_checked_total);
+    // per feed with domain indicators: a bounded list the operator wrote
+    w.family("netprobe_intel_dns_matches_total", MetricType::Counter,
+             "DNS queries whose name (or a CNAME of the answer) a domain indicator of the feed covers.");
+    for (const auto& [feed, c] : v.feeds) w.sample("netprobe_intel_dns_matches_total", {{"feed", feed}}, c.hits_total);
+    w.family("netprobe_intel_resolved_addresses", MetricType::Gauge,
+             "Addresses resolved from names a domain indicator covers, held as IP indicators until their TTL ends.");
+    for (const auto& [feed, c] : v.feeds)
+        w.sample("netprobe_intel_resolved_addresses", {{"feed", feed}}, static_cast<std::uint64_t>(c.resolved));
+    w.family("netprobe_intel_resolved_answers_total", MetricType::Counter,
+             "A/AAAA answers that added or renewed such an address.");
+    for (const auto& [feed, c] : v.feeds)
+        w.sample("netprobe_intel_resolved_answers_total", {{"feed", feed}}, c.addresses_total);
+    w.family("netprobe_intel_resolved_dropped_total", MetricType::Counter,
+             "Resolved addresses not held: resolved.max_addresses reached.");
+    w.sample("netprobe_intel_resolved_dropped_total", {}, v.resolved_dropped_total);
+    w.family("netprobe_intel_resolved_expired_total", MetricType::Counter, "Resolved addresses whose TTL ran out.");
+    w.sample("netprobe_intel_resolved_expired_total", {}, v.resolved_expired_total);
+    return w.take();
+}
+
+nlohmann::json intelJson(const collector::IntelSample* in, const analysis::domains::DomainIntelView* domains) {
     nlohmann::json j;
     j["enabled"] = in != nullptr;
     j["feeds"] = nlohmann::json::array();
+    if (domains) {
+        nlohmann::json d;
+        d["checked_total"] = domains->dns_checked_total;
+        d["matches_total"] = domains->hits_total;
+        d["resolved_dropped_total"] = domains->resolved_dropped_total;
+        d["resolved_expired_total"] = domains->resolved_expired_total;
+        auto hits = nlohmann::json::array();
+        for (auto it = domains->hits.rbegin(); it != domains->hits.rend() && hits.size() < 100; ++it) {
+            const auto& h = *it;
+            auto addrs = nlohmann::json::array();
+            for (const auto& a : h.addresses) addrs.push_back(util::formatAddr(a));
+            hits.push_back({{"time", metrics::rfc3339(h.time)},
+                            {"query", h.qname},
+                            {"type", h.qtype},
+                            {"rcode", h.rcode},
+                            {"matched_name", h.name},
+                            {"indicator", h.indicator},
+                            {"feed", h.feed},
+                            {"confidence", h.confidence},
+                            {"action", h.block ? "block" : "alert"},
+                            {"client", util::formatEndpoint(h.client, h.client_port)},
+                            {"server", util::formatEndpoint(h.server, h.server_port)},
+                            {"pid", h.pid},
+                            {"addresses", std::move(addrs)}});
+        }
+        d["recent_matches"] = std::move(hits);  // newest first, at most 100
+        auto res = nlohmann::json::array();
+        for (const auto& r : domains->resolved)
+            res.push_back({{"address", util::formatAddr(r.addr)},
+                           {"name", r.name},
+                           {"indicator", r.indicator},
+                           {"feed", r.feed},
+                           {"confidence", r.confidence},
+                           {"action", r.block ? "block" : "alert"},
+                           {"expires", metrics::rfc3339(r.expires)}});
+        d["resolved"] = std::move(res);  // at most resolved.max_addresses
+        j["dns"] = std::move(d);
+    }
     if (!in) return j;
     j["prefixes"] = in->installed_prefixes;
     j["install_seconds"] = in->install_seconds;

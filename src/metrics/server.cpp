@@ -179,6 +179,7 @@ http::Response Server::Impl::metrics() const {
     body += renderHttpMetrics(httpStats(), wh);
     if (v->diagnosis) body += renderDiagnosisMetrics(*v->diagnosis);
     if (v->l7) body += renderL7Metrics(*v->l7, v->snapshot->l7.get());
+    if (v->domains) body += renderDomainIntelMetrics(*v->domains);
     if (v->topology) body += renderTopologyMetrics(*v->topology);
     if (v->exports || !c.flow_sinks.empty()) {
         std::vector<sinks::SinkStatus> st;
@@ -250,7 +251,9 @@ http::Response Server::Impl::api(const http::Request& req) const {
         if (!req.query.empty()) return noParams(req);
         const auto sv = c.security ? c.security->latest() : nullptr;
         const collector::IntelSample* in = sv && sv->security ? sv->security->intel.get() : nullptr;
-        return http::Response::json(200, intelJson(in).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        const auto mv = pipeline->latest();
+        return http::Response::json(200, intelJson(in, mv->domains.get())
+                                             .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     if (p == "/api/v1/containers") {
         if (!req.query.empty()) return noParams(req);

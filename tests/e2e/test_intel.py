@@ -279,6 +279,84 @@ class UrlFeed(IntelCase):
         wait_for(lambda: self.feed(agent, "remote")["matched"]["to"]["packets"] >= s, 15, "the cached indicator matched")
 
 
+class DnsDomains(IntelCase):
+    """Domain indicators on DNS (--l7=on): dnsmasq in the outside namespace answers names
+    under a listed domain with the extra address; dig asks from the node. The address an
+    answer gives becomes a block indicator for the record's TTL: the node's pings to it
+    are dropped (exactly the echo requests its kernel sent) until the TTL runs out, and
+    pass before and after."""
+
+    TTL = 8
+
+    def test_resolved_address_is_an_indicator_for_its_ttl(self):
+        require_tools("dnsmasq", "dig")
+        v = self.topology()
+        d = self.tmpdir()
+        self.spawn(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
+                    f"--listen-address={v.host_ip}", "--bind-interfaces", "--port=53", "--user=root",
+                    f"--pid-file={d}/dnsmasq.pid", "--log-facility=-", "--local=/np.test/",
+                    f"--host-record=www.evil.np.test,{self.extra}", "--cname=innocent.np.test,www.evil.np.test",
+                    f"--host-record=good.np.test,{v.host_ip}", f"--local-ttl={self.TTL}"],
+                   netns=v.host_ns, name="dnsmasq", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        domains = self.write("domains.txt", "# a domain list\nevil.np.test\n")
+        agent = self.agent(f"feeds:\n  - name: doms\n    type: domains\n    path: {domains}\n    action: block\n"
+                           "resolved:\n  min_ttl: 1s\n", "--mitigate=on", "--l7=on", "--socket-netns=own")
+        self.wait_loaded(agent)
+        agent.wait_collections(2)
+
+        def dig(name: str) -> list[str]:
+            out = run(["dig", f"@{v.host_ip}", "+time=2", "+tries=1", "+short", name, "A"], netns=v.ns).stdout
+            return out.split()
+
+        # before any answer: the address is nobody's indicator
+        s0, r0 = self.ping(self.extra, 5, v.ns)
+        self.assertEqual(r0, s0)
+        self.assertEqual(dig("good.np.test"), [v.host_ip])
+        self.assertEqual(dig("www.evil.np.test"), [self.extra])
+        self.assertEqual(dig("innocent.np.test")[-1], self.extra)  # CNAME www.evil.np.test, then A
+        dns = wait_for(lambda: (x := self.intel(agent).get("dns", {})) and
+                       any(r["address"] == self.extra for r in x["resolved"]) and x, 15, "the resolved address")
+        log(f"dns: {dns}")
+        r = [r for r in dns["resolved"] if r["address"] == self.extra][0]
+        self.assertEqual((r["indicator"], r["feed"], r["action"]), ("evil.np.test", "doms", "block"))
+        matches = {m["query"]: m for m in dns["recent_matches"]}
+        self.assertEqual(set(matches), {"www.evil.np.test", "innocent.np.test"})  # good.np.test is not covered
+        self.assertEqual(matches["innocent.np.test"]["matched_name"], "www.evil.np.test")
+        self.assertEqual(matches["www.evil.np.test"]["addresses"], [self.extra])
+        agent.wait_collections(1)  # the sink writes the kernel's map right after the view is published
+
+        # while it is an indicator: every echo request dropped at TC egress, counted for the feed
+        before = self.feed(agent, "doms")["matched"]
+        echoes = self.echo_requests(v.ns)
+        _, received = self.ping(self.extra, 10, v.ns)
+        sent = self.echo_requests(v.ns) - echoes
+        self.assertEqual(received, 0)
+        got = self.settled(agent, "doms")
+        log(f"blocked: {sent} echo requests sent, 0 received; feed doms {got} (before {before})")
+        self.assertEqual(got["dropped"]["packets"] - before["dropped"]["packets"], sent)
+        self.assertEqual(got["to"]["packets"] - before["to"]["packets"], sent)
+        self.assertEqual(got["dropped"]["bytes"] - before["dropped"]["bytes"], sent * ICMP_ECHO_WIRE)
+        m = agent.metrics()
+        self.assertEqual(m.get("netprobe_intel_dns_matches_total", feed="doms"), 2)
+        self.assertGreaterEqual(m.get("netprobe_intel_dns_checked_total"), 3)
+        ev = wait_for(lambda: [e for e in self.events(agent) if e["evidence"]["indicator"] == "evil.np.test" and
+                               e["evidence"].get("flows", 0) >= 1], 15, "the domain's event with the ping flow")[0]
+        log(f"event: {ev}")
+        self.assertEqual((ev["src_ip"], ev["evidence"]["direction"], ev["evidence"]["feed"]), (v.peer_ip, "outbound", "doms"))
+        self.assertEqual(ev["evidence"]["dns_queries"], 2)
+        self.assertEqual(ev["evidence"]["resolved_addresses"], [self.extra])
+
+        # the TTL runs out: the address leaves the kernel's map and the pings pass again
+        wait_for(lambda: not any(r["address"] == self.extra for r in self.intel(agent)["dns"]["resolved"]),
+                 self.TTL + 10, "the resolved address to expire")
+        agent.wait_collections(1)
+        s2, r2 = self.ping(self.extra, 5, v.ns)
+        self.assertEqual(r2, s2)
+        after = self.settled(agent, "doms")
+        self.assertEqual(after, got, "nothing counted for the feed once the address expired")
+        self.assertEqual(agent.metrics().get("netprobe_intel_resolved_expired_total"), 1)
+
+
 class Config(IntelCase):
     def test_bad_configuration_names_the_key_and_exits(self):
         cfg = self.write("intel.yaml", "feeds:\n  - name: x\n    type: pdf\n    path: /nonexistent\n")

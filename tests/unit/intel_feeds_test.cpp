@@ -605,7 +605,14 @@ TEST(IntelConfig, Errors) {
         {"# nothing\n", "feeds: required"},
         {"feeds: []\n", "line 1: feeds: expected a non-empty list of feeds"},
         {"feeds: plain\n", "line 1: feeds: expected a non-empty list"},
-        {"sources: []\n", "line 1: sources: unknown setting (known: feeds)"},
+        {"sources: []\n", "line 1: sources: unknown setting (known: feeds, resolved)"},
+        {ok + "resolved: 5m\n", "line 5: resolved: expected a map (min_ttl, max_ttl, max_addresses)"},
+        {ok + "resolved:\n  min_ttl: 0s\n", "line 6: resolved.min_ttl: must be at least 1s, got 0s"},
+        {ok + "resolved:\n  max_ttl: later\n", "line 6: resolved.max_ttl: expected a duration"},
+        {ok + "resolved:\n  min_ttl: 2h\n  max_ttl: 1h\n", "resolved.max_ttl: must not be below min_ttl"},
+        {ok + "resolved:\n  max_addresses: 0\n", "line 6: resolved.max_addresses: expected an integer from 1 to 65536"},
+        {ok + "resolved:\n  max_addresses: 65537\n", "resolved.max_addresses: expected an integer from 1 to 65536"},
+        {ok + "resolved:\n  ttl: 1m\n", "line 6: resolved.ttl: unknown setting (known: min_ttl, max_ttl, max_addresses)"},
         {"feeds:\n  - name: a\n    type: x\n    path: /p\n",
          "line 3: feeds[0].type: unknown feed type 'x' (plain, spamhaus, netset, csv, hosts, domains, stix)"},
         {"feeds:\n  - type: plain\n    path: /p\n", "line 2: feeds[0].name: required"},
@@ -639,6 +646,20 @@ TEST(IntelConfig, Errors) {
         EXPECT_NE(r.error().message.find(c.fragment), std::string::npos)
             << "yaml:\n" << c.yaml << "\nmessage: " << r.error().message << "\nexpected: " << c.fragment;
     }
+}
+
+TEST(IntelConfig, Resolved) {
+    const std::string ok = "feeds:\n  - name: a\n    type: domains\n    path: /p\n";
+    const auto d = ni::parseIntelConfig(ok);
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->resolved.min_ttl, std::chrono::seconds(60));
+    EXPECT_EQ(d->resolved.max_ttl, std::chrono::hours(24));
+    EXPECT_EQ(d->resolved.max_addresses, 16384u);
+    const auto r = ni::parseIntelConfig(ok + "resolved:\n  min_ttl: 2s\n  max_ttl: 10m\n  max_addresses: 100\n");
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->resolved.min_ttl, std::chrono::seconds(2));
+    EXPECT_EQ(r->resolved.max_ttl, std::chrono::minutes(10));
+    EXPECT_EQ(r->resolved.max_addresses, 100u);
 }
 
 TEST(IntelConfig, LoadAndNames) {

@@ -476,9 +476,13 @@ enum np_intel_match_bits {
 	NP_INTEL_MATCH_DONE = 0x80 /* evaluated (with or without a match) */
 };
 struct np_intel_state {
-	__u32 gen;      /* generation of the trie in intel_ips (0: none yet) */
-	__u32 reserved;
+	__u32 gen;      /* generation of the indicators (trie and resolved; 0: none yet) */
+	__u32 resolved; /* entries in intel_resolved (0: the packet path skips its lookups) */
 };
+/* intel_resolved (HASH, key = union np_addr, value = struct np_intel_value): addresses
+ * that a DNS answer gave for a domain indicator, until the record's TTL runs out (user
+ * space adds and removes them, then bumps intel_state.gen). */
+#define NP_INTEL_RESOLVED_MAX 65536
 /* intel_stats (PERCPU_ARRAY, index = feed): traffic matched by the feed's indicators. */
 struct np_intel_counters {
 	__u64 from_packets; /* from an indicator (source matched) */

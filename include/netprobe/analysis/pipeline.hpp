@@ -37,6 +37,9 @@ struct DiagnosisView;
 struct GroupView;
 struct TalkerView;
 struct TopologyView;
+namespace domains {
+struct DomainIntelView;
+}
 namespace security {
 struct SecurityView;
 }
@@ -56,6 +59,7 @@ struct Views {
     std::shared_ptr<const FlowExportView> exports;        // FlowExport (records for the flow sinks)
     std::shared_ptr<const l7::L7View> l7;                 // l7::L7Stage (requests; with --l7)
     std::shared_ptr<const TopologyView> topology;         // Topology (conversations)
+    std::shared_ptr<const domains::DomainIntelView> domains;  // domains::DomainIntel (with --intel-config and --l7)
     std::shared_ptr<const DiagnosisView> diagnosis;       // Diagnosis (findings)
     std::shared_ptr<const security::SecurityView> security;  // security::SecurityStage
 };

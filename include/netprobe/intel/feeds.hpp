@@ -105,6 +105,10 @@ struct ParsedFeed {
 //       ca_file: /etc/ssl/feed-ca.pem  # https url only: the CAs to trust (default: the system's)
 //       action: block                # alert (default) | block
 //       confidence: 90               # 0-100, for entries without one (default 100)
+//   resolved:                        # addresses that DNS answers give for domain indicators
+//     min_ttl: 60s                   # held at least this long (default 60s; >= 1s)
+//     max_ttl: 1d                    # at most this long (default 1d; >= min_ttl)
+//     max_addresses: 16384           # held at once (1-65536; beyond: not held, counted)
 
 struct FeedConfig {
     std::string name;
@@ -119,8 +123,19 @@ struct FeedConfig {
 
 inline constexpr std::size_t kMaxFeeds = 64;  // NP_INTEL_FEEDS_MAX: per-feed kernel counters
 
+// An address a DNS answer gave for a name that a domain indicator covers becomes a
+// temporary IP indicator of that feed for the record's TTL, clamped to [min_ttl,
+// max_ttl] (a client connects right after the answer: a TTL of 0 must not expire
+// before its first packet).
+struct ResolvedConfig {
+    std::chrono::seconds min_ttl{60};
+    std::chrono::seconds max_ttl{86400};
+    std::size_t max_addresses = 16384;
+};
+
 struct IntelConfig {
     std::vector<FeedConfig> feeds;
+    ResolvedConfig resolved;
 };
 
 // Errors name the line, the key and the reason:

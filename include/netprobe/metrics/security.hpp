@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include <netprobe/analysis/domains/stage.hpp>
 #include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/analysis/security/stage.hpp>
 #include <netprobe/util/error.hpp>
@@ -25,7 +26,12 @@ namespace netprobe::metrics {
 
 // The /api/v1/intel document: each feed's status, indicators and matched traffic
 // (null: no --intel-config).
-[[nodiscard]] nlohmann::json intelJson(const collector::IntelSample* intel);
+// domains: the DNS side (domain indicators matched, addresses resolved from them; null:
+// not matched - no --l7 or no domain feed stage).
+[[nodiscard]] nlohmann::json intelJson(const collector::IntelSample* intel,
+                                       const analysis::domains::DomainIntelView* domains = nullptr);
+// netprobe_intel_dns_* and netprobe_intel_resolved_*: the main pipeline's domain view.
+[[nodiscard]] std::string renderDomainIntelMetrics(const analysis::domains::DomainIntelView& v);
 
 // --events-log: appends one JSON line per event detected and ended, and logs it.
 // Subscribe it to the security pipeline (it writes after each evaluation, off any

@@ -63,29 +63,48 @@ std::string eventTypeNames() {
     return s;
 }
 
-void IntelAnalyzer::observe(const IntelHit& h, const IntelIndicatorInfo& info) {
-    const bool inbound = (h.match & NP_INTEL_MATCH_SRC) != 0;
-    const Addr16& remote = inbound ? h.src : h.dst;
-    const Addr16& local = inbound ? h.dst : h.src;
+IntelAnalyzer::Track* IntelAnalyzer::track(const IntelIndicatorInfo& info, const Addr16& local, const Addr16& remote,
+                                           bool inbound, TimePoint at) {
     std::string key = "threat_intel_match|" + info.feed + "|" + info.indicator + "|" + util::formatAddr(local) +
                       (inbound ? "|in" : "|out");
     auto it = hits_.find(key);
     if (it == hits_.end()) {
         if (hits_.size() >= max_tracked_) {
             ++dropped_;
-            return;
+            return nullptr;
         }
         Track t;
         t.info = info;
         t.inbound = inbound;
         t.local = local;
         t.remote = remote;
-        t.first = h.at;
+        t.first = at;
         it = hits_.emplace(std::move(key), std::move(t)).first;
     }
     Track& t = it->second;
-    t.last = std::max(t.last, h.at);
-    t.first = std::min(t.first, h.at);
+    t.last = std::max(t.last, at);
+    t.first = std::min(t.first, at);
+    return &t;
+}
+
+void IntelAnalyzer::observe(const IntelDnsQuery& q, const IntelIndicatorInfo& info) {
+    // the remote end: the first address answered, else the DNS server asked
+    Track* t = track(info, q.client, q.addresses.empty() ? q.server : q.addresses.front(), false, q.at);
+    if (!t) return;
+    ++t->queries_total;
+    if (t->queries.size() < 20)
+        t->queries.push_back(q.qname + " " + q.qtype + " " + q.rcode + " via " + util::formatEndpoint(q.server, q.server_port));
+    for (const auto& a : q.addresses)
+        if (t->resolved.size() < 16) t->resolved.insert(a);
+}
+
+void IntelAnalyzer::observe(const IntelHit& h, const IntelIndicatorInfo& info) {
+    const bool inbound = (h.match & NP_INTEL_MATCH_SRC) != 0;
+    const Addr16& remote = inbound ? h.src : h.dst;
+    const Addr16& local = inbound ? h.dst : h.src;
+    Track* tp = track(info, local, remote, inbound, h.at);
+    if (!tp) return;
+    Track& t = *tp;
     t.remote = remote;  // the latest address inside the indicator's prefix
     // Distinct 5-tuples: the kernel sends a record per flow entry, CPU and generation,
     // so one flow arrives more than once. Counted exactly up to kMaxFlowKeys per incident.
@@ -129,6 +148,13 @@ std::vector<Finding> IntelAnalyzer::evaluate(TimePoint now) {
         std::vector<std::string> ports;
         for (auto p : t.ports) ports.push_back(std::to_string(p));
         if (!ports.empty()) f.evidence["remote_ports"] = std::move(ports);
+        if (t.queries_total) {
+            f.evidence["dns_queries"] = static_cast<std::int64_t>(t.queries_total);
+            f.evidence["dns_query_samples"] = t.queries;
+            std::vector<std::string> resolved;
+            for (const auto& a : t.resolved) resolved.push_back(util::formatAddr(a));
+            f.evidence["resolved_addresses"] = std::move(resolved);
+        }
         out.push_back(std::move(f));
         ++it;
     }

@@ -46,7 +46,34 @@ std::vector<SourceShare> SecurityStage::topSources(const Addr16& dst) const {
     return v ? topSourcesOf(v->records, dst) : std::vector<SourceShare>{};
 }
 
+void SecurityStage::observeDns(const domains::DomainIntelView& v) {
+    if (v.hits_total <= dns_seq_) return;
+    if (!v.hits.empty() && v.hits.front().seq > dns_seq_ + 1) stats_.intel_dns_missed += v.hits.front().seq - dns_seq_ - 1;
+    for (const auto& h : v.hits) {
+        if (h.seq <= dns_seq_) continue;
+        IntelDnsQuery q;
+        q.at = TimePoint{std::chrono::nanoseconds(h.mono_ns)};
+        q.client = h.client;
+        q.server = h.server;
+        q.server_port = h.server_port;
+        q.qname = h.qname;
+        q.qtype = h.qtype;
+        q.rcode = h.rcode;
+        q.addresses = h.addresses;
+        IntelIndicatorInfo info;
+        info.indicator = h.indicator;
+        info.feed = h.feed;
+        info.confidence = h.confidence;
+        info.block = h.block;
+        info.note = h.note;
+        intel_.observe(q, info);
+        ++stats_.intel_dns_hits;
+    }
+    dns_seq_ = v.hits_total;
+}
+
 void SecurityStage::observe(const collector::SecuritySample& s, const intel::IndicatorSet* intel,
+                            const domains::DomainIntelView* domains,
                             std::unordered_map<Addr16, std::uint64_t, AddrHash>& new_flows) {
     for (const auto& e : s.records) {
         const TimePoint at{std::chrono::nanoseconds(e.ts_ns)};
@@ -94,14 +121,27 @@ void SecurityStage::observe(const collector::SecuritySample& s, const intel::Ind
             IntelIndicatorInfo info;
             // The set the kernel checks now names the indicator; a record from before a
             // reload whose indicator is gone keeps the kernel's feed and the address.
-            std::optional<intel::IpMatch> m = intel ? intel->match(ioc) : std::nullopt;
-            if (m && m->indicator) {
-                const auto& feed = intel->feeds()[m->feed];
-                info.indicator = m->indicator->prefix.str();
+            const intel::IpMatch m = (intel ? intel->match(ioc) : std::nullopt).value_or(intel::IpMatch{});
+            // not a listed prefix: an address a DNS answer gave for a listed domain
+            const domains::ResolvedIndicator* r = nullptr;
+            if (!m.indicator && domains) {
+                auto it = std::lower_bound(domains->resolved.begin(), domains->resolved.end(), ioc,
+                                           [](const auto& x, const Addr16& a) { return x.addr < a; });
+                if (it != domains->resolved.end() && it->addr == ioc) r = &*it;
+            }
+            if (r) {
+                info.indicator = r->indicator;
+                info.feed = r->feed;
+                info.confidence = r->confidence;
+                info.block = r->block;
+                info.note = r->note;
+            } else if (m.indicator) {
+                const auto& feed = intel->feeds()[m.feed];
+                info.indicator = m.indicator->prefix.str();
                 info.feed = feed.name;
-                info.confidence = m->indicator->confidence;
+                info.confidence = m.indicator->confidence;
                 info.block = feed.action == intel::Action::Block;
-                info.note = m->indicator->note;
+                info.note = m.indicator->note;
             } else {
                 info.indicator = util::formatAddr(ioc);
                 info.feed = intel && h.feed < intel->feeds().size() ? intel->feeds()[h.feed].name
@@ -136,9 +176,11 @@ void SecurityStage::run(const collector::Snapshot& s, Views& views) {
     const WallTime wall_now = s.taken_at;
     std::unordered_map<Addr16, std::uint64_t, AddrHash> new_flows;
     std::vector<Finding> findings;
+    const auto domains = opts_.domains ? opts_.domains() : nullptr;
+    if (domains) observeDns(*domains);
     if (s.security) {
         const auto& sample = *s.security;
-        observe(sample, s.intel && s.intel->set ? s.intel->set.get() : nullptr, new_flows);
+        observe(sample, s.intel && s.intel->set ? s.intel->set.get() : nullptr, domains.get(), new_flows);
         stats_.records_total = sample.records_total;
         stats_.records_dropped = sample.records_dropped;
         stats_.host_read_errors = sample.host_read_errors;

@@ -121,11 +121,23 @@ struct IntelIndicatorInfo {
 // ---- threat-intel matches ----
 // One incident per (feed, indicator, local address, direction), active while its
 // flows keep starting (within `hold` of the latest): the remote end, the flows seen.
+// A DNS query for a name a domain indicator covers (domains::DomainHit, decoded).
+struct IntelDnsQuery {
+    TimePoint at{};
+    Addr16 client{}, server{};
+    std::uint16_t server_port = 53;
+    std::string qname, qtype, rcode;
+    std::vector<Addr16> addresses;  // the answer's A/AAAA
+};
+
 class IntelAnalyzer {
 public:
     explicit IntelAnalyzer(std::chrono::seconds hold = std::chrono::seconds(60), std::size_t max_tracked = 4096)
         : hold_(hold), max_tracked_(max_tracked) {}
     void observe(const IntelHit& h, const IntelIndicatorInfo& info);
+    // A query from `client` (the local end: outbound) joins the incident of the flows to
+    // the addresses it resolved, which carry the same indicator (the domain).
+    void observe(const IntelDnsQuery& q, const IntelIndicatorInfo& info);
     [[nodiscard]] std::vector<Finding> evaluate(TimePoint now);
     [[nodiscard]] std::size_t tracked() const { return hits_.size(); }
     [[nodiscard]] std::uint64_t dropped() const { return dropped_; }
@@ -140,7 +152,11 @@ private:
         std::unordered_set<std::uint64_t> flow_keys;  // hashes of the distinct 5-tuples (bounded)
         std::uint64_t flows_total = 0;   // distinct (exact up to kMaxFlowKeys, then every record counts)
         std::set<std::uint16_t> ports;   // the remote ends' ports (bounded)
+        std::uint64_t queries_total = 0; // DNS queries for the indicator's names
+        std::vector<std::string> queries;  // the first few ("evil.example A NOERROR via 198.18.0.1:53")
+        std::set<Addr16> resolved;       // what they answered (bounded)
     };
+    Track* track(const IntelIndicatorInfo& info, const Addr16& local, const Addr16& remote, bool inbound, TimePoint at);
     static constexpr std::size_t kMaxFlowKeys = 4096;
     std::chrono::seconds hold_;
     std::size_t max_tracked_;

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <netprobe/analysis/domains/stage.hpp>
 #include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/analysis/security/blocklist.hpp>
@@ -33,6 +34,8 @@ struct AnalyzerStats {
     std::uint64_t learned_peers = 0, peers_not_learned = 0;
     std::uint64_t intel_hits = 0;            // threat-intel records consumed
     std::uint64_t intel_tracked = 0, intel_dropped = 0;
+    std::uint64_t intel_dns_hits = 0;        // DNS queries for covered names consumed
+    std::uint64_t intel_dns_missed = 0;      // left the main pipeline's ring before this stage read them
     std::uint64_t evaluations = 0;
     double last_evaluation_seconds = 0;
 };
@@ -56,6 +59,9 @@ public:
         SecurityConfig config;
         // The main pipeline's flow records: a flood's largest senders (may be empty).
         std::function<std::shared_ptr<const FlowView>()> flows;
+        // The main pipeline's domain-indicator view: DNS hits (read once each, by their
+        // sequence numbers) and the addresses they resolved (naming a flow's indicator).
+        std::function<std::shared_ptr<const domains::DomainIntelView>()> domains;
     };
     explicit SecurityStage(Options options, TimePoint started = Clock::now());
     [[nodiscard]] std::string_view name() const override { return "security"; }
@@ -64,7 +70,9 @@ public:
 
 private:
     void observe(const collector::SecuritySample& s, const intel::IndicatorSet* intel,
+                 const domains::DomainIntelView* domains,
                  std::unordered_map<Addr16, std::uint64_t, AddrHash>& new_flows);
+    void observeDns(const domains::DomainIntelView& v);
     [[nodiscard]] std::vector<SourceShare> topSources(const Addr16& dst) const;
     void planBlocks(const EventPtr& e, const std::vector<Addr16>& sources, WallTime now);
 
@@ -76,6 +84,7 @@ private:
     BlocklistPlanner planner_;
     bool mitigating_ = false;
     AnalyzerStats stats_;
+    std::uint64_t dns_seq_ = 0;  // the last DNS hit read
 };
 
 // Top senders to dst among flow records (packets and bytes summed per source, most
