@@ -344,6 +344,20 @@ int main(int argc, char** argv) {
     const int tc_in_i = bpf_program__fd(intel->progs.netprobe_tc_in);
     const int flow_i = bpf_map__fd(intel->maps.flow_stats);
 
+    // Security on and name capture on (domain indicators without --l7): a TCP frame
+    // without payload, so what is measured is the check every packet pays.
+    std::unique_ptr<datapath_bpf, void (*)(datapath_bpf*)> names(datapath_bpf__open(), datapath_bpf__destroy);
+    if (!names) die("open datapath skeleton", errno);
+    names->rodata->np_enable_security = 1;
+    names->rodata->np_enable_names = 1;
+    if (int err = datapath_bpf__load(names.get()); err) die("load datapath skeleton (names on)", -err);
+    ring_buffer* names_ring = ring_buffer__new(bpf_map__fd(names->maps.sec_events),
+                                               [](void*, void*, std::size_t) { return 0; }, nullptr, nullptr);
+    if (!names_ring) die("ring_buffer__new", errno);
+    std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> names_ring_owner(names_ring, ring_buffer__free);
+    const int tc_in_n = bpf_program__fd(names->progs.netprobe_tc_in);
+    const int flow_n = bpf_map__fd(names->maps.flow_stats);
+
     const int xdp = bpf_program__fd(dp->progs.netprobe_xdp);
     const int tc_in = bpf_program__fd(dp->progs.netprobe_tc_in);
     const int tc_eg = bpf_program__fd(dp->progs.netprobe_tc_eg);
@@ -374,6 +388,8 @@ int main(int argc, char** argv) {
         {"netprobe_tc_in+intel", "ipv6/tcp 84B", Mode::Steady, tc_in_i, ref_tc, kTcUnspec, &v6, true, flow_i},
         {"netprobe_tc_in+intel", "ipv4/tcp 64B", Mode::First, tc_in_i, ref_tc, kTcUnspec, &v4, true, flow_i},
         {"netprobe_tc_in+intel", "ipv6/tcp 84B", Mode::First, tc_in_i, ref_tc, kTcUnspec, &v6, true, flow_i},
+        {"netprobe_tc_in+sec+names", "ipv4/tcp 64B", Mode::Steady, tc_in_n, ref_tc, kTcUnspec, &v4, true, flow_n},
+        {"netprobe_tc_in+sec+names", "ipv4/tcp 64B", Mode::First, tc_in_n, ref_tc, kTcUnspec, &v4, true, flow_n},
     };
 
     std::printf("BPF_PROG_TEST_RUN on CPU %d: %u rounds, steady repeat=%u, first-packet runs/round=%u\n", cpu,
@@ -418,6 +434,7 @@ int main(int argc, char** argv) {
                     hh.push_back(testRun(c.prog_fd, *c.frame, 1, c.retval));  // now a hit
                 }
                 ring_buffer__consume(sec_ring);  // the +sec insert sends a record per run
+                ring_buffer__consume(names_ring);
                 ring_buffer__consume(intel_ring);
                 r_ns.push_back(stats(rr).median);
                 p_ns.push_back(stats(pp).median);

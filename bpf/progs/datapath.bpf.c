@@ -12,6 +12,7 @@
 #include "maps.h"
 #include "security.h"
 #include "intel.h"
+#include "names.h"
 
 #define NP_TC_ACT_UNSPEC (-1) /* tcx: continue with the next program; clsact: default action */
 #define NP_XDP_PASS 2
@@ -91,8 +92,10 @@ static __always_inline void np_flow_add(struct np_flow_stats *fs, __u32 segs, __
 }
 
 /* Returns 1 when the packet is to be dropped (threat intel: a block indicator with
- * mitigation on); it is counted in its flow all the same, as the device counted it. */
-static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __u64 len)
+ * mitigation on); it is counted in its flow all the same, as the device counted it.
+ * *flow_packets: the flow entry's packet count on this CPU after this packet (0: the
+ * packet has no entry). */
+static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __u64 len, __u64 *flow_packets)
 {
 	/* The coarse clock (CLOCK_MONOTONIC at tick resolution) costs a memory read
 	 * instead of a TSC read: ~18 ns less per packet; flow times need no better. */
@@ -100,6 +103,7 @@ static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __
 	struct np_flow_stats *fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
 	if (fs) {
 		np_flow_add(fs, segs, len, pkt->tcp_flags, now);
+		*flow_packets = fs->packets;
 		return np_enable_intel ? np_intel_flow(pkt, fs, segs, len) : 0;
 	}
 	struct np_flow_stats init = {
@@ -125,10 +129,13 @@ static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __
 		fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
 		if (fs) {
 			np_flow_add(fs, segs, len, pkt->tcp_flags, now);
+			*flow_packets = fs->packets;
 			return np_enable_intel ? np_intel_flow(pkt, fs, segs, len) : 0;
 		}
 	}
-	if (!in_table)
+	if (in_table)
+		*flow_packets = segs;
+	else
 		np_count_map_error(NP_MAP_FLOW_STATS);
 	/* Not in the flow table: a new flow, one whose idle entry user space removed, or
 	 * one the full table could not take. The security side decides which it is
@@ -257,8 +264,10 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir, const 
 		np_track_fragment(&pkt);
 	pkt.key.ifindex = ifindex;
 	pkt.key.direction = dir;
-	if (np_account_flow(&pkt, segs, len))
+	__u64 flow_packets = 0;
+	if (np_account_flow(&pkt, segs, len, &flow_packets))
 		return NP_TC_ACT_SHOT;
+	np_names_check(skb, &pkt, segs, flow_packets);
 	return NP_TC_ACT_UNSPEC;
 }
 

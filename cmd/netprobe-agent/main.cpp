@@ -173,6 +173,13 @@ public:
             if (!ic) return fatal(ic.error().what());
             intel_cfg = std::move(*ic);
             mo.enable_intel = true;
+            // Domain indicators need the names of the traffic: from the L7 capture with
+            // --l7=on, else from DNS answers and TLS ClientHellos captured at TC.
+            const bool domain_feeds = std::ranges::any_of(intel_cfg->feeds, [](const auto& f) {
+                using F = netprobe::intel::FeedFormat;
+                return f.format == F::Hosts || f.format == F::Domains || f.format == F::Stix;
+            });
+            mo.enable_names = domain_feeds && !opts_.l7;
         }
         auto manager = netprobe::ebpf::Manager::create(mo);
         if (!manager) return fatal(manager.error().what());
@@ -224,6 +231,19 @@ public:
                              opts_.l7_ring_bytes);
             } else {
                 spdlog::error("L7 capture disabled, continuing without it: {}", src.error().what());
+            }
+        }
+
+        // Name capture at TC (domain indicators without --l7): a source of its own.
+        bool names_on = false;
+        if (mo.enable_names) {
+            auto src = netprobe::collector::NameSource::create(mgr);
+            if (src) {
+                collector.addSource(std::shared_ptr<netprobe::collector::NameSource>(std::move(*src)));
+                names_on = true;
+                spdlog::info("name capture on: DNS answers (UDP port 53) and TLS ClientHello server names at TC");
+            } else {
+                spdlog::error("name capture disabled, domain indicators are not matched: {}", src.error().what());
             }
         }
 
@@ -429,9 +449,10 @@ public:
         if (auto r = server.listen(pipeline); !r) return fatal(r.error().what());
         int attached = 0;
         for (const auto& i : *ifaces) {
-        // Domain indicators: matched on the DNS the L7 source parses; the addresses the
-        // answers give become temporary IP indicators in the kernel (intel_resolved).
-        if (intel_source && l7_on) {
+        // Domain indicators: matched on the DNS the L7 source parses (or the names captured
+        // at TC); the addresses the answers give become temporary IP indicators in the
+        // kernel (intel_resolved).
+        if (intel_source && (l7_on || names_on)) {
             netprobe::analysis::domains::DomainIntelOptions dio;
             dio.resolved = intel_cfg->resolved;
             dio.indicators = [sec = sec_pipeline.get()]() -> std::shared_ptr<const netprobe::intel::IndicatorSet> {
@@ -458,7 +479,7 @@ public:
                               a.added, a.removed, a.updated, a.generation);
             }));
         } else if (intel_source) {
-            spdlog::info("intel: domain indicators are matched on DNS with --l7=on (off: IP indicators only)");
+            spdlog::info("intel: domain indicators are not matched (neither the L7 capture nor name capture runs)");
         }
             if (!wanted(opts_, i)) continue;
             if (auto r = mgr.attachNetworkMonitor(i.name); !r) {

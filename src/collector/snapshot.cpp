@@ -57,6 +57,7 @@ struct SnapshotMembers {
     decltype(Snapshot::security) security;
     decltype(Snapshot::intel) intel;
     decltype(Snapshot::l7) l7;
+    decltype(Snapshot::names) names;
     decltype(Snapshot::sources) sources;
     decltype(Snapshot::collect_duration_seconds) collect_duration_seconds;
     decltype(Snapshot::collect_errors_total) collect_errors_total;
@@ -89,6 +90,16 @@ std::shared_ptr<const Snapshot> Snapshot::withoutFlowSamples() const {
         counters->connections = l7->connections;
         counters->tls_libraries = l7->tls_libraries;
         c->l7 = std::move(counters);
+    }
+    if (names) {  // the counters: the observations are the stages' input
+        auto counters = std::make_shared<NameSample>();
+        counters->records_total = names->records_total;
+        counters->queue_dropped = names->queue_dropped;
+        counters->dns_not_parsed = names->dns_not_parsed;
+        counters->hello_without_name = names->hello_without_name;
+        counters->hello_truncated = names->hello_truncated;
+        counters->hello_malformed = names->hello_malformed;
+        c->names = std::move(counters);
     }
     c->sources = sources;
     c->collect_duration_seconds = collect_duration_seconds;

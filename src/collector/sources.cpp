@@ -1,5 +1,8 @@
 #include "netprobe/collector/sources.hpp"
 
+#include <netprobe/l7/dns.hpp>
+#include <netprobe/l7/tls.hpp>
+
 #include <cerrno>
 
 #include <cstdio>
@@ -246,6 +249,103 @@ Result<void> SecuritySource::collect(SnapshotBuilder& b) {
 }
 
 // ---- IntelSource ----
+
+// ---- NameSource ----
+
+Result<std::unique_ptr<NameSource>> NameSource::create(const ebpf::Manager& manager, std::size_t max_queued) {
+    if (!manager.options().enable_names)
+        return std::unexpected(makeError("names: the datapath was loaded without name capture"));
+    std::unique_ptr<NameSource> s(new NameSource());
+    s->max_queued_ = max_queued;
+    auto events = manager.mapFd(ebpf::DatapathMap::NameEvents);
+    if (!events) return std::unexpected(events.error());
+    auto ring = ebpf::RingReader::start(events->get(), "names",
+                                        [raw = s.get()](std::span<const std::byte> rec) { raw->onRecord(rec); });
+    if (!ring) return std::unexpected(ring.error());
+    s->ring_ = std::move(*ring);
+    return s;
+}
+
+NameSource::~NameSource() { ring_.reset(); }
+
+void NameSource::onRecord(std::span<const std::byte> rec) {
+    // parsed outside the lock; the record is the header and cap_len bytes
+    NameObservation o;
+    std::uint64_t not_dns = 0, no_name = 0, truncated = 0, malformed = 0;
+    bool ok = false;
+    if (rec.size() >= NP_NAME_HDR_LEN) {
+        np_name_event h;
+        std::memcpy(&h, rec.data(), NP_NAME_HDR_LEN);
+        const std::size_t cap = std::min<std::size_t>({h.cap_len, rec.size() - NP_NAME_HDR_LEN, NP_NAME_CAP});
+        const std::string_view data(reinterpret_cast<const char*>(rec.data()) + NP_NAME_HDR_LEN, cap);
+        o.mono_ns = h.ts_ns;
+        o.family = h.key.family;
+        if (h.kind == NP_NAME_DNS) {
+            o.kind = NameObservation::Kind::Dns;
+            std::memcpy(o.server.data(), &h.key.src_ip, 16);
+            std::memcpy(o.client.data(), &h.key.dst_ip, 16);
+            o.server_port = h.key.src_port;
+            o.client_port = h.key.dst_port;
+            auto m = l7::parseDns(data);
+            if (m && m->response) {
+                o.dns_id = m->id;
+                o.name = std::move(m->qname);
+                o.qtype = m->qtype;
+                o.rcode = m->rcode;
+                o.answers = std::move(m->answers);
+                ok = true;
+            } else {
+                ++not_dns;
+            }
+        } else if (h.kind == NP_NAME_TLS_HELLO) {
+            o.kind = NameObservation::Kind::TlsSni;
+            std::memcpy(o.client.data(), &h.key.src_ip, 16);
+            std::memcpy(o.server.data(), &h.key.dst_ip, 16);
+            o.client_port = h.key.src_port;
+            o.server_port = h.key.dst_port;
+            switch (l7::parseClientHelloSni(data, &o.name)) {
+                case l7::SniResult::Name: ok = true; break;
+                case l7::SniResult::NoSni: ++no_name; break;
+                case l7::SniResult::Truncated: ++truncated; break;
+                case l7::SniResult::NotHello:
+                case l7::SniResult::Malformed: ++malformed; break;
+            }
+        } else {
+            ++malformed;
+        }
+    } else {
+        ++malformed;
+    }
+    std::lock_guard lock(mu_);
+    ++state_.records_total;
+    state_.dns_not_parsed += not_dns;
+    state_.hello_without_name += no_name;
+    state_.hello_truncated += truncated;
+    state_.hello_malformed += malformed;
+    if (!ok) return;
+    if (state_.observations.size() >= max_queued_) {
+        ++state_.queue_dropped;
+        return;
+    }
+    state_.observations.push_back(std::move(o));
+}
+
+Result<void> NameSource::collect(SnapshotBuilder& b) {
+    auto sample = std::make_shared<NameSample>();
+    {
+        std::lock_guard lock(mu_);
+        sample->observations = std::move(state_.observations);
+        state_.observations.clear();
+        sample->records_total = state_.records_total;
+        sample->queue_dropped = state_.queue_dropped;
+        sample->dns_not_parsed = state_.dns_not_parsed;
+        sample->hello_without_name = state_.hello_without_name;
+        sample->hello_truncated = state_.hello_truncated;
+        sample->hello_malformed = state_.hello_malformed;
+    }
+    b.snapshot().names = std::move(sample);
+    return {};
+}
 
 void IntelSource::installed(std::shared_ptr<const intel::IndicatorSet> set, const Result<ebpf::IntelInstall>& result) {
     std::lock_guard lock(mu_);

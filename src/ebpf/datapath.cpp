@@ -22,6 +22,11 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
             s.rodata->np_enable_security = cfg.enable_security ? 1 : 0;
             s.rodata->np_mitigate = static_cast<__u32>(cfg.mitigate);
             s.rodata->np_enable_intel = cfg.enable_intel ? 1 : 0;
+            s.rodata->np_enable_names = cfg.enable_names ? 1 : 0;
+            // the ring holds nothing without name capture: one page
+            if (!cfg.enable_names)
+                if (int err = bpf_map__set_max_entries(s.maps.name_events, 4096); err)
+                    return std::unexpected(errnoError(-err, "datapath: size name_events"));
             // The blocking TC programs are for interfaces without XDP when there is a
             // blocklist to enforce (or count, in dry-run); not loaded otherwise.
             const bool block = cfg.mitigate != NP_MITIGATE_OFF;
@@ -70,6 +75,7 @@ Result<UniqueFd> Datapath::mapFd(DatapathMap which) const {
         case DatapathMap::IntelState: m = skel_->maps.intel_state; break;
         case DatapathMap::IntelStats: m = skel_->maps.intel_stats; break;
         case DatapathMap::IntelResolved: m = skel_->maps.intel_resolved; break;
+        case DatapathMap::NameEvents: m = skel_->maps.name_events; break;
     }
     UniqueFd fd(::fcntl(bpf_map__fd(m), F_DUPFD_CLOEXEC, 0));
     if (!fd) return std::unexpected(errnoError(errno, std::string("duplicate the fd of map ") + bpf_map__name(m)));

@@ -19,6 +19,7 @@ struct DatapathConfig {
     bool enable_security = true;
     np_mitigate_mode mitigate = NP_MITIGATE_OFF;
     bool enable_intel = false;  // threat-intel indicator checks (bpf/lib/intel.h)
+    bool enable_names = false;  // DNS answers and TLS ClientHello heads on name_events (bpf/lib/names.h)
 };
 
 class Datapath {

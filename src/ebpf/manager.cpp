@@ -73,7 +73,7 @@ const char* malformedReasonName(int reason) {
 const char* mapName(int map_id) {
     static constexpr const char* names[NP_MAP_ID_MAX] = {"tc_device_stats", "flow_stats", "frag_track",
                                                          "xdp_device_stats", "icmp_stats", "security_events", "host_stats",
-                                                         "security_flow_seen"};
+                                                         "security_flow_seen", "name_events"};
     return map_id >= 0 && map_id < NP_MAP_ID_MAX ? names[map_id] : "unknown";
 }
 
@@ -248,7 +248,8 @@ Result<std::unique_ptr<Manager>> Manager::create(ManagerOptions options) {
     auto impl = std::make_unique<Impl>();
     impl->opts = options;
     auto dp = Datapath::load(
-        {options.flow_table_size, options.enable_flows, options.enable_security, options.mitigate, options.enable_intel});
+        {options.flow_table_size, options.enable_flows, options.enable_security, options.mitigate, options.enable_intel,
+         options.enable_names});
     if (!dp) return std::unexpected(dp.error());
     impl->dp = std::move(*dp);
     return std::unique_ptr<Manager>(new Manager(std::move(impl)));

@@ -373,6 +373,23 @@ std::string renderDomainIntelMetrics(const analysis::domains::DomainIntelView& v
     return w.take();
 }
 
+std::string renderNameCaptureMetrics(const collector::NameSample& n) {
+    ExpositionWriter w;
+    w.family("netprobe_name_capture_records_total", MetricType::Counter,
+             "Records of the name capture ring read (DNS responses and TLS ClientHellos seen at TC).");
+    w.sample("netprobe_name_capture_records_total", {}, n.records_total);
+    w.family("netprobe_name_capture_unparsed_total", MetricType::Counter,
+             "Captured payloads that gave no name, by reason.");
+    w.sample("netprobe_name_capture_unparsed_total", {{"reason", "dns_not_a_response"}}, n.dns_not_parsed);
+    w.sample("netprobe_name_capture_unparsed_total", {{"reason", "tls_no_server_name"}}, n.hello_without_name);
+    w.sample("netprobe_name_capture_unparsed_total", {{"reason", "tls_truncated"}}, n.hello_truncated);
+    w.sample("netprobe_name_capture_unparsed_total", {{"reason", "tls_malformed"}}, n.hello_malformed);
+    w.family("netprobe_name_capture_dropped_total", MetricType::Counter,
+             "Names parsed but not queued for the pipeline: the queue was full.");
+    w.sample("netprobe_name_capture_dropped_total", {}, n.queue_dropped);
+    return w.take();
+}
+
 nlohmann::json intelJson(const collector::IntelSample* in, const analysis::domains::DomainIntelView* domains) {
     nlohmann::json j;
     j["enabled"] = in != nullptr;
@@ -389,6 +406,8 @@ nlohmann::json intelJson(const collector::IntelSample* in, const analysis::domai
             auto addrs = nlohmann::json::array();
             for (const auto& a : h.addresses) addrs.push_back(util::formatAddr(a));
             hits.push_back({{"time", metrics::rfc3339(h.time)},
+                            {"kind", h.kind},
+                            {"via", h.via},
                             {"query", h.qname},
                             {"type", h.qtype},
                             {"rcode", h.rcode},

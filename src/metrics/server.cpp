@@ -180,6 +180,7 @@ http::Response Server::Impl::metrics() const {
     if (v->diagnosis) body += renderDiagnosisMetrics(*v->diagnosis);
     if (v->l7) body += renderL7Metrics(*v->l7, v->snapshot->l7.get());
     if (v->domains) body += renderDomainIntelMetrics(*v->domains);
+    if (v->snapshot->names) body += renderNameCaptureMetrics(*v->snapshot->names);
     if (v->topology) body += renderTopologyMetrics(*v->topology);
     if (v->exports || !c.flow_sinks.empty()) {
         std::vector<sinks::SinkStatus> st;

@@ -357,6 +357,86 @@ class DnsDomains(IntelCase):
         self.assertEqual(agent.metrics().get("netprobe_intel_resolved_expired_total"), 1)
 
 
+class TcNames(IntelCase):
+    """Domain indicators without the L7 capture: the names come from DNS answers and TLS
+    ClientHellos captured at TC. A DNS answer holds its address (for at least min_ttl);
+    so does the server a ClientHello names. While held, the node's pings to the address
+    are dropped (exactly the echo requests its kernel sent) and a second TLS connection
+    does not get through."""
+
+    HOLD = 10  # resolved.min_ttl: the answers' TTL (8 s) is raised to it
+
+    def test_dns_answers_and_tls_server_names_at_tc(self):
+        require_tools("dnsmasq", "dig", "openssl", "curl")
+        v = self.topology()
+        d = self.tmpdir()
+        self.spawn(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
+                    f"--listen-address={v.host_ip}", "--bind-interfaces", "--port=53", "--user=root",
+                    f"--pid-file={d}/dnsmasq.pid", "--log-facility=-", "--local=/np.test/",
+                    f"--host-record=www.evil.np.test,{self.extra}", "--local-ttl=8"],
+                   netns=v.host_ns, name="dnsmasq", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        domains = self.write("domains.txt", "evil.np.test\n")
+        agent = self.agent(f"feeds:\n  - name: doms\n    type: domains\n    path: {domains}\n    action: block\n"
+                           f"resolved:\n  min_ttl: {self.HOLD}s\n", "--mitigate=on")
+        self.assertIn("name capture on", agent.output())
+        self.wait_loaded(agent)
+        agent.wait_collections(2)
+
+        def held() -> list[dict]:
+            return [r for r in self.intel(agent).get("dns", {}).get("resolved", []) if r["address"] == self.extra]
+
+        # 1. DNS over UDP, seen at TC: the answer's address is held
+        out = run(["dig", f"@{v.host_ip}", "+time=2", "+tries=1", "+short", "www.evil.np.test", "A"], netns=v.ns).stdout
+        self.assertEqual(out.split(), [self.extra])
+        r = wait_for(held, 15, "the DNS answer's address held")[0]
+        dns = self.intel(agent)["dns"]
+        log(f"dns (tc): {dns}")
+        self.assertEqual((r["indicator"], r["name"], r["action"]), ("evil.np.test", "www.evil.np.test", "block"))
+        m = dns["recent_matches"][0]
+        self.assertEqual((m["kind"], m["via"], m["query"], m["rcode"], m["addresses"]),
+                         ("dns", "tc", "www.evil.np.test", "NOERROR", [self.extra]))
+        agent.wait_collections(1)  # the sink writes the kernel's map right after the view is published
+        echoes = self.echo_requests(v.ns)
+        _, received = self.ping(self.extra, 5, v.ns)
+        sent = self.echo_requests(v.ns) - echoes
+        self.assertEqual(received, 0)
+        got = self.settled(agent, "doms")
+        log(f"dns hold: {sent} echo requests sent, none answered; feed {got}")
+        self.assertEqual((got["to"]["packets"], got["dropped"]["packets"]), (sent, sent))
+        met = agent.metrics()
+        self.assertEqual(met.get("netprobe_intel_dns_matches_total", feed="doms"), 1)
+        self.assertGreaterEqual(met.get("netprobe_name_capture_records_total"), 1)
+        self.assertEqual(met.get("netprobe_map_update_errors_total", map="name_events"), 0)
+        wait_for(lambda: not held(), self.HOLD + 10, "the address released")
+        agent.wait_collections(1)
+
+        # 2. TLS: a server on the same address; curl names it in its ClientHello
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=shop.evil.np.test",
+             "-keyout", f"{d}/key.pem", "-out", f"{d}/cert.pem", "-days", "1"], check=True)
+        self.spawn(["openssl", "s_server", "-accept", f"{self.extra}:8443", "-cert", f"{d}/cert.pem", "-key",
+                    f"{d}/key.pem", "-www", "-quiet"], netns=v.host_ns, name="s_server",
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = "https://shop.evil.np.test:8443/"
+        curl = ["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3",
+                "--resolve", f"shop.evil.np.test:8443:{self.extra}", url]
+        wait_for(lambda: run(["ss", "-Hltn", "sport = :8443"], netns=v.host_ns).stdout.strip(), 10, "s_server")
+        first = run(curl, netns=v.ns, check=False)
+        self.assertEqual(first.stdout, "200", first.stderr)  # the first connection completes before the hold
+        r = wait_for(held, 15, "the server named in the ClientHello held")[0]
+        self.assertEqual((r["name"], r["indicator"]), ("shop.evil.np.test", "evil.np.test"))
+        m = [m for m in self.intel(agent)["dns"]["recent_matches"] if m["kind"] == "tls_sni"]
+        self.assertEqual([(x["query"], x["server"], x["via"]) for x in m], [("shop.evil.np.test", f"{self.extra}:8443", "tc")])
+        agent.wait_collections(1)
+        second = run(curl, netns=v.ns, check=False)
+        log(f"second connection while held: rc {second.returncode}, code {second.stdout!r}")
+        self.assertNotEqual(second.stdout, "200")
+        ev = wait_for(lambda: [e for e in self.events(agent) if e["evidence"]["indicator"] == "evil.np.test" and
+                               any("SNI" in q for q in e["evidence"].get("dns_query_samples", []))], 15,
+                      "the event with the SNI")[0]
+        log(f"event: {ev['evidence']}")
+        self.assertIn(f"shop.evil.np.test SNI to {self.extra}:8443", ev["evidence"]["dns_query_samples"])
+
+
 class Config(IntelCase):
     def test_bad_configuration_names_the_key_and_exits(self):
         cfg = self.write("intel.yaml", "feeds:\n  - name: x\n    type: pdf\n    path: /nonexistent\n")

@@ -82,6 +82,7 @@ enum np_map_id {
 	NP_MAP_SEC_EVENTS,  /* security ring buffer: reserve failed (event lost) */
 	NP_MAP_HOST_STATS,  /* security per-host counters: insert failed */
 	NP_MAP_SEC_FLOW_SEEN, /* security: announced-flow LRU update failed */
+	NP_MAP_NAME_EVENTS, /* name capture ring (DNS answers, TLS ClientHello): reserve failed */
 	NP_MAP_ID_MAX,
 };
 
@@ -494,9 +495,31 @@ struct np_intel_counters {
 };
 #define NP_INTEL_FEEDS_MAX 64
 
+/* Name capture (bpf/lib/names.h; with domain indicators and no L7 capture): the payload
+ * head of DNS responses (UDP from port 53) and of TLS ClientHello records (the first
+ * TCP payload of a flow starting with a handshake record of type 1), on the name_events
+ * ring. User space parses the names (l7::parseDns, l7::parseClientHelloSni). */
+#define NP_NAME_CAP 1024
+enum np_name_kind {
+	NP_NAME_DNS = 1,
+	NP_NAME_TLS_HELLO = 2,
+};
+struct np_name_event {
+	__u64 ts_ns;            /* CLOCK_MONOTONIC */
+	struct flow_key key;    /* as the packet travels: a DNS response is server -> client */
+	__u8 kind;              /* enum np_name_kind */
+	__u8 pad;
+	__u16 cap_len;          /* bytes of data that hold the payload's head */
+	__u32 payload_len;      /* the payload's length in this packet */
+	__u8 data[NP_NAME_CAP]; /* on the ring: only cap_len bytes of it (the record is shorter) */
+};
+#define NP_NAME_HDR_LEN 60 /* offsetof(struct np_name_event, data) */
+
 NP_STATIC_ASSERT(sizeof(struct np_intel_value) == 8, "np_intel_value size");
 NP_STATIC_ASSERT(sizeof(struct np_intel_state) == 8, "np_intel_state size");
 NP_STATIC_ASSERT(sizeof(struct np_intel_counters) == 48, "np_intel_counters size");
+NP_STATIC_ASSERT(sizeof(struct np_name_event) == 1088, "np_name_event size (60 + 1024, padded to 8)");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_name_event, data) == NP_NAME_HDR_LEN, "np_name_event.data");
 
 NP_STATIC_ASSERT(sizeof(struct np_sec_event) == 104, "np_sec_event size");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_sec_event, key) == 8, "np_sec_event.key");

@@ -102,6 +102,33 @@ struct L7Sample {
     std::size_t tls_libraries = 0;          // OpenSSL libraries probed (TLS plaintext)
 };
 
+// Names seen at TC (name capture: DNS responses, TLS ClientHello), parsed on the ring
+// thread, since the previous collection.
+struct NameObservation {
+    enum class Kind : std::uint8_t { Dns, TlsSni };
+    Kind kind = Kind::Dns;
+    std::uint64_t mono_ns = 0;            // the packet (CLOCK_MONOTONIC)
+    util::Addr16 client{}, server{};      // a DNS response goes server -> client, a ClientHello client -> server
+    std::uint16_t client_port = 0, server_port = 0;
+    std::uint8_t family = 4;
+    std::uint16_t dns_id = 0;
+    std::string name;                     // the question's name, or the SNI host name
+    std::uint16_t qtype = 0;
+    std::uint8_t rcode = 0;
+    std::vector<l7::DnsAnswer> answers;   // A/AAAA/CNAME within the captured bytes
+};
+
+struct NameSample {
+    std::vector<NameObservation> observations;
+    // since start
+    std::uint64_t records_total = 0;      // ring records read
+    std::uint64_t queue_dropped = 0;      // parsed but not queued: the queue was full
+    std::uint64_t dns_not_parsed = 0;     // not a DNS response with one question
+    std::uint64_t hello_without_name = 0; // a ClientHello without server_name
+    std::uint64_t hello_truncated = 0;    // the name lies beyond the captured bytes
+    std::uint64_t hello_malformed = 0;
+};
+
 // Threat intelligence: the indicator set the kernel checks now and what each feed's
 // indicators matched (since start; index = feed).
 struct IntelSample {
@@ -151,6 +178,8 @@ struct Snapshot {
     // Application-layer requests; null when --l7 is off. Published views keep its
     // counters only (the requests are the L7 stage's input, like the flow samples).
     std::shared_ptr<const L7Sample> l7;
+    // Names seen at TC; null without name capture (domain indicators with --l7=off).
+    std::shared_ptr<const NameSample> names;
     std::vector<SourceHealth> sources;
     double collect_duration_seconds = 0;
     std::uint64_t collect_errors_total = 0;

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <atomic>
+#include <span>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -111,6 +112,26 @@ private:
     std::vector<np_host_slot> prev_slots_, cur_slots_;  // [slot * ncpu + cpu]
     MonoTime prev_read_{};
     std::uint64_t host_read_errors_ = 0;
+};
+
+// Name capture: the datapath's name_events ring (DNS responses, TLS ClientHello heads),
+// read and parsed by a ring thread into a bounded queue, handed over at each collection.
+class NameSource final : public Source {
+public:
+    [[nodiscard]] static Result<std::unique_ptr<NameSource>> create(const ebpf::Manager& manager,
+                                                                    std::size_t max_queued = 65536);
+    ~NameSource() override;
+    [[nodiscard]] std::string_view name() const override { return "names"; }
+    Result<void> collect(SnapshotBuilder& b) override;
+    // One ring record (exposed for tests and fuzzing): parsed and queued.
+    void onRecord(std::span<const std::byte> record);
+
+private:
+    NameSource() = default;
+    std::size_t max_queued_ = 0;
+    std::mutex mu_;
+    NameSample state_;  // guarded by mu_: the queue and the counters
+    std::unique_ptr<ebpf::RingReader> ring_;
 };
 
 // Threat intelligence: the per-feed counters of the datapath's intel_stats, and the

@@ -31,6 +31,7 @@ struct ManagerOptions {
     bool enable_security = true;                   // host_stats + sec_events (src/security)
     np_mitigate_mode mitigate = NP_MITIGATE_OFF;   // XDP blocklist: off, dry-run, on
     bool enable_intel = false;                     // threat-intel indicator checks at TC (ebpf::IntelMaps)
+    bool enable_names = false;                     // name capture at TC: DNS answers, TLS ClientHello (ebpf::NameCapture)
 };
 
 struct AttachInfo {

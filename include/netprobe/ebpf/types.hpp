@@ -58,7 +58,7 @@ struct FlowEntry {
 
 // Maps of the datapath that other modules read or write (security analytics, the
 // mitigator). They get their own duplicate of the map's fd (Manager::mapFd).
-enum class DatapathMap { SecurityEvents, HostStats, Blocklist, BlockStats, IntelIps, IntelState, IntelStats, IntelResolved };
+enum class DatapathMap { SecurityEvents, HostStats, Blocklist, BlockStats, IntelIps, IntelState, IntelStats, IntelResolved, NameEvents };
 
 enum class XdpMode { Auto, Native, Generic, Off };
 enum class TcMode { Auto, Tcx, Clsact };

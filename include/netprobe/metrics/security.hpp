@@ -32,6 +32,9 @@ namespace netprobe::metrics {
                                        const analysis::domains::DomainIntelView* domains = nullptr);
 // netprobe_intel_dns_* and netprobe_intel_resolved_*: the main pipeline's domain view.
 [[nodiscard]] std::string renderDomainIntelMetrics(const analysis::domains::DomainIntelView& v);
+// netprobe_name_capture_*: the TC name capture's ring and parsing (ring losses are in
+// netprobe_map_update_errors_total{map="name_events"}).
+[[nodiscard]] std::string renderNameCaptureMetrics(const collector::NameSample& names);
 
 // --events-log: appends one JSON line per event detected and ended, and logs it.
 // Subscribe it to the security pipeline (it writes after each evaluation, off any

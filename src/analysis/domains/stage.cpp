@@ -13,22 +13,92 @@ namespace {
 
 constexpr std::uint64_t kNs = 1'000'000'000ull;
 
-// The names a response leads through: the question, then every CNAME owner and target
-// (in the order of the answer section).
-std::vector<std::string> chain(const netprobe::l7::Request& r) {
-    std::vector<std::string> names{r.path};
-    for (const auto& a : r.answers) {
-        if (a.type != 5) continue;
-        for (const auto* n : {&a.name, &a.target})
-            if (!n->empty() && std::find(names.begin(), names.end(), *n) == names.end()) names.push_back(*n);
-    }
-    return names;
-}
-
-// A query seen at both ends of one node: the same (client, server, name) in one run.
-using Seen = std::tuple<util::Addr16, std::uint16_t, util::Addr16, std::uint16_t, std::string>;
+// A query seen at both ends of one node (L7), or a packet at two interfaces (TC): the
+// same (client, server, name, DNS id + 1 or 0) in one run.
+using Seen = std::tuple<util::Addr16, std::uint16_t, util::Addr16, std::uint16_t, std::string, std::uint32_t>;
 
 }  // namespace
+
+void DomainIntel::consider(const Candidate& r, const intel::IndicatorSet& set, const collector::Snapshot& snap,
+                           std::uint64_t now) {
+    std::vector<std::string> names{r.qname};
+    if (r.answers)
+        for (const auto& a : *r.answers) {
+            if (a.type != 5) continue;
+            for (const auto* n : {&a.name, &a.target})
+                if (!n->empty() && std::find(names.begin(), names.end(), *n) == names.end()) names.push_back(*n);
+        }
+    std::optional<intel::IndicatorSet::DomainMatch> m;
+    std::string matched;
+    for (const auto& n : names) {
+        if ((m = set.matchDomain(n))) {
+            matched = n;
+            break;
+        }
+    }
+    if (!m) return;
+    const auto& feed = set.feeds()[m->feed];
+    DomainHit h;
+    h.seq = ++seq_;
+    h.mono_ns = r.mono_ns;
+    h.time = snap.wallOf(r.mono_ns);
+    h.kind = r.kind;
+    h.via = r.via;
+    h.qname = r.qname;
+    h.qtype = r.qtype;
+    h.rcode = r.rcode;
+    h.name = matched;
+    h.indicator = m->indicator->domain;
+    h.feed = feed.name;
+    h.confidence = m->indicator->confidence;
+    h.block = feed.action == intel::Action::Block;
+    h.note = m->indicator->note;
+    h.client = r.client;
+    h.server = r.server;
+    h.client_port = r.client_port;
+    h.server_port = r.server_port;
+    h.family = r.family;
+    h.pid = r.pid;
+    auto& fc = feeds_[feed.name];
+    ++fc.hits_total;
+    // DNS: every address of the answer resolves the covered name (the chain leads there),
+    // held for its record's TTL, clamped. TLS: the server the client named, held min_ttl.
+    std::vector<std::pair<util::Addr16, std::uint64_t>> held;  // address, TTL in seconds
+    if (r.answers) {
+        for (const auto& a : *r.answers)
+            if (a.type == 1 || a.type == 28) held.emplace_back(a.addr, a.ttl);
+    } else {
+        held.emplace_back(r.server, 0);
+    }
+    for (const auto& [addr, raw_ttl] : held) {
+        if (r.answers) h.addresses.push_back(addr);
+        const auto ttl = std::clamp<std::uint64_t>(raw_ttl, static_cast<std::uint64_t>(opts_.resolved.min_ttl.count()),
+                                                   static_cast<std::uint64_t>(opts_.resolved.max_ttl.count()));
+        const std::uint64_t expires = (r.mono_ns ? r.mono_ns : now) + ttl * kNs;
+        auto it = resolved_.find(addr);
+        if (it == resolved_.end()) {
+            if (resolved_.size() >= opts_.resolved.max_addresses) {
+                ++dropped_;
+                continue;
+            }
+            it = resolved_.emplace(addr, ResolvedIndicator{.addr = addr}).first;
+            ++resolved_generation_;
+        }
+        auto& ri = it->second;
+        if (ri.feed_index != m->feed || ri.block != h.block || ri.confidence != h.confidence) ++resolved_generation_;
+        ri.name = matched;
+        ri.indicator = h.indicator;
+        ri.note = h.note;
+        ri.feed = feed.name;
+        ri.feed_index = m->feed;
+        ri.confidence = h.confidence;
+        ri.block = h.block;
+        ri.expires_mono_ns = std::max(ri.expires_mono_ns, expires);
+        ++fc.addresses_total;
+    }
+    hits_.push_back(std::move(h));
+    while (hits_.size() > opts_.max_hits) hits_.pop_front();
+}
 
 DomainIntel::DomainIntel(DomainIntelOptions options) : opts_(std::move(options)) {
     if (opts_.max_hits == 0) opts_.max_hits = 1;
@@ -71,76 +141,34 @@ void DomainIntel::run(const collector::Snapshot& snap, Views& views) {
     }
     const bool active = set && set->domainCount() > 0;
 
-    if (active && snap.l7) {
+    if (active) {
         std::set<Seen> seen;
-        for (const auto& r : snap.l7->requests) {
-            if (r.protocol != "dns") continue;
-            ++checked_;
-            if (!seen.emplace(r.client, r.client_port, r.server, r.server_port, r.path).second) continue;
-            std::optional<intel::IndicatorSet::DomainMatch> m;
-            std::string matched;
-            for (const auto& n : chain(r)) {
-                if ((m = set->matchDomain(n))) {
-                    matched = n;
-                    break;
-                }
+        if (snap.l7)
+            for (const auto& r : snap.l7->requests) {
+                if (r.protocol != "dns") continue;
+                ++checked_;
+                if (!seen.emplace(r.client, r.client_port, r.server, r.server_port, r.path, 0).second) continue;
+                Candidate c{.mono_ns = r.mono_ns, .kind = "dns", .via = "l7", .qname = r.path, .qtype = r.method,
+                            .rcode = netprobe::l7::dnsRcodeName(static_cast<std::uint8_t>(r.status)),
+                            .answers = &r.answers, .client = r.client, .server = r.server,
+                            .client_port = r.client_port, .server_port = r.server_port, .family = r.family,
+                            .pid = r.pid};
+                consider(c, *set, snap, now);
             }
-            if (!m) continue;
-            const auto& feed = set->feeds()[m->feed];
-            DomainHit h;
-            h.seq = ++seq_;
-            h.mono_ns = r.mono_ns;
-            h.time = snap.wallOf(r.mono_ns);
-            h.qname = r.path;
-            h.qtype = r.method;
-            h.rcode = netprobe::l7::dnsRcodeName(static_cast<std::uint8_t>(r.status));
-            h.name = matched;
-            h.indicator = m->indicator->domain;
-            h.feed = feed.name;
-            h.confidence = m->indicator->confidence;
-            h.block = feed.action == intel::Action::Block;
-            h.note = m->indicator->note;
-            h.client = r.client;
-            h.server = r.server;
-            h.client_port = r.client_port;
-            h.server_port = r.server_port;
-            h.family = r.family;
-            h.pid = r.pid;
-            auto& fc = feeds_[feed.name];
-            ++fc.hits_total;
-            // Every address of the answer resolves the covered name (the chain leads
-            // there); each is held for its record's TTL, clamped.
-            for (const auto& a : r.answers) {
-                if (a.type != 1 && a.type != 28) continue;
-                h.addresses.push_back(a.addr);
-                const auto ttl = std::clamp<std::uint64_t>(a.ttl, static_cast<std::uint64_t>(opts_.resolved.min_ttl.count()),
-                                                           static_cast<std::uint64_t>(opts_.resolved.max_ttl.count()));
-                const std::uint64_t expires = (r.mono_ns ? r.mono_ns : now) + ttl * kNs;
-                auto it = resolved_.find(a.addr);
-                if (it == resolved_.end()) {
-                    if (resolved_.size() >= opts_.resolved.max_addresses) {
-                        ++dropped_;
-                        continue;
-                    }
-                    it = resolved_.emplace(a.addr, ResolvedIndicator{.addr = a.addr}).first;
-                    ++resolved_generation_;
-                }
-                auto& ri = it->second;
-                if (ri.feed_index != m->feed || ri.block != h.block || ri.confidence != h.confidence)
-                    ++resolved_generation_;
-                ri.name = a.name.empty() ? matched : a.name;
-                ri.indicator = h.indicator;
-                ri.note = h.note;
-                ri.feed = feed.name;
-                ri.feed_index = m->feed;
-                ri.confidence = h.confidence;
-                ri.block = h.block;
-                ri.expires_mono_ns = std::max(ri.expires_mono_ns, expires);
-                ++fc.addresses_total;
+        if (snap.names)
+            for (const auto& o : snap.names->observations) {
+                ++checked_;
+                const bool dns = o.kind == collector::NameObservation::Kind::Dns;
+                // the same packet seen at two monitored interfaces (a forwarding node): once
+                if (!seen.emplace(o.client, o.client_port, o.server, o.server_port, o.name, dns ? o.dns_id + 1 : 0).second)
+                    continue;
+                Candidate c{.mono_ns = o.mono_ns, .kind = dns ? "dns" : "tls_sni", .via = "tc", .qname = o.name,
+                            .qtype = dns ? netprobe::l7::dnsTypeName(o.qtype) : std::string("SNI"),
+                            .rcode = dns ? netprobe::l7::dnsRcodeName(o.rcode) : std::string(),
+                            .answers = dns ? &o.answers : nullptr, .client = o.client, .server = o.server,
+                            .client_port = o.client_port, .server_port = o.server_port, .family = o.family, .pid = 0};
+                consider(c, *set, snap, now);
             }
-            hits_.push_back(std::move(h));
-            while (hits_.size() > opts_.max_hits) hits_.pop_front();
-        }
     }
 
     // Expired addresses leave; so does everything when no set covers domains any more.

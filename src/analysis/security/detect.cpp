@@ -93,7 +93,8 @@ void IntelAnalyzer::observe(const IntelDnsQuery& q, const IntelIndicatorInfo& in
     if (!t) return;
     ++t->queries_total;
     if (t->queries.size() < 20)
-        t->queries.push_back(q.qname + " " + q.qtype + " " + q.rcode + " via " + util::formatEndpoint(q.server, q.server_port));
+        t->queries.push_back(q.qname + " " + q.qtype + (q.rcode.empty() ? "" : " " + q.rcode) +
+                             (q.qtype == "SNI" ? " to " : " via ") + util::formatEndpoint(q.server, q.server_port));
     for (const auto& a : q.addresses)
         if (t->resolved.size() < 16) t->resolved.insert(a);
 }

@@ -1,15 +1,19 @@
-// netprobe::analysis::domains::DomainIntel - domain indicators matched against the DNS
-// traffic the L7 stage's source parsed (queries and their answers), and the addresses
-// those answers gave, held as temporary IP indicators for the record's TTL.
+// netprobe::analysis::domains::DomainIntel - domain indicators matched against the
+// names of the traffic: DNS queries and answers (the L7 source's requests with --l7, or
+// the DNS responses captured at TC) and TLS ClientHello server names (captured at TC).
+// The addresses answers gave (and the servers ClientHellos named) are held as temporary
+// IP indicators.
 //
-//   snapshot.l7 DNS requests --match (qname, CNAME chain)--> hits (a bounded ring with
-//   sequence numbers, read by the security stage, which opens threat_intel_match events)
-//                            --A/AAAA answers--> resolved addresses (the view; a sink
-//   keeps the kernel's intel_resolved map equal to them, so flows to them are counted,
-//   and dropped for a block feed with mitigation on, like any IP indicator's).
+//   snapshot.l7 / snapshot.names --match (qname, CNAME chain, SNI)--> hits (a bounded
+//   ring with sequence numbers, read by the security stage, which opens
+//   threat_intel_match events)
+//                            --A/AAAA answers, TLS servers--> held addresses (the view; a
+//   sink keeps the kernel's intel_resolved map equal to them, so flows to them are
+//   counted, and dropped for a block feed with mitigation on, like any IP indicator's).
 //
-// A request seen at both ends (client and DNS server on this node) counts once. Pure over
-// the snapshot and the indicator set it is given; time is the snapshot's.
+// A request seen at both ends (client and DNS server on this node), or a packet seen at
+// two interfaces, counts once. Pure over the snapshot and the indicator set it is given;
+// time is the snapshot's.
 #pragma once
 
 #include <chrono>
@@ -23,6 +27,7 @@
 
 #include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/intel/indicators.hpp>
+#include <netprobe/l7/dns.hpp>
 #include <netprobe/util/ip.hpp>
 
 namespace netprobe::analysis::domains {
@@ -37,6 +42,8 @@ struct DomainIntelOptions {
 // A DNS query whose name (or a name of its answer's CNAME chain) a domain indicator covers.
 struct DomainHit {
     std::uint64_t seq = 0;                    // 1, 2, ... (the security stage reads each once)
+    std::string kind;                         // "dns" (a query and its answer) or "tls_sni" (a ClientHello's server name)
+    std::string via;                          // "l7" (syscall capture) or "tc" (name capture at TC)
     std::uint64_t mono_ns = 0;                // the query's first byte (CLOCK_MONOTONIC)
     std::chrono::system_clock::time_point time{};
     std::string qname, qtype, rcode;
@@ -95,6 +102,17 @@ public:
     void run(const collector::Snapshot& snapshot, Views& views) override;
 
 private:
+    // A name seen: a DNS query with its answers, or a TLS server name (answers null).
+    struct Candidate {
+        std::uint64_t mono_ns = 0;
+        std::string kind, via, qname, qtype, rcode;
+        const std::vector<netprobe::l7::DnsAnswer>* answers = nullptr;
+        util::Addr16 client{}, server{};
+        std::uint16_t client_port = 0, server_port = 0;
+        std::uint8_t family = 4;
+        std::uint32_t pid = 0;
+    };
+    void consider(const Candidate& c, const intel::IndicatorSet& set, const collector::Snapshot& snap, std::uint64_t now);
     void revalidate(const intel::IndicatorSet& set);
 
     DomainIntelOptions opts_;
