@@ -23,6 +23,7 @@
 #include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/grouping.hpp>
 #include <netprobe/analysis/pipeline.hpp>
+#include <netprobe/analysis/policy.hpp>
 #include <netprobe/analysis/security/stage.hpp>
 #include <netprobe/analysis/talkers.hpp>
 #include <netprobe/analysis/topology.hpp>
@@ -40,6 +41,7 @@
 #include <netprobe/k8s/cgroup.hpp>
 #include <netprobe/k8s/client.hpp>
 #include <netprobe/k8s/config.hpp>
+#include <netprobe/k8s/policy_publisher.hpp>
 #include <netprobe/metrics/security.hpp>
 #include <netprobe/metrics/server.hpp>
 #include <netprobe/sinks/clickhouse.hpp>
@@ -48,9 +50,9 @@
 #include <netprobe/util/capabilities.hpp>
 #include <netprobe/util/cgroup.hpp>
 #include <netprobe/util/scheduler.hpp>
+#include <netprobe/analysis/domains/stage.hpp>
 #include <netprobe/ebpf/intel_maps.hpp>
 #include <netprobe/intel/feeds.hpp>
-#include <netprobe/analysis/domains/stage.hpp>
 #include <netprobe/intel/indicators.hpp>
 #include <netprobe/util/duration.hpp>
 #include <netprobe/util/logging.hpp>
@@ -301,6 +303,7 @@ public:
             const std::string api = (*k8s_cfg)->scheme + "://" + (*k8s_cfg)->host + ":" + std::to_string((*k8s_cfg)->port);
             ko.cluster = std::move(**k8s_cfg);
             ko.node_name = envOr("NODE_NAME");
+            ko.watch_network_policies = opts_.k8s_policies;
             k8s = std::make_shared<netprobe::k8s::Client>(std::move(ko));
             k8s->start();
             cfg.attribution = std::make_shared<netprobe::k8s::ClientAttribution>(k8s, envOr("NODE_NAME"), hao);
@@ -327,6 +330,18 @@ public:
         pipeline->addStage(std::make_unique<netprobe::analysis::TopTalkers>(cfg.talkers));
         pipeline->addStage(std::make_unique<netprobe::analysis::Topology>(netprobe::analysis::TopologyOptions{},
                                                                           cfg.attribution));
+        // NetworkPolicy monitoring (with Kubernetes): the policy set is rebuilt in the background
+        // when the watched objects change (debounced); the stage evaluates the topology's
+        // conversations against the current one.
+        if (k8s && opts_.k8s_policies) {
+            auto publisher = std::make_shared<netprobe::k8s::PolicyPublisher>(k8s);
+            background->every("k8s: NetworkPolicy set", std::chrono::milliseconds(250),
+                              [publisher] { publisher->tick(std::chrono::steady_clock::now()); });
+            netprobe::analysis::PolicyMonitorOptions pmo;
+            pmo.policies = [publisher] { return publisher->current(); };
+            pipeline->addStage(std::make_unique<netprobe::analysis::PolicyMonitor>(std::move(pmo)));
+            spdlog::info("NetworkPolicy monitoring on (/api/v1/policies)");
+        }
 
         // Flow export: records per flow and interval for the IPFIX collectors and the flow
         // log. The stage runs only when there is a sink to feed.
@@ -404,6 +419,7 @@ public:
             netprobe::analysis::security::SecurityStage::Options so;
             so.config = *sec_cfg;
             so.flows = [main = pipeline.get()] { return main->latest()->flows; };
+            so.domains = [main = pipeline.get()] { return main->latest()->domains; };
             sec_pipeline->addStage(std::make_unique<netprobe::analysis::security::SecurityStage>(std::move(so)));
             auto log = netprobe::metrics::EventLog::open(opts_.events_log);
             if (!log) return fatal(log.error().what());
@@ -419,7 +435,6 @@ public:
                     for (const auto& b : v->security->blocklist) want.push_back({b.cidr.addr, b.cidr.prefix, b.event_id});
                     (void)m->apply(want);  // failures are in its status, logged once, retried next time
                 }));
-            so.domains = [main = pipeline.get()] { return main->latest()->domains; };
             }
             cfg.security = sec_pipeline;
             cfg.mitigator = mitigator;
@@ -434,21 +449,6 @@ public:
             pipeline->addStage(std::make_unique<netprobe::analysis::l7::L7Stage>(netprobe::analysis::l7::L7Options{},
                                                                                  cfg.attribution));
         }
-
-        // Diagnosis: findings over the main snapshots' counters and the security view.
-        {
-            netprobe::analysis::DiagnosisOptions dop;
-            if (sec_pipeline)
-                dop.security = [sec = sec_pipeline.get()] { return sec->latest()->security; };
-            pipeline->addStage(std::make_unique<netprobe::analysis::Diagnosis>(std::move(dop)));
-        }
-
-        // Listen first: while the interfaces are attached /healthz answers and /readyz
-        // says 503 (a readiness probe sees "not ready", not "connection refused").
-        netprobe::metrics::Server server(cfg);
-        if (auto r = server.listen(pipeline); !r) return fatal(r.error().what());
-        int attached = 0;
-        for (const auto& i : *ifaces) {
         // Domain indicators: matched on the DNS the L7 source parses (or the names captured
         // at TC); the addresses the answers give become temporary IP indicators in the
         // kernel (intel_resolved).
@@ -481,6 +481,21 @@ public:
         } else if (intel_source) {
             spdlog::info("intel: domain indicators are not matched (neither the L7 capture nor name capture runs)");
         }
+
+        // Diagnosis: findings over the main snapshots' counters and the security view.
+        {
+            netprobe::analysis::DiagnosisOptions dop;
+            if (sec_pipeline)
+                dop.security = [sec = sec_pipeline.get()] { return sec->latest()->security; };
+            pipeline->addStage(std::make_unique<netprobe::analysis::Diagnosis>(std::move(dop)));
+        }
+
+        // Listen first: while the interfaces are attached /healthz answers and /readyz
+        // says 503 (a readiness probe sees "not ready", not "connection refused").
+        netprobe::metrics::Server server(cfg);
+        if (auto r = server.listen(pipeline); !r) return fatal(r.error().what());
+        int attached = 0;
+        for (const auto& i : *ifaces) {
             if (!wanted(opts_, i)) continue;
             if (auto r = mgr.attachNetworkMonitor(i.name); !r) {
                 if (!opts_.interfaces.empty()) return fatal(r.error().what());
@@ -526,6 +541,7 @@ public:
                     spdlog::error("intel: the indicator set was not installed (the previous one stays): {}",
                                   r.error().what());
                 intel_source->installed(std::move(set), r);
+                intel_source->statuses(intel_loader->statuses());
             });
         background->start();
         if (intel_watch) intel_scheduler.start();
@@ -541,7 +557,6 @@ public:
             // The last interval's packets and every open flow go to the sinks.
             if (auto r = collector.collect(); !r) spdlog::warn("final collection: {}", r.error().what());
             pipeline->finish();
-                intel_source->statuses(intel_loader->statuses());
             const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
             for (auto& sink : flow_sinks)
                 sink->drain(std::chrono::duration_cast<std::chrono::milliseconds>(

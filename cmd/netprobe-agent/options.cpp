@@ -119,6 +119,11 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
         ->capture_default_str();
     app.add_option("--pod-metrics-limit", pod_limit, "Pods with their own netprobe_pod_* series (rest as pod=\"other\")")
         ->capture_default_str();
+    std::string k8s_policies = "on";
+    app.add_option("--k8s-policies", k8s_policies,
+                   "NetworkPolicy monitoring (with Kubernetes): watch NetworkPolicies, Namespaces, Nodes and the other "
+                   "nodes' pods, evaluate the observed traffic (netprobe_policy_*, /api/v1/policies): on, off")
+        ->capture_default_str();
     std::string workload_metrics = "on";
     long long workload_limit = static_cast<long long>(o.workload_metrics_limit);
     app.add_option("--workload-metrics", workload_metrics,
@@ -297,6 +302,9 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (pod_limit < 0 || pod_limit > 100000)
         return fail("invalid --pod-metrics-limit " + std::to_string(pod_limit) + ": must be 0-100000");
     o.pod_metrics_limit = static_cast<std::size_t>(pod_limit);
+    if (k8s_policies == "on") o.k8s_policies = true;
+    else if (k8s_policies == "off") o.k8s_policies = false;
+    else return fail("invalid --k8s-policies \"" + k8s_policies + "\": expected on or off");
     if (workload_metrics == "on") o.workload_metrics = true;
     else if (workload_metrics == "off") o.workload_metrics = false;
     else return fail("invalid --workload-metrics \"" + workload_metrics + "\": expected on or off");

@@ -34,6 +34,7 @@ struct AgentOptions {
     std::string kubeconfig;              // --kubeconfig: "" = in-cluster when KUBERNETES_SERVICE_HOST is set
     bool pod_metrics = true;             // --pod-metrics=on|off
     std::size_t pod_metrics_limit = 200; // --pod-metrics-limit: pods with their own series
+    bool k8s_policies = true;            // --k8s-policies=on|off: NetworkPolicy monitoring (with Kubernetes)
     bool workload_metrics = true;              // --workload-metrics=on|off
     std::size_t workload_metrics_limit = 500;  // --workload-metrics-limit: workload pairs with their own series
     bool cgroup_traffic = true;                 // --cgroup-traffic=on|off: per-cgroup traffic (cgroup_skb)

@@ -180,6 +180,11 @@ ClientHealth clientHealth(const Client& client) {
     h.pods = client.pods().sizes().pods;
     h.services = client.services().sizes().services;
     h.endpointslices = client.endpoints().sizes().slices;
+    for (auto& s : client.policyStatuses()) h.resources.push_back(std::move(s));
+    if (const auto* p = client.networkPolicies()) h.more_objects.emplace_back("networkpolicies", p->size());
+    if (const auto* n = client.namespaces()) h.more_objects.emplace_back("namespaces", n->size());
+    if (const auto* n = client.nodes()) h.more_objects.emplace_back("nodes", n->size());
+    if (const auto* r = client.remotePods()) h.more_objects.emplace_back("remote_pods", r->sizes().pods);
     return h;
 }
 
@@ -225,6 +230,8 @@ std::string renderClientHealth(const ClientHealth& h) {
     w.sample("netprobe_k8s_objects", {{"kind", "pods"}}, static_cast<std::uint64_t>(h.pods));
     w.sample("netprobe_k8s_objects", {{"kind", "services"}}, static_cast<std::uint64_t>(h.services));
     w.sample("netprobe_k8s_objects", {{"kind", "endpointslices"}}, static_cast<std::uint64_t>(h.endpointslices));
+    for (const auto& [kind, n] : h.more_objects)
+        w.sample("netprobe_k8s_objects", {{"kind", kind}}, static_cast<std::uint64_t>(n));
     return w.take();
 }
 

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -485,17 +486,35 @@ detail::Watcher::Resource makeResource(std::string name, std::string path, std::
     r.replace_all = [store, parse, name](const nlohmann::json& items) {
         std::vector<Info> out;
         out.reserve(items.size());
+        std::vector<std::pair<std::string, std::string>> rejected;  // uid, error
         for (const auto& o : items) {
             auto info = parse(o);
-            if (info) out.push_back(std::move(*info));
-            else spdlog::debug("k8s {}: skipped: {}", name, info.error().what());
+            if (info) {
+                out.push_back(std::move(*info));
+                continue;
+            }
+            spdlog::debug("k8s {}: skipped: {}", name, info.error().what());
+            if (auto md = o.find("metadata"); md != o.end() && md->is_object())
+                if (auto uid = md->find("uid"); uid != md->end() && uid->is_string())
+                    rejected.emplace_back(uid->get<std::string>(), info.error().what());
         }
         store->replaceAll(std::move(out));
+        if constexpr (requires { store->reject(std::string(), std::string()); })
+            for (auto& [uid, err] : rejected) store->reject(std::move(uid), std::move(err));
     };
     r.upsert = [store, parse, name](const nlohmann::json& o) {
         auto info = parse(o);
-        if (info) store->upsert(std::move(*info));
-        else spdlog::debug("k8s {}: skipped: {}", name, info.error().what());
+        if (info) {
+            store->upsert(std::move(*info));
+            return;
+        }
+        spdlog::debug("k8s {}: skipped: {}", name, info.error().what());
+        if constexpr (requires { store->reject(std::string(), std::string()); }) {
+            // A new version that does not parse replaces (drops) the previous one.
+            if (auto md = o.find("metadata"); md != o.end() && md->is_object())
+                if (auto uid = md->find("uid"); uid != md->end() && uid->is_string())
+                    store->reject(uid->get<std::string>(), info.error().what());
+        }
     };
     r.remove = [store](const nlohmann::json& o) {
         if (auto md = o.find("metadata"); md != o.end() && md->is_object())
@@ -523,6 +542,27 @@ Client::Client(ClientOptions options)
             options_, makeResource<EndpointStore, EndpointSliceInfo>("endpointslices",
                                                                      "/apis/discovery.k8s.io/v1/endpointslices", {},
                                                                      endpoints_, &endpointSliceFromJson));
+    if (options_.watch_network_policies) {
+        policies_ = std::make_shared<NetworkPolicyStore>();
+        namespaces_ = std::make_shared<NamespaceStore>();
+        nodes_ = std::make_shared<NodeStore>();
+        policy_watchers_.push_back(std::make_unique<detail::Watcher>(
+            options_, makeResource<NetworkPolicyStore, NetworkPolicy>("networkpolicies",
+                                                                      "/apis/networking.k8s.io/v1/networkpolicies", {},
+                                                                      policies_, &networkPolicyFromJson)));
+        policy_watchers_.push_back(std::make_unique<detail::Watcher>(
+            options_, makeResource<NamespaceStore, NamespaceInfo>("namespaces", "/api/v1/namespaces", {}, namespaces_,
+                                                                  &namespaceFromJson)));
+        policy_watchers_.push_back(std::make_unique<detail::Watcher>(
+            options_, makeResource<NodeStore, NodeInfo>("nodes", "/api/v1/nodes", {}, nodes_, &nodeFromJson)));
+        if (!options_.node_name.empty()) {
+            remote_pods_ = std::make_shared<PodStore>();
+            policy_watchers_.push_back(std::make_unique<detail::Watcher>(
+                options_, makeResource<PodStore, PodInfo>("remote_pods", "/api/v1/pods",
+                                                          "spec.nodeName!=" + options_.node_name, remote_pods_,
+                                                          &podFromJson)));
+        }
+    }
 }
 
 Client::~Client() { stop(); }
@@ -531,19 +571,37 @@ void Client::start() {
     pod_watcher_->start();
     if (service_watcher_) service_watcher_->start();
     if (endpoint_watcher_) endpoint_watcher_->start();
+    for (auto& w : policy_watchers_) w->start();
 }
 
 void Client::stop() {
     pod_watcher_->stop();
     if (service_watcher_) service_watcher_->stop();
     if (endpoint_watcher_) endpoint_watcher_->stop();
+    for (auto& w : policy_watchers_) w->stop();
 }
 
 bool Client::waitSynced(std::chrono::milliseconds timeout) const {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     if (!pod_watcher_->waitSynced(deadline)) return false;
     if (service_watcher_ && !service_watcher_->waitSynced(deadline)) return false;
-    return !endpoint_watcher_ || endpoint_watcher_->waitSynced(deadline);
+    if (endpoint_watcher_ && !endpoint_watcher_->waitSynced(deadline)) return false;
+    for (const auto& w : policy_watchers_)
+        if (!w->waitSynced(deadline)) return false;
+    return true;
+}
+
+std::vector<WatchStatus> Client::policyStatuses() const {
+    std::vector<WatchStatus> out;
+    for (const auto& w : policy_watchers_) out.push_back(w->status());
+    return out;
+}
+
+bool Client::policyInputsSynced() const {
+    if (policy_watchers_.empty()) return false;
+    if (!pod_watcher_->status().synced) return false;
+    return std::all_of(policy_watchers_.begin(), policy_watchers_.end(),
+                       [](const auto& w) { return w->status().synced; });
 }
 
 WatchStatus Client::podStatus() const { return pod_watcher_->status(); }

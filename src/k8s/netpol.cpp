@@ -559,6 +559,38 @@ FlowVerdict PolicySet::evaluate(const util::Addr16& src, const util::Addr16& dst
     return v;
 }
 
+std::vector<PolicySet::PolicySummary> PolicySet::summaries(std::size_t max_pods) const {
+    std::vector<PolicySummary> out(policies_.size());
+    for (std::size_t i = 0; i < policies_.size(); ++i) {
+        out[i].ns = policies_[i].ns;
+        out[i].name = policies_[i].name;
+        out[i].ingress = policies_[i].affects_ingress;
+        out[i].egress = policies_[i].affects_egress;
+    }
+    // pods_[].{ingress,egress}_policies hold the policies whose podSelector selects the pod
+    // (for the directions they affect); a policy of neither direction selects nothing.
+    for (const auto& pod : pods_) {
+        auto add = [&](std::uint32_t idx) {
+            auto& sum = out[idx];
+            ++sum.selected_pods;
+            if (sum.pods.size() < max_pods) sum.pods.push_back(pod.id);
+        };
+        std::size_t a = 0, b = 0;  // the union of the two sorted lists, each policy once
+        const auto& in = pod.ingress_policies;
+        const auto& eg = pod.egress_policies;
+        while (a < in.size() || b < eg.size()) {
+            if (b == eg.size() || (a < in.size() && in[a] < eg[b])) add(in[a++]);
+            else if (a == in.size() || eg[b] < in[a]) add(eg[b++]);
+            else {
+                add(in[a++]);
+                ++b;
+            }
+        }
+    }
+    for (auto& sum : out) std::sort(sum.pods.begin(), sum.pods.end());
+    return out;
+}
+
 PolicySet::Sizes PolicySet::sizes() const {
     Sizes s{policies_.size(), pods_.size(), by_ip_.size(), ns_labels_.size(), 0};
     for (const auto& [node, addrs] : node_addrs_) s.node_addrs += addrs.size();

@@ -208,6 +208,23 @@ Result<NamespaceInfo> namespaceFromJson(const json& obj) {
     return n;
 }
 
+Result<NodeInfo> nodeFromJson(const json& obj) {
+    auto meta = metaFromJson(obj, "node");
+    if (!meta) return std::unexpected(meta.error());
+    NodeInfo n;
+    n.name = std::move(meta->name);
+    n.uid = std::move(meta->uid);
+    n.resource_version = std::move(meta->rv);
+    if (const json& addrs = child(child(obj, "status"), "addresses"); addrs.is_array()) {
+        for (const auto& a : addrs) {
+            const std::string type = str(a, "type");
+            if (type != "InternalIP" && type != "ExternalIP") continue;  // not Hostname, InternalDNS, ...
+            if (auto ip = util::parseAddr(str(a, "address"))) n.addrs.push_back(*ip);
+        }
+    }
+    return n;
+}
+
 // ---- PodStore ----
 
 void PodStore::eraseLocked(const std::string& uid) {
@@ -239,17 +256,20 @@ void PodStore::replaceAll(std::vector<PodInfo> pods) {
     by_ip_.clear();
     by_container_.clear();
     for (auto& p : pods) insertLocked(std::move(p));
+    generation_.fetch_add(1, std::memory_order_release);
 }
 
 void PodStore::upsert(PodInfo pod) {
     std::unique_lock lock(mu_);
     eraseLocked(pod.uid);
     insertLocked(std::move(pod));
+    generation_.fetch_add(1, std::memory_order_release);
 }
 
 void PodStore::remove(std::string_view uid) {
     std::unique_lock lock(mu_);
     eraseLocked(std::string(uid));
+    generation_.fetch_add(1, std::memory_order_release);
 }
 
 std::optional<PodInfo> PodStore::byIp(const util::Addr16& addr) const {

@@ -12,6 +12,7 @@
 #include <netprobe/analysis/topology.hpp>
 #include <netprobe/metrics/security.hpp>
 #include <netprobe/metrics/l7.hpp>
+#include <netprobe/metrics/policy.hpp>
 #include <netprobe/metrics/topology.hpp>
 
 #include "metrics/json_api.hpp"
@@ -178,10 +179,11 @@ http::Response Server::Impl::metrics() const {
     wh.last_success_unix_seconds = last_success.load();
     body += renderHttpMetrics(httpStats(), wh);
     if (v->diagnosis) body += renderDiagnosisMetrics(*v->diagnosis);
-    if (v->l7) body += renderL7Metrics(*v->l7, v->snapshot->l7.get());
     if (v->domains) body += renderDomainIntelMetrics(*v->domains);
     if (v->snapshot->names) body += renderNameCaptureMetrics(*v->snapshot->names);
+    if (v->l7) body += renderL7Metrics(*v->l7, v->snapshot->l7.get());
     if (v->topology) body += renderTopologyMetrics(*v->topology);
+    if (v->policy) body += renderPolicyMetrics(*v->policy);
     if (v->exports || !c.flow_sinks.empty()) {
         std::vector<sinks::SinkStatus> st;
         for (const auto& s : c.flow_sinks) st.push_back(s->status());
@@ -230,6 +232,11 @@ http::Response Server::Impl::api(const http::Request& req) const {
         if (!q) return http::Response::error(400, q.error());
         const auto v = pipeline->latest();
         return http::Response::json(200, topologyJson(v->topology.get(), v->l7.get(), *q));
+    }
+    if (p == "/api/v1/policies") {
+        auto q = parsePolicyQuery(req.query);
+        if (!q) return http::Response::error(400, q.error());
+        return http::Response::json(200, policiesJson(*pipeline->latest(), *q));
     }
     if (p == "/api/v1/pods") {
         if (!req.query.empty()) return noParams(req);
@@ -289,7 +296,8 @@ http::Response Server::Impl::route(const http::Request& req, bool metrics_listen
         if (api_listener)
             for (const char* e : {"/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/api/v1/containers",
                                   "/api/v1/pods", "/api/v1/events", "/api/v1/intel", "/api/v1/diagnosis", "/api/v1/l7/endpoints",
-                                  "/api/v1/l7/requests", "/api/v1/l7/dns/names", "/api/v1/topology"})
+                                  "/api/v1/l7/requests", "/api/v1/l7/dns/names", "/api/v1/topology",
+                                  "/api/v1/policies"})
                 body += std::string(e) + "\n";
         body += "/healthz\n/readyz\n";
         return http::Response::text(200, std::move(body));

@@ -449,7 +449,7 @@ check("agent.yaml: exactly the expected objects, no namespace hard-coded", () =>
   eq(withNs, [], "objects with metadata.namespace");
 });
 
-check("ClusterRole: get/list/watch on pods, services, nodes, endpointslices only", () => {
+check("ClusterRole: get/list/watch on pods, services, nodes, namespaces, endpointslices, networkpolicies only", () => {
   const cr = find(agentDocs, "ClusterRole");
   const grants = [];
   for (const r of cr.rules) {
@@ -458,7 +458,8 @@ check("ClusterRole: get/list/watch on pods, services, nodes, endpointslices only
     eq([...r.verbs].sort(), ["get", "list", "watch"], "verbs");
     for (const g of r.apiGroups) for (const res of r.resources) grants.push(`${g}/${res}`);
   }
-  eq(grants.sort(), ["/nodes", "/pods", "/services", "discovery.k8s.io/endpointslices"], "resources");
+  eq(grants.sort(), ["/namespaces", "/nodes", "/pods", "/services", "discovery.k8s.io/endpointslices",
+                     "networking.k8s.io/networkpolicies"], "resources");
   assert(!findAll(cr, (k, v) => v === "*").length, "wildcard in ClusterRole");
 });
 

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <netprobe/k8s/client.hpp>
+#include <netprobe/k8s/policy_publisher.hpp>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -15,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -305,6 +307,101 @@ TEST_F(K8sClient, ListThenWatchConverges) {
 
     EXPECT_EQ(listCount("pods"), 1u);  // no relist was needed
     EXPECT_EQ(c->podStatus().events, 3u);  // added, modified, deleted
+    c->stop();
+}
+
+// NetworkPolicy monitoring's inputs: policies, namespaces, nodes and the other nodes' pods
+// (spec.nodeName!=), listed and watched; an unreadable policy is kept with its reason; the
+// publisher builds a set once everything is listed and again after a change (debounced).
+TEST_F(K8sClient, PolicyInputsAndPublisher) {
+    upsertPod(podObj("web-5f7c9d-aaaaa", "10.244.0.10"));
+    upsertPod(podObj("elsewhere", "10.244.9.9", "node-b"));
+    auto ns = [](const std::string& name) {
+        return json{{"apiVersion", "v1"},
+                    {"kind", "Namespace"},
+                    {"metadata", {{"name", name}, {"uid", "uid-ns-" + name}, {"labels", {{"team", name}}}}}};
+    };
+    auto pol = [](const std::string& name, json spec) {
+        return json{{"apiVersion", "networking.k8s.io/v1"},
+                    {"kind", "NetworkPolicy"},
+                    {"metadata", {{"name", name}, {"namespace", "shop"}, {"uid", "uid-np-" + name}}},
+                    {"spec", std::move(spec)}};
+    };
+    server_.control("upsert", {{"resource", "namespaces"}, {"object", ns("shop")}});
+    server_.control("upsert",
+                    {{"resource", "networkpolicies"},
+                     {"object", pol("deny-all", {{"podSelector", json::object()}, {"policyTypes", {"Ingress"}}})}});
+    json node = {{"apiVersion", "v1"}, {"kind", "Node"}, {"metadata", {{"name", "node-a"}, {"uid", "uid-node-a"}}}};
+    node["status"]["addresses"] = json::array({{{"type", "InternalIP"}, {"address", "192.168.0.11"}},
+                                               {{"type", "Hostname"}, {"address", "node-a"}}});
+    server_.control("upsert", {{"resource", "nodes"}, {"object", node}});
+
+    auto cfg = loadKubeconfig(server_.kubeconfig("token"));
+    ASSERT_TRUE(cfg);
+    ClientOptions o;
+    o.cluster = *cfg;
+    o.node_name = "node-a";
+    o.backoff_initial = 50ms;
+    o.watch_network_policies = true;
+    auto c = std::make_shared<Client>(o);
+    PolicyPublisherOptions po;
+    po.debounce = 100ms;
+    PolicyPublisher pub(c, po);
+    EXPECT_FALSE(pub.tick(std::chrono::steady_clock::now()));  // nothing listed yet
+    EXPECT_FALSE(pub.current());
+    c->start();
+    ASSERT_TRUE(c->waitSynced(10s));
+    EXPECT_TRUE(c->policyInputsSynced());
+    EXPECT_EQ(c->pods().sizes().pods, 1u);  // attribution: node-a's pods only
+    ASSERT_TRUE(c->remotePods());
+    EXPECT_EQ(c->remotePods()->sizes().pods, 1u);
+    EXPECT_TRUE(c->remotePods()->byIp(*parseAddr("10.244.9.9")));
+    EXPECT_EQ(c->networkPolicies()->size(), 1u);
+    EXPECT_EQ(c->namespaces()->size(), 1u);
+    ASSERT_EQ(c->nodes()->all().size(), 1u);
+    EXPECT_EQ(c->nodes()->all()[0].addrs, std::vector<netprobe::util::Addr16>{*parseAddr("192.168.0.11")});
+    std::vector<std::string> selectors;
+    const json stats = server_.stats();
+    for (const auto& l : stats["lists"]["pods"]) selectors.push_back(l.value("fieldSelector", ""));
+    std::sort(selectors.begin(), selectors.end());
+    EXPECT_EQ(selectors, (std::vector<std::string>{"spec.nodeName!=node-a", "spec.nodeName=node-a"}));
+    std::vector<std::string> names;
+    for (const auto& s : c->policyStatuses()) names.push_back(s.resource);
+    EXPECT_EQ(names, (std::vector<std::string>{"networkpolicies", "namespaces", "nodes", "remote_pods"}));
+
+    auto t = std::chrono::steady_clock::now();
+    ASSERT_TRUE(pub.tick(t));
+    auto set = pub.current();
+    ASSERT_TRUE(set);
+    EXPECT_EQ(set->info().generation, 1u);
+    EXPECT_EQ(set->info().pods, 2u);
+    ASSERT_EQ(set->info().policies.size(), 1u);
+    EXPECT_EQ(set->info().policies[0].pods, (std::vector<std::string>{"shop/elsewhere", "shop/web-5f7c9d-aaaaa"}));
+    auto v = set->evaluate(*parseAddr("10.244.9.9"), *parseAddr("10.244.0.10"), 6, 80);
+    EXPECT_FALSE(v.allowed);
+    v = set->evaluate(*parseAddr("192.168.0.11"), *parseAddr("10.244.0.10"), 6, 80);  // its node: exempt
+    EXPECT_TRUE(v.allowed);
+    EXPECT_TRUE(v.ingress.exempt);
+    EXPECT_FALSE(pub.tick(t + 500ms));  // nothing changed
+
+    // a change, then an unreadable policy: one rebuild after the quiet time
+    server_.control("upsert",
+                    {{"resource", "networkpolicies"},
+                     {"object", pol("bad", {{"podSelector", json::object()}, {"policyTypes", {"Sideways"}}})}});
+    ASSERT_TRUE(eventually([&] { return !c->networkPolicies()->rejected().empty(); }));
+    EXPECT_NE(c->networkPolicies()->rejected()[0].find("Sideways"), std::string::npos);
+    auto t2 = std::chrono::steady_clock::now() + 1s;
+    EXPECT_FALSE(pub.tick(t2));
+    EXPECT_TRUE(pub.tick(t2 + 100ms));
+    EXPECT_EQ(pub.current()->info().generation, 2u);
+    EXPECT_EQ(pub.current()->info().rejected.size(), 1u);
+    server_.control("delete", {{"resource", "networkpolicies"}, {"uid", "uid-np-deny-all"}});
+    ASSERT_TRUE(eventually([&] { return c->networkPolicies()->size() == 0; }));
+    auto t3 = t2 + 5s;
+    EXPECT_FALSE(pub.tick(t3));
+    EXPECT_TRUE(pub.tick(t3 + 100ms));
+    EXPECT_TRUE(pub.current()->info().policies.empty());
+    EXPECT_TRUE(pub.current()->evaluate(*parseAddr("10.244.9.9"), *parseAddr("10.244.0.10"), 6, 80).allowed);
     c->stop();
 }
 

@@ -2,9 +2,10 @@
 """A fake Kubernetes API server for the client tests (stdlib only).
 
 HTTPS with a CA, server and client certificate generated here with openssl into --dir.
-Serves GET /api/v1/{pods,services} and /apis/discovery.k8s.io/v1/endpointslices as lists
-(PodList/ServiceList/EndpointSliceList, metadata.resourceVersion,
-limit/continue pagination, fieldSelector spec.nodeName=) and as watches (?watch=true:
+Serves GET /api/v1/{pods,services,namespaces,nodes}, /apis/discovery.k8s.io/v1/endpointslices
+and /apis/networking.k8s.io/v1/networkpolicies as lists (PodList/ServiceList/...,
+metadata.resourceVersion, limit/continue pagination, fieldSelector spec.nodeName= and
+spec.nodeName!= on pods) and as watches (?watch=true:
 newline-delimited {"type":..,"object":..} events, chunked, events split across chunks,
 BOOKMARK when allowWatchBookmarks=true, 410 Gone for a compacted resourceVersion either as
 an HTTP status or as an ERROR event, timeoutSeconds). Authentication: the bearer token
@@ -37,10 +38,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 KINDS = {"pods": ("Pod", "PodList"), "services": ("Service", "ServiceList"),
-         "endpointslices": ("EndpointSlice", "EndpointSliceList")}
-API_VERSION = {"pods": "v1", "services": "v1", "endpointslices": "discovery.k8s.io/v1"}
+         "endpointslices": ("EndpointSlice", "EndpointSliceList"),
+         "networkpolicies": ("NetworkPolicy", "NetworkPolicyList"),
+         "namespaces": ("Namespace", "NamespaceList"), "nodes": ("Node", "NodeList")}
+API_VERSION = {"pods": "v1", "services": "v1", "endpointslices": "discovery.k8s.io/v1",
+               "networkpolicies": "networking.k8s.io/v1", "namespaces": "v1", "nodes": "v1"}
 PATHS = {"/api/v1/pods": "pods", "/api/v1/services": "services",
-         "/apis/discovery.k8s.io/v1/endpointslices": "endpointslices"}
+         "/apis/discovery.k8s.io/v1/endpointslices": "endpointslices",
+         "/apis/networking.k8s.io/v1/networkpolicies": "networkpolicies",
+         "/api/v1/namespaces": "namespaces", "/api/v1/nodes": "nodes"}
 
 
 def gen_certs(d):
@@ -91,12 +97,14 @@ def status_obj(code, reason, message):
 
 
 def node_ok(resource, obj, selector):
+    """fieldSelector spec.nodeName=NODE or spec.nodeName!=NODE (pods only)."""
     if resource != "pods" or not selector:
         return True
-    key, _, val = selector.partition("=")
+    negate = "!=" in selector
+    key, _, val = selector.partition("!=" if negate else "=")
     if key != "spec.nodeName":
         return True
-    return obj.get("spec", {}).get("nodeName", "") == val
+    return (obj.get("spec", {}).get("nodeName", "") == val) != negate
 
 
 class Dropped(Exception):

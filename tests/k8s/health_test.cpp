@@ -26,6 +26,7 @@ TEST(ClientHealth, RendersPerResourceSeries) {
     h.pods = 12;
     h.services = 3;
     h.endpointslices = 4;
+    h.more_objects = {{"networkpolicies", 7}, {"remote_pods", 30}};
     const auto text = renderClientHealth(h);
     for (const char* want : {
              "netprobe_k8s_watch_restarts_total{resource=\"pods\"} 4\n",
@@ -43,6 +44,8 @@ TEST(ClientHealth, RendersPerResourceSeries) {
              "netprobe_k8s_objects{kind=\"pods\"} 12\n",
              "netprobe_k8s_objects{kind=\"services\"} 3\n",
              "netprobe_k8s_objects{kind=\"endpointslices\"} 4\n",
+             "netprobe_k8s_objects{kind=\"networkpolicies\"} 7\n",
+             "netprobe_k8s_objects{kind=\"remote_pods\"} 30\n",
          })
         EXPECT_NE(text.find(want), std::string::npos) << want << "\nin:\n" << text;
     auto r = netprobe::testing::promtoolCheckMetrics(text);

@@ -119,6 +119,7 @@ TEST(Options, BadInputIsOneLineNamingTheProblem) {
         {{"--pod-metrics=yes"}, "--pod-metrics"},
         {{"--pod-metrics-limit=-1"}, "--pod-metrics-limit"},
         {{"--pod-metrics-limit=100001"}, "--pod-metrics-limit"},
+        {{"--k8s-policies=yes"}, "--k8s-policies"},
     };
     for (const auto& c : cases) {
         auto r = parse(c.args);
@@ -138,8 +139,11 @@ TEST(Options, Kubernetes) {
     EXPECT_EQ(r.options.kubeconfig, "");
     EXPECT_TRUE(r.options.pod_metrics);
     EXPECT_EQ(r.options.pod_metrics_limit, 200u);
-    r = parse({"--k8s=on", "--kubeconfig=/etc/kube/config", "--pod-metrics=off", "--pod-metrics-limit=0"});
+    EXPECT_TRUE(r.options.k8s_policies);
+    r = parse({"--k8s=on", "--kubeconfig=/etc/kube/config", "--pod-metrics=off", "--pod-metrics-limit=0",
+               "--k8s-policies=off"});
     ASSERT_TRUE(r.run) << r.output;
+    EXPECT_FALSE(r.options.k8s_policies);
     EXPECT_EQ(r.options.k8s, Mode::On);
     EXPECT_EQ(r.options.kubeconfig, "/etc/kube/config");
     EXPECT_FALSE(r.options.pod_metrics);

@@ -37,6 +37,7 @@ struct DiagnosisView;
 struct GroupView;
 struct TalkerView;
 struct TopologyView;
+struct PolicyView;
 namespace domains {
 struct DomainIntelView;
 }
@@ -59,6 +60,7 @@ struct Views {
     std::shared_ptr<const FlowExportView> exports;        // FlowExport (records for the flow sinks)
     std::shared_ptr<const l7::L7View> l7;                 // l7::L7Stage (requests; with --l7)
     std::shared_ptr<const TopologyView> topology;         // Topology (conversations)
+    std::shared_ptr<const PolicyView> policy;             // PolicyMonitor (NetworkPolicy verdicts; with Kubernetes)
     std::shared_ptr<const domains::DomainIntelView> domains;  // domains::DomainIntel (with --intel-config and --l7)
     std::shared_ptr<const DiagnosisView> diagnosis;       // Diagnosis (findings)
     std::shared_ptr<const security::SecurityView> security;  // security::SecurityStage

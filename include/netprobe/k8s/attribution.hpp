@@ -103,6 +103,8 @@ private:
 struct ClientHealth {
     std::vector<WatchStatus> resources;
     std::size_t pods = 0, services = 0, endpointslices = 0;
+    // With NetworkPolicy monitoring: networkpolicies, namespaces, nodes, remote_pods.
+    std::vector<std::pair<std::string, std::size_t>> more_objects;
 };
 [[nodiscard]] ClientHealth clientHealth(const Client& client);
 [[nodiscard]] std::string renderClientHealth(const ClientHealth& h);

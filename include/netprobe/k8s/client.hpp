@@ -1,6 +1,8 @@
-// Kubernetes API client: lists then watches pods and services into the stores, each on
-// its own background thread (resourceVersion, bookmarks, relist on 410 Gone, reconnect
-// with capped exponential backoff). Lookups read the stores and never wait for the network.
+// Kubernetes API client: lists then watches pods and services (and, for NetworkPolicy
+// monitoring, NetworkPolicies, Namespaces, Nodes and the other nodes' pods) into the
+// stores, each on its own background thread (resourceVersion, bookmarks, relist on 410
+// Gone, reconnect with capped exponential backoff). Lookups read the stores and never
+// wait for the network.
 // The process must ignore SIGPIPE (the agent does): TLS writes to a closed peer raise it.
 #pragma once
 
@@ -10,8 +12,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <netprobe/k8s/config.hpp>
+#include <netprobe/k8s/netpol.hpp>
 #include <netprobe/k8s/store.hpp>
 
 namespace netprobe::k8s {
@@ -23,6 +27,12 @@ struct ClientOptions {
     // EndpointSlices give the Service of a backend pod IP:port (flows seen after DNAT);
     // needs list/watch on discovery.k8s.io endpointslices.
     bool watch_endpointslices = true;
+    // The inputs of k8s::PolicySet: networking.k8s.io/v1 NetworkPolicies, v1 Namespaces,
+    // v1 Nodes (their addresses: the local-node exemption) and, when node_name is set, the
+    // pods of the other nodes (fieldSelector spec.nodeName!=<node_name>) into a store of
+    // their own (policy peers may run anywhere; attribution keeps using the local pods).
+    // Needs list/watch on networkpolicies, namespaces and nodes.
+    bool watch_network_policies = false;
     std::chrono::milliseconds backoff_initial{500};
     std::chrono::milliseconds backoff_max{30'000};
     std::chrono::seconds watch_timeout{300};   // timeoutSeconds asked of the server
@@ -32,7 +42,8 @@ struct ClientOptions {
 };
 
 struct WatchStatus {
-    std::string resource;          // "pods", "services", "endpointslices"
+    std::string resource;          // "pods", "services", "endpointslices", "networkpolicies",
+                                   // "namespaces", "nodes", "remote_pods"
     bool synced = false;           // a list succeeded (stores hold a full state)
     std::string resource_version;  // where the next watch starts ("" = relist)
     std::uint64_t lists = 0;       // successful (re)lists
@@ -71,6 +82,18 @@ public:
     [[nodiscard]] std::optional<WatchStatus> serviceStatus() const;
     [[nodiscard]] std::optional<WatchStatus> endpointSliceStatus() const;
 
+    // NetworkPolicy monitoring (ClientOptions::watch_network_policies; null / nullopt / false
+    // without it). remotePods(): the other nodes' pods (null when node_name is empty: pods()
+    // then holds every pod).
+    [[nodiscard]] const NetworkPolicyStore* networkPolicies() const { return policies_.get(); }
+    [[nodiscard]] const NamespaceStore* namespaces() const { return namespaces_.get(); }
+    [[nodiscard]] const NodeStore* nodes() const { return nodes_.get(); }
+    [[nodiscard]] const PodStore* remotePods() const { return remote_pods_.get(); }
+    // The policy watches' statuses (networkpolicies, namespaces, nodes, remote_pods).
+    [[nodiscard]] std::vector<WatchStatus> policyStatuses() const;
+    // Every input of a PolicySet has been listed once (false without policy watches).
+    [[nodiscard]] bool policyInputsSynced() const;
+
     [[nodiscard]] std::optional<PodInfo> podByIp(const util::Addr16& addr) const { return pods_->byIp(addr); }
     [[nodiscard]] std::optional<PodInfo> podByUid(std::string_view uid) const { return pods_->byUid(uid); }
     [[nodiscard]] std::optional<PodInfo> podByContainerId(std::string_view id) const { return pods_->byContainerId(id); }
@@ -91,6 +114,11 @@ private:
     std::unique_ptr<detail::Watcher> pod_watcher_;
     std::unique_ptr<detail::Watcher> service_watcher_;
     std::unique_ptr<detail::Watcher> endpoint_watcher_;
+    std::shared_ptr<NetworkPolicyStore> policies_;
+    std::shared_ptr<NamespaceStore> namespaces_;
+    std::shared_ptr<NodeStore> nodes_;
+    std::shared_ptr<PodStore> remote_pods_;
+    std::vector<std::unique_ptr<detail::Watcher>> policy_watchers_;  // in policyStatuses() order
 };
 
 }  // namespace netprobe::k8s

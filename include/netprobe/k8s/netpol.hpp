@@ -147,6 +147,9 @@ struct NetworkPolicy {
     [[nodiscard]] std::string id() const;  // "ns/name"
 };
 
+// The NetworkPolicies the client watches (ObjectStore: by uid, rejected ones with the reason).
+using NetworkPolicyStore = ObjectStore<NetworkPolicy>;
+
 // From a NetworkPolicy object of the API (networking.k8s.io/v1, as `kubectl get -o json`
 // shows it). Errors name the object and the offending field ("spec.ingress[0].ports[1].endPort
 // ..."): wrong types, a bad CIDR or except outside it, an unknown protocol, policy type or
@@ -222,6 +225,17 @@ public:
         std::size_t policies = 0, pods = 0, pod_ips = 0, namespaces = 0, node_addrs = 0;
     };
     [[nodiscard]] Sizes sizes() const;
+
+    // Each policy (sorted by namespace, name) with the pods its spec.podSelector selects
+    // (running, non-hostNetwork pods with an IP; "ns/name"; at most max_pods of them listed,
+    // sorted; selected_pods the full count).
+    struct PolicySummary {
+        std::string ns, name;
+        bool ingress = false, egress = false;  // policyTypes
+        std::size_t selected_pods = 0;
+        std::vector<std::string> pods;
+    };
+    [[nodiscard]] std::vector<PolicySummary> summaries(std::size_t max_pods = 100) const;
 
 private:
     struct Pod {

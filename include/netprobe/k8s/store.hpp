@@ -2,9 +2,12 @@
 // used for attribution), and the pure functions that build them from API JSON.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -52,6 +55,14 @@ struct NamespaceInfo {
     std::map<std::string, std::string> labels;  // metadata.labels
 };
 
+// A node's addresses (status.addresses of type InternalIP / ExternalIP): what NetworkPolicy
+// evaluation needs for its local-node exemption.
+struct NodeInfo {
+    std::string name, uid;
+    std::string resource_version;
+    std::vector<util::Addr16> addrs;
+};
+
 struct ServicePort {
     std::uint16_t port = 0;
     std::uint8_t protocol = 6;  // IPPROTO_TCP/UDP/SCTP
@@ -80,6 +91,7 @@ struct ServiceInfo {
 [[nodiscard]] Result<PodInfo> podFromJson(const nlohmann::json& obj);
 [[nodiscard]] Result<ServiceInfo> serviceFromJson(const nlohmann::json& obj);
 [[nodiscard]] Result<NamespaceInfo> namespaceFromJson(const nlohmann::json& obj);
+[[nodiscard]] Result<NodeInfo> nodeFromJson(const nlohmann::json& obj);
 
 struct AddrHash {
     std::size_t operator()(const util::Addr16& a) const noexcept;
@@ -90,6 +102,10 @@ struct AddrHash {
 // return copies. Deleted pods are erased with their index entries.
 class PodStore {
 public:
+    // Changes so far (every replaceAll, upsert and remove): a reader that built something
+    // from all() knows whether it is out of date.
+    [[nodiscard]] std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
     void replaceAll(std::vector<PodInfo> pods);  // after a (re)list
     void upsert(PodInfo pod);
     void remove(std::string_view uid);
@@ -113,7 +129,78 @@ private:
     std::unordered_map<std::string, PodInfo> by_uid_;
     std::unordered_map<util::Addr16, std::string, AddrHash> by_ip_;
     std::unordered_map<std::string, std::string> by_container_;
+    std::atomic<std::uint64_t> generation_{0};
 };
+
+// Objects by uid for the kinds only ever read whole (NetworkPolicies, Namespaces, Nodes):
+// same locking as PodStore, all() copies, generation() counts changes. Objects the parser
+// rejected are remembered by uid with the reason (at most kMaxRejected), until deleted or
+// replaced by a valid version: a policy the agent cannot read is visible, not just absent.
+template <class T>
+class ObjectStore {
+public:
+    static constexpr std::size_t kMaxRejected = 100;
+
+    void replaceAll(std::vector<T> items) {
+        std::unique_lock lock(mu_);
+        by_uid_.clear();
+        rejected_.clear();
+        for (auto& i : items) {
+            std::string uid = i.uid;
+            by_uid_.insert_or_assign(std::move(uid), std::move(i));
+        }
+        generation_.fetch_add(1, std::memory_order_release);
+    }
+    void upsert(T item) {
+        std::unique_lock lock(mu_);
+        rejected_.erase(item.uid);
+        std::string uid = item.uid;
+        by_uid_.insert_or_assign(std::move(uid), std::move(item));
+        generation_.fetch_add(1, std::memory_order_release);
+    }
+    void remove(std::string_view uid) {
+        std::unique_lock lock(mu_);
+        by_uid_.erase(std::string(uid));
+        rejected_.erase(std::string(uid));
+        generation_.fetch_add(1, std::memory_order_release);
+    }
+    // An object of this kind that did not parse (a previous valid version is dropped: the
+    // cluster no longer has it).
+    void reject(std::string uid, std::string error) {
+        std::unique_lock lock(mu_);
+        by_uid_.erase(uid);
+        if (rejected_.size() < kMaxRejected || rejected_.contains(uid))
+            rejected_.insert_or_assign(std::move(uid), std::move(error));
+        generation_.fetch_add(1, std::memory_order_release);
+    }
+    [[nodiscard]] std::vector<T> all() const {
+        std::shared_lock lock(mu_);
+        std::vector<T> out;
+        out.reserve(by_uid_.size());
+        for (const auto& [uid, v] : by_uid_) out.push_back(v);
+        return out;
+    }
+    [[nodiscard]] std::vector<std::string> rejected() const {  // the parser's messages, sorted
+        std::shared_lock lock(mu_);
+        std::vector<std::string> out;
+        for (const auto& [uid, e] : rejected_) out.push_back(e);
+        std::sort(out.begin(), out.end());
+        return out;
+    }
+    [[nodiscard]] std::size_t size() const {
+        std::shared_lock lock(mu_);
+        return by_uid_.size();
+    }
+    [[nodiscard]] std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
+private:
+    mutable std::shared_mutex mu_;
+    std::unordered_map<std::string, T> by_uid_;
+    std::map<std::string, std::string> rejected_;
+    std::atomic<std::uint64_t> generation_{0};
+};
+using NamespaceStore = ObjectStore<NamespaceInfo>;
+using NodeStore = ObjectStore<NodeInfo>;
 
 struct ServiceMatch {
     ServiceInfo service;
