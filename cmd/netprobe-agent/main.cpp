@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +21,7 @@
 #include <netprobe/analysis/diagnosis.hpp>
 #include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/analysis/flow_export.hpp>
+#include <netprobe/analysis/cni.hpp>
 #include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/grouping.hpp>
 #include <netprobe/analysis/pipeline.hpp>
@@ -480,6 +482,27 @@ public:
             }));
         } else if (intel_source) {
             spdlog::info("intel: domain indicators are not matched (neither the L7 capture nor name capture runs)");
+        }
+
+        // The CNI plugin, told by the node's links (a netlink dump at start, then every 30 s
+        // on the background cadence; a scrape reads the last result).
+        {
+            using CniPtr = std::shared_ptr<const netprobe::analysis::CniInfo>;
+            auto state = std::make_shared<std::atomic<CniPtr>>();
+            auto refresh = [state] {
+                auto links = netprobe::ebpf::dumpLinks();
+                if (!links) return;
+                auto ci = std::make_shared<const netprobe::analysis::CniInfo>(netprobe::analysis::detectCni(*links));
+                const auto prev = state->load();
+                if (prev && *prev == *ci) return;
+                std::string links_told;
+                for (const auto& e : ci->evidence) links_told += (links_told.empty() ? "; links " : ", ") + e;
+                spdlog::info("CNI: {} (overlay {}{})", ci->name, ci->overlay, links_told);
+                state->store(ci);
+            };
+            refresh();
+            background->every("cni detection", std::chrono::seconds(30), refresh);
+            cfg.cni = [state] { return state->load(); };
         }
 
         // Diagnosis: findings over the main snapshots' counters and the security view.

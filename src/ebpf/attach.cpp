@@ -62,8 +62,14 @@ Result<TcAttachment> TcAttachment::attach(int prog_fd, std::uint32_t ifindex, bo
     a.ingress_ = ingress;
     a.mode_ = mode;
     if (mode == TcMode::Tcx) {
+        // First in the device's tcx chain (BPF_F_BEFORE without a relative program): the
+        // programs there already (a CNI's, Cilium's) end the chain for the packets they pass
+        // or redirect, so NetProbe must run before them to see those; it returns TCX_NEXT and
+        // they run after it, untouched. (BPF_F_BEFORE: newer than this libbpf's header.)
+        constexpr __u32 kBpfFBefore = 1U << 3;
+        LIBBPF_OPTS(bpf_link_create_opts, lo, .flags = kBpfFBefore);
         int fd = bpf_link_create(prog_fd, static_cast<int>(ifindex),
-                                 static_cast<bpf_attach_type>(ingress ? kBpfTcxIngress : kBpfTcxEgress), nullptr);
+                                 static_cast<bpf_attach_type>(ingress ? kBpfTcxIngress : kBpfTcxEgress), &lo);
         if (fd < 0) return std::unexpected(errnoError(errno, ingress ? "tcx ingress link" : "tcx egress link"));
         a.link_ = UniqueFd(fd);
         return a;

@@ -76,12 +76,65 @@ std::vector<LinkEvent> decodeLinkMessages(std::span<const std::byte> data) {
                 const char* p = reinterpret_cast<const char*>(msg + a + RTA_LENGTH(0));
                 const std::size_t plen = ra.rta_len - RTA_LENGTH(0);
                 ev.iface.name.assign(p, strnlen(p, plen));
+            } else if (ra.rta_type == IFLA_LINKINFO) {
+                // nested: IFLA_INFO_KIND, the link's type name; the same length checks
+                const std::byte* nest = msg + a + RTA_LENGTH(0);
+                const std::size_t nlen = ra.rta_len - RTA_LENGTH(0);
+                std::size_t b = 0;
+                while (nlen - b >= sizeof(rtattr)) {
+                    rtattr na;
+                    std::memcpy(&na, nest + b, sizeof na);
+                    if (na.rta_len < sizeof(rtattr) || na.rta_len > nlen - b) break;
+                    if (na.rta_type == IFLA_INFO_KIND) {
+                        const char* p = reinterpret_cast<const char*>(nest + b + RTA_LENGTH(0));
+                        ev.iface.kind.assign(p, strnlen(p, std::min<std::size_t>(na.rta_len - RTA_LENGTH(0), 32)));
+                    }
+                    b += std::min<std::size_t>(RTA_ALIGN(na.rta_len), nlen - b);
+                }
             }
             a += std::min<std::size_t>(RTA_ALIGN(ra.rta_len), msg_len - a);
         }
         events.push_back(std::move(ev));
     }
     return events;
+}
+
+Result<std::vector<InterfaceInfo>> dumpLinks() {
+    UniqueFd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+    if (!fd) return std::unexpected(errnoError(errno, "netlink socket"));
+    struct {
+        nlmsghdr h;
+        ifinfomsg i;
+    } req{};
+    req.h.nlmsg_len = sizeof req;
+    req.h.nlmsg_type = RTM_GETLINK;
+    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.h.nlmsg_seq = 1;
+    req.i.ifi_family = AF_UNSPEC;
+    if (::send(fd.get(), &req, sizeof req, 0) < 0) return std::unexpected(errnoError(errno, "netlink link dump"));
+    std::vector<InterfaceInfo> out;
+    std::vector<std::byte> buf(1 << 16);
+    for (;;) {
+        const ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return std::unexpected(errnoError(errno, "netlink link dump"));
+        }
+        const std::span<const std::byte> data(buf.data(), static_cast<std::size_t>(n));
+        for (auto& ev : decodeLinkMessages(data))
+            if (ev.kind == LinkEvent::Kind::Changed) out.push_back(std::move(ev.iface));
+        // the dump ends with NLMSG_DONE (or an error) in the last message of a read
+        bool done = n == 0;
+        for (std::size_t off = 0; !done && data.size() - off >= sizeof(nlmsghdr);) {
+            nlmsghdr h;
+            std::memcpy(&h, data.data() + off, sizeof h);
+            if (h.nlmsg_len < sizeof(nlmsghdr) || h.nlmsg_len > data.size() - off) break;
+            if (h.nlmsg_type == NLMSG_DONE) done = true;
+            if (h.nlmsg_type == NLMSG_ERROR) return std::unexpected(makeError("netlink link dump: error answer"));
+            off += std::min<std::size_t>(NLMSG_ALIGN(h.nlmsg_len), data.size() - off);
+        }
+        if (done) return out;
+    }
 }
 
 Result<LinkWatcher> LinkWatcher::open() {

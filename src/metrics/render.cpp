@@ -403,6 +403,17 @@ std::string renderAgentHealth(const std::vector<PipelineHealth>& pipelines,
     return w.take();
 }
 
+std::string renderCniMetrics(const analysis::CniInfo& cni) {
+    ExpositionWriter w;
+    w.family("netprobe_cni_info", MetricType::Gauge,
+             "The CNI plugin that wires this node's pods and its overlay, as the node's links tell them (1).");
+    w.sample("netprobe_cni_info", {{"cni", cni.name}, {"overlay", cni.overlay}}, std::uint64_t{1});
+    w.family("netprobe_cni_pod_interfaces", MetricType::Gauge,
+             "Host ends of pod veths named the CNI's way (lxc*, cali*, vethwe*).");
+    w.sample("netprobe_cni_pod_interfaces", {}, static_cast<std::uint64_t>(cni.pod_interfaces));
+    return w.take();
+}
+
 std::string renderDiagnosisMetrics(const analysis::DiagnosisView& view) {
     ExpositionWriter w;
     w.family("netprobe_diagnosis_findings", MetricType::Gauge,

@@ -180,6 +180,7 @@ http::Response Server::Impl::metrics() const {
     body += renderHttpMetrics(httpStats(), wh);
     if (v->diagnosis) body += renderDiagnosisMetrics(*v->diagnosis);
     if (v->domains) body += renderDomainIntelMetrics(*v->domains);
+    if (const auto ci = c.cni ? c.cni() : nullptr) body += renderCniMetrics(*ci);
     if (v->snapshot->names) body += renderNameCaptureMetrics(*v->snapshot->names);
     if (v->l7) body += renderL7Metrics(*v->l7, v->snapshot->l7.get());
     if (v->topology) body += renderTopologyMetrics(*v->topology);
@@ -200,7 +201,13 @@ http::Response Server::Impl::api(const http::Request& req) const {
     const auto& p = req.path;
     if (p == "/api/v1/interfaces") {
         if (!req.query.empty()) return noParams(req);
-        return http::Response::json(200, interfacesJson(*pipeline->latest()->snapshot, c.attribution.get()).dump());
+        auto j = interfacesJson(*pipeline->latest()->snapshot, c.attribution.get());
+        if (const auto ci = c.cni ? c.cni() : nullptr)
+            j["cni"] = {{"name", ci->name},
+                        {"overlay", ci->overlay},
+                        {"evidence", ci->evidence},
+                        {"pod_interfaces", ci->pod_interfaces}};
+        return http::Response::json(200, j.dump());
     }
     if (p == "/api/v1/flows") {
         auto q = parseFlowQuery(req.query, c.default_flow_limit, c.max_flow_limit);

@@ -348,7 +348,12 @@ class ContainersWithKubernetes(ContainersBase):
             watches = sum(x.get("netprobe_k8s_watch_restarts_total", resource="pods") + 1 for x in ms)
             lists = sum(x.get("netprobe_k8s_relists_total", resource="pods") + 1 for x in ms)
             got = (watches, lists)
-            want = (len(stats["watches"]["pods"]), len(stats["lists"]["pods"]))
+            # this node's pods only: with NetworkPolicy monitoring (on by default) the agents
+            # also watch the other nodes' pods (fieldSelector spec.nodeName!=...), counted as
+            # resource="remote_pods"
+            def local(reqs):
+                return [q for q in reqs if "spec.nodeName!=" not in q.get("fieldSelector", "")]
+            want = (len(local(stats["watches"]["pods"])), len(local(stats["lists"]["pods"])))
             log(f"pods watches/lists: agents {got}, fake API server {want}")
             return got == want and all(x.get("netprobe_k8s_synced", resource="pods") == 1 for x in ms)
 

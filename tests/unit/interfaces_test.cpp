@@ -7,12 +7,15 @@
 #include <net/if.h>
 #include <sys/socket.h>
 
+#include <cstdio>
 #include <cstring>
+#include <string>
 #include <map>
 #include <vector>
 
 #include <netprobe/ebpf/interfaces.hpp>
 #include <netprobe/util/fd.hpp>
+#include <nlohmann/json.hpp>
 
 using netprobe::ebpf::decodeLinkMessages;
 using netprobe::ebpf::LinkEvent;
@@ -89,4 +92,28 @@ TEST(LinkMessages, TruncatedAndLyingMessagesEndTheWalk) {
     std::vector<std::byte> tiny(sizeof(nlmsghdr) + 4);
     std::memcpy(tiny.data(), &h, sizeof h);
     EXPECT_TRUE(decodeLinkMessages(tiny).empty());
+}
+
+// ebpf::dumpLinks (names and kinds, IFLA_LINKINFO/IFLA_INFO_KIND) against iproute2's own
+// reading of the same dump (ip -d -j link: linkinfo.info_kind) and if_nameindex(3).
+TEST(LinkMessages, DumpLinksNamesAndKindsMatchIproute2) {
+    auto links = netprobe::ebpf::dumpLinks();
+    ASSERT_TRUE(links) << links.error().what();
+    std::map<std::string, std::string> ours;
+    for (const auto& l : *links) ours[l.name] = l.kind;
+    FILE* p = ::popen("ip -d -j link show 2>/dev/null", "r");
+    ASSERT_NE(p, nullptr);
+    std::string text;
+    char chunk[4096];
+    for (std::size_t n; (n = std::fread(chunk, 1, sizeof chunk, p)) > 0;) text.append(chunk, n);
+    ASSERT_EQ(::pclose(p), 0) << "ip -d -j link";
+    const auto j = nlohmann::json::parse(text);
+    std::map<std::string, std::string> iproute;
+    for (const auto& l : j) {
+        std::string kind;
+        if (l.contains("linkinfo") && l["linkinfo"].contains("info_kind")) kind = l["linkinfo"]["info_kind"];
+        iproute[l["ifname"]] = kind;
+    }
+    EXPECT_EQ(ours, iproute);
+    EXPECT_EQ(ours.at("lo"), "");
 }

@@ -17,9 +17,12 @@ struct InterfaceInfo {
     std::uint32_t index = 0;
     bool up = false;
     bool loopback = false;
+    std::string kind;  // from netlink only (IFLA_INFO_KIND): "veth", "bridge", "vxlan", "ipip", ...; "" for a physical device
 };
 
 [[nodiscard]] Result<std::vector<InterfaceInfo>> listInterfaces();
+// Every link of the caller's network namespace with its kind (an RTM_GETLINK dump).
+[[nodiscard]] Result<std::vector<InterfaceInfo>> dumpLinks();
 
 struct LinkEvent {
     enum class Kind { Changed, Removed } kind = Kind::Changed;

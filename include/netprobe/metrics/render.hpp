@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <netprobe/analysis/cni.hpp>
 #include <netprobe/analysis/grouping.hpp>
 #include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/analysis/security/stage.hpp>
@@ -47,6 +48,8 @@ struct WebConfigHealth {
 // netprobe_feature_enabled{feature}: the kernel features probed at start (1: present).
 // Diagnosis: findings by rule and severity (netprobe_diagnosis_findings).
 [[nodiscard]] std::string renderDiagnosisMetrics(const analysis::DiagnosisView& view);
+// netprobe_cni_info{cni,overlay} 1 and netprobe_cni_pod_interfaces: the CNI the links tell.
+[[nodiscard]] std::string renderCniMetrics(const analysis::CniInfo& cni);
 // Flow export: records emitted by end reason, open flows, and each sink's delivery
 // (netprobe_flow_export_*; view may be null before the first collection).
 [[nodiscard]] std::string renderFlowExportMetrics(const analysis::FlowExportView* view,

@@ -18,7 +18,10 @@
 #include <memory>
 #include <string>
 
+#include <functional>
+
 #include <netprobe/analysis/attribution.hpp>
+#include <netprobe/analysis/cni.hpp>
 #include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/analysis/talkers.hpp>
 #include <netprobe/collector/tc_collector.hpp>
@@ -70,6 +73,9 @@ struct ServerConfig {
     std::shared_ptr<const util::Scheduler> scheduler;
     // The kernel features probed at start (optional: netprobe_feature_enabled).
     std::shared_ptr<const ebpf::KernelInfo> kernel;
+    // The CNI plugin the node's links tell (a background task lists them; optional:
+    // netprobe_cni_info and "cni" in /api/v1/interfaces).
+    std::function<std::shared_ptr<const analysis::CniInfo>()> cni;
 };
 
 [[nodiscard]] ServerConfig DefaultServerConfig();
