@@ -6,6 +6,7 @@ must equal what the relay copied (the oracle: every packet the device sent and
 received) and the kernel's own counters for the device; pings and an iperf3 TCP
 transfer show up as flows with their 5-tuples; nothing is left attached afterwards."""
 
+import json
 import os
 import signal
 import unittest
@@ -60,8 +61,12 @@ class Layer3DeviceTest(E2ETestCase):
         self.assertIn(f"{PING_COUNT} received", p.stdout)
         srv = self.spawn(["iperf3", "-s", "-1", "-B", IP_A, "-p", "5201"], netns=ns_a, log_name="iperf3-server.log")
         wait_for(lambda: run(["ss", "-Hltn", "sport = :5201"], netns=ns_a).stdout.strip(), 10, "iperf3 listening")
-        c = run(["iperf3", "-c", IP_A, "-p", "5201", "-n", "2M", "--cport", "40123"], netns=ns_b, timeout=60)
+        c = run(["iperf3", "-c", IP_A, "-p", "5201", "-n", "2M", "--cport", "40123", "-J"], netns=ns_b, timeout=60)
         self.assertEqual(srv.wait(20), 0, srv.output() + c.stdout)
+        # what the server read: iperf3 ends the data connection when the control one says the
+        # test is over, and what the client's kernel still queued is discarded (a loaded
+        # machine: a third of the 2 MiB), so the nominal size is not what crossed
+        received = int(json.loads(c.stdout)["end"]["sum_received"]["bytes"])
 
         # quiet: the relay and the agent agree once nothing moves
         counters = ("netprobe_interface_rx_packets_total", "netprobe_interface_tx_packets_total")
@@ -78,8 +83,9 @@ class Layer3DeviceTest(E2ETestCase):
         self.assertEqual({k: k1[k] - k0[k] for k in k1},
                          {"tx_packets": r1[0] - r0[0], "tx_bytes": r1[1] - r0[1],
                           "rx_packets": r1[2] - r0[2], "rx_bytes": r1[3] - r0[3]})
-        # iperf3 -n stops the receiver's clock early: what crossed is between 1 and 2 MiB and more
-        self.assertGreater(got["rx_bytes"], 1024 * 1024)
+        # at least the payload iperf3's server read crossed (plus headers, the pings, ACKs)
+        self.assertGreater(received, 256 * 1024, "iperf3 moved too little to test anything")
+        self.assertGreater(got["rx_bytes"], received)
 
         # flows: the pings and the TCP transfer with their 5-tuples, from the network header
         icmp = agent.flows(protocol="icmp", direction="egress", src_ip=IP_A, dst_ip=IP_B)
