@@ -95,7 +95,6 @@ struct Harness {
 
 TEST(DomainIntel, QueryNameAndCnameChainMatchAndAddressesAreHeldForTheirTtl) {
     Harness h(makeSet({{"doms", ni::Action::Block, {"evil.example"}}, {"watch", ni::Action::Alert, {"watched.example"}}}));
-    ni::ResolvedConfig rc;
     auto v = h.run(100, {dns("www.evil.example", {a("www.evil.example", "198.18.9.1", 300)}, 100 * kS),
                          dns("good.example", {a("good.example", "198.18.9.2", 300)}, 100 * kS),
                          // covered only through its CNAME target
