@@ -93,12 +93,7 @@ std::shared_ptr<const Snapshot> Snapshot::withoutFlowSamples() const {
     }
     if (names) {  // the counters: the observations are the stages' input
         auto counters = std::make_shared<NameSample>();
-        counters->records_total = names->records_total;
-        counters->queue_dropped = names->queue_dropped;
-        counters->dns_not_parsed = names->dns_not_parsed;
-        counters->hello_without_name = names->hello_without_name;
-        counters->hello_truncated = names->hello_truncated;
-        counters->hello_malformed = names->hello_malformed;
+        counters->counters = names->counters;
         c->names = std::move(counters);
     }
     c->sources = sources;

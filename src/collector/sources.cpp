@@ -317,14 +317,15 @@ void NameSource::onRecord(std::span<const std::byte> rec) {
         ++malformed;
     }
     std::lock_guard lock(mu_);
-    ++state_.records_total;
-    state_.dns_not_parsed += not_dns;
-    state_.hello_without_name += no_name;
-    state_.hello_truncated += truncated;
-    state_.hello_malformed += malformed;
+    auto& c = state_.counters;
+    ++c.records_total;
+    c.dns_not_parsed += not_dns;
+    c.hello_without_name += no_name;
+    c.hello_truncated += truncated;
+    c.hello_malformed += malformed;
     if (!ok) return;
     if (state_.observations.size() >= max_queued_) {
-        ++state_.queue_dropped;
+        ++c.queue_dropped;
         return;
     }
     state_.observations.push_back(std::move(o));
@@ -336,12 +337,7 @@ Result<void> NameSource::collect(SnapshotBuilder& b) {
         std::lock_guard lock(mu_);
         sample->observations = std::move(state_.observations);
         state_.observations.clear();
-        sample->records_total = state_.records_total;
-        sample->queue_dropped = state_.queue_dropped;
-        sample->dns_not_parsed = state_.dns_not_parsed;
-        sample->hello_without_name = state_.hello_without_name;
-        sample->hello_truncated = state_.hello_truncated;
-        sample->hello_malformed = state_.hello_malformed;
+        sample->counters = state_.counters;
     }
     b.snapshot().names = std::move(sample);
     return {};

@@ -40,13 +40,6 @@ std::unique_ptr<IntelMaps> IntelMaps::adopt(util::UniqueFd outer, util::UniqueFd
     return m;
 }
 
-std::size_t IntelMaps::AddrHash::operator()(const util::Addr16& a) const noexcept {
-    std::uint64_t lo = 0, hi = 0;
-    std::memcpy(&lo, a.data(), 8);
-    std::memcpy(&hi, a.data() + 8, 8);
-    return static_cast<std::size_t>((lo * 0x9E3779B97F4A7C15ull) ^ (hi + 0x7F4A7C159E3779B9ull + (lo << 6)));
-}
-
 Result<std::uint32_t> IntelMaps::bumpLocked() {
     // Every cached verdict is stale from here (the generation wraps at 16 bits in the
     // flows' cache; 0 means "never evaluated", so it is skipped).
@@ -66,7 +59,7 @@ IntelResolvedApply IntelMaps::applyResolved(std::span<const IntelResolvedEntry> 
         out.failed = desired.size();
         return out;
     }
-    std::unordered_map<util::Addr16, np_intel_value, AddrHash> want;
+    std::unordered_map<util::Addr16, np_intel_value, util::AddrHash> want;
     want.reserve(desired.size());
     for (const auto& e : desired)
         if (want.size() < NP_INTEL_RESOLVED_MAX) want.emplace(e.addr, e.value);

@@ -28,13 +28,6 @@ bool better(const IpMatch& a, Action aa, const IpMatch& b, Action ba) {
 
 }  // namespace
 
-std::size_t IndicatorSet::AddrHash::operator()(const util::Addr16& a) const noexcept {
-    std::uint64_t x, y;
-    std::memcpy(&x, a.data(), 8);
-    std::memcpy(&y, a.data() + 8, 8);
-    return static_cast<std::size_t>((x * 0x9E3779B97F4A7C15ull) ^ (y + 0x7F4A7C159E3779B9ull + (x << 6)));
-}
-
 IndicatorSet::IndicatorSet(std::vector<FeedStatus> feeds, std::vector<std::shared_ptr<const ParsedFeed>> parsed,
                            std::uint64_t generation)
     : feeds_(std::move(feeds)), parsed_(std::move(parsed)), generation_(generation) {

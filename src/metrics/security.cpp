@@ -373,7 +373,8 @@ std::string renderDomainIntelMetrics(const analysis::domains::DomainIntelView& v
     return w.take();
 }
 
-std::string renderNameCaptureMetrics(const collector::NameSample& n) {
+std::string renderNameCaptureMetrics(const collector::NameSample& names) {
+    const auto& n = names.counters;
     ExpositionWriter w;
     w.family("netprobe_name_capture_records_total", MetricType::Counter,
              "Records of the name capture ring read (DNS responses and TLS ClientHellos seen at TC).");

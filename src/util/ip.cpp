@@ -79,4 +79,11 @@ std::optional<std::uint8_t> parseProtocol(std::string_view name) {
     return static_cast<std::uint8_t>(v);
 }
 
+std::size_t AddrHash::operator()(const Addr16& a) const noexcept {
+    std::uint64_t x, y;
+    std::memcpy(&x, a.data(), 8);
+    std::memcpy(&y, a.data() + 8, 8);
+    return static_cast<std::size_t>((x * 0x9E3779B97F4A7C15ull) ^ (y + 0x7F4A7C159E3779B9ull + (x << 6)));
+}
+
 }  // namespace netprobe::util

@@ -118,15 +118,18 @@ struct NameObservation {
     std::vector<l7::DnsAnswer> answers;   // A/AAAA/CNAME within the captured bytes
 };
 
-struct NameSample {
-    std::vector<NameObservation> observations;
-    // since start
+struct NameCaptureCounters {  // since start
     std::uint64_t records_total = 0;      // ring records read
     std::uint64_t queue_dropped = 0;      // parsed but not queued: the queue was full
     std::uint64_t dns_not_parsed = 0;     // not a DNS response with one question
     std::uint64_t hello_without_name = 0; // a ClientHello without server_name
     std::uint64_t hello_truncated = 0;    // the name lies beyond the captured bytes
     std::uint64_t hello_malformed = 0;
+};
+
+struct NameSample {
+    std::vector<NameObservation> observations;
+    NameCaptureCounters counters;
 };
 
 // Threat intelligence: the indicator set the kernel checks now and what each feed's

@@ -72,14 +72,11 @@ public:
 private:
     IntelMaps() = default;
     Result<std::uint32_t> bumpLocked();  // a new generation in intel_state (mu_ held)
-    struct AddrHash {
-        std::size_t operator()(const util::Addr16& a) const noexcept;
-    };
     util::UniqueFd outer_, state_, stats_, resolved_;
     std::mutex mu_;  // generation_, in_kernel_ and the intel_state writes
     std::uint32_t generation_ = 0;
     bool bump_pending_ = false;  // intel_resolved changed but the generation write failed
-    std::unordered_map<util::Addr16, np_intel_value, AddrHash> in_kernel_;  // intel_resolved's content
+    std::unordered_map<util::Addr16, np_intel_value, util::AddrHash> in_kernel_;  // intel_resolved's content
 };
 
 }  // namespace netprobe::ebpf

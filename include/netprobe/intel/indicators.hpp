@@ -75,15 +75,12 @@ public:
     [[nodiscard]] std::vector<ebpf::IntelEntry> kernelEntries() const;
 
 private:
-    struct AddrHash {
-        std::size_t operator()(const util::Addr16& a) const noexcept;
-    };
     std::vector<FeedStatus> feeds_;
     std::vector<std::shared_ptr<const ParsedFeed>> parsed_;
     std::uint64_t generation_ = 0;
     std::size_t ip_count_ = 0;
     // by prefix length: masked address -> the winning indicator
-    std::array<std::unordered_map<util::Addr16, IpMatch, AddrHash>, 129> by_len_;
+    std::array<std::unordered_map<util::Addr16, IpMatch, util::AddrHash>, 129> by_len_;
     std::vector<std::uint8_t> lengths_;  // present, longest first
     std::unordered_map<std::string, DomainMatch> domains_;
 };

@@ -21,6 +21,11 @@ using Addr16 = std::array<std::uint8_t, 16>;
 // a with every bit after the first prefix_len cleared (prefix_len over the 128-bit
 // form: an IPv4 /24 is 96 + 24).
 [[nodiscard]] Addr16 maskAddr(const Addr16& a, unsigned prefix_len);
+
+// A hash of the 16 bytes, for unordered containers keyed by address.
+struct AddrHash {
+    std::size_t operator()(const Addr16& a) const noexcept;
+};
 // "tcp", "udp", "icmp", "icmpv6", "gre", ... or the number as text.
 [[nodiscard]] std::string protocolName(std::uint8_t proto);
 // Inverse of protocolName; also accepts a decimal number.
