@@ -276,6 +276,7 @@ void clearMap(int fd, std::size_t key_size) {
 int main(int argc, char** argv) {
     std::uint32_t rounds = 15, repeat = 200000, first_runs = 1000;
     std::string only;  // run only the cases whose "program frame case" contains this (for perf)
+    bool decap = true; // --decap=off: every skeleton loaded without overlay decapsulation (np_enable_decap 0)
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto val = [&](const char* p) -> long {
@@ -285,8 +286,10 @@ int main(int argc, char** argv) {
         else if (a.rfind("--repeat=", 0) == 0) repeat = static_cast<std::uint32_t>(val("--repeat="));
         else if (a.rfind("--first-runs=", 0) == 0) first_runs = static_cast<std::uint32_t>(val("--first-runs="));
         else if (a.rfind("--only=", 0) == 0) only = a.substr(7);
+        else if (a == "--decap=off" || a == "--decap=on") decap = a == "--decap=on";
         else {
-            std::fprintf(stderr, "usage: %s [--rounds=N] [--repeat=N] [--first-runs=N] [--only=SUBSTRING]\n",
+            std::fprintf(stderr,
+                         "usage: %s [--rounds=N] [--repeat=N] [--first-runs=N] [--only=SUBSTRING] [--decap=on|off]\n",
                          argv[0]);
             return 2;
         }
@@ -304,8 +307,10 @@ int main(int argc, char** argv) {
     CPU_SET(cpu, &set);
     if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity", errno);
 
-    std::unique_ptr<datapath_bpf, void (*)(datapath_bpf*)> dp(datapath_bpf__open_and_load(), datapath_bpf__destroy);
-    if (!dp) die("load datapath skeleton", errno);
+    std::unique_ptr<datapath_bpf, void (*)(datapath_bpf*)> dp(datapath_bpf__open(), datapath_bpf__destroy);
+    if (!dp) die("open datapath skeleton", errno);
+    dp->rodata->np_enable_decap = decap;
+    if (int err = datapath_bpf__load(dp.get()); err) die("load datapath skeleton", -err);
     std::unique_ptr<reference_bpf, void (*)(reference_bpf*)> ref(reference_bpf__open_and_load(),
                                                                   reference_bpf__destroy);
     if (!ref) die("load reference skeleton", errno);
@@ -317,6 +322,7 @@ int main(int argc, char** argv) {
     if (!sec) die("open datapath skeleton", errno);
     sec->rodata->np_enable_security = 1;
     sec->rodata->np_mitigate = NP_MITIGATE_ON;
+    sec->rodata->np_enable_decap = decap;
     if (int err = datapath_bpf__load(sec.get()); err) die("load datapath skeleton (security on)", -err);
     ring_buffer* sec_ring = ring_buffer__new(bpf_map__fd(sec->maps.sec_events),
                                              [](void*, void*, std::size_t) { return 0; }, nullptr, nullptr);
@@ -332,6 +338,7 @@ int main(int argc, char** argv) {
     if (!intel) die("open datapath skeleton", errno);
     intel->rodata->np_enable_security = 1;
     intel->rodata->np_enable_intel = 1;
+    intel->rodata->np_enable_decap = decap;
     if (int err = datapath_bpf__load(intel.get()); err) die("load datapath skeleton (intel on)", -err);
     const IntelScale scale = installIntel(*intel, 1000000, 100000);
     std::printf("intel: %zu prefixes installed in %.2f s (%s), trie %.1f MiB (memlock)\n", scale.entries,
@@ -350,6 +357,7 @@ int main(int argc, char** argv) {
     if (!names) die("open datapath skeleton", errno);
     names->rodata->np_enable_security = 1;
     names->rodata->np_enable_names = 1;
+    names->rodata->np_enable_decap = decap;
     if (int err = datapath_bpf__load(names.get()); err) die("load datapath skeleton (names on)", -err);
     ring_buffer* names_ring = ring_buffer__new(bpf_map__fd(names->maps.sec_events),
                                                [](void*, void*, std::size_t) { return 0; }, nullptr, nullptr);

@@ -41,7 +41,10 @@ struct np_packet {
 	__u8 icmp_type;        /* ICMP/ICMPv6 packets (class bit set): the message type */
 	__u8 icmp_code;        /* ... and code */
 	__u8 tcp_doff;         /* TCP header length in 32-bit words */
-	__u16 l4_off;          /* offset of the L4 header from the start of the frame */
+	__u16 l4_off;          /* offset of the L4 header from the start of the frame (TCP, UDP,
+	                        * ICMP, and the payload of other protocols: a tunnel's) */
+	__u16 l3_off;          /* IPv4/IPv6: offset of the IP header from the start of the frame */
+	__u32 l3_end;          /* IPv4/IPv6: where the IP datagram ends by its header */
 };
 
 #define NP_FRAG_NONE 0
@@ -123,6 +126,7 @@ static __always_inline int np_parse_l4(void *pos, __u32 off, __u32 end_off, void
 		return NP_MAL_NONE;
 	}
 	NP_MARK(pkt, NP_PROTO_OTHER_L4);
+	pkt->l4_off = off; /* a tunnel's payload (IPIP, GRE): bpf/lib/decap.h */
 	return NP_MAL_NONE;
 }
 
@@ -149,6 +153,8 @@ static __always_inline int np_parse_ipv4(void *pos, __u32 off, void *data_end, _
 
 	NP_MARK(pkt, NP_PROTO_IPV4);
 	pkt->has_l3 = 1;
+	pkt->l3_off = off;
+	pkt->l3_end = off + tot;
 	pkt->key.family = 4;
 	pkt->key.proto = ip->protocol;
 	pkt->key.src_ip.v4m.pad[2] = bpf_htonl(0x0000ffff);
@@ -188,6 +194,8 @@ static __always_inline int np_parse_ipv6(void *pos, __u32 off, void *data_end, _
 
 	NP_MARK(pkt, NP_PROTO_IPV6);
 	pkt->has_l3 = 1;
+	pkt->l3_off = off;
+	pkt->l3_end = end_off;
 	pkt->key.family = 6;
 	__builtin_memcpy(&pkt->key.src_ip, &ip6->saddr, 16);
 	__builtin_memcpy(&pkt->key.dst_ip, &ip6->daddr, 16);

@@ -13,6 +13,7 @@
 #include "security.h"
 #include "intel.h"
 #include "names.h"
+#include "decap.h"
 
 #define NP_TC_ACT_UNSPEC (-1) /* tcx: continue with the next program; clsact: default action */
 #define NP_XDP_PASS 2
@@ -151,6 +152,50 @@ static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __
 	return np_intel_account(init.intel_match, init.intel_feed, segs, len);
 }
 
+/* Packets are wire packets: a GSO/GRO skb (TSO on transmit, GRO on receive) counts
+ * its gso_segs segments, as a NIC's counters and TCP's OutSegs/InSegs count them,
+ * and its bytes are the segments' bytes: the headers up to the TCP/UDP payload are
+ * repeated in each segment (hdr_len; 0 when the packet was not parsed that far, then
+ * the skb's bytes). A plain skb is one packet of skb->len bytes. */
+static __always_inline __u64 np_wire_bytes(__u64 len, __u32 segs, __u32 hdr_len)
+{
+	return segs > 1 ? len + (__u64)(segs - 1) * hdr_len : len;
+}
+
+/* A tunnel packet (bpf/lib/decap.h) after its outer flow was accounted: overlay_stats,
+ * and the flow of the inner packet (d->inner.key with the ifindex and direction of the
+ * outer one; bytes: the inner IP datagram). outer_len: the tunnel packet's wire bytes.
+ * Returns 1 when the packet is to be dropped (threat intel: an inner address is a block
+ * indicator, mitigation on). Global function: verified once on its own. */
+__attribute__((noinline)) int np_decap_account(struct np_decap *d, __u32 segs, __u64 outer_len)
+{
+	if (!d)
+		return 0;
+	__u32 encap = d->encap;
+	__u32 dir = d->inner.key.direction;
+	if (encap == NP_ENCAP_NONE || encap >= NP_ENCAP_MAX || dir >= NP_DIR_MAX)
+		return 0;
+	__u32 idx = dir * NP_ENCAP_MAX + encap;
+	struct np_overlay_counter *c = bpf_map_lookup_elem(&overlay_stats, &idx);
+	if (d->status != NP_DECAP_OK) {
+		if (c)
+			c->errors += segs;
+		return 0;
+	}
+	__u64 len = np_wire_bytes(d->len, segs, d->inner_hdr);
+	if (c) {
+		c->packets += segs;
+		c->bytes += outer_len;
+		c->inner_bytes += len;
+	}
+	if (!d->inner.has_l3)
+		return 0; /* ARP and other non-IP frames in an overlay: no flow */
+	if (d->inner.frag != NP_FRAG_NONE)
+		np_track_fragment(&d->inner);
+	__u64 flow_packets = 0;
+	return np_account_flow(&d->inner, segs, len, &flow_packets);
+}
+
 /* Parse the skb into pkt. Global (non-inlined) functions: the verifier checks each
  * once on its own instead of once per call site and per path of the caller, which
  * keeps the programs far below the complexity limit. */
@@ -171,16 +216,6 @@ __attribute__((noinline)) int np_parse_skb_l3(struct __sk_buff *skb, struct np_p
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	return np_parse_l3_packet(data, data_end, skb->len, bpf_ntohs((__u16)skb->protocol), pkt);
-}
-
-/* Packets are wire packets: a GSO/GRO skb (TSO on transmit, GRO on receive) counts
- * its gso_segs segments, as a NIC's counters and TCP's OutSegs/InSegs count them,
- * and its bytes are the segments' bytes: the headers up to the TCP/UDP payload are
- * repeated in each segment (hdr_len; 0 when the packet was not parsed that far, then
- * the skb's bytes). A plain skb is one packet of skb->len bytes. */
-static __always_inline __u64 np_wire_bytes(__u64 len, __u32 segs, __u32 hdr_len)
-{
-	return segs > 1 ? len + (__u64)(segs - 1) * hdr_len : len;
 }
 
 #define NP_TC_ACT_SHOT 2
@@ -217,8 +252,18 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir, const 
 		}
 	}
 
+	/* A tunnel packet: its inner packet is parsed before the counting (a GSO packet of
+	 * a tunnel repeats the inner headers in each segment too) and accounted after the
+	 * outer flow. dc is written only here and read only when decap is set. */
+	struct np_decap dc;
+	int decap = NP_DECAP_NOT_TUNNEL;
+	if (np_enable_decap && np_enable_flows && reason == NP_MAL_NONE && np_decap_candidate(&pkt))
+		decap = np_decap_run(skb, &pkt, &dc, NP_PULL_MAX);
+
 	__u32 hdr_len = 0;
-	if (segs > 1 && reason == NP_MAL_NONE) {
+	if (segs > 1 && decap == NP_DECAP_OK && dc.outer_hdr) {
+		hdr_len = vlan_len + dc.outer_hdr;
+	} else if (segs > 1 && reason == NP_MAL_NONE) {
 		if (pkt.proto_mask & (1u << NP_PROTO_TCP))
 			hdr_len = vlan_len + pkt.l4_off + (__u32)pkt.tcp_doff * 4;
 		else if (pkt.proto_mask & (1u << NP_PROTO_UDP))
@@ -268,6 +313,12 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir, const 
 	if (np_account_flow(&pkt, segs, len, &flow_packets))
 		return NP_TC_ACT_SHOT;
 	np_names_check(skb, &pkt, segs, flow_packets);
+	if (decap != NP_DECAP_NOT_TUNNEL) {
+		dc.inner.key.ifindex = ifindex;
+		dc.inner.key.direction = (__u8)dir;
+		if (np_decap_account(&dc, segs, len))
+			return NP_TC_ACT_SHOT;
+	}
 	return NP_TC_ACT_UNSPEC;
 }
 

@@ -26,6 +26,7 @@
 #include <netprobe/analysis/grouping.hpp>
 #include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/analysis/policy.hpp>
+#include <netprobe/analysis/respond/stage.hpp>
 #include <netprobe/analysis/security/stage.hpp>
 #include <netprobe/analysis/talkers.hpp>
 #include <netprobe/analysis/topology.hpp>
@@ -44,6 +45,7 @@
 #include <netprobe/k8s/client.hpp>
 #include <netprobe/k8s/config.hpp>
 #include <netprobe/k8s/policy_publisher.hpp>
+#include <netprobe/k8s/responder.hpp>
 #include <netprobe/metrics/security.hpp>
 #include <netprobe/metrics/server.hpp>
 #include <netprobe/sinks/clickhouse.hpp>
@@ -167,6 +169,7 @@ public:
         mo.xdp_mode = opts_.xdp_mode;
         mo.tc_mode = opts_.tc_mode;
         mo.flow_table_size = opts_.flow_table_size;
+        mo.enable_decap = opts_.decap;
         auto sec_cfg = securityConfig(opts_);
         if (!sec_cfg) return fatal(sec_cfg.error());
         mo.enable_security = sec_cfg->enabled;
@@ -185,6 +188,9 @@ public:
             });
             mo.enable_names = domain_feeds && !opts_.l7;
         }
+        // With Kubernetes, the ClientHellos captured at TC also tell which conversations are TLS
+        // (between two mesh sidecars: mTLS edges of the topology).
+        if (*k8s_cfg) mo.enable_names = true;
         auto manager = netprobe::ebpf::Manager::create(mo);
         if (!manager) return fatal(manager.error().what());
         auto& mgr = **manager;
@@ -245,7 +251,8 @@ public:
             if (src) {
                 collector.addSource(std::shared_ptr<netprobe::collector::NameSource>(std::move(*src)));
                 names_on = true;
-                spdlog::info("name capture on: DNS answers (UDP port 53) and TLS ClientHello server names at TC");
+                spdlog::info("name capture on: DNS answers (UDP port 53) and TLS ClientHello server names at TC{}",
+                             *k8s_cfg ? " (TLS conversations: mesh mTLS)" : "");
             } else {
                 spdlog::error("name capture disabled, domain indicators are not matched: {}", src.error().what());
             }
@@ -422,6 +429,7 @@ public:
             so.config = *sec_cfg;
             so.flows = [main = pipeline.get()] { return main->latest()->flows; };
             so.domains = [main = pipeline.get()] { return main->latest()->domains; };
+            so.policy = [main = pipeline.get()] { return main->latest()->policy; };
             sec_pipeline->addStage(std::make_unique<netprobe::analysis::security::SecurityStage>(std::move(so)));
             auto log = netprobe::metrics::EventLog::open(opts_.events_log);
             if (!log) return fatal(log.error().what());
@@ -482,6 +490,62 @@ public:
             }));
         } else if (intel_source) {
             spdlog::info("intel: domain indicators are not matched (neither the L7 capture nor name capture runs)");
+        }
+
+        // Automatic response (--respond, with Kubernetes and security analytics): the stage
+        // plans NetworkPolicies for the security events that involve this node's pods and
+        // verifies them from the policy stage's view; the applier (its own thread) logs them
+        // (dry-run) or makes them exist through the API (on).
+        std::shared_ptr<netprobe::k8s::ResponseApplier> responder;
+        if (opts_.respond.mode != netprobe::analysis::respond::Mode::Off) {
+            namespace respond = netprobe::analysis::respond;
+            if (!k8s) return fatal("--respond needs Kubernetes (--kubeconfig, or in-cluster with KUBERNETES_SERVICE_HOST)");
+            if (!sec_pipeline) return fatal("--respond needs security analytics (--security=on)");
+            respond::ResponseStageOptions ro;
+            ro.config = opts_.respond;
+            ro.config.node = envOr("NODE_NAME");
+            ro.security = [sec = sec_pipeline.get()] { return sec->latest()->security; };
+            auto toRef = [](const netprobe::k8s::PodInfo& p, bool local) {
+                return respond::PodRef{p.ns, p.name, p.node, p.labels, p.ips, local};
+            };
+            ro.pods = [k8s, toRef](const netprobe::util::Addr16& a) -> std::optional<respond::PodRef> {
+                if (auto p = k8s->podByIp(a)) return toRef(*p, true);
+                if (const auto* remote = k8s->remotePods())
+                    if (auto p = remote->byIp(a)) return toRef(*p, false);
+                return std::nullopt;
+            };
+            ro.selection = [k8s](const std::string& ns, const std::map<std::string, std::string>& labels) {
+                std::vector<std::string> out;
+                auto add = [&](const std::vector<netprobe::k8s::PodInfo>& pods) {
+                    for (const auto& p : pods) {
+                        if (p.ns != ns || p.host_network) continue;
+                        bool all = true;
+                        for (const auto& [k, v] : labels) {
+                            auto it = p.labels.find(k);
+                            all = all && it != p.labels.end() && it->second == v;
+                        }
+                        if (all) out.push_back(p.ns + "/" + p.name);
+                    }
+                };
+                add(k8s->pods().all());
+                if (const auto* remote = k8s->remotePods()) add(remote->all());
+                std::sort(out.begin(), out.end());
+                return out;
+            };
+            netprobe::k8s::ResponseApplierOptions rao;
+            rao.mode = opts_.respond.mode;
+            rao.node = ro.config.node;
+            responder = std::make_shared<netprobe::k8s::ResponseApplier>(
+                k8s, rao, [main = pipeline.get()] { return main->latest()->responses; });
+            ro.applier = [responder] { return responder->state(); };
+            pipeline->addStage(std::make_unique<respond::ResponseStage>(std::move(ro)));
+            std::string types;
+            for (auto t : opts_.respond.events) types += (types.empty() ? "" : ",") + std::string(netprobe::analysis::security::toString(t));
+            spdlog::info("automatic response {}: NetworkPolicies for {} events from severity {} (ttl {}, quarantine {}){}",
+                         respond::toString(opts_.respond.mode), types,
+                         netprobe::analysis::security::toString(opts_.respond.min_severity),
+                         netprobe::util::formatDuration(opts_.respond.ttl), opts_.respond.quarantine ? "on" : "off",
+                         opts_.k8s_policies ? "" : "; not verified: --k8s-policies=off");
         }
 
         // The CNI plugin, told by the node's links (a netlink dump at start, then every 30 s
@@ -568,6 +632,7 @@ public:
             });
         background->start();
         if (intel_watch) intel_scheduler.start();
+        if (responder) responder->start();
 
         int rc = loop(*watcher, mgr);
         reload_ = nullptr;
@@ -576,6 +641,7 @@ public:
         intel_scheduler.stop();
         spdlog::info("shutting down: detaching from {} interface(s)", mgr.attachments().size());
         server.stop();  // stops the main collector too
+        if (responder) responder->stop();
         if (!flow_sinks.empty()) {
             // The last interval's packets and every open flow go to the sinks.
             if (auto r = collector.collect(); !r) spdlog::warn("final collection: {}", r.error().what());

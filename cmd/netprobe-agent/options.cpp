@@ -124,6 +124,25 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
                    "NetworkPolicy monitoring (with Kubernetes): watch NetworkPolicies, Namespaces, Nodes and the other "
                    "nodes' pods, evaluate the observed traffic (netprobe_policy_*, /api/v1/policies): on, off")
         ->capture_default_str();
+    std::string respond = "off", respond_ttl = "1h", respond_events = "port_scan,syn_flood,udp_flood,icmp_flood,threat_intel_match",
+                respond_severity = "medium", respond_quarantine = "on";
+    long long respond_max = static_cast<long long>(o.respond.max_policies);
+    app.add_option("--respond", respond,
+                   "Automatic response to security events through NetworkPolicies (with Kubernetes; "
+                   "docs/respond.md): off, dry-run (show them in /api/v1/responses and the log), on (create them; "
+                   "needs the RBAC of deploy/respond)")
+        ->capture_default_str();
+    app.add_option("--respond-ttl", respond_ttl, "How long a response lasts after its event was last seen")
+        ->capture_default_str();
+    app.add_option("--respond-events", respond_events, "Event types answered (comma-separated)")->capture_default_str();
+    app.add_option("--respond-min-severity", respond_severity,
+                   "Events answered from this severity up: low, medium, high, critical")
+        ->capture_default_str();
+    app.add_option("--respond-quarantine", respond_quarantine,
+                   "Quarantine a pod of this node that attacks (all traffic denied but DNS): on, off")
+        ->capture_default_str();
+    app.add_option("--respond-max-policies", respond_max, "Response policies at once (more are refused)")
+        ->capture_default_str();
     std::string workload_metrics = "on";
     long long workload_limit = static_cast<long long>(o.workload_metrics_limit);
     app.add_option("--workload-metrics", workload_metrics,
@@ -148,6 +167,11 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     app.add_option("--l7-max-connections", l7_conns, "Connections with L7 parser state (beyond: counted, not parsed)")
         ->capture_default_str();
 
+    std::string decap = "on";
+    app.add_option("--decap", decap,
+                   "Overlay decapsulation at TC: the packet a VXLAN, Geneve, IPIP, 6in4, IP6IP6, 4in6 or GRE packet "
+                   "carries is accounted as a flow of its own, with its encapsulation (docs/cni.md): on, off")
+        ->capture_default_str();
     std::string cgroup_traffic = "on", container_metrics = "on";
     long long container_limit = static_cast<long long>(o.container_metrics_limit);
     app.add_option("--cgroup-traffic", cgroup_traffic,
@@ -305,6 +329,40 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (k8s_policies == "on") o.k8s_policies = true;
     else if (k8s_policies == "off") o.k8s_policies = false;
     else return fail("invalid --k8s-policies \"" + k8s_policies + "\": expected on or off");
+    if (respond == "off") o.respond.mode = analysis::respond::Mode::Off;
+    else if (respond == "dry-run") o.respond.mode = analysis::respond::Mode::DryRun;
+    else if (respond == "on") o.respond.mode = analysis::respond::Mode::On;
+    else return fail("invalid --respond \"" + respond + "\": expected off, dry-run or on");
+    {
+        auto d = util::parseDuration(respond_ttl);
+        if (!d) return fail("--respond-ttl: " + d.error());
+        if (*d < std::chrono::seconds(1) || *d > std::chrono::days(30))
+            return fail("--respond-ttl " + respond_ttl + ": must be 1s-30d");
+        o.respond.ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
+    }
+    o.respond.events.clear();
+    for (std::size_t pos = 0; pos <= respond_events.size();) {
+        auto comma = respond_events.find(',', pos);
+        if (comma == std::string::npos) comma = respond_events.size();
+        std::string t = respond_events.substr(pos, comma - pos);
+        pos = comma + 1;
+        if (t.empty()) continue;
+        auto e = analysis::security::parseEventType(t);
+        if (!e) return fail("invalid --respond-events type \"" + t + "\": expected " + analysis::security::eventTypeNames());
+        o.respond.events.push_back(*e);
+    }
+    if (o.respond.events.empty()) return fail("--respond-events: no event type");
+    if (respond_severity == "low") o.respond.min_severity = analysis::security::Severity::Low;
+    else if (respond_severity == "medium") o.respond.min_severity = analysis::security::Severity::Medium;
+    else if (respond_severity == "high") o.respond.min_severity = analysis::security::Severity::High;
+    else if (respond_severity == "critical") o.respond.min_severity = analysis::security::Severity::Critical;
+    else return fail("invalid --respond-min-severity \"" + respond_severity + "\": expected low, medium, high or critical");
+    if (respond_quarantine == "on") o.respond.quarantine = true;
+    else if (respond_quarantine == "off") o.respond.quarantine = false;
+    else return fail("invalid --respond-quarantine \"" + respond_quarantine + "\": expected on or off");
+    if (respond_max < 1 || respond_max > 10000)
+        return fail("invalid --respond-max-policies " + std::to_string(respond_max) + ": must be 1-10000");
+    o.respond.max_policies = static_cast<std::size_t>(respond_max);
     if (workload_metrics == "on") o.workload_metrics = true;
     else if (workload_metrics == "off") o.workload_metrics = false;
     else return fail("invalid --workload-metrics \"" + workload_metrics + "\": expected on or off");
@@ -327,6 +385,9 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (l7_conns < 1 || l7_conns > 10000000)
         return fail("invalid --l7-max-connections " + std::to_string(l7_conns) + ": must be 1-10000000");
     o.l7_max_connections = static_cast<std::size_t>(l7_conns);
+    if (decap == "on") o.decap = true;
+    else if (decap == "off") o.decap = false;
+    else return fail("invalid --decap \"" + decap + "\": expected on or off");
     if (cgroup_traffic == "on") o.cgroup_traffic = true;
     else if (cgroup_traffic == "off") o.cgroup_traffic = false;
     else return fail("invalid --cgroup-traffic \"" + cgroup_traffic + "\": expected on or off");

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <netprobe/analysis/respond/response.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/ebpf/types.hpp>
 #include <netprobe/sinks/clickhouse.hpp>
@@ -35,8 +36,12 @@ struct AgentOptions {
     bool pod_metrics = true;             // --pod-metrics=on|off
     std::size_t pod_metrics_limit = 200; // --pod-metrics-limit: pods with their own series
     bool k8s_policies = true;            // --k8s-policies=on|off: NetworkPolicy monitoring (with Kubernetes)
+    // --respond=off|dry-run|on, --respond-ttl, --respond-events, --respond-min-severity,
+    // --respond-quarantine, --respond-max-policies: automatic response (with Kubernetes)
+    analysis::respond::ResponseConfig respond;
     bool workload_metrics = true;              // --workload-metrics=on|off
     std::size_t workload_metrics_limit = 500;  // --workload-metrics-limit: workload pairs with their own series
+    bool decap = true;                          // --decap=on|off: overlay decapsulation (bpf/lib/decap.h)
     bool cgroup_traffic = true;                 // --cgroup-traffic=on|off: per-cgroup traffic (cgroup_skb)
     bool container_metrics = true;              // --container-metrics=on|off: netprobe_container_* series
     std::size_t container_metrics_limit = 500;  // --container-metrics-limit: containers with their own series

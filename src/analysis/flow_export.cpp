@@ -51,6 +51,7 @@ std::size_t FlowExport::KeyHash::operator()(const Key& k) const noexcept {
     mix(&k.pa, 2);
     mix(&k.pb, 2);
     mix(&k.proto, 1);
+    mix(&k.encap, 1);
     mix(&k.ifindex, 4);
     return static_cast<std::size_t>(h);
 }
@@ -70,6 +71,7 @@ FlowExport::Key FlowExport::keyOf(const flow_key& k) {
     key.pb = swap ? k.src_port : k.dst_port;
     key.proto = k.proto;
     key.family = k.family;
+    key.encap = k.encap;
     key.ifindex = k.ifindex;
     return key;
 }
@@ -93,6 +95,7 @@ void FlowExport::emit(const collector::Snapshot& s, const Views& views, Entry& e
     r.reason = reason;
     r.final = final;
     if (auto it = link_header_.find(e.fwd.ifindex); it != link_header_.end()) r.link_header_bytes = it->second;
+    if (e.fwd.encap != NP_ENCAP_NONE) r.link_header_bytes = 0;  // an inner flow counts its IP datagrams
     if (views.flows) r.interface = views.flows->interfaceName(e.fwd.ifindex);
     if (r.interface.empty()) r.interface = std::to_string(e.fwd.ifindex);
     if (attribution_) {

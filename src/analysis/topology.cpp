@@ -94,6 +94,7 @@ struct Topology::State {
     TupleMap<Place> places;  // where each directed 5-tuple is counted
     std::uint64_t run = 0;
     std::uint64_t overflow = 0, unoriented = 0;
+    std::map<Key, std::pair<std::string, std::uint64_t>> pending_tls;  // -> (SNI, seen at)
 
     // The conversation, writable (copied first when a published view shares it); null
     // when the budget is spent.
@@ -135,6 +136,8 @@ struct Topology::State {
         c.server.pod = l.dst_pod;
         c.server.workload = l.dst_workload;
         c.server.service = l.dst_service;
+        c.client.mesh = l.src_mesh;
+        c.server.mesh = l.dst_mesh;
     }
 
     static TopologySlot& slot(Conversation& c, std::int64_t id) {
@@ -257,7 +260,9 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
             continue;
         }
         Tuple t{addr(f.key.src_ip), addr(f.key.dst_ip), f.key.src_port, f.key.dst_port, f.key.proto, f.key.family};
-        const std::uint64_t place = std::uint64_t{f.key.ifindex} << 8 | f.key.direction;
+        // (an inner flow of tunnel packets is another place than the plain flow there)
+        const std::uint64_t place =
+            std::uint64_t{f.key.ifindex} << 16 | std::uint64_t{f.key.encap} << 8 | f.key.direction;
         auto [pit, fresh] = s.places.try_emplace(t, State::Place{place, now_ns});
         if (!fresh && pit->second.place != place) continue;
         pit->second.last_ns = now_ns;
@@ -283,6 +288,30 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
         }
         if (c->first_seen_ns == 0) c->first_seen_ns = now_ns;
         c->last_seen_ns = now_ns;
+    }
+
+    // TLS: a ClientHello seen at TC names its conversation's bytes as TLS (kept until the
+    // conversation shows up, for a while: the hello and the flow sample may come apart).
+    if (const auto* names = snap.names.get()) {
+        for (const auto& o : names->observations) {
+            if (o.kind != collector::NameObservation::Kind::TlsSni) continue;
+            if (s.pending_tls.size() < 4096) s.pending_tls[Key{o.client, o.server, o.server_port, 6}] = {o.name, now_ns};
+        }
+    }
+    for (auto it = s.pending_tls.begin(); it != s.pending_tls.end();) {
+        auto cit = s.convs.find(it->first);
+        if (cit != s.convs.end()) {
+            Conversation* c = s.get(it->first, cit->second->client.family, cit->second->oriented_by_socket);
+            if (c) {
+                c->tls = true;
+                if (c->sni.empty()) c->sni = it->second.first;
+            }
+            it = s.pending_tls.erase(it);
+        } else if (now_ns - it->second.second > 60'000'000'000ull) {
+            it = s.pending_tls.erase(it);
+        } else {
+            ++it;
+        }
     }
 
     // Connections: opened, failed, retransmits, RTT; once per connection even when both

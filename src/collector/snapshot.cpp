@@ -49,6 +49,7 @@ struct SnapshotMembers {
     decltype(Snapshot::malformed) malformed;
     decltype(Snapshot::map_errors) map_errors;
     decltype(Snapshot::icmp) icmp;
+    decltype(Snapshot::overlay) overlay;
     decltype(Snapshot::kernel_flows) kernel_flows;
     decltype(Snapshot::device_reset_failures) device_reset_failures;
     decltype(Snapshot::stack) stack;
@@ -76,6 +77,7 @@ std::shared_ptr<const Snapshot> Snapshot::withoutFlowSamples() const {
     c->malformed = malformed;
     c->map_errors = map_errors;
     c->icmp = icmp;
+    c->overlay = overlay;
     c->kernel_flows = kernel_flows;
     c->device_reset_failures = device_reset_failures;
     c->stack = stack;

@@ -134,6 +134,7 @@ Result<void> DatapathSource::collect(SnapshotBuilder& b) {
     snap.malformed = stats->malformed;
     snap.map_errors = stats->map_errors;
     snap.icmp = std::move(stats->icmp);
+    snap.overlay = stats->overlay;
     snap.device_reset_failures = stats->device_reset_failures;
     return {};
 }

@@ -23,6 +23,7 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
             s.rodata->np_mitigate = static_cast<__u32>(cfg.mitigate);
             s.rodata->np_enable_intel = cfg.enable_intel ? 1 : 0;
             s.rodata->np_enable_names = cfg.enable_names ? 1 : 0;
+            s.rodata->np_enable_decap = cfg.enable_decap ? 1 : 0;
             // the ring holds nothing without name capture: one page
             if (!cfg.enable_names)
                 if (int err = bpf_map__set_max_entries(s.maps.name_events, 4096); err)
@@ -142,6 +143,18 @@ Result<NetworkStats> Datapath::readStats() const {
         return std::tie(a.key.direction, a.key.family, a.key.type, a.key.code) <
                std::tie(b.key.direction, b.key.family, b.key.type, b.key.code);
     });
+    r = readPerCpuArray<np_overlay_counter>(
+        bpf_map__fd(maps.overlay_stats), static_cast<std::uint32_t>(NP_DIR_MAX) * NP_ENCAP_MAX,
+        [&](std::uint32_t i, std::span<const np_overlay_counter> v) {
+            OverlayCounter& o = s.overlay[i / NP_ENCAP_MAX][i % NP_ENCAP_MAX];
+            for (const auto& c : v) {
+                o.packets += c.packets;
+                o.bytes += c.bytes;
+                o.inner_bytes += c.inner_bytes;
+                o.undecoded += c.errors;
+            }
+        });
+    if (!r) return std::unexpected(r.error());
     r = readPerCpuArray<std::uint64_t>(bpf_map__fd(maps.map_errors), NP_MAP_ID_MAX,
                                        [&](std::uint32_t i, std::span<const std::uint64_t> v) {
                                            s.map_errors[i] = sumValues(v);

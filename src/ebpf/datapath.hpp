@@ -20,6 +20,7 @@ struct DatapathConfig {
     np_mitigate_mode mitigate = NP_MITIGATE_OFF;
     bool enable_intel = false;  // threat-intel indicator checks (bpf/lib/intel.h)
     bool enable_names = false;  // DNS answers and TLS ClientHello heads on name_events (bpf/lib/names.h)
+    bool enable_decap = true;   // overlay decapsulation: inner flows of tunnel packets (bpf/lib/decap.h)
 };
 
 class Datapath {

@@ -80,6 +80,18 @@ const char* mapName(int map_id) {
 const char* directionName(int dir) { return dir == NP_DIR_EGRESS ? "egress" : "ingress"; }
 
 namespace {
+constexpr const char* kEncapNames[NP_ENCAP_MAX] = {"none", "vxlan", "geneve", "ipip", "ip6ip6", "6in4", "4in6", "gre"};
+}  // namespace
+
+const char* encapName(int encap) { return encap >= 0 && encap < NP_ENCAP_MAX ? kEncapNames[encap] : "unknown"; }
+
+std::optional<std::uint8_t> parseEncap(std::string_view name) {
+    for (int e = 0; e < NP_ENCAP_MAX; ++e)
+        if (name == kEncapNames[e]) return static_cast<std::uint8_t>(e);
+    return std::nullopt;
+}
+
+namespace {
 // Feature state discovered on first use: the kernel either has tcx or not.
 enum class Tri { Unknown, Yes, No };
 
@@ -249,7 +261,7 @@ Result<std::unique_ptr<Manager>> Manager::create(ManagerOptions options) {
     impl->opts = options;
     auto dp = Datapath::load(
         {options.flow_table_size, options.enable_flows, options.enable_security, options.mitigate, options.enable_intel,
-         options.enable_names});
+         options.enable_names, options.enable_decap});
     if (!dp) return std::unexpected(dp.error());
     impl->dp = std::move(*dp);
     return std::unique_ptr<Manager>(new Manager(std::move(impl)));

@@ -25,11 +25,12 @@ FlowEndpoints endpointsOf(const flow_key& key) {
 }
 
 analysis::FlowLabels flowLabels(const FlowAttribution& a) {
-    return {a.src_namespace, a.src_pod, a.src_workload, a.dst_namespace, a.dst_pod, a.dst_workload, a.dst_service};
+    return {a.src_namespace, a.src_pod,      a.src_workload, a.dst_namespace, a.dst_pod,
+            a.dst_workload,  a.dst_service, a.src_mesh,     a.dst_mesh};
 }
 
 analysis::LocalPod localPod(const PodInfo& p) {
-    return {p.ns, p.name, p.uid, p.node, p.workload.name, p.workload.kind, p.ips, p.host_network, {}};
+    return {p.ns, p.name, p.uid, p.node, p.workload.name, p.workload.kind, p.ips, p.host_network, {}, p.mesh};
 }
 
 analysis::ContainerLabels containerLabels(const CgroupAttribution& a) {

@@ -116,6 +116,24 @@ Result<std::unique_ptr<httplib::ClientImpl>> makeHttpClient(const ClusterConfig&
     return cli;
 }
 
+// Accept and the bearer token (the token file is read again each time: rotated tokens).
+httplib::Headers authHeaders(const ClusterConfig& c, std::string& err) {
+    httplib::Headers h{{"Accept", "application/json"}};
+    std::string token = c.token;
+    if (!c.token_file.empty()) {
+        auto t = readFile(c.token_file);
+        if (!t) {
+            err = t.error().what();
+        } else {
+            token = std::move(*t);
+            while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
+                token.pop_back();
+        }
+    }
+    if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
+    return h;
+}
+
 std::string describe(const httplib::Result& r) {
     return httplib::to_string(r.error());
 }
@@ -179,22 +197,7 @@ public:
 private:
     enum class Outcome { Ok, Gone, Failed, Stopped };
 
-    httplib::Headers headers(std::string& err) const {
-        httplib::Headers h{{"Accept", "application/json"}};
-        std::string token = options_.cluster.token;
-        if (!options_.cluster.token_file.empty()) {
-            auto t = readFile(options_.cluster.token_file);
-            if (!t) {
-                err = t.error().what();
-            } else {
-                token = std::move(*t);
-                while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
-                    token.pop_back();
-            }
-        }
-        if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
-        return h;
-    }
+    httplib::Headers headers(std::string& err) const { return authHeaders(options_.cluster, err); }
 
     // Registers the client as the in-flight one (for stop()); nullptr when stopping.
     std::shared_ptr<httplib::ClientImpl> newClient(std::string& err) {
@@ -566,6 +569,32 @@ Client::Client(ClientOptions options)
 }
 
 Client::~Client() { stop(); }
+
+Result<Client::Reply> Client::request(std::string_view method, const std::string& path, const std::string& body,
+                                      std::chrono::seconds timeout) const {
+    std::string err;
+    auto h = authHeaders(options_.cluster, err);
+    if (!err.empty()) return std::unexpected(makeError(err));
+    CaFile ca(options_.cluster.ca_pem);
+    auto cli = makeHttpClient(options_.cluster, ca.path());
+    if (!cli) return std::unexpected(cli.error());
+    (*cli)->set_connection_timeout(options_.connect_timeout.count(), 0);
+    (*cli)->set_read_timeout(timeout.count(), 0);
+    (*cli)->set_write_timeout(timeout.count(), 0);
+    (*cli)->set_keep_alive(false);
+    const std::string type = "application/json";
+    auto send = [&]() -> httplib::Result {
+        if (method == "GET") return (*cli)->Get(path, h);
+        if (method == "POST") return (*cli)->Post(path, h, body, type);
+        if (method == "PUT") return (*cli)->Put(path, h, body, type);
+        return body.empty() ? (*cli)->Delete(path, h) : (*cli)->Delete(path, h, body, type);
+    };
+    if (method != "GET" && method != "POST" && method != "PUT" && method != "DELETE")
+        return std::unexpected(makeError("unsupported method " + std::string(method)));
+    auto res = send();
+    if (!res) return std::unexpected(makeError(std::string(method) + " " + path + ": " + describe(res)));
+    return Reply{res->status, res->body};
+}
 
 void Client::start() {
     pod_watcher_->start();

@@ -10,12 +10,14 @@ FlowAttribution attribute(const PodInfo* src, const PodInfo* dst, const ServiceM
         a.src_pod = src->name;
         a.src_workload = src->workload.name;
         a.src_workload_kind = src->workload.kind;
+        a.src_mesh = src->mesh;
     }
     if (dst) {
         a.dst_namespace = dst->ns;
         a.dst_pod = dst->name;
         a.dst_workload = dst->workload.name;
         a.dst_workload_kind = dst->workload.kind;
+        a.dst_mesh = dst->mesh;
     }
     if (svc) {
         a.dst_service = svc->service.name;

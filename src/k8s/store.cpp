@@ -86,6 +86,25 @@ void appendContainerPorts(const json& spec, const char* key, std::vector<Contain
     }
 }
 
+// The sidecar's mesh (see PodInfo::mesh).
+std::string meshOf(const json& md, const json& spec) {
+    for (const char* key : {"containers", "initContainers"}) {
+        const json& list = child(spec, key);
+        if (!list.is_array()) continue;
+        for (const auto& c : list) {
+            const std::string name = str(c, "name");
+            if (name == "istio-proxy") return "istio";
+            if (name == "linkerd-proxy") return "linkerd";
+        }
+    }
+    const json& ann = child(md, "annotations");
+    if (ann.is_object()) {
+        if (ann.contains("sidecar.istio.io/status")) return "istio";
+        if (ann.contains("linkerd.io/proxy-version")) return "linkerd";
+    }
+    return {};
+}
+
 }  // namespace
 
 Workload resolveWorkload(std::string_view owner_kind, std::string_view owner_name, std::string_view pod_template_hash,
@@ -136,6 +155,7 @@ Result<PodInfo> podFromJson(const json& obj) {
     }
     p.workload = resolveWorkload(owner_kind, owner_name, hash, p.name);
     p.labels = labelsOf(md);
+    p.mesh = meshOf(md, child(obj, "spec"));
 
     const json& spec = child(obj, "spec");
     p.node = str(spec, "nodeName");

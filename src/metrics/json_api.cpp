@@ -108,6 +108,10 @@ std::expected<FlowQuery, std::string> parseFlowQuery(const http::QueryParams& pa
         } else if (k == "namespace") {
             if (v.empty()) return std::unexpected(badValue(k, v, "expected a namespace name"));
             q.ns = v;
+        } else if (k == "encap") {
+            auto e = ebpf::parseEncap(v);
+            if (!e) return std::unexpected(badValue(k, v, "expected none, vxlan, geneve, ipip, ip6ip6, 6in4, 4in6 or gre"));
+            q.encap = *e;
         } else if (k == "sort") {
             if (v == "bytes") q.sort = FlowQuery::Sort::Bytes;
             else if (v == "packets") q.sort = FlowQuery::Sort::Packets;
@@ -117,7 +121,7 @@ std::expected<FlowQuery, std::string> parseFlowQuery(const http::QueryParams& pa
         } else {
             return std::unexpected("unknown parameter \"" + k +
                                    "\" (known: interface, direction, protocol, src_ip, dst_ip, ip, src_port, "
-                                   "dst_port, port, namespace, container, sort, limit)");
+                                   "dst_port, port, namespace, container, encap, sort, limit)");
         }
     }
     return q;
@@ -134,6 +138,7 @@ bool flowMatches(const FlowRecord& f, std::string_view interface, const FlowQuer
     if (q.src_port && k.src_port != *q.src_port) return false;
     if (q.dst_port && k.dst_port != *q.dst_port) return false;
     if (q.port && k.src_port != *q.port && k.dst_port != *q.port) return false;
+    if (q.encap && k.encap != *q.encap) return false;
     return true;
 }
 
@@ -224,6 +229,8 @@ std::string flowsJson(const Views& v, const FlowQuery& q, const Attribution* att
         appendJsonString(out, util::protocolName(f.key.proto));
         out += ",\"ip_version\":";
         appendUint(out, f.key.family);
+        out += ",\"encap\":";
+        appendJsonString(out, ebpf::encapName(f.key.encap));
         out += ",\"packets\":";
         appendUint(out, f.packets);
         out += ",\"bytes\":";

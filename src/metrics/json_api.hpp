@@ -34,6 +34,7 @@ struct FlowQuery {
     std::optional<std::uint16_t> src_port, dst_port, port;
     std::optional<std::string> ns;  // namespace=: src_namespace or dst_namespace (needs an attribution)
     std::optional<std::string> container;  // container=: id or id prefix of either end's container (TCP)
+    std::optional<std::uint8_t> encap;  // encap=: enum np_encap ("none": packets as on the wire)
     enum class Sort { Bytes, Packets, Rate, LastSeen } sort = Sort::Bytes;
     std::size_t limit = 100;
 };

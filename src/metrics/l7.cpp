@@ -100,7 +100,8 @@ std::string renderL7Metrics(const analysis::l7::L7View& v, const collector::L7Sa
              "(completed requests not held between two collections), other_protocol (messages of protocols without "
              "a parser), not_parsed (messages on a DNS socket that are not a standard query or response), expired (idle "
              "connections forgotten), service_overflow / endpoint_overflow / method_overflow "
-             "(requests labelled \"other\": service, route, gRPC method), dns_names_dropped.");
+             "(requests labelled \"other\": service, route, gRPC method), dns_names_dropped, mesh_proxy_leg (a "
+             "request seen on a mesh sidecar's leg, not counted: the application's own socket saw it).");
     const std::pair<const char*, std::uint64_t> kinds[] = {
         {"unanswered", p.unanswered},          {"unmatched_response", p.unmatched_responses},
         {"desync", p.desyncs},                 {"connection_table_full", p.connections_dropped},
@@ -108,7 +109,7 @@ std::string renderL7Metrics(const analysis::l7::L7View& v, const collector::L7Sa
         {"not_parsed", p.not_parsed},
         {"expired", p.connections_expired},    {"service_overflow", c.services_overflow},
         {"endpoint_overflow", c.endpoints_overflow}, {"method_overflow", c.methods_overflow},
-        {"dns_names_dropped", c.dns_names_dropped}};
+        {"dns_names_dropped", c.dns_names_dropped}, {"mesh_proxy_leg", c.mesh_proxy_legs}};
     for (const auto& [k, n] : kinds) w.sample("netprobe_l7_parse_events_total", {{"kind", k}}, n);
     w.family("netprobe_l7_dns_names", MetricType::Gauge,
              "Addresses named by unexpired DNS answers (/api/v1/l7/dns/names); answers not kept for lack of room: "

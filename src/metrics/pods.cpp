@@ -62,6 +62,15 @@ std::string renderPodMetrics(const std::vector<PodTraffic>& traffic, const PodMe
             w.sample(f.name, {{"namespace", sel[i]->pod->ns}, {"pod", sel[i]->pod->name}}, sel[i]->*f.field);
         if (has_other) w.sample(f.name, {{"namespace", "other"}, {"pod", "other"}}, other.*f.field);
     }
+    std::uint64_t istio = 0, linkerd = 0;
+    for (const auto* t : sel) {
+        istio += t->pod->mesh == "istio";
+        linkerd += t->pod->mesh == "linkerd";
+    }
+    w.family("netprobe_mesh_pods", MetricType::Gauge,
+             "Local pods with a service mesh sidecar in their spec (istio-proxy, linkerd-proxy), by mesh.");
+    w.sample("netprobe_mesh_pods", {{"mesh", "istio"}}, istio);
+    w.sample("netprobe_mesh_pods", {{"mesh", "linkerd"}}, linkerd);
     return w.take();
 }
 
@@ -150,6 +159,7 @@ std::string podsJson(const Views& v) {
             {"host_network", p.host_network},
             {"workload", p.workload},
             {"workload_kind", p.workload_kind},
+            {"mesh", p.mesh.empty() ? nlohmann::json(nullptr) : nlohmann::json(p.mesh)},
             {"host_interfaces", std::move(host_ifs)},
             {"rx_packets", t.rx_packets},
             {"rx_bytes", t.rx_bytes},

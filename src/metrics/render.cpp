@@ -129,6 +129,34 @@ void renderDatapath(ExpositionWriter& w, const Snapshot& s, const analysis::Flow
                   {"code", std::to_string(i.key.code)},
                   {"direction", ebpf::directionName(i.key.direction)}},
                  i.counter.packets);
+    // Overlay decapsulation (--decap): tunnel packets by encapsulation and direction.
+    struct OverlayFamily {
+        const char* name;
+        const char* help;
+        std::uint64_t ebpf::OverlayCounter::*field;
+    };
+    static constexpr OverlayFamily overlay_families[] = {
+        {"netprobe_overlay_packets_total",
+         "Tunnel packets whose inner packet was decapsulated and accounted as a flow of its own (encap), by "
+         "encapsulation and direction.",
+         &ebpf::OverlayCounter::packets},
+        {"netprobe_overlay_bytes_total", "Outer (underlay) bytes of the decapsulated tunnel packets.",
+         &ebpf::OverlayCounter::bytes},
+        {"netprobe_overlay_inner_bytes_total",
+         "Inner bytes of the decapsulated tunnel packets (inner Ethernet or IP header to the end of the payload).",
+         &ebpf::OverlayCounter::inner_bytes},
+        {"netprobe_overlay_undecoded_packets_total",
+         "Tunnel packets whose inner packet was not accounted (truncated or malformed tunnel header or inner packet, "
+         "unsupported GRE version or payload type); their outer flow is counted.",
+         &ebpf::OverlayCounter::undecoded},
+    };
+    for (const auto& f : overlay_families) {
+        w.family(f.name, MetricType::Counter, f.help);
+        for (int d = 0; d < NP_DIR_MAX; ++d)
+            for (int e = 1; e < NP_ENCAP_MAX; ++e)
+                w.sample(f.name, {{"direction", ebpf::directionName(d)}, {"encap", ebpf::encapName(e)}},
+                         s.overlay[static_cast<std::size_t>(d)][static_cast<std::size_t>(e)].*f.field);
+    }
     const auto& k = s.kernel_flows;
     w.family("netprobe_map_entries", MetricType::Gauge, "Entries in a BPF map at the last collection.");
     w.sample("netprobe_map_entries", {{"map", "flow_stats"}}, k.entries);

@@ -216,6 +216,12 @@ std::string renderSecurityMetrics(const SecurityView& v, const ebpf::MitigationS
     w.family("netprobe_security_peers_not_learned_total", MetricType::Counter,
              "Client/server pairs neither learned nor reported because learned_max was reached.");
     w.sample("netprobe_security_peers_not_learned_total", {}, st.peers_not_learned);
+    w.family("netprobe_security_policy_gaps_total", MetricType::Counter,
+             "NetworkPolicy enforcement gaps read from the policy stage (policy_enforcement_gap events).");
+    w.sample("netprobe_security_policy_gaps_total", {}, st.policy_gaps);
+    w.family("netprobe_security_policy_gaps_missed_total", MetricType::Counter,
+             "Such gaps that left the policy stage's list of recent gaps before the security stage read them.");
+    w.sample("netprobe_security_policy_gaps_missed_total", {}, st.policy_gaps_missed);
     w.family("netprobe_security_evaluations_total", MetricType::Counter, "Detector evaluations (ticks).");
     w.sample("netprobe_security_evaluations_total", {}, st.evaluations);
     w.family("netprobe_security_read_errors_total", MetricType::Counter, "Failed reads of the host counters.");

@@ -13,6 +13,7 @@
 #include <netprobe/metrics/security.hpp>
 #include <netprobe/metrics/l7.hpp>
 #include <netprobe/metrics/policy.hpp>
+#include <netprobe/metrics/respond.hpp>
 #include <netprobe/metrics/topology.hpp>
 
 #include "metrics/json_api.hpp"
@@ -185,6 +186,7 @@ http::Response Server::Impl::metrics() const {
     if (v->l7) body += renderL7Metrics(*v->l7, v->snapshot->l7.get());
     if (v->topology) body += renderTopologyMetrics(*v->topology);
     if (v->policy) body += renderPolicyMetrics(*v->policy);
+    if (v->responses) body += renderResponseMetrics(*v->responses);
     if (v->exports || !c.flow_sinks.empty()) {
         std::vector<sinks::SinkStatus> st;
         for (const auto& s : c.flow_sinks) st.push_back(s->status());
@@ -245,6 +247,10 @@ http::Response Server::Impl::api(const http::Request& req) const {
         if (!q) return http::Response::error(400, q.error());
         return http::Response::json(200, policiesJson(*pipeline->latest(), *q));
     }
+    if (p == "/api/v1/responses") {
+        if (!req.query.empty()) return noParams(req);
+        return http::Response::json(200, responsesJson(*pipeline->latest()));
+    }
     if (p == "/api/v1/pods") {
         if (!req.query.empty()) return noParams(req);
         return http::Response::json(200, podsJson(*pipeline->latest()));
@@ -304,7 +310,7 @@ http::Response Server::Impl::route(const http::Request& req, bool metrics_listen
             for (const char* e : {"/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/api/v1/containers",
                                   "/api/v1/pods", "/api/v1/events", "/api/v1/intel", "/api/v1/diagnosis", "/api/v1/l7/endpoints",
                                   "/api/v1/l7/requests", "/api/v1/l7/dns/names", "/api/v1/topology",
-                                  "/api/v1/policies"})
+                                  "/api/v1/policies", "/api/v1/responses"})
                 body += std::string(e) + "\n";
         body += "/healthz\n/readyz\n";
         return http::Response::text(200, std::move(body));

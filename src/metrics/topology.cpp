@@ -33,7 +33,7 @@ std::string transportName(std::uint8_t p) {
 }
 
 struct Node {
-    std::string id, name, kind, ns, workload, pod, process, segment;
+    std::string id, name, kind, ns, workload, pod, process, segment, mesh;
     std::vector<std::string> ips;
     std::uint64_t bytes_sent = 0, bytes_received = 0, requests_in = 0, errors_in = 0;
     bool server = false, client = false;
@@ -44,12 +44,16 @@ struct Edge {
     std::uint16_t port = 0;
     ConversationTotals t;
     std::size_t conversations = 0;
+    std::size_t tls = 0;         // conversations whose client sent a TLS ClientHello
+    std::string mesh;            // both ends' sidecars are of this mesh
     double rtt_sum = 0;          // of the conversations' mean RTTs
     std::uint64_t rtt_count = 0; // conversations with an RTT
 
     // Another edge's figures (conversations, or edges folded into a segment's) added.
     void add(const Edge& o) {
         conversations += o.conversations;
+        tls += o.tls;
+        if (mesh.empty()) mesh = o.mesh;
         t.bytes_out += o.t.bytes_out;
         t.bytes_in += o.t.bytes_in;
         t.packets_out += o.t.packets_out;
@@ -74,6 +78,7 @@ Node nodeOf(const TopologyEnd& e, const std::string& group_by, const std::map<ut
     n.workload = e.workload;
     n.pod = e.pod;
     n.process = e.process;
+    n.mesh = e.mesh;
     auto named = names.find(e.ip);
     auto host = [&] {
         n.id = ip;
@@ -217,6 +222,8 @@ std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7
         e.add(Edge{.protocol = t.l7 ? t.l7_protocol : std::string(),
                    .t = t,
                    .conversations = 1,
+                   .tls = c.tls ? 1u : 0u,
+                   .mesh = !c.client.mesh.empty() && c.client.mesh == c.server.mesh ? c.client.mesh : std::string(),
                    .rtt_sum = t.rtt_ms,
                    .rtt_count = t.rtt_ms > 0 ? 1u : 0u});
     }
@@ -333,6 +340,7 @@ std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7
         if (!n.workload.empty()) o["workload"] = n.workload;
         if (!n.pod.empty() && (n.kind == "pod" || n.kind == "host")) o["pod"] = n.pod;
         if (!n.process.empty()) o["process"] = n.process;
+        if (!n.mesh.empty()) o["mesh"] = n.mesh;
         ns.push_back(std::move(o));
     }
     for (const Edge* e : order) {
@@ -352,7 +360,13 @@ std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7
                             {"connections_failed", t.failed},
                             {"retransmits", t.retransmits},
                             {"rtt_ms", rtt(*e)},
-                            {"boundary", nodes[e->source].segment != nodes[e->target].segment}};
+                            {"boundary", nodes[e->source].segment != nodes[e->target].segment},
+                            {"tls_conversations", e->tls}};
+        // mesh: both ends have the same mesh's sidecar; mtls: and their bytes are TLS
+        if (!e->mesh.empty()) {
+            o["mesh"] = e->mesh;
+            o["mtls"] = e->tls == e->conversations;
+        }
         if (!e->protocol.empty()) {
             o["protocol"] = e->protocol;
             o["requests"] = t.requests;

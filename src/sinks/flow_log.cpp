@@ -67,6 +67,7 @@ std::string flowRecordJson(const FlowExportRecord& r, const std::string& node) {
     u("ifindex", r.key.ifindex);
     str("direction", ebpf::directionName(r.key.direction));
     u("ip_version", r.key.family);
+    str("encap", ebpf::encapName(r.key.encap));
     str("protocol", protocolName(r.key.proto));
     str("src_ip", formatAddr(std::bit_cast<Addr16>(r.key.src_ip)));
     u("src_port", r.key.src_port);

@@ -1,4 +1,6 @@
 // The datapath packet table: one row per case (frames, programs, expected maps).
+#include <stdexcept>
+
 #include "datapath_support.hpp"
 
 namespace netprobe::datapath_test {
@@ -91,14 +93,32 @@ std::vector<CaseRow> parseCases()
                    {IPV4, ICMP}, key4(B4, A4, 0, 0, ipp::ICMP)));
     t.push_back(ok("ipv4_icmp_header_only_4_bytes", eth().ipv4(A4, B4, ipp::ICMP).raw(Bytes{3, 3, 0, 0}).build(),
                    {IPV4, ICMP}, key4(A4, B4, 0, 0, ipp::ICMP)));
-    t.push_back(ok("ipv4_gre", eth().ipv4(A4, B4, ipp::GRE).raw(Bytes{0, 0, 0x08, 0x00}).payload(20).build(),
-                   {IPV4, OTHER_L4}, key4(A4, B4, 0, 0, ipp::GRE)));
+    {
+        // GRE to IPv4 whose "inner packet" is the pattern 00 01 02 ...: version 0, not
+        // IPv4: the tunnel packet is counted as undecoded, no inner flow.
+        CaseRow c = ok("ipv4_gre", eth().ipv4(A4, B4, ipp::GRE).raw(Bytes{0, 0, 0x08, 0x00}).payload(20).build(),
+                       {IPV4, OTHER_L4}, key4(A4, B4, 0, 0, ipp::GRE));
+        c.overlay = {{NP_DIR_INGRESS, NP_ENCAP_GRE, {.errors = 1}}};
+        t.push_back(std::move(c));
+    }
     t.push_back(ok("ipv4_esp", eth().ipv4(A4, B4, ipp::ESP).payload(40).build(), {IPV4, OTHER_L4},
                    key4(A4, B4, 0, 0, ipp::ESP)));
-    t.push_back(ok("ipv4_ipip_outer_only", eth().ipv4(A4, B4).ipv4(C4, A4).udp(1, 2).build(), {IPV4, OTHER_L4},
-                   key4(A4, B4, 0, 0, 4)));
-    t.push_back(ok("ipv4_no_l4_bytes", eth().ipv4(A4, B4, ipp::GRE).build(), {IPV4, OTHER_L4},
-                   key4(A4, B4, 0, 0, ipp::GRE)));
+    {
+        // IP-in-IP (RFC 2003): the outer flow, and the inner datagram (20 + 8 bytes) as a
+        // flow of its own (more cases under "overlay decapsulation" below).
+        CaseRow c = ok("ipv4_ipip_outer_and_inner", eth().ipv4(A4, B4).ipv4(C4, A4).udp(1, 2).build(), {IPV4, OTHER_L4},
+                       key4(A4, B4, 0, 0, 4));
+        c.flows.push_back({innerKey(key4(C4, A4, 1, 2, ipp::UDP), NP_ENCAP_IPIP), 1, 28, 0});
+        c.overlay = {{NP_DIR_INGRESS, NP_ENCAP_IPIP, {1, 14 + 20 + 28, 28, 0}}};
+        t.push_back(std::move(c));
+    }
+    {
+        // GRE without a single header byte: a truncated tunnel header
+        CaseRow c = ok("ipv4_no_l4_bytes", eth().ipv4(A4, B4, ipp::GRE).build(), {IPV4, OTHER_L4},
+                       key4(A4, B4, 0, 0, ipp::GRE));
+        c.overlay = {{NP_DIR_INGRESS, NP_ENCAP_GRE, {.errors = 1}}};
+        t.push_back(std::move(c));
+    }
 
     // ---- IPv4 options ----
     {
@@ -267,8 +287,13 @@ std::vector<CaseRow> parseCases()
                    key6(A6, B6, 0, 0, ipp::NONE)));
     t.push_back(ok("ipv6_hopbyhop_then_no_next_header", eth().ipv6(A6, B6).ipv6Ext(ipp::HOPOPTS).build(), {IPV6},
                    key6(A6, B6, 0, 0, ipp::NONE)));
-    t.push_back(ok("ipv6_gre", eth().ipv6(A6, B6, ipp::GRE).payload(24).build(), {IPV6, OTHER_L4},
-                   key6(A6, B6, 0, 0, ipp::GRE)));
+    {
+        // GRE header 00 01 02 03: version 1 (PPTP's), not decapsulated
+        CaseRow c = ok("ipv6_gre", eth().ipv6(A6, B6, ipp::GRE).payload(24).build(), {IPV6, OTHER_L4},
+                       key6(A6, B6, 0, 0, ipp::GRE));
+        c.overlay = {{NP_DIR_INGRESS, NP_ENCAP_GRE, {.errors = 1}}};
+        t.push_back(std::move(c));
+    }
     // ICMP belongs to IPv4 and ICMPv6 to IPv6: the other pairing is no ICMP message
     // (found by fuzz_packet: it was counted as icmp/icmpv6 and filed in icmp_stats
     // under the other family).
@@ -278,8 +303,13 @@ std::vector<CaseRow> parseCases()
                    key4(A4, B4, 0, 0, ipp::ICMPV6)));
     t.push_back(ok("ipv6_esp", eth().ipv6(A6, B6, ipp::ESP).payload(24).build(), {IPV6, OTHER_L4},
                    key6(A6, B6, 0, 0, ipp::ESP)));
-    t.push_back(ok("ipv6_in_ipv6_outer_only", eth().ipv6(A6, B6).ipv6(B6, A6).udp(1, 2).build(), {IPV6, OTHER_L4},
-                   key6(A6, B6, 0, 0, 41)));
+    {
+        CaseRow c = ok("ipv6_in_ipv6_outer_and_inner", eth().ipv6(A6, B6).ipv6(B6, A6).udp(1, 2).build(), {IPV6, OTHER_L4},
+                       key6(A6, B6, 0, 0, 41));
+        c.flows.push_back({innerKey(key6(B6, A6, 1, 2, ipp::UDP), NP_ENCAP_IP6IP6), 1, 40 + 8, 0});
+        c.overlay = {{NP_DIR_INGRESS, NP_ENCAP_IP6IP6, {1, 14 + 40 + 48, 48, 0}}};
+        t.push_back(std::move(c));
+    }
     t.push_back(ok("ipv6_hopbyhop_tcp", eth().ipv6(A6, B6).ipv6Ext(ipp::HOPOPTS).tcp(40000, 80, tf::SYN).build(),
                    {IPV6, TCP}, key6(A6, B6, 40000, 80, ipp::TCP), tf::SYN));
     t.push_back(ok("ipv6_hopbyhop_24_bytes_udp", eth().ipv6(A6, B6).ipv6Ext(ipp::HOPOPTS, 24).udp(9, 10).build(),
@@ -508,11 +538,439 @@ std::vector<CaseRow> parseCases()
     return t;
 }
 
+// ---- overlay decapsulation (bpf/lib/decap.h) ----
+// Tunnel headers are written here byte by byte from the RFCs; every expected size
+// is counted by hand (and the frame's size checked against the sum, so a builder
+// surprise fails loudly instead of moving both sides).
+
+// RFC 7348 5: flags (R R R R I R R R), 24 reserved bits, 24-bit VNI, 8 reserved bits.
+Bytes vxlanHeader(std::uint32_t vni, std::uint8_t flags = 0x08)
+{
+    return {flags, 0, 0, 0, static_cast<std::uint8_t>(vni >> 16), static_cast<std::uint8_t>(vni >> 8),
+            static_cast<std::uint8_t>(vni), 0};
+}
+
+// RFC 8926 3.4: Ver (2 bits) | Opt Len (6 bits, 4-byte words); O C Rsvd(6); Protocol
+// Type; 24-bit VNI; reserved; then the options.
+Bytes geneveHeader(std::uint16_t protocol, std::uint32_t vni, const Bytes& options, std::uint8_t version = 0)
+{
+    Bytes h = {static_cast<std::uint8_t>(version << 6 | (options.size() / 4)), 0,
+               static_cast<std::uint8_t>(protocol >> 8), static_cast<std::uint8_t>(protocol),
+               static_cast<std::uint8_t>(vni >> 16), static_cast<std::uint8_t>(vni >> 8),
+               static_cast<std::uint8_t>(vni), 0};
+    for (std::uint8_t b : options)
+        h.push_back(b);
+    return h;
+}
+
+// RFC 2784 2.1 / RFC 2890 2: C . K S (first byte 0x80, 0x20, 0x10), version in the low
+// 3 bits of the second byte, Protocol Type; then checksum + reserved1 (C), key (K),
+// sequence number (S), 4 bytes each, in that order.
+Bytes greHeader(std::uint8_t flags_hi, std::uint8_t flags_lo, std::uint16_t protocol)
+{
+    Bytes h = {flags_hi, flags_lo, static_cast<std::uint8_t>(protocol >> 8), static_cast<std::uint8_t>(protocol)};
+    auto add = [&h](std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d) {
+        h.push_back(a);
+        h.push_back(b);
+        h.push_back(c);
+        h.push_back(d);
+    };
+    if (flags_hi & 0x80)
+        add(0xab, 0xcd, 0x00, 0x00);  // checksum (not verified), reserved1
+    if (flags_hi & 0x20)
+        add(0x00, 0x00, 0x00, 0x2a);  // key 42
+    if (flags_hi & 0x10)
+        add(0x00, 0x00, 0x01, 0x00);  // sequence number 256
+    return h;
+}
+
+// The pod-like addresses the inner packets use.
+constexpr const char* P1 = "198.19.1.10";
+constexpr const char* P2 = "198.19.2.20";
+constexpr const char* P6a = "fd6e:7072:a::10";
+constexpr const char* P6b = "fd6e:7072:b::20";
+
+struct Tunnel {
+    std::string name;
+    Bytes frame;
+    std::size_t frame_size = 0;       // by hand
+    Classes classes;                  // of the outer packet
+    flow_key outer{};                 // its flow: bytes = the frame
+    std::uint8_t outer_flags = 0;
+    np_encap encap = NP_ENCAP_NONE;   // NONE: not a tunnel packet, nothing in overlay_stats
+    std::optional<flow_key> inner;    // the inner flow (its encap is set here)
+    std::uint64_t inner_bytes = 0;    // by hand: the inner IP datagram (its header's length)
+    std::uint8_t inner_flags = 0;
+    bool undecoded = false;           // a tunnel packet without an inner packet accounted
+    Prog prog = Prog::TcIngress;
+};
+
+CaseRow tunnelRow(Tunnel t)
+{
+    if (t.frame.size() != t.frame_size)
+        throw std::logic_error(t.name + ": the builder made " + std::to_string(t.frame.size()) +
+                               " bytes, the row counted " + std::to_string(t.frame_size));
+    const std::uint32_t dir = dirOf(t.prog);
+    CaseRow c;
+    c.name = std::move(t.name);
+    t.outer.direction = static_cast<std::uint8_t>(dir);
+    c.flows.push_back({t.outer, 1, t.frame_size, t.outer_flags});
+    if (t.encap != NP_ENCAP_NONE) {
+        Overlay o;
+        if (t.undecoded) {
+            o.errors = 1;
+        } else {
+            o = {1, t.frame_size, t.inner_bytes, 0};
+        }
+        c.overlay.push_back({dir, t.encap, o});
+    }
+    if (t.inner) {
+        flow_key k = innerKey(*t.inner, t.encap);
+        k.direction = static_cast<std::uint8_t>(dir);
+        c.flows.push_back({k, 1, t.inner_bytes, t.inner_flags});
+    }
+    c.steps.push_back({t.prog, std::move(t.frame), std::move(t.classes), NP_MAL_NONE});
+    return c;
+}
+
+std::vector<CaseRow> decapCases()
+{
+    using namespace cls;
+    namespace ipp = ipproto;
+    namespace tf = tcp_flags;
+    std::vector<CaseRow> t;
+    constexpr std::uint16_t kEthTeb = 0x6558;
+
+    // ---- VXLAN (RFC 7348): UDP 4789, and 8472 (Linux's default port, Flannel's) ----
+    // outer 14 + 20 + 8 (UDP) + 8 (VXLAN) = 50; inner frame 14 + 20 + 20 + 20 = 74, of
+    // which the inner IP datagram (the inner flow's bytes) 20 + 20 + 20 = 60
+    t.push_back(tunnelRow({.name = "vxlan_4789_ipv4_tcp",
+                           .frame = eth().ipv4(A4, B4).udp(40001, 4789).raw(vxlanHeader(42))
+                                        .eth().ipv4(P1, P2).tcp(33000, 80, tf::SYN).payload(20).build(),
+                           .frame_size = 50 + 74, .classes = {IPV4, UDP}, .outer = key4(A4, B4, 40001, 4789, ipp::UDP),
+                           .encap = NP_ENCAP_VXLAN, .inner = key4(P1, P2, 33000, 80, ipp::TCP), .inner_bytes = 60,
+                           .inner_flags = tf::SYN}));
+    // Flannel's port, on egress: inner frame 14 + 20 + 8 + 30 = 72, IP 58
+    t.push_back(tunnelRow({.name = "vxlan_8472_flannel_ipv4_udp_egress",
+                           .frame = eth().ipv4(A4, B4).udp(51234, 8472).raw(vxlanHeader(1))
+                                        .eth().ipv4(P2, P1).udp(5353, 53).payload(30).build(),
+                           .frame_size = 50 + 72, .classes = {IPV4, UDP}, .outer = key4(A4, B4, 51234, 8472, ipp::UDP),
+                           .encap = NP_ENCAP_VXLAN, .inner = key4(P2, P1, 5353, 53, ipp::UDP), .inner_bytes = 58,
+                           .prog = Prog::TcEgress}));
+    // IPv6 inside IPv4: inner frame 14 + 40 + 20 = 74, IP 60
+    t.push_back(tunnelRow({.name = "vxlan_ipv6_inner",
+                           .frame = eth().ipv4(A4, B4).udp(40002, 4789).raw(vxlanHeader(42))
+                                        .eth().ipv6(P6a, P6b).tcp(40000, 443, tf::ACK).build(),
+                           .frame_size = 50 + 74, .classes = {IPV4, UDP}, .outer = key4(A4, B4, 40002, 4789, ipp::UDP),
+                           .encap = NP_ENCAP_VXLAN, .inner = key6(P6a, P6b, 40000, 443, ipp::TCP), .inner_bytes = 60,
+                           .inner_flags = tf::ACK}));
+    // over IPv6: outer 14 + 40 + 8 + 8 = 70; inner ICMP echo 14 + 20 + 8 + 56 = 98, IP 84
+    t.push_back(tunnelRow({.name = "vxlan_over_ipv6_icmp_inner",
+                           .frame = eth().ipv6(A6, B6).udp(40003, 4789).raw(vxlanHeader(7))
+                                        .eth().ipv4(P1, P2).icmp(icmp_type::ECHO_REQUEST).payload(56).build(),
+                           .frame_size = 70 + 98, .classes = {IPV6, UDP}, .outer = key6(A6, B6, 40003, 4789, ipp::UDP),
+                           .encap = NP_ENCAP_VXLAN, .inner = key4(P1, P2, 0, 0, ipp::ICMP), .inner_bytes = 84}));
+    // a tagged inner frame: 14 + 4 + 20 + 8 + 10 = 56, IP 38
+    t.push_back(tunnelRow({.name = "vxlan_inner_vlan_tag",
+                           .frame = eth().ipv4(A4, B4).udp(40004, 4789).raw(vxlanHeader(42))
+                                        .eth().vlan(100).ipv4(P1, P2).udp(1000, 2000).payload(10).build(),
+                           .frame_size = 50 + 56, .classes = {IPV4, UDP}, .outer = key4(A4, B4, 40004, 4789, ipp::UDP),
+                           .encap = NP_ENCAP_VXLAN, .inner = key4(P1, P2, 1000, 2000, ipp::UDP), .inner_bytes = 38}));
+    // an inner frame padded to 60 bytes: the inner flow counts the IP datagram (20 + 8),
+    // not the padding; the outer flow and the underlay bytes count everything
+    t.push_back(tunnelRow({.name = "vxlan_inner_frame_padding_not_in_inner_bytes",
+                           .frame = eth().ipv4(A4, B4).udp(40015, 4789).raw(vxlanHeader(42))
+                                        .eth().ipv4(P1, P2).totalLength(28).udp(1, 2).udpLength(8).raw(Bytes(18, 0)).build(),
+                           .frame_size = 50 + 60, .classes = {IPV4, UDP}, .outer = key4(A4, B4, 40015, 4789, ipp::UDP),
+                           .encap = NP_ENCAP_VXLAN, .inner = key4(P1, P2, 1, 2, ipp::UDP), .inner_bytes = 28}));
+    // an ARP request in the overlay: decapsulated (14 + 28 bytes), no IP bytes, no flow
+    t.push_back(tunnelRow({.name = "vxlan_inner_arp_no_flow",
+                           .frame = eth().ipv4(A4, B4).udp(40005, 4789).raw(vxlanHeader(42))
+                                        .eth().arp(ip4(P1), ip4(P2)).build(),
+                           .frame_size = 50 + 42, .classes = {IPV4, UDP}, .outer = key4(A4, B4, 40005, 4789, ipp::UDP),
+                           .encap = NP_ENCAP_VXLAN, .inner_bytes = 0}));
+    // the I flag clear (flags 0x00): not VXLAN, plain UDP to 4789, even with a frame behind
+    t.push_back(tunnelRow({.name = "udp_4789_without_vxlan_i_flag_is_plain_udp",
+                           .frame = eth().ipv4(A4, B4).udp(40006, 4789).raw(vxlanHeader(42, 0x00))
+                                        .eth().ipv4(P1, P2).udp(1, 2).build(),
+                           .frame_size = 50 + 14 + 28, .classes = {IPV4, UDP},
+                           .outer = key4(A4, B4, 40006, 4789, ipp::UDP)}));
+    // all flag bits but I: plain UDP (R bits are ignored on receipt, I decides)
+    t.push_back(tunnelRow({.name = "udp_8472_flags_f7_is_plain_udp",
+                           .frame = eth().ipv4(A4, B4).udp(40007, 8472).raw(vxlanHeader(42, 0xf7)).payload(40).build(),
+                           .frame_size = 50 + 40, .classes = {IPV4, UDP},
+                           .outer = key4(A4, B4, 40007, 8472, ipp::UDP)}));
+    // 7 payload bytes: too short for a VXLAN header, plain UDP
+    t.push_back(tunnelRow({.name = "udp_4789_shorter_than_vxlan_header_is_plain_udp",
+                           .frame = eth().ipv4(A4, B4).udp(40008, 4789).raw(Bytes{0x08, 0, 0, 0, 0, 0, 42}).build(),
+                           .frame_size = 42 + 7, .classes = {IPV4, UDP},
+                           .outer = key4(A4, B4, 40008, 4789, ipp::UDP)}));
+    // a VXLAN header and 10 bytes: the inner Ethernet header is cut
+    t.push_back(tunnelRow({.name = "vxlan_inner_ethernet_truncated",
+                           .frame = eth().ipv4(A4, B4).udp(40009, 4789).raw(vxlanHeader(42)).payload(10).build(),
+                           .frame_size = 50 + 10, .classes = {IPV4, UDP},
+                           .outer = key4(A4, B4, 40009, 4789, ipp::UDP), .encap = NP_ENCAP_VXLAN,
+                           .undecoded = true}));
+    // the inner IPv4 header claims more bytes than the datagram carries
+    t.push_back(tunnelRow({.name = "vxlan_inner_ipv4_total_length_past_payload",
+                           .frame = eth().ipv4(A4, B4).udp(40010, 4789).raw(vxlanHeader(42))
+                                        .eth().ipv4(P1, P2).totalLength(200).udp(1, 2).payload(4).build(),
+                           .frame_size = 50 + 14 + 32, .classes = {IPV4, UDP},
+                           .outer = key4(A4, B4, 40010, 4789, ipp::UDP), .encap = NP_ENCAP_VXLAN,
+                           .undecoded = true}));
+    // the inner TCP header cut: 14 + 20 + 12 bytes
+    t.push_back(tunnelRow({.name = "vxlan_inner_tcp_truncated",
+                           .frame = eth().ipv4(A4, B4).udp(40011, 4789).raw(vxlanHeader(42))
+                                        .eth().ipv4(P1, P2, ipp::TCP).raw(Bytes(12, 0)).build(),
+                           .frame_size = 50 + 46, .classes = {IPV4, UDP},
+                           .outer = key4(A4, B4, 40011, 4789, ipp::UDP), .encap = NP_ENCAP_VXLAN,
+                           .undecoded = true}));
+    {
+        // Two packets of one inner flow, and one of another inner flow in the same
+        // outer flow: the outer flow 3 packets, the inner ones 2 and 1.
+        CaseRow c;
+        c.name = "vxlan_inner_flows_accumulate";
+        Bytes a = eth().ipv4(A4, B4).udp(40012, 8472).raw(vxlanHeader(1)).eth().ipv4(P1, P2).tcp(33001, 80, tf::SYN).build();
+        Bytes b = eth().ipv4(A4, B4).udp(40012, 8472).raw(vxlanHeader(1)).eth().ipv4(P1, P2).tcp(33001, 80, tf::ACK).payload(100).build();
+        Bytes d = eth().ipv4(A4, B4).udp(40012, 8472).raw(vxlanHeader(1)).eth().ipv4(P1, P2).udp(33001, 53).payload(1).build();
+        // inner frames 14 + 20 + 20 = 54, 54 + 100 = 154, 14 + 20 + 8 + 1 = 43 (IP: 40, 140,
+        // 29); outer adds 50 each
+        if (a.size() != 104 || b.size() != 204 || d.size() != 93)
+            throw std::logic_error("vxlan_inner_flows_accumulate: frame sizes");
+        c.steps = {{Prog::TcIngress, a, {IPV4, UDP}}, {Prog::TcIngress, b, {IPV4, UDP}}, {Prog::TcIngress, d, {IPV4, UDP}}};
+        c.flows = {{key4(A4, B4, 40012, 8472, ipp::UDP), 3, 104 + 204 + 93, 0},
+                   {innerKey(key4(P1, P2, 33001, 80, ipp::TCP), NP_ENCAP_VXLAN), 2, 40 + 140, tf::SYN | tf::ACK},
+                   {innerKey(key4(P1, P2, 33001, 53, ipp::UDP), NP_ENCAP_VXLAN), 1, 29, 0}};
+        c.overlay = {{NP_DIR_INGRESS, NP_ENCAP_VXLAN, {3, 104 + 204 + 93, 40 + 140 + 29, 0}}};
+        t.push_back(std::move(c));
+    }
+    {
+        // The same inner packet in a VXLAN and in a Geneve tunnel: two inner flows, told
+        // apart by their encap; and the inner 5-tuple as a plain packet: a third flow (whose
+        // bytes are its frame's, 14 more than the inner flows' IP bytes).
+        CaseRow c;
+        c.name = "same_inner_tuple_vxlan_geneve_plain_three_flows";
+        Bytes v = eth().ipv4(A4, B4).udp(40013, 4789).raw(vxlanHeader(1)).eth().ipv4(P1, P2).udp(7, 9).build();
+        Bytes g = eth().ipv4(A4, B4).udp(40013, 6081).raw(geneveHeader(kEthTeb, 1, {})).eth().ipv4(P1, P2).udp(7, 9).build();
+        Bytes p = eth().ipv4(P1, P2).udp(7, 9).build();
+        c.steps = {{Prog::TcIngress, v, {IPV4, UDP}}, {Prog::TcIngress, g, {IPV4, UDP}}, {Prog::TcIngress, p, {IPV4, UDP}}};
+        c.flows = {{key4(A4, B4, 40013, 4789, ipp::UDP), 1, 50 + 42, 0},
+                   {key4(A4, B4, 40013, 6081, ipp::UDP), 1, 50 + 42, 0},
+                   {innerKey(key4(P1, P2, 7, 9, ipp::UDP), NP_ENCAP_VXLAN), 1, 28, 0},
+                   {innerKey(key4(P1, P2, 7, 9, ipp::UDP), NP_ENCAP_GENEVE), 1, 28, 0},
+                   {key4(P1, P2, 7, 9, ipp::UDP), 1, 42, 0}};
+        c.overlay = {{NP_DIR_INGRESS, NP_ENCAP_VXLAN, {1, 92, 28, 0}}, {NP_DIR_INGRESS, NP_ENCAP_GENEVE, {1, 92, 28, 0}}};
+        t.push_back(std::move(c));
+    }
+    {
+        // An outer first fragment carrying a VXLAN header: fragments are not decapsulated.
+        CaseRow c;
+        c.name = "vxlan_outer_fragment_not_decapsulated";
+        Bytes first = eth().ipv4(A4, B4).ipv4Fragment(600, 0, true).udp(40014, 4789).udpLength(8 + 8 + 42 + 100)
+                          .raw(vxlanHeader(42)).eth().ipv4(P1, P2).udp(1, 2).build();
+        c.steps = {{Prog::TcIngress, first, {IPV4, UDP, FRAG}}};
+        c.flows = {{key4(A4, B4, 40014, 4789, ipp::UDP), 1, first.size(), 0}};
+        c.frags = {frag(4, A4, B4, 600, ipp::UDP, 40014, 4789)};
+        t.push_back(std::move(c));
+    }
+
+    // ---- Geneve (RFC 8926): UDP 6081 ----
+    {
+        // Two options: class 0x0102 type 0x80 (critical) with 8 bytes of data (length 2),
+        // class 0xffff type 0x01 without data: 12 + 4 = 16 bytes, Opt Len 4.
+        const Bytes opts = {0x01, 0x02, 0x80, 0x02, 1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xff, 0x01, 0x00};
+        // outer 14 + 20 + 8 + 8 + 16 = 66; inner frame 14 + 20 + 20 + 100 = 154, IP 140
+        t.push_back(tunnelRow({.name = "geneve_ipv4_tcp_with_options",
+                               .frame = eth().ipv4(A4, B4).udp(40020, 6081).raw(geneveHeader(kEthTeb, 0xabcd, opts))
+                                            .eth().ipv4(P1, P2).tcp(33002, 8080, tf::PSH | tf::ACK).payload(100).build(),
+                               .frame_size = 66 + 154, .classes = {IPV4, UDP},
+                               .outer = key4(A4, B4, 40020, 6081, ipp::UDP), .encap = NP_ENCAP_GENEVE,
+                               .inner = key4(P1, P2, 33002, 8080, ipp::TCP), .inner_bytes = 140,
+                               .inner_flags = tf::PSH | tf::ACK}));
+        // the O (OAM) and C bits set: still decapsulated; egress
+        Bytes h = geneveHeader(kEthTeb, 5, opts);
+        h[1] = 0xc0;
+        t.push_back(tunnelRow({.name = "geneve_oam_critical_bits_egress",
+                               .frame = eth().ipv4(A4, B4).udp(40021, 6081).raw(h).eth().ipv4(P2, P1).udp(9, 7).build(),
+                               .frame_size = 66 + 42, .classes = {IPV4, UDP},
+                               .outer = key4(A4, B4, 40021, 6081, ipp::UDP), .encap = NP_ENCAP_GENEVE,
+                               .inner = key4(P2, P1, 9, 7, ipp::UDP), .inner_bytes = 28, .prog = Prog::TcEgress}));
+    }
+    // Protocol Type 0x86DD, no options, no inner Ethernet: 40 + 8 + 4 = 52
+    t.push_back(tunnelRow({.name = "geneve_ipv6_payload",
+                           .frame = eth().ipv6(A6, B6).udp(40022, 6081).raw(geneveHeader(0x86dd, 9, {}))
+                                        .ipv6(P6a, P6b).udp(5000, 6000).payload(4).build(),
+                           .frame_size = 70 + 52, .classes = {IPV6, UDP}, .outer = key6(A6, B6, 40022, 6081, ipp::UDP),
+                           .encap = NP_ENCAP_GENEVE, .inner = key6(P6a, P6b, 5000, 6000, ipp::UDP),
+                           .inner_bytes = 52}));
+    // Protocol Type 0x0800: 20 + 8 = 28
+    t.push_back(tunnelRow({.name = "geneve_ipv4_payload",
+                           .frame = eth().ipv4(A4, B4).udp(40023, 6081).raw(geneveHeader(0x0800, 9, {}))
+                                        .ipv4(P1, P2).udp(5000, 6000).build(),
+                           .frame_size = 50 + 28, .classes = {IPV4, UDP}, .outer = key4(A4, B4, 40023, 6081, ipp::UDP),
+                           .encap = NP_ENCAP_GENEVE, .inner = key4(P1, P2, 5000, 6000, ipp::UDP),
+                           .inner_bytes = 28}));
+    // version 1: not a Geneve packet this parser knows, plain UDP
+    t.push_back(tunnelRow({.name = "geneve_version_1_is_plain_udp",
+                           .frame = eth().ipv4(A4, B4).udp(40024, 6081).raw(geneveHeader(kEthTeb, 9, {}, 1))
+                                        .eth().ipv4(P1, P2).udp(1, 2).build(),
+                           .frame_size = 50 + 42, .classes = {IPV4, UDP},
+                           .outer = key4(A4, B4, 40024, 6081, ipp::UDP)}));
+    {
+        // Opt Len 63 (252 bytes of options) with 20 bytes behind the header
+        Bytes h = geneveHeader(kEthTeb, 9, {});
+        h[0] = 63;
+        t.push_back(tunnelRow({.name = "geneve_options_past_payload",
+                               .frame = eth().ipv4(A4, B4).udp(40025, 6081).raw(h).payload(20).build(),
+                               .frame_size = 50 + 20, .classes = {IPV4, UDP},
+                               .outer = key4(A4, B4, 40025, 6081, ipp::UDP), .encap = NP_ENCAP_GENEVE,
+                               .undecoded = true}));
+    }
+    // Protocol Type 0x894F (NSH): not a payload the parser reads
+    t.push_back(tunnelRow({.name = "geneve_nsh_payload_undecoded",
+                           .frame = eth().ipv4(A4, B4).udp(40026, 6081).raw(geneveHeader(0x894f, 9, {})).payload(32).build(),
+                           .frame_size = 50 + 32, .classes = {IPV4, UDP},
+                           .outer = key4(A4, B4, 40026, 6081, ipp::UDP), .encap = NP_ENCAP_GENEVE,
+                           .undecoded = true}));
+
+    // ---- IP in IP (RFC 2003, RFC 2473, RFC 4213) ----
+    // 6in4 (sit): outer 14 + 20; inner 40 + 20 = 60
+    t.push_back(tunnelRow({.name = "ipv6_in_ipv4_6in4",
+                           .frame = eth().ipv4(A4, B4).ipv6(P6a, P6b).tcp(40000, 22, tf::SYN).build(),
+                           .frame_size = 34 + 60, .classes = {IPV4, OTHER_L4}, .outer = key4(A4, B4, 0, 0, 41),
+                           .encap = NP_ENCAP_IP6_IN_IP4, .inner = key6(P6a, P6b, 40000, 22, ipp::TCP),
+                           .inner_bytes = 60, .inner_flags = tf::SYN}));
+    // 4in6: outer 14 + 40; inner ICMP echo 20 + 8 + 8 = 36
+    t.push_back(tunnelRow({.name = "ipv4_in_ipv6_4in6_egress",
+                           .frame = eth().ipv6(A6, B6).ipv4(P1, P2).icmp(icmp_type::ECHO_REPLY).payload(8).build(),
+                           .frame_size = 54 + 36, .classes = {IPV6, OTHER_L4}, .outer = key6(A6, B6, 0, 0, 4),
+                           .encap = NP_ENCAP_IP4_IN_IP6, .inner = key4(P1, P2, 0, 0, ipp::ICMP), .inner_bytes = 36,
+                           .prog = Prog::TcEgress}));
+    // IPIP with TCP: inner 20 + 20 + 64 = 104
+    t.push_back(tunnelRow({.name = "ipip_ipv4_tcp_egress",
+                           .frame = eth().ipv4(A4, B4).ipv4(P1, P2).tcp(45000, 6443, tf::PSH | tf::ACK).payload(64).build(),
+                           .frame_size = 34 + 104, .classes = {IPV4, OTHER_L4}, .outer = key4(A4, B4, 0, 0, 4),
+                           .encap = NP_ENCAP_IPIP, .inner = key4(P1, P2, 45000, 6443, ipp::TCP), .inner_bytes = 104,
+                           .inner_flags = tf::PSH | tf::ACK, .prog = Prog::TcEgress}));
+    // IP6IP6 behind an outer destination options header: 40 + 8 + 8
+    t.push_back(tunnelRow({.name = "ip6ip6_after_extension_header",
+                           .frame = eth().ipv6(A6, B6).ipv6Ext(ipp::DSTOPTS).ipv6(P6a, P6b).udp(1, 2).payload(8).build(),
+                           .frame_size = 54 + 8 + 56, .classes = {IPV6, OTHER_L4}, .outer = key6(A6, B6, 0, 0, 41),
+                           .encap = NP_ENCAP_IP6IP6, .inner = key6(P6a, P6b, 1, 2, ipp::UDP), .inner_bytes = 56}));
+    // 10 bytes of an inner IPv4 header
+    t.push_back(tunnelRow({.name = "ipip_inner_header_truncated",
+                           .frame = eth().ipv4(A4, B4, 4).raw(Bytes{0x45, 0, 0, 30, 0, 0, 0, 0, 64, 17}).build(),
+                           .frame_size = 34 + 10, .classes = {IPV4, OTHER_L4}, .outer = key4(A4, B4, 0, 0, 4),
+                           .encap = NP_ENCAP_IPIP, .undecoded = true}));
+    // protocol 41 with an IPv4 packet inside (version 4 where 6 belongs)
+    t.push_back(tunnelRow({.name = "ipv6_in_ipv4_wrong_inner_version",
+                           .frame = eth().ipv4(A4, B4, 41).ipv4(P1, P2).udp(1, 2).payload(12).build(),
+                           .frame_size = 34 + 40, .classes = {IPV4, OTHER_L4}, .outer = key4(A4, B4, 0, 0, 41),
+                           .encap = NP_ENCAP_IP6_IN_IP4, .undecoded = true}));
+
+    // ---- GRE (RFC 2784, RFC 2890) ----
+    // plain: 4-byte header, IPv4 inside: 20 + 20 + 10 = 50
+    t.push_back(tunnelRow({.name = "gre_plain_ipv4_tcp",
+                           .frame = eth().ipv4(A4, B4, ipp::GRE).raw(greHeader(0x00, 0x00, 0x0800))
+                                        .ipv4(P1, P2).tcp(33003, 443, tf::ACK).payload(10).build(),
+                           .frame_size = 34 + 4 + 50, .classes = {IPV4, OTHER_L4},
+                           .outer = key4(A4, B4, 0, 0, ipp::GRE), .encap = NP_ENCAP_GRE,
+                           .inner = key4(P1, P2, 33003, 443, ipp::TCP), .inner_bytes = 50, .inner_flags = tf::ACK}));
+    // C, K and S: 4 + 4 + 4 + 4 = 16-byte header, IPv6 inside: 40 + 8 + 12 = 60
+    t.push_back(tunnelRow({.name = "gre_checksum_key_sequence_ipv6_udp",
+                           .frame = eth().ipv4(A4, B4, ipp::GRE).raw(greHeader(0xb0, 0x00, 0x86dd))
+                                        .ipv6(P6a, P6b).udp(4000, 4001).payload(12).build(),
+                           .frame_size = 34 + 16 + 60, .classes = {IPV4, OTHER_L4},
+                           .outer = key4(A4, B4, 0, 0, ipp::GRE), .encap = NP_ENCAP_GRE,
+                           .inner = key6(P6a, P6b, 4000, 4001, ipp::UDP), .inner_bytes = 60}));
+    // K only: 8-byte header: 20 + 8 = 28
+    t.push_back(tunnelRow({.name = "gre_key_only_ipv4_udp",
+                           .frame = eth().ipv4(A4, B4, ipp::GRE).raw(greHeader(0x20, 0x00, 0x0800))
+                                        .ipv4(P1, P2).udp(4000, 4001).build(),
+                           .frame_size = 34 + 8 + 28, .classes = {IPV4, OTHER_L4},
+                           .outer = key4(A4, B4, 0, 0, ipp::GRE), .encap = NP_ENCAP_GRE,
+                           .inner = key4(P1, P2, 4000, 4001, ipp::UDP), .inner_bytes = 28}));
+    // S only (sequence number), egress: 8-byte header; 20 + 8 + 2 = 30
+    t.push_back(tunnelRow({.name = "gre_sequence_only_egress",
+                           .frame = eth().ipv4(A4, B4, ipp::GRE).raw(greHeader(0x10, 0x00, 0x0800))
+                                        .ipv4(P2, P1).udp(4001, 4000).payload(2).build(),
+                           .frame_size = 34 + 8 + 30, .classes = {IPV4, OTHER_L4},
+                           .outer = key4(A4, B4, 0, 0, ipp::GRE), .encap = NP_ENCAP_GRE,
+                           .inner = key4(P2, P1, 4001, 4000, ipp::UDP), .inner_bytes = 30, .prog = Prog::TcEgress}));
+    // transparent Ethernet bridging (gretap) with a key: 14 + 20 + 8 + 18 = 60, IP 46
+    t.push_back(tunnelRow({.name = "gre_teb_ethernet_inner",
+                           .frame = eth().ipv4(A4, B4, ipp::GRE).raw(greHeader(0x20, 0x00, kEthTeb))
+                                        .eth().ipv4(P1, P2).udp(1234, 5678).payload(18).build(),
+                           .frame_size = 34 + 8 + 60, .classes = {IPV4, OTHER_L4},
+                           .outer = key4(A4, B4, 0, 0, ipp::GRE), .encap = NP_ENCAP_GRE,
+                           .inner = key4(P1, P2, 1234, 5678, ipp::UDP), .inner_bytes = 46}));
+    // ip6gre: GRE over IPv6, IPv4 inside: 20 + 8 = 28
+    t.push_back(tunnelRow({.name = "gre_over_ipv6",
+                           .frame = eth().ipv6(A6, B6, ipp::GRE).raw(greHeader(0x00, 0x00, 0x0800))
+                                        .ipv4(P1, P2).udp(1, 2).build(),
+                           .frame_size = 54 + 4 + 28, .classes = {IPV6, OTHER_L4},
+                           .outer = key6(A6, B6, 0, 0, ipp::GRE), .encap = NP_ENCAP_GRE,
+                           .inner = key4(P1, P2, 1, 2, ipp::UDP), .inner_bytes = 28}));
+    // version 1 (PPTP, RFC 2637: K and S set, protocol PPP 0x880B)
+    t.push_back(tunnelRow({.name = "gre_version_1_pptp_undecoded",
+                           .frame = eth().ipv4(A4, B4, ipp::GRE).raw(greHeader(0x30, 0x01, 0x880b)).payload(20).build(),
+                           .frame_size = 34 + 12 + 20, .classes = {IPV4, OTHER_L4},
+                           .outer = key4(A4, B4, 0, 0, ipp::GRE), .encap = NP_ENCAP_GRE, .undecoded = true}));
+    // the RFC 1701 routing flag
+    t.push_back(tunnelRow({.name = "gre_routing_flag_undecoded",
+                           .frame = eth().ipv4(A4, B4, ipp::GRE).raw(greHeader(0x40, 0x00, 0x0800))
+                                        .ipv4(P1, P2).udp(1, 2).build(),
+                           .frame_size = 34 + 4 + 28, .classes = {IPV4, OTHER_L4},
+                           .outer = key4(A4, B4, 0, 0, ipp::GRE), .encap = NP_ENCAP_GRE, .undecoded = true}));
+    // 3 bytes of a GRE header
+    t.push_back(tunnelRow({.name = "gre_header_truncated",
+                           .frame = eth().ipv4(A4, B4, ipp::GRE).raw(Bytes{0x00, 0x00, 0x08}).build(),
+                           .frame_size = 34 + 3, .classes = {IPV4, OTHER_L4},
+                           .outer = key4(A4, B4, 0, 0, ipp::GRE), .encap = NP_ENCAP_GRE, .undecoded = true}));
+    // C, K, S announce 16 bytes of header; the datagram has 8
+    t.push_back(tunnelRow({.name = "gre_optional_fields_past_payload",
+                           .frame = eth().ipv4(A4, B4, ipp::GRE).raw(Bytes{0xb0, 0x00, 0x08, 0x00, 0, 0, 0, 0}).build(),
+                           .frame_size = 34 + 8, .classes = {IPV4, OTHER_L4},
+                           .outer = key4(A4, B4, 0, 0, ipp::GRE), .encap = NP_ENCAP_GRE, .undecoded = true}));
+    // ERSPAN (0x88BE) is not a payload the parser reads
+    t.push_back(tunnelRow({.name = "gre_erspan_undecoded",
+                           .frame = eth().ipv4(A4, B4, ipp::GRE).raw(greHeader(0x10, 0x00, 0x88be)).payload(40).build(),
+                           .frame_size = 34 + 8 + 40, .classes = {IPV4, OTHER_L4},
+                           .outer = key4(A4, B4, 0, 0, ipp::GRE), .encap = NP_ENCAP_GRE, .undecoded = true}));
+    {
+        // An inner first fragment then its later fragment, through IPIP: the later one
+        // borrows the inner first fragment's ports (frag_track keyed by the inner addresses).
+        CaseRow c;
+        c.name = "ipip_inner_fragments_join_their_flow";
+        Bytes first = eth().ipv4(A4, B4).ipv4(P1, P2).ipv4Fragment(321, 0, true).udp(6000, 7000).udpLength(8 + 16 + 24)
+                          .payload(16).build();
+        Bytes later = eth().ipv4(A4, B4).ipv4(P1, P2, ipp::UDP).ipv4Fragment(321, 24, false).payload(24).build();
+        // inner: 20 + 8 + 16 = 44 and 20 + 24 = 44; outer adds 34
+        if (first.size() != 78 || later.size() != 78)
+            throw std::logic_error("ipip_inner_fragments_join_their_flow: frame sizes");
+        c.steps = {{Prog::TcIngress, first, {IPV4, OTHER_L4}}, {Prog::TcIngress, later, {IPV4, OTHER_L4}}};
+        c.flows = {{key4(A4, B4, 0, 0, 4), 2, 156, 0},
+                   {innerKey(key4(P1, P2, 6000, 7000, ipp::UDP), NP_ENCAP_IPIP), 2, 88, 0}};
+        c.frags = {frag(4, P1, P2, 321, ipp::UDP, 6000, 7000)};
+        c.overlay = {{NP_DIR_INGRESS, NP_ENCAP_IPIP, {2, 156, 88, 0}}};
+        t.push_back(std::move(c));
+    }
+    return t;
+}
+
+std::vector<CaseRow> allRows()
+{
+    std::vector<CaseRow> t = parseCases();
+    for (CaseRow& c : decapCases())
+        t.push_back(std::move(c));
+    return t;
+}
+
 }  // namespace
 
 const std::vector<CaseRow>& allCases()
 {
-    static const std::vector<CaseRow> cases = parseCases();
+    static const std::vector<CaseRow> cases = allRows();
     return cases;
 }
 

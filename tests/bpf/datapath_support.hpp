@@ -68,6 +68,7 @@ inline int quietLibbpf(enum libbpf_print_level level, const char* fmt, va_list a
 struct LoadOptions {
     std::optional<std::uint32_t> flow_max_entries;
     std::optional<std::uint32_t> enable_flows;
+    std::optional<std::uint32_t> enable_decap;
 };
 
 // Open and load a fresh skeleton; sets err to the libbpf error on failure.
@@ -83,6 +84,8 @@ inline Skel loadSkeleton(const LoadOptions& o, int& err)
         bpf_map__set_max_entries(skel->maps.flow_stats, *o.flow_max_entries);
     if (o.enable_flows)
         skel->rodata->np_enable_flows = *o.enable_flows;
+    if (o.enable_decap)
+        skel->rodata->np_enable_decap = *o.enable_decap;
     err = datapath_bpf__load(skel.get());
     if (err)
         return nullptr;
@@ -148,6 +151,7 @@ inline void resetMaps(datapath_bpf* s)
     zeroPercpuArray<std::uint64_t>(s->maps.malformed_stats);
     zeroPercpuArray<std::uint64_t>(s->maps.map_errors);
     clearHash<np_icmp_key>(s->maps.icmp_stats);
+    zeroPercpuArray<np_overlay_counter>(s->maps.overlay_stats);
 }
 
 struct Counter {
@@ -205,6 +209,34 @@ inline std::uint64_t sumU64(const bpf_map* map, std::uint32_t index)
     return s;
 }
 
+// overlay_stats[direction * NP_ENCAP_MAX + encap], summed over the CPUs.
+struct Overlay {
+    std::uint64_t packets = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t inner_bytes = 0;
+    std::uint64_t errors = 0;
+    friend bool operator==(const Overlay&, const Overlay&) = default;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const Overlay& o)
+{
+    return os << "{packets=" << o.packets << ", bytes=" << o.bytes << ", inner_bytes=" << o.inner_bytes
+              << ", errors=" << o.errors << "}";
+}
+
+inline Overlay overlayCounter(datapath_bpf* s, std::uint32_t dir, std::uint32_t encap)
+{
+    Overlay o;
+    const std::uint32_t idx = dir * NP_ENCAP_MAX + encap;
+    for (const np_overlay_counter& v : lookupPercpu<np_overlay_counter>(s->maps.overlay_stats, &idx)) {
+        o.packets += v.packets;
+        o.bytes += v.bytes;
+        o.inner_bytes += v.inner_bytes;
+        o.errors += v.errors;
+    }
+    return o;
+}
+
 // A flow_stats entry with its per-CPU values merged as user space does.
 struct Flow {
     flow_key key{};
@@ -257,7 +289,7 @@ inline std::string keyToString(const flow_key& k)
     os << "{family=" << int(k.family) << " proto=" << int(k.proto) << " "
        << addrToString(k.src_ip, k.family) << ":" << k.src_port << " -> "
        << addrToString(k.dst_ip, k.family) << ":" << k.dst_port << " dir=" << int(k.direction)
-       << " ifindex=" << k.ifindex << " reserved=" << int(k.reserved) << "}";
+       << " ifindex=" << k.ifindex << " encap=" << int(k.encap) << "}";
     return os.str();
 }
 
@@ -296,8 +328,9 @@ struct RunResult {
 };
 
 // Run one frame through a program. ctx_ifindex: nullopt = no ctx_in at all.
+// gso_segs (TC only): the test skb claims to be a GSO packet of that many segments.
 inline RunResult runFrame(datapath_bpf* s, Prog p, const Bytes& frame,
-                   std::optional<std::uint32_t> ctx_ifindex = kIfindex)
+                   std::optional<std::uint32_t> ctx_ifindex = kIfindex, std::uint32_t gso_segs = 0)
 {
     const bpf_program* prog = p == Prog::TcIngress ? s->progs.netprobe_tc_in
                               : p == Prog::TcEgress ? s->progs.netprobe_tc_eg
@@ -317,6 +350,10 @@ inline RunResult runFrame(datapath_bpf* s, Prog p, const Bytes& frame,
             opts.ctx_size_in = sizeof(xdp_ctx);
         } else {
             skb_ctx.ifindex = *ctx_ifindex;
+            if (gso_segs) {
+                skb_ctx.gso_segs = gso_segs;
+                skb_ctx.gso_size = 1000;
+            }
             opts.ctx_in = &skb_ctx;
             opts.ctx_size_in = sizeof(skb_ctx);
         }
@@ -353,11 +390,19 @@ struct ExpectedFrag {
     np_frag_ports ports{};
 };
 
+// One overlay_stats slot (the harness checks every slot: the others stay zero).
+struct ExpectedOverlay {
+    std::uint32_t direction = NP_DIR_INGRESS;
+    np_encap encap = NP_ENCAP_NONE;
+    Overlay value;
+};
+
 struct CaseRow {
     std::string name;
     std::vector<Step> steps;
     std::vector<ExpectedFlow> flows;  // exactly the flows in flow_stats afterwards
     std::vector<ExpectedFrag> frags;  // exactly the entries in frag_track afterwards
+    std::vector<ExpectedOverlay> overlay;  // exactly the non-zero overlay_stats slots afterwards
     std::string bug;                  // non-empty: a known parser bug; the row is DISABLED_
 };
 
@@ -423,6 +468,13 @@ inline flow_key key6(std::string_view src, std::string_view dst, std::uint16_t s
               std::uint8_t proto, Prog prog = Prog::TcIngress)
 {
     return fkey(6, src, dst, sport, dport, proto, prog);
+}
+
+// The key of an inner (decapsulated) flow: k with its encapsulation.
+inline flow_key innerKey(flow_key k, np_encap encap)
+{
+    k.encap = static_cast<std::uint8_t>(encap);
+    return k;
 }
 
 inline ExpectedFrag frag(std::uint8_t family, std::string_view src, std::string_view dst, std::uint32_t id,

@@ -3,7 +3,8 @@
 // its own named test case (Datapath/PacketCase.Run/<name>): a sequence of frames,
 // each sent to one program, and the exact state of every map afterwards —
 // packet_stats, malformed_stats, tc_device_stats, xdp_device_stats, map_errors, icmp_stats,
-// flow_stats (keys and merged per-CPU values) and frag_track. Maps are emptied
+// flow_stats (keys and merged per-CPU values), frag_track and overlay_stats (tunnel
+// packets, bpf/lib/decap.h; the overlay rows are in datapath_cases.cpp). Maps are emptied
 // before every case, so "no flow created" is "flow_stats is empty".
 //
 // How the kernel builds the test skb (net/bpf/test_run.c): the frame must hold at
@@ -169,6 +170,22 @@ TEST_P(PacketCase, Run)
         EXPECT_EQ(int(it->tcp_flags), int(want.tcp_flags)) << keyToString(want.key);
         EXPECT_NE(it->first_seen_ns, 0u);
         EXPECT_LE(it->first_seen_ns, it->last_seen_ns);
+    }
+
+    // overlay_stats: exactly the expected slots, every other one zero.
+    for (std::uint32_t dir = 0; dir < kDirs; dir++) {
+        for (std::uint32_t e = 0; e < NP_ENCAP_MAX; e++) {
+            Overlay want;
+            for (const ExpectedOverlay& o : c.overlay) {
+                if (o.direction == dir && static_cast<std::uint32_t>(o.encap) == e) {
+                    want.packets += o.value.packets;
+                    want.bytes += o.value.bytes;
+                    want.inner_bytes += o.value.inner_bytes;
+                    want.errors += o.value.errors;
+                }
+            }
+            EXPECT_EQ(overlayCounter(s, dir, e), want) << "overlay_stats dir=" << dir << " encap=" << e;
+        }
     }
 
     // frag_track: exactly the expected first-fragment records.
@@ -407,6 +424,72 @@ TEST_F(DatapathCustomLoad, FlowTableFullCountsMapError)
     ASSERT_NE(it, flows.end());
     EXPECT_EQ(it->packets, 2u);
     EXPECT_EQ(sumU64(s->maps.map_errors, NP_MAP_FLOW_STATS), 1u);
+}
+
+// np_enable_decap = 0 (--decap=off): a tunnel packet is its outer flow only, and
+// overlay_stats stays empty.
+TEST_F(DatapathCustomLoad, DecapDisabled)
+{
+    Skel s = load({.enable_decap = 0});
+    if (skipped_)
+        GTEST_SKIP() << "needs root";
+    ASSERT_TRUE(s);
+    const Bytes vxlan = eth().ipv4(A4, B4).udp(40001, 4789).raw(Bytes{0x08, 0, 0, 0, 0, 0, 42, 0})
+                            .eth().ipv4("198.19.1.10", "198.19.2.20").tcp(33000, 80, tcp_flags::SYN).build();
+    const Bytes gre = eth().ipv4(A4, B4, ipproto::GRE).raw(Bytes{0, 0, 0x08, 0x00}).ipv4(C4, A4).udp(1, 2).build();
+    ASSERT_EQ(runFrame(s.get(), Prog::TcIngress, vxlan).err, 0);
+    ASSERT_EQ(runFrame(s.get(), Prog::TcEgress, gre).err, 0);
+    std::vector<Flow> flows = readFlows(s->maps.flow_stats);
+    ASSERT_EQ(flows.size(), 2u) << flowsToString(flows);
+    for (const Flow& f : flows)
+        EXPECT_EQ(f.key.encap, NP_ENCAP_NONE) << keyToString(f.key);
+    for (std::uint32_t d = 0; d < kDirs; d++)
+        for (std::uint32_t e = 0; e < NP_ENCAP_MAX; e++)
+            EXPECT_EQ(overlayCounter(s.get(), d, e), Overlay{}) << d << " " << e;
+}
+
+// Decapsulation with flows off: nothing (no inner flow, no overlay counters).
+TEST_F(DatapathCustomLoad, DecapNeedsFlows)
+{
+    Skel s = load({.enable_flows = 0});
+    if (skipped_)
+        GTEST_SKIP() << "needs root";
+    ASSERT_TRUE(s);
+    const Bytes ipip = eth().ipv4(A4, B4).ipv4(C4, A4).udp(1, 2).build();
+    ASSERT_EQ(runFrame(s.get(), Prog::TcIngress, ipip).err, 0);
+    EXPECT_TRUE(readFlows(s->maps.flow_stats).empty());
+    EXPECT_EQ(overlayCounter(s.get(), NP_DIR_INGRESS, NP_ENCAP_IPIP), Overlay{});
+}
+
+// A GSO tunnel packet (a TSO burst through a VXLAN device): each of its segments
+// repeats the outer headers, the VXLAN header and the inner headers up to the TCP
+// payload. 3 segments of an skb of L bytes: the outer flow and the device count
+// L + 2 x (14 + 20 + 8 + 8 + 14 + 20 + 20 = 104) bytes, the inner flow the inner IP
+// datagram's I bytes + 2 x (20 + 20 = 40); 3 packets each.
+TEST_F(DatapathHarness, DecapGsoTunnelPacketCountsEverySegmentsHeaders)
+{
+    const Bytes f = eth().ipv4(A4, B4).udp(40001, 8472).raw(Bytes{0x08, 0, 0, 0, 0, 0, 1, 0})
+                        .eth().ipv4("198.19.1.10", "198.19.2.20").tcp(33000, 80, tcp_flags::ACK).payload(3000).build();
+    const std::uint64_t L = 14 + 20 + 8 + 8 + 14 + 20 + 20 + 3000;
+    const std::uint64_t I = 20 + 20 + 3000;
+    ASSERT_EQ(f.size(), L);
+    ASSERT_EQ(runFrame(skel(), Prog::TcEgress, f, kIfindex, 3).err, 0);
+    EXPECT_EQ(devCounter(skel(), false, kIfindex, NP_DIR_EGRESS), (Counter{3, L + 2 * 104}));
+    const std::vector<Flow> flows = readFlows(skel()->maps.flow_stats);
+    ASSERT_EQ(flows.size(), 2u) << flowsToString(flows);
+    for (const Flow& fl : flows) {
+        if (fl.key.encap == NP_ENCAP_NONE) {
+            EXPECT_EQ(fl.key.dst_port, 8472);
+            EXPECT_EQ(fl.packets, 3u);
+            EXPECT_EQ(fl.bytes, L + 2 * 104);
+        } else {
+            EXPECT_EQ(fl.key.encap, NP_ENCAP_VXLAN);
+            EXPECT_EQ(fl.key.dst_port, 80);
+            EXPECT_EQ(fl.packets, 3u);
+            EXPECT_EQ(fl.bytes, I + 2 * 40);
+        }
+    }
+    EXPECT_EQ(overlayCounter(skel(), NP_DIR_EGRESS, NP_ENCAP_VXLAN), (Overlay{3, L + 2 * 104, I + 2 * 40, 0}));
 }
 
 // np_enable_flows = 0 (set in .rodata before load): counters only, no flows, no

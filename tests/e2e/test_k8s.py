@@ -92,6 +92,12 @@ class FakeApiServer:
         with urllib.request.urlopen(req, context=self.ssl, timeout=10) as r:
             return json.loads(r.read() or b"{}")
 
+    def get(self, path: str) -> dict:
+        req = urllib.request.Request(f"https://127.0.0.1:{self.port}{path}",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(req, context=self.ssl, timeout=10) as r:
+            return json.loads(r.read())
+
     def kubeconfig(self) -> str:
         path = os.path.join(self.dir, "kubeconfig")
         with open(path, "w") as f:

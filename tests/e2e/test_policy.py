@@ -253,6 +253,16 @@ class PolicyTest(E2ETestCase):
         self.assertEqual(pols["default-deny"]["enforcement_gaps"], 2)
         self.assertEqual(pols["default-deny"]["hits"]["denied"], {"flows": 2, "packets": b_out + b_in + c_out + c_in})
         self.assertEqual(pols["allow-frontend"]["hits"]["allowed"], {"flows": 1, "packets": a_out + a_in})
+        # the gaps are a security event: one incident for db's isolation by default-deny
+        ev = wait_for(lambda: next((e for e in a.get_json("/api/v1/events")["events"]
+                                    if e["type"] == "policy_enforcement_gap"), None), 20,
+                      "a policy_enforcement_gap event")
+        self.assertEqual((ev["severity"], ev["src_ip"], ev["dst_ip"]), ("high", IP_UI, IP_DB))
+        self.assertEqual((ev["evidence"]["side"], ev["evidence"]["pod"], ev["evidence"]["policies"]),
+                         ("ingress", "shop/db", ["shop/default-deny"]))
+        wait_for(lambda: next(e for e in a.get_json("/api/v1/events")["events"] if e["id"] == ev["id"])
+                 ["evidence"]["conversations"] == 2, 10, "both gaps in the event")
+        self.assertEqual(a.metrics().get("netprobe_security_events_total", type="policy_enforcement_gap"), 1)
         log(f"agent: gaps {m.get('netprobe_policy_enforcement_gaps_total')}, "
             f"denied packets {fig(m, 'shop', 'default-deny', 'denied')}, allowed packets "
             f"{fig(m, 'shop', 'allow-frontend', 'allowed')}")

@@ -30,6 +30,11 @@
 //    to the flow of the reference parser's 5-tuple (later fragments: the ports the
 //    first fragment left in frag_track), per direction; a first fragment leaves its
 //    ports in frag_track;
+//  - overlay decapsulation (bpf/lib/decap.h) against a reference written from the RFCs
+//    (decapsulate() below: VXLAN, Geneve, IPIP / 6in4 / IP6IP6 / 4in6, GRE): a tunnel
+//    packet moves its overlay_stats slot by (1, length, inner IP bytes) or by one
+//    undecoded packet, every other slot stays; a decoded inner IP packet adds (1, its IP
+//    datagram's bytes) and its TCP flags to the inner flow (encap set), per direction;
 //  - map_errors never moves.
 // Every kAuditEvery inputs (and at exit) an audit compares the whole flow_stats,
 // icmp_stats and frag_track with what the inputs since the last audit should have
@@ -72,6 +77,9 @@ struct Model {
     std::uint8_t tcp_flags = 0;
     std::uint8_t icmp_type = 0;
     std::uint8_t icmp_code = 0;
+    // Offsets from the start of what was parsed: the IP header and the end of its
+    // datagram, the L4 header (of every protocol: a tunnel's payload for IPIP and GRE).
+    std::size_t l3_off = 0, l3_end = 0, l4_off = 0;
 };
 
 constexpr bool isVlan(std::uint16_t p) { return p == 0x8100 || p == 0x88a8; }
@@ -83,11 +91,22 @@ constexpr bool isIpv6Ext(std::uint8_t nh) { return nh == 0 || nh == 43 || nh == 
 // with <= 8 extension headers, TCP / UDP / ICMP / ICMPv6 within the IP datagram.
 class Classifier {
 public:
-    explicit Classifier(std::span<const std::uint8_t> f) : f_(f) {}
+    // f: the bytes that can be read (to the end of the frame); len: the packet's length,
+    // which the length fields are checked against (an inner packet of a tunnel ends
+    // before the frame does).
+    explicit Classifier(std::span<const std::uint8_t> f) : f_(f), len_(f.size()) {}
+    Classifier(std::span<const std::uint8_t> f, std::size_t len) : f_(f), len_(len) {}
 
     Model run()
     {
         m_.reason = frame();
+        return m_;
+    }
+
+    // A packet without a link-layer header, of EtherType type (0x0800 or 0x86DD).
+    Model runIp(std::uint16_t type)
+    {
+        m_.reason = type == 0x0800 ? ipv4(0) : ipv6(0);
         return m_;
     }
 
@@ -156,10 +175,12 @@ private:
         if (off + hlen > f_.size())
             return NP_MAL_TRUNCATED_IPV4;
         const std::size_t tot = be16(off + 2);  // (BIG TCP's tot_len 0 needs > 64 KiB)
-        if (tot < hlen || off + tot > f_.size())
+        if (tot < hlen || off + tot > len_)
             return NP_MAL_IPV4_BAD_LENGTH;
         mark(NP_PROTO_IPV4);
         m_.has_l3 = true;
+        m_.l3_off = off;
+        m_.l3_end = off + tot;
         m_.key.family = 4;
         m_.key.proto = f_[off + 9];
         for (np_addr* a : {&m_.key.src_ip, &m_.key.dst_ip}) {
@@ -186,10 +207,12 @@ private:
         if (f_[off] >> 4 != 6)
             return NP_MAL_IPV6_BAD_VERSION;
         const std::size_t end = off + 40 + be16(off + 4);  // (jumbograms need > 64 KiB)
-        if (end > f_.size())
+        if (end > len_)
             return NP_MAL_IPV6_BAD_LENGTH;
         mark(NP_PROTO_IPV6);
         m_.has_l3 = true;
+        m_.l3_off = off;
+        m_.l3_end = end;
         m_.key.family = 6;
         std::memcpy(m_.key.src_ip.v6, &f_[off + 8], 16);
         std::memcpy(m_.key.dst_ip.v6, &f_[off + 24], 16);
@@ -258,6 +281,7 @@ private:
             mark(NP_PROTO_UDP);
             m_.key.src_port = be16(pos);
             m_.key.dst_port = be16(pos + 2);
+            m_.l4_off = pos;
             return NP_MAL_NONE;
         }
         if ((proto == 1 && m_.key.family == 4) || (proto == 58 && m_.key.family == 6)) {
@@ -269,12 +293,108 @@ private:
             return NP_MAL_NONE;
         }
         mark(NP_PROTO_OTHER_L4);
+        m_.l4_off = pos;
         return NP_MAL_NONE;
     }
 
     std::span<const std::uint8_t> f_;
+    std::size_t len_;
     Model m_;
 };
+
+// ---------------------------------------------------------------- reference decapsulation
+
+// What the datapath should make of a tunnel packet (bpf/lib/decap.h), from the RFCs:
+// VXLAN (RFC 7348) to UDP 4789 / 8472 with the I flag; Geneve (RFC 8926) to UDP 6081,
+// version 0, Opt Len x 4 bytes of options; IP protocol 4 / 41 (RFC 2003, 2473, 4213);
+// GRE (RFC 2784, 2890) version 0 without the routing flag, 4 bytes more for each of C,
+// K, S. Payload: Ethernet (0x6558; VXLAN always), IPv4, IPv6. Tunnel headers must start,
+// and the inner packet begin, within the first 1024 bytes (the datapath's bound).
+struct Decap {
+    std::uint8_t encap = NP_ENCAP_NONE;  // NONE: not a tunnel packet
+    bool decoded = false;                // the inner packet parsed (else: undecoded)
+    Model inner;                         // offsets from the start of the inner packet
+    std::uint64_t ip_bytes = 0;          // the inner IP datagram (0: not IP)
+};
+
+Decap decapsulate(std::span<const std::uint8_t> f, const Model& m)
+{
+    Decap d;
+    if (m.reason != NP_MAL_NONE || !m.has_l3 || m.frag != 0)
+        return d;
+    auto be16 = [&](std::size_t o) { return static_cast<std::uint16_t>(f[o] << 8 | f[o + 1]); };
+    constexpr std::size_t kMaxOff = 1024;
+    const std::uint8_t proto = m.key.proto;
+    std::size_t end = 0, in = 0;
+    std::uint16_t type = 0;
+    if (proto == 17) {
+        const std::uint16_t port = m.key.dst_port;
+        if (port != 4789 && port != 8472 && port != 6081)
+            return d;
+        if (m.l4_off > kMaxOff)
+            return d;
+        const std::size_t ulen = be16(m.l4_off + 4);
+        if (ulen < 16)
+            return d;  // too short to carry either header: plain UDP
+        end = m.l4_off + ulen;
+        const std::size_t th = m.l4_off + 8;
+        if (port == 6081) {
+            if (f[th] >> 6 != 0)
+                return d;  // not Geneve version 0
+            d.encap = NP_ENCAP_GENEVE;
+            in = th + 8 + (f[th] & 0x3fu) * 4;
+            type = be16(th + 2);
+        } else {
+            if (!(f[th] & 0x08))
+                return d;  // no I flag: not VXLAN
+            d.encap = NP_ENCAP_VXLAN;
+            in = th + 8;
+            type = 0x6558;
+        }
+    } else if (proto == 4 || proto == 41 || proto == 47) {
+        if (m.l4_off > kMaxOff)
+            return d;
+        end = m.l3_end;
+        in = m.l4_off;
+        if (proto == 47) {
+            d.encap = NP_ENCAP_GRE;
+            if (in + 4 > end)
+                return d;
+            const std::uint16_t flags = be16(in);
+            if (flags & 0x4007)  // routing present, or version != 0
+                return d;
+            type = be16(in + 2);
+            in += 4 + (flags & 0x8000 ? 4 : 0) + (flags & 0x2000 ? 4 : 0) + (flags & 0x1000 ? 4 : 0);
+        } else if (proto == 4) {
+            d.encap = m.key.family == 4 ? NP_ENCAP_IPIP : NP_ENCAP_IP4_IN_IP6;
+            type = 0x0800;
+        } else {
+            d.encap = m.key.family == 4 ? NP_ENCAP_IP6_IN_IP4 : NP_ENCAP_IP6IP6;
+            type = 0x86dd;
+        }
+    } else {
+        return d;
+    }
+    if (type != 0x6558 && type != 0x0800 && type != 0x86dd)
+        return d;
+    if (in > end || in > kMaxOff)
+        return d;
+    const std::size_t len = end - in;
+    if (type == 0x6558) {
+        if (len < 14)
+            return d;
+        d.inner = Classifier(f.subspan(in), len).run();
+    } else {
+        d.inner = Classifier(f.subspan(in), len).runIp(type);
+    }
+    if (d.inner.reason != NP_MAL_NONE)
+        return d;
+    d.decoded = true;
+    d.inner.key.encap = d.encap;
+    if (d.inner.has_l3)
+        d.ip_bytes = d.inner.l3_end - d.inner.l3_off;
+    return d;
+}
 
 constexpr std::uint32_t bit(np_proto_class c) { return 1u << c; }
 constexpr std::uint32_t kL3 = bit(NP_PROTO_IPV4) | bit(NP_PROTO_IPV6) | bit(NP_PROTO_ARP) | bit(NP_PROTO_OTHER_L3);
@@ -299,6 +419,7 @@ struct Snapshot {
     std::array<std::uint64_t, NP_MAP_ID_MAX> errs{};
     std::array<Counter, kDirs> tc{};
     Counter xdp;
+    std::array<np_overlay_counter, kDirs * NP_ENCAP_MAX> overlay{};
 };
 
 struct FlowVal {
@@ -437,6 +558,11 @@ void readArray(const bpf_map* map, std::uint32_t first, std::uint32_t count, V* 
             if constexpr (std::is_same_v<V, np_counter>) {
                 sum.packets += v.packets;
                 sum.bytes += v.bytes;
+            } else if constexpr (std::is_same_v<V, np_overlay_counter>) {
+                sum.packets += v.packets;
+                sum.bytes += v.bytes;
+                sum.inner_bytes += v.inner_bytes;
+                sum.errors += v.errors;
             } else {
                 sum += v;
             }
@@ -462,6 +588,7 @@ Snapshot readSnapshot()
     np_counter x{};
     readArray(s->maps.xdp_device_stats, kIfindex, 1, &x);
     n.xdp = {x.packets, x.bytes};
+    readArray(s->maps.overlay_stats, 0, kDirs * NP_ENCAP_MAX, n.overlay.data());
     return n;
 }
 
@@ -570,6 +697,8 @@ void processFrame(const Bytes& f)
     const std::uint64_t len = f.size();
     const Model m = Classifier(f).run();
     const bool well_formed_ip = m.reason == NP_MAL_NONE && m.has_l3;
+    const Decap dc = decapsulate(f, m);
+    const bool inner_flow = dc.decoded && dc.inner.has_l3;
 
     // Flow keys (per direction) and what they hold before the runs.
     flow_key fkey = m.key;
@@ -586,6 +715,21 @@ void processFrame(const Bytes& f)
     }
     std::array<flow_key, kDirs> keys{fkey, fkey};
     std::array<FlowVal, kDirs> flow_before{};
+    // The inner flow of a tunnel packet (its later fragments, too, take their ports from
+    // frag_track).
+    flow_key ikey = dc.inner.key;
+    ikey.ifindex = kIfindex;
+    if (inner_flow && dc.inner.frag == 2) {
+        np_frag_key fk = fragKeyOf(dc.inner);
+        np_frag_ports fp{};
+        if (bpf_map_lookup_elem(bpf_map__fd(s->maps.frag_track), &fk, &fp) == 0) {
+            ikey.src_port = fp.src_port;
+            ikey.dst_port = fp.dst_port;
+            ikey.proto = fp.proto;
+        }
+    }
+    std::array<flow_key, kDirs> inner_keys{ikey, ikey};
+    std::array<FlowVal, kDirs> inner_before{};
     std::array<np_icmp_key, kDirs> ikeys{};
     std::array<Counter, kDirs> icmp_before{};
     const bool icmp = m.reason == NP_MAL_NONE && (m.mask & kIcmp);
@@ -593,6 +737,9 @@ void processFrame(const Bytes& f)
         keys[d].direction = static_cast<std::uint8_t>(d);
         if (well_formed_ip)
             flow_before[d] = readFlow(keys[d]);
+        inner_keys[d].direction = static_cast<std::uint8_t>(d);
+        if (inner_flow)
+            inner_before[d] = readFlow(inner_keys[d]);
         ikeys[d] = {static_cast<std::uint8_t>(d), m.key.family, m.icmp_type, m.icmp_code};
         if (icmp)
             icmp_before[d] = readIcmp(ikeys[d]);
@@ -725,6 +872,44 @@ void processFrame(const Bytes& f)
             sh.bytes += len;
             sh.flags |= m.tcp_flags;
         }
+
+        // Overlay decapsulation: the inner flow (1, its IP datagram's bytes, its flags) and
+        // overlay_stats (decoded: 1, the frame, the inner IP bytes; else undecoded 1).
+        for (std::uint32_t e = 0; e < NP_ENCAP_MAX; e++) {
+            const np_overlay_counter& a = after.overlay[d * NP_ENCAP_MAX + e];
+            const np_overlay_counter& b = before.overlay[d * NP_ENCAP_MAX + e];
+            np_overlay_counter want{};
+            if (e == dc.encap && dc.encap != NP_ENCAP_NONE) {
+                if (dc.decoded)
+                    want = {1, len, dc.ip_bytes, 0};
+                else
+                    want.errors = 1;
+            }
+            CHECK(a.packets - b.packets == want.packets && a.bytes - b.bytes == want.bytes &&
+                      a.inner_bytes - b.inner_bytes == want.inner_bytes && a.errors - b.errors == want.errors,
+                  "%s: overlay_stats encap %u moved by (%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64
+                  "), want (%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64 ")",
+                  hook, e, std::uint64_t{a.packets - b.packets}, std::uint64_t{a.bytes - b.bytes},
+                  std::uint64_t{a.inner_bytes - b.inner_bytes}, std::uint64_t{a.errors - b.errors},
+                  std::uint64_t{want.packets}, std::uint64_t{want.bytes}, std::uint64_t{want.inner_bytes},
+                  std::uint64_t{want.errors});
+        }
+        if (inner_flow) {
+            const FlowVal a = readFlow(inner_keys[d]);
+            const FlowVal& b = inner_before[d];
+            CHECK(a.present, "%s: no flow_stats entry for the inner flow %s", hook, keyToString(inner_keys[d]).c_str());
+            CHECK(a.packets - b.packets == 1 && a.bytes - b.bytes == dc.ip_bytes &&
+                      a.flags == (b.flags | dc.inner.tcp_flags),
+                  "%s: inner flow %s moved from (%" PRIu64 ", %" PRIu64 ", flags 0x%x) to (%" PRIu64 ", %" PRIu64
+                  ", flags 0x%x); want +1, +%" PRIu64 ", |0x%x",
+                  hook, keyToString(inner_keys[d]).c_str(), b.packets, b.bytes, b.flags, a.packets, a.bytes, a.flags,
+                  dc.ip_bytes, dc.inner.tcp_flags);
+            FlowVal& sh = H->shadow_flows[bytesOf(inner_keys[d])];
+            sh.present = true;
+            sh.packets += 1;
+            sh.bytes += dc.ip_bytes;
+            sh.flags |= dc.inner.tcp_flags;
+        }
     }
     if (tc[0].ran)
         CHECK(seen_mask[0] == seen_mask[1] && seen_reason[0] == seen_reason[1],
@@ -746,10 +931,26 @@ void processFrame(const Bytes& f)
         want.proto = m.key.proto;
         H->shadow_frags[bytesOf(fk)] = want;
     }
+    if (tc[0].ran && inner_flow && dc.inner.frag == 1) {
+        const np_frag_key fk = fragKeyOf(dc.inner);
+        np_frag_ports fp{};
+        CHECK(bpf_map_lookup_elem(bpf_map__fd(s->maps.frag_track), &fk, &fp) == 0,
+              "inner first fragment id %u not in frag_track", dc.inner.frag_id);
+        np_frag_ports want{};
+        want.src_port = dc.inner.key.src_port;
+        want.dst_port = dc.inner.key.dst_port;
+        want.proto = dc.inner.key.proto;
+        CHECK(std::memcmp(&fp, &want, sizeof(fp)) == 0, "frag_track for inner id %u holds ports %u -> %u proto %u",
+              dc.inner.frag_id, fp.src_port, fp.dst_port, fp.proto);
+        H->shadow_frags[bytesOf(fk)] = want;
+    }
     if (H->verbose)
         std::fprintf(stderr, "fuzz_packet: %zu bytes: tc %s, classes %s reason %d%s%s\n", f.size(),
                      tc[0].ran ? "ran" : "refused", maskToString(m.mask).c_str(), m.reason,
                      well_formed_ip ? ", flow " : "", well_formed_ip ? keyToString(keys[0]).c_str() : "");
+    if (H->verbose && dc.encap != NP_ENCAP_NONE)
+        std::fprintf(stderr, "fuzz_packet:   tunnel encap %u %s%s\n", dc.encap, dc.decoded ? "decoded" : "undecoded",
+                     inner_flow ? (", inner flow " + keyToString(inner_keys[0])).c_str() : "");
     H->snap = after;
 }
 

@@ -21,6 +21,12 @@ The test drives it with POST /control/<command> (JSON body) and reads GET /contr
   bookmark {}                          open watches get a BOOKMARK at the current resourceVersion
   drop {resource?, partial?}           open watches are cut mid-stream (partial: after half an event)
   fail {resource, status, count}       the next count requests for resource get that status
+                                       (resource "networkpolicies:write": POST/PUT/DELETE of them)
+NetworkPolicies can also be written as a client would: POST
+/apis/networking.k8s.io/v1/namespaces/NS/networkpolicies (201; 409 AlreadyExists), PUT and
+DELETE .../networkpolicies/NAME (200; 404 NotFound), each producing the watch event. Lists take
+labelSelector k=v[,k=v] (equality only). GET /control/stats lists the writes as
+{method, path, status}.
 Prints "READY <port>" on stdout once listening.
 """
 import argparse
@@ -81,7 +87,7 @@ class State:
         self.bookmark_gen = 0
         self.fail = {}  # resource -> [status, count]
         self.stats = {"lists": {r: [] for r in KINDS}, "watches": {r: [] for r in KINDS},
-                      "open_watches": {r: 0 for r in KINDS}, "unauthorized": 0}
+                      "open_watches": {r: 0 for r in KINDS}, "unauthorized": 0, "writes": []}
 
     def next_rv(self):
         self.rv += 1
@@ -94,6 +100,16 @@ S = State()
 def status_obj(code, reason, message):
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": message, "reason": reason, "code": code}
+
+
+def labels_ok(obj, selector):
+    """labelSelector k=v[,k=v]: equality only."""
+    labels = obj.get("metadata", {}).get("labels", {}) or {}
+    for term in filter(None, selector.split(",")):
+        k, _, v = term.partition("=")
+        if labels.get(k) != v:
+            return False
+    return True
 
 
 def node_ok(resource, obj, selector):
@@ -135,8 +151,84 @@ class Handler(BaseHTTPRequestHandler):
             return True
         return self.headers.get("Authorization", "") == "Bearer " + self.server.token
 
+    # ---- NetworkPolicy writes ----
+    NP_PREFIX = "/apis/networking.k8s.io/v1/namespaces/"
+
+    def write(self, method):
+        u = urlparse(self.path)
+        parts = u.path.removeprefix(self.NP_PREFIX).split("/")
+        n = int(self.headers.get("Content-Length", "0"))
+        raw = self.rfile.read(n) if n else b""
+        if len(parts) not in (2, 3) or parts[1] != "networkpolicies" or (method == "POST") != (len(parts) == 2):
+            return self.send_json(404, status_obj(404, "NotFound", "the server could not find the requested resource"))
+        if not self.authorized():
+            with S.cv:
+                S.stats["unauthorized"] += 1
+            return self.send_json(401, status_obj(401, "Unauthorized", "Unauthorized"))
+        ns = parts[0]
+        with S.cv:
+            def done(code, doc):
+                S.stats["writes"].append({"method": method, "path": u.path, "status": code})
+                S.cv.notify_all()
+                return code, doc
+            code, doc = self.write_locked(method, ns, parts, raw, done)
+        self.send_json(code, doc)
+
+    def write_locked(self, method, ns, parts, raw, done):
+        f = S.fail.get("networkpolicies:write")
+        if f and f[1] > 0:
+            f[1] -= 1
+            return done(f[0], status_obj(f[0], "Forbidden" if f[0] == 403 else "InternalError",
+                                         'networkpolicies.networking.k8s.io is forbidden: injected failure'))
+        objs = S.objects["networkpolicies"]
+        if method == "POST":
+            try:
+                obj = json.loads(raw)
+                name = obj["metadata"]["name"]
+            except (ValueError, KeyError, TypeError):
+                return done(400, status_obj(400, "BadRequest", "not a NetworkPolicy"))
+        else:
+            name = parts[2]
+        cur = next((o for o in objs.values()
+                    if o["metadata"].get("namespace") == ns and o["metadata"]["name"] == name), None)
+        if method == "POST" and cur is not None:
+            return done(409, status_obj(409, "AlreadyExists", f'networkpolicies.networking.k8s.io "{name}" already exists'))
+        if method in ("PUT", "DELETE") and cur is None:
+            return done(404, status_obj(404, "NotFound", f'networkpolicies.networking.k8s.io "{name}" not found'))
+        rv = S.next_rv()
+        if method == "DELETE":
+            del objs[cur["metadata"]["uid"]]
+            cur["metadata"]["resourceVersion"] = str(rv)
+            S.events["networkpolicies"].append((rv, "DELETED", json.loads(json.dumps(cur))))
+            return done(200, cur)
+        if method == "PUT":
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                return done(400, status_obj(400, "BadRequest", "not a NetworkPolicy"))
+            obj["metadata"]["uid"] = cur["metadata"]["uid"]
+            obj["metadata"]["creationTimestamp"] = cur["metadata"].get("creationTimestamp")
+            typ, code = "MODIFIED", 200
+        else:
+            obj["metadata"]["uid"] = f"uid-np-{ns}-{name}-{rv}"
+            obj["metadata"]["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            typ, code = "ADDED", 201
+        obj["metadata"]["namespace"] = ns
+        obj["metadata"]["resourceVersion"] = str(rv)
+        objs[obj["metadata"]["uid"]] = obj
+        S.events["networkpolicies"].append((rv, typ, json.loads(json.dumps(obj))))
+        return done(code, obj)
+
+    def do_PUT(self):
+        self.write("PUT")
+
+    def do_DELETE(self):
+        self.write("DELETE")
+
     # ---- control ----
     def do_POST(self):
+        if self.path.startswith(self.NP_PREFIX):
+            return self.write("POST")
         n = int(self.headers.get("Content-Length", "0"))
         body = json.loads(self.rfile.read(n) or b"{}")
         cmd = urlparse(self.path).path.removeprefix("/control/")
@@ -238,7 +330,8 @@ class Handler(BaseHTTPRequestHandler):
                     return self.send_json(410, status_obj(410, "Expired", "continue token expired"))
             else:
                 offset, snap_rv = 0, S.rv
-            items = sorted((o for o in S.objects[res].values() if node_ok(res, o, sel)),
+            lsel = q.get("labelSelector", "")
+            items = sorted((o for o in S.objects[res].values() if node_ok(res, o, sel) and labels_ok(o, lsel)),
                            key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
             page = items[offset:offset + limit] if limit else items[offset:]
             meta = {"resourceVersion": str(snap_rv)}

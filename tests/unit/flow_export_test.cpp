@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -437,6 +438,36 @@ TEST(Ipfix, CollectorSpecs) {
             EXPECT_NE(r.error().what().find("--ipfix-collector"), std::string::npos);
         }
     }
+}
+
+// The inner flow of tunnel packets (encap) is a flow of its own, not one direction of the
+// plain flow of the same tuple on the same interface, and its bytes are IP datagrams.
+TEST(FlowExport, InnerFlowsOfTunnelPacketsAreTheirOwnRecordsOfIpBytes) {
+    Stage st;
+    flow_key inner = kClient;
+    inner.encap = NP_ENCAP_VXLAN;
+    flow_key inner_reply = kServer;
+    inner_reply.encap = NP_ENCAP_VXLAN;
+    auto r = st.at(1, {makeSample(kClient, 2, 200, Stage::ns(0.1), Stage::ns(0.2)),
+                       makeSample(inner, 3, 180, Stage::ns(0.1), Stage::ns(0.3)),
+                       makeSample(inner_reply, 1, 40, Stage::ns(0.2), Stage::ns(0.2))});
+    r = st.finish(2);
+    ASSERT_EQ(r.size(), 2u);
+    std::sort(r.begin(), r.end(), [](const auto& a, const auto& b) { return a.key.encap < b.key.encap; });
+    EXPECT_EQ(r[0].key.encap, NP_ENCAP_NONE);
+    EXPECT_EQ(r[0].packets, 2u);
+    EXPECT_FALSE(r[0].reverse_seen);
+    EXPECT_EQ(r[0].ipBytes(), 200u - 2 * 14);
+    EXPECT_EQ(r[1].key.encap, NP_ENCAP_VXLAN);
+    EXPECT_EQ(r[1].packets, 3u);
+    EXPECT_EQ(r[1].rev_packets, 1u);
+    EXPECT_EQ(r[1].link_header_bytes, 0);
+    EXPECT_EQ(r[1].ipBytes(), 180u);
+    EXPECT_EQ(r[1].revIpBytes(), 40u);
+    auto j = nlohmann::json::parse(sinks::flowRecordJson(r[1], "node-1"));
+    EXPECT_EQ(j["encap"], "vxlan");
+    EXPECT_EQ(j["ip_bytes"], 180);
+    EXPECT_EQ(nlohmann::json::parse(sinks::flowRecordJson(r[0], "node-1"))["encap"], "none");
 }
 
 TEST(FlowLog, OneJsonObjectPerRecordWithIpBytesAndLabels) {

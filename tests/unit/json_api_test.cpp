@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <chrono>
+#include <map>
 #include <string_view>
 #include <vector>
 
@@ -53,7 +54,7 @@ TEST(FlowQuery, RejectsBadValuesNamingTheParameter) {
         const char* v;
     } cases[] = {{"limit", "0"},      {"limit", "abc"},     {"limit", "10001"}, {"limit", "-1"},
                  {"protocol", "x"},   {"direction", "up"},  {"src_ip", "1.2.3"}, {"port", "65536"},
-                 {"sort", "name"},    {"dst_port", ""},     {"bogus", "1"}};
+                 {"sort", "name"},    {"dst_port", ""},     {"bogus", "1"},     {"encap", "vxlan4"}};
     for (const auto& c : cases) {
         auto q = parseFlowQuery(P({{c.k, c.v}}), 100, 10000);
         ASSERT_FALSE(q) << c.k << "=" << c.v;
@@ -90,6 +91,34 @@ TEST(FlowsJson, FiltersLimitsAndShapesFlows) {
 
     auto ifc = nlohmann::json::parse(flowsJson(s, *parseFlowQuery(P({{"interface", "veth1"}}), 100, 10000)));
     EXPECT_EQ(ifc["total"], 1);
+}
+
+// encap: how a flow was carried (the inner flow of a tunnel packet), and encap= selects by it.
+TEST(FlowsJson, EncapFieldAndFilter) {
+    auto t = snapshotWithFlows();
+    flow_key inner = makeKey("198.19.1.10", "198.19.2.20", 33000, 80, 6, 3, NP_DIR_EGRESS);
+    inner.encap = NP_ENCAP_VXLAN;
+    t.flows.push_back(netprobe::testing::makeRecord(inner, 5, 700, 5, 700, 0x12));
+    flow_key gre = makeKey("198.19.1.10", "198.19.2.20", 0, 0, 1, 3, NP_DIR_EGRESS);
+    gre.encap = NP_ENCAP_GRE;
+    t.flows.push_back(netprobe::testing::makeRecord(gre, 1, 84, 1, 84, 0));
+    const auto s = t.views();
+    auto all = nlohmann::json::parse(flowsJson(s, *parseFlowQuery({}, 100, 10000)));
+    ASSERT_EQ(all["total"], 5);
+    std::map<std::string, int> by;
+    for (const auto& f : all["flows"]) by[f["encap"].get<std::string>()]++;
+    EXPECT_EQ(by, (std::map<std::string, int>{{"none", 3}, {"vxlan", 1}, {"gre", 1}}));
+    auto vx = nlohmann::json::parse(flowsJson(s, *parseFlowQuery(P({{"encap", "vxlan"}}), 100, 10000)));
+    ASSERT_EQ(vx["total"], 1);
+    EXPECT_EQ(vx["flows"][0]["dst_port"], 80);
+    EXPECT_EQ(vx["flows"][0]["bytes"], 700);
+    auto none = nlohmann::json::parse(flowsJson(s, *parseFlowQuery(P({{"encap", "none"}}), 100, 10000)));
+    EXPECT_EQ(none["total"], 3);
+    for (const char* name : {"none", "vxlan", "geneve", "ipip", "ip6ip6", "6in4", "4in6", "gre"}) {
+        auto q = parseFlowQuery(P({{"encap", name}}), 100, 10000);
+        ASSERT_TRUE(q) << name;
+        EXPECT_STREQ(netprobe::ebpf::encapName(*q->encap), name);
+    }
 }
 
 TEST(Json, Rfc3339IsUtcWithMilliseconds) {
@@ -152,8 +181,9 @@ netprobe::testing::TestState documentState() {
         8'950'000'000'000, 8'999'990'000'000);
     add(makeKey("198.18.0.1", "198.18.0.2", 40000, 80, 6, 3, NP_DIR_EGRESS), 10, 5000, 7, 3500, 0x12,
         8'999'000'000'000, 8'999'876'543'210);
-    add(makeKey("10.0.0.1", "198.18.0.1", 41000, 53, 17, 4, NP_DIR_INGRESS), 40, 4000, 1, 100, 0,
-        8'990'000'000'001, 8'999'999'999'999);
+    flow_key udp = makeKey("10.0.0.1", "198.18.0.1", 41000, 53, 17, 4, NP_DIR_INGRESS);
+    udp.encap = NP_ENCAP_VXLAN;  // the inner flow of a VXLAN packet
+    add(udp, 40, 4000, 1, 100, 0, 8'990'000'000'001, 8'999'999'999'999);
     add(makeKey("fd6e:7072::2", "fd6e:7072::1", 0, 0, 58, 9, NP_DIR_INGRESS), 1, 90, 0, 0, 0, 0, 0);
     return t;
 }
@@ -192,6 +222,7 @@ nlohmann::json referenceDocument(const netprobe::analysis::Views& v, const std::
             {"dst_port", f.key.dst_port},
             {"protocol", netprobe::util::protocolName(f.key.proto)},
             {"ip_version", f.key.family},
+            {"encap", netprobe::ebpf::encapName(f.key.encap)},
             {"packets", f.packets},
             {"bytes", f.bytes},
             {"packets_rate", static_cast<double>(f.interval_packets) / s.interval_seconds},
@@ -228,11 +259,11 @@ TEST(FlowsJson, DocumentIsByteForByteStable) {
     const auto v = documentState().views();
     OddLabels attr;
     const std::string golden[] = {
-        R"json({"collected_at":"2025-12-03T12:12:22.123Z","total":4,"returned":4,"flows":[{"src_ip":"2001:db8::1","dst_ip":"2001:db8::2","src_port":443,"dst_port":51000,"protocol":"tcp","ip_version":6,"packets":100,"bytes":150000,"packets_rate":33.333333333333336,"bytes_rate":50000,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:11:32.123Z","last_seen":"2025-12-03T12:12:22.113Z","tcp_flags":["FIN","SYN","RST","PSH","ACK","URG","ECE","CWR"]},{"src_ip":"198.18.0.1","dst_ip":"198.18.0.2","src_port":40000,"dst_port":80,"protocol":"tcp","ip_version":4,"packets":10,"bytes":5000,"packets_rate":2.3333333333333335,"bytes_rate":1166.6666666666667,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:12:21.123Z","last_seen":"2025-12-03T12:12:21.999Z","tcp_flags":["SYN","ACK"]},{"src_ip":"10.0.0.1","dst_ip":"198.18.0.1","src_port":41000,"dst_port":53,"protocol":"udp","ip_version":4,"packets":40,"bytes":4000,"packets_rate":0.3333333333333333,"bytes_rate":33.333333333333336,"interface":"we\"ird\\\u000a\u00ff\u0001","ifindex":4,"direction":"ingress","first_seen":"2025-12-03T12:12:12.123Z","last_seen":"2025-12-03T12:12:22.123Z","tcp_flags":[]},{"src_ip":"fd6e:7072::2","dst_ip":"fd6e:7072::1","src_port":0,"dst_port":0,"protocol":"icmpv6","ip_version":6,"packets":1,"bytes":90,"packets_rate":0,"bytes_rate":0,"interface":"9","ifindex":9,"direction":"ingress","first_seen":"1970-01-01T00:00:00.000Z","last_seen":"1970-01-01T00:00:00.000Z","tcp_flags":[]}]})json",
-        R"json({"collected_at":"2025-12-03T12:12:22.123Z","total":4,"returned":4,"flows":[{"src_ip":"2001:db8::1","dst_ip":"2001:db8::2","src_port":443,"dst_port":51000,"protocol":"tcp","ip_version":6,"packets":100,"bytes":150000,"packets_rate":33.333333333333336,"bytes_rate":50000,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:11:32.123Z","last_seen":"2025-12-03T12:12:22.113Z","tcp_flags":["FIN","SYN","RST","PSH","ACK","URG","ECE","CWR"]},{"src_ip":"198.18.0.1","dst_ip":"198.18.0.2","src_port":40000,"dst_port":80,"protocol":"tcp","ip_version":4,"packets":10,"bytes":5000,"packets_rate":2.3333333333333335,"bytes_rate":1166.6666666666667,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:12:21.123Z","last_seen":"2025-12-03T12:12:21.999Z","tcp_flags":["SYN","ACK"],"src_namespace":"ns\"q","src_pod":"pod\\1\u0009","src_workload":"w\u00c3\u00a9","dst_namespace":"default"},{"src_ip":"10.0.0.1","dst_ip":"198.18.0.1","src_port":41000,"dst_port":53,"protocol":"udp","ip_version":4,"packets":40,"bytes":4000,"packets_rate":0.3333333333333333,"bytes_rate":33.333333333333336,"interface":"we\"ird\\\u000a\u00ff\u0001","ifindex":4,"direction":"ingress","first_seen":"2025-12-03T12:12:12.123Z","last_seen":"2025-12-03T12:12:22.123Z","tcp_flags":[],"dst_namespace":"kube-system","dst_service":"kube-dns"},{"src_ip":"fd6e:7072::2","dst_ip":"fd6e:7072::1","src_port":0,"dst_port":0,"protocol":"icmpv6","ip_version":6,"packets":1,"bytes":90,"packets_rate":0,"bytes_rate":0,"interface":"9","ifindex":9,"direction":"ingress","first_seen":"1970-01-01T00:00:00.000Z","last_seen":"1970-01-01T00:00:00.000Z","tcp_flags":[]}]})json",
-        R"json({"collected_at":"2025-12-03T12:12:22.123Z","total":4,"returned":3,"flows":[{"src_ip":"10.0.0.1","dst_ip":"198.18.0.1","src_port":41000,"dst_port":53,"protocol":"udp","ip_version":4,"packets":40,"bytes":4000,"packets_rate":0.3333333333333333,"bytes_rate":33.333333333333336,"interface":"we\"ird\\\u000a\u00ff\u0001","ifindex":4,"direction":"ingress","first_seen":"2025-12-03T12:12:12.123Z","last_seen":"2025-12-03T12:12:22.123Z","tcp_flags":[]},{"src_ip":"2001:db8::1","dst_ip":"2001:db8::2","src_port":443,"dst_port":51000,"protocol":"tcp","ip_version":6,"packets":100,"bytes":150000,"packets_rate":33.333333333333336,"bytes_rate":50000,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:11:32.123Z","last_seen":"2025-12-03T12:12:22.113Z","tcp_flags":["FIN","SYN","RST","PSH","ACK","URG","ECE","CWR"]},{"src_ip":"198.18.0.1","dst_ip":"198.18.0.2","src_port":40000,"dst_port":80,"protocol":"tcp","ip_version":4,"packets":10,"bytes":5000,"packets_rate":2.3333333333333335,"bytes_rate":1166.6666666666667,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:12:21.123Z","last_seen":"2025-12-03T12:12:21.999Z","tcp_flags":["SYN","ACK"]}]})json",
-        R"json({"collected_at":"2025-12-03T12:12:22.123Z","total":2,"returned":2,"flows":[{"src_ip":"2001:db8::1","dst_ip":"2001:db8::2","src_port":443,"dst_port":51000,"protocol":"tcp","ip_version":6,"packets":100,"bytes":150000,"packets_rate":33.333333333333336,"bytes_rate":50000,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:11:32.123Z","last_seen":"2025-12-03T12:12:22.113Z","tcp_flags":["FIN","SYN","RST","PSH","ACK","URG","ECE","CWR"]},{"src_ip":"198.18.0.1","dst_ip":"198.18.0.2","src_port":40000,"dst_port":80,"protocol":"tcp","ip_version":4,"packets":10,"bytes":5000,"packets_rate":2.3333333333333335,"bytes_rate":1166.6666666666667,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:12:21.123Z","last_seen":"2025-12-03T12:12:21.999Z","tcp_flags":["SYN","ACK"],"src_namespace":"ns\"q","src_pod":"pod\\1\u0009","src_workload":"w\u00c3\u00a9","dst_namespace":"default"}]})json",
-        R"json({"collected_at":"2025-12-03T12:12:22.123Z","total":1,"returned":1,"flows":[{"src_ip":"10.0.0.1","dst_ip":"198.18.0.1","src_port":41000,"dst_port":53,"protocol":"udp","ip_version":4,"packets":40,"bytes":4000,"packets_rate":0.3333333333333333,"bytes_rate":33.333333333333336,"interface":"we\"ird\\\u000a\u00ff\u0001","ifindex":4,"direction":"ingress","first_seen":"2025-12-03T12:12:12.123Z","last_seen":"2025-12-03T12:12:22.123Z","tcp_flags":[]}]})json",
+        R"json({"collected_at":"2025-12-03T12:12:22.123Z","total":4,"returned":4,"flows":[{"src_ip":"2001:db8::1","dst_ip":"2001:db8::2","src_port":443,"dst_port":51000,"protocol":"tcp","ip_version":6,"encap":"none","packets":100,"bytes":150000,"packets_rate":33.333333333333336,"bytes_rate":50000,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:11:32.123Z","last_seen":"2025-12-03T12:12:22.113Z","tcp_flags":["FIN","SYN","RST","PSH","ACK","URG","ECE","CWR"]},{"src_ip":"198.18.0.1","dst_ip":"198.18.0.2","src_port":40000,"dst_port":80,"protocol":"tcp","ip_version":4,"encap":"none","packets":10,"bytes":5000,"packets_rate":2.3333333333333335,"bytes_rate":1166.6666666666667,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:12:21.123Z","last_seen":"2025-12-03T12:12:21.999Z","tcp_flags":["SYN","ACK"]},{"src_ip":"10.0.0.1","dst_ip":"198.18.0.1","src_port":41000,"dst_port":53,"protocol":"udp","ip_version":4,"encap":"vxlan","packets":40,"bytes":4000,"packets_rate":0.3333333333333333,"bytes_rate":33.333333333333336,"interface":"we\"ird\\\u000a\u00ff\u0001","ifindex":4,"direction":"ingress","first_seen":"2025-12-03T12:12:12.123Z","last_seen":"2025-12-03T12:12:22.123Z","tcp_flags":[]},{"src_ip":"fd6e:7072::2","dst_ip":"fd6e:7072::1","src_port":0,"dst_port":0,"protocol":"icmpv6","ip_version":6,"encap":"none","packets":1,"bytes":90,"packets_rate":0,"bytes_rate":0,"interface":"9","ifindex":9,"direction":"ingress","first_seen":"1970-01-01T00:00:00.000Z","last_seen":"1970-01-01T00:00:00.000Z","tcp_flags":[]}]})json",
+        R"json({"collected_at":"2025-12-03T12:12:22.123Z","total":4,"returned":4,"flows":[{"src_ip":"2001:db8::1","dst_ip":"2001:db8::2","src_port":443,"dst_port":51000,"protocol":"tcp","ip_version":6,"encap":"none","packets":100,"bytes":150000,"packets_rate":33.333333333333336,"bytes_rate":50000,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:11:32.123Z","last_seen":"2025-12-03T12:12:22.113Z","tcp_flags":["FIN","SYN","RST","PSH","ACK","URG","ECE","CWR"]},{"src_ip":"198.18.0.1","dst_ip":"198.18.0.2","src_port":40000,"dst_port":80,"protocol":"tcp","ip_version":4,"encap":"none","packets":10,"bytes":5000,"packets_rate":2.3333333333333335,"bytes_rate":1166.6666666666667,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:12:21.123Z","last_seen":"2025-12-03T12:12:21.999Z","tcp_flags":["SYN","ACK"],"src_namespace":"ns\"q","src_pod":"pod\\1\u0009","src_workload":"w\u00c3\u00a9","dst_namespace":"default"},{"src_ip":"10.0.0.1","dst_ip":"198.18.0.1","src_port":41000,"dst_port":53,"protocol":"udp","ip_version":4,"encap":"vxlan","packets":40,"bytes":4000,"packets_rate":0.3333333333333333,"bytes_rate":33.333333333333336,"interface":"we\"ird\\\u000a\u00ff\u0001","ifindex":4,"direction":"ingress","first_seen":"2025-12-03T12:12:12.123Z","last_seen":"2025-12-03T12:12:22.123Z","tcp_flags":[],"dst_namespace":"kube-system","dst_service":"kube-dns"},{"src_ip":"fd6e:7072::2","dst_ip":"fd6e:7072::1","src_port":0,"dst_port":0,"protocol":"icmpv6","ip_version":6,"encap":"none","packets":1,"bytes":90,"packets_rate":0,"bytes_rate":0,"interface":"9","ifindex":9,"direction":"ingress","first_seen":"1970-01-01T00:00:00.000Z","last_seen":"1970-01-01T00:00:00.000Z","tcp_flags":[]}]})json",
+        R"json({"collected_at":"2025-12-03T12:12:22.123Z","total":4,"returned":3,"flows":[{"src_ip":"10.0.0.1","dst_ip":"198.18.0.1","src_port":41000,"dst_port":53,"protocol":"udp","ip_version":4,"encap":"vxlan","packets":40,"bytes":4000,"packets_rate":0.3333333333333333,"bytes_rate":33.333333333333336,"interface":"we\"ird\\\u000a\u00ff\u0001","ifindex":4,"direction":"ingress","first_seen":"2025-12-03T12:12:12.123Z","last_seen":"2025-12-03T12:12:22.123Z","tcp_flags":[]},{"src_ip":"2001:db8::1","dst_ip":"2001:db8::2","src_port":443,"dst_port":51000,"protocol":"tcp","ip_version":6,"encap":"none","packets":100,"bytes":150000,"packets_rate":33.333333333333336,"bytes_rate":50000,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:11:32.123Z","last_seen":"2025-12-03T12:12:22.113Z","tcp_flags":["FIN","SYN","RST","PSH","ACK","URG","ECE","CWR"]},{"src_ip":"198.18.0.1","dst_ip":"198.18.0.2","src_port":40000,"dst_port":80,"protocol":"tcp","ip_version":4,"encap":"none","packets":10,"bytes":5000,"packets_rate":2.3333333333333335,"bytes_rate":1166.6666666666667,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:12:21.123Z","last_seen":"2025-12-03T12:12:21.999Z","tcp_flags":["SYN","ACK"]}]})json",
+        R"json({"collected_at":"2025-12-03T12:12:22.123Z","total":2,"returned":2,"flows":[{"src_ip":"2001:db8::1","dst_ip":"2001:db8::2","src_port":443,"dst_port":51000,"protocol":"tcp","ip_version":6,"encap":"none","packets":100,"bytes":150000,"packets_rate":33.333333333333336,"bytes_rate":50000,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:11:32.123Z","last_seen":"2025-12-03T12:12:22.113Z","tcp_flags":["FIN","SYN","RST","PSH","ACK","URG","ECE","CWR"]},{"src_ip":"198.18.0.1","dst_ip":"198.18.0.2","src_port":40000,"dst_port":80,"protocol":"tcp","ip_version":4,"encap":"none","packets":10,"bytes":5000,"packets_rate":2.3333333333333335,"bytes_rate":1166.6666666666667,"interface":"veth0","ifindex":3,"direction":"egress","first_seen":"2025-12-03T12:12:21.123Z","last_seen":"2025-12-03T12:12:21.999Z","tcp_flags":["SYN","ACK"],"src_namespace":"ns\"q","src_pod":"pod\\1\u0009","src_workload":"w\u00c3\u00a9","dst_namespace":"default"}]})json",
+        R"json({"collected_at":"2025-12-03T12:12:22.123Z","total":1,"returned":1,"flows":[{"src_ip":"10.0.0.1","dst_ip":"198.18.0.1","src_port":41000,"dst_port":53,"protocol":"udp","ip_version":4,"encap":"vxlan","packets":40,"bytes":4000,"packets_rate":0.3333333333333333,"bytes_rate":33.333333333333336,"interface":"we\"ird\\\u000a\u00ff\u0001","ifindex":4,"direction":"ingress","first_seen":"2025-12-03T12:12:12.123Z","last_seen":"2025-12-03T12:12:22.123Z","tcp_flags":[]}]})json",
     };
     EXPECT_EQ(flowsJson(v, Q({})), golden[0]);
     EXPECT_EQ(flowsJson(v, Q({}), &attr), golden[1]);

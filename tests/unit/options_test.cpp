@@ -261,3 +261,16 @@ TEST(Options, L7) {
         EXPECT_NE(b.output.find(std::string(bad).substr(0, std::string(bad).find('='))), std::string::npos) << b.output;
     }
 }
+
+TEST(Options, Decap) {
+    auto r = parse({});
+    ASSERT_TRUE(r.run);
+    EXPECT_TRUE(r.options.decap);
+    r = parse({"--decap=off"});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_FALSE(r.options.decap);
+    auto b = parse({"--decap=vxlan"});
+    EXPECT_FALSE(b.run);
+    EXPECT_EQ(b.exit_code, 2);
+    EXPECT_NE(b.output.find("--decap"), std::string::npos) << b.output;
+}

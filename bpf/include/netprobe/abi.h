@@ -123,6 +123,22 @@ union np_addr {
 	} v4m;
 };
 
+/* Overlay encapsulations the datapath decapsulates (flow_key.encap, overlay_stats).
+ * A tunnel packet is accounted twice on the interface that carries it: its outer
+ * (underlay) flow with encap NP_ENCAP_NONE, as any packet, and the flow of the packet
+ * it carries with encap set to how it was carried. One level only. */
+enum np_encap {
+	NP_ENCAP_NONE = 0,
+	NP_ENCAP_VXLAN = 1,       /* UDP to 4789 (IANA) or 8472 (Linux's default, Flannel), I flag set: RFC 7348 */
+	NP_ENCAP_GENEVE = 2,      /* UDP to 6081, version 0: RFC 8926 */
+	NP_ENCAP_IPIP = 3,        /* IPv4 in IPv4 (protocol 4): RFC 2003 */
+	NP_ENCAP_IP6IP6 = 4,      /* IPv6 in IPv6 (next header 41): RFC 2473 */
+	NP_ENCAP_IP6_IN_IP4 = 5,  /* IPv6 in IPv4 (protocol 41: sit, 6in4): RFC 4213 */
+	NP_ENCAP_IP4_IN_IP6 = 6,  /* IPv4 in IPv6 (next header 4): RFC 2473 */
+	NP_ENCAP_GRE = 7,         /* GRE version 0 (protocol 47) carrying IPv4, IPv6 or Ethernet: RFC 2784, 2890 */
+	NP_ENCAP_MAX,
+};
+
 /* flow_stats key: the spec's 5-tuple widened for IPv6, plus where it was seen. */
 struct flow_key {
 	union np_addr src_ip;
@@ -132,7 +148,9 @@ struct flow_key {
 	__u8 proto;      /* IPPROTO_* */
 	__u8 family;     /* 4 or 6 */
 	__u8 direction;  /* enum np_direction */
-	__u8 reserved;
+	__u8 encap;      /* enum np_encap: NP_ENCAP_NONE for every packet as it is on the wire
+	                  * (formerly `reserved`, always 0); else the inner flow of a tunnel
+	                  * packet seen on this interface */
 	__u32 ifindex;
 };
 
@@ -174,6 +192,21 @@ struct np_frag_ports {
 	__u8 reserved[3];
 };
 
+/* overlay_stats (PERCPU_ARRAY, index = direction * NP_ENCAP_MAX + enum np_encap; slot
+ * NP_ENCAP_NONE unused): tunnel packets seen by TC while decapsulation is on
+ * (np_enable_decap), by how they were carried. packets/bytes: wire packets whose inner
+ * packet was parsed, and their outer bytes (what the underlay carried, as the device
+ * counters count them); inner_bytes: the inner bytes of the same packets (as their inner
+ * flows count them); errors: packets that their tunnel header identified as tunnel
+ * packets whose tunnel header or inner packet was truncated or malformed, or of an
+ * unsupported version or flags: counted as usual, without an inner flow. */
+struct np_overlay_counter {
+	__u64 packets;
+	__u64 bytes;
+	__u64 inner_bytes;
+	__u64 errors;
+};
+
 #ifdef __cplusplus
 #define NP_STATIC_ASSERT static_assert
 #else
@@ -190,6 +223,7 @@ NP_STATIC_ASSERT(NP_OFFSETOF(struct flow_key, dst_ip) == 16, "flow_key.dst_ip");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct flow_key, src_port) == 32, "flow_key.src_port");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct flow_key, proto) == 36, "flow_key.proto");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct flow_key, direction) == 38, "flow_key.direction");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct flow_key, encap) == 39, "flow_key.encap");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct flow_key, ifindex) == 40, "flow_key.ifindex");
 NP_STATIC_ASSERT(sizeof(struct np_flow_stats) == 40, "flow_stats size");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_flow_stats, tcp_flags) == 32, "flow_stats.tcp_flags");
@@ -197,6 +231,7 @@ NP_STATIC_ASSERT(NP_OFFSETOF(struct np_flow_stats, intel_gen) == 34, "flow_stats
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_flow_stats, intel_feed) == 36, "flow_stats.intel_feed");
 NP_STATIC_ASSERT(sizeof(struct np_frag_key) == 40, "frag_key size");
 NP_STATIC_ASSERT(sizeof(struct np_frag_ports) == 8, "np_frag_ports size");
+NP_STATIC_ASSERT(sizeof(struct np_overlay_counter) == 32, "np_overlay_counter size");
 
 
 /* ===================================================================== */

@@ -21,6 +21,7 @@ namespace netprobe::analysis {
 struct FlowLabels {
     std::string src_namespace, src_pod, src_workload;
     std::string dst_namespace, dst_pod, dst_workload, dst_service;
+    std::string src_mesh, dst_mesh;  // the pods' service mesh: "istio", "linkerd" (sidecar in the pod spec)
     bool operator==(const FlowLabels&) const = default;
 };
 
@@ -31,6 +32,7 @@ struct LocalPod {
     std::vector<util::Addr16> ips;
     bool host_network = false;  // its IPs are the node's: no traffic is attributed to it
     std::vector<std::string> host_interfaces;  // host-side veths whose peer holds one of its IPs
+    std::string mesh;  // "istio", "linkerd" or "" (its sidecar)
 };
 
 // The container behind a cgroup v2 id (socket-layer records), from the cgroup path

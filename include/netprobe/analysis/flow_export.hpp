@@ -60,7 +60,8 @@ struct FlowExportRecord {
     FlowEndReason reason = FlowEndReason::IdleTimeout;
     bool final = true;               // the flow's last record (false: active timeout)
     // Per packet, the link-layer header the byte counts include (14 on Ethernet, 0 on
-    // layer-3 devices): IP octets = bytes - packets * link_header_bytes (802.1Q tags
+    // layer-3 devices and for inner flows of tunnel packets, key.encap, which count their
+    // IP datagrams): IP octets = bytes - packets * link_header_bytes (802.1Q tags
     // the stack offloaded are counted on receive: 4 more per tagged frame).
     std::uint8_t link_header_bytes = 14;
     std::string interface;
@@ -107,6 +108,7 @@ private:
         util::Addr16 a{}, b{};           // (a, pa) < (b, pb)
         std::uint16_t pa = 0, pb = 0;
         std::uint8_t proto = 0, family = 0;
+        std::uint8_t encap = 0;          // an inner flow is not the plain flow of the same tuple
         std::uint32_t ifindex = 0;
         bool operator==(const Key&) const = default;
     };

@@ -44,6 +44,9 @@ struct DomainIntelView;
 namespace security {
 struct SecurityView;
 }
+namespace respond {
+struct ResponseView;
+}
 namespace l7 {
 struct L7View;
 }
@@ -62,6 +65,7 @@ struct Views {
     std::shared_ptr<const TopologyView> topology;         // Topology (conversations)
     std::shared_ptr<const PolicyView> policy;             // PolicyMonitor (NetworkPolicy verdicts; with Kubernetes)
     std::shared_ptr<const domains::DomainIntelView> domains;  // domains::DomainIntel (with --intel-config and --l7)
+    std::shared_ptr<const respond::ResponseView> responses;  // respond::ResponseStage (--respond)
     std::shared_ptr<const DiagnosisView> diagnosis;       // Diagnosis (findings)
     std::shared_ptr<const security::SecurityView> security;  // security::SecurityStage
 };

@@ -70,6 +70,7 @@ struct TopologyEnd {
     std::string ns, pod, workload;  // Kubernetes (attribution), when known
     std::string service;            // server end: the Kubernetes service, when known
     std::string process;            // a local process seen on this end's socket (comm), when known
+    std::string mesh;               // the pod's service mesh sidecar ("istio", "linkerd"), when known
 };
 
 struct Conversation {
@@ -77,6 +78,10 @@ struct Conversation {
     std::uint16_t port = 0;       // the server's
     std::uint8_t ip_proto = 6;    // IPPROTO_TCP / UDP / ...
     bool oriented_by_socket = false;  // by connect()/accept(), not by the port heuristic
+    // A TLS ClientHello went client -> server (name capture at TC): the bytes are TLS (between
+    // two mesh pods: mTLS between their sidecars). sni: its server name.
+    bool tls = false;
+    std::string sni;
     std::uint64_t first_seen_ns = 0, last_seen_ns = 0;  // monotonic
     std::vector<TopologySlot> slots;  // oldest first, only slots with activity
 };

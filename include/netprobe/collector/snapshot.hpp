@@ -163,6 +163,7 @@ struct Snapshot {
     std::array<std::array<std::uint64_t, NP_MAL_REASON_MAX>, NP_DIR_MAX> malformed{};
     std::array<std::uint64_t, NP_MAP_ID_MAX> map_errors{};
     std::vector<ebpf::IcmpCount> icmp;  // ICMP/ICMPv6 by direction, family, type, code
+    ebpf::OverlayCounters overlay{};    // tunnel packets by direction and encapsulation (cumulative)
     KernelFlowHealth kernel_flows;
     std::uint64_t device_reset_failures = 0;  // counters of detached interfaces not reset (retried)
     // Socket layer, TCP health, drops, netfilter hooks; null when the stack monitor is off.

@@ -32,6 +32,7 @@ struct ManagerOptions {
     np_mitigate_mode mitigate = NP_MITIGATE_OFF;   // XDP blocklist: off, dry-run, on
     bool enable_intel = false;                     // threat-intel indicator checks at TC (ebpf::IntelMaps)
     bool enable_names = false;                     // name capture at TC: DNS answers, TLS ClientHello (ebpf::NameCapture)
+    bool enable_decap = true;                      // overlay decapsulation at TC: VXLAN, Geneve, IPIP, GRE (bpf/lib/decap.h)
 };
 
 struct AttachInfo {

@@ -4,7 +4,9 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <netprobe/abi.h>
@@ -37,6 +39,16 @@ struct IcmpCount {
     Counter counter;
 };
 
+// Tunnel packets of one (direction, encapsulation) (overlay_stats; abi.h).
+struct OverlayCounter {
+    std::uint64_t packets = 0;      // decapsulated: their inner packet was parsed
+    std::uint64_t bytes = 0;        // their outer (underlay) bytes
+    std::uint64_t inner_bytes = 0;  // their inner bytes (as the inner flows count them)
+    std::uint64_t undecoded = 0;    // tunnel packets whose inner packet was not accounted
+    friend bool operator==(const OverlayCounter&, const OverlayCounter&) = default;
+};
+using OverlayCounters = std::array<std::array<OverlayCounter, NP_ENCAP_MAX>, NP_DIR_MAX>;
+
 // One read of the datapath's counters (all per-CPU values summed).
 struct NetworkStats {
     std::vector<DeviceCounters> devices;  // sorted by ifindex
@@ -44,6 +56,7 @@ struct NetworkStats {
     std::array<std::array<std::uint64_t, NP_MAL_REASON_MAX>, NP_DIR_MAX> malformed{};
     std::array<std::uint64_t, NP_MAP_ID_MAX> map_errors{};
     std::vector<IcmpCount> icmp;  // sorted by key (direction, family, type, code)
+    OverlayCounters overlay{};    // [direction][enum np_encap]
     std::chrono::steady_clock::time_point taken_at{};
     std::uint64_t device_reset_failures = 0;  // counter resets of detached interfaces that failed (retried)
 };
@@ -71,5 +84,7 @@ enum class TcMode { Auto, Tcx, Clsact };
 [[nodiscard]] const char* malformedReasonName(int reason); // "truncated_ipv4", ...
 [[nodiscard]] const char* mapName(int map_id);             // "flow_stats", ...
 [[nodiscard]] const char* directionName(int dir);          // "ingress" / "egress"
+[[nodiscard]] const char* encapName(int encap);            // enum np_encap: "none", "vxlan", "geneve", ...
+[[nodiscard]] std::optional<std::uint8_t> parseEncap(std::string_view name);  // encapName's inverse
 
 }  // namespace netprobe::ebpf

@@ -94,6 +94,16 @@ public:
     // Every input of a PolicySet has been listed once (false without policy watches).
     [[nodiscard]] bool policyInputsSynced() const;
 
+    // One API request, synchronous (for writers on their own thread: the response applier):
+    // method "GET", "POST", "PUT" or "DELETE", path with query, a JSON body (may be empty).
+    // An answer of any HTTP status is a value; no answer (connect, TLS, timeout) is an error.
+    struct Reply {
+        int status = 0;
+        std::string body;
+    };
+    [[nodiscard]] Result<Reply> request(std::string_view method, const std::string& path, const std::string& body,
+                                        std::chrono::seconds timeout = std::chrono::seconds(10)) const;
+
     [[nodiscard]] std::optional<PodInfo> podByIp(const util::Addr16& addr) const { return pods_->byIp(addr); }
     [[nodiscard]] std::optional<PodInfo> podByUid(std::string_view uid) const { return pods_->byUid(uid); }
     [[nodiscard]] std::optional<PodInfo> podByContainerId(std::string_view id) const { return pods_->byContainerId(id); }

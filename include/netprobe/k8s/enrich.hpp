@@ -24,6 +24,7 @@ struct FlowAttribution {
     std::string src_namespace, src_pod, src_workload, src_workload_kind;
     std::string dst_namespace, dst_pod, dst_workload, dst_workload_kind;
     std::string dst_service;  // Service name (its namespace is dst_namespace)
+    std::string src_mesh, dst_mesh;  // the pods' service mesh (PodInfo::mesh)
     bool operator==(const FlowAttribution&) const = default;
     [[nodiscard]] bool empty() const { return *this == FlowAttribution{}; }
 };

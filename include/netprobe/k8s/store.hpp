@@ -47,6 +47,10 @@ struct PodInfo {
     std::vector<std::string> container_ids;  // runtime prefix ("containerd://") stripped
     std::map<std::string, std::string> labels;  // metadata.labels
     std::vector<ContainerPort> ports;           // containers' then init containers' ports
+    // The service mesh whose sidecar runs in the pod: "istio" (a container or native-sidecar
+    // init container named istio-proxy, or the sidecar.istio.io/status annotation), "linkerd"
+    // (linkerd-proxy, or linkerd.io/proxy-version), else "".
+    std::string mesh;
 };
 
 struct NamespaceInfo {

@@ -95,6 +95,18 @@ std::string L7Stage::serviceOf(const Request& r) {
     return name;
 }
 
+std::string L7Stage::serverMesh(const Request& r) const {
+    if (!attribution_) return {};
+    flow_key k{};
+    std::memcpy(&k.src_ip, r.client.data(), 16);
+    std::memcpy(&k.dst_ip, r.server.data(), 16);
+    k.src_port = r.client_port;
+    k.dst_port = r.server_port;
+    k.proto = 6;
+    k.family = r.family;
+    return attribution_->flow(k).dst_mesh;
+}
+
 std::string L7Stage::nameOf(const Request& r) {
     std::string name;
     if (attribution_) {
@@ -115,7 +127,26 @@ std::string L7Stage::nameOf(const Request& r) {
     return admit(services_, name, opts_.max_services, counters_.services_overflow) ? name : "other";
 }
 
+bool meshProxyLeg(const Request& r, std::string_view server_mesh) {
+    if (r.side == netprobe::l7::Side::Server) {
+        switch (r.server_port) {
+        case 15001: case 15006: case 15008: case 4140: case 4143: return true;
+        default: return false;
+        }
+    }
+    static const util::Addr16 istio_inbound = *util::parseAddr("127.0.0.6");
+    if (r.client == istio_inbound) return true;  // reserved by Istio for this leg
+    if (server_mesh.empty()) return false;
+    static const util::Addr16 loopback6 = *util::parseAddr("::1");
+    const bool loopback = util::isV4Mapped(r.client) ? r.client[12] == 127 : r.client == loopback6;
+    return loopback || r.client == r.server;
+}
+
 void L7Stage::add(const collector::Snapshot& snap, Request r) {
+    if (r.side == netprobe::l7::Side::Server ? meshProxyLeg(r, {}) : meshProxyLeg(r, serverMesh(r))) {
+        ++counters_.mesh_proxy_legs;
+        return;
+    }
     r.service = serviceOf(r);
     r.time = snap.wallOf(r.mono_ns);
     for (const auto& a : r.answers) {

@@ -50,6 +50,7 @@ const char* toString(EventType t) {
     case EventType::FanOut: return "fan_out";
     case EventType::NewPeer: return "new_peer";
     case EventType::ThreatIntelMatch: return "threat_intel_match";
+    case EventType::PolicyEnforcementGap: return "policy_enforcement_gap";
     }
     return "unknown";
 }
@@ -156,6 +157,60 @@ std::vector<Finding> IntelAnalyzer::evaluate(TimePoint now) {
             for (const auto& a : t.resolved) resolved.push_back(util::formatAddr(a));
             f.evidence["resolved_addresses"] = std::move(resolved);
         }
+        out.push_back(std::move(f));
+        ++it;
+    }
+    return out;
+}
+
+void PolicyGapAnalyzer::observe(const PolicyGapObservation& g) {
+    std::string pols;
+    for (const auto& p : g.policies) pols += (pols.empty() ? "" : ",") + p;
+    const std::string& pod = g.side == "egress" ? g.client_pod : g.server_pod;
+    const std::string who = pod.empty() ? util::formatAddr(g.side == "egress" ? g.client : g.server) : pod;
+    std::string key = "policy_enforcement_gap|" + g.side + "|" + who + "|" + pols;
+    auto it = gaps_.find(key);
+    if (it == gaps_.end()) {
+        if (gaps_.size() >= max_tracked_) {
+            ++dropped_;
+            return;
+        }
+        it = gaps_.emplace(std::move(key), Track{g, g.at, 0, {}, {}}).first;
+    }
+    Track& t = it->second;
+    t.last = std::max(t.last, g.at);
+    ++t.conversations;
+    if (t.samples.size() < 20)
+        t.samples.push_back(util::protocolName(g.proto) + " " + util::formatAddr(g.client) +
+                            (g.client_pod.empty() ? "" : " (" + g.client_pod + ")") + " -> " +
+                            util::formatEndpoint(g.server, g.port) +
+                            (g.server_pod.empty() ? "" : " (" + g.server_pod + ")") + ", " +
+                            std::to_string(g.packets_out) + " packets out, " + std::to_string(g.packets_in) + " in");
+    if (t.clients.size() < 16) t.clients.insert(util::formatAddr(g.client));
+}
+
+std::vector<Finding> PolicyGapAnalyzer::evaluate(TimePoint now) {
+    std::vector<Finding> out;
+    for (auto it = gaps_.begin(); it != gaps_.end();) {
+        const Track& t = it->second;
+        if (now - t.last > hold_) {
+            it = gaps_.erase(it);
+            continue;
+        }
+        Finding f;
+        f.type = EventType::PolicyEnforcementGap;
+        f.severity = Severity::High;  // the isolation operators count on is not there
+        f.key = it->first;
+        f.src = t.first.client;
+        f.dst = t.first.server;
+        f.first_seen = t.first.at;
+        f.last_seen = t.last;
+        f.evidence["side"] = t.first.side;
+        f.evidence["policies"] = t.first.policies;
+        f.evidence["pod"] = t.first.side == "egress" ? t.first.client_pod : t.first.server_pod;
+        f.evidence["conversations"] = static_cast<std::int64_t>(t.conversations);
+        f.evidence["conversation_samples"] = t.samples;
+        f.evidence["clients"] = std::vector<std::string>(t.clients.begin(), t.clients.end());
         out.push_back(std::move(f));
         ++it;
     }

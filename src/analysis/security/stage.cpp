@@ -1,5 +1,7 @@
 #include "netprobe/analysis/security/stage.hpp"
 
+#include <netprobe/analysis/policy.hpp>
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -44,6 +46,33 @@ std::vector<SourceShare> SecurityStage::topSources(const Addr16& dst) const {
     if (!opts_.flows) return {};
     auto v = opts_.flows();
     return v ? topSourcesOf(v->records, dst) : std::vector<SourceShare>{};
+}
+
+void SecurityStage::observeGaps(const PolicyView& v) {
+    if (v.gaps_total <= gaps_seen_) return;
+    const std::uint64_t fresh = v.gaps_total - gaps_seen_;
+    const std::size_t listed = static_cast<std::size_t>(std::min<std::uint64_t>(fresh, v.gaps.size()));
+    stats_.policy_gaps_missed += fresh - listed;
+    // newest first: the `listed` newest are the new ones, read oldest first
+    for (std::size_t i = listed; i-- > 0;) {
+        const DeniedFlow& d = v.gaps[i];
+        PolicyGapObservation g;
+        g.at = TimePoint{std::chrono::nanoseconds(d.decided_ns ? d.decided_ns : d.last_ns)};
+        g.client = d.client;
+        g.server = d.server;
+        g.proto = d.proto;
+        g.port = d.port;
+        g.client_pod = d.client_pod;
+        g.server_pod = d.server_pod;
+        const bool ingress = d.verdict.ingress.decision == PolicyDecision::Denied;
+        g.side = ingress ? "ingress" : "egress";
+        g.policies = ingress ? d.verdict.ingress.policies : d.verdict.egress.policies;
+        g.packets_out = d.packets_out;
+        g.packets_in = d.packets_in;
+        gaps_.observe(g);
+        ++stats_.policy_gaps;
+    }
+    gaps_seen_ = v.gaps_total;
 }
 
 void SecurityStage::observeDns(const domains::DomainIntelView& v) {
@@ -178,6 +207,8 @@ void SecurityStage::run(const collector::Snapshot& s, Views& views) {
     std::vector<Finding> findings;
     const auto domains = opts_.domains ? opts_.domains() : nullptr;
     if (domains) observeDns(*domains);
+    if (opts_.policy)
+        if (auto pv = opts_.policy()) observeGaps(*pv);
     if (s.security) {
         const auto& sample = *s.security;
         observe(sample, s.intel && s.intel->set ? s.intel->set.get() : nullptr, domains.get(), new_flows);
@@ -197,6 +228,7 @@ void SecurityStage::run(const collector::Snapshot& s, Views& views) {
     for (auto& f : conn_.evaluate(now)) findings.push_back(std::move(f));
     for (auto& f : conn_.takeNewPeers()) findings.push_back(std::move(f));
     for (auto& f : intel_.evaluate(now)) findings.push_back(std::move(f));
+    for (auto& f : gaps_.evaluate(now)) findings.push_back(std::move(f));
 
     IncidentBook::Hooks hooks;
     hooks.top_sources = [this](const Addr16& dst) { return topSources(dst); };

@@ -86,7 +86,18 @@ struct L7Counters {
     std::uint64_t endpoints_overflow = 0;  // requests labelled route="other"
     std::uint64_t methods_overflow = 0;    // gRPC requests labelled method="other"
     std::uint64_t dns_names_dropped = 0;   // answers not kept: the name table was full
+    std::uint64_t mesh_proxy_legs = 0;     // requests seen on a mesh sidecar's leg (the app's own are counted)
 };
+
+// A service mesh sidecar's leg of a request, which the application's own socket also saw
+// (counting it would count the request twice on that side):
+//  - server side on a sidecar's redirect listener: Istio 15001 (outbound), 15006 (inbound),
+//    15008 (HBONE); Linkerd 4140 (outbound), 4143 (inbound): the app's request as its own
+//    sidecar received it (after the REDIRECT the socket's local port is the listener's);
+//  - client side from the sidecar to the app: from 127.0.0.6 (Istio's inbound passthrough
+//    address, reserved for it), or, to a mesh pod (server_mesh non-empty), from loopback or
+//    the pod's own address (Linkerd's inbound proxy).
+[[nodiscard]] bool meshProxyLeg(const Request& r, std::string_view server_mesh);
 
 // An address a DNS answer gave, and the name that was asked for it (so a flow to the
 // address can be named by the domain it was resolved from).
@@ -118,6 +129,7 @@ private:
     void add(const collector::Snapshot& snap, Request r);
     std::string serviceOf(const Request& r);  // cached per run
     std::string nameOf(const Request& r);
+    [[nodiscard]] std::string serverMesh(const Request& r) const;  // the server pod's mesh ("" unknown)
 
     L7Options opts_;
     std::shared_ptr<const Attribution> attribution_;

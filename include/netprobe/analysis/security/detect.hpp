@@ -37,9 +37,10 @@ enum class EventType {
     ConnectionFailures,
     FanOut,
     NewPeer,
-    ThreatIntelMatch
+    ThreatIntelMatch,
+    PolicyEnforcementGap
 };
-inline constexpr int kEventTypes = 9;
+inline constexpr int kEventTypes = 10;
 // "port_scan, syn_flood, ..." (for error messages)
 [[nodiscard]] std::string eventTypeNames();
 [[nodiscard]] const char* toString(EventType t);
@@ -161,6 +162,45 @@ private:
     std::chrono::seconds hold_;
     std::size_t max_tracked_;
     std::map<std::string, Track> hits_;
+    std::uint64_t dropped_ = 0;
+};
+
+// ---- NetworkPolicy enforcement gaps (the main pipeline's policy stage) ----
+
+// A conversation the NetworkPolicies deny that was answered anyway (PolicyMonitor's gap).
+struct PolicyGapObservation {
+    TimePoint at{};                     // when the gap was decided (monotonic)
+    Addr16 client{}, server{};
+    std::uint8_t proto = 6;
+    std::uint16_t port = 0;
+    std::string client_pod, server_pod;  // "ns/name" or ""
+    std::vector<std::string> policies;   // the policies that deny it (the isolating side's)
+    std::string side;                    // "ingress" or "egress": the side that denies
+    std::uint64_t packets_out = 0, packets_in = 0;
+};
+
+// One incident per denying side's pod and its policies: "shop/default-deny is not enforced
+// for shop/db". Active while new gaps keep coming (hold).
+class PolicyGapAnalyzer {
+public:
+    explicit PolicyGapAnalyzer(std::chrono::seconds hold = std::chrono::seconds(300), std::size_t max_tracked = 1024)
+        : hold_(hold), max_tracked_(max_tracked) {}
+    void observe(const PolicyGapObservation& g);
+    [[nodiscard]] std::vector<Finding> evaluate(TimePoint now);
+    [[nodiscard]] std::size_t tracked() const { return gaps_.size(); }
+    [[nodiscard]] std::uint64_t dropped() const { return dropped_; }
+
+private:
+    struct Track {
+        PolicyGapObservation first;
+        TimePoint last{};
+        std::uint64_t conversations = 0;
+        std::vector<std::string> samples;  // the first few conversations
+        std::set<std::string> clients;     // bounded
+    };
+    std::chrono::seconds hold_;
+    std::size_t max_tracked_;
+    std::map<std::string, Track> gaps_;
     std::uint64_t dropped_ = 0;
 };
 

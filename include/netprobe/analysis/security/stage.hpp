@@ -36,6 +36,8 @@ struct AnalyzerStats {
     std::uint64_t intel_tracked = 0, intel_dropped = 0;
     std::uint64_t intel_dns_hits = 0;        // DNS queries for covered names consumed
     std::uint64_t intel_dns_missed = 0;      // left the main pipeline's ring before this stage read them
+    std::uint64_t policy_gaps = 0;           // enforcement gaps consumed (the policy stage's)
+    std::uint64_t policy_gaps_missed = 0;    // left its list of recent gaps before this stage read them
     std::uint64_t evaluations = 0;
     double last_evaluation_seconds = 0;
 };
@@ -62,6 +64,9 @@ public:
         // The main pipeline's domain-indicator view: DNS hits (read once each, by their
         // sequence numbers) and the addresses they resolved (naming a flow's indicator).
         std::function<std::shared_ptr<const domains::DomainIntelView>()> domains;
+        // The main pipeline's NetworkPolicy view: its enforcement gaps (read once each, by
+        // the running count) become policy_enforcement_gap events (may be empty).
+        std::function<std::shared_ptr<const PolicyView>()> policy;
     };
     explicit SecurityStage(Options options, TimePoint started = Clock::now());
     [[nodiscard]] std::string_view name() const override { return "security"; }
@@ -73,6 +78,7 @@ private:
                  const domains::DomainIntelView* domains,
                  std::unordered_map<Addr16, std::uint64_t, AddrHash>& new_flows);
     void observeDns(const domains::DomainIntelView& v);
+    void observeGaps(const PolicyView& v);
     [[nodiscard]] std::vector<SourceShare> topSources(const Addr16& dst) const;
     void planBlocks(const EventPtr& e, const std::vector<Addr16>& sources, WallTime now);
 
@@ -80,6 +86,8 @@ private:
     ConnectionAnalyzer conn_;
     FloodAnalyzer flood_;
     IntelAnalyzer intel_;
+    PolicyGapAnalyzer gaps_;
+    std::uint64_t gaps_seen_ = 0;  // PolicyView::gaps_total read so far
     IncidentBook book_;
     BlocklistPlanner planner_;
     bool mitigating_ = false;
