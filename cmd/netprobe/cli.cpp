@@ -109,7 +109,7 @@ Table flowsTable(const nlohmann::json& doc, bool wide) {
     t.header = {"SOURCE", "DESTINATION", "PROTO", "INTERFACE", "DIR", "PACKETS", "BYTES", "RATE", "LAST SEEN"};
     t.right = {false, false, false, false, false, true, true, true, false};
     if (wide) {
-        for (const char* h : {"SRC POD", "DST POD", "DST SERVICE", "FLAGS"}) t.header.push_back(h);
+        for (const char* h : {"SRC POD", "DST POD", "DST SERVICE", "FLAGS", "ENCAP"}) t.header.push_back(h);
         t.right.resize(t.header.size(), false);
     }
     for (const auto& f : doc.value("flows", nlohmann::json::array())) {
@@ -129,6 +129,9 @@ Table flowsTable(const nlohmann::json& doc, bool wide) {
             r.push_back(podOf(f, "dst"));
             r.push_back(str(f, "dst_service"));
             r.push_back(join(f.value("tcp_flags", nlohmann::json::array()), ","));
+            // the tunnel an inner (pod) flow was carried in; "" for plain flows
+            const std::string encap = str(f, "encap");
+            r.push_back(encap == "none" ? std::string() : encap);
         }
         t.rows.push_back(std::move(r));
     }
@@ -513,7 +516,7 @@ std::string completionScript(const std::string& shell) {
                "\" -- \"$cur\")); return; fi\n"
                "  case $cmd in\n"
                "    flows) COMPREPLY=($(compgen -W \"--ip --src-ip --dst-ip --port --src-port --dst-port --protocol "
-               "--namespace --container --interface --direction --sort --limit --since --follow --interval "
+               "--namespace --container --interface --direction --encap --sort --limit --since --follow --interval "
                "--fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
                "    connections) COMPREPLY=($(compgen -W \"--state --ip --port --pid --container --limit "
                "--fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
@@ -572,7 +575,7 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     app.add_option("-o,--output", output, "table, wide or json")->capture_default_str();
     app.add_option("--color", color, "auto (on a terminal), always, never")->capture_default_str();
 
-    std::string ip, src_ip, dst_ip, protocol, ns, container, iface, direction, sort = "rate", since, state, type;
+    std::string ip, src_ip, dst_ip, protocol, ns, container, iface, direction, encap, sort = "rate", since, state, type;
     long long port = -1, src_port = -1, dst_port = -1, pid = -1, limit = -1;
     std::string interval = "2s";
     auto* flows = app.add_subcommand("flows", "Flows seen by the agent (GET /api/v1/flows), busiest first");
@@ -587,6 +590,8 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     flows->add_option("--container", container, "Container id (or prefix) of either end (TCP)");
     flows->add_option("--interface", iface, "Interface");
     flows->add_option("--direction", direction, "ingress or egress");
+    flows->add_option("--encap", encap,
+                      "Overlay flows carried in this encapsulation (vxlan, geneve, ipip, gre, ...), or none");
     flows->add_option("--sort", sort, "rate, bytes, packets or last_seen")->capture_default_str();
     flows->add_option("--limit", limit, "Flows to show (default 20; with --follow, per poll)");
     flows->add_option("--since", since, "Only flows with a packet within this long (Go duration: 30s, 5m)");
@@ -714,7 +719,7 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
         inv.path = "/api/v1/flows";
         for (auto [k, v] : {std::pair{"ip", &ip}, {"src_ip", &src_ip}, {"dst_ip", &dst_ip}, {"protocol", &protocol},
                             {"namespace", &ns}, {"container", &container}, {"interface", &iface},
-                            {"direction", &direction}})
+                            {"direction", &direction}, {"encap", &encap}})
             if (!v->empty()) inv.query[k] = *v;
         if (!setPort("port", port) || !setPort("src_port", src_port) || !setPort("dst_port", dst_port))
             return fail("invalid port: 0-65535");

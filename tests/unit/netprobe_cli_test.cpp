@@ -82,7 +82,7 @@ TEST(NetprobeCli, TablesAlignColumns) {
 const nlohmann::json kFlows = nlohmann::json::parse(R"({"flows":[
  {"src_ip":"10.0.0.2","src_port":40000,"dst_ip":"10.0.0.1","dst_port":443,"protocol":"tcp","interface":"eth0",
   "direction":"ingress","packets":10,"bytes":5000,"bytes_rate":1000,"last_seen":"2026-12-03T17:18:42.145Z",
-  "tcp_flags":["SYN","ACK"],"src_namespace":"shop","src_pod":"web-1"},
+  "tcp_flags":["SYN","ACK"],"src_namespace":"shop","src_pod":"web-1","encap":"vxlan"},
  {"src_ip":"10.0.0.3","src_port":40001,"dst_ip":"10.0.0.1","dst_port":443,"protocol":"tcp","interface":"eth0",
   "direction":"ingress","packets":20,"bytes":9000,"bytes_rate":3000,"last_seen":"2026-12-03T17:18:43.000Z"},
  {"src_ip":"10.0.0.1","src_port":53,"dst_ip":"10.0.0.2","dst_port":51000,"protocol":"udp","interface":"eth0",
@@ -97,6 +97,8 @@ TEST(NetprobeCli, FlowsTable) {
     EXPECT_EQ(t.rows[0][8], "17:18:42");
     EXPECT_EQ(t.rows[0][9], "shop/web-1");
     EXPECT_EQ(t.rows[0][12], "SYN,ACK");
+    EXPECT_EQ(t.rows[0][13], "vxlan");
+    EXPECT_EQ(t.rows[1][13], "");
     EXPECT_EQ(flowsTable(kFlows, false).header.size(), 9u);
 }
 
