@@ -5,6 +5,8 @@
 
 #include <ctime>
 
+#include <netprobe/util/parse.hpp>
+
 namespace netprobe::k8s {
 
 namespace respond = analysis::respond;
@@ -13,21 +15,6 @@ using WallTime = std::chrono::system_clock::time_point;
 namespace {
 
 const std::string kApi = "/apis/networking.k8s.io/v1";
-
-std::string urlEncode(std::string_view s) {
-    static constexpr char hex[] = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-            out += static_cast<char>(c);
-        } else {
-            out += '%';
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        }
-    }
-    return out;
-}
 
 // "2026-12-05T01:30:00Z" (what the stage writes); nullopt for anything else.
 std::optional<WallTime> parseSeconds(const std::string& s) {
@@ -121,7 +108,7 @@ bool ResponseApplier::send(Known& k, const char* method, const std::string& path
 void ResponseApplier::listLeftovers(WallTime now) {
     std::string sel = std::string(respond::kManagedByLabel) + "=" + std::string(respond::kManagedByValue);
     if (!opts_.node.empty()) sel += "," + std::string(respond::kNodeLabel) + "=" + opts_.node;
-    auto r = client_->request("GET", kApi + "/networkpolicies?labelSelector=" + urlEncode(sel), {}, opts_.request_timeout);
+    auto r = client_->request("GET", kApi + "/networkpolicies?labelSelector=" + util::urlEncode(sel), {}, opts_.request_timeout);
     std::string err = !r ? std::string(r.error().what())
                          : r->status != 200 ? "list NetworkPolicies: " + statusMessage(r->status, r->body) : "";
     nlohmann::json doc;

@@ -41,21 +41,6 @@ std::int64_t nowSeconds() {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string urlEncode(std::string_view s) {
-    static const char* hex = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-            out += static_cast<char>(c);
-        } else {
-            out += '%';
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        }
-    }
-    return out;
-}
-
 // "Code: 60, e.displayText() = ..." -> 60 (0 when the body is not a ClickHouse error).
 int errorCode(const std::string& body) {
     auto p = body.find("Code: ");
@@ -375,7 +360,7 @@ struct ClickHouseSink::Impl {
     // A query; the answer's body, or an error (connection, or the server's message).
     Result<std::string> query(const std::string& sql, const std::string& body = {}, bool* sent = nullptr) {
         auto cli = client();
-        auto path = "/?query=" + urlEncode(sql);
+        auto path = "/?query=" + util::urlEncode(sql);
         auto res = body.empty() ? cli.Post(path, headers(), std::string(), "text/plain")
                                 : cli.Post(path, headers(), body, "application/x-ndjson");
         if (sent) *sent = res.error() != httplib::Error::Connection;

@@ -20,4 +20,7 @@ template <class T>
 // "100MiB", "64k", "1G", "4096": bytes (binary multiples; B, K/KB/KiB, M/MB/MiB, G/GB/GiB).
 [[nodiscard]] std::expected<std::uint64_t, std::string> parseByteSize(std::string_view s);
 
+// Percent-encoding of a URL query value (RFC 3986: unreserved characters kept).
+[[nodiscard]] std::string urlEncode(std::string_view s);
+
 }  // namespace netprobe::util

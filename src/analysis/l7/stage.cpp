@@ -95,8 +95,8 @@ std::string L7Stage::serviceOf(const Request& r) {
     return name;
 }
 
-std::string L7Stage::serverMesh(const Request& r) const {
-    if (!attribution_) return {};
+namespace {
+flow_key keyOf(const Request& r) {
     flow_key k{};
     std::memcpy(&k.src_ip, r.client.data(), 16);
     std::memcpy(&k.dst_ip, r.server.data(), 16);
@@ -104,20 +104,18 @@ std::string L7Stage::serverMesh(const Request& r) const {
     k.dst_port = r.server_port;
     k.proto = 6;
     k.family = r.family;
-    return attribution_->flow(k).dst_mesh;
+    return k;
+}
+}  // namespace
+
+std::string L7Stage::serverMesh(const Request& r) const {
+    return attribution_ ? attribution_->flow(keyOf(r)).dst_mesh : std::string();
 }
 
 std::string L7Stage::nameOf(const Request& r) {
     std::string name;
     if (attribution_) {
-        flow_key k{};
-        std::memcpy(&k.src_ip, r.client.data(), 16);
-        std::memcpy(&k.dst_ip, r.server.data(), 16);
-        k.src_port = r.client_port;
-        k.dst_port = r.server_port;
-        k.proto = 6;
-        k.family = r.family;
-        auto labels = attribution_->flow(k);
+        auto labels = attribution_->flow(keyOf(r));
         if (!labels.dst_service.empty())
             name = labels.dst_namespace.empty() ? labels.dst_service : labels.dst_namespace + "/" + labels.dst_service;
         else if (!labels.dst_workload.empty())
@@ -143,7 +141,12 @@ bool meshProxyLeg(const Request& r, std::string_view server_mesh) {
 }
 
 void L7Stage::add(const collector::Snapshot& snap, Request r) {
-    if (r.side == netprobe::l7::Side::Server ? meshProxyLeg(r, {}) : meshProxyLeg(r, serverMesh(r))) {
+    // the server's mesh matters only for a client leg from loopback or the server's own
+    // address: the attribution lookup is made for those alone, not for every request
+    const bool local_client = r.side == netprobe::l7::Side::Client &&
+                              (r.client == r.server || (util::isV4Mapped(r.client) && r.client[12] == 127) ||
+                               r.client == util::Addr16{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1});
+    if (meshProxyLeg(r, local_client ? serverMesh(r) : std::string())) {
         ++counters_.mesh_proxy_legs;
         return;
     }
