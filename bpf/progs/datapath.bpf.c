@@ -14,6 +14,7 @@
 #include "intel.h"
 #include "names.h"
 #include "decap.h"
+#include "handshake.h"
 
 #define NP_TC_ACT_UNSPEC (-1) /* tcx: continue with the next program; clsact: default action */
 #define NP_XDP_PASS 2
@@ -313,6 +314,7 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir, const 
 	if (np_account_flow(&pkt, segs, len, &flow_packets))
 		return NP_TC_ACT_SHOT;
 	np_names_check(skb, &pkt, segs, flow_packets);
+	np_handshake_check(&pkt, flow_packets);
 	if (decap != NP_DECAP_NOT_TUNNEL) {
 		dc.inner.key.ifindex = ifindex;
 		dc.inner.key.direction = (__u8)dir;

@@ -18,6 +18,7 @@
 #include <optional>
 #include <set>
 
+#include <netprobe/analysis/qos.hpp>
 #include <netprobe/analysis/diagnosis.hpp>
 #include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/analysis/flow_export.hpp>
@@ -170,6 +171,7 @@ public:
         mo.tc_mode = opts_.tc_mode;
         mo.flow_table_size = opts_.flow_table_size;
         mo.enable_decap = opts_.decap;
+        mo.enable_handshakes = opts_.qos;
         auto sec_cfg = securityConfig(opts_);
         if (!sec_cfg) return fatal(sec_cfg.error());
         mo.enable_security = sec_cfg->enabled;
@@ -339,6 +341,7 @@ public:
         pipeline->addStage(std::make_unique<netprobe::analysis::TopTalkers>(cfg.talkers));
         pipeline->addStage(std::make_unique<netprobe::analysis::Topology>(netprobe::analysis::TopologyOptions{},
                                                                           cfg.attribution));
+        if (opts_.qos) pipeline->addStage(std::make_unique<netprobe::analysis::Qos>());
         // NetworkPolicy monitoring (with Kubernetes): the policy set is rebuilt in the background
         // when the watched objects change (debounced); the stage evaluates the topology's
         // conversations against the current one.

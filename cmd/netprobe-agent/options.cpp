@@ -172,6 +172,11 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
                    "Overlay decapsulation at TC: the packet a VXLAN, Geneve, IPIP, 6in4, IP6IP6, 4in6 or GRE packet "
                    "carries is accounted as a flow of its own, with its encapsulation (docs/cni.md): on, off")
         ->capture_default_str();
+    std::string qos = "on";
+    app.add_option("--qos", qos,
+                   "Quality of service: TCP handshakes timed at TC (round trip, jitter) with the sockets' loss, "
+                   "per edge (/api/v1/qos, netprobe_edge_*; docs/qos.md): on, off")
+        ->capture_default_str();
     std::string cgroup_traffic = "on", container_metrics = "on";
     long long container_limit = static_cast<long long>(o.container_metrics_limit);
     app.add_option("--cgroup-traffic", cgroup_traffic,
@@ -388,6 +393,9 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (decap == "on") o.decap = true;
     else if (decap == "off") o.decap = false;
     else return fail("invalid --decap \"" + decap + "\": expected on or off");
+    if (qos == "on") o.qos = true;
+    else if (qos == "off") o.qos = false;
+    else return fail("invalid --qos \"" + qos + "\": expected on or off");
     if (cgroup_traffic == "on") o.cgroup_traffic = true;
     else if (cgroup_traffic == "off") o.cgroup_traffic = false;
     else return fail("invalid --cgroup-traffic \"" + cgroup_traffic + "\": expected on or off");

@@ -41,6 +41,7 @@ struct AgentOptions {
     analysis::respond::ResponseConfig respond;
     bool workload_metrics = true;              // --workload-metrics=on|off
     std::size_t workload_metrics_limit = 500;  // --workload-metrics-limit: workload pairs with their own series
+    bool qos = true;                            // --qos=on|off: handshake timing at TC + the QoS stage
     bool decap = true;                          // --decap=on|off: overlay decapsulation (bpf/lib/decap.h)
     bool cgroup_traffic = true;                 // --cgroup-traffic=on|off: per-cgroup traffic (cgroup_skb)
     bool container_metrics = true;              // --container-metrics=on|off: netprobe_container_* series

@@ -196,6 +196,7 @@ struct Topology::State {
         for (auto& sl : moved.slots) {
             std::swap(sl.bytes_out, sl.bytes_in);
             std::swap(sl.packets_out, sl.packets_in);
+            std::swap(sl.retrans_client, sl.retrans_server);
         }
         auto r = convs.find(right);
         if (r == convs.end()) {
@@ -213,6 +214,8 @@ struct Topology::State {
             d.opened += sl.opened;
             d.failed += sl.failed;
             d.retransmits += sl.retransmits;
+            d.retrans_client += sl.retrans_client;
+            d.retrans_server += sl.retrans_server;
             d.rtt_us_sum += sl.rtt_us_sum;
             d.rtt_samples += sl.rtt_samples;
         }
@@ -339,7 +342,10 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
                 cs.failed_counted = true;
             }
             auto& last = active ? cs.retrans_client : cs.retrans_server;
-            if (r.retransmits > last) sl.retransmits += r.retransmits - last;
+            if (r.retransmits > last) {
+                sl.retransmits += r.retransmits - last;
+                (active ? sl.retrans_client : sl.retrans_server) += r.retransmits - last;
+            }
             last = std::max(last, r.retransmits);
             if (r.open && r.srtt_us > 0) {  // each end's own estimate
                 sl.rtt_us_sum += r.srtt_us;
@@ -427,6 +433,8 @@ ConversationTotals totals(const Conversation& c, const TopologyView& v, std::siz
         t.opened += sl.opened;
         t.failed += sl.failed;
         t.retransmits += sl.retransmits;
+        t.retrans_client += sl.retrans_client;
+        t.retrans_server += sl.retrans_server;
         rtt_sum += sl.rtt_us_sum;
         rtt_n += sl.rtt_samples;
         for (auto [src, dst] : {std::pair{sl.l7_server.get(), &server}, std::pair{sl.l7_client.get(), &client}}) {

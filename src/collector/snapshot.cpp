@@ -45,6 +45,7 @@ struct SnapshotMembers {
     decltype(Snapshot::sequence) sequence;
     decltype(Snapshot::interfaces) interfaces;
     decltype(Snapshot::flows) flows;
+    decltype(Snapshot::handshakes) handshakes;
     decltype(Snapshot::protocols) protocols;
     decltype(Snapshot::malformed) malformed;
     decltype(Snapshot::map_errors) map_errors;

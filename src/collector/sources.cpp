@@ -77,6 +77,9 @@ Result<void> DatapathSource::collect(SnapshotBuilder& b) {
             if (remove_failures_++ == 0) spdlog::warn("datapath: {} (retried)", last.error().what());
         }
     }
+    // TCP handshakes timed since the previous collection (a ring in shared memory).
+    if (auto h = manager_.drainHandshakes(snap.handshakes); !h && handshake_failures_++ == 0)
+        spdlog::warn("datapath: {} (retried)", h.error().what());
     snap.kernel_flows.capacity = manager_.flowTableCapacity();
     snap.kernel_flows.entries = read ? *read : deltas_.size();
     snap.kernel_flows.read_failures_total = read_failures_;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cerrno>
 #include <map>
 #include <tuple>
@@ -24,6 +25,10 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
             s.rodata->np_enable_intel = cfg.enable_intel ? 1 : 0;
             s.rodata->np_enable_names = cfg.enable_names ? 1 : 0;
             s.rodata->np_enable_decap = cfg.enable_decap ? 1 : 0;
+            s.rodata->np_enable_handshakes = cfg.enable_handshakes && cfg.enable_flows ? 1 : 0;
+            if (!(cfg.enable_handshakes && cfg.enable_flows))
+                if (int err = bpf_map__set_max_entries(s.maps.handshake_events, 4096); err)
+                    return std::unexpected(errnoError(-err, "datapath: size handshake_events"));
             // the ring holds nothing without name capture: one page
             if (!cfg.enable_names)
                 if (int err = bpf_map__set_max_entries(s.maps.name_events, 4096); err)
@@ -49,10 +54,40 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
     d.mitigate_ = cfg.mitigate;
     d.security_ = cfg.enable_security;
     d.skel_.reset(skel->release());
+    if (cfg.enable_handshakes && cfg.enable_flows) {
+        d.hs_sink_ = std::make_unique<HandshakeSink>();
+        ring_buffer* rb = ring_buffer__new(
+            bpf_map__fd(d.skel_->maps.handshake_events),
+            [](void* ctx, void* data, size_t size) -> int {
+                auto* sink = static_cast<HandshakeSink*>(ctx);
+                if (size < sizeof(np_hs_event) || !sink->out) return 0;
+                np_hs_event e;
+                std::memcpy(&e, data, sizeof(e));
+                sink->out->push_back({e.key, e.server_ns, e.client_ns});
+                ++sink->n;
+                return 0;
+            },
+            d.hs_sink_.get(), nullptr);
+        if (!rb) return std::unexpected(errnoError(errno, "datapath: open the handshake ring"));
+        d.hs_ring_.reset(rb);
+    }
     return d;
 }
 
+void Datapath::RingDeleter::operator()(ring_buffer* r) const noexcept { ring_buffer__free(r); }
+
 Datapath::~Datapath() = default;
+
+Result<std::size_t> Datapath::drainHandshakes(std::vector<HandshakeSample>& out) {
+    if (!hs_ring_) return 0;
+    hs_sink_->out = &out;
+    hs_sink_->n = 0;
+    // Bounded: at most what the ring held when called plus what arrives meanwhile.
+    const int r = ring_buffer__consume(hs_ring_.get());
+    hs_sink_->out = nullptr;
+    if (r < 0) return std::unexpected(errnoError(-r, "datapath: read the handshake ring"));
+    return hs_sink_->n;
+}
 
 int Datapath::xdpProg() const { return bpf_program__fd(skel_->progs.netprobe_xdp); }
 int Datapath::tcIngressProg(bool l3, bool block) const {

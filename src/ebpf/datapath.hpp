@@ -10,6 +10,7 @@
 #include "netprobe/util/error.hpp"
 
 struct datapath_bpf;
+struct ring_buffer;
 
 namespace netprobe::ebpf {
 
@@ -21,6 +22,7 @@ struct DatapathConfig {
     bool enable_intel = false;  // threat-intel indicator checks (bpf/lib/intel.h)
     bool enable_names = false;  // DNS answers and TLS ClientHello heads on name_events (bpf/lib/names.h)
     bool enable_decap = true;   // overlay decapsulation: inner flows of tunnel packets (bpf/lib/decap.h)
+    bool enable_handshakes = true;  // TCP handshake timing on handshake_events (bpf/lib/handshake.h)
 };
 
 class Datapath {
@@ -48,6 +50,8 @@ public:
     // Deletes one flow, returning its final values; an error if it could not (it is
     // still there, or ENOENT: it was not).
     Result<np_flow_stats> removeFlow(const flow_key& key) const;
+    // The handshake records in the ring since the previous call, appended to out.
+    Result<std::size_t> drainHandshakes(std::vector<HandshakeSample>& out);
     // Zeroes (array slots) or deletes (hash entries) the interface's device counters.
     Result<void> forgetDevice(std::uint32_t ifindex) const;
 
@@ -56,6 +60,17 @@ private:
         void operator()(datapath_bpf* s) const noexcept;
     };
     std::unique_ptr<datapath_bpf, SkelDeleter> skel_;
+    struct RingDeleter {
+        void operator()(ring_buffer* r) const noexcept;
+    };
+    // The handshake ring's consumer (null with handshake timing off) and where its
+    // callback appends (set for the duration of a drainHandshakes call).
+    struct HandshakeSink {
+        std::vector<HandshakeSample>* out = nullptr;
+        std::size_t n = 0;
+    };
+    std::unique_ptr<HandshakeSink> hs_sink_;
+    std::unique_ptr<ring_buffer, RingDeleter> hs_ring_;
     std::uint32_t flow_capacity_ = 0;
     np_mitigate_mode mitigate_ = NP_MITIGATE_OFF;
     bool security_ = false;

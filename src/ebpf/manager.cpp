@@ -73,7 +73,8 @@ const char* malformedReasonName(int reason) {
 const char* mapName(int map_id) {
     static constexpr const char* names[NP_MAP_ID_MAX] = {"tc_device_stats", "flow_stats", "frag_track",
                                                          "xdp_device_stats", "icmp_stats", "security_events", "host_stats",
-                                                         "security_flow_seen", "name_events"};
+                                                         "security_flow_seen", "name_events",
+                                                         "tcp_handshakes", "handshake_events"};
     return map_id >= 0 && map_id < NP_MAP_ID_MAX ? names[map_id] : "unknown";
 }
 
@@ -261,7 +262,7 @@ Result<std::unique_ptr<Manager>> Manager::create(ManagerOptions options) {
     impl->opts = options;
     auto dp = Datapath::load(
         {options.flow_table_size, options.enable_flows, options.enable_security, options.mitigate, options.enable_intel,
-         options.enable_names, options.enable_decap});
+         options.enable_names, options.enable_decap, options.enable_handshakes});
     if (!dp) return std::unexpected(dp.error());
     impl->dp = std::move(*dp);
     return std::unique_ptr<Manager>(new Manager(std::move(impl)));
@@ -352,6 +353,10 @@ Result<NetworkStats> Manager::getNetworkStats() const {
     auto s = impl_->dp.readStats();
     if (s) s->device_reset_failures = failures;
     return s;
+}
+
+Result<std::size_t> Manager::drainHandshakes(std::vector<HandshakeSample>& out) {
+    return impl_->dp.drainHandshakes(out);
 }
 
 Result<std::size_t> Manager::readFlows(std::vector<FlowEntry>& out) const { return impl_->dp.readFlows(out); }

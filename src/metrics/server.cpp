@@ -15,6 +15,8 @@
 #include <netprobe/metrics/policy.hpp>
 #include <netprobe/metrics/respond.hpp>
 #include <netprobe/metrics/topology.hpp>
+#include <netprobe/metrics/qos.hpp>
+#include <netprobe/analysis/qos.hpp>
 
 #include "metrics/json_api.hpp"
 #include "metrics/ui.hpp"
@@ -185,6 +187,7 @@ http::Response Server::Impl::metrics() const {
     if (v->snapshot->names) body += renderNameCaptureMetrics(*v->snapshot->names);
     if (v->l7) body += renderL7Metrics(*v->l7, v->snapshot->l7.get());
     if (v->topology) body += renderTopologyMetrics(*v->topology);
+    if (v->qos) body += renderQosMetrics(v->topology.get(), *v->qos);
     if (v->policy) body += renderPolicyMetrics(*v->policy);
     if (v->responses) body += renderResponseMetrics(*v->responses);
     if (v->exports || !c.flow_sinks.empty()) {
@@ -241,6 +244,12 @@ http::Response Server::Impl::api(const http::Request& req) const {
         if (!q) return http::Response::error(400, q.error());
         const auto v = pipeline->latest();
         return http::Response::json(200, topologyJson(v->topology.get(), v->l7.get(), *q));
+    }
+    if (p == "/api/v1/qos") {
+        auto q = parseQosQuery(req.query);
+        if (!q) return http::Response::error(400, q.error());
+        const auto v = pipeline->latest();
+        return http::Response::json(200, qosJson(v->topology.get(), v->qos.get(), *q));
     }
     if (p == "/api/v1/policies") {
         auto q = parsePolicyQuery(req.query);
@@ -309,7 +318,7 @@ http::Response Server::Impl::route(const http::Request& req, bool metrics_listen
         if (api_listener)
             for (const char* e : {"/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/api/v1/containers",
                                   "/api/v1/pods", "/api/v1/events", "/api/v1/intel", "/api/v1/diagnosis", "/api/v1/l7/endpoints",
-                                  "/api/v1/l7/requests", "/api/v1/l7/dns/names", "/api/v1/topology",
+                                  "/api/v1/l7/requests", "/api/v1/l7/dns/names", "/api/v1/topology", "/api/v1/qos",
                                   "/api/v1/policies", "/api/v1/responses"})
                 body += std::string(e) + "\n";
         body += "/healthz\n/readyz\n";

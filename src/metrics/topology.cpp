@@ -136,6 +136,11 @@ std::string renderTopologyMetrics(const analysis::TopologyView& v) {
     return w.take();
 }
 
+std::string topologyNodeId(const analysis::TopologyEnd& end, const std::string& group_by) {
+    static const std::map<util::Addr16, std::string> kNoNames;
+    return nodeOf(end, group_by, kNoNames).id;
+}
+
 std::expected<TopologyQuery, std::string> parseTopologyQuery(
     const std::vector<std::pair<std::string, std::string>>& params) {
     TopologyQuery q;

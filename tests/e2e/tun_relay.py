@@ -4,15 +4,24 @@ tunnel: creates TUN device NAME_A in network namespace NS_A and NAME_B in NS_B
 one device emits into the other. It counts what it copies, per direction, and is the
 test's oracle for what crossed the link.
 
-usage: tun_relay.py NS_A NAME_A NS_B NAME_B
+usage: tun_relay.py NS_A NAME_A NS_B NAME_B [DELAY_MS JITTER_MS SEED]
 Prints "ready" once both devices exist; on SIGUSR1 prints
 "counts OUT_PACKETS OUT_BYTES IN_PACKETS IN_BYTES" for NAME_A: the packets read from
 it (what its stack sent) and the packets written into it (what it received); exits
 on SIGTERM.
+
+With DELAY_MS, a delaying link (this kernel has no netem): every packet from A to B is
+held DELAY_MS +- JITTER_MS (uniform, seeded) before it is written into B; B to A is not
+delayed. On SIGUSR1 it also prints "syn N MEDIAN_MS MEAN_ABS_DIFF_MS" over the delays
+it gave TCP SYNs (IPv4), in order: their median and the mean deviation between
+successive ones (the jitter a handshake-timing observer on A's side should measure).
 """
 
 import ctypes
 import fcntl
+import heapq
+import random
+import time
 import os
 import select
 import signal
@@ -45,8 +54,21 @@ def open_tun(netns: str, name: str) -> int:
     return fd
 
 
+def is_tcp_syn(pkt: bytes) -> bool:
+    if len(pkt) < 20 or pkt[0] >> 4 != 4 or pkt[9] != 6:
+        return False
+    off = (pkt[0] & 0x0F) * 4
+    return len(pkt) > off + 13 and pkt[off + 13] & 0x12 == 0x02
+
+
 def main() -> int:
     ns_a, name_a, ns_b, name_b = sys.argv[1:5]
+    delay = float(sys.argv[5]) / 1000 if len(sys.argv) > 5 else 0.0
+    jitter = float(sys.argv[6]) / 1000 if len(sys.argv) > 6 else 0.0
+    rng = random.Random(int(sys.argv[7]) if len(sys.argv) > 7 else 1)
+    held = []  # (release time, sequence, packet): A -> B packets not yet written
+    seq = 0
+    syn_delays = []
     a = open_tun(ns_a, name_a)
     b = open_tun(ns_b, name_b)
     a_out = [0, 0]  # packets, bytes read from A
@@ -58,14 +80,28 @@ def main() -> int:
     print("ready", flush=True)
     other = {a: b, b: a}
     while True:
+        now = time.monotonic()
+        while held and held[0][0] <= now:
+            _, _, pkt = heapq.heappop(held)
+            try:
+                os.write(b, pkt)
+            except OSError:
+                pass
+        timeout = max(0.0, held[0][0] - now) if held else None
         try:
-            ready, _, _ = select.select([a, b, report[0]], [], [])
+            ready, _, _ = select.select([a, b, report[0]], [], [], timeout)
         except InterruptedError:
             continue
         for fd in ready:
             if fd == report[0]:
                 os.read(report[0], 64)
                 print(f"counts {a_out[0]} {a_out[1]} {a_in[0]} {a_in[1]}", flush=True)
+                if delay:
+                    d = sorted(syn_delays)
+                    med = (d[len(d) // 2] if len(d) % 2 else (d[len(d) // 2 - 1] + d[len(d) // 2]) / 2) if d else 0
+                    diffs = [abs(x - y) for x, y in zip(syn_delays[1:], syn_delays[:-1])]
+                    mad = sum(diffs) / len(diffs) if diffs else 0
+                    print(f"syn {len(d)} {med * 1000:.3f} {mad * 1000:.3f}", flush=True)
                 continue
             while True:
                 try:
@@ -75,6 +111,13 @@ def main() -> int:
                 if fd == a:
                     a_out[0] += 1
                     a_out[1] += len(pkt)
+                    if delay:
+                        d = max(0.0, delay + rng.uniform(-jitter, jitter))
+                        if is_tcp_syn(pkt):
+                            syn_delays.append(d)
+                        seq += 1
+                        heapq.heappush(held, (time.monotonic() + d, seq, pkt))
+                        continue
                 try:
                     os.write(other[fd], pkt)
                 except OSError:

@@ -83,6 +83,8 @@ enum np_map_id {
 	NP_MAP_HOST_STATS,  /* security per-host counters: insert failed */
 	NP_MAP_SEC_FLOW_SEEN, /* security: announced-flow LRU update failed */
 	NP_MAP_NAME_EVENTS, /* name capture ring (DNS answers, TLS ClientHello): reserve failed */
+	NP_MAP_TCP_HANDSHAKES, /* handshake timing: LRU update failed (that connection not timed) */
+	NP_MAP_HANDSHAKE_EVENTS, /* handshake ring: reserve failed (a sample lost) */
 	NP_MAP_ID_MAX,
 };
 
@@ -713,5 +715,40 @@ NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, data) == 104, "np_l7_event.data
 NP_STATIC_ASSERT(sizeof(struct np_l7_conn) == 8, "np_l7_conn size");
 NP_STATIC_ASSERT(sizeof(struct np_l7_args) == 40, "np_l7_args size");
 NP_STATIC_ASSERT(sizeof(struct np_l7_tls_call) == 40, "np_l7_tls_call size");
+
+/* ===================================================================== */
+/* TCP handshake timing at TC (bpf/lib/handshake.h)                      */
+/* ===================================================================== */
+
+/* tcp_handshakes (LRU_HASH) key: a struct flow_key with src = the client (the SYN's
+ * sender), dst = the server, direction 0 and encap 0; ifindex = where it was seen.
+ * Value: the handshake's progress at that interface. */
+enum np_hs_state {
+	NP_HS_SYN = 1,     /* a SYN seen: syn_ns */
+	NP_HS_SYNACK = 2,  /* its SYN/ACK seen: synack_ns */
+	NP_HS_INVALID = 3, /* a SYN or SYN/ACK was seen twice (retransmitted): not timed (Karn) */
+};
+
+struct np_hs_value {
+	__u64 syn_ns;    /* bpf_ktime_get_ns() */
+	__u64 synack_ns;
+	__u32 state;     /* enum np_hs_state */
+	__u32 pad;
+};
+
+/* handshake_events ring record: one per handshake completed (the client's first ACK
+ * after the SYN/ACK) at an interface. server_ns: SYN -> SYN/ACK, the round trip from
+ * this interface to the server and back; client_ns: SYN/ACK -> ACK, to the client and
+ * back. Their sum is the connection's round trip time at the handshake. */
+struct np_hs_event {
+	struct flow_key key; /* as the tcp_handshakes key */
+	__u32 pad;
+	__u64 server_ns;
+	__u64 client_ns;
+};
+
+NP_STATIC_ASSERT(sizeof(struct np_hs_value) == 24, "np_hs_value size");
+NP_STATIC_ASSERT(sizeof(struct np_hs_event) == 64, "np_hs_event size");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_hs_event, server_ns) == 48, "np_hs_event.server_ns");
 
 #endif /* NETPROBE_ABI_H */

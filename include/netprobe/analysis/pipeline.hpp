@@ -38,6 +38,7 @@ struct GroupView;
 struct TalkerView;
 struct TopologyView;
 struct PolicyView;
+struct QosView;
 namespace domains {
 struct DomainIntelView;
 }
@@ -63,6 +64,7 @@ struct Views {
     std::shared_ptr<const FlowExportView> exports;        // FlowExport (records for the flow sinks)
     std::shared_ptr<const l7::L7View> l7;                 // l7::L7Stage (requests; with --l7)
     std::shared_ptr<const TopologyView> topology;         // Topology (conversations)
+    std::shared_ptr<const QosView> qos;                   // Qos (handshake RTT, jitter; after Topology)
     std::shared_ptr<const PolicyView> policy;             // PolicyMonitor (NetworkPolicy verdicts; with Kubernetes)
     std::shared_ptr<const domains::DomainIntelView> domains;  // domains::DomainIntel (with --intel-config and --l7)
     std::shared_ptr<const respond::ResponseView> responses;  // respond::ResponseStage (--respond)

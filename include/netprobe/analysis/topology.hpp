@@ -57,7 +57,8 @@ struct TopologySlot {
     std::uint64_t bytes_out = 0, packets_out = 0;  // client -> server
     std::uint64_t bytes_in = 0, packets_in = 0;    // server -> client
     std::uint32_t opened = 0, failed = 0;          // connections seen opening / failing
-    std::uint32_t retransmits = 0;
+    std::uint32_t retransmits = 0;                 // both ends'
+    std::uint32_t retrans_client = 0, retrans_server = 0;  // segments each end's socket retransmitted
     std::uint64_t rtt_us_sum = 0;                  // connections' smoothed RTT, one sample each per collection
     std::uint32_t rtt_samples = 0;
     std::shared_ptr<const TopologyL7> l7_server, l7_client;  // requests seen at the server's / client's end
@@ -100,6 +101,7 @@ struct TopologyView {
 struct ConversationTotals {
     std::uint64_t bytes_out = 0, packets_out = 0, bytes_in = 0, packets_in = 0;
     std::uint64_t opened = 0, failed = 0, retransmits = 0;
+    std::uint64_t retrans_client = 0, retrans_server = 0;
     double rtt_ms = 0;  // mean of the samples (0: none)
     bool l7 = false;
     std::string l7_protocol;

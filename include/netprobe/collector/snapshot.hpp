@@ -159,6 +159,9 @@ struct Snapshot {
     std::uint64_t sequence = 0;   // collections so far
     std::vector<InterfaceStats> interfaces;  // sorted by name
     std::vector<FlowSample> flows;           // the interval's flow activity (datapath source)
+    // TCP handshakes timed at TC since the previous collection (datapath source); like the
+    // flow samples, the stages' input only (not in published views).
+    std::vector<ebpf::HandshakeSample> handshakes;
     std::array<std::array<ebpf::Counter, NP_PROTO_MAX>, NP_DIR_MAX> protocols{};
     std::array<std::array<std::uint64_t, NP_MAL_REASON_MAX>, NP_DIR_MAX> malformed{};
     std::array<std::uint64_t, NP_MAP_ID_MAX> map_errors{};

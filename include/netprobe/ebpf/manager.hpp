@@ -33,6 +33,7 @@ struct ManagerOptions {
     bool enable_intel = false;                     // threat-intel indicator checks at TC (ebpf::IntelMaps)
     bool enable_names = false;                     // name capture at TC: DNS answers, TLS ClientHello (ebpf::NameCapture)
     bool enable_decap = true;                      // overlay decapsulation at TC: VXLAN, Geneve, IPIP, GRE (bpf/lib/decap.h)
+    bool enable_handshakes = true;                 // TCP handshake timing at TC (bpf/lib/handshake.h)
 };
 
 struct AttachInfo {
@@ -74,6 +75,9 @@ public:
     // when the entry could not be removed (ENOENT: it was not there).
     Result<np_flow_stats> removeFlow(const flow_key& key);
     [[nodiscard]] std::uint32_t flowTableCapacity() const;
+    // The TCP handshakes timed since the previous call (the handshake ring, read without
+    // a system call), appended to out. Returns how many; 0 with handshake timing off.
+    Result<std::size_t> drainHandshakes(std::vector<HandshakeSample>& out);
     // A duplicate of the fd of one of the datapath's maps, owned by the caller.
     [[nodiscard]] Result<UniqueFd> mapFd(DatapathMap which) const;
     [[nodiscard]] const ManagerOptions& options() const;

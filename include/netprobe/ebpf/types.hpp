@@ -69,6 +69,15 @@ struct FlowEntry {
     np_flow_stats stats{};
 };
 
+// A TCP handshake timed at one interface (handshake_events): key.src = the client,
+// key.dst = the server, key.ifindex = where. server_ns: SYN -> SYN/ACK (round trip from
+// there to the server), client_ns: SYN/ACK -> first ACK (to the client).
+struct HandshakeSample {
+    flow_key key{};
+    std::uint64_t server_ns = 0;
+    std::uint64_t client_ns = 0;
+};
+
 // Maps of the datapath that other modules read or write (security analytics, the
 // mitigator). They get their own duplicate of the map's fd (Manager::mapFd).
 enum class DatapathMap { SecurityEvents, HostStats, Blocklist, BlockStats, IntelIps, IntelState, IntelStats, IntelResolved, NameEvents };

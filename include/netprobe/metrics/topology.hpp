@@ -9,6 +9,7 @@
 #include <vector>
 
 namespace netprobe::analysis {
+struct TopologyEnd;
 struct TopologyView;
 namespace l7 {
 struct L7View;
@@ -29,6 +30,10 @@ struct TopologyQuery {
 // netprobe_topology_conversations, netprobe_topology_conversations_dropped_total,
 // netprobe_topology_samples_without_ports_total.
 [[nodiscard]] std::string renderTopologyMetrics(const analysis::TopologyView& view);
+
+// The id of the node an end belongs to under group_by (host, workload, namespace, pod,
+// process), as topologyJson names it (addresses not named by DNS).
+[[nodiscard]] std::string topologyNodeId(const analysis::TopologyEnd& end, const std::string& group_by);
 
 [[nodiscard]] std::expected<TopologyQuery, std::string> parseTopologyQuery(
     const std::vector<std::pair<std::string, std::string>>& params);
