@@ -72,6 +72,7 @@ run_step() {
 run_step "BPF programs (BPF_PROG_TEST_RUN)" "$LOGS/prog.log" "$BIN/np_bpf_prog_bench"
 run_step "Collector (Google Benchmark)" "$LOGS/collector.log" \
   "$BIN/np_collector_bench" --benchmark_out="$LOGS/collector.json" --benchmark_out_format=json
+run_step "Forecast accuracy (Holt-Winters vs seasonal naive, synthetic traces)" "$LOGS/forecast.log" "$BIN/np_forecast_bench"
 run_step "RSS of the user-space pipeline (synthetic)" "$LOGS/rss_pipeline.log" "$BIN/np_rss_bench" 100000
 run_step "RSS of the real agent with 100k flows" "$LOGS/rss_agent.log" bash "$ROOT/bench/rss_agent.sh" \
   "$BIN/np_flowgen" 100000 50000
@@ -134,6 +135,15 @@ fi
 if [[ -n ${R[netprobe_tc_in+sec ipv4 insert_extra]:-} ]]; then
   row "netprobe_tc_in+sec ipv4: new flow (insert + ring record) over a hit" "+${R[netprobe_tc_in+sec ipv4 insert_extra]} ns" "-" "info"
 fi
+# Forecasting (bench/forecast_bench.cpp): rolling-origin MAPE against the seasonal naive
+# baseline (must beat it) and the 80% interval's coverage (target 75-85%).
+for t in seasonal step lowtraffic; do
+  if [[ -z ${R[forecast_$t]:-} ]]; then na "forecast ($t): MAPE vs seasonal naive" "beats naive; 80% interval covers 75-85%"; continue; fi
+  IFS=$'\t' read -r m1 n1 ms ns cov <<<"${R[forecast_$t]}"
+  if le "$m1" "$n1" && le "$ms" "$ns" && ge "$cov" 0.75 && le "$cov" 0.85; then v=PASS; else v=MISS; fi
+  row "forecast ($t trace): MAPE % h=1 / h=season vs seasonal naive; 80% interval coverage" \
+    "$m1 / $ms vs $n1 / $ns; coverage $cov" "beats naive; 0.75-0.85" "$v"
+done
 # Threat intel: 1.1M prefixes in the kernel trie (bench/bpf_prog_bench.cpp).
 if [[ -n ${R[intel_install]:-} ]]; then
   IFS=$'\t' read -r n secs mib <<<"${R[intel_install]}"
