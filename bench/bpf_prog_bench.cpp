@@ -310,6 +310,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<datapath_bpf, void (*)(datapath_bpf*)> dp(datapath_bpf__open(), datapath_bpf__destroy);
     if (!dp) die("open datapath skeleton", errno);
     dp->rodata->np_enable_decap = decap;
+    dp->rodata->np_enable_handshakes = 1;  // the agent's default (--qos=on)
     if (int err = datapath_bpf__load(dp.get()); err) die("load datapath skeleton", -err);
     std::unique_ptr<reference_bpf, void (*)(reference_bpf*)> ref(reference_bpf__open_and_load(),
                                                                   reference_bpf__destroy);
@@ -323,6 +324,7 @@ int main(int argc, char** argv) {
     sec->rodata->np_enable_security = 1;
     sec->rodata->np_mitigate = NP_MITIGATE_ON;
     sec->rodata->np_enable_decap = decap;
+    sec->rodata->np_enable_handshakes = 1;  // the agent's default (--qos=on)
     if (int err = datapath_bpf__load(sec.get()); err) die("load datapath skeleton (security on)", -err);
     ring_buffer* sec_ring = ring_buffer__new(bpf_map__fd(sec->maps.sec_events),
                                              [](void*, void*, std::size_t) { return 0; }, nullptr, nullptr);
@@ -339,6 +341,7 @@ int main(int argc, char** argv) {
     intel->rodata->np_enable_security = 1;
     intel->rodata->np_enable_intel = 1;
     intel->rodata->np_enable_decap = decap;
+    intel->rodata->np_enable_handshakes = 1;  // the agent's default (--qos=on)
     if (int err = datapath_bpf__load(intel.get()); err) die("load datapath skeleton (intel on)", -err);
     const IntelScale scale = installIntel(*intel, 1000000, 100000);
     std::printf("intel: %zu prefixes installed in %.2f s (%s), trie %.1f MiB (memlock)\n", scale.entries,
@@ -358,6 +361,7 @@ int main(int argc, char** argv) {
     names->rodata->np_enable_security = 1;
     names->rodata->np_enable_names = 1;
     names->rodata->np_enable_decap = decap;
+    names->rodata->np_enable_handshakes = 1;  // the agent's default (--qos=on)
     if (int err = datapath_bpf__load(names.get()); err) die("load datapath skeleton (names on)", -err);
     ring_buffer* names_ring = ring_buffer__new(bpf_map__fd(names->maps.sec_events),
                                                [](void*, void*, std::size_t) { return 0; }, nullptr, nullptr);

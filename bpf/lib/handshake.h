@@ -104,9 +104,9 @@ __attribute__((noinline)) int np_handshake_packet(const struct np_packet *pkt)
 		} else {
 			np_count_map_error(NP_MAP_HANDSHAKE_EVENTS);
 		}
-	} else if (v->state == NP_HS_SYN) {
-		return 0; /* an ACK before any SYN/ACK was seen here (another path): keep waiting */
 	}
+	/* else: retransmitted (untimed), or the client ACKs a SYN/ACK this interface did not
+	 * see (an asymmetric path): never timed here */
 	bpf_map_delete_elem(&tcp_handshakes, &k);
 	return 0;
 }

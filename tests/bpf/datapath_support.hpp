@@ -69,6 +69,7 @@ struct LoadOptions {
     std::optional<std::uint32_t> flow_max_entries;
     std::optional<std::uint32_t> enable_flows;
     std::optional<std::uint32_t> enable_decap;
+    std::optional<std::uint32_t> enable_handshakes;
 };
 
 // Open and load a fresh skeleton; sets err to the libbpf error on failure.
@@ -86,6 +87,8 @@ inline Skel loadSkeleton(const LoadOptions& o, int& err)
         skel->rodata->np_enable_flows = *o.enable_flows;
     if (o.enable_decap)
         skel->rodata->np_enable_decap = *o.enable_decap;
+    if (o.enable_handshakes)
+        skel->rodata->np_enable_handshakes = *o.enable_handshakes;
     err = datapath_bpf__load(skel.get());
     if (err)
         return nullptr;

@@ -448,6 +448,86 @@ TEST_F(DatapathCustomLoad, DecapDisabled)
             EXPECT_EQ(overlayCounter(s.get(), d, e), Overlay{}) << d << " " << e;
 }
 
+// TCP handshake timing (bpf/lib/handshake.h): a SYN leaving, its SYN/ACK arriving and the
+// client's first ACK leaving make one handshake_events record keyed client -> server, its
+// two halves within the time the three runs took; a retransmitted SYN or SYN/ACK makes
+// the handshake untimed; later ACKs, a server's data and an ACK without a handshake
+// make nothing; with np_enable_handshakes = 0 nothing is recorded either.
+TEST_F(DatapathCustomLoad, HandshakeTiming)
+{
+    Skel s = load({.enable_handshakes = 1});
+    if (skipped_)
+        GTEST_SKIP() << "needs root";
+    ASSERT_TRUE(s);
+    std::vector<np_hs_event> got;
+    auto sink = [](void* ctx, void* data, size_t size) -> int {
+        if (size >= sizeof(np_hs_event))
+            static_cast<std::vector<np_hs_event>*>(ctx)->push_back(*static_cast<const np_hs_event*>(data));
+        return 0;
+    };
+    ring_buffer* rb = ring_buffer__new(bpf_map__fd(s->maps.handshake_events), sink, &got, nullptr);
+    ASSERT_NE(rb, nullptr);
+    auto drain = [&] {
+        got.clear();
+        ring_buffer__consume(rb);
+        return got;
+    };
+    namespace tf = tcp_flags;
+    auto handshake = [&](std::uint16_t cport, int syns, int synacks, int acks) {
+        for (int i = 0; i < syns; i++)
+            ASSERT_EQ(runFrame(s.get(), Prog::TcEgress, eth().ipv4(A4, B4).tcp(cport, 80, tf::SYN).build()).err, 0);
+        for (int i = 0; i < synacks; i++)
+            ASSERT_EQ(runFrame(s.get(), Prog::TcIngress,
+                               eth().ipv4(B4, A4).tcp(80, cport, tf::SYN | tf::ACK).build()).err, 0);
+        for (int i = 0; i < acks; i++)
+            ASSERT_EQ(runFrame(s.get(), Prog::TcEgress, eth().ipv4(A4, B4).tcp(cport, 80, tf::ACK).build()).err, 0);
+    };
+
+    const auto t0 = std::chrono::steady_clock::now();
+    handshake(40000, 1, 1, 3);  // three ACKs: the first completes the handshake
+    const auto elapsed = std::chrono::steady_clock::now() - t0;
+    auto r = drain();
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].key.src_port, 40000);
+    EXPECT_EQ(r[0].key.dst_port, 80);
+    EXPECT_EQ(r[0].key.proto, ipproto::TCP);
+    EXPECT_EQ(r[0].key.ifindex, kIfindex);
+    EXPECT_EQ(r[0].key.direction, 0);
+    const flow_key want = key4(A4, B4, 40000, 80, ipproto::TCP);
+    EXPECT_EQ(std::memcmp(&r[0].key.src_ip, &want.src_ip, 32), 0);
+    EXPECT_GT(r[0].server_ns + r[0].client_ns, 0u);
+    EXPECT_LE(r[0].server_ns + r[0].client_ns,
+              static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count()));
+
+    handshake(40001, 2, 1, 1);  // SYN retransmitted
+    handshake(40002, 1, 2, 1);  // SYN/ACK retransmitted
+    handshake(40003, 0, 1, 1);  // no SYN seen here
+    handshake(40004, 1, 0, 1);  // the client ACKs a SYN/ACK not seen here (asymmetric path)
+    handshake(40004, 0, 1, 1);
+    EXPECT_TRUE(drain().empty());
+    handshake(40005, 1, 1, 1);  // and the next connection is timed again
+    r = drain();
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].key.src_port, 40005);
+    // the server's data (ACKs from the server side) times nothing
+    ASSERT_EQ(runFrame(s.get(), Prog::TcIngress, eth().ipv4(B4, A4).tcp(80, 40000, tf::ACK).payload(100).build()).err, 0);
+    EXPECT_TRUE(drain().empty());
+    EXPECT_EQ(sumU64(s->maps.map_errors, NP_MAP_HANDSHAKE_EVENTS), 0u);
+    ring_buffer__free(rb);
+
+    Skel off = load({.enable_handshakes = 0});
+    ASSERT_TRUE(off);
+    got.clear();
+    rb = ring_buffer__new(bpf_map__fd(off->maps.handshake_events), sink, &got, nullptr);
+    ASSERT_NE(rb, nullptr);
+    ASSERT_EQ(runFrame(off.get(), Prog::TcEgress, eth().ipv4(A4, B4).tcp(40000, 80, tf::SYN).build()).err, 0);
+    ASSERT_EQ(runFrame(off.get(), Prog::TcIngress, eth().ipv4(B4, A4).tcp(80, 40000, tf::SYN | tf::ACK).build()).err, 0);
+    ASSERT_EQ(runFrame(off.get(), Prog::TcEgress, eth().ipv4(A4, B4).tcp(40000, 80, tf::ACK).build()).err, 0);
+    ring_buffer__consume(rb);
+    EXPECT_TRUE(got.empty());
+    ring_buffer__free(rb);
+}
+
 // Decapsulation with flows off: nothing (no inner flow, no overlay counters).
 TEST_F(DatapathCustomLoad, DecapNeedsFlows)
 {
