@@ -8,7 +8,7 @@ BUILD_PKGS=(
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  libcpp-httplib-dev libyaml-cpp-dev libssl-dev libcrypt-dev
+  libcpp-httplib-dev libyaml-cpp-dev libssl-dev libcrypt-dev libsqlite3-dev
   clang-19 libclang-rt-19-dev
 )
 # clang-19: the ASan/UBSan + libFuzzer build (make test-sanitize, make fuzz); Debian's
@@ -16,7 +16,7 @@ BUILD_PKGS=(
 TEST_PKGS=(
   iproute2 iputils-ping nftables ethtool curl jq procps psmisc util-linux libcap2-bin
   iperf3 hping3 nmap tshark netsniff-ng python3 python3-scapy openssl
-  prometheus apache2-utils python3-bcrypt
+  prometheus apache2-utils python3-bcrypt sqlite3
   pmacct nfdump clickhouse-server
   nginx-light wrk dnsmasq-base bind9-dnsutils
   redis-server redis-tools postgresql postgresql-contrib mariadb-server mariadb-client
