@@ -65,11 +65,13 @@ bench: deps build
 # docs/benchmarks.md by make bench). Not part of make test or make bench.
 SOAK_SECONDS ?= 3600
 soak: deps build
+	export NETPROBE_STATE_DIR=$$(mktemp -d /tmp/npb-state.XXXXXX); trap 'rm -rf "$$NETPROBE_STATE_DIR"' EXIT; \
 	/usr/bin/python3 bench/soak.py --seconds=$(SOAK_SECONDS) --warmup=$$(( $(SOAK_SECONDS) / 6 ))
 
 # Five minutes of benign traffic (iperf3, HTTP, Prometheus scraping) against the
 # security detectors; prints the events raised (target: none). Not part of `make bench`.
 bench-benign: deps build
+	export NETPROBE_STATE_DIR=$$(mktemp -d /tmp/npb-state.XXXXXX); trap 'rm -rf "$$NETPROBE_STATE_DIR"' EXIT; \
 	/usr/bin/python3 bench/security_bench.py --benign-seconds=$${NP_BENIGN_SECONDS:-300}
 
 install: build

@@ -22,6 +22,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 LOGS=$(mktemp -d /tmp/npb-run.XXXXXX)
+# the agents the benchmarks start keep their state (the history store) here, not in /var/lib
+export NETPROBE_STATE_DIR=$LOGS/state
 final_cleanup() {
   # The sub-scripts clean up after themselves; this catches what a killed one left.
   local ns

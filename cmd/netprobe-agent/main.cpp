@@ -19,6 +19,11 @@
 #include <set>
 
 #include <netprobe/analysis/qos.hpp>
+#include <netprobe/analysis/series.hpp>
+#include <netprobe/analysis/forecast/stage.hpp>
+#include <netprobe/analysis/anomaly/stage.hpp>
+#include "models.hpp"
+#include <netprobe/analysis/bottlenecks.hpp>
 #include <netprobe/analysis/diagnosis.hpp>
 #include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/analysis/flow_export.hpp>
@@ -209,6 +214,12 @@ public:
 
         // The kernel's netstat counters of this namespace (listen overflows for the diagnosis).
         collector.addSource(std::make_shared<netprobe::collector::NetstatSource>());
+        // Link speeds and qdisc statistics (netlink dumps every 5 s in the background) and the
+        // conntrack table of this namespace, for the bottleneck findings.
+        auto link_source = std::make_shared<netprobe::collector::LinkSource>();
+        link_source->schedule(*background);
+        collector.addSource(link_source);
+        collector.addSource(std::make_shared<netprobe::collector::ConntrackSource>());
 
         // The stack monitor is optional: if it cannot start, the core keeps working.
         std::unique_ptr<netprobe::ebpf::StackMonitor> stack;
@@ -342,6 +353,42 @@ public:
         pipeline->addStage(std::make_unique<netprobe::analysis::Topology>(netprobe::analysis::TopologyOptions{},
                                                                           cfg.attribution));
         if (opts_.qos) pipeline->addStage(std::make_unique<netprobe::analysis::Qos>());
+        // Bottlenecks and hotspots (/api/v1/bottlenecks): links, qdiscs, accept queues,
+        // conntrack, edges; after the topology and QoS views it reads.
+        pipeline->addStage(std::make_unique<netprobe::analysis::Bottlenecks>());
+        // History, forecasts, anomalies: the Series stage closes fixed intervals; the store
+        // keeps them (its own writer thread), the models learn from them and start from what
+        // the store kept of a previous run.
+        std::shared_ptr<netprobe::history::Writer> history;
+        if (opts_.history) history = netprobe::agent::openHistory(opts_);
+        cfg.history = history;
+        {
+            netprobe::analysis::SeriesOptions sro;
+            sro.step = opts_.series_step;
+            pipeline->addStage(std::make_unique<netprobe::analysis::Series>(sro));
+        }
+        const std::int64_t start_unix =
+            std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+        if (opts_.forecast) {
+            netprobe::analysis::forecast::StageOptions fo;
+            fo.season = opts_.forecast_season;
+            fo.capacity_threshold = opts_.capacity_threshold;
+            std::map<std::string, std::vector<double>> past;
+            // stored minutes are the models' points only when the models' step is a minute
+            if (history && opts_.series_step == std::chrono::seconds(60)) {
+                const auto span = std::min<std::chrono::seconds>(std::max<std::chrono::seconds>(3 * fo.season, std::chrono::days(1)),
+                                                                 opts_.history_minutes);
+                past = netprobe::agent::loadForecastHistory(history->store(), span, start_unix, fo.max_models);
+                if (!past.empty()) spdlog::info("forecast: {} series warm-started from the history store", past.size());
+            }
+            pipeline->addStage(std::make_unique<netprobe::analysis::forecast::ForecastStage>(fo, std::move(past)));
+        }
+        if (opts_.anomaly) {
+            std::map<std::string, std::string> state;
+            if (history) state = netprobe::agent::loadAnomalyState(history->store());
+            pipeline->addStage(std::make_unique<netprobe::analysis::anomaly::AnomalyStage>(
+                netprobe::agent::anomalyOptions(opts_.anomaly_learning), std::move(state)));
+        }
         // NetworkPolicy monitoring (with Kubernetes): the policy set is rebuilt in the background
         // when the watched objects change (debounced); the stage evaluates the topology's
         // conversations against the current one.
@@ -414,6 +461,25 @@ public:
         std::unique_ptr<netprobe::intel::FeedLoader> intel_loader;
         netprobe::util::Scheduler intel_scheduler;
         std::vector<netprobe::analysis::Pipeline::Subscription> sinks;
+        // The history sink: each closed interval's points to the store's writer (a queue,
+        // never blocking); the anomaly models' state on the background cadence and at exit.
+        std::shared_ptr<const std::map<std::string, std::string>> saved_state;
+        auto save_state = [&history, &pipeline, &saved_state] {
+            const auto v = pipeline->latest();
+            if (!history || !v->anomaly || !v->anomaly->state || v->anomaly->state == saved_state) return;
+            saved_state = v->anomaly->state;
+            netprobe::agent::saveAnomalyState(history->store(), *saved_state);
+        };
+        if (history) {
+            // (subscribers are called through copies: the last interval written is shared state)
+            auto last = std::make_shared<std::atomic<std::uint64_t>>(0);
+            sinks.push_back(pipeline->subscribe([w = history, last](const auto& v) {
+                if (!v->series || v->series->intervals == last->load()) return;
+                last->store(v->series->intervals);
+                w->push(netprobe::agent::pointsOf(*v->series));
+            }));
+            background->every("history: anomaly model state", std::chrono::seconds(60), save_state);
+        }
         if (sec_cfg->enabled) {
             auto source = netprobe::collector::SecuritySource::create(mgr);
             if (!source) return fatal(source.error().what());
@@ -645,8 +711,9 @@ public:
         spdlog::info("shutting down: detaching from {} interface(s)", mgr.attachments().size());
         server.stop();  // stops the main collector too
         if (responder) responder->stop();
-        if (!flow_sinks.empty()) {
-            // The last interval's packets and every open flow go to the sinks.
+        if (!flow_sinks.empty() || history) {
+            // The last interval's packets and every open flow go to the sinks; the anomaly
+            // models' state as it is now goes to the history store.
             if (auto r = collector.collect(); !r) spdlog::warn("final collection: {}", r.error().what());
             pipeline->finish();
             const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
@@ -658,6 +725,10 @@ public:
         if (sec_collector) sec_collector->stop();
         background->stop();
         sinks.clear();
+        if (history) {  // the models as they are now, and every queued point
+            save_state();
+            history->stop();
+        }
         if (k8s) k8s->stop();
         mgr.detachAll();
         return rc;

@@ -231,7 +231,36 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
                    "Insert flow records into ClickHouse: http[s]://HOST:PORT[,database=NAME][,batch=N][,flush=DURATION]"
                    "[,retention=DURATION][,retention-1m=DURATION][,retention-1h=DURATION][,spool-max=SIZE] "
                    "(credentials: env NETPROBE_CLICKHOUSE_USER, NETPROBE_CLICKHOUSE_PASSWORD)");
-    app.add_option("--state-dir", o.state_dir, "Directory for state that outlives the agent (the ClickHouse spool)")
+    app.add_option("--state-dir", o.state_dir,
+                   "Directory for state that outlives the agent (the history store, the ClickHouse spool)")
+        ->envname("NETPROBE_STATE_DIR")
+        ->capture_default_str();
+    std::string history = "on", history_minutes = "7d", history_hours = "90d", history_max = "1GiB";
+    app.add_option("--history", history,
+                   "The embedded history store (STATE_DIR/history/history.db, SQLite): per-minute aggregates of the "
+                   "series the models use, hourly rollups (docs/history.md): on, off")
+        ->capture_default_str();
+    app.add_option("--history-retention", history_minutes, "Per-minute rows kept")->capture_default_str();
+    app.add_option("--history-hour-retention", history_hours, "Hourly rows kept")->capture_default_str();
+    app.add_option("--history-max-size", history_max, "Largest history database (oldest rows dropped beyond)")
+        ->capture_default_str();
+    std::string series_step = "60s";
+    app.add_option("--series-step", series_step,
+                   "Interval of the series the history, forecasts and anomaly models see (aligned to the clock)")
+        ->capture_default_str();
+    std::string forecast = "on", forecast_season = "24h";
+    app.add_option("--forecast", forecast, "Bandwidth forecasts and capacity/fault lead times (docs/forecast.md): on, off")
+        ->capture_default_str();
+    app.add_option("--forecast-season", forecast_season, "Season of the forecast models (0: none)")->capture_default_str();
+    app.add_option("--capacity-threshold", o.capacity_threshold,
+                   "Share of a link's speed at which a capacity finding is due (0-1]")
+        ->capture_default_str();
+    std::string anomaly = "on";
+    app.add_option("--anomaly", anomaly, "Anomaly detection over the series and behaviour profiles (docs/anomaly.md): on, off")
+        ->capture_default_str();
+    long long anomaly_learning = static_cast<long long>(o.anomaly_learning);
+    app.add_option("--anomaly-learning", anomaly_learning,
+                   "Intervals (--series-step) a model learns before it judges (360 = 6 hours of minutes)")
         ->capture_default_str();
     app.add_option("--flow-log", o.flow_log, "Write every flow record as one JSON line to this file (rotated by size)");
     std::string flow_log_max = "100MiB";
@@ -452,6 +481,35 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
         o.clickhouse.push_back(std::move(*c));
     }
     if (o.state_dir.empty() || o.state_dir.front() != '/') return fail("--state-dir must be an absolute path");
+    for (auto [flag, text, on] : {std::tuple{"--history", &history, &o.history}, std::tuple{"--forecast", &forecast, &o.forecast},
+                                  std::tuple{"--anomaly", &anomaly, &o.anomaly}}) {
+        if (*text == "on") *on = true;
+        else if (*text == "off") *on = false;
+        else return fail("invalid " + std::string(flag) + " \"" + *text + "\": expected on or off");
+    }
+    for (auto [flag, text, dst, min] : {std::tuple{"--history-retention", &history_minutes, &o.history_minutes, 1},
+                                        std::tuple{"--history-hour-retention", &history_hours, &o.history_hours, 1}}) {
+        auto d = util::parseDuration(*text);
+        if (!d) return fail(std::string(flag) + ": " + d.error());
+        if (*d < std::chrono::hours(min) || *d > std::chrono::days(3650))
+            return fail(std::string(flag) + " " + *text + ": must be 1h-3650d");
+        *dst = std::chrono::duration_cast<std::chrono::seconds>(*d);
+    }
+    if (auto hm = util::parseByteSize(history_max); !hm) return fail("--history-max-size: " + hm.error());
+    else if (*hm < (1u << 20)) return fail("--history-max-size " + history_max + ": at least 1MiB");
+    else o.history_max_bytes = *hm;
+    if (auto d = util::parseDuration(series_step); !d) return fail("--series-step: " + d.error());
+    else if (*d < std::chrono::seconds(1) || *d > std::chrono::hours(1) || *d % std::chrono::seconds(1) != std::chrono::seconds(0))
+        return fail("--series-step " + series_step + ": must be whole seconds, 1s-1h");
+    else o.series_step = std::chrono::duration_cast<std::chrono::seconds>(*d);
+    if (auto d = util::parseDuration(forecast_season); !d) return fail("--forecast-season: " + d.error());
+    else if (*d > std::chrono::days(28)) return fail("--forecast-season " + forecast_season + ": at most 28d");
+    else o.forecast_season = std::chrono::duration_cast<std::chrono::seconds>(*d);
+    if (!(o.capacity_threshold > 0 && o.capacity_threshold <= 1))
+        return fail("invalid --capacity-threshold " + std::to_string(o.capacity_threshold) + ": must be in (0, 1]");
+    if (anomaly_learning < 16 || anomaly_learning > 1000000)
+        return fail("invalid --anomaly-learning " + std::to_string(anomaly_learning) + ": must be 16-1000000");
+    o.anomaly_learning = static_cast<std::size_t>(anomaly_learning);
     auto fls = util::parseByteSize(flow_log_max);
     if (!fls) return fail("--flow-log-max-size: " + fls.error());
     if (*fls < 4096) return fail("--flow-log-max-size " + flow_log_max + ": at least 4096 bytes");

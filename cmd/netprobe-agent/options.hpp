@@ -67,7 +67,17 @@ struct AgentOptions {
     // Flow export (docs/flow-export.md): records per flow and interval -> IPFIX, a JSON-lines log.
     std::vector<sinks::ipfix::CollectorConfig> ipfix_collectors;  // --ipfix-collector (repeatable)
     std::vector<sinks::ClickHouseConfig> clickhouse;      // --clickhouse (repeatable)
-    std::string state_dir = "/var/lib/netprobe";          // --state-dir: spools (and later the history store)
+    std::string state_dir = "/var/lib/netprobe";          // --state-dir: the history store, spools
+    bool history = true;                                   // --history
+    std::chrono::seconds history_minutes{std::chrono::days(7)};   // --history-retention
+    std::chrono::seconds history_hours{std::chrono::days(90)};    // --history-hour-retention
+    std::uint64_t history_max_bytes = 1ull << 30;          // --history-max-size
+    std::chrono::seconds series_step{60};                  // --series-step
+    bool forecast = true;                                  // --forecast
+    std::chrono::seconds forecast_season{std::chrono::hours(24)};  // --forecast-season
+    double capacity_threshold = 0.8;                       // --capacity-threshold
+    bool anomaly = true;                                   // --anomaly
+    std::size_t anomaly_learning = 360;                    // --anomaly-learning (intervals)
     std::string flow_log;                                // --flow-log: JSON lines
     std::uint64_t flow_log_max_bytes = 100ull << 20;     // --flow-log-max-size
     unsigned flow_log_max_files = 5;                     // --flow-log-max-files

@@ -56,6 +56,8 @@ struct SnapshotMembers {
     decltype(Snapshot::stack) stack;
     decltype(Snapshot::cgroup_traffic) cgroup_traffic;
     decltype(Snapshot::netstat) netstat;
+    decltype(Snapshot::links) links;
+    decltype(Snapshot::conntrack) conntrack;
     decltype(Snapshot::security) security;
     decltype(Snapshot::intel) intel;
     decltype(Snapshot::l7) l7;
@@ -84,6 +86,8 @@ std::shared_ptr<const Snapshot> Snapshot::withoutFlowSamples() const {
     c->stack = stack;
     c->cgroup_traffic = cgroup_traffic;
     c->netstat = netstat;
+    c->links = links;
+    c->conntrack = conntrack;
     c->security = security;
     c->intel = intel;
     if (l7) {

@@ -2,6 +2,7 @@
 
 #include <netprobe/l7/dns.hpp>
 #include <netprobe/l7/tls.hpp>
+#include <netprobe/ebpf/interfaces.hpp>
 
 #include <cerrno>
 
@@ -430,6 +431,165 @@ Result<void> NetstatSource::collect(SnapshotBuilder& b) {
         parseNetstat(text, *m);
     }
     b.snapshot().netstat = std::move(m);
+    return {};
+}
+
+// ---- links: speeds and queueing disciplines (a background task's dumps) ----
+
+bool nominalSpeed(std::string_view kind) {
+    return kind == "veth" || kind == "tun" || kind == "netkit" || kind == "bridge";
+}
+
+LinkSource::~LinkSource() {
+    if (scheduler_ && task_) scheduler_->cancel(*task_);
+}
+
+void LinkSource::schedule(util::Scheduler& scheduler, std::chrono::nanoseconds period) {
+    scheduler_ = &scheduler;
+    task_ = scheduler.every("links: speed and qdiscs", std::chrono::duration_cast<util::Scheduler::Duration>(period),
+                            [this] { refresh(); });
+}
+
+void LinkSource::refresh() {
+    const auto at = std::chrono::steady_clock::now();
+    auto links = ebpf::dumpLinks();
+    auto qdiscs = links ? ebpf::dumpQdiscs() : Result<std::vector<ebpf::QdiscInfo>>(std::unexpected(links.error()));
+    const auto prev = latest_.load();
+    if (!links || !qdiscs) {
+        const std::string err = (!links ? links.error() : qdiscs.error()).what();
+        if (failures_++ == 0 || (prev && prev->last_error.empty()))
+            spdlog::warn("links: {} (the previous reading stays)", err);
+        auto s = std::make_shared<LinkSample>(prev ? *prev : LinkSample{});
+        s->failures = failures_;
+        s->last_error = err;
+        latest_.store(std::move(s));
+        return;
+    }
+    if (prev && !prev->last_error.empty()) spdlog::info("links: read again");
+    auto s = std::make_shared<LinkSample>();
+    s->read_at = at;
+    s->refreshes = ++refreshes_;
+    s->failures = failures_;
+    for (auto& l : *links) {
+        LinkState st;
+        st.name = std::move(l.name);
+        st.index = l.index;
+        st.kind = std::move(l.kind);
+        if (!nominalSpeed(st.kind) && !l.loopback)
+            if (auto sp = ebpf::readLinkSpeed(st.name)) st.speed_mbps = *sp;
+        s->links.push_back(std::move(st));
+    }
+    std::sort(s->links.begin(), s->links.end(), [](const LinkState& a, const LinkState& b) { return a.index < b.index; });
+    for (auto& q : *qdiscs) {
+        auto it = std::lower_bound(s->links.begin(), s->links.end(), q.ifindex,
+                                   [](const LinkState& l, std::uint32_t i) { return l.index < i; });
+        if (it != s->links.end() && it->index == q.ifindex) it->qdiscs.push_back(std::move(q));
+    }
+    latest_.store(std::move(s));
+}
+
+Result<void> LinkSource::collect(SnapshotBuilder& b) {
+    b.snapshot().links = latest_.load();
+    return {};
+}
+
+// ---- conntrack ----
+
+namespace {
+
+// The whole of a small /proc file; nullopt with errno set when it cannot be read.
+std::optional<std::string> readProcFile(const std::string& path) {
+    std::FILE* fp = std::fopen(path.c_str(), "re");
+    if (!fp) return std::nullopt;
+    std::string text;
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, fp)) > 0;) text.append(buf, n);
+    const bool failed = std::ferror(fp) != 0;
+    const int e = errno;
+    std::fclose(fp);
+    if (failed) {
+        errno = e;
+        return std::nullopt;
+    }
+    return text;
+}
+
+std::optional<std::uint64_t> parseUnsigned(std::string_view t) {
+    while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.remove_suffix(1);
+    std::uint64_t v = 0;
+    auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+    if (ec != std::errc() || p != t.data() + t.size()) return std::nullopt;
+    return v;
+}
+
+}  // namespace
+
+void parseConntrackStat(std::string_view text, ConntrackSample& out) {
+    auto words = [](std::string_view l) {
+        std::vector<std::string_view> w;
+        while (!l.empty()) {
+            const auto sp = l.find_first_of(" \t");
+            if (sp != 0) w.push_back(l.substr(0, sp));
+            if (sp == std::string_view::npos) break;
+            l = l.substr(sp + 1);
+        }
+        return w;
+    };
+    const auto nl = text.find('\n');
+    if (nl == std::string_view::npos) return;
+    const auto names = words(text.substr(0, nl));
+    int drop = -1, early = -1, failed = -1;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        if (names[i] == "drop") drop = static_cast<int>(i);
+        if (names[i] == "early_drop") early = static_cast<int>(i);
+        if (names[i] == "insert_failed") failed = static_cast<int>(i);
+    }
+    out.drop = out.early_drop = out.insert_failed = 0;
+    text.remove_prefix(nl + 1);
+    while (!text.empty()) {
+        const auto e = text.find('\n');
+        const auto values = words(text.substr(0, e));
+        text = e == std::string_view::npos ? std::string_view() : text.substr(e + 1);
+        if (values.size() != names.size()) continue;
+        auto hex = [&](int i) -> std::uint64_t {
+            if (i < 0) return 0;
+            const auto v = values[static_cast<std::size_t>(i)];
+            std::uint64_t x = 0;
+            auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x, 16);
+            return ec == std::errc() && p == v.data() + v.size() ? x : 0;
+        };
+        out.drop += hex(drop);
+        out.early_drop += hex(early);
+        out.insert_failed += hex(failed);
+    }
+}
+
+Result<void> ConntrackSource::collect(SnapshotBuilder& b) {
+    auto s = std::make_shared<ConntrackSample>();
+    const auto count = readProcFile(dir_ + "/nf_conntrack_count");
+    if (!count) {
+        if (errno != ENOENT) return std::unexpected(errnoError(errno, "read " + dir_ + "/nf_conntrack_count"));
+        if (!told_absent_) {
+            spdlog::info("conntrack: no table in this network namespace ({} absent: nf_conntrack not loaded)",
+                         dir_ + "/nf_conntrack_count");
+            told_absent_ = true;
+        }
+        b.snapshot().conntrack = std::move(s);
+        return {};
+    }
+    const auto max = readProcFile(dir_ + "/nf_conntrack_max");
+    if (!max) return std::unexpected(errnoError(errno, "read " + dir_ + "/nf_conntrack_max"));
+    const auto c = parseUnsigned(*count), m = parseUnsigned(*max);
+    if (!c || !m) return std::unexpected(makeError("conntrack: unexpected nf_conntrack_count/max text"));
+    if (told_absent_) {
+        spdlog::info("conntrack: table present now");
+        told_absent_ = false;
+    }
+    s->available = true;
+    s->count = *c;
+    s->max = *m;
+    if (auto st = readProcFile(stat_)) parseConntrackStat(*st, *s);
+    b.snapshot().conntrack = std::move(s);
     return {};
 }
 

@@ -1,6 +1,9 @@
 #include "netprobe/ebpf/interfaces.hpp"
 
+#include <fcntl.h>
+#include <linux/gen_stats.h>
 #include <linux/netlink.h>
+#include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <poll.h>
@@ -9,6 +12,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
+#include <functional>
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -99,9 +104,61 @@ std::vector<LinkEvent> decodeLinkMessages(std::span<const std::byte> data) {
     return events;
 }
 
-Result<std::vector<InterfaceInfo>> dumpLinks() {
+namespace {
+
+// One rtnetlink dump: sends the request, hands every buffer read to `each` until the
+// kernel's NLMSG_DONE; an NLMSG_ERROR answer is the dump's error.
+Result<void> netlinkDump(const void* request, std::size_t len, const char* what,
+                         const std::function<void(std::span<const std::byte>)>& each) {
     UniqueFd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
     if (!fd) return std::unexpected(errnoError(errno, "netlink socket"));
+    if (::send(fd.get(), request, len, 0) < 0) return std::unexpected(errnoError(errno, what));
+    std::vector<std::byte> buf(1 << 16);
+    for (;;) {
+        const ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return std::unexpected(errnoError(errno, what));
+        }
+        const std::span<const std::byte> data(buf.data(), static_cast<std::size_t>(n));
+        each(data);
+        // the dump ends with NLMSG_DONE (or an error) in the last message of a read
+        bool done = n == 0;
+        for (std::size_t off = 0; !done && data.size() - off >= sizeof(nlmsghdr);) {
+            nlmsghdr h;
+            std::memcpy(&h, data.data() + off, sizeof h);
+            if (h.nlmsg_len < sizeof(nlmsghdr) || h.nlmsg_len > data.size() - off) break;
+            if (h.nlmsg_type == NLMSG_DONE) done = true;
+            if (h.nlmsg_type == NLMSG_ERROR) {
+                int err = 0;
+                if (h.nlmsg_len >= NLMSG_LENGTH(sizeof(nlmsgerr)))
+                    std::memcpy(&err, data.data() + off + NLMSG_HDRLEN, sizeof err);
+                return std::unexpected(err < 0 ? errnoError(-err, what) : makeError(std::string(what) + ": error answer"));
+            }
+            off += std::min<std::size_t>(NLMSG_ALIGN(h.nlmsg_len), data.size() - off);
+        }
+        if (done) return {};
+    }
+}
+
+// The attributes of [begin, begin + len): (type, payload) for each well-formed one; a
+// lying length ends the walk.
+template <typename F>
+void eachAttr(const std::byte* begin, std::size_t len, F&& fn) {
+    std::size_t a = 0;
+    while (len - a >= sizeof(rtattr)) {
+        rtattr ra;
+        std::memcpy(&ra, begin + a, sizeof ra);
+        if (ra.rta_len < sizeof(rtattr) || ra.rta_len > len - a) break;
+        fn(static_cast<unsigned>(ra.rta_type & NLA_TYPE_MASK),
+           std::span<const std::byte>(begin + a + RTA_LENGTH(0), ra.rta_len - RTA_LENGTH(0)));
+        a += std::min<std::size_t>(RTA_ALIGN(ra.rta_len), len - a);
+    }
+}
+
+}  // namespace
+
+Result<std::vector<InterfaceInfo>> dumpLinks() {
     struct {
         nlmsghdr h;
         ifinfomsg i;
@@ -111,30 +168,109 @@ Result<std::vector<InterfaceInfo>> dumpLinks() {
     req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     req.h.nlmsg_seq = 1;
     req.i.ifi_family = AF_UNSPEC;
-    if (::send(fd.get(), &req, sizeof req, 0) < 0) return std::unexpected(errnoError(errno, "netlink link dump"));
     std::vector<InterfaceInfo> out;
-    std::vector<std::byte> buf(1 << 16);
-    for (;;) {
-        const ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return std::unexpected(errnoError(errno, "netlink link dump"));
-        }
-        const std::span<const std::byte> data(buf.data(), static_cast<std::size_t>(n));
+    auto r = netlinkDump(&req, sizeof req, "netlink link dump", [&](std::span<const std::byte> data) {
         for (auto& ev : decodeLinkMessages(data))
             if (ev.kind == LinkEvent::Kind::Changed) out.push_back(std::move(ev.iface));
-        // the dump ends with NLMSG_DONE (or an error) in the last message of a read
-        bool done = n == 0;
-        for (std::size_t off = 0; !done && data.size() - off >= sizeof(nlmsghdr);) {
-            nlmsghdr h;
-            std::memcpy(&h, data.data() + off, sizeof h);
-            if (h.nlmsg_len < sizeof(nlmsghdr) || h.nlmsg_len > data.size() - off) break;
-            if (h.nlmsg_type == NLMSG_DONE) done = true;
-            if (h.nlmsg_type == NLMSG_ERROR) return std::unexpected(makeError("netlink link dump: error answer"));
-            off += std::min<std::size_t>(NLMSG_ALIGN(h.nlmsg_len), data.size() - off);
-        }
-        if (done) return out;
+    });
+    if (!r) return std::unexpected(r.error());
+    return out;
+}
+
+std::vector<QdiscInfo> decodeQdiscMessages(std::span<const std::byte> data) {
+    std::vector<QdiscInfo> out;
+    std::size_t off = 0;
+    while (data.size() - off >= sizeof(nlmsghdr)) {
+        nlmsghdr h;
+        std::memcpy(&h, data.data() + off, sizeof h);
+        if (h.nlmsg_len < sizeof(nlmsghdr) || h.nlmsg_len > data.size() - off) break;
+        const std::byte* msg = data.data() + off;
+        const std::size_t msg_len = h.nlmsg_len;
+        off += std::min<std::size_t>(NLMSG_ALIGN(h.nlmsg_len), data.size() - off);
+        if (h.nlmsg_type != RTM_NEWQDISC || msg_len < NLMSG_LENGTH(sizeof(tcmsg))) continue;
+        tcmsg tc;
+        std::memcpy(&tc, msg + NLMSG_HDRLEN, sizeof tc);
+        QdiscInfo q;
+        q.ifindex = static_cast<std::uint32_t>(tc.tcm_ifindex);
+        q.handle = tc.tcm_handle;
+        q.parent = tc.tcm_parent;
+        const std::size_t a = std::min<std::size_t>(NLMSG_ALIGN(NLMSG_LENGTH(sizeof(tcmsg))), msg_len);
+        bool stats2 = false;
+        eachAttr(msg + a, msg_len - a, [&](unsigned type, std::span<const std::byte> p) {
+            if (type == TCA_KIND) {
+                const char* c = reinterpret_cast<const char*>(p.data());
+                q.kind.assign(c, strnlen(c, std::min<std::size_t>(p.size(), 32)));
+            } else if (type == TCA_STATS2) {
+                stats2 = q.stats = true;
+                bool pkt64 = false;
+                eachAttr(p.data(), p.size(), [&](unsigned t, std::span<const std::byte> v) {
+                    if (t == TCA_STATS_BASIC && v.size() >= sizeof(gnet_stats_basic)) {
+                        gnet_stats_basic b;
+                        std::memcpy(&b, v.data(), sizeof b);
+                        q.bytes = b.bytes;
+                        if (!pkt64) q.packets = b.packets;
+                    } else if (t == TCA_STATS_PKT64 && v.size() >= sizeof(std::uint64_t)) {
+                        std::memcpy(&q.packets, v.data(), sizeof q.packets);
+                        pkt64 = true;
+                    } else if (t == TCA_STATS_QUEUE && v.size() >= sizeof(gnet_stats_queue)) {
+                        gnet_stats_queue s;
+                        std::memcpy(&s, v.data(), sizeof s);
+                        q.backlog_packets = s.qlen;
+                        q.backlog_bytes = s.backlog;
+                        q.drops = s.drops;
+                        q.requeues = s.requeues;
+                        q.overlimits = s.overlimits;
+                    }
+                });
+            } else if (type == TCA_STATS && !stats2 && p.size() >= sizeof(tc_stats)) {
+                // the older structure, for kernels that answer without TCA_STATS2
+                tc_stats s;
+                std::memcpy(&s, p.data(), sizeof s);
+                q.stats = true;
+                q.bytes = s.bytes;
+                q.packets = s.packets;
+                q.drops = s.drops;
+                q.overlimits = s.overlimits;
+                q.backlog_packets = s.qlen;
+                q.backlog_bytes = s.backlog;
+            }
+        });
+        out.push_back(std::move(q));
     }
+    return out;
+}
+
+Result<std::vector<QdiscInfo>> dumpQdiscs() {
+    struct {
+        nlmsghdr h;
+        tcmsg t;
+    } req{};
+    req.h.nlmsg_len = sizeof req;
+    req.h.nlmsg_type = RTM_GETQDISC;
+    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.h.nlmsg_seq = 1;
+    req.t.tcm_family = AF_UNSPEC;
+    std::vector<QdiscInfo> out;
+    auto r = netlinkDump(&req, sizeof req, "netlink qdisc dump", [&](std::span<const std::byte> data) {
+        auto batch = decodeQdiscMessages(data);
+        out.insert(out.end(), std::make_move_iterator(batch.begin()), std::make_move_iterator(batch.end()));
+    });
+    if (!r) return std::unexpected(r.error());
+    return out;
+}
+
+std::optional<std::uint32_t> readLinkSpeed(const std::string& name) {
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") return std::nullopt;
+    const std::string path = "/sys/class/net/" + name + "/speed";
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return std::nullopt;
+    char buf[32];
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);  // EINVAL when the device has no speed
+    if (n <= 0) return std::nullopt;
+    long v = 0;
+    auto [p, ec] = std::from_chars(buf, buf + n, v);
+    if (ec != std::errc() || v <= 0 || v > 100'000'000) return std::nullopt;  // -1: unknown
+    return static_cast<std::uint32_t>(v);
 }
 
 Result<LinkWatcher> LinkWatcher::open() {

@@ -69,6 +69,7 @@ enum class S : std::size_t {
     ListRange,
     PutState,
     GetState,
+    ListStates,
     GetMeta,
     PutMeta,
     DropMinutesBefore,
@@ -105,6 +106,7 @@ constexpr std::array<const char*, static_cast<std::size_t>(S::Count_)> kSql = {
     "INSERT INTO state(key, value, updated) VALUES(?1, ?2, ?3) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated = excluded.updated",
     "SELECT value FROM state WHERE key = ?1",
+    "SELECT key, value FROM state WHERE key >= ?1 AND key < ?2 ORDER BY key",
     "SELECT value FROM meta WHERE key = ?1",
     "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     "DELETE FROM minutes WHERE minute < ?1",
@@ -826,6 +828,28 @@ Result<std::optional<std::string>> Store::getState(std::string_view key) const {
         if (!row) return std::unexpected(row.error());
         if (!*row) return std::optional<std::string>{};
         return std::optional<std::string>{u.text(0)};
+    });
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> Store::states(std::string_view prefix) const {
+    auto& d = *impl_;
+    std::lock_guard lock(d.mu);
+    std::string upper(prefix);
+    upper.push_back(static_cast<char>(0x7f));  // keys are text: every key with the prefix sorts below
+    using Out = std::vector<std::pair<std::string, std::string>>;
+    return d.guarded<Out>("list states", [&]() -> Sql<Out> {
+        auto s = d.db.get(S::ListStates);
+        if (!s) return std::unexpected(s.error());
+        Use u(d.db, *s);
+        u.bind(1, prefix).bind(2, std::string_view(upper));
+        Out out;
+        for (;;) {
+            auto row = u.step();
+            if (!row) return std::unexpected(row.error());
+            if (!*row) break;
+            out.emplace_back(u.text(0), u.text(1));
+        }
+        return out;
     });
 }
 

@@ -16,6 +16,9 @@
 #include <netprobe/metrics/respond.hpp>
 #include <netprobe/metrics/topology.hpp>
 #include <netprobe/metrics/qos.hpp>
+#include <netprobe/metrics/models.hpp>
+#include <netprobe/history/writer.hpp>
+#include <netprobe/metrics/bottlenecks.hpp>
 #include <netprobe/analysis/qos.hpp>
 
 #include "metrics/json_api.hpp"
@@ -188,6 +191,10 @@ http::Response Server::Impl::metrics() const {
     if (v->l7) body += renderL7Metrics(*v->l7, v->snapshot->l7.get());
     if (v->topology) body += renderTopologyMetrics(*v->topology);
     if (v->qos) body += renderQosMetrics(v->topology.get(), *v->qos);
+    if (v->forecast) body += renderForecastMetrics(*v->forecast);
+    if (v->anomaly) body += renderAnomalyMetrics(*v->anomaly);
+    if (c.history) body += renderHistoryMetrics(c.history->stats());
+    if (v->bottlenecks) body += renderBottleneckMetrics(*v->bottlenecks);
     if (v->policy) body += renderPolicyMetrics(*v->policy);
     if (v->responses) body += renderResponseMetrics(*v->responses);
     if (v->exports || !c.flow_sinks.empty()) {
@@ -245,11 +252,26 @@ http::Response Server::Impl::api(const http::Request& req) const {
         const auto v = pipeline->latest();
         return http::Response::json(200, topologyJson(v->topology.get(), v->l7.get(), *q));
     }
+    if (p == "/api/v1/forecast" || p == "/api/v1/anomalies" || p == "/api/v1/history") {
+        const auto v = pipeline->latest();
+        const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                     std::chrono::system_clock::now().time_since_epoch()).count();
+        auto body = p == "/api/v1/forecast"    ? forecastJson(v->forecast.get(), req.query)
+                    : p == "/api/v1/anomalies" ? anomaliesJson(v->anomaly.get(), req.query)
+                                               : historyJson(c.history ? &c.history->store() : nullptr, req.query, now);
+        if (!body) return http::Response::error(400, body.error());
+        return http::Response::json(200, std::move(*body));
+    }
     if (p == "/api/v1/qos") {
         auto q = parseQosQuery(req.query);
         if (!q) return http::Response::error(400, q.error());
         const auto v = pipeline->latest();
         return http::Response::json(200, qosJson(v->topology.get(), v->qos.get(), *q));
+    }
+    if (p == "/api/v1/bottlenecks") {
+        auto q = parseBottleneckQuery(req.query);
+        if (!q) return http::Response::error(400, q.error());
+        return http::Response::json(200, bottlenecksJson(pipeline->latest()->bottlenecks.get(), *q));
     }
     if (p == "/api/v1/policies") {
         auto q = parsePolicyQuery(req.query);
@@ -319,6 +341,7 @@ http::Response Server::Impl::route(const http::Request& req, bool metrics_listen
             for (const char* e : {"/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/api/v1/containers",
                                   "/api/v1/pods", "/api/v1/events", "/api/v1/intel", "/api/v1/diagnosis", "/api/v1/l7/endpoints",
                                   "/api/v1/l7/requests", "/api/v1/l7/dns/names", "/api/v1/topology", "/api/v1/qos",
+                                  "/api/v1/forecast", "/api/v1/anomalies", "/api/v1/history", "/api/v1/bottlenecks",
                                   "/api/v1/policies", "/api/v1/responses"})
                 body += std::string(e) + "\n";
         body += "/healthz\n/readyz\n";

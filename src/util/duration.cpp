@@ -26,6 +26,7 @@ std::uint64_t unitNanos(std::string_view unit) {
     if (unit == "s") return kSecond;
     if (unit == "m") return 60 * kSecond;
     if (unit == "h") return 3600 * kSecond;
+    if (unit == "d") return 86400 * kSecond;  // not Go's; Prometheus's (retention periods)
     return 0;
 }
 

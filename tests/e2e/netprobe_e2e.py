@@ -84,6 +84,13 @@ def _safely(what: str, fn: Callable[[], None]) -> None:
 REGISTRY = _Registry()
 atexit.register(REGISTRY.run_all)
 
+# Every agent this process starts keeps its state (the history store) here unless a test
+# says otherwise (the Agent class gives each one a directory of its own): never the
+# machine's /var/lib/netprobe.
+_STATE = tempfile.mkdtemp(prefix=f"npe{os.getpid()}-state-")
+os.environ["NETPROBE_STATE_DIR"] = _STATE
+REGISTRY.push(f"temp dir {_STATE}", lambda: shutil.rmtree(_STATE, ignore_errors=True))
+
 
 def _raise_interrupt(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
@@ -496,6 +503,9 @@ class Agent:
         self.netns = netns
         self.port = port or free_port(netns)
         self.args = [f"--metrics-port={self.port}", f"--metrics-address={address}"] + args
+        # state (the history store, spools) in the test's own directory, never the machine's
+        if not any(a.startswith("--state-dir") for a in args):
+            self.args.append(f"--state-dir={tc.tmpdir()}")
         self.env = env
         self.proc: Proc | None = None
 

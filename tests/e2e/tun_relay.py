@@ -15,6 +15,7 @@ held DELAY_MS +- JITTER_MS (uniform, seeded) before it is written into B; B to A
 delayed. On SIGUSR1 it also prints "syn N MEDIAN_MS MEAN_ABS_DIFF_MS" over the delays
 it gave TCP SYNs (IPv4), in order: their median and the mean deviation between
 successive ones (the jitter a handshake-timing observer on A's side should measure).
+SIGUSR2 adds 40 ms to DELAY_MS (a latency jump) and prints "delay MS".
 """
 
 import ctypes
@@ -77,6 +78,12 @@ def main() -> int:
     os.set_blocking(report[1], False)
     signal.signal(signal.SIGUSR1, lambda *_: os.write(report[1], b"x"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    state = {"delay": delay}
+
+    def jump(*_):
+        state["delay"] += 0.040
+        os.write(report[1], b"d")
+    signal.signal(signal.SIGUSR2, jump)
     print("ready", flush=True)
     other = {a: b, b: a}
     while True:
@@ -94,7 +101,11 @@ def main() -> int:
             continue
         for fd in ready:
             if fd == report[0]:
-                os.read(report[0], 64)
+                got = os.read(report[0], 64)
+                if b"d" in got:
+                    print(f"delay {state['delay'] * 1000:.0f}", flush=True)
+                    if b"x" not in got:
+                        continue
                 print(f"counts {a_out[0]} {a_out[1]} {a_in[0]} {a_in[1]}", flush=True)
                 if delay:
                     d = sorted(syn_delays)
@@ -111,8 +122,8 @@ def main() -> int:
                 if fd == a:
                     a_out[0] += 1
                     a_out[1] += len(pkt)
-                    if delay:
-                        d = max(0.0, delay + rng.uniform(-jitter, jitter))
+                    if state["delay"]:
+                        d = max(0.0, state["delay"] + rng.uniform(-jitter, jitter))
                         if is_tcp_syn(pkt):
                             syn_delays.append(d)
                         seq += 1

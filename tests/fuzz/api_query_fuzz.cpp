@@ -1,6 +1,7 @@
 // Query strings of every JSON API endpoint (/api/v1/flows, /connections, /events; the
 // others take none): client input.
 #include <netprobe/http/message.hpp>
+#include <netprobe/metrics/bottlenecks.hpp>
 #include <netprobe/metrics/security.hpp>
 
 #include "fuzz_util.hpp"
@@ -13,5 +14,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (auto q = netprobe::metrics::parseConnectionQuery(*params, 100, 10000))
         NP_FUZZ_CHECK(q->limit >= 1 && q->limit <= 10000);
     (void)netprobe::metrics::parseEventQuery(*params, 10000);
+    if (auto q = netprobe::metrics::parseBottleneckQuery(*params)) NP_FUZZ_CHECK(q->limit >= 1 && q->limit <= 1000);
     return 0;
 }

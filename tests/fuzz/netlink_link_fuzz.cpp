@@ -1,4 +1,5 @@
-// rtnetlink link messages (RTM_NEWLINK/RTM_DELLINK) as the interface watcher decodes them.
+// rtnetlink link messages (RTM_NEWLINK/RTM_DELLINK) as the interface watcher decodes them,
+// and qdisc messages (RTM_NEWQDISC) as the links source's dump decodes them.
 #include <net/if.h>
 
 #include <cstring>
@@ -14,6 +15,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto events = netprobe::ebpf::decodeLinkMessages({copy, size});
     for (const auto& e : events) NP_FUZZ_CHECK(e.iface.name.size() < size + 1);
     NP_FUZZ_CHECK(events.size() <= size / 32 + 1);
+    const auto qdiscs = netprobe::ebpf::decodeQdiscMessages({copy, size});
+    for (const auto& q : qdiscs) NP_FUZZ_CHECK(q.kind.size() <= 32);
+    NP_FUZZ_CHECK(qdiscs.size() <= size / 36 + 1);
     delete[] copy;
     return 0;
 }

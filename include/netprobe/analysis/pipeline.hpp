@@ -39,6 +39,8 @@ struct TalkerView;
 struct TopologyView;
 struct PolicyView;
 struct QosView;
+struct BottleneckView;
+struct SeriesView;
 namespace domains {
 struct DomainIntelView;
 }
@@ -47,6 +49,12 @@ struct SecurityView;
 }
 namespace respond {
 struct ResponseView;
+}
+namespace forecast {
+struct ForecastView;
+}
+namespace anomaly {
+struct AnomalyView;
 }
 namespace l7 {
 struct L7View;
@@ -65,6 +73,10 @@ struct Views {
     std::shared_ptr<const l7::L7View> l7;                 // l7::L7Stage (requests; with --l7)
     std::shared_ptr<const TopologyView> topology;         // Topology (conversations)
     std::shared_ptr<const QosView> qos;                   // Qos (handshake RTT, jitter; after Topology)
+    std::shared_ptr<const BottleneckView> bottlenecks;    // Bottlenecks (ranked findings; after Qos)
+    std::shared_ptr<const SeriesView> series;             // Series (closed intervals: history, models)
+    std::shared_ptr<const forecast::ForecastView> forecast;  // forecast::ForecastStage (after Series)
+    std::shared_ptr<const anomaly::AnomalyView> anomaly;     // anomaly::AnomalyStage (after Series)
     std::shared_ptr<const PolicyView> policy;             // PolicyMonitor (NetworkPolicy verdicts; with Kubernetes)
     std::shared_ptr<const domains::DomainIntelView> domains;  // domains::DomainIntel (with --intel-config and --l7)
     std::shared_ptr<const respond::ResponseView> responses;  // respond::ResponseStage (--respond)

@@ -13,6 +13,7 @@
 
 #include <netprobe/abi.h>
 #include <netprobe/ebpf/cgroup_traffic.hpp>
+#include <netprobe/ebpf/interfaces.hpp>
 #include <netprobe/ebpf/l7_capture.hpp>
 #include <netprobe/l7/tracker.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
@@ -145,6 +146,38 @@ struct IntelSample {
     std::size_t installed_prefixes = 0;
 };
 
+// A link of the agent's network namespace as the links source's background task last read
+// it: its speed and its queueing disciplines.
+struct LinkState {
+    std::string name;
+    std::uint32_t index = 0;
+    std::string kind;                 // IFLA_INFO_KIND ("" for a physical device)
+    // Mb/s from /sys/class/net/NAME/speed; 0: unknown (down, not reported, or a virtual
+    // device whose figure is nominal: veth says 10000, tun 10, a bridge its fastest port).
+    std::uint32_t speed_mbps = 0;
+    std::vector<ebpf::QdiscInfo> qdiscs;  // every qdisc of the device (root, children, clsact)
+};
+
+struct LinkSample {
+    MonoTime read_at{};               // when the task read it (the counters' instant)
+    std::vector<LinkState> links;     // by index
+    std::uint64_t refreshes = 0;      // successful reads since start
+    std::uint64_t failures = 0;       // failed reads since start (the previous result stays)
+    std::string last_error;           // of the last read, empty when it succeeded
+};
+
+// The conntrack table of the agent's network namespace (/proc/sys/net/netfilter and
+// /proc/net/stat/nf_conntrack), read every collection.
+struct ConntrackSample {
+    bool available = false;           // false: nf_conntrack is not loaded (no table to fill)
+    std::uint64_t count = 0;          // nf_conntrack_count: entries now
+    std::uint64_t max = 0;            // nf_conntrack_max: the table's limit
+    // Since the namespace's table exists, summed over the CPUs: packets dropped because no
+    // entry could be created (drop), entries evicted to make room (early_drop), and
+    // inserts that failed (insert_failed).
+    std::uint64_t drop = 0, early_drop = 0, insert_failed = 0;
+};
+
 // A source's health: its failed collections.
 struct SourceHealth {
     std::string name;
@@ -178,6 +211,11 @@ struct Snapshot {
     // and /proc/net/snmp: "TcpExt.ListenOverflows", "Tcp.RetransSegs", ...); null without
     // the netstat source.
     std::shared_ptr<const std::map<std::string, std::uint64_t>> netstat;
+    // Link speeds and qdisc statistics of the agent's namespace, as the links source's
+    // background task last read them (its own cadence); null without the links source.
+    std::shared_ptr<const LinkSample> links;
+    // The conntrack table of the agent's namespace; null without the conntrack source.
+    std::shared_ptr<const ConntrackSample> conntrack;
     // Security analytics input; null except in the security collector's snapshots.
     std::shared_ptr<const SecuritySample> security;
     // Threat intelligence; null without --intel-config (security snapshots only).

@@ -22,6 +22,7 @@
 #include <netprobe/ebpf/manager.hpp>
 #include <netprobe/ebpf/map_io.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
+#include <netprobe/util/scheduler.hpp>
 
 namespace netprobe::collector {
 
@@ -75,6 +76,53 @@ private:
 // Parses /proc/net/netstat or /proc/net/snmp text (header line, value line per group) into
 // "Group.Name" -> value; malformed pairs are skipped.
 void parseNetstat(std::string_view text, std::map<std::string, std::uint64_t>& out);
+
+// Links of the agent's namespace: each link's speed (/sys/class/net/IF/speed) and its
+// queueing disciplines (an RTM_GETQDISC dump). The dumps are slow work: refresh() runs on
+// a scheduler task at its own cadence (schedule()), collect() copies its latest result.
+class LinkSource final : public Source {
+public:
+    LinkSource() = default;
+    ~LinkSource() override;
+    LinkSource(const LinkSource&) = delete;
+    LinkSource& operator=(const LinkSource&) = delete;
+    [[nodiscard]] std::string_view name() const override { return "links"; }
+    Result<void> collect(SnapshotBuilder& b) override;
+    // refresh() every `period` on the scheduler (the first run when it starts); the task
+    // is cancelled when the source goes away.
+    void schedule(util::Scheduler& scheduler, std::chrono::nanoseconds period = std::chrono::seconds(5));
+    // One read: RTM_GETLINK and RTM_GETQDISC dumps, the links' speeds.
+    void refresh();
+
+private:
+    std::atomic<std::shared_ptr<const LinkSample>> latest_;
+    util::Scheduler* scheduler_ = nullptr;
+    std::optional<util::Scheduler::TaskId> task_;
+    std::uint64_t refreshes_ = 0, failures_ = 0;  // the task's (one at a time)
+};
+// A device kind whose /sys/class/net/IF/speed is a nominal figure, not a limit (veth, tun,
+// netkit, bridge).
+[[nodiscard]] bool nominalSpeed(std::string_view kind);
+
+// The conntrack table of the agent's namespace: nf_conntrack_count and nf_conntrack_max
+// (two tiny files) and the per-CPU drop counters of /proc/self/net/stat/nf_conntrack,
+// every collection. Without nf_conntrack the sample says so (available = false), once in
+// the log, and no error.
+class ConntrackSource final : public Source {
+public:
+    explicit ConntrackSource(std::string sysctl_dir = "/proc/sys/net/netfilter",
+                             std::string stat_file = "/proc/self/net/stat/nf_conntrack")
+        : dir_(std::move(sysctl_dir)), stat_(std::move(stat_file)) {}
+    [[nodiscard]] std::string_view name() const override { return "conntrack"; }
+    Result<void> collect(SnapshotBuilder& b) override;
+
+private:
+    std::string dir_, stat_;
+    bool told_absent_ = false;
+};
+// Parses /proc/net/stat/nf_conntrack (a header of names, one line of hex values per CPU)
+// into `out`'s drop, early_drop and insert_failed (sums over the CPUs).
+void parseConntrackStat(std::string_view text, ConntrackSample& out);
 
 // Traffic of every protocol per cgroup.
 class CgroupTrafficSource final : public Source {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -23,6 +24,29 @@ struct InterfaceInfo {
 [[nodiscard]] Result<std::vector<InterfaceInfo>> listInterfaces();
 // Every link of the caller's network namespace with its kind (an RTM_GETLINK dump).
 [[nodiscard]] Result<std::vector<InterfaceInfo>> dumpLinks();
+
+// One queueing discipline (an RTM_GETQDISC dump answer): counters since it was created.
+// The kernel keeps drops, overlimits and requeues in 32 bits (they wrap at 2^32).
+struct QdiscInfo {
+    std::uint32_t ifindex = 0;
+    std::uint32_t handle = 0;
+    std::uint32_t parent = 0;     // 0xffffffff (TC_H_ROOT): the device's root qdisc
+    std::string kind;             // "fq_codel", "tbf", "htb", "mq", "noqueue", "clsact", ...
+    std::uint64_t bytes = 0, packets = 0;  // sent (TCA_STATS_BASIC, TCA_STATS_PKT64)
+    std::uint64_t drops = 0, overlimits = 0, requeues = 0;  // TCA_STATS_QUEUE
+    std::uint32_t backlog_bytes = 0, backlog_packets = 0;   // queued now
+    bool stats = false;           // the answer carried TCA_STATS2 (or the older TCA_STATS)
+    [[nodiscard]] bool root() const { return parent == 0xffffffffu; }
+};
+
+// Every qdisc of the caller's network namespace (an RTM_GETQDISC dump).
+[[nodiscard]] Result<std::vector<QdiscInfo>> dumpQdiscs();
+// Decodes a buffer of rtnetlink messages (RTM_NEWQDISC; others skipped), with the same
+// length checks as decodeLinkMessages.
+[[nodiscard]] std::vector<QdiscInfo> decodeQdiscMessages(std::span<const std::byte> data);
+// /sys/class/net/NAME/speed in Mb/s; nullopt when the device reports none (down, -1,
+// no ethtool link settings).
+[[nodiscard]] std::optional<std::uint32_t> readLinkSpeed(const std::string& name);
 
 struct LinkEvent {
     enum class Kind { Changed, Removed } kind = Kind::Changed;

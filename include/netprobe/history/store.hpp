@@ -35,6 +35,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <netprobe/util/error.hpp>
@@ -122,6 +123,8 @@ public:
     // Model state: an opaque blob per key (replaced on put).
     [[nodiscard]] Result<void> putState(std::string_view key, std::string_view blob);
     [[nodiscard]] Result<std::optional<std::string>> getState(std::string_view key) const;
+    // Every state whose key starts with prefix (printable ASCII keys), in key order.
+    [[nodiscard]] Result<std::vector<std::pair<std::string, std::string>>> states(std::string_view prefix) const;
 
     // Drops minutes older than minute_retention and hours older than hour_retention
     // (cutoffs floored to the hour), then, while the file is above max_bytes, the oldest

@@ -34,6 +34,10 @@
 #include <netprobe/util/error.hpp>
 #include <netprobe/util/scheduler.hpp>
 
+namespace netprobe::history {
+class Writer;
+}
+
 namespace netprobe::metrics {
 
 struct ServerConfig {
@@ -76,6 +80,9 @@ struct ServerConfig {
     // The CNI plugin the node's links tell (a background task lists them; optional:
     // netprobe_cni_info and "cni" in /api/v1/interfaces).
     std::function<std::shared_ptr<const analysis::CniInfo>()> cni;
+    // The history store's writer (null: --history=off): /api/v1/history reads its store,
+    // netprobe_history_* its counters.
+    std::shared_ptr<history::Writer> history;
 };
 
 [[nodiscard]] ServerConfig DefaultServerConfig();

@@ -9,7 +9,8 @@
 namespace netprobe::util {
 
 // Parses a Go time.ParseDuration-style string: a sequence of decimal numbers, each
-// with optional fraction and a unit ("ns", "us", "µs", "ms", "s", "m", "h").
+// with optional fraction and a unit ("ns", "us", "µs", "ms", "s", "m", "h", and "d" = 24h
+// as Prometheus spells retention periods).
 // Negative values, a missing unit (except "0"), unknown units and overflow are
 // errors; the error string says what is wrong.
 [[nodiscard]] std::expected<std::chrono::nanoseconds, std::string> parseDuration(std::string_view text);

@@ -1,0 +1,47 @@
+// The history store, forecasts and anomalies: GET /api/v1/history, /api/v1/forecast,
+// /api/v1/anomalies and their metrics (docs/forecast.md, docs/anomaly.md).
+#pragma once
+
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace netprobe::history {
+class Store;
+struct WriterStats;
+}  // namespace netprobe::history
+namespace netprobe::analysis::forecast {
+struct ForecastView;
+}
+namespace netprobe::analysis::anomaly {
+struct AnomalyView;
+}
+
+namespace netprobe::metrics {
+
+using Params = std::vector<std::pair<std::string, std::string>>;
+
+// /api/v1/forecast?series=PREFIX&limit=N
+[[nodiscard]] std::expected<std::string, std::string> forecastJson(const analysis::forecast::ForecastView* v,
+                                                                   const Params& params);
+// /api/v1/anomalies?scope=&open=true|false&limit=N
+[[nodiscard]] std::expected<std::string, std::string> anomaliesJson(const analysis::anomaly::AnomalyView* v,
+                                                                    const Params& params);
+// /api/v1/history?series=KEY&from=UNIX|-DURATION&to=UNIX&resolution=minute|hour|auto, or
+// ?prefix=P to list series. store null: {"enabled": false}. now_unix: the wall clock.
+[[nodiscard]] std::expected<std::string, std::string> historyJson(history::Store* store, const Params& params,
+                                                                  std::int64_t now_unix);
+
+// netprobe_interface_forecast_bytes_rate{interface,direction,horizon,bound},
+// netprobe_forecast_* (models, findings with lead times).
+[[nodiscard]] std::string renderForecastMetrics(const analysis::forecast::ForecastView& v);
+// netprobe_anomaly_rate{scope}, netprobe_anomaly_events_total{scope}, netprobe_anomaly_open_events{scope},
+// netprobe_anomaly_models{scope}, netprobe_anomaly_model_memory_bytes, ...
+[[nodiscard]] std::string renderAnomalyMetrics(const analysis::anomaly::AnomalyView& v);
+// netprobe_history_* (points written, rows dropped by age/size, resets, file bytes, queue drops).
+[[nodiscard]] std::string renderHistoryMetrics(const history::WriterStats& s);
+
+}  // namespace netprobe::metrics

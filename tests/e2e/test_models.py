@@ -1,0 +1,272 @@
+"""History store, forecasts and anomaly detection of the real agent.
+
+History: an agent with a 2 s series step writes its intervals to STATE_DIR/history; the
+oracle is Debian's sqlite3 reading the same file. After a restart the anomaly models
+come back from the store, and a corrupt file is moved aside with one warning while the
+agent carries on.
+
+Forecast: two days of a known daily pattern are written into a store (Python's sqlite3,
+the store's own schema) before the agent starts; it warm-starts its model and its
+forecast one hour ahead matches the pattern.
+
+Anomalies: a client and a server namespace joined by a TUN link whose relay can add
+latency (tun_relay.py); a steady request mix for the learning period (30 intervals of
+2 s), then a benign stretch that must raise no event, then injected changes, each
+detected within 3 intervals with the right explanation: a new server port, a host
+talking to 50 new peers, a tenfold traffic level, a 40 ms latency jump.
+"""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+import math
+import unittest
+
+from netprobe_e2e import PYTHON, E2ETestCase, log, run, wait_for
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+IP_A, IP_B = "198.18.9.1", "198.18.9.2"
+STEP = 2  # --series-step seconds
+LEARNING = 30  # --anomaly-learning intervals
+
+SERVER = """
+import socket, sys, threading
+def serve(port, size):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(512)
+    while True:
+        c, _ = s.accept()
+        try:
+            n = int(c.recv(64) or b"0")
+            c.sendall(b"x" * min(n, 10_000_000))
+        except OSError:
+            pass
+        c.close()
+for p in sys.argv[1:]:
+    threading.Thread(target=serve, args=(int(p), 0), daemon=True).start()
+print("listening", flush=True)
+threading.Event().wait()
+"""
+
+# Steady mix: a request every 0.2 s asking for SIZE bytes (SIZE read from a file, so the
+# test can change the level), to IP:PORT.
+CLIENT = """
+import os, socket, sys, time
+host, port, size_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+while True:
+    try:
+        size = int(open(size_file).read().strip() or "0")
+        s = socket.create_connection((host, port), timeout=5)
+        s.sendall(str(size).encode())
+        got = 0
+        while got < size:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += len(b)
+        s.close()
+    except OSError:
+        pass
+    time.sleep(0.2)
+"""
+
+
+class ModelsTest(E2ETestCase):
+    def tun_link(self, delay_ms: str = "0", jitter_ms: str = "0"):
+        ns_a, ns_b = self.make_netns(), self.make_netns()
+        tun_a, tun_b = "npmodA", "npmodB"
+        for ns in (ns_a, ns_b):
+            run(["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"], netns=ns)
+        relay = self.spawn([PYTHON, os.path.join(HERE, "tun_relay.py"), ns_a, tun_a, ns_b, tun_b, delay_ms, jitter_ms, "3"],
+                           log_name="tun_relay.log")
+        wait_for(lambda: "ready" in relay.output(), 10, "the TUN relay")
+        for ns, dev, me, peer in ((ns_a, tun_a, IP_A, IP_B), (ns_b, tun_b, IP_B, IP_A)):
+            run(["ip", "addr", "add", me, "peer", f"{peer}/32", "dev", dev], netns=ns)
+            run(["ip", "link", "set", dev, "up"], netns=ns)
+        return ns_a, ns_b, tun_a, tun_b, relay
+
+    # ---------------------------------------------------------------- history
+
+    def test_history_survives_restarts_and_a_corrupt_file(self):
+        ns = self.make_netns()
+        v = self.make_veth(host_ns=ns)
+        state = self.tmpdir()
+        db = os.path.join(state, "history", "history.db")
+        args = ("--collect-interval=500ms", f"--series-step={STEP}s", "--anomaly-learning=16",
+                f"--interface-filter={v.host}", f"--state-dir={state}")
+        agent = self.start_agent(*args, netns=ns)
+        run(["ping", "-q", "-c", "20", "-i", "0.2", v.peer_ip], netns=ns)
+        key = f"iface/{v.host}/tx_packets_rate"
+        wait_for(lambda: agent.get_json(f"/api/v1/history?prefix=iface/{v.host}/")["series"], 10, "series in the store")
+        # the models' state is written on the background cadence (60 s) and at exit
+        self.assertEqual(agent.stop(), 0)
+
+        # the oracle: sqlite3 on the file the agent wrote
+        q = run(["sqlite3", db, "SELECT count(*), sum(m.sum) FROM minutes m JOIN series s ON s.id = m.series_id "
+                                f"WHERE s.key = '{key}'"]).stdout.strip()
+        rows, total = q.split("|")
+        self.assertGreater(int(rows), 0, q)
+        states = int(run(["sqlite3", db, "SELECT count(*) FROM state WHERE key LIKE 'anomaly/%'"]).stdout.strip())
+        self.assertGreater(states, 0, "anomaly models saved at exit")
+
+        agent = self.start_agent(*args, netns=ns)
+        h = agent.get_json(f"/api/v1/history?series={key}&from=-1h&resolution=minute")
+        log(f"sqlite3: {rows} rows, sum {total}; API: {h['points']}")
+        self.assertEqual(len(h["points"]), int(rows))
+        self.assertAlmostEqual(sum(p["mean"] * p["count"] for p in h["points"]), float(total), delta=1e-6)
+        m = agent.metrics()
+        log(f"state models: restored {m.get('netprobe_anomaly_state_models', result='restored')}, rejected {m.get('netprobe_anomaly_state_models', result='rejected')} of {states}")
+        self.assertEqual(m.get("netprobe_anomaly_state_models", result="restored"), states)
+        self.assertEqual(m.get("netprobe_anomaly_state_models", result="rejected"), 0)
+        self.assertGreater(m.get("netprobe_history_file_bytes"), 0)
+        self.assertEqual(agent.stop(), 0)
+
+        # garbage over the file: one warning, the file moved aside, a fresh store
+        with open(db, "r+b") as f:
+            f.write(os.urandom(4096))
+        for side in ("-wal", "-shm"):
+            if os.path.exists(db + side):
+                os.remove(db + side)
+        agent = self.start_agent(*args, netns=ns)
+        run(["ping", "-q", "-c", "5", "-i", "0.2", v.peer_ip], netns=ns)
+        wait_for(lambda: agent.get_json(f"/api/v1/history?prefix=iface/{v.host}/")["series"], 10,
+                 "series in the fresh store")
+        aside = [f for f in os.listdir(os.path.dirname(db)) if f.startswith("history.db.corrupt-")]
+        self.assertEqual(len(aside), 1, os.listdir(os.path.dirname(db)))
+        warnings = [l for l in agent.output().splitlines() if "history" in l and ("corrupt" in l or "not a database" in l)]
+        self.assertEqual(len(warnings), 1, agent.output())
+        self.assertEqual(agent.stop(), 0)
+
+    # ---------------------------------------------------------------- forecast
+
+    def test_forecast_warm_started_from_stored_history(self):
+        ns = self.make_netns()
+        v = self.make_veth(host_ns=ns)
+        state = self.tmpdir()
+        db = os.path.join(state, "history", "history.db")
+        # an agent run creates the store (its schema), then two days of a daily pattern
+        agent = self.start_agent("--collect-interval=500ms", f"--interface-filter={v.host}", f"--state-dir={state}",
+                                 netns=ns)
+        self.assertEqual(agent.stop(), 0)
+
+        def pattern(t: int) -> float:
+            return 100_000 + 50_000 * math.sin(2 * math.pi * (t % 86400) / 86400)
+        now = int(time.time())
+        end = now - now % 60
+        key = f"iface/{v.host}/rx_bytes_rate"
+        con = sqlite3.connect(db)
+        con.execute("INSERT INTO series(key, last_hour) VALUES(?, ?)", (key, end - end % 3600))
+        sid = con.execute("SELECT id FROM series WHERE key = ?", (key,)).fetchone()[0]
+        con.executemany("INSERT INTO minutes(minute, series_id, sum, count, min, max) VALUES(?, ?, ?, 1, ?, ?)",
+                        [(t, sid, pattern(t), pattern(t), pattern(t)) for t in range(end - 2 * 86400, end, 60)])
+        con.commit()
+        con.close()
+
+        agent = self.start_agent("--collect-interval=500ms", f"--interface-filter={v.host}", f"--state-dir={state}",
+                                 netns=ns)
+        self.assertIn("warm-started from the history store", agent.output())
+        f = wait_for(lambda: agent.get_json(f"/api/v1/forecast?series={key}")["series"], 10, "the forecast")[0]
+        log(json.dumps(f))
+        self.assertTrue(f["season_ready"])
+        hour = next(h for h in f["forecasts"] if h["horizon"] == "1h")
+        # the model's last point is the last stored minute (end - 60): one hour = 60 steps on
+        want = pattern(end - 60 + 3600)
+        self.assertLess(abs(hour["mean"] - want), 0.05 * want, (hour, want))
+        self.assertLessEqual(hour["lower_80"], want)
+        self.assertGreaterEqual(hour["upper_80"], want)
+        m = agent.metrics()
+        got = m.get("netprobe_interface_forecast_bytes_rate", interface=v.host, direction="receive", horizon="1h",
+                    bound="mean")
+        self.assertAlmostEqual(got, hour["mean"], delta=1e-6 * want)
+        self.assertEqual(agent.stop(), 0)
+
+    # ---------------------------------------------------------------- anomalies
+
+    def test_anomalies_after_learning(self):
+        ns_a, ns_b, tun_a, tun_b, relay = self.tun_link("2", "0")
+        self.spawn([PYTHON, "-c", SERVER, "8080"], netns=ns_b, log_name="server.log")
+        size = os.path.join(self.tmpdir(), "size")
+        with open(size, "w") as f:
+            f.write("2000")
+        agent = self.start_agent("--collect-interval=500ms", f"--series-step={STEP}s", f"--anomaly-learning={LEARNING}",
+                                 netns=ns_a)
+        wait_for(lambda: tun_a in agent.interfaces(), 10, f"the agent to monitor {tun_a}")
+        self.spawn([PYTHON, "-c", CLIENT, IP_B, "8080", size], netns=ns_a, log_name="client.log")
+
+        def anomalies(**q):
+            qs = "&".join(f"{k}={v}" for k, v in q.items())
+            return agent.get_json("/api/v1/anomalies" + ("?" + qs if qs else ""))
+
+        # learning, then a benign stretch: no event at all
+        wait_for(lambda: anomalies()["scopes"].get("interface", {}).get("learning", 1) == 0
+                 and anomalies()["scopes"].get("entity", {}).get("learning", 1) == 0, (LEARNING + 20) * STEP,
+                 "the models to finish learning")
+        time.sleep(15 * STEP)
+        a = anomalies()
+        log(f"after the benign stretch: {json.dumps(a['scopes'])}")
+        self.assertEqual(a["events"], [], "events during the benign mix")
+
+        def newest():
+            return max((e["id"] for e in anomalies()["events"]), default=0)
+
+        def detected(since, pred, what):
+            # an event opened after the injection, within 3 intervals (+ a collection and the poll)
+            t0 = time.monotonic()
+            e = wait_for(lambda: next((e for e in anomalies()["events"] if e["id"] > since and pred(e)), None),
+                         3 * STEP + 2, what)
+            log(f"{what}: after {time.monotonic() - t0:.1f} s: {e['summary']}")
+            return e
+
+        # a new server port
+        since = newest()
+        self.spawn([PYTHON, "-c", SERVER, "9999"], netns=ns_b, log_name="server9999.log")
+        time.sleep(0.5)
+        for _ in range(3):
+            run([PYTHON, "-c", f"import socket; s=socket.create_connection(('{IP_B}', 9999)); s.sendall(b'10'); s.recv(10)"],
+                netns=ns_a)
+        e = detected(since, lambda e: e["kind"] == "behaviour" and e["subject"] == IP_B
+                     and any(f["name"] == "new_server_port" and "9999" in f["examples"] for f in e["features"]),
+                     "new_server_port 9999 on the server")
+
+        # 50 new peers: the client connects once to each of 50 new addresses of the server
+        for i in range(1, 51):
+            run(["ip", "addr", "add", f"198.19.200.{i}/32", "dev", tun_b], netns=ns_b)
+        run(["ip", "route", "add", "198.19.200.0/24", "dev", tun_a], netns=ns_a)
+        since = newest()
+        burst = ";".join(f"s=socket.create_connection(('198.19.200.{i}', 8080), timeout=5); s.sendall(b'10'); s.recv(10); s.close()"
+                         for i in range(1, 51))
+        run([PYTHON, "-c", "import socket;" + burst], netns=ns_a)
+        e = detected(since, lambda e: e["kind"] == "behaviour" and e["subject"] == IP_A
+                     and any(f["name"] == "new_peers" and f["observed"] >= 50 for f in e["features"]),
+                     "new_peers on the client")
+
+        # a tenfold traffic level (the server's responses: what the client's link receives),
+        # once the burst's own events are over
+        time.sleep(4 * STEP)
+        since = newest()
+        with open(size, "w") as f:
+            f.write("20000")
+        e = detected(since, lambda e: e["kind"] == "metric" and (e["subject"].endswith("rx_bytes_rate")
+                                                                 or e["subject"].endswith("8080/tcp/bytes_rate"))
+                     and e["features"][0]["observed"] > e["features"][0]["expected_hi"],
+                     "the traffic level shift")
+
+        # a latency jump of 40 ms on the link
+        time.sleep(4 * STEP)
+        since = newest()
+        relay.send(signal.SIGUSR2)
+        e = detected(since, lambda e: e["kind"] == "metric" and e["subject"].endswith("/rtt_ms")
+                     and e["features"][0]["observed"] > 30, "the latency jump")
+        m = agent.metrics()
+        self.assertGreaterEqual(m.get("netprobe_anomaly_events_total", scope="entity"), 2)
+        self.assertGreater(m.get("netprobe_anomaly_model_memory_bytes"), 0)
+        self.assertEqual(agent.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,258 @@
+// The Series stage (intervals aligned to the clock, interface rates, edges and behaviour
+// from the topology's slots as deltas), the forecast and anomaly stages over it, and their
+// export (JSON, metrics, query errors), on snapshots built here with injected time.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include <netprobe/analysis/anomaly/stage.hpp>
+#include <netprobe/analysis/forecast/stage.hpp>
+#include <netprobe/analysis/series.hpp>
+#include <netprobe/analysis/topology.hpp>
+#include <netprobe/collector/snapshot.hpp>
+#include <netprobe/metrics/models.hpp>
+#include <netprobe/util/ip.hpp>
+
+namespace {
+
+using namespace netprobe;
+using analysis::Views;
+
+util::Addr16 ip(const char* s) { return *util::parseAddr(s); }
+
+// A snapshot at unix second t with eth0's cumulative counters.
+std::shared_ptr<collector::Snapshot> snapAt(double t, std::uint64_t rx_bytes, double interval = 1) {
+    auto s = std::make_shared<collector::Snapshot>();
+    s->taken_at = collector::WallTime(std::chrono::duration_cast<collector::WallTime::duration>(std::chrono::duration<double>(t)));
+    s->mono = collector::MonoTime(std::chrono::duration_cast<collector::MonoTime::duration>(std::chrono::duration<double>(t)));
+    s->interval_seconds = interval;
+    collector::InterfaceStats i;
+    i.name = "eth0";
+    i.ingress_bytes = rx_bytes;
+    i.ingress_packets = rx_bytes / 100;
+    s->interfaces.push_back(i);
+    return s;
+}
+
+const analysis::SeriesPoint* point(const analysis::SeriesView& v, const std::string& key) {
+    for (const auto& p : v.points)
+        if (p.key == key) return &p;
+    return nullptr;
+}
+
+TEST(SeriesStage, IntervalsAlignedToTheClockWithRatesOverTheCoveredTime) {
+    analysis::SeriesOptions o;
+    o.step = std::chrono::seconds(10);
+    analysis::Series series(o);
+    Views v;
+    // collections every second from t=1000 (an interval boundary) to 1025; 1000 bytes/s
+    std::uint64_t bytes = 0;
+    std::uint64_t closed = 0;
+    for (int t = 1000; t <= 1025; ++t) {
+        v = {};
+        series.run(*snapAt(t, bytes), v);
+        bytes += 1000;
+        ASSERT_TRUE(v.series);
+        if (v.series->intervals != closed) {
+            closed = v.series->intervals;
+            EXPECT_EQ(v.series->start_unix % 10, 0);
+        }
+    }
+    // closed: [1000, 1010) and [1010, 1020)
+    EXPECT_EQ(v.series->intervals, 2u);
+    EXPECT_EQ(v.series->start_unix, 1010);
+    const auto* rx = point(*v.series, "iface/eth0/rx_bytes_rate");
+    ASSERT_TRUE(rx);
+    EXPECT_DOUBLE_EQ(rx->value, 1000.0);
+    const auto* tx = point(*v.series, "iface/eth0/tx_bytes_rate");
+    ASSERT_TRUE(tx);
+    EXPECT_DOUBLE_EQ(tx->value, 0.0);
+}
+
+TEST(SeriesStage, EdgesAndBehaviourFromTopologySlotDeltas) {
+    analysis::SeriesOptions o;
+    o.step = std::chrono::seconds(10);
+    analysis::Series series(o);
+    auto conv = [](const char* server, std::uint16_t port, std::uint64_t bytes, std::int64_t slot) {
+        auto c = std::make_shared<analysis::Conversation>();
+        c->client.ip = ip("198.18.0.1");
+        c->server.ip = ip(server);
+        c->port = port;
+        analysis::TopologySlot sl;
+        sl.id = slot;
+        sl.bytes_out = bytes;
+        sl.packets_out = bytes / 100;
+        sl.opened = 1;
+        c->slots.push_back(sl);
+        return c;
+    };
+    auto topo = std::make_shared<analysis::TopologyView>();
+    topo->conversations.push_back(conv("198.18.1.1", 80, 1000, 1));
+    Views v;
+    v.topology = topo;
+    series.run(*snapAt(1000, 0), v);
+    // the same slot grew: only the growth counts; then a new slot
+    topo = std::make_shared<analysis::TopologyView>();
+    topo->conversations.push_back(conv("198.18.1.1", 80, 3000, 1));
+    topo->conversations.push_back(conv("198.18.1.2", 443, 500, 1));
+    v = {};
+    v.topology = topo;
+    series.run(*snapAt(1005, 0), v);
+    v = {};
+    series.run(*snapAt(1010, 0), v);
+    ASSERT_EQ(v.series->intervals, 1u);
+    const auto* e = point(*v.series, "edge/198.18.0.1->198.18.1.1:80/tcp/bytes_rate");
+    ASSERT_TRUE(e);
+    // 3000 bytes over the 2 collections' covered seconds (1 + 1)
+    EXPECT_DOUBLE_EQ(e->value, 3000.0 / 2.0);
+    ASSERT_TRUE(point(*v.series, "edge/198.18.0.1->198.18.1.2:443/tcp/bytes_rate"));
+    // behaviour: the client used ports 80 and 443 with two peers; each server served its port
+    const analysis::BehaviourInput* client = nullptr;
+    const analysis::BehaviourInput* server = nullptr;
+    for (const auto& b : v.series->behaviour) {
+        if (b.entity == "198.18.0.1") client = &b;
+        if (b.entity == "198.18.1.2") server = &b;
+    }
+    ASSERT_TRUE(client);
+    ASSERT_TRUE(server);
+    EXPECT_EQ(client->sample.ports_used, (std::vector<std::uint32_t>{80, 443}));
+    EXPECT_EQ(client->sample.peers.size(), 2u);
+    EXPECT_EQ(client->sample.bytes_out, 3500.0);
+    EXPECT_EQ(server->sample.ports_served, (std::vector<std::uint32_t>{443}));
+    EXPECT_EQ(server->sample.bytes_in, 500.0);
+}
+
+// Feeds n intervals of eth0 at rate(i) bytes/s through Series -> stage.
+template <class Stage>
+Views feed(analysis::Series& series, Stage& stage, int& t, std::uint64_t& bytes, int n, const std::function<double(int)>& rate) {
+    Views v;
+    for (int i = 0; i < n; ++i) {
+        // two collections per 10 s interval
+        for (int k = 0; k < 2; ++k) {
+            v = {};
+            // the agent's first collection covers no time (it has no previous one)
+            auto s = snapAt(t, bytes, bytes == 0 && i == 0 && k == 0 ? 0 : 5);
+            series.run(*s, v);
+            stage.run(*s, v);
+            bytes += static_cast<std::uint64_t>(rate(i) * 5);
+            t += 5;
+        }
+    }
+    return v;
+}
+
+TEST(AnomalyStage, LevelShiftOpensAnEventWithItsExpectedRangeAndStateRoundTrips) {
+    analysis::SeriesOptions so;
+    so.step = std::chrono::seconds(10);
+    analysis::Series series(so);
+    auto ao = analysis::anomaly::StageOptions{};
+    ao.series.learning_points = 60;
+    ao.series.min_train_points = 30;
+    ao.series.train_every = 10;
+    ao.series.range_window = 30;
+    ao.state_every = 1;
+    analysis::anomaly::AnomalyStage stage(ao);
+    std::mt19937_64 rng(7);
+    std::normal_distribution<double> noise(0, 50);
+    int t = 10000;
+    std::uint64_t bytes = 0;
+    auto v = feed(series, stage, t, bytes, 150, [&](int) { return 10000 + noise(rng); });
+    ASSERT_TRUE(v.anomaly);
+    EXPECT_TRUE(v.anomaly->events.empty()) << v.anomaly->events.front().summary;
+    // the rate jumps tenfold: an event within 3 intervals, observed outside the expected range
+    v = feed(series, stage, t, bytes, 3, [&](int) { return 100000 + noise(rng); });
+    ASSERT_FALSE(v.anomaly->events.empty());
+    const auto& e = v.anomaly->events.front();
+    EXPECT_EQ(e.kind, "metric");
+    EXPECT_EQ(e.scope, "interface");
+    EXPECT_TRUE(e.subject.starts_with("iface/eth0/rx_")) << e.subject;
+    ASSERT_EQ(e.features.size(), 1u);
+    EXPECT_GT(e.features[0].observed, e.features[0].expected_hi);
+    EXPECT_TRUE(e.open);
+    auto j = nlohmann::json::parse(*metrics::anomaliesJson(v.anomaly.get(), {{"scope", "interface"}}));
+    EXPECT_EQ(j["events"][0]["subject"], e.subject);
+    const std::string m = metrics::renderAnomalyMetrics(*v.anomaly);
+    EXPECT_NE(m.find("netprobe_anomaly_events_total{scope=\"interface\"}"), std::string::npos) << m;
+
+    // the state the view carries restores models that judge the same
+    ASSERT_TRUE(v.anomaly->state);
+    analysis::anomaly::AnomalyStage again(ao, *v.anomaly->state);
+    analysis::Series series2(so);
+    int t2 = t;
+    std::uint64_t b2 = bytes;
+    auto v2 = feed(series2, again, t2, b2, 2, [&](int) { return 100000.0; });
+    EXPECT_EQ(v2.anomaly->state_restored, v.anomaly->state->size());
+    EXPECT_EQ(v2.anomaly->state_rejected, 0u);
+
+    EXPECT_FALSE(metrics::anomaliesJson(v.anomaly.get(), {{"scope", "galaxy"}}));
+    EXPECT_FALSE(metrics::anomaliesJson(v.anomaly.get(), {{"open", "maybe"}}));
+    EXPECT_FALSE(metrics::anomaliesJson(v.anomaly.get(), {{"nope", "1"}}));
+}
+
+TEST(ForecastStage, SeasonalWarmStartForecastsTheSeasonAndFlagsCapacity) {
+    analysis::SeriesOptions so;
+    so.step = std::chrono::seconds(10);
+    analysis::Series series(so);
+    analysis::forecast::StageOptions fo;
+    fo.season = std::chrono::seconds(600);  // 60 steps
+    fo.horizons = {std::chrono::seconds(150), std::chrono::seconds(300)};
+    fo.capacity_horizon = std::chrono::seconds(600);
+    auto rate = [](int i) { return 50000.0 + 20000.0 * std::sin(2 * M_PI * i / 60.0); };
+    std::vector<double> past;
+    for (int i = 0; i < 240; ++i) past.push_back(rate(i));
+    analysis::forecast::ForecastStage stage(fo, {{"iface/eth0/rx_bytes_rate", past}});
+    int t = 20000;  // an interval boundary; the live series continues the stored phase
+    std::uint64_t bytes = 0;
+    auto v = feed(series, stage, t, bytes, 2, [&](int i) { return rate(240 + i); });
+    ASSERT_TRUE(v.forecast);
+    ASSERT_EQ(v.forecast->series.size(), 2u);  // rx and tx
+    const auto& rx = v.forecast->series[0];
+    EXPECT_EQ(rx.key, "iface/eth0/rx_bytes_rate");
+    EXPECT_TRUE(rx.season_ready);
+    // 150 s = 15 steps after the last update (interval 240: the first closed one)
+    const double want = rate(240 + 15);
+    EXPECT_NEAR(rx.horizons[0].f.mean, want, 0.05 * want);
+    EXPECT_LE(rx.horizons[0].f.inner.lower, rx.horizons[0].f.mean);
+    EXPECT_GE(rx.horizons[0].f.inner.upper, rx.horizons[0].f.mean);
+    const std::string m = metrics::renderForecastMetrics(*v.forecast);
+    EXPECT_NE(m.find("netprobe_interface_forecast_bytes_rate{interface=\"eth0\",direction=\"receive\",horizon=\"150s\",bound=\"mean\"}"),
+              std::string::npos) << m;
+    auto j = nlohmann::json::parse(*metrics::forecastJson(v.forecast.get(), {{"series", "iface/eth0/rx"}}));
+    ASSERT_EQ(j["series"].size(), 1u);
+    EXPECT_EQ(j["series"][0]["forecasts"][1]["horizon"], "5m");
+    EXPECT_FALSE(metrics::forecastJson(v.forecast.get(), {{"limit", "0"}}));
+
+    // a link of 0.64 Mb/s (80 kB/s): the seasonal peak (70 kB/s) crosses 80% (64 kB/s)
+    auto s = snapAt(t, bytes, 5);
+    auto links = std::make_shared<collector::LinkSample>();
+    collector::LinkState l;
+    l.name = "eth0";
+    l.speed_mbps = 1;  // 125 kB/s: 80% = 100 kB/s, never reached
+    links->links.push_back(l);
+    s->links = links;
+    for (int i = 0; i < 2; ++i) {
+        v = {};
+        s = snapAt(t, bytes, 5);
+        s->links = links;
+        series.run(*s, v);
+        stage.run(*s, v);
+        bytes += static_cast<std::uint64_t>(rate(242) * 5);
+        t += 5;
+    }
+    for (const auto& f : v.forecast->findings) EXPECT_NE(f.kind, "capacity") << f.message;
+}
+
+TEST(ModelsExport, HistoryQueryErrorsAndDisabled) {
+    EXPECT_EQ(nlohmann::json::parse(*metrics::historyJson(nullptr, {}, 1000))["enabled"], false);
+    EXPECT_FALSE(metrics::historyJson(nullptr, {{"from", "yesterday"}}, 1000));
+    EXPECT_FALSE(metrics::historyJson(nullptr, {{"resolution", "second"}}, 1000));
+    EXPECT_FALSE(metrics::historyJson(nullptr, {{"bogus", "1"}}, 1000));
+    EXPECT_EQ(nlohmann::json::parse(*metrics::forecastJson(nullptr, {}))["enabled"], false);
+    EXPECT_EQ(nlohmann::json::parse(*metrics::anomaliesJson(nullptr, {}))["enabled"], false);
+}
+
+}  // namespace
