@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <fstream>
+#include <sstream>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +25,7 @@
 #include <netprobe/analysis/forecast/stage.hpp>
 #include <netprobe/analysis/anomaly/stage.hpp>
 #include "models.hpp"
+#include <netprobe/analysis/cost.hpp>
 #include <netprobe/analysis/bottlenecks.hpp>
 #include <netprobe/analysis/diagnosis.hpp>
 #include <netprobe/analysis/l7/stage.hpp>
@@ -382,6 +385,32 @@ public:
                 if (!past.empty()) spdlog::info("forecast: {} series warm-started from the history store", past.size());
             }
             pipeline->addStage(std::make_unique<netprobe::analysis::forecast::ForecastStage>(fo, std::move(past)));
+        }
+        // Cost: bytes by destination class per local workload, at the price table. The
+        // node's addresses (interfaces, this node's pods) on the background cadence.
+        {
+            netprobe::analysis::CostOptions co;
+            if (!opts_.cost_config.empty()) {
+                std::ifstream in(opts_.cost_config);
+                std::stringstream text;
+                text << in.rdbuf();
+                if (!in) return fatal("--cost-config " + opts_.cost_config + ": cannot read it");
+                auto cc = netprobe::analysis::parseCostConfig(text.str());
+                if (!cc) return fatal("--cost-config " + opts_.cost_config + ": " + cc.error());
+                co.config = std::move(*cc);
+            }
+            auto addrs = std::make_shared<std::atomic<std::shared_ptr<const std::set<netprobe::util::Addr16>>>>();
+            auto refresh = [addrs, attribution = cfg.attribution] {
+                auto set = std::make_shared<std::set<netprobe::util::Addr16>>(netprobe::agent::interfaceAddresses());
+                if (attribution)
+                    for (const auto& p : attribution->localPods())
+                        if (!p.host_network) set->insert(p.ips.begin(), p.ips.end());
+                addrs->store(std::move(set));
+            };
+            refresh();
+            background->every("cost: local addresses", std::chrono::seconds(30), refresh);
+            co.local_addresses = [addrs] { return addrs->load(); };
+            pipeline->addStage(std::make_unique<netprobe::analysis::Cost>(std::move(co)));
         }
         if (opts_.anomaly) {
             std::map<std::string, std::string> state;

@@ -1,6 +1,10 @@
 #include "models.hpp"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
+
+#include <cstring>
 
 #include <algorithm>
 #include <cmath>
@@ -93,6 +97,27 @@ std::vector<history::Point> pointsOf(const analysis::SeriesView& v) {
         if (!std::isfinite(p.value)) continue;
         out.push_back({p.key, minute, p.value, 1, p.value, p.value});
     }
+    return out;
+}
+
+std::set<util::Addr16> interfaceAddresses() {
+    std::set<util::Addr16> out;
+    ifaddrs* list = nullptr;
+    if (::getifaddrs(&list) != 0) return out;
+    for (ifaddrs* i = list; i; i = i->ifa_next) {
+        if (!i->ifa_addr) continue;
+        util::Addr16 a{};
+        if (i->ifa_addr->sa_family == AF_INET) {
+            a[10] = a[11] = 0xff;
+            std::memcpy(a.data() + 12, &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, 4);
+        } else if (i->ifa_addr->sa_family == AF_INET6) {
+            std::memcpy(a.data(), &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr, 16);
+        } else {
+            continue;
+        }
+        out.insert(a);
+    }
+    ::freeifaddrs(list);
     return out;
 }
 

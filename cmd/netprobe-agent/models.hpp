@@ -7,11 +7,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <netprobe/analysis/anomaly/stage.hpp>
 #include <netprobe/history/writer.hpp>
+#include <netprobe/util/ip.hpp>
 
 namespace netprobe::analysis {
 struct SeriesView;
@@ -38,6 +40,9 @@ std::size_t saveAnomalyState(history::Store& store, const std::map<std::string, 
 
 // One closed interval as store points (its minute; sum = the value, count 1).
 [[nodiscard]] std::vector<history::Point> pointsOf(const analysis::SeriesView& v);
+
+// The addresses of this network namespace's interfaces (getifaddrs), IPv4 mapped.
+[[nodiscard]] std::set<util::Addr16> interfaceAddresses();
 
 // The anomaly models' options for a learning period of `learning` intervals.
 [[nodiscard]] analysis::anomaly::StageOptions anomalyOptions(std::size_t learning);

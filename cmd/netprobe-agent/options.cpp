@@ -255,6 +255,9 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     app.add_option("--capacity-threshold", o.capacity_threshold,
                    "Share of a link's speed at which a capacity finding is due (0-1]")
         ->capture_default_str();
+    app.add_option("--cost-config", o.cost_config,
+                   "Price table and zones for /api/v1/cost (YAML: zone, zones [{cidr, zone}], prices {class: per GB}, "
+                   "currency; docs/cost.md); without it, bytes by class at price 0");
     std::string anomaly = "on";
     app.add_option("--anomaly", anomaly, "Anomaly detection over the series and behaviour profiles (docs/anomaly.md): on, off")
         ->capture_default_str();
@@ -505,6 +508,7 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (auto d = util::parseDuration(forecast_season); !d) return fail("--forecast-season: " + d.error());
     else if (*d > std::chrono::days(28)) return fail("--forecast-season " + forecast_season + ": at most 28d");
     else o.forecast_season = std::chrono::duration_cast<std::chrono::seconds>(*d);
+    if (app.count("--cost-config") > 0 && o.cost_config.empty()) return fail("--cost-config: empty path");
     if (!(o.capacity_threshold > 0 && o.capacity_threshold <= 1))
         return fail("invalid --capacity-threshold " + std::to_string(o.capacity_threshold) + ": must be in (0, 1]");
     if (anomaly_learning < 16 || anomaly_learning > 1000000)

@@ -76,6 +76,7 @@ struct AgentOptions {
     bool forecast = true;                                  // --forecast
     std::chrono::seconds forecast_season{std::chrono::hours(24)};  // --forecast-season
     double capacity_threshold = 0.8;                       // --capacity-threshold
+    std::string cost_config;                               // --cost-config (YAML file)
     bool anomaly = true;                                   // --anomaly
     std::size_t anomaly_learning = 360;                    // --anomaly-learning (intervals)
     std::string flow_log;                                // --flow-log: JSON lines

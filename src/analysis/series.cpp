@@ -55,15 +55,12 @@ void addDelta(Acc& a, const SlotFigures& now, const SlotFigures& before) {
 
 double median(std::vector<double> v) { return quantileOf(v, 0.5); }
 
-// 127.0.0.0/8 (v4 in the last 4 bytes, the rest 0) or ::1: the host talking to itself,
-// every local process at once: not an entity with a behaviour of its own.
+// 127.0.0.0/8 (IPv4-mapped) or ::1: the host talking to itself, every local process at
+// once: not an entity with a behaviour of its own.
 bool loopback(const util::Addr16& a) {
-    bool zero12 = true;
-    for (int i = 0; i < 12; ++i) zero12 = zero12 && a[i] == 0;
-    if (zero12 && a[12] == 127) return true;
-    bool v6one = true;
-    for (int i = 0; i < 15; ++i) v6one = v6one && a[i] == 0;
-    return v6one && a[15] == 1;
+    if (util::isV4Mapped(a)) return a[12] == 127;
+    static constexpr util::Addr16 kOne = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return a == kOne;
 }
 
 std::string transport(std::uint8_t p) { return p == 6 ? "tcp" : p == 17 ? "udp" : std::to_string(p); }

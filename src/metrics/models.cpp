@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <netprobe/analysis/anomaly/stage.hpp>
+#include <netprobe/analysis/cost.hpp>
 #include <netprobe/analysis/forecast/stage.hpp>
 #include <netprobe/history/store.hpp>
 #include <netprobe/history/writer.hpp>
@@ -221,6 +222,88 @@ std::expected<std::string, std::string> historyJson(history::Store* store, const
     j["to"] = to;
     j["points"] = std::move(arr);
     return dump(j);
+}
+
+std::expected<std::string, std::string> costJson(const analysis::CostView* v, const Params& params) {
+    std::size_t limit = 100;
+    for (const auto& [k, val] : params) {
+        if (k == "limit") {
+            if (!util::parseNumber(val, limit) || limit == 0 || limit > 10000) return std::unexpected(bad(k, val, "expected 1..10000"));
+        } else {
+            return std::unexpected(unknown(k, "limit"));
+        }
+    }
+    nlohmann::json j;
+    j["enabled"] = v != nullptr;
+    if (!v) return dump(j);
+    j["window_seconds"] = v->window_seconds;
+    j["currency"] = v->currency;
+    nlohmann::json prices = nlohmann::json::object();
+    for (std::size_t i = 0; i < analysis::kCostClassNames.size(); ++i) prices[analysis::kCostClassNames[i]] = v->price_per_gb[i];
+    j["price_per_gb"] = std::move(prices);
+    auto arr = nlohmann::json::array();
+    double total = 0;
+    for (const auto& e : v->entities) {
+        total += e.cost;
+        if (arr.size() >= limit) continue;
+        nlohmann::json sent = nlohmann::json::object(), received = nlohmann::json::object();
+        for (std::size_t i = 0; i < analysis::kCostClassNames.size(); ++i) {
+            sent[analysis::kCostClassNames[i]] = e.sent[i];
+            received[analysis::kCostClassNames[i]] = e.received[i];
+        }
+        arr.push_back({{"entity", e.entity},
+                       {"bytes_sent", std::move(sent)},
+                       {"bytes_received", std::move(received)},
+                       {"cost", e.cost},
+                       {"cost_per_hour", v->window_seconds > 0 ? e.cost * 3600.0 / v->window_seconds : 0.0}});
+    }
+    j["entities"] = std::move(arr);
+    j["total_cost"] = total;
+    j["total_cost_per_hour"] = v->window_seconds > 0 ? total * 3600.0 / v->window_seconds : 0.0;
+    return dump(j);
+}
+
+std::string renderCostMetrics(const analysis::CostView& v) {
+    ExpositionWriter w;
+    constexpr std::size_t kTop = 20;
+    struct Row {
+        std::array<std::uint64_t, 5> sent{}, received{};
+        double cost = 0;
+    };
+    std::vector<std::pair<std::string, Row>> rows;
+    Row other;
+    bool has_other = false;
+    for (std::size_t i = 0; i < v.entities.size(); ++i) {
+        const auto& e = v.entities[i];
+        Row& r = i < kTop ? rows.emplace_back(e.entity, Row{}).second : other;
+        if (i >= kTop) has_other = true;
+        for (std::size_t c = 0; c < 5; ++c) {
+            r.sent[c] += e.sent[c];
+            r.received[c] += e.received[c];
+        }
+        r.cost += e.cost;
+    }
+    if (has_other) rows.emplace_back("other", other);
+    w.family("netprobe_cost_window_bytes", MetricType::Gauge,
+             "Bytes a local workload sent and received over the cost window (5 minutes), by where the other end is: "
+             "same_node, same_zone, cross_zone, private, internet (the 20 costliest, then other).");
+    for (const auto& [name, r] : rows)
+        for (std::size_t c = 0; c < 5; ++c) {
+            if (r.sent[c])
+                w.sample("netprobe_cost_window_bytes",
+                         {{"entity", name}, {"class", analysis::kCostClassNames[c]}, {"direction", "sent"}}, r.sent[c]);
+            if (r.received[c])
+                w.sample("netprobe_cost_window_bytes",
+                         {{"entity", name}, {"class", analysis::kCostClassNames[c]}, {"direction", "received"}},
+                         r.received[c]);
+        }
+    w.family("netprobe_cost_per_hour", MetricType::Gauge,
+             "What a local workload's traffic costs per hour at the window's rate and the price table (bytes sent x "
+             "price per GB of their class).");
+    for (const auto& [name, r] : rows)
+        w.sample("netprobe_cost_per_hour", {{"entity", name}},
+                 v.window_seconds > 0 ? r.cost * 3600.0 / v.window_seconds : 0.0);
+    return w.take();
 }
 
 std::string renderForecastMetrics(const analysis::forecast::ForecastView& v) {

@@ -17,6 +17,7 @@
 #include <netprobe/metrics/topology.hpp>
 #include <netprobe/metrics/qos.hpp>
 #include <netprobe/metrics/models.hpp>
+#include <netprobe/analysis/cost.hpp>
 #include <netprobe/history/writer.hpp>
 #include <netprobe/metrics/bottlenecks.hpp>
 #include <netprobe/analysis/qos.hpp>
@@ -193,6 +194,7 @@ http::Response Server::Impl::metrics() const {
     if (v->qos) body += renderQosMetrics(v->topology.get(), *v->qos);
     if (v->forecast) body += renderForecastMetrics(*v->forecast);
     if (v->anomaly) body += renderAnomalyMetrics(*v->anomaly);
+    if (v->cost) body += renderCostMetrics(*v->cost);
     if (c.history) body += renderHistoryMetrics(c.history->stats());
     if (v->bottlenecks) body += renderBottleneckMetrics(*v->bottlenecks);
     if (v->policy) body += renderPolicyMetrics(*v->policy);
@@ -251,6 +253,11 @@ http::Response Server::Impl::api(const http::Request& req) const {
         if (!q) return http::Response::error(400, q.error());
         const auto v = pipeline->latest();
         return http::Response::json(200, topologyJson(v->topology.get(), v->l7.get(), *q));
+    }
+    if (p == "/api/v1/cost") {
+        auto body = costJson(pipeline->latest()->cost.get(), req.query);
+        if (!body) return http::Response::error(400, body.error());
+        return http::Response::json(200, std::move(*body));
     }
     if (p == "/api/v1/forecast" || p == "/api/v1/anomalies" || p == "/api/v1/history") {
         const auto v = pipeline->latest();
@@ -341,7 +348,7 @@ http::Response Server::Impl::route(const http::Request& req, bool metrics_listen
             for (const char* e : {"/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/api/v1/containers",
                                   "/api/v1/pods", "/api/v1/events", "/api/v1/intel", "/api/v1/diagnosis", "/api/v1/l7/endpoints",
                                   "/api/v1/l7/requests", "/api/v1/l7/dns/names", "/api/v1/topology", "/api/v1/qos",
-                                  "/api/v1/forecast", "/api/v1/anomalies", "/api/v1/history", "/api/v1/bottlenecks",
+                                  "/api/v1/forecast", "/api/v1/anomalies", "/api/v1/history", "/api/v1/cost", "/api/v1/bottlenecks",
                                   "/api/v1/policies", "/api/v1/responses"})
                 body += std::string(e) + "\n";
         body += "/healthz\n/readyz\n";

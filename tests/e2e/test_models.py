@@ -25,7 +25,7 @@ import time
 import math
 import unittest
 
-from netprobe_e2e import PYTHON, E2ETestCase, log, run, wait_for
+from netprobe_e2e import PYTHON, E2ETestCase, kernel_stats, log, require_tools, run, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 IP_A, IP_B = "198.18.9.1", "198.18.9.2"
@@ -183,6 +183,64 @@ class ModelsTest(E2ETestCase):
         got = m.get("netprobe_interface_forecast_bytes_rate", interface=v.host, direction="receive", horizon="1h",
                     bound="mean")
         self.assertAlmostEqual(got, hour["mean"], delta=1e-6 * want)
+        self.assertEqual(agent.stop(), 0)
+
+    # ---------------------------------------------------------------- cost
+
+    def test_cost_by_destination_class(self):
+        """A node namespace with three peers: one in this node's zone, one in another zone,
+        one in no zone (its 198.19 address is not private: the internet). The agent watches
+        only its own namespace's sockets (--socket-netns=own), so the peers are other hosts.
+        An iperf3 client in the node sends a known payload to each; each byte lands in its
+        class, between the payload and the veth's own transmit counter, and costs the
+        price table's rate."""
+        require_tools("iperf3", "ethtool")
+        node = self.make_netns()
+        peers = [self.make_veth(host_ns=node) for _ in range(3)]
+        for v in peers:
+            for ifname, ns in ((v.host, node), (v.peer, v.ns)):
+                run(["ethtool", "-K", ifname, "tso", "off", "gso", "off", "gro", "off"], netns=ns, check=False)
+            self.spawn(["iperf3", "-s", "-1", "-B", v.peer_ip, "-p", "5201"], netns=v.ns, log_name="iperf3.log")
+        for v in peers:
+            wait_for(lambda v=v: run(["ss", "-Hltn", "sport = :5201"], netns=v.ns).stdout.strip(), 10, "iperf3")
+        cfg = os.path.join(self.tmpdir(), "cost.yaml")
+        with open(cfg, "w") as f:
+            f.write(f"""zone: zone-a
+zones:
+  - {{cidr: {peers[0].peer_ip}/30, zone: zone-a}}
+  - {{cidr: {peers[1].peer_ip}/30, zone: zone-b}}
+prices: {{same_zone: 0.001, cross_zone: 0.01, internet: 0.09}}
+""")
+        agent = self.start_agent("--collect-interval=500ms", "--socket-netns=own", f"--cost-config={cfg}",
+                                 "--interface-filter=" + ",".join(v.host for v in peers), netns=node)
+        before = [kernel_stats(v.host, node) for v in peers]
+        sent = []
+        for v, size in zip(peers, ("1M", "2M", "3M")):
+            out = run(["iperf3", "-c", v.peer_ip, "-p", "5201", "-n", size, "-J"], netns=node, timeout=60).stdout
+            sent.append(int(json.loads(out)["end"]["sum_sent"]["bytes"]))
+        after = [kernel_stats(v.host, node) for v in peers]
+        classes = ("same_zone", "cross_zone", "internet")
+        prices = {"same_zone": 0.001, "cross_zone": 0.01, "internet": 0.09}
+
+        def entities():
+            c = agent.get_json("/api/v1/cost")
+            got = {e["entity"]: e for e in c["entities"]}
+            ok = all(v.host_ip in got and got[v.host_ip]["bytes_sent"][cls] >= payload
+                     for v, cls, payload in zip(peers, classes, sent))
+            return got if ok else None
+        got = wait_for(entities, 15, "every transfer in /api/v1/cost")
+        for v, cls, payload, b, a in zip(peers, classes, sent, before, after):
+            e = got[v.host_ip]
+            tx = a["tx_bytes"] - b["tx_bytes"]
+            log(f"{v.host_ip} -> {v.peer_ip} ({cls}): iperf3 payload {payload}, agent {e['bytes_sent']}, veth tx {tx}, "
+                f"cost {e['cost']}")
+            self.assertGreaterEqual(e["bytes_sent"][cls], payload)
+            self.assertLessEqual(e["bytes_sent"][cls], tx)
+            self.assertEqual(sum(e["bytes_sent"].values()), e["bytes_sent"][cls], "bytes in one class only")
+            self.assertAlmostEqual(e["cost"], e["bytes_sent"][cls] / 1e9 * prices[cls], places=12)
+        m = agent.metrics()
+        self.assertEqual(m.get("netprobe_cost_window_bytes", entity=peers[2].host_ip, **{"class": "internet"},
+                               direction="sent"), got[peers[2].host_ip]["bytes_sent"]["internet"])
         self.assertEqual(agent.stop(), 0)
 
     # ---------------------------------------------------------------- anomalies

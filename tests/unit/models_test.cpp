@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <netprobe/analysis/anomaly/stage.hpp>
+#include <netprobe/analysis/cost.hpp>
 #include <netprobe/analysis/forecast/stage.hpp>
 #include <netprobe/analysis/series.hpp>
 #include <netprobe/analysis/topology.hpp>
@@ -99,6 +100,9 @@ TEST(SeriesStage, EdgesAndBehaviourFromTopologySlotDeltas) {
     topo = std::make_shared<analysis::TopologyView>();
     topo->conversations.push_back(conv("198.18.1.1", 80, 3000, 1));
     topo->conversations.push_back(conv("198.18.1.2", 443, 500, 1));
+    auto lo = conv("127.0.0.1", 8081, 700, 1);  // the host talking to itself: no entity
+    lo->client.ip = ip("127.0.0.1");
+    topo->conversations.push_back(lo);
     v = {};
     v.topology = topo;
     series.run(*snapAt(1005, 0), v);
@@ -119,6 +123,8 @@ TEST(SeriesStage, EdgesAndBehaviourFromTopologySlotDeltas) {
     }
     ASSERT_TRUE(client);
     ASSERT_TRUE(server);
+    for (const auto& b : v.series->behaviour) EXPECT_NE(b.entity, "127.0.0.1");
+    ASSERT_TRUE(point(*v.series, "edge/127.0.0.1->127.0.0.1:8081/tcp/bytes_rate"));  // still an edge
     EXPECT_EQ(client->sample.ports_used, (std::vector<std::uint32_t>{80, 443}));
     EXPECT_EQ(client->sample.peers.size(), 2u);
     EXPECT_EQ(client->sample.bytes_out, 3500.0);
@@ -253,6 +259,75 @@ TEST(ModelsExport, HistoryQueryErrorsAndDisabled) {
     EXPECT_FALSE(metrics::historyJson(nullptr, {{"bogus", "1"}}, 1000));
     EXPECT_EQ(nlohmann::json::parse(*metrics::forecastJson(nullptr, {}))["enabled"], false);
     EXPECT_EQ(nlohmann::json::parse(*metrics::anomaliesJson(nullptr, {}))["enabled"], false);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Cost, ConfigClassesAndBytesPerLocalEntity) {
+    auto c = netprobe::analysis::parseCostConfig(R"(
+zone: zone-a
+zones:
+  - {cidr: 198.18.0.0/16, zone: zone-a}
+  - {cidr: 198.18.7.0/24, zone: zone-b}
+prices: {cross_zone: 0.01, internet: 0.09}
+currency: EUR
+)");
+    ASSERT_TRUE(c) << c.error();
+    using netprobe::analysis::CostClass;
+    using netprobe::analysis::classify;
+    auto ip = [](const char* s) { return *netprobe::util::parseAddr(s); };
+    EXPECT_EQ(classify(ip("198.18.1.1"), false, *c), CostClass::SameZone);
+    EXPECT_EQ(classify(ip("198.18.7.9"), false, *c), CostClass::CrossZone);  // the longer prefix wins
+    EXPECT_EQ(classify(ip("10.1.2.3"), false, *c), CostClass::Private);
+    EXPECT_EQ(classify(ip("198.19.0.1"), false, *c), CostClass::Internet);
+    EXPECT_EQ(classify(ip("198.19.0.1"), true, *c), CostClass::SameNode);
+    for (const char* bad : {"zones: [{cidr: nope, zone: a}]", "prices: {mars: 1}", "prices: {internet: -1}", "color: red",
+                            "zones: 3", "[1, 2"})
+        EXPECT_FALSE(netprobe::analysis::parseCostConfig(bad)) << bad;
+
+    // a local client (a socket seen) sent 2 GB to the internet and received 1 GB; a local
+    // server answered 0.5 GB to another zone
+    netprobe::analysis::CostOptions o;
+    o.config = *c;
+    netprobe::analysis::Cost stage(o);
+    auto t = std::make_shared<netprobe::analysis::TopologyView>();
+    t->now_slot = 10;
+    auto conv = [&](const char* cl, const char* sv, std::uint64_t out, std::uint64_t in, int local) {
+        auto x = std::make_shared<netprobe::analysis::Conversation>();
+        x->client.ip = ip(cl);
+        x->server.ip = ip(sv);
+        if (local == 1) x->client.process = "app";
+        if (local == 2) x->server.process = "app";
+        netprobe::analysis::TopologySlot sl;
+        sl.id = 10;
+        sl.bytes_out = out;
+        sl.bytes_in = in;
+        x->slots.push_back(sl);
+        t->conversations.push_back(x);
+    };
+    conv("198.18.1.1", "198.19.0.1", 2'000'000'000, 1'000'000'000, 1);
+    conv("198.18.7.9", "198.18.1.1", 100, 500'000'000, 2);
+    conv("198.18.1.5", "198.18.1.6", 999, 999, 0);  // neither end local: forwarded
+    netprobe::analysis::Views v;
+    v.topology = t;
+    stage.run(netprobe::collector::Snapshot{}, v);
+    ASSERT_TRUE(v.cost);
+    ASSERT_EQ(v.cost->entities.size(), 1u);  // both local ends are 198.18.1.1
+    const auto& e = v.cost->entities[0];
+    EXPECT_EQ(e.entity, "198.18.1.1");
+    EXPECT_EQ(e.sent[static_cast<int>(CostClass::Internet)], 2'000'000'000u);
+    EXPECT_EQ(e.received[static_cast<int>(CostClass::Internet)], 1'000'000'000u);
+    EXPECT_EQ(e.sent[static_cast<int>(CostClass::CrossZone)], 500'000'000u);
+    EXPECT_DOUBLE_EQ(e.cost, 2 * 0.09 + 0.5 * 0.01);
+    auto j = nlohmann::json::parse(*netprobe::metrics::costJson(v.cost.get(), {}));
+    EXPECT_EQ(j["currency"], "EUR");
+    EXPECT_DOUBLE_EQ(j["total_cost"].get<double>(), 0.185);
+    EXPECT_FALSE(netprobe::metrics::costJson(v.cost.get(), {{"window", "1h"}}));
+    const std::string m = netprobe::metrics::renderCostMetrics(*v.cost);
+    EXPECT_NE(m.find("netprobe_cost_window_bytes{entity=\"198.18.1.1\",class=\"internet\",direction=\"sent\"} 2000000000"),
+              std::string::npos) << m;
 }
 
 }  // namespace

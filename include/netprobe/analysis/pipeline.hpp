@@ -39,6 +39,7 @@ struct TalkerView;
 struct TopologyView;
 struct PolicyView;
 struct QosView;
+struct CostView;
 struct BottleneckView;
 struct SeriesView;
 namespace domains {
@@ -77,6 +78,7 @@ struct Views {
     std::shared_ptr<const SeriesView> series;             // Series (closed intervals: history, models)
     std::shared_ptr<const forecast::ForecastView> forecast;  // forecast::ForecastStage (after Series)
     std::shared_ptr<const anomaly::AnomalyView> anomaly;     // anomaly::AnomalyStage (after Series)
+    std::shared_ptr<const CostView> cost;                 // Cost (bytes by destination class, price table)
     std::shared_ptr<const PolicyView> policy;             // PolicyMonitor (NetworkPolicy verdicts; with Kubernetes)
     std::shared_ptr<const domains::DomainIntelView> domains;  // domains::DomainIntel (with --intel-config and --l7)
     std::shared_ptr<const respond::ResponseView> responses;  // respond::ResponseStage (--respond)

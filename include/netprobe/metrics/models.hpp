@@ -19,6 +19,9 @@ struct ForecastView;
 namespace netprobe::analysis::anomaly {
 struct AnomalyView;
 }
+namespace netprobe::analysis {
+struct CostView;
+}
 
 namespace netprobe::metrics {
 
@@ -34,6 +37,12 @@ using Params = std::vector<std::pair<std::string, std::string>>;
 // ?prefix=P to list series. store null: {"enabled": false}. now_unix: the wall clock.
 [[nodiscard]] std::expected<std::string, std::string> historyJson(history::Store* store, const Params& params,
                                                                   std::int64_t now_unix);
+
+// /api/v1/cost?limit=N: bytes by destination class and cost per local workload.
+[[nodiscard]] std::expected<std::string, std::string> costJson(const analysis::CostView* v, const Params& params);
+// netprobe_cost_window_bytes{entity,class,direction} and netprobe_cost_per_hour{entity}:
+// the 20 costliest entities, then "other".
+[[nodiscard]] std::string renderCostMetrics(const analysis::CostView& v);
 
 // netprobe_interface_forecast_bytes_rate{interface,direction,horizon,bound},
 // netprobe_forecast_* (models, findings with lead times).
