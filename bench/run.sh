@@ -90,6 +90,8 @@ run_step "Flow export: the ClickHouse sink against clickhouse-server" "$LOGS/cli
 run_step "L7 capture: nginx + wrk, per-syscall cost, RSS with 10k connections" "$LOGS/l7.log" \
   bash "$ROOT/bench/l7_http.sh" "$BIN" 3 8
 run_step "Security: detection latency (nmap, hping3)" "$LOGS/security.log" /usr/bin/python3 "$ROOT/bench/security_bench.py" --rounds=3
+run_step "Anomaly detection: events during a benign mix after learning" "$LOGS/anomaly.log" \
+  /usr/bin/python3 "$ROOT/bench/anomaly_benign.py"
 run_step "Series churn: distinct top-talker series in a real Prometheus" "$LOGS/series_churn.log" \
   bash "$ROOT/bench/series_churn.sh" "$SERIES_CHURN_SECS"
 
@@ -146,6 +148,13 @@ for t in seasonal step lowtraffic; do
   row "forecast ($t trace): MAPE % h=1 / h=season vs seasonal naive; 80% interval coverage" \
     "$m1 / $ms vs $n1 / $ns; coverage $cov" "beats naive; 0.75-0.85" "$v"
 done
+if [[ -n ${R[anomaly_benign]:-} ]]; then
+  IFS=$'\t' read -r n secs series mem <<<"${R[anomaly_benign]}"
+  if [[ $n -eq 0 ]]; then v=PASS; else v=MISS; fi
+  row "anomaly events during $secs s of a benign mix after learning ($series models, $((mem / 1024)) KiB)" "$n" "0" "$v"
+else
+  na "anomaly events during a benign mix after learning" "0"
+fi
 # Threat intel: 1.1M prefixes in the kernel trie (bench/bpf_prog_bench.cpp).
 if [[ -n ${R[intel_install]:-} ]]; then
   IFS=$'\t' read -r n secs mib <<<"${R[intel_install]}"

@@ -136,7 +136,9 @@ analysis::anomaly::StageOptions anomalyOptions(std::size_t learning) {
     // only when it is far out (score 4: every model at 4x its threshold).
     s.min_spread_fraction = 0.05;
     s.strong_score = 4;
-    o.behaviour.learning_intervals = std::clamp<std::size_t>(learning / 6, 4, 60);
+    // behaviour learns as long as the series: the learning period must span the workload's
+    // cycles (a transfer every few minutes) for its bytes and mix ranges to hold them
+    o.behaviour.learning_intervals = learning;
     return o;
 }
 

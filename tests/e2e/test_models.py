@@ -251,8 +251,9 @@ prices: {{same_zone: 0.001, cross_zone: 0.01, internet: 0.09}}
         size = os.path.join(self.tmpdir(), "size")
         with open(size, "w") as f:
             f.write("2000")
+        # (only this namespace's sockets: another test's namespaces may reuse these addresses)
         agent = self.start_agent("--collect-interval=500ms", f"--series-step={STEP}s", f"--anomaly-learning={LEARNING}",
-                                 netns=ns_a)
+                                 "--socket-netns=own", netns=ns_a)
         wait_for(lambda: tun_a in agent.interfaces(), 10, f"the agent to monitor {tun_a}")
         self.spawn([PYTHON, "-c", CLIENT, IP_B, "8080", size], netns=ns_a, log_name="client.log")
 

@@ -223,7 +223,7 @@ private:
 
 constexpr std::string_view kSeriesMagic = "npanomaly-series";
 constexpr std::string_view kBehaviourMagic = "npanomaly-behaviour";
-constexpr std::uint64_t kVersion = 1;
+constexpr std::uint64_t kVersion = 2;  // 2: behaviour profiles keep their mix distances
 
 SeriesOptions clampOptions(SeriesOptions o) {
     o.lag = clampTo<std::size_t>(o.lag, 1, kMaxDims - 1);
@@ -601,7 +601,7 @@ const FeatureDeviation* Deviation::find(std::string_view feature) const {
 
 BehaviourProfile::BehaviourProfile(Options options) : opts_(clampOptions(options)) {
     for (ItemSet* s : {&served_, &used_, &peers_, &protocols_, &names_}) s->new_counts = detail::Ring<double>(kRateHistory);
-    for (Numeric* n : {&bytes_in_, &bytes_out_, &failure_}) n->history = detail::Ring<double>(opts_.history);
+    for (Numeric* n : {&bytes_in_, &bytes_out_, &failure_, &mix_tv_}) n->history = detail::Ring<double>(opts_.history);
 }
 
 bool BehaviourProfile::saturated(const ItemSet& set) const {
@@ -675,6 +675,26 @@ bool BehaviourProfile::known(std::string_view set, std::string_view item) const 
     return s != nullptr && s->known.contains(item);
 }
 
+double BehaviourProfile::mixDistance(const std::map<std::string, double, std::less<>>& shares) const {
+    double qsum = 0;
+    for (const auto& [_, q] : mix_) qsum += q;
+    if (qsum <= 0) return -1;
+    double tv = 0;
+    for (const auto& [k, p] : shares) {
+        const auto q = mix_.find(k);
+        tv += std::fabs(p - (q == mix_.end() ? 0.0 : q->second / qsum));
+    }
+    for (const auto& [k, q] : mix_)
+        if (!shares.contains(k)) tv += q / qsum;
+    return tv / 2;
+}
+
+double BehaviourProfile::mixThreshold() const {
+    if (mix_tv_.history.size() < kMinRangePoints) return opts_.mix_threshold;
+    const auto h = values(mix_tv_.history);
+    return std::max(opts_.mix_threshold, std::min(1.0, *std::max_element(h.begin(), h.end()) * 1.25));
+}
+
 Deviation BehaviourProfile::evaluate(const BehaviourSample& sample) {
     Deviation out;
     const bool learn = learning();
@@ -705,6 +725,7 @@ Deviation BehaviourProfile::evaluate(const BehaviourSample& sample) {
 
     bool dev_served = false, dev_used = false, dev_peers = false, dev_names = false, dev_new_proto = false,
          dev_mix = false, dev_in = false, dev_out = false, dev_fail = false;
+    double mix_tv_now = -1;  // this interval's mix distance, once computed
 
     const auto rateThreshold = [&](const ItemSet& set, double floor) {
         std::vector<double> counts = values(set.new_counts);
@@ -727,10 +748,13 @@ Deviation BehaviourProfile::evaluate(const BehaviourSample& sample) {
     };
     const auto bytes = [&](const Numeric& num, double obs, const char* feature) {
         if (!usable(obs) || obs < 0 || num.history.size() < kMinRangePoints) return false;
-        const Robust r = robust(values(num.history));
+        const auto hist = values(num.history);
+        const Robust r = robust(hist);
         const double lo = std::max(0.0, r.centre - opts_.range_k * r.sigma);
         const double hi = r.centre + opts_.range_k * r.sigma;
-        const double upper = std::max(hi * opts_.bytes_factor, hi + opts_.min_bytes);
+        // the busiest benign interval counts too: a periodic bulk transfer is no deviation
+        const double peak = *std::max_element(hist.begin(), hist.end());
+        const double upper = std::max({hi * opts_.bytes_factor, hi + opts_.min_bytes, peak * opts_.bytes_factor});
         const double lower = lo / opts_.bytes_factor;
         double score = 0;
         if (obs > upper)
@@ -762,16 +786,11 @@ Deviation BehaviourProfile::evaluate(const BehaviourSample& sample) {
         double qsum = 0;
         for (const auto& [_, q] : mix_) qsum += q;
         if (total > 0 && mix_n_ > 0 && qsum > 0) {
-            double tv = 0;
-            for (const auto& [k, p] : shares) {
-                const auto q = mix_.find(k);
-                tv += std::fabs(p - (q == mix_.end() ? 0.0 : q->second / qsum));
-            }
-            for (const auto& [k, q] : mix_)
-                if (!shares.contains(k)) tv += q / qsum;
-            tv /= 2;
+            const double tv = mixDistance(shares);
+            // a mix that swings between intervals (a periodic bulk transfer) learnt its swing
+            const double thr = mixThreshold();
             std::vector<std::string> examples;
-            double score = tv / opts_.mix_threshold;
+            double score = tv / thr;
             if (!protos.saturated)
                 for (const std::string& p : protos.fresh) {
                     const double s = shares[p];
@@ -780,7 +799,8 @@ Deviation BehaviourProfile::evaluate(const BehaviourSample& sample) {
                     score = std::max(score, opts_.new_protocol_share > 0 ? s / opts_.new_protocol_share : kMaxScore);
                     if (examples.size() < kExamples) examples.push_back(p + " new " + percent(s));
                 }
-            dev_mix = dev_new_proto || tv > opts_.mix_threshold;
+            dev_mix = dev_new_proto || tv > thr;
+            mix_tv_now = tv;
             if (dev_mix) {
                 // The largest share changes after the new protocols.
                 std::vector<std::pair<double, std::string>> changes;
@@ -798,7 +818,7 @@ Deviation BehaviourProfile::evaluate(const BehaviourSample& sample) {
                 std::string text;
                 for (std::size_t i = 0; i < top.size() && i < 3; ++i)
                     text += (i ? ", " : "") + top[i].second + " " + percent(top[i].first);
-                out.features.push_back({"protocol_mix", tv, 0, opts_.mix_threshold, text, score, std::move(examples)});
+                out.features.push_back({"protocol_mix", tv, 0, thr, text, score, std::move(examples)});
             }
         }
 
@@ -835,6 +855,10 @@ Deviation BehaviourProfile::evaluate(const BehaviourSample& sample) {
             num.history.push(v);
         }
     };
+    if (total > 0 && mix_n_ > 0) {  // the mix distances of benign intervals (learning included)
+        if (mix_tv_now < 0) mix_tv_now = mixDistance(shares);
+        if (mix_tv_now >= 0) learnNumber(mix_tv_, mix_tv_now, dev_mix);
+    }
     learnNumber(bytes_in_, sample.bytes_in, dev_in);
     learnNumber(bytes_out_, sample.bytes_out, dev_out);
     if (fail_counts) learnNumber(failure_, ratio, dev_fail);
@@ -865,7 +889,7 @@ std::size_t BehaviourProfile::memoryBytes() const {
     std::size_t b = sizeof(*this) + mapBytes(mix_);
     for (const ItemSet* s : {&served_, &used_, &peers_, &protocols_, &names_})
         b += mapBytes(s->known) + mapBytes(s->pending) + s->new_counts.bytes();
-    for (const Numeric* n : {&bytes_in_, &bytes_out_, &failure_}) b += n->history.bytes();
+    for (const Numeric* n : {&bytes_in_, &bytes_out_, &failure_, &mix_tv_}) b += n->history.bytes();
     return b;
 }
 
@@ -886,7 +910,7 @@ std::string BehaviourProfile::serialize() const {
         w.u(s->new_counts.size());
         for (std::size_t i = 0; i < s->new_counts.size(); ++i) w.d(s->new_counts[i]);
     }
-    for (const Numeric* n : {&bytes_in_, &bytes_out_, &failure_}) {
+    for (const Numeric* n : {&bytes_in_, &bytes_out_, &failure_, &mix_tv_}) {
         w.u(n->history.size());
         for (std::size_t i = 0; i < n->history.size(); ++i) w.d(n->history[i]);
         w.u(n->streak);
@@ -925,7 +949,7 @@ std::optional<BehaviourProfile> BehaviourProfile::deserialize(std::string_view t
         }
         for (std::size_t i = 0, n = r.count(kRateHistory); i < n; ++i) s->new_counts.push(r.d(0, kMaxState));
     }
-    for (Numeric* n : {&p.bytes_in_, &p.bytes_out_, &p.failure_}) {
+    for (Numeric* n : {&p.bytes_in_, &p.bytes_out_, &p.failure_, &p.mix_tv_}) {
         for (std::size_t i = 0, c = r.count(o.history); i < c; ++i) n->history.push(r.d(0, kMaxInput));
         n->streak = r.u(big);
     }

@@ -335,6 +335,11 @@ private:
     std::uint64_t intervals_ = 0;
     ItemSet served_, used_, peers_, protocols_, names_;
     Numeric bytes_in_, bytes_out_, failure_;
+    Numeric mix_tv_;  // total variation distances of benign intervals' mixes from the learnt one
+    // The distance of an interval's shares from the learnt mix (-1: nothing learnt yet).
+    [[nodiscard]] double mixDistance(const std::map<std::string, double, std::less<>>& shares) const;
+    // mix_threshold, or the learnt distances' peak x 1.25 when higher.
+    [[nodiscard]] double mixThreshold() const;
     std::map<std::string, double, std::less<>> mix_;  // baseline byte share by protocol
     std::uint64_t mix_n_ = 0;                          // intervals the shares learnt from
     std::uint64_t mix_streak_ = 0;
