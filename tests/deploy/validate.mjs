@@ -532,18 +532,22 @@ check("DaemonSet: resources requested and limited (requests <= limits)", () => {
   assert(quantity(r.limits.memory) >= 256 * 1024 ** 2, "memory limit below 256Mi");
 });
 
-check("DaemonSet: host mounts are BTF (ro), bpffs, cgroup fs (ro) and nothing else", () => {
+check("DaemonSet: host mounts are BTF (ro), bpffs, cgroup fs (ro), the state dir (--state-dir: the history store) and nothing else", () => {
   const vols = Object.fromEntries(pod.volumes.map((v) => [v.name, v]));
   const mounts = Object.fromEntries(ctr.volumeMounts.map((m) => [m.name, m]));
   for (const m of ctr.volumeMounts) assert(vols[m.name], `mount ${m.name} has no volume`);
   const host = pod.volumes.filter((v) => v.hostPath).map((v) => v.hostPath.path).sort();
-  eq(host, ["/sys/fs/bpf", "/sys/fs/cgroup", "/sys/kernel/btf/vmlinux"], "hostPath volumes");
+  eq(host, ["/sys/fs/bpf", "/sys/fs/cgroup", "/sys/kernel/btf/vmlinux", "/var/lib/netprobe"], "hostPath volumes");
   const byPath = (p) => { const v = pod.volumes.find((x) => x.hostPath?.path === p); assert(mounts[v.name], `${p} not mounted`); return mounts[v.name]; };
   eq(byPath("/sys/kernel/btf/vmlinux").readOnly, true, "BTF mount readOnly");
   eq(byPath("/sys/kernel/btf/vmlinux").mountPath, "/sys/kernel/btf/vmlinux", "BTF mountPath (libbpf looks there)");
   eq(byPath("/sys/fs/cgroup").readOnly, true, "cgroup mount readOnly");
   eq(byPath("/sys/fs/cgroup").mountPath, "/sys/fs/cgroup", "cgroup mountPath (the agent reads the first cgroup2 mount)");
   eq(byPath("/sys/fs/bpf").mountPath, "/sys/fs/bpf", "bpffs mountPath");
+  // the agent's default --state-dir, read-write (the history store, spools), created if missing
+  eq(byPath("/var/lib/netprobe").mountPath, "/var/lib/netprobe", "state dir mountPath (the default --state-dir)");
+  assert(!byPath("/var/lib/netprobe").readOnly, "the state dir must be writable");
+  eq(pod.volumes.find((x) => x.hostPath?.path === "/var/lib/netprobe").hostPath.type, "DirectoryOrCreate", "state dir hostPath type");
   assert(!ctr.volumeMounts.some((m) => m.mountPropagation === "Bidirectional"), "Bidirectional propagation needs privileged");
 });
 
