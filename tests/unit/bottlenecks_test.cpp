@@ -522,7 +522,7 @@ TEST(BottleneckSources, QdiscDumpMatchesTc) {
         auto it = by.find({t["dev"], t["handle"]});
         ASSERT_NE(it, by.end()) << t.dump();
         const auto& q = *it->second;
-        EXPECT_EQ(q.kind, t["kind"]);
+        EXPECT_EQ(q.kind, t["kind"].get<std::string>());
         EXPECT_EQ(q.root(), t.contains("root") && t["root"].get<bool>()) << t.dump();
         if (t.contains("bytes")) {
             EXPECT_LE(q.bytes, t["bytes"].get<std::uint64_t>());

@@ -345,6 +345,7 @@ TEST(Forecast, MissingPointsAreSkippedOnTheModelsOwnForecast) {
     }
     EXPECT_LT(err_gappy, 1.25 * err_full);
     EXPECT_EQ(gappy.steps(), full.steps());
+    EXPECT_EQ(gappy.steps(), 4 * m + n);  // every point, missing ones included, is a step
 }
 
 TEST(Forecast, ZerosNegativesAndDegenerateSeriesStayFinite) {

@@ -180,7 +180,7 @@ TEST(AnomalyStage, LevelShiftOpensAnEventWithItsExpectedRangeAndStateRoundTrips)
     EXPECT_GT(e.features[0].observed, e.features[0].expected_hi);
     EXPECT_TRUE(e.open);
     auto j = nlohmann::json::parse(*metrics::anomaliesJson(v.anomaly.get(), {{"scope", "interface"}}));
-    EXPECT_EQ(j["events"][0]["subject"], e.subject);
+    EXPECT_EQ(j["events"][0]["subject"].get<std::string>(), e.subject);
     const std::string m = metrics::renderAnomalyMetrics(*v.anomaly);
     EXPECT_NE(m.find("netprobe_anomaly_events_total{scope=\"interface\"}"), std::string::npos) << m;
 
