@@ -484,9 +484,7 @@ void Bottlenecks::run(const collector::Snapshot& s, Views& views) {
     std::map<std::tuple<util::Addr16, util::Addr16, std::uint16_t>, const Conversation*> tcp_conv;
     if (views.topology) {
         const auto& t = *views.topology;
-        const auto slot_s = static_cast<std::size_t>(std::max<std::int64_t>(t.slot.count(), 1));
-        const std::size_t window_slots =
-            std::clamp<std::size_t>((static_cast<std::size_t>(o.window.count()) + slot_s - 1) / slot_s, 1, t.slots);
+        const std::size_t window_slots = windowSlots(t, static_cast<std::size_t>(o.window.count()));
         for (const auto& cp : t.conversations) {
             const auto& c = *cp;
             if (c.ip_proto == 6) tcp_conv.emplace(std::tuple{c.client.ip, c.server.ip, c.port}, &c);

@@ -109,10 +109,8 @@ void Cost::run(const collector::Snapshot&, Views& views) {
     }
     const auto local = opts_.local_addresses ? opts_.local_addresses() : nullptr;
     auto isLocal = [&](const TopologyEnd& e) { return !e.process.empty() || (local && local->contains(e.ip)); };
-    const auto slot_s = static_cast<std::size_t>(std::max<std::int64_t>(t->slot.count(), 1));
-    const std::size_t window_slots =
-        std::clamp<std::size_t>((static_cast<std::size_t>(opts_.window.count()) + slot_s - 1) / slot_s, 1, t->slots);
-    v->window_seconds = static_cast<double>(window_slots * slot_s);
+    const std::size_t window_slots = windowSlots(*t, static_cast<std::size_t>(opts_.window.count()));
+    v->window_seconds = windowSeconds(*t, window_slots);
     std::map<std::string, CostEntity> by;
     for (const auto& cp : t->conversations) {
         const Conversation& c = *cp;

@@ -419,6 +419,11 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
     views.topology = std::move(v);
 }
 
+std::size_t windowSlots(const TopologyView& v, std::size_t seconds) {
+    const auto slot_s = static_cast<std::size_t>(std::max<std::int64_t>(v.slot.count(), 1));
+    return std::clamp<std::size_t>((seconds + slot_s - 1) / slot_s, 1, std::max<std::size_t>(v.slots, 1));
+}
+
 ConversationTotals totals(const Conversation& c, const TopologyView& v, std::size_t window_slots) {
     ConversationTotals t;
     const std::int64_t oldest = v.now_slot - static_cast<std::int64_t>(window_slots) + 1;

@@ -49,58 +49,70 @@ Result<std::vector<InterfaceInfo>> listInterfaces() {
     return out;
 }
 
-std::vector<LinkEvent> decodeLinkMessages(std::span<const std::byte> data) {
-    std::vector<LinkEvent> events;
-    // Walk the messages by hand: every length is checked against what is left, so a
-    // truncated or lying header never makes us read past the buffer.
+namespace {
+
+// The netlink messages of data: (type, message, its length) for each whose header is
+// well-formed; every length is checked against what is left, so a truncated or lying
+// header ends the walk and never makes us read past the buffer.
+template <typename F>
+void eachMessage(std::span<const std::byte> data, F&& fn) {
     std::size_t off = 0;
     while (data.size() - off >= sizeof(nlmsghdr)) {
         nlmsghdr h;
         std::memcpy(&h, data.data() + off, sizeof h);
         if (h.nlmsg_len < sizeof(nlmsghdr) || h.nlmsg_len > data.size() - off) break;
         const std::byte* msg = data.data() + off;
-        const std::size_t msg_len = h.nlmsg_len;
         off += std::min<std::size_t>(NLMSG_ALIGN(h.nlmsg_len), data.size() - off);
-        if (h.nlmsg_type != RTM_NEWLINK && h.nlmsg_type != RTM_DELLINK) continue;
-        if (msg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) continue;  // too short to be a link message
+        fn(h.nlmsg_type, msg, static_cast<std::size_t>(h.nlmsg_len));
+    }
+}
+
+// The attributes of [begin, begin + len): (type, payload) for each well-formed one; a
+// lying length ends the walk.
+template <typename F>
+void eachAttr(const std::byte* begin, std::size_t len, F&& fn) {
+    std::size_t a = 0;
+    while (len - a >= sizeof(rtattr)) {
+        rtattr ra;
+        std::memcpy(&ra, begin + a, sizeof ra);
+        if (ra.rta_len < sizeof(rtattr) || ra.rta_len > len - a) break;
+        fn(static_cast<unsigned>(ra.rta_type & NLA_TYPE_MASK),
+           std::span<const std::byte>(begin + a + RTA_LENGTH(0), ra.rta_len - RTA_LENGTH(0)));
+        a += std::min<std::size_t>(RTA_ALIGN(ra.rta_len), len - a);
+    }
+}
+
+std::string attrString(std::span<const std::byte> p, std::size_t max) {
+    const char* c = reinterpret_cast<const char*>(p.data());
+    return std::string(c, strnlen(c, std::min(p.size(), max)));
+}
+
+}  // namespace
+
+std::vector<LinkEvent> decodeLinkMessages(std::span<const std::byte> data) {
+    std::vector<LinkEvent> events;
+    eachMessage(data, [&](std::uint16_t type, const std::byte* msg, std::size_t msg_len) {
+        if (type != RTM_NEWLINK && type != RTM_DELLINK) return;
+        if (msg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) return;  // too short to be a link message
         ifinfomsg ifi;
         std::memcpy(&ifi, msg + NLMSG_HDRLEN, sizeof ifi);
         LinkEvent ev;
-        ev.kind = h.nlmsg_type == RTM_DELLINK ? LinkEvent::Kind::Removed : LinkEvent::Kind::Changed;
+        ev.kind = type == RTM_DELLINK ? LinkEvent::Kind::Removed : LinkEvent::Kind::Changed;
         ev.iface.index = static_cast<std::uint32_t>(ifi.ifi_index);
         ev.iface.up = (ifi.ifi_flags & IFF_UP) != 0;
         ev.iface.loopback = (ifi.ifi_flags & IFF_LOOPBACK) != 0;
-        // Attributes: rtattr headers, each length checked the same way.
-        std::size_t a = NLMSG_LENGTH(sizeof(ifinfomsg));
-        a = std::min(NLMSG_ALIGN(a), msg_len);
-        while (msg_len - a >= sizeof(rtattr)) {
-            rtattr ra;
-            std::memcpy(&ra, msg + a, sizeof ra);
-            if (ra.rta_len < sizeof(rtattr) || ra.rta_len > msg_len - a) break;
-            if (ra.rta_type == IFLA_IFNAME) {
-                const char* p = reinterpret_cast<const char*>(msg + a + RTA_LENGTH(0));
-                const std::size_t plen = ra.rta_len - RTA_LENGTH(0);
-                ev.iface.name.assign(p, strnlen(p, plen));
-            } else if (ra.rta_type == IFLA_LINKINFO) {
-                // nested: IFLA_INFO_KIND, the link's type name; the same length checks
-                const std::byte* nest = msg + a + RTA_LENGTH(0);
-                const std::size_t nlen = ra.rta_len - RTA_LENGTH(0);
-                std::size_t b = 0;
-                while (nlen - b >= sizeof(rtattr)) {
-                    rtattr na;
-                    std::memcpy(&na, nest + b, sizeof na);
-                    if (na.rta_len < sizeof(rtattr) || na.rta_len > nlen - b) break;
-                    if (na.rta_type == IFLA_INFO_KIND) {
-                        const char* p = reinterpret_cast<const char*>(nest + b + RTA_LENGTH(0));
-                        ev.iface.kind.assign(p, strnlen(p, std::min<std::size_t>(na.rta_len - RTA_LENGTH(0), 32)));
-                    }
-                    b += std::min<std::size_t>(RTA_ALIGN(na.rta_len), nlen - b);
-                }
+        const std::size_t a = std::min<std::size_t>(NLMSG_ALIGN(NLMSG_LENGTH(sizeof(ifinfomsg))), msg_len);
+        eachAttr(msg + a, msg_len - a, [&](unsigned t, std::span<const std::byte> p) {
+            if (t == IFLA_IFNAME) {
+                ev.iface.name = attrString(p, p.size());
+            } else if (t == IFLA_LINKINFO) {  // nested: IFLA_INFO_KIND, the link's type name
+                eachAttr(p.data(), p.size(), [&](unsigned nt, std::span<const std::byte> np) {
+                    if (nt == IFLA_INFO_KIND) ev.iface.kind = attrString(np, 32);
+                });
             }
-            a += std::min<std::size_t>(RTA_ALIGN(ra.rta_len), msg_len - a);
-        }
+        });
         events.push_back(std::move(ev));
-    }
+    });
     return events;
 }
 
@@ -124,35 +136,18 @@ Result<void> netlinkDump(const void* request, std::size_t len, const char* what,
         each(data);
         // the dump ends with NLMSG_DONE (or an error) in the last message of a read
         bool done = n == 0;
-        for (std::size_t off = 0; !done && data.size() - off >= sizeof(nlmsghdr);) {
-            nlmsghdr h;
-            std::memcpy(&h, data.data() + off, sizeof h);
-            if (h.nlmsg_len < sizeof(nlmsghdr) || h.nlmsg_len > data.size() - off) break;
-            if (h.nlmsg_type == NLMSG_DONE) done = true;
-            if (h.nlmsg_type == NLMSG_ERROR) {
+        std::optional<Error> error;
+        eachMessage(data, [&](std::uint16_t type, const std::byte* msg, std::size_t msg_len) {
+            if (done || error) return;
+            if (type == NLMSG_DONE) done = true;
+            if (type == NLMSG_ERROR) {
                 int err = 0;
-                if (h.nlmsg_len >= NLMSG_LENGTH(sizeof(nlmsgerr)))
-                    std::memcpy(&err, data.data() + off + NLMSG_HDRLEN, sizeof err);
-                return std::unexpected(err < 0 ? errnoError(-err, what) : makeError(std::string(what) + ": error answer"));
+                if (msg_len >= NLMSG_LENGTH(sizeof(nlmsgerr))) std::memcpy(&err, msg + NLMSG_HDRLEN, sizeof err);
+                error = err < 0 ? errnoError(-err, what) : makeError(std::string(what) + ": error answer");
             }
-            off += std::min<std::size_t>(NLMSG_ALIGN(h.nlmsg_len), data.size() - off);
-        }
+        });
+        if (error) return std::unexpected(*error);
         if (done) return {};
-    }
-}
-
-// The attributes of [begin, begin + len): (type, payload) for each well-formed one; a
-// lying length ends the walk.
-template <typename F>
-void eachAttr(const std::byte* begin, std::size_t len, F&& fn) {
-    std::size_t a = 0;
-    while (len - a >= sizeof(rtattr)) {
-        rtattr ra;
-        std::memcpy(&ra, begin + a, sizeof ra);
-        if (ra.rta_len < sizeof(rtattr) || ra.rta_len > len - a) break;
-        fn(static_cast<unsigned>(ra.rta_type & NLA_TYPE_MASK),
-           std::span<const std::byte>(begin + a + RTA_LENGTH(0), ra.rta_len - RTA_LENGTH(0)));
-        a += std::min<std::size_t>(RTA_ALIGN(ra.rta_len), len - a);
     }
 }
 
@@ -179,15 +174,8 @@ Result<std::vector<InterfaceInfo>> dumpLinks() {
 
 std::vector<QdiscInfo> decodeQdiscMessages(std::span<const std::byte> data) {
     std::vector<QdiscInfo> out;
-    std::size_t off = 0;
-    while (data.size() - off >= sizeof(nlmsghdr)) {
-        nlmsghdr h;
-        std::memcpy(&h, data.data() + off, sizeof h);
-        if (h.nlmsg_len < sizeof(nlmsghdr) || h.nlmsg_len > data.size() - off) break;
-        const std::byte* msg = data.data() + off;
-        const std::size_t msg_len = h.nlmsg_len;
-        off += std::min<std::size_t>(NLMSG_ALIGN(h.nlmsg_len), data.size() - off);
-        if (h.nlmsg_type != RTM_NEWQDISC || msg_len < NLMSG_LENGTH(sizeof(tcmsg))) continue;
+    eachMessage(data, [&](std::uint16_t type, const std::byte* msg, std::size_t msg_len) {
+        if (type != RTM_NEWQDISC || msg_len < NLMSG_LENGTH(sizeof(tcmsg))) return;
         tcmsg tc;
         std::memcpy(&tc, msg + NLMSG_HDRLEN, sizeof tc);
         QdiscInfo q;
@@ -198,8 +186,7 @@ std::vector<QdiscInfo> decodeQdiscMessages(std::span<const std::byte> data) {
         bool stats2 = false;
         eachAttr(msg + a, msg_len - a, [&](unsigned type, std::span<const std::byte> p) {
             if (type == TCA_KIND) {
-                const char* c = reinterpret_cast<const char*>(p.data());
-                q.kind.assign(c, strnlen(c, std::min<std::size_t>(p.size(), 32)));
+                q.kind = attrString(p, 32);
             } else if (type == TCA_STATS2) {
                 stats2 = q.stats = true;
                 bool pkt64 = false;
@@ -236,7 +223,7 @@ std::vector<QdiscInfo> decodeQdiscMessages(std::span<const std::byte> data) {
             }
         });
         out.push_back(std::move(q));
-    }
+    });
     return out;
 }
 

@@ -12,9 +12,7 @@
 #include <netprobe/analysis/topology.hpp>
 #include <netprobe/metrics/exposition.hpp>
 #include <netprobe/metrics/topology.hpp>
-#include <netprobe/util/duration.hpp>
 #include <netprobe/util/ip.hpp>
-#include <netprobe/util/parse.hpp>
 
 namespace netprobe::metrics {
 namespace {
@@ -125,30 +123,25 @@ std::map<ConvKey, const Conversation*> tcpConversations(const analysis::Topology
 }  // namespace
 
 std::expected<QosQuery, std::string> parseQosQuery(const std::vector<std::pair<std::string, std::string>>& params) {
-    QosQuery q;
-    auto bad = [](const std::string& k, const std::string& v, const std::string& why) {
-        return std::unexpected("bad value \"" + v + "\" for parameter \"" + k + "\": " + why);
-    };
+    // The topology's parameters and checks, less those QoS has no use for (segment
+    // grouping, protocol, format); its own defaults.
+    bool group_by = false, limit = false;
     for (const auto& [k, v] : params) {
-        if (k == "window") {
-            auto d = util::parseDuration(v);
-            if (!d || d->count() <= 0) return bad(k, v, "expected a duration (30s, 5m)");
-            q.window_seconds = static_cast<std::size_t>(std::ceil(std::chrono::duration<double>(*d).count()));
-        } else if (k == "group_by") {
-            if (v != "host" && v != "workload" && v != "namespace" && v != "pod" && v != "process")
-                return bad(k, v, "expected host, workload, namespace, pod or process");
-            q.group_by = v;
-        } else if (k == "namespace") {
-            if (v.empty()) return bad(k, v, "expected a namespace");
-            q.ns = v;
-        } else if (k == "limit") {
-            std::size_t n = 0;
-            if (!util::parseNumber(v, n) || n == 0 || n > 100000) return bad(k, v, "expected 1..100000");
-            q.limit = n;
-        } else {
+        if (k != "window" && k != "group_by" && k != "namespace" && k != "limit")
             return std::unexpected("unknown parameter \"" + k + "\" (known: window, group_by, namespace, limit)");
-        }
+        if (k == "group_by" && v == "segment")
+            return std::unexpected("bad value \"" + v + "\" for parameter \"" + k +
+                                   "\": expected host, workload, namespace, pod or process");
+        group_by |= k == "group_by";
+        limit |= k == "limit";
     }
+    auto t = parseTopologyQuery(params);
+    if (!t) return std::unexpected(t.error());
+    QosQuery q;
+    q.window_seconds = t->window_seconds;
+    if (group_by) q.group_by = t->group_by;
+    q.ns = t->ns;
+    if (limit) q.limit = t->limit;
     return q;
 }
 
@@ -159,9 +152,8 @@ std::string qosJson(const analysis::TopologyView* topology, const analysis::QosV
     std::size_t window_slots = 1;
     double window_seconds = static_cast<double>(q.window_seconds);
     if (topology) {
-        const auto slot_s = static_cast<std::size_t>(std::max<std::int64_t>(topology->slot.count(), 1));
-        window_slots = std::clamp<std::size_t>((q.window_seconds + slot_s - 1) / slot_s, 1, topology->slots);
-        window_seconds = static_cast<double>(window_slots * slot_s);
+        window_slots = analysis::windowSlots(*topology, q.window_seconds);
+        window_seconds = analysis::windowSeconds(*topology, window_slots);
     }
     window_seconds = std::min(window_seconds, static_cast<double>(qos->window.count()));
 
@@ -310,8 +302,7 @@ std::string renderQosMetrics(const analysis::TopologyView* topology, const analy
              "Segments retransmitted / segments sent, per direction, last 5 minutes: client_to_server (the "
              "client's socket retransmitted) and server_to_client; edges of netprobe_edge_rtt_seconds.");
     if (topology) {
-        const auto slot_s = static_cast<std::size_t>(std::max<std::int64_t>(topology->slot.count(), 1));
-        const std::size_t window_slots = std::clamp<std::size_t>((300 + slot_s - 1) / slot_s, 1, topology->slots);
+        const std::size_t window_slots = analysis::windowSlots(*topology, 300);
         struct Loss {
             std::uint64_t rc = 0, rs = 0, po = 0, pi = 0;
         };

@@ -182,9 +182,8 @@ std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7
     nlohmann::json j;
     j["enabled"] = v != nullptr;
     if (!v) return j.dump();
-    const auto slot_s = static_cast<std::size_t>(v->slot.count());
-    const std::size_t window_slots = std::clamp<std::size_t>((q.window_seconds + slot_s - 1) / slot_s, 1, v->slots);
-    const double window_seconds = static_cast<double>(window_slots * slot_s);
+    const std::size_t window_slots = analysis::windowSlots(*v, q.window_seconds);
+    const double window_seconds = analysis::windowSeconds(*v, window_slots);
 
     std::map<util::Addr16, std::string> names;
     if (l7)

@@ -20,6 +20,7 @@
 // the window are dropped; conversations idle for the whole window are forgotten.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -96,6 +97,13 @@ struct TopologyView {
     std::uint64_t overflow = 0;                // conversations not kept (budget), since start
     std::uint64_t samples_unoriented = 0;      // flow samples without ports (ICMP, ...): not conversations
 };
+
+// The slots covering the last `seconds` (rounded up to whole slots, 1 .. the view's).
+[[nodiscard]] std::size_t windowSlots(const TopologyView& v, std::size_t seconds);
+// What they cover, in seconds.
+[[nodiscard]] inline double windowSeconds(const TopologyView& v, std::size_t slots) {
+    return static_cast<double>(slots) * static_cast<double>(std::max<std::int64_t>(v.slot.count(), 1));
+}
 
 // The figures of a conversation over the last `window` slots (window <= the view's).
 struct ConversationTotals {
