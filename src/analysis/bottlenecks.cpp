@@ -481,13 +481,13 @@ void Bottlenecks::run(const collector::Snapshot& s, Views& views) {
         e.proto = proto;
         return e;
     };
-    std::map<std::tuple<util::Addr16, util::Addr16, std::uint16_t>, const Conversation*> tcp_conv;
+    std::map<TcpConversationKey, const Conversation*> tcp_conv;
     if (views.topology) {
         const auto& t = *views.topology;
+        tcp_conv = tcpConversations(t);
         const std::size_t window_slots = windowSlots(t, static_cast<std::size_t>(o.window.count()));
         for (const auto& cp : t.conversations) {
             const auto& c = *cp;
-            if (c.ip_proto == 6) tcp_conv.emplace(std::tuple{c.client.ip, c.server.ip, c.port}, &c);
             const auto tot = totals(c, t, window_slots);
             if (tot.packets_out + tot.packets_in == 0) continue;
             auto& e = edgeOf(qosNodeOf(c.client), qosNodeOf(c.server), c.port, c.ip_proto);

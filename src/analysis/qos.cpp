@@ -40,9 +40,9 @@ struct Qos::State {
     // The metric edge of a new conversation: its ends as the topology knows them (the
     // handshake's packets were counted in this run's flow samples, so the conversation is
     // there unless the topology's budget was spent), else by address.
-    QosEdgeKey edgeOf(const Key& k, const std::map<Key, const Conversation*>& topo) const {
+    QosEdgeKey edgeOf(const Key& k, const std::map<TcpConversationKey, const Conversation*>& topo) const {
         QosEdgeKey e;
-        auto t = topo.find(k);
+        auto t = topo.find(TcpConversationKey{k.client, k.server, k.port});
         if (t != topo.end()) {
             e.client = qosNodeOf(t->second->client);
             e.server = qosNodeOf(t->second->server);
@@ -100,13 +100,10 @@ void Qos::run(const collector::Snapshot& snap, Views& views) {
 
     // The topology's TCP conversations by key, built only when a new conversation needs
     // its edge.
-    std::map<Key, const Conversation*> topo;
+    std::map<TcpConversationKey, const Conversation*> topo;
     bool topo_built = false;
-    auto topology = [&]() -> const std::map<Key, const Conversation*>& {
-        if (!topo_built && views.topology) {
-            for (const auto& c : views.topology->conversations)
-                if (c->ip_proto == 6) topo.emplace(Key{c->client.ip, c->server.ip, c->port}, c.get());
-        }
+    auto topology = [&]() -> const std::map<TcpConversationKey, const Conversation*>& {
+        if (!topo_built && views.topology) topo = tcpConversations(*views.topology);
         topo_built = true;
         return topo;
     };

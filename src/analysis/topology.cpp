@@ -419,6 +419,13 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
     views.topology = std::move(v);
 }
 
+std::map<TcpConversationKey, const Conversation*> tcpConversations(const TopologyView& v) {
+    std::map<TcpConversationKey, const Conversation*> m;
+    for (const auto& c : v.conversations)
+        if (c->ip_proto == 6) m.emplace(TcpConversationKey{c->client.ip, c->server.ip, c->port}, c.get());
+    return m;
+}
+
 std::size_t windowSlots(const TopologyView& v, std::size_t seconds) {
     const auto slot_s = static_cast<std::size_t>(std::max<std::int64_t>(v.slot.count(), 1));
     return std::clamp<std::size_t>((seconds + slot_s - 1) / slot_s, 1, std::max<std::size_t>(v.slots, 1));

@@ -19,7 +19,7 @@ namespace {
 
 using analysis::Conversation;
 using analysis::QosConversation;
-using ConvKey = std::tuple<util::Addr16, util::Addr16, std::uint16_t>;
+using ConvKey = analysis::TcpConversationKey;
 
 // What an edge or a service adds up over the window.
 struct Agg {
@@ -112,13 +112,6 @@ nlohmann::json figures(Agg& a, double window_seconds) {
     return o;
 }
 
-std::map<ConvKey, const Conversation*> tcpConversations(const analysis::TopologyView* t) {
-    std::map<ConvKey, const Conversation*> m;
-    if (!t) return m;
-    for (const auto& c : t->conversations)
-        if (c->ip_proto == 6) m.emplace(ConvKey{c->client.ip, c->server.ip, c->port}, c.get());
-    return m;
-}
 
 }  // namespace
 
@@ -173,7 +166,7 @@ std::string qosJson(const analysis::TopologyView* topology, const analysis::QosV
         s.port = port;
         return s;
     };
-    const auto topo = tcpConversations(topology);
+    const auto topo = topology ? analysis::tcpConversations(*topology) : std::map<ConvKey, const Conversation*>{};
     if (topology) {
         for (const auto& [_, c] : topo) {
             if (!q.ns.empty() && c->client.ns != q.ns && c->server.ns != q.ns) continue;

@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -97,6 +98,11 @@ struct TopologyView {
     std::uint64_t overflow = 0;                // conversations not kept (budget), since start
     std::uint64_t samples_unoriented = 0;      // flow samples without ports (ICMP, ...): not conversations
 };
+
+// The view's TCP conversations by (client, server, server port): the QoS samples' and the
+// hotspots' way back to the conversations' ends.
+using TcpConversationKey = std::tuple<util::Addr16, util::Addr16, std::uint16_t>;
+[[nodiscard]] std::map<TcpConversationKey, const Conversation*> tcpConversations(const TopologyView& v);
 
 // The slots covering the last `seconds` (rounded up to whole slots, 1 .. the view's).
 [[nodiscard]] std::size_t windowSlots(const TopologyView& v, std::size_t seconds);
