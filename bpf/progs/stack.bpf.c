@@ -223,10 +223,37 @@ int BPF_PROG(netprobe_sk_state, const struct sock *sk, const int oldstate, const
 	return 0;
 }
 
+/* The kernel (6.13+) fires this on every retransmit attempt, with the error. It adds
+ * the skb's segments to TcpRetransSegs and tcp_sock.total_retrans before handing the
+ * skb to the device, so an attempt the device then drops (a full veth backlog:
+ * NET_XMIT_DROP, err 1) is counted; the attempts that give up earlier (still in the
+ * host queue, outside the window, no memory, no route) are not. */
+static __always_inline int np_retx_counted_by_kernel(int err)
+{
+	return err == 0 || err > 0 /* NET_XMIT_* from the device */ ||
+	       (err != -16 /* EBUSY */ && err != -22 /* EINVAL */ && err != -12 /* ENOMEM */ &&
+	        err != -113 /* EHOSTUNREACH */ && err != -11 /* EAGAIN */);
+}
+
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(netprobe_tcp_retx, const struct sock *sk, const struct sk_buff *skb, int err)
 {
-	if (err || !np_sk_wanted(sk))
+	if (!np_sk_wanted(sk))
+		return 0;
+	__u64 key = (__u64)(unsigned long)sk;
+	struct np_conn *c = bpf_map_lookup_elem(&conn_table, &key);
+	if (c) {
+		/* A tracked connection: exactly what the kernel added to total_retrans
+		 * since the last look (retransmits of one socket run under its lock). */
+		__u32 total = BPF_CORE_READ((const struct tcp_sock *)sk, total_retrans);
+		__u32 delta = total - c->retransmits;
+		if (delta) {
+			c->retransmits = total;
+			np_tcp_count(NP_TCP_RETRANS_SEGS, delta);
+		}
+		return 0;
+	}
+	if (!np_retx_counted_by_kernel(err))
 		return 0;
 	/* TcpRetransSegs counts segments: a GSO skb carries tcp_gso_segs of them. */
 	const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)&skb->cb[0];
@@ -234,10 +261,6 @@ int BPF_PROG(netprobe_tcp_retx, const struct sock *sk, const struct sk_buff *skb
 	if (!segs)
 		segs = 1;
 	np_tcp_count(NP_TCP_RETRANS_SEGS, segs);
-	__u64 key = (__u64)(unsigned long)sk;
-	struct np_conn *c = bpf_map_lookup_elem(&conn_table, &key);
-	if (c)
-		__sync_fetch_and_add(&c->retransmits, segs);
 	return 0;
 }
 

@@ -246,7 +246,7 @@ enum np_tcp_counter {
 	NP_TCP_OPENED_PASSIVE,    /* SYN_RECV -> ESTABLISHED */
 	NP_TCP_CLOSED,            /* an established connection reached CLOSE */
 	NP_TCP_FAILED,            /* SYN_SENT -> CLOSE */
-	NP_TCP_RETRANS_SEGS,      /* tcp_retransmit_skb, successful, in segments */
+	NP_TCP_RETRANS_SEGS,      /* tcp_retransmit_skb, as TcpRetransSegs counts them, in segments */
 	NP_TCP_RST_SENT,
 	NP_TCP_RST_RECEIVED,
 	NP_TCP_TRACKED_DELTA,     /* +1 per record inserted in conn_table, -1 per record removed */
