@@ -219,7 +219,7 @@ public:
         collector.addSource(std::make_shared<netprobe::collector::NetstatSource>());
         // Link speeds and qdisc statistics (netlink dumps every 5 s in the background) and the
         // conntrack table of this namespace, for the bottleneck findings.
-        auto link_source = std::make_shared<netprobe::collector::LinkSource>();
+        auto link_source = std::make_shared<netprobe::collector::LinkSource>(opts_.link_speeds);
         link_source->schedule(*background);
         collector.addSource(link_source);
         collector.addSource(std::make_shared<netprobe::collector::ConntrackSource>());

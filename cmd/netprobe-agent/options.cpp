@@ -7,6 +7,7 @@
 #include <netprobe/util/duration.hpp>
 #include <netprobe/util/parse.hpp>
 
+#include <cctype>
 #include <sstream>
 #include <tuple>
 
@@ -52,6 +53,38 @@ std::expected<std::pair<std::string, std::uint16_t>, std::string> parseHostPort(
     const long p = std::stol(port);
     if (p < 1 || p > 65535) return std::unexpected("the port must be 1-65535");
     return std::pair<std::string, std::uint16_t>{host, static_cast<std::uint16_t>(p)};
+}
+
+std::expected<std::map<std::string, std::uint32_t>, std::string> parseLinkSpeeds(const std::string& s) {
+    std::map<std::string, std::uint32_t> out;
+    for (const auto& item : splitList(s)) {
+        const auto eq = item.find('=');
+        if (eq == std::string::npos) return std::unexpected("'" + item + "': expected IF=RATE (eth0=10G)");
+        const std::string name = item.substr(0, eq), rate = item.substr(eq + 1);
+        if (name.empty() || name.size() >= IFNAMSIZ || name.find_first_of("/ \t") != std::string::npos)
+            return std::unexpected("'" + name + "' is not an interface name");
+        // the number, then k/M/G/T (decimal, bits/s) and an optional "bit"/"bps"
+        std::size_t i = 0;
+        while (i < rate.size() && (std::isdigit(static_cast<unsigned char>(rate[i])) || rate[i] == '.')) ++i;
+        double v = 0;
+        if (i == 0 || !util::parseNumber(std::string_view(rate).substr(0, i), v))
+            return std::unexpected("'" + rate + "' is not a rate (100M, 2.5G, 10Gbit)");
+        std::string unit = rate.substr(i);
+        for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        double mult = 1;
+        if (!unit.empty() && std::string_view("kmgt").find(unit[0]) != std::string_view::npos) {
+            mult = unit[0] == 'k' ? 1e3 : unit[0] == 'm' ? 1e6 : unit[0] == 'g' ? 1e9 : 1e12;
+            unit.erase(0, 1);
+        }
+        if (!unit.empty() && unit != "bit" && unit != "bps" && unit != "b/s")
+            return std::unexpected("'" + rate + "': unknown unit (k, M, G or T bits/s)");
+        const double mbps = v * mult / 1e6;
+        if (!(mbps >= 1) || mbps > 4e9) return std::unexpected("'" + rate + "': must be 1M-4000T bits/s");
+        if (!out.emplace(name, static_cast<std::uint32_t>(mbps + 0.5)).second)
+            return std::unexpected("'" + name + "' given twice");
+    }
+    if (out.empty()) return std::unexpected("expected IF=RATE[,IF=RATE] (eth0=10G)");
+    return out;
 }
 
 ParseOutcome parseOptions(int argc, const char* const* argv, const char* network_interface_env) {
@@ -255,6 +288,10 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     app.add_option("--capacity-threshold", o.capacity_threshold,
                    "Share of a link's speed at which a capacity finding is due (0-1]")
         ->capture_default_str();
+    std::string link_speed;
+    app.add_option("--link-speed", link_speed,
+                   "Capacity of links whose device reports none or a nominal one (veth, tun, cloud NICs): "
+                   "IF=RATE[,IF=RATE] in bits/s (eth0=10G,veth1=100M); used for utilisation and capacity findings");
     app.add_option("--cost-config", o.cost_config,
                    "Price table and zones for /api/v1/cost (YAML: zone, zones [{cidr, zone}], prices {class: per GB}, "
                    "currency; docs/cost.md); without it, bytes by class at price 0");
@@ -508,6 +545,11 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (auto d = util::parseDuration(forecast_season); !d) return fail("--forecast-season: " + d.error());
     else if (*d > std::chrono::days(28)) return fail("--forecast-season " + forecast_season + ": at most 28d");
     else o.forecast_season = std::chrono::duration_cast<std::chrono::seconds>(*d);
+    if (app.count("--link-speed") > 0) {
+        auto ls = parseLinkSpeeds(link_speed);
+        if (!ls) return fail("--link-speed: " + ls.error());
+        o.link_speeds = std::move(*ls);
+    }
     if (app.count("--cost-config") > 0 && o.cost_config.empty()) return fail("--cost-config: empty path");
     if (!(o.capacity_threshold > 0 && o.capacity_threshold <= 1))
         return fail("invalid --capacity-threshold " + std::to_string(o.capacity_threshold) + ": must be in (0, 1]");

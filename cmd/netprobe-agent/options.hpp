@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <expected>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,9 @@ struct AgentOptions {
     bool forecast = true;                                  // --forecast
     std::chrono::seconds forecast_season{std::chrono::hours(24)};  // --forecast-season
     double capacity_threshold = 0.8;                       // --capacity-threshold
+    // --link-speed IF=RATE,...: the capacity of links whose device reports none or only a
+    // nominal figure (veth, tun, a cloud VM's virtio NIC), in Mb/s by interface name.
+    std::map<std::string, std::uint32_t> link_speeds;
     std::string cost_config;                               // --cost-config (YAML file)
     bool anomaly = true;                                   // --anomaly
     std::size_t anomaly_learning = 360;                    // --anomaly-learning (intervals)
@@ -87,6 +91,10 @@ struct AgentOptions {
     bool doctor = false;        // --doctor: print the diagnosis and exit
     bool output_json = false;   // --output=json (with --doctor)
 };
+
+// "IF=RATE[,IF=RATE]": RATE in bits/s with a decimal unit (100M, 2.5G, 10Gbit, 400000k),
+// at least 1 Mbit/s -> Mb/s by interface name; error text otherwise.
+[[nodiscard]] std::expected<std::map<std::string, std::uint32_t>, std::string> parseLinkSpeeds(const std::string& s);
 
 // "HOST:PORT" or "[V6]:PORT" -> address and port (1-65535); error text otherwise.
 [[nodiscard]] std::expected<std::pair<std::string, std::uint16_t>, std::string> parseHostPort(const std::string& s);

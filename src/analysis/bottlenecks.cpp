@@ -231,6 +231,7 @@ void Bottlenecks::run(const collector::Snapshot& s, Views& views) {
         InterfaceLoad load;
         load.interface = i.name;
         load.speed_mbps = l->second->speed_mbps;
+        load.speed_configured = l->second->speed_configured;
         const auto in = inc("if/" + i.name + "/ingress"), eg = inc("if/" + i.name + "/egress");
         if (in.seconds > 0) load.ingress_bps = static_cast<double>(in.delta) * 8 / in.seconds;
         if (eg.seconds > 0) load.egress_bps = static_cast<double>(eg.delta) * 8 / eg.seconds;
@@ -246,15 +247,19 @@ void Bottlenecks::run(const collector::Snapshot& s, Views& views) {
         f.severity = ratio >= o.utilisation_critical ? "critical" : "warning";
         f.score = scoreOf(f.severity, ratio, f.severity == "critical" ? o.utilisation_critical : o.utilisation_min);
         const char* dir = egress ? "egress" : "ingress";
-        f.title = "Interface " + i.name + " at " + pct(ratio) + " of its " + fmt(load.speed_mbps) + " Mb/s (" + dir + ")";
+        f.title = "Interface " + i.name + " at " + pct(ratio) + " of its " + fmt(load.speed_mbps) + " Mb/s" +
+                  (load.speed_configured ? " (configured)" : "") + " (" + dir + ")";
         f.evidence = {{"ingress_utilisation", load.ingress_ratio, "ratio"},
                       {"egress_utilisation", load.egress_ratio, "ratio"},
                       {"ingress_rate", load.ingress_bps, "bits/s"},
                       {"egress_rate", load.egress_bps, "bits/s"},
                       {"speed", static_cast<double>(load.speed_mbps) * 1e6, "bits/s"}};
         talkersOn(f, i.name, egress ? NP_DIR_EGRESS : NP_DIR_INGRESS);
-        f.explanation = "The link carries close to its negotiated speed over the whole window: packets queue in the "
-                        "qdisc or the NIC (latency grows) and, once the queues are full, are dropped.";
+        f.explanation = std::string(load.speed_configured
+                                        ? "The link carries close to the capacity configured for it (--link-speed) "
+                                        : "The link carries close to its negotiated speed ") +
+                        "over the whole window: packets queue in the qdisc or the NIC (latency grows) and, once the "
+                        "queues are full, are dropped.";
         f.fix = {"ethtool " + i.name + "   # the negotiated speed and duplex (a link that came up slower than it should)",
                  "netprobe top talkers   # who fills it",
                  "tc qdisc replace dev " + i.name + " root fq_codel   # keep queues short and flows isolated at saturation",

@@ -475,10 +475,18 @@ void LinkSource::refresh() {
         st.name = std::move(l.name);
         st.index = l.index;
         st.kind = std::move(l.kind);
-        if (!nominalSpeed(st.kind) && !l.loopback)
+        if (auto c = configured_.find(st.name); c != configured_.end()) {
+            st.speed_mbps = c->second;
+            st.speed_configured = true;
+        } else if (!nominalSpeed(st.kind) && !l.loopback) {
             if (auto sp = ebpf::readLinkSpeed(st.name)) st.speed_mbps = *sp;
+        }
         s->links.push_back(std::move(st));
     }
+    if (refreshes_ == 1)  // once: a configured speed for a link this namespace does not have
+        for (const auto& [name, mbps] : configured_)
+            if (std::none_of(s->links.begin(), s->links.end(), [&](const LinkState& l) { return l.name == name; }))
+                spdlog::warn("--link-speed: no link named {} (yet); its {} Mb/s applies when it appears", name, mbps);
     std::sort(s->links.begin(), s->links.end(), [](const LinkState& a, const LinkState& b) { return a.index < b.index; });
     for (auto& q : *qdiscs) {
         auto it = std::lower_bound(s->links.begin(), s->links.end(), q.ifindex,

@@ -85,6 +85,7 @@ std::string bottlenecksJson(const analysis::BottleneckView* v, const BottleneckQ
     for (const auto& i : v->interfaces)
         ifs.push_back({{"interface", i.interface},
                        {"speed_mbps", i.speed_mbps},
+                       {"speed_source", i.speed_configured ? "configured" : "device"},
                        {"ingress_bits_per_second", i.ingress_bps},
                        {"egress_bits_per_second", i.egress_bps},
                        {"ingress_utilisation", i.ingress_ratio},

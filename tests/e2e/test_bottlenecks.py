@@ -14,8 +14,10 @@ qdisc readings are that namespace's; a client namespace is joined to it by a vet
   oracle: /proc/sys/net/netfilter/nf_conntrack_count and _max of the node.
 - saturated link: a tbf shaper (20 Mbit/s) on the node's end of a veth and an iperf3 UDP
   stream at 60 Mbit/s through it; oracle: `tc -s -j qdisc show`'s drops, and the tbf's own
-  limit for the standing queue. (A veth's speed is nominal, so utilisation against link
-  speed is not reproduced here: the unit tests cover it.)
+  limit for the standing queue.
+- utilisation: a veth's speed is nominal (it says 10000), so its capacity is configured
+  (--link-speed=IF=100M, as for a cloud NIC that reports none) and an iperf3 UDP stream at
+  150 Mbit/s crosses it; oracle: iperf3's own sending rate (payload bits/s, framed).
 - UDP socket buffers: a receiver with a small SO_RCVBUF that never reads; oracle: nstat's
   UdpRcvbufErrors of the node.
 """
@@ -326,6 +328,39 @@ table ip npbn {
         self.assertTrue(any(x.startswith(f"tc qdisc change dev {dev} root tbf rate") for x in f["fix"]), f["fix"])
         crit = self.doc(agent, "?kind=qdisc_drops,qdisc_backlog&severity=critical")["findings"]
         self.assertEqual([x["kind"] for x in crit], ["qdisc_drops"])
+
+    def test_utilisation_against_a_configured_link_speed(self):
+        dev = self.veth.host
+        self.spawn(["iperf3", "-s", "-B", self.veth.host_ip, "-p", "5214"], netns=self.node, log_name="iperf3-s.log")
+        wait_for(lambda: run(["ss", "-Hltn", "sport = :5214"], netns=self.node).stdout.strip(), 10, "iperf3 to listen")
+        # the stream first, then the agent: its window (from its first reading) lies inside the stream
+        payload = 1400
+        stream = self.spawn(["iperf3", "-c", self.veth.host_ip, "-p", "5214", "-u", "-b", "150M", "-l", str(payload),
+                             "-t", "25", "-J"], netns=self.veth.ns, log_name="iperf3-util.json")
+        time.sleep(3)
+        agent = self.agent(f"--link-speed={dev}=100M,np-absent0=1G")
+        f = self.finding(agent, "interface_utilisation", dev, timeout=20,
+                         pred=lambda f: self.doc(agent)["window_seconds"] >= 8)
+        doc = self.doc(agent)
+        self.assertEqual(stream.wait(60), 0, stream.output())
+        sent = json.loads(stream.output())["end"]["sum"]
+        # on the wire: payload + UDP 8 + IPv4 20 + Ethernet 14 bytes per datagram
+        framed_bps = sent["bits_per_second"] * (payload + 42) / payload
+        ingress = self.evidence(f, "ingress_rate")
+        log(f"iperf3 sent {sent['bits_per_second'] / 1e6:.2f} Mbit/s of payload ({framed_bps / 1e6:.2f} framed); "
+            f"agent: ingress {ingress / 1e6:.2f} Mbit/s, utilisation {self.evidence(f, 'ingress_utilisation'):.3f} "
+            f"over {doc['window_seconds']:.1f} s")
+        self.assertLess(abs(ingress - framed_bps) / framed_bps, 0.05)
+        self.assertAlmostEqual(self.evidence(f, "ingress_utilisation"), ingress / 100e6, places=6)
+        self.assertEqual(self.evidence(f, "speed"), 100e6)
+        self.assertEqual(f["severity"], "critical")
+        self.assertIn("(configured)", f["title"])
+        self.assertIn("(ingress)", f["title"])
+        self.assertIn("--link-speed", f["explanation"])
+        load = next(i for i in doc["interfaces"] if i["interface"] == dev)
+        self.assertEqual((load["speed_mbps"], load["speed_source"]), (100, "configured"))
+        # a configured name the namespace does not have: said once, no finding, no failure
+        self.assertIn("--link-speed: no link named np-absent0", agent.output())
 
     def test_udp_receive_buffer_overflow(self):
         p = self.spawn([PYTHON, "-c", SLOW_READER, self.veth.host_ip], netns=self.node, stdout=subprocess.PIPE,

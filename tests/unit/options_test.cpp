@@ -274,3 +274,22 @@ TEST(Options, Decap) {
     EXPECT_EQ(b.exit_code, 2);
     EXPECT_NE(b.output.find("--decap"), std::string::npos) << b.output;
 }
+
+TEST(Options, LinkSpeeds) {
+    auto r = parse({"--link-speed=eth0=10G, veth1=100M,tun0=2.5Gbit,ens5=400000k,lo9=1000000bps"});
+    ASSERT_TRUE(r.run) << r.output;
+    const std::map<std::string, std::uint32_t> want{
+        {"eth0", 10000}, {"veth1", 100}, {"tun0", 2500}, {"ens5", 400}, {"lo9", 1}};
+    EXPECT_EQ(r.options.link_speeds, want);
+    EXPECT_TRUE(parse({}).options.link_speeds.empty());
+    for (const char* bad : {"--link-speed=", "--link-speed=eth0", "--link-speed=eth0=", "--link-speed==10G",
+                            "--link-speed=eth0=fast", "--link-speed=eth0=10X", "--link-speed=eth0=500k",
+                            "--link-speed=eth0=1G,eth0=2G", "--link-speed=a/b=1G", "--link-speed=eth0=1.2.3G",
+                            "--link-speed=averyveryverylongname0=1G", "--link-speed=eth0=-1G"}) {
+        auto b = parse({bad});
+        EXPECT_FALSE(b.run) << bad;
+        EXPECT_NE(b.exit_code, 0) << bad;
+        EXPECT_EQ(b.output.find('\n'), std::string::npos) << b.output;
+        EXPECT_NE(b.output.find("--link-speed"), std::string::npos) << bad << " -> " << b.output;
+    }
+}

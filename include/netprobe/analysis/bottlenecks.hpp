@@ -95,6 +95,7 @@ struct BottleneckFinding {
 struct InterfaceLoad {
     std::string interface;
     std::uint32_t speed_mbps = 0;
+    bool speed_configured = false;  // the operator's figure (--link-speed), not the device's
     double ingress_bps = 0, egress_bps = 0;  // bits per second, mean over the window
     double ingress_ratio = 0, egress_ratio = 0;
 };

@@ -155,6 +155,7 @@ struct LinkState {
     // Mb/s from /sys/class/net/NAME/speed; 0: unknown (down, not reported, or a virtual
     // device whose figure is nominal: veth says 10000, tun 10, a bridge its fastest port).
     std::uint32_t speed_mbps = 0;
+    bool speed_configured = false;    // speed_mbps is the operator's (--link-speed)
     std::vector<ebpf::QdiscInfo> qdiscs;  // every qdisc of the device (root, children, clsact)
 };
 

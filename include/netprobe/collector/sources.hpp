@@ -83,6 +83,8 @@ void parseNetstat(std::string_view text, std::map<std::string, std::uint64_t>& o
 class LinkSource final : public Source {
 public:
     LinkSource() = default;
+    // Configured speeds (Mb/s by interface name, --link-speed) replace what the device says.
+    explicit LinkSource(std::map<std::string, std::uint32_t> configured) : configured_(std::move(configured)) {}
     ~LinkSource() override;
     LinkSource(const LinkSource&) = delete;
     LinkSource& operator=(const LinkSource&) = delete;
@@ -95,6 +97,7 @@ public:
     void refresh();
 
 private:
+    std::map<std::string, std::uint32_t> configured_;
     std::atomic<std::shared_ptr<const LinkSample>> latest_;
     util::Scheduler* scheduler_ = nullptr;
     std::optional<util::Scheduler::TaskId> task_;
