@@ -15,6 +15,7 @@
 #include "names.h"
 #include "decap.h"
 #include "handshake.h"
+#include "udp_timing.h"
 
 #define NP_TC_ACT_UNSPEC (-1) /* tcx: continue with the next program; clsact: default action */
 #define NP_XDP_PASS 2
@@ -315,6 +316,7 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir, const 
 		return NP_TC_ACT_SHOT;
 	np_names_check(skb, &pkt, segs, flow_packets);
 	np_handshake_check(&pkt, flow_packets);
+	np_udp_timing_check(&pkt);
 	if (decap != NP_DECAP_NOT_TUNNEL) {
 		dc.inner.key.ifindex = ifindex;
 		dc.inner.key.direction = (__u8)dir;

@@ -186,7 +186,32 @@ void Qos::run(const collector::Snapshot& snap, Views& views) {
     for (const auto& [k, e] : s.edges)
         if (k != kOtherEdge) v->edges.push_back(e);
     if (auto o = s.edges.find(kOtherEdge); o != s.edges.end()) v->edges.push_back(o->second);
+
+    // UDP flows' jitter as the kernel keeps it (the last reading is the figure).
+    v->udp_flows.reserve(snap.udp_timings.size());
+    for (const auto& u : snap.udp_timings) {
+        const auto& t = u.timing;
+        if (t.samples < 2) continue;
+        UdpFlowJitter j;
+        j.key = u.key;
+        j.jitter_seconds = static_cast<double>(t.jitter16_ns) / 16 / 1e9;
+        j.mean_deviation_seconds = static_cast<double>(t.dev_sum_ns) / t.samples / 1e9;
+        j.interarrival_seconds = t.intervals ? static_cast<double>(t.last_ns - t.first_ns) / t.intervals / 1e9 : 0;
+        j.samples = t.samples;
+        j.last_ns = t.last_ns;
+        v->udp_flows.push_back(j);
+    }
+    std::sort(v->udp_flows.begin(), v->udp_flows.end(),
+              [](const UdpFlowJitter& a, const UdpFlowJitter& b) { return flowKeyLess(a.key, b.key); });
     views.qos = std::move(v);
+}
+
+bool flowKeyLess(const flow_key& a, const flow_key& b) { return std::memcmp(&a, &b, sizeof a) < 0; }
+
+const UdpFlowJitter* QosView::udpJitter(const flow_key& key) const {
+    auto it = std::lower_bound(udp_flows.begin(), udp_flows.end(), key,
+                               [](const UdpFlowJitter& j, const flow_key& k) { return flowKeyLess(j.key, k); });
+    return it != udp_flows.end() && std::memcmp(&it->key, &key, sizeof key) == 0 ? &*it : nullptr;
 }
 
 double quantileOf(std::vector<double>& values, double q) {

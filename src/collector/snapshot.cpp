@@ -46,6 +46,7 @@ struct SnapshotMembers {
     decltype(Snapshot::interfaces) interfaces;
     decltype(Snapshot::flows) flows;
     decltype(Snapshot::handshakes) handshakes;
+    decltype(Snapshot::udp_timings) udp_timings;
     decltype(Snapshot::protocols) protocols;
     decltype(Snapshot::malformed) malformed;
     decltype(Snapshot::map_errors) map_errors;

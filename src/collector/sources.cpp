@@ -81,6 +81,12 @@ Result<void> DatapathSource::collect(SnapshotBuilder& b) {
     // TCP handshakes timed since the previous collection (a ring in shared memory).
     if (auto h = manager_.drainHandshakes(snap.handshakes); !h && handshake_failures_++ == 0)
         spdlog::warn("datapath: {} (retried)", h.error().what());
+    // UDP flows' datagram timing (QoS): those with a datagram within the idle horizon.
+    {
+        const std::uint64_t since = now_mono > idle_ns ? now_mono - idle_ns : 0;
+        if (auto u = manager_.readUdpTimings(snap.udp_timings, since); !u && udp_timing_failures_++ == 0)
+            spdlog::warn("datapath: {} (retried)", u.error().what());
+    }
     snap.kernel_flows.capacity = manager_.flowTableCapacity();
     snap.kernel_flows.entries = read ? *read : deltas_.size();
     snap.kernel_flows.read_failures_total = read_failures_;

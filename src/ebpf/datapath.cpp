@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "datapath.skel.h"
+#include "netprobe/ebpf/map_io.hpp"
 
 namespace netprobe::ebpf {
 
@@ -26,9 +27,13 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
             s.rodata->np_enable_names = cfg.enable_names ? 1 : 0;
             s.rodata->np_enable_decap = cfg.enable_decap ? 1 : 0;
             s.rodata->np_enable_handshakes = cfg.enable_handshakes && cfg.enable_flows ? 1 : 0;
-            if (!(cfg.enable_handshakes && cfg.enable_flows))
+            s.rodata->np_enable_udp_timing = cfg.enable_handshakes && cfg.enable_flows ? 1 : 0;
+            if (!(cfg.enable_handshakes && cfg.enable_flows)) {
                 if (int err = bpf_map__set_max_entries(s.maps.handshake_events, 4096); err)
                     return std::unexpected(errnoError(-err, "datapath: size handshake_events"));
+                if (int err = bpf_map__set_max_entries(s.maps.udp_timing, 1); err)
+                    return std::unexpected(errnoError(-err, "datapath: size udp_timing"));
+            }
             // the ring holds nothing without name capture: one page
             if (!cfg.enable_names)
                 if (int err = bpf_map__set_max_entries(s.maps.name_events, 4096); err)
@@ -52,6 +57,7 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
     Datapath d;
     d.flow_capacity_ = bpf_map__max_entries((*skel)->maps.flow_stats);
     d.mitigate_ = cfg.mitigate;
+    d.udp_timing_ = cfg.enable_handshakes && cfg.enable_flows;
     d.security_ = cfg.enable_security;
     d.skel_.reset(skel->release());
     if (cfg.enable_handshakes && cfg.enable_flows) {
@@ -87,6 +93,22 @@ Result<std::size_t> Datapath::drainHandshakes(std::vector<HandshakeSample>& out)
     hs_sink_->out = nullptr;
     if (r < 0) return std::unexpected(errnoError(-r, "datapath: read the handshake ring"));
     return hs_sink_->n;
+}
+
+Result<std::size_t> Datapath::readUdpTimings(std::vector<UdpTimingSample>& out, std::uint64_t since_ns) const {
+    if (!udp_timing_) return 0;
+    std::size_t n = 0;
+    auto r = forEachHashEntry(bpf_map__fd(skel_->maps.udp_timing), sizeof(flow_key), sizeof(np_udp_timing),
+                              [&](const void* k, const void* v) {
+                                  UdpTimingSample s;
+                                  std::memcpy(&s.key, k, sizeof s.key);
+                                  std::memcpy(&s.timing, v, sizeof s.timing);
+                                  if (s.timing.last_ns < since_ns) return;
+                                  out.push_back(s);
+                                  ++n;
+                              });
+    if (!r) return std::unexpected(Error{r.error().code, "datapath: read udp_timing: " + r.error().message});
+    return n;
 }
 
 int Datapath::xdpProg() const { return bpf_program__fd(skel_->progs.netprobe_xdp); }

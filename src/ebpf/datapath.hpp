@@ -23,6 +23,7 @@ struct DatapathConfig {
     bool enable_names = false;  // DNS answers and TLS ClientHello heads on name_events (bpf/lib/names.h)
     bool enable_decap = true;   // overlay decapsulation: inner flows of tunnel packets (bpf/lib/decap.h)
     bool enable_handshakes = true;  // TCP handshake timing on handshake_events (bpf/lib/handshake.h)
+                                    // and UDP inter-arrival timing in udp_timing (bpf/lib/udp_timing.h)
 };
 
 class Datapath {
@@ -52,6 +53,9 @@ public:
     Result<np_flow_stats> removeFlow(const flow_key& key) const;
     // The handshake records in the ring since the previous call, appended to out.
     Result<std::size_t> drainHandshakes(std::vector<HandshakeSample>& out);
+    // The UDP flows whose last datagram is at or after since_ns (bpf_ktime_get_ns), with
+    // their timing, appended to out; 0 with the timing off.
+    Result<std::size_t> readUdpTimings(std::vector<UdpTimingSample>& out, std::uint64_t since_ns) const;
     // Zeroes (array slots) or deletes (hash entries) the interface's device counters.
     Result<void> forgetDevice(std::uint32_t ifindex) const;
 
@@ -72,6 +76,7 @@ private:
     std::unique_ptr<HandshakeSink> hs_sink_;
     std::unique_ptr<ring_buffer, RingDeleter> hs_ring_;
     std::uint32_t flow_capacity_ = 0;
+    bool udp_timing_ = false;
     np_mitigate_mode mitigate_ = NP_MITIGATE_OFF;
     bool security_ = false;
 };

@@ -74,7 +74,7 @@ const char* mapName(int map_id) {
     static constexpr const char* names[NP_MAP_ID_MAX] = {"tc_device_stats", "flow_stats", "frag_track",
                                                          "xdp_device_stats", "icmp_stats", "security_events", "host_stats",
                                                          "security_flow_seen", "name_events",
-                                                         "tcp_handshakes", "handshake_events"};
+                                                         "tcp_handshakes", "handshake_events", "udp_timing"};
     return map_id >= 0 && map_id < NP_MAP_ID_MAX ? names[map_id] : "unknown";
 }
 
@@ -357,6 +357,10 @@ Result<NetworkStats> Manager::getNetworkStats() const {
 
 Result<std::size_t> Manager::drainHandshakes(std::vector<HandshakeSample>& out) {
     return impl_->dp.drainHandshakes(out);
+}
+
+Result<std::size_t> Manager::readUdpTimings(std::vector<UdpTimingSample>& out, std::uint64_t since_ns) const {
+    return impl_->dp.readUdpTimings(out, since_ns);
 }
 
 Result<std::size_t> Manager::readFlows(std::vector<FlowEntry>& out) const { return impl_->dp.readFlows(out); }

@@ -10,6 +10,7 @@
 
 #include "netprobe/ebpf/cgroup_traffic.hpp"
 #include "netprobe/analysis/diagnosis.hpp"
+#include "netprobe/analysis/qos.hpp"
 #include "netprobe/ebpf/types.hpp"
 #include "netprobe/util/json_text.hpp"
 
@@ -258,6 +259,19 @@ std::string flowsJson(const Views& v, const FlowQuery& q, const Attribution* att
             appendJsonString(out, flag_names[b]);
         }
         out += ']';
+        if (f.key.proto == 17 && v.qos) {
+            if (const auto* j = v.qos->udpJitter(f.key)) {
+                out += ",\"udp_jitter\":{\"jitter_seconds\":";
+                appendDouble(out, j->jitter_seconds);
+                out += ",\"mean_deviation_seconds\":";
+                appendDouble(out, j->mean_deviation_seconds);
+                out += ",\"interarrival_seconds\":";
+                appendDouble(out, j->interarrival_seconds);
+                out += ",\"samples\":";
+                appendUint(out, j->samples);
+                out += '}';
+            }
+        }
         if (attribution) {
             const auto l = attribution->flow(f.key);
             auto put = [&](const char* name, const std::string& v) {

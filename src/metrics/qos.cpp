@@ -1,6 +1,7 @@
 #include <netprobe/metrics/qos.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <map>
 #include <set>
@@ -8,7 +9,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/qos.hpp>
+#include <netprobe/ebpf/types.hpp>
 #include <netprobe/analysis/topology.hpp>
 #include <netprobe/metrics/exposition.hpp>
 #include <netprobe/metrics/topology.hpp>
@@ -138,7 +141,8 @@ std::expected<QosQuery, std::string> parseQosQuery(const std::vector<std::pair<s
     return q;
 }
 
-std::string qosJson(const analysis::TopologyView* topology, const analysis::QosView* qos, const QosQuery& q) {
+std::string qosJson(const analysis::TopologyView* topology, const analysis::QosView* qos, const QosQuery& q,
+                    const analysis::FlowView* flows) {
     nlohmann::json j;
     j["enabled"] = qos != nullptr;
     if (!qos) return j.dump();
@@ -243,6 +247,25 @@ std::string qosJson(const analysis::TopologyView* topology, const analysis::QosV
     j["truncated"] = etrunc || strunc;
     j["edges"] = std::move(es);
     j["services"] = std::move(ss);
+    // UDP flows by jitter (the kernel's current figures; not windowed)
+    std::vector<const analysis::UdpFlowJitter*> uf;
+    for (const auto& u : qos->udp_flows) uf.push_back(&u);
+    std::sort(uf.begin(), uf.end(), [](const auto* a, const auto* b) { return a->jitter_seconds > b->jitter_seconds; });
+    j["udp_flows_total"] = uf.size();
+    if (uf.size() > q.limit) uf.resize(q.limit);
+    auto us = nlohmann::json::array();
+    for (const auto* u : uf)
+        us.push_back({{"src_ip", util::formatAddr(std::bit_cast<util::Addr16>(u->key.src_ip))},
+                      {"dst_ip", util::formatAddr(std::bit_cast<util::Addr16>(u->key.dst_ip))},
+                      {"src_port", u->key.src_port},
+                      {"dst_port", u->key.dst_port},
+                      {"interface", flows ? flows->interfaceName(u->key.ifindex) : std::to_string(u->key.ifindex)},
+                      {"direction", ebpf::directionName(u->key.direction)},
+                      {"jitter_seconds", u->jitter_seconds},
+                      {"mean_deviation_seconds", u->mean_deviation_seconds},
+                      {"interarrival_seconds", u->interarrival_seconds},
+                      {"samples", u->samples}});
+    j["udp_flows"] = std::move(us);
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

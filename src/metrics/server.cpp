@@ -273,7 +273,7 @@ http::Response Server::Impl::api(const http::Request& req) const {
         auto q = parseQosQuery(req.query);
         if (!q) return http::Response::error(400, q.error());
         const auto v = pipeline->latest();
-        return http::Response::json(200, qosJson(v->topology.get(), v->qos.get(), *q));
+        return http::Response::json(200, qosJson(v->topology.get(), v->qos.get(), *q, v->flows.get()));
     }
     if (p == "/api/v1/bottlenecks") {
         auto q = parseBottleneckQuery(req.query);

@@ -70,6 +70,7 @@ struct LoadOptions {
     std::optional<std::uint32_t> enable_flows;
     std::optional<std::uint32_t> enable_decap;
     std::optional<std::uint32_t> enable_handshakes;
+    std::optional<std::uint32_t> enable_udp_timing;
 };
 
 // Open and load a fresh skeleton; sets err to the libbpf error on failure.
@@ -89,6 +90,8 @@ inline Skel loadSkeleton(const LoadOptions& o, int& err)
         skel->rodata->np_enable_decap = *o.enable_decap;
     if (o.enable_handshakes)
         skel->rodata->np_enable_handshakes = *o.enable_handshakes;
+    if (o.enable_udp_timing)
+        skel->rodata->np_enable_udp_timing = *o.enable_udp_timing;
     err = datapath_bpf__load(skel.get());
     if (err)
         return nullptr;

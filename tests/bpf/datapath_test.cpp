@@ -26,6 +26,8 @@
 // run them with --gtest_also_run_disabled_tests.
 #include "datapath_support.hpp"
 
+#include <thread>
+
 namespace {
 
 using namespace netprobe::datapath_test;
@@ -526,6 +528,67 @@ TEST_F(DatapathCustomLoad, HandshakeTiming)
     ring_buffer__consume(rb);
     EXPECT_TRUE(got.empty());
     ring_buffer__free(rb);
+}
+
+// UDP inter-arrival timing (bpf/lib/udp_timing.h): datagrams of one flow sent 2, 6 and
+// 4 ms apart (by the test's clock) give intervals 3, samples 2 and the deviations from
+// the running mean spacing; a pause of more than a second starts a new run (spacing
+// measured afresh, jitter kept); TCP is not timed; with the timing off nothing is.
+TEST_F(DatapathCustomLoad, UdpTiming)
+{
+    Skel s = load({.enable_udp_timing = 1});
+    if (skipped_)
+        GTEST_SKIP() << "needs root";
+    ASSERT_TRUE(s);
+    const Bytes dgram = eth().ipv4(A4, B4).udp(5004, 5006).payload(172).build();
+    auto at = [&](std::chrono::milliseconds gap) {
+        std::this_thread::sleep_for(gap);
+        ASSERT_EQ(runFrame(s.get(), Prog::TcIngress, dgram).err, 0);
+    };
+    const flow_key k = key4(A4, B4, 5004, 5006, ipproto::UDP);  // this interface, ingress
+    auto timing = [&] {
+        np_udp_timing t{};
+        EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(s->maps.udp_timing), &k, &t), 0);
+        return t;
+    };
+    at(std::chrono::milliseconds(0));
+    np_udp_timing t = timing();
+    EXPECT_EQ(t.first_ns, t.last_ns);
+    EXPECT_EQ(t.intervals, 0u);
+    at(std::chrono::milliseconds(2));
+    at(std::chrono::milliseconds(6));
+    at(std::chrono::milliseconds(4));
+    t = timing();
+    EXPECT_EQ(t.intervals, 3u);
+    EXPECT_EQ(t.samples, 2u);
+    // the second interval (~6 ms) against the mean of two (~4 ms), the third (~4 ms)
+    // against the mean of three (~4 ms): about 2 ms in all, with the sleeps' overshoot
+    EXPECT_GT(t.dev_sum_ns, 1'000'000u);
+    EXPECT_LT(t.dev_sum_ns, 6'000'000u);
+    // J16 after two steps from 0: d1 + (d2 + d1 - d1/16 ...) stays below 16 * sum
+    EXPECT_GT(t.jitter16_ns, 0u);
+    EXPECT_LE(t.jitter16_ns, 2 * t.dev_sum_ns);
+    const auto run_start = t.first_ns;
+    const auto j16 = t.jitter16_ns;
+    at(std::chrono::milliseconds(1100));  // a pause: a new run
+    t = timing();
+    EXPECT_GT(t.first_ns, run_start);
+    EXPECT_EQ(t.first_ns, t.last_ns);
+    EXPECT_EQ(t.intervals, 0u);
+    EXPECT_EQ(t.samples, 2u);
+    EXPECT_EQ(t.jitter16_ns, j16);
+    // TCP is not timed
+    ASSERT_EQ(runFrame(s.get(), Prog::TcIngress, eth().ipv4(A4, B4).tcp(5004, 5006, tcp_flags::ACK).build()).err, 0);
+    const flow_key tk = key4(A4, B4, 5004, 5006, ipproto::TCP);
+    np_udp_timing none{};
+    EXPECT_NE(bpf_map_lookup_elem(bpf_map__fd(s->maps.udp_timing), &tk, &none), 0);
+    EXPECT_EQ(sumU64(s->maps.map_errors, NP_MAP_UDP_TIMING), 0u);
+
+    Skel off = load({.enable_udp_timing = 0});
+    ASSERT_TRUE(off);
+    ASSERT_EQ(runFrame(off.get(), Prog::TcIngress, dgram).err, 0);
+    np_udp_timing t2{};
+    EXPECT_NE(bpf_map_lookup_elem(bpf_map__fd(off->maps.udp_timing), &k, &t2), 0);
 }
 
 // Decapsulation with flows off: nothing (no inner flow, no overlay counters).

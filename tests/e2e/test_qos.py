@@ -8,6 +8,14 @@ median handshake RTT is that median plus the link's small overhead, and its jitt
 mean deviation between successive handshakes' RTTs) is the relay's mean deviation
 between successive SYN delays, within 20%.
 
+UDP jitter: the same delaying link carries an RTP voice stream (G.711: 160-byte payloads
+every 20 ms, timestamps in 8 kHz units) from A to B; the agent watches B's TUN device,
+where the datagrams arrive with the relay's jitter. The oracle is tshark's RTP analysis
+of a capture on the same device (RFC 3550 interarrival jitter from the RTP timestamps,
+which the agent never reads): the agent's mean deviation is within 10% of tshark's mean
+jitter, and its running estimate within 15% of the RFC 3550 estimate computed over
+tshark's arrival times and RTP timestamps at the same packet.
+
 Loss: a veth between a client and a server namespace; nft in the server's namespace
 drops 2% of the server's segments at random (numgen), iperf3 sends server -> client
 with segmentation offloads off (one skb, one segment). The oracle is nft's own counters:
@@ -16,8 +24,10 @@ segments that reached the client's side) is within [1.5, 2.5]% and within half a
 of nft's drop ratio.
 """
 
+import json
 import os
 import signal
+import time
 import unittest
 
 from netprobe_e2e import PYTHON, E2ETestCase, log, require_tools, run, wait_for
@@ -45,6 +55,31 @@ print("listening", flush=True)
 while True:
     c, _ = s.accept()
     c.close()
+"""
+
+
+# An RTP (RFC 3550) G.711 stream: PT 0, 160 samples per packet, one packet per 20 ms by
+# absolute deadlines (no drift).
+RTP_SENDER = """
+import socket, struct, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", port))
+t0 = time.monotonic()
+for i in range(n):
+    d = t0 + i * 0.020 - time.monotonic()
+    if d > 0:
+        time.sleep(d)
+    s.sendto(struct.pack("!BBHII", 0x80, 0, i & 0xffff, 1000 + i * 160, 0x4e505242) + bytes(160), (host, port))
+print("sent", n, flush=True)
+"""
+UDP_SINK = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print("bound", flush=True)
+while True:
+    s.recv(2048)
 """
 
 
@@ -108,6 +143,81 @@ class QosTest(E2ETestCase):
         self.assertWithin(m.get("netprobe_edge_jitter_seconds", **labels) * 1000, relay_jitter, 0.20,
                           "netprobe_edge_jitter_seconds")
         self.assertGreaterEqual(m.get("netprobe_qos_handshakes_total"), CONNECTIONS)
+        self.assertEqual(agent.stop(), 0)
+
+    def test_udp_interarrival_jitter_against_tshark(self):
+        require_tools("tshark")
+        ns_a, ns_b = self.make_netns(), self.make_netns()
+        tun_a, tun_b = "npqosC", "npqosD"
+        for ns in (ns_a, ns_b):
+            run(["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"], netns=ns)
+        relay = self.spawn([PYTHON, os.path.join(HERE, "tun_relay.py"), ns_a, tun_a, ns_b, tun_b, "20", "5", "11"],
+                           log_name="tun_relay.log")
+        wait_for(lambda: "ready" in relay.output(), 10, "the TUN relay")
+        for ns, dev, me, peer in ((ns_a, tun_a, IP_A, IP_B), (ns_b, tun_b, IP_B, IP_A)):
+            run(["ip", "addr", "add", me, "peer", f"{peer}/32", "dev", dev], netns=ns)
+            run(["ip", "link", "set", dev, "up"], netns=ns)
+        sink = self.spawn([PYTHON, "-c", UDP_SINK, IP_B, "5004"], netns=ns_b, log_name="sink.log")
+        wait_for(lambda: "bound" in sink.output(), 10, "the receiver")
+        agent = self.start_agent("--collect-interval=500ms", netns=ns_b)
+        wait_for(lambda: tun_b in agent.interfaces(), 10, f"the agent to monitor {tun_b}")
+        pcap = os.path.join(self.tmpdir(), "rtp.pcap")
+        cap = self.spawn(["tshark", "-q", "-i", tun_b, "-f", "udp port 5004", "-w", pcap], netns=ns_b,
+                         log_name="tshark-capture.log")
+        wait_for(lambda: "Capturing on" in cap.output(), 15, "tshark to capture")
+        packets = 1000  # 20 s
+        sender = run([PYTHON, "-c", RTP_SENDER, IP_B, "5004", str(packets)], netns=ns_a, timeout=60)
+        self.assertIn(f"sent {packets}", sender.stdout)
+        time.sleep(0.5)  # the last datagrams (held 25 ms at most) through the relay and into the capture
+
+        def flow():
+            for f in agent.get_json(f"/api/v1/flows?protocol=udp&dst_port=5004&limit=10")["flows"]:
+                if f["direction"] == "ingress" and f["interface"] == tun_b and "udp_jitter" in f:
+                    return f if f["udp_jitter"]["samples"] >= packets - 2 else None
+            return None
+        f = wait_for(flow, 10, "the RTP flow's jitter in /api/v1/flows")
+        cap.stop(signal.SIGINT)
+        j = f["udp_jitter"]
+        log(f"agent: {f['packets']} datagrams, {j}")
+
+        # tshark's own RTP analysis of the same packets
+        out = run(["tshark", "-r", pcap, "-d", "udp.port==5004,rtp", "-q", "-z", "rtp,streams"]).stdout
+        lines = [x for x in out.splitlines() if x.strip()]
+        head = next(i for i, x in enumerate(lines) if "Mean Jitter" in x)
+        row = lines[head + 1].split()
+        cols = lines[head].replace("(ms)", "").split()
+        # the header names are words (Start time, Src IP addr, ...): read the numbers from
+        # the end, where "Max Jitter", "Mean Jitter" and "Min Jitter" sit before "Problem?"
+        log(f"tshark rtp,streams: {lines[head]}\n{lines[head + 1]}")
+        nums = [x for x in row if x.replace(".", "", 1).isdigit()]
+        # rows end: ... Min Delta, Mean Delta, Max Delta, Min Jitter, Mean Jitter, Max Jitter [X]
+        mean_jitter_ms = float(nums[-2])
+        self.assertIn("Jitter", " ".join(cols))
+
+        # RFC 3550 (6.4.1) over tshark's arrival times and the RTP timestamps, to the last packet
+        fields = run(["tshark", "-r", pcap, "-d", "udp.port==5004,rtp", "-T", "fields", "-e", "frame.time_epoch",
+                      "-e", "rtp.timestamp"]).stdout.split("\n")
+        pts = [(float(a), int(b)) for a, b in (x.split("\t") for x in fields if "\t" in x)]
+        self.assertEqual(len(pts), packets, "tshark captured every datagram")
+        jit = 0.0
+        for (r0, s0), (r1, s1) in zip(pts, pts[1:]):
+            d = (r1 - r0) - (s1 - s0) / 8000
+            jit += (abs(d) - jit) / 16
+        log(f"tshark: mean jitter {mean_jitter_ms} ms; RFC 3550 J at the last packet {jit * 1000:.3f} ms; "
+            f"agent: mean deviation {j['mean_deviation_seconds'] * 1000:.3f} ms, J {j['jitter_seconds'] * 1000:.3f} ms, "
+            f"spacing {j['interarrival_seconds'] * 1000:.3f} ms")
+        self.assertEqual(f["packets"], packets)
+        self.assertEqual(j["samples"], packets - 2)
+        self.assertWithin(j["interarrival_seconds"] * 1000, 20.0, 0.01, "the stream's spacing")
+        self.assertWithin(j["mean_deviation_seconds"] * 1000, mean_jitter_ms, 0.10, "mean jitter vs tshark's")
+        self.assertWithin(j["jitter_seconds"], jit, 0.15, "RFC 3550 J vs tshark's packets")
+        self.assertTrue(2.5 <= mean_jitter_ms <= 4.2, mean_jitter_ms)  # uniform +-5 ms: E|D| = 10/3 ms
+
+        # /api/v1/qos lists it among the UDP flows
+        q = agent.get_json("/api/v1/qos")
+        u = next(x for x in q["udp_flows"] if x["dst_port"] == 5004 and x["interface"] == tun_b)
+        self.assertEqual((u["src_ip"], u["dst_ip"], u["direction"]), (IP_A, IP_B, "ingress"))
+        self.assertGreaterEqual(u["samples"], packets - 2)
         self.assertEqual(agent.stop(), 0)
 
     def test_loss_ratio_against_nft_random_drop(self):

@@ -184,3 +184,62 @@ TEST(QosExport, LossPerDirectionFromTheTopologyAndQueryErrors) {
 }
 
 }  // namespace
+
+namespace {
+using namespace netprobe;
+
+TEST(QosStage, UdpFlowsJitterFromTheKernelsTiming) {
+    analysis::Qos q;
+    auto s = std::make_shared<collector::Snapshot>();
+    s->mono = std::chrono::steady_clock::time_point(std::chrono::hours(1000));
+    auto udp = [](const char* src, std::uint16_t sport, std::uint32_t ifindex) {
+        flow_key k{};
+        const auto a = *util::parseAddr(src), b = *util::parseAddr("198.18.1.1");
+        std::memcpy(&k.src_ip, a.data(), 16);
+        std::memcpy(&k.dst_ip, b.data(), 16);
+        k.src_port = sport;
+        k.dst_port = 5004;
+        k.proto = 17;
+        k.family = 4;
+        k.ifindex = ifindex;
+        return k;
+    };
+    // 100 intervals of 20 ms in the run, 98 deviations summing 294 ms, J = 3.5 ms
+    np_udp_timing t{};
+    t.first_ns = 1'000'000'000;
+    t.last_ns = t.first_ns + 100 * 20'000'000ull;
+    t.intervals = 100;
+    t.samples = 98;
+    t.dev_sum_ns = 294'000'000;
+    t.jitter16_ns = 16 * 3'500'000;
+    s->udp_timings.push_back({udp("198.18.0.2", 6000, 2), t});
+    np_udp_timing small = t;
+    small.jitter16_ns = 16 * 100'000;
+    s->udp_timings.push_back({udp("198.18.0.1", 6000, 2), small});
+    np_udp_timing young = t;
+    young.samples = 1;  // one deviation: not yet a figure
+    s->udp_timings.push_back({udp("198.18.0.3", 6000, 2), young});
+    analysis::Views v;
+    q.run(*s, v);
+    ASSERT_TRUE(v.qos);
+    ASSERT_EQ(v.qos->udp_flows.size(), 2u);
+    const auto* j = v.qos->udpJitter(udp("198.18.0.2", 6000, 2));
+    ASSERT_NE(j, nullptr);
+    EXPECT_NEAR(j->jitter_seconds, 0.0035, 1e-12);
+    EXPECT_NEAR(j->mean_deviation_seconds, 0.003, 1e-12);
+    EXPECT_NEAR(j->interarrival_seconds, 0.020, 1e-12);
+    EXPECT_EQ(j->samples, 98u);
+    EXPECT_EQ(v.qos->udpJitter(udp("198.18.0.2", 6000, 3)), nullptr);  // another interface
+    EXPECT_EQ(v.qos->udpJitter(udp("198.18.0.3", 6000, 2)), nullptr);
+
+    // /api/v1/qos: the highest jitter first, within the limit
+    metrics::QosQuery qq;
+    qq.limit = 1;
+    auto doc = nlohmann::json::parse(metrics::qosJson(nullptr, v.qos.get(), qq));
+    EXPECT_EQ(doc["udp_flows_total"], 2);
+    ASSERT_EQ(doc["udp_flows"].size(), 1u);
+    EXPECT_EQ(doc["udp_flows"][0]["src_ip"].get<std::string>(), "198.18.0.2");
+    EXPECT_EQ(doc["udp_flows"][0]["direction"].get<std::string>(), "ingress");
+    EXPECT_NEAR(doc["udp_flows"][0]["jitter_seconds"].get<double>(), 0.0035, 1e-12);
+}
+}  // namespace

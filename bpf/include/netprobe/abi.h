@@ -85,6 +85,7 @@ enum np_map_id {
 	NP_MAP_NAME_EVENTS, /* name capture ring (DNS answers, TLS ClientHello): reserve failed */
 	NP_MAP_TCP_HANDSHAKES, /* handshake timing: LRU update failed (that connection not timed) */
 	NP_MAP_HANDSHAKE_EVENTS, /* handshake ring: reserve failed (a sample lost) */
+	NP_MAP_UDP_TIMING, /* UDP inter-arrival timing: LRU insert failed (that flow not timed) */
 	NP_MAP_ID_MAX,
 };
 
@@ -746,6 +747,30 @@ struct np_hs_event {
 	__u64 server_ns;
 	__u64 client_ns;
 };
+
+/* ===================================================================== */
+/* UDP inter-arrival timing at TC (bpf/lib/udp_timing.h)                 */
+/* ===================================================================== */
+
+/* udp_timing (LRU_HASH) key: the flow's struct flow_key as in flow_stats (this
+ * interface and direction). Value: the arrival times of its datagrams here. The
+ * expected spacing is the run's mean inter-arrival time, (last - first) / intervals, so
+ * for a constant-rate stream (RTP voice and video, telemetry) the deviation of an
+ * inter-arrival time from it is RFC 3550's D(i-1, i) without the sender's timestamps.
+ * A gap of more than NP_UDP_GAP_NS starts a new run (the spacing is measured afresh;
+ * the jitter carries on). */
+#define NP_UDP_GAP_NS 1000000000ULL
+struct np_udp_timing {
+	__u64 first_ns;    /* bpf_ktime_get_ns() of the run's first datagram */
+	__u64 last_ns;     /* of the last datagram */
+	__u64 dev_sum_ns;  /* sum of |inter-arrival - mean inter-arrival| over `samples` */
+	__u64 jitter16_ns; /* RFC 3550's running J (J += (|D| - J) / 16), times 16 */
+	__u32 intervals;   /* inter-arrival intervals in the current run */
+	__u32 samples;     /* deviations taken (the second interval of a run on) */
+};
+
+NP_STATIC_ASSERT(sizeof(struct np_udp_timing) == 40, "np_udp_timing size");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_udp_timing, intervals) == 32, "np_udp_timing.intervals");
 
 NP_STATIC_ASSERT(sizeof(struct np_hs_value) == 24, "np_hs_value size");
 NP_STATIC_ASSERT(sizeof(struct np_hs_event) == 64, "np_hs_event size");

@@ -81,6 +81,21 @@ struct QosConversation {
     std::vector<RttSample> samples;  // oldest first, within the window
 };
 
+// A UDP flow's datagram spacing at one interface and direction (bpf/lib/udp_timing.h):
+// RFC 3550's interarrival jitter with the flow's mean spacing as the expected one (exact
+// for constant-rate streams: RTP voice and video, telemetry; for bursty traffic it
+// measures the burstiness).
+struct UdpFlowJitter {
+    flow_key key{};                     // as the flow's (its interface and direction)
+    double jitter_seconds = 0;          // RFC 3550's running estimate J, now
+    double mean_deviation_seconds = 0;  // mean |inter-arrival - mean inter-arrival| since first seen
+    double interarrival_seconds = 0;    // the current run's mean spacing
+    std::uint32_t samples = 0;          // deviations taken
+    std::uint64_t last_ns = 0;          // the last datagram (monotonic)
+};
+// Orders flow keys as the view's udp_flows are (bytes of the key).
+[[nodiscard]] bool flowKeyLess(const flow_key& a, const flow_key& b);
+
 struct QosView {
     std::chrono::seconds window{900};
     std::uint64_t now_ns = 0;
@@ -92,6 +107,10 @@ struct QosView {
     // Edges with their own series (by key), then kOtherEdge's when it has samples. An edge
     // without a sample for a window leaves (its series end).
     std::vector<QosEdgeSeries> edges;
+    // UDP flows timed (a datagram within the flows' idle horizon, at least two deviations),
+    // by key (flowKeyLess); udpJitter() finds one.
+    std::vector<UdpFlowJitter> udp_flows;
+    [[nodiscard]] const UdpFlowJitter* udpJitter(const flow_key& key) const;
 };
 
 class Qos final : public Stage {

@@ -196,6 +196,9 @@ struct Snapshot {
     // TCP handshakes timed at TC since the previous collection (datapath source); like the
     // flow samples, the stages' input only (not in published views).
     std::vector<ebpf::HandshakeSample> handshakes;
+    // UDP flows with a datagram in the last two intervals and their inter-arrival timing
+    // (datapath source, with QoS on); stage input only.
+    std::vector<ebpf::UdpTimingSample> udp_timings;
     std::array<std::array<ebpf::Counter, NP_PROTO_MAX>, NP_DIR_MAX> protocols{};
     std::array<std::array<std::uint64_t, NP_MAL_REASON_MAX>, NP_DIR_MAX> malformed{};
     std::array<std::uint64_t, NP_MAP_ID_MAX> map_errors{};

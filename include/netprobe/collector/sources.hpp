@@ -47,7 +47,8 @@ private:
     FlowDeltaTracker deltas_;
     std::vector<ebpf::DeviceCounters> prev_devices_;
     MonoTime prev_time_{};
-    std::uint64_t removed_idle_ = 0, remove_failures_ = 0, read_failures_ = 0, handshake_failures_ = 0;
+    std::uint64_t removed_idle_ = 0, remove_failures_ = 0, read_failures_ = 0, handshake_failures_ = 0,
+                  udp_timing_failures_ = 0;
 };
 
 // Socket layer, TCP health, drops, netfilter hooks.

@@ -78,6 +78,9 @@ public:
     // The TCP handshakes timed since the previous call (the handshake ring, read without
     // a system call), appended to out. Returns how many; 0 with handshake timing off.
     Result<std::size_t> drainHandshakes(std::vector<HandshakeSample>& out);
+    // The UDP flows with a datagram at or after since_ns (bpf_ktime_get_ns) and their
+    // inter-arrival timing (udp_timing), appended to out; 0 with QoS timing off.
+    Result<std::size_t> readUdpTimings(std::vector<UdpTimingSample>& out, std::uint64_t since_ns) const;
     // A duplicate of the fd of one of the datapath's maps, owned by the caller.
     [[nodiscard]] Result<UniqueFd> mapFd(DatapathMap which) const;
     [[nodiscard]] const ManagerOptions& options() const;

@@ -78,6 +78,13 @@ struct HandshakeSample {
     std::uint64_t client_ns = 0;
 };
 
+// A UDP flow's datagram timing at one interface and direction (udp_timing): key as its
+// flow_stats key. Times are bpf_ktime_get_ns().
+struct UdpTimingSample {
+    flow_key key{};
+    np_udp_timing timing{};
+};
+
 // Maps of the datapath that other modules read or write (security analytics, the
 // mitigator). They get their own duplicate of the map's fd (Manager::mapFd).
 enum class DatapathMap { SecurityEvents, HostStats, Blocklist, BlockStats, IntelIps, IntelState, IntelStats, IntelResolved, NameEvents };

@@ -11,6 +11,7 @@
 namespace netprobe::analysis {
 struct TopologyView;
 struct QosView;
+struct FlowView;
 }  // namespace netprobe::analysis
 
 namespace netprobe::metrics {
@@ -27,9 +28,10 @@ struct QosQuery {
 
 // {"enabled": false} without a QoS view. Edges (client -> server:port over TCP) and
 // services (server:port, every client) with RTT quantiles from the handshakes, jitter,
-// the sockets' smoothed RTT, loss per direction and L7 figures when present.
+// the sockets' smoothed RTT, loss per direction and L7 figures when present; the UDP
+// flows' inter-arrival jitter (the highest first; interface names from flows when given).
 [[nodiscard]] std::string qosJson(const analysis::TopologyView* topology, const analysis::QosView* qos,
-                                  const QosQuery& q);
+                                  const QosQuery& q, const analysis::FlowView* flows = nullptr);
 
 // netprobe_edge_rtt_seconds (histogram), netprobe_edge_jitter_seconds,
 // netprobe_edge_loss_ratio (last 5 minutes), netprobe_qos_* counters. Edges: the QoS
