@@ -400,6 +400,9 @@ public:
                 co.config = std::move(*cc);
             }
             auto addrs = std::make_shared<std::atomic<std::shared_ptr<const std::set<netprobe::util::Addr16>>>>();
+            // With Kubernetes: the zones of the cluster's nodes (topology.kubernetes.io/zone),
+            // republished only when they change (the stage re-merges on a new pointer).
+            auto zones = std::make_shared<std::atomic<std::shared_ptr<const netprobe::analysis::ClusterZones>>>();
             auto refresh = [addrs, attribution = cfg.attribution] {
                 auto set = std::make_shared<std::set<netprobe::util::Addr16>>(netprobe::agent::interfaceAddresses());
                 if (attribution)
@@ -407,9 +410,30 @@ public:
                         if (!p.host_network) set->insert(p.ips.begin(), p.ips.end());
                 addrs->store(std::move(set));
             };
+            auto refresh_zones = [zones, attribution = cfg.attribution] {
+                if (!attribution || !attribution->kubernetes()) return;
+                auto z = netprobe::analysis::clusterZones(attribution->clusterNodes(), attribution->nodeName());
+                const auto prev = zones->load();
+                auto same = [](const auto& a, const auto& b) {
+                    return a.node_zone == b.node_zone && a.nodes == b.nodes && a.zoned_nodes == b.zoned_nodes &&
+                           std::equal(a.ranges.begin(), a.ranges.end(), b.ranges.begin(), b.ranges.end(),
+                                      [](const auto& x, const auto& y) {
+                                          return x.prefix == y.prefix && x.len == y.len && x.zone == y.zone;
+                                      });
+                };
+                if (!prev || !same(*prev, z)) {
+                    if (!prev || prev->node_zone != z.node_zone)
+                        spdlog::info("cost: this node's zone {} ({} of {} nodes have a zone label)",
+                                     z.node_zone.empty() ? "unknown" : z.node_zone, z.zoned_nodes, z.nodes);
+                    zones->store(std::make_shared<const netprobe::analysis::ClusterZones>(std::move(z)));
+                }
+            };
             refresh();
             background->every("cost: local addresses", std::chrono::seconds(30), refresh);
+            if (cfg.attribution && cfg.attribution->kubernetes())
+                background->every("cost: cluster zones", std::chrono::seconds(5), refresh_zones);
             co.local_addresses = [addrs] { return addrs->load(); };
+            co.cluster_zones = [zones] { return zones->load(); };
             pipeline->addStage(std::make_unique<netprobe::analysis::Cost>(std::move(co)));
         }
         if (opts_.anomaly) {

@@ -1,4 +1,5 @@
 #include <netprobe/analysis/cost.hpp>
+#include <netprobe/analysis/attribution.hpp>
 
 #include <yaml-cpp/yaml.h>
 
@@ -95,7 +96,29 @@ CostClass classify(const util::Addr16& peer, bool peer_local, const CostConfig& 
     return isPrivate(peer) ? CostClass::Private : CostClass::Internet;
 }
 
-Cost::Cost(CostOptions options) : opts_(std::move(options)) {}
+ClusterZones clusterZones(const std::vector<ClusterNode>& nodes, std::string_view node_name) {
+    ClusterZones z;
+    z.nodes = nodes.size();
+    for (const auto& n : nodes) {
+        if (n.zone.empty()) continue;
+        ++z.zoned_nodes;
+        if (!node_name.empty() && n.name == node_name) z.node_zone = n.zone;
+        for (const auto& a : n.addrs) z.ranges.push_back({a, 128, n.zone});
+        for (const auto& [p, len] : n.pod_cidrs) z.ranges.push_back({p, len, n.zone});
+    }
+    std::stable_sort(z.ranges.begin(), z.ranges.end(), [](const auto& a, const auto& b) { return a.len > b.len; });
+    return z;
+}
+
+CostConfig withClusterZones(const CostConfig& config, const ClusterZones& cluster) {
+    CostConfig c = config;
+    if (c.zone.empty()) c.zone = cluster.node_zone;
+    c.zones.insert(c.zones.end(), cluster.ranges.begin(), cluster.ranges.end());
+    std::stable_sort(c.zones.begin(), c.zones.end(), [](const auto& a, const auto& b) { return a.len > b.len; });
+    return c;
+}
+
+Cost::Cost(CostOptions options) : opts_(std::move(options)), merged_(opts_.config) {}
 
 void Cost::run(const collector::Snapshot&, Views& views) {
     auto v = std::make_shared<CostView>();
@@ -108,6 +131,18 @@ void Cost::run(const collector::Snapshot&, Views& views) {
         return;
     }
     const auto local = opts_.local_addresses ? opts_.local_addresses() : nullptr;
+    // The cluster's zones merged into the config's when they changed (a new pointer).
+    if (auto cz = opts_.cluster_zones ? opts_.cluster_zones() : nullptr; cz != zones_seen_) {
+        merged_ = cz ? withClusterZones(opts_.config, *cz) : opts_.config;
+        zones_seen_ = std::move(cz);
+    }
+    const CostConfig& config = merged_;
+    v->zone = config.zone;
+    v->zone_source = !opts_.config.zone.empty() ? "config" : !config.zone.empty() ? "kubernetes" : "";
+    if (zones_seen_) {
+        v->cluster_nodes = zones_seen_->nodes;
+        v->cluster_zoned_nodes = zones_seen_->zoned_nodes;
+    }
     auto isLocal = [&](const TopologyEnd& e) { return !e.process.empty() || (local && local->contains(e.ip)); };
     const std::size_t window_slots = windowSlots(*t, static_cast<std::size_t>(opts_.window.count()));
     v->window_seconds = windowSeconds(*t, window_slots);
@@ -120,7 +155,7 @@ void Cost::run(const collector::Snapshot&, Views& views) {
         if (tot.bytes_out + tot.bytes_in == 0) continue;
         auto add = [&](const TopologyEnd& me, const TopologyEnd& peer, bool peer_local, std::uint64_t sent,
                        std::uint64_t received) {
-            const auto cls = static_cast<std::size_t>(classify(peer.ip, peer_local, opts_.config));
+            const auto cls = static_cast<std::size_t>(classify(peer.ip, peer_local, config));
             auto& e = by[qosNodeOf(me)];
             e.sent[cls] += sent;
             e.received[cls] += received;

@@ -121,6 +121,16 @@ analysis::FlowLabels ClientAttribution::flow(const flow_key& key) const {
     return flowLabels(enrichFlow(endpointsOf(key), client_->pods(), client_->services(), &client_->endpoints()));
 }
 
+std::vector<analysis::ClusterNode> ClientAttribution::clusterNodes() const {
+    std::vector<analysis::ClusterNode> out;
+    const auto* store = client_->nodes();
+    if (!store) return out;
+    for (auto& n : store->all())
+        out.push_back({std::move(n.name), std::move(n.zone), std::move(n.addrs), std::move(n.pod_cidrs)});
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+    return out;
+}
+
 std::vector<analysis::LocalPod> ClientAttribution::localPods() const {
     std::vector<analysis::LocalPod> out;
     for (const auto& p : client_->pods().all())

@@ -548,7 +548,6 @@ Client::Client(ClientOptions options)
     if (options_.watch_network_policies) {
         policies_ = std::make_shared<NetworkPolicyStore>();
         namespaces_ = std::make_shared<NamespaceStore>();
-        nodes_ = std::make_shared<NodeStore>();
         policy_watchers_.push_back(std::make_unique<detail::Watcher>(
             options_, makeResource<NetworkPolicyStore, NetworkPolicy>("networkpolicies",
                                                                       "/apis/networking.k8s.io/v1/networkpolicies", {},
@@ -556,6 +555,7 @@ Client::Client(ClientOptions options)
         policy_watchers_.push_back(std::make_unique<detail::Watcher>(
             options_, makeResource<NamespaceStore, NamespaceInfo>("namespaces", "/api/v1/namespaces", {}, namespaces_,
                                                                   &namespaceFromJson)));
+        nodes_ = std::make_shared<NodeStore>();
         policy_watchers_.push_back(std::make_unique<detail::Watcher>(
             options_, makeResource<NodeStore, NodeInfo>("nodes", "/api/v1/nodes", {}, nodes_, &nodeFromJson)));
         if (!options_.node_name.empty()) {
@@ -565,6 +565,11 @@ Client::Client(ClientOptions options)
                                                           "spec.nodeName!=" + options_.node_name, remote_pods_,
                                                           &podFromJson)));
         }
+    }
+    if (!nodes_ && options_.watch_nodes) {  // on its own: the zones of the cost classes
+        nodes_ = std::make_shared<NodeStore>();
+        policy_watchers_.push_back(std::make_unique<detail::Watcher>(
+            options_, makeResource<NodeStore, NodeInfo>("nodes", "/api/v1/nodes", {}, nodes_, &nodeFromJson)));
     }
 }
 
@@ -627,7 +632,7 @@ std::vector<WatchStatus> Client::policyStatuses() const {
 }
 
 bool Client::policyInputsSynced() const {
-    if (policy_watchers_.empty()) return false;
+    if (!policies_) return false;
     if (!pod_watcher_->status().synced) return false;
     return std::all_of(policy_watchers_.begin(), policy_watchers_.end(),
                        [](const auto& w) { return w->status().synced; });

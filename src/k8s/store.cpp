@@ -1,4 +1,5 @@
 #include <netprobe/k8s/store.hpp>
+#include <netprobe/k8s/netpol.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -242,6 +243,22 @@ Result<NodeInfo> nodeFromJson(const json& obj) {
             if (auto ip = util::parseAddr(str(a, "address"))) n.addrs.push_back(*ip);
         }
     }
+    const auto labels = labelsOf(child(obj, "metadata"));
+    for (const char* key : {"topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone"})
+        if (auto z = labels.find(key); z != labels.end() && !z->second.empty()) {
+            n.zone = z->second;
+            break;
+        }
+    const json& spec = child(obj, "spec");
+    std::vector<std::string> cidrs;
+    if (const json& list = child(spec, "podCIDRs"); list.is_array()) {
+        for (const auto& c : list)
+            if (c.is_string()) cidrs.push_back(c.get<std::string>());
+    } else if (const std::string one = str(spec, "podCIDR"); !one.empty()) {
+        cidrs.push_back(one);
+    }
+    for (const auto& c : cidrs)  // a malformed range is left out (the node itself is fine)
+        if (auto p = parseIpPrefix(c)) n.pod_cidrs.emplace_back(p->addr, p->len);
     return n;
 }
 

@@ -238,6 +238,9 @@ std::expected<std::string, std::string> costJson(const analysis::CostView* v, co
     if (!v) return dump(j);
     j["window_seconds"] = v->window_seconds;
     j["currency"] = v->currency;
+    j["zone"] = v->zone;
+    j["zone_source"] = v->zone_source;
+    j["cluster_nodes"] = {{"seen", v->cluster_nodes}, {"with_zone", v->cluster_zoned_nodes}};
     nlohmann::json prices = nlohmann::json::object();
     for (std::size_t i = 0; i < analysis::kCostClassNames.size(); ++i) prices[analysis::kCostClassNames[i]] = v->price_per_gb[i];
     j["price_per_gb"] = std::move(prices);

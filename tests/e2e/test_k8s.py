@@ -2,7 +2,8 @@
 (HTTPS, kubeconfig with a bearer token), two "pods" that are network namespaces on a
 bridge (like a bridge CNI on one node), a Service backed by one of them (EndpointSlice).
 Checks the pod fields of /api/v1/flows and its namespace= filter, /api/v1/pods, the
-netprobe_pod_* series, and that a deleted pod's series disappear."""
+netprobe_pod_* series, and that a deleted pod's series disappear; the cost classes from
+the Nodes' topology.kubernetes.io/zone labels and pod CIDRs."""
 
 import json
 import os
@@ -13,7 +14,7 @@ import time
 import unittest
 import urllib.request
 
-from netprobe_e2e import AGENT, PID, PYTHON, E2ETestCase, require_tools, run, wait_for
+from netprobe_e2e import AGENT, PID, PYTHON, E2ETestCase, log, require_tools, run, wait_for
 
 FAKE_APISERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "k8s", "fake_apiserver.py")
 TOKEN = "e2e-token"
@@ -222,6 +223,52 @@ class K8sTest(E2ETestCase):
         for f in fl:
             self.assertNotIn("src_pod", f)
             self.assertEqual(f["dst_pod"], "web-5f7c9d-xyz12")
+
+    def test_cost_zones_from_node_labels(self):
+        """Three Nodes: this one and node-peer in zone-a, node-other in zone-b, each with a
+        /28 pod CIDR; two hosts on the bridge stand for pods of node-other and node-peer. The
+        ui pod sends a known payload to each: /api/v1/cost puts the bytes to node-other's
+        range in cross_zone and those to node-peer's in same_zone, with no --cost-config."""
+        up = lambda obj: self.api.control("upsert", {"resource": "nodes", "object": obj})
+
+        def node(name: str, zone: str, cidr: str, ip: str) -> dict:
+            return {"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": name, "uid": f"uid-{name}", "labels": {"topology.kubernetes.io/zone": zone}},
+                    "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+                    "status": {"addresses": [{"type": "InternalIP", "address": ip}]}}
+        up(node(NODE, "zone-a", f"{SUBNET}.0/28", "198.19.250.1"))
+        up(node("node-other", "zone-b", f"{SUBNET}.16/28", "198.19.250.2"))
+        up(node("node-peer", "zone-a", f"{SUBNET}.32/28", "198.19.250.3"))
+        far, near = f"{SUBNET}.20", f"{SUBNET}.40"
+        br = run(["ip", "-o", "link", "show", self.veth_ui]).stdout.split("master ")[1].split()[0]
+        for ip in (far, near):
+            ns, _ = self.make_pod_netns(br, ip)
+            srv = self.spawn([PYTHON, "-c", SERVER, ip, str(PORT)], netns=ns, stdout=subprocess.PIPE, name="server")
+            self.defer("server's stdout", srv.p.stdout.close)
+            r, _, _ = select.select([srv.p.stdout], [], [], 30)
+            self.assertTrue(r and srv.p.stdout.readline().startswith(b"LISTENING"), "test server did not start")
+        a = self.agent
+        wait_for(lambda: a.get_json("/api/v1/cost").get("zone") == "zone-a", 30, "this node's zone from its label")
+        sent = {}
+        for ip, n in ((far, 2), (near, 3)):
+            for _ in range(n):
+                self.assertEqual(run([PYTHON, "-c", CLIENT, ip, str(PORT)], netns=self.ns_ui).stdout.strip(), "1000")
+            sent[ip] = n * 3000
+
+        def ui():
+            doc = a.get_json("/api/v1/cost")
+            e = next((x for x in doc["entities"] if x["entity"] == "frontend/ui"), None)
+            ok = e and e["bytes_sent"]["cross_zone"] >= sent[far] and e["bytes_sent"]["same_zone"] >= sent[near]
+            return (doc, e) if ok else None
+        doc, e = wait_for(ui, 30, "the ui pod's bytes by zone class")
+        log(f"cost of frontend/ui: sent {e['bytes_sent']} (payload {sent[far]} to zone-b, {sent[near]} to zone-a)")
+        self.assertEqual(doc["zone_source"], "kubernetes")
+        self.assertEqual(doc["cluster_nodes"], {"seen": 3, "with_zone": 3})
+        # payload plus TCP/IP headers of a handful of packets per connection: well under 2x
+        self.assertLess(e["bytes_sent"]["cross_zone"], 2 * sent[far])
+        self.assertLess(e["bytes_sent"]["same_zone"], 2 * sent[near])
+        self.assertEqual(e["bytes_sent"]["internet"], 0)
+        self.assertEqual(e["bytes_sent"]["private"], 0)
 
     def test_kubernetes_off_and_on_without_config(self):
         """Without a configuration: auto runs without attribution, on refuses to start."""

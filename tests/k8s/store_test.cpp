@@ -246,3 +246,39 @@ TEST(EndpointSlices, BackendToService) {
     ASSERT_TRUE(f);
     EXPECT_TRUE(f->addresses.empty());
 }
+
+namespace {
+TEST(NodeParse, ZoneLabelAndPodCidrs) {
+    json node = {{"apiVersion", "v1"},
+                 {"kind", "Node"},
+                 {"metadata",
+                  {{"name", "n1"},
+                   {"uid", "u-n1"},
+                   {"resourceVersion", "7"},
+                   {"labels", {{"topology.kubernetes.io/zone", "eu-west-1a"}, {"kubernetes.io/os", "linux"}}}}},
+                 {"spec", {{"podCIDR", "10.244.1.0/24"}, {"podCIDRs", {"10.244.1.0/24", "fd00:10:244:1::/64"}}}},
+                 {"status", {{"addresses", {{{"type", "InternalIP"}, {"address", "10.0.0.11"}},
+                                            {{"type", "Hostname"}, {"address", "n1"}}}}}}};
+    auto n = nodeFromJson(node);
+    ASSERT_TRUE(n) << n.error().what();
+    EXPECT_EQ(n->zone, "eu-west-1a");
+    ASSERT_EQ(n->addrs.size(), 1u);
+    ASSERT_EQ(n->pod_cidrs.size(), 2u);
+    EXPECT_EQ(n->pod_cidrs[0].first, *parseAddr("10.244.1.0"));
+    EXPECT_EQ(n->pod_cidrs[0].second, 96u + 24u);
+    EXPECT_EQ(n->pod_cidrs[1].second, 64u);
+    // the deprecated label, a single podCIDR, a malformed range left out
+    node["metadata"]["labels"] = {{"failure-domain.beta.kubernetes.io/zone", "zone-old"}};
+    node["spec"] = {{"podCIDR", "10.244.2.0/24"}};
+    n = nodeFromJson(node);
+    ASSERT_TRUE(n);
+    EXPECT_EQ(n->zone, "zone-old");
+    ASSERT_EQ(n->pod_cidrs.size(), 1u);
+    node["spec"] = {{"podCIDRs", {"not-a-cidr", 7}}};
+    node["metadata"]["labels"] = json::object();
+    n = nodeFromJson(node);
+    ASSERT_TRUE(n);
+    EXPECT_EQ(n->zone, "");
+    EXPECT_TRUE(n->pod_cidrs.empty());
+}
+}  // namespace

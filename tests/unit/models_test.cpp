@@ -330,4 +330,53 @@ currency: EUR
               std::string::npos) << m;
 }
 
+TEST(Cost, ZonesFromTheClustersNodesMergedUnderTheConfigs) {
+    using netprobe::analysis::ClusterNode;
+    using netprobe::analysis::CostClass;
+    auto ip = [](const char* s) { return *netprobe::util::parseAddr(s); };
+    // three nodes: this one (zone-a), one in zone-b with a pod range, one without a label
+    std::vector<ClusterNode> nodes = {
+        {"node-1", "zone-a", {ip("198.18.0.1")}, {{ip("198.18.64.0"), 96 + 24}}},
+        {"node-2", "zone-b", {ip("198.18.0.2")}, {{ip("198.18.65.0"), 96 + 24}}},
+        {"node-3", "", {ip("198.18.0.3")}, {{ip("198.18.66.0"), 96 + 24}}},
+    };
+    auto z = netprobe::analysis::clusterZones(nodes, "node-1");
+    EXPECT_EQ(z.node_zone, "zone-a");
+    EXPECT_EQ(z.nodes, 3u);
+    EXPECT_EQ(z.zoned_nodes, 2u);
+    ASSERT_EQ(z.ranges.size(), 4u);
+    EXPECT_EQ(z.ranges[0].len, 128u);  // longest first
+    EXPECT_EQ(netprobe::analysis::clusterZones(nodes, "node-9").node_zone, "");
+
+    const auto merged = netprobe::analysis::withClusterZones(netprobe::analysis::CostConfig{}, z);
+    using netprobe::analysis::classify;
+    EXPECT_EQ(classify(ip("198.18.64.7"), false, merged), CostClass::SameZone);   // a pod of node-1's range
+    EXPECT_EQ(classify(ip("198.18.65.7"), false, merged), CostClass::CrossZone);  // node-2's pods
+    EXPECT_EQ(classify(ip("198.18.0.2"), false, merged), CostClass::CrossZone);   // node-2 itself
+    EXPECT_EQ(classify(ip("198.18.66.7"), false, merged), CostClass::Internet);   // no zone: not private either
+    // the config's own zone and ranges win: this node declared zone-b, node-2's range remapped
+    auto cfg = netprobe::analysis::parseCostConfig("zone: zone-b\nzones:\n  - {cidr: 198.18.65.0/24, zone: zone-c}\n");
+    ASSERT_TRUE(cfg) << cfg.error();
+    const auto over = netprobe::analysis::withClusterZones(*cfg, z);
+    EXPECT_EQ(over.zone, "zone-b");
+    EXPECT_EQ(classify(ip("198.18.65.7"), false, over), CostClass::CrossZone);  // zone-c, not zone-b
+    EXPECT_EQ(classify(ip("198.18.0.2"), false, over), CostClass::SameZone);    // node-2: zone-b
+
+    // the stage: its view says where the zone came from
+    netprobe::analysis::CostOptions o;
+    auto shared = std::make_shared<const netprobe::analysis::ClusterZones>(z);
+    o.cluster_zones = [shared] { return shared; };
+    netprobe::analysis::Cost stage(o);
+    netprobe::analysis::Views v;
+    v.topology = std::make_shared<netprobe::analysis::TopologyView>();
+    stage.run(netprobe::collector::Snapshot{}, v);
+    ASSERT_TRUE(v.cost);
+    EXPECT_EQ(v.cost->zone, "zone-a");
+    EXPECT_EQ(v.cost->zone_source, "kubernetes");
+    EXPECT_EQ(v.cost->cluster_zoned_nodes, 2u);
+    auto j = nlohmann::json::parse(*netprobe::metrics::costJson(v.cost.get(), {}));
+    EXPECT_EQ(j["zone"].get<std::string>(), "zone-a");
+    EXPECT_EQ(j["cluster_nodes"]["seen"], 3);
+}
+
 }  // namespace

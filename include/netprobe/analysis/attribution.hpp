@@ -60,6 +60,14 @@ struct InterfaceLink {
     std::string pod_namespace, pod_name, pod_uid;  // with Kubernetes: the local pod owning a peer address
 };
 
+// A node of the cluster as the attribution knows it (Kubernetes Nodes): its zone label,
+// its addresses and the pod ranges it allocates from.
+struct ClusterNode {
+    std::string name, zone;
+    std::vector<util::Addr16> addrs;
+    std::vector<std::pair<util::Addr16, unsigned>> pod_cidrs;  // prefix, length over the 128-bit form
+};
+
 // A workload (namespace + name) that some known pod belongs to.
 struct WorkloadRef {
     std::string ns, name;
@@ -86,6 +94,10 @@ public:
     [[nodiscard]] virtual std::vector<InterfaceLink> interfaceLinks() const { return {}; }
     // Every workload of a known pod (any node): workload series of others are dropped.
     [[nodiscard]] virtual std::vector<WorkloadRef> workloads() const { return {}; }
+    // The cluster's nodes (empty without Kubernetes or before the node list arrived) and
+    // this node's name ("" when unknown).
+    [[nodiscard]] virtual std::vector<ClusterNode> clusterNodes() const { return {}; }
+    [[nodiscard]] virtual std::string nodeName() const { return {}; }
     // Extra exposition text (the Kubernetes client's health), appended to /metrics.
     [[nodiscard]] virtual std::string healthMetrics() const { return {}; }
 };

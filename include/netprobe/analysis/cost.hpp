@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include <netprobe/analysis/attribution.hpp>
 #include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/util/ip.hpp>
 
@@ -46,12 +47,28 @@ struct CostConfig {
 // Errors name the key and the reason.
 [[nodiscard]] std::expected<CostConfig, std::string> parseCostConfig(std::string_view yaml);
 
+// Zones learnt from the cluster (Kubernetes Nodes' topology.kubernetes.io/zone label):
+// each node's addresses and pod CIDRs in its zone, and this node's zone.
+struct ClusterZones {
+    std::string node_zone;                    // "" : this node has no zone label (or is unknown)
+    std::vector<CostConfig::Range> ranges;    // longest prefix first
+    std::size_t nodes = 0, zoned_nodes = 0;   // nodes seen, nodes with a zone
+};
+[[nodiscard]] ClusterZones clusterZones(const std::vector<ClusterNode>& nodes, std::string_view node_name);
+
+// The config's zones with the cluster's: the config's zone for this node unless it has
+// none; its ranges win over the cluster's of the same length (longest prefix first).
+[[nodiscard]] CostConfig withClusterZones(const CostConfig& config, const ClusterZones& cluster);
+
 struct CostOptions {
     std::chrono::seconds window{300};
     CostConfig config;
     // The node's own addresses (interfaces and this node's pods), refreshed on the
     // background cadence; may return null.
     std::function<std::shared_ptr<const std::set<util::Addr16>>()> local_addresses;
+    // The cluster's zones (with Kubernetes), refreshed on the background cadence; may be
+    // null or return null.
+    std::function<std::shared_ptr<const ClusterZones>()> cluster_zones;
 };
 
 struct CostEntity {
@@ -66,6 +83,9 @@ struct CostView {
     std::vector<CostEntity> entities;   // by cost, then bytes sent
     std::string currency;
     std::array<double, 5> price_per_gb{};
+    std::string zone;                   // this node's zone as classified ("" : unknown)
+    std::string zone_source;            // "config", "kubernetes" or ""
+    std::size_t cluster_nodes = 0, cluster_zoned_nodes = 0;  // Kubernetes Nodes seen, with a zone
 };
 
 // The class of a peer address seen from a local end.
@@ -79,6 +99,8 @@ public:
 
 private:
     CostOptions opts_;
+    std::shared_ptr<const ClusterZones> zones_seen_;  // what merged_ was built from
+    CostConfig merged_;
 };
 
 }  // namespace netprobe::analysis

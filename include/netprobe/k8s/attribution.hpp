@@ -90,6 +90,8 @@ public:
     [[nodiscard]] std::optional<analysis::ContainerLabels> container(std::uint64_t cgroup_id) const override;
     [[nodiscard]] std::vector<analysis::InterfaceLink> interfaceLinks() const override;
     [[nodiscard]] std::vector<analysis::WorkloadRef> workloads() const override;
+    [[nodiscard]] std::vector<analysis::ClusterNode> clusterNodes() const override;
+    [[nodiscard]] std::string nodeName() const override { return node_name_; }
     [[nodiscard]] std::string healthMetrics() const override;
 
 private:

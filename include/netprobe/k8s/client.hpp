@@ -33,6 +33,9 @@ struct ClientOptions {
     // their own (policy peers may run anywhere; attribution keeps using the local pods).
     // Needs list/watch on networkpolicies, namespaces and nodes.
     bool watch_network_policies = false;
+    // v1 Nodes on their own (without NetworkPolicy monitoring, which watches them too):
+    // their zones and pod CIDRs for the cost classes. Needs list/watch on nodes.
+    bool watch_nodes = true;
     std::chrono::milliseconds backoff_initial{500};
     std::chrono::milliseconds backoff_max{30'000};
     std::chrono::seconds watch_timeout{300};   // timeoutSeconds asked of the server
@@ -87,9 +90,10 @@ public:
     // then holds every pod).
     [[nodiscard]] const NetworkPolicyStore* networkPolicies() const { return policies_.get(); }
     [[nodiscard]] const NamespaceStore* namespaces() const { return namespaces_.get(); }
-    [[nodiscard]] const NodeStore* nodes() const { return nodes_.get(); }
+    [[nodiscard]] const NodeStore* nodes() const { return nodes_.get(); }  // also with watch_nodes
     [[nodiscard]] const PodStore* remotePods() const { return remote_pods_.get(); }
-    // The policy watches' statuses (networkpolicies, namespaces, nodes, remote_pods).
+    // The policy watches' statuses (networkpolicies, namespaces, nodes, remote_pods), or
+    // nodes alone (watch_nodes without policies).
     [[nodiscard]] std::vector<WatchStatus> policyStatuses() const;
     // Every input of a PolicySet has been listed once (false without policy watches).
     [[nodiscard]] bool policyInputsSynced() const;

@@ -65,6 +65,12 @@ struct NodeInfo {
     std::string name, uid;
     std::string resource_version;
     std::vector<util::Addr16> addrs;
+    // metadata.labels topology.kubernetes.io/zone (else the deprecated
+    // failure-domain.beta.kubernetes.io/zone); "" without one.
+    std::string zone;
+    // spec.podCIDRs (else spec.podCIDR): the ranges its pods' addresses come from, when
+    // the cluster allocates them per node.
+    std::vector<std::pair<util::Addr16, unsigned>> pod_cidrs;  // prefix, length over the 128-bit form
 };
 
 struct ServicePort {
