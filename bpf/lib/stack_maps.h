@@ -51,6 +51,14 @@ struct {
 	__uint(max_entries, NP_DROP_LOC_MAX);
 } drop_locations SEC(".maps");
 
+/* drops by the packet's 5-tuple (the QoS figures: drops attributed to a conversation) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__type(key, struct np_drop_flow_key);
+	__type(value, __u64);
+	__uint(max_entries, NP_DROP_FLOW_MAX);
+} drop_flows SEC(".maps");
+
 /* index: (hook * NP_NF_FAMILY_MAX + family) * NP_NF_PROTO_MAX + proto */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -5,7 +5,7 @@
  *  - tcp:tcp_retransmit_skb    retransmitted segments, total and per connection
  *  - tcp:tcp_send_reset / tcp:tcp_receive_reset
  *  - tcp:tcp_probe             srtt and snd_cwnd log2 histograms
- *  - skb:kfree_skb             drops by the kernel's drop reason
+ *  - skb:kfree_skb             drops by the kernel's drop reason, location and 5-tuple
  *  - netfilter                 packets/bytes per hook x family x protocol
  * User space disables (autoload off) whatever the running kernel lacks. Every
  * program only observes; the netfilter program always returns NF_ACCEPT. */
@@ -313,6 +313,59 @@ int BPF_PROG(netprobe_tcp_probe, const struct sock *sk, const struct sk_buff *sk
 	return 0;
 }
 
+/* The dropped packet's 5-tuple from its IP header (skb->head + network_header); nothing
+ * when the header is not set or not IP (an early drop before the IP layer). */
+static __always_inline void np_drop_flow(const struct sk_buff *skb, __u32 reason)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 proto_be = BPF_CORE_READ(skb, protocol);
+	if (!head || nh == (__u16)~0U)
+		return;
+	struct np_drop_flow_key k = {.reason = reason > 0xffff ? 0xffff : (__u16)reason};
+	__u32 l4 = 0;
+	int ports = 0;
+	if (proto_be == bpf_htons(0x0800)) {
+		struct iphdr ip;
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh) || ip.version != 4 || ip.ihl < 5)
+			return;
+		k.family = 4;
+		k.saddr.v4m.pad[2] = bpf_htonl(0x0000ffff);
+		k.saddr.v4m.v4 = ip.saddr;
+		k.daddr.v4m.pad[2] = bpf_htonl(0x0000ffff);
+		k.daddr.v4m.v4 = ip.daddr;
+		k.proto = ip.protocol;
+		l4 = (__u32)nh + (__u32)ip.ihl * 4;
+		ports = !(ip.frag_off & bpf_htons(0x1fff)); /* the first fragment carries them */
+	} else if (proto_be == bpf_htons(0x86DD)) {
+		struct ipv6hdr ip6;
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh) || ip6.version != 6)
+			return;
+		k.family = 6;
+		__builtin_memcpy(k.saddr.v6, &ip6.saddr, 16);
+		__builtin_memcpy(k.daddr.v6, &ip6.daddr, 16);
+		k.proto = ip6.nexthdr;
+		l4 = (__u32)nh + sizeof(ip6);
+		ports = 1;
+	} else {
+		return;
+	}
+	if (ports && (k.proto == NP_IPPROTO_TCP || k.proto == NP_IPPROTO_UDP)) {
+		__u16 p[2];
+		if (!bpf_probe_read_kernel(p, sizeof(p), head + l4)) {
+			k.sport = bpf_ntohs(p[0]);
+			k.dport = bpf_ntohs(p[1]);
+		}
+	}
+	__u64 one = 1;
+	__u64 *n = 0;
+	enum np_lookup_result r = np_lookup_or_init(&drop_flows, &k, &one, (void **)&n);
+	if (r == NP_FOUND && n)
+		*n += 1;
+	else if (r == NP_FAILED)
+		np_stack_error(NP_STACK_ERR_DROP_FLOW);
+}
+
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(netprobe_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
@@ -333,6 +386,7 @@ int BPF_PROG(netprobe_kfree_skb, struct sk_buff *skb, void *location, enum skb_d
 		*n += 1;
 	else if (r == NP_FAILED)
 		np_stack_error(NP_STACK_ERR_DROP_LOC);
+	np_drop_flow(skb, (__u32)reason);
 	return 0;
 }
 

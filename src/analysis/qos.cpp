@@ -187,6 +187,8 @@ void Qos::run(const collector::Snapshot& snap, Views& views) {
         if (k != kOtherEdge) v->edges.push_back(e);
     if (auto o = s.edges.find(kOtherEdge); o != s.edges.end()) v->edges.push_back(o->second);
 
+    if (snap.stack)
+        for (const auto& d : snap.stack->drops) v->drop_reason_names[d.reason] = d.name;
     // UDP flows' jitter as the kernel keeps it (the last reading is the figure).
     v->udp_flows.reserve(snap.udp_timings.size());
     for (const auto& u : snap.udp_timings) {

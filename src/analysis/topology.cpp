@@ -95,6 +95,24 @@ struct Topology::State {
     std::uint64_t run = 0;
     std::uint64_t overflow = 0, unoriented = 0;
     std::map<Key, std::pair<std::string, std::uint64_t>> pending_tls;  // -> (SNI, seen at)
+    // The drop table's cumulative counts at the last read, by 5-tuple (deltas go to the
+    // conversations); a tuple gone from the table is forgotten.
+    using DropKey = std::tuple<util::Addr16, util::Addr16, std::uint16_t, std::uint16_t, std::uint8_t, std::uint32_t>;
+    static void addDropReason(TopologySlot& sl, std::uint32_t reason, std::uint64_t n) {
+        auto m = sl.drop_reasons ? std::make_shared<std::map<std::uint32_t, std::uint64_t>>(*sl.drop_reasons)
+                                 : std::make_shared<std::map<std::uint32_t, std::uint64_t>>();
+        (*m)[reason] += n;
+        sl.drop_reasons = std::move(m);
+    }
+    std::map<DropKey, std::uint64_t> drops_seen;
+
+    // An existing conversation, writable (copied first when a published view shares it).
+    Conversation* existing(const Key& k) {
+        auto it = convs.find(k);
+        if (it == convs.end()) return nullptr;
+        if (it->second.use_count() > 1) it->second = std::make_shared<Conversation>(*it->second);
+        return it->second.get();
+    }
 
     // The conversation, writable (copied first when a published view shares it); null
     // when the budget is spent.
@@ -197,6 +215,7 @@ struct Topology::State {
             std::swap(sl.bytes_out, sl.bytes_in);
             std::swap(sl.packets_out, sl.packets_in);
             std::swap(sl.retrans_client, sl.retrans_server);
+            std::swap(sl.drops_to_server, sl.drops_to_client);
         }
         auto r = convs.find(right);
         if (r == convs.end()) {
@@ -216,6 +235,10 @@ struct Topology::State {
             d.retransmits += sl.retransmits;
             d.retrans_client += sl.retrans_client;
             d.retrans_server += sl.retrans_server;
+            d.drops_to_server += sl.drops_to_server;
+            d.drops_to_client += sl.drops_to_client;
+            if (sl.drop_reasons)
+                for (const auto& [reason, n] : *sl.drop_reasons) State::addDropReason(d, reason, n);
             d.rtt_us_sum += sl.rtt_us_sum;
             d.rtt_samples += sl.rtt_samples;
         }
@@ -358,6 +381,28 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
             c->last_seen_ns = now_ns;
         }
         std::erase_if(s.conns, [&](const auto& e) { return e.second.seen_run != s.run; });
+
+        // Drops by 5-tuple: what each conversation's packets lost in this kernel, by
+        // direction (a packet from the client to the server, or back).
+        std::map<State::DropKey, std::uint64_t> seen;
+        for (const auto& d : stack->drop_flows) {
+            const State::DropKey dk{d.src, d.dst, d.sport, d.dport, d.proto, d.reason};
+            auto prev = s.drops_seen.find(dk);
+            const std::uint64_t before = prev == s.drops_seen.end() || prev->second > d.packets ? 0 : prev->second;
+            seen.emplace(dk, d.packets);
+            const std::uint64_t n = d.packets - before;
+            if (!n || !hasPorts(d.proto)) continue;
+            if (Conversation* c = s.existing(Key{d.src, d.dst, d.dport, d.proto})) {
+                auto& sl = State::slot(*c, now_slot);
+                sl.drops_to_server += static_cast<std::uint32_t>(n);
+                State::addDropReason(sl, d.reason, n);
+            } else if (Conversation* r = s.existing(Key{d.dst, d.src, d.sport, d.proto})) {
+                auto& sl = State::slot(*r, now_slot);
+                sl.drops_to_client += static_cast<std::uint32_t>(n);
+                State::addDropReason(sl, d.reason, n);
+            }
+        }
+        s.drops_seen = std::move(seen);
     }
 
     // Requests, at the end that captured them.
@@ -447,6 +492,10 @@ ConversationTotals totals(const Conversation& c, const TopologyView& v, std::siz
         t.retransmits += sl.retransmits;
         t.retrans_client += sl.retrans_client;
         t.retrans_server += sl.retrans_server;
+        t.drops_to_server += sl.drops_to_server;
+        t.drops_to_client += sl.drops_to_client;
+        if (sl.drop_reasons)
+            for (const auto& [reason, n] : *sl.drop_reasons) t.drop_reasons[reason] += n;
         rtt_sum += sl.rtt_us_sum;
         rtt_n += sl.rtt_samples;
         for (auto [src, dst] : {std::pair{sl.l7_server.get(), &server}, std::pair{sl.l7_client.get(), &client}}) {

@@ -444,6 +444,7 @@ Result<StackStats> StackMonitor::read() const {
         return std::unexpected(r.error());
     st.conn_insert_failures = u[NP_STACK_ERR_CONN_INSERT];
     st.drop_location_failures = u[NP_STACK_ERR_DROP_LOC];
+    st.drop_flow_failures = u[NP_STACK_ERR_DROP_FLOW];
     st.ringbuf_reserve_failures = u[NP_STACK_ERR_RINGBUF];
 
     if (auto r = readSums(bpf_map__fd(s->maps.tcp_hist), NP_HIST_MAX * NP_HIST_SLOTS, u); !r)
@@ -484,6 +485,21 @@ Result<StackStats> StackMonitor::read() const {
             queued |= q;
         }
         if (queued && im.symbols_task) im.scheduler->wake(*im.symbols_task);
+
+        auto rf = readPerCpuHash<np_drop_flow_key, std::uint64_t>(
+            bpf_map__fd(s->maps.drop_flows), [&](const np_drop_flow_key& k, std::span<const std::uint64_t> v) {
+                DropFlow d;
+                std::memcpy(d.src.data(), &k.saddr, 16);
+                std::memcpy(d.dst.data(), &k.daddr, 16);
+                d.sport = k.sport;
+                d.dport = k.dport;
+                d.proto = k.proto;
+                d.family = k.family;
+                d.reason = k.reason;
+                d.packets = sumValues(v);
+                if (d.packets) st.drop_flows.push_back(d);
+            });
+        if (!rf) return std::unexpected(rf.error());
     }
 
     if (im.features.netfilter) {

@@ -31,6 +31,8 @@ struct Agg {
     std::size_t conversations = 0;
     std::uint64_t bytes_out = 0, bytes_in = 0, packets_out = 0, packets_in = 0;
     std::uint64_t retrans_client = 0, retrans_server = 0, opened = 0, failed = 0;
+    std::uint64_t drops_to_server = 0, drops_to_client = 0;
+    std::map<std::uint32_t, std::uint64_t> drop_reasons;
     double srtt_sum_ms = 0;
     std::size_t srtt_n = 0;
     std::string l7_protocol;
@@ -46,6 +48,9 @@ struct Agg {
         packets_in += t.packets_in;
         retrans_client += t.retrans_client;
         retrans_server += t.retrans_server;
+        drops_to_server += t.drops_to_server;
+        drops_to_client += t.drops_to_client;
+        for (const auto& [r, n] : t.drop_reasons) drop_reasons[r] += n;
         opened += t.opened;
         failed += t.failed;
         if (t.rtt_ms > 0) {
@@ -76,7 +81,7 @@ double mean(const std::vector<double>& v) {
     return s / static_cast<double>(v.size());
 }
 
-nlohmann::json figures(Agg& a, double window_seconds) {
+nlohmann::json figures(Agg& a, double window_seconds, const std::map<std::uint32_t, std::string>& reason_names) {
     nlohmann::json o = {{"conversations", a.conversations},
                         {"bytes_out", a.bytes_out},
                         {"bytes_in", a.bytes_in},
@@ -101,6 +106,14 @@ nlohmann::json figures(Agg& a, double window_seconds) {
     if (a.srtt_n) o["srtt_ms"] = a.srtt_sum_ms / static_cast<double>(a.srtt_n);
     o["retransmits_client"] = a.retrans_client;
     o["retransmits_server"] = a.retrans_server;
+    nlohmann::json by_reason = nlohmann::json::object();
+    for (const auto& [r, n] : a.drop_reasons) {
+        auto name = reason_names.find(r);
+        by_reason[name != reason_names.end() ? name->second : std::to_string(r)] = n;
+    }
+    o["drops"] = {{"client_to_server", a.drops_to_server},
+                  {"server_to_client", a.drops_to_client},
+                  {"by_reason", std::move(by_reason)}};
     o["loss_ratio"] = {{"client_to_server", ratio(a.retrans_client, a.packets_out)},
                        {"server_to_client", ratio(a.retrans_server, a.packets_in)},
                        {"total", ratio(a.retrans_client + a.retrans_server, a.packets_out + a.packets_in)}};
@@ -225,7 +238,7 @@ std::string qosJson(const analysis::TopologyView* topology, const analysis::QosV
     auto [so, strunc] = ranked(services);
     auto es = nlohmann::json::array(), ss = nlohmann::json::array();
     for (Agg* e : eo) {
-        auto o = figures(*e, window_seconds);
+        auto o = figures(*e, window_seconds, qos->drop_reason_names);
         o["client"] = e->client;
         o["server"] = e->server;
         o["port"] = e->port;
@@ -233,7 +246,7 @@ std::string qosJson(const analysis::TopologyView* topology, const analysis::QosV
         es.push_back(std::move(o));
     }
     for (Agg* s : so) {
-        auto o = figures(*s, window_seconds);
+        auto o = figures(*s, window_seconds, qos->drop_reason_names);
         o["server"] = s->server;
         o["port"] = s->port;
         o["transport"] = "tcp";

@@ -116,6 +116,7 @@ void renderDatapath(ExpositionWriter& w, const Snapshot& s, const analysis::Flow
     if (s.stack) {  // stack monitor: connections not tracked / drops not located (tables full)
         w.sample("netprobe_map_update_errors_total", {{"map", "conn_table"}}, s.stack->conn_insert_failures);
         w.sample("netprobe_map_update_errors_total", {{"map", "drop_locations"}}, s.stack->drop_location_failures);
+        w.sample("netprobe_map_update_errors_total", {{"map", "drop_flows"}}, s.stack->drop_flow_failures);
     }
     if (s.cgroup_traffic)  // per-cgroup traffic: packets not counted (table full)
         w.sample("netprobe_map_update_errors_total", {{"map", "cgroup_traffic"}}, s.cgroup_traffic->insert_failures);

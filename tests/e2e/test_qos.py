@@ -21,7 +21,8 @@ drops 2% of the server's segments at random (numgen), iperf3 sends server -> cli
 with segmentation offloads off (one skb, one segment). The oracle is nft's own counters:
 the agent's server_to_client loss ratio (segments the server's socket retransmitted /
 segments that reached the client's side) is within [1.5, 2.5]% and within half a point
-of nft's drop ratio.
+of nft's drop ratio, and the drops the kernel reported (skb:kfree_skb) attributed to the
+edge by their 5-tuple with reason NETFILTER_DROP equal nft's count.
 """
 
 import json
@@ -262,6 +263,18 @@ table inet npqos {{
         log(f"nft: {dropped} dropped, {passed} passed ({nft_ratio:.4%}); agent: {e['retransmits_server']} "
             f"retransmitted of {e['packets_in']} ({got:.4%}); {e}")
         self.assertGreater(passed, 10000, "too little traffic to measure 2%")
+        # the drops themselves (skb:kfree_skb, by the packets' 5-tuple): exactly nft's
+        def drops():
+            q = agent.get_json("/api/v1/qos?group_by=host")
+            e = next(x for x in q["edges"] if x["client"] == v.host_ip and x["port"] == 5201)
+            return e["drops"] if e["drops"]["by_reason"].get("NETFILTER_DROP", 0) >= dropped else None
+        d = wait_for(drops, 10, "the dropped segments attributed to the edge")
+        log(f"drops attributed to the edge: {d}; nft dropped {dropped}")
+        self.assertEqual(d["by_reason"]["NETFILTER_DROP"], dropped)
+        # other reasons (a late segment after the close) are few; every drop has a direction
+        self.assertGreaterEqual(d["server_to_client"], dropped)
+        self.assertLessEqual(d["server_to_client"] + d["client_to_server"] - dropped, 5)
+        self.assertEqual(sum(d["by_reason"].values()), d["server_to_client"] + d["client_to_server"])
         self.assertTrue(0.015 <= got <= 0.025, got)
         self.assertLess(abs(got - nft_ratio), 0.005)
         m = agent.metrics()

@@ -100,7 +100,9 @@ class TopologyTest(E2ETestCase):
         for (cl, sv, rev), got in zip(pairs, received):
             e = edges[(cl.peer_ip, sv.peer_ip, 5201)]
             heavy, light = ("bytes_in", "bytes_out") if rev else ("bytes_out", "bytes_in")
-            self.assertGreater(got, MB, "iperf3 moved less than a megabyte")
+            # enough to tell the directions apart (a loaded machine discards up to half of
+            # the 2 MiB from the sender's buffer at the end: see iperf())
+            self.assertGreater(got, MB // 2, "iperf3 moved less than half a megabyte")
             self.assertGreater(e[heavy], got, e)  # the payload the receiver read, plus headers
             self.assertLess(e[light], e[heavy] / 10, e)
         for v in self.clients:

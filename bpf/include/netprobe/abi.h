@@ -259,6 +259,7 @@ enum np_stack_error {
 	NP_STACK_ERR_CONN_INSERT = 0, /* conn_table full: connection not tracked */
 	NP_STACK_ERR_RINGBUF,         /* conn_events reserve failed: close record lost */
 	NP_STACK_ERR_DROP_LOC,        /* drop_locations full: a drop counted by reason only */
+	NP_STACK_ERR_DROP_FLOW,       /* drop_flows insert failed: a drop not attributed to its flow */
 	NP_STACK_ERR_MAX,
 };
 
@@ -303,6 +304,21 @@ struct np_drop_loc_key {
 	__u32 reserved;
 };
 #define NP_DROP_LOC_MAX 1024
+
+/* drop_flows key (LRU_PERCPU_HASH, value __u64 packets): the 5-tuple of a dropped
+ * packet as its IP header says (source -> destination) and the drop reason; ports 0 for protocols without
+ * them and for later fragments. IPv6 extension headers are not walked (proto = the
+ * first next header). */
+struct np_drop_flow_key {
+	union np_addr saddr;
+	union np_addr daddr;
+	__u16 sport; /* host byte order */
+	__u16 dport;
+	__u8 proto;
+	__u8 family; /* 4 or 6 */
+	__u16 reason; /* enum skb_drop_reason (at most 0xffff) */
+};
+#define NP_DROP_FLOW_MAX 4096
 
 /* netfilter hooks (NF_INET_*) and families counted in nf_stats
  * (PERCPU_ARRAY of struct np_counter, index = (hook * NP_NF_FAMILY_MAX + family) *
@@ -362,6 +378,8 @@ struct np_conn {
 
 NP_STATIC_ASSERT(sizeof(struct np_conn) == 144, "np_conn size");
 NP_STATIC_ASSERT(sizeof(struct np_drop_loc_key) == 16, "np_drop_loc_key size");
+NP_STATIC_ASSERT(sizeof(struct np_drop_flow_key) == 40, "np_drop_flow_key size");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_drop_flow_key, sport) == 32, "np_drop_flow_key.sport");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, sport) == 32, "np_conn.sport");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, pid) == 40, "np_conn.pid");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_conn, cgroup_id) == 64, "np_conn.cgroup_id");

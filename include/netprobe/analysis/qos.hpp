@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <array>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -110,6 +111,8 @@ struct QosView {
     // UDP flows timed (a datagram within the flows' idle horizon, at least two deviations),
     // by key (flowKeyLess); udpJitter() finds one.
     std::vector<UdpFlowJitter> udp_flows;
+    // The kernel's drop reasons by value (the stack monitor's names), for the edges' drops.
+    std::map<std::uint32_t, std::string> drop_reason_names;
     [[nodiscard]] const UdpFlowJitter* udpJitter(const flow_key& key) const;
 };
 

@@ -61,6 +61,10 @@ struct TopologySlot {
     std::uint32_t opened = 0, failed = 0;          // connections seen opening / failing
     std::uint32_t retransmits = 0;                 // both ends'
     std::uint32_t retrans_client = 0, retrans_server = 0;  // segments each end's socket retransmitted
+    std::uint32_t drops_to_server = 0, drops_to_client = 0;  // packets the kernel dropped, by direction
+    // the same by the kernel's drop reason (enum skb_drop_reason; both directions), only
+    // in slots that had a drop
+    std::shared_ptr<const std::map<std::uint32_t, std::uint64_t>> drop_reasons;
     std::uint64_t rtt_us_sum = 0;                  // connections' smoothed RTT, one sample each per collection
     std::uint32_t rtt_samples = 0;
     std::shared_ptr<const TopologyL7> l7_server, l7_client;  // requests seen at the server's / client's end
@@ -116,6 +120,8 @@ struct ConversationTotals {
     std::uint64_t bytes_out = 0, packets_out = 0, bytes_in = 0, packets_in = 0;
     std::uint64_t opened = 0, failed = 0, retransmits = 0;
     std::uint64_t retrans_client = 0, retrans_server = 0;
+    std::uint64_t drops_to_server = 0, drops_to_client = 0;
+    std::map<std::uint32_t, std::uint64_t> drop_reasons;  // enum skb_drop_reason -> packets
     double rtt_ms = 0;  // mean of the samples (0: none)
     bool l7 = false;
     std::string l7_protocol;

@@ -76,6 +76,16 @@ struct DropLocation {
     std::uint64_t count = 0;
 };
 
+// Drops of one 5-tuple (source -> destination as the dropped packet's IP header says),
+// cumulative while its entry lives (an LRU table: the least recent go first).
+struct DropFlow {
+    std::array<std::uint8_t, 16> src{}, dst{};  // IPv4 stored IPv4-mapped
+    std::uint16_t sport = 0, dport = 0;
+    std::uint8_t proto = 0, family = 4;
+    std::uint32_t reason = 0;  // enum skb_drop_reason
+    std::uint64_t packets = 0;
+};
+
 struct StackFeatures {
     bool connections = false;  // sock:inet_sock_set_state
     bool retransmits = false;  // tcp:tcp_retransmit_skb
@@ -108,6 +118,8 @@ struct StackStats {
     std::vector<DropCount> drops;  // reasons with a non-zero count, by reason value
     std::vector<DropLocation> drop_locations;  // top locations by count (at most kTopDropLocations)
     std::uint64_t drop_location_failures = 0;  // drops not attributed to a location (table full)
+    std::vector<DropFlow> drop_flows;          // every 5-tuple in the table (at most NP_DROP_FLOW_MAX)
+    std::uint64_t drop_flow_failures = 0;      // drops not attributed to a 5-tuple (insert failed)
     static constexpr std::size_t kTopDropLocations = 20;
     // [hook NF_INET_*][np_nf_family][np_nf_proto]
     std::array<std::array<std::array<Counter, NP_NF_PROTO_MAX>, NP_NF_FAMILY_MAX>, NP_NF_HOOK_MAX> netfilter{};
