@@ -221,6 +221,62 @@ TEST(Topology, AConnectionWithBothEndsOnTheNodeCountsOnce) {
     EXPECT_EQ(j["edges"].size(), 1u) << j.dump();
 }
 
+// Drops by 5-tuple and reason (the stack monitor's cumulative table): the deltas go to
+// the conversation by direction; a tuple re-created after eviction counts afresh; drops of
+// tuples without a conversation go nowhere.
+TEST(Topology, DropsAttributedToTheConversationByDirectionAndReason) {
+    Topology t;
+    Clock clk;
+    auto drop = [](const char* src, std::uint16_t sport, const char* dst, std::uint16_t dport, std::uint32_t reason,
+                   std::uint64_t n) {
+        ebpf::DropFlow d;
+        d.src = ip(src);
+        d.dst = ip(dst);
+        d.sport = sport;
+        d.dport = dport;
+        d.proto = 6;
+        d.reason = reason;
+        d.packets = n;
+        return d;
+    };
+    auto st = std::make_shared<ebpf::StackStats>();
+    st->connections = {conn("198.18.0.1", 40000, "198.18.1.1", 80, true)};
+    st->drop_flows = {drop("198.18.1.1", 80, "198.18.0.1", 40000, 9, 4),   // server -> client
+                      drop("198.18.0.1", 40000, "198.18.1.1", 80, 9, 1),   // client -> server
+                      drop("198.18.9.9", 1, "198.18.8.8", 2, 9, 100)};     // no conversation
+    auto s = clk.at(0);
+    s->stack = st;
+    s->flows = {sample("198.18.0.1", 40000, "198.18.1.1", 80, 300, 3)};
+    Views v;
+    t.run(*s, v);
+    // the next read: 3 more server -> client, 1 more client -> server, a new reason
+    auto st2 = std::make_shared<ebpf::StackStats>(*st);
+    st2->drop_flows = {drop("198.18.1.1", 80, "198.18.0.1", 40000, 9, 7),
+                       drop("198.18.0.1", 40000, "198.18.1.1", 80, 9, 2),
+                       drop("198.18.1.1", 80, "198.18.0.1", 40000, 77, 1)};
+    auto s2 = clk.at(1);
+    s2->stack = st2;
+    t.run(*s2, v);
+    // then the server -> client entry was evicted and came back with 2: a count below the
+    // last one is a new entry, all of it new
+    auto st3 = std::make_shared<ebpf::StackStats>(*st2);
+    st3->drop_flows = {drop("198.18.1.1", 80, "198.18.0.1", 40000, 9, 2)};
+    auto s3 = clk.at(2);
+    s3->stack = st3;
+    t.run(*s3, v);
+    ASSERT_TRUE(v.topology);
+    const auto convs = analysis::tcpConversations(*v.topology);
+    auto it = convs.find({ip("198.18.0.1"), ip("198.18.1.1"), 80});
+    ASSERT_NE(it, convs.end());
+    const auto tot = analysis::totals(*it->second, *v.topology, 100);
+    EXPECT_EQ(tot.drops_to_client, 4u + 3u + 1u + 2u);
+    EXPECT_EQ(tot.drops_to_server, 1u + 1u);
+    EXPECT_EQ(tot.drop_reasons.at(9), 4u + 1u + 3u + 1u + 2u);
+    EXPECT_EQ(tot.drop_reasons.at(77), 1u);
+    EXPECT_EQ(tot.drop_reasons.size(), 2u);
+    EXPECT_EQ(convs.size(), 1u);  // the unmatched tuple made no conversation
+}
+
 TEST(Topology, FailedConnectionsCountOnceAndRecordsLeaving) {
     Topology t;
     Clock clk;
