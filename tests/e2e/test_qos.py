@@ -221,6 +221,69 @@ class QosTest(E2ETestCase):
         self.assertGreaterEqual(u["samples"], packets - 2)
         self.assertEqual(agent.stop(), 0)
 
+    def test_rtt_and_retransmit_hotspots_through_a_slow_lossy_link(self):
+        """The bottleneck findings QoS feeds, on a link that holds client -> server packets
+        60 ms and loses 10% of a bulk transfer's data segments: an rtt_hotspot whose median
+        is the relay's own median delay (+ its overhead), and a retransmit_hotspot whose
+        server retransmits cover nft's drops. Only segments with data are dropped: a lost
+        SYN/ACK is resent by the request socket (not the connection's total_retrans) and a
+        lost pure ACK is never resent."""
+        require_tools("iperf3", "nft")
+        ns_a, ns_b = self.make_netns(), self.make_netns()
+        tun_a, tun_b = "npqosE", "npqosF"
+        for ns in (ns_a, ns_b):
+            run(["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"], netns=ns)
+        relay = self.spawn([PYTHON, os.path.join(HERE, "tun_relay.py"), ns_a, tun_a, ns_b, tun_b, "60", "0", "3"],
+                           log_name="tun_relay.log")
+        wait_for(lambda: "ready" in relay.output(), 10, "the TUN relay")
+        for ns, dev, me, peer in ((ns_a, tun_a, IP_A, IP_B), (ns_b, tun_b, IP_B, IP_A)):
+            run(["ip", "addr", "add", me, "peer", f"{peer}/32", "dev", dev], netns=ns)
+            run(["ip", "link", "set", dev, "up"], netns=ns)
+        run(["nft", "-f", "-"], netns=ns_a, input=f"""
+table inet nphot {{
+  chain in {{
+    type filter hook prerouting priority -300; policy accept;
+    ip saddr {IP_B} tcp sport 5201 tcp flags & (syn | fin | rst) == 0 ip length > 100 numgen random mod 100 < 10 counter drop
+  }}
+}}
+""")
+        srv = self.spawn([PYTHON, "-c", SERVER, IP_B, "8080"], netns=ns_b, log_name="server.log")
+        wait_for(lambda: "listening" in srv.output(), 10, "the server")
+        self.spawn(["iperf3", "-s", "-B", IP_B, "-p", "5201"], netns=ns_b, log_name="iperf3-server.log")
+        wait_for(lambda: run(["ss", "-Hltn", "sport = :5201"], netns=ns_b).stdout.strip(), 10, "iperf3 to listen")
+        agent = self.start_agent("--collect-interval=500ms", netns=ns_a)
+        wait_for(lambda: tun_a in agent.interfaces(), 10, f"the agent to monitor {tun_a}")
+        c = run([PYTHON, "-c", CLIENT, IP_B, "8080", "20"], netns=ns_a, timeout=60)
+        self.assertIn("done 20", c.stdout)
+        run(["iperf3", "-c", IP_B, "-p", "5201", "-R", "-n", "1M", "-J"], netns=ns_a, timeout=120)
+        out = run(["nft", "-j", "list", "table", "inet", "nphot"], netns=ns_a).stdout
+        dropped = next(x["counter"]["packets"] for r in json.loads(out)["nftables"] if "rule" in r
+                       for x in r["rule"]["expr"] if "counter" in x)
+        _, relay_median, _ = self.relay_syn(relay)
+
+        def finding(kind: str, port: int):
+            d = agent.get_json(f"/api/v1/bottlenecks?kind={kind}")
+            return next((f for f in d["findings"] if f"{port}" in f["subject"]), None)
+        rtt = wait_for(lambda: finding("rtt_hotspot", 8080), 15, "an rtt_hotspot on :8080")
+        ev = {e["name"]: e["value"] for e in rtt["evidence"]}
+        log(f"rtt_hotspot: {rtt['title']}; evidence {ev}; relay's median SYN delay {relay_median} ms")
+        self.assertEqual(rtt["severity"], "warning")  # 50 ms <= p50 < 250 ms
+        self.assertGreaterEqual(ev["rtt_p50"] * 1000, relay_median)
+        self.assertLessEqual(ev["rtt_p50"] * 1000, relay_median + 2)
+        self.assertGreaterEqual(ev["handshakes"], 20)
+
+        def retrans():
+            f = finding("retransmit_hotspot", 5201)
+            return f if f and {e["name"]: e["value"] for e in f["evidence"]}["retransmits_server"] >= dropped else None
+        rx = wait_for(retrans, 15, "a retransmit_hotspot on :5201 covering nft's drops")
+        ev = {e["name"]: e["value"] for e in rx["evidence"]}
+        log(f"retransmit_hotspot: {rx['title']}; evidence {ev}; nft dropped {dropped}")
+        self.assertGreater(dropped, 50)
+        # every dropped segment was sent again; a retransmission may be lost too (and sent again)
+        self.assertLessEqual(ev["retransmits_server"], dropped * 1.3)
+        self.assertGreater(ev["loss_server_to_client"], 0.05)
+        self.assertEqual(agent.stop(), 0)
+
     def test_loss_ratio_against_nft_random_drop(self):
         require_tools("iperf3", "ethtool", "nft")
         client = self.make_netns()
