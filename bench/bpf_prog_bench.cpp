@@ -126,6 +126,28 @@ std::vector<std::uint8_t> ipv6TcpFrame() {
     return f;
 }
 
+// 64 bytes: Ethernet (14) + IPv4 (20) + UDP (8) + 22 bytes payload (QoS times every UDP
+// datagram: one more LRU lookup per packet).
+std::vector<std::uint8_t> ipv4UdpFrame() {
+    std::vector<std::uint8_t> f(64, 0);
+    ethernet(f, 0x0800);
+    std::uint8_t* ip = &f[14];
+    ip[0] = 0x45;
+    put16(ip + 2, 64 - 14);
+    put16(ip + 4, 0x1235);
+    put16(ip + 6, 0x4000);
+    ip[8] = 64;
+    ip[9] = 17;  // UDP
+    const std::uint8_t s[4] = {198, 18, 0, 1}, d[4] = {198, 18, 0, 2};
+    std::memcpy(ip + 12, s, 4);
+    std::memcpy(ip + 16, d, 4);
+    put16(ip + 10, ipChecksum(ip, 20));
+    put16(&f[34], 40000);        // source port
+    put16(&f[36], 5004);         // destination port
+    put16(&f[38], 64 - 34);      // UDP length
+    return f;
+}
+
 // ------------------------------------------------------------------ running
 
 struct Stats {
@@ -311,6 +333,7 @@ int main(int argc, char** argv) {
     if (!dp) die("open datapath skeleton", errno);
     dp->rodata->np_enable_decap = decap;
     dp->rodata->np_enable_handshakes = 1;  // the agent's default (--qos=on)
+    dp->rodata->np_enable_udp_timing = 1;  // --qos-udp-jitter=on: only the UDP frame's row pays it
     if (int err = datapath_bpf__load(dp.get()); err) die("load datapath skeleton", -err);
     std::unique_ptr<reference_bpf, void (*)(reference_bpf*)> ref(reference_bpf__open_and_load(),
                                                                   reference_bpf__destroy);
@@ -380,6 +403,7 @@ int main(int argc, char** argv) {
 
     const auto v4 = ipv4TcpFrame();
     const auto v6 = ipv6TcpFrame();
+    const auto u4 = ipv4UdpFrame();
     constexpr std::uint32_t kTcUnspec = 0xffffffffu, kXdpPass = 2;
 
     std::vector<Case> cases = {
@@ -389,6 +413,7 @@ int main(int argc, char** argv) {
         {"netprobe_tc_in", "ipv6/tcp 84B", Mode::Steady, tc_in, ref_tc, kTcUnspec, &v6, true, flow_fd},
         {"netprobe_tc_eg", "ipv6/tcp 84B", Mode::Steady, tc_eg, ref_tc, kTcUnspec, &v6, true, flow_fd},
         {"netprobe_tc_in", "ipv4/tcp 64B", Mode::First, tc_in, ref_tc, kTcUnspec, &v4, true, flow_fd},
+        {"netprobe_tc_in+udp", "ipv4/udp 64B", Mode::Steady, tc_in, ref_tc, kTcUnspec, &u4, true, flow_fd},
         {"netprobe_tc_eg", "ipv4/tcp 64B", Mode::First, tc_eg, ref_tc, kTcUnspec, &v4, true, flow_fd},
         {"netprobe_tc_in", "ipv6/tcp 84B", Mode::First, tc_in, ref_tc, kTcUnspec, &v6, true, flow_fd},
         {"netprobe_xdp+sec", "ipv4/tcp 64B", Mode::Steady, xdp_s, ref_xdp, kXdpPass, &v4, false, flow_s},
@@ -463,8 +488,10 @@ int main(int argc, char** argv) {
                 k = next;
                 prev = &k;
             }
-            const int fam = c.frame == &v4 ? 4 : 6;
-            if (n != 1 || k.family != fam || k.proto != 6 || k.src_port != 40000 || k.dst_port != 5201) {
+            const int fam = c.frame == &v6 ? 6 : 4;
+            const bool udp = c.frame == &u4;
+            if (n != 1 || k.family != fam || k.proto != (udp ? 17 : 6) || k.src_port != 40000 ||
+                k.dst_port != (udp ? 5004 : 5201)) {
                 std::fprintf(stderr, "np_bpf_prog_bench: %s/%s: unexpected flow table (%d entries)\n",
                              c.prog.c_str(), c.frame_name.c_str(), n);
                 ++errors;

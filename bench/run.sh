@@ -115,6 +115,13 @@ for c in "netprobe_xdp ipv4 steady" "netprobe_tc_in ipv4 steady" "netprobe_tc_eg
   fi
 done
 
+# --qos-udp-jitter=on times every UDP datagram (bpf/lib/udp_timing.h): its cost, for the record
+if [[ -n ${R[netprobe_tc_in+udp ipv4 steady]:-} ]]; then
+  IFS=$'\t' read -r ref prog ratio verdict <<<"${R[netprobe_tc_in+udp ipv4 steady]}"
+  tcp=$(cut -f2 <<<"${R[netprobe_tc_in ipv4 steady]:-}")
+  row "netprobe_tc_in ipv4/udp steady with --qos-udp-jitter=on (off by default)" "$prog ns vs $ref ns = ${ratio}x (TCP steady: ${tcp:-?} ns)" "-" "info"
+fi
+
 gb() {  # gb NAME FIELD: field of the Google Benchmark entry whose name starts with NAME
   [[ -f $LOGS/collector.json ]] || return 0
   jq -r --arg n "$1" --arg f "$2" \

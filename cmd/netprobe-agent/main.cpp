@@ -180,6 +180,7 @@ public:
         mo.flow_table_size = opts_.flow_table_size;
         mo.enable_decap = opts_.decap;
         mo.enable_handshakes = opts_.qos;
+        mo.enable_udp_timing = opts_.qos && opts_.qos_udp_jitter;
         auto sec_cfg = securityConfig(opts_);
         if (!sec_cfg) return fatal(sec_cfg.error());
         mo.enable_security = sec_cfg->enabled;

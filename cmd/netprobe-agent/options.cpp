@@ -210,6 +210,11 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
                    "Quality of service: TCP handshakes timed at TC (round trip, jitter) with the sockets' loss, "
                    "per edge (/api/v1/qos, netprobe_edge_*; docs/qos.md): on, off")
         ->capture_default_str();
+    std::string qos_udp = "off";
+    app.add_option("--qos-udp-jitter", qos_udp,
+                   "With --qos: every UDP datagram timed at TC for its flow's interarrival jitter (RFC 3550; "
+                   "/api/v1/flows udp_jitter, /api/v1/qos udp_flows); costs one map lookup per UDP packet: on, off")
+        ->capture_default_str();
     std::string cgroup_traffic = "on", container_metrics = "on";
     long long container_limit = static_cast<long long>(o.container_metrics_limit);
     app.add_option("--cgroup-traffic", cgroup_traffic,
@@ -465,6 +470,9 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     if (qos == "on") o.qos = true;
     else if (qos == "off") o.qos = false;
     else return fail("invalid --qos \"" + qos + "\": expected on or off");
+    if (qos_udp == "on") o.qos_udp_jitter = true;
+    else if (qos_udp == "off") o.qos_udp_jitter = false;
+    else return fail("invalid --qos-udp-jitter \"" + qos_udp + "\": expected on or off");
     if (cgroup_traffic == "on") o.cgroup_traffic = true;
     else if (cgroup_traffic == "off") o.cgroup_traffic = false;
     else return fail("invalid --cgroup-traffic \"" + cgroup_traffic + "\": expected on or off");

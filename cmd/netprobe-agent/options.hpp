@@ -43,6 +43,7 @@ struct AgentOptions {
     bool workload_metrics = true;              // --workload-metrics=on|off
     std::size_t workload_metrics_limit = 500;  // --workload-metrics-limit: workload pairs with their own series
     bool qos = true;                            // --qos=on|off: handshake timing at TC + the QoS stage
+    bool qos_udp_jitter = false;                // --qos-udp-jitter=on|off: UDP interarrival timing at TC
     bool decap = true;                          // --decap=on|off: overlay decapsulation (bpf/lib/decap.h)
     bool cgroup_traffic = true;                 // --cgroup-traffic=on|off: per-cgroup traffic (cgroup_skb)
     bool container_metrics = true;              // --container-metrics=on|off: netprobe_container_* series

@@ -27,13 +27,13 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
             s.rodata->np_enable_names = cfg.enable_names ? 1 : 0;
             s.rodata->np_enable_decap = cfg.enable_decap ? 1 : 0;
             s.rodata->np_enable_handshakes = cfg.enable_handshakes && cfg.enable_flows ? 1 : 0;
-            s.rodata->np_enable_udp_timing = cfg.enable_handshakes && cfg.enable_flows ? 1 : 0;
-            if (!(cfg.enable_handshakes && cfg.enable_flows)) {
+            s.rodata->np_enable_udp_timing = cfg.enable_udp_timing && cfg.enable_flows ? 1 : 0;
+            if (!(cfg.enable_handshakes && cfg.enable_flows))
                 if (int err = bpf_map__set_max_entries(s.maps.handshake_events, 4096); err)
                     return std::unexpected(errnoError(-err, "datapath: size handshake_events"));
+            if (!(cfg.enable_udp_timing && cfg.enable_flows))
                 if (int err = bpf_map__set_max_entries(s.maps.udp_timing, 1); err)
                     return std::unexpected(errnoError(-err, "datapath: size udp_timing"));
-            }
             // the ring holds nothing without name capture: one page
             if (!cfg.enable_names)
                 if (int err = bpf_map__set_max_entries(s.maps.name_events, 4096); err)
@@ -57,7 +57,7 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
     Datapath d;
     d.flow_capacity_ = bpf_map__max_entries((*skel)->maps.flow_stats);
     d.mitigate_ = cfg.mitigate;
-    d.udp_timing_ = cfg.enable_handshakes && cfg.enable_flows;
+    d.udp_timing_ = cfg.enable_udp_timing && cfg.enable_flows;
     d.security_ = cfg.enable_security;
     d.skel_.reset(skel->release());
     if (cfg.enable_handshakes && cfg.enable_flows) {

@@ -23,7 +23,7 @@ struct DatapathConfig {
     bool enable_names = false;  // DNS answers and TLS ClientHello heads on name_events (bpf/lib/names.h)
     bool enable_decap = true;   // overlay decapsulation: inner flows of tunnel packets (bpf/lib/decap.h)
     bool enable_handshakes = true;  // TCP handshake timing on handshake_events (bpf/lib/handshake.h)
-                                    // and UDP inter-arrival timing in udp_timing (bpf/lib/udp_timing.h)
+    bool enable_udp_timing = false; // UDP inter-arrival timing in udp_timing (bpf/lib/udp_timing.h)
 };
 
 class Datapath {

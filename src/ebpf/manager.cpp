@@ -262,7 +262,7 @@ Result<std::unique_ptr<Manager>> Manager::create(ManagerOptions options) {
     impl->opts = options;
     auto dp = Datapath::load(
         {options.flow_table_size, options.enable_flows, options.enable_security, options.mitigate, options.enable_intel,
-         options.enable_names, options.enable_decap, options.enable_handshakes});
+         options.enable_names, options.enable_decap, options.enable_handshakes, options.enable_udp_timing});
     if (!dp) return std::unexpected(dp.error());
     impl->dp = std::move(*dp);
     return std::unique_ptr<Manager>(new Manager(std::move(impl)));

@@ -160,7 +160,7 @@ class QosTest(E2ETestCase):
             run(["ip", "link", "set", dev, "up"], netns=ns)
         sink = self.spawn([PYTHON, "-c", UDP_SINK, IP_B, "5004"], netns=ns_b, log_name="sink.log")
         wait_for(lambda: "bound" in sink.output(), 10, "the receiver")
-        agent = self.start_agent("--collect-interval=500ms", netns=ns_b)
+        agent = self.start_agent("--collect-interval=500ms", "--qos-udp-jitter=on", netns=ns_b)
         wait_for(lambda: tun_b in agent.interfaces(), 10, f"the agent to monitor {tun_b}")
         pcap = os.path.join(self.tmpdir(), "rtp.pcap")
         cap = self.spawn(["tshark", "-q", "-i", tun_b, "-f", "udp port 5004", "-w", pcap], netns=ns_b,

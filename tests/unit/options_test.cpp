@@ -120,6 +120,7 @@ TEST(Options, BadInputIsOneLineNamingTheProblem) {
         {{"--pod-metrics-limit=-1"}, "--pod-metrics-limit"},
         {{"--pod-metrics-limit=100001"}, "--pod-metrics-limit"},
         {{"--k8s-policies=yes"}, "--k8s-policies"},
+        {{"--qos-udp-jitter=yes"}, "--qos-udp-jitter"},
     };
     for (const auto& c : cases) {
         auto r = parse(c.args);
@@ -282,6 +283,8 @@ TEST(Options, LinkSpeeds) {
         {"eth0", 10000}, {"veth1", 100}, {"tun0", 2500}, {"ens5", 400}, {"lo9", 1}};
     EXPECT_EQ(r.options.link_speeds, want);
     EXPECT_TRUE(parse({}).options.link_speeds.empty());
+    EXPECT_FALSE(parse({}).options.qos_udp_jitter);  // opt-in: a map lookup per UDP packet
+    EXPECT_TRUE(parse({"--qos-udp-jitter=on"}).options.qos_udp_jitter);
     for (const char* bad : {"--link-speed=", "--link-speed=eth0", "--link-speed=eth0=", "--link-speed==10G",
                             "--link-speed=eth0=fast", "--link-speed=eth0=10X", "--link-speed=eth0=500k",
                             "--link-speed=eth0=1G,eth0=2G", "--link-speed=a/b=1G", "--link-speed=eth0=1.2.3G",

@@ -34,6 +34,7 @@ struct ManagerOptions {
     bool enable_names = false;                     // name capture at TC: DNS answers, TLS ClientHello (ebpf::NameCapture)
     bool enable_decap = true;                      // overlay decapsulation at TC: VXLAN, Geneve, IPIP, GRE (bpf/lib/decap.h)
     bool enable_handshakes = true;                 // TCP handshake timing at TC (bpf/lib/handshake.h)
+    bool enable_udp_timing = false;                // UDP inter-arrival timing at TC (bpf/lib/udp_timing.h)
 };
 
 struct AttachInfo {
