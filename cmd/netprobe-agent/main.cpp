@@ -415,14 +415,7 @@ public:
                 if (!attribution || !attribution->kubernetes()) return;
                 auto z = netprobe::analysis::clusterZones(attribution->clusterNodes(), attribution->nodeName());
                 const auto prev = zones->load();
-                auto same = [](const auto& a, const auto& b) {
-                    return a.node_zone == b.node_zone && a.nodes == b.nodes && a.zoned_nodes == b.zoned_nodes &&
-                           std::equal(a.ranges.begin(), a.ranges.end(), b.ranges.begin(), b.ranges.end(),
-                                      [](const auto& x, const auto& y) {
-                                          return x.prefix == y.prefix && x.len == y.len && x.zone == y.zone;
-                                      });
-                };
-                if (!prev || !same(*prev, z)) {
+                if (!prev || *prev != z) {
                     if (!prev || prev->node_zone != z.node_zone)
                         spdlog::info("cost: this node's zone {} ({} of {} nodes have a zone label)",
                                      z.node_zone.empty() ? "unknown" : z.node_zone, z.zoned_nodes, z.nodes);

@@ -85,6 +85,20 @@ while True:
 
 
 class QosTest(E2ETestCase):
+    def delaying_link(self, tun_a: str, tun_b: str, delay_ms: int, jitter_ms: int, seed: int):
+        """Namespaces A (IP_A) and B (IP_B) joined by TUN devices whose relay holds every
+        A -> B packet delay_ms +- jitter_ms; returns (ns_a, ns_b, tun_a, tun_b, relay)."""
+        ns_a, ns_b = self.make_netns(), self.make_netns()
+        for ns in (ns_a, ns_b):
+            run(["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"], netns=ns)
+        relay = self.spawn([PYTHON, os.path.join(HERE, "tun_relay.py"), ns_a, tun_a, ns_b, tun_b, str(delay_ms),
+                            str(jitter_ms), str(seed)], log_name="tun_relay.log")
+        wait_for(lambda: "ready" in relay.output(), 10, "the TUN relay")
+        for ns, dev, me, peer in ((ns_a, tun_a, IP_A, IP_B), (ns_b, tun_b, IP_B, IP_A)):
+            run(["ip", "addr", "add", me, "peer", f"{peer}/32", "dev", dev], netns=ns)
+            run(["ip", "link", "set", dev, "up"], netns=ns)
+        return ns_a, ns_b, tun_a, tun_b, relay
+
     def relay_syn(self, relay) -> tuple[int, float, float]:
         before = relay.output().count("syn ")
         relay.send(signal.SIGUSR1)
@@ -94,16 +108,7 @@ class QosTest(E2ETestCase):
         return int(n), float(median), float(jitter)
 
     def test_handshake_rtt_and_jitter_through_a_delaying_link(self):
-        ns_a, ns_b = self.make_netns(), self.make_netns()
-        tun_a, tun_b = "npqosA", "npqosB"
-        for ns in (ns_a, ns_b):
-            run(["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"], netns=ns)
-        relay = self.spawn([PYTHON, os.path.join(HERE, "tun_relay.py"), ns_a, tun_a, ns_b, tun_b, "20", "5", "7"],
-                           log_name="tun_relay.log")
-        wait_for(lambda: "ready" in relay.output(), 10, "the TUN relay")
-        for ns, dev, me, peer in ((ns_a, tun_a, IP_A, IP_B), (ns_b, tun_b, IP_B, IP_A)):
-            run(["ip", "addr", "add", me, "peer", f"{peer}/32", "dev", dev], netns=ns)
-            run(["ip", "link", "set", dev, "up"], netns=ns)
+        ns_a, ns_b, tun_a, tun_b, relay = self.delaying_link("npqosA", "npqosB", 20, 5, 7)
         srv = self.spawn([PYTHON, "-c", SERVER, IP_B, "8080"], netns=ns_b, log_name="server.log")
         wait_for(lambda: "listening" in srv.output(), 10, "the server")
 
@@ -148,16 +153,7 @@ class QosTest(E2ETestCase):
 
     def test_udp_interarrival_jitter_against_tshark(self):
         require_tools("tshark")
-        ns_a, ns_b = self.make_netns(), self.make_netns()
-        tun_a, tun_b = "npqosC", "npqosD"
-        for ns in (ns_a, ns_b):
-            run(["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"], netns=ns)
-        relay = self.spawn([PYTHON, os.path.join(HERE, "tun_relay.py"), ns_a, tun_a, ns_b, tun_b, "20", "5", "11"],
-                           log_name="tun_relay.log")
-        wait_for(lambda: "ready" in relay.output(), 10, "the TUN relay")
-        for ns, dev, me, peer in ((ns_a, tun_a, IP_A, IP_B), (ns_b, tun_b, IP_B, IP_A)):
-            run(["ip", "addr", "add", me, "peer", f"{peer}/32", "dev", dev], netns=ns)
-            run(["ip", "link", "set", dev, "up"], netns=ns)
+        ns_a, ns_b, tun_a, tun_b, relay = self.delaying_link("npqosC", "npqosD", 20, 5, 11)
         sink = self.spawn([PYTHON, "-c", UDP_SINK, IP_B, "5004"], netns=ns_b, log_name="sink.log")
         wait_for(lambda: "bound" in sink.output(), 10, "the receiver")
         agent = self.start_agent("--collect-interval=500ms", "--qos-udp-jitter=on", netns=ns_b)
@@ -229,16 +225,7 @@ class QosTest(E2ETestCase):
         SYN/ACK is resent by the request socket (not the connection's total_retrans) and a
         lost pure ACK is never resent."""
         require_tools("iperf3", "nft")
-        ns_a, ns_b = self.make_netns(), self.make_netns()
-        tun_a, tun_b = "npqosE", "npqosF"
-        for ns in (ns_a, ns_b):
-            run(["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"], netns=ns)
-        relay = self.spawn([PYTHON, os.path.join(HERE, "tun_relay.py"), ns_a, tun_a, ns_b, tun_b, "60", "0", "3"],
-                           log_name="tun_relay.log")
-        wait_for(lambda: "ready" in relay.output(), 10, "the TUN relay")
-        for ns, dev, me, peer in ((ns_a, tun_a, IP_A, IP_B), (ns_b, tun_b, IP_B, IP_A)):
-            run(["ip", "addr", "add", me, "peer", f"{peer}/32", "dev", dev], netns=ns)
-            run(["ip", "link", "set", dev, "up"], netns=ns)
+        ns_a, ns_b, tun_a, tun_b, relay = self.delaying_link("npqosE", "npqosF", 60, 0, 3)
         run(["nft", "-f", "-"], netns=ns_a, input=f"""
 table inet nphot {{
   chain in {{

@@ -37,6 +37,7 @@ struct CostConfig {
         util::Addr16 prefix{};
         unsigned len = 0;              // over the 128-bit form
         std::string zone;
+        bool operator==(const Range&) const = default;
     };
     std::vector<Range> zones;          // longest prefix wins
     std::array<double, 5> price_per_gb{};  // by CostClass, per 10^9 bytes sent
@@ -53,6 +54,7 @@ struct ClusterZones {
     std::string node_zone;                    // "" : this node has no zone label (or is unknown)
     std::vector<CostConfig::Range> ranges;    // longest prefix first
     std::size_t nodes = 0, zoned_nodes = 0;   // nodes seen, nodes with a zone
+    bool operator==(const ClusterZones&) const = default;
 };
 [[nodiscard]] ClusterZones clusterZones(const std::vector<ClusterNode>& nodes, std::string_view node_name);
 
