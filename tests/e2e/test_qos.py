@@ -321,9 +321,12 @@ table inet npqos {{
         d = wait_for(drops, 10, "the dropped segments attributed to the edge")
         log(f"drops attributed to the edge: {d}; nft dropped {dropped}")
         self.assertEqual(d["by_reason"]["NETFILTER_DROP"], dropped)
-        # other reasons (a late segment after the close) are few; every drop has a direction
+        # the other drops are duplicates of spurious retransmissions (TCP_OLD_SEQUENCE,
+        # TCP_OLD_DATA: the server resent more than nft dropped) and a few at the close
+        # (QUEUE_PURGE); every drop has a direction
         self.assertGreaterEqual(d["server_to_client"], dropped)
-        self.assertLessEqual(d["server_to_client"] + d["client_to_server"] - dropped, 5)
+        self.assertLessEqual(d["server_to_client"] + d["client_to_server"] - dropped,
+                             e["retransmits_server"] - dropped + 5)
         self.assertEqual(sum(d["by_reason"].values()), d["server_to_client"] + d["client_to_server"])
         self.assertTrue(0.015 <= got <= 0.025, got)
         self.assertLess(abs(got - nft_ratio), 0.005)
