@@ -58,6 +58,7 @@
 #include <netprobe/metrics/security.hpp>
 #include <netprobe/metrics/server.hpp>
 #include <netprobe/sinks/clickhouse.hpp>
+#include <netprobe/history/cluster.hpp>
 #include <netprobe/sinks/flow_log.hpp>
 #include <netprobe/sinks/ipfix.hpp>
 #include <netprobe/util/capabilities.hpp>
@@ -366,6 +367,27 @@ public:
         std::shared_ptr<netprobe::history::Writer> history;
         if (opts_.history) history = netprobe::agent::openHistory(opts_);
         cfg.history = history;
+        // This node's name in flow records and history rows: NODE_NAME (the DaemonSet sets
+        // it from spec.nodeName), else the host name.
+        const std::string node_name = [] {
+            std::string n = envOr("NODE_NAME");
+            if (n.empty()) {
+                char host[256] = {};
+                if (gethostname(host, sizeof host - 1) == 0) n = host;
+            }
+            return n;
+        }();
+        cfg.node_name = node_name;
+        if (opts_.history_source_clickhouse) {
+            const auto& ch = opts_.clickhouse.front();
+            netprobe::history::ClusterOptions co;
+            co.endpoint = {ch.url, *envOr("NETPROBE_CLICKHOUSE_USER") ? envOr("NETPROBE_CLICKHOUSE_USER") : "default",
+                           envOr("NETPROBE_CLICKHOUSE_PASSWORD"), std::chrono::seconds(1), std::chrono::seconds(5)};
+            co.database = ch.database;
+            cfg.cluster_history = std::make_shared<netprobe::history::ClusterHistory>(std::move(co));
+            spdlog::info("history: /api/v1/history reads every node's series from ClickHouse {} database {} "
+                         "(this node's store answers while it fails)", ch.url, ch.database);
+        }
         {
             netprobe::analysis::SeriesOptions sro;
             sro.step = opts_.series_step;
@@ -452,13 +474,10 @@ public:
         // Flow export: records per flow and interval for the IPFIX collectors and the flow
         // log. The stage runs only when there is a sink to feed.
         std::vector<std::shared_ptr<netprobe::sinks::FlowSink>> flow_sinks;
+        std::vector<std::shared_ptr<netprobe::sinks::ClickHouseSink>> clickhouse_sinks;  // also history series
         std::vector<netprobe::analysis::Pipeline::Subscription> flow_subs;
         if (!opts_.ipfix_collectors.empty() || !opts_.flow_log.empty() || !opts_.clickhouse.empty()) {
-            std::string node = envOr("NODE_NAME");
-            if (node.empty()) {
-                char host[256] = {};
-                if (gethostname(host, sizeof host - 1) == 0) node = host;
-            }
+            const std::string& node = node_name;
             netprobe::analysis::FlowExportOptions fo;
             fo.active_timeout = opts_.flow_active_timeout;
             fo.idle_timeout = opts_.flow_idle_timeout;
@@ -487,8 +506,11 @@ public:
                 c.password = envOr("NETPROBE_CLICKHOUSE_PASSWORD");
                 auto sink = netprobe::sinks::ClickHouseSink::start(c);
                 if (!sink) return fatal(sink.error().what());
-                spdlog::info("flow export: ClickHouse {} database {} (spool {})", c.url, c.database, c.spool_dir);
-                flow_sinks.push_back(std::move(*sink));
+                spdlog::info("flow export: ClickHouse {} database {} (spool {}{})", c.url, c.database, c.spool_dir,
+                             c.series ? ", history series too" : "");
+                std::shared_ptr<netprobe::sinks::ClickHouseSink> shared = std::move(*sink);
+                clickhouse_sinks.push_back(shared);
+                flow_sinks.push_back(std::move(shared));
             }
             for (const auto& sink : flow_sinks)
                 flow_subs.push_back(pipeline->subscribe([s = sink.get()](const auto& v) {
@@ -517,16 +539,20 @@ public:
             saved_state = v->anomaly->state;
             netprobe::agent::saveAnomalyState(history->store(), *saved_state);
         };
-        if (history) {
+        if (history || !clickhouse_sinks.empty()) {
             // (subscribers are called through copies: the last interval written is shared state)
+            // Each closed interval's points: the local store, and every ClickHouse sink
+            // (series=on) for the cluster-wide history (--history-source=clickhouse).
             auto last = std::make_shared<std::atomic<std::uint64_t>>(0);
-            sinks.push_back(pipeline->subscribe([w = history, last](const auto& v) {
+            sinks.push_back(pipeline->subscribe([w = history, ch = clickhouse_sinks, last](const auto& v) {
                 if (!v->series || v->series->intervals == last->load()) return;
                 last->store(v->series->intervals);
-                w->push(netprobe::agent::pointsOf(*v->series));
+                auto points = netprobe::agent::pointsOf(*v->series);
+                for (const auto& s : ch) s->offerSeries(points);
+                if (w) w->push(std::move(points));
             }));
-            background->every("history: anomaly model state", std::chrono::seconds(60), save_state);
         }
+        if (history) background->every("history: anomaly model state", std::chrono::seconds(60), save_state);
         if (sec_cfg->enabled) {
             auto source = netprobe::collector::SecuritySource::create(mgr);
             if (!source) return fatal(source.error().what());

@@ -267,8 +267,14 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     std::vector<std::string> clickhouse;
     app.add_option("--clickhouse", clickhouse,
                    "Insert flow records into ClickHouse: http[s]://HOST:PORT[,database=NAME][,batch=N][,flush=DURATION]"
-                   "[,retention=DURATION][,retention-1m=DURATION][,retention-1h=DURATION][,spool-max=SIZE] "
-                   "(credentials: env NETPROBE_CLICKHOUSE_USER, NETPROBE_CLICKHOUSE_PASSWORD)");
+                   "[,retention=DURATION][,retention-1m=DURATION][,retention-1h=DURATION][,spool-max=SIZE]"
+                   "[,queue=N][,series=on|off] (series: the history series too; "
+                   "credentials: env NETPROBE_CLICKHOUSE_USER, NETPROBE_CLICKHOUSE_PASSWORD)");
+    std::string history_source = "local";
+    app.add_option("--history-source", history_source,
+                   "Where /api/v1/history reads: local (this node's store) or clickhouse (every node's series in the "
+                   "first --clickhouse server; the local store answers while it fails)")
+        ->capture_default_str();
     app.add_option("--state-dir", o.state_dir,
                    "Directory for state that outlives the agent (the history store, the ClickHouse spool)")
         ->envname("NETPROBE_STATE_DIR")
@@ -523,11 +529,18 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
         if (!c) return fail(c.error().what());
         o.ipfix_collectors.push_back(std::move(*c));
     }
+    if (history_source != "local" && history_source != "clickhouse")
+        return fail("--history-source " + history_source + ": expected local or clickhouse");
+    o.history_source_clickhouse = history_source == "clickhouse";
     for (const auto& spec : clickhouse) {
         auto c = sinks::parseClickHouse(spec);
         if (!c) return fail(c.error().what());
         o.clickhouse.push_back(std::move(*c));
     }
+    if (o.history_source_clickhouse && o.clickhouse.empty())
+        return fail("--history-source=clickhouse needs a --clickhouse server (its first one is read)");
+    if (o.history_source_clickhouse && !o.clickhouse.front().series)
+        return fail("--history-source=clickhouse reads the series the first --clickhouse writes: not with series=off");
     if (o.state_dir.empty() || o.state_dir.front() != '/') return fail("--state-dir must be an absolute path");
     for (auto [flag, text, on] : {std::tuple{"--history", &history, &o.history}, std::tuple{"--forecast", &forecast, &o.forecast},
                                   std::tuple{"--anomaly", &anomaly, &o.anomaly}}) {

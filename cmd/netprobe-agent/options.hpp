@@ -69,6 +69,7 @@ struct AgentOptions {
     // Flow export (docs/flow-export.md): records per flow and interval -> IPFIX, a JSON-lines log.
     std::vector<sinks::ipfix::CollectorConfig> ipfix_collectors;  // --ipfix-collector (repeatable)
     std::vector<sinks::ClickHouseConfig> clickhouse;      // --clickhouse (repeatable)
+    bool history_source_clickhouse = false;                // --history-source=clickhouse (the first --clickhouse)
     std::string state_dir = "/var/lib/netprobe";          // --state-dir: the history store, spools
     bool history = true;                                   // --history
     std::chrono::seconds history_minutes{std::chrono::days(7)};   // --history-retention

@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
 #include <netprobe/analysis/anomaly/stage.hpp>
 #include <netprobe/analysis/cost.hpp>
 #include <netprobe/analysis/forecast/stage.hpp>
+#include <netprobe/history/cluster.hpp>
 #include <netprobe/history/store.hpp>
 #include <netprobe/history/writer.hpp>
 #include <netprobe/metrics/exposition.hpp>
@@ -161,12 +163,14 @@ std::expected<std::string, std::string> anomaliesJson(const analysis::anomaly::A
     return dump(j);
 }
 
-std::expected<std::string, std::string> historyJson(history::Store* store, const Params& params, std::int64_t now) {
-    std::string series, prefix;
+std::expected<std::string, ApiError> historyJson(const HistorySources& src, const Params& params, std::int64_t now) {
+    std::string series, prefix, node, source = "auto";
     bool list = false;
     std::int64_t from = now - 3600, to = now + 60;
     auto res = history::Resolution::automatic;
+    std::string res_name = "auto";
     std::size_t limit = 1000;
+    auto fail = [](std::string m) { return std::unexpected(ApiError{400, std::move(m)}); };
     auto time = [&](const std::string& k, const std::string& val) -> std::expected<std::int64_t, std::string> {
         if (val.starts_with("-")) {  // relative: -1h
             auto d = util::parseDuration(val.substr(1));
@@ -179,43 +183,135 @@ std::expected<std::string, std::string> historyJson(history::Store* store, const
     };
     for (const auto& [k, val] : params) {
         if (k == "series") {
-            if (val.empty() || val.size() > 512) return std::unexpected(bad(k, val, "expected a series key"));
+            if (val.empty() || val.size() > 512) return fail(bad(k, val, "expected a series key"));
             series = val;
         } else if (k == "prefix") {
             list = true;
             prefix = val;
         } else if (k == "from" || k == "to") {
             auto t = time(k, val);
-            if (!t) return std::unexpected(t.error());
+            if (!t) return fail(t.error());
             (k == "from" ? from : to) = *t;
         } else if (k == "resolution") {
             if (val == "minute") res = history::Resolution::minute;
             else if (val == "hour") res = history::Resolution::hour;
             else if (val == "auto") res = history::Resolution::automatic;
-            else return std::unexpected(bad(k, val, "expected minute, hour or auto"));
+            else return fail(bad(k, val, "expected minute, hour or auto"));
+            res_name = val;
         } else if (k == "limit") {
-            if (!util::parseNumber(val, limit) || limit == 0 || limit > 100000) return std::unexpected(bad(k, val, "expected 1..100000"));
+            if (!util::parseNumber(val, limit) || limit == 0 || limit > 100000) return fail(bad(k, val, "expected 1..100000"));
+        } else if (k == "node") {
+            if (val.empty() || val.size() > 253) return fail(bad(k, val, "expected a node name"));
+            node = val;
+        } else if (k == "source") {
+            if (val != "auto" && val != "local" && val != "clickhouse")
+                return fail(bad(k, val, "expected auto, local or clickhouse"));
+            if (val == "clickhouse" && !src.cluster)
+                return fail(bad(k, val, "this agent has no --history-source=clickhouse"));
+            source = val;
         } else {
-            return std::unexpected(unknown(k, "series, prefix, from, to, resolution, limit"));
+            return fail(unknown(k, "series, prefix, from, to, resolution, limit, node, source"));
         }
     }
+    const bool want_series = !list && !series.empty();
+    if (want_series && to <= from) return fail(bad("to", std::to_string(to), "must be after from"));
     nlohmann::json j;
-    j["enabled"] = store != nullptr;
-    if (!store) return dump(j);
-    if (list || series.empty()) {
-        auto names = store->listSeries(prefix, limit);
-        if (!names) return std::unexpected("history store: " + names.error().what());
+    j["enabled"] = src.local != nullptr || src.cluster != nullptr;
+    if (!j["enabled"]) return dump(j);
+    auto point = [](const history::Row& r) {
+        return nlohmann::json{{"time", r.time}, {"step", r.step}, {"mean", r.count ? r.sum / r.count : 0.0},
+                              {"min", r.min}, {"max", r.max}, {"count", r.count}};
+    };
+    // Every node's history, from ClickHouse.
+    std::string fallback;
+    if (src.cluster && source != "local") {
+        if (!want_series) {
+            auto names = src.cluster->listSeries(prefix, limit, node);
+            auto nodes = names ? src.cluster->nodes() : std::unexpected(names.error());
+            if (names && nodes) {
+                j["source"] = "clickhouse";
+                j["series"] = *names;
+                j["nodes"] = *nodes;
+                return dump(j);
+            }
+            fallback = (names ? nodes.error() : names.error()).what();
+        } else {
+            auto rows = src.cluster->query(series, from, to, res, node);
+            if (rows) {
+                j["source"] = "clickhouse";
+                j["series"] = series;
+                j["from"] = from;
+                j["to"] = to;
+                auto per_node = nlohmann::json::array();
+                // Buckets over nodes: mean of every sample, min, max, samples, and the sum of
+                // the nodes' means ("total": a rate's cluster-wide value).
+                struct Agg {
+                    history::Row row;
+                    double total = 0;
+                    std::size_t nodes = 0;
+                };
+                std::map<std::int64_t, Agg> agg;
+                for (const auto& nr : *rows) {
+                    auto pts = nlohmann::json::array();
+                    for (const auto& r : nr.rows) {
+                        if (pts.size() < limit) pts.push_back(point(r));
+                        auto [it, fresh] = agg.try_emplace(r.time);
+                        auto& a = it->second;
+                        if (fresh) {
+                            a.row = r;
+                        } else {
+                            a.row.sum += r.sum;
+                            a.row.count += r.count;
+                            a.row.min = std::min(a.row.min, r.min);
+                            a.row.max = std::max(a.row.max, r.max);
+                        }
+                        a.total += r.count ? r.sum / r.count : 0.0;
+                        ++a.nodes;
+                    }
+                    per_node.push_back({{"node", nr.node}, {"points", std::move(pts)}});
+                }
+                auto arr = nlohmann::json::array();
+                for (const auto& [t, a] : agg) {
+                    if (arr.size() >= limit) break;
+                    auto p = point(a.row);
+                    p["total"] = a.total;
+                    p["nodes"] = a.nodes;
+                    arr.push_back(std::move(p));
+                }
+                j["points"] = std::move(arr);
+                j["nodes"] = std::move(per_node);
+                return dump(j);
+            }
+            fallback = rows.error().what();
+        }
+        if (source == "clickhouse") return std::unexpected(ApiError{503, fallback});
+    }
+    // This node's store.
+    if (!src.local) {
+        if (!fallback.empty()) return std::unexpected(ApiError{503, fallback + "; and this agent keeps no local history"});
+        j["enabled"] = false;
+        return dump(j);
+    }
+    if (!node.empty() && node != src.node) {
+        const std::string why = "the local store holds only node \"" + src.node + "\"";
+        if (!fallback.empty()) return std::unexpected(ApiError{503, fallback + "; " + why});
+        return fail(bad("node", node, why));
+    }
+    j["source"] = "local";
+    j["node"] = src.node;
+    if (!fallback.empty()) j["fallback"] = fallback;
+    if (!want_series) {
+        auto names = src.local->listSeries(prefix, limit);
+        if (!names) return std::unexpected(ApiError{500, "history store: " + names.error().what()});
         j["series"] = *names;
         return dump(j);
     }
-    if (to <= from) return std::unexpected(bad("to", std::to_string(to), "must be after from"));
-    auto rows = store->query(series, from, to, res);
-    if (!rows) return std::unexpected("history store: " + rows.error().what());
+    auto rows = src.local->query(series, from, to, res);
+    if (!rows) return std::unexpected(ApiError{500, "history store: " + rows.error().what()});
     auto arr = nlohmann::json::array();
     for (const auto& r : *rows) {
         if (arr.size() >= limit) break;
-        arr.push_back({{"time", r.time}, {"step", r.step}, {"mean", r.count ? r.sum / r.count : 0.0}, {"min", r.min},
-                       {"max", r.max}, {"count", r.count}});
+        arr.push_back(point(r));
     }
     j["series"] = series;
     j["from"] = from;
@@ -392,6 +488,17 @@ std::string renderHistoryMetrics(const history::WriterStats& s) {
     w.sample("netprobe_history_file_bytes", {}, s.store.file_bytes);
     w.family("netprobe_history_series", MetricType::Gauge, "Series in the history store.");
     w.sample("netprobe_history_series", {}, s.store.series);
+    return w.take();
+}
+
+std::string renderClusterHistoryMetrics(const history::ClusterStats& s) {
+    ExpositionWriter w;
+    w.family("netprobe_history_cluster_queries_total", MetricType::Counter,
+             "Cluster history (--history-source=clickhouse) queries: ok, error (answered from the local store), "
+             "skipped (not sent: the server failed moments ago).");
+    w.sample("netprobe_history_cluster_queries_total", {{"result", "ok"}}, s.queries - s.errors);
+    w.sample("netprobe_history_cluster_queries_total", {{"result", "error"}}, s.errors);
+    w.sample("netprobe_history_cluster_queries_total", {{"result", "skipped"}}, s.skipped);
     return w.take();
 }
 

@@ -146,6 +146,7 @@ std::expected<QosQuery, std::string> parseQosQuery(const std::vector<std::pair<s
     }
     auto t = parseTopologyQuery(params);
     if (!t) return std::unexpected(t.error());
+    if (t->source != "local") return std::unexpected("bad value \"" + t->source + "\" for parameter \"source\": QoS is per node");
     QosQuery q;
     q.window_seconds = t->window_seconds;
     if (group_by) q.group_by = t->group_by;

@@ -525,6 +525,16 @@ std::string renderFlowExportMetrics(const analysis::FlowExportView* view, const 
         for (const auto& s : spooled)
             w.sample("netprobe_flow_sink_partitions_dropped_total", {{"sink", s.kind}, {"target", s.target}},
                      s.partitions_dropped);
+        w.family("netprobe_flow_sink_series_points_total", MetricType::Counter,
+                 "ClickHouse: history series points inserted into the series table (series=on).");
+        for (const auto& s : spooled)
+            w.sample("netprobe_flow_sink_series_points_total", {{"sink", s.kind}, {"target", s.target}},
+                     s.series_points_sent);
+        w.family("netprobe_flow_sink_series_points_dropped_total", MetricType::Counter,
+                 "ClickHouse: history series points lost (the memory queue or the spool was full).");
+        for (const auto& s : spooled)
+            w.sample("netprobe_flow_sink_series_points_dropped_total", {{"sink", s.kind}, {"target", s.target}},
+                     s.series_points_dropped);
     }
     each("netprobe_flow_sink_connects_total", MetricType::Counter,
          "IPFIX: sessions opened (TCP connections, UDP sockets); flow log: rotations.",

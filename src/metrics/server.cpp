@@ -18,6 +18,7 @@
 #include <netprobe/metrics/qos.hpp>
 #include <netprobe/metrics/models.hpp>
 #include <netprobe/analysis/cost.hpp>
+#include <netprobe/history/cluster.hpp>
 #include <netprobe/history/writer.hpp>
 #include <netprobe/metrics/bottlenecks.hpp>
 #include <netprobe/analysis/qos.hpp>
@@ -196,6 +197,7 @@ http::Response Server::Impl::metrics() const {
     if (v->anomaly) body += renderAnomalyMetrics(*v->anomaly);
     if (v->cost) body += renderCostMetrics(*v->cost);
     if (c.history) body += renderHistoryMetrics(c.history->stats());
+    if (c.cluster_history) body += renderClusterHistoryMetrics(c.cluster_history->stats());
     if (v->bottlenecks) body += renderBottleneckMetrics(*v->bottlenecks);
     if (v->policy) body += renderPolicyMetrics(*v->policy);
     if (v->responses) body += renderResponseMetrics(*v->responses);
@@ -252,6 +254,20 @@ http::Response Server::Impl::api(const http::Request& req) const {
         auto q = parseTopologyQuery(req.query);
         if (!q) return http::Response::error(400, q.error());
         const auto v = pipeline->latest();
+        if (q->source == "clickhouse") {
+            // Every node's flow records; this node's view (saying why) when ClickHouse fails.
+            if (!c.cluster_history)
+                return http::Response::error(400, "source=clickhouse: this agent has no --history-source=clickhouse");
+            const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                         std::chrono::system_clock::now().time_since_epoch()).count();
+            auto flows = c.cluster_history->flows(now - static_cast<std::int64_t>(q->window_seconds), now + 1,
+                                                  std::max<std::size_t>(q->limit * 4, 1000));
+            if (flows) return http::Response::json(200, clusterTopologyJson(*flows, *q, c.cluster_history->target()));
+            auto local = nlohmann::json::parse(topologyJson(v->topology.get(), v->l7.get(), *q));
+            local["source"] = "local";
+            local["fallback"] = flows.error().what();
+            return http::Response::json(200, local.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        }
         return http::Response::json(200, topologyJson(v->topology.get(), v->l7.get(), *q));
     }
     if (p == "/api/v1/cost") {
@@ -259,13 +275,18 @@ http::Response Server::Impl::api(const http::Request& req) const {
         if (!body) return http::Response::error(400, body.error());
         return http::Response::json(200, std::move(*body));
     }
-    if (p == "/api/v1/forecast" || p == "/api/v1/anomalies" || p == "/api/v1/history") {
-        const auto v = pipeline->latest();
+    if (p == "/api/v1/history") {
         const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
                                      std::chrono::system_clock::now().time_since_epoch()).count();
-        auto body = p == "/api/v1/forecast"    ? forecastJson(v->forecast.get(), req.query)
-                    : p == "/api/v1/anomalies" ? anomaliesJson(v->anomaly.get(), req.query)
-                                               : historyJson(c.history ? &c.history->store() : nullptr, req.query, now);
+        auto body = historyJson({c.history ? &c.history->store() : nullptr, c.cluster_history.get(), c.node_name},
+                                req.query, now);
+        if (!body) return http::Response::error(body.error().status, body.error().message);
+        return http::Response::json(200, std::move(*body));
+    }
+    if (p == "/api/v1/forecast" || p == "/api/v1/anomalies") {
+        const auto v = pipeline->latest();
+        auto body = p == "/api/v1/forecast" ? forecastJson(v->forecast.get(), req.query)
+                                            : anomaliesJson(v->anomaly.get(), req.query);
         if (!body) return http::Response::error(400, body.error());
         return http::Response::json(200, std::move(*body));
     }

@@ -9,6 +9,7 @@
 
 #include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/analysis/topology.hpp>
+#include <netprobe/history/cluster.hpp>
 #include <netprobe/metrics/exposition.hpp>
 #include <netprobe/util/duration.hpp>
 #include <netprobe/util/ip.hpp>
@@ -170,12 +171,120 @@ std::expected<TopologyQuery, std::string> parseTopologyQuery(
             std::size_t n = 0;
             if (!util::parseNumber(v, n) || n == 0 || n > 100000) return bad(k, v, "expected 1..100000");
             q.limit = n;
+        } else if (k == "source") {
+            if (v != "local" && v != "clickhouse") return bad(k, v, "expected local or clickhouse");
+            q.source = v;
         } else {
             return std::unexpected("unknown parameter \"" + k +
-                                   "\" (known: window, group_by, namespace, protocol, format, limit)");
+                                   "\" (known: window, group_by, namespace, protocol, format, limit, source)");
         }
     }
+    if (q.source == "clickhouse" && (q.group_by == "process" || q.group_by == "segment"))
+        return bad("group_by", q.group_by, "source=clickhouse groups by host, workload, namespace or pod");
+    if (q.source == "clickhouse" && q.format != "netprobe")
+        return bad("format", q.format, "source=clickhouse answers in the netprobe format");
     return q;
+}
+
+std::string clusterTopologyJson(const std::vector<history::ClusterFlow>& flows, const TopologyQuery& q,
+                                const std::string& target) {
+    struct CNode {
+        std::string name, kind, ns, workload, pod;
+        std::vector<std::string> ips;
+        std::uint64_t bytes_sent = 0, bytes_received = 0;
+        bool client = false, server = false;
+    };
+    struct CEdge {
+        std::string source, target, transport;
+        std::uint16_t port = 0;
+        std::uint64_t bytes_out = 0, bytes_in = 0, packets_out = 0, packets_in = 0, flows = 0;
+        std::vector<std::string> observed_by;
+    };
+    std::map<std::string, CNode> nodes;
+    std::map<std::tuple<std::string, std::string, std::uint16_t, std::string>, CEdge> edges;
+    auto nodeOf = [&](const std::string& ip, const std::string& ns, const std::string& pod,
+                      const std::string& workload) -> std::pair<const std::string, CNode>& {
+        std::string id, kind = "host", name = ip;
+        if (q.group_by == "workload" && !workload.empty()) {
+            id = ns + "/" + workload, kind = "workload", name = id;
+        } else if (q.group_by == "pod" && !pod.empty()) {
+            id = ns + "/" + pod, kind = "pod", name = id;
+        } else if (q.group_by == "namespace" && !ns.empty()) {
+            id = "ns:" + ns, kind = "namespace", name = ns;
+        } else {
+            id = ip;
+        }
+        auto [it, fresh] = nodes.try_emplace(id);
+        auto& n = it->second;
+        if (fresh) {
+            n.name = name, n.kind = kind, n.ns = ns, n.workload = workload;
+            if (kind == "pod" || kind == "host") n.pod = pod;
+        }
+        if (std::find(n.ips.begin(), n.ips.end(), ip) == n.ips.end() && n.ips.size() < 16) n.ips.push_back(ip);
+        return *it;
+    };
+    for (const auto& f : flows) {
+        if (!q.ns.empty() && f.src_namespace != q.ns && f.dst_namespace != q.ns) continue;
+        const std::string transport = transportName(f.protocol);
+        if (!q.protocol.empty() && q.protocol != transport) continue;
+        auto& [aid, a] = nodeOf(f.src_addr, f.src_namespace, f.src_pod, f.src_workload);
+        auto& [bid, b] = nodeOf(f.dst_addr, f.dst_namespace, f.dst_pod, f.dst_workload);
+        a.client = true;
+        b.server = true;
+        a.bytes_sent += f.bytes, a.bytes_received += f.rev_bytes;
+        b.bytes_sent += f.rev_bytes, b.bytes_received += f.bytes;
+        auto& e = edges[{aid, bid, f.dst_port, transport}];
+        e.source = aid, e.target = bid, e.port = f.dst_port, e.transport = transport;
+        e.bytes_out += f.bytes, e.bytes_in += f.rev_bytes, e.packets_out += f.packets, e.packets_in += f.rev_packets;
+        e.flows += f.flows;
+        for (const auto& n : f.nodes)
+            if (std::find(e.observed_by.begin(), e.observed_by.end(), n) == e.observed_by.end()) e.observed_by.push_back(n);
+    }
+    std::vector<CEdge*> order;
+    for (auto& [_, e] : edges) order.push_back(&e);
+    std::stable_sort(order.begin(), order.end(),
+                     [](const CEdge* x, const CEdge* y) { return x->bytes_out + x->bytes_in > y->bytes_out + y->bytes_in; });
+    const bool truncated = order.size() > q.limit;
+    if (truncated) order.resize(q.limit);
+    std::map<std::string, bool> used;
+    for (const CEdge* e : order) used[e->source] = used[e->target] = true;
+    const double secs = static_cast<double>(q.window_seconds);
+    nlohmann::json j;
+    j["enabled"] = true;
+    j["source"] = "clickhouse";
+    j["clickhouse"] = target;
+    j["window_seconds"] = secs;
+    j["group_by"] = q.group_by;
+    j["truncated"] = truncated;
+    auto ns = nlohmann::json::array(), es = nlohmann::json::array();
+    for (const auto& [id, n] : nodes) {
+        if (!used.contains(id)) continue;
+        nlohmann::json o = {{"id", id}, {"name", n.name}, {"kind", n.kind}, {"ips", n.ips},
+                            {"bytes_sent", n.bytes_sent}, {"bytes_received", n.bytes_received},
+                            {"client", n.client}, {"server", n.server}};
+        if (!n.ns.empty()) o["namespace"] = n.ns;
+        if (!n.workload.empty()) o["workload"] = n.workload;
+        if (!n.pod.empty()) o["pod"] = n.pod;
+        ns.push_back(std::move(o));
+    }
+    for (CEdge* e : order) {
+        std::sort(e->observed_by.begin(), e->observed_by.end());
+        es.push_back({{"id", e->source + "->" + e->target + ":" + std::to_string(e->port) + "/" + e->transport},
+                      {"source", e->source},
+                      {"target", e->target},
+                      {"port", e->port},
+                      {"transport", e->transport},
+                      {"flows", e->flows},
+                      {"bytes_out", e->bytes_out},
+                      {"bytes_in", e->bytes_in},
+                      {"packets_out", e->packets_out},
+                      {"packets_in", e->packets_in},
+                      {"bytes_per_second", static_cast<double>(e->bytes_out + e->bytes_in) / secs},
+                      {"observed_by", e->observed_by}});
+    }
+    j["nodes"] = std::move(ns);
+    j["edges"] = std::move(es);
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7View* l7, const TopologyQuery& q) {

@@ -1,11 +1,10 @@
 #include "netprobe/sinks/clickhouse.hpp"
 
-#include <httplib.h>
-
 #include <algorithm>
 #include <bit>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <deque>
@@ -18,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "netprobe/ebpf/types.hpp"
+#include "netprobe/util/clickhouse.hpp"
 #include "netprobe/util/duration.hpp"
 #include "netprobe/util/ip.hpp"
 #include "netprobe/util/parse.hpp"
@@ -41,28 +41,14 @@ std::int64_t nowSeconds() {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// "Code: 60, e.displayText() = ..." -> 60 (0 when the body is not a ClickHouse error).
-int errorCode(const std::string& body) {
-    auto p = body.find("Code: ");
-    if (p == std::string::npos) return 0;
-    int code = 0;
-    std::from_chars(body.data() + p + 6, body.data() + body.size(), code);
-    return code;
-}
-
-std::string firstLine(const std::string& s) {
-    auto e = s.find('\n');
-    std::string l = s.substr(0, e);
-    if (l.size() > 300) l = l.substr(0, 300) + "...";
-    return l;
-}
-
-// A spool file: <unix ms, 13 digits>-<batch id, 16 hex>-<rows>.jsonl (lexical order is time order).
+// A spool file: <unix ms, 13 digits>-<batch id, 16 hex>-<rows>.jsonl (lexical order is time order);
+// <...>-<rows>.series.jsonl holds history points for the series table.
 struct SpoolFile {
     fs::path path;
     std::uint64_t batch = 0;
     std::uint64_t rows = 0;
     std::uint64_t bytes = 0;
+    bool series = false;
 };
 
 std::optional<SpoolFile> parseSpoolName(const fs::path& p) {
@@ -72,6 +58,10 @@ std::optional<SpoolFile> parseSpoolName(const fs::path& p) {
     f.path = p;
     std::string_view v(n);
     v.remove_suffix(6);
+    if (v.ends_with(".series")) {
+        f.series = true;
+        v.remove_suffix(7);
+    }
     const auto d1 = v.find('-'), d2 = v.rfind('-');
     if (d1 != 13 || d2 != 13 + 1 + 16) return std::nullopt;
     auto h = v.substr(14, 16);
@@ -143,9 +133,12 @@ Result<ClickHouseConfig> parseClickHouse(std::string_view spec) {
             c.spool_max_bytes = *b;
         } else if (k == "queue") {
             if (!parseNumber(v, c.queue) || c.queue == 0 || c.queue > 10'000'000) return bad("queue must be 1-10000000");
+        } else if (k == "series") {
+            if (v != "on" && v != "off") return bad("series must be on or off");
+            c.series = v == "on";
         } else {
             return bad("unknown option \"" + std::string(k) +
-                       "\" (database, batch, flush, retention, retention-1m, retention-1h, spool-max, queue)");
+                       "\" (database, batch, flush, retention, retention-1m, retention-1h, spool-max, queue, series)");
         }
         if (err) return bad(*err);
     }
@@ -246,7 +239,59 @@ std::vector<std::string> clickHouseSchema(const ClickHouseConfig& c, ClickHouseV
                       "  sum(rev_packets) AS rev_packets, sum(rev_bytes) AS rev_bytes\n"
                       "FROM " + db + ".flows GROUP BY t, " + dims);
     }
+    // History series: one row per (node, series, minute) and batch; hours by an
+    // AggregatingMergeTree (SummingMergeTree cannot keep min and max). The value columns
+    // are v_* because an alias named like its function (sum(...) AS sum) is cyclic.
+    out.push_back("CREATE TABLE IF NOT EXISTS " + db + ".series (\n"
+                  "  t DateTime" + codec("DoubleDelta, LZ4") + ",\n"
+                  "  node " + str + ",\n"
+                  "  series " + str + ",\n"
+                  "  batch_id UInt64,\n"
+                  "  seq UInt32,\n"
+                  "  v_sum Float64,\n"
+                  "  v_count Float64,\n"
+                  "  v_min Float64,\n"
+                  "  v_max Float64\n"
+                  ") ENGINE = ReplacingMergeTree\n"
+                  "PARTITION BY toYYYYMMDD(t)\n"
+                  "ORDER BY (series, t, node, batch_id, seq)" +
+                  (ttl ? "\nTTL t + INTERVAL " + days(c.retention_1m) + " DAY" : std::string()));
+    out.push_back("CREATE TABLE IF NOT EXISTS " + db + ".series_1h (\n"
+                  "  t DateTime,\n"
+                  "  node " + str + ",\n"
+                  "  series " + str + ",\n"
+                  "  v_sum AggregateFunction(sum, Float64),\n"
+                  "  v_count AggregateFunction(sum, Float64),\n"
+                  "  v_min AggregateFunction(min, Float64),\n"
+                  "  v_max AggregateFunction(max, Float64)\n"
+                  ") ENGINE = AggregatingMergeTree\n"
+                  "PARTITION BY toYYYYMM(t)\n"
+                  "ORDER BY (series, t, node)" +
+                  (ttl ? "\nTTL t + INTERVAL " + days(c.retention_1h) + " DAY" : std::string()));
+    out.push_back("CREATE MATERIALIZED VIEW IF NOT EXISTS " + db + ".series_1h_mv TO " + db + ".series_1h AS\n"
+                  "SELECT toStartOfHour(t) AS t, node, series, sumState(v_sum) AS v_sum, sumState(v_count) AS v_count,\n"
+                  "  minState(v_min) AS v_min, maxState(v_max) AS v_max\n"
+                  "FROM " + db + ".series GROUP BY t, node, series");
     return out;
+}
+
+std::string clickHouseSeriesRow(const history::Point& p, const std::string& node, std::uint64_t batch,
+                                std::uint32_t seq) {
+    using namespace util;
+    std::string o;
+    o.reserve(160 + p.series.size());
+    o += '{';
+    appendJsonKey(o, "t"), appendJsonInt(o, p.minute - ((p.minute % 60) + 60) % 60);
+    appendJsonKey(o, "node"), appendJsonString(o, node);
+    appendJsonKey(o, "series"), appendJsonString(o, p.series);
+    appendJsonKey(o, "batch_id"), appendJsonUint(o, batch);
+    appendJsonKey(o, "seq"), appendJsonUint(o, seq);
+    appendJsonKey(o, "v_sum"), appendJsonDouble(o, p.sum);
+    appendJsonKey(o, "v_count"), appendJsonDouble(o, p.count);
+    appendJsonKey(o, "v_min"), appendJsonDouble(o, p.min);
+    appendJsonKey(o, "v_max"), appendJsonDouble(o, p.max);
+    o += '}';
+    return o;
 }
 
 std::string clickHouseRow(const FlowExportRecord& r, const std::string& node, std::uint64_t batch, std::uint32_t seq,
@@ -315,8 +360,12 @@ struct ClickHouseSink::Impl {
 
     mutable std::mutex mu;
     SinkStatus status;
+    // History points waiting to be spooled (under mu), whole intervals, oldest first.
+    std::deque<std::vector<history::Point>> series_queue;
+    std::size_t series_queued = 0;
 
     explicit Impl(ClickHouseConfig c) : cfg(std::move(c)), queue(cfg.queue) {
+        status.series = cfg.series;
         status.kind = "clickhouse";
         status.target = cfg.url + "/" + cfg.database;
         status.queue_capacity = queue.capacity();
@@ -345,30 +394,10 @@ struct ClickHouseSink::Impl {
         status.spool_batches = spool.size();
     }
 
-    httplib::Client client() const {
-        httplib::Client cli(cfg.url);
-        cli.set_connection_timeout(std::chrono::seconds(3));
-        cli.set_read_timeout(std::chrono::seconds(30));
-        cli.set_write_timeout(std::chrono::seconds(30));
-        return cli;
-    }
-    httplib::Headers headers() const {
-        httplib::Headers h{{"X-ClickHouse-User", cfg.user}};
-        if (!cfg.password.empty()) h.emplace("X-ClickHouse-Key", cfg.password);
-        return h;
-    }
     // A query; the answer's body, or an error (connection, or the server's message).
     Result<std::string> query(const std::string& sql, const std::string& body = {}, bool* sent = nullptr) {
-        auto cli = client();
-        auto path = "/?query=" + util::urlEncode(sql);
-        auto res = body.empty() ? cli.Post(path, headers(), std::string(), "text/plain")
-                                : cli.Post(path, headers(), body, "application/x-ndjson");
-        if (sent) *sent = res.error() != httplib::Error::Connection;
-        if (!res) return std::unexpected(makeError(httplib::to_string(res.error())));
-        if (res->status != 200)
-            return std::unexpected(Error{errorCode(res->body), "HTTP " + std::to_string(res->status) + ": " +
-                                                                    firstLine(res->body)});
-        return res->body;
+        return util::clickHouseQuery({cfg.url, cfg.user, cfg.password, std::chrono::seconds(3), std::chrono::seconds(30)},
+                                     sql, body, sent);
     }
 
     void loadSpool() {
@@ -389,6 +418,15 @@ struct ClickHouseSink::Impl {
         spoolStatus();
     }
 
+    // Rows lost with a batch (a failed spool write, a full spool, an unreadable file).
+    void dropped(const SpoolFile& f, bool spool_full) {
+        std::lock_guard lock(mu);
+        if (f.series)
+            status.series_points_dropped += f.rows;
+        else
+            (spool_full ? status.records_dropped_spool : status.records_dropped_send) += f.rows;
+    }
+
     // Queue -> one spool file.
     void spoolBatch(std::vector<FlowExportRecord> recs) {
         if (recs.empty()) return;
@@ -401,11 +439,39 @@ struct ClickHouseSink::Impl {
             body += clickHouseRow(r, cfg.node, batch, seq++, now_s);
             body += '\n';
         }
+        writeSpool(batch, recs.size(), body, false);
+    }
+
+    // The queued history points -> one spool file.
+    void spoolSeries() {
+        std::deque<std::vector<history::Point>> q;
+        {
+            std::lock_guard lock(mu);
+            q.swap(series_queue);
+            series_queued = 0;
+        }
+        std::size_t n = 0;
+        for (const auto& b : q) n += b.size();
+        if (n == 0) return;
+        const std::uint64_t batch = run_id | ++batch_seq;
+        std::string body;
+        body.reserve(n * 120);
+        std::uint32_t seq = 0;
+        for (const auto& b : q)
+            for (const auto& p : b) {
+                body += clickHouseSeriesRow(p, cfg.node, batch, seq++);
+                body += '\n';
+            }
+        writeSpool(batch, n, body, true);
+    }
+
+    void writeSpool(std::uint64_t batch, std::size_t rows, const std::string& body, bool series) {
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch()).count();
-        char name[64];
-        std::snprintf(name, sizeof name, "%013lld-%016llx-%zu.jsonl", static_cast<long long>(ms),
-                      static_cast<unsigned long long>(batch), recs.size());
+        char name[80];
+        std::snprintf(name, sizeof name, "%013lld-%016llx-%zu%s.jsonl", static_cast<long long>(ms),
+                      static_cast<unsigned long long>(batch), rows, series ? ".series" : "");
+        const SpoolFile lost{{}, batch, rows, 0, series};
         const fs::path final_path = fs::path(cfg.spool_dir) / name;
         const fs::path tmp = final_path.string() + ".tmp";
         {
@@ -416,8 +482,7 @@ struct ClickHouseSink::Impl {
                 std::error_code ec;
                 fs::remove(tmp, ec);
                 error("spool write " + tmp.string() + " failed: the batch is dropped");
-                std::lock_guard lock(mu);
-                status.records_dropped_send += recs.size();
+                dropped(lost, false);
                 return;
             }
         }
@@ -426,11 +491,10 @@ struct ClickHouseSink::Impl {
         if (ec) {
             error("spool rename " + final_path.string() + ": " + ec.message());
             fs::remove(tmp, ec);
-            std::lock_guard lock(mu);
-            status.records_dropped_send += recs.size();
+            dropped(lost, false);
             return;
         }
-        spool.push_back({final_path, batch, recs.size(), body.size()});
+        spool.push_back({final_path, batch, rows, body.size(), series});
         // Bounded: the oldest go (never the newest batch).
         std::uint64_t total = 0;
         for (const auto& s : spool) total += s.bytes;
@@ -438,10 +502,7 @@ struct ClickHouseSink::Impl {
             const auto& old = spool.front();
             total -= old.bytes;
             fs::remove(old.path, ec);
-            {
-                std::lock_guard lock(mu);
-                status.records_dropped_spool += old.rows;
-            }
+            dropped(old, true);
             uncertain.erase(old.batch);
             spool.pop_front();
         }
@@ -456,7 +517,7 @@ struct ClickHouseSink::Impl {
         }
         auto v = parseClickHouseVersion(*ver);
         if (!v) {
-            error("unexpected version answer \"" + firstLine(*ver) + "\"");
+            error("unexpected version answer \"" + ver->substr(0, std::min<std::size_t>(ver->find('\n'), 100)) + "\"");
             return false;
         }
         for (const auto& ddl : clickHouseSchema(cfg, *v)) {
@@ -466,7 +527,8 @@ struct ClickHouseSink::Impl {
             }
         }
         has_ttl = v->atLeast(19, 6);
-        spdlog::info("clickhouse {}: server {}.{}, tables {}.flows, flows_1m, flows_1h ready{}", status.target,
+        spdlog::info("clickhouse {}: server {}.{}, tables {}.flows, flows_1m, flows_1h, series, series_1h ready{}",
+                     status.target,
                      v->major, v->minor, cfg.database, has_ttl ? " (TTL retention)" : " (retention by dropping partitions)");
         return true;
     }
@@ -476,7 +538,8 @@ struct ClickHouseSink::Impl {
         const std::int64_t now = nowSeconds();
         for (const auto& [table, keep, monthly] :
              {std::tuple{"flows", cfg.retention, false}, std::tuple{"flows_1m", cfg.retention_1m, false},
-              std::tuple{"flows_1h", cfg.retention_1h, true}}) {
+              std::tuple{"flows_1h", cfg.retention_1h, true}, std::tuple{"series", cfg.retention_1m, false},
+              std::tuple{"series_1h", cfg.retention_1h, true}}) {
             auto parts = query("SELECT DISTINCT partition FROM system.parts WHERE database = '" + cfg.database +
                                "' AND table = '" + table + "' AND active FORMAT TSV");
             if (!parts) {
@@ -509,9 +572,10 @@ struct ClickHouseSink::Impl {
     bool sendOldest() {
         SpoolFile f = spool.front();
         std::error_code ec;
+        const std::string table = cfg.database + (f.series ? ".series" : ".flows");
         if (uncertain.count(f.batch)) {
             // The last attempt may have landed: look before inserting again.
-            auto n = query("SELECT count() FROM " + cfg.database + ".flows WHERE batch_id = " + std::to_string(f.batch));
+            auto n = query("SELECT count() FROM " + table + " WHERE batch_id = " + std::to_string(f.batch));
             if (!n) {
                 error("batch lookup: " + n.error().what());
                 return false;
@@ -533,12 +597,11 @@ struct ClickHouseSink::Impl {
             error("spool read " + f.path.string() + " failed: batch dropped");
             fs::remove(f.path, ec);
             spool.pop_front();
-            std::lock_guard lock(mu);
-            status.records_dropped_send += f.rows;
+            dropped(f, false);
             return true;
         }
         bool sent = false;
-        auto r = query("INSERT INTO " + cfg.database + ".flows FORMAT JSONEachRow", body, &sent);
+        auto r = query("INSERT INTO " + table + " FORMAT JSONEachRow", body, &sent);
         if (r) {
             done(f, true);
             std::lock_guard lock(mu);
@@ -548,7 +611,8 @@ struct ClickHouseSink::Impl {
         if (sent) uncertain.insert(f.batch);
         const int code = r.error().code;
         if (code == 60 || code == 81) ready = false;  // table / database gone: create them again
-        error("insert of " + std::to_string(f.rows) + " records: " + r.error().what());
+        error("insert of " + std::to_string(f.rows) + (f.series ? " series points: " : " records: ") +
+              r.error().what());
         return false;
     }
 
@@ -560,7 +624,7 @@ struct ClickHouseSink::Impl {
         spoolStatus();
         ok();
         std::lock_guard lock(mu);
-        status.records_sent += f.rows;
+        (f.series ? status.series_points_sent : status.records_sent) += f.rows;
         if (inserted) ++status.messages_sent;
     }
 };
@@ -587,6 +651,24 @@ Result<std::unique_ptr<ClickHouseSink>> ClickHouseSink::start(ClickHouseConfig c
 ClickHouseSink::~ClickHouseSink() { drain(std::chrono::milliseconds(0)); }
 
 void ClickHouseSink::offer(const analysis::FlowExportView& view) { impl_->queue.push(view.records); }
+
+void ClickHouseSink::offerSeries(std::vector<history::Point> points) {
+    auto& m = *impl_;
+    if (!m.cfg.series) return;
+    std::erase_if(points, [](const history::Point& p) {
+        return p.series.empty() || !std::isfinite(p.sum) || !std::isfinite(p.count) || !std::isfinite(p.min) ||
+               !std::isfinite(p.max);
+    });
+    if (points.empty()) return;
+    std::lock_guard lock(m.mu);
+    m.series_queued += points.size();
+    m.series_queue.push_back(std::move(points));
+    while (m.series_queued > m.cfg.series_queue && m.series_queue.size() > 1) {
+        m.series_queued -= m.series_queue.front().size();
+        m.status.series_points_dropped += m.series_queue.front().size();
+        m.series_queue.pop_front();
+    }
+}
 
 void ClickHouseSink::drain(std::chrono::milliseconds timeout) {
     if (!thread_.joinable()) return;
@@ -617,6 +699,7 @@ void ClickHouseSink::loop() {
                 m.spoolBatch(m.queue.take(m.cfg.batch, now));
                 if (m.queue.size() < m.cfg.batch && !draining) break;
             }
+            m.spoolSeries();
             m.next_flush = now + m.cfg.flush;
         }
         if (draining && (m.spool.empty() || now.time_since_epoch().count() >= drain_ns)) break;

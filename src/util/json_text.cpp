@@ -1,6 +1,7 @@
 #include "netprobe/util/json_text.hpp"
 
 #include <charconv>
+#include <cmath>
 
 namespace netprobe::util {
 
@@ -31,6 +32,16 @@ void appendJsonUint(std::string& out, std::uint64_t v) {
 void appendJsonInt(std::string& out, std::int64_t v) {
     char buf[24];
     auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, p);
+}
+
+void appendJsonDouble(std::string& out, double v) {
+    if (!std::isfinite(v)) {
+        out += "null";
+        return;
+    }
+    char buf[32];
+    auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);  // shortest text that reads back as v
     out.append(buf, p);
 }
 

@@ -15,7 +15,7 @@ import time
 import unittest
 import urllib.parse
 
-from netprobe_e2e import AGENT, PYTHON, E2ETestCase, log, require_tools, run, wait_for, wait_line
+from netprobe_e2e import AGENT, PYTHON, E2ETestCase, free_port, log, require_tools, run, wait_for, wait_line
 from test_flow_export import CLIENT, SERVER, UDP_PORT
 
 CH_HTTP = 8123
@@ -38,7 +38,9 @@ CONFIG = """<yandex>
 """
 
 
-class ClickHouseSinkTest(E2ETestCase):
+class ClickHouseCase(E2ETestCase):
+    """A node namespace with a veth, a UDP echo server and a clickhouse-server of the test's own."""
+
     @classmethod
     def setUpClass(cls) -> None:
         super().setUpClass()
@@ -69,6 +71,8 @@ class ClickHouseSinkTest(E2ETestCase):
         body, _, code = r.stdout.rpartition("\n")
         return body.strip() if code == "200" else None
 
+
+class ClickHouseSinkTest(ClickHouseCase):
     def agent(self):
         return self.start_agent(f"--interface-filter={self.veth.host}", "--collect-interval=500ms",
                                 "--flow-idle-timeout=1s", "--security=off", f"--state-dir={self.tmp}/state",
@@ -182,6 +186,246 @@ class ClickHouseSinkTest(E2ETestCase):
                 netns=self.node, check=False, timeout=30)
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("spool directory", p.stderr + p.stdout)
+
+
+# A proxy in front of ClickHouse that forwards the first CUT insert requests and then closes
+# the agent's connection without its answer: the insert landed, but the sink cannot know.
+# One request per connection (the sink opens a connection per query).
+CUTTING_PROXY = r"""
+import socket, sys, threading
+listen_port, target_port, cut = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+lock = threading.Lock()
+def read_request(c):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        b = c.recv(65536)
+        if not b: return None
+        data += b
+    head, _, body = data.partition(b"\r\n\r\n")
+    n = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length": n = int(v)
+    while len(body) < n:
+        b = c.recv(65536)
+        if not b: return None
+        body += b
+    return head + b"\r\n\r\n" + body
+def serve(c):
+    global cut
+    try:
+        req = read_request(c)
+        if req is None: return
+        u = socket.create_connection(("127.0.0.1", target_port))
+        u.sendall(req)
+        u.shutdown(socket.SHUT_WR)
+        resp = b""
+        while True:
+            b = u.recv(65536)
+            if not b: break
+            resp += b
+        u.close()
+        first = req.split(b"\r\n", 1)[0]
+        with lock:
+            drop = cut > 0 and b"INSERT" in first.upper().replace(b"%20", b" ")
+            if drop: cut -= 1
+        if drop and resp.startswith(b"HTTP/1.1 200"):
+            print("CUT " + first.decode(errors="replace")[:80], flush=True)
+            return
+        c.sendall(resp)
+    finally:
+        c.close()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", listen_port))
+s.listen(64)
+print("READY", flush=True)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+
+def same_points(a: list[dict], b: list[dict]) -> bool:
+    """Equal buckets; values equal up to the order of floating-point additions."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if (x["time"], x["step"], x["count"]) != (y["time"], y["step"], y["count"]):
+            return False
+        for k in ("mean", "min", "max"):
+            if abs(x[k] - y[k]) > 1e-9 * max(1.0, abs(x[k]), abs(y[k])):
+                return False
+    return True
+
+
+class ClusterHistoryTest(ClickHouseCase):
+    """--history-source=clickhouse: two agents (nodes np-node-a and np-node-b, each with its
+    own veth and traffic) write their history series into one ClickHouse; either agent's
+    /api/v1/history answers for both. The oracle for each node's points is that node's own
+    SQLite store (source=local), a separate write path; ClickHouse's own sum() checks the
+    cluster totals. Node b writes through a proxy that cuts the answers of its first two
+    inserts, so the sink must find those batches on the server instead of inserting them
+    twice (a duplicate would show as two rows of one batch and seq)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.veth_b = self.make_veth(host_ns=self.node)
+
+    def cluster_agent(self, name: str, veth, ch_port: int):
+        env = {**os.environ, "NODE_NAME": name}
+        return self.start_agent(f"--interface-filter={veth.host}", "--collect-interval=500ms", "--series-step=10s",
+                                "--flow-idle-timeout=1s", "--security=off", f"--state-dir={self.tmp}/state-{name}",
+                                f"--clickhouse=http://127.0.0.1:{ch_port},flush=1s", "--history-source=clickhouse",
+                                netns=self.node, env=env)
+
+    def history(self, agent, **params) -> tuple[int, dict | str]:
+        code, _, body = agent.request("/api/v1/history?" + urllib.parse.urlencode(params))
+        try:
+            return code, json.loads(body)
+        except ValueError:
+            return code, body
+
+    def test_every_nodes_history_through_clickhouse_with_fallback_and_no_duplicates(self):
+        ch = self.clickhouse()
+        proxy_port = free_port(self.node)
+        proxy = self.spawn([PYTHON, "-c", CUTTING_PROXY, str(proxy_port), str(CH_HTTP), "2"], netns=self.node,
+                           stdout=subprocess.PIPE, name="proxy")
+        wait_line(proxy, b"READY", 10)
+        a = self.cluster_agent("np-node-a", self.veth, CH_HTTP)
+        b = self.cluster_agent("np-node-b", self.veth_b, proxy_port)
+        # traffic on both nodes: pings of different rates towards each agent's veth
+        for v, interval in ((self.veth, "0.1"), (self.veth_b, "0.25")):
+            self.spawn(["ping", "-q", "-i", interval, "-s", "400", v.host_ip], netns=v.ns, name="ping")
+        keys = {"np-node-a": f"iface/{self.veth.host}/rx_bytes_rate", "np-node-b": f"iface/{self.veth_b.host}/rx_bytes_rate"}
+        since = int(time.time()) - 120
+
+        def points_of(agent, key, **extra):
+            code, j = self.history(agent, series=key, **{"from": since}, **extra)
+            self.assertEqual(code, 200, j)
+            return j
+
+        def same_as_local():
+            # each node's points in the cluster answer (asked of node a) equal its own store's
+            for node, agent in (("np-node-a", a), ("np-node-b", b)):
+                local = points_of(agent, keys[node], source="local")
+                cluster = points_of(a, keys[node], node=node)
+                if cluster.get("source") != "clickhouse" or len(local["points"]) < 2:
+                    return False
+                got = next((n["points"] for n in cluster["nodes"] if n["node"] == node), [])
+                if not same_points(got, local["points"]):
+                    return False
+            return True
+        wait_for(same_as_local, 90, "both nodes' series in clickhouse equal to their local stores", interval=2)
+        cut = [wait_line(proxy, b"CUT", 5).decode().strip() for _ in range(2)]
+        log(f"proxy cut the answers of: {cut}")
+
+        # the list: series of both nodes, and the nodes
+        code, j = self.history(b, prefix="iface/")
+        self.assertEqual(code, 200, j)
+        self.assertEqual(j["source"], "clickhouse")
+        self.assertTrue({keys["np-node-a"], keys["np-node-b"]} <= set(j["series"]), j)
+        self.assertEqual(j["nodes"], ["np-node-a", "np-node-b"])
+        # a cluster answer for one key: the per-node points and the aggregate (ClickHouse's own sums)
+        j = points_of(b, keys["np-node-a"])
+        self.assertEqual([n["node"] for n in j["nodes"]], ["np-node-a"])
+        for p in j["points"]:
+            r = self.query(f"SELECT sum(v_sum), sum(v_count) FROM netprobe.series FINAL WHERE series = "
+                           f"'{keys['np-node-a']}' AND t = toDateTime({p['time']}) FORMAT TSV").split("\t")
+            self.assertAlmostEqual(p["mean"], float(r[0]) / float(r[1]), places=6)
+            self.assertAlmostEqual(p["total"], p["mean"], places=6)  # one node
+        # no batch inserted twice: every (batch, seq) once, in the flows and the series
+        for table in ("series", "flows"):
+            dup = self.query(f"SELECT count() FROM (SELECT batch_id, seq, count() AS c FROM netprobe.{table} "
+                             f"GROUP BY batch_id, seq HAVING c > 1)")
+            self.assertEqual(dup, "0", f"{table}: batches inserted twice")
+        m = b.metrics()
+        self.assertGreater(m.get("netprobe_flow_sink_series_points_total", sink="clickhouse"), 0)
+        self.assertEqual(m.get("netprobe_flow_sink_series_points_dropped_total", sink="clickhouse"), 0)
+
+        # The cluster topology from both nodes' flow records: UDP flows to each node's echo
+        # server, compared with what each client counted it sent and got back.
+        server_b = self.spawn([PYTHON, "-c", SERVER, self.veth_b.host_ip, str(UDP_PORT), "200", "300"],
+                              netns=self.node, stdout=subprocess.PIPE, name="server")
+        wait_line(server_b, b"READY", 10)
+        sent = {}
+        for v, n, base in ((self.veth, 8, 21000), (self.veth_b, 5, 22000)):
+            c = self.spawn([PYTHON, "-c", CLIENT, v.host_ip, str(UDP_PORT), str(n), "2", "0.1", "0", "0", "200", "300",
+                            str(base)], netns=v.ns, stdout=subprocess.PIPE, name="client")
+            c.wait(60)
+            fl = [json.loads(x) for x in c.p.stdout.read().decode().splitlines() if x.startswith("{")]
+            self.assertEqual(len(fl), n)
+            sent[v.host_ip] = (len(fl), sum(f["sent"] for f in fl), sum(f["echoed"] for f in fl),
+                               sum(f["sent"] * (28 + f["size"]) for f in fl), sum(f["echoed"] * (28 + f["size"]) for f in fl))
+
+        # (the pings keep their flows open: wait for the UDP edges rather than for no open flow)
+        last = {}
+
+        def edges_match():
+            code, _, body = b.request("/api/v1/topology?source=clickhouse&window=10m&protocol=udp")
+            self.assertEqual(code, 200, body)
+            topo = json.loads(body)
+            self.assertEqual(topo["source"], "clickhouse", topo)
+            edges = {(e["source"], e["target"], e["port"]): e for e in topo["edges"]}
+            last["topo"] = topo
+            for v, node in ((self.veth, "np-node-a"), (self.veth_b, "np-node-b")):
+                e = edges.get((v.peer_ip, v.host_ip, UDP_PORT))
+                if e is None or (e["flows"], e["packets_out"], e["packets_in"], e["bytes_out"], e["bytes_in"]) != \
+                        sent[v.host_ip] or e["observed_by"] != [node]:
+                    return False
+            return True
+        try:
+            wait_for(edges_match, 30, "each node's UDP edge in the cluster topology with its client's counts")
+        except AssertionError:
+            log(f"client counts (flows, packets, packets back, bytes, bytes back): {sent}")
+            log(f"last answer: {json.dumps(last.get('topo'))[:3000]}")
+            raise
+        topo = last["topo"]
+        log(f"cluster topology: {len(topo['edges'])} UDP edge(s), each node's equal to its client's counts")
+
+        # ClickHouse away: the local store answers at once, and says why
+        ch.stop(signal.SIGTERM, timeout=30)
+        code, j = self.history(a, series=keys["np-node-a"], **{"from": since})
+        self.assertEqual(code, 200, j)
+        self.assertEqual(j["source"], "local")
+        self.assertEqual(j["node"], "np-node-a")
+        self.assertIn("clickhouse", j["fallback"])
+        self.assertGreater(len(j["points"]), 0)
+        code, j = self.history(a, series=keys["np-node-b"], node="np-node-b")
+        self.assertEqual(code, 503, j)  # another node's history is not in this node's store
+        code, j = self.history(a, series=keys["np-node-a"], source="clickhouse")
+        self.assertEqual(code, 503, j)
+        code, _, body = a.request("/api/v1/topology?source=clickhouse&window=10m")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(json.loads(body)["source"], "local")  # this node's view, and why
+        self.assertIn("clickhouse", json.loads(body)["fallback"])
+        self.assertGreater(a.metrics().get("netprobe_history_cluster_queries_total", result="error"), 0)
+        time.sleep(12)  # points of the outage wait in the spools
+        self.assertGreater(a.metrics().get("netprobe_flow_sink_spool_batches", sink="clickhouse"), 0)
+
+        # back: the spooled points arrive, and the cluster answers again (after the retry pause)
+        ch = self.clickhouse()
+        wait_for(same_as_local, 90, "the outage's points in clickhouse, equal to the local stores", interval=2)
+        code, j = self.history(a, series=keys["np-node-b"], **{"from": since})
+        self.assertEqual(code, 200, j)
+        self.assertEqual(j["source"], "clickhouse")
+        for p in j["points"]:
+            self.assertEqual(p["nodes"], 1)
+        for n in ("series", "flows"):
+            self.assertEqual(self.query(f"SELECT count() FROM (SELECT batch_id, seq, count() AS c FROM netprobe.{n} "
+                                        f"GROUP BY batch_id, seq HAVING c > 1)"), "0", n)
+        self.assertEqual(a.stop(), 0)
+        self.assertEqual(b.stop(), 0)
+        ch.stop(signal.SIGTERM, timeout=30)
+
+    def test_history_source_needs_a_clickhouse_server(self):
+        for args in (["--history-source=clickhouse"], ["--history-source=remote"],
+                     [f"--clickhouse=http://127.0.0.1:{CH_HTTP},series=off", "--history-source=clickhouse"]):
+            p = run([AGENT] + args, check=False)
+            self.assertEqual(p.returncode, 2, (args, p.stderr))
+            out = (p.stderr + p.stdout).strip()
+            self.assertIn("--history-source", out)
+            self.assertEqual(len(out.splitlines()), 1, out)
 
 
 if __name__ == "__main__":

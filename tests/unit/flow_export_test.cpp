@@ -538,6 +538,39 @@ TEST(ClickHouse, VersionDecidesTheSchema) {
     EXPECT_NE(now.find("CODEC("), std::string::npos);
 }
 
+TEST(ClickHouse, SeriesTablesAndRows) {
+    auto c = sinks::parseClickHouse("http://ch:8123,series=off");
+    ASSERT_TRUE(c);
+    EXPECT_FALSE(c->series);
+    EXPECT_TRUE(sinks::parseClickHouse("http://ch:8123")->series);
+    EXPECT_FALSE(sinks::parseClickHouse("http://ch:8123,series=yes"));
+    std::string ddl;
+    for (const auto& x : sinks::clickHouseSchema(*c, *sinks::parseClickHouseVersion("18.16.1"))) ddl += x + ";\n";
+    EXPECT_NE(ddl.find("CREATE TABLE IF NOT EXISTS netprobe.series (\n  t DateTime,"), std::string::npos) << ddl;
+    EXPECT_NE(ddl.find("ORDER BY (series, t, node, batch_id, seq)"), std::string::npos);
+    EXPECT_NE(ddl.find("v_min AggregateFunction(min, Float64)"), std::string::npos);
+    EXPECT_NE(ddl.find("CREATE MATERIALIZED VIEW IF NOT EXISTS netprobe.series_1h_mv TO netprobe.series_1h"),
+              std::string::npos);
+    EXPECT_EQ(ddl.find("TTL"), std::string::npos);
+    std::string ddl24;
+    for (const auto& x : sinks::clickHouseSchema(*c, *sinks::parseClickHouseVersion("24.8"))) ddl24 += x + ";\n";
+    EXPECT_NE(ddl24.find("series LowCardinality(String)"), std::string::npos);
+    EXPECT_NE(ddl24.find("TTL t + INTERVAL 30 DAY"), std::string::npos);  // minutes: retention-1m
+
+    // the minute floored; values as the shortest text that reads back exactly
+    history::Point p{"iface/veth\"0/rx_bytes_rate", 1'800'000'119, 1234.5678, 2, 0.1, 1e300};
+    auto j = nlohmann::json::parse(sinks::clickHouseSeriesRow(p, "node-1", 42, 3));
+    EXPECT_EQ(j["t"], 1'800'000'060);
+    EXPECT_EQ(j["series"], "iface/veth\"0/rx_bytes_rate");
+    EXPECT_EQ(j["node"], "node-1");
+    EXPECT_EQ(j["batch_id"], 42);
+    EXPECT_EQ(j["seq"], 3);
+    EXPECT_EQ(j["v_sum"].get<double>(), 1234.5678);
+    EXPECT_EQ(j["v_count"].get<double>(), 2.0);
+    EXPECT_EQ(j["v_min"].get<double>(), 0.1);
+    EXPECT_EQ(j["v_max"].get<double>(), 1e300);
+}
+
 TEST(ClickHouse, RowCarriesBatchAndIpAndFrameBytes) {
     auto j = nlohmann::json::parse(sinks::clickHouseRow(biflowRecord(9), "node-1", 0xabc00000001ull, 7, 1'800'000'000));
     EXPECT_EQ(j["time_received"], 1'800'000'000);

@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <stdlib.h>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +17,8 @@
 #include <netprobe/analysis/series.hpp>
 #include <netprobe/analysis/topology.hpp>
 #include <netprobe/collector/snapshot.hpp>
+#include <netprobe/history/cluster.hpp>
+#include <netprobe/history/store.hpp>
 #include <netprobe/metrics/models.hpp>
 #include <netprobe/util/ip.hpp>
 
@@ -253,12 +257,68 @@ TEST(ForecastStage, SeasonalWarmStartForecastsTheSeasonAndFlagsCapacity) {
 }
 
 TEST(ModelsExport, HistoryQueryErrorsAndDisabled) {
-    EXPECT_EQ(nlohmann::json::parse(*metrics::historyJson(nullptr, {}, 1000))["enabled"], false);
-    EXPECT_FALSE(metrics::historyJson(nullptr, {{"from", "yesterday"}}, 1000));
-    EXPECT_FALSE(metrics::historyJson(nullptr, {{"resolution", "second"}}, 1000));
-    EXPECT_FALSE(metrics::historyJson(nullptr, {{"bogus", "1"}}, 1000));
+    EXPECT_EQ(nlohmann::json::parse(*metrics::historyJson({}, {}, 1000))["enabled"], false);
+    EXPECT_FALSE(metrics::historyJson({}, {{"from", "yesterday"}}, 1000));
+    EXPECT_FALSE(metrics::historyJson({}, {{"resolution", "second"}}, 1000));
+    EXPECT_FALSE(metrics::historyJson({}, {{"bogus", "1"}}, 1000));
+    EXPECT_FALSE(metrics::historyJson({}, {{"node", ""}}, 1000));
+    auto e = metrics::historyJson({}, {{"source", "clickhouse"}}, 1000);  // not configured
+    ASSERT_FALSE(e);
+    EXPECT_EQ(e.error().status, 400);
+    EXPECT_FALSE(metrics::historyJson({}, {{"source", "remote"}}, 1000));
     EXPECT_EQ(nlohmann::json::parse(*metrics::forecastJson(nullptr, {}))["enabled"], false);
     EXPECT_EQ(nlohmann::json::parse(*metrics::anomaliesJson(nullptr, {}))["enabled"], false);
+}
+
+// --history-source=clickhouse with the server away: the local store answers, says why,
+// and a second request within retry_after does not wait on the server again.
+TEST(ModelsExport, ClusterHistoryFallsBackToTheLocalStore) {
+    char tmpl[] = "/tmp/np-unit-hist-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const std::string dir = tmpl;
+    {
+        auto store = history::Store::open({dir});
+        ASSERT_TRUE(store) << store.error().what();
+        const std::vector<history::Point> pts{{"iface/eth0/rx_bytes_rate", 6000, 300, 3, 50, 150}};
+        ASSERT_TRUE(store->append(pts));
+        // a port nothing listens on: the connection is refused at once
+        history::ClusterOptions co;
+        co.endpoint.url = "http://127.0.0.1:9";
+        co.retry_after = std::chrono::seconds(60);
+        history::ClusterHistory cluster(co);
+        const metrics::HistorySources src{&*store, &cluster, "node-a"};
+        auto j = nlohmann::json::parse(*metrics::historyJson(
+            src, {{"series", "iface/eth0/rx_bytes_rate"}, {"from", "5940"}, {"to", "6120"}}, 6100));
+        EXPECT_EQ(j["source"], "local");
+        EXPECT_EQ(j["node"], "node-a");
+        EXPECT_NE(j["fallback"].get<std::string>().find("127.0.0.1:9"), std::string::npos) << j.dump();
+        ASSERT_EQ(j["points"].size(), 1u);
+        EXPECT_EQ(j["points"][0]["mean"], 100.0);
+        EXPECT_EQ(cluster.stats().queries, 1u);
+        EXPECT_EQ(cluster.stats().errors, 1u);
+        // within retry_after: answered without asking the server
+        j = nlohmann::json::parse(*metrics::historyJson(src, {{"prefix", "iface/"}}, 6100));
+        EXPECT_EQ(j["source"], "local");
+        EXPECT_EQ(j["series"], nlohmann::json::array({"iface/eth0/rx_bytes_rate"}));
+        EXPECT_EQ(cluster.stats().queries, 1u);
+        EXPECT_EQ(cluster.stats().skipped, 1u);
+        // another node's history cannot come from this node's store
+        auto e = metrics::historyJson(src, {{"series", "iface/eth0/rx_bytes_rate"}, {"node", "node-b"}}, 6100);
+        ASSERT_FALSE(e);
+        EXPECT_EQ(e.error().status, 503);
+        e = metrics::historyJson(src, {{"series", "iface/eth0/rx_bytes_rate"}, {"source", "clickhouse"}}, 6100);
+        ASSERT_FALSE(e);
+        EXPECT_EQ(e.error().status, 503);
+        // source=local: this node's store, no fallback note; another node is a bad request
+        j = nlohmann::json::parse(*metrics::historyJson(src, {{"prefix", ""}, {"source", "local"}}, 6100));
+        EXPECT_FALSE(j.contains("fallback"));
+        e = metrics::historyJson(src, {{"series", "x"}, {"node", "node-b"}, {"source", "local"}}, 6100);
+        ASSERT_FALSE(e);
+        EXPECT_EQ(e.error().status, 400);
+        const std::string m = metrics::renderClusterHistoryMetrics(cluster.stats());
+        EXPECT_NE(m.find("netprobe_history_cluster_queries_total{result=\"skipped\"} 3"), std::string::npos) << m;
+    }
+    std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -36,6 +36,7 @@
 
 namespace netprobe::history {
 class Writer;
+class ClusterHistory;
 }
 
 namespace netprobe::metrics {
@@ -83,6 +84,10 @@ struct ServerConfig {
     // The history store's writer (null: --history=off): /api/v1/history reads its store,
     // netprobe_history_* its counters.
     std::shared_ptr<history::Writer> history;
+    // --history-source=clickhouse: /api/v1/history answers for every node from ClickHouse
+    // (falling back to the local store when it fails); netprobe_history_cluster_* counters.
+    std::shared_ptr<const history::ClusterHistory> cluster_history;
+    std::string node_name;  // this agent's node (the local store's)
 };
 
 [[nodiscard]] ServerConfig DefaultServerConfig();

@@ -16,6 +16,10 @@ struct L7View;
 }
 }  // namespace netprobe::analysis
 
+namespace netprobe::history {
+struct ClusterFlow;
+}
+
 namespace netprobe::metrics {
 
 struct TopologyQuery {
@@ -25,6 +29,7 @@ struct TopologyQuery {
     std::string protocol;              // tcp, udp, or an L7 protocol (http, grpc, dns, ...)
     std::string format = "netprobe";   // netprobe, or nodegraph (Grafana's Node Graph panel frames)
     std::size_t limit = 2000;          // edges, by bytes; their nodes
+    std::string source = "local";      // local (this node's view), or clickhouse (every node's flow records)
 };
 
 // netprobe_topology_conversations, netprobe_topology_conversations_dropped_total,
@@ -38,6 +43,13 @@ struct TopologyQuery {
 [[nodiscard]] std::expected<TopologyQuery, std::string> parseTopologyQuery(
     const std::vector<std::pair<std::string, std::string>>& params);
 // view null: {"enabled": false}. l7 (may be null): DNS names for remote addresses.
+// The cluster's topology from every node's flow records in ClickHouse (source=clickhouse;
+// group_by host, workload, namespace or pod): nodes and edges as topologyJson names them,
+// edges with the nodes that observed them. Direction: a record's first direction (the
+// client's, for connections whose start was seen).
+[[nodiscard]] std::string clusterTopologyJson(const std::vector<history::ClusterFlow>& flows, const TopologyQuery& q,
+                                              const std::string& target);
+
 [[nodiscard]] std::string topologyJson(const analysis::TopologyView* view, const analysis::l7::L7View* l7,
                                        const TopologyQuery& q);
 

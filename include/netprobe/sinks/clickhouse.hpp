@@ -16,6 +16,12 @@
 // hour). Retention: TTL clauses on servers that have them (19.6+), else the sink drops
 // whole partitions older than the retention every hour. LowCardinality columns from
 // 19.1, column codecs from 20.1 (the server's version decides, at start).
+//
+// History series (series=on, the default): each closed interval's points of the
+// Series stage (the same points the local history store gets) go through the same spool
+// into netprobe.series (one row per node, series and minute; ReplacingMergeTree keyed by
+// batch and row like the flows) and an hourly AggregatingMergeTree rollup series_1h, so
+// `--history-source=clickhouse` can answer /api/v1/history for every node.
 #pragma once
 
 #include <atomic>
@@ -26,6 +32,7 @@
 #include <string>
 #include <thread>
 
+#include <netprobe/history/store.hpp>
 #include <netprobe/sinks/sink.hpp>
 #include <netprobe/util/error.hpp>
 
@@ -44,10 +51,14 @@ struct ClickHouseConfig {
     std::uint64_t spool_max_bytes = 1ull << 30;
     std::string spool_dir;            // set by the agent: --state-dir/spool/clickhouse
     std::size_t queue = 200000;
+    bool series = true;               // history series points into netprobe.series
+    std::size_t series_queue = 100000;  // points waiting in memory at most (oldest dropped)
     std::string node;
 };
 // --clickhouse=URL[,database=NAME][,batch=N][,flush=DURATION][,retention=DURATION]
 //              [,retention-1m=DURATION][,retention-1h=DURATION][,spool-max=SIZE][,queue=N]
+//              [,series=on|off]
+// (series rows are kept as long as the minute rollup, retention-1m; their hours retention-1h)
 [[nodiscard]] Result<ClickHouseConfig> parseClickHouse(std::string_view spec);
 
 // The server's version, as "SELECT version()" gives it: what the DDL may use.
@@ -61,6 +72,9 @@ struct ClickHouseVersion {
 // One record as the JSONEachRow line the sink inserts (no newline).
 [[nodiscard]] std::string clickHouseRow(const FlowExportRecord& r, const std::string& node, std::uint64_t batch,
                                         std::uint32_t seq, std::int64_t received_s);
+// One history point as a netprobe.series row (no newline); the minute is floored to 60 s.
+[[nodiscard]] std::string clickHouseSeriesRow(const history::Point& p, const std::string& node, std::uint64_t batch,
+                                              std::uint32_t seq);
 
 class ClickHouseSink final : public FlowSink {
 public:
@@ -69,6 +83,9 @@ public:
     [[nodiscard]] static Result<std::unique_ptr<ClickHouseSink>> start(ClickHouseConfig config);
     ~ClickHouseSink() override;
     void offer(const analysis::FlowExportView& view) override;
+    // One closed interval's history points (series=on); never blocks: beyond series_queue
+    // points the oldest batches are dropped, counted in series_points_dropped.
+    void offerSeries(std::vector<history::Point> points);
     // Writes what is queued to the spool (kept for the next start) and sends what it can
     // within the timeout.
     void drain(std::chrono::milliseconds timeout) override;

@@ -32,6 +32,9 @@ struct SinkStatus {
     std::uint64_t spool_bytes = 0;           // ClickHouse: batches waiting on disk
     std::uint64_t spool_batches = 0;
     std::uint64_t partitions_dropped = 0;    // ClickHouse: retention without TTL
+    std::uint64_t series_points_sent = 0;    // ClickHouse: history points inserted (netprobe.series)
+    std::uint64_t series_points_dropped = 0; // ClickHouse: points lost (queue or spool full, unreadable spool file)
+    bool series = false;                     // ClickHouse: history series are sent
     std::uint64_t messages_sent = 0;
     std::uint64_t bytes_sent = 0;
     std::uint64_t errors_total = 0;          // connect, send, write errors

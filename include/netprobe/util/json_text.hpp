@@ -14,6 +14,8 @@ namespace netprobe::util {
 void appendJsonString(std::string& out, std::string_view v);
 void appendJsonUint(std::string& out, std::uint64_t v);
 void appendJsonInt(std::string& out, std::int64_t v);
+// The shortest text that reads back as v; null when v is not finite (JSON has no NaN).
+void appendJsonDouble(std::string& out, double v);
 // ,"key": (a comma unless out ends with '{')
 void appendJsonKey(std::string& out, std::string_view key);
 
