@@ -1,4 +1,5 @@
 #include "cli.hpp"
+#include "mcp.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -505,8 +506,50 @@ std::string diagnosisText(const nlohmann::json& doc, bool color) {
     return out;
 }
 
+std::string askText(const assistant::Answer& a, bool wide, bool color) {
+    std::string out = a.text;
+    if (wide) {
+        for (const auto& t : a.tables) {
+            if (t.rows.empty()) continue;
+            Table tab;
+            for (const auto& c : t.columns) {
+                std::string h = c.name;
+                for (auto& ch : h) ch = ch == '_' ? ' ' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+                tab.header.push_back(h);
+                tab.right.push_back(c.unit != assistant::Column::Unit::Text);
+            }
+            for (const auto& r : t.rows) {
+                std::vector<std::string> row;
+                for (const auto& c : t.columns) row.push_back(assistant::formatCell(c, r.value(c.name, nlohmann::json())));
+                tab.rows.push_back(std::move(row));
+            }
+            out += "\n" + t.title + ":\n" + tab.render(color);
+        }
+    }
+    out += "\n";
+    for (const auto& q : a.queries) out += "query: GET " + q.target() + "\n";
+    return out;
+}
+
+std::string refusalText(const assistant::CannotAnswer& c) {
+    std::string out = "netprobe: cannot answer: " + c.reason + "\nQuestions it answers, for example:\n";
+    for (const auto& e : c.examples) out += "  netprobe ask \"" + e + "\"\n";
+    return out;
+}
+
+nlohmann::json askJson(const std::string& question, const assistant::Intent& intent, const assistant::Answer& answer) {
+    auto j = answer.toJson();
+    j["question"] = question;
+    j["intent"] = intent.toJson();
+    return j;
+}
+
+nlohmann::json refusalJson(const std::string& question, const assistant::CannotAnswer& c) {
+    return {{"question", question}, {"cannot_answer", {{"reason", c.reason}, {"examples", c.examples}}}};
+}
+
 std::string completionScript(const std::string& shell) {
-    const std::string cmds = "flows connections events interfaces pods intel top requests routes topology diagnose completion";
+    const std::string cmds = "flows connections events interfaces pods intel top requests routes topology diagnose ask mcp completion";
     const std::string global = "--server --user --password-file --ca-file --insecure --timeout --output -o --color --help";
     if (shell == "bash") {
         return "# netprobe bash completion: source <(netprobe completion bash)\n"
@@ -530,6 +573,8 @@ std::string completionScript(const std::string& shell) {
                global + "\" -- \"$cur\")) ;;\n"
                "    topology) COMPREPLY=($(compgen -W \"--window --group-by --namespace --protocol --limit "
                "--fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
+               "    mcp) COMPREPLY=($(compgen -W \"--listen --max-result-bytes " + global + "\" -- \"$cur\")) ;;\n"
+               "    ask) COMPREPLY=($(compgen -W \"--fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
                "    completion) COMPREPLY=($(compgen -W \"bash zsh\" -- \"$cur\")) ;;\n"
                "    *) COMPREPLY=($(compgen -W \"" + global + "\" -- \"$cur\")) ;;\n"
                "  esac\n"
@@ -561,7 +606,7 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
 
     CLI::App app{"netprobe: the NetProbe agent's flows, connections, events and top lists from its API.\n"
                  "Exit codes: 0 ok, 1 the agent could not answer, 2 bad arguments, 3 nothing matched "
-                 "(--fail-if-empty), 4 diagnose --exit-code found something.",
+                 "(--fail-if-empty), 4 diagnose --exit-code found something, 5 ask: a question it cannot answer.",
                  "netprobe"};
     app.require_subcommand(1);
     app.fallthrough();
@@ -657,8 +702,24 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
                                                 "(GET /api/v1/diagnosis)");
     diag->add_flag("--exit-code", inv.exit_code, "Exit 4 when there is a finding");
 
+    std::vector<std::string> question;
+    auto* ask = app.add_subcommand("ask", "Answer a question about the network from the agent's API, offline (no LLM): "
+                                          "\"top talkers in the last 10 minutes\", \"who talks to 10.0.0.7:5432\", "
+                                          "\"why is pod shop/cart-1 slow\" (docs/cli.md lists the forms). Shows the figures "
+                                          "and the queries it ran; a question it cannot map exits 5 with examples");
+    ask->add_option("question", question, "The question (quoted, or as words)")->required();
+    ask->add_flag("--fail-if-empty", inv.fail_if_empty, "Exit 3 when the answer has no rows");
+
     auto* comp = app.add_subcommand("completion", "Print a shell completion script (bash or zsh)");
     comp->add_option("shell", inv.shell, "bash or zsh")->required();
+
+    long long max_result_bytes = -1;
+    auto* mcp = app.add_subcommand("mcp", "Serve the agent's read-only API as Model Context Protocol tools for AI "
+                                          "assistants: stdio by default, Streamable HTTP with --listen (docs/mcp.md)");
+    mcp->add_option("--listen", inv.mcp_listen, "Serve MCP over HTTP at http://HOST:PORT/mcp (127.0.0.1:8090) "
+                                                "instead of stdin/stdout");
+    mcp->add_option("--max-result-bytes", max_result_bytes,
+                    "Largest tool result (JSON text); larger ones are truncated with a note (default 65536)");
 
     try {
         app.parse(argc, argv);
@@ -825,6 +886,19 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     } else if (diag->parsed()) {
         inv.kind = Invocation::Kind::Diagnose;
         inv.path = "/api/v1/diagnosis";
+    } else if (mcp->parsed()) {
+        inv.kind = Invocation::Kind::Mcp;
+        if (max_result_bytes != -1) {
+            if (max_result_bytes < 1024 || max_result_bytes > 16 * 1024 * 1024)
+                return fail("invalid --max-result-bytes " + std::to_string(max_result_bytes) + ": 1024-16777216");
+            inv.mcp_max_result_bytes = static_cast<std::size_t>(max_result_bytes);
+        }
+        if (mcp->count("--listen"))
+            if (auto l = netprobe::cli::mcp::parseListen(inv.mcp_listen); !l) return fail(l.error().message);
+    } else if (ask->parsed()) {
+        inv.kind = Invocation::Kind::Ask;
+        for (const auto& w : question) inv.question += (inv.question.empty() ? "" : " ") + w;
+        if (inv.question.find_first_not_of(" \t") == std::string::npos) return fail("ask: the question is empty");
     } else if (comp->parsed()) {
         if (inv.shell != "bash" && inv.shell != "zsh") return fail("completion: expected bash or zsh");
         inv.kind = Invocation::Kind::Completion;

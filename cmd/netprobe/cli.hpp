@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <netprobe/assistant/questions.hpp>
+
 namespace netprobe::cli {
 
 // Exit codes scripts can rely on.
@@ -19,6 +21,7 @@ inline constexpr int kExitError = 1;       // the agent is unreachable, refused 
 inline constexpr int kExitUsage = 2;       // bad arguments
 inline constexpr int kExitNotFound = 3;    // --fail-if-empty and nothing matched
 inline constexpr int kExitFindings = 4;    // diagnose --exit-code and something was found
+inline constexpr int kExitCannotAnswer = 5;  // ask: the question is not one the offline parser maps to the API
 
 enum class Output { Table, Wide, Json };
 
@@ -34,7 +37,7 @@ struct Connection {
 // What one invocation does.
 struct Invocation {
     enum class Kind { None, Flows, Connections, Events, Interfaces, Pods, TopTalkers, TopPorts, TopEndpoints,
-                      TopDrops, TopRetransmits, Diagnose, Completion, Requests, Routes, Topology, Intel };
+                      TopDrops, TopRetransmits, Diagnose, Completion, Requests, Routes, Topology, Intel, Mcp, Ask };
     Kind kind = Kind::None;
     Connection conn;
     Output output = Output::Table;
@@ -48,6 +51,9 @@ struct Invocation {
     std::map<std::string, std::string> query;  // API query parameters
     std::chrono::seconds since{0};  // flows: last seen within this long (client side; 0: any)
     std::string shell;         // completion
+    std::string mcp_listen;    // mcp --listen=HOST:PORT (Streamable HTTP); empty: stdio
+    std::size_t mcp_max_result_bytes = 64 * 1024;  // mcp --max-result-bytes: a tool result's JSON text
+    std::string question;      // ask: the question, its words joined by spaces
 };
 
 struct ParseResult {
@@ -104,6 +110,14 @@ enum class TopBy { Talkers, Ports, Endpoints };
 
 // Samples of one counter family in Prometheus text: label set (as written) -> value.
 [[nodiscard]] std::map<std::string, double> metricSamples(const std::string& text, const std::string& name);
+
+// ask: the answer's text and the queries it ran (wide: and its tables); a refusal's text
+// (the reason and example questions); the -o json document of either.
+[[nodiscard]] std::string askText(const assistant::Answer& a, bool wide, bool color);
+[[nodiscard]] std::string refusalText(const assistant::CannotAnswer& c);
+[[nodiscard]] nlohmann::json askJson(const std::string& question, const assistant::Intent& intent,
+                                     const assistant::Answer& answer);
+[[nodiscard]] nlohmann::json refusalJson(const std::string& question, const assistant::CannotAnswer& c);
 
 // Shell completion script (bash or zsh) for the subcommands and their flags.
 [[nodiscard]] std::string completionScript(const std::string& shell);

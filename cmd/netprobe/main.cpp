@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cli.hpp"
+#include "mcp.hpp"
 
 namespace {
 
@@ -266,6 +267,36 @@ int run(const Invocation& inv) {
             else std::cout << diagnosisText(doc, inv.color);
             std::cout.flush();
             return inv.exit_code && !doc.value("findings", nlohmann::json::array()).empty() ? kExitFindings : kExitOk;
+        }
+        case K::Mcp:
+            return mcp::run(inv);
+        case K::Ask: {
+            // The caller's clock and time zone: "since 14:00" is local.
+            const std::time_t now = std::time(nullptr);
+            std::tm local{};
+            localtime_r(&now, &local);
+            const netprobe::assistant::Clock clock{static_cast<std::int64_t>(now),
+                                                   static_cast<std::int32_t>(local.tm_gmtoff)};
+            auto intent = netprobe::assistant::parse(inv.question, clock);
+            if (!intent) {
+                if (json)
+                    std::cout << refusalJson(inv.question, intent.error())
+                                     .dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+                              << "\n";
+                else std::cerr << refusalText(intent.error());
+                return kExitCannotAnswer;
+            }
+            std::vector<nlohmann::json> docs;
+            for (const auto& q : intent->queries) docs.push_back(api.getJson(q.target(), {}));
+            auto a = netprobe::assistant::answer(*intent, docs);
+            if (!a) throw Failure{a.error().what()};
+            if (json)
+                std::cout << askJson(inv.question, *intent, *a).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+                          << "\n";
+            else std::cout << askText(*a, wide, inv.color);
+            std::cout.flush();
+            const bool empty = std::all_of(a->tables.begin(), a->tables.end(), [](const auto& t) { return t.rows.empty(); });
+            return empty && inv.fail_if_empty ? kExitNotFound : kExitOk;
         }
         case K::None:
             break;
