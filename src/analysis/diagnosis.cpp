@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include <netprobe/analysis/bottlenecks.hpp>
+#include <netprobe/analysis/forecast/stage.hpp>
 #include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/analysis/security/stage.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
@@ -442,6 +444,64 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
                 f.since = e->detected_at;
                 out.push_back(std::move(f));
             }
+        }
+    }
+
+    // The bottleneck stage's findings that are faults, under their own names (docs/bottlenecks.md
+    // has the thresholds): a full or filling conntrack table, a saturated link, qdisc drops or
+    // a standing queue, socket buffers overflowing, an edge's RTT or retransmissions. Not the
+    // informational top talkers, nor its listen overflows (the rule above, from the same
+    // counters).
+    if (views.bottlenecks) {
+        for (const auto& b : views.bottlenecks->findings) {
+            if (b.kind == BottleneckKind::TopTalker || b.kind == BottleneckKind::ListenOverflow || b.severity == "info")
+                continue;
+            Finding f;
+            f.rule = toString(b.kind);
+            f.subject = b.subject;
+            f.severity = b.severity;
+            f.title = b.title;
+            f.evidence = b.evidence;
+            f.cause = b.explanation;
+            f.fix = b.fix;
+            f.query = b.query + "; netprobe bottlenecks (GET /api/v1/bottlenecks?kind=" + f.rule + ")";
+            f.since = b.since;
+            out.push_back(std::move(f));
+        }
+    }
+
+    // Tuning and capacity ahead of time: the forecasts' findings (a link reaching its
+    // capacity threshold, the flow or conntrack table filling, retransmissions trending up)
+    // with the lead time at the current trend.
+    if (views.forecast) {
+        for (const auto& ff : views.forecast->findings) {
+            Finding f;
+            f.rule = "capacity_forecast";
+            f.subject = ff.kind + ":" + ff.subject;
+            f.severity = ff.severity.empty() ? "info" : ff.severity;
+            f.title = ff.message;
+            f.evidence = {{"lead_time", ff.lead_seconds / 3600.0, "hours"},
+                          {"current", ff.current, ""},
+                          {"threshold", ff.threshold, ""},
+                          {"slope", ff.slope_per_hour, "per hour"}};
+            if (ff.kind == "capacity") {
+                f.cause = "The link's traffic trend reaches the capacity threshold (--capacity-threshold) of its speed "
+                          "within the lead time.";
+                f.fix = {"netprobe top talkers   # who grows", "plan more capacity (a faster link, a bond, more nodes) "
+                                                                  "before the lead time; --link-speed if the speed is wrong"};
+            } else if (ff.kind == "flow_table_fill") {
+                f.cause = "NetProbe's flow table fills at the current trend: flows beyond it are counted only in totals.";
+                f.fix = {"--flow-table-size=262144 (default 65536)"};
+            } else if (ff.kind == "conntrack_fill") {
+                f.cause = "The conntrack table fills at the current trend: new connections will be dropped when it is full.";
+                f.fix = {"sysctl -w net.netfilter.nf_conntrack_max=2xMAX (the initial namespace's)",
+                         "shorter conntrack timeouts, notrack for stateless high-volume traffic"};
+            } else {
+                f.cause = "The retransmission ratio trends up: loss on a path is growing.";
+                f.fix = {"netprobe top retransmits", "netprobe bottlenecks   # retransmit_hotspot edges"};
+            }
+            f.query = "GET /api/v1/forecast?series=" + ff.subject;
+            out.push_back(std::move(f));
         }
     }
 

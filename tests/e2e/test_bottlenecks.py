@@ -150,7 +150,21 @@ class BottlenecksTest(E2ETestCase):
             return None
         f = wait_for(found, timeout, f"a {kind} finding ({subject})", interval=0.25)
         log(f"finding: {json.dumps(f)[:600]}")
+        if kind not in ("top_talker", "listen_overflow") and f["severity"] != "info":
+            self.in_diagnosis(agent, f)
         return f
+
+    def in_diagnosis(self, agent, f: dict) -> None:
+        """The fault is also a finding of /api/v1/diagnosis under the bottleneck's kind, with
+        its subject, severity and evidence names (netprobe diagnose shows it)."""
+        def listed():
+            for d in agent.get_json("/api/v1/diagnosis")["findings"]:
+                if d["rule"] == f["kind"] and d["subject"] == f["subject"] and d["severity"] == f["severity"]:
+                    return d
+            return None
+        d = wait_for(listed, 10, f"the {f['kind']} finding in /api/v1/diagnosis", interval=0.25)
+        self.assertEqual([e["name"] for e in d["evidence"]], [e["name"] for e in f["evidence"]])
+        self.assertTrue(d["fix"], d)
 
     @staticmethod
     def evidence(f: dict, name: str) -> float:

@@ -242,7 +242,8 @@ table inet nphot {{
         wait_for(lambda: tun_a in agent.interfaces(), 10, f"the agent to monitor {tun_a}")
         c = run([PYTHON, "-c", CLIENT, IP_B, "8080", "20"], netns=ns_a, timeout=60)
         self.assertIn("done 20", c.stdout)
-        run(["iperf3", "-c", IP_B, "-p", "5201", "-R", "-n", "1M", "-J"], netns=ns_a, timeout=120)
+        # 3 MiB: ~10% of ~2000 data segments dropped, above the tcp_retransmits rule's 100
+        run(["iperf3", "-c", IP_B, "-p", "5201", "-R", "-n", "3M", "-J"], netns=ns_a, timeout=120)
         out = run(["nft", "-j", "list", "table", "inet", "nphot"], netns=ns_a).stdout
         dropped = next(x["counter"]["packets"] for r in json.loads(out)["nftables"] if "rule" in r
                        for x in r["rule"]["expr"] if "counter" in x)
@@ -269,6 +270,22 @@ table inet nphot {{
         # every dropped segment was sent again; a retransmission may be lost too (and sent again)
         self.assertLessEqual(ev["retransmits_server"], dropped * 1.3)
         self.assertGreater(ev["loss_server_to_client"], 0.05)
+        # the same faults in the diagnosis (netprobe diagnose), and the node's retransmission
+        # ratio as its tcp_retransmits rule sees it: at least what nft dropped, over the window
+        diag = {}
+
+        def diagnosed():
+            d = {(f["rule"], f["subject"]): f for f in agent.get_json("/api/v1/diagnosis")["findings"]}
+            diag.update(d)
+            return ("rtt_hotspot", rtt["subject"]) in d and ("retransmit_hotspot", rx["subject"]) in d and \
+                ("tcp_retransmits", "tcp") in d
+        try:
+            wait_for(diagnosed, 15, "rtt_hotspot, retransmit_hotspot and tcp_retransmits in /api/v1/diagnosis")
+        finally:
+            log(f"diagnosis: {[(k, v['severity'], v['evidence']) for k, v in diag.items()]}")
+        tr = {e["name"]: e["value"] for e in diag[("tcp_retransmits", "tcp")]["evidence"]}
+        self.assertGreaterEqual(tr["retransmitted"], dropped)
+        self.assertGreaterEqual(tr["ratio"], 0.02)
         self.assertEqual(agent.stop(), 0)
 
     def test_loss_ratio_against_nft_random_drop(self):

@@ -193,7 +193,9 @@ TEST(NetprobeCli, CompletionScripts) {
 }  // namespace
 
 // ---- the diagnosis stage and its netstat input ----
+#include <netprobe/analysis/bottlenecks.hpp>
 #include <netprobe/analysis/diagnosis.hpp>
+#include <netprobe/analysis/forecast/stage.hpp>
 #include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/collector/sources.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
@@ -379,6 +381,56 @@ TEST(Diagnosis, ApplicationLayerRulesFromTheL7Endpoints) {
     ASSERT_TRUE(f.contains("http_errors 10.0.0.6:8080"));
     EXPECT_EQ(f["http_errors 10.0.0.6:8080"]->severity, "warning");
     EXPECT_EQ(f.size(), 3u);
+}
+
+}  // namespace
+
+namespace {
+
+// The bottleneck stage's faults and the forecasts' findings become diagnosis findings
+// under their own names; the informational top talkers and the duplicate listen overflow
+// do not.
+TEST(Diagnosis, BottleneckFaultsAndForecastsAreFindings) {
+    netprobe::analysis::Diagnosis d({});
+    netprobe::analysis::Views v;
+    auto b = std::make_shared<netprobe::analysis::BottleneckView>();
+    auto bf = [](netprobe::analysis::BottleneckKind k, std::string subject, std::string severity) {
+        netprobe::analysis::BottleneckFinding f;
+        f.kind = k;
+        f.subject = std::move(subject);
+        f.severity = std::move(severity);
+        f.title = "t";
+        f.evidence = {{"usage", 0.93, "ratio"}};
+        f.explanation = "why";
+        f.fix = {"sysctl -w net.netfilter.nf_conntrack_max=524288"};
+        f.query = "q";
+        return f;
+    };
+    using K = netprobe::analysis::BottleneckKind;
+    b->findings = {bf(K::ConntrackUsage, "conntrack", "critical"), bf(K::RttHotspot, "a -> b:80", "warning"),
+                   bf(K::TopTalker, "a -> b:80", "info"), bf(K::ListenOverflow, "tcp", "critical")};
+    v.bottlenecks = b;
+    auto fc = std::make_shared<netprobe::analysis::forecast::ForecastView>();
+    netprobe::analysis::forecast::ForecastFinding ff;
+    ff.kind = "capacity";
+    ff.subject = "iface/eth0/rx_bytes_rate";
+    ff.severity = "warning";
+    ff.lead_seconds = 9 * 86400;
+    ff.message = "eth0 receive reaches 80% of 10 Gbit/s in 9 days at the current trend";
+    fc->findings = {ff};
+    v.forecast = fc;
+    d.run(diagSnap(0, 0, 0, 0), v);
+    const auto& f = v.diagnosis->findings;
+    ASSERT_EQ(f.size(), 3u);
+    EXPECT_EQ(f[0].rule, "conntrack_usage");  // critical first
+    EXPECT_EQ(f[0].fix[0], "sysctl -w net.netfilter.nf_conntrack_max=524288");
+    EXPECT_EQ(f[0].evidence[0].value, 0.93);
+    EXPECT_EQ(f[1].rule, "capacity_forecast");
+    EXPECT_EQ(f[1].subject, "capacity:iface/eth0/rx_bytes_rate");
+    EXPECT_EQ(f[1].evidence[0].value, 9 * 24);
+    EXPECT_EQ(f[1].title, ff.message);
+    EXPECT_EQ(f[2].rule, "rtt_hotspot");
+    EXPECT_EQ(f[2].subject, "a -> b:80");
 }
 
 }  // namespace

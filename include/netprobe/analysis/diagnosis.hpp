@@ -9,7 +9,8 @@
 // kernel reason (MTU,
 // firewall, receive buffers, qdisc, checksum, ... each with its meaning and fix),
 // connection failures to a service, TCP retransmissions, data NetProbe itself lost,
-// security events in progress.
+// security events in progress; and the bottleneck stage's fault findings and the
+// forecasts' capacity/trend findings of the same collection (views run before this stage).
 #pragma once
 
 #include <chrono>
@@ -37,7 +38,10 @@ struct Evidence {
 
 struct Finding {
     std::string rule;       // listen_overflow, path_mtu, packet_drops, connection_failures, tcp_retransmits,
-                            // dns_failures, dns_nxdomain, http_errors, netprobe_data_loss, security_event
+                            // dns_failures, dns_nxdomain, http_errors, netprobe_data_loss, security_event;
+                            // from the bottleneck stage: conntrack_usage, interface_utilisation, qdisc_drops,
+                            // qdisc_backlog, socket_buffer_pressure, retransmit_hotspot, rtt_hotspot;
+                            // from the forecasts: capacity_forecast
     std::string subject;    // what it is about: a drop reason, ip:port, a map, an event id
     std::string severity;   // critical, warning, info
     std::string title;
