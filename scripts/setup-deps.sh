@@ -21,6 +21,7 @@ TEST_PKGS=(
   nginx-light wrk dnsmasq-base bind9-dnsutils
   redis-server redis-tools postgresql postgresql-contrib mariadb-server mariadb-client
   nghttp2-client python3-grpcio
+  rabbitmq-server python3-pika kcat
   chromium fonts-dejavu-core
 )
 
@@ -58,7 +59,7 @@ export DEBIAN_FRONTEND=noninteractive
 # tshark asks whether non-root users may capture; answer once, non-interactively.
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -qq
-# Server packages (prometheus, nfdump's nfcapd, pmacct, redis, postgresql, mariadb) would start system services on
+# Server packages (prometheus, nfdump's nfcapd, pmacct, redis, postgresql, mariadb, rabbitmq-server and its epmd) would start system services on
 # install; tests run their own instances. A policy-rc.d that forbids starting, for the
 # duration of the install only (one already present is left alone).
 own_policy=false

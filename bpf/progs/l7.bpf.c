@@ -345,6 +345,80 @@ static __always_inline __u32 np_be32(const __u8 *d)
 	return ((__u32)d[0] << 24) | ((__u32)d[1] << 16) | ((__u32)d[2] << 8) | d[3];
 }
 
+/* Kafka: a request's header at h (the bytes after its 4-byte size), avail of them
+ * copied, size = its size field: an api key and version within bounds, a non-negative
+ * correlation id, and a client id (nullable STRING) that fits in the request and whose
+ * first bytes are printable. With the size equal to what the syscall moved, random
+ * binary passes this about once in 2^60. */
+static __always_inline int np_kafka_request(const __u8 *h, __u32 avail, __u32 size)
+{
+	if (avail < 10 || size < 10 || size > NP_L7_KAFKA_MAX_SIZE)
+		return 0;
+	__u32 key = ((__u32)h[0] << 8) | h[1];
+	__u32 ver = ((__u32)h[2] << 8) | h[3];
+	if (key > NP_L7_KAFKA_MAX_API_KEY || ver > NP_L7_KAFKA_MAX_API_VERSION || (h[4] & 0x80))
+		return 0;
+	__u32 clen = ((__u32)h[8] << 8) | h[9];
+	if (clen == 0xffff)
+		return 1; /* a null client id */
+	if (10 + clen > size)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		if ((__u32)i >= clen || 10 + (__u32)i >= avail)
+			break;
+		__u8 ch = h[10 + i];
+		if (ch < 0x20 || ch > 0x7e)
+			return 0;
+	}
+	return 1;
+}
+
+/* AMQP 0-9-1: whether (class id, method id) is one of the specification's methods
+ * (with RabbitMQ's extensions: exchange.bind/unbind, confirm, connection.blocked and
+ * update-secret). */
+#define NP_B(x) (1ULL << (x))
+static __always_inline int np_amqp_method(__u32 cls, __u32 mth)
+{
+	__u64 lo = 0, hi = 0; /* method ids 0..63, 64..127 */
+	switch (cls) {
+	case 10: /* connection */
+		lo = NP_B(10) | NP_B(11) | NP_B(20) | NP_B(21) | NP_B(30) | NP_B(31) | NP_B(40) | NP_B(41) | NP_B(50) |
+		     NP_B(51) | NP_B(60) | NP_B(61);
+		hi = NP_B(70 - 64) | NP_B(71 - 64);
+		break;
+	case 20: /* channel */
+		lo = NP_B(10) | NP_B(11) | NP_B(20) | NP_B(21) | NP_B(40) | NP_B(41);
+		break;
+	case 40: /* exchange */
+		lo = NP_B(10) | NP_B(11) | NP_B(20) | NP_B(21) | NP_B(30) | NP_B(31) | NP_B(40) | NP_B(51);
+		break;
+	case 50: /* queue */
+		lo = NP_B(10) | NP_B(11) | NP_B(20) | NP_B(21) | NP_B(30) | NP_B(31) | NP_B(40) | NP_B(41) | NP_B(50) |
+		     NP_B(51);
+		break;
+	case 60: /* basic */
+		lo = NP_B(10) | NP_B(11) | NP_B(20) | NP_B(21) | NP_B(30) | NP_B(31) | NP_B(40) | NP_B(50) | NP_B(60);
+		hi = NP_B(70 - 64) | NP_B(71 - 64) | NP_B(72 - 64) | NP_B(80 - 64) | NP_B(90 - 64) | NP_B(100 - 64) |
+		     NP_B(110 - 64) | NP_B(111 - 64) | NP_B(120 - 64);
+		break;
+	case 85: /* confirm */
+		lo = NP_B(10) | NP_B(11);
+		break;
+	case 90: /* tx */
+		lo = NP_B(10) | NP_B(11) | NP_B(20) | NP_B(21) | NP_B(30) | NP_B(31);
+		break;
+	default:
+		return 0;
+	}
+	if (mth < 64)
+		return (lo >> mth) & 1;
+	if (mth < 128)
+		return (hi >> (mth - 64)) & 1;
+	return 0;
+}
+#undef NP_B
+
 /* The protocol a connection's first captured bytes show, or NP_L7_UNKNOWN. n bytes of
  * the message are at d; len is what the syscall moved (the whole message when one write
  * or read carries it, which the length checks below rely on). */
@@ -354,6 +428,9 @@ static __always_inline __u8 np_l7_infer(const __u8 *d, __u32 n, __u64 len)
 		return NP_L7_TLS;
 	if (np_prefix(d, n, "PRI * HT", 8))
 		return NP_L7_HTTP2;
+	/* AMQP 0-9-1: the protocol header the client opens with (and the server reads). */
+	if (np_prefix(d, n, "AMQP\x00\x00\x09\x01", 8))
+		return NP_L7_AMQP;
 	if (np_prefix(d, n, "HTTP/1.", 7) || np_prefix(d, n, "GET /", 5) || np_prefix(d, n, "POST /", 6) ||
 	    np_prefix(d, n, "PUT /", 5) || np_prefix(d, n, "HEAD /", 6) || np_prefix(d, n, "DELETE /", 8) ||
 	    np_prefix(d, n, "PATCH /", 7) || np_prefix(d, n, "OPTIONS ", 8) || np_prefix(d, n, "CONNECT ", 8) ||
@@ -393,6 +470,20 @@ static __always_inline __u8 np_l7_infer(const __u8 *d, __u32 n, __u64 len)
 		if ((d[4] == 0x03 || d[4] == 0x16 || d[4] == 0x17) && p3 > 1)
 			return NP_L7_MYSQL;
 	}
+	/* Kafka: a request whose size field is the rest of the syscall. */
+	if ((__u64)l0 + 4 == len && np_kafka_request(d + 4, n - 4, l0))
+		return NP_L7_KAFKA;
+	/* AMQP mid-connection: a method frame (type 1) of a known class and method whose
+	 * frame-end octet (0xCE) is where its size puts it, or a heartbeat frame alone. */
+	if (d[0] == 1 && n >= 12) {
+		__u32 fsize = np_be32(d + 3);
+		__u32 cls = ((__u32)d[7] << 8) | d[8], mth = ((__u32)d[9] << 8) | d[10];
+		if (fsize >= 4 && (__u64)fsize + 8 <= len && fsize + 7 < n &&
+		    d[(fsize + 7) & (NP_L7_HEAD_MAX - 1)] == 0xce && np_amqp_method(cls, mth))
+			return NP_L7_AMQP;
+	}
+	if (len == 8 && d[0] == 8 && d[1] == 0 && d[2] == 0 && d[3] == 0 && c4 == 0xce) /* channel 0, size 0, frame end */
+		return NP_L7_AMQP;
 	return NP_L7_UNKNOWN;
 }
 
@@ -471,6 +562,13 @@ __noinline int np_l7_copy(struct np_l7_scratch *s, __u64 cap)
 	return 0;
 }
 
+/* Protocols whose syscalls often carry many messages (HTTP/2 frames of many streams,
+ * Redis pipelines, AMQP frames of many deliveries): NP_L7_HEAD_MAX bytes are copied. */
+static __always_inline int np_l7_big_copy(__u8 proto)
+{
+	return proto == NP_L7_HTTP2 || proto == NP_L7_REDIS || proto == NP_L7_AMQP;
+}
+
 /* Copies the head (and tail) of a message, infers the connection's protocol from its
  * first messages, and writes the record when the protocol is one we parse. */
 static __always_inline void np_l7_record(const struct np_l7_cap *k)
@@ -504,13 +602,27 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 	scratch->buf = k->buf;
 	scratch->seg = k->seg;
 	scratch->len = k->len;
-	__u32 n = (__u32)np_l7_copy(scratch, (proto == NP_L7_HTTP2 || proto == NP_L7_REDIS) ? NP_L7_HEAD_MAX : NP_L7_COPY);
+	__u32 n = (__u32)np_l7_copy(scratch, np_l7_big_copy(proto) ? NP_L7_HEAD_MAX : NP_L7_COPY);
 
+	__u8 split = 0;
 	if (proto == NP_L7_UNKNOWN) {
 		struct np_l7_conn nc = {.local_port = lport, .remote_port = rport};
 		if (c)
 			nc = *c;
-		proto = n ? np_l7_infer(e->data, n, k->len) : NP_L7_UNKNOWN;
+		const __u8 dir1 = k->direction + 1;
+		if (!k->tls && nc.split_dir == dir1 && nc.split_len == k->len && np_kafka_request(e->data, n, nc.split_len)) {
+			/* the rest of a Kafka request whose size came alone in the previous syscall */
+			proto = NP_L7_KAFKA;
+			split = 1;
+		} else {
+			proto = n ? np_l7_infer(e->data, n, k->len) : NP_L7_UNKNOWN;
+		}
+		nc.split_len = 0;
+		nc.split_dir = 0;
+		if (!k->tls && proto == NP_L7_UNKNOWN && n == 4 && k->len == 4) {
+			nc.split_len = np_be32(e->data);
+			nc.split_dir = dir1;
+		}
 		if (k->tls) {
 			if (proto == NP_L7_TLS)
 				proto = NP_L7_UNKNOWN; /* a TLS record inside TLS: not something we parse */
@@ -529,7 +641,7 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 			return;
 		/* Just classified as a protocol with the larger copy (its first write often packs
 		 * several messages: the HTTP/2 preface, SETTINGS and the first HEADERS). */
-		if ((proto == NP_L7_HTTP2 || proto == NP_L7_REDIS) && n == NP_L7_COPY && k->len > n)
+		if (np_l7_big_copy(proto) && n == NP_L7_COPY && k->len > n)
 			n = (__u32)np_l7_copy(scratch, NP_L7_HEAD_MAX);
 	}
 
@@ -576,7 +688,7 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 	e->fd = k->fd;
 	e->len = k->len > 0xffffffffULL ? 0xffffffffU : (__u32)k->len;
 	e->captured = (__u16)n;
-	e->flags = k->tls ? NP_L7_F_TLS : 0;
+	e->flags = (k->tls ? NP_L7_F_TLS : 0) | (split ? NP_L7_F_SPLIT : 0);
 	e->tail_len = 0;
 	if (k->len > n) {
 		e->flags |= NP_L7_F_TRUNCATED;

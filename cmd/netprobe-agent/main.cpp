@@ -255,7 +255,7 @@ public:
             if (src) {
                 collector.addSource(std::shared_ptr<netprobe::collector::L7Source>(std::move(*src)));
                 l7_on = true;
-                spdlog::info("L7 capture on (HTTP/1.x, HTTP/2, gRPC, DNS, Redis, PostgreSQL, MySQL{}; ring {} bytes)", opts_.l7_tls ? ", TLS plaintext of OpenSSL" : "",
+                spdlog::info("L7 capture on (HTTP/1.x, HTTP/2, gRPC, DNS, Redis, PostgreSQL, MySQL, Kafka, AMQP{}; ring {} bytes)", opts_.l7_tls ? ", TLS plaintext of OpenSSL" : "",
                              opts_.l7_ring_bytes);
             } else {
                 spdlog::error("L7 capture disabled, continuing without it: {}", src.error().what());

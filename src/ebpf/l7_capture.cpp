@@ -289,6 +289,8 @@ const char* l7ProtocolName(std::uint8_t protocol) {
         case NP_L7_REDIS: return "redis";
         case NP_L7_POSTGRES: return "postgres";
         case NP_L7_MYSQL: return "mysql";
+        case NP_L7_KAFKA: return "kafka";
+        case NP_L7_AMQP: return "amqp";
         case NP_L7_NONE: return "none";
         default: return "unknown";
     }

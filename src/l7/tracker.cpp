@@ -5,7 +5,9 @@
 #include <map>
 #include <tuple>
 
+#include <netprobe/l7/amqp.hpp>
 #include <netprobe/l7/http1.hpp>
+#include <netprobe/l7/kafka.hpp>
 #include <netprobe/l7/parser.hpp>
 
 namespace netprobe::l7 {
@@ -14,6 +16,10 @@ const char* sideName(Side s) { return s == Side::Client ? "client" : "server"; }
 
 namespace {
 constexpr std::size_t kMaxStreams = 1024;  // HTTP/2 streams open at once per connection (its default limit is 100)
+// Kafka requests in flight per connection: clients pipeline (librdkafka's
+// max.in.flight is 1000000 by default; a producer of one message per request has
+// hundreds in flight), more than --l7-max-pending's default.
+constexpr std::size_t kMaxKafkaInFlight = 1024;
 }  // namespace
 
 struct ConnectionTracker::Conn final : Http1Listener, ExchangeSink {
@@ -186,7 +192,8 @@ void ConnectionTracker::feed(const ebpf::L7Message& m) {
         return;
     }
     if (m.protocol != NP_L7_HTTP1 && m.protocol != NP_L7_DNS && m.protocol != NP_L7_REDIS &&
-        m.protocol != NP_L7_POSTGRES && m.protocol != NP_L7_MYSQL && m.protocol != NP_L7_HTTP2) {
+        m.protocol != NP_L7_POSTGRES && m.protocol != NP_L7_MYSQL && m.protocol != NP_L7_HTTP2 &&
+        m.protocol != NP_L7_KAFKA && m.protocol != NP_L7_AMQP) {
         ++counters_.other_protocol;
         return;
     }
@@ -233,11 +240,29 @@ void ConnectionTracker::feed(const ebpf::L7Message& m) {
                 c.parser = makeHttp2Parser(c, kMaxStreams);
                 c.protocol = "http2";
                 break;
+            case NP_L7_KAFKA:
+                c.parser = makeKafkaParser(c, std::max(opts_.max_pending, kMaxKafkaInFlight));
+                c.protocol = "kafka";
+                break;
+            case NP_L7_AMQP:
+                c.parser = makeAmqpParser(c, m.local_port, m.remote_port);
+                c.protocol = "amqp";
+                break;
             default:
                 c.parser = makeMySqlParser(c, opts_.max_pending);
                 c.protocol = "mysql";
                 break;
         }
+    }
+    if (m.flags & NP_L7_F_SPLIT) {
+        // Kafka: the message's 4-byte size came alone in the previous syscall (read while
+        // the kernel was inferring the protocol, not recorded): put it back in front.
+        const auto n = static_cast<std::uint32_t>(m.len);
+        std::string head = {static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
+                            static_cast<char>(n)};
+        head += m.head;
+        c.parser->feed(m.direction == NP_L7_SEND, Chunk{head, std::uint64_t{m.len} + 4, m.tail, m.ts_ns});
+        return;
     }
     c.parser->feed(m.direction == NP_L7_SEND, ch);
 }

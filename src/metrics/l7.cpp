@@ -7,7 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <netprobe/l7/amqp.hpp>
 #include <netprobe/l7/dns.hpp>
+#include <netprobe/l7/kafka.hpp>
 #include <netprobe/l7/parser.hpp>
 #include <netprobe/metrics/exposition.hpp>
 #include <netprobe/util/duration.hpp>
@@ -21,7 +23,8 @@ namespace {
 
 using analysis::l7::kDurationBuckets;
 
-constexpr std::array<std::string_view, 7> kL7Protocols = {"http", "http2", "grpc", "dns", "redis", "postgres", "mysql"};
+constexpr std::array<std::string_view, 9> kL7Protocols = {"http",     "http2", "grpc",  "dns", "redis",
+                                                          "postgres", "mysql", "kafka", "amqp"};
 
 // a DNS rcode or gRPC code name (what statusClass gives those protocols)
 bool isStatusName(std::string_view v) {
@@ -30,6 +33,10 @@ bool isStatusName(std::string_view v) {
     if (v == "UNKNOWN_OUTCOME") return true;
     for (int rc = 0; rc < 16; ++rc)
         if (v == netprobe::l7::dnsRcodeName(static_cast<std::uint8_t>(rc))) return true;
+    for (int code = -1; const char* name = netprobe::l7::kafkaErrorName(code); ++code)
+        if (v == name) return true;
+    for (int code = 200; code < 600; ++code)
+        if (const char* name = netprobe::l7::amqpReplyName(code); name && v == name) return true;
     return false;
 }
 
@@ -99,8 +106,9 @@ std::string renderL7Metrics(const analysis::l7::L7View& v, const collector::L7Sa
              "and found again at a start line), connection_table_full (messages not parsed), requests_dropped "
              "(completed requests not held between two collections), other_protocol (messages of protocols without "
              "a parser), not_parsed (messages on a DNS socket that are not a standard query or response), expired (idle "
-             "connections forgotten), service_overflow / endpoint_overflow / method_overflow "
-             "(requests labelled \"other\": service, route, gRPC method), dns_names_dropped, mesh_proxy_leg (a "
+             "connections forgotten), service_overflow / endpoint_overflow / method_overflow / topic_overflow "
+             "(requests labelled \"other\": service, route, gRPC method, Kafka topic or AMQP queue), "
+             "dns_names_dropped, mesh_proxy_leg (a "
              "request seen on a mesh sidecar's leg, not counted: the application's own socket saw it).");
     const std::pair<const char*, std::uint64_t> kinds[] = {
         {"unanswered", p.unanswered},          {"unmatched_response", p.unmatched_responses},
@@ -109,6 +117,7 @@ std::string renderL7Metrics(const analysis::l7::L7View& v, const collector::L7Sa
         {"not_parsed", p.not_parsed},
         {"expired", p.connections_expired},    {"service_overflow", c.services_overflow},
         {"endpoint_overflow", c.endpoints_overflow}, {"method_overflow", c.methods_overflow},
+        {"topic_overflow", c.topics_overflow},
         {"dns_names_dropped", c.dns_names_dropped}, {"mesh_proxy_leg", c.mesh_proxy_legs}};
     for (const auto& [k, n] : kinds) w.sample("netprobe_l7_parse_events_total", {{"kind", k}}, n);
     w.family("netprobe_l7_dns_names", MetricType::Gauge,
@@ -155,7 +164,7 @@ std::expected<L7Query, std::string> parseL7Query(const QueryList& params, bool r
     for (const auto& [k, v] : params) {
         if (k == "protocol") {
             if (std::ranges::find(kL7Protocols, v) == kL7Protocols.end())
-                return bad(k, v, "expected http, http2, grpc, dns, redis, postgres or mysql");
+                return bad(k, v, "expected http, http2, grpc, dns, redis, postgres, mysql, kafka or amqp");
             q.protocol = v;
         } else if (k == "service") {
             if (v.empty()) return bad(k, v, "expected a service name or address:port");
@@ -179,7 +188,8 @@ std::expected<L7Query, std::string> parseL7Query(const QueryList& params, bool r
             else
                 return bad(k, v,
                            "expected a status code (404), a class (4xx), a DNS response code (NXDOMAIN), a gRPC "
-                           "code (NOT_FOUND), or an outcome: ok, error, client_error, unknown");
+                           "code (NOT_FOUND), a Kafka error (UNKNOWN_TOPIC_OR_PARTITION), an AMQP reply code "
+                           "(PRECONDITION_FAILED), or an outcome: ok, error, client_error, unknown");
         } else if (k == "min_duration" && requests) {
             double secs = 0;
             if (auto d = util::parseDuration(v)) {

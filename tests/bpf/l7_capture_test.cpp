@@ -293,4 +293,137 @@ TEST_F(L7CaptureTest, ShortFirstSegmentIsFollowedIntoTheNext) {
     EXPECT_EQ(m->len, 2 + body.size());
 }
 
+// ---- Kafka and AMQP inference ----
+
+std::string be32(std::uint32_t v) {
+    return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+}
+
+// A Kafka ApiVersions v3 request as librdkafka writes it (size, key 18, version 3,
+// correlation id, client id "rdkafka", tagged fields, software name and version).
+std::string kafkaApiVersions(std::uint32_t corr) {
+    std::string body = std::string("\x00\x12\x00\x03", 4) + be32(corr) + std::string("\x00\x07", 2) + "rdkafka" +
+                       std::string("\x00\x0b" "librdkafka" "\x06" "2.0.2" "\x00", 19);
+    return be32(static_cast<std::uint32_t>(body.size())) + body;
+}
+
+TEST_F(L7CaptureTest, KafkaRequestClassifiesTheClientAndABrokerThatReadsTheSizeFirst) {
+    Pair p = connectedPair();
+    const std::string req = kafkaApiVersions(1);
+    ASSERT_EQ(::write(p.client.get(), req.data(), req.size()), static_cast<ssize_t>(req.size()));
+    // the broker reads as Kafka's does: the size, then the rest
+    ASSERT_EQ(readExactly(p.server.get(), 4), req.substr(0, 4));
+    ASSERT_EQ(readExactly(p.server.get(), req.size() - 4), req.substr(4));
+    const std::string resp = be32(10) + be32(1) + std::string("\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00", 6);
+    ASSERT_EQ(::write(p.server.get(), resp.data(), resp.size()), static_cast<ssize_t>(resp.size()));
+    ASSERT_EQ(readExactly(p.client.get(), 8), resp.substr(0, 8));  // as librdkafka reads: size + correlation id
+    ASSERT_EQ(readExactly(p.client.get(), resp.size() - 8), resp.substr(8));
+    auto ms = got_.waitFor(p.port, 5);
+    ASSERT_EQ(ms.size(), 5u);
+    for (const auto& m : ms) EXPECT_EQ(m.protocol, NP_L7_KAFKA);
+    EXPECT_EQ(ms[0].direction, NP_L7_SEND);
+    EXPECT_EQ(ms[0].head, req);
+    EXPECT_EQ(ms[0].flags & NP_L7_F_SPLIT, 0);
+    // the broker's read of the rest: its size came alone, in the read before
+    EXPECT_EQ(ms[1].direction, NP_L7_RECV);
+    EXPECT_EQ(ms[1].head, req.substr(4));
+    EXPECT_EQ(ms[1].flags & NP_L7_F_SPLIT, NP_L7_F_SPLIT);
+    EXPECT_EQ(ms[2].head, resp);
+    EXPECT_EQ(ms[3].head, resp.substr(0, 8));
+    EXPECT_EQ(ms[4].head, resp.substr(8));
+}
+
+TEST_F(L7CaptureTest, AmqpProtocolHeaderAndMidConnectionMethodFramesClassify) {
+    Pair p = connectedPair();
+    const std::string header("AMQP\x00\x00\x09\x01", 8);
+    ASSERT_EQ(::write(p.client.get(), header.data(), header.size()), 8);
+    ASSERT_EQ(readExactly(p.server.get(), 8), header);
+    // basic.ack on channel 1 (a connection whose capture began after its header)
+    const std::string ack = std::string("\x01\x00\x01\x00\x00\x00\x0d\x00\x3c\x00\x50", 11) + std::string(8, '\0') +
+                            std::string("\x00\xce", 2);
+    Pair q = connectedPair();
+    ASSERT_EQ(::write(q.client.get(), ack.data(), ack.size()), static_cast<ssize_t>(ack.size()));
+    ASSERT_EQ(readExactly(q.server.get(), ack.size()), ack);
+    // a heartbeat frame alone
+    const std::string hb("\x08\x00\x00\x00\x00\x00\x00\xce", 8);
+    Pair r = connectedPair();
+    ASSERT_EQ(::write(r.client.get(), hb.data(), hb.size()), 8);
+    ASSERT_EQ(readExactly(r.server.get(), 8), hb);
+    for (const Pair* c : {&p, &q, &r}) {
+        auto ms = got_.waitFor(c->port, 2);
+        ASSERT_EQ(ms.size(), 2u) << c->port;
+        for (const auto& m : ms) EXPECT_EQ(m.protocol, NP_L7_AMQP);
+    }
+}
+
+// Binary that looks like the two protocols' framing - sizes that match the syscall,
+// frame types, a size read alone - but is not theirs is never classified as either.
+TEST_F(L7CaptureTest, BinaryLookalikesAreNeitherKafkaNorAmqp) {
+    std::uint64_t rng = 0x2545F4914F6CDD1Dull;
+    auto next = [&] {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        return rng;
+    };
+    auto random = [&](std::size_t n) {
+        std::string s(n, '\0');
+        for (auto& ch : s) ch = static_cast<char>(next());
+        return s;
+    };
+    std::vector<std::string> payloads;
+    for (int i = 0; i < 120; ++i) {
+        const std::size_t n = 10 + next() % 300;
+        switch (i % 6) {
+            case 0: payloads.push_back(be32(static_cast<std::uint32_t>(n)) + random(n)); break;  // size-prefixed
+            case 1: {  // a Kafka header with an api key beyond the table
+                std::string b = std::string("\x00\xc8\x00\x01", 4) + be32(7) + std::string("\x00\x04kcat", 6) + random(n);
+                payloads.push_back(be32(static_cast<std::uint32_t>(b.size())) + b);
+                break;
+            }
+            case 2: {  // ... with a client id that is not text
+                std::string b = std::string("\x00\x03\x00\x01", 4) + be32(7) + std::string("\x00\x04\x01\x02\x03\x04", 6) +
+                                random(n);
+                payloads.push_back(be32(static_cast<std::uint32_t>(b.size())) + b);
+                break;
+            }
+            case 3: {  // an AMQP method frame header without its frame end
+                std::string b = std::string("\x01\x00\x01", 3) + be32(static_cast<std::uint32_t>(n)) +
+                                std::string("\x00\x3c\x00\x28", 4) + random(n - 4) + "\x00";
+                payloads.push_back(b);
+                break;
+            }
+            case 4: {  // ... with its frame end but a method that does not exist
+                std::string b = std::string("\x01\x00\x01", 3) + be32(static_cast<std::uint32_t>(n)) +
+                                std::string("\x00\x3c\x00\x29", 4) + random(n - 4) + "\xce";
+                payloads.push_back(b);
+                break;
+            }
+            default: payloads.push_back(random(n)); break;
+        }
+    }
+    std::vector<Pair> pairs;
+    for (std::size_t i = 0; i < payloads.size(); ++i) {
+        pairs.push_back(connectedPair());
+        const Pair& c = pairs.back();
+        const std::string& b = payloads[i];
+        if (i % 4 == 3) {
+            // a size written alone, then exactly that many random bytes
+            const std::string size = be32(static_cast<std::uint32_t>(b.size()));
+            ASSERT_EQ(::write(c.client.get(), size.data(), 4), 4);
+            ASSERT_EQ(readExactly(c.server.get(), 4), size);
+        }
+        ASSERT_EQ(::write(c.client.get(), b.data(), b.size()), static_cast<ssize_t>(b.size()));
+        ASSERT_EQ(readExactly(c.server.get(), b.size()), b);
+    }
+    Pair marker = connectedPair();
+    const std::string http = "GET / HTTP/1.1\r\n\r\n";
+    ASSERT_EQ(::write(marker.client.get(), http.data(), http.size()), static_cast<ssize_t>(http.size()));
+    ASSERT_EQ(got_.waitFor(marker.port, 1).size(), 1u);
+    std::lock_guard lock(got_.mu);
+    for (const auto& m : got_.msgs)
+        EXPECT_TRUE(m.protocol != NP_L7_KAFKA && m.protocol != NP_L7_AMQP)
+            << "port " << m.local_port << "/" << m.remote_port << " classified " << int(m.protocol);
+}
+
 }  // namespace

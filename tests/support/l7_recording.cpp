@@ -43,7 +43,10 @@ void writeL7Message(std::ostream& out, const ebpf::L7Message& m, std::uint64_t t
     const char dir = m.direction == NP_L7_SEND ? 'S' : m.direction == NP_L7_RECV ? 'R' : 'C';
     out << "msg " << std::hex << m.sock << std::dec << ' ' << dir << ' ' << static_cast<int>(m.protocol) << ' '
         << m.local_port << ' ' << m.remote_port << ' ' << m.len << ' ' << (m.ts_ns - t0) << ' ' << hex(m.head)
-        << ' ' << hex(m.tail) << '\n';
+        << ' ' << hex(m.tail);
+    // Flags the replay cannot derive from the lengths (NP_L7_F_SPLIT): a last field, only when set.
+    if (const int kept = m.flags & ~(NP_L7_F_TRUNCATED | NP_L7_F_NO_TAIL)) out << ' ' << kept;
+    out << '\n';
 }
 
 std::expected<L7Recording, std::string> readL7Recording(const std::string& path) {
@@ -81,6 +84,7 @@ std::expected<L7Recording, std::string> readL7Recording(const std::string& path)
         if (!h || !t) return std::unexpected(where + ": " + (h ? t.error() : h.error()));
         m.head = std::move(*h);
         m.tail = std::move(*t);
+        if (int flags = 0; ls >> flags) m.flags = static_cast<std::uint8_t>(flags);
         if (m.head.size() < m.len) m.flags |= NP_L7_F_TRUNCATED;
         rec.messages.push_back(std::move(m));
     }

@@ -2,7 +2,8 @@
 // delivered for real servers and clients, replayed by the unit tests through the
 // parsers. Written by tests/tools/np_l7_record (driven by tests/data/l7/record.py), never
 // by hand. One line per message:
-//   msg <sock> <S|R|C> <protocol> <local_port> <remote_port> <len> <ts_ns> <head hex|-> <tail hex|->
+//   msg <sock> <S|R|C> <protocol> <local_port> <remote_port> <len> <ts_ns> <head hex|-> <tail hex|-> [flags]
+// (flags: NP_L7_F_* other than the truncation ones, in decimal, when any is set)
 // and the expected outcome, from the server's or client's own counts at recording time:
 //   expect <client|server> <protocol> <method> <status_class> <count>
 // Lines starting with '#' are comments.

@@ -80,7 +80,7 @@ TEST(L7Api, EveryRequestNamesItsStatusClassAndOutcome) {
 }
 
 TEST(L7Api, BadParametersAreNamed) {
-    for (const QueryList& bad : std::vector<QueryList>{{{"protocol", "kafka"}},
+    for (const QueryList& bad : std::vector<QueryList>{{{"protocol", "mqtt"}},
                                                        {{"status", "6xx"}},
                                                        {{"status", "NOT_A_CODE"}},
                                                        {{"status", "600"}},
@@ -93,7 +93,7 @@ TEST(L7Api, BadParametersAreNamed) {
     }
     // endpoints take no status or min_duration
     EXPECT_FALSE(netprobe::metrics::parseL7Query({{"status", "ok"}}, false));
-    for (const char* p : {"http", "http2", "grpc", "dns", "redis", "postgres", "mysql"})
+    for (const char* p : {"http", "http2", "grpc", "dns", "redis", "postgres", "mysql", "kafka", "amqp"})
         EXPECT_TRUE(netprobe::metrics::parseL7Query({{"protocol", p}}, false)) << p;
 }
 

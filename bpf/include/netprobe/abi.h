@@ -632,6 +632,8 @@ enum np_l7_protocol {
 	NP_L7_REDIS = 5,    /* RESP2/RESP3 */
 	NP_L7_POSTGRES = 6, /* PostgreSQL frontend/backend protocol 3.0 */
 	NP_L7_MYSQL = 7,    /* MySQL/MariaDB client/server protocol */
+	NP_L7_KAFKA = 8,    /* Apache Kafka's protocol (size-delimited requests with api key/version) */
+	NP_L7_AMQP = 9,     /* AMQP 0-9-1 (RabbitMQ) */
 	NP_L7_NONE = 255,   /* nothing recognised in its first messages: not captured */
 };
 
@@ -645,6 +647,9 @@ enum np_l7_direction {
 #define NP_L7_F_TRUNCATED 0x01 /* len > captured: the middle was not copied */
 #define NP_L7_F_NO_TAIL 0x02   /* truncated, and the message spans several segments: no tail */
 #define NP_L7_F_TLS 0x04       /* plaintext of a TLS connection (from the TLS library) */
+#define NP_L7_F_SPLIT 0x08     /* Kafka: the message's 4-byte size came alone in the connection's previous
+				* syscall of this direction (read while the protocol was being inferred, not
+				* recorded): this record starts after it (a Java broker reads the size first) */
 
 /* Record on the l7_events ring: a header and `captured` bytes of data (the record is
  * only as long as that). */
@@ -681,12 +686,23 @@ struct np_l7_conn {
 	__u8 attempts;     /* data syscalls seen while NP_L7_UNKNOWN */
 	__u8 inner;        /* NP_L7_TLS: the plaintext's protocol (enum np_l7_protocol) */
 	__u8 inner_attempts;
+	/* While inferring: a syscall that moved exactly 4 bytes, alone (a Kafka broker reads a
+	 * request's size before the request): the big-endian value, and its direction + 1
+	 * (0: none). The next syscall in that direction is checked as the rest of a message. */
+	__u32 split_len;
+	__u8 split_dir;
+	__u8 pad[3];
 };
 /* Unrecognised data syscalls before a connection is NP_L7_NONE. */
 #define NP_L7_MAX_ATTEMPTS 4
 /* DNS: UDP and TCP sockets with this port at either end (UDP sockets without it are
  * NP_L7_NONE at once). */
 #define NP_L7_DNS_PORT 53
+/* Kafka inference: a request's api key (Produce 0 .. DescribeTopicPartitions 75) and
+ * version bounds, and its size bound (the broker's default socket.request.max.bytes). */
+#define NP_L7_KAFKA_MAX_API_KEY 75
+#define NP_L7_KAFKA_MAX_API_VERSION 20
+#define NP_L7_KAFKA_MAX_SIZE (100 << 20)
 
 /* l7_args (hash, key: pid_tgid): a captured syscall between its entry and exit. */
 struct np_l7_args {
@@ -731,7 +747,7 @@ NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, local_port) == 64, "np_l7_event
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, fd) == 76, "np_l7_event.fd");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, tail) == 88, "np_l7_event.tail");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, data) == 104, "np_l7_event.data");
-NP_STATIC_ASSERT(sizeof(struct np_l7_conn) == 8, "np_l7_conn size");
+NP_STATIC_ASSERT(sizeof(struct np_l7_conn) == 16, "np_l7_conn size");
 NP_STATIC_ASSERT(sizeof(struct np_l7_args) == 40, "np_l7_args size");
 NP_STATIC_ASSERT(sizeof(struct np_l7_tls_call) == 40, "np_l7_tls_call size");
 

@@ -27,19 +27,23 @@ enum class Side : std::uint8_t { Client, Server };
 // One request and its response. HTTP: method, path, route, status as in HTTP. DNS: method
 // is the query type ("A"), path and route the name queried, status the response code.
 // Redis: method, path and route the command; PostgreSQL, MySQL: method the statement
-// type, path and route the normalized statement. For these three status is 1 for an
-// error reply (error: its code), 2 when the response was not parsed (its outcome is
+// type, path and route the normalized statement; Kafka: method the API (Produce, Fetch,
+// ...), path and route the topic (Produce, Fetch) or the API; AMQP: method the class and
+// method (queue.declare, basic.publish, ...), path and route the queue or exchange, or
+// the method. For these status is 1 for an error reply (error: its code; Kafka: the
+// error code, AMQP: the reply code), 2 when the response was not parsed (its outcome is
 // unknown), else 0.
 struct Request {
     std::uint64_t mono_ns = 0;     // the request's first byte (CLOCK_MONOTONIC)
     double duration_seconds = 0;   // request first byte -> response first byte, at this side
-    std::string protocol;          // "http", "http2", "grpc", "dns", "redis", "postgres", "mysql"
+    std::string protocol;          // "http", "http2", "grpc", "dns", "redis", "postgres", "mysql", "kafka", "amqp"
     Side side = Side::Server;
     std::string method;
     std::string path;              // the target without query string (bounded)
     std::string route;             // route template (bounded cardinality)
     int status = 0;
-    std::string error;             // Redis: error prefix; PostgreSQL: SQLSTATE; MySQL: error number
+    std::string error;             // Redis: error prefix; PostgreSQL: SQLSTATE; MySQL: error number; Kafka: error
+                                   // code; AMQP: reply code
     std::vector<DnsAnswer> answers;  // DNS: A/AAAA/CNAME answers of the response
     std::uint64_t request_bytes = 0;
     std::uint64_t response_bytes = 0;

@@ -8,7 +8,10 @@
 
 #include <netprobe/analysis/attribution.hpp>
 #include <netprobe/collector/snapshot.hpp>
+#include <netprobe/l7/amqp.hpp>
+#include <netprobe/l7/kafka.hpp>
 #include <netprobe/l7/parser.hpp>
+#include <netprobe/util/parse.hpp>
 
 namespace netprobe::analysis::l7 {
 namespace {
@@ -46,6 +49,14 @@ bool admit(std::set<std::string>& admitted, const std::string& value, std::size_
 std::string statusClass(const Request& r) {
     if (r.protocol == "dns") return netprobe::l7::dnsRcodeName(static_cast<std::uint8_t>(r.status));
     if (r.protocol == "grpc") return netprobe::l7::grpcStatusName(r.status);
+    if ((r.protocol == "kafka" || r.protocol == "amqp") && r.status == 1) {
+        // the error's name (a bounded set), "error" for a code the tables do not know
+        int code = 0;
+        const char* name = nullptr;
+        if (util::parseNumber(r.error, code))
+            name = r.protocol == "kafka" ? netprobe::l7::kafkaErrorName(code) : netprobe::l7::amqpReplyName(code);
+        return name ? name : "error";
+    }
     if (r.protocol != "http" && r.protocol != "http2") return r.status == 1 ? "error" : r.status == 2 ? "unknown" : "ok";
     const int status = r.status;
     if (status < 100 || status > 599) return "unknown";
@@ -166,6 +177,11 @@ void L7Stage::add(const collector::Snapshot& snap, Request r) {
         r.method = "other";
         r.route = "other";
     }
+    // Kafka topics and AMQP queues/exchanges: a budget of their own, so that a consumer of
+    // thousands of topics does not take the endpoints of every other protocol.
+    if ((r.protocol == "kafka" || r.protocol == "amqp") && r.route != r.method &&
+        !admit(topics_, r.route, opts_.max_topics, counters_.topics_overflow))
+        r.route = "other";
     const std::string sc = statusClass(r);
     auto& t = series_[SeriesKey{r.protocol, sideName(r.side), r.service, r.method, sc}];
     ++t.requests;

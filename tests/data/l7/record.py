@@ -2,7 +2,8 @@
 """Records the unit tests' L7 message tables (tests/data/l7/*.rec) from real servers
 and clients on loopback: redis-server + redis-cli/redis-benchmark, PostgreSQL + psql/
 pgbench, MariaDB + mariadb/mysqlslap, a python3-grpcio server + client, nginx over h2c +
-h2load. Each server is its own instance (temporary data
+h2load, kcat against tests/e2e/kafka_broker.py (a test broker), rabbitmq-server + python3-
+pika. Each server is its own instance (temporary data
 directory, a free high port on 127.0.0.1), np_l7_record (the real kernel capture) writes
 what it delivers for that port, and the expected counts written with it come from the
 server's own statistics (Redis INFO commandstats, MariaDB SHOW GLOBAL STATUS) or the
@@ -254,13 +255,92 @@ http {{ access_log off; client_body_temp_path {tmp}/b; proxy_temp_path {tmp}/p; 
         srv.wait()
 
 
+def record_kafka(tmp):
+    """kcat (librdkafka) against tests/e2e/kafka_broker.py - a test broker: Debian packages
+    no Kafka - producing to a topic, to one the broker refuses, and consuming back; the
+    expectations are the broker's own log of what it answered."""
+    broker_py = os.path.join(HERE, "../../e2e/kafka_broker.py")
+    log = os.path.join(tmp, "broker.jsonl")
+    srv = subprocess.Popen(["/usr/bin/python3", broker_py, "--listen", "127.0.0.1", "--port", "0", "--log", log,
+                            "--produce-error", "np-rejected=87"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = srv.stdout.readline().split()
+        if not line or line[0] != "READY":
+            raise SystemExit("kafka_broker.py did not start")
+        port = int(line[1])
+        m = re.search(r"Version (\S+) .*librdkafka (\S+)", run(["kcat", "-V"]).stdout)
+        version = f"kcat {m.group(1)} (librdkafka {m.group(2)})" if m else "kcat"
+        rec = Recording("kafka", port, [f"{version}, against tests/e2e/kafka_broker.py (a test broker)",
+                                        "recorded by tests/data/l7/record.py"])
+        bootstrap = f"127.0.0.1:{port}"
+        one = ["-X", "linger.ms=0", "-X", "batch.num.messages=1"]
+        run(["kcat", "-P", "-b", bootstrap, "-t", "np-orders", "-p", "0", *one],
+            input="".join(f"order {i}\n" for i in range(12)))
+        run(["kcat", "-P", "-b", bootstrap, "-t", "np-rejected", "-p", "0", *one], check=False,
+            input="".join(f"bad {i}\n" for i in range(3)))
+        run(["kcat", "-C", "-b", bootstrap, "-t", "np-orders", "-p", "0", "-o", "beginning", "-c", "12"])
+        want = collections.Counter()
+        with open(log) as f:
+            for entry in map(json.loads, f):
+                if entry.get("answered"):
+                    status = "ok" if entry["error"] == 0 else {87: "INVALID_RECORD"}.get(entry["error"], "error")
+                    want[("kafka", entry["api"], status)] += 1
+        rec.finish(dict(want))
+    finally:
+        srv.terminate()
+        srv.wait()
+
+
+def record_amqp(tmp):
+    """Debian's rabbitmq-server (an instance of its own on loopback: node name, data,
+    logs, epmd and distribution ports) with tests/e2e/amqp_client.py (python3-pika);
+    the expectations are the client's own counts."""
+    sys.path.insert(0, os.path.join(HERE, "../../e2e"))
+    from rabbitmq_instance import accepting, prepare
+    port, epmd_port, dist_port = free_port(), free_port(), free_port()
+    r = prepare(tmp, "127.0.0.1", port, epmd_port, dist_port, f"nprec{os.getpid()}")
+    epmd = subprocess.Popen(r.epmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    srv = subprocess.Popen(r.server, env=r.env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        wait(lambda: accepting("127.0.0.1", port), "rabbitmq-server", timeout=120)
+        version = run(["dpkg-query", "-W", "-f=${Version}", "rabbitmq-server"]).stdout.strip()
+        pika = run(["/usr/bin/python3", "-c", "import pika; print(pika.__version__)"]).stdout.strip()
+        rec = Recording("amqp", port, [f"rabbitmq-server {version} with python3-pika {pika}: "
+                                       "tests/e2e/amqp_client.py (publish with confirms, consume, get, refused declare)",
+                                       "recorded by tests/data/l7/record.py"])
+        out = run(["/usr/bin/python3", os.path.join(HERE, "../../e2e/amqp_client.py"), "127.0.0.1", str(port),
+                   "20"]).stdout
+        mine = json.loads(out)
+        rec.finish({("amqp", "basic.publish", "ok"): mine["basic.publish"],
+                    ("amqp", "basic.deliver", "ok"): mine["basic.deliver"],
+                    ("amqp", "basic.ack", "ok"): mine["basic.ack.sent"] + mine["basic.ack.received"],
+                    ("amqp", "basic.get", "ok"): mine["basic.get"],
+                    ("amqp", "queue.declare", "ok"): mine["queue.declare"],
+                    ("amqp", "queue.declare", "PRECONDITION_FAILED"): mine["queue.declare.error"],
+                    ("amqp", "channel.close", "PRECONDITION_FAILED"): mine["channel.close.by_broker"],
+                    ("amqp", "channel.open", "ok"): mine["channel.open"],
+                    ("amqp", "connection.open", "ok"): mine["connection"]})
+    finally:
+        # stopped by their PIDs (the broker's process group: the script and beam.smp)
+        for p in (srv, epmd):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+            except ProcessLookupError:
+                pass
+
+
 def main():
     if os.geteuid() != 0:
         raise SystemExit("record.py needs root (the kernel capture)")
     if not os.access(RECORDER, os.X_OK):
         raise SystemExit(f"{RECORDER} missing: build first (cmake --build build)")
-    only = sys.argv[2:]  # record.py BUILD_DIR [redis postgres mysql grpc http2]: some of them
-    for fn in (record_redis, record_postgres, record_mysql, record_grpc, record_http2):
+    only = sys.argv[2:]  # record.py BUILD_DIR [redis postgres mysql grpc http2 kafka amqp]: some of them
+    for fn in (record_redis, record_postgres, record_mysql, record_grpc, record_http2, record_kafka, record_amqp):
         if only and fn.__name__.removeprefix("record_") not in only:
             continue
         tmp = tempfile.mkdtemp(prefix="np-l7rec-")

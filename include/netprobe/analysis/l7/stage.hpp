@@ -39,6 +39,9 @@ using netprobe::l7::sideName;
 //                without a grpc-status); error: codes a server fault causes (see
 //                grpcStatusIsError), client error: the other non-OK codes
 //   dns          the rcode's name; error: SERVFAIL, NOTIMP, REFUSED...; client error: NXDOMAIN
+//   kafka, amqp  "ok", "unknown", or the error's name (Kafka's error code, AMQP's reply
+//                code: "UNKNOWN_TOPIC_OR_PARTITION", "PRECONDITION_FAILED"; "error" for a
+//                code not in the tables); error: any non-zero code
 //   others       "ok", "error", "unknown" (status 0 / 1 / 2); error: status 1
 [[nodiscard]] std::string statusClass(const Request& r);
 [[nodiscard]] bool isError(const Request& r);
@@ -48,6 +51,7 @@ struct L7Options {
     std::size_t max_services = 200;       // service label values; later ones are "other"
     std::size_t max_endpoints = 500;      // (service, side, method, route) kept; later ones: route "other"
     std::size_t max_rpc_methods = 200;    // gRPC method label values (/pkg.Service/Method); later ones: "other"
+    std::size_t max_topics = 200;         // Kafka topics and AMQP queues/exchanges as routes; later ones: "other"
     std::size_t recent_requests = 1000;   // requests kept for /api/v1/l7/requests (the latest)
     std::chrono::seconds window{60};      // endpoint figures cover this much recent time
     std::size_t max_dns_names = 10000;    // addresses named by DNS answers kept (earliest expiry goes first)
@@ -85,6 +89,7 @@ struct L7Counters {
     std::uint64_t services_overflow = 0;   // requests labelled service="other"
     std::uint64_t endpoints_overflow = 0;  // requests labelled route="other"
     std::uint64_t methods_overflow = 0;    // gRPC requests labelled method="other"
+    std::uint64_t topics_overflow = 0;     // Kafka/AMQP requests whose topic or queue is route="other"
     std::uint64_t dns_names_dropped = 0;   // answers not kept: the name table was full
     std::uint64_t mesh_proxy_legs = 0;     // requests seen on a mesh sidecar's leg (the app's own are counted)
 };
@@ -137,6 +142,7 @@ private:
     std::map<std::string, std::unique_ptr<Endpoint>> endpoints_;  // key: protocol|side|service|method|route
     std::set<std::string> services_;                             // admitted service names
     std::set<std::string> rpc_methods_;                          // admitted gRPC method names
+    std::set<std::string> topics_;                               // admitted Kafka topics, AMQP queues/exchanges
     std::map<std::array<std::uint8_t, 18>, std::string> service_cache_;  // server address+port -> service
     std::deque<Request> recent_;
     L7Counters counters_;
