@@ -79,6 +79,32 @@ struct Outcome {
 
 }  // namespace
 
+std::size_t ConversationVerdicts::KeyHash::operator()(const Key& k) const noexcept {
+    std::uint64_t h = 1469598103934665603ull;  // FNV-1a
+    auto mix = [&](const std::uint8_t* p, std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+    };
+    mix(k.client.data(), 16);
+    mix(k.server.data(), 16);
+    const std::uint8_t tail[3] = {static_cast<std::uint8_t>(k.port), static_cast<std::uint8_t>(k.port >> 8), k.proto};
+    mix(tail, sizeof tail);
+    return static_cast<std::size_t>(h ^ (h >> 29));
+}
+
+std::optional<ConversationVerdicts::Verdict> ConversationVerdicts::find(const Key& k) const {
+    const auto& shard = shards_[shardOf(k)];
+    if (!shard) return std::nullopt;
+    auto it = shard->find(k);
+    if (it == shard->end()) return std::nullopt;
+    return it->second;
+}
+
+std::size_t ConversationVerdicts::size() const {
+    std::size_t n = 0;
+    for (const auto& s : shards_) n += s ? s->size() : 0;
+    return n;
+}
+
 std::vector<PolicyKey> policyKeys(const PolicyVerdict& v) {
     std::vector<PolicyKey> out;
     for (const PolicySide* s : {&v.egress, &v.ingress}) {
@@ -126,6 +152,12 @@ struct PolicyMonitor::State {
     Counts other{};
     std::map<std::string, PolicyHits> hits;  // by policy id
 
+    // The verdicts for per-flow lookups: the stage's shards (copied before a write while a
+    // published index shares them) and the last index published.
+    std::array<std::shared_ptr<ConversationVerdicts::Shard>, ConversationVerdicts::kShards> verdict_shards;
+    std::shared_ptr<const ConversationVerdicts> verdicts;
+    bool verdicts_changed = true;
+
     std::uint64_t generation = 0;  // of the last set seen
     std::uint64_t run = 0;
     std::uint64_t denied_total = 0, gaps_total = 0, enforced_total = 0, evaluations = 0, untracked = 0;
@@ -135,6 +167,44 @@ struct PolicyMonitor::State {
         if (auto it = series.find(pair); it != series.end()) return it->second;
         if (series.size() >= opts.max_series) return other;
         return series.emplace(std::move(pair), Counts{}).first->second;
+    }
+
+    // The conversation's verdict in the lookup index (nullopt: removed); a write only when it changes.
+    void setVerdict(const Key& k, std::optional<ConversationVerdicts::Verdict> v) {
+        const ConversationVerdicts::Key ck{k.client, k.server, k.port, k.proto};
+        auto& shard = verdict_shards[ConversationVerdicts::shardOf(ck)];
+        if (shard) {
+            auto it = shard->find(ck);
+            if (v ? (it != shard->end() && it->second == *v) : it == shard->end()) return;
+        } else if (!v) {
+            return;
+        }
+        if (!shard)
+            shard = std::make_shared<ConversationVerdicts::Shard>();
+        else if (shard.use_count() > 1)  // a published index holds it: copy on write
+            shard = std::make_shared<ConversationVerdicts::Shard>(*shard);
+        if (v)
+            (*shard)[ck] = *v;
+        else
+            shard->erase(ck);
+        verdicts_changed = true;
+    }
+
+    std::shared_ptr<const ConversationVerdicts> publishVerdicts() {
+        if (verdicts_changed || !verdicts) {
+            ConversationVerdicts::Shards shards;
+            for (std::size_t i = 0; i < shards.size(); ++i) shards[i] = verdict_shards[i];
+            verdicts = std::make_shared<const ConversationVerdicts>(std::move(shards));
+            verdicts_changed = false;
+        }
+        return verdicts;
+    }
+
+    static ConversationVerdicts::Verdict verdictOf(const PolicyVerdict& v) {
+        if (!v.allowed) return ConversationVerdicts::Verdict::Denied;
+        if (v.egress.decision == PolicyDecision::NotApplicable && v.ingress.decision == PolicyDecision::NotApplicable)
+            return ConversationVerdicts::Verdict::None;
+        return ConversationVerdicts::Verdict::Allowed;
     }
 
     PolicyHits& hitsOf(const std::string& id) {
@@ -191,6 +261,7 @@ struct PolicyMonitor::State {
         const bool was_denied = old && !old->verdict.allowed;
         c.outcome = std::move(o);
         c.generation = gen;
+        setVerdict(k, verdictOf(c.outcome->verdict));
         if (c.outcome->verdict.allowed) {
             if (c.denied) std::erase(recent_denied, k);
             c.denied.reset();
@@ -358,6 +429,7 @@ void PolicyMonitor::run(const collector::Snapshot& /*snapshot*/, Views& views) {
             std::erase_if(s.convs, [&](const auto& e) {
                 if (e.second.last_ns + window_ns >= now_ns) return false;
                 s.pending.erase(e.first);
+                s.setVerdict(e.first, std::nullopt);
                 return true;
             });
             std::erase_if(s.recent_denied, [&](const Key& k) { return !s.convs.contains(k); });
@@ -380,6 +452,7 @@ void PolicyMonitor::run(const collector::Snapshot& /*snapshot*/, Views& views) {
     v->evaluations_total = s.evaluations;
     v->conversations = s.convs.size();
     v->untracked_total = s.untracked;
+    if (set) v->verdicts = s.publishVerdicts();
     views.policy = std::move(v);
 }
 

@@ -474,6 +474,16 @@ std::string renderFlowExportMetrics(const analysis::FlowExportView* view, const 
     w.family("netprobe_flow_export_open_flows_capacity", MetricType::Gauge,
              "Open flows beyond which the least recently seen are reported and forgotten (--max-flows).");
     w.sample("netprobe_flow_export_open_flows_capacity", {}, view ? view->health.capacity : 0);
+    w.family("netprobe_flow_export_l7_requests_total", MetricType::Counter,
+             "L7 requests (--l7=on) joined to a flow record (matched), or given up: no open flow of their "
+             "connection within the wait, or the waiting list was full (unmatched).");
+    w.sample("netprobe_flow_export_l7_requests_total", {{"result", "matched"}},
+             view ? view->health.l7_requests_matched : 0);
+    w.sample("netprobe_flow_export_l7_requests_total", {{"result", "unmatched"}},
+             view ? view->health.l7_requests_unmatched : 0);
+    w.family("netprobe_flow_export_l7_requests_pending", MetricType::Gauge,
+             "L7 requests waiting for a flow of their connection to open.");
+    w.sample("netprobe_flow_export_l7_requests_pending", {}, view ? view->health.l7_requests_pending : 0);
     auto each = [&](const char* name, MetricType t, const char* help, auto value) {
         w.family(name, t, help);
         for (const auto& s : sinks) w.sample(name, {{"sink", s.kind}, {"target", s.target}}, value(s));

@@ -158,11 +158,44 @@ std::optional<ClickHouseVersion> parseClickHouseVersion(std::string_view text) {
     return v;
 }
 
+std::vector<std::pair<std::string, std::string>> clickHouseAddedFlowColumns(ClickHouseVersion v) {
+    const std::string str = v.atLeast(19, 1) ? "LowCardinality(String)" : "String";
+    const std::string counter = v.atLeast(20, 1) ? "UInt64 CODEC(T64, LZ4)" : "UInt64";
+    return {
+        {"l7_protocol", str},          {"l7_side", str},
+        {"l7_requests", counter},      {"l7_errors", counter},
+        {"l7_client_errors", counter}, {"l7_latency_sum_us", counter},
+        {"l7_latency_max_us", "UInt64"}, {"policy_verdict", str},
+    };
+}
+
+std::optional<std::string> clickHouseFlowMigration(const ClickHouseConfig& c, ClickHouseVersion v,
+                                                   const std::vector<std::string>& columns) {
+    // Servers before 19.x know no ADD COLUMN IF NOT EXISTS (18.16 answers a syntax
+    // error): the sink reads system.columns and adds only what is missing, in one ALTER.
+    std::set<std::string> known(columns.begin(), columns.end());
+    std::string alter;
+    std::string after = "dst_container";  // the last column of the first schema
+    for (const auto& [name, type] : clickHouseAddedFlowColumns(v)) {
+        if (!known.contains(name)) {
+            alter += alter.empty() ? "ALTER TABLE " + c.database + ".flows ADD COLUMN " : ", ADD COLUMN ";
+            alter += name + " " + type;
+            if (known.contains(after)) alter += " AFTER " + after;  // the schema's order
+            known.insert(name);
+        }
+        after = name;
+    }
+    if (alter.empty()) return std::nullopt;
+    return alter;
+}
+
 std::vector<std::string> clickHouseSchema(const ClickHouseConfig& c, ClickHouseVersion v) {
     const std::string db = c.database;
     const bool lc = v.atLeast(19, 1), ttl = v.atLeast(19, 6), codecs = v.atLeast(20, 1);
     const std::string str = lc ? "LowCardinality(String)" : "String";
     auto codec = [&](const char* what) { return codecs ? std::string(" CODEC(") + what + ")" : std::string(); };
+    std::string added;
+    for (const auto& [name, type] : clickHouseAddedFlowColumns(v)) added += ",\n  " + name + " " + type;
     auto days = [](std::chrono::hours h) { return std::to_string(h.count() / 24); };
     std::vector<std::string> out;
     out.push_back("CREATE DATABASE IF NOT EXISTS " + db);
@@ -202,7 +235,7 @@ std::vector<std::string> clickHouseSchema(const ClickHouseConfig& c, ClickHouseV
         "  dst_workload " + str + ",\n"
         "  dst_service " + str + ",\n"
         "  src_container String,\n"
-        "  dst_container String\n"
+        "  dst_container String" + added + "\n"
         ") ENGINE = ReplacingMergeTree\n"
         "PARTITION BY toYYYYMMDD(time_received)\n"
         "ORDER BY (time_received, node, batch_id, seq)" +
@@ -337,6 +370,14 @@ std::string clickHouseRow(const FlowExportRecord& r, const std::string& node, st
     str("dst_service", r.labels.dst_service);
     str("src_container", r.src_container);
     str("dst_container", r.dst_container);
+    str("l7_protocol", r.l7.protocol);
+    str("l7_side", analysis::toString(r.l7.side));
+    u("l7_requests", r.l7.requests);
+    u("l7_errors", r.l7.errors);
+    u("l7_client_errors", r.l7.client_errors);
+    u("l7_latency_sum_us", r.l7.latency_sum_us);
+    u("l7_latency_max_us", r.l7.latency_max_us);
+    str("policy_verdict", analysis::toString(r.policy));
     o += '}';
     return o;
 }
@@ -526,11 +567,44 @@ struct ClickHouseSink::Impl {
                 return false;
             }
         }
+        if (!migrateFlows(*v)) return false;
         has_ttl = v->atLeast(19, 6);
         spdlog::info("clickhouse {}: server {}.{}, tables {}.flows, flows_1m, flows_1h, series, series_1h ready{}",
                      status.target,
                      v->major, v->minor, cfg.database, has_ttl ? " (TTL retention)" : " (retention by dropping partitions)");
         return true;
+    }
+
+    // A flows table an older agent created lacks the columns added since: add them (the
+    // rollups' views read only the columns they name, and keep working).
+    bool migrateFlows(ClickHouseVersion v) {
+        const std::string list = "SELECT name FROM system.columns WHERE database = '" + cfg.database +
+                                 "' AND table = 'flows' FORMAT TSV";
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            auto cols = query(list);
+            if (!cols) {
+                error("schema: reading the columns of " + cfg.database + ".flows: " + cols.error().what());
+                return false;
+            }
+            std::vector<std::string> names;
+            std::istringstream in(*cols);
+            for (std::string line; std::getline(in, line);)
+                if (!line.empty()) names.push_back(line);
+            auto alter = clickHouseFlowMigration(cfg, v, names);
+            if (!alter) return true;
+            auto r = query(*alter);
+            if (r) {
+                spdlog::info("clickhouse {}: added the L7 and policy columns to {}.flows", status.target, cfg.database);
+                return true;
+            }
+            // Another node's agent may have added them meanwhile (code 44: the column
+            // exists): read the columns again, once.
+            if (attempt == 1 || r.error().code != 44) {
+                error("schema: " + *alter + ": " + r.error().what());
+                return false;
+            }
+        }
+        return false;
     }
 
     // Retention where the server has no TTL: whole partitions older than the retention.

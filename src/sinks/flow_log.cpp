@@ -95,6 +95,16 @@ std::string flowRecordJson(const FlowExportRecord& r, const std::string& node) {
     opt("dst_service", r.labels.dst_service);
     opt("src_container", r.src_container);
     opt("dst_container", r.dst_container);
+    if (r.l7.present()) {
+        str("l7_protocol", r.l7.protocol);
+        str("l7_side", analysis::toString(r.l7.side));
+        u("l7_requests", r.l7.requests);
+        u("l7_errors", r.l7.errors);
+        u("l7_client_errors", r.l7.client_errors);
+        u("l7_latency_sum_us", r.l7.latency_sum_us);
+        u("l7_latency_max_us", r.l7.latency_max_us);
+    }
+    if (r.policy != analysis::FlowPolicyVerdict::None) str("policy_verdict", analysis::toString(r.policy));
     o += '}';
     return o;
 }

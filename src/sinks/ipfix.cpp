@@ -111,8 +111,14 @@ std::vector<Field> dataFields(bool v6, bool biflow, std::uint32_t pen) {
     for (auto e : {NetprobeIe::SourcePodNamespace, NetprobeIe::SourcePodName, NetprobeIe::SourceWorkload,
                    NetprobeIe::DestinationPodNamespace, NetprobeIe::DestinationPodName, NetprobeIe::DestinationWorkload,
                    NetprobeIe::DestinationServiceName, NetprobeIe::SourceContainerId, NetprobeIe::DestinationContainerId,
-                   NetprobeIe::NodeName})
+                   NetprobeIe::NodeName, NetprobeIe::L7Protocol})
         f.push_back({static_cast<std::uint16_t>(e), kVarLen, pen});
+    f.push_back({static_cast<std::uint16_t>(NetprobeIe::L7Side), 1, pen});
+    for (auto e : {NetprobeIe::L7RequestDeltaCount, NetprobeIe::L7ErrorDeltaCount, NetprobeIe::L7ClientErrorDeltaCount,
+                   NetprobeIe::L7LatencySumMicroseconds})
+        f.push_back({static_cast<std::uint16_t>(e), 8, pen});
+    f.push_back({static_cast<std::uint16_t>(NetprobeIe::L7LatencyMaxMicroseconds), 4, pen});
+    f.push_back({static_cast<std::uint16_t>(NetprobeIe::NetworkPolicyVerdict), 1, pen});
     return f;
 }
 
@@ -148,6 +154,7 @@ struct Side {
     std::uint8_t flags;
     std::uint8_t direction;  // np_direction: 0 ingress, 1 egress
     const std::string *src_ns, *src_pod, *src_wl, *dst_ns, *dst_pod, *dst_wl, *dst_svc, *src_ctr, *dst_ctr;
+    bool l7 = true;  // carries the record's L7 figures (without biflows: one of the two records)
 };
 
 void putRecord(std::vector<std::uint8_t>& m, const analysis::FlowExportRecord& r, const Side& s, bool v6,
@@ -187,6 +194,16 @@ void putRecord(std::vector<std::uint8_t>& m, const analysis::FlowExportRecord& r
     for (const std::string* str : {s.src_ns, s.src_pod, s.src_wl, s.dst_ns, s.dst_pod, s.dst_wl, s.dst_svc, s.src_ctr, s.dst_ctr})
         putString(m, *str);
     putString(m, node);
+    static const analysis::FlowL7Summary kNone;
+    const auto& l7 = s.l7 ? r.l7 : kNone;
+    putString(m, l7.protocol);
+    put8(m, static_cast<std::uint8_t>(l7.side));
+    put64(m, l7.requests);
+    put64(m, l7.errors);
+    put64(m, l7.client_errors);
+    put64(m, l7.latency_sum_us);
+    put32(m, static_cast<std::uint32_t>(std::min<std::uint64_t>(l7.latency_max_us, 0xffffffffu)));
+    put8(m, static_cast<std::uint8_t>(r.policy));
 }
 
 }  // namespace
@@ -275,7 +292,10 @@ std::vector<Message> Encoder::data(std::span<const analysis::FlowExportRecord> r
             putRecord(rec, r, fwd, v6, &r, options_.node);
             parts.push_back(rec);
         } else {
-            if (r.packets > 0) {
+            // The connection's L7 figures go with the first of the two records (a record
+            // of requests alone, without packets, is the forward one).
+            const bool forward = r.packets > 0 || r.rev_packets == 0;
+            if (forward) {
                 rec.clear();
                 putRecord(rec, r, fwd, v6, nullptr, options_.node);
                 parts.push_back(rec);
@@ -284,7 +304,7 @@ std::vector<Message> Encoder::data(std::span<const analysis::FlowExportRecord> r
                 Side rev{&r.key.dst_ip, &r.key.src_ip, r.key.dst_port, r.key.src_port, r.rev_packets, r.revIpBytes(),
                          r.rev_bytes, r.rev_tcp_flags, static_cast<std::uint8_t>(r.key.direction == 0 ? 1 : 0),
                          &l.dst_namespace, &l.dst_pod, &l.dst_workload, &l.src_namespace, &l.src_pod,
-                         &l.src_workload, &kEmpty, &r.dst_container, &r.src_container};
+                         &l.src_workload, &kEmpty, &r.dst_container, &r.src_container, !forward};
                 rec.clear();
                 putRecord(rec, r, rev, v6, nullptr, options_.node);
                 parts.push_back(rec);

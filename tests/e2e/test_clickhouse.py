@@ -38,6 +38,37 @@ CONFIG = """<yandex>
 """
 
 
+# netprobe.flows as agents before the L7 and policy columns created it on 18.16.
+OLD_FLOWS_DDL = """CREATE TABLE IF NOT EXISTS netprobe.flows (
+  time_received DateTime, node String, batch_id UInt64, seq UInt32, flow_id UInt64, start_ms UInt64,
+  end_ms UInt64, end_reason String, interface String, ifindex UInt32, direction String, ip_version UInt8,
+  protocol UInt8, src_addr String, dst_addr String, src_port UInt16, dst_port UInt16, packets UInt64,
+  bytes UInt64, l2_bytes UInt64, rev_packets UInt64, rev_bytes UInt64, rev_l2_bytes UInt64, tcp_flags UInt8,
+  rev_tcp_flags UInt8, biflow UInt8, src_namespace String, src_pod String, src_workload String,
+  dst_namespace String, dst_pod String, dst_workload String, dst_service String, src_container String,
+  dst_container String
+) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMMDD(time_received) ORDER BY (time_received, node, batch_id, seq)"""
+
+# HTTP/1.1 keep-alive server: 404 for /missing*, else 200 (argv: address, port).
+HTTP_SERVER = r"""
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        code = 404 if self.path.startswith("/missing") else 200
+        body = b"item\n"
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H)
+print("READY", flush=True)
+s.serve_forever()
+"""
+
+
 class ClickHouseCase(E2ETestCase):
     """A node namespace with a veth, a UDP echo server and a clickhouse-server of the test's own."""
 
@@ -170,6 +201,67 @@ class ClickHouseSinkTest(ClickHouseCase):
         left = self.query("SELECT packets FROM netprobe.flows WHERE node = 'old-node' ORDER BY packets FORMAT TSV")
         self.assertEqual(left.split(), ["100", "102"], "rows of today and 2 days ago stay, 10 days ago goes")
         self.assertEqual(agent.stop(), 0)
+        ch.stop(signal.SIGTERM, timeout=30)
+
+    def test_l7_summary_columns_added_to_an_older_agents_table(self):
+        """An older agent's netprobe.flows (without the L7 and policy columns) gets them by
+        ALTER TABLE (18.16 has no ADD COLUMN IF NOT EXISTS: the sink reads system.columns);
+        HTTP requests over one keep-alive connection (curl, a real server) land in them with
+        curl's own counts; the old row and the rollups keep working."""
+        ch = self.clickhouse()
+        for sql in ("CREATE DATABASE IF NOT EXISTS netprobe", OLD_FLOWS_DDL,
+                    "INSERT INTO netprobe.flows (time_received, node, batch_id, seq, protocol, packets) "
+                    "SELECT now(), 'old-agent', 1, 0, 6, 5"):
+            r = run(["curl", "-sf", f"http://127.0.0.1:{CH_HTTP}/", "--data-binary", sql], netns=self.node)
+            self.assertEqual(r.returncode, 0, sql)
+        http = self.spawn([PYTHON, "-c", HTTP_SERVER, self.veth.host_ip, "7080"], netns=self.node,
+                          stdout=subprocess.PIPE, name="http-server")
+        wait_line(http, b"READY", 10)
+        agent = self.start_agent(f"--interface-filter={self.veth.host}", "--collect-interval=500ms",
+                                 "--flow-idle-timeout=1s", "--security=off", "--socket-netns=own", "--l7=on",
+                                 f"--state-dir={self.tmp}/state",
+                                 f"--clickhouse=http://127.0.0.1:{CH_HTTP},flush=1s,batch=500", netns=self.node)
+        wait_for(lambda: self.query("SELECT count() FROM system.columns WHERE database = 'netprobe' AND "
+                                    "table = 'flows' AND name LIKE 'l7_%'") == "7", 30, "the L7 columns")
+        self.assertEqual(self.query("SELECT count() FROM system.columns WHERE database = 'netprobe' AND "
+                                    "table = 'flows' AND name = 'policy_verdict'"), "1")
+        agent.wait_collections(2)
+        paths = [f"/items/{i}" for i in range(8)] + ["/missing"] * 3
+        args = ["curl", "-s", "-w", "%{http_code} %{num_connects} %{local_port}\\n"]
+        for p in paths:
+            args += ["-o", "/dev/null", f"http://{self.veth.host_ip}:7080{p}"]
+        rows = [line.split() for line in run(args, netns=self.veth.ns).stdout.splitlines() if line.strip()]
+        self.assertEqual(len(rows), len(paths))
+        self.assertEqual(sum(int(r[1]) for r in rows), 1, f"one keep-alive connection: {rows}")
+        port = int(rows[0][2])
+        errors = sum(1 for r in rows if int(r[0]) >= 400)
+        self.assertEqual(errors, 3)
+
+        def delivered():
+            m = agent.metrics()
+            return m.get("netprobe_flow_export_open_flows") == 0 and \
+                m.get("netprobe_flow_sink_queue_records", sink="clickhouse") == 0 and \
+                m.get("netprobe_flow_sink_spool_batches", sink="clickhouse") == 0 and m
+        wait_for(delivered, 30, "the records to reach clickhouse")
+        self.assertEqual(agent.stop(), 0)
+        got = self.query("SELECT count(), sum(l7_requests), sum(l7_errors), sum(l7_client_errors), "
+                         "groupUniqArrayIf(l7_protocol, l7_requests > 0), groupUniqArrayIf(l7_side, l7_requests > 0), "
+                         "sum(l7_latency_sum_us) > 0, "
+                         "max(l7_latency_max_us) <= sum(l7_latency_sum_us), groupUniqArray(policy_verdict) "
+                         f"FROM netprobe.flows WHERE protocol = 6 AND (src_port = {port} OR dst_port = {port}) "
+                         "FORMAT TSV")
+        log(f"clickhouse: records, requests, errors, 4xx, protocols, sides, latency checks, verdicts of the "
+            f"connection: {got}")
+        self.assertEqual(got.split("\t")[1:], [str(len(paths)), "3", "3", "['http']", "['server']", "1", "1",
+                                                "['']"])
+        self.assertEqual(self.query("SELECT packets, l7_requests, l7_protocol FROM netprobe.flows "
+                                    "WHERE node = 'old-agent' FORMAT TSV"), "5\t0")  # l7_protocol '' (stripped)
+        raw = self.query("SELECT sum(packets) + sum(rev_packets) FROM netprobe.flows WHERE protocol = 6 "
+                         "AND node != 'old-agent'")
+        self.assertNotEqual(raw, "0")
+        for t in ("flows_1m", "flows_1h"):
+            self.assertEqual(self.query(f"SELECT sum(packets) + sum(rev_packets) FROM netprobe.{t} "
+                                        "WHERE protocol = 6"), raw, t)
         ch.stop(signal.SIGTERM, timeout=30)
 
     def test_bad_specs_and_an_unwritable_state_dir_are_one_line_and_a_nonzero_exit(self):

@@ -44,8 +44,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <netprobe/analysis/pipeline.hpp>
@@ -150,6 +152,40 @@ struct DeniedFlow {
     std::uint64_t generation = 0;   // of the policy set that denied it
 };
 
+// The verdicts of the conversations the stage tracks (its cache), for lookups per flow
+// (the flow export's records): immutable, shared between views. Kept by shard, copy on
+// write: a run copies only the shards whose conversations it added, re-evaluated to
+// another verdict or forgot, and a run that changed nothing publishes the same index.
+class ConversationVerdicts {
+public:
+    struct Key {  // a conversation as the topology orients it
+        util::Addr16 client{}, server{};
+        std::uint16_t port = 0;  // the server's
+        std::uint8_t proto = 0;
+        bool operator==(const Key&) const = default;
+    };
+    struct KeyHash {
+        std::size_t operator()(const Key& k) const noexcept;
+    };
+    // Denied: a side denies; None: neither end is a known pod (or the server is a
+    // Service's ClusterIP: not evaluated); Allowed: otherwise (allowed or not selected).
+    enum class Verdict : std::uint8_t { None, Allowed, Denied };
+    static constexpr std::size_t kShards = 256;
+    using Shard = std::unordered_map<Key, Verdict, KeyHash>;
+    using Shards = std::array<std::shared_ptr<const Shard>, kShards>;  // null: empty
+
+    ConversationVerdicts() = default;
+    explicit ConversationVerdicts(Shards shards) : shards_(std::move(shards)) {}
+    // The verdict of client -> server:port over proto; nullopt when not tracked (not seen
+    // by the stage, no policy set yet, beyond max_conversations, or forgotten).
+    [[nodiscard]] std::optional<Verdict> find(const Key& k) const;
+    [[nodiscard]] std::size_t size() const;
+    [[nodiscard]] static std::size_t shardOf(const Key& k) { return (KeyHash{}(k) >> 24) % kShards; }
+
+private:
+    Shards shards_{};
+};
+
 struct PolicyView {
     bool topology = true;  // false: no topology stage ran before this one (nothing to evaluate)
     bool synced = false;   // a policy set has been built (set is non-null)
@@ -164,6 +200,9 @@ struct PolicyView {
     std::uint64_t evaluations_total = 0;  // PolicyEvaluator::evaluate calls (cache misses)
     std::size_t conversations = 0;        // tracked (the verdict cache)
     std::uint64_t untracked_total = 0;    // conversations not tracked: max_conversations reached
+    // Per conversation, the verdict under the set that last evaluated it (null before the
+    // first set).
+    std::shared_ptr<const ConversationVerdicts> verdicts;
 };
 
 struct PolicyMonitorOptions {

@@ -29,8 +29,11 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <netprobe/history/store.hpp>
 #include <netprobe/sinks/sink.hpp>
@@ -69,6 +72,13 @@ struct ClickHouseVersion {
 [[nodiscard]] std::optional<ClickHouseVersion> parseClickHouseVersion(std::string_view text);
 // The CREATE statements for a server of that version (database, table, rollups, views).
 [[nodiscard]] std::vector<std::string> clickHouseSchema(const ClickHouseConfig& c, ClickHouseVersion v);
+// The flows columns added after the first schema (name, type): the L7 summary and the
+// NetworkPolicy verdict.
+[[nodiscard]] std::vector<std::pair<std::string, std::string>> clickHouseAddedFlowColumns(ClickHouseVersion v);
+// The ALTER TABLE that adds those of them a flows table with `columns` lacks (an older
+// agent's table); nullopt when it has them all.
+[[nodiscard]] std::optional<std::string> clickHouseFlowMigration(const ClickHouseConfig& c, ClickHouseVersion v,
+                                                                 const std::vector<std::string>& columns);
 // One record as the JSONEachRow line the sink inserts (no newline).
 [[nodiscard]] std::string clickHouseRow(const FlowExportRecord& r, const std::string& node, std::uint64_t batch,
                                         std::uint32_t seq, std::int64_t received_s);

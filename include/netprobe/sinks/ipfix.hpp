@@ -10,7 +10,9 @@
 //       by observationDomainId.
 // Kubernetes and container fields are enterprise-specific elements under the configured
 // enterprise number (default 32473, RFC 5612's number for documentation: NetProbe has
-// no registered PEN), as variable-length strings.
+// no registered PEN), as variable-length strings; so are the L7 summary (protocol, side,
+// requests, errors, latency) and the NetworkPolicy verdict, as strings and unsigned
+// integers.
 #pragma once
 
 #include <atomic>
@@ -40,7 +42,8 @@ inline constexpr std::uint16_t kTemplateV4 = 258;
 inline constexpr std::uint16_t kTemplateV6 = 259;
 inline constexpr std::uint16_t kTemplateStats = 300;
 
-// NetProbe's enterprise-specific information elements (strings, variable length).
+// NetProbe's enterprise-specific information elements (docs/ipfix.md): 1-11 strings
+// (variable length), then unsigned integers of the lengths given.
 enum class NetprobeIe : std::uint16_t {
     SourcePodNamespace = 1,
     SourcePodName = 2,
@@ -52,6 +55,14 @@ enum class NetprobeIe : std::uint16_t {
     SourceContainerId = 8,
     DestinationContainerId = 9,
     NodeName = 10,
+    L7Protocol = 11,                // string: "http", "grpc", ... ("" none)
+    L7Side = 12,                    // unsigned8: 0 none, 1 server, 2 client
+    L7RequestDeltaCount = 13,       // unsigned64
+    L7ErrorDeltaCount = 14,         // unsigned64 (server and client errors)
+    L7ClientErrorDeltaCount = 15,   // unsigned64
+    L7LatencySumMicroseconds = 16,  // unsigned64
+    L7LatencyMaxMicroseconds = 17,  // unsigned32 (saturates)
+    NetworkPolicyVerdict = 18,      // unsigned8: 0 none, 1 allowed, 2 denied
 };
 
 struct EncoderOptions {
@@ -88,7 +99,7 @@ public:
     // The statistics data record, one message.
     [[nodiscard]] Message stats(const ExporterStats& s, std::uint32_t export_time);
     // Data messages for the records, each at most max_message bytes (or one record, if
-    // a record alone is larger: strings are cut at 1024 bytes, so a record is < 12 KiB).
+    // a record alone is larger: strings are cut at 1024 bytes, so a record is < 13 KiB).
     [[nodiscard]] std::vector<Message> data(std::span<const analysis::FlowExportRecord> records,
                                             std::uint32_t export_time);
     // Sequence number of the next message: data records sent so far, modulo 2^32.
