@@ -1,9 +1,11 @@
 #include "cli.hpp"
+#include "llm_chat.hpp"
 #include "mcp.hpp"
 
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -574,7 +576,9 @@ std::string completionScript(const std::string& shell) {
                "    topology) COMPREPLY=($(compgen -W \"--window --group-by --namespace --protocol --limit "
                "--fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
                "    mcp) COMPREPLY=($(compgen -W \"--listen --max-result-bytes " + global + "\" -- \"$cur\")) ;;\n"
-               "    ask) COMPREPLY=($(compgen -W \"--fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
+               "    ask) COMPREPLY=($(compgen -W \"--fail-if-empty --llm --llm-endpoint --llm-model --llm-key-file "
+               "--llm-ca-file --llm-timeout --llm-max-rounds --llm-max-result-bytes --anonymize " + global +
+               "\" -- \"$cur\")) ;;\n"
                "    completion) COMPREPLY=($(compgen -W \"bash zsh\" -- \"$cur\")) ;;\n"
                "    *) COMPREPLY=($(compgen -W \"" + global + "\" -- \"$cur\")) ;;\n"
                "  esac\n"
@@ -606,7 +610,8 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
 
     CLI::App app{"netprobe: the NetProbe agent's flows, connections, events and top lists from its API.\n"
                  "Exit codes: 0 ok, 1 the agent could not answer, 2 bad arguments, 3 nothing matched "
-                 "(--fail-if-empty), 4 diagnose --exit-code found something, 5 ask: a question it cannot answer.",
+                 "(--fail-if-empty), 4 diagnose --exit-code found something, 5 ask: a question it cannot answer, "
+                 "6 ask with an LLM: figures not in the tool results, 7 the LLM failed, 8 the LLM timed out.",
                  "netprobe"};
     app.require_subcommand(1);
     app.fallthrough();
@@ -678,7 +683,7 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     auto* routes = app.add_subcommand("routes", "Requests per service, side, method and route over the last minute: "
                                                 "rate, errors, latency (GET /api/v1/l7/endpoints)");
     for (auto* sc : {requests, routes}) {
-        sc->add_option("--protocol", protocol, "http, http2, grpc, dns, redis, postgres or mysql");
+        sc->add_option("--protocol", protocol, "http, http2, grpc, dns, redis, postgres, mysql, kafka or amqp");
         sc->add_option("--service", service, "Server: address:port, or namespace/service with Kubernetes");
         sc->add_option("--side", side, "server (this node answered) or client (this node asked)");
         sc->add_option("--method", method, "HTTP method, or DNS query type");
@@ -703,12 +708,38 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     diag->add_flag("--exit-code", inv.exit_code, "Exit 4 when there is a finding");
 
     std::vector<std::string> question;
-    auto* ask = app.add_subcommand("ask", "Answer a question about the network from the agent's API, offline (no LLM): "
+    auto* ask = app.add_subcommand("ask", "Answer a question about the network from the agent's API, offline (an LLM "
+                                          "only with --llm-endpoint, for what the offline parser cannot map): "
                                           "\"top talkers in the last 10 minutes\", \"who talks to 10.0.0.7:5432\", "
                                           "\"why is pod shop/cart-1 slow\" (docs/cli.md lists the forms). Shows the figures "
                                           "and the queries it ran; a question it cannot map exits 5 with examples");
     ask->add_option("question", question, "The question (quoted, or as words)")->required();
     ask->add_flag("--fail-if-empty", inv.fail_if_empty, "Exit 3 when the answer has no rows");
+    // The optional LLM (docs/cli.md, "With an LLM").
+    std::string llm_mode = "auto", llm_timeout = "2m", llm_key_file, llm_key_arg;
+    long long llm_rounds = -1, llm_result_bytes = -1;
+    inv.llm.endpoint = envOr("NETPROBE_LLM_ENDPOINT", "");
+    inv.llm.model = envOr("NETPROBE_LLM_MODEL", "");
+    ask->add_option("--llm", llm_mode, "auto: the offline parser first, an LLM (--llm-endpoint) for the questions it "
+                                       "cannot map; always; never")
+        ->capture_default_str();
+    ask->add_option("--llm-endpoint", inv.llm.endpoint,
+                    "OpenAI-compatible chat-completions server: http://127.0.0.1:8080 (llama.cpp), "
+                    "http://127.0.0.1:11434 (Ollama), https://HOST/v1 (env NETPROBE_LLM_ENDPOINT)");
+    ask->add_option("--llm-model", inv.llm.model, "The model's name on that server (env NETPROBE_LLM_MODEL)");
+    ask->add_option("--llm-key-file", llm_key_file,
+                    "Read the server's API key from this file (or env NETPROBE_LLM_KEY; never on the command line)");
+    ask->add_option("--llm-key", llm_key_arg, "")->group("");  // refused with a clear message
+    ask->add_option("--llm-ca-file", inv.llm.ca_file, "CA certificate(s) of an https endpoint (default: the system's)");
+    ask->add_option("--llm-timeout", llm_timeout, "Time the whole LLM answer may take (chat requests and tool calls)")
+        ->capture_default_str();
+    ask->add_option("--llm-max-rounds", llm_rounds,
+                    "Rounds of tool calls the model may make before it must answer (default 8, 1-50)");
+    ask->add_option("--llm-max-result-bytes", llm_result_bytes,
+                    "Largest tool result sent to the model, as JSON text (default 16384, 1024-1048576)");
+    ask->add_flag("--anonymize", inv.llm.anonymize,
+                  "Send addresses and pod, namespace, node, workload and Service names to the model as placeholders "
+                  "(ip-1, pod-1, ns-1, ...) and restore them in its answer");
 
     auto* comp = app.add_subcommand("completion", "Print a shell completion script (bash or zsh)");
     comp->add_option("shell", inv.shell, "bash or zsh")->required();
@@ -860,9 +891,11 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
         inv.path = req ? "/api/v1/l7/requests" : "/api/v1/l7/endpoints";
         if (!side.empty() && side != "server" && side != "client")
             return fail("invalid --side \"" + side + "\": expected server or client");
-        if (!protocol.empty() && protocol != "http" && protocol != "http2" && protocol != "grpc" && protocol != "dns" &&
-            protocol != "redis" && protocol != "postgres" && protocol != "mysql")
-            return fail("invalid --protocol \"" + protocol + "\": expected http, http2, grpc, dns, redis, postgres or mysql");
+        static constexpr std::array<std::string_view, 9> kProtocols = {"http",     "http2", "grpc",  "dns", "redis",
+                                                                        "postgres", "mysql", "kafka", "amqp"};
+        if (!protocol.empty() && std::find(kProtocols.begin(), kProtocols.end(), protocol) == kProtocols.end())
+            return fail("invalid --protocol \"" + protocol +
+                        "\": expected http, http2, grpc, dns, redis, postgres, mysql, kafka or amqp");
         for (auto [k, v] : {std::pair{"protocol", &protocol}, {"service", &service}, {"side", &side}, {"method", &method},
                             {"status", &status}})
             if (!v->empty()) inv.query[k] = *v;
@@ -899,6 +932,39 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
         inv.kind = Invocation::Kind::Ask;
         for (const auto& w : question) inv.question += (inv.question.empty() ? "" : " ") + w;
         if (inv.question.find_first_not_of(" \t") == std::string::npos) return fail("ask: the question is empty");
+        auto& l = inv.llm;
+        if (ask->count("--llm-key"))
+            return fail("ask: an API key is never taken from the command line: use --llm-key-file FILE or env "
+                        "NETPROBE_LLM_KEY");
+        if (llm_mode == "auto") l.mode = LlmSettings::Mode::Auto;
+        else if (llm_mode == "always") l.mode = LlmSettings::Mode::Always;
+        else if (llm_mode == "never") l.mode = LlmSettings::Mode::Never;
+        else return fail("invalid --llm \"" + llm_mode + "\": expected auto, always or never");
+        auto lt = util::parseDuration(llm_timeout);
+        if (!lt || *lt < std::chrono::seconds(1) || *lt > std::chrono::hours(1))
+            return fail("invalid --llm-timeout \"" + llm_timeout + "\": a duration from 1s to 1h");
+        l.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*lt);
+        if (llm_rounds != -1) {
+            if (llm_rounds < 1 || llm_rounds > 50) return fail("invalid --llm-max-rounds " + std::to_string(llm_rounds) + ": 1-50");
+            l.max_rounds = static_cast<std::size_t>(llm_rounds);
+        }
+        if (llm_result_bytes != -1) {
+            if (llm_result_bytes < 1024 || llm_result_bytes > 1024 * 1024)
+                return fail("invalid --llm-max-result-bytes " + std::to_string(llm_result_bytes) + ": 1024-1048576");
+            l.max_result_bytes = static_cast<std::size_t>(llm_result_bytes);
+        }
+        l.key = envOr("NETPROBE_LLM_KEY", "");
+        if (!llm_key_file.empty()) {
+            std::ifstream f(llm_key_file);
+            if (!f) return fail("--llm-key-file " + llm_key_file + ": cannot be read");
+            std::getline(f, l.key);
+            while (!l.key.empty() && (l.key.back() == '\r' || l.key.back() == ' ' || l.key.back() == '\t')) l.key.pop_back();
+            if (l.key.empty()) return fail("--llm-key-file " + llm_key_file + ": the first line is empty");
+        }
+        if (!l.endpoint.empty())
+            if (auto u = llm::parseChatUrl(l.endpoint); !u) return fail(u.error().message);
+        if (l.mode == LlmSettings::Mode::Always && l.endpoint.empty())
+            return fail("ask --llm=always needs --llm-endpoint (or env NETPROBE_LLM_ENDPOINT)");
     } else if (comp->parsed()) {
         if (inv.shell != "bash" && inv.shell != "zsh") return fail("completion: expected bash or zsh");
         inv.kind = Invocation::Kind::Completion;

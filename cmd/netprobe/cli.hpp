@@ -22,6 +22,10 @@ inline constexpr int kExitUsage = 2;       // bad arguments
 inline constexpr int kExitNotFound = 3;    // --fail-if-empty and nothing matched
 inline constexpr int kExitFindings = 4;    // diagnose --exit-code and something was found
 inline constexpr int kExitCannotAnswer = 5;  // ask: the question is not one the offline parser maps to the API
+inline constexpr int kExitUnchecked = 6;   // ask with an LLM: the answer has figures that are not in the tool results
+inline constexpr int kExitLlmError = 7;    // ask with an LLM: the endpoint failed (unreachable, error status, not a
+                                           // chat-completions answer, no final answer within --llm-max-rounds)
+inline constexpr int kExitLlmTimeout = 8;  // ask with an LLM: no answer within --llm-timeout
 
 enum class Output { Table, Wide, Json };
 
@@ -32,6 +36,20 @@ struct Connection {
     std::string ca_file;       // --ca-file: verify the agent's certificate with this CA
     bool insecure = false;     // --insecure: do not verify (testing only)
     std::chrono::milliseconds timeout{10000};
+};
+
+// ask: the optional LLM (docs/cli.md, "With an LLM").
+struct LlmSettings {
+    enum class Mode { Auto, Always, Never };
+    Mode mode = Mode::Auto;    // --llm: auto = the offline parser first, the LLM for what it cannot map
+    std::string endpoint;      // --llm-endpoint, env NETPROBE_LLM_ENDPOINT (empty: no LLM)
+    std::string model;         // --llm-model, env NETPROBE_LLM_MODEL
+    std::string key;           // --llm-key-file or env NETPROBE_LLM_KEY (never on the command line)
+    std::string ca_file;       // --llm-ca-file: the CA of an https endpoint
+    std::chrono::milliseconds timeout{120000};  // --llm-timeout: the whole answer
+    std::size_t max_rounds = 8;                 // --llm-max-rounds
+    std::size_t max_result_bytes = 16 * 1024;   // --llm-max-result-bytes: a tool result sent to the model
+    bool anonymize = false;    // --anonymize
 };
 
 // What one invocation does.
@@ -54,6 +72,7 @@ struct Invocation {
     std::string mcp_listen;    // mcp --listen=HOST:PORT (Streamable HTTP); empty: stdio
     std::size_t mcp_max_result_bytes = 64 * 1024;  // mcp --max-result-bytes: a tool result's JSON text
     std::string question;      // ask: the question, its words joined by spaces
+    LlmSettings llm;           // ask: the optional LLM
 };
 
 struct ParseResult {
@@ -63,7 +82,8 @@ struct ParseResult {
     Invocation inv;
 };
 
-// argv as given to main; env: getenv (NETPROBE_SERVER, NETPROBE_USER, NETPROBE_PASSWORD).
+// argv as given to main; env: getenv (NETPROBE_SERVER, NETPROBE_USER, NETPROBE_PASSWORD,
+// NETPROBE_LLM_ENDPOINT, NETPROBE_LLM_MODEL, NETPROBE_LLM_KEY).
 // is_tty: stdout is a terminal (colour in auto mode).
 [[nodiscard]] ParseResult parse(int argc, const char* const* argv, const std::map<std::string, std::string>& env,
                                 bool is_tty);

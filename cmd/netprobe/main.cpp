@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cli.hpp"
+#include "llm_chat.hpp"
 #include "mcp.hpp"
 
 namespace {
@@ -271,6 +272,9 @@ int run(const Invocation& inv) {
         case K::Mcp:
             return mcp::run(inv);
         case K::Ask: {
+            // With an LLM (--llm=always, or auto for a question the offline parser cannot map).
+            const bool use_llm = inv.llm.mode != LlmSettings::Mode::Never && !inv.llm.endpoint.empty();
+            if (inv.llm.mode == LlmSettings::Mode::Always) return llm::run(inv, "--llm=always");
             // The caller's clock and time zone: "since 14:00" is local.
             const std::time_t now = std::time(nullptr);
             std::tm local{};
@@ -278,6 +282,8 @@ int run(const Invocation& inv) {
             const netprobe::assistant::Clock clock{static_cast<std::int64_t>(now),
                                                    static_cast<std::int32_t>(local.tm_gmtoff)};
             auto intent = netprobe::assistant::parse(inv.question, clock);
+            if (!intent && use_llm)
+                return llm::run(inv, "the offline parser cannot map the question: " + intent.error().reason);
             if (!intent) {
                 if (json)
                     std::cout << refusalJson(inv.question, intent.error())
@@ -308,7 +314,8 @@ int run(const Invocation& inv) {
 
 int main(int argc, char** argv) {
     std::map<std::string, std::string> env;
-    for (const char* k : {"NETPROBE_SERVER", "NETPROBE_USER", "NETPROBE_PASSWORD", "NO_COLOR"})
+    for (const char* k : {"NETPROBE_SERVER", "NETPROBE_USER", "NETPROBE_PASSWORD", "NO_COLOR", "NETPROBE_LLM_ENDPOINT",
+                          "NETPROBE_LLM_MODEL", "NETPROBE_LLM_KEY"})
         if (const char* v = std::getenv(k)) env[k] = v;
     auto p = parse(argc, argv, env, isatty(STDOUT_FILENO) == 1);
     if (!p.run) {

@@ -125,9 +125,9 @@ TEST(NetprobeCli, TopologyCommandAndTable) {
     EXPECT_EQ(t.rows[0][9], "0.25ms");
     EXPECT_EQ(t.rows[0].back(), "yes");
     // the L7 protocols the agent knows pass through
-    for (const char* p : {"http2", "grpc", "redis", "postgres", "mysql"})
+    for (const char* p : {"http2", "grpc", "redis", "postgres", "mysql", "kafka", "amqp"})
         EXPECT_TRUE(parse({"requests", "--protocol", p}).run) << p;
-    EXPECT_FALSE(parse({"requests", "--protocol", "kafka"}).run);
+    EXPECT_FALSE(parse({"requests", "--protocol", "mqtt"}).run);
 }
 
 TEST(NetprobeCli, IntelCommandAndTable) {
