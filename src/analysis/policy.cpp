@@ -54,17 +54,9 @@ struct Key {
     auto operator<=>(const Key&) const = default;
     bool operator==(const Key&) const = default;
 };
-struct KeyHash {
+struct KeyHash {  // the published index's hash, one definition
     std::size_t operator()(const Key& k) const noexcept {
-        std::uint64_t h = 1469598103934665603ull;  // FNV-1a
-        auto mix = [&](const std::uint8_t* p, std::size_t n) {
-            for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-        };
-        mix(k.client.data(), 16);
-        mix(k.server.data(), 16);
-        const std::uint8_t tail[3] = {static_cast<std::uint8_t>(k.port), static_cast<std::uint8_t>(k.port >> 8), k.proto};
-        mix(tail, sizeof tail);
-        return static_cast<std::size_t>(h ^ (h >> 29));
+        return ConversationVerdicts::KeyHash{}({k.client, k.server, k.port, k.proto});
     }
 };
 
