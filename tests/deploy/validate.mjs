@@ -1007,7 +1007,7 @@ check("kubectl kustomize deploy/ renders; namespace applied to every object and 
   for (const want of agentDocs.map(docId)) assert(docs.some((d) => docId(d) === want), `${want} missing from the kustomize output`);
 });
 
-check("deploy/clickhouse component: renders with the base; the ClickHouse objects validate; the agent gets --clickhouse and a hostPath --state-dir", () => {
+check("deploy/clickhouse component: renders with the base; the ClickHouse objects validate; the agent gets --clickhouse, --history-source=clickhouse and a hostPath --state-dir", () => {
   const dir = join(DEPLOY, "clickhouse");
   const comp = YAML.parse(readFileSync(join(dir, "kustomization.yaml"), "utf8"));
   eq(comp.kind, "Component", "deploy/clickhouse/kustomization.yaml kind");
@@ -1040,6 +1040,7 @@ check("deploy/clickhouse component: renders with the base; the ClickHouse object
     for (const a of c.args) assert(flags.has(a.split("=")[0]), `agent has no flag ${a.split("=")[0]}`);
     const ch = c.args.find((a) => a.startsWith("--clickhouse="));
     assert(ch && ch.includes(`http://${svc.metadata.name}:${svc.spec.ports[0].port}`), `--clickhouse does not name the Service: ${ch}`);
+    assert(c.args.includes("--history-source=clickhouse"), "the agents do not read the cluster's history (--history-source=clickhouse)");
     const sd = c.args.find((a) => a.startsWith("--state-dir="))?.split("=")[1];
     const mount = c.volumeMounts.find((m) => m.mountPath === sd);
     assert(mount && !mount.readOnly, `--state-dir ${sd} is not a writable mount`);
