@@ -16,7 +16,8 @@ import shutil
 import subprocess
 import time
 
-from netprobe_e2e import E2ETestCase, log, require_tools, run, wait_for
+from l7_ends import L7BothEndsCase
+from netprobe_e2e import log, require_tools, run, wait_for
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1:] or ["/usr/lib/postgresql/15/bin"]
 PG_BIN = PG_BIN[0]
@@ -26,46 +27,12 @@ def as_user(user: str) -> list[str]:
     return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"]
 
 
-class L7DbTest(E2ETestCase):
+class L7DbTest(L7BothEndsCase):
     @classmethod
     def setUpClass(cls) -> None:
         super().setUpClass()
         require_tools("redis-server", "redis-cli", "redis-benchmark", "psql", "pgbench", f"{PG_BIN}/postgres",
                       "mariadbd", "mariadb", "mariadb-install-db", "mysqlslap", "setpriv")
-
-    def setUp(self) -> None:
-        self.node = self.make_netns()
-        self.veth = self.make_veth(host_ns=self.node)
-        self.ip = self.veth.peer_ip
-
-    def agent(self):
-        agent = self.start_agent(f"--interface-filter={self.veth.host}", "--collect-interval=500ms",
-                                 "--socket-netns=own", "--l7=on", netns=self.node)
-        agent.wait_collections(2)
-        return agent
-
-    def counts(self, agent, protocol: str, side: str, port: int) -> collections.Counter:
-        out = collections.Counter()
-        for s in agent.metrics().find("netprobe_l7_requests_total", protocol=protocol, side=side,
-                                      service=f"{self.ip}:{port}"):
-            out[(s.labels["method"], s.labels["status_class"])] += int(s.value)
-        return out
-
-    def settle(self, agent, protocol: str, port: int, want_total: int) -> dict:
-        """Waits until both ends have at least want_total requests, then for two more
-        collections (nothing more may arrive), and returns {side: Counter}."""
-        def both():
-            c = {side: self.counts(agent, protocol, side, port) for side in ("client", "server")}
-            return c if all(sum(v.values()) >= want_total for v in c.values()) else None
-        try:
-            wait_for(both, 20, f"{want_total} {protocol} requests on both ends")
-        except AssertionError:
-            log(f"so far: client {self.counts(agent, protocol, 'client', port)}, "
-                f"server {self.counts(agent, protocol, 'server', port)}; parse events: "
-                f"{[(s.labels, s.value) for s in agent.metrics().find('netprobe_l7_parse_events_total')]}")
-            raise
-        agent.wait_collections(2)
-        return {side: self.counts(agent, protocol, side, port) for side in ("client", "server")}
 
     def endpoint(self, agent, protocol: str, side: str, port: int, method: str, route: str | None = None):
         ep = agent.get_json(f"/api/v1/l7/endpoints?protocol={protocol}&side={side}&service={self.ip}:{port}"

@@ -22,7 +22,8 @@ import os
 import signal
 import subprocess
 
-from netprobe_e2e import HERE, PYTHON, E2ETestCase, log, require_tools, run, wait_for, wait_line
+from l7_ends import L7BothEndsCase
+from netprobe_e2e import HERE, PYTHON, log, require_tools, run, wait_for, wait_line
 from rabbitmq_instance import RABBITMQ_SERVER, prepare as prepare_rabbitmq
 
 KAFKA_BROKER = os.path.join(HERE, "kafka_broker.py")
@@ -30,47 +31,15 @@ AMQP_CLIENT = os.path.join(HERE, "amqp_client.py")
 INVALID_RECORD = 87
 
 
-class L7MqTest(E2ETestCase):
+class L7MqTest(L7BothEndsCase):
+    settle_timeout = 30
+
     @classmethod
     def setUpClass(cls) -> None:
         super().setUpClass()
         require_tools("kcat", "epmd", RABBITMQ_SERVER, PYTHON)
         if run([PYTHON, "-c", "import pika"], check=False).returncode:
             raise AssertionError("python3-pika missing (run scripts/setup-deps.sh)")
-
-    def setUp(self) -> None:
-        self.node = self.make_netns()
-        self.veth = self.make_veth(host_ns=self.node)
-        self.ip = self.veth.peer_ip
-
-    def agent(self):
-        agent = self.start_agent(f"--interface-filter={self.veth.host}", "--collect-interval=500ms",
-                                 "--socket-netns=own", "--l7=on", netns=self.node)
-        agent.wait_collections(2)
-        return agent
-
-    def counts(self, agent, protocol: str, side: str, port: int) -> collections.Counter:
-        out = collections.Counter()
-        for s in agent.metrics().find("netprobe_l7_requests_total", protocol=protocol, side=side,
-                                      service=f"{self.ip}:{port}"):
-            out[(s.labels["method"], s.labels["status_class"])] += int(s.value)
-        return out
-
-    def settle(self, agent, protocol: str, port: int, want_total: int) -> dict:
-        """Waits until both ends have at least want_total requests, then for two more
-        collections (nothing more may arrive), and returns {side: Counter}."""
-        def both():
-            c = {side: self.counts(agent, protocol, side, port) for side in ("client", "server")}
-            return c if all(sum(v.values()) >= want_total for v in c.values()) else None
-        try:
-            wait_for(both, 30, f"{want_total} {protocol} requests on both ends")
-        except AssertionError:
-            log(f"so far: client {self.counts(agent, protocol, 'client', port)}, "
-                f"server {self.counts(agent, protocol, 'server', port)}; parse events: "
-                f"{[(s.labels, s.value) for s in agent.metrics().find('netprobe_l7_parse_events_total')]}")
-            raise
-        agent.wait_collections(2)
-        return {side: self.counts(agent, protocol, side, port) for side in ("client", "server")}
 
     def assertNoCaptureLoss(self, agent) -> None:
         self.assertEqual(sum(s.value for s in agent.metrics().find("netprobe_l7_capture_lost_total")), 0)
