@@ -94,6 +94,7 @@ run_step "Anomaly detection: events during a benign mix after learning" "$LOGS/a
   /usr/bin/python3 "$ROOT/bench/anomaly_benign.py"
 run_step "Series churn: distinct top-talker series in a real Prometheus" "$LOGS/series_churn.log" \
   bash "$ROOT/bench/series_churn.sh" "$SERIES_CHURN_SECS"
+run_step "Web UI: 500 nodes / 2000 edges in Chromium" "$LOGS/ui.log" bash "$ROOT/bench/ui_render.sh" "$BUILD" 5
 
 # ------------------------------------------------------------------ summary
 rows=()  # metric|value|target|verdict
@@ -356,6 +357,16 @@ else
   na "distinct top-talker series in Prometheus over $SERIES_CHURN_SECS s of short-lived connections" "<= 2x budget"
 fi
 
+if [[ -n ${R[ui_first_render_ms]:-} ]]; then
+  row "web UI: first render of the service map, 500 nodes / 2000 edges (real agent, Chromium; median of 5 loads)" \
+    "${R[ui_first_render_ms]} ms (${R[ui_first_render_all_ms]})" "-" "info"
+  row "web UI: GET /api/v1/topology behind it (2000 edges; median of 5)" "${R[ui_api_ms]} ms, ${R[ui_api_bytes]} bytes" "-" "info"
+  row "web UI: main-thread long tasks during live updates at that size ($((${R[ui_updates]%% *})) updates in 10 s)" \
+    "${R[ui_update_longtask_ms_per_s]} ms per s" "-" "info"
+else
+  na "web UI: first render of 500 nodes / 2000 edges" "-"
+fi
+
 echo
 echo "=================== Summary"
 {
@@ -553,6 +564,15 @@ over the window. The same script measures an agent from before issue 10 (\`NP_AG
 \`netprobe_top_flow_*\`, one series per flow): 2399 distinct series for 2401 connections in 600 s,
 114x the budget.
 
+**Web UI at scale** (\`bench/ui_render.sh\`, \`bench/ui_render.cjs\`). Namespaces \`npb-ui-cli\` /
+\`npb-ui-srv\` joined by a veth pair; 400 client addresses each send 3 UDP datagrams to 5 of 100 server
+addresses: 2000 conversations, each its own edge of the host graph of 500 nodes. The real agent
+watches \`npbui1\` (0.5 s collections). The UI (\`/ui/\`) is loaded 5 times, each in a fresh context
+of Debian's Chromium (playwright-core, headless, 1400x900); *first render* is the page's
+\`performance.now()\` when its data model and graph hold all 500 nodes and 2000 edges laid out and the
+edge table is filled (polled on animation frames). *Long tasks*: the main thread's tasks over 50 ms
+(PerformanceObserver) during the next 10 s of live updates, per second.
+
 **ClickHouse sink** (\`bench/clickhouse_sink.sh\`, [docs/clickhouse.md](clickhouse.md)). Debian's
 clickhouse-server (18.16) in namespace \`npb-chs-agt\` (own config and data directory, removed
 afterwards). *records/s*: \`np_sink_bench\` offers 1M synthetic biflow records to a \`ClickHouseSink\`
@@ -618,6 +638,9 @@ $(section "$LOGS/series_churn.log")
 ### Interface churn
 $(section "$LOGS/churn.log")
 
+### Web UI at 500 nodes / 2000 edges
+$(section "$LOGS/ui.log")
+
 ### SYN floods: agent CPU
 $(section "$LOGS/flood.log")
 
@@ -636,7 +659,7 @@ left=$( {
   ip netns list | awk '$1 ~ /^npb-/'
   ip -o link show type veth | awk -F': ' '$2 ~ /^npb/ {print $2}'
   bpftool prog show 2>/dev/null | grep -E 'np_bench' || true
-  pgrep -af 'np_sink_bench|clickhouse-server --config-file=/tmp/npb-ch|np_flowgen|np_bpf_prog_bench|np_collector_bench|stack_load.py|security_bench.py|churn_load.py|storage.tsdb.path=/tmp/npb-churn|netprobe-agent --interface-filter=npb(tp|rs|sec|ch)|socket-netns=/run/netns/npb-stk' || true
+  pgrep -af 'np_sink_bench|clickhouse-server --config-file=/tmp/npb-ch|np_flowgen|ui_render.cjs|np_bpf_prog_bench|np_collector_bench|stack_load.py|security_bench.py|churn_load.py|storage.tsdb.path=/tmp/npb-churn|netprobe-agent --interface-filter=npb(tp|rs|sec|ch|ui)|socket-netns=/run/netns/npb-stk' || true
 } )
 if [[ -n $left ]]; then
   echo "bench: left behind:" >&2

@@ -1,0 +1,69 @@
+// The web UI's first render and update cost at scale (bench/ui_render.sh), in Debian's
+// Chromium driven by playwright-core (NODE_PATH: the build's ui/node_modules):
+//   node ui_render.cjs URL NODES EDGES ROUNDS
+// Each round opens a fresh browser context, navigates to URL and waits (polling on
+// animation frames) until the page's own data model and graph hold NODES nodes and EDGES
+// edges, laid out, with the edge table filled; the time is the page's performance.now()
+// then (ms since navigation start). After the last round the page keeps running for 10 s
+// of live updates while a PerformanceObserver sums the main thread's long tasks.
+// Prints one JSON line; exits non-zero when a round does not reach the counts.
+const { chromium } = require("playwright-core");
+
+const [url, nodesArg, edgesArg, roundsArg] = process.argv.slice(2);
+const nodes = Number(nodesArg), edges = Number(edgesArg), rounds = Number(roundsArg || 5);
+const STEADY_S = 10;
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+(async () => {
+  const res = { nodes, edges, first_render_ms: [], first_render_ms_median: 0, longtask_ms_per_second: 0,
+                updates: 0, steady_seconds: STEADY_S, console_errors: [] };
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync"],
+  });
+  let page = null;
+  try {
+    for (let r = 0; r < rounds; r++) {
+      if (page) await page.context().close();
+      const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+      page = await ctx.newPage();
+      page.on("console", (m) => { if (m.type() === "error") res.console_errors.push(m.text()); });
+      page.on("pageerror", (e) => res.console_errors.push(String(e)));
+      await page.goto(url);
+      const h = await page.waitForFunction(([n, e]) => {
+        const m = window.netprobe;
+        if (!m || !m.cy || !m.data || m.layouts < 1) return false;
+        if (m.cy.nodes().length < n || m.cy.edges().length < e) return false;
+        if (document.querySelectorAll("#edges tbody tr").length === 0) return false;
+        return performance.now();
+      }, [nodes, edges], { polling: "raf", timeout: 60000 });
+      res.first_render_ms.push(Math.round(await h.jsonValue()));
+    }
+    res.first_render_ms_median = median(res.first_render_ms);
+    // steady state: the live updates of the last page
+    const steady = await page.evaluate(async (secs) => {
+      let busy = 0;
+      const obs = new PerformanceObserver((list) => { for (const e of list.getEntries()) busy += e.duration; });
+      obs.observe({ type: "longtask" });
+      const u0 = window.netprobe.updates;
+      await new Promise((ok) => setTimeout(ok, secs * 1000));
+      obs.disconnect();
+      return { busy, updates: window.netprobe.updates - u0 };
+    }, STEADY_S);
+    res.longtask_ms_per_second = Math.round(steady.busy / STEADY_S);
+    res.updates = steady.updates;
+  } finally {
+    await browser.close();
+  }
+  process.stdout.write(JSON.stringify(res) + "\n");
+  if (res.first_render_ms.length !== rounds) process.exit(1);
+})().catch((err) => {
+  process.stderr.write(`ui_render: ${err.stack || err}\n`);
+  process.exit(1);
+});
