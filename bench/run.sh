@@ -571,7 +571,7 @@ watches \`npbui1\` (0.5 s collections). The UI (\`/ui/\`) is loaded 5 times, eac
 of Debian's Chromium (playwright-core, headless, 1400x900); *first render* is the page's
 \`performance.now()\` when its data model and graph hold all 500 nodes and 2000 edges laid out and the
 edge table is filled (polled on animation frames). *Long tasks*: the main thread's tasks over 50 ms
-(PerformanceObserver) during the next 10 s of live updates, per second.
+(PerformanceObserver) during 10 s of live updates from 2 s after the first render, per second.
 
 **ClickHouse sink** (\`bench/clickhouse_sink.sh\`, [docs/clickhouse.md](clickhouse.md)). Debian's
 clickhouse-server (18.16) in namespace \`npb-chs-agt\` (own config and data directory, removed

@@ -67,11 +67,35 @@ function nodeColour(n) {
   return { workload: "#54aeff", pod: "#54aeff", namespace: "#b392f0", segment: "#b392f0", process: "#7ee787", host: n.server ? "#ffd8b5" : "#d0d7de" }[n.kind] || "#d0d7de";
 }
 
+// The answer's object of an element (its figures, for the details pane) is kept in a map
+// by id, beside the graph; the element's data (what the style reads) and classes are set
+// only when they change: setting them (or a scratch value) restyles and redraws the
+// element, which at 2000 edges costs more than everything else of an update.
+const answerOf = new Map();  // element id -> the node or edge of the latest answer
+const STYLE_KEYS = ["label", "colour", "size", "width"];
+function styleChanged(el, d) {
+  return STYLE_KEYS.some((k) => d[k] !== undefined && el.data(k) !== d[k]);
+}
+
 function render(data) {
   model.data = data;
   const maxRate = Math.max(1, ...data.edges.map((e) => e.bytes_per_second));
   const wanted = new Set();
   let added = 0;
+  const upsert = (group, d, obj, cls) => {
+    const el = cy.getElementById(d.id);
+    if (el.empty()) {
+      cy.add({ group, data: d, classes: cls });
+      answerOf.set(d.id, obj);
+      added++;
+      return;
+    }
+    answerOf.set(d.id, obj);
+    if (styleChanged(el, d)) el.data(d);
+    for (const c of ["failing", "failed"]) {
+      if (el.hasClass(c) !== (cls === c)) el.toggleClass(c, cls === c);
+    }
+  };
   cy.batch(() => {
     const failing = new Set();
     for (const e of data.edges) {
@@ -79,20 +103,18 @@ function render(data) {
     }
     for (const n of data.nodes) {
       wanted.add(n.id);
-      const d = { id: n.id, label: n.name, colour: nodeColour(n), size: 18 + Math.min(30, Math.log2(1 + (n.bytes_sent + n.bytes_received) / 1024) * 2), node: n };
-      const el = cy.getElementById(n.id);
-      if (el.nonempty()) el.data(d); else { cy.add({ group: "nodes", data: d }); added++; }
-      cy.getElementById(n.id).toggleClass("failing", failing.has(n.id));
+      const d = { id: n.id, label: n.name, colour: nodeColour(n),
+                  size: Math.round(2 * (18 + Math.min(30, Math.log2(1 + (n.bytes_sent + n.bytes_received) / 1024) * 2))) / 2 };
+      upsert("nodes", d, n, failing.has(n.id) ? "failing" : "");
     }
     for (const e of data.edges) {
       wanted.add(e.id);
-      const d = { id: e.id, source: e.source, target: e.target, edge: e, colour: edgeColour(e),
-                  width: 1 + 11 * Math.log1p(e.bytes_per_second) / Math.log1p(maxRate) };
-      const el = cy.getElementById(e.id);
-      if (el.nonempty()) el.data(d); else { cy.add({ group: "edges", data: d }); added++; }
-      cy.getElementById(e.id).toggleClass("failed", e.connections_failed > 0);
+      const d = { id: e.id, source: e.source, target: e.target, colour: edgeColour(e),
+                  width: Math.round(4 * (1 + 11 * Math.log1p(e.bytes_per_second) / Math.log1p(maxRate))) / 4 };
+      upsert("edges", d, e, e.connections_failed > 0 ? "failed" : "");
     }
     cy.elements().forEach((el) => { if (!wanted.has(el.id())) { cy.remove(el); added++; } });
+    for (const id of answerOf.keys()) { if (!wanted.has(id)) answerOf.delete(id); }
   });
   if (added) {
     const big = data.nodes.length > 150;
@@ -243,10 +265,14 @@ async function loadEvents() {
     `<span class="sev-${esc(ev.severity)}">${esc(ev.severity)}</span> ${esc(ev.type)} ` +
     `${esc(ev.src_ip || "")}${ev.dst_ip ? ` &rarr; ${esc(ev.dst_ip)}` : ""}${ev.active ? " (active)" : ""}</li>`).join("");
   const badged = new Set(model.events.filter((ev) => ev.active).flatMap(eventNodes));
-  cy.nodes().forEach((n) => n.toggleClass("event", badged.has(n.id())));
   const focused = model.events.find((ev) => ev.id === eventFocus);
   const focusNodes = new Set(focused ? eventNodes(focused) : []);
-  cy.nodes().forEach((n) => n.toggleClass("event-focus", focusNodes.has(n.id())));
+  // Only the nodes whose badge changes (a class change restyles the element).
+  cy.batch(() => cy.nodes().forEach((n) => {
+    for (const [c, want] of [["event", badged.has(n.id())], ["event-focus", focusNodes.has(n.id())]]) {
+      if (n.hasClass(c) !== want) n.toggleClass(c, want);
+    }
+  }));
   model.eventNodes = [...focusNodes];
 }
 
@@ -277,7 +303,7 @@ async function showSelected() {
   if (el.empty()) { pane.innerHTML = `<h2>Details</h2><p class="hint">${esc(id)} is not in the current window.</p>`; return; }
   const token = ++detailsToken;
   if (el.isEdge()) {
-    const e = el.data("edge");
+    const e = answerOf.get(id);
     const src = model.data.nodes.find((n) => n.id === e.source), dst = model.data.nodes.find((n) => n.id === e.target);
     let html = `<h2>${esc(nameOf(e.source))} &rarr; ${esc(nameOf(e.target))}:${e.port}</h2>` + dl([
       ["transport", e.transport], ["protocol", e.protocol], ["conversations", e.conversations],
@@ -315,7 +341,7 @@ async function showSelected() {
     }
     pane.innerHTML = html;
   } else {
-    const n = el.data("node");
+    const n = answerOf.get(id);
     const out = model.data.edges.filter((e) => e.source === n.id), inn = model.data.edges.filter((e) => e.target === n.id);
     pane.innerHTML = `<h2>${esc(n.name)}</h2>` + dl([
       ["kind", n.kind], ["namespace", n.namespace], ["workload", n.workload], ["pod", n.pod], ["process", n.process],
