@@ -578,6 +578,13 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 	np_sk_ports(sk, &lport, &rport);
 	struct np_l7_conn *c = np_conn(k->sock, lport, rport);
 	__u8 proto;
+	if (k->tls && c && c->protocol == NP_L7_MYSQL) {
+		/* MySQL's TLS begins inside the protocol (after the client's SSLRequest): the
+		 * plaintext goes on where the plaintext protocol left off, and the socket's own
+		 * syscalls carry TLS records from now on (skipped, like any TLS connection's). */
+		c->protocol = NP_L7_TLS;
+		c->inner = NP_L7_MYSQL;
+	}
 	if (k->tls)
 		proto = c && c->protocol == NP_L7_TLS ? c->inner : NP_L7_UNKNOWN;
 	else

@@ -22,6 +22,8 @@ namespace {
 constexpr std::uint64_t kMaxFrame = 1u << 28;   // a frame payload larger than this is not AMQP
 constexpr std::size_t kMaxChannels = 2048;      // channels with state per connection (RabbitMQ's channel_max: 2047)
 constexpr std::size_t kMaxName = 128;           // a route (queue, exchange) longer than this is cut
+constexpr std::uint64_t kMinFrame = 4096;       // the specification's frame-min-size: no frame_max is smaller
+constexpr std::uint32_t kMaxUncopied = 1024;    // body frames known without their header, per syscall
 
 enum class Kind : std::uint8_t {
     Sync,   // a request that takes a reply (unless no-wait)
@@ -205,6 +207,7 @@ public:
     }
     [[nodiscard]] bool startsMessage(std::string_view head) const override;
     void onMessage(std::string_view prefix, std::uint64_t length, std::uint64_t ts_ns) override;
+    [[nodiscard]] std::optional<std::string> uncopiedHeader(const Chunk& c, std::uint64_t from) override;
 
 private:
     AmqpParser& parser_;
@@ -225,6 +228,7 @@ public:
 
     void feed(bool sending, const Chunk& c) override {
         const int d = sending ? 0 : 1;
+        uncopied_ = 0;
         if (bad_[d]) {  // a frame that did not end with 0xCE: lost until a syscall starts with a frame
             if (!frameStarts(c.head)) return;
             bad_[d] = false;
@@ -252,6 +256,43 @@ public:
         if (7 + size >= h.size()) return false;  // its end is not in sight: not trusted
         if (static_cast<unsigned char>(h[7 + size]) != 0xce) return false;
         return type != 1 || (size >= 4 && findMethod(be16(h, 7), be16(h, 9)));
+    }
+
+    // The header of a body frame of the content in progress in this direction, where the
+    // capture did not copy it (a syscall carrying a large message, or many frames): a
+    // sender splits a body into frames of the largest payload the frame size allows
+    // (frame_max - 8, as pika, RabbitMQ and the other clients do) and sends the frames of
+    // one content in a row, so the frame at byte `from` is known from the body size still
+    // to come. It is checked against what the capture has of it (the first bytes of its
+    // header, its frame-end octet in the copied head or the syscall's last bytes); a
+    // mismatch, two channels' contents in progress, an unknown frame size, or more than
+    // kMaxUncopied such frames in one syscall: not known (the framing is lost as before).
+    // What follows a content's last frame is not known.
+    [[nodiscard]] std::optional<std::string> uncopiedHeader(bool sending, const Chunk& c, std::uint64_t from) {
+        const int d = sending ? 0 : 1;
+        const std::uint64_t max = frame_max_ ? frame_max_ - 8 : learned_body_max_;
+        if (bad_[d] || max == 0 || interleaved_[d] || ++uncopied_ > kMaxUncopied) return std::nullopt;
+        const std::uint16_t id = content_ch_[d];
+        auto it = channels_.find(id);
+        if (it == channels_.end()) return std::nullopt;
+        const Content& cur = it->second.content[d];
+        if (!cur.e || !cur.header_seen || cur.body_left == 0) return std::nullopt;
+        const std::uint64_t size = std::min(cur.body_left, max);
+        std::string h(7, '\0');
+        h[0] = 3;
+        h[1] = static_cast<char>(id >> 8);
+        h[2] = static_cast<char>(id & 0xff);
+        for (int i = 0; i < 4; ++i) h[3 + static_cast<std::size_t>(i)] = static_cast<char>((size >> (24 - 8 * i)) & 0xff);
+        auto byteIs = [&](std::uint64_t at, char want) {
+            if (at < c.head.size()) return c.head[at] == want;
+            const std::uint64_t tail_at = c.len - c.tail.size();
+            if (!c.tail.empty() && at >= tail_at && at < c.len) return c.tail[at - tail_at] == want;
+            return true;  // not captured
+        };
+        for (std::uint64_t i = 0; i < 7; ++i)
+            if (!byteIs(from + i, h[i])) return std::nullopt;
+        if (!byteIs(from + 7 + size, static_cast<char>(0xce))) return std::nullopt;
+        return h;
     }
 
     void frame(bool sending, std::string_view p, std::uint64_t length, std::uint64_t ts) {
@@ -372,12 +413,24 @@ private:
         const std::uint64_t body = (std::uint64_t{be32(payload, 4)} << 32) | be32(payload, 8);
         c->header_seen = true;
         c->body_left = body;
-        if (body == 0) flushContent(*c);
+        if (body == 0) {
+            flushContent(*c);
+            return;
+        }
+        // The body frames that follow are this channel's - unless another channel's content
+        // is in progress in this direction too (frames of two contents may interleave).
+        const int d = sending ? 0 : 1;
+        content_ch_[d] = id;
+        interleaved_[d] = std::any_of(channels_.begin(), channels_.end(), [&](const auto& kv) {
+            const Content& x = kv.second.content[d];
+            return kv.first != id && x.e && x.header_seen && x.body_left > 0;
+        });
     }
 
     void contentBody(bool sending, std::uint16_t id, std::uint64_t size, std::uint64_t length) {
         Content* c = content(sending, id);
         if (!c || !c->header_seen) return;
+        if (size < c->body_left && size + 8 >= kMinFrame && !frame_max_) learned_body_max_ = size;  // not the last: a full frame
         addContentBytes(*c, length);
         c->body_left -= std::min(size, c->body_left);
         if (c->body_left == 0) flushContent(*c);
@@ -417,6 +470,10 @@ private:
                 return;
         }
         const bool from_client = sending == *client_;
+        if (m->cls == 10 && (m->mth == 30 || m->mth == 31) && payload.size() >= 10) {  // tune, tune-ok: the frame size
+            const std::uint64_t fm = be32(payload, 6);
+            frame_max_ = fm == 0 ? kMaxFrame + 8 : fm >= kMinFrame ? fm : 0;  // (0: no limit; below the minimum: not used)
+        }
         Channel* chp = channel(channel_id);
         if (!chp) {
             ++not_understood_;
@@ -500,6 +557,11 @@ private:
     std::optional<bool> client_, port_guess_;
     std::map<std::uint16_t, Channel> channels_;
     std::uint64_t not_understood_ = 0;  // frames without their frame end, unknown methods
+    std::uint64_t frame_max_ = 0;       // from connection.tune(-ok); 0: not seen
+    std::uint64_t learned_body_max_ = 0;  // else a body frame's payload that was not its content's last
+    std::uint16_t content_ch_[2] = {0, 0};  // by direction: the channel of the last content header
+    bool interleaved_[2] = {false, false};  // ... and whether another channel's content was in progress then
+    std::uint32_t uncopied_ = 0;            // body frames known without their header in this syscall
     bool bad_[2] = {false, false};
     AmqpDirection dir_[2] = {{*this, true}, {*this, false}};
     Framer framer_[2];
@@ -509,6 +571,10 @@ bool AmqpDirection::startsMessage(std::string_view head) const { return AmqpPars
 
 void AmqpDirection::onMessage(std::string_view prefix, std::uint64_t length, std::uint64_t ts_ns) {
     parser_.frame(sending_, prefix, length, ts_ns);
+}
+
+std::optional<std::string> AmqpDirection::uncopiedHeader(const Chunk& c, std::uint64_t from) {
+    return parser_.uncopiedHeader(sending_, c, from);
 }
 
 }  // namespace

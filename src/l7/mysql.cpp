@@ -72,7 +72,10 @@ public:
     MySqlParser(ExchangeSink& sink, std::size_t max_pending) : sink_(sink), pending_(counters_, max_pending) {}
 
     void feed(bool sending, const Chunk& c) override {
-        if (encrypted_) return;  // TLS after the SSLRequest: the plaintext is not parsed (yet)
+        // After the SSLRequest the socket carries TLS records (not parsed); the plaintext
+        // comes from the TLS library's probes and goes on where the SSLRequest left off
+        // (the handshake response, sequence 2, then the commands).
+        if (encrypted_ && !c.tls) return;
         (sending ? send_framer_ : recv_framer_).feed(sending ? send_dir_ : recv_dir_, c);
         counters_.desyncs = send_framer_.desyncs() + recv_framer_.desyncs();
     }

@@ -66,9 +66,21 @@ void Framer::feed(FramedProtocol& p, const Chunk& c) {
         if (length_ == 0) {  // collecting a header
             if (buf_.empty()) ts_ = c.ts_ns;
             const std::size_t hdr = p.headerBytes();
-            if (pos >= captured) {  // the header is in bytes not copied
-                lose(p, c, pos);
-                return;
+            if (pos >= captured) {  // the header (or its rest) is in bytes not copied
+                // Does the protocol know the message there? (A header begun in an earlier
+                // chunk cannot be checked against this one's bytes: not asked.)
+                auto known = buf_.size() <= pos ? p.uncopiedHeader(c, pos - buf_.size()) : std::nullopt;
+                std::optional<std::uint64_t> n;
+                if (known && known->size() == hdr) n = p.messageLength(*known);
+                if (!n || *n < hdr) {
+                    lose(p, c, pos);
+                    return;
+                }
+                buf_ = std::move(*known);  // (got_: the header's bytes seen so far; the rest is skipped below)
+                length_ = *n;
+                keep_ = hdr;
+                skipped_ = true;
+                continue;
             }
             // (The header's size may shrink while one is collected - PostgreSQL's answer to
             // SSLRequest is one byte - so what is held may already be longer than it.)

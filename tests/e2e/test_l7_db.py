@@ -272,6 +272,92 @@ class L7DbTest(L7BothEndsCase):
             self.assertNotRegex(e["route"], r"\d{3,}|'[^?]", e["route"])
         self.assertNoCaptureLoss(agent)
 
+    def test_mariadb_over_tls_counted_from_the_openssl_probes_at_both_ends(self):
+        """MariaDB with require_secure_transport (Debian's mariadbd and mariadb client both
+        link libssl.so.3): after the SSLRequest the socket carries TLS records, and the
+        statements come from the uprobes on SSL_read/SSL_write, on both ends. Oracle: the
+        server's SHOW GLOBAL STATUS counters and the client's own count of its errors."""
+        d = self.tmpdir()
+        os.chmod(d, 0o755)
+        data = os.path.join(d, "data")
+        os.mkdir(data)
+        shutil.chown(data, "mysql", "mysql")
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+             "-subj", "/CN=netprobe-test", "-addext", f"subjectAltName=IP:{self.ip}"])
+        for f in (cert, key):
+            shutil.chown(f, "mysql", "mysql")
+        run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=mysql",
+             "--auth-root-authentication-method=normal", "--skip-test-db"], cwd=d)
+        # grant tables on (without them the server checks no transport): a user that must use TLS
+        init = os.path.join(d, "init.sql")
+        with open(init, "w") as f:
+            f.write("CREATE USER IF NOT EXISTS 'np'@'%' IDENTIFIED BY 'np-pass' REQUIRE SSL;\n"
+                    "GRANT ALL ON *.* TO 'np'@'%';\n")
+        shutil.chown(init, "mysql", "mysql")
+        self.spawn(["mariadbd", "--no-defaults", f"--datadir={data}", "--user=mysql", "--port=3307",
+                    f"--bind-address={self.ip}", f"--socket={data}/sock", f"--pid-file={data}/pid",
+                    f"--init-file={init}", "--skip-log-bin", "--innodb-flush-log-at-trx-commit=0",
+                    f"--ssl-cert={cert}", f"--ssl-key={key}", f"--ssl-ca={cert}", "--require-secure-transport=ON"],
+                   netns=self.veth.ns, name="mariadbd", log_name="mariadbd.log")
+        my = ["-h", self.ip, "-P", "3307", "-u", "np", "-pnp-pass"]
+        tls = ["--ssl", f"--ssl-ca={cert}", "--ssl-verify-server-cert"]
+
+        def sql(query, check=True):
+            return run(["mariadb", *my, *tls, "-N", "-B", "-e", query], netns=self.node, check=check)
+        wait_for(lambda: sql("select 1", check=False).returncode == 0, 30, "mariadbd to accept TLS connections")
+        # the server refuses a client without TLS
+        plain = run(["mariadb", *my, "--skip-ssl", "-N", "-B", "-e", "select 1"], netns=self.node, check=False)
+        self.assertNotEqual(plain.returncode, 0, plain.stdout)
+        agent = self.agent()
+        wait_for(lambda: agent.metrics().get_or("netprobe_l7_tls_libraries") >= 1, 20, "libssl to be probed")
+
+        def status():
+            out = sql("show global status where Variable_name in ('Com_select', 'Com_insert', 'Com_update', "
+                      "'Com_create_table', 'Com_create_db', 'Ssl_accepts', 'Ssl_finished_accepts')").stdout
+            return {k: int(v) for k, v in (line.split("\t") for line in out.splitlines())}
+        before = status()
+        # the session's cipher: the statements really travel over TLS
+        self.assertRegex(sql("show session status like 'Ssl_version'").stdout, r"TLSv1\.[23]")
+        sql("create database np_tls; create table np_tls.t (id int primary key, v varchar(32))")
+        n_insert, n_select, n_update, n_error = 40, 60, 10, 4
+        batch = [f"insert into np_tls.t values ({i}, 'secret-{i}')" for i in range(n_insert)]
+        batch += [f"select v from np_tls.t where id = {i % n_insert}" for i in range(n_select)]
+        batch += [f"update np_tls.t set v = 'x{i}' where id = {i}" for i in range(n_update)]
+        batch += ["select * from np_tls.missing"] * n_error
+        p = run(["mariadb", *my, *tls, "--force", "-N", "-B"], netns=self.node, check=False,
+                input="".join(f"{q};\n" for q in batch))
+        errors = p.stderr.count("ERROR 1146")
+        self.assertEqual(errors, n_error, p.stderr)  # the client's own word
+        after = status()
+        delta = {k: after[k] - before[k] for k in after}
+        log(f"server status counters: {delta}")
+        # TLS connections the server accepted: the status queries' and the statements' ones
+        self.assertGreaterEqual(delta["Ssl_finished_accepts"], 4)
+        c = self.settle(agent, "mysql", 3307, delta["Com_select"] + delta["Com_insert"] + delta["Com_update"])
+        for side in ("client", "server"):
+            got = collections.Counter()
+            for (method, _), k in c[side].items():
+                got[method] += k
+            log(f"{side}: {dict(c[side])}")
+            # Com_select counts the failed selects too; the agent has them as errors
+            self.assertEqual(got["SELECT"], delta["Com_select"], side)
+            self.assertEqual(got["INSERT"], delta["Com_insert"], side)
+            self.assertEqual(got["UPDATE"], delta["Com_update"], side)
+            self.assertEqual(got["CREATE"], delta["Com_create_db"] + delta["Com_create_table"], side)
+            self.assertEqual(c[side][("SELECT", "error")], n_error, side)
+            self.assertEqual(c[side][("INSERT", "ok")], n_insert, side)
+        for side in ("client", "server"):
+            rq = agent.get_json(f"/api/v1/l7/requests?protocol=mysql&side={side}&status=error&"
+                                f"service={self.ip}:3307")["requests"]
+            self.assertEqual([r["error"] for r in rq], ["1146"] * n_error, side)
+            self.assertEqual({r["route"] for r in rq}, {"select * from np_tls.missing"}, side)
+        # no literal of the encrypted statements leaves the agent
+        for e in self.endpoint(agent, "mysql", "server", 3307, "INSERT") + \
+                self.endpoint(agent, "mysql", "client", 3307, "UPDATE"):
+            self.assertNotIn("secret", e["route"])
+            self.assertNotRegex(e["route"], r"\d", e["route"])
+
 
 if __name__ == "__main__":
     import unittest

@@ -113,6 +113,45 @@ class L7MqTest(L7BothEndsCase):
         self.assertNoCaptureLoss(agent)
         self.assertNoneCounted(agent, "amqp")
 
+    def test_kafka_large_messages_beyond_the_capture_match_the_test_brokers_log(self):
+        """Produce requests and Fetch responses of 64 KiB and 1 MiB (a record each), far
+        beyond the 512 bytes the capture copies of a syscall and written or read in many
+        syscalls: each direction is framed by the messages' sizes, so the framing stays in
+        step. Oracle: the broker's own log of what it answered."""
+        d = self.tmpdir()
+        broker_log = os.path.join(d, "broker.jsonl")
+        broker = self.spawn([PYTHON, KAFKA_BROKER, "--listen", self.ip, "--port", "9093", "--log", broker_log],
+                            netns=self.veth.ns, name="kafka_broker", stdout=subprocess.PIPE)
+        wait_line(broker, b"READY", 10)
+        agent = self.agent()
+        bootstrap = f"{self.ip}:9093"
+        big = ["-X", "linger.ms=0", "-X", "batch.num.messages=1", "-X", "message.max.bytes=4000000",
+               "-X", "receive.message.max.bytes=8000000"]
+        sizes = [65536] * 10 + [1 << 20] * 5
+        lines = [(f"m{i}-" * size)[:size] for i, size in enumerate(sizes)]
+        run(["kcat", "-P", "-b", bootstrap, "-t", "np-big", "-p", "0", *big], netns=self.node,
+            input="".join(line + "\n" for line in lines), timeout=120)
+        p = run(["kcat", "-C", "-b", bootstrap, "-t", "np-big", "-p", "0", "-o", "beginning", "-c", str(len(sizes)),
+                 *big[4:], "-X", "fetch.message.max.bytes=4000000", "-X", "fetch.max.bytes=4000000"], netns=self.node,
+                timeout=120)
+        self.assertEqual([len(x) for x in p.stdout.splitlines()], sizes)
+        with open(broker_log) as f:
+            entries = [json.loads(line) for line in f]
+        self.assertFalse([e for e in entries if "error_parsing" in e], "the broker could not parse a request")
+        answered = collections.Counter((e["api"], "ok" if e["error"] == 0 else f"code {e['error']}")
+                                       for e in entries if e["answered"])
+        produced = [e for e in entries if e["api"] == "Produce"]
+        log(f"broker: {dict(answered)}; Produce requests {len(produced)}, records "
+            f"{sum(e['records'] for e in produced)}")
+        self.assertEqual(sum(e["records"] for e in produced), len(sizes))
+        c = self.settle(agent, "kafka", 9093, sum(answered.values()))
+        for side in ("client", "server"):
+            log(f"agent, {side} side: {dict(c[side])}")
+            self.assertEqual(c[side], answered, side)
+        eps = agent.get_json(f"/api/v1/l7/endpoints?protocol=kafka&side=server&service={self.ip}:9093"
+                             f"&method=Produce&limit=100")["endpoints"]
+        self.assertEqual({e["route"]: e["requests_total"] for e in eps}, {"np-big": len(produced)})
+
     # -- RabbitMQ ---------------------------------------------------------------------
 
     def start_rabbitmq(self):
@@ -195,6 +234,50 @@ class L7MqTest(L7BothEndsCase):
         self.assertEqual(m.get("netprobe_l7_parse_events_total", kind="desync"), 0)
         # RabbitMQ's Erlang distribution and epmd traffic (binary, length-prefixed) is not Kafka
         self.assertNoneCounted(agent, "kafka")
+        self.stop_rabbitmq(epmd, server)
+
+    def test_rabbitmq_messages_larger_than_the_capture_are_counted_with_their_exact_bytes(self):
+        """64 KiB and 1 MiB bodies (RabbitMQ's frame size is 128 KiB: a 1 MiB body is 9 body
+        frames), far beyond the 4 KiB the capture copies of a syscall: the body frames are
+        skipped by their sizes and the framing stays in step. Published with confirms and
+        consumed with a prefetch of 1 (one message per broker write: several deliveries in
+        one write beyond the copy are a documented limit). Oracle: pika's own counts and
+        the bytes of the frames pika marshalled for each basic.publish."""
+        epmd, server = self.start_rabbitmq()
+        agent = self.agent()
+        want = collections.Counter()
+        publish_bytes = 0
+        for queue, size, n in (("np-big64k", 65536, 30), ("np-big1m", 1 << 20, 12)):
+            out = run([PYTHON, AMQP_CLIENT, self.ip, "5672", str(n), queue, "--body-size", str(size), "--prefetch",
+                       "1"], netns=self.node, timeout=180).stdout
+            mine = json.loads(out)
+            log(f"pika client, {size}-byte messages: {mine}")
+            self.assertEqual(mine["basic.deliver"], n)
+            self.assertEqual(mine["frame_max"], 131072)
+            want += collections.Counter({
+                ("basic.publish", "ok"): mine["basic.publish"],
+                ("basic.deliver", "ok"): mine["basic.deliver"],
+                ("basic.ack", "ok"): mine["basic.ack.sent"] + mine["basic.ack.received"],
+                ("basic.get", "ok"): mine["basic.get"],
+                ("basic.qos", "ok"): mine["basic.qos"],
+                ("basic.consume", "ok"): mine["basic.consume"],
+                ("queue.declare", "ok"): mine["queue.declare"],
+                ("queue.declare", "PRECONDITION_FAILED"): mine["queue.declare.error"],
+                ("connection.open", "ok"): mine["connection"],
+            })
+            publish_bytes += mine["basic.publish.bytes"]
+        c = self.settle(agent, "amqp", 5672, sum(want.values()))
+        for side in ("client", "server"):
+            log(f"agent, {side} side: {dict(c[side])}")
+            for key, count in want.items():
+                self.assertEqual(c[side][key], count, f"{side} {key}")
+            self.assertEqual(sum(v for (_, sc), v in c[side].items() if sc not in ("ok", "PRECONDITION_FAILED")), 0,
+                             side)
+            got = sum(s.value for s in agent.metrics().find("netprobe_l7_request_bytes_total", protocol="amqp",
+                                                             side=side, service=f"{self.ip}:5672",
+                                                             method="basic.publish"))
+            log(f"{side}: basic.publish bytes {int(got)}, pika's {publish_bytes}")
+            self.assertEqual(got, publish_bytes, side)
         self.stop_rabbitmq(epmd, server)
 
 

@@ -603,6 +603,48 @@ TEST(MySqlParser, ErrorPacketReportsErrorNumber) {
     EXPECT_FALSE(s.got[1].error);
 }
 
+// MySQL over TLS: the client's SSLRequest (its capabilities with CLIENT_SSL, 32 bytes),
+// then TLS records on the socket (not parsed), and the plaintext from the TLS library's
+// probes (Chunk::tls) going on with the handshake response (sequence 2) and the commands.
+TEST(MySqlParser, AfterTheSslRequestOnlyThePlaintextFromTheTlsProbesIsParsed) {
+    constexpr std::uint32_t kSsl = 0x800;
+    for (const bool client_end : {true, false}) {
+        SCOPED_TRACE(client_end);
+        const bool out = client_end ? kSend : kRecv, in = !out;  // the client's direction, the server's
+        Sink s;
+        auto p = makeMySqlParser(s, 128);
+        auto tls = [&](bool sending, const std::string& bytes, std::uint64_t ts) {
+            p->feed(sending, Chunk{bytes, bytes.size(), {}, ts, true});
+        };
+        feed(*p, in, myGreeting(kCaps | kSsl | kDeprecateEof), 1);
+        feed(*p, out, myPacket(1, le(kCaps | kSsl | kDeprecateEof, 4) + le(1 << 24, 4) + "\xff" + std::string(23, '\0')),
+             2);
+        // TLS records: a ClientHello, application data that happens to look like a query
+        feed(*p, out, std::string("\x16\x03\x01\x00\x40", 5) + std::string(64, 'h'), 3);
+        feed(*p, out, myQuery("SELECT not_a_query"), 4);
+        feed(*p, in, std::string("\x17\x03\x03\x00\x20", 5) + std::string(32, 'x'), 5);
+        // the plaintext: handshake response (sequence 2), OK (3), then commands
+        std::string hs = myHandshakeResponse(kCaps | kSsl | kDeprecateEof);
+        hs[3] = 2;
+        tls(out, hs, 6);
+        tls(in, myOk(3), 7);
+        tls(out, myQuery("SELECT v FROM t WHERE id = 7"), 10);
+        tls(in, myPacket(1, "\x01") + myColumn(2, "v") + myPacket(3, lenenc("a")) +
+                    myPacket(4, std::string("\xfe\x00\x00\x02\x00\x00\x00", 7)),
+            20);
+        tls(out, myQuery("SELECT * FROM missing"), 30);
+        tls(in, myErr(1, 1146, "42S02", "Table 'missing' doesn't exist"), 40);
+        ASSERT_EQ(s.got.size(), 2u);
+        EXPECT_EQ(s.got[0].path, "SELECT v FROM t WHERE id = ?");
+        EXPECT_EQ(s.got[0].client, client_end);
+        EXPECT_EQ(s.got[0].response_ns, 20u);
+        EXPECT_FALSE(s.got[0].error);
+        EXPECT_EQ(s.got[1].error_code, "1146");
+        EXPECT_EQ(p->counters().unmatched_responses, 0u);
+        EXPECT_EQ(p->counters().desyncs, 0u);
+    }
+}
+
 TEST(MySqlParser, PreparedStatementExecutesReportTheirStatement) {
     Sink s;
     auto p = myLoggedIn(s, kCaps, kCaps);

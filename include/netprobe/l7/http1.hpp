@@ -22,6 +22,7 @@ struct Chunk {
     std::uint64_t len = 0;   // bytes the syscall moved (>= head.size())
     std::string_view tail;   // its last bytes when len > head.size() (may be empty: unknown)
     std::uint64_t ts_ns = 0;
+    bool tls = false;        // the plaintext of a TLS connection (from the TLS library's probes)
 };
 
 struct Http1Message {

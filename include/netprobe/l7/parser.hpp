@@ -112,6 +112,17 @@ public:
     // Framing is lost in this chunk from byte `from` on (or the chunk came while lost,
     // from = 0): true when the protocol knows the chunk ends at a message boundary.
     virtual bool onLost(const Chunk& c, std::uint64_t from) { (void)c, (void)from; return false; }
+    // A message's header at byte `from` of this chunk was not copied (the copy ended
+    // before it, or inside it: its first bytes are the chunk's last copied ones). A
+    // protocol that knows which message comes there (AMQP's body frames, from the
+    // content's size and the frame size) returns its header (headerBytes() long): the
+    // framer goes on with that message as if its header had been copied, skipping its
+    // bytes, and hands it over when they have all passed. nullopt: not known, the
+    // framing is lost.
+    [[nodiscard]] virtual std::optional<std::string> uncopiedHeader(const Chunk& c, std::uint64_t from) {
+        (void)c, (void)from;
+        return std::nullopt;
+    }
 };
 
 class Framer {
