@@ -299,6 +299,10 @@ int main(int argc, char** argv) {
     std::uint32_t rounds = 15, repeat = 200000, first_runs = 1000;
     std::string only;  // run only the cases whose "program frame case" contains this (for perf)
     bool decap = true; // --decap=off: every skeleton loaded without overlay decapsulation (np_enable_decap 0)
+    // --trace=armed: packet path tracing on in the first skeleton with one trace of another
+    // flow (the match is tried, nothing matches); --trace=match: a trace of the frames'
+    // flow (every packet counted at its stage). Default off: the one load and branch.
+    std::string trace = "off";
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto val = [&](const char* p) -> long {
@@ -309,9 +313,11 @@ int main(int argc, char** argv) {
         else if (a.rfind("--first-runs=", 0) == 0) first_runs = static_cast<std::uint32_t>(val("--first-runs="));
         else if (a.rfind("--only=", 0) == 0) only = a.substr(7);
         else if (a == "--decap=off" || a == "--decap=on") decap = a == "--decap=on";
+        else if (a == "--trace=off" || a == "--trace=armed" || a == "--trace=match") trace = a.substr(8);
         else {
             std::fprintf(stderr,
-                         "usage: %s [--rounds=N] [--repeat=N] [--first-runs=N] [--only=SUBSTRING] [--decap=on|off]\n",
+                         "usage: %s [--rounds=N] [--repeat=N] [--first-runs=N] [--only=SUBSTRING] [--decap=on|off] "
+                         "[--trace=off|armed|match]\n",
                          argv[0]);
             return 2;
         }
@@ -335,6 +341,21 @@ int main(int argc, char** argv) {
     dp->rodata->np_enable_handshakes = 1;  // the agent's default (--qos=on)
     dp->rodata->np_enable_udp_timing = 1;  // --qos-udp-jitter=on: only the UDP frame's row pays it
     if (int err = datapath_bpf__load(dp.get()); err) die("load datapath skeleton", -err);
+    if (trace != "off") {
+        // the frames' flow is TCP (and UDP) between 198.18.0.0/15 test addresses: "armed" traces
+        // 203.0.113.1 (never in a frame), "match" any packet of family 4
+        np_trace_spec spec{};
+        spec.family = 4;
+        spec.expires_ns = ~0ull;
+        if (trace == "armed") {
+            spec.daddr.v4m.pad[2] = htonl(0x0000ffff);
+            spec.daddr.v4m.v4 = htonl(0xcb007101);
+        }
+        const std::uint32_t slot = 0;
+        if (bpf_map_update_elem(bpf_map__fd(dp->maps.trace_specs), &slot, &spec, BPF_ANY) != 0)
+            die("write the trace spec", errno);
+        dp->data_trace->np_trace_on = 1;
+    }
     std::unique_ptr<reference_bpf, void (*)(reference_bpf*)> ref(reference_bpf__open_and_load(),
                                                                   reference_bpf__destroy);
     if (!ref) die("load reference skeleton", errno);

@@ -18,14 +18,15 @@ SECS=${3:-8}
 NS_S=npb-l7-srv
 NS_C=npb-l7-cli
 np_require l7_http nginx wrk curl
-[[ -x $BIN/np_l7_syscall_bench ]] || { np_log "l7_http: build the bench targets"; exit 1; }
+[[ -x $BIN/np_l7_syscall_bench && -x $BIN/np_l7_parse_bench ]] || { np_log "l7_http: build the bench targets"; exit 1; }
 
 TMP=$(mktemp -d /tmp/npb-l7.XXXXXX)
 trap 'np_cleanup; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
-# 1. Per-syscall cost, in-process (no agent).
+# 1. Per-syscall cost, in-process (no agent); the parsers' cost per Kafka/AMQP message.
 "$BIN/np_l7_syscall_bench"
+"$BIN/np_l7_parse_bench"
 
 np_make_pair "$NS_S" "$NS_C" npbl70 npbl71 198.18.7.1/30 198.18.7.2/30
 mkdir -p "$TMP/ngx"

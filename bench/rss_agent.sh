@@ -33,7 +33,9 @@ trap 'exit 130' INT TERM
 np_make_pair "$NS_G" "$NS_A" "$IF_G" "$IF_A" 198.18.1.1/30 198.18.1.2/30
 PORT=$(np_free_port "$NS_A")
 LOG=$TMP/agent.log
-np_start_agent "$NS_A" "$LOG" --interface-filter="$IF_A" --metrics-port="$PORT" --collect-interval=1s \
+# A state directory of its own: the history store (and the models restored from it) of
+# earlier runs or other agents in /var/lib/netprobe would change what is measured.
+NETPROBE_STATE_DIR=$TMP/state np_start_agent "$NS_A" "$LOG" --interface-filter="$IF_A" --metrics-port="$PORT" --collect-interval=1s \
   --flow-table-size=131072 --max-flows="$FLOWS"
 PID=$NP_AGENT_PID
 np_wait_agent "$NS_A" "$PORT" "$IF_A" "$PID" "$LOG"

@@ -132,9 +132,12 @@ def main() -> int:
             sh("ip", "netns", "add", ns)
             sh("ip", "-n", ns, "link", "set", "lo", "up")
         logf = tempfile.NamedTemporaryFile(prefix="npb-ifc-", suffix=".log", delete=False)
+        # a state directory of its own (the history store of other runs would change the RSS)
+        state = tempfile.TemporaryDirectory(prefix="npb-ifc-state-")
         agent = subprocess.Popen(["ip", "netns", "exec", NS_A, AGENT, f"--metrics-port={PORT}",
                                   "--metrics-address=127.0.0.1", "--collect-interval=1s"],
-                                 stdout=logf, stderr=subprocess.STDOUT)
+                                 stdout=logf, stderr=subprocess.STDOUT,
+                                 env=dict(os.environ, NETPROBE_STATE_DIR=state.name))
         for _ in range(200):
             if sh("ip", "netns", "exec", NS_A, "curl", "-sf", "--max-time", "1", f"http://127.0.0.1:{PORT}/readyz",
                   check=False).returncode == 0:

@@ -16,6 +16,7 @@
 #include "decap.h"
 #include "handshake.h"
 #include "udp_timing.h"
+#include "trace.h"
 
 #define NP_TC_ACT_UNSPEC (-1) /* tcx: continue with the next program; clsact: default action */
 #define NP_XDP_PASS 2
@@ -272,6 +273,10 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir, const 
 			hdr_len = vlan_len + pkt.l4_off + 8;
 	}
 	len = np_wire_bytes(len, segs, hdr_len);
+	/* Packet path tracing: one load and a branch while no trace is active. */
+	if (np_trace_on && reason == NP_MAL_NONE && pkt.has_l3)
+		np_trace_packet(&pkt.key, dir == NP_DIR_INGRESS ? NP_TRACE_TC_INGRESS : NP_TRACE_TC_EGRESS, ifindex,
+				skb->len);
 	/* As at XDP, a dropped packet is counted by its rule only, not as traffic. */
 	if (block && np_mitigate != NP_MITIGATE_OFF && pkt.has_l3 && np_source_blocked(&pkt.key.src_ip, segs, len))
 		return NP_TC_ACT_SHOT;
@@ -368,11 +373,27 @@ int netprobe_tc_in_l3_block(struct __sk_buff *skb)
 	return np_tc_handle(skb, NP_DIR_INGRESS, true, true);
 }
 
+/* XDP sees frames before anything parsed them: parsed here, only while a trace is
+ * active. Global function: verified once on its own. */
+__attribute__((noinline)) int np_trace_xdp(struct xdp_md *ctx)
+{
+	if (!ctx)
+		return 0;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct np_packet pkt = {};
+	if (np_parse_frame(data, data_end, (__u64)(data_end - data), &pkt) != NP_MAL_NONE || !pkt.has_l3)
+		return 0;
+	return np_trace_packet(&pkt.key, NP_TRACE_XDP, ctx->ingress_ifindex, (__u32)(data_end - data));
+}
+
 SEC("xdp")
 int netprobe_xdp(struct xdp_md *ctx)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u64 len = (__u64)(ctx->data_end - ctx->data);
+	if (np_trace_on)
+		np_trace_xdp(ctx);
 	np_device_add(&xdp_device_stats, &xdp_device_stats_hi, ifindex, NP_DIR_INGRESS, 1, 1, len,
 		      NP_MAP_XDP_DEVICE_STATS);
 	if (np_mitigate != NP_MITIGATE_OFF && np_xdp_blocked(ctx, len))

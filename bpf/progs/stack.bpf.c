@@ -7,6 +7,8 @@
  *  - tcp:tcp_probe             srtt and snd_cwnd log2 histograms
  *  - skb:kfree_skb             drops by the kernel's drop reason, location and 5-tuple
  *  - netfilter                 packets/bytes per hook x family x protocol
+ *  - packet path tracing       netfilter stages, drops, socket reads/writes of traced
+ *                              flows (bpf/lib/trace.h; attached only while a trace runs)
  * User space disables (autoload off) whatever the running kernel lacks. Every
  * program only observes; the netfilter program always returns NF_ACCEPT. */
 #include "vmlinux.h"
@@ -18,6 +20,7 @@
 #include "stack_maps.h"
 #include "parse.h" /* the IP protocol numbers */
 #include "lookup.h"
+#include "trace.h"
 
 #define NP_NF_ACCEPT 1
 #define NP_AF_INET 2
@@ -313,50 +316,66 @@ int BPF_PROG(netprobe_tcp_probe, const struct sock *sk, const struct sk_buff *sk
 	return 0;
 }
 
-/* The dropped packet's 5-tuple from its IP header (skb->head + network_header); nothing
- * when the header is not set or not IP (an early drop before the IP layer). */
-static __always_inline void np_drop_flow(const struct sk_buff *skb, __u32 reason)
+/* The 5-tuple of skb's IP header (skb->head + network_header) into k (IPv4 stored
+ * IPv4-mapped; ports 0 for other protocols and later fragments); 0 when the header is not
+ * set or not IP (an early drop before the IP layer). Probe reads: any skb pointer. */
+static __always_inline int np_skb_tuple(const struct sk_buff *skb, struct flow_key *k)
 {
 	unsigned char *head = BPF_CORE_READ(skb, head);
 	__u16 nh = BPF_CORE_READ(skb, network_header);
 	__u16 proto_be = BPF_CORE_READ(skb, protocol);
 	if (!head || nh == (__u16)~0U)
-		return;
-	struct np_drop_flow_key k = {.reason = reason > 0xffff ? 0xffff : (__u16)reason};
+		return 0;
 	__u32 l4 = 0;
 	int ports = 0;
 	if (proto_be == bpf_htons(0x0800)) {
 		struct iphdr ip;
 		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh) || ip.version != 4 || ip.ihl < 5)
-			return;
-		k.family = 4;
-		k.saddr.v4m.pad[2] = bpf_htonl(0x0000ffff);
-		k.saddr.v4m.v4 = ip.saddr;
-		k.daddr.v4m.pad[2] = bpf_htonl(0x0000ffff);
-		k.daddr.v4m.v4 = ip.daddr;
-		k.proto = ip.protocol;
+			return 0;
+		k->family = 4;
+		k->src_ip.v4m.pad[2] = bpf_htonl(0x0000ffff);
+		k->src_ip.v4m.v4 = ip.saddr;
+		k->dst_ip.v4m.pad[2] = bpf_htonl(0x0000ffff);
+		k->dst_ip.v4m.v4 = ip.daddr;
+		k->proto = ip.protocol;
 		l4 = (__u32)nh + (__u32)ip.ihl * 4;
 		ports = !(ip.frag_off & bpf_htons(0x1fff)); /* the first fragment carries them */
 	} else if (proto_be == bpf_htons(0x86DD)) {
 		struct ipv6hdr ip6;
 		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh) || ip6.version != 6)
-			return;
-		k.family = 6;
-		__builtin_memcpy(k.saddr.v6, &ip6.saddr, 16);
-		__builtin_memcpy(k.daddr.v6, &ip6.daddr, 16);
-		k.proto = ip6.nexthdr;
+			return 0;
+		k->family = 6;
+		__builtin_memcpy(k->src_ip.v6, &ip6.saddr, 16);
+		__builtin_memcpy(k->dst_ip.v6, &ip6.daddr, 16);
+		k->proto = ip6.nexthdr;
 		l4 = (__u32)nh + sizeof(ip6);
 		ports = 1;
 	} else {
-		return;
+		return 0;
 	}
-	if (ports && (k.proto == NP_IPPROTO_TCP || k.proto == NP_IPPROTO_UDP)) {
+	if (ports && (k->proto == NP_IPPROTO_TCP || k->proto == NP_IPPROTO_UDP)) {
 		__u16 p[2];
 		if (!bpf_probe_read_kernel(p, sizeof(p), head + l4)) {
-			k.sport = bpf_ntohs(p[0]);
-			k.dport = bpf_ntohs(p[1]);
+			k->src_port = bpf_ntohs(p[0]);
+			k->dst_port = bpf_ntohs(p[1]);
 		}
 	}
+	return 1;
+}
+
+/* The dropped packet's 5-tuple, counted per reason in drop_flows. */
+static __always_inline void np_drop_flow(const struct sk_buff *skb, __u32 reason)
+{
+	struct flow_key f = {};
+	if (!np_skb_tuple(skb, &f))
+		return;
+	struct np_drop_flow_key k = {.reason = reason > 0xffff ? 0xffff : (__u16)reason};
+	k.family = f.family;
+	__builtin_memcpy(&k.saddr, &f.src_ip, sizeof(k.saddr));
+	__builtin_memcpy(&k.daddr, &f.dst_ip, sizeof(k.daddr));
+	k.proto = f.proto;
+	k.sport = f.src_port;
+	k.dport = f.dst_port;
 	__u64 one = 1;
 	__u64 *n = 0;
 	enum np_lookup_result r = np_lookup_or_init(&drop_flows, &k, &one, (void **)&n);
@@ -364,6 +383,29 @@ static __always_inline void np_drop_flow(const struct sk_buff *skb, __u32 reason
 		*n += 1;
 	else if (r == NP_FAILED)
 		np_stack_error(NP_STACK_ERR_DROP_FLOW);
+}
+
+/* A traced flow's drop: counted at the netfilter stage this skb last reached on this
+ * CPU, else before netfilter (received, or locally sent); user space refines the
+ * stage by reason (socket-level reasons: the socket). skb_addr: the skb's address as a
+ * number, compared with what the netfilter stages remembered. */
+static __always_inline void np_trace_drop(const struct sk_buff *skb, __u64 skb_addr, __u32 reason)
+{
+	struct flow_key k = {};
+	if (!np_skb_tuple(skb, &k))
+		return;
+	int m = np_trace_find(&k, 0);
+	if (!m)
+		return;
+	__u32 slot = (__u32)(m - 1) / NP_TRACE_DIRS;
+	__u32 dir = (__u32)(m - 1) % NP_TRACE_DIRS;
+	__u32 stage = BPF_CORE_READ(skb, skb_iif) ? NP_TRACE_STAGE_BEFORE_NF_RX : NP_TRACE_STAGE_BEFORE_NF_TX;
+	struct np_trace_last *l = bpf_map_lookup_elem(&trace_last, &slot);
+	if (l && l->skb == skb_addr) {
+		stage = l->stage;
+		l->skb = 0; /* the skb is gone: its address may come back as another packet */
+	}
+	np_trace_count_key(&trace_drops, slot, dir, stage, reason, NP_TRACE_ERR_DROPS);
 }
 
 SEC("tp_btf/kfree_skb")
@@ -387,6 +429,12 @@ int BPF_PROG(netprobe_kfree_skb, struct sk_buff *skb, void *location, enum skb_d
 	else if (r == NP_FAILED)
 		np_stack_error(NP_STACK_ERR_DROP_LOC);
 	np_drop_flow(skb, (__u32)reason);
+	if (np_trace_on) {
+		/* the skb's address as a number (ctx[0] holds it): compared, never dereferenced */
+		__u64 addr = 0;
+		bpf_probe_read_kernel(&addr, sizeof(addr), &ctx[0]);
+		np_trace_drop(skb, addr, (__u32)reason);
+	}
 	return 0;
 }
 
@@ -435,6 +483,136 @@ int netprobe_nf(struct bpf_nf_ctx *ctx)
 		c->bytes += skb->len;
 	}
 	return NP_NF_ACCEPT;
+}
+
+/* Packet path tracing at the five netfilter hooks: attached (both families) only while
+ * a trace is active, at the first priority there is (before conntrack, NAT and every
+ * filter chain), so a packet a rule drops was seen at its hook first. */
+SEC("netfilter")
+int netprobe_nf_trace(struct bpf_nf_ctx *ctx)
+{
+	const struct nf_hook_state *st = ctx->state;
+	struct sk_buff *skb = ctx->skb;
+	if (!st || !skb || !np_trace_on)
+		return NP_NF_ACCEPT;
+	__u32 hook = st->hook;
+	if (hook > 4)
+		return NP_NF_ACCEPT;
+	/* the device the packet came in on (prerouting, input), or goes out of */
+	struct net_device *dev = hook <= 1 ? st->in : st->out;
+	__u32 ifindex = dev ? BPF_CORE_READ(dev, ifindex) : 0;
+	struct flow_key k = {};
+	if (!np_skb_tuple(skb, &k))
+		return NP_NF_ACCEPT;
+	int m = np_trace_packet(&k, NP_TRACE_PREROUTING + hook, ifindex, skb->len);
+	if (m) {
+		/* remembered for a drop of this skb (a later rule of this hook, or later) */
+		__u32 slot = (__u32)(m - 1) / NP_TRACE_DIRS;
+		struct np_trace_last *l = bpf_map_lookup_elem(&trace_last, &slot);
+		if (l) {
+			__u64 addr = 0;
+			bpf_probe_read_kernel(&addr, sizeof(addr), &ctx->skb);
+			l->skb = addr;
+			l->stage = NP_TRACE_PREROUTING + hook;
+			l->dir = (__u32)(m - 1) % NP_TRACE_DIRS;
+		}
+	}
+	return NP_NF_ACCEPT;
+}
+
+/* A socket's flow as its packets travel: rx (read) remote -> local, else local ->
+ * remote. An unconnected or unbound side is all zero (the trace's wildcard match). */
+static __always_inline void np_sock_tuple(const struct sock *sk, struct flow_key *k, int rx)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	union np_addr local = {}, remote = {};
+	if (family == NP_AF_INET6) {
+		k->family = 6;
+		BPF_CORE_READ_INTO(&local.v6, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&remote.v6, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		k->family = 4;
+		local.v4m.pad[2] = bpf_htonl(0x0000ffff);
+		local.v4m.v4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		remote.v4m.pad[2] = bpf_htonl(0x0000ffff);
+		remote.v4m.v4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+	}
+	__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	k->proto = (__u8)BPF_CORE_READ(sk, sk_protocol);
+	if (k->proto != NP_IPPROTO_TCP && k->proto != NP_IPPROTO_UDP)
+		lport = rport = 0; /* ICMP and raw sockets: the flows have no ports */
+	if (rx) {
+		k->src_ip = remote;
+		k->dst_ip = local;
+		k->src_port = rport;
+		k->dst_port = lport;
+	} else {
+		k->src_ip = local;
+		k->dst_ip = remote;
+		k->src_port = lport;
+		k->dst_port = rport;
+	}
+}
+
+/* A process moved len bytes through a socket of a traced flow (its own context: the
+ * process is the current task). */
+static __always_inline void np_trace_sock(const struct sock *sk, int len, int rx)
+{
+	struct flow_key k = {};
+	np_sock_tuple(sk, &k, rx);
+	int m = np_trace_find(&k, 1);
+	if (!m)
+		return;
+	__u32 idx = (__u32)(m - 1) * NP_TRACE_STAGE_MAX + NP_TRACE_SOCKET;
+	struct np_counter *c = bpf_map_lookup_elem(&trace_counts, &idx);
+	if (c) {
+		c->packets += 1;
+		c->bytes += (__u64)len;
+	}
+	struct np_trace_proc_key pk = {
+		.slot = (__u8)((__u32)(m - 1) / NP_TRACE_DIRS),
+		.dir = (__u8)((__u32)(m - 1) % NP_TRACE_DIRS),
+		.tgid = (__u32)(bpf_get_current_pid_tgid() >> 32),
+	};
+	struct np_trace_proc *p = bpf_map_lookup_elem(&trace_procs, &pk);
+	if (p) {
+		__sync_fetch_and_add(&p->calls, 1);
+		__sync_fetch_and_add(&p->bytes, (__u64)len);
+		return;
+	}
+	struct np_trace_proc init = {.calls = 1, .bytes = (__u64)len};
+	bpf_get_current_comm(&init.comm, sizeof(init.comm));
+	long r = bpf_map_update_elem(&trace_procs, &pk, &init, BPF_NOEXIST);
+	if (r == -17 /* EEXIST: the same process on another CPU */) {
+		p = bpf_map_lookup_elem(&trace_procs, &pk);
+		if (p) {
+			__sync_fetch_and_add(&p->calls, 1);
+			__sync_fetch_and_add(&p->bytes, (__u64)len);
+		}
+	} else if (r) {
+		np_trace_error(NP_TRACE_ERR_PROCS);
+	}
+}
+
+#define NP_MSG_PEEK 2
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(netprobe_sock_recv, struct sock *sk, int ret, int flags)
+{
+	if (!np_trace_on || ret <= 0 || (flags & NP_MSG_PEEK) || !sk || !np_sk_wanted(sk))
+		return 0;
+	np_trace_sock(sk, ret, 1);
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(netprobe_sock_send, struct sock *sk, int ret, int flags)
+{
+	if (!np_trace_on || ret <= 0 || !sk || !np_sk_wanted(sk))
+		return 0;
+	np_trace_sock(sk, ret, 0);
+	return 0;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -20,6 +20,7 @@
 #include <optional>
 #include <set>
 
+#include <netprobe/collector/trace.hpp>
 #include <netprobe/analysis/qos.hpp>
 #include <netprobe/analysis/series.hpp>
 #include <netprobe/analysis/forecast/stage.hpp>
@@ -59,6 +60,9 @@
 #include <netprobe/metrics/server.hpp>
 #include <netprobe/sinks/clickhouse.hpp>
 #include <netprobe/history/cluster.hpp>
+#include <netprobe/history/prometheus.hpp>
+#include <netprobe/metrics/topology_history.hpp>
+#include <netprobe/analysis/edge_counters.hpp>
 #include <netprobe/sinks/flow_log.hpp>
 #include <netprobe/sinks/ipfix.hpp>
 #include <netprobe/util/capabilities.hpp>
@@ -225,6 +229,8 @@ public:
         link_source->schedule(*background);
         collector.addSource(link_source);
         collector.addSource(std::make_shared<netprobe::collector::ConntrackSource>());
+        // The devices' own error and drop counters, every collection (interface-errors diagnosis).
+        collector.addSource(std::make_shared<netprobe::collector::LinkCountersSource>());
 
         // The stack monitor is optional: if it cannot start, the core keeps working.
         std::unique_ptr<netprobe::ebpf::StackMonitor> stack;
@@ -298,7 +304,35 @@ public:
             spdlog::info("per-cgroup traffic off (--cgroup-traffic=off)");
         }
 
+        // Packet path tracing: off until an API request queues a trace; the trace source
+        // arms it (datapath XDP/TC, and with the stack monitor netfilter, drops, sockets).
+        std::shared_ptr<netprobe::collector::TraceQueue> trace_queue;
+        {
+            std::vector<netprobe::ebpf::TraceMaps> objs;
+            auto dm = netprobe::ebpf::datapathTraceMaps([&](netprobe::ebpf::DatapathMap w) { return mgr.mapFd(w); });
+            std::function<netprobe::Result<void>(bool)> hooks;
+            std::function<std::size_t()> links;
+            std::vector<std::string> reasons;
+            if (dm) objs.push_back(std::move(*dm));
+            else spdlog::warn("packet path tracing: datapath maps: {}", dm.error().what());
+            if (stack) {
+                if (auto sm = stack->traceMaps()) objs.push_back(std::move(*sm));
+                else spdlog::warn("packet path tracing: stack monitor maps: {}", sm.error().what());
+                auto* st = stack.get();
+                hooks = [st](bool on) { return st->setTraceHooks(on); };
+                links = [st] { return st->traceLinks(); };
+                if (auto n = netprobe::ebpf::dropReasonNamesFromKernelBtf()) reasons = std::move(*n);
+            }
+            if (!objs.empty()) {
+                auto tracer = std::make_shared<netprobe::ebpf::PacketTracer>(std::move(objs), std::move(hooks));
+                trace_queue = std::make_shared<netprobe::collector::TraceQueue>();
+                collector.addSource(std::make_shared<netprobe::collector::TraceSource>(tracer, trace_queue, std::move(reasons),
+                                                                                       std::move(links)));
+            }
+        }
+
         auto cfg = netprobe::metrics::DefaultServerConfig();
+        cfg.trace = trace_queue;
         cfg.port = opts_.metrics_port;
         cfg.address = opts_.metrics_address;
         cfg.talkers.selector.k = opts_.top_talkers;
@@ -355,8 +389,28 @@ public:
         go.workloads = opts_.workload_metrics;
         pipeline->addStage(std::make_unique<netprobe::analysis::Grouping>(cfg.attribution, go));
         pipeline->addStage(std::make_unique<netprobe::analysis::TopTalkers>(cfg.talkers));
-        pipeline->addStage(std::make_unique<netprobe::analysis::Topology>(netprobe::analysis::TopologyOptions{},
-                                                                          cfg.attribution));
+        // This node's subnets (interface addresses and routes: segments "subnet:<cidr>"),
+        // dumped over netlink every 10 s in the background, read by the topology at each run.
+        netprobe::analysis::TopologyOptions topo_opts;
+        {
+            auto subnets = std::make_shared<std::atomic<std::shared_ptr<const netprobe::analysis::LocalSubnets>>>();
+            auto refresh = [subnets] {
+                auto prefixes = netprobe::ebpf::dumpPrefixes();
+                if (!prefixes) {
+                    spdlog::debug("topology: local subnets: {}", prefixes.error().what());
+                    return;
+                }
+                std::vector<netprobe::analysis::LocalSubnet> list;
+                for (const auto& p : *prefixes)
+                    if (auto s = netprobe::analysis::localSubnet(p.addr, p.len)) list.push_back(std::move(*s));
+                subnets->store(std::make_shared<const netprobe::analysis::LocalSubnets>(
+                    netprobe::analysis::normalizeSubnets(std::move(list))));
+            };
+            refresh();
+            background->every("topology: local subnets", std::chrono::seconds(10), refresh);
+            topo_opts.subnets = [subnets] { return subnets->load(); };
+        }
+        pipeline->addStage(std::make_unique<netprobe::analysis::Topology>(topo_opts, cfg.attribution));
         if (opts_.qos) pipeline->addStage(std::make_unique<netprobe::analysis::Qos>());
         // Bottlenecks and hotspots (/api/v1/bottlenecks): links, qdiscs, accept queues,
         // conntrack, edges; after the topology and QoS views it reads.
@@ -387,6 +441,27 @@ public:
             cfg.cluster_history = std::make_shared<netprobe::history::ClusterHistory>(std::move(co));
             spdlog::info("history: /api/v1/history reads every node's series from ClickHouse {} database {} "
                          "(this node's store answers while it fails)", ch.url, ch.database);
+        }
+        // The topology's edges as counters for Prometheus (netprobe_topology_edge_*_total:
+        // workloads with Kubernetes, else addresses), and the cluster view read back from it.
+        std::shared_ptr<netprobe::analysis::EdgeCounters> edge_counters;
+        if (opts_.topology_edge_series > 0) {
+            netprobe::analysis::EdgeCounterOptions eo;
+            eo.workloads = cfg.attribution && cfg.attribution->kubernetes();
+            eo.series = opts_.topology_edge_series;
+            edge_counters = std::make_shared<netprobe::analysis::EdgeCounters>(eo);
+            cfg.edge_counters = edge_counters;
+        }
+        if (opts_.topology_source_prometheus) {
+            netprobe::history::PrometheusOptions po;
+            po.url = opts_.prometheus_url;
+            po.user = envOr("NETPROBE_PROMETHEUS_USER");
+            po.password = envOr("NETPROBE_PROMETHEUS_PASSWORD");
+            po.bearer_token_file = opts_.prometheus_bearer_token_file;
+            po.ca_file = opts_.prometheus_ca_file;
+            cfg.prometheus_topology = std::make_shared<netprobe::history::PrometheusTopology>(std::move(po));
+            spdlog::info("topology: /api/v1/topology?source=prometheus reads every agent's edge series from {} "
+                         "(this node's graph answers while it fails)", opts_.prometheus_url);
         }
         {
             netprobe::analysis::SeriesOptions sro;
@@ -552,6 +627,20 @@ public:
                 if (w) w->push(std::move(points));
             }));
         }
+        if (history) {
+            // Topology frames (GET /api/v1/topology?at=): each complete slot of the
+            // conversations' figures, once, as per-minute series (metrics/topology_history.hpp).
+            auto frames = std::make_shared<netprobe::metrics::TopologyFrames>();
+            sinks.push_back(pipeline->subscribe([w = history, frames](const auto& v) {
+                if (!v->topology || !v->snapshot) return;
+                if (auto points = frames->take(*v->topology, v->snapshot->taken_at); !points.empty())
+                    w->push(std::move(points));
+            }));
+        }
+        if (edge_counters)
+            sinks.push_back(pipeline->subscribe([edge_counters](const auto& v) {
+                if (v->topology) edge_counters->update(*v->topology, std::chrono::steady_clock::now());
+            }));
         if (history) background->every("history: anomaly model state", std::chrono::seconds(60), save_state);
         if (sec_cfg->enabled) {
             auto source = netprobe::collector::SecuritySource::create(mgr);

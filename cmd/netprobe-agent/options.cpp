@@ -4,7 +4,11 @@
 #include <net/if.h>
 
 #include <netprobe/ebpf/stack_monitor.hpp>
+#include <netprobe/history/prometheus.hpp>
 #include <netprobe/util/duration.hpp>
+#include <unistd.h>
+#include <cerrno>
+#include <cstring>
 #include <netprobe/util/parse.hpp>
 
 #include <cctype>
@@ -275,6 +279,22 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
                    "Where /api/v1/history reads: local (this node's store) or clickhouse (every node's series in the "
                    "first --clickhouse server; the local store answers while it fails)")
         ->capture_default_str();
+    std::string topology_source = "local";
+    app.add_option("--topology-source", topology_source,
+                   "local, or prometheus: GET /api/v1/topology?source=prometheus answers for the whole cluster from the "
+                   "agents' netprobe_topology_edge_* series in --prometheus-url (this node's graph while it fails); "
+                   "requests without source= still get this node's view")
+        ->capture_default_str();
+    app.add_option("--prometheus-url", o.prometheus_url,
+                   "Prometheus server of --topology-source=prometheus: http[s]://HOST:PORT[/PREFIX] (basic auth: env "
+                   "NETPROBE_PROMETHEUS_USER, NETPROBE_PROMETHEUS_PASSWORD)");
+    app.add_option("--prometheus-bearer-token-file", o.prometheus_bearer_token_file,
+                   "File holding a bearer token sent to --prometheus-url (read at each query)");
+    app.add_option("--prometheus-ca-file", o.prometheus_ca_file, "CA certificate(s) to verify an https --prometheus-url");
+    app.add_option("--topology-edge-series", o.topology_edge_series,
+                   "Topology edges exported as netprobe_topology_edge_*_total series (the busiest; the rest as "
+                   "\"other\"); 0: none")
+        ->capture_default_str();
     app.add_option("--state-dir", o.state_dir,
                    "Directory for state that outlives the agent (the history store, the ClickHouse spool)")
         ->envname("NETPROBE_STATE_DIR")
@@ -537,6 +557,19 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
         if (!c) return fail(c.error().what());
         o.clickhouse.push_back(std::move(*c));
     }
+    if (topology_source != "local" && topology_source != "prometheus")
+        return fail("--topology-source " + topology_source + ": expected local or prometheus");
+    o.topology_source_prometheus = topology_source == "prometheus";
+    if (o.topology_source_prometheus && o.prometheus_url.empty())
+        return fail("--topology-source=prometheus needs --prometheus-url");
+    if (!o.prometheus_url.empty()) {
+        if (auto r = history::checkPrometheusUrl(o.prometheus_url); !r) return fail(r.error().what());
+    }
+    for (auto [flag, f] : {std::pair{"--prometheus-bearer-token-file", &o.prometheus_bearer_token_file},
+                           std::pair{"--prometheus-ca-file", &o.prometheus_ca_file}})
+        if (!f->empty() && ::access(f->c_str(), R_OK) != 0)
+            return fail(std::string(flag) + " " + *f + ": cannot read (" + std::strerror(errno) + ")");
+    if (o.topology_edge_series > 100000) return fail("--topology-edge-series: at most 100000");
     if (o.history_source_clickhouse && o.clickhouse.empty())
         return fail("--history-source=clickhouse needs a --clickhouse server (its first one is read)");
     if (o.history_source_clickhouse && !o.clickhouse.front().series)

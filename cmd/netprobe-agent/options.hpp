@@ -70,6 +70,13 @@ struct AgentOptions {
     std::vector<sinks::ipfix::CollectorConfig> ipfix_collectors;  // --ipfix-collector (repeatable)
     std::vector<sinks::ClickHouseConfig> clickhouse;      // --clickhouse (repeatable)
     bool history_source_clickhouse = false;                // --history-source=clickhouse (the first --clickhouse)
+    // The cluster topology from Prometheus (docs/topology.md): --topology-source=prometheus
+    // enables /api/v1/topology?source=prometheus against --prometheus-url.
+    bool topology_source_prometheus = false;               // --topology-source
+    std::string prometheus_url;                            // --prometheus-url
+    std::string prometheus_bearer_token_file;              // --prometheus-bearer-token-file
+    std::string prometheus_ca_file;                        // --prometheus-ca-file
+    std::size_t topology_edge_series = 500;                // --topology-edge-series (0: no per-edge series)
     std::string state_dir = "/var/lib/netprobe";          // --state-dir: the history store, spools
     bool history = true;                                   // --history
     std::chrono::seconds history_minutes{std::chrono::days(7)};   // --history-retention

@@ -217,6 +217,81 @@ Table topologyTable(const nlohmann::json& doc, bool wide) {
     return t;
 }
 
+Table traceTable(const nlohmann::json& doc, bool wide) {
+    Table t;
+    t.header = {"DIRECTION", "STAGE", "PACKETS", "BYTES", "DEVICE", "DROPS"};
+    t.right = {false, false, true, true, false, false};
+    if (wide) {
+        t.header.push_back("IFINDEX");
+        t.right.push_back(true);
+    }
+    const auto path = doc.value("path", nlohmann::json::object());
+    for (const char* dir : {"forward", "reply"}) {
+        for (const auto& st : path.value(dir, nlohmann::json::array())) {
+            std::string devs, idx, drops;
+            for (const char* side : {"in", "out"})
+                for (const auto& d : st.value(side, nlohmann::json::array())) {
+                    devs += (devs.empty() ? "" : ",") + std::string(side) + " " +
+                            (str(d, "name").empty() ? "#" + str(d, "ifindex") : str(d, "name"));
+                    idx += (idx.empty() ? "" : ",") + str(d, "ifindex");
+                }
+            for (const auto& x : st.value("drops", nlohmann::json::array()))
+                drops += (drops.empty() ? "" : ",") + str(x, "reason") + " " + humanCount(num(x, "packets"));
+            std::vector<std::string> r = {dir, str(st, "stage"), humanCount(num(st, "packets")), humanBytes(num(st, "bytes")),
+                                          devs, drops};
+            if (wide) r.push_back(idx);
+            t.rows.push_back(std::move(r));
+        }
+    }
+    return t;
+}
+
+std::string traceSummary(const nlohmann::json& doc) {
+    const auto m = doc.value("match", nlohmann::json::object());
+    auto side = [&](const char* ip, const char* port) {
+        const std::string a = str(m, ip).empty() ? "*" : str(m, ip);
+        return endpoint(a, static_cast<std::uint64_t>(num(m, port)));
+    };
+    std::string out = "trace " + str(doc, "id") + " (" + str(doc, "state") + "): " + side("src", "sport") + " -> " +
+                      side("dst", "dport") + (str(m, "proto").empty() ? "" : " " + str(m, "proto")) + ", " +
+                      str(doc, "seconds") + "s from " + clock(str(doc, "started")) + "\n";
+    if (doc.contains("error")) out += "error: " + str(doc, "error") + "\n";
+    for (const auto& e : doc.value("egress", nlohmann::json::array()))
+        if (str(e, "stage") == "forward")
+            out += "forwarded out of " + (str(e, "name").empty() ? "#" + str(e, "ifindex") : str(e, "name")) + " (" +
+                   str(e, "direction") + ", " + humanCount(num(e, "packets")) + " packets)\n";
+    for (const auto& p : doc.value("processes", nlohmann::json::array()))
+        out += std::string(str(p, "direction") == "forward" ? "delivered to" : "sent by") + " pid " + str(p, "pid") + " (" +
+               str(p, "comm") + "): " + humanCount(num(p, "calls")) + " calls, " + humanBytes(num(p, "bytes")) + "\n";
+    return out;
+}
+
+std::expected<std::map<std::string, std::string>, std::string> parseTraceFlow(const std::vector<std::string>& words) {
+    std::map<std::string, std::string> q;
+    std::size_t i = 0;
+    if (words.size() == 3) q["proto"] = words[i++];
+    if (words.size() - i != 2) return std::unexpected("a flow is [PROTO] SRC[:PORT] DST[:PORT], e.g. udp 198.18.0.1 198.18.0.2:5000");
+    for (const char* side : {"src", "dst"}) {
+        std::string w = words[i++], ip = w, port;
+        if (w.starts_with('[')) {  // [v6]:port
+            const auto close = w.find(']');
+            if (close == std::string::npos) return std::unexpected("\"" + w + "\": no closing ]");
+            ip = w.substr(1, close - 1);
+            if (close + 1 < w.size()) {
+                if (w[close + 1] != ':') return std::unexpected("\"" + w + "\": expected [ADDRESS]:PORT");
+                port = w.substr(close + 2);
+            }
+        } else if (std::count(w.begin(), w.end(), ':') == 1) {  // v4:port (a bare v6 has several)
+            ip = w.substr(0, w.find(':'));
+            port = w.substr(w.find(':') + 1);
+        }
+        if (ip.empty()) return std::unexpected("\"" + w + "\": no address");
+        q[side] = ip;
+        if (!port.empty()) q[std::string(side) == "src" ? "sport" : "dport"] = port;
+    }
+    return q;
+}
+
 Table routesTable(const nlohmann::json& doc, bool wide) {
     Table t;
     t.header = {"SERVICE", "SIDE", "METHOD", "ROUTE", "REQ/S", "ERRORS", "P50", "P99"};
@@ -551,7 +626,7 @@ nlohmann::json refusalJson(const std::string& question, const assistant::CannotA
 }
 
 std::string completionScript(const std::string& shell) {
-    const std::string cmds = "flows connections events interfaces pods intel top requests routes topology diagnose ask mcp completion";
+    const std::string cmds = "flows connections events interfaces pods intel top requests routes topology diagnose trace ask mcp completion";
     const std::string global = "--server --user --password-file --ca-file --insecure --timeout --output -o --color --help";
     if (shell == "bash") {
         return "# netprobe bash completion: source <(netprobe completion bash)\n"
@@ -579,6 +654,8 @@ std::string completionScript(const std::string& shell) {
                "    ask) COMPREPLY=($(compgen -W \"--fail-if-empty --llm --llm-endpoint --llm-model --llm-key-file "
                "--llm-ca-file --llm-timeout --llm-max-rounds --llm-max-result-bytes --anonymize " + global +
                "\" -- \"$cur\")) ;;\n"
+               "    trace) COMPREPLY=($(compgen -W \"--src --dst --sport --dport --protocol --seconds --id --no-wait "
+               "--fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
                "    completion) COMPREPLY=($(compgen -W \"bash zsh\" -- \"$cur\")) ;;\n"
                "    *) COMPREPLY=($(compgen -W \"" + global + "\" -- \"$cur\")) ;;\n"
                "  esac\n"
@@ -740,6 +817,23 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     ask->add_flag("--anonymize", inv.llm.anonymize,
                   "Send addresses and pod, namespace, node, workload and Service names to the model as placeholders "
                   "(ip-1, pod-1, ns-1, ...) and restore them in its answer");
+
+    std::vector<std::string> trace_flow;
+    std::string trace_src, trace_dst;
+    long long trace_sport = -1, trace_dport = -1, trace_seconds = -1, trace_id = -1;
+    auto* trace = app.add_subcommand("trace", "Trace a flow's path through the agent's node for N seconds: XDP, TC, the "
+                                              "netfilter hooks, the socket and process; per-stage packets, drops with "
+                                              "the kernel's reason, the egress device (GET /api/v1/trace)");
+    trace->add_option("flow", trace_flow, "[PROTO] SRC[:PORT] DST[:PORT] (or the options below); either direction");
+    trace->add_option("--src", trace_src, "Source address");
+    trace->add_option("--dst", trace_dst, "Destination address");
+    trace->add_option("--sport", trace_sport, "Source port");
+    trace->add_option("--dport", trace_dport, "Destination port");
+    trace->add_option("--protocol", protocol, "tcp, udp, icmp, icmpv6 or a number");
+    trace->add_option("--seconds", trace_seconds, "How long to trace (default 10, at most 300)");
+    trace->add_option("--id", trace_id, "Show trace ID (started earlier) instead of starting one");
+    trace->add_flag("--no-wait{false}", inv.trace_wait, "Print the new trace's id and return at once");
+    trace->add_flag("--fail-if-empty", inv.fail_if_empty, "Exit 3 when no packet matched");
 
     auto* comp = app.add_subcommand("completion", "Print a shell completion script (bash or zsh)");
     comp->add_option("shell", inv.shell, "bash or zsh")->required();
@@ -965,6 +1059,35 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
             if (auto u = llm::parseChatUrl(l.endpoint); !u) return fail(u.error().message);
         if (l.mode == LlmSettings::Mode::Always && l.endpoint.empty())
             return fail("ask --llm=always needs --llm-endpoint (or env NETPROBE_LLM_ENDPOINT)");
+    } else if (trace->parsed()) {
+        inv.kind = Invocation::Kind::Trace;
+        inv.path = "/api/v1/trace";
+        if (trace_id != -1) {
+            if (trace_id < 1) return fail("invalid --id " + std::to_string(trace_id));
+            if (!trace_flow.empty() || !trace_src.empty() || !trace_dst.empty())
+                return fail("trace: --id shows a trace; a flow starts one, not both");
+            inv.query["id"] = std::to_string(trace_id);
+        } else {
+            if (!trace_flow.empty()) {
+                auto q = parseTraceFlow(trace_flow);
+                if (!q) return fail("trace: " + q.error());
+                inv.query = std::move(*q);
+            }
+            if (!trace_src.empty()) inv.query["src"] = trace_src;
+            if (!trace_dst.empty()) inv.query["dst"] = trace_dst;
+            if (!protocol.empty()) inv.query["proto"] = protocol;
+            if ((trace_sport != -1 && (trace_sport < 1 || trace_sport > 65535)) ||
+                (trace_dport != -1 && (trace_dport < 1 || trace_dport > 65535)))
+                return fail("invalid port: 1-65535");
+            if (trace_sport != -1) inv.query["sport"] = std::to_string(trace_sport);
+            if (trace_dport != -1) inv.query["dport"] = std::to_string(trace_dport);
+            if (trace_seconds != -1) {
+                if (trace_seconds < 1 || trace_seconds > 300) return fail("invalid --seconds " + std::to_string(trace_seconds) + ": 1-300");
+                inv.query["seconds"] = std::to_string(trace_seconds);
+            }
+            if (!inv.query.contains("src") && !inv.query.contains("dst"))
+                return fail("trace: give a flow ([PROTO] SRC[:PORT] DST[:PORT]), --src/--dst, or --id");
+        }
     } else if (comp->parsed()) {
         if (inv.shell != "bash" && inv.shell != "zsh") return fail("completion: expected bash or zsh");
         inv.kind = Invocation::Kind::Completion;

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <expected>
 #include <map>
 #include <string>
 #include <vector>
@@ -55,7 +56,7 @@ struct LlmSettings {
 // What one invocation does.
 struct Invocation {
     enum class Kind { None, Flows, Connections, Events, Interfaces, Pods, TopTalkers, TopPorts, TopEndpoints,
-                      TopDrops, TopRetransmits, Diagnose, Completion, Requests, Routes, Topology, Intel, Mcp, Ask };
+                      TopDrops, TopRetransmits, Diagnose, Completion, Requests, Routes, Topology, Intel, Mcp, Ask, Trace };
     Kind kind = Kind::None;
     Connection conn;
     Output output = Output::Table;
@@ -73,6 +74,7 @@ struct Invocation {
     std::size_t mcp_max_result_bytes = 64 * 1024;  // mcp --max-result-bytes: a tool result's JSON text
     std::string question;      // ask: the question, its words joined by spaces
     LlmSettings llm;           // ask: the optional LLM
+    bool trace_wait = true;    // trace: wait until it finished (--no-wait: print its id)
 };
 
 struct ParseResult {
@@ -124,6 +126,14 @@ enum class TopBy { Talkers, Ports, Endpoints };
 [[nodiscard]] Table routesTable(const nlohmann::json& doc, bool wide);
 // topology: the service map's edges (GET /api/v1/topology), busiest first.
 [[nodiscard]] Table topologyTable(const nlohmann::json& doc, bool wide);
+// netprobe trace: one trace's path (GET /api/v1/trace?id=): a row per direction and stage
+// in path order with packets, bytes, devices and drops.
+[[nodiscard]] Table traceTable(const nlohmann::json& doc, bool wide);
+[[nodiscard]] std::string traceSummary(const nlohmann::json& doc);
+// "tcp 198.18.0.1:40000 198.18.0.2:80" (protocol optional, ports optional, [v6]:port) ->
+// the API's start parameters; an error names the word.
+[[nodiscard]] std::expected<std::map<std::string, std::string>, std::string> parseTraceFlow(
+    const std::vector<std::string>& words);
 
 // diagnose: each finding as a block (severity, rule, subject, evidence, cause, fix, query).
 [[nodiscard]] std::string diagnosisText(const nlohmann::json& doc, bool color);

@@ -230,6 +230,40 @@ int run(const Invocation& inv) {
             }
             return done(print(inv.kind == K::Requests ? requestsTable(doc, wide) : routesTable(doc, wide), doc));
         }
+        case K::Trace: {
+            // Start one (unless --id), then poll it until it finished (the agent arms it at its
+            // next collection and ends it at the first collection after its time).
+            std::string id;
+            double seconds = 10;
+            if (inv.query.contains("id")) {
+                id = inv.query.at("id");
+            } else {
+                auto started = api.getJson(inv.path, inv.query);
+                id = std::to_string(started.value("id", 0ull));
+                seconds = started.value("seconds", 10.0);
+                if (!inv.trace_wait) {
+                    if (json) std::cout << started.dump(2) << "\n";
+                    else std::cout << "trace " << id << " started (" << seconds << "s): netprobe trace --id " << id << "\n";
+                    return kExitOk;
+                }
+                if (!json) std::cerr << "tracing for " << seconds << "s (trace " << id << ")...\n";
+            }
+            const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds + 60);
+            nlohmann::json doc;
+            for (;;) {
+                doc = api.getJson(inv.path, {{"id", id}});
+                const std::string state = doc.value("state", "");
+                if (state == "finished" || state == "failed" || !inv.trace_wait) break;
+                if (std::chrono::steady_clock::now() > deadline) throw Failure{"trace " + id + " did not finish in time"};
+                std::this_thread::sleep_for(std::chrono::milliseconds(500));
+            }
+            if (doc.value("state", "") == "failed") {
+                std::cerr << "netprobe: trace " << id << " failed: " << doc.value("error", "") << "\n";
+                return kExitError;
+            }
+            if (!json) std::cout << traceSummary(doc);
+            return done(print(traceTable(doc, wide), doc));
+        }
         case K::Topology: {
             auto doc = api.getJson(inv.path, inv.query);
             if (!doc.value("enabled", true) && !json) {

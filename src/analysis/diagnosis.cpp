@@ -1,9 +1,15 @@
 #include "netprobe/analysis/diagnosis.hpp"
 
+#include <netinet/in.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <tuple>
 
 #include <netprobe/analysis/bottlenecks.hpp>
+#include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/forecast/stage.hpp>
 #include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/analysis/security/stage.hpp>
@@ -115,6 +121,332 @@ DropAdvice dropAdvice(const std::string& r) {
             false};
 }
 
+namespace {
+
+// What each kind of device counter means, and what to do about it.
+struct CounterAdvice {
+    const char* cause;
+    std::vector<std::string> fix;  // IFACE: the interface
+};
+
+CounterAdvice counterAdvice(std::string_view counter, std::string_view kind) {
+    if (counter == "rx_missed_errors" || counter == "rx_over_errors" || counter == "rx_fifo_errors")
+        return {"the NIC ran out of receive descriptors: frames arrived faster than the driver drained its ring "
+                "(a ring too small for bursts, one queue or CPU overloaded, interrupt coalescing)",
+                {"ethtool -g IFACE; ethtool -G IFACE rx 4096   # raise the RX ring to its maximum",
+                 "ethtool -l IFACE; ethtool -L IFACE combined N   # more queues (RSS) spread over the CPUs",
+                 "ethtool -S IFACE | grep -iE 'miss|fifo|no_buf|drop'   # which queue overflows",
+                 "sysctl -w net.core.netdev_budget=600 net.core.netdev_budget_usecs=8000"}};
+    if (counter == "rx_crc_errors" || counter == "rx_frame_errors")
+        return {"frames arrived corrupted (bad FCS, misaligned): a faulty cable, transceiver or port, or a speed/duplex "
+                "mismatch with the switch",
+                {"ethtool IFACE   # speed, duplex, auto-negotiation on both ends",
+                 "ethtool -S IFACE | grep -iE 'crc|align|symbol|fcs'; ethtool -m IFACE   # optics levels",
+                 "replace the cable/SFP or move to another switch port; update the NIC firmware (ethtool -i IFACE)"}};
+    if (counter == "rx_length_errors")
+        return {"frames of an invalid length: usually larger than this interface's MTU (the peer or switch uses a "
+                "bigger MTU)",
+                {"ip link show dev IFACE   # compare the MTU with the peer's and the switch's",
+                 "ip link set dev IFACE mtu 9000   # or lower the peer's MTU to this one"}};
+    if (counter == "rx_errors")
+        return {"the device received bad frames (the detailed counters say which kind; none moved: the driver counts "
+                "them only here)",
+                {"ip -s -s link show dev IFACE; ethtool -S IFACE | grep -iE 'err|crc|drop'",
+                 "dmesg | grep -i IFACE   # driver resets, firmware errors"}};
+    if (counter == "rx_dropped")
+        return {"the stack discarded received frames: a protocol or VLAN nothing handles, a full per-CPU backlog "
+                "(net.core.netdev_max_backlog) or XDP/driver drops",
+                {"ip -s -s link show dev IFACE; cat /proc/net/softnet_stat   # 2nd column: backlog drops per CPU",
+                 "sysctl -w net.core.netdev_max_backlog=16384",
+                 "netprobe top drops   # the kernel's drop reasons"}};
+    if (counter == "tx_dropped")
+        return {kind == "veth"
+                    ? "packets were dropped on their way out; on a veth: its peer end is down (or being deleted) or the "
+                      "peer's receive backlog is full"
+                    : "packets were dropped on their way out: the device queue was full or stopped, the link has no "
+                      "carrier, or the driver refused them",
+                kind == "veth"
+                    ? std::vector<std::string>{"ip link show dev IFACE   # NO-CARRIER / M-DOWN: the peer is down",
+                                               "ip -n PEER_NETNS link set PEER up   # bring the peer end up (or remove the "
+                                               "stale veth)",
+                                               "sysctl -w net.core.netdev_max_backlog=16384   # a full peer backlog"}
+                    : std::vector<std::string>{"ip link show dev IFACE   # state, NO-CARRIER, qlen",
+                                               "ip link set dev IFACE txqueuelen 10000",
+                                               "tc -s qdisc show dev IFACE   # a shaper or queue limit dropping",
+                                               "ethtool -g IFACE; ethtool -G IFACE tx 4096   # TX ring"}};
+    if (counter == "tx_carrier_errors" || counter == "tx_aborted_errors" || counter == "tx_heartbeat_errors")
+        return {"the carrier was lost while sending: a flapping link (cable, transceiver, switch port) or the driver "
+                "resetting",
+                {"ethtool IFACE; ip -s -s link show dev IFACE",
+                 "dmesg | grep -iE 'IFACE|link is (up|down)|tx timeout'   # link flaps, transmit timeouts",
+                 "ethtool -i IFACE   # driver and firmware versions: update them"}};
+    if (counter == "collisions" || counter == "tx_window_errors")
+        return {"collisions (late ones: tx_window_errors): a half-duplex link or a duplex mismatch with the switch",
+                {"ethtool IFACE   # Duplex: Half is the problem",
+                 "ethtool -s IFACE autoneg on   # or set the same speed/duplex on both ends"}};
+    if (counter == "tx_fifo_errors")
+        return {"the device's transmit FIFO underran: the driver or DMA could not feed it in time (driver or firmware "
+                "problem, PCIe or memory pressure)",
+                {"ethtool -i IFACE   # update the driver/firmware", "ethtool -S IFACE | grep -iE 'fifo|underrun'"}};
+    if (counter == "tx_errors")
+        return {"the device failed to send packets (the detailed counters say which kind; none moved: the driver "
+                "counts them only here)",
+                {"ip -s -s link show dev IFACE; ethtool -S IFACE | grep -iE 'err|drop'",
+                 "dmesg | grep -i IFACE   # driver resets, transmit timeouts"}};
+    return {"frames for a device not designated to receive them (a bond or team backup port)", {}};
+}
+
+bool isDropCounter(std::string_view c) {
+    return c == "rx_dropped" || c == "tx_dropped" || c == "rx_missed_errors";
+}
+
+std::string replaceAll(std::string s, std::string_view from, const std::string& to) {
+    for (std::size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) s.replace(p, from.size(), to);
+    return s;
+}
+
+}  // namespace
+
+std::vector<Finding> interfaceErrorFindings(const std::vector<InterfaceWindow>& ifaces, const DiagnosisOptions& o) {
+    std::vector<Finding> out;
+    for (const auto& w : ifaces) {
+        bool fires = false, critical = false;
+        const double rx = static_cast<double>(w.delta.rx_packets), tx = static_cast<double>(w.delta.tx_packets);
+        for (const auto& c : ebpf::kLinkErrorCounters) {
+            const std::uint64_t n = w.delta.*(c.field);
+            if (n == 0 || std::string_view(c.name) == "rx_nohandler") continue;  // bond/team backups: normal
+            if (n < (isDropCounter(c.name) ? o.interface_drops_min : o.interface_errors_min)) continue;
+            fires = true;
+            // at least 1% of what the direction carried (or everything: nothing got through)
+            const double carried = c.rx ? rx : tx;
+            if (static_cast<double>(n) >= 0.01 * (carried + static_cast<double>(n))) critical = true;
+        }
+        if (!fires) continue;
+        Finding f;
+        f.rule = "interface_errors";
+        f.subject = w.name;
+        f.severity = critical ? "critical" : "warning";
+        std::vector<std::string> moved, causes;
+        std::vector<std::string> fix;
+        for (const auto& c : ebpf::kLinkErrorCounters) {
+            const std::uint64_t n = w.delta.*(c.field);
+            if (n == 0) continue;
+            moved.push_back(std::string(c.name) + " " + fmt(static_cast<double>(n)));
+            f.evidence.push_back({c.name, static_cast<double>(n), "packets"});
+            f.evidence.push_back({std::string(c.name) + "_rate", w.seconds > 0 ? static_cast<double>(n) / w.seconds : 0,
+                                  "packets/s"});
+            auto a = counterAdvice(c.name, w.kind);
+            causes.push_back(std::string(c.name) + ": " + a.cause);
+            for (auto& x : a.fix) {
+                x = replaceAll(std::move(x), "IFACE", w.name);
+                if (std::find(fix.begin(), fix.end(), x) == fix.end()) fix.push_back(std::move(x));
+            }
+        }
+        f.evidence.push_back({"rx_packets", rx, "packets"});
+        f.evidence.push_back({"tx_packets", tx, "packets"});
+        f.evidence.push_back({"window", w.seconds, "seconds"});
+        std::string list;
+        for (const auto& m : moved) list += (list.empty() ? "" : ", ") + m;
+        f.title = "Interface " + w.name + " is dropping or corrupting packets (" + list + " in " + fmt(std::round(w.seconds)) +
+                  " s)";
+        for (const auto& c : causes) f.cause += (f.cause.empty() ? "" : "; ") + c;
+        f.cause += ".";
+        f.fix = std::move(fix);
+        const std::string window = std::to_string(static_cast<long>(o.window.count())) + "s";
+        f.query = "ip -s -s link show dev " + w.name + "; increase(netprobe_interface_errors_total{interface=\"" + w.name +
+                  "\"}[" + window + "]); increase(netprobe_interface_drops_total{interface=\"" + w.name + "\"}[" + window +
+                  "])";
+        out.push_back(std::move(f));
+    }
+    return out;
+}
+
+namespace {
+
+struct Tuple {
+    std::uint8_t family = 0, proto = 0;
+    util::Addr16 src{}, dst{};
+    std::uint16_t sport = 0, dport = 0;
+    auto operator<=>(const Tuple&) const = default;
+    [[nodiscard]] Tuple reversed() const { return {family, proto, dst, src, dport, sport}; }
+};
+
+struct Seen {
+    Tuple t;
+    std::uint64_t packets = 0, bytes = 0, first = 0, last = 0;
+    std::uint8_t flags = 0;
+    std::uint32_t ifindex = 0;
+    std::uint8_t direction = 0;
+};
+
+bool unicast(const util::Addr16& a) {
+    if (util::isV4Mapped(a)) return !(a[12] >= 224 && a[12] <= 239) && !(a[12] == 255 && a[13] == 255 && a[14] == 255 && a[15] == 255);
+    return a[0] != 0xff;
+}
+
+// Request/response services over UDP: every request is answered.
+bool answeredUdpPort(std::uint16_t p) {
+    switch (p) {
+    case 53: case 88: case 123: case 161: case 389: case 443: case 853: case 1812: return true;
+    default: return false;
+    }
+}
+
+// The server's port of a 5-tuple: the non-ephemeral one facing an ephemeral one, else the lower.
+bool serverIsDst(const Tuple& t) {
+    constexpr std::uint16_t ephemeral = 32768;
+    if (t.proto == IPPROTO_UDP && answeredUdpPort(t.dport)) return true;
+    if (t.proto == IPPROTO_UDP && answeredUdpPort(t.sport)) return false;
+    if (t.dport < ephemeral && t.sport >= ephemeral) return true;
+    if (t.sport < ephemeral && t.dport >= ephemeral) return false;
+    return t.dport <= t.sport;
+}
+
+}  // namespace
+
+std::vector<Finding> oneWayFlowFindings(std::span<const FlowRecord> records, std::uint64_t now_ns, const DiagnosisOptions& o,
+                                        const std::function<std::string(std::uint32_t)>& ifname) {
+    // Every TCP/UDP 5-tuple once, with the figures of its busiest interface/direction.
+    std::vector<Seen> seen;
+    seen.reserve(records.size());
+    for (const auto& r : records) {
+        if (r.key.encap != NP_ENCAP_NONE || (r.key.proto != IPPROTO_TCP && r.key.proto != IPPROTO_UDP)) continue;
+        if (r.first_seen_ns == 0 || r.last_seen_ns < r.first_seen_ns) continue;  // no times: nothing to judge
+        Seen x;
+        x.t.family = r.key.family;
+        x.t.proto = r.key.proto;
+        std::memcpy(x.t.src.data(), &r.key.src_ip, 16);
+        std::memcpy(x.t.dst.data(), &r.key.dst_ip, 16);
+        x.t.sport = r.key.src_port;
+        x.t.dport = r.key.dst_port;
+        x.packets = r.packets;
+        x.bytes = r.bytes;
+        x.first = r.first_seen_ns;
+        x.last = r.last_seen_ns;
+        x.flags = r.tcp_flags;
+        x.ifindex = r.key.ifindex;
+        x.direction = r.key.direction;
+        seen.push_back(x);
+    }
+    std::sort(seen.begin(), seen.end(), [](const Seen& a, const Seen& b) {
+        return std::tie(a.t, b.packets) < std::tie(b.t, a.packets);  // busiest first within a tuple
+    });
+    seen.erase(std::unique(seen.begin(), seen.end(), [](const Seen& a, const Seen& b) { return a.t == b.t; }), seen.end());
+    auto has = [&](const Tuple& t) {
+        auto it = std::lower_bound(seen.begin(), seen.end(), t, [](const Seen& a, const Tuple& k) { return a.t < k; });
+        return it != seen.end() && it->t == t;
+    };
+    const std::uint64_t min_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(o.one_way_min).count());
+    const std::uint64_t window_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(o.window).count());
+
+    // Conversations (client, server, server port, protocol) with one direction only.
+    struct Conv {
+        bool client_side = true;  // the direction seen is the client's
+        std::uint64_t packets = 0, bytes = 0, first = UINT64_MAX, last = 0;
+        std::uint8_t flags = 0;
+        std::vector<const Seen*> flows;
+    };
+    std::map<std::tuple<std::uint8_t, util::Addr16, util::Addr16, std::uint16_t, bool>, Conv> convs;
+    for (const auto& x : seen) {
+        if (has(x.t.reversed()) || !unicast(x.t.dst) || !unicast(x.t.src)) continue;
+        const bool to_server = serverIsDst(x.t);
+        const util::Addr16& client = to_server ? x.t.src : x.t.dst;
+        const util::Addr16& server = to_server ? x.t.dst : x.t.src;
+        const std::uint16_t port = to_server ? x.t.dport : x.t.sport;
+        if (x.t.proto == IPPROTO_TCP) {
+            if (x.packets < o.one_way_tcp_packets_min || x.last - x.first < min_ns) continue;
+        } else if (!to_server || !answeredUdpPort(port)) {
+            continue;  // UDP: requests to a service that answers every request, only
+        }
+        auto& c = convs[{x.t.proto, client, server, port, to_server}];
+        c.client_side = to_server;
+        c.packets += x.packets;
+        c.bytes += x.bytes;
+        c.first = std::min(c.first, x.first);
+        c.last = std::max(c.last, x.last);
+        c.flags |= x.flags;
+        c.flows.push_back(&x);
+    }
+    std::vector<std::pair<std::uint64_t, Finding>> found;
+    for (auto& [key, c] : convs) {
+        const auto& [proto, client, server, port, to_server] = key;
+        if (now_ns > c.last && now_ns - c.last > window_ns) continue;  // over before the window
+        if (proto == IPPROTO_UDP && (c.packets < o.one_way_udp_packets_min || c.last - c.first < min_ns)) continue;
+        const bool tcp = proto == IPPROTO_TCP;
+        const std::string pname = tcp ? "tcp" : "udp";
+        const std::string cs = util::formatAddr(client), ss = util::formatEndpoint(server, port);
+        Finding f;
+        f.rule = "one_way_flows";
+        f.subject = pname + " " + cs + " -> " + ss;
+        f.severity = "warning";
+        // TCP: the client acknowledging (ACK without SYN in its direction is not
+        // distinguishable from the OR of flags; ACK with data after the handshake is) means
+        // the server's segments reach it another way.
+        const bool acked = tcp && (c.flags & 0x10) != 0;
+        const double secs = static_cast<double>(c.last - c.first) / 1e9;
+        if (!c.client_side) {
+            f.title = "Only the server's side of " + pname + " " + cs + " -> " + ss +
+                      " crosses this node: the client's packets arrive another way";
+            f.cause = "Asymmetric routing: " + cs + " reaches " + ss + " through another interface or node and only the "
+                      "answers come through here (a second route or uplink, ECMP, a policy route, a direct-return load "
+                      "balancer). Stateful firewalls and conntrack on either path see half a connection and may drop it; "
+                      "a strict rp_filter on the receiving host drops traffic arriving on an interface its route back "
+                      "does not use.";
+        } else if (acked) {
+            f.title = "Asymmetric routing: " + pname + " " + cs + " -> " + ss +
+                      " crosses this node, its replies do not";
+            f.cause = "The client acknowledges the server's segments, so the replies exist but return another way: the "
+                      "server's route back to " + cs + " uses another interface or node (a second route or uplink, ECMP, "
+                      "a policy route, a direct-return/DSR load balancer, where it is by design). Stateful firewalls and "
+                      "conntrack see half a connection (INVALID, UNREPLIED) and may drop it; a strict rp_filter drops the "
+                      "replies on a host whose route to the server points elsewhere.";
+        } else if (tcp) {
+            f.title = "TCP connection attempts " + cs + " -> " + ss + " get no reply through this node";
+            f.cause = "SYNs cross this node and nothing comes back: the destination is down or does not exist, a "
+                      "firewall drops the SYNs beyond this node or the replies, or the replies take another path "
+                      "(asymmetric routing) where a strict rp_filter or a stateful firewall drops them.";
+        } else {
+            f.title = "UDP requests " + cs + " -> " + ss + " get no answer through this node";
+            f.cause = "Requests to a service that answers every request (DNS, NTP, QUIC, ...) cross this node and no "
+                      "answer comes back: nothing listens or the server refuses silently, a firewall drops the requests "
+                      "beyond this node or the answers, or the answers come back another way (asymmetric routing, a "
+                      "server answering from another address).";
+        }
+        f.evidence = {{"packets_seen", static_cast<double>(c.packets), "packets"},
+                      {"bytes_seen", static_cast<double>(c.bytes), "bytes"},
+                      {"packets_back", 0, "packets"},
+                      {"bytes_back", 0, "bytes"},
+                      {"flows", static_cast<double>(c.flows.size()), "flows"},
+                      {"duration", secs, "seconds"}};
+        std::sort(c.flows.begin(), c.flows.end(), [](const Seen* a, const Seen* b) { return a->packets > b->packets; });
+        std::string where;
+        for (std::size_t i = 0; i < c.flows.size() && i < 3; ++i) {
+            const auto& t = c.flows[i]->t;
+            f.evidence.push_back({"flow " + util::formatEndpoint(t.src, t.sport) + " -> " + util::formatEndpoint(t.dst, t.dport),
+                                  static_cast<double>(c.flows[i]->packets), "packets"});
+            if (i == 0)
+                where = ifname(c.flows[i]->ifindex) + (c.flows[i]->direction == NP_DIR_INGRESS ? " ingress" : " egress");
+        }
+        const std::string sip = util::formatAddr(server);
+        f.fix = {"ip route get " + cs + " from " + sip + "   # on " + sip + ": where its replies leave (should be via this node)",
+                 "ip route get " + sip + " from " + cs + " iif " + (where.empty() ? "IFACE" : where.substr(0, where.find(' '))) +
+                     "   # on this node: the forward path",
+                 "sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf.default.rp_filter   # 1 (strict) drops asymmetric "
+                 "returns; 2 (loose) accepts them",
+                 "nft list ruleset | grep -iE 'drop|reject'; iptables-save -c | grep -E 'DROP|REJECT'   # on the return path",
+                 "conntrack -L -s " + cs + " -d " + sip + "   # UNREPLIED / SYN_SENT entries on stateful hops",
+                 "tcpdump -ni any host " + cs + " and host " + sip + "   # on the server: do the requests arrive, where do "
+                 "the answers go"};
+        f.query = "netprobe flows --ip " + cs + " --port " + std::to_string(port) + " -o wide   # " +
+                  (where.empty() ? std::string() : "seen on " + where + "; ") + "no flow " + ss + " -> " + cs;
+        found.emplace_back(c.packets, std::move(f));
+    }
+    std::stable_sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::vector<Finding> out;
+    for (std::size_t i = 0; i < found.size() && i < o.one_way_max_findings; ++i) out.push_back(std::move(found[i].second));
+    return out;
+}
+
 Diagnosis::Counters Diagnosis::countersOf(const collector::Snapshot& s) {
     Counters c;
     if (s.stack) {
@@ -140,11 +472,14 @@ Diagnosis::Counters Diagnosis::countersOf(const collector::Snapshot& s) {
     }
     for (int i = 0; i < NP_MAP_ID_MAX; ++i)
         if (s.map_errors[static_cast<std::size_t>(i)]) c.lost[ebpf::mapName(i)] = s.map_errors[static_cast<std::size_t>(i)];
+    if (s.link_counters)
+        for (const auto& l : s.link_counters->links) c.links[l.ifindex] = l;
     return c;
 }
 
 void Diagnosis::run(const collector::Snapshot& s, Views& views) {
-    const Counters cur = countersOf(s);
+    Counters cur = countersOf(s);
+    if (views.flows) cur.flows_evicted = views.flows->health.evicted_total;
     if (prev_) {
         Interval iv;
         iv.at = s.mono;
@@ -164,6 +499,21 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
         iv.delta.listen_overflows = since(cur.listen_overflows, prev_->listen_overflows);
         iv.delta.listen_drops = since(cur.listen_drops, prev_->listen_drops);
         iv.delta.frag_needed = since(cur.frag_needed, prev_->frag_needed);
+        iv.delta.flows_evicted = since(cur.flows_evicted, prev_->flows_evicted);
+        // A link's counters from its second reading on (a link seen for the first time,
+        // or attached later, brings its history since creation: not this window's).
+        for (const auto& [idx, l] : cur.links) {
+            auto p = prev_->links.find(idx);
+            if (p == prev_->links.end()) continue;
+            ebpf::LinkCounters d;
+            d.ifindex = idx;
+            bool any = false;
+            for (const auto& c : ebpf::kLinkErrorCounters)
+                if ((d.*(c.field) = since(l.*(c.field), p->second.*(c.field)))) any = true;
+            d.rx_packets = since(l.rx_packets, p->second.rx_packets);
+            d.tx_packets = since(l.tx_packets, p->second.tx_packets);
+            if (any || d.rx_packets || d.tx_packets) iv.delta.links[idx] = d;
+        }
         window_.push_back(std::move(iv));
     }
     prev_ = cur;
@@ -183,6 +533,14 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
         sum.listen_overflows += iv.delta.listen_overflows;
         sum.listen_drops += iv.delta.listen_drops;
         sum.frag_needed += iv.delta.frag_needed;
+        sum.flows_evicted += iv.delta.flows_evicted;
+        for (const auto& [idx, d] : iv.delta.links) {
+            auto& t = sum.links[idx];
+            t.ifindex = idx;
+            for (const auto& c : ebpf::kLinkErrorCounters) t.*(c.field) += d.*(c.field);
+            t.rx_packets += d.rx_packets;
+            t.tx_packets += d.tx_packets;
+        }
     }
     const std::string window = std::to_string(static_cast<long>(options_.window.count())) + "s";
     std::vector<Finding> out;
@@ -386,6 +744,34 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
                 out.push_back(std::move(f));
             }
         }
+    }
+
+    // Interface errors and drops: the devices' own counters, of the interfaces NetProbe
+    // watches (a link of the namespace it does not watch is not its business).
+    if (s.link_counters) {
+        std::vector<InterfaceWindow> ifs;
+        for (const auto& i : s.interfaces) {
+            auto it = sum.links.find(i.index);
+            if (it == sum.links.end()) continue;
+            InterfaceWindow w;
+            w.name = i.name;
+            w.delta = it->second;
+            w.seconds = secs;
+            if (s.links)
+                for (const auto& l : s.links->links)
+                    if (l.index == i.index) w.kind = l.kind;
+            ifs.push_back(std::move(w));
+        }
+        for (auto& f : interfaceErrorFindings(ifs, options_)) out.push_back(std::move(f));
+    }
+
+    // One-way flows: not while flow records are being lost (a missing reverse direction
+    // could be a record the kernel or the table had no room for).
+    if (views.flows && sum.flows_evicted == 0 && !sum.lost.contains("flow_stats")) {
+        const auto* fv = views.flows.get();
+        for (auto& f : oneWayFlowFindings(fv->records.span(), s.monoNs(), options_,
+                                          [fv](std::uint32_t i) { return fv->interfaceName(i); }))
+            out.push_back(std::move(f));
     }
 
     // Data NetProbe itself lost (full maps, rings).

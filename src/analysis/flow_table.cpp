@@ -12,6 +12,15 @@ void FlowTable::apply(std::span<const collector::FlowSample> samples, std::uint6
     // The next records: the previous ones (positions unchanged, so the index still
     // holds) with the interval counters reset, then the samples. A view may still
     // publish the previous buffer: it is copied unless this table is its only owner.
+    // Nothing moved, and nothing to reset, expire or evict: the next records would equal
+    // these, which stay (shared with the views that publish them) instead of a copy of
+    // the whole table at every quiet collection (9 MiB more at the peak with 100k flows).
+    if (samples.empty() && recs_ && recs_->size() <= max_flows_ &&
+        std::none_of(recs_->begin(), recs_->end(), [&](const FlowRecord& e) {
+            return e.interval_packets != 0 || e.interval_bytes != 0 ||
+                   (idle_ns_ > 0 && now_ns > e.last_seen_ns && now_ns - e.last_seen_ns > idle_ns_);
+        }))
+        return;
     std::shared_ptr<std::vector<FlowRecord>> next;
     const std::size_t prev = size();
     if (recs_ && recs_.use_count() == 1) {

@@ -32,11 +32,12 @@ Pipeline::ViewsPtr Pipeline::run(const std::shared_ptr<const collector::Snapshot
         std::lock_guard s(stats_mu_);
         published_stats_ = stats_;
     }
-    // The views are published with the snapshot minus its flow samples (the stages'
-    // input, nothing the export reads): the samples go when the collector publishes its
-    // next snapshot, before that one's views are built, instead of staying alive with
-    // these views while the next ones are built (up to one sample per kernel flow entry).
-    if (!snapshot->flows.empty()) views->snapshot = snapshot->withoutFlowSamples();
+    // The views are published with the snapshot minus its flow samples and other stage
+    // inputs (security ring records, L7 requests, names: nothing the export reads): they
+    // go once the collector's subscribers ran (it drops them from its latest() too),
+    // instead of staying alive with these views while the next ones are built (up to one
+    // sample per kernel flow entry).
+    if (snapshot->hasStageInputs()) views->snapshot = snapshot->withoutFlowSamples();
     return publish(std::move(lock), std::move(views));
 }
 
@@ -53,7 +54,7 @@ Pipeline::ViewsPtr Pipeline::finish() {
     std::unique_lock lock(run_mu_);
     auto snapshot = source_.latest();
     auto views = std::make_shared<Views>(*latest_.load());
-    views->snapshot = snapshot->flows.empty() ? snapshot : snapshot->withoutFlowSamples();
+    views->snapshot = snapshot->hasStageInputs() ? snapshot->withoutFlowSamples() : snapshot;
     views->exports = nullptr;  // records are handed over once: only what finish() emits
     for (auto& stage : stages_) stage->finish(*snapshot, *views);
     return publish(std::move(lock), std::move(views));
@@ -61,7 +62,7 @@ Pipeline::ViewsPtr Pipeline::finish() {
 
 Pipeline::ViewsPtr Pipeline::latest() const { return latest_.load(); }
 
-Pipeline::Subscription Pipeline::subscribe(std::function<void(const ViewsPtr&)> fn) {
+Pipeline::Subscription Pipeline::subscribe(std::function<void(const ViewsPtr&)> fn) const {
     return sinks_.subscribe(std::move(fn));
 }
 

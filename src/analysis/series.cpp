@@ -76,7 +76,10 @@ struct Series::State {
 
     struct Iface {
         std::uint64_t rx_b = 0, tx_b = 0, rx_p = 0, tx_p = 0;
+        std::uint64_t run = 0;  // (iface_prev) the last run whose snapshot listed the interface
     };
+    // iface_prev: the interfaces of the latest snapshot (one gone from it is forgotten:
+    // no more points, and no entry left behind by each interface created and deleted)
     std::map<std::string, Iface> iface_prev, iface_acc;
     std::map<std::string, std::uint64_t> netstat_prev, netstat_acc;
     double flow_table_usage = -1;
@@ -129,8 +132,9 @@ void Series::run(const collector::Snapshot& snap, Views& views) {
             a.rx_p += d(i.ingress_packets, p.rx_p);
             a.tx_p += d(i.egress_packets, p.tx_p);
         }
-        p = {i.ingress_bytes, i.egress_bytes, i.ingress_packets, i.egress_packets};
+        p = {i.ingress_bytes, i.egress_bytes, i.ingress_packets, i.egress_packets, s.run};
     }
+    std::erase_if(s.iface_prev, [&](const auto& e) { return e.second.run != s.run; });
     if (snap.netstat) {
         for (const char* k : {"Tcp.RetransSegs", "Tcp.OutSegs", "TcpExt.ListenOverflows"}) {
             auto it = snap.netstat->find(k);
@@ -216,7 +220,8 @@ std::shared_ptr<const SeriesView> Series::State::close(const collector::Snapshot
         pts.push_back({p + "rx_packets_rate", static_cast<double>(a.rx_p) / secs});
         pts.push_back({p + "tx_packets_rate", static_cast<double>(a.tx_p) / secs});
     }
-    // interfaces that were there but quiet: a zero is a value (a traffic stop is news)
+    // interfaces that are there but were quiet: a zero is a value (a traffic stop is news);
+    // an interface gone (deleted) has no more points once its last traffic is reported
     for (const auto& [name, _] : iface_prev)
         if (!iface_acc.contains(name))
             for (const char* f : {"rx_bytes_rate", "tx_bytes_rate", "rx_packets_rate", "tx_packets_rate"})

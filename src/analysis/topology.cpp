@@ -459,6 +459,7 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
     v->now_ns = now_ns;
     v->overflow = s.overflow;
     v->samples_unoriented = s.unoriented;
+    if (s.opts.subnets) v->subnets = s.opts.subnets();
     v->conversations.reserve(s.convs.size());
     for (const auto& [_, c] : s.convs) v->conversations.push_back(c);
     views.topology = std::move(v);
@@ -549,15 +550,20 @@ std::vector<std::string> segmentGraph(const SegmentInput& in) {
         volume[e.a] += e.weight;
         volume[e.b] += e.weight;
     }
-    // Labels: node indexes; namespaced nodes are fixed to their namespace's first node.
+    // Labels: node indexes; nodes with a namespace (else a local subnet) are fixed to
+    // their segment's first node.
     std::vector<std::size_t> label(n);
     std::vector<bool> fixed(n, false);
-    std::map<std::string, std::size_t> ns_first;
+    std::vector<std::string> fixed_name(n);
+    std::map<std::string, std::size_t> seg_first;
     for (std::size_t i = 0; i < n; ++i) {
         label[i] = i;
         const std::string ns = i < in.ns.size() ? in.ns[i] : std::string();
-        if (ns.empty()) continue;
-        label[i] = ns_first.try_emplace(ns, i).first->second;
+        const std::string net = i < in.subnet.size() ? in.subnet[i] : std::string();
+        if (!ns.empty()) fixed_name[i] = "ns:" + ns;
+        else if (!net.empty()) fixed_name[i] = "subnet:" + net;
+        else continue;
+        label[i] = seg_first.try_emplace(fixed_name[i], i).first->second;
         fixed[i] = true;
     }
     std::vector<std::size_t> order(n);
@@ -597,8 +603,44 @@ std::vector<std::string> segmentGraph(const SegmentInput& in) {
     }
     std::vector<std::string> out(n);
     for (std::size_t i = 0; i < n; ++i)
-        out[i] = fixed[i] ? "ns:" + in.ns[i] : "cluster:" + in.nodes[top[label[i]]];
+        out[i] = fixed[i] ? fixed_name[i] : "cluster:" + in.nodes[top[label[i]]];
     return out;
+}
+
+std::optional<LocalSubnet> localSubnet(const util::Addr16& addr, unsigned family_len) {
+    const bool v4 = util::isV4Mapped(addr);
+    const unsigned max = v4 ? 32 : 128;
+    if (family_len == 0 || family_len >= max) return std::nullopt;  // default route, host prefix
+    if (v4) {
+        const std::uint8_t a = addr[12], b = addr[13];
+        if (a == 127 || a == 0 || a >= 224 || (a == 169 && b == 254)) return std::nullopt;  // loopback, multicast, link-local
+    } else {
+        if (addr[0] == 0xff || (addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80)) return std::nullopt;  // multicast, link-local
+        util::Addr16 lo{};
+        lo[15] = 1;
+        if (addr == lo) return std::nullopt;
+    }
+    LocalSubnet s;
+    s.bits = v4 ? 96 + family_len : family_len;
+    s.network = util::maskAddr(addr, s.bits);
+    s.cidr = util::formatAddr(s.network) + "/" + std::to_string(family_len);
+    return s;
+}
+
+LocalSubnets normalizeSubnets(std::vector<LocalSubnet> subnets) {
+    std::sort(subnets.begin(), subnets.end(), [](const LocalSubnet& a, const LocalSubnet& b) {
+        return a.bits != b.bits ? a.bits > b.bits : a.network < b.network;
+    });
+    subnets.erase(std::unique(subnets.begin(), subnets.end(),
+                              [](const LocalSubnet& a, const LocalSubnet& b) { return a.bits == b.bits && a.network == b.network; }),
+                  subnets.end());
+    return subnets;
+}
+
+const LocalSubnet* subnetOf(const LocalSubnets& subnets, const util::Addr16& addr) {
+    for (const auto& s : subnets)  // longest first: the first that holds addr
+        if (util::maskAddr(addr, s.bits) == s.network) return &s;
+    return nullptr;
 }
 
 }  // namespace netprobe::analysis

@@ -63,6 +63,13 @@ Result<Collector::SnapshotPtr> Collector::collect() {
     auto held = subscribers_.hold();
     lock.unlock();
     subscribers_.publish(out, held);
+    // The stage inputs (flow samples, ring records) were the subscribers': they ran, so
+    // latest() keeps the snapshot without them. Otherwise they would stay until the next
+    // collection's are read (two sets alive at once; up to one sample per kernel flow).
+    if (out->hasStageInputs()) {
+        SnapshotPtr expected = out;
+        latest_.compare_exchange_strong(expected, out->withoutFlowSamples());
+    }
     return out;
 }
 

@@ -87,10 +87,12 @@ void FlowDeltaTracker::forget(const flow_key& key) {
     if (const std::uint32_t p = find(key); p != FlowIndex::npos) removeAt(p);
 }
 
-std::vector<flow_key> FlowDeltaTracker::idle(std::uint64_t now_ns, std::uint64_t idle_ns) const {
+std::vector<flow_key> FlowDeltaTracker::idle(std::uint64_t now_ns, std::uint64_t idle_ns, std::size_t max) const {
     std::vector<flow_key> out;
-    for (const auto& b : base_)
+    for (const auto& b : base_) {
+        if (out.size() >= max) break;
         if (now_ns > b.last_seen_ns && now_ns - b.last_seen_ns > idle_ns) out.push_back(b.key);
+    }
     return out;
 }
 

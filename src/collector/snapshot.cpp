@@ -2,6 +2,7 @@
 
 #include "netprobe/collector/source.hpp"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 
@@ -58,16 +59,29 @@ struct SnapshotMembers {
     decltype(Snapshot::cgroup_traffic) cgroup_traffic;
     decltype(Snapshot::netstat) netstat;
     decltype(Snapshot::links) links;
+    decltype(Snapshot::link_counters) link_counters;
     decltype(Snapshot::conntrack) conntrack;
     decltype(Snapshot::security) security;
     decltype(Snapshot::intel) intel;
     decltype(Snapshot::l7) l7;
     decltype(Snapshot::names) names;
+    decltype(Snapshot::trace) trace;
     decltype(Snapshot::sources) sources;
     decltype(Snapshot::collect_duration_seconds) collect_duration_seconds;
     decltype(Snapshot::collect_errors_total) collect_errors_total;
 };
 }  // namespace
+
+const ebpf::LinkCounters* LinkCountersSample::find(std::uint32_t ifindex) const {
+    auto it = std::lower_bound(links.begin(), links.end(), ifindex,
+                               [](const ebpf::LinkCounters& l, std::uint32_t i) { return l.ifindex < i; });
+    return it != links.end() && it->ifindex == ifindex ? &*it : nullptr;
+}
+
+bool Snapshot::hasStageInputs() const {
+    return !flows.empty() || (security && !security->records.empty()) || (l7 && !l7->requests.empty()) ||
+           (names && !names->observations.empty());
+}
 
 std::shared_ptr<const Snapshot> Snapshot::withoutFlowSamples() const {
     static_assert(sizeof(Snapshot) == sizeof(SnapshotMembers), "Snapshot has a new member: copy it below");
@@ -88,8 +102,17 @@ std::shared_ptr<const Snapshot> Snapshot::withoutFlowSamples() const {
     c->cgroup_traffic = cgroup_traffic;
     c->netstat = netstat;
     c->links = links;
+    c->link_counters = link_counters;
     c->conntrack = conntrack;
-    c->security = security;
+    if (security) {  // the counters: the ring records are the security stage's input
+        auto sec = std::make_shared<SecuritySample>();
+        sec->records_total = security->records_total;
+        sec->records_dropped = security->records_dropped;
+        sec->hosts = security->hosts;
+        sec->seconds = security->seconds;
+        sec->host_read_errors = security->host_read_errors;
+        c->security = std::move(sec);
+    }
     c->intel = intel;
     if (l7) {
         auto counters = std::make_shared<L7Sample>();
@@ -104,6 +127,7 @@ std::shared_ptr<const Snapshot> Snapshot::withoutFlowSamples() const {
         counters->counters = names->counters;
         c->names = std::move(counters);
     }
+    c->trace = trace;
     c->sources = sources;
     c->collect_duration_seconds = collect_duration_seconds;
     c->collect_errors_total = collect_errors_total;

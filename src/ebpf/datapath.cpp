@@ -134,6 +134,13 @@ Result<UniqueFd> Datapath::mapFd(DatapathMap which) const {
         case DatapathMap::IntelStats: m = skel_->maps.intel_stats; break;
         case DatapathMap::IntelResolved: m = skel_->maps.intel_resolved; break;
         case DatapathMap::NameEvents: m = skel_->maps.name_events; break;
+        case DatapathMap::TraceOn: m = skel_->maps.data_trace; break;
+        case DatapathMap::TraceSpecs: m = skel_->maps.trace_specs; break;
+        case DatapathMap::TraceCounts: m = skel_->maps.trace_counts; break;
+        case DatapathMap::TraceDrops: m = skel_->maps.trace_drops; break;
+        case DatapathMap::TraceIfaces: m = skel_->maps.trace_ifaces; break;
+        case DatapathMap::TraceProcs: m = skel_->maps.trace_procs; break;
+        case DatapathMap::TraceErrors: m = skel_->maps.trace_errors; break;
     }
     UniqueFd fd(::fcntl(bpf_map__fd(m), F_DUPFD_CLOEXEC, 0));
     if (!fd) return std::unexpected(errnoError(errno, std::string("duplicate the fd of map ") + bpf_map__name(m)));

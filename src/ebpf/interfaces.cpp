@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/gen_stats.h>
+#include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
@@ -246,6 +247,70 @@ Result<std::vector<QdiscInfo>> dumpQdiscs() {
     return out;
 }
 
+std::vector<LinkCounters> decodeLinkStatsMessages(std::span<const std::byte> data) {
+    std::vector<LinkCounters> out;
+    eachMessage(data, [&](std::uint16_t type, const std::byte* msg, std::size_t msg_len) {
+        if (type != RTM_NEWSTATS || msg_len < NLMSG_LENGTH(sizeof(if_stats_msg))) return;
+        if_stats_msg ism;
+        std::memcpy(&ism, msg + NLMSG_HDRLEN, sizeof ism);
+        LinkCounters c;
+        c.ifindex = ism.ifindex;
+        bool found = false;
+        const std::size_t a = std::min<std::size_t>(NLMSG_ALIGN(NLMSG_LENGTH(sizeof(if_stats_msg))), msg_len);
+        eachAttr(msg + a, msg_len - a, [&](unsigned t, std::span<const std::byte> p) {
+            if (t != IFLA_STATS_LINK_64) return;
+            rtnl_link_stats64 st{};
+            std::memcpy(&st, p.data(), std::min(p.size(), sizeof st));
+            c.rx_packets = st.rx_packets;
+            c.tx_packets = st.tx_packets;
+            c.rx_bytes = st.rx_bytes;
+            c.tx_bytes = st.tx_bytes;
+            c.rx_errors = st.rx_errors;
+            c.tx_errors = st.tx_errors;
+            c.rx_dropped = st.rx_dropped;
+            c.tx_dropped = st.tx_dropped;
+            c.multicast = st.multicast;
+            c.collisions = st.collisions;
+            c.rx_length_errors = st.rx_length_errors;
+            c.rx_over_errors = st.rx_over_errors;
+            c.rx_crc_errors = st.rx_crc_errors;
+            c.rx_frame_errors = st.rx_frame_errors;
+            c.rx_fifo_errors = st.rx_fifo_errors;
+            c.rx_missed_errors = st.rx_missed_errors;
+            c.tx_aborted_errors = st.tx_aborted_errors;
+            c.tx_carrier_errors = st.tx_carrier_errors;
+            c.tx_fifo_errors = st.tx_fifo_errors;
+            c.tx_heartbeat_errors = st.tx_heartbeat_errors;
+            c.tx_window_errors = st.tx_window_errors;
+            c.rx_nohandler = st.rx_nohandler;
+            found = true;
+        });
+        if (found) out.push_back(c);
+    });
+    return out;
+}
+
+Result<std::vector<LinkCounters>> dumpLinkCounters() {
+    struct {
+        nlmsghdr h;
+        if_stats_msg s;
+    } req{};
+    req.h.nlmsg_len = sizeof req;
+    req.h.nlmsg_type = RTM_GETSTATS;
+    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.h.nlmsg_seq = 1;
+    req.s.family = AF_UNSPEC;
+    req.s.filter_mask = IFLA_STATS_FILTER_BIT(IFLA_STATS_LINK_64);
+    std::vector<LinkCounters> out;
+    auto r = netlinkDump(&req, sizeof req, "netlink stats dump", [&](std::span<const std::byte> data) {
+        auto batch = decodeLinkStatsMessages(data);
+        out.insert(out.end(), batch.begin(), batch.end());
+    });
+    if (!r) return std::unexpected(r.error());
+    std::sort(out.begin(), out.end(), [](const LinkCounters& a, const LinkCounters& b) { return a.ifindex < b.ifindex; });
+    return out;
+}
+
 std::optional<std::uint32_t> readLinkSpeed(const std::string& name) {
     if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") return std::nullopt;
     const std::string path = "/sys/class/net/" + name + "/speed";
@@ -313,6 +378,89 @@ Result<std::vector<LinkEvent>> LinkWatcher::poll(std::chrono::milliseconds timeo
         events.insert(events.end(), std::make_move_iterator(batch.begin()), std::make_move_iterator(batch.end()));
     }
     return events;
+}
+
+std::vector<NetPrefix> decodePrefixMessages(std::span<const std::byte> data) {
+    std::vector<NetPrefix> out;
+    auto setAddr = [](NetPrefix& p, int family, std::span<const std::byte> a) {
+        if (family == AF_INET && a.size() >= 4) {
+            p.addr[10] = p.addr[11] = 0xff;
+            std::memcpy(p.addr.data() + 12, a.data(), 4);
+            return true;
+        }
+        if (family == AF_INET6 && a.size() >= 16) {
+            std::memcpy(p.addr.data(), a.data(), 16);
+            return true;
+        }
+        return false;
+    };
+    eachMessage(data, [&](std::uint16_t type, const std::byte* msg, std::size_t msg_len) {
+        if (type == RTM_NEWADDR) {
+            if (msg_len < NLMSG_LENGTH(sizeof(ifaddrmsg))) return;
+            ifaddrmsg ifa;
+            std::memcpy(&ifa, msg + NLMSG_HDRLEN, sizeof ifa);
+            NetPrefix p;
+            p.len = ifa.ifa_prefixlen;
+            p.ifindex = ifa.ifa_index;
+            bool local = false, address = false;
+            const std::size_t a = std::min<std::size_t>(NLMSG_ALIGN(NLMSG_LENGTH(sizeof(ifaddrmsg))), msg_len);
+            NetPrefix from_address = p;
+            eachAttr(msg + a, msg_len - a, [&](unsigned t, std::span<const std::byte> v) {
+                // IFA_LOCAL is the interface's own address (IFA_ADDRESS: the peer's on a point-to-point link)
+                if (t == IFA_LOCAL) local = setAddr(p, ifa.ifa_family, v);
+                else if (t == IFA_ADDRESS) address = setAddr(from_address, ifa.ifa_family, v);
+            });
+            if (local) out.push_back(p);
+            else if (address) out.push_back(from_address);
+        } else if (type == RTM_NEWROUTE) {
+            if (msg_len < NLMSG_LENGTH(sizeof(rtmsg))) return;
+            rtmsg rt;
+            std::memcpy(&rt, msg + NLMSG_HDRLEN, sizeof rt);
+            if (rt.rtm_type != RTN_UNICAST || rt.rtm_dst_len == 0) return;
+            NetPrefix p;
+            p.route = true;
+            p.len = rt.rtm_dst_len;
+            std::uint32_t table = rt.rtm_table;
+            bool dst = false;
+            const std::size_t a = std::min<std::size_t>(NLMSG_ALIGN(NLMSG_LENGTH(sizeof(rtmsg))), msg_len);
+            eachAttr(msg + a, msg_len - a, [&](unsigned t, std::span<const std::byte> v) {
+                if (t == RTA_DST) dst = setAddr(p, rt.rtm_family, v);
+                else if (t == RTA_OIF && v.size() >= 4) std::memcpy(&p.ifindex, v.data(), 4);
+                else if (t == RTA_TABLE && v.size() >= 4) std::memcpy(&table, v.data(), 4);
+            });
+            if (dst && table == RT_TABLE_MAIN) out.push_back(p);
+        }
+    });
+    return out;
+}
+
+Result<std::vector<NetPrefix>> dumpPrefixes() {
+    std::vector<NetPrefix> out;
+    auto each = [&](std::span<const std::byte> data) {
+        auto batch = decodePrefixMessages(data);
+        out.insert(out.end(), batch.begin(), batch.end());
+    };
+    struct {
+        nlmsghdr h;
+        ifaddrmsg a;
+    } areq{};
+    areq.h.nlmsg_len = sizeof areq;
+    areq.h.nlmsg_type = RTM_GETADDR;
+    areq.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    areq.h.nlmsg_seq = 1;
+    areq.a.ifa_family = AF_UNSPEC;
+    if (auto r = netlinkDump(&areq, sizeof areq, "netlink address dump", each); !r) return std::unexpected(r.error());
+    struct {
+        nlmsghdr h;
+        rtmsg r;
+    } rreq{};
+    rreq.h.nlmsg_len = sizeof rreq;
+    rreq.h.nlmsg_type = RTM_GETROUTE;
+    rreq.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    rreq.h.nlmsg_seq = 2;
+    rreq.r.rtm_family = AF_UNSPEC;
+    if (auto r = netlinkDump(&rreq, sizeof rreq, "netlink route dump", each); !r) return std::unexpected(r.error());
+    return out;
 }
 
 }  // namespace netprobe::ebpf

@@ -4,12 +4,14 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <bit>
+#include <climits>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -52,13 +54,18 @@ struct NfLinkCreateAttr {
 static_assert(offsetof(NfLinkCreateAttr, pf) == 16);
 static_assert(offsetof(NfLinkCreateAttr, priority) == 24);
 
-Result<UniqueFd> attachNetfilter(int prog_fd, std::uint32_t pf, std::uint32_t hook) {
+// Packet path tracing: the first priority a link may take (NF_IP_PRI_FIRST + 1), before
+// defragmentation and everything else, so a rule's drop is seen at its hook first.
+constexpr std::int32_t kNfTracePriority = INT32_MIN + 1;
+
+Result<UniqueFd> attachNetfilter(int prog_fd, std::uint32_t pf, std::uint32_t hook,
+                                 std::int32_t priority = kNfPriority) {
     NfLinkCreateAttr attr{};
     attr.prog_fd = static_cast<std::uint32_t>(prog_fd);
     attr.attach_type = kAttachNetfilter;
     attr.pf = pf;
     attr.hooknum = hook;
-    attr.priority = kNfPriority;
+    attr.priority = priority;
     long fd = ::syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof attr);
     if (fd < 0) return std::unexpected(errnoError(errno, "netfilter link"));
     return UniqueFd(static_cast<int>(fd));
@@ -222,6 +229,10 @@ struct StackMonitor::Impl {
     StackSkel skel;
     std::vector<LinkPtr> links;
     std::vector<UniqueFd> nf_links;
+    // packet path tracing: attached only while a trace is active
+    bool trace_nf = false, trace_sock = false;  // loaded
+    std::vector<UniqueFd> trace_nf_links;
+    std::vector<LinkPtr> trace_sock_links;
     std::vector<const bpf_program*> attached;  // programs with at least one link
     StackFeatures features;
     std::vector<std::string> drop_names;
@@ -312,6 +323,22 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
                 bpf_program__set_autoload(tp.prog, false);
                 spdlog::warn("stack monitor: {} disabled: the kernel has no tracepoint {} (no btf_trace_{} in its BTF)",
                              tp.what, tp.tracepoint, tp.tracepoint);
+            }
+            // packet path tracing: loaded now, attached while a trace is active
+            if (nf_supported) {
+                bpf_program__set_type(sk.progs.netprobe_nf_trace, static_cast<bpf_prog_type>(kProgTypeNetfilter));
+                bpf_program__set_expected_attach_type(sk.progs.netprobe_nf_trace,
+                                                      static_cast<bpf_attach_type>(kAttachNetfilter));
+                im->trace_nf = true;
+            } else {
+                bpf_program__set_autoload(sk.progs.netprobe_nf_trace, false);
+            }
+            im->trace_sock = hasTracepoint("sock_recv_length") && hasTracepoint("sock_send_length");
+            if (!im->trace_sock) {
+                bpf_program__set_autoload(sk.progs.netprobe_sock_recv, false);
+                bpf_program__set_autoload(sk.progs.netprobe_sock_send, false);
+                spdlog::info("stack monitor: packet traces show no processes: the kernel has no sock_recv_length/"
+                             "sock_send_length tracepoints (Linux 6.3+)");
             }
             if (nf_supported && im->opts.netfilter_hooks == 0) {
                 bpf_program__set_autoload(sk.progs.netprobe_nf, false);
@@ -413,6 +440,60 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
                  im->nf_links.size());
     return std::unique_ptr<StackMonitor>(new StackMonitor(std::move(im)));
 }
+
+Result<TraceMaps> StackMonitor::traceMaps() const {
+    auto* s = impl_->skel.get();
+    TraceMaps m;
+    struct {
+        const bpf_map* map;
+        UniqueFd TraceMaps::*fd;
+    } const parts[] = {{s->maps.data_trace, &TraceMaps::on},         {s->maps.trace_specs, &TraceMaps::specs},
+                       {s->maps.trace_counts, &TraceMaps::counts},   {s->maps.trace_drops, &TraceMaps::drops},
+                       {s->maps.trace_ifaces, &TraceMaps::ifaces},   {s->maps.trace_procs, &TraceMaps::procs},
+                       {s->maps.trace_errors, &TraceMaps::errors}};
+    for (const auto& p : parts) {
+        UniqueFd fd(::fcntl(bpf_map__fd(p.map), F_DUPFD_CLOEXEC, 0));
+        if (!fd) return std::unexpected(errnoError(errno, std::string("duplicate the fd of map ") + bpf_map__name(p.map)));
+        m.*(p.fd) = std::move(fd);
+    }
+    return m;
+}
+
+Result<void> StackMonitor::setTraceHooks(bool on) {
+    auto& im = *impl_;
+    auto* s = im.skel.get();
+    im.trace_nf_links.clear();
+    im.trace_sock_links.clear();
+    if (!on) return {};
+    if (im.trace_nf) {
+        const int prog_fd = bpf_program__fd(s->progs.netprobe_nf_trace);
+        for (std::uint32_t pf : {kNfprotoIpv4, kNfprotoIpv6})
+            for (std::uint32_t hook = 0; hook < NP_NF_HOOK_MAX; ++hook) {
+                auto l = attachNetfilter(prog_fd, pf, hook, kNfTracePriority);
+                if (!l) {
+                    im.trace_nf_links.clear();
+                    return std::unexpected(makeError(std::string("packet trace: netfilter ") + netfilterHookName(static_cast<int>(hook)) +
+                                                     ": " + l.error().what()));
+                }
+                im.trace_nf_links.push_back(std::move(*l));
+            }
+    }
+    if (im.trace_sock) {
+        for (bpf_program* p : {s->progs.netprobe_sock_recv, s->progs.netprobe_sock_send}) {
+            LinkPtr l(bpf_program__attach(p));
+            if (!l) {
+                const int e = errno;
+                im.trace_nf_links.clear();
+                im.trace_sock_links.clear();
+                return std::unexpected(errnoError(e, std::string("packet trace: attach ") + bpf_program__name(p)));
+            }
+            im.trace_sock_links.push_back(std::move(l));
+        }
+    }
+    return {};
+}
+
+std::size_t StackMonitor::traceLinks() const { return impl_->trace_nf_links.size() + impl_->trace_sock_links.size(); }
 
 Result<StackStats> StackMonitor::read() const {
     const auto& im = *impl_;

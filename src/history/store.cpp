@@ -13,6 +13,7 @@
 #include <system_error>
 #include <type_traits>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -601,6 +602,14 @@ struct Store::Impl {
         }
         NP_TRY(txn.commit());
         for (auto& [key, ref] : pending) series_refs.insert_or_assign(key, ref);
+        // A batch is an interval of every live series: the cache keeps those. Series that
+        // ended (a deleted interface's) leave it once it holds many more than a batch, so it
+        // does not grow with every interface ever seen (a dropped entry refills from the table).
+        if (series_refs.size() > 2 * points.size() + 1024) {
+            std::unordered_set<std::string_view> live;
+            for (const auto& p : points) live.insert(p.series);
+            std::erase_if(series_refs, [&](const auto& e) { return !live.contains(e.first); });
+        }
         series += created;
         if (auto b = fileBytes(); b) file_bytes = *b;
         return written;
@@ -875,8 +884,17 @@ StoreStats Store::stats() const {
     };
 }
 
+std::size_t Store::cachedSeries() const {
+    std::lock_guard lock(impl_->mu);
+    return impl_->series_refs.size();
+}
+
 std::filesystem::path Store::file() const {
     return impl_->file;
+}
+
+const StoreOptions& Store::options() const {
+    return impl_->opt;
 }
 
 }  // namespace netprobe::history

@@ -297,8 +297,10 @@ void appendHead(std::string& out, const Response& r, bool keep_alive,
     out.append(date.data(), n);
     out += "\r\nContent-Type: ";
     out += r.content_type;
-    out += "\r\nContent-Length: ";
-    out += std::to_string(r.body.size());
+    if (!r.stream) {  // a stream's body ends when the connection closes
+        out += "\r\nContent-Length: ";
+        out += std::to_string(r.body.size());
+    }
     out += keep_alive ? "\r\nConnection: keep-alive" : "\r\nConnection: close";
     for (const auto* hs : {&r.headers, &extra_headers}) {
         for (const auto& [k, v] : *hs) {

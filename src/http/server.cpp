@@ -21,6 +21,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include <netprobe/http/stream.hpp>
 #include <netprobe/util/fd.hpp>
 
 #include "http/auth.hpp"
@@ -82,7 +83,7 @@ Result<std::shared_ptr<const Generation>> buildGeneration(const WebConfig& web, 
     return std::shared_ptr<const Generation>(std::move(g));
 }
 
-enum class Phase { Handshake, Head, Dispatched, Writing, Draining };
+enum class Phase { Handshake, Head, Dispatched, Writing, Draining, Streaming };
 
 struct Conn {
     std::uint64_t id = 0;
@@ -102,7 +103,20 @@ struct Conn {
     std::size_t drained = 0;
     Clock::time_point since;     // the current phase began
     Clock::time_point deadline;  // the current phase must end by then
+    std::shared_ptr<StreamChannel> stream;  // a streaming response (from its completion on)
+    Clock::time_point last_write;           // Streaming: the last byte written (heartbeats)
 };
+
+StreamEnd streamEndOf(CloseReason r) {
+    switch (r) {
+        case CloseReason::SlowReader: return StreamEnd::SlowReader;
+        case CloseReason::WriteTimeout: return StreamEnd::WriteTimeout;
+        case CloseReason::ConfigChanged: return StreamEnd::ConfigChanged;
+        case CloseReason::Shutdown: return StreamEnd::Shutdown;
+        case CloseReason::Done: return StreamEnd::Closed;
+        default: return StreamEnd::Client;
+    }
+}
 
 struct Job {
     std::uint64_t conn = 0;
@@ -115,6 +129,7 @@ struct Completion {
     std::string bytes;
     bool keep_alive = true;
     int status = 200;
+    std::shared_ptr<StreamChannel> stream;  // a streaming response
 };
 
 std::string describePeer(const sockaddr_storage& ss) {
@@ -196,6 +211,7 @@ const char* toString(CloseReason r) {
         case CloseReason::Rejected: return "rejected";
         case CloseReason::ConfigChanged: return "config_changed";
         case CloseReason::Shutdown: return "shutdown";
+        case CloseReason::SlowReader: return "slow_reader";
         case CloseReason::Count: break;
     }
     return "unknown";
@@ -233,6 +249,10 @@ struct Server::Impl {
     std::deque<Job> jobs;
     std::mutex done_mu;
     std::vector<Completion> done;
+    // Streams with bytes queued (or ended by their producer): set by any thread.
+    std::mutex stream_mu;
+    std::vector<std::uint64_t> stream_ready;
+    std::atomic<std::uint64_t> streams_open{0};
     std::atomic<bool> stopping{false};
     std::vector<std::thread> workers;
     std::thread io;
@@ -265,6 +285,10 @@ struct Server::Impl {
     void sweep(Clock::time_point now);
     void processCompletions();
     void closeStale();
+    void startStreaming(Conn& c);
+    void pumpStream(Conn& c);
+    void readStream(Conn& c);
+    void processStreams();
     bool takeToken(const Generation& g, Clock::time_point now);
     Completion serve(Job& job);
 };
@@ -350,6 +374,7 @@ ServerStats Server::stats() const {
     s.auth_failures = impl_->auth_failures.load(std::memory_order_relaxed);
     s.rate_limited = impl_->rate_limited.load(std::memory_order_relaxed);
     s.accept_errors = impl_->accept_errors.load(std::memory_order_relaxed);
+    s.streams_open = impl_->streams_open.load(std::memory_order_relaxed);
     return s;
 }
 
@@ -373,6 +398,7 @@ void Server::Impl::run() {
                 std::uint64_t v = 0;
                 (void)!::read(wake.get(), &v, sizeof v);
                 processCompletions();
+                processStreams();
                 closeStale();
             } else if (auto it = conns.find(id); it != conns.end()) {
                 onEvent(*it->second);
@@ -495,6 +521,10 @@ void Server::Impl::closeConn(std::uint64_t id, CloseReason why) {
         (void)SSL_shutdown(c.ssl.get());  // best effort close_notify, never waits
     }
     ERR_clear_error();
+    if (c.stream) {
+        c.stream->finish(c.phase == Phase::Streaming ? streamEndOf(why) : StreamEnd::NotStarted);
+        if (c.phase == Phase::Streaming) streams_open.fetch_sub(1, std::memory_order_relaxed);
+    }
     closed[static_cast<int>(why)].fetch_add(1, std::memory_order_relaxed);
     open.fetch_sub(1, std::memory_order_relaxed);
     conns.erase(it);
@@ -506,6 +536,12 @@ void Server::Impl::onEvent(Conn& c) {
         case Phase::Head: return doRead(c);
         case Phase::Writing: return doWrite(c);
         case Phase::Draining: return doDrain(c);
+        case Phase::Streaming: {
+            const auto id = c.id;
+            readStream(c);  // may close c
+            if (auto it = conns.find(id); it != conns.end()) pumpStream(*it->second);
+            return;
+        }
         case Phase::Dispatched: return;  // not registered while dispatched
     }
 }
@@ -682,6 +718,7 @@ void Server::Impl::doWrite(Conn& c) {
 void Server::Impl::finishResponse(Conn& c) {
     std::string().swap(c.out);  // a large answer's buffer goes now, not with the connection
     c.out_off = 0;
+    if (c.stream) return startStreaming(c);
     if (c.close_after) {
         if (c.close_reason == CloseReason::RequestError) {
             // Let the client read the refusal: no more writes, drop what it still sends.
@@ -732,7 +769,17 @@ void Server::Impl::sweep(Clock::time_point now) {
         listen_paused = false;
     }
     std::vector<std::pair<std::uint64_t, CloseReason>> expired;
+    std::vector<std::uint64_t> heartbeat;
     for (const auto& [id, c] : conns) {
+        if (c->phase == Phase::Streaming) {
+            // A stream: its socket must take bytes within write_timeout; idle, a heartbeat.
+            if (c->out_off < c->out.size()) {
+                if (now - c->since >= opts.write_timeout) expired.emplace_back(id, CloseReason::WriteTimeout);
+            } else if (now - c->last_write >= c->stream->options().heartbeat_interval) {
+                heartbeat.push_back(id);
+            }
+            continue;
+        }
         if (c->phase == Phase::Dispatched || now < c->deadline) continue;
         CloseReason why = CloseReason::HeadTimeout;
         switch (c->phase) {
@@ -740,11 +787,21 @@ void Server::Impl::sweep(Clock::time_point now) {
             case Phase::Head: why = c->idle ? CloseReason::IdleTimeout : CloseReason::HeadTimeout; break;
             case Phase::Writing: why = CloseReason::WriteTimeout; break;
             case Phase::Draining: why = c->close_reason; break;
-            case Phase::Dispatched: break;
+            case Phase::Dispatched:
+            case Phase::Streaming: break;
         }
         expired.emplace_back(id, why);
     }
     for (auto [id, why] : expired) closeConn(id, why);
+    for (auto id : heartbeat) {
+        auto it = conns.find(id);
+        if (it == conns.end()) continue;
+        Conn& c = *it->second;
+        c.out = c.stream->options().heartbeat;
+        c.out_off = 0;
+        c.since = now;
+        pumpStream(c);
+    }
 }
 
 void Server::Impl::closeStale() {
@@ -753,7 +810,8 @@ void Server::Impl::closeStale() {
     seen_gen = g->id;
     std::vector<std::uint64_t> stale;
     for (const auto& [id, c] : conns)
-        if (c->gen != g && (c->phase == Phase::Handshake || (c->phase == Phase::Head && c->idle))) stale.push_back(id);
+        if (c->gen != g && (c->phase == Phase::Handshake || c->phase == Phase::Streaming || (c->phase == Phase::Head && c->idle)))
+            stale.push_back(id);
     for (auto id : stale) closeConn(id, CloseReason::ConfigChanged);
 }
 
@@ -765,8 +823,107 @@ void Server::Impl::processCompletions() {
     }
     for (auto& d : batch) {
         auto it = conns.find(d.conn);
-        if (it == conns.end()) continue;
+        if (it == conns.end()) {
+            if (d.stream) d.stream->finish(StreamEnd::NotStarted);
+            continue;
+        }
+        it->second->stream = std::move(d.stream);
         startWrite(*it->second, std::move(d.bytes), d.keep_alive, d.status);
+    }
+}
+
+void Server::Impl::processStreams() {
+    std::vector<std::uint64_t> ready;
+    {
+        std::lock_guard lk(stream_mu);
+        ready.swap(stream_ready);
+    }
+    std::sort(ready.begin(), ready.end());
+    ready.erase(std::unique(ready.begin(), ready.end()), ready.end());
+    for (auto id : ready)
+        if (auto it = conns.find(id); it != conns.end() && it->second->phase == Phase::Streaming) pumpStream(*it->second);
+}
+
+void Server::Impl::startStreaming(Conn& c) {
+    c.phase = Phase::Streaming;
+    c.since = c.last_write = Clock::now();
+    streams_open.fetch_add(1, std::memory_order_relaxed);
+    const std::uint64_t id = c.id;
+    c.stream->attach([this, id] {
+        {
+            std::lock_guard lk(stream_mu);
+            stream_ready.push_back(id);
+        }
+        const std::uint64_t one = 1;
+        (void)!::write(wake.get(), &one, sizeof one);
+    });
+    setEvents(c, EPOLLIN);  // a hang-up shows as readable
+    pumpStream(c);
+}
+
+// Writes what is queued, then takes more from the channel, until the socket is full or
+// nothing is left. Closes the connection when the stream ended.
+void Server::Impl::pumpStream(Conn& c) {
+    for (;;) {
+        // over its buffer limit: closed at once, whatever the socket still holds
+        if (c.stream->end() == StreamEnd::SlowReader) return closeConn(c.id, CloseReason::SlowReader);
+        while (c.out_off < c.out.size()) {
+            const std::size_t left = c.out.size() - c.out_off;
+            if (c.ssl) {
+                ERR_clear_error();
+                const int r = SSL_write(c.ssl.get(), c.out.data() + c.out_off, static_cast<int>(std::min<std::size_t>(left, 1 << 20)));
+                if (r > 0) {
+                    c.out_off += static_cast<std::size_t>(r);
+                    c.since = c.last_write = Clock::now();
+                    continue;
+                }
+                const int e = SSL_get_error(c.ssl.get(), r);
+                if (e == SSL_ERROR_WANT_WRITE) return setEvents(c, EPOLLIN | EPOLLOUT);
+                if (e == SSL_ERROR_WANT_READ) return setEvents(c, EPOLLIN);
+                return closeConn(c.id, CloseReason::Client);
+            }
+            const ssize_t n = ::send(c.fd.get(), c.out.data() + c.out_off, left, MSG_NOSIGNAL);
+            if (n > 0) {
+                c.out_off += static_cast<std::size_t>(n);
+                c.since = c.last_write = Clock::now();
+                continue;
+            }
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return setEvents(c, EPOLLIN | EPOLLOUT);
+            if (n < 0 && errno == EINTR) continue;
+            return closeConn(c.id, CloseReason::Client);
+        }
+        bool closing = false;
+        std::string more = c.stream->take(closing);
+        if (more.empty()) {
+            std::string().swap(c.out);
+            c.out_off = 0;
+            if (closing) return closeConn(c.id, CloseReason::Done);
+            c.since = Clock::now();
+            return setEvents(c, EPOLLIN);
+        }
+        c.out = std::move(more);
+        c.out_off = 0;
+        c.since = Clock::now();  // write_timeout counts from here
+    }
+}
+
+// A stream's client sends nothing more: what it sends is dropped; its close ends the stream.
+void Server::Impl::readStream(Conn& c) {
+    char buf[4096];
+    for (int rounds = 0; rounds < 16; ++rounds) {
+        if (c.ssl) {
+            ERR_clear_error();
+            const int r = SSL_read(c.ssl.get(), buf, sizeof buf);
+            if (r > 0) continue;
+            const int e = SSL_get_error(c.ssl.get(), r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
+            return closeConn(c.id, CloseReason::Client);
+        }
+        const ssize_t n = ::recv(c.fd.get(), buf, sizeof buf, 0);
+        if (n > 0) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n < 0 && errno == EINTR) continue;
+        return closeConn(c.id, CloseReason::Client);
     }
 }
 
@@ -800,6 +957,15 @@ Completion Server::Impl::serve(Job& job) {
     out.conn = job.conn;
     out.status = r.status;
     out.keep_alive = req.keep_alive;
+    if (r.stream) {
+        if (head || r.status != 200) {
+            r.stream->finish(StreamEnd::NotStarted);
+            r.stream = nullptr;  // an ordinary answer (with its Content-Length)
+        } else {
+            out.stream = r.stream;
+            out.keep_alive = false;  // the body ends with the connection
+        }
+    }
     out.bytes = serialize(std::move(r), out.keep_alive, head, job.gen->headers);
     return out;
 }

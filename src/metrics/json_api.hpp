@@ -74,9 +74,10 @@ struct ConnectionQuery {
 [[nodiscard]] bool connectionMatches(const ebpf::Connection& c, const ConnectionQuery& q);
 // stack may be null (stack monitor off): the document says so ("enabled": false).
 // With an attribution, records of a container's socket gain container_id, pod_uid,
-// cgroup_path (and namespace/pod/workload with Kubernetes).
-[[nodiscard]] nlohmann::json connectionsJson(const collector::Snapshot& s, const ConnectionQuery& q,
-                                             const Attribution* attribution = nullptr);
+// cgroup_path (and namespace/pod/workload with Kubernetes). Serialized (members in key
+// order; bytes of comm that are not UTF-8 as U+FFFD).
+[[nodiscard]] std::string connectionsJson(const collector::Snapshot& s, const ConnectionQuery& q,
+                                          const Attribution* attribution = nullptr);
 
 // /api/v1/containers: the containers behind the connection records (by cgroup id,
 // grouped by container id), with their connections, network namespaces, host veths and

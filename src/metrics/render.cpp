@@ -85,6 +85,25 @@ void renderInterfaces(ExpositionWriter& w, const Snapshot& s) {
         w.sample("netprobe_interface_attached", {{"interface", i.name}, {"tc_mode", i.tc_mode}, {"xdp_mode", xdp}},
                  std::uint64_t{1});
     }
+    // The devices' own counters (rtnl_link_stats64, read every collection), of the watched
+    // interfaces: errors and drops as `ip -s link` / /proc/net/dev show them.
+    if (s.link_counters) {
+        w.family("netprobe_interface_errors_total", MetricType::Counter,
+                 "The device's own error counters (rx_errors, tx_errors: CRC, frame, FIFO, carrier, ...), by direction.");
+        for (const auto& i : s.interfaces)
+            if (const auto* c = s.link_counters->find(i.index)) {
+                w.sample("netprobe_interface_errors_total", {{"interface", i.name}, {"direction", "rx"}}, c->rx_errors);
+                w.sample("netprobe_interface_errors_total", {{"interface", i.name}, {"direction", "tx"}}, c->tx_errors);
+            }
+        w.family("netprobe_interface_drops_total", MetricType::Counter,
+                 "The device's own drop counters by direction: rx_dropped + rx_missed_errors (receive), tx_dropped (send).");
+        for (const auto& i : s.interfaces)
+            if (const auto* c = s.link_counters->find(i.index)) {
+                w.sample("netprobe_interface_drops_total", {{"interface", i.name}, {"direction", "rx"}},
+                         c->rx_dropped + c->rx_missed_errors);
+                w.sample("netprobe_interface_drops_total", {{"interface", i.name}, {"direction", "tx"}}, c->tx_dropped);
+            }
+    }
 }
 
 void renderDatapath(ExpositionWriter& w, const Snapshot& s, const analysis::FlowHealth& h) {
@@ -449,7 +468,7 @@ std::string renderDiagnosisMetrics(const analysis::DiagnosisView& view) {
              "Findings of the diagnosis rules at the last evaluation, by rule and severity (/api/v1/diagnosis).");
     static const char* rules[] = {"listen_overflow", "path_mtu",     "packet_drops", "connection_failures",
                                   "tcp_retransmits", "dns_failures", "dns_nxdomain", "http_errors",
-                                  "netprobe_data_loss", "security_event"};
+                                  "netprobe_data_loss", "security_event", "interface_errors", "one_way_flows"};
     static const char* severities[] = {"critical", "warning", "info"};
     for (const char* r : rules)
         for (const char* sv : severities) {

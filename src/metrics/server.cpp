@@ -15,10 +15,17 @@
 #include <netprobe/metrics/policy.hpp>
 #include <netprobe/metrics/respond.hpp>
 #include <netprobe/metrics/topology.hpp>
+#include <netprobe/metrics/trace.hpp>
+#include <netprobe/metrics/topology_stream.hpp>
+#include <netprobe/metrics/topology_events.hpp>
+#include <netprobe/metrics/topology_history.hpp>
 #include <netprobe/metrics/qos.hpp>
 #include <netprobe/metrics/models.hpp>
 #include <netprobe/analysis/cost.hpp>
 #include <netprobe/history/cluster.hpp>
+#include <netprobe/history/prometheus.hpp>
+#include <netprobe/analysis/edge_counters.hpp>
+#include <netprobe/metrics/cluster_topology.hpp>
 #include <netprobe/history/writer.hpp>
 #include <netprobe/metrics/bottlenecks.hpp>
 #include <netprobe/analysis/qos.hpp>
@@ -41,6 +48,8 @@ struct Server::Impl {
     std::unique_ptr<http::Server> metrics_http;
     std::unique_ptr<http::Server> api_http;
     std::shared_ptr<const analysis::Pipeline> pipeline;
+    std::unique_ptr<TopologyStreams> topology_streams;  // GET /api/v1/topology/stream
+    std::unique_ptr<TopologyEvents> topology_events;    // new boundary edges (/api/v1/events)
     collector::Collector* started = nullptr;  // the collector start() started; stop() stops it
     bool start_called = false;
 
@@ -113,6 +122,8 @@ Result<void> Server::start(std::shared_ptr<const analysis::Pipeline> pipeline) {
 
 Result<void> Server::Impl::serve(const std::shared_ptr<const analysis::Pipeline>& pipe) {
     pipeline = pipe;
+    topology_streams = std::make_unique<TopologyStreams>(pipeline);
+    topology_events = std::make_unique<TopologyEvents>(pipeline);
     http::WebConfig web = cfg.web;
     if (!cfg.web_config_file.empty()) {
         web_file = std::make_unique<http::WebConfigFile>(cfg.web_config_file);
@@ -190,14 +201,19 @@ http::Response Server::Impl::metrics() const {
     if (v->domains) body += renderDomainIntelMetrics(*v->domains);
     if (const auto ci = c.cni ? c.cni() : nullptr) body += renderCniMetrics(*ci);
     if (v->snapshot->names) body += renderNameCaptureMetrics(*v->snapshot->names);
+    if (v->snapshot->trace) body += renderTraceMetrics(*v->snapshot->trace);
     if (v->l7) body += renderL7Metrics(*v->l7, v->snapshot->l7.get());
     if (v->topology) body += renderTopologyMetrics(*v->topology);
+    if (v->topology && topology_streams) body += renderTopologyStreamMetrics(topology_streams->stats());
+    if (v->topology && topology_events) body += topology_events->renderMetrics();
     if (v->qos) body += renderQosMetrics(v->topology.get(), *v->qos);
     if (v->forecast) body += renderForecastMetrics(*v->forecast);
     if (v->anomaly) body += renderAnomalyMetrics(*v->anomaly);
     if (v->cost) body += renderCostMetrics(*v->cost);
     if (c.history) body += renderHistoryMetrics(c.history->stats());
     if (c.cluster_history) body += renderClusterHistoryMetrics(c.cluster_history->stats());
+    if (c.edge_counters) body += renderEdgeCounterMetrics(*c.edge_counters->latest());
+    if (c.prometheus_topology) body += renderPrometheusTopologyMetrics(c.prometheus_topology->stats());
     if (v->bottlenecks) body += renderBottleneckMetrics(*v->bottlenecks);
     if (v->policy) body += renderPolicyMetrics(*v->policy);
     if (v->responses) body += renderResponseMetrics(*v->responses);
@@ -250,9 +266,21 @@ http::Response Server::Impl::api(const http::Request& req) const {
         const auto v = pipeline->latest();
         return http::Response::json(200, requests ? l7RequestsJson(v->l7.get(), *q) : l7EndpointsJson(v->l7.get(), *q));
     }
+    if (p == "/api/v1/topology/stream") return topology_streams->open(req);
     if (p == "/api/v1/topology") {
         auto q = parseTopologyQuery(req.query);
         if (!q) return http::Response::error(400, q.error());
+        if (q->at_unix) {
+            // The graph at a past time: from the history store's topology frames.
+            if (!c.history)
+                return http::Response::error(400, "at=: this agent has no history store (--history=on, the default, "
+                                                  "with a writable --state-dir)");
+            const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                         std::chrono::system_clock::now().time_since_epoch()).count();
+            auto doc = topologyAt(c.history->store(), *q, now);
+            if (!doc) return http::Response::error(doc.error().status, doc.error().message);
+            return http::Response::json(200, doc->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        }
         const auto v = pipeline->latest();
         if (q->source == "clickhouse") {
             // Every node's flow records; this node's view (saying why) when ClickHouse fails.
@@ -266,6 +294,17 @@ http::Response Server::Impl::api(const http::Request& req) const {
             auto local = nlohmann::json::parse(topologyJson(v->topology.get(), v->l7.get(), *q));
             local["source"] = "local";
             local["fallback"] = flows.error().what();
+            return http::Response::json(200, local.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        }
+        if (q->source == "prometheus") {
+            // Every agent's edge series; this node's view (saying why) when Prometheus fails.
+            if (!c.prometheus_topology)
+                return http::Response::error(400, "source=prometheus: this agent has no --topology-source=prometheus");
+            auto edges = c.prometheus_topology->edges(q->window_seconds);
+            if (edges) return http::Response::json(200, prometheusTopologyJson(*edges, *q, c.prometheus_topology->target()));
+            auto local = nlohmann::json::parse(topologyJson(v->topology.get(), v->l7.get(), *q));
+            local["source"] = "local";
+            local["fallback"] = edges.error().what();
             return http::Response::json(200, local.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         }
         return http::Response::json(200, topologyJson(v->topology.get(), v->l7.get(), *q));
@@ -317,15 +356,46 @@ http::Response Server::Impl::api(const http::Request& req) const {
     if (p == "/api/v1/connections") {
         auto q = parseConnectionQuery(req.query, c.default_flow_limit, c.max_flow_limit);
         if (!q) return http::Response::error(400, q.error());
-        return http::Response::json(200, connectionsJson(*pipeline->latest()->snapshot, *q, c.attribution.get())
-                                             .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        return http::Response::json(200, connectionsJson(*pipeline->latest()->snapshot, *q, c.attribution.get()));
     }
     if (p == "/api/v1/events") {
-        auto q = parseEventQuery(req.query, c.max_flow_limit);
+        // type=new_boundary_edge is the topology's (topology_events.hpp); the others the security pipeline's.
+        http::QueryParams rest;
+        bool types_given = false, want_topology = false, other_types = false;
+        for (const auto& [k, v] : req.query) {
+            if (k != "type") {
+                rest.emplace_back(k, v);
+                continue;
+            }
+            types_given = true;
+            std::string others;
+            std::string_view left = v;
+            while (true) {
+                const auto comma = left.find(',');
+                const auto name = left.substr(0, comma);
+                if (name == "new_boundary_edge") want_topology = true;
+                else others += (others.empty() ? "" : ",") + std::string(name);
+                if (comma == std::string_view::npos) break;
+                left.remove_prefix(comma + 1);
+            }
+            if (!others.empty() || !want_topology) {
+                other_types = true;
+                rest.emplace_back(k, others);
+            }
+        }
+        auto q = parseEventQuery(rest, c.max_flow_limit);
         if (!q) return http::Response::error(400, q.error());
+        const bool want_security = !types_given || other_types;
+        if (!types_given) want_topology = true;
         const auto sv = c.security ? c.security->latest() : nullptr;
-        if (!sv || !sv->security) return http::Response::json(200, eventsJson({}, c.security != nullptr));
-        return http::Response::json(200, eventsJson(analysis::security::selectEvents(sv->security->events, *q)));
+        std::string sec = !sv || !sv->security
+                              ? eventsJson({}, c.security != nullptr)
+                              : eventsJson(want_security ? analysis::security::selectEvents(sv->security->events, *q)
+                                                         : std::vector<analysis::security::EventPtr>{});
+        if (!topology_events || !want_topology) return http::Response::json(200, std::move(sec));
+        std::optional<std::chrono::system_clock::time_point> since;
+        if (q->since) since = *q->since;
+        return http::Response::json(200, mergeEventsJson(sec, want_security, topology_events->select(since, q->limit), q->limit));
     }
     if (p == "/api/v1/intel") {
         if (!req.query.empty()) return noParams(req);
@@ -339,6 +409,26 @@ http::Response Server::Impl::api(const http::Request& req) const {
         if (!req.query.empty()) return noParams(req);
         return http::Response::json(200, containersJson(*pipeline->latest(), c.attribution.get())
                                              .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+    if (p == "/api/v1/trace") {
+        auto q = parseTraceQuery(req.query);
+        if (!q) return http::Response::error(400, q.error());
+        const auto* sample = pipeline->latest()->snapshot->trace.get();
+        if (const auto* start = std::get_if<TraceStart>(&*q)) {
+            if (!c.trace) return http::Response::error(503, "packet path tracing is not available (the datapath or the stack monitor is off)");
+            auto id = c.trace->submit(start->request);
+            if (!id) return http::Response::error(429, id.error());
+            return http::Response::json(200, nlohmann::json{{"id", *id},
+                                                            {"state", "pending"},
+                                                            {"seconds", start->request.duration.count()},
+                                                            {"read", "/api/v1/trace?id=" + std::to_string(*id)}}
+                                                 .dump());
+        }
+        const auto id = std::get<TraceRead>(*q).id;
+        if (!c.trace) return http::Response::json(200, nlohmann::json{{"enabled", false}, {"traces", nlohmann::json::array()}}.dump());
+        auto body = traceJson(sample, *c.trace, id);
+        if (!body) return http::Response::error(404, "no trace " + std::to_string(id) + " (unknown, or finished long ago)");
+        return http::Response::json(200, std::move(*body));
     }
     return http::Response::error(404, "not found");
 }
@@ -368,9 +458,9 @@ http::Response Server::Impl::route(const http::Request& req, bool metrics_listen
         if (api_listener)
             for (const char* e : {"/api/v1/interfaces", "/api/v1/flows", "/api/v1/connections", "/api/v1/containers",
                                   "/api/v1/pods", "/api/v1/events", "/api/v1/intel", "/api/v1/diagnosis", "/api/v1/l7/endpoints",
-                                  "/api/v1/l7/requests", "/api/v1/l7/dns/names", "/api/v1/topology", "/api/v1/qos",
+                                  "/api/v1/l7/requests", "/api/v1/l7/dns/names", "/api/v1/topology", "/api/v1/topology/stream", "/api/v1/qos",
                                   "/api/v1/forecast", "/api/v1/anomalies", "/api/v1/history", "/api/v1/cost", "/api/v1/bottlenecks",
-                                  "/api/v1/policies", "/api/v1/responses"})
+                                  "/api/v1/policies", "/api/v1/responses", "/api/v1/trace"})
                 body += std::string(e) + "\n";
         body += "/healthz\n/readyz\n";
         return http::Response::text(200, std::move(body));
@@ -411,6 +501,8 @@ void Server::stop() {
     if (impl_->metrics_http) impl_->metrics_http->stop();
     impl_->api_http.reset();
     impl_->metrics_http.reset();
+    impl_->topology_streams.reset();
+    impl_->topology_events.reset();
     if (impl_->started) {
         impl_->started->stop();
         impl_->started = nullptr;

@@ -11,6 +11,7 @@
 #include <netprobe/analysis/topology.hpp>
 #include <netprobe/history/cluster.hpp>
 #include <netprobe/metrics/exposition.hpp>
+#include <netprobe/metrics/topology_history.hpp>
 #include <netprobe/util/duration.hpp>
 #include <netprobe/util/ip.hpp>
 #include <netprobe/util/parse.hpp>
@@ -171,18 +172,28 @@ std::expected<TopologyQuery, std::string> parseTopologyQuery(
             std::size_t n = 0;
             if (!util::parseNumber(v, n) || n == 0 || n > 100000) return bad(k, v, "expected 1..100000");
             q.limit = n;
+        } else if (k == "at") {
+            q.at_unix = parseTimeParam(v);
+            if (!q.at_unix) return bad(k, v, "expected an RFC 3339 time (2026-12-05T14:00:00Z) or unix seconds");
         } else if (k == "source") {
-            if (v != "local" && v != "clickhouse") return bad(k, v, "expected local or clickhouse");
+            if (v != "local" && v != "clickhouse" && v != "prometheus")
+                return bad(k, v, "expected local, clickhouse or prometheus");
             q.source = v;
         } else {
             return std::unexpected("unknown parameter \"" + k +
-                                   "\" (known: window, group_by, namespace, protocol, format, limit, source)");
+                                   "\" (known: window, group_by, namespace, protocol, format, limit, source, at)");
         }
     }
+    if (q.at_unix && q.source != "local")
+        return bad("at", std::to_string(*q.at_unix), "the graph at a past time is this node's (no source=)");
     if (q.source == "clickhouse" && (q.group_by == "process" || q.group_by == "segment"))
         return bad("group_by", q.group_by, "source=clickhouse groups by host, workload, namespace or pod");
     if (q.source == "clickhouse" && q.format != "netprobe")
         return bad("format", q.format, "source=clickhouse answers in the netprobe format");
+    if (q.source == "prometheus" && q.group_by != "host" && q.group_by != "workload" && q.group_by != "namespace")
+        return bad("group_by", q.group_by,
+                   "source=prometheus groups by workload (workloads where known, else hosts: the series' grain), host "
+                   "(the same) or namespace");
     return q;
 }
 
@@ -288,9 +299,13 @@ std::string clusterTopologyJson(const std::vector<history::ClusterFlow>& flows, 
 }
 
 std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7View* l7, const TopologyQuery& q) {
+    return topologyDocument(v, l7, q).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+nlohmann::json topologyDocument(const analysis::TopologyView* v, const analysis::l7::L7View* l7, const TopologyQuery& q) {
     nlohmann::json j;
     j["enabled"] = v != nullptr;
-    if (!v) return j.dump();
+    if (!v) return j;
     const std::size_t window_slots = analysis::windowSlots(*v, q.window_seconds);
     const double window_seconds = analysis::windowSeconds(*v, window_slots);
 
@@ -349,6 +364,11 @@ std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7
             index[id] = in.nodes.size();
             in.nodes.push_back(id);
             in.ns.push_back(n.kind == "host" ? std::string() : n.ns);
+            // this node's subnets (precedence: namespace > subnet > community)
+            const analysis::LocalSubnet* net = nullptr;
+            if (v->subnets && !n.ips.empty())
+                if (auto ip = util::parseAddr(n.ips[0])) net = analysis::subnetOf(*v->subnets, *ip);
+            in.subnet.push_back(net ? net->cidr : std::string());
         }
         for (const auto& [_, e] : edges)
             in.edges.push_back({index[e.source], index[e.target], static_cast<double>(e.t.bytes_out + e.t.bytes_in)});
@@ -364,7 +384,9 @@ std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7
             Node& sn = it->second;
             if (fresh) {
                 sn.id = n.segment;
-                sn.name = n.segment.starts_with("ns:") ? n.segment.substr(3) : n.segment.substr(8) + " and peers";
+                sn.name = n.segment.starts_with("ns:")       ? n.segment.substr(3)
+                          : n.segment.starts_with("subnet:") ? n.segment.substr(7)
+                                                             : n.segment.substr(8) + " and peers";
                 sn.kind = "segment";
                 sn.segment = n.segment;
             }
@@ -430,7 +452,7 @@ std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7
         }
         j["nodes"] = std::move(ns);
         j["edges"] = std::move(es);
-        return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        return j;
     }
 
     j["window_seconds"] = window_seconds;
@@ -493,7 +515,7 @@ std::string topologyJson(const analysis::TopologyView* v, const analysis::l7::L7
     }
     j["nodes"] = std::move(ns);
     j["edges"] = std::move(es);
-    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return j;
 }
 
 }  // namespace netprobe::metrics

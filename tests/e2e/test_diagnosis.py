@@ -235,6 +235,206 @@ class DiagnosisTest(E2ETestCase):
         self.assertGreater(self.evidence(f, "lost"), 0)
         self.assertEqual(m.get("netprobe_diagnosis_findings", rule="netprobe_data_loss", severity="warning"), 1)
 
+    # -- interface errors/drops ------------------------------------------------------------
+
+    def kernel_tx_dropped(self, ifname: str, netns: str) -> int:
+        """The kernel's own counter (ip -s -j link: rtnl_link_stats64), the oracle."""
+        return json.loads(run(["ip", "-s", "-j", "link", "show", "dev", ifname], netns=netns).stdout)[0]["stats64"]["tx"]["dropped"]
+
+    def test_a_veth_whose_peer_is_down_drops_what_it_sends(self):
+        # The peer end of the watched veth goes down: the veth drops every packet it is given
+        # (tx_dropped). A permanent neighbour entry sends the datagrams straight to the device
+        # (no ARP queue in between).
+        run(["ip", "link", "set", self.veth.peer, "down"], netns=self.veth.ns)
+        run(["ip", "neigh", "replace", self.veth.peer_ip, "lladdr", self.veth.peer_mac, "dev", self.veth.host,
+             "nud", "permanent"], netns=self.node)
+        # no IPv6 on the node's end (its MLD/ND packets would be dropped too), and the counter
+        # settled before the agent starts
+        run(["sysctl", "-qw", f"net.ipv6.conf.{self.veth.host}.disable_ipv6=1"], netns=self.node)
+        last = [self.kernel_tx_dropped(self.veth.host, self.node), time.monotonic()]
+
+        def settled():
+            now = self.kernel_tx_dropped(self.veth.host, self.node)
+            if now != last[0]:
+                last[:] = [now, time.monotonic()]
+            return time.monotonic() - last[1] >= 2
+        wait_for(settled, 20, "the veth's tx_dropped to settle", interval=0.2)
+        before = self.kernel_tx_dropped(self.veth.host, self.node)
+        agent = self.agent()
+        agent.wait_collections(3)
+        # nothing dropped while the agent took its first reading: its baseline is `before`
+        self.assertEqual(self.kernel_tx_dropped(self.veth.host, self.node), before)
+        out = run([PYTHON, "-c", "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nn=0\n"
+                                 "for _ in range(60):\n s.sendto(b'x'*100,(sys.argv[1],9)); n+=1\nprint(n)",
+                   self.veth.peer_ip], netns=self.node)
+        self.assertEqual(int(out.stdout), 60)
+        after = self.kernel_tx_dropped(self.veth.host, self.node)
+        dropped = after - before
+        self.assertGreaterEqual(dropped, 60)
+
+        def exact():
+            f = self.finding(agent, "interface_errors", self.veth.host)
+            return f if self.evidence(f, "tx_dropped") == dropped else None
+        f = wait_for(exact, 15, "the finding to count every packet the kernel dropped")
+        log(f"kernel: tx_dropped +{dropped}; finding: {self.evidence(f, 'tx_dropped')} "
+            f"({self.evidence(f, 'tx_dropped_rate'):.2f}/s over {self.evidence(f, 'window'):.1f} s)")
+        self.assertEqual(f["severity"], "critical")  # nothing got through
+        self.assertGreater(self.evidence(f, "window"), 0)
+        self.assertAlmostEqual(self.evidence(f, "tx_dropped_rate"), dropped / self.evidence(f, "window"), places=6)
+        self.assertIn("peer", f["cause"])
+        self.assertIn(f"ip link show dev {self.veth.host}", " ".join(f["fix"]))
+        self.assertIn(f"ip -s -s link show dev {self.veth.host}", f["query"])
+        # The same counters in /api/v1/interfaces and /metrics, equal to the kernel's.
+        ifs = {i["name"]: i for i in agent.get_json("/api/v1/interfaces")["interfaces"]}
+        self.assertEqual(ifs[self.veth.host]["kernel"]["tx_dropped"], after)
+        m = agent.metrics()
+        self.assertEqual(m.get("netprobe_interface_drops_total", interface=self.veth.host, direction="tx"), after)
+        out = run([CLI, f"--server=http://127.0.0.1:{agent.port}", "diagnose", "--exit-code"], check=False,
+                  netns=self.node)
+        self.assertEqual(out.returncode, 4, out.stderr)
+        self.assertIn("interface_errors", out.stdout)
+        self.assertIn(f"tx_dropped {dropped} packets", out.stdout)
+
+    # -- one-way flows -------------------------------------------------------------------
+
+    def routed(self, asymmetric: bool):
+        """client ns C --veth-- node (forwards; the agent on both its veths) --veth-- server ns S;
+        with asymmetric, a direct link C -- S that S's answers to C take, so the node sees the
+        client's direction only. Returns (client ns, server ns, client ip, server ip, agent)."""
+        far = self.make_veth(host_ns=self.node)
+        c_ns, s_ns = self.veth.ns, far.ns
+        c_ip, s_ip = self.veth.peer_ip, far.peer_ip
+        run(["sysctl", "-qw", "net.ipv4.ip_forward=1"], netns=self.node)
+        run(["ip", "route", "add", s_ip, "via", self.veth.host_ip], netns=c_ns)
+        if asymmetric:
+            direct = self.make_veth(ns=s_ns, host_ns=c_ns)  # host end in C, peer end in S
+            run(["ip", "route", "add", c_ip, "via", direct.host_ip], netns=s_ns)
+            # answers arrive on an interface C's route to S does not use: no reverse-path filter
+            for ns, devs in ((c_ns, [self.veth.peer, direct.host]), (s_ns, [far.peer, direct.peer])):
+                run(["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"] +
+                    [f"net.ipv4.conf.{d}.rp_filter=0" for d in devs], netns=ns)
+        else:
+            run(["ip", "route", "add", c_ip, "via", far.host_ip], netns=s_ns)
+        # the sender's own counts: what C emitted to S, what came back
+        run(["nft", "-f", "-"], netns=c_ns, input=(
+            "table inet npdiag_c {\n"
+            " chain out { type filter hook output priority 0; ip daddr " + s_ip + " tcp dport 7400 counter;"
+            " ip daddr " + s_ip + " udp dport 53 counter; }\n"
+            " chain in { type filter hook input priority 0; ip saddr " + s_ip + " tcp sport 7400 counter;"
+            " ip saddr " + s_ip + " udp sport 53 counter; }\n}\n"))
+        self.spawn([PYTHON, "-c", ROUTED_SERVERS, s_ip], netns=s_ns, name="routed servers")
+        agent = self.start_agent(f"--interface-filter={self.veth.host},{far.host}", "--collect-interval=500ms",
+                                 "--socket-netns=own", netns=self.node)
+        return c_ns, s_ns, c_ip, s_ip, agent
+
+    def nft_counts(self, netns: str) -> dict:
+        """{(chain, protocol): packets} of the test's counters in netns."""
+        table = json.loads(run(["nft", "-j", "list", "table", "inet", "npdiag_c"], netns=netns).stdout)
+        out = {}
+        for r in table["nftables"]:
+            if "rule" not in r:
+                continue
+            proto = next(x["match"]["left"]["payload"]["protocol"] for x in r["rule"]["expr"]
+                         if "match" in x and x["match"]["left"].get("payload", {}).get("protocol") in ("tcp", "udp"))
+            out[(r["rule"]["chain"], proto)] = next(x["counter"]["packets"] for x in r["rule"]["expr"] if "counter" in x)
+        return out
+
+    def converse(self, c_ns: str, s_ip: str):
+        out = run([PYTHON, "-c", ROUTED_CLIENT, s_ip], netns=c_ns, timeout=60)
+        log(f"client: {out.stdout.strip()}")
+        self.assertEqual(out.stdout.split(), ["echoed", "12", "answers", "8"])
+
+    def test_asymmetric_routing_is_a_one_way_flows_finding(self):
+        c_ns, _, c_ip, s_ip, agent = self.routed(asymmetric=True)
+        agent.wait_collections(2)
+        self.converse(c_ns, s_ip)
+        sent = self.nft_counts(c_ns)
+        log(f"client nft counters: {sent}")
+        # the answers came back (over the direct link): a working, asymmetric conversation
+        self.assertGreater(sent[("in", "tcp")], 0)
+        self.assertEqual(sent[("in", "udp")], 8)
+
+        def exact(subject: str, count: int):
+            def f():
+                x = self.finding(agent, "one_way_flows", subject)
+                return x if self.evidence(x, "packets_seen") == count else None
+            return f
+        tcp = wait_for(exact(f"tcp {c_ip} -> {s_ip}:7400", sent[("out", "tcp")]), 15,
+                       "the TCP finding to count every segment the client sent")
+        udp = wait_for(exact(f"udp {c_ip} -> {s_ip}:53", sent[("out", "udp")]), 15,
+                       "the UDP finding to count every request the client sent")
+        log(f"tcp: {tcp['title']}: {tcp['evidence']}")
+        log(f"udp: {udp['title']}: {udp['evidence']}")
+        self.assertIn("Asymmetric routing", tcp["title"])
+        for f in (tcp, udp):
+            self.assertEqual(self.evidence(f, "packets_back"), 0)
+            self.assertEqual(self.evidence(f, "flows"), 1)
+            self.assertGreaterEqual(self.evidence(f, "duration"), 5)
+            self.assertIn(f"ip route get {c_ip} from {s_ip}", " ".join(f["fix"]))
+            self.assertIn("rp_filter", " ".join(f["fix"]))
+        out = run([CLI, f"--server=http://127.0.0.1:{agent.port}", "diagnose"], netns=self.node)
+        self.assertIn(f"one_way_flows  tcp {c_ip} -> {s_ip}:7400", out.stdout)
+
+    def test_symmetric_routing_has_no_one_way_flows(self):
+        c_ns, _, _, s_ip, agent = self.routed(asymmetric=False)
+        agent.wait_collections(2)
+        self.converse(c_ns, s_ip)
+        agent.wait_collections(4)
+        # the node saw both directions of both conversations
+        for q in ("src_port=7400", "dst_port=7400", "src_port=53", "dst_port=53"):
+            self.assertGreater(agent.get_json(f"/api/v1/flows?{q}&limit=100")["returned"], 0, q)
+        self.assertEqual(self.findings(agent), [])
+
+
+# S: a TCP server that reads until the client closes (answering with its ACKs), and a
+# request/response UDP service on port 53 that answers every datagram.
+ROUTED_SERVERS = r"""
+import socket, sys, threading
+t = socket.socket()
+t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind((sys.argv[1], 7400))
+t.listen(8)
+def serve(c):
+    while c.recv(4096):
+        c.sendall(b"ok")
+    c.close()
+def acc():
+    while True:
+        c, _ = t.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+threading.Thread(target=acc, daemon=True).start()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind((sys.argv[1], 53))
+while True:
+    d, a = u.recvfrom(512)
+    u.sendto(d, a)
+"""
+
+# C: one TCP connection carrying 12 requests 0.6 s apart (each answered), then 8 UDP
+# requests 0.8 s apart from one socket (each answered); prints what came back.
+ROUTED_CLIENT = r"""
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], 7400), timeout=5)
+echoed = 0
+for _ in range(12):
+    c.sendall(b"request")
+    if c.recv(16):
+        echoed += 1
+    time.sleep(0.6)
+c.shutdown(socket.SHUT_WR)
+c.recv(16)
+c.close()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(5)
+answers = 0
+for i in range(8):
+    u.sendto(b"query%d" % i, (sys.argv[1], 53))
+    if u.recvfrom(512)[0] == b"query%d" % i:
+        answers += 1
+    time.sleep(0.8)
+print("echoed", echoed, "answers", answers)
+"""
+
 
 if __name__ == "__main__":
     unittest.main()

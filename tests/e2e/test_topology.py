@@ -175,12 +175,15 @@ class TopologyTest(E2ETestCase):
         res = json.loads(stdout.strip().splitlines()[-1])
         self.assertEqual(res["console_errors"], [])
         self.assertTrue(res["edges_found"], res)
-        # the new connection (an iperf3 run of ~0.3 s), two collections (1 s), one poll of the page (1 s)
+        # the new connection (an iperf3 run of ~0.3 s), two collections (1 s), the stream's diff (or one 1 s poll)
         self.assertLessEqual(res["new_edge_after_ms"], 4000, res)
         self.assertGreater(res["flows_listed"], 0, res)
         self.assertTrue(res["keyboard_selects"], res)
         self.assertEqual(res["heat_interfaces"], len(self.clients + self.servers), res)
         self.assertTrue(res["event_highlighted"], res)
+        # the page follows the server-sent stream (a snapshot, then diffs) rather than polling
+        self.assertGreaterEqual(res["stream"]["snapshots"], 1, res)
+        self.assertGreaterEqual(res["stream"]["diffs"], 1, res)
         # keep the screenshots: the build's artifacts and the README's picture
         arts = os.path.join(BUILD, "test-artifacts")
         os.makedirs(arts, exist_ok=True)

@@ -84,9 +84,12 @@ async function waitFor(fn, timeoutMs, what) {
     await page.screenshot({ path: `${outDir}/heatmaps.png`, fullPage: true });
     // the events: the scan the test made is listed; choosing it highlights the scanner's node
     if (expect.event_src) {
-      await waitFor(() => page.evaluate((src) => window.netprobe.events.some((e) => e.src_ip === src), expect.event_src),
+      // (the security event: the topology's new_boundary_edge events have the same source)
+      await waitFor(() => page.evaluate((src) => window.netprobe.events.some((e) => e.src_ip === src &&
+                                          e.type !== "new_boundary_edge"), expect.event_src),
                     15000, "the scan in the page's events");
-      const id = await page.evaluate((src) => window.netprobe.events.find((e) => e.src_ip === src).id, expect.event_src);
+      const id = await page.evaluate((src) => window.netprobe.events.find((e) => e.src_ip === src &&
+                                       e.type !== "new_boundary_edge").id, expect.event_src);
       await page.click(`#events li[data-id="${id}"]`);
       await waitFor(() => page.evaluate((src) => (window.netprobe.eventNodes || []).includes(src), expect.event_src),
                     5000, "the scanner's node highlighted");
@@ -94,6 +97,7 @@ async function waitFor(fn, timeoutMs, what) {
       await page.screenshot({ path: `${outDir}/events.png`, fullPage: true });
     }
     res.updates = await page.evaluate(() => window.netprobe.updates);
+    res.stream = await page.evaluate(() => window.netprobe.stream);
     if (res.console_errors.length) throw new Error(`console errors: ${res.console_errors.join("; ")}`);
   } catch (err) {
     res.error = String(err && err.stack || err);

@@ -119,7 +119,7 @@ std::string flowsJson(const TestState& t, const metrics::FlowQuery& q, const ana
 }
 json containersJson(const TestState& t, const analysis::Attribution* a) { return metrics::containersJson(grouped(t, a), a); }
 json connectionsJson(const TestState& t, const metrics::ConnectionQuery& q, const analysis::Attribution* a) {
-    return metrics::connectionsJson(t.snap, q, a);
+    return json::parse(metrics::connectionsJson(t.snap, q, a));
 }
 std::vector<collector::FlowSample> samplesOf(const TestState& t) {
     std::vector<collector::FlowSample> out;
@@ -189,6 +189,120 @@ TEST(ConnectionsContainers, FieldsFromTheCgroup) {
     auto bare = connectionsJson(s, *metrics::parseConnectionQuery({}, 100, 1000), nullptr);
     EXPECT_FALSE(bare["connections"][1].contains("container_id"));
     EXPECT_EQ(bare["connections"][1]["cgroup_id"], 100);
+}
+
+// The /api/v1/connections document as it was built before the text writer (an
+// nlohmann::json tree, dumped with invalid UTF-8 replaced): the writer's bytes must equal
+// its dump for the same snapshot, with every optional field, odd comm bytes and RTTs.
+json connectionsDocument(const collector::Snapshot& s, const metrics::ConnectionQuery& q, const analysis::Attribution* attribution) {
+    std::map<std::uint64_t, std::optional<analysis::ContainerLabels>> containers;
+    auto arr = json::array();
+    std::size_t total = 0;
+    const bool enabled = s.stack && s.stack->features.connections;
+    std::map<std::uint32_t, std::string> veth_of_netns;
+    if (attribution && enabled)
+        for (const auto& l : attribution->interfaceLinks())
+            if (l.peer_netns_inode) veth_of_netns.emplace(l.peer_netns_inode, l.name);
+    if (enabled) {
+        auto labelsOf = [&](std::uint64_t cg) -> const std::optional<analysis::ContainerLabels>& {
+            auto it = containers.find(cg);
+            if (it == containers.end()) it = containers.emplace(cg, attribution->container(cg)).first;
+            return it->second;
+        };
+        for (const auto& c : s.stack->connections) {
+            if (!metrics::connectionMatches(c, q)) continue;
+            if (q.container) {
+                if (!attribution || !c.cgroup_id) continue;
+                const auto& l = labelsOf(c.cgroup_id);
+                if (!l || l->container_id.empty() || !l->container_id.starts_with(*q.container)) continue;
+            }
+            ++total;
+            if (arr.size() >= q.limit) continue;
+            const char* origin = c.origin == NP_CONN_ACTIVE ? "active" : c.origin == NP_CONN_PASSIVE ? "passive" : "unknown";
+            json j = {
+                {"src_ip", util::formatAddr(c.src_ip)}, {"src_port", c.src_port}, {"dst_ip", util::formatAddr(c.dst_ip)},
+                {"dst_port", c.dst_port}, {"ip_version", c.family}, {"direction", origin},
+                {"state", ebpf::tcpStateName(c.tcp_state)}, {"open", c.open}, {"failed", c.failed},
+                {"pid", c.pid ? json(c.pid) : json(nullptr)}, {"comm", c.comm.empty() ? json(nullptr) : json(c.comm)},
+                {"cgroup_id", c.cgroup_id}, {"netns", c.netns}, {"cookie", c.cookie}, {"bytes_sent", c.bytes_sent},
+                {"bytes_received", c.bytes_received}, {"retransmits", c.retransmits},
+                {"rtt_seconds", c.srtt_us ? json(static_cast<double>(c.srtt_us) / 1e6) : json(nullptr)},
+                {"snd_cwnd", c.snd_cwnd}, {"start", metrics::rfc3339(c.start)},
+                {"established", c.established == collector::WallTime{} ? json(nullptr) : json(metrics::rfc3339(c.established))},
+                {"end", c.end == collector::WallTime{} ? json(nullptr) : json(metrics::rfc3339(c.end))},
+            };
+            if (auto v = veth_of_netns.find(c.netns); v != veth_of_netns.end()) j["host_interface"] = v->second;
+            if (attribution && c.cgroup_id) {
+                if (const auto& cl = labelsOf(c.cgroup_id)) {
+                    j["cgroup_path"] = cl->cgroup_path;
+                    if (!cl->container_id.empty()) j["container_id"] = cl->container_id;
+                    if (!cl->pod_uid.empty()) j["pod_uid"] = cl->pod_uid;
+                    if (!cl->pod.empty()) {
+                        j["namespace"] = cl->ns;
+                        j["pod"] = cl->pod;
+                        j["workload"] = cl->workload;
+                    }
+                }
+            }
+            arr.push_back(std::move(j));
+        }
+    }
+    return {{"collected_at", metrics::rfc3339(s.taken_at)}, {"enabled", enabled}, {"total", total},
+            {"returned", arr.size()}, {"connections", std::move(arr)}};
+}
+
+TEST(ConnectionsJson, TextWriterEqualsTheDocumentsDump) {
+    FakeAttribution attr;
+    auto t = snapWithConnections();
+    t.snap.taken_at = collector::WallTime(std::chrono::milliseconds(1'700'000'000'123));
+    auto st = std::make_shared<ebpf::StackStats>(*t.snap.stack);
+    const std::vector<std::string> comms = {"curl", "", "a\"b\\c", "tab\there\nnl\x01\x1f", "caf\xc3\xa9",
+                                            "bad\xff\xfeutf8", "cut\xe2\x82", "\xc3", "del\x7f", "\xed\xa0\x80x"};
+    const std::vector<std::uint32_t> rtts = {0, 1, 250, 1000, 123456, 1000000, 2500000, 99999999, 7, 33};
+    for (std::size_t i = 0; i < comms.size(); ++i) {
+        auto c = conn(i % 2 ? "fd6e:7072::1" : "198.18.5.1", static_cast<std::uint16_t>(40000 + i),
+                      i % 2 ? "fd6e:7072::2" : "198.18.5.2", 8080, i % 3 == 0 ? 100 : i % 3 == 1 ? 200 : 1,
+                      i % 4 == 0 ? 4026532999u : 4026531840u);
+        c.family = i % 2 ? 6 : 4;
+        c.comm = comms[i];
+        c.srtt_us = rtts[i];
+        c.pid = i % 5 ? static_cast<std::uint32_t>(1000 + i) : 0;
+        c.origin = static_cast<std::uint8_t>(i % 3);
+        c.open = i % 2 == 0;
+        c.failed = i == 3;
+        c.tcp_state = static_cast<std::uint8_t>(1 + i % 11);
+        c.cookie = 0xfedcba9876543210ull + i;
+        c.bytes_sent = 1ull << (i * 6);
+        c.bytes_received = i * 1000;
+        c.retransmits = static_cast<std::uint32_t>(i);
+        c.snd_cwnd = static_cast<std::uint32_t>(10 * i);
+        c.start = collector::WallTime(std::chrono::milliseconds(1'700'000'000'000 + 1001 * i));
+        if (i % 2) c.established = c.start + std::chrono::milliseconds(3);
+        if (!c.open) c.end = c.start + std::chrono::seconds(2);
+        st->connections.push_back(c);
+    }
+    t.snap.stack = st;
+    std::size_t compared = 0;
+    for (const analysis::Attribution* a : {static_cast<const analysis::Attribution*>(&attr), static_cast<const analysis::Attribution*>(nullptr)})
+        for (const http::QueryParams& params : std::vector<http::QueryParams>{
+                 {}, {{"limit", "3"}}, {{"state", "closed"}}, {{"family", "6"}}, {{"container", "aaaa"}}, {{"pid", "1001"}}}) {
+            auto q = metrics::parseConnectionQuery(params, 100, 1000);
+            ASSERT_TRUE(q);
+            const std::string text = metrics::connectionsJson(t.snap, *q, a);
+            const json doc = connectionsDocument(t.snap, *q, a);
+            EXPECT_EQ(text, doc.dump(-1, ' ', false, json::error_handler_t::replace));
+            EXPECT_EQ(json::parse(text), json::parse(doc.dump(-1, ' ', false, json::error_handler_t::replace)));
+            ++compared;
+        }
+    EXPECT_EQ(compared, 12u);
+    // the stack monitor off: the same as well
+    collector::Snapshot off;
+    const auto q = *metrics::parseConnectionQuery({}, 100, 1000);
+    EXPECT_EQ(metrics::connectionsJson(off, q, nullptr), connectionsDocument(off, q, nullptr).dump());
+    // the non-UTF-8 comm became U+FFFD; the valid one stayed
+    const auto all = json::parse(metrics::connectionsJson(t.snap, q, nullptr));
+    EXPECT_EQ(all["connections"][4 + 4]["comm"], "caf\u00e9");
+    EXPECT_EQ(all["connections"][4 + 5]["comm"], "bad\ufffd\ufffdutf8");
 }
 
 TEST(FlowsContainers, MatchedByFiveTuple) {

@@ -162,6 +162,34 @@ TEST(HistoryStore, ListSeries) {
     EXPECT_TRUE(s.listSeries("iface/", 0)->empty());
 }
 
+// Interfaces created and deleted: each minute's batch has eth0's series and those of 20
+// interfaces seen that minute only (3000 in all). The ids append() keeps in memory stay
+// bounded by the batch (not one per series ever seen); a series that ended is still
+// queryable and, seen again, continues its row (no second series row).
+TEST(HistoryStore, SeriesOfDeletedInterfacesLeaveTheCache) {
+    TempDir tmp;
+    auto s = openStore(tmp.root);
+    std::size_t most_cached = 0;
+    for (int m = 0; m < 150; ++m) {
+        std::vector<Point> batch{gauge("iface/eth0/rx_bytes_rate", kT0 + 60 * m, 1)};
+        for (int j = 0; j < 20; ++j)
+            batch.push_back(gauge("iface/veth" + std::to_string(m) + "x" + std::to_string(j) + "/rx_bytes_rate",
+                                  kT0 + 60 * m, m + j));
+        ASSERT_TRUE(s.append(batch));
+        most_cached = std::max(most_cached, s.cachedSeries());
+    }
+    EXPECT_EQ(s.stats().series, 1u + 150 * 20);
+    EXPECT_LE(most_cached, 2u * 21 + 1024 + 21);  // (trimmed once above 2 x batch + 1024)
+    EXPECT_LT(s.cachedSeries(), 1100u);
+    EXPECT_EQ(query(s, "iface/veth3x7/rx_bytes_rate", kT0, kT0 + 3600, Resolution::minute),
+              (std::vector<Row>{{kT0 + 180, 60, 10, 1, 10, 10}}));
+    EXPECT_EQ(query(s, "iface/eth0/rx_bytes_rate", kT0, kT0 + 150 * 60, Resolution::minute).size(), 150u);
+    // an ended series seen again: the same row (its id from the table)
+    ASSERT_TRUE(s.append(std::vector<Point>{gauge("iface/veth3x7/rx_bytes_rate", kT0 + 60 * 150, 5)}));
+    EXPECT_EQ(s.stats().series, 1u + 150 * 20);
+    EXPECT_EQ(query(s, "iface/veth3x7/rx_bytes_rate", kT0, kT0 + 151 * 60, Resolution::minute).size(), 2u);
+}
+
 TEST(HistoryStore, AppendMerges) {
     TempDir tmp;
     auto s = openStore(tmp.root);

@@ -9,11 +9,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <netprobe/http/server.hpp>
+#include <netprobe/http/stream.hpp>
 #include <netprobe/util/fd.hpp>
 
 using namespace netprobe::http;
@@ -316,4 +319,125 @@ TEST(HttpServer, BadListenAddress) {
     auto s = Server::start(o, {}, [](const Request&) { return Response::text(200, ""); });
     ASSERT_FALSE(s);
     EXPECT_NE(s.error().what().find("invalid listen address"), std::string::npos);
+}
+
+// ---- streaming responses (http/stream.hpp) ----
+
+namespace {
+
+struct StreamFixture {
+    std::shared_ptr<StreamChannel> ch;
+    std::unique_ptr<Fixture> f;
+    explicit StreamFixture(StreamOptions so, ServerOptions o = {}) {
+        o.workers = 1;
+        f = std::make_unique<Fixture>(o, WebConfig{}, [this, so](const Request& r) {
+            if (r.path != "/stream") return Response::text(200, "plain\n");
+            auto c = std::make_shared<StreamChannel>(so);
+            (void)c->push("data: first\n\n");
+            ch = c;
+            Response resp;
+            resp.content_type = "text/event-stream";
+            resp.stream = c;
+            return resp;
+        });
+    }
+    // Opens the stream; returns once the head and the first event arrived.
+    UniqueFd open(std::string& got) {
+        auto fd = connectTo(f->port);
+        sendAll(fd.get(), "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+        const auto end = std::chrono::steady_clock::now() + 5s;
+        while (got.find("data: first\n\n") == std::string::npos && std::chrono::steady_clock::now() < end)
+            got += readFor(fd.get(), 100ms).data;
+        return fd;
+    }
+};
+
+bool waitUntil(const std::function<bool()>& ok, std::chrono::milliseconds limit = 5s) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (!ok()) {
+        if (std::chrono::steady_clock::now() > end) return false;
+        std::this_thread::sleep_for(10ms);
+    }
+    return true;
+}
+
+}  // namespace
+
+TEST(HttpServerStream, PushedBytesHeartbeatsAndClientClose) {
+    StreamOptions so;
+    so.heartbeat_interval = 300ms;
+    StreamFixture sf(so);
+    std::string got;
+    auto fd = sf.open(got);
+    EXPECT_EQ(statusOf(got), 200) << got;
+    EXPECT_NE(got.find("Content-Type: text/event-stream"), std::string::npos) << got;
+    EXPECT_EQ(got.find("Content-Length"), std::string::npos) << "a stream has no length: " << got;
+    EXPECT_NE(got.find("Connection: close"), std::string::npos) << got;
+    ASSERT_TRUE(waitUntil([&] { return sf.f->server->stats().streams_open == 1; }));
+    // The worker is free while the stream is open: a plain request is answered.
+    EXPECT_EQ(statusOf(sf.f->get("/plain")), 200);
+    // Pushed from another thread, written by the I/O thread.
+    std::thread([&] { EXPECT_TRUE(sf.ch->push("data: second\n\n")); }).join();
+    got = readFor(fd.get(), 2s).data;  // second, then heartbeats (idle 300 ms)
+    EXPECT_NE(got.find("data: second\n\n"), std::string::npos) << got;
+    EXPECT_NE(got.find(":\n\n"), std::string::npos) << "no heartbeat in 2 s: " << got;
+    fd.reset();
+    ASSERT_TRUE(waitUntil([&] { return sf.ch->end() == StreamEnd::Client; }));
+    EXPECT_FALSE(sf.ch->push("data: gone\n\n"));
+    EXPECT_TRUE(waitUntil([&] { return sf.f->server->stats().streams_open == 0; }));
+}
+
+TEST(HttpServerStream, ProducerCloseEndsTheResponseAfterItsBytes) {
+    StreamFixture sf(StreamOptions{});
+    std::string got;
+    auto fd = sf.open(got);
+    ASSERT_TRUE(sf.ch);
+    EXPECT_TRUE(sf.ch->push("data: last\n\n"));
+    sf.ch->close();
+    const auto r = readFor(fd.get(), 5s);
+    EXPECT_NE(r.data.find("data: last\n\n"), std::string::npos) << r.data;
+    EXPECT_TRUE(r.closed);
+    EXPECT_TRUE(waitUntil([&] { return sf.ch->end() == StreamEnd::Closed; })) << toString(sf.ch->end());
+}
+
+TEST(HttpServerStream, SlowReaderIsDroppedAtItsBufferLimit) {
+    StreamOptions so;
+    so.max_buffer = 256 * 1024;
+    StreamFixture sf(so);
+    std::string got;
+    auto fd = sf.open(got);  // and then never reads again
+    ASSERT_TRUE(sf.ch);
+    const std::string chunk(16 * 1024, 'x');
+    std::size_t pushed = 0;
+    // The socket buffers fill first (a few MiB on loopback), then the channel's 256 KiB.
+    for (int i = 0; i < 100000 && sf.ch->push(chunk); ++i) {
+        pushed += chunk.size();
+        if (i % 64 == 0) std::this_thread::sleep_for(1ms);  // let the I/O thread fill the socket
+    }
+    EXPECT_EQ(sf.ch->end(), StreamEnd::SlowReader);
+    EXPECT_LT(pushed, 100000u * chunk.size());
+    ASSERT_TRUE(waitUntil([&] { return sf.f->server->stats().closed[static_cast<int>(CloseReason::SlowReader)] == 1; }));
+    EXPECT_EQ(sf.f->server->stats().streams_open, 0u);
+}
+
+TEST(HttpServerStream, HeadAndErrorsAreNotStreamed) {
+    StreamFixture sf(StreamOptions{});
+    auto fd = connectTo(sf.f->port);
+    sendAll(fd.get(), "HEAD /stream HTTP/1.1\r\nConnection: close\r\n\r\n");
+    const auto r = readFor(fd.get(), 5s);
+    EXPECT_EQ(statusOf(r.data), 200);
+    EXPECT_TRUE(r.closed);
+    ASSERT_TRUE(sf.ch);
+    EXPECT_EQ(sf.ch->end(), StreamEnd::NotStarted);
+    EXPECT_EQ(sf.f->server->stats().streams_open, 0u);
+}
+
+TEST(HttpServerStream, StopEndsStreams) {
+    StreamFixture sf(StreamOptions{});
+    std::string got;
+    auto fd = sf.open(got);
+    ASSERT_TRUE(waitUntil([&] { return sf.f->server->stats().streams_open == 1; }));
+    sf.f->server->stop();
+    EXPECT_EQ(sf.ch->end(), StreamEnd::Shutdown);
+    EXPECT_TRUE(readFor(fd.get(), 5s).closed);
 }

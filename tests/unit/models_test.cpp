@@ -256,6 +256,69 @@ TEST(ForecastStage, SeasonalWarmStartForecastsTheSeasonAndFlagsCapacity) {
     for (const auto& f : v.forecast->findings) EXPECT_NE(f.kind, "capacity") << f.message;
 }
 
+// Interfaces created and deleted (pods' veths): 1000 of them, 10 per 10 s interval, each
+// listed by two collections with traffic and gone afterwards, while eth0 stays. A deleted
+// interface's traffic of its last interval is reported; afterwards none of its series, forecast
+// models or anomaly detectors is left (before: quiet zeros for every interface ever seen, the
+// forecast's 64 models and the detectors' budget filled by dead interfaces).
+TEST(SeriesStage, DeletedInterfacesLeaveNoSeriesModelsOrDetectors) {
+    analysis::SeriesOptions so;
+    so.step = std::chrono::seconds(10);
+    analysis::Series series(so);
+    analysis::forecast::ForecastStage forecast{analysis::forecast::StageOptions{}};
+    analysis::anomaly::StageOptions ao;
+    ao.max_series = 100000;  // not the budget: the detectors of deleted interfaces must go
+    analysis::anomaly::AnomalyStage anomaly(ao);
+    int t = 30000;  // an interval boundary
+    std::uint64_t eth0 = 0;
+    Views v;
+    auto collect = [&](int churn_interval, int k) {
+        auto s = snapAt(t, eth0, 5);
+        for (int j = 0; churn_interval >= 0 && j < 10; ++j) {
+            collector::InterfaceStats i;
+            i.name = "veth" + std::to_string(churn_interval) + "x" + std::to_string(j);
+            i.index = static_cast<std::uint32_t>(100 + churn_interval * 10 + j);
+            i.ingress_bytes = i.egress_bytes = 5000u * static_cast<unsigned>(k);  // 1000 B/s over the 5 s
+            s->interfaces.push_back(i);
+        }
+        v = {};
+        series.run(*s, v);
+        forecast.run(*s, v);
+        anomaly.run(*s, v);
+        eth0 += 5000;
+        t += 5;
+    };
+    std::size_t most_points = 0;
+    for (int i = 0; i < 100; ++i)
+        for (int k = 0; k < 2; ++k) {
+            collect(i, k);
+            most_points = std::max(most_points, v.series->points.size());
+        }
+    // the previous interval (99) closed at this collection: its interfaces carried traffic
+    collect(-1, 0);
+    ASSERT_EQ(v.series->intervals, 100u);
+    const auto* gone = point(*v.series, "iface/veth99x3/rx_bytes_rate");
+    ASSERT_TRUE(gone);
+    EXPECT_DOUBLE_EQ(gone->value, 5000.0 / 10.0);  // 5000 B in the interval's 10 covered seconds
+    EXPECT_FALSE(point(*v.series, "iface/veth98x3/rx_bytes_rate"));  // deleted an interval before
+    EXPECT_EQ(v.series->points.size(), most_points);  // flat: eth0 + the interval's 10
+    collect(-1, 1);
+    collect(-1, 0);  // interval 100 closed: only eth0 was there
+    ASSERT_EQ(v.series->intervals, 101u);
+    std::vector<std::string> iface_keys;
+    for (const auto& p : v.series->points)
+        if (p.key.starts_with("iface/")) iface_keys.push_back(p.key);
+    EXPECT_EQ(iface_keys, (std::vector<std::string>{"iface/eth0/rx_bytes_rate", "iface/eth0/rx_packets_rate",
+                                                    "iface/eth0/tx_bytes_rate", "iface/eth0/tx_packets_rate"}));
+    ASSERT_TRUE(v.forecast);
+    ASSERT_EQ(v.forecast->series.size(), 2u);  // eth0 rx and tx
+    EXPECT_EQ(v.forecast->series[0].key, "iface/eth0/rx_bytes_rate");
+    EXPECT_EQ(v.forecast->series_not_modelled, 0u);  // every interface got its models while it lived
+    ASSERT_TRUE(v.anomaly);
+    EXPECT_EQ(v.anomaly->scopes.at("interface").series, 4u);
+    EXPECT_EQ(v.anomaly->series_not_modelled, 0u);
+}
+
 TEST(ModelsExport, HistoryQueryErrorsAndDisabled) {
     EXPECT_EQ(nlohmann::json::parse(*metrics::historyJson({}, {}, 1000))["enabled"], false);
     EXPECT_FALSE(metrics::historyJson({}, {{"from", "yesterday"}}, 1000));

@@ -185,8 +185,8 @@ TEST(StackRender, PassesPromtool) {
 }
 
 TEST(ConnectionsJson, FieldsFiltersAndErrors) {
-    using netprobe::metrics::connectionsJson;
     using netprobe::metrics::parseConnectionQuery;
+    auto connectionsJson = [](const auto&... a) { return nlohmann::json::parse(netprobe::metrics::connectionsJson(a...)); };
     const auto snap = stackSnapshot();
     auto all = connectionsJson(snap, *parseConnectionQuery({}, 100, 1000));
     ASSERT_TRUE(all["enabled"].get<bool>());

@@ -382,6 +382,8 @@ for (const k of ["window", "group_by", "namespace", "protocol", "colour"]) {
     state[k] = $(k).value.trim();
     if (k === "group_by") cy.elements().remove();
     $("legend-colour").textContent = state.colour === "rtt" ? "RTT (green 0 ms - red 1 s; grey: none)" : "error rate (green 0% - red 25%+; grey: no requests)";
+    if (k !== "colour") openStream();
+    else if (model.data) render(model.data);
     refresh();
   });
 }
@@ -389,21 +391,91 @@ $("pause").addEventListener("click", () => {
   state.paused = !state.paused;
   $("pause").textContent = state.paused ? "Resume" : "Pause";
   $("pause").setAttribute("aria-pressed", String(state.paused));
-  if (!state.paused) refresh();
+  if (state.paused) closeStream(); else { openStream(); refresh(); }
 });
+
+function topologyQuery() {
+  const q = new URLSearchParams({ window: state.window, group_by: state.group_by });
+  if (state.namespace) q.set("namespace", state.namespace);
+  if (state.protocol) q.set("protocol", state.protocol);
+  return q;
+}
+
+// Live updates: GET /api/v1/topology/stream (server-sent events): a snapshot, then at each
+// collection the diff (nodes/edges added, removed, fields updated) applied to the page's
+// copy. EventSource reconnects by itself (with Last-Event-ID: the missed diffs or a new
+// snapshot); while the stream is down the 1 s poll fetches the topology instead.
+model.stream = { connected: false, snapshots: 0, diffs: 0, errors: 0 };
+let source = null, live = null;  // live: { meta, nodes: Map, edges: Map }
+
+function liveDocument() {
+  const edges = [...live.edges.values()].sort((a, b) => (b.bytes_out + b.bytes_in) - (a.bytes_out + a.bytes_in));
+  const nodes = [...live.nodes.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return { ...live.meta, nodes, edges };
+}
+
+function applySection(map, d) {
+  if (!d) return;
+  for (const id of d.removed || []) map.delete(id);
+  for (const u of d.updated || []) {
+    const o = map.get(u.id);
+    if (!o) continue;
+    for (const [k, v] of Object.entries(u)) { if (v === null) delete o[k]; else o[k] = v; }
+  }
+  for (const o of d.added || []) map.set(o.id, o);
+}
+
+function closeStream() {
+  if (source) source.close();
+  source = null;
+  live = null;
+  model.stream.connected = false;
+}
+
+function openStream() {
+  closeStream();
+  if (!window.EventSource || state.paused) return;
+  const es = new EventSource(api(`topology/stream?${topologyQuery()}`));
+  source = es;
+  es.addEventListener("snapshot", (ev) => {
+    if (source !== es) return;
+    const doc = JSON.parse(ev.data);
+    const { nodes, edges, ...meta } = doc;
+    live = { meta, nodes: new Map(nodes.map((n) => [n.id, n])), edges: new Map(edges.map((e) => [e.id, e])) };
+    model.stream.connected = true;
+    model.stream.snapshots++;
+    if (doc.enabled) render(liveDocument());
+  });
+  es.addEventListener("diff", (ev) => {
+    if (source !== es || !live) return;
+    const d = JSON.parse(ev.data);
+    applySection(live.nodes, d.nodes);
+    applySection(live.edges, d.edges);
+    for (const [k, v] of Object.entries(d.meta || {})) { if (v === null) delete live.meta[k]; else live.meta[k] = v; }
+    live.meta.seq = d.seq;
+    model.stream.connected = true;
+    model.stream.diffs++;
+    render(liveDocument());
+  });
+  es.onerror = () => {
+    if (source !== es) return;
+    model.stream.connected = false;
+    model.stream.errors++;
+    if (es.readyState === EventSource.CLOSED) setTimeout(() => { if (source === es) openStream(); }, 5000);
+  };
+}
 
 let timer = null;
 async function refresh() {
   clearTimeout(timer);
-  const q = new URLSearchParams({ window: state.window, group_by: state.group_by });
-  if (state.namespace) q.set("namespace", state.namespace);
-  if (state.protocol) q.set("protocol", state.protocol);
   try {
-    const r = await fetch(api(`topology?${q}`));
-    const body = await r.json();
-    if (!r.ok) throw new Error(body.error || `HTTP ${r.status}`);
-    if (!body.enabled) throw new Error("the agent has no topology stage");
-    render(body);
+    if (!(model.stream.connected && live)) {
+      const r = await fetch(api(`topology?${topologyQuery()}`));
+      const body = await r.json();
+      if (!r.ok) throw new Error(body.error || `HTTP ${r.status}`);
+      if (!body.enabled) throw new Error("the agent has no topology stage");
+      render(body);
+    }
     model.updates++;
     await sampleInterfaces();
     await loadEvents();
@@ -415,4 +487,5 @@ async function refresh() {
   }
   if (!state.paused) timer = setTimeout(refresh, document.hidden ? POLL_MS * 5 : POLL_MS);
 }
+openStream();
 refresh();

@@ -810,4 +810,98 @@ NP_STATIC_ASSERT(sizeof(struct np_hs_value) == 24, "np_hs_value size");
 NP_STATIC_ASSERT(sizeof(struct np_hs_event) == 64, "np_hs_event size");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_hs_event, server_ns) == 48, "np_hs_event.server_ns");
 
+/* ===================================================================== */
+/* Packet path tracing (bpf/lib/trace.h; datapath and stack programs)    */
+/* ===================================================================== */
+
+/* At most NP_TRACE_MAX traces at once: one trace_specs slot each. Every program that
+ * takes part reads its object's np_trace_on (.data.trace) first: 0 = no trace, one load
+ * and a branch; user space sets it while a slot is in use. */
+#define NP_TRACE_MAX 4
+#define NP_TRACE_DIRS 2 /* 0: as the spec says (src -> dst), 1: the reverse (replies) */
+
+/* Where a traced packet was seen, in path order. The netfilter stages are
+ * NP_TRACE_PREROUTING + NF_INET_* (attached only while a trace is active). */
+enum np_trace_stage {
+	NP_TRACE_XDP = 0,
+	NP_TRACE_TC_INGRESS,
+	NP_TRACE_PREROUTING,
+	NP_TRACE_INPUT,
+	NP_TRACE_FORWARD,
+	NP_TRACE_OUTPUT,
+	NP_TRACE_POSTROUTING,
+	NP_TRACE_TC_EGRESS,
+	NP_TRACE_SOCKET, /* a process read (dir of the packets it reads) or wrote a socket of the flow */
+	NP_TRACE_STAGE_MAX,
+};
+/* np_trace_key.stage of a drop that no netfilter stage saw the packet at first: a
+ * received packet (dropped between TC ingress and prerouting), a local one. */
+#define NP_TRACE_STAGE_BEFORE_NF_RX 0xfe
+#define NP_TRACE_STAGE_BEFORE_NF_TX 0xff
+
+/* trace_specs (ARRAY, NP_TRACE_MAX): what a slot matches, either direction. */
+struct np_trace_spec {
+	union np_addr saddr; /* all zero: any */
+	union np_addr daddr; /* all zero: any */
+	__u16 sport;         /* host order; 0: any */
+	__u16 dport;
+	__u8 proto;          /* IPPROTO_*; 0: any */
+	__u8 family;         /* 4 or 6; 0: slot free */
+	__u8 pad[2];
+	__u64 expires_ns;    /* bpf_ktime_get_ns(): the slot matches nothing from then on */
+};
+
+/* trace_counts (PERCPU_ARRAY of struct np_counter), index
+ * (slot * NP_TRACE_DIRS + dir) * NP_TRACE_STAGE_MAX + stage. */
+#define NP_TRACE_COUNT_SLOTS (NP_TRACE_MAX * NP_TRACE_DIRS * NP_TRACE_STAGE_MAX)
+
+/* trace_drops key (value: reason = enum skb_drop_reason) and trace_ifaces key (value:
+ * ifindex: the input device at XDP, TC ingress, prerouting, input; the output device at
+ * forward, output, postrouting, TC egress); PERCPU_HASH -> __u64 packets. */
+struct np_trace_key {
+	__u8 slot;
+	__u8 dir;
+	__u8 stage; /* enum np_trace_stage, or NP_TRACE_STAGE_BEFORE_NF_* (drops) */
+	__u8 pad;
+	__u32 value;
+};
+
+/* trace_procs (HASH): the processes that read or wrote a socket of the flow. */
+struct np_trace_proc_key {
+	__u8 slot;
+	__u8 dir;
+	__u8 pad[2];
+	__u32 tgid;
+};
+struct np_trace_proc {
+	__u64 calls; /* recvmsg/sendmsg calls that moved data */
+	__u64 bytes;
+	char comm[16];
+};
+
+/* The last netfilter stage a traced skb reached on this CPU (trace_last, PERCPU_ARRAY
+ * of NP_TRACE_MAX): a drop of the same skb happened at that stage. */
+struct np_trace_last {
+	__u64 skb;
+	__u32 stage;
+	__u32 dir;
+};
+
+/* trace_errors (PERCPU_ARRAY): records lost. */
+enum np_trace_error {
+	NP_TRACE_ERR_DROPS = 0, /* trace_drops insert failed (a drop counted at no reason) */
+	NP_TRACE_ERR_IFACES,    /* trace_ifaces insert failed */
+	NP_TRACE_ERR_PROCS,     /* trace_procs insert failed */
+	NP_TRACE_ERR_MAX,
+};
+
+NP_STATIC_ASSERT(sizeof(struct np_trace_spec) == 48, "np_trace_spec size");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_trace_spec, sport) == 32, "np_trace_spec.sport");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_trace_spec, expires_ns) == 40, "np_trace_spec.expires_ns");
+NP_STATIC_ASSERT(sizeof(struct np_trace_key) == 8, "np_trace_key size");
+NP_STATIC_ASSERT(sizeof(struct np_trace_proc_key) == 8, "np_trace_proc_key size");
+NP_STATIC_ASSERT(sizeof(struct np_trace_proc) == 32, "np_trace_proc size");
+NP_STATIC_ASSERT(sizeof(struct np_trace_last) == 16, "np_trace_last size");
+NP_STATIC_ASSERT(NP_TRACE_PREROUTING + 4 == NP_TRACE_POSTROUTING, "netfilter stages follow NF_INET_*");
+
 #endif /* NETPROBE_ABI_H */

@@ -125,7 +125,8 @@ public:
     // The views of the latest snapshot (never null: empty before the first).
     [[nodiscard]] ViewsPtr latest() const;
     // Sinks (the mitigator, the events log, ...): called after every run, in order.
-    [[nodiscard]] Subscription subscribe(std::function<void(const ViewsPtr&)> fn);
+    // (const: subscribing changes no view; the HTTP server's streams subscribe through a const pipeline)
+    [[nodiscard]] Subscription subscribe(std::function<void(const ViewsPtr&)> fn) const;
     [[nodiscard]] collector::Collector& collector() const { return source_; }
     [[nodiscard]] std::vector<StageStats> stageStats() const;
 
@@ -139,7 +140,7 @@ private:
     mutable std::mutex stats_mu_;
     std::vector<StageStats> published_stats_;
     std::atomic<ViewsPtr> latest_;
-    util::Publisher<ViewsPtr> sinks_;
+    mutable util::Publisher<ViewsPtr> sinks_;
     collector::Collector::Subscription subscription_;
 };
 

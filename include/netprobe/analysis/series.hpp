@@ -4,7 +4,10 @@
 // topology and QoS views of the same run); time from the snapshots.
 //
 // Each closed interval publishes:
-//   iface/<name>/{rx,tx}_{bytes,packets}_rate     per second over the interval
+//   iface/<name>/{rx,tx}_{bytes,packets}_rate     per second over the interval; every interface
+//                                                  of the latest snapshot (0 when quiet) and those
+//                                                  that carried traffic in the interval (a deleted
+//                                                  interface's series end: nothing kept of it)
 //   edge/<client>-><server>:<port>/bytes_rate      the busiest max_edges edges (TCP and UDP)
 //   edge/.../rtt_ms                                median handshake RTT (when timed)
 //   edge/.../loss_ratio                            retransmitted / sent segments (both ends)

@@ -24,8 +24,10 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -38,10 +40,31 @@ namespace netprobe::analysis {
 
 class Attribution;
 
+// A subnet of this node: an interface address's prefix or a route's destination (the
+// agent's netns; a background task dumps them over netlink). Segments by subnet
+// ("subnet:<cidr>") come from these.
+struct LocalSubnet {
+    util::Addr16 network{};  // IPv4 mapped, host bits cleared
+    unsigned bits = 0;       // prefix length over the 128-bit form (an IPv4 /24: 96 + 24)
+    std::string cidr;        // "198.18.1.0/24", "fd6e:7072:1::/64"
+};
+using LocalSubnets = std::vector<LocalSubnet>;  // longest prefix first
+// A subnet from an address and its prefix length in its family's bits; nullopt for what
+// segments nothing: a default route (/0), a host prefix (/32, /128), loopback,
+// link-local, multicast.
+[[nodiscard]] std::optional<LocalSubnet> localSubnet(const util::Addr16& addr, unsigned family_len);
+// Sorted longest first, duplicates removed.
+[[nodiscard]] LocalSubnets normalizeSubnets(std::vector<LocalSubnet> subnets);
+// The longest local subnet holding addr, or null.
+[[nodiscard]] const LocalSubnet* subnetOf(const LocalSubnets& subnets, const util::Addr16& addr);
+
 struct TopologyOptions {
     std::chrono::seconds slot{10};            // time resolution of the window figures
     std::size_t slots = 90;                   // window kept: slots x slot (15 min)
     std::size_t max_conversations = 20000;
+    // This node's subnets (may be null or return null: no segments by subnet); read at
+    // each run and carried in the view.
+    std::function<std::shared_ptr<const LocalSubnets>()> subnets;
 };
 
 // Request latency buckets of the topology's L7 figures (seconds; + Inf).
@@ -101,6 +124,7 @@ struct TopologyView {
     std::vector<std::shared_ptr<const Conversation>> conversations;  // immutable, shared across views
     std::uint64_t overflow = 0;                // conversations not kept (budget), since start
     std::uint64_t samples_unoriented = 0;      // flow samples without ports (ICMP, ...): not conversations
+    std::shared_ptr<const LocalSubnets> subnets;  // this node's subnets (null: unknown)
 };
 
 // The view's TCP conversations by (client, server, server port): the QoS samples' and the
@@ -134,13 +158,16 @@ struct ConversationTotals {
 
 // Automatic segmentation of a graph (pure): nodes that talk mostly among themselves form
 // a segment. A node with a Kubernetes namespace is in that namespace's segment
-// ("ns:<name>"); the others are grouped by weighted label propagation over the edges
+// ("ns:<name>"); else a node with an address in one of this node's subnets is in that
+// subnet's segment ("subnet:<cidr>"; precedence: namespace > subnet > community); the
+// others are grouped by weighted label propagation over the edges
 // (weights: bytes; deterministic: nodes in id order, ties to the smaller label, at most
 // 20 rounds), each community named after its busiest member ("cluster:<id>"). Returns
 // the segment of each node, in the order given.
 struct SegmentInput {
     std::vector<std::string> nodes;      // ids
     std::vector<std::string> ns;         // the node's namespace, "" if none (same order)
+    std::vector<std::string> subnet;     // the node's local subnet (cidr), "" if none (same order; may be empty)
     struct Edge {
         std::size_t a = 0, b = 0;
         double weight = 0;

@@ -47,7 +47,8 @@ public:
     // thread, after the collection lock is released, before the next collection's
     // subscribers: they see every snapshot exactly once, in order).
     Result<SnapshotPtr> collect();
-    // The latest published snapshot (never null: an empty one before the first).
+    // The latest published snapshot (never null: an empty one before the first); once its
+    // subscribers ran, without the stage inputs (Snapshot::withoutFlowSamples).
     [[nodiscard]] SnapshotPtr latest() const;
 
     // Any number of subscribers. Do not unsubscribe from inside a notification.

@@ -30,8 +30,10 @@ public:
     [[nodiscard]] FlowSample retire(const flow_key& key, const np_flow_stats& final_values);
     // An entry that no longer exists (its removal found nothing): forgotten.
     void forget(const flow_key& key);
-    // Live entries without a packet since idle_ns before now_ns (CLOCK_MONOTONIC ns).
-    [[nodiscard]] std::vector<flow_key> idle(std::uint64_t now_ns, std::uint64_t idle_ns) const;
+    // Live entries without a packet since idle_ns before now_ns (CLOCK_MONOTONIC ns); at
+    // most max of them (the first in table order).
+    [[nodiscard]] std::vector<flow_key> idle(std::uint64_t now_ns, std::uint64_t idle_ns,
+                                             std::size_t max = static_cast<std::size_t>(-1)) const;
     [[nodiscard]] std::size_t size() const { return base_.size(); }
     // Room for n entries (the kernel table's capacity): the baselines never regrow
     // (a regrowth copies them all). Address space until entries are written.

@@ -18,6 +18,7 @@
 #include <netprobe/l7/tracker.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/ebpf/types.hpp>
+#include <netprobe/collector/trace_sample.hpp>
 #include <netprobe/intel/indicators.hpp>
 #include <netprobe/util/ip.hpp>
 
@@ -167,6 +168,14 @@ struct LinkSample {
     std::string last_error;           // of the last read, empty when it succeeded
 };
 
+// The devices' own counters (errors, drops, ...) of the agent's network namespace, read
+// every collection: one RTM_GETSTATS dump (IFLA_STATS_LINK_64).
+struct LinkCountersSample {
+    MonoTime read_at{};                         // the collection's instant
+    std::vector<ebpf::LinkCounters> links;      // every link of the namespace, by ifindex
+    [[nodiscard]] const ebpf::LinkCounters* find(std::uint32_t ifindex) const;
+};
+
 // The conntrack table of the agent's network namespace (/proc/sys/net/netfilter and
 // /proc/net/stat/nf_conntrack), read every collection.
 struct ConntrackSample {
@@ -218,6 +227,8 @@ struct Snapshot {
     // Link speeds and qdisc statistics of the agent's namespace, as the links source's
     // background task last read them (its own cadence); null without the links source.
     std::shared_ptr<const LinkSample> links;
+    // The devices' error/drop counters (every collection); null without the link counters source.
+    std::shared_ptr<const LinkCountersSample> link_counters;
     // The conntrack table of the agent's namespace; null without the conntrack source.
     std::shared_ptr<const ConntrackSample> conntrack;
     // Security analytics input; null except in the security collector's snapshots.
@@ -229,6 +240,8 @@ struct Snapshot {
     std::shared_ptr<const L7Sample> l7;
     // Names seen at TC; null without name capture (domain indicators with --l7=off).
     std::shared_ptr<const NameSample> names;
+    // Packet path traces (running and recently finished); null without the trace source.
+    std::shared_ptr<const TraceSample> trace;
     std::vector<SourceHealth> sources;
     double collect_duration_seconds = 0;
     std::uint64_t collect_errors_total = 0;
@@ -237,10 +250,14 @@ struct Snapshot {
     // snapshot's instant; epoch for 0.
     [[nodiscard]] WallTime wallOf(std::uint64_t mono_ns) const;
     [[nodiscard]] std::uint64_t monoNs() const;
-    // A copy of everything but the flow samples (flows empty). The samples are the
-    // analysis stages' input and the largest part of a snapshot (up to one per kernel
-    // flow entry); an analysis pipeline publishes its views with this copy.
+    // A copy of everything but the flow samples (flows empty) and the other observations
+    // that are the stages' input (L7 requests, names, security ring records; their
+    // counters stay). The samples are the largest part of a snapshot (up to one per kernel
+    // flow entry); an analysis pipeline publishes its views with this copy, and the
+    // collector's latest() becomes it once the subscribers ran.
     [[nodiscard]] std::shared_ptr<const Snapshot> withoutFlowSamples() const;
+    // Whether withoutFlowSamples() would leave anything out.
+    [[nodiscard]] bool hasStageInputs() const;
 };
 
 }  // namespace netprobe::collector

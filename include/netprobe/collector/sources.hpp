@@ -108,6 +108,16 @@ private:
 // netkit, bridge).
 [[nodiscard]] bool nominalSpeed(std::string_view kind);
 
+// The devices' own counters (rx/tx errors, drops, missed, fifo, carrier, ...) of every link
+// of the agent's namespace, every collection: one RTM_GETSTATS dump asking for
+// IFLA_STATS_LINK_64 only (about 200 bytes a link, no per-link syscall), so the
+// interface-errors diagnosis compares the kernel's figures at the collections' instants.
+class LinkCountersSource final : public Source {
+public:
+    [[nodiscard]] std::string_view name() const override { return "link_counters"; }
+    Result<void> collect(SnapshotBuilder& b) override;
+};
+
 // The conntrack table of the agent's namespace: nf_conntrack_count and nf_conntrack_max
 // (two tiny files) and the per-CPU drop counters of /proc/self/net/stat/nf_conntrack,
 // every collection. Without nf_conntrack the sample says so (available = false), once in

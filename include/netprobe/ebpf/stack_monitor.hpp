@@ -19,6 +19,7 @@
 #include <vector>
 
 #include <netprobe/abi.h>
+#include <netprobe/ebpf/trace.hpp>
 #include <netprobe/ebpf/types.hpp>
 #include <netprobe/util/error.hpp>
 #include <netprobe/util/scheduler.hpp>
@@ -177,6 +178,14 @@ public:
     // Map reads only (batch lookups); thread-safe.
     [[nodiscard]] Result<StackStats> read() const;
     [[nodiscard]] const StackFeatures& features() const;
+
+    // Packet path tracing: the monitor's trace switch and maps (duplicated fds), and the
+    // programs that run only while a trace is active: netfilter links at the five hooks
+    // (both families, first priority) and the socket read/write tracepoints. Not
+    // thread-safe (the tracer's owner calls it).
+    [[nodiscard]] Result<TraceMaps> traceMaps() const;
+    Result<void> setTraceHooks(bool on);
+    [[nodiscard]] std::size_t traceLinks() const;
 
 private:
     struct Impl;

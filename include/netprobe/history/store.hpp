@@ -136,6 +136,10 @@ public:
     // Any thread, no lock.
     [[nodiscard]] StoreStats stats() const;
     [[nodiscard]] std::filesystem::path file() const;
+    [[nodiscard]] const StoreOptions& options() const;  // as opened (retention, size)
+    // Series whose row ids append() keeps in memory: those of the latest batches (a series
+    // that ended, such as a deleted interface's, leaves once there are many more than a batch).
+    [[nodiscard]] std::size_t cachedSeries() const;
 
 private:
     struct Impl;

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,8 @@
 #include <vector>
 
 namespace netprobe::http {
+
+class StreamChannel;  // stream.hpp
 
 // A query string in the order given, percent-decoded ('+' is a space).
 using QueryParams = std::vector<std::pair<std::string, std::string>>;
@@ -66,6 +69,10 @@ struct Response {
     std::string content_type = "text/plain; charset=utf-8";
     std::string body;
     std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+    // A streaming response (stream.hpp): after the head and the body (if any) the server
+    // writes what the channel's producer pushes until the stream ends; no Content-Length,
+    // the connection closes at the end. Only for a 200 to a GET (otherwise not streamed).
+    std::shared_ptr<StreamChannel> stream;
 
     static Response text(int status, std::string body);
     static Response json(int status, std::string body);

@@ -15,6 +15,13 @@
 //     waited longest for its request (an idle or slow one), never one being answered.
 // Only GET and HEAD are served (other methods: 405 with Allow).
 //
+// Streaming responses (server-sent events: http/stream.hpp): a handler returns a
+// Response with a StreamChannel; the worker is free at once and the I/O thread writes
+// what the channel's producer pushes, with heartbeats when idle, until the client goes,
+// the producer closes it, its buffer limit is exceeded (SlowReader) or its socket stalls
+// for write_timeout. Streams are never evicted for new connections; a web configuration
+// change ends them (the client reconnects under the new one).
+//
 // The listener is bound with SO_REUSEADDR (a restart binds at once while connections
 // of the previous process linger in TIME-WAIT/FIN-WAIT-2). The web configuration
 // (TLS, basic auth, headers, rate limit) can be replaced while serving: new
@@ -74,6 +81,7 @@ enum class CloseReason : std::uint8_t {
     Rejected,          // at max_connections with none to evict
     ConfigChanged,     // idle after the web configuration changed
     Shutdown,          // the server stopped
+    SlowReader,        // a streaming response's client read too slowly (its buffer filled)
     Count
 };
 [[nodiscard]] const char* toString(CloseReason r);
@@ -88,6 +96,7 @@ struct ServerStats {
     std::uint64_t auth_failures = 0;     // 401s: missing or wrong credentials
     std::uint64_t rate_limited = 0;      // 429s
     std::uint64_t accept_errors = 0;     // accept(2) failures (EMFILE, ...)
+    std::uint64_t streams_open = 0;      // streaming responses being written (stream.hpp)
 };
 
 class Server {

@@ -25,6 +25,7 @@
 #include <netprobe/analysis/pipeline.hpp>
 #include <netprobe/analysis/talkers.hpp>
 #include <netprobe/collector/tc_collector.hpp>
+#include <netprobe/collector/trace.hpp>
 #include <netprobe/ebpf/features.hpp>
 #include <netprobe/ebpf/mitigator.hpp>
 #include <netprobe/sinks/sink.hpp>
@@ -37,6 +38,10 @@
 namespace netprobe::history {
 class Writer;
 class ClusterHistory;
+class PrometheusTopology;
+}
+namespace netprobe::analysis {
+class EdgeCounters;
 }
 
 namespace netprobe::metrics {
@@ -88,6 +93,15 @@ struct ServerConfig {
     // (falling back to the local store when it fails); netprobe_history_cluster_* counters.
     std::shared_ptr<const history::ClusterHistory> cluster_history;
     std::string node_name;  // this agent's node (the local store's)
+    // Packet path tracing: GET /api/v1/trace queues starts here (null: the endpoint
+    // answers enabled=false and refuses starts with 503).
+    std::shared_ptr<collector::TraceQueue> trace;
+    // The topology's per-edge counters (netprobe_topology_edge_*_total; null: not exported).
+    std::shared_ptr<const analysis::EdgeCounters> edge_counters;
+    // --topology-source=prometheus: /api/v1/topology?source=prometheus answers for the
+    // cluster from the agents' edge series in Prometheus (this node's graph when it
+    // fails); netprobe_topology_prometheus_queries_total.
+    std::shared_ptr<const history::PrometheusTopology> prometheus_topology;
 };
 
 [[nodiscard]] ServerConfig DefaultServerConfig();

@@ -4,9 +4,12 @@
 
 #include <cstddef>
 #include <expected>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 namespace netprobe::analysis {
 struct TopologyEnd;
@@ -29,7 +32,9 @@ struct TopologyQuery {
     std::string protocol;              // tcp, udp, or an L7 protocol (http, grpc, dns, ...)
     std::string format = "netprobe";   // netprobe, or nodegraph (Grafana's Node Graph panel frames)
     std::size_t limit = 2000;          // edges, by bytes; their nodes
-    std::string source = "local";      // local (this node's view), or clickhouse (every node's flow records)
+    std::string source = "local";      // local (this node's view), clickhouse (every node's flow records) or
+                                       // prometheus (every agent's edge series; metrics/cluster_topology.hpp)
+    std::optional<std::int64_t> at_unix;  // at=: the graph of the window ending then, from the history store
 };
 
 // netprobe_topology_conversations, netprobe_topology_conversations_dropped_total,
@@ -52,5 +57,8 @@ struct TopologyQuery {
 
 [[nodiscard]] std::string topologyJson(const analysis::TopologyView* view, const analysis::l7::L7View* l7,
                                        const TopologyQuery& q);
+// The same answer as a document (the model GET /api/v1/topology/stream diffs).
+[[nodiscard]] nlohmann::json topologyDocument(const analysis::TopologyView* view, const analysis::l7::L7View* l7,
+                                              const TopologyQuery& q);
 
 }  // namespace netprobe::metrics

@@ -174,6 +174,14 @@ void AnomalyStage::run(const collector::Snapshot&, Views& views) {
         return !std::binary_search(sv->points.begin(), sv->points.end(), SeriesPoint{e.first, 0},
                                    [](const SeriesPoint& a, const SeriesPoint& b) { return a.key < b.key; });
     });
+    // An interface's series has a point every interval while the interface exists (0 when
+    // quiet): without one it was deleted, and its detector goes (interfaces come and go
+    // with pods: kept, they would fill max_series and memory).
+    std::erase_if(s.series, [&](const auto& e) {
+        return e.first.starts_with("iface/") &&
+               !std::binary_search(sv->points.begin(), sv->points.end(), SeriesPoint{e.first, 0},
+                                   [](const SeriesPoint& a, const SeriesPoint& b) { return a.key < b.key; });
+    });
     std::size_t memory = 0;
     for (const auto& [key, d] : s.series) {
         auto& st = scopes[scopeOf(key)];

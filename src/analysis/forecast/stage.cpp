@@ -106,6 +106,11 @@ void ForecastStage::run(const collector::Snapshot& snap, Views& views) {
         }
         s.models.emplace(p.key, HoltWinters(mo));
     }
+    // An interface's series has a point every interval while the interface exists (0 when
+    // quiet): without one it was deleted, and its models go (interfaces come and go with
+    // pods: kept, they would fill max_models and memory).
+    if (fresh_interval)
+        std::erase_if(s.models, [&](const auto& e) { return e.first.starts_with("iface/") && !now.contains(e.first); });
     if (fresh_interval)
         for (auto& [key, m] : s.models) {
             auto it = now.find(key);
