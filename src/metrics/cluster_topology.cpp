@@ -16,26 +16,7 @@
 namespace netprobe::metrics {
 namespace {
 
-std::string transportName(std::uint8_t p) {
-    switch (p) {
-        case 6: return "tcp";
-        case 17: return "udp";
-        case 132: return "sctp";
-        default: return std::to_string(p);
-    }
-}
-
-std::string humanRate(double b) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (b >= 1024 && u < 4) {
-        b /= 1024;
-        ++u;
-    }
-    char buf[32];
-    std::snprintf(buf, sizeof buf, u ? "%.1f %s/s" : "%.0f %s/s", b, units[u]);
-    return buf;
-}
+std::string humanRate(double b) { return humanBytes(b) + "/s"; }
 
 std::uint64_t count(double v) { return v > 0 ? static_cast<std::uint64_t>(std::llround(v)) : 0; }
 

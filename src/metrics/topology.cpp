@@ -25,15 +25,6 @@ using analysis::TopologyEnd;
 
 const std::string kWorkload = "workload";
 
-std::string transportName(std::uint8_t p) {
-    switch (p) {
-        case 6: return "tcp";
-        case 17: return "udp";
-        case 132: return "sctp";
-        default: return std::to_string(p);
-    }
-}
-
 struct Node {
     std::string id, name, kind, ns, workload, pod, process, segment, mesh;
     std::vector<std::string> ips;
@@ -110,6 +101,17 @@ Node nodeOf(const TopologyEnd& e, const std::string& group_by, const std::map<ut
     return n;
 }
 
+}  // namespace
+
+std::string transportName(std::uint8_t p) {
+    switch (p) {
+        case 6: return "tcp";
+        case 17: return "udp";
+        case 132: return "sctp";
+        default: return std::to_string(p);
+    }
+}
+
 std::string humanBytes(double b) {
     const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int u = 0;
@@ -121,8 +123,6 @@ std::string humanBytes(double b) {
     std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", b, units[u]);
     return buf;
 }
-
-}  // namespace
 
 std::string renderTopologyMetrics(const analysis::TopologyView& v) {
     ExpositionWriter w;

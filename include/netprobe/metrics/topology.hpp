@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <expected>
 #include <optional>
 #include <string>
@@ -44,6 +45,11 @@ struct TopologyQuery {
 // The id of the node an end belongs to under group_by (host, workload, namespace, pod,
 // process), as topologyJson names it (addresses not named by DNS).
 [[nodiscard]] std::string topologyNodeId(const analysis::TopologyEnd& end, const std::string& group_by);
+
+// "tcp", "udp", "sctp", else the protocol number.
+[[nodiscard]] std::string transportName(std::uint8_t ip_proto);
+// 1536 -> "1.5 KiB" (B, KiB, MiB, GiB, TiB).
+[[nodiscard]] std::string humanBytes(double bytes);
 
 [[nodiscard]] std::expected<TopologyQuery, std::string> parseTopologyQuery(
     const std::vector<std::pair<std::string, std::string>>& params);
