@@ -1111,6 +1111,28 @@ void answerPodDrops(const Intent& in, const std::vector<json>& docs, Reader& rd,
     diagnosisDrops(in, docs[1], rd, b);
 }
 
+// The diagnosis's interface_errors findings: the interfaces' own error and drop counters
+// (ring overflows, CRC, carrier, tx drops of a veth whose peer is down, ...).
+void diagnosisInterfaceErrors(const Intent& in, const json& doc, Reader& rd, Builder& b) {
+    std::vector<Finding> fs;
+    const auto [on, win] = readFindings(doc, false, rd, fs);
+    if (!on) return;
+    std::erase_if(fs, [&](const Finding& f) {
+        return f.rule != "interface_errors" || (!in.subjects.empty() && f.subject != in.subjects[0].name);
+    });
+    if (fs.empty()) {
+        b.line("No interface's own error or drop counters grew over their threshold in the last " + span(win) +
+               " (10 errors or 20 drops of one counter).");
+        return;
+    }
+    auto& tab = findingsTable(b, "interface counters");
+    b.line("Interfaces whose own error or drop counters grew (last " + span(win) + "):");
+    for (const auto& f : fs) {
+        b.line(findingLine(f, in));
+        tab.rows.push_back(findingRow(f, in));
+    }
+}
+
 void answerInterfaceDrops(const Intent& in, const std::vector<json>& docs, Reader& rd, Builder& b) {
     std::vector<Finding> fs;
     const auto [on, win] = readFindings(docs[0], true, rd, fs);
@@ -1131,6 +1153,7 @@ void answerInterfaceDrops(const Intent& in, const std::vector<json>& docs, Reade
             }
         }
     }
+    diagnosisInterfaceErrors(in, docs[1], rd, b);
     diagnosisDrops(in, docs[1], rd, b);
 }
 

@@ -10,9 +10,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <netprobe/analysis/bottlenecks.hpp>
+#include <netprobe/analysis/diagnosis.hpp>
 #include <netprobe/assistant/questions.hpp>
+#include <netprobe/metrics/bottlenecks.hpp>
 
 #include "cli.hpp"
+#include "metrics/json_api.hpp"
 
 namespace {
 
@@ -482,6 +486,57 @@ TEST(AskCli, SubcommandExitCodeAndCompletion) {
     const auto j = netprobe::cli::refusalJson("tell me a joke", refused.error());
     EXPECT_EQ(j["question"], "tell me a joke");
     EXPECT_FALSE(j["cannot_answer"]["examples"].empty());
+}
+
+// "Which interfaces drop packets" also names the interfaces whose own counters grew (the
+// diagnosis's interface_errors rule), from the documents the agent renders for them.
+TEST(AskAnswers, InterfaceDropsIncludeTheInterfacesOwnCounters) {
+    netprobe::analysis::InterfaceWindow down;
+    down.name = "veth7";
+    down.kind = "veth";
+    down.delta.tx_dropped = 60;
+    down.seconds = 60;
+    netprobe::analysis::InterfaceWindow crc;
+    crc.name = "eth1";
+    crc.delta.rx_crc_errors = 15;
+    crc.delta.rx_packets = 100000;
+    crc.seconds = 60;
+    netprobe::analysis::DiagnosisView diag;
+    diag.window_seconds = 60;
+    diag.findings = netprobe::analysis::interfaceErrorFindings({down, crc}, netprobe::analysis::DiagnosisOptions{});
+    ASSERT_EQ(diag.findings.size(), 2u);
+    netprobe::analysis::BottleneckView bn;
+    bn.window_seconds = 60;
+    const std::vector<json> docs = {json::parse(netprobe::metrics::bottlenecksJson(&bn, {})),
+                                    json::parse(netprobe::metrics::diagnosisJson(&diag))};
+
+    auto in = parse("which interfaces drop packets", kUtc);
+    ASSERT_TRUE(in);
+    auto a = answer(*in, docs);
+    ASSERT_TRUE(a) << a.error().what();
+    EXPECT_NE(a->text.find("veth7"), std::string::npos) << a->text;
+    EXPECT_NE(a->text.find("eth1"), std::string::npos) << a->text;
+    auto t = std::find_if(a->tables.begin(), a->tables.end(), [](const auto& x) { return x.title == "interface counters"; });
+    ASSERT_NE(t, a->tables.end());
+    EXPECT_EQ(t->rows.size(), 2u);
+
+    // about one interface: only its finding
+    in = parse("is veth7 dropping packets", kUtc);
+    ASSERT_TRUE(in);
+    a = answer(*in, docs);
+    ASSERT_TRUE(a) << a.error().what();
+    t = std::find_if(a->tables.begin(), a->tables.end(), [](const auto& x) { return x.title == "interface counters"; });
+    ASSERT_NE(t, a->tables.end());
+    ASSERT_EQ(t->rows.size(), 1u);
+    EXPECT_EQ(t->rows[0]["subject"], "veth7");
+    EXPECT_EQ(a->text.find("eth1"), std::string::npos) << a->text;
+
+    // none grew: said so
+    diag.findings.clear();
+    a = answer(*parse("which interfaces drop packets", kUtc),
+               {docs[0], json::parse(netprobe::metrics::diagnosisJson(&diag))});
+    ASSERT_TRUE(a);
+    EXPECT_NE(a->text.find("No interface's own error or drop counters grew"), std::string::npos) << a->text;
 }
 
 }  // namespace
