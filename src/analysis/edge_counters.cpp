@@ -79,9 +79,13 @@ struct EdgeCounters::State {
     };
     std::map<ConvKey, Counted> convs;
     struct Edge {
-        EdgeCounts own;  // counted while chosen
+        EdgeCounts own;      // counted while chosen
+        EdgeCounts pending;  // grown before it was established (not exported)
         double score = 0;
         std::chrono::steady_clock::time_point last_growth{};
+        unsigned updates = 0;      // updates it grew in
+        std::uint64_t bytes = 0;   // everything it carried
+        bool established = false;
         bool chosen = false;
     };
     std::map<EdgeCounterKey, Edge> edges;
@@ -178,26 +182,49 @@ void EdgeCounters::update(const TopologyView& view, std::chrono::steady_clock::t
             }
             it = s.edges.emplace(k, State::Edge{}).first;
         }
-        it->second.score += static_cast<double>(g.bytes_to_server + g.bytes_to_client) + 1;  // +1: a packetless edge ranks too
-        it->second.last_growth = now;
-        grown.emplace_back(&it->second, &g);
+        auto& e = it->second;
+        const std::uint64_t bytes = g.bytes_to_server + g.bytes_to_client;
+        e.score += static_cast<double>(bytes) + 1;  // +1: a packetless edge ranks too
+        e.last_growth = now;
+        ++e.updates;
+        e.bytes += bytes;
+        if (e.updates >= s.opts.min_updates || e.bytes >= s.opts.min_bytes) e.established = true;
+        grown.emplace_back(&e, &g);
     }
-    // forget quiet edges
-    std::erase_if(s.edges, [&](const auto& kv) { return now - kv.second.last_growth > s.opts.forget_after; });
-    // 3. choose the busiest, then count this growth where it belongs
+    // forget quiet edges (what one that never got established carried: to other)
+    std::erase_if(s.edges, [&](auto& kv) {
+        if (now - kv.second.last_growth <= s.opts.forget_after) return false;
+        s.other.add(kv.second.pending);
+        return true;
+    });
+    // 3. choose the busiest established edges, then count this growth where it belongs
     std::vector<std::pair<const EdgeCounterKey*, State::Edge*>> order;
     order.reserve(s.edges.size());
-    for (auto& [k, e] : s.edges) order.emplace_back(&k, &e);
+    std::size_t pending = 0;
+    for (auto& [k, e] : s.edges) {
+        e.chosen = false;
+        if (e.established) order.emplace_back(&k, &e);
+        else ++pending;
+    }
     const std::size_t n = std::min(order.size(), s.opts.series);
     std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
                       [](const auto& a, const auto& b) {
                           if (a.second->score != b.second->score) return a.second->score > b.second->score;
                           return *a.first < *b.first;
                       });
-    for (std::size_t i = 0; i < order.size(); ++i) order[i].second->chosen = i < n;
+    for (std::size_t i = 0; i < n; ++i) order[i].second->chosen = true;
     for (auto [e, g] : grown) {
-        if (e->chosen) e->own.add(*g);
-        else s.other.add(*g);
+        if (e->chosen) {
+            e->own.add(e->pending);
+            e->pending = {};
+            e->own.add(*g);
+        } else if (!e->established) {
+            e->pending.add(*g);
+        } else {
+            s.other.add(e->pending);  // established but not among the busiest
+            e->pending = {};
+            s.other.add(*g);
+        }
     }
 
     auto v = std::make_shared<EdgeCounterView>();
@@ -206,6 +233,7 @@ void EdgeCounters::update(const TopologyView& view, std::chrono::steady_clock::t
         if (e.chosen && !e.own.empty()) v->edges.emplace_back(k, e.own);
     v->other = s.other;
     v->tracked = s.edges.size();
+    v->pending = pending;
     v->untracked = s.untracked;
     std::lock_guard lock(mu_);
     published_ = std::move(v);

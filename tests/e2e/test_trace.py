@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 import time
 import unittest
 
@@ -20,6 +22,10 @@ from netprobe_e2e import AGENT, PYTHON, E2ETestCase, log, require_tools, run, wa
 
 INTERVAL = "200ms"
 CLI = os.path.join(os.path.dirname(AGENT), "netprobe")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("NETPROBE_BUILD_DIR") or os.path.join(REPO, "build")
+CHROMIUM = "/usr/bin/chromium"
+UI_TRACE = os.path.join(os.path.dirname(__file__), "ui_trace.cjs")
 
 
 def stage_counts(doc: dict, direction: str) -> dict[str, int]:
@@ -61,8 +67,10 @@ class TraceCase(E2ETestCase):
         return doc
 
 
-class NftDropAtInput(TraceCase):
-    def test_drop_at_input_with_reason_and_nft_counter(self):
+    def nft_drop_at_input(self):
+        """A client namespace <-> the server namespace, where nft drops the client's UDP to
+        port 7777 at input (counted by its rule). Returns (server ns, veth, client ns,
+        client ip, server ip)."""
         require_tools("nft")
         server = self.make_netns()
         v = self.make_veth(host_ns=server)  # client (a new namespace) <-> server
@@ -76,6 +84,22 @@ table inet nptrace {{
 """)
         self.defer("nft table nptrace", lambda: run(["nft", "delete", "table", "inet", "nptrace"], netns=server, check=False))
         run(["ping", "-c", "1", "-W", "2", server_ip], netns=client)  # ARP, so only the datagrams are left
+        return server, v, client, client_ip, server_ip
+
+    def send_udp(self, client: str, client_ip: str, server_ip: str, n: int) -> None:
+        run([PYTHON, "-c", "import socket;u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+             f"u.bind(('{client_ip}',40000))\n"
+             f"for _ in range({n}): u.sendto(b'x'*100,('{server_ip}',7777))\n"], netns=client)
+
+    def nft_dropped(self, server: str) -> int:
+        counters = json.loads(run(["nft", "-j", "list", "table", "inet", "nptrace"], netns=server).stdout)
+        return [e["counter"]["packets"] for item in counters["nftables"] if "rule" in item
+                for e in item["rule"]["expr"] if "counter" in e][0]
+
+
+class NftDropAtInput(TraceCase):
+    def test_drop_at_input_with_reason_and_nft_counter(self):
+        server, v, client, client_ip, server_ip = self.nft_drop_at_input()
         agent = self.agent_in(server)
         agent.wait_collections(2)
         m = agent.metrics()
@@ -88,15 +112,11 @@ table inet nptrace {{
         self.assertGreater(during.get("netprobe_trace_hook_links"), 0)
         self.assertEqual(nf_links(agent.pid), base_nf + 10)  # 5 hooks x 2 families, only while tracing
         n = 25
-        run([PYTHON, "-c", "import socket;u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
-             f"u.bind(('{client_ip}',40000))\n"
-             f"for _ in range({n}): u.sendto(b'x'*100,('{server_ip}',7777))\n"], netns=client)
+        self.send_udp(client, client_ip, server_ip, n)
         doc = self.finished(agent, tid)
         log(f"trace: {json.dumps(doc)}")
         fwd = stage_counts(doc, "forward")
-        counters = json.loads(run(["nft", "-j", "list", "table", "inet", "nptrace"], netns=server).stdout)
-        nft_drops = [e["counter"]["packets"] for item in counters["nftables"] if "rule" in item
-                     for e in item["rule"]["expr"] if "counter" in e][0]
+        nft_drops = self.nft_dropped(server)
         log(f"stages {fwd}, drops {doc['drops']}, nft counter {nft_drops}")
         self.assertEqual(nft_drops, n)
         # the path up to input, in order, every datagram at each stage
@@ -130,6 +150,55 @@ table inet nptrace {{
         progs, _ = proc_bpf_ids(agent.pid)
         agent.stop()
         self.assertNothingAttached(v.host, netns=server, agent_prog_ids=progs)
+
+
+class TraceInTheBrowser(TraceCase):
+    """The web UI's packet path view (tests/e2e/ui_trace.cjs in Debian's Chromium): the form
+    filled by keyboard starts the trace, and the page draws the path and the drop as the
+    agent measured them, equal to nft's own rule counter."""
+
+    def test_the_page_draws_the_path_and_the_drop(self):
+        require_tools("node")
+        modules = os.path.join(BUILD, "ui", "node_modules")
+        if not os.path.isdir(os.path.join(modules, "playwright-core")):
+            self.fail(f"{modules}/playwright-core missing (the UI build installs it)")
+        server, v, client, client_ip, server_ip = self.nft_drop_at_input()
+        agent = self.agent_in(server)
+        agent.wait_collections(2)
+        out_dir = self.tmpdir()
+        spec = {"src": client_ip, "dst": server_ip, "proto": "udp", "sport": "", "dport": 7777, "seconds": 4}
+        page = subprocess.Popen(
+            ["ip", "netns", "exec", server, "node", UI_TRACE, f"http://127.0.0.1:{agent.port}/ui/", out_dir, json.dumps(spec)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "NODE_PATH": modules, "CHROMIUM": CHROMIUM})
+        self.defer("ui_trace", lambda: page.poll() is None and page.kill())
+        line = page.stdout.readline()
+        self.assertEqual(line.strip(), "RUNNING", line + page.stderr.read() if page.poll() is not None else line)
+        n = 12
+        self.send_udp(client, client_ip, server_ip, n)
+        stdout, stderr = page.communicate(timeout=60)
+        log(f"ui_trace: {stdout.strip()}")
+        if stderr.strip():
+            log(f"ui_trace stderr: {stderr.strip()[:2000]}")
+        self.assertEqual(page.returncode, 0, stdout + stderr)
+        res = json.loads(stdout.strip().splitlines()[-1])
+        nft_drops = self.nft_dropped(server)
+        self.assertEqual(nft_drops, n)
+        self.assertEqual(res["console_errors"], [])
+        self.assertEqual(res["state"], "finished", res)
+        # what the page drew is what the agent measured, and what nft counted
+        doc = agent.get_json("/api/v1/trace")["traces"][0]
+        self.assertEqual([tuple(x) for x in res["paths"]["forward"]],
+                         [(s["stage"], s["packets"]) for s in doc["path"]["forward"]])
+        self.assertEqual([tuple(x) for x in res["paths"]["forward"]][-3:],
+                         [("tc_ingress", n), ("prerouting", n), ("input", n)])
+        self.assertNotIn("reply", res["paths"])
+        self.assertEqual([tuple(x) for x in res["drops"]], [("input", "NETFILTER_DROP", nft_drops)])
+        shot = os.path.join(out_dir, "ui-trace.png")
+        self.assertGreater(os.path.getsize(shot), 1000)
+        keep = os.path.join(BUILD, "test-artifacts")
+        os.makedirs(keep, exist_ok=True)
+        shutil.copy(shot, os.path.join(keep, "ui-trace.png"))
 
 
 class ForwardedThroughRouter(TraceCase):

@@ -55,8 +55,15 @@ const analysis::EdgeCounts* find(const analysis::EdgeCounterView& v, const std::
 
 using Clock = std::chrono::steady_clock;
 
+// Every edge established at its first growth (the tests of counting, not of admission).
+analysis::EdgeCounterOptions immediate() {
+    analysis::EdgeCounterOptions o;
+    o.min_updates = 1;
+    return o;
+}
+
 TEST(EdgeCounters, CountsGrowthOnceAcrossViews) {
-    analysis::EdgeCounters ec;
+    analysis::EdgeCounters ec(immediate());
     const auto t0 = Clock::now();
     auto c1 = conv("10.0.0.1", "10.0.0.2", 53, {slot(1, 1000, 200)});
     ec.update(view({c1}), t0);
@@ -86,7 +93,7 @@ TEST(EdgeCounters, CountsGrowthOnceAcrossViews) {
 }
 
 TEST(EdgeCounters, BudgetSendsTheRestToOtherAndEveryCounterIsMonotonic) {
-    analysis::EdgeCounterOptions o;
+    analysis::EdgeCounterOptions o = immediate();
     o.series = 1;
     analysis::EdgeCounters ec(o);
     const auto t0 = Clock::now();
@@ -111,7 +118,7 @@ TEST(EdgeCounters, BudgetSendsTheRestToOtherAndEveryCounterIsMonotonic) {
 }
 
 TEST(EdgeCounters, ACorrectedOrientationIsNotCountedTwice) {
-    analysis::EdgeCounters ec;
+    analysis::EdgeCounters ec(immediate());
     const auto t0 = Clock::now();
     // guessed: 10.0.0.2:40000 is the client of 10.0.0.1:5000 ...
     ec.update(view({conv("10.0.0.2", "10.0.0.1", 5000, {slot(1, 300, 700)}, 6)}), t0);
@@ -126,7 +133,7 @@ TEST(EdgeCounters, ACorrectedOrientationIsNotCountedTwice) {
 }
 
 TEST(EdgeCounters, WorkloadsWhereKnownElseAddresses) {
-    analysis::EdgeCounterOptions o;
+    analysis::EdgeCounterOptions o = immediate();
     o.workloads = true;
     analysis::EdgeCounters ec(o);
     auto c = std::make_shared<Conversation>(*conv("10.1.0.5", "203.0.113.7", 443, {slot(1, 10, 20)}, 6));
@@ -153,6 +160,55 @@ TEST(EdgeCounters, WorkloadsWhereKnownElseAddresses) {
               std::string::npos)
         << text;
     EXPECT_NE(text.find("netprobe_topology_edges{state=\"exported\"} 1"), std::string::npos) << text;
+}
+
+// A port scan (2000 edges, one probe each) creates no series: its edges wait unexported
+// and their bytes reach `other` when they are forgotten; an edge that keeps growing gets
+// its series at its third update with everything it carried before; a bulk transfer
+// (64 KiB) at once.
+TEST(EdgeCounters, OnlyEstablishedEdgesGetSeries) {
+    analysis::EdgeCounters ec;  // defaults: 3 updates or 64 KiB
+    const auto t0 = Clock::now();
+    std::vector<std::shared_ptr<const Conversation>> scan;
+    for (int p = 1; p <= 2000; ++p)
+        scan.push_back(conv("10.0.0.66", "10.0.0.9", static_cast<std::uint16_t>(p), {slot(1, 60, 54)}, 6));
+    auto real = [&](std::uint64_t b) { return conv("10.0.0.1", "10.0.0.9", 8080, {slot(1, b, b / 2)}, 6); };
+    auto with = [&](std::shared_ptr<const Conversation> c) {
+        auto v = scan;
+        v.push_back(std::move(c));
+        return v;
+    };
+    ec.update(view(with(real(100))), t0);
+    auto v = ec.latest();
+    EXPECT_TRUE(v->edges.empty());
+    EXPECT_EQ(v->pending, 2001u);
+    EXPECT_EQ(v->other.bytes_to_server, 0u);  // waiting, not lost
+    ec.update(view(with(real(200))), t0 + std::chrono::seconds(1));
+    EXPECT_TRUE(ec.latest()->edges.empty());
+    ec.update(view(with(real(300))), t0 + std::chrono::seconds(2));
+    v = ec.latest();
+    ASSERT_EQ(v->edges.size(), 1u);  // the real edge, with all three growths
+    EXPECT_EQ(v->edges[0].first.port, 8080);
+    EXPECT_EQ(v->edges[0].second.bytes_to_server, 300u);
+    EXPECT_EQ(v->edges[0].second.bytes_to_client, 150u);
+    EXPECT_EQ(v->pending, 2000u);
+    const auto text = metrics::renderEdgeCounterMetrics(*v);
+    EXPECT_NE(text.find("netprobe_topology_edges{state=\"pending\"} 2000"), std::string::npos) << text;
+
+    // 64 KiB in one update: established at once
+    auto bulk = conv("10.0.0.2", "10.0.0.9", 9000, {slot(1, 70000, 100)}, 6);
+    ec.update(view({real(300), bulk}), t0 + std::chrono::seconds(3));
+    v = ec.latest();
+    ASSERT_NE(find(*v, "10.0.0.2", "10.0.0.9", 9000), nullptr);
+    EXPECT_EQ(find(*v, "10.0.0.2", "10.0.0.9", 9000)->bytes_to_server, 70000u);
+
+    // the scan's edges forgotten: their bytes in other, counted once; the series stay
+    ec.update(view({real(400), bulk}), t0 + std::chrono::seconds(950));
+    v = ec.latest();
+    EXPECT_EQ(v->pending, 0u);
+    EXPECT_EQ(v->other.bytes_to_server, 2000u * 60u);
+    EXPECT_EQ(v->other.bytes_to_client, 2000u * 54u);
+    EXPECT_EQ(find(*v, "10.0.0.1", "10.0.0.9", 8080)->bytes_to_server, 400u);
 }
 
 TEST(ClusterTopology, QueryParametersForPrometheus) {

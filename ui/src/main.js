@@ -326,8 +326,9 @@ async function showSelected() {
       }
     }
     if (token !== detailsToken) return;
-    html += `<h3>Flows (${flows.length})</h3><table id="edge-flows"><thead><tr><th>from</th><th>to</th><th>if</th><th class="num">bytes</th><th class="num">packets</th></tr></thead><tbody>` +
-      flows.map((f) => `<tr><td>${esc(f.src_ip)}:${f.src_port}</td><td>${esc(f.dst_ip)}:${f.dst_port}</td><td>${esc(f.interface)} ${esc(f.direction)}</td><td class="num">${fmtBytes(f.bytes)}</td><td class="num">${f.packets}</td></tr>`).join("") +
+    html += `<h3>Flows (${flows.length})</h3><table id="edge-flows"><thead><tr><th>from</th><th>to</th><th>if</th><th class="num">bytes</th><th class="num">packets</th><th><span class="sr-only">packet path</span></th></tr></thead><tbody>` +
+      flows.map((f) => `<tr><td>${esc(f.src_ip)}:${f.src_port}</td><td>${esc(f.dst_ip)}:${f.dst_port}</td><td>${esc(f.interface)} ${esc(f.direction)}</td><td class="num">${fmtBytes(f.bytes)}</td><td class="num">${f.packets}</td>` +
+        `<td><button type="button" class="trace" data-src="${esc(f.src_ip)}" data-dst="${esc(f.dst_ip)}" data-sport="${f.src_port || ""}" data-dport="${f.dst_port || ""}" data-proto="${esc(f.protocol || "")}" aria-label="trace the path of ${esc(f.src_ip)}:${f.src_port} to ${esc(f.dst_ip)}:${f.dst_port}">trace</button></td></tr>`).join("") +
       "</tbody></table>";
     if (e.protocol && dst) {
       try {
@@ -487,5 +488,95 @@ async function refresh() {
   }
   if (!state.paused) timer = setTimeout(refresh, document.hidden ? POLL_MS * 5 : POLL_MS);
 }
+// ---- packet path (GET /api/v1/trace) -------------------------------------------------
+// Starts a trace of a 5-tuple (either direction; empty fields match anything) for a few
+// seconds, then reads it every second until it is finished: the stages its packets passed
+// through this node's kernel, in order, with counts, devices and drops by kernel reason.
+model.trace = { id: 0, state: "", result: null, error: "" };
+let traceTimer = null;
+
+function renderTrace(t) {
+  const out = [];
+  for (const dir of ["forward", "reply"]) {
+    const stages = (t.path && t.path[dir]) || [];
+    if (!stages.length) continue;
+    const items = stages.map((st) => {
+      const devs = [...(st.in || []), ...(st.out || [])].map((d) => esc(d.name || `if${d.ifindex}`)).join(", ");
+      const drops = (st.drops || []).map((d) =>
+        `<li class="drop" data-stage="${esc(st.stage)}" data-reason="${esc(d.reason)}" data-packets="${d.packets}">dropped at ${esc(st.stage)}: ${esc(d.reason)} &times;${d.packets}</li>`).join("");
+      return `<li data-stage="${esc(st.stage)}" data-packets="${st.packets}">${esc(st.stage)} <b>${st.packets}</b>` +
+        `${devs ? ` <span class="dev">${devs}</span>` : ""}</li>${drops}`;
+    });
+    out.push(`<h3>${dir === "forward" ? "as matched" : "the other way"}</h3><ol class="path" data-direction="${dir}">${items.join("")}</ol>`);
+  }
+  const egress = (t.egress || []).filter((e) => e.stage === "postrouting");
+  if (egress.length) out.push(`<p>forwarded out of ${egress.map((e) => `${esc(e.name)} (${e.packets})`).join(", ")}</p>`);
+  if ((t.processes || []).length)
+    out.push(`<p>processes: ${t.processes.map((p) => `${esc(p.comm)} (pid ${p.pid}, ${p.calls} calls)`).join(", ")}</p>`);
+  if (!out.length && t.state !== "pending") out.push(`<p class="hint">no packet of this flow seen yet</p>`);
+  $("trace-result").innerHTML = out.join("");
+}
+
+function traceStatus(text, bad) {
+  $("trace-status").textContent = text;
+  $("trace-status").classList.toggle("error", !!bad);
+}
+
+async function pollTrace(id) {
+  clearTimeout(traceTimer);
+  if (id !== model.trace.id) return;
+  try {
+    const r = await fetch(api(`trace?id=${id}`));
+    const t = await r.json();
+    if (id !== model.trace.id) return;
+    if (!r.ok) throw new Error(t.error || `HTTP ${r.status}`);
+    model.trace.state = t.state;
+    model.trace.result = t;
+    renderTrace(t);
+    const ends = t.ends ? ` until ${new Date(Date.parse(t.ends)).toLocaleTimeString()}` : "";
+    traceStatus(t.state === "failed" ? `trace ${id} failed: ${t.error || "unknown"}` : `trace ${id}: ${t.state}${t.state === "running" ? ends : ""}`,
+                t.state === "failed");
+    if (t.state === "finished" || t.state === "failed") return;
+  } catch (err) {
+    model.trace.error = String(err.message || err);
+    traceStatus(`cannot read trace ${id}: ${model.trace.error}`, true);
+  }
+  traceTimer = setTimeout(() => pollTrace(id), POLL_MS);
+}
+
+async function startTrace() {
+  const q = new URLSearchParams();
+  for (const k of ["src", "dst", "sport", "dport", "proto", "seconds"]) {
+    const v = $(`trace-${k}`).value.trim();
+    if (v) q.set(k, v);
+  }
+  model.trace = { id: 0, state: "", result: null, error: "" };
+  $("trace-result").innerHTML = "";
+  try {
+    const r = await fetch(api(`trace?${q}`));
+    const t = await r.json();
+    if (!r.ok) throw new Error(t.error || `HTTP ${r.status}`);
+    model.trace.id = t.id;
+    model.trace.state = t.state;
+    traceStatus(`trace ${t.id}: ${t.state}`);
+    pollTrace(t.id);
+  } catch (err) {
+    model.trace.error = String(err.message || err);
+    traceStatus(`cannot start the trace: ${model.trace.error}`, true);
+  }
+}
+
+$("trace-form").addEventListener("submit", (ev) => { ev.preventDefault(); startTrace(); });
+$("details").addEventListener("click", (ev) => {
+  const b = ev.target.closest("button.trace");
+  if (!b) return;
+  ev.stopPropagation();
+  for (const k of ["src", "dst", "sport", "dport"]) $(`trace-${k}`).value = b.dataset[k] || "";
+  const proto = b.dataset.proto || "";
+  $("trace-proto").value = [...$("trace-proto").options].some((o) => o.value === proto) ? proto : "";
+  startTrace();
+  $("trace-pane").scrollIntoView({ block: "nearest" });
+});
+
 openStream();
 refresh();

@@ -12,7 +12,11 @@
 //
 // Bounded: the `series` busiest edges (by bytes, decayed with a 5 minute half-life,
 // chosen again at every update) count on their own series; every other edge's growth
-// goes to one `other` edge. An edge counts on its series only while it is chosen, so
+// goes to one `other` edge. Only an established edge can be chosen: one that grew in
+// `min_updates` updates or carried `min_bytes`. Until then its growth waits on the edge
+// (not exported): moved to its own series when it is chosen, to `other` when it is
+// forgotten first. So a port scan or a flood of one-packet flows (thousands of edges that
+// each move once) creates no series, while its traffic still ends up in `other`. An edge counts on its series only while it is chosen, so
 // every exported counter is monotonic (a re-chosen edge continues where it stopped) and
 // the sum over all series is everything seen. At most `max_edges` edges are tracked (the
 // rest counted as other); an edge without growth for `forget_after` is forgotten.
@@ -37,6 +41,8 @@ struct EdgeCounterOptions {
     std::size_t max_edges = 20000;       // edges tracked
     std::chrono::seconds half_life{300}; // of the ranking's bytes
     std::chrono::seconds forget_after{900};
+    unsigned min_updates = 3;            // an edge is established after growing in this many updates
+    std::uint64_t min_bytes = 65536;     // ... or carrying this many bytes
 };
 
 struct EdgeCounterKey {
@@ -58,6 +64,7 @@ struct EdgeCounterView {
     std::vector<std::pair<EdgeCounterKey, EdgeCounts>> edges;   // with series of their own, by key
     EdgeCounts other;                                           // every other edge's growth
     std::size_t tracked = 0;                                    // edges known
+    std::size_t pending = 0;                                    // of which not yet established
     std::uint64_t untracked = 0;                                // growths of edges beyond max_edges
 };
 
