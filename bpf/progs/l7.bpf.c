@@ -202,6 +202,40 @@ struct {
 	__uint(max_entries, 65536);
 } l7_tls_ssl SEC(".maps");
 
+/* The connection is over: tell user space its parser state can go (when it has any) and
+ * forget it here. */
+static __always_inline void np_l7_closed(__u64 key, struct np_l7_conn *c, __u64 pid_tgid, __u16 lport, __u16 rport,
+					 int fd, __u32 kind)
+{
+	/* A TLS connection's parser state is its plaintext protocol's. */
+	__u8 parsed = c->protocol == NP_L7_TLS ? c->inner : c->protocol;
+	if (parsed != NP_L7_NONE && parsed != NP_L7_UNKNOWN && parsed != NP_L7_TLS) {
+		__u32 zero = 0;
+		struct np_l7_event *e = bpf_map_lookup_elem(&l7_scratch, &zero);
+		if (e) {
+			e->ts_ns = bpf_ktime_get_ns();
+			e->sock = key;
+			e->pid_tgid = pid_tgid;
+			e->cgroup_id = bpf_get_current_cgroup_id();
+			e->local_port = lport;
+			e->remote_port = rport;
+			e->direction = NP_L7_CLOSED;
+			e->protocol = parsed;
+			e->syscall = kind;
+			e->flags = 0;
+			e->captured = 0;
+			e->fd = fd;
+			e->len = 0;
+			e->tail_len = 0;
+			if (np_l7_output(e, offsetof(struct np_l7_event, tail)))
+				np_l7_count(NP_L7_CNT_RING_FULL);
+			else
+				np_l7_count(NP_L7_CNT_EVENTS);
+		}
+	}
+	bpf_map_delete_elem(&l7_conns, &key);
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 {
@@ -222,36 +256,8 @@ int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 	struct np_l7_conn *c = np_conn(key, lport, rport);
 
 	if (kind == NP_L7_SC_CLOSE) {
-		if (!c)
-			return 0;
-		/* A TLS connection's parser state is its plaintext protocol's. */
-		__u8 parsed = c->protocol == NP_L7_TLS ? c->inner : c->protocol;
-		if (parsed != NP_L7_NONE && parsed != NP_L7_UNKNOWN && parsed != NP_L7_TLS) {
-			/* Tell user space the connection's parser state can go. */
-			__u32 zero = 0;
-			struct np_l7_event *e = bpf_map_lookup_elem(&l7_scratch, &zero);
-			if (e) {
-				e->ts_ns = bpf_ktime_get_ns();
-				e->sock = key;
-				e->pid_tgid = pid_tgid;
-				e->cgroup_id = bpf_get_current_cgroup_id();
-				e->local_port = lport;
-				e->remote_port = rport;
-				e->direction = NP_L7_CLOSED;
-				e->protocol = parsed;
-				e->syscall = kind;
-				e->flags = 0;
-				e->captured = 0;
-				e->fd = fd;
-				e->len = 0;
-				e->tail_len = 0;
-				if (np_l7_output(e, offsetof(struct np_l7_event, tail)))
-					np_l7_count(NP_L7_CNT_RING_FULL);
-				else
-					np_l7_count(NP_L7_CNT_EVENTS);
-			}
-		}
-		bpf_map_delete_elem(&l7_conns, &key);
+		if (c)
+			np_l7_closed(key, c, pid_tgid, lport, rport, fd, kind);
 		return 0;
 	}
 
@@ -896,6 +902,22 @@ SEC("uretprobe")
 int BPF_KRETPROBE(np_ssl_ret, long ret)
 {
 	return np_tls_return(ret);
+}
+
+/* A TCP socket reaches TCP_CLOSE without a close(2) of it having been seen: its process
+ * exited (the kernel closed its descriptors), or it was closed some other way. Its parser
+ * state goes as on close(2); without this it waited for the idle timeout. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(np_l7_sk_close, const struct sock *sk, const int oldstate, const int newstate)
+{
+	if (newstate != 7 /* TCP_CLOSE */)
+		return 0;
+	__u64 key = (__u64)(unsigned long)sk;
+	struct np_l7_conn *c = bpf_map_lookup_elem(&l7_conns, &key);
+	if (!c)
+		return 0;
+	np_l7_closed(key, c, bpf_get_current_pid_tgid(), c->local_port, c->remote_port, -1, 0);
+	return 0;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

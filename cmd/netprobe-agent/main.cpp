@@ -410,6 +410,8 @@ public:
             background->every("topology: local subnets", std::chrono::seconds(10), refresh);
             topo_opts.subnets = [subnets] { return subnets->load(); };
         }
+        if (!opts_.topology_groups.empty())
+            topo_opts.groups = std::make_shared<const netprobe::analysis::CidrGroups>(opts_.topology_groups);
         pipeline->addStage(std::make_unique<netprobe::analysis::Topology>(topo_opts, cfg.attribution));
         if (opts_.qos) pipeline->addStage(std::make_unique<netprobe::analysis::Qos>());
         // Bottlenecks and hotspots (/api/v1/bottlenecks): links, qdiscs, accept queues,

@@ -295,6 +295,9 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
                    "Topology edges exported as netprobe_topology_edge_*_total series (the busiest; the rest as "
                    "\"other\"); 0: none")
         ->capture_default_str();
+    app.add_option("--topology-group", o.topology_group,
+                   "A named group of remote addresses in the topology (repeatable): NAME=CIDR[,CIDR...]; an end in "
+                   "it without a workload or DNS name is the node group:NAME, e.g. --topology-group=corp=10.0.0.0/8");
     app.add_option("--state-dir", o.state_dir,
                    "Directory for state that outlives the agent (the history store, the ClickHouse spool)")
         ->envname("NETPROBE_STATE_DIR")
@@ -570,6 +573,14 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
         if (!f->empty() && ::access(f->c_str(), R_OK) != 0)
             return fail(std::string(flag) + " " + *f + ": cannot read (" + std::strerror(errno) + ")");
     if (o.topology_edge_series > 100000) return fail("--topology-edge-series: at most 100000");
+    if (o.topology_group.size() > 256) return fail("--topology-group: at most 256 groups");
+    for (const auto& t : o.topology_group) {
+        auto g = analysis::parseCidrGroup(t);
+        if (!g) return fail("--topology-group " + t + ": " + g.error());
+        if (std::ranges::any_of(o.topology_groups, [&](const auto& x) { return x.name == g->name; }))
+            return fail("--topology-group " + t + ": group " + g->name + " given twice");
+        o.topology_groups.push_back(std::move(*g));
+    }
     if (o.history_source_clickhouse && o.clickhouse.empty())
         return fail("--history-source=clickhouse needs a --clickhouse server (its first one is read)");
     if (o.history_source_clickhouse && !o.clickhouse.front().series)

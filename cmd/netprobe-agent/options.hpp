@@ -1,6 +1,7 @@
 // Command-line and environment options of netprobe-agent (pure parsing, unit-tested).
 #pragma once
 
+#include <netprobe/analysis/topology.hpp>
 #include <chrono>
 #include <cstdint>
 #include <expected>
@@ -77,6 +78,8 @@ struct AgentOptions {
     std::string prometheus_bearer_token_file;              // --prometheus-bearer-token-file
     std::string prometheus_ca_file;                        // --prometheus-ca-file
     std::size_t topology_edge_series = 500;                // --topology-edge-series (0: no per-edge series)
+    std::vector<std::string> topology_group;               // --topology-group NAME=CIDR[,CIDR...] (repeatable)
+    std::vector<analysis::CidrGroup> topology_groups;      // parsed from it
     std::string state_dir = "/var/lib/netprobe";          // --state-dir: the history store, spools
     bool history = true;                                   // --history
     std::chrono::seconds history_minutes{std::chrono::days(7)};   // --history-retention

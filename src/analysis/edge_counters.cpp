@@ -82,7 +82,7 @@ struct EdgeCounters::State {
         EdgeCounts own;      // counted while chosen
         EdgeCounts pending;  // grown before it was established (not exported)
         double score = 0;
-        std::chrono::steady_clock::time_point last_growth{};
+        std::chrono::steady_clock::time_point first_growth{}, last_growth{};
         unsigned updates = 0;      // updates it grew in
         std::uint64_t bytes = 0;   // everything it carried
         bool established = false;
@@ -185,10 +185,12 @@ void EdgeCounters::update(const TopologyView& view, std::chrono::steady_clock::t
         auto& e = it->second;
         const std::uint64_t bytes = g.bytes_to_server + g.bytes_to_client;
         e.score += static_cast<double>(bytes) + 1;  // +1: a packetless edge ranks too
+        if (e.updates == 0) e.first_growth = now;
         e.last_growth = now;
         ++e.updates;
         e.bytes += bytes;
-        if (e.updates >= s.opts.min_updates || e.bytes >= s.opts.min_bytes) e.established = true;
+        if ((e.updates >= s.opts.min_updates && now - e.first_growth >= s.opts.min_span) || e.bytes >= s.opts.min_bytes)
+            e.established = true;
         grown.emplace_back(&e, &g);
     }
     // forget quiet edges (what one that never got established carried: to other)

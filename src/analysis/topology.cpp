@@ -2,6 +2,7 @@
 #include <netprobe/analysis/topology.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 
@@ -460,6 +461,7 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
     v->overflow = s.overflow;
     v->samples_unoriented = s.unoriented;
     if (s.opts.subnets) v->subnets = s.opts.subnets();
+    v->groups = s.opts.groups;
     v->conversations.reserve(s.convs.size());
     for (const auto& [_, c] : s.convs) v->conversations.push_back(c);
     views.topology = std::move(v);
@@ -641,6 +643,57 @@ const LocalSubnet* subnetOf(const LocalSubnets& subnets, const util::Addr16& add
     for (const auto& s : subnets)  // longest first: the first that holds addr
         if (util::maskAddr(addr, s.bits) == s.network) return &s;
     return nullptr;
+}
+
+std::expected<CidrGroup, std::string> parseCidrGroup(std::string_view text) {
+    const auto eq = text.find('=');
+    if (eq == std::string_view::npos) return std::unexpected("expected NAME=CIDR[,CIDR...]");
+    CidrGroup g;
+    g.name = std::string(text.substr(0, eq));
+    if (g.name.empty() || g.name.size() > 63) return std::unexpected("a group name of 1 to 63 characters");
+    for (char c : g.name)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+            return std::unexpected("group name \"" + g.name + "\": letters, digits, '-', '_' and '.' only");
+    std::string_view rest = text.substr(eq + 1);
+    if (rest.empty()) return std::unexpected("group " + g.name + ": no CIDR");
+    for (bool more = true; more;) {
+        const auto comma = rest.find(',');
+        const std::string_view item = rest.substr(0, comma);
+        more = comma != std::string_view::npos;
+        if (more) rest = rest.substr(comma + 1);
+        if (item.empty()) return std::unexpected("group " + g.name + ": an empty CIDR");
+        const auto slash = item.find('/');
+        if (slash == std::string_view::npos) return std::unexpected("\"" + std::string(item) + "\": expected ADDRESS/LENGTH");
+        auto addr = util::parseAddr(std::string(item.substr(0, slash)));
+        if (!addr) return std::unexpected("\"" + std::string(item) + "\": not an IPv4 or IPv6 address");
+        const bool v4 = util::isV4Mapped(*addr) && item.substr(0, slash).find(':') == std::string_view::npos;
+        unsigned len = 0;
+        const std::string_view ls = item.substr(slash + 1);
+        if (ls.empty() || ls.size() > 3 || !std::all_of(ls.begin(), ls.end(), [](char c) { return c >= '0' && c <= '9'; }))
+            return std::unexpected("\"" + std::string(item) + "\": bad prefix length");
+        len = static_cast<unsigned>(std::stoul(std::string(ls)));
+        if (len > (v4 ? 32u : 128u)) return std::unexpected("\"" + std::string(item) + "\": prefix length too long");
+        LocalSubnet p;
+        p.bits = v4 ? 96 + len : len;
+        p.network = util::maskAddr(*addr, p.bits);
+        p.cidr = util::formatAddr(p.network) + "/" + std::to_string(len);
+        g.prefixes.push_back(std::move(p));
+    }
+    g.prefixes = normalizeSubnets(std::move(g.prefixes));
+    return g;
+}
+
+const CidrGroup* groupOf(const CidrGroups& groups, const util::Addr16& addr) {
+    const CidrGroup* best = nullptr;
+    unsigned best_bits = 0;
+    for (const auto& g : groups) {
+        const LocalSubnet* p = subnetOf(g.prefixes, addr);
+        if (p && (!best || p->bits > best_bits)) {
+            best = &g;
+            best_bits = p->bits;
+        }
+    }
+    return best;
 }
 
 }  // namespace netprobe::analysis

@@ -176,7 +176,7 @@ Result<std::unique_ptr<L7Capture>> L7Capture::create(L7CaptureOptions options, H
     if (!ring) return std::unexpected(ring.error());
     impl->ring = std::move(*ring);
 
-    for (bpf_program* prog : {s->progs.np_l7_enter, s->progs.np_l7_exit}) {
+    for (bpf_program* prog : {s->progs.np_l7_enter, s->progs.np_l7_exit, s->progs.np_l7_sk_close}) {
         // The uprobe programs are attached per library (attachTlsLibraries).
         LinkPtr l(bpf_program__attach(prog));
         if (!l) {

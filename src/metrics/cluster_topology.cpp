@@ -93,7 +93,7 @@ std::string renderEdgeCounterMetrics(const analysis::EdgeCounterView& v) {
     w.family("netprobe_topology_edges", MetricType::Gauge,
              "Topology edges the per-edge counters track (state=tracked) and those with series of their own "
              "(state=exported; the rest count as \"other\"), and those not yet established (state=pending: grown in fewer than 3 "
-             "collections and under 64 KiB; a port scan's edges stay there).");
+             "collections over 2 s and under 64 KiB; a port scan's edges stay there).");
     w.sample("netprobe_topology_edges", {{"state", "tracked"}}, static_cast<std::uint64_t>(v.tracked));
     w.sample("netprobe_topology_edges", {{"state", "exported"}}, static_cast<std::uint64_t>(v.edges.size()));
     w.sample("netprobe_topology_edges", {{"state", "pending"}}, static_cast<std::uint64_t>(v.pending));

@@ -63,8 +63,22 @@ struct Edge {
     }
 };
 
-// The node an end belongs to, by the grouping.
-Node nodeOf(const TopologyEnd& e, const std::string& group_by, const std::map<util::Addr16, std::string>& names) {
+// Loopback, link-local, multicast, unspecified: never "external".
+bool specialAddr(const util::Addr16& a) {
+    if (util::isV4Mapped(a)) return a[12] == 0 || a[12] == 127 || a[12] >= 224 || (a[12] == 169 && a[13] == 254);
+    const util::Addr16 zero{};
+    util::Addr16 lo{};
+    lo[15] = 1;
+    return a == zero || a == lo || a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
+}
+
+// The node an end belongs to, by the grouping. An end that falls back to an address (no
+// workload, pod, namespace or process for the grouping) and no DNS name: in a configured
+// group (view->groups) the node "group:NAME"; else, in the workload, pod, namespace and
+// process groupings, an address in none of this node's subnets (known), without a
+// Kubernetes namespace or a local process, is "external".
+Node nodeOf(const TopologyEnd& e, const std::string& group_by, const std::map<util::Addr16, std::string>& names,
+            const analysis::TopologyView* view = nullptr) {
     Node n;
     const std::string ip = util::formatAddr(e.ip);
     n.ns = e.ns;
@@ -74,6 +88,23 @@ Node nodeOf(const TopologyEnd& e, const std::string& group_by, const std::map<ut
     n.mesh = e.mesh;
     auto named = names.find(e.ip);
     auto host = [&] {
+        if (named == names.end() && view) {
+            if (view->groups) {
+                if (const auto* g = analysis::groupOf(*view->groups, e.ip)) {
+                    n.id = "group:" + g->name;
+                    n.kind = "group";
+                    n.name = g->name;
+                    return;
+                }
+            }
+            if (group_by != "host" && view->subnets && !view->subnets->empty() && e.ns.empty() && e.process.empty() &&
+                !specialAddr(e.ip) && !analysis::subnetOf(*view->subnets, e.ip)) {
+                n.id = "external";
+                n.kind = "external";
+                n.name = "external";
+                return;
+            }
+        }
         n.id = ip;
         n.kind = "host";
         n.name = named != names.end() ? named->second : ip;
@@ -324,7 +355,7 @@ nlohmann::json topologyDocument(const analysis::TopologyView* v, const analysis:
         if (!q.protocol.empty() && q.protocol != transport && q.protocol != t.l7_protocol) continue;
         // (segments are found over the workload graph, which falls back to hosts without Kubernetes)
         const std::string& base = q.group_by == "segment" ? kWorkload : q.group_by;
-        Node a = nodeOf(c.client, base, names), b = nodeOf(c.server, base, names);
+        Node a = nodeOf(c.client, base, names, v), b = nodeOf(c.server, base, names, v);
         auto merge = [&](Node& n) -> Node& {
             auto [it, fresh] = nodes.try_emplace(n.id, n);
             if (!fresh && std::find(it->second.ips.begin(), it->second.ips.end(), n.ips[0]) == it->second.ips.end() &&

@@ -205,9 +205,11 @@ class TopologyLiveTest(E2ETestCase):
             self.assertEqual(e_stream[k], e_live[k], k)
         for ip in ours:
             self.assertEqual(n_stream[ip], n_live[ip], ip)
-        # bytes: what iperf3's server read, plus headers (as test_topology checks them)
+        # bytes: at least what iperf3's server read, at most what its client was told to send
+        # (-n 1 MB), plus headers. (Under load the server can end the test before it read
+        # everything that crossed: CI run 37 saw 786 kB read of 1 MB that crossed.)
         self.assertGreater(e_stream[new_id]["bytes_out"], got)
-        self.assertLess(e_stream[new_id]["bytes_out"], got * 1.1 + 200000)
+        self.assertLess(e_stream[new_id]["bytes_out"], 1 * MB * 1.1 + 200000)
 
         # Resume: Last-Event-ID of this process replays the missed diffs, no snapshot
         last = events[-1]["id"]

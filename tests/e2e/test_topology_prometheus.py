@@ -43,7 +43,7 @@ DASHBOARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
 PORT_A, PORT_B = 7001, 7101  # the echo servers (UDP) in A and B
 
 # argv: host, port, source port, datagrams, payload bytes, seconds. One socket (one 5-tuple):
-# 3 datagrams 0.6 s apart, 3 s pause, then the datagrams paced evenly over the seconds; each echo
+# 3 datagrams 1.1 s apart, 2 s pause, then the datagrams paced evenly over the seconds; each echo
 # awaited (0.5 s). Prints {"sent", "echoed", "size"}.
 SENDER = r"""
 import json, socket, sys, time
@@ -62,10 +62,10 @@ def one():
         echoed += 1
     except socket.timeout:
         pass
-for _ in range(3):  # in three collections (0.5 s): the edge is established, its series exists
+for _ in range(3):  # in three collections over 2 s or more: the edge is established, its series exists
     one()
-    time.sleep(0.6)
-time.sleep(3)
+    time.sleep(1.1)
+time.sleep(2)
 t0 = time.monotonic()
 for i in range(n):
     delay = t0 + i * secs / n - time.monotonic()

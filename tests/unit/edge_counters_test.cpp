@@ -59,6 +59,7 @@ using Clock = std::chrono::steady_clock;
 analysis::EdgeCounterOptions immediate() {
     analysis::EdgeCounterOptions o;
     o.min_updates = 1;
+    o.min_span = std::chrono::seconds(0);
     return o;
 }
 

@@ -464,4 +464,63 @@ TEST(TopologySegments, GroupBySegmentAndBoundaryEdges) {
     for (const auto& n : segs["nodes"]) EXPECT_EQ(n["kind"], "segment");
 }
 
+TEST(TopologyGroups, ParseAndLongestPrefix) {
+    auto g = analysis::parseCidrGroup("corp=10.0.0.0/8,fd00::/8");
+    ASSERT_TRUE(g) << g.error();
+    EXPECT_EQ(g->name, "corp");
+    ASSERT_EQ(g->prefixes.size(), 2u);
+    auto dc = analysis::parseCidrGroup("dc-1=10.20.0.0/16");
+    auto all = analysis::parseCidrGroup("internet=0.0.0.0/0");
+    ASSERT_TRUE(dc && all);
+    const analysis::CidrGroups groups = {*g, *dc, *all};
+    EXPECT_EQ(analysis::groupOf(groups, ip("10.20.3.4"))->name, "dc-1");  // the longest prefix
+    EXPECT_EQ(analysis::groupOf(groups, ip("10.9.9.9"))->name, "corp");
+    EXPECT_EQ(analysis::groupOf(groups, ip("fd00::1"))->name, "corp");
+    EXPECT_EQ(analysis::groupOf(groups, ip("203.0.113.9"))->name, "internet");
+    EXPECT_EQ(analysis::groupOf(groups, ip("2001:db8::1")), nullptr);  // /0 of IPv4 only
+    for (const char* bad : {"corp", "=10.0.0.0/8", "corp=", "corp=10.0.0.0", "corp=10.0.0.0/33", "corp=10.0.0/8",
+                            "c rp=10.0.0.0/8", "corp=10.0.0.0/8,", "corp=fd00::/129", "corp=10.0.0.0/x"})
+        EXPECT_FALSE(analysis::parseCidrGroup(bad)) << bad;
+}
+
+// Remote ends without a workload or DNS name: a configured group's node, else (in the
+// workload groupings) "external" when the address is in none of this node's subnets.
+TEST(TopologyGroups, RemoteEndsGroupedOrExternal) {
+    TopologyOptions o;
+    auto corp = analysis::parseCidrGroup("corp=10.0.0.0/8");
+    ASSERT_TRUE(corp);
+    o.groups = std::make_shared<const analysis::CidrGroups>(analysis::CidrGroups{*corp});
+    auto local = analysis::localSubnet(ip("198.18.0.1"), 24);
+    ASSERT_TRUE(local);
+    auto subnets = std::make_shared<const analysis::LocalSubnets>(analysis::LocalSubnets{*local});
+    o.subnets = [subnets] { return subnets; };
+    Topology t(o);
+    Clock clk;
+    auto s = clk.at(0);
+    s->flows = {sample("198.18.0.1", 40000, "10.1.2.3", 443, 1000, 2),       // to the corp group
+                sample("198.18.0.1", 40001, "10.4.5.6", 443, 500, 1),        // the same group: one node
+                sample("198.18.0.1", 40002, "203.0.113.9", 443, 300, 1),     // outside every subnet: external
+                sample("198.18.0.1", 40003, "198.18.0.7", 5432, 200, 1)};    // a local subnet: a host
+    Views v;
+    t.run(*s, v);
+    const auto hosts = api(v);
+    ASSERT_NE(edge(hosts, "198.18.0.1", "group:corp"), nullptr) << hosts.dump();
+    EXPECT_EQ((*edge(hosts, "198.18.0.1", "group:corp"))["bytes_out"], 1500);
+    EXPECT_NE(edge(hosts, "198.18.0.1", "203.0.113.9"), nullptr) << hosts.dump();  // host grouping keeps addresses
+    const auto w = api(v, {{"group_by", "workload"}});
+    EXPECT_NE(edge(w, "198.18.0.1", "group:corp"), nullptr) << w.dump();
+    ASSERT_NE(edge(w, "198.18.0.1", "external"), nullptr) << w.dump();
+    EXPECT_EQ((*edge(w, "198.18.0.1", "external"))["bytes_out"], 300);
+    EXPECT_NE(edge(w, "198.18.0.1", "198.18.0.7"), nullptr) << w.dump();
+    for (const auto& n : w["nodes"]) {
+        if (n["id"] == "group:corp") {
+            EXPECT_EQ(n["kind"], "group");
+            EXPECT_EQ(n["ips"].size(), 2u);
+        }
+        if (n["id"] == "external") {
+            EXPECT_EQ(n["kind"], "external");
+        }
+    }
+}
+
 }  // namespace

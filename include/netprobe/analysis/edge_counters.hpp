@@ -13,7 +13,7 @@
 // Bounded: the `series` busiest edges (by bytes, decayed with a 5 minute half-life,
 // chosen again at every update) count on their own series; every other edge's growth
 // goes to one `other` edge. Only an established edge can be chosen: one that grew in
-// `min_updates` updates or carried `min_bytes`. Until then its growth waits on the edge
+// `min_updates` updates spread over `min_span` or more, or carried `min_bytes`. Until then its growth waits on the edge
 // (not exported): moved to its own series when it is chosen, to `other` when it is
 // forgotten first. So a port scan or a flood of one-packet flows (thousands of edges that
 // each move once) creates no series, while its traffic still ends up in `other`. An edge counts on its series only while it is chosen, so
@@ -42,6 +42,7 @@ struct EdgeCounterOptions {
     std::chrono::seconds half_life{300}; // of the ranking's bytes
     std::chrono::seconds forget_after{900};
     unsigned min_updates = 3;            // an edge is established after growing in this many updates
+    std::chrono::seconds min_span{2};    // ... the first and the last at least this far apart
     std::uint64_t min_bytes = 65536;     // ... or carrying this many bytes
 };
 

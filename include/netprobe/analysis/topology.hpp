@@ -24,11 +24,13 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <expected>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -58,6 +60,20 @@ using LocalSubnets = std::vector<LocalSubnet>;  // longest prefix first
 // The longest local subnet holding addr, or null.
 [[nodiscard]] const LocalSubnet* subnetOf(const LocalSubnets& subnets, const util::Addr16& addr);
 
+// A named group of remote addresses (--topology-group NAME=CIDR[,CIDR...]): in the graph,
+// an end in one of its prefixes (without a workload, pod or DNS name) is the node
+// "group:NAME" instead of its address.
+struct CidrGroup {
+    std::string name;
+    std::vector<LocalSubnet> prefixes;  // longest first
+};
+using CidrGroups = std::vector<CidrGroup>;
+// "NAME=CIDR[,CIDR...]" (name: letters, digits, '-', '_', '.', at most 63; CIDR: IPv4 or
+// IPv6 prefix, /0 allowed): a group, or why not.
+[[nodiscard]] std::expected<CidrGroup, std::string> parseCidrGroup(std::string_view text);
+// The group holding addr by the longest prefix over all groups, or null.
+[[nodiscard]] const CidrGroup* groupOf(const CidrGroups& groups, const util::Addr16& addr);
+
 struct TopologyOptions {
     std::chrono::seconds slot{10};            // time resolution of the window figures
     std::size_t slots = 90;                   // window kept: slots x slot (15 min)
@@ -65,6 +81,7 @@ struct TopologyOptions {
     // This node's subnets (may be null or return null: no segments by subnet); read at
     // each run and carried in the view.
     std::function<std::shared_ptr<const LocalSubnets>()> subnets;
+    std::shared_ptr<const CidrGroups> groups;  // --topology-group (null or empty: none)
 };
 
 // Request latency buckets of the topology's L7 figures (seconds; + Inf).
@@ -125,6 +142,7 @@ struct TopologyView {
     std::uint64_t overflow = 0;                // conversations not kept (budget), since start
     std::uint64_t samples_unoriented = 0;      // flow samples without ports (ICMP, ...): not conversations
     std::shared_ptr<const LocalSubnets> subnets;  // this node's subnets (null: unknown)
+    std::shared_ptr<const CidrGroups> groups;     // the configured address groups (null: none)
 };
 
 // The view's TCP conversations by (client, server, server port): the QoS samples' and the
