@@ -3,30 +3,16 @@
 //   node ui_check.cjs URL OUT_DIR '{"edges": [[client, server], ...], "new_edge": [client, server]}'
 // Prints READY once the expected edges are in the page's data model (the test then makes
 // the new connection), and at the end one JSON line of findings; exits non-zero on failure.
-const { chromium } = require("playwright-core");
+const { launch, waitFor } = require("./browser.cjs");
 
 const [url, outDir, expectJson] = process.argv.slice(2);
 const expect = JSON.parse(expectJson);
-
-async function waitFor(fn, timeoutMs, what) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await fn()) return;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 (async () => {
   const res = { console_errors: [], edges_found: false, rows: 0, new_edge_after_ms: -1, flows_listed: 0,
                 keyboard_selects: false, updates: 0, heat_interfaces: 0, heat_cells: 0,
                 event_highlighted: false };
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     page.on("console", (m) => { if (m.type() === "error") res.console_errors.push(m.text()); });

@@ -6,29 +6,15 @@
 // the page shows it finished and prints one JSON line of what the page drew: the stages of
 // each direction in order with their counts, the drops with stage, reason and count, and
 // console errors. Exits non-zero on failure. A screenshot goes to OUT_DIR.
-const { chromium } = require("playwright-core");
+const { launch, waitFor } = require("./browser.cjs");
 const path = require("path");
 
 const [url, outDir, specJson] = process.argv.slice(2);
 const spec = JSON.parse(specJson);
 
-async function waitFor(fn, timeoutMs, what) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await fn()) return;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 (async () => {
   const res = { console_errors: [], state: "", paths: {}, drops: [], status: "" };
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
     page.on("console", (m) => { if (m.type() === "error") res.console_errors.push(m.text()); });
