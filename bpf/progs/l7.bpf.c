@@ -202,10 +202,10 @@ struct {
 	__uint(max_entries, 65536);
 } l7_tls_ssl SEC(".maps");
 
-/* The connection is over: tell user space its parser state can go (when it has any) and
- * forget it here. */
+/* The connection is over: tell user space its parser state can go (when it has any);
+ * on close(2) (flags 0) forget it here too. */
 static __always_inline void np_l7_closed(__u64 key, struct np_l7_conn *c, __u64 pid_tgid, __u16 lport, __u16 rport,
-					 int fd, __u32 kind)
+					 int fd, __u32 kind, __u8 flags)
 {
 	/* A TLS connection's parser state is its plaintext protocol's. */
 	__u8 parsed = c->protocol == NP_L7_TLS ? c->inner : c->protocol;
@@ -222,7 +222,7 @@ static __always_inline void np_l7_closed(__u64 key, struct np_l7_conn *c, __u64 
 			e->direction = NP_L7_CLOSED;
 			e->protocol = parsed;
 			e->syscall = kind;
-			e->flags = 0;
+			e->flags = flags;
 			e->captured = 0;
 			e->fd = fd;
 			e->len = 0;
@@ -233,7 +233,8 @@ static __always_inline void np_l7_closed(__u64 key, struct np_l7_conn *c, __u64 
 				np_l7_count(NP_L7_CNT_EVENTS);
 		}
 	}
-	bpf_map_delete_elem(&l7_conns, &key);
+	if (!flags)
+		bpf_map_delete_elem(&l7_conns, &key);
 }
 
 SEC("tp_btf/sys_enter")
@@ -257,7 +258,7 @@ int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 
 	if (kind == NP_L7_SC_CLOSE) {
 		if (c)
-			np_l7_closed(key, c, pid_tgid, lport, rport, fd, kind);
+			np_l7_closed(key, c, pid_tgid, lport, rport, fd, kind, 0);
 		return 0;
 	}
 
@@ -905,8 +906,10 @@ int BPF_KRETPROBE(np_ssl_ret, long ret)
 }
 
 /* A TCP socket reaches TCP_CLOSE without a close(2) of it having been seen: its process
- * exited (the kernel closed its descriptors), or it was closed some other way. Its parser
- * state goes as on close(2); without this it waited for the idle timeout. */
+ * exited (the kernel closed its descriptors), or a reset or the peer's FIN after our
+ * shutdown ended it while the process may still read what it holds. User space lets its
+ * parser state go a few seconds after the last data (without this: the idle timeout); the
+ * entry here stays for a close(2) or the LRU. */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(np_l7_sk_close, const struct sock *sk, const int oldstate, const int newstate)
 {
@@ -916,7 +919,7 @@ int BPF_PROG(np_l7_sk_close, const struct sock *sk, const int oldstate, const in
 	struct np_l7_conn *c = bpf_map_lookup_elem(&l7_conns, &key);
 	if (!c)
 		return 0;
-	np_l7_closed(key, c, bpf_get_current_pid_tgid(), c->local_port, c->remote_port, -1, 0);
+	np_l7_closed(key, c, bpf_get_current_pid_tgid(), c->local_port, c->remote_port, -1, 0, NP_L7_F_SOCK_CLOSED);
 	return 0;
 }
 

@@ -22,6 +22,10 @@ constexpr std::size_t kMaxStreams = 1024;  // HTTP/2 streams open at once per co
 constexpr std::size_t kMaxKafkaInFlight = 1024;
 }  // namespace
 
+// A socket that reached TCP_CLOSE without a close(2) keeps its parser state this long
+// after the later of that and its last data (what it still held can be read after).
+constexpr std::chrono::seconds kClosedGrace{5};
+
 struct ConnectionTracker::Conn final : Http1Listener, ExchangeSink {
     struct Pending {
         std::string method, path, route;
@@ -60,6 +64,7 @@ struct ConnectionTracker::Conn final : Http1Listener, ExchangeSink {
     bool request_open = false;       // the last pending request's body is still arriving
     std::optional<Request> current;  // the response in progress, with its request
     std::uint64_t last_ns = 0;
+    std::uint64_t sock_closed_ns = 0;  // the socket reached TCP_CLOSE without a close(2) seen
     Http1Stream send{this, true}, recv{this, false};
     // Redis, PostgreSQL, MySQL: the protocol's parser, created with the first message.
     std::unique_ptr<MessageParser> parser;
@@ -187,6 +192,12 @@ void ConnectionTracker::feed(const ebpf::L7Message& m) {
     auto it = conns_.find(m.sock);
     if (m.direction == NP_L7_CLOSED) {
         if (it == conns_.end()) return;
+        if (m.flags & NP_L7_F_SOCK_CLOSED) {
+            // No close(2): the process exited, or a reset or FIN ended the socket while the
+            // process may still read what it holds; expire() lets it go after a grace.
+            it->second->sock_closed_ns = std::max<std::uint64_t>(m.ts_ns, 1);
+            return;
+        }
         finish(*it->second);
         conns_.erase(it);
         return;
@@ -381,9 +392,12 @@ void ConnectionTracker::expire(std::uint64_t now_ns) {
                 ++p;
             }
         }
-        if (now_ns > it->second->last_ns + idle) {
+        const auto& c = *it->second;
+        const bool closed = c.sock_closed_ns &&
+                            now_ns > std::max(c.sock_closed_ns, c.last_ns) + static_cast<std::uint64_t>(std::chrono::nanoseconds(kClosedGrace).count());
+        if (closed || now_ns > c.last_ns + idle) {
             finish(*it->second);
-            ++counters_.connections_expired;
+            if (!closed) ++counters_.connections_expired;
             it = conns_.erase(it);
         } else {
             ++it;

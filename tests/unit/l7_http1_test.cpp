@@ -232,6 +232,36 @@ TEST(L7Tracker, PairsInOrderCountsOnceAndKnowsUnanswered) {
     for (const auto& e : v.l7->endpoints) EXPECT_EQ(e.requests, 1u);
 }
 
+// A client socket that reached TCP_CLOSE (a reset, or the server's FIN after our shutdown)
+// before its process read the response: the response it still held is paired, and the
+// state goes a few seconds after the last data (without close(2): not at the idle timeout).
+TEST(L7Tracker, SocketClosedWithoutCloseKeepsItsStateForWhatItStillHolds) {
+    ConnectionTracker t;
+    const std::uint64_t t0 = 1'000'000'000'000;
+    std::vector<Msg> ms;
+    ms.push_back(msg(7, NP_L7_SEND, "GET /x HTTP/1.1\r\n\r\n", t0, 40000));
+    ms.push_back(msg(7, NP_L7_CLOSED, "", t0 + 10'000'000, 40000));
+    ms.back().m.flags = NP_L7_F_SOCK_CLOSED;
+    ms.push_back(msg(7, NP_L7_RECV, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", t0 + 20'000'000, 40000));
+    for (auto& x : ms) feed(t, x);
+    EXPECT_EQ(t.connections(), 1u);
+    t.expire(t0 + 2'000'000'000);  // within the grace: kept
+    EXPECT_EQ(t.connections(), 1u);
+    t.expire(t0 + 6'000'000'000);  // 5 s after its last data: gone, not counted as expired
+    EXPECT_EQ(t.connections(), 0u);
+    EXPECT_EQ(t.counters().connections_expired, 0u);
+    auto reqs = t.take();
+    ASSERT_EQ(reqs.size(), 1u);
+    EXPECT_EQ(reqs[0].status, 200);
+    EXPECT_EQ(reqs[0].side, Side::Client);
+    // a close(2) still releases at once
+    std::vector<Msg> more;
+    more.push_back(msg(8, NP_L7_SEND, "GET /y HTTP/1.1\r\n\r\n", t0, 40001));
+    more.push_back(msg(8, NP_L7_CLOSED, "", t0 + 1, 40001));
+    for (auto& x : more) feed(t, x);
+    EXPECT_EQ(t.connections(), 0u);
+}
+
 TEST(L7Stage, ServiceLabelBudget) {
     ConnectionTracker t;
     const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(

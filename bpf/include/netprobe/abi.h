@@ -650,6 +650,8 @@ enum np_l7_direction {
 #define NP_L7_F_SPLIT 0x08     /* Kafka: the message's 4-byte size came alone in the connection's previous
 				* syscall of this direction (read while the protocol was being inferred, not
 				* recorded): this record starts after it (a Java broker reads the size first) */
+#define NP_L7_F_SOCK_CLOSED 0x10 /* NP_L7_CLOSED without close(2): the TCP socket reached TCP_CLOSE (its
+				  * process exited, or a reset); data it still holds may be read after */
 
 /* Record on the l7_events ring: a header and `captured` bytes of data (the record is
  * only as long as that). */
