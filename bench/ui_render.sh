@@ -54,7 +54,7 @@ ip -n "$NS_C" route add 198.18.42.0/24 dev "$IF_C"
 ip -n "$NS_S" route add 198.18.40.0/23 dev "$IF_S"
 
 PORT=$(np_free_port "$NS_S")
-np_start_agent "$NS_S" "$TMP/agent.log" --interface-filter="$IF_S" --metrics-address=127.0.0.1 \
+NETPROBE_STATE_DIR=$TMP/state np_start_agent "$NS_S" "$TMP/agent.log" --interface-filter="$IF_S" --metrics-address=127.0.0.1 \
   --metrics-port="$PORT" --collect-interval=500ms
 AGENT_PID=$NP_AGENT_PID
 np_wait_agent "$NS_S" "$PORT" "$IF_S" "$AGENT_PID" "$TMP/agent.log"
