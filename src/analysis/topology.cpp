@@ -609,19 +609,19 @@ std::vector<std::string> segmentGraph(const SegmentInput& in) {
     return out;
 }
 
+bool specialAddress(const util::Addr16& a) {
+    if (util::isV4Mapped(a)) return a[12] == 0 || a[12] == 127 || a[12] >= 224 || (a[12] == 169 && a[13] == 254);
+    const util::Addr16 zero{};
+    util::Addr16 lo{};
+    lo[15] = 1;
+    return a == zero || a == lo || a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
+}
+
 std::optional<LocalSubnet> localSubnet(const util::Addr16& addr, unsigned family_len) {
     const bool v4 = util::isV4Mapped(addr);
     const unsigned max = v4 ? 32 : 128;
     if (family_len == 0 || family_len >= max) return std::nullopt;  // default route, host prefix
-    if (v4) {
-        const std::uint8_t a = addr[12], b = addr[13];
-        if (a == 127 || a == 0 || a >= 224 || (a == 169 && b == 254)) return std::nullopt;  // loopback, multicast, link-local
-    } else {
-        if (addr[0] == 0xff || (addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80)) return std::nullopt;  // multicast, link-local
-        util::Addr16 lo{};
-        lo[15] = 1;
-        if (addr == lo) return std::nullopt;
-    }
+    if (specialAddress(addr)) return std::nullopt;
     LocalSubnet s;
     s.bits = v4 ? 96 + family_len : family_len;
     s.network = util::maskAddr(addr, s.bits);

@@ -63,15 +63,6 @@ struct Edge {
     }
 };
 
-// Loopback, link-local, multicast, unspecified: never "external".
-bool specialAddr(const util::Addr16& a) {
-    if (util::isV4Mapped(a)) return a[12] == 0 || a[12] == 127 || a[12] >= 224 || (a[12] == 169 && a[13] == 254);
-    const util::Addr16 zero{};
-    util::Addr16 lo{};
-    lo[15] = 1;
-    return a == zero || a == lo || a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
-}
-
 // The node an end belongs to, by the grouping. An end that falls back to an address (no
 // workload, pod, namespace or process for the grouping) and no DNS name: in a configured
 // group (view->groups) the node "group:NAME"; else, in the workload, pod, namespace and
@@ -98,7 +89,7 @@ Node nodeOf(const TopologyEnd& e, const std::string& group_by, const std::map<ut
                 }
             }
             if (group_by != "host" && view->subnets && !view->subnets->empty() && e.ns.empty() && e.process.empty() &&
-                !specialAddr(e.ip) && !analysis::subnetOf(*view->subnets, e.ip)) {
+                !analysis::specialAddress(e.ip) && !analysis::subnetOf(*view->subnets, e.ip)) {
                 n.id = "external";
                 n.kind = "external";
                 n.name = "external";

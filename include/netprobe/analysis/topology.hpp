@@ -51,6 +51,9 @@ struct LocalSubnet {
     std::string cidr;        // "198.18.1.0/24", "fd6e:7072:1::/64"
 };
 using LocalSubnets = std::vector<LocalSubnet>;  // longest prefix first
+// Unspecified, loopback, link-local or multicast (IPv4 0/8 and 127/8 included): never a
+// subnet of its own, never "external".
+[[nodiscard]] bool specialAddress(const util::Addr16& addr);
 // A subnet from an address and its prefix length in its family's bits; nullopt for what
 // segments nothing: a default route (/0), a host prefix (/32, /128), loopback,
 // link-local, multicast.
