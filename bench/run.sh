@@ -87,6 +87,8 @@ run_step "Interface churn: 2 rounds of 200 veths in 60 s" "$LOGS/churn.log" /usr
   "$NP_AGENT" 200 60
 run_step "Agent CPU under SYN floods (hping3, a new source port per packet)" "$LOGS/flood.log" \
   bash "$ROOT/bench/flood_cpu.sh" 10 "10000 50000"
+run_step "Agent start-up and restart with a keep-alive scrape open" "$LOGS/restart.log" \
+  /usr/bin/python3 "$ROOT/bench/restart_bench.py" "$NP_AGENT" 3
 run_step "Flow export: the ClickHouse sink against clickhouse-server" "$LOGS/clickhouse.log" \
   bash "$ROOT/bench/clickhouse_sink.sh" "$BIN" 10000 30
 run_step "L7 capture: nginx + wrk, per-syscall cost, RSS with 10k connections" "$LOGS/l7.log" \
@@ -332,6 +334,19 @@ for rate in 10000 50000; do
   if [[ $lat != none ]] && le "$lat" 2; then v=PASS; else v=MISS; fi
   row "syn_flood detection latency during that flood" "$lat s" "<= 2 s" "$v"
 done
+
+if [[ -n ${R[restart_sigkill_ms]:-} ]]; then
+  IFS=$'\t' read -r cmed cmax <<<"${R[restart_cold_ms]}"
+  row "agent start-up: spawn -> first /metrics answer (BPF load and attach included)" "median $cmed ms, max $cmax ms" "-" "info"
+  for s in sigkill sigterm; do
+    IFS=$'\t' read -r med max <<<"${R[restart_${s}_ms]}"
+    if [[ ${R[restart_failures]} == 0 ]] && le "$max" 2000; then v=PASS; else v=MISS; fi
+    row "restart after ${s^^} with a keep-alive scrape open: spawn -> first /metrics answer" \
+      "median $med ms, max $max ms (${R[restart_failures]} failed restarts in all)" "<= 2000 ms, none failed" "$v"
+  done
+else
+  na "restart after SIGKILL/SIGTERM: spawn -> first /metrics answer" "<= 2000 ms"
+fi
 
 if [[ -n ${R[churn_attach_ms]:-} ]]; then
   IFS=$'\t' read -r med p99 max missed <<<"${R[churn_attach_ms]}"
@@ -706,7 +721,7 @@ left=$( {
   ip netns list | awk '$1 ~ /^npb-/'
   ip -o link show type veth | awk -F': ' '$2 ~ /^npb/ {print $2}'
   bpftool prog show 2>/dev/null | grep -E 'np_bench' || true
-  pgrep -af 'np_sink_bench|clickhouse-server --config-file=/tmp/npb-ch|np_flowgen|ui_render.cjs|np_bpf_prog_bench|np_collector_bench|stack_load.py|security_bench.py|churn_load.py|storage.tsdb.path=/tmp/npb-churn|netprobe-agent --interface-filter=npb(tp|rs|sec|ch|ui)|socket-netns=/run/netns/npb-stk' || true
+  pgrep -af 'restart_bench.py|np_sink_bench|clickhouse-server --config-file=/tmp/npb-ch|np_flowgen|ui_render.cjs|np_bpf_prog_bench|np_collector_bench|stack_load.py|security_bench.py|churn_load.py|storage.tsdb.path=/tmp/npb-churn|netprobe-agent --interface-filter=npb(tp|rs|sec|ch|ui)|socket-netns=/run/netns/npb-stk' || true
 } )
 if [[ -n $left ]]; then
   echo "bench: left behind:" >&2
