@@ -609,6 +609,13 @@ of Debian's Chromium (playwright-core, headless, 1400x900); *first render* is th
 edge table is filled (polled on animation frames). *Long tasks*: the main thread's tasks over 50 ms
 (PerformanceObserver) during 10 s of live updates from 2 s after the first render, per second.
 
+**Start-up and restart** (\`bench/restart_bench.py\`). The agent in namespace \`npb-rst\` on a veth
+pair inside it, listening on 127.0.0.1. Per round, twice: a cold start (spawn -> first 200 from
+\`/metrics\`, polled every 20 ms); a scraper keeps a keep-alive connection with three scrapes served; the
+agent gets SIGKILL (then SIGTERM) and a new one is spawned on the same port at once: spawn -> first 200.
+The time is the agent's start-up (BPF load, verification and attach) since the listener binds on the
+first try (SO_REUSEADDR; \`e2e_http\` checks that no restart fails with "port in use").
+
 **ClickHouse sink** (\`bench/clickhouse_sink.sh\`, [docs/clickhouse.md](clickhouse.md)). Debian's
 clickhouse-server (18.16) in namespace \`npb-chs-agt\` (own config and data directory, removed
 afterwards). *records/s*: \`np_sink_bench\` offers 1M synthetic biflow records to a \`ClickHouseSink\`
