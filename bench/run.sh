@@ -304,19 +304,19 @@ fi
 
 if [[ -n ${R[rss_agent_hwm_mib]:-} ]]; then
   h=${R[rss_agent_hwm_mib]}
-  if le "$h" 64; then v=PASS; else v="MISS"; fi
-  row "agent VmHWM, ${R[rss_agent_flows]} flows tracked, collecting + /metrics scrapes" "$h MiB (VmRSS ${R[rss_agent_rss_mib]} MiB)" "< 64 MiB" "$v"
+  if le "$h" 56; then v=PASS; else v="MISS"; fi
+  row "agent VmHWM, ${R[rss_agent_flows]} flows tracked, collecting + /metrics scrapes" "$h MiB (VmRSS ${R[rss_agent_rss_mib]} MiB)" "< 56 MiB" "$v"
   h=${R[rss_agent_hwm_after_api_mib]}
-  if le "$h" 64; then v=PASS; else v="MISS"; fi
-  row "agent VmHWM after one /api/v1/flows?limit=10000" "$h MiB (VmRSS ${R[rss_agent_rss_after_api_mib]} MiB)" "< 64 MiB" "$v"
+  if le "$h" 56; then v=PASS; else v="MISS"; fi
+  row "agent VmHWM after one /api/v1/flows?limit=10000" "$h MiB (VmRSS ${R[rss_agent_rss_after_api_mib]} MiB)" "< 56 MiB" "$v"
   row "agent BPF map memory (kernel, not in RSS)" "${R[rss_agent_map_mib]} MiB" "-" "info"
   row "agent: longest collection while 50k new flows/s arrived" "${R[rss_agent_max_collect_seconds]} s" "-" "info"
 else
-  na "agent RSS with 100k flows" "< 64 MiB"
+  na "agent RSS with 100k flows" "< 56 MiB"
 fi
 if [[ -n ${R[rss_pipeline_hwm_mib]:-} ]]; then
   row "user-space pipeline VmHWM, 100k flows (np_rss_bench, synthetic)" \
-    "${R[rss_pipeline_hwm_mib]} MiB (${R[rss_pipeline_trimmed_mib]} MiB after malloc_trim)" "< 64 MiB" \
+    "${R[rss_pipeline_hwm_mib]} MiB (${R[rss_pipeline_trimmed_mib]} MiB after malloc_trim)" "< 56 MiB" \
     "info"
 fi
 
