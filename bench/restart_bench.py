@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from netns_cleanup import delete_netns
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NS = "npb-rst"
@@ -38,12 +39,7 @@ def log(msg: str) -> None:
 
 
 def cleanup() -> None:
-    for p in sh("ip", "netns", "pids", NS, check=False).stdout.split():
-        try:
-            os.kill(int(p), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
-    sh("ip", "netns", "del", NS, check=False)
+    delete_netns(NS)
 
 
 def outer(agent: str, rounds: int) -> int:

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from netns_cleanup import delete_netns
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AGENT = os.environ.get("NP_AGENT") or os.path.join(ROOT, "bin", "netprobe-agent")
@@ -63,14 +64,7 @@ def cleanup():
                     os.killpg(p.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-    for ns in (NS_A, NS_V):
-        pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
-        for pid in pids:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        sh("ip", "netns", "del", ns, check=False)
+    delete_netns(NS_A, NS_V)
 
 
 def api(path):

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from netns_cleanup import delete_netns
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NS_A, NS_B = "npb-soak-a", "npb-soak-b"
@@ -70,13 +71,7 @@ class Soak:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        for ns in (NS_A, NS_B):
-            for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            sh("ip", "netns", "del", ns, check=False)
+        delete_netns(NS_A, NS_B)
         subprocess.run(["rm", "-rf", self.tmp])
 
     def setup(self) -> None:

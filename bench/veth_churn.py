@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from netns_cleanup import delete_netns
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AGENT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "bin", "netprobe-agent")
@@ -53,14 +54,7 @@ def cleanup(agent: subprocess.Popen | None) -> None:
         except subprocess.TimeoutExpired:
             agent.kill()
             agent.wait()
-    for ns in (NS_A, NS_B):
-        pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
-        for p in pids:
-            try:
-                os.kill(int(p), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        sh("ip", "netns", "del", ns, check=False)
+    delete_netns(NS_A, NS_B)
 
 
 def api(path: str):
