@@ -38,12 +38,8 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def cleanup() -> None:
-    delete_netns(NS)
-
-
 def outer(agent: str, rounds: int) -> int:
-    cleanup()
+    delete_netns(NS)
     try:
         sh("ip", "netns", "add", NS)
         sh("ip", "-n", NS, "link", "set", "lo", "up")
@@ -53,7 +49,7 @@ def outer(agent: str, rounds: int) -> int:
         return subprocess.run(["ip", "netns", "exec", NS, sys.executable, os.path.abspath(__file__), "--inner",
                                agent, str(rounds)]).returncode
     finally:
-        cleanup()
+        delete_netns(NS)
 
 
 def metrics_status(timeout: float = 1.0) -> int:

@@ -222,8 +222,8 @@ def foreign_netprobe_prog_ids(exclude_pids: Iterable[int] = ()) -> set[int]:
 # kernel interface counters
 
 
-def kernel_stats(ifname: str, netns: str | None = None) -> dict[str, int]:
-    keys = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes")
+def kernel_stats(ifname: str, netns: str | None = None,
+                 keys: tuple[str, ...] = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes")) -> dict[str, int]:
     if netns is None:
         res = {}
         for k in keys:

@@ -110,9 +110,8 @@ class CountersTest(E2ETestCase):
     def veth_drops(self) -> int:
         """What the veth pair dropped between its ends: the namespace end's tx_dropped (a
         full receive ring of the host end) plus the host end's rx_dropped."""
-        def read(dev: str, key: str, netns=None) -> int:
-            return int(run(["cat", f"/sys/class/net/{dev}/statistics/{key}"], netns=netns).stdout.strip())
-        return read(self.veth.peer, "tx_dropped", self.veth.ns) + read(self.veth.host, "rx_dropped")
+        return (kernel_stats(self.veth.peer, self.veth.ns, keys=("tx_dropped",))["tx_dropped"]
+                + kernel_stats(self.veth.host, keys=("rx_dropped",))["rx_dropped"])
 
     def quiet_tcp_snapshot(self, agent):
         """quiet_snapshot plus the namespace's TCP segment counters, unchanged across it (a late
