@@ -1,6 +1,7 @@
-# netprobe_bpf_skeleton(NAME SOURCE): compile a BPF C program with clang (CO-RE,
-# -Wall -Werror) and generate NAME.skel.h with bpftool; the skeleton embeds the
-# object, so nothing is read from disk at run time. Creates target NAME_skel.
+# netprobe_bpf_skeleton(NAME SOURCE [CLANG_FLAG...]): compile a BPF C program with clang
+# (CO-RE, -Wall -Werror, any extra flags such as -DX) and generate NAME.skel.h with
+# bpftool; the skeleton embeds the object, so nothing is read from disk at run time.
+# Creates target NAME_skel.
 find_program(BPF_CLANG clang REQUIRED)
 find_program(BPFTOOL bpftool PATHS /usr/sbin /usr/local/sbin REQUIRED)
 set(NETPROBE_BPF_OUT_DIR ${CMAKE_BINARY_DIR}/bpf)
@@ -42,7 +43,7 @@ function(netprobe_bpf_skeleton name src)
   file(GLOB bpf_headers CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/bpf/lib/*.h ${CMAKE_SOURCE_DIR}/bpf/include/netprobe/*.h)
   add_custom_command(OUTPUT ${obj}
     COMMAND ${BPF_CLANG} -g -O2 -target bpf -D__TARGET_ARCH_${NETPROBE_BPF_ARCH} -D__BPF__
-            -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+            -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers ${ARGN}
             -I${NETPROBE_BPF_OUT_DIR} -I${CMAKE_SOURCE_DIR}/bpf/include -I${CMAKE_SOURCE_DIR}/bpf/lib
             -c ${src} -o ${obj}
     DEPENDS ${src} ${bpf_headers} ${NETPROBE_VMLINUX_H}

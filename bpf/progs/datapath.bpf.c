@@ -331,6 +331,12 @@ static __always_inline int np_tc_handle(struct __sk_buff *skb, __u32 dir, const 
 	return NP_TC_ACT_UNSPEC;
 }
 
+/* This source builds two objects. The default one (datapath) holds the programs of
+ * Ethernet devices: TC and XDP. NP_DATAPATH_L3 builds the layer-3 device programs
+ * (datapath_l3), which user space loads only when such a device is attached, with the
+ * first object's maps: the kernel verifies each TC program for ~0.4 s, and most nodes
+ * have no layer-3 device. */
+#ifndef NP_DATAPATH_L3
 SEC("tc")
 int netprobe_tc_in(struct __sk_buff *skb)
 {
@@ -343,21 +349,6 @@ int netprobe_tc_eg(struct __sk_buff *skb)
 	return np_tc_handle(skb, NP_DIR_EGRESS, false, false);
 }
 
-/* Layer-3 devices (tun, WireGuard, ipip, GRE, sit, PPP): the same accounting, the
- * packet starting at the network header. The manager picks these by link type;
- * XDP is not attached there. */
-SEC("tc")
-int netprobe_tc_in_l3(struct __sk_buff *skb)
-{
-	return np_tc_handle(skb, NP_DIR_INGRESS, true, false);
-}
-
-SEC("tc")
-int netprobe_tc_eg_l3(struct __sk_buff *skb)
-{
-	return np_tc_handle(skb, NP_DIR_EGRESS, true, false);
-}
-
 /* The ingress programs of interfaces without XDP when mitigation is on or dry-run:
  * the same accounting, and the blocklist checked here (user space does not load
  * them when mitigation is off). */
@@ -365,12 +356,6 @@ SEC("tc")
 int netprobe_tc_in_block(struct __sk_buff *skb)
 {
 	return np_tc_handle(skb, NP_DIR_INGRESS, false, true);
-}
-
-SEC("tc")
-int netprobe_tc_in_l3_block(struct __sk_buff *skb)
-{
-	return np_tc_handle(skb, NP_DIR_INGRESS, true, true);
 }
 
 /* XDP sees frames before anything parsed them: parsed here, only while a trace is
@@ -400,5 +385,32 @@ int netprobe_xdp(struct xdp_md *ctx)
 		return NP_XDP_DROP;
 	return NP_XDP_PASS;
 }
+
+#else /* NP_DATAPATH_L3 */
+
+/* Layer-3 devices (tun, WireGuard, ipip, GRE, sit, PPP): the same accounting, the
+ * packet starting at the network header. The manager picks these by link type;
+ * XDP is not attached there. */
+SEC("tc")
+int netprobe_tc_in_l3(struct __sk_buff *skb)
+{
+	return np_tc_handle(skb, NP_DIR_INGRESS, true, false);
+}
+
+SEC("tc")
+int netprobe_tc_eg_l3(struct __sk_buff *skb)
+{
+	return np_tc_handle(skb, NP_DIR_EGRESS, true, false);
+}
+
+/* Layer-3 devices have no XDP: with mitigation on (or dry-run), their ingress program
+ * checks the blocklist. */
+SEC("tc")
+int netprobe_tc_in_l3_block(struct __sk_buff *skb)
+{
+	return np_tc_handle(skb, NP_DIR_INGRESS, true, true);
+}
+
+#endif /* NP_DATAPATH_L3 */
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

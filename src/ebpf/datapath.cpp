@@ -10,24 +10,64 @@
 #include <map>
 #include <tuple>
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
 #include "datapath.skel.h"
+#include "datapath_l3.skel.h"
 #include "netprobe/ebpf/map_io.hpp"
 
 namespace netprobe::ebpf {
 
 void Datapath::SkelDeleter::operator()(datapath_bpf* s) const noexcept { datapath_bpf__destroy(s); }
 
+namespace {
+
+// The load-time constants, the same in both objects (the layer-3 object's verification
+// depends on them as the first's does).
+template <class Skel>
+void setConstants(Skel& s, const DatapathConfig& cfg) {
+    s.rodata->np_enable_flows = cfg.enable_flows ? 1 : 0;
+    s.rodata->np_enable_security = cfg.enable_security ? 1 : 0;
+    s.rodata->np_mitigate = static_cast<__u32>(cfg.mitigate);
+    s.rodata->np_enable_intel = cfg.enable_intel ? 1 : 0;
+    s.rodata->np_enable_names = cfg.enable_names ? 1 : 0;
+    s.rodata->np_enable_decap = cfg.enable_decap ? 1 : 0;
+    s.rodata->np_enable_handshakes = cfg.enable_handshakes && cfg.enable_flows ? 1 : 0;
+    s.rodata->np_enable_udp_timing = cfg.enable_udp_timing && cfg.enable_flows ? 1 : 0;
+}
+
+bool isRodata(const bpf_map* m) {
+    const std::string_view name = bpf_map__name(m);
+    return bpf_map__is_internal(m) && name.ends_with(".rodata");
+}
+
+}  // namespace
+
+Result<void> shareMaps(const bpf_object* owner, bpf_object* opened) {
+    bpf_map* m = nullptr;
+    bpf_object__for_each_map(m, opened) {
+        if (isRodata(m)) continue;  // constants: set, not shared (the owner's is frozen)
+        const char* name = bpf_map__name(m);
+        const bpf_map* theirs = bpf_object__find_map_by_name(owner, name);
+        if (!theirs)
+            return std::unexpected(makeError(std::string("share maps: no map \"") + name + "\" in " +
+                                             bpf_object__name(owner)));
+        if (bpf_map__type(theirs) != bpf_map__type(m) || bpf_map__key_size(theirs) != bpf_map__key_size(m) ||
+            bpf_map__value_size(theirs) != bpf_map__value_size(m))
+            return std::unexpected(makeError(std::string("share maps: map \"") + name + "\" differs between " +
+                                             bpf_object__name(owner) + " and " + bpf_object__name(opened)));
+        if (int err = bpf_map__reuse_fd(m, bpf_map__fd(theirs)); err)
+            return std::unexpected(errnoError(-err, std::string("share maps: reuse \"") + name + "\""));
+    }
+    return {};
+}
+
 Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
     auto skel = loadSkeleton<datapath_bpf, datapath_bpf__open, datapath_bpf__load, datapath_bpf__destroy>(
         "datapath", [&](datapath_bpf& s) -> Result<void> {
-            s.rodata->np_enable_flows = cfg.enable_flows ? 1 : 0;
-            s.rodata->np_enable_security = cfg.enable_security ? 1 : 0;
-            s.rodata->np_mitigate = static_cast<__u32>(cfg.mitigate);
-            s.rodata->np_enable_intel = cfg.enable_intel ? 1 : 0;
-            s.rodata->np_enable_names = cfg.enable_names ? 1 : 0;
-            s.rodata->np_enable_decap = cfg.enable_decap ? 1 : 0;
-            s.rodata->np_enable_handshakes = cfg.enable_handshakes && cfg.enable_flows ? 1 : 0;
-            s.rodata->np_enable_udp_timing = cfg.enable_udp_timing && cfg.enable_flows ? 1 : 0;
+            setConstants(s, cfg);
             if (!(cfg.enable_handshakes && cfg.enable_flows))
                 if (int err = bpf_map__set_max_entries(s.maps.handshake_events, 4096); err)
                     return std::unexpected(errnoError(-err, "datapath: size handshake_events"));
@@ -42,7 +82,6 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
             // blocklist to enforce (or count, in dry-run); not loaded otherwise.
             const bool block = cfg.mitigate != NP_MITIGATE_OFF;
             bpf_program__set_autoload(s.progs.netprobe_tc_in_block, block);
-            bpf_program__set_autoload(s.progs.netprobe_tc_in_l3_block, block);
             const std::uint32_t flows = std::max<std::uint32_t>(cfg.flow_table_size, 1);
             if (int err = bpf_map__set_max_entries(s.maps.flow_stats, flows); err)
                 return std::unexpected(errnoError(-err, "datapath: size flow_stats"));
@@ -55,6 +94,7 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
         });
     if (!skel) return std::unexpected(skel.error());
     Datapath d;
+    d.cfg_ = cfg;
     d.flow_capacity_ = bpf_map__max_entries((*skel)->maps.flow_stats);
     d.mitigate_ = cfg.mitigate;
     d.udp_timing_ = cfg.enable_udp_timing && cfg.enable_flows;
@@ -78,6 +118,24 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
         d.hs_ring_.reset(rb);
     }
     return d;
+}
+
+void Datapath::L3Deleter::operator()(datapath_l3_bpf* s) const noexcept { datapath_l3_bpf__destroy(s); }
+
+Result<void> Datapath::loadLayer3() {
+    if (l3_) return {};
+    const auto t0 = std::chrono::steady_clock::now();
+    auto skel = loadSkeleton<datapath_l3_bpf, datapath_l3_bpf__open, datapath_l3_bpf__load, datapath_l3_bpf__destroy>(
+        "datapath (layer-3 programs)", [&](datapath_l3_bpf& s) -> Result<void> {
+            setConstants(s, cfg_);
+            bpf_program__set_autoload(s.progs.netprobe_tc_in_l3_block, cfg_.mitigate != NP_MITIGATE_OFF);
+            return shareMaps(skel_->obj, s.obj);
+        });
+    if (!skel) return std::unexpected(skel.error());
+    l3_.reset(skel->release());
+    spdlog::info("layer-3 device programs loaded ({} ms)",
+                 std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
+    return {};
 }
 
 void Datapath::RingDeleter::operator()(ring_buffer* r) const noexcept { ring_buffer__free(r); }
@@ -113,12 +171,14 @@ Result<std::size_t> Datapath::readUdpTimings(std::vector<UdpTimingSample>& out, 
 
 int Datapath::xdpProg() const { return bpf_program__fd(skel_->progs.netprobe_xdp); }
 int Datapath::tcIngressProg(bool l3, bool block) const {
+    if (l3 && !l3_) return -EBADF;
     if (block && mitigate_ != NP_MITIGATE_OFF)
-        return bpf_program__fd(l3 ? skel_->progs.netprobe_tc_in_l3_block : skel_->progs.netprobe_tc_in_block);
-    return bpf_program__fd(l3 ? skel_->progs.netprobe_tc_in_l3 : skel_->progs.netprobe_tc_in);
+        return bpf_program__fd(l3 ? l3_->progs.netprobe_tc_in_l3_block : skel_->progs.netprobe_tc_in_block);
+    return bpf_program__fd(l3 ? l3_->progs.netprobe_tc_in_l3 : skel_->progs.netprobe_tc_in);
 }
 int Datapath::tcEgressProg(bool l3) const {
-    return bpf_program__fd(l3 ? skel_->progs.netprobe_tc_eg_l3 : skel_->progs.netprobe_tc_eg);
+    if (l3 && !l3_) return -EBADF;
+    return bpf_program__fd(l3 ? l3_->progs.netprobe_tc_eg_l3 : skel_->progs.netprobe_tc_eg);
 }
 int Datapath::flowMap() const { return bpf_map__fd(skel_->maps.flow_stats); }
 

@@ -10,7 +10,9 @@
 #include "netprobe/util/error.hpp"
 
 struct datapath_bpf;
+struct datapath_l3_bpf;
 struct ring_buffer;
+struct bpf_object;
 
 namespace netprobe::ebpf {
 
@@ -26,6 +28,11 @@ struct DatapathConfig {
     bool enable_udp_timing = false; // UDP inter-arrival timing in udp_timing (bpf/lib/udp_timing.h)
 };
 
+// Before `opened` is loaded: every map of it (constants aside) becomes the same-named map
+// of the loaded `owner`, so programs of both objects count into one set of maps. An
+// error if a map is missing from owner or differs in type, key or value size.
+[[nodiscard]] Result<void> shareMaps(const bpf_object* owner, bpf_object* opened);
+
 class Datapath {
 public:
     [[nodiscard]] static Result<Datapath> load(const DatapathConfig& cfg);
@@ -35,7 +42,11 @@ public:
     ~Datapath();
 
     [[nodiscard]] int xdpProg() const;
-    // l3: the programs for devices without a link-layer header (tun, WireGuard, ipip...)
+    // The programs of layer-3 devices (a second object sharing these maps): loaded on
+    // the first call (~0.8 s of verification; most nodes never need them).
+    [[nodiscard]] Result<void> loadLayer3();
+    // l3: the programs for devices without a link-layer header (tun, WireGuard, ipip...),
+    // -EBADF before loadLayer3().
     // block: the interface has no XDP program, so TC ingress enforces the blocklist
     // (the same program as without block when mitigation is off).
     [[nodiscard]] int tcIngressProg(bool l3 = false, bool block = false) const;
@@ -64,6 +75,12 @@ private:
         void operator()(datapath_bpf* s) const noexcept;
     };
     std::unique_ptr<datapath_bpf, SkelDeleter> skel_;
+    struct L3Deleter {
+        void operator()(datapath_l3_bpf* s) const noexcept;
+    };
+    // Declared after skel_: destroyed first (its maps are skel_'s).
+    std::unique_ptr<datapath_l3_bpf, L3Deleter> l3_;
+    DatapathConfig cfg_;
     struct RingDeleter {
         void operator()(ring_buffer* r) const noexcept;
     };

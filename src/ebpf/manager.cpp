@@ -171,6 +171,8 @@ struct Manager::Impl {
 
     // block: no XDP program on the interface: the ingress program enforces the blocklist.
     Result<Iface> attachTc(std::uint32_t ifindex, Iface iface, bool l3, bool block) {
+        if (l3)
+            if (auto r = dp.loadLayer3(); !r) return std::unexpected(r.error());
         TcMode mode = opts.tc_mode;
         if (mode == TcMode::Auto && tcx_supported != Tri::No) {
             auto in = TcAttachment::attach(dp.tcIngressProg(l3, block), ifindex, true, TcMode::Tcx);

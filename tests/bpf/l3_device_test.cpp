@@ -1,4 +1,7 @@
-// The layer-3 TC programs (netprobe_tc_in_l3, netprobe_tc_eg_l3) on a real TUN device:
+// The layer-3 TC programs (netprobe_tc_in_l3, netprobe_tc_eg_l3) on a real TUN device,
+// loaded as the agent loads them: a second object (datapath_l3) sharing the maps of
+// the datapath object (ebpf::shareMaps), whose maps these cases read.
+//
 // layer-3 devices (tun, WireGuard, ipip, GRE, sit, PPP) hand the stack packets with
 // no link-layer header and skb->protocol set by the device. BPF_PROG_TEST_RUN cannot
 // build such an skb (it always pushes an Ethernet header for SCHED_CLS), so these
@@ -26,7 +29,9 @@
 #include <fstream>
 #include <thread>
 
+#include "datapath_l3.skel.h"
 #include "datapath_support.hpp"
+#include "ebpf/datapath.hpp"
 
 namespace {
 
@@ -78,6 +83,21 @@ protected:
             setup_error_ = std::string("datapath skeleton: ") + std::strerror(-err);
             return;
         }
+        l3_.reset(datapath_l3_bpf__open());
+        if (!l3_) {
+            setup_error_ = std::string("datapath_l3 open: ") + std::strerror(errno);
+            return;
+        }
+        // the constants as loadSkeleton({}) left them: the source's defaults
+        if (auto r = netprobe::ebpf::shareMaps(skel_->obj, l3_->obj); !r) {
+            setup_error_ = r.error().what();
+            return;
+        }
+        bpf_program__set_autoload(l3_->progs.netprobe_tc_in_l3_block, false);
+        if (int e = datapath_l3_bpf__load(l3_.get()); e) {
+            setup_error_ = std::string("datapath_l3 load: ") + std::strerror(-e);
+            return;
+        }
         tun_ = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
         if (tun_ < 0) {
             setup_error_ = std::string("/dev/net/tun: ") + std::strerror(errno);
@@ -105,8 +125,8 @@ protected:
             setup_error_ = std::string("clsact: ") + std::strerror(-e);
             return;
         }
-        for (auto [where, prog] : {std::pair{BPF_TC_INGRESS, skel_->progs.netprobe_tc_in_l3},
-                                   std::pair{BPF_TC_EGRESS, skel_->progs.netprobe_tc_eg_l3}}) {
+        for (auto [where, prog] : {std::pair{BPF_TC_INGRESS, l3_->progs.netprobe_tc_in_l3},
+                                   std::pair{BPF_TC_EGRESS, l3_->progs.netprobe_tc_eg_l3}}) {
             bpf_tc_hook h = hook;
             h.attach_point = where;
             bpf_tc_opts o{};
@@ -125,6 +145,7 @@ protected:
         if (tun_ >= 0)
             ::close(tun_);  // the device (not persistent) goes with its fd; its qdisc with it
         tun_ = -1;
+        l3_.reset();
         skel_.reset();
         if (orig_ns_ >= 0) {
             ::setns(orig_ns_, CLONE_NEWNET);
@@ -206,7 +227,11 @@ protected:
         return sumU64(skel_->maps.malformed_stats, dir * NP_MAL_REASON_MAX + r);
     }
 
+    struct L3Deleter {
+        void operator()(datapath_l3_bpf* s) const { datapath_l3_bpf__destroy(s); }
+    };
     static inline Skel skel_;
+    static inline std::unique_ptr<datapath_l3_bpf, L3Deleter> l3_;
     static inline int tun_ = -1;
     static inline int orig_ns_ = -1;
     static inline std::uint32_t ifindex_ = 0;
