@@ -43,6 +43,13 @@ bpf_ns() {
   done
   echo "$total"
 }
+# name run_cnt run_time_ns of each BPF program the process holds open, one line each
+bpf_by_prog() {
+  local pid=$1 id
+  for id in $(awk '/^prog_id:/ {print $2}' /proc/"$pid"/fdinfo/* 2>/dev/null | sort -u); do
+    bpftool -j prog show id "$id" 2>/dev/null | jq -r '"\(.name) \(.run_cnt // 0) \(.run_time_ns // 0)"' || true
+  done
+}
 # flood US SECONDS: hping3 SYNs to port 80 (no listener: the receiver answers RST),
 # incrementing source port (hping3's default), US microseconds apart
 flood() {
@@ -79,9 +86,11 @@ for rate in $RATES; do
   agent=$NP_AGENT_PID
   np_wait_agent "$NS_S" "$PORT" "$IF_S" "$agent" "$TMP/agent-$rate.log"
   sleep 2
+  bpf_by_prog "$agent" >"$TMP/progs0"
   t0=$(ticks "$agent"); b0=$(bpf_ns "$agent"); r0=$(rsts); s0=$(date +%s.%N)
   flood "$us" "$SECS"
   t1=$(ticks "$agent"); b1=$(bpf_ns "$agent"); r1=$(rsts); s1=$(date +%s.%N)
+  bpf_by_prog "$agent" >"$TMP/progs1"
   flood "$us" "$SECS" &
   fp=$!
   sleep 1
@@ -98,6 +107,11 @@ for rate in $RATES; do
   total=$(awk -v a="$proc_pct" -v b="$bpf_pct" 'BEGIN {printf "%.1f", a + b}')
   ratio=$(awk -v a="${with:-0}" -v b="${without:-0}" 'BEGIN {if (b > 0) printf "%.3f", a / b; else print "n/a"}')
   lat_s=$([[ $latency == none ]] && echo none || awk -v l="$latency" 'BEGIN {printf "%.2f", l / 1000}')
+  # where the BPF time went: each program's runs per flood packet and cost
+  awk -v w="$wall" -v r="$((r1 - r0))" 'NR == FNR {c[$1] = $2; t[$1] = $3; next}
+    {dc = $2 - c[$1]; dt = $3 - t[$1]; if (dc > 0)
+       printf "  %-24s %6.2f runs/packet %7.0f ns/run %5.2f%% of a core\n", $1, dc / (r > 0 ? r : 1), dt / dc, dt / 1e9 / w * 100}' \
+    "$TMP/progs0" "$TMP/progs1" | sort -k6 -rn >&2
   printf '%-10s %-10s %-22s %-16s %-12s %-26s\n' "$rate pps" "$reached pps" "$total% ($proc_pct+$bpf_pct)" "$bpf_pct%" \
     "$lat_s s" "$(printf '%.2f / %.2f = %s' "${with:-0}" "${without:-0}" "$ratio")"
   echo -e "RESULT\tflood_$rate\t$reached\t$total\t$proc_pct\t$bpf_pct\t$lat_s\t$ratio"
