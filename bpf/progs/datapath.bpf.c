@@ -17,6 +17,7 @@
 #include "handshake.h"
 #include "udp_timing.h"
 #include "trace.h"
+#include "clock.h"
 
 #define NP_TC_ACT_UNSPEC (-1) /* tcx: continue with the next program; clsact: default action */
 #define NP_XDP_PASS 2
@@ -101,9 +102,10 @@ static __always_inline void np_flow_add(struct np_flow_stats *fs, __u32 segs, __
  * packet has no entry). */
 static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __u64 len, __u64 *flow_packets)
 {
-	/* The coarse clock (CLOCK_MONOTONIC at tick resolution) costs a memory read
-	 * instead of a TSC read: ~18 ns less per packet; flow times need no better. */
-	__u64 now = bpf_ktime_get_coarse_ns();
+	/* CLOCK_MONOTONIC at tick resolution from jiffies (bpf/lib/clock.h): ~1 ns
+	 * instead of a TSC read (~28 ns) or the coarse clock's helper (~10 ns); flow
+	 * times need no better. */
+	__u64 now = np_now_coarse();
 	struct np_flow_stats *fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
 	if (fs) {
 		np_flow_add(fs, segs, len, pkt->tcp_flags, now);
@@ -370,6 +372,18 @@ __attribute__((noinline)) int np_trace_xdp(struct xdp_md *ctx)
 	if (np_parse_frame(data, data_end, (__u64)(data_end - data), &pkt) != NP_MAL_NONE || !pkt.has_l3)
 		return 0;
 	return np_trace_packet(&pkt.key, NP_TRACE_XDP, ctx->ingress_ifindex, (__u32)(data_end - data));
+}
+
+/* Run by user space (BPF_PROG_TEST_RUN) to calibrate np_clock: jiffies and the
+ * coarse monotonic clock read together. Never attached. */
+volatile struct np_clock_sample np_clock_sample SEC(".data.clock_probe") = {};
+
+SEC("tc")
+int np_clock_probe(struct __sk_buff *skb)
+{
+	np_clock_sample.jiffies = bpf_jiffies64();
+	np_clock_sample.coarse_ns = bpf_ktime_get_coarse_ns();
+	return NP_TC_ACT_UNSPEC;
 }
 
 SEC("xdp")

@@ -15,6 +15,7 @@
 #include <chrono>
 
 #include "datapath.skel.h"
+#include "ebpf/clock.hpp"
 #include "datapath_l3.skel.h"
 #include "netprobe/ebpf/map_io.hpp"
 
@@ -93,6 +94,10 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
             return {};
         });
     if (!skel) return std::unexpected(skel.error());
+    // flow times from jiffies (bpf/lib/clock.h); without, from the coarse clock's helper
+    if (int err = calibrateClock(**skel); err)
+        spdlog::warn("datapath: flow times read the coarse clock per packet (jiffies clock not calibrated: {})",
+                     std::strerror(-err));
     Datapath d;
     d.cfg_ = cfg;
     d.flow_capacity_ = bpf_map__max_entries((*skel)->maps.flow_stats);

@@ -35,6 +35,7 @@
 #include <netprobe/abi.h>
 
 #include "datapath.skel.h"
+#include "ebpf/clock.hpp"
 #include "support/packet_builder.hpp"
 
 
@@ -93,6 +94,10 @@ inline Skel loadSkeleton(const LoadOptions& o, int& err)
     if (o.enable_udp_timing)
         skel->rodata->np_enable_udp_timing = *o.enable_udp_timing;
     err = datapath_bpf__load(skel.get());
+    if (err)
+        return nullptr;
+    // the flow clock as the agent sets it up (bpf/lib/clock.h)
+    err = netprobe::ebpf::calibrateClock(*skel);
     if (err)
         return nullptr;
     return skel;

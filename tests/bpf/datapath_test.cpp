@@ -26,6 +26,9 @@
 // run them with --gtest_also_run_disabled_tests.
 #include "datapath_support.hpp"
 
+#include <time.h>
+
+#include <chrono>
 #include <thread>
 
 namespace {
@@ -323,6 +326,42 @@ TEST_F(DatapathHarness, TcIfindexComesFromCtx)
         EXPECT_EQ(k.ifindex, lo);
     for (const Flow& fl : readFlows(skel()->maps.flow_stats))
         EXPECT_EQ(fl.key.ifindex, lo);
+}
+
+// Flow times come from jiffies (bpf/lib/clock.h), calibrated as the agent does it: the
+// kernel's CLOCK_MONOTONIC_COARSE read around the packets is the oracle, within one tick
+// (a read can fall either side of a tick update) plus the tick interrupt's lateness (the
+// coarse clock is stamped when the tick runs; jiffies x tick_ns assumes its due time:
+// the calibration's median absorbs the usual lateness, not each tick's own).
+TEST_F(DatapathHarness, FlowTimesAreTheCoarseMonotonicClock)
+{
+    ASSERT_NE(skel()->data_clock->np_clock.tick_ns, 0u) << "the jiffies clock is not calibrated";
+    timespec res{};
+    ASSERT_EQ(::clock_getres(CLOCK_MONOTONIC_COARSE, &res), 0);
+    EXPECT_EQ(skel()->data_clock->np_clock.tick_ns, static_cast<std::uint64_t>(res.tv_nsec));
+    const std::uint64_t tick = skel()->data_clock->np_clock.tick_ns;
+    const std::uint64_t slack = tick + tick / 4;
+    auto coarse = [] {
+        timespec ts{};
+        ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
+    };
+    const Bytes f = eth().ipv4(A4, B4).udp(1, 2).build();
+    const std::uint64_t t0 = coarse();
+    ASSERT_EQ(runFrame(skel(), Prog::TcIngress, f).err, 0);
+    const std::uint64_t t1 = coarse();
+    // a later packet, several ticks on: last_seen moves with the clock
+    std::this_thread::sleep_for(std::chrono::nanoseconds(5 * tick));
+    const std::uint64_t t2 = coarse();
+    ASSERT_EQ(runFrame(skel(), Prog::TcIngress, f).err, 0);
+    const std::uint64_t t3 = coarse();
+    const std::vector<Flow> flows = readFlows(skel()->maps.flow_stats);
+    ASSERT_EQ(flows.size(), 1u);
+    EXPECT_GE(flows[0].first_seen_ns + slack, t0);
+    EXPECT_LE(flows[0].first_seen_ns, t1 + slack);
+    EXPECT_GE(flows[0].last_seen_ns + slack, t2);
+    EXPECT_LE(flows[0].last_seen_ns, t3 + slack);
+    EXPECT_GE(flows[0].last_seen_ns - flows[0].first_seen_ns, 4 * tick);
 }
 
 // An ifindex >= NP_DEV_SLOTS has no array slot: its counters go to the fallback

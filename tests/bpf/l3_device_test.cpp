@@ -29,8 +29,8 @@
 #include <fstream>
 #include <thread>
 
+#include "datapath_support.hpp"  // netprobe/abi.h first: the skeletons name its structs
 #include "datapath_l3.skel.h"
-#include "datapath_support.hpp"
 #include "ebpf/datapath.hpp"
 
 namespace {

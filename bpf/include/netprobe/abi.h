@@ -158,8 +158,8 @@ struct flow_key {
 };
 
 /* flow_stats map value (per-CPU: user space sums packets/bytes, takes min first_seen,
- * max last_seen and ORs the TCP flags). Times are bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC_COARSE:
- * jiffy resolution, the same clock as bpf_ktime_get_ns() otherwise). */
+ * max last_seen and ORs the TCP flags). Times are CLOCK_MONOTONIC at jiffy resolution (the
+ * coarse clock, computed from jiffies: bpf/lib/clock.h), the same clock as bpf_ktime_get_ns(). */
 struct np_flow_stats {
 	__u64 packets;
 	__u64 bytes;
@@ -905,5 +905,22 @@ NP_STATIC_ASSERT(sizeof(struct np_trace_proc_key) == 8, "np_trace_proc_key size"
 NP_STATIC_ASSERT(sizeof(struct np_trace_proc) == 32, "np_trace_proc size");
 NP_STATIC_ASSERT(sizeof(struct np_trace_last) == 16, "np_trace_last size");
 NP_STATIC_ASSERT(NP_TRACE_PREROUTING + 4 == NP_TRACE_POSTROUTING, "netfilter stages follow NF_INET_*");
+
+/* The datapath's clock (bpf/lib/clock.h, global np_clock in section .data.clock):
+ * CLOCK_MONOTONIC ns ~= jiffies x tick_ns + base_ns (mod 2^64), set by user space after
+ * load; tick_ns 0: the programs read bpf_ktime_get_coarse_ns() instead. */
+struct np_clock {
+	__u64 tick_ns;
+	__u64 base_ns;
+};
+
+/* What np_clock_probe read (global np_clock_sample in .data.clock_probe). */
+struct np_clock_sample {
+	__u64 jiffies;
+	__u64 coarse_ns;
+};
+
+NP_STATIC_ASSERT(sizeof(struct np_clock) == 16, "np_clock size");
+NP_STATIC_ASSERT(sizeof(struct np_clock_sample) == 16, "np_clock_sample size");
 
 #endif /* NETPROBE_ABI_H */
