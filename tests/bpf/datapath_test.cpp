@@ -332,7 +332,9 @@ TEST_F(DatapathHarness, TcIfindexComesFromCtx)
 // kernel's CLOCK_MONOTONIC_COARSE read around the packets is the oracle, within one tick
 // (a read can fall either side of a tick update) plus the tick interrupt's lateness (the
 // coarse clock is stamped when the tick runs; jiffies x tick_ns assumes its due time:
-// the calibration's median absorbs the usual lateness, not each tick's own).
+// the calibration absorbs the lateness of the tick it saw, not each tick's own; a VM's
+// steal time can delay a tick by milliseconds): two ticks in all. A wrong base is off by
+// far more (the calibration reads seconds-scale values).
 TEST_F(DatapathHarness, FlowTimesAreTheCoarseMonotonicClock)
 {
     ASSERT_NE(skel()->data_clock->np_clock.tick_ns, 0u) << "the jiffies clock is not calibrated";
@@ -340,7 +342,7 @@ TEST_F(DatapathHarness, FlowTimesAreTheCoarseMonotonicClock)
     ASSERT_EQ(::clock_getres(CLOCK_MONOTONIC_COARSE, &res), 0);
     EXPECT_EQ(skel()->data_clock->np_clock.tick_ns, static_cast<std::uint64_t>(res.tv_nsec));
     const std::uint64_t tick = skel()->data_clock->np_clock.tick_ns;
-    const std::uint64_t slack = tick + tick / 4;
+    const std::uint64_t slack = 2 * tick;
     auto coarse = [] {
         timespec ts{};
         ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
