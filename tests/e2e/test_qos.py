@@ -288,8 +288,14 @@ table inet nphot {{
         self.assertGreaterEqual(tr["ratio"], 0.02)
         self.assertEqual(agent.stop(), 0)
 
+    @staticmethod
+    def retrans_segs(netns: str) -> int:
+        """TcpRetransSegs of a namespace (absolute; nstat's history file left alone)."""
+        out = json.loads(run(["nstat", "-asz", "--json", "TcpRetransSegs"], netns=netns).stdout)
+        return int(out["kernel"].get("TcpRetransSegs", 0))
+
     def test_loss_ratio_against_nft_random_drop(self):
-        require_tools("iperf3", "ethtool", "nft")
+        require_tools("iperf3", "ethtool", "nft", "nstat")
         client = self.make_netns()
         v = self.make_veth(host_ns=client)
         for ifname, ns in ((v.host, client), (v.peer, v.ns)):
@@ -310,6 +316,7 @@ table inet npqos {{
         wait_for(lambda: run(["ss", "-Hltn", "sport = :5201"], netns=v.ns).stdout.strip(), 10, "iperf3 to listen")
         agent = self.start_agent("--collect-interval=500ms", f"--interface-filter={v.host}", netns=client)
         wait_for(lambda: v.host in agent.interfaces(), 10, f"the agent to monitor {v.host}")
+        retrans0 = self.retrans_segs(v.ns)
         run(["iperf3", "-c", v.peer_ip, "-p", "5201", "-R", "-n", "24M", "-J"], netns=client, timeout=120)
 
         out = run(["nft", "-j", "list", "table", "inet", "npqos"], netns=client).stdout
@@ -327,9 +334,13 @@ table inet npqos {{
             return None
         e = wait_for(edge, 10, "the transfer in /api/v1/qos")
         got = e["loss_ratio"]["server_to_client"]
+        # what the server's TCP itself retransmitted (nstat of its namespace; nothing else
+        # there sends): the oracle of the agent's retransmission count
+        retrans = self.retrans_segs(v.ns) - retrans0
         log(f"nft: {dropped} dropped, {passed} passed ({nft_ratio:.4%}); agent: {e['retransmits_server']} "
-            f"retransmitted of {e['packets_in']} ({got:.4%}); {e}")
+            f"retransmitted of {e['packets_in']} ({got:.4%}); the server's TcpRetransSegs {retrans}; {e}")
         self.assertGreater(passed, 10000, "too little traffic to measure 2%")
+        self.assertEqual(e["retransmits_server"], retrans)
         # the drops themselves (skb:kfree_skb, by the packets' 5-tuple): exactly nft's
         def drops():
             q = agent.get_json("/api/v1/qos?group_by=host")
@@ -345,8 +356,14 @@ table inet npqos {{
         self.assertLessEqual(d["server_to_client"] + d["client_to_server"] - dropped,
                              e["retransmits_server"] - dropped + 5)
         self.assertEqual(sum(d["by_reason"].values()), d["server_to_client"] + d["client_to_server"])
-        self.assertTrue(0.015 <= got <= 0.025, got)
-        self.assertLess(abs(got - nft_ratio), 0.005)
+        # The loss ratio is the retransmission ratio (as TCP itself sees loss): exactly the
+        # server's retransmissions over the packets, and at least what nft dropped (each
+        # dropped segment was sent again). Spurious retransmissions of segments that did
+        # arrive raise it above nft's ratio: ~0 on a quiet machine (2.0% vs 1.9%), 3.6% vs
+        # 1.9% once under CI load (301 duplicates counted as TCP_OLD_SEQUENCE above).
+        self.assertAlmostEqual(got, retrans / e["packets_in"], delta=1e-9)
+        self.assertGreaterEqual(retrans, dropped)
+        self.assertGreaterEqual(got, nft_ratio - 0.001)
         m = agent.metrics()
         self.assertAlmostEqual(m.get("netprobe_edge_loss_ratio", client=v.host_ip, server=v.peer_ip, port="5201",
                                      direction="server_to_client"), got, delta=0.003)
