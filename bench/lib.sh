@@ -8,6 +8,7 @@ NP_AGENT=${NP_AGENT:-$NP_ROOT/bin/netprobe-agent}
 
 _np_pids=()
 _np_netns=()
+_np_dirs=()
 
 np_log() { printf '%s\n' "$*" >&2; }
 
@@ -34,7 +35,7 @@ np_kill() {
 }
 
 np_cleanup() {
-  local pid ns
+  local pid ns d
   for pid in "${_np_pids[@]}"; do np_kill "$pid"; done
   _np_pids=()
   for ns in "${_np_netns[@]}"; do
@@ -42,6 +43,8 @@ np_cleanup() {
     ip netns del "$ns" 2>/dev/null || true
   done
   _np_netns=()
+  for d in "${_np_dirs[@]}"; do rm -rf "$d"; done
+  _np_dirs=()
 }
 
 np_track_pid() { _np_pids+=("$1"); }
@@ -86,9 +89,16 @@ np_free_port() {
 # shell, so it can be waited for); its PID is left in NP_AGENT_PID.
 NP_AGENT_PID=
 np_start_agent() {
-  local ns=$1 log=$2
+  local ns=$1 log=$2 state=${NETPROBE_STATE_DIR:-}
   shift 2
-  ip netns exec "$ns" "$NP_AGENT" "$@" >"$log" 2>&1 &
+  # A state directory of its own unless the caller gave one: the history store (and the
+  # models restored from it) of other runs in /var/lib/netprobe must neither change what
+  # is measured nor be left behind by a bench.
+  if [[ -z $state ]]; then
+    state=$(mktemp -d /tmp/npb-state.XXXXXX)
+    _np_dirs+=("$state")
+  fi
+  NETPROBE_STATE_DIR=$state ip netns exec "$ns" "$NP_AGENT" "$@" >"$log" 2>&1 &
   NP_AGENT_PID=$!
   np_track_pid "$NP_AGENT_PID"
 }
