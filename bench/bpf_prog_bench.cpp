@@ -71,6 +71,12 @@ int quietLibbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
     std::exit(1);
 }
 
+// Loads a datapath skeleton and sets up its flow clock as the agent does (bpf/lib/clock.h).
+void loadCalibrated(datapath_bpf& s, const char* what) {
+    if (int err = datapath_bpf__load(&s); err) die(what, -err);
+    if (int err = netprobe::ebpf::calibrateClock(s); err) die("calibrate the flow clock", -err);
+}
+
 // ------------------------------------------------------------------ frames
 
 using npbench::put16;
@@ -341,8 +347,7 @@ int main(int argc, char** argv) {
     dp->rodata->np_enable_decap = decap;
     dp->rodata->np_enable_handshakes = 1;  // the agent's default (--qos=on)
     dp->rodata->np_enable_udp_timing = 1;  // --qos-udp-jitter=on: only the UDP frame's row pays it
-    if (int err = datapath_bpf__load(dp.get()); err) die("load datapath skeleton", -err);
-    if (int err = netprobe::ebpf::calibrateClock(*dp); err) die("calibrate the flow clock", -err);
+    loadCalibrated(*dp, "load datapath skeleton");
     if (trace != "off") {
         // the frames' flow is TCP (and UDP) between 198.18.0.0/15 test addresses: "armed" traces
         // 203.0.113.1 (never in a frame), "match" any packet of family 4
@@ -371,8 +376,7 @@ int main(int argc, char** argv) {
     sec->rodata->np_mitigate = NP_MITIGATE_ON;
     sec->rodata->np_enable_decap = decap;
     sec->rodata->np_enable_handshakes = 1;  // the agent's default (--qos=on)
-    if (int err = datapath_bpf__load(sec.get()); err) die("load datapath skeleton (security on)", -err);
-    if (int err = netprobe::ebpf::calibrateClock(*sec); err) die("calibrate the flow clock", -err);
+    loadCalibrated(*sec, "load datapath skeleton (security on)");
     ring_buffer* sec_ring = ring_buffer__new(bpf_map__fd(sec->maps.sec_events),
                                              [](void*, void*, std::size_t) { return 0; }, nullptr, nullptr);
     if (!sec_ring) die("ring_buffer__new", errno);
@@ -389,8 +393,7 @@ int main(int argc, char** argv) {
     intel->rodata->np_enable_intel = 1;
     intel->rodata->np_enable_decap = decap;
     intel->rodata->np_enable_handshakes = 1;  // the agent's default (--qos=on)
-    if (int err = datapath_bpf__load(intel.get()); err) die("load datapath skeleton (intel on)", -err);
-    if (int err = netprobe::ebpf::calibrateClock(*intel); err) die("calibrate the flow clock", -err);
+    loadCalibrated(*intel, "load datapath skeleton (intel on)");
     const IntelScale scale = installIntel(*intel, 1000000, 100000);
     std::printf("intel: %zu prefixes installed in %.2f s (%s), trie %.1f MiB (memlock)\n", scale.entries,
                 scale.install_seconds, scale.batched ? "batched" : "one by one",
@@ -410,8 +413,7 @@ int main(int argc, char** argv) {
     names->rodata->np_enable_names = 1;
     names->rodata->np_enable_decap = decap;
     names->rodata->np_enable_handshakes = 1;  // the agent's default (--qos=on)
-    if (int err = datapath_bpf__load(names.get()); err) die("load datapath skeleton (names on)", -err);
-    if (int err = netprobe::ebpf::calibrateClock(*names); err) die("calibrate the flow clock", -err);
+    loadCalibrated(*names, "load datapath skeleton (names on)");
     ring_buffer* names_ring = ring_buffer__new(bpf_map__fd(names->maps.sec_events),
                                                [](void*, void*, std::size_t) { return 0; }, nullptr, nullptr);
     if (!names_ring) die("ring_buffer__new", errno);

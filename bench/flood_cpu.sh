@@ -32,24 +32,17 @@ sysctl -qw kernel.bpf_stats_enabled=1
 
 rsts() { ip netns exec "$NS_S" nstat -asz TcpOutRsts | awk '$1 == "TcpOutRsts" {print $2}'; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, clock ticks
-# run time (ns) of the BPF programs the process holds open, each program once: a
-# program's fd and each of its links' fds all show its prog_id (counting per fd
-# counted the netfilter program once per hook link, the TC programs twice)
-bpf_ns() {
-  local pid=$1 id total=0 t
-  for id in $(awk '/^prog_id:/ {print $2}' /proc/"$pid"/fdinfo/* 2>/dev/null | sort -u); do
-    t=$(bpftool -j prog show id "$id" 2>/dev/null | jq '.run_time_ns // 0') || t=0
-    total=$((total + t))
-  done
-  echo "$total"
-}
-# name run_cnt run_time_ns of each BPF program the process holds open, one line each
+# name run_cnt run_time_ns of each BPF program the process holds open, one line each and
+# each program once: a program's fd and each of its links' fds all show its prog_id
+# (counting per fd counted the netfilter program once per hook link, the TC programs twice)
 bpf_by_prog() {
   local pid=$1 id
   for id in $(awk '/^prog_id:/ {print $2}' /proc/"$pid"/fdinfo/* 2>/dev/null | sort -u); do
     bpftool -j prog show id "$id" 2>/dev/null | jq -r '"\(.name) \(.run_cnt // 0) \(.run_time_ns // 0)"' || true
   done
 }
+# their run time in all (ns), from a bpf_by_prog listing
+bpf_ns() { awk '{t += $3} END {printf "%d", t}' "$1"; }
 # flood US SECONDS: hping3 SYNs to port 80 (no listener: the receiver answers RST),
 # incrementing source port (hping3's default), US microseconds apart
 flood() {
@@ -87,10 +80,11 @@ for rate in $RATES; do
   np_wait_agent "$NS_S" "$PORT" "$IF_S" "$agent" "$TMP/agent-$rate.log"
   sleep 2
   bpf_by_prog "$agent" >"$TMP/progs0"
-  t0=$(ticks "$agent"); b0=$(bpf_ns "$agent"); r0=$(rsts); s0=$(date +%s.%N)
+  t0=$(ticks "$agent"); r0=$(rsts); s0=$(date +%s.%N)
   flood "$us" "$SECS"
-  t1=$(ticks "$agent"); b1=$(bpf_ns "$agent"); r1=$(rsts); s1=$(date +%s.%N)
+  t1=$(ticks "$agent"); r1=$(rsts); s1=$(date +%s.%N)
   bpf_by_prog "$agent" >"$TMP/progs1"
+  b0=$(bpf_ns "$TMP/progs0"); b1=$(bpf_ns "$TMP/progs1")
   flood "$us" "$SECS" &
   fp=$!
   sleep 1
