@@ -5,10 +5,11 @@
  * completed handshake; a retransmitted SYN or SYN/ACK makes the handshake untimed
  * (Karn's rule: which copy was answered is unknown).
  *
- * Cost: SYN and SYN/ACK packets do one LRU update or lookup; the first ACK-only
- * packets of a flow (at most 2 per CPU: flow_packets, the per-CPU count of the flow
- * entry, is at most the flow's total count) do one lookup; every other packet pays a
- * test of its flags and count. */
+ * Cost: SYN and SYN/ACK packets read and write one slot of a direct-mapped array
+ * (tcp_handshakes, abi.h: an inlined lookup, no lock, nothing allocated, so a SYN flood
+ * costs a hash and a store per packet); the first ACK-only packets of a flow (at most 2
+ * per CPU: flow_packets, the per-CPU count of the flow entry, is at most the flow's
+ * total count) read one slot; every other packet pays a test of its flags and count. */
 #ifndef NETPROBE_HANDSHAKE_H
 #define NETPROBE_HANDSHAKE_H
 
@@ -22,10 +23,10 @@
 const volatile __u32 np_enable_handshakes = 0;
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct flow_key);
-	__type(value, struct np_hs_value);
-	__uint(max_entries, 16384);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct np_hs_slot);
+	__uint(max_entries, NP_HS_SLOTS);
 } tcp_handshakes SEC(".maps");
 
 /* 256 KiB: 4096 records of 64 bytes per collection interval */
@@ -55,6 +56,25 @@ static __always_inline void np_hs_key(struct flow_key *k, const struct np_packet
 	k->ifindex = pkt->key.ifindex;
 }
 
+static __always_inline int np_hs_key_eq(const struct flow_key *a, const struct flow_key *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4] && x[5] == y[5] &&
+	       x[6] == y[6] && x[7] == y[7] && x[8] == y[8] && x[9] == y[9] && x[10] == y[10];
+}
+
+/* The slot of k's handshake when it holds k's handshake (in progress: younger than
+ * NP_HS_LIVE_NS), else 0; *slot_out is k's slot either way (0 if the lookup failed). */
+static __always_inline struct np_hs_slot *np_hs_find(const struct flow_key *k, __u64 now, struct np_hs_slot **slot_out)
+{
+	__u32 idx = np_hs_hash(k);
+	struct np_hs_slot *s = bpf_map_lookup_elem(&tcp_handshakes, &idx);
+	*slot_out = s;
+	if (!s || s->state == NP_HS_FREE || now - s->syn_ns >= NP_HS_LIVE_NS || !np_hs_key_eq(&s->key, k))
+		return 0;
+	return s;
+}
+
 /* Global function: verified once on its own. */
 __attribute__((noinline)) int np_handshake_packet(const struct np_packet *pkt)
 {
@@ -62,25 +82,33 @@ __attribute__((noinline)) int np_handshake_packet(const struct np_packet *pkt)
 		return 0;
 	__u8 fl = pkt->tcp_flags;
 	struct flow_key k = {};
+	struct np_hs_slot *slot = 0;
+	__u64 now = bpf_ktime_get_ns();
 	if ((fl & (NP_TCP_SYN | NP_TCP_ACK | NP_TCP_RST)) == NP_TCP_SYN) {
 		np_hs_key(&k, pkt, 0);
-		struct np_hs_value *v = bpf_map_lookup_elem(&tcp_handshakes, &k);
+		struct np_hs_slot *v = np_hs_find(&k, now, &slot);
 		if (v) {
 			v->state = NP_HS_INVALID; /* a retransmitted SYN */
 			return 0;
 		}
-		struct np_hs_value init = {.syn_ns = bpf_ktime_get_ns(), .state = NP_HS_SYN};
-		if (bpf_map_update_elem(&tcp_handshakes, &k, &init, BPF_ANY) != 0)
+		if (!slot)
+			return 0;
+		/* another handshake still in progress loses its slot: not timed, counted */
+		if ((slot->state == NP_HS_SYN || slot->state == NP_HS_SYNACK) && now - slot->syn_ns < NP_HS_LIVE_NS)
 			np_count_map_error(NP_MAP_TCP_HANDSHAKES);
+		__builtin_memcpy(&slot->key, &k, sizeof(k));
+		slot->syn_ns = now;
+		slot->synack_ns = 0;
+		slot->state = NP_HS_SYN;
 		return 0;
 	}
 	if ((fl & (NP_TCP_SYN | NP_TCP_ACK | NP_TCP_RST)) == (NP_TCP_SYN | NP_TCP_ACK)) {
 		np_hs_key(&k, pkt, 1);
-		struct np_hs_value *v = bpf_map_lookup_elem(&tcp_handshakes, &k);
+		struct np_hs_slot *v = np_hs_find(&k, now, &slot);
 		if (!v)
 			return 0;
 		if (v->state == NP_HS_SYN) {
-			v->synack_ns = bpf_ktime_get_ns();
+			v->synack_ns = now;
 			v->state = NP_HS_SYNACK;
 		} else {
 			v->state = NP_HS_INVALID; /* a retransmitted SYN/ACK */
@@ -89,11 +117,10 @@ __attribute__((noinline)) int np_handshake_packet(const struct np_packet *pkt)
 	}
 	/* an ACK without SYN or RST: the client's first ACK completes a handshake */
 	np_hs_key(&k, pkt, 0);
-	struct np_hs_value *v = bpf_map_lookup_elem(&tcp_handshakes, &k);
+	struct np_hs_slot *v = np_hs_find(&k, now, &slot);
 	if (!v)
 		return 0;
 	if (v->state == NP_HS_SYNACK) {
-		__u64 now = bpf_ktime_get_ns();
 		struct np_hs_event *e = bpf_ringbuf_reserve(&handshake_events, sizeof(*e), 0);
 		if (e) {
 			__builtin_memcpy(&e->key, &k, sizeof(k));
@@ -107,7 +134,7 @@ __attribute__((noinline)) int np_handshake_packet(const struct np_packet *pkt)
 	}
 	/* else: retransmitted (untimed), or the client ACKs a SYN/ACK this interface did not
 	 * see (an asymmetric path): never timed here */
-	bpf_map_delete_elem(&tcp_handshakes, &k);
+	v->state = NP_HS_FREE;
 	return 0;
 }
 

@@ -59,6 +59,19 @@ struct {
 	__uint(max_entries, NP_DROP_FLOW_MAX);
 } drop_flows SEC(".maps");
 
+/* This CPU's budget window for new drop_flows entries: its start and the entries
+ * created in it (kernel-internal: user space never reads it). */
+struct np_drop_flow_window {
+	__u64 start_ns;
+	__u64 created;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct np_drop_flow_window);
+	__uint(max_entries, 1);
+} drop_flow_window SEC(".maps");
+
 /* index: (hook * NP_NF_FAMILY_MAX + family) * NP_NF_PROTO_MAX + proto */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

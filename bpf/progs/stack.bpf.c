@@ -363,7 +363,35 @@ static __always_inline int np_skb_tuple(const struct sk_buff *skb, struct flow_k
 	return 1;
 }
 
-/* The dropped packet's 5-tuple, counted per reason in drop_flows. */
+/* New drop_flows entries each CPU may create per NP_DROP_FLOW_WINDOW_NS; 0 = no limit.
+ * Set by user space before load from the table's size and how often it is read: a flood
+ * of distinct 5-tuples (a random-port SYN flood drops every SYN and every RST answering
+ * it) would otherwise insert into the LRU table - and evict from it - at every drop,
+ * faster than user space reads it, so the evicted counts were lost anyway. */
+const volatile __u32 np_drop_flow_budget = 0;
+
+/* Whether this CPU may create one more drop_flows entry in the current window. */
+static __always_inline int np_drop_flow_take(void)
+{
+	if (!np_drop_flow_budget)
+		return 1;
+	__u32 zero = 0;
+	struct np_drop_flow_window *w = bpf_map_lookup_elem(&drop_flow_window, &zero);
+	if (!w)
+		return 1;
+	__u64 now = bpf_ktime_get_ns(); /* tracing programs have no coarse clock helper */
+	if (now - w->start_ns >= NP_DROP_FLOW_WINDOW_NS) {
+		w->start_ns = now;
+		w->created = 0;
+	}
+	if (w->created >= np_drop_flow_budget)
+		return 0;
+	w->created += 1;
+	return 1;
+}
+
+/* The dropped packet's 5-tuple, counted per reason in drop_flows: an existing entry
+ * always; a new one within the CPU's budget, else the drop is counted as over it. */
 static __always_inline void np_drop_flow(const struct sk_buff *skb, __u32 reason)
 {
 	struct flow_key f = {};
@@ -376,8 +404,16 @@ static __always_inline void np_drop_flow(const struct sk_buff *skb, __u32 reason
 	k.proto = f.proto;
 	k.sport = f.src_port;
 	k.dport = f.dst_port;
+	__u64 *n = bpf_map_lookup_elem(&drop_flows, &k);
+	if (n) {
+		*n += 1;
+		return;
+	}
+	if (!np_drop_flow_take()) {
+		np_stack_error(NP_STACK_ERR_DROP_FLOW_BUDGET);
+		return;
+	}
 	__u64 one = 1;
-	__u64 *n = 0;
 	enum np_lookup_result r = np_lookup_or_init(&drop_flows, &k, &one, (void **)&n);
 	if (r == NP_FOUND && n)
 		*n += 1;

@@ -238,6 +238,7 @@ public:
             netprobe::ebpf::StackMonitorOptions so;
             so.netns_path = opts_.socket_netns;
             so.netfilter_hooks = opts_.netfilter_hooks;
+            so.drop_flow_read_interval = opts_.collect_interval;
             auto sm = netprobe::ebpf::StackMonitor::create(so, background.get());
             if (sm) {
                 stack = std::move(*sm);

@@ -174,6 +174,17 @@ std::optional<std::uint64_t> recursionMisses(int prog_fd) {
     if (bpf_obj_get_info_by_fd(prog_fd, &pi, &len) != 0) return std::nullopt;
     return pi.recursion_misses;
 }
+
+// New drop_flows entries each CPU may create per NP_DROP_FLOW_WINDOW_NS: what the table
+// holds between two reads, shared by the CPUs, at least 16; 0 (no budget) without an
+// interval.
+std::uint32_t dropFlowBudget(std::chrono::nanoseconds read_interval) {
+    if (read_interval.count() <= 0) return 0;
+    const auto cpus = static_cast<std::uint64_t>(std::max(libbpf_num_possible_cpus(), 1));
+    const auto windows = std::max<std::uint64_t>(
+        static_cast<std::uint64_t>(read_interval.count()) / NP_DROP_FLOW_WINDOW_NS, 1);
+    return static_cast<std::uint32_t>(std::max<std::uint64_t>(NP_DROP_FLOW_MAX / windows / cpus, 16));
+}
 }  // namespace
 
 Result<std::uint32_t> parseNetfilterHooks(std::string_view text) {
@@ -305,6 +316,7 @@ Result<std::unique_ptr<StackMonitor>> StackMonitor::create(StackMonitorOptions o
                 spdlog::info("stack monitor: socket and drop events of network namespace {} ({}) only", *ino,
                              options.netns_path);
             }
+            sk.rodata->np_drop_flow_budget = dropFlowBudget(options.drop_flow_read_interval);
             if (int err = bpf_map__set_max_entries(sk.maps.conn_table, std::max<std::uint32_t>(options.conn_table_size, 1)))
                 return std::unexpected(errnoError(-err, "stack monitor: size conn_table"));
             const Tp tps[] = {
@@ -526,6 +538,8 @@ Result<StackStats> StackMonitor::read() const {
     st.conn_insert_failures = u[NP_STACK_ERR_CONN_INSERT];
     st.drop_location_failures = u[NP_STACK_ERR_DROP_LOC];
     st.drop_flow_failures = u[NP_STACK_ERR_DROP_FLOW];
+    st.drop_flow_over_budget = u[NP_STACK_ERR_DROP_FLOW_BUDGET];
+    st.drop_flow_budget = s->rodata->np_drop_flow_budget;
     st.ringbuf_reserve_failures = u[NP_STACK_ERR_RINGBUF];
 
     if (auto r = readSums(bpf_map__fd(s->maps.tcp_hist), NP_HIST_MAX * NP_HIST_SLOTS, u); !r)

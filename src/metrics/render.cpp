@@ -139,6 +139,17 @@ void renderDatapath(ExpositionWriter& w, const Snapshot& s, const analysis::Flow
     }
     if (s.cgroup_traffic)  // per-cgroup traffic: packets not counted (table full)
         w.sample("netprobe_map_update_errors_total", {{"map", "cgroup_traffic"}}, s.cgroup_traffic->insert_failures);
+    if (s.stack && s.stack->features.drops) {
+        w.family("netprobe_packet_drops_unattributed_total", MetricType::Counter,
+                 "Drops counted by reason and location but not attributed to their 5-tuple because "
+                 "the CPU had created its budget of new per-5-tuple entries for the current 100 ms "
+                 "(a flood of distinct 5-tuples; see netprobe_packet_drops_flow_budget).");
+        w.sample("netprobe_packet_drops_unattributed_total", {}, s.stack->drop_flow_over_budget);
+        w.family("netprobe_packet_drops_flow_budget", MetricType::Gauge,
+                 "New per-5-tuple drop entries each CPU may create per 100 ms (0: no limit): the "
+                 "table's size shared by the CPUs over one collection interval.");
+        w.sample("netprobe_packet_drops_flow_budget", {}, static_cast<std::uint64_t>(s.stack->drop_flow_budget));
+    }
     w.family("netprobe_icmp_messages_total", MetricType::Counter,
              "ICMP and ICMPv6 messages seen by the TC programs, by family, type, code and direction "
              "(at most 1024 combinations are tracked; more count in netprobe_map_update_errors_total).");

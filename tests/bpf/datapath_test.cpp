@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include <chrono>
+#include <map>
 #include <thread>
 
 namespace {
@@ -556,6 +557,29 @@ TEST_F(DatapathCustomLoad, HandshakeTiming)
     ASSERT_EQ(runFrame(s.get(), Prog::TcIngress, eth().ipv4(B4, A4).tcp(80, 40000, tf::ACK).payload(100).build()).err, 0);
     EXPECT_TRUE(drain().empty());
     EXPECT_EQ(sumU64(s->maps.map_errors, NP_MAP_HANDSHAKE_EVENTS), 0u);
+    EXPECT_EQ(sumU64(s->maps.map_errors, NP_MAP_TCP_HANDSHAKES), 0u);
+
+    // Two handshakes in progress whose keys share a slot of the direct-mapped table: the
+    // second SYN takes the slot, the first is not timed and is counted as displaced.
+    auto slotOf = [](std::uint16_t cport) {
+        const flow_key k = key4(A4, B4, cport, 80, ipproto::TCP);
+        return np_hs_hash(&k);
+    };
+    std::uint16_t first = 0, second = 0;
+    std::map<std::uint32_t, std::uint16_t> taken;
+    for (std::uint32_t p = 41000; p < 65535 && !second; p++) {
+        auto [it, fresh] = taken.emplace(slotOf(static_cast<std::uint16_t>(p)), static_cast<std::uint16_t>(p));
+        if (!fresh) first = it->second, second = static_cast<std::uint16_t>(p);
+    }
+    ASSERT_NE(second, 0);
+    handshake(first, 1, 0, 0);
+    handshake(second, 1, 0, 0);
+    EXPECT_EQ(sumU64(s->maps.map_errors, NP_MAP_TCP_HANDSHAKES), 1u);
+    handshake(first, 0, 1, 1);
+    handshake(second, 0, 1, 1);
+    r = drain();
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].key.src_port, second);
     ring_buffer__free(rb);
 
     Skel off = load({.enable_handshakes = 0});

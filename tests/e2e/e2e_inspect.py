@@ -234,6 +234,11 @@ def kernel_stats(ifname: str, netns: str | None = None,
     return dict(zip(keys, map(int, out)))
 
 
+def nstat_counters(netns: str) -> dict[str, int]:
+    """Every SNMP/netstat counter of the namespace, absolute (nstat -az, no history)."""
+    return json.loads(run(["nstat", "-az", "--json"], netns=netns).stdout)["kernel"]
+
+
 
 
 # run inside a namespace: python3 -m e2e_inspect attachments IFNAME

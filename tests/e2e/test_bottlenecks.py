@@ -28,6 +28,7 @@ import subprocess
 import time
 import unittest
 
+from e2e_inspect import nstat_counters
 from netprobe_e2e import PYTHON, E2ETestCase, log, require_tools, run, wait_for
 
 # UDP sink + TCP echo on the node (healthy traffic), until killed.
@@ -170,8 +171,9 @@ class BottlenecksTest(E2ETestCase):
     def evidence(f: dict, name: str) -> float:
         return next(e["value"] for e in f["evidence"] if e["name"] == name)
 
-    def nstat(self, netns: str) -> dict:
-        return json.loads(run(["nstat", "-az", "--json"], netns=netns).stdout)["kernel"]
+    @staticmethod
+    def nstat(netns: str) -> dict:
+        return nstat_counters(netns)
 
     def proc(self, netns: str, path: str) -> int:
         return int(run(["cat", path], netns=netns).stdout.strip())

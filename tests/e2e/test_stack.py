@@ -14,6 +14,7 @@ import os
 import subprocess
 import unittest
 
+from e2e_inspect import nstat_counters
 from netprobe_e2e import PYTHON, E2ETestCase, log, netns_file, require_tools, run, wait_for
 
 INTERVAL = "200ms"
@@ -58,11 +59,12 @@ print(json.dumps({"pid": os.getpid(), "port": port}))
 
 
 class StackTestCase(E2ETestCase):
-    def agent_for(self, traffic_ns: str | None, *extra: str, agent_ns: str | None = None):
+    def agent_for(self, traffic_ns: str | None, *extra: str, agent_ns: str | None = None,
+                  interval: str = INTERVAL):
         """Agent in its own namespace (default: a new empty one), counting traffic_ns."""
         if agent_ns is None:
             agent_ns = self.make_netns()
-        args = [f"--collect-interval={INTERVAL}", "--xdp-mode=off"]
+        args = [f"--collect-interval={interval}", "--xdp-mode=off"]
         args.append(f"--socket-netns={netns_file(traffic_ns)}" if traffic_ns else "--socket-netns=own")
         return self.start_agent(*args, *extra, netns=agent_ns)
 
@@ -388,6 +390,41 @@ table inet npdrop {
         self.assertLessEqual(len(m1.find("netprobe_packet_drop_locations_total")), 20)
         self.assertGreaterEqual(sum(v for (r, _), v in locs.items() if r == "NETFILTER_DROP"), k_nf)
         self.assertTrue(all(not loc.startswith("0x") for _, loc in locs), locs)
+
+    def test_flood_of_5_tuples_over_the_flow_budget(self):
+        """Drops of thousands of distinct 5-tuples in a burst: every one counted by reason
+        (equal to the kernel's UdpNoPorts), and beyond each CPU's budget of new per-5-tuple
+        entries per 100 ms not attributed to its 5-tuple but counted as such."""
+        require_tools("nstat")
+        ns = self.make_netns()
+        # 2 s between reads: the budget is the 4096-entry table over 20 windows and the CPUs
+        agent = self.agent_for(ns, interval="2s")
+        m0 = agent.wait_stable(STACK_FAMILIES, settle=2, timeout=30)
+        budget = self.value(m0, "netprobe_packet_drops_flow_budget")
+        cpus = os.cpu_count() or 1
+        self.assertEqual(budget, max(4096 // 20 // cpus, 16))
+        k = 3000
+        nstat0 = nstat_counters(ns)
+        code = ("import socket, time, json\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                f"t = time.monotonic()\nfor p in range({k}): u.sendto(b'x', ('127.0.0.1', 20000 + p))\n"
+                "print(json.dumps({'seconds': time.monotonic() - t}))\n")
+        seconds = json.loads(run([PYTHON, "-c", code], netns=ns).stdout)["seconds"]
+        no_ports = nstat_counters(ns)["UdpNoPorts"] - nstat0["UdpNoPorts"]
+        m1 = agent.wait_stable(STACK_FAMILIES, settle=2, timeout=30)
+        d = lambda name, **l: self.value(m1, name, **l) - self.value(m0, name, **l)
+        no_socket = d("netprobe_packet_drops_total", reason="NO_SOCKET")
+        all_drops = sum(s.value for s in m1.find("netprobe_packet_drops_total")) - \
+            sum(s.value for s in m0.find("netprobe_packet_drops_total"))
+        unattributed = d("netprobe_packet_drops_unattributed_total")
+        # at most the budget of every CPU in every window the burst touched was attributed
+        allowed = budget * cpus * (seconds / 0.1 + 2)
+        log(f"{k} datagrams in {seconds * 1000:.0f} ms: UdpNoPorts {no_ports}, NO_SOCKET {no_socket}, "
+            f"unattributed {unattributed} (budget {budget}/CPU/100 ms, at most {allowed:.0f} attributed)")
+        self.assertEqual(no_ports, k)
+        self.assertEqual(no_socket, k)
+        self.assertGreaterEqual(unattributed, k - allowed)
+        self.assertLessEqual(unattributed, all_drops)
+        self.assertEqual(d("netprobe_map_update_errors_total", map="drop_flows"), 0)
 
     def test_retransmits_match_nstat(self):
         require_tools("nft", "nstat")

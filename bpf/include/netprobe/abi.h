@@ -83,7 +83,7 @@ enum np_map_id {
 	NP_MAP_HOST_STATS,  /* security per-host counters: insert failed */
 	NP_MAP_SEC_FLOW_SEEN, /* security: announced-flow LRU update failed */
 	NP_MAP_NAME_EVENTS, /* name capture ring (DNS answers, TLS ClientHello): reserve failed */
-	NP_MAP_TCP_HANDSHAKES, /* handshake timing: LRU update failed (that connection not timed) */
+	NP_MAP_TCP_HANDSHAKES, /* handshake timing: a handshake in progress lost its slot to another's SYN (not timed) */
 	NP_MAP_HANDSHAKE_EVENTS, /* handshake ring: reserve failed (a sample lost) */
 	NP_MAP_UDP_TIMING, /* UDP inter-arrival timing: LRU insert failed (that flow not timed) */
 	NP_MAP_ID_MAX,
@@ -260,6 +260,9 @@ enum np_stack_error {
 	NP_STACK_ERR_RINGBUF,         /* conn_events reserve failed: close record lost */
 	NP_STACK_ERR_DROP_LOC,        /* drop_locations full: a drop counted by reason only */
 	NP_STACK_ERR_DROP_FLOW,       /* drop_flows insert failed: a drop not attributed to its flow */
+	NP_STACK_ERR_DROP_FLOW_BUDGET, /* a drop of a 5-tuple new to drop_flows over the CPU's budget of
+	                                * new entries (np_drop_flow_budget per NP_DROP_FLOW_WINDOW_NS):
+	                                * counted by reason and location, not attributed to its flow */
 	NP_STACK_ERR_MAX,
 };
 
@@ -319,6 +322,8 @@ struct np_drop_flow_key {
 	__u16 reason; /* enum skb_drop_reason (at most 0xffff) */
 };
 #define NP_DROP_FLOW_MAX 4096
+/* The window of the per-CPU budget of new drop_flows entries (stack.bpf.c). */
+#define NP_DROP_FLOW_WINDOW_NS (100ULL * 1000000ULL)
 
 /* netfilter hooks (NF_INET_*) and families counted in nf_stats
  * (PERCPU_ARRAY of struct np_counter, index = (hook * NP_NF_FAMILY_MAX + family) *
@@ -757,21 +762,45 @@ NP_STATIC_ASSERT(sizeof(struct np_l7_tls_call) == 40, "np_l7_tls_call size");
 /* TCP handshake timing at TC (bpf/lib/handshake.h)                      */
 /* ===================================================================== */
 
-/* tcp_handshakes (LRU_HASH) key: a struct flow_key with src = the client (the SYN's
- * sender), dst = the server, direction 0 and encap 0; ifindex = where it was seen.
- * Value: the handshake's progress at that interface. */
+/* tcp_handshakes: a direct-mapped table (BPF_MAP_TYPE_ARRAY of NP_HS_SLOTS slots, shared
+ * by every CPU) indexed by np_hs_hash(key); key: a struct flow_key with src = the client
+ * (the SYN's sender), dst = the server, direction 0 and encap 0; ifindex = where it was
+ * seen. A SYN takes its slot whatever the slot held (no lock, no allocation, no eviction
+ * scan: under a SYN flood every packet is a new handshake, and an LRU hash insert cost
+ * each ~350 ns); a handshake still in progress that loses its slot is not timed and is
+ * counted in map_errors[NP_MAP_TCP_HANDSHAKES]. Two CPUs writing one slot at once can
+ * leave it mixed: the key check then fails and that handshake is not timed. */
+#define NP_HS_SLOT_BITS 14
+#define NP_HS_SLOTS (1u << NP_HS_SLOT_BITS)
+/* A slot's handshake is in progress for this long after its SYN (the SYN's retransmissions
+ * within it are retransmissions: Karn); older, the slot is free for any SYN, its own key's
+ * included (a new attempt on a reused 5-tuple). */
+#define NP_HS_LIVE_NS (30ULL * 1000000000ULL)
 enum np_hs_state {
+	NP_HS_FREE = 0,    /* no handshake (never used, completed, or ended by the client's ACK) */
 	NP_HS_SYN = 1,     /* a SYN seen: syn_ns */
 	NP_HS_SYNACK = 2,  /* its SYN/ACK seen: synack_ns */
 	NP_HS_INVALID = 3, /* a SYN or SYN/ACK was seen twice (retransmitted): not timed (Karn) */
 };
 
-struct np_hs_value {
+struct np_hs_slot {
+	struct flow_key key;
+	__u32 state;     /* enum np_hs_state */
 	__u64 syn_ns;    /* bpf_ktime_get_ns() */
 	__u64 synack_ns;
-	__u32 state;     /* enum np_hs_state */
-	__u32 pad;
 };
+
+static inline __u32 np_hs_hash(const struct flow_key *k)
+{
+	/* through the union's words, not a cast: the same in C++ (no type punning) */
+	__u32 h = k->ifindex;
+	for (int i = 0; i < 4; i++)
+		h = (h ^ k->src_ip.v6_32[i]) * 0x9E3779B1u;
+	for (int i = 0; i < 4; i++)
+		h = (h ^ k->dst_ip.v6_32[i]) * 0x9E3779B1u;
+	h = (h ^ ((__u32)k->src_port | ((__u32)k->dst_port << 16))) * 0x9E3779B1u;
+	return h >> (32 - NP_HS_SLOT_BITS);
+}
 
 /* handshake_events ring record: one per handshake completed (the client's first ACK
  * after the SYN/ACK) at an interface. server_ns: SYN -> SYN/ACK, the round trip from
@@ -808,7 +837,8 @@ struct np_udp_timing {
 NP_STATIC_ASSERT(sizeof(struct np_udp_timing) == 40, "np_udp_timing size");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_udp_timing, intervals) == 32, "np_udp_timing.intervals");
 
-NP_STATIC_ASSERT(sizeof(struct np_hs_value) == 24, "np_hs_value size");
+NP_STATIC_ASSERT(sizeof(struct np_hs_slot) == 64, "np_hs_slot size");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_hs_slot, syn_ns) == 48, "np_hs_slot.syn_ns");
 NP_STATIC_ASSERT(sizeof(struct np_hs_event) == 64, "np_hs_event size");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_hs_event, server_ns) == 48, "np_hs_event.server_ns");
 

@@ -121,6 +121,10 @@ struct StackStats {
     std::uint64_t drop_location_failures = 0;  // drops not attributed to a location (table full)
     std::vector<DropFlow> drop_flows;          // every 5-tuple in the table (at most NP_DROP_FLOW_MAX)
     std::uint64_t drop_flow_failures = 0;      // drops not attributed to a 5-tuple (insert failed)
+    // Drops of 5-tuples new to the table beyond the CPU's budget of new entries
+    // (StackMonitorOptions::drop_flow_read_interval): counted by reason, not attributed.
+    std::uint64_t drop_flow_over_budget = 0;
+    std::uint32_t drop_flow_budget = 0;  // new entries per CPU per 100 ms; 0 = no budget
     static constexpr std::size_t kTopDropLocations = 20;
     // [hook NF_INET_*][np_nf_family][np_nf_proto]
     std::array<std::array<std::array<Counter, NP_NF_PROTO_MAX>, NP_NF_FAMILY_MAX>, NP_NF_HOOK_MAX> netfilter{};
@@ -143,6 +147,12 @@ struct StackMonitorOptions {
     std::size_t max_closed = 1024;      // recently closed connections kept
     std::size_t max_open = 10000;       // open connections returned per read
     std::uint32_t conn_table_size = 65536;
+    // How often the drop_flows table (drops by 5-tuple, NP_DROP_FLOW_MAX entries, LRU) is
+    // read: the agent's collection interval. It bounds the new entries each CPU may create
+    // per 100 ms to what the table can hold between two reads (at least 16): beyond that, a
+    // flood of distinct 5-tuples only evicts unread entries at an LRU insert per drop.
+    // Drops over the budget are counted (StackStats::drop_flow_over_budget). 0: no budget.
+    std::chrono::nanoseconds drop_flow_read_interval{0};
     // How often a background task checks whether the open-connection records need
     // comparing with the sockets that exist (inet_diag dumps of the namespaces
     // concerned); 0 = never. The comparison runs when the state-change program missed
