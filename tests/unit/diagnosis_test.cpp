@@ -16,6 +16,7 @@
 
 #include <netprobe/analysis/diagnosis.hpp>
 #include <netprobe/analysis/flows.hpp>
+#include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/collector/snapshot.hpp>
 #include <netprobe/ebpf/interfaces.hpp>
 
@@ -425,6 +426,110 @@ TEST(OneWayFlows, TheStageIsSilentWhileFlowRecordsAreLost) {
     v.flows = evicting;
     d.run(*at(now + 1), v);
     EXPECT_TRUE(rule(v, "one_way_flows").empty());
+}
+
+// ---- DNS servers that do not answer (the L7 view's unanswered queries) ----
+
+std::shared_ptr<analysis::l7::L7View> dnsView(std::uint64_t client_timeouts, std::uint64_t answered,
+                                              std::uint64_t server_timeouts = 0) {
+    auto l7 = std::make_shared<analysis::l7::L7View>();
+    if (client_timeouts) {
+        analysis::l7::DnsTimeoutSummary t;
+        t.service = "10.0.0.53:53";
+        t.side = "client";
+        t.timeouts = t.total = client_timeouts;
+        t.max_wait_seconds = 1.0;
+        t.names = {{"a.test", client_timeouts}};
+        l7->dns_timeouts.push_back(t);
+    }
+    if (server_timeouts) {
+        analysis::l7::DnsTimeoutSummary t;
+        t.service = "10.0.0.53:53";
+        t.side = "server";
+        t.timeouts = t.total = server_timeouts;
+        l7->dns_timeouts.push_back(t);
+    }
+    analysis::l7::EndpointSummary e;
+    e.protocol = "dns";
+    e.side = "client";
+    e.service = "10.0.0.53:53";
+    e.method = "A";
+    e.route = "a.test";
+    e.requests = answered;
+    l7->endpoints.push_back(e);
+    return l7;
+}
+
+TEST(DnsTimeouts, AServerThatStoppedAnsweringIsCriticalPerServer) {
+    Clock clk;
+    DiagnosisOptions o;
+    Diagnosis d(o);
+    Views v;
+    v.l7 = dnsView(4, 0);  // below dns_timeouts_min
+    d.run(*snap(clk, 0, {}), v);
+    EXPECT_TRUE(rule(v, "dns_timeouts").empty());
+    v.l7 = dnsView(8, 0, 3);  // nothing answered: critical; the clients' side is reported
+    d.run(*snap(clk, 1, {}), v);
+    auto f = rule(v, "dns_timeouts");
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].subject, "10.0.0.53:53");
+    EXPECT_EQ(f[0].severity, "critical");
+    EXPECT_EQ(evidence(f[0], "timeouts"), 8);
+    EXPECT_EQ(evidence(f[0], "answered"), 0);
+    EXPECT_EQ(evidence(f[0], "ratio"), 1.0);
+    EXPECT_EQ(evidence(f[0], "name a.test"), 8);
+    EXPECT_NE(joined(f[0].fix).find("dig @10.0.0.53 "), std::string::npos);
+    v.l7 = dnsView(5, 95);  // 5% unanswered: a warning
+    d.run(*snap(clk, 2, {}), v);
+    f = rule(v, "dns_timeouts");
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].severity, "warning");
+    EXPECT_DOUBLE_EQ(evidence(f[0], "ratio"), 0.05);
+    v.l7 = dnsView(0, 100);  // answering: nothing
+    d.run(*snap(clk, 3, {}), v);
+    EXPECT_TRUE(rule(v, "dns_timeouts").empty());
+    EXPECT_TRUE(rule(v, "dns_failures").empty());
+}
+
+TEST(DnsTimeouts, TheStageCountsUnansweredQueriesOverItsWindow) {
+    analysis::l7::L7Stage stage;
+    Clock clk;
+    auto s = snap(clk, 100, {});
+    auto sample = std::make_shared<collector::L7Sample>();
+    for (int i = 0; i < 6; ++i) {
+        l7::Request r;
+        r.protocol = "dns";
+        r.side = l7::Side::Client;
+        r.method = "A";
+        r.path = r.route = i < 4 ? "x.test" : "y.test";
+        r.status = -1;
+        r.family = 4;
+        r.server = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 53};
+        r.server_port = 53;
+        r.mono_ns = s->monoNs() - 2 * kSec;
+        r.duration_seconds = 1.0 + i * 0.1;
+        sample->dns_unanswered.push_back(r);
+    }
+    s->l7 = sample;
+    Views v;
+    stage.run(*s, v);
+    ASSERT_EQ(v.l7->dns_timeouts.size(), 1u);
+    const auto& t = v.l7->dns_timeouts[0];
+    EXPECT_EQ(t.service, "10.0.0.53:53");
+    EXPECT_EQ(t.side, "client");
+    EXPECT_EQ(t.timeouts, 6u);
+    EXPECT_EQ(t.total, 6u);
+    EXPECT_NEAR(t.max_wait_seconds, 1.5, 1e-9);
+    ASSERT_EQ(t.names.size(), 2u);
+    EXPECT_EQ(t.names[0], (std::pair<std::string, std::uint64_t>{"x.test", 4}));
+    EXPECT_TRUE(v.l7->endpoints.empty());  // not requests: no response
+    // two minutes later they have left the window, the total stays
+    auto later = snap(clk, 220, {});
+    later->l7 = std::make_shared<collector::L7Sample>();
+    stage.run(*later, v);
+    ASSERT_EQ(v.l7->dns_timeouts.size(), 1u);
+    EXPECT_EQ(v.l7->dns_timeouts[0].timeouts, 0u);
+    EXPECT_EQ(v.l7->dns_timeouts[0].total, 6u);
 }
 
 }  // namespace
