@@ -855,8 +855,20 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
                                  ? "critical"
                                  : "warning";
                 f.title = "Security event in progress: " + std::string(security::toString(e->type)) +
-                          (e->src ? " from " + util::formatAddr(*e->src) : std::string());
+                          (e->src ? " from " + util::formatAddr(*e->src) : std::string()) +
+                          (e->dst ? " to " + util::formatAddr(*e->dst) : std::string());
                 f.evidence = {{"targets", static_cast<double>(e->targets.size()), "addresses"}};
+                // The event's own figures (a scan's ports probed and refused, a flood's peak
+                // rate, ...), as /api/v1/events has them; its words go to the title.
+                std::string kind;
+                for (const auto& [k, v] : e->evidence) {
+                    if (const auto* i = std::get_if<std::int64_t>(&v)) f.evidence.push_back({k, static_cast<double>(*i), ""});
+                    else if (const auto* d = std::get_if<double>(&v)) f.evidence.push_back({k, *d, ""});
+                    else if (const auto* str = std::get_if<std::string>(&v);
+                             str && (k == "scan_type" || k == "mode" || k == "flood_type" || k == "kind"))
+                        kind += (kind.empty() ? "" : ", ") + k + " " + *str;
+                }
+                if (!kind.empty()) f.title += " (" + kind + ")";
                 f.cause = "NetProbe's security analytics detected it (docs/security.md).";
                 f.fix = {"netprobe events -o wide", "--mitigate=on blocks the source at XDP/TC (docs/security.md)"};
                 if (e->type == security::EventType::ThreatIntelMatch) {
