@@ -19,6 +19,7 @@
 #include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/collector/snapshot.hpp>
 #include <netprobe/ebpf/interfaces.hpp>
+#include <netprobe/ebpf/stack_monitor.hpp>
 
 #include "test_flows.hpp"
 
@@ -426,6 +427,66 @@ TEST(OneWayFlows, TheStageIsSilentWhileFlowRecordsAreLost) {
     v.flows = evicting;
     d.run(*at(now + 1), v);
     EXPECT_TRUE(rule(v, "one_way_flows").empty());
+}
+
+// ---- path MTU: too-big messages, and with >= 100 retransmitted segments a black hole ----
+
+std::shared_ptr<collector::Snapshot> mtuSnap(const Clock& clk, double at, std::uint64_t too_big,
+                                             std::uint64_t retransmits, std::uint64_t tcp_out) {
+    auto s = snap(clk, at, {});
+    ebpf::IcmpCount c;
+    c.key.direction = NP_DIR_INGRESS;
+    c.key.family = 4;
+    c.key.type = 3;
+    c.key.code = 4;
+    c.counter.packets = too_big;
+    s->icmp.push_back(c);
+    ebpf::IcmpCount other;  // port unreachable: not a too-big message
+    other.key.family = 4;
+    other.key.type = 3;
+    other.key.code = 3;
+    other.counter.packets = 1000;
+    s->icmp.push_back(other);
+    auto st = std::make_shared<ebpf::StackStats>();
+    st->retransmits = retransmits;
+    s->stack = st;
+    s->protocols[NP_DIR_EGRESS][NP_PROTO_TCP].packets = tcp_out;
+    return s;
+}
+
+TEST(PathMtu, TooBigMessagesWithRetransmissionsAreABlackHole) {
+    Clock clk;
+    DiagnosisOptions o;
+    Diagnosis d(o);
+    Views v;
+    d.run(*mtuSnap(clk, 0, 50, 1000, 100000), v);  // history before the agent: not the window's
+    EXPECT_TRUE(rule(v, "path_mtu").empty());
+    d.run(*mtuSnap(clk, 5, 52, 1000, 100100), v);  // 2 messages: below frag_needed_min
+    EXPECT_TRUE(rule(v, "path_mtu").empty());
+    d.run(*mtuSnap(clk, 10, 56, 1099, 100200), v);  // 6 messages, 99 retransmits: warning
+    auto f = rule(v, "path_mtu");
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].severity, "warning");
+    EXPECT_EQ(evidence(f[0], "frag_needed"), 6);
+    EXPECT_EQ(evidence(f[0], "retransmits"), 99);
+    EXPECT_EQ(f[0].title.find("black hole"), std::string::npos);
+    d.run(*mtuSnap(clk, 15, 56, 1100, 100300), v);  // the 100th retransmitted segment: critical
+    f = rule(v, "path_mtu");
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].severity, "critical");
+    EXPECT_EQ(evidence(f[0], "retransmits"), 100);
+    EXPECT_NE(f[0].title.find("black hole"), std::string::npos);
+    EXPECT_NE(joined(f[0].fix).find("ICMP type 3 code 4"), std::string::npos);
+    // retransmissions alone (no too-big message) are not an MTU problem
+    Diagnosis d2(o);
+    Views v2;
+    d2.run(*mtuSnap(clk, 0, 0, 0, 0), v2);
+    d2.run(*mtuSnap(clk, 5, 0, 500, 1000), v2);
+    EXPECT_TRUE(rule(v2, "path_mtu").empty());
+    EXPECT_EQ(rule(v2, "tcp_retransmits").size(), 1u);
+    // the window moves on: the messages leave it
+    for (double t = 20; t <= 90; t += 5) d.run(*mtuSnap(clk, t, 56, 1100, 100300), v);
+    EXPECT_TRUE(rule(v, "path_mtu").empty());
 }
 
 // ---- DNS servers that do not answer (the L7 view's unanswered queries) ----
