@@ -3,6 +3,7 @@
 #include "mcp.hpp"
 
 #include <CLI/CLI.hpp>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <array>
@@ -554,6 +555,96 @@ Table retransmitsTable(const nlohmann::json& connections, std::size_t limit) {
     return connectionsTable(doc, false);
 }
 
+namespace {
+void emitYaml(YAML::Emitter& e, const nlohmann::json& j) {
+    switch (j.type()) {
+        case nlohmann::json::value_t::object:
+            e << YAML::BeginMap;
+            for (const auto& [k, v] : j.items()) {
+                e << YAML::Key << YAML::DoubleQuoted << k << YAML::Value;
+                emitYaml(e, v);
+            }
+            e << YAML::EndMap;
+            break;
+        case nlohmann::json::value_t::array:
+            e << YAML::BeginSeq;
+            for (const auto& v : j) emitYaml(e, v);
+            e << YAML::EndSeq;
+            break;
+        case nlohmann::json::value_t::string:
+            e << YAML::DoubleQuoted << j.get_ref<const std::string&>();
+            break;
+        case nlohmann::json::value_t::boolean:
+            e << j.get<bool>();
+            break;
+        case nlohmann::json::value_t::number_integer:
+            e << j.get<std::int64_t>();
+            break;
+        case nlohmann::json::value_t::number_unsigned:
+            e << j.get<std::uint64_t>();
+            break;
+        case nlohmann::json::value_t::number_float: {
+            const double d = j.get<double>();
+            if (std::isnan(d)) { e << ".nan"; break; }
+            if (std::isinf(d)) { e << (d > 0 ? ".inf" : "-.inf"); break; }
+            // JSON's shortest round-trip text, with a dot before an exponent: YAML 1.1
+            // (PyYAML) reads "1e-05" as a string, "1.0e-05" as a float.
+            std::string t = j.dump();
+            if (t.find_first_of(".eE") == std::string::npos) t += ".0";
+            else if (const auto x = t.find_first_of("eE"); x != std::string::npos && t.find('.') == std::string::npos)
+                t.insert(x, ".0");
+            if (const auto x = t.find_first_of("eE"); x != std::string::npos && x + 1 < t.size() && t[x + 1] != '-' &&
+                                                      t[x + 1] != '+')
+                t.insert(x + 1, "+");
+            e << t;
+            break;
+        }
+        default:
+            e << YAML::Null;
+            break;
+    }
+}
+}  // namespace
+
+std::string structuredText(const nlohmann::json& doc, Output output) {
+    if (output != Output::Yaml) return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    // yaml-cpp writes the bytes it is given: make them valid UTF-8 the way the JSON text does.
+    const auto clean = nlohmann::json::parse(doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    YAML::Emitter e;
+    emitYaml(e, clean);
+    std::string out = e.c_str();
+    if (!out.ends_with('\n')) out += '\n';
+    return out;
+}
+
+Table bottlenecksTable(const nlohmann::json& doc, bool wide) {
+    Table t;
+    t.header = {"RANK", "SEVERITY", "KIND", "SUBJECT", "TITLE"};
+    t.right = {true, false, false, false, false};
+    if (wide) {
+        t.header.insert(t.header.end(), {"SCORE", "EVIDENCE", "SINCE"});
+        t.right.insert(t.right.end(), {true, false, false});
+    }
+    for (const auto& f : doc.value("findings", nlohmann::json::array())) {
+        std::vector<std::string> r = {std::to_string(static_cast<long long>(num(f, "rank"))), str(f, "severity"),
+                                      str(f, "kind"), str(f, "subject"), str(f, "title")};
+        if (wide) {
+            char b[64];
+            std::snprintf(b, sizeof b, "%.2f", num(f, "score"));
+            std::string ev;
+            for (const auto& e : f.value("evidence", nlohmann::json::array())) {
+                char v[64];
+                const double x = num(e, "value");
+                std::snprintf(v, sizeof v, x == std::floor(x) && std::fabs(x) < 1e15 ? "%.0f" : "%.3g", x);
+                ev += (ev.empty() ? "" : ", ") + str(e, "name") + " " + v + (str(e, "unit").empty() ? "" : " " + str(e, "unit"));
+            }
+            r.insert(r.end(), {b, ev, clock(str(f, "since"))});
+        }
+        t.rows.push_back(std::move(r));
+    }
+    return t;
+}
+
 std::string diagnosisText(const nlohmann::json& doc, bool color) {
     const auto findings = doc.value("findings", nlohmann::json::array());
     char win[64];
@@ -626,7 +717,7 @@ nlohmann::json refusalJson(const std::string& question, const assistant::CannotA
 }
 
 std::string completionScript(const std::string& shell) {
-    const std::string cmds = "flows connections events interfaces pods intel top requests routes topology diagnose trace ask mcp completion";
+    const std::string cmds = "flows connections events interfaces pods intel top requests routes topology bottlenecks diagnose trace ask mcp completion";
     const std::string global = "--server --user --password-file --ca-file --insecure --timeout --output -o --color --help";
     if (shell == "bash") {
         return "# netprobe bash completion: source <(netprobe completion bash)\n"
@@ -636,7 +727,7 @@ std::string completionScript(const std::string& shell) {
                "\" -- \"$cur\")); return; fi\n"
                "  case $cmd in\n"
                "    flows) COMPREPLY=($(compgen -W \"--ip --src-ip --dst-ip --port --src-port --dst-port --protocol "
-               "--namespace --container --interface --direction --encap --sort --limit --since --follow --interval "
+               "--namespace --pod --container --interface --direction --encap --sort --limit --since --follow --interval "
                "--fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
                "    connections) COMPREPLY=($(compgen -W \"--state --ip --port --pid --container --limit "
                "--fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
@@ -650,6 +741,8 @@ std::string completionScript(const std::string& shell) {
                global + "\" -- \"$cur\")) ;;\n"
                "    topology) COMPREPLY=($(compgen -W \"--window --group-by --namespace --protocol --limit "
                "--fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
+               "    bottlenecks) COMPREPLY=($(compgen -W \"--kind --severity --limit --fail-if-empty " + global +
+               "\" -- \"$cur\")) ;;\n"
                "    mcp) COMPREPLY=($(compgen -W \"--listen --max-result-bytes " + global + "\" -- \"$cur\")) ;;\n"
                "    ask) COMPREPLY=($(compgen -W \"--fail-if-empty --llm --llm-endpoint --llm-model --llm-key-file "
                "--llm-ca-file --llm-timeout --llm-max-rounds --llm-max-result-bytes --anonymize " + global +
@@ -699,7 +792,7 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     app.add_option("--ca-file", inv.conn.ca_file, "CA certificate(s) that sign the agent's TLS certificate");
     app.add_flag("--insecure", inv.conn.insecure, "Do not verify the agent's TLS certificate (testing only)");
     app.add_option("--timeout", timeout, "Time the agent has to answer")->capture_default_str();
-    app.add_option("-o,--output", output, "table, wide or json")->capture_default_str();
+    app.add_option("-o,--output", output, "table, wide, json or yaml")->capture_default_str();
     app.add_option("--color", color, "auto (on a terminal), always, never")->capture_default_str();
 
     std::string ip, src_ip, dst_ip, protocol, ns, container, iface, direction, encap, sort = "rate", since, state, type;
@@ -714,6 +807,8 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     flows->add_option("--dst-port", dst_port, "Destination port");
     flows->add_option("--protocol", protocol, "tcp, udp, icmp, icmpv6 or a number");
     flows->add_option("--namespace", ns, "Kubernetes namespace of either end");
+    std::string pod;
+    flows->add_option("--pod", pod, "Kubernetes pod of either end: NAME or NAMESPACE/NAME");
     flows->add_option("--container", container, "Container id (or prefix) of either end (TCP)");
     flows->add_option("--interface", iface, "Interface");
     flows->add_option("--direction", direction, "ingress or egress");
@@ -779,6 +874,16 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     topo->add_option("--protocol", protocol, "tcp, udp, or an L7 protocol (http, grpc, ...)");
     topo->add_option("--limit", limit, "Edges to show, busiest first (default 50)");
     topo->add_flag("--fail-if-empty", inv.fail_if_empty, "Exit 3 when nothing matches");
+
+    std::string bn_kind, bn_severity;
+    auto* bottlenecks = app.add_subcommand("bottlenecks", "Ranked bottleneck findings: saturated links, qdisc drops and "
+                                                          "queues, conntrack, socket buffers, listen overflows, "
+                                                          "retransmit and RTT hotspots, top talkers "
+                                                          "(GET /api/v1/bottlenecks)");
+    bottlenecks->add_option("--kind", bn_kind, "Kinds, comma-separated (interface_utilisation, qdisc_drops, ...)");
+    bottlenecks->add_option("--severity", bn_severity, "The least severity shown: info, warning or critical");
+    bottlenecks->add_option("--limit", limit, "Findings to show (default 20)");
+    bottlenecks->add_flag("--fail-if-empty", inv.fail_if_empty, "Exit 3 when there is no finding");
 
     auto* diag = app.add_subcommand("diagnose", "Findings of the agent's diagnosis rules with evidence, cause and fix "
                                                 "(GET /api/v1/diagnosis)");
@@ -871,7 +976,8 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     if (output == "table") inv.output = Output::Table;
     else if (output == "wide") inv.output = Output::Wide;
     else if (output == "json") inv.output = Output::Json;
-    else return fail("invalid --output \"" + output + "\": expected table, wide or json");
+    else if (output == "yaml") inv.output = Output::Yaml;
+    else return fail("invalid --output \"" + output + "\": expected table, wide, json or yaml");
     if (color == "always") inv.color = true;
     else if (color == "never") inv.color = false;
     else if (color == "auto") inv.color = is_tty && env.find("NO_COLOR") == env.end();
@@ -905,8 +1011,11 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
         inv.path = "/api/v1/flows";
         for (auto [k, v] : {std::pair{"ip", &ip}, {"src_ip", &src_ip}, {"dst_ip", &dst_ip}, {"protocol", &protocol},
                             {"namespace", &ns}, {"container", &container}, {"interface", &iface},
-                            {"direction", &direction}, {"encap", &encap}})
+                            {"direction", &direction}, {"encap", &encap}, {"pod", &pod}})
             if (!v->empty()) inv.query[k] = *v;
+        if (flows->count("--pod") && (pod.empty() || pod.front() == '/' || pod.back() == '/' ||
+                                      std::count(pod.begin(), pod.end(), '/') > 1))
+            return fail("invalid --pod \"" + pod + "\": expected NAME or NAMESPACE/NAME");
         if (!setPort("port", port) || !setPort("src_port", src_port) || !setPort("dst_port", dst_port))
             return fail("invalid port: 0-65535");
         if (sort != "rate" && sort != "bytes" && sort != "packets" && sort != "last_seen")
@@ -1009,6 +1118,17 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
         if (!ns.empty()) inv.query["namespace"] = ns;
         if (!protocol.empty()) inv.query["protocol"] = protocol;
         inv.limit = limit == -1 ? 50 : static_cast<std::size_t>(limit);
+        inv.query["limit"] = std::to_string(inv.limit);
+    } else if (bottlenecks->parsed()) {
+        inv.kind = Invocation::Kind::Bottlenecks;
+        inv.path = "/api/v1/bottlenecks";
+        if (!bn_kind.empty()) inv.query["kind"] = bn_kind;  // the agent checks the names
+        if (!bn_severity.empty()) {
+            if (bn_severity != "info" && bn_severity != "warning" && bn_severity != "critical")
+                return fail("invalid --severity \"" + bn_severity + "\": expected info, warning or critical");
+            inv.query["severity"] = bn_severity;
+        }
+        inv.limit = limit == -1 ? 20 : static_cast<std::size_t>(limit);
         inv.query["limit"] = std::to_string(inv.limit);
     } else if (diag->parsed()) {
         inv.kind = Invocation::Kind::Diagnose;

@@ -28,7 +28,12 @@ inline constexpr int kExitLlmError = 7;    // ask with an LLM: the endpoint fail
                                            // chat-completions answer, no final answer within --llm-max-rounds)
 inline constexpr int kExitLlmTimeout = 8;  // ask with an LLM: no answer within --llm-timeout
 
-enum class Output { Table, Wide, Json };
+enum class Output { Table, Wide, Json, Yaml };
+
+// The API's document as -o json (2-space JSON) or -o yaml (a block YAML document whose
+// data equals the JSON's: strings double-quoted, numbers and booleans as YAML 1.1 reads
+// them), ending in a newline.
+[[nodiscard]] std::string structuredText(const nlohmann::json& doc, Output output);
 
 struct Connection {
     std::string server = "http://127.0.0.1:8081";  // --server, env NETPROBE_SERVER
@@ -56,7 +61,8 @@ struct LlmSettings {
 // What one invocation does.
 struct Invocation {
     enum class Kind { None, Flows, Connections, Events, Interfaces, Pods, TopTalkers, TopPorts, TopEndpoints,
-                      TopDrops, TopRetransmits, Diagnose, Completion, Requests, Routes, Topology, Intel, Mcp, Ask, Trace };
+                      TopDrops, TopRetransmits, Diagnose, Completion, Requests, Routes, Topology, Intel, Mcp, Ask, Trace,
+                      Bottlenecks };
     Kind kind = Kind::None;
     Connection conn;
     Output output = Output::Table;
@@ -137,6 +143,8 @@ enum class TopBy { Talkers, Ports, Endpoints };
 
 // diagnose: each finding as a block (severity, rule, subject, evidence, cause, fix, query).
 [[nodiscard]] std::string diagnosisText(const nlohmann::json& doc, bool color);
+// GET /api/v1/bottlenecks: rank, severity, kind, subject, title; wide: score, evidence, since.
+[[nodiscard]] Table bottlenecksTable(const nlohmann::json& doc, bool wide);
 
 // Samples of one counter family in Prometheus text: label set (as written) -> value.
 [[nodiscard]] std::map<std::string, double> metricSamples(const std::string& text, const std::string& name);

@@ -328,19 +328,17 @@ int run(const Invocation& inv, const std::string& why) {
 
     const std::string endpoint = url->full();
     auto res = assistant::askLlm(inv.question, o, io);
-    const bool json_out = inv.output == Output::Json;
+    const bool json_out = inv.output == Output::Json || inv.output == Output::Yaml;
     if (!res) {
         if (json_out)
-            std::cout << failureJson(inv.question, why, endpoint, res.error()).dump(2, ' ', false, json::error_handler_t::replace)
-                      << "\n";
+            std::cout << structuredText(failureJson(inv.question, why, endpoint, res.error()), inv.output);
         std::cerr << "netprobe: ask with the LLM at " << endpoint << " failed ("
                   << assistant::toString(res.error().kind) << "): " << res.error().message << "\n";
         std::cout.flush();
         return exitCode(res.error());
     }
     if (json_out)
-        std::cout << answerJson(inv.question, why, endpoint, *res).dump(2, ' ', false, json::error_handler_t::replace)
-                  << "\n";
+        std::cout << structuredText(answerJson(inv.question, why, endpoint, *res), inv.output);
     else
         std::cout << answerText(*res, endpoint, inv.output == Output::Wide, inv.color);
     std::cout.flush();

@@ -1,6 +1,9 @@
 // netprobe: the command line over a NetProbe agent's HTTP API (cli.hpp).
 #include <httplib.h>
+#include <signal.h>
 #include <unistd.h>
+
+#include <atomic>
 
 #include <cstdio>
 #include <ctime>
@@ -13,6 +16,27 @@
 #include "mcp.hpp"
 
 namespace {
+
+// --follow ends on SIGINT/SIGTERM: between polls, after whole lines (exit 0).
+std::atomic<bool> g_stop{false};
+extern "C" void onStopSignal(int) { g_stop.store(true); }
+void stopOnSignals() {
+    struct sigaction sa{};
+    sa.sa_handler = onStopSignal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+}
+// Sleeps `d` in short steps; true when a stop signal came.
+bool pauseOrStop(std::chrono::milliseconds d) {
+    const auto end = std::chrono::steady_clock::now() + d;
+    while (!g_stop.load()) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= end) return false;
+        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(end - now, std::chrono::milliseconds(50)));
+    }
+    return true;
+}
 
 using namespace netprobe::cli;
 
@@ -111,11 +135,16 @@ std::string flowKey(const nlohmann::json& f) {
 
 int run(const Invocation& inv) {
     const bool wide = inv.output == Output::Wide;
-    const bool json = inv.output == Output::Json;
+    const bool json = inv.output == Output::Json || inv.output == Output::Yaml;  // a document, not a table
+    const bool yaml = inv.output == Output::Yaml;
+    // --follow: one JSON object per line, or one YAML document per item
+    auto item = [&](const nlohmann::json& x) {
+        std::cout << (yaml ? "---\n" + structuredText(x, Output::Yaml) : x.dump() + "\n");
+    };
     Api api(inv.conn);
     auto print = [&](const Table& t, const nlohmann::json& doc, bool header = true) {
         if (json) {
-            std::cout << doc.dump(2) << "\n";
+            std::cout << structuredText(doc, inv.output);
         } else {
             std::string s = t.render(inv.color);
             if (!header) s = s.substr(s.find('\n') + 1);
@@ -136,6 +165,7 @@ int run(const Invocation& inv) {
                 return done(print(flowsTable(doc, wide), doc));
             }
             // --follow: each poll prints the flows whose last packet is newer than what was printed.
+            stopOnSignals();
             std::map<std::string, std::string> seen;  // flow -> last_seen printed
             bool first = true;
             for (;;) {
@@ -155,7 +185,7 @@ int run(const Invocation& inv) {
                 nlohmann::json out{{"flows", fresh}};
                 if (!fresh.empty() || first) {
                     if (json) {
-                        for (const auto& f : fresh) std::cout << f.dump() << "\n";
+                        for (const auto& f : fresh) item(f);
                         std::cout.flush();
                     } else {
                         print(flowsTable(out, wide), out, first);
@@ -163,7 +193,7 @@ int run(const Invocation& inv) {
                 }
                 first = false;
                 if (!std::cout) return kExitOk;  // the reader went away
-                std::this_thread::sleep_for(inv.interval);
+                if (g_stop.load() || pauseOrStop(inv.interval)) return kExitOk;
             }
         }
         case K::Connections: {
@@ -177,6 +207,7 @@ int run(const Invocation& inv) {
                 auto doc = api.getJson(inv.path, query);
                 return done(print(eventsTable(doc, wide), doc));
             }
+            stopOnSignals();
             std::set<std::string> seen;
             bool first = true;
             for (;;) {
@@ -184,13 +215,16 @@ int run(const Invocation& inv) {
                 auto fresh = nlohmann::json::array();
                 auto evs = doc.value("events", nlohmann::json::array());
                 for (auto it = evs.rbegin(); it != evs.rend(); ++it) {  // oldest first
-                    if (seen.insert(it->value("id", std::string()) + (it->value("active", false) ? "" : "/ended")).second)
+                    // the id is a number in the API (a string here threw type_error 302 at the first event)
+                    if (seen.insert((it->contains("id") ? (*it)["id"].dump() : std::string()) +
+                                    (it->value("active", false) ? "" : "/ended"))
+                            .second)
                         fresh.push_back(*it);
                 }
                 nlohmann::json out{{"events", fresh}};
                 if (!fresh.empty() || first) {
                     if (json) {
-                        for (const auto& e : fresh) std::cout << e.dump() << "\n";
+                        for (const auto& e : fresh) item(e);
                         std::cout.flush();
                     } else {
                         print(eventsTable(out, wide), out, first);
@@ -198,7 +232,7 @@ int run(const Invocation& inv) {
                 }
                 first = false;
                 if (!std::cout) return kExitOk;
-                std::this_thread::sleep_for(inv.interval);
+                if (g_stop.load() || pauseOrStop(inv.interval)) return kExitOk;
             }
         }
         case K::Interfaces: {
@@ -242,7 +276,7 @@ int run(const Invocation& inv) {
                 id = std::to_string(started.value("id", 0ull));
                 seconds = started.value("seconds", 10.0);
                 if (!inv.trace_wait) {
-                    if (json) std::cout << started.dump(2) << "\n";
+                    if (json) std::cout << structuredText(started, inv.output);
                     else std::cout << "trace " << id << " started (" << seconds << "s): netprobe trace --id " << id << "\n";
                     return kExitOk;
                 }
@@ -296,9 +330,17 @@ int run(const Invocation& inv) {
             auto t = retransmitsTable(api.getJson(inv.path, inv.query), inv.limit);
             return done(print(t, tableJson(t)));
         }
+        case K::Bottlenecks: {
+            auto doc = api.getJson(inv.path, inv.query);
+            if (!doc.value("enabled", true) && !json) {
+                std::cerr << "netprobe: the agent has no bottleneck stage\n";
+                return inv.fail_if_empty ? kExitNotFound : kExitOk;
+            }
+            return done(print(bottlenecksTable(doc, wide), doc));
+        }
         case K::Diagnose: {
             auto doc = api.getJson(inv.path, inv.query);
-            if (json) std::cout << doc.dump(2) << "\n";
+            if (json) std::cout << structuredText(doc, inv.output);
             else std::cout << diagnosisText(doc, inv.color);
             std::cout.flush();
             return inv.exit_code && !doc.value("findings", nlohmann::json::array()).empty() ? kExitFindings : kExitOk;
@@ -319,10 +361,7 @@ int run(const Invocation& inv) {
             if (!intent && use_llm)
                 return llm::run(inv, "the offline parser cannot map the question: " + intent.error().reason);
             if (!intent) {
-                if (json)
-                    std::cout << refusalJson(inv.question, intent.error())
-                                     .dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
-                              << "\n";
+                if (json) std::cout << structuredText(refusalJson(inv.question, intent.error()), inv.output);
                 else std::cerr << refusalText(intent.error());
                 return kExitCannotAnswer;
             }
@@ -330,9 +369,7 @@ int run(const Invocation& inv) {
             for (const auto& q : intent->queries) docs.push_back(api.getJson(q.target(), {}));
             auto a = netprobe::assistant::answer(*intent, docs);
             if (!a) throw Failure{a.error().what()};
-            if (json)
-                std::cout << askJson(inv.question, *intent, *a).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
-                          << "\n";
+            if (json) std::cout << structuredText(askJson(inv.question, *intent, *a), inv.output);
             else std::cout << askText(*a, wide, inv.color);
             std::cout.flush();
             const bool empty = std::all_of(a->tables.begin(), a->tables.end(), [](const auto& t) { return t.rows.empty(); });

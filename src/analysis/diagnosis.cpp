@@ -746,6 +746,56 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
         }
     }
 
+    // DNS servers that do not answer at all (stopped, unreachable, or the answers lost):
+    // queries the L7 tracker saw leave (or arrive) without a response before the client
+    // gave up (closed its socket, retried the same id) or dns_timeout passed. Per server,
+    // the clients' side when this node has it.
+    if (views.l7) {
+        std::map<std::string, std::map<std::string, const l7::DnsTimeoutSummary*>> by;  // service -> side
+        std::map<std::pair<std::string, std::string>, std::uint64_t> answered;        // (service, side)
+        for (const auto& t : views.l7->dns_timeouts) by[t.service][t.side] = &t;
+        for (const auto& e : views.l7->endpoints)
+            if (e.protocol == "dns") answered[{e.service, e.side}] += e.requests;
+        for (const auto& [service, sides] : by) {
+            const std::string side = sides.contains("client") ? "client" : "server";
+            const auto& t = *sides.at(side);
+            if (t.timeouts < options_.dns_timeouts_min) continue;
+            const auto it = answered.find({service, side});
+            const std::uint64_t ok = it == answered.end() ? 0 : it->second;
+            const double ratio = static_cast<double>(t.timeouts) / static_cast<double>(t.timeouts + ok);
+            Finding f;
+            f.rule = "dns_timeouts";
+            f.subject = service;
+            f.severity = ok == 0 || ratio >= 0.5 ? "critical" : "warning";
+            f.title = "DNS server " + service + " not answering: " + std::to_string(t.timeouts) + " queries (" +
+                      fmt(ratio * 100) + "%) got no response";
+            f.evidence = {{"timeouts", static_cast<double>(t.timeouts), "queries"},
+                          {"answered", static_cast<double>(ok), "queries"},
+                          {"ratio", ratio, "ratio"},
+                          {"max_wait", t.max_wait_seconds, "seconds"}};
+            for (const auto& [n, c] : t.names) f.evidence.push_back({"name " + n, static_cast<double>(c), "queries"});
+            const std::string addr = service.substr(0, service.rfind(':'));
+            f.cause = side == "client"
+                          ? "Clients on this node send queries to " + service +
+                                " and get nothing back before they give up: the server is down or not listening "
+                                "(an ICMP port unreachable is not an answer), a firewall or NetworkPolicy drops "
+                                "the queries or the answers, the route to it is broken, or it is overloaded and "
+                                "drops queries."
+                          : "The server on this node receives queries and sends no answer before the client gives up: "
+                            "it is overloaded, stuck on a slow or unreachable upstream, or exited with queries pending.";
+            f.fix = {"dig @" + addr + " +time=2 +tries=1 NAME   # \"connection timed out; no servers could be reached\"",
+                     "ss -lunp 'sport = :53'   # on the server: is it listening",
+                     "nft list ruleset | grep -iE 'drop|reject'; ip route get " + addr + "   # filtered or unroutable",
+                     "kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide; kubectl -n kube-system get endpoints "
+                     "kube-dns   # CoreDNS pods running and ready",
+                     "add a second nameserver (resolv.conf) or NodeLocal DNSCache so one server's outage is not every "
+                     "lookup's"};
+            f.query = "curl -s localhost:8081/api/v1/diagnosis; netprobe requests --protocol dns   # answered queries "
+                      "of " + service;
+            out.push_back(std::move(f));
+        }
+    }
+
     // Interface errors and drops: the devices' own counters, of the interfaces NetProbe
     // watches (a link of the namespace it does not watch is not its business).
     if (s.link_counters) {
@@ -805,8 +855,20 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
                                  ? "critical"
                                  : "warning";
                 f.title = "Security event in progress: " + std::string(security::toString(e->type)) +
-                          (e->src ? " from " + util::formatAddr(*e->src) : std::string());
+                          (e->src ? " from " + util::formatAddr(*e->src) : std::string()) +
+                          (e->dst ? " to " + util::formatAddr(*e->dst) : std::string());
                 f.evidence = {{"targets", static_cast<double>(e->targets.size()), "addresses"}};
+                // The event's own figures (a scan's ports probed and refused, a flood's peak
+                // rate, ...), as /api/v1/events has them; its words go to the title.
+                std::string kind;
+                for (const auto& [k, v] : e->evidence) {
+                    if (const auto* i = std::get_if<std::int64_t>(&v)) f.evidence.push_back({k, static_cast<double>(*i), ""});
+                    else if (const auto* d = std::get_if<double>(&v)) f.evidence.push_back({k, *d, ""});
+                    else if (const auto* str = std::get_if<std::string>(&v);
+                             str && (k == "scan_type" || k == "mode" || k == "flood_type" || k == "kind"))
+                        kind += (kind.empty() ? "" : ", ") + k + " " + *str;
+                }
+                if (!kind.empty()) f.title += " (" + kind + ")";
                 f.cause = "NetProbe's security analytics detected it (docs/security.md).";
                 f.fix = {"netprobe events -o wide", "--mitigate=on blocks the source at XDP/TC (docs/security.md)"};
                 if (e->type == security::EventType::ThreatIntelMatch) {

@@ -665,6 +665,7 @@ Result<void> L7Source::collect(SnapshotBuilder& b) {
         std::lock_guard lock(mu_);
         sample->requests = tracker_.take();
         tracker_.expire(b.snapshot().monoNs());
+        sample->dns_unanswered = tracker_.takeDnsUnanswered();
         sample->parse = tracker_.counters();
         sample->connections = tracker_.connections();
     }

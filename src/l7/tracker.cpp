@@ -76,12 +76,50 @@ struct ConnectionTracker::Conn final : Http1Listener, ExchangeSink {
         std::string qname;
         std::uint16_t qtype = 0;
         std::uint64_t bytes = 0;
+        bool sent = false;            // this socket sent the query (the client's side)
+        util::Addr16 local{};         // this end of the datagram (an unconnected socket's varies)
+        std::uint16_t local_port = 0;
     };
     std::map<std::tuple<util::Addr16, std::uint16_t, std::uint16_t>, DnsPending> dns_pending;
     std::uint64_t dns_skip[2] = {0, 0};
     std::uint64_t dns_await[2] = {0, 0};  // a length was read: its message starts at the next byte
     std::string dns_len[2];               // a length's first byte, read alone
 };
+
+struct ConnectionTracker::DnsPendingRef {
+    const std::tuple<util::Addr16, std::uint16_t, std::uint16_t>& key;
+    const Conn::DnsPending& p;
+};
+
+void ConnectionTracker::dnsUnanswered(const Conn& c, const DnsPendingRef& ref, std::uint64_t until_ns) {
+    ++counters_.unanswered;
+    if (dns_unanswered_.size() >= opts_.max_requests) {
+        ++counters_.dns_unanswered_dropped;
+        return;
+    }
+    const auto& p = ref.p;
+    Request r;
+    r.mono_ns = p.ts_ns;
+    r.duration_seconds = until_ns > p.ts_ns ? static_cast<double>(until_ns - p.ts_ns) / 1e9 : 0;
+    r.protocol = "dns";
+    r.side = p.sent ? Side::Client : Side::Server;
+    r.method = dnsTypeName(p.qtype);
+    r.path = p.qname;
+    r.route = p.qname;
+    r.status = -1;
+    r.request_bytes = p.bytes;
+    r.pid = c.pid;
+    r.cgroup_id = c.cgroup_id;
+    r.family = c.family;
+    const auto& remote = std::get<0>(ref.key);
+    const auto remote_port = std::get<1>(ref.key);
+    r.server = p.sent ? remote : p.local;
+    r.client = p.sent ? p.local : remote;
+    r.server_port = p.sent ? remote_port : p.local_port;
+    r.client_port = p.sent ? p.local_port : remote_port;
+    r.sock = c.sock;
+    dns_unanswered_.push_back(std::move(r));
+}
 
 bool ConnectionTracker::Conn::onHead(bool sending, Http1Message& h) {
     auto& ctr = owner.counters_;
@@ -172,10 +210,14 @@ void ConnectionTracker::complete(Request&& r) {
     out_.push_back(std::move(r));
 }
 
-void ConnectionTracker::finish(Conn& c) {
+void ConnectionTracker::finish(Conn& c, std::uint64_t now_ns) {
     c.send.close();
     c.recv.close();
-    counters_.unanswered += c.pending.size() + c.dns_pending.size();
+    counters_.unanswered += c.pending.size();
+    // A query's wait ends when its socket closed (a client that gave up), else now.
+    const std::uint64_t closed_at = c.sock_closed_ns ? c.sock_closed_ns : now_ns;
+    for (const auto& [key, p] : c.dns_pending) dnsUnanswered(c, {key, p}, std::max(closed_at, p.ts_ns));
+    c.dns_pending.clear();
     counters_.desyncs += c.send.desyncs() + c.recv.desyncs();
     if (c.parser) {
         c.parser->close();
@@ -198,7 +240,7 @@ void ConnectionTracker::feed(const ebpf::L7Message& m) {
             it->second->sock_closed_ns = std::max<std::uint64_t>(m.ts_ns, 1);
             return;
         }
-        finish(*it->second);
+        finish(*it->second, m.ts_ns);
         conns_.erase(it);
         return;
     }
@@ -212,7 +254,7 @@ void ConnectionTracker::feed(const ebpf::L7Message& m) {
     if (it != conns_.end() && (it->second->local_port != m.local_port ||
                                (m.ip_proto != 17 && it->second->remote_port != m.remote_port))) {
         // The socket address was reused by another connection (its close was not seen).
-        finish(*it->second);
+        finish(*it->second, m.ts_ns);
         conns_.erase(it);
         it = conns_.end();
     }
@@ -296,8 +338,8 @@ void ConnectionTracker::dnsMessage(Conn& c, const ebpf::L7Message& m, std::strin
             ++counters_.unanswered;
         }
         auto& p = c.dns_pending[key];
-        if (p.ts_ns) ++counters_.unanswered;  // the same id again before an answer: a retry
-        p = {m.ts_ns, std::move(msg->qname), msg->qtype, len};
+        if (p.ts_ns) dnsUnanswered(c, {key, p}, m.ts_ns);  // the same id again before an answer: a retry
+        p = {m.ts_ns, std::move(msg->qname), msg->qtype, len, sending, m.local, m.local_port};
         return;
     }
     auto it = c.dns_pending.find(key);
@@ -372,6 +414,12 @@ void ConnectionTracker::dnsTcp(Conn& c, const ebpf::L7Message& m) {
     }
 }
 
+std::vector<Request> ConnectionTracker::takeDnsUnanswered() {
+    std::vector<Request> r;
+    r.swap(dns_unanswered_);
+    return r;
+}
+
 std::vector<Request> ConnectionTracker::take() {
     std::vector<Request> r;
     r.swap(out_);
@@ -386,7 +434,7 @@ void ConnectionTracker::expire(std::uint64_t now_ns) {
         auto& q = it->second->dns_pending;
         for (auto p = q.begin(); p != q.end();) {
             if (now_ns > p->second.ts_ns + dns_timeout) {
-                ++counters_.unanswered;
+                dnsUnanswered(*it->second, {p->first, p->second}, now_ns);
                 p = q.erase(p);
             } else {
                 ++p;
@@ -396,7 +444,7 @@ void ConnectionTracker::expire(std::uint64_t now_ns) {
         const bool closed = c.sock_closed_ns &&
                             now_ns > std::max(c.sock_closed_ns, c.last_ns) + static_cast<std::uint64_t>(std::chrono::nanoseconds(kClosedGrace).count());
         if (closed || now_ns > c.last_ns + idle) {
-            finish(*it->second);
+            finish(*it->second, now_ns);
             if (!closed) ++counters_.connections_expired;
             it = conns_.erase(it);
         } else {

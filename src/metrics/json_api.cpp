@@ -109,6 +109,11 @@ std::expected<FlowQuery, std::string> parseFlowQuery(const http::QueryParams& pa
         } else if (k == "namespace") {
             if (v.empty()) return std::unexpected(badValue(k, v, "expected a namespace name"));
             q.ns = v;
+        } else if (k == "pod") {
+            const auto slash = v.find('/');
+            if (v.empty() || slash == 0 || slash + 1 == v.size() || v.find('/', slash + 1) != std::string::npos)
+                return std::unexpected(badValue(k, v, "expected a pod name or namespace/name"));
+            q.pod = v;
         } else if (k == "encap") {
             auto e = ebpf::parseEncap(v);
             if (!e) return std::unexpected(badValue(k, v, "expected none, vxlan, geneve, ipip, ip6ip6, 6in4, 4in6 or gre"));
@@ -122,7 +127,7 @@ std::expected<FlowQuery, std::string> parseFlowQuery(const http::QueryParams& pa
         } else {
             return std::unexpected("unknown parameter \"" + k +
                                    "\" (known: interface, direction, protocol, src_ip, dst_ip, ip, src_port, "
-                                   "dst_port, port, namespace, container, encap, sort, limit)");
+                                   "dst_port, port, namespace, pod, container, encap, sort, limit)");
         }
     }
     return q;
@@ -179,10 +184,19 @@ std::string flowsJson(const Views& v, const FlowQuery& q, const Attribution* att
     sel.reserve(fv.records.size());  // never regrows (address space beyond what is written)
     for (const auto& f : fv.records) {
         if (!flowMatches(f, q.interface ? fv.interfaceName(f.key.ifindex) : std::string(), q)) continue;
-        if (q.ns) {
+        if (q.ns || q.pod) {
             if (!attribution) continue;
             auto l = attribution->flow(f.key);
-            if (l.src_namespace != *q.ns && l.dst_namespace != *q.ns) continue;
+            if (q.ns && l.src_namespace != *q.ns && l.dst_namespace != *q.ns) continue;
+            if (q.pod) {
+                const auto slash = q.pod->find('/');
+                auto is = [&](const std::string& ns, const std::string& pod) {
+                    if (pod.empty()) return false;
+                    return slash == std::string::npos ? pod == *q.pod
+                                                      : ns == q.pod->substr(0, slash) && pod == q.pod->substr(slash + 1);
+                };
+                if (!is(l.src_namespace, l.src_pod) && !is(l.dst_namespace, l.dst_pod)) continue;
+            }
         }
         if (q.container) {
             if (!conns || f.key.proto != 6) continue;

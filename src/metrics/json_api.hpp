@@ -33,6 +33,7 @@ struct FlowQuery {
     std::optional<util::Addr16> src_ip, dst_ip, ip;  // ip: either end
     std::optional<std::uint16_t> src_port, dst_port, port;
     std::optional<std::string> ns;  // namespace=: src_namespace or dst_namespace (needs an attribution)
+    std::optional<std::string> pod;  // pod=NAME or NAMESPACE/NAME: src_pod or dst_pod (needs an attribution)
     std::optional<std::string> container;  // container=: id or id prefix of either end's container (TCP)
     std::optional<std::uint8_t> encap;  // encap=: enum np_encap ("none": packets as on the wire)
     enum class Sort { Bytes, Packets, Rate, LastSeen } sort = Sort::Bytes;

@@ -124,6 +124,11 @@ std::string renderL7Metrics(const analysis::l7::L7View& v, const collector::L7Sa
              "Addresses named by unexpired DNS answers (/api/v1/l7/dns/names); answers not kept for lack of room: "
              "netprobe_l7_parse_events_total{kind=\"dns_names_dropped\"}.");
     w.sample("netprobe_l7_dns_names", {}, static_cast<std::uint64_t>(v.dns_names.size()));
+    w.family("netprobe_l7_dns_unanswered_total", MetricType::Counter,
+             "DNS queries that got no answer, per server (service) and side: the client closed its socket or sent "
+             "the same id again before a response, or 30 s passed (the dns_timeouts diagnosis rule).");
+    for (const auto& t : v.dns_timeouts)
+        w.sample("netprobe_l7_dns_unanswered_total", {{"service", t.service}, {"side", t.side}}, t.total);
     w.family("netprobe_l7_connections", MetricType::Gauge, "Connections with L7 parser state.");
     w.sample("netprobe_l7_connections", {}, static_cast<std::uint64_t>(v.connections));
     w.family("netprobe_l7_messages_total", MetricType::Counter, "Captured messages processed by the L7 parsers.");
@@ -245,6 +250,17 @@ std::string l7EndpointsJson(const analysis::l7::L7View* v, const L7Query& q) {
     j["total"] = total;
     j["returned"] = arr.size();
     j["endpoints"] = std::move(arr);
+    // DNS servers' unanswered queries (not requests: no response, so in no endpoint's figures).
+    auto to = nlohmann::json::array();
+    if (v && (!q.protocol || *q.protocol == "dns"))
+        for (const auto& t : v->dns_timeouts) {
+            if ((q.service && t.service != *q.service) || (q.side && t.side != *q.side)) continue;
+            auto names = nlohmann::json::array();
+            for (const auto& [n, c] : t.names) names.push_back({{"name", n}, {"queries", c}});
+            to.push_back({{"service", t.service}, {"side", t.side}, {"timeouts", t.timeouts},
+                          {"timeouts_total", t.total}, {"max_wait_seconds", t.max_wait_seconds}, {"names", names}});
+        }
+    j["dns_timeouts"] = std::move(to);
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

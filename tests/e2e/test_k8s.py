@@ -177,6 +177,29 @@ class K8sTest(E2ETestCase):
             self.assertIn("frontend", (f.get("src_namespace"), f.get("dst_namespace")))
         self.assertEqual(a.flows(namespace="nowhere")["total"], 0)
 
+        # pod= (NAME or NAMESPACE/NAME) matches either end's pod; `netprobe flows --pod` is it
+        pod_flows = a.flows(pod="web-5f7c9d-xyz12", limit=1000)["flows"]
+        self.assertTrue(pod_flows)
+        for f in pod_flows:
+            self.assertIn("web-5f7c9d-xyz12", (f.get("src_pod"), f.get("dst_pod")))
+        self.assertEqual(len(a.flows(pod="shop/web-5f7c9d-xyz12", limit=1000)["flows"]), len(pod_flows))
+        self.assertEqual(a.flows(pod="frontend/web-5f7c9d-xyz12")["total"], 0)  # another namespace's
+        self.assertEqual(a.flows(pod="nope")["total"], 0)
+        code, _, body = a.request("/api/v1/flows?pod=/web")
+        self.assertEqual(code, 400, body)
+        self.assertIn("pod", body)
+        cli = os.path.join(os.path.dirname(AGENT), "netprobe")
+        out = run([cli, f"--server=http://127.0.0.1:{a.port}", "-o", "json", "flows", "--pod", "shop/web-5f7c9d-xyz12",
+                   "--limit", "1000"], check=False)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        cli_flows = json.loads(out.stdout)["flows"]
+        self.assertTrue(cli_flows)
+        for f in cli_flows:  # (flows may come and go between the two reads: each one is checked)
+            self.assertIn(("shop", "web-5f7c9d-xyz12"), ((f.get("src_namespace"), f.get("src_pod")),
+                                                         (f.get("dst_namespace"), f.get("dst_pod"))))
+        bad = run([cli, f"--server=http://127.0.0.1:{a.port}", "flows", "--pod", "a/b/c"], check=False)
+        self.assertEqual(bad.returncode, 2, bad.stderr)
+
         # /api/v1/pods: the two local pods (not the other node's), with their traffic
         doc = a.get_json("/api/v1/pods")
         self.assertTrue(doc["enabled"])

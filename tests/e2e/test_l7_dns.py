@@ -6,6 +6,7 @@ answers ("status:" of each reply), on the client side (dig) and the server side
 """
 
 import collections
+import json
 import os
 import re
 import subprocess
@@ -24,7 +25,7 @@ class L7DnsTest(E2ETestCase):
         self.veth = self.make_veth(host_ns=self.node)
         self.ip = self.veth.peer_ip
         d = self.tmpdir()
-        self.spawn(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
+        self.dnsmasq = self.spawn(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
                     f"--listen-address={self.ip}", "--bind-interfaces", "--port=53", "--user=root",
                     f"--pid-file={d}/dnsmasq.pid", "--log-facility=-",
                     "--local=/np.test/", "--address=/a.np.test/198.18.50.1", "--host-record=v6.np.test,fd6e:7072::50",
@@ -130,6 +131,69 @@ class L7DnsTest(E2ETestCase):
         ev = {e["name"]: e["value"] for e in f["evidence"]}
         self.assertEqual(ev["nxdomain"], statuses["NXDOMAIN"])
         self.assertIn("ndots", f["cause"])
+
+    def test_a_stopped_server_is_a_dns_timeouts_finding_counting_digs_failures(self):
+        agent = self.agent()
+        agent.wait_collections(2)
+        service = f"{self.ip}:53"
+
+        def finding():
+            for f in agent.get_json("/api/v1/diagnosis")["findings"]:
+                if f["rule"] == "dns_timeouts" and f["subject"] == service:
+                    return f
+            return None
+        # answered: no finding, no unanswered query
+        for i in range(6):
+            out = run(["dig", f"@{self.ip}", "+time=2", "+tries=1", "a.np.test"], netns=self.node).stdout
+            self.assertIn("status: NOERROR", out)
+        wait_for(lambda: sum(self.counts(agent, "client").values()) >= 6, 15, "the answered queries counted")
+        agent.wait_collections(3)
+        self.assertIsNone(finding())
+        ep = agent.get_json(f"/api/v1/l7/endpoints?protocol=dns&service={service}")
+        self.assertEqual([t for t in ep["dns_timeouts"] if t["timeouts"]], [])
+
+        # the server stopped (its PID): the client's kernel gets ICMP port unreachable
+        # ("connection refused"); then the server's host drops the queries (unreachable,
+        # filtered: "timed out")
+        self.dnsmasq.stop()  # SIGTERM to its PID (its process group)
+        self.assertFalse(self.dnsmasq.running())
+        refused = timed_out = 0
+        for i in range(3):
+            out = run(["dig", f"@{self.ip}", "+time=1", "+tries=1", f"r{i}.np.test"], netns=self.node,
+                      check=False).stdout
+            refused += out.count("connection refused")
+        table = f"np_dnsto_{os.getpid()}"
+        run(["nft", "add", "table", "inet", table], netns=self.veth.ns)
+        self.defer(f"nft table {table}", lambda: run(["nft", "delete", "table", "inet", table], netns=self.veth.ns,
+                                                      check=False))
+        run(["nft", "add", "chain", "inet", table, "in", "{ type filter hook input priority 0; }"], netns=self.veth.ns)
+        run(["nft", "add", "rule", "inet", table, "in", "udp", "dport", "53", "counter", "drop"], netns=self.veth.ns)
+        for i in range(5):
+            out = run(["dig", f"@{self.ip}", "+time=1", "+tries=1", f"t{i}.np.test"], netns=self.node,
+                      check=False).stdout
+            timed_out += out.count("timed out")
+        log(f"dig: {refused} connection refused, {timed_out} timed out")
+        self.assertEqual((refused, timed_out), (3, 5))
+        rules = run(["nft", "-j", "list", "table", "inet", table], netns=self.veth.ns).stdout
+        dropped = [x["counter"]["packets"] for r in json.loads(rules)["nftables"] if "rule" in r
+                   for x in r["rule"]["expr"] if "counter" in x]
+        self.assertEqual(dropped, [timed_out])  # the queries that reached the server's host and were dropped
+
+        f = wait_for(lambda: (lambda x: x if x and
+                              {e["name"]: e["value"] for e in x["evidence"]}["timeouts"] >= refused + timed_out
+                              else None)(finding()), 20, "a dns_timeouts finding with every query")
+        log(f"finding: {f['title']}; evidence {f['evidence']}")
+        ev = {e["name"]: e["value"] for e in f["evidence"]}
+        self.assertEqual(ev["timeouts"], refused + timed_out)  # dig's own failures, nothing more
+        self.assertEqual(ev["answered"], 6)
+        self.assertEqual(f["severity"], "critical")  # 8 of 14 queries unanswered
+        self.assertGreaterEqual(ev["max_wait"], 0.9)  # dig's +time=1
+        self.assertIn(f"dig @{self.ip} ", "\n".join(f["fix"]))
+        ep = agent.get_json(f"/api/v1/l7/endpoints?protocol=dns&side=client&service={service}")
+        self.assertEqual([(t["timeouts"], t["timeouts_total"]) for t in ep["dns_timeouts"]],
+                         [(refused + timed_out, refused + timed_out)])
+        self.assertEqual(agent.metrics().get("netprobe_l7_dns_unanswered_total", service=service, side="client"),
+                         refused + timed_out)
 
 
 if __name__ == "__main__":

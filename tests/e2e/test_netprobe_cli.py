@@ -9,9 +9,12 @@ connection, and nmap scans the host end's ports (a port scan event).
 
 import json
 import os
+import signal
 import subprocess
 import time
 import unittest
+
+import yaml
 
 from netprobe_e2e import AGENT, PYTHON, E2ETestCase, free_port, log, require_tools, run, wait_for
 from test_http import Pki, htpasswd
@@ -156,6 +159,107 @@ class NetprobeCliTest(E2ETestCase):
         rows = [x for x in out if str(cport) in x]
         self.assertGreaterEqual(len(rows), 2, f"follow printed {out}")
         self.assertEqual(sum(1 for x in out if x.startswith("SOURCE")), 1, "one header")
+
+    def same_as_json(self, *args: str):
+        """-o yaml of a subcommand is its -o json document (parsed with PyYAML). The documents
+        move between two reads (rates, timestamps): YAML read between two JSON reads must
+        equal one of them."""
+        for _ in range(5):
+            j1 = json.loads(self.cli("-o", "json", *args).stdout)
+            y = yaml.safe_load(self.cli("-o", "yaml", *args).stdout)
+            j2 = json.loads(self.cli("-o", "json", *args).stdout)
+            if y in (j1, j2):
+                return y
+        self.fail(f"-o yaml {' '.join(args)} differs from -o json:\n{y}\n{j2}")
+
+    def test_yaml_bottlenecks_top_retransmits_and_events_follow(self):
+        agent = self.start_agent(f"--interface-filter={self.veth.host}", "--collect-interval=500ms",
+                                 "--security-set=scan.vertical_ports=20")
+        self.server = f"http://127.0.0.1:{agent.port}"
+        # events --follow reads a new event as it happens and ends on SIGINT.
+        follow = subprocess.Popen([CLI, f"--server={self.server}", "-o", "json", "events", "--follow",
+                                   "--interval", "500ms"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  start_new_session=True)
+        self.defer("netprobe events --follow", lambda: (follow.kill(), follow.wait()))
+        time.sleep(1.5)
+        self.assertIsNone(follow.poll())
+        run(["nmap", "-n", "-Pn", "-sS", "-p", "1-200", "--max-rate", "2000", self.veth.host_ip],
+            netns=self.veth.ns, timeout=120)
+        line = follow.stdout.readline().decode()  # blocks until the event is printed
+        if not line:  # the process ended
+            self.fail(f"events --follow ended (rc {follow.wait()}): {follow.stderr.read().decode()}")
+        event = json.loads(line)
+        self.assertEqual(event["type"], "port_scan")
+        self.assertEqual(event["src_ip"], self.veth.peer_ip)
+        api = [e for e in agent.get_json("/api/v1/events?type=port_scan")["events"]]
+        self.assertIn(event["id"], [e["id"] for e in api])
+        follow.send_signal(signal.SIGINT)
+        rc = follow.wait(timeout=10)
+        rest = follow.stdout.read().decode()
+        self.assertEqual(rc, 0, follow.stderr.read().decode())
+        for x in rest.splitlines():  # whole lines only
+            json.loads(x)
+
+        # -o yaml is -o json: a document of every kind (objects, arrays, strings, numbers,
+        # booleans, null) and --follow's one document per item
+        ev = self.same_as_json("events", "--type", "port_scan")
+        self.assertEqual([e["id"] for e in ev["events"]], [e["id"] for e in api])
+        self.same_as_json("interfaces")
+        self.same_as_json("diagnose")
+        self.same_as_json("bottlenecks")
+        p = self.cli("-o", "yaml", "flows", "--port", "7999", "--fail-if-empty", check_rc=3)  # (nmap probed 1-200)
+        self.assertEqual(yaml.safe_load(p.stdout)["flows"], [])
+        self.cli("-o", "xml", "flows", check_rc=2)
+
+        # bottlenecks: the API's findings, ranked, in the table
+        doc = agent.get_json("/api/v1/bottlenecks")
+        got = json.loads(self.cli("-o", "json", "bottlenecks").stdout)
+        self.assertEqual(set(got), set(doc))
+        table = self.cli("bottlenecks").stdout.splitlines()
+        self.assertEqual(table[0].split()[:5], ["RANK", "SEVERITY", "KIND", "SUBJECT", "TITLE"])
+        for f in got["findings"]:
+            self.assertTrue(any(f["title"] in r for r in table[1:]), (f["title"], table))
+        self.cli("bottlenecks", "--severity", "bad", check_rc=2)
+        self.assertIn("kind", self.cli("bottlenecks", "--kind", "nope", check_rc=1).stderr)
+
+        # top retransmits: the server echoes on a held TCP connection; nft in the client's
+        # namespace drops the echoes for 3 s, so both ends retransmit (the server its echo,
+        # the client its unacknowledged ping). The CLI lists the connections as the API
+        # counts them (the API is the oracle here; test_stack checks its counts).
+        line = self.spawn([PYTHON, "-c", CLIENT, self.veth.host_ip], netns=self.veth.ns, stdout=subprocess.PIPE,
+                          name="client").p.stdout.readline().decode()
+        self.assertTrue(line.startswith("CONNECTED"), line)
+        cport = int(line.split()[1])
+        table_name = f"npcli{os.getpid()}"
+        run(["nft", "add", "table", "inet", table_name], netns=self.veth.ns)
+        self.defer(f"nft table {table_name}", lambda: run(["nft", "delete", "table", "inet", table_name],
+                                                          netns=self.veth.ns, check=False))
+        run(["nft", "add", "chain", "inet", table_name, "in", "{ type filter hook input priority 0; }"],
+            netns=self.veth.ns)
+        run(["nft", "add", "rule", "inet", table_name, "in", "ip", "saddr", self.veth.host_ip, "tcp", "sport", "7102",
+             "tcp", "dport", str(cport), "meta", "length", "gt", "52", "counter", "drop"], netns=self.veth.ns)
+        time.sleep(3)
+        rules = json.loads(run(["nft", "-j", "list", "table", "inet", table_name], netns=self.veth.ns).stdout)
+        run(["nft", "flush", "chain", "inet", table_name, "in"], netns=self.veth.ns)
+        dropped = next(x["counter"]["packets"] for r in rules["nftables"] if "rule" in r
+                       for x in r["rule"]["expr"] if "counter" in x)
+        self.assertGreater(dropped, 0)
+
+        def settled():
+            a = agent.get_json(f"/api/v1/connections?port={cport}&state=all")["connections"]
+            time.sleep(1.5)
+            b = agent.get_json(f"/api/v1/connections?port={cport}&state=all")["connections"]
+            ra = sorted(c["retransmits"] for c in a)
+            return b if ra == sorted(c["retransmits"] for c in b) and ra and ra[-1] > 0 else None
+        conns = wait_for(settled, 20, "the connection's retransmissions to settle")
+        top = json.loads(self.cli("-o", "json", "top", "retransmits", "--limit", "50").stdout)
+        log(f"nft dropped {dropped} echoes; api: {[(c['src_port'], c['dst_port'], c['retransmits']) for c in conns]}; "
+            f"top retransmits: {[(r['source'], r['destination'], r['retrans']) for r in top]}")
+        for c in conns:
+            row = next(r for r in top if r["source"] == f"{c['src_ip']}:{c['src_port']}" and
+                       r["destination"] == f"{c['dst_ip']}:{c['dst_port']}")
+            self.assertEqual(int(row["retrans"]), c["retransmits"])
+        self.assertEqual([int(r["retrans"]) for r in top], sorted((int(r["retrans"]) for r in top), reverse=True))
 
     def test_unreachable_agent_bad_credentials_and_tls(self):
         # Nothing listens: exit 1, one line that names the server.

@@ -151,6 +151,45 @@ class PortScans(SecurityCase):
         self.assertEqual(len(lines), 2 * len(scans))
         self.assertEqual(sorted(l["id"] for l in lines if l["ended_at"] is not None), list(range(1, len(scans) + 1)))
 
+    def test_an_active_scan_is_a_security_event_finding_with_its_figures(self):
+        # The scan stays "in progress" for 60 s after its last probe, so the diagnosis
+        # (which reports active events) shows it while we look.
+        v = self.topology()
+        agent = self.agent_in_victim(config=self.config("scan:\n  window: 5s\n  end_after: 60s\n"))
+        agent.wait_collections(2)
+        self.assertEqual([f for f in agent.get_json("/api/v1/diagnosis")["findings"]
+                          if f["rule"] == "security_event"], [])
+        root = self.nmap("-sS", "-p", "1-1000", "-g", "2999", v.peer_ip)
+        counts = nmap_counts(root)
+        log(f"nmap -sS 1-1000: {counts}")
+        e = self.wait_event(agent, lambda e: e["type"] == "port_scan", "a port_scan event")
+        self.assertIsNone(e["ended_at"])
+
+        def finding():
+            for f in agent.get_json("/api/v1/diagnosis")["findings"]:
+                if f["rule"] == "security_event" and f["subject"] == f"port_scan#{e['id']}":
+                    return f
+            return None
+        f = wait_for(finding, 20, "a security_event finding")
+        # the event as /api/v1/events has it at the same moment (its figures may still grow
+        # while probes are counted: read both until they agree)
+        def agree():
+            fi = finding()
+            ev = next(x for x in self.events(agent) if x["id"] == e["id"])
+            got = {x["name"]: x["value"] for x in fi["evidence"]}
+            want = {k: v for k, v in ev["evidence"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            return (fi, ev, got, want) if all(got.get(k) == v for k, v in want.items()) else None
+        f, ev, got, want = wait_for(agree, 15, "the finding's evidence to equal the event's figures")
+        log(f"finding {f['title']}: {got}")
+        self.assertEqual(f["severity"], "critical" if ev["severity"] in ("high", "critical") else "warning")
+        self.assertIn(f"from {v.host_ip}", f["title"])
+        self.assertIn("scan_type syn", f["title"])
+        self.assertEqual(got["targets"], 1)
+        self.assertEqual(got["refused"], counts["closed"])  # nmap's own count of closed ports
+        self.assertEqual(got["ports_probed"], ev["evidence"]["ports_probed"])
+        self.assertGreaterEqual(got["ports_probed"], counts["closed"])
+        self.assertEqual(f["query"], "netprobe events --type port_scan")
+
     def test_horizontal_scan(self):
         v = self.topology()
         hosts = [f"198.19.{v.host_ifindex % 250}.{i}" for i in range(1, 13)]

@@ -16,8 +16,10 @@
 
 #include <netprobe/analysis/diagnosis.hpp>
 #include <netprobe/analysis/flows.hpp>
+#include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/collector/snapshot.hpp>
 #include <netprobe/ebpf/interfaces.hpp>
+#include <netprobe/ebpf/stack_monitor.hpp>
 
 #include "test_flows.hpp"
 
@@ -425,6 +427,170 @@ TEST(OneWayFlows, TheStageIsSilentWhileFlowRecordsAreLost) {
     v.flows = evicting;
     d.run(*at(now + 1), v);
     EXPECT_TRUE(rule(v, "one_way_flows").empty());
+}
+
+// ---- path MTU: too-big messages, and with >= 100 retransmitted segments a black hole ----
+
+std::shared_ptr<collector::Snapshot> mtuSnap(const Clock& clk, double at, std::uint64_t too_big,
+                                             std::uint64_t retransmits, std::uint64_t tcp_out) {
+    auto s = snap(clk, at, {});
+    ebpf::IcmpCount c;
+    c.key.direction = NP_DIR_INGRESS;
+    c.key.family = 4;
+    c.key.type = 3;
+    c.key.code = 4;
+    c.counter.packets = too_big;
+    s->icmp.push_back(c);
+    ebpf::IcmpCount other;  // port unreachable: not a too-big message
+    other.key.family = 4;
+    other.key.type = 3;
+    other.key.code = 3;
+    other.counter.packets = 1000;
+    s->icmp.push_back(other);
+    auto st = std::make_shared<ebpf::StackStats>();
+    st->retransmits = retransmits;
+    s->stack = st;
+    s->protocols[NP_DIR_EGRESS][NP_PROTO_TCP].packets = tcp_out;
+    return s;
+}
+
+TEST(PathMtu, TooBigMessagesWithRetransmissionsAreABlackHole) {
+    Clock clk;
+    DiagnosisOptions o;
+    Diagnosis d(o);
+    Views v;
+    d.run(*mtuSnap(clk, 0, 50, 1000, 100000), v);  // history before the agent: not the window's
+    EXPECT_TRUE(rule(v, "path_mtu").empty());
+    d.run(*mtuSnap(clk, 5, 52, 1000, 100100), v);  // 2 messages: below frag_needed_min
+    EXPECT_TRUE(rule(v, "path_mtu").empty());
+    d.run(*mtuSnap(clk, 10, 56, 1099, 100200), v);  // 6 messages, 99 retransmits: warning
+    auto f = rule(v, "path_mtu");
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].severity, "warning");
+    EXPECT_EQ(evidence(f[0], "frag_needed"), 6);
+    EXPECT_EQ(evidence(f[0], "retransmits"), 99);
+    EXPECT_EQ(f[0].title.find("black hole"), std::string::npos);
+    d.run(*mtuSnap(clk, 15, 56, 1100, 100300), v);  // the 100th retransmitted segment: critical
+    f = rule(v, "path_mtu");
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].severity, "critical");
+    EXPECT_EQ(evidence(f[0], "retransmits"), 100);
+    EXPECT_NE(f[0].title.find("black hole"), std::string::npos);
+    EXPECT_NE(joined(f[0].fix).find("ICMP type 3 code 4"), std::string::npos);
+    // retransmissions alone (no too-big message) are not an MTU problem
+    Diagnosis d2(o);
+    Views v2;
+    d2.run(*mtuSnap(clk, 0, 0, 0, 0), v2);
+    d2.run(*mtuSnap(clk, 5, 0, 500, 1000), v2);
+    EXPECT_TRUE(rule(v2, "path_mtu").empty());
+    EXPECT_EQ(rule(v2, "tcp_retransmits").size(), 1u);
+    // the window moves on: the messages leave it
+    for (double t = 20; t <= 90; t += 5) d.run(*mtuSnap(clk, t, 56, 1100, 100300), v);
+    EXPECT_TRUE(rule(v, "path_mtu").empty());
+}
+
+// ---- DNS servers that do not answer (the L7 view's unanswered queries) ----
+
+std::shared_ptr<analysis::l7::L7View> dnsView(std::uint64_t client_timeouts, std::uint64_t answered,
+                                              std::uint64_t server_timeouts = 0) {
+    auto l7 = std::make_shared<analysis::l7::L7View>();
+    if (client_timeouts) {
+        analysis::l7::DnsTimeoutSummary t;
+        t.service = "10.0.0.53:53";
+        t.side = "client";
+        t.timeouts = t.total = client_timeouts;
+        t.max_wait_seconds = 1.0;
+        t.names = {{"a.test", client_timeouts}};
+        l7->dns_timeouts.push_back(t);
+    }
+    if (server_timeouts) {
+        analysis::l7::DnsTimeoutSummary t;
+        t.service = "10.0.0.53:53";
+        t.side = "server";
+        t.timeouts = t.total = server_timeouts;
+        l7->dns_timeouts.push_back(t);
+    }
+    analysis::l7::EndpointSummary e;
+    e.protocol = "dns";
+    e.side = "client";
+    e.service = "10.0.0.53:53";
+    e.method = "A";
+    e.route = "a.test";
+    e.requests = answered;
+    l7->endpoints.push_back(e);
+    return l7;
+}
+
+TEST(DnsTimeouts, AServerThatStoppedAnsweringIsCriticalPerServer) {
+    Clock clk;
+    DiagnosisOptions o;
+    Diagnosis d(o);
+    Views v;
+    v.l7 = dnsView(4, 0);  // below dns_timeouts_min
+    d.run(*snap(clk, 0, {}), v);
+    EXPECT_TRUE(rule(v, "dns_timeouts").empty());
+    v.l7 = dnsView(8, 0, 3);  // nothing answered: critical; the clients' side is reported
+    d.run(*snap(clk, 1, {}), v);
+    auto f = rule(v, "dns_timeouts");
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].subject, "10.0.0.53:53");
+    EXPECT_EQ(f[0].severity, "critical");
+    EXPECT_EQ(evidence(f[0], "timeouts"), 8);
+    EXPECT_EQ(evidence(f[0], "answered"), 0);
+    EXPECT_EQ(evidence(f[0], "ratio"), 1.0);
+    EXPECT_EQ(evidence(f[0], "name a.test"), 8);
+    EXPECT_NE(joined(f[0].fix).find("dig @10.0.0.53 "), std::string::npos);
+    v.l7 = dnsView(5, 95);  // 5% unanswered: a warning
+    d.run(*snap(clk, 2, {}), v);
+    f = rule(v, "dns_timeouts");
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].severity, "warning");
+    EXPECT_DOUBLE_EQ(evidence(f[0], "ratio"), 0.05);
+    v.l7 = dnsView(0, 100);  // answering: nothing
+    d.run(*snap(clk, 3, {}), v);
+    EXPECT_TRUE(rule(v, "dns_timeouts").empty());
+    EXPECT_TRUE(rule(v, "dns_failures").empty());
+}
+
+TEST(DnsTimeouts, TheStageCountsUnansweredQueriesOverItsWindow) {
+    analysis::l7::L7Stage stage;
+    Clock clk;
+    auto s = snap(clk, 100, {});
+    auto sample = std::make_shared<collector::L7Sample>();
+    for (int i = 0; i < 6; ++i) {
+        l7::Request r;
+        r.protocol = "dns";
+        r.side = l7::Side::Client;
+        r.method = "A";
+        r.path = r.route = i < 4 ? "x.test" : "y.test";
+        r.status = -1;
+        r.family = 4;
+        r.server = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 53};
+        r.server_port = 53;
+        r.mono_ns = s->monoNs() - 2 * kSec;
+        r.duration_seconds = 1.0 + i * 0.1;
+        sample->dns_unanswered.push_back(r);
+    }
+    s->l7 = sample;
+    Views v;
+    stage.run(*s, v);
+    ASSERT_EQ(v.l7->dns_timeouts.size(), 1u);
+    const auto& t = v.l7->dns_timeouts[0];
+    EXPECT_EQ(t.service, "10.0.0.53:53");
+    EXPECT_EQ(t.side, "client");
+    EXPECT_EQ(t.timeouts, 6u);
+    EXPECT_EQ(t.total, 6u);
+    EXPECT_NEAR(t.max_wait_seconds, 1.5, 1e-9);
+    ASSERT_EQ(t.names.size(), 2u);
+    EXPECT_EQ(t.names[0], (std::pair<std::string, std::uint64_t>{"x.test", 4}));
+    EXPECT_TRUE(v.l7->endpoints.empty());  // not requests: no response
+    // two minutes later they have left the window, the total stays
+    auto later = snap(clk, 220, {});
+    later->l7 = std::make_shared<collector::L7Sample>();
+    stage.run(*later, v);
+    ASSERT_EQ(v.l7->dns_timeouts.size(), 1u);
+    EXPECT_EQ(v.l7->dns_timeouts[0].timeouts, 0u);
+    EXPECT_EQ(v.l7->dns_timeouts[0].total, 6u);
 }
 
 }  // namespace

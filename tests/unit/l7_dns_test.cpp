@@ -2,6 +2,8 @@
 // one server socket, TCP with its length prefix), on messages built here.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <string>
 #include <vector>
 
@@ -174,6 +176,61 @@ TEST(DnsTracker, ServerSocketPairsByPeerAndId) {
     t.feed(late.m);
     t.expire(10'000 + 31'000'000'000ull);
     EXPECT_EQ(t.counters().unanswered, 1u);
+}
+
+TEST(DnsTracker, UnansweredQueriesAreReportedPerServer) {
+    // A client socket (dig): three queries to 10.0.0.53:53, one answered; one id sent
+    // again (a retry: the first attempt got no answer); then the socket closes with one
+    // query pending (dig gave up).
+    ConnectionTracker t;
+    auto client = [](std::uint8_t dir, std::string data, std::uint64_t ts) {
+        Msg x = udp(dir, 53, 53, std::move(data), ts);
+        x.m.local_port = 40000;
+        return x;
+    };
+    std::vector<Msg> ms;
+    ms.push_back(client(NP_L7_SEND, Dns::query(1, "ok.test", 1).b, 1'000));
+    ms.push_back(client(NP_L7_RECV, Dns::response(1, "ok.test", 1, 0, 0).b, 2'000));
+    ms.push_back(client(NP_L7_SEND, Dns::query(2, "retry.test", 1).b, 3'000));
+    ms.push_back(client(NP_L7_SEND, Dns::query(2, "retry.test", 1).b, 1'000'003'000));
+    ms.push_back(client(NP_L7_SEND, Dns::query(3, "gone.test", 28).b, 1'000'004'000));
+    for (auto& x : ms) {
+        x.m.head = x.data;
+        t.feed(x.m);
+    }
+    EXPECT_EQ(t.take().size(), 1u);
+    auto un = t.takeDnsUnanswered();
+    ASSERT_EQ(un.size(), 1u);  // the retry's first attempt
+    EXPECT_EQ(un[0].path, "retry.test");
+    EXPECT_EQ(un[0].status, -1);
+    EXPECT_EQ(un[0].side, Side::Client);
+    EXPECT_EQ(un[0].server_port, 53);
+    EXPECT_EQ(un[0].client_port, 40000);
+    EXPECT_EQ(un[0].server[15], 53);
+    EXPECT_DOUBLE_EQ(un[0].duration_seconds, 1.0);
+    Msg close = client(NP_L7_CLOSED, "", 2'000'004'000);
+    t.feed(close.m);
+    un = t.takeDnsUnanswered();
+    ASSERT_EQ(un.size(), 2u);  // the retried query and gone.test, pending at the close
+    std::sort(un.begin(), un.end(), [](const auto& a, const auto& b) { return a.path < b.path; });
+    EXPECT_EQ(un[0].path, "gone.test");
+    EXPECT_EQ(un[0].method, "AAAA");
+    EXPECT_DOUBLE_EQ(un[0].duration_seconds, 1.0);  // query -> close
+    EXPECT_EQ(un[1].path, "retry.test");
+    EXPECT_EQ(t.counters().unanswered, 3u);
+    EXPECT_TRUE(t.takeDnsUnanswered().empty());
+    // the server's side: a query received and never answered, past dns_timeout
+    Msg q = udp(NP_L7_RECV, 9, 7000, Dns::query(5, "slow.test", 1).b, 5'000);
+    q.m.sock = 8;
+    q.m.head = q.data;
+    t.feed(q.m);
+    t.expire(5'000 + 31'000'000'000ull);
+    un = t.takeDnsUnanswered();
+    ASSERT_EQ(un.size(), 1u);
+    EXPECT_EQ(un[0].side, Side::Server);
+    EXPECT_EQ(un[0].server_port, 53);
+    EXPECT_EQ(un[0].client_port, 7000);
+    EXPECT_EQ(un[0].client[15], 9);
 }
 
 TEST(DnsTracker, TcpLengthPrefixedMessagesAcrossAndWithinReads) {

@@ -43,7 +43,7 @@ struct Evidence {
 
 struct Finding {
     std::string rule;       // listen_overflow, path_mtu, packet_drops, connection_failures, tcp_retransmits,
-                            // dns_failures, dns_nxdomain, http_errors, netprobe_data_loss, security_event,
+                            // dns_failures, dns_timeouts, dns_nxdomain, http_errors, netprobe_data_loss, security_event,
                             // interface_errors, one_way_flows;
                             // from the bottleneck stage: conntrack_usage, interface_utilisation, qdisc_drops,
                             // qdisc_backlog, socket_buffer_pressure, retransmit_hotspot, rtt_hotspot;
@@ -74,6 +74,7 @@ struct DiagnosisOptions {
     double retransmit_ratio_min = 0.02;       // retransmitted / TCP packets sent
     // Application layer (the L7 view's 60 s endpoint figures, with --l7=on):
     std::uint64_t dns_errors_min = 5;         // SERVFAIL/REFUSED/FORMERR/NOTIMP answers of one server
+    std::uint64_t dns_timeouts_min = 5;       // DNS queries of one server that got no answer at all
     std::uint64_t nxdomain_min = 20;          // NXDOMAIN answers of one server, and a ratio of at least:
     double nxdomain_ratio_min = 0.5;
     std::uint64_t http_errors_min = 10;       // 5xx answers of one service, and a ratio of at least:

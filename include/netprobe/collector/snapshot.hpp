@@ -98,6 +98,7 @@ struct SecuritySample {
 // completion order) and the capture's and parsers' counters (since start).
 struct L7Sample {
     std::vector<l7::Request> requests;
+    std::vector<l7::Request> dns_unanswered;  // DNS queries that got no answer (l7::ConnectionTracker::takeDnsUnanswered)
     ebpf::L7KernelCounters kernel{};        // enum np_l7_counter
     l7::TrackerCounters parse;
     std::size_t connections = 0;            // with parser state

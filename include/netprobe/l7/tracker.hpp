@@ -78,6 +78,7 @@ struct TrackerCounters {
     std::uint64_t connections_expired = 0;
     std::uint64_t other_protocol = 0;       // messages of protocols without a parser yet
     std::uint64_t not_parsed = 0;           // DNS messages that were not a standard query/response
+    std::uint64_t dns_unanswered_dropped = 0;  // DNS queries without answer not held: the buffer was full
 };
 
 class ConnectionTracker {
@@ -90,6 +91,12 @@ public:
     void feed(const ebpf::L7Message& m);
     // The requests completed since the last take().
     [[nodiscard]] std::vector<Request> take();
+    // The DNS queries that got no answer since the last call: their socket closed first
+    // (a client that gave up: dig's timeout), the same id was sent again (a resolver's
+    // retry), or dns_timeout passed. As Requests with status -1 (no response code),
+    // duration the time waited (to the close, the retry or the expiry), response_bytes 0;
+    // side Client when this socket sent the query, Server when it received it.
+    [[nodiscard]] std::vector<Request> takeDnsUnanswered();
     // Forgets connections without a message for the idle timeout (now: CLOCK_MONOTONIC ns).
     void expire(std::uint64_t now_ns);
     [[nodiscard]] TrackerCounters counters() const;
@@ -98,14 +105,17 @@ public:
 private:
     struct Conn;
     friend struct Conn;
-    void finish(Conn& c);
+    void finish(Conn& c, std::uint64_t now_ns);
     void complete(Request&& r);
     void dnsMessage(Conn& c, const ebpf::L7Message& m, std::string_view bytes, std::uint64_t len);
     void dnsTcp(Conn& c, const ebpf::L7Message& m);
+    struct DnsPendingRef;
+    void dnsUnanswered(const Conn& c, const DnsPendingRef& p, std::uint64_t until_ns);
 
     TrackerOptions opts_;
     std::unordered_map<std::uint64_t, std::unique_ptr<Conn>> conns_;
     std::vector<Request> out_;
+    std::vector<Request> dns_unanswered_;
     TrackerCounters counters_;
 };
 

@@ -88,6 +88,18 @@ struct L7Stage::Endpoint {
     std::array<Slot, kSlots + 1> slots;
 };
 
+struct L7Stage::DnsTimeouts {
+    struct Slot {
+        std::int64_t id = -1;
+        std::uint64_t count = 0;
+        double max_wait = 0;
+        std::map<std::string, std::uint64_t> names;  // at most kNamesPerSlot
+    };
+    static constexpr std::size_t kNamesPerSlot = 32;
+    std::uint64_t total = 0;
+    std::array<Slot, kSlots + 1> slots;
+};
+
 L7Stage::L7Stage(L7Options options, std::shared_ptr<const Attribution> attribution)
     : opts_(options), attribution_(std::move(attribution)) {}
 
@@ -240,11 +252,31 @@ void L7Stage::add(const collector::Snapshot& snap, Request r) {
     while (recent_.size() > opts_.recent_requests) recent_.pop_front();
 }
 
+void L7Stage::addUnanswered(const Request& r) {
+    // The service as for answered queries, under the same label budget.
+    std::string service = serviceOf(r);
+    std::pair<std::string, std::string> key{service, sideName(r.side)};
+    if (!dns_timeouts_.contains(key) && dns_timeouts_.size() >= opts_.max_services) key.first = "other";
+    auto& t = dns_timeouts_[key];
+    if (!t) t = std::make_unique<DnsTimeouts>();
+    ++t->total;
+    const auto slot_ns = std::max<std::int64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(opts_.window).count() / kSlots, 1);
+    const auto ended = r.mono_ns + static_cast<std::uint64_t>(r.duration_seconds * 1e9);
+    const std::int64_t id = static_cast<std::int64_t>(ended) / slot_ns;
+    auto& s = t->slots[static_cast<std::size_t>(id) % t->slots.size()];
+    if (s.id != id) s = DnsTimeouts::Slot{.id = id};
+    ++s.count;
+    s.max_wait = std::max(s.max_wait, r.duration_seconds);
+    if (s.names.size() < DnsTimeouts::kNamesPerSlot || s.names.contains(r.path)) ++s.names[r.path];
+}
+
 void L7Stage::run(const collector::Snapshot& snap, Views& views) {
     const std::uint64_t now_ns = snap.monoNs();
     service_cache_.clear();
     if (snap.l7) {
         for (const auto& r : snap.l7->requests) add(snap, r);
+        for (const auto& r : snap.l7->dns_unanswered) addUnanswered(r);
         counters_.parse = snap.l7->parse;
     }
     auto view = std::make_shared<L7View>();
@@ -309,6 +341,25 @@ void L7Stage::run(const collector::Snapshot& snap, Views& views) {
     }
     std::stable_sort(view->endpoints.begin(), view->endpoints.end(),
                      [](const EndpointSummary& a, const EndpointSummary& b) { return a.requests > b.requests; });
+    for (const auto& [key, t] : dns_timeouts_) {
+        DnsTimeoutSummary d;
+        d.service = key.first;
+        d.side = key.second;
+        d.total = t->total;
+        std::map<std::string, std::uint64_t> names;
+        for (const auto& sl : t->slots) {
+            if (sl.id < first_id || sl.id > now_id) continue;
+            d.timeouts += sl.count;
+            d.max_wait_seconds = std::max(d.max_wait_seconds, sl.max_wait);
+            for (const auto& [n, c] : sl.names) names[n] += c;
+        }
+        for (const auto& [n, c] : names) d.names.emplace_back(n, c);
+        std::stable_sort(d.names.begin(), d.names.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+        if (d.names.size() > 3) d.names.resize(3);
+        view->dns_timeouts.push_back(std::move(d));
+    }
+    std::stable_sort(view->dns_timeouts.begin(), view->dns_timeouts.end(),
+                     [](const DnsTimeoutSummary& a, const DnsTimeoutSummary& b) { return a.timeouts > b.timeouts; });
     views.l7 = std::move(view);
 }
 

@@ -84,6 +84,17 @@ struct EndpointSummary {
     std::uint64_t request_bytes = 0, response_bytes = 0;
 };
 
+// DNS queries of one server that got no answer (the client gave up and closed its socket,
+// retried the same id, or the tracker's dns_timeout passed), per side, by when the wait
+// ended.
+struct DnsTimeoutSummary {
+    std::string service, side;
+    std::uint64_t total = 0;                 // since start
+    std::uint64_t timeouts = 0;              // in the window
+    double max_wait_seconds = 0;             // the longest wait of the window's (query -> give-up)
+    std::vector<std::pair<std::string, std::uint64_t>> names;  // the window's names, most first (at most 3)
+};
+
 struct L7Counters {
     netprobe::l7::TrackerCounters parse;   // the source's tracker (since start)
     std::uint64_t services_overflow = 0;   // requests labelled service="other"
@@ -119,6 +130,7 @@ struct L7View {
     L7Counters counters;
     std::size_t connections = 0;               // with parser state (the source's tracker)
     std::vector<DnsName> dns_names;            // unexpired, by address (at most max_dns_names)
+    std::vector<DnsTimeoutSummary> dns_timeouts;  // every server with unanswered queries since start, most in the window first
     std::chrono::seconds window{60};
 };
 
@@ -131,7 +143,9 @@ public:
 
 private:
     struct Endpoint;
+    struct DnsTimeouts;
     void add(const collector::Snapshot& snap, Request r);
+    void addUnanswered(const Request& r);
     std::string serviceOf(const Request& r);  // cached per run
     std::string nameOf(const Request& r);
     [[nodiscard]] std::string serverMesh(const Request& r) const;  // the server pod's mesh ("" unknown)
@@ -140,6 +154,7 @@ private:
     std::shared_ptr<const Attribution> attribution_;
     std::map<SeriesKey, SeriesTotals> series_;
     std::map<std::string, std::unique_ptr<Endpoint>> endpoints_;  // key: protocol|side|service|method|route
+    std::map<std::pair<std::string, std::string>, std::unique_ptr<DnsTimeouts>> dns_timeouts_;  // (service, side)
     std::set<std::string> services_;                             // admitted service names
     std::set<std::string> rpc_methods_;                          // admitted gRPC method names
     std::set<std::string> topics_;                               // admitted Kafka topics, AMQP queues/exchanges
