@@ -252,6 +252,47 @@ class TopologyTest(E2ETestCase):
         if os.environ.get("NETPROBE_UPDATE_SCREENSHOTS"):
             shutil.copy(os.path.join(out_dir, "topology.png"), os.path.join(REPO, "docs", "images", "ui-topology.png"))
 
+    def test_dns_named_remote_end(self):
+        # With --l7=on the DNS answers the agent's namespace receives name the addresses they
+        # resolve: dnsmasq (own records, no upstream) in one endpoint namespace answers
+        # web.np.test with a server's address; dig asks it from the agent's namespace, then
+        # iperf3 there talks to that address. The oracle is dig's own answer.
+        require_tools("dnsmasq", "dig")
+        dns, server, other = self.clients[0], self.servers[0], self.servers[1]
+        d = self.tmpdir()
+        self.spawn(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
+                    f"--listen-address={dns.peer_ip}", "--bind-interfaces", "--port=53", "--user=root",
+                    f"--pid-file={d}/dnsmasq.pid", "--log-facility=-", "--local=/np.test/",
+                    f"--address=/web.np.test/{server.peer_ip}", "--local-ttl=120"],
+                   netns=dns.ns, name="dnsmasq", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: run(["dig", f"@{dns.peer_ip}", "+time=1", "+tries=1", "web.np.test"], netns=self.node,
+                             check=False).returncode == 0, 10, "dnsmasq to answer")
+        agent = self.agent("--socket-netns=own", "--l7=on")
+        agent.wait_collections(2)
+        answer = run(["dig", f"@{dns.peer_ip}", "+time=2", "+tries=1", "+short", "web.np.test", "A"],
+                     netns=self.node).stdout.split()
+        self.assertEqual(answer, [server.peer_ip])  # dig's own answer
+        for v in (server, other):
+            out = json.loads(run(["iperf3", "-c", v.peer_ip, "-p", "5201", "-n", str(256 * 1024), "-J"],
+                                 netns=self.node, timeout=60).stdout)
+            self.assertNotIn("error", out, out.get("error"))
+
+        def nodes():
+            topo = self.topology(agent)
+            served = {e["target"] for e in topo["edges"] if e["port"] == 5201}
+            return {n["id"]: n for n in topo["nodes"] if n["id"] in served}
+
+        got = wait_for(lambda: (n := nodes()) and server.peer_ip in n and other.peer_ip in n and
+                       n[server.peer_ip]["name"] == "web.np.test" and n, 10, "the server's node named by DNS")
+        log(f"named: {got[server.peer_ip]}; unnamed: {got[other.peer_ip]}")
+        self.assertEqual(got[server.peer_ip]["kind"], "host")
+        self.assertEqual(got[server.peer_ip]["ips"], [server.peer_ip])
+        self.assertEqual(got[other.peer_ip]["name"], other.peer_ip)  # no answer named it
+        # the DNS edge itself (the agent's namespace -> dnsmasq:53/udp) is there too, with its L7 protocol
+        topo = self.topology(agent)
+        self.assertTrue(any(e["target"] == dns.peer_ip and e["port"] == 53 and e.get("protocol") == "dns"
+                            for e in topo["edges"]), topo["edges"])
+
 
 if __name__ == "__main__":
     unittest.main()
