@@ -312,8 +312,10 @@ std::vector<Tool> build() {
         "--l7=on, requests, error rate and p99 latency. Use it for 'who calls whom' and the busiest or failing "
         "dependencies.",
         {duration("window", "Time covered (Go duration, e.g. 5m; the agent keeps up to 15m; default 5m).", 86400),
-         oneOf("group_by", "What a node is: host (default), workload, namespace, pod, process, or segment.",
-               {"host", "workload", "namespace", "pod", "process", "segment"}),
+         oneOf("group_by",
+               "What a node is: host (default), workload, service (servers behind a Kubernetes Service as the "
+               "service, callers as workloads), namespace, pod, process, or segment.",
+               {"host", "workload", "service", "namespace", "pod", "process", "segment"}),
          k8sNamespace("Edges with an end in this Kubernetes namespace."),
          text("protocol", "tcp, udp, or an application protocol (http, grpc, dns, ...).", 16),
          oneOf("source",

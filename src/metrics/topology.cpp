@@ -26,7 +26,7 @@ using analysis::TopologyEnd;
 const std::string kWorkload = "workload";
 
 struct Node {
-    std::string id, name, kind, ns, workload, pod, process, segment, mesh;
+    std::string id, name, kind, ns, workload, pod, process, segment, mesh, service;
     std::vector<std::string> ips;
     std::uint64_t bytes_sent = 0, bytes_received = 0, requests_in = 0, errors_in = 0;
     bool server = false, client = false;
@@ -100,7 +100,16 @@ Node nodeOf(const TopologyEnd& e, const std::string& group_by, const std::map<ut
         n.kind = "host";
         n.name = named != names.end() ? named->second : ip;
     };
-    if (group_by == "workload" && !e.workload.empty()) {
+    if (group_by == "service" && !e.service.empty()) {
+        // the server end of a conversation to a Kubernetes Service (its ClusterIP or one of
+        // its endpoints): the service; the calling ends stay workloads
+        n.id = "svc:" + e.ns + "/" + e.service;
+        n.kind = "service";
+        n.name = e.ns + "/" + e.service;
+        n.service = e.service;
+        n.workload.clear();  // a service may front several workloads
+        n.pod.clear();
+    } else if ((group_by == "workload" || group_by == "service") && !e.workload.empty()) {
         n.id = e.ns + "/" + e.workload;
         n.kind = "workload";
         n.name = n.id;
@@ -178,8 +187,9 @@ std::expected<TopologyQuery, std::string> parseTopologyQuery(
             q.window_seconds = static_cast<std::size_t>(
                 std::ceil(std::chrono::duration<double>(*d).count()));
         } else if (k == "group_by") {
-            if (v != "host" && v != "workload" && v != "namespace" && v != "pod" && v != "process" && v != "segment")
-                return bad(k, v, "expected host, workload, namespace, pod, process or segment");
+            if (v != "host" && v != "workload" && v != "service" && v != "namespace" && v != "pod" && v != "process" &&
+                v != "segment")
+                return bad(k, v, "expected host, workload, service, namespace, pod, process or segment");
             q.group_by = v;
         } else if (k == "namespace") {
             if (v.empty()) return bad(k, v, "expected a namespace");
@@ -208,7 +218,7 @@ std::expected<TopologyQuery, std::string> parseTopologyQuery(
     }
     if (q.at_unix && q.source != "local")
         return bad("at", std::to_string(*q.at_unix), "the graph at a past time is this node's (no source=)");
-    if (q.source == "clickhouse" && (q.group_by == "process" || q.group_by == "segment"))
+    if (q.source == "clickhouse" && (q.group_by == "process" || q.group_by == "segment" || q.group_by == "service"))
         return bad("group_by", q.group_by, "source=clickhouse groups by host, workload, namespace or pod");
     if (q.source == "clickhouse" && q.format != "netprobe")
         return bad("format", q.format, "source=clickhouse answers in the netprobe format");
@@ -495,6 +505,7 @@ nlohmann::json topologyDocument(const analysis::TopologyView* v, const analysis:
                             {"segment", n.segment}};
         if (!n.ns.empty()) o["namespace"] = n.ns;
         if (!n.workload.empty()) o["workload"] = n.workload;
+        if (!n.service.empty()) o["service"] = n.service;
         if (!n.pod.empty() && (n.kind == "pod" || n.kind == "host")) o["pod"] = n.pod;
         if (!n.process.empty()) o["process"] = n.process;
         if (!n.mesh.empty()) o["mesh"] = n.mesh;

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <netprobe/analysis/attribution.hpp>
 #include <netprobe/analysis/topology.hpp>
 #include <netprobe/collector/snapshot.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
@@ -521,6 +522,78 @@ TEST(TopologyGroups, RemoteEndsGroupedOrExternal) {
             EXPECT_EQ(n["kind"], "external");
         }
     }
+}
+
+// group_by=service: the server end of a conversation to a Kubernetes Service is the service
+// (two pods of one workload behind it: one node, their traffic summed); the calling ends
+// stay workloads; an end without a service falls back as in the workload grouping.
+class ServiceLabels final : public analysis::Attribution {
+public:
+    analysis::FlowLabels flow(const flow_key& k) const override {
+        analysis::FlowLabels l;
+        auto end = [](const std::uint8_t* a) {
+            util::Addr16 x{};
+            std::memcpy(x.data(), a, 16);
+            return util::formatAddr(x);
+        };
+        const std::string src = end(reinterpret_cast<const std::uint8_t*>(&k.src_ip));
+        const std::string dst = end(reinterpret_cast<const std::uint8_t*>(&k.dst_ip));
+        auto pod = [](const std::string& ip, std::string& ns, std::string& pod, std::string& workload) {
+            if (ip == "198.18.0.1") ns = "shop", pod = "web-a", workload = "web";
+            if (ip == "198.18.0.2") ns = "shop", pod = "web-b", workload = "web";
+            if (ip == "198.18.1.1") ns = "shop", pod = "cart-a", workload = "cart";
+            if (ip == "198.18.1.2") ns = "shop", pod = "cart-b", workload = "cart";
+            if (ip == "198.18.2.1") ns = "shop", pod = "db-0", workload = "db";
+        };
+        pod(src, l.src_namespace, l.src_pod, l.src_workload);
+        pod(dst, l.dst_namespace, l.dst_pod, l.dst_workload);
+        if (dst == "198.18.1.1" || dst == "198.18.1.2") l.dst_service = "cart";
+        return l;
+    }
+    std::vector<analysis::LocalPod> localPods() const override { return {}; }
+    bool synced() const override { return true; }
+};
+
+TEST(Topology, GroupByServiceMergesTheServersBehindAService) {
+    Topology t({}, std::make_shared<ServiceLabels>());
+    Clock clk;
+    auto s = clk.at(0);
+    s->flows = {sample("198.18.0.1", 40000, "198.18.1.1", 8080, 1000, 2),   // web-a -> cart-a (service cart)
+                sample("198.18.0.2", 40001, "198.18.1.2", 8080, 500, 1),    // web-b -> cart-b (service cart)
+                sample("198.18.1.1", 40002, "198.18.2.1", 5432, 300, 1),    // cart-a -> db-0 (no service)
+                sample("198.18.0.1", 40003, "203.0.113.9", 443, 200, 1)};   // web-a -> an address
+    Views v;
+    t.run(*s, v);
+    const auto j = api(v, {{"group_by", "service"}});
+    EXPECT_EQ(j["group_by"], "service");
+    const auto* web_cart = edge(j, "shop/web", "svc:shop/cart");
+    ASSERT_NE(web_cart, nullptr) << j.dump();
+    EXPECT_EQ((*web_cart)["bytes_out"], 1500);
+    EXPECT_EQ((*web_cart)["conversations"], 2);
+    // the service's pods call out as their workload; the database has no service
+    ASSERT_NE(edge(j, "shop/cart", "shop/db"), nullptr) << j.dump();
+    EXPECT_EQ((*edge(j, "shop/cart", "shop/db"))["bytes_out"], 300);
+    EXPECT_NE(edge(j, "shop/web", "203.0.113.9"), nullptr) << j.dump();
+    EXPECT_EQ(j["edges"].size(), 3u) << j.dump();
+    bool seen = false;
+    for (const auto& n : j["nodes"]) {
+        if (n["id"] != "svc:shop/cart") continue;
+        seen = true;
+        EXPECT_EQ(n["kind"], "service");
+        EXPECT_EQ(n["name"], "shop/cart");
+        EXPECT_EQ(n["namespace"], "shop");
+        EXPECT_EQ(n["service"], "cart");
+        EXPECT_FALSE(n.contains("workload")) << n.dump();
+        EXPECT_EQ(n["ips"].size(), 2u) << n.dump();
+    }
+    EXPECT_TRUE(seen) << j.dump();
+    // the workload grouping of the same view: cart is the workload at both ends
+    const auto w = api(v, {{"group_by", "workload"}});
+    EXPECT_NE(edge(w, "shop/web", "shop/cart"), nullptr) << w.dump();
+    EXPECT_EQ(edge(w, "shop/web", "svc:shop/cart"), nullptr) << w.dump();
+    // not from ClickHouse (its records carry no service)
+    auto bad = metrics::parseTopologyQuery({{"group_by", "service"}, {"source", "clickhouse"}});
+    EXPECT_FALSE(bad);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
-// NetProbe's web UI: the live service map of GET /api/v1/topology (cytoscape), the edge
-// table (keyboard accessible) and the details of a selected node or edge (its flows and
-// L7 endpoints from the same API). Bundled by esbuild at build time, embedded in the agent,
+// NetProbe's web UI: the live service map of GET /api/v1/topology (cytoscape), the node
+// list and the edge table (the keyboard's way to the map), the details of a selected node
+// or edge (its flows, connections, L7 endpoints, events and anomalies from the same API),
+// the events and anomalies timeline, heatmaps and the packet path. Bundled by esbuild at build time, embedded in the agent,
 // no network access beyond the agent. window.netprobe exposes the page's data model to
 // tests and to curious users.
 import cytoscape from "cytoscape";
@@ -11,7 +12,9 @@ const $ = (id) => document.getElementById(id);
 
 const state = { window: "5m", group_by: "host", namespace: "", protocol: "", colour: "errors", paused: false,
                 selected: null };
-const model = { state, data: null, updates: 0, errors: 0, lastError: "", cy: null, layouts: 0 };
+const model = { state, data: null, updates: 0, errors: 0, lastError: "", cy: null, layouts: 0,
+                // edge id -> { at: Date.now() when the page first drew it, via: "stream" | "poll" }
+                firstSeen: {}, via: "poll" };
 window.netprobe = model;
 
 function fmtBytes(n) {
@@ -53,6 +56,8 @@ const cy = cytoscape({
                                 "text-wrap": "ellipsis", "text-max-width": 160 } },
     { selector: "node.failing", style: { "border-width": 3, "border-color": "#cf222e" } },
     { selector: "node.event", style: { "border-width": 4, "border-style": "double", "border-color": "#bf8700" } },
+    { selector: "node.anomaly", style: { "border-width": 3, "border-style": "dashed", "border-color": "#8250df" } },
+    { selector: "node.event.anomaly", style: { "border-width": 5, "border-style": "double", "border-color": "#8250df" } },
     { selector: "node.event-focus", style: { "border-width": 6, "border-style": "double", "border-color": "#cf222e" } },
     { selector: "edge", style: { width: "data(width)", "line-color": "data(colour)", "target-arrow-color": "data(colour)",
                                 "target-arrow-shape": "triangle", "curve-style": "straight", "arrow-scale": 0.8,
@@ -64,7 +69,7 @@ const cy = cytoscape({
 model.cy = cy;
 
 function nodeColour(n) {
-  return { workload: "#54aeff", pod: "#54aeff", namespace: "#b392f0", segment: "#b392f0", process: "#7ee787", group: "#fff8c5", external: "#eaeef2", host: n.server ? "#ffd8b5" : "#d0d7de" }[n.kind] || "#d0d7de";
+  return { workload: "#54aeff", pod: "#54aeff", service: "#0969da", namespace: "#b392f0", segment: "#b392f0", process: "#7ee787", group: "#fff8c5", external: "#eaeef2", host: n.server ? "#ffd8b5" : "#d0d7de" }[n.kind] || "#d0d7de";
 }
 
 // The answer's object of an element (its figures, for the details pane) is kept in a map
@@ -86,6 +91,7 @@ function render(data) {
     const el = cy.getElementById(d.id);
     if (el.empty()) {
       cy.add({ group, data: d, classes: cls });
+      if (group === "edges" && !model.firstSeen[d.id]) model.firstSeen[d.id] = { at: Date.now(), via: model.via };
       answerOf.set(d.id, obj);
       added++;
       return;
@@ -133,6 +139,7 @@ function render(data) {
     model.layouts++;
   }
   renderTable(data);
+  renderNodeList(data);
   renderMatrix(data);
   if (state.selected) showSelected();
   $("status").textContent = `${data.nodes.length} nodes, ${data.edges.length} edges over ${data.window_seconds / 60} min` +
@@ -160,6 +167,47 @@ function renderTable(data) {
   $("edge-count").textContent = data.edges.length > TABLE_ROWS
     ? `(the ${TABLE_ROWS} busiest of ${data.edges.length})` : `(${data.edges.length})`;
 }
+
+// The node list: every node of the map as a row, the keyboard's way to the nodes (one Tab
+// stop: the current row has tabindex 0, the others -1; arrows, Home/End move, Enter or
+// Space selects and opens the details, as a click on the node does). Busiest first.
+const NODE_ROWS = 500;
+let nodeCursor = null;  // the node id of the row that takes the Tab stop
+
+function renderNodeList(data) {
+  const body = $("nodes").tBodies[0];
+  const nodes = [...data.nodes].sort((a, b) => (b.bytes_sent + b.bytes_received) - (a.bytes_sent + a.bytes_received) ||
+                                                (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).slice(0, NODE_ROWS);
+  if (!nodes.some((n) => n.id === nodeCursor)) nodeCursor = nodes.length ? nodes[0].id : null;
+  const focused = document.activeElement && body.contains(document.activeElement) ? document.activeElement.dataset.id : null;
+  body.innerHTML = nodes.map((n) => {
+    const sel = state.selected === n.id;
+    const badges = [(model.badges.event || []).includes(n.id) ? "event" : "", (model.badges.anomaly || []).includes(n.id) ? "anomaly" : ""]
+      .filter(Boolean).join(", ");
+    return `<tr tabindex="${n.id === nodeCursor ? 0 : -1}" data-id="${esc(n.id)}" class="${sel ? "selected" : ""}" aria-selected="${sel}">` +
+      `<td>${esc(n.name)}</td><td>${esc(n.kind)}</td><td class="num">${fmtBytes(n.bytes_sent)}</td><td class="num">${fmtBytes(n.bytes_received)}</td>` +
+      `<td>${badges}</td></tr>`;
+  }).join("");
+  if (focused) { const r = body.querySelector(`tr[data-id="${CSS.escape(focused)}"]`); if (r) r.focus(); }
+  $("node-count").textContent = data.nodes.length > NODE_ROWS ? `(the ${NODE_ROWS} busiest of ${data.nodes.length})` : `(${data.nodes.length})`;
+}
+
+function moveNodeCursor(tr) {
+  if (!tr) return;
+  for (const r of $("nodes").tBodies[0].rows) r.tabIndex = r === tr ? 0 : -1;
+  nodeCursor = tr.dataset.id;
+  tr.focus();
+}
+
+$("nodes").tBodies[0].addEventListener("click", (ev) => { const tr = ev.target.closest("tr"); if (tr) { moveNodeCursor(tr); select(tr.dataset.id); } });
+$("nodes").tBodies[0].addEventListener("keydown", (ev) => {
+  const tr = ev.target.closest("tr");
+  if (!tr) return;
+  const rows = tr.parentElement.rows;
+  const go = { ArrowDown: tr.nextElementSibling, ArrowUp: tr.previousElementSibling, Home: rows[0], End: rows[rows.length - 1] }[ev.key];
+  if (go !== undefined) { ev.preventDefault(); moveNodeCursor(go); return; }
+  if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(tr.dataset.id); }
+});
 
 // Heatmaps: the client x server matrix of the current answer, and interface x time from
 // /api/v1/interfaces samples the page keeps (one per refresh, the last 120).
@@ -225,11 +273,14 @@ async function sampleInterfaces() {
   $("heat-time-labels").innerHTML = names.map((n, row) => `<span>${row + 1}. ${esc(n)}</span>`).join("");
 }
 
-// Events: the security events of the window (GET /api/v1/events) on a timeline and in a
-// list; the nodes an active event involves carry a badge (a double border); choosing an
-// event highlights its nodes.
+// Events: the security events of the window (GET /api/v1/events) and the anomalies of the
+// models (GET /api/v1/anomalies) on one timeline and in one list; the nodes an active event
+// involves carry a badge (a double border), those of an open anomaly a dashed violet one
+// (both: a violet double border); choosing an entry (click or Enter) highlights its nodes.
 model.events = [];
-let eventFocus = null;
+model.anomalies = [];
+model.badges = { event: [], anomaly: [] };
+let eventFocus = null;  // "event:<id>" | "anomaly:<id>"
 
 function nodesOfAddress(ip) {
   if (!model.data || !ip) return [];
@@ -241,49 +292,102 @@ function eventNodes(ev) {
   return [...new Set(ips.flatMap(nodesOfAddress))];
 }
 
+// The nodes of an entity as the anomaly models name it: "namespace/workload", else
+// "namespace/pod", else the address (docs/anomaly.md).
+function nodesOfEntity(name) {
+  if (!model.data || !name) return [];
+  return model.data.nodes.filter((n) => n.id === name || n.ips.includes(name) ||
+    (n.namespace && (`${n.namespace}/${n.workload}` === name || `${n.namespace}/${n.pod}` === name))).map((n) => n.id);
+}
+
+// An anomaly's subject: an entity (behaviour), or a series key: edge/<client>-><server>:<port>/<transport>/<figure>,
+// service/<server>:<port>/<figure>, iface/<name>/<figure>, node/<figure> (no graph node).
+function anomalyNodes(a) {
+  const s = a.subject || "";
+  let ends = [];
+  if (a.scope === "entity") ends = [s];
+  else if (s.startsWith("edge/")) {
+    const m = /^edge\/(.+)->(.+):\d+\/[a-z]+\/[^/]+$/.exec(s);
+    if (m) ends = [m[1], m[2]];
+  } else if (s.startsWith("service/")) {
+    const m = /^service\/(.+):\d+\/[^/]+$/.exec(s);
+    if (m) ends = [m[1]];
+  }
+  return [...new Set(ends.flatMap(nodesOfEntity))];
+}
+
+// A behaviour anomaly is one interval's deviation (never "open"): its nodes keep the badge
+// for two minutes after it, an open metric anomaly's while it is open.
+const ANOMALY_BADGE_MS = 120000;
+const entryKey = (kind, id) => `${kind}:${id}`;
+const SEV_COLOUR = { critical: "#cf222e", high: "#cf222e", medium: "#bf8700", low: "#54aeff", info: "#8c959f" };
+
+// One list of the events and anomalies of the window, newest first: { kind, id, from, to, label, colour, nodes, active }
+function timelineEntries(now) {
+  const ev = model.events.map((e) => ({
+    kind: "event", id: e.id, from: Date.parse(e.first_seen || e.detected_at), to: e.ended_at ? Date.parse(e.ended_at) : now,
+    at: Date.parse(e.detected_at), colour: SEV_COLOUR[e.severity] || "#8c959f", active: !!e.active, nodes: eventNodes(e),
+    html: `<span class="sev-${esc(e.severity)}">${esc(e.severity)}</span> ${esc(e.type)} ` +
+          `${esc(e.src_ip || "")}${e.dst_ip ? ` &rarr; ${esc(e.dst_ip)}` : ""}${e.active ? " (active)" : ""}`,
+    title: `${e.type} ${e.src_ip || ""}` }));
+  const an = model.anomalies.map((a) => ({
+    kind: "anomaly", id: a.id, from: a.first_unix * 1000, to: a.open ? now : a.last_unix * 1000, at: a.first_unix * 1000,
+    colour: "#8250df", active: !!a.open, nodes: anomalyNodes(a),
+    html: `<span class="anomaly-tag">anomaly</span> ${esc(a.kind)} ${esc(a.subject)}${a.open ? " (open)" : ""}: ` +
+          `${esc((a.features || []).map((f) => f.name).join(", "))} <span class="hint">score ${Number(a.score).toFixed(1)}</span>`,
+    title: `anomaly ${a.subject}` }));
+  return [...ev, ...an].sort((x, y) => y.at - x.at);
+}
+
 async function loadEvents() {
   const windowSecs = model.data ? model.data.window_seconds : 300;
   const since = Math.floor(Date.now() / 1000 - windowSecs);
   try {
-    const r = await fetch(api(`events?since=${since}&limit=200`));
+    const [r, ra] = await Promise.all([fetch(api(`events?since=${since}&limit=200`)), fetch(api("anomalies?limit=200"))]);
     if (!r.ok) return;
-    const doc = await r.json();
-    model.events = doc.events || [];
+    model.events = (await r.json()).events || [];
+    // anomalies of the window (the API answers the newest; an older one that is still open counts)
+    const adoc = ra.ok ? await ra.json() : { events: [] };
+    model.anomalies = (adoc.events || []).filter((a) => a.open || a.last_unix >= since);
   } catch (err) { return; }
   const now = Date.now(), from = now - windowSecs * 1000;
-  const colour = { critical: "#cf222e", high: "#cf222e", medium: "#bf8700", low: "#54aeff", info: "#8c959f" };
-  $("timeline").innerHTML = model.events.map((ev) => {
-    const a = Math.max(from, Date.parse(ev.first_seen || ev.detected_at));
-    const b = ev.ended_at ? Date.parse(ev.ended_at) : now;
+  const entries = timelineEntries(now);
+  model.timeline = entries.map(({ kind, id, nodes, active }) => ({ kind, id, nodes, active }));
+  $("timeline").innerHTML = entries.map((e) => {
+    const a = Math.max(from, e.from), b = Math.max(a, e.to);
     const left = ((a - from) / (now - from)) * 100, width = Math.max(0.4, ((b - a) / (now - from)) * 100);
-    return `<span class="mark" style="left:${left.toFixed(2)}%;width:${width.toFixed(2)}%;background:${colour[ev.severity] || "#8c959f"}" title="${esc(ev.type)} ${esc(ev.src_ip || "")}"></span>`;
+    return `<span class="mark${e.kind === "anomaly" ? " anomaly" : ""}" data-kind="${e.kind}" data-id="${e.id}" style="left:${left.toFixed(2)}%;width:${width.toFixed(2)}%;background:${e.colour}" title="${esc(e.title)}"></span>`;
   }).join("");
-  $("event-count").textContent = `(${model.events.length} in the window)`;
-  $("events").innerHTML = model.events.map((ev) =>
-    `<li tabindex="0" data-id="${ev.id}" class="${eventFocus === ev.id ? "selected" : ""}">` +
-    `<time>${esc(new Date(Date.parse(ev.detected_at)).toLocaleTimeString())}</time> ` +
-    `<span class="sev-${esc(ev.severity)}">${esc(ev.severity)}</span> ${esc(ev.type)} ` +
-    `${esc(ev.src_ip || "")}${ev.dst_ip ? ` &rarr; ${esc(ev.dst_ip)}` : ""}${ev.active ? " (active)" : ""}</li>`).join("");
-  const badged = new Set(model.events.filter((ev) => ev.active).flatMap(eventNodes));
-  const focused = model.events.find((ev) => ev.id === eventFocus);
-  const focusNodes = new Set(focused ? eventNodes(focused) : []);
+  $("event-count").textContent = `(${model.events.length} events, ${model.anomalies.length} anomalies in the window)`;
+  $("events").innerHTML = entries.map((e) =>
+    `<li tabindex="0" data-kind="${e.kind}" data-id="${e.id}" class="${eventFocus === entryKey(e.kind, e.id) ? "selected" : ""}">` +
+    `<time>${esc(new Date(e.at).toLocaleTimeString())}</time> ${e.html}</li>`).join("");
+  const badged = new Set(entries.filter((e) => e.kind === "event" && e.active).flatMap((e) => e.nodes));
+  const anomalous = new Set(entries.filter((e) => e.kind === "anomaly" && (e.active || now - e.to <= ANOMALY_BADGE_MS))
+                                   .flatMap((e) => e.nodes));
+  const focused = entries.find((e) => entryKey(e.kind, e.id) === eventFocus);
+  const focusNodes = new Set(focused ? focused.nodes : []);
   // Only the nodes whose badge changes (a class change restyles the element).
   cy.batch(() => cy.nodes().forEach((n) => {
-    for (const [c, want] of [["event", badged.has(n.id())], ["event-focus", focusNodes.has(n.id())]]) {
+    for (const [c, want] of [["event", badged.has(n.id())], ["anomaly", anomalous.has(n.id())],
+                             ["event-focus", focusNodes.has(n.id())]]) {
       if (n.hasClass(c) !== want) n.toggleClass(c, want);
     }
   }));
+  model.badges = { event: [...badged], anomaly: [...anomalous] };
   model.eventNodes = [...focusNodes];
+  if (model.data) renderNodeList(model.data);
 }
 
-function focusEvent(id) {
-  eventFocus = eventFocus === id ? null : id;
+function focusEvent(li) {
+  const key = entryKey(li.dataset.kind, li.dataset.id);
+  eventFocus = eventFocus === key ? null : key;
   loadEvents();
 }
-$("events").addEventListener("click", (ev) => { const li = ev.target.closest("li"); if (li) focusEvent(Number(li.dataset.id)); });
+$("events").addEventListener("click", (ev) => { const li = ev.target.closest("li"); if (li) focusEvent(li); });
 $("events").addEventListener("keydown", (ev) => {
   const li = ev.target.closest("li");
-  if (li && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); focusEvent(Number(li.dataset.id)); }
+  if (li && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); focusEvent(li); }
 });
 
 function nameOf(id) {
@@ -295,7 +399,52 @@ function dl(pairs) {
   return `<dl>${pairs.filter(([, v]) => v !== undefined && v !== "").map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join("")}</dl>`;
 }
 
+async function getJson(path) {
+  try {
+    const r = await fetch(api(path));
+    return r.ok ? await r.json() : null;
+  } catch (err) { return null; }
+}
+
+function flowsTable(flows) {
+  return `<h3>Flows (${flows.length})</h3><table id="details-flows" class="edge-flows"><thead><tr><th>from</th><th>to</th><th>if</th><th class="num">bytes</th><th class="num">packets</th><th><span class="sr-only">packet path</span></th></tr></thead><tbody>` +
+    flows.map((f) => `<tr data-src="${esc(f.src_ip)}" data-dst="${esc(f.dst_ip)}" data-sport="${f.src_port || 0}" data-dport="${f.dst_port || 0}">` +
+      `<td>${esc(f.src_ip)}:${f.src_port}</td><td>${esc(f.dst_ip)}:${f.dst_port}</td><td>${esc(f.interface)} ${esc(f.direction)}</td><td class="num">${fmtBytes(f.bytes)}</td><td class="num">${f.packets}</td>` +
+      `<td><button type="button" class="trace" data-src="${esc(f.src_ip)}" data-dst="${esc(f.dst_ip)}" data-sport="${f.src_port || ""}" data-dport="${f.dst_port || ""}" data-proto="${esc(f.protocol || "")}" aria-label="trace the path of ${esc(f.src_ip)}:${f.src_port} to ${esc(f.dst_ip)}:${f.dst_port}">trace</button></td></tr>`).join("") +
+    "</tbody></table>";
+}
+
+// TCP connections of the stack monitor (both ends' sockets when both are on the node: an
+// active and a passive record of one connection).
+function connectionsTable(conns) {
+  const st = (c) => (c.failed ? "failed" : c.open ? (c.state || "open").toLowerCase() : "closed");
+  return `<h3>Connections (${conns.length})</h3><table id="details-connections"><thead><tr><th>local</th><th>remote</th><th>side</th><th>state</th><th class="num">sent</th><th class="num">received</th><th>process</th></tr></thead><tbody>` +
+    conns.map((c) => `<tr data-cookie="${c.cookie}" data-src="${esc(c.src_ip)}" data-dst="${esc(c.dst_ip)}" data-sport="${c.src_port}" data-dport="${c.dst_port}">` +
+      `<td>${esc(c.src_ip)}:${c.src_port}</td><td>${esc(c.dst_ip)}:${c.dst_port}</td><td>${esc(c.direction === "active" ? "client" : c.direction === "passive" ? "server" : "?")}</td>` +
+      `<td class="${c.failed ? "bad" : ""}">${esc(st(c))}</td><td class="num">${fmtBytes(c.bytes_sent)}</td><td class="num">${fmtBytes(c.bytes_received)}</td>` +
+      `<td>${c.comm ? `${esc(c.comm)} (${c.pid})` : ""}</td></tr>`).join("") +
+    "</tbody></table>";
+}
+
+// The events and anomalies of the window that involve any of the nodes.
+function eventsTable(nodeIds) {
+  const want = new Set(nodeIds);
+  const rows = timelineEntries(Date.now()).filter((e) => e.nodes.some((n) => want.has(n)));
+  return `<h3>Events and anomalies (${rows.length})</h3><ul id="details-events" class="details-events">` +
+    rows.map((e) => `<li data-kind="${e.kind}" data-id="${e.id}"><time>${esc(new Date(e.at).toLocaleTimeString())}</time> ${e.html}</li>`).join("") +
+    "</ul>";
+}
+
+const unique = (xs, key) => { const seen = new Set(); return xs.filter((x) => { const k = key(x); if (seen.has(k)) return false; seen.add(k); return true; }); };
+
 let detailsToken = 0;
+let detailsFresh = false;  // a new selection: its details start at the top of the pane
+function setDetails(html) {
+  const pane = $("details");
+  pane.innerHTML = html;
+  if (detailsFresh) { pane.scrollTop = 0; detailsFresh = false; }
+}
+
 async function showSelected() {
   const id = state.selected;
   const el = cy.getElementById(id);
@@ -315,50 +464,66 @@ async function showSelected() {
       ["requests", e.requests !== undefined ? `${e.requests} (${e.requests_per_second.toFixed(2)}/s)` : ""],
       ["error rate", e.requests ? pct(e.error_rate) : ""],
       ["p50 / p99", e.requests ? `${fmtSecs(e.p50_seconds)} / ${fmtSecs(e.p99_seconds)}` : ""]]);
+    const clientIps = new Set(src ? src.ips.slice(0, 4) : []), serverIps = dst ? dst.ips.slice(0, 4) : [];
     // Flows of the edge: both directions between the ends' addresses, on the server's port.
-    const flows = [];
-    if (src && dst) {
-      for (const [a, b] of [[src.ips[0], dst.ips[0]], [dst.ips[0], src.ips[0]]]) {
-        try {
-          const r = await fetch(api(`flows?src_ip=${encodeURIComponent(a)}&dst_ip=${encodeURIComponent(b)}&port=${e.port}&limit=20`));
-          if (r.ok) flows.push(...(await r.json()).flows);
-        } catch (err) { /* shown as none */ }
+    const flowQueries = [], connQueries = [];
+    for (const a of clientIps) {
+      for (const b of serverIps) {
+        for (const [x, y] of [[a, b], [b, a]])
+          flowQueries.push(getJson(`flows?src_ip=${encodeURIComponent(x)}&dst_ip=${encodeURIComponent(y)}&port=${e.port}&limit=20`));
       }
     }
+    // Connections of the edge: the server's address and port, the client's address at the other end.
+    if (e.transport === "tcp")
+      for (const b of serverIps) connQueries.push(getJson(`connections?state=all&ip=${encodeURIComponent(b)}&port=${e.port}&limit=200`));
+    const flows = unique((await Promise.all(flowQueries)).flatMap((d) => (d && d.flows) || []),
+                         (f) => `${f.interface}|${f.direction}|${f.src_ip}|${f.src_port}|${f.dst_ip}|${f.dst_port}|${f.protocol}`);
+    const conns = unique((await Promise.all(connQueries)).flatMap((d) => (d && d.connections) || []), (c) => c.cookie)
+      .filter((c) => (serverIps.includes(c.src_ip) && c.src_port === e.port && clientIps.has(c.dst_ip)) ||
+                     (serverIps.includes(c.dst_ip) && c.dst_port === e.port && clientIps.has(c.src_ip)));
     if (token !== detailsToken) return;
-    html += `<h3>Flows (${flows.length})</h3><table id="edge-flows"><thead><tr><th>from</th><th>to</th><th>if</th><th class="num">bytes</th><th class="num">packets</th><th><span class="sr-only">packet path</span></th></tr></thead><tbody>` +
-      flows.map((f) => `<tr><td>${esc(f.src_ip)}:${f.src_port}</td><td>${esc(f.dst_ip)}:${f.dst_port}</td><td>${esc(f.interface)} ${esc(f.direction)}</td><td class="num">${fmtBytes(f.bytes)}</td><td class="num">${f.packets}</td>` +
-        `<td><button type="button" class="trace" data-src="${esc(f.src_ip)}" data-dst="${esc(f.dst_ip)}" data-sport="${f.src_port || ""}" data-dport="${f.dst_port || ""}" data-proto="${esc(f.protocol || "")}" aria-label="trace the path of ${esc(f.src_ip)}:${f.src_port} to ${esc(f.dst_ip)}:${f.dst_port}">trace</button></td></tr>`).join("") +
-      "</tbody></table>";
+    html += flowsTable(flows);
+    if (e.transport === "tcp") html += connectionsTable(conns);
     if (e.protocol && dst) {
-      try {
-        const r = await fetch(api(`l7/endpoints?service=${encodeURIComponent(`${dst.ips[0]}:${e.port}`)}&limit=20`));
-        const eps = r.ok ? (await r.json()).endpoints || [] : [];
-        if (token !== detailsToken) return;
-        html += `<h3>L7 endpoints (${eps.length})</h3><table><thead><tr><th>side</th><th>method</th><th>route</th><th class="num">req</th><th class="num">errors</th><th class="num">p99</th></tr></thead><tbody>` +
-          eps.map((p) => `<tr><td>${esc(p.side)}</td><td>${esc(p.method)}</td><td>${esc(p.route)}</td><td class="num">${p.requests}</td><td class="num">${p.errors}</td><td class="num">${fmtSecs(p.p99_seconds)}</td></tr>`).join("") +
-          "</tbody></table>";
-      } catch (err) { /* none */ }
+      const doc = await getJson(`l7/endpoints?service=${encodeURIComponent(`${dst.ips[0]}:${e.port}`)}&limit=20`);
+      const eps = (doc && doc.endpoints) || [];
+      if (token !== detailsToken) return;
+      html += `<h3>L7 endpoints (${eps.length})</h3><table><thead><tr><th>side</th><th>method</th><th>route</th><th class="num">req</th><th class="num">errors</th><th class="num">p99</th></tr></thead><tbody>` +
+        eps.map((p) => `<tr><td>${esc(p.side)}</td><td>${esc(p.method)}</td><td>${esc(p.route)}</td><td class="num">${p.requests}</td><td class="num">${p.errors}</td><td class="num">${fmtSecs(p.p99_seconds)}</td></tr>`).join("") +
+        "</tbody></table>";
     }
-    pane.innerHTML = html;
+    html += eventsTable([e.source, e.target]);
+    setDetails(html);
   } else {
     const n = answerOf.get(id);
     const out = model.data.edges.filter((e) => e.source === n.id), inn = model.data.edges.filter((e) => e.target === n.id);
-    pane.innerHTML = `<h2>${esc(n.name)}</h2>` + dl([
+    let html = `<h2>${esc(n.name)}</h2>` + dl([
       ["kind", n.kind], ["namespace", n.namespace], ["workload", n.workload], ["pod", n.pod], ["process", n.process],
       ["segment", n.segment], ["addresses", n.ips.join(", ")], ["sent", fmtBytes(n.bytes_sent)], ["received", fmtBytes(n.bytes_received)],
       ["calls out", out.length], ["called by", inn.length]]) +
       `<h3>Talks to</h3><ul>${out.map((e) => `<li>${esc(nameOf(e.target))}:${e.port} ${esc(e.protocol || e.transport)}</li>`).join("")}</ul>` +
       `<h3>Called by</h3><ul>${inn.map((e) => `<li>${esc(nameOf(e.source))} :${e.port}</li>`).join("")}</ul>`;
+    // Its flows and connections: every one with one of its addresses at either end.
+    const ips = n.ips.slice(0, 4);
+    const [fdocs, cdocs] = await Promise.all([
+      Promise.all(ips.map((ip) => getJson(`flows?ip=${encodeURIComponent(ip)}&limit=50`))),
+      Promise.all(ips.map((ip) => getJson(`connections?state=all&ip=${encodeURIComponent(ip)}&limit=50`)))]);
+    if (token !== detailsToken) return;
+    const flows = unique(fdocs.flatMap((d) => (d && d.flows) || []),
+                         (f) => `${f.interface}|${f.direction}|${f.src_ip}|${f.src_port}|${f.dst_ip}|${f.dst_port}|${f.protocol}`);
+    const conns = unique(cdocs.flatMap((d) => (d && d.connections) || []), (c) => c.cookie);
+    html += flowsTable(flows) + connectionsTable(conns) + eventsTable([n.id]);
+    setDetails(html);
   }
 }
 
 function select(id) {
   state.selected = id;
+  detailsFresh = true;
   cy.elements().unselect();
   const el = cy.getElementById(id);
   if (el.nonempty()) el.select();
-  for (const tr of $("edges").tBodies[0].rows) {
+  for (const tr of [...$("edges").tBodies[0].rows, ...$("nodes").tBodies[0].rows]) {
     const on = tr.dataset.id === id;
     tr.classList.toggle("selected", on);
     tr.setAttribute("aria-selected", String(on));
@@ -445,6 +610,7 @@ function openStream() {
     live = { meta, nodes: new Map(nodes.map((n) => [n.id, n])), edges: new Map(edges.map((e) => [e.id, e])) };
     model.stream.connected = true;
     model.stream.snapshots++;
+    model.via = "stream";
     if (doc.enabled) render(liveDocument());
   });
   es.addEventListener("diff", (ev) => {
@@ -456,6 +622,7 @@ function openStream() {
     live.meta.seq = d.seq;
     model.stream.connected = true;
     model.stream.diffs++;
+    model.via = "stream";
     render(liveDocument());
   });
   es.onerror = () => {
@@ -475,6 +642,7 @@ async function refresh() {
       const body = await r.json();
       if (!r.ok) throw new Error(body.error || `HTTP ${r.status}`);
       if (!body.enabled) throw new Error("the agent has no topology stage");
+      model.via = "poll";
       render(body);
     }
     model.updates++;
