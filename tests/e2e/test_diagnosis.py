@@ -13,6 +13,7 @@ import subprocess
 import time
 import unittest
 
+from e2e_inspect import nstat_counters
 from netprobe_e2e import AGENT, PYTHON, E2ETestCase, log, require_tools, run, wait_for
 
 CLI = os.path.join(os.path.dirname(AGENT), "netprobe")
@@ -132,9 +133,9 @@ class DiagnosisTest(E2ETestCase):
         self.assertEqual(line.strip(), b"READY")
         return p
 
-    def nstat(self, netns: str) -> dict:
-        out = run(["nstat", "-az", "--json"], netns=netns).stdout
-        return json.loads(out)["kernel"]
+    @staticmethod
+    def nstat(netns: str) -> dict:
+        return nstat_counters(netns)
 
     def test_a_healthy_node_has_no_findings(self):
         self.servers()
