@@ -72,6 +72,8 @@ run_step() {
 }
 
 run_step "BPF programs (BPF_PROG_TEST_RUN)" "$LOGS/prog.log" "$BIN/np_bpf_prog_bench"
+run_step "netprobe_tc_in under a random-port SYN flood, feature by feature (BPF_PROG_TEST_RUN)" \
+  "$LOGS/flood_prog.log" "$BIN/np_bpf_flood_bench"
 run_step "Collector (Google Benchmark)" "$LOGS/collector.log" \
   "$BIN/np_collector_bench" --benchmark_out="$LOGS/collector.json" --benchmark_out_format=json
 run_step "Topology stream update cost (Google Benchmark)" "$LOGS/topology_stream.log" \
@@ -716,6 +718,12 @@ $(section "$LOGS/ui.log")
 ### SYN floods: agent CPU
 $(section "$LOGS/flood.log")
 
+Where a flood packet's time goes in \`netprobe_tc_in\` (\`bench/bpf_flood_bench.cpp\`: 65,536 distinct
+SYNs run once each with BPF_PROG_TEST_RUN, the security ring drained and \`flow_stats\` emptied every
+256 as the agent's collection does; each configuration with one feature off, so the differences are
+what the features cost per new flow):
+$(section "$LOGS/flood_prog.log")
+
 ### Flow export: ClickHouse sink
 $(section "$LOGS/clickhouse.log")
 
@@ -731,7 +739,7 @@ left=$( {
   ip netns list | awk '$1 ~ /^npb-/'
   ip -o link show type veth | awk -F': ' '$2 ~ /^npb/ {print $2}'
   bpftool prog show 2>/dev/null | grep -E 'np_bench' || true
-  pgrep -af 'restart_bench.py|np_sink_bench|clickhouse-server --config-file=/tmp/npb-ch|np_flowgen|ui_render.cjs|np_bpf_prog_bench|np_collector_bench|stack_load.py|security_bench.py|churn_load.py|storage.tsdb.path=/tmp/npb-churn|netprobe-agent --interface-filter=npb(tp|rs|sec|ch|ui)|socket-netns=/run/netns/npb-stk' || true
+  pgrep -af 'restart_bench.py|np_sink_bench|clickhouse-server --config-file=/tmp/npb-ch|np_flowgen|ui_render.cjs|np_bpf_prog_bench|np_bpf_flood_bench|np_collector_bench|stack_load.py|security_bench.py|churn_load.py|storage.tsdb.path=/tmp/npb-churn|netprobe-agent --interface-filter=npb(tp|rs|sec|ch|ui)|socket-netns=/run/netns/npb-stk' || true
 } )
 if [[ -n $left ]]; then
   echo "bench: left behind:" >&2
