@@ -14,6 +14,7 @@
 // Configurations: the agent's defaults (flows, security, handshake timing), then with
 // each of them off, so the differences are what each feature costs per flood packet.
 // Output: a table; lines starting with "RESULT\t" are for bench/run.sh.
+#include "bpf_bench_util.hpp"
 #include "frame_util.hpp"
 
 #include <bpf/bpf.h>
@@ -43,15 +44,9 @@ constexpr std::size_t kFrames = 65536;
 const std::size_t kRound = std::clamp<std::size_t>(
     std::getenv("NP_ROUND") ? std::strtoul(std::getenv("NP_ROUND"), nullptr, 10) : 256, 1, kFrames);
 
-int quietLibbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
-    if (level != LIBBPF_WARN) return 0;
-    return std::vfprintf(stderr, fmt, args);
-}
+using npbench::quietLibbpf;
 
-[[noreturn]] void die(const char* what, int err) {
-    std::fprintf(stderr, "np_bpf_flood_bench: %s: %s\n", what, std::strerror(err));
-    std::exit(1);
-}
+[[noreturn]] void die(const char* what, int err) { npbench::fail("np_bpf_flood_bench", what, err); }
 
 // 64 bytes: Ethernet + IPv4 + TCP SYN to 198.18.0.2:80 from 198.18.(1 + i / 256 % 256).(i % 256):(1024 + i).
 std::vector<std::uint8_t> synFrame(std::size_t i) {
@@ -153,16 +148,13 @@ int main() {
         dp->rodata->np_enable_handshakes = c.handshakes;
         if (int err = datapath_bpf__load(dp.get()); err) die("load datapath skeleton", -err);
         if (int err = netprobe::ebpf::calibrateClock(*dp); err) die("calibrate the flow clock", -err);
-        ring_buffer* ring = ring_buffer__new(bpf_map__fd(dp->maps.sec_events),
-                                             [](void*, void*, std::size_t) { return 0; }, nullptr, nullptr);
-        if (!ring) die("ring_buffer__new", errno);
-        std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> ring_owner(ring, ring_buffer__free);
+        const npbench::RingPtr ring = npbench::discardingRing("np_bpf_flood_bench", bpf_map__fd(dp->maps.sec_events));
         const int prog = bpf_program__fd(dp->progs.netprobe_tc_in);
         const int flows = bpf_map__fd(dp->maps.flow_stats);
         double sum = 0;
         for (std::size_t r = 0; r < kFrames / kRound; ++r) {
             sum += runFrames(prog, frames, r * kRound, kRound);
-            ring_buffer__consume(ring);
+            ring_buffer__consume(ring.get());
             drainFlows(flows);
         }
         const double ns = sum / static_cast<double>(kFrames / kRound);

@@ -22,6 +22,7 @@
 // Verdict (steady cases only; "first" rows are informational): ratio <= 5x is
 // the floor (PASS), <= 3x the aim. Exit status is non-zero only on errors.
 // Lines starting with "RESULT\t" are for bench/run.sh.
+#include "bpf_bench_util.hpp"
 #include "frame_util.hpp"
 
 #include <arpa/inet.h>
@@ -61,15 +62,9 @@ namespace {
 constexpr double kFloor = 5.0;
 constexpr double kAim = 3.0;
 
-int quietLibbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
-    if (level != LIBBPF_WARN) return 0;
-    return std::vfprintf(stderr, fmt, args);
-}
+using npbench::quietLibbpf;
 
-[[noreturn]] void die(const char* what, int err) {
-    std::fprintf(stderr, "np_bpf_prog_bench: %s: %s\n", what, std::strerror(err));
-    std::exit(1);
-}
+[[noreturn]] void die(const char* what, int err) { npbench::fail("np_bpf_prog_bench", what, err); }
 
 // Loads a datapath skeleton and sets up its flow clock as the agent does (bpf/lib/clock.h).
 void loadCalibrated(datapath_bpf& s, const char* what) {
@@ -377,10 +372,7 @@ int main(int argc, char** argv) {
     sec->rodata->np_enable_decap = decap;
     sec->rodata->np_enable_handshakes = 1;  // the agent's default (--qos=on)
     loadCalibrated(*sec, "load datapath skeleton (security on)");
-    ring_buffer* sec_ring = ring_buffer__new(bpf_map__fd(sec->maps.sec_events),
-                                             [](void*, void*, std::size_t) { return 0; }, nullptr, nullptr);
-    if (!sec_ring) die("ring_buffer__new", errno);
-    std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> sec_ring_owner(sec_ring, ring_buffer__free);
+    const npbench::RingPtr sec_ring = npbench::discardingRing("np_bpf_prog_bench", bpf_map__fd(sec->maps.sec_events));
     const int xdp_s = bpf_program__fd(sec->progs.netprobe_xdp);
     const int tc_in_s = bpf_program__fd(sec->progs.netprobe_tc_in);
     const int tc_eg_s = bpf_program__fd(sec->progs.netprobe_tc_eg);
@@ -398,10 +390,7 @@ int main(int argc, char** argv) {
     std::printf("intel: %zu prefixes installed in %.2f s (%s), trie %.1f MiB (memlock)\n", scale.entries,
                 scale.install_seconds, scale.batched ? "batched" : "one by one",
                 static_cast<double>(scale.trie_bytes) / (1 << 20));
-    ring_buffer* intel_ring = ring_buffer__new(bpf_map__fd(intel->maps.sec_events),
-                                               [](void*, void*, std::size_t) { return 0; }, nullptr, nullptr);
-    if (!intel_ring) die("ring_buffer__new", errno);
-    std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> intel_ring_owner(intel_ring, ring_buffer__free);
+    const npbench::RingPtr intel_ring = npbench::discardingRing("np_bpf_prog_bench", bpf_map__fd(intel->maps.sec_events));
     const int tc_in_i = bpf_program__fd(intel->progs.netprobe_tc_in);
     const int flow_i = bpf_map__fd(intel->maps.flow_stats);
 
@@ -414,10 +403,7 @@ int main(int argc, char** argv) {
     names->rodata->np_enable_decap = decap;
     names->rodata->np_enable_handshakes = 1;  // the agent's default (--qos=on)
     loadCalibrated(*names, "load datapath skeleton (names on)");
-    ring_buffer* names_ring = ring_buffer__new(bpf_map__fd(names->maps.sec_events),
-                                               [](void*, void*, std::size_t) { return 0; }, nullptr, nullptr);
-    if (!names_ring) die("ring_buffer__new", errno);
-    std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> names_ring_owner(names_ring, ring_buffer__free);
+    const npbench::RingPtr names_ring = npbench::discardingRing("np_bpf_prog_bench", bpf_map__fd(names->maps.sec_events));
     const int tc_in_n = bpf_program__fd(names->progs.netprobe_tc_in);
     const int flow_n = bpf_map__fd(names->maps.flow_stats);
 
@@ -498,9 +484,9 @@ int main(int argc, char** argv) {
                     pp.push_back(testRun(c.prog_fd, *c.frame, 1, c.retval));
                     hh.push_back(testRun(c.prog_fd, *c.frame, 1, c.retval));  // now a hit
                 }
-                ring_buffer__consume(sec_ring);  // the +sec insert sends a record per run
-                ring_buffer__consume(names_ring);
-                ring_buffer__consume(intel_ring);
+                ring_buffer__consume(sec_ring.get());  // the +sec insert sends a record per run
+                ring_buffer__consume(names_ring.get());
+                ring_buffer__consume(intel_ring.get());
                 r_ns.push_back(stats(rr).median);
                 p_ns.push_back(stats(pp).median);
                 h_ns.push_back(stats(hh).median);
