@@ -514,6 +514,7 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
             d.tx_packets = since(l.tx_packets, p->second.tx_packets);
             if (any || d.rx_packets || d.tx_packets) iv.delta.links[idx] = d;
         }
+        if (s.full_listeners) iv.full_listeners = *s.full_listeners;
         window_.push_back(std::move(iv));
     }
     prev_ = cur;
@@ -558,6 +559,30 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
                       {"rate", secs > 0 ? sum.listen_overflows / secs : 0, "overflows/s"}};
         f.cause = a.cause;
         f.fix = a.fix;
+        // The listeners found with a full accept queue when the counter moved: the ports
+        // whose backlog to raise (the fullest queue each, at most 5).
+        std::map<std::pair<util::Addr16, std::uint16_t>, collector::FullListener> full;
+        for (const auto& iv : window_)
+            for (const auto& l : iv.full_listeners) {
+                auto [it, fresh] = full.try_emplace({l.addr, l.port}, l);
+                if (!fresh && l.queued > it->second.queued) it->second = l;
+            }
+        std::vector<collector::FullListener> ports;
+        for (const auto& [k, l] : full) ports.push_back(l);
+        std::sort(ports.begin(), ports.end(), [](const auto& x, const auto& y) { return x.queued > y.queued; });
+        if (ports.size() > 5) ports.resize(5);
+        std::vector<std::string> raise;
+        for (const auto& l : ports) {
+            const std::string ep = util::formatEndpoint(l.addr, l.port);
+            f.evidence.push_back({"accept queue of " + ep, static_cast<double>(l.queued),
+                                  "connections (backlog " + std::to_string(l.backlog) + ")"});
+            raise.push_back("raise the listen backlog of " + ep + " (now " + std::to_string(l.backlog) +
+                            "; the kernel caps it at net.core.somaxconn) or accept() faster there");
+        }
+        if (!ports.empty()) {
+            f.title += " on :" + std::to_string(ports.front().port);
+            f.fix.insert(f.fix.begin(), raise.begin(), raise.end());
+        }
         f.query = "nstat -az TcpExtListenOverflows TcpExtListenDrops; ss -ltn";
         out.push_back(std::move(f));
     }

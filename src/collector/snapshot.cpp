@@ -58,6 +58,7 @@ struct SnapshotMembers {
     decltype(Snapshot::stack) stack;
     decltype(Snapshot::cgroup_traffic) cgroup_traffic;
     decltype(Snapshot::netstat) netstat;
+    decltype(Snapshot::full_listeners) full_listeners;
     decltype(Snapshot::links) links;
     decltype(Snapshot::link_counters) link_counters;
     decltype(Snapshot::conntrack) conntrack;
@@ -101,6 +102,7 @@ std::shared_ptr<const Snapshot> Snapshot::withoutFlowSamples() const {
     c->stack = stack;
     c->cgroup_traffic = cgroup_traffic;
     c->netstat = netstat;
+    c->full_listeners = full_listeners;
     c->links = links;
     c->link_counters = link_counters;
     c->conntrack = conntrack;

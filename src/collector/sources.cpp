@@ -4,6 +4,8 @@
 #include <netprobe/l7/tls.hpp>
 #include <netprobe/ebpf/interfaces.hpp>
 
+#include "ebpf/sock_diag.hpp"
+
 #include <cerrno>
 
 #include <cstdio>
@@ -446,6 +448,38 @@ Result<void> NetstatSource::collect(SnapshotBuilder& b) {
         for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, fp)) > 0;) text.append(buf, n);
         std::fclose(fp);
         parseNetstat(text, *m);
+    }
+    // Which listener overflowed: the counter is the namespace's, the queues are per socket.
+    if (auto it = m->find("TcpExt.ListenOverflows"); it != m->end()) {
+        const bool moved = overflows_ && it->second > *overflows_;
+        overflows_ = it->second;
+        if (moved) {
+            if (!diag_) {
+                auto fd = ebpf::sockDiagSocket("");
+                if (fd) diag_ = std::move(*fd);
+                else if (!diag_warned_) {
+                    spdlog::warn("netstat: cannot read the listeners' accept queues: {}", fd.error().what());
+                    diag_warned_ = true;
+                }
+            }
+            std::vector<ebpf::TcpListener> all;
+            if (diag_) {
+                if (auto r = ebpf::dumpTcpListeners(diag_.get(), all); !r) {
+                    if (!diag_warned_) spdlog::warn("netstat: listener dump: {}", r.error().what());
+                    diag_warned_ = true;
+                    all.clear();
+                    diag_.reset();  // a fresh socket next time
+                }
+            }
+            auto full = std::make_shared<std::vector<FullListener>>();
+            for (const auto& l : all)
+                if (l.queued > 0 && l.queued >= l.backlog)
+                    full->push_back({l.addr, l.family, l.port, l.queued, l.backlog});
+            std::sort(full->begin(), full->end(),
+                      [](const FullListener& a, const FullListener& b) { return a.queued > b.queued; });
+            if (full->size() > 64) full->resize(64);
+            b.snapshot().full_listeners = std::move(full);
+        }
     }
     b.snapshot().netstat = std::move(m);
     return {};

@@ -12,7 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <thread>
@@ -55,7 +58,11 @@ Result<UniqueFd> sockDiagSocket(const std::string& netns_path) {
     return fd;
 }
 
-Result<void> dumpTcpCookies(int fd, std::unordered_set<std::uint64_t>& cookies) {
+namespace {
+// One SOCK_DIAG_BY_FAMILY dump of TCP sockets in `states` (bit per TCP state) for each
+// family; each inet_diag_msg goes to f.
+template <typename F>
+Result<void> dumpTcp(int fd, std::uint32_t states, F&& f) {
     for (std::uint8_t family : {std::uint8_t{AF_INET}, std::uint8_t{AF_INET6}}) {
         struct {
             nlmsghdr nlh;
@@ -67,8 +74,7 @@ Result<void> dumpTcpCookies(int fd, std::unordered_set<std::uint64_t>& cookies) 
         msg.nlh.nlmsg_seq = family;
         msg.req.sdiag_family = family;
         msg.req.sdiag_protocol = IPPROTO_TCP;
-        // every state but LISTEN and TIME_WAIT (never in conn_table); NEW_SYN_RECV = bit 12
-        msg.req.idiag_states = 0xfff & ~((1u << 10) /*LISTEN*/ | (1u << 6) /*TIME_WAIT*/);
+        msg.req.idiag_states = states;
         sockaddr_nl kernel{};
         kernel.nl_family = AF_NETLINK;
         if (::sendto(fd, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0)
@@ -94,17 +100,41 @@ Result<void> dumpTcpCookies(int fd, std::unordered_set<std::uint64_t>& cookies) 
                 }
                 if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg)))
                     continue;
-                const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
-                // A timewait mini-socket (inet_twsk_diag_fill sets timer 3) is dumped with
-                // the state of its substate - FIN_WAIT2 for an orphan whose FIN was
-                // acknowledged, for tcp_fin_timeout (60 s) - and the cookie of the socket it
-                // replaced: that socket, and its record, are gone. Not a live socket.
-                if (m->idiag_timer == 3) continue;
-                cookies.insert(std::uint64_t{m->id.idiag_cookie[0]} | (std::uint64_t{m->id.idiag_cookie[1]} << 32));
+                f(*static_cast<const inet_diag_msg*>(NLMSG_DATA(h)));
             }
         }
     }
     return {};
+}
+}  // namespace
+
+Result<void> dumpTcpCookies(int fd, std::unordered_set<std::uint64_t>& cookies) {
+    // every state but LISTEN and TIME_WAIT (never in conn_table); NEW_SYN_RECV = bit 12
+    return dumpTcp(fd, 0xfff & ~((1u << 10) /*LISTEN*/ | (1u << 6) /*TIME_WAIT*/), [&](const inet_diag_msg& m) {
+        // A timewait mini-socket (inet_twsk_diag_fill sets timer 3) is dumped with the
+        // state of its substate - FIN_WAIT2 for an orphan whose FIN was acknowledged, for
+        // tcp_fin_timeout (60 s) - and the cookie of the socket it replaced: that socket,
+        // and its record, are gone. Not a live socket.
+        if (m.idiag_timer == 3) return;
+        cookies.insert(std::uint64_t{m.id.idiag_cookie[0]} | (std::uint64_t{m.id.idiag_cookie[1]} << 32));
+    });
+}
+
+Result<void> dumpTcpListeners(int fd, std::vector<TcpListener>& out) {
+    return dumpTcp(fd, 1u << 10 /*LISTEN*/, [&](const inet_diag_msg& m) {
+        TcpListener l;
+        l.family = m.idiag_family == AF_INET6 ? 6 : 4;
+        if (l.family == 4) {
+            l.addr[10] = l.addr[11] = 0xff;
+            std::memcpy(&l.addr[12], &m.id.idiag_src[0], 4);
+        } else {
+            std::memcpy(l.addr.data(), m.id.idiag_src, 16);
+        }
+        l.port = ntohs(m.id.idiag_sport);
+        l.queued = m.idiag_rqueue;
+        l.backlog = m.idiag_wqueue;
+        out.push_back(l);
+    });
 }
 
 std::unordered_map<std::uint32_t, std::string> netnsPaths() {

@@ -2,6 +2,7 @@
 // reconciliation of the stack monitor's connection records with it.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "netprobe/util/error.hpp"
 #include "netprobe/util/fd.hpp"
@@ -24,6 +26,19 @@ Result<util::UniqueFd> sockDiagSocket(const std::string& netns_path);
 // the states conn_table can hold; timewait mini-sockets left out whatever their state)
 // to cookies.
 Result<void> dumpTcpCookies(int fd, std::unordered_set<std::uint64_t>& cookies);
+
+// A listening TCP socket and its accept queue (inet_diag: for a LISTEN socket idiag_rqueue
+// is the accept queue's length, idiag_wqueue the backlog it may reach).
+struct TcpListener {
+    std::array<std::uint8_t, 16> addr{};  // IPv4 stored IPv4-mapped
+    std::uint8_t family = 4;
+    std::uint16_t port = 0;
+    std::uint32_t queued = 0;
+    std::uint32_t backlog = 0;
+};
+// Appends the listening TCP sockets of the socket's namespace (both families) to out. A
+// dump of listeners only: the kernel walks its listening hash, not the established one.
+Result<void> dumpTcpListeners(int fd, std::vector<TcpListener>& out);
 
 // Files that open network namespaces, by inode: the caller's own, the names under
 // /run/netns, and the processes' (first found wins).

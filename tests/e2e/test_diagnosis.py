@@ -191,6 +191,16 @@ class DiagnosisTest(E2ETestCase):
         # The finding's count is the kernel's (nstat reads the same namespace's counters).
         self.assertEqual(self.evidence(f, "overflows"), overflows)
         self.assertIn("somaxconn", " ".join(f["fix"]))
+        # Which listener: its accept queue as the kernel reports it (ss, through the same
+        # inet_diag, is the reference: Send-Q is a listener's backlog, Recv-Q its queue).
+        ss = run(["ss", "-Hltn", "sport = :7304"], netns=self.node).stdout.split()
+        log(f"ss: {ss}; finding: {f['title']} / {f['evidence']}")
+        queues = [e for e in f["evidence"] if e["name"] == f"accept queue of {self.veth.host_ip}:7304"]
+        self.assertEqual(len(queues), 1, f["evidence"])
+        self.assertEqual(queues[0]["unit"], f"connections (backlog {ss[2]})")
+        self.assertGreaterEqual(queues[0]["value"], int(ss[2]))
+        self.assertTrue(f["title"].endswith(" on :7304"), f["title"])
+        self.assertIn(f"raise the listen backlog of {self.veth.host_ip}:7304 (now {ss[2]};", f["fix"][0])
 
     def test_refused_connections_name_the_service(self):
         agent = self.agent()

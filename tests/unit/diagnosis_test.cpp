@@ -489,6 +489,55 @@ TEST(PathMtu, TooBigMessagesWithRetransmissionsAreABlackHole) {
     EXPECT_TRUE(rule(v, "path_mtu").empty());
 }
 
+// ---- listen overflows: the listeners found full when the counter moved ----
+
+std::shared_ptr<collector::Snapshot> listenSnap(const Clock& clk, double at, std::uint64_t overflows,
+                                                std::vector<collector::FullListener> full) {
+    auto s = snap(clk, at, {});
+    s->netstat = std::make_shared<std::map<std::string, std::uint64_t>>(
+        std::map<std::string, std::uint64_t>{{"TcpExt.ListenOverflows", overflows}, {"TcpExt.ListenDrops", overflows}});
+    if (!full.empty()) s->full_listeners = std::make_shared<std::vector<collector::FullListener>>(std::move(full));
+    return s;
+}
+
+collector::FullListener fullListener(std::uint8_t last, std::uint16_t port, std::uint32_t queued, std::uint32_t backlog) {
+    collector::FullListener l;
+    l.addr = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, last};
+    l.port = port;
+    l.queued = queued;
+    l.backlog = backlog;
+    return l;
+}
+
+TEST(ListenOverflow, NamesTheListenersWhoseAcceptQueueWasFull) {
+    Clock clk;
+    DiagnosisOptions o;
+    Diagnosis d(o);
+    Views v;
+    d.run(*listenSnap(clk, 0, 100, {}), v);
+    d.run(*listenSnap(clk, 5, 130, {fullListener(1, 8080, 129, 128), fullListener(2, 5432, 5, 5)}), v);
+    d.run(*listenSnap(clk, 10, 150, {fullListener(1, 8080, 120, 128)}), v);  // the fullest read counts
+    auto f = rule(v, "listen_overflow");
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(evidence(f[0], "overflows"), 50);
+    EXPECT_EQ(evidence(f[0], "accept queue of 10.0.0.1:8080"), 129);
+    EXPECT_EQ(evidence(f[0], "accept queue of 10.0.0.2:5432"), 5);
+    EXPECT_TRUE(f[0].title.ends_with(" on :8080")) << f[0].title;
+    ASSERT_GE(f[0].fix.size(), 3u);
+    EXPECT_EQ(f[0].fix[0], "raise the listen backlog of 10.0.0.1:8080 (now 128; the kernel caps it at "
+                           "net.core.somaxconn) or accept() faster there");
+    EXPECT_NE(f[0].fix[1].find("10.0.0.2:5432 (now 5;"), std::string::npos);
+    // none found full (the burst was over when the queues were read): the node-wide finding
+    Diagnosis d2(o);
+    Views v2;
+    d2.run(*listenSnap(clk, 0, 0, {}), v2);
+    d2.run(*listenSnap(clk, 5, 40, {}), v2);
+    f = rule(v2, "listen_overflow");
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].title.find(" on :"), std::string::npos);
+    EXPECT_NE(joined(f[0].fix).find("somaxconn"), std::string::npos);
+}
+
 // ---- DNS servers that do not answer (the L7 view's unanswered queries) ----
 
 std::shared_ptr<analysis::l7::L7View> dnsView(std::uint64_t client_timeouts, std::uint64_t answered,

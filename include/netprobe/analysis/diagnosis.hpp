@@ -148,6 +148,7 @@ private:
         collector::MonoTime at{};
         double seconds = 0;
         Counters delta;
+        std::vector<collector::FullListener> full_listeners;  // read when the overflow counter moved
     };
     [[nodiscard]] static Counters countersOf(const collector::Snapshot& s);
     DiagnosisOptions options_;

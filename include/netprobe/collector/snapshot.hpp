@@ -196,6 +196,16 @@ struct SourceHealth {
     std::string last_error;  // empty: the last collection succeeded
 };
 
+// A listening TCP socket whose accept queue was full when read (inet_diag: the queue's
+// length and the backlog it may reach; the kernel refuses at more than the backlog).
+struct FullListener {
+    util::Addr16 addr{};  // IPv4 stored IPv4-mapped
+    std::uint8_t family = 4;
+    std::uint16_t port = 0;
+    std::uint32_t queued = 0;
+    std::uint32_t backlog = 0;
+};
+
 struct Snapshot {
     WallTime taken_at{};
     MonoTime mono{};              // the same instant on the monotonic clock (injected time for stages)
@@ -225,6 +235,10 @@ struct Snapshot {
     // and /proc/net/snmp: "TcpExt.ListenOverflows", "Tcp.RetransSegs", ...); null without
     // the netstat source.
     std::shared_ptr<const std::map<std::string, std::uint64_t>> netstat;
+    // TCP listeners of the agent's namespace whose accept queue was full (queued >= its
+    // backlog) when the netstat source saw TcpExt.ListenOverflows move since its previous
+    // read (at most 64, fullest first); null when it did not move or the dump failed.
+    std::shared_ptr<const std::vector<FullListener>> full_listeners;
     // Link speeds and qdisc statistics of the agent's namespace, as the links source's
     // background task last read them (its own cadence); null without the links source.
     std::shared_ptr<const LinkSample> links;

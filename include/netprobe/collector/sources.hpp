@@ -22,6 +22,7 @@
 #include <netprobe/ebpf/manager.hpp>
 #include <netprobe/ebpf/map_io.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
+#include <netprobe/util/fd.hpp>
 #include <netprobe/util/scheduler.hpp>
 
 namespace netprobe::collector {
@@ -65,6 +66,10 @@ private:
 // The kernel's netstat/SNMP counters of the agent's namespace (/proc/self/net/netstat and
 // /proc/self/net/snmp): two small files, read every collection. Counters the BPF programs
 // cannot see (a SYN dropped on a full accept queue is consumed, not freed with a reason).
+// The kernel's SNMP/netstat counters of the agent's namespace; when TcpExt.ListenOverflows
+// moved since the previous read, also the listeners whose accept queue is full (one
+// NETLINK_SOCK_DIAG dump of LISTEN sockets: which port overflowed, which the counter does
+// not say).
 class NetstatSource final : public Source {
 public:
     explicit NetstatSource(std::string proc_net = "/proc/self/net") : dir_(std::move(proc_net)) {}
@@ -73,6 +78,9 @@ public:
 
 private:
     std::string dir_;
+    std::optional<std::uint64_t> overflows_;  // TcpExt.ListenOverflows at the previous read
+    util::UniqueFd diag_;                     // sock_diag socket of this namespace (lazily)
+    bool diag_warned_ = false;
 };
 // Parses /proc/net/netstat or /proc/net/snmp text (header line, value line per group) into
 // "Group.Name" -> value; malformed pairs are skipped.
