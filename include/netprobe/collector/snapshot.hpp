@@ -237,7 +237,7 @@ struct Snapshot {
     std::shared_ptr<const std::map<std::string, std::uint64_t>> netstat;
     // TCP listeners of the agent's namespace whose accept queue was full (queued >= its
     // backlog) when the netstat source saw TcpExt.ListenOverflows move since its previous
-    // read (at most 64, fullest first); null when it did not move or the dump failed.
+    // read (at most 64, fullest first); null when it did not move, empty when the dump failed.
     std::shared_ptr<const std::vector<FullListener>> full_listeners;
     // Link speeds and qdisc statistics of the agent's namespace, as the links source's
     // background task last read them (its own cadence); null without the links source.
