@@ -272,6 +272,19 @@ class TopologyLiveTest(E2ETestCase):
         p = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert", crt, url],
                 netns=self.node, check=False)
         self.assertEqual(p.stdout.strip(), "401")
+        # The web UI behind the same web config: 401 without the password, and with it the
+        # page and the bundle byte for byte as the build made them (ui/dist)
+        dist = os.path.join(os.environ.get("NETPROBE_BUILD_DIR") or
+                            os.path.join(os.path.dirname(os.path.dirname(AGENT)), "build"), "ui", "dist")
+        for path, name in (("/ui/", "index.html"), ("/ui/app.js", "app.js")):
+            ui = f"https://127.0.0.1:{port}{path}"
+            p = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert", crt, ui],
+                    netns=self.node, check=False)
+            self.assertEqual(p.stdout.strip(), "401", path)
+            body = subprocess.run(["ip", "netns", "exec", self.node, "curl", "-sSf", "--max-time", "5", "--cacert", crt,
+                                   "-u", "alice:secret", ui], capture_output=True, check=True).stdout
+            with open(os.path.join(dist, name), "rb") as f:
+                self.assertEqual(body, f.read(), path)
         r = SseReader(self, self.node, url, curl_args=("--cacert", crt, "-u", "alice:secret"))
         snap = r.wait_event(lambda e: e["event"] == "snapshot", 10, "the snapshot over TLS")
         self.assertTrue(snap["json"]["enabled"])
