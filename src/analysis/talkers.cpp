@@ -9,26 +9,13 @@
 #include <cstring>
 
 #include <netprobe/analysis/flows.hpp>
+#include <netprobe/util/hash.hpp>
 
 namespace netprobe::analysis {
 
 namespace {
 
-// splitmix64's finalizer over (h, v): every input bit reaches the low bits, which the
-// open addressing below indexes by (std::hash of an integer is the identity).
-std::size_t mix(std::size_t h, std::uint64_t v) {
-    std::uint64_t z = h + 0x9e3779b97f4a7c15ULL + v;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return static_cast<std::size_t>(z ^ (z >> 31));
-}
-
-std::size_t hashAddr(std::size_t h, const util::Addr16& a) {
-    std::uint64_t lo, hi;
-    std::memcpy(&lo, a.data(), 8);
-    std::memcpy(&hi, a.data() + 8, 8);
-    return mix(mix(h, lo), hi);
-}
+using util::hashAddr;
 
 bool hasPorts(const flow_key& k) {
     return (k.proto == IPPROTO_TCP || k.proto == IPPROTO_UDP) && (k.src_port != 0 || k.dst_port != 0);
@@ -47,13 +34,13 @@ const char* toString(ServerSide s) {
 
 std::size_t TalkerKeyHash::operator()(const TalkerKey& k) const noexcept {
     std::size_t h = hashAddr(hashAddr(0, k.local), k.peer);
-    return mix(h, (std::uint64_t{k.ifindex} << 32) | (std::uint64_t{k.server_port} << 16) |
+    return util::mix64(h, (std::uint64_t{k.ifindex} << 32) | (std::uint64_t{k.server_port} << 16) |
                       (std::uint64_t{k.direction} << 12) | (std::uint64_t{static_cast<std::uint8_t>(k.server)} << 8) |
                       k.proto);
 }
 
 std::size_t ServerEndpoints::EndpointHash::operator()(const Endpoint& e) const noexcept {
-    return mix(hashAddr(0, e.addr), (std::uint64_t{e.port} << 8) | e.proto);
+    return util::mix64(hashAddr(0, e.addr), (std::uint64_t{e.port} << 8) | e.proto);
 }
 
 void ServerEndpoints::learn(std::span<const ebpf::Connection> connections, std::uint64_t now_ns) {

@@ -10,6 +10,7 @@
 #include <netprobe/analysis/l7/stage.hpp>
 #include <netprobe/collector/snapshot.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
+#include <netprobe/util/hash.hpp>
 
 namespace netprobe::analysis {
 namespace {
@@ -33,17 +34,11 @@ struct Tuple {
 
 struct TupleHash {
     std::size_t operator()(const Tuple& t) const noexcept {
-        std::uint64_t h = 1469598103934665603ull;  // FNV-1a over the fields
-        auto mix = [&](const std::uint8_t* p, std::size_t n) {
-            for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-        };
-        mix(t.src.data(), 16);
-        mix(t.dst.data(), 16);
-        const std::uint8_t tail[6] = {static_cast<std::uint8_t>(t.sport), static_cast<std::uint8_t>(t.sport >> 8),
-                                      static_cast<std::uint8_t>(t.dport), static_cast<std::uint8_t>(t.dport >> 8),
-                                      t.proto, t.family};
-        mix(tail, sizeof tail);
-        return static_cast<std::size_t>(h ^ (h >> 29));
+        // word at a time (util/hash.hpp): a byte-wise FNV over the 38 bytes was ~8% of the
+        // agent's samples under a random-port flood
+        return util::mix64(util::hashAddr(util::hashAddr(0, t.src), t.dst),
+                           std::uint64_t{t.sport} | std::uint64_t{t.dport} << 16 | std::uint64_t{t.proto} << 32 |
+                               std::uint64_t{t.family} << 40);
     }
 };
 template <typename V>
