@@ -153,6 +153,26 @@ int run(const Invocation& inv) {
         std::cout.flush();
         return t.rows.size();
     };
+    // --follow: polls until a stop signal (SIGINT/SIGTERM, between polls) or the reader goes
+    // away; fresh(doc, first) picks what was not printed yet, printed as items (json, yaml)
+    // or as table rows under one header.
+    auto follow = [&](const std::map<std::string, std::string>& query, const char* key, auto&& table_of,
+                      auto&& fresh_of) {
+        stopOnSignals();
+        for (bool first = true;; first = false) {
+            nlohmann::json out{{key, fresh_of(api.getJson(inv.path, query), first)}};
+            const auto& fresh = out[key];
+            if (!fresh.empty() || first) {
+                if (json) {
+                    for (const auto& x : fresh) item(x);
+                    std::cout.flush();
+                } else {
+                    print(table_of(out, wide), out, first);
+                }
+            }
+            if (!std::cout || pauseOrStop(inv.interval)) return kExitOk;  // the reader went away, or stopped
+        }
+    };
     auto done = [&](std::size_t rows) { return rows == 0 && inv.fail_if_empty ? kExitNotFound : kExitOk; };
     using K = Invocation::Kind;
     switch (inv.kind) {
@@ -165,11 +185,8 @@ int run(const Invocation& inv) {
                 return done(print(flowsTable(doc, wide), doc));
             }
             // --follow: each poll prints the flows whose last packet is newer than what was printed.
-            stopOnSignals();
             std::map<std::string, std::string> seen;  // flow -> last_seen printed
-            bool first = true;
-            for (;;) {
-                auto doc = api.getJson(inv.path, inv.query);
+            return follow(inv.query, "flows", flowsTable, [&](const nlohmann::json& doc, bool first) {
                 auto fresh = nlohmann::json::array();
                 for (auto& f : doc.value("flows", nlohmann::json::array())) {
                     auto& last = seen[flowKey(f)];
@@ -182,19 +199,8 @@ int run(const Invocation& inv) {
                     // Start with the newest `limit` flows, like tail.
                     while (fresh.size() > inv.limit) fresh.erase(fresh.begin() + static_cast<std::ptrdiff_t>(inv.limit));
                 }
-                nlohmann::json out{{"flows", fresh}};
-                if (!fresh.empty() || first) {
-                    if (json) {
-                        for (const auto& f : fresh) item(f);
-                        std::cout.flush();
-                    } else {
-                        print(flowsTable(out, wide), out, first);
-                    }
-                }
-                first = false;
-                if (!std::cout) return kExitOk;  // the reader went away
-                if (g_stop.load() || pauseOrStop(inv.interval)) return kExitOk;
-            }
+                return fresh;
+            });
         }
         case K::Connections: {
             auto doc = api.getJson(inv.path, inv.query);
@@ -207,11 +213,8 @@ int run(const Invocation& inv) {
                 auto doc = api.getJson(inv.path, query);
                 return done(print(eventsTable(doc, wide), doc));
             }
-            stopOnSignals();
             std::set<std::string> seen;
-            bool first = true;
-            for (;;) {
-                auto doc = api.getJson(inv.path, query);
+            return follow(query, "events", eventsTable, [&](const nlohmann::json& doc, bool) {
                 auto fresh = nlohmann::json::array();
                 auto evs = doc.value("events", nlohmann::json::array());
                 for (auto it = evs.rbegin(); it != evs.rend(); ++it) {  // oldest first
@@ -221,19 +224,8 @@ int run(const Invocation& inv) {
                             .second)
                         fresh.push_back(*it);
                 }
-                nlohmann::json out{{"events", fresh}};
-                if (!fresh.empty() || first) {
-                    if (json) {
-                        for (const auto& e : fresh) item(e);
-                        std::cout.flush();
-                    } else {
-                        print(eventsTable(out, wide), out, first);
-                    }
-                }
-                first = false;
-                if (!std::cout) return kExitOk;
-                if (g_stop.load() || pauseOrStop(inv.interval)) return kExitOk;
-            }
+                return fresh;
+            });
         }
         case K::Interfaces: {
             auto doc = api.getJson(inv.path, inv.query);
