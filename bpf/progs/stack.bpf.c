@@ -414,7 +414,7 @@ static __always_inline void np_drop_flow(const struct sk_buff *skb, __u32 reason
 		return;
 	}
 	__u64 one = 1;
-	enum np_lookup_result r = np_lookup_or_init(&drop_flows, &k, &one, (void **)&n);
+	enum np_lookup_result r = np_insert_or_get(&drop_flows, &k, &one, (void **)&n);
 	if (r == NP_FOUND && n)
 		*n += 1;
 	else if (r == NP_FAILED)
