@@ -149,9 +149,10 @@ class HttpTest(E2ETestCase):
         log(f"20 scrapes with 200 slow connections: max {max(times) * 1000:.1f} ms, "
             f"median {sorted(times)[10] * 1000:.1f} ms; attacker (re)connects {reconnects[0]}")
         self.assertLess(max(times), 1.0, f"scrape times {times}")
-        m = agent.metrics()
-        # the default head timeout (10 s) closed the slow ones
-        self.assertGreater(m.get("netprobe_http_connections_closed_total", listener="metrics", reason="head_timeout"), 0)
+        # The default head timeout (10 s from each connection's first byte) closes the slow
+        # ones; the scrapes above took about as long, so the first closes may still be due.
+        wait_for(lambda: agent.metrics().get("netprobe_http_connections_closed_total", listener="metrics",
+                                             reason="head_timeout") > 0, 8, "slow connections closed by the head timeout")
 
     def test_half_request_lines_do_not_block(self):
         """The reported case: 8, 16, 32 connections with half a request line."""

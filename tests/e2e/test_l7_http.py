@@ -233,17 +233,32 @@ class L7HttpTest(E2ETestCase):
         before = sum(self.series(agent, "netprobe_l7_requests_total", "server", service).values())
         out = run(["wrk", "-t1", "-c4", "-d2s", f"http://{service}/items/7"], netns=self.node, timeout=30).stdout
         n = int(re.search(r"(\d+) requests in", out).group(1))
-        log(f"wrk: {n} requests")
+        # a connection wrk reopened after an error may also have left a request behind
+        socket_errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+        log(f"wrk: {n} requests, {socket_errors} socket errors")
         self.assertGreater(n, 100)
-        after = self.settle(agent, service, before + n)
+        lost = {}
+        try:
+            after = self.settle(agent, service, before + n)
+        finally:
+            lost = {s.labels["where"]: s.value for s in agent.metrics().find("netprobe_l7_capture_lost_total")}
+            log(f"capture lost: {lost}")
         counted = sum(after.values()) - before
+        log(f"agent counted {counted} server-side requests of wrk's {n}")
+        self.assertEqual(sum(lost.values()), 0, lost)
         self.assertGreaterEqual(counted, n)
-        self.assertLessEqual(counted, n + 4)
-        lost = agent.metrics().find("netprobe_l7_capture_lost_total")
-        self.assertEqual(sum(s.value for s in lost), 0, [(s.labels, s.value) for s in lost])
+        self.assertLessEqual(counted, n + 4 + socket_errors)
         # wrk and curl exited, nginx closed its ends: no parser state left behind.
-        wait_for(lambda: agent.metrics().get("netprobe_l7_connections") <= held, 15,
-                 "parser state of closed connections released")
+        # (Other processes on the machine may hold parser state too: the value is logged.)
+        last = [0]
+
+        def released():
+            last[0] = agent.metrics().get("netprobe_l7_connections")
+            return last[0] <= held
+        try:
+            wait_for(released, 15, "parser state of closed connections released")
+        finally:
+            log(f"connections with parser state: {last[0]} (before the test: {held})")
 
     def test_https_plaintext_from_openssl(self):
         self.nginx()
