@@ -472,6 +472,13 @@ Diagnosis::Counters Diagnosis::countersOf(const collector::Snapshot& s) {
     }
     for (int i = 0; i < NP_MAP_ID_MAX; ++i)
         if (s.map_errors[static_cast<std::size_t>(i)]) c.lost[ebpf::mapName(i)] = s.map_errors[static_cast<std::size_t>(i)];
+    if (s.l7) {  // the L7 capture's kernel side (--l7=on)
+        const auto& k = s.l7->kernel;
+        if (k[NP_L7_CNT_RING_FULL]) c.lost["l7_events ring"] = k[NP_L7_CNT_RING_FULL];
+        if (k[NP_L7_CNT_ARGS_FULL]) c.lost["l7_args"] = k[NP_L7_CNT_ARGS_FULL];
+        if (k[NP_L7_CNT_CONNS_FULL]) c.lost["l7_conns"] = k[NP_L7_CNT_CONNS_FULL];
+    }
+    if (s.names && s.names->counters.queue_dropped) c.lost["name_capture queue"] = s.names->counters.queue_dropped;
     if (s.link_counters)
         for (const auto& l : s.link_counters->links) c.links[l.ifindex] = l;
     return c;
@@ -856,15 +863,26 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
         f.subject = what;
         f.severity = "warning";
         f.title = "NetProbe is losing data: " + what + " full";
-        f.evidence = {{"lost", static_cast<double>(n), "updates"}};
-        f.cause = "A kernel map or ring of NetProbe is full, so some packets or events are not counted in detail "
-                  "(totals per interface stay exact).";
-        f.fix = what == "flow_stats" ? std::vector<std::string>{"--flow-table-size=262144 (default 65536)",
-                                                                "--collect-interval=1s (idle entries are removed sooner)"}
-                : what == "conn_table" ? std::vector<std::string>{"more TCP connections than the kernel table holds "
-                                                                  "(65536): they are still counted in the totals"}
-                                       : std::vector<std::string>{"netprobe-agent --doctor   # map fill and errors"};
-        f.query = "increase(netprobe_map_update_errors_total[" + window + "]); netprobe_map_fill_ratio";
+        const bool records = what.ends_with(" ring") || what.ends_with(" queue");
+        f.evidence = {{"lost", static_cast<double>(n), records ? "records" : "updates"}};
+        f.cause = what.starts_with("l7_")
+                      ? "The L7 capture had no room for captured messages, so requests on the affected connections "
+                        "are missing from the L7 metrics and endpoints (every lost message is counted)."
+                      : "A kernel map or ring of NetProbe is full, so some packets or events are not counted in detail "
+                        "(totals per interface stay exact).";
+        if (what == "flow_stats")
+            f.fix = {"--flow-table-size=262144 (default 65536)", "--collect-interval=1s (idle entries are removed sooner)"};
+        else if (what == "conn_table")
+            f.fix = {"more TCP connections than the kernel table holds (65536): they are still counted in the totals"};
+        else if (what == "l7_events ring")
+            f.fix = {"--l7-ring-size=32MiB (default 8MiB): room for the messages of a burst until the agent reads them",
+                     "netprobe-agent --doctor   # map fill and errors"};
+        else
+            f.fix = {"netprobe-agent --doctor   # map fill and errors"};
+        f.query = what.starts_with("l7_") ? "increase(netprobe_l7_capture_lost_total[" + window + "])"
+                  : what == "name_capture queue"
+                      ? "increase(netprobe_name_capture_dropped_total[" + window + "])"
+                      : "increase(netprobe_map_update_errors_total[" + window + "]); netprobe_map_fill_ratio";
         out.push_back(std::move(f));
     }
 

@@ -9,6 +9,7 @@ a veth.
 
 import json
 import os
+import re
 import subprocess
 import time
 import unittest
@@ -245,6 +246,35 @@ class DiagnosisTest(E2ETestCase):
         self.assertEqual(self.evidence(f, "lost"), m.get("netprobe_map_update_errors_total", map="flow_stats"))
         self.assertGreater(self.evidence(f, "lost"), 0)
         self.assertEqual(m.get("netprobe_diagnosis_findings", rule="netprobe_data_loss", severity="warning"), 1)
+
+    def test_an_l7_ring_too_small_for_a_burst_is_netprobe_losing_data(self):
+        # The smallest L7 ring (one page) and wrk against nginx: the capture writes faster than
+        # the agent drains a ring that small. Every request the agent missed must be accounted
+        # for by a lost record (wrk's own count is the oracle for what happened).
+        require_tools("nginx", "wrk")
+        ip = self.veth.peer_ip
+        server = "server {{ listen IP:8080; location / {{ return 200 'ok'; }} }}".replace("IP", ip)  # {d}-template
+        self.start_nginx(self.veth.ns, server,
+                         ["curl", "-s", "-o", "/dev/null", f"http://{ip}:8080/"], ready_netns=self.node)
+        agent = self.agent("--l7=on", "--l7-ring-size=4KiB", "--security=off")
+        agent.wait_collections(2)
+        service = f"{ip}:8080"
+        out = run(["wrk", "-t1", "-c4", "-d2s", f"http://{service}/x"], netns=self.node, timeout=30).stdout
+        n = int(re.search(r"(\d+) requests in", out).group(1))
+        f = self.finding(agent, "netprobe_data_loss", "l7_events ring")
+        agent.wait_collections(2)
+        m = agent.metrics()
+        lost = m.get("netprobe_l7_capture_lost_total", where="ring_full")
+        counted = {side: sum(s.value for s in m.find("netprobe_l7_requests_total", side=side, service=service))
+                   for side in ("client", "server")}
+        missed = sum(max(0, n - c) for c in counted.values())
+        log(f"wrk {n} requests; agent counted {counted}, ring_full {lost}; finding {self.evidence(f, 'lost')}")
+        self.assertGreater(lost, 0)
+        self.assertGreater(missed, 0)  # requests were missed ...
+        self.assertLessEqual(missed, lost)  # ... and each one is a lost record (of the request or its response)
+        f = self.finding(agent, "netprobe_data_loss", "l7_events ring")
+        self.assertEqual(self.evidence(f, "lost"), agent.metrics().get("netprobe_l7_capture_lost_total", where="ring_full"))
+        self.assertIn("--l7-ring-size", " ".join(f["fix"]))
 
     # -- interface errors/drops ------------------------------------------------------------
 

@@ -642,4 +642,40 @@ TEST(DnsTimeouts, TheStageCountsUnansweredQueriesOverItsWindow) {
     EXPECT_EQ(v.l7->dns_timeouts[0].total, 6u);
 }
 
+// ---- NetProbe's own losses ----
+
+TEST(DataLoss, TheL7CaptureLosingMessagesIsAFindingWithItsWindowCount) {
+    Clock clk;
+    DiagnosisOptions o;
+    o.window = std::chrono::seconds(60);
+    Diagnosis d(o);
+    auto at = [&](double t, std::uint64_t ring_full, std::uint64_t conns_full) {
+        auto s = snap(clk, t, {});
+        auto l7 = std::make_shared<collector::L7Sample>();
+        l7->kernel[NP_L7_CNT_EVENTS] = 1000;
+        l7->kernel[NP_L7_CNT_RING_FULL] = ring_full;
+        l7->kernel[NP_L7_CNT_CONNS_FULL] = conns_full;
+        s->l7 = l7;
+        return s;
+    };
+    Views v;
+    d.run(*at(0, 0, 0), v);
+    d.run(*at(10, 0, 0), v);
+    EXPECT_TRUE(rule(v, "netprobe_data_loss").empty());
+    d.run(*at(20, 40, 0), v);
+    d.run(*at(30, 75, 3), v);
+    auto f = rule(v, "netprobe_data_loss");
+    ASSERT_EQ(f.size(), 2u);
+    EXPECT_EQ(f[0].subject, "l7_conns");
+    EXPECT_EQ(evidence(f[0], "lost"), 3);
+    EXPECT_EQ(f[1].subject, "l7_events ring");
+    EXPECT_EQ(evidence(f[1], "lost"), 75);
+    EXPECT_EQ(f[1].evidence[0].unit, "records");
+    EXPECT_NE(joined(f[1].fix).find("--l7-ring-size"), std::string::npos);
+    EXPECT_NE(f[1].query.find("netprobe_l7_capture_lost_total"), std::string::npos);
+    // no more losses: they leave with the window
+    for (double t = 40; t <= 100; t += 10) d.run(*at(t, 75, 3), v);
+    EXPECT_TRUE(rule(v, "netprobe_data_loss").empty());
+}
+
 }  // namespace
