@@ -218,6 +218,115 @@ Table topologyTable(const nlohmann::json& doc, bool wide) {
     return t;
 }
 
+namespace {
+std::string fixed(double v, const char* fmt) {
+    char b[48];
+    std::snprintf(b, sizeof b, fmt, v);
+    return b;
+}
+// A figure the API leaves out when it has no samples (no handshake, no jitter): blank.
+std::string msOrBlank(const nlohmann::json& j, const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_number() ? fixed(it->get<double>(), "%.2fms") : std::string();
+}
+}  // namespace
+
+Table qosTable(const nlohmann::json& doc, bool wide, bool services) {
+    Table t;
+    if (!services) t.header = {"CLIENT"};
+    for (const char* h : {"SERVER", "PORT", "CONNS", "FAILED", "RTT P50", "RTT P99", "JITTER", "LOSS", "RETRANS", "DROPS",
+                          "BYTES"})
+        t.header.push_back(h);
+    if (wide)
+        for (const char* h : {"SRTT", "SERVER SIDE", "CLIENT SIDE", "L7", "REQ", "ERRORS", "L7 P99", "DROP REASONS"})
+            t.header.push_back(h);
+    t.right.assign(t.header.size(), true);
+    t.right[0] = false;
+    if (!services) t.right[1] = false;
+    if (wide) t.right.back() = false, t.right[t.right.size() - 5] = false;
+    for (const auto& e : doc.value(services ? "services" : "edges", nlohmann::json::array())) {
+        std::vector<std::string> r;
+        if (!services) r.push_back(str(e, "client"));
+        const auto rtt = e.value("rtt_ms", nlohmann::json::object());
+        const auto loss = e.value("loss_ratio", nlohmann::json::object());
+        const auto drops = e.value("drops", nlohmann::json::object());
+        r.insert(r.end(), {str(e, "server"), std::to_string(static_cast<long long>(num(e, "port"))),
+                           humanCount(num(e, "connections_opened")), humanCount(num(e, "connections_failed")),
+                           msOrBlank(rtt, "p50"), msOrBlank(rtt, "p99"), msOrBlank(e, "jitter_ms"),
+                           fixed(num(loss, "total") * 100, "%.2f%%"),
+                           humanCount(num(e, "retransmits_client") + num(e, "retransmits_server")),
+                           humanCount(num(drops, "client_to_server") + num(drops, "server_to_client")),
+                           humanBytes(num(e, "bytes_out") + num(e, "bytes_in"))});
+        if (wide) {
+            const auto l7 = e.value("l7", nlohmann::json::object());
+            std::string reasons;
+            const auto by_reason = drops.value("by_reason", nlohmann::json::object());
+            for (const auto& [k, v] : by_reason.items())
+                reasons += (reasons.empty() ? "" : ",") + k + " " + humanCount(v.is_number() ? v.get<double>() : 0);
+            r.insert(r.end(), {msOrBlank(e, "srtt_ms"), msOrBlank(e, "server_side_rtt_ms_p50"),
+                               msOrBlank(e, "client_side_rtt_ms_p50"), str(l7, "protocol"),
+                               l7.empty() ? "" : humanCount(num(l7, "requests")),
+                               l7.empty() ? "" : fixed(num(l7, "error_rate") * 100, "%.1f%%"),
+                               l7.empty() ? "" : millis(num(l7, "p99_seconds")), reasons});
+        }
+        t.rows.push_back(std::move(r));
+    }
+    return t;
+}
+
+namespace {
+constexpr std::array<const char*, 5> kCostClasses = {"same_node", "same_zone", "cross_zone", "private", "internet"};
+std::string money(double v, const std::string& currency) {
+    return fixed(v, std::fabs(v) < 0.01 && v != 0 ? "%.6f" : "%.2f") + (currency.empty() ? "" : " " + currency);
+}
+}  // namespace
+
+Table costTable(const nlohmann::json& doc, bool wide) {
+    Table t;
+    t.header = {"ENTITY"};
+    for (const char* c : kCostClasses) {
+        std::string h = std::string("SENT ") + c;
+        for (auto& ch : h) ch = ch == '_' ? ' ' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+        t.header.push_back(h);
+    }
+    if (wide) t.header.push_back("RECEIVED");
+    t.header.insert(t.header.end(), {"COST", "COST/HOUR"});
+    t.right.assign(t.header.size(), true);
+    t.right[0] = false;
+    const std::string currency = str(doc, "currency");
+    for (const auto& e : doc.value("entities", nlohmann::json::array())) {
+        std::vector<std::string> r = {str(e, "entity")};
+        const auto sent = e.value("bytes_sent", nlohmann::json::object());
+        for (const char* c : kCostClasses) r.push_back(humanBytes(num(sent, c)));
+        if (wide) {
+            double received = 0;
+            const auto by_class = e.value("bytes_received", nlohmann::json::object());
+            for (const auto& [_, v] : by_class.items())
+                received += v.is_number() ? v.get<double>() : 0;
+            r.push_back(humanBytes(received));
+        }
+        r.push_back(money(num(e, "cost"), currency));
+        r.push_back(money(num(e, "cost_per_hour"), currency));
+        t.rows.push_back(std::move(r));
+    }
+    return t;
+}
+
+std::string costSummary(const nlohmann::json& doc) {
+    const std::string currency = str(doc, "currency");
+    std::string zone = str(doc, "zone");
+    if (zone.empty()) zone = "unknown";
+    const std::string source = str(doc, "zone_source");
+    std::string prices;
+    const auto p = doc.value("price_per_gb", nlohmann::json::object());
+    for (const char* c : kCostClasses)
+        if (p.contains(c)) prices += (prices.empty() ? "" : ", ") + std::string(c) + " " + fixed(num(p, c), "%g");
+    return "zone " + zone + (source.empty() ? "" : " (from " + source + ")") + ", window " +
+           fixed(num(doc, "window_seconds"), "%.0f") + " s, price per GB" + (currency.empty() ? "" : " in " + currency) +
+           ": " + prices + "\ntotal " + money(num(doc, "total_cost"), currency) + " over the window, " +
+           money(num(doc, "total_cost_per_hour"), currency) + " per hour\n\n";
+}
+
 Table traceTable(const nlohmann::json& doc, bool wide) {
     Table t;
     t.header = {"DIRECTION", "STAGE", "PACKETS", "BYTES", "DEVICE", "DROPS"};
@@ -717,7 +826,7 @@ nlohmann::json refusalJson(const std::string& question, const assistant::CannotA
 }
 
 std::string completionScript(const std::string& shell) {
-    const std::string cmds = "flows connections events interfaces pods intel top requests routes topology bottlenecks diagnose trace ask mcp completion";
+    const std::string cmds = "flows connections events interfaces pods intel top requests routes topology bottlenecks qos cost diagnose trace ask mcp completion";
     const std::string global = "--server --user --password-file --ca-file --insecure --timeout --output -o --color --help";
     if (shell == "bash") {
         return "# netprobe bash completion: source <(netprobe completion bash)\n"
@@ -743,6 +852,9 @@ std::string completionScript(const std::string& shell) {
                "--fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
                "    bottlenecks) COMPREPLY=($(compgen -W \"--kind --severity --limit --fail-if-empty " + global +
                "\" -- \"$cur\")) ;;\n"
+               "    qos) COMPREPLY=($(compgen -W \"--window --group-by --namespace --services --limit --fail-if-empty " +
+               global + "\" -- \"$cur\")) ;;\n"
+               "    cost) COMPREPLY=($(compgen -W \"--limit --fail-if-empty " + global + "\" -- \"$cur\")) ;;\n"
                "    mcp) COMPREPLY=($(compgen -W \"--listen --max-result-bytes " + global + "\" -- \"$cur\")) ;;\n"
                "    ask) COMPREPLY=($(compgen -W \"--fail-if-empty --llm --llm-endpoint --llm-model --llm-key-file "
                "--llm-ca-file --llm-timeout --llm-max-rounds --llm-max-result-bytes --anonymize " + global +
@@ -884,6 +996,23 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     bottlenecks->add_option("--severity", bn_severity, "The least severity shown: info, warning or critical");
     bottlenecks->add_option("--limit", limit, "Findings to show (default 20)");
     bottlenecks->add_flag("--fail-if-empty", inv.fail_if_empty, "Exit 3 when there is no finding");
+
+    std::string qos_window = "5m", qos_group_by;
+    auto* qos = app.add_subcommand("qos", "Quality of service per edge (client -> server:port over TCP): handshake RTT "
+                                          "p50/p99, jitter, loss, retransmits, drops, failed connections "
+                                          "(GET /api/v1/qos)");
+    qos->add_option("--window", qos_window, "Time covered, up to 15m")->capture_default_str();
+    qos->add_option("--group-by", qos_group_by, "host, workload, namespace, pod, process or service (default workload)");
+    qos->add_option("--namespace", ns, "Edges with an end in this Kubernetes namespace");
+    qos->add_flag("--services", inv.qos_services, "Per server:port over every client instead of per edge");
+    qos->add_option("--limit", limit, "Rows to show, most bytes first (default 50)");
+    qos->add_flag("--fail-if-empty", inv.fail_if_empty, "Exit 3 when nothing matches");
+
+    auto* cost = app.add_subcommand("cost", "Bytes sent by each local workload by destination class (same node, same "
+                                            "zone, cross zone, private, internet) and what they cost at the "
+                                            "configured prices (GET /api/v1/cost)");
+    cost->add_option("--limit", limit, "Entities to show, costliest first (default 20)");
+    cost->add_flag("--fail-if-empty", inv.fail_if_empty, "Exit 3 when nothing matches");
 
     auto* diag = app.add_subcommand("diagnose", "Findings of the agent's diagnosis rules with evidence, cause and fix "
                                                 "(GET /api/v1/diagnosis)");
@@ -1128,6 +1257,28 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
                 return fail("invalid --severity \"" + bn_severity + "\": expected info, warning or critical");
             inv.query["severity"] = bn_severity;
         }
+        inv.limit = limit == -1 ? 20 : static_cast<std::size_t>(limit);
+        inv.query["limit"] = std::to_string(inv.limit);
+    } else if (qos->parsed()) {
+        inv.kind = Invocation::Kind::Qos;
+        inv.path = "/api/v1/qos";
+        if (auto w = util::parseDuration(qos_window); !w || *w <= std::chrono::seconds(0) || *w > std::chrono::minutes(15))
+            return fail("invalid --window \"" + qos_window + "\": a duration up to 15m (5m, 30s)");
+        inv.query["window"] = qos_window;
+        if (!qos_group_by.empty()) {
+            static constexpr std::array<std::string_view, 6> kGroups = {"host", "workload", "namespace",
+                                                                         "pod",  "process",  "service"};
+            if (std::find(kGroups.begin(), kGroups.end(), qos_group_by) == kGroups.end())
+                return fail("invalid --group-by \"" + qos_group_by +
+                            "\": expected host, workload, namespace, pod, process or service");
+            inv.query["group_by"] = qos_group_by;
+        }
+        if (!ns.empty()) inv.query["namespace"] = ns;
+        inv.limit = limit == -1 ? 50 : static_cast<std::size_t>(limit);
+        inv.query["limit"] = std::to_string(inv.limit);
+    } else if (cost->parsed()) {
+        inv.kind = Invocation::Kind::Cost;
+        inv.path = "/api/v1/cost";
         inv.limit = limit == -1 ? 20 : static_cast<std::size_t>(limit);
         inv.query["limit"] = std::to_string(inv.limit);
     } else if (diag->parsed()) {

@@ -62,7 +62,7 @@ struct LlmSettings {
 struct Invocation {
     enum class Kind { None, Flows, Connections, Events, Interfaces, Pods, TopTalkers, TopPorts, TopEndpoints,
                       TopDrops, TopRetransmits, Diagnose, Completion, Requests, Routes, Topology, Intel, Mcp, Ask, Trace,
-                      Bottlenecks };
+                      Bottlenecks, Qos, Cost };
     Kind kind = Kind::None;
     Connection conn;
     Output output = Output::Table;
@@ -81,6 +81,7 @@ struct Invocation {
     std::string question;      // ask: the question, its words joined by spaces
     LlmSettings llm;           // ask: the optional LLM
     bool trace_wait = true;    // trace: wait until it finished (--no-wait: print its id)
+    bool qos_services = false; // qos --services: per server:port (every client) instead of per edge
 };
 
 struct ParseResult {
@@ -145,6 +146,15 @@ enum class TopBy { Talkers, Ports, Endpoints };
 [[nodiscard]] std::string diagnosisText(const nlohmann::json& doc, bool color);
 // GET /api/v1/bottlenecks: rank, severity, kind, subject, title; wide: score, evidence, since.
 [[nodiscard]] Table bottlenecksTable(const nlohmann::json& doc, bool wide);
+
+// GET /api/v1/qos: per edge (client -> server:port), or per service with `services`:
+// handshake RTT p50/p99, jitter, loss, retransmits, drops, failed connections, bytes;
+// wide: the sockets' smoothed RTT, the RTT's server/client sides and the L7 figures.
+[[nodiscard]] Table qosTable(const nlohmann::json& doc, bool wide, bool services);
+// GET /api/v1/cost: per entity the bytes sent by class, the cost over the window and per
+// hour; wide: the bytes received too. costSummary: zone, window, prices and the totals.
+[[nodiscard]] Table costTable(const nlohmann::json& doc, bool wide);
+[[nodiscard]] std::string costSummary(const nlohmann::json& doc);
 
 // Samples of one counter family in Prometheus text: label set (as written) -> value.
 [[nodiscard]] std::map<std::string, double> metricSamples(const std::string& text, const std::string& name);

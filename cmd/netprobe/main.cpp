@@ -330,6 +330,23 @@ int run(const Invocation& inv) {
             }
             return done(print(bottlenecksTable(doc, wide), doc));
         }
+        case K::Qos: {
+            auto doc = api.getJson(inv.path, inv.query);
+            if (!doc.value("enabled", true) && !json) {
+                std::cerr << "netprobe: the agent has no QoS stage\n";
+                return inv.fail_if_empty ? kExitNotFound : kExitOk;
+            }
+            return done(print(qosTable(doc, wide, inv.qos_services), doc));
+        }
+        case K::Cost: {
+            auto doc = api.getJson(inv.path, inv.query);
+            if (!doc.value("enabled", true) && !json) {
+                std::cerr << "netprobe: the agent has no cost stage\n";
+                return inv.fail_if_empty ? kExitNotFound : kExitOk;
+            }
+            if (!json) std::cout << costSummary(doc);
+            return done(print(costTable(doc, wide), doc));
+        }
         case K::Diagnose: {
             auto doc = api.getJson(inv.path, inv.query);
             if (json) std::cout << structuredText(doc, inv.output);

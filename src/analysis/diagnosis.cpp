@@ -8,6 +8,7 @@
 #include <cstring>
 #include <tuple>
 
+#include <netprobe/analysis/anomaly/stage.hpp>
 #include <netprobe/analysis/bottlenecks.hpp>
 #include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/forecast/stage.hpp>
@@ -957,6 +958,51 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
             f.fix = b.fix;
             f.query = b.query + "; netprobe bottlenecks (GET /api/v1/bottlenecks?kind=" + f.rule + ")";
             f.since = b.since;
+            out.push_back(std::move(f));
+        }
+    }
+
+    // RTT or retransmission jumps on an edge: the anomaly models' open events on an edge's
+    // median handshake RTT or loss ratio, above the range its own history predicts (the
+    // edge's baseline, not a fixed threshold; a drop below it is no fault).
+    if (views.anomaly) {
+        for (const auto& ev : views.anomaly->events) {
+            if (!ev.open || ev.kind != "metric" || ev.scope != "edge" || ev.features.empty()) continue;
+            const bool rtt = ev.subject.ends_with("/rtt_ms"), loss = ev.subject.ends_with("/loss_ratio");
+            const auto& x = ev.features.front();
+            if ((!rtt && !loss) || x.observed <= x.expected_hi) continue;
+            // "edge/<client>-><server>:<port>/tcp/rtt_ms" -> "<client>-><server>:<port>/tcp"
+            std::string edge = ev.subject.substr(5, ev.subject.rfind('/') - 5);
+            Finding f;
+            f.rule = rtt ? "rtt_jump" : "retransmit_jump";
+            f.subject = edge;
+            const double ratio = x.expected_hi > 0 ? x.observed / x.expected_hi : 0;
+            f.severity = (rtt ? ratio >= 3 : x.observed >= 0.1) ? "critical" : "warning";
+            if (rtt) {
+                f.title = "Round trip on " + edge + " jumped to " + fmt(x.observed) + " ms (expected " +
+                          fmt(x.expected_lo) + "-" + fmt(x.expected_hi) + " ms)";
+                f.evidence = {{"rtt_p50", x.observed / 1000, "seconds"},
+                              {"expected_high", x.expected_hi / 1000, "seconds"},
+                              {"expected_low", x.expected_lo / 1000, "seconds"}};
+                f.cause = "The edge's median handshake RTT left the range its own history predicts: a longer or "
+                          "congested path, a standing queue (bufferbloat), or a server answering SYNs late (a full "
+                          "accept queue, CPU).";
+                f.fix = {"netprobe qos --window 5m -o wide   # the edge's RTT, its server and client sides",
+                         "mtr -n -c 20 SERVER   # where along the path the delay grows",
+                         "tc -s qdisc show   # standing queues (backlog) on this node's interfaces"};
+            } else {
+                f.title = "Retransmissions on " + edge + " jumped to " + fmt(x.observed * 100) + "% of its packets "
+                          "(expected at most " + fmt(x.expected_hi * 100) + "%)";
+                f.evidence = {{"loss_ratio", x.observed, "ratio"}, {"expected_high", x.expected_hi, "ratio"},
+                              {"expected_low", x.expected_lo, "ratio"}};
+                f.cause = "The edge retransmits more than its own history predicts: loss on its path (congestion, a "
+                          "lossy link, a queue or firewall dropping) that began recently.";
+                f.fix = {"netprobe top retransmits   # which connections", "netprobe top drops   # drops on this host",
+                         "ethtool -S IFACE | grep -iE 'drop|err'; tc -s qdisc"};
+            }
+            f.evidence.push_back({"intervals", static_cast<double>(ev.intervals), "intervals"});
+            f.evidence.push_back({"score", ev.score, ""});
+            f.query = "GET /api/v1/anomalies?scope=edge&open=true   # event " + std::to_string(ev.id) + ": " + ev.subject;
             out.push_back(std::move(f));
         }
     }

@@ -25,7 +25,7 @@ import time
 import math
 import unittest
 
-from netprobe_e2e import PYTHON, E2ETestCase, kernel_stats, log, require_tools, run, wait_for
+from netprobe_e2e import AGENT, PYTHON, E2ETestCase, kernel_stats, log, require_tools, run, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 IP_A, IP_B = "198.18.9.1", "198.18.9.2"
@@ -256,6 +256,22 @@ prices: {{same_zone: 0.001, cross_zone: 0.01, internet: 0.09}}
         m = agent.metrics()
         self.assertEqual(m.get("netprobe_cost_window_bytes", entity=peers[2].host_ip, **{"class": "internet"},
                                direction="sent"), got[peers[2].host_ip]["bytes_sent"]["internet"])
+        # netprobe cost: the same document, and a table row per entity in its class's column
+        cli = [os.path.join(os.path.dirname(AGENT), "netprobe"), f"--server=http://127.0.0.1:{agent.port}", "cost"]
+        doc = json.loads(run(cli + ["-o", "json"]).stdout)
+        self.assertEqual(set(doc), set(agent.get_json("/api/v1/cost")))
+        self.assertEqual(doc["zone"], "zone-a")
+        out = run(cli).stdout
+        log(out)
+        lines = out.splitlines()
+        self.assertTrue(lines[0].startswith("zone zone-a (from config)"), lines[0])
+        header = next(i for i, line in enumerate(lines) if line.startswith("ENTITY"))
+        self.assertEqual(lines[header].split("  ")[0], "ENTITY")
+        col = {"same_zone": 2, "cross_zone": 3, "internet": 5}  # ENTITY, SENT SAME NODE, SENT SAME ZONE, ...
+        for v, cls in zip(peers, classes):
+            row = next(line.split() for line in lines[header + 1:] if line.split()[0] == v.host_ip)
+            self.assertNotEqual(row[col[cls]], "0B", (cls, row))
+            self.assertEqual([c for i, c in enumerate(row[1:6], 1) if c != "0B"], [row[col[cls]]], row)
         self.assertEqual(agent.stop(), 0)
 
     # ---------------------------------------------------------------- anomalies
@@ -336,6 +352,16 @@ prices: {{same_zone: 0.001, cross_zone: 0.01, internet: 0.09}}
         relay.send(signal.SIGUSR2)
         e = detected(since, lambda e: e["kind"] == "metric" and e["subject"].endswith("/rtt_ms")
                      and e["features"][0]["observed"] > 30, "the latency jump")
+        # the diagnosis names the jump on its edge against the edge's own baseline; the relay
+        # now holds every packet 40 ms longer, so the RTT is at least that
+        def jump():
+            return next((f for f in agent.get_json("/api/v1/diagnosis")["findings"] if f["rule"] == "rtt_jump"), None)
+        f = wait_for(jump, 2 * STEP + 2, "an rtt_jump finding")
+        ev = {x["name"]: x["value"] for x in f["evidence"]}
+        log(f"finding: {f['title']}; evidence {ev}")
+        self.assertEqual(f["subject"], e["subject"][len("edge/"):-len("/rtt_ms")])
+        self.assertGreaterEqual(ev["rtt_p50"], 0.040)
+        self.assertLess(ev["expected_high"], 0.040)
         m = agent.metrics()
         self.assertGreaterEqual(m.get("netprobe_anomaly_events_total", scope="entity"), 2)
         self.assertGreater(m.get("netprobe_anomaly_model_memory_bytes"), 0)

@@ -261,6 +261,29 @@ class NetprobeCliTest(E2ETestCase):
             self.assertEqual(int(row["retrans"]), c["retransmits"])
         self.assertEqual([int(r["retrans"]) for r in top], sorted((int(r["retrans"]) for r in top), reverse=True))
 
+        # qos: the held connection's edge (client -> server:7102) with its retransmissions,
+        # in the table as the API counts them
+        want = sum(c["retransmits"] for c in conns)
+
+        def edge():
+            doc = json.loads(self.cli("-o", "json", "qos", "--group-by", "host", "--window", "1m").stdout)
+            e = [x for x in doc["edges"] if x["client"] == self.veth.peer_ip and x["server"] == self.veth.host_ip
+                 and x["port"] == 7102]
+            return e[0] if e and e[0]["retransmits_client"] + e[0]["retransmits_server"] >= want else None
+        e = wait_for(edge, 15, "the held connection's edge in netprobe qos")
+        table = self.cli("qos", "--group-by", "host", "--window", "1m").stdout.splitlines()
+        log("\n".join(table[:5]))
+        self.assertEqual(table[0].split()[:4], ["CLIENT", "SERVER", "PORT", "CONNS"])
+        row = next(r.split() for r in table[1:] if r.split()[:3] == [self.veth.peer_ip, self.veth.host_ip, "7102"])
+        self.assertEqual(row[3], str(e["connections_opened"]))
+        # RTT P50/P99 and JITTER are blank without handshake samples: count from the right
+        self.assertEqual(int(row[-3]), e["retransmits_client"] + e["retransmits_server"])
+        self.assertGreaterEqual(int(row[-3]), want)
+        services = json.loads(self.cli("-o", "json", "qos", "--services", "--group-by", "host").stdout)["services"]
+        self.assertIn((self.veth.host_ip, 7102), [(x["server"], x["port"]) for x in services])
+        self.cli("qos", "--window", "1h", check_rc=2)
+        self.cli("qos", "--group-by", "segment", check_rc=2)
+
     def test_unreachable_agent_bad_credentials_and_tls(self):
         # Nothing listens: exit 1, one line that names the server.
         port = free_port()

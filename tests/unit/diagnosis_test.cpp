@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include <netprobe/analysis/anomaly/stage.hpp>
 #include <netprobe/analysis/diagnosis.hpp>
 #include <netprobe/analysis/flows.hpp>
 #include <netprobe/analysis/l7/stage.hpp>
@@ -676,6 +677,53 @@ TEST(DataLoss, TheL7CaptureLosingMessagesIsAFindingWithItsWindowCount) {
     // no more losses: they leave with the window
     for (double t = 40; t <= 100; t += 10) d.run(*at(t, 75, 3), v);
     EXPECT_TRUE(rule(v, "netprobe_data_loss").empty());
+}
+
+// ---- RTT and retransmission jumps: the anomaly models' edge events ----
+
+TEST(EdgeJumps, OpenEdgeEventsAboveTheirBaselineAreFindings) {
+    namespace an = analysis::anomaly;
+    auto event = [](std::uint64_t id, std::string subject, double observed, double lo, double hi, bool open = true,
+                    std::string scope = "edge", std::string kind = "metric") {
+        an::AnomalyEvent e;
+        e.id = id;
+        e.kind = std::move(kind);
+        e.scope = std::move(scope);
+        e.subject = std::move(subject);
+        e.open = open;
+        e.intervals = 3;
+        e.score = 7.5;
+        e.features.push_back({"value", observed, lo, hi, 7.5, "", {}});
+        return e;
+    };
+    auto view = std::make_shared<an::AnomalyView>();
+    view->events = {event(1, "edge/10.0.0.1->10.0.0.2:8080/tcp/rtt_ms", 42, 1.5, 2.5),
+                    event(2, "edge/10.0.0.1->10.0.0.3:5432/tcp/loss_ratio", 0.04, 0, 0.01),
+                    event(3, "edge/10.0.0.1->10.0.0.4:80/tcp/rtt_ms", 4, 1, 2, /*open=*/false),  // over
+                    event(4, "edge/10.0.0.1->10.0.0.5:80/tcp/rtt_ms", 0.5, 1, 2),     // faster: no fault
+                    event(5, "edge/10.0.0.1->10.0.0.6:80/tcp/bytes_rate", 1e6, 0, 10),  // not RTT or loss
+                    event(6, "service/10.0.0.7:80/error_ratio", 0.5, 0, 0.01, true, "service")};
+    Clock clk;
+    Diagnosis d(DiagnosisOptions{});
+    Views v;
+    v.anomaly = view;
+    d.run(*snap(clk, 0, {}), v);
+    auto rtt = rule(v, "rtt_jump");
+    ASSERT_EQ(rtt.size(), 1u);
+    EXPECT_EQ(rtt[0].subject, "10.0.0.1->10.0.0.2:8080/tcp");
+    EXPECT_EQ(rtt[0].severity, "critical");  // 42 ms against at most 2.5
+    EXPECT_DOUBLE_EQ(evidence(rtt[0], "rtt_p50"), 0.042);
+    EXPECT_DOUBLE_EQ(evidence(rtt[0], "expected_high"), 0.0025);
+    EXPECT_EQ(evidence(rtt[0], "intervals"), 3);
+    EXPECT_NE(rtt[0].title.find("42 ms (expected 1.5-2.5 ms)"), std::string::npos) << rtt[0].title;
+    EXPECT_NE(rtt[0].query.find("event 1"), std::string::npos);
+    auto loss = rule(v, "retransmit_jump");
+    ASSERT_EQ(loss.size(), 1u);
+    EXPECT_EQ(loss[0].subject, "10.0.0.1->10.0.0.3:5432/tcp");
+    EXPECT_EQ(loss[0].severity, "warning");
+    EXPECT_DOUBLE_EQ(evidence(loss[0], "loss_ratio"), 0.04);
+    EXPECT_NE(joined(loss[0].fix).find("netprobe top retransmits"), std::string::npos);
+    EXPECT_EQ(v.diagnosis->findings.size(), 2u);
 }
 
 }  // namespace

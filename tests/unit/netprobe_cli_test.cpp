@@ -130,6 +130,77 @@ TEST(NetprobeCli, TopologyCommandAndTable) {
     EXPECT_FALSE(parse({"requests", "--protocol", "mqtt"}).run);
 }
 
+TEST(NetprobeCli, QosCommandAndTables) {
+    auto r = parse({"qos", "--window", "1m", "--group-by", "service", "--namespace", "shop"});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_EQ(r.inv.kind, Invocation::Kind::Qos);
+    EXPECT_EQ(r.inv.path, "/api/v1/qos");
+    EXPECT_EQ(r.inv.query, (std::map<std::string, std::string>{
+                               {"window", "1m"}, {"group_by", "service"}, {"namespace", "shop"}, {"limit", "50"}}));
+    EXPECT_FALSE(parse({"qos", "--window", "1h"}).run);         // beyond the stage's 15 minutes
+    EXPECT_FALSE(parse({"qos", "--window", "soon"}).run);
+    EXPECT_FALSE(parse({"qos", "--group-by", "segment"}).run);  // the agent's 400, said at once
+    EXPECT_EQ(parse({"qos"}).inv.query.count("group_by"), 0u);  // the agent's default
+    const auto doc = nlohmann::json::parse(R"({"enabled": true, "window_seconds": 60,
+        "edges": [{"client": "shop/web", "server": "shop/db", "port": 5432, "connections_opened": 12,
+                   "connections_failed": 1, "rtt_ms": {"p50": 0.25, "p99": 1.5}, "jitter_ms": 0.125,
+                   "loss_ratio": {"total": 0.0125}, "retransmits_client": 3, "retransmits_server": 2,
+                   "drops": {"client_to_server": 4, "server_to_client": 0, "by_reason": {"NETFILTER_DROP": 4}},
+                   "bytes_out": 1024, "bytes_in": 1024, "srtt_ms": 0.5,
+                   "l7": {"protocol": "postgres", "requests": 1500, "error_rate": 0.02, "p99_seconds": 0.004}},
+                  {"client": "10.0.0.9", "server": "shop/db", "port": 5432, "connections_opened": 0,
+                   "connections_failed": 0, "loss_ratio": {"total": 0}, "bytes_out": 10, "bytes_in": 0}],
+        "services": [{"server": "shop/db", "port": 5432, "connections_opened": 12, "rtt_ms": {"p50": 0.25, "p99": 1.5},
+                      "bytes_out": 1034, "bytes_in": 1024}]})");
+    auto t = qosTable(doc, false, false);
+    ASSERT_EQ(t.rows.size(), 2u);
+    EXPECT_EQ(t.header[0], "CLIENT");
+    EXPECT_EQ(t.rows[0], (std::vector<std::string>{"shop/web", "shop/db", "5432", "12", "1", "0.25ms", "1.50ms",
+                                                   "0.12ms", "1.25%", "5", "4", "2.0KiB"}));
+    EXPECT_EQ(t.rows[1][5], "");  // no handshake in the window: no RTT, not 0
+    EXPECT_EQ(t.rows[1][7], "");
+    auto w = qosTable(doc, true, false);
+    EXPECT_EQ(w.rows[0].back(), "NETFILTER_DROP 4");
+    EXPECT_EQ(w.rows[0][12], "0.50ms");
+    EXPECT_EQ(w.rows[0][15], "postgres");
+    EXPECT_EQ(w.rows[0][17], "2.0%");
+    EXPECT_EQ(w.rows[1][15], "");
+    EXPECT_EQ(w.header.size(), w.right.size());
+    auto s = qosTable(doc, false, true);
+    ASSERT_EQ(s.rows.size(), 1u);
+    EXPECT_EQ(s.header[0], "SERVER");
+    EXPECT_EQ(s.rows[0][0], "shop/db");
+    EXPECT_EQ(s.rows[0][2], "12");
+}
+
+TEST(NetprobeCli, CostCommandAndTable) {
+    auto r = parse({"cost", "--limit", "5"});
+    ASSERT_TRUE(r.run) << r.output;
+    EXPECT_EQ(r.inv.kind, Invocation::Kind::Cost);
+    EXPECT_EQ(r.inv.path, "/api/v1/cost");
+    EXPECT_EQ(r.inv.query, (std::map<std::string, std::string>{{"limit", "5"}}));
+    EXPECT_FALSE(parse({"cost", "--limit", "0"}).run);
+    const auto doc = nlohmann::json::parse(R"({"enabled": true, "window_seconds": 300, "currency": "USD",
+        "zone": "zone-a", "zone_source": "kubernetes",
+        "price_per_gb": {"same_node": 0, "same_zone": 0, "cross_zone": 0.01, "private": 0.01, "internet": 0.09},
+        "entities": [{"entity": "shop/web", "bytes_sent": {"same_node": 0, "same_zone": 2048, "cross_zone": 1073741824,
+                      "private": 0, "internet": 5}, "bytes_received": {"same_zone": 100, "internet": 28},
+                      "cost": 0.01, "cost_per_hour": 0.12}],
+        "total_cost": 0.01, "total_cost_per_hour": 0.12})");
+    auto t = costTable(doc, false);
+    ASSERT_EQ(t.rows.size(), 1u);
+    EXPECT_EQ(t.rows[0], (std::vector<std::string>{"shop/web", "0B", "2.0KiB", "1.0GiB", "0B", "5B", "0.01 USD",
+                                                   "0.12 USD"}));
+    EXPECT_EQ(t.header[3], "SENT CROSS ZONE");
+    auto w = costTable(doc, true);
+    EXPECT_EQ(w.rows[0][6], "128B");
+    EXPECT_EQ(w.header.size(), w.right.size());
+    const auto sum = costSummary(doc);
+    EXPECT_NE(sum.find("zone zone-a (from kubernetes), window 300 s"), std::string::npos) << sum;
+    EXPECT_NE(sum.find("internet 0.09"), std::string::npos) << sum;
+    EXPECT_NE(sum.find("total 0.01 USD over the window, 0.12 USD per hour"), std::string::npos) << sum;
+}
+
 TEST(NetprobeCli, IntelCommandAndTable) {
     auto r = parse({"intel", "-o", "wide"});
     ASSERT_TRUE(r.run) << r.output;

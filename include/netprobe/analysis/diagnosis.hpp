@@ -44,7 +44,7 @@ struct Evidence {
 struct Finding {
     std::string rule;       // listen_overflow, path_mtu, packet_drops, connection_failures, tcp_retransmits,
                             // dns_failures, dns_timeouts, dns_nxdomain, http_errors, netprobe_data_loss, security_event,
-                            // interface_errors, one_way_flows;
+                            // interface_errors, one_way_flows; from the anomaly models: rtt_jump, retransmit_jump;
                             // from the bottleneck stage: conntrack_usage, interface_utilisation, qdisc_drops,
                             // qdisc_backlog, socket_buffer_pressure, retransmit_hotspot, rtt_hotspot;
                             // from the forecasts: capacity_forecast
