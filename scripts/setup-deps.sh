@@ -21,7 +21,7 @@ TEST_PKGS=(
   nginx-light wrk dnsmasq-base bind9-dnsutils
   redis-server redis-tools postgresql postgresql-contrib mariadb-server mariadb-client
   nghttp2-client python3-grpcio
-  rabbitmq-server python3-pika kcat
+  rabbitmq-server python3-pika kcat conntrack
   chromium fonts-dejavu-core
 )
 

@@ -10,8 +10,9 @@ qdisc readings are that namespace's; a client namespace is joined to it by a vet
 - conntrack usage: nf_conntrack_max is read-only outside the initial namespace (this
   kernel), and the root namespace's sysctls are not ours to change, so the node's table is
   filled instead: UDP datagrams to distinct ports create ~78% of nf_conntrack_max entries
-  (the limit applies per namespace; the UDP timeout is raised in the node so they stay);
-  oracle: /proc/sys/net/netfilter/nf_conntrack_count and _max of the node.
+  (the limit applies per namespace; the UDP timeout is raised in the node so they stay),
+  then 3000 more than the table holds; oracle: /proc/sys/net/netfilter/nf_conntrack_count
+  and _max of the node, and the kernel's drop/early_drop statistics (conntrack -S).
 - saturated link: a tbf shaper (20 Mbit/s) on the node's end of a veth and an iperf3 UDP
   stream at 60 Mbit/s through it; oracle: `tc -s -j qdisc show`'s drops, and the tbf's own
   limit for the standing queue.
@@ -287,6 +288,32 @@ table ip npbn {
         m = agent.metrics()
         self.assertEqual(m.get("netprobe_conntrack_entries_limit"), limit)
         self.assertEqual(m.get("netprobe_bottleneck_findings", kind="conntrack_usage", severity="warning"), 1)
+
+        # Past the limit: the table is full and each new datagram's entry takes the place of an
+        # unconfirmed one (early_drop; UDP entries without a reply are never assured). The
+        # oracle: the kernel's own statistics over ctnetlink (conntrack -S, conntrack-tools).
+        more = limit - count + 3000
+        sent = int(run([PYTHON, "-c", CONNTRACK_FILL, fill.peer_ip, str(more)], netns=self.node, timeout=300)
+                   .stdout.strip())
+        self.assertEqual(sent, more)
+
+        def kernel_stats():
+            tot = {"drop": 0, "early_drop": 0}
+            for line in run(["conntrack", "-S"], netns=self.node).stdout.splitlines():
+                for k, v in (x.split("=") for x in line.split() if "=" in x):
+                    if k in tot:
+                        tot[k] += int(v)
+            return tot
+        ks = kernel_stats()
+        self.assertGreater(ks["early_drop"] + ks["drop"], 0, ks)
+
+        # critical, with the kernel's counts (also in /api/v1/diagnosis: finding() checks)
+        f = self.finding(agent, "conntrack_usage", "conntrack", timeout=20, pred=lambda f: (
+            f["severity"] == "critical" and (self.evidence(f, "drops"), self.evidence(f, "early_drops")) ==
+            (ks["drop"], ks["early_drop"])))
+        log(f"full: conntrack -S {ks}, /proc {self.proc(self.node, f'{ct}/nf_conntrack_count')} of {limit}; "
+            f"finding {f['title']}")
+        self.assertEqual(self.evidence(f, "entries"), limit)
 
     def test_saturated_link_qdisc_drops_and_standing_queue(self):
         # The node forwards a client's UDP stream to a server through a tbf shaper on its link

@@ -313,6 +313,27 @@ class L7HttpTest(E2ETestCase):
         b = m.get("netprobe_l7_request_duration_seconds_bucket", side="server", service=service, le="0.05")
         b2 = m.get("netprobe_l7_request_duration_seconds_bucket", side="server", service=service, le="0.1")
         self.assertEqual((b, b2), (0, 20))
+        # The service map's edge carries the requests and their latency (the server's end:
+        # its sleep puts every request in the 50-100 ms bucket; p50/p99 are interpolated
+        # within it), and so does the QoS view of the same edge.
+        def edge():
+            doc = agent.get_json("/api/v1/topology?group_by=host&window=5m&protocol=http")
+            e = [x for x in doc["edges"] if x["source"] == self.veth.host_ip and x["target"] == self.ip
+                 and x["port"] == port]
+            return (e[0], doc) if e and e[0].get("requests", 0) >= 20 else None
+        e, doc = wait_for(edge, 15, "the edge's requests in /api/v1/topology")
+        log(f"edge {e['source']} -> {e['target']}:{port}: {e['requests']} requests, {e['requests_per_second']:.3f}/s, "
+            f"p50 {e['p50_seconds']:.4f} p99 {e['p99_seconds']:.4f}, window {doc['window_seconds']} s")
+        self.assertEqual((e["protocol"], e["requests"], e["errors"], e["error_rate"]), ("http", 20, 0, 0))
+        self.assertAlmostEqual(e["requests_per_second"], 20 / doc["window_seconds"], places=6)
+        for q in ("p50_seconds", "p99_seconds"):
+            self.assertGreaterEqual(e[q], 0.05)
+            self.assertLessEqual(e[q], 0.1)
+        q = agent.get_json("/api/v1/qos?group_by=host&window=5m")
+        qe = next(x for x in q["edges"] if x["client"] == self.veth.host_ip and x["server"] == self.ip
+                  and x["port"] == port)
+        self.assertEqual((qe["l7"]["protocol"], qe["l7"]["requests"], qe["l7"]["errors"]), ("http", 20, 0))
+        self.assertGreaterEqual(qe["l7"]["p50_seconds"], 0.05)
 
     def test_pipelined_requests_and_binary_data_on_port_80(self):
         self.nginx()
