@@ -6,7 +6,8 @@
 // edges, laid out, with the edge table filled; the time is the page's performance.now()
 // then (ms since navigation start). After the last round the page keeps running: from 2 s
 // after its first render, 10 s of live updates while a PerformanceObserver sums the main
-// thread's long tasks.
+// thread's long tasks; then 5 edges chosen with the keyboard (row focus, Enter) timed until
+// the details pane names each, and a screenshot (env SCREENSHOT, when set).
 // Prints one JSON line; exits non-zero when a round does not reach the counts.
 const { chromium } = require("playwright-core");
 
@@ -60,6 +61,23 @@ function median(xs) {
     }, STEADY_S);
     res.longtask_ms_per_second = Math.round(steady.busy / STEADY_S);
     res.updates = steady.updates;
+    // usable at that size: the keyboard's way to an edge (focus a row of the edge table,
+    // Enter) until its details pane names it, 5 times on different rows (the median)
+    res.select_ms = [];
+    for (let i = 0; i < 5; i++) {
+      const rowSel = `#edges tbody tr:nth-child(${1 + i * 7})`;
+      await page.focus(rowSel);
+      const id = await page.$eval(rowSel, (r) => r.dataset.id);
+      const t0 = await page.evaluate(() => performance.now());
+      await page.keyboard.press("Enter");
+      const h = await page.waitForFunction((want) => window.netprobe.state.selected === want &&
+        document.querySelector("#details h2") && document.querySelector("#details h2").textContent.includes("\u2192") &&
+        performance.now(), id, { polling: "raf", timeout: 10000 });
+      res.select_ms.push(Math.round(await h.jsonValue() - t0));
+    }
+    res.select_ms_median = median(res.select_ms);
+    // readable at that size? The page as it is, for docs/images (SCREENSHOT)
+    if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT });
   } finally {
     await browser.close();
   }

@@ -11,7 +11,9 @@
 #   - bench/ui_render.cjs (playwright-core, Debian's chromium, in npb-ui-srv): ROUNDS
 #     fresh page loads, each timed from navigation start to the first render of all
 #     500 nodes and 2000 edges (graph laid out, table filled); then 10 s of the page's
-#     live updates: the main thread's long tasks (> 50 ms) per second, and updates made.
+#     live updates: the main thread's long tasks (> 50 ms) per second, and updates made;
+#     5 edges chosen with the keyboard, timed until the details pane shows each; with
+#     UI_SCREENSHOT=PATH, a screenshot of the page at that size.
 # Everything is removed on exit, also on failure or Ctrl-C.
 #
 # Usage: bench/ui_render.sh BUILD_DIR [ROUNDS=5]
@@ -104,7 +106,7 @@ done >"$TMP/api"
 api_ms=$(sort -n "$TMP/api" | awk 'NR == 3 {printf "%.1f", $1 * 1000}')
 api_bytes=$(awk 'NR == 1 {print $2}' "$TMP/api")
 
-ip netns exec "$NS_S" env NODE_PATH="$MODULES" CHROMIUM="$CHROMIUM" \
+ip netns exec "$NS_S" env NODE_PATH="$MODULES" CHROMIUM="$CHROMIUM" SCREENSHOT="${UI_SCREENSHOT:-}" \
   node "$NP_ROOT/bench/ui_render.cjs" "$url/ui/" "$NODES" "$EDGES" "$ROUNDS" >"$TMP/page" 2>"$TMP/page.err" || {
   np_log "ui-render: the page run failed:"; cat "$TMP/page" "$TMP/page.err" >&2; exit 1; }
 cat "$TMP/page.err" >&2
@@ -120,3 +122,5 @@ printf 'RESULT\tui_first_render_all_ms\t%s\n' "$(jq -r '.first_render_ms | join(
 printf 'RESULT\tui_update_longtask_ms_per_s\t%s\n' "$(jq -r '.longtask_ms_per_second' <<<"$res")"
 printf 'RESULT\tui_updates\t%s\n' "$(jq -r '"\(.updates) in \(.steady_seconds) s"' <<<"$res")"
 printf 'RESULT\tui_console_errors\t%s\n' "$(jq -r '.console_errors | length' <<<"$res")"
+printf 'RESULT\tui_select_ms\t%s\n' "$(jq -r '.select_ms_median' <<<"$res")"
+printf 'RESULT\tui_select_all_ms\t%s\n' "$(jq -r '.select_ms | join(" ")' <<<"$res")"

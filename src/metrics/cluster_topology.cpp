@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <netprobe/analysis/edge_counters.hpp>
+#include <netprobe/analysis/topology.hpp>
 #include <netprobe/history/prometheus.hpp>
 #include <netprobe/metrics/exposition.hpp>
 #include <netprobe/metrics/topology.hpp>
@@ -114,7 +115,7 @@ std::string renderPrometheusTopologyMetrics(const history::PrometheusStats& s) {
 std::string prometheusTopologyJson(const std::vector<history::PromEdge>& edges, const TopologyQuery& q,
                                    const std::string& target) {
     struct PNode {
-        std::string name, kind, ns, workload;
+        std::string name, kind, ns, workload, segment;
         double bytes_sent = 0, bytes_received = 0, requests_in = 0, errors_in = 0;
         bool client = false, server = false;
     };
@@ -171,6 +172,58 @@ std::string prometheusTopologyJson(const std::vector<history::PromEdge>& edges, 
             if (std::find(d.observed_by.begin(), d.observed_by.end(), o) == d.observed_by.end())
                 d.observed_by.push_back(o);
     }
+    // Segments, as the node's view makes them but without subnets (the agents' series carry
+    // no interface addresses): a workload's Kubernetes namespace, else its community on
+    // this graph. With group_by=segment the segments are the nodes and the edges the
+    // traffic between them.
+    if (q.group_by != "namespace") {
+        analysis::SegmentInput in;
+        std::map<std::string, std::size_t> index;
+        for (const auto& [id, n] : nodes) {
+            index[id] = in.nodes.size();
+            in.nodes.push_back(id);
+            in.ns.push_back(n.ns);
+        }
+        for (const auto& [_, e] : out)
+            in.edges.push_back({index[e.f.source], index[e.f.target], e.f.bytes_to_server + e.f.bytes_to_client});
+        const auto seg = analysis::segmentGraph(in);
+        for (auto& [id, n] : nodes) n.segment = seg[index[id]];
+    }
+    if (q.group_by == "segment") {
+        std::map<std::string, PNode> segs;
+        for (const auto& [id, n] : nodes) {
+            auto [it, fresh] = segs.try_emplace(n.segment);
+            PNode& sn = it->second;
+            if (fresh) {
+                sn.name = n.segment.starts_with("ns:") ? n.segment.substr(3) : n.segment.substr(8) + " and peers";
+                sn.kind = "segment";
+                sn.segment = n.segment;
+            }
+            sn.bytes_sent += n.bytes_sent, sn.bytes_received += n.bytes_received;
+            sn.requests_in += n.requests_in, sn.errors_in += n.errors_in;
+            sn.client = sn.client || n.client;
+            sn.server = sn.server || n.server;
+        }
+        std::map<std::tuple<std::string, std::string, std::uint16_t, std::string>, PEdge> between;
+        for (const auto& [_, e] : out) {
+            const std::string& a = nodes[e.f.source].segment;
+            const std::string& b = nodes[e.f.target].segment;
+            if (a == b) continue;  // within a segment: its figures only
+            auto& d = between[{a, b, e.f.port, e.f.transport}];
+            const auto& f = e.f;
+            d.f.source = a, d.f.target = b, d.f.port = f.port, d.f.transport = f.transport;
+            d.f.bytes_to_server += f.bytes_to_server, d.f.bytes_to_client += f.bytes_to_client;
+            d.f.packets_to_server += f.packets_to_server, d.f.packets_to_client += f.packets_to_client;
+            d.f.connections += f.connections, d.f.connections_failed += f.connections_failed;
+            d.f.retransmits += f.retransmits, d.f.requests += f.requests, d.f.request_errors += f.request_errors;
+            for (const auto& o : e.observed_by)
+                if (std::find(d.observed_by.begin(), d.observed_by.end(), o) == d.observed_by.end())
+                    d.observed_by.push_back(o);
+        }
+        nodes = std::move(segs);
+        out = std::move(between);
+    }
+
     std::vector<PEdge*> order;
     for (auto& [_, e] : out) order.push_back(&e);
     std::stable_sort(order.begin(), order.end(), [](const PEdge* x, const PEdge* y) {
@@ -224,6 +277,7 @@ std::string prometheusTopologyJson(const std::vector<history::PromEdge>& edges, 
                                 {"server", n.server}};
             if (!n.ns.empty()) o["namespace"] = n.ns;
             if (!n.workload.empty()) o["workload"] = n.workload;
+            if (!n.segment.empty()) o["segment"] = n.segment;
             ns.push_back(std::move(o));
         }
         for (PEdge* e : order) {

@@ -222,10 +222,12 @@ std::expected<TopologyQuery, std::string> parseTopologyQuery(
         return bad("group_by", q.group_by, "source=clickhouse groups by host, workload, namespace or pod");
     if (q.source == "clickhouse" && q.format != "netprobe")
         return bad("format", q.format, "source=clickhouse answers in the netprobe format");
-    if (q.source == "prometheus" && q.group_by != "host" && q.group_by != "workload" && q.group_by != "namespace")
+    if (q.source == "prometheus" && q.group_by != "host" && q.group_by != "workload" && q.group_by != "namespace" &&
+        q.group_by != "segment")
         return bad("group_by", q.group_by,
                    "source=prometheus groups by workload (workloads where known, else hosts: the series' grain), host "
-                   "(the same) or namespace");
+                   "(the same), namespace or segment (pods, processes and Services are below the series' grain: "
+                   "source=clickhouse has pods)");
     return q;
 }
 

@@ -237,6 +237,53 @@ class DiagnosisTest(E2ETestCase):
         log(f"client received {unreach} destination unreachable; finding {self.evidence(f, 'frag_needed')}")
         self.assertIn("mtu", " ".join(f["fix"]))
 
+    def test_an_mtu_black_hole_is_critical(self):
+        # node (the agent, the clients) --veth-- router --veth whose router end has MTU 1280--
+        # server. The server's end says 1500, so its MSS (1460) does not protect the clients:
+        # their full-size segments are too big for the router's link, which answers each with
+        # ICMP fragmentation needed, and a firewall on the node drops those (nft input; TC
+        # ingress sees them first). The clients never learn the path MTU and retransmit into
+        # the hole. Oracles: the nft rule's own counter and the node's TcpRetransSegs (nstat).
+        router = self.veth.ns
+        far = self.make_veth(host_ns=router)
+        run(["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.icmp_ratelimit=0"], netns=router)
+        run(["ip", "link", "set", far.host, "mtu", "1280"], netns=router)
+        run(["ip", "route", "add", far.peer_ip, "via", self.veth.peer_ip], netns=self.node)
+        run(["ip", "route", "add", self.veth.host_ip, "via", far.host_ip], netns=far.ns)
+        srv = self.spawn([PYTHON, "-c", BACKLOG.replace("7304", "7310").replace("l.listen(1)", "l.listen(128)"),
+                          far.peer_ip], netns=far.ns, stdout=subprocess.PIPE, name="sink")
+        self.assertEqual(srv.p.stdout.readline().strip(), b"LISTENING")
+        table = f"npmtu{os.getpid()}"
+        run(["nft", "-f", "-"], netns=self.node, input=f"""
+table ip {table} {{
+  chain in {{ type filter hook input priority 0; policy accept;
+    icmp type destination-unreachable icmp code frag-needed counter drop; }}
+}}
+""")
+        self.defer(f"nft table {table}", lambda: run(["nft", "delete", "table", "ip", table], netns=self.node,
+                                                     check=False))
+        agent = self.agent()
+        agent.wait_collections(2)
+        before = self.nstat(self.node)
+        # 30 connections, each handing 64 KiB to its socket, held for 10 s
+        run([PYTHON, "-c", "import socket,sys,time\nss=[]\nfor _ in range(30):\n"
+                           " s=socket.create_connection((sys.argv[1],7310),timeout=5); s.setblocking(False)\n"
+                           " s.send(b'x'*65536); ss.append(s)\ntime.sleep(10)", far.peer_ip],
+            netns=self.node, timeout=60)
+        rules = json.loads(run(["nft", "-j", "list", "table", "ip", table], netns=self.node).stdout)
+        dropped = next(x["counter"]["packets"] for r in rules["nftables"] if "rule" in r
+                       for x in r["rule"]["expr"] if "counter" in x)
+        retrans = self.nstat(self.node).get("TcpRetransSegs", 0) - before.get("TcpRetransSegs", 0)
+        log(f"the node's firewall dropped {dropped} ICMP fragmentation needed; TcpRetransSegs {retrans}")
+        self.assertGreaterEqual(retrans, 100)
+        f = wait_for(lambda: (lambda f: f if f and f["severity"] == "critical" and
+                              self.evidence(f, "frag_needed") == dropped and
+                              self.evidence(f, "retransmits") == retrans else None)(
+            next((f for f in self.findings(agent) if f["rule"] == "path_mtu"), None)),
+            15, "a critical path_mtu finding with the firewall's and the kernel's counts")
+        log(f"finding: {f['title']}; evidence {f['evidence']}")
+        self.assertIn("black hole", f["title"])
+
     def test_a_full_flow_table_is_netprobe_losing_data(self):
         agent = self.agent("--flow-table-size=16", "--security=off")
         run([PYTHON, "-c", "import socket,sys\nfor p in range(100):\n s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"

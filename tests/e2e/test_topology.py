@@ -199,7 +199,13 @@ class TopologyTest(E2ETestCase):
                   "new_edge": [c[2].peer_ip, s[0].peer_ip],
                   "event_src": c[2].peer_ip,
                   "keyboard_node": s[1].peer_ip,
-                  "anomaly_subject": s[1].peer_ip}
+                  "anomaly_subject": s[1].peer_ip,
+                  # each step changes the controls named; the page must then show the API's answer
+                  "filters": [{"name": "udp", "set": {"protocol": "udp"}},
+                              {"name": "segments", "set": {"protocol": "", "group_by": "segment"}},
+                              {"name": "service", "set": {"group_by": "service", "window": "1m"}},
+                              {"name": "no-such-namespace", "set": {"group_by": "host", "namespace": "nosuchns"}},
+                              {"name": "all", "set": {"namespace": "", "window": "5m"}}]}
         page = subprocess.Popen(
             ["ip", "netns", "exec", self.node, "node", UI_CHECK, f"http://127.0.0.1:{agent.port}/ui/", out_dir,
              json.dumps(expect)],
@@ -243,6 +249,16 @@ class TopologyTest(E2ETestCase):
         # the page follows the server-sent stream (a snapshot, then diffs) rather than polling
         self.assertGreaterEqual(res["stream"]["snapshots"], 1, res)
         self.assertGreaterEqual(res["stream"]["diffs"], 1, res)
+        # the filters (each step equals the API's answer; here what those answers must be)
+        fl = res["filters"]
+        log(f"filters: { {k: (len(v['edges']), v['node_kinds']) for k, v in fl.items()} }")
+        self.assertIn(f"{c[2].peer_ip}>{s[1].peer_ip}:5201/udp", fl["udp"]["edges"])
+        self.assertTrue(all(e.endswith("/udp") for e in fl["udp"]["edges"]), fl["udp"])
+        self.assertEqual(fl["segments"]["node_kinds"], ["segment"])
+        self.assertGreater(len(fl["segments"]["edges"]), 0)
+        self.assertGreater(len(fl["service"]["edges"]), 0)
+        self.assertEqual(fl["no-such-namespace"]["edges"], [])
+        self.assertIn(f"{c[0].peer_ip}>{s[0].peer_ip}:5201/tcp", fl["all"]["edges"])
         # keep the screenshots: the build's artifacts and the README's picture
         arts = os.path.join(BUILD, "test-artifacts")
         os.makedirs(arts, exist_ok=True)

@@ -187,6 +187,12 @@ scrape_configs:
         nodes = {n["id"]: n for n in last["topo"]["nodes"]}
         self.assertTrue(nodes[v.peer_ip]["client"] and nodes[v.peer_ip]["server"], nodes)
         self.assertEqual(nodes[v.host_ip]["kind"], "host")
+        # segments over the cluster graph: the two hosts talk to each other (and no one
+        # else), so they are one community, and grouped by segment nothing crosses segments
+        self.assertEqual(nodes[v.peer_ip]["segment"], nodes[v.host_ip]["segment"])
+        self.assertTrue(nodes[v.host_ip]["segment"].startswith("cluster:"), nodes)
+        seg = self.topology(a, source="prometheus", window="5m", protocol="udp", group_by="segment")
+        self.assertEqual((seg["source"], seg["group_by"], seg["edges"]), ("prometheus", "segment", []), seg)
 
         # the Node Graph frames of the cluster graph
         ng = self.topology(a, source="prometheus", window="5m", format="nodegraph")

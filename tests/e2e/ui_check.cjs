@@ -210,6 +210,44 @@ function readLine() {
       res.event_highlighted = true;
       await page.screenshot({ path: `${outDir}/events.png`, fullPage: true });
     }
+    // The filters: after each change the page's graph, table and model hold what the API
+    // answers for the same query (window, grouping, namespace, protocol), and the graph draws
+    // every edge of the model.
+    if (expect.filters) {
+      res.filters = {};
+      const control = async (id, value) => {
+        if (id === "namespace") {
+          await page.fill("#namespace", value);
+          await page.dispatchEvent("#namespace", "change");
+        } else {
+          await page.selectOption(`#${id}`, value);
+        }
+      };
+      const edgeKeys = (edges) => edges.map((e) => `${e.source}>${e.target}:${e.port}/${e.transport}`).sort();
+      for (const step of expect.filters) {
+        for (const [id, value] of Object.entries(step.set)) await control(id, value);
+        const q = await page.evaluate(() => {
+          const v = (id) => document.getElementById(id).value.trim();
+          const q = new URLSearchParams({ window: v("window"), group_by: v("group_by") });
+          if (v("namespace")) q.set("namespace", v("namespace"));
+          if (v("protocol")) q.set("protocol", v("protocol"));
+          return q.toString();
+        });
+        let last = "";
+        await waitFor(async () => {
+          const api = await apiGet(`topology?${q}`);
+          const got = await page.evaluate(() => ({ edges: window.netprobe.data.edges, nodes: window.netprobe.data.nodes,
+                                                   drawn: window.netprobe.cy.edges().length,
+                                                   rows: document.querySelectorAll("#edges tbody tr").length }));
+          const a = edgeKeys(api.edges), b = edgeKeys(got.edges);
+          last = `page ${JSON.stringify(b)}, API ${JSON.stringify(a)}, drawn ${got.drawn}, rows ${got.rows}`;
+          res.filters[step.name] = { query: q, edges: b, node_kinds: [...new Set(got.nodes.map((n) => n.kind))].sort(),
+                                     rows: got.rows };
+          return JSON.stringify(a) === JSON.stringify(b) && got.drawn === b.length && got.rows === Math.min(b.length, 200);
+        }, 15000, `the page to show the API's topology for ${step.name}`).catch((e) => { throw new Error(`${e.message}: ${last}`); });
+        await page.screenshot({ path: `${outDir}/filter-${step.name}.png` });
+      }
+    }
     res.updates = await page.evaluate(() => window.netprobe.updates);
     res.stream = await page.evaluate(() => window.netprobe.stream);
     if (res.console_errors.length) throw new Error(`console errors: ${res.console_errors.join("; ")}`);

@@ -217,7 +217,8 @@ TEST(ClusterTopology, QueryParametersForPrometheus) {
     ASSERT_TRUE(q) << q.error();
     EXPECT_EQ(q->source, "prometheus");
     EXPECT_FALSE(metrics::parseTopologyQuery({{"source", "prometheus"}, {"group_by", "pod"}}));
-    EXPECT_FALSE(metrics::parseTopologyQuery({{"source", "prometheus"}, {"group_by", "segment"}}));
+    EXPECT_TRUE(metrics::parseTopologyQuery({{"source", "prometheus"}, {"group_by", "segment"}}));
+    EXPECT_FALSE(metrics::parseTopologyQuery({{"source", "prometheus"}, {"group_by", "process"}}));
     EXPECT_TRUE(metrics::parseTopologyQuery({{"source", "prometheus"}, {"format", "nodegraph"}}));
     EXPECT_FALSE(metrics::parseTopologyQuery({{"source", "thanos"}}));
     EXPECT_TRUE(history::checkPrometheusUrl("https://prom.example:9090/prometheus"));
@@ -265,6 +266,49 @@ TEST(ClusterTopology, AnswerFromPrometheusFigures) {
     ASSERT_EQ(j["nodes"].size(), 2u);
     for (const auto* f : {"id", "title", "subTitle", "mainStat", "secondaryStat", "arc__ok", "arc__errors"})
         EXPECT_TRUE(j["nodes"][0].contains(f)) << f;
+}
+
+TEST(ClusterTopology, SegmentsFromNamespacesAndCommunities) {
+    // shop's two workloads and db's one are their namespaces' segments; three hosts without
+    // a namespace talk among themselves (a community) and one of them to shop/web.
+    auto edge = [](std::string a, std::string b, std::uint16_t port, double bytes, std::string by) {
+        history::PromEdge e;
+        e.source = std::move(a), e.target = std::move(b), e.transport = "tcp", e.port = port;
+        e.bytes_to_server = bytes, e.connections = 1, e.observed_by = {std::move(by)};
+        return e;
+    };
+    std::vector<history::PromEdge> edges = {
+        edge("shop/web", "shop/cart", 8080, 5000, "n1:8081"),  // within shop
+        edge("shop/cart", "db/pg", 5432, 2000, "n1:8081"),
+        edge("shop/web", "db/pg", 5432, 1000, "n2:8081"),
+        edge("10.0.0.1", "10.0.0.2", 443, 9000, "n2:8081"),
+        edge("10.0.0.2", "10.0.0.3", 443, 9000, "n2:8081"),
+        edge("10.0.0.3", "shop/web", 8080, 10, "n3:8081"),
+    };
+    metrics::TopologyQuery q;
+    q.source = "prometheus";
+    q.window_seconds = 60;
+    q.group_by = "workload";
+    auto j = nlohmann::json::parse(metrics::prometheusTopologyJson(edges, q, "http://prom:9090"));
+    std::map<std::string, std::string> seg;
+    for (const auto& n : j["nodes"]) seg[n["id"]] = n["segment"];
+    EXPECT_EQ(seg["shop/web"], "ns:shop");
+    EXPECT_EQ(seg["db/pg"], "ns:db");
+    EXPECT_EQ(seg["10.0.0.1"], seg["10.0.0.3"]);
+    EXPECT_TRUE(seg["10.0.0.1"].starts_with("cluster:")) << seg["10.0.0.1"];
+    q.group_by = "segment";
+    j = nlohmann::json::parse(metrics::prometheusTopologyJson(edges, q, "http://prom:9090"));
+    std::map<std::string, nlohmann::json> by;
+    for (const auto& e : j["edges"]) by[e["id"]] = e;
+    ASSERT_EQ(by.size(), 2u) << j.dump();  // within shop and within the community: not edges
+    const auto& sd = by.at("ns:shop->ns:db:5432/tcp");
+    EXPECT_EQ(sd["bytes_out"], 3000);  // both shop workloads' traffic to db, folded
+    EXPECT_EQ(sd["connections_opened"], 2);
+    EXPECT_EQ(sd["observed_by"], nlohmann::json({"n1:8081", "n2:8081"}));
+    const auto cl = seg["10.0.0.1"];
+    EXPECT_TRUE(by.contains(cl + "->ns:shop:8080/tcp"));
+    for (const auto& n : j["nodes"]) EXPECT_EQ(n["kind"], "segment");
+    ASSERT_EQ(j["nodes"].size(), 3u);
 }
 
 }  // namespace
