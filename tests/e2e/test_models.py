@@ -258,10 +258,10 @@ prices: {{same_zone: 0.001, cross_zone: 0.01, internet: 0.09}}
                                direction="sent"), got[peers[2].host_ip]["bytes_sent"]["internet"])
         # netprobe cost: the same document, and a table row per entity in its class's column
         cli = [os.path.join(os.path.dirname(AGENT), "netprobe"), f"--server=http://127.0.0.1:{agent.port}", "cost"]
-        doc = json.loads(run(cli + ["-o", "json"]).stdout)
+        doc = json.loads(run(cli + ["-o", "json"], netns=node).stdout)
         self.assertEqual(set(doc), set(agent.get_json("/api/v1/cost")))
         self.assertEqual(doc["zone"], "zone-a")
-        out = run(cli).stdout
+        out = run(cli, netns=node).stdout
         log(out)
         lines = out.splitlines()
         self.assertTrue(lines[0].startswith("zone zone-a (from config)"), lines[0])

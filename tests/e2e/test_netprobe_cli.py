@@ -274,7 +274,9 @@ class NetprobeCliTest(E2ETestCase):
         table = self.cli("qos", "--group-by", "host", "--window", "1m").stdout.splitlines()
         log("\n".join(table[:5]))
         self.assertEqual(table[0].split()[:4], ["CLIENT", "SERVER", "PORT", "CONNS"])
-        row = next(r.split() for r in table[1:] if r.split()[:3] == [self.veth.peer_ip, self.veth.host_ip, "7102"])
+        rows = [r.split() for r in table[1:] if r.split()[:3] == [self.veth.peer_ip, self.veth.host_ip, "7102"]]
+        self.assertEqual(len(rows), 1, table)
+        row = rows[0]
         self.assertEqual(row[3], str(e["connections_opened"]))
         # RTT P50/P99 and JITTER are blank without handshake samples: count from the right
         self.assertEqual(int(row[-3]), e["retransmits_client"] + e["retransmits_server"])

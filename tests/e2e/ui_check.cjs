@@ -38,7 +38,12 @@ function readLine() {
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     page.on("console", (m) => { if (m.type() === "error") res.console_errors.push(m.text()); });
     page.on("pageerror", (e) => res.console_errors.push(String(e)));
-    page.on("requestfailed", (r) => res.console_errors.push(`request failed: ${r.url()} ${r.failure() && r.failure().errorText}`));
+    page.on("requestfailed", (r) => {
+      const why = r.failure() && r.failure().errorText;
+      // the page closes its event stream when a filter changes (and opens the new one)
+      if (why === "net::ERR_ABORTED" && r.url().includes("/api/v1/topology/stream?")) return;
+      res.console_errors.push(`request failed: ${r.url()} ${why}`);
+    });
     await page.goto(url);
     const apiGet = (path) => page.evaluate(async (p) => (await fetch(`../api/v1/${p}`)).json(), path);
     const detailRows = (table) => page.$$eval(`${table} tbody tr`, (rs) => rs.map((r) => ({

@@ -409,7 +409,7 @@ async function getJson(path) {
 function flowsTable(flows) {
   return `<h3>Flows (${flows.length})</h3><table id="details-flows" class="edge-flows"><thead><tr><th>from</th><th>to</th><th>if</th><th class="num">bytes</th><th class="num">packets</th><th><span class="sr-only">packet path</span></th></tr></thead><tbody>` +
     flows.map((f) => `<tr data-src="${esc(f.src_ip)}" data-dst="${esc(f.dst_ip)}" data-sport="${f.src_port || 0}" data-dport="${f.dst_port || 0}">` +
-      `<td>${esc(f.src_ip)}:${f.src_port}</td><td>${esc(f.dst_ip)}:${f.dst_port}</td><td>${esc(f.interface)} ${esc(f.direction)}</td><td class="num">${fmtBytes(f.bytes)}</td><td class="num">${f.packets}</td>` +
+      `<td>${esc(f.src_ip)}:${f.src_port}</td><td>${esc(f.dst_ip)}:${f.dst_port}</td><td title="${esc(f.interface)} ${esc(f.direction)}">${esc(f.interface)} ${f.direction === "ingress" ? "in" : f.direction === "egress" ? "out" : esc(f.direction)}</td><td class="num">${fmtBytes(f.bytes)}</td><td class="num">${f.packets}</td>` +
       `<td><button type="button" class="trace" data-src="${esc(f.src_ip)}" data-dst="${esc(f.dst_ip)}" data-sport="${f.src_port || ""}" data-dport="${f.dst_port || ""}" data-proto="${esc(f.protocol || "")}" aria-label="trace the path of ${esc(f.src_ip)}:${f.src_port} to ${esc(f.dst_ip)}:${f.dst_port}">trace</button></td></tr>`).join("") +
     "</tbody></table>";
 }
@@ -422,7 +422,7 @@ function connectionsTable(conns) {
     conns.map((c) => `<tr data-cookie="${c.cookie}" data-src="${esc(c.src_ip)}" data-dst="${esc(c.dst_ip)}" data-sport="${c.src_port}" data-dport="${c.dst_port}">` +
       `<td>${esc(c.src_ip)}:${c.src_port}</td><td>${esc(c.dst_ip)}:${c.dst_port}</td><td>${esc(c.direction === "active" ? "client" : c.direction === "passive" ? "server" : "?")}</td>` +
       `<td class="${c.failed ? "bad" : ""}">${esc(st(c))}</td><td class="num">${fmtBytes(c.bytes_sent)}</td><td class="num">${fmtBytes(c.bytes_received)}</td>` +
-      `<td>${c.comm ? `${esc(c.comm)} (${c.pid})` : ""}</td></tr>`).join("") +
+      `<td class="wrap">${c.comm ? `${esc(c.comm)} (${c.pid})` : ""}</td></tr>`).join("") +
     "</tbody></table>";
 }
 
