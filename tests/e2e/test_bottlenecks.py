@@ -313,7 +313,8 @@ table ip npbn {
             (ks["drop"], ks["early_drop"])))
         log(f"full: conntrack -S {ks}, /proc {self.proc(self.node, f'{ct}/nf_conntrack_count')} of {limit}; "
             f"finding {f['title']}")
-        self.assertEqual(self.evidence(f, "entries"), limit)
+        # full (an entry may have left since: evicted to make room, or a flow of the node ended)
+        self.assertGreaterEqual(self.evidence(f, "entries"), limit - 16)
 
     def test_saturated_link_qdisc_drops_and_standing_queue(self):
         # The node forwards a client's UDP stream to a server through a tbf shaper on its link
