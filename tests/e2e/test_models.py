@@ -25,6 +25,7 @@ import time
 import math
 import unittest
 
+from e2e_inspect import nstat_counters
 from netprobe_e2e import AGENT, PYTHON, E2ETestCase, kernel_stats, log, require_tools, run, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -362,6 +363,37 @@ prices: {{same_zone: 0.001, cross_zone: 0.01, internet: 0.09}}
         self.assertEqual(f["subject"], e["subject"][len("edge/"):-len("/rtt_ms")])
         self.assertGreaterEqual(ev["rtt_p50"], 0.040)
         self.assertLess(ev["expected_high"], 0.040)
+
+        # retransmissions where there were none: nft on the server's side drops half of the
+        # client's requests (the segments with data), which the client retransmits. The edge's
+        # loss ratio leaves its learnt range and the diagnosis says so on that edge.
+        since = newest()
+        before = nstat_counters(ns_a).get("TcpRetransSegs", 0)
+        table = f"npmodloss{os.getpid()}"
+        run(["nft", "-f", "-"], netns=ns_b, input=f"""
+table ip {table} {{
+  chain in {{ type filter hook input priority 0; policy accept;
+    tcp dport 8080 meta length > 52 numgen random mod 2 == 0 counter drop; }}
+}}
+""")
+        self.defer(f"nft table {table}", lambda: run(["nft", "delete", "table", "ip", table], netns=ns_b, check=False))
+        e = detected(since, lambda e: e["kind"] == "metric" and e["subject"].endswith("/loss_ratio")
+                     and e["features"][0]["observed"] > e["features"][0]["expected_hi"], "the loss jump")
+
+        def loss_jump():
+            return next((f for f in agent.get_json("/api/v1/diagnosis")["findings"]
+                         if f["rule"] == "retransmit_jump"), None)
+        f = wait_for(loss_jump, 2 * STEP + 2, "a retransmit_jump finding")
+        rules = json.loads(run(["nft", "-j", "list", "table", "ip", table], netns=ns_b).stdout)
+        dropped = next(x["counter"]["packets"] for r in rules["nftables"] if "rule" in r
+                       for x in r["rule"]["expr"] if "counter" in x)
+        retrans = nstat_counters(ns_a).get("TcpRetransSegs", 0) - before
+        ev = {x["name"]: x["value"] for x in f["evidence"]}
+        log(f"finding: {f['title']}; evidence {ev}; nft dropped {dropped} requests, client TcpRetransSegs {retrans}")
+        self.assertEqual(f["subject"], e["subject"][len("edge/"):-len("/loss_ratio")])
+        self.assertGreater(dropped, 0)
+        self.assertGreaterEqual(retrans, dropped - 5)  # each drop retransmitted (the last ones maybe not yet)
+        self.assertGreater(ev["loss_ratio"], ev["expected_high"])
         m = agent.metrics()
         self.assertGreaterEqual(m.get("netprobe_anomaly_events_total", scope="entity"), 2)
         self.assertGreater(m.get("netprobe_anomaly_model_memory_bytes"), 0)
