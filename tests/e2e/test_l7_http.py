@@ -260,6 +260,33 @@ class L7HttpTest(E2ETestCase):
         finally:
             log(f"connections with parser state: {last[0]} (before the test: {held})")
 
+    def test_a_service_answering_503_is_an_http_errors_finding(self):
+        # 12 requests nginx answers with 503 and 8 with 200 (curl's own status codes are the
+        # oracle): 60% errors, a critical http_errors finding on the service, from the clients'
+        # side (this node has them), naming the failing route.
+        self.nginx()
+        agent = self.agent()
+        agent.wait_collections(2)
+        service = f"{self.ip}:8080"
+        urls = [f"http://{service}/err"] * 12 + [f"http://{service}/items/{i}" for i in range(8)]
+        args = ["curl", "-s", "-w", "%{http_code}\\n"]
+        for u in urls:
+            args += ["-o", "/dev/null", u]
+        codes = run(args, netns=self.node).stdout.split()
+        self.assertEqual((codes.count("503"), codes.count("200")), (12, 8))
+
+        def finding():
+            d = agent.get_json("/api/v1/diagnosis")
+            f = next((f for f in d["findings"] if f["rule"] == "http_errors" and f["subject"] == service), None)
+            return f if f and {e["name"]: e["value"] for e in f["evidence"]}.get("requests") == 20 else None
+        f = wait_for(finding, 15, "an http_errors finding for the service")
+        ev = {e["name"]: e["value"] for e in f["evidence"]}
+        log(f"finding: {f['title']}; evidence {ev}")
+        self.assertEqual(f["severity"], "critical")
+        self.assertEqual(ev["errors_5xx"], codes.count("503"))
+        self.assertAlmostEqual(ev["ratio"], 0.6)
+        self.assertIn("/err", json.dumps(f["evidence"]))
+
     def test_https_plaintext_from_openssl(self):
         self.nginx()
         agent = self.agent()
