@@ -981,7 +981,8 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
     auto* topo = app.add_subcommand("topology", "The node's service map: who calls whom (client -> server:port) with "
                                                 "bytes, connections, requests, errors, latency (GET /api/v1/topology)");
     topo->add_option("--window", window, "Time covered, up to 15m")->capture_default_str();
-    topo->add_option("--group-by", group_by, "host, workload, namespace, pod, process or segment")->capture_default_str();
+    topo->add_option("--group-by", group_by, "host, workload, service, namespace, pod, container, process or segment")
+        ->capture_default_str();
     topo->add_option("--namespace", ns, "Edges with an end in this Kubernetes namespace");
     topo->add_option("--protocol", protocol, "tcp, udp, or an L7 protocol (http, grpc, ...)");
     topo->add_option("--limit", limit, "Edges to show, busiest first (default 50)");
@@ -1002,7 +1003,8 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
                                           "p50/p99, jitter, loss, retransmits, drops, failed connections "
                                           "(GET /api/v1/qos)");
     qos->add_option("--window", qos_window, "Time covered, up to 15m")->capture_default_str();
-    qos->add_option("--group-by", qos_group_by, "host, workload, namespace, pod, process or service (default workload)");
+    qos->add_option("--group-by", qos_group_by,
+                    "host, workload, namespace, pod, container, process or service (default workload)");
     qos->add_option("--namespace", ns, "Edges with an end in this Kubernetes namespace");
     qos->add_flag("--services", inv.qos_services, "Per server:port over every client instead of per edge");
     qos->add_option("--limit", limit, "Rows to show, most bytes first (default 50)");
@@ -1266,11 +1268,11 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
             return fail("invalid --window \"" + qos_window + "\": a duration up to 15m (5m, 30s)");
         inv.query["window"] = qos_window;
         if (!qos_group_by.empty()) {
-            static constexpr std::array<std::string_view, 6> kGroups = {"host", "workload", "namespace",
-                                                                         "pod",  "process",  "service"};
+            static constexpr std::array<std::string_view, 7> kGroups = {"host",    "workload", "namespace", "pod",
+                                                                         "container", "process", "service"};
             if (std::find(kGroups.begin(), kGroups.end(), qos_group_by) == kGroups.end())
                 return fail("invalid --group-by \"" + qos_group_by +
-                            "\": expected host, workload, namespace, pod, process or service");
+                            "\": expected host, workload, namespace, pod, container, process or service");
             inv.query["group_by"] = qos_group_by;
         }
         if (!ns.empty()) inv.query["namespace"] = ns;

@@ -80,6 +80,9 @@ struct Topology::State {
         Key conv;
         std::uint32_t retrans_client = 0, retrans_server = 0;
         bool failed_counted = false;
+        // the socket's cgroup was looked up (once per connection and end: both ends of a
+        // connection on the node share this state)
+        bool container_checked_client = false, container_checked_server = false;
         std::uint64_t seen_run = 0;
     };
     std::map<ConnKey, ConnState> conns;
@@ -373,6 +376,16 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
             cs.seen_run = s.run;
             if (!r.comm.empty() && active && c->client.process.empty()) c->client.process = r.comm;
             if (!r.comm.empty() && !active && c->server.process.empty()) c->server.process = r.comm;
+            // The container of the socket's cgroup (without Kubernetes the unit a workload is):
+            // looked up once per connection (an in-memory read of the attribution's cgroup map).
+            bool& checked = active ? cs.container_checked_client : cs.container_checked_server;
+            if (s.attribution && r.cgroup_id && !checked) {
+                if (auto cl = s.attribution->container(r.cgroup_id)) {
+                    checked = true;
+                    auto& end = active ? c->client : c->server;
+                    if (!cl->container_id.empty() && end.container.empty()) end.container = cl->container_id.substr(0, 12);
+                }
+            }
             if (c->first_seen_ns == 0) c->first_seen_ns = now_ns;
             c->last_seen_ns = now_ns;
         }

@@ -26,7 +26,7 @@ using analysis::TopologyEnd;
 const std::string kWorkload = "workload";
 
 struct Node {
-    std::string id, name, kind, ns, workload, pod, process, segment, mesh, service;
+    std::string id, name, kind, ns, workload, pod, process, container, segment, mesh, service;
     std::vector<std::string> ips;
     std::uint64_t bytes_sent = 0, bytes_received = 0, requests_in = 0, errors_in = 0;
     bool server = false, client = false;
@@ -121,6 +121,12 @@ Node nodeOf(const TopologyEnd& e, const std::string& group_by, const std::map<ut
         n.id = "ns:" + e.ns;
         n.kind = "namespace";
         n.name = e.ns;
+    } else if ((group_by == "container" || (group_by == "workload" && e.workload.empty())) && !e.container.empty()) {
+        // without Kubernetes (or an end outside every pod) a container is the workload
+        n.id = "ctr:" + e.container;
+        n.kind = "container";
+        n.name = "container " + e.container;
+        n.container = e.container;
     } else if (group_by == "process" && !e.process.empty()) {
         n.id = e.process + "@" + ip;
         n.kind = "process";
@@ -188,8 +194,8 @@ std::expected<TopologyQuery, std::string> parseTopologyQuery(
                 std::ceil(std::chrono::duration<double>(*d).count()));
         } else if (k == "group_by") {
             if (v != "host" && v != "workload" && v != "service" && v != "namespace" && v != "pod" && v != "process" &&
-                v != "segment")
-                return bad(k, v, "expected host, workload, service, namespace, pod, process or segment");
+                v != "container" && v != "segment")
+                return bad(k, v, "expected host, workload, service, namespace, pod, container, process or segment");
             q.group_by = v;
         } else if (k == "namespace") {
             if (v.empty()) return bad(k, v, "expected a namespace");
@@ -218,7 +224,8 @@ std::expected<TopologyQuery, std::string> parseTopologyQuery(
     }
     if (q.at_unix && q.source != "local")
         return bad("at", std::to_string(*q.at_unix), "the graph at a past time is this node's (no source=)");
-    if (q.source == "clickhouse" && (q.group_by == "process" || q.group_by == "segment" || q.group_by == "service"))
+    if (q.source == "clickhouse" &&
+        (q.group_by == "process" || q.group_by == "segment" || q.group_by == "service" || q.group_by == "container"))
         return bad("group_by", q.group_by, "source=clickhouse groups by host, workload, namespace or pod");
     if (q.source == "clickhouse" && q.format != "netprobe")
         return bad("format", q.format, "source=clickhouse answers in the netprobe format");
@@ -510,6 +517,7 @@ nlohmann::json topologyDocument(const analysis::TopologyView* v, const analysis:
         if (!n.service.empty()) o["service"] = n.service;
         if (!n.pod.empty() && (n.kind == "pod" || n.kind == "host")) o["pod"] = n.pod;
         if (!n.process.empty()) o["process"] = n.process;
+        if (!n.container.empty()) o["container"] = n.container;
         if (!n.mesh.empty()) o["mesh"] = n.mesh;
         ns.push_back(std::move(o));
     }

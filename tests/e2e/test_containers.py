@@ -216,6 +216,23 @@ class ContainersWithoutKubernetes(ContainersBase):
                              (ifs[veth]["ingress_bytes"], ifs[veth]["egress_bytes"]))
             self.assertGreaterEqual(c["netns_tx_bytes"], up[1] if c is ui else down[1])
 
+        # the service map without Kubernetes: the containers are the nodes (group_by=container,
+        # and workload falls back to them), the edge client container -> server container:port
+        want_edge = (f"ctr:{CID_UI[:12]}", f"ctr:{CID_WEB[:12]}", PORT)
+        for group in ("container", "workload"):
+            def edge(group=group):
+                doc = a.get_json(f"/api/v1/topology?group_by={group}&window=5m")
+                edges = {(e["source"], e["target"], e["port"]): e for e in doc["edges"]}
+                return (doc, edges[want_edge]) if want_edge in edges else None
+            doc, e = wait_for(edge, 15, f"the containers' edge grouped by {group}")
+            nodes = {n["id"]: n for n in doc["nodes"]}
+            for cid, ip in ((CID_UI, IP_UI), (CID_WEB, IP_WEB)):
+                n = nodes[f"ctr:{cid[:12]}"]
+                self.assertEqual((n["kind"], n["container"], n["ips"]), ("container", cid[:12], [ip]), n)
+            self.assertEqual(e["connections_opened"], 3)
+            self.assertEqual(e["bytes_out"], up[1])  # the clients' bytes (each 5-tuple once), as the flows say
+        log(f"topology by container: {e['source']} -> {e['target']}:{e['port']}, {e['connections_opened']} connections")
+
         # /api/v1/interfaces: the veths' peer namespaces, compared with iproute2
         ids = {e["nsid"]: e.get("name") for e in json.loads(run(["ip", "-j", "netns", "list-id"]).stdout or "[]")}
         ifs = a.interfaces()

@@ -596,4 +596,65 @@ TEST(Topology, GroupByServiceMergesTheServersBehindAService) {
     EXPECT_FALSE(bad);
 }
 
+// Without Kubernetes a container is the workload: the socket's cgroup names it (looked up
+// once per connection), group_by=container and workload show it; a process outside any
+// container stays a host.
+class ContainerCgroups final : public analysis::Attribution {
+public:
+    mutable int lookups = 0;
+    analysis::FlowLabels flow(const flow_key&) const override { return {}; }
+    std::vector<analysis::LocalPod> localPods() const override { return {}; }
+    bool synced() const override { return true; }
+    bool kubernetes() const override { return false; }
+    std::optional<analysis::ContainerLabels> container(std::uint64_t id) const override {
+        ++lookups;
+        analysis::ContainerLabels l;
+        if (id == 11) l.container_id = std::string(64, 'a');
+        if (id == 22) l.container_id = std::string(64, 'b');
+        return l;  // 33: a cgroup that is no container's
+    }
+};
+
+TEST(Topology, ContainersAreTheNodesWithoutKubernetes) {
+    auto cg = std::make_shared<ContainerCgroups>();
+    Topology t({}, cg);
+    Clock clk;
+    Views v;
+    for (int run = 0; run < 3; ++run) {
+        auto s = clk.at(run);
+        auto st = std::make_shared<ebpf::StackStats>();
+        auto c1 = conn("198.18.0.1", 40000, "198.18.1.1", 8080, true);
+        c1.cgroup_id = 11;
+        auto c2 = conn("198.18.1.1", 8080, "198.18.0.1", 40000, false);
+        c2.cgroup_id = 22;
+        auto c3 = conn("198.18.0.9", 40001, "198.18.1.1", 8080, true);
+        c3.cgroup_id = 33;
+        st->connections = {c1, c2, c3};
+        s->stack = st;
+        if (run == 0)
+            s->flows = {sample("198.18.0.1", 40000, "198.18.1.1", 8080, 1000, 2),
+                        sample("198.18.0.9", 40001, "198.18.1.1", 8080, 100, 1)};
+        t.run(*s, v);
+    }
+    EXPECT_EQ(cg->lookups, 3);  // one per connection, not per collection
+    for (const char* group : {"container", "workload"}) {
+        const auto j = api(v, {{"group_by", group}});
+        const auto* e = edge(j, "ctr:aaaaaaaaaaaa", "ctr:bbbbbbbbbbbb");
+        ASSERT_NE(e, nullptr) << group << " " << j.dump();
+        EXPECT_EQ((*e)["bytes_out"], 1000);
+        // no container: the host (and the server end of that connection, whose socket no
+        // record showed, stays its address)
+        ASSERT_NE(edge(j, "198.18.0.9", "198.18.1.1"), nullptr) << j.dump();
+        for (const auto& n : j["nodes"])
+            if (n["id"] == "ctr:aaaaaaaaaaaa") {
+                EXPECT_EQ(n["kind"], "container");
+                EXPECT_EQ(n["container"], "aaaaaaaaaaaa");
+                EXPECT_EQ(n["ips"], nlohmann::json({"198.18.0.1"}));
+            }
+    }
+    // the host grouping ignores containers
+    EXPECT_NE(edge(api(v, {{"group_by", "host"}}), "198.18.0.1", "198.18.1.1"), nullptr);
+    EXPECT_FALSE(metrics::parseTopologyQuery({{"group_by", "container"}, {"source", "clickhouse"}}));
+}
+
 }  // namespace

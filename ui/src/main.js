@@ -69,7 +69,7 @@ const cy = cytoscape({
 model.cy = cy;
 
 function nodeColour(n) {
-  return { workload: "#54aeff", pod: "#54aeff", service: "#0969da", namespace: "#b392f0", segment: "#b392f0", process: "#7ee787", group: "#fff8c5", external: "#eaeef2", host: n.server ? "#ffd8b5" : "#d0d7de" }[n.kind] || "#d0d7de";
+  return { workload: "#54aeff", pod: "#54aeff", service: "#0969da", namespace: "#b392f0", segment: "#b392f0", container: "#79c0ff", process: "#7ee787", group: "#fff8c5", external: "#eaeef2", host: n.server ? "#ffd8b5" : "#d0d7de" }[n.kind] || "#d0d7de";
 }
 
 // The answer's object of an element (its figures, for the details pane) is kept in a map

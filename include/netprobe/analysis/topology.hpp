@@ -120,6 +120,7 @@ struct TopologyEnd {
     std::string ns, pod, workload;  // Kubernetes (attribution), when known
     std::string service;            // server end: the Kubernetes service, when known
     std::string process;            // a local process seen on this end's socket (comm), when known
+    std::string container;          // the container of that socket's cgroup (12-digit short id), when known
     std::string mesh;               // the pod's service mesh sidecar ("istio", "linkerd"), when known
 };
 
