@@ -1018,9 +1018,10 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
             f.severity = ff.severity.empty() ? "info" : ff.severity;
             f.title = ff.message;
             f.evidence = {{"lead_time", ff.lead_seconds / 3600.0, "hours"},
-                          {"current", ff.current, ""},
-                          {"threshold", ff.threshold, ""},
-                          {"slope", ff.slope_per_hour, "per hour"}};
+                          {"current", ff.current, ff.kind == "capacity" ? "bytes/s" : ""},
+                          {"threshold", ff.threshold, ff.kind == "capacity" ? "bytes/s" : ""}};
+            // (a capacity finding is the forecast's bound reaching the threshold: no straight-line slope)
+            if (ff.kind != "capacity") f.evidence.push_back({"slope", ff.slope_per_hour, "per hour"});
             if (ff.kind == "capacity") {
                 f.cause = "The link's traffic trend reaches the capacity threshold (--capacity-threshold) of its speed "
                           "within the lead time.";

@@ -195,6 +195,69 @@ class ModelsTest(E2ETestCase):
         self.assertAlmostEqual(got, hour["mean"], delta=1e-6 * want)
         self.assertEqual(agent.stop(), 0)
 
+    def test_a_link_filling_up_is_a_capacity_forecast_finding(self):
+        # Two days of a receive rate growing steadily on a link of 1 Mbit/s (125000 B/s,
+        # --link-speed; a veth reports 10 Gbit/s): from 20000 B/s to 90000 B/s, +35000 B/s
+        # a day. The threshold, 76% of the link (95000 B/s), is 3.4 h away on that straight
+        # line (the test's own arithmetic); the model damps trends (a forecast flattens), so
+        # the lead time it gives is not that figure but must be hours, not now and not never.
+        # The finding is in /api/v1/forecast and in /api/v1/diagnosis (capacity_forecast).
+        ns = self.make_netns()
+        v = self.make_veth(host_ns=ns)
+        state = self.tmpdir()
+        db = os.path.join(state, "history", "history.db")
+        args = ("--collect-interval=500ms", f"--interface-filter={v.host}", f"--state-dir={state}",
+                f"--link-speed={v.host}=1M", "--capacity-threshold=0.76")
+        agent = self.start_agent(*args, netns=ns)
+        self.assertEqual(agent.stop(), 0)
+        now = int(time.time())
+        end = now - now % 60
+        start = end - 2 * 86400
+        per_day = 35000.0
+
+        def rate(t: int) -> float:
+            return 20000 + per_day * (t - start) / 86400
+        key = f"iface/{v.host}/rx_bytes_rate"
+        con = sqlite3.connect(db)
+        con.execute("INSERT INTO series(key, last_hour) VALUES(?, ?)", (key, end - end % 3600))
+        sid = con.execute("SELECT id FROM series WHERE key = ?", (key,)).fetchone()[0]
+        con.executemany("INSERT INTO minutes(minute, series_id, sum, count, min, max) VALUES(?, ?, ?, 1, ?, ?)",
+                        [(t, sid, rate(t), rate(t), rate(t)) for t in range(start, end, 60)])
+        con.commit()
+        con.close()
+        expected_h = (0.76 * 125000 - rate(end - 60)) / per_day * 24
+        # and the link carries that rate now (the live intervals continue the history: an
+        # idle link would be a forecast of no traffic, rightly): 90 datagrams of 1000 bytes a
+        # second from the veth's peer
+        self.spawn([PYTHON, "-c", "import socket,sys,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                                  "due=time.monotonic()\nwhile True:\n s.sendto(b'x'*958,(sys.argv[1],9))\n"
+                                  " due+=1/90\n time.sleep(max(0,due-time.monotonic()))", v.host_ip],
+                   netns=v.ns, name="sender")
+
+        agent = self.start_agent(*args, netns=ns)
+        self.assertIn("warm-started from the history store", agent.output())
+
+        def finding():
+            for f in agent.get_json("/api/v1/diagnosis")["findings"]:
+                if f["rule"] == "capacity_forecast" and f["subject"] == f"capacity:{key}":
+                    return f
+            return None
+        try:
+            f = wait_for(finding, 15, "a capacity_forecast finding")
+        except AssertionError:
+            log(f"/api/v1/forecast: {json.dumps(agent.get_json('/api/v1/forecast'))[:3000]}")
+            raise
+        ev = {e["name"]: e["value"] for e in f["evidence"]}
+        fc = agent.get_json("/api/v1/forecast")
+        log(f"finding: {f['title']}; evidence {ev}; the trend's own arithmetic: {expected_h:.2f} h")
+        self.assertEqual(f["severity"], "warning")  # within a day
+        self.assertGreaterEqual(ev["lead_time"], expected_h / 2)
+        self.assertLessEqual(ev["lead_time"], expected_h * 2)
+        self.assertEqual(ev["threshold"], 0.76 * 125000)
+        self.assertIn("reaches 76% of its link speed in", f["title"])
+        self.assertIn(key, [x["subject"] for x in fc["findings"] if x["kind"] == "capacity"])
+        self.assertEqual(agent.stop(), 0)
+
     # ---------------------------------------------------------------- cost
 
     def test_cost_by_destination_class(self):

@@ -44,6 +44,7 @@ struct ForecastStage::State {
     std::map<std::string, std::deque<double>> trends;     // node/* values, newest last
     std::uint64_t seen_intervals = 0;
     std::uint64_t not_modelled = 0;
+    std::map<std::string, double> speed;  // bytes/s by interface: the links source's last reading
     std::shared_ptr<const ForecastView> last = std::make_shared<ForecastView>();
 
     HoltWintersOptions modelOptions(std::int64_t step) const {
@@ -79,7 +80,18 @@ void ForecastStage::run(const collector::Snapshot& snap, Views& views) {
         s.history.clear();
     }
     const bool fresh_interval = sv && sv->intervals != 0 && sv->intervals != s.seen_intervals;
-    if (!fresh_interval && !warm) {
+    // Link speeds come with the links source's readings (not every snapshot): kept, and a
+    // change (the first reading after a warm start, a link's new speed) republishes the
+    // capacity findings at once rather than at the next interval.
+    bool speeds_changed = false;
+    if (snap.links) {
+        std::map<std::string, double> speed;
+        for (const auto& l : snap.links->links)
+            if (l.speed_mbps) speed[l.name] = static_cast<double>(l.speed_mbps) * 1e6 / 8;
+        speeds_changed = speed != s.speed;
+        if (speeds_changed) s.speed = std::move(speed);
+    }
+    if (!fresh_interval && !warm && !(speeds_changed && sv && sv->intervals + s.models.size() > 0)) {
         views.forecast = s.last;
         return;
     }
@@ -117,10 +129,7 @@ void ForecastStage::run(const collector::Snapshot& snap, Views& views) {
             m.update(it != now.end() ? it->second : std::numeric_limits<double>::quiet_NaN());
         }
 
-    std::map<std::string, double> speed;  // bytes/s by interface
-    if (snap.links)
-        for (const auto& l : snap.links->links)
-            if (l.speed_mbps) speed[l.name] = static_cast<double>(l.speed_mbps) * 1e6 / 8;
+    const auto& speed = s.speed;
 
     auto v = std::make_shared<ForecastView>();
     v->step = sv->step;
