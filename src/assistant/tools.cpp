@@ -167,7 +167,7 @@ std::vector<std::string> l7Protocols() {
         if (metrics::parseL7Query({{"protocol", c}}, false)) v.emplace_back(c);
     return v;
 }
-const std::vector<std::string> kGroupBy = {"host", "workload", "namespace", "pod", "process"};
+const std::vector<std::string> kGroupBy = {"host", "workload", "namespace", "pod", "container", "process", "service"};
 
 std::vector<Tool> build() {
     std::vector<Tool> t;
@@ -313,9 +313,10 @@ std::vector<Tool> build() {
         "dependencies.",
         {duration("window", "Time covered (Go duration, e.g. 5m; the agent keeps up to 15m; default 5m).", 86400),
          oneOf("group_by",
-               "What a node is: host (default), workload, service (servers behind a Kubernetes Service as the "
-               "service, callers as workloads), namespace, pod, process, or segment.",
-               {"host", "workload", "service", "namespace", "pod", "process", "segment"}),
+               "What a node is: host (default), workload (without Kubernetes: the container), service (servers "
+               "behind a Kubernetes Service as the service, callers as workloads), namespace, pod, container, "
+               "process, or segment.",
+               {"host", "workload", "service", "namespace", "pod", "container", "process", "segment"}),
          k8sNamespace("Edges with an end in this Kubernetes namespace."),
          text("protocol", "tcp, udp, or an application protocol (http, grpc, dns, ...).", 16),
          oneOf("source",
@@ -329,7 +330,8 @@ std::vector<Tool> build() {
         "sockets' smoothed RTT, loss per direction (retransmits), UDP jitter and L7 latency. `enabled: false` "
         "without the agent's --qos=on.",
         {duration("window", "Time covered (Go duration, default 5m).", 86400),
-         oneOf("group_by", "What an end is: host, workload (default), namespace, pod or process.", kGroupBy),
+         oneOf("group_by", "What an end is: host, workload (default), namespace, pod, container, process or service.",
+               kGroupBy),
          k8sNamespace("Edges with an end in this Kubernetes namespace."),
          limit(100000, 500, "edges")});
 

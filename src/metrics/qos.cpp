@@ -140,7 +140,7 @@ std::expected<QosQuery, std::string> parseQosQuery(const std::vector<std::pair<s
             return std::unexpected("unknown parameter \"" + k + "\" (known: window, group_by, namespace, limit)");
         if (k == "group_by" && v == "segment")
             return std::unexpected("bad value \"" + v + "\" for parameter \"" + k +
-                                   "\": expected host, workload, namespace, pod or process");
+                                   "\": expected host, workload, namespace, pod, container, process or service");
         group_by |= k == "group_by";
         limit |= k == "limit";
     }

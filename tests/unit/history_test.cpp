@@ -599,6 +599,8 @@ TEST(HistoryWriter, ReadersWhileWriting) {
         ASSERT_TRUE((*w)->store().putState("model", std::to_string(b)));
     }
     (*w)->flush();
+    // (on a loaded machine the reader may not have run yet: let it read at least once)
+    for (int i = 0; i < 1000 && reads.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     done = true;
     reader.join();
     EXPECT_GT(reads.load(), 0u);
