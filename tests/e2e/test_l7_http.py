@@ -19,6 +19,9 @@ import unittest
 from netprobe_e2e import AGENT, PYTHON, E2ETestCase, log, require_tools, run, wait_for
 
 CLI = os.path.join(os.path.dirname(AGENT), "netprobe")
+BUILD = os.environ.get("NETPROBE_BUILD_DIR") or os.path.join(os.path.dirname(__file__), "..", "..", "build")
+UI_L7 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ui_l7.cjs")
+CHROMIUM = "/usr/bin/chromium"
 
 # the http block's server ({ip}, {port}, {tls_port} filled in here; {d}: nginx's directory)
 NGINX_SERVER = """
@@ -286,6 +289,20 @@ class L7HttpTest(E2ETestCase):
         self.assertEqual(ev["errors_5xx"], codes.count("503"))
         self.assertAlmostEqual(ev["ratio"], 0.6)
         self.assertIn("/err", json.dumps(f["evidence"]))
+
+        # The web UI: the edge's details list its L7 endpoints as the API has them.
+        require_tools(CHROMIUM, "node")
+        modules = os.path.join(BUILD, "ui", "node_modules")
+        edge_id = f"{self.veth.host_ip}->{self.ip}:8080/tcp"
+        api = agent.get_json(f"/api/v1/l7/endpoints?service={service}&limit=20")["endpoints"]
+        p = run(["ip", "netns", "exec", self.node, "node", UI_L7, f"http://127.0.0.1:{agent.port}/ui/", edge_id,
+                 self.tmpdir()], check=False, timeout=120, env={**os.environ, "NODE_PATH": modules, "CHROMIUM": CHROMIUM})
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        rows = json.loads(p.stdout.strip().splitlines()[-1])["rows"]
+        log(f"the UI's L7 endpoints of {edge_id}: {rows}")
+        want = sorted([e["side"], e["method"], e["route"], str(e["requests"]), str(e["errors"])] for e in api)
+        self.assertEqual(sorted(r[:5] for r in rows), want)
+        self.assertIn(["client", "GET", "/err", "12", "12"], [r[:5] for r in rows])
 
     def test_https_plaintext_from_openssl(self):
         self.nginx()
