@@ -145,6 +145,18 @@ std::string prometheusTopologyJson(const std::vector<history::PromEdge>& edges, 
         }
         return std::pair{nid, n};
     };
+    // An edge's figures added to the (folded) edge a -> b, and who observed them.
+    auto fold = [](PEdge& d, const std::string& a, const std::string& b, const history::PromEdge& f,
+                   const std::vector<std::string>& observed_by) {
+        d.f.source = a, d.f.target = b, d.f.port = f.port, d.f.transport = f.transport;
+        d.f.bytes_to_server += f.bytes_to_server, d.f.bytes_to_client += f.bytes_to_client;
+        d.f.packets_to_server += f.packets_to_server, d.f.packets_to_client += f.packets_to_client;
+        d.f.connections += f.connections, d.f.connections_failed += f.connections_failed;
+        d.f.retransmits += f.retransmits, d.f.requests += f.requests, d.f.request_errors += f.request_errors;
+        for (const auto& o : observed_by)
+            if (std::find(d.observed_by.begin(), d.observed_by.end(), o) == d.observed_by.end())
+                d.observed_by.push_back(o);
+    };
     std::map<std::string, PNode> nodes;
     std::map<std::tuple<std::string, std::string, std::uint16_t, std::string>, PEdge> out;
     for (const auto& e : edges) {
@@ -162,15 +174,7 @@ std::string prometheusTopologyJson(const std::vector<history::PromEdge>& edges, 
         na.bytes_sent += e.bytes_to_server, na.bytes_received += e.bytes_to_client;
         nb.bytes_sent += e.bytes_to_client, nb.bytes_received += e.bytes_to_server;
         nb.requests_in += e.requests, nb.errors_in += e.request_errors;
-        auto& d = out[{aid, bid, e.port, e.transport}];
-        d.f.source = aid, d.f.target = bid, d.f.port = e.port, d.f.transport = e.transport;
-        d.f.bytes_to_server += e.bytes_to_server, d.f.bytes_to_client += e.bytes_to_client;
-        d.f.packets_to_server += e.packets_to_server, d.f.packets_to_client += e.packets_to_client;
-        d.f.connections += e.connections, d.f.connections_failed += e.connections_failed;
-        d.f.retransmits += e.retransmits, d.f.requests += e.requests, d.f.request_errors += e.request_errors;
-        for (const auto& o : e.observed_by)
-            if (std::find(d.observed_by.begin(), d.observed_by.end(), o) == d.observed_by.end())
-                d.observed_by.push_back(o);
+        fold(out[{aid, bid, e.port, e.transport}], aid, bid, e, e.observed_by);
     }
     // Segments, as the node's view makes them but without subnets (the agents' series carry
     // no interface addresses): a workload's Kubernetes namespace, else its community on
@@ -209,16 +213,7 @@ std::string prometheusTopologyJson(const std::vector<history::PromEdge>& edges, 
             const std::string& a = nodes[e.f.source].segment;
             const std::string& b = nodes[e.f.target].segment;
             if (a == b) continue;  // within a segment: its figures only
-            auto& d = between[{a, b, e.f.port, e.f.transport}];
-            const auto& f = e.f;
-            d.f.source = a, d.f.target = b, d.f.port = f.port, d.f.transport = f.transport;
-            d.f.bytes_to_server += f.bytes_to_server, d.f.bytes_to_client += f.bytes_to_client;
-            d.f.packets_to_server += f.packets_to_server, d.f.packets_to_client += f.packets_to_client;
-            d.f.connections += f.connections, d.f.connections_failed += f.connections_failed;
-            d.f.retransmits += f.retransmits, d.f.requests += f.requests, d.f.request_errors += f.request_errors;
-            for (const auto& o : e.observed_by)
-                if (std::find(d.observed_by.begin(), d.observed_by.end(), o) == d.observed_by.end())
-                    d.observed_by.push_back(o);
+            fold(between[{a, b, e.f.port, e.f.transport}], a, b, e.f, e.observed_by);
         }
         nodes = std::move(segs);
         out = std::move(between);

@@ -1,4 +1,4 @@
-// Shared by the browser tests (ui_check.cjs, ui_trace.cjs): Debian's Chromium through
+// Shared by the browser tests (ui_check.cjs, ui_trace.cjs, ui_l7.cjs): Debian's Chromium through
 // playwright-core (NODE_PATH: the build's ui/node_modules), and polling with a deadline.
 const { chromium } = require("playwright-core");
 
@@ -22,4 +22,13 @@ async function waitFor(fn, timeoutMs, what) {
   }
 }
 
-module.exports = { launch, waitFor };
+// Ends a browser test: closes the browser and prints res as one JSON line (with the error,
+// if any, and exit status 1).
+async function finish(browser, res, err) {
+  if (err) res.error = String(err && err.stack || err);
+  process.stdout.write(JSON.stringify(res) + "\n");
+  await browser.close();
+  process.exit(err ? 1 : 0);
+}
+
+module.exports = { launch, waitFor, finish };

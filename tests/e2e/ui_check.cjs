@@ -3,7 +3,7 @@
 //   node ui_check.cjs URL OUT_DIR '{"edges": [[client, server], ...], "new_edge": [client, server]}'
 // Prints READY once the expected edges are in the page's data model (the test then makes
 // the new connection), and at the end one JSON line of findings; exits non-zero on failure.
-const { launch, waitFor } = require("./browser.cjs");
+const { launch, waitFor, finish } = require("./browser.cjs");
 
 const [url, outDir, expectJson] = process.argv.slice(2);
 const expect = JSON.parse(expectJson);
@@ -257,11 +257,7 @@ function readLine() {
     res.stream = await page.evaluate(() => window.netprobe.stream);
     if (res.console_errors.length) throw new Error(`console errors: ${res.console_errors.join("; ")}`);
   } catch (err) {
-    res.error = String(err && err.stack || err);
-    process.stdout.write(JSON.stringify(res) + "\n");
-    await browser.close();
-    process.exit(1);
+    await finish(browser, res, err);
   }
-  await browser.close();
-  process.stdout.write(JSON.stringify(res) + "\n");
+  await finish(browser, res, null);
 })();

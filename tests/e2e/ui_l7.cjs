@@ -3,7 +3,7 @@
 // Opens the page (Debian's Chromium, playwright-core from NODE_PATH), chooses the edge
 // EDGE_ID from the edge table (its row, Enter), waits for the pane's "L7 endpoints" table
 // and prints one JSON line: its rows and the console errors; exits non-zero on failure.
-const { launch, waitFor } = require("./browser.cjs");
+const { launch, waitFor, finish } = require("./browser.cjs");
 
 const [url, edgeId, outDir] = process.argv.slice(2);
 
@@ -29,11 +29,7 @@ const [url, edgeId, outDir] = process.argv.slice(2);
     await page.screenshot({ path: `${outDir}/l7-edge.png` });
     if (res.console_errors.length) throw new Error(`console errors: ${res.console_errors.join("; ")}`);
   } catch (err) {
-    res.error = String(err && err.stack || err);
-    process.stdout.write(JSON.stringify(res) + "\n");
-    await browser.close();
-    process.exit(1);
+    await finish(browser, res, err);
   }
-  await browser.close();
-  process.stdout.write(JSON.stringify(res) + "\n");
+  await finish(browser, res, null);
 })();
