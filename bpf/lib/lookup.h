@@ -15,8 +15,6 @@ enum np_lookup_result {
 	NP_FAILED,   /* not found and not inserted (the map is full): count it */
 };
 
-/* The entry of key in map, or a new one holding *init. Another CPU may insert the
- * key between our lookup and our insert (-EEXIST): its entry is then returned. */
 /* Inserts init for key, which a lookup just missed; when another CPU inserted it in the
  * meantime, *value is its entry (NP_FOUND). */
 static __always_inline enum np_lookup_result np_insert_or_get(void *map, const void *key, const void *init,
@@ -34,6 +32,8 @@ static __always_inline enum np_lookup_result np_insert_or_get(void *map, const v
 	return NP_FOUND;
 }
 
+/* The entry of key in map, or a new one holding *init. Another CPU may insert the
+ * key between our lookup and our insert (-EEXIST): its entry is then returned. */
 static __always_inline enum np_lookup_result np_lookup_or_init(void *map, const void *key, const void *init,
 								void **value)
 {

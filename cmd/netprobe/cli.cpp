@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <netprobe/metrics/qos.hpp>
 #include <netprobe/util/duration.hpp>
 
 namespace netprobe::cli {
@@ -1267,15 +1268,10 @@ ParseResult parse(int argc, const char* const* argv, const std::map<std::string,
         if (auto w = util::parseDuration(qos_window); !w || *w <= std::chrono::seconds(0) || *w > std::chrono::minutes(15))
             return fail("invalid --window \"" + qos_window + "\": a duration up to 15m (5m, 30s)");
         inv.query["window"] = qos_window;
-        if (!qos_group_by.empty()) {
-            static constexpr std::array<std::string_view, 7> kGroups = {"host",    "workload", "namespace", "pod",
-                                                                         "container", "process", "service"};
-            if (std::find(kGroups.begin(), kGroups.end(), qos_group_by) == kGroups.end())
-                return fail("invalid --group-by \"" + qos_group_by +
-                            "\": expected host, workload, namespace, pod, container, process or service");
-            inv.query["group_by"] = qos_group_by;
-        }
+        if (!qos_group_by.empty()) inv.query["group_by"] = qos_group_by;
         if (!ns.empty()) inv.query["namespace"] = ns;
+        // the agent's own parameter check (its groupings), said before asking it
+        if (auto q = metrics::parseQosQuery({inv.query.begin(), inv.query.end()}); !q) return fail("qos: " + q.error());
         inv.limit = limit == -1 ? 50 : static_cast<std::size_t>(limit);
         inv.query["limit"] = std::to_string(inv.limit);
     } else if (cost->parsed()) {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <ctime>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -174,6 +175,13 @@ int run(const Invocation& inv) {
         }
     };
     auto done = [&](std::size_t rows) { return rows == 0 && inv.fail_if_empty ? kExitNotFound : kExitOk; };
+    // An API answering enabled=false (the agent runs without that part): a line on stderr
+    // for a terminal (-o json/yaml print the document), and "nothing matched" for scripts.
+    auto off = [&](const nlohmann::json& doc, const char* why) -> std::optional<int> {
+        if (doc.value("enabled", true) || json) return std::nullopt;
+        std::cerr << "netprobe: " << why << "\n";
+        return inv.fail_if_empty ? kExitNotFound : kExitOk;
+    };
     using K = Invocation::Kind;
     switch (inv.kind) {
         case K::Completion:
@@ -241,19 +249,13 @@ int run(const Invocation& inv) {
         }
         case K::Pods: {
             auto doc = api.getJson(inv.path, inv.query);
-            if (!doc.value("enabled", true) && !json) {
-                std::cerr << "netprobe: the agent has no Kubernetes configuration: no pods\n";
-                return inv.fail_if_empty ? kExitNotFound : kExitOk;
-            }
+            if (auto rc = off(doc, "the agent has no Kubernetes configuration: no pods")) return *rc;
             return done(print(podsTable(doc, wide), doc));
         }
         case K::Requests:
         case K::Routes: {
             auto doc = api.getJson(inv.path, inv.query);
-            if (!doc.value("enabled", true) && !json) {
-                std::cerr << "netprobe: the agent runs without --l7=on: no application-layer requests\n";
-                return inv.fail_if_empty ? kExitNotFound : kExitOk;
-            }
+            if (auto rc = off(doc, "the agent runs without --l7=on: no application-layer requests")) return *rc;
             return done(print(inv.kind == K::Requests ? requestsTable(doc, wide) : routesTable(doc, wide), doc));
         }
         case K::Trace: {
@@ -292,10 +294,7 @@ int run(const Invocation& inv) {
         }
         case K::Topology: {
             auto doc = api.getJson(inv.path, inv.query);
-            if (!doc.value("enabled", true) && !json) {
-                std::cerr << "netprobe: the agent has no topology stage\n";
-                return inv.fail_if_empty ? kExitNotFound : kExitOk;
-            }
+            if (auto rc = off(doc, "the agent has no topology stage")) return *rc;
             return done(print(topologyTable(doc, wide), doc));
         }
         case K::TopTalkers:
@@ -324,26 +323,17 @@ int run(const Invocation& inv) {
         }
         case K::Bottlenecks: {
             auto doc = api.getJson(inv.path, inv.query);
-            if (!doc.value("enabled", true) && !json) {
-                std::cerr << "netprobe: the agent has no bottleneck stage\n";
-                return inv.fail_if_empty ? kExitNotFound : kExitOk;
-            }
+            if (auto rc = off(doc, "the agent has no bottleneck stage")) return *rc;
             return done(print(bottlenecksTable(doc, wide), doc));
         }
         case K::Qos: {
             auto doc = api.getJson(inv.path, inv.query);
-            if (!doc.value("enabled", true) && !json) {
-                std::cerr << "netprobe: the agent has no QoS stage\n";
-                return inv.fail_if_empty ? kExitNotFound : kExitOk;
-            }
+            if (auto rc = off(doc, "the agent has no QoS stage")) return *rc;
             return done(print(qosTable(doc, wide, inv.qos_services), doc));
         }
         case K::Cost: {
             auto doc = api.getJson(inv.path, inv.query);
-            if (!doc.value("enabled", true) && !json) {
-                std::cerr << "netprobe: the agent has no cost stage\n";
-                return inv.fail_if_empty ? kExitNotFound : kExitOk;
-            }
+            if (auto rc = off(doc, "the agent has no cost stage")) return *rc;
             if (!json) std::cout << costSummary(doc);
             return done(print(costTable(doc, wide), doc));
         }

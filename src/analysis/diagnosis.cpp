@@ -1017,12 +1017,13 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
             f.subject = ff.kind + ":" + ff.subject;
             f.severity = ff.severity.empty() ? "info" : ff.severity;
             f.title = ff.message;
+            const bool capacity = ff.kind == "capacity";
             f.evidence = {{"lead_time", ff.lead_seconds / 3600.0, "hours"},
-                          {"current", ff.current, ff.kind == "capacity" ? "bytes/s" : ""},
-                          {"threshold", ff.threshold, ff.kind == "capacity" ? "bytes/s" : ""}};
+                          {"current", ff.current, capacity ? "bytes/s" : ""},
+                          {"threshold", ff.threshold, capacity ? "bytes/s" : ""}};
             // (a capacity finding is the forecast's bound reaching the threshold: no straight-line slope)
-            if (ff.kind != "capacity") f.evidence.push_back({"slope", ff.slope_per_hour, "per hour"});
-            if (ff.kind == "capacity") {
+            if (!capacity) f.evidence.push_back({"slope", ff.slope_per_hour, "per hour"});
+            if (capacity) {
                 f.cause = "The link's traffic trend reaches the capacity threshold (--capacity-threshold) of its speed "
                           "within the lead time.";
                 f.fix = {"netprobe top talkers   # who grows", "plan more capacity (a faster link, a bond, more nodes) "

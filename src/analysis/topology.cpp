@@ -549,6 +549,13 @@ double latencyQuantile(const std::array<std::uint64_t, kTopologyLatencyBuckets.s
     return kTopologyLatencyBuckets.back();
 }
 
+std::string segmentName(const std::string& segment) {
+    if (segment.starts_with("ns:")) return segment.substr(3);
+    if (segment.starts_with("subnet:")) return segment.substr(7);
+    if (segment.starts_with("cluster:")) return segment.substr(8) + " and peers";
+    return segment;
+}
+
 std::vector<std::string> segmentGraph(const SegmentInput& in) {
     const std::size_t n = in.nodes.size();
     std::vector<std::vector<std::pair<std::size_t, double>>> adj(n);

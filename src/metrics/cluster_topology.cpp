@@ -199,7 +199,7 @@ std::string prometheusTopologyJson(const std::vector<history::PromEdge>& edges, 
             auto [it, fresh] = segs.try_emplace(n.segment);
             PNode& sn = it->second;
             if (fresh) {
-                sn.name = n.segment.starts_with("ns:") ? n.segment.substr(3) : n.segment.substr(8) + " and peers";
+                sn.name = analysis::segmentName(n.segment);
                 sn.kind = "segment";
                 sn.segment = n.segment;
             }

@@ -138,7 +138,7 @@ std::expected<QosQuery, std::string> parseQosQuery(const std::vector<std::pair<s
     for (const auto& [k, v] : params) {
         if (k != "window" && k != "group_by" && k != "namespace" && k != "limit")
             return std::unexpected("unknown parameter \"" + k + "\" (known: window, group_by, namespace, limit)");
-        if (k == "group_by" && v == "segment")
+        if (k == "group_by" && (v == "segment" || !parseTopologyQuery({{k, v}})))
             return std::unexpected("bad value \"" + v + "\" for parameter \"" + k +
                                    "\": expected host, workload, namespace, pod, container, process or service");
         group_by |= k == "group_by";

@@ -233,7 +233,7 @@ std::expected<TopologyQuery, std::string> parseTopologyQuery(
         q.group_by != "segment")
         return bad("group_by", q.group_by,
                    "source=prometheus groups by workload (workloads where known, else hosts: the series' grain), host "
-                   "(the same), namespace or segment (pods, processes and Services are below the series' grain: "
+                   "(the same), namespace or segment (pods, containers, processes and Services are below the series' grain: "
                    "source=clickhouse has pods)");
     return q;
 }
@@ -425,9 +425,7 @@ nlohmann::json topologyDocument(const analysis::TopologyView* v, const analysis:
             Node& sn = it->second;
             if (fresh) {
                 sn.id = n.segment;
-                sn.name = n.segment.starts_with("ns:")       ? n.segment.substr(3)
-                          : n.segment.starts_with("subnet:") ? n.segment.substr(7)
-                                                             : n.segment.substr(8) + " and peers";
+                sn.name = analysis::segmentName(n.segment);
                 sn.kind = "segment";
                 sn.segment = n.segment;
             }

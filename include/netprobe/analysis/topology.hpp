@@ -197,6 +197,8 @@ struct SegmentInput {
     std::vector<Edge> edges;
 };
 [[nodiscard]] std::vector<std::string> segmentGraph(const SegmentInput& in);
+// A segment's display name: the namespace, the subnet, or "<busiest member> and peers".
+[[nodiscard]] std::string segmentName(const std::string& segment);
 
 class Topology final : public Stage {
 public:

@@ -66,10 +66,9 @@ private:
 // The kernel's netstat/SNMP counters of the agent's namespace (/proc/self/net/netstat and
 // /proc/self/net/snmp): two small files, read every collection. Counters the BPF programs
 // cannot see (a SYN dropped on a full accept queue is consumed, not freed with a reason).
-// The kernel's SNMP/netstat counters of the agent's namespace; when TcpExt.ListenOverflows
-// moved since the previous read, also the listeners whose accept queue is full (one
-// NETLINK_SOCK_DIAG dump of LISTEN sockets: which port overflowed, which the counter does
-// not say).
+// When TcpExt.ListenOverflows moved since the previous read, also the listeners whose
+// accept queue is full (one NETLINK_SOCK_DIAG dump of LISTEN sockets: which port
+// overflowed, which the counter does not say).
 class NetstatSource final : public Source {
 public:
     explicit NetstatSource(std::string proc_net = "/proc/self/net") : dir_(std::move(proc_net)) {}

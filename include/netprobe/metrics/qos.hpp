@@ -18,7 +18,7 @@ namespace netprobe::metrics {
 
 struct QosQuery {
     std::size_t window_seconds = 300;
-    std::string group_by = "workload";  // host, workload, namespace, pod, process
+    std::string group_by = "workload";  // host, workload, namespace, pod, container, process, service
     std::string ns;                     // only edges with an end in this namespace
     std::size_t limit = 500;            // edges, by bytes
 };
