@@ -19,6 +19,7 @@
 #include <netprobe/abi.h>
 #include "parse.h"
 #include "maps.h"
+#include "ring.h"
 
 /* Set by user space before load. */
 const volatile __u32 np_enable_security = 0;
@@ -137,16 +138,15 @@ static __always_inline void np_host_account(const struct np_packet *pkt, __u32 d
 	}
 }
 
-/* Submits a record without waking the reader unless NP_SEC_WAKEUP_BYTES are waiting:
- * a wakeup per record cost the agent a context switch per new flow under a flood
- * (half its CPU in finish_task_switch). The reader also drains the ring every 100 ms
- * on its own (RingReader), so a record waits at most that long. */
+/* Submits a record without waking the reader except when the backlog crosses another
+ * NP_SEC_WAKEUP_BYTES (bpf/lib/ring.h): a wakeup per record cost the agent a context
+ * switch per new flow under a flood (half its CPU in finish_task_switch), and each is an
+ * IPI. The reader also drains the ring every 100 ms on its own (RingReader), so a record
+ * waits at most that long. */
 #define NP_SEC_WAKEUP_BYTES (64 * 1024)
-static __always_inline void np_sec_submit(void *e)
+static __always_inline void np_sec_submit(struct np_sec_event *e)
 {
-	__u64 flags = bpf_ringbuf_query(&sec_events, BPF_RB_AVAIL_DATA) >= NP_SEC_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
-												: BPF_RB_NO_WAKEUP;
-	bpf_ringbuf_submit(e, flags);
+	bpf_ringbuf_submit(e, np_ring_submit_flags(&sec_events, sizeof(*e), NP_SEC_WAKEUP_BYTES));
 }
 
 /* A zeroed sec_events record with its time, key, kind and length filled in; NULL

@@ -13,6 +13,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <netprobe/abi.h>
+#include "ring.h"
 
 #define NP_AF_INET 2
 #define NP_AF_INET6 10
@@ -96,15 +97,14 @@ static __always_inline void np_l7_count(__u32 idx)
 		*v += 1;
 }
 
-/* Output without waking the reader unless NP_L7_WAKEUP_BYTES wait: a wakeup per record
- * is a context switch per syscall captured. The reader drains the ring every 100 ms on
- * its own (RingReader), so a record waits at most that long. */
+/* Output without waking the reader except when the backlog crosses another
+ * NP_L7_WAKEUP_BYTES (bpf/lib/ring.h): a wakeup per record is an IPI per syscall captured.
+ * The reader drains the ring every 100 ms on its own (RingReader), so a record waits at
+ * most that long. */
 #define NP_L7_WAKEUP_BYTES (256 * 1024)
 static __always_inline long np_l7_output(void *e, __u64 size)
 {
-	__u64 flags = bpf_ringbuf_query(&l7_events, BPF_RB_AVAIL_DATA) >= NP_L7_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
-											      : BPF_RB_NO_WAKEUP;
-	return bpf_ringbuf_output(&l7_events, e, size, flags);
+	return bpf_ringbuf_output(&l7_events, e, size, np_ring_output_flags(&l7_events, size, NP_L7_WAKEUP_BYTES));
 }
 
 static __always_inline __u8 np_kind(long id)
@@ -279,6 +279,12 @@ int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 		.syscall = kind,
 		.ip_proto = ip_proto,
 	};
+	if (c && c->protocol != NP_L7_UNKNOWN) {
+		/* a protocol we parse (NONE and TLS returned above): a connection's protocol
+		 * only changes while UNKNOWN, or on a TLS call (not a syscall) */
+		a.proto = c->protocol;
+		a.known = 1;
+	}
 	if (kind == NP_L7_SC_SENDTO || kind == NP_L7_SC_RECVFROM)
 		a.addr = NP_ARG5(regs);
 	if (!c && (ip_proto == NP_IPPROTO_UDP || lport == NP_L7_DNS_PORT || rport == NP_L7_DNS_PORT)) {
@@ -510,6 +516,7 @@ struct np_l7_cap {
 	__u64 iov;   /* vector I/O: the iovec array (its segments are gathered) */
 	__u64 iovcnt;
 	__u8 proto_hint; /* classified at the syscall's entry */
+	__u8 known;      /* proto_hint is the connection record's protocol (no lookup needed) */
 };
 
 /* Copies up to cap bytes of a message into s->e.data - vector I/O (s->iov != 0): its
@@ -583,7 +590,9 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 	struct sock *sk = bpf_rdonly_cast((void *)k->sock, bpf_core_type_id_kernel(struct sock));
 	__u16 lport, rport;
 	np_sk_ports(sk, &lport, &rport);
-	struct np_l7_conn *c = np_conn(k->sock, lport, rport);
+	/* A syscall on a connection whose protocol its entry found: the record is not
+	 * looked up again (only an UNKNOWN connection's record is updated below). */
+	struct np_l7_conn *c = k->known && !k->tls ? NULL : np_conn(k->sock, lport, rport);
 	__u8 proto;
 	if (k->tls && c && c->protocol == NP_L7_MYSQL) {
 		/* MySQL's TLS begins inside the protocol (after the client's SSLRequest): the
@@ -594,9 +603,11 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 	}
 	if (k->tls)
 		proto = c && c->protocol == NP_L7_TLS ? c->inner : NP_L7_UNKNOWN;
+	else if (k->known)
+		proto = k->proto_hint;
 	else
 		proto = c ? c->protocol : NP_L7_UNKNOWN;
-	if (!c && k->proto_hint) {
+	if (!c && !k->known && k->proto_hint) {
 		struct np_l7_conn nc = {.local_port = lport, .remote_port = rport, .protocol = k->proto_hint};
 		if (bpf_map_update_elem(&l7_conns, &k->sock, &nc, BPF_ANY))
 			np_l7_count(NP_L7_CNT_CONNS_FULL);
@@ -663,18 +674,24 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 	e->sock = k->sock;
 	e->pid_tgid = k->pid_tgid;
 	e->cgroup_id = bpf_get_current_cgroup_id();
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	/* sk is a BTF pointer (bpf_rdonly_cast): plain loads, no helper call per field */
+	__u16 family = sk->__sk_common.skc_family;
 	if (family == NP_AF_INET) {
 		__builtin_memset(&e->local, 0, sizeof(e->local));
 		__builtin_memset(&e->remote, 0, sizeof(e->remote));
 		e->local.v4m.pad[2] = bpf_htonl(0xffff);
 		e->remote.v4m.pad[2] = bpf_htonl(0xffff);
-		e->local.v4m.v4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		e->remote.v4m.v4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		e->local.v4m.v4 = sk->__sk_common.skc_rcv_saddr;
+		e->remote.v4m.v4 = sk->__sk_common.skc_daddr;
 		e->family = 4;
 	} else {
-		BPF_CORE_READ_INTO(&e->local.v6, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->remote.v6, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		const __u32 *l6 = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32;
+		const __u32 *r6 = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			e->local.v6_32[i] = l6[i];
+			e->remote.v6_32[i] = r6[i];
+		}
 		e->family = 6;
 	}
 	e->local_port = lport;
@@ -749,6 +766,7 @@ int BPF_PROG(np_l7_exit, struct pt_regs *regs, long ret)
 		.direction = np_is_recv(a.syscall) ? NP_L7_RECV : NP_L7_SEND,
 		.ip_proto = a.ip_proto,
 		.proto_hint = a.proto,
+		.known = a.known,
 	};
 	if (a.ip_proto == NP_IPPROTO_UDP)
 		k.peer = a.addr;

@@ -720,7 +720,8 @@ struct np_l7_args {
 	__u8 syscall;     /* enum np_l7_syscall */
 	__u8 ip_proto;    /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 proto;       /* classified at entry (by port: DNS), else NP_L7_UNKNOWN */
-	__u8 pad;
+	__u8 known;       /* 1: proto is the connection record's own, a protocol we parse
+			   * (the exit needs no lookup of the record) */
 	__u64 addr;       /* sendto/recvfrom: the peer's sockaddr (UDP without connect) */
 };
 
