@@ -954,4 +954,21 @@ struct np_clock_sample {
 NP_STATIC_ASSERT(sizeof(struct np_clock) == 16, "np_clock size");
 NP_STATIC_ASSERT(sizeof(struct np_clock_sample) == 16, "np_clock_sample size");
 
+/* Kernel text addresses named by the kernel itself (bpf/progs/ksym.bpf.c, a syscall
+ * program run with BPF_PROG_TEST_RUN): its context is the address; its global
+ * np_ksym_result holds %pS of it, e.g. "tcp_v4_rcv+0x99/0x10a0" or
+ * "nf_hook_slow+0x3c/0xb0 [nf_tables]"; an address that is no symbol prints as "0x..."
+ * (ret: bpf_snprintf's, the length with the NUL, or -errno). */
+#define NP_KSYM_NAME_MAX 192
+struct np_ksym_ctx {
+	__u64 addr;
+};
+struct np_ksym_result {
+	__s64 ret;
+	char name[NP_KSYM_NAME_MAX];
+};
+
+NP_STATIC_ASSERT(sizeof(struct np_ksym_ctx) == 8, "np_ksym_ctx size");
+NP_STATIC_ASSERT(sizeof(struct np_ksym_result) == 8 + NP_KSYM_NAME_MAX, "np_ksym_result size");
+
 #endif /* NETPROBE_ABI_H */
