@@ -32,9 +32,11 @@
  * (inode of /proc/self/ns/net); 0 = every namespace. */
 const volatile __u32 np_netns_filter = 0;
 
+/* sk and skb are BTF pointers here (tp_btf and netfilter arguments): plain loads, no
+ * helper call per hop (a pointer that faults reads as 0). */
 static __always_inline __u32 np_sk_netns(const struct sock *sk)
 {
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	return sk->__sk_common.skc_net.net->ns.inum;
 }
 
 static __always_inline int np_sk_wanted(const struct sock *sk)
@@ -47,10 +49,10 @@ static __always_inline int np_sk_wanted(const struct sock *sk)
 /* Namespace of a packet: its device's, else its socket's; 0 if neither is known. */
 static __always_inline __u32 np_skb_netns(const struct sk_buff *skb)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct net_device *dev = skb->dev;
 	if (dev)
-		return BPF_CORE_READ(dev, nd_net.net, ns.inum);
-	struct sock *sk = BPF_CORE_READ(skb, sk);
+		return dev->nd_net.net->ns.inum;
+	struct sock *sk = skb->sk;
 	if (sk)
 		return np_sk_netns(sk);
 	return 0;
@@ -321,9 +323,9 @@ int BPF_PROG(netprobe_tcp_probe, const struct sock *sk, const struct sk_buff *sk
  * set or not IP (an early drop before the IP layer). Probe reads: any skb pointer. */
 static __always_inline int np_skb_tuple(const struct sk_buff *skb, struct flow_key *k)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 proto_be = BPF_CORE_READ(skb, protocol);
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header;
+	__u16 proto_be = skb->protocol;
 	if (!head || nh == (__u16)~0U)
 		return 0;
 	__u32 l4 = 0;
@@ -370,30 +372,38 @@ static __always_inline int np_skb_tuple(const struct sk_buff *skb, struct flow_k
  * faster than user space reads it, so the evicted counts were lost anyway. */
 const volatile __u32 np_drop_flow_budget = 0;
 
-/* Whether this CPU may create one more drop_flows entry in the current window. */
-static __always_inline int np_drop_flow_take(void)
+/* This CPU's budget window (reset when NP_DROP_FLOW_WINDOW_NS have passed), or NULL
+ * without a budget. */
+static __always_inline struct np_drop_flow_window *np_drop_flow_window_now(void)
 {
 	if (!np_drop_flow_budget)
-		return 1;
+		return 0;
 	__u32 zero = 0;
 	struct np_drop_flow_window *w = bpf_map_lookup_elem(&drop_flow_window, &zero);
 	if (!w)
-		return 1;
+		return 0;
 	__u64 now = bpf_ktime_get_ns(); /* tracing programs have no coarse clock helper */
 	if (now - w->start_ns >= NP_DROP_FLOW_WINDOW_NS) {
 		w->start_ns = now;
 		w->created = 0;
 	}
-	if (w->created >= np_drop_flow_budget)
-		return 0;
-	w->created += 1;
-	return 1;
+	return w;
 }
 
-/* The dropped packet's 5-tuple, counted per reason in drop_flows: an existing entry
- * always; a new one within the CPU's budget, else the drop is counted as over it. */
+/* The dropped packet's 5-tuple, counted per reason in drop_flows while this CPU's budget
+ * of new entries lasts in the current window: an existing entry, or a new one that
+ * takes from the budget. Once the window's budget is spent, the drop is counted as over
+ * it without parsing the packet or looking the table up (a flood of distinct 5-tuples
+ * spent it: each such drop was a lookup that missed, the largest part of this program's
+ * time), so drops of a 5-tuple already in the table are unattributed for the rest of
+ * that window too. Every drop is counted by reason and location either way. */
 static __always_inline void np_drop_flow(const struct sk_buff *skb, __u32 reason)
 {
+	struct np_drop_flow_window *w = np_drop_flow_window_now();
+	if (w && w->created >= np_drop_flow_budget) {
+		np_stack_error(NP_STACK_ERR_DROP_FLOW_BUDGET);
+		return;
+	}
 	struct flow_key f = {};
 	if (!np_skb_tuple(skb, &f))
 		return;
@@ -409,10 +419,8 @@ static __always_inline void np_drop_flow(const struct sk_buff *skb, __u32 reason
 		*n += 1;
 		return;
 	}
-	if (!np_drop_flow_take()) {
-		np_stack_error(NP_STACK_ERR_DROP_FLOW_BUDGET);
-		return;
-	}
+	if (w)
+		w->created += 1;
 	__u64 one = 1;
 	enum np_lookup_result r = np_insert_or_get(&drop_flows, &k, &one, (void **)&n);
 	if (r == NP_FOUND && n)

@@ -143,7 +143,8 @@ void renderDatapath(ExpositionWriter& w, const Snapshot& s, const analysis::Flow
         w.family("netprobe_packet_drops_unattributed_total", MetricType::Counter,
                  "Drops counted by reason and location but not attributed to their 5-tuple because "
                  "the CPU had created its budget of new per-5-tuple entries for the current 100 ms "
-                 "(a flood of distinct 5-tuples; see netprobe_packet_drops_flow_budget).");
+                 "(a flood of distinct 5-tuples; see netprobe_packet_drops_flow_budget); for the rest "
+                 "of that 100 ms on that CPU, drops of 5-tuples already counted are not attributed either.");
         w.sample("netprobe_packet_drops_unattributed_total", {}, s.stack->drop_flow_over_budget);
         w.family("netprobe_packet_drops_flow_budget", MetricType::Gauge,
                  "New per-5-tuple drop entries each CPU may create per 100 ms (0: no limit): the "
