@@ -3,8 +3,9 @@
 # flow): its CPU during the flood alone (process time + the run time of its own BPF
 # programs, from kernel.bpf_stats_enabled), the detection latency of the flood, and
 # the throughput of an iperf3 transfer running through the same link during a second
-# flood, with and without the agent. hping3 paces the flood (-i uN); the rate reached
-# is the receiver's TcpOutRsts (one RST per SYN to the closed port) over the time.
+# flood, with and without the agent (the median of TPUT_ROUNDS=3 interleaved pairs).
+# hping3 paces the flood (-i uN); the rate reached is the receiver's TcpOutRsts (one RST
+# per SYN to the closed port) over the time.
 #
 # Namespaces npb-fl-cli / npb-fl-srv, veth npbfl0 (198.18.2.1/30) <-> npbfl1
 # (198.18.2.2/30); the agent (default configuration) runs in npb-fl-srv on npbfl1.
@@ -63,50 +64,63 @@ iperf_during() {
 }
 hz=$(getconf CLK_TCK)
 TPUT_SECS=$((SECS > 4 ? SECS - 2 : SECS))
+TPUT_ROUNDS=${TPUT_ROUNDS:-3}
 
 printf '%-10s %-10s %-22s %-16s %-12s %-26s\n' "target" "reached" "agent CPU (proc+BPF)" "BPF alone" "detection" "iperf3 during flood (w/o)"
 for rate in $RATES; do
   us=$(pacing "$rate")
-  # without the agent: the link's throughput during the flood
-  flood "$us" "$SECS" &
-  fp=$!
-  sleep 1
-  without=$(iperf_during "$TPUT_SECS")
-  wait $fp || true
+  # The link's throughput during a flood with / without the agent, in TPUT_ROUNDS
+  # interleaved pairs (one 8 s transfer each way moved by several percent between runs);
+  # the agent's CPU and the detection latency from the first round's agent.
+  ratios=() withs=() withouts=()
+  for round in $(seq "$TPUT_ROUNDS"); do
+    flood "$us" "$SECS" &
+    fp=$!
+    sleep 1
+    without=$(iperf_during "$TPUT_SECS")
+    wait $fp || true
 
-  np_start_agent "$NS_S" "$TMP/agent-$rate.log" --interface-filter="$IF_S" --metrics-port="$PORT" \
-    --metrics-address=127.0.0.1
-  agent=$NP_AGENT_PID
-  np_wait_agent "$NS_S" "$PORT" "$IF_S" "$agent" "$TMP/agent-$rate.log"
-  sleep 2
-  bpf_by_prog "$agent" >"$TMP/progs0"
-  t0=$(ticks "$agent"); r0=$(rsts); s0=$(date +%s.%N)
-  flood "$us" "$SECS"
-  t1=$(ticks "$agent"); r1=$(rsts); s1=$(date +%s.%N)
-  bpf_by_prog "$agent" >"$TMP/progs1"
-  b0=$(bpf_ns "$TMP/progs0"); b1=$(bpf_ns "$TMP/progs1")
-  flood "$us" "$SECS" &
-  fp=$!
-  sleep 1
-  with=$(iperf_during "$TPUT_SECS")
-  wait $fp || true
-  events=$(ip netns exec "$NS_S" curl -sf "http://127.0.0.1:$PORT/api/v1/events?type=syn_flood" || echo '{}')
-  latency=$(jq -r '[.events[]? | select(.type == "syn_flood") | .evidence.detection_latency_ms] | min // "none"' <<<"$events")
-  np_kill "$agent"; np_untrack_pid "$agent"
+    np_start_agent "$NS_S" "$TMP/agent-$rate-$round.log" --interface-filter="$IF_S" --metrics-port="$PORT" \
+      --metrics-address=127.0.0.1
+    agent=$NP_AGENT_PID
+    np_wait_agent "$NS_S" "$PORT" "$IF_S" "$agent" "$TMP/agent-$rate-$round.log"
+    sleep 2
+    if [[ $round == 1 ]]; then
+      bpf_by_prog "$agent" >"$TMP/progs0"
+      t0=$(ticks "$agent"); r0=$(rsts); s0=$(date +%s.%N)
+      flood "$us" "$SECS"
+      t1=$(ticks "$agent"); r1=$(rsts); s1=$(date +%s.%N)
+      bpf_by_prog "$agent" >"$TMP/progs1"
+      b0=$(bpf_ns "$TMP/progs0"); b1=$(bpf_ns "$TMP/progs1")
+    fi
+    flood "$us" "$SECS" &
+    fp=$!
+    sleep 1
+    with=$(iperf_during "$TPUT_SECS")
+    wait $fp || true
+    if [[ $round == 1 ]]; then
+      events=$(ip netns exec "$NS_S" curl -sf "http://127.0.0.1:$PORT/api/v1/events?type=syn_flood" || echo '{}')
+      latency=$(jq -r '[.events[]? | select(.type == "syn_flood") | .evidence.detection_latency_ms] | min // "none"' <<<"$events")
+    fi
+    np_kill "$agent"; np_untrack_pid "$agent"
+    withs+=("${with:-0}"); withouts+=("${without:-0}")
+    ratios+=("$(awk -v a="${with:-0}" -v b="${without:-0}" 'BEGIN {if (b > 0) printf "%.3f", a / b; else print 0}')")
+  done
 
   wall=$(awk -v a="$s0" -v b="$s1" 'BEGIN {print b - a}')
   reached=$(awk -v r="$((r1 - r0))" -v w="$wall" 'BEGIN {printf "%.0f", r / w}')
   proc_pct=$(awk -v t="$((t1 - t0))" -v hz="$hz" -v w="$wall" 'BEGIN {printf "%.1f", t / hz / w * 100}')
   bpf_pct=$(awk -v b="$((b1 - b0))" -v w="$wall" 'BEGIN {printf "%.1f", b / 1e9 / w * 100}')
   total=$(awk -v a="$proc_pct" -v b="$bpf_pct" 'BEGIN {printf "%.1f", a + b}')
-  ratio=$(awk -v a="${with:-0}" -v b="${without:-0}" 'BEGIN {if (b > 0) printf "%.3f", a / b; else print "n/a"}')
+  ratio=$(np_median "${ratios[@]}")
   lat_s=$([[ $latency == none ]] && echo none || awk -v l="$latency" 'BEGIN {printf "%.2f", l / 1000}')
   # where the BPF time went: each program's runs per flood packet and cost
   awk -v w="$wall" -v r="$((r1 - r0))" 'NR == FNR {c[$1] = $2; t[$1] = $3; next}
     {dc = $2 - c[$1]; dt = $3 - t[$1]; if (dc > 0)
        printf "  %-24s %6.2f runs/packet %7.0f ns/run %5.2f%% of a core\n", $1, dc / (r > 0 ? r : 1), dt / dc, dt / 1e9 / w * 100}' \
     "$TMP/progs0" "$TMP/progs1" | sort -k6 -rn >&2
+  np_log "  iperf3 during the flood, Gbit/s with / without the agent per round: $(for i in "${!ratios[@]}"; do printf '%.2f/%.2f ' "${withs[$i]}" "${withouts[$i]}"; done)"
   printf '%-10s %-10s %-22s %-16s %-12s %-26s\n' "$rate pps" "$reached pps" "$total% ($proc_pct+$bpf_pct)" "$bpf_pct%" \
-    "$lat_s s" "$(printf '%.2f / %.2f = %s' "${with:-0}" "${without:-0}" "$ratio")"
+    "$lat_s s" "median of ${#ratios[@]}: $ratio (${ratios[*]})"
   echo -e "RESULT\tflood_$rate\t$reached\t$total\t$proc_pct\t$bpf_pct\t$lat_s\t$ratio"
 done
