@@ -320,7 +320,8 @@ int BPF_PROG(netprobe_tcp_probe, const struct sock *sk, const struct sk_buff *sk
 
 /* The 5-tuple of skb's IP header (skb->head + network_header) into k (IPv4 stored
  * IPv4-mapped; ports 0 for other protocols and later fragments); 0 when the header is not
- * set or not IP (an early drop before the IP layer). Probe reads: any skb pointer. */
+ * set or not IP (an early drop before the IP layer). skb: a BTF pointer (its fields are
+ * loads); the headers are probe reads (skb->head is a plain address to the verifier). */
 static __always_inline int np_skb_tuple(const struct sk_buff *skb, struct flow_key *k)
 {
 	unsigned char *head = skb->head;
@@ -400,6 +401,7 @@ static __always_inline struct np_drop_flow_window *np_drop_flow_window_now(void)
 static __always_inline void np_drop_flow(const struct sk_buff *skb, __u32 reason)
 {
 	struct np_drop_flow_window *w = np_drop_flow_window_now();
+	/* (a drop without an IP header, which has no 5-tuple anyway, counts here too) */
 	if (w && w->created >= np_drop_flow_budget) {
 		np_stack_error(NP_STACK_ERR_DROP_FLOW_BUDGET);
 		return;
