@@ -35,7 +35,6 @@ std::string KernelSymbols::name(std::uint64_t addr, bool& queued) const {
 
 struct KernelSymbols::Namer {
     Owned<ksym_bpf, ksym_bpf__destroy> skel;
-    int fd = -1;
 };
 
 KernelSymbols::KernelSymbols() = default;
@@ -96,7 +95,6 @@ std::vector<std::pair<std::uint64_t, std::string>> KernelSymbols::lookUp(const s
             "kernel symbol names", [](ksym_bpf&) -> Result<void> { return {}; });
         if (skel) {
             namer_ = std::make_unique<Namer>();
-            namer_->fd = bpf_program__fd((*skel)->progs.np_ksym_name);
             namer_->skel = std::move(*skel);
         } else {
             spdlog::info("drop locations: named from /proc/kallsyms ({})", skel.error().message);
@@ -113,7 +111,7 @@ std::vector<std::pair<std::uint64_t, std::string>> KernelSymbols::lookUp(const s
         o.ctx_size_in = sizeof(ctx);
         auto& result = namer_->skel->bss->np_ksym_result;
         result.ret = 0;
-        if (bpf_prog_test_run_opts(namer_->fd, &o) != 0 || result.ret <= 0) {
+        if (bpf_prog_test_run_opts(bpf_program__fd(namer_->skel->progs.np_ksym_name), &o) != 0 || result.ret <= 0) {
             out.emplace_back(a, hex(a));
             continue;
         }
