@@ -43,6 +43,7 @@ np_wait_agent "$NS_A" "$PORT" "$IF_A" "$PID" "$LOG"
 status_kb() { awk -v f="$1:" '$1 == f {print $2}' "/proc/$PID/status"; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 rss_idle=$(status_kb VmRSS)
+np_log "rss_agent: idle VmHWM $(status_kb VmHWM) kB"
 
 MAC=$(ip netns exec "$NS_A" cat "/sys/class/net/$IF_A/address")
 t0=$(date +%s.%N)

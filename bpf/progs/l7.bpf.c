@@ -77,10 +77,15 @@ struct {
  * checks); only `captured` bytes are ever output. */
 struct np_l7_scratch {
 	struct np_l7_event e;
-	__u8 slack[NP_L7_HEAD_MAX];
+	/* (a piece is written at an offset below 8192 of data: room for one more after it) */
+	__u8 slack[NP_L7_HEAD_MAX + 256];
 	/* np_l7_copy's arguments beyond the five a BPF function takes, and its second result */
 	__u64 iov, iovcnt, buf, seg, len;
 	__u64 tail_buf;
+	/* np_l7_read_at's cursor: the segment holding the bytes read last (forward only) */
+	__u64 cur_base, cur_start, cur_len, cur_idx;
+	/* np_l7_walk_amqp's state: the next frame's offset, where its piece goes, the end */
+	__u64 walk_off, walk_p, walk_end;
 };
 
 struct {
@@ -227,6 +232,7 @@ static __always_inline void np_l7_closed(__u64 key, struct np_l7_conn *c, __u64 
 			e->fd = fd;
 			e->len = 0;
 			e->tail_len = 0;
+			e->pieces_len = 0;
 			if (np_l7_output(e, offsetof(struct np_l7_event, tail)))
 				np_l7_count(NP_L7_CNT_RING_FULL);
 			else
@@ -576,6 +582,147 @@ __noinline int np_l7_copy(struct np_l7_scratch *s, __u64 cap)
 	return 0;
 }
 
+/* Moves the cursor over the syscall's bytes (s->buf, or the iovecs at s->iov) forward to
+ * the segment that holds byte `at`; 0 when there. */
+static __always_inline int np_l7_seek(struct np_l7_scratch *s, __u64 at)
+{
+	for (int i = 0; i < NP_L7_GATHER; i++) {
+		if (at < s->cur_start + s->cur_len)
+			return 0;
+		if (!s->iov || s->cur_idx >= s->iovcnt)
+			return -1;
+		struct iovec v = {};
+		if (bpf_probe_read_user(&v, sizeof(v), (void *)(s->iov + s->cur_idx * sizeof(struct iovec)))) {
+			np_l7_count(NP_L7_CNT_READ_FAILED);
+			return -1;
+		}
+		s->cur_start += s->cur_len;
+		s->cur_base = (__u64)v.iov_base;
+		s->cur_len = v.iov_len;
+		s->cur_idx++;
+	}
+	return -1;
+}
+
+/* Reads `want` (<= NP_L7_PIECE_MAX) bytes at byte `at` of the syscall's data into
+ * s->e.data + dst (dst < 8192), across segments; returns the count read (fewer at the
+ * end of the data, past the segments the cursor may visit, or when a read fails). A
+ * global function: verified once. */
+__noinline int np_l7_read_at(struct np_l7_scratch *s, __u64 at, __u64 dst, __u64 want)
+{
+	if (!s)
+		return 0;
+	__u64 got = 0;
+	for (int part = 0; part < 4; part++) {
+		if (got >= want || np_l7_seek(s, at + got))
+			break;
+		__u64 in_seg = s->cur_start + s->cur_len - (at + got);
+		__u64 take = want - got < in_seg ? want - got : in_seg;
+		__u64 off = dst + got;
+		asm volatile("%0 &= 8191" : "+r"(off));
+		asm volatile("%0 &= 255" : "+r"(take));
+		if (take == 0 || take > NP_L7_PIECE_MAX)
+			break;
+		if (bpf_probe_read_user(s->e.data + off, take, (void *)(s->cur_base + (at + got - s->cur_start)))) {
+			np_l7_count(NP_L7_CNT_READ_FAILED);
+			break;
+		}
+		got += take;
+	}
+	return (int)got;
+}
+
+static __always_inline int np_amqp_frame_type(__u8 t)
+{
+	return t == 1 || t == 2 || t == 3 || t == 8;
+}
+
+/* One frame of the walk below: the frame at s->walk_off becomes a piece at
+ * s->e.data + s->walk_p (with `piece` 0: only its header is read, to step over it).
+ * 1: walked (the next frame is due), 0: the walk ends. A global function (verified once,
+ * whatever the walk's state: a loop of these stays small). */
+__noinline int np_l7_walk_hop(struct np_l7_scratch *s, int piece)
+{
+	if (!s)
+		return 0;
+	const __u64 off = s->walk_off, p = s->walk_p, len = s->len;
+	if (off + 7 > len)
+		return 0;
+	if (piece && p + NP_L7_PIECE_HDR + NP_L7_PIECE_MAX > s->walk_end)
+		return 0;
+	/* (a header stepped over is read past the pieces' room: data[8064..8071], below the
+	 * 8192 every offset into data is masked to) */
+	const __u64 at = piece ? p + NP_L7_PIECE_HDR : 8064;
+	if (np_l7_read_at(s, off, at, 7) != 7)
+		return 0;
+	const __u8 *h = s->e.data + (at & 8191);
+	if (!np_amqp_frame_type(h[0]))
+		return 0;
+	const __u64 size = np_be32(h + 3);
+	s->walk_off = off + size + 8;
+	if (!piece)
+		return 1;
+	__u64 want = 7;
+	if (h[0] == 1 || h[0] == 2) /* a method, a content header: their first bytes */
+		want = size + 8 < NP_L7_PIECE_MAX ? size + 8 : NP_L7_PIECE_MAX;
+	if (want > len - off) /* (a receive's segments may be longer than what it moved) */
+		want = len - off;
+	if (want > 7)
+		want = 7 + (__u64)np_l7_read_at(s, off + 7, at + 7, want - 7);
+	__u8 *ph = s->e.data + (p & 8191);
+	ph[0] = (__u8)off;
+	ph[1] = (__u8)(off >> 8);
+	ph[2] = (__u8)(off >> 16);
+	ph[3] = (__u8)(off >> 24);
+	ph[4] = (__u8)want;
+	ph[5] = 0;
+	s->walk_p = p + NP_L7_PIECE_HDR + want;
+	return 1;
+}
+
+/* AMQP: the chain of frames of the syscall from byte s->walk_off (where the previous
+ * syscall's last frame ended; 0 when not known): through the n copied bytes, then through
+ * the user buffer(s), where each frame becomes a piece after the copy in s->e.data (see
+ * NP_L7_PIECE_MAX) and, past the pieces' room, is stepped over by its header. Returns the
+ * bytes of pieces written; s->walk_off ends where the chain left the syscall's data
+ * (>= s->len) when the walk got there, else below s->len (not known). A global function:
+ * verified once. */
+__noinline int np_l7_walk_amqp(struct np_l7_scratch *s, __u64 n)
+{
+	if (!s)
+		return 0;
+	__u64 off = s->walk_off;
+	const __u64 len = s->len;
+	s->walk_off = 0;
+	if (n > NP_L7_HEAD_MAX)
+		return 0;
+	/* The frames in the copy: their headers are in data. */
+	for (int i = 0; i < NP_L7_HEAD_MAX / 8; i++) {
+		if (off + 7 > n)
+			break;
+		const __u8 *h = s->e.data + (off & (NP_L7_HEAD_MAX - 1));
+		if (!np_amqp_frame_type(h[0]))
+			return 0; /* not a frame where one should start: nothing to walk */
+		off += (__u64)np_be32(h + 3) + 8;
+	}
+	s->walk_off = off;
+	if (off >= len || off + 7 > len)
+		return 0; /* the chain left the data (or a header is cut by its end: not known) */
+	s->cur_idx = 0;
+	s->cur_start = 0;
+	s->cur_len = s->iov ? 0 : s->seg;
+	s->cur_base = s->iov ? 0 : s->buf;
+	s->walk_p = n;
+	s->walk_end = n + NP_L7_PIECES_BYTES;
+	for (int j = 0; j < NP_L7_WALK_MAX; j++)
+		if (!np_l7_walk_hop(s, 1))
+			break;
+	for (int j = 0; j < NP_L7_SKIP_MAX; j++)
+		if (!np_l7_walk_hop(s, 0))
+			break;
+	return (int)(s->walk_p - n);
+}
+
 /* Protocols whose syscalls often carry many messages (HTTP/2 frames of many streams,
  * Redis pipelines, AMQP frames of many deliveries): NP_L7_HEAD_MAX bytes are copied. */
 static __always_inline int np_l7_big_copy(__u8 proto)
@@ -732,9 +879,27 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 			e->flags |= NP_L7_F_NO_TAIL;
 		}
 	}
-	__u64 size = offsetof(struct np_l7_event, data) + (n & 0x1fff);
-	if (size > sizeof(*e))
-		size = sizeof(*e);
+	e->pad = 0;
+	e->pieces_len = 0;
+	if (proto == NP_L7_AMQP && n && k->direction <= NP_L7_RECV) {
+		/* The frame chain: from where the direction's previous syscall left it. */
+		if (!c)
+			c = np_conn(k->sock, lport, rport);
+		const __u8 d = k->direction & 1;
+		__u32 next = c ? c->amqp_next[d] : 0;
+		scratch->walk_off = next ? next - 1 : 0;
+		scratch->walk_p = n;
+		e->pieces_len = (__u16)(np_l7_walk_amqp(scratch, n) & 0xfff);
+		const __u64 end = scratch->walk_off;
+		next = 0;
+		if (end >= k->len && end - k->len < 0x7fffffff)
+			next = (__u32)(end - k->len) + 1;
+		if (c)
+			c->amqp_next[d] = next;
+	}
+	__u64 size = offsetof(struct np_l7_event, data) + (n & 0x1fff) + e->pieces_len;
+	if (size > sizeof(*e) + NP_L7_PIECES_BYTES)
+		size = sizeof(*e) + NP_L7_PIECES_BYTES;
 	if (np_l7_output(e, size))
 		np_l7_count(NP_L7_CNT_RING_FULL);
 	else

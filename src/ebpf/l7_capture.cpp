@@ -170,6 +170,8 @@ Result<std::unique_ptr<L7Capture>> L7Capture::create(L7CaptureOptions options, H
             const std::size_t n = std::min<std::size_t>({e.captured, rec.size() - kHeader, NP_L7_HEAD_MAX});
             m.head = std::string_view(base + kHeader, n);
             m.tail = std::string_view(base + offsetof(np_l7_event, tail), std::min<std::size_t>(e.tail_len, NP_L7_TAIL_MAX));
+            const std::size_t p = std::min<std::size_t>({e.pieces_len, rec.size() - kHeader - n, NP_L7_PIECES_BYTES});
+            if (p) m.pieces = std::string_view(base + kHeader + n, p);
         }
         raw->handler(m);
     });

@@ -5,6 +5,21 @@
 
 namespace netprobe::l7 {
 
+std::optional<Piece> pieceAt(std::string_view pieces, std::uint64_t offset) {
+    constexpr std::size_t kHdr = 6;
+    auto byte = [&](std::size_t i) { return std::uint64_t{static_cast<unsigned char>(pieces[i])}; };
+    std::size_t i = 0;
+    while (pieces.size() - i >= kHdr) {
+        const std::uint64_t at = byte(i) | byte(i + 1) << 8 | byte(i + 2) << 16 | byte(i + 3) << 24;
+        const std::size_t n = static_cast<std::size_t>(byte(i + 4) | byte(i + 5) << 8);
+        if (n > pieces.size() - i - kHdr) return std::nullopt;  // cut: not a piece
+        if (at == offset) return Piece{at, pieces.substr(i + kHdr, n)};
+        if (at > offset) return std::nullopt;  // (increasing offsets)
+        i += kHdr + n;
+    }
+    return std::nullopt;
+}
+
 void PendingQueue::push(Pending p) {
     if (q_.size() >= max_) {
         q_.pop_front();
@@ -66,6 +81,29 @@ void Framer::feed(FramedProtocol& p, const Chunk& c) {
         if (length_ == 0) {  // collecting a header
             if (buf_.empty()) ts_ = c.ts_ns;
             const std::size_t hdr = p.headerBytes();
+            if (pos >= captured && buf_.size() <= pos) {
+                // A piece the capture took where this message begins (in this chunk), with
+                // its whole header: the message's first bytes, as if they had been copied.
+                const std::uint64_t start = pos - buf_.size();
+                auto pc = pieceAt(c.pieces, start);
+                if (pc && pc->bytes.size() >= hdr && len - start >= hdr) {
+                    const std::string_view h = pc->bytes.substr(0, hdr);
+                    auto n = p.messageLength(h);
+                    if (!n || *n < hdr) {
+                        lose(p, c, pos);
+                        return;
+                    }
+                    length_ = *n;
+                    keep_ = std::max(p.keepBytes(h), hdr);
+                    const auto take = static_cast<std::size_t>(
+                        std::min<std::uint64_t>({pc->bytes.size(), keep_, length_, len - start}));
+                    buf_.assign(pc->bytes.substr(0, take));
+                    got_ = take;
+                    pos = start + take;  // (>= pos: the piece holds at least the header)
+                    skipped_ = false;
+                    continue;  // the rest of the message is skipped below (beyond the head)
+                }
+            }
             if (pos >= captured) {  // the header (or its rest) is in bytes not copied
                 // Does the protocol know the message there? (A header begun in an earlier
                 // chunk cannot be checked against this one's bytes: not asked.)

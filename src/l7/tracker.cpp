@@ -274,7 +274,7 @@ void ConnectionTracker::feed(const ebpf::L7Message& m) {
             dnsTcp(c, m);
         return;
     }
-    const Chunk ch{m.head, m.len, m.tail, m.ts_ns, (m.flags & NP_L7_F_TLS) != 0};
+    const Chunk ch{m.head, m.len, m.tail, m.ts_ns, (m.flags & NP_L7_F_TLS) != 0, m.pieces};
     if (m.protocol == NP_L7_HTTP1) {
         (m.direction == NP_L7_SEND ? c.send : c.recv).feed(ch);
         return;

@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -353,6 +354,92 @@ TEST_F(L7CaptureTest, AmqpProtocolHeaderAndMidConnectionMethodFramesClassify) {
         auto ms = got_.waitFor(c->port, 2);
         ASSERT_EQ(ms.size(), 2u) << c->port;
         for (const auto& m : ms) EXPECT_EQ(m.protocol, NP_L7_AMQP);
+    }
+}
+
+// AMQP frames beyond the copy: the kernel walks the frame chain through the user's
+// buffers - a writev of segments cut anywhere, a frame's header split between two - and
+// sends the first bytes of each frame there (a method's or content header's first
+// NP_L7_PIECE_MAX bytes, a body frame's header) at its offset; a write the socket took
+// only part of (here: a stream written in two syscalls cut inside a body) leaves the rest
+// of that frame for the next syscall, whose walk starts where the frame ends. Oracle: the
+// offsets and bytes of the stream the test wrote.
+TEST_F(L7CaptureTest, AmqpFramesBeyondTheCopyAreWalkedAcrossSegmentsAndSyscalls) {
+    Pair p = connectedPair();
+    const std::string header("AMQP\x00\x00\x09\x01", 8);
+    ASSERT_EQ(::write(p.client.get(), header.data(), header.size()), 8);
+    ASSERT_EQ(readExactly(p.server.get(), 8), header);
+    auto frame = [](int type, const std::string& payload) {
+        return std::string{static_cast<char>(type), 0, 1} + be32(static_cast<std::uint32_t>(payload.size())) + payload +
+               "\xce";
+    };
+    std::string stream;
+    std::vector<std::size_t> starts;
+    for (int tag = 1; tag <= 24; ++tag) {
+        const std::string ctag = "ctag1.0123456789abcdef0123456789abcdef";
+        std::string deliver = std::string("\x00\x3c\x00\x3c", 4) + static_cast<char>(ctag.size()) + ctag +
+                              std::string(7, '\0') + static_cast<char>(tag) + '\0' + '\0' + "\x05queue";
+        std::string hdr = std::string("\x00\x3c\x00\x00", 4) + std::string(6, '\0') + "\x03\xe8" + std::string(2, '\0');
+        for (const std::string& f : {frame(1, deliver), frame(2, hdr), frame(3, std::string(1000, 'b'))}) {
+            starts.push_back(stream.size());
+            stream += f;
+        }
+    }
+    // The first syscall: a writev of the stream's first 9000 bytes in segments of 1 to 3000
+    // bytes (pieces are read across them); the second: the rest, in one write, which
+    // begins inside a body frame.
+    const std::size_t first = 9000;
+    ASSERT_EQ(std::count(starts.begin(), starts.end(), first), 0);
+    std::vector<iovec> iov;
+    for (std::size_t at = 0, k = 0; at < first; ++k) {
+        static constexpr std::size_t kCuts[] = {1500, 7, 2, 700, 3000, 1};
+        const std::size_t n = std::min(kCuts[k % std::size(kCuts)], first - at);
+        iov.push_back({stream.data() + at, n});
+        at += n;
+    }
+    std::thread reader([&] { readExactly(p.client.get(), stream.size()); });
+    ASSERT_EQ(::writev(p.server.get(), iov.data(), static_cast<int>(iov.size())), static_cast<ssize_t>(first));
+    ASSERT_EQ(::write(p.server.get(), stream.data() + first, stream.size() - first),
+              static_cast<ssize_t>(stream.size() - first));
+    reader.join();
+
+    auto of = [&](std::uint8_t sc) {
+        return got_.waitOne(
+            [&](const L7Message& m) { return m.local_port == p.port && m.syscall == sc && m.direction == NP_L7_SEND; });
+    };
+    auto wv = of(NP_L7_SC_WRITEV);
+    auto w = of(NP_L7_SC_WRITE);
+    ASSERT_TRUE(wv);
+    ASSERT_TRUE(w);
+    const struct {
+        const L7Message& m;
+        std::size_t base;  // the syscall's first byte in the stream
+    } calls[] = {{*wv, 0}, {*w, first}};
+    for (const auto& c : calls) {
+        SCOPED_TRACE(c.base);
+        EXPECT_EQ(c.m.protocol, NP_L7_AMQP);
+        EXPECT_EQ(c.m.head, stream.substr(c.base, NP_L7_HEAD_MAX));
+        // The pieces: one per frame whose header is not whole in the copy, in order.
+        std::size_t expected = 0, i = 0;
+        const std::string& pz = c.m.pieces;
+        for (std::size_t s : starts) {
+            if (s < c.base || s - c.base + 7 <= NP_L7_HEAD_MAX || s + 7 > c.base + c.m.len) continue;
+            ++expected;
+            const auto type = static_cast<unsigned char>(stream[s]);
+            const std::size_t size = (static_cast<unsigned char>(stream[s + 5]) << 8) | static_cast<unsigned char>(stream[s + 6]);
+            std::size_t want = type == 3 ? 7 : std::min<std::size_t>(size + 8, NP_L7_PIECE_MAX);
+            want = std::min(want, c.base + c.m.len - s);
+            ASSERT_LE(i + NP_L7_PIECE_HDR, pz.size()) << "piece for the frame at " << s;
+            std::uint32_t off = 0;
+            std::memcpy(&off, pz.data() + i, 4);  // (little-endian, as the kernel writes it)
+            const std::size_t n = static_cast<unsigned char>(pz[i + 4]) | static_cast<unsigned char>(pz[i + 5]) << 8;
+            EXPECT_EQ(off, s - c.base);
+            ASSERT_EQ(n, want) << s;
+            EXPECT_EQ(pz.substr(i + NP_L7_PIECE_HDR, n), stream.substr(s, n)) << s;
+            i += NP_L7_PIECE_HDR + n;
+        }
+        EXPECT_GT(expected, 5u);
+        EXPECT_EQ(i, pz.size());
     }
 }
 

@@ -5,7 +5,9 @@
 // Input: chunks, each a control byte, a size byte and that many bytes:
 //   control bit 7     the process wrote it (else read it)
 //   control bit 6     the syscall moved more than the capture copied (len > head)
-//   control bit 5     ... and the capture has its last bytes (tail, at most NP_L7_TAIL_MAX)
+//   control bit 5     ... and the capture has its last bytes (tail, at most NP_L7_TAIL_MAX);
+//                     without it, the chunk's bytes are also its pieces (l7::Chunk::pieces,
+//                     read as the kernel's encoding: offsets and lengths of the input's choosing)
 //   control bits 0-4  how much more was moved: 1 + k * 1021 bytes, or 2^31 for k = 31
 #pragma once
 
@@ -56,6 +58,7 @@ inline void feedChunks(l7::MessageParser& parser, const ExchangeChecker& checker
             c.tail = bytes.substr(bytes.size() - t);
             const unsigned k = ctl & 0x1f;
             c.len = bytes.size() + (k == 31 ? (std::uint64_t{1} << 31) : 1 + k * std::uint64_t{1021});
+            if (!(ctl & 0x20)) c.pieces = bytes;
         }
         moved += c.len;
         parser.feed((ctl & 0x80) != 0, c);

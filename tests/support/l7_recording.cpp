@@ -45,7 +45,11 @@ void writeL7Message(std::ostream& out, const ebpf::L7Message& m, std::uint64_t t
         << m.local_port << ' ' << m.remote_port << ' ' << m.len << ' ' << (m.ts_ns - t0) << ' ' << hex(m.head)
         << ' ' << hex(m.tail);
     // Flags the replay cannot derive from the lengths (NP_L7_F_SPLIT): a last field, only when set.
-    if (const int kept = m.flags & ~(NP_L7_F_TRUNCATED | NP_L7_F_NO_TAIL)) out << ' ' << kept;
+    // Then the pieces beyond the head (AMQP frames the kernel walked), only when there are
+    // some (the flags field is then written even when 0).
+    const int kept = m.flags & ~(NP_L7_F_TRUNCATED | NP_L7_F_NO_TAIL);
+    if (kept || !m.pieces.empty()) out << ' ' << kept;
+    if (!m.pieces.empty()) out << ' ' << hex(m.pieces);
     out << '\n';
 }
 
@@ -84,7 +88,14 @@ std::expected<L7Recording, std::string> readL7Recording(const std::string& path)
         if (!h || !t) return std::unexpected(where + ": " + (h ? t.error() : h.error()));
         m.head = std::move(*h);
         m.tail = std::move(*t);
-        if (int flags = 0; ls >> flags) m.flags = static_cast<std::uint8_t>(flags);
+        if (int flags = 0; ls >> flags) {
+            m.flags = static_cast<std::uint8_t>(flags);
+            if (std::string pieces; ls >> pieces) {
+                auto p = unhex(pieces);
+                if (!p) return std::unexpected(where + ": pieces: " + p.error());
+                m.pieces = std::move(*p);
+            }
+        }
         if (m.head.size() < m.len) m.flags |= NP_L7_F_TRUNCATED;
         rec.messages.push_back(std::move(m));
     }

@@ -666,6 +666,105 @@ TEST(AmqpParser, BodyFramesBeyondTheCopyAreFollowedByTheContentsSize) {
     }
 }
 
+// The pieces the kernel sends with a syscall's record (Chunk::pieces): per frame that
+// begins in [from, bytes.size()) beyond the first `copy` bytes, its first bytes (up to
+// NP_L7_PIECE_MAX of a method or content header, the header of any other frame), the
+// frame chain starting at byte `first` of the syscall - as bpf/progs/l7.bpf.c walks it.
+std::string kernelPieces(std::string_view bytes, std::size_t copy, std::size_t first) {
+    std::string out;
+    for (std::size_t off = first; off + 7 <= bytes.size();) {
+        const auto type = static_cast<unsigned char>(bytes[off]);
+        const std::size_t size = static_cast<std::size_t>(
+            (std::uint32_t{static_cast<unsigned char>(bytes[off + 3])} << 24) |
+            (std::uint32_t{static_cast<unsigned char>(bytes[off + 4])} << 16) |
+            (std::uint32_t{static_cast<unsigned char>(bytes[off + 5])} << 8) | static_cast<unsigned char>(bytes[off + 6]));
+        if (off + 7 > copy) {
+            std::size_t want = type == 1 || type == 2 ? std::min<std::size_t>(size + 8, NP_L7_PIECE_MAX) : 7;
+            want = std::min(want, bytes.size() - off);
+            out += Bytes{}.raw(std::string{static_cast<char>(off), static_cast<char>(off >> 8),
+                                           static_cast<char>(off >> 16), static_cast<char>(off >> 24),
+                                           static_cast<char>(want), 0})
+                       .raw(bytes.substr(off, want))
+                       .s;
+        }
+        off += size + 8;
+    }
+    return out;
+}
+
+TEST(Pieces, APieceIsFoundByItsOffsetAndACutListEndsIt) {
+    const std::string one = kernelPieces(method(1, 60, 80, Bytes{}.i64(1).i8(0).s) + frame(3, 1, "xy"), 0, 0);
+    auto a = pieceAt(one, 0);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->bytes.size(), 21u);  // the whole ack frame (8 + 13)
+    auto b = pieceAt(one, 21);
+    ASSERT_TRUE(b);
+    EXPECT_EQ(b->bytes.size(), 7u);  // a body frame: its header
+    EXPECT_FALSE(pieceAt(one, 7));
+    EXPECT_FALSE(pieceAt(one, 1000));
+    for (std::size_t cut = 0; cut < one.size(); ++cut) {  // a cut list gives what is whole before the cut
+        auto c = pieceAt(std::string_view(one).substr(0, cut), 21);
+        EXPECT_EQ(c.has_value(), cut >= one.size()) << cut;
+    }
+    EXPECT_FALSE(pieceAt(std::string(5, '\xff'), 0));
+}
+
+// A broker writing deliveries faster than the socket takes them (64 KiB bodies, a
+// prefetch of 10, as RabbitMQ does; here the client's end reads them in syscalls of any
+// size, framed the same way): syscalls end and begin anywhere in a frame,
+// and the method and content-header frames of the later deliveries lie beyond the 4 KiB
+// copy. With the kernel's pieces (the frame chain walked from where the previous syscall
+// left it) every delivery is counted with its exact bytes; without them the framing is
+// lost at the first such method frame.
+TEST(AmqpParser, DeliveriesBeyondTheCopyAreFramedFromTheKernelsPieces) {
+    std::string stream;
+    std::vector<std::size_t> sizes;
+    for (int tag = 1; tag <= 10; ++tag) {
+        const std::string d = largeMessage(
+            1, tag % 3 ? 65536 : 300000, 131072,
+            method(1, 60, 60, Bytes{}.sstr("ctag1.0123456789abcdef").i64(tag).i8(0).sstr("").sstr("big").s));
+        sizes.push_back(d.size());
+        stream += d;
+    }
+    // the syscalls' sizes (the socket taking what it has room for)
+    const std::size_t cuts[] = {65699, 44661, 86635, 200000, 131072, 7, 3, 250000, 90000};
+    for (const bool pieces : {true, false}) {
+        Sink s;
+        auto p = amqpClient(s);  // (the client's reads: framed as the broker's writes are)
+        open(*p);
+        feed(*p, kSend, method(0, 10, 31, Bytes{}.i16(2047).i32(131072).i16(0).s), 9);
+        s.got.clear();
+        std::uint64_t ts = 100;
+        std::size_t at = 0, next = 0;  // the chain: where the next frame begins
+        for (std::size_t k = 0; at < stream.size(); ++k) {
+            const std::string_view sc = std::string_view(stream).substr(at, cuts[k % std::size(cuts)]);
+            Chunk c = captured(sc, 4096, ts++);
+            const std::string pz = kernelPieces(sc, 4096, next - at);
+            if (pieces) c.pieces = pz;
+            p->feed(kRecv, c);
+            at += sc.size();
+            while (next < at) {  // (the test's own walk of the whole stream)
+                std::size_t size = 0;
+                for (std::size_t i = 3; i < 7; ++i) size = size << 8 | static_cast<unsigned char>(stream[next + i]);
+                next += size + 8;
+            }
+        }
+        p->close();
+        std::vector<std::uint64_t> bytes;
+        for (const auto& e : s.got)
+            if (e.method == "basic.deliver") bytes.push_back(e.request_bytes);
+        if (pieces) {
+            ASSERT_EQ(bytes.size(), sizes.size());
+            for (std::size_t i = 0; i < sizes.size(); ++i) EXPECT_EQ(bytes[i], sizes[i]) << i;
+            EXPECT_EQ(p->counters().desyncs, 0u);
+            for (const auto& e : s.got) EXPECT_EQ(e.path, "big");
+        } else {
+            EXPECT_LT(bytes.size(), sizes.size());
+            EXPECT_GT(p->counters().desyncs, 0u);
+        }
+    }
+}
+
 // A predicted body frame whose header or frame end the copied bytes contradict is not
 // taken: the framing is lost (counted) until a syscall starts with a frame.
 TEST(AmqpParser, BodyFramesContradictedByTheCopiedBytesLoseTheFraming) {

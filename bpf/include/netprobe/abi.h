@@ -604,6 +604,19 @@ NP_STATIC_ASSERT(sizeof(struct np_block_value) == 8, "np_block_value size");
 /* Vector I/O: segments gathered into one record (until the copy size is reached). */
 #define NP_L7_GATHER 32
 #define NP_L7_TAIL_MAX 16
+/* AMQP: the frames of a syscall that begin beyond the copy (a broker writing many
+ * deliveries at once) are walked in the kernel, up to NP_L7_WALK_MAX of them, and the
+ * first NP_L7_PIECE_MAX bytes of each (a method frame's class, method and names; a
+ * content header's body size; a body frame's header) follow the copy in the record as
+ * "pieces": a 4-byte offset in the syscall's data, a 2-byte length (both host order),
+ * the bytes. At most NP_L7_PIECES_BYTES of pieces per record. */
+#define NP_L7_WALK_MAX 128
+/* ... and beyond those, frames whose header alone is read (to know where the syscall's
+ * last frame ends: the next syscall's first frame) */
+#define NP_L7_SKIP_MAX 256
+#define NP_L7_PIECE_MAX 128
+#define NP_L7_PIECE_HDR 6
+#define NP_L7_PIECES_BYTES 3584
 /* Syscall numbers below this are looked up in the program's kind table. */
 #define NP_L7_SYSCALL_TABLE 512
 
@@ -658,8 +671,8 @@ enum np_l7_direction {
 #define NP_L7_F_SOCK_CLOSED 0x10 /* NP_L7_CLOSED without close(2): the TCP socket reached TCP_CLOSE (its
 				  * process exited, or a reset); data it still holds may be read after */
 
-/* Record on the l7_events ring: a header and `captured` bytes of data (the record is
- * only as long as that). */
+/* Record on the l7_events ring: a header, `captured` bytes of data, then `pieces_len`
+ * bytes of pieces (the record is only as long as that). */
 struct np_l7_event {
 	__u64 ts_ns;       /* bpf_ktime_get_ns() at the syscall's exit */
 	__u64 sock;        /* address of the kernel socket: its identity while it lives */
@@ -679,7 +692,8 @@ struct np_l7_event {
 	__u32 fd;
 	__u32 len;         /* bytes the syscall moved (its return value; per message for *mmsg) */
 	__u8 tail_len;     /* bytes in tail: the message's last bytes when it was truncated */
-	__u8 pad[3];
+	__u8 pad;
+	__u16 pieces_len;  /* bytes of pieces in data after the `captured` bytes (NP_L7_PIECE_MAX) */
 	__u8 tail[NP_L7_TAIL_MAX];
 	__u8 data[NP_L7_HEAD_MAX];
 };
@@ -699,6 +713,11 @@ struct np_l7_conn {
 	__u32 split_len;
 	__u8 split_dir;
 	__u8 pad[3];
+	/* AMQP, per direction (enum np_l7_direction): where the next frame begins in the
+	 * direction's next syscall, + 1 (0: not known - a syscall is then taken to begin with
+	 * a frame). The frames of each syscall are walked from there (a broker's write that
+	 * the socket took only part of leaves the rest of a frame for the next one). */
+	__u32 amqp_next[2];
 };
 /* Unrecognised data syscalls before a connection is NP_L7_NONE. */
 #define NP_L7_MAX_ATTEMPTS 4
@@ -755,7 +774,9 @@ NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, local_port) == 64, "np_l7_event
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, fd) == 76, "np_l7_event.fd");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, tail) == 88, "np_l7_event.tail");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, data) == 104, "np_l7_event.data");
-NP_STATIC_ASSERT(sizeof(struct np_l7_conn) == 16, "np_l7_conn size");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_l7_event, pieces_len) == 86, "np_l7_event.pieces_len");
+NP_STATIC_ASSERT(NP_L7_PIECE_MAX + NP_L7_PIECE_HDR <= 255 && NP_L7_HEAD_MAX + NP_L7_PIECES_BYTES <= 8064, "piece bounds the verifier follows (l7.bpf.c: np_l7_walk_hop)");
+NP_STATIC_ASSERT(sizeof(struct np_l7_conn) == 24, "np_l7_conn size");
 NP_STATIC_ASSERT(sizeof(struct np_l7_args) == 40, "np_l7_args size");
 NP_STATIC_ASSERT(sizeof(struct np_l7_tls_call) == 40, "np_l7_tls_call size");
 

@@ -44,6 +44,7 @@ struct L7Message {
     std::uint32_t len = 0;     // bytes the syscall moved
     std::string head;          // the first min(len, NP_L7_HEAD_MAX) bytes (fewer for vector I/O)
     std::string tail;          // the last NP_L7_TAIL_MAX bytes when truncated (plain buffers only)
+    std::string pieces;        // AMQP: first bytes of the frames beyond head (l7::Chunk::pieces)
 
     [[nodiscard]] bool truncated() const { return (flags & NP_L7_F_TRUNCATED) != 0; }
 };

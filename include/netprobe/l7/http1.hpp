@@ -23,7 +23,21 @@ struct Chunk {
     std::string_view tail;   // its last bytes when len > head.size() (may be empty: unknown)
     std::uint64_t ts_ns = 0;
     bool tls = false;        // the plaintext of a TLS connection (from the TLS library's probes)
+    // First bytes of messages that begin beyond the head (AMQP frames the capture walked in
+    // the kernel), in the record's encoding: per piece a 4-byte offset in the syscall's
+    // data, a 2-byte length (both little-endian), the bytes; in increasing offsets.
+    std::string_view pieces;
 };
+
+// One piece of a chunk's data beyond its head (see Chunk::pieces).
+struct Piece {
+    std::uint64_t offset = 0;
+    std::string_view bytes;
+};
+
+// The piece that begins at byte `offset` of the chunk's data, if the capture sent one.
+// Encoding errors end the list (nothing beyond them is used).
+[[nodiscard]] std::optional<Piece> pieceAt(std::string_view pieces, std::uint64_t offset);
 
 struct Http1Message {
     bool request = false;
