@@ -352,24 +352,14 @@ def record_amqp_large(tmp):
                  [["1", "np-big32k", "--body-size", "32768", "--prefetch", "1", "--frame-max", "4096"]])
 
 
-def record_amqp_prefetch(tmp):
-    """Several deliveries per broker write, beyond the copy: 60 small messages consumed with
-    a prefetch of 40, which the broker writes in syscalls of several KiB (~130 bytes a
-    delivery: method, content header and body frames), so the frames of the later
-    deliveries lie beyond the 4 KiB copy (the kernel walks the frames there: the records
-    carry pieces)."""
-    amqp_session(tmp, "amqp_prefetch", "60 messages of 1000 bytes, prefetch 40",
-                 [["60", "np-prefetch", "--body-size", "1000", "--prefetch", "40"]])
-
-
 def main():
     if os.geteuid() != 0:
         raise SystemExit("record.py needs root (the kernel capture)")
     if not os.access(RECORDER, os.X_OK):
         raise SystemExit(f"{RECORDER} missing: build first (cmake --build build)")
-    only = sys.argv[2:]  # record.py BUILD_DIR [redis ... amqp amqp_large amqp_prefetch]: some of them
+    only = sys.argv[2:]  # record.py BUILD_DIR [redis postgres mysql grpc http2 kafka amqp amqp_large]: some of them
     for fn in (record_redis, record_postgres, record_mysql, record_grpc, record_http2, record_kafka, record_amqp,
-               record_amqp_large, record_amqp_prefetch):
+               record_amqp_large):
         if only and fn.__name__.removeprefix("record_") not in only:
             continue
         tmp = tempfile.mkdtemp(prefix="np-l7rec-")
