@@ -123,9 +123,10 @@ class TopologyTest(E2ETestCase):
         for (cl, sv, rev), got in zip(pairs, received):
             e = edges[(cl.peer_ip, sv.peer_ip, 5201)]
             heavy, light = ("bytes_in", "bytes_out") if rev else ("bytes_out", "bytes_in")
-            # enough to tell the directions apart (a loaded machine discards up to half of
-            # the 2 MiB from the sender's buffer at the end: see iperf())
-            self.assertGreater(got, MB // 2, "iperf3 moved less than half a megabyte")
+            # enough to tell the directions apart (a loaded machine discards much of the
+            # 2 MiB from the sender's buffer at the end, see iperf(): CI once saw 472856 B
+            # arrive; the ACKs of even 128 KiB are far below a tenth of it)
+            self.assertGreater(got, MB // 8, "iperf3 moved less than 128 KiB")
             self.assertGreater(e[heavy], got, e)  # the payload the receiver read, plus headers
             self.assertLess(e[light], e[heavy] / 10, e)
         for v in self.clients:
