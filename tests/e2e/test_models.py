@@ -79,8 +79,11 @@ while True:
         pass
     due += 0.2
     late = time.monotonic() - due
-    if late > 2:
-        due = time.monotonic()  # stalled for a whole interval: start again, no burst
+    if late > 0.2:
+        # stalled (a loaded machine): start again from now rather than catch up with
+        # back-to-back requests - a catch-up burst is a real rate excursion, which the
+        # detector rightly reported once in CI (+8% over the band, score 1.07)
+        due = time.monotonic()
     elif late < 0:
         time.sleep(-late)
 """
