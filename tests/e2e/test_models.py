@@ -54,7 +54,7 @@ print("listening", flush=True)
 threading.Event().wait()
 """
 
-# Steady mix: a request every 0.2 s asking for SIZE bytes (SIZE read from a file, so the
+# Steady mix: a request every 0.05 s asking for SIZE bytes (SIZE read from a file, so the
 # test can change the level), to IP:PORT. On a fixed schedule: a request that took long
 # under load is caught up at once, so each 2 s interval carries its 10 requests (with
 # "sleep 0.2 after each", a loaded CI run's slower requests were a 10% dip of the level
