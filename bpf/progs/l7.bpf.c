@@ -888,7 +888,6 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 		const __u8 d = k->direction & 1;
 		__u32 next = c ? c->amqp_next[d] : 0;
 		scratch->walk_off = next ? next - 1 : 0;
-		scratch->walk_p = n;
 		e->pieces_len = (__u16)(np_l7_walk_amqp(scratch, n) & 0xfff);
 		const __u64 end = scratch->walk_off;
 		next = 0;
