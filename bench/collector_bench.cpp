@@ -13,6 +13,8 @@
 //                               100k flows: ~10k series (exact count reported).
 //   RenderMetrics/Flows100k     renderMetrics of 4 interfaces + 100k flows (what
 //                               the agent renders with 100k tracked flows).
+//   FlowPlaces                  FlowDeltaTracker::markPlaces of those 100k samples (which
+//                               entry is its 5-tuple's place), every collection.
 //   FlowTableApply/{Insert,Update}  FlowTable::apply of 100k samples into an empty
 //                               table / a table already holding those flows.
 //   FlowTableRecords            the flow view build of 100k flows (apply without
@@ -215,6 +217,25 @@ void BM_FlowDeltas(benchmark::State& state) {
         t.update(entries, out);
     }
     if (out.size() != kFlows) state.SkipWithError("wrong number of samples");
+    state.counters["flows"] = kFlows;
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kFlows);
+}
+
+// Which of 100k samples (of 100k live entries) is its 5-tuple's place: every collection
+// with samples, after the read.
+void BM_FlowPlaces(benchmark::State& state) {
+    const auto now = npbench::monoNowNs();
+    auto entries = npbench::makeEntries(kFlows, now);
+    netprobe::collector::FlowDeltaTracker t;
+    std::vector<netprobe::collector::FlowSample> out;
+    t.update(entries, out);
+    std::size_t primary = 0;
+    for (auto _ : state) {
+        t.markPlaces(out);
+        benchmark::DoNotOptimize(out.data());
+    }
+    for (const auto& s : out) primary += s.primary;
+    if (primary != kFlows) state.SkipWithError("every 5-tuple is at one place: each sample is primary");
     state.counters["flows"] = kFlows;
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kFlows);
 }
@@ -443,6 +464,7 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark("ReadFlows/Batch", BM_ReadFlows)->Unit(kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark("DrainFlows/Batch", BM_DrainFlows)->Unit(kMillisecond)->UseRealTime()->Iterations(5);
     benchmark::RegisterBenchmark("FlowDeltas", BM_FlowDeltas)->Unit(kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("FlowPlaces", BM_FlowPlaces)->Unit(kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark("RenderMetrics/Series10k", BM_RenderMetrics, 900u, kFlows)
         ->Unit(kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark("RenderMetrics/Flows100k", BM_RenderMetrics, 4u, kFlows)

@@ -86,11 +86,6 @@ struct Topology::State {
         std::uint64_t seen_run = 0;
     };
     std::map<ConnKey, ConnState> conns;
-    struct Place {
-        std::uint64_t place = 0;  // ifindex << 8 | direction
-        std::uint64_t last_ns = 0;
-    };
-    TupleMap<Place> places;  // where each directed 5-tuple is counted
     std::uint64_t run = 0;
     std::uint64_t overflow = 0, unoriented = 0;
     std::map<Key, std::pair<std::string, std::uint64_t>> pending_tls;  // -> (SNI, seen at)
@@ -273,10 +268,12 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
         }
     }
 
-    // Flow samples: each directed 5-tuple counted at one place, the interface (and
-    // direction) it was first seen at - a packet crossing two monitored interfaces is in
-    // two kernel entries, read at slightly different moments, so neither their sum nor
-    // the larger of the two per collection would count it once.
+    // Flow samples: each directed 5-tuple counted at one place, the kernel entry the
+    // datapath source marks primary (the first created of the 5-tuple's live entries) - a
+    // packet crossing two monitored interfaces is in two kernel entries, read at slightly
+    // different moments, so neither their sum nor the larger of the two per collection
+    // would count it once. (An inner flow of tunnel packets is another place than the
+    // plain flow there.)
     TupleMap<Counts> directed;
     directed.reserve(snap.flows.size());
     for (const auto& f : snap.flows) {
@@ -284,13 +281,8 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
             ++s.unoriented;
             continue;
         }
+        if (!f.primary) continue;
         Tuple t{addr(f.key.src_ip), addr(f.key.dst_ip), f.key.src_port, f.key.dst_port, f.key.proto, f.key.family};
-        // (an inner flow of tunnel packets is another place than the plain flow there)
-        const std::uint64_t place =
-            std::uint64_t{f.key.ifindex} << 16 | std::uint64_t{f.key.encap} << 8 | f.key.direction;
-        auto [pit, fresh] = s.places.try_emplace(t, State::Place{place, now_ns});
-        if (!fresh && pit->second.place != place) continue;
-        pit->second.last_ns = now_ns;
         auto [cit, cfresh] = directed.try_emplace(t, Counts{0, 0, f.first_seen_ns});
         auto& c = cit->second;
         c.bytes += f.bytes;
@@ -440,10 +432,6 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
         }
     }
 
-    // A 5-tuple idle for a window may come back elsewhere (a moved or re-attached interface).
-    const std::uint64_t window_ns = slot_ns * s.opts.slots;
-    if (s.run % 12 == 0)
-        std::erase_if(s.places, [&](const auto& e) { return e.second.last_ns + window_ns < now_ns; });
     // Forget what left the window; refresh labels now and then (pods come and go).
     const std::int64_t oldest = now_slot - static_cast<std::int64_t>(s.opts.slots) + 1;
     const bool relabel = s.attribution && s.run % 12 == 0;

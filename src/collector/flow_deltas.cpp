@@ -1,6 +1,9 @@
 #include "netprobe/collector/flow_deltas.hpp"
 
+#include <cstddef>
 #include <cstring>
+
+#include <netprobe/util/hash.hpp>
 #include <string_view>
 
 namespace netprobe::collector {
@@ -33,6 +36,7 @@ std::uint32_t FlowDeltaTracker::find(const flow_key& key) const {
 void FlowDeltaTracker::removeAt(std::uint32_t p) {
     auto key_at = [this](std::uint32_t i) -> const flow_key& { return base_[i].key; };
     index_.erase(base_[p].key, p, key_at);
+    if (base_[p].generation == (generation_ | 1)) --moved_;
     const auto last = static_cast<std::uint32_t>(base_.size() - 1);
     if (p != last) {
         index_.move(base_[last].key, last, p);
@@ -52,16 +56,21 @@ void FlowDeltaTracker::add(const ebpf::FlowEntry& e, std::vector<FlowSample>& ou
     Base& b = base_[p];
     // Below the baseline: not the entry we knew (removed and created again).
     if (!fresh && (e.stats.packets < b.packets || e.stats.bytes < b.bytes)) b.packets = b.bytes = b.last_seen_ns = 0;
-    if (e.stats.packets != b.packets) out.push_back(sampleOf(e.key, e.stats, b.packets, b.bytes));
+    const bool moved = e.stats.packets != b.packets;
+    if (moved) {
+        out.push_back(sampleOf(e.key, e.stats, b.packets, b.bytes));
+        ++moved_;
+    }
     b.packets = e.stats.packets;
     b.bytes = e.stats.bytes;
+    b.first_seen_ns = e.stats.first_seen_ns;
     b.last_seen_ns = e.stats.last_seen_ns;
-    b.generation = generation_;
+    b.generation = moved ? generation_ | 1 : generation_;  // (the low bit: it moved)
 }
 
 void FlowDeltaTracker::end() {
     for (std::size_t p = base_.size(); p-- > 0;)
-        if (base_[p].generation != generation_) removeAt(static_cast<std::uint32_t>(p));
+        if ((base_[p].generation & ~1u) != generation_) removeAt(static_cast<std::uint32_t>(p));
 }
 
 void FlowDeltaTracker::update(std::span<const ebpf::FlowEntry> entries, std::vector<FlowSample>& out) {
@@ -85,6 +94,76 @@ FlowSample FlowDeltaTracker::retire(const flow_key& key, const np_flow_stats& fi
 
 void FlowDeltaTracker::forget(const flow_key& key) {
     if (const std::uint32_t p = find(key); p != FlowIndex::npos) removeAt(p);
+}
+
+namespace {
+// A flow_key is its directed 5-tuple (addresses, ports, protocol, family: the first 38
+// bytes) and its place (direction, tunnel, ifindex: the last 6).
+constexpr std::size_t kTupleBytes = offsetof(flow_key, direction);
+static_assert(kTupleBytes == 38 && sizeof(flow_key) == 44);
+
+std::size_t tupleHash(const flow_key& k) noexcept {
+    std::uint64_t w[5] = {};
+    std::memcpy(w, &k, kTupleBytes);
+    // a multiply per word, one finalizer (splitmix64's) for the low bits the table uses
+    std::uint64_t h = 0;
+    for (const std::uint64_t x : w) h = (h ^ x) * 0x9e3779b97f4a7c15ULL;
+    return util::mix64(0, h);
+}
+bool sameTuple(const flow_key& a, const flow_key& b) noexcept { return std::memcmp(&a, &b, kTupleBytes) == 0; }
+std::uint64_t placeOf(const flow_key& k) noexcept {
+    return std::uint64_t{k.ifindex} << 16 | std::uint64_t{k.encap} << 8 | k.direction;
+}
+}  // namespace
+
+void FlowDeltaTracker::markPlaces(std::span<FlowSample> samples) const {
+    if (samples.empty()) return;
+    // The samples' 5-tuples, each with the best (first seen, place) among its samples and
+    // live entries: open addressing over group numbers, at most half full.
+    struct Group {
+        std::uint32_t sample;  // one sample of the 5-tuple (its key)
+        std::uint64_t first_ns, place;
+    };
+    std::vector<Group> groups;
+    groups.reserve(samples.size());
+    std::vector<std::uint32_t> group_of(samples.size());
+    std::size_t cap = 16;
+    while (cap < 2 * samples.size()) cap *= 2;
+    constexpr std::uint32_t kEmpty = ~std::uint32_t{0};
+    std::vector<std::uint32_t> slots(cap, kEmpty);
+    const std::size_t mask = cap - 1;
+    auto lookup = [&](const flow_key& k) -> std::uint32_t& {
+        for (std::size_t i = tupleHash(k) & mask;; i = (i + 1) & mask) {
+            std::uint32_t& g = slots[i];
+            if (g == kEmpty || sameTuple(samples[groups[g].sample].key, k)) return g;
+        }
+    };
+    auto better = [](Group& g, std::uint64_t first_ns, std::uint64_t place) {
+        if (first_ns < g.first_ns || (first_ns == g.first_ns && place < g.place)) {
+            g.first_ns = first_ns;
+            g.place = place;
+        }
+    };
+    for (std::uint32_t i = 0; i < samples.size(); ++i) {
+        const auto& s = samples[i];
+        std::uint32_t& g = lookup(s.key);
+        if (g == kEmpty) {
+            g = static_cast<std::uint32_t>(groups.size());
+            groups.push_back(Group{i, s.first_seen_ns, placeOf(s.key)});
+        } else {
+            better(groups[g], s.first_seen_ns, placeOf(s.key));
+        }
+        group_of[i] = g;
+    }
+    // The live entries: unless each of them moved in this read (then each is a sample).
+    if (moved_ < base_.size()) {
+        for (const auto& b : base_) {
+            const std::uint32_t g = lookup(b.key);
+            if (g != kEmpty) better(groups[g], b.first_seen_ns, placeOf(b.key));
+        }
+    }
+    for (std::uint32_t i = 0; i < samples.size(); ++i)
+        samples[i].primary = placeOf(samples[i].key) == groups[group_of[i]].place;
 }
 
 std::vector<flow_key> FlowDeltaTracker::idle(std::uint64_t now_ns, std::uint64_t idle_ns, std::size_t max) const {

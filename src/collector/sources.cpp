@@ -91,6 +91,9 @@ Result<void> DatapathSource::collect(SnapshotBuilder& b) {
             }
         }
     }
+    // Which sample is its 5-tuple's place (a routed packet is in the entries of two
+    // interfaces): the stages that count a 5-tuple once count those.
+    deltas_.markPlaces(snap.flows);
     // TCP handshakes timed since the previous collection (a ring in shared memory).
     if (auto h = manager_.drainHandshakes(snap.handshakes); !h && handshake_failures_++ == 0)
         spdlog::warn("datapath: {} (retried)", h.error().what());

@@ -167,6 +167,119 @@ TEST(FlowDeltaTracker, ValuesBelowTheBaselineAreANewEntry) {
     EXPECT_EQ(out[0].packets, 3u);
 }
 
+// A routed packet is in two kernel entries (interfaces 2 and 3); the one created first is
+// its 5-tuple's place for as long as it lives, whichever of the two moved in a read.
+TEST(FlowDeltaTracker, MarksPlaces) {
+    FlowDeltaTracker t;
+    const auto in = makeKey("198.18.0.1", "198.18.1.1", 40000, 80, 6, 3);  // created first
+    const auto out_if = makeKey("198.18.0.1", "198.18.1.1", 40000, 80, 6, 2, NP_DIR_EGRESS);
+    const auto back = makeKey("198.18.1.1", "198.18.0.1", 80, 40000, 6, 2);   // the answer: another 5-tuple
+    const auto other = makeKey("198.18.0.1", "198.18.1.1", 40001, 80, 6, 2);  // another port: alone
+    auto primaries = [](const std::vector<FlowSample>& v) {
+        std::map<std::uint32_t, int> n;  // ifindex of the 5-tuple's samples -> primary?
+        for (const auto& s : v)
+            if (s.key.src_port == 40000) n[s.key.ifindex] = s.primary;
+        return n;
+    };
+    std::vector<FlowSample> out;
+    t.update(std::vector{makeEntry(in, 1, 60, 10 * kSec, 10 * kSec), makeEntry(out_if, 1, 60, 10 * kSec + 1, 10 * kSec),
+                         makeEntry(back, 1, 60, 10 * kSec, 10 * kSec), makeEntry(other, 1, 60, 12 * kSec, 12 * kSec)},
+             out);
+    t.markPlaces(out);
+    ASSERT_EQ(out.size(), 4u);
+    EXPECT_EQ(primaries(out), (std::map<std::uint32_t, int>{{3, 1}, {2, 0}}));
+    for (const auto& s : out) {
+        if (s.key.src_port != 40000) { EXPECT_TRUE(s.primary) << s.key.src_port; }
+    }
+    // Only the later entry moved: it is still not the place (the first one lives).
+    out.clear();
+    t.update(std::vector{makeEntry(in, 1, 60, 10 * kSec, 10 * kSec), makeEntry(out_if, 3, 180, 10 * kSec + 1, 11 * kSec)},
+             out);
+    t.markPlaces(out);
+    EXPECT_EQ(primaries(out), (std::map<std::uint32_t, int>{{2, 0}}));
+    // The first entry retired with its last packets (in the same collection as a delta
+    // of the other): its final sample is the place, the other's not.
+    out.clear();
+    t.update(std::vector{makeEntry(in, 1, 60, 10 * kSec, 10 * kSec), makeEntry(out_if, 4, 240, 10 * kSec + 1, 12 * kSec)},
+             out);
+    out.push_back(t.retire(in, makeEntry(in, 2, 120, 10 * kSec, 12 * kSec).stats));
+    t.markPlaces(out);
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_FALSE(out[0].primary);
+    EXPECT_TRUE(out[1].primary && out[1].ended);
+    // Gone: the entry that is left is the place.
+    out.clear();
+    t.update(std::vector{makeEntry(out_if, 6, 360, 10 * kSec + 1, 13 * kSec)}, out);
+    t.markPlaces(out);
+    EXPECT_EQ(primaries(out), (std::map<std::uint32_t, int>{{2, 1}}));
+    // Created again at interface 3, later: the entry at interface 2 stays the place.
+    out.clear();
+    t.update(std::vector{makeEntry(out_if, 7, 420, 10 * kSec + 1, 14 * kSec), makeEntry(in, 1, 60, 14 * kSec, 14 * kSec)},
+             out);
+    t.markPlaces(out);
+    EXPECT_EQ(primaries(out), (std::map<std::uint32_t, int>{{2, 1}, {3, 0}}));
+    // Created in the same jiffy: the lower place (ifindex, tunnel, direction) is the place.
+    FlowDeltaTracker u;
+    out.clear();
+    u.update(std::vector{makeEntry(in, 1, 60, 10 * kSec, 10 * kSec), makeEntry(out_if, 1, 60, 10 * kSec, 10 * kSec)}, out);
+    u.markPlaces(out);
+    EXPECT_EQ(primaries(out), (std::map<std::uint32_t, int>{{2, 1}, {3, 0}}));
+}
+
+// Many 5-tuples at up to three places over many reads (entries created, moving or not,
+// retired): each sample is primary exactly when its entry comes first, by (kernel first
+// seen, ifindex, direction), among the 5-tuple's entries of that read.
+TEST(FlowDeltaTracker, MarksPlacesAgainstAModel) {
+    FlowDeltaTracker t;
+    std::map<std::pair<std::uint32_t, std::uint32_t>, netprobe::ebpf::FlowEntry> kernel;  // (5-tuple, place)
+    std::mt19937 rng(5);
+    auto keyOf = [](std::uint32_t tuple, std::uint32_t place) {
+        return makeKey("198.18.0.1", "198.18.1.1", static_cast<std::uint16_t>(tuple), 80, 17, 1 + place / 2,
+                       place % 2 ? NP_DIR_EGRESS : NP_DIR_INGRESS);
+    };
+    std::size_t checked = 0, secondary = 0;
+    for (std::uint64_t round = 1; round <= 60; ++round) {
+        for (int i = 0; i < 150; ++i) {
+            const std::uint32_t tuple = rng() % 200, place = rng() % 3;
+            // created in this round's jiffy or a few later (equal times happen)
+            const std::uint64_t at = round * kSec + (rng() % 3) * 4'000'000;
+            auto [it, fresh] = kernel.try_emplace({tuple, place}, makeEntry(keyOf(tuple, place), 0, 0, at, at));
+            ++it->second.stats.packets;
+            it->second.stats.last_seen_ns = std::max<std::uint64_t>(it->second.stats.last_seen_ns, at);
+        }
+        const auto at_read = kernel;
+        std::vector<netprobe::ebpf::FlowEntry> read;
+        for (const auto& [_, e] : kernel) read.push_back(e);
+        std::shuffle(read.begin(), read.end(), rng);
+        std::vector<FlowSample> out;
+        t.update(read, out);
+        for (const auto& k : t.idle(round * kSec, 3 * kSec)) {
+            auto it = kernel.find({k.src_port, (k.ifindex - 1) * 2 + (k.direction == NP_DIR_EGRESS)});
+            ASSERT_NE(it, kernel.end());
+            out.push_back(t.retire(k, it->second.stats));
+            kernel.erase(it);
+        }
+        t.markPlaces(out);
+        for (const auto& smp : out) {
+            const netprobe::ebpf::FlowEntry* best = nullptr;
+            for (const auto& [tp, e] : at_read) {
+                if (tp.first != smp.key.src_port) continue;
+                auto rank = [](const netprobe::ebpf::FlowEntry& x) {
+                    return std::tuple(x.stats.first_seen_ns, x.key.ifindex, x.key.direction);
+                };
+                if (!best || rank(e) < rank(*best)) best = &e;
+            }
+            ASSERT_TRUE(best);
+            EXPECT_EQ(smp.primary, std::memcmp(&best->key, &smp.key, sizeof smp.key) == 0)
+                << "round " << round << " port " << smp.key.src_port << " ifindex " << smp.key.ifindex;
+            ++checked;
+            secondary += !smp.primary;
+        }
+    }
+    EXPECT_GT(checked, 5000u);
+    EXPECT_GT(secondary, 1000u);  // (the model has 5-tuples at several places)
+}
+
 // Many entries over many reads (the flat baselines: growth, removal from the middle):
 // entries created, moved, retired with their final values, removed behind the tracker's
 // back; every packet in exactly one sample, one baseline per live kernel entry.

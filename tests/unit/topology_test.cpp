@@ -78,10 +78,12 @@ TEST(Topology, PortHeuristicOrientsAndInterfacesCountOnce) {
     Topology t;
     Clock clk;
     auto s = clk.at(0);
-    // a routed path: each packet seen at two interfaces
+    // a routed path: each packet seen at two interfaces (the datapath source marks the
+    // entries at interface 2 as not their 5-tuple's place: FlowDeltaTracker.MarksPlaces)
     for (std::uint32_t ifx : {1u, 2u}) {
         s->flows.push_back(sample("198.18.0.1", 40000, "198.18.1.1", 80, 1000, 10, ifx));
         s->flows.push_back(sample("198.18.1.1", 80, "198.18.0.1", 40000, 50000, 40, ifx));
+        s->flows.back().primary = s->flows.end()[-2].primary = ifx == 1;
     }
     Views v;
     t.run(*s, v);
@@ -106,9 +108,11 @@ TEST(Topology, APacketOnTwoInterfacesCountsOnceAcrossCollections) {
     auto s = clk.at(0);
     s->flows = {sample("198.18.0.1", 40000, "198.18.1.1", 80, 1000, 10, 1),
                 sample("198.18.0.1", 40000, "198.18.1.1", 80, 800, 8, 2)};
+    s->flows[1].primary = false;  // (the entry at interface 1 lives on: it stays the place)
     t.run(*s, v);
     s = clk.at(1);
     s->flows = {sample("198.18.0.1", 40000, "198.18.1.1", 80, 200, 2, 2)};
+    s->flows[0].primary = false;
     t.run(*s, v);
     const auto j = api(v);
     const auto* e = edge(j, "198.18.0.1", "198.18.1.1");

@@ -56,6 +56,11 @@ struct FlowSample {
     flow_key key{};
     std::uint8_t tcp_flags = 0;  // OR of the flags the kernel entry has seen
     bool ended = false;          // the kernel entry was removed (idle) at this collection
+    // The entry is its directed 5-tuple's place: of the kernel entries of one 5-tuple at
+    // several places (interface, direction, tunnel: a routed packet crosses two monitored
+    // interfaces), the one the kernel created first (then the lowest place). A stage that
+    // counts a 5-tuple once counts only these (FlowDeltaTracker::markPlaces).
+    bool primary = true;
     std::uint64_t packets = 0;   // during the interval
     std::uint64_t bytes = 0;
     std::uint64_t first_seen_ns = 0;  // monotonic (bpf_ktime_get_coarse_ns) of the kernel entry
