@@ -264,7 +264,7 @@ void BM_FlowTableApplyUpdate(benchmark::State& state) {
     for (auto _ : state) {
         const auto published = t.records();  // the view of the previous collection, as in the agent
         t.apply(deltas, now);
-        benchmark::DoNotOptimize(published.data());
+        benchmark::DoNotOptimize(published.size());
     }
     if (t.size() != kFlows) state.SkipWithError("wrong table size");
     state.counters["flows"] = kFlows;
@@ -410,7 +410,7 @@ void BM_FlowTableRecords(benchmark::State& state) {
     for (auto _ : state) {
         const auto published = t.records();
         t.apply({}, now);
-        benchmark::DoNotOptimize(published.data());
+        benchmark::DoNotOptimize(published.size());
     }
     if (t.size() != kFlows) state.SkipWithError("wrong table size");
     state.counters["flows"] = kFlows;

@@ -489,13 +489,13 @@ EON
   Next: attach netfilter only where a count is wanted, make cgroup counters an array like host_stats.
 EON
   fi
-  if [[ -n ${R[rss_agent_hwm_after_api_mib]:-} ]] && ! le "${R[rss_agent_hwm_after_api_mib]}" 64; then
+  if [[ -n ${R[rss_agent_hwm_after_api_mib]:-} ]] && ! le "${R[rss_agent_hwm_after_api_mib]}" 56; then
     any=1
     cat <<'EON'
 - **RSS after `/api/v1/flows?limit=10000`.** The answer is streamed into one string (~3 MiB for 10k
   flows), the HTTP head written in front of it in the same buffer; the agent's peak is a collection
-  (`np_rss_bench`): the next flow records (96 B a flow) are written while the previous view still
-  publishes its own, next to the interval's samples (80 B per kernel entry that moved).
+  (`np_rss_bench`): the interval's samples (80 B per kernel entry that moved) and, while a view still
+  publishes the previous flow records, copies of the 80 KiB chunks of stored flows that moved.
 EON
   fi
   if [[ -n ${R[l7_wrk_ratio]:-} ]] && ! ge "${R[l7_wrk_ratio]}" 0.95; then

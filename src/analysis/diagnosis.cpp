@@ -269,7 +269,6 @@ struct Tuple {
     util::Addr16 src{}, dst{};
     std::uint16_t sport = 0, dport = 0;
     auto operator<=>(const Tuple&) const = default;
-    [[nodiscard]] Tuple reversed() const { return {family, proto, dst, src, dport, sport}; }
 };
 
 struct Seen {
@@ -305,14 +304,28 @@ bool serverIsDst(const Tuple& t) {
 
 }  // namespace
 
-std::vector<Finding> oneWayFlowFindings(std::span<const FlowRecord> records, std::uint64_t now_ns, const DiagnosisOptions& o,
+std::vector<Finding> oneWayFlowFindings(const FlowRecords& records, std::uint64_t now_ns, const DiagnosisOptions& o,
                                         const std::function<std::string(std::uint32_t)>& ifname) {
-    // Every TCP/UDP 5-tuple once, with the figures of its busiest interface/direction.
-    std::vector<Seen> seen;
-    seen.reserve(records.size());
-    for (const auto& r : records) {
-        if (r.key.encap != NP_ENCAP_NONE || (r.key.proto != IPPROTO_TCP && r.key.proto != IPPROTO_UDP)) continue;
-        if (r.first_seen_ns == 0 || r.last_seen_ns < r.first_seen_ns) continue;  // no times: nothing to judge
+    // Every TCP/UDP 5-tuple once, with the figures of its busiest interface/direction:
+    // an index of 5-tuples over the records (4 bytes a slot; a copy of each record's
+    // figures was ~90 bytes a flow, every collection).
+    auto eligible = [](const flow_key& k) {
+        return k.encap == NP_ENCAP_NONE && (k.proto == IPPROTO_TCP || k.proto == IPPROTO_UDP);
+    };
+    auto timed = [&](std::size_t i) {
+        const FlowRecord r = records[i];
+        return r.first_seen_ns != 0 && r.last_seen_ns >= r.first_seen_ns;  // no times: nothing to judge
+    };
+    collector::FlowTupleIndex index(records.size());
+    auto key_at = [&](std::uint32_t i) -> const flow_key& { return records.keyAt(i); };
+    for (std::uint32_t i = 0; i < records.size(); ++i) {
+        const flow_key& k = records.keyAt(i);
+        if (!eligible(k) || !timed(i)) continue;
+        std::uint32_t& at = index.slot(k, key_at);
+        if (at == collector::FlowTupleIndex::npos || records.packetsAt(i) > records.packetsAt(at)) at = i;
+    }
+    auto seenAt = [&](std::uint32_t i) {
+        const FlowRecord r = records[i];
         Seen x;
         x.t.family = r.key.family;
         x.t.proto = r.key.proto;
@@ -327,15 +340,7 @@ std::vector<Finding> oneWayFlowFindings(std::span<const FlowRecord> records, std
         x.flags = r.tcp_flags;
         x.ifindex = r.key.ifindex;
         x.direction = r.key.direction;
-        seen.push_back(x);
-    }
-    std::sort(seen.begin(), seen.end(), [](const Seen& a, const Seen& b) {
-        return std::tie(a.t, b.packets) < std::tie(b.t, a.packets);  // busiest first within a tuple
-    });
-    seen.erase(std::unique(seen.begin(), seen.end(), [](const Seen& a, const Seen& b) { return a.t == b.t; }), seen.end());
-    auto has = [&](const Tuple& t) {
-        auto it = std::lower_bound(seen.begin(), seen.end(), t, [](const Seen& a, const Tuple& k) { return a.t < k; });
-        return it != seen.end() && it->t == t;
+        return x;
     };
     const std::uint64_t min_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(o.one_way_min).count());
     const std::uint64_t window_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(o.window).count());
@@ -345,11 +350,16 @@ std::vector<Finding> oneWayFlowFindings(std::span<const FlowRecord> records, std
         bool client_side = true;  // the direction seen is the client's
         std::uint64_t packets = 0, bytes = 0, first = UINT64_MAX, last = 0;
         std::uint8_t flags = 0;
-        std::vector<const Seen*> flows;
+        std::vector<Seen> top;  // its busiest 5-tuples (at most 3)
+        std::size_t flows = 0;
     };
     std::map<std::tuple<std::uint8_t, util::Addr16, util::Addr16, std::uint16_t, bool>, Conv> convs;
-    for (const auto& x : seen) {
-        if (has(x.t.reversed()) || !unicast(x.t.dst) || !unicast(x.t.src)) continue;
+    for (std::uint32_t i = 0; i < records.size(); ++i) {
+        const flow_key& k = records.keyAt(i);
+        if (!eligible(k) || index.find(k, key_at) != i) continue;  // (each 5-tuple at its busiest record)
+        if (index.find(collector::reversedFlowTuple(k), key_at) != collector::FlowTupleIndex::npos) continue;
+        const Seen x = seenAt(i);
+        if (!unicast(x.t.dst) || !unicast(x.t.src)) continue;
         const bool to_server = serverIsDst(x.t);
         const util::Addr16& client = to_server ? x.t.src : x.t.dst;
         const util::Addr16& server = to_server ? x.t.dst : x.t.src;
@@ -366,7 +376,14 @@ std::vector<Finding> oneWayFlowFindings(std::span<const FlowRecord> records, std
         c.first = std::min(c.first, x.first);
         c.last = std::max(c.last, x.last);
         c.flags |= x.flags;
-        c.flows.push_back(&x);
+        ++c.flows;
+        // the three busiest, in that order (the first of equals stays first)
+        auto at = std::upper_bound(c.top.begin(), c.top.end(), x.packets,
+                                   [](std::uint64_t p, const Seen& s) { return p > s.packets; });
+        if (at - c.top.begin() < 3) {
+            c.top.insert(at, x);
+            if (c.top.size() > 3) c.top.pop_back();
+        }
     }
     std::vector<std::pair<std::uint64_t, Finding>> found;
     for (auto& [key, c] : convs) {
@@ -417,16 +434,14 @@ std::vector<Finding> oneWayFlowFindings(std::span<const FlowRecord> records, std
                       {"bytes_seen", static_cast<double>(c.bytes), "bytes"},
                       {"packets_back", 0, "packets"},
                       {"bytes_back", 0, "bytes"},
-                      {"flows", static_cast<double>(c.flows.size()), "flows"},
+                      {"flows", static_cast<double>(c.flows), "flows"},
                       {"duration", secs, "seconds"}};
-        std::sort(c.flows.begin(), c.flows.end(), [](const Seen* a, const Seen* b) { return a->packets > b->packets; });
         std::string where;
-        for (std::size_t i = 0; i < c.flows.size() && i < 3; ++i) {
-            const auto& t = c.flows[i]->t;
+        for (std::size_t i = 0; i < c.top.size(); ++i) {
+            const auto& t = c.top[i].t;
             f.evidence.push_back({"flow " + util::formatEndpoint(t.src, t.sport) + " -> " + util::formatEndpoint(t.dst, t.dport),
-                                  static_cast<double>(c.flows[i]->packets), "packets"});
-            if (i == 0)
-                where = ifname(c.flows[i]->ifindex) + (c.flows[i]->direction == NP_DIR_INGRESS ? " ingress" : " egress");
+                                  static_cast<double>(c.top[i].packets), "packets"});
+            if (i == 0) where = ifname(c.top[i].ifindex) + (c.top[i].direction == NP_DIR_INGRESS ? " ingress" : " egress");
         }
         const std::string sip = util::formatAddr(server);
         f.fix = {"ip route get " + cs + " from " + sip + "   # on " + sip + ": where its replies leave (should be via this node)",
@@ -852,7 +867,7 @@ void Diagnosis::run(const collector::Snapshot& s, Views& views) {
     // could be a record the kernel or the table had no room for).
     if (views.flows && sum.flows_evicted == 0 && !sum.lost.contains("flow_stats")) {
         const auto* fv = views.flows.get();
-        for (auto& f : oneWayFlowFindings(fv->records.span(), s.monoNs(), options_,
+        for (auto& f : oneWayFlowFindings(fv->records, s.monoNs(), options_,
                                           [fv](std::uint32_t i) { return fv->interfaceName(i); }))
             out.push_back(std::move(f));
     }

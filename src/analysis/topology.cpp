@@ -8,6 +8,7 @@
 
 #include <netprobe/analysis/attribution.hpp>
 #include <netprobe/analysis/l7/stage.hpp>
+#include <netprobe/collector/flow_index.hpp>
 #include <netprobe/collector/snapshot.hpp>
 #include <netprobe/ebpf/stack_monitor.hpp>
 #include <netprobe/util/hash.hpp>
@@ -53,6 +54,47 @@ struct KeyHash {
 // A directed 5-tuple's packets in one collection, and when the kernel first saw it.
 struct Counts {
     std::uint64_t bytes = 0, packets = 0, first_ns = 0;
+};
+
+// The collection's directed 5-tuples (their primary samples summed: an entry read, then
+// removed), indexed by 5-tuple over the samples (a 4-byte slot each, no node per tuple).
+class Directed {
+public:
+    struct Group {
+        std::uint32_t sample;  // one of its samples (the 5-tuple's key)
+        Counts n;
+    };
+    explicit Directed(std::span<const collector::FlowSample> samples) : samples_(samples), index_(samples.size()) {
+        groups_.reserve(samples.size());
+    }
+    void add(std::uint32_t i) {
+        const auto& f = samples_[i];
+        std::uint32_t& g = index_.slot(f.key, KeyAt{this});
+        const bool fresh = g == collector::FlowTupleIndex::npos;
+        if (fresh) {
+            g = static_cast<std::uint32_t>(groups_.size());
+            groups_.push_back({i, Counts{0, 0, f.first_seen_ns}});
+        }
+        auto& c = groups_[g].n;
+        if (!fresh && f.first_seen_ns && f.first_seen_ns < c.first_ns) c.first_ns = f.first_seen_ns;
+        c.bytes += f.bytes;
+        c.packets += f.packets;
+    }
+    [[nodiscard]] const std::vector<Group>& groups() const { return groups_; }
+    [[nodiscard]] const flow_key& key(const Group& g) const { return samples_[g.sample].key; }
+    [[nodiscard]] const Counts* find(const flow_key& k) const {
+        const std::uint32_t g = index_.find(k, KeyAt{this});
+        return g == collector::FlowTupleIndex::npos ? nullptr : &groups_[g].n;
+    }
+
+private:
+    struct KeyAt {
+        const Directed* d;
+        const flow_key& operator()(std::uint32_t g) const { return d->samples_[d->groups_[g].sample].key; }
+    };
+    std::span<const collector::FlowSample> samples_;
+    std::vector<Group> groups_;
+    collector::FlowTupleIndex index_;
 };
 
 // A TCP connection by its canonical ends (client, server), both records' view of it.
@@ -167,8 +209,10 @@ struct Topology::State {
     // orientation, else the port heuristic.
     // first_ns: when the kernel first saw each directed 5-tuple of this collection (the
     // client's first packet - the SYN - comes before the server's answer).
-    Key orient(const Tuple& t, const TupleMap<bool>& sockets, const TupleMap<Counts>& first_ns,
-               bool& by_socket) const {
+    // weak (when given): set when only the ports' order decided (no conversation, socket,
+    // first packet or ephemeral port did).
+    Key orient(const Tuple& t, const flow_key& tk, const TupleMap<bool>& sockets, const Directed& first_ns,
+               bool& by_socket, bool* weak = nullptr) const {
         const Key fwd{t.src, t.dst, t.dport, t.proto}, rev{t.dst, t.src, t.sport, t.proto};
         by_socket = false;
         if (convs.contains(fwd)) return fwd;
@@ -183,13 +227,14 @@ struct Topology::State {
             by_socket = true;
             return it->second ? rev : fwd;
         }
-        if (auto a = first_ns.find(t), b = first_ns.find(back); a != first_ns.end() && b != first_ns.end()) {
-            if (a->second.first_ns < b->second.first_ns) return fwd;
-            if (b->second.first_ns < a->second.first_ns) return rev;
+        if (const Counts *a = first_ns.find(tk), *b = first_ns.find(collector::reversedFlowTuple(tk)); a && b) {
+            if (a->first_ns < b->first_ns) return fwd;
+            if (b->first_ns < a->first_ns) return rev;
         }
         // An ephemeral port (Linux's default range) at one end only: the other end serves.
         const auto ephemeral = [](std::uint16_t p) { return p >= 32768 && p <= 60999; };
         if (ephemeral(t.sport) != ephemeral(t.dport)) return ephemeral(t.sport) ? fwd : rev;
+        if (weak) *weak = true;
         if (t.sport < t.dport) return rev;
         return fwd;
     }
@@ -274,27 +319,32 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
     // different moments, so neither their sum nor the larger of the two per collection
     // would count it once. (An inner flow of tunnel packets is another place than the
     // plain flow there.)
-    TupleMap<Counts> directed;
-    directed.reserve(snap.flows.size());
-    for (const auto& f : snap.flows) {
+    Directed directed(snap.flows);
+    for (std::uint32_t i = 0; i < snap.flows.size(); ++i) {
+        const auto& f = snap.flows[i];
         if (!hasPorts(f.key.proto)) {
             ++s.unoriented;
             continue;
         }
-        if (!f.primary) continue;
-        Tuple t{addr(f.key.src_ip), addr(f.key.dst_ip), f.key.src_port, f.key.dst_port, f.key.proto, f.key.family};
-        auto [cit, cfresh] = directed.try_emplace(t, Counts{0, 0, f.first_seen_ns});
-        auto& c = cit->second;
-        c.bytes += f.bytes;
-        c.packets += f.packets;
-        if (!cfresh && f.first_seen_ns && f.first_seen_ns < c.first_ns) c.first_ns = f.first_seen_ns;
+        if (f.primary) directed.add(i);
     }
-    for (const auto& [t, n] : directed) {
-        if (n.packets == 0) continue;
-        bool by_socket = false;
-        const Key k = s.orient(t, sockets, directed, by_socket);
+    // The 5-tuples whose orientation only the ports' order would decide go last: by then
+    // a conversation of the same ends that something else oriented (a client port in the
+    // ephemeral range, a socket) takes them, whatever order the samples came in.
+    std::vector<const Directed::Group*> weak;
+    auto count = [&](const Directed::Group& g, bool second) {
+        const Counts& n = g.n;
+        if (n.packets == 0) return;
+        const flow_key& fk = directed.key(g);
+        const Tuple t{addr(fk.src_ip), addr(fk.dst_ip), fk.src_port, fk.dst_port, fk.proto, fk.family};
+        bool by_socket = false, by_ports = false;
+        const Key k = s.orient(t, fk, sockets, directed, by_socket, second ? nullptr : &by_ports);
+        if (by_ports) {
+            weak.push_back(&g);
+            return;
+        }
         Conversation* c = s.get(k, t.family, by_socket);
-        if (!c) continue;
+        if (!c) return;
         auto& sl = State::slot(*c, now_slot);
         if (t.src == k.client && t.dst == k.server && t.dport == k.port) {
             sl.bytes_out += n.bytes;
@@ -305,7 +355,9 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
         }
         if (c->first_seen_ns == 0) c->first_seen_ns = now_ns;
         c->last_seen_ns = now_ns;
-    }
+    };
+    for (const auto& g : directed.groups()) count(g, false);
+    for (const auto* g : weak) count(*g, true);
 
     // TLS: a ClientHello seen at TC names its conversation's bytes as TLS (kept until the
     // conversation shows up, for a while: the hello and the flow sample may come apart).

@@ -1,9 +1,6 @@
 #include "netprobe/collector/flow_deltas.hpp"
 
-#include <cstddef>
 #include <cstring>
-
-#include <netprobe/util/hash.hpp>
 #include <string_view>
 
 namespace netprobe::collector {
@@ -97,20 +94,6 @@ void FlowDeltaTracker::forget(const flow_key& key) {
 }
 
 namespace {
-// A flow_key is its directed 5-tuple (addresses, ports, protocol, family: the first 38
-// bytes) and its place (direction, tunnel, ifindex: the last 6).
-constexpr std::size_t kTupleBytes = offsetof(flow_key, direction);
-static_assert(kTupleBytes == 38 && sizeof(flow_key) == 44);
-
-std::size_t tupleHash(const flow_key& k) noexcept {
-    std::uint64_t w[5] = {};
-    std::memcpy(w, &k, kTupleBytes);
-    // a multiply per word, one finalizer (splitmix64's) for the low bits the table uses
-    std::uint64_t h = 0;
-    for (const std::uint64_t x : w) h = (h ^ x) * 0x9e3779b97f4a7c15ULL;
-    return util::mix64(0, h);
-}
-bool sameTuple(const flow_key& a, const flow_key& b) noexcept { return std::memcmp(&a, &b, kTupleBytes) == 0; }
 std::uint64_t placeOf(const flow_key& k) noexcept {
     return std::uint64_t{k.ifindex} << 16 | std::uint64_t{k.encap} << 8 | k.direction;
 }
@@ -119,7 +102,7 @@ std::uint64_t placeOf(const flow_key& k) noexcept {
 void FlowDeltaTracker::markPlaces(std::span<FlowSample> samples) const {
     if (samples.empty()) return;
     // The samples' 5-tuples, each with the best (first seen, place) among its samples and
-    // live entries: open addressing over group numbers, at most half full.
+    // live entries.
     struct Group {
         std::uint32_t sample;  // one sample of the 5-tuple (its key)
         std::uint64_t first_ns, place;
@@ -127,17 +110,8 @@ void FlowDeltaTracker::markPlaces(std::span<FlowSample> samples) const {
     std::vector<Group> groups;
     groups.reserve(samples.size());
     std::vector<std::uint32_t> group_of(samples.size());
-    std::size_t cap = 16;
-    while (cap < 2 * samples.size()) cap *= 2;
-    constexpr std::uint32_t kEmpty = ~std::uint32_t{0};
-    std::vector<std::uint32_t> slots(cap, kEmpty);
-    const std::size_t mask = cap - 1;
-    auto lookup = [&](const flow_key& k) -> std::uint32_t& {
-        for (std::size_t i = tupleHash(k) & mask;; i = (i + 1) & mask) {
-            std::uint32_t& g = slots[i];
-            if (g == kEmpty || sameTuple(samples[groups[g].sample].key, k)) return g;
-        }
-    };
+    FlowTupleIndex index(samples.size());
+    auto key_at = [&](std::uint32_t g) -> const flow_key& { return samples[groups[g].sample].key; };
     auto better = [](Group& g, std::uint64_t first_ns, std::uint64_t place) {
         if (first_ns < g.first_ns || (first_ns == g.first_ns && place < g.place)) {
             g.first_ns = first_ns;
@@ -146,8 +120,8 @@ void FlowDeltaTracker::markPlaces(std::span<FlowSample> samples) const {
     };
     for (std::uint32_t i = 0; i < samples.size(); ++i) {
         const auto& s = samples[i];
-        std::uint32_t& g = lookup(s.key);
-        if (g == kEmpty) {
+        std::uint32_t& g = index.slot(s.key, key_at);
+        if (g == FlowTupleIndex::npos) {
             g = static_cast<std::uint32_t>(groups.size());
             groups.push_back(Group{i, s.first_seen_ns, placeOf(s.key)});
         } else {
@@ -158,8 +132,8 @@ void FlowDeltaTracker::markPlaces(std::span<FlowSample> samples) const {
     // The live entries: unless each of them moved in this read (then each is a sample).
     if (moved_ < base_.size()) {
         for (const auto& b : base_) {
-            const std::uint32_t g = lookup(b.key);
-            if (g != kEmpty) better(groups[g], b.first_seen_ns, placeOf(b.key));
+            const std::uint32_t g = index.find(b.key, key_at);
+            if (g != FlowTupleIndex::npos) better(groups[g], b.first_seen_ns, placeOf(b.key));
         }
     }
     for (std::uint32_t i = 0; i < samples.size(); ++i)

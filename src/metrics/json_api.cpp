@@ -172,7 +172,7 @@ std::string flowsJson(const Views& v, const FlowQuery& q, const Attribution* att
     const auto& s = *v.snapshot;
     static const analysis::FlowView kNoFlows;
     const analysis::FlowView& fv = v.flows ? *v.flows : kNoFlows;
-    std::vector<const FlowRecord*> sel;
+    std::vector<std::uint32_t> sel;  // indexes into fv.records (a record is built when read)
     const analysis::ConnectionIndex* conns = attribution && v.groups ? &v.groups->connections : nullptr;
     std::map<std::uint64_t, std::optional<ContainerLabels>> containers;  // cgroup id -> labels, per answer
     auto containerOf = [&](std::uint64_t cg) -> const ContainerLabels* {
@@ -182,7 +182,8 @@ std::string flowsJson(const Views& v, const FlowQuery& q, const Attribution* att
         return it->second && !it->second->container_id.empty() ? &*it->second : nullptr;
     };
     sel.reserve(fv.records.size());  // never regrows (address space beyond what is written)
-    for (const auto& f : fv.records) {
+    for (std::size_t idx = 0; idx < fv.records.size(); ++idx) {
+        const FlowRecord f = fv.records[idx];
         if (!flowMatches(f, q.interface ? fv.interfaceName(f.key.ifindex) : std::string(), q)) continue;
         if (q.ns || q.pod) {
             if (!attribution) continue;
@@ -206,16 +207,17 @@ std::string flowsJson(const Views& v, const FlowQuery& q, const Attribution* att
             if (!(sc && sc->container_id.starts_with(*q.container)) && !(dc && dc->container_id.starts_with(*q.container)))
                 continue;
         }
-        sel.push_back(&f);
+        sel.push_back(static_cast<std::uint32_t>(idx));
     }
+    const auto& recs = fv.records;
     auto by = [&](auto proj) {
-        std::stable_sort(sel.begin(), sel.end(), [&](auto* a, auto* b) { return proj(*a) > proj(*b); });
+        std::stable_sort(sel.begin(), sel.end(), [&](std::uint32_t a, std::uint32_t b) { return proj(a) > proj(b); });
     };
     switch (q.sort) {
-        case FlowQuery::Sort::Bytes: by([](const auto& f) { return f.bytes; }); break;
-        case FlowQuery::Sort::Packets: by([](const auto& f) { return f.packets; }); break;
+        case FlowQuery::Sort::Bytes: by([&](std::uint32_t i) { return recs.bytesAt(i); }); break;
+        case FlowQuery::Sort::Packets: by([&](std::uint32_t i) { return recs.packetsAt(i); }); break;
         case FlowQuery::Sort::Rate: break;  // snapshot order: interval bytes
-        case FlowQuery::Sort::LastSeen: by([](const auto& f) { return f.last_seen_ns; }); break;
+        case FlowQuery::Sort::LastSeen: by([&](std::uint32_t i) { return recs.lastSeenAt(i); }); break;
     }
     const double secs = s.interval_seconds;
     const std::size_t n = std::min(sel.size(), q.limit);
@@ -230,7 +232,7 @@ std::string flowsJson(const Views& v, const FlowQuery& q, const Attribution* att
     out += ",\"flows\":[";
     static constexpr const char* flag_names[8] = {"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"};
     for (std::size_t i = 0; i < n; ++i) {
-        const auto& f = *sel[i];
+        const FlowRecord f = recs[sel[i]];
         if (i) out += ',';
         out += "{\"src_ip\":";
         appendJsonString(out, util::formatAddr(addrOf(f.key.src_ip)));

@@ -121,6 +121,28 @@ TEST(Topology, APacketOnTwoInterfacesCountsOnceAcrossCollections) {
     EXPECT_EQ((*e)["bytes_out"], 1000);
 }
 
+// A client port below the ephemeral range (1024) alone would make the lower port the
+// server's; a port of the same client in the range (40000) shows which end serves. In
+// either order of the samples: one conversation to port 5201.
+TEST(Topology, PortsOrderDecidesLastWhateverTheOrderOfSamples) {
+    for (const bool low_first : {true, false}) {
+        Topology t;
+        Clock clk;
+        auto s = clk.at(0);
+        auto low = sample("198.18.0.1", 1024, "198.18.1.1", 5201, 100, 1);
+        auto eph = sample("198.18.0.1", 40000, "198.18.1.1", 5201, 200, 2);
+        s->flows = low_first ? std::vector{low, eph} : std::vector{eph, low};
+        Views v;
+        t.run(*s, v);
+        const auto j = api(v);
+        ASSERT_EQ(j["edges"].size(), 1u) << j.dump();
+        const auto* e = edge(j, "198.18.0.1", "198.18.1.1");
+        ASSERT_TRUE(e) << j.dump();
+        EXPECT_EQ((*e)["port"], 5201);
+        EXPECT_EQ((*e)["bytes_out"], 300);
+    }
+}
+
 // Without a local socket: the direction whose first packet came first is the client's
 // (its SYN); equal times fall back to the ports.
 TEST(Topology, FirstPacketOrientsWhenNoSocketIsLocal) {

@@ -113,7 +113,7 @@ struct InterfaceWindow {
 // RTP, telemetry, syslog, tunnels are one-way by design), ICMP, multicast/broadcast,
 // tunnel-inner flows. A 5-tuple seen on several interfaces counts its busiest (a routed
 // packet is seen entering and leaving). now_ns: the snapshot's monotonic time.
-[[nodiscard]] std::vector<Finding> oneWayFlowFindings(std::span<const FlowRecord> records, std::uint64_t now_ns,
+[[nodiscard]] std::vector<Finding> oneWayFlowFindings(const FlowRecords& records, std::uint64_t now_ns,
                                                       const DiagnosisOptions& options,
                                                       const std::function<std::string(std::uint32_t)>& ifname);
 

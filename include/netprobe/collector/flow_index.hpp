@@ -23,6 +23,61 @@ struct FlowKeyEq {
     bool operator()(const flow_key& a, const flow_key& b) const noexcept;
 };
 
+// A flow_key is a directed 5-tuple (addresses, ports, protocol, family: its first 38
+// bytes) at a place (direction, tunnel, ifindex: its last 6).
+inline constexpr std::size_t kFlowTupleBytes = 38;
+static_assert(offsetof(flow_key, direction) == kFlowTupleBytes && sizeof(flow_key) == 44);
+// Hash and equality of the 5-tuple alone (a multiply a word, splitmix64's finalizer).
+[[nodiscard]] inline std::size_t flowTupleHash(const flow_key& k) noexcept {
+    std::uint64_t w[5] = {};
+    std::memcpy(w, &k, kFlowTupleBytes);
+    std::uint64_t h = 0;
+    for (const std::uint64_t x : w) h = (h ^ x) * 0x9e3779b97f4a7c15ULL;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    return static_cast<std::size_t>(h ^ (h >> 31));
+}
+[[nodiscard]] inline bool sameFlowTuple(const flow_key& a, const flow_key& b) noexcept {
+    return std::memcmp(&a, &b, kFlowTupleBytes) == 0;
+}
+// The same 5-tuple the other way (place fields kept).
+[[nodiscard]] inline flow_key reversedFlowTuple(const flow_key& k) noexcept {
+    flow_key r = k;
+    r.src_ip = k.dst_ip;
+    r.dst_ip = k.src_ip;
+    r.src_port = k.dst_port;
+    r.dst_port = k.src_port;
+    return r;
+}
+
+// 5-tuple -> a position in an array the caller owns (one per 5-tuple), built once for
+// a pass over that array: open addressing, 4 bytes a slot, at most half full.
+class FlowTupleIndex {
+public:
+    static constexpr std::uint32_t npos = ~std::uint32_t{0};
+    explicit FlowTupleIndex(std::size_t n) {
+        std::size_t cap = 16;
+        while (cap < 2 * n) cap *= 2;
+        slots_.assign(cap, npos);
+    }
+    // The slot of k's 5-tuple: its position, or npos (then assign one to add it).
+    template <class KeyAt>
+    [[nodiscard]] std::uint32_t& slot(const flow_key& k, KeyAt&& key_at) {
+        const std::size_t mask = slots_.size() - 1;
+        for (std::size_t i = flowTupleHash(k) & mask;; i = (i + 1) & mask) {
+            std::uint32_t& p = slots_[i];
+            if (p == npos || sameFlowTuple(key_at(p), k)) return p;
+        }
+    }
+    template <class KeyAt>
+    [[nodiscard]] std::uint32_t find(const flow_key& k, KeyAt&& key_at) const {
+        return const_cast<FlowTupleIndex*>(this)->slot(k, key_at);
+    }
+
+private:
+    std::vector<std::uint32_t> slots_;
+};
+
 class FlowIndex {
 public:
     static constexpr std::uint32_t npos = ~std::uint32_t{0};

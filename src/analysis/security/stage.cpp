@@ -14,7 +14,7 @@ namespace {
 Addr16 toAddr(const np_addr& a) { return std::bit_cast<Addr16>(a); }
 }  // namespace
 
-std::vector<SourceShare> topSourcesOf(std::span<const FlowRecord> flows, const Addr16& dst, std::size_t n) {
+std::vector<SourceShare> topSourcesOf(const FlowRecords& flows, const Addr16& dst, std::size_t n) {
     std::unordered_map<Addr16, SourceShare, AddrHash> by;
     for (const auto& f : flows) {
         if (std::memcmp(f.key.dst_ip.v6, dst.data(), 16) != 0) continue;

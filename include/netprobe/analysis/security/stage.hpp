@@ -97,7 +97,7 @@ private:
 
 // Top senders to dst among flow records (packets and bytes summed per source, most
 // packets first, at most n).
-[[nodiscard]] std::vector<SourceShare> topSourcesOf(std::span<const FlowRecord> flows, const Addr16& dst,
+[[nodiscard]] std::vector<SourceShare> topSourcesOf(const FlowRecords& flows, const Addr16& dst,
                                                    std::size_t n = 5);
 
 }  // namespace netprobe::analysis::security
