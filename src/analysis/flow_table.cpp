@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <functional>
 
 namespace netprobe::analysis {
 
@@ -84,13 +85,18 @@ void FlowTable::apply(std::span<const collector::FlowSample> samples, std::uint6
         std::uint32_t p = index_.find(s.key, key_at);
         const bool inserted = p == collector::FlowIndex::npos;
         if (inserted) {
-            if (!free_.empty()) {
+            if (!free_.empty()) {  // the lowest free position: the last chunks empty out
+                std::pop_heap(free_.begin(), free_.end(), std::greater<>());
                 p = free_.back();
                 free_.pop_back();
             } else {
                 p = end_++;
-                if (p / kFlowChunk == chunks_.size()) chunks_.push_back(std::make_shared<FlowChunk>());
+                if (p / kFlowChunk == chunks_.size()) {
+                    chunks_.push_back(std::make_shared<FlowChunk>());
+                    chunk_live_.push_back(0);
+                }
             }
+            ++chunk_live_[p / kFlowChunk];
             writable(p) = StoredFlow{.key = s.key};
             index_.insert(s.key, p, key_at);
         }
@@ -130,6 +136,8 @@ void FlowTable::apply(std::span<const collector::FlowSample> samples, std::uint6
     auto forget = [&](std::uint32_t p) {
         index_.erase(stored(p).key, p, key_at);
         free_.push_back(p);
+        std::push_heap(free_.begin(), free_.end(), std::greater<>());
+        --chunk_live_[p / kFlowChunk];
         mark[p] |= kGone;
     };
     // Flows idle past the timeout (none that moved in this interval) are forgotten.
@@ -191,6 +199,16 @@ void FlowTable::apply(std::span<const collector::FlowSample> samples, std::uint6
         order.push_back(p);
     }
     while (mi < moved.size()) take_moved();
+    // The last chunks, once none of their flows is live, go (after a burst of flows).
+    if (!chunk_live_.empty() && chunk_live_.back() == 0) {
+        while (!chunk_live_.empty() && chunk_live_.back() == 0) {
+            chunks_.pop_back();
+            chunk_live_.pop_back();
+        }
+        end_ = std::min<std::uint32_t>(end_, static_cast<std::uint32_t>(chunks_.size() * kFlowChunk));
+        std::erase_if(free_, [&](std::uint32_t p) { return p >= end_; });
+        std::make_heap(free_.begin(), free_.end(), std::greater<>());
+    }
     next->chunks = chunks_;
     cur_ = std::move(next);
 }

@@ -417,6 +417,38 @@ TEST(FlowTable, RecordsSortedByIntervalBytesWithKernelTimes) {
     EXPECT_EQ(recs[1].bytes, 100u);
 }
 
+// After a burst of flows, the chunks of the ones forgotten go: new flows take the lowest
+// free positions, so the last chunks empty out.
+TEST(FlowTable, ChunksOfForgottenFlowsGo) {
+    FlowTable t(100000, 10s);
+    auto keyOf = [](std::uint32_t n) {
+        return makeKey("198.18.0.1", "198.18.0.2", static_cast<std::uint16_t>(n), static_cast<std::uint16_t>(n >> 16), 17);
+    };
+    std::vector<FlowSample> burst;
+    for (std::uint32_t n = 0; n < 5000; ++n) burst.push_back(makeSample(keyOf(n), 1, 100, kSec, kSec));
+    t.apply(burst, 2 * kSec);
+    EXPECT_EQ(t.chunks(), 5u);  // 1024 flows a chunk
+    const auto held = t.records();
+    // the first 1500 keep sending, the others go idle and expire
+    std::vector<FlowSample> steady;
+    for (std::uint32_t n = 0; n < 1500; ++n) steady.push_back(makeSample(keyOf(n), 1, 100, kSec, 20 * kSec));
+    t.apply(steady, 21 * kSec);
+    EXPECT_EQ(t.size(), 1500u);
+    EXPECT_EQ(t.expiredTotal(), 3500u);
+    EXPECT_EQ(t.chunks(), 2u);
+    EXPECT_EQ(held.size(), 5000u);  // what a view held stays
+    // new flows fill the free positions of the first chunks before a new chunk is made
+    std::vector<FlowSample> more;
+    for (std::uint32_t n = 10000; n < 10548; ++n) more.push_back(makeSample(keyOf(n), 1, 100, 21 * kSec, 21 * kSec));
+    t.apply(more, 22 * kSec);
+    EXPECT_EQ(t.size(), 2048u);
+    EXPECT_EQ(t.chunks(), 2u);
+    t.apply({}, 40 * kSec);  // every flow idle
+    EXPECT_EQ(t.size(), 0u);
+    EXPECT_EQ(t.chunks(), 0u);
+    EXPECT_TRUE(t.records().empty());
+}
+
 // A view publishes the records of one collection: the next collection writes new
 // ones, the published ones never change.
 TEST(FlowTable, PublishedRecordsDoNotChange) {

@@ -182,6 +182,8 @@ public:
     [[nodiscard]] std::uint64_t expiredTotal() const { return expired_; }
     [[nodiscard]] std::uint64_t evictedTotal() const { return evicted_; }
     [[nodiscard]] std::optional<FlowRecord> find(const flow_key& k) const;
+    // Chunks of stored flows (80 KiB each) the table holds: the last ones go once empty.
+    [[nodiscard]] std::size_t chunks() const { return chunks_.size(); }
 
     // Every flow, sorted by interval bytes then cumulative bytes, descending (then by
     // key): the table's current version, shared with the caller.
@@ -195,7 +197,8 @@ private:
 
     std::shared_ptr<detail::FlowVersion> cur_;                // published (views share it)
     std::vector<std::shared_ptr<detail::FlowChunk>> chunks_;  // the working set: cur_'s chunks, or copies
-    std::vector<std::uint32_t> free_;                         // positions of forgotten flows
+    std::vector<std::uint32_t> free_;                         // positions of forgotten flows (a min-heap)
+    std::vector<std::uint32_t> chunk_live_;                   // live flows in each chunk
     std::uint32_t end_ = 0;                                   // positions used so far
     collector::FlowIndex index_;                              // key -> position
     std::size_t max_flows_;
