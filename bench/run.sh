@@ -221,12 +221,13 @@ ms_row() {  # ms_row BENCH LABEL LIMIT_MS|""
 ms_row ReadFlows/Batch "read 100k flows, batch (readFlowMap: what the agent does every interval)" 50
 ms_row DrainFlows/Batch "read and delete 100k flows, batch (readFlowMap take=true; the agent only removes idle flows)" ""
 ms_row FlowDeltas "per-entry baselines: deltas of 100k kernel entries (FlowDeltaTracker, every interval)" ""
+ms_row FlowPlaces "which entry counts each 5-tuple: 100k samples (FlowDeltaTracker::markPlaces, every interval)" ""
 series=$(gb RenderMetrics/Series10k series)
 ms_row RenderMetrics/Series10k "render /metrics, ${series:-?} series" 10
 ms_row RenderMetrics/Flows100k "render /metrics, 4 interfaces + 100k flows (top 20 talkers)" ""
 ms_row FlowTableApply/Insert "FlowTable::apply 100k samples (new flows)" ""
 ms_row FlowTableApply/Update "FlowTable::apply 100k samples (known flows)" ""
-ms_row FlowTableRecords "flow view build, 100k flows (FlowTable::apply without samples: copy, sort, index)" ""
+ms_row FlowTableRecords "flow view of a quiet collection, 100k flows (FlowTable::apply without samples)" ""
 ms_row TopTalkers "TopTalkers stage over 100k samples (talkers, sums, sticky top-20; every interval)" ""
 topo_convs=$(gb Topology conversations)
 ms_row Topology "Topology stage over 100k samples (${topo_convs%.*} conversations; every interval)" ""
@@ -574,9 +575,11 @@ total (counted from the output); also 4 interfaces + 100k flows (the realistic a
 *FlowDeltas*: the datapath source's per-entry baselines (\`FlowDeltaTracker::update\`) over 100k kernel
 entries that all moved since the previous read. *FlowTable*: \`FlowTable::apply\` of 100k samples into an
 empty table (Insert) and into a table that already holds those flows (Update, while a view holds the
-previous records, as in the agent); *FlowTableRecords* is the per-interval flow view build (an apply
-without samples: the records copied with their interval counters reset, sorted, indexed; the view shares
-the table's records). *TopTalkers*: the stage's run over the same 100k samples (the talker of
+previous records, as in the agent: every chunk of stored flows is copied); *FlowTableRecords* is a
+quiet collection's apply (no samples, nothing moved in the interval before: the table looks for idle
+flows and keeps the version the view publishes).
+*FlowPlaces*: \`FlowDeltaTracker::markPlaces\` over 100k samples (which kernel entry of each 5-tuple
+counts it). *TopTalkers*: the stage's run over the same 100k samples (the talker of
 each sample, per-talker sums, the sticky top-20), once per collect interval. *FlowExport*: the flow
 record stage (only with \`--ipfix-collector\` or \`--flow-log\`) over the same 100k samples of flows
 already open (Update), and 100k flows ending at once (Emit: records built, no attribution).
