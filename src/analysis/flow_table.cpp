@@ -220,15 +220,7 @@ std::optional<FlowRecord> FlowTable::find(const flow_key& k) const {
     // Its place in the order: only the flows that moved have interval counters.
     for (std::size_t i = 0; i < cur_->interval.size(); ++i)
         if (cur_->order[i] == p) return cur_->at(i);
-    FlowRecord r;
-    const StoredFlow& s = stored(p);
-    r.key = s.key;
-    r.tcp_flags = s.tcp_flags;
-    r.packets = s.packets;
-    r.bytes = s.bytes;
-    r.first_seen_ns = s.first_seen_ns;
-    r.last_seen_ns = s.last_seen_ns;
-    return r;
+    return detail::recordOf(stored(p));
 }
 
 }  // namespace netprobe::analysis

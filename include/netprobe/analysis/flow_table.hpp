@@ -53,6 +53,20 @@ struct FlowInterval {
     std::uint64_t packets = 0, bytes = 0;
 };
 
+// The record of a stored flow with these interval counters.
+[[nodiscard]] inline FlowRecord recordOf(const StoredFlow& s, FlowInterval iv = {}) {
+    FlowRecord r;
+    r.key = s.key;
+    r.tcp_flags = s.tcp_flags;
+    r.packets = s.packets;
+    r.bytes = s.bytes;
+    r.interval_packets = iv.packets;
+    r.interval_bytes = iv.bytes;
+    r.first_seen_ns = s.first_seen_ns;
+    r.last_seen_ns = s.last_seen_ns;
+    return r;
+}
+
 // The records of one collection. The flows sit in chunks at fixed positions; a chunk is
 // shared by every version it did not change in (a new version copies a chunk only when a
 // flow in it moved and an older version is still held). order: the positions of the
@@ -65,19 +79,7 @@ struct FlowVersion {
 
     [[nodiscard]] const StoredFlow& stored(std::uint32_t pos) const { return (*chunks[pos / kFlowChunk])[pos % kFlowChunk]; }
     [[nodiscard]] FlowRecord at(std::size_t i) const {
-        const StoredFlow& s = stored(order[i]);
-        FlowRecord r;
-        r.key = s.key;
-        r.tcp_flags = s.tcp_flags;
-        r.packets = s.packets;
-        r.bytes = s.bytes;
-        r.first_seen_ns = s.first_seen_ns;
-        r.last_seen_ns = s.last_seen_ns;
-        if (i < interval.size()) {
-            r.interval_packets = interval[i].packets;
-            r.interval_bytes = interval[i].bytes;
-        }
-        return r;
+        return recordOf(stored(order[i]), i < interval.size() ? interval[i] : FlowInterval{});
     }
 };
 
