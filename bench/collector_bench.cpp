@@ -17,8 +17,8 @@
 //                               entry is its 5-tuple's place), every collection.
 //   FlowTableApply/{Insert,Update}  FlowTable::apply of 100k samples into an empty
 //                               table / a table already holding those flows.
-//   FlowTableRecords            the flow view build of 100k flows (apply without
-//                               samples: copy, sort, index; views share it).
+//   FlowTableRecords            a quiet collection's apply of 100k flows (no samples;
+//                               nothing moved before: the published version stays).
 //   TopTalkers                  the TopTalkers stage over 100k samples (talkers,
 //                               sums, sticky top-20), every interval.
 //   FlowExport/Update           the FlowExport stage over 100k samples of open flows

@@ -313,16 +313,16 @@ std::vector<Finding> oneWayFlowFindings(const FlowRecords& records, std::uint64_
         return k.encap == NP_ENCAP_NONE && (k.proto == IPPROTO_TCP || k.proto == IPPROTO_UDP);
     };
     auto timed = [&](std::size_t i) {
-        const FlowRecord r = records[i];
+        const auto& r = records.storedAt(i);
         return r.first_seen_ns != 0 && r.last_seen_ns >= r.first_seen_ns;  // no times: nothing to judge
     };
     collector::FlowTupleIndex index(records.size());
-    auto key_at = [&](std::uint32_t i) -> const flow_key& { return records.keyAt(i); };
+    auto key_at = [&](std::uint32_t i) -> const flow_key& { return records.storedAt(i).key; };
     for (std::uint32_t i = 0; i < records.size(); ++i) {
-        const flow_key& k = records.keyAt(i);
+        const flow_key& k = records.storedAt(i).key;
         if (!eligible(k) || !timed(i)) continue;
         std::uint32_t& at = index.slot(k, key_at);
-        if (at == collector::FlowTupleIndex::npos || records.packetsAt(i) > records.packetsAt(at)) at = i;
+        if (at == collector::FlowTupleIndex::npos || records.storedAt(i).packets > records.storedAt(at).packets) at = i;
     }
     auto seenAt = [&](std::uint32_t i) {
         const FlowRecord r = records[i];
@@ -355,7 +355,7 @@ std::vector<Finding> oneWayFlowFindings(const FlowRecords& records, std::uint64_
     };
     std::map<std::tuple<std::uint8_t, util::Addr16, util::Addr16, std::uint16_t, bool>, Conv> convs;
     for (std::uint32_t i = 0; i < records.size(); ++i) {
-        const flow_key& k = records.keyAt(i);
+        const flow_key& k = records.storedAt(i).key;
         if (!eligible(k) || index.find(k, key_at) != i) continue;  // (each 5-tuple at its busiest record)
         if (index.find(collector::reversedFlowTuple(k), key_at) != collector::FlowTupleIndex::npos) continue;
         const Seen x = seenAt(i);

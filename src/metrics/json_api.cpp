@@ -214,10 +214,10 @@ std::string flowsJson(const Views& v, const FlowQuery& q, const Attribution* att
         std::stable_sort(sel.begin(), sel.end(), [&](std::uint32_t a, std::uint32_t b) { return proj(a) > proj(b); });
     };
     switch (q.sort) {
-        case FlowQuery::Sort::Bytes: by([&](std::uint32_t i) { return recs.bytesAt(i); }); break;
-        case FlowQuery::Sort::Packets: by([&](std::uint32_t i) { return recs.packetsAt(i); }); break;
+        case FlowQuery::Sort::Bytes: by([&](std::uint32_t i) { return recs.storedAt(i).bytes; }); break;
+        case FlowQuery::Sort::Packets: by([&](std::uint32_t i) { return recs.storedAt(i).packets; }); break;
         case FlowQuery::Sort::Rate: break;  // snapshot order: interval bytes
-        case FlowQuery::Sort::LastSeen: by([&](std::uint32_t i) { return recs.lastSeenAt(i); }); break;
+        case FlowQuery::Sort::LastSeen: by([&](std::uint32_t i) { return recs.storedAt(i).last_seen_ns; }); break;
     }
     const double secs = s.interval_seconds;
     const std::size_t n = std::min(sel.size(), q.limit);

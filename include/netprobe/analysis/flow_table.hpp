@@ -156,11 +156,8 @@ public:
     [[nodiscard]] FlowRecord back() const { return v_->at(size() - 1); }
     // The same records (one version of the table, not a copy).
     [[nodiscard]] bool sharesWith(const FlowRecords& o) const { return v_ == o.v_; }
-    // Cheap reads of the i-th record's fields (no record built).
-    [[nodiscard]] const flow_key& keyAt(std::size_t i) const { return v_->stored(v_->order[i]).key; }
-    [[nodiscard]] std::uint64_t bytesAt(std::size_t i) const { return v_->stored(v_->order[i]).bytes; }
-    [[nodiscard]] std::uint64_t packetsAt(std::size_t i) const { return v_->stored(v_->order[i]).packets; }
-    [[nodiscard]] std::uint64_t lastSeenAt(std::size_t i) const { return v_->stored(v_->order[i]).last_seen_ns; }
+    // The i-th record without its interval counters, in place (no record built).
+    [[nodiscard]] const detail::StoredFlow& storedAt(std::size_t i) const { return v_->stored(v_->order[i]); }
 
 private:
     std::shared_ptr<const detail::FlowVersion> v_;
@@ -188,7 +185,7 @@ public:
     [[nodiscard]] std::size_t chunks() const { return chunks_.size(); }
 
     // Every flow, sorted by interval bytes then cumulative bytes, descending (then by
-    // key): the table's current version, shared with the caller.
+    // position in the table): the table's current version, shared with the caller.
     [[nodiscard]] FlowRecords records() const { return FlowRecords(std::shared_ptr<const detail::FlowVersion>(cur_)); }
 
 private:

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <netprobe/abi.h>
+#include <netprobe/util/hash.hpp>
 
 namespace netprobe::collector {
 
@@ -27,15 +28,20 @@ struct FlowKeyEq {
 // bytes) at a place (direction, tunnel, ifindex: its last 6).
 inline constexpr std::size_t kFlowTupleBytes = 38;
 static_assert(offsetof(flow_key, direction) == kFlowTupleBytes && sizeof(flow_key) == 44);
-// Hash and equality of the 5-tuple alone (a multiply a word, splitmix64's finalizer).
+// Hash and equality of the 5-tuple alone (a multiply a word, then util::mix64).
 [[nodiscard]] inline std::size_t flowTupleHash(const flow_key& k) noexcept {
     std::uint64_t w[5] = {};
     std::memcpy(w, &k, kFlowTupleBytes);
     std::uint64_t h = 0;
     for (const std::uint64_t x : w) h = (h ^ x) * 0x9e3779b97f4a7c15ULL;
-    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-    return static_cast<std::size_t>(h ^ (h >> 31));
+    return util::mix64(0, h);
+}
+
+// Slots of an open-addressing table for n keys, at most half full (a power of two).
+[[nodiscard]] inline std::size_t flowIndexSlots(std::size_t n) noexcept {
+    std::size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    return cap;
 }
 [[nodiscard]] inline bool sameFlowTuple(const flow_key& a, const flow_key& b) noexcept {
     return std::memcmp(&a, &b, kFlowTupleBytes) == 0;
@@ -55,26 +61,25 @@ static_assert(offsetof(flow_key, direction) == kFlowTupleBytes && sizeof(flow_ke
 class FlowTupleIndex {
 public:
     static constexpr std::uint32_t npos = ~std::uint32_t{0};
-    explicit FlowTupleIndex(std::size_t n) {
-        std::size_t cap = 16;
-        while (cap < 2 * n) cap *= 2;
-        slots_.assign(cap, npos);
-    }
+    explicit FlowTupleIndex(std::size_t n) : slots_(flowIndexSlots(n), npos) {}
     // The slot of k's 5-tuple: its position, or npos (then assign one to add it).
     template <class KeyAt>
     [[nodiscard]] std::uint32_t& slot(const flow_key& k, KeyAt&& key_at) {
-        const std::size_t mask = slots_.size() - 1;
-        for (std::size_t i = flowTupleHash(k) & mask;; i = (i + 1) & mask) {
-            std::uint32_t& p = slots_[i];
-            if (p == npos || sameFlowTuple(key_at(p), k)) return p;
-        }
+        return slots_[probe(k, key_at)];
     }
     template <class KeyAt>
     [[nodiscard]] std::uint32_t find(const flow_key& k, KeyAt&& key_at) const {
-        return const_cast<FlowTupleIndex*>(this)->slot(k, key_at);
+        return slots_[probe(k, key_at)];
     }
 
 private:
+    template <class KeyAt>
+    [[nodiscard]] std::size_t probe(const flow_key& k, KeyAt& key_at) const {
+        const std::size_t mask = slots_.size() - 1;
+        for (std::size_t i = flowTupleHash(k) & mask;; i = (i + 1) & mask)
+            if (slots_[i] == npos || sameFlowTuple(key_at(slots_[i]), k)) return i;
+    }
+
     std::vector<std::uint32_t> slots_;
 };
 
@@ -84,9 +89,7 @@ public:
 
     // Forgets every key; room for n keys before the next growth.
     void reset(std::size_t n) {
-        std::size_t cap = 16;
-        while (cap < 2 * n) cap *= 2;
-        slots_.assign(cap, kEmpty);
+        slots_.assign(flowIndexSlots(n), kEmpty);
         size_ = 0;
     }
 
