@@ -27,6 +27,14 @@
 /* Set by user space before load. */
 const volatile __u32 np_enable_flows = 1;
 
+/* Set by user space while flow_stats is under pressure (DatapathSource: filled past 3/4,
+ * counting the connection attempts aggregated meanwhile). Then a TCP packet without an
+ * entry that only tries to open (a SYN) or refuses (a RST) is counted in the aggregate
+ * entry of its 5-tuple with the initiator's port 0, not in an entry of its own: a
+ * random-port SYN flood keeps two entries instead of filling the table (which left every
+ * later flow without an entry, and made each collection read a full table). */
+volatile __u32 np_flow_pressure SEC(".data.pressure") = 0;
+
 static __always_inline void np_count_protocols(__u32 dir, __u32 mask, __u32 segs, __u64 len)
 {
 #pragma unroll
@@ -96,6 +104,24 @@ static __always_inline void np_flow_add(struct np_flow_stats *fs, __u32 segs, __
 	fs->tcp_flags |= flags;
 }
 
+/* The aggregate key of a TCP packet that tries to open (SYN without ACK: the sender
+ * initiates, its port goes) or refuses (RST: it answers the receiver, whose port goes). */
+static __always_inline int np_flow_aggregate(const struct np_packet *pkt, struct flow_key *agg)
+{
+	if (pkt->key.proto != NP_IPPROTO_TCP)
+		return 0;
+	__u8 fl = pkt->tcp_flags;
+	int syn = (fl & (NP_TCP_SYN | NP_TCP_ACK | NP_TCP_RST)) == NP_TCP_SYN;
+	if (!syn && !(fl & NP_TCP_RST))
+		return 0;
+	__builtin_memcpy(agg, &pkt->key, sizeof(*agg));
+	if (syn)
+		agg->src_port = 0;
+	else
+		agg->dst_port = 0;
+	return 1;
+}
+
 /* Returns 1 when the packet is to be dropped (threat intel: a block indicator with
  * mitigation on); it is counted in its flow all the same, as the device counted it.
  * *flow_packets: the flow entry's packet count on this CPU after this packet (0: the
@@ -111,6 +137,20 @@ static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __
 		np_flow_add(fs, segs, len, pkt->tcp_flags, now);
 		*flow_packets = fs->packets;
 		return np_enable_intel ? np_intel_flow(pkt, fs, segs, len) : 0;
+	}
+	/* Under pressure, a connection attempt or refusal goes to its aggregate entry. */
+	const struct flow_key *key = &pkt->key;
+	struct flow_key agg;
+	int aggregated = np_flow_pressure && np_flow_aggregate(pkt, &agg);
+	if (aggregated) {
+		key = &agg;
+		fs = bpf_map_lookup_elem(&flow_stats, key);
+		if (fs) {
+			np_flow_add(fs, segs, len, pkt->tcp_flags, now);
+			if (np_enable_security)
+				np_sec_new_flow(pkt, len, 0);
+			return np_enable_intel ? np_intel_flow(pkt, fs, segs, len) : 0;
+		}
 	}
 	struct np_flow_stats init = {
 		.packets = segs,
@@ -129,25 +169,32 @@ static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __
 	}
 	/* The lookup above missed: insert at once (no second lookup); another CPU may
 	 * have inserted the key meanwhile (-EEXIST), then add to its entry. */
-	long err = bpf_map_update_elem(&flow_stats, &pkt->key, &init, BPF_NOEXIST);
+	long err = bpf_map_update_elem(&flow_stats, key, &init, BPF_NOEXIST);
 	int in_table = err == 0;
 	if (err == -NP_EEXIST) {
-		fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
+		fs = bpf_map_lookup_elem(&flow_stats, key);
 		if (fs) {
 			np_flow_add(fs, segs, len, pkt->tcp_flags, now);
-			*flow_packets = fs->packets;
+			if (aggregated) {
+				if (np_enable_security)
+					np_sec_new_flow(pkt, len, 0);
+			} else {
+				*flow_packets = fs->packets;
+			}
 			return np_enable_intel ? np_intel_flow(pkt, fs, segs, len) : 0;
 		}
 	}
-	if (in_table)
+	if (in_table && !aggregated)
 		*flow_packets = segs;
-	else
+	else if (!in_table)
 		np_count_map_error(NP_MAP_FLOW_STATS);
 	/* Not in the flow table: a new flow, one whose idle entry user space removed, or
 	 * one the full table could not take. The security side decides which it is
-	 * (np_sec_new_flow announces a flow once, full table or not). */
+	 * (np_sec_new_flow announces a flow once, full table or not). An aggregated
+	 * packet's 5-tuple has no entry of its own: announced like one the table could not
+	 * take (*flow_packets stays 0: the packet has no entry). */
 	if (np_enable_security)
-		np_sec_new_flow(pkt, len, in_table);
+		np_sec_new_flow(pkt, len, in_table && !aggregated);
 	if (!np_enable_intel)
 		return 0;
 	/* announced when the entry exists (a full table under a flood must not turn into a

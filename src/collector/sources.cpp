@@ -38,9 +38,24 @@ DatapathSource::DatapathSource(ebpf::Manager& manager, std::chrono::nanoseconds 
                                std::function<std::chrono::nanoseconds()> interval)
     : manager_(manager), flow_idle_timeout_(flow_idle_timeout), interval_(std::move(interval)) {}
 
+namespace {
+
+// An aggregate entry of the kernel table (np_flow_aggregate): TCP with a port 0.
+bool aggregateEntry(const flow_key& k) { return k.proto == 6 && (k.src_port == 0 || k.dst_port == 0); }
+
+std::uint64_t aggregatedPackets(std::span<const FlowSample> samples) {
+    std::uint64_t n = 0;
+    for (const auto& f : samples)
+        if (aggregateEntry(f.key)) n += f.packets;
+    return n;
+}
+
+}  // namespace
+
 std::uint64_t DatapathSource::kernelIdleNs() const {
-    // Two intervals without a packet, but never longer than the flow timeout.
-    auto idle = std::max<std::int64_t>(2 * interval_().count(), 1'000'000'000);
+    // Two intervals without a packet, but never longer than the flow timeout; under
+    // pressure one second, so that the entries of a flood's attempts go at once.
+    auto idle = pressure_ ? std::int64_t{1'000'000'000} : std::max<std::int64_t>(2 * interval_().count(), 1'000'000'000);
     if (flow_idle_timeout_.count() > 0) idle = std::min<std::int64_t>(idle, flow_idle_timeout_.count());
     return static_cast<std::uint64_t>(idle);
 }
@@ -52,7 +67,6 @@ Result<void> DatapathSource::collect(SnapshotBuilder& b) {
     // the whole table is held (100k entries would be ~5 MiB more at the peak).
     Snapshot& snap = b.snapshot();
     const std::uint64_t now_mono = snap.monoNs();
-    const std::uint64_t idle_ns = kernelIdleNs();
     // Room for a sample of every kernel entry: address space only (the allocation is
     // mmapped; pages are resident once written), so the vector never regrows and copies.
     snap.flows.reserve(std::size_t{manager_.flowTableCapacity()} + 1024);
@@ -66,6 +80,26 @@ Result<void> DatapathSource::collect(SnapshotBuilder& b) {
         // not read keep theirs and count at the next collection. Nothing is forgotten.
         if (read_failures_++ == 0) spdlog::warn("datapath: {} (partial read, retried)", read.error().what());
     }
+    // Pressure: the entries plus the connection attempts aggregated since the previous
+    // collection (each would have been an entry) fill 3/4 of the table; it lasts until
+    // they fall below half. While it lasts the programs aggregate SYNs and RSTs without
+    // an entry, and idle entries go after a second.
+    std::uint64_t aggregated = aggregatedPackets(snap.flows);
+    {
+        const std::uint64_t capacity = manager_.flowTableCapacity();
+        const std::uint64_t demand = (read ? *read : deltas_.size()) + aggregated;
+        const bool was = pressure_;
+        pressure_ = nextFlowPressure(was, demand, capacity);
+        if (pressure_ != was) {
+            manager_.setFlowPressure(pressure_);
+            spdlog::info("datapath: kernel flow table {} ({} entries and {} aggregated packets, capacity {})",
+                         pressure_ ? "under pressure: connection attempts and refusals without an entry are aggregated"
+                                   : "no longer under pressure",
+                         read ? *read : deltas_.size(), aggregated, capacity);
+        }
+    }
+    const std::uint64_t idle_ns = kernelIdleNs();
+    const std::size_t read_samples = snap.flows.size();
     // Idle kernel entries leave the kernel table with their final values, so its
     // capacity serves live flows. A failed removal keeps the entry's baseline (its
     // packets are never counted twice) and is retried at the next collection. In chunks:
@@ -91,6 +125,8 @@ Result<void> DatapathSource::collect(SnapshotBuilder& b) {
             }
         }
     }
+    aggregated += aggregatedPackets(std::span<const FlowSample>(snap.flows).subspan(read_samples));
+    aggregated_packets_ += aggregated;
     // Which sample is its 5-tuple's place (a routed packet is in the entries of two
     // interfaces): the stages that count a 5-tuple once count those.
     deltas_.markPlaces(snap.flows);
@@ -108,6 +144,8 @@ Result<void> DatapathSource::collect(SnapshotBuilder& b) {
     snap.kernel_flows.read_failures_total = read_failures_;
     snap.kernel_flows.removed_idle_total = removed_idle_;
     snap.kernel_flows.remove_failures_total = remove_failures_;
+    snap.kernel_flows.pressure = pressure_;
+    snap.kernel_flows.aggregated_packets_total = aggregated_packets_;
 
     const double secs = prev_time_ == MonoTime{}
                             ? 0.0

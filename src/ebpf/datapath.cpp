@@ -320,17 +320,25 @@ Result<void> Datapath::forgetDevice(std::uint32_t ifindex) const {
 Result<std::size_t> Datapath::readFlows(std::vector<FlowEntry>& out) const { return readFlowMap(flowMap(), out); }
 
 Result<np_flow_stats> removeIdleFlow(int flow_stats_fd, int sec_flow_seen_fd, const flow_key& key) {
-    // First remember the flow as announced (np_sec_new_flow), then remove it: a packet
-    // of the flow in between finds one or the other and is not announced again.
-    if (sec_flow_seen_fd >= 0) {
+    std::vector<np_flow_stats> vals(static_cast<std::size_t>(possibleCpus()));
+    if (bpf_map_lookup_and_delete_elem(flow_stats_fd, &key, vals.data()) != 0)
+        return std::unexpected(errnoError(errno, "remove an idle flow from flow_stats"));
+    const np_flow_stats last = mergeFlowStats(vals);
+    // Remember it as announced (np_sec_new_flow) when its next packet could continue it:
+    // not a TCP flow that ended with a RST or never acknowledged anything (a SYN, a
+    // scan's probe). Their next packets open again and are announced anyway; under a
+    // SYN flood such flows are every removal, and the write was a syscall each. A
+    // packet in the microseconds between the removal and the write is announced again.
+    if (sec_flow_seen_fd >= 0 && idleFlowMayContinue(key, last)) {
         const __u32 seen = 1;
         if (bpf_map_update_elem(sec_flow_seen_fd, &key, &seen, BPF_ANY) != 0)
             return std::unexpected(errnoError(errno, "remember an idle flow in sec_flow_seen"));
     }
-    std::vector<np_flow_stats> vals(static_cast<std::size_t>(possibleCpus()));
-    if (bpf_map_lookup_and_delete_elem(flow_stats_fd, &key, vals.data()) != 0)
-        return std::unexpected(errnoError(errno, "remove an idle flow from flow_stats"));
-    return mergeFlowStats(vals);
+    return last;
+}
+
+void Datapath::setFlowPressure(bool on) const {
+    if (skel_ && skel_->data_pressure) skel_->data_pressure->np_flow_pressure = on ? 1 : 0;
 }
 
 Result<np_flow_stats> Datapath::removeFlow(const flow_key& key) const {

@@ -62,6 +62,9 @@ public:
     // Deletes one flow, returning its final values; an error if it could not (it is
     // still there, or ENOENT: it was not).
     Result<np_flow_stats> removeFlow(const flow_key& key) const;
+    // Whether the programs aggregate connection attempts and refusals without an entry
+    // (np_flow_pressure, bpf/progs/datapath.bpf.c): a store into the mapped data.
+    void setFlowPressure(bool on) const;
     // The handshake records in the ring since the previous call, appended to out.
     Result<std::size_t> drainHandshakes(std::vector<HandshakeSample>& out);
     // The UDP flows whose last datagram is at or after since_ns (bpf_ktime_get_ns), with
@@ -98,9 +101,17 @@ private:
     bool security_ = false;
 };
 
-// What the agent does with an idle flow: remembers it in sec_flow_seen (fd -1: security
-// off), so that its next packet, if it resumes, is not announced as a new flow, then
-// removes it from flow_stats, returning its final values (summed over CPUs).
+// Whether a flow removed with these final values may resume with a packet that does not
+// open (np_sec_new_flow): every flow but a TCP flow that saw a RST or never an ACK.
+[[nodiscard]] constexpr bool idleFlowMayContinue(const flow_key& key, const np_flow_stats& last) {
+    constexpr std::uint8_t kRst = 0x04, kAck = 0x10, kTcp = 6;
+    return key.proto != kTcp || ((last.tcp_flags & kAck) && !(last.tcp_flags & kRst));
+}
+
+// What the agent does with an idle flow: removes it from flow_stats, returning its final
+// values (summed over CPUs), and, when it may resume (idleFlowMayContinue), remembers it
+// in sec_flow_seen (fd -1: security off), so that its next packet is not announced as a
+// new flow.
 Result<np_flow_stats> removeIdleFlow(int flow_stats_fd, int sec_flow_seen_fd, const flow_key& key);
 
 }  // namespace netprobe::ebpf

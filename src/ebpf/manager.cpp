@@ -373,6 +373,7 @@ Result<std::size_t> Manager::forEachFlow(const std::function<void(const FlowEntr
 
 Result<np_flow_stats> Manager::removeFlow(const flow_key& key) { return impl_->dp.removeFlow(key); }
 
+void Manager::setFlowPressure(bool on) { impl_->dp.setFlowPressure(on); }
 std::uint32_t Manager::flowTableCapacity() const { return impl_->dp.flowCapacity(); }
 
 Result<UniqueFd> Manager::mapFd(DatapathMap which) const { return impl_->dp.mapFd(which); }

@@ -216,6 +216,13 @@ void renderDatapath(ExpositionWriter& w, const Snapshot& s, const analysis::Flow
     w.family("netprobe_kernel_flows_removed_total", MetricType::Counter,
              "Idle entries removed from the kernel flow table (flow_stats), their final values kept.");
     w.sample("netprobe_kernel_flows_removed_total", {}, k.removed_idle_total);
+    w.family("netprobe_kernel_flow_pressure", MetricType::Gauge,
+             "1 while the kernel flow table is under pressure: TCP connection attempts (SYN) and refusals (RST) "
+             "without an entry are counted in aggregate entries with the initiator's port 0.");
+    w.sample("netprobe_kernel_flow_pressure", {}, std::uint64_t{k.pressure ? 1u : 0u});
+    w.family("netprobe_kernel_flows_aggregated_packets_total", MetricType::Counter,
+             "Packets counted in the kernel flow table's aggregate entries (TCP with the initiator's port 0).");
+    w.sample("netprobe_kernel_flows_aggregated_packets_total", {}, k.aggregated_packets_total);
     // Map writes and deletes of user space that failed: each is retried, none is lost.
     w.family("netprobe_map_operation_failures_total", MetricType::Counter,
              "Failed map updates/deletes by the agent, by map and operation (each is retried).");

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -213,6 +214,17 @@ TEST_F(SecurityDatapath, NewFlowsAnnouncedWhenTheFlowTableIsFull) {
     EXPECT_EQ(ev[2].key.proto, 17);
     EXPECT_EQ(mapErrors(s.get(), NP_MAP_FLOW_STATS), 5u);  // every packet not attributed to a flow is counted
     EXPECT_EQ(mapErrors(s.get(), NP_MAP_SEC_FLOW_SEEN), 0u);
+    // What was remembered: the SYN's flow (its ACK followed) and the datagrams' flow; not
+    // the RST's (a RST ends its direction: nothing that does not open again follows it).
+    const int seen = bpf_map__fd(s->maps.sec_flow_seen);
+    std::vector<std::uint8_t> remembered;
+    flow_key k{}, next{};
+    for (flow_key* prev = nullptr; bpf_map_get_next_key(seen, prev, &next) == 0; prev = &k) {
+        k = next;
+        remembered.push_back(k.proto == 6 ? (k.dst_port == 443 ? 'S' : 'R') : 'U');
+    }
+    std::sort(remembered.begin(), remembered.end());
+    EXPECT_EQ(std::string(remembered.begin(), remembered.end()), "SU");
 }
 
 // User space removes idle flow_stats entries: a long-lived connection that resumes is
@@ -224,16 +236,18 @@ TEST_F(SecurityDatapath, ResumedFlowNotAnnouncedAgainButANewSynIs) {
     const Bytes syn = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 22, tf::SYN).build();
     const Bytes keepalive = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 22, tf::ACK).build();
     const Bytes data = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 22, tf::PSH | tf::ACK).payload(64).build();
-    run(s.get(), Prog::In, syn);
-    ASSERT_EQ(drain(s.get()).size(), 1u);
+    const int seen = bpf_map__fd(s->maps.sec_flow_seen);
     auto removeFlow = [&] {  // what the agent does with an idle entry (Datapath::removeFlow)
         flow_key k{};
         const int fd = bpf_map__fd(s->maps.flow_stats);
         ASSERT_EQ(bpf_map_get_next_key(fd, nullptr, &k), 0);
-        auto last = netprobe::ebpf::removeIdleFlow(fd, bpf_map__fd(s->maps.sec_flow_seen), k);
+        auto last = netprobe::ebpf::removeIdleFlow(fd, seen, k);
         ASSERT_TRUE(last) << last.error().what();
         EXPECT_GE(last->packets, 1u);
     };
+    run(s.get(), Prog::In, syn);
+    run(s.get(), Prog::In, keepalive);  // the handshake's ACK: the entry has seen an ACK
+    ASSERT_EQ(drain(s.get()).size(), 1u);
     removeFlow();
     run(s.get(), Prog::In, keepalive);
     run(s.get(), Prog::In, data);
@@ -243,6 +257,113 @@ TEST_F(SecurityDatapath, ResumedFlowNotAnnouncedAgainButANewSynIs) {
     auto ev = drain(s.get());
     ASSERT_EQ(ev.size(), 1u);
     EXPECT_EQ(ev[0].tcp_flags, tf::SYN);
+}
+
+// A TCP flow that never acknowledged anything (a SYN no one answered, a scan's probe) or
+// that saw a RST is not remembered when it is removed: what its sender sends next opens
+// again and is announced anyway (under a SYN flood every removal is such a flow).
+TEST_F(SecurityDatapath, EndedOrUnansweredFlowsAreNotRememberedWhenRemoved) {
+    Skel s = load(1, NP_MITIGATE_OFF);
+    ASSERT_TRUE(s);
+    const int fd = bpf_map__fd(s->maps.flow_stats);
+    const int seen = bpf_map__fd(s->maps.sec_flow_seen);
+    run(s.get(), Prog::In, PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40001, 80, tf::SYN).build());
+    run(s.get(), Prog::Eg, PacketBuilder().eth().ipv4("198.18.0.2", "198.18.0.1").tcp(80, 40001, tf::RST | tf::ACK).build());
+    run(s.get(), Prog::In, PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40002, 80, tf::FIN).build());
+    run(s.get(), Prog::In, PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").udp(40003, 161).payload(8).build());
+    EXPECT_EQ(drain(s.get()).size(), 4u);
+    std::vector<flow_key> keys;
+    flow_key k{}, next{};
+    for (flow_key* prev = nullptr; bpf_map_get_next_key(fd, prev, &next) == 0; prev = &k) {
+        k = next;
+        keys.push_back(k);
+    }
+    ASSERT_EQ(keys.size(), 4u);
+    for (const auto& key : keys) {
+        auto last = netprobe::ebpf::removeIdleFlow(fd, seen, key);
+        ASSERT_TRUE(last) << last.error().what();
+        __u32 v = 0;
+        const bool remembered = bpf_map_lookup_elem(seen, &key, &v) == 0;
+        EXPECT_EQ(remembered, key.proto == 17) << "port " << key.src_port << "->" << key.dst_port;
+    }
+}
+
+// Under pressure (user space: the table 3/4 full) a SYN flood from random ports and the
+// RSTs that refuse it keep one aggregate entry each (the initiator's port 0), every
+// packet counted in it; each attempt is still announced. Other packets, and every packet
+// of a flow that has an entry, are counted as before. Without pressure: an entry each.
+TEST_F(SecurityDatapath, UnderPressureAttemptsAndRefusalsShareAggregateEntries) {
+    Skel s = load(1, NP_MITIGATE_OFF);
+    ASSERT_TRUE(s);
+    ASSERT_NE(s->data_pressure, nullptr);
+    const int fd = bpf_map__fd(s->maps.flow_stats);
+    auto entries = [&] {
+        std::vector<std::pair<flow_key, np_flow_stats>> out;
+        flow_key k{}, next{};
+        std::vector<np_flow_stats> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
+        for (flow_key* prev = nullptr; bpf_map_get_next_key(fd, prev, &next) == 0; prev = &k) {
+            k = next;
+            EXPECT_EQ(bpf_map_lookup_elem(fd, &k, v.data()), 0);
+            np_flow_stats sum{};
+            for (const auto& c : v) {
+                sum.packets += c.packets;
+                sum.bytes += c.bytes;
+                sum.tcp_flags |= c.tcp_flags;
+            }
+            out.emplace_back(k, sum);
+        }
+        return out;
+    };
+    const Bytes established = PacketBuilder().eth().ipv4("198.18.0.7", "198.18.0.2").tcp(50000, 80, tf::SYN).build();
+    run(s.get(), Prog::In, established);  // before the pressure: its own entry
+    s->data_pressure->np_flow_pressure = 1;
+    constexpr int kAttempts = 20;
+    std::uint64_t syn_bytes = 0, rst_bytes = 0;
+    for (int i = 0; i < kAttempts; ++i) {
+        const auto port = static_cast<std::uint16_t>(1024 + i);
+        const Bytes syn = PacketBuilder().eth().ipv4("198.18.0.9", "198.18.0.2").tcp(port, 80, tf::SYN).build();
+        const Bytes rst = PacketBuilder().eth().ipv4("198.18.0.2", "198.18.0.9").tcp(80, port, tf::RST | tf::ACK).build();
+        run(s.get(), Prog::In, syn);
+        run(s.get(), Prog::Eg, rst);
+        syn_bytes += syn.size();
+        rst_bytes += rst.size();
+    }
+    // the established flow's next packet, and a new flow's first ACK: entries of their own
+    run(s.get(), Prog::In, PacketBuilder().eth().ipv4("198.18.0.7", "198.18.0.2").tcp(50000, 80, tf::ACK).build());
+    run(s.get(), Prog::In, PacketBuilder().eth().ipv4("198.18.0.9", "198.18.0.2").tcp(1024, 80, tf::ACK).build());
+    auto ev = drain(s.get());
+    // the SYN before, each SYN and RST; not the ACK that completes an aggregated attempt
+    // (its SYN was announced and remembered: sec_flow_seen)
+    EXPECT_EQ(ev.size(), 1u + 2u * kAttempts);
+    const auto all = entries();
+    ASSERT_EQ(all.size(), 4u);
+    int seen = 0;
+    for (const auto& [k, st] : all) {
+        if (k.src_port == 0) {  // the attempts: 198.18.0.9:0 -> 198.18.0.2:80
+            EXPECT_EQ(k.dst_port, 80);
+            EXPECT_EQ(k.direction, NP_DIR_INGRESS);
+            EXPECT_EQ(st.packets, std::uint64_t{kAttempts});
+            EXPECT_EQ(st.bytes, syn_bytes);
+            EXPECT_EQ(st.tcp_flags, tf::SYN);
+            ++seen;
+        } else if (k.dst_port == 0) {  // the refusals: 198.18.0.2:80 -> 198.18.0.9:0
+            EXPECT_EQ(k.src_port, 80);
+            EXPECT_EQ(k.direction, NP_DIR_EGRESS);
+            EXPECT_EQ(st.packets, std::uint64_t{kAttempts});
+            EXPECT_EQ(st.bytes, rst_bytes);
+            ++seen;
+        } else {
+            EXPECT_TRUE(k.src_port == 50000 || k.src_port == 1024) << k.src_port;
+            EXPECT_EQ(st.packets, k.src_port == 50000 ? 2u : 1u);
+            ++seen;
+        }
+    }
+    EXPECT_EQ(seen, 4);
+    EXPECT_EQ(mapErrors(s.get(), NP_MAP_FLOW_STATS), 0u);
+    // pressure off: attempts get entries of their own again
+    s->data_pressure->np_flow_pressure = 0;
+    run(s.get(), Prog::In, PacketBuilder().eth().ipv4("198.18.0.9", "198.18.0.2").tcp(2000, 80, tf::SYN).build());
+    EXPECT_EQ(entries().size(), 5u);
 }
 
 // The record says how much data the first packet carried (a bare ACK probe carries none).

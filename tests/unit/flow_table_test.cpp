@@ -14,6 +14,7 @@
 #include <netprobe/collector/collector.hpp>
 #include <netprobe/collector/flow_index.hpp>
 #include <netprobe/collector/flow_deltas.hpp>
+#include <netprobe/collector/sources.hpp>
 
 #include "test_flows.hpp"
 
@@ -34,6 +35,22 @@ std::uint64_t sumPackets(const std::vector<FlowSample>& v) {
     return n;
 }
 }  // namespace
+
+// ---- The kernel table's pressure (aggregated connection attempts) ----
+
+// On at 3/4 of capacity (entries plus the attempts aggregated meanwhile), off below half:
+// a flood whose attempts are aggregated keeps it on although the table itself empties.
+TEST(FlowPressure, OnAtThreeQuartersOffBelowHalf) {
+    using netprobe::collector::nextFlowPressure;
+    constexpr std::uint64_t cap = 65536;
+    EXPECT_FALSE(nextFlowPressure(false, cap * 3 / 4 - 1, cap));
+    EXPECT_TRUE(nextFlowPressure(false, cap * 3 / 4, cap));
+    EXPECT_TRUE(nextFlowPressure(true, cap / 2, cap));       // hysteresis: stays on
+    EXPECT_TRUE(nextFlowPressure(true, 4 + 100000, cap));    // 4 entries, a flood's attempts aggregated
+    EXPECT_FALSE(nextFlowPressure(true, cap / 2 - 1, cap));
+    EXPECT_FALSE(nextFlowPressure(false, cap / 2, cap));
+    EXPECT_FALSE(nextFlowPressure(false, 10, 0));            // no table
+}
 
 // ---- FlowDeltaTracker: cumulative kernel values -> each packet counted once ----
 

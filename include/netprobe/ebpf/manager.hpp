@@ -75,6 +75,10 @@ public:
     // Removes one flow from the kernel table, returning its final values; an error
     // when the entry could not be removed (ENOENT: it was not there).
     Result<np_flow_stats> removeFlow(const flow_key& key);
+    // Whether the kernel table is under pressure: then the programs count a TCP packet
+    // without an entry that tries to open (SYN) or refuses (RST) in an aggregate entry
+    // with the initiator's port 0 (a SYN flood keeps two entries, not one per packet).
+    void setFlowPressure(bool on);
     [[nodiscard]] std::uint32_t flowTableCapacity() const;
     // The TCP handshakes timed since the previous call (the handshake ring, read without
     // a system call), appended to out. Returns how many; 0 with handshake timing off.
