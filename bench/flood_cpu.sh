@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The agent under a SYN flood with a new source port per packet (every SYN a new
 # flow): its CPU during the flood alone (process time + the run time of its own BPF
-# programs, from kernel.bpf_stats_enabled), the detection latency of the flood, and
+# programs, from kernel.bpf_stats_enabled) for SECONDS after FLOOD_WARM=10 s of it (a
+# sustained flood's steady state: the first seconds fill the kernel flow table), the detection latency of the flood, and
 # the throughput of an iperf3 transfer running through the same link during a second
 # flood, with and without the agent (the median of TPUT_ROUNDS=3 interleaved pairs).
 # hping3 paces the flood (-i uN); the rate reached is the receiver's TcpOutRsts (one RST
@@ -65,6 +66,7 @@ iperf_during() {
 hz=$(getconf CLK_TCK)
 TPUT_SECS=$((SECS > 4 ? SECS - 2 : SECS))
 TPUT_ROUNDS=${TPUT_ROUNDS:-3}
+WARM=${FLOOD_WARM:-10}
 
 printf '%-10s %-10s %-22s %-16s %-12s %-26s\n' "target" "reached" "agent CPU (proc+BPF)" "BPF alone" "detection" "iperf3 during flood (w/o)"
 for rate in $RATES; do
@@ -86,12 +88,18 @@ for rate in $RATES; do
     np_wait_agent "$NS_S" "$PORT" "$IF_S" "$agent" "$TMP/agent-$rate-$round.log"
     sleep 2
     if [[ $round == 1 ]]; then
+      # the steady state of a sustained flood: measured after WARM s of it (the kernel
+      # table filled and the agent's answer to that, if any, in place), for SECS s
+      flood "$us" "$((WARM + SECS + 1))" &
+      fp=$!
+      sleep "$WARM"
       bpf_by_prog "$agent" >"$TMP/progs0"
       t0=$(ticks "$agent"); r0=$(rsts); s0=$(date +%s.%N)
-      flood "$us" "$SECS"
+      sleep "$SECS"
       t1=$(ticks "$agent"); r1=$(rsts); s1=$(date +%s.%N)
       bpf_by_prog "$agent" >"$TMP/progs1"
       b0=$(bpf_ns "$TMP/progs0"); b1=$(bpf_ns "$TMP/progs1")
+      wait $fp || true
     fi
     flood "$us" "$SECS" &
     fp=$!

@@ -47,21 +47,27 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } blocklist SEC(".maps");
 
-/* Flows already announced on sec_events (value unused). Consulted only when a packet
- * finds no flow_stats entry, so a flow is announced once: not again when it resumes
- * after user space removed its idle entry (np_sec_new_flow), and also when flow_stats
- * is full (a spoofed-source flood that fills it must not hide a scan). LRU: the
- * oldest announcements make room; user space sizes it before load. Per-CPU LRU lists
- * (BPF_F_NO_COMMON_LRU): written once per packet while a flood keeps flow_stats full,
- * and the common list's global lock and rotation are what such a stream of updates
- * pays for; lookups still see every CPU's entries. */
+/* Flows already announced on sec_events that may come back without a flow_stats entry
+ * (a tag per slot: np_seen_tag, netprobe/abi.h). Consulted only when a packet finds no
+ * flow_stats entry, so a flow is announced once: not again when it resumes after user
+ * space removed its idle entry (np_sec_new_flow), and also when flow_stats is full (a
+ * spoofed-source flood that fills it must not hide a scan). Direct-mapped: a write is a
+ * store (under a random-port SYN flood, one per SYN), a flow that hashes to a taken slot
+ * takes it over. User space sizes it (a power of two, like the flow table) and sets
+ * np_seen_mask before load. */
+const volatile __u32 np_seen_mask = 65535;
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct flow_key);
-	__type(value, __u32);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
 	__uint(max_entries, 65536);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 } sec_flow_seen SEC(".maps");
+
+static __always_inline __u64 *np_seen_lookup(__u64 tag)
+{
+	__u32 idx = np_seen_slot(tag, np_seen_mask);
+	return bpf_map_lookup_elem(&sec_flow_seen, &idx);
+}
 
 /* index: rule_id; packets/bytes matched (dropped, or in dry-run: would have been) */
 struct {
@@ -175,26 +181,31 @@ static __always_inline struct np_sec_event *np_sec_reserve(const struct np_packe
  * ACK: FIN/NULL/Xmas) is always announced: on a reused 5-tuple it is a new attempt
  * or a new answer. The rest (ACK-bearing segments, UDP) continue a flow: announced
  * only when sec_flow_seen does not hold the flow. sec_flow_seen holds the flows the
- * full table could not take (written here: in_table 0) and the flows whose idle
- * entry user space removed (written by user space with the removal,
- * ebpf::removeIdleFlow). A flow that got its flow_stats entry is found there by its
- * next packets, so it is not written here: under a random-port flood every packet
- * is a new flow, and an LRU insert per packet doubled the cost of each. */
+ * full table could not take or the pressure aggregated (written here: in_table 0) and
+ * the flows whose idle entry user space removed (written by user space with the
+ * removal, ebpf::removeIdleFlow). A flow that got its flow_stats entry is found there by
+ * its next packets, so it is not written here. */
 static __always_inline void np_sec_new_flow(const struct np_packet *pkt, __u64 len, int in_table)
 {
 	if (pkt->key.proto != NP_IPPROTO_TCP && pkt->key.proto != NP_IPPROTO_UDP)
 		return;
 	__u8 fl = pkt->tcp_flags;
 	int opens = pkt->key.proto == NP_IPPROTO_TCP && ((fl & (NP_TCP_SYN | NP_TCP_RST)) || !(fl & NP_TCP_ACK));
-	if (!opens && bpf_map_lookup_elem(&sec_flow_seen, &pkt->key))
+	/* Remembered: a flow without an entry of its own, unless the packet is a RST (it
+	 * ends its flow in this direction: what the sender sends next on the 5-tuple opens
+	 * again and is announced anyway; under a SYN flood every refusal is one). */
+	int remember = !in_table && !(fl & NP_TCP_RST);
+	__u64 tag = 0, *slot = 0;
+	if (!opens || remember) {
+		tag = np_seen_tag(&pkt->key);
+		slot = np_seen_lookup(tag);
+		if (!slot)
+			np_count_map_error(NP_MAP_SEC_FLOW_SEEN);
+	}
+	if (!opens && slot && *slot == tag)
 		return;
-	/* A RST ends its flow in this direction: what the sender sends next on the 5-tuple
-	 * opens again (a SYN) and is announced anyway, so nothing is remembered. Under a
-	 * SYN flood that fills flow_stats each refusal is such a packet, and the LRU write
-	 * (bpf_lru_pop_free) was a third of the refusal's run time. */
-	__u32 seen = 1;
-	if (!in_table && !(fl & NP_TCP_RST) && bpf_map_update_elem(&sec_flow_seen, &pkt->key, &seen, BPF_ANY))
-		np_count_map_error(NP_MAP_SEC_FLOW_SEEN);
+	if (remember && slot)
+		*slot = tag;
 	struct np_sec_event *e = np_sec_reserve(pkt, NP_SEC_NEW_FLOW, (__u32)len);
 	if (!e)
 		return;

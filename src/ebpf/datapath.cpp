@@ -5,6 +5,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <cerrno>
 #include <map>
@@ -25,6 +26,13 @@ void Datapath::SkelDeleter::operator()(datapath_bpf* s) const noexcept { datapat
 
 namespace {
 
+// sec_flow_seen's slots: one per flow the table holds (at least 16k, a power of two: the
+// programs mask the tag), so an announcement outlives the idle removal of its entry.
+std::uint32_t seenSlotCount(const DatapathConfig& cfg) {
+    if (!cfg.enable_security) return 1;
+    return std::bit_ceil(std::clamp<std::uint32_t>(cfg.flow_table_size, 16384, 1u << 30));
+}
+
 // The load-time constants, the same in both objects (the layer-3 object's verification
 // depends on them as the first's does).
 template <class Skel>
@@ -37,6 +45,7 @@ void setConstants(Skel& s, const DatapathConfig& cfg) {
     s.rodata->np_enable_decap = cfg.enable_decap ? 1 : 0;
     s.rodata->np_enable_handshakes = cfg.enable_handshakes && cfg.enable_flows ? 1 : 0;
     s.rodata->np_enable_udp_timing = cfg.enable_udp_timing && cfg.enable_flows ? 1 : 0;
+    s.rodata->np_seen_mask = seenSlotCount(cfg) - 1;
 }
 
 bool isRodata(const bpf_map* m) {
@@ -86,10 +95,7 @@ Result<Datapath> Datapath::load(const DatapathConfig& cfg) {
             const std::uint32_t flows = std::max<std::uint32_t>(cfg.flow_table_size, 1);
             if (int err = bpf_map__set_max_entries(s.maps.flow_stats, flows); err)
                 return std::unexpected(errnoError(-err, "datapath: size flow_stats"));
-            // Flows announced to security analytics: as many as the flow table holds (at
-            // least 16k), so an announcement outlives the idle removal of its entry.
-            const std::uint32_t seen = cfg.enable_security ? std::max<std::uint32_t>(flows, 16384) : 1;
-            if (int err = bpf_map__set_max_entries(s.maps.sec_flow_seen, seen); err)
+            if (int err = bpf_map__set_max_entries(s.maps.sec_flow_seen, seenSlotCount(cfg)); err)
                 return std::unexpected(errnoError(-err, "datapath: size sec_flow_seen"));
             return {};
         });
@@ -319,7 +325,7 @@ Result<void> Datapath::forgetDevice(std::uint32_t ifindex) const {
 
 Result<std::size_t> Datapath::readFlows(std::vector<FlowEntry>& out) const { return readFlowMap(flowMap(), out); }
 
-Result<np_flow_stats> removeIdleFlow(int flow_stats_fd, int sec_flow_seen_fd, const flow_key& key) {
+Result<np_flow_stats> removeIdleFlow(int flow_stats_fd, SeenSlots seen, const flow_key& key) {
     std::vector<np_flow_stats> vals(static_cast<std::size_t>(possibleCpus()));
     if (bpf_map_lookup_and_delete_elem(flow_stats_fd, &key, vals.data()) != 0)
         return std::unexpected(errnoError(errno, "remove an idle flow from flow_stats"));
@@ -329,9 +335,10 @@ Result<np_flow_stats> removeIdleFlow(int flow_stats_fd, int sec_flow_seen_fd, co
     // scan's probe). Their next packets open again and are announced anyway; under a
     // SYN flood such flows are every removal, and the write was a syscall each. A
     // packet in the microseconds between the removal and the write is announced again.
-    if (sec_flow_seen_fd >= 0 && idleFlowMayContinue(key, last)) {
-        const __u32 seen = 1;
-        if (bpf_map_update_elem(sec_flow_seen_fd, &key, &seen, BPF_ANY) != 0)
+    if (seen.fd >= 0 && idleFlowMayContinue(key, last)) {
+        const __u64 tag = np_seen_tag(&key);
+        const __u32 slot = np_seen_slot(tag, seen.mask);
+        if (bpf_map_update_elem(seen.fd, &slot, &tag, BPF_ANY) != 0)
             return std::unexpected(errnoError(errno, "remember an idle flow in sec_flow_seen"));
     }
     return last;
@@ -342,7 +349,7 @@ void Datapath::setFlowPressure(bool on) const {
 }
 
 Result<np_flow_stats> Datapath::removeFlow(const flow_key& key) const {
-    return removeIdleFlow(flowMap(), security_ ? bpf_map__fd(skel_->maps.sec_flow_seen) : -1, key);
+    return removeIdleFlow(flowMap(), security_ ? seenSlots(skel_->maps.sec_flow_seen) : SeenSlots{}, key);
 }
 
 }  // namespace netprobe::ebpf

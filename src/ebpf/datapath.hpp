@@ -3,6 +3,8 @@
 
 #include <cstdint>
 #include <optional>
+
+#include <bpf/libbpf.h>
 #include <vector>
 
 #include "netprobe/ebpf/map_io.hpp"
@@ -108,10 +110,18 @@ private:
     return key.proto != kTcp || ((last.tcp_flags & kAck) && !(last.tcp_flags & kRst));
 }
 
+// sec_flow_seen (netprobe/abi.h: np_seen_tag): its fd and slots - 1 (fd -1: security off).
+struct SeenSlots {
+    int fd = -1;
+    std::uint32_t mask = 0;
+};
+[[nodiscard]] inline SeenSlots seenSlots(const bpf_map* sec_flow_seen) {
+    return {bpf_map__fd(sec_flow_seen), bpf_map__max_entries(sec_flow_seen) - 1};
+}
+
 // What the agent does with an idle flow: removes it from flow_stats, returning its final
 // values (summed over CPUs), and, when it may resume (idleFlowMayContinue), remembers it
-// in sec_flow_seen (fd -1: security off), so that its next packet is not announced as a
-// new flow.
-Result<np_flow_stats> removeIdleFlow(int flow_stats_fd, int sec_flow_seen_fd, const flow_key& key);
+// in sec_flow_seen, so that its next packet is not announced as a new flow.
+Result<np_flow_stats> removeIdleFlow(int flow_stats_fd, SeenSlots seen, const flow_key& key);
 
 }  // namespace netprobe::ebpf

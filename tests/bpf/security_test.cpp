@@ -5,7 +5,6 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -103,6 +102,41 @@ np_addr v4(const char* s) {
     inet_pton(AF_INET, s, &a.v4m.v4);
     return a;
 }
+flow_key key4(const char* src, const char* dst, std::uint16_t sport, std::uint16_t dport, std::uint8_t proto,
+              std::uint8_t dir) {
+    flow_key k{};
+    k.src_ip = v4(src);
+    k.dst_ip = v4(dst);
+    k.src_port = sport;
+    k.dst_port = dport;
+    k.proto = proto;
+    k.family = 4;
+    k.direction = dir;
+    k.ifindex = kIfindex;
+    return k;
+}
+
+// Whether sec_flow_seen remembers the flow (its slot holds its tag), and how many of its
+// slots are taken.
+bool remembered(datapath_bpf* s, const flow_key& k) {
+    const auto slots = netprobe::ebpf::seenSlots(s->maps.sec_flow_seen);
+    const __u64 tag = np_seen_tag(&k);
+    const __u32 idx = np_seen_slot(tag, slots.mask);
+    __u64 v = 0;
+    EXPECT_EQ(bpf_map_lookup_elem(slots.fd, &idx, &v), 0);
+    return v == tag;
+}
+std::size_t slotsTaken(datapath_bpf* s) {
+    const auto slots = netprobe::ebpf::seenSlots(s->maps.sec_flow_seen);
+    std::size_t n = 0;
+    for (__u32 i = 0; i <= slots.mask; ++i) {
+        __u64 v = 0;
+        EXPECT_EQ(bpf_map_lookup_elem(slots.fd, &i, &v), 0);
+        n += v != 0;
+    }
+    return n;
+}
+
 np_addr v6(const char* s) {
     np_addr a{};
     inet_pton(AF_INET6, s, a.v6);
@@ -216,15 +250,10 @@ TEST_F(SecurityDatapath, NewFlowsAnnouncedWhenTheFlowTableIsFull) {
     EXPECT_EQ(mapErrors(s.get(), NP_MAP_SEC_FLOW_SEEN), 0u);
     // What was remembered: the SYN's flow (its ACK followed) and the datagrams' flow; not
     // the RST's (a RST ends its direction: nothing that does not open again follows it).
-    const int seen = bpf_map__fd(s->maps.sec_flow_seen);
-    std::vector<std::uint8_t> remembered;
-    flow_key k{}, next{};
-    for (flow_key* prev = nullptr; bpf_map_get_next_key(seen, prev, &next) == 0; prev = &k) {
-        k = next;
-        remembered.push_back(k.proto == 6 ? (k.dst_port == 443 ? 'S' : 'R') : 'U');
-    }
-    std::sort(remembered.begin(), remembered.end());
-    EXPECT_EQ(std::string(remembered.begin(), remembered.end()), "SU");
+    EXPECT_TRUE(remembered(s.get(), key4("198.18.9.9", "198.18.0.2", 40000, 443, 6, NP_DIR_INGRESS)));
+    EXPECT_TRUE(remembered(s.get(), key4("198.18.9.9", "198.18.0.2", 40001, 161, 17, NP_DIR_INGRESS)));
+    EXPECT_FALSE(remembered(s.get(), key4("198.18.0.2", "198.18.9.9", 443, 40000, 6, NP_DIR_EGRESS)));
+    EXPECT_EQ(slotsTaken(s.get()), 2u);
 }
 
 // User space removes idle flow_stats entries: a long-lived connection that resumes is
@@ -236,7 +265,7 @@ TEST_F(SecurityDatapath, ResumedFlowNotAnnouncedAgainButANewSynIs) {
     const Bytes syn = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 22, tf::SYN).build();
     const Bytes keepalive = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 22, tf::ACK).build();
     const Bytes data = PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 22, tf::PSH | tf::ACK).payload(64).build();
-    const int seen = bpf_map__fd(s->maps.sec_flow_seen);
+    const auto seen = netprobe::ebpf::seenSlots(s->maps.sec_flow_seen);
     auto removeFlow = [&] {  // what the agent does with an idle entry (Datapath::removeFlow)
         flow_key k{};
         const int fd = bpf_map__fd(s->maps.flow_stats);
@@ -266,7 +295,7 @@ TEST_F(SecurityDatapath, EndedOrUnansweredFlowsAreNotRememberedWhenRemoved) {
     Skel s = load(1, NP_MITIGATE_OFF);
     ASSERT_TRUE(s);
     const int fd = bpf_map__fd(s->maps.flow_stats);
-    const int seen = bpf_map__fd(s->maps.sec_flow_seen);
+    const auto seen = netprobe::ebpf::seenSlots(s->maps.sec_flow_seen);
     run(s.get(), Prog::In, PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40001, 80, tf::SYN).build());
     run(s.get(), Prog::Eg, PacketBuilder().eth().ipv4("198.18.0.2", "198.18.0.1").tcp(80, 40001, tf::RST | tf::ACK).build());
     run(s.get(), Prog::In, PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40002, 80, tf::FIN).build());
@@ -282,9 +311,7 @@ TEST_F(SecurityDatapath, EndedOrUnansweredFlowsAreNotRememberedWhenRemoved) {
     for (const auto& key : keys) {
         auto last = netprobe::ebpf::removeIdleFlow(fd, seen, key);
         ASSERT_TRUE(last) << last.error().what();
-        __u32 v = 0;
-        const bool remembered = bpf_map_lookup_elem(seen, &key, &v) == 0;
-        EXPECT_EQ(remembered, key.proto == 17) << "port " << key.src_port << "->" << key.dst_port;
+        EXPECT_EQ(remembered(s.get(), key), key.proto == 17) << "port " << key.src_port << "->" << key.dst_port;
     }
 }
 
