@@ -114,7 +114,8 @@ Result<void> DatapathSource::collect(SnapshotBuilder& b) {
                 // Its final delta; none when nothing came since the last read (an idle entry
                 // usually): such a sample tells no stage anything, and 100k entries going idle
                 // at once were 8 MiB of them at the peak.
-                const FlowSample ended = deltas_.retire(key, *last);
+                const FlowSample ended = deltas_.retire(key, last->last);
+                remember_failures_ += last->remember_failed ? 1 : 0;
                 if (ended.packets != 0) snap.flows.push_back(ended);
                 ++removed_idle_;
             } else if (last.error().code == ENOENT) {
@@ -144,6 +145,7 @@ Result<void> DatapathSource::collect(SnapshotBuilder& b) {
     snap.kernel_flows.read_failures_total = read_failures_;
     snap.kernel_flows.removed_idle_total = removed_idle_;
     snap.kernel_flows.remove_failures_total = remove_failures_;
+    snap.kernel_flows.remember_failures_total = remember_failures_;
     snap.kernel_flows.pressure = pressure_;
     snap.kernel_flows.aggregated_packets_total = aggregated_packets_;
 

@@ -325,30 +325,30 @@ Result<void> Datapath::forgetDevice(std::uint32_t ifindex) const {
 
 Result<std::size_t> Datapath::readFlows(std::vector<FlowEntry>& out) const { return readFlowMap(flowMap(), out); }
 
-Result<np_flow_stats> removeIdleFlow(int flow_stats_fd, SeenSlots seen, const flow_key& key) {
+Result<RemovedFlow> removeIdleFlow(int flow_stats_fd, SeenSlots seen, const flow_key& key) {
     std::vector<np_flow_stats> vals(static_cast<std::size_t>(possibleCpus()));
     if (bpf_map_lookup_and_delete_elem(flow_stats_fd, &key, vals.data()) != 0)
         return std::unexpected(errnoError(errno, "remove an idle flow from flow_stats"));
-    const np_flow_stats last = mergeFlowStats(vals);
+    RemovedFlow r{mergeFlowStats(vals)};
     // Remember it as announced (np_sec_new_flow) when its next packet could continue it:
     // not a TCP flow that ended with a RST or never acknowledged anything (a SYN, a
     // scan's probe). Their next packets open again and are announced anyway; under a
     // SYN flood such flows are every removal, and the write was a syscall each. A
-    // packet in the microseconds between the removal and the write is announced again.
-    if (seen.fd >= 0 && idleFlowMayContinue(key, last)) {
+    // packet in the microseconds between the removal and the write is announced again,
+    // and so is a flow whose write failed (counted by the caller: the values count).
+    if (seen.fd >= 0 && idleFlowMayContinue(key, r.last)) {
         const __u64 tag = np_seen_tag(&key);
         const __u32 slot = np_seen_slot(tag, seen.mask);
-        if (bpf_map_update_elem(seen.fd, &slot, &tag, BPF_ANY) != 0)
-            return std::unexpected(errnoError(errno, "remember an idle flow in sec_flow_seen"));
+        r.remember_failed = bpf_map_update_elem(seen.fd, &slot, &tag, BPF_ANY) != 0;
     }
-    return last;
+    return r;
 }
 
 void Datapath::setFlowPressure(bool on) const {
     if (skel_ && skel_->data_pressure) skel_->data_pressure->np_flow_pressure = on ? 1 : 0;
 }
 
-Result<np_flow_stats> Datapath::removeFlow(const flow_key& key) const {
+Result<RemovedFlow> Datapath::removeFlow(const flow_key& key) const {
     return removeIdleFlow(flowMap(), security_ ? seenSlots(skel_->maps.sec_flow_seen) : SeenSlots{}, key);
 }
 

@@ -3,9 +3,9 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include <bpf/libbpf.h>
-#include <vector>
 
 #include "netprobe/ebpf/map_io.hpp"
 #include "netprobe/ebpf/types.hpp"
@@ -63,7 +63,7 @@ public:
     Result<std::size_t> readFlows(std::vector<FlowEntry>& out) const;
     // Deletes one flow, returning its final values; an error if it could not (it is
     // still there, or ENOENT: it was not).
-    Result<np_flow_stats> removeFlow(const flow_key& key) const;
+    Result<RemovedFlow> removeFlow(const flow_key& key) const;
     // Whether the programs aggregate connection attempts and refusals without an entry
     // (np_flow_pressure, bpf/progs/datapath.bpf.c): a store into the mapped data.
     void setFlowPressure(bool on) const;
@@ -122,6 +122,6 @@ struct SeenSlots {
 // What the agent does with an idle flow: removes it from flow_stats, returning its final
 // values (summed over CPUs), and, when it may resume (idleFlowMayContinue), remembers it
 // in sec_flow_seen, so that its next packet is not announced as a new flow.
-Result<np_flow_stats> removeIdleFlow(int flow_stats_fd, SeenSlots seen, const flow_key& key);
+Result<RemovedFlow> removeIdleFlow(int flow_stats_fd, SeenSlots seen, const flow_key& key);
 
 }  // namespace netprobe::ebpf

@@ -371,7 +371,7 @@ Result<std::size_t> Manager::forEachFlow(const std::function<void(const FlowEntr
     return ebpf::forEachFlow(impl_->dp.flowMap(), fn);
 }
 
-Result<np_flow_stats> Manager::removeFlow(const flow_key& key) { return impl_->dp.removeFlow(key); }
+Result<RemovedFlow> Manager::removeFlow(const flow_key& key) { return impl_->dp.removeFlow(key); }
 
 void Manager::setFlowPressure(bool on) { impl_->dp.setFlowPressure(on); }
 std::uint32_t Manager::flowTableCapacity() const { return impl_->dp.flowCapacity(); }

@@ -230,6 +230,8 @@ void renderDatapath(ExpositionWriter& w, const Snapshot& s, const analysis::Flow
              k.remove_failures_total);
     w.sample("netprobe_map_operation_failures_total", {{"map", "flow_stats"}, {"operation", "read"}},
              k.read_failures_total);
+    w.sample("netprobe_map_operation_failures_total", {{"map", "sec_flow_seen"}, {"operation", "remember"}},
+             k.remember_failures_total);
     w.sample("netprobe_map_operation_failures_total", {{"map", "tc_device_stats"}, {"operation", "reset"}},
              s.device_reset_failures);
     if (s.stack)

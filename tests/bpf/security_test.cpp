@@ -272,7 +272,8 @@ TEST_F(SecurityDatapath, ResumedFlowNotAnnouncedAgainButANewSynIs) {
         ASSERT_EQ(bpf_map_get_next_key(fd, nullptr, &k), 0);
         auto last = netprobe::ebpf::removeIdleFlow(fd, seen, k);
         ASSERT_TRUE(last) << last.error().what();
-        EXPECT_GE(last->packets, 1u);
+        EXPECT_GE(last->last.packets, 1u);
+        EXPECT_FALSE(last->remember_failed);
     };
     run(s.get(), Prog::In, syn);
     run(s.get(), Prog::In, keepalive);  // the handshake's ACK: the entry has seen an ACK

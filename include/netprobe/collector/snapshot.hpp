@@ -75,6 +75,7 @@ struct KernelFlowHealth {
     std::uint64_t removed_idle_total = 0;   // idle entries removed (their final values kept)
     std::uint64_t remove_failures_total = 0;// removals that failed (retried; never counted twice)
     std::uint64_t read_failures_total = 0;  // reads that failed part way (the rest counts next time)
+    std::uint64_t remember_failures_total = 0; // removed flows not remembered in sec_flow_seen (may be announced again)
     bool pressure = false;                  // connection attempts/refusals aggregated (DatapathSource)
     std::uint64_t aggregated_packets_total = 0; // packets counted in aggregate entries (a zero TCP port)
 };

@@ -27,13 +27,6 @@
 
 namespace netprobe::collector {
 
-// The datapath's maps: interface counters (with rates), protocols, malformed packets,
-// ICMP, map errors, and the interval's flow activity. Kernel flow entries without a
-// packet for two intervals (at most the flow timeout) are removed with their final
-// values, so the table's capacity serves live flows. Under pressure (3/4 full, counting
-// the attempts aggregated meanwhile) the programs aggregate TCP connection attempts and
-// refusals without an entry (Manager::setFlowPressure) and idle entries go after 1 s.
-// Required.
 // Whether the kernel flow table is under pressure at this collection: demand (its entries
 // plus the packets aggregated since the previous collection, each a would-be entry)
 // reaches 3/4 of capacity; once under pressure, until demand falls below half.
@@ -42,6 +35,12 @@ namespace netprobe::collector {
     return was ? demand * 2 >= capacity : demand * 4 >= capacity * 3;
 }
 
+// The datapath's maps: interface counters (with rates), protocols, malformed packets,
+// ICMP, map errors, and the interval's flow activity. Kernel flow entries without a
+// packet for two intervals (at most the flow timeout) are removed with their final
+// values, so the table's capacity serves live flows. Under pressure (nextFlowPressure)
+// the programs aggregate TCP connection attempts and refusals without an entry
+// (Manager::setFlowPressure) and idle entries go after 1 s. Required.
 class DatapathSource final : public Source {
 public:
     DatapathSource(ebpf::Manager& manager, std::chrono::nanoseconds flow_idle_timeout,
@@ -60,7 +59,7 @@ private:
     std::vector<ebpf::DeviceCounters> prev_devices_;
     MonoTime prev_time_{};
     bool pressure_ = false;
-    std::uint64_t aggregated_packets_ = 0;
+    std::uint64_t aggregated_packets_ = 0, remember_failures_ = 0;
     std::uint64_t removed_idle_ = 0, remove_failures_ = 0, read_failures_ = 0, handshake_failures_ = 0,
                   udp_timing_failures_ = 0;
 };

@@ -74,7 +74,7 @@ public:
     Result<std::size_t> forEachFlow(const std::function<void(const FlowEntry&)>& fn) const;
     // Removes one flow from the kernel table, returning its final values; an error
     // when the entry could not be removed (ENOENT: it was not there).
-    Result<np_flow_stats> removeFlow(const flow_key& key);
+    Result<RemovedFlow> removeFlow(const flow_key& key);
     // Whether the kernel table is under pressure: then the programs count a TCP packet
     // without an entry that tries to open (SYN) or refuses (RST) in an aggregate entry
     // with the initiator's port 0 (a SYN flood keeps two entries, not one per packet).

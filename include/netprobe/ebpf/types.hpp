@@ -69,6 +69,13 @@ struct FlowEntry {
     np_flow_stats stats{};
 };
 
+// An idle flow removed from the kernel table: its final values, and whether remembering
+// it as announced (sec_flow_seen) failed (the removal itself succeeded: its values count).
+struct RemovedFlow {
+    np_flow_stats last{};
+    bool remember_failed = false;
+};
+
 // A TCP handshake timed at one interface (handshake_events): key.src = the client,
 // key.dst = the server, key.ifindex = where. server_ns: SYN -> SYN/ACK (round trip from
 // there to the server), client_ns: SYN/ACK -> first ACK (to the client).
