@@ -27,6 +27,7 @@ import subprocess
 import time
 import unittest
 
+from e2e_inspect import nstat_counters
 from netprobe_e2e import PYTHON, E2ETestCase, log, require_tools, run, wait_for
 
 # Short windows so a test's incidents end quickly; the thresholds are the defaults.
@@ -129,6 +130,80 @@ class ScanWhileTableFull(ScanCase):
         self.assertLessEqual(latency, DETECTION_WINDOW, f"port_scan detected {latency:.2f} s after nmap started")
         self.assertEqual(found["dst_ip"], v.peer_ip)
         self.assertEqual(found["evidence"]["scan_type"], "syn")
+
+
+class FloodUnderPressure(ScanCase):
+    """C. A random-port SYN flood (hping3's source port incremented per packet, to a closed
+    port: each SYN answered by a RST) fills the kernel flow table; the agent puts it under
+    pressure, and the flood's attempts and refusals then share two aggregate entries (the
+    initiator's port 0) instead of an entry each: the table empties, inserts stop failing,
+    and every TCP segment is still counted, in a flow or as a failed insert. Oracles:
+    hping3's own count of the SYNs it sent, and the attacker's TCP counter (nstat InSegs:
+    the RSTs it received; the victim's counters also count the agent's API connections on
+    loopback)."""
+
+    def test_random_port_flood_keeps_two_aggregate_entries(self):
+        require_tools("hping3", "nstat", "timeout", "ping")
+        v = self.topology()
+        table, packets = 2048, 20000
+        agent = self.agent_in_victim("--collect-interval=1s", f"--flow-table-size={table}", "--xdp-mode=off")
+        run(["ping", "-c", "1", "-W", "2", v.peer_ip], netns=v.host_ns)  # ARP and ICMP before the flood
+        agent.wait_collections(2)
+        k0 = nstat_counters(v.host_ns)
+        m0 = agent.metrics()
+        errors0 = m0.get("netprobe_map_update_errors_total", map="flow_stats")
+        self.assertEqual(m0.get("netprobe_kernel_flow_pressure"), 0)
+        # ~2,000 SYN/s for ~10 s, a new source port each
+        flood = self.spawn(["timeout", "60", "hping3", "-q", "-S", "-p", "80", "-i", "u500", "-c", str(packets),
+                            v.peer_ip], netns=v.host_ns, log_name="hping3.log", name="hping3")
+        wait_for(lambda: agent.metrics().get("netprobe_kernel_flow_pressure") == 1, 10,
+                 "the kernel flow table under pressure", interval=0.1)
+        # once the entries the flood took before are gone (idle 1 s under pressure), no
+        # insert fails: a quiet stretch of three collections while the flood goes on
+        def settled():
+            self.assertTrue(flood.running(), f"hping3 ended before the table settled: {flood.output()}")
+            a = agent.wait_collections(1).get("netprobe_map_update_errors_total", map="flow_stats")
+            b = agent.wait_collections(3)
+            return b if b.get("netprobe_map_update_errors_total", map="flow_stats") == a else None
+        m1 = wait_for(settled, 10, "flow_stats inserts to stop failing under pressure", interval=0)
+        entries = m1.get("netprobe_map_entries", map="flow_stats")
+        log(f"under pressure: {entries:.0f} of {table} entries, "
+            f"{m1.get('netprobe_kernel_flows_aggregated_packets_total'):.0f} packets aggregated, "
+            f"{m1.get('netprobe_map_update_errors_total', map='flow_stats') - errors0:.0f} failed inserts before")
+        self.assertLessEqual(entries, 16, "the flood's attempts still take entries of their own")
+        self.assertTrue(flood.running(), "the flood ended before the check")
+        self.assertEqual(flood.wait(60), 0, flood.output())
+        sent = re.search(r"(\d+) packets transmitted", flood.output())
+        self.assertIsNotNone(sent, flood.output())
+        self.assertEqual(int(sent.group(1)), packets)
+        time.sleep(1.5)  # the last SYNs' RSTs
+        syns, rsts = packets, nstat_counters(v.host_ns)["TcpInSegs"] - k0["TcpInSegs"]
+        self.assertEqual(rsts, syns, "not every SYN was refused with a RST: not a valid run")
+        # every segment in a flow of the victim's interface, or counted as a failed insert
+        def counted():
+            m = agent.wait_collections(2)
+            doc_in = agent.flows(interface=v.peer, direction="ingress", protocol="tcp", limit=10000)
+            doc_eg = agent.flows(interface=v.peer, direction="egress", protocol="tcp", limit=10000)
+            f_in = sum(f["packets"] for f in doc_in["flows"])
+            f_eg = sum(f["packets"] for f in doc_eg["flows"])
+            errs = m.get("netprobe_map_update_errors_total", map="flow_stats") - errors0
+            return (f_in, f_eg, errs, m, doc_in) if f_in + f_eg + errs >= syns + rsts else None
+        f_in, f_eg, errs, m, doc_in = wait_for(counted, 15, "the flood's segments in flows or failed inserts",
+                                               interval=0)
+        aggregate = [f for f in doc_in["flows"] if f["src_port"] == 0 and f["dst_port"] == 80]
+        log(f"hping3: {syns} SYNs sent, {rsts} RSTs back; agent: {f_in:.0f} ingress + {f_eg:.0f} egress TCP packets in "
+            f"flows, {errs:.0f} failed inserts, {m.get('netprobe_kernel_flows_aggregated_packets_total'):.0f} "
+            f"aggregated; aggregate flows {[(f['src_ip'], f['packets']) for f in aggregate]}")
+        self.assertEqual(f_in + f_eg + errs, syns + rsts)
+        self.assertEqual(len(aggregate), 1, doc_in["flows"][:5])
+        self.assertEqual(aggregate[0]["src_ip"], v.host_ip)
+        self.assertGreater(aggregate[0]["packets"], packets / 2)
+        self.assertEqual(m.get("netprobe_kernel_flows_aggregated_packets_total"),
+                         sum(f["packets"] for f in doc_in["flows"] + agent.flows(
+                             interface=v.peer, direction="egress", protocol="tcp", limit=10000)["flows"]
+                             if f["src_port"] == 0 or f["dst_port"] == 0))
+        # the flood over, the pressure goes
+        wait_for(lambda: agent.metrics().get("netprobe_kernel_flow_pressure") == 0, 15, "the pressure to end")
 
 
 # Runs in the victim: accepts connections on ports port..port+count-1 of ip; echoes
