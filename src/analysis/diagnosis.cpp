@@ -297,6 +297,8 @@ bool serverIsDst(const Tuple& t) {
     constexpr std::uint16_t ephemeral = 32768;
     if (t.proto == IPPROTO_UDP && answeredUdpPort(t.dport)) return true;
     if (t.proto == IPPROTO_UDP && answeredUdpPort(t.sport)) return false;
+    // a kernel aggregate of connection attempts or refusals: the end with port 0 initiated
+    if (const int a = np_flow_aggregate_initiator(t.proto, t.sport, t.dport); a != 0) return a > 0;
     if (t.dport < ephemeral && t.sport >= ephemeral) return true;
     if (t.sport < ephemeral && t.dport >= ephemeral) return false;
     return t.dport <= t.sport;

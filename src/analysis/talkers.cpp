@@ -93,7 +93,10 @@ TalkerKey ServerEndpoints::talkerOf(const flow_key& k) const {
     const bool local_serves = isServer(t.local, local_port, k.proto);
     const bool peer_serves = isServer(t.peer, peer_port, k.proto);
     bool local_is_server;
-    if (local_serves != peer_serves) local_is_server = local_serves;
+    // a kernel aggregate of connection attempts or refusals: the end with port 0 initiated
+    const int aggregate = np_flow_aggregate_initiator(k.proto, k.src_port, k.dst_port);
+    if (aggregate != 0) local_is_server = (aggregate > 0) != egress;
+    else if (local_serves != peer_serves) local_is_server = local_serves;
     else if (local_port != peer_port) local_is_server = local_port < peer_port;
     else local_is_server = t.local <= t.peer;
     t.server = local_is_server ? ServerSide::Local : ServerSide::Peer;

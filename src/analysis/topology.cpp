@@ -231,6 +231,8 @@ struct Topology::State {
             if (a->first_ns < b->first_ns) return fwd;
             if (b->first_ns < a->first_ns) return rev;
         }
+        // A kernel aggregate of connection attempts or refusals: the end with port 0 initiated.
+        if (const int a = np_flow_aggregate_initiator(t.proto, t.sport, t.dport); a != 0) return a > 0 ? fwd : rev;
         // An ephemeral port (Linux's default range) at one end only: the other end serves.
         const auto ephemeral = [](std::uint16_t p) { return p >= 32768 && p <= 60999; };
         if (ephemeral(t.sport) != ephemeral(t.dport)) return ephemeral(t.sport) ? fwd : rev;

@@ -41,7 +41,7 @@ DatapathSource::DatapathSource(ebpf::Manager& manager, std::chrono::nanoseconds 
 namespace {
 
 // An aggregate entry of the kernel table (np_flow_aggregate): TCP with a port 0.
-bool aggregateEntry(const flow_key& k) { return k.proto == 6 && (k.src_port == 0 || k.dst_port == 0); }
+bool aggregateEntry(const flow_key& k) { return np_flow_aggregate_initiator(k.proto, k.src_port, k.dst_port) != 0; }
 
 std::uint64_t aggregatedPackets(std::span<const FlowSample> samples) {
     std::uint64_t n = 0;

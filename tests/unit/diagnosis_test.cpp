@@ -342,6 +342,15 @@ TEST(OneWayFlows, UnansweredSynsAndTheServersSideOnly) {
     EXPECT_NE(f[0].title.find("Only the server's side"), std::string::npos) << f[0].title;
 }
 
+// Under pressure the kernel aggregates connection attempts without an entry (source port
+// 0): unanswered, they are the client's SYNs to port 80, not a server's side on port 0.
+TEST(OneWayFlows, UnansweredAggregateOfAttempts) {
+    auto f = oneWay({rec("198.18.0.1", "198.18.0.9", 0, 80, IPPROTO_TCP, 400, 100, 107, SYN)}, 108);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].subject, "tcp 198.18.0.1 -> 198.18.0.9:80");
+    EXPECT_NE(f[0].title.find("get no reply"), std::string::npos) << f[0].title;
+}
+
 TEST(OneWayFlows, NotFlagged) {
     DiagnosisOptions o;
     // A scan's SYN (and its retry), a TCP flow one-way for less than one_way_min, a flow over

@@ -100,6 +100,24 @@ TEST(Talkers, BothDirectionsOfAConnectionAreOneTalkerWithoutTheEphemeralPort) {
     EXPECT_EQ(srv.local, addr("10.0.0.1"));
 }
 
+// Under pressure the kernel aggregates a SYN flood's attempts (source port 0) and their
+// refusals (destination port 0): the end with port 0 initiated, whatever the ports' order.
+TEST(Talkers, KernelAggregatesOfAttemptsAndRefusalsServeFromTheOtherEnd) {
+    ServerEndpoints servers;
+    const auto syns = servers.talkerOf(makeKey("198.18.0.9", "10.0.0.1", 0, 80, IPPROTO_TCP, 2, NP_DIR_INGRESS));
+    const auto rsts = servers.talkerOf(makeKey("10.0.0.1", "198.18.0.9", 80, 0, IPPROTO_TCP, 2, NP_DIR_EGRESS));
+    for (const auto& t : {syns, rsts}) {
+        EXPECT_EQ(t.server, ServerSide::Local);
+        EXPECT_EQ(t.server_port, 80);
+        EXPECT_EQ(t.local, addr("10.0.0.1"));
+        EXPECT_EQ(t.peer, addr("198.18.0.9"));
+    }
+    // the flood's own address, attacking from this node
+    const auto out = servers.talkerOf(makeKey("10.0.0.1", "198.18.0.9", 0, 443, IPPROTO_TCP, 2, NP_DIR_EGRESS));
+    EXPECT_EQ(out.server, ServerSide::Peer);
+    EXPECT_EQ(out.server_port, 443);
+}
+
 TEST(Talkers, ConnectionRecordsNameTheServerWhereTheLowerPortWouldNot) {
     // A service listening on a high port (50000), its client on a lower one (40000):
     // the lower-port rule alone gets it wrong.

@@ -143,6 +143,24 @@ TEST(Topology, PortsOrderDecidesLastWhateverTheOrderOfSamples) {
     }
 }
 
+// Under pressure the kernel aggregates a SYN flood's attempts (source port 0) and their
+// refusals (destination port 0), created in the same tick: the end with port 0 is the
+// client (the ports' order would make port 0 the server's).
+TEST(Topology, KernelAggregatesOfAttemptsAndRefusalsAreTheClientsSide) {
+    Topology t;
+    Clock clk;
+    auto s = clk.at(0);
+    s->flows = {sample("198.18.1.1", 80, "198.18.0.1", 0, 540, 10), sample("198.18.0.1", 0, "198.18.1.1", 80, 600, 10)};
+    Views v;
+    t.run(*s, v);
+    const auto j = api(v);
+    ASSERT_EQ(j["edges"].size(), 1u) << j.dump();
+    const auto* e = edge(j, "198.18.0.1", "198.18.1.1");
+    ASSERT_TRUE(e) << j.dump();
+    EXPECT_EQ((*e)["port"], 80);
+    EXPECT_EQ((*e)["bytes_out"], 600);
+}
+
 // Without a local socket: the direction whose first packet came first is the client's
 // (its SYN); equal times fall back to the ports.
 TEST(Topology, FirstPacketOrientsWhenNoSocketIsLocal) {

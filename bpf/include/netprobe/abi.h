@@ -784,6 +784,18 @@ NP_STATIC_ASSERT(sizeof(struct np_l7_tls_call) == 40, "np_l7_tls_call size");
 /* TCP handshake timing at TC (bpf/lib/handshake.h)                      */
 /* ===================================================================== */
 
+/* Under pressure (np_flow_pressure, bpf/progs/datapath.bpf.c) a TCP SYN or RST without an
+ * entry is counted in an aggregate entry: its 5-tuple with the initiator's port 0 (a SYN's
+ * source port, a RST's destination port). Of a 5-tuple: 1 when it is such an aggregate and
+ * its source initiated, -1 when its destination did, 0 when it is none (TCP has no port 0
+ * on the wire). */
+static inline int np_flow_aggregate_initiator(__u8 proto, __u16 sport, __u16 dport)
+{
+	if (proto != 6 || (sport == 0) == (dport == 0))
+		return 0;
+	return sport == 0 ? 1 : -1;
+}
+
 /* sec_flow_seen: the flows already announced on sec_events (bpf/lib/security.h) that may
  * come back without an entry in flow_stats. A direct-mapped BPF_MAP_TYPE_ARRAY of __u64
  * tags, a power of two of slots (user space sizes it before load and sets np_seen_mask =
