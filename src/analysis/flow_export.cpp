@@ -328,9 +328,12 @@ void FlowExport::run(const collector::Snapshot& s, Views& views) {
                           std::memcmp(&smp.key.dst_ip, &e.fwd.dst_ip, 16) == 0 && smp.key.dst_port == e.fwd.dst_port;
         int dir = same ? 0 : 1;
         if (!same && !e.reverse_seen && e.packets[0] > 0 && e.prev_end_ns == 0 && e.opened_ns == now) {
-            // Both directions are new in this collection: order them by first packet.
-            const bool reverse_first = smp.first_seen_ns < e.first_ns ||
-                                       (smp.first_seen_ns == e.first_ns && smp.key.dst_port < e.fwd.dst_port);
+            // Both directions are new in this collection: order them by first packet (a
+            // kernel aggregate of attempts or refusals: its port-0 end initiated).
+            const int agg = np_flow_aggregate_initiator(smp.key.proto, smp.key.src_port, smp.key.dst_port);
+            const bool reverse_first = agg != 0 ? agg > 0
+                                                : smp.first_seen_ns < e.first_ns ||
+                                                      (smp.first_seen_ns == e.first_ns && smp.key.dst_port < e.fwd.dst_port);
             if (reverse_first) {
                 std::swap(e.packets[0], e.packets[1]);
                 std::swap(e.bytes[0], e.bytes[1]);

@@ -109,6 +109,22 @@ TEST(FlowExport, SameFirstPacketTimeTakesTheDirectionTowardsTheLowerPortAsForwar
     EXPECT_FALSE(r[0].initiator_known);
 }
 
+// A kernel aggregate of attempts (source port 0) and its refusals (destination port 0),
+// created in the same tick: the attempts are the forward direction, whichever sample
+// comes first (the lower port would have made port 0's end the responder).
+TEST(FlowExport, KernelAggregatesOfAttemptsAreForwardOverTheirRefusals) {
+    Stage st;
+    const flow_key syns = makeKey("198.18.0.1", "198.18.0.2", 0, 80, 6);
+    const flow_key rsts = makeKey("198.18.0.2", "198.18.0.1", 80, 0, 6, 2, NP_DIR_EGRESS);
+    auto r = st.at(1, {makeSample(rsts, 100, 5400, Stage::ns(0.1), Stage::ns(0.2)),
+                       makeSample(syns, 100, 6000, Stage::ns(0.1), Stage::ns(0.2))});
+    r = st.finish(2);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].key.src_port, 0);
+    EXPECT_EQ(r[0].key.dst_port, 80);
+    EXPECT_TRUE(std::memcmp(&r[0].key.src_ip, &syns.src_ip, 16) == 0);
+}
+
 TEST(FlowExport, IdleTimeoutEndsAFlowAndItsRecordsSumToTheSamples) {
     FlowExportOptions o;
     o.idle_timeout = std::chrono::seconds(2);
