@@ -104,22 +104,28 @@ static __always_inline void np_flow_add(struct np_flow_stats *fs, __u32 segs, __
 	fs->tcp_flags |= flags;
 }
 
-/* The aggregate key of a TCP packet that tries to open (SYN without ACK: the sender
- * initiates, its port goes) or refuses (RST: it answers the receiver, whose port goes). */
-static __always_inline int np_flow_aggregate(const struct np_packet *pkt, struct flow_key *agg)
+/* Which port of a TCP packet that tries to open (SYN without ACK: the sender initiates,
+ * 1: its source port) or refuses (RST: it answers the receiver, 2: the destination port)
+ * its aggregate entry leaves out; 0 for any other packet. */
+static __always_inline int np_flow_aggregate_side(const struct np_packet *pkt)
 {
 	if (pkt->key.proto != NP_IPPROTO_TCP)
 		return 0;
 	__u8 fl = pkt->tcp_flags;
-	int syn = (fl & (NP_TCP_SYN | NP_TCP_ACK | NP_TCP_RST)) == NP_TCP_SYN;
-	if (!syn && !(fl & NP_TCP_RST))
-		return 0;
-	__builtin_memcpy(agg, &pkt->key, sizeof(*agg));
-	if (syn)
-		agg->src_port = 0;
+	if ((fl & (NP_TCP_SYN | NP_TCP_ACK | NP_TCP_RST)) == NP_TCP_SYN)
+		return 1;
+	return fl & NP_TCP_RST ? 2 : 0;
+}
+
+/* The key is changed in place around the map operations (the aggregate key is the
+ * packet's with one port 0): a second flow_key on the stack took the programs with
+ * threat intel over the 512-byte stack limit. */
+static __always_inline void np_flow_set_port(struct np_packet *pkt, int side, __u16 port)
+{
+	if (side == 1)
+		pkt->key.src_port = port;
 	else
-		agg->dst_port = 0;
-	return 1;
+		pkt->key.dst_port = port;
 }
 
 /* Returns 1 when the packet is to be dropped (threat intel: a block indicator with
@@ -139,12 +145,13 @@ static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __
 		return np_enable_intel ? np_intel_flow(pkt, fs, segs, len) : 0;
 	}
 	/* Under pressure, a connection attempt or refusal goes to its aggregate entry. */
-	const struct flow_key *key = &pkt->key;
-	struct flow_key agg;
-	int aggregated = np_flow_pressure && np_flow_aggregate(pkt, &agg);
+	const int side = np_flow_pressure ? np_flow_aggregate_side(pkt) : 0;
+	const __u16 port = side == 1 ? pkt->key.src_port : pkt->key.dst_port;
+	const int aggregated = side != 0;
 	if (aggregated) {
-		key = &agg;
-		fs = bpf_map_lookup_elem(&flow_stats, key);
+		np_flow_set_port(pkt, side, 0);
+		fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
+		np_flow_set_port(pkt, side, port);
 		if (fs) {
 			np_flow_add(fs, segs, len, pkt->tcp_flags, now);
 			if (np_enable_security)
@@ -169,20 +176,23 @@ static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __
 	}
 	/* The lookup above missed: insert at once (no second lookup); another CPU may
 	 * have inserted the key meanwhile (-EEXIST), then add to its entry. */
-	long err = bpf_map_update_elem(&flow_stats, key, &init, BPF_NOEXIST);
+	if (aggregated)
+		np_flow_set_port(pkt, side, 0);
+	long err = bpf_map_update_elem(&flow_stats, &pkt->key, &init, BPF_NOEXIST);
 	int in_table = err == 0;
-	if (err == -NP_EEXIST) {
-		fs = bpf_map_lookup_elem(&flow_stats, key);
-		if (fs) {
-			np_flow_add(fs, segs, len, pkt->tcp_flags, now);
-			if (aggregated) {
-				if (np_enable_security)
-					np_sec_new_flow(pkt, len, 0);
-			} else {
-				*flow_packets = fs->packets;
-			}
-			return np_enable_intel ? np_intel_flow(pkt, fs, segs, len) : 0;
+	if (err == -NP_EEXIST)
+		fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
+	if (aggregated)
+		np_flow_set_port(pkt, side, port);
+	if (fs) {
+		np_flow_add(fs, segs, len, pkt->tcp_flags, now);
+		if (aggregated) {
+			if (np_enable_security)
+				np_sec_new_flow(pkt, len, 0);
+		} else {
+			*flow_packets = fs->packets;
 		}
+		return np_enable_intel ? np_intel_flow(pkt, fs, segs, len) : 0;
 	}
 	if (in_table && !aggregated)
 		*flow_packets = segs;

@@ -40,7 +40,7 @@ DatapathSource::DatapathSource(ebpf::Manager& manager, std::chrono::nanoseconds 
 
 namespace {
 
-// An aggregate entry of the kernel table (np_flow_aggregate): TCP with a port 0.
+// An aggregate entry of the kernel table (np_flow_aggregate_side): TCP with a port 0.
 bool aggregateEntry(const flow_key& k) { return np_flow_aggregate_initiator(k.proto, k.src_port, k.dst_port) != 0; }
 
 std::uint64_t aggregatedPackets(std::span<const FlowSample> samples) {

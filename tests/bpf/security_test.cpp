@@ -394,6 +394,28 @@ TEST_F(SecurityDatapath, UnderPressureAttemptsAndRefusalsShareAggregateEntries) 
     EXPECT_EQ(entries().size(), 5u);
 }
 
+// Every feature on at once (the agent's default plus threat intel, mitigation and UDP
+// timing): the programs still pass the verifier. Each feature's own tests load it alone;
+// together they take the most stack (an extra flow_key on the stack took the
+// programs with threat intel to 560 bytes of the 512 and only e2e_intel saw it).
+TEST_F(SecurityDatapath, LoadsWithEveryFeatureOn) {
+    libbpf_set_print(quiet);
+    Skel s(datapath_bpf__open());
+    ASSERT_TRUE(s);
+    s->rodata->np_enable_flows = 1;
+    s->rodata->np_enable_security = 1;
+    s->rodata->np_mitigate = NP_MITIGATE_ON;
+    s->rodata->np_enable_intel = 1;
+    s->rodata->np_enable_names = 1;
+    s->rodata->np_enable_decap = 1;
+    s->rodata->np_enable_handshakes = 1;
+    s->rodata->np_enable_udp_timing = 1;
+    ASSERT_EQ(datapath_bpf__load(s.get()), 0) << "the verifier refused the programs with every feature on";
+    s->data_pressure->np_flow_pressure = 1;
+    const Bytes syn = PacketBuilder().eth().ipv4("198.18.0.9", "198.18.0.2").tcp(1024, 80, tf::SYN).build();
+    EXPECT_EQ(run(s.get(), Prog::In, syn), static_cast<std::uint32_t>(-1));  // continue
+}
+
 // The record says how much data the first packet carried (a bare ACK probe carries none).
 TEST_F(SecurityDatapath, NewFlowRecordCarriesThePayloadLength) {
     Skel s = load(1, NP_MITIGATE_OFF);
