@@ -17,6 +17,7 @@
 #include <netprobe/abi.h>
 
 #include "datapath.skel.h"
+#include "datapath_l3.skel.h"
 #include "ebpf/datapath.hpp"
 #include "support/packet_builder.hpp"
 
@@ -411,6 +412,20 @@ TEST_F(SecurityDatapath, LoadsWithEveryFeatureOn) {
     s->rodata->np_enable_handshakes = 1;
     s->rodata->np_enable_udp_timing = 1;
     ASSERT_EQ(datapath_bpf__load(s.get()), 0) << "the verifier refused the programs with every feature on";
+    // the layer-3 device programs, with the same constants and the first object's maps
+    std::unique_ptr<datapath_l3_bpf, void (*)(datapath_l3_bpf*)> l3(datapath_l3_bpf__open(), datapath_l3_bpf__destroy);
+    ASSERT_TRUE(l3);
+    l3->rodata->np_enable_flows = 1;
+    l3->rodata->np_enable_security = 1;
+    l3->rodata->np_mitigate = NP_MITIGATE_ON;
+    l3->rodata->np_enable_intel = 1;
+    l3->rodata->np_enable_names = 1;
+    l3->rodata->np_enable_decap = 1;
+    l3->rodata->np_enable_handshakes = 1;
+    l3->rodata->np_enable_udp_timing = 1;
+    auto shared = netprobe::ebpf::shareMaps(s->obj, l3->obj);
+    ASSERT_TRUE(shared) << shared.error().what();
+    EXPECT_EQ(datapath_l3_bpf__load(l3.get()), 0) << "the verifier refused the layer-3 programs with every feature on";
     s->data_pressure->np_flow_pressure = 1;
     const Bytes syn = PacketBuilder().eth().ipv4("198.18.0.9", "198.18.0.2").tcp(1024, 80, tf::SYN).build();
     EXPECT_EQ(run(s.get(), Prog::In, syn), static_cast<std::uint32_t>(-1));  // continue
