@@ -401,28 +401,24 @@ TEST_F(SecurityDatapath, UnderPressureAttemptsAndRefusalsShareAggregateEntries) 
 // programs with threat intel to 560 bytes of the 512 and only e2e_intel saw it).
 TEST_F(SecurityDatapath, LoadsWithEveryFeatureOn) {
     libbpf_set_print(quiet);
+    auto everyFeature = [](auto& skel) {
+        skel.rodata->np_enable_flows = 1;
+        skel.rodata->np_enable_security = 1;
+        skel.rodata->np_mitigate = NP_MITIGATE_ON;
+        skel.rodata->np_enable_intel = 1;
+        skel.rodata->np_enable_names = 1;
+        skel.rodata->np_enable_decap = 1;
+        skel.rodata->np_enable_handshakes = 1;
+        skel.rodata->np_enable_udp_timing = 1;
+    };
     Skel s(datapath_bpf__open());
     ASSERT_TRUE(s);
-    s->rodata->np_enable_flows = 1;
-    s->rodata->np_enable_security = 1;
-    s->rodata->np_mitigate = NP_MITIGATE_ON;
-    s->rodata->np_enable_intel = 1;
-    s->rodata->np_enable_names = 1;
-    s->rodata->np_enable_decap = 1;
-    s->rodata->np_enable_handshakes = 1;
-    s->rodata->np_enable_udp_timing = 1;
+    everyFeature(*s);
     ASSERT_EQ(datapath_bpf__load(s.get()), 0) << "the verifier refused the programs with every feature on";
     // the layer-3 device programs, with the same constants and the first object's maps
     std::unique_ptr<datapath_l3_bpf, void (*)(datapath_l3_bpf*)> l3(datapath_l3_bpf__open(), datapath_l3_bpf__destroy);
     ASSERT_TRUE(l3);
-    l3->rodata->np_enable_flows = 1;
-    l3->rodata->np_enable_security = 1;
-    l3->rodata->np_mitigate = NP_MITIGATE_ON;
-    l3->rodata->np_enable_intel = 1;
-    l3->rodata->np_enable_names = 1;
-    l3->rodata->np_enable_decap = 1;
-    l3->rodata->np_enable_handshakes = 1;
-    l3->rodata->np_enable_udp_timing = 1;
+    everyFeature(*l3);
     auto shared = netprobe::ebpf::shareMaps(s->obj, l3->obj);
     ASSERT_TRUE(shared) << shared.error().what();
     EXPECT_EQ(datapath_l3_bpf__load(l3.get()), 0) << "the verifier refused the layer-3 programs with every feature on";
