@@ -129,3 +129,30 @@ np_metric() {
 np_median() {
   printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {if (NR==0) exit 1; if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'
 }
+
+# np_proc_ticks PID: the process's CPU time so far (utime + stime), in clock ticks.
+np_proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# np_bpf_by_prog PID: "name run_cnt run_time_ns" of each BPF program the process holds
+# open, one line each and each program once (a program's fd and each of its links' fds
+# all show its prog_id: counting per fd counted the netfilter program once per hook
+# link, the TC programs twice). Needs kernel.bpf_stats_enabled=1 for the run figures.
+np_bpf_by_prog() {
+  local pid=$1 id
+  for id in $(awk '/^prog_id:/ {print $2}' /proc/"$pid"/fdinfo/* 2>/dev/null | sort -u); do
+    bpftool -j prog show id "$id" 2>/dev/null | jq -r '"\(.name) \(.run_cnt // 0) \(.run_time_ns // 0)"' || true
+  done
+}
+
+# np_bpf_ns FILE: the run time in all (ns) of an np_bpf_by_prog listing.
+np_bpf_ns() { awk '{t += $3} END {printf "%d", t}' "$1"; }
+
+# np_bpf_breakdown BEFORE AFTER SECONDS UNITS UNIT_NAME: where the BPF time went between two
+# np_bpf_by_prog listings, to stderr: each program's runs per UNIT (a packet, a request),
+# ns per run and share of a core, the largest first.
+np_bpf_breakdown() {
+  awk -v w="$3" -v r="$4" -v u="$5" 'NR == FNR {c[$1] = $2; t[$1] = $3; next}
+    {dc = $2 - c[$1]; dt = $3 - t[$1]; if (dc > 0)
+       printf "  %-24s %6.2f runs/%s %7.0f ns/run %5.2f%% of a core\n", $1, dc / (r > 0 ? r : 1), u, dt / dc, dt / 1e9 / w * 100}' \
+    "$1" "$2" | sort -k6 -rn >&2
+}

@@ -129,7 +129,8 @@ def main() -> int:
         # a state directory of its own (the history store of other runs would change the RSS)
         state = tempfile.TemporaryDirectory(prefix="npb-ifc-state-")
         agent = subprocess.Popen(["ip", "netns", "exec", NS_A, AGENT, f"--metrics-port={PORT}",
-                                  "--metrics-address=127.0.0.1", "--collect-interval=1s"],
+                                  "--metrics-address=127.0.0.1", "--collect-interval=1s",
+                                  *os.environ.get("NP_CHURN_AGENT_ARGS", "").split()],
                                  stdout=logf, stderr=subprocess.STDOUT,
                                  env=dict(os.environ, NETPROBE_STATE_DIR=state.name))
         for _ in range(200):

@@ -214,6 +214,12 @@ public:
         // Slow work (reconciliation, cgroup walks, veth listings, symbol names) runs
         // here, on its own cadence; reads never do it.
         auto background = std::make_shared<netprobe::util::Scheduler>();
+        // Freed heap pages go back to the system on the background cadence: glibc keeps
+        // the free pages inside each thread's arena until then, so VmRSS only ever grew
+        // after a burst (interface churn: +1.7 MiB of VmRSS per 200 veths created and
+        // deleted while the live heap grew by 0.5 MiB). Its run time is the task's
+        // netprobe_background_task_duration_seconds.
+        background->every("memory: release free heap pages", std::chrono::seconds(30), [] { malloc_trim(0); });
 
         netprobe::collector::CollectorOptions co;
         co.interval = opts_.collect_interval;

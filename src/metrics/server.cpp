@@ -413,7 +413,11 @@ http::Response Server::Impl::api(const http::Request& req) const {
     if (p == "/api/v1/trace") {
         auto q = parseTraceQuery(req.query);
         if (!q) return http::Response::error(400, q.error());
-        const auto* sample = pipeline->latest()->snapshot->trace.get();
+        // The views are held for the whole answer: a raw pointer into the temporary's
+        // snapshot dangled as soon as the collector published the next views (every
+        // 200 ms in e2e_trace: the agent died in memmove, once in a CI run).
+        const auto views = pipeline->latest();
+        const auto* sample = views->snapshot->trace.get();
         if (const auto* start = std::get_if<TraceStart>(&*q)) {
             if (!c.trace) return http::Response::error(503, "packet path tracing is not available (the datapath or the stack monitor is off)");
             auto id = c.trace->submit(start->request);

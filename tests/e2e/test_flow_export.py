@@ -435,9 +435,13 @@ class FlowExportTest(E2ETestCase):
         log(f"{len(lost) // 2} of {len(want) // 2} flows lost across the restart; exporter errors "
             f"{m.get('netprobe_flow_sink_errors_total', sink='ipfix')}, sessions "
             f"{m.get('netprobe_flow_sink_connects_total', sink='ipfix')}")
-        # What is lost must be what one message carried: the records of one collection,
-        # flows whose last packets fall within one collect interval (500 ms; 2.5 s down
-        # would lose ~17 flows over 2.5 s without the exporter holding records while refused).
+        # What is lost must be what at most two messages carried, the records of two
+        # collections: flows whose last packets fall within two collect intervals (500 ms
+        # each). One message queued in the collector's socket as it shut down (a datagram
+        # still queued when nfcapd closes its socket is never read), and one sent before the ICMP
+        # port unreachable came back (UDP reports it at the next send, which is refused
+        # and held). 2.5 s down would lose ~17 flows over 2.5 s without the exporter
+        # holding records while refused. (One CI run lost 7 flows over 0.90 s.)
         ends = {}
         with open(os.path.join(self.tmp, "flows.jsonl")) as f:
             for line in f:
@@ -449,8 +453,8 @@ class FlowExportTest(E2ETestCase):
         if lost_ends:
             spread = _iso_seconds(lost_ends[-1]) - _iso_seconds(lost_ends[0])
             log(f"lost flows' last packets span {spread:.3f} s")
-            self.assertLessEqual(spread, 0.75, f"lost: {lost_ends}")
-        self.assertLessEqual(len(lost) // 2, 8, f"lost: {lost}")
+            self.assertLessEqual(spread, 1.25, f"lost: {lost_ends}")
+        self.assertLessEqual(len(lost) // 2, 10, f"lost: {lost}")
         self.assertGreaterEqual(m.get("netprobe_flow_sink_connects_total", sink="ipfix"), 2)
         present = {k: v for k, v in want.items() if k not in lost}
         self.assertExact("nfcapd across a restart", {k: got[k] for k in present}, present)

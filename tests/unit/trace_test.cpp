@@ -2,12 +2,19 @@
 // traced drop is shown, the CLI's flow words.
 #include <gtest/gtest.h>
 
+#include <thread>
 #include <variant>
 
+#include <nlohmann/json.hpp>
+
+#include <netprobe/analysis/pipeline.hpp>
+#include <netprobe/collector/collector.hpp>
 #include <netprobe/collector/trace.hpp>
+#include <netprobe/metrics/server.hpp>
 #include <netprobe/metrics/trace.hpp>
 #include <netprobe/util/ip.hpp>
 
+#include "agent_api.hpp"
 #include "cli.hpp"
 
 namespace netprobe {
@@ -68,6 +75,58 @@ TEST(TraceQueue, BoundedAndReleased) {
     auto c = queue.submit(r);
     ASSERT_TRUE(c);
     EXPECT_EQ(queue.lastId(), *c);
+}
+
+// GET /api/v1/trace?id= while the collector publishes new views: the answer is built
+// from the views it read, which it holds until it is done (it kept a raw pointer into a
+// temporary's snapshot, freed when the next views came: the agent died in memmove once in
+// a CI run at a 200 ms interval). ASan (make test-sanitize) sees the use after free here.
+TEST(TraceApi, ReadWhileTheCollectorPublishesNewViews) {
+    using namespace std::chrono_literals;
+    collector::Collector coll("trace-test", 1h);
+    auto pipeline = std::make_shared<analysis::Pipeline>(coll);
+    auto snapshot = [](std::uint64_t seq) {
+        auto s = std::make_shared<collector::Snapshot>();
+        s->sequence = seq;
+        auto t = std::make_shared<collector::TraceSample>();
+        collector::TraceResult r;
+        r.id = 1;
+        r.spec.family = 4;
+        r.spec.dst = *util::parseAddr("198.18.0.1");
+        r.seconds = 10;
+        for (std::uint32_t i = 0; i < 64; ++i)
+            r.processes.push_back({0, 1000 + i, "process-with-a-long-name-" + std::to_string(i), seq, 100});
+        for (std::uint32_t i = 0; i < 32; ++i) r.devices.push_back({0, "tc_ingress", i + 1, "veth-" + std::to_string(i), seq});
+        t->traces.push_back(std::move(r));
+        s->trace = std::move(t);
+        return s;
+    };
+    pipeline->run(snapshot(1));
+    metrics::ServerConfig cfg;
+    cfg.address = "127.0.0.1";
+    cfg.port = 0;
+    cfg.trace = std::make_shared<collector::TraceQueue>();
+    metrics::Server server(cfg);
+    ASSERT_TRUE(server.listen(pipeline));
+    std::jthread publisher([&](std::stop_token st) {  // (joined on any return)
+        for (std::uint64_t seq = 2; !st.stop_requested(); ++seq) pipeline->run(snapshot(seq));
+    });
+    cli::Connection conn;
+    conn.server = "http://127.0.0.1:" + std::to_string(server.port());
+    conn.timeout = 5s;
+    int answered = 0;
+    for (int i = 0; i < 300; ++i) {
+        auto body = cli::agentGet(conn, "/api/v1/trace", {{"id", "1"}});
+        ASSERT_TRUE(body) << body.error().what();
+        const auto doc = nlohmann::json::parse(*body);
+        EXPECT_EQ(doc["id"], 1);
+        EXPECT_EQ(doc["processes"].size(), 64u);
+        ++answered;
+    }
+    publisher.request_stop();
+    publisher.join();
+    server.stop();
+    EXPECT_EQ(answered, 300);
 }
 
 TEST(TraceDropStage, ByReasonThenByTheLastNetfilterStage) {
