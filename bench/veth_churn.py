@@ -6,8 +6,10 @@ its programs are attached (monitored: counting from then on), and to the agent's
 /api/v1/interfaces listing it (polled every 10 ms; the API shows the latest
 collection, so this adds up to one --collect-interval). Afterwards, with all
 pairs gone: the agent's open file descriptors and VmRSS against before the churn, and
-no interface left in its list. NP_CHURN_ROUNDS (default 2) rounds of PAIRS each, VmRSS
-after each: growth from round 1 to 2 is a leak, growth before round 1 is warm-up.
+no interface left in its list. NP_CHURN_ROUNDS (default 4) rounds of PAIRS each, VmRSS
+after each: growth after round 2 is a leak; the first two rounds are warm-up (allocator
+arenas, the history store's cache, the current minute's series of the deleted interfaces,
+the flood baselines of their IPv6 link-local addresses, forgotten after 10 minutes).
 
 Namespaces npb-ifc-a (the agent, one end of each pair) and npb-ifc-b (the other
 ends), veths npbc<R>x<N>/npbd<R>x<N>, no addresses: nothing leaves the namespaces. Prints
@@ -31,7 +33,7 @@ from netns_cleanup import delete_netns
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AGENT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "bin", "netprobe-agent")
 PAIRS = int(sys.argv[2]) if len(sys.argv) > 2 else 200
-ROUNDS = int(os.environ.get("NP_CHURN_ROUNDS", "2"))  # PAIRS created and deleted per round
+ROUNDS = int(os.environ.get("NP_CHURN_ROUNDS", "4"))  # PAIRS created and deleted per round
 SECONDS = float(sys.argv[3]) if len(sys.argv) > 3 else 60.0
 LIFETIME = float(sys.argv[4]) if len(sys.argv) > 4 else 5.0  # seconds each pair lives
 NS_A, NS_B = "npb-ifc-a", "npb-ifc-b"
@@ -155,7 +157,7 @@ def main() -> int:
         t_start = time.time()
         for rnd in range(ROUNDS):
             # round r: npbc<r>x<i> (at most 15 characters); the same number each round, so
-            # RSS after round 1 against after round 2 tells warm-up from growth
+            # RSS after round 2 against after the last tells warm-up from growth
             alive: list[tuple[float, str]] = []
             t_round = time.time()
             for i in range(PAIRS):
