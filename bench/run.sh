@@ -332,12 +332,17 @@ fi
 for rate in 10000 50000; do
   if [[ -z ${R[flood_$rate]:-} ]]; then na "agent CPU during a $rate pps SYN flood" "<= 5% of a core at 10k pps"; continue; fi
   IFS=$'\t' read -r reached total proc bpf lat ratio <<<"${R[flood_$rate]}"
+  # judged at the target rate: hping3's pacing lands within several percent of it, and the
+  # cost is per packet, so the figure is scaled to the target (10789 pps reached at 5.3%
+  # was 4.9% at 10k; 9396 pps at 4.8% was 5.1%)
+  at=$(awk -v t="$total" -v r="$rate" -v g="$reached" 'BEGIN {printf "%.1f", (g > 0 ? t * r / g : t)}')
+  # (the 50k target is beyond what hping3 reaches here: its row is the rate reached, not scaled)
   if [[ $rate == 10000 ]]; then
-    if le "$total" 5; then v=PASS; else v=MISS; fi
-    tgt="<= 5% of a core"
-  else v=info; tgt="-"; fi
+    if le "$at" 5; then v=PASS; else v=MISS; fi
+    tgt="<= 5% of a core" scaled="; $at% at $rate pps"
+  else v=info; tgt="-" scaled=""; fi
   row "agent CPU during a SYN flood, target $rate pps (reached $reached pps; process + its BPF programs; 10 s after 10 s of flood)" \
-    "$total% ($proc% + $bpf%)" "$tgt" "$v"
+    "$total% ($proc% + $bpf%)$scaled" "$tgt" "$v"
   if ge "$ratio" 0.95; then v=PASS; else v=MISS; fi
   row "iperf3 through the link during that flood, with / without the agent (median of 3 interleaved pairs)" "$ratio" ">= 0.95" "$v"
   if [[ $lat != none ]] && le "$lat" 2; then v=PASS; else v=MISS; fi
@@ -525,7 +530,7 @@ EON
   620 ns/run with it.
 EON
   fi
-  if [[ -n ${R[flood_10000]:-} ]] && ! le "$(cut -f2 <<<"${R[flood_10000]}")" 5; then
+  if [[ -n ${R[flood_10000]:-} ]] && ! le "$(awk -F'\t' '{printf "%.1f", ($1 > 0 ? $2 * 10000 / $1 : $2)}' <<<"${R[flood_10000]}")" 5; then
     any=1
     cat <<'EOF2'
 - **Agent CPU in a SYN flood.** At the steady state of a random-port flood the kernel table is
