@@ -107,6 +107,11 @@ UI_SCREENSHOT="$ROOT/docs/images/ui-topology-2000.png" \
 rows=()  # metric|value|target|verdict
 row() { rows+=("$1|$2|$3|$4"); }
 le() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a + 0 <= b + 0)}'; }
+# flood_at_rate RATE: a flood row's agent CPU (%) scaled to its target RATE from the rate
+# hping3 reached (the cost is per packet; the pacing lands within several percent)
+flood_at_rate() {
+  awk -F'\t' -v r="$1" '{printf "%.1f", ($1 > 0 ? $2 * r / $1 : $2)}' <<<"${R[flood_$1]}"
+}
 ge() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a + 0 >= b + 0)}'; }
 na() { row "$1" "n/a" "$2" "ERROR (not measured)"; }
 
@@ -332,10 +337,8 @@ fi
 for rate in 10000 50000; do
   if [[ -z ${R[flood_$rate]:-} ]]; then na "agent CPU during a $rate pps SYN flood" "<= 5% of a core at 10k pps"; continue; fi
   IFS=$'\t' read -r reached total proc bpf lat ratio <<<"${R[flood_$rate]}"
-  # judged at the target rate: hping3's pacing lands within several percent of it, and the
-  # cost is per packet, so the figure is scaled to the target (10789 pps reached at 5.3%
-  # was 4.9% at 10k; 9396 pps at 4.8% was 5.1%)
-  at=$(awk -v t="$total" -v r="$rate" -v g="$reached" 'BEGIN {printf "%.1f", (g > 0 ? t * r / g : t)}')
+  # judged at the target rate (10789 pps reached at 5.3% was 4.9% at 10k; 9396 pps at 4.8% was 5.1%)
+  at=$(flood_at_rate "$rate")
   # (the 50k target is beyond what hping3 reaches here: its row is the rate reached, not scaled)
   if [[ $rate == 10000 ]]; then
     if le "$at" 5; then v=PASS; else v=MISS; fi
@@ -381,8 +384,7 @@ if [[ -n ${R[churn_attach_ms]:-} ]]; then
   if [[ $f1 -le $((f0 + 2)) && ${R[churn_left]} == 0 ]] && le "$last" "$((warm * 105 / 100 + 1024))"; then v=PASS; else v=MISS; fi
   row "interface churn: agent fds before -> after, VmRSS after round 2 -> after the last (before the churn: $((r0 / 1024)) MiB), interfaces left listed" \
     "fds $f0 -> $f1, VmRSS $((warm / 1024)) -> $((last / 1024)) MiB, ${R[churn_left]} left" "flat" "$v"
-  if [[ -n ${R[churn_rss_rounds_kib]:-} ]]; then
-    read -r -a rr <<<"${R[churn_rss_rounds_kib]}"
+  if (( ${#rr[@]} > 0 )); then
     row "interface churn: VmRSS after each round of $((pairs / ${#rr[@]})) veths (rounds 1-2: warm-up; then growth)" \
       "$(printf '%s KiB ' "${rr[@]}")" "-" "info"
   fi
@@ -530,7 +532,7 @@ EON
   620 ns/run with it.
 EON
   fi
-  if [[ -n ${R[flood_10000]:-} ]] && ! le "$(awk -F'\t' '{printf "%.1f", ($1 > 0 ? $2 * 10000 / $1 : $2)}' <<<"${R[flood_10000]}")" 5; then
+  if [[ -n ${R[flood_10000]:-} ]] && ! le "$(flood_at_rate 10000)" 5; then
     any=1
     cat <<'EOF2'
 - **Agent CPU in a SYN flood.** At the steady state of a random-port flood the kernel table is

@@ -16,6 +16,8 @@ ends), veths npbc<R>x<N>/npbd<R>x<N>, no addresses: nothing leaves the namespace
 RESULT lines for bench/run.sh.
 
 usage: veth_churn.py [AGENT] [PAIRS] [SECONDS] [LIFETIME]
+NP_CHURN_AGENT_ARGS: more agent flags (e.g. "--history=off --anomaly=off" to see what a
+stage's state adds).
 """
 
 import datetime
