@@ -25,14 +25,26 @@
 #define NP_S_IFSOCK 0140000
 
 /* Syscall arguments and number from the BTF-typed pt_regs: plain loads on x86-64,
- * CO-RE reads elsewhere. */
+ * CO-RE reads elsewhere. Valid at the syscall's exit too: the registers that carried
+ * the arguments are the ones the kernel saved at entry (where the return value
+ * overwrote the first, libbpf's _SYSCALL accessors read its saved copy). */
 #if defined(__TARGET_ARCH_x86)
+#define NP_SYSCALL_NR(r) ((r)->orig_ax)
 #define NP_ARG1(r) ((r)->di)
 #define NP_ARG2(r) ((r)->si)
 #define NP_ARG3(r) ((r)->dx)
 #define NP_ARG4(r) ((r)->r10)
 #define NP_ARG5(r) ((r)->r8)
 #else
+#if defined(__TARGET_ARCH_arm64)
+#define NP_SYSCALL_NR(r) BPF_CORE_READ((r), syscallno)
+#elif defined(__TARGET_ARCH_riscv)
+#define NP_SYSCALL_NR(r) BPF_CORE_READ((r), a7)
+#elif defined(__TARGET_ARCH_s390)
+#define NP_SYSCALL_NR(r) (BPF_CORE_READ((r), int_code) & 0xffff)
+#else
+#error "NP_SYSCALL_NR: the register of the syscall number on this architecture"
+#endif
 #define NP_ARG5(r) PT_REGS_PARM5_CORE_SYSCALL(r)
 #define NP_ARG1(r) PT_REGS_PARM1_CORE_SYSCALL(r)
 #define NP_ARG2(r) PT_REGS_PARM2_CORE_SYSCALL(r)
@@ -48,15 +60,6 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20); /* resized by user space */
 } l7_events SEC(".maps");
-
-/* The syscall in flight of each thread (task local storage: no table to fill, and the
- * exit of every read/write on the machine finds "nothing of ours" without hashing). */
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct np_l7_args);
-} l7_args SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -243,11 +246,100 @@ static __always_inline void np_l7_closed(__u64 key, struct np_l7_conn *c, __u64 
 		bpf_map_delete_elem(&l7_conns, &key);
 }
 
+/* Classifies a data syscall on descriptor fd that moved bytes: fills *a (the socket,
+ * the connection's protocol when its record has one, the buffers) and returns 1 when
+ * its bytes are to be captured; 0 for a descriptor that is no inet socket, a connection
+ * classified as nothing we parse, or UDP that is not DNS. */
+static __always_inline int np_l7_classify(__u8 kind, int fd, __u64 arg2, __u64 arg3, __u64 arg4, __u64 arg5,
+					  __u64 pid_tgid, struct np_l7_args *a)
+{
+	__u8 ip_proto = 0;
+	struct sock *sk = np_fd_inet_sock(fd, &ip_proto);
+	if (!sk)
+		return 0;
+	__u64 key = (__u64)sk;
+	__u16 lport, rport;
+	np_sk_ports(sk, &lport, &rport);
+	struct np_l7_conn *c = np_conn(key, lport, rport);
+
+	np_l7_count(NP_L7_CNT_SOCKET_SYSCALLS);
+	if (np_tls_active) {
+		/* Inside a TLS library call: this is the socket it reads or writes (the call's
+		 * return probe runs after this exit). */
+		struct np_l7_tls_call *tc = bpf_map_lookup_elem(&l7_tls_calls, &pid_tgid);
+		if (tc)
+			tc->sock = key;
+	}
+	if (c && (c->protocol == NP_L7_NONE || c->protocol == NP_L7_TLS)) {
+		np_l7_count(NP_L7_CNT_SKIPPED_NONE);
+		return 0;
+	}
+	a->sock = key;
+	a->fd = (__u32)fd;
+	a->syscall = kind;
+	a->ip_proto = ip_proto;
+	if (kind == NP_L7_SC_SENDFILE) {
+		a->buf = 0;
+		a->count = arg4;
+	} else {
+		a->buf = arg2;
+		a->count = arg3;
+	}
+	if (c && c->protocol != NP_L7_UNKNOWN) {
+		/* a protocol we parse (NONE and TLS returned above): a connection's protocol
+		 * only changes while UNKNOWN, or on a TLS call (not a syscall) */
+		a->proto = c->protocol;
+		a->known = 1;
+	}
+	if (kind == NP_L7_SC_SENDTO || kind == NP_L7_SC_RECVFROM)
+		a->addr = arg5;
+	if (!c && (ip_proto == NP_IPPROTO_UDP || lport == NP_L7_DNS_PORT || rport == NP_L7_DNS_PORT)) {
+		/* Classified by port: DNS (UDP or TCP) at port 53; other UDP is not captured.
+		 * A UDP socket without a peer is DNS when it sends to port 53. (At the exit a
+		 * send has bound the socket's local port.) */
+		__u8 proto = NP_L7_NONE;
+		if (lport == NP_L7_DNS_PORT || rport == NP_L7_DNS_PORT)
+			proto = NP_L7_DNS;
+		else if (kind == NP_L7_SC_SENDTO && np_sockaddr_port(a->addr) == NP_L7_DNS_PORT)
+			proto = NP_L7_DNS;
+		else if (kind == NP_L7_SC_SENDMSG || kind == NP_L7_SC_SENDMMSG) {
+			/* (an mmsghdr begins with its msghdr) */
+			struct user_msghdr m = {};
+			if (!bpf_probe_read_user(&m, sizeof(m), (void *)a->buf) &&
+			    np_sockaddr_port((__u64)m.msg_name) == NP_L7_DNS_PORT)
+				proto = NP_L7_DNS;
+		} else if (ip_proto == NP_IPPROTO_UDP && !rport &&
+			   (kind == NP_L7_SC_RECVFROM || kind == NP_L7_SC_RECVMSG || kind == NP_L7_SC_RECVMMSG ||
+			    kind == NP_L7_SC_READ)) {
+			proto = NP_L7_UNKNOWN; /* a receive before any send: decide at the next send */
+		}
+		if (ip_proto == NP_IPPROTO_TCP && proto == NP_L7_NONE)
+			proto = NP_L7_UNKNOWN; /* TCP: inferred from the bytes, as usual */
+		if (proto != NP_L7_UNKNOWN) {
+			a->proto = proto;
+			struct np_l7_conn nc = {.local_port = lport, .remote_port = rport, .protocol = proto};
+			if (bpf_map_update_elem(&l7_conns, &key, &nc, BPF_ANY))
+				np_l7_count(NP_L7_CNT_CONNS_FULL);
+			if (proto == NP_L7_NONE) {
+				np_l7_count(NP_L7_CNT_SKIPPED_NONE);
+				return 0;
+			}
+		} else if (ip_proto == NP_IPPROTO_UDP) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* Only close(2) is seen at the entry (afterwards the descriptor is gone): the data
+ * syscalls are captured at their exit alone, where the registers still hold their
+ * arguments (libbpf's _SYSCALL accessors: the first argument's own copy where the return
+ * value overwrote its register). One program run per syscall less, and nothing kept
+ * between entry and exit. */
 SEC("tp_btf/sys_enter")
 int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 {
-	__u8 kind = np_kind(id);
-	if (kind == NP_L7_SC_NONE)
+	if (np_kind(id) != NP_L7_SC_CLOSE)
 		return 0;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if ((__u32)(pid_tgid >> 32) == np_self_tgid)
@@ -261,87 +353,8 @@ int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 	__u16 lport, rport;
 	np_sk_ports(sk, &lport, &rport);
 	struct np_l7_conn *c = np_conn(key, lport, rport);
-
-	if (kind == NP_L7_SC_CLOSE) {
-		if (c)
-			np_l7_closed(key, c, pid_tgid, lport, rport, fd, kind, 0);
-		return 0;
-	}
-
-	np_l7_count(NP_L7_CNT_SOCKET_SYSCALLS);
-	if (np_tls_active) {
-		/* Inside a TLS library call: this is the socket it reads or writes. */
-		struct np_l7_tls_call *tc = bpf_map_lookup_elem(&l7_tls_calls, &pid_tgid);
-		if (tc)
-			tc->sock = key;
-	}
-	if (c && (c->protocol == NP_L7_NONE || c->protocol == NP_L7_TLS)) {
-		np_l7_count(NP_L7_CNT_SKIPPED_NONE);
-		return 0;
-	}
-	struct np_l7_args a = {
-		.sock = key,
-		.fd = (__u32)fd,
-		.syscall = kind,
-		.ip_proto = ip_proto,
-	};
-	if (c && c->protocol != NP_L7_UNKNOWN) {
-		/* a protocol we parse (NONE and TLS returned above): a connection's protocol
-		 * only changes while UNKNOWN, or on a TLS call (not a syscall) */
-		a.proto = c->protocol;
-		a.known = 1;
-	}
-	if (kind == NP_L7_SC_SENDTO || kind == NP_L7_SC_RECVFROM)
-		a.addr = NP_ARG5(regs);
-	if (!c && (ip_proto == NP_IPPROTO_UDP || lport == NP_L7_DNS_PORT || rport == NP_L7_DNS_PORT)) {
-		/* Classified by port: DNS (UDP or TCP) at port 53; other UDP is not captured.
-		 * A UDP socket without a peer is DNS when it sends to port 53. */
-		__u8 proto = NP_L7_NONE;
-		if (lport == NP_L7_DNS_PORT || rport == NP_L7_DNS_PORT)
-			proto = NP_L7_DNS;
-		else if (kind == NP_L7_SC_SENDTO && np_sockaddr_port(a.addr) == NP_L7_DNS_PORT)
-			proto = NP_L7_DNS;
-		else if (kind == NP_L7_SC_SENDMSG || kind == NP_L7_SC_SENDMMSG) {
-			struct user_msghdr m = {};
-			if (!bpf_probe_read_user(&m, sizeof(m), (void *)a.buf) &&
-			    np_sockaddr_port((__u64)m.msg_name) == NP_L7_DNS_PORT)
-				proto = NP_L7_DNS;
-		} else if (ip_proto == NP_IPPROTO_UDP && !rport &&
-			   (kind == NP_L7_SC_RECVFROM || kind == NP_L7_SC_RECVMSG || kind == NP_L7_SC_RECVMMSG ||
-			    kind == NP_L7_SC_READ)) {
-			proto = NP_L7_UNKNOWN; /* a receive before any send: decide at the next send */
-		}
-		if (ip_proto == NP_IPPROTO_TCP && proto == NP_L7_NONE)
-			proto = NP_L7_UNKNOWN; /* TCP: inferred from the bytes, as usual */
-		if (proto != NP_L7_UNKNOWN) {
-			/* (A UDP socket's local port may be bound by this very syscall: the exit
-			 * stores the classification again with the ports then.) */
-			a.proto = proto;
-			struct np_l7_conn nc = {.local_port = lport, .remote_port = rport, .protocol = proto};
-			if (bpf_map_update_elem(&l7_conns, &key, &nc, BPF_ANY))
-				np_l7_count(NP_L7_CNT_CONNS_FULL);
-			if (proto == NP_L7_NONE) {
-				np_l7_count(NP_L7_CNT_SKIPPED_NONE);
-				return 0;
-			}
-		} else if (ip_proto == NP_IPPROTO_UDP) {
-			return 0;
-		}
-	}
-	if (kind == NP_L7_SC_SENDFILE) {
-		a.buf = 0;
-		a.count = NP_ARG4(regs);
-	} else {
-		a.buf = NP_ARG2(regs);
-		a.count = NP_ARG3(regs);
-	}
-	struct np_l7_args *slot = bpf_task_storage_get(&l7_args, bpf_get_current_task_btf(), 0,
-						       BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!slot) {
-		np_l7_count(NP_L7_CNT_ARGS_FULL);
-		return 0;
-	}
-	*slot = a;
+	if (c)
+		np_l7_closed(key, c, pid_tgid, lport, rport, fd, NP_L7_SC_CLOSE, 0);
 	return 0;
 }
 
@@ -521,7 +534,7 @@ struct np_l7_cap {
 	__u64 peer;  /* UDP: the peer's sockaddr in user memory (a socket without connect) */
 	__u64 iov;   /* vector I/O: the iovec array (its segments are gathered) */
 	__u64 iovcnt;
-	__u8 proto_hint; /* classified at the syscall's entry */
+	__u8 proto_hint; /* classified from the socket (by port: DNS), else NP_L7_UNKNOWN */
 	__u8 known;      /* proto_hint is the connection record's protocol (no lookup needed) */
 };
 
@@ -737,7 +750,7 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 	struct sock *sk = bpf_rdonly_cast((void *)k->sock, bpf_core_type_id_kernel(struct sock));
 	__u16 lport, rport;
 	np_sk_ports(sk, &lport, &rport);
-	/* A syscall on a connection whose protocol its entry found: the record is not
+	/* A syscall on a connection whose protocol its classification found: the record is not
 	 * looked up again (only an UNKNOWN connection's record is updated below). */
 	struct np_l7_conn *c = k->known && !k->tls ? NULL : np_conn(k->sock, lport, rport);
 	__u8 proto;
@@ -908,22 +921,20 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(np_l7_exit, struct pt_regs *regs, long ret)
 {
-#if defined(__TARGET_ARCH_x86)
-	/* Only the syscalls captured reach the table lookup below. */
-	if (np_kind(regs->orig_ax) == NP_L7_SC_NONE)
+	__u8 kind = np_kind(NP_SYSCALL_NR(regs));
+	if (kind == NP_L7_SC_NONE || kind == NP_L7_SC_CLOSE || ret <= 0)
 		return 0;
-#endif
-	struct np_l7_args *ap = bpf_task_storage_get(&l7_args, bpf_get_current_task_btf(), 0, 0);
-	if (!ap || !ap->sock)
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if ((__u32)(pid_tgid >> 32) == np_self_tgid)
 		return 0;
-	struct np_l7_args a = *ap;
-	ap->sock = 0; /* consumed */
-	if (ret <= 0)
+	struct np_l7_args a = {};
+	if (!np_l7_classify(kind, (int)NP_ARG1(regs), NP_ARG2(regs), NP_ARG3(regs), NP_ARG4(regs), NP_ARG5(regs),
+			    pid_tgid, &a))
 		return 0;
 
 	struct np_l7_cap k = {
 		.sock = a.sock,
-		.pid_tgid = bpf_get_current_pid_tgid(),
+		.pid_tgid = pid_tgid,
 		.len = (__u64)ret,
 		.fd = a.fd,
 		.syscall = a.syscall,

@@ -493,7 +493,7 @@ Diagnosis::Counters Diagnosis::countersOf(const collector::Snapshot& s) {
     if (s.l7) {  // the L7 capture's kernel side (--l7=on)
         const auto& k = s.l7->kernel;
         if (k[NP_L7_CNT_RING_FULL]) c.lost["l7_events ring"] = k[NP_L7_CNT_RING_FULL];
-        if (k[NP_L7_CNT_ARGS_FULL]) c.lost["l7_args"] = k[NP_L7_CNT_ARGS_FULL];
+        if (k[NP_L7_CNT_ARGS_FULL]) c.lost["l7_tls_calls"] = k[NP_L7_CNT_ARGS_FULL];
         if (k[NP_L7_CNT_CONNS_FULL]) c.lost["l7_conns"] = k[NP_L7_CNT_CONNS_FULL];
     }
     if (s.names && s.names->counters.queue_dropped) c.lost["name_capture queue"] = s.names->counters.queue_dropped;

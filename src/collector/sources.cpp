@@ -737,10 +737,24 @@ L7Source::~L7Source() {
 }
 
 Result<void> L7Source::collect(SnapshotBuilder& b) {
-    auto sample = std::make_shared<L7Sample>();
+    std::vector<l7::Request> spare;
+    {
+        std::lock_guard lock(spare_->mu);
+        spare.swap(spare_->requests);
+    }
+    // At ~140k requests/s (nginx + wrk, both ends tracked) a fresh vector per collection
+    // faulted in ~18k pages/s (an eighth of the agent's CPU); the storage is reused instead.
+    auto sample = std::shared_ptr<L7Sample>(new L7Sample(), [pool = spare_](L7Sample* s) {
+        std::vector<l7::Request> v = std::move(s->requests);
+        delete s;
+        v.clear();  // the requests go, their storage stays
+        if (v.capacity() * sizeof(l7::Request) > kMaxSpareBytes) return;
+        std::lock_guard lock(pool->mu);
+        if (v.capacity() > pool->requests.capacity()) pool->requests.swap(v);
+    });  // (the smaller vector is freed here, after the lock)
     {
         std::lock_guard lock(mu_);
-        sample->requests = tracker_.take();
+        sample->requests = tracker_.take(std::move(spare));
         tracker_.expire(b.snapshot().monoNs());
         sample->dns_unanswered = tracker_.takeDnsUnanswered();
         sample->parse = tracker_.counters();

@@ -2,6 +2,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -154,6 +155,9 @@ Result<std::unique_ptr<RingReader>> RingReader::start(int map_fd, std::string na
     im->ring.reset(ring_buffer__new(map_fd, &Impl::onRecord, im.get(), nullptr));
     if (!im->ring) return std::unexpected(errnoError(errno, im->name + ": ring buffer"));
     im->thread = std::thread([raw = im.get()] {
+        // Named for top -H and perf: np-ring-l7, np-ring-security, ...
+        const std::string tname = ("np-ring-" + raw->name).substr(0, 15);
+        ::pthread_setname_np(::pthread_self(), tname.c_str());
         bool warned = false;
         while (!raw->stopping.load(std::memory_order_relaxed)) {
             // Producers may submit without a wakeup (batched, see bpf/lib/security.h):

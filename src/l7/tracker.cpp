@@ -420,10 +420,15 @@ std::vector<Request> ConnectionTracker::takeDnsUnanswered() {
     return r;
 }
 
-std::vector<Request> ConnectionTracker::take() {
+std::vector<Request> ConnectionTracker::take(std::vector<Request> spare) {
     std::vector<Request> r;
     r.swap(out_);
-    out_.reserve(std::min<std::size_t>(r.size(), opts_.max_requests));
+    // Room for a quarter more than last time: a load that grows a little does not
+    // double the vector (a reallocation that moves every request).
+    const std::size_t want = std::min<std::size_t>(r.size() + r.size() / 4, opts_.max_requests);
+    spare.clear();
+    if (spare.capacity() >= want && spare.capacity() <= 2 * want + 1024) out_.swap(spare);
+    out_.reserve(want);
     return r;
 }
 

@@ -137,7 +137,7 @@ std::string renderL7Metrics(const analysis::l7::L7View& v, const collector::L7Sa
     if (capture) {
         const auto& k = capture->kernel;
         w.family("netprobe_l7_capture_syscalls_total", MetricType::Counter,
-                 "Data syscalls on TCP sockets seen by the L7 capture (captured or not).");
+                 "Data syscalls on TCP and UDP sockets that moved bytes, seen by the L7 capture (captured or not).");
         w.sample("netprobe_l7_capture_syscalls_total", {}, k[NP_L7_CNT_SOCKET_SYSCALLS]);
         w.family("netprobe_l7_capture_skipped_total", MetricType::Counter,
                  "Syscalls on connections whose first messages showed no known protocol (not captured).");
@@ -145,8 +145,9 @@ std::string renderL7Metrics(const analysis::l7::L7View& v, const collector::L7Sa
         w.family("netprobe_l7_capture_records_total", MetricType::Counter, "Records the kernel wrote to the L7 ring.");
         w.sample("netprobe_l7_capture_records_total", {}, k[NP_L7_CNT_EVENTS]);
         w.family("netprobe_l7_capture_lost_total", MetricType::Counter,
-                 "Captured messages lost, by where: ring_full (the kernel found no room in the ring), args_full / "
-                 "conns_full (a kernel table was full), read_failed (user memory not readable), tls_no_socket (TLS "
+                 "Captured messages lost, by where: ring_full (the kernel found no room in the ring), args_full (the "
+                 "table of TLS library calls in progress was full), conns_full (the connection table was full), "
+                 "read_failed (user memory not readable), tls_no_socket (TLS "
                  "plaintext whose socket was not known: a connection whose TLS calls never reached a syscall since "
                  "the agent started).");
         w.sample("netprobe_l7_capture_lost_total", {{"where", "ring_full"}}, k[NP_L7_CNT_RING_FULL]);

@@ -262,6 +262,57 @@ TEST(L7Tracker, SocketClosedWithoutCloseKeepsItsStateForWhatItStillHolds) {
     EXPECT_EQ(t.connections(), 0u);
 }
 
+// take() hands the next requests the storage of a spare vector when it fits them (no
+// fresh pages each collection), and frees a spare that is too small or far too large.
+TEST(L7Tracker, TakeReusesASpareThatFitsAndFreesOneThatDoesNot) {
+    ConnectionTracker t;
+    const std::uint64_t t0 = 1'000'000'000'000;
+    auto exchange = [&](std::uint64_t sock, int n) {
+        for (int i = 0; i < n; ++i) {
+            const auto at = t0 + static_cast<std::uint64_t>(i) * 1000;
+            auto rq = msg(sock, NP_L7_RECV, "GET / HTTP/1.1\r\n\r\n", at, 8080);
+            auto rs = msg(sock, NP_L7_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", at + 10, 8080);
+            feed(t, rq);
+            feed(t, rs);
+        }
+    };
+    exchange(1, 100);
+    auto first = t.take();
+    ASSERT_EQ(first.size(), 100u);
+    // Handed back emptied at the next take(), its storage holds the requests after it.
+    const auto* storage = first.data();
+    exchange(2, 100);
+    auto second = t.take(std::move(first));
+    exchange(3, 100);
+    auto third = t.take();
+    ASSERT_EQ(second.size(), 100u);
+    ASSERT_EQ(third.size(), 100u);
+    EXPECT_NE(second.data(), storage);
+    EXPECT_EQ(third.data(), storage);
+    EXPECT_EQ(third[99].status, 200);
+    // A spare too small for what the last take() had is not used.
+    std::vector<Request> small;
+    small.reserve(10);
+    const auto* small_storage = small.data();
+    exchange(4, 100);
+    auto fourth = t.take(std::move(small));
+    exchange(5, 100);
+    auto fifth = t.take();
+    ASSERT_EQ(fifth.size(), 100u);
+    EXPECT_NE(fifth.data(), small_storage);
+    // Nor one far larger than needed (the load fell): 100 last time, room for 100000.
+    std::vector<Request> huge;
+    huge.reserve(100000);
+    const auto* huge_storage = huge.data();
+    exchange(6, 100);
+    auto sixth = t.take(std::move(huge));
+    exchange(7, 100);
+    auto seventh = t.take();
+    ASSERT_EQ(seventh.size(), 100u);
+    EXPECT_NE(seventh.data(), huge_storage);
+    EXPECT_LT(seventh.capacity(), 100000u);
+}
+
 TEST(L7Stage, ServiceLabelBudget) {
     ConnectionTracker t;
     const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(

@@ -730,7 +730,8 @@ struct np_l7_conn {
 #define NP_L7_KAFKA_MAX_API_VERSION 20
 #define NP_L7_KAFKA_MAX_SIZE (100 << 20)
 
-/* l7_args (hash, key: pid_tgid): a captured syscall between its entry and exit. */
+/* A data syscall the capture classified at its exit (bpf/progs/l7.bpf.c: np_l7_classify;
+ * a program's own stack, no map). */
 struct np_l7_args {
 	__u64 sock;
 	__u64 buf;        /* buffer, iovec array, msghdr or mmsghdr vector */
@@ -738,7 +739,7 @@ struct np_l7_args {
 	__u32 fd;
 	__u8 syscall;     /* enum np_l7_syscall */
 	__u8 ip_proto;    /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 proto;       /* classified at entry (by port: DNS), else NP_L7_UNKNOWN */
+	__u8 proto;       /* classified from the socket (by port: DNS), else NP_L7_UNKNOWN */
 	__u8 known;       /* 1: proto is the connection record's own, a protocol we parse
 			   * (the exit needs no lookup of the record) */
 	__u64 addr;       /* sendto/recvfrom: the peer's sockaddr (UDP without connect) */
@@ -750,17 +751,17 @@ struct np_l7_tls_call {
 	__u64 ssl;        /* the SSL * */
 	__u64 buf;
 	__u64 len_ptr;    /* _ex variants: where the byte count is written (0: the return value) */
-	__u64 sock;       /* set by the sys_enter program: the socket written/read inside the call */
+	__u64 sock;       /* set by the sys_exit program: the socket written/read inside the call */
 	__u8 syscall;     /* NP_L7_SC_SSL_WRITE or NP_L7_SC_SSL_READ */
 	__u8 pad[7];
 };
 
 /* l7_counters (per-CPU array) slots. */
 enum np_l7_counter {
-	NP_L7_CNT_SOCKET_SYSCALLS = 0, /* data syscalls on inet sockets seen */
+	NP_L7_CNT_SOCKET_SYSCALLS = 0, /* data syscalls on inet sockets that moved bytes */
 	NP_L7_CNT_EVENTS,              /* records written to the ring */
 	NP_L7_CNT_RING_FULL,           /* records lost: the ring had no room */
-	NP_L7_CNT_ARGS_FULL,           /* syscalls not captured: l7_args full */
+	NP_L7_CNT_ARGS_FULL,           /* TLS calls not captured: l7_tls_calls full */
 	NP_L7_CNT_CONNS_FULL,          /* connections not classified: l7_conns insert failed */
 	NP_L7_CNT_READ_FAILED,         /* user memory that could not be read */
 	NP_L7_CNT_SKIPPED_NONE,        /* syscalls on connections classified NP_L7_NONE */

@@ -261,6 +261,17 @@ private:
     std::atomic<std::size_t> tls_libraries_{0};
     std::uint64_t counter_errors_ = 0;
     ebpf::L7KernelCounters last_kernel_{};
+    // The storage of a sample's requests once the sample is gone (the pipeline ran): the
+    // tracker's next requests go there (l7::ConnectionTracker::take). It was in use until
+    // the pipeline ran, so keeping it until the next collection adds to the resident
+    // memory between the two, not to its peak; kept up to kMaxSpareBytes. Shared with the
+    // samples' deleters, which may run on any thread.
+    struct Spare {
+        std::mutex mu;
+        std::vector<l7::Request> requests;
+    };
+    static constexpr std::size_t kMaxSpareBytes = 256u << 20;
+    std::shared_ptr<Spare> spare_ = std::make_shared<Spare>();
 };
 
 }  // namespace netprobe::collector

@@ -89,8 +89,12 @@ public:
     ConnectionTracker& operator=(const ConnectionTracker&) = delete;
 
     void feed(const ebpf::L7Message& m);
-    // The requests completed since the last take().
-    [[nodiscard]] std::vector<Request> take();
+    // The requests completed since the last take(). The next ones go to `spare`'s
+    // storage (emptied) when it fits them: a vector of the size the last take() had,
+    // whose pages the process already has, instead of a fresh one that faults in every
+    // page again each collection. A spare too small, or more than twice as large as
+    // needed (the load fell), is freed.
+    [[nodiscard]] std::vector<Request> take(std::vector<Request> spare = {});
     // The DNS queries that got no answer since the last call: their socket closed first
     // (a client that gave up: dig's timeout), the same id was sent again (a resolver's
     // retry), or dns_timeout passed. As Requests with status -1 (no response code),
