@@ -264,17 +264,33 @@ TEST_F(L7CaptureTest, UdpOnlyForDnsWithEachDatagramsPeer) {
     o.sin_port = htons(5353);
     ASSERT_EQ(::sendto(other.get(), q.data(), q.size(), 0, reinterpret_cast<sockaddr*>(&o), sizeof o),
               static_cast<ssize_t>(q.size()));
-    // A marker (TCP HTTP) after both.
+    // An unconnected socket sending to port 53 with sendmsg (the address in its msghdr).
+    UniqueFd viamsg(::socket(AF_INET, SOCK_DGRAM, 0));
+    sockaddr_in dns2 = dns;
+    dns2.sin_addr.s_addr = htonl(0x7f000036);  // 127.0.0.54
+    iovec iov{const_cast<char*>(q.data()), q.size()};
+    msghdr mh{};
+    mh.msg_name = &dns2;
+    mh.msg_namelen = sizeof dns2;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    ASSERT_EQ(::sendmsg(viamsg.get(), &mh, 0), static_cast<ssize_t>(q.size()));
+    // A marker (TCP HTTP) after them.
     Pair marker = connectedPair();
     const std::string http = "GET / HTTP/1.1\r\n\r\n";
     ASSERT_EQ(::write(marker.client.get(), http.data(), http.size()), static_cast<ssize_t>(http.size()));
     ASSERT_TRUE(got_.waitOne([&](const L7Message& m) { return m.remote_port == marker.port; }));
-    auto ms = got_.waitFor(53, 1);
-    ASSERT_EQ(ms.size(), 1u);
-    EXPECT_EQ(ms[0].protocol, NP_L7_DNS);
-    EXPECT_EQ(ms[0].ip_proto, 17);
-    EXPECT_EQ(ms[0].head, q);
+    auto ms = got_.waitFor(53, 2);
+    ASSERT_EQ(ms.size(), 2u);
+    for (const auto& m : ms) {
+        EXPECT_EQ(m.protocol, NP_L7_DNS);
+        EXPECT_EQ(m.ip_proto, 17);
+        EXPECT_EQ(m.head, q);
+    }
+    EXPECT_EQ(ms[0].syscall, NP_L7_SC_SENDTO);
     EXPECT_EQ(netprobe::util::formatAddr(ms[0].remote), "127.0.0.53");  // from sendto's address
+    EXPECT_EQ(ms[1].syscall, NP_L7_SC_SENDMSG);
+    EXPECT_EQ(netprobe::util::formatAddr(ms[1].remote), "127.0.0.54");  // from the msghdr's address
     EXPECT_TRUE(got_.waitFor(5353, 0).empty());
 }
 
