@@ -335,6 +335,47 @@ TEST(L7Stage, ServiceLabelBudget) {
     EXPECT_EQ(v.l7->counters.services_overflow, 2u);
 }
 
+// The endpoint budget, with runs of requests to one endpoint and alternations (the stage
+// reuses the previous request's series and endpoint when the labels are the same): every
+// request beyond the budget is counted once, and only the batch's last requests are kept
+// in the recent ring, with their labels.
+TEST(L7Stage, EndpointBudgetCountsEveryRequestBeyondItAndRecentKeepsTheLast) {
+    ConnectionTracker t;
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::steady_clock::now().time_since_epoch()).count();
+    const std::uint64_t t0 = static_cast<std::uint64_t>(now) - 1'000'000;
+    const std::vector<std::pair<std::string, int>> reqs = {
+        {"/a", 200}, {"/b", 200}, {"/c", 200}, {"/c", 200}, {"/a", 200}, {"/d", 500}, {"/a", 200}, {"/c", 404}};
+    std::uint64_t at = t0;
+    for (const auto& [path, status] : reqs) {
+        auto rq = msg(1, NP_L7_RECV, "GET " + path + " HTTP/1.1\r\n\r\n", at, 8080);
+        auto rs = msg(1, NP_L7_SEND,
+                      "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Length: 0\r\n\r\n", at + 1000, 8080);
+        feed(t, rq);
+        feed(t, rs);
+        at += 10'000;
+    }
+    L7Options o;
+    o.max_endpoints = 2;
+    o.recent_requests = 3;
+    L7Stage stage(o);
+    netprobe::analysis::Views v;
+    stage.run(*snapshotWith(t), v);
+    std::map<std::string, std::uint64_t> by_route;
+    for (const auto& e : v.l7->endpoints) by_route[e.route] += e.requests_total;
+    EXPECT_EQ(by_route, (std::map<std::string, std::uint64_t>{{"/a", 3}, {"/b", 1}, {"other", 4}}));
+    EXPECT_EQ(v.l7->counters.endpoints_overflow, 4u);
+    EXPECT_EQ(v.l7->series.at(SeriesKey{"http", "server", "10.0.0.1:8080", "GET", "2xx"}).requests, 6u);
+    EXPECT_EQ(v.l7->series.at(SeriesKey{"http", "server", "10.0.0.1:8080", "GET", "4xx"}).requests, 1u);
+    EXPECT_EQ(v.l7->series.at(SeriesKey{"http", "server", "10.0.0.1:8080", "GET", "5xx"}).requests, 1u);
+    ASSERT_EQ(v.l7->recent.size(), 3u);
+    EXPECT_EQ(v.l7->recent[0].path, "/d");
+    EXPECT_EQ(v.l7->recent[1].path, "/a");
+    EXPECT_EQ(v.l7->recent[2].path, "/c");
+    EXPECT_EQ(v.l7->recent[2].status, 404);
+    for (const auto& r : v.l7->recent) EXPECT_EQ(r.service, "10.0.0.1:8080");
+}
+
 TEST(L7Tracker, IdleConnectionsExpireAndTableIsBounded) {
     TrackerOptions o;
     o.max_connections = 2;

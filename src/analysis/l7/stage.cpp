@@ -163,7 +163,7 @@ bool meshProxyLeg(const Request& r, std::string_view server_mesh) {
     return loopback || r.client == r.server;
 }
 
-void L7Stage::add(const collector::Snapshot& snap, Request r) {
+void L7Stage::add(const collector::Snapshot& snap, const Request& r, bool keep) {
     // the server's mesh matters only for a client leg from loopback or the server's own
     // address: the attribution lookup is made for those alone, not for every request
     const bool local_client = r.side == netprobe::l7::Side::Client &&
@@ -173,8 +173,7 @@ void L7Stage::add(const collector::Snapshot& snap, Request r) {
         ++counters_.mesh_proxy_legs;
         return;
     }
-    r.service = serviceOf(r);
-    r.time = snap.wallOf(r.mono_ns);
+    std::string service = serviceOf(r);
     for (const auto& a : r.answers) {
         if (a.type != 1 && a.type != 28) continue;
         const std::uint64_t expires = r.mono_ns + static_cast<std::uint64_t>(a.ttl) * 1'000'000'000ull;
@@ -185,17 +184,58 @@ void L7Stage::add(const collector::Snapshot& snap, Request r) {
         }
         dns_names_[a.addr] = {r.path, expires};
     }
+    // The labels, within their budgets.
+    std::string_view method = r.method, route = r.route;
     if (r.protocol == "grpc" && !admit(rpc_methods_, r.method, opts_.max_rpc_methods, counters_.methods_overflow)) {
-        r.method = "other";
-        r.route = "other";
+        method = "other";
+        route = "other";
     }
     // Kafka topics and AMQP queues/exchanges: a budget of their own, so that a consumer of
     // thousands of topics does not take the endpoints of every other protocol.
     if ((r.protocol == "kafka" || r.protocol == "amqp") && r.route != r.method &&
         !admit(topics_, r.route, opts_.max_topics, counters_.topics_overflow))
-        r.route = "other";
+        route = "other";
     const std::string sc = statusClass(r);
-    auto& t = series_[SeriesKey{r.protocol, sideName(r.side), r.service, r.method, sc}];
+
+    if (!(last_.valid && last_.side == r.side && last_.protocol == r.protocol && last_.service == service &&
+          last_.method == method && last_.route == route && last_.status_class == sc)) {
+        Request labelled;  // the key functions read the labels from a Request
+        labelled.protocol = r.protocol;
+        labelled.side = r.side;
+        labelled.service = service;
+        labelled.method = std::string(method);
+        last_.series = &series_[SeriesKey{r.protocol, std::string(sideName(r.side)), service, labelled.method, sc}];
+        std::string key = endpointKey(labelled, route);
+        auto it = endpoints_.find(key);
+        last_.endpoint_overflow = false;
+        if (it == endpoints_.end()) {
+            if (endpoints_.size() >= opts_.max_endpoints) {
+                last_.endpoint_overflow = true;
+                key = endpointKey(labelled, "other");
+                it = endpoints_.find(key);
+            }
+            if (it == endpoints_.end()) {
+                auto e = std::make_unique<Endpoint>();
+                e->protocol = r.protocol;
+                e->side = sideName(r.side);
+                e->service = service;
+                e->method = labelled.method;
+                e->route = endpoints_.size() >= opts_.max_endpoints ? "other" : std::string(route);
+                it = endpoints_.emplace(key, std::move(e)).first;
+            }
+        }
+        last_.endpoint = it->second.get();
+        last_.valid = true;
+        last_.side = r.side;
+        last_.protocol = r.protocol;
+        last_.service = service;
+        last_.method = labelled.method;
+        last_.route = route;
+        last_.status_class = sc;
+    }
+    if (last_.endpoint_overflow) ++counters_.endpoints_overflow;
+
+    auto& t = *last_.series;
     ++t.requests;
     t.duration_sum += r.duration_seconds;
     t.request_bytes += r.request_bytes;
@@ -206,25 +246,7 @@ void L7Stage::add(const collector::Snapshot& snap, Request r) {
             break;
         }
 
-    std::string key = endpointKey(r, r.route);
-    auto it = endpoints_.find(key);
-    if (it == endpoints_.end()) {
-        if (endpoints_.size() >= opts_.max_endpoints) {
-            ++counters_.endpoints_overflow;
-            key = endpointKey(r, "other");
-            it = endpoints_.find(key);
-        }
-        if (it == endpoints_.end()) {
-            auto e = std::make_unique<Endpoint>();
-            e->protocol = r.protocol;
-            e->side = sideName(r.side);
-            e->service = r.service;
-            e->method = r.method;
-            e->route = endpoints_.size() >= opts_.max_endpoints ? "other" : r.route;
-            it = endpoints_.emplace(key, std::move(e)).first;
-        }
-    }
-    Endpoint& e = *it->second;
+    Endpoint& e = *last_.endpoint;
     const bool error = isError(r), client_error = isClientError(r);
     ++e.requests_total;
     e.errors_total += error;
@@ -248,7 +270,12 @@ void L7Stage::add(const collector::Snapshot& snap, Request r) {
         if (j < kSamplesPerSlot) s.durations[j] = static_cast<float>(r.duration_seconds);
     }
 
-    recent_.push_back(std::move(r));
+    if (!keep) return;
+    Request& kept = recent_.emplace_back(r);
+    kept.service = std::move(service);
+    kept.time = snap.wallOf(r.mono_ns);
+    if (kept.method != method) kept.method = std::string(method);
+    if (kept.route != route) kept.route = std::string(route);
     while (recent_.size() > opts_.recent_requests) recent_.pop_front();
 }
 
@@ -274,8 +301,12 @@ void L7Stage::addUnanswered(const Request& r) {
 void L7Stage::run(const collector::Snapshot& snap, Views& views) {
     const std::uint64_t now_ns = snap.monoNs();
     service_cache_.clear();
+    last_.valid = false;  // (services are named again each run)
     if (snap.l7) {
-        for (const auto& r : snap.l7->requests) add(snap, r);
+        // Only the batch's last requests can stay in the recent ring: the others are not
+        // copied into it (a mesh leg among those last leaves an older request in its place).
+        const auto& reqs = snap.l7->requests;
+        for (std::size_t i = 0; i < reqs.size(); ++i) add(snap, reqs[i], i + opts_.recent_requests >= reqs.size());
         for (const auto& r : snap.l7->dns_unanswered) addUnanswered(r);
         counters_.parse = snap.l7->parse;
     }
