@@ -197,20 +197,21 @@ void L7Stage::add(const collector::Snapshot& snap, const Request& r, bool keep) 
         route = "other";
     const std::string sc = statusClass(r);
 
-    if (!(last_.valid && last_.side == r.side && last_.protocol == r.protocol && last_.service == service &&
-          last_.method == method && last_.route == route && last_.status_class == sc)) {
+    LastLabels& last = last_[r.side == netprobe::l7::Side::Client ? 0 : 1];
+    if (!(last.valid && last.protocol == r.protocol && last.service == service && last.method == method &&
+          last.route == route && last.status_class == sc)) {
         Request labelled;  // the key functions read the labels from a Request
         labelled.protocol = r.protocol;
         labelled.side = r.side;
         labelled.service = service;
         labelled.method = std::string(method);
-        last_.series = &series_[SeriesKey{r.protocol, std::string(sideName(r.side)), service, labelled.method, sc}];
+        last.series = &series_[SeriesKey{r.protocol, std::string(sideName(r.side)), service, labelled.method, sc}];
         std::string key = endpointKey(labelled, route);
         auto it = endpoints_.find(key);
-        last_.endpoint_overflow = false;
+        last.endpoint_overflow = false;
         if (it == endpoints_.end()) {
             if (endpoints_.size() >= opts_.max_endpoints) {
-                last_.endpoint_overflow = true;
+                last.endpoint_overflow = true;
                 key = endpointKey(labelled, "other");
                 it = endpoints_.find(key);
             }
@@ -224,18 +225,17 @@ void L7Stage::add(const collector::Snapshot& snap, const Request& r, bool keep) 
                 it = endpoints_.emplace(key, std::move(e)).first;
             }
         }
-        last_.endpoint = it->second.get();
-        last_.valid = true;
-        last_.side = r.side;
-        last_.protocol = r.protocol;
-        last_.service = service;
-        last_.method = labelled.method;
-        last_.route = route;
-        last_.status_class = sc;
+        last.endpoint = it->second.get();
+        last.valid = true;
+        last.protocol = r.protocol;
+        last.service = service;
+        last.method = labelled.method;
+        last.route = route;
+        last.status_class = sc;
     }
-    if (last_.endpoint_overflow) ++counters_.endpoints_overflow;
+    if (last.endpoint_overflow) ++counters_.endpoints_overflow;
 
-    auto& t = *last_.series;
+    auto& t = *last.series;
     ++t.requests;
     t.duration_sum += r.duration_seconds;
     t.request_bytes += r.request_bytes;
@@ -246,7 +246,7 @@ void L7Stage::add(const collector::Snapshot& snap, const Request& r, bool keep) 
             break;
         }
 
-    Endpoint& e = *last_.endpoint;
+    Endpoint& e = *last.endpoint;
     const bool error = isError(r), client_error = isClientError(r);
     ++e.requests_total;
     e.errors_total += error;
@@ -301,7 +301,7 @@ void L7Stage::addUnanswered(const Request& r) {
 void L7Stage::run(const collector::Snapshot& snap, Views& views) {
     const std::uint64_t now_ns = snap.monoNs();
     service_cache_.clear();
-    last_.valid = false;  // (services are named again each run)
+    last_ = {};  // (services are named again each run)
     if (snap.l7) {
         // Only the batch's last requests can stay in the recent ring: the others are not
         // copied into it (a mesh leg among those last leaves an older request in its place).

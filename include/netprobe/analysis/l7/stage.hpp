@@ -161,17 +161,18 @@ private:
     std::set<std::string> topics_;                               // admitted Kafka topics, AMQP queues/exchanges
     std::map<std::array<std::uint8_t, 18>, std::string> service_cache_;  // server address+port -> service
     std::deque<Request> recent_;
-    // The series and endpoint of the previous request of this run, and the labels that
-    // found them: a run of requests to the same endpoint (the common case) skips both
-    // lookups. The pointers stay valid (map nodes; nothing is erased while adding).
+    // The series and endpoint of the previous request of this run on each side, and the
+    // labels that found them: a run of requests to the same endpoint (the common case;
+    // both ends of a connection on this node interleave client and server requests) skips
+    // both lookups. The pointers stay valid (map nodes; nothing is erased while adding).
     struct LastLabels {
         bool valid = false;
         std::string protocol, service, method, route, status_class;
-        netprobe::l7::Side side = netprobe::l7::Side::Server;
         SeriesTotals* series = nullptr;
         Endpoint* endpoint = nullptr;
         bool endpoint_overflow = false;  // labelled route="other": the budget was full
-    } last_;
+    };
+    std::array<LastLabels, 2> last_;  // by netprobe::l7::Side
     L7Counters counters_;
     std::map<util::Addr16, std::pair<std::string, std::uint64_t>> dns_names_;  // addr -> (name, expiry mono ns)
     std::uint64_t start_ns_ = 0;                 // the first run's monotonic time
