@@ -185,6 +185,19 @@ static __always_inline struct np_l7_conn *np_conn(__u64 key, __u16 lport, __u16 
 	return c;
 }
 
+/* The inet socket behind descriptor fd (NULL: none), its ports, and its connection
+ * record (*c NULL when it has none). */
+static __always_inline struct sock *np_fd_conn(int fd, __u8 *ip_proto, __u16 *lport, __u16 *rport,
+					       struct np_l7_conn **c)
+{
+	struct sock *sk = np_fd_inet_sock(fd, ip_proto);
+	if (!sk)
+		return NULL;
+	np_sk_ports(sk, lport, rport);
+	*c = np_conn((__u64)sk, *lport, *rport);
+	return sk;
+}
+
 static __always_inline int np_is_recv(__u8 kind)
 {
 	return kind == NP_L7_SC_READ || kind == NP_L7_SC_READV || kind == NP_L7_SC_RECVFROM ||
@@ -254,13 +267,12 @@ static __always_inline int np_l7_classify(__u8 kind, int fd, __u64 arg2, __u64 a
 					  __u64 pid_tgid, struct np_l7_args *a)
 {
 	__u8 ip_proto = 0;
-	struct sock *sk = np_fd_inet_sock(fd, &ip_proto);
+	__u16 lport, rport;
+	struct np_l7_conn *c = NULL;
+	struct sock *sk = np_fd_conn(fd, &ip_proto, &lport, &rport, &c);
 	if (!sk)
 		return 0;
 	__u64 key = (__u64)sk;
-	__u16 lport, rport;
-	np_sk_ports(sk, &lport, &rport);
-	struct np_l7_conn *c = np_conn(key, lport, rport);
 
 	np_l7_count(NP_L7_CNT_SOCKET_SYSCALLS);
 	if (np_tls_active) {
@@ -346,15 +358,11 @@ int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
 		return 0;
 	int fd = (int)NP_ARG1(regs);
 	__u8 ip_proto = 0;
-	struct sock *sk = np_fd_inet_sock(fd, &ip_proto);
-	if (!sk)
-		return 0;
-	__u64 key = (__u64)sk;
 	__u16 lport, rport;
-	np_sk_ports(sk, &lport, &rport);
-	struct np_l7_conn *c = np_conn(key, lport, rport);
-	if (c)
-		np_l7_closed(key, c, pid_tgid, lport, rport, fd, NP_L7_SC_CLOSE, 0);
+	struct np_l7_conn *c = NULL;
+	struct sock *sk = np_fd_conn(fd, &ip_proto, &lport, &rport, &c);
+	if (sk && c)
+		np_l7_closed((__u64)sk, c, pid_tgid, lport, rport, fd, NP_L7_SC_CLOSE, 0);
 	return 0;
 }
 

@@ -290,27 +290,22 @@ TEST(L7Tracker, TakeReusesASpareThatFitsAndFreesOneThatDoesNot) {
     EXPECT_NE(second.data(), storage);
     EXPECT_EQ(third.data(), storage);
     EXPECT_EQ(third[99].status, 200);
-    // A spare too small for what the last take() had is not used.
-    std::vector<Request> small;
-    small.reserve(10);
-    const auto* small_storage = small.data();
-    exchange(4, 100);
-    auto fourth = t.take(std::move(small));
-    exchange(5, 100);
-    auto fifth = t.take();
-    ASSERT_EQ(fifth.size(), 100u);
-    EXPECT_NE(fifth.data(), small_storage);
-    // Nor one far larger than needed (the load fell): 100 last time, room for 100000.
-    std::vector<Request> huge;
-    huge.reserve(100000);
-    const auto* huge_storage = huge.data();
-    exchange(6, 100);
-    auto sixth = t.take(std::move(huge));
-    exchange(7, 100);
-    auto seventh = t.take();
-    ASSERT_EQ(seventh.size(), 100u);
-    EXPECT_NE(seventh.data(), huge_storage);
-    EXPECT_LT(seventh.capacity(), 100000u);
+    // A spare of `capacity` handed back is not used: the requests after it are elsewhere.
+    auto refused = [&](std::size_t capacity, std::uint64_t sock) {
+        std::vector<Request> spare;
+        spare.reserve(capacity);
+        const auto* spare_storage = spare.data();
+        exchange(sock, 100);
+        auto before = t.take(std::move(spare));
+        exchange(sock + 1, 100);
+        auto after = t.take();
+        EXPECT_EQ(after.size(), 100u);
+        EXPECT_NE(after.data(), spare_storage);
+        return after.capacity();
+    };
+    refused(10, 4);  // too small for what the last take() had
+    // far larger than needed (the load fell): 100 last time, room for 100000
+    EXPECT_LT(refused(100000, 6), 100000u);
 }
 
 TEST(L7Stage, ServiceLabelBudget) {
