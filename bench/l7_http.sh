@@ -5,7 +5,9 @@
 #     binary socket) and the ring's record rate.
 #  2. nginx (1 worker, small responses) + wrk -t1 -c64 for SECS s, ROUNDS interleaved
 #     pairs: without the agent, then with --l7=on; the median ratio of requests/s, and
-#     wrk's p99 latency in both. Requests the agent counted vs wrk's (server side).
+#     wrk's p99 latency in both. Requests the agent counted vs wrk's (server side). The
+#     same over HTTPS (nginx's TLS port, a self-signed certificate made here; the agent
+#     sees the plaintext at OpenSSL's SSL_read/SSL_write in both processes).
 #  3. Agent RSS with 10k concurrent keep-alive connections that each made a request.
 # Usage: bench/l7_http.sh BUILD_BIN_DIR [ROUNDS=3] [SECS=8]
 # Output: RESULT<TAB>name<TAB>value lines for bench/run.sh.
@@ -31,6 +33,8 @@ trap 'exit 130' INT TERM
 
 np_make_pair "$NS_S" "$NS_C" npbl70 npbl71 198.18.7.1/30 198.18.7.2/30
 mkdir -p "$TMP/ngx"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=npb-l7 \
+  -keyout "$TMP/ngx/key.pem" -out "$TMP/ngx/cert.pem" >/dev/null 2>&1
 cat >"$TMP/ngx/nginx.conf" <<CONF
 daemon off;
 user root;
@@ -52,15 +56,21 @@ http {
     listen 198.18.7.1:8080 backlog=4096;
     location / { return 200 "ok\n"; }
   }
+  server {
+    listen 198.18.7.1:8443 ssl backlog=4096;
+    ssl_certificate $TMP/ngx/cert.pem;
+    ssl_certificate_key $TMP/ngx/key.pem;
+    location / { return 200 "ok\n"; }
+  }
 }
 CONF
 ip netns exec "$NS_S" nginx -c "$TMP/ngx/nginx.conf" >"$TMP/ngx/stdout" 2>&1 &
 np_track_pid $!
 for i in $(seq 50); do ip netns exec "$NS_C" curl -sf -o /dev/null http://198.18.7.1:8080/ && break; sleep 0.1; done
 
-wrk_run() {  # prints "requests_per_second p99_ms requests"
+wrk_run() {  # [URL] - prints "requests_per_second p99_ms requests"
   local out
-  out=$(ip netns exec "$NS_C" wrk -t1 -c64 -d"${SECS}s" --latency http://198.18.7.1:8080/)
+  out=$(ip netns exec "$NS_C" wrk -t1 -c64 -d"${SECS}s" --latency "${1:-http://198.18.7.1:8080/}")
   echo "$out" >&2
   awk '/Requests\/sec/ {rps = $2}
        $1 == "99%" {v = $2; if (v ~ /us$/) {sub(/us/, "", v); v /= 1000} else if (v ~ /ms$/) {sub(/ms/, "", v)} else if (v ~ /s$/) {sub(/s/, "", v); v *= 1000}; p99 = v}
@@ -72,8 +82,15 @@ wrk_run() {  # prints "requests_per_second p99_ms requests"
 # program run and so costs throughput itself: never on during the runs the ratio uses.
 hz=$(getconf CLK_TCK)
 ratios=() p99_off=() p99_on=() counted_ok=1 proc_us=() bpf_line=""
+tls_ratios=() tls_p99_off=() tls_p99_on=() tls_counted_ok=1
+TLS_URL=https://198.18.7.1:8443/
+served() {  # PORT SERVICE: the agent's server-side request count for SERVICE
+  ip netns exec "$NS_C" curl -sf "http://127.0.0.1:$1/metrics" |
+    awk -v svc="service=\"$2\"" '/^netprobe_l7_requests_total\{/ && /side="server"/ && index($0, svc) {s += $NF} END {print s + 0}'
+}
 for r in $(seq "$ROUNDS"); do
   read -r rps0 lat0 _ < <(wrk_run)
+  read -r trps0 tlat0 _ < <(wrk_run "$TLS_URL")
   port=$(np_free_port "$NS_C")
   np_start_agent "$NS_C" "$TMP/agent-$r.log" --interface-filter=npbl71 --metrics-port="$port" --collect-interval=1s --l7=on
   pid=$NP_AGENT_PID
@@ -104,6 +121,17 @@ for r in $(seq "$ROUNDS"); do
     np_bpf_breakdown "$TMP/progs0" "$TMP/progs1" "$wall" "$n2" request
     bpf_line=$(awk -v b="$((b1 - b0))" -v n="$n2" 'BEGIN {printf "%.2f", b / 1e3 / n}')
   fi
+  # HTTPS with the agent: its TLS probes are attached at its start (nginx runs; wrk maps
+  # the same libssl, whose probes cover every process that maps it).
+  tbefore=$(served "$port" 198.18.7.1:8443)
+  read -r trps1 tlat1 tn1 < <(wrk_run "$TLS_URL")
+  sleep 2.5
+  tafter=$(served "$port" 198.18.7.1:8443)
+  tcounted=$((tafter - tbefore))
+  np_log "round $r HTTPS: without $trps0 req/s (p99 $tlat0 ms), with --l7=on $trps1 req/s (p99 $tlat1 ms); wrk $tn1 requests, agent counted $tcounted (server side)"
+  (( tcounted >= tn1 && tcounted <= tn1 + 64 )) || tls_counted_ok=0
+  tls_ratios+=("$(awk -v a="$trps1" -v b="$trps0" 'BEGIN {printf "%.3f", a / b}')")
+  tls_p99_off+=("$tlat0"); tls_p99_on+=("$tlat1")
   np_kill "$pid"; np_untrack_pid "$pid"
   counted=$((after - before))
   np_log "round $r: without $rps0 req/s (p99 $lat0 ms), with --l7=on $rps1 req/s (p99 $lat1 ms); wrk $n1 requests, agent counted $counted (server side), lost $lost; agent process $p_us us per request"
@@ -116,6 +144,10 @@ echo -e "RESULT\tl7_wrk_p99_off_ms\t$(np_median "${p99_off[@]}")"
 echo -e "RESULT\tl7_wrk_p99_on_ms\t$(np_median "${p99_on[@]}")"
 echo -e "RESULT\tl7_wrk_counted_exact\t$counted_ok"
 echo -e "RESULT\tl7_agent_us\t$(np_median "${proc_us[@]}")\t$bpf_line"
+echo -e "RESULT\tl7_wrk_tls_ratio\t$(np_median "${tls_ratios[@]}")"
+echo -e "RESULT\tl7_wrk_tls_p99_off_ms\t$(np_median "${tls_p99_off[@]}")"
+echo -e "RESULT\tl7_wrk_tls_p99_on_ms\t$(np_median "${tls_p99_on[@]}")"
+echo -e "RESULT\tl7_wrk_tls_counted_exact\t$tls_counted_ok"
 
 # 3. RSS with 10k keep-alive connections, each with one answered request.
 port=$(np_free_port "$NS_C")

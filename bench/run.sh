@@ -271,6 +271,14 @@ if [[ -n ${R[l7_wrk_ratio]:-} ]]; then
   row "L7: server-side requests counted vs wrk's own count (within its 64 connections)" \
     "$([[ ${R[l7_wrk_counted_exact]} == 1 ]] && echo exact || echo differs)" "exact" \
     "$([[ ${R[l7_wrk_counted_exact]} == 1 ]] && echo PASS || echo MISS)"
+  if [[ -n ${R[l7_wrk_tls_ratio]:-} ]]; then
+    v=$(ge "${R[l7_wrk_tls_ratio]}" 0.95 && echo PASS || echo MISS)
+    row "L7 over HTTPS (OpenSSL probes): nginx requests/s with/without agent, wrk -c64, median of 3" \
+      "${R[l7_wrk_tls_ratio]} (p99 ${R[l7_wrk_tls_p99_on_ms]} vs ${R[l7_wrk_tls_p99_off_ms]} ms)" ">= 0.95 (aim 0.98)" "$v"
+    row "L7 over HTTPS: server-side requests counted vs wrk's own count (within its 64 connections)" \
+      "$([[ ${R[l7_wrk_tls_counted_exact]} == 1 ]] && echo exact || echo differs)" "exact" \
+      "$([[ ${R[l7_wrk_tls_counted_exact]} == 1 ]] && echo PASS || echo MISS)"
+  fi
   row "L7: ns added per write(2) - /dev/null / HTTP socket (captured) / binary socket (skipped)" \
     "${R[l7_ns_devnull]} / ${R[l7_ns_http_socket]} / ${R[l7_ns_binary_socket]}" "non-socket near zero" "info"
   row "L7: ring records/s delivered with 4 writers flat out (lost: counted)" \
@@ -706,7 +714,10 @@ as nothing after 4 syscalls, then skipped), without and with the programs; then 
 HTTP requests flat out for 2 s and a handler counts the records. nginx (1 worker, \`return 200\`)
 in \`npb-l7-srv\`, wrk -t1 -c64 in \`npb-l7-cli\` for 8 s, without the agent then with \`--l7=on\`,
 3 interleaved pairs, all on the same 2 CPUs: every request is 4 captured syscalls (nginx's read and
-write, wrk's write and read) parsed by the agent. RSS: 10k connections each send one request and
+write, wrk's write and read) parsed by the agent. The same over HTTPS: nginx's TLS port (a
+self-signed RSA-2048 certificate made by the bench), wrk's https URL, each pair in the same round;
+the agent reads the plaintext at OpenSSL's SSL_read/SSL_write (uprobes on the libssl both map).
+RSS: 10k connections each send one request and
 stay open. \`np_l7_parse_bench\` feeds capture records built from the protocols' formats (the heads
 the kernel copies: 512 bytes for Kafka, 4 KiB for AMQP) through the agent's connection tracker, one
 connection, 200k messages, best of 5: a Kafka Produce v7 and a Fetch v11 exchange (librdkafka's

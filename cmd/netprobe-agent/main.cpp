@@ -75,12 +75,39 @@
 #include <netprobe/util/duration.hpp>
 #include <netprobe/util/logging.hpp>
 
+#include <execinfo.h>
+#include <unistd.h>
+
+#include <exception>
+
 #include "doctor.hpp"
 #include "options.hpp"
 
 namespace {
 
 using netprobe::agent::AgentOptions;
+
+// An uncaught exception ends the agent with its message and the stack (module+offset
+// per frame: `addr2line -fCe netprobe-agent 0xOFFSET` names them) on stderr, where a
+// bare "terminate called" says nothing about where (a crash at shutdown in CI).
+[[noreturn]] void terminateWithStack() {
+    const char* what = "unknown exception";
+    if (auto e = std::current_exception()) {
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+            what = x.what();
+        } catch (...) {
+        }
+    } else {
+        what = "std::terminate without an exception";
+    }
+    std::fprintf(stderr, "netprobe-agent: fatal: %s; stack:\n", what);
+    void* frames[64];
+    const int n = ::backtrace(frames, 64);
+    ::backtrace_symbols_fd(frames, n, STDERR_FILENO);
+    std::abort();
+}
 
 int fatal(const std::string& msg, int code = 1) {
     std::fprintf(stderr, "netprobe-agent: %s\n", msg.c_str());
@@ -902,6 +929,12 @@ public:
         }
         if (k8s) k8s->stop();
         mgr.detachAll();
+        // cfg was made first, so it goes last: what it holds must go before the objects
+        // declared after it that those refer to. Its security pipeline's subscription to
+        // sec_collector outlived the collector and locked a freed mutex at exit (found in
+        // CI as "terminate called ... std::system_error: Invalid argument", every run
+        // with glibc's tcache off and MALLOC_PERTURB_ set).
+        cfg = netprobe::metrics::ServerConfig{};
         return rc;
     }
 
@@ -975,6 +1008,7 @@ private:
 }  // namespace
 
 int main(int argc, char** argv) {
+    std::set_terminate(terminateWithStack);
     auto parsed = netprobe::agent::parseOptions(argc, argv, std::getenv("NETWORK_INTERFACE"));
     if (!parsed.run) {
         std::fputs(parsed.output.c_str(), parsed.exit_code ? stderr : stdout);
