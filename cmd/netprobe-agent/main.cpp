@@ -634,6 +634,16 @@ public:
         // datapath's ring and host counters; sinks: the mitigator and the events log.
         std::unique_ptr<netprobe::collector::Collector> sec_collector;
         std::shared_ptr<netprobe::analysis::Pipeline> sec_pipeline;
+        // cfg was made first, so it goes last, holding the security pipeline (and the
+        // mitigator) past sec_collector, which that pipeline subscribes to: its
+        // subscription then locked a freed mutex at exit ("terminate called ...
+        // std::system_error: Invalid argument" in CI; every run with glibc's tcache off and
+        // MALLOC_PERTURB_ set). This guard, made after them, lets go of cfg's references
+        // before they are destroyed, on every return.
+        struct ReleaseConfig {
+            netprobe::metrics::ServerConfig& c;
+            ~ReleaseConfig() { c = netprobe::metrics::ServerConfig{}; }
+        } release_config{cfg};
         std::shared_ptr<netprobe::ebpf::Mitigator> mitigator;
         std::unique_ptr<netprobe::metrics::EventLog> events_log;
         std::unique_ptr<netprobe::ebpf::IntelMaps> intel_maps;
@@ -929,12 +939,6 @@ public:
         }
         if (k8s) k8s->stop();
         mgr.detachAll();
-        // cfg was made first, so it goes last: what it holds must go before the objects
-        // declared after it that those refer to. Its security pipeline's subscription to
-        // sec_collector outlived the collector and locked a freed mutex at exit (found in
-        // CI as "terminate called ... std::system_error: Invalid argument", every run
-        // with glibc's tcache off and MALLOC_PERTURB_ set).
-        cfg = netprobe::metrics::ServerConfig{};
         return rc;
     }
 
