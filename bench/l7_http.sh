@@ -95,16 +95,14 @@ for r in $(seq "$ROUNDS"); do
   np_start_agent "$NS_C" "$TMP/agent-$r.log" --interface-filter=npbl71 --metrics-port="$port" --collect-interval=1s --l7=on
   pid=$NP_AGENT_PID
   np_wait_agent "$NS_C" "$port" npbl71 "$pid" "$TMP/agent-$r.log"
-  before=$(ip netns exec "$NS_C" curl -sf "http://127.0.0.1:$port/metrics" |
-    awk '/^netprobe_l7_requests_total\{.*side="server".*service="198.18.7.1:8080"/ {s += $NF} END {print s + 0}')
+  before=$(served "$port" 198.18.7.1:8080)
   t0=$(np_proc_ticks "$pid")
   read -r rps1 lat1 n1 < <(wrk_run)
   t1=$(np_proc_ticks "$pid")
   p_us=$(awk -v t="$((t1 - t0))" -v hz="$hz" -v n="$n1" 'BEGIN {printf "%.2f", t / hz / n * 1e6}')
   proc_us+=("$p_us")
   sleep 2.5
-  after=$(ip netns exec "$NS_C" curl -sf "http://127.0.0.1:$port/metrics" |
-    awk '/^netprobe_l7_requests_total\{.*side="server".*service="198.18.7.1:8080"/ {s += $NF} END {print s + 0}')
+  after=$(served "$port" 198.18.7.1:8080)
   lost=$(ip netns exec "$NS_C" curl -sf "http://127.0.0.1:$port/metrics" |
     awk '/^netprobe_l7_capture_lost_total/ {s += $NF} END {print s + 0}')
   if [[ $r == 1 ]]; then

@@ -19,14 +19,15 @@ namespace {
 constexpr std::size_t kSlots = 6;             // the window in slots (one more is kept as the ring's spare)
 constexpr std::size_t kSamplesPerSlot = 512;  // durations kept per slot (a uniform sample beyond)
 
-std::string endpointKey(const Request& r, std::string_view route) {
-    std::string k = r.protocol;
+std::string endpointKey(std::string_view protocol, netprobe::l7::Side side, std::string_view service,
+                        std::string_view method, std::string_view route) {
+    std::string k(protocol);
     k += '|';
-    k += sideName(r.side);
+    k += sideName(side);
     k += '|';
-    k += r.service;
+    k += service;
     k += '|';
-    k += r.method;
+    k += method;
     k += '|';
     k += route;
     return k;
@@ -200,19 +201,14 @@ void L7Stage::add(const collector::Snapshot& snap, const Request& r, bool keep) 
     LastLabels& last = last_[r.side == netprobe::l7::Side::Client ? 0 : 1];
     if (!(last.valid && last.protocol == r.protocol && last.service == service && last.method == method &&
           last.route == route && last.status_class == sc)) {
-        Request labelled;  // the key functions read the labels from a Request
-        labelled.protocol = r.protocol;
-        labelled.side = r.side;
-        labelled.service = service;
-        labelled.method = std::string(method);
-        last.series = &series_[SeriesKey{r.protocol, std::string(sideName(r.side)), service, labelled.method, sc}];
-        std::string key = endpointKey(labelled, route);
+        last.series = &series_[SeriesKey{r.protocol, std::string(sideName(r.side)), service, std::string(method), sc}];
+        std::string key = endpointKey(r.protocol, r.side, service, method, route);
         auto it = endpoints_.find(key);
         last.endpoint_overflow = false;
         if (it == endpoints_.end()) {
             if (endpoints_.size() >= opts_.max_endpoints) {
                 last.endpoint_overflow = true;
-                key = endpointKey(labelled, "other");
+                key = endpointKey(r.protocol, r.side, service, method, "other");
                 it = endpoints_.find(key);
             }
             if (it == endpoints_.end()) {
@@ -220,7 +216,7 @@ void L7Stage::add(const collector::Snapshot& snap, const Request& r, bool keep) 
                 e->protocol = r.protocol;
                 e->side = sideName(r.side);
                 e->service = service;
-                e->method = labelled.method;
+                e->method = std::string(method);
                 e->route = endpoints_.size() >= opts_.max_endpoints ? "other" : std::string(route);
                 it = endpoints_.emplace(key, std::move(e)).first;
             }
@@ -229,7 +225,7 @@ void L7Stage::add(const collector::Snapshot& snap, const Request& r, bool keep) 
         last.valid = true;
         last.protocol = r.protocol;
         last.service = service;
-        last.method = labelled.method;
+        last.method = method;
         last.route = route;
         last.status_class = sc;
     }
