@@ -208,11 +208,14 @@ static __always_inline int np_is_recv(__u8 kind)
  * thread inside a TLS call, the socket the call reads or writes. */
 volatile __u32 np_tls_active = 0;
 
+/* The thread's TLS call between its entry and return probes: task storage, which costs
+ * less per call than a hash keyed by pid_tgid (an update at the entry, a lookup and a
+ * delete at the return). */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u64); /* pid_tgid */
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct np_l7_tls_call);
-	__uint(max_entries, 16384);
 } l7_tls_calls SEC(".maps");
 
 /* The socket of each SSL object, for calls served from OpenSSL's buffer (no syscall). */
@@ -278,8 +281,8 @@ static __always_inline int np_l7_classify(__u8 kind, int fd, __u64 arg2, __u64 a
 	if (np_tls_active) {
 		/* Inside a TLS library call: this is the socket it reads or writes (the call's
 		 * return probe runs after this exit). */
-		struct np_l7_tls_call *tc = bpf_map_lookup_elem(&l7_tls_calls, &pid_tgid);
-		if (tc)
+		struct np_l7_tls_call *tc = bpf_task_storage_get(&l7_tls_calls, bpf_get_current_task_btf(), 0, 0);
+		if (tc && tc->active)
 			tc->sock = key;
 	}
 	if (c && (c->protocol == NP_L7_NONE || c->protocol == NP_L7_TLS)) {
@@ -1017,14 +1020,18 @@ static __always_inline int np_tls_enter(void *ssl, const void *buf, void *len_pt
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if ((__u32)(pid_tgid >> 32) == np_self_tgid)
 		return 0;
-	struct np_l7_tls_call call = {
-		.ssl = (__u64)ssl,
-		.buf = (__u64)buf,
-		.len_ptr = (__u64)len_ptr,
-		.syscall = syscall,
-	};
-	if (bpf_map_update_elem(&l7_tls_calls, &pid_tgid, &call, BPF_ANY))
+	struct np_l7_tls_call *c =
+		bpf_task_storage_get(&l7_tls_calls, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!c) {
 		np_l7_count(NP_L7_CNT_ARGS_FULL);
+		return 0;
+	}
+	c->ssl = (__u64)ssl;
+	c->buf = (__u64)buf;
+	c->len_ptr = (__u64)len_ptr;
+	c->sock = 0;
+	c->syscall = syscall;
+	c->active = 1;
 	return 0;
 }
 
@@ -1033,16 +1040,16 @@ static __always_inline int np_tls_return(long rax)
 	/* The functions return int: only the low 32 bits of the register are the value
 	 * (SSL_read's -1 arrives as 0xffffffff). */
 	int ret = (int)rax;
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct np_l7_tls_call *cp = bpf_map_lookup_elem(&l7_tls_calls, &pid_tgid);
-	if (!cp)
+	struct np_l7_tls_call *cp = bpf_task_storage_get(&l7_tls_calls, bpf_get_current_task_btf(), 0, 0);
+	if (!cp || !cp->active)
 		return 0;
 	struct np_l7_tls_call call = *cp;
-	bpf_map_delete_elem(&l7_tls_calls, &pid_tgid);
+	cp->active = 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 len = 0;
 	if (call.len_ptr) {
-		/* _ex: 1 on success, the count written through the pointer */
-		if (ret != 1 || bpf_probe_read_user(&len, sizeof(len), (void *)call.len_ptr))
+		/* _ex and the internal calls: > 0 on success, the count written through the pointer */
+		if (ret <= 0 || bpf_probe_read_user(&len, sizeof(len), (void *)call.len_ptr))
 			return 0;
 	} else {
 		if (ret <= 0)
@@ -1053,7 +1060,10 @@ static __always_inline int np_tls_return(long rax)
 		return 0;
 	__u64 sock = call.sock;
 	if (sock) {
-		bpf_map_update_elem(&l7_tls_ssl, &call.ssl, &sock, BPF_ANY);
+		/* (an LRU update takes a lock: only when the SSL object's socket is new) */
+		__u64 *known = bpf_map_lookup_elem(&l7_tls_ssl, &call.ssl);
+		if (!known || *known != sock)
+			bpf_map_update_elem(&l7_tls_ssl, &call.ssl, &sock, BPF_ANY);
 	} else {
 		__u64 *known = bpf_map_lookup_elem(&l7_tls_ssl, &call.ssl);
 		if (!known) {

@@ -291,6 +291,8 @@ public:
             lo.capture.max_connections = static_cast<std::uint32_t>(std::min<std::size_t>(opts_.l7_max_connections * 2, 1u << 22));
             lo.tracker.max_connections = opts_.l7_max_connections;
             lo.capture.tls = opts_.l7_tls;
+            lo.capture.tls_probes = opts_.l7_tls_exported ? netprobe::ebpf::TlsProbeMode::Exported
+                                                          : netprobe::ebpf::TlsProbeMode::Auto;
             auto src = netprobe::collector::L7Source::create(lo, background.get());
             if (src) {
                 collector.addSource(std::shared_ptr<netprobe::collector::L7Source>(std::move(*src)));

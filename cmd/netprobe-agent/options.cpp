@@ -192,7 +192,8 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
     std::string l7 = "off", l7_ring = "8MiB", l7_tls = "on";
     app.add_option("--l7-tls", l7_tls,
                    "With --l7=on: plaintext of TLS connections from uprobes on OpenSSL's SSL_read/SSL_write in the "
-                   "libssl of running processes: on, off")
+                   "libssl of running processes: on, exported (probe the exported functions' entries only, not their "
+                   "internal callees), off")
         ->capture_default_str();
     long long l7_conns = static_cast<long long>(o.l7_max_connections);
     app.add_option("--l7", l7,
@@ -478,8 +479,9 @@ ParseOutcome parseOptions(int argc, const char* const* argv, const char* network
         return fail("invalid --workload-metrics-limit " + std::to_string(workload_limit) + ": must be 0-100000");
     o.workload_metrics_limit = static_cast<std::size_t>(workload_limit);
     if (l7_tls == "on") o.l7_tls = true;
+    else if (l7_tls == "exported") o.l7_tls = true, o.l7_tls_exported = true;
     else if (l7_tls == "off") o.l7_tls = false;
-    else return fail("invalid --l7-tls \"" + l7_tls + "\": expected on or off");
+    else return fail("invalid --l7-tls \"" + l7_tls + "\": expected on, exported or off");
     if (l7 == "on") o.l7 = true;
     else if (l7 == "off") o.l7 = false;
     else return fail("invalid --l7 \"" + l7 + "\": expected on or off");

@@ -52,7 +52,8 @@ struct AgentOptions {
     bool l7 = false;                     // --l7=on|off: application-layer capture and parsing
     std::uint32_t l7_ring_bytes = 8u << 20;    // --l7-ring-size
     std::size_t l7_max_connections = 50000;    // --l7-max-connections
-    bool l7_tls = true;                        // --l7-tls=on|off: OpenSSL plaintext (uprobes)
+    bool l7_tls = true;                        // --l7-tls=on|exported|off: OpenSSL plaintext (uprobes)
+    bool l7_tls_exported = false;              // --l7-tls=exported: at the exported functions' entries only
     bool security = true;                // --security=on|off: security analytics (issue 3)
     std::string security_config;         // --security-config: YAML file (docs/security.md)
     std::string intel_config;            // --intel-config: threat-intel feeds YAML (docs/intel.md)

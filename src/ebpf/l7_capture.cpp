@@ -21,6 +21,7 @@
 #include <spdlog/spdlog.h>
 
 #include <netprobe/ebpf/map_io.hpp>
+#include <netprobe/ebpf/tls_probes.hpp>
 
 #include "l7.skel.h"
 
@@ -87,6 +88,7 @@ struct L7Capture::Impl {
     std::vector<LinkPtr> tls_links;         // guarded by tls_mu
     std::vector<TlsLibrary> tls_libraries;  // guarded by tls_mu
     bool tls = false;
+    TlsProbeMode tls_probes = TlsProbeMode::Auto;
     std::unique_ptr<RingReader> ring;
     Handler handler;
 };
@@ -121,6 +123,7 @@ Result<std::unique_ptr<L7Capture>> L7Capture::create(L7CaptureOptions options, H
     auto impl = std::make_unique<Impl>();
     impl->handler = std::move(on_message);
     impl->tls = options.tls;
+    impl->tls_probes = options.tls_probes;
     auto skel = loadSkeleton<l7_bpf, l7_bpf__open, l7_bpf__load, l7_bpf__destroy>(
         "L7 capture", [&](l7_bpf& sk) -> Result<void> {
             if (options.exclude_self) sk.rodata->np_self_tgid = static_cast<__u32>(getpid());
@@ -228,30 +231,36 @@ Result<std::size_t> L7Capture::attachTlsLibraries(const std::string& proc) {
     std::lock_guard lock(im.tls_mu);
     std::size_t added = 0;
     auto* s = im.skel.get();
-    struct Fn {
-        const char* name;
-        bpf_program* entry;
-    };
-    const Fn fns[] = {{"SSL_write", s->progs.np_ssl_write},
-                      {"SSL_write_ex", s->progs.np_ssl_write_ex},
-                      {"SSL_read", s->progs.np_ssl_read},
-                      {"SSL_read_ex", s->progs.np_ssl_read_ex}};
     for (const auto& [key, path] : found) {
         if (std::any_of(im.tls_libraries.begin(), im.tls_libraries.end(),
                         [&](const TlsLibrary& l) { return l.dev == key.first && l.ino == key.second; }))
             continue;
-        TlsLibrary lib{path, key.first, key.second, 0};
+        TlsLibrary lib{path, key.first, key.second, 0, 0};
         std::vector<LinkPtr> links;
-        for (const auto& f : fns) {
-            LIBBPF_OPTS(bpf_uprobe_opts, entry_opts, .func_name = f.name);
-            LinkPtr in(bpf_program__attach_uprobe_opts(f.entry, -1, path.c_str(), 0, &entry_opts));
+        std::string names;
+        auto probes = tlsProbes(path, im.tls_probes);
+        if (!probes) spdlog::warn("{}", probes.error().message);
+        for (const auto& p : probes ? *probes : std::vector<TlsProbe>{}) {
+            bpf_program* entry = nullptr;
+            switch (p.call) {
+                case TlsCall::Read: entry = s->progs.np_ssl_read; break;
+                case TlsCall::ReadEx: entry = s->progs.np_ssl_read_ex; break;
+                case TlsCall::Write: entry = s->progs.np_ssl_write; break;
+                case TlsCall::WriteEx: entry = s->progs.np_ssl_write_ex; break;
+                case TlsCall::WriteEx2: break;  // not produced (tls_probes.cpp keeps the exported entries)
+            }
+            if (!entry) continue;
+            LIBBPF_OPTS(bpf_uprobe_opts, entry_opts);
+            LinkPtr in(bpf_program__attach_uprobe_opts(entry, -1, path.c_str(), p.offset, &entry_opts));
             if (!in) continue;
-            LIBBPF_OPTS(bpf_uprobe_opts, ret_opts, .retprobe = true, .func_name = f.name);
-            LinkPtr out(bpf_program__attach_uprobe_opts(s->progs.np_ssl_ret, -1, path.c_str(), 0, &ret_opts));
+            LIBBPF_OPTS(bpf_uprobe_opts, ret_opts, .retprobe = true);
+            LinkPtr out(bpf_program__attach_uprobe_opts(s->progs.np_ssl_ret, -1, path.c_str(), p.offset, &ret_opts));
             if (!out) continue;  // without its return probe the entry would only fill the call table
             links.push_back(std::move(in));
             links.push_back(std::move(out));
             ++lib.functions;
+            if (p.internal) ++lib.internal;
+            names += (names.empty() ? "" : ", ") + p.function;
         }
         if (lib.functions == 0) {
             spdlog::warn("L7 capture: no TLS function of {} could be probed (no SSL_read/SSL_write symbols?)", path);
@@ -259,7 +268,7 @@ Result<std::size_t> L7Capture::attachTlsLibraries(const std::string& proc) {
             continue;
         }
         for (auto& l : links) im.tls_links.push_back(std::move(l));
-        spdlog::info("L7 capture: TLS plaintext of {} ({} functions probed)", path, lib.functions);
+        spdlog::info("L7 capture: TLS plaintext of {} (probed: {})", path, names);
         im.tls_libraries.push_back(std::move(lib));
         ++added;
     }

@@ -10,6 +10,7 @@ selects the test's own service (the peer address and port).
 
 import json
 import os
+import platform
 import re
 import signal
 import subprocess
@@ -143,9 +144,9 @@ class L7HttpTest(E2ETestCase):
         self.veth = self.make_veth(host_ns=self.node)
         self.ip = self.veth.peer_ip
 
-    def agent(self):
+    def agent(self, *extra: str):
         return self.start_agent(f"--interface-filter={self.veth.host}", "--collect-interval=500ms",
-                                "--socket-netns=own", "--l7=on", netns=self.node)
+                                "--socket-netns=own", "--l7=on", *extra, netns=self.node)
 
     def nginx(self, port: int = 8080, tls_port: int = 8443) -> str:
         def content(d: str) -> None:
@@ -305,8 +306,22 @@ class L7HttpTest(E2ETestCase):
         self.assertIn(["client", "GET", "/err", "12", "12"], [r[:5] for r in rows])
 
     def test_https_plaintext_from_openssl(self):
+        """The default probe points: on x86-64, the internal functions SSL_read/SSL_read_ex
+        and SSL_write/SSL_write_ex call (their entries are pushes the kernel emulates)."""
+        agent = self.https_counts()
+        if platform.machine() == "x86_64":
+            self.assertRegex(agent.output(), r"probed: SSL_read/SSL_read_ex callee, SSL_write/SSL_write_ex callee")
+
+    def test_https_plaintext_at_the_exported_entries(self):
+        """--l7-tls=exported: the exported functions' entries (every call single-stepped)."""
+        agent = self.https_counts("--l7-tls=exported")
+        self.assertRegex(agent.output(), r"probed: SSL_read, SSL_read_ex, SSL_write, SSL_write_ex")
+
+    def https_counts(self, *flags: str):
+        """curl (SSL_read/SSL_write) and Python (the _ex calls) against nginx over TLS: the
+        agent's counts at both ends equal the clients' own. Returns the agent."""
         self.nginx()
-        agent = self.agent()
+        agent = self.agent(*flags)
         agent.wait_collections(2)
         # parser state of other processes' connections on this machine (the capture sees them all)
         held = agent.metrics().get("netprobe_l7_connections")
@@ -332,6 +347,7 @@ class L7HttpTest(E2ETestCase):
         # releases its parser state like a plaintext one's (none left to expire).
         wait_for(lambda: agent.metrics().get("netprobe_l7_connections") <= held, 15,
                  "parser state of closed connections released")
+        return agent
 
     def test_latency_of_a_server_that_sleeps_50ms(self):
         port = 8081

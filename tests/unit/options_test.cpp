@@ -248,7 +248,11 @@ TEST(Options, L7) {
     ASSERT_TRUE(r.run);
     EXPECT_FALSE(r.options.l7);
     EXPECT_TRUE(r.options.l7_tls);
+    EXPECT_FALSE(r.options.l7_tls_exported);
     EXPECT_FALSE(parse({"--l7-tls=off"}).options.l7_tls);
+    r = parse({"--l7-tls=exported"});
+    EXPECT_TRUE(r.options.l7_tls);
+    EXPECT_TRUE(r.options.l7_tls_exported);
     r = parse({"--l7=on", "--l7-ring-size=16MiB", "--l7-max-connections=1000"});
     ASSERT_TRUE(r.run) << r.output;
     EXPECT_TRUE(r.options.l7);

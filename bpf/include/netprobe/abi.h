@@ -745,7 +745,7 @@ struct np_l7_args {
 	__u64 addr;       /* sendto/recvfrom: the peer's sockaddr (UDP without connect) */
 };
 
-/* l7_tls_calls (hash, key: pid_tgid): a TLS library call between its entry and return,
+/* l7_tls_calls (task storage): a thread's TLS library call between its entry and return,
  * and the socket its own syscalls touched. */
 struct np_l7_tls_call {
 	__u64 ssl;        /* the SSL * */
@@ -753,7 +753,8 @@ struct np_l7_tls_call {
 	__u64 len_ptr;    /* _ex variants: where the byte count is written (0: the return value) */
 	__u64 sock;       /* set by the sys_exit program: the socket written/read inside the call */
 	__u8 syscall;     /* NP_L7_SC_SSL_WRITE or NP_L7_SC_SSL_READ */
-	__u8 pad[7];
+	__u8 active;      /* between the entry and the return probe */
+	__u8 pad[6];
 };
 
 /* l7_counters (per-CPU array) slots. */

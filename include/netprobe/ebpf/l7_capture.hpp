@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <netprobe/abi.h>
+#include <netprobe/ebpf/tls_probes.hpp>
 #include <netprobe/util/error.hpp>
 #include <netprobe/util/ip.hpp>
 
@@ -57,13 +58,16 @@ struct L7CaptureOptions {
     std::uint32_t max_connections = 65536;    // l7_conns (LRU): classifications kept
     bool exclude_self = true;                 // the calling process's own sockets are not captured
     bool tls = true;                          // uprobes on OpenSSL's SSL_read/SSL_write (attachTlsLibraries)
+    TlsProbeMode tls_probes = TlsProbeMode::Auto;  // where in the library (tls_probes.hpp)
 };
 
 // An OpenSSL library the TLS uprobes are attached to.
 struct TlsLibrary {
     std::string path;      // as the agent opened it (/proc/PID/root/... for another mount namespace)
     std::uint64_t dev = 0, ino = 0;
-    int functions = 0;     // of SSL_read, SSL_write, SSL_read_ex, SSL_write_ex found and probed
+    int functions = 0;     // functions probed (TlsProbe: SSL_read, SSL_write, SSL_read_ex, SSL_write_ex
+                           // or the internal callees of the read and write pairs)
+    int internal = 0;      // of them at an internal callee (no single-step per call)
 };
 
 class L7Capture {
