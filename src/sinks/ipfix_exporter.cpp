@@ -54,6 +54,9 @@ Result<CollectorConfig> parseCollector(std::string_view spec) {
     std::string_view hostport = spec.substr(0, comma);
     std::string_view opts = comma == std::string_view::npos ? std::string_view() : spec.substr(comma + 1);
     std::string_view host, port;
+    if (const auto scheme = hostport.find("://"); scheme != std::string_view::npos)
+        return bad("no URL scheme: HOST:PORT, with transport=udp or transport=tcp as an option (\"" +
+                   std::string(hostport.substr(0, scheme + 3)) + "\" given)");
     if (hostport.starts_with('[')) {
         const auto close = hostport.find(']');
         if (close == std::string_view::npos || close + 1 >= hostport.size() || hostport[close + 1] != ':')

@@ -454,6 +454,10 @@ TEST(Ipfix, CollectorSpecs) {
             EXPECT_NE(r.error().what().find("--ipfix-collector"), std::string::npos);
         }
     }
+    // A URL is not taken for an IPv6 address without brackets
+    auto url = sinks::ipfix::parseCollector("udp://198.18.0.1:4739");
+    ASSERT_FALSE(url);
+    EXPECT_NE(url.error().what().find("no URL scheme"), std::string::npos) << url.error().what();
 }
 
 // The inner flow of tunnel packets (encap) is a flow of its own, not one direction of the
