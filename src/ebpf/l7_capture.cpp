@@ -247,7 +247,6 @@ Result<std::size_t> L7Capture::attachTlsLibraries(const std::string& proc) {
                 case TlsCall::ReadEx: entry = s->progs.np_ssl_read_ex; break;
                 case TlsCall::Write: entry = s->progs.np_ssl_write; break;
                 case TlsCall::WriteEx: entry = s->progs.np_ssl_write_ex; break;
-                case TlsCall::WriteEx2: break;  // not produced (tls_probes.cpp keeps the exported entries)
             }
             if (!entry) continue;
             LIBBPF_OPTS(bpf_uprobe_opts, entry_opts);

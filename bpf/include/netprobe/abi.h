@@ -762,7 +762,7 @@ enum np_l7_counter {
 	NP_L7_CNT_SOCKET_SYSCALLS = 0, /* data syscalls on inet sockets that moved bytes */
 	NP_L7_CNT_EVENTS,              /* records written to the ring */
 	NP_L7_CNT_RING_FULL,           /* records lost: the ring had no room */
-	NP_L7_CNT_ARGS_FULL,           /* TLS calls not captured: l7_tls_calls full */
+	NP_L7_CNT_ARGS_FULL,           /* TLS calls not captured: their l7_tls_calls task storage not allocated */
 	NP_L7_CNT_CONNS_FULL,          /* connections not classified: l7_conns insert failed */
 	NP_L7_CNT_READ_FAILED,         /* user memory that could not be read */
 	NP_L7_CNT_SKIPPED_NONE,        /* syscalls on connections classified NP_L7_NONE */

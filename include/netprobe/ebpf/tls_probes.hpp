@@ -31,8 +31,9 @@ enum class TlsCall : std::uint8_t {
     Read,      // SSL_read(ssl, buf, int num) -> bytes or <= 0
     ReadEx,    // SSL_read_ex / ssl_read_internal(ssl, buf, num, size_t *readbytes) -> > 0 on success
     Write,     // SSL_write(ssl, buf, int num) -> bytes or <= 0
-    WriteEx,   // SSL_write_ex / ssl_write_internal(ssl, buf, num, size_t *written)
-    WriteEx2,  // ssl_write_internal(ssl, buf, num, uint64_t flags, size_t *written) (OpenSSL >= 3.3)
+    WriteEx,   // SSL_write_ex / ssl_write_internal(ssl, buf, num, size_t *written) (OpenSSL 1.1.1-3.2;
+               // from 3.3 a flags argument comes before the pointer: that write is probed at the
+               // exported entries)
 };
 
 struct TlsProbe {
