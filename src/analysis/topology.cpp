@@ -460,8 +460,13 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
         s.drops_seen = std::move(seen);
     }
 
-    // Requests, at the end that captured them.
+    // Requests, at the end that captured them. A slot's figures are shared with published
+    // views, so the first request of a run copies them; the run's later requests of that
+    // end update the copy made in this run (fresh: no view holds it yet) - one copy per
+    // conversation end and run, not per request.
     if (snap.l7) {
+        // (holding them: a copy dropped by a merge of conversations keeps its address to itself)
+        std::unordered_map<const TopologyL7*, std::shared_ptr<TopologyL7>> fresh;
         for (const auto& r : snap.l7->requests) {
             Key k{r.client, r.server, r.server_port, 6};
             if (r.protocol == "dns") {
@@ -473,14 +478,21 @@ void Topology::run(const collector::Snapshot& snap, Views& views) {
             if (!c) continue;
             auto& sl = State::slot(*c, now_slot);
             auto& side = r.side == netprobe::l7::Side::Server ? sl.l7_server : sl.l7_client;
-            auto l = side ? std::make_shared<TopologyL7>(*side) : std::make_shared<TopologyL7>();
-            l->protocol = r.protocol;
+            TopologyL7* l = nullptr;
+            if (side)
+                if (auto f = fresh.find(side.get()); f != fresh.end()) l = f->second.get();
+            if (!l) {
+                auto copy = side ? std::make_shared<TopologyL7>(*side) : std::make_shared<TopologyL7>();
+                l = copy.get();
+                fresh.emplace(l, copy);
+                side = std::move(copy);
+            }
+            if (l->protocol != r.protocol) l->protocol = r.protocol;
             ++l->requests;
             l->errors += l7::isError(r);
             std::size_t b = 0;
             while (b < kTopologyLatencyBuckets.size() && r.duration_seconds > kTopologyLatencyBuckets[b]) ++b;
             ++l->latency[b];
-            side = std::move(l);
             if (c->first_seen_ns == 0) c->first_seen_ns = now_ns;
             c->last_seen_ns = now_ns;
         }

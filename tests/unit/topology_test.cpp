@@ -427,6 +427,45 @@ TEST(Topology, RequestsFromTheServersEndWhenBothEndsCaptured) {
     EXPECT_EQ(api(v, {{"protocol", "grpc"}})["edges"].size(), 0u);
 }
 
+// A run's requests go into one copy of each conversation end's figures; a view published
+// before keeps the figures it had (it shares the slot with the state until the next run).
+TEST(Topology, RequestsOfALaterRunLeaveAPublishedViewAsItWas) {
+    Topology t;
+    Clock clk;
+    auto batch = [](int n, int errors) {
+        auto l7 = std::make_shared<collector::L7Sample>();
+        for (int i = 0; i < n; ++i) {
+            l7::Request r;
+            r.protocol = "http";
+            r.side = l7::Side::Server;
+            r.client = ip("198.18.0.1");
+            r.server = ip("198.18.1.1");
+            r.client_port = static_cast<std::uint16_t>(40000 + i % 3);
+            r.server_port = 80;
+            r.status = i < errors ? 500 : 200;
+            r.duration_seconds = 0.004;
+            l7->requests.push_back(r);
+        }
+        return l7;
+    };
+    auto s0 = clk.at(0);
+    s0->l7 = batch(10, 1);
+    Views v0;
+    t.run(*s0, v0);
+    auto s1 = clk.at(0.5);  // the same slot
+    s1->l7 = batch(5, 2);
+    Views v1;
+    t.run(*s1, v1);
+    const auto j0 = api(v0), j1 = api(v1);
+    const auto* e0 = edge(j0, "198.18.0.1", "198.18.1.1");
+    const auto* e1 = edge(j1, "198.18.0.1", "198.18.1.1");
+    ASSERT_TRUE(e0 && e1) << j0.dump() << j1.dump();
+    EXPECT_EQ((*e0)["requests"], 10);
+    EXPECT_EQ((*e0)["errors"], 1);
+    EXPECT_EQ((*e1)["requests"], 15);
+    EXPECT_EQ((*e1)["errors"], 3);
+}
+
 TEST(Topology, NodeGraphFramesAndQueryErrors) {
     Topology t;
     Clock clk;
