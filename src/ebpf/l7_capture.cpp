@@ -143,14 +143,16 @@ Result<std::unique_ptr<L7Capture>> L7Capture::create(L7CaptureOptions options, H
     impl->skel = std::move(*skel);
     auto* s = impl->skel.get();
 
-    auto ring = RingReader::start(bpf_map__fd(s->maps.l7_events), "l7", [raw = impl.get()](std::span<const std::byte> rec) {
+    // One message object for every record (the ring thread alone calls this): its strings
+    // keep their capacity, so a record's bytes are copied without an allocation.
+    auto ring = RingReader::start(bpf_map__fd(s->maps.l7_events), "l7",
+                                  [raw = impl.get(), m = L7Message{}](std::span<const std::byte> rec) mutable {
         constexpr std::size_t kHeader = offsetof(np_l7_event, data);
         constexpr std::size_t kCloseHeader = offsetof(np_l7_event, tail);
         if (rec.size() < kCloseHeader) return;
         // The header is copied (aligned); the data is read in place.
         np_l7_event e;
         std::memcpy(&e, rec.data(), std::min(rec.size(), kHeader));
-        L7Message m;
         m.ts_ns = e.ts_ns;
         m.sock = e.sock;
         m.pid = static_cast<std::uint32_t>(e.pid_tgid >> 32);
@@ -168,13 +170,16 @@ Result<std::unique_ptr<L7Capture>> L7Capture::create(L7CaptureOptions options, H
         m.flags = e.flags;
         m.fd = e.fd;
         m.len = e.len;
+        m.head.clear();
+        m.tail.clear();
+        m.pieces.clear();
         if (rec.size() >= kHeader) {
             const auto* base = reinterpret_cast<const char*>(rec.data());
             const std::size_t n = std::min<std::size_t>({e.captured, rec.size() - kHeader, NP_L7_HEAD_MAX});
-            m.head = std::string_view(base + kHeader, n);
-            m.tail = std::string_view(base + offsetof(np_l7_event, tail), std::min<std::size_t>(e.tail_len, NP_L7_TAIL_MAX));
+            m.head.assign(base + kHeader, n);
+            m.tail.assign(base + offsetof(np_l7_event, tail), std::min<std::size_t>(e.tail_len, NP_L7_TAIL_MAX));
             const std::size_t p = std::min<std::size_t>({e.pieces_len, rec.size() - kHeader - n, NP_L7_PIECES_BYTES});
-            if (p) m.pieces = std::string_view(base + kHeader + n, p);
+            if (p) m.pieces.assign(base + kHeader + n, p);
         }
         raw->handler(m);
     });

@@ -23,8 +23,8 @@
 
 namespace netprobe::ebpf {
 
-// One captured syscall (or a close) on a classified connection. head and tail point into
-// the ring's memory: valid only during the handler call.
+// One captured syscall (or a close) on a classified connection. The handler's message is
+// valid only during its call (the capture reuses it for the next record).
 struct L7Message {
     std::uint64_t ts_ns = 0;   // CLOCK_MONOTONIC at the syscall's exit
     std::uint64_t sock = 0;    // kernel socket address: the connection's identity while it lives
