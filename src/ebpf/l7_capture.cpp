@@ -240,12 +240,16 @@ Result<std::size_t> L7Capture::attachTlsLibraries(const std::string& proc) {
         if (std::any_of(im.tls_libraries.begin(), im.tls_libraries.end(),
                         [&](const TlsLibrary& l) { return l.dev == key.first && l.ino == key.second; }))
             continue;
-        TlsLibrary lib{path, key.first, key.second, 0, 0};
+        TlsLibrary lib{path, key.first, key.second, 0};
+        auto probes = tlsProbes(path, im.tls_probes);
+        if (!probes) {
+            spdlog::warn("L7 capture: {}", probes.error().message);
+            im.tls_libraries.push_back(lib);  // not retried every scan
+            continue;
+        }
         std::vector<LinkPtr> links;
         std::string names;
-        auto probes = tlsProbes(path, im.tls_probes);
-        if (!probes) spdlog::warn("{}", probes.error().message);
-        for (const auto& p : probes ? *probes : std::vector<TlsProbe>{}) {
+        for (const auto& p : *probes) {
             bpf_program* entry = nullptr;
             switch (p.call) {
                 case TlsCall::Read: entry = s->progs.np_ssl_read; break;
@@ -263,11 +267,10 @@ Result<std::size_t> L7Capture::attachTlsLibraries(const std::string& proc) {
             links.push_back(std::move(in));
             links.push_back(std::move(out));
             ++lib.functions;
-            if (p.internal) ++lib.internal;
             names += (names.empty() ? "" : ", ") + p.function;
         }
         if (lib.functions == 0) {
-            spdlog::warn("L7 capture: no TLS function of {} could be probed (no SSL_read/SSL_write symbols?)", path);
+            spdlog::warn("L7 capture: no TLS function of {} could be probed (uprobe attach failed)", path);
             im.tls_libraries.push_back(lib);  // not retried every scan
             continue;
         }

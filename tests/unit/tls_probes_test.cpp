@@ -28,11 +28,19 @@ std::string sh(const std::string& cmd) {
     return out;
 }
 
+// Debian's libssl3 (nginx, curl and openssl of scripts/setup-deps.sh depend on it).
 std::string libssl() {
     for (const char* p : {"/usr/lib/x86_64-linux-gnu/libssl.so.3", "/lib/x86_64-linux-gnu/libssl.so.3"})
         if (::access(p, R_OK) == 0) return p;
     return {};
 }
+
+#if defined(__x86_64__)
+#define NP_REQUIRE_LIBSSL(lib) ASSERT_FALSE((lib).empty()) << "libssl.so.3 missing: run scripts/setup-deps.sh"
+#else
+// The callee search decodes x86-64 calls: elsewhere the exported entries are probed.
+#define NP_REQUIRE_LIBSSL(lib) GTEST_SKIP() << "the OpenSSL callee search is x86-64 only"
+#endif
 
 struct Fn {
     std::uint64_t addr = 0, size = 0;
@@ -110,7 +118,7 @@ std::string fileBytes(const std::string& path, std::uint64_t offset, std::size_t
 
 TEST(TlsProbes, OpenSslCalleesAreTheCommonCallTargetsAndBeginWithAPush) {
     const std::string lib = libssl();
-    if (lib.empty()) GTEST_SKIP() << "no x86-64 libssl.so.3 here";
+    NP_REQUIRE_LIBSSL(lib);
     auto fns = exported(lib);
     ASSERT_EQ(fns.size(), 4u) << "nm found " << fns.size() << " of the SSL_read/SSL_write symbols";
     auto probes = tlsProbes(lib, TlsProbeMode::Auto);
@@ -145,7 +153,7 @@ TEST(TlsProbes, OpenSslCalleesAreTheCommonCallTargetsAndBeginWithAPush) {
 
 TEST(TlsProbes, ExportedModeProbesEachExportedEntry) {
     const std::string lib = libssl();
-    if (lib.empty()) GTEST_SKIP() << "no x86-64 libssl.so.3 here";
+    NP_REQUIRE_LIBSSL(lib);
     auto fns = exported(lib);
     auto probes = tlsProbes(lib, TlsProbeMode::Exported);
     ASSERT_TRUE(probes.has_value()) << probes.error().message;

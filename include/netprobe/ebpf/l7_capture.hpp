@@ -67,7 +67,6 @@ struct TlsLibrary {
     std::uint64_t dev = 0, ino = 0;
     int functions = 0;     // functions probed (TlsProbe: SSL_read, SSL_write, SSL_read_ex, SSL_write_ex
                            // or the internal callees of the read and write pairs)
-    int internal = 0;      // of them at an internal callee (no single-step per call)
 };
 
 class L7Capture {
