@@ -89,6 +89,9 @@ struct np_l7_scratch {
 	__u64 cur_base, cur_start, cur_len, cur_idx;
 	/* np_l7_walk_amqp's state: the next frame's offset, where its piece goes, the end */
 	__u64 walk_off, walk_p, walk_end;
+	/* np_l7_output's: bytes written to the ring since this CPU last queried its
+	 * backlog; the backlog's band (in NP_L7_WAKEUP_BYTES) at that query */
+	__u64 unqueried, woke_band;
 };
 
 struct {
@@ -106,13 +109,28 @@ static __always_inline void np_l7_count(__u32 idx)
 }
 
 /* Output without waking the reader except when the backlog crosses another
- * NP_L7_WAKEUP_BYTES (bpf/lib/ring.h): a wakeup per record is an IPI per syscall captured.
- * The reader drains the ring every 100 ms on its own (RingReader), so a record waits at
- * most that long. */
+ * NP_L7_WAKEUP_BYTES: a wakeup per record is an IPI per syscall captured. The reader
+ * drains the ring every 100 ms on its own (RingReader), so a record waits at most that
+ * long. The backlog is queried (bpf_ringbuf_query: the consumer position's cache line,
+ * written by the reader on another CPU; ~0.6% of all CPU under wrk against nginx when
+ * read per record) once each CPU has written NP_L7_QUERY_BYTES since its last query, and
+ * a CPU wakes the reader once per band the backlog enters (none while it is below the
+ * first band). With C CPUs the backlog can run C x NP_L7_QUERY_BYTES past a band before
+ * the wakeup: far below the ring's size (8 MiB by default). */
 #define NP_L7_WAKEUP_BYTES (256 * 1024)
-static __always_inline long np_l7_output(void *e, __u64 size)
+#define NP_L7_QUERY_BYTES (16 * 1024)
+static __always_inline long np_l7_output(struct np_l7_scratch *s, __u64 size)
 {
-	return bpf_ringbuf_output(&l7_events, e, size, np_ring_output_flags(&l7_events, size, NP_L7_WAKEUP_BYTES));
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	s->unqueried += ((size + 7) & ~7ULL) + NP_RING_HDR_SZ;
+	if (s->unqueried >= NP_L7_QUERY_BYTES) {
+		s->unqueried = 0;
+		__u64 band = bpf_ringbuf_query(&l7_events, BPF_RB_AVAIL_DATA) / NP_L7_WAKEUP_BYTES;
+		if (band && band != s->woke_band)
+			flags = BPF_RB_FORCE_WAKEUP;
+		s->woke_band = band;
+	}
+	return bpf_ringbuf_output(&l7_events, &s->e, size, flags);
 }
 
 static __always_inline __u8 np_kind(long id)
@@ -127,7 +145,9 @@ static __always_inline __u8 np_kind(long id)
 extern void *bpf_rdonly_cast(void *obj, __u32 btf_id) __ksym;
 
 /* The TCP or UDP socket behind descriptor fd of the current task, or NULL (not a
- * socket, not inet, neither). One helper call (the fd array slot); the rest are loads. */
+ * socket, not inet, neither). Loads only, no helper call: the fd array's slot is read
+ * as the one pointer of a struct llist_node cast onto it (the array itself has no BTF
+ * type to cast to; bpf_probe_read_kernel of the slot cost ~80 ns a syscall in perf). */
 static __always_inline struct sock *np_fd_inet_sock(int fd, __u8 *ip_proto)
 {
 	if (fd < 0)
@@ -137,8 +157,9 @@ static __always_inline struct sock *np_fd_inet_sock(int fd, __u8 *ip_proto)
 	if ((unsigned int)fd >= fdt->max_fds)
 		return NULL;
 	struct file **fds = fdt->fd;
-	void *fp = NULL;
-	if (bpf_probe_read_kernel(&fp, sizeof(fp), &fds[fd]) || !fp)
+	struct llist_node *slot = bpf_rdonly_cast(&fds[fd], bpf_core_type_id_kernel(struct llist_node));
+	void *fp = slot->next;
+	if (!fp)
 		return NULL;
 	struct file *f = bpf_rdonly_cast(fp, bpf_core_type_id_kernel(struct file));
 	if ((f->f_inode->i_mode & NP_S_IFMT) != NP_S_IFSOCK)
@@ -226,6 +247,20 @@ struct {
 	__uint(max_entries, 65536);
 } l7_tls_ssl SEC(".maps");
 
+/* Whether a TLS library call may read or write this connection's socket: not when the
+ * connection is known to carry a plaintext protocol in which TLS never starts mid-way
+ * (HTTP, HTTP/2, Redis, DNS, Kafka and AMQP use TLS from the first byte, classified TLS;
+ * PostgreSQL and MySQL switch after an SSLRequest). Spares those connections' syscalls
+ * the task storage lookup. */
+static __always_inline int np_tls_may_use(const struct np_l7_conn *c)
+{
+	if (!c)
+		return 1;
+	__u8 p = c->protocol;
+	return !(p == NP_L7_HTTP1 || p == NP_L7_HTTP2 || p == NP_L7_REDIS || p == NP_L7_DNS || p == NP_L7_KAFKA ||
+		 p == NP_L7_AMQP);
+}
+
 /* The connection is over: tell user space its parser state can go (when it has any);
  * on close(2) (flags 0) forget it here too. */
 static __always_inline void np_l7_closed(__u64 key, struct np_l7_conn *c, __u64 pid_tgid, __u16 lport, __u16 rport,
@@ -235,8 +270,9 @@ static __always_inline void np_l7_closed(__u64 key, struct np_l7_conn *c, __u64 
 	__u8 parsed = c->protocol == NP_L7_TLS ? c->inner : c->protocol;
 	if (parsed != NP_L7_NONE && parsed != NP_L7_UNKNOWN && parsed != NP_L7_TLS) {
 		__u32 zero = 0;
-		struct np_l7_event *e = bpf_map_lookup_elem(&l7_scratch, &zero);
-		if (e) {
+		struct np_l7_scratch *s = bpf_map_lookup_elem(&l7_scratch, &zero);
+		if (s) {
+			struct np_l7_event *e = &s->e;
 			e->ts_ns = bpf_ktime_get_ns();
 			e->sock = key;
 			e->pid_tgid = pid_tgid;
@@ -252,7 +288,7 @@ static __always_inline void np_l7_closed(__u64 key, struct np_l7_conn *c, __u64 
 			e->len = 0;
 			e->tail_len = 0;
 			e->pieces_len = 0;
-			if (np_l7_output(e, offsetof(struct np_l7_event, tail)))
+			if (np_l7_output(s, offsetof(struct np_l7_event, tail)))
 				np_l7_count(NP_L7_CNT_RING_FULL);
 			else
 				np_l7_count(NP_L7_CNT_EVENTS);
@@ -278,7 +314,7 @@ static __always_inline int np_l7_classify(__u8 kind, int fd, __u64 arg2, __u64 a
 	__u64 key = (__u64)sk;
 
 	np_l7_count(NP_L7_CNT_SOCKET_SYSCALLS);
-	if (np_tls_active) {
+	if (np_tls_active && np_tls_may_use(c)) {
 		/* Inside a TLS library call: this is the socket it reads or writes (the call's
 		 * return probe runs after this exit). */
 		struct np_l7_tls_call *tc = bpf_task_storage_get(&l7_tls_calls, bpf_get_current_task_btf(), 0, 0);
@@ -351,21 +387,37 @@ static __always_inline int np_l7_classify(__u8 kind, int fd, __u64 arg2, __u64 a
  * arguments (libbpf's _SYSCALL accessors: the first argument's own copy where the return
  * value overwrote its register). One program run per syscall less, and nothing kept
  * between entry and exit. */
-SEC("tp_btf/sys_enter")
-int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
+static __always_inline void np_l7_close_fd(int fd)
 {
-	if (np_kind(id) != NP_L7_SC_CLOSE)
-		return 0;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if ((__u32)(pid_tgid >> 32) == np_self_tgid)
-		return 0;
-	int fd = (int)NP_ARG1(regs);
+		return;
 	__u8 ip_proto = 0;
 	__u16 lport, rport;
 	struct np_l7_conn *c = NULL;
 	struct sock *sk = np_fd_conn(fd, &ip_proto, &lport, &rport, &c);
 	if (sk && c)
 		np_l7_closed((__u64)sk, c, pid_tgid, lport, rport, fd, NP_L7_SC_CLOSE, 0);
+}
+
+/* close(2)'s own tracepoint (user space attaches it when tracefs has it): every other
+ * syscall's entry then costs the kernel a bit test, not a program run (the raw sys_enter
+ * tracepoint below runs a program at every syscall's entry: ~0.9% of all CPU under wrk
+ * against nginx in perf, dispatch included). */
+SEC("tracepoint/syscalls/sys_enter_close")
+int np_l7_enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	np_l7_close_fd((int)ctx->args[0]);
+	return 0;
+}
+
+/* The fallback where syscall tracepoints are missing (no tracefs, or a kernel built
+ * without CONFIG_FTRACE_SYSCALLS). */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(np_l7_enter, struct pt_regs *regs, long id)
+{
+	if (np_kind(id) == NP_L7_SC_CLOSE)
+		np_l7_close_fd((int)NP_ARG1(regs));
 	return 0;
 }
 
@@ -923,7 +975,7 @@ static __always_inline void np_l7_record(const struct np_l7_cap *k)
 	__u64 size = offsetof(struct np_l7_event, data) + (n & 0x1fff) + e->pieces_len;
 	if (size > sizeof(*e) + NP_L7_PIECES_BYTES)
 		size = sizeof(*e) + NP_L7_PIECES_BYTES;
-	if (np_l7_output(e, size))
+	if (np_l7_output(scratch, size))
 		np_l7_count(NP_L7_CNT_RING_FULL);
 	else
 		np_l7_count(NP_L7_CNT_EVENTS);

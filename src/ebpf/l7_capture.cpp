@@ -2,6 +2,7 @@
 // tracepoints and drains its ring on a thread of its own.
 #include <netprobe/ebpf/l7_capture.hpp>
 
+#include <linux/perf_event.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 
 #include <netprobe/ebpf/map_io.hpp>
 #include <netprobe/ebpf/tls_probes.hpp>
+#include <netprobe/ebpf/tracefs.hpp>
 
 #include "l7.skel.h"
 
@@ -89,6 +91,7 @@ struct L7Capture::Impl {
     std::vector<TlsLibrary> tls_libraries;  // guarded by tls_mu
     bool tls = false;
     TlsProbeMode tls_probes = TlsProbeMode::Auto;
+    const char* close_hook = "sys_enter";
     std::unique_ptr<RingReader> ring;
     Handler handler;
 };
@@ -104,6 +107,31 @@ L7Capture::~L7Capture() {
     impl_->links.clear();  // no new records
     impl_->ring.reset();   // then stop the reader
 }
+
+namespace {
+// prog attached to the tracepoint syscalls:<name> (its id from tracefs, mounted privately
+// when it is not mounted: ebpf/tracefs.hpp). A tracepoint's BPF programs run on every CPU,
+// whichever CPU its perf event was opened on.
+Result<LinkPtr> attachSyscallTracepoint(bpf_program* prog, const std::string& name) {
+    auto id = tracepointId("syscalls", name);
+    if (!id) return std::unexpected(id.error());
+    perf_event_attr attr{};
+    attr.size = sizeof attr;
+    attr.type = PERF_TYPE_TRACEPOINT;
+    attr.config = static_cast<std::uint64_t>(id->id);
+    attr.sample_period = 1;
+    attr.wakeup_events = 1;
+    int pfd = static_cast<int>(::syscall(__NR_perf_event_open, &attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC));
+    if (pfd < 0) return std::unexpected(errnoError(errno, "perf_event_open of tracepoint syscalls:" + name));
+    LinkPtr l(bpf_program__attach_perf_event(prog, pfd));
+    if (!l) {
+        int e = errno;
+        ::close(pfd);
+        return std::unexpected(errnoError(e, "attach " + std::string(bpf_program__name(prog)) + " to syscalls:" + name));
+    }
+    return l;  // the link owns the perf event's descriptor
+}
+}  // namespace
 
 Result<std::unique_ptr<L7Capture>> L7Capture::create(L7CaptureOptions options, Handler on_message) {
     if (!isPowerOfTwo(options.ring_bytes) || options.ring_bytes < static_cast<std::uint32_t>(getpagesize()))
@@ -186,7 +214,22 @@ Result<std::unique_ptr<L7Capture>> L7Capture::create(L7CaptureOptions options, H
     if (!ring) return std::unexpected(ring.error());
     impl->ring = std::move(*ring);
 
-    for (bpf_program* prog : {s->progs.np_l7_enter, s->progs.np_l7_exit, s->progs.np_l7_sk_close}) {
+    // close(2) at its own tracepoint where tracefs has it (every other syscall's entry then
+    // runs no program), else at the raw sys_enter.
+    bpf_program* enter = s->progs.np_l7_enter;
+    if (options.close_tracepoint) {
+        if (auto l = attachSyscallTracepoint(s->progs.np_l7_enter_close, "sys_enter_close")) {
+            impl->links.push_back(std::move(*l));
+            impl->close_hook = "syscalls:sys_enter_close";
+            enter = nullptr;
+        } else {
+            spdlog::info("L7 capture: close(2) is seen at the raw sys_enter tracepoint, a program run at every "
+                         "syscall's entry ({})",
+                         l.error().message);
+        }
+    }
+    for (bpf_program* prog : {enter, s->progs.np_l7_exit, s->progs.np_l7_sk_close}) {
+        if (!prog) continue;
         // The uprobe programs are attached per library (attachTlsLibraries).
         LinkPtr l(bpf_program__attach(prog));
         if (!l) {
@@ -197,6 +240,8 @@ Result<std::unique_ptr<L7Capture>> L7Capture::create(L7CaptureOptions options, H
     }
     return std::unique_ptr<L7Capture>(new L7Capture(std::move(impl)));
 }
+
+const char* L7Capture::closeHook() const { return impl_->close_hook; }
 
 Result<std::size_t> L7Capture::attachTlsLibraries(const std::string& proc) {
     auto& im = *impl_;

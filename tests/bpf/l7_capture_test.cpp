@@ -107,7 +107,7 @@ std::string readExactly(int fd, std::size_t n) {
 class L7CaptureTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        netprobe::ebpf::L7CaptureOptions o;
+        netprobe::ebpf::L7CaptureOptions o = options();
         o.exclude_self = false;  // the sockets under test are this process's
         auto c = L7Capture::create(o, [this](const netprobe::ebpf::L7Message& m) {
             std::lock_guard lock(got_.mu);
@@ -117,8 +117,20 @@ protected:
         ASSERT_TRUE(c) << c.error().message;
         cap_ = std::move(*c);
     }
+    virtual netprobe::ebpf::L7CaptureOptions options() const { return {}; }
     Collected got_;
     std::unique_ptr<L7Capture> cap_;
+};
+
+// close(2) seen at the raw sys_enter tracepoint: where the kernel has no
+// syscalls:sys_enter_close (no tracefs).
+class L7CaptureRawEnterTest : public L7CaptureTest {
+protected:
+    netprobe::ebpf::L7CaptureOptions options() const override {
+        netprobe::ebpf::L7CaptureOptions o;
+        o.close_tracepoint = false;
+        return o;
+    }
 };
 
 TEST_F(L7CaptureTest, HttpOverReadWriteBothSidesExactBytes) {
@@ -235,7 +247,23 @@ TEST_F(L7CaptureTest, PipesAndUnrecognisedConnectionsProduceNothing) {
     EXPECT_EQ((*after)[NP_L7_CNT_RING_FULL], 0u);
 }
 
+// close(2) at its own tracepoint (this machine and CI mount tracefs).
 TEST_F(L7CaptureTest, CloseOfClassifiedConnectionIsReported) {
+    ASSERT_STREQ(cap_->closeHook(), "syscalls:sys_enter_close");
+    Pair p = connectedPair();
+    const std::string req = "GET / HTTP/1.1\r\n\r\n";
+    ASSERT_EQ(::write(p.client.get(), req.data(), req.size()), static_cast<ssize_t>(req.size()));
+    const auto sock_fd = static_cast<std::uint32_t>(p.client.get());
+    p.client.reset();
+    auto ms = got_.waitFor(p.port, 2);
+    ASSERT_EQ(ms.size(), 2u);
+    EXPECT_EQ(ms[1].direction, NP_L7_CLOSED);
+    EXPECT_EQ(ms[1].fd, sock_fd);
+    EXPECT_EQ(ms[1].sock, ms[0].sock);
+}
+
+TEST_F(L7CaptureRawEnterTest, CloseOfClassifiedConnectionIsReported) {
+    ASSERT_STREQ(cap_->closeHook(), "sys_enter");
     Pair p = connectedPair();
     const std::string req = "GET / HTTP/1.1\r\n\r\n";
     ASSERT_EQ(::write(p.client.get(), req.data(), req.size()), static_cast<ssize_t>(req.size()));

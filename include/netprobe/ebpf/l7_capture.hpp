@@ -59,6 +59,10 @@ struct L7CaptureOptions {
     bool exclude_self = true;                 // the calling process's own sockets are not captured
     bool tls = true;                          // uprobes on OpenSSL's SSL_read/SSL_write (attachTlsLibraries)
     TlsProbeMode tls_probes = TlsProbeMode::Auto;  // where in the library (tls_probes.hpp)
+    // close(2) is seen at its own tracepoint (syscalls:sys_enter_close, through tracefs)
+    // when the kernel has it, else at the raw sys_enter tracepoint, which runs a program
+    // at every syscall's entry. false: the raw tracepoint (tests of the fallback).
+    bool close_tracepoint = true;
 };
 
 // An OpenSSL library the TLS uprobes are attached to.
@@ -88,6 +92,8 @@ public:
     // from a background task. Returns the number of libraries newly attached.
     Result<std::size_t> attachTlsLibraries(const std::string& proc = "/proc");
     [[nodiscard]] std::vector<TlsLibrary> tlsLibraries() const;
+    // Where close(2) is seen: "syscalls:sys_enter_close" or "sys_enter" (the raw tracepoint).
+    [[nodiscard]] const char* closeHook() const;
 
 private:
     struct Impl;
