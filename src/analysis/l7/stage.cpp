@@ -64,6 +64,20 @@ std::string statusClass(const Request& r) {
     return std::string(1, static_cast<char>('0' + status / 100)) + "xx";
 }
 
+namespace {
+// statusClass(r) without a string built per request for HTTP (most requests): a view of
+// a constant, or of `other` (statusClass's string) for the other protocols.
+std::string_view statusClassView(const Request& r, std::string& other) {
+    if (r.protocol == "http" || r.protocol == "http2") {
+        static constexpr std::string_view kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+        if (r.status < 100 || r.status > 599) return "unknown";
+        return kClasses[r.status / 100 - 1];
+    }
+    other = statusClass(r);
+    return other;
+}
+}  // namespace
+
 bool isError(const Request& r) {
     if (r.protocol == "dns") return netprobe::l7::dnsRcodeIsError(static_cast<std::uint8_t>(r.status));
     if (r.protocol == "http" || r.protocol == "http2") return r.status >= 500;
@@ -196,12 +210,14 @@ void L7Stage::add(const collector::Snapshot& snap, const Request& r, bool keep) 
     if ((r.protocol == "kafka" || r.protocol == "amqp") && r.route != r.method &&
         !admit(topics_, r.route, opts_.max_topics, counters_.topics_overflow))
         route = "other";
-    const std::string sc = statusClass(r);
+    std::string sc_other;
+    const std::string_view sc = statusClassView(r, sc_other);
 
     LastLabels& last = last_[r.side == netprobe::l7::Side::Client ? 0 : 1];
     if (!(last.valid && last.protocol == r.protocol && last.service == service && last.method == method &&
           last.route == route && last.status_class == sc)) {
-        last.series = &series_[SeriesKey{r.protocol, std::string(sideName(r.side)), service, std::string(method), sc}];
+        last.series =
+            &series_[SeriesKey{r.protocol, std::string(sideName(r.side)), service, std::string(method), std::string(sc)}];
         std::string key = endpointKey(r.protocol, r.side, service, method, route);
         auto it = endpoints_.find(key);
         last.endpoint_overflow = false;
