@@ -537,13 +537,15 @@ check("DaemonSet: host mounts are BTF (ro), bpffs, cgroup fs (ro), the state dir
   const mounts = Object.fromEntries(ctr.volumeMounts.map((m) => [m.name, m]));
   for (const m of ctr.volumeMounts) assert(vols[m.name], `mount ${m.name} has no volume`);
   const host = pod.volumes.filter((v) => v.hostPath).map((v) => v.hostPath.path).sort();
-  eq(host, ["/sys/fs/bpf", "/sys/fs/cgroup", "/sys/kernel/btf/vmlinux", "/var/lib/netprobe"], "hostPath volumes");
+  eq(host, ["/sys/fs/bpf", "/sys/fs/cgroup", "/sys/kernel/btf/vmlinux", "/sys/kernel/tracing", "/var/lib/netprobe"], "hostPath volumes");
   const byPath = (p) => { const v = pod.volumes.find((x) => x.hostPath?.path === p); assert(mounts[v.name], `${p} not mounted`); return mounts[v.name]; };
   eq(byPath("/sys/kernel/btf/vmlinux").readOnly, true, "BTF mount readOnly");
   eq(byPath("/sys/kernel/btf/vmlinux").mountPath, "/sys/kernel/btf/vmlinux", "BTF mountPath (libbpf looks there)");
   eq(byPath("/sys/fs/cgroup").readOnly, true, "cgroup mount readOnly");
   eq(byPath("/sys/fs/cgroup").mountPath, "/sys/fs/cgroup", "cgroup mountPath (the agent reads the first cgroup2 mount)");
   eq(byPath("/sys/fs/bpf").mountPath, "/sys/fs/bpf", "bpffs mountPath");
+  eq(byPath("/sys/kernel/tracing").mountPath, "/sys/kernel/tracing", "tracefs mountPath (the agent reads tracepoint ids there)");
+  eq(byPath("/sys/kernel/tracing").readOnly, true, "tracefs mounted read-only");
   // the agent's default --state-dir, read-write (the history store, spools), created if missing
   eq(byPath("/var/lib/netprobe").mountPath, "/var/lib/netprobe", "state dir mountPath (the default --state-dir)");
   assert(!byPath("/var/lib/netprobe").readOnly, "the state dir must be writable");
