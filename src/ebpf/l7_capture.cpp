@@ -1,5 +1,6 @@
-// netprobe::ebpf::L7Capture - loads bpf/progs/l7.bpf.c, attaches its two raw syscall
-// tracepoints and drains its ring on a thread of its own.
+// netprobe::ebpf::L7Capture - loads bpf/progs/l7.bpf.c, attaches its syscall tracepoints
+// (the raw sys_exit; close(2)'s own, else the raw sys_enter) and drains its ring on a
+// thread of its own.
 #include <netprobe/ebpf/l7_capture.hpp>
 
 #include <linux/perf_event.h>

@@ -76,7 +76,8 @@ struct TlsLibrary {
 class L7Capture {
 public:
     using Handler = std::function<void(const L7Message&)>;
-    // Loads and attaches the programs (tp_btf/sys_enter + sys_exit); on_message runs on
+    // Loads and attaches the programs (tp_btf/sys_exit; syscalls:sys_enter_close, else
+    // tp_btf/sys_enter; tp_btf/inet_sock_set_state); on_message runs on
     // the capture's ring thread. Fails (nothing attached) when the kernel lacks BTF raw
     // tracepoints or the syscall numbers are unknown for this architecture.
     [[nodiscard]] static Result<std::unique_ptr<L7Capture>> create(L7CaptureOptions options, Handler on_message);
