@@ -360,15 +360,31 @@ class FlowExportTest(E2ETestCase):
 
         # IPFIX has no application-level acknowledgement: bytes the collector's kernel
         # acknowledged but the collector had not read when it was killed are lost to it,
-        # and no exporter can know (docs/flow-export.md). The kill comes when the collector
-        # has written every byte the agent sent (under load, a batch can sit unread for a
-        # while: CI once lost 4 flows that way, with nothing left to resend).
-        def consumed():
-            sent = agent.metrics().get("netprobe_flow_sink_bytes_total", sink="ipfix")
-            written = sum(os.path.getsize(os.path.join(sink_dir, f)) for f in os.listdir(sink_dir))
-            return sent > 0 and written == sent
-        wait_for(consumed, 10, "the collector to have read what it acknowledged")
-        sink.stop(signal.SIGKILL)
+        # and no exporter can know (docs/flow-export.md). So the agent is held (SIGSTOP)
+        # while the collector reads everything it was sent and is killed: no batch can go
+        # out between the collector's last read and its death. (Waiting for the collector
+        # to have written every byte the agent counted, then killing it, still left that
+        # moment open: CI lost flows with nothing resent, once without that wait and once
+        # with it - a batch sent in the milliseconds between the check and the kill.) The
+        # agent's batches after it goes on meet a dead connection: those the exporter must
+        # resend.
+        def written():
+            return sum(os.path.getsize(os.path.join(sink_dir, f)) for f in os.listdir(sink_dir))
+
+        os.killpg(agent.pid, signal.SIGSTOP)
+        try:
+            last = [-1, time.monotonic()]
+
+            def settled():  # nothing more arrives: the collector has read what was sent
+                w = written()
+                if w != last[0]:
+                    last[0], last[1] = w, time.monotonic()
+                    return False
+                return w > 0 and time.monotonic() - last[1] >= 1.0
+            wait_for(settled, 15, "the collector to have read what the agent sent")
+            sink.stop(signal.SIGKILL)
+        finally:
+            os.killpg(agent.pid, signal.SIGCONT)
         log("collector killed")
         down = agent.metrics()
         time.sleep(2.5)
