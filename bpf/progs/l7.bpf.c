@@ -98,7 +98,10 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct np_l7_scratch);
-	__uint(max_entries, 1);
+	/* 0: the programs of process context (the syscall and TLS probes, which never nest
+	 * on a CPU); 1: np_l7_sk_close, whose tracepoint fires in softirq too (an incoming
+	 * FIN or reset) and may interrupt one of them mid-record on the same CPU. */
+	__uint(max_entries, 2);
 } l7_scratch SEC(".maps");
 
 static __always_inline void np_l7_count(__u32 idx)
@@ -269,8 +272,9 @@ static __always_inline void np_l7_closed(__u64 key, struct np_l7_conn *c, __u64 
 	/* A TLS connection's parser state is its plaintext protocol's. */
 	__u8 parsed = c->protocol == NP_L7_TLS ? c->inner : c->protocol;
 	if (parsed != NP_L7_NONE && parsed != NP_L7_UNKNOWN && parsed != NP_L7_TLS) {
-		__u32 zero = 0;
-		struct np_l7_scratch *s = bpf_map_lookup_elem(&l7_scratch, &zero);
+		/* (flags: from np_l7_sk_close, maybe in softirq: a scratch of its own) */
+		__u32 slot = flags ? 1 : 0;
+		struct np_l7_scratch *s = bpf_map_lookup_elem(&l7_scratch, &slot);
 		if (s) {
 			struct np_l7_event *e = &s->e;
 			e->ts_ns = bpf_ktime_get_ns();
