@@ -3,24 +3,19 @@
 // unshare(1) + mount(8) + cat of the event's id file. Needs root.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include <netprobe/ebpf/tracefs.hpp>
+
+#include "support/command_output.hpp"
 
 namespace {
 
 using netprobe::ebpf::tracepointId;
 
 std::string run(const std::string& cmd) {
-    std::string out;
-    if (FILE* p = ::popen(cmd.c_str(), "r")) {
-        char buf[256];
-        while (std::fgets(buf, sizeof buf, p)) out += buf;
-        ::pclose(p);
-    }
+    std::string out = netprobe::test::commandOutput(cmd);
     while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
     return out;
 }

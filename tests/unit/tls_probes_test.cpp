@@ -16,18 +16,12 @@
 
 #include <netprobe/ebpf/tls_probes.hpp>
 
+#include "support/command_output.hpp"
+
 namespace netprobe::ebpf {
 namespace {
 
-std::string sh(const std::string& cmd) {
-    std::string out;
-    if (FILE* p = popen(cmd.c_str(), "r")) {
-        char buf[4096];
-        while (fgets(buf, sizeof buf, p)) out += buf;
-        pclose(p);
-    }
-    return out;
-}
+using netprobe::test::commandOutput;
 
 // Debian's libssl3 of this machine (nginx, curl and openssl of scripts/setup-deps.sh
 // depend on it), in its multiarch directory (/usr/lib/x86_64-linux-gnu, ...aarch64...).
@@ -52,7 +46,7 @@ struct Fn {
 // nm -D -S: "0000000000035430 0000000000000083 T SSL_read@@OPENSSL_3.0.0"
 std::map<std::string, Fn> exported(const std::string& lib) {
     std::map<std::string, Fn> out;
-    std::istringstream in(sh("nm -D -S --defined-only " + lib));
+    std::istringstream in(commandOutput("nm -D -S --defined-only " + lib));
     std::string line;
     while (std::getline(in, line)) {
         std::istringstream f(line);
@@ -69,7 +63,7 @@ std::string disassemble(const std::string& lib, std::uint64_t from, std::uint64_
     char range[96];
     std::snprintf(range, sizeof range, " --start-address=0x%llx --stop-address=0x%llx ",
                   static_cast<unsigned long long>(from), static_cast<unsigned long long>(to));
-    return sh("objdump -d" + std::string(range) + lib);
+    return commandOutput("objdump -d" + std::string(range) + lib);
 }
 
 // Targets of the direct calls objdump decodes in a function ("call   35290 <...>").
