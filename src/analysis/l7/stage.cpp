@@ -47,6 +47,15 @@ bool admit(std::set<std::string>& admitted, const std::string& value, std::size_
 
 }  // namespace
 
+namespace {
+// The class of an HTTP status: a view of a constant.
+std::string_view httpStatusClass(int status) {
+    static constexpr std::string_view kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+    if (status < 100 || status > 599) return "unknown";
+    return kClasses[status / 100 - 1];
+}
+}  // namespace
+
 std::string statusClass(const Request& r) {
     if (r.protocol == "dns") return netprobe::l7::dnsRcodeName(static_cast<std::uint8_t>(r.status));
     if (r.protocol == "grpc") return netprobe::l7::grpcStatusName(r.status);
@@ -59,20 +68,14 @@ std::string statusClass(const Request& r) {
         return name ? name : "error";
     }
     if (r.protocol != "http" && r.protocol != "http2") return r.status == 1 ? "error" : r.status == 2 ? "unknown" : "ok";
-    const int status = r.status;
-    if (status < 100 || status > 599) return "unknown";
-    return std::string(1, static_cast<char>('0' + status / 100)) + "xx";
+    return std::string(httpStatusClass(r.status));
 }
 
 namespace {
 // statusClass(r) without a string built per request for HTTP (most requests): a view of
 // a constant, or of `other` (statusClass's string) for the other protocols.
 std::string_view statusClassView(const Request& r, std::string& other) {
-    if (r.protocol == "http" || r.protocol == "http2") {
-        static constexpr std::string_view kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
-        if (r.status < 100 || r.status > 599) return "unknown";
-        return kClasses[r.status / 100 - 1];
-    }
+    if (r.protocol == "http" || r.protocol == "http2") return httpStatusClass(r.status);
     other = statusClass(r);
     return other;
 }
