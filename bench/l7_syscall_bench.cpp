@@ -53,35 +53,24 @@ Conn loopbackPair() {
     return c;
 }
 
-// ns per write of msg to fd, best of 5 rounds of n writes.
-double nsPerWrite(int fd, const std::string& msg, int n) {
-    double best = 1e18;
-    for (int round = 0; round < 5; ++round) {
-        auto t0 = Clock::now();
-        for (int i = 0; i < n; ++i)
-            if (::write(fd, msg.data(), msg.size()) != static_cast<ssize_t>(msg.size())) return -1;
-        const double ns = std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / n;
-        best = std::min(best, ns);
-    }
-    return best;
-}
-
-// The same on a loopback TCP connection, whose server end this thread drains itself
-// (non-blocking, after every 256 writes: 25 KiB, within the receive buffer): no second
-// thread, so no wakeup and no scheduling of another thread in the figure, which then
-// moves by tens of ns between runs instead of microseconds. The drain's reads are in the
-// figure (one read per 256 writes, captured too where the connection is).
-double nsPerSocketWrite(const Conn& c, const std::string& msg, int n) {
+// ns per write of msg to fd, best of 5 rounds of n writes. With drain_fd (the server end
+// of a loopback TCP connection, non-blocking) this thread reads it empty after every 256
+// writes (25 KiB, within the receive buffer) and at the end: no second thread, so no
+// wakeup and no scheduling of another thread in the figure, which then moves by tens of
+// ns between runs instead of microseconds. The drain's reads are in the figure (one read
+// per 256 writes, captured too where the connection is).
+double nsPerWrite(int fd, const std::string& msg, int n, int drain_fd = -1) {
     std::vector<char> buf(1 << 16);
     auto drain = [&] {
-        while (::read(c.server, buf.data(), buf.size()) > 0) {
+        if (drain_fd < 0) return;
+        while (::read(drain_fd, buf.data(), buf.size()) > 0) {
         }
     };
     double best = 1e18;
     for (int round = 0; round < 5; ++round) {
         auto t0 = Clock::now();
         for (int i = 0; i < n; ++i) {
-            if (::write(c.client, msg.data(), msg.size()) != static_cast<ssize_t>(msg.size())) return -1;
+            if (::write(fd, msg.data(), msg.size()) != static_cast<ssize_t>(msg.size())) return -1;
             if (i % 256 == 255) drain();
         }
         drain();
@@ -105,8 +94,8 @@ Costs measure(int n) {
     std::string req = "GET /bench HTTP/1.1\r\nHost: x\r\n";
     req += std::string(100 - req.size() - 2, 'a') + "\r\n";
     std::string bin(100, '\x01');
-    c.http = nsPerSocketWrite(h, req, n);
-    c.binary = nsPerSocketWrite(b, bin, n);
+    c.http = nsPerWrite(h.client, req, n, h.server);
+    c.binary = nsPerWrite(b.client, bin, n, b.server);
     for (int fd : {h.client, h.server, b.client, b.server}) ::close(fd);
     return c;
 }
