@@ -185,10 +185,10 @@ static __always_inline struct np_sec_event *np_sec_reserve(const struct np_packe
  * the flows whose idle entry user space removed (written by user space with the
  * removal, ebpf::removeIdleFlow). A flow that got its flow_stats entry is found there by
  * its next packets, so it is not written here. */
-static __always_inline void np_sec_new_flow(const struct np_packet *pkt, __u64 len, int in_table)
+static __always_inline int np_sec_new_flow_folded(const struct np_packet *pkt, __u64 len, int in_table, __u32 folded)
 {
 	if (pkt->key.proto != NP_IPPROTO_TCP && pkt->key.proto != NP_IPPROTO_UDP)
-		return;
+		return 0;
 	__u8 fl = pkt->tcp_flags;
 	int opens = pkt->key.proto == NP_IPPROTO_TCP && ((fl & (NP_TCP_SYN | NP_TCP_RST)) || !(fl & NP_TCP_ACK));
 	/* Remembered: a flow without an entry of its own, unless the packet is a RST (it
@@ -203,18 +203,50 @@ static __always_inline void np_sec_new_flow(const struct np_packet *pkt, __u64 l
 			np_count_map_error(NP_MAP_SEC_FLOW_SEEN);
 	}
 	if (!opens && slot && *slot == tag)
-		return;
+		return 0;
 	if (remember && slot)
 		*slot = tag;
 	struct np_sec_event *e = np_sec_reserve(pkt, NP_SEC_NEW_FLOW, (__u32)len);
 	if (!e)
-		return;
+		return 0;
+	e->folded = folded;
 	e->tcp_flags = pkt->tcp_flags;
 	e->tcp_doff = pkt->tcp_doff;
 	__u64 hdr = (__u64)pkt->l4_off + (pkt->key.proto == NP_IPPROTO_TCP ? (__u64)pkt->tcp_doff * 4 : 8);
 	__u64 payload = len > hdr ? len - hdr : 0;
 	e->payload_len = payload > 0xffff ? 0xffff : (__u16)payload;
 	np_sec_submit(e);
+	return 1;
+}
+
+static __always_inline void np_sec_new_flow(const struct np_packet *pkt, __u64 len, int in_table)
+{
+	np_sec_new_flow_folded(pkt, len, in_table, 0);
+}
+
+/* A packet counted in an existing aggregate entry fs (flow pressure: a connection
+ * attempt or refusal without an entry of its own), prev_seen: fs's last_seen_ns on this
+ * CPU before this packet. Under a random-port flood every packet is one: a record each
+ * cost the datapath a ring reserve and a sec_flow_seen store per packet and the agent
+ * the record's decoding. One record per tick (np_now_coarse) and CPU announces an
+ * aggregate entry's packets: the first of a tick; the tick's later ones are folded into
+ * fs->folded, carried by the entry's next record on this CPU (np_sec_event.folded), so
+ * the count of attempts stays exact; what a burst's last tick folded waits for the
+ * entry's next packet. A folded packet is not remembered in sec_flow_seen (it was not
+ * announced by a record of its own): a real connection among the attempts is announced
+ * by its first ACK. A record the full ring refused keeps its count folded. */
+static __always_inline void np_sec_aggregated(const struct np_packet *pkt, struct np_flow_stats *fs, __u64 len,
+					      __u64 prev_seen)
+{
+	__u16 folded = fs->folded;
+	if (prev_seen == fs->last_seen_ns && folded < 0xffff) {
+		fs->folded = folded + 1;
+		return;
+	}
+	if (np_sec_new_flow_folded(pkt, len, 0, folded))
+		fs->folded = 0;
+	else if (folded < 0xffff)
+		fs->folded = folded + 1;
 }
 
 /* An ICMP error (np_is_icmp_unreachable): send it with the tuple of the packet it

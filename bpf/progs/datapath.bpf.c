@@ -153,9 +153,10 @@ static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __
 		fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
 		np_flow_set_port(pkt, side, port);
 		if (fs) {
+			__u64 prev_seen = fs->last_seen_ns;
 			np_flow_add(fs, segs, len, pkt->tcp_flags, now);
 			if (np_enable_security)
-				np_sec_new_flow(pkt, len, 0);
+				np_sec_aggregated(pkt, fs, len, prev_seen);
 			return np_enable_intel ? np_intel_flow(pkt, fs, segs, len) : 0;
 		}
 	}

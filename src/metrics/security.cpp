@@ -194,6 +194,10 @@ std::string renderSecurityMetrics(const SecurityView& v, const ebpf::MitigationS
              "Datapath records the detectors consumed: first packets of new flows, ICMP unreachables.");
     w.sample("netprobe_security_observations_total", {{"kind", "new_flow"}}, st.new_flows);
     w.sample("netprobe_security_observations_total", {{"kind", "icmp_unreachable"}}, st.unreachables);
+    w.family("netprobe_security_folded_flows_total", MetricType::Counter,
+             "New flows announced by another record of their aggregate entry: under flow pressure one record per "
+             "tick and CPU announces an aggregate entry's connection attempts or refusals and carries their count.");
+    w.sample("netprobe_security_folded_flows_total", {}, st.new_flows_folded);
     w.family("netprobe_security_records_dropped_total", MetricType::Counter,
              "Ring records received but not analysed: the agent's queue between two evaluations was full.");
     w.sample("netprobe_security_records_dropped_total", {}, st.records_dropped);

@@ -3,6 +3,7 @@
 // host_stats counters, and the XDP blocklist in dry-run and on. The skeleton is
 // loaded with np_enable_security (and np_mitigate) set, as the agent does.
 #include <arpa/inet.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -319,8 +320,10 @@ TEST_F(SecurityDatapath, EndedOrUnansweredFlowsAreNotRememberedWhenRemoved) {
 
 // Under pressure (user space: the table 3/4 full) a SYN flood from random ports and the
 // RSTs that refuse it keep one aggregate entry each (the initiator's port 0), every
-// packet counted in it; each attempt is still announced. Other packets, and every packet
-// of a flow that has an entry, are counted as before. Without pressure: an entry each.
+// packet counted in it; each attempt is still announced, by a record of its own or folded
+// into the aggregate entry's next record (one per tick and CPU). Other packets, and every
+// packet of a flow that has an entry, are counted as before. Without pressure: an entry
+// each.
 TEST_F(SecurityDatapath, UnderPressureAttemptsAndRefusalsShareAggregateEntries) {
     Skel s = load(1, NP_MITIGATE_OFF);
     ASSERT_TRUE(s);
@@ -343,6 +346,17 @@ TEST_F(SecurityDatapath, UnderPressureAttemptsAndRefusalsShareAggregateEntries) 
         }
         return out;
     };
+    // Folding is per CPU (each CPU's copy of an aggregate entry carries its own count):
+    // every packet of this test runs on one CPU.
+    cpu_set_t before, one;
+    ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+    struct Restore {
+        cpu_set_t* mask;
+        ~Restore() { sched_setaffinity(0, sizeof *mask, mask); }
+    } restore{&before};
     const Bytes established = PacketBuilder().eth().ipv4("198.18.0.7", "198.18.0.2").tcp(50000, 80, tf::SYN).build();
     run(s.get(), Prog::In, established);  // before the pressure: its own entry
     s->data_pressure->np_flow_pressure = 1;
@@ -357,13 +371,38 @@ TEST_F(SecurityDatapath, UnderPressureAttemptsAndRefusalsShareAggregateEntries) 
         syn_bytes += syn.size();
         rst_bytes += rst.size();
     }
+    // the attempts of a tick after its first are folded: no record yet
+    auto ev = drain(s.get());
+    auto announced = [](const std::vector<np_sec_event>& v, std::uint8_t flag) {
+        std::uint64_t records = 0, attempts = 0;
+        for (const auto& e : v)
+            if (e.kind == NP_SEC_NEW_FLOW && (e.tcp_flags & flag)) ++records, attempts += 1 + std::uint64_t{e.folded};
+        return std::pair{records, attempts};
+    };
+    const auto [syn_records, syn_folded_before] = announced(ev, tf::SYN);
+    const auto [rst_records, rst_folded_before] = announced(ev, tf::RST);
+    // 40 test runs span a tick boundary or two, not ten
+    EXPECT_LT(syn_records, 1u + kAttempts / 2) << "the attempts of a tick were not folded";
+    EXPECT_LT(rst_records, kAttempts / 2) << "the refusals of a tick were not folded";
+    // a tick later the aggregate entries' next packets carry what was folded: every
+    // attempt and refusal announced exactly once
+    usleep(30000);  // ticks of at most 10 ms (HZ >= 100)
+    constexpr std::uint16_t kLate = 5000;
+    run(s.get(), Prog::In, PacketBuilder().eth().ipv4("198.18.0.9", "198.18.0.2").tcp(kLate, 80, tf::SYN).build());
+    run(s.get(), Prog::Eg, PacketBuilder().eth().ipv4("198.18.0.2", "198.18.0.9").tcp(80, kLate, tf::RST | tf::ACK).build());
     // the established flow's next packet, and a new flow's first ACK: entries of their own
     run(s.get(), Prog::In, PacketBuilder().eth().ipv4("198.18.0.7", "198.18.0.2").tcp(50000, 80, tf::ACK).build());
     run(s.get(), Prog::In, PacketBuilder().eth().ipv4("198.18.0.9", "198.18.0.2").tcp(1024, 80, tf::ACK).build());
-    auto ev = drain(s.get());
-    // the SYN before, each SYN and RST; not the ACK that completes an aggregated attempt
-    // (its SYN was announced and remembered: sec_flow_seen)
-    EXPECT_EQ(ev.size(), 1u + 2u * kAttempts);
+    auto late = drain(s.get());
+    // the late SYN and RST; not the ACK that completes an aggregated attempt (its SYN was
+    // the aggregate entry's first, announced and remembered: sec_flow_seen)
+    ASSERT_EQ(late.size(), 2u);
+    EXPECT_EQ(late[0].key.src_port, kLate);
+    EXPECT_EQ(late[1].key.dst_port, kLate);
+    EXPECT_EQ(syn_folded_before + announced(late, tf::SYN).second, 1u + kAttempts + 1u);  // with the SYN before
+    EXPECT_EQ(rst_folded_before + announced(late, tf::RST).second, kAttempts + 1u);
+    syn_bytes += late[0].len;
+    rst_bytes += late[1].len;
     const auto all = entries();
     ASSERT_EQ(all.size(), 4u);
     int seen = 0;
@@ -371,14 +410,14 @@ TEST_F(SecurityDatapath, UnderPressureAttemptsAndRefusalsShareAggregateEntries) 
         if (k.src_port == 0) {  // the attempts: 198.18.0.9:0 -> 198.18.0.2:80
             EXPECT_EQ(k.dst_port, 80);
             EXPECT_EQ(k.direction, NP_DIR_INGRESS);
-            EXPECT_EQ(st.packets, std::uint64_t{kAttempts});
+            EXPECT_EQ(st.packets, std::uint64_t{kAttempts} + 1);
             EXPECT_EQ(st.bytes, syn_bytes);
             EXPECT_EQ(st.tcp_flags, tf::SYN);
             ++seen;
         } else if (k.dst_port == 0) {  // the refusals: 198.18.0.2:80 -> 198.18.0.9:0
             EXPECT_EQ(k.src_port, 80);
             EXPECT_EQ(k.direction, NP_DIR_EGRESS);
-            EXPECT_EQ(st.packets, std::uint64_t{kAttempts});
+            EXPECT_EQ(st.packets, std::uint64_t{kAttempts} + 1);
             EXPECT_EQ(st.bytes, rst_bytes);
             ++seen;
         } else {

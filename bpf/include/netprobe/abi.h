@@ -172,7 +172,11 @@ struct np_flow_stats {
 	__u8 intel_match; /* NP_INTEL_MATCH_* bits */
 	__u16 intel_gen;
 	__u16 intel_feed; /* feed index of the matched indicator (source side first) */
-	__u8 reserved[2];
+	/* An aggregate entry (flow pressure, bpf/progs/datapath.bpf.c) on this CPU: its
+	 * packets since its last sec_events record that no record announced yet (records of
+	 * an aggregate entry are limited to one per tick and CPU; the next one carries the
+	 * count in np_sec_event.folded). 0 in every other entry; user space ignores it. */
+	__u16 folded;
 };
 
 /* frag_track map key: identifies the fragments of one datagram so later fragments
@@ -232,6 +236,7 @@ NP_STATIC_ASSERT(sizeof(struct np_flow_stats) == 40, "flow_stats size");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_flow_stats, tcp_flags) == 32, "flow_stats.tcp_flags");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_flow_stats, intel_gen) == 34, "flow_stats.intel_gen");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_flow_stats, intel_feed) == 36, "flow_stats.intel_feed");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_flow_stats, folded) == 38, "flow_stats.folded");
 NP_STATIC_ASSERT(sizeof(struct np_frag_key) == 40, "frag_key size");
 NP_STATIC_ASSERT(sizeof(struct np_frag_ports) == 8, "np_frag_ports size");
 NP_STATIC_ASSERT(sizeof(struct np_overlay_counter) == 32, "np_overlay_counter size");
@@ -463,6 +468,10 @@ struct np_sec_event {
 	__u32 len;        /* bytes of the packet */
 	union np_addr inner_src;
 	union np_addr inner_dst;
+	/* new flow: connection attempts (or refusals) of the same aggregate entry this record
+	 * announces besides its own packet (flow pressure: records of an aggregate entry are
+	 * limited to one per tick and CPU); 0 otherwise */
+	__u32 folded;
 };
 
 /* host_stats: traffic per address, towards it seen at ingress ("in") and from it
@@ -587,6 +596,7 @@ NP_STATIC_ASSERT(NP_OFFSETOF(struct np_sec_event, key) == 8, "np_sec_event.key")
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_sec_event, kind) == 52, "np_sec_event.kind");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_sec_event, len) == 64, "np_sec_event.len");
 NP_STATIC_ASSERT(NP_OFFSETOF(struct np_sec_event, inner_src) == 68, "np_sec_event.inner_src");
+NP_STATIC_ASSERT(NP_OFFSETOF(struct np_sec_event, folded) == 100, "np_sec_event.folded");
 NP_STATIC_ASSERT(sizeof(struct np_host_slot) == 88, "np_host_slot size");
 NP_STATIC_ASSERT(sizeof(struct np_host_stats) == 72, "np_host_stats size");
 NP_STATIC_ASSERT(sizeof(struct np_block_key) == 20, "np_block_key size");

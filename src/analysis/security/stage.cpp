@@ -118,11 +118,16 @@ void SecurityStage::observe(const collector::SecuritySample& s, const intel::Ind
             f.tcp_doff = e.tcp_doff;
             f.payload_len = e.payload_len;
             conn_.observe(f);
+            // Under flow pressure one record may announce an aggregate entry's attempts of
+            // a tick (the others folded into it: np_sec_event.folded): counted as the
+            // attempts they are; the detectors see the record's own tuple.
+            const std::uint64_t flows = 1 + std::uint64_t{e.folded};
             ++stats_.new_flows;
+            stats_.new_flows_folded += e.folded;
             // flows/s per destination (flood.flows); a flow seen at ingress and at egress
             // (a forwarding host) counts once, where it entered
             if (e.key.direction == NP_DIR_INGRESS && (new_flows.size() < opts_.config.max_hosts || new_flows.contains(f.dst)))
-                ++new_flows[f.dst];
+                new_flows[f.dst] += flows;
         } else if (e.kind == NP_SEC_ICMP_ERROR) {
             Unreachable u;
             u.at = at;

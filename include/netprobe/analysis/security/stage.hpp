@@ -24,6 +24,7 @@ namespace netprobe::analysis::security {
 
 struct AnalyzerStats {
     std::uint64_t new_flows = 0;             // new-flow records consumed
+    std::uint64_t new_flows_folded = 0;      // attempts those records announced besides their own (np_sec_event.folded)
     std::uint64_t unreachables = 0;          // ICMP error records consumed
     std::uint64_t records_total = 0;         // ring records received (since start)
     std::uint64_t records_dropped = 0;       // ring records the user-space queue could not take
