@@ -1,6 +1,7 @@
 // Detectors as pure functions over recorded observations (no BPF, no clock).
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -450,6 +451,55 @@ TEST(SecurityFlood, StaticNewFlowsThreshold) {
     const Finding* x = find(fs, EventType::TrafficSurge);
     ASSERT_NE(x, nullptr);
     EXPECT_NEAR(std::get<double>(x->evidence.at("flows_per_second")), 1200, 1);
+}
+
+// Under flow pressure the datapath announces an aggregate entry's attempts of a tick with
+// one record that carries the others' count (np_sec_event.folded): the stage counts each
+// attempt towards the destination's new flows/s, and the records as records.
+TEST(SecurityFlood, FoldedAttemptsCountAsNewFlows) {
+    ns::SecurityStage::Options o;
+    o.config.flood.flows = 1000;
+    o.config.flood.syn_pps = 0;  // the flows threshold alone
+    ns::SecurityStage stage(o, T0);
+    const auto src = ip("198.18.0.9"), dst = ip("198.18.0.2");
+    std::shared_ptr<const ns::SecurityView> view;
+    for (int tick = 1; tick <= 8; ++tick) {
+        netprobe::collector::Snapshot snap;
+        snap.mono = T0 + tick * 250ms;
+        auto sample = std::make_shared<netprobe::collector::SecuritySample>();
+        sample->seconds = 0.25;
+        np_sec_event e{};
+        e.kind = NP_SEC_NEW_FLOW;
+        e.ts_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds((snap.mono).time_since_epoch()).count());
+        e.key.family = 4;
+        e.key.proto = 6;
+        e.key.direction = NP_DIR_INGRESS;
+        std::memcpy(&e.key.src_ip, src.data(), 16);
+        std::memcpy(&e.key.dst_ip, dst.data(), 16);
+        e.key.src_port = static_cast<std::uint16_t>(40000 + tick);
+        e.key.dst_port = 80;
+        e.tcp_flags = SYN;
+        e.tcp_doff = 5;
+        e.folded = 299;  // 300 attempts a quarter second: 1200 flows/s
+        sample->records.push_back(e);
+        netprobe::collector::HostDelta h;
+        h.addr = dst;
+        h.delta.in_packets = h.delta.tcp_in = h.delta.syn_in = 300;
+        h.delta.in_bytes = 300 * 60;
+        sample->hosts.push_back(h);
+        snap.security = sample;
+        netprobe::analysis::Views v;
+        stage.run(snap, v);
+        view = v.security;
+    }
+    ASSERT_TRUE(view);
+    EXPECT_EQ(view->stats.new_flows, 8u);
+    EXPECT_EQ(view->stats.new_flows_folded, 8u * 299u);
+    ASSERT_FALSE(view->events.empty());
+    const auto& ev = *view->events.front();
+    EXPECT_EQ(ev.type, EventType::TrafficSurge);
+    EXPECT_EQ(ev.dst, dst);
+    EXPECT_NEAR(std::get<double>(ev.evidence.at("flows_per_second")), 1200, 1);
 }
 
 TEST(SecurityFlood, AllowListedTargetIgnored) {
