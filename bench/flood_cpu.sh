@@ -34,6 +34,13 @@ np_track_pid $!
 # agent's CPU is measured, never during the iperf3 transfers the ratio compares
 
 rsts() { ip netns exec "$NS_S" nstat -asz TcpOutRsts | awk '$1 == "TcpOutRsts" {print $2}'; }
+# sec PORT: the agent's new-flow records read and the attempts folded into them so far
+sec() {
+  ip netns exec "$NS_S" curl -sf "http://127.0.0.1:$1/metrics" |
+    awk '/^netprobe_security_observations_total\{kind="new_flow"\}/ {r = $2}
+         /^netprobe_security_folded_flows_total / {f = $2}
+         END {printf "%d %d\n", r, f}'
+}
 # flood US SECONDS: hping3 SYNs to port 80 (no listener: the receiver answers RST),
 # incrementing source port (hping3's default), US microseconds apart
 flood() {
@@ -88,9 +95,10 @@ for rate in $RATES; do
       sleep "$WARM"
       sysctl -qw kernel.bpf_stats_enabled=1
       np_bpf_by_prog "$agent" >"$TMP/progs0"
+      read -r rec0 fold0 < <(sec "$PORT")  # the scrapes outside the measured time
       t0=$(np_proc_ticks "$agent"); r0=$(rsts); s0=$(date +%s.%N)
       sleep "$SECS"
-      t1=$(np_proc_ticks "$agent"); r1=$(rsts); s1=$(date +%s.%N)
+      t1=$(np_proc_ticks "$agent"); r1=$(rsts); s1=$(date +%s.%N); read -r rec1 fold1 < <(sec "$PORT")
       np_bpf_by_prog "$agent" >"$TMP/progs1"
       sysctl -qw kernel.bpf_stats_enabled="$stats_was"
       b0=$(np_bpf_ns "$TMP/progs0"); b1=$(np_bpf_ns "$TMP/progs1")
@@ -119,6 +127,7 @@ for rate in $RATES; do
   lat_s=$([[ $latency == none ]] && echo none || awk -v l="$latency" 'BEGIN {printf "%.2f", l / 1000}')
   # where the BPF time went: each program's runs per flood packet and cost
   np_bpf_breakdown "$TMP/progs0" "$TMP/progs1" "$wall" "$((r1 - r0))" packet
+  np_log "  security records read by the agent: $(awk -v r="$((rec1 - rec0))" -v w="$wall" 'BEGIN {printf "%.0f", r / w}')/s, announcing $(awk -v r="$((rec1 - rec0 + fold1 - fold0))" -v w="$wall" 'BEGIN {printf "%.0f", r / w}') attempts and refusals/s (the rest folded into their aggregate entry's records)"
   np_log "  iperf3 during the flood, Gbit/s with / without the agent per round: $(for i in "${!ratios[@]}"; do printf '%.2f/%.2f ' "${withs[$i]}" "${withouts[$i]}"; done)"
   printf '%-10s %-10s %-22s %-16s %-12s %-26s\n' "$rate pps" "$reached pps" "$total% ($proc_pct+$bpf_pct)" "$bpf_pct%" \
     "$lat_s s" "median of ${#ratios[@]}: $ratio (${ratios[*]})"

@@ -799,7 +799,8 @@ $(section "$LOGS/flood.log")
 Where a flood packet's time goes in \`netprobe_tc_in\` (\`bench/bpf_flood_bench.cpp\`: 65,536 distinct
 SYNs run once each with BPF_PROG_TEST_RUN, the security ring drained and \`flow_stats\` emptied every
 256 as the agent's collection does; each configuration with one feature off, so the differences are
-what the features cost per new flow):
+what the features cost per new flow; last, the defaults with the table under pressure, as in a sustained
+flood: the attempts in one aggregate entry, announced by one security record per tick):
 $(section "$LOGS/flood_prog.log")
 
 ### Flow export: ClickHouse sink

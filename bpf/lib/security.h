@@ -88,9 +88,27 @@ static __always_inline int np_addr_eq(const union np_addr *a, const union np_add
 	return x[0] == y[0] && x[1] == y[1];
 }
 
-static __always_inline struct np_host_slot *np_host_slot(const union np_addr *addr)
+/* The slots changed since user space last took the bits (netprobe/abi.h,
+ * NP_HOST_DIRTY_WORDS). Shared by every CPU: a packet reads its word (a line every CPU
+ * keeps cached while the bit is set) and writes it only the first time in a tick. */
+volatile __u64 np_host_dirty[NP_HOST_DIRTY_WORDS] SEC(".data.hostdirty") = {};
+
+/* After the slot's counters changed. A change whose stores become visible only after
+ * user space took the bit and read the slot (the bit was set already, or the CPU
+ * reordered the stores) is carried by the slot's next change or by user space's periodic
+ * full read: the counters are cumulative, so a delta can be late, never lost. */
+static __always_inline void np_host_mark(__u32 idx)
+{
+	__u32 w = (idx / 64) % NP_HOST_DIRTY_WORDS;
+	__u64 bit = 1ULL << (idx % 64);
+	if (!(np_host_dirty[w] & bit))
+		__sync_fetch_and_or(&np_host_dirty[w], bit);
+}
+
+static __always_inline struct np_host_slot *np_host_slot(const union np_addr *addr, __u32 *idx_out)
 {
 	__u32 idx = np_host_hash(addr);
+	*idx_out = idx;
 	struct np_host_slot *slot = bpf_map_lookup_elem(&host_stats, &idx);
 	if (!slot)
 		return 0;
@@ -100,14 +118,17 @@ static __always_inline struct np_host_slot *np_host_slot(const union np_addr *ad
 	struct np_host_slot *alt = bpf_map_lookup_elem(&host_stats, &alt_idx);
 	if (!alt)
 		return 0;
-	if (np_addr_eq(&alt->addr, addr))
+	if (np_addr_eq(&alt->addr, addr)) {
+		*idx_out = alt_idx;
 		return alt;
+	}
 	/* Neither: take over the quieter of the two (a free slot has no packets). */
 	__u64 a = slot->stats.in_packets + slot->stats.out_packets;
 	__u64 b = alt->stats.in_packets + alt->stats.out_packets;
 	if (b < a) {
 		slot = alt;
 		a = b;
+		*idx_out = alt_idx;
 	}
 	if (a)
 		np_count_map_error(NP_MAP_HOST_STATS);
@@ -118,8 +139,9 @@ static __always_inline struct np_host_slot *np_host_slot(const union np_addr *ad
 
 static __always_inline void np_host_account(const struct np_packet *pkt, __u32 dir, __u32 segs, __u64 len)
 {
+	__u32 idx = 0;
 	struct np_host_slot *slot =
-		np_host_slot(dir == NP_DIR_INGRESS ? &pkt->key.dst_ip : &pkt->key.src_ip);
+		np_host_slot(dir == NP_DIR_INGRESS ? &pkt->key.dst_ip : &pkt->key.src_ip, &idx);
 	if (!slot)
 		return;
 	struct np_host_stats *hs = &slot->stats;
@@ -142,6 +164,7 @@ static __always_inline void np_host_account(const struct np_packet *pkt, __u32 d
 		if (pkt->key.proto == NP_IPPROTO_TCP && (fl & (NP_TCP_SYN | NP_TCP_ACK)) == (NP_TCP_SYN | NP_TCP_ACK))
 			hs->synack_out += 1;
 	}
+	np_host_mark(idx);
 }
 
 /* Submits a record without waking the reader except when the backlog crosses another

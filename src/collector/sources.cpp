@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cstring>
 #include <map>
@@ -231,6 +232,14 @@ Result<std::unique_ptr<SecuritySource>> SecuritySource::create(const ebpf::Manag
     auto hosts = manager.mapFd(ebpf::DatapathMap::HostStats);
     if (!hosts) return std::unexpected(hosts.error());
     s->host_stats_ = std::move(*hosts);
+    auto dirty = manager.mapFd(ebpf::DatapathMap::HostDirty);
+    auto mapped = dirty ? ebpf::MappedMap::map(dirty->get(), NP_HOST_DIRTY_WORDS * sizeof(std::uint64_t),
+                                               "np_host_dirty")
+                        : Result<ebpf::MappedMap>(std::unexpected(dirty.error()));
+    if (mapped)
+        s->dirty_ = std::move(*mapped);
+    else
+        spdlog::info("security: every host_stats read reads all {} slots ({})", NP_HOST_SLOTS, mapped.error().what());
     auto events = manager.mapFd(ebpf::DatapathMap::SecurityEvents);
     if (!events) return std::unexpected(events.error());
     auto ring = ebpf::RingReader::start(events->get(), "security", [raw = s.get()](std::span<const std::byte> rec) {
@@ -254,40 +263,75 @@ SecuritySource::~SecuritySource() { ring_.reset(); }
 
 Result<std::vector<HostDelta>> SecuritySource::hostDeltas() {
     const auto ncpu = static_cast<std::size_t>(ebpf::possibleCpus());
-    // Every slot is overwritten by the read (or the read fails): no zero-fill (it was
-    // ~6% of the agent's CPU under load, 4 reads a second).
-    cur_slots_.resize(std::size_t{NP_HOST_SLOTS} * ncpu);
-    std::uint32_t read = 0;
-    auto r = ebpf::readPerCpuArray<np_host_slot>(host_stats_.get(), NP_HOST_SLOTS,
-                                                 [&](std::uint32_t i, std::span<const np_host_slot> v) {
-                                                     std::copy(v.begin(), v.end(), cur_slots_.begin() + i * ncpu);
-                                                     ++read;
-                                                 });
-    if (!r) return std::unexpected(r.error());
-    if (read != NP_HOST_SLOTS) {
-        prev_slots_.clear();  // cur_slots_ is partly stale: start the deltas over
-        return std::unexpected(makeError("host_stats: read " + std::to_string(read) + " of " +
-                                         std::to_string(NP_HOST_SLOTS) + " slots"));
+    const std::size_t n = std::size_t{NP_HOST_SLOTS} * ncpu;
+    // The slots changed since the previous read (the bits are taken before any read, so
+    // a change during the read sets its bit for the next one).
+    dirty_slots_.clear();
+    if (dirty_) {
+        auto* words = static_cast<std::uint64_t*>(dirty_.data());
+        for (std::uint32_t w = 0; w < NP_HOST_DIRTY_WORDS; ++w) {
+            std::atomic_ref<std::uint64_t> word(words[w]);
+            if (word.load(std::memory_order_relaxed) == 0) continue;
+            for (std::uint64_t bits = word.exchange(0); bits; bits &= bits - 1)
+                dirty_slots_.push_back(w * 64 + static_cast<std::uint32_t>(std::countr_zero(bits)));
+        }
+    }
+    const bool have = slots_.size() == n;
+    const bool full = !dirty_ || !have || ++reads_ % kFullReadEvery == 0 || dirty_slots_.size() > kSparseReadMax;
+    // Deltas per (slot, CPU): a slot whose owner changed counts from zero for its new owner.
+    std::map<util::Addr16, np_host_stats> by_addr;
+    static const np_addr kFree{};
+    auto account = [&](std::uint32_t slot, std::span<const np_host_slot> now) {
+        np_host_slot* last = slots_.data() + std::size_t{slot} * ncpu;
+        for (std::size_t cpu = 0; cpu < ncpu; ++cpu) {
+            const np_host_slot& c = now[cpu];
+            np_host_slot& p = last[cpu];
+            if (std::memcmp(&c.addr, &kFree, sizeof kFree) != 0) {
+                const bool same_owner = std::memcmp(&c.addr, &p.addr, sizeof c.addr) == 0;
+                if (!same_owner || c.stats.in_packets != p.stats.in_packets || c.stats.out_packets != p.stats.out_packets)
+                    addHostStats(by_addr[std::bit_cast<util::Addr16>(c.addr)],
+                                 same_owner ? hostStatsSince(c.stats, p.stats) : c.stats);
+            }
+            p = c;
+        }
+    };
+    if (full) {
+        // Every slot is overwritten by the read (or the read fails): no zero-fill (it was
+        // ~6% of the agent's CPU under load, 4 reads a second).
+        fresh_.resize(n);
+        std::uint32_t read = 0;
+        auto r = ebpf::readPerCpuArray<np_host_slot>(host_stats_.get(), NP_HOST_SLOTS,
+                                                     [&](std::uint32_t i, std::span<const np_host_slot> v) {
+                                                         std::copy(v.begin(), v.end(), fresh_.begin() + i * ncpu);
+                                                         ++read;
+                                                     });
+        if (!r || read != NP_HOST_SLOTS) {
+            slots_.clear();  // partly stale: start the deltas over
+            if (!r) return std::unexpected(r.error());
+            return std::unexpected(makeError("host_stats: read " + std::to_string(read) + " of " +
+                                             std::to_string(NP_HOST_SLOTS) + " slots"));
+        }
+        if (have) {
+            for (std::uint32_t i = 0; i < NP_HOST_SLOTS; ++i)
+                account(i, std::span<const np_host_slot>(fresh_.data() + std::size_t{i} * ncpu, ncpu));
+        } else {
+            std::swap(slots_, fresh_);  // the first read: the base of the next deltas
+        }
+    } else {
+        // A slot whose bit was not set is as the previous read left it.
+        fresh_.resize(ncpu);
+        for (const std::uint32_t i : dirty_slots_) {
+            if (auto r = ebpf::lookupElem(host_stats_.get(), &i, fresh_.data(), "host_stats"); !r) {
+                slots_.clear();
+                return std::unexpected(r.error());
+            }
+            account(i, std::span<const np_host_slot>(fresh_.data(), ncpu));
+        }
     }
     std::vector<HostDelta> out;
-    // Deltas per (slot, CPU): a slot whose owner changed counts from zero for its new owner.
-    if (prev_slots_.size() == cur_slots_.size()) {
-        std::map<util::Addr16, np_host_stats> by_addr;
-        static const np_addr kFree{};
-        for (std::size_t i = 0; i < cur_slots_.size(); ++i) {
-            const np_host_slot& c = cur_slots_[i];
-            if (std::memcmp(&c.addr, &kFree, sizeof kFree) == 0) continue;
-            const np_host_slot& p = prev_slots_[i];
-            const bool same_owner = std::memcmp(&c.addr, &p.addr, sizeof c.addr) == 0;
-            if (same_owner && c.stats.in_packets == p.stats.in_packets && c.stats.out_packets == p.stats.out_packets)
-                continue;
-            addHostStats(by_addr[std::bit_cast<util::Addr16>(c.addr)], same_owner ? hostStatsSince(c.stats, p.stats) : c.stats);
-        }
-        out.reserve(by_addr.size());
-        for (const auto& [a, d] : by_addr)
-            if (d.in_packets || d.out_packets) out.push_back({a, d});
-    }
-    std::swap(prev_slots_, cur_slots_);
+    out.reserve(by_addr.size());
+    for (const auto& [a, d] : by_addr)
+        if (d.in_packets || d.out_packets) out.push_back({a, d});
     return out;
 }
 

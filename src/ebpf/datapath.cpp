@@ -198,6 +198,7 @@ Result<UniqueFd> Datapath::mapFd(DatapathMap which) const {
     switch (which) {
         case DatapathMap::SecurityEvents: m = skel_->maps.sec_events; break;
         case DatapathMap::HostStats: m = skel_->maps.host_stats; break;
+        case DatapathMap::HostDirty: m = skel_->maps.data_hostdirty; break;
         case DatapathMap::Blocklist: m = skel_->maps.blocklist; break;
         case DatapathMap::BlockStats: m = skel_->maps.block_stats; break;
         case DatapathMap::IntelIps: m = skel_->maps.intel_ips; break;

@@ -3,6 +3,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -87,6 +89,30 @@ Result<void> forEachArraySlot(int fd, std::uint32_t n, std::size_t value_size,
 Result<void> lookupElem(int fd, const void* key, void* value, std::string_view what) {
     if (bpf_map_lookup_elem(fd, key, value) != 0) return std::unexpected(errnoError(errno, "look up " + std::string(what)));
     return {};
+}
+
+Result<MappedMap> MappedMap::map(int fd, std::size_t bytes, std::string_view what) {
+    const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    const std::size_t n = (bytes + page - 1) / page * page;
+    void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) return std::unexpected(errnoError(errno, "map the memory of " + std::string(what)));
+    MappedMap m;
+    m.p_ = p;
+    m.n_ = n;
+    return m;
+}
+
+MappedMap& MappedMap::operator=(MappedMap&& o) noexcept {
+    if (this != &o) {
+        if (p_) munmap(p_, n_);
+        p_ = std::exchange(o.p_, nullptr);
+        n_ = std::exchange(o.n_, 0);
+    }
+    return *this;
+}
+
+MappedMap::~MappedMap() {
+    if (p_) munmap(p_, n_);
 }
 
 Counter sumCounters(std::span<const np_counter> per_cpu) {

@@ -575,6 +575,65 @@ TEST_F(SecurityDatapath, HostSlotTakeoverKeepsTheHeavyHitter) {
     EXPECT_EQ(host(s.get(), v4(same_set[2].c_str())).in_packets, 1u);
 }
 
+// The slots whose np_host_dirty bit is set, the bits taken (cleared) as the agent does.
+std::vector<std::uint32_t> takeDirty(datapath_bpf* s) {
+    std::vector<std::uint32_t> out;
+    for (std::uint32_t w = 0; w < NP_HOST_DIRTY_WORDS; ++w) {
+        std::uint64_t bits = __atomic_exchange_n(&s->data_hostdirty->np_host_dirty[w], 0, __ATOMIC_SEQ_CST);
+        for (std::uint32_t b = 0; b < 64; ++b)
+            if (bits & (std::uint64_t{1} << b)) out.push_back(w * 64 + b);
+    }
+    return out;
+}
+
+// Which of the address's two slots holds it (on any CPU).
+std::uint32_t slotOf(datapath_bpf* s, const np_addr& a) {
+    std::vector<np_host_slot> v(static_cast<std::size_t>(libbpf_num_possible_cpus()));
+    const std::uint32_t h = np_host_hash(&a);
+    for (std::uint32_t idx : {h, h ^ 1u}) {
+        if (bpf_map_lookup_elem(bpf_map__fd(s->maps.host_stats), &idx, v.data()) != 0) continue;
+        for (const auto& slot : v)
+            if (std::memcmp(&slot.addr, &a, sizeof a) == 0) return idx;
+    }
+    return ~0u;
+}
+
+// A packet that changes a slot sets the slot's bit, and only it: the agent reads the
+// slots of the set bits instead of every slot on every CPU. Through a takeover too (the
+// bit of the slot taken over), and the bit stays set for the next packets until taken.
+TEST_F(SecurityDatapath, HostSlotChangesSetTheSlotsDirtyBit) {
+    Skel s = load(1, NP_MITIGATE_OFF);
+    ASSERT_TRUE(s);
+    ASSERT_NE(s->data_hostdirty, nullptr);
+    std::vector<std::string> same_set{"198.18.0.2"};
+    const std::uint32_t set = np_host_hash(&(const np_addr&)v4("198.18.0.2")) >> 1;
+    for (int i = 0; i < 65536 && same_set.size() < 3; ++i) {
+        const std::string a = "198.19." + std::to_string(i / 256) + "." + std::to_string(i % 256);
+        const np_addr x = v4(a.c_str());
+        if ((np_host_hash(&x) >> 1) == set) same_set.push_back(a);
+    }
+    ASSERT_EQ(same_set.size(), 3u);
+    auto to = [](const std::string& dst) {
+        return PacketBuilder().eth().ipv4("198.18.0.1", dst).udp(1, 2).payload(10).build();
+    };
+    EXPECT_TRUE(takeDirty(s.get()).empty());
+    for (int i = 0; i < 3; ++i) run(s.get(), Prog::In, to(same_set[0]));
+    const std::uint32_t first = slotOf(s.get(), v4(same_set[0].c_str()));
+    ASSERT_NE(first, ~0u);
+    EXPECT_EQ(takeDirty(s.get()), std::vector<std::uint32_t>{first});
+    EXPECT_TRUE(takeDirty(s.get()).empty());  // taken: nothing changed since
+    run(s.get(), Prog::In, to(same_set[1]));  // the other way of the set
+    const std::uint32_t second = slotOf(s.get(), v4(same_set[1].c_str()));
+    EXPECT_EQ(second, first ^ 1u);
+    EXPECT_EQ(takeDirty(s.get()), std::vector<std::uint32_t>{second});
+    run(s.get(), Prog::In, to(same_set[2]));  // takes over the quieter slot: the second's
+    EXPECT_EQ(slotOf(s.get(), v4(same_set[2].c_str())), second);
+    EXPECT_EQ(takeDirty(s.get()), std::vector<std::uint32_t>{second});
+    // an egress packet changes its source's slot
+    run(s.get(), Prog::Eg, PacketBuilder().eth().ipv4(same_set[0].c_str(), "198.18.0.1").udp(2, 1).payload(10).build());
+    EXPECT_EQ(takeDirty(s.get()), std::vector<std::uint32_t>{first});
+}
+
 // Security off (as loaded by tests of the core, or --security=off): nothing.
 TEST_F(SecurityDatapath, OffMeansNoRecordsNoCounters) {
     Skel s = load(0, NP_MITIGATE_OFF);
@@ -582,6 +641,7 @@ TEST_F(SecurityDatapath, OffMeansNoRecordsNoCounters) {
     run(s.get(), Prog::In, PacketBuilder().eth().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 80, tf::SYN).build());
     EXPECT_TRUE(drain(s.get()).empty());
     EXPECT_EQ(host(s.get(), v4("198.18.0.2")).in_packets, 0u);
+    EXPECT_TRUE(takeDirty(s.get()).empty());
 }
 
 void addRule(datapath_bpf* s, const np_addr& a, std::uint32_t prefixlen, std::uint32_t rule) {

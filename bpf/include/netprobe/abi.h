@@ -499,6 +499,11 @@ struct np_host_slot {
 };
 #define NP_HOST_SLOT_BITS 12
 #define NP_HOST_SLOTS (1u << NP_HOST_SLOT_BITS)
+/* np_host_dirty (a mapped data section, .data.hostdirty): a bit per slot, set by the
+ * programs after they changed the slot on any CPU (an atomic OR, only when the bit is
+ * clear); user space takes the words with an atomic exchange and reads only the slots
+ * whose bit was set, not all NP_HOST_SLOTS x CPUs every tick (SecuritySource). */
+#define NP_HOST_DIRTY_WORDS (NP_HOST_SLOTS / 64)
 
 /* Slot of an address: multiplicative hash of its four words (both sides use it). */
 static inline __u32 np_host_hash(const union np_addr *a)

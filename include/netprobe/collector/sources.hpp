@@ -183,6 +183,8 @@ public:
 private:
     SecuritySource() = default;
     Result<std::vector<HostDelta>> hostDeltas();
+    static constexpr std::uint64_t kFullReadEvery = 16;  // 4 s at the 250 ms tick
+    static constexpr std::size_t kSparseReadMax = 256;   // a lookup each: ~1 us; a full read ~1-2 ms
 
     util::UniqueFd host_stats_;
     std::size_t max_queued_ = 0;
@@ -190,7 +192,13 @@ private:
     std::vector<np_sec_event> queue_;  // guarded by queue_mu_
     std::uint64_t records_total_ = 0, records_dropped_ = 0;  // guarded by queue_mu_
     std::unique_ptr<ebpf::RingReader> ring_;
-    std::vector<np_host_slot> prev_slots_, cur_slots_;  // [slot * ncpu + cpu]
+    // The slots' bits of the datapath (np_host_dirty, netprobe/abi.h): a read takes them
+    // and looks up only those slots; every kFullReadEvery-th read, and one with more than
+    // kSparseReadMax bits set, reads every slot in batches. Not mapped: every read full.
+    ebpf::MappedMap dirty_;
+    std::vector<np_host_slot> slots_, fresh_;  // [slot * ncpu + cpu]: as last read; a full read's values
+    std::vector<std::uint32_t> dirty_slots_;
+    std::uint64_t reads_ = 0;
     MonoTime prev_read_{};
     std::uint64_t host_read_errors_ = 0;
 };

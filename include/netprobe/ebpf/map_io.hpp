@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <netprobe/abi.h>
@@ -107,6 +108,27 @@ Result<void> readPerCpuArray(int fd, std::uint32_t n, Fn&& fn) {
         fn(i, std::span<const V>(static_cast<const V*>(v), ncpu));
     });
 }
+
+// The memory of a map created mmapable (a global data section such as .data.hostdirty,
+// or a BPF_F_MMAPABLE array), mapped shared for reading and writing; unmapped when
+// destroyed. The mapping keeps the map alive, the fd it came from need not.
+class MappedMap {
+public:
+    MappedMap() = default;
+    [[nodiscard]] static Result<MappedMap> map(int fd, std::size_t bytes, std::string_view what);
+    MappedMap(MappedMap&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+    MappedMap& operator=(MappedMap&& o) noexcept;
+    MappedMap(const MappedMap&) = delete;
+    MappedMap& operator=(const MappedMap&) = delete;
+    ~MappedMap();
+    [[nodiscard]] void* data() const { return p_; }
+    [[nodiscard]] std::size_t size() const { return n_; }
+    explicit operator bool() const { return p_ != nullptr; }
+
+private:
+    void* p_ = nullptr;
+    std::size_t n_ = 0;
+};
 
 // The per-CPU values of one element.
 template <class V, class K>

@@ -94,7 +94,7 @@ struct UdpTimingSample {
 
 // Maps of the datapath that other modules read or write (security analytics, the
 // mitigator). They get their own duplicate of the map's fd (Manager::mapFd).
-enum class DatapathMap { SecurityEvents, HostStats, Blocklist, BlockStats, IntelIps, IntelState, IntelStats, IntelResolved, NameEvents,
+enum class DatapathMap { SecurityEvents, HostStats, HostDirty, Blocklist, BlockStats, IntelIps, IntelState, IntelStats, IntelResolved, NameEvents,
                          // packet path tracing (bpf/lib/trace.h): its switch (.data.trace) and maps
                          TraceOn, TraceSpecs, TraceCounts, TraceDrops, TraceIfaces, TraceProcs, TraceErrors };
 

@@ -42,10 +42,20 @@ SecurityStage::SecurityStage(Options options, TimePoint started)
     mitigating_ = opts_.config.mitigate != MitigationMode::Off;
 }
 
-std::vector<SourceShare> SecurityStage::topSources(const Addr16& dst) const {
+std::vector<SourceShare> SecurityStage::topSources(const Addr16& dst) {
     if (!opts_.flows) return {};
     auto v = opts_.flows();
-    return v ? topSourcesOf(v->records, dst) : std::vector<SourceShare>{};
+    if (!v) return {};
+    // The same view: the weak pointer keeps its control block, so a new view can never
+    // take the old one's identity.
+    const bool same = !top_view_.expired() && !top_view_.owner_before(v) && !v.owner_before(top_view_);
+    if (!same || top_cache_.size() >= 256) {
+        top_view_ = v;
+        top_cache_.clear();
+    }
+    auto it = top_cache_.find(dst);
+    if (it == top_cache_.end()) it = top_cache_.emplace(dst, topSourcesOf(v->records, dst)).first;
+    return it->second;
 }
 
 void SecurityStage::observeGaps(const PolicyView& v) {
