@@ -544,24 +544,22 @@ EON
     any=1
     cat <<'EOF2'
 - **Agent CPU in a SYN flood.** At the steady state of a random-port flood the kernel table is
-  under pressure: each SYN costs `netprobe_tc_in` ~1.1-1.3 us (a flow lookup that misses, the
-  aggregate entry, the sec_flow_seen store, the security record, a handshake slot: cold cache
-  lines at ~100-200 ns each in this VM) and each RST `netprobe_tc_eg` ~0.5-0.75 us. Here the
-  flood's source runs on the same node: of the two kfree_skb and cg_eg runs per SYN, one is the
-  attacker's own (its RST dropped, its raw send), ~0.4% of a core at 10k pps. Before the pressure
-  aggregation the table stayed full, each collection read 65,536 entries and the process alone took
-  ~4% of a core.
+  under pressure: each SYN costs `netprobe_tc_in` ~0.7-1.1 us (a flow lookup that misses, the
+  aggregate entry, a handshake slot: cold cache lines at ~100-200 ns each in this VM) and each RST
+  `netprobe_tc_eg` ~0.4-0.75 us; an aggregate entry's attempts are announced by one security record
+  per tick and CPU (~500 records/s read by the agent whatever the rate). Here the flood's source runs
+  on the same node: of the two kfree_skb and cg_eg runs per SYN, one is the attacker's own (its RST
+  dropped, its raw send), ~0.4% of a core at 10k pps.
 EOF2
   fi
   if [[ -n ${R[flood_10000]:-} ]] && ! ge "$(cut -f6 <<<"${R[flood_10000]}")" 0.95; then
     any=1
     cat <<'EOF2'
 - **iperf3 during a SYN flood.** The same transfer without a flood gives ~0.95 with the agent (the
-  throughput rows above); the flood's own cost adds to it (~5% of a core at 10k pps: for the SYN a
-  flow table lookup and its aggregate entry once the table is under pressure, a handshake slot, a
-  security record and an LRU write (sec_flow_seen: the ACK that may follow is not announced again);
-  the same without the LRU write for the RST; two kfree_skb runs), and one 8 s transfer each way
-  moves by several percent between runs (0.87-0.97 at the same commit).
+  throughput rows above); the flood's own cost adds to it (~3.5% of a core at 10k pps: for the SYN a
+  flow table lookup and its aggregate entry once the table is under pressure and a handshake slot;
+  the same for the RST; two kfree_skb runs), and one 8 s transfer each way moves by several percent
+  between runs (single pairs 0.80-1.24, medians of 3 0.88-1.11 at the same commit).
 EOF2
   fi
   [[ $any == 1 ]] || echo "(none)"
