@@ -548,27 +548,34 @@ TEST_F(SecurityDatapath, HostCounters) {
     EXPECT_EQ(client.in_packets + client.out_packets, 0u);
 }
 
-// Three addresses of one 2-way set: the third takes over the quieter slot, the
-// takeover is counted, and the busy address keeps its counts.
-TEST_F(SecurityDatapath, HostSlotTakeoverKeepsTheHeavyHitter) {
-    Skel s = load(1, NP_MITIGATE_OFF);
-    ASSERT_TRUE(s);
-    std::vector<std::string> same_set;
-    const std::uint32_t set = np_host_hash(&(const np_addr&)v4("198.18.0.2")) >> 1;
-    same_set.push_back("198.18.0.2");
+// Three addresses of one 2-way set of host_stats (the first, then two of 198.19.0.0/16).
+std::vector<std::string> sameHostSet(const char* first) {
+    std::vector<std::string> same_set{first};
+    const std::uint32_t set = np_host_hash(&(const np_addr&)v4(first)) >> 1;
     for (int i = 0; i < 65536 && same_set.size() < 3; ++i) {
         const std::string a = "198.19." + std::to_string(i / 256) + "." + std::to_string(i % 256);
         const np_addr x = v4(a.c_str());
         if ((np_host_hash(&x) >> 1) == set) same_set.push_back(a);
     }
+    return same_set;
+}
+
+// A UDP datagram to dst, seen at ingress.
+Bytes udpTo(const std::string& dst) {
+    return PacketBuilder().eth().ipv4("198.18.0.1", dst).udp(1, 2).payload(10).build();
+}
+
+// Three addresses of one 2-way set: the third takes over the quieter slot, the
+// takeover is counted, and the busy address keeps its counts.
+TEST_F(SecurityDatapath, HostSlotTakeoverKeepsTheHeavyHitter) {
+    Skel s = load(1, NP_MITIGATE_OFF);
+    ASSERT_TRUE(s);
+    const std::vector<std::string> same_set = sameHostSet("198.18.0.2");
     ASSERT_EQ(same_set.size(), 3u);
-    auto to = [](const std::string& dst) {
-        return PacketBuilder().eth().ipv4("198.18.0.1", dst).udp(1, 2).payload(10).build();
-    };
-    for (int i = 0; i < 5; ++i) run(s.get(), Prog::In, to(same_set[0]));
-    run(s.get(), Prog::In, to(same_set[1]));
+    for (int i = 0; i < 5; ++i) run(s.get(), Prog::In, udpTo(same_set[0]));
+    run(s.get(), Prog::In, udpTo(same_set[1]));
     EXPECT_EQ(mapErrors(s.get(), NP_MAP_HOST_STATS), 0u);  // two ways: both fit
-    run(s.get(), Prog::In, to(same_set[2]));
+    run(s.get(), Prog::In, udpTo(same_set[2]));
     EXPECT_EQ(mapErrors(s.get(), NP_MAP_HOST_STATS), 1u);
     EXPECT_EQ(host(s.get(), v4(same_set[0].c_str())).in_packets, 5u);
     EXPECT_EQ(host(s.get(), v4(same_set[1].c_str())).in_packets, 0u);  // the quieter one went
@@ -605,28 +612,19 @@ TEST_F(SecurityDatapath, HostSlotChangesSetTheSlotsDirtyBit) {
     Skel s = load(1, NP_MITIGATE_OFF);
     ASSERT_TRUE(s);
     ASSERT_NE(s->data_hostdirty, nullptr);
-    std::vector<std::string> same_set{"198.18.0.2"};
-    const std::uint32_t set = np_host_hash(&(const np_addr&)v4("198.18.0.2")) >> 1;
-    for (int i = 0; i < 65536 && same_set.size() < 3; ++i) {
-        const std::string a = "198.19." + std::to_string(i / 256) + "." + std::to_string(i % 256);
-        const np_addr x = v4(a.c_str());
-        if ((np_host_hash(&x) >> 1) == set) same_set.push_back(a);
-    }
+    const std::vector<std::string> same_set = sameHostSet("198.18.0.2");
     ASSERT_EQ(same_set.size(), 3u);
-    auto to = [](const std::string& dst) {
-        return PacketBuilder().eth().ipv4("198.18.0.1", dst).udp(1, 2).payload(10).build();
-    };
     EXPECT_TRUE(takeDirty(s.get()).empty());
-    for (int i = 0; i < 3; ++i) run(s.get(), Prog::In, to(same_set[0]));
+    for (int i = 0; i < 3; ++i) run(s.get(), Prog::In, udpTo(same_set[0]));
     const std::uint32_t first = slotOf(s.get(), v4(same_set[0].c_str()));
     ASSERT_NE(first, ~0u);
     EXPECT_EQ(takeDirty(s.get()), std::vector<std::uint32_t>{first});
     EXPECT_TRUE(takeDirty(s.get()).empty());  // taken: nothing changed since
-    run(s.get(), Prog::In, to(same_set[1]));  // the other way of the set
+    run(s.get(), Prog::In, udpTo(same_set[1]));  // the other way of the set
     const std::uint32_t second = slotOf(s.get(), v4(same_set[1].c_str()));
     EXPECT_EQ(second, first ^ 1u);
     EXPECT_EQ(takeDirty(s.get()), std::vector<std::uint32_t>{second});
-    run(s.get(), Prog::In, to(same_set[2]));  // takes over the quieter slot: the second's
+    run(s.get(), Prog::In, udpTo(same_set[2]));  // takes over the quieter slot: the second's
     EXPECT_EQ(slotOf(s.get(), v4(same_set[2].c_str())), second);
     EXPECT_EQ(takeDirty(s.get()), std::vector<std::uint32_t>{second});
     // an egress packet changes its source's slot
