@@ -232,10 +232,11 @@ Result<std::unique_ptr<SecuritySource>> SecuritySource::create(const ebpf::Manag
     auto hosts = manager.mapFd(ebpf::DatapathMap::HostStats);
     if (!hosts) return std::unexpected(hosts.error());
     s->host_stats_ = std::move(*hosts);
-    auto dirty = manager.mapFd(ebpf::DatapathMap::HostDirty);
-    auto mapped = dirty ? ebpf::MappedMap::map(dirty->get(), NP_HOST_DIRTY_WORDS * sizeof(std::uint64_t),
-                                               "np_host_dirty")
-                        : Result<ebpf::MappedMap>(std::unexpected(dirty.error()));
+    auto mapped = [&]() -> Result<ebpf::MappedMap> {
+        auto dirty = manager.mapFd(ebpf::DatapathMap::HostDirty);
+        if (!dirty) return std::unexpected(dirty.error());
+        return ebpf::MappedMap::map(dirty->get(), NP_HOST_DIRTY_WORDS * sizeof(std::uint64_t), "np_host_dirty");
+    }();
     if (mapped)
         s->dirty_ = std::move(*mapped);
     else

@@ -122,7 +122,6 @@ public:
     MappedMap& operator=(const MappedMap&) = delete;
     ~MappedMap();
     [[nodiscard]] void* data() const { return p_; }
-    [[nodiscard]] std::size_t size() const { return n_; }
     explicit operator bool() const { return p_ != nullptr; }
 
 private:

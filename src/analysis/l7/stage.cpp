@@ -45,15 +45,13 @@ bool admit(std::set<std::string>& admitted, const std::string& value, std::size_
     return false;
 }
 
-}  // namespace
-
-namespace {
 // The class of an HTTP status: a view of a constant.
 std::string_view httpStatusClass(int status) {
     static constexpr std::string_view kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
     if (status < 100 || status > 599) return "unknown";
     return kClasses[status / 100 - 1];
 }
+
 }  // namespace
 
 std::string statusClass(const Request& r) {
