@@ -20,7 +20,7 @@ SECS=${3:-8}
 NS_S=npb-l7-srv
 NS_C=npb-l7-cli
 np_require l7_http nginx wrk curl bpftool jq
-[[ -x $BIN/np_l7_syscall_bench && -x $BIN/np_l7_parse_bench ]] || { np_log "l7_http: build the bench targets"; exit 1; }
+[[ -x $BIN/np_l7_syscall_bench && -x $BIN/np_l7_parse_bench && -x $BIN/np_hook_ref ]] || { np_log "l7_http: build the bench targets"; exit 1; }
 
 TMP=$(mktemp -d /tmp/npb-l7.XXXXXX)
 stats_was=$(sysctl -n kernel.bpf_stats_enabled)
@@ -137,6 +137,47 @@ for r in $(seq "$ROUNDS"); do
   ratios+=("$(awk -v a="$rps1" -v b="$rps0" 'BEGIN {printf "%.3f", a / b}')")
   p99_off+=("$lat0"); p99_on+=("$lat1")
 done
+# Baselines: empty programs at the capture's hook, no agent (np_hook_ref: the raw sys_exit
+# tracepoint, which makes every syscall of the machine take the traced slow path and run a
+# program; and the socket tracepoints sock_send_length/sock_recv_length, Linux 6.3+, which
+# fire for socket I/O only): the floor of any capture at that hook on this machine. And the
+# agent with --l7=off (its other features, in their defaults): the share of the ratio above
+# that is not the L7 capture's. ROUNDS rounds of the four, the order rotating.
+ref_modes=(none sys_exit sock l7off)
+declare -A ref_runs=()
+for r in $(seq "$ROUNDS"); do
+  for i in 0 1 2 3; do
+    mode=${ref_modes[$(( (i + r) % 4 ))]}
+    ref=""
+    case $mode in
+      sys_exit|sock)
+        coproc REF { exec "$BIN/np_hook_ref" "$mode"; }
+        ref=$REF_PID
+        np_track_pid "$ref"
+        if ! read -r -t 10 line <&"${REF[0]}" || [[ $line != attached ]]; then
+          np_log "np_hook_ref $mode did not attach (skipped)"
+          np_kill "$ref"; np_untrack_pid "$ref"
+          continue
+        fi ;;
+      l7off)
+        port=$(np_free_port "$NS_C")
+        np_start_agent "$NS_C" "$TMP/agent-l7off-$r.log" --interface-filter=npbl71 --metrics-port="$port" --collect-interval=1s --l7=off
+        ref=$NP_AGENT_PID
+        np_wait_agent "$NS_C" "$port" npbl71 "$ref" "$TMP/agent-l7off-$r.log" ;;
+    esac
+    read -r rps _ < <(wrk_run)
+    ref_runs[$mode]+="$rps "
+    if [[ -n $ref ]]; then np_kill "$ref"; np_untrack_pid "$ref"; fi
+  done
+done
+for mode in sys_exit sock l7off; do
+  read -r -a a <<<"${ref_runs[none]:-}"
+  read -r -a b <<<"${ref_runs[$mode]:-}"
+  (( ${#a[@]} && ${#b[@]} )) || continue
+  np_log "baseline $mode: without ${a[*]} req/s, with ${b[*]} req/s"
+  echo -e "RESULT\tl7_hook_ref_${mode}_ratio\t$(awk -v a="$(np_median "${a[@]}")" -v b="$(np_median "${b[@]}")" 'BEGIN {printf "%.3f", b / a}')"
+done
+
 echo -e "RESULT\tl7_wrk_ratio\t$(np_median "${ratios[@]}")"
 echo -e "RESULT\tl7_wrk_p99_off_ms\t$(np_median "${p99_off[@]}")"
 echo -e "RESULT\tl7_wrk_p99_on_ms\t$(np_median "${p99_on[@]}")"
