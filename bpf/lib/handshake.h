@@ -7,9 +7,11 @@
  *
  * Cost: SYN and SYN/ACK packets read and write one slot of a direct-mapped array
  * (tcp_handshakes, abi.h: an inlined lookup, no lock, nothing allocated, so a SYN flood
- * costs a hash and a store per packet); the first ACK-only packets of a flow (at most 2
- * per CPU: flow_packets, the per-CPU count of the flow entry, is at most the flow's
- * total count) read one slot; every other packet pays a test of its flags and count. */
+ * costs a hash and a store per packet); the first ACK-only packets of a connection (at
+ * most 2 per CPU: flow_packets, the per-CPU count of the connection its flow entry holds,
+ * is at most the connection's total count; a 5-tuple reused before its idle entry was
+ * removed counts from the new connection's SYN, np_flow_mark_conn) read one slot; every
+ * other packet pays a test of its flags and count. */
 #ifndef NETPROBE_HANDSHAKE_H
 #define NETPROBE_HANDSHAKE_H
 
@@ -138,8 +140,8 @@ __attribute__((noinline)) int np_handshake_packet(const struct np_packet *pkt)
 	return 0;
 }
 
-/* After the packet was accounted in its flow entry (flow_packets: the entry's count on
- * this CPU, 0 when the packet has no entry). */
+/* After the packet was accounted in its flow entry (flow_packets: the count on this CPU
+ * of the connection the entry holds, 0 when the packet has no entry). */
 static __always_inline void np_handshake_check(const struct np_packet *pkt, __u64 flow_packets)
 {
 	if (!np_enable_handshakes || pkt->key.proto != NP_IPPROTO_TCP)

@@ -67,7 +67,7 @@ __attribute__((noinline)) int np_name_emit(struct __sk_buff *skb, const struct f
 	return 1;
 }
 
-/* After the packet was accounted: flow_packets is its flow entry's count on this CPU
+/* After the packet was accounted: flow_packets is the count on this CPU of the connection its flow entry holds
  * (0 when it has none). */
 static __always_inline void np_names_check(struct __sk_buff *skb, const struct np_packet *pkt, __u32 segs,
 					   __u64 flow_packets)

@@ -94,6 +94,38 @@ static __always_inline void np_track_fragment(struct np_packet *pkt)
 	}
 }
 
+/* A new connection on the 5-tuple of key, whose entry holds an earlier one: every CPU's
+ * copy gets its conn_mark (abi.h), so that the checks of a connection's first packets
+ * (np_handshake_check, np_names_check) see this one's on whichever CPU they arrive - the
+ * client's first ACK often on another CPU than its SYN, where the earlier connection's
+ * count would skip it. The copies are those of CPUs 0 .. nr_cpu_ids - 1 (the lookup of a
+ * higher one is NULL: the loop ends there). Written into other CPUs' copies while they
+ * may update theirs: only this function writes conn_mark. A global function: verified
+ * once, on its own. */
+__attribute__((noinline)) int np_flow_mark_conn(const struct flow_key *key)
+{
+	if (!key)
+		return 0;
+	for (__u32 cpu = 0; cpu < NP_MAX_CPUS; cpu++) {
+		struct np_flow_stats *c = bpf_map_lookup_percpu_elem(&flow_stats, key, cpu);
+		if (!c)
+			break;
+		c->conn_mark = NP_CONN_MARK_SET | ((__u16)c->packets & NP_CONN_MARK_MASK);
+	}
+	return 0;
+}
+
+/* The packets of the connection now on fs's 5-tuple on this CPU: the entry's count, or
+ * since its conn_mark (modulo 2^15: past that a first-packet check may run again, and
+ * finds nothing to do). */
+static __always_inline __u64 np_conn_packets(const struct np_flow_stats *fs)
+{
+	__u16 mark = fs->conn_mark;
+	if (!mark)
+		return fs->packets;
+	return ((__u16)fs->packets - mark) & NP_CONN_MARK_MASK;
+}
+
 static __always_inline void np_flow_add(struct np_flow_stats *fs, __u32 segs, __u64 len, __u8 flags, __u64 now)
 {
 	fs->packets += segs;
@@ -130,8 +162,8 @@ static __always_inline void np_flow_set_port(struct np_packet *pkt, int side, __
 
 /* Returns 1 when the packet is to be dropped (threat intel: a block indicator with
  * mitigation on); it is counted in its flow all the same, as the device counted it.
- * *flow_packets: the flow entry's packet count on this CPU after this packet (0: the
- * packet has no entry). */
+ * *flow_packets: the packet count on this CPU, after this packet, of the connection its
+ * flow entry now holds (np_conn_packets; 0: the packet has no entry). */
 static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __u64 len, __u64 *flow_packets)
 {
 	/* CLOCK_MONOTONIC at tick resolution from jiffies (bpf/lib/clock.h): ~1 ns
@@ -140,8 +172,12 @@ static __always_inline int np_account_flow(struct np_packet *pkt, __u32 segs, __
 	__u64 now = np_now_coarse();
 	struct np_flow_stats *fs = bpf_map_lookup_elem(&flow_stats, &pkt->key);
 	if (fs) {
+		/* A SYN on a quiet entry: a new connection on a reused 5-tuple. */
+		if ((np_enable_handshakes || np_enable_names) && pkt->key.proto == NP_IPPROTO_TCP &&
+		    (pkt->tcp_flags & (NP_TCP_SYN | NP_TCP_ACK)) == NP_TCP_SYN && now - fs->last_seen_ns >= NP_FLOW_REUSE_IDLE_NS)
+			np_flow_mark_conn(&pkt->key);
 		np_flow_add(fs, segs, len, pkt->tcp_flags, now);
-		*flow_packets = fs->packets;
+		*flow_packets = np_conn_packets(fs);
 		return np_enable_intel ? np_intel_flow(pkt, fs, segs, len) : 0;
 	}
 	/* Under pressure, a connection attempt or refusal goes to its aggregate entry. */

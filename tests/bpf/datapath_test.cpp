@@ -26,6 +26,7 @@
 // run them with --gtest_also_run_disabled_tests.
 #include "datapath_support.hpp"
 
+#include <sched.h>
 #include <time.h>
 
 #include <chrono>
@@ -592,6 +593,125 @@ TEST_F(DatapathCustomLoad, HandshakeTiming)
     ASSERT_EQ(runFrame(off.get(), Prog::TcEgress, eth().ipv4(A4, B4).tcp(40000, 80, tf::ACK).build()).err, 0);
     ring_buffer__consume(rb);
     EXPECT_TRUE(got.empty());
+    ring_buffer__free(rb);
+}
+
+// A client reuses a 5-tuple before user space removed its idle flow entry (seen in the
+// soak: python's connections got an earlier connection's source port back within a
+// minute, while the entry lives 2 minutes). The new connection's SYN finds the entry quiet
+// and marks every CPU's copy (np_flow_mark_conn), so the client's first ACK completes the
+// handshake whichever CPU it arrives on - before, the copy of a CPU that had carried the
+// earlier connection counted past 2 and skipped the check: the handshake was not timed, its
+// slot stayed in progress for 30 s, and a later SYN that hashed there counted a displaced
+// handshake. The entry's counts stay exact.
+TEST_F(DatapathCustomLoad, HandshakeTimingOnReusedFiveTuple)
+{
+    Skel s = load({.enable_handshakes = 1});
+    if (skipped_)
+        GTEST_SKIP() << "needs root";
+    ASSERT_TRUE(s);
+    cpu_set_t before;
+    ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
+    std::vector<int> cpus;
+    for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; c++)
+        if (CPU_ISSET(c, &before))
+            cpus.push_back(c);
+    if (cpus.size() < 2)
+        GTEST_SKIP() << "needs two CPUs";
+    struct Restore {
+        cpu_set_t* mask;
+        ~Restore() { sched_setaffinity(0, sizeof *mask, mask); }
+    } restore{&before};
+    auto onCpu = [&](int i) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpus[static_cast<std::size_t>(i)], &one);
+        ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+    };
+    std::vector<np_hs_event> got;
+    auto sink = [](void* ctx, void* data, size_t size) -> int {
+        if (size >= sizeof(np_hs_event))
+            static_cast<std::vector<np_hs_event>*>(ctx)->push_back(*static_cast<const np_hs_event*>(data));
+        return 0;
+    };
+    ring_buffer* rb = ring_buffer__new(bpf_map__fd(s->maps.handshake_events), sink, &got, nullptr);
+    ASSERT_NE(rb, nullptr);
+    auto drain = [&] {
+        got.clear();
+        ring_buffer__consume(rb);
+        return got;
+    };
+    namespace tf = tcp_flags;
+    const std::uint16_t cport = 40100;
+    const Bytes syn = eth().ipv4(A4, B4).tcp(cport, 80, tf::SYN).build();
+    const Bytes synack = eth().ipv4(B4, A4).tcp(80, cport, tf::SYN | tf::ACK).build();
+    const Bytes ack = eth().ipv4(A4, B4).tcp(cport, 80, tf::ACK).build();
+    const Bytes data = eth().ipv4(A4, B4).tcp(cport, 80, tf::ACK | tf::PSH).payload(100).build();
+    const Bytes fin = eth().ipv4(A4, B4).tcp(cport, 80, tf::ACK | tf::FIN).build();
+    std::uint64_t sent = 0;  // client -> server frames (egress)
+    auto out = [&](const Bytes& f) {
+        ASSERT_EQ(runFrame(s.get(), Prog::TcEgress, f).err, 0);
+        ++sent;
+    };
+    auto in = [&](const Bytes& f) { ASSERT_EQ(runFrame(s.get(), Prog::TcIngress, f).err, 0); };
+
+    // The first connection: its handshake on the first CPU; data and its end on both.
+    onCpu(0);
+    out(syn);
+    in(synack);
+    out(ack);
+    out(data);
+    onCpu(1);
+    out(data);
+    out(data);
+    out(fin);
+    ASSERT_EQ(drain().size(), 1u);
+
+    // The 5-tuple again, after the entry was quiet: its SYN on the first CPU, the client's
+    // first ACK on the second (where the first connection left a count of 3).
+    std::this_thread::sleep_for(std::chrono::milliseconds(NP_FLOW_REUSE_IDLE_NS / 1000000 + 50));
+    onCpu(0);
+    out(syn);
+    in(synack);
+    onCpu(1);
+    out(ack);
+    out(data);
+    auto r = drain();
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].key.src_port, cport);
+
+    // And a third connection, the other way round: its SYN on the second CPU, its ACK on
+    // the first.
+    out(fin);
+    std::this_thread::sleep_for(std::chrono::milliseconds(NP_FLOW_REUSE_IDLE_NS / 1000000 + 50));
+    out(syn);
+    in(synack);
+    onCpu(0);
+    out(ack);
+    EXPECT_EQ(drain().size(), 1u);
+
+    // Nothing stays in progress, nothing was displaced, and the entry's count is exact.
+    const int hs = bpf_map__fd(s->maps.tcp_handshakes);
+    for (std::uint32_t i = 0; i < NP_HS_SLOTS; i++) {
+        np_hs_slot slot{};
+        ASSERT_EQ(bpf_map_lookup_elem(hs, &i, &slot), 0);
+        EXPECT_NE(slot.state, static_cast<std::uint32_t>(NP_HS_SYNACK)) << "slot " << i;
+    }
+    EXPECT_EQ(sumU64(s->maps.map_errors, NP_MAP_TCP_HANDSHAKES), 0u);
+    std::vector<Flow> flows = readFlows(s->maps.flow_stats);
+    auto it = std::find_if(flows.begin(), flows.end(), [&](const Flow& f) {
+        return f.key.src_port == cport && f.key.direction == NP_DIR_EGRESS;
+    });
+    ASSERT_NE(it, flows.end()) << flowsToString(flows);
+    EXPECT_EQ(it->packets, sent);
+
+    // A SYN on a busy entry (within NP_FLOW_REUSE_IDLE_NS of its last packet here: a flood
+    // on one 5-tuple, or a reconnection that quick) is no new connection to the entry:
+    // nothing is marked, and the ACK after its SYN/ACK is past the first packets.
+    out(syn);
+    in(synack);
+    out(ack);
+    EXPECT_TRUE(drain().empty());
     ring_buffer__free(rb);
 }
 

@@ -172,12 +172,32 @@ struct np_flow_stats {
 	__u8 intel_match; /* NP_INTEL_MATCH_* bits */
 	__u16 intel_gen;
 	__u16 intel_feed; /* feed index of the matched indicator (source side first) */
-	/* An aggregate entry (flow pressure, bpf/progs/datapath.bpf.c) on this CPU: its
-	 * packets since its last sec_events record that no record announced yet (records of
-	 * an aggregate entry are limited to one per tick and CPU; the next one carries the
-	 * count in np_sec_event.folded). 0 in every other entry; user space ignores it. */
-	__u16 folded;
+	/* Per CPU; user space ignores it. In an aggregate entry (flow pressure,
+	 * bpf/progs/datapath.bpf.c): folded, its packets on this CPU since its last
+	 * sec_events record that no record announced yet (records of an aggregate entry are
+	 * limited to one per tick and CPU; the next one carries the count in
+	 * np_sec_event.folded). In the entry of one 5-tuple: conn_mark, NP_CONN_MARK_SET |
+	 * the low 15 bits of this copy's packet count before the connection now on the
+	 * 5-tuple began - set on every CPU's copy by a SYN that finds the entry quiet for
+	 * NP_FLOW_REUSE_IDLE_NS (a client reused the 5-tuple before user space removed the
+	 * idle entry), 0 while the entry holds its first connection. The checks of a
+	 * connection's first packets (handshake timing, names) count from it. */
+	union {
+		__u16 folded;
+		__u16 conn_mark;
+	};
 };
+#define NP_CONN_MARK_SET 0x8000
+#define NP_CONN_MARK_MASK 0x7fff
+/* A SYN without ACK on a 5-tuple whose entry this CPU has not updated for this long
+ * begins a new connection on it (a retransmitted SYN, at least a second after the first,
+ * marks it again: harmless). A SYN flood on one 5-tuple keeps the entry busy and pays
+ * nothing more. */
+#define NP_FLOW_REUSE_IDLE_NS (100ULL * 1000000ULL)
+/* The CPUs whose copies a new connection on a reused 5-tuple marks: at most this many
+ * (a larger machine's later CPUs keep the previous connection's count, and their
+ * first-packet checks miss that connection). */
+#define NP_MAX_CPUS 1024
 
 /* frag_track map key: identifies the fragments of one datagram so later fragments
  * (which carry no L4 header) can be attributed to their flow's ports. */
