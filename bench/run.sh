@@ -280,15 +280,15 @@ if [[ -n ${R[l7_wrk_ratio]:-} ]]; then
       "$([[ ${R[l7_wrk_tls_counted_exact]} == 1 ]] && echo PASS || echo MISS)"
   fi
   if [[ -n ${R[l7_hook_ref_sys_exit_ratio]:-} ]]; then
-    row "L7 kernel baseline: an empty program at the raw sys_exit tracepoint (the capture's hook), no agent / without, median of 3" \
+    row "L7 kernel baseline: an empty program at the raw sys_exit tracepoint (the capture's hook), no agent / without, median of 5" \
       "${R[l7_hook_ref_sys_exit_ratio]}" "(reference)" "-"
   fi
   if [[ -n ${R[l7_hook_ref_l7off_ratio]:-} ]]; then
-    row "L7 baseline: the agent with --l7=off (its other features at their defaults) / without, median of 3" \
+    row "L7 baseline: the agent with --l7=off (its other features at their defaults) / without, median of 5" \
       "${R[l7_hook_ref_l7off_ratio]}" "(reference)" "-"
   fi
   if [[ -n ${R[l7_hook_ref_sock_ratio]:-} ]]; then
-    row "L7 kernel baseline: empty programs at sock_send_length + sock_recv_length (socket I/O only), no agent / without, median of 3" \
+    row "L7 kernel baseline: empty programs at sock_send_length + sock_recv_length (socket I/O only), no agent / without, median of 5" \
       "${R[l7_hook_ref_sock_ratio]}" "(reference)" "-"
   fi
   row "L7: ns added per write(2) - /dev/null / HTTP socket (captured) / binary socket (skipped)" \
