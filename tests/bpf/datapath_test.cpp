@@ -493,6 +493,31 @@ TEST_F(DatapathCustomLoad, DecapDisabled)
             EXPECT_EQ(overlayCounter(s.get(), d, e), Overlay{}) << d << " " << e;
 }
 
+// The records of a skeleton's handshake_events ring: drain() returns those written since
+// the last call.
+class HandshakeRecords {
+public:
+    explicit HandshakeRecords(int ring_fd) : rb_(ring_buffer__new(ring_fd, sink, &got_, nullptr)) {}
+    ~HandshakeRecords() { ring_buffer__free(rb_); }
+    HandshakeRecords(const HandshakeRecords&) = delete;
+    HandshakeRecords& operator=(const HandshakeRecords&) = delete;
+    bool ok() const { return rb_ != nullptr; }
+    std::vector<np_hs_event> drain() {
+        got_.clear();
+        ring_buffer__consume(rb_);
+        return got_;
+    }
+
+private:
+    static int sink(void* ctx, void* data, size_t size) {
+        if (size >= sizeof(np_hs_event))
+            static_cast<std::vector<np_hs_event>*>(ctx)->push_back(*static_cast<const np_hs_event*>(data));
+        return 0;
+    }
+    std::vector<np_hs_event> got_;
+    ring_buffer* rb_;
+};
+
 // TCP handshake timing (bpf/lib/handshake.h): a SYN leaving, its SYN/ACK arriving and the
 // client's first ACK leaving make one handshake_events record keyed client -> server, its
 // two halves within the time the three runs took; a retransmitted SYN or SYN/ACK makes
@@ -504,19 +529,9 @@ TEST_F(DatapathCustomLoad, HandshakeTiming)
     if (skipped_)
         GTEST_SKIP() << "needs root";
     ASSERT_TRUE(s);
-    std::vector<np_hs_event> got;
-    auto sink = [](void* ctx, void* data, size_t size) -> int {
-        if (size >= sizeof(np_hs_event))
-            static_cast<std::vector<np_hs_event>*>(ctx)->push_back(*static_cast<const np_hs_event*>(data));
-        return 0;
-    };
-    ring_buffer* rb = ring_buffer__new(bpf_map__fd(s->maps.handshake_events), sink, &got, nullptr);
-    ASSERT_NE(rb, nullptr);
-    auto drain = [&] {
-        got.clear();
-        ring_buffer__consume(rb);
-        return got;
-    };
+    HandshakeRecords records(bpf_map__fd(s->maps.handshake_events));
+    ASSERT_TRUE(records.ok());
+    auto drain = [&] { return records.drain(); };
     namespace tf = tcp_flags;
     auto handshake = [&](std::uint16_t cport, int syns, int synacks, int acks) {
         for (int i = 0; i < syns; i++)
@@ -581,19 +596,15 @@ TEST_F(DatapathCustomLoad, HandshakeTiming)
     r = drain();
     ASSERT_EQ(r.size(), 1u);
     EXPECT_EQ(r[0].key.src_port, second);
-    ring_buffer__free(rb);
 
     Skel off = load({.enable_handshakes = 0});
     ASSERT_TRUE(off);
-    got.clear();
-    rb = ring_buffer__new(bpf_map__fd(off->maps.handshake_events), sink, &got, nullptr);
-    ASSERT_NE(rb, nullptr);
+    HandshakeRecords none(bpf_map__fd(off->maps.handshake_events));
+    ASSERT_TRUE(none.ok());
     ASSERT_EQ(runFrame(off.get(), Prog::TcEgress, eth().ipv4(A4, B4).tcp(40000, 80, tf::SYN).build()).err, 0);
     ASSERT_EQ(runFrame(off.get(), Prog::TcIngress, eth().ipv4(B4, A4).tcp(80, 40000, tf::SYN | tf::ACK).build()).err, 0);
     ASSERT_EQ(runFrame(off.get(), Prog::TcEgress, eth().ipv4(A4, B4).tcp(40000, 80, tf::ACK).build()).err, 0);
-    ring_buffer__consume(rb);
-    EXPECT_TRUE(got.empty());
-    ring_buffer__free(rb);
+    EXPECT_TRUE(none.drain().empty());
 }
 
 // A client reuses a 5-tuple before user space removed its idle flow entry (seen in the
@@ -628,19 +639,9 @@ TEST_F(DatapathCustomLoad, HandshakeTimingOnReusedFiveTuple)
         CPU_SET(cpus[static_cast<std::size_t>(i)], &one);
         ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
     };
-    std::vector<np_hs_event> got;
-    auto sink = [](void* ctx, void* data, size_t size) -> int {
-        if (size >= sizeof(np_hs_event))
-            static_cast<std::vector<np_hs_event>*>(ctx)->push_back(*static_cast<const np_hs_event*>(data));
-        return 0;
-    };
-    ring_buffer* rb = ring_buffer__new(bpf_map__fd(s->maps.handshake_events), sink, &got, nullptr);
-    ASSERT_NE(rb, nullptr);
-    auto drain = [&] {
-        got.clear();
-        ring_buffer__consume(rb);
-        return got;
-    };
+    HandshakeRecords records(bpf_map__fd(s->maps.handshake_events));
+    ASSERT_TRUE(records.ok());
+    auto drain = [&] { return records.drain(); };
     namespace tf = tcp_flags;
     const std::uint16_t cport = 40100;
     const Bytes syn = eth().ipv4(A4, B4).tcp(cport, 80, tf::SYN).build();
@@ -712,7 +713,6 @@ TEST_F(DatapathCustomLoad, HandshakeTimingOnReusedFiveTuple)
     in(synack);
     out(ack);
     EXPECT_TRUE(drain().empty());
-    ring_buffer__free(rb);
 }
 
 // UDP inter-arrival timing (bpf/lib/udp_timing.h): datagrams of one flow sent 2, 6 and
