@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -16,6 +17,12 @@
 namespace {
 volatile std::sig_atomic_t g_stop = 0;
 void onSignal(int) { g_stop = 1; }
+struct SkelFree {
+    void operator()(hook_reference_bpf* s) const { hook_reference_bpf__destroy(s); }
+};
+struct LinkFree {
+    void operator()(bpf_link* l) const { bpf_link__destroy(l); }
+};
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -24,7 +31,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: np_hook_ref sys_exit|sock\n");
         return 2;
     }
-    hook_reference_bpf* skel = hook_reference_bpf__open();
+    std::unique_ptr<hook_reference_bpf, SkelFree> skel(hook_reference_bpf__open());
     if (!skel) {
         std::fprintf(stderr, "np_hook_ref: open: %s\n", std::strerror(errno));
         return 1;
@@ -33,31 +40,27 @@ int main(int argc, char** argv) {
     bpf_program__set_autoload(skel->progs.np_ref_sys_exit, !sock);
     bpf_program__set_autoload(skel->progs.np_ref_sock_send, sock);
     bpf_program__set_autoload(skel->progs.np_ref_sock_recv, sock);
-    if (int err = hook_reference_bpf__load(skel)) {
+    if (int err = hook_reference_bpf__load(skel.get())) {
         std::fprintf(stderr, "np_hook_ref: load (%s hook): %s\n", argv[1], std::strerror(-err));
-        hook_reference_bpf__destroy(skel);
         return 1;
     }
-    std::vector<bpf_link*> links;
+    std::vector<std::unique_ptr<bpf_link, LinkFree>> links;  // destroyed before the skeleton
     auto attach = [&](bpf_program* p) {
         bpf_link* l = bpf_program__attach(p);
         if (!l) {
             std::fprintf(stderr, "np_hook_ref: attach %s: %s\n", bpf_program__name(p), std::strerror(errno));
             return false;
         }
-        links.push_back(l);
+        links.emplace_back(l);
         return true;
     };
-    bool ok = sock ? attach(skel->progs.np_ref_sock_send) && attach(skel->progs.np_ref_sock_recv)
-                   : attach(skel->progs.np_ref_sys_exit);
-    if (ok) {
-        std::signal(SIGTERM, onSignal);
-        std::signal(SIGINT, onSignal);
-        std::printf("attached\n");
-        std::fflush(stdout);
-        while (!g_stop) ::pause();
-    }
-    for (bpf_link* l : links) bpf_link__destroy(l);
-    hook_reference_bpf__destroy(skel);
-    return ok ? 0 : 1;
+    const bool ok = sock ? attach(skel->progs.np_ref_sock_send) && attach(skel->progs.np_ref_sock_recv)
+                         : attach(skel->progs.np_ref_sys_exit);
+    if (!ok) return 1;
+    std::signal(SIGTERM, onSignal);
+    std::signal(SIGINT, onSignal);
+    std::printf("attached\n");
+    std::fflush(stdout);
+    while (!g_stop) ::pause();
+    return 0;
 }
